@@ -1,0 +1,36 @@
+# safewatch developer tasks. `make install` once, then `make run` or `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= examples/site.yaml
+RULES ?= examples/rules
+VIDEO ?= ../shared/assets/video/construction_cctv_640x352_24s.mp4
+
+.PHONY: install run test check lint typecheck bench
+
+$(BIN)/safewatch: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	@touch $@
+
+install: $(BIN)/safewatch
+
+run: install
+	$(BIN)/safewatch audit $(VIDEO) --config $(CONFIG) --rules $(RULES) --out audit-out
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+bench: install
+	$(BIN)/python -m bench.accuracy
+	$(BIN)/python -m bench.speed
