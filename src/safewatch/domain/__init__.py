@@ -3,6 +3,7 @@
 from safewatch.domain.detections import Detections
 from safewatch.domain.events import Phase, RuleEvent, Severity
 from safewatch.domain.frame import Frame, Image
+from safewatch.domain.geometry import Point, Zone, points_in_polygon
 from safewatch.domain.incidents import Incident, IncidentStatus, incident_id
 from safewatch.domain.tracks import PPEState, Track, TrackedFrame
 
@@ -14,9 +15,12 @@ __all__ = [
     "IncidentStatus",
     "PPEState",
     "Phase",
+    "Point",
     "RuleEvent",
     "Severity",
     "Track",
     "TrackedFrame",
+    "Zone",
     "incident_id",
+    "points_in_polygon",
 ]

@@ -1,0 +1,69 @@
+"""Zones and point-in-polygon tests in normalised frame coordinates.
+
+Rule files store coordinates normalised to the frame (0-1) so a zone survives a change of stream
+resolution; stages convert to pixels only when they draw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["Point", "Zone", "points_in_polygon"]
+
+Point = tuple[float, float]
+
+
+def points_in_polygon(
+    points: NDArray[np.float64], polygon: NDArray[np.float64]
+) -> NDArray[np.bool_]:
+    """Even-odd ray casting for many points at once.
+
+    Args:
+        points: ``(N, 2)`` x, y.
+        polygon: ``(M, 2)`` vertices, M >= 3, open (the last vertex is joined to the first).
+
+    Returns:
+        ``(N,)`` booleans; points exactly on an edge may fall either side.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    x = pts[:, 0:1]
+    y = pts[:, 1:2]
+    x1, y1 = poly[:, 0], poly[:, 1]
+    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+    crosses = (y1 > y) != (y2 > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_at_y = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+    inside = crosses & (x < x_at_y)
+    result: NDArray[np.bool_] = (np.count_nonzero(inside, axis=1) % 2) == 1
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """A named polygon on one camera, in normalised coordinates.
+
+    Attributes:
+        id: Zone key from the rule file.
+        camera_id: Camera the zone is drawn on.
+        polygon: Vertices ``(x, y)`` in ``[0, 1]``, at least three.
+    """
+
+    id: str
+    camera_id: str
+    polygon: tuple[Point, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.polygon) < 3:
+            raise ValueError(f"zone {self.id!r} needs at least 3 points, got {len(self.polygon)}")
+
+    def to_pixels(self, width: int, height: int) -> NDArray[np.float64]:
+        """Vertices in pixels of a ``width`` x ``height`` frame, ``(M, 2)``."""
+        return np.asarray(self.polygon, dtype=np.float64) * np.array([width, height], np.float64)
+
+    def contains(self, points: NDArray[np.float64], width: int, height: int) -> NDArray[np.bool_]:
+        """Which pixel points of a ``width`` x ``height`` frame lie inside the zone."""
+        return points_in_polygon(points, self.to_pixels(width, height))
