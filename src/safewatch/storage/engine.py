@@ -1,0 +1,108 @@
+"""Build the SQLAlchemy engine from the site file's database URL.
+
+SQLite is the embedded default, so its settings matter: WAL lets the API read while a camera worker
+writes, a busy timeout turns brief lock contention into a short wait instead of an error, and
+foreign keys are off in SQLite unless asked for. Relative SQLite paths are resolved against the site
+file's folder (``base_dir``) so a site runs the same whatever the working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from safewatch.errors import StorageError
+
+__all__ = ["BUSY_TIMEOUT_MS", "create_engine_for", "resolve_url"]
+
+BUSY_TIMEOUT_MS = 5000
+"""How long an SQLite writer waits for a lock before failing (milliseconds)."""
+
+
+def _is_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite"
+
+
+def _is_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:")
+
+
+def resolve_url(url: str, base_dir: Path) -> URL:
+    """Parse ``url`` and make a relative SQLite file path absolute under ``base_dir``.
+
+    Raises:
+        StorageError: The URL cannot be parsed.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StorageError(f"invalid database URL {url!r}: {exc}") from exc
+    if _is_sqlite(parsed) and not _is_memory(parsed):
+        path = Path(str(parsed.database)).expanduser()
+        if not path.is_absolute():
+            path = (base_dir / path).resolve()
+        parsed = parsed.set(database=str(path))
+    return parsed
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # WAL with NORMAL sync is durable against application crashes and much faster than FULL.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def create_engine_for(url: str, base_dir: Path) -> Engine:
+    """Create an engine for ``url`` and check that the database can be opened.
+
+    The connection is tried once here so a wrong path or a read-only folder is reported at start-up
+    with the database named, not on the first incident minutes later.
+
+    Args:
+        url: SQLAlchemy URL from :class:`safewatch.config.site.StorageConfig`.
+        base_dir: Folder relative SQLite paths are relative to (the site file's folder).
+
+    Raises:
+        StorageError: The URL is invalid, the folder cannot be created, or the database cannot be
+            opened.
+    """
+    parsed = resolve_url(url, base_dir)
+    shown = parsed.render_as_string(hide_password=True)
+    kwargs: dict[str, Any] = {}
+    if _is_sqlite(parsed):
+        if _is_memory(parsed):
+            # One shared connection, or every new connection would see an empty database.
+            kwargs["poolclass"] = StaticPool
+        else:
+            folder = Path(str(parsed.database)).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot create the database folder {folder}: {exc.strerror or exc}"
+                ) from exc
+        kwargs["connect_args"] = {"check_same_thread": False}
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (ArgumentError, ImportError) as exc:
+        raise StorageError(f"cannot use database {shown}: {exc}") from exc
+    if _is_sqlite(parsed):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        reason = getattr(exc, "orig", None) or exc
+        raise StorageError(f"cannot open database {shown}: {reason}") from exc
+    return engine
