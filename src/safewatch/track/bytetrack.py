@@ -1,0 +1,85 @@
+"""A thin adapter over roboflow ``trackers.ByteTrackTracker`` for one object label.
+
+Kept apart from the camera logic so the library's conventions stay in one place:
+
+* Time mode. The library is fed the frame clock (``timestamp=`` seconds), so its lost-track budget
+  is measured in seconds and its Kalman step scales with the real gap between sampled frames. Its
+  ``lost_track_buffer`` is expressed in 30 fps frames (``budget_seconds = buffer / 30``), hence the
+  conversion below. ``frame_rate`` only sets the nominal step of the motion model.
+* Activation. The library spawns tracks only from unmatched *high*-confidence detections that also
+  clear ``track_activation_threshold``, so the effective start threshold is
+  ``max(activation_confidence, high_confidence)``.
+* Input. ``update`` does not mutate the ``sv.Detections`` it is given (it returns an indexed copy);
+  we still build that object from copies of our read-only arrays, and carry each row's original
+  index in ``data`` to map results back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import supervision as sv
+from numpy.typing import NDArray
+from trackers import ByteTrackTracker
+
+from safewatch.config.site import TrackerConfig
+
+__all__ = ["LabelTracker"]
+
+_LIBRARY_FPS = 30.0  # the library's lost_track_buffer unit: frames at 30 fps
+_INDEX = "safewatch_index"
+
+
+class LabelTracker:
+    """ByteTrack over the detections of one label of one camera.
+
+    Args:
+        config: The site's tracker settings.
+        frame_rate: Nominal analysis frames per second of the camera (Kalman step unit).
+    """
+
+    def __init__(self, config: TrackerConfig, frame_rate: float) -> None:
+        self._tracker = ByteTrackTracker(
+            lost_track_buffer=max(1, round(config.lost_track_seconds * _LIBRARY_FPS)),
+            frame_rate=frame_rate,
+            track_activation_threshold=config.activation_confidence,
+            minimum_consecutive_frames=config.min_frames,
+            minimum_iou_threshold=config.min_iou,
+            high_conf_det_threshold=config.high_confidence,
+        )
+
+    def update(
+        self, xyxy: NDArray[np.float32], confidence: NDArray[np.float32], clock: float
+    ) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
+        """Advance to ``clock`` seconds with this frame's boxes of the label.
+
+        Args:
+            xyxy: ``(N, 4)`` boxes (not modified).
+            confidence: ``(N,)`` scores (not modified).
+            clock: Strictly increasing seconds on the camera's frame clock.
+
+        Returns:
+            Row indices into ``xyxy`` of the detections that belong to a confirmed track, and the
+            library's track id for each (ids are per instance and start at 0).
+        """
+        n = int(xyxy.shape[0])
+        detections = sv.Detections(
+            xyxy=np.array(xyxy, dtype=np.float32, copy=True).reshape(n, 4),
+            confidence=np.array(confidence, dtype=np.float32, copy=True),
+            data={_INDEX: np.arange(n, dtype=np.intp)},
+        )
+        out = self._tracker.update(detections, timestamp=clock)
+        if len(out) == 0 or out.tracker_id is None:
+            return np.zeros(0, np.intp), np.zeros(0, np.int64)
+        ids = np.asarray(out.tracker_id, dtype=np.int64)
+        confirmed = ids >= 0
+        rows = np.asarray(out.data[_INDEX], dtype=np.intp)[confirmed]
+        return rows, ids[confirmed]
+
+    def alive_ids(self) -> set[int]:
+        """Library ids of confirmed tracks still alive (matched now or within the lost budget)."""
+        return {int(t.tracker_id) for t in self._tracker.tracks if t.tracker_id >= 0}
+
+    @property
+    def idle(self) -> bool:
+        """True when no track, confirmed or tentative, is alive: the instance can be dropped."""
+        return not self._tracker.tracks

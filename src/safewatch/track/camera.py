@@ -1,0 +1,248 @@
+"""One camera's tracker: ByteTrack per object label, PPE voted onto person tracks.
+
+Class awareness: one :class:`~safewatch.track.bytetrack.LabelTracker` per label rather than a single
+tracker with label-gated association. The library's association sees only boxes, so gating would
+mean patching its cost matrix; separate instances reuse it unchanged, make it impossible for a
+person to take a forklift's id however much their boxes overlap, and cost nothing (a site has a
+handful of labels). The price is that an object whose label flickers between frames starts a new
+track; label maps that merge look-alike classes (car, truck, bus -> ``vehicle``) avoid that.
+Library ids are per instance, so the camera hands out its own ids, unique across labels and modes.
+
+Bounded state: per-label trackers are dropped once they hold no track, the id map and PPE votes are
+pruned to the library's living tracks every frame, and the set of PPE items is limited by the label
+vocabulary, so a 24/7 stream keeps only what is alive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from safewatch.config.site import TrackerConfig
+from safewatch.domain import Detections, Frame, PPEState, Track, TrackedFrame
+from safewatch.track.bytetrack import LabelTracker
+from safewatch.track.clock import FrameClock
+from safewatch.track.heads import HeadModeSwitch, suppress_overlaps
+from safewatch.track.ppe import NEGATIVE_PREFIX, Observation, PPEVocabulary, associate_ppe
+from safewatch.track.votes import PPEVotes
+
+__all__ = ["PERSON", "CameraTracker"]
+
+PERSON = "person"
+_HEADS = "person[heads]"  # tracker key of head mode; its tracks are reported as persons
+
+
+class CameraTracker:
+    """Track one camera's objects and attach voted PPE states to its people.
+
+    Args:
+        config: The site's tracker settings.
+        camera_id: The camera this instance serves; frames of another camera are refused.
+        frame_rate: The camera's nominal analysis fps; only sets the motion model's step, since
+            lost-track limits are in seconds of the frame clock.
+        track_heads: Head mode (see :mod:`safewatch.track.heads`): ``True`` tracks ``hardhat`` /
+            ``no_hardhat`` boxes as persons, ``False`` never does, ``None`` decides from the
+            detections with hysteresis.
+        ppe_items: Items the camera's models can detect (``hardhat``, ``vest``, ...), reported on
+            every person track. ``None``: the items seen so far on this camera.
+        vocabulary: Which labels are PPE and where items are worn.
+        head_item: The item whose boxes mark heads in head mode.
+    """
+
+    def __init__(
+        self,
+        config: TrackerConfig,
+        camera_id: str,
+        *,
+        frame_rate: float = 5.0,
+        track_heads: bool | None = None,
+        ppe_items: Iterable[str] | None = None,
+        vocabulary: PPEVocabulary | None = None,
+        head_item: str = "hardhat",
+    ) -> None:
+        if frame_rate <= 0:
+            raise ValueError(f"frame_rate must be > 0, got {frame_rate}")
+        self._config = config
+        self._camera_id = camera_id
+        self._frame_rate = frame_rate
+        self._vocabulary = vocabulary or PPEVocabulary()
+        self._head_labels = (head_item, NEGATIVE_PREFIX + head_item)
+        self._head_item = head_item
+        self._fixed_items = ppe_items is not None
+        self._items: set[str] = set(ppe_items or ())
+        self._heads = HeadModeSwitch(track_heads)
+        self._clock = FrameClock()
+        self._trackers: dict[str, LabelTracker] = {}
+        self._ids: dict[tuple[str, int], int] = {}
+        self._next_id = 1
+        self._votes = PPEVotes(config.ppe_window)
+
+    @property
+    def camera_id(self) -> str:
+        """The camera this tracker serves."""
+        return self._camera_id
+
+    @property
+    def head_mode(self) -> bool:
+        """Whether the last frame was tracked in head mode."""
+        return self._heads.active
+
+    @property
+    def state_size(self) -> int:
+        """Entries of per-track state held now (ids, vote histories, label trackers).
+
+        Exported as a gauge; it follows the number of living tracks, not the stream's length.
+        """
+        return len(self._ids) + len(self._votes) + len(self._trackers)
+
+    def update(self, detections: Detections, frame: Frame) -> TrackedFrame:
+        """Track one frame.
+
+        Args:
+            detections: The frame's merged detections (objects and PPE); not modified.
+            frame: The frame they came from; only its clock and size are read.
+
+        Returns:
+            The confirmed tracks matched in this frame, ordered by id, with the input detections
+            attached for overlays.
+        """
+        if frame.camera_id != self._camera_id:
+            raise ValueError(
+                f"tracker of camera {self._camera_id!r} got a frame of camera {frame.camera_id!r}"
+            )
+        clock = self._clock(frame)
+        labels = [str(x) for x in detections.label]
+        ppe_rows = self._vocabulary.ppe_mask(detections.label)
+        if not self._fixed_items:
+            self._learn_items(labels, ppe_rows)
+        head_rows = np.flatnonzero(np.isin(detections.label, self._head_labels))
+        head_mode = self._heads.update(PERSON in labels, head_rows.size > 0)
+        self._trackers.pop(PERSON if head_mode else _HEADS, None)
+
+        groups = self._groups(detections, labels, ppe_rows, head_rows, head_mode)
+        matched: dict[int, tuple[str, int]] = {}  # input row -> (tracker key, camera id)
+        for key in sorted(set(groups) | set(self._trackers)):
+            rows = groups.get(key, np.zeros(0, np.intp))
+            tracker = self._trackers.get(key)
+            if tracker is None:
+                tracker = self._trackers[key] = LabelTracker(self._config, self._frame_rate)
+            local, lib_ids = tracker.update(
+                detections.xyxy[rows], detections.confidence[rows], clock
+            )
+            for row, lib_id in zip(rows[local], lib_ids, strict=True):
+                matched[int(row)] = (key, self._camera_id_of(key, int(lib_id)))
+        self._prune()
+
+        self._observe(detections, ppe_rows, matched, head_mode)
+        tracks = [
+            self._track(detections, row, key, track_id) for row, (key, track_id) in matched.items()
+        ]
+        tracks.sort(key=lambda t: t.track_id)
+        return TrackedFrame(
+            camera_id=self._camera_id,
+            seq=frame.seq,
+            pts=frame.pts,
+            timestamp=frame.timestamp,
+            width=frame.width,
+            height=frame.height,
+            tracks=tuple(tracks),
+            detections=detections,
+        )
+
+    def _learn_items(self, labels: list[str], ppe_rows: NDArray[np.bool_]) -> None:
+        for row in np.flatnonzero(ppe_rows):
+            parsed = self._vocabulary.item_of(labels[row])
+            if parsed is not None:
+                self._items.add(parsed[0])
+
+    def _groups(
+        self,
+        detections: Detections,
+        labels: list[str],
+        ppe_rows: NDArray[np.bool_],
+        head_rows: NDArray[np.intp],
+        head_mode: bool,
+    ) -> dict[str, NDArray[np.intp]]:
+        """Input rows per tracker key: each object label, or the deduplicated heads."""
+        groups: dict[str, list[int]] = {}
+        for row in np.flatnonzero(~ppe_rows):
+            label = labels[row]
+            if head_mode and label == PERSON:
+                continue  # a stray person box (e.g. a PPE model's weak Person class)
+            groups.setdefault(label, []).append(int(row))
+        result = {k: np.asarray(v, dtype=np.intp) for k, v in groups.items()}
+        if head_mode and head_rows.size:
+            keep = suppress_overlaps(
+                detections.xyxy[head_rows], detections.confidence[head_rows], iou=0.5
+            )
+            result[_HEADS] = np.sort(head_rows[keep])
+        return result
+
+    def _camera_id_of(self, key: str, lib_id: int) -> int:
+        track_id = self._ids.get((key, lib_id))
+        if track_id is None:
+            track_id = self._ids[(key, lib_id)] = self._next_id
+            self._next_id += 1
+        return track_id
+
+    def _prune(self) -> None:
+        """Drop state of dead tracks and of label trackers with nothing alive."""
+        alive = {key: tracker.alive_ids() for key, tracker in self._trackers.items()}
+        for key in [k for k, t in self._trackers.items() if t.idle]:
+            del self._trackers[key]
+        for key_id in [k for k in self._ids if k[1] not in alive.get(k[0], ())]:
+            del self._ids[key_id]
+        self._votes.retain(self._ids.values())
+
+    def _observe(
+        self,
+        detections: Detections,
+        ppe_rows: NDArray[np.bool_],
+        matched: dict[int, tuple[str, int]],
+        head_mode: bool,
+    ) -> None:
+        """Record this frame's PPE observations of every matched person track."""
+        if head_mode:
+            for row, (key, track_id) in matched.items():
+                if key != _HEADS:
+                    continue
+                parsed = self._vocabulary.item_of(str(detections.label[row]))
+                seen: dict[str, Observation] = {}
+                if parsed is not None:
+                    seen[parsed[0]] = Observation(parsed[1], float(detections.confidence[row]), row)
+                self._votes.observe(track_id, sorted(self._items), seen)
+            return
+        person_rows = np.flatnonzero(detections.label == PERSON)
+        if person_rows.size == 0:
+            return
+        ppe = detections[ppe_rows]
+        found = associate_ppe(detections.xyxy[person_rows], ppe, self._vocabulary)
+        for person_row, seen in zip(person_rows, found, strict=True):
+            hit = matched.get(int(person_row))
+            if hit is not None:
+                self._votes.observe(hit[1], sorted(self._items), seen)
+
+    def _track(
+        self,
+        detections: Detections,
+        row: int,
+        key: str,
+        track_id: int,
+    ) -> Track:
+        label = PERSON if key == _HEADS else key
+        attributes: dict[str, PPEState] = {}
+        confidence: dict[str, float] = {}
+        if label == PERSON:
+            for item in sorted(self._items):
+                attributes[item], confidence[item] = self._votes.state(track_id, item)
+        x1, y1, x2, y2 = (float(v) for v in detections.xyxy[row])
+        return Track(
+            track_id=track_id,
+            label=label,
+            xyxy=(x1, y1, x2, y2),
+            confidence=float(detections.confidence[row]),
+            attributes=attributes,
+            attribute_confidence=confidence,
+        )

@@ -1,0 +1,218 @@
+"""PPE items, the body region each is worn on, and matching PPE boxes to person boxes.
+
+PPE models detect items (a hard hat, a bare head, a vest), not people wearing them. To say "person
+#4 has no hard hat" each item box must be given to the person whose head (or torso, hands, feet) it
+sits on. The region is a fixed fraction of the person box, widened a little because detectors draw
+person boxes tight and a hat brim or a side-on head pokes out of them. Matching is greedy over
+(person, box) pairs by ``confidence x overlap x proximity`` so one box serves at most one person and
+each person gets at most one observation per item per frame, which keeps two people standing close
+together from sharing a hat.
+
+Vocabulary: an item ``x`` is observed *present* by a detection labelled ``x`` and *absent* by one
+labelled ``no_x`` (``hardhat`` / ``no_hardhat``, ``vest`` / ``no_vest``, ``gloves`` /
+``no_gloves``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+
+import numpy as np
+from numpy.typing import NDArray
+
+from safewatch.domain import Detections, PPEState
+
+__all__ = [
+    "DEFAULT_ITEMS",
+    "NEGATIVE_PREFIX",
+    "BodyRegion",
+    "Observation",
+    "PPEVocabulary",
+    "associate_ppe",
+    "region_boxes",
+]
+
+NEGATIVE_PREFIX = "no_"
+"""``no_x`` is the detection of item ``x`` being visibly absent (``no_hardhat``: a bare head)."""
+
+
+class BodyRegion(StrEnum):
+    """Where on a person an item is worn; picks the part of the person box a PPE box must lie in."""
+
+    HEAD = "head"
+    TORSO = "torso"
+    HANDS = "hands"
+    FEET = "feet"
+    BODY = "body"
+
+
+# Region as fractions of the person box (x1, y1, x2, y2); 0 = left/top edge, 1 = right/bottom.
+# The head band is the top ~28 % widened sideways and upwards: hats stick out of tight person boxes.
+_REGION_FRACTIONS: Mapping[BodyRegion, tuple[float, float, float, float]] = MappingProxyType(
+    {
+        BodyRegion.HEAD: (-0.20, -0.15, 1.20, 0.28),
+        BodyRegion.TORSO: (-0.15, 0.12, 1.15, 0.70),
+        BodyRegion.HANDS: (-0.40, 0.25, 1.40, 0.80),
+        BodyRegion.FEET: (-0.20, 0.75, 1.20, 1.10),
+        BodyRegion.BODY: (-0.10, -0.10, 1.10, 1.10),
+    }
+)
+
+DEFAULT_ITEMS: Mapping[str, BodyRegion] = MappingProxyType(
+    {
+        "hardhat": BodyRegion.HEAD,
+        "goggles": BodyRegion.HEAD,
+        "mask": BodyRegion.HEAD,
+        "vest": BodyRegion.TORSO,
+        "harness": BodyRegion.TORSO,
+        "gloves": BodyRegion.HANDS,
+        "boots": BodyRegion.FEET,
+    }
+)
+"""Known items and their regions. Any ``no_x`` label is an item too (worn anywhere on the body)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one frame says about one item on one person.
+
+    Attributes:
+        state: ``PRESENT`` (item box matched) or ``ABSENT`` (``no_`` box matched).
+        confidence: Confidence of the matched detection.
+        index: Row of the matched box in the detections given to :func:`associate_ppe`.
+    """
+
+    state: PPEState
+    confidence: float
+    index: int
+
+
+class PPEVocabulary:
+    """Which labels are PPE, which item they speak about, and where that item is worn.
+
+    Args:
+        items: Item name to body region. Labels ``x`` in it (and every ``no_x``) are PPE; all
+            other labels are objects to track. Extend it for site-specific items
+            (``{"apron": BodyRegion.TORSO}``).
+    """
+
+    def __init__(self, items: Mapping[str, BodyRegion] = DEFAULT_ITEMS) -> None:
+        self._items = dict(items)
+
+    def item_of(self, label: str) -> tuple[str, PPEState] | None:
+        """The item a label observes and whether it says present or absent; ``None`` if not PPE."""
+        if label.startswith(NEGATIVE_PREFIX) and len(label) > len(NEGATIVE_PREFIX):
+            return label[len(NEGATIVE_PREFIX) :], PPEState.ABSENT
+        if label in self._items:
+            return label, PPEState.PRESENT
+        return None
+
+    def is_ppe(self, label: str) -> bool:
+        """Whether ``label`` is a PPE observation rather than an object to track."""
+        return self.item_of(label) is not None
+
+    def region(self, item: str) -> BodyRegion:
+        """Body region of ``item``; unknown items (seen only as ``no_x``) use the whole body."""
+        return self._items.get(item, BodyRegion.BODY)
+
+    def ppe_mask(self, labels: NDArray[np.str_]) -> NDArray[np.bool_]:
+        """Boolean mask of the PPE rows among ``labels``."""
+        return np.fromiter((self.is_ppe(str(x)) for x in labels), dtype=np.bool_, count=len(labels))
+
+
+def region_boxes(persons: NDArray[np.float32], region: BodyRegion) -> NDArray[np.float64]:
+    """Boxes of ``region`` for ``(P, 4)`` person boxes, ``(P, 4)`` xyxy."""
+    p = np.asarray(persons, dtype=np.float64).reshape(-1, 4)
+    fx1, fy1, fx2, fy2 = _REGION_FRACTIONS[region]
+    w = p[:, 2] - p[:, 0]
+    h = p[:, 3] - p[:, 1]
+    return np.stack(
+        [p[:, 0] + fx1 * w, p[:, 1] + fy1 * h, p[:, 0] + fx2 * w, p[:, 1] + fy2 * h], axis=1
+    )
+
+
+def _pair_scores(
+    regions: NDArray[np.float64], boxes: NDArray[np.float64], min_overlap: float
+) -> NDArray[np.float64]:
+    """``(P, K)`` match quality of each box to each region; 0 where they must not match.
+
+    Quality is the share of the box inside the region times a proximity term, so a hat straddling
+    two neighbours' head regions goes to the one it sits squarely on. The box centre must lie inside
+    the region and at least ``min_overlap`` of the box's area inside it.
+    """
+    r = regions[:, None, :]
+    b = boxes[None, :, :]
+    iw = np.clip(np.minimum(r[..., 2], b[..., 2]) - np.maximum(r[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(r[..., 3], b[..., 3]) - np.maximum(r[..., 1], b[..., 1]), 0, None)
+    area = np.maximum((b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]), 1e-9)
+    overlap = iw * ih / area
+    cx = (b[..., 0] + b[..., 2]) / 2
+    cy = (b[..., 1] + b[..., 3]) / 2
+    inside = (cx >= r[..., 0]) & (cx <= r[..., 2]) & (cy >= r[..., 1]) & (cy <= r[..., 3])
+    rcx = (r[..., 0] + r[..., 2]) / 2
+    rcy = (r[..., 1] + r[..., 3]) / 2
+    scale = np.maximum(r[..., 2] - r[..., 0], 1e-9)
+    proximity = 1.0 / (1.0 + np.hypot(cx - rcx, cy - rcy) / scale)
+    scores: NDArray[np.float64] = np.where(
+        inside & (overlap >= min_overlap), overlap * proximity, 0.0
+    )
+    return scores
+
+
+def associate_ppe(
+    persons: NDArray[np.float32],
+    ppe: Detections,
+    vocabulary: PPEVocabulary,
+    min_overlap: float = 0.3,
+) -> list[dict[str, Observation]]:
+    """Give each PPE box to at most one person, and each person at most one box per item.
+
+    Args:
+        persons: ``(P, 4)`` person boxes of this frame (all of them, confirmed tracks or not, so a
+            hat is not handed to a neighbour just because its wearer is not yet confirmed).
+        ppe: This frame's PPE detections (labels ``x`` / ``no_x``); non-PPE rows are ignored.
+        vocabulary: Items and regions.
+        min_overlap: Least share of a box's area that must fall inside the region.
+
+    Returns:
+        One dict per person, item to :class:`Observation`; items with no matched box are missing.
+    """
+    n_persons = int(np.asarray(persons).reshape(-1, 4).shape[0])
+    result: list[dict[str, Observation]] = [{} for _ in range(n_persons)]
+    if n_persons == 0 or len(ppe) == 0:
+        return result
+    by_item: dict[str, list[int]] = {}
+    states: dict[int, PPEState] = {}
+    for index, label in enumerate(ppe.label):
+        parsed = vocabulary.item_of(str(label))
+        if parsed is not None:
+            by_item.setdefault(parsed[0], []).append(index)
+            states[index] = parsed[1]
+    boxes_all = ppe.xyxy.astype(np.float64)
+    for item in sorted(by_item):
+        rows = np.asarray(by_item[item], dtype=np.intp)
+        regions = region_boxes(persons, vocabulary.region(item))
+        quality = _pair_scores(regions, boxes_all[rows], min_overlap)
+        score = quality * ppe.confidence[rows].astype(np.float64)[None, :]
+        person_idx, box_idx = np.nonzero(score > 0)
+        # Sort by score, then by position so the outcome never depends on the input order.
+        person_boxes = np.asarray(persons, dtype=np.float64).reshape(-1, 4)
+        keys = (
+            person_boxes[person_idx, 1],
+            person_boxes[person_idx, 0],
+            boxes_all[rows[box_idx], 1],
+            boxes_all[rows[box_idx], 0],
+            -score[person_idx, box_idx],
+        )
+        order = np.lexsort(keys)
+        used: set[int] = set()
+        for k in order:
+            p, b = int(person_idx[k]), int(rows[box_idx[k]])
+            if b in used or item in result[p]:
+                continue
+            used.add(b)
+            result[p][item] = Observation(states[b], float(ppe.confidence[b]), b)
+    return result
