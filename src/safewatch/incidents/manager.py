@@ -1,0 +1,253 @@
+"""Turn rule events into stored incidents with evidence.
+
+The rule engine says, frame by frame, that an episode STARTED, is ONGOING or ENDED. The manager
+keeps one small record per open episode, writes the incident when it opens and closes, and in
+between only when the peak confidence has risen and the last write is a few seconds old: every write
+is I/O on the analysis path. The evidence still is the annotated frame of the STARTED event; it is
+replaced (atomically, same path) by a clearly more confident frame, at most once per
+``still_interval``.
+
+Ids come from :func:`safewatch.domain.incident_id`, so replaying events, to this manager or to a
+fresh one after a restart, stores nothing twice. Memory is bounded: open records live only as long
+as their episode, and the ids of recently closed episodes (kept to ignore late re-deliveries) are
+capped. One manager serves any number of cameras but is not thread-safe: give each pipeline thread
+its own, over a shared repository.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from safewatch.domain import Frame, Incident, Phase, RuleEvent, TrackedFrame, Zone, incident_id
+from safewatch.errors import NotFound, StorageError
+from safewatch.incidents.annotate import draw_overlay
+from safewatch.incidents.evidence import EvidenceStore
+from safewatch.storage import IncidentRepository
+
+__all__ = ["ChangeKind", "IncidentChange", "IncidentManager"]
+
+_log = logging.getLogger(__name__)
+
+NO_TRACK = -1
+"""Subject id used in the incident id when an event names no track (e.g. zone occupancy)."""
+
+
+class ChangeKind(StrEnum):
+    """What happened to an incident in one :meth:`IncidentManager.handle` call."""
+
+    OPENED = "opened"
+    UPDATED = "updated"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentChange:
+    """An incident as just stored, and why it was stored (for alerts and live views)."""
+
+    incident: Incident
+    kind: ChangeKind
+
+
+@dataclass(slots=True)
+class _Episode:
+    """What the manager remembers of one open incident."""
+
+    incident: Incident
+    persisted_at: float
+    persisted_peak: float
+    still_at: float
+    still_confidence: float
+
+
+class IncidentManager:
+    """Open, update and close incidents from rule events.
+
+    Args:
+        repository: Where incidents are stored.
+        evidence: Where stills are written.
+        zones_for_camera: Zones to draw on a camera's stills; ``None`` draws none.
+        persist_interval: Minimum seconds (frame clock) between two writes of a rising peak.
+        still_interval: Minimum seconds between two rewrites of an incident's still.
+        still_margin: How much more confident a frame must be to replace the still.
+        remember_closed: How many closed incident ids are kept to ignore late re-deliveries.
+    """
+
+    def __init__(
+        self,
+        repository: IncidentRepository,
+        evidence: EvidenceStore,
+        zones_for_camera: Callable[[str], Sequence[Zone]] | None = None,
+        *,
+        persist_interval: float = 5.0,
+        still_interval: float = 10.0,
+        still_margin: float = 0.1,
+        remember_closed: int = 4096,
+    ) -> None:
+        self._repository = repository
+        self._evidence = evidence
+        self._zones_for_camera = zones_for_camera
+        self._persist_interval = persist_interval
+        self._still_interval = still_interval
+        self._still_margin = still_margin
+        self._remember_closed = remember_closed
+        self._open: dict[str, _Episode] = {}
+        self._closed: OrderedDict[str, None] = OrderedDict()
+
+    @property
+    def open_incidents(self) -> list[Incident]:
+        """Incidents whose episode has not ended yet (latest in-memory state)."""
+        return [episode.incident for episode in self._open.values()]
+
+    def handle(
+        self, events: Sequence[RuleEvent], tracked: TrackedFrame, frame: Frame
+    ) -> list[IncidentChange]:
+        """Apply one frame's rule events.
+
+        Args:
+            events: The rule engine's events for this frame.
+            tracked: The tracker's output for the frame (drawn on the still).
+            frame: The frame itself (its pixels become evidence).
+
+        Returns:
+            One change per incident that was stored by this call, in event order. A replayed or
+            re-delivered event that changes nothing returns nothing.
+
+        Raises:
+            StorageError: The database cannot be written (evidence write failures are logged and
+                the incident is stored without a still: the record matters more than the picture).
+        """
+        changes: list[IncidentChange] = []
+        for event in events:
+            change = self._apply(event, tracked, frame)
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    def close_all(self, at: float) -> list[IncidentChange]:
+        """Close every open incident at ``at`` (the last frame's time), e.g. at end of stream."""
+        changes = []
+        for key in list(self._open):
+            episode = self._open[key]
+            ended = max(at, episode.incident.started_at)
+            changes.append(self._close(key, dataclasses.replace(episode.incident, ended_at=ended)))
+        return changes
+
+    def _apply(
+        self, event: RuleEvent, tracked: TrackedFrame, frame: Frame
+    ) -> IncidentChange | None:
+        subject = event.track_ids[0] if event.track_ids else NO_TRACK
+        key = incident_id(event.camera_id, event.rule_id, subject, event.started_at)
+        if key in self._closed:
+            return None  # late re-delivery of an episode this manager already closed
+        episode = self._open.get(key)
+        if episode is None:
+            if event.phase is Phase.STARTED:
+                return self._open_incident(key, event, tracked, frame)
+            # ONGOING or ENDED with no record (e.g. after a restart): continue from what is stored.
+            episode = self._adopt(key, event)
+        if event.phase is Phase.ENDED:
+            incident = self._raise_peak(episode.incident, event)
+            return self._close(key, dataclasses.replace(incident, ended_at=event.at))
+        return self._update(episode, event, tracked, frame)
+
+    def _new_incident(self, key: str, event: RuleEvent, snapshot: str | None) -> Incident:
+        return Incident(
+            id=key,
+            camera_id=event.camera_id,
+            rule_id=event.rule_id,
+            rule_kind=event.rule_kind,
+            severity=event.severity,
+            track_ids=event.track_ids,
+            started_at=event.started_at,
+            ended_at=None,
+            peak_confidence=event.confidence,
+            message=event.message,
+            snapshot=snapshot,
+            zone_id=event.zone_id,
+        )
+
+    def _still(self, key: str, event: RuleEvent, tracked: TrackedFrame, frame: Frame) -> str | None:
+        zones = self._zones_for_camera(frame.camera_id) if self._zones_for_camera else ()
+        try:
+            image = draw_overlay(frame.image, tracked, zones, highlight=set(event.track_ids))
+            return self._evidence.write_still(
+                key, image, camera_id=event.camera_id, at=event.started_at
+            )
+        except (StorageError, ValueError) as exc:
+            _log.warning("incident %s: no evidence still: %s", key, exc)
+            return None
+
+    def _open_incident(
+        self, key: str, event: RuleEvent, tracked: TrackedFrame, frame: Frame
+    ) -> IncidentChange:
+        snapshot = self._still(key, event, tracked, frame)
+        incident = self._new_incident(key, event, snapshot)
+        self._repository.upsert(incident)
+        self._open[key] = _Episode(
+            incident=incident,
+            persisted_at=event.at,
+            persisted_peak=incident.peak_confidence,
+            still_at=event.at,
+            still_confidence=event.confidence if snapshot is not None else -1.0,
+        )
+        return IncidentChange(incident, ChangeKind.OPENED)
+
+    def _adopt(self, key: str, event: RuleEvent) -> _Episode:
+        """Resume an episode that opened before this manager existed, keeping its stored still."""
+        try:
+            incident = self._repository.get(key)
+        except NotFound:
+            incident = self._new_incident(key, event, None)
+            persisted_peak = -1.0
+        else:
+            persisted_peak = incident.peak_confidence
+        episode = _Episode(
+            incident=incident,
+            persisted_at=float("-inf"),
+            persisted_peak=persisted_peak,
+            still_at=event.at,
+            still_confidence=float("inf"),  # never replace a still taken before the restart
+        )
+        self._open[key] = episode
+        return episode
+
+    @staticmethod
+    def _raise_peak(incident: Incident, event: RuleEvent) -> Incident:
+        if event.confidence <= incident.peak_confidence:
+            return incident
+        return dataclasses.replace(incident, peak_confidence=event.confidence)
+
+    def _update(
+        self, episode: _Episode, event: RuleEvent, tracked: TrackedFrame, frame: Frame
+    ) -> IncidentChange | None:
+        incident = self._raise_peak(episode.incident, event)
+        if (
+            event.confidence >= episode.still_confidence + self._still_margin
+            and event.at - episode.still_at >= self._still_interval
+        ):
+            snapshot = self._still(incident.id, event, tracked, frame)
+            if snapshot is not None:
+                episode.still_at = event.at
+                episode.still_confidence = event.confidence
+                incident = dataclasses.replace(incident, snapshot=snapshot)
+        episode.incident = incident
+        due = event.at - episode.persisted_at >= self._persist_interval
+        if incident.peak_confidence > episode.persisted_peak and due:
+            self._repository.upsert(incident)
+            episode.persisted_at = event.at
+            episode.persisted_peak = incident.peak_confidence
+            return IncidentChange(incident, ChangeKind.UPDATED)
+        return None
+
+    def _close(self, key: str, incident: Incident) -> IncidentChange:
+        self._repository.upsert(incident)
+        self._open.pop(key, None)
+        self._closed[key] = None
+        while len(self._closed) > self._remember_closed:
+            self._closed.popitem(last=False)
+        return IncidentChange(incident, ChangeKind.CLOSED)

@@ -1,0 +1,260 @@
+"""Incident manager lifecycle with synthetic rule events, on a real SQLite file and folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine
+
+from safewatch.domain import (
+    Frame,
+    IncidentStatus,
+    Phase,
+    RuleEvent,
+    Severity,
+    Track,
+    TrackedFrame,
+    Zone,
+    incident_id,
+)
+from safewatch.errors import StorageError
+from safewatch.incidents import ChangeKind, EvidenceStore, IncidentChange, IncidentManager
+from safewatch.storage import IncidentRepository, create_engine_for
+
+T0 = 1_700_000_000.0
+CAM = "line-2"
+RULE = "hardhat-required"
+
+
+class CountingRepository(IncidentRepository):
+    """The real repository, counting writes (writes are what the manager must keep rare)."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.upserts = 0
+
+    def upsert(self, incident):  # type: ignore[no-untyped-def]
+        self.upserts += 1
+        super().upsert(incident)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = create_engine_for("sqlite:///db/safewatch.db", tmp_path)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def repo(engine: Engine) -> CountingRepository:
+    return CountingRepository(engine)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> EvidenceStore:
+    return EvidenceStore(tmp_path / "evidence")
+
+
+def zones(camera: str) -> Sequence[Zone]:
+    return [Zone("press", camera, ((0.1, 0.5), (0.6, 0.5), (0.6, 0.95)))]
+
+
+@pytest.fixture
+def manager(repo: CountingRepository, store: EvidenceStore) -> IncidentManager:
+    return IncidentManager(repo, store, zones)
+
+
+def event(
+    phase: Phase, at: float, confidence: float = 0.6, track: int = 4, started_at: float = T0
+) -> RuleEvent:
+    return RuleEvent(
+        rule_id=RULE,
+        rule_kind="ppe",
+        camera_id=CAM,
+        phase=phase,
+        track_ids=(track,),
+        started_at=started_at,
+        at=at,
+        severity=Severity.HIGH,
+        confidence=confidence,
+        message=f"person #{track} without hardhat",
+    )
+
+
+def frame_at(at: float) -> tuple[TrackedFrame, Frame]:
+    seq = round((at - T0) * 10)
+    tracks = (Track(4, "person", (100.0, 100.0, 140.0, 200.0), 0.9),)
+    tracked = TrackedFrame(CAM, seq, at - T0, at, 640, 352, tracks)
+    return tracked, Frame(CAM, seq, at - T0, at, np.full((352, 640, 3), 80, np.uint8))
+
+
+def run(manager: IncidentManager, events: Sequence[RuleEvent]) -> list[IncidentChange]:
+    changes: list[IncidentChange] = []
+    for e in events:
+        tracked, frame = frame_at(e.at)
+        changes += manager.handle([e], tracked, frame)
+    return changes
+
+
+def episode(track: int = 4, started_at: float = T0) -> list[RuleEvent]:
+    """STARTED at +3 s, ONGOING every 0.2 s to +20 s with a rising then falling confidence."""
+    events = [event(Phase.STARTED, started_at + 3.0, 0.5, track, started_at)]
+    for i in range(1, 86):
+        conf = 0.5 + 0.4 * min(i, 40) / 40 - 0.3 * max(i - 60, 0) / 25
+        events.append(event(Phase.ONGOING, started_at + 3.0 + 0.2 * i, conf, track, started_at))
+    events.append(event(Phase.ENDED, started_at + 20.5, 0.0, track, started_at))
+    return events
+
+
+def test_started_opens_an_incident_with_a_still(
+    manager: IncidentManager, repo: CountingRepository, store: EvidenceStore
+) -> None:
+    changes = run(manager, [event(Phase.STARTED, T0 + 3)])
+    assert [c.kind for c in changes] == [ChangeKind.OPENED]
+    incident = changes[0].incident
+    assert incident.id == incident_id(CAM, RULE, 4, T0)
+    assert incident.ended_at is None
+    assert incident.snapshot is not None and store.path_of(incident.snapshot).exists()
+    assert repo.get(incident.id) == incident
+    assert manager.open_incidents == [incident]
+
+
+def test_full_lifecycle(manager: IncidentManager, repo: CountingRepository) -> None:
+    changes = run(manager, episode())
+    kinds = [c.kind for c in changes]
+    assert kinds[0] is ChangeKind.OPENED and kinds[-1] is ChangeKind.CLOSED
+    assert set(kinds[1:-1]) <= {ChangeKind.UPDATED}
+    stored = repo.get(changes[0].incident.id)
+    assert stored.ended_at == T0 + 20.5
+    assert stored.duration == pytest.approx(20.5)
+    assert stored.peak_confidence == pytest.approx(0.9)
+    assert stored.status is IncidentStatus.OPEN
+    assert manager.open_incidents == []
+
+
+def test_ongoing_writes_are_rare(manager: IncidentManager, repo: CountingRepository) -> None:
+    events = episode()
+    run(manager, events)
+    # 87 events over 17.5 s: open + close + a rising peak persisted at most every 5 s
+    assert repo.upserts <= 2 + 4
+    assert len(events) > 80
+
+
+def test_peak_not_yet_persisted_is_written_at_close(
+    manager: IncidentManager, repo: CountingRepository
+) -> None:
+    run(manager, [event(Phase.STARTED, T0 + 3, 0.5), event(Phase.ONGOING, T0 + 3.2, 0.8)])
+    key = incident_id(CAM, RULE, 4, T0)
+    assert repo.get(key).peak_confidence == 0.5  # not due yet
+    run(manager, [event(Phase.ENDED, T0 + 3.4, 0.0)])
+    assert repo.get(key).peak_confidence == 0.8
+
+
+def test_replay_to_the_same_manager_changes_nothing(
+    manager: IncidentManager, repo: CountingRepository
+) -> None:
+    events = episode()
+    run(manager, events)
+    writes = repo.upserts
+    assert run(manager, events) == []
+    assert repo.upserts == writes
+    assert len(repo.list()) == 1
+
+
+def test_replay_to_a_fresh_manager_creates_no_duplicate(
+    repo: CountingRepository, store: EvidenceStore
+) -> None:
+    events = episode()
+    run(IncidentManager(repo, store), events)
+    first = repo.get(incident_id(CAM, RULE, 4, T0))
+    run(IncidentManager(repo, store), events)
+    assert len(repo.list()) == 1
+    assert repo.get(first.id) == first
+
+
+def test_restart_mid_episode_keeps_the_stored_still(
+    repo: CountingRepository, store: EvidenceStore
+) -> None:
+    events = episode()
+    run(IncidentManager(repo, store), events[:10])
+    key = incident_id(CAM, RULE, 4, T0)
+    snapshot = repo.get(key).snapshot
+    assert snapshot is not None
+    changes = run(IncidentManager(repo, store), events[10:])
+    assert changes[-1].kind is ChangeKind.CLOSED
+    assert changes[-1].incident.snapshot == snapshot
+    assert repo.get(key).ended_at == T0 + 20.5
+
+
+def test_ended_without_any_record_still_stores_the_incident(manager: IncidentManager) -> None:
+    changes = run(manager, [event(Phase.ENDED, T0 + 9, 0.7)])
+    assert [c.kind for c in changes] == [ChangeKind.CLOSED]
+    assert changes[0].incident.ended_at == T0 + 9
+
+
+def test_still_is_replaced_by_a_clearly_better_frame_at_most_once_per_interval(
+    repo: CountingRepository, tmp_path: Path
+) -> None:
+    writes: list[float] = []
+
+    class RecordingStore(EvidenceStore):
+        def write_still(self, incident_id, image, *, camera_id, at):  # type: ignore[no-untyped-def]
+            writes.append(at)
+            return super().write_still(incident_id, image, camera_id=camera_id, at=at)
+
+    manager = IncidentManager(repo, RecordingStore(tmp_path / "ev"), still_interval=10.0)
+    run(manager, episode())
+    # one still at start; confidence climbs 0.5 -> 0.9, so one rewrite after 10 s, no more
+    assert len(writes) == 2
+
+
+def test_two_tracks_make_two_incidents(manager: IncidentManager) -> None:
+    changes = run(
+        manager, [event(Phase.STARTED, T0 + 3, track=4), event(Phase.STARTED, T0 + 3, track=5)]
+    )
+    assert len({c.incident.id for c in changes}) == 2
+    assert len(manager.open_incidents) == 2
+
+
+def test_close_all_at_end_of_stream(manager: IncidentManager, repo: CountingRepository) -> None:
+    run(manager, [event(Phase.STARTED, T0 + 3, track=4), event(Phase.STARTED, T0 + 4, track=5)])
+    changes = manager.close_all(T0 + 12)
+    assert [c.kind for c in changes] == [ChangeKind.CLOSED, ChangeKind.CLOSED]
+    assert all(repo.get(c.incident.id).ended_at == T0 + 12 for c in changes)
+    assert manager.open_incidents == []
+    assert manager.close_all(T0 + 13) == []
+
+
+def test_memory_of_closed_episodes_is_bounded(
+    repo: CountingRepository, store: EvidenceStore
+) -> None:
+    manager = IncidentManager(repo, store, remember_closed=3)
+    for i in range(6):
+        start = T0 + 100 * i
+        run(manager, [event(Phase.STARTED, start + 1, started_at=start)])
+        run(manager, [event(Phase.ENDED, start + 2, started_at=start)])
+    assert len(manager._closed) == 3
+    assert manager._open == {}
+
+
+def test_evidence_failure_still_stores_the_incident(repo: CountingRepository) -> None:
+    class BrokenStore(EvidenceStore):
+        def write_still(self, incident_id, image, *, camera_id, at):  # type: ignore[no-untyped-def]
+            raise StorageError("disk full")
+
+    manager = IncidentManager(repo, BrokenStore(Path("/nonexistent")))
+    changes = run(manager, [event(Phase.STARTED, T0 + 3)])
+    assert changes[0].incident.snapshot is None
+    assert repo.get(changes[0].incident.id).snapshot is None
+
+
+def test_database_failure_is_raised(manager: IncidentManager, engine: Engine) -> None:
+    from safewatch.storage import IncidentRow
+
+    with engine.begin() as connection:
+        IncidentRow.__table__.drop(connection)
+    with pytest.raises(StorageError):
+        run(manager, [event(Phase.STARTED, T0 + 3)])
