@@ -1,0 +1,390 @@
+"""A network or USB camera, decoded on a background thread that never gives up.
+
+The decode thread connects, decodes, samples to the analysis rate and keeps only the newest
+frames; the consumer takes them when it is ready. Slow analysis therefore costs dropped (and
+counted) frames, never growing latency or memory. Network trouble becomes a state change
+(``stalled``, ``reconnecting``) and a capped exponential backoff, not an exception in the pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import av
+from av.container import InputContainer
+
+from safewatch.domain.frame import Frame
+from safewatch.ingest.av_errors import describe_error
+from safewatch.ingest.av_options import build_open_spec
+from safewatch.ingest.backoff import Backoff
+from safewatch.ingest.convert import BgrConverter
+from safewatch.ingest.redact import redact_url
+from safewatch.ingest.sampler import FrameSampler
+from safewatch.ingest.state import (
+    SourceInfo,
+    SourceState,
+    SourceStats,
+    StateChange,
+    StateListener,
+)
+
+__all__ = ["LiveSource"]
+
+logger = logging.getLogger(__name__)
+
+ThreadType = Literal["AUTO", "FRAME", "SLICE", "NONE"]
+
+# Errors that no amount of retrying fixes: the URL names a protocol or format FFmpeg lacks.
+_PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    av.error.ProtocolNotFoundError,
+    av.error.DemuxerNotFoundError,
+    av.error.DecoderNotFoundError,
+)
+
+
+@dataclass(slots=True)
+class _Session:
+    """Clock anchoring of one connection: wall receive time of its first frame and that PTS."""
+
+    anchor_wall: float
+    anchor_pts: float
+    last_pts: float
+
+
+class LiveSource:
+    """RTSP, HTTP (MJPEG, HLS, MPEG-TS) or USB camera with reconnects and bounded buffering.
+
+    Timestamps: the first frame after each (re)connect is stamped with its wall receive time; later
+    frames add their PTS difference to it, so frame spacing is the camera's, not the network's. A
+    reconnect never moves time backwards (the new anchor is at least one frame after the last
+    stamp), ``Frame.pts`` is seconds since the very first frame, and ``seq`` keeps counting across
+    reconnects. Sampling runs on that unified timeline in the decode thread, so unsampled frames
+    are never converted to BGR.
+
+    States: ``connecting`` -> ``streaming``; a read that fails or no frame for ``stall_timeout``
+    seconds -> ``stalled`` (the latter) -> ``reconnecting`` -> ``streaming`` ... ``failed`` when the
+    URL can never work (unknown protocol) or ``max_attempts`` connection attempts in a row failed;
+    ``ended`` after :meth:`close`. Every URL in logs and messages is redacted.
+
+    Args:
+        camera_id: Camera key copied into every frame.
+        url: ``rtsp(s)://``, ``http(s)://``, ``/dev/videoN`` or ``v4l2:///dev/videoN``.
+        fps: Analysis frames per second.
+        rtsp_transport: ``"tcp"`` or ``"udp"`` for RTSP.
+        io_timeout: Seconds a socket read or the connection may block (FFmpeg ``timeout``).
+        stall_timeout: Seconds without a decoded frame before the stream counts as stalled.
+        max_buffered: Newest frames kept for the consumer; older ones are dropped and counted.
+        backoff: Reconnect delays; default 0.5 s doubling to 30 s with 20 % jitter.
+        max_attempts: Consecutive failed connection attempts before ``failed``; ``None``: never
+            give up (a camera may come back after a power cut).
+        thread_type: FFmpeg decoder threading.
+        on_state: Listener for state changes (called on the decode thread).
+        clock: Wall clock, seconds since the epoch; tests may pass a fake.
+    """
+
+    def __init__(
+        self,
+        camera_id: str,
+        url: str,
+        *,
+        fps: float,
+        rtsp_transport: Literal["tcp", "udp"] = "tcp",
+        io_timeout: float = 5.0,
+        stall_timeout: float = 10.0,
+        max_buffered: int = 2,
+        backoff: Backoff | None = None,
+        max_attempts: int | None = None,
+        thread_type: ThreadType = "AUTO",
+        on_state: StateListener | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_buffered < 1:
+            raise ValueError(f"max_buffered must be at least 1, got {max_buffered}")
+        if not stall_timeout > 0:
+            raise ValueError(f"stall_timeout must be positive, got {stall_timeout}")
+        self._camera_id = camera_id
+        self._url = url
+        self.redacted_url = redact_url(url)
+        self._spec = build_open_spec(url, rtsp_transport=rtsp_transport, io_timeout=io_timeout)
+        self._io_timeout = io_timeout
+        self._stall_timeout = stall_timeout
+        self._sampler = FrameSampler(fps)
+        self._backoff = backoff or Backoff()
+        self._max_attempts = max_attempts
+        self._thread_type = thread_type
+        self._on_state = on_state
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._buffer: deque[Frame] = deque()
+        self._max_buffered = max_buffered
+        self._state = SourceState.CONNECTING
+        self._message = "not started"
+        self._info = SourceInfo(width=0, height=0, fps=None)
+        self._stats = SourceStats()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seq = 0
+        self._origin: float | None = None  # wall time of the very first frame
+        self._last_timestamp: float | None = None
+
+    @property
+    def camera_id(self) -> str:
+        """The camera key copied into every frame."""
+        return self._camera_id
+
+    @property
+    def state(self) -> SourceState:
+        """The current state."""
+        with self._cond:
+            return self._state
+
+    @property
+    def message(self) -> str:
+        """Why the source is in its current state (redacted), for health pages."""
+        with self._cond:
+            return self._message
+
+    @property
+    def info(self) -> SourceInfo:
+        """Size and native fps from the latest connection; zeros before the first one."""
+        with self._cond:
+            return self._info
+
+    @property
+    def stats(self) -> SourceStats:
+        """A snapshot of the counters."""
+        with self._cond:
+            return self._stats
+
+    def start(self) -> None:
+        """Start connecting in the background (``frames()`` does this too); idempotent."""
+        with self._cond:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name=f"ingest-{self._camera_id}", daemon=True
+            )
+        self._thread.start()
+
+    def frames(self) -> Iterator[Frame]:
+        """Yield the newest sampled frames until the source is closed or has failed.
+
+        Blocks while the camera is away; never raises for network trouble. Frames still buffered
+        when the source fails are delivered first; after :meth:`close` nothing more is yielded.
+        """
+        self.start()
+        while True:
+            with self._cond:
+                while not self._buffer and not self._closed.is_set() and not self._state.is_final:
+                    self._cond.wait(0.5)
+                if self._closed.is_set() or not self._buffer:
+                    return
+                frame = self._buffer.popleft()
+            yield frame
+
+    def close(self) -> None:
+        """Stop the decode thread and end ``frames()``; safe from any thread, idempotent.
+
+        The decode thread notices within ``io_timeout`` at worst (a blocked socket read cannot be
+        interrupted sooner); it is a daemon thread, so it never keeps the process alive.
+        """
+        self._closed.set()
+        with self._cond:
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=self._io_timeout + 1.0)
+        self._set_state(SourceState.ENDED, "closed")
+
+    # -- decode thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        failures = 0
+        first = True
+        while not self._closed.is_set():
+            if not first:
+                delay = self._backoff.next_delay()
+                logger.info(
+                    "camera %s: reconnecting to %s in %.1f s",
+                    self._camera_id,
+                    self.redacted_url,
+                    delay,
+                )
+                if self._closed.wait(delay):
+                    break
+                self._bump(reconnects=1)
+            first = False
+            try:
+                container = av.open(
+                    self._spec.target,
+                    mode="r",
+                    format=self._spec.format,
+                    options=self._spec.options,
+                    timeout=(self._io_timeout, self._stall_timeout),
+                )
+            except Exception as error:  # anything FFmpeg raises is a connection failure here
+                failures += 1
+                reason = describe_error(error, self._url)
+                logger.warning(
+                    "camera %s: cannot open %s: %s", self._camera_id, self.redacted_url, reason
+                )
+                if isinstance(error, _PERMANENT_ERRORS):
+                    message = f"cannot open {self.redacted_url}: {reason}"
+                    self._set_state(SourceState.FAILED, message)
+                    return
+                if self._max_attempts is not None and failures >= self._max_attempts:
+                    self._set_state(
+                        SourceState.FAILED,
+                        f"gave up on {self.redacted_url} after {failures} attempts: {reason}",
+                    )
+                    return
+                self._set_state(
+                    SourceState.RECONNECTING, f"cannot open {self.redacted_url}: {reason}"
+                )
+                continue
+            try:
+                delivered, reason = self._decode(container)
+            finally:
+                container.close()
+            if delivered:
+                failures = 0
+            else:
+                failures += 1
+            if self._closed.is_set():
+                break
+            logger.warning(
+                "camera %s: stream %s interrupted: %s", self._camera_id, self.redacted_url, reason
+            )
+            self._set_state(SourceState.RECONNECTING, f"{self.redacted_url}: {reason}")
+
+    def _decode(self, container: InputContainer) -> tuple[bool, str]:
+        """Decode one connection until it fails, stalls or the source closes.
+
+        Returns:
+            Whether any frame was decoded, and why the connection ended.
+        """
+        if not container.streams.video:
+            return False, "no video stream"
+        stream = container.streams.video[0]
+        stream.thread_type = self._thread_type
+        rate = stream.average_rate or stream.guessed_rate
+        native_fps = float(rate) if rate else None
+        with self._cond:
+            self._info = SourceInfo(
+                width=stream.codec_context.width,
+                height=stream.codec_context.height,
+                fps=native_fps,
+            )
+        convert = BgrConverter()
+        session: _Session | None = None
+        delivered = False
+        last_frame = time.monotonic()
+        try:
+            for packet in container.demux(stream):
+                if self._closed.is_set():
+                    return delivered, "closed"
+                if time.monotonic() - last_frame > self._stall_timeout:
+                    return delivered, self._stalled()
+                try:
+                    pictures = stream.decode(packet)
+                except av.FFmpegError:
+                    self._bump(bad_packets=1)
+                    continue
+                for picture in pictures:
+                    last_frame = time.monotonic()
+                    session = self._deliver(picture, session, native_fps, convert)
+                    if not delivered:
+                        delivered = True
+                        self._backoff.reset()
+                        self._set_state(SourceState.STREAMING, f"receiving {self.redacted_url}")
+        except Exception as error:  # a read error or timeout ends this connection, not the thread
+            if time.monotonic() - last_frame >= self._stall_timeout * 0.9:
+                return delivered, self._stalled()
+            return delivered, describe_error(error, self._url)
+        return delivered, "stream ended"
+
+    def _stalled(self) -> str:
+        reason = f"no frame for {self._stall_timeout:g} s"
+        self._set_state(SourceState.STALLED, f"{self.redacted_url}: {reason}")
+        return reason
+
+    def _deliver(
+        self,
+        picture: av.VideoFrame,
+        session: _Session | None,
+        native_fps: float | None,
+        convert: BgrConverter,
+    ) -> _Session:
+        received = self._clock()
+        pts = picture.time
+        if session is not None and pts is None:
+            pts = session.last_pts + (1.0 / native_fps if native_fps else 0.0)
+        if pts is None:
+            pts = 0.0
+        if session is None or pts < session.last_pts:
+            # New connection, or the camera restarted its clock: re-anchor on the wall clock, never
+            # earlier than one frame after the previous stamp.
+            anchor = received
+            if self._last_timestamp is not None:
+                step = 1.0 / native_fps if native_fps else 1e-3
+                anchor = max(anchor, self._last_timestamp + step)
+            session = _Session(anchor_wall=anchor, anchor_pts=pts, last_pts=pts)
+        session.last_pts = pts
+        timestamp = session.anchor_wall + (pts - session.anchor_pts)
+        if self._last_timestamp is not None and timestamp <= self._last_timestamp:
+            self._bump(decoded=1)
+            return session
+        self._last_timestamp = timestamp
+        if self._origin is None:
+            self._origin = timestamp
+        self._bump(decoded=1)
+        if not self._sampler.keep(timestamp):
+            return session
+        frame = Frame(
+            self._camera_id, self._seq, timestamp - self._origin, timestamp, convert(picture)
+        )
+        self._seq += 1
+        with self._cond:
+            dropped = 0
+            while len(self._buffer) >= self._max_buffered:
+                self._buffer.popleft()
+                dropped += 1
+            self._buffer.append(frame)
+            self._stats = replace(
+                self._stats,
+                sampled=self._stats.sampled + 1,
+                dropped=self._stats.dropped + dropped,
+            )
+            self._cond.notify_all()
+        return session
+
+    def _bump(self, *, decoded: int = 0, bad_packets: int = 0, reconnects: int = 0) -> None:
+        with self._cond:
+            self._stats = replace(
+                self._stats,
+                decoded=self._stats.decoded + decoded,
+                bad_packets=self._stats.bad_packets + bad_packets,
+                reconnects=self._stats.reconnects + reconnects,
+            )
+
+    def _set_state(self, state: SourceState, message: str) -> None:
+        with self._cond:
+            previous = self._state
+            if previous is state or previous.is_final:
+                return
+            self._state = state
+            self._message = message
+            self._cond.notify_all()
+        log = logger.warning if state in (SourceState.STALLED, SourceState.FAILED) else logger.info
+        log("camera %s: %s -> %s: %s", self._camera_id, previous, state, message)
+        if self._on_state is not None:
+            try:
+                self._on_state(StateChange(self._camera_id, previous, state, message, time.time()))
+            except Exception:
+                logger.exception("camera %s: state listener failed", self._camera_id)
