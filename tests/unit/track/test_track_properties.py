@@ -26,7 +26,7 @@ scene_st = st.lists(person_st, min_size=1, max_size=5, unique_by=lambda p: p[0])
 def _rows(
     scene: list[tuple[int, str | None, bool, float]], t: int, drops: set[int]
 ) -> list[tuple[str, float, float, float, float, float]]:
-    rows = []
+    rows: list[tuple[str, float, float, float, float, float]] = []
     for k, (cell, hat, vest, conf) in enumerate(scene):
         if k in drops:
             continue
