@@ -1,0 +1,75 @@
+"""``${VAR}`` and ``${VAR:-default}`` in config strings, read from the environment.
+
+Camera URLs carry credentials; keeping them in the environment (or a secrets manager that fills
+it) keeps them out of the site file and out of version control. The syntax is the shell's subset
+everyone knows: ``${VAR}`` must be set, ``${VAR:-default}`` falls back when the variable is unset
+or empty, and ``$${`` writes a literal ``${``. Errors name the variable, never its value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from safewatch.config.yaml_lines import PathKey, format_path
+from safewatch.errors import ConfigError
+
+__all__ = ["Interpolation", "expand"]
+
+_PATTERN = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Interpolation:
+    """Expands ``${VAR}`` against one environment mapping (``os.environ`` by default).
+
+    A callable object rather than a closure so tests pass a plain dict as the environment.
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def __call__(self, text: str, file: str, line: int, path: PathKey) -> str:
+        """Expand ``text``; see :func:`expand`."""
+        return expand(text, self._environ, file=file, line=line, path=path)
+
+
+def expand(
+    text: str,
+    environ: Mapping[str, str],
+    *,
+    file: str | None = None,
+    line: int | None = None,
+    path: PathKey = (),
+) -> str:
+    """Replace every ``${VAR}`` / ``${VAR:-default}`` in ``text``.
+
+    Raises:
+        ConfigError: When a variable without a default is unset, or a reference is malformed.
+            The message quotes the reference as written, never a value.
+    """
+
+    def error(message: str) -> ConfigError:
+        return ConfigError(message, file=file, line=line, field=format_path(path) or None)
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        body = match.group(1)
+        name, has_default, default = body.partition(":-")
+        if not _NAME.match(name):
+            raise error(
+                f"invalid variable reference ${{{body}}}: expected ${{NAME}} or ${{NAME:-default}}"
+            )
+        value = environ.get(name)
+        if value:
+            return value
+        if has_default:
+            return default
+        if value is None:
+            raise error(f"environment variable {name} is not set (referenced as ${{{name}}})")
+        return value
+
+    if "${" in _PATTERN.sub("", text):
+        raise error("unterminated variable reference: expected ${NAME} or ${NAME:-default}")
+    return _PATTERN.sub(replace, text)

@@ -1,0 +1,94 @@
+"""Load the site file: read, parse with lines, interpolate ``${VAR}``, validate.
+
+The one entry point the CLI and the runtime use for the site file. Relative paths in the site file
+(video files, models, the SQLite database, the evidence folder) are relative to the folder the
+site file sits in, not to the process's working directory, so ``safewatch serve -c
+/etc/safewatch/site.yaml`` behaves the same from anywhere; :class:`LoadedSite` carries that folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from safewatch.config.interpolate import Interpolation
+from safewatch.config.site import SiteConfig
+from safewatch.config.validation import validate_document
+from safewatch.config.yaml_lines import LocatedDocument, parse_yaml
+from safewatch.errors import ConfigError
+
+__all__ = ["LoadedSite", "load_model", "load_site", "read_document"]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedSite:
+    """A validated site file and where it came from.
+
+    Attributes:
+        config: The validated site configuration.
+        path: The site file, absolute.
+        base_dir: The folder relative paths in the file are resolved against.
+    """
+
+    config: SiteConfig
+    path: Path
+    base_dir: Path
+
+    def resolve(self, value: str | Path) -> Path:
+        """Resolve a path written in the site file; absolute paths are returned unchanged."""
+        candidate = Path(value).expanduser()
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+
+def read_document(
+    path: str | Path, *, environ: Mapping[str, str] | None = None, interpolate: bool = True
+) -> LocatedDocument:
+    """Read and parse one YAML file with line numbers (and ``${VAR}`` expansion).
+
+    Raises:
+        ConfigError: The file cannot be read, or is not valid YAML.
+    """
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=name) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read file: {exc}", file=name) from None
+    interpolation = Interpolation(os.environ if environ is None else environ)
+    return parse_yaml(text, name, interpolate=interpolation if interpolate else None)
+
+
+def load_model(
+    model: type[ModelT], path: str | Path, *, environ: Mapping[str, str] | None = None
+) -> tuple[ModelT, LocatedDocument]:
+    """Read ``path`` and validate it as ``model``; the document comes back for later checks.
+
+    Raises:
+        ConfigError: Unreadable file, YAML syntax, duplicate key, unset variable, or a
+            validation error (a :class:`~safewatch.config.validation.ConfigErrors` listing all).
+    """
+    document = read_document(path, environ=environ)
+    return validate_document(model, document), document
+
+
+def load_site(path: str | Path, *, environ: Mapping[str, str] | None = None) -> LoadedSite:
+    """Load and validate a site file.
+
+    Args:
+        path: The site YAML file.
+        environ: Variables for ``${VAR}``; defaults to ``os.environ``.
+
+    Raises:
+        ConfigError: With ``file:line: field: message`` for any problem.
+    """
+    config, _ = load_model(SiteConfig, path, environ=environ)
+    absolute = Path(path).resolve()
+    return LoadedSite(config=config, path=absolute, base_dir=absolute.parent)

@@ -1,0 +1,201 @@
+"""Pydantic models of a rule file (``rules/*.yaml``): zones and rules.
+
+Rules are a discriminated union on ``kind`` so each kind validates only its own fields and an
+unknown kind is one clear error. Every collection is a tuple and every model frozen: a loaded rule
+set is shared by the engine and the reload watcher and must not change under either of them.
+Cross-references (a rule's zone exists, cameras exist) need the whole set and the site, so they
+are checked in :mod:`safewatch.config.ruleset`, not here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from safewatch.config.durations import Duration
+from safewatch.domain.events import Severity
+
+__all__ = [
+    "WEEKDAYS",
+    "Anchor",
+    "PPERule",
+    "Rule",
+    "RuleFile",
+    "ScheduleConfig",
+    "Weekday",
+    "ZoneConfig",
+    "ZoneIntrusionRule",
+]
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+"""Day names in ``datetime.weekday()`` order."""
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+Coordinate = Annotated[float, Field(ge=0.0, le=1.0)]
+TimeOfDay = Annotated[str, Field(pattern=r"^(?:(?:[01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
+
+
+def _anchor_alias(value: Any) -> Any:
+    return "centre" if value == "center" else value
+
+
+Anchor = Annotated[Literal["feet", "centre", "box"], BeforeValidator(_anchor_alias)]
+"""Which part of an object must be in a zone: its foot point, box centre, or any part of its box."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _unique(values: tuple[str, ...]) -> tuple[str, ...]:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"lists {value!r} twice")
+        seen.add(value)
+    return values
+
+
+class ScheduleConfig(_Strict):
+    """When a rule is active, in the site's time zone.
+
+    A window that ends before it starts runs overnight (``["22:00", "06:00"]``) and belongs to
+    the day it starts on: Monday's night shift covers Monday 22:00 to Tuesday 06:00.
+    """
+
+    days: tuple[Weekday, ...] = Field(
+        WEEKDAYS, min_length=1, description="Days the window starts on (mon..sun); default all."
+    )
+    between: tuple[TimeOfDay, TimeOfDay] | None = Field(
+        None,
+        description='Local start and end time, "HH:MM" (end may be "24:00"); default all day.',
+    )
+
+    _unique_days = field_validator("days")(_unique)
+
+    @field_validator("between")
+    @classmethod
+    def _not_empty(cls, value: tuple[str, str] | None) -> tuple[str, str] | None:
+        if value is not None and _minutes(value[0]) % 1440 == _minutes(value[1]) % 1440:
+            raise ValueError("start and end are the same time; omit `between` for all day")
+        return value
+
+    def window_seconds(self) -> tuple[int, int] | None:
+        """``between`` as seconds since local midnight (end may be 86400)."""
+        if self.between is None:
+            return None
+        return _minutes(self.between[0]) * 60, _minutes(self.between[1]) * 60
+
+
+def _minutes(text: str) -> int:
+    hours, minutes = text.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+class ZoneConfig(_Strict):
+    """A named polygon on one camera, in coordinates normalised to the frame (0-1)."""
+
+    camera: str = Field(description="Camera key of the site file the zone is drawn on.")
+    polygon: tuple[tuple[Coordinate, Coordinate], ...] = Field(
+        min_length=3, description="Vertices [x, y] with 0 <= x, y <= 1, top-left origin."
+    )
+    description: str | None = Field(None, description="Free text for people.")
+
+    @field_validator("polygon")
+    @classmethod
+    def _has_area(cls, value: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+        twice_area = sum(
+            x1 * y2 - x2 * y1
+            for (x1, y1), (x2, y2) in zip(value, value[1:] + value[:1], strict=True)
+        )
+        if abs(twice_area) < 1e-9:
+            raise ValueError("polygon has no area (all points on a line)")
+        return value
+
+
+class _RuleBase(_Strict):
+    id: Identifier = Field(description="Unique id across all rule files; used in incidents.")
+    description: str | None = Field(None, description="Free text for people.")
+    enabled: bool = Field(True, description="Disabled rules are validated but not evaluated.")
+    severity: Severity = Field(Severity.MEDIUM, description="low, medium, high or critical.")
+    cameras: tuple[str, ...] = Field(
+        (), description="Camera keys the rule applies to; empty or omitted means all cameras."
+    )
+    grace: Duration = Field(
+        1.0,
+        description="A track compliant or missing for at most this long does not end the "
+        "episode (absorbs detector flicker and short occlusions).",
+    )
+    cooldown: Duration = Field(
+        0.0,
+        description="After an episode ends, the same track does not open a new one for this "
+        "long (measured from the episode's last violating frame).",
+    )
+    schedule: ScheduleConfig | None = Field(
+        None, description="When the rule is active; default always."
+    )
+
+    _unique_cameras = field_validator("cameras")(_unique)
+
+
+class PPERule(_RuleBase):
+    """A person must wear every item in ``require``."""
+
+    kind: Literal["ppe"] = Field(description="Rule kind.")
+    require: tuple[str, ...] = Field(
+        min_length=1, description="PPE items every matching object must wear (hardhat, vest...)."
+    )
+    objects: tuple[str, ...] = Field(
+        ("person",), min_length=1, description="Track labels the rule applies to."
+    )
+    zones: tuple[str, ...] = Field(
+        (),
+        description="Only objects whose foot point is in one of these zones; empty: anywhere.",
+    )
+    min_duration: Duration = Field(
+        2.0, description="How long the violation must last before it is reported."
+    )
+
+    _unique_lists = field_validator("require", "objects", "zones")(_unique)
+
+
+class ZoneIntrusionRule(_RuleBase):
+    """No object of the listed kinds may be inside ``zone``."""
+
+    kind: Literal["zone_intrusion"] = Field(description="Rule kind.")
+    zone: str = Field(description="Zone id (from `zones` of any rule file).")
+    objects: tuple[str, ...] = Field(
+        ("person",), min_length=1, description="Track labels that may not enter."
+    )
+    anchor: Anchor = Field(
+        "feet",
+        description="feet: bottom-centre of the box; centre: box centre; box: any overlap.",
+    )
+    min_duration: Duration = Field(
+        0.0, description="How long the object must stay inside before it is reported."
+    )
+
+    _unique_objects = field_validator("objects")(_unique)
+
+
+Rule = Annotated[PPERule | ZoneIntrusionRule, Field(discriminator="kind")]
+"""Any rule; ``kind`` picks the model."""
+
+
+class RuleFile(_Strict):
+    """One rule file as written; several are merged into a :class:`~.ruleset.RuleSet`."""
+
+    version: Literal[1] = Field(1, description="Rule file format version.")
+    zones: dict[Identifier, ZoneConfig] = Field(
+        default_factory=dict, description="Zones by id (unique across all rule files)."
+    )
+    rules: tuple[Rule, ...] = Field((), description="Rules, evaluated in file order.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none_is_empty(cls, data: Any) -> Any:
+        # `zones:` with nothing under it parses as None; read it as "no zones".
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (k in ("zones", "rules") and v is None)}
+        return data
