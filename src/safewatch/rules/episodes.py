@@ -1,0 +1,194 @@
+"""The violation-episode lifecycle every rule kind shares.
+
+A rule kind only answers "which subjects violate in this frame?" (an :class:`Observation` each);
+this module turns those per-frame answers into episodes with ``STARTED`` / ``ONGOING`` / ``ENDED``
+events, so minimum duration, grace, cooldown and pruning behave the same for every kind.
+
+Per subject (a track) the state machine is:
+
+* idle -> pending at the first violating frame ``t0`` (unless in cooldown);
+* pending -> open once ``t - t0 >= min_duration``: ``STARTED`` with ``started_at=t0``;
+* open: ``ONGOING`` on every later violating frame (frames inside a grace gap emit nothing: there
+  is no evidence in them);
+* pending or open -> idle once the subject has not violated for more than ``grace`` (compliant or
+  not tracked): an open episode emits ``ENDED`` with ``at`` = its last violating frame, and the
+  subject enters cooldown until ``last violating time + cooldown``;
+* idle states are forgotten once their cooldown is over, so memory is bounded by the subjects that
+  violated within the last ``grace + cooldown`` seconds, whatever the stream's length.
+
+All times are the frame clock's; nothing here reads a wall clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from safewatch.domain.events import Phase, RuleEvent, Severity
+
+__all__ = ["EpisodeBook", "EpisodePolicy", "Observation"]
+
+_EPS = 1e-6
+"""Slack for float clocks: 5 frames of 0.2 s must reach a 1 s minimum duration."""
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One subject violating a rule in one frame.
+
+    Attributes:
+        subject: The track the episode belongs to.
+        track_ids: Tracks involved, subject first.
+        confidence: Confidence of the evidence in this frame.
+        message: One human sentence.
+        zone_id: Zone involved, if any.
+    """
+
+    subject: int
+    track_ids: tuple[int, ...]
+    confidence: float
+    message: str
+    zone_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodePolicy:
+    """The timing of one rule, in seconds."""
+
+    min_duration: float = 0.0
+    grace: float = 1.0
+    cooldown: float = 0.0
+
+
+@dataclass(slots=True)
+class _State:
+    started_at: float | None
+    last_at: float
+    last_seq: int
+    last: Observation
+    open: bool = False
+    cooldown_until: float = float("-inf")
+
+
+class EpisodeBook:
+    """Episodes of one rule on one camera, keyed by subject.
+
+    Args:
+        rule_id: Rule id, copied into events.
+        rule_kind: Rule kind, copied into events.
+        camera_id: Camera, copied into events.
+        severity: Rule severity, copied into events.
+        policy: Minimum duration, grace and cooldown.
+    """
+
+    def __init__(
+        self,
+        rule_id: str,
+        rule_kind: str,
+        camera_id: str,
+        severity: Severity,
+        policy: EpisodePolicy,
+    ) -> None:
+        self.rule_id = rule_id
+        self.rule_kind = rule_kind
+        self.camera_id = camera_id
+        self.severity = severity
+        self.policy = policy
+        self._states: dict[int, _State] = {}
+
+    def __len__(self) -> int:
+        """Subjects with state (pending, open or cooling down); 0 means the book can be dropped."""
+        return len(self._states)
+
+    @property
+    def open_subjects(self) -> tuple[int, ...]:
+        """Subjects with an open (reported) episode, sorted."""
+        return tuple(sorted(s for s, state in self._states.items() if state.open))
+
+    def update(self, at: float, seq: int, observations: Iterable[Observation]) -> list[RuleEvent]:
+        """Advance to the frame at ``at`` where exactly ``observations`` violate.
+
+        Returns:
+            ``ENDED`` events first (by subject), then ``STARTED`` / ``ONGOING`` in observation
+            order.
+        """
+        ended: list[RuleEvent] = []
+        current: list[RuleEvent] = []
+        seen: set[int] = set()
+        for observation in observations:
+            if observation.subject in seen:
+                continue
+            seen.add(observation.subject)
+            state = self._states.get(observation.subject)
+            if state is not None and state.started_at is not None and self._lapsed(state, at):
+                # A gap longer than grace between two sampled frames: the old episode is over.
+                ended.extend(self._end(state))
+            if state is None or state.started_at is None:
+                if state is not None and at < state.cooldown_until - _EPS:
+                    continue
+                state = _State(started_at=at, last_at=at, last_seq=seq, last=observation)
+                self._states[observation.subject] = state
+            state.last_at, state.last_seq, state.last = at, seq, observation
+            if state.open:
+                current.append(self._event(state, Phase.ONGOING))
+            elif at - (state.started_at or at) >= self.policy.min_duration - _EPS:
+                state.open = True
+                current.append(self._event(state, Phase.STARTED))
+        for subject in sorted(self._states):
+            state = self._states[subject]
+            if subject not in seen and state.started_at is not None and self._lapsed(state, at):
+                ended.extend(self._end(state))
+        self._prune(at)
+        return ended + current
+
+    def close_all(self, at: float | None = None) -> list[RuleEvent]:
+        """End every open episode now (end of file, schedule closing, rule removed).
+
+        Pending (unreported) violations are dropped. With ``at``, states whose cooldown is over
+        by then are forgotten.
+        """
+        events: list[RuleEvent] = []
+        for subject in sorted(self._states):
+            state = self._states[subject]
+            if state.started_at is not None:
+                events.extend(self._end(state))
+        if at is not None:
+            self._prune(at)
+        return events
+
+    def _lapsed(self, state: _State, at: float) -> bool:
+        return at - state.last_at > self.policy.grace + _EPS
+
+    def _end(self, state: _State) -> list[RuleEvent]:
+        events = [self._event(state, Phase.ENDED)] if state.open else []
+        if state.open:
+            state.cooldown_until = state.last_at + self.policy.cooldown
+        state.started_at = None
+        state.open = False
+        return events
+
+    def _prune(self, at: float) -> None:
+        stale = [
+            subject
+            for subject, state in self._states.items()
+            if state.started_at is None and at >= state.cooldown_until - _EPS
+        ]
+        for subject in stale:
+            del self._states[subject]
+
+    def _event(self, state: _State, phase: Phase) -> RuleEvent:
+        observation = state.last
+        return RuleEvent(
+            rule_id=self.rule_id,
+            rule_kind=self.rule_kind,
+            camera_id=self.camera_id,
+            phase=phase,
+            track_ids=observation.track_ids,
+            started_at=state.started_at if state.started_at is not None else state.last_at,
+            at=state.last_at,
+            severity=self.severity,
+            confidence=observation.confidence,
+            message=observation.message,
+            zone_id=observation.zone_id,
+            seq=state.last_seq,
+        )

@@ -1,0 +1,65 @@
+"""Does a box touch a polygon? The ``anchor: box`` test of zone rules.
+
+A vehicle's bumper in a walkway is an intrusion even when its centre is not, so the box anchor
+means any overlap. The test is exact for convex and concave polygons: a polygon vertex in the box,
+a box corner in the polygon, or an edge crossing. Touching counts as overlap: a safety rule
+should err on the side of reporting.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from safewatch.domain.geometry import points_in_polygon
+
+__all__ = ["box_overlaps_polygon"]
+
+
+Pt = tuple[float, float]
+
+
+def _orientation(a: Pt, b: Pt, c: Pt) -> int:
+    cross = (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+    return 0 if abs(cross) < 1e-12 else (1 if cross > 0 else -1)
+
+
+def _on_segment(a: Pt, b: Pt, p: Pt) -> bool:
+    return min(a[0], b[0]) <= p[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= p[1] <= max(a[1], b[1])
+
+
+def _segments_meet(a: Pt, b: Pt, c: Pt, d: Pt) -> bool:
+    o1, o2 = _orientation(a, b, c), _orientation(a, b, d)
+    o3, o4 = _orientation(c, d, a), _orientation(c, d, b)
+    if o1 != o2 and o3 != o4:
+        return True
+    return (
+        (o1 == 0 and _on_segment(a, b, c))
+        or (o2 == 0 and _on_segment(a, b, d))
+        or (o3 == 0 and _on_segment(c, d, a))
+        or (o4 == 0 and _on_segment(c, d, b))
+    )
+
+
+def box_overlaps_polygon(
+    xyxy: tuple[float, float, float, float], polygon: NDArray[np.float64]
+) -> bool:
+    """Whether the box ``x1, y1, x2, y2`` and the ``(M, 2)`` polygon share any point.
+
+    Both in the same (pixel) coordinates.
+    """
+    x1, y1, x2, y2 = (float(v) for v in xyxy)
+    poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    xs, ys = poly[:, 0], poly[:, 1]
+    if bool(np.any((xs >= x1) & (xs <= x2) & (ys >= y1) & (ys <= y2))):
+        return True
+    corners = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=np.float64)
+    if bool(np.any(points_in_polygon(corners, poly))):
+        return True
+    box: list[Pt] = [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
+    box_edges = list(zip(box, box[1:] + box[:1], strict=True))
+    vertices: list[Pt] = [(float(x), float(y)) for x, y in poly]
+    for a, b in zip(vertices, vertices[1:] + vertices[:1], strict=True):
+        if any(_segments_meet(a, b, c, d) for c, d in box_edges):
+            return True
+    return False

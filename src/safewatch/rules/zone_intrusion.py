@@ -1,0 +1,51 @@
+"""The ``zone_intrusion`` rule kind: no listed object may be inside a zone.
+
+The zone is stored normalised (0-1) and converted to this frame's pixels on every call, so a
+camera that changes resolution keeps its zones. Which part of an object counts is the rule's
+``anchor``: the foot point (where a person stands: the right test for floor areas seen from an
+elevated camera, where a head can overlap a zone its owner is not in), the box centre, or any
+overlap of the box.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from safewatch.config.rules import ZoneIntrusionRule
+from safewatch.domain.geometry import Zone
+from safewatch.domain.tracks import Track, TrackedFrame
+from safewatch.rules.episodes import Observation
+from safewatch.rules.overlap import box_overlaps_polygon
+
+__all__ = ["observe_zone_intrusion"]
+
+
+def _inside(rule: ZoneIntrusionRule, tracks: list[Track], zone: Zone, w: int, h: int) -> list[bool]:
+    if rule.anchor == "box":
+        polygon = zone.to_pixels(w, h)
+        return [box_overlaps_polygon(t.xyxy, polygon) for t in tracks]
+    points = np.array(
+        [t.foot if rule.anchor == "feet" else t.centre for t in tracks], dtype=np.float64
+    )
+    return [bool(v) for v in zone.contains(points, w, h)]
+
+
+def observe_zone_intrusion(
+    rule: ZoneIntrusionRule, tracked: TrackedFrame, zone: Zone
+) -> list[Observation]:
+    """Subjects inside ``zone`` in this frame, in track order; confidence is the box's."""
+    tracks = [t for t in tracked.tracks if t.label in rule.objects]
+    if not tracks:
+        return []
+    inside = _inside(rule, tracks, zone, tracked.width, tracked.height)
+    return [
+        Observation(
+            subject=track.track_id,
+            track_ids=(track.track_id,),
+            confidence=float(track.confidence),
+            message=f"{track.label} #{track.track_id} in zone {zone.id}",
+            zone_id=zone.id,
+        )
+        for track, is_inside in zip(tracks, inside, strict=True)
+        if is_inside
+    ]
