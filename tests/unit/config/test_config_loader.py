@@ -1,0 +1,153 @@
+"""Site loading: each kind of mistake becomes one exact ``file:line: field: message``."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from safewatch.config.loader import load_site
+from safewatch.config.validation import ConfigErrors
+from safewatch.errors import ConfigError
+
+GOOD = """\
+version: 1
+site:
+  name: Test site
+models:
+  coco:
+    path: models/coco.onnx
+cameras:
+  yard:
+    source: rtsp://viewer:${CAM_PASS}@10.0.0.5/stream
+    fps: 5
+    models: [coco]
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "site.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def _error(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> str:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_site(path, environ={"CAM_PASS": "s3cr3t-pw"} if env is None else env)
+    message = str(info.value)
+    assert "s3cr3t-pw" not in message
+    return message.replace(str(path), "site.yaml")
+
+
+def test_good_site_loads_with_base_dir_and_secret(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD)
+    loaded = load_site(path, environ={"CAM_PASS": "s3cr3t-pw"})
+    assert loaded.config.cameras["yard"].source == "rtsp://viewer:s3cr3t-pw@10.0.0.5/stream"
+    assert loaded.base_dir == tmp_path.resolve()
+    assert loaded.path == path.resolve()
+    assert loaded.resolve("models/coco.onnx") == tmp_path.resolve() / "models/coco.onnx"
+    assert loaded.resolve("/abs/x.onnx") == Path("/abs/x.onnx")
+
+
+def test_relative_path_to_site_resolves_against_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "conf").mkdir()
+    _write(tmp_path / "conf", GOOD)
+    monkeypatch.chdir(tmp_path)
+    loaded = load_site("conf/site.yaml", environ={"CAM_PASS": "x"})
+    assert loaded.resolve("a.mp4") == tmp_path.resolve() / "conf" / "a.mp4"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("    fps: 5\n", "    fsp: 5\n", "site.yaml:10: cameras.yard.fsp: unknown field"),
+        (
+            "    fps: 5\n",
+            "    fps: fast\n",
+            "site.yaml:10: cameras.yard.fps: input should be a valid number, unable to parse "
+            "string as a number (got 'fast')",
+        ),
+        (
+            "    fps: 5\n",
+            "    fps: 500\n",
+            "site.yaml:10: cameras.yard.fps: input should be less than or equal to 120 (got 500)",
+        ),
+        (
+            "    source: rtsp://viewer:${CAM_PASS}@10.0.0.5/stream\n",
+            "",
+            "site.yaml:8: cameras.yard.source: required field is missing",
+        ),
+        (
+            "version: 1\n",
+            "version: 2\n",
+            "site.yaml:1: version: input should be 1 (got 2)",
+        ),
+        (
+            "    fps: 5\n",
+            "    fps: 5\n    fps: 6\n",
+            "site.yaml:11: cameras.yard.fps: duplicate key (first defined at line 10)",
+        ),
+        (
+            "    models: [coco]\n",
+            "    models: [coco, coco]\n",
+            "site.yaml:11: cameras.yard.models: lists a model twice",
+        ),
+        (
+            "  name: Test site\n",
+            "  name: [Test site\n",
+            "site.yaml:4: YAML syntax error: expected ',' or ']', but got ':'",
+        ),
+    ],
+)
+def test_site_errors(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    assert old in GOOD
+    assert _error(tmp_path, GOOD.replace(old, new)) == expected
+
+
+def test_unset_variable_is_named(tmp_path: Path) -> None:
+    assert _error(tmp_path, GOOD, env={}) == (
+        "site.yaml:9: cameras.yard.source: environment variable CAM_PASS is not set "
+        "(referenced as ${CAM_PASS})"
+    )
+
+
+def test_interpolated_value_is_shown_raw_in_errors(tmp_path: Path) -> None:
+    text = GOOD.replace("    fps: 5\n", "    fps: ${CAM_PASS}\n")
+    assert _error(tmp_path, text) == (
+        "site.yaml:10: cameras.yard.fps: input should be a valid number, unable to parse string "
+        "as a number (got '${CAM_PASS}')"
+    )
+
+
+def test_several_errors_are_all_reported_in_line_order(tmp_path: Path) -> None:
+    text = GOOD.replace("    fps: 5\n", "    fps: x\n").replace("  name: Test", "  nam: Test")
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigErrors) as info:
+        load_site(path, environ={"CAM_PASS": "p"})
+    assert [(e.line, e.field) for e in info.value.errors] == [
+        (3, "site.nam"),
+        (10, "cameras.yard.fps"),
+    ]
+    assert info.value.line == 3
+    assert str(info.value).count("\n") == 1
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_site(tmp_path / "nope.yaml")
+
+
+def test_empty_file_reports_required_fields(tmp_path: Path) -> None:
+    assert _error(tmp_path, "# empty\n") == "site.yaml:1: models: required field is missing\n" + (
+        "site.yaml:1: cameras: required field is missing"
+    )
+
+
+def test_not_a_mapping(tmp_path: Path) -> None:
+    assert _error(tmp_path, "- a\n- b\n") == (
+        "site.yaml:1: input should be a valid dictionary or instance of SiteConfig"
+    )
