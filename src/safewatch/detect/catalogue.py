@@ -28,7 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -128,6 +128,28 @@ class ModelListing:
     cached: CachedModel | None
 
     @property
+    def format(self) -> str | None:
+        """Output layout, for catalogue entries (imports: ``None``, the detector detects it)."""
+        return None if self.entry is None else self.entry.format
+
+    @property
+    def input_size(self) -> int | None:
+        """Network input size of a catalogue entry."""
+        return None if self.entry is None else self.entry.input_size
+
+    @property
+    def licence(self) -> str | None:
+        """SPDX licence id of a catalogue entry."""
+        return None if self.entry is None else self.entry.licence
+
+    license = licence
+
+    @property
+    def url(self) -> str | None:
+        """Official download URL; ``None`` for imported models."""
+        return None if self.entry is None else self.entry.url
+
+    @property
     def matches_catalogue(self) -> bool | None:
         """Whether the cached file is the catalogue's (``None``: nothing to compare)."""
         if self.entry is None or self.cached is None or self.entry.sha256 is None:
@@ -171,6 +193,12 @@ class ModelDetails:
     outputs: tuple[TensorInfo, ...]
     producer: str
     metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, for ``models info`` output."""
+        data = asdict(self)
+        data["path"] = str(self.path)
+        return data
 
 
 def catalogue() -> dict[str, CatalogueEntry]:
@@ -407,6 +435,8 @@ def import_model(
             name (pass ``force``), or an unwritable cache.
     """
     source = Path(path).expanduser()
+    if not source.is_file():
+        raise ModelError(f"no model file at {source}")
     details = info(source)
     name = name or source.stem
     _check_name(name)
@@ -450,15 +480,22 @@ def _tensors(nodes: Any) -> tuple[TensorInfo, ...]:
     )
 
 
-def info(path: Path) -> ModelDetails:
+def info(path: Path | str, *, cache: Path | None = None) -> ModelDetails:
     """Inputs, outputs, metadata, size and sha256 of an ONNX file, read with ONNX Runtime.
+
+    Args:
+        path: An ``.onnx`` file, or the name of a cached model.
+        cache: Cache folder for names; default :func:`cache_dir`.
 
     Raises:
         ModelError: The file is missing or is not a model ONNX Runtime can load.
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ModelError(f"no model file at {path}")
+        cached = _read_index(cache or cache_dir()).get(str(path))
+        if cached is None or not cached.path.is_file():
+            raise ModelError(f"no model file at {path}")
+        path = cached.path
     import onnxruntime as ort  # slow to import; only the commands that need it pay
 
     options = ort.SessionOptions()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import shutil
 import socket
 import threading
@@ -294,3 +295,25 @@ def test_import_defaults_to_the_file_stem_and_checks_names(cache: Path, tmp_path
     (tmp_path / "junk.onnx").write_bytes(b"junk")
     with pytest.raises(ModelError, match="not a valid ONNX model"):
         cat.import_model(tmp_path / "junk.onnx")
+
+
+def test_listing_rows_expose_catalogue_fields(cache: Path) -> None:
+    rows = {r.name: r for r in cat.list_models()}
+    nano = rows["yolox_nano"]
+    assert (nano.format, nano.input_size, nano.licence, nano.cached) == (
+        "yolox",
+        416,
+        "Apache-2.0",
+        None,
+    )
+    assert nano.url is not None and nano.url.startswith("https://github.com/Megvii")
+
+
+def test_info_by_cached_name_is_json_ready(cache: Path) -> None:
+    cat.import_model(asset("models/yolox_nano_coco.onnx"), name="people")
+    details = cat.info("people")
+    assert details.path == cache / "people.onnx"
+    data = json.loads(json.dumps(details.to_dict()))
+    assert data["inputs"][0]["name"] == "images"
+    with pytest.raises(ModelError, match="no model file"):
+        cat.import_model(Path("people"))
