@@ -28,6 +28,9 @@ def nms(
 ) -> NDArray[np.intp]:
     """Indices of the boxes to keep, best score first.
 
+    Boxes should have a positive area: OpenCV treats any two zero-area boxes of one class as
+    duplicates, so callers drop degenerate boxes first (as :mod:`selection` does).
+
     Args:
         xyxy: ``(N, 4)`` boxes ``x1, y1, x2, y2``.
         scores: ``(N,)`` confidences.

@@ -3,7 +3,8 @@
 Thresholds come first because they are cheap and discard almost everything: the best score of each
 anchor over the kept classes is a fast row-wise maximum, and only anchors above the lowest
 per-label threshold are looked at class by class. Then per-label thresholds, a cap on candidates,
-and class-aware NMS.
+removal of boxes that are not finite or have no area (garbage a model can emit, which would also
+confuse NMS), and class-aware NMS.
 """
 
 from __future__ import annotations
@@ -66,9 +67,11 @@ def select(
     if raw.box_format is BoxFormat.CXCYWH:
         half = boxes[:, 2:] / 2
         boxes = np.concatenate([boxes[:, :2] - half, boxes[:, :2] + half], axis=1)
-    finite = np.isfinite(boxes).all(axis=1)
-    if not finite.all():
-        boxes, kept, conf = boxes[finite], kept[finite], conf[finite]
+    valid = (
+        np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    )
+    if not valid.all():
+        boxes, kept, conf = boxes[valid], kept[valid], conf[valid]
     if raw.needs_nms:
         order = nms(boxes, conf, kept, iou_threshold, max_detections)
     else:
