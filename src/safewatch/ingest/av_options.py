@@ -86,7 +86,7 @@ def build_open_spec(
         transport = "tcp" if source.lower().startswith("rtsps://") else rtsp_transport
         return OpenSpec(
             source,
-            options={"rtsp_transport": transport, "timeout": timeout_us, "fflags": "nobuffer"},
+            options={"rtsp_transport": transport, "timeout": timeout_us},
         )
     if kind == "http":
         return OpenSpec(source, options={"timeout": timeout_us, "reconnect": "0"})

@@ -32,6 +32,7 @@ class FrameSampler:
             raise ValueError(f"fps must be positive, got {fps}")
         self.fps = fps
         self._origin: float | None = None
+        self._last = 0.0
         self._next_slot = 0
 
     def reset(self) -> None:
@@ -48,9 +49,10 @@ class FrameSampler:
         Returns:
             ``True`` when the frame opens a new slot.
         """
-        if self._origin is None or pts < self._origin:
+        if self._origin is None or pts < self._last:
             self._origin = pts
             self._next_slot = 0
+        self._last = pts
         slot = math.floor((pts - self._origin) * self.fps + _SLOT_TOLERANCE)
         if slot < self._next_slot:
             return False

@@ -1,0 +1,153 @@
+"""FileSource on the real construction clip: sampling, clock, determinism and damaged files."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from safewatch.errors import SourceError
+from safewatch.ingest import FileSource, SourceState, StateChange
+from conftest import asset
+from ingest_media import remux
+
+CLIP = "video/construction_cctv_640x352_24s.mp4"
+
+
+@pytest.fixture(scope="module")
+def clip() -> Path:
+    return asset(CLIP)
+
+
+def test_info_describes_the_clip(clip: Path) -> None:
+    source = FileSource("yard", clip, fps=5)
+    info = source.info
+    assert (info.width, info.height, info.frame_count) == (640, 352, 598)
+    assert info.fps == pytest.approx(24.686, abs=1e-3)
+    assert info.duration == pytest.approx(24.22, abs=0.01)
+    assert source.state is SourceState.CONNECTING
+    source.close()
+
+
+def test_samples_to_5_fps_by_pts(clip: Path) -> None:
+    changes: list[StateChange] = []
+    source = FileSource("yard", clip, fps=5, origin=1_700_000_000.0, on_state=changes.append)
+    frames = list(source.frames())
+    assert len(frames) == 121
+    assert [f.seq for f in frames] == list(range(121))
+    assert {f.camera_id for f in frames} == {"yard"}
+    pts = np.array([f.pts for f in frames])
+    assert pts[0] == 0.0
+    assert np.all(np.diff(pts) > 0.15)
+    assert np.all(np.diff(pts) < 0.25)
+    assert all(f.timestamp == 1_700_000_000.0 + f.pts for f in frames)
+    assert frames[0].image.shape == (352, 640, 3)
+    assert frames[0].image.dtype == np.uint8
+    assert source.stats.decoded == 598
+    assert source.stats.sampled == 121
+    assert [c.state for c in changes] == [SourceState.STREAMING, SourceState.ENDED]
+    assert source.state is SourceState.ENDED
+
+
+def test_rate_above_native_keeps_every_frame(clip: Path) -> None:
+    frames = list(FileSource("yard", clip, fps=30).frames())
+    assert len(frames) == 598
+
+
+def test_two_runs_are_identical(clip: Path) -> None:
+    def run() -> list[tuple[int, float, str]]:
+        frames = FileSource("yard", clip, fps=2).frames()
+        return [(f.seq, f.pts, hashlib.sha1(f.image.tobytes()).hexdigest()) for f in frames]
+
+    assert run() == run()
+
+
+def test_origin_from_creation_time_metadata(clip: Path, tmp_path: Path) -> None:
+    stamped = remux(
+        clip, tmp_path / "stamped.mp4", metadata={"creation_time": "2024-02-23T10:00:00.000000Z"}
+    )
+    source = FileSource("yard", stamped, fps=5)
+    assert source.origin_kind == "creation_time"
+    assert source.origin == 1_708_682_400.0
+    first = next(iter(source.frames()))
+    assert first.timestamp == 1_708_682_400.0
+    explicit = FileSource("yard", stamped, fps=5, origin=10.0)
+    assert (explicit.origin, explicit.origin_kind) == (10.0, "argument")
+
+
+def test_origin_defaults_to_epoch_without_metadata(clip: Path) -> None:
+    source = FileSource("yard", clip, fps=5)
+    assert (source.origin, source.origin_kind) == (0.0, "epoch")
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.mp4"
+    with pytest.raises(SourceError, match=r"video file not found: .*nope\.mp4"):
+        FileSource("yard", missing, fps=5)
+
+
+def test_garbage_file_is_a_source_error_naming_it(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(random.Random(3).randbytes(50_000))
+    with pytest.raises(SourceError, match=r"cannot open video file .*garbage\.mp4: "):
+        FileSource("yard", garbage, fps=5)
+
+
+def test_truncated_mp4_without_index_is_a_source_error(clip: Path, tmp_path: Path) -> None:
+    # This clip keeps its index (moov) at the end: cut short, it cannot be opened at all.
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    with pytest.raises(SourceError, match=r"truncated\.mp4"):
+        FileSource("yard", truncated, fps=5)
+
+
+def test_truncated_stream_delivers_what_is_there_and_ends(clip: Path, tmp_path: Path) -> None:
+    ts = remux(clip, tmp_path / "clip.ts", fmt="mpegts")
+    truncated = tmp_path / "truncated.ts"
+    truncated.write_bytes(ts.read_bytes()[: ts.stat().st_size // 2])
+    source = FileSource("yard", truncated, fps=5)
+    frames = list(source.frames())
+    assert 30 < len(frames) < 121
+    assert source.state is SourceState.ENDED
+
+
+def test_corrupt_packets_are_skipped_counted_and_logged(
+    clip: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = bytearray(clip.read_bytes())
+    rng = random.Random(1)
+    for offset in range(200_000, 600_000, 50_000):  # inside the media data, index intact
+        data[offset : offset + 2000] = rng.randbytes(2000)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    source = FileSource("yard", damaged, fps=30)
+    with caplog.at_level(logging.WARNING, logger="safewatch.ingest"):
+        frames = list(source.frames())
+    assert len(frames) > 500
+    assert source.stats.bad_packets > 0
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "damaged.mp4" in warning
+    assert f"skipped {source.stats.bad_packets} undecodable packet" in warning
+    assert source.state is SourceState.ENDED
+
+
+def test_frames_can_be_iterated_once(clip: Path) -> None:
+    source = FileSource("yard", clip, fps=5)
+    source.frames()
+    with pytest.raises(RuntimeError, match="once"):
+        source.frames()
+    source.close()
+
+
+def test_close_mid_file_stops_the_generator(clip: Path) -> None:
+    source = FileSource("yard", clip, fps=30)
+    frames = source.frames()
+    first = [next(frames) for _ in range(3)]
+    source.close()
+    rest = list(frames)
+    assert len(first) + len(rest) < 598
+    assert source.state is SourceState.ENDED
