@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import asset
 from safewatch.config.site import CameraConfig
 from safewatch.errors import SourceError
 from safewatch.ingest import FileSource, LiveSource, Source, open_source
-from conftest import asset
 
 
 def camera(source: str, **extra: object) -> CameraConfig:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ingest_media import remux
 
+from conftest import asset
 from safewatch.errors import SourceError
 from safewatch.ingest import FileSource, SourceState, StateChange
-from conftest import asset
-from ingest_media import remux
 
 CLIP = "video/construction_cctv_640x352_24s.mp4"
 
