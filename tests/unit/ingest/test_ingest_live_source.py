@@ -1,0 +1,127 @@
+"""LiveSource over a real local HTTP server (MPEG-TS), and against a port nobody listens on.
+
+HTTP serves the whole clip as fast as the socket allows, so these tests also exercise the bounded
+drop-oldest buffer, and the end of each download is an interruption the source recovers from.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from ingest_media import remux
+
+from conftest import asset
+from safewatch.ingest import Backoff, LiveSource, SourceState, StateChange
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def http_clip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("http")
+    remux(asset("video/construction_cctv_640x352_24s.mp4"), folder / "clip.ts", fmt="mpegts")
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/clip.ts"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_stream_frames_stay_monotonic_across_reconnects(http_clip: str) -> None:
+    changes: list[StateChange] = []
+    source = LiveSource(
+        "dock",
+        http_clip,
+        fps=1000,
+        max_buffered=2,
+        backoff=Backoff(0.05, 0.1),
+        on_state=changes.append,
+    )
+    frames = []
+    for frame in source.frames():
+        frames.append(frame)
+        time.sleep(0.001)  # a consumer slower than the download: frames are dropped, not queued
+        if source.stats.reconnects >= 1 and len(frames) >= 20:
+            break
+    source.close()
+    stats = source.stats
+    assert stats.reconnects >= 1
+    assert stats.dropped > 0
+    assert stats.sampled >= stats.dropped + len(frames)
+    seqs = [f.seq for f in frames]
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
+    assert np.all(np.diff([f.timestamp for f in frames]) > 0)
+    assert np.all(np.diff([f.pts for f in frames]) > 0)
+    assert frames[0].image.shape == (352, 640, 3)
+    assert source.info.width == 640
+    states = [c.state for c in changes]
+    assert states[0] is SourceState.STREAMING
+    assert SourceState.RECONNECTING in states
+    assert states[-1] is SourceState.ENDED
+
+
+def test_dead_port_reports_state_instead_of_raising(caplog: pytest.LogCaptureFixture) -> None:
+    url = f"http://viewer:hunter22@127.0.0.1:{free_port()}/video.mjpg?token=abcdef"
+    changes: list[StateChange] = []
+    source = LiveSource(
+        "gate", url, fps=5, backoff=Backoff(0.01, 0.02), max_attempts=3, on_state=changes.append
+    )
+    with caplog.at_level(logging.DEBUG, logger="safewatch.ingest"):
+        frames = list(source.frames())  # ends when the source gives up; never raises
+    assert frames == []
+    assert source.state is SourceState.FAILED
+    assert [c.state for c in changes] == [SourceState.RECONNECTING, SourceState.FAILED]
+    assert "after 3 attempts" in source.message
+    assert "refused" in source.message.lower()
+    assert source.stats.reconnects == 2
+    text = caplog.text + " ".join(c.message for c in changes)
+    assert "hunter22" not in text
+    assert "abcdef" not in text
+    assert "***:***@127.0.0.1" in text
+
+
+def test_close_ends_a_blocked_consumer() -> None:
+    source = LiveSource("gate", f"http://127.0.0.1:{free_port()}/x", fps=5, io_timeout=0.5)
+    got: list[object] = []
+    consumer = threading.Thread(target=lambda: got.extend(source.frames()))
+    consumer.start()
+    time.sleep(0.3)
+    source.close()
+    consumer.join(timeout=5)
+    assert not consumer.is_alive()
+    assert source.state is SourceState.ENDED
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"), [({"max_buffered": 0}, "max_buffered"), ({"stall_timeout": 0}, "stall")]
+)
+def test_rejects_bad_settings(kwargs: dict[str, float], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        LiveSource("cam", "rtsp://cam/s", fps=5, **kwargs)  # type: ignore[arg-type]
+
+
+def test_never_started_source_closes_cleanly() -> None:
+    source = LiveSource("cam", "rtsp://cam/s", fps=5)
+    assert source.info.width == 0
+    source.close()
+    assert source.state is SourceState.ENDED
