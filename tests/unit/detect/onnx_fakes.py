@@ -43,8 +43,8 @@ def constant_model(
     ]
     initializers = [numpy_helper.from_array(np.zeros(1, np.float32), "zero")]
     graph_outputs = []
-    for i, (name, value) in enumerate(outputs.items()):
-        value = np.asarray(value, np.float32)
+    for i, (name, given) in enumerate(outputs.items()):
+        value = np.asarray(given, np.float32)
         axes = list(range(1, value.ndim + 1))
         initializers.append(numpy_helper.from_array(value[None], f"const{i}"))
         initializers.append(numpy_helper.from_array(np.asarray(axes, np.int64), f"axes{i}"))

@@ -41,8 +41,14 @@ def test_unreadable_metadata_names_are_logged(caplog: pytest.LogCaptureFixture) 
 
 @pytest.mark.parametrize(
     ("raw", "size"),
-    [("[640, 640]", (640, 640)), ("[384, 640]", (384, 640)), ("416", (416, 416)), ("[0]", None), ("x", None)],
-)  # fmt: skip
+    [
+        ("[640, 640]", (640, 640)),
+        ("[384, 640]", (384, 640)),
+        ("416", (416, 416)),
+        ("[0]", None),
+        ("x", None),
+    ],
+)
 def test_metadata_image_size(raw: str, size: tuple[int, int] | None) -> None:
     assert metadata_image_size({"imgsz": raw}) == size
 

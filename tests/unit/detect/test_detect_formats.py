@@ -119,13 +119,17 @@ G = grid_cells(S)  # 8400
         pytest.param([(1, 84, 5000)], {"task": "detect"}, "yolov8", id="v8 by metadata"),
         pytest.param([(1, 84, 5000)], {}, "yolov8", id="v8 by axis lengths"),
         pytest.param([(1, G, 85)], {}, "yolox", id="yolox by grid"),
-        pytest.param([(1, G, 85)], {"imgsz": "[640, 640]"}, "yolox", id="yolox with other metadata"),
-        pytest.param([(1, 3 * G, 85)], {"stride": "32", "names": "{}"}, "yolov5", id="v5 by 3 anchors"),
+        pytest.param(
+            [(1, G, 85)], {"imgsz": "[640, 640]"}, "yolox", id="yolox with other metadata"
+        ),
+        pytest.param(
+            [(1, 3 * G, 85)], {"stride": "32", "names": "{}"}, "yolov5", id="v5 by 3 anchors"
+        ),
         pytest.param([(1, 5000, 85)], {}, "yolov5", id="v5 by axis lengths"),
         pytest.param([(1, 300, 4), (1, 300, 91)], {}, "detr", id="rf-detr"),
         pytest.param([(1, 100, 92), (1, 100, 4)], {}, "detr", id="detr logits first"),
     ],
-)  # fmt: skip
+)
 def test_detect_format(
     shapes: list[tuple[int, ...]], metadata: dict[str, str], expected: str
 ) -> None:

@@ -22,14 +22,30 @@ POINT = [5.0, 5.0, 5.0, 5.0]  # zero area
         pytest.param([A], [0.9], [0], 0.5, [0], id="single"),
         pytest.param([A, A], [0.8, 0.9], [0, 0], 0.5, [1], id="duplicate keeps best"),
         pytest.param([A, A], [0.8, 0.9], [0, 1], 0.5, [1, 0], id="duplicate other class kept"),
-        pytest.param([A, A_SHIFTED_HALF], [0.9, 0.8], [0, 0], 0.34, [0, 1], id="iou below threshold"),
+        pytest.param(
+            [A, A_SHIFTED_HALF], [0.9, 0.8], [0, 0], 0.34, [0, 1], id="iou below threshold"
+        ),
         pytest.param([A, A_SHIFTED_HALF], [0.9, 0.8], [0, 0], 0.33, [0], id="iou above threshold"),
         pytest.param([A, INSIDE], [0.9, 0.8], [0, 0], 0.36, [0, 1], id="iou equal is kept"),
-        pytest.param([A, FAR, INSIDE], [0.5, 0.7, 0.9], [0, 0, 0], 0.3, [2, 1], id="contained suppresses container"),
+        pytest.param(
+            [A, FAR, INSIDE],
+            [0.5, 0.7, 0.9],
+            [0, 0, 0],
+            0.3,
+            [2, 1],
+            id="contained suppresses container",
+        ),
         pytest.param([A, FAR], [0.9, 0.9], [3, 3], 0.5, [0, 1], id="equal scores disjoint"),
-        pytest.param([[-20.0, -20.0, -10.0, -10.0], [-20.0, -20.0, -10.0, -10.0]], [0.1, 0.2], [7, 7], 0.5, [1], id="negative coordinates"),
+        pytest.param(
+            [[-20.0, -20.0, -10.0, -10.0], [-20.0, -20.0, -10.0, -10.0]],
+            [0.1, 0.2],
+            [7, 7],
+            0.5,
+            [1],
+            id="negative coordinates",
+        ),
     ],
-)  # fmt: skip
+)
 def test_nms_table(
     impl: object,
     boxes: list[list[float]],

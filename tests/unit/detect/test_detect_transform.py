@@ -14,18 +14,53 @@ from safewatch.detect.transform import ImageTransform, Placement, fit
     ("source", "network", "placement", "expected"),
     [
         # 640x352 CCTV into 640: width fills, 144 px of grey split 144/2 above and below
-        ((352, 640), (640, 640), Placement.LETTERBOX_CENTER, ImageTransform(1.0, 1.0, 0, 144, 640, 352)),
-        ((352, 640), (640, 640), Placement.LETTERBOX_TOP_LEFT, ImageTransform(1.0, 1.0, 0, 0, 640, 352)),
+        (
+            (352, 640),
+            (640, 640),
+            Placement.LETTERBOX_CENTER,
+            ImageTransform(1.0, 1.0, 0, 144, 640, 352),
+        ),
+        (
+            (352, 640),
+            (640, 640),
+            Placement.LETTERBOX_TOP_LEFT,
+            ImageTransform(1.0, 1.0, 0, 0, 640, 352),
+        ),
         # 1920x1080 into 416: gain 416/1920, resized 416x234, 182 px of padding
-        ((1080, 1920), (416, 416), Placement.LETTERBOX_CENTER, ImageTransform(416 / 1920, 416 / 1920, 0, 91, 416, 234)),
+        (
+            (1080, 1920),
+            (416, 416),
+            Placement.LETTERBOX_CENTER,
+            ImageTransform(416 / 1920, 416 / 1920, 0, 91, 416, 234),
+        ),
         # portrait picture: padding left and right
-        ((400, 200), (640, 640), Placement.LETTERBOX_CENTER, ImageTransform(1.6, 1.6, 160, 0, 320, 640)),
+        (
+            (400, 200),
+            (640, 640),
+            Placement.LETTERBOX_CENTER,
+            ImageTransform(1.6, 1.6, 160, 0, 320, 640),
+        ),
         # odd padding: round(d - 0.1) puts the extra pixel at the bottom (as Ultralytics does)
-        ((100, 201), (64, 64), Placement.LETTERBOX_CENTER, ImageTransform(64 / 201, 64 / 201, 0, 16, 64, 32)),
-        ((352, 640), (560, 560), Placement.STRETCH, ImageTransform(560 / 640, 560 / 352, 0, 0, 560, 560)),
-        ((640, 640), (640, 640), Placement.LETTERBOX_CENTER, ImageTransform(1.0, 1.0, 0, 0, 640, 640)),
+        (
+            (100, 201),
+            (64, 64),
+            Placement.LETTERBOX_CENTER,
+            ImageTransform(64 / 201, 64 / 201, 0, 16, 64, 32),
+        ),
+        (
+            (352, 640),
+            (560, 560),
+            Placement.STRETCH,
+            ImageTransform(560 / 640, 560 / 352, 0, 0, 560, 560),
+        ),
+        (
+            (640, 640),
+            (640, 640),
+            Placement.LETTERBOX_CENTER,
+            ImageTransform(1.0, 1.0, 0, 0, 640, 640),
+        ),
     ],
-)  # fmt: skip
+)
 def test_fit(
     source: tuple[int, int],
     network: tuple[int, int],
