@@ -10,9 +10,11 @@ Per subject (a track) the state machine is:
 * pending -> open once ``t - t0 >= min_duration``: ``STARTED`` with ``started_at=t0``;
 * open: ``ONGOING`` on every later violating frame (frames inside a grace gap emit nothing: there
   is no evidence in them);
-* pending or open -> idle once the subject has not violated for more than ``grace`` (compliant or
-  not tracked): an open episode emits ``ENDED`` with ``at`` = its last violating frame, and the
-  subject enters cooldown until ``last violating time + cooldown``;
+* pending or open -> idle at the first frame that shows the subject not violating (compliant or
+  not tracked) more than ``grace`` after its last violating frame: an open episode emits
+  ``ENDED`` with ``at`` = its last violating frame, and the subject enters cooldown until
+  ``last violating time + cooldown``. Two violating frames with no frame between them (a stalled
+  stream) continue the episode: nothing showed the violation stopping;
 * idle states are forgotten once their cooldown is over, so memory is bounded by the subjects that
   violated within the last ``grace + cooldown`` seconds, whatever the stream's length.
 
@@ -120,18 +122,16 @@ class EpisodeBook:
                 continue
             seen.add(observation.subject)
             state = self._states.get(observation.subject)
-            if state is not None and state.started_at is not None and self._lapsed(state, at):
-                # A gap longer than grace between two sampled frames: the old episode is over.
-                ended.extend(self._end(state))
             if state is None or state.started_at is None:
                 if state is not None and at < state.cooldown_until - _EPS:
                     continue
                 state = _State(started_at=at, last_at=at, last_seq=seq, last=observation)
                 self._states[observation.subject] = state
             state.last_at, state.last_seq, state.last = at, seq, observation
+            started_at = state.started_at if state.started_at is not None else at
             if state.open:
                 current.append(self._event(state, Phase.ONGOING))
-            elif at - (state.started_at or at) >= self.policy.min_duration - _EPS:
+            elif at - started_at >= self.policy.min_duration - _EPS:
                 state.open = True
                 current.append(self._event(state, Phase.STARTED))
         for subject in sorted(self._states):
