@@ -8,10 +8,9 @@ frame by frame in order, because they carry state from one frame to the next.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -48,6 +47,18 @@ class _Incidents(Protocol):
     ) -> list[IncidentChange]: ...
 
     def close_all(self, at: float) -> list[IncidentChange]: ...
+
+
+def _batched(items: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
+    """Group frames in lists of ``size`` (the last may be shorter); Python 3.11 has no batched."""
+    batch: list[Frame] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 FrameObserver = Callable[[Frame, TrackedFrame, Sequence[RuleEvent], Sequence[IncidentChange]], None]
@@ -129,7 +140,7 @@ class Pipeline:
         frames = Prefetcher(self._source.frames(), depth=self._batch_size * 3, name="decode")
         last: tuple[Frame, TrackedFrame] | None = None
         try:
-            for batch in itertools.batched(frames, self._batch_size):
+            for batch in _batched(frames, self._batch_size):
                 t0 = time.perf_counter()
                 detections = self._detector.detect(batch)
                 stats.detect_seconds += time.perf_counter() - t0

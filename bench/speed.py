@@ -1,0 +1,185 @@
+"""Audit throughput against bare ONNX Runtime on the same decoded frames.
+
+For each shared model, on the construction CCTV clip (all 598 frames, so both sides see exactly the
+same frames):
+
+* **bare**: what a user would otherwise write: the frames already decoded in memory, a letterbox
+  resize into the model's input, ``session.run`` one frame at a time. No decoding, no NMS, no
+  tracking: the ceiling for this model on this machine.
+* **audit**: ``safewatch audit``'s whole pipeline (decode, preprocess, inference, NMS, label map,
+  tracking, rules, incidents) through :func:`safewatch.runtime.audit.run_audit`.
+
+The ratio audit/bare is the share of raw inference speed the product keeps (target >= 0.85). Both
+runs alternate in one process, several rounds, median taken, so machine noise hits both alike.
+Run: ``python -m bench.speed [--rounds N]``; JSON goes to ``bench/results/speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+import onnxruntime as ort
+import yaml
+
+from safewatch.config.loader import load_site
+from safewatch.rules import load_rules
+from safewatch.runtime.audit import AuditOptions, run_audit
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT.parent / "shared" / "assets"
+CLIP = ASSETS / "video" / "construction_cctv_640x352_24s.mp4"
+RESULTS = ROOT / "bench" / "results"
+
+MODELS: dict[str, dict[str, Any]] = {
+    "yolox_nano_coco": {
+        "file": "yolox_nano_coco.onnx",
+        "format": "yolox",
+        "size": 416,
+        "labels": {"person": "person", "car": "vehicle", "truck": "vehicle"},
+    },
+    "yolov8n_coco": {
+        "file": "yolov8n_coco.onnx",
+        "format": "yolov8",
+        "size": 640,
+        "labels": {"person": "person", "car": "vehicle", "truck": "vehicle"},
+    },
+    "ppe14_yolov8n": {
+        "file": "ppe14_yolov8n.onnx",
+        "format": "yolov8",
+        "size": 640,
+        "labels": {"Hardhat": "hardhat", "NO-Hardhat": "no_hardhat", "Person": "person"},
+    },
+}
+
+RULES = {
+    "version": 1,
+    "zones": {
+        "yard": {"camera": "clip", "polygon": [[0.3, 0.4], [0.9, 0.4], [0.9, 1.0], [0.3, 1.0]]}
+    },
+    "rules": [
+        {"id": "hardhat", "kind": "ppe", "require": ["hardhat"], "min_duration": "1s"},
+        {"id": "yard", "kind": "zone_intrusion", "zone": "yard", "objects": ["person"]},
+    ],
+}
+
+
+def decode_all(path: Path) -> list[np.ndarray]:
+    """Every frame of the clip as BGR arrays (the 'same decoded frames' for the bare loop)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        return [f.to_ndarray(format="bgr24") for f in container.decode(stream)]
+
+
+def bare_fps(model: dict[str, Any], frames: list[np.ndarray]) -> float:
+    """Letterbox + session.run per frame, like a hand-written loop."""
+    session = ort.InferenceSession(
+        str(ASSETS / "models" / model["file"]), providers=["CPUExecutionProvider"]
+    )
+    name = session.get_inputs()[0].name
+    size = int(model["size"])
+    yolox = model["format"] == "yolox"
+
+    def prepare(image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        scale = min(size / h, size / w)
+        nh, nw = round(h * scale), round(w * scale)
+        canvas = np.full((size, size, 3), 114, np.uint8)
+        resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        if yolox:
+            canvas[:nh, :nw] = resized
+            return canvas.transpose(2, 0, 1)[None].astype(np.float32)
+        top, left = (size - nh) // 2, (size - nw) // 2
+        canvas[top : top + nh, left : left + nw] = resized
+        return (canvas[:, :, ::-1].transpose(2, 0, 1)[None] / np.float32(255.0)).astype(np.float32)
+
+    session.run(None, {name: prepare(frames[0])})
+    start = time.perf_counter()
+    for image in frames:
+        session.run(None, {name: prepare(image)})
+    return len(frames) / (time.perf_counter() - start)
+
+
+def audit_fps(key: str, model: dict[str, Any], workdir: Path, batch: int) -> tuple[float, int]:
+    """The whole audit pipeline over every frame of the clip; returns (fps, frames)."""
+    site_file = workdir / f"{key}.yaml"
+    site = {
+        "version": 1,
+        "models": {
+            key: {
+                "path": str(ASSETS / "models" / model["file"]),
+                "format": model["format"],
+                "input_size": model["size"],
+                "labels": model["labels"],
+            }
+        },
+        "cameras": {"clip": {"source": str(CLIP), "fps": 60, "models": [key]}},
+    }
+    site_file.write_text(yaml.safe_dump(site))
+    rules_file = workdir / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump(RULES))
+    loaded = load_site(site_file)
+    rule_set = load_rules(rules_file, loaded.config)
+    out = workdir / f"out-{key}"
+    start = time.perf_counter()
+    report = run_audit(
+        loaded, rule_set, AuditOptions(videos=(CLIP,), out_dir=out, batch_size=batch)
+    )
+    elapsed = time.perf_counter() - start
+    frames = report.results[0].stats.frames
+    return frames / elapsed, frames
+
+
+def main() -> None:
+    """Measure each model, print the table, write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per model")
+    parser.add_argument("--batch", type=int, default=4, help="audit detector batch size")
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    args = parser.parse_args()
+    if not CLIP.exists():
+        raise SystemExit(f"needs the shared assets at {ASSETS}")
+    frames = decode_all(CLIP)
+    results: dict[str, Any] = {
+        "clip": CLIP.name,
+        "frames": len(frames),
+        "onnxruntime": ort.__version__,
+        "batch": args.batch,
+        "models": {},
+    }
+    print(f"{'model':18} {'bare fps':>9} {'audit fps':>9} {'ratio':>6}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in args.models:
+            model = MODELS[key]
+            bare: list[float] = []
+            audit: list[float] = []
+            analysed = 0
+            for _ in range(args.rounds):
+                bare.append(bare_fps(model, frames))
+                fps, analysed = audit_fps(key, model, Path(tmp), args.batch)
+                audit.append(fps)
+            b, a = statistics.median(bare), statistics.median(audit)
+            results["models"][key] = {
+                "bare_fps": round(b, 2),
+                "audit_fps": round(a, 2),
+                "ratio": round(a / b, 3),
+                "audit_frames": analysed,
+                "bare_runs": [round(x, 2) for x in bare],
+                "audit_runs": [round(x, 2) for x in audit],
+            }
+            print(f"{key:18} {b:9.1f} {a:9.1f} {a / b:6.3f}", flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "speed.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m safewatch`` runs the command line."""
+
+from safewatch.cli import main
+
+main()

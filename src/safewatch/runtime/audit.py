@@ -1,0 +1,258 @@
+"""``safewatch audit``: run the pipeline over archived footage and collect the incidents.
+
+An audit is a backtest, not production: its incidents go to a database and evidence folder inside
+the output folder, never into the site's live incident store. Each video is a fresh run (new
+tracker, new rule state) under one camera's settings, so its results do not depend on the order of
+the videos.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from safewatch.config.loader import LoadedSite
+from safewatch.config.site import CameraConfig
+from safewatch.detect import Detector, build_detector
+from safewatch.detect.catalogue import resolve
+from safewatch.domain import Frame, Incident, RuleEvent, TrackedFrame, Zone
+from safewatch.errors import ConfigError, SourceError
+from safewatch.incidents import EvidenceStore, IncidentChange, IncidentManager, draw_overlay
+from safewatch.ingest import FileSource, open_source
+from safewatch.rules import RuleEngine, RuleSet
+from safewatch.runtime.pipeline import FrameObserver, Pipeline, PipelineStats
+from safewatch.runtime.video_writer import Mp4Writer
+from safewatch.storage import IncidentRepository, create_engine_for
+from safewatch.track import CameraTracker
+
+__all__ = ["AuditOptions", "AuditReport", "VideoResult", "run_audit"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditOptions:
+    """What the user asked for on the command line.
+
+    Attributes:
+        videos: Video files, in order.
+        out_dir: Output folder (created).
+        camera: Camera key whose models, fps and zones apply; ``None`` means the only camera.
+        annotate: Write an annotated MP4 per video.
+        batch_size: Frames per detector call.
+        start: Wall-clock time (Unix seconds) of each video's first frame; ``None`` reads the
+            file's ``creation_time`` metadata, else times count from the Unix epoch.
+    """
+
+    videos: tuple[Path, ...]
+    out_dir: Path
+    camera: str | None = None
+    annotate: bool = False
+    batch_size: int = 4
+    start: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VideoResult:
+    """One video's run.
+
+    ``clock`` says where wall times came from: ``argument`` (``--start``), ``creation_time``
+    (the file's metadata) or ``epoch`` (unknown: times are offsets from 1970-01-01).
+    """
+
+    video: Path
+    camera_id: str
+    stats: PipelineStats
+    incidents: tuple[Incident, ...]
+    annotated: Path | None
+    clock: str = "argument"
+
+
+@dataclass
+class AuditReport:
+    """Everything one ``audit`` produced."""
+
+    out_dir: Path
+    results: list[VideoResult] = field(default_factory=list)
+    incidents_json: Path | None = None
+
+
+def _pick_camera(site: LoadedSite, requested: str | None) -> tuple[str, CameraConfig]:
+    cameras = site.config.cameras
+    if requested is not None:
+        if requested not in cameras:
+            known = ", ".join(sorted(cameras))
+            raise ConfigError(f"camera {requested!r} is not in the site file (cameras: {known})")
+        return requested, cameras[requested]
+    if len(cameras) == 1:
+        return next(iter(cameras.items()))
+    known = ", ".join(sorted(cameras))
+    raise ConfigError(
+        f"the site file has {len(cameras)} cameras ({known}); choose one with --camera"
+    )
+
+
+def _check_videos(videos: Sequence[Path]) -> None:
+    if not videos:
+        raise SourceError("no video given")
+    for video in videos:
+        if not video.is_file():
+            raise SourceError(f"video {video} does not exist or is not a file")
+
+
+class _Annotator:
+    """Draws overlays and encodes them, as a pipeline observer."""
+
+    def __init__(self, path: Path, fps: float, zones: Sequence[Zone]) -> None:
+        self.path = path
+        self._fps = fps
+        self._zones = tuple(zones)
+        self._writer: Mp4Writer | None = None
+
+    def __call__(
+        self,
+        frame: Frame,
+        tracked: TrackedFrame,
+        events: Sequence[RuleEvent],
+        changes: Sequence[IncidentChange],
+    ) -> None:
+        if self._writer is None:
+            self._writer = Mp4Writer(self.path, self._fps, frame.width, frame.height)
+        violating = {event.track_ids[0] for event in events if event.track_ids}
+        self._writer.write(draw_overlay(frame.image, tracked, self._zones, violating), frame.pts)
+
+    def close(self) -> Path | None:
+        if self._writer is None:
+            return None
+        self._writer.close()
+        return self.path
+
+
+def run_audit(
+    site: LoadedSite,
+    rules: RuleSet,
+    options: AuditOptions,
+    *,
+    console: Console | None = None,
+    detector: Detector | None = None,
+) -> AuditReport:
+    """Audit every video and write ``incidents.json`` into ``options.out_dir``.
+
+    Args:
+        site: The loaded site file.
+        rules: The rule set to apply.
+        options: Videos, output folder, camera, annotation.
+        console: Where the progress bar goes; ``None`` for none.
+        detector: A ready detector to reuse (benchmarks, tests); built from the site otherwise.
+    """
+    from safewatch.runtime.audit_report import write_incidents_json
+
+    _check_videos(options.videos)
+    camera_id, camera = _pick_camera(site, options.camera)
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    if detector is None:
+        models = {
+            key: (site.config.models[key], resolve(site.config.models[key].path, site.base_dir))
+            for key in camera.models
+        }
+        detector = build_detector(models, camera.models)
+    zones = rules.zones_for(camera_id)
+    engine = create_engine_for(f"sqlite:///{(options.out_dir / 'audit.db').resolve()}", Path("."))
+    repository = IncidentRepository(engine)
+    evidence = EvidenceStore(options.out_dir / "evidence")
+    report = AuditReport(out_dir=options.out_dir)
+    try:
+        for video in options.videos:
+            report.results.append(
+                _audit_one(
+                    video,
+                    camera_id,
+                    camera,
+                    site,
+                    rules,
+                    options,
+                    detector,
+                    zones,
+                    repository,
+                    evidence,
+                    console,
+                )
+            )
+    finally:
+        engine.dispose()
+    report.incidents_json = write_incidents_json(report, site, rules)
+    return report
+
+
+def _audit_one(
+    video: Path,
+    camera_id: str,
+    camera: CameraConfig,
+    site: LoadedSite,
+    rules: RuleSet,
+    options: AuditOptions,
+    detector: Detector,
+    zones: Sequence[Zone],
+    repository: IncidentRepository,
+    evidence: EvidenceStore,
+    console: Console | None,
+) -> VideoResult:
+    source = open_source(
+        camera_id,
+        camera.model_copy(update={"source": str(video.resolve())}),
+        base_dir=Path("."),
+        origin=options.start,
+    )
+    clock = source.origin_kind if isinstance(source, FileSource) else "argument"
+    manager = IncidentManager(repository, evidence, lambda _camera: zones)
+    observers: list[FrameObserver] = []
+    annotator: _Annotator | None = None
+    if options.annotate:
+        annotator = _Annotator(options.out_dir / f"{video.stem}.annotated.mp4", camera.fps, zones)
+        observers.append(annotator)
+    progress: Progress | None = None
+    if console is not None:
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} frames"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        info = source.info
+        native = info.fps or camera.fps
+        total = int(info.duration * min(camera.fps, native)) + 1 if info.duration else None
+        task = progress.add_task(video.name, total=total)
+
+        def advance(*_: object) -> None:
+            progress.advance(task)
+
+        observers.append(advance)
+    pipeline = Pipeline(
+        camera_id,
+        source,
+        detector,
+        CameraTracker(site.config.tracker, camera_id),
+        RuleEngine(rules, site.config.site.timezone),
+        manager,
+        batch_size=options.batch_size,
+        observers=observers,
+    )
+    try:
+        if progress is not None:
+            with progress:
+                stats = pipeline.run()
+        else:
+            stats = pipeline.run()
+    finally:
+        source.close()
+        annotated = annotator.close() if annotator is not None else None
+    ids = {change.incident.id for change in stats.changes}
+    incidents = tuple(sorted((repository.get(i) for i in ids), key=lambda i: i.started_at))
+    return VideoResult(video, camera_id, stats, incidents, annotated, clock)

@@ -1,0 +1,121 @@
+"""The audit's outputs: ``incidents.json`` and the summary table."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from safewatch import __version__
+from safewatch.config.loader import LoadedSite
+from safewatch.domain import Incident
+from safewatch.rules import RuleSet
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from safewatch.runtime.audit import AuditReport, VideoResult
+
+__all__ = ["incident_record", "print_summary", "write_incidents_json"]
+
+
+def _iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+
+
+def incident_record(incident: Incident, result: VideoResult) -> dict[str, Any]:
+    """One incident as JSON: wall times, and offsets into the video for review."""
+    origin = result.stats.origin
+    return {
+        "id": incident.id,
+        "video": str(result.video),
+        "camera": incident.camera_id,
+        "rule": incident.rule_id,
+        "kind": incident.rule_kind,
+        "severity": str(incident.severity),
+        "track_ids": list(incident.track_ids),
+        "zone": incident.zone_id,
+        "message": incident.message,
+        "started_at": _iso(incident.started_at),
+        "ended_at": _iso(incident.ended_at),
+        "start_offset_s": round(incident.started_at - origin, 3),
+        "end_offset_s": None if incident.ended_at is None else round(incident.ended_at - origin, 3),
+        "duration_s": None if incident.duration is None else round(incident.duration, 3),
+        "peak_confidence": round(incident.peak_confidence, 4),
+        "still": None if incident.snapshot is None else f"evidence/{incident.snapshot}",
+    }
+
+
+def write_incidents_json(report: AuditReport, site: LoadedSite, rules: RuleSet) -> Path:
+    """Write ``incidents.json`` (videos analysed, then incidents in time order)."""
+    videos = [
+        {
+            "path": str(r.video),
+            "camera": r.camera_id,
+            "frames_analysed": r.stats.frames,
+            "media_seconds": round(r.stats.last_pts - r.stats.first_pts, 3),
+            "clock": r.clock,
+            "started_at": _iso(r.stats.origin),
+            "analysis_fps": round(r.stats.fps, 2),
+            "tracks": {label: len(ids) for label, ids in sorted(r.stats.tracks.items())},
+            "incidents": len(r.incidents),
+            "annotated_video": None if r.annotated is None else r.annotated.name,
+        }
+        for r in report.results
+    ]
+    incidents = [incident_record(i, r) for r in report.results for i in r.incidents]
+    document = {
+        "safewatch": __version__,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "site": site.config.site.name,
+        "rules": sorted(rule.id for rule in rules.rules),
+        "videos": videos,
+        "incidents": incidents,
+    }
+    path = report.out_dir / "incidents.json"
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(document, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def print_summary(report: AuditReport, console: Console) -> None:
+    """Print one table of videos and one of incidents per rule."""
+    videos = Table("video", "camera", "frames", "fps", "tracks", "incidents", title="Audit")
+    per_rule: Counter[tuple[str, str, str]] = Counter()
+    seconds: defaultdict[tuple[str, str, str], float] = defaultdict(float)
+    for r in report.results:
+        tracks = ", ".join(f"{len(v)} {k}" for k, v in sorted(r.stats.tracks.items())) or "-"
+        videos.add_row(
+            r.video.name,
+            r.camera_id,
+            str(r.stats.frames),
+            f"{r.stats.fps:.1f}",
+            tracks,
+            str(len(r.incidents)),
+        )
+        for incident in r.incidents:
+            key = (incident.rule_id, incident.rule_kind, str(incident.severity))
+            per_rule[key] += 1
+            seconds[key] += incident.duration or 0.0
+    console.print(videos)
+    if per_rule:
+        rules = Table("rule", "kind", "severity", "incidents", "total s", title="Incidents")
+        for key, count in sorted(per_rule.items()):
+            rules.add_row(*key, str(count), f"{seconds[key]:.1f}")
+        console.print(rules)
+    else:
+        console.print("no incidents")
+    if any(r.clock == "epoch" for r in report.results):
+        console.print(
+            "note: a video has no creation time in its metadata, so its wall times count from "
+            "1970-01-01; pass --start 2026-11-20T14:00:00 to set it (offsets are exact either way)"
+        )
+    if report.incidents_json is not None:
+        console.print(f"written: {report.incidents_json}")

@@ -1,0 +1,167 @@
+"""``safewatch audit`` and ``check-config`` as a user runs them: a real process, real models, the
+real CCTV clip, and the example site and rules from ``examples/``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import pytest
+
+from conftest import asset
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_SITE = ROOT / "examples" / "site.yaml"
+EXAMPLE_RULES = ROOT / "examples" / "rules"
+CLIP = "video/construction_cctv_640x352_24s.mp4"
+
+
+def safewatch(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a fresh interpreter, as the console script does."""
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "safewatch", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd or ROOT,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    """One annotated audit of the example clip, shared by the assertions below."""
+    clip = asset(CLIP)
+    asset("models/yolox_nano_coco.onnx")
+    out = tmp_path_factory.mktemp("audit")
+    result = safewatch(
+        "audit",
+        clip,
+        "--config",
+        EXAMPLE_SITE,
+        "--rules",
+        EXAMPLE_RULES,
+        "--out",
+        out,
+        "--annotate",
+        "--start",
+        "2017-02-22T13:07:16",
+        "--no-progress",
+    )
+    assert result.returncode == 0, result.stderr
+    return out, json.loads((out / "incidents.json").read_text()), result.stdout
+
+
+@pytest.mark.slow
+def test_audit_tracks_people_and_reports_incidents(
+    audited: tuple[Path, dict[str, Any], str],
+) -> None:
+    out, report, stdout = audited
+    (video,) = report["videos"]
+    assert video["camera"] == "yard"
+    assert video["clock"] == "argument"
+    assert video["started_at"].startswith("2017-02-22T12:07:16")  # Europe/Berlin is UTC+1
+    # 24.2 s of video sampled at 5 fps
+    assert 118 <= video["frames_analysed"] <= 122
+    assert video["tracks"].get("person", 0) >= 3
+    incidents = report["incidents"]
+    assert incidents, "the example zone lies where workers walk: expected incidents"
+    assert {i["rule"] for i in incidents} <= {"hardhat-required", "no-entry-drop-zone"}
+    for incident in incidents:
+        assert incident["camera"] == "yard"
+        assert 0.0 <= incident["start_offset_s"] <= incident["end_offset_s"] <= 24.3
+        # min_duration 1s: nothing shorter than a second was reported
+        assert incident["duration_s"] >= 1.0 - 0.21
+        assert 0.0 < incident["peak_confidence"] <= 1.0
+        still = cv2.imread(str(out / incident["still"]))
+        assert still is not None and still.shape == (352, 640, 3)
+    assert "no-entry-drop-zone" in stdout or "hardhat-required" in stdout
+
+
+@pytest.mark.slow
+def test_audit_annotated_video_plays_the_sampled_frames(
+    audited: tuple[Path, dict[str, Any], str],
+) -> None:
+    out, report, _ = audited
+    name = report["videos"][0]["annotated_video"]
+    with av.open(str(out / name)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        frames = list(container.decode(stream))
+    assert len(frames) == report["videos"][0]["frames_analysed"]
+    last = float(frames[-1].pts * frames[-1].time_base)
+    assert 23.5 < last < 24.3, "annotated video keeps the source's timing"
+    assert (frames[0].width, frames[0].height) == (640, 352)
+
+
+def test_audit_missing_video_is_a_clear_error(tmp_path: Path) -> None:
+    result = safewatch(
+        "audit", tmp_path / "nope.mp4", "-c", EXAMPLE_SITE, "-r", EXAMPLE_RULES, "-o", tmp_path
+    )
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "nope.mp4" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_audit_corrupt_video_is_a_clear_error(tmp_path: Path) -> None:
+    asset("models/yolox_nano_coco.onnx")
+    bad = tmp_path / "garbage.mp4"
+    bad.write_bytes(os.urandom(50_000))
+    result = safewatch("audit", bad, "-c", EXAMPLE_SITE, "-r", EXAMPLE_RULES, "-o", tmp_path)
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "garbage.mp4" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_audit_bad_site_file_names_file_and_line(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "version: 1\n"
+        "models:\n"
+        "  coco: {path: model.onnx}\n"
+        "cameras:\n"
+        "  yard:\n"
+        "    source: clip.mp4\n"
+        "    models: [coco]\n"
+        "    fsp: 5\n"
+    )
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    result = safewatch("audit", clip, "-c", site, "-r", EXAMPLE_RULES, "-o", tmp_path)
+    assert result.returncode == 2
+    assert f"{site}:8" in result.stderr and "fsp" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_audit_bad_start_time(tmp_path: Path) -> None:
+    asset(CLIP)
+    result = safewatch(
+        "audit", asset(CLIP), "-c", EXAMPLE_SITE, "-r", EXAMPLE_RULES, "-o", tmp_path,
+        "--start", "yesterday",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--start" in result.stderr and "yesterday" in result.stderr
+
+
+def test_check_config_accepts_the_examples() -> None:
+    asset("models/yolox_nano_coco.onnx")
+    result = safewatch("check-config", EXAMPLE_SITE, "--rules", EXAMPLE_RULES)
+    assert result.returncode == 0, result.stderr
+    assert "camera yard" in result.stdout and "ok" in result.stdout
+
+
+def test_rules_validate_reports_file_and_line(tmp_path: Path) -> None:
+    rules = tmp_path / "bad.yaml"
+    rules.write_text("version: 1\nrules:\n  - id: x\n    kind: ppe\n    require: [hardhat]\n"
+                     "    min_duration: soon\n")  # fmt: skip
+    result = safewatch("rules", "validate", rules)
+    assert result.returncode == 2
+    assert f"{rules}:6" in result.stderr and "min_duration" in result.stderr
