@@ -146,7 +146,7 @@ class _Converter:
             if not isinstance(key_node, ScalarNode):
                 raise self.error(key_node, path, "mapping keys must be plain text")
             key = str(key_node.value)
-            if key == "<<" and key_node.tag == "tag:yaml.org,2002:merge":
+            if key == "<<" and key_node.style is None:
                 raise self.error(key_node, path, "YAML merge keys (<<) are not supported")
             if key in first_line:
                 raise self.error(
