@@ -50,6 +50,9 @@ def _root(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from safewatch.config.log_redaction import install_redaction
+
+    install_redaction()
 
 
 @app.command("check-config")

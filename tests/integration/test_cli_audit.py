@@ -165,3 +165,27 @@ def test_rules_validate_reports_file_and_line(tmp_path: Path) -> None:
     result = safewatch("rules", "validate", rules)
     assert result.returncode == 2
     assert f"{rules}:6" in result.stderr and "min_duration" in result.stderr
+
+
+def test_camera_password_never_printed(tmp_path: Path) -> None:
+    """A secret interpolated into a camera URL stays out of errors and log lines."""
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "version: 1\n"
+        "models:\n"
+        "  coco: {path: model.onnx}\n"
+        "cameras:\n"
+        "  gate:\n"
+        "    source: rtsp://viewer:${GATE_PASSWORD}@127.0.0.1:1/stream\n"
+        "    models: [coco]\n"
+        "    fps: 500\n"
+    )
+    env_secret = "s3cr3t-Pa55"
+    os.environ["GATE_PASSWORD"] = env_secret
+    try:
+        result = safewatch("--verbose", "check-config", site)
+    finally:
+        del os.environ["GATE_PASSWORD"]
+    assert result.returncode == 2
+    assert "fps" in result.stderr
+    assert env_secret not in result.stderr + result.stdout
