@@ -47,6 +47,8 @@ _PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     av.error.DecoderNotFoundError,
 )
 
+_TROUBLE = (SourceState.STALLED, SourceState.FAILED)
+
 
 @dataclass(slots=True)
 class _Session:
@@ -84,7 +86,8 @@ class LiveSource:
         max_attempts: Consecutive failed connection attempts before ``failed``; ``None``: never
             give up (a camera may come back after a power cut).
         thread_type: FFmpeg decoder threading.
-        on_state: Listener for state changes (called on the decode thread).
+        on_state: Listener for state changes, called on the decode thread (or the closing one)
+            while the source's lock is held: it must be quick; it may read the source.
         clock: Wall clock, seconds since the epoch; tests may pass a fake.
     """
 
@@ -380,11 +383,13 @@ class LiveSource:
                 return
             self._state = state
             self._message = message
+            log = logger.warning if state in _TROUBLE else logger.info
+            log("camera %s: %s -> %s: %s", self._camera_id, previous, state, message)
+            if self._on_state is not None:
+                # Under the lock, so a consumer that sees the new state has seen it reported too.
+                change = StateChange(self._camera_id, previous, state, message, time.time())
+                try:
+                    self._on_state(change)
+                except Exception:
+                    logger.exception("camera %s: state listener failed", self._camera_id)
             self._cond.notify_all()
-        log = logger.warning if state in (SourceState.STALLED, SourceState.FAILED) else logger.info
-        log("camera %s: %s -> %s: %s", self._camera_id, previous, state, message)
-        if self._on_state is not None:
-            try:
-                self._on_state(StateChange(self._camera_id, previous, state, message, time.time()))
-            except Exception:
-                logger.exception("camera %s: state listener failed", self._camera_id)

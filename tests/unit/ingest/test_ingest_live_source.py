@@ -59,7 +59,7 @@ def test_http_stream_frames_stay_monotonic_across_reconnects(http_clip: str) -> 
     frames = []
     for frame in source.frames():
         frames.append(frame)
-        time.sleep(0.001)  # a consumer slower than the download: frames are dropped, not queued
+        time.sleep(0.01)  # a consumer slower than the download: frames are dropped, not queued
         if source.stats.reconnects >= 1 and len(frames) >= 20:
             break
     source.close()

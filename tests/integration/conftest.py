@@ -1,0 +1,94 @@
+"""Integration fixtures: a real RTSP camera (GStreamer RTSP server) that tests can kill and revive.
+
+Usage::
+
+    def test_x(rtsp_camera: RtspCamera) -> None:
+        source = LiveSource("cam", rtsp_camera.url, fps=5)
+        ...
+        rtsp_camera.kill()      # outage
+        rtsp_camera.start()     # back on the same port
+
+``rtsp_camera_factory(credentials=("user", "pw"))`` gives a camera that demands authentication.
+Tests skip, saying why, when the server's Debian packages or the shared clip are missing.
+
+This module shares the name ``conftest`` with ``tests/conftest.py``; under pytest's default
+``prepend`` import mode whichever was imported last owns ``sys.modules["conftest"]``. It therefore
+re-exports that module's public helpers (``ASSETS``, ``asset``), so ``from conftest import asset``
+works in every test folder, whatever the collection order.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from rtsp_server import RtspCamera, looped_clip, rtsp_unavailable
+
+
+def _root_conftest() -> ModuleType:
+    name = "_safewatch_tests_root_conftest"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).parents[1] / "conftest.py"
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+ASSETS: Path = _root_conftest().ASSETS
+asset: Callable[[str], Path] = _root_conftest().asset
+
+CameraFactory = Callable[..., RtspCamera]
+
+
+@pytest.fixture(scope="session")
+def rtsp_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder shared by the session's RTSP tests, for media made on the fly."""
+    return tmp_path_factory.mktemp("rtsp")
+
+
+@pytest.fixture
+def rtsp_clip(assets_dir: Path, rtsp_workdir: Path) -> Path:
+    """The construction clip repeated ten times (4 minutes), so no test reaches its end.
+
+    Skips when the GStreamer RTSP server cannot run here or the shared clip is absent.
+    """
+    reason = rtsp_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    looped = rtsp_workdir / "construction_x10.mp4"
+    if not looped.exists():
+        clip = assets_dir / "video" / "construction_cctv_640x352_24s.mp4"
+        if not clip.exists():
+            pytest.skip(f"needs {clip} (the team's shared assets)")
+        looped = looped_clip(clip, looped)
+    return looped
+
+
+@pytest.fixture
+def rtsp_camera_factory(rtsp_clip: Path) -> Iterator[CameraFactory]:
+    """Make started RTSP cameras (optionally with credentials); all are killed after the test."""
+    cameras: list[RtspCamera] = []
+
+    def make(credentials: tuple[str, str] | None = None) -> RtspCamera:
+        camera = RtspCamera(rtsp_clip, credentials=credentials)
+        cameras.append(camera)
+        camera.start()
+        return camera
+
+    yield make
+    for camera in cameras:
+        camera.kill()
+
+
+@pytest.fixture
+def rtsp_camera(rtsp_camera_factory: CameraFactory) -> RtspCamera:
+    """One started RTSP camera at ``rtsp_camera.url`` serving the construction clip."""
+    return rtsp_camera_factory()
