@@ -43,6 +43,7 @@ GT = ASSETS / "video" / "pets09_s2l1_gt" / "gt_480x360_frames1-100.txt"
 RESULTS = ROOT / "bench" / "results"
 FPS = 10.0
 FRAMES = 100
+RECOMMENDED = TrackerConfig(high_confidence=0.6)  # what the grid below argued for
 DETECT_FLOOR = 0.05  # detections kept for the grid; each run filters to its own threshold
 
 
@@ -213,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows = {
             "defaults@0.25": score(frames, detections, gt, defaults, 0.25),
             "defaults@0.10": score(frames, detections, gt, defaults, 0.10),
+            "high0.6@0.25": score(frames, detections, gt, RECOMMENDED, 0.25),
         }
         scored = []
         for i, (config, threshold) in enumerate(grid_settings):
