@@ -156,6 +156,12 @@ def test_unsupported_layouts_say_what_was_expected(shapes: list[tuple[int, ...]]
     assert "got" in message
 
 
+def test_end_to_end_ultralytics_exports_are_refused() -> None:
+    with pytest.raises(ModelError, match="end2end=False"):
+        detect_format("m", [(1, 300, 6)], {"task": "detect", "end2end": "True"}, S)
+    assert detect_format("m", [(1, 84, G)], {"task": "detect", "end2end": "False"}, S) == "yolov8"
+
+
 @pytest.mark.parametrize(
     ("adapter", "shapes"),
     [

@@ -13,7 +13,9 @@ The heuristic, in order (``format:`` in the config overrides it whenever it gues
    - ``X == 3 * G``: **yolov5**.
    - otherwise, the longer axis is the anchor axis: anchors last means yolov8, anchors first
      means yolov5.
-3. Anything else is an unsupported layout, reported with the layouts that are supported.
+3. Anything else is an unsupported layout, reported with the layouts that are supported. So are
+   Ultralytics end-to-end exports (metadata ``end2end: True``, output ``[B, N, 6]`` with NMS baked
+   in), which would otherwise pass for a one-class YOLOv5.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ def detect_format(
         raise layout_error(model, shapes)
     if len(shapes) != 1 or len(shapes[0]) != 3:
         raise layout_error(model, shapes)
+    if metadata.get("end2end", "").lower() == "true":
+        raise layout_error(
+            model, shapes, "end-to-end exports with NMS inside; re-export with end2end=False"
+        )
     _, x, y = shapes[0]
     cells = grid_cells(network_hw)
     if y == cells and x >= 5:
