@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from safewatch.detect.nms import box_iou, nms, nms_reference
 
@@ -106,3 +108,38 @@ def test_opencv_matches_reference_on_clustered_boxes(seed: int) -> None:
 def test_box_iou_matrix() -> None:
     iou = box_iou(np.array([A, POINT]), np.array([A, A_SHIFTED_HALF, FAR]))
     np.testing.assert_allclose(iou, [[1.0, 1 / 3, 0.0], [0.0, 0.0, 0.0]])
+
+
+coords = st.floats(0.0, 200.0, allow_nan=False, width=32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.lists(
+        st.tuples(coords, coords, st.floats(1.0, 80.0, width=32), st.floats(1.0, 80.0, width=32),
+                  st.floats(0.0, 1.0, width=32), st.integers(0, 2)),
+        max_size=40,
+    ),
+    iou=st.floats(0.1, 0.9),
+)  # fmt: skip
+def test_nms_properties(
+    data: list[tuple[float, float, float, float, float, int]], iou: float
+) -> None:
+    """Kept boxes of a class overlap by at most ``iou``; each dropped box overlaps a better one."""
+    arr = np.asarray(data, np.float64).reshape(-1, 6)
+    boxes = np.concatenate([arr[:, :2], arr[:, :2] + arr[:, 2:4]], axis=1)
+    scores, classes = arr[:, 4], arr[:, 5].astype(np.int64)
+    kept = nms(boxes, scores, classes, iou, max_detections=1000)
+    assert sorted(kept.tolist()) == sorted(
+        nms_reference(boxes, scores, classes, iou, 1000).tolist()
+    )
+    overlap = box_iou(boxes, boxes)
+    for a in kept:
+        for b in kept:
+            if a != b and classes[a] == classes[b]:
+                assert overlap[a, b] <= iou + 1e-6
+    for d in set(range(len(scores))) - set(kept.tolist()):
+        assert any(
+            classes[k] == classes[d] and overlap[k, d] > iou - 1e-6 and scores[k] >= scores[d]
+            for k in kept
+        )
