@@ -8,7 +8,8 @@ Kept apart from the camera logic so the library's conventions stay in one place:
   conversion below. ``frame_rate`` only sets the nominal step of the motion model.
 * Activation. The library spawns tracks only from unmatched *high*-confidence detections that also
   clear ``track_activation_threshold``, so the effective start threshold is
-  ``max(activation_confidence, high_confidence)``.
+  ``max(activation_confidence, high_confidence)``. A new track gets its id on its second
+  consecutive match at the earliest, so ``min_frames=1`` behaves like ``2``.
 * Input. ``update`` does not mutate the ``sv.Detections`` it is given (it returns an indexed copy);
   we still build that object from copies of our read-only arrays, and carry each row's original
   index in ``data`` to map results back.

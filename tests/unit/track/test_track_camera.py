@@ -258,3 +258,12 @@ def test_a_restarted_stream_clock_keeps_tracking() -> None:
     restarted = Frame("cam", 4, 0.0, 1_700_000_001.2, IMAGE)
     out = tracker.update(_det([_person(100)]), restarted)
     assert _ids(out) == [1]
+
+
+def test_head_mode_can_use_its_own_thresholds_for_weakly_scored_heads() -> None:
+    frames = [[_hat(100 + 2 * i, conf=0.35)] for i in range(5)]
+    plain = CameraTracker(TrackerConfig(), "cam", track_heads=True)
+    assert _run(plain, frames)[-1].tracks == ()  # 0.35 never starts a track at high 0.5
+    head_config = TrackerConfig(high_confidence=0.3, activation_confidence=0.25)
+    tuned = CameraTracker(TrackerConfig(), "cam", track_heads=True, head_config=head_config)
+    assert _ids(_run(tuned, frames)[-1]) == [1]
