@@ -10,40 +10,15 @@ Usage::
 
 ``rtsp_camera_factory(credentials=("user", "pw"))`` gives a camera that demands authentication.
 Tests skip, saying why, when the server's Debian packages or the shared clip are missing.
-
-This module shares the name ``conftest`` with ``tests/conftest.py``; under pytest's default
-``prepend`` import mode whichever was imported last owns ``sys.modules["conftest"]``. It therefore
-re-exports that module's public helpers (``ASSETS``, ``asset``), so ``from conftest import asset``
-works in every test folder, whatever the collection order.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from rtsp_server import RtspCamera, looped_clip, rtsp_unavailable
-
-
-def _root_conftest() -> ModuleType:
-    name = "_safewatch_tests_root_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).parents[1] / "conftest.py"
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-ASSETS: Path = _root_conftest().ASSETS
-asset: Callable[[str], Path] = _root_conftest().asset
 
 CameraFactory = Callable[..., RtspCamera]
 

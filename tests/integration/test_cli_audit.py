@@ -14,7 +14,7 @@ import av
 import cv2
 import pytest
 
-from conftest import asset
+from assets import asset
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_SITE = ROOT / "examples" / "site.yaml"

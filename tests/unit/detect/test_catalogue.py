@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import asset
+from assets import asset
 from safewatch.detect import catalogue as cat
 from safewatch.errors import ModelError
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from conftest import asset  # tests/conftest.py (pytest puts tests/ on sys.path)
+from assets import asset
 from safewatch.config.site import ModelConfig
 from safewatch.detect import COCO_CLASSES, MultiModelDetector, OnnxDetector
 from safewatch.detect.nms import box_iou

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import asset
+from assets import asset
 from safewatch.config.site import CameraConfig
 from safewatch.errors import SourceError
 from safewatch.ingest import FileSource, LiveSource, Source, open_source

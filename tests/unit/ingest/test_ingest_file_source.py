@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from ingest_media import remux
 
-from conftest import asset
+from assets import asset
 from safewatch.errors import SourceError
 from safewatch.ingest import FileSource, SourceState, StateChange
 

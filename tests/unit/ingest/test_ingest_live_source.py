@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from ingest_media import remux
 
-from conftest import asset
+from assets import asset
 from safewatch.ingest import Backoff, LiveSource, SourceState, StateChange
 
 
