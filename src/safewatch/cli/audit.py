@@ -1,0 +1,73 @@
+"""``safewatch audit``: run the pipeline over archived footage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from safewatch.cli.app import app, err, out
+from safewatch.errors import ConfigError
+
+__all__ = ["audit"]
+
+
+@app.command()
+def audit(
+    videos: Annotated[list[Path], typer.Argument(help="Video files to analyse.")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="Site file.")],
+    rules: Annotated[Path, typer.Option("--rules", "-r", help="Rules folder or file.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
+        "audit-out"
+    ),
+    camera: Annotated[
+        str | None,
+        typer.Option(help="Camera whose models, fps and zones apply (default: the only one)."),
+    ] = None,
+    annotate: Annotated[
+        bool, typer.Option("--annotate", help="Also write an annotated MP4 per video.")
+    ] = False,
+    batch: Annotated[int, typer.Option(min=1, max=64, help="Frames per detector call.")] = 4,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="Wall-clock time of the video's first frame, ISO 8601 (e.g. "
+            "2026-11-20T14:00:00); without a zone, the site's time zone. Default: the file's "
+            "creation time."
+        ),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run the pipeline over archived footage and write incidents.json and evidence stills."""
+    from safewatch.config.loader import load_site
+    from safewatch.rules import load_rules
+    from safewatch.runtime.audit import AuditOptions, run_audit
+    from safewatch.runtime.audit_report import print_summary
+
+    site = load_site(config)
+    rule_set = load_rules(rules, site.config)
+    options = AuditOptions(
+        videos=tuple(videos),
+        out_dir=out_dir,
+        camera=camera,
+        annotate=annotate,
+        batch_size=batch,
+        start=None if start is None else _parse_start(start, site.config.site.timezone),
+    )
+    report = run_audit(site, rule_set, options, console=err if progress else None)
+    print_summary(report, out)
+
+
+def _parse_start(text: str, timezone: str) -> float:
+    """ISO 8601 to Unix seconds; a time without a zone is read in the site's time zone."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(f"--start: {text!r} is not an ISO 8601 time ({exc})") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(timezone))
+    return moment.timestamp()

@@ -1,0 +1,37 @@
+"""``safewatch check-config``: validate a site file (and rules) without running anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from safewatch.cli.app import app, out
+
+__all__ = ["check_config"]
+
+
+@app.command("check-config")
+def check_config(
+    config: Annotated[Path, typer.Argument(help="Site file (safewatch.yaml).")],
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="Rules folder or file to check too.")
+    ] = None,
+) -> None:
+    """Validate a site file (and rules): models resolve, cameras and rules are consistent."""
+    from safewatch.config.loader import load_site
+    from safewatch.detect.catalogue import resolve
+    from safewatch.rules import load_rules
+
+    site = load_site(config)
+    for key, model in site.config.models.items():
+        path = resolve(model.path, site.base_dir)
+        out.print(f"model {key}: {path}")
+    for key, camera in site.config.cameras.items():
+        state = "" if camera.enabled else " (disabled)"
+        out.print(f"camera {key}: {len(camera.models)} model(s), {camera.fps:g} fps{state}")
+    if rules is not None:
+        rule_set = load_rules(rules, site.config)
+        out.print(f"rules: {len(rule_set.rules)} rule(s), {len(rule_set.zones)} zone(s)")
+    out.print(f"[green]ok[/green] {config}")
