@@ -14,7 +14,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from safewatch.config.rules import PPERule, Rule, ZoneIntrusionRule
-from safewatch.config.ruleset import RuleSet
+from safewatch.config.ruleset import RuleSet, rule_zone_ids
 from safewatch.domain.events import RuleEvent
 from safewatch.domain.tracks import TrackedFrame
 from safewatch.errors import ConfigError
@@ -23,7 +23,36 @@ from safewatch.rules.ppe import observe_ppe
 from safewatch.rules.schedule import schedule_allows
 from safewatch.rules.zone_intrusion import observe_zone_intrusion
 
-__all__ = ["RuleEngine"]
+__all__ = ["RuleEngine", "rule_definition"]
+
+
+_REPORTING_FIELDS = frozenset(
+    {
+        "description",
+        "severity",
+        "min_duration",
+        "grace",
+        "cooldown",
+        "cameras",
+        "schedule",
+        "enabled",
+    }
+)
+"""Fields that change how or when a rule reports, not what violates it (see ``replace_rules``)."""
+
+
+def rule_definition(rule: Rule, rules: RuleSet, camera_id: str) -> tuple[object, ...]:
+    """What a rule tests on ``camera_id``, as a value: equal definitions judge frames alike.
+
+    The rule's own fields less the reporting ones (severity, timing, scope and schedule, which the
+    engine applies around the episodes), plus the zones it refers to on that camera, so moving a
+    zone's polygon changes the definition of every rule that uses it.
+    """
+    fields = rule.model_dump(exclude=set(_REPORTING_FIELDS))
+    zones = tuple(
+        rules.zone(z) for z in rule_zone_ids(rule) if rules.zone(z).camera_id == camera_id
+    )
+    return (fields, zones)
 
 
 def _policy(rule: Rule) -> EpisodePolicy:
@@ -107,21 +136,27 @@ class RuleEngine:
     def replace_rules(self, rules: RuleSet) -> list[RuleEvent]:
         """Swap in a new rule set (hot reload), keeping episodes of rules that survive.
 
-        A rule survives when its id is still present, enabled, of the same kind and still runs on
-        the camera; its episodes continue under the new timing and severity. Episodes of other
-        rules end now.
+        A rule survives when its id is still present, enabled, still runs on the camera and its
+        definition (see :func:`rule_definition`) is equal by value to the old one: a reload that
+        did not touch a rule does not reset it, and neither does one that only changed how it is
+        reported (severity, timing); its episodes continue under the new timing and severity.
+        Episodes of every other rule end now, so an incident opened under an old zone or item
+        list is not carried on under a new one.
 
         Returns:
             The ``ENDED`` events of episodes that could not survive.
         """
         events: list[RuleEvent] = []
+        old = self._rules
         self._rules = rules
         self._by_camera.clear()
         for key in sorted(self._books):
             camera, rule_id = key
             book = self._books[key]
             survivor = next((r for r in self._rules_for(camera) if r.id == rule_id), None)
-            if survivor is None or survivor.kind != book.rule_kind:
+            if survivor is None or rule_definition(survivor, rules, camera) != rule_definition(
+                old.rule(rule_id), old, camera
+            ):
                 events.extend(book.close_all())
                 del self._books[key]
                 continue
