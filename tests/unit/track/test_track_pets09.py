@@ -9,7 +9,7 @@ import motmetrics as mm
 import numpy as np
 import pytest
 
-from conftest import asset
+from assets import asset
 from safewatch.config.site import ModelConfig, TrackerConfig
 from safewatch.detect.onnx_detector import OnnxDetector
 from safewatch.domain import Frame
