@@ -46,6 +46,8 @@ class Incident:
         peak_confidence: Highest evidence confidence seen during the episode.
         message: Human sentence.
         snapshot: Evidence still, relative to the evidence folder; ``None`` if none was written.
+        clip: Evidence clip (H.264 MP4), relative to the evidence folder; set only once the file
+            is complete (never points at a partial clip), ``None`` until then or if none.
         zone_id: Zone involved, if any.
         status: Operator state.
     """
@@ -61,6 +63,7 @@ class Incident:
     peak_confidence: float
     message: str
     snapshot: str | None = None
+    clip: str | None = None
     zone_id: str | None = None
     status: IncidentStatus = IncidentStatus.OPEN
 

@@ -56,6 +56,7 @@ def _to_domain(row: IncidentRow) -> Incident:
         peak_confidence=row.peak_confidence,
         message=row.message,
         snapshot=row.snapshot,
+        clip=row.clip,
         zone_id=row.zone_id,
         status=IncidentStatus(row.status),
     )
@@ -75,6 +76,7 @@ def _values(incident: Incident, now: float) -> dict[str, Any]:
         "peak_confidence": incident.peak_confidence,
         "message": incident.message,
         "snapshot": incident.snapshot,
+        "clip": incident.clip,
         "zone_id": incident.zone_id,
         "status": str(incident.status),
         "created_at": now,
@@ -112,8 +114,8 @@ class IncidentRepository:
         """Insert the incident, or merge it into the stored one with the same id.
 
         Merge rules, so that replays and out-of-order copies are harmless: ``peak_confidence``
-        keeps the maximum; ``ended_at`` and ``snapshot`` keep the stored value when the new copy
-        has none; ``status`` is left alone (operators own it, see :meth:`set_status`);
+        keeps the maximum; ``ended_at``, ``snapshot`` and ``clip`` keep the stored value when the
+        new copy has none; ``status`` is left alone (operators own it, see :meth:`set_status`);
         ``track_ids`` and ``message`` take the newest copy; ``created_at`` never changes.
 
         Raises:
@@ -141,6 +143,7 @@ class IncidentRepository:
                             else_=table.peak_confidence,
                         ),
                         "snapshot": func.coalesce(new.snapshot, table.snapshot),
+                        "clip": func.coalesce(new.clip, table.clip),
                         "updated_at": new.updated_at,
                     },
                 )
@@ -163,6 +166,8 @@ class IncidentRepository:
         row.peak_confidence = max(row.peak_confidence, values["peak_confidence"])
         if values["snapshot"] is not None:
             row.snapshot = values["snapshot"]
+        if values["clip"] is not None:
+            row.clip = values["clip"]
         row.updated_at = values["updated_at"]
 
     def get(self, incident_id: str) -> Incident:

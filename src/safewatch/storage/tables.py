@@ -40,6 +40,7 @@ class IncidentRow(Base):
     peak_confidence: Mapped[float] = mapped_column(Double)
     message: Mapped[str] = mapped_column(Text)
     snapshot: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    clip: Mapped[str | None] = mapped_column(String(512), nullable=True)
     zone_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     status: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[float] = mapped_column(Double)
