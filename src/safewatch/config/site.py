@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "CalibrationConfig",
     "CameraConfig",
     "ModelConfig",
     "ModelFormat",
@@ -85,16 +86,68 @@ class TrackerConfig(_Strict):
         2.0, gt=0, description="How long a track survives without a matching detection."
     )
     activation_confidence: float = Field(
-        0.3, ge=0, le=1, description="Minimum confidence for a detection to start a track."
+        0.6,
+        ge=0,
+        le=1,
+        description="Minimum confidence for a detection to start a track. Tracks start only "
+        "from detections above both this and `high_confidence`.",
     )
     high_confidence: float = Field(
-        0.5, ge=0, le=1, description="Detections above this are matched first (ByteTrack stage 1)."
+        0.6,
+        ge=0,
+        le=1,
+        description="Detections above this are matched first (ByteTrack stage 1); lower ones "
+        "only extend existing tracks. 0.6 measured best on PETS09 (bench/tracking).",
     )
     min_iou: float = Field(0.1, ge=0, le=1, description="Minimum IoU to match a track.")
     min_frames: int = Field(2, ge=1, description="Frames a new track needs before it is reported.")
     ppe_window: int = Field(
         5, ge=1, description="Frames of PPE observations voted over per person and item."
     )
+
+
+class CalibrationConfig(_Strict):
+    """Where points of the picture lie on the floor, for distances in metres and speeds.
+
+    Mark four or more points on the floor (tape, pillar feet, bay corners), measure their
+    positions in metres from any origin, and find them in the picture. Five or more let the
+    reprojection error catch a mistyped point.
+    """
+
+    image: tuple[tuple[float, float], ...] = Field(
+        min_length=4, description="Points [x, y] in the picture, normalised (0-1, top-left)."
+    )
+    floor: tuple[tuple[float, float], ...] = Field(
+        min_length=4, description="The same points on the floor [X, Y] in metres, same order."
+    )
+    max_error: float = Field(
+        0.25,
+        gt=0,
+        description="Largest allowed reprojection error in metres (five or more points).",
+    )
+
+    @field_validator("image")
+    @classmethod
+    def _normalised(cls, value: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+        for x, y in value:
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError(f"point [{x}, {y}] is not normalised (0 <= x, y <= 1)")
+        return value
+
+    @model_validator(mode="after")
+    def _solvable(self) -> CalibrationConfig:
+        # Imported here: safewatch.rules imports this module.
+        from safewatch.rules.calibration import Calibration
+
+        calibration = Calibration.from_points(self.image, self.floor)
+        if calibration.max_error > self.max_error:
+            worst = int(calibration.errors().argmax())
+            raise ValueError(
+                f"reprojection error {calibration.max_error:.2f} m at point {worst} exceeds "
+                f"max_error {self.max_error} m: check that pair, and that every point is on "
+                "the floor"
+            )
+        return self
 
 
 class CameraConfig(_Strict):
@@ -111,6 +164,9 @@ class CameraConfig(_Strict):
     )
     rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
     enabled: bool = Field(True, description="Disabled cameras are validated but not run.")
+    calibration: CalibrationConfig | None = Field(
+        None, description="Picture-to-floor points, for rules in metres (proximity, speed)."
+    )
 
     @field_validator("models")
     @classmethod

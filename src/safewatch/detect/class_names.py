@@ -33,7 +33,7 @@ def metadata_class_names(metadata: Mapping[str, str]) -> list[str] | None:
     try:
         value = ast.literal_eval(raw)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
-        log.warning("ignoring unreadable ONNX metadata 'names': %.80s", raw)
+        log.info("ONNX metadata 'names' is not a literal, using other class names: %.80s", raw)
         return None
     if isinstance(value, dict) and all(isinstance(k, int) for k in value):
         if sorted(value) != list(range(len(value))):

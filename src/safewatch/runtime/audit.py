@@ -26,9 +26,9 @@ from safewatch.incidents import EvidenceStore, IncidentChange, IncidentManager, 
 from safewatch.ingest import FileSource, open_source
 from safewatch.rules import RuleEngine, RuleSet
 from safewatch.runtime.pipeline import FrameObserver, Pipeline, PipelineStats
+from safewatch.runtime.stages import build_tracker
 from safewatch.runtime.video_writer import Mp4Writer
 from safewatch.storage import IncidentRepository, create_engine_for
-from safewatch.track import CameraTracker
 
 __all__ = ["AuditOptions", "AuditReport", "VideoResult", "run_audit"]
 
@@ -238,7 +238,7 @@ def _audit_one(
         camera_id,
         source,
         detector,
-        CameraTracker(site.config.tracker, camera_id),
+        build_tracker(site, camera_id, camera),
         RuleEngine(rules, site.config.site.timezone),
         manager,
         batch_size=options.batch_size,

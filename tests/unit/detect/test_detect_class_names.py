@@ -34,9 +34,11 @@ def test_metadata_class_names(raw: str, names: list[str] | None) -> None:
 
 
 def test_unreadable_metadata_names_are_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING):
+    """Logged at info: free-text notes are common (the YOLOX asset has one) and the fallback
+    (config class names, else COCO-80) is the right answer, so a warning on every run is noise."""
+    with caplog.at_level(logging.INFO):
         assert metadata_class_names({"names": "{0: 'x'} and more"}) is None
-    assert "unreadable" in caplog.text
+    assert "not a literal" in caplog.text
 
 
 @pytest.mark.parametrize(
