@@ -1,0 +1,197 @@
+"""Hot reload, the swapping half: a holder of the rule set in force and an engine that follows it.
+
+A reload must never let a frame be judged by half of one rule set and half of another. The
+design makes that structural rather than a matter of careful locking:
+
+* a new :class:`~safewatch.config.ruleset.RuleSet` is built and validated completely, off to the
+  side, by whoever reloads (:class:`~safewatch.rules.watcher.RuleWatcher`);
+* :class:`RuleSetHolder` then publishes it as one immutable :class:`RuleGeneration`, a single
+  reference swap; an invalid set is never published, the last good one stays and the failure is
+  recorded in :class:`ReloadStatus` for the API and logs;
+* :class:`ReloadingEngine` reads the holder once at the start of every frame, and only there
+  applies a new generation to its :class:`~safewatch.rules.engine.RuleEngine` (which keeps the
+  episodes of rules that did not change). Engine state is touched by the evaluating thread only,
+  so the watcher thread never races the frame loop, and each frame is judged by exactly one
+  generation, which the engine reports.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from safewatch.config.ruleset import RuleSet
+from safewatch.domain.events import RuleEvent
+from safewatch.domain.tracks import TrackedFrame
+from safewatch.rules.engine import RuleEngine
+
+__all__ = ["ReloadStatus", "ReloadingEngine", "RuleGeneration", "RuleSetHolder"]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleGeneration:
+    """One published rule set.
+
+    Attributes:
+        number: 1 for the set the process started with, +1 for each set that replaced it.
+        rules: The set; immutable, so engines may keep using it after a newer one is published.
+        loaded_at: Wall-clock seconds when it was published.
+    """
+
+    number: int
+    rules: RuleSet
+    loaded_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadStatus:
+    """The outcome of the latest reload attempt, as an operator (or the API) sees it.
+
+    Attributes:
+        ok: Whether the files on disk were valid at the latest attempt. ``False`` means an older
+            set is still running while the files say something else.
+        generation: Number of the generation in force.
+        at: Wall-clock seconds of the latest attempt.
+        message: One line: what was loaded, or why the files were refused.
+        errors: Every problem found, ``file:line: field: message`` each (empty when ``ok``).
+        attempts: Reload attempts so far.
+        failures: Attempts that were refused so far.
+    """
+
+    ok: bool
+    generation: int
+    at: float
+    message: str
+    errors: tuple[str, ...] = ()
+    attempts: int = 0
+    failures: int = 0
+
+
+def _describe(rules: RuleSet) -> str:
+    return f"{len(rules.rules)} rule(s), {len(rules.zones)} zone(s) from {len(rules.files)} file(s)"
+
+
+class RuleSetHolder:
+    """The rule set in force, shared between one reloader and any number of engines.
+
+    Publishing is a single reference assignment under a lock that only serialises publishers;
+    readers (:meth:`current`) take no lock: they read one attribute that always points at a
+    complete, immutable generation.
+
+    Args:
+        rules: The set the process starts with (already validated: a bad set at start-up is a
+            start-up error, not something to run without).
+    """
+
+    def __init__(self, rules: RuleSet) -> None:
+        now = time.time()
+        self._lock = threading.Lock()
+        self._current = RuleGeneration(1, rules, now)
+        self._status = ReloadStatus(
+            ok=True, generation=1, at=now, message=f"loaded {_describe(rules)}"
+        )
+
+    def current(self) -> RuleGeneration:
+        """The generation in force now."""
+        return self._current
+
+    @property
+    def status(self) -> ReloadStatus:
+        """The latest reload outcome."""
+        return self._status
+
+    def offer(self, rules: RuleSet) -> ReloadStatus:
+        """Publish a validated set, unless it equals the one in force (then nothing changes).
+
+        Equal by value means every rule, zone and file is the same, so a save that changed
+        nothing (or only whitespace and comments) does not start a new generation.
+        """
+        with self._lock:
+            now = time.time()
+            current = self._current
+            attempts = self._status.attempts + 1
+            if rules == current.rules:
+                message = f"unchanged: {_describe(rules)}"
+                number = current.number
+            else:
+                number = current.number + 1
+                self._current = RuleGeneration(number, rules, now)
+                message = f"generation {number}: {_describe(rules)}"
+            self._status = ReloadStatus(
+                ok=True,
+                generation=number,
+                at=now,
+                message=message,
+                attempts=attempts,
+                failures=self._status.failures,
+            )
+            return self._status
+
+    def reject(self, errors: Sequence[str]) -> ReloadStatus:
+        """Record that the files on disk are invalid; the set in force stays.
+
+        Args:
+            errors: One line per problem, ``file:line: field: message``.
+        """
+        with self._lock:
+            status = self._status
+            first = errors[0] if errors else "invalid rule files"
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            self._status = replace(
+                status,
+                ok=False,
+                at=time.time(),
+                message=f"kept generation {self._current.number}: {first}{more}",
+                errors=tuple(errors),
+                attempts=status.attempts + 1,
+                failures=status.failures + 1,
+            )
+            return self._status
+
+
+class ReloadingEngine:
+    """A :class:`RuleEngine` that follows a :class:`RuleSetHolder`, switching between frames.
+
+    Drop-in for the pipeline's engine. At the start of :meth:`evaluate` it reads the holder once;
+    if a new generation was published it calls :meth:`RuleEngine.replace_rules` (episodes of
+    rules whose definition did not change go on; the others end, and those ``ENDED`` events
+    come first in the frame's list) and then judges the frame with that generation only.
+
+    Args:
+        holder: Where reloaded sets are published.
+        timezone: IANA time zone of the site, for schedules.
+    """
+
+    def __init__(self, holder: RuleSetHolder, timezone: str = "UTC") -> None:
+        self._holder = holder
+        self._generation = holder.current()
+        self._engine = RuleEngine(self._generation.rules, timezone)
+
+    @property
+    def generation(self) -> RuleGeneration:
+        """The generation that judged the latest frame (or will judge the first)."""
+        return self._generation
+
+    @property
+    def rules(self) -> RuleSet:
+        """The rule set of :attr:`generation`."""
+        return self._generation.rules
+
+    def open_state_count(self) -> int:
+        """Subjects with episode state (for metrics)."""
+        return self._engine.open_state_count()
+
+    def evaluate(self, tracked: TrackedFrame) -> list[RuleEvent]:
+        """Switch to the newest generation if there is one, then judge the frame with it."""
+        latest = self._holder.current()
+        if latest is self._generation:
+            return self._engine.evaluate(tracked)
+        self._generation = latest
+        ended = self._engine.replace_rules(latest.rules)
+        return ended + self._engine.evaluate(tracked)
+
+    def finish(self, camera_id: str, at: float | None = None) -> list[RuleEvent]:
+        """End every open episode of ``camera_id`` (see :meth:`RuleEngine.finish`)."""
+        return self._engine.finish(camera_id, at)
