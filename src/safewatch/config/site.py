@@ -16,8 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = [
     "CalibrationConfig",
     "CameraConfig",
+    "EvidenceConfig",
     "ModelConfig",
     "ModelFormat",
+    "PrivacyConfig",
+    "PrivacyMode",
     "SiteConfig",
     "SiteInfo",
     "StorageConfig",
@@ -25,6 +28,7 @@ __all__ = [
 ]
 
 ModelFormat = Literal["auto", "yolov8", "yolov5", "yolox", "detr"]
+PrivacyMode = Literal["blur", "pixelate", "off"]
 
 
 class _Strict(BaseModel):
@@ -150,6 +154,37 @@ class CalibrationConfig(_Strict):
         return self
 
 
+class PrivacyConfig(_Strict):
+    """How the heads of people filmed are hidden in evidence stills, clips and annotated video.
+
+    On by default: evidence is shown to people who need not see who was filmed. A camera's own
+    ``privacy`` block overrides only the keys it sets. The unblurred original can still be kept,
+    encrypted, with ``evidence.keep_originals``.
+    """
+
+    mode: PrivacyMode = Field(
+        "blur", description="blur (heavy Gaussian), pixelate (coarse blocks) or off."
+    )
+    head_fraction: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="Top share of a person box taken as the head when no head or hat box "
+        "was detected on that person.",
+    )
+    margin: float = Field(
+        0.15, ge=0, le=1, description="Grow each head region by this share of its size per side."
+    )
+    head_labels: list[str] = Field(
+        default_factory=lambda: ["no_hardhat", "head"],
+        description="Detection labels whose box covers a whole head (used as is).",
+    )
+    hat_labels: list[str] = Field(
+        default_factory=lambda: ["hardhat", "helmet"],
+        description="Detection labels whose box covers a hat: the face below it is hidden too.",
+    )
+
+
 class CameraConfig(_Strict):
     """One camera: where its video comes from and how it is analysed."""
 
@@ -166,6 +201,9 @@ class CameraConfig(_Strict):
     enabled: bool = Field(True, description="Disabled cameras are validated but not run.")
     calibration: CalibrationConfig | None = Field(
         None, description="Picture-to-floor points, for rules in metres (proximity, speed)."
+    )
+    privacy: PrivacyConfig | None = Field(
+        None, description="Overrides of the site's `privacy` block for this camera."
     )
 
     @field_validator("models")
@@ -189,6 +227,72 @@ class StorageConfig(_Strict):
     )
 
 
+class EvidenceConfig(_Strict):
+    """Clips and stills kept as evidence of each incident.
+
+    A clip covers ``[start - pre_seconds, end + post_seconds]`` of the incident, from a bounded
+    per-camera buffer of recent frames; it is encoded on a background thread (H.264 MP4 that
+    browsers play), so writing evidence never holds up analysis.
+    """
+
+    clips: bool = Field(True, description="Write an MP4 clip per incident.")
+    pre_seconds: float = Field(
+        5.0, ge=0, le=60, description="Seconds of video kept before the incident starts."
+    )
+    post_seconds: float = Field(
+        5.0, ge=0, le=60, description="Seconds of video kept after the incident ends."
+    )
+    buffer_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="Seconds of recent frames buffered per camera. A rule fires `min_duration` "
+        "after the episode started, so this must cover pre_seconds plus that delay; clips are "
+        "clamped to what the buffer holds.",
+    )
+    buffer_format: Literal["jpeg", "raw"] = Field(
+        "jpeg",
+        description="How buffered frames are held: jpeg (about 20x less memory, encoded on the "
+        "evidence thread) or raw BGR (no encoding, several MB per frame).",
+    )
+    buffer_max_mb: float = Field(
+        128.0, gt=0, description="Memory cap of one camera's buffer in MiB; oldest frames go first."
+    )
+    clip_fps: float | None = Field(
+        None,
+        gt=0,
+        le=60,
+        description="Frame rate of clips; default: every analysed frame (the camera's fps). "
+        "Lower values thin the clip; higher ones cannot add frames.",
+    )
+    max_clip_seconds: float = Field(
+        300.0, gt=0, description="Longest clip; a longer incident's clip stops there."
+    )
+    annotate_clips: bool = Field(
+        True, description="Draw boxes, PPE states and zones on clips (heads are hidden first)."
+    )
+    keep_originals: bool = Field(
+        False,
+        description="Also keep the unblurred still and clip, encrypted (AES-256-GCM) with the "
+        "key in the environment variable named by `key_env`; revealed only by an explicit, "
+        "logged action (`safewatch evidence reveal`).",
+    )
+    key_env: str = Field(
+        "SAFEWATCH_EVIDENCE_KEY",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable holding the originals' key: 32 bytes, base64.",
+    )
+
+    @model_validator(mode="after")
+    def _buffer_covers_pre(self) -> EvidenceConfig:
+        if self.clips and self.buffer_seconds < self.pre_seconds:
+            raise ValueError(
+                f"buffer_seconds ({self.buffer_seconds}) is shorter than pre_seconds "
+                f"({self.pre_seconds}): clips could never start that early"
+            )
+        return self
+
+
 class SiteConfig(_Strict):
     """The whole site file."""
 
@@ -198,6 +302,18 @@ class SiteConfig(_Strict):
     cameras: dict[str, CameraConfig] = Field(description="Cameras by key (used as camera_id).")
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+
+    def privacy_for(self, camera_id: str) -> PrivacyConfig:
+        """The site's privacy settings with the keys this camera's own block sets."""
+        camera = self.cameras.get(camera_id)
+        if camera is None or camera.privacy is None:
+            return self.privacy
+        override = camera.privacy
+        return self.privacy.model_copy(
+            update={key: getattr(override, key) for key in override.model_fields_set}
+        )
 
     @model_validator(mode="after")
     def _cameras_name_known_models(self) -> SiteConfig:
