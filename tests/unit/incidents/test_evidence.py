@@ -48,7 +48,7 @@ def test_failed_write_leaves_neither_still_nor_partial(
     def crash(src: str, dst: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("safewatch.incidents.evidence.os.replace", crash)
+    monkeypatch.setattr("safewatch.storage.local_blobs.os.replace", crash)
     with pytest.raises(StorageError, match="No space left"):
         store.write_still("abc", image(), camera_id="c", at=AT)
     assert list((tmp_path / "c" / "2023-11-14").iterdir()) == []
@@ -64,7 +64,7 @@ def test_previous_still_survives_a_failed_rewrite(
     def crash(src: str, dst: object) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr("safewatch.incidents.evidence.os.replace", crash)
+    monkeypatch.setattr("safewatch.storage.local_blobs.os.replace", crash)
     with pytest.raises(StorageError):
         store.write_still("abc", image(200), camera_id="c", at=AT)
     assert (tmp_path / relative).read_bytes() == before
