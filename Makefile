@@ -31,6 +31,9 @@ typecheck: install
 
 check: lint typecheck test
 
+# Each benchmark prints its table and writes JSON to bench/results/ (needs ../shared/assets).
 bench: install
 	$(BIN)/python -m bench.accuracy
 	$(BIN)/python -m bench.speed
+	$(BIN)/python -m bench.speed_decode
+	$(BIN)/python -m bench.tracking

@@ -185,6 +185,26 @@ def _settings(config: TrackerConfig, threshold: float) -> dict[str, Any]:
     return {**config.model_dump(exclude={"ppe_window"}), "detect_threshold": threshold}
 
 
+def accuracy_section(quick: bool) -> dict[str, Any]:
+    """MOTA/IDF1 with the site defaults, for ``bench.accuracy`` (its tracking section).
+
+    Only the two COCO models at their native sizes (the grid is this module's own ``main``).
+    """
+    frames = decode_frames(CLIP, FRAMES)
+    gt = load_gt(GT)
+    runs = MODELS[:1] if quick else MODELS[:2]
+    section: dict[str, Any] = {"clip": CLIP.name, "frames": FRAMES, "iou_threshold": 0.5}
+    for run in runs:
+        detections, seconds = detect_all(run, frames)
+        row = score(frames, detections, gt, TrackerConfig(), 0.25)
+        section[run.name] = {**row, "seconds_per_frame": seconds}
+        print(
+            f"tracking {run.name:22} MOTA {row['mota']:.3f} IDF1 {row['idf1']:.3f} "
+            f"IDsw {int(row['num_switches'])}"
+        )
+    return section
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Score every model with the defaults, then the grid; print a table, write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
