@@ -11,7 +11,7 @@ import sys
 
 from safewatch.cli import audit, check, models, rules  # noqa: F401 - registers the commands
 from safewatch.cli.app import app, err, state
-from safewatch.errors import SafewatchError
+from safewatch.errors import ConfigError, SafewatchError
 
 __all__ = ["app", "main"]
 
@@ -23,7 +23,9 @@ def main() -> None:
     except SafewatchError as exc:
         if state.debug:
             raise
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        # Several problems in a file (ConfigErrors) print one line each, all of them.
+        for line in (exc.format() if isinstance(exc, ConfigError) else str(exc)).splitlines():
+            err.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")

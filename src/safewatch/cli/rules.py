@@ -1,4 +1,9 @@
-"""``safewatch rules``: validate rule files."""
+"""``safewatch rules``: validate, explain and test rule files.
+
+``test`` is ``safewatch audit`` with the rules given first: a safety officer trying a rule edit
+on a recorded clip should get exactly what an audit would report, so it calls the audit command
+rather than repeating it.
+"""
 
 from __future__ import annotations
 
@@ -29,3 +34,39 @@ def rules_validate(
     site = load_site(config).config if config is not None else None
     rule_set = load_rules(path, site)
     out.print(f"[green]ok[/green] {len(rule_set.rules)} rule(s), {len(rule_set.zones)} zone(s)")
+
+
+@rules_app.command("test")
+def rules_test(
+    path: Annotated[Path, typer.Argument(help="Rules folder or file.")],
+    videos: Annotated[list[Path], typer.Argument(help="Video files to run the rules on.")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="Site file.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
+        "rules-test-out"
+    ),
+    camera: Annotated[
+        str | None,
+        typer.Option(help="Camera whose models, fps and zones apply (default: the only one)."),
+    ] = None,
+    annotate: Annotated[
+        bool, typer.Option("--annotate", help="Also write an annotated MP4 per video.")
+    ] = False,
+    start: Annotated[
+        str | None,
+        typer.Option(help="Wall-clock time of the video's first frame, ISO 8601 (for schedules)."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run the rules over recorded video, as `safewatch audit` does, and list the incidents."""
+    from safewatch.cli.audit import audit
+
+    audit(
+        videos,
+        config=config,
+        rules=path,
+        out_dir=out_dir,
+        camera=camera,
+        annotate=annotate,
+        start=start,
+        progress=progress,
+    )
