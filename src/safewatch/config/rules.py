@@ -14,16 +14,25 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from safewatch.config.durations import Duration
+from safewatch.config.measures import Distance, SpeedLimit
 from safewatch.domain.events import Severity
 
 __all__ = [
     "WEEKDAYS",
     "Anchor",
+    "DwellRule",
+    "LineConfig",
+    "LineCrossingRule",
+    "OccupancyRule",
     "PPERule",
+    "PointAnchor",
+    "ProximityRule",
     "Rule",
     "RuleFile",
     "ScheduleConfig",
+    "SpeedRule",
     "Weekday",
+    "ZoneClearRule",
     "ZoneConfig",
     "ZoneIntrusionRule",
 ]
@@ -42,6 +51,9 @@ def _anchor_alias(value: Any) -> Any:
 
 Anchor = Annotated[Literal["feet", "centre", "box"], BeforeValidator(_anchor_alias)]
 """Which part of an object must be in a zone: its foot point, box centre, or any part of its box."""
+
+PointAnchor = Annotated[Literal["feet", "centre"], BeforeValidator(_anchor_alias)]
+"""Which point of an object is followed (lines and speeds need a point, not a box)."""
 
 
 class _Strict(BaseModel):
@@ -114,6 +126,31 @@ class ZoneConfig(_Strict):
         return value
 
 
+class LineConfig(_Strict):
+    """A named tripwire on one camera: a segment from its first point to its second.
+
+    The direction matters for ``line_crossing`` rules: sides are named as seen walking from the
+    first point to the second on the picture (for a line drawn left to right, ``left`` is above).
+    """
+
+    camera: str = Field(description="Camera key of the site file the line is drawn on.")
+    points: tuple[tuple[Coordinate, Coordinate], tuple[Coordinate, Coordinate]] = Field(
+        description="Two points [x, y], normalised (0-1, top-left origin); first to second "
+        "gives the direction."
+    )
+    description: str | None = Field(None, description="Free text for people.")
+
+    @field_validator("points")
+    @classmethod
+    def _distinct(
+        cls, value: tuple[tuple[float, float], tuple[float, float]]
+    ) -> tuple[tuple[float, float], tuple[float, float]]:
+        (ax, ay), (bx, by) = value
+        if abs(ax - bx) < 1e-6 and abs(ay - by) < 1e-6:
+            raise ValueError("the two points are the same; a line needs a length")
+        return value
+
+
 class _RuleBase(_Strict):
     id: Identifier = Field(description="Unique id across all rule files; used in incidents.")
     description: str | None = Field(None, description="Free text for people.")
@@ -179,7 +216,214 @@ class ZoneIntrusionRule(_RuleBase):
     _unique_objects = field_validator("objects")(_unique)
 
 
-Rule = Annotated[PPERule | ZoneIntrusionRule, Field(discriminator="kind")]
+class DwellRule(_RuleBase):
+    """No object of the listed kinds may stay inside ``zone`` longer than ``max_time``."""
+
+    kind: Literal["dwell"] = Field(description="Rule kind.")
+    zone: str = Field(description="Zone id (from `zones` of any rule file).")
+    objects: tuple[str, ...] = Field(
+        ("person",), min_length=1, description="Track labels whose time in the zone counts."
+    )
+    anchor: Anchor = Field(
+        "feet",
+        description="feet: bottom-centre of the box; centre: box centre; box: any overlap.",
+    )
+    max_time: Duration = Field(
+        gt=0, description="Longest allowed uninterrupted stay (absences up to `grace` included)."
+    )
+    min_duration: Duration = Field(
+        0.0, description="How long the overstay must last before it is reported."
+    )
+
+    _unique_objects = field_validator("objects")(_unique)
+
+
+class LineCrossingRule(_RuleBase):
+    """Report every crossing of ``line`` by an object of the listed kinds.
+
+    A crossing counts only once the object's anchor has been seen on one side for
+    ``confirm_frames`` frames and then on the other side for ``confirm_frames`` frames (and for
+    ``min_duration``), so a box that flickers over the line never counts.
+    """
+
+    kind: Literal["line_crossing"] = Field(description="Rule kind.")
+    line: str = Field(description="Line id (from `lines` of any rule file).")
+    objects: tuple[str, ...] = Field(
+        ("person",), min_length=1, description="Track labels whose crossings count."
+    )
+    anchor: PointAnchor = Field(
+        "feet", description="feet: bottom-centre of the box; centre: box centre."
+    )
+    direction: Literal["any", "left_to_right", "right_to_left"] = Field(
+        "any",
+        description="Which crossings count; sides as seen walking along the line from its "
+        "first point to its second.",
+    )
+    confirm_frames: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Consecutive frames the anchor must be seen on each side for a crossing.",
+    )
+    min_duration: Duration = Field(
+        0.0, description="How long the anchor must be on the new side before the crossing counts."
+    )
+
+    _unique_objects = field_validator("objects")(_unique)
+
+
+class ProximityRule(_RuleBase):
+    """A subject (a person) must keep ``max_distance`` from hazards (vehicles, a machine zone)."""
+
+    kind: Literal["proximity"] = Field(description="Rule kind.")
+    subjects: tuple[str, ...] = Field(
+        ("person",), min_length=1, description="Track labels to protect."
+    )
+    objects: tuple[str, ...] = Field(
+        (), description="Track labels of moving hazards (forklift, vehicle, ...)."
+    )
+    machine_zone: str | None = Field(
+        None, description="Zone id of a fixed hazard (a press, a robot cell); distance is to it."
+    )
+    max_distance: Distance = Field(
+        description="Closest allowed distance: 2m (calibrated camera) or 150px."
+    )
+    approaching: SpeedLimit | None = Field(
+        None,
+        description="Only report while the distance shrinks at least this fast (1m/s, 3km/h "
+        "or 100px/s; the same kind of unit as max_distance).",
+    )
+    window: Duration = Field(
+        1.0, gt=0, description="Time over which closing speeds are smoothed (box jitter)."
+    )
+    zones: tuple[str, ...] = Field(
+        (), description="Only subjects whose foot point is in one of these zones; empty: anywhere."
+    )
+    min_duration: Duration = Field(
+        0.0, description="How long the subject must be too close before it is reported."
+    )
+
+    _unique_lists = field_validator("subjects", "objects", "zones")(_unique)
+
+    @model_validator(mode="after")
+    def _has_hazard_and_one_unit(self) -> ProximityRule:
+        if not self.objects and self.machine_zone is None:
+            raise ValueError("give `objects` (moving hazards), `machine_zone`, or both")
+        if set(self.subjects) & set(self.objects):
+            raise ValueError("a label cannot be both a subject and an object")
+        if self.approaching is not None and self.approaching.metric != self.max_distance.metric:
+            raise ValueError(
+                "`approaching` and `max_distance` must both be metric (m, km/h, m/s) or both "
+                "in pixels (px, px/s)"
+            )
+        return self
+
+
+class OccupancyRule(_RuleBase):
+    """The number of objects in ``zone`` must stay within ``min_count`` .. ``max_count``."""
+
+    kind: Literal["occupancy"] = Field(description="Rule kind.")
+    zone: str = Field(description="Zone id (from `zones` of any rule file).")
+    objects: tuple[str, ...] = Field(("person",), min_length=1, description="Track labels counted.")
+    anchor: Anchor = Field(
+        "feet",
+        description="feet: bottom-centre of the box; centre: box centre; box: any overlap.",
+    )
+    max_count: int | None = Field(
+        None, ge=0, description="More than this many in the zone is crowding."
+    )
+    min_count: int | None = Field(
+        None,
+        ge=2,
+        description="Fewer than this many (but at least one) is a lone worker; an empty zone "
+        "is fine.",
+    )
+    min_duration: Duration = Field(
+        2.0, description="How long the count must be out of bounds before it is reported."
+    )
+
+    _unique_objects = field_validator("objects")(_unique)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> OccupancyRule:
+        if self.max_count is None and self.min_count is None:
+            raise ValueError("give `max_count`, `min_count`, or both")
+        if (
+            self.max_count is not None
+            and self.min_count is not None
+            and self.min_count > self.max_count
+        ):
+            raise ValueError("`min_count` is larger than `max_count`: no count would be allowed")
+        return self
+
+
+class ZoneClearRule(_RuleBase):
+    """Nothing may stand still in ``zone`` (an exit, a walkway) for longer than ``max_time``."""
+
+    kind: Literal["zone_clear"] = Field(description="Rule kind.")
+    zone: str = Field(description="Zone id (from `zones` of any rule file).")
+    objects: tuple[str, ...] = Field(
+        (), description="Track labels that may not block the zone; empty or omitted: any."
+    )
+    anchor: Anchor = Field(
+        "feet",
+        description="feet: bottom-centre of the box; centre: box centre; box: any overlap.",
+    )
+    max_time: Duration = Field(gt=0, description="Longest an object may stand still in the zone.")
+    max_movement: Distance | None = Field(
+        None,
+        description="An object that moves less than this is standing still (0.3m, 20px); "
+        "default: half its box width.",
+    )
+    min_duration: Duration = Field(
+        0.0, description="How long the zone must be blocked before it is reported."
+    )
+
+    _unique_objects = field_validator("objects")(_unique)
+
+
+class SpeedRule(_RuleBase):
+    """Objects (vehicles) may not move faster than ``max_speed`` (calibrated cameras only)."""
+
+    kind: Literal["speed"] = Field(description="Rule kind.")
+    objects: tuple[str, ...] = Field(
+        ("vehicle", "forklift"), min_length=1, description="Track labels whose speed counts."
+    )
+    max_speed: SpeedLimit = Field(description="Speed limit on the floor: 10km/h or 3m/s.")
+    anchor: PointAnchor = Field(
+        "feet", description="feet: bottom-centre of the box (on the floor); centre: box centre."
+    )
+    window: Duration = Field(
+        1.0, gt=0, description="Time over which speeds are smoothed (box jitter)."
+    )
+    zones: tuple[str, ...] = Field(
+        (), description="Only objects whose anchor is in one of these zones; empty: anywhere."
+    )
+    min_duration: Duration = Field(
+        0.0, description="How long the speed must exceed the limit before it is reported."
+    )
+
+    _unique_lists = field_validator("objects", "zones")(_unique)
+
+    @field_validator("max_speed")
+    @classmethod
+    def _metric(cls, value: Any) -> Any:
+        if not value.metric:
+            raise ValueError("a speed limit must be in km/h or m/s (pixel speeds mean nothing)")
+        return value
+
+
+Rule = Annotated[
+    PPERule
+    | ZoneIntrusionRule
+    | DwellRule
+    | LineCrossingRule
+    | ProximityRule
+    | OccupancyRule
+    | ZoneClearRule
+    | SpeedRule,
+    Field(discriminator="kind"),
+]
 """Any rule; ``kind`` picks the model."""
 
 
@@ -190,6 +434,9 @@ class RuleFile(_Strict):
     zones: dict[Identifier, ZoneConfig] = Field(
         default_factory=dict, description="Zones by id (unique across all rule files)."
     )
+    lines: dict[Identifier, LineConfig] = Field(
+        default_factory=dict, description="Tripwires by id (unique across all rule files)."
+    )
     rules: tuple[Rule, ...] = Field((), description="Rules, evaluated in file order.")
 
     @model_validator(mode="before")
@@ -197,5 +444,9 @@ class RuleFile(_Strict):
     def _none_is_empty(cls, data: Any) -> Any:
         # `zones:` with nothing under it parses as None; read it as "no zones".
         if isinstance(data, dict):
-            return {k: v for k, v in data.items() if not (k in ("zones", "rules") and v is None)}
+            return {
+                k: v
+                for k, v in data.items()
+                if not (k in ("zones", "lines", "rules") and v is None)
+            }
         return data

@@ -1,11 +1,12 @@
 """Load every rule file of a folder into one immutable, cross-checked :class:`RuleSet`.
 
 Safety officers split rules by area or team (``yard.yaml``, ``press-shop.yaml``); the engine wants
-one set. Ids are global (incidents and alerts name them), so a rule or zone id defined twice is an
-error naming both places. References are checked once the set is whole: a rule's zone must exist,
-a zone's camera must be one the rule runs on and, when the site is known, every camera must exist.
-The result is frozen and made of tuples so it can be swapped whole on reload while the engine
-still holds the old one.
+one set. Ids are global (incidents and alerts name them), so a rule, zone or line id defined twice
+is an error naming both places. References are checked once the set is whole: a rule's zones and
+lines must exist, their cameras must be ones the rule runs on and, when the site is known, every
+camera must exist and a rule that measures in metres may only run on calibrated cameras. The result
+is frozen and made of tuples so it can be swapped whole on reload while the engine still holds the
+old one.
 """
 
 from __future__ import annotations
@@ -15,21 +16,66 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from safewatch.config.loader import load_model
-from safewatch.config.rules import PPERule, Rule, RuleFile, ZoneConfig, ZoneIntrusionRule
+from safewatch.config.rules import (
+    DwellRule,
+    LineConfig,
+    LineCrossingRule,
+    OccupancyRule,
+    PPERule,
+    ProximityRule,
+    Rule,
+    RuleFile,
+    SpeedRule,
+    ZoneClearRule,
+    ZoneConfig,
+    ZoneIntrusionRule,
+)
 from safewatch.config.site import SiteConfig
 from safewatch.config.validation import ConfigErrors
 from safewatch.config.yaml_lines import LocatedDocument, PathKey, format_path
 from safewatch.domain.geometry import Zone
+from safewatch.domain.lines import Line
 from safewatch.errors import ConfigError
 
-__all__ = ["RuleSet", "load_rules", "rule_zone_ids"]
+__all__ = ["RuleSet", "load_rules", "rule_line_ids", "rule_metric_field", "rule_zone_ids"]
+
+FieldPath = tuple[str | int, ...]
+
+
+def _zone_refs(rule: Rule) -> list[tuple[FieldPath, str]]:
+    """Each zone a rule names, with the field that names it."""
+    if isinstance(rule, ZoneIntrusionRule | DwellRule | OccupancyRule | ZoneClearRule):
+        return [(("zone",), rule.zone)]
+    refs: list[tuple[FieldPath, str]] = []
+    if isinstance(rule, PPERule | ProximityRule | SpeedRule):
+        refs = [(("zones", index), zone_id) for index, zone_id in enumerate(rule.zones)]
+    if isinstance(rule, ProximityRule) and rule.machine_zone is not None:
+        refs.append((("machine_zone",), rule.machine_zone))
+    return refs
 
 
 def rule_zone_ids(rule: Rule) -> tuple[str, ...]:
-    """The zones a rule refers to (its scope or its subject)."""
-    if isinstance(rule, ZoneIntrusionRule):
-        return (rule.zone,)
-    return rule.zones
+    """The zones a rule refers to (its scope, its subject or a machine zone)."""
+    return tuple(zone_id for _, zone_id in _zone_refs(rule))
+
+
+def rule_line_ids(rule: Rule) -> tuple[str, ...]:
+    """The lines a rule refers to."""
+    return (rule.line,) if isinstance(rule, LineCrossingRule) else ()
+
+
+def rule_metric_field(rule: Rule) -> str | None:
+    """The field that makes a rule measure on the floor (needs calibrated cameras), if any."""
+    if isinstance(rule, ProximityRule):
+        if rule.max_distance.metric:
+            return "max_distance"
+        if rule.approaching is not None and rule.approaching.metric:
+            return "approaching"  # pragma: no cover - the model refuses mixed units
+    if isinstance(rule, SpeedRule):
+        return "max_speed"
+    if isinstance(rule, ZoneClearRule) and rule.max_movement is not None:
+        return "max_movement" if rule.max_movement.metric else None
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,25 +86,35 @@ class RuleSet:
         rules: Rules in load order (files sorted by name, then file order).
         zones: Zones, as domain objects ready for point-in-polygon tests.
         files: The files the set was loaded from.
+        lines: Tripwires, as domain objects ready for side tests.
     """
 
     rules: tuple[Rule, ...] = ()
     zones: tuple[Zone, ...] = ()
     files: tuple[Path, ...] = ()
+    lines: tuple[Line, ...] = ()
     _zones_by_id: Mapping[str, Zone] = field(init=False, repr=False, compare=False)
+    _lines_by_id: Mapping[str, Line] = field(init=False, repr=False, compare=False)
     _rules_by_id: Mapping[str, Rule] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_zones_by_id", {zone.id: zone for zone in self.zones})
+        object.__setattr__(self, "_lines_by_id", {line.id: line for line in self.lines})
         object.__setattr__(self, "_rules_by_id", {rule.id: rule for rule in self.rules})
         if len(self._zones_by_id) != len(self.zones):
             raise ValueError("zone ids must be unique")
+        if len(self._lines_by_id) != len(self.lines):
+            raise ValueError("line ids must be unique")
         if len(self._rules_by_id) != len(self.rules):
             raise ValueError("rule ids must be unique")
 
     def zone(self, zone_id: str) -> Zone:
         """The zone with this id (``KeyError`` if none: references were checked at load)."""
         return self._zones_by_id[zone_id]
+
+    def line(self, line_id: str) -> Line:
+        """The line with this id (``KeyError`` if none: references were checked at load)."""
+        return self._lines_by_id[line_id]
 
     def rule(self, rule_id: str) -> Rule:
         """The rule with this id."""
@@ -68,12 +124,17 @@ class RuleSet:
         """Whether ``rule`` runs on ``camera_id`` (listed or all cameras, and its zones')."""
         if rule.cameras and camera_id not in rule.cameras:
             return False
-        zone_ids = rule_zone_ids(rule)
-        return not zone_ids or any(self.zone(z).camera_id == camera_id for z in zone_ids)
+        cameras = [self.zone(z).camera_id for z in rule_zone_ids(rule)]
+        cameras += [self.line(line).camera_id for line in rule_line_ids(rule)]
+        return not cameras or camera_id in cameras
 
     def zones_for(self, camera_id: str) -> tuple[Zone, ...]:
         """Zones drawn on ``camera_id`` (for overlays and evidence)."""
         return tuple(zone for zone in self.zones if zone.camera_id == camera_id)
+
+    def lines_for(self, camera_id: str) -> tuple[Line, ...]:
+        """Lines drawn on ``camera_id`` (for overlays and evidence)."""
+        return tuple(line for line in self.lines if line.camera_id == camera_id)
 
     def for_camera(self, camera_id: str) -> tuple[Rule, ...]:
         """Enabled rules that run on ``camera_id``, in order."""
@@ -111,6 +172,7 @@ def _check_references(
     rule: Rule,
     origin: _Origin,
     zones: Mapping[str, tuple[ZoneConfig, _Origin]],
+    lines: Mapping[str, tuple[LineConfig, _Origin]],
     site: SiteConfig | None,
 ) -> list[ConfigError]:
     errors: list[ConfigError] = []
@@ -123,27 +185,68 @@ def _check_references(
                         f"unknown camera {camera!r} (site cameras: {known})", "cameras", index
                     )
                 )
-    field_name = "zone" if isinstance(rule, ZoneIntrusionRule) else "zones"
-    for index, zone_id in enumerate(rule_zone_ids(rule)):
-        suffix: tuple[str | int, ...] = (
-            (field_name,) if field_name == "zone" else (field_name, index)
-        )
-        if zone_id not in zones:
-            known = ", ".join(sorted(zones)) or "none"
-            errors.append(origin.error(f"unknown zone {zone_id!r} (defined: {known})", *suffix))
-            continue
-        zone_camera = zones[zone_id][0].camera
-        if rule.cameras and zone_camera not in rule.cameras:
+    refs: list[tuple[str, FieldPath, str, str | None]] = [
+        ("zone", path, zone_id, zones[zone_id][0].camera if zone_id in zones else None)
+        for path, zone_id in _zone_refs(rule)
+    ]
+    refs += [
+        ("line", ("line",), line_id, lines[line_id][0].camera if line_id in lines else None)
+        for line_id in rule_line_ids(rule)
+    ]
+    for what, path, ref_id, ref_camera in refs:
+        if ref_camera is None:
+            known = ", ".join(sorted(zones if what == "zone" else lines)) or "none"
+            errors.append(origin.error(f"unknown {what} {ref_id!r} (defined: {known})", *path))
+        elif rule.cameras and ref_camera not in rule.cameras:
             errors.append(
                 origin.error(
-                    f"zone {zone_id!r} is on camera {zone_camera!r}, which the rule's cameras "
+                    f"{what} {ref_id!r} is on camera {ref_camera!r}, which the rule's cameras "
                     f"({', '.join(rule.cameras)}) do not include",
-                    *suffix,
+                    *path,
                 )
             )
+    ref_cameras = {ref_camera for *_, ref_camera in refs if ref_camera is not None}
+    if isinstance(rule, ProximityRule) and len(ref_cameras) > 1:
+        errors.append(
+            origin.error(
+                f"the rule's zones are on different cameras ({', '.join(sorted(ref_cameras))}); "
+                "split it into one rule per camera",
+                "zones",
+            )
+        )
     if isinstance(rule, PPERule) and set(rule.require) & set(rule.objects):
         errors.append(origin.error("an item cannot be both required and an object", "require"))
+    if site is not None:
+        errors.extend(_check_calibrated(rule, origin, ref_cameras, site))
     return errors
+
+
+def _check_calibrated(
+    rule: Rule, origin: _Origin, ref_cameras: set[str], site: SiteConfig
+) -> list[ConfigError]:
+    """A rule in metres may only run on cameras whose site entry has a ``calibration``."""
+    metric = rule_metric_field(rule)
+    if metric is None:
+        return []
+    if rule.cameras:
+        cameras = [c for c in rule.cameras if c in site.cameras]
+    elif ref_cameras:
+        cameras = sorted(c for c in ref_cameras if c in site.cameras)
+    else:
+        cameras = sorted(site.cameras)
+    missing = [c for c in cameras if site.cameras[c].calibration is None]
+    if not missing:
+        return []
+    scope = "runs on" if rule.cameras or ref_cameras else "runs on every camera, including"
+    return [
+        origin.error(
+            f"rule {rule.id!r} measures in metres but {scope} uncalibrated camera"
+            f"{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)}: add a "
+            "`calibration` block to the camera in the site file, list only calibrated `cameras`, "
+            "or use pixels (px)",
+            metric,
+        )
+    ]
 
 
 def load_rules(
@@ -165,6 +268,7 @@ def load_rules(
     """
     files = _rule_files(Path(path))
     zones: dict[str, tuple[ZoneConfig, _Origin]] = {}
+    lines: dict[str, tuple[LineConfig, _Origin]] = {}
     rules: dict[str, tuple[Rule, _Origin]] = {}
     errors: list[ConfigError] = []
     for file in files:
@@ -182,6 +286,19 @@ def load_rules(
                         f"unknown camera {zone.camera!r} (site cameras: {known})", "camera"
                     )
                 )
+        for line_id, line in rule_file.lines.items():
+            origin = _Origin(document, ("lines", line_id))
+            if line_id in lines:
+                errors.append(origin.error(f"line id already defined at {lines[line_id][1].where}"))
+                continue
+            lines[line_id] = (line, origin)
+            if site is not None and line.camera not in site.cameras:
+                known = ", ".join(sorted(site.cameras)) or "none"
+                errors.append(
+                    origin.error(
+                        f"unknown camera {line.camera!r} (site cameras: {known})", "camera"
+                    )
+                )
         for index, rule in enumerate(rule_file.rules):
             origin = _Origin(document, ("rules", index))
             if rule.id in rules:
@@ -193,7 +310,7 @@ def load_rules(
                 continue
             rules[rule.id] = (rule, origin)
     for rule, origin in rules.values():
-        errors.extend(_check_references(rule, origin, zones, site))
+        errors.extend(_check_references(rule, origin, zones, lines, site))
     if errors:
         raise ConfigErrors(errors)
     return RuleSet(
@@ -203,4 +320,8 @@ def load_rules(
             for zone_id, (zone, _) in zones.items()
         ),
         files=tuple(files),
+        lines=tuple(
+            Line(id=line_id, camera_id=line.camera, a=line.points[0], b=line.points[1])
+            for line_id, (line, _) in lines.items()
+        ),
     )

@@ -1,30 +1,57 @@
 """The rule engine: tracked frames in, rule events out.
 
 Pure and deterministic (architecture principle 2): the only inputs are the rule set, the site's
-time zone and the tracked frames; time comes from ``tracked.timestamp``, never a wall clock, so a
-file run gives the same events every time and a rule's ``3s`` is three seconds of video.
+time zone and camera calibrations, and the tracked frames; time comes from ``tracked.timestamp``,
+never a wall clock, so a file run gives the same events every time and a rule's ``3s`` is three
+seconds of video.
 
-State is kept per (camera, rule id) in an :class:`~safewatch.rules.episodes.EpisodeBook`, keyed by
+Per (camera, rule id) the engine keeps a :class:`~safewatch.rules.monitor.Monitor` (the kind's
+own memory: dwell clocks, line sides, speed histories) and an
+:class:`~safewatch.rules.episodes.EpisodeBook` (the shared episode lifecycle). Both are keyed by
 rule id rather than by rule object so that :meth:`RuleEngine.replace_rules` (hot reload) can keep
-the episodes of rules that survive a reload and end those of rules that do not.
+the episodes of rules that survive a reload and end those of rules that do not. What survives is
+decided by :func:`rule_definition`: a rule whose test is unchanged keeps its episodes and its
+monitor's memory, one whose test changed starts afresh.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from safewatch.config.rules import PPERule, Rule, ZoneIntrusionRule
-from safewatch.config.ruleset import RuleSet, rule_zone_ids
+from safewatch.config.rules import (
+    DwellRule,
+    LineCrossingRule,
+    OccupancyRule,
+    PPERule,
+    ProximityRule,
+    Rule,
+    SpeedRule,
+    ZoneClearRule,
+    ZoneIntrusionRule,
+)
+from safewatch.config.ruleset import RuleSet, rule_line_ids, rule_metric_field, rule_zone_ids
 from safewatch.domain.events import RuleEvent
 from safewatch.domain.tracks import TrackedFrame
 from safewatch.errors import ConfigError
-from safewatch.rules.episodes import EpisodeBook, EpisodePolicy, Observation
+from safewatch.rules.calibration import Calibration
+from safewatch.rules.dwell import DwellMonitor
+from safewatch.rules.episodes import EpisodeBook, EpisodePolicy
+from safewatch.rules.line_crossing import LineCrossingMonitor
+from safewatch.rules.measure import Plane
+from safewatch.rules.monitor import Monitor, Stateless
+from safewatch.rules.occupancy import observe_occupancy
 from safewatch.rules.ppe import observe_ppe
+from safewatch.rules.proximity import ProximityMonitor
 from safewatch.rules.schedule import schedule_allows
+from safewatch.rules.speed import SpeedMonitor
+from safewatch.rules.zone_clear import ZoneClearMonitor
 from safewatch.rules.zone_intrusion import observe_zone_intrusion
 
-__all__ = ["RuleEngine", "rule_definition"]
+__all__ = ["RuleEngine", "build_monitor", "rule_definition"]
 
+_log = logging.getLogger(__name__)
 
 _REPORTING_FIELDS = frozenset(
     {
@@ -45,18 +72,68 @@ def rule_definition(rule: Rule, rules: RuleSet, camera_id: str) -> tuple[object,
     """What a rule tests on ``camera_id``, as a value: equal definitions judge frames alike.
 
     The rule's own fields less the reporting ones (severity, timing, scope and schedule, which the
-    engine applies around the episodes), plus the zones it refers to on that camera, so moving a
-    zone's polygon changes the definition of every rule that uses it.
+    engine applies around the episodes), plus the zones and lines it refers to on that camera, so
+    moving a zone's polygon changes the definition of every rule that uses it.
     """
     fields = rule.model_dump(exclude=set(_REPORTING_FIELDS))
     zones = tuple(
         rules.zone(z) for z in rule_zone_ids(rule) if rules.zone(z).camera_id == camera_id
     )
-    return (fields, zones)
+    lines = tuple(
+        rules.line(x) for x in rule_line_ids(rule) if rules.line(x).camera_id == camera_id
+    )
+    return (fields, zones, lines)
 
 
 def _policy(rule: Rule) -> EpisodePolicy:
     return EpisodePolicy(min_duration=rule.min_duration, grace=rule.grace, cooldown=rule.cooldown)
+
+
+def build_monitor(
+    rule: Rule, rules: RuleSet, camera_id: str, calibration: Calibration | None = None
+) -> Monitor | None:
+    """The monitor of ``rule`` on ``camera_id``.
+
+    Args:
+        rule: A rule that applies to the camera (see :meth:`RuleSet.applies_to`).
+        rules: The set it belongs to (for its zones and lines).
+        camera_id: The camera.
+        calibration: The camera's calibration, if it has one.
+
+    Returns:
+        ``None`` when the rule measures in metres and the camera has no calibration (loading
+        the rules with the site refuses that; without the site, the engine skips the rule).
+    """
+    zones = tuple(
+        zone
+        for zone in (rules.zone(z) for z in getattr(rule, "zones", ()))
+        if zone.camera_id == camera_id
+    )
+    plane = Plane()
+    if rule_metric_field(rule) is not None:
+        if calibration is None:
+            return None
+        plane = Plane(calibration)
+    if isinstance(rule, PPERule):
+        return Stateless(rule, lambda rule, tracked: observe_ppe(rule, tracked, zones))
+    if isinstance(rule, ZoneIntrusionRule):
+        zone = rules.zone(rule.zone)
+        return Stateless(rule, lambda rule, tracked: observe_zone_intrusion(rule, tracked, zone))
+    if isinstance(rule, OccupancyRule):
+        zone = rules.zone(rule.zone)
+        return Stateless(rule, lambda rule, tracked: observe_occupancy(rule, tracked, zone))
+    if isinstance(rule, DwellRule):
+        return DwellMonitor(rule, rules.zone(rule.zone))
+    if isinstance(rule, ZoneClearRule):
+        return ZoneClearMonitor(rule, rules.zone(rule.zone), plane)
+    if isinstance(rule, LineCrossingRule):
+        return LineCrossingMonitor(rule, rules.line(rule.line))
+    if isinstance(rule, ProximityRule):
+        machine = rules.zone(rule.machine_zone) if rule.machine_zone is not None else None
+        return ProximityMonitor(rule, plane, machine, zones)
+    if isinstance(rule, SpeedRule):
+        return SpeedMonitor(rule, plane, zones)
+    raise TypeError(f"no monitor for rule kind {rule.kind!r}")  # pragma: no cover
 
 
 class RuleEngine:
@@ -65,12 +142,20 @@ class RuleEngine:
     Args:
         rules: The rules in force.
         timezone: IANA time zone of the site, for schedules.
+        calibrations: Camera id to its floor calibration, for rules in metres
+            (:func:`~safewatch.rules.calibration.calibrations_from_site`); a rule in metres on a
+            camera without one is skipped there (with one warning).
 
     Raises:
         ConfigError: ``timezone`` is not a known IANA zone.
     """
 
-    def __init__(self, rules: RuleSet, timezone: str = "UTC") -> None:
+    def __init__(
+        self,
+        rules: RuleSet,
+        timezone: str = "UTC",
+        calibrations: Mapping[str, Calibration] | None = None,
+    ) -> None:
         try:
             self._tz = ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -79,24 +164,34 @@ class RuleEngine:
                 field="site.timezone",
             ) from None
         self._rules = rules
+        self._calibrations = dict(calibrations or {})
         self._by_camera: dict[str, tuple[Rule, ...]] = {}
         self._books: dict[tuple[str, str], EpisodeBook] = {}
+        self._monitors: dict[tuple[str, str], Monitor | None] = {}
+        self._warned: set[tuple[str, str]] = set()
 
     @property
     def rules(self) -> RuleSet:
         """The rule set in force."""
         return self._rules
 
+    @property
+    def calibrations(self) -> Mapping[str, Calibration]:
+        """Camera calibrations the engine measures metres with."""
+        return self._calibrations
+
     def open_state_count(self) -> int:
-        """Subjects with episode state across all cameras and rules (bounded; for metrics)."""
-        return sum(len(book) for book in self._books.values())
+        """Subjects and tracks with state across all cameras and rules (bounded; for metrics)."""
+        books = sum(len(book) for book in self._books.values())
+        monitors = sum(len(m) for m in self._monitors.values() if m is not None)
+        return books + monitors
 
     def evaluate(self, tracked: TrackedFrame) -> list[RuleEvent]:
         """Apply every enabled rule for the frame's camera.
 
         Returns:
             Events in rule order; within a rule, endings first, then starts and ongoing ones in
-            track order.
+            track order (a crossing's ``STARTED`` and ``ENDED`` are adjacent).
         """
         events: list[RuleEvent] = []
         camera = tracked.camera_id
@@ -104,18 +199,25 @@ class RuleEngine:
             key = (camera, rule.id)
             book = self._books.get(key)
             if not schedule_allows(rule.schedule, tracked.timestamp, self._tz):
+                self._monitors.pop(key, None)  # kind memory restarts when the rule reopens
                 if book is not None:
                     events.extend(book.close_all(tracked.timestamp))
                     if not book:
                         del self._books[key]
                 continue
-            observations = self._observe(rule, tracked)
+            monitor = self._monitor(rule, camera)
+            if monitor is None:
+                continue
+            observations = monitor.observe(tracked)
             if book is None:
                 if not observations:
                     continue
                 book = EpisodeBook(rule.id, rule.kind, camera, rule.severity, _policy(rule))
                 self._books[key] = book
-            events.extend(book.update(tracked.timestamp, tracked.seq, observations))
+            if monitor.instant:
+                events.extend(book.instants(tracked.timestamp, tracked.seq, observations))
+            else:
+                events.extend(book.update(tracked.timestamp, tracked.seq, observations))
             if not book:
                 del self._books[key]
         return events
@@ -125,12 +227,14 @@ class RuleEngine:
 
         ``ENDED`` events carry each episode's last violating frame as ``at``; the ``at`` argument
         (the last frame's time) is accepted for symmetry with the incident manager and unused.
-        All state of the camera is dropped, cooldowns included.
+        All state of the camera is dropped, cooldowns and kind memory included.
         """
         del at
         events: list[RuleEvent] = []
         for key in [k for k in self._books if k[0] == camera_id]:
             events.extend(self._books.pop(key).close_all())
+        for key in [k for k in self._monitors if k[0] == camera_id]:
+            del self._monitors[key]
         return events
 
     def replace_rules(self, rules: RuleSet) -> list[RuleEvent]:
@@ -139,9 +243,10 @@ class RuleEngine:
         A rule survives when its id is still present, enabled, still runs on the camera and its
         definition (see :func:`rule_definition`) is equal by value to the old one: a reload that
         did not touch a rule does not reset it, and neither does one that only changed how it is
-        reported (severity, timing); its episodes continue under the new timing and severity.
-        Episodes of every other rule end now, so an incident opened under an old zone or item
-        list is not carried on under a new one.
+        reported (severity, timing); its episodes continue under the new timing and severity, and
+        its kind memory (dwell clocks, line sides, speed histories) is kept. Episodes and memory
+        of every other rule end now, so an incident opened under an old zone or item list is not
+        carried on under a new one.
 
         Returns:
             The ``ENDED`` events of episodes that could not survive.
@@ -150,18 +255,32 @@ class RuleEngine:
         old = self._rules
         self._rules = rules
         self._by_camera.clear()
-        for key in sorted(self._books):
-            camera, rule_id = key
-            book = self._books[key]
-            survivor = next((r for r in self._rules_for(camera) if r.id == rule_id), None)
-            if survivor is None or rule_definition(survivor, rules, camera) != rule_definition(
+
+        def survivor(camera: str, rule_id: str) -> Rule | None:
+            new = next((r for r in self._rules_for(camera) if r.id == rule_id), None)
+            if new is None:
+                return None
+            same = rule_definition(new, rules, camera) == rule_definition(
                 old.rule(rule_id), old, camera
-            ):
+            )
+            return new if same else None
+
+        for key in sorted(self._books):
+            book = self._books[key]
+            new = survivor(*key)
+            if new is None:
                 events.extend(book.close_all())
                 del self._books[key]
                 continue
-            book.policy = _policy(survivor)
-            book.severity = survivor.severity
+            book.policy = _policy(new)
+            book.severity = new.severity
+        for key in list(self._monitors):
+            monitor = self._monitors[key]
+            new = survivor(*key)
+            if new is None or monitor is None:
+                del self._monitors[key]
+            else:
+                monitor.rule = new
         return events
 
     def _rules_for(self, camera_id: str) -> tuple[Rule, ...]:
@@ -170,14 +289,17 @@ class RuleEngine:
             rules = self._by_camera[camera_id] = self._rules.for_camera(camera_id)
         return rules
 
-    def _observe(self, rule: Rule, tracked: TrackedFrame) -> list[Observation]:
-        if isinstance(rule, PPERule):
-            zones = [
-                zone
-                for zone in (self._rules.zone(z) for z in rule.zones)
-                if zone.camera_id == tracked.camera_id
-            ]
-            return observe_ppe(rule, tracked, zones)
-        if isinstance(rule, ZoneIntrusionRule):
-            return observe_zone_intrusion(rule, tracked, self._rules.zone(rule.zone))
-        raise TypeError(f"no evaluator for rule kind {rule.kind!r}")  # pragma: no cover
+    def _monitor(self, rule: Rule, camera_id: str) -> Monitor | None:
+        key = (camera_id, rule.id)
+        if key in self._monitors:
+            return self._monitors[key]
+        monitor = build_monitor(rule, self._rules, camera_id, self._calibrations.get(camera_id))
+        if monitor is None and key not in self._warned:
+            self._warned.add(key)
+            _log.warning(
+                "rule %s measures in metres but camera %s has no calibration; skipping it there",
+                rule.id,
+                camera_id,
+            )
+        self._monitors[key] = monitor
+        return monitor

@@ -18,6 +18,15 @@ Per subject (a track) the state machine is:
 * idle states are forgotten once their cooldown is over, so memory is bounded by the subjects that
   violated within the last ``grace + cooldown`` seconds, whatever the stream's length.
 
+Instant violations (a line crossing) skip the pending and open states: :meth:`EpisodeBook.instants`
+reports each as a whole episode, ``STARTED`` then ``ENDED`` on the same frame, and puts the subject
+in cooldown. The incident manager opens and closes one incident from the pair.
+
+A subject is usually a track id. Zone-level kinds (occupancy, a blocked exit) have no subject
+track: they use negative subjects and start ``track_ids`` with :data:`NO_SUBJECT` (-1), followed
+by the tracks involved, so the incident id is derived from track id -1 as the incident manager
+expects while the evidence still highlights the tracks.
+
 All times are the frame clock's; nothing here reads a wall clock.
 """
 
@@ -28,7 +37,10 @@ from dataclasses import dataclass
 
 from safewatch.domain.events import Phase, RuleEvent, Severity
 
-__all__ = ["EpisodeBook", "EpisodePolicy", "Observation"]
+__all__ = ["NO_SUBJECT", "EpisodeBook", "EpisodePolicy", "Observation"]
+
+NO_SUBJECT = -1
+"""First of ``track_ids`` for zone-level episodes: no single track is the subject."""
 
 _EPS = 1e-6
 """Slack for float clocks: 5 frames of 0.2 s must reach a 1 s minimum duration."""
@@ -39,11 +51,13 @@ class Observation:
     """One subject violating a rule in one frame.
 
     Attributes:
-        subject: The track the episode belongs to.
-        track_ids: Tracks involved, subject first.
+        subject: The track the episode belongs to (negative for zone-level episodes).
+        track_ids: Tracks involved, subject first (:data:`NO_SUBJECT` first when no track is).
         confidence: Confidence of the evidence in this frame.
         message: One human sentence.
         zone_id: Zone involved, if any.
+        since: For instants, when the violation happened if earlier than this frame (a crossing
+            is confirmed a few frames after the anchor changed sides); ignored otherwise.
     """
 
     subject: int
@@ -51,6 +65,7 @@ class Observation:
     confidence: float
     message: str
     zone_id: str | None = None
+    since: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +155,26 @@ class EpisodeBook:
                 ended.extend(self._end(state))
         self._prune(at)
         return ended + current
+
+    def instants(self, at: float, seq: int, observations: Iterable[Observation]) -> list[RuleEvent]:
+        """Report each observation as a whole episode: ``STARTED`` and ``ENDED`` now.
+
+        ``started_at`` is the observation's ``since`` (else ``at``). A subject in cooldown is
+        skipped; a reported one enters cooldown until ``at + cooldown``. ``min_duration`` and
+        ``grace`` do not apply (the monitor confirmed the instant).
+        """
+        events: list[RuleEvent] = []
+        for observation in observations:
+            state = self._states.get(observation.subject)
+            if state is not None and (state.open or at < state.cooldown_until - _EPS):
+                continue
+            since = at if observation.since is None else min(observation.since, at)
+            state = _State(started_at=since, last_at=at, last_seq=seq, last=observation, open=True)
+            self._states[observation.subject] = state
+            events.append(self._event(state, Phase.STARTED))
+            events.extend(self._end(state))
+        self._prune(at)
+        return events
 
     def close_all(self, at: float | None = None) -> list[RuleEvent]:
         """End every open episode now (end of file, schedule closing, rule removed).

@@ -9,6 +9,8 @@ overlap of the box.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from safewatch.config.rules import ZoneIntrusionRule
@@ -17,17 +19,24 @@ from safewatch.domain.tracks import Track, TrackedFrame
 from safewatch.rules.episodes import Observation
 from safewatch.rules.overlap import box_overlaps_polygon
 
-__all__ = ["observe_zone_intrusion"]
+__all__ = ["observe_zone_intrusion", "tracks_in_zone"]
 
 
-def _inside(rule: ZoneIntrusionRule, tracks: list[Track], zone: Zone, w: int, h: int) -> list[bool]:
-    if rule.anchor == "box":
-        polygon = zone.to_pixels(w, h)
+def tracks_in_zone(
+    tracks: Sequence[Track], zone: Zone, anchor: str, width: int, height: int
+) -> list[bool]:
+    """Which tracks are in ``zone`` by ``anchor`` (``feet``, ``centre`` or ``box``).
+
+    Shared by every zone-based kind (intrusion, dwell, occupancy, zone_clear) so "in the zone"
+    means the same everywhere.
+    """
+    if not tracks:
+        return []
+    if anchor == "box":
+        polygon = zone.to_pixels(width, height)
         return [box_overlaps_polygon(t.xyxy, polygon) for t in tracks]
-    points = np.array(
-        [t.foot if rule.anchor == "feet" else t.centre for t in tracks], dtype=np.float64
-    )
-    return [bool(v) for v in zone.contains(points, w, h)]
+    points = np.array([t.foot if anchor == "feet" else t.centre for t in tracks], dtype=np.float64)
+    return [bool(v) for v in zone.contains(points, width, height)]
 
 
 def observe_zone_intrusion(
@@ -37,7 +46,7 @@ def observe_zone_intrusion(
     tracks = [t for t in tracked.tracks if t.label in rule.objects]
     if not tracks:
         return []
-    inside = _inside(rule, tracks, zone, tracked.width, tracked.height)
+    inside = tracks_in_zone(tracks, zone, rule.anchor, tracked.width, tracked.height)
     return [
         Observation(
             subject=track.track_id,

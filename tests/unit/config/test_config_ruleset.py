@@ -124,7 +124,7 @@ def test_empty_folder_is_an_empty_set(tmp_path: Path) -> None:
             "    kind: ppe\n",
             "    kind: pee\n",
             "rules.yaml:8: rules[0].kind: unknown kind 'pee' (expected one of: ppe, "
-            "zone_intrusion)",
+            "zone_intrusion, dwell, line_crossing, proximity, occupancy, zone_clear, speed)",
         ),
         (
             "    kind: ppe\n",

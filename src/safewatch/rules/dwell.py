@@ -1,0 +1,80 @@
+"""The ``dwell`` rule kind: nobody stays in a zone longer than ``max_time``.
+
+Each track's stay starts at its first frame in the zone and continues while it stays in; leaving
+the zone (or vanishing) for at most ``grace`` does not restart it, so a worker whose feet flicker
+over the zone edge, or who is hidden behind a pallet for a moment, keeps the clock running. The
+violation starts at the first frame the stay exceeds ``max_time``; from there the shared episode
+book applies ``min_duration`` and ends the episode once the track has left for longer than
+``grace``. A track's clock is forgotten once it has been out of the zone for longer than
+``grace``, so memory is bounded by the tracks recently in the zone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from safewatch.config.rules import DwellRule
+from safewatch.domain.geometry import Zone
+from safewatch.domain.tracks import TrackedFrame
+from safewatch.rules.episodes import Observation
+from safewatch.rules.zone_intrusion import tracks_in_zone
+
+__all__ = ["DwellMonitor"]
+
+_EPS = 1e-6
+
+
+@dataclass(slots=True)
+class _Stay:
+    entered_at: float
+    last_in: float
+
+
+class DwellMonitor:
+    """Times each track's stay in one zone.
+
+    Args:
+        rule: The rule (zone, objects, anchor, max_time, grace).
+        zone: The rule's zone.
+    """
+
+    instant = False
+
+    def __init__(self, rule: DwellRule, zone: Zone) -> None:
+        self.rule = rule
+        self.zone = zone
+        self._stays: dict[int, _Stay] = {}
+
+    def __len__(self) -> int:
+        """Tracks whose stay is being timed."""
+        return len(self._stays)
+
+    def observe(self, tracked: TrackedFrame) -> list[Observation]:
+        """Tracks in the zone whose stay exceeds ``max_time`` at this frame, in track order."""
+        at = tracked.timestamp
+        tracks = [t for t in tracked.tracks if t.label in self.rule.objects]
+        inside = tracks_in_zone(tracks, self.zone, self.rule.anchor, tracked.width, tracked.height)
+        observations = []
+        for track, is_inside in zip(tracks, inside, strict=True):
+            if not is_inside:
+                continue
+            stay = self._stays.get(track.track_id)
+            if stay is None or at - stay.last_in > self.rule.grace + _EPS:
+                stay = self._stays[track.track_id] = _Stay(entered_at=at, last_in=at)
+            stay.last_in = at
+            dwelt = at - stay.entered_at
+            if dwelt > self.rule.max_time + _EPS:
+                observations.append(
+                    Observation(
+                        subject=track.track_id,
+                        track_ids=(track.track_id,),
+                        confidence=float(track.confidence),
+                        message=f"{track.label} #{track.track_id} in zone {self.zone.id} for "
+                        f"{dwelt:.0f}s (max {self.rule.max_time:g}s)",
+                        zone_id=self.zone.id,
+                    )
+                )
+        stale = [k for k, s in self._stays.items() if at - s.last_in > self.rule.grace + _EPS]
+        for track_id in stale:
+            del self._stays[track_id]
+        return observations

@@ -1,0 +1,136 @@
+"""Where distances and speeds are measured: the floor in metres, or the picture in pixels.
+
+A rule written in metres measures on the floor through the camera's calibration; one written in
+pixels measures on the picture. A :class:`Plane` hides the difference, so each kind computes
+distances and speeds once, in "plane units", and names the unit only in its messages.
+
+Speeds come from the frame clock, never from frame counts, and are smoothed: a box jitters by a few
+pixels every frame, which at 10 fps is a fake speed of tens of pixels per second. The velocity is
+the least-squares slope of position over the last ``window`` seconds (:func:`velocity`), and
+needs at least three samples spanning half the window before it says anything.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from safewatch.domain.geometry import points_in_polygon
+from safewatch.rules.calibration import Calibration
+
+__all__ = ["Plane", "Samples", "point_polygon_distance", "point_segment_distance", "velocity"]
+
+MIN_SAMPLES = 3
+"""Fewest positions a velocity is fitted to."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plane:
+    """Pixels of a frame, or the floor in metres when a calibration is given."""
+
+    calibration: Calibration | None = None
+
+    @property
+    def unit(self) -> str:
+        """``m`` or ``px``, for messages."""
+        return "m" if self.calibration is not None else "px"
+
+    def project(self, points: NDArray[np.float64], width: int, height: int) -> NDArray[np.float64]:
+        """``(N, 2)`` pixel points in plane coordinates (NaN rows: not on the floor)."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        if self.calibration is None:
+            return pts
+        return self.calibration.to_floor(pts, width, height)
+
+    def speed_text(self, value: float) -> str:
+        """A speed for people: km/h on the floor, px/s on the picture."""
+        if self.calibration is not None:
+            return f"{value * 3.6:.1f} km/h"
+        return f"{value:.0f} px/s"
+
+    def distance_text(self, value: float) -> str:
+        """A distance for people."""
+        if self.calibration is not None:
+            return f"{value:.1f} m"
+        return f"{value:.0f} px"
+
+
+def point_segment_distance(
+    point: NDArray[np.float64], a: NDArray[np.float64], b: NDArray[np.float64]
+) -> float:
+    """Distance from ``point`` to the segment ``a``-``b`` (2-vectors)."""
+    ab = b - a
+    length_sq = float(ab @ ab)
+    if length_sq == 0.0:
+        return float(np.linalg.norm(point - a))
+    t = min(1.0, max(0.0, float((point - a) @ ab) / length_sq))
+    return float(np.linalg.norm(point - (a + t * ab)))
+
+
+def point_polygon_distance(point: NDArray[np.float64], polygon: NDArray[np.float64]) -> float:
+    """Distance from ``point`` to the ``(M, 2)`` polygon: 0 inside, else to the nearest edge."""
+    poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    if bool(points_in_polygon(point.reshape(1, 2), poly)[0]):
+        return 0.0
+    return min(
+        point_segment_distance(point, poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly))
+    )
+
+
+def velocity(times: Sequence[float], positions: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Least-squares rate of change of ``positions`` (``(N,)`` or ``(N, D)``) over ``times``.
+
+    The slope of a straight line fitted to every sample, so one jittery box moves it by only
+    ``1/N`` of what it would move a two-point difference.
+    """
+    t = np.asarray(times, dtype=np.float64)
+    x = np.asarray(positions, dtype=np.float64)
+    dt = t - t.mean()
+    denominator = float(dt @ dt)
+    if denominator == 0.0:
+        return np.zeros(x.shape[1:], dtype=np.float64)
+    result: NDArray[np.float64] = (dt @ (x - x.mean(axis=0))) / denominator
+    return result
+
+
+class Samples:
+    """A short, time-bounded history of positions (or distances) of one subject.
+
+    Args:
+        window: Seconds of history kept.
+    """
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._times: deque[float] = deque()
+        self._values: deque[NDArray[np.float64]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    @property
+    def last_at(self) -> float:
+        """Time of the newest sample (``-inf`` if none)."""
+        return self._times[-1] if self._times else float("-inf")
+
+    def add(self, at: float, value: NDArray[np.float64] | float) -> None:
+        """Append a sample and forget those older than ``window`` before it."""
+        self._times.append(at)
+        self._values.append(np.atleast_1d(np.asarray(value, dtype=np.float64)))
+        while self._times and at - self._times[0] > self.window + 1e-9:
+            self._times.popleft()
+            self._values.popleft()
+
+    def rate(self) -> NDArray[np.float64] | None:
+        """Smoothed rate of change per second, or ``None`` while the history is too short.
+
+        Needs :data:`MIN_SAMPLES` samples spanning at least half the window, so the first frames of
+        a track (whose box is still settling) never produce a speed.
+        """
+        if len(self._times) < MIN_SAMPLES or self._times[-1] - self._times[0] < self.window / 2:
+            return None
+        return velocity(list(self._times), np.stack(list(self._values)))

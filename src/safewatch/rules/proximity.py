@@ -1,0 +1,187 @@
+"""The ``proximity`` rule kind: people keep their distance from vehicles and machines.
+
+Distance is measured where things touch the floor: from the subject's foot point (bottom-centre of
+its box) to the nearest point of a hazard's bottom edge (a forklift's foot print seen from the
+camera), or to a fixed machine zone's polygon (0 inside it). On a calibrated camera and a rule in
+metres these points are first mapped to the floor; otherwise the distance is in pixels of the
+picture (crude, since perspective shrinks far pixels, but useful on a top-down camera).
+
+With ``approaching``, a subject within ``max_distance`` violates only while the distance to the
+hazard shrinks at least that fast: "a forklift heading at someone", not "someone working next to a
+parked forklift". The closing speed is the least-squares slope of the pair's distance over the
+last ``window`` seconds of the frame clock (:mod:`safewatch.rules.measure`), so box jitter does not
+fake it. Per-pair histories are dropped once the pair has not been measured for ``window`` (or
+``grace``, whichever is longer), so memory is bounded by the pairs recently seen.
+
+Each subject is one episode; its ``track_ids`` are ``(subject, hazard)`` for a vehicle, or
+``(subject,)`` with ``zone_id`` set for a machine zone. When several hazards are too close, the
+nearest one is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from safewatch.config.rules import ProximityRule
+from safewatch.domain.geometry import Zone
+from safewatch.domain.tracks import Track, TrackedFrame
+from safewatch.rules.episodes import Observation
+from safewatch.rules.measure import Plane, Samples, point_polygon_distance, point_segment_distance
+from safewatch.rules.zone_intrusion import tracks_in_zone
+
+__all__ = ["MACHINE", "Gap", "ProximityMonitor"]
+
+MACHINE = -1
+"""Hazard id of the rule's machine zone in pair keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """How far one subject is from one hazard in one frame.
+
+    Attributes:
+        subject: Subject track id.
+        hazard: Hazard track id, or :data:`MACHINE`.
+        distance: In plane units (metres or pixels).
+        closing: Smoothed speed at which the distance shrinks (positive: approaching), or
+            ``None`` while the pair's history is too short.
+    """
+
+    subject: int
+    hazard: int
+    distance: float
+    closing: float | None
+
+
+class ProximityMonitor:
+    """Measures subject-to-hazard distances on one camera.
+
+    Args:
+        rule: The rule (subjects, objects, max_distance, approaching, window, grace).
+        plane: Where distances are measured (the floor for rules in metres).
+        machine: The rule's machine zone, if any.
+        zones: The rule's scope zones on this camera; empty: anywhere.
+    """
+
+    instant = False
+
+    def __init__(
+        self,
+        rule: ProximityRule,
+        plane: Plane,
+        machine: Zone | None = None,
+        zones: tuple[Zone, ...] = (),
+    ) -> None:
+        self.rule = rule
+        self.plane = plane
+        self.machine = machine
+        self.zones = zones
+        self._pairs: dict[tuple[int, int], Samples] = {}
+
+    def __len__(self) -> int:
+        """Subject-hazard pairs with distance history."""
+        return len(self._pairs)
+
+    def gaps(self, tracked: TrackedFrame) -> list[Gap]:
+        """Advance the pair histories by one frame; every measurable subject-hazard gap."""
+        at, w, h = tracked.timestamp, tracked.width, tracked.height
+        subjects = [t for t in tracked.tracks if t.label in self.rule.subjects]
+        if self.zones and subjects:
+            scoped = np.zeros(len(subjects), dtype=bool)
+            for zone in self.zones:
+                scoped |= np.array(tracks_in_zone(subjects, zone, "feet", w, h), dtype=bool)
+            subjects = [s for s, keep in zip(subjects, scoped, strict=True) if keep]
+        hazards = [t for t in tracked.tracks if t.label in self.rule.objects]
+        gaps: list[Gap] = []
+        if subjects and (hazards or self.machine is not None):
+            feet = self.plane.project(np.array([s.foot for s in subjects]), w, h)
+            edges = self._bottom_edges(hazards, w, h)
+            machine = (
+                self.plane.project(self.machine.to_pixels(w, h), w, h)
+                if self.machine is not None
+                else None
+            )
+            for subject, foot in zip(subjects, feet, strict=True):
+                if not np.all(np.isfinite(foot)):
+                    continue
+                for hazard, edge in zip(hazards, edges, strict=True):
+                    if hazard.track_id != subject.track_id and np.all(np.isfinite(edge)):
+                        distance = point_segment_distance(foot, edge[0], edge[1])
+                        gaps.append(self._record(at, subject.track_id, hazard.track_id, distance))
+                if machine is not None and np.all(np.isfinite(machine)):
+                    distance = point_polygon_distance(foot, machine)
+                    gaps.append(self._record(at, subject.track_id, MACHINE, distance))
+        horizon = max(self.rule.window, self.rule.grace)
+        for key in [k for k, s in self._pairs.items() if at - s.last_at > horizon]:
+            del self._pairs[key]
+        return gaps
+
+    def _bottom_edges(self, hazards: list[Track], w: int, h: int) -> np.ndarray:
+        if not hazards:
+            return np.zeros((0, 2, 2))
+        corners = np.array(
+            [[[t.xyxy[0], t.xyxy[3]], [t.xyxy[2], t.xyxy[3]]] for t in hazards], dtype=np.float64
+        )
+        return self.plane.project(corners.reshape(-1, 2), w, h).reshape(-1, 2, 2)
+
+    def _record(self, at: float, subject: int, hazard: int, distance: float) -> Gap:
+        samples = self._pairs.get((subject, hazard))
+        if samples is None:
+            samples = self._pairs[(subject, hazard)] = Samples(self.rule.window)
+        samples.add(at, distance)
+        rate = samples.rate()
+        closing = None if rate is None else -float(rate[0])
+        return Gap(subject, hazard, distance, closing)
+
+    def _violates(self, gap: Gap) -> bool:
+        if gap.distance > self.rule.max_distance.value:
+            return False
+        if self.rule.approaching is None:
+            return True
+        return gap.closing is not None and gap.closing >= self.rule.approaching.value
+
+    def observe(self, tracked: TrackedFrame) -> list[Observation]:
+        """Subjects too close to a hazard in this frame, in track order (nearest hazard each)."""
+        nearest: dict[int, Gap] = {}
+        for gap in self.gaps(tracked):
+            if self._violates(gap) and (
+                gap.subject not in nearest or gap.distance < nearest[gap.subject].distance
+            ):
+                nearest[gap.subject] = gap
+        if not nearest:
+            return []
+        by_id = {t.track_id: t for t in tracked.tracks}
+        observations = []
+        for person in [t for t in tracked.tracks if t.track_id in nearest]:
+            subject = person.track_id
+            gap = nearest[subject]
+            ids: tuple[int, ...]
+            if gap.hazard == MACHINE and self.machine is not None:
+                what, ids, zone_id = f"machine zone {self.machine.id}", (subject,), self.machine.id
+                confidence = float(person.confidence)
+            else:
+                hazard = by_id[gap.hazard]
+                what, ids, zone_id = (
+                    f"{hazard.label} #{hazard.track_id}",
+                    (subject, gap.hazard),
+                    None,
+                )
+                confidence = min(float(person.confidence), float(hazard.confidence))
+            message = (
+                f"{person.label} #{subject} {self.plane.distance_text(gap.distance)} from {what} "
+                f"(min {self.plane.distance_text(self.rule.max_distance.value)})"
+            )
+            if self.rule.approaching is not None and gap.closing is not None:
+                message += f", closing at {self.plane.speed_text(gap.closing)}"
+            observations.append(
+                Observation(
+                    subject=subject,
+                    track_ids=ids,
+                    confidence=confidence,
+                    message=message,
+                    zone_id=zone_id,
+                )
+            )
+        return observations
