@@ -24,7 +24,7 @@ from safewatch.domain import Frame, Incident, RuleEvent, TrackedFrame, Zone
 from safewatch.errors import ConfigError, SourceError
 from safewatch.incidents import EvidenceStore, IncidentChange, IncidentManager, draw_overlay
 from safewatch.ingest import FileSource, open_source
-from safewatch.rules import RuleEngine, RuleSet
+from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
 from safewatch.runtime.pipeline import FrameObserver, Pipeline, PipelineStats
 from safewatch.runtime.stages import build_tracker
 from safewatch.runtime.video_writer import Mp4Writer
@@ -239,7 +239,7 @@ def _audit_one(
         source,
         detector,
         build_tracker(site, camera_id, camera),
-        RuleEngine(rules, site.config.site.timezone),
+        RuleEngine(rules, site.config.site.timezone, calibrations_from_site(site.config)),
         manager,
         batch_size=options.batch_size,
         observers=observers,
