@@ -10,6 +10,7 @@ from pydantic import TypeAdapter
 from safewatch.config.rules import Rule
 from safewatch.config.ruleset import RuleSet
 from safewatch.domain.geometry import Zone
+from safewatch.domain.lines import Line
 from safewatch.domain.tracks import PPEState, Track, TrackedFrame
 
 W, H = 1000, 500
@@ -59,14 +60,20 @@ def rule(**fields: Any) -> Rule:
 
 
 def rule_set(
-    rules: Iterable[Rule], zones: Mapping[str, Iterable[tuple[float, float]]] | None = None
+    rules: Iterable[Rule],
+    zones: Mapping[str, Iterable[tuple[float, float]]] | None = None,
+    lines: Mapping[str, tuple[tuple[float, float], tuple[float, float]]] | None = None,
 ) -> RuleSet:
-    """A rule set; zones are on camera ``cam`` unless the id says ``camera:zone``."""
+    """A rule set; zones and lines are on camera ``cam`` unless the id says ``camera:id``."""
     built = []
     for key, polygon in (zones or {}).items():
         camera, _, zone_id = key.rpartition(":")
         built.append(Zone(id=zone_id, camera_id=camera or "cam", polygon=tuple(polygon)))
-    return RuleSet(rules=tuple(rules), zones=tuple(built))
+    built_lines = []
+    for key, (a, b) in (lines or {}).items():
+        camera, _, line_id = key.rpartition(":")
+        built_lines.append(Line(id=line_id, camera_id=camera or "cam", a=a, b=b))
+    return RuleSet(rules=tuple(rules), zones=tuple(built), lines=tuple(built_lines))
 
 
 RIGHT_HALF = ((0.5, 0.0), (1.0, 0.0), (1.0, 1.0), (0.5, 1.0))
