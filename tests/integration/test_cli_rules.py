@@ -113,3 +113,25 @@ def test_rules_test_with_invalid_rules_fails_before_decoding(tmp_path: Path) -> 
     assert result.returncode == 2
     assert f"{tmp_path / 'bad.yaml'}:3: rules[0].kind" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_explain_says_each_rule_in_plain_words() -> None:
+    result = safewatch("rules", "explain", EXAMPLE_RULES, "--config", EXAMPLE_SITE)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines == [
+        "hardhat-required (high): on camera yard, a person seen without a hardhat for at least "
+        "1 s, at any time, opens an incident; it ends after 1 s compliant or out of sight.",
+        "  Everyone in the yard wears a hard hat.",
+        "no-entry-drop-zone (high): on camera yard, a person or vehicle with its feet in zone "
+        "drop_zone for at least 1 s, at any time, opens an incident; it ends after 1 s outside "
+        "the zone or out of sight; then the same object raises no new one for 10 s.",
+        "  Keep out of the drop zone while loads are moved.",
+    ]
+
+
+def test_explain_refuses_invalid_rules(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("rules:\n  - id: x\n    kind: dwell\n    zone: nowhere\n")
+    result = safewatch("rules", "explain", tmp_path)
+    assert result.returncode == 2
+    assert f"{tmp_path / 'r.yaml'}:2: rules[0].max_time" in result.stderr

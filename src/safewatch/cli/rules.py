@@ -36,6 +36,31 @@ def rules_validate(
     out.print(f"[green]ok[/green] {len(rule_set.rules)} rule(s), {len(rule_set.zones)} zone(s)")
 
 
+@rules_app.command("explain")
+def rules_explain(
+    path: Annotated[Path, typer.Argument(help="Rules folder or file.")],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="Site file, for camera names and the schedules' time zone."
+        ),
+    ] = None,
+) -> None:
+    """Say in plain words what each rule enforces, where, when, and how its incidents end."""
+    from safewatch.config.loader import load_site
+    from safewatch.rules import load_rules
+    from safewatch.rules.explain import explain_rule
+
+    site = load_site(config).config if config is not None else None
+    rule_set = load_rules(path, site)
+    for rule in rule_set.rules:
+        out.print(explain_rule(rule, rule_set, site), highlight=False, soft_wrap=True)
+        if rule.description:
+            out.print(f"  {rule.description}", highlight=False, soft_wrap=True)
+    if not rule_set.rules:
+        out.print("no rules")
+
+
 @rules_app.command("test")
 def rules_test(
     path: Annotated[Path, typer.Argument(help="Rules folder or file.")],

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from safewatch.config.ruleset import RuleSet
 from safewatch.domain.events import RuleEvent
 from safewatch.domain.tracks import TrackedFrame
+from safewatch.rules.calibration import Calibration
 from safewatch.rules.engine import RuleEngine
 
 __all__ = ["ReloadStatus", "ReloadingEngine", "RuleGeneration", "RuleSetHolder"]
@@ -162,12 +163,19 @@ class ReloadingEngine:
     Args:
         holder: Where reloaded sets are published.
         timezone: IANA time zone of the site, for schedules.
+        calibrations: Camera id to its floor calibration, for rules in metres (calibrations
+            belong to the site file, which is not hot-reloaded).
     """
 
-    def __init__(self, holder: RuleSetHolder, timezone: str = "UTC") -> None:
+    def __init__(
+        self,
+        holder: RuleSetHolder,
+        timezone: str = "UTC",
+        calibrations: Mapping[str, Calibration] | None = None,
+    ) -> None:
         self._holder = holder
         self._generation = holder.current()
-        self._engine = RuleEngine(self._generation.rules, timezone)
+        self._engine = RuleEngine(self._generation.rules, timezone, calibrations)
 
     @property
     def generation(self) -> RuleGeneration:
