@@ -1,14 +1,35 @@
-"""Persistence: SQL tables and repositories (SQLite by default, PostgreSQL to scale)."""
+"""Persistence: SQL tables, migrations, repositories, the hash chain and blob stores.
 
+SQLite and a local folder by default; PostgreSQL and S3-compatible storage to scale.
+"""
+
+from safewatch.storage.blobs import BlobInfo, BlobStore
 from safewatch.storage.engine import create_engine_for, resolve_url
-from safewatch.storage.incident_repository import IncidentRepository, create_schema
-from safewatch.storage.tables import Base, IncidentRow
+from safewatch.storage.hash_chain import ChainEntry, EntryKind
+from safewatch.storage.incident_queries import Bucket, Dimension, IncidentFilter, Page
+from safewatch.storage.incident_repository import IncidentRepository, StatusCheck, create_schema
+from safewatch.storage.local_blobs import LocalBlobStore
+from safewatch.storage.migrate import ensure_schema
+from safewatch.storage.tables import Base, ChainEntryRow, ChainHeadRow, IncidentRow
 
 __all__ = [
     "Base",
+    "BlobInfo",
+    "BlobStore",
+    "Bucket",
+    "ChainEntry",
+    "ChainEntryRow",
+    "ChainHeadRow",
+    "Dimension",
+    "EntryKind",
+    "IncidentFilter",
     "IncidentRepository",
     "IncidentRow",
+    "LocalBlobStore",
+    "Page",
+    "StatusCheck",
     "create_engine_for",
     "create_schema",
+    "ensure_schema",
     "resolve_url",
 ]

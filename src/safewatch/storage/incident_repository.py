@@ -1,46 +1,66 @@
-"""Store and query incidents.
+"""Store and query incidents, each change recorded in the tamper-evidence chain.
 
 The repository is the only place that knows incidents live in SQL. The pipeline calls
 :meth:`IncidentRepository.upsert` under at-least-once delivery, so storing the same incident again
 must be harmless: the derived id turns a re-delivery into an update, and the update only moves
-forward (the peak confidence never drops, an end time or a snapshot is never erased by a late,
-older copy, and an operator's status is never reset by the pipeline).
+forward (the peak confidence never drops, an end time, a still or a clip is never erased by a late,
+older copy, and an operator's status is never reset by the pipeline). A re-delivery that changes
+nothing records nothing.
+
+Every write runs in one short transaction that first takes the chain's head row
+(:func:`safewatch.storage.hash_chain.lock_head`), changes the incident and appends the entry that
+vouches for the result, so the table and the chain can never disagree. The chain entries of an
+incident are also its timeline: episode opened, updates, closed, operator actions, notes, evidence
+and (from the alerts) deliveries.
 """
 
 from __future__ import annotations
 
 import builtins
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, case, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from safewatch.domain import Incident, IncidentStatus, Severity
 from safewatch.errors import NotFound, StorageError
-from safewatch.storage.tables import Base, IncidentRow
+from safewatch.storage import hash_chain
+from safewatch.storage.hash_chain import ChainEntry, EntryKind
+from safewatch.storage.incident_queries import (
+    Bucket,
+    Dimension,
+    IncidentFilter,
+    OneOrMany,
+    Page,
+    aggregate_statement,
+    check_paging,
+    fold_buckets,
+    zone,
+)
+from safewatch.storage.migrate import ensure_schema
+from safewatch.storage.tables import ChainEntryRow, IncidentRow
 
-__all__ = ["IncidentRepository", "create_schema"]
+__all__ = ["IncidentRepository", "StatusCheck", "create_schema"]
 
-_MAX_LIMIT = 10_000
+StatusCheck = Callable[[IncidentStatus, IncidentStatus], None]
+"""Validates an operator's status change ``(current, new)``; raises to refuse it."""
+
+_EVENT_KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+_RESERVED = {str(kind) for kind in EntryKind}
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables (idempotent).
-
-    A stop-gap: Alembic migrations take over in a later issue, before any table changes shape.
+    """Bring the schema up to date with the migrations (kept for callers of the old API).
 
     Raises:
         StorageError: The database refused (read-only file, no permission).
     """
-    try:
-        Base.metadata.create_all(engine)
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot create tables: {getattr(exc, 'orig', None) or exc}") from exc
+    ensure_schema(engine, auto_upgrade=True)
 
 
 def _to_domain(row: IncidentRow) -> Incident:
@@ -69,11 +89,11 @@ def _values(incident: Incident, now: float) -> dict[str, Any]:
         "rule_id": incident.rule_id,
         "rule_kind": incident.rule_kind,
         "severity": str(incident.severity),
-        "track_ids": list(incident.track_ids),
-        "started_at": incident.started_at,
-        "ended_at": incident.ended_at,
+        "track_ids": [int(t) for t in incident.track_ids],
+        "started_at": float(incident.started_at),
+        "ended_at": None if incident.ended_at is None else float(incident.ended_at),
         "duration": incident.duration,
-        "peak_confidence": incident.peak_confidence,
+        "peak_confidence": float(incident.peak_confidence),
         "message": incident.message,
         "snapshot": incident.snapshot,
         "clip": incident.clip,
@@ -84,91 +104,248 @@ def _values(incident: Incident, now: float) -> dict[str, Any]:
     }
 
 
+def _merge(row: IncidentRow, values: Mapping[str, Any]) -> None:
+    """Merge a newer copy into the stored row (rules in :meth:`IncidentRepository.upsert`)."""
+    row.track_ids = values["track_ids"]
+    row.message = values["message"]
+    row.severity = values["severity"]
+    if values["ended_at"] is not None:
+        row.ended_at = values["ended_at"]
+    if row.ended_at is not None:
+        row.duration = row.ended_at - row.started_at
+    row.peak_confidence = max(row.peak_confidence, values["peak_confidence"])
+    if values["snapshot"] is not None:
+        row.snapshot = values["snapshot"]
+    if values["clip"] is not None:
+        row.clip = values["clip"]
+    row.updated_at = values["updated_at"]
+
+
 class IncidentRepository:
-    """Incidents in one SQL database.
+    """Incidents and their chain in one SQL database.
 
     Each call runs in its own short transaction, so one repository can be shared by threads (the
-    engine pools connections). Tables are created on construction.
+    engine pools connections). The schema is checked on construction and, for SQLite, migrated
+    (see :mod:`safewatch.storage.migrate`).
 
     Args:
         engine: From :func:`safewatch.storage.create_engine_for`.
-        clock: Wall clock for ``created_at`` / ``updated_at`` (bookkeeping, not frame time);
-            injectable for tests.
+        clock: Wall clock for ``created_at`` / ``updated_at`` and chain entries (bookkeeping, not
+            frame time); injectable for tests.
+        auto_upgrade: Migrate an outdated schema; ``None`` means only for SQLite.
+
+    Raises:
+        StorageError: The schema is outdated and may not be migrated here, or the database
+            cannot be read.
     """
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], float] = time.time,
+        auto_upgrade: bool | None = None,
+    ) -> None:
         self._engine = engine
         self._clock = clock
-        create_schema(engine)
+        ensure_schema(engine, auto_upgrade=auto_upgrade)
+
+    @property
+    def engine(self) -> Engine:
+        """The database engine (for the verifier and retention, which read the chain)."""
+        return self._engine
 
     @contextmanager
     def _session(self, action: str) -> Iterator[Session]:
         try:
-            with Session(self._engine) as session, session.begin():
+            with Session(self._engine, expire_on_commit=False) as session, session.begin():
                 yield session
         except SQLAlchemyError as exc:
             reason = getattr(exc, "orig", None) or exc
             raise StorageError(f"cannot {action}: {reason}") from exc
 
+    @contextmanager
+    def _chained(self, action: str) -> Iterator[Session]:
+        """A write transaction holding the chain lock."""
+        with self._session(action) as session:
+            hash_chain.lock_head(session)
+            yield session
+
+    # -- writes -----------------------------------------------------------------------------
+
     def upsert(self, incident: Incident) -> None:
-        """Insert the incident, or merge it into the stored one with the same id.
+        """Insert the incident, or merge it into the stored one with the same id; chain it.
 
         Merge rules, so that replays and out-of-order copies are harmless: ``peak_confidence``
         keeps the maximum; ``ended_at``, ``snapshot`` and ``clip`` keep the stored value when the
         new copy has none; ``status`` is left alone (operators own it, see :meth:`set_status`);
-        ``track_ids`` and ``message`` take the newest copy; ``created_at`` never changes.
+        ``track_ids``, ``severity`` and ``message`` take the newest copy; ``created_at`` never
+        changes. The chain gets ``incident.opened`` for a new incident (and ``incident.closed``
+        too if it arrives already ended), ``incident.closed`` when the end first appears,
+        ``incident.updated`` for other changes, and nothing when the record did not change.
 
         Raises:
             StorageError: The database cannot be written.
         """
-        values = _values(incident, self._clock())
-        dialect = self._engine.dialect.name
-        with self._session(f"store incident {incident.id}") as session:
-            if dialect in ("sqlite", "postgresql"):
-                insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-                stmt = insert(IncidentRow).values(**values)
-                new = stmt.excluded
-                table = IncidentRow.__table__.c
-                ended_at = func.coalesce(new.ended_at, table.ended_at)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[table.id],
-                    set_={
-                        "track_ids": new.track_ids,
-                        "message": new.message,
-                        "severity": new.severity,
-                        "ended_at": ended_at,
-                        "duration": ended_at - table.started_at,
-                        "peak_confidence": case(
-                            (new.peak_confidence > table.peak_confidence, new.peak_confidence),
-                            else_=table.peak_confidence,
-                        ),
-                        "snapshot": func.coalesce(new.snapshot, table.snapshot),
-                        "clip": func.coalesce(new.clip, table.clip),
-                        "updated_at": new.updated_at,
-                    },
-                )
-                session.execute(stmt)
+        now = float(self._clock())
+        values = _values(incident, now)
+        with self._chained(f"store incident {incident.id}") as session:
+            row = session.get(IncidentRow, incident.id)
+            if row is None:
+                row = IncidentRow(**values)
+                session.add(row)
+                self._chain_record(session, row, EntryKind.INCIDENT_OPENED, now, _opened(row))
+                if row.ended_at is not None:
+                    self._chain_record(session, row, EntryKind.INCIDENT_CLOSED, now, _closed(row))
+                return
+            before = hash_chain.incident_record(row)
+            was_open = row.ended_at is None
+            _merge(row, values)
+            after = hash_chain.incident_record(row)
+            if after == before:
+                return
+            if was_open and row.ended_at is not None:
+                self._chain_record(session, row, EntryKind.INCIDENT_CLOSED, now, _closed(row))
             else:
-                self._merge_generic(session, values)
+                changed = sorted(name for name in after if after[name] != before[name])
+                detail = {"changed": changed, "peak_confidence": row.peak_confidence}
+                self._chain_record(session, row, EntryKind.INCIDENT_UPDATED, now, detail)
 
     @staticmethod
-    def _merge_generic(session: Session, values: dict[str, Any]) -> None:
-        row = session.get(IncidentRow, values["id"], with_for_update=True)
-        if row is None:
-            session.add(IncidentRow(**values))
-            return
-        row.track_ids = values["track_ids"]
-        row.message = values["message"]
-        row.severity = values["severity"]
-        if values["ended_at"] is not None:
-            row.ended_at = values["ended_at"]
-            row.duration = row.ended_at - row.started_at
-        row.peak_confidence = max(row.peak_confidence, values["peak_confidence"])
-        if values["snapshot"] is not None:
-            row.snapshot = values["snapshot"]
-        if values["clip"] is not None:
-            row.clip = values["clip"]
-        row.updated_at = values["updated_at"]
+    def _chain_record(
+        session: Session, row: IncidentRow, kind: EntryKind, at: float, detail: Mapping[str, Any]
+    ) -> ChainEntry:
+        return hash_chain.append(
+            session,
+            at=at,
+            kind=kind,
+            incident_id=row.id,
+            digest=hash_chain.record_digest(row),
+            detail=detail,
+        )
+
+    def set_status(
+        self,
+        incident_id: str,
+        status: IncidentStatus,
+        *,
+        actor: str | None = None,
+        note: str | None = None,
+        check: StatusCheck | None = None,
+    ) -> Incident:
+        """Record an operator's decision (acknowledged, resolved, false positive) in the chain.
+
+        Args:
+            incident_id: The incident.
+            status: The new status.
+            actor: Who decided (user name), kept in the timeline.
+            note: Why, kept in the timeline.
+            check: Validates ``(current, new)`` inside the transaction, so two operators acting at
+                once cannot both pass a check against a stale status
+                (:func:`safewatch.incidents.lifecycle.check_transition`).
+
+        Raises:
+            NotFound: No such incident.
+            StorageError: The database cannot be written.
+        """
+        with self._chained(f"update incident {incident_id}") as session:
+            row = session.get(IncidentRow, incident_id)
+            if row is None:
+                raise NotFound("incident", incident_id)
+            current = IncidentStatus(row.status)
+            if check is not None:
+                check(current, status)
+            row.status = str(status)
+            row.updated_at = float(self._clock())
+            detail = {"from": str(current), "to": str(status), "actor": actor, "note": note}
+            self._chain_record(session, row, EntryKind.STATUS_CHANGED, row.updated_at, detail)
+            return _to_domain(row)
+
+    def add_note(self, incident_id: str, text: str, *, actor: str | None = None) -> ChainEntry:
+        """Add an operator's note to the incident's timeline.
+
+        Raises:
+            NotFound: No such incident.
+            ValueError: The note is empty.
+            StorageError: The database cannot be written.
+        """
+        if not text.strip():
+            raise ValueError("a note needs some text")
+        return self._append_for(incident_id, EntryKind.NOTE, {"text": text, "actor": actor})
+
+    def record_event(
+        self, incident_id: str, kind: str, detail: Mapping[str, Any] | None = None
+    ) -> ChainEntry:
+        """Add another stage's event (e.g. ``alert.sent``) to the incident's timeline and chain.
+
+        Args:
+            incident_id: The incident.
+            kind: Dotted lower-case name, ``area.event``; the kinds safewatch records itself
+                (``incident.*``, ``evidence.*``) are refused.
+            detail: Small JSON-able object (channel, recipient, attempt, error, ...).
+
+        Raises:
+            NotFound: No such incident.
+            ValueError: ``kind`` is malformed or reserved, or ``detail`` is not JSON.
+            StorageError: The database cannot be written.
+        """
+        if not _EVENT_KIND.match(kind) or kind in _RESERVED or kind.startswith("evidence."):
+            raise ValueError(
+                f"event kind must look like 'alert.sent' and not be a kind safewatch records "
+                f"itself; got {kind!r}"
+            )
+        return self._append_for(incident_id, kind, dict(detail or {}))
+
+    def _append_for(self, incident_id: str, kind: str, detail: Mapping[str, Any]) -> ChainEntry:
+        try:
+            hash_chain.canonical_json(dict(detail))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"event detail is not JSON: {exc}") from exc
+        with self._chained(f"record {kind} for incident {incident_id}") as session:
+            if session.get(IncidentRow, incident_id) is None:
+                raise NotFound("incident", incident_id)
+            return hash_chain.append(
+                session, at=self._clock(), kind=kind, incident_id=incident_id, detail=detail
+            )
+
+    def evidence_written(self, incident_id: str, key: str, sha256: str, size: int) -> None:
+        """Chain an evidence file (the :class:`safewatch.incidents.evidence.EvidenceLog` hook).
+
+        The incident may not be stored yet (its still is written first), so it is not looked up.
+
+        Raises:
+            StorageError: The database cannot be written.
+        """
+        with self._chained(f"record evidence {key}") as session:
+            hash_chain.append(
+                session,
+                at=self._clock(),
+                kind=EntryKind.EVIDENCE_WRITTEN,
+                incident_id=incident_id,
+                subject=key,
+                digest=sha256,
+                detail={"size": int(size)},
+            )
+
+    def evidence_removed(
+        self, incident_id: str | None, key: str, *, reason: str, detail: Mapping[str, Any]
+    ) -> ChainEntry:
+        """Chain the removal of an evidence file (retention), before the file is deleted.
+
+        Raises:
+            StorageError: The database cannot be written.
+        """
+        with self._chained(f"record removal of evidence {key}") as session:
+            return hash_chain.append(
+                session,
+                at=self._clock(),
+                kind=EntryKind.EVIDENCE_REMOVED,
+                incident_id=incident_id,
+                subject=key,
+                detail={"reason": reason, **detail},
+            )
+
+    # -- reads ------------------------------------------------------------------------------
 
     def get(self, incident_id: str) -> Incident:
         """The incident with this id.
@@ -183,38 +360,45 @@ class IncidentRepository:
                 raise NotFound("incident", incident_id)
             return _to_domain(row)
 
-    def set_status(self, incident_id: str, status: IncidentStatus) -> Incident:
-        """Record an operator's decision (acknowledged, resolved, false positive).
+    def timeline(self, incident_id: str) -> builtins.list[ChainEntry]:
+        """What happened to the incident, oldest first: its chain entries.
 
         Raises:
-            NotFound: No such incident.
-            StorageError: The database cannot be written.
+            NotFound: No such incident and nothing chained for it.
+            StorageError: The database cannot be read.
         """
-        with self._session(f"update incident {incident_id}") as session:
-            row = session.get(IncidentRow, incident_id)
-            if row is None:
+        query = (
+            select(ChainEntryRow)
+            .where(ChainEntryRow.incident_id == incident_id)
+            .order_by(ChainEntryRow.seq)
+        )
+        with self._session(f"read the timeline of incident {incident_id}") as session:
+            entries = [hash_chain.to_entry(row) for row in session.scalars(query)]
+            if not entries and session.get(IncidentRow, incident_id) is None:
                 raise NotFound("incident", incident_id)
-            row.status = str(status)
-            row.updated_at = self._clock()
-            return _to_domain(row)
+            return entries
 
     def list(
         self,
         *,
-        camera: str | None = None,
-        rule: str | None = None,
-        status: IncidentStatus | None = None,
+        camera: OneOrMany = None,
+        rule: OneOrMany = None,
+        kind: OneOrMany = None,
+        severity: OneOrMany = None,
+        status: OneOrMany = None,
         since: float | None = None,
         until: float | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> builtins.list[Incident]:
-        """Incidents matching every given filter, newest first.
+        """Incidents matching every given filter, newest first (see :class:`IncidentFilter`).
 
         Args:
-            camera: Only this camera.
-            rule: Only this rule id.
-            status: Only this operator status.
+            camera: Only this camera (or these cameras).
+            rule: Only this rule id (or these).
+            kind: Only this rule kind (or these).
+            severity: Only this severity (or these).
+            status: Only this operator status (or these).
             since: Only incidents that started at or after this time (epoch seconds).
             until: Only incidents that started before this time (epoch seconds).
             limit: Page size, 0 to 10,000.
@@ -224,25 +408,87 @@ class IncidentRepository:
             ValueError: ``limit`` or ``offset`` out of range.
             StorageError: The database cannot be read.
         """
-        if not 0 <= limit <= _MAX_LIMIT:
-            raise ValueError(f"limit must be between 0 and {_MAX_LIMIT}, got {limit}")
-        if offset < 0:
-            raise ValueError(f"offset must be >= 0, got {offset}")
-        query = select(IncidentRow)
-        if camera is not None:
-            query = query.where(IncidentRow.camera_id == camera)
-        if rule is not None:
-            query = query.where(IncidentRow.rule_id == rule)
-        if status is not None:
-            query = query.where(IncidentRow.status == str(status))
-        if since is not None:
-            query = query.where(IncidentRow.started_at >= since)
-        if until is not None:
-            query = query.where(IncidentRow.started_at < until)
+        where = IncidentFilter(camera, rule, kind, severity, status, since, until)
+        return self.page(where, limit=limit, offset=offset, count=False).items
+
+    def page(
+        self,
+        where: IncidentFilter | None = None,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        count: bool = True,
+    ) -> Page:
+        """One page of the incidents matching ``where``, newest first, with the total count.
+
+        Args:
+            where: The filter; ``None`` for every incident.
+            limit: Page size, 0 to 10,000.
+            offset: Incidents to skip.
+            count: Count the matches (one more query); ``False`` leaves ``total`` at -1.
+
+        Raises:
+            ValueError: ``limit`` or ``offset`` out of range.
+            StorageError: The database cannot be read.
+        """
+        check_paging(limit, offset)
+        clauses = (where or IncidentFilter()).clauses()
         query = (
-            query.order_by(IncidentRow.started_at.desc(), IncidentRow.id)
+            select(IncidentRow)
+            .where(*clauses)
+            .order_by(IncidentRow.started_at.desc(), IncidentRow.id)
             .limit(limit)
             .offset(offset)
         )
         with self._session("list incidents") as session:
-            return [_to_domain(row) for row in session.scalars(query)]
+            items = [_to_domain(row) for row in session.scalars(query)]
+            total = -1
+            if count:
+                counted = select(func.count()).select_from(IncidentRow).where(*clauses)
+                total = int(session.scalar(counted) or 0)
+        return Page(items, total, limit, offset)
+
+    def aggregate(
+        self,
+        by: Sequence[Dimension],
+        where: IncidentFilter | None = None,
+        *,
+        tz: str = "UTC",
+    ) -> builtins.list[Bucket]:
+        """Count incidents per group, in SQL (see :mod:`safewatch.storage.incident_queries`).
+
+        Args:
+            by: Dimensions, e.g. ``["day"]``, ``["camera"]``, ``["hour", "rule"]``; at most one
+                of ``hour`` and ``day``.
+            where: Which incidents; ``None`` for all.
+            tz: IANA time zone whose hours and days are meant (the site's).
+
+        Returns:
+            Non-empty groups, sorted by start time, then by the other keys.
+
+        Raises:
+            ValueError: Unknown dimension or time zone.
+            StorageError: The database cannot be read.
+        """
+        zone_info = zone(tz)
+        statement = aggregate_statement(by, where or IncidentFilter(), self._engine.dialect.name)
+        with self._session("count incidents") as session:
+            rows = session.execute(statement).all()
+        return fold_buckets(rows, by, zone_info)
+
+
+def _opened(row: IncidentRow) -> dict[str, Any]:
+    return {
+        "started_at": row.started_at,
+        "camera_id": row.camera_id,
+        "rule_id": row.rule_id,
+        "peak_confidence": row.peak_confidence,
+    }
+
+
+def _closed(row: IncidentRow) -> dict[str, Any]:
+    return {
+        "ended_at": row.ended_at,
+        "duration": row.duration,
+        "peak_confidence": row.peak_confidence,
+    }
