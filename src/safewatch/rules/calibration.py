@@ -66,7 +66,10 @@ class CalibrationError(ValueError):
 
 
 def _as_points(points: ArrayLike, name: str) -> NDArray[np.float64]:
-    array = np.asarray(points, dtype=np.float64)
+    try:
+        array = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CalibrationError(f"{name} must be a list of [x, y] pairs of numbers") from None
     if array.ndim != 2 or array.shape[1] != 2:
         raise CalibrationError(f"{name} must be a list of [x, y] pairs, got shape {array.shape}")
     if not np.all(np.isfinite(array)):

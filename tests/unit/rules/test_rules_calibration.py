@@ -1,0 +1,230 @@
+"""Camera calibration: homography recovery, errors, the site's calibration block, metres at load."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from safewatch.config.loader import load_site
+from safewatch.config.ruleset import load_rules
+from safewatch.config.site import SiteConfig
+from safewatch.errors import ConfigError
+from safewatch.rules.calibration import (
+    Calibration,
+    CalibrationError,
+    apply_homography,
+    calibrations_from_site,
+    solve_homography,
+)
+
+# A camera looking down a floor at an angle: normalised image -> floor metres. Built from a
+# known floor-to-image mapping so every expected value is computed, not copied.
+FLOOR_TO_IMAGE = np.array([[0.08, 0.01, 0.1], [0.0, -0.02, 0.9], [0.0, 0.08, 1.0]])
+FLOOR = np.array([[0.0, 0.0], [8.0, 0.0], [8.0, 6.0], [0.0, 6.0], [4.0, 3.0], [2.0, 5.0]])
+IMAGE = apply_homography(FLOOR_TO_IMAGE, FLOOR)
+W, H = 1280, 720
+
+
+def test_four_points_recover_the_mapping_exactly() -> None:
+    calibration = Calibration.from_points(IMAGE[:4], FLOOR[:4])
+    assert calibration.rms_error < 1e-9
+    # The two points not used for solving land where they should.
+    pixels = IMAGE[4:] * [W, H]
+    np.testing.assert_allclose(calibration.to_floor(pixels, W, H), FLOOR[4:], atol=1e-9)
+
+
+def test_more_points_report_their_reprojection_error() -> None:
+    exact = Calibration.from_points(IMAGE, FLOOR)
+    assert exact.max_error < 1e-9
+    moved = FLOOR.copy()
+    moved[5] += [0.3, 0.0]  # one floor point measured 30 cm off
+    calibration = Calibration.from_points(IMAGE, moved)
+    errors = calibration.errors()
+    assert int(errors.argmax()) == 5
+    assert 0.05 < calibration.max_error < 0.3
+    assert calibration.rms_error == pytest.approx(float(np.sqrt(np.mean(errors**2))))
+
+
+@pytest.mark.parametrize(
+    ("image", "floor", "message"),
+    [
+        (IMAGE[:3], FLOOR[:3], "at least 4 point pairs"),
+        (IMAGE[:4], FLOOR[:5], "4 image points but 5 floor points"),
+        ([[0.1, 0.1], [0.2, 0.2], [0.3, 0.3], [0.4, 0.4]], FLOOR[:4], "do not fix a mapping"),
+        ([[0.1, 0.1]] * 4, FLOOR[:4], "all points are the same"),
+        (IMAGE[:4], [[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], "do not fix a mapping"),
+        ([[0.1, 0.1], [0.2], [0.3, 0.3], [0.4, 0.4]], FLOOR[:4], "list of \\[x, y\\] pairs"),
+        ([[0.1, np.nan], [0.2, 0.5], [0.3, 0.3], [0.4, 0.4]], FLOOR[:4], "finite"),
+    ],
+)
+def test_unusable_points(image: object, floor: object, message: str) -> None:
+    with pytest.raises(CalibrationError, match=message):
+        Calibration.from_points(image, floor)  # type: ignore[arg-type]
+
+
+def test_points_above_the_horizon_have_no_floor_position() -> None:
+    calibration = Calibration.from_points(IMAGE, FLOOR)
+    # This camera's horizon is at y = -0.25 (normalised): anything above it is sky.
+    sky = (0.5 * W, -0.5 * H)
+    assert np.isnan(calibration.to_floor([sky], W, H)).all()
+    assert np.isnan(calibration.floor_distance(sky, (0.5 * W, 0.9 * H), W, H))
+    assert np.isfinite(calibration.to_floor([(0.5 * W, -0.2 * H)], W, H)).all()
+
+
+def test_distances_and_scale() -> None:
+    calibration = Calibration.from_points(IMAGE, FLOOR)
+    a, b = IMAGE[0] * [W, H], IMAGE[1] * [W, H]
+    assert calibration.floor_distance(tuple(a), tuple(b), W, H) == pytest.approx(8.0)
+    # Far from the camera a pixel covers more floor than near it.
+    near = calibration.metres_per_pixel(tuple(IMAGE[0] * [W, H]), W, H)
+    far = calibration.metres_per_pixel(tuple(IMAGE[3] * [W, H]), W, H)
+    assert far > near > 0
+
+
+def test_solve_homography_is_scaled_to_positive_w() -> None:
+    h = solve_homography(FLOOR, IMAGE)
+    assert h[2, 2] == pytest.approx(1.0)
+    np.testing.assert_allclose(h, FLOOR_TO_IMAGE / FLOOR_TO_IMAGE[2, 2], atol=1e-9)
+
+
+@given(
+    x=st.floats(min_value=0.05, max_value=0.95),
+    y=st.floats(min_value=0.35, max_value=0.95),
+    width=st.sampled_from([640, 1280, 1920]),
+)
+@settings(max_examples=60, deadline=None)
+def test_pixels_to_metres_and_back(x: float, y: float, width: int) -> None:
+    calibration = Calibration.from_points(IMAGE, FLOOR)
+    height = width * 9 // 16
+    pixel = np.array([[x * width, y * height]])
+    floor = calibration.to_floor(pixel, width, height)
+    assert np.isfinite(floor).all()
+    np.testing.assert_allclose(calibration.to_image(floor, width, height), pixel, atol=1e-6)
+    # The same picture point at another resolution is the same floor point.
+    np.testing.assert_allclose(
+        calibration.to_floor(pixel * 2, width * 2, height * 2), floor, atol=1e-9
+    )
+    # And the synthetic ground truth agrees.
+    truth = apply_homography(np.linalg.inv(FLOOR_TO_IMAGE), [[x, y]])
+    np.testing.assert_allclose(floor, truth, atol=1e-6)
+
+
+SITE = """\
+version: 1
+models:
+  coco: {path: m.onnx}
+cameras:
+  yard:
+    source: a.mp4
+    models: [coco]
+    calibration:
+      image: [[0.1, 0.9], [0.9, 0.9], [0.7, 0.4], [0.3, 0.4]%s]
+      floor: [[0, 0], [10, 0], [10, 20], [0, 20]%s]
+  dock:
+    source: b.mp4
+    models: [coco]
+"""
+
+
+def _site(tmp_path: Path, image_extra: str = "", floor_extra: str = "") -> Path:
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE % (image_extra, floor_extra), encoding="utf-8")
+    return path
+
+
+def test_site_calibration_block_loads(tmp_path: Path) -> None:
+    loaded = load_site(_site(tmp_path))
+    calibrations = calibrations_from_site(loaded.config)
+    assert set(calibrations) == {"yard"}
+    corner = calibrations["yard"].to_floor([[0.9 * 640, 0.9 * 360]], 640, 360)
+    np.testing.assert_allclose(corner, [[10.0, 0.0]], atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("image_extra", "floor_extra", "message"),
+    [
+        ("", ", [5, 5]", "site.yaml:8: cameras.yard.calibration: 4 image points but 5 floor"),
+        (
+            ", [1.2, 0.5]",
+            ", [5, 5]",
+            "site.yaml:9: cameras.yard.calibration.image: point [1.2, 0.5] is not normalised",
+        ),
+        # A fifth point far from where the other four put it (5, 6.67).
+        (", [0.5, 0.65]", ", [8, 10]", "site.yaml:8: cameras.yard.calibration: reprojection"),
+    ],
+)
+def test_site_calibration_errors(
+    tmp_path: Path, image_extra: str, floor_extra: str, message: str
+) -> None:
+    path = _site(tmp_path, image_extra, floor_extra)
+    with pytest.raises(ConfigError) as info:
+        load_site(path)
+    assert message in str(info.value).replace(str(path), "site.yaml")
+
+
+def test_a_small_max_error_refuses_a_sloppy_point(tmp_path: Path) -> None:
+    ok = SiteConfig.model_validate(
+        {
+            "models": {"coco": {"path": "m.onnx"}},
+            "cameras": {
+                "yard": {
+                    "source": "a.mp4",
+                    "models": ["coco"],
+                    "calibration": {
+                        "image": [[0.1, 0.9], [0.9, 0.9], [0.7, 0.4], [0.3, 0.4], [0.5, 0.65]],
+                        "floor": [[0, 0], [10, 0], [10, 20], [0, 20], [5, 6.9]],
+                    },
+                }
+            },
+        }
+    )
+    assert ok.cameras["yard"].calibration is not None
+    strict = ok.cameras["yard"].calibration.model_dump() | {"max_error": 0.01}
+    with pytest.raises(ValueError, match=r"exceeds max_error 0\.01 m"):
+        type(ok.cameras["yard"].calibration).model_validate(strict)
+
+
+RULES = """\
+version: 1
+rules:
+  - id: forklift-distance
+    kind: proximity
+    objects: [forklift]
+    max_distance: 2m
+  - id: yard-speed
+    kind: speed
+    cameras: [yard]
+    max_speed: 10km/h
+  - id: pixel-distance
+    kind: proximity
+    objects: [forklift]
+    max_distance: 150px
+"""
+
+
+def test_rules_in_metres_need_calibrated_cameras(tmp_path: Path) -> None:
+    site = load_site(_site(tmp_path)).config
+    rules_path = tmp_path / "rules.yaml"
+    rules_path.write_text(textwrap.dedent(RULES), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_rules(rules_path, site)
+    text = str(info.value).replace(str(tmp_path) + "/", "")
+    assert text == (
+        "rules.yaml:6: rules[0].max_distance: rule 'forklift-distance' measures in metres but "
+        "runs on every camera, including uncalibrated camera 'dock': add a `calibration` block "
+        "to the camera in the site file, list only calibrated `cameras`, or use pixels (px)"
+    )
+    # Without the site nothing can be checked; with only the calibrated camera it loads.
+    assert len(load_rules(rules_path).rules) == 3
+    scoped = RULES.replace("max_distance: 2m", "max_distance: 2m\n    cameras: [yard]")
+    rules_path.write_text(scoped, encoding="utf-8")
+    assert [r.id for r in load_rules(rules_path, site).rules] == [
+        "forklift-distance",
+        "yard-speed",
+        "pixel-distance",
+    ]
