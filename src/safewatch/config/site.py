@@ -11,7 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "CalibrationConfig",
@@ -21,6 +29,8 @@ __all__ = [
     "ModelFormat",
     "PrivacyConfig",
     "PrivacyMode",
+    "RetentionConfig",
+    "S3Config",
     "SiteConfig",
     "SiteInfo",
     "StorageConfig",
@@ -225,6 +235,64 @@ class StorageConfig(_Strict):
         Path("safewatch-data/evidence"),
         description="Folder for evidence stills; relative to the site file.",
     )
+    evidence_s3: S3Config | None = Field(
+        None,
+        description="Keep evidence in this S3-compatible bucket (AWS S3, MinIO) instead of "
+        "`evidence_dir`. Needs `pip install 'safewatch[s3]'`.",
+    )
+
+
+class S3Config(_Strict):
+    """An S3-compatible bucket for evidence; see docs/deployment-storage.md for MinIO."""
+
+    bucket: str = Field(min_length=3, max_length=63, description="Bucket name (must exist).")
+    prefix: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._/-]*$",
+        description="Key prefix inside the bucket, e.g. 'north-yard/', so sites can share one.",
+    )
+    endpoint_url: str | None = Field(
+        None, description="S3-compatible server, e.g. http://minio:9000; omit for AWS S3."
+    )
+    region: str | None = Field(None, description="Region; MinIO accepts any, e.g. us-east-1.")
+    access_key_id: str | None = Field(
+        None,
+        description="Access key; omit to use boto3's chain (AWS_ACCESS_KEY_ID, instance role). "
+        "Put it in ${ENV}.",
+    )
+    secret_access_key: SecretStr | None = Field(
+        None, description="Secret key; omit to use boto3's chain. Put it in ${ENV}."
+    )
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto", description="'path' for MinIO and most self-hosted servers; 'auto' for AWS."
+    )
+
+    @model_validator(mode="after")
+    def _keys_together(self) -> S3Config:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("give both access_key_id and secret_access_key, or neither")
+        return self
+
+
+class RetentionConfig(_Strict):
+    """How long evidence is kept. Evidence of open or acknowledged incidents is never removed.
+
+    Removals are recorded in the tamper-evidence chain (``safewatch verify`` tells them from
+    deletions) and run oldest incident first.
+    """
+
+    days: float | None = Field(
+        None,
+        gt=0,
+        description="Remove evidence of resolved and false-positive incidents that ended more "
+        "than this many days ago; omit to keep it forever.",
+    )
+    max_bytes: ByteSize | None = Field(
+        None,
+        gt=0,
+        description="Most evidence to keep, e.g. 500GB or 200GiB; beyond it the oldest evidence "
+        "of closed incidents goes first. Omit for no limit.",
+    )
 
 
 class EvidenceConfig(_Strict):
@@ -304,6 +372,7 @@ class SiteConfig(_Strict):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     def privacy_for(self, camera_id: str) -> PrivacyConfig:
         """The site's privacy settings with the keys this camera's own block sets."""
