@@ -74,7 +74,8 @@ class SpeedMonitor:
         """Tracks in scope faster than ``max_speed`` in this frame, in track order."""
         speeds = self.speeds(tracked)
         limit = self.rule.max_speed.value
-        fast = [t for t in tracked.tracks if speeds.get(t.track_id, 0.0) > limit]
+        # Exactly the limit is allowed; the slack keeps float noise of a fit from crossing it.
+        fast = [t for t in tracked.tracks if speeds.get(t.track_id, 0.0) > limit + 1e-9]
         if not fast:
             return []
         zone_of: list[str | None] = [None] * len(fast)

@@ -1,0 +1,185 @@
+"""proximity: person-to-vehicle and person-to-machine distances, approaching, pixels and metres."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rules_factories import frame, person, rule, rule_set
+
+from safewatch.config.rules import ProximityRule
+from safewatch.domain.events import Phase
+from safewatch.domain.geometry import Zone
+from safewatch.domain.tracks import Track
+from safewatch.rules import Calibration, RuleEngine
+from safewatch.rules.measure import Plane, point_polygon_distance, point_segment_distance
+from safewatch.rules.proximity import MACHINE, ProximityMonitor
+
+# 1 px = 1 cm on the floor (1000 x 500 px frame over a 10 m x 5 m floor).
+CM = Calibration.from_points([[0, 0], [1, 0], [1, 1], [0, 1]], [[0, 0], [10, 0], [10, 5], [0, 5]])
+PRESS = Zone(
+    "press", "cam", ((0.6, 0.2), (0.8, 0.2), (0.8, 0.6), (0.6, 0.6))
+)  # x 600-800, y 100-300
+FPS = 5.0
+
+
+def _rule(**fields: object) -> ProximityRule:
+    built = rule(
+        id="forklift-distance",
+        kind="proximity",
+        **{"objects": ["forklift"], "max_distance": "150px", **fields},
+    )
+    assert isinstance(built, ProximityRule)
+    return built
+
+
+def forklift(track_id: int, x1: float, x2: float, bottom: float, confidence: float = 0.9) -> Track:
+    return Track(track_id, "forklift", (x1, bottom - 120.0, x2, bottom), confidence)
+
+
+@pytest.mark.parametrize(
+    ("foot", "expected"),
+    [
+        ((500.0, 400.0), 100.0),  # straight in front of the bottom edge (y 300)
+        ((500.0, 300.0), 0.0),  # touching it
+        ((100.0, 300.0), 200.0),  # beside its left end (x 300)
+        ((200.0, 300.0), 100.0),
+        ((500.0, 150.0), 150.0),  # behind it: distance to the bottom edge
+    ],
+)
+def test_pixel_distance_to_the_bottom_edge(foot: tuple[float, float], expected: float) -> None:
+    monitor = ProximityMonitor(_rule(), Plane())
+    (gap,) = monitor.gaps(frame(0, [person(1, foot), forklift(9, 300.0, 700.0, 300.0)]))
+    assert (gap.subject, gap.hazard) == (1, 9)
+    assert gap.distance == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("foot", "max_distance", "message"),
+    [
+        ((500.0, 400.0), "150px", "person #1 100 px from forklift #9 (min 150 px)"),
+        ((500.0, 400.0), "100px", "person #1 100 px from forklift #9 (min 100 px)"),  # inclusive
+        ((500.0, 400.0), "99px", None),
+        ((500.0, 480.0), "150px", None),
+    ],
+)
+def test_too_close(foot: tuple[float, float], max_distance: str, message: str | None) -> None:
+    monitor = ProximityMonitor(_rule(max_distance=max_distance), Plane())
+    tracks = [person(1, foot, confidence=0.95), forklift(9, 300.0, 700.0, 300.0, confidence=0.7)]
+    observations = monitor.observe(frame(0, tracks))
+    assert [o.message for o in observations] == ([message] if message else [])
+    if observations:
+        assert observations[0].track_ids == (1, 9)
+        assert observations[0].confidence == pytest.approx(0.7)
+
+
+def test_nearest_hazard_is_reported_and_labels_filter() -> None:
+    monitor = ProximityMonitor(_rule(), Plane())
+    tracks = [
+        person(1, (500.0, 420.0)),
+        forklift(8, 300.0, 700.0, 300.0),  # 120 px
+        forklift(9, 550.0, 650.0, 350.0),  # 70 px (nearest point (550, 350))
+        Track(10, "vehicle", (400.0, 300.0, 600.0, 410.0), 0.9),  # not a listed object
+    ]
+    (observation,) = monitor.observe(frame(0, tracks))
+    assert observation.track_ids == (1, 9)
+
+
+def test_machine_zone_and_metres() -> None:
+    monitor = ProximityMonitor(
+        _rule(objects=[], machine_zone="press", max_distance="1m"), Plane(CM), PRESS
+    )
+    inside, near, far = (
+        person(1, (700.0, 200.0)),
+        person(2, (500.0, 200.0)),
+        person(3, (300.0, 200.0)),
+    )
+    observations = monitor.observe(frame(0, [inside, near, far]))
+    assert [(o.subject, o.track_ids, o.zone_id, o.message) for o in observations] == [
+        (1, (1,), "press", "person #1 0.0 m from machine zone press (min 1.0 m)"),
+        (2, (2,), "press", "person #2 1.0 m from machine zone press (min 1.0 m)"),
+    ]
+    assert len(monitor) == 3
+
+
+def test_approaching_needs_a_closing_speed() -> None:
+    rule_ = _rule(max_distance="3m", approaching="1m/s")
+    monitor = ProximityMonitor(rule_, Plane(CM))
+    hits = []
+    # A parked forklift 2 m away, then one driving at a person at 2 m/s from 6 m.
+    for i in range(10):
+        parked = [person(1, (100.0, 450.0)), forklift(9, 50.0, 150.0, 250.0)]
+        hits.append(bool(monitor.observe(frame(i / FPS, parked))))
+    assert not any(hits)
+    monitor = ProximityMonitor(rule_, Plane(CM))
+    messages = []
+    for i in range(15):
+        bottom = 450.0 - 600.0 + 40.0 * i  # 40 cm per frame = 2 m/s towards y 450
+        tracks = [person(1, (100.0, 450.0)), forklift(9, 50.0, 150.0, min(bottom, 449.0))]
+        messages += [o.message for o in monitor.observe(frame(i / FPS, tracks))]
+    assert messages
+    # 6 m - 0.4 m per frame: first within 3 m at 2.8 m, closing at the true 2 m/s.
+    assert messages[0] == "person #1 2.8 m from forklift #9 (min 3.0 m), closing at 7.2 km/h"
+
+
+def test_approaching_ignores_jitter() -> None:
+    monitor = ProximityMonitor(_rule(max_distance="3m", approaching="1m/s"), Plane(CM))
+    rng = np.random.default_rng(3)
+    for i in range(40):  # a parked forklift 1.5 m away whose box jumps by +-15 cm
+        bottom = 300.0 + float(rng.choice([-15.0, 15.0]))
+        tracks = [person(1, (100.0, 450.0)), forklift(9, 50.0, 150.0, bottom)]
+        assert monitor.observe(frame(i / FPS, tracks)) == []
+
+
+def test_scope_zones_and_engine_episode() -> None:
+    near_dock = ((0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (0.0, 1.0))
+    rules = rule_set([_rule(zones=["dock"], min_duration="0.4s")], {"dock": near_dock})
+    engine = RuleEngine(rules)
+    events = []
+    for i in range(5):
+        tracks = [
+            person(1, (400.0, 400.0)),
+            person(2, (600.0, 400.0)),
+            forklift(9, 300.0, 700.0, 300.0),
+        ]
+        events += engine.evaluate(frame(i * 0.2, tracks))
+    assert [(e.phase, e.track_ids, e.started_at) for e in events if e.phase is Phase.STARTED] == [
+        (Phase.STARTED, (1, 9), 0.0)  # person 2 is out of the dock zone
+    ]
+
+
+def test_pair_histories_are_bounded() -> None:
+    monitor = ProximityMonitor(_rule(approaching="10px/s"), Plane())
+    for i in range(60):
+        monitor.gaps(frame(i * 0.2, [person(i, (500.0, 400.0)), forklift(1000 + i, 0, 100, 300)]))
+        assert len(monitor) <= 6
+    monitor.gaps(frame(100.0, []))
+    assert len(monitor) == 0
+
+
+def test_distance_helpers() -> None:
+    a, b = np.array([0.0, 0.0]), np.array([10.0, 0.0])
+    assert point_segment_distance(np.array([5.0, 3.0]), a, b) == pytest.approx(3.0)
+    assert point_segment_distance(np.array([13.0, 4.0]), a, b) == pytest.approx(5.0)
+    assert point_segment_distance(np.array([1.0, 1.0]), a, a) == pytest.approx(2**0.5)
+    square = np.array([[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [0.0, 2.0]])
+    assert point_polygon_distance(np.array([1.0, 1.0]), square) == 0.0
+    assert point_polygon_distance(np.array([5.0, 1.0]), square) == pytest.approx(3.0)
+    assert MACHINE == -1
+
+
+@given(
+    foot=st.tuples(st.floats(0, 1000), st.floats(0, 500)),
+    box=st.tuples(st.floats(0, 900), st.floats(130, 500), st.floats(10, 100)),
+)
+@settings(max_examples=80, deadline=None)
+def test_nobody_farther_than_max_distance_triggers(
+    foot: tuple[float, float], box: tuple[float, float, float]
+) -> None:
+    x1, bottom, width = box
+    hazard = forklift(9, x1, x1 + width, bottom)
+    nearest_x = min(max(foot[0], x1), x1 + width)
+    distance = float(np.hypot(foot[0] - nearest_x, foot[1] - bottom))
+    observations = ProximityMonitor(_rule(), Plane()).observe(frame(0, [person(1, foot), hazard]))
+    assert bool(observations) == (distance <= 150.0)

@@ -1,0 +1,107 @@
+"""zone_clear: objects standing still in an exit or walkway, movement thresholds, zone episodes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rules_factories import RIGHT_HALF, frame, person, rule, rule_set
+
+from safewatch.config.rules import ZoneClearRule
+from safewatch.domain.events import Phase
+from safewatch.domain.geometry import Zone
+from safewatch.rules import Calibration, RuleEngine
+from safewatch.rules.measure import Plane
+from safewatch.rules.zone_clear import ZoneClearMonitor
+
+EXIT = Zone("exit", "cam", RIGHT_HALF)
+# 1 px = 1 cm on the floor (1000 x 500 px frame over a 10 m x 5 m floor).
+CM_PER_PX = Calibration.from_points(
+    [[0, 0], [1, 0], [1, 1], [0, 1]], [[0, 0], [10, 0], [10, 5], [0, 5]]
+)
+
+
+def _rule(**fields: object) -> ZoneClearRule:
+    built = rule(id="exit-clear", kind="zone_clear", zone="exit", **{"max_time": "3s", **fields})
+    assert isinstance(built, ZoneClearRule)
+    return built
+
+
+def _blocked_at(monitor: ZoneClearMonitor, xs: list[float], dt: float = 0.5) -> list[float]:
+    """Feed track 1 (a 40 px wide box) with foot x positions; times the zone was blocked."""
+    return [
+        index * dt
+        for index, x in enumerate(xs)
+        if monitor.observe(frame(index * dt, [person(1, (x, 400.0))]))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("xs", "fields", "blocked"),
+    [
+        ([700.0] * 7, {}, []),  # 3.0 s still: exactly the maximum
+        ([700.0] * 9, {}, [3.5, 4.0]),
+        ([700.0, 710.0, 695.0, 712.0, 705.0, 690.0, 700.0, 708.0], {}, [3.5]),  # jitter < 20 px
+        ([600.0 + 30 * i for i in range(12)], {}, []),  # walking along the walkway
+        ([700.0] * 4 + [760.0] * 8, {}, [5.5]),  # moved 60 px: the clock restarts at 2 s
+        ([300.0] * 12, {}, []),  # standing still outside the exit
+        ([700.0, 730.0] * 6, {"max_movement": "40px"}, [3.5, 4.0, 4.5, 5.0, 5.5]),
+        ([700.0, 730.0] * 6, {}, []),  # pacing 30 px > half the box width: moving
+    ],
+)
+def test_zone_clear_paths(xs: list[float], fields: dict[str, object], blocked: list[float]) -> None:
+    assert _blocked_at(ZoneClearMonitor(_rule(**fields), EXIT), xs) == blocked
+
+
+def test_metres_on_a_calibrated_camera() -> None:
+    rule_ = _rule(max_movement="0.5m")
+    pacing = [700.0, 740.0] * 6  # 40 cm back and forth: still standing there
+    assert _blocked_at(ZoneClearMonitor(rule_, EXIT, Plane(CM_PER_PX)), pacing) != []
+    walking = [600.0 + 60 * i for i in range(7)]  # 60 cm per step
+    assert _blocked_at(ZoneClearMonitor(rule_, EXIT, Plane(CM_PER_PX)), walking) == []
+
+
+def test_the_zone_is_the_subject_and_lists_the_blockers() -> None:
+    engine = RuleEngine(rule_set([_rule(objects=[])], {"exit": RIGHT_HALF}))
+    events = []
+    for index in range(9):
+        tracks = [
+            person(1, (700.0, 400.0), label="pallet", confidence=0.6),
+            person(2, (800.0, 400.0), confidence=0.8),
+            person(3, (620.0 + 50 * index, 300.0)),  # walking through
+        ]
+        events += engine.evaluate(frame(index * 0.5, tracks))
+    (started, ongoing) = events
+    assert (started.phase, started.track_ids, started.started_at) == (
+        Phase.STARTED,
+        (-1, 1, 2),
+        3.5,
+    )
+    assert started.message == "zone exit blocked by pallet #1, person #2 (still for 4s, max 3s)"
+    assert started.confidence == pytest.approx(0.8)
+    assert ongoing.phase is Phase.ONGOING
+    assert engine.finish("cam")[0].phase is Phase.ENDED
+
+
+def test_labels_filter_and_state_is_bounded() -> None:
+    monitor = ZoneClearMonitor(_rule(objects=["pallet"]), EXIT)
+    assert _blocked_at(monitor, [700.0] * 10) == []  # a person, not a pallet
+    for index in range(50):
+        monitor.observe(
+            frame(10 + index * 0.5, [person(10 + index, (700.0, 400.0), label="pallet")])
+        )
+        assert len(monitor) <= 4
+    monitor.observe(frame(60.0, []))
+    assert len(monitor) == 0
+
+
+@given(
+    step=st.floats(min_value=25.0, max_value=60.0),
+    noise=st.lists(st.floats(min_value=-4.0, max_value=4.0), min_size=20, max_size=20),
+)
+@settings(max_examples=50, deadline=None)
+def test_anything_that_keeps_moving_never_blocks(step: float, noise: list[float]) -> None:
+    # Faster than half its box width (20 px) per frame, with jitter: never standing still.
+    xs = list(510.0 + step * np.arange(20) % 480 + np.array(noise))
+    assert _blocked_at(ZoneClearMonitor(_rule(max_time="1s"), EXIT), xs) == []
