@@ -1,0 +1,80 @@
+"""ppe beyond hard hats: any item list (gloves, goggles, mask), zone scoping, and its properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rules_factories import RIGHT_HALF, frame, person, rule, rule_set
+
+from safewatch.config.rules import PPERule
+from safewatch.domain.events import Phase
+from safewatch.domain.tracks import PPEState
+from safewatch.rules import RuleEngine
+
+ITEMS = ("hardhat", "vest", "gloves", "goggles", "mask")
+LEFT_HALF = ((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0))
+
+
+def _rule(**fields: object) -> PPERule:
+    built = rule(kind="ppe", **{"id": "ppe", "min_duration": 0, **fields})
+    assert isinstance(built, PPERule)
+    return built
+
+
+@pytest.mark.parametrize(
+    ("require", "states", "message"),
+    [
+        (["gloves"], {"gloves": "absent"}, "person #2 without gloves"),
+        (
+            ["goggles", "mask"],
+            {"goggles": "absent", "mask": "absent"},
+            "person #2 without goggles and mask",
+        ),
+        (["goggles", "mask"], {"goggles": "present", "mask": "absent"}, "person #2 without mask"),
+        (["mask"], {"mask": "unknown"}, None),
+        (["gloves", "goggles"], {"hardhat": "absent"}, None),  # not required here
+    ],
+)
+def test_any_item_list(require: list[str], states: dict[str, str], message: str | None) -> None:
+    engine = RuleEngine(rule_set([_rule(require=require)]))
+    ppe = {item: PPEState(state) for item, state in states.items()}
+    events = engine.evaluate(frame(0, [person(2, **ppe)]))
+    assert [e.message for e in events] == ([message] if message else [])
+
+
+def test_items_scoped_to_zones() -> None:
+    rules = rule_set(
+        [_rule(id="goggles-at-grinder", require=["goggles"], zones=["grinder", "lathe"])],
+        {"grinder": RIGHT_HALF, "lathe": LEFT_HALF, "other:lathe2": LEFT_HALF},
+    )
+    engine = RuleEngine(rules)
+    tracks = [
+        person(1, (700.0, 400.0), goggles=PPEState.ABSENT),
+        person(2, (200.0, 400.0), goggles=PPEState.ABSENT),
+    ]
+    events = engine.evaluate(frame(0, tracks))
+    assert [(e.track_ids, e.zone_id, e.message) for e in events] == [
+        ((1,), "grinder", "person #1 without goggles in zone grinder"),
+        ((2,), "lathe", "person #2 without goggles in zone lathe"),
+    ]
+    # The rule runs only on the cameras of its zones.
+    assert engine.evaluate(frame(0.2, tracks, camera="other")) == []
+
+
+@given(
+    states=st.lists(
+        st.dictionaries(st.sampled_from(ITEMS), st.sampled_from(list(PPEState))), max_size=20
+    ),
+    require=st.lists(st.sampled_from(ITEMS), min_size=1, max_size=5, unique=True),
+)
+@settings(max_examples=80, deadline=None)
+def test_only_a_required_absent_item_ever_starts_an_episode(
+    states: list[dict[str, PPEState]], require: list[str]
+) -> None:
+    engine = RuleEngine(rule_set([_rule(require=require)]))
+    for index, ppe in enumerate(states):
+        events = engine.evaluate(frame(index * 0.2, [person(1, **ppe)]))
+        violating = any(ppe.get(item) is PPEState.ABSENT for item in require)
+        current = [e for e in events if e.phase is not Phase.ENDED]
+        assert bool(current) == violating
