@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from safewatch.config.runtime import RuntimeConfig, TilingConfig
+
 __all__ = [
     "CalibrationConfig",
     "CameraConfig",
@@ -215,6 +217,14 @@ class CameraConfig(_Strict):
     privacy: PrivacyConfig | None = Field(
         None, description="Overrides of the site's `privacy` block for this camera."
     )
+    loop: bool = Field(
+        False,
+        description="Video files only: under `safewatch serve`, replay the file forever at its "
+        "native rate, as a simulated live camera (without it the camera ends with the file).",
+    )
+    tiling: TilingConfig | None = Field(
+        None, description="Tiled inference for small, distant people (costs one run per tile)."
+    )
 
     @field_validator("models")
     @classmethod
@@ -373,6 +383,7 @@ class SiteConfig(_Strict):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     def privacy_for(self, camera_id: str) -> PrivacyConfig:
         """The site's privacy settings with the keys this camera's own block sets."""
