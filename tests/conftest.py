@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from assets import asset
+from db_fixtures import db_engine, db_url, pg_server, s3_bucket, s3_server  # noqa: F401
 
 
 @pytest.fixture

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import sys
 
-from safewatch.cli import audit, calibrate, check, models, rules  # noqa: F401 - registers the commands
+from safewatch.cli import (  # noqa: F401 - registers the commands
+    audit,
+    calibrate,
+    check,
+    db,
+    models,
+    retention,
+    rules,
+    verify,
+)
 from safewatch.cli.app import app, err, state
 from safewatch.errors import ConfigError, SafewatchError
 

@@ -57,7 +57,7 @@ class EvidenceStore:
     Args:
         root: The evidence folder (``StorageConfig.evidence_dir`` resolved against the site file),
             created on first write; or a ready blob store (e.g. an S3 bucket, see
-            :func:`safewatch.incidents.evidence_factory.open_evidence_store`).
+            :func:`safewatch.incidents.site_storage.open_site_storage`).
         log: Records each write in the tamper-evidence chain; ``None`` records nothing (a bare
             store, e.g. in tests of other stages).
     """

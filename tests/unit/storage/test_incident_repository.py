@@ -1,13 +1,12 @@
-"""Incident repository: idempotent upsert, merge rules, filters and pagination."""
+"""Incident repository on SQLite and PostgreSQL: idempotent upsert, merge rules, filters, paging."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from safewatch.domain import Incident, IncidentStatus, Severity, incident_id
@@ -43,10 +42,9 @@ def make_incident(
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Iterator[IncidentRepository]:
-    engine = create_engine_for("sqlite:///safewatch.db", tmp_path)
-    yield IncidentRepository(engine, clock=lambda: 42.0)
-    engine.dispose()
+def repo(db_engine: Engine) -> IncidentRepository:
+    """A repository on a fresh database, once on SQLite and once on PostgreSQL."""
+    return IncidentRepository(db_engine, clock=lambda: 42.0)
 
 
 def row_count(repo: IncidentRepository) -> int:

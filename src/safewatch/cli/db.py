@@ -1,0 +1,82 @@
+"""``safewatch db``: migrate the database schema and show where it stands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from safewatch.cli.app import app, out
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+__all__ = ["db_app"]
+
+db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Site file.")]
+
+
+def _engine(config: Path) -> Engine:
+    from safewatch.config.loader import load_site
+    from safewatch.storage import create_engine_for
+
+    site = load_site(config)
+    return create_engine_for(site.config.storage.database, site.base_dir)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    config: ConfigOption,
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Migrate the site's database to the newest schema (or --revision)."""
+    from safewatch.storage.migrate import upgrade
+
+    engine = _engine(config)
+    try:
+        result = upgrade(engine, revision)
+    finally:
+        engine.dispose()
+    shown = engine.url.render_as_string(hide_password=True)
+    if result.stamped is not None:
+        out.print(
+            f"{shown}: existing tables recognised as revision {result.stamped}", soft_wrap=True
+        )
+    if result.before == result.after:
+        out.print(f"{shown}: already at revision {result.after}", soft_wrap=True)
+    else:
+        out.print(f"{shown}: upgraded {result.before or 'empty'} -> {result.after}", soft_wrap=True)
+
+
+@db_app.command("current")
+def db_current(config: ConfigOption) -> None:
+    """Show the database's schema revision and whether it is the newest."""
+    from safewatch.storage.migrate import current_revision, head_revision
+
+    engine = _engine(config)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    shown = engine.url.render_as_string(hide_password=True)
+    if current == head:
+        out.print(f"{shown}: revision {current} (head)", soft_wrap=True)
+    else:
+        out.print(
+            f"{shown}: revision {current or 'none'}; head is {head}: run `safewatch db upgrade`",
+            soft_wrap=True,
+        )
+
+
+@db_app.command("history")
+def db_history() -> None:
+    """List the schema migrations, newest first."""
+    from safewatch.storage.migrate import history
+
+    for revision in history():
+        out.print(f"{revision.id}  {revision.message}", highlight=False, soft_wrap=True)

@@ -1,0 +1,86 @@
+"""``safewatch verify``: check incidents and evidence against the tamper-evidence chain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from safewatch.cli.app import app, err, out
+
+__all__ = ["verify"]
+
+
+@app.command()
+def verify(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Site file.")],
+    evidence: Annotated[
+        bool, typer.Option(help="Hash every evidence file (--no-evidence: chain and table only).")
+    ] = True,
+    expect_hash: Annotated[
+        str | None,
+        typer.Option(help="A chain hash noted earlier (a previous verify's head); it must remain."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Walk the chain; report edited or deleted incidents and evidence. Exit 1 on any problem."""
+    from safewatch.config.loader import load_site
+    from safewatch.incidents.chain import verify_chain
+    from safewatch.incidents.site_storage import open_evidence_backend
+    from safewatch.storage import create_engine_for
+
+    site = load_site(config)
+    storage = site.config.storage
+    engine = create_engine_for(storage.database, site.base_dir)
+    try:
+        store = open_evidence_backend(storage, site.base_dir) if evidence else None
+        report = verify_chain(engine, store, expect_hash=expect_hash)
+    finally:
+        engine.dispose()
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "entries": report.entries,
+                    "incidents": report.incidents,
+                    "evidence_checked": report.evidence_checked,
+                    "evidence_removed": report.evidence_removed,
+                    "head": {"seq": report.head_seq, "hash": report.head_hash},
+                    "problems": [
+                        {
+                            "kind": str(p.kind),
+                            "message": p.message,
+                            "seq": p.seq,
+                            "incident_id": p.incident_id,
+                            "key": p.key,
+                        }
+                        for p in report.problems
+                    ],
+                }
+            )
+        )
+    else:
+        for problem in report.problems:
+            err.print(
+                f"[red]{problem.kind}[/red]: {problem.message}", highlight=False, soft_wrap=True
+            )
+        checked = (
+            f"{report.entries} chain entries, {report.incidents} incidents, "
+            f"{report.evidence_checked} evidence files ({report.evidence_removed} removed by "
+            "retention)"
+        )
+        out.print(f"checked {checked}", highlight=False, soft_wrap=True)
+        out.print(
+            f"head: entry {report.head_seq}, hash {report.head_hash}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if report.ok:
+            out.print("[green]ok[/green]: no tampering found", soft_wrap=True)
+        else:
+            out.print(f"[red]{len(report.problems)} problem(s)[/red]", soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)

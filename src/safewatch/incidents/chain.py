@@ -1,0 +1,352 @@
+"""Verify the tamper-evidence chain against the incidents table and the evidence files.
+
+``safewatch verify`` walks every chain entry once, in order, recomputing each hash and link, and
+remembers the newest digest chained for each incident and each evidence file. Then it compares:
+
+* each incident row with the digest last chained for it (an edited record);
+* each incident the chain knows with the table (a deleted incident), and the other way round
+  (an incident inserted outside safewatch);
+* each evidence file not removed by retention with its chained SHA-256 (an edited still or clip)
+  and its existence (a deleted one).
+
+Every problem names what it is about: the sequence numbers of broken entries, the incident id,
+the evidence key. Memory is one small record per incident and evidence file, not the chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from safewatch.errors import NotFound, StorageError
+from safewatch.storage import BlobStore, EntryKind, IncidentRow
+from safewatch.storage.hash_chain import (
+    GENESIS,
+    RECORD_KINDS,
+    entry_hash,
+    iter_entries,
+    read_head,
+    record_digest,
+)
+
+__all__ = ["Problem", "ProblemKind", "VerifyReport", "verify_chain"]
+
+
+class ProblemKind(StrEnum):
+    """What kind of tampering (or damage) a problem shows."""
+
+    EDITED_ENTRY = "edited_entry"
+    REORDERED_ENTRIES = "reordered_entries"
+    BROKEN_LINK = "broken_link"
+    MISSING_ENTRIES = "missing_entries"
+    HEAD_MISMATCH = "head_mismatch"
+    ANCHOR_NOT_FOUND = "anchor_not_found"
+    EDITED_INCIDENT = "edited_incident"
+    DELETED_INCIDENT = "deleted_incident"
+    UNCHAINED_INCIDENT = "unchained_incident"
+    EDITED_EVIDENCE = "edited_evidence"
+    MISSING_EVIDENCE = "missing_evidence"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing that does not match the chain.
+
+    Attributes:
+        kind: What it is.
+        message: One sentence for the operator, naming what and where.
+        seq: The chain entry concerned, if one.
+        incident_id: The incident concerned, if one.
+        key: The evidence file concerned, if one.
+    """
+
+    kind: ProblemKind
+    message: str
+    seq: int | None = None
+    incident_id: str | None = None
+    key: str | None = None
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_chain` checked and found."""
+
+    entries: int = 0
+    incidents: int = 0
+    evidence_checked: int = 0
+    evidence_removed: int = 0
+    head_seq: int = 0
+    head_hash: str = GENESIS
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No problem found."""
+        return not self.problems
+
+
+@dataclass(slots=True)
+class _Evidence:
+    incident_id: str | None
+    digest: str | None
+    size: int | None
+    seq: int
+    removed: bool
+
+
+@dataclass(slots=True)
+class _Walk:
+    """State of the walk over the chain."""
+
+    report: VerifyReport
+    records: dict[str, tuple[str, int]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    evidence: dict[str, _Evidence] = field(default_factory=dict)
+    seq_of_hash: dict[str, int] = field(default_factory=dict)
+    prev_hash: str = GENESIS
+    prev_seq: int = 0
+
+
+def _problem(walk: _Walk, problem: Problem) -> None:
+    walk.report.problems.append(problem)
+
+
+def _check_links(engine: Engine, walk: _Walk) -> None:
+    for row, entry in iter_entries(engine):
+        walk.report.entries += 1
+        expected = walk.prev_seq + 1
+        if row.seq != expected:
+            span = f"{expected}" if row.seq == expected + 1 else f"{expected} to {row.seq - 1}"
+            _problem(
+                walk,
+                Problem(
+                    ProblemKind.MISSING_ENTRIES,
+                    f"chain entries {span} are missing (deleted)",
+                    seq=expected,
+                ),
+            )
+        recomputed = entry_hash(
+            row.prev_hash,
+            seq=row.seq,
+            at=row.at,
+            kind=row.kind,
+            incident_id=row.incident_id,
+            subject=row.subject,
+            digest=row.digest,
+            detail=row.detail,
+        )
+        about = f"{row.kind}" + (f" of incident {row.incident_id}" if row.incident_id else "")
+        if recomputed != row.hash:
+            _problem(
+                walk,
+                Problem(
+                    ProblemKind.EDITED_ENTRY,
+                    f"chain entry {row.seq} ({about}) was altered or moved: its content does not "
+                    "match its hash",
+                    seq=row.seq,
+                    incident_id=row.incident_id,
+                ),
+            )
+        elif row.prev_hash != walk.prev_hash and row.seq == expected:
+            before = walk.seq_of_hash.get(row.prev_hash)
+            if before is not None:
+                _problem(
+                    walk,
+                    Problem(
+                        ProblemKind.REORDERED_ENTRIES,
+                        f"chain entry {row.seq} follows entry {before}, not entry "
+                        f"{row.seq - 1}: entries were reordered",
+                        seq=row.seq,
+                    ),
+                )
+            else:
+                _problem(
+                    walk,
+                    Problem(
+                        ProblemKind.BROKEN_LINK,
+                        f"chain entry {row.seq} does not follow entry {row.seq - 1}: the entry "
+                        "before it was replaced",
+                        seq=row.seq,
+                    ),
+                )
+        walk.seq_of_hash[row.hash] = row.seq
+        walk.prev_hash = row.hash
+        walk.prev_seq = row.seq
+        _remember(walk, entry.kind, row.seq, entry.incident_id, entry.subject, entry.digest,
+                  entry.detail)  # fmt: skip
+
+
+def _remember(
+    walk: _Walk,
+    kind: str,
+    seq: int,
+    incident_id: str | None,
+    subject: str | None,
+    digest: str | None,
+    detail: dict[str, object],
+) -> None:
+    if kind in RECORD_KINDS and incident_id is not None and digest is not None:
+        walk.records[incident_id] = (digest, seq)
+        if kind == EntryKind.INCIDENT_OPENED:
+            walk.labels[incident_id] = (
+                f"camera {detail.get('camera_id')}, rule {detail.get('rule_id')}"
+            )
+    elif kind == EntryKind.EVIDENCE_WRITTEN and subject is not None:
+        size = detail.get("size")
+        walk.evidence[subject] = _Evidence(
+            incident_id, digest, size if isinstance(size, int) else None, seq, removed=False
+        )
+    elif kind == EntryKind.EVIDENCE_REMOVED and subject is not None:
+        walk.evidence[subject] = _Evidence(incident_id, None, None, seq, removed=True)
+
+
+def _check_head(engine: Engine, walk: _Walk, expect_hash: str | None) -> None:
+    report = walk.report
+    report.head_seq, report.head_hash = walk.prev_seq, walk.prev_hash
+    head = read_head(engine)
+    if head is None:
+        _problem(walk, Problem(ProblemKind.HEAD_MISMATCH, "the chain head row is missing"))
+    elif head != (walk.prev_seq, walk.prev_hash):
+        seq, _ = head
+        if seq > walk.prev_seq:
+            message = (
+                f"the chain ends at entry {walk.prev_seq} but its head says {seq}: entries "
+                f"{walk.prev_seq + 1} to {seq} were cut off the end"
+            )
+        else:
+            message = (
+                f"the chain head (entry {seq}) does not match the newest entry "
+                f"({walk.prev_seq}): the head row was edited"
+            )
+        _problem(walk, Problem(ProblemKind.HEAD_MISMATCH, message, seq=seq))
+    if expect_hash is not None and expect_hash not in walk.seq_of_hash:
+        _problem(
+            walk,
+            Problem(
+                ProblemKind.ANCHOR_NOT_FOUND,
+                f"no chain entry has the hash {expect_hash} noted earlier: the chain was "
+                "rewritten since",
+            ),
+        )
+
+
+def _check_incidents(engine: Engine, walk: _Walk) -> None:
+    seen: set[str] = set()
+    query = select(IncidentRow).order_by(IncidentRow.id)
+    try:
+        with Session(engine) as session:
+            for row in session.scalars(query.execution_options(yield_per=1000)):
+                seen.add(row.id)
+                walk.report.incidents += 1
+                chained = walk.records.get(row.id)
+                if chained is None:
+                    _problem(
+                        walk,
+                        Problem(
+                            ProblemKind.UNCHAINED_INCIDENT,
+                            f"incident {row.id} is not in the chain: it was inserted outside "
+                            "safewatch",
+                            incident_id=row.id,
+                        ),
+                    )
+                elif record_digest(row) != chained[0]:
+                    _problem(
+                        walk,
+                        Problem(
+                            ProblemKind.EDITED_INCIDENT,
+                            f"incident {row.id} was edited: the record differs from what chain "
+                            f"entry {chained[1]} vouches for",
+                            seq=chained[1],
+                            incident_id=row.id,
+                        ),
+                    )
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read incidents: {getattr(exc, 'orig', None) or exc}") from exc
+    for incident_id, (_, seq) in walk.records.items():
+        if incident_id not in seen:
+            label = walk.labels.get(incident_id)
+            _problem(
+                walk,
+                Problem(
+                    ProblemKind.DELETED_INCIDENT,
+                    f"incident {incident_id}"
+                    + (f" ({label})" if label else "")
+                    + f" was deleted: chain entry {seq} vouches for it, the table has no such row",
+                    seq=seq,
+                    incident_id=incident_id,
+                ),
+            )
+
+
+def _check_evidence(store: BlobStore, walk: _Walk, progress: Callable[[str], None] | None) -> None:
+    for key, state in sorted(walk.evidence.items()):
+        if state.removed:
+            walk.report.evidence_removed += 1
+            continue
+        walk.report.evidence_checked += 1
+        if progress is not None:
+            progress(key)
+        of = f" of incident {state.incident_id}" if state.incident_id else ""
+        try:
+            actual = store.sha256(key)
+        except NotFound:
+            _problem(
+                walk,
+                Problem(
+                    ProblemKind.MISSING_EVIDENCE,
+                    f"evidence file {key}{of} is missing: chain entry {state.seq} recorded it "
+                    "and no retention removal followed",
+                    seq=state.seq,
+                    incident_id=state.incident_id,
+                    key=key,
+                ),
+            )
+            continue
+        if actual != state.digest:
+            _problem(
+                walk,
+                Problem(
+                    ProblemKind.EDITED_EVIDENCE,
+                    f"evidence file {key}{of} was changed: its SHA-256 is {actual[:16]}..., "
+                    f"chain entry {state.seq} recorded {str(state.digest)[:16]}...",
+                    seq=state.seq,
+                    incident_id=state.incident_id,
+                    key=key,
+                ),
+            )
+
+
+def verify_chain(
+    engine: Engine,
+    evidence: BlobStore | None,
+    *,
+    expect_hash: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> VerifyReport:
+    """Check the chain, the incidents and the evidence against each other.
+
+    Args:
+        engine: The site's database.
+        evidence: The site's evidence store; ``None`` skips the files (chain and table only).
+        expect_hash: A chain hash noted earlier (e.g. printed by a previous verify and kept
+            elsewhere); it must still be in the chain, which catches a chain rewritten whole.
+        progress: Called with each evidence key before it is hashed.
+
+    Returns:
+        What was checked and every problem found (none: ``report.ok``).
+
+    Raises:
+        StorageError: The database or the evidence store cannot be read at all.
+    """
+    walk = _Walk(VerifyReport())
+    _check_links(engine, walk)
+    _check_head(engine, walk, expect_hash)
+    _check_incidents(engine, walk)
+    if evidence is not None:
+        _check_evidence(evidence, walk, progress)
+    return walk.report
