@@ -7,6 +7,13 @@ is I/O on the analysis path. The evidence still is the annotated frame of the ST
 replaced (atomically, same path) by a clearly more confident frame, at most once per
 ``still_interval``.
 
+Heads are hidden on the still (:mod:`safewatch.incidents.privacy`, per camera) before the overlay
+is drawn. With an :class:`~safewatch.incidents.recorder.EvidenceRecorder`, the manager also hands
+it every frame (call :meth:`IncidentManager.handle` for every frame, with or without events), asks
+it for a clip when an incident opens and tells it when the incident ends; the recorder writes the
+clip, the clean still and the sealed originals on its own thread. The annotated still stays on the
+analysis path (one JPEG when an incident opens) so the OPENED change already carries it.
+
 Ids come from :func:`safewatch.domain.incident_id`, so replaying events, to this manager or to a
 fresh one after a restart, stores nothing twice. Memory is bounded: open records live only as long
 as their episode, and the ids of recently closed episodes (kept to ignore late re-deliveries) are
@@ -23,15 +30,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from safewatch.config.site import PrivacyConfig
 from safewatch.domain import Frame, Incident, Phase, RuleEvent, TrackedFrame, Zone, incident_id
 from safewatch.errors import NotFound, StorageError
 from safewatch.incidents.annotate import draw_overlay
 from safewatch.incidents.evidence import EvidenceStore
+from safewatch.incidents.privacy import anonymise_heads
+from safewatch.incidents.recorder import EvidenceRecorder
 from safewatch.storage import IncidentRepository
 
 __all__ = ["ChangeKind", "IncidentChange", "IncidentManager"]
 
 _log = logging.getLogger(__name__)
+
+_DEFAULT_PRIVACY = PrivacyConfig()
 
 NO_TRACK = -1
 """Subject id used in the incident id when an event names no track (e.g. zone occupancy)."""
@@ -75,6 +87,9 @@ class IncidentManager:
         still_interval: Minimum seconds between two rewrites of an incident's still.
         still_margin: How much more confident a frame must be to replace the still.
         remember_closed: How many closed incident ids are kept to ignore late re-deliveries.
+        privacy_for: A camera's privacy settings (``SiteConfig.privacy_for``); default: blur.
+        recorder: Writes clips, clean stills and sealed originals; ``None`` writes only the
+            annotated still.
     """
 
     def __init__(
@@ -87,6 +102,8 @@ class IncidentManager:
         still_interval: float = 10.0,
         still_margin: float = 0.1,
         remember_closed: int = 4096,
+        privacy_for: Callable[[str], PrivacyConfig] | None = None,
+        recorder: EvidenceRecorder | None = None,
     ) -> None:
         self._repository = repository
         self._evidence = evidence
@@ -95,6 +112,8 @@ class IncidentManager:
         self._still_interval = still_interval
         self._still_margin = still_margin
         self._remember_closed = remember_closed
+        self._privacy_for = privacy_for or (lambda _camera: _DEFAULT_PRIVACY)
+        self._recorder = recorder
         self._open: dict[str, _Episode] = {}
         self._closed: OrderedDict[str, None] = OrderedDict()
 
@@ -106,7 +125,7 @@ class IncidentManager:
     def handle(
         self, events: Sequence[RuleEvent], tracked: TrackedFrame, frame: Frame
     ) -> list[IncidentChange]:
-        """Apply one frame's rule events.
+        """Apply one frame's rule events (call it for every frame, even one without events).
 
         Args:
             events: The rule engine's events for this frame.
@@ -121,6 +140,8 @@ class IncidentManager:
             StorageError: The database cannot be written (evidence write failures are logged and
                 the incident is stored without a still: the record matters more than the picture).
         """
+        if self._recorder is not None:
+            self._recorder.observe(frame, tracked)
         changes: list[IncidentChange] = []
         for event in events:
             change = self._apply(event, tracked, frame)
@@ -174,13 +195,19 @@ class IncidentManager:
     def _still(self, key: str, event: RuleEvent, tracked: TrackedFrame, frame: Frame) -> str | None:
         zones = self._zones_for_camera(frame.camera_id) if self._zones_for_camera else ()
         try:
-            image = draw_overlay(frame.image, tracked, zones, highlight=set(event.track_ids))
-            return self._evidence.write_still(
+            hidden = anonymise_heads(frame.image, tracked, self._privacy_for(frame.camera_id))
+            image = draw_overlay(hidden, tracked, zones, highlight=set(event.track_ids))
+            still = self._evidence.write_still(
                 key, image, camera_id=event.camera_id, at=event.started_at
             )
         except (StorageError, ValueError) as exc:
             _log.warning("incident %s: no evidence still: %s", key, exc)
             return None
+        if self._recorder is not None:
+            self._recorder.record_still(
+                key, frame, tracked, camera_id=event.camera_id, at=event.started_at
+            )
+        return still
 
     def _open_incident(
         self, key: str, event: RuleEvent, tracked: TrackedFrame, frame: Frame
@@ -195,6 +222,8 @@ class IncidentManager:
             still_at=event.at,
             still_confidence=event.confidence if snapshot is not None else -1.0,
         )
+        if self._recorder is not None:
+            self._recorder.open_clip(incident)  # after the row: a clip never precedes its incident
         return IncidentChange(incident, ChangeKind.OPENED)
 
     def _adopt(self, key: str, event: RuleEvent) -> _Episode:
@@ -246,6 +275,8 @@ class IncidentManager:
 
     def _close(self, key: str, incident: Incident) -> IncidentChange:
         self._repository.upsert(incident)
+        if self._recorder is not None:
+            self._recorder.close_clip(incident)
         self._open.pop(key, None)
         self._closed[key] = None
         while len(self._closed) > self._remember_closed:

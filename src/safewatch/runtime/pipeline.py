@@ -170,7 +170,8 @@ class Pipeline:
             stats.tracks.setdefault(track.label, set()).add(track.track_id)
         events = self._engine.evaluate(tracked)
         stats.events += len(events)
-        changes = self._incidents.handle(events, tracked, frame) if events else []
+        # Every frame, events or not: the incident manager feeds the evidence buffer and clips.
+        changes = self._incidents.handle(events, tracked, frame)
         stats.changes.extend(changes)
         for observer in self._observers:
             observer(frame, tracked, events, changes)

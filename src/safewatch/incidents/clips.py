@@ -1,0 +1,377 @@
+"""Evidence clips: H.264 MP4 encoding that survives a crash, and recovery of interrupted clips.
+
+A clip is written frame by frame while its incident goes on (it ends ``post_seconds`` after the
+incident), so a process can die in the middle of one. The file is therefore *fragmented* MP4
+(``frag_keyframe+empty_moov``): the header comes first and every keyframe starts a self-contained
+fragment (one every :data:`KEYFRAME_SECONDS`), so a file cut off at any byte still holds every
+complete fragment before the cut. Browsers play fragmented MP4 like any MP4 (H.264 High,
+``yuv420p``). B-frames are off: presentation order equals decode order, so the first frame is at
+time 0 and a cut never strands a frame whose reference was lost.
+
+While being written a clip is ``<spool>/<incident id>.mp4.part``, and its writer holds an
+exclusive ``flock`` on it; the lock dies with the process. :func:`recover_clips` (run when an
+:class:`~safewatch.incidents.recorder.EvidenceRecorder` starts) takes every ``.part`` nobody
+holds, remuxes the packets that still decode into a complete clip, stores it and points the
+incident at it, or deletes the file when nothing decodes. Either way the incident row, written
+before its clip started, stays; it never points at a partial file.
+
+Each clip carries its identity and the wall time of its first frame in the MP4 ``comment`` tag
+(JSON), so recovery can place an orphan clip and a reviewer can map clip time to wall time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import av
+import cv2
+import numpy as np
+
+from safewatch.domain import Image, Incident
+from safewatch.errors import NotFound, SafewatchError, StorageError
+from safewatch.incidents.evidence import EvidenceStore
+from safewatch.storage import IncidentRepository
+
+__all__ = [
+    "CLIP_SUFFIX",
+    "KEYFRAME_SECONDS",
+    "PART_SUFFIX",
+    "ClipEncoder",
+    "ClipInfo",
+    "PartLock",
+    "Recovery",
+    "read_clip_info",
+    "recover_clips",
+    "salvage",
+]
+
+_log = logging.getLogger(__name__)
+
+CLIP_SUFFIX = ".mp4"
+PART_SUFFIX = ".mp4.part"
+KEYFRAME_SECONDS = 2.0
+"""Seconds between keyframes: at most this much of a clip is lost when the process dies."""
+
+_TIME_BASE = Fraction(1, 1000)
+_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+_SALVAGE = ".salvage"
+
+
+@dataclass(frozen=True, slots=True)
+class ClipInfo:
+    """What a clip says about itself (its ``comment`` tag).
+
+    Attributes:
+        incident_id: The incident the clip belongs to.
+        camera_id: Camera key.
+        at: The incident's start (wall-clock seconds): with the two above, the clip's storage key.
+        start: Wall-clock seconds of the clip's first frame (clip time 0).
+    """
+
+    incident_id: str
+    camera_id: str
+    at: float
+    start: float
+
+    def to_comment(self) -> str:
+        """The JSON written into the MP4."""
+        return json.dumps({"safewatch": 1, **dataclasses.asdict(self)}, sort_keys=True)
+
+
+def _parse_comment(text: str | None) -> ClipInfo | None:
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        return ClipInfo(
+            incident_id=str(data["incident_id"]),
+            camera_id=str(data["camera_id"]),
+            at=float(data["at"]),
+            start=float(data["start"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def read_clip_info(path: Path) -> ClipInfo | None:
+    """The :class:`ClipInfo` of a clip file, or ``None`` if it has none or does not open."""
+    try:
+        with av.open(str(path)) as container:
+            return _parse_comment(container.metadata.get("comment"))
+    except (av.FFmpegError, OSError):
+        return None
+
+
+class ClipEncoder:
+    """Encode BGR frames stamped with wall-clock times into a fragmented H.264 MP4.
+
+    Frames may come at any rate (a live camera drops some): each is shown at its own time, relative
+    to the first. Frames whose size differs from the first (a camera changed resolution) are
+    resized to it.
+
+    Args:
+        target: A file path, or a seekable binary stream (sealed originals are encoded in memory
+            so their plaintext never reaches the disk).
+        info: Identity written into the file; its ``start`` is replaced by the first frame's time.
+        fps: Nominal frame rate (sets the keyframe interval; timing comes from the frames).
+        crf: x264 quality (lower is better and bigger; 23 is x264's default).
+
+    Raises:
+        StorageError: The file cannot be created.
+    """
+
+    def __init__(
+        self, target: Path | BinaryIO, info: ClipInfo, *, fps: float, crf: int = 23
+    ) -> None:
+        self._info = info
+        self._fps = fps
+        self._crf = crf
+        try:
+            self._container = av.open(
+                str(target) if isinstance(target, Path) else target,
+                mode="w",
+                format="mp4",
+                options={"movflags": _MOVFLAGS},
+            )
+        except (av.FFmpegError, OSError) as exc:
+            raise StorageError(f"cannot write clip {target}: {exc}") from exc
+        self._stream: Any = None
+        self._size = (0, 0)
+        self._last_pts = -1
+        self.frames = 0
+        self.first_timestamp: float | None = None
+        self.last_timestamp: float | None = None
+
+    def _open_stream(self, image: Image, timestamp: float) -> None:
+        height, width = image.shape[:2]
+        self._size = (width - width % 2, height - height % 2)
+        info = dataclasses.replace(self._info, start=timestamp)
+        self._container.metadata["comment"] = info.to_comment()
+        rate = Fraction(self._fps).limit_denominator(1000)
+        stream = self._container.add_stream("libx264", rate=rate)
+        stream.width, stream.height = self._size
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = _TIME_BASE
+        stream.codec_context.time_base = _TIME_BASE
+        stream.codec_context.gop_size = max(1, round(self._fps * KEYFRAME_SECONDS))
+        stream.options = {"crf": str(self._crf), "preset": "veryfast", "bf": "0"}
+        self._stream = stream
+
+    def add(self, image: Image, timestamp: float) -> None:
+        """Append a frame shown at ``timestamp`` (wall-clock seconds); later ones must be later."""
+        if self._stream is None:
+            self._open_stream(image, timestamp)
+            self.first_timestamp = timestamp
+        assert self.first_timestamp is not None
+        width, height = self._size
+        if image.shape[1] != width or image.shape[0] != height:
+            if abs(image.shape[1] - width) <= 1 and abs(image.shape[0] - height) <= 1:
+                image = image[:height, :width]  # odd size: drop the last row/column
+            else:
+                image = np.asarray(cv2.resize(image, (width, height)), np.uint8)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        millis = max(round((timestamp - self.first_timestamp) * 1000), self._last_pts + 1)
+        frame.pts = millis
+        frame.time_base = _TIME_BASE
+        self._last_pts = millis
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
+        self.last_timestamp = timestamp
+
+    def finish(self) -> int:
+        """Flush the encoder and close the file.
+
+        Returns:
+            Frames written (0: the file holds no video and should be discarded).
+        """
+        if self._stream is not None:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+        self._container.close()
+        return self.frames
+
+    def abort(self) -> None:
+        """Close without flushing (the caller discards the file)."""
+        with contextlib.suppress(av.FFmpegError, OSError):
+            self._container.close()
+
+
+class PartLock:
+    """An exclusive ``flock`` on a clip being written, released on :meth:`release` or death.
+
+    ``flock`` locks belong to an open file description, so the lock also keeps a second recorder
+    in the same process (another camera thread) from recovering a clip still being written.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._fd)
+            raise
+
+    @classmethod
+    def try_acquire(cls, path: Path) -> PartLock | None:
+        """The lock, or ``None`` when another writer holds it."""
+        try:
+            return cls(path)
+        except BlockingIOError:
+            return None
+
+    def release(self) -> None:
+        """Let go (idempotent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def salvage(part: Path, target: Path) -> int:
+    """Copy every packet of ``part`` that still decodes into a new clip at ``target``.
+
+    Packets are remuxed, not re-encoded, in order, up to the first that fails to demux or decode
+    (the fragment the crash cut through).
+
+    Returns:
+        Frames kept; 0 means nothing was salvageable and ``target`` does not exist.
+    """
+    kept = 0
+    try:
+        source = av.open(str(part))
+    except (av.FFmpegError, OSError):
+        return 0
+    output: Any = None
+    try:
+        if not source.streams.video:
+            return 0
+        stream = source.streams.video[0]
+        decoder = stream.codec_context
+        out_stream: Any = None
+        try:
+            for packet in source.demux(stream):
+                if packet.dts is None or packet.size == 0:
+                    continue
+                decoder.decode(packet)
+                if output is None:
+                    output = av.open(
+                        str(target), mode="w", format="mp4", options={"movflags": _MOVFLAGS}
+                    )
+                    output.metadata.update(source.metadata)
+                    out_stream = output.add_stream_from_template(stream)
+                packet.stream = out_stream
+                output.mux(packet)
+                kept += 1
+        except (av.FFmpegError, EOFError, ValueError):
+            pass  # the cut: keep what came before it
+    finally:
+        source.close()
+        if output is not None:
+            output.close()
+    if kept == 0:
+        target.unlink(missing_ok=True)
+    return kept
+
+
+@dataclass
+class Recovery:
+    """What :func:`recover_clips` did.
+
+    Attributes:
+        completed: Evidence keys of clips salvaged and stored.
+        removed: Partial files deleted (nothing decodable, or not a clip).
+        busy: Partial files left alone because a live writer holds them.
+    """
+
+    completed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
+
+
+def recover_clips(spool: Path, store: EvidenceStore, repository: IncidentRepository) -> Recovery:
+    """Complete or delete the partial clips left in ``spool`` by a process that died.
+
+    Args:
+        spool: The recorder's folder for clips in progress.
+        store: Where completed clips go.
+        repository: Incidents to point at their recovered clip.
+
+    Returns:
+        What was completed, removed and skipped.
+
+    Raises:
+        StorageError: The database cannot be read or written (the partial file is kept for the
+            next start).
+    """
+    report = Recovery()
+    if not spool.is_dir():
+        return report
+    for stale in spool.glob(f"*{_SALVAGE}"):
+        stale.unlink(missing_ok=True)
+    for part in sorted(spool.glob(f"*{PART_SUFFIX}")):
+        lock = PartLock.try_acquire(part)
+        if lock is None:
+            report.busy.append(part.name)
+            continue
+        try:
+            key = _recover_one(part, store, repository)
+        finally:
+            lock.release()
+        if key is None:
+            part.unlink(missing_ok=True)
+            report.removed.append(part.name)
+        else:
+            report.completed.append(key)
+    if report.completed or report.removed:
+        _log.warning(
+            "evidence recovery: %d interrupted clip(s) completed, %d removed",
+            len(report.completed),
+            len(report.removed),
+        )
+    return report
+
+
+def _recover_one(part: Path, store: EvidenceStore, repository: IncidentRepository) -> str | None:
+    incident_id = part.name[: -len(PART_SUFFIX)]
+    info = read_clip_info(part)
+    incident: Incident | None
+    try:
+        incident = repository.get(incident_id)
+    except NotFound:
+        incident = None
+    if incident is not None:
+        camera_id, at = incident.camera_id, incident.started_at
+    elif info is not None:
+        camera_id, at = info.camera_id, info.at
+    else:
+        _log.warning("interrupted clip %s: no incident and no clip info, removed", part.name)
+        return None
+    salvaged = part.with_name(part.name + _SALVAGE)
+    frames = salvage(part, salvaged)
+    if frames == 0:
+        _log.warning("interrupted clip %s: nothing decodable, removed", part.name)
+        return None
+    try:
+        key = store.write_file(
+            incident_id, salvaged, camera_id=camera_id, at=at, suffix=CLIP_SUFFIX, move=True
+        )
+    except SafewatchError:
+        salvaged.unlink(missing_ok=True)
+        raise
+    if incident is not None:
+        repository.upsert(dataclasses.replace(incident, clip=key))
+        _log.warning("interrupted clip of incident %s completed: %d frames", incident_id, frames)
+    else:
+        _log.warning("interrupted clip %s kept as %s: its incident is not stored", part.name, key)
+    part.unlink(missing_ok=True)
+    return key

@@ -1,0 +1,164 @@
+"""Hide the heads of the people filmed: blur or pixelate, from person and PPE boxes.
+
+Evidence is looked at by people who need to see *what* happened, not *who* it happened to, so every
+still, clip and annotated video hides heads unless a site or camera turns it off. Head regions come
+from what the pipeline already found, with no face detector to run:
+
+- a head box (``no_hardhat``, ``head``) covers the head as it is;
+- a hat box (``hardhat``, ``helmet``) covers the top of the head only, so the region reaches down
+  by :data:`FACE_BELOW_HAT` hat heights to include the face;
+- a person with neither gets the top ``head_fraction`` of its box, across its full width (the head
+  of a leaning or turning person is not always centred; hiding a shoulder is the safer error).
+
+Every region is grown by ``margin`` per side. Tracked people and raw person detections are both
+used, so someone the tracker has not confirmed yet is hidden too. Work is proportional to the region
+sizes (a few small rectangles per frame), so it can run on the analysis thread for stills.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import cv2
+import numpy as np
+
+from safewatch.config.site import PrivacyConfig, PrivacyMode
+from safewatch.domain import Image, TrackedFrame
+
+__all__ = ["FACE_BELOW_HAT", "Box", "anonymise", "anonymise_heads", "head_regions"]
+
+Box = tuple[int, int, int, int]
+"""``(x1, y1, x2, y2)`` in whole pixels, ``x2``/``y2`` exclusive."""
+
+FACE_BELOW_HAT = 1.5
+"""How far below a hat box the face reaches, in hat heights (a hard hat is about half a head)."""
+
+_PIXEL_BLOCKS = 6
+"""Blocks across the shorter side of a pixelated region: a shape, never a face."""
+
+
+def _person_boxes(tracked: TrackedFrame) -> list[tuple[float, float, float, float]]:
+    boxes = [t.xyxy for t in tracked.tracks if t.label == "person"]
+    det = tracked.detections
+    boxes += [
+        (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
+        for b, label in zip(det.xyxy, det.label, strict=True)
+        if str(label) == "person"
+    ]
+    return boxes
+
+
+def _head_boxes(
+    tracked: TrackedFrame, config: PrivacyConfig
+) -> list[tuple[float, float, float, float]]:
+    heads = set(config.head_labels)
+    hats = set(config.hat_labels)
+    boxes: list[tuple[float, float, float, float]] = []
+    det = tracked.detections
+    for box, label in zip(det.xyxy, det.label, strict=True):
+        name = str(label)
+        x1, y1, x2, y2 = (float(v) for v in box)
+        if name in hats:
+            y2 = y2 + FACE_BELOW_HAT * (y2 - y1)
+        elif name not in heads:
+            continue
+        boxes.append((x1, y1, x2, y2))
+    return boxes
+
+
+def _has_head(
+    person: tuple[float, float, float, float], heads: Iterable[tuple[float, float, float, float]]
+) -> bool:
+    """Whether a head box's top centre lies in the upper half of the person box."""
+    px1, py1, px2, py2 = person
+    middle = py1 + (py2 - py1) / 2.0
+    for hx1, hy1, hx2, _ in heads:
+        cx = (hx1 + hx2) / 2.0
+        if px1 <= cx <= px2 and py1 - (py2 - py1) * 0.1 <= hy1 <= middle:
+            return True
+    return False
+
+
+def _grow(box: tuple[float, float, float, float], margin: float, width: int, height: int) -> Box:
+    x1, y1, x2, y2 = box
+    dx = (x2 - x1) * margin
+    dy = (y2 - y1) * margin
+    return (
+        max(0, int(np.floor(x1 - dx))),
+        max(0, int(np.floor(y1 - dy))),
+        min(width, int(np.ceil(x2 + dx))),
+        min(height, int(np.ceil(y2 + dy))),
+    )
+
+
+def head_regions(tracked: TrackedFrame, config: PrivacyConfig) -> list[Box]:
+    """Regions to hide in a frame of ``tracked.width`` x ``tracked.height`` pixels.
+
+    Returns:
+        Non-empty boxes clipped to the frame; empty when privacy is off or nobody is in view.
+    """
+    if config.mode == "off":
+        return []
+    heads = _head_boxes(tracked, config)
+    regions = list(heads)
+    for person in _person_boxes(tracked):
+        if not _has_head(person, heads):
+            x1, y1, x2, y2 = person
+            regions.append((x1, y1, x2, y1 + (y2 - y1) * config.head_fraction))
+    boxes = (_grow(r, config.margin, tracked.width, tracked.height) for r in regions)
+    return [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
+
+
+def _odd(value: int) -> int:
+    return value if value % 2 else value + 1
+
+
+def _hide(roi: Image, mode: PrivacyMode) -> Image:
+    height, width = roi.shape[:2]
+    if mode == "pixelate":
+        side = min(width, height)
+        block = max(1, side // _PIXEL_BLOCKS)
+        small = cv2.resize(
+            roi,
+            (max(1, width // block), max(1, height // block)),
+            interpolation=cv2.INTER_AREA,
+        )
+        return np.asarray(
+            cv2.resize(small, (width, height), interpolation=cv2.INTER_NEAREST), np.uint8
+        )
+    # A kernel as wide as the region and a sigma of a third of it leave a smooth blob: enough
+    # that no feature of a face survives, while the colour of a hat or hair still shows.
+    kernel = _odd(max(3, width, height))
+    sigma = max(1.0, kernel / 3.0)
+    return np.asarray(
+        cv2.GaussianBlur(roi, (kernel, kernel), sigma, borderType=cv2.BORDER_REPLICATE), np.uint8
+    )
+
+
+def anonymise(image: Image, regions: Iterable[Box], mode: PrivacyMode) -> Image:
+    """Return a copy of ``image`` with each region blurred or pixelated (``image`` is untouched).
+
+    Overlapping regions are hidden one after another, which only hides them more. Pixels outside
+    every region are copied unchanged.
+    """
+    boxes = list(regions)
+    if mode == "off" or not boxes:
+        return image
+    out: Image = np.array(image, dtype=np.uint8, copy=True, order="C")
+    height, width = out.shape[:2]
+    for box in boxes:
+        x1, y1 = max(0, box[0]), max(0, box[1])
+        x2, y2 = min(width, box[2]), min(height, box[3])
+        if x2 > x1 and y2 > y1:
+            out[y1:y2, x1:x2] = _hide(out[y1:y2, x1:x2], mode)
+    return out
+
+
+def anonymise_heads(image: Image, tracked: TrackedFrame, config: PrivacyConfig) -> Image:
+    """Hide every head :func:`head_regions` finds in ``tracked``.
+
+    Returns:
+        ``image`` itself when there is nothing to hide (privacy off, nobody in view), else a new
+        image. Callers treat the result as read-only either way, like every frame.
+    """
+    return anonymise(image, head_regions(tracked, config), config.mode)

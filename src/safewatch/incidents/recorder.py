@@ -1,0 +1,565 @@
+"""The evidence thread: frame buffers, clips and secondary stills, off the analysis path.
+
+The analysis thread hands every frame to :meth:`EvidenceRecorder.observe`, which only appends a
+reference to a bounded queue and returns; when the queue is full the frame is dropped and counted
+(the clip gets a gap, the analysis never waits). One background thread owns everything else:
+
+- a :class:`~safewatch.incidents.ringbuffer.FrameRing` per camera (JPEG-encoded here, not on the
+  analysis thread);
+- the clips in progress: when an incident opens, its clip starts from the buffered frames at
+  ``started_at - pre_seconds`` and then takes each new frame of that camera until
+  ``ended_at + post_seconds`` (or ``max_clip_seconds``); heads are hidden and, if configured, the
+  overlay drawn, frame by frame, then the frame is encoded (:class:`~.clips.ClipEncoder`);
+- the clean (heads hidden, no overlay) still, and the sealed originals when
+  ``keep_originals`` is on.
+
+Messages are handled in the order they were sent, so a clip opened after a frame was observed
+contains that frame. A finished clip is stored through :class:`EvidenceStore` (the one place
+evidence is written, where the tamper-evidence chain records it) and only then set on the
+incident, so an incident never points at a partial clip. On start the recorder completes or
+removes the clips a dead process left behind (:func:`~.clips.recover_clips`).
+
+Evidence keys (relative paths) of one incident share its stem and differ by suffix:
+``.jpg`` annotated still (written by the manager), ``.clean.jpg``, ``.mp4`` clip, and the sealed
+originals ``.orig.jpg.sealed`` and ``.orig.mp4.sealed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import itertools
+import logging
+import statistics
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import av
+import cv2
+
+from safewatch.config.site import EvidenceConfig, PrivacyConfig
+from safewatch.domain import Frame, Image, Incident, TrackedFrame, Zone
+from safewatch.errors import SafewatchError, StorageError
+from safewatch.incidents.annotate import draw_overlay
+from safewatch.incidents.clips import (
+    CLIP_SUFFIX,
+    PART_SUFFIX,
+    ClipEncoder,
+    ClipInfo,
+    PartLock,
+    Recovery,
+    recover_clips,
+)
+from safewatch.incidents.evidence import JPEG_QUALITY, EvidenceStore
+from safewatch.incidents.privacy import anonymise_heads
+from safewatch.incidents.ringbuffer import BufferedFrame, FrameRing
+from safewatch.incidents.sealed import EvidenceKey, seal
+from safewatch.storage import IncidentRepository
+
+__all__ = [
+    "CLEAN_STILL_SUFFIX",
+    "CLIP_SUFFIX",
+    "ORIGINAL_CLIP_SUFFIX",
+    "ORIGINAL_STILL_SUFFIX",
+    "EvidenceRecorder",
+    "RecorderStats",
+]
+
+_log = logging.getLogger(__name__)
+
+CLEAN_STILL_SUFFIX = ".clean.jpg"
+ORIGINAL_STILL_SUFFIX = ".orig.jpg.sealed"
+ORIGINAL_CLIP_SUFFIX = ".orig.mp4.sealed"
+
+_DEFAULT_FPS = 5.0
+_MIB = 1 << 20
+
+
+@dataclass
+class RecorderStats:
+    """Counters of one recorder (a snapshot from :attr:`EvidenceRecorder.stats`).
+
+    Attributes:
+        frames_observed: Frames handed to :meth:`EvidenceRecorder.observe`.
+        frames_dropped: Of those, dropped because the queue was full.
+        clips_written: Clips stored.
+        clips_failed: Clips abandoned on an error (their incident keeps no clip).
+        stills_written: Clean stills stored.
+        originals_sealed: Sealed originals stored (stills and clips).
+        errors: Evidence writes that failed (logged with the incident id).
+        buffered_bytes: Picture bytes held in the frame buffers, per camera.
+        recovery: What the start-up recovery did.
+    """
+
+    frames_observed: int = 0
+    frames_dropped: int = 0
+    clips_written: int = 0
+    clips_failed: int = 0
+    stills_written: int = 0
+    originals_sealed: int = 0
+    errors: int = 0
+    buffered_bytes: dict[str, int] = field(default_factory=dict)
+    recovery: Recovery = field(default_factory=Recovery)
+
+
+@dataclass(frozen=True, slots=True)
+class _Observed:
+    frame: Frame
+    tracked: TrackedFrame
+
+
+@dataclass(frozen=True, slots=True)
+class _Open:
+    incident: Incident
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    incident: Incident
+
+
+@dataclass(frozen=True, slots=True)
+class _Still:
+    incident_id: str
+    camera_id: str
+    at: float
+    frame: Frame
+    tracked: TrackedFrame
+
+
+@dataclass(frozen=True, slots=True)
+class _Barrier:
+    done: threading.Event
+
+
+_Message = _Observed | _Open | _Close | _Still | _Barrier
+
+
+@dataclass
+class _Clip:
+    """One clip in progress (owned by the evidence thread)."""
+
+    incident: Incident
+    window_start: float
+    limit: float
+    part: Path
+    lock: PartLock
+    interval: float
+    encoder: ClipEncoder | None = None
+    original: ClipEncoder | None = None
+    original_bytes: io.BytesIO | None = None
+    last_written: float = float("-inf")
+    ended: bool = False
+
+
+class EvidenceRecorder:
+    """Buffers frames and writes clips and secondary stills on its own thread.
+
+    Thread-safe: any number of pipeline threads (and their incident managers) may share one.
+
+    Args:
+        store: Where evidence is stored.
+        repository: Incidents get their clip reference here once the clip is stored.
+        config: The site's ``evidence`` block.
+        privacy_for: A camera's privacy settings (``SiteConfig.privacy_for``); default: blur.
+        zones_for: A camera's zones, drawn on annotated clips.
+        key: Key for sealed originals; default: read from ``config.key_env`` when
+            ``config.keep_originals`` is on.
+        spool: Folder for clips being written; default ``.clips-in-progress`` in a local store.
+        max_queued_frames: Frames waiting for the thread before new ones are dropped.
+        max_queued_mib: Picture MiB waiting for the thread before new frames are dropped.
+        on_full: ``drop`` (live cameras: the analysis never waits, the clip gets a gap) or
+            ``wait`` (archived footage: :meth:`observe` waits for room, so a file run's clips are
+            complete and the same on every run, at the evidence thread's pace).
+        crf: x264 quality of clips.
+
+    Raises:
+        EvidenceKeyError: ``keep_originals`` is on and the key is missing or malformed.
+        StorageError: The spool cannot be created, or start-up recovery cannot reach the database.
+    """
+
+    def __init__(
+        self,
+        store: EvidenceStore,
+        repository: IncidentRepository,
+        config: EvidenceConfig,
+        *,
+        privacy_for: Callable[[str], PrivacyConfig] | None = None,
+        zones_for: Callable[[str], Sequence[Zone]] | None = None,
+        key: EvidenceKey | None = None,
+        spool: Path | None = None,
+        max_queued_frames: int = 64,
+        max_queued_mib: float = 256.0,
+        on_full: Literal["drop", "wait"] = "drop",
+        crf: int = 23,
+    ) -> None:
+        self._store = store
+        self._repository = repository
+        self._config = config
+        self._privacy_for = privacy_for or (lambda _camera: PrivacyConfig())
+        self._zones_for = zones_for
+        if config.keep_originals and key is None:
+            key = EvidenceKey.from_env(config.key_env)
+        self._key = key if config.keep_originals else None
+        self._spool = spool if spool is not None else store.root / ".clips-in-progress"
+        try:
+            self._spool.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create the clip spool {self._spool}: {exc.strerror or exc}"
+            ) from exc
+        self._max_frames = max(1, max_queued_frames)
+        self._max_bytes = int(max_queued_mib * _MIB)
+        self._crf = crf
+        self._wait_when_full = on_full == "wait"
+        self._stats = RecorderStats(recovery=recover_clips(self._spool, store, repository))
+        self._queue: deque[_Message] = deque()
+        self._queued_frames = 0
+        self._queued_bytes = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._rings: dict[str, FrameRing] = {}
+        self._clips: dict[str, _Clip] = {}
+        self._thread = threading.Thread(target=self._run, name="evidence", daemon=True)
+        self._thread.start()
+
+    # -- analysis side: cheap, never blocks ---------------------------------------------------
+
+    def _full(self, size: int) -> bool:
+        return self._queued_frames > 0 and (
+            self._queued_frames >= self._max_frames or self._queued_bytes + size > self._max_bytes
+        )
+
+    def observe(self, frame: Frame, tracked: TrackedFrame) -> None:
+        """Queue a frame for the buffer and the clips in progress.
+
+        When the queue is full the frame is dropped (counted, logged), or with ``on_full="wait"``
+        this waits for room.
+        """
+        size = int(frame.image.nbytes)
+        with self._cond:
+            self._stats.frames_observed += 1
+            if self._wait_when_full:
+                while self._full(size) and not self._stopping:
+                    self._cond.wait()
+            if self._stopping:
+                return
+            if self._full(size):
+                self._stats.frames_dropped += 1
+                dropped = self._stats.frames_dropped
+            else:
+                self._queue.append(_Observed(frame, tracked))
+                self._queued_frames += 1
+                self._queued_bytes += size
+                self._cond.notify_all()
+                return
+        if dropped == 1 or dropped % 100 == 0:
+            _log.warning(
+                "evidence thread behind: %d frame(s) dropped from clips so far (camera %s)",
+                dropped,
+                frame.camera_id,
+            )
+
+    def _send(self, message: _Message) -> None:
+        with self._cond:
+            if self._stopping:
+                _log.warning("evidence recorder closed: %s ignored", type(message).__name__)
+                return
+            self._queue.append(message)
+            self._cond.notify_all()
+
+    def open_clip(self, incident: Incident) -> None:
+        """Start the incident's clip (from the buffered frames) if clips are on."""
+        if self._config.clips:
+            self._send(_Open(incident))
+
+    def close_clip(self, incident: Incident) -> None:
+        """The incident ended (``ended_at`` set): its clip runs ``post_seconds`` more."""
+        if self._config.clips:
+            self._send(_Close(incident))
+
+    def record_still(
+        self, incident_id: str, frame: Frame, tracked: TrackedFrame, *, camera_id: str, at: float
+    ) -> None:
+        """Write the clean still (and the sealed original) of the frame of an incident's still.
+
+        Args:
+            incident_id: The incident.
+            frame: The frame the annotated still was drawn from.
+            tracked: The tracker's output for it (where the heads are).
+            camera_id: Camera key (storage key).
+            at: The incident's start (storage key), as for the annotated still.
+        """
+        self._send(_Still(incident_id, camera_id, at, frame, tracked))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything sent so far is handled (clips still open stay open).
+
+        Returns:
+            Whether it was handled within ``timeout``.
+        """
+        done = threading.Event()
+        self._send(_Barrier(done))
+        return done.wait(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Handle what is queued, finish every clip with the frames it has, stop the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            _log.error("evidence thread still busy after %s s; clips may be incomplete", timeout)
+
+    @property
+    def stats(self) -> RecorderStats:
+        """A copy of the counters."""
+        with self._cond:
+            return dataclasses.replace(
+                self._stats, buffered_bytes={c: r.nbytes for c, r in self._rings.items()}
+            )
+
+    # -- evidence thread -----------------------------------------------------------------------
+
+    def _next(self) -> _Message | None:
+        with self._cond:
+            while not self._queue and not self._stopping:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            message = self._queue.popleft()
+            if isinstance(message, _Observed):
+                self._queued_frames -= 1
+                self._queued_bytes -= int(message.frame.image.nbytes)
+                if self._wait_when_full:
+                    self._cond.notify_all()  # a producer may be waiting for room
+            return message
+
+    def _run(self) -> None:
+        while (message := self._next()) is not None:
+            try:
+                self._handle(message)
+            except Exception:  # the thread must outlive any one bad frame or write
+                _log.exception("evidence thread: %s failed", type(message).__name__)
+                with self._cond:
+                    self._stats.errors += 1
+        for clip in list(self._clips.values()):
+            self._finish(clip)
+
+    def _handle(self, message: _Message) -> None:
+        if isinstance(message, _Observed):
+            self._on_frame(message.frame, message.tracked)
+        elif isinstance(message, _Open):
+            self._on_open(message.incident)
+        elif isinstance(message, _Close):
+            self._on_close(message.incident)
+        elif isinstance(message, _Still):
+            self._on_still(message)
+        else:
+            message.done.set()
+
+    def _ring(self, camera_id: str) -> FrameRing:
+        ring = self._rings.get(camera_id)
+        if ring is None:
+            ring = FrameRing(
+                self._config.buffer_seconds,
+                int(self._config.buffer_max_mb * _MIB),
+                self._config.buffer_format,
+            )
+            with self._cond:  # `stats` iterates the rings from other threads
+                self._rings[camera_id] = ring
+        return ring
+
+    def _on_frame(self, frame: Frame, tracked: TrackedFrame) -> None:
+        entry = self._ring(frame.camera_id).push(frame, tracked)
+        for clip in [c for c in self._clips.values() if c.incident.camera_id == frame.camera_id]:
+            self._offer(clip, entry, frame.image)
+
+    def _fps(self, camera_id: str) -> float:
+        if self._config.clip_fps is not None:
+            return self._config.clip_fps
+        frames = self._ring(camera_id).since(float("-inf"))
+        gaps = [b.timestamp - a.timestamp for a, b in itertools.pairwise(frames)]
+        gaps = [g for g in gaps if g > 0]
+        return 1.0 / statistics.median(gaps) if gaps else _DEFAULT_FPS
+
+    def _on_open(self, incident: Incident) -> None:
+        if incident.id in self._clips:
+            return
+        part = self._spool / f"{incident.id}{PART_SUFFIX}"
+        window_start = incident.started_at - self._config.pre_seconds
+        interval = 1.0 / self._config.clip_fps if self._config.clip_fps else 0.0
+        clip = _Clip(
+            incident=incident,
+            window_start=window_start,
+            limit=window_start + self._config.max_clip_seconds,
+            part=part,
+            lock=PartLock(part),
+            interval=interval,
+        )
+        self._clips[incident.id] = clip
+        for entry in self._ring(incident.camera_id).since(window_start):
+            if incident.id not in self._clips:
+                break  # reached its limit already
+            self._offer(clip, entry, None)
+
+    def _on_close(self, incident: Incident) -> None:
+        clip = self._clips.get(incident.id)
+        if clip is None:
+            return
+        clip.incident = incident
+        end = (incident.ended_at or incident.started_at) + self._config.post_seconds
+        clip.limit = min(clip.limit, end)
+        clip.ended = True
+        if clip.last_written >= clip.limit:
+            self._finish(clip)
+
+    def _offer(self, clip: _Clip, entry: BufferedFrame, image: Image | None) -> None:
+        """Add one buffered frame to a clip, or finish the clip once past its window."""
+        if entry.timestamp < clip.window_start:
+            return
+        if entry.timestamp > clip.limit:
+            self._finish(clip)
+            return
+        if clip.interval and entry.timestamp - clip.last_written < 0.75 * clip.interval:
+            return
+        try:
+            self._encode(clip, entry, image if image is not None else entry.image())
+        except (SafewatchError, av.FFmpegError, OSError, ValueError) as exc:
+            self._abandon(clip, exc)
+
+    def _encode(self, clip: _Clip, entry: BufferedFrame, picture: Image) -> None:
+        camera_id = clip.incident.camera_id
+        if clip.encoder is None:
+            info = ClipInfo(clip.incident.id, camera_id, clip.incident.started_at, 0.0)
+            fps = self._fps(camera_id)
+            clip.encoder = ClipEncoder(clip.part, info, fps=fps, crf=self._crf)
+            if self._key is not None:
+                clip.original_bytes = io.BytesIO()
+                clip.original = ClipEncoder(clip.original_bytes, info, fps=fps, crf=self._crf)
+        shown = anonymise_heads(picture, entry.tracked, self._privacy_for(camera_id))
+        if self._config.annotate_clips:
+            zones = self._zones_for(camera_id) if self._zones_for else ()
+            shown = draw_overlay(shown, entry.tracked, zones, set(clip.incident.track_ids))
+        clip.encoder.add(shown, entry.timestamp)
+        if clip.original is not None:
+            clip.original.add(picture, entry.timestamp)
+        clip.last_written = entry.timestamp
+
+    def _abandon(self, clip: _Clip, exc: BaseException) -> None:
+        """Drop a clip that cannot be encoded; its incident keeps no clip."""
+        _log.warning("incident %s: clip abandoned: %s", clip.incident.id, exc)
+        self._clips.pop(clip.incident.id, None)
+        for encoder in (clip.encoder, clip.original):
+            if encoder is not None:
+                encoder.abort()
+        clip.part.unlink(missing_ok=True)
+        clip.lock.release()
+        with self._cond:
+            self._stats.clips_failed += 1
+
+    def _finish(self, clip: _Clip) -> None:
+        """Close the clip's file, store it, then point the incident at it.
+
+        If storing or the database fails, the finished file stays in the spool, where the next
+        start's recovery stores it and sets the reference.
+        """
+        self._clips.pop(clip.incident.id, None)
+        incident = clip.incident
+        try:
+            frames = clip.encoder.finish() if clip.encoder is not None else 0
+        except (av.FFmpegError, OSError) as exc:
+            self._abandon(clip, exc)
+            return
+        try:
+            if frames == 0:
+                clip.part.unlink(missing_ok=True)
+                return
+            key = self._store.write_file(
+                incident.id,
+                clip.part,
+                camera_id=incident.camera_id,
+                at=incident.started_at,
+                suffix=CLIP_SUFFIX,
+            )
+            self._repository.upsert(dataclasses.replace(incident, clip=key))
+            clip.part.unlink(missing_ok=True)
+            with self._cond:
+                self._stats.clips_written += 1
+        except SafewatchError as exc:
+            _log.warning(
+                "incident %s: clip not stored (%s); kept in %s for the next start",
+                incident.id,
+                exc,
+                self._spool,
+            )
+            with self._cond:
+                self._stats.clips_failed += 1
+            return
+        finally:
+            clip.lock.release()
+        if clip.original is not None and clip.original_bytes is not None:
+            try:
+                clip.original.finish()
+                self._seal(
+                    incident.id,
+                    incident.camera_id,
+                    incident.started_at,
+                    clip.original_bytes.getvalue(),
+                    ORIGINAL_CLIP_SUFFIX,
+                )
+            except (SafewatchError, av.FFmpegError) as exc:
+                _log.warning("incident %s: sealed original clip not stored: %s", incident.id, exc)
+                with self._cond:
+                    self._stats.errors += 1
+
+    def _seal(self, incident_id: str, camera_id: str, at: float, data: bytes, suffix: str) -> None:
+        assert self._key is not None
+        key = self._store.key_for(incident_id, camera_id=camera_id, at=at, suffix=suffix)
+        self._store.write_bytes(
+            incident_id,
+            seal(data, self._key, context=key),
+            camera_id=camera_id,
+            at=at,
+            suffix=suffix,
+            content_type="application/octet-stream",
+        )
+        with self._cond:
+            self._stats.originals_sealed += 1
+
+    def _on_still(self, message: _Still) -> None:
+        frame = message.frame
+        clean = anonymise_heads(frame.image, message.tracked, self._privacy_for(frame.camera_id))
+        try:
+            self._store.write_bytes(
+                message.incident_id,
+                _jpeg(clean),
+                camera_id=message.camera_id,
+                at=message.at,
+                suffix=CLEAN_STILL_SUFFIX,
+            )
+            with self._cond:
+                self._stats.stills_written += 1
+            if self._key is not None:
+                self._seal(
+                    message.incident_id,
+                    message.camera_id,
+                    message.at,
+                    _jpeg(frame.image),
+                    ORIGINAL_STILL_SUFFIX,
+                )
+        except SafewatchError as exc:
+            _log.warning("incident %s: clean still not stored: %s", message.incident_id, exc)
+            with self._cond:
+                self._stats.errors += 1
+
+
+def _jpeg(image: Image) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:  # pragma: no cover - OpenCV encodes any (H, W, 3) uint8 image
+        raise ValueError(f"cannot encode an image of shape {image.shape}")
+    return encoded.tobytes()

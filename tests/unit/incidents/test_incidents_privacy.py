@@ -1,0 +1,181 @@
+"""Privacy: head regions from person and PPE boxes; blur and pixelate touch only them; config."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from safewatch.config.loader import load_site
+from safewatch.config.site import PrivacyConfig
+from safewatch.domain import Detections, Track, TrackedFrame
+from safewatch.errors import ConfigError
+from safewatch.incidents.privacy import FACE_BELOW_HAT, anonymise, anonymise_heads, head_regions
+
+W, H = 640, 360
+
+
+def tracked(
+    tracks: tuple[Track, ...] = (),
+    boxes: list[tuple[float, float, float, float]] | None = None,
+    labels: list[str] | None = None,
+) -> TrackedFrame:
+    boxes = boxes or []
+    det = Detections(
+        xyxy=np.array(boxes, np.float32).reshape(-1, 4),
+        confidence=np.full(len(boxes), 0.9, np.float32),
+        label=np.array(labels or [], np.str_),
+    )
+    return TrackedFrame("cam", 0, 0.0, 0.0, W, H, tracks, det)
+
+
+def person(x1: float, y1: float, x2: float, y2: float, track_id: int = 1) -> Track:
+    return Track(track_id, "person", (x1, y1, x2, y2), 0.9)
+
+
+def noise(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def inside(regions: list[tuple[int, int, int, int]]) -> np.ndarray:
+    mask = np.zeros((H, W), bool)
+    for x1, y1, x2, y2 in regions:
+        mask[y1:y2, x1:x2] = True
+    return mask
+
+
+NO_MARGIN = PrivacyConfig(margin=0.0)
+
+
+def test_person_without_head_box_hides_the_top_fraction_full_width() -> None:
+    regions = head_regions(tracked((person(100, 100, 140, 300),)), NO_MARGIN)
+    assert regions == [(100, 100, 140, 150)]  # top 25% of a 200 px tall box
+
+
+def test_margin_grows_the_region_and_stays_inside_the_frame() -> None:
+    config = PrivacyConfig(margin=0.5)
+    assert head_regions(tracked((person(100, 100, 140, 300),)), config) == [(80, 75, 160, 175)]
+    edge = head_regions(tracked((person(0, 0, 40, 200),)), config)
+    assert edge == [(0, 0, 60, 75)]
+
+
+def test_head_box_replaces_the_top_fraction_of_its_person() -> None:
+    frame = tracked((person(100, 100, 200, 400),), [(130, 105, 170, 150)], ["no_hardhat"])
+    assert head_regions(frame, NO_MARGIN) == [(130, 105, 170, 150)]
+
+
+def test_hat_box_reaches_down_over_the_face() -> None:
+    frame = tracked((person(100, 100, 200, 400),), [(130, 100, 170, 120)], ["hardhat"])
+    (region,) = head_regions(frame, NO_MARGIN)
+    assert region == (130, 100, 170, round(120 + FACE_BELOW_HAT * 20))
+
+
+def test_head_box_of_someone_else_does_not_spare_a_person() -> None:
+    # The hat is beside the person, not in the upper half of their box: both are hidden.
+    frame = tracked((person(100, 100, 200, 400),), [(400, 100, 440, 120)], ["hardhat"])
+    regions = head_regions(frame, NO_MARGIN)
+    assert (100, 100, 200, 175) in regions and len(regions) == 2
+
+
+def test_untracked_person_detections_and_other_labels() -> None:
+    frame = tracked(
+        (),
+        [(10, 10, 50, 90), (300, 200, 340, 220), (500, 100, 560, 300)],
+        ["person", "vest", "forklift"],
+    )
+    assert head_regions(frame, NO_MARGIN) == [(10, 10, 50, 30)]  # vest and forklift: no head
+
+
+def test_off_finds_nothing_and_returns_the_same_image() -> None:
+    image = noise()
+    frame = tracked((person(100, 100, 140, 300),))
+    config = PrivacyConfig(mode="off")
+    assert head_regions(frame, config) == []
+    assert anonymise_heads(image, frame, config) is image
+
+
+@pytest.mark.parametrize("mode", ["blur", "pixelate"])
+def test_pixels_change_inside_head_regions_only(mode: str) -> None:
+    image = noise()
+    original = image.copy()
+    frame = tracked(
+        (person(100, 100, 160, 300), person(400, 50, 480, 330, 2)),
+        [(420, 55, 460, 75)],
+        ["hardhat"],
+    )
+    config = PrivacyConfig(mode=mode)  # type: ignore[arg-type]
+    regions = head_regions(frame, config)
+    out = anonymise_heads(image, frame, config)
+    assert np.array_equal(image, original), "the input frame must not be modified"
+    mask = inside(regions)
+    assert np.array_equal(out[~mask], image[~mask]), "pixels outside head regions changed"
+    changed = np.any(out != image, axis=2)[mask].mean()
+    assert changed > 0.9, f"only {changed:.0%} of head pixels changed"
+    # Hidden means the detail is gone, not just shifted: local contrast collapses.
+    for x1, y1, x2, y2 in regions:
+        assert out[y1:y2, x1:x2].std() < 0.5 * image[y1:y2, x1:x2].std()
+
+
+def test_anonymise_clips_regions_to_the_image() -> None:
+    image = noise()
+    out = anonymise(image, [(-20, -20, 30, 30), (630, 350, 700, 400)], "pixelate")
+    assert out.shape == image.shape
+    assert np.array_equal(out[40:, 40:620], image[40:, 40:620])
+
+
+SITE = """\
+version: 1
+models:
+  coco: {path: m.onnx}
+privacy:
+  mode: pixelate
+  head_fraction: 0.3
+cameras:
+  dock:
+    source: a.mp4
+    models: [coco]
+  office:
+    source: b.mp4
+    models: [coco]
+    privacy: {mode: "off"}
+  gate:
+    source: c.mp4
+    models: [coco]
+    privacy: {margin: 0.4}
+"""
+
+
+def test_site_privacy_with_per_camera_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE)
+    config = load_site(path).config
+    assert config.privacy_for("dock") == PrivacyConfig(mode="pixelate", head_fraction=0.3)
+    assert config.privacy_for("office").mode == "off"
+    assert config.privacy_for("office").head_fraction == 0.3  # unset keys come from the site
+    gate = config.privacy_for("gate")
+    assert (gate.mode, gate.head_fraction, gate.margin) == ("pixelate", 0.3, 0.4)
+
+
+def test_privacy_is_on_by_default(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE.replace("privacy:\n  mode: pixelate\n  head_fraction: 0.3\n", ""))
+    assert load_site(path).config.privacy_for("dock").mode == "blur"
+
+
+def test_bad_mode_and_short_buffer_name_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE.replace("mode: pixelate", "mode: smudge"))
+    with pytest.raises(ConfigError, match=r"site.yaml:5: privacy.mode"):
+        load_site(path)
+    path.write_text(
+        SITE
+        + textwrap.dedent("""\
+        evidence:
+          pre_seconds: 8
+          buffer_seconds: 5
+        """)
+    )
+    with pytest.raises(ConfigError, match=r"buffer_seconds .* shorter than pre_seconds"):
+        load_site(path)
