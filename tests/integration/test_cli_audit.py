@@ -74,7 +74,11 @@ def test_audit_tracks_people_and_reports_incidents(
     assert video["tracks"].get("person", 0) >= 3
     incidents = report["incidents"]
     assert incidents, "the example zone lies where workers walk: expected incidents"
-    assert {i["rule"] for i in incidents} <= {"hardhat-required", "no-entry-drop-zone"}
+    assert {i["rule"] for i in incidents} <= {
+        "hardhat-required",
+        "no-entry-drop-zone",
+        "one-person-at-hoist-landing",
+    }
     for incident in incidents:
         assert incident["camera"] == "yard"
         assert 0.0 <= incident["start_offset_s"] <= incident["end_offset_s"] <= 24.3
