@@ -171,6 +171,7 @@ class MotoS3:
 
     endpoint_url: str
     _server: Any
+    _client: Any = None
 
     @classmethod
     def start(cls) -> MotoS3:
@@ -184,16 +185,19 @@ class MotoS3:
         return cls(f"http://{host}:{port}", server)
 
     def client(self) -> Any:
-        """A boto3 S3 client for this server (fixed test credentials)."""
-        import boto3
+        """A boto3 S3 client for this server (fixed test credentials), made once: building a
+        boto3 client takes a few hundred milliseconds."""
+        if self._client is None:
+            import boto3
 
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+            self._client = boto3.client(
+                "s3",
+                endpoint_url=self.endpoint_url,
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+        return self._client
 
     def create_bucket(self) -> str:
         """A new, empty bucket with a unique name."""

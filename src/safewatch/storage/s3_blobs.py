@@ -78,6 +78,9 @@ class S3BlobStore:
                 endpoint_url, region, access_key_id, secret_access_key, addressing_style
             )
         self._client = client
+        if self.endpoint_url is None:
+            meta = getattr(client, "meta", None)
+            self.endpoint_url = getattr(meta, "endpoint_url", None)
         try:
             from botocore.exceptions import BotoCoreError, ClientError
         except ImportError as exc:  # pragma: no cover - client given without botocore
@@ -133,7 +136,7 @@ class S3BlobStore:
             self._client.head_bucket(Bucket=self.bucket)
         except self._errors as exc:
             code = _client_error_code(exc)
-            where = self.endpoint_url or "AWS"
+            where = self.endpoint_url or "the default AWS endpoint"
             if code in _MISSING:
                 raise StorageError(f"S3 bucket {self.bucket!r} does not exist at {where}") from exc
             raise StorageError(f"cannot use S3 bucket {self.bucket!r} at {where}: {exc}") from exc
