@@ -259,3 +259,43 @@ def test_crossings_match_run_lengths(confirm: int, sides: list[str]) -> None:
     # Directions alternate: a track cannot cross twice the same way without crossing back.
     directions = [direction for direction, _, _ in found]
     assert all(a != b for a, b in pairwise(directions))
+
+
+def test_memory_survives_a_reporting_change_but_not_a_moved_line() -> None:
+    engine = _engine()
+    for index, foot in enumerate(_feet("LLL")):
+        assert foot is not None
+        engine.evaluate(frame(index * 0.2, [person(4, foot)]))
+    severity = rule_set([_rule(severity="high")], lines={"door": DOOR})
+    assert engine.replace_rules(severity) == []
+    events = []
+    for index, foot in enumerate(_feet("RRR"), start=3):
+        assert foot is not None
+        events += engine.evaluate(frame(index * 0.2, [person(4, foot)]))
+    assert [(e.phase, e.severity) for e in events] == [
+        (Phase.STARTED, "high"),
+        (Phase.ENDED, "high"),
+    ]
+    # Moving the line is a new test: the side history starts again, nothing is counted.
+    moved = rule_set([_rule()], lines={"door": ((0.1, 0.55), (0.9, 0.55))})
+    engine.replace_rules(moved)
+    assert engine.open_state_count() == 0
+    for index, foot in enumerate(_feet("LL"), start=6):
+        assert foot is not None
+        assert engine.evaluate(frame(index * 0.2, [person(4, foot)])) == []
+
+
+def test_finish_and_schedule_drop_the_side_history() -> None:
+    engine = _engine()
+    for index, foot in enumerate(_feet("LLL")):
+        assert foot is not None
+        engine.evaluate(frame(index * 0.2, [person(4, foot)]))
+    assert engine.open_state_count() == 1
+    assert engine.finish("cam") == []
+    assert engine.open_state_count() == 0
+    # Outside its schedule (a Sunday-only rule on a Thursday) the rule keeps no memory.
+    sunday = RuleEngine(rule_set([_rule(schedule={"days": ["sun"]})], lines={"door": DOOR}))
+    for index, foot in enumerate(_feet("LLLRRR")):
+        assert foot is not None
+        assert sunday.evaluate(frame(index * 0.2, [person(4, foot)])) == []
+    assert sunday.open_state_count() == 0
