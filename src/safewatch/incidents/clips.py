@@ -140,7 +140,7 @@ class ClipEncoder:
                 str(target) if isinstance(target, Path) else target,
                 mode="w",
                 format="mp4",
-                options={"movflags": _MOVFLAGS},
+                options={"movflags": _MOVFLAGS, "flush_packets": "1"},
             )
         except (av.FFmpegError, OSError) as exc:
             raise StorageError(f"cannot write clip {target}: {exc}") from exc

@@ -13,6 +13,8 @@ import av
 import cv2
 import numpy as np
 import pytest
+from sqlalchemy import Engine
+
 from evidence_frames import (
     CAM,
     HEAD,
@@ -24,8 +26,6 @@ from evidence_frames import (
     episode_events,
     read_index,
 )
-from sqlalchemy import Engine
-
 from safewatch.config.site import EvidenceConfig, PrivacyConfig
 from safewatch.domain import Incident
 from safewatch.incidents import (
