@@ -22,7 +22,15 @@ from numpy.typing import NDArray
 from safewatch.domain.geometry import points_in_polygon
 from safewatch.rules.calibration import Calibration
 
-__all__ = ["Plane", "Samples", "point_polygon_distance", "point_segment_distance", "velocity"]
+__all__ = [
+    "Plane",
+    "Samples",
+    "point_polygon_distance",
+    "point_segment_distance",
+    "polygon_distances",
+    "segment_distances",
+    "velocity",
+]
 
 MIN_SAMPLES = 3
 """Fewest positions a velocity is fitted to."""
@@ -81,6 +89,37 @@ def point_polygon_distance(point: NDArray[np.float64], polygon: NDArray[np.float
     )
 
 
+def segment_distances(
+    points: NDArray[np.float64], a: NDArray[np.float64], b: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """``(N, M)`` distances from each of ``(N, 2)`` points to each segment ``a[j]``-``b[j]``.
+
+    The vectorised :func:`point_segment_distance`; NaN where a point or a segment end is NaN
+    (off the floor).
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 1, 2)
+    a = np.asarray(a, dtype=np.float64).reshape(1, -1, 2)
+    ab = np.asarray(b, dtype=np.float64).reshape(1, -1, 2) - a
+    length_sq = np.sum(ab * ab, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.sum((pts - a) * ab, axis=-1) / np.where(length_sq > 0, length_sq, 1.0)
+    t = np.where(length_sq > 0, np.clip(t, 0.0, 1.0), 0.0)
+    result: NDArray[np.float64] = np.linalg.norm(pts - (a + t[..., None] * ab), axis=-1)
+    return result
+
+
+def polygon_distances(
+    points: NDArray[np.float64], polygon: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """``(N,)`` distances from points to the ``(M, 2)`` polygon: 0 inside, else to its edge."""
+    poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    to_edges = segment_distances(pts, poly, np.roll(poly, -1, axis=0)).min(axis=1)
+    inside = points_in_polygon(pts, poly) & np.all(np.isfinite(pts), axis=1)
+    result: NDArray[np.float64] = np.where(inside, 0.0, to_edges)
+    return result
+
+
 def velocity(times: Sequence[float], positions: NDArray[np.float64]) -> NDArray[np.float64]:
     """Least-squares rate of change of ``positions`` (``(N,)`` or ``(N, D)``) over ``times``.
 
@@ -100,6 +139,10 @@ def velocity(times: Sequence[float], positions: NDArray[np.float64]) -> NDArray[
 class Samples:
     """A short, time-bounded history of positions (or distances) of one subject.
 
+    Kept as plain floats and fitted in plain Python: a history holds a dozen samples of one or
+    two numbers, and there is one per track or pair, every frame, where NumPy's per-call cost
+    would dominate. The fit is the same least-squares slope as :func:`velocity`.
+
     Args:
         window: Seconds of history kept.
     """
@@ -107,7 +150,7 @@ class Samples:
     def __init__(self, window: float) -> None:
         self.window = window
         self._times: deque[float] = deque()
-        self._values: deque[NDArray[np.float64]] = deque()
+        self._values: deque[tuple[float, ...]] = deque()
 
     def __len__(self) -> int:
         return len(self._times)
@@ -117,10 +160,14 @@ class Samples:
         """Time of the newest sample (``-inf`` if none)."""
         return self._times[-1] if self._times else float("-inf")
 
-    def add(self, at: float, value: NDArray[np.float64] | float) -> None:
+    def add(self, at: float, value: NDArray[np.float64] | Sequence[float] | float) -> None:
         """Append a sample and forget those older than ``window`` before it."""
+        if isinstance(value, int | float):
+            sample: tuple[float, ...] = (float(value),)
+        else:
+            sample = tuple(float(v) for v in np.ravel(value))
         self._times.append(at)
-        self._values.append(np.atleast_1d(np.asarray(value, dtype=np.float64)))
+        self._values.append(sample)
         while self._times and at - self._times[0] > self.window + 1e-9:
             self._times.popleft()
             self._values.popleft()
@@ -131,6 +178,20 @@ class Samples:
         Needs :data:`MIN_SAMPLES` samples spanning at least half the window, so the first frames of
         a track (whose box is still settling) never produce a speed.
         """
-        if len(self._times) < MIN_SAMPLES or self._times[-1] - self._times[0] < self.window / 2:
+        times = self._times
+        if len(times) < MIN_SAMPLES or times[-1] - times[0] < self.window / 2:
             return None
-        return velocity(list(self._times), np.stack(list(self._values)))
+        n = len(times)
+        t_mean = sum(times) / n
+        dt = [t - t_mean for t in times]
+        denominator = sum(d * d for d in dt)
+        dims = len(self._values[0])
+        if denominator == 0.0:
+            return np.zeros(dims, dtype=np.float64)
+        slopes = []
+        for k in range(dims):
+            column = [v[k] for v in self._values]
+            mean = sum(column) / n
+            covariance = sum(d * (x - mean) for d, x in zip(dt, column, strict=True))
+            slopes.append(covariance / denominator)
+        return np.array(slopes, dtype=np.float64)

@@ -51,6 +51,10 @@ def box_overlaps_polygon(
     x1, y1, x2, y2 = (float(v) for v in xyxy)
     poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
     xs, ys = poly[:, 0], poly[:, 1]
+    # Most boxes are nowhere near the zone: reject them on the bounding boxes, in plain floats
+    # (this runs for every box, every frame, every box-anchored rule).
+    if x2 < float(xs.min()) or x1 > float(xs.max()) or y2 < float(ys.min()) or y1 > float(ys.max()):
+        return False
     if bool(np.any((xs >= x1) & (xs <= x2) & (ys >= y1) & (ys <= y2))):
         return True
     corners = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=np.float64)
