@@ -1,0 +1,237 @@
+"""``verify_chain`` catches each kind of tampering, on SQLite and PostgreSQL, and names it:
+edited or deleted stills, deleted, edited or inserted incidents, edited, deleted, reordered or
+cut-off chain entries, and a chain rewritten whole (against a noted hash)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy import Engine, delete, select, text, update
+from sqlalchemy.orm import Session
+
+from safewatch.domain import Incident, IncidentStatus, Severity, incident_id
+from safewatch.incidents import EvidenceStore
+from safewatch.incidents.chain import ProblemKind, VerifyReport, verify_chain
+from safewatch.storage import ChainEntryRow, IncidentRepository, IncidentRow
+from safewatch.storage.hash_chain import GENESIS, entry_hash
+
+T0 = 1_700_000_000.0
+
+
+@dataclass
+class Site:
+    repo: IncidentRepository
+    store: EvidenceStore
+    root: Path
+    incidents: list[Incident]
+
+    @property
+    def engine(self) -> Engine:
+        return self.repo.engine
+
+    def verify(self, expect_hash: str | None = None) -> VerifyReport:
+        return verify_chain(self.engine, self.store.backend, expect_hash=expect_hash)
+
+
+def still(value: int) -> np.ndarray:
+    image = np.full((120, 160, 3), value, np.uint8)
+    cv2.putText(image, "PPE", (10, 60), cv2.FONT_HERSHEY_SIMPLEX, 1, (0, 0, 255), 2)
+    return image
+
+
+@pytest.fixture
+def site(db_engine: Engine, tmp_path: Path) -> Site:
+    """Three incidents with stills, as the pipeline stores them, one acknowledged with a note."""
+    repo = IncidentRepository(db_engine)
+    store = EvidenceStore(tmp_path / "evidence", log=repo)
+    incidents = []
+    for n, camera in enumerate(["yard", "dock", "yard"]):
+        started = T0 + 600 * n
+        key = incident_id(camera, "hardhat", n, started)
+        snapshot = store.write_still(key, still(60 + 40 * n), camera_id=camera, at=started)
+        incident = Incident(
+            id=key,
+            camera_id=camera,
+            rule_id="hardhat",
+            rule_kind="ppe",
+            severity=Severity.HIGH,
+            track_ids=(n,),
+            started_at=started,
+            ended_at=None,
+            peak_confidence=0.6,
+            message=f"person #{n} without hardhat",
+            snapshot=snapshot,
+        )
+        repo.upsert(incident)
+        closed = dataclasses.replace(incident, ended_at=started + 8, peak_confidence=0.8)
+        repo.upsert(closed)
+        incidents.append(closed)
+    repo.set_status(incidents[1].id, IncidentStatus.ACKNOWLEDGED, actor="ana")
+    repo.add_note(incidents[1].id, "crew briefed", actor="ana")
+    return Site(repo, store, tmp_path / "evidence", incidents)
+
+
+def kinds(report: VerifyReport) -> list[ProblemKind]:
+    return [p.kind for p in report.problems]
+
+
+def test_untouched_site_verifies(site: Site) -> None:
+    report = site.verify()
+    assert report.ok, report.problems
+    assert (report.entries, report.incidents, report.evidence_checked) == (11, 3, 3)
+    assert report.head_seq == 11 and len(report.head_hash) == 64
+
+
+def test_edited_still_is_named(site: Site) -> None:
+    victim = site.incidents[2]
+    assert victim.snapshot is not None
+    path = site.root / victim.snapshot
+    image = cv2.imread(str(path))
+    image[40:80, 40:120] = 0  # black out the violator
+    cv2.imwrite(str(path), image)
+    report = site.verify()
+    assert kinds(report) == [ProblemKind.EDITED_EVIDENCE]
+    problem = report.problems[0]
+    assert (problem.key, problem.incident_id) == (victim.snapshot, victim.id)
+    assert victim.snapshot in problem.message and victim.id in problem.message
+
+
+def test_deleted_still_is_named(site: Site) -> None:
+    victim = site.incidents[0]
+    assert victim.snapshot is not None
+    (site.root / victim.snapshot).unlink()
+    report = site.verify()
+    assert kinds(report) == [ProblemKind.MISSING_EVIDENCE]
+    assert report.problems[0].key == victim.snapshot
+    assert "missing" in report.problems[0].message
+
+
+def test_deleted_incident_is_named(site: Site) -> None:
+    victim = site.incidents[1]
+    with site.engine.begin() as connection:
+        connection.execute(delete(IncidentRow).where(IncidentRow.id == victim.id))
+    report = site.verify()
+    assert kinds(report) == [ProblemKind.DELETED_INCIDENT]
+    assert report.problems[0].incident_id == victim.id
+    assert "camera dock, rule hardhat" in report.problems[0].message
+
+
+def test_edited_incident_is_named(site: Site) -> None:
+    victim = site.incidents[0]
+    with site.engine.begin() as connection:
+        connection.execute(
+            update(IncidentRow).where(IncidentRow.id == victim.id).values(status="false_positive")
+        )
+    report = site.verify()
+    assert kinds(report) == [ProblemKind.EDITED_INCIDENT]
+    assert report.problems[0].incident_id == victim.id
+
+
+def test_incident_inserted_outside_safewatch_is_named(site: Site) -> None:
+    with site.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO incidents (id, camera_id, rule_id, rule_kind, severity, track_ids, "
+                "started_at, peak_confidence, message, status, created_at, updated_at) VALUES "
+                "('forged', 'yard', 'hardhat', 'ppe', 'high', '[9]', 1.0, 0.9, 'm', 'open', 1, 1)"
+            )
+        )
+    report = site.verify()
+    assert kinds(report) == [ProblemKind.UNCHAINED_INCIDENT]
+    assert report.problems[0].incident_id == "forged"
+
+
+def test_reordered_entries_are_named_by_sequence_number(site: Site) -> None:
+    with site.engine.begin() as connection:
+        for old, new in [(5, -1), (6, 5), (-1, 6)]:
+            connection.execute(
+                update(ChainEntryRow).where(ChainEntryRow.seq == old).values(seq=new)
+            )
+    report = site.verify()
+    assert kinds(report) == [
+        ProblemKind.EDITED_ENTRY,
+        ProblemKind.EDITED_ENTRY,
+        ProblemKind.REORDERED_ENTRIES,
+    ]
+    assert [p.seq for p in report.problems] == [5, 6, 7]
+    assert "entry 7 follows entry 5, not entry 6" in report.problems[2].message
+
+
+def test_edited_note_is_named(site: Site) -> None:
+    with site.engine.begin() as connection:
+        connection.execute(
+            update(ChainEntryRow)
+            .where(ChainEntryRow.kind == "incident.note")
+            .values(detail='{"actor":"ana","text":"nothing happened"}')
+        )
+    report = site.verify()
+    assert kinds(report) == [ProblemKind.EDITED_ENTRY]
+    assert report.problems[0].seq == 11
+
+
+def test_deleted_entries_are_named(site: Site) -> None:
+    """Entries 3 and 4 are the first incident's close and the second one's still: with the close
+    gone, the chain no longer vouches for the first incident's stored end either."""
+    with site.engine.begin() as connection:
+        connection.execute(delete(ChainEntryRow).where(ChainEntryRow.seq.in_([3, 4])))
+    report = site.verify()
+    assert kinds(report) == [ProblemKind.MISSING_ENTRIES, ProblemKind.EDITED_INCIDENT]
+    assert "chain entries 3 to 4 are missing" in report.problems[0].message
+    assert report.problems[1].incident_id == site.incidents[0].id
+
+
+def test_entries_cut_off_the_end_are_named(site: Site) -> None:
+    with site.engine.begin() as connection:
+        connection.execute(delete(ChainEntryRow).where(ChainEntryRow.seq > 9))
+    report = site.verify()
+    # the acknowledgement (entry 10) is gone too, so the stored status is no longer vouched for
+    assert kinds(report) == [ProblemKind.HEAD_MISMATCH, ProblemKind.EDITED_INCIDENT]
+    assert "entries 10 to 11 were cut off" in report.problems[0].message
+
+
+def test_chain_rewritten_whole_is_caught_by_a_noted_hash(site: Site) -> None:
+    """An attacker who edits a record and recomputes every hash (and the head) is invisible to
+    the walk; the head noted earlier no longer appears in the chain."""
+    noted = site.verify().head_hash
+    victim = site.incidents[0]
+    with site.engine.begin() as connection:
+        connection.execute(
+            update(IncidentRow).where(IncidentRow.id == victim.id).values(status="resolved")
+        )
+    from safewatch.storage.hash_chain import record_digest
+
+    with Session(site.engine) as session, session.begin():
+        row = session.get(IncidentRow, victim.id)
+        forged_digest = record_digest(row)
+        prev = GENESIS
+        for entry in session.scalars(select(ChainEntryRow).order_by(ChainEntryRow.seq)):
+            if entry.incident_id == victim.id and entry.digest and entry.subject is None:
+                entry.digest = forged_digest
+            entry.prev_hash = prev
+            entry.hash = entry_hash(
+                prev,
+                seq=entry.seq,
+                at=entry.at,
+                kind=entry.kind,
+                incident_id=entry.incident_id,
+                subject=entry.subject,
+                digest=entry.digest,
+                detail=entry.detail,
+            )
+            prev = entry.hash
+        session.execute(text("UPDATE chain_head SET hash = :h"), {"h": prev})
+    assert site.verify().ok
+    report = site.verify(expect_hash=noted)
+    assert kinds(report) == [ProblemKind.ANCHOR_NOT_FOUND]
+
+
+def test_rewritten_still_is_chained_again(site: Site) -> None:
+    """The manager replaces a still with a better frame: the newest write is what counts."""
+    victim = site.incidents[0]
+    site.store.write_still(victim.id, still(250), camera_id=victim.camera_id, at=victim.started_at)
+    assert site.verify().ok
