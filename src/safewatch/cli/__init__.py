@@ -17,6 +17,7 @@ from safewatch.cli import (  # noqa: F401 - registers the commands
     models,
     retention,
     rules,
+    serve,
     verify,
 )
 from safewatch.cli.app import app, err, state

@@ -1,0 +1,115 @@
+"""``safewatch serve``: run every camera of a site, live, until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from safewatch.cli.app import app, err
+from safewatch.errors import ConfigError
+
+__all__ = ["serve"]
+
+
+def _default_rules(site_path: Path) -> Path:
+    candidate = site_path.resolve().parent / "rules"
+    if candidate.exists():
+        return candidate
+    raise ConfigError(
+        f"no rules given and no rules folder at {candidate}: pass --rules FOLDER_OR_FILE"
+    )
+
+
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Site file.")],
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            "--rules", "-r", help="Rules folder or file (default: 'rules' beside the site file)."
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="HTTP address (default: runtime.http.host).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port (default: runtime.http.port).")
+    ] = None,
+    decode: Annotated[
+        str | None,
+        typer.Option(help="Decode workers: process or thread (default: runtime.decode)."),
+    ] = None,
+) -> None:
+    """Run every camera of the site through detection, tracking, rules and incidents.
+
+    Health at /healthz, readiness at /readyz, Prometheus metrics at /metrics. Edits of the site
+    file and the rules apply while running (also on SIGHUP). SIGTERM or Ctrl-C stops gracefully:
+    open incidents are closed and clips finished first.
+    """
+    from safewatch.config.loader import load_site
+    from safewatch.runtime.service import RuntimeService, ServeOptions
+
+    if decode not in (None, "process", "thread"):
+        raise ConfigError(f"--decode must be process or thread, not {decode!r}")
+    site = load_site(config)
+    options = ServeOptions(
+        rules=rules if rules is not None else _default_rules(config),
+        host=host,
+        port=port,
+        decode=decode,  # type: ignore[arg-type]  # checked above
+    )
+    logging.getLogger("safewatch.runtime").setLevel(
+        min(logging.INFO, logging.getLogger().getEffectiveLevel())
+    )
+    stop = threading.Event()
+    reload = threading.Event()
+
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            err.print("stopping already; please wait for incidents and clips to finish")
+        stop.set()
+
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        reload.set()
+
+    previous = {
+        signum: signal.signal(signum, handler)
+        for signum, handler in (
+            (signal.SIGTERM, on_stop),
+            (signal.SIGINT, on_stop),
+            (signal.SIGHUP, on_hup),
+        )
+    }
+    service = RuntimeService(site, options)
+    try:
+        service.start()
+    except BaseException:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        raise
+    try:
+        cameras = len(service.supervisor.camera_ids())
+        url = service.http_url
+        err.print(f"safewatch: serving {cameras} camera(s) of {site.config.site.name!r}")
+        if url is not None:
+            err.print(f"  readiness  {url}/readyz")
+            err.print(f"  metrics    {url}/metrics")
+            err.print(f"  liveness   {url}/healthz")
+        err.print("  stop with Ctrl-C or SIGTERM; edits of the site file and rules apply live")
+        while not stop.wait(0.5):
+            if reload.is_set():
+                reload.clear()
+                service.reload_site()
+        err.print("safewatch: stopping (finishing open incidents and clips) ...")
+    finally:
+        report = service.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    closed = len(report.closed)
+    err.print(f"safewatch: stopped in {report.seconds:.1f} s; {closed} open incident(s) closed")

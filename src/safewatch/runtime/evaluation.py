@@ -1,0 +1,270 @@
+"""The rules stage: tracking, rule evaluation and incidents, on one thread after inference.
+
+Tracking, rules and incidents carry state from frame to frame, so each camera's frames must go
+through them in order; they are also cheap next to inference (well under a millisecond per frame
+without I/O), so one thread serves every camera and needs no locks around the engine or the
+incident manager (which is not thread-safe). Frames arrive from the inference worker through a
+bounded queue: when this stage falls behind, inference waits, frames pile up in the mailbox and
+the newest wins there, so nothing grows.
+
+Cameras that stop (removed or reconfigured on reload, or the server stopping) are finished in
+order with their frames: their open episodes end at their last frame and the incidents close, so
+a shutdown or a reload never leaves an incident open in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from safewatch.domain import Detections, Frame, RuleEvent, TrackedFrame
+from safewatch.errors import StorageError
+from safewatch.incidents.manager import ChangeKind, IncidentChange
+from safewatch.runtime.inference import Analysed
+from safewatch.runtime.metrics import RuntimeMetrics
+from safewatch.runtime.rates import RateMeter
+
+__all__ = ["EvaluationCounters", "FrameListener", "RulesWorker"]
+
+log = logging.getLogger(__name__)
+
+
+class _Tracker(Protocol):
+    def update(self, detections: Detections, frame: Frame) -> TrackedFrame: ...
+
+
+class _Engine(Protocol):
+    def evaluate(self, tracked: TrackedFrame) -> list[RuleEvent]: ...
+
+    def finish(self, camera_id: str, at: float | None = None) -> list[RuleEvent]: ...
+
+
+class _Incidents(Protocol):
+    def handle(
+        self, events: Sequence[RuleEvent], tracked: TrackedFrame, frame: Frame
+    ) -> list[IncidentChange]: ...
+
+    def close_all(self, at: float) -> list[IncidentChange]: ...
+
+
+FrameListener = Callable[
+    [Analysed, TrackedFrame, Sequence[RuleEvent], Sequence[IncidentChange]], None
+]
+"""Called after each frame (live views, tests); must be quick and must not raise."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationCounters:
+    """Per-camera counters of the rules stage."""
+
+    analysed: int
+    last_evaluated_at: float | None
+    analysed_fps: float
+
+
+@dataclass(slots=True)
+class _Camera:
+    tracker: _Tracker
+    analysed: int = 0
+    last_evaluated_at: float | None = None
+    last: tuple[Frame, TrackedFrame] | None = None
+    rate: RateMeter = field(default_factory=RateMeter)
+
+
+@dataclass(frozen=True, slots=True)
+class _Finish:
+    camera_id: str
+    done: threading.Event
+
+
+class RulesWorker:
+    """Track, evaluate and store incidents for every camera's analysed frames, in order.
+
+    Args:
+        tracker_for: Builds a camera's tracker (on its first frame, and after it was finished).
+        engine: The rule engine (a reloading one follows rule hot reloads between frames).
+        incidents: The incident manager; ``handle`` is called for every frame.
+        metrics: Where latencies and incident counts go.
+        queue_size: Analysed frames that may wait for this stage.
+        listeners: Called after each frame.
+    """
+
+    def __init__(
+        self,
+        tracker_for: Callable[[str], _Tracker],
+        engine: _Engine,
+        incidents: _Incidents,
+        metrics: RuntimeMetrics,
+        *,
+        queue_size: int = 32,
+        listeners: Sequence[FrameListener] = (),
+    ) -> None:
+        self._tracker_for = tracker_for
+        self._engine = engine
+        self._incidents = incidents
+        self._metrics = metrics
+        self._queue: queue.Queue[Analysed | _Finish | None] = queue.Queue(maxsize=queue_size)
+        self._listeners = list(listeners)
+        self._cameras: dict[str, _Camera] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.heartbeat = time.monotonic()
+        self.closed_at_stop: list[IncidentChange] = []
+
+    def add_listener(self, listener: FrameListener) -> None:
+        """Also call ``listener`` after each frame (before :meth:`start`)."""
+        self._listeners.append(listener)
+
+    def start(self) -> None:
+        """Start the thread (again, after it died)."""
+        if self.alive():
+            return
+        self._thread = threading.Thread(target=self._run, name="rules", daemon=True)
+        self._thread.start()
+
+    def alive(self) -> bool:
+        """Whether the thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def depth(self) -> int:
+        """Analysed frames waiting."""
+        return self._queue.qsize()
+
+    def submit(self, item: Analysed) -> None:
+        """Queue an analysed frame; waits while the queue is full (the inference side's brake)."""
+        while True:
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if not self.alive():
+                    log.warning(
+                        "rules stage is not running; frame of %s dropped", item.frame.camera_id
+                    )
+                    return
+
+    def finish_camera(self, camera_id: str, timeout: float = 10.0) -> bool:
+        """End a camera's episodes and close its incidents after the frames already queued.
+
+        Returns:
+            Whether it was done within ``timeout``.
+        """
+        done = threading.Event()
+        try:
+            self._queue.put(_Finish(camera_id, done), timeout=timeout)
+        except queue.Full:
+            return False
+        return done.wait(timeout)
+
+    def counters(self) -> dict[str, EvaluationCounters]:
+        """Per-camera counters."""
+        with self._lock:
+            return {
+                camera: EvaluationCounters(c.analysed, c.last_evaluated_at, c.rate.rate())
+                for camera, c in self._cameras.items()
+            }
+
+    def stop(self, timeout: float = 30.0) -> list[IncidentChange]:
+        """Drain the queue, finish every camera, close what is still open; returns those changes."""
+        self._stopping.set()
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            log.error("rules stage did not drain within %.0f s", timeout)
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        if thread is None or not thread.is_alive():
+            self._finish_all()
+        return self.closed_at_stop
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            self.heartbeat = time.monotonic()
+            try:
+                item = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            try:
+                if isinstance(item, _Finish):
+                    self._finish(item.camera_id)
+                    item.done.set()
+                else:
+                    self._evaluate(item)
+            except StorageError as error:
+                self._metrics.errors.labels(stage="storage").inc()
+                log.error("incident storage failed: %s", error)
+            except Exception:
+                self._metrics.errors.labels(stage="rules").inc()
+                log.exception("rules stage failed on a frame; continuing")
+
+    def _evaluate(self, item: Analysed) -> None:
+        frame = item.frame
+        camera_id = frame.camera_id
+        camera = self._cameras.get(camera_id)
+        if camera is None:
+            camera = _Camera(self._tracker_for(camera_id))
+            with self._lock:
+                self._cameras[camera_id] = camera
+        tracked = camera.tracker.update(item.detections, frame)
+        events = self._engine.evaluate(tracked)
+        changes = self._incidents.handle(events, tracked, frame)
+        now = time.time()
+        for change in changes:
+            self._metrics.incidents.labels(kind=str(change.kind)).inc()
+            if change.kind is ChangeKind.OPENED:
+                self._metrics.frame_to_incident.observe(max(0.0, now - frame.timestamp))
+        self._metrics.frame_processing.observe(max(0.0, now - item.picked_at))
+        self._metrics.frame_age.labels(camera=camera_id, stage="evaluated").observe(
+            max(0.0, now - frame.timestamp)
+        )
+        with self._lock:
+            camera.analysed += 1
+            camera.last_evaluated_at = now
+            camera.last = (frame, tracked)
+            camera.rate.add(camera.analysed)
+        for listener in self._listeners:
+            try:
+                listener(item, tracked, events, changes)
+            except Exception:
+                log.exception("frame listener failed")
+
+    def _finish(self, camera_id: str) -> list[IncidentChange]:
+        with self._lock:
+            camera = self._cameras.pop(camera_id, None)
+        if camera is None or camera.last is None:
+            self._engine.finish(camera_id)
+            return []
+        frame, tracked = camera.last
+        events = self._engine.finish(camera_id, tracked.timestamp)
+        changes = self._incidents.handle(events, tracked, frame) if events else []
+        for change in changes:
+            self._metrics.incidents.labels(kind=str(change.kind)).inc()
+        return changes
+
+    def _finish_all(self) -> None:
+        with self._lock:
+            cameras = list(self._cameras)
+        last = max(
+            (c.last[1].timestamp for c in self._cameras.values() if c.last is not None),
+            default=time.time(),
+        )
+        for camera_id in cameras:
+            try:
+                self.closed_at_stop.extend(self._finish(camera_id))
+            except StorageError as error:
+                log.error("camera %s: incidents could not be closed: %s", camera_id, error)
+        try:
+            self.closed_at_stop.extend(self._incidents.close_all(last))
+        except StorageError as error:
+            log.error("open incidents could not be closed: %s", error)

@@ -1,0 +1,157 @@
+"""``/healthz`` and ``/readyz``: what the server says about itself, as plain JSON.
+
+* **Liveness** (``/healthz``) answers one question: should this process be restarted? Only if a
+  core thread (inference, rules) is dead or has not looped for ``hung_after`` seconds. A camera
+  that is down is *not* a reason: restarting the server would not bring it back.
+* **Readiness** (``/readyz``) says what works: the database (a real ``SELECT 1``), the inference
+  and rules threads, and per camera the worker's and source's state and the seconds since its last
+  decoded, inferred and evaluated frame. The server is ``ready`` when everything is, ``degraded``
+  (still HTTP 200: the API and the other cameras work) when some cameras are not, and
+  ``not_ready`` (HTTP 503) when the database or a core thread is not. ``?camera=ID`` narrows it to
+  one camera, with 503 when that camera is not ready, for per-camera probes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from safewatch.runtime.metrics import CameraStatus
+
+__all__ = [
+    "CameraReadiness",
+    "ComponentHealth",
+    "FrameCounts",
+    "Liveness",
+    "Readiness",
+    "camera_readiness",
+    "stale_after",
+]
+
+ReadyState = Literal["ready", "degraded", "not_ready", "stopping"]
+
+
+class ComponentHealth(BaseModel):
+    """One part of the server (database, inference thread, rules thread, site reload)."""
+
+    ok: bool
+    message: str = ""
+    seconds_since_heartbeat: float | None = None
+
+
+class FrameCounts(BaseModel):
+    """Frame counters of one camera since the server started."""
+
+    decoded: int
+    sampled: int
+    inferred: int
+    motion_skipped: int
+    analysed: int
+    dropped: dict[str, int] = Field(description="By stage: source, mailbox, torn, stale.")
+
+
+class CameraReadiness(BaseModel):
+    """One camera, as ``/readyz`` shows it."""
+
+    ready: bool
+    name: str
+    worker: str = Field(description="starting, running, backoff, stopped, ended or failed.")
+    source: str = Field(description="connecting, streaming, stalled, reconnecting, ended, failed.")
+    message: str
+    pid: int | None
+    restarts: int
+    reconnects: int
+    seconds_since_decoded: float | None
+    seconds_since_inferred: float | None
+    seconds_since_evaluated: float | None
+    fps_target: float
+    fps_decoded: float
+    fps_analysed: float
+    frames: FrameCounts
+
+
+class Readiness(BaseModel):
+    """The body of ``/readyz``."""
+
+    status: ReadyState
+    database: ComponentHealth
+    inference: ComponentHealth
+    rules: ComponentHealth
+    site: ComponentHealth
+    cameras: dict[str, CameraReadiness]
+
+
+class Liveness(BaseModel):
+    """The body of ``/healthz``."""
+
+    status: Literal["alive", "hung"]
+    uptime_seconds: float
+    problems: list[str] = Field(default_factory=list)
+
+
+def stale_after(fps: float) -> float:
+    """Seconds without an evaluated frame after which a streaming camera is not ready."""
+    return max(3.0, 5.0 / fps)
+
+
+def _since(now: float, at: float | None) -> float | None:
+    return None if at is None else round(max(0.0, now - at), 3)
+
+
+def camera_readiness(status: CameraStatus, now: float) -> CameraReadiness:
+    """One camera's readiness from its status."""
+    evaluated = _since(now, status.last_evaluated_at)
+    ready = (
+        status.worker_state == "running"
+        and status.source_state == "streaming"
+        and evaluated is not None
+        and evaluated <= stale_after(status.fps_target)
+    )
+    return CameraReadiness(
+        ready=ready,
+        name=status.name,
+        worker=status.worker_state,
+        source=status.source_state,
+        message=status.message,
+        pid=status.pid,
+        restarts=status.restarts,
+        reconnects=status.reconnects,
+        seconds_since_decoded=_since(now, status.last_decoded_at),
+        seconds_since_inferred=_since(now, status.last_inferred_at),
+        seconds_since_evaluated=evaluated,
+        fps_target=status.fps_target,
+        fps_decoded=round(status.decode_fps, 2),
+        fps_analysed=round(status.analysed_fps, 2),
+        frames=FrameCounts(
+            decoded=status.decoded,
+            sampled=status.sampled,
+            inferred=status.inferred,
+            motion_skipped=status.motion_skipped,
+            analysed=status.analysed,
+            dropped={
+                "source": status.source_dropped,
+                "mailbox": status.mailbox_dropped,
+                "torn": status.torn_dropped,
+                "stale": status.stale_dropped,
+            },
+        ),
+    )
+
+
+def overall(
+    cameras: Mapping[str, CameraReadiness],
+    components: Sequence[ComponentHealth],
+    *,
+    stopping: bool = False,
+) -> ReadyState:
+    """The server's status from its components and cameras (see the module docstring)."""
+    if stopping:
+        return "stopping"
+    if not all(component.ok for component in components):
+        return "not_ready"
+    live = [c for c in cameras.values() if c.worker not in ("ended", "stopped")]
+    if all(c.ready for c in live):
+        return "ready"
+    return "degraded"

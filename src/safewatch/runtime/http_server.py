@@ -1,0 +1,74 @@
+"""Run the API app with uvicorn on a background thread of the server process.
+
+The socket is bound here, before uvicorn starts, so "address already in use" is a clear
+:class:`~safewatch.errors.ConfigError` at start-up rather than a log line from a dying thread, and
+port 0 yields the port actually chosen. Uvicorn installs no signal handlers off the main thread;
+the ``serve`` command owns SIGTERM and SIGINT and stops this server last, so ``/readyz`` reports
+``stopping`` while cameras finish.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import uvicorn
+from fastapi import FastAPI
+
+from safewatch.errors import ConfigError
+
+__all__ = ["HttpServer"]
+
+
+class HttpServer:
+    """uvicorn serving ``app`` on ``host:port`` from a daemon thread.
+
+    Raises:
+        ConfigError: The address cannot be bound (in use, not local, no permission).
+    """
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._socket.bind((host, port))
+        except OSError as error:
+            self._socket.close()
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {error.strerror or error}",
+                field="runtime.http",
+            ) from None
+        self._socket.listen(128)
+        self.host = host
+        self.port = int(self._socket.getsockname()[1])
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name="http", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:8080``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start serving; returns once uvicorn accepts connections."""
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise ConfigError(f"the HTTP server did not start on {self.url}")
+            time.sleep(0.02)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting and finish open requests."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._socket.close()

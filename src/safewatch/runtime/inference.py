@@ -1,0 +1,307 @@
+"""The one inference worker: batches the newest frame of every camera into shared detector runs.
+
+One thread in the server process owns every ONNX Runtime session (ORT releases the GIL and uses
+its own intra-op threads, so more inference threads would only fight over the same cores). Each
+round it takes a batch from the :class:`~safewatch.runtime.mailbox.FrameMailbox`, copies the
+frames out of shared memory, decides per frame whether to infer (motion gate, periodic refresh)
+or re-use the camera's last detections, runs each model once over every frame (and tile) that
+needs it, and hands one :class:`Analysed` per frame to the rules stage, in order per camera.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from safewatch.config.runtime import InferenceRuntimeConfig, MotionConfig, TilingConfig
+from safewatch.detect.protocol import Detector
+from safewatch.domain import Detections, Frame
+from safewatch.runtime.mailbox import FrameMailbox, Pending
+from safewatch.runtime.metrics import RuntimeMetrics
+from safewatch.runtime.rings import RingCache
+from safewatch.runtime.tiling import crop_tiles, merge_tiles, plan_tiles
+
+__all__ = ["Analysed", "CameraPlan", "InferenceCounters", "InferenceWorker"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CameraPlan:
+    """How the inference worker treats one camera's frames.
+
+    Attributes:
+        camera_id: The camera.
+        models: Model keys to run, in merge order.
+        incarnation: The current start of the camera's worker; older frames are stale.
+        tiling: Tiled inference, or ``None``.
+    """
+
+    camera_id: str
+    models: tuple[str, ...]
+    incarnation: int
+    tiling: TilingConfig | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Analysed:
+    """One frame with its detections, for the rules stage.
+
+    Attributes:
+        frame: The frame (its own copy of the pixels).
+        detections: Merged detections of every model, in frame pixels.
+        inferred: ``False`` when the motion gate re-used the previous detections.
+        incarnation: The worker incarnation that produced the frame.
+        picked_at: Wall-clock seconds when its batch was taken from the mailbox.
+        inferred_at: Wall-clock seconds when its detections were ready.
+        batch_size: Frames in its batch.
+    """
+
+    frame: Frame
+    detections: Detections
+    inferred: bool
+    incarnation: int
+    picked_at: float
+    inferred_at: float
+    batch_size: int
+
+
+@dataclass(slots=True)
+class InferenceCounters:
+    """Per-camera counters of the inference worker (for metrics and ``/readyz``)."""
+
+    inferred: int = 0
+    motion_skipped: int = 0
+    torn: int = 0
+    stale: int = 0
+    last_inferred_at: float | None = None
+    last_inferred_mono: float | None = None
+
+
+@dataclass(slots=True)
+class _Job:
+    pending: Pending
+    frame: Frame
+    plan: CameraPlan
+    infer: bool
+    inputs: list[Frame] = field(default_factory=list)
+
+
+class InferenceWorker:
+    """Batch frames across cameras and run the detectors.
+
+    Args:
+        mailbox: Where the decode side leaves frames.
+        rings: Shared-memory rings (frames of process workers are copied out of them).
+        detector_for: Model key -> its (shared, thread-safe) detector.
+        plans: Current plan of every running camera (read each round; swapped whole on reload).
+        output: Receives each analysed frame; may block (that is the backpressure).
+        config: Batch size and wait.
+        motion: Motion-gate settings (``refresh_seconds``, ``enabled``).
+        metrics: Histograms to record into.
+    """
+
+    def __init__(
+        self,
+        mailbox: FrameMailbox,
+        rings: RingCache,
+        detector_for: Callable[[str], Detector],
+        plans: Callable[[], Mapping[str, CameraPlan]],
+        output: Callable[[Analysed], None],
+        config: InferenceRuntimeConfig,
+        motion: MotionConfig,
+        metrics: RuntimeMetrics,
+    ) -> None:
+        self._mailbox = mailbox
+        self._rings = rings
+        self._detector_for = detector_for
+        self._plans = plans
+        self._output = output
+        self._config = config
+        self._motion = motion
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._counters: dict[str, InferenceCounters] = defaultdict(InferenceCounters)
+        self._last: dict[str, tuple[int, Detections]] = {}  # camera -> (incarnation, detections)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.heartbeat = time.monotonic()
+        self.batches = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the inference thread (again, after it died)."""
+        if self.alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._thread.start()
+
+    def alive(self) -> bool:
+        """Whether the thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish: analyse what the mailbox still holds, then end the thread.
+
+        Close the mailbox first (no new frames); the thread drains it and exits.
+        """
+        self._mailbox.close()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("inference thread did not finish within %.0f s", timeout)
+        self._stop.set()
+        self._rings.close()
+
+    def counters(self) -> dict[str, InferenceCounters]:
+        """A copy of the per-camera counters."""
+        with self._lock:
+            return {
+                camera: InferenceCounters(
+                    c.inferred, c.motion_skipped, c.torn, c.stale, c.last_inferred_at
+                )
+                for camera, c in self._counters.items()
+            }
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.heartbeat = time.monotonic()
+            batch = self._mailbox.take_batch(
+                self._config.max_batch, self._config.max_wait_ms / 1000.0, timeout=0.25
+            )
+            if not batch:
+                if self._mailbox.closed and self._mailbox.depth() == 0:
+                    return
+                self._rings.collect()
+                continue
+            try:
+                self.process(batch)
+            except Exception:
+                self._metrics.errors.labels(stage="inference").inc()
+                log.exception("inference failed on a batch of %d frame(s); skipped", len(batch))
+            self.batches += 1
+
+    def process(self, batch: Sequence[Pending]) -> list[Analysed]:
+        """Analyse one batch (the thread's round; public for tests and benchmarks)."""
+        picked_at = time.time()
+        picked_mono = time.monotonic()
+        plans = self._plans()
+        jobs = [job for job in (self._job(p, plans, picked_mono) for p in batch) if job is not None]
+        if not jobs:
+            return []
+        for job in jobs:
+            self._metrics.frame_age.labels(camera=job.frame.camera_id, stage="inference").observe(
+                max(0.0, picked_at - job.frame.timestamp)
+            )
+        results = self._run_models([job for job in jobs if job.infer])
+        done_at = time.time()
+        analysed: list[Analysed] = []
+        for job in jobs:
+            camera = job.frame.camera_id
+            if job.infer:
+                detections = self._assemble(job, results)
+                self._last[camera] = (job.plan.incarnation, detections)
+            else:
+                detections = self._last[camera][1]
+            with self._lock:
+                counters = self._counters[camera]
+                if job.infer:
+                    counters.inferred += 1
+                    counters.last_inferred_at = done_at
+                    counters.last_inferred_mono = picked_mono
+                else:
+                    counters.motion_skipped += 1
+            item = Analysed(
+                job.frame,
+                detections,
+                job.infer,
+                job.plan.incarnation,
+                picked_at,
+                done_at,
+                len(jobs),
+            )
+            self._output(item)
+            analysed.append(item)
+        return analysed
+
+    def _job(self, pending: Pending, plans: Mapping[str, CameraPlan], now: float) -> _Job | None:
+        ready = pending.frame
+        camera = ready.camera_id
+        plan = plans.get(camera)
+        if plan is None or plan.incarnation != pending.incarnation:
+            with self._lock:
+                self._counters[camera].stale += 1
+            return None
+        image = ready.image if ready.image is not None else None
+        if image is None and ready.ref is not None:
+            image = self._rings.read(ready.ref)
+        if image is None:
+            with self._lock:
+                self._counters[camera].torn += 1
+            return None
+        frame = Frame(camera, ready.seq, ready.pts, ready.timestamp, image)
+        last = self._last.get(camera)
+        if last is not None and last[0] != plan.incarnation:
+            last = None
+        with self._lock:
+            previous = self._counters[camera].last_inferred_mono
+        due = previous is None or now - previous >= self._motion.refresh_seconds
+        infer = last is None or ready.moving or due or not self._motion.enabled
+        return _Job(pending, frame, plan, infer)
+
+    def _run_models(self, jobs: Sequence[_Job]) -> dict[tuple[int, str], list[Detections]]:
+        """Run each model once over every input that needs it; results by (job index, model)."""
+        wanted: dict[str, list[tuple[int, Frame]]] = defaultdict(list)
+        for index, job in enumerate(jobs):
+            inputs = self._inputs(job)
+            for model in job.plan.models:
+                wanted[model].extend((index, f) for f in inputs)
+        results: dict[tuple[int, str], list[Detections]] = defaultdict(list)
+        if not jobs:
+            return results
+        self._metrics.batch_size.observe(len(jobs))
+        for model, items in wanted.items():
+            started = time.perf_counter()
+            found = self._detector_for(model).detect([frame for _, frame in items])
+            self._metrics.inference_latency.labels(model=model).observe(
+                time.perf_counter() - started
+            )
+            for (index, _), detections in zip(items, found, strict=True):
+                results[(id(jobs[index]), model)].append(detections)
+        return results
+
+    @staticmethod
+    def _inputs(job: _Job) -> list[Frame]:
+        tiling = job.plan.tiling
+        if tiling is None:
+            job.inputs = [job.frame]
+            return job.inputs
+        tiles = plan_tiles(job.frame.width, job.frame.height, tiling)
+        job.inputs = ([job.frame] if tiling.full_frame else []) + crop_tiles(job.frame, tiles)
+        return job.inputs
+
+    @staticmethod
+    def _assemble(job: _Job, results: Mapping[tuple[int, str], list[Detections]]) -> Detections:
+        per_model: list[Detections] = []
+        tiling = job.plan.tiling
+        for model in job.plan.models:
+            found = results[(id(job), model)]
+            if tiling is None:
+                per_model.append(found[0])
+                continue
+            full = found[0] if tiling.full_frame else None
+            tile_results = found[1:] if tiling.full_frame else found
+            tiles = plan_tiles(job.frame.width, job.frame.height, tiling)
+            per_model.append(
+                merge_tiles(job.frame.width, job.frame.height, tiles, tile_results, full)
+            )
+        return per_model[0] if len(per_model) == 1 else Detections.merge(per_model)

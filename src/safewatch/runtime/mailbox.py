@@ -1,0 +1,145 @@
+"""Latest-frame mailbox between the decode workers and the inference worker.
+
+Backpressure policy (principle 5): each camera has one slot holding its newest unprocessed frame.
+A new frame replaces an unprocessed one, which is dropped and counted, so under overload the
+inference worker always gets the freshest picture of each camera and the age of what it analyses
+stays within a frame interval or two, whatever the load; memory cannot grow. A replacing frame
+inherits the motion flag of the frame it replaces (motion since the last *analysed* frame is what
+the gate means).
+
+Batching across cameras: :meth:`FrameMailbox.take_batch` waits for a first frame, then up to
+``max_wait`` for more cameras to fill the batch, but not when the batch is already full or every
+camera that is streaming already has its frame in it: at low load frames go one at a time at once
+(lowest latency); when inference is busy, frames of several cameras pile up meanwhile and the next
+batch takes them together (highest throughput).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from safewatch.runtime.messages import FrameReady
+
+__all__ = ["FrameMailbox", "Pending"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Pending:
+    """A frame waiting for inference.
+
+    Attributes:
+        frame: The worker's announcement (slot reference or image).
+        incarnation: Which start of the camera's worker sent it (older ones are stale).
+        arrived: Monotonic seconds when it reached the mailbox.
+    """
+
+    frame: FrameReady
+    incarnation: int
+    arrived: float
+
+
+class FrameMailbox:
+    """One newest-frame slot per camera, with drop counting and cross-camera batch assembly.
+
+    Args:
+        clock: Monotonic clock, seconds.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._pending: dict[str, Pending] = {}
+        self._dropped: dict[str, int] = {}
+        self._streaming: set[str] = set()
+        self._closed = False
+
+    def put(self, frame: FrameReady, incarnation: int) -> bool:
+        """Offer a camera's newest frame; returns ``True`` if it replaced (dropped) one."""
+        with self._cond:
+            if self._closed:
+                return False
+            camera = frame.camera_id
+            previous = self._pending.get(camera)
+            dropped = previous is not None
+            if previous is not None:
+                self._dropped[camera] = self._dropped.get(camera, 0) + 1
+                if previous.frame.moving and not frame.moving:
+                    frame = replace(frame, moving=True)
+            self._pending[camera] = Pending(frame, incarnation, self._clock())
+            self._cond.notify_all()
+            return dropped
+
+    def set_streaming(self, camera_id: str, streaming: bool) -> None:
+        """Tell the batcher whether to expect frames from a camera (it never waits for others)."""
+        with self._cond:
+            if streaming:
+                self._streaming.add(camera_id)
+            else:
+                self._streaming.discard(camera_id)
+            self._cond.notify_all()
+
+    def discard(self, camera_id: str) -> None:
+        """Forget a camera's pending frame and its streaming flag (it was stopped or removed)."""
+        with self._cond:
+            self._pending.pop(camera_id, None)
+            self._streaming.discard(camera_id)
+
+    def dropped(self) -> dict[str, int]:
+        """Frames replaced before inference, per camera, since the start."""
+        with self._cond:
+            return dict(self._dropped)
+
+    def depth(self) -> int:
+        """Frames waiting now (at most one per camera)."""
+        with self._cond:
+            return len(self._pending)
+
+    def close(self) -> None:
+        """Wake the batcher; later ``put`` calls are ignored, pending frames can still be taken."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        with self._cond:
+            return self._closed
+
+    def take_batch(self, max_batch: int, max_wait: float, timeout: float) -> list[Pending]:
+        """Wait for frames and take up to ``max_batch`` of them, oldest first.
+
+        Args:
+            max_batch: Most frames to take.
+            max_wait: Seconds the first frame may wait for others to join it.
+            timeout: Seconds to wait for a first frame; an empty list when none came (or the
+                mailbox was closed and is empty).
+        """
+        deadline = self._clock() + timeout
+        with self._cond:
+            while not self._pending:
+                if self._closed:
+                    return []
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    return []
+                self._cond.wait(remaining)
+            first = min(p.arrived for p in self._pending.values())
+            close_at = first + max_wait
+            while not self._closed and not self._complete(max_batch):
+                remaining = close_at - self._clock()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            chosen = sorted(self._pending.values(), key=lambda p: p.arrived)[:max_batch]
+            for pending in chosen:
+                del self._pending[pending.frame.camera_id]
+            return chosen
+
+    def _complete(self, max_batch: int) -> bool:
+        if len(self._pending) >= max_batch:
+            return True
+        return self._streaming <= self._pending.keys()

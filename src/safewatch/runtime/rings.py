@@ -1,0 +1,102 @@
+"""The server's side of the shared-memory rings: attach on first use, close once retired.
+
+The supervisor learns of rings from its workers' messages (:meth:`RingCache.announce`,
+:meth:`RingCache.retire`, from the receiving thread); only the inference thread maps and reads them
+(:meth:`RingCache.read`, :meth:`RingCache.collect`), so a mapping is never closed under a read. A
+retired ring (its worker exited or moved to a new resolution) stays mapped for ``linger`` seconds,
+so frames it announced just before can still be read, e.g. while a stopping server drains.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from safewatch.domain.frame import Image
+from safewatch.runtime.shm import RingSpec, SharedRing, SlotRef
+
+__all__ = ["RingCache"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Entry:
+    spec: RingSpec
+    ring: SharedRing | None = None
+    retired_at: float | None = None
+
+
+class RingCache:
+    """Rings known to the server, by name.
+
+    Args:
+        linger: Seconds a retired ring stays readable.
+        clock: Monotonic clock.
+    """
+
+    def __init__(self, linger: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._linger = linger
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+
+    def announce(self, spec: RingSpec) -> None:
+        """A worker created ``spec`` (any thread)."""
+        with self._lock:
+            self._entries.setdefault(spec.name, _Entry(spec))
+
+    def retire(self, name: str) -> None:
+        """The ring's writer is gone or moved on (any thread); close it after ``linger``."""
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is not None and entry.retired_at is None:
+                entry.retired_at = self._clock()
+
+    def read(self, ref: SlotRef) -> Image | None:
+        """A copy of the referenced frame (inference thread), ``None`` if gone or overwritten."""
+        with self._lock:
+            entry = self._entries.get(ref.ring)
+        if entry is None:
+            return None
+        if entry.ring is None:
+            try:
+                entry.ring = SharedRing.attach(entry.spec)
+            except FileNotFoundError:
+                log.debug("ring %s vanished before it was read", ref.ring)
+                with self._lock:
+                    self._entries.pop(ref.ring, None)
+                return None
+        return entry.ring.read(ref)
+
+    def collect(self) -> int:
+        """Close rings retired more than ``linger`` seconds ago (inference thread); how many."""
+        now = self._clock()
+        with self._lock:
+            expired = [
+                name
+                for name, entry in self._entries.items()
+                if entry.retired_at is not None and now - entry.retired_at >= self._linger
+            ]
+            entries = [self._entries.pop(name) for name in expired]
+        for entry in entries:
+            if entry.ring is not None:
+                entry.ring.close()
+        return len(entries)
+
+    def names(self) -> list[str]:
+        """Names of every ring known (retired ones included)."""
+        with self._lock:
+            return list(self._entries)
+
+    def close(self) -> None:
+        """Close every mapping (at shutdown, from the inference thread or after it ended)."""
+        with self._lock:
+            entries = list(self._entries.values())
+            self._entries.clear()
+        for entry in entries:
+            if entry.ring is not None:
+                entry.ring.close()

@@ -1,0 +1,596 @@
+"""``safewatch serve``: every camera of a site, live, through detection, tracking, rules, incidents.
+
+Process model on one host (measured and argued in :mod:`safewatch.runtime.camera_worker`)::
+
+    decode process per camera --shared memory + small messages--> supervisor (receiver thread)
+        -> FrameMailbox (newest frame per camera, drops counted)
+        -> inference thread (batches across cameras, motion gate, tiling; ONNX Runtime)
+        -> rules thread (tracker, rule engine, incident manager) -> database + evidence thread
+    HTTP thread (uvicorn): /healthz, /readyz, /metrics
+
+:class:`RuntimeService` builds and wires these from the site file, keeps the core threads alive
+(a crashed inference or rules thread is restarted), follows edits of the site file (cameras added,
+removed or changed take effect without touching the others) and of the rule folder (hot reload),
+and stops gracefully: decoders stop first, frames already taken are analysed, every open episode
+ends at its camera's last frame, incidents are closed and clips finished before the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from safewatch.api import ApiSettings, create_app
+from safewatch.config.loader import LoadedSite, load_site
+from safewatch.config.runtime import DecodeMode
+from safewatch.config.site import ModelConfig, PrivacyConfig, SiteConfig
+from safewatch.detect.catalogue import resolve
+from safewatch.detect.onnx_detector import OnnxDetector
+from safewatch.detect.pool import DetectorFactory
+from safewatch.detect.protocol import Detector
+from safewatch.domain import Zone
+from safewatch.errors import ConfigError, ModelError, SafewatchError
+from safewatch.incidents.manager import IncidentChange, IncidentManager
+from safewatch.incidents.recorder import EvidenceRecorder
+from safewatch.incidents.site_storage import SiteStorage, open_site_storage
+from safewatch.rules import calibrations_from_site, load_rules
+from safewatch.rules.reload import ReloadingEngine, RuleSetHolder
+from safewatch.rules.watcher import RuleWatcher
+from safewatch.runtime.camera_worker import WorkerSpec
+from safewatch.runtime.evaluation import FrameListener, RulesWorker
+from safewatch.runtime.health import (
+    CameraReadiness,
+    ComponentHealth,
+    Liveness,
+    Readiness,
+    camera_readiness,
+    overall,
+)
+from safewatch.runtime.http_server import HttpServer
+from safewatch.runtime.inference import InferenceWorker
+from safewatch.runtime.mailbox import FrameMailbox
+from safewatch.runtime.metrics import CameraStatus, RuntimeMetrics, RuntimeSnapshot
+from safewatch.runtime.rings import RingCache
+from safewatch.runtime.stages import build_tracker
+from safewatch.runtime.supervisor import ReloadPlan, Supervisor
+from safewatch.track import CameraTracker
+
+__all__ = ["RuntimeService", "ServeOptions", "StopReport", "worker_specs"]
+
+log = logging.getLogger(__name__)
+
+HUNG_AFTER = 60.0
+"""Seconds a core thread may go without looping before ``/healthz`` says the process is hung."""
+
+_DB_CHECK_INTERVAL = 1.0
+_IO_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """What the command line may override of the site file's ``runtime`` block.
+
+    Attributes:
+        rules: Rule folder or file.
+        host: HTTP address; default ``runtime.http.host``.
+        port: HTTP port; default ``runtime.http.port`` (0 picks a free one).
+        decode: Decode mode; default ``runtime.decode``.
+        http: Serve ``/healthz``, ``/readyz`` and ``/metrics`` (benchmarks may turn it off).
+        watch_site: Poll the site file and apply its edits.
+        site_poll_seconds: How often the site file is checked.
+    """
+
+    rules: Path
+    host: str | None = None
+    port: int | None = None
+    decode: DecodeMode | None = None
+    http: bool = True
+    watch_site: bool = True
+    site_poll_seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class StopReport:
+    """What a graceful stop finished."""
+
+    closed: tuple[IncidentChange, ...]
+    seconds: float
+
+
+def worker_specs(
+    site: LoadedSite, decode_log_level: int = logging.WARNING
+) -> dict[str, WorkerSpec]:
+    """The decode worker of every enabled camera of the site."""
+    runtime = site.config.runtime
+    watchdog = runtime.watchdog
+    # Reconnect attempts must come often enough to count as progress for the watchdog.
+    slack = watchdog.progress_seconds - watchdog.stall_seconds - _IO_TIMEOUT
+    reconnect_cap = max(0.5, min(30.0, slack / 2))
+    return {
+        key: WorkerSpec(
+            camera_id=key,
+            camera=camera,
+            base_dir=site.base_dir,
+            motion=runtime.motion,
+            stall_seconds=watchdog.stall_seconds,
+            reconnect_cap=reconnect_cap,
+            ring_slots=runtime.ring_slots,
+            io_timeout=_IO_TIMEOUT,
+            log_level=decode_log_level,
+        )
+        for key, camera in site.config.cameras.items()
+        if camera.enabled
+    }
+
+
+def _models_in_use(config: SiteConfig) -> set[str]:
+    return {
+        model for camera in config.cameras.values() if camera.enabled for model in camera.models
+    }
+
+
+class _Detectors:
+    """The site's detectors by model key; rebuilt only for models whose settings changed."""
+
+    def __init__(self, factory: DetectorFactory) -> None:
+        self._factory = factory
+        self._built: dict[str, tuple[ModelConfig, Path, Detector]] = {}
+
+    def get(self, name: str) -> Detector:
+        entry = self._built.get(name)
+        if entry is None:
+            raise ModelError(f"model {name!r} is not loaded")
+        return entry[2]
+
+    def update(self, site: LoadedSite) -> list[str]:
+        """Load what ``site`` needs; returns the keys (re)built. All or nothing.
+
+        Raises:
+            ModelError: A model cannot be loaded (nothing is changed then).
+        """
+        built = dict(self._built)
+        changed: list[str] = []
+        wanted = _models_in_use(site.config)
+        for key in sorted(wanted):
+            config = site.config.models[key]
+            path = resolve(config.path, site.base_dir)
+            old = built.get(key)
+            if old is not None and old[0] == config and old[1] == path:
+                continue
+            built[key] = (config, path, self._factory(config, path, key))
+            changed.append(key)
+        self._built = {key: value for key, value in built.items() if key in wanted}
+        return changed
+
+
+class RuntimeService:
+    """The live server of one site.
+
+    Args:
+        site: The loaded site file.
+        options: Rule folder and overrides.
+        detector_factory: Builds a model's detector; :class:`OnnxDetector` by default.
+        listeners: Called after each analysed frame (tests, live views).
+    """
+
+    def __init__(
+        self,
+        site: LoadedSite,
+        options: ServeOptions,
+        *,
+        detector_factory: DetectorFactory = OnnxDetector,
+        listeners: Collection[FrameListener] = (),
+    ) -> None:
+        self._site = site
+        self._options = options
+        self._mode: DecodeMode = options.decode or site.config.runtime.decode
+        self._detectors = _Detectors(detector_factory)
+        self._listeners = list(listeners)
+        self.runtime_metrics = RuntimeMetrics()
+        self._mailbox = FrameMailbox()
+        self._rings = RingCache()
+        self._storage: SiteStorage | None = None
+        self._recorder: EvidenceRecorder | None = None
+        self._holder: RuleSetHolder | None = None
+        self._watcher: RuleWatcher | None = None
+        self._rules: RulesWorker | None = None
+        self._inference: InferenceWorker | None = None
+        self._supervisor: Supervisor | None = None
+        self._http: HttpServer | None = None
+        self._started = time.monotonic()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._keeper: threading.Thread | None = None
+        self._site_stamp = self._stamp()
+        self._site_health = ComponentHealth(ok=True, message=f"loaded {site.path}")
+        self._db_health = ComponentHealth(ok=False, message="not checked yet")
+        self._db_checked = 0.0
+        self._db_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+
+    # -- start -------------------------------------------------------------------------------
+
+    @property
+    def site(self) -> LoadedSite:
+        """The site file in force (the latest valid one)."""
+        return self._site
+
+    @property
+    def supervisor(self) -> Supervisor:
+        """The camera workers' supervisor (after :meth:`start`)."""
+        if self._supervisor is None:
+            raise RuntimeError("the service is not started")
+        return self._supervisor
+
+    @property
+    def http_url(self) -> str | None:
+        """Base URL of the HTTP endpoints, once started."""
+        return None if self._http is None else self._http.url
+
+    def start(self) -> None:
+        """Open storage, load rules and models, start the HTTP server, threads and cameras.
+
+        Raises:
+            SafewatchError: Anything wrong with the site, rules, models, database or address,
+                before any camera starts.
+        """
+        site = self._site
+        config = site.config
+        rules = load_rules(self._options.rules, config)
+        self._detectors.update(site)
+        storage = open_site_storage(site)
+        self._storage = storage
+        try:
+            self._holder = RuleSetHolder(rules)
+            holder = self._holder
+            self._recorder = EvidenceRecorder(
+                storage.evidence,
+                storage.repository,
+                config.evidence,
+                privacy_for=self._privacy_for,
+                zones_for=self._zones_for,
+                on_full="drop",
+            )
+            incidents = IncidentManager(
+                storage.repository,
+                storage.evidence,
+                self._zones_for,
+                privacy_for=self._privacy_for,
+                recorder=self._recorder,
+            )
+            engine = ReloadingEngine(holder, config.site.timezone, calibrations_from_site(config))
+            self._rules = RulesWorker(
+                self._tracker_for,
+                engine,
+                incidents,
+                self.runtime_metrics,
+                listeners=self._listeners,
+            )
+            self._supervisor = Supervisor(
+                mode=self._mode,
+                mailbox=self._mailbox,
+                rings=self._rings,
+                watchdog=config.runtime.watchdog,
+                on_camera_stopped=self._camera_stopped,
+            )
+            self._inference = InferenceWorker(
+                self._mailbox,
+                self._rings,
+                self._detectors.get,
+                self._supervisor.plans,
+                self._rules.submit,
+                config.runtime.inference,
+                config.runtime.motion,
+                self.runtime_metrics,
+            )
+            self.runtime_metrics.watch(self.snapshot)
+            if self._options.http:
+                http = config.runtime.http
+                host = self._options.host or http.host
+                port = http.port if self._options.port is None else self._options.port
+                app = create_app(ApiSettings(site_name=config.site.name), self)
+                self._http = HttpServer(app, host, port)
+                self._http.start()
+            self._watcher = RuleWatcher(self._options.rules, holder, config).start()
+            self._rules.start()
+            self._inference.start()
+            self._supervisor.start()
+            self._supervisor.apply(worker_specs(site, self._decode_log_level()))
+        except BaseException:
+            self._abort()
+            raise
+        self._keeper = threading.Thread(target=self._keep, name="service-keeper", daemon=True)
+        self._keeper.start()
+        log.info(
+            "serving %d camera(s) of %s (%s decode)",
+            len(worker_specs(site)),
+            config.site.name,
+            self._mode,
+        )
+
+    def _abort(self) -> None:
+        for stop in (
+            self._watcher.stop if self._watcher else None,
+            self._supervisor.stop if self._supervisor else None,
+            self._inference.stop if self._inference else None,
+            self._rules.stop if self._rules else None,
+            self._recorder.close if self._recorder else None,
+            self._http.stop if self._http else None,
+            self._storage.close if self._storage else None,
+        ):
+            if stop is not None:
+                try:
+                    stop()
+                except Exception:
+                    log.exception("cleanup after a failed start")
+
+    # -- stop --------------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 30.0) -> StopReport:
+        """Stop gracefully: decoders, then the frames in flight, then incidents and clips.
+
+        Idempotent; the HTTP server answers (``stopping``) until the very end.
+        """
+        started = time.monotonic()
+        if self._stopping.is_set():
+            self._stopped.wait(timeout)
+            return StopReport((), 0.0)
+        self._stopping.set()
+        closed: list[IncidentChange] = []
+        try:
+            if self._keeper is not None:
+                self._keeper.join(5.0)
+            if self._watcher is not None:
+                self._watcher.stop()
+            if self._supervisor is not None:
+                self._supervisor.stop()
+            if self._inference is not None:
+                self._inference.stop(timeout)
+            if self._rules is not None:
+                closed = self._rules.stop(timeout)
+            if self._recorder is not None:
+                self._recorder.close(timeout)
+        finally:
+            if self._http is not None:
+                self._http.stop()
+            if self._storage is not None:
+                self._storage.close()
+            self._stopped.set()
+        report = StopReport(tuple(closed), time.monotonic() - started)
+        log.info("stopped in %.1f s; %d incident(s) closed", report.seconds, len(report.closed))
+        return report
+
+    # -- reload ------------------------------------------------------------------------------
+
+    def reload_site(self) -> ReloadPlan | None:
+        """Re-read the site file and apply its camera changes; ``None`` if it was refused.
+
+        A site file that does not validate (or names a model that cannot load) is refused: the
+        running configuration stays and ``/readyz`` shows why under ``site``. Changes to blocks
+        that need a restart (storage, evidence, privacy, runtime, site) are logged as such.
+        """
+        with self._reload_lock:
+            self._site_stamp = self._stamp()
+            try:
+                new = load_site(self._site.path)
+                rebuilt = self._detectors.update(new)
+            except SafewatchError as error:
+                message = error.format() if isinstance(error, ConfigError) else str(error)
+                self._site_health = ComponentHealth(
+                    ok=False, message=f"site file refused, previous one runs: {message}"
+                )
+                log.error("site reload refused: %s", message)
+                return None
+            old = self._site.config
+            for block in ("storage", "evidence", "privacy", "runtime", "site", "retention"):
+                if getattr(old, block) != getattr(new.config, block):
+                    log.warning(
+                        "site reload: the %r block changed; it applies after a restart", block
+                    )
+            restart: list[str] = []
+            if old.tracker != new.config.tracker:
+                restart = [key for key, cam in new.config.cameras.items() if cam.enabled]
+            self._site = new
+            plan = self.supervisor.apply(
+                worker_specs(new, self._decode_log_level()), restart=restart
+            )
+            if set(old.cameras) != set(new.config.cameras) and self._holder is not None:
+                # Rules are checked against the site's cameras: watch again with the new ones.
+                if self._watcher is not None:
+                    self._watcher.stop()
+                self._watcher = RuleWatcher(self._options.rules, self._holder, new.config).start()
+            self._site_health = ComponentHealth(
+                ok=True,
+                message=f"reloaded {new.path}: added {list(plan.added)}, removed "
+                f"{list(plan.removed)}, changed {list(plan.changed)}; models rebuilt {rebuilt}",
+            )
+            return plan
+
+    # -- status ------------------------------------------------------------------------------
+
+    def snapshot(self) -> RuntimeSnapshot:
+        """Counters and times of every camera, and server-wide figures."""
+        statuses = self._supervisor.statuses() if self._supervisor is not None else []
+        inference = self._inference.counters() if self._inference is not None else {}
+        evaluated = self._rules.counters() if self._rules is not None else {}
+        mailbox_drops = self._mailbox.dropped()
+        cameras: list[CameraStatus] = []
+        for status in statuses:
+            key = status.camera_id
+            inf = inference.get(key)
+            ev = evaluated.get(key)
+            cameras.append(
+                CameraStatus(
+                    camera_id=key,
+                    name=status.name,
+                    worker_state=str(status.state),
+                    source_state=status.source_state,
+                    message=status.message,
+                    pid=status.pid if self._mode == "process" else None,
+                    incarnation=status.incarnation,
+                    restarts=status.restarts,
+                    fps_target=status.fps_target,
+                    decoded=status.stats.decoded,
+                    sampled=status.stats.sampled,
+                    reconnects=status.stats.reconnects,
+                    bad_packets=status.stats.bad_packets,
+                    source_dropped=status.stats.dropped,
+                    mailbox_dropped=mailbox_drops.get(key, 0),
+                    torn_dropped=inf.torn if inf else 0,
+                    stale_dropped=inf.stale if inf else 0,
+                    inferred=inf.inferred if inf else 0,
+                    motion_skipped=inf.motion_skipped if inf else 0,
+                    analysed=ev.analysed if ev else 0,
+                    decode_fps=status.decode_fps,
+                    analysed_fps=ev.analysed_fps if ev else 0.0,
+                    last_decoded_at=status.last_frame_at,
+                    last_inferred_at=inf.last_inferred_at if inf else None,
+                    last_evaluated_at=ev.last_evaluated_at if ev else None,
+                    memory_bytes=status.memory_bytes,
+                )
+            )
+        return RuntimeSnapshot(
+            cameras=cameras,
+            mailbox_depth=self._mailbox.depth(),
+            results_depth=self._rules.depth() if self._rules is not None else 0,
+            server_memory_bytes=psutil.Process(os.getpid()).memory_info().rss,
+            now=time.time(),
+        )
+
+    def liveness(self) -> Liveness:
+        """``alive`` unless a core thread is dead or hung (see :mod:`safewatch.runtime.health`)."""
+        problems: list[str] = []
+        now = time.monotonic()
+        for name, worker in (("inference", self._inference), ("rules", self._rules)):
+            if worker is None:
+                continue
+            if not worker.alive() and not self._stopping.is_set():
+                problems.append(f"{name} thread is not running")
+            elif now - worker.heartbeat > HUNG_AFTER:
+                problems.append(f"{name} thread has not looped for {now - worker.heartbeat:.0f} s")
+        self.runtime_metrics.inference_alive.set(0 if problems else 1)
+        return Liveness(
+            status="hung" if problems else "alive",
+            uptime_seconds=round(now - self._started, 1),
+            problems=problems,
+        )
+
+    def readiness(self) -> Readiness:
+        """Database, core threads, site reload status and every camera."""
+        snap = self.snapshot()
+        cameras: dict[str, CameraReadiness] = {
+            status.camera_id: camera_readiness(status, snap.now) for status in snap.cameras
+        }
+        database = self._database_health()
+        mono = time.monotonic()
+        inference = self._thread_health(self._inference, mono)
+        rules = self._thread_health(self._rules, mono)
+        if self._holder is not None:
+            status = self._holder.status
+            rules = ComponentHealth(
+                ok=rules.ok,
+                message=f"rule generation {status.generation}: {status.message}",
+                seconds_since_heartbeat=rules.seconds_since_heartbeat,
+            )
+        state = overall(cameras, (database, inference, rules), stopping=self._stopping.is_set())
+        return Readiness(
+            status=state,
+            database=database,
+            inference=inference,
+            rules=rules,
+            site=self._site_health,
+            cameras=cameras,
+        )
+
+    def metrics(self) -> bytes:
+        """Prometheus exposition text."""
+        self.liveness()  # refreshes the inference-up gauge
+        return self.runtime_metrics.render()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _privacy_for(self, camera_id: str) -> PrivacyConfig:
+        return self._site.config.privacy_for(camera_id)
+
+    def _zones_for(self, camera_id: str) -> tuple[Zone, ...]:
+        holder = self._holder
+        return () if holder is None else holder.current().rules.zones_for(camera_id)
+
+    def _tracker_for(self, camera_id: str) -> CameraTracker:
+        config = self._site.config
+        camera = config.cameras[camera_id]
+        return build_tracker(self._site, camera_id, camera)
+
+    def _camera_stopped(self, camera_id: str) -> None:
+        if self._rules is not None:
+            self._rules.finish_camera(camera_id)
+
+    def _decode_log_level(self) -> int:
+        return logging.getLogger("safewatch").getEffectiveLevel()
+
+    def _thread_health(
+        self, worker: InferenceWorker | RulesWorker | None, now: float
+    ) -> ComponentHealth:
+        if worker is None:
+            return ComponentHealth(ok=False, message="not started")
+        age = round(now - worker.heartbeat, 3)
+        if not worker.alive():
+            return ComponentHealth(
+                ok=False, message="thread not running", seconds_since_heartbeat=age
+            )
+        if age > HUNG_AFTER:
+            return ComponentHealth(ok=False, message="thread hung", seconds_since_heartbeat=age)
+        return ComponentHealth(ok=True, message="running", seconds_since_heartbeat=age)
+
+    def _database_health(self) -> ComponentHealth:
+        with self._db_lock:
+            now = time.monotonic()
+            if now - self._db_checked < _DB_CHECK_INTERVAL:
+                return self._db_health
+            self._db_checked = now
+            storage = self._storage
+            if storage is None:
+                self._db_health = ComponentHealth(ok=False, message="not opened")
+                return self._db_health
+            shown = storage.engine.url.render_as_string(hide_password=True)
+            try:
+                with storage.engine.connect() as connection:
+                    connection.execute(text("SELECT 1"))
+            except SQLAlchemyError as error:
+                reason = getattr(error, "orig", None) or error
+                self._db_health = ComponentHealth(ok=False, message=f"{shown}: {reason}")
+            else:
+                self._db_health = ComponentHealth(ok=True, message=f"{shown} reachable")
+            return self._db_health
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self._site.path.stat()
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def _keep(self) -> None:
+        """Restart a dead core thread; apply edits of the site file."""
+        poll = self._options.site_poll_seconds
+        while not self._stopping.wait(poll):
+            for name, worker in (("inference", self._inference), ("rules", self._rules)):
+                if worker is not None and not worker.alive() and not self._stopping.is_set():
+                    log.error("%s thread died; restarting it", name)
+                    self.runtime_metrics.errors.labels(stage=f"{name}-thread").inc()
+                    worker.start()
+            if self._options.watch_site and self._stamp() != self._site_stamp:
+                time.sleep(0.2)  # let the editor finish writing
+                try:
+                    self.reload_site()
+                except Exception:
+                    log.exception("site reload failed")

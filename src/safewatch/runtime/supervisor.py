@@ -1,0 +1,600 @@
+"""The supervisor: starts, watches, restarts and stops the cameras' decode workers.
+
+Each camera has one worker (a spawned process, or a thread; see
+:mod:`safewatch.runtime.camera_worker`) and a handle here that outlives its incarnations. Two
+threads keep them going:
+
+* the *receiver* reads every process worker's pipe (one pipe per worker, so a killed worker can
+  never corrupt a queue the others share) and turns messages into effects: a frame goes to the
+  mailbox, a new ring to the ring cache, a state change and the counters to the handle;
+* the *monitor* (every 0.2 s) restarts a worker that exited unexpectedly, with capped exponential
+  backoff, and kills and restarts one that made no progress (no frame decoded, no reconnect
+  attempt, no report) for ``watchdog.progress_seconds``. A camera that is merely unreachable is
+  not a stuck worker: its source reconnects by itself (no frame for ``stall_seconds`` ->
+  reconnect), and every attempt counts as progress.
+
+Reload (:meth:`Supervisor.apply`) compares the wanted workers with the running ones: new cameras
+start, removed ones stop (their incidents are closed first, in order with their frames), changed
+ones restart; the others are not touched, not even their process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from multiprocessing import connection as mp_connection
+from multiprocessing.connection import Connection
+
+import psutil
+
+from safewatch.config.runtime import DecodeMode, WatchdogConfig
+from safewatch.ingest.backoff import Backoff
+from safewatch.ingest.state import SourceInfo, SourceState, SourceStats
+from safewatch.runtime.camera_worker import (
+    EXIT_FINAL,
+    ProcessWorker,
+    ThreadWorker,
+    Worker,
+    WorkerSpec,
+)
+from safewatch.runtime.inference import CameraPlan
+from safewatch.runtime.mailbox import FrameMailbox
+from safewatch.runtime.messages import (
+    FrameReady,
+    RingCreated,
+    SourceReport,
+    StatsReport,
+    WorkerMessage,
+)
+from safewatch.runtime.rates import RateMeter
+from safewatch.runtime.rings import RingCache
+
+__all__ = ["ReloadPlan", "Supervisor", "WorkerState", "WorkerStatus"]
+
+log = logging.getLogger(__name__)
+
+_MONITOR_INTERVAL = 0.2
+_MEMORY_INTERVAL = 2.0
+_STABLE_SECONDS = 30.0  # a worker that ran this long before dying restarts without backoff
+
+
+class WorkerState(enum.StrEnum):
+    """Lifecycle of a camera's worker, as ``/readyz`` shows it."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    STOPPED = "stopped"
+    ENDED = "ended"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """A handle's state for status pages; counters summed over incarnations."""
+
+    camera_id: str
+    name: str
+    state: WorkerState
+    source_state: str
+    message: str
+    pid: int | None
+    incarnation: int
+    restarts: int
+    fps_target: float
+    stats: SourceStats
+    info: SourceInfo
+    decode_fps: float
+    last_frame_at: float | None
+    memory_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadPlan:
+    """What :meth:`Supervisor.apply` did, by camera id."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _Handle:
+    spec: WorkerSpec
+    backoff: Backoff
+    worker: Worker | None = None
+    incarnation: int = 0
+    state: WorkerState = WorkerState.STARTING
+    started: float = 0.0
+    restarts: int = 0
+    next_start: float | None = None
+    stats: dict[int, SourceStats] = field(default_factory=dict)
+    base: SourceStats = field(default_factory=SourceStats)
+    info: SourceInfo = field(default_factory=lambda: SourceInfo(0, 0, None))
+    source_state: SourceState = SourceState.CONNECTING
+    message: str = "starting"
+    progress: int = -1
+    last_progress: float = 0.0
+    last_frame_at: float | None = None
+    ring: str | None = None
+    memory: int | None = None
+    decode_rate: RateMeter = field(default_factory=RateMeter)
+
+
+def _add(a: SourceStats, b: SourceStats) -> SourceStats:
+    return SourceStats(
+        decoded=a.decoded + b.decoded,
+        sampled=a.sampled + b.sampled,
+        dropped=a.dropped + b.dropped,
+        bad_packets=a.bad_packets + b.bad_packets,
+        reconnects=a.reconnects + b.reconnects,
+    )
+
+
+class Supervisor:
+    """Run one decode worker per camera and keep it running.
+
+    Args:
+        mode: ``process`` or ``thread`` workers.
+        mailbox: Where frames go.
+        rings: The ring cache (process workers).
+        watchdog: Stall, progress and restart-backoff settings.
+        on_camera_stopped: Called (from the caller of :meth:`apply` or :meth:`stop_camera`) after
+            a camera's worker stopped for good or for a reconfiguration, so its episodes and
+            incidents can be finished.
+        clock: Monotonic clock.
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: DecodeMode,
+        mailbox: FrameMailbox,
+        rings: RingCache,
+        watchdog: WatchdogConfig,
+        on_camera_stopped: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.mode = mode
+        self._mailbox = mailbox
+        self._rings = rings
+        self._watchdog = watchdog
+        self._on_camera_stopped = on_camera_stopped
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._apply_lock = threading.Lock()
+        self._handles: dict[str, _Handle] = {}
+        self._plans: dict[str, CameraPlan] = {}
+        self._links: dict[Connection, tuple[_Handle, int]] = {}
+        self._retired: list[Worker] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._memory_at = 0.0
+
+    # -- public API --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the receiver and monitor threads (workers start through :meth:`apply`)."""
+        for name, target in (("supervisor-receiver", self._receive), ("supervisor", self._monitor)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def plans(self) -> Mapping[str, CameraPlan]:
+        """The inference plans of the running cameras (an immutable snapshot)."""
+        return self._plans
+
+    def camera_ids(self) -> list[str]:
+        """Cameras with a handle (running, restarting or finished)."""
+        with self._lock:
+            return list(self._handles)
+
+    def apply(self, specs: Mapping[str, WorkerSpec], restart: Collection[str] = ()) -> ReloadPlan:
+        """Make the running workers match ``specs``; untouched cameras keep their workers.
+
+        Args:
+            specs: The wanted worker of every camera that should run.
+            restart: Cameras to restart even if their spec is unchanged (e.g. new tracker
+                settings).
+        """
+        with self._apply_lock:
+            with self._lock:
+                current = {key: handle.spec for key, handle in self._handles.items()}
+            added = tuple(key for key in specs if key not in current)
+            removed = tuple(key for key in current if key not in specs)
+            changed = tuple(
+                key
+                for key in specs
+                if key in current and (current[key] != specs[key] or key in restart)
+            )
+            unchanged = tuple(key for key in specs if key in current and key not in changed)
+            for key in removed:
+                self.stop_camera(key)
+            for key in changed:
+                self.stop_camera(key)
+                self._start_camera(specs[key])
+            for key in added:
+                self._start_camera(specs[key])
+            plan = ReloadPlan(added, removed, changed, unchanged)
+            if added or removed or changed:
+                log.info(
+                    "cameras: added %s, removed %s, changed %s, unchanged %s",
+                    list(added),
+                    list(removed),
+                    list(changed),
+                    list(unchanged),
+                )
+            return plan
+
+    def stop_camera(self, camera_id: str, timeout: float | None = None) -> None:
+        """Stop a camera's worker and forget it (its incidents are finished via the callback)."""
+        with self._lock:
+            handle = self._handles.pop(camera_id, None)
+            plans = dict(self._plans)
+            plans.pop(camera_id, None)
+            self._plans = plans
+        if handle is None:
+            return
+        handle.state = WorkerState.STOPPED
+        self._stop_worker(handle, timeout)
+        self._mailbox.discard(camera_id)
+        if self._on_camera_stopped is not None:
+            self._on_camera_stopped(camera_id)
+
+    def restart_camera(self, camera_id: str) -> None:
+        """Kill and restart a camera's worker now (the way a stuck one is restarted)."""
+        with self._lock:
+            handle = self._handles.get(camera_id)
+        if handle is not None and handle.worker is not None:
+            handle.worker.kill()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop every worker (in parallel) and the supervisor's threads."""
+        with self._lock:
+            handles = list(self._handles.values())
+            for handle in handles:
+                handle.state = WorkerState.STOPPED
+        workers = [h.worker for h in handles if h.worker is not None]
+        wait = self._stop_timeout() if timeout is None else timeout
+        stoppers = [
+            threading.Thread(target=worker.stop, args=(wait,), daemon=True) for worker in workers
+        ]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join(wait + 6.0)
+        for handle in handles:
+            if handle.ring is not None:
+                self._rings.retire(handle.ring)
+            self._mailbox.set_streaming(handle.spec.camera_id, False)
+        # Let the receiver read what the workers said before they went, then stop it.
+        deadline = self._clock() + 2.0
+        while self._clock() < deadline:
+            with self._lock:
+                if not self._links:
+                    break
+            time.sleep(0.05)
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5.0)
+        for handle in handles:
+            self._finalise(handle.worker)
+        for worker in self._retired:
+            self._finalise(worker)
+        self._retired.clear()
+
+    def statuses(self) -> list[WorkerStatus]:
+        """A status per camera handle."""
+        with self._lock:
+            handles = list(self._handles.values())
+            return [self._status(h) for h in handles]
+
+    def pid(self, camera_id: str) -> int | None:
+        """The process id of a camera's current worker."""
+        with self._lock:
+            handle = self._handles.get(camera_id)
+            return None if handle is None or handle.worker is None else handle.worker.pid
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def _stop_timeout(self) -> float:
+        return 10.0
+
+    def _start_camera(self, spec: WorkerSpec) -> None:
+        handle = _Handle(
+            spec=spec,
+            backoff=Backoff(
+                self._watchdog.restart_backoff_seconds,
+                max(
+                    self._watchdog.restart_backoff_seconds,
+                    self._watchdog.restart_backoff_max_seconds,
+                ),
+            ),
+        )
+        with self._lock:
+            self._handles[spec.camera_id] = handle
+        self._launch(handle)
+
+    def _launch(self, handle: _Handle) -> None:
+        spec = handle.spec
+        with self._lock:
+            handle.incarnation += 1
+            incarnation = handle.incarnation
+            handle.state = WorkerState.STARTING
+            handle.source_state = SourceState.CONNECTING
+            handle.message = "starting"
+            handle.started = self._clock()
+            handle.last_progress = handle.started
+            handle.progress = -1
+            handle.next_start = None
+            handle.ring = None
+            handle.memory = None
+            plans = dict(self._plans)
+            plans[spec.camera_id] = CameraPlan(
+                spec.camera_id, tuple(spec.camera.models), incarnation, spec.camera.tiling
+            )
+            self._plans = plans
+        worker: Worker
+        if self.mode == "process":
+            process_worker = ProcessWorker(spec)
+            worker = process_worker
+            with self._lock:
+                self._links[process_worker.connection] = (handle, incarnation)
+        else:
+            worker = ThreadWorker(
+                spec, lambda message: self._on_message(handle, incarnation, message)
+            )
+        handle.worker = worker
+        try:
+            worker.start()
+        except Exception as error:  # cannot even spawn (out of memory, fd limit): retry later
+            log.error("camera %s: cannot start worker: %s", spec.camera_id, error)
+            self._schedule_restart(handle, f"cannot start: {error}")
+            return
+        log.info("camera %s: worker %d started (pid %s)", spec.camera_id, incarnation, worker.pid)
+
+    def _stop_worker(self, handle: _Handle, timeout: float | None) -> None:
+        worker = handle.worker
+        if worker is None:
+            return
+        worker.stop(self._stop_timeout() if timeout is None else timeout)
+        if handle.ring is not None:
+            self._rings.retire(handle.ring)
+        self._retired.append(worker)
+
+    def _schedule_restart(self, handle: _Handle, reason: str) -> None:
+        now = self._clock()
+        if now - handle.started >= _STABLE_SECONDS:
+            handle.backoff.reset()
+        delay = handle.backoff.next_delay()
+        with self._lock:
+            handle.state = WorkerState.BACKOFF
+            handle.next_start = now + delay
+            handle.message = f"{reason}; restarting in {delay:.1f} s"
+        if handle.ring is not None:
+            self._rings.retire(handle.ring)
+            handle.ring = None
+        self._mailbox.set_streaming(handle.spec.camera_id, False)
+        log.warning("camera %s: worker %s", handle.spec.camera_id, handle.message)
+
+    def _finalise(self, worker: Worker | None) -> None:
+        if isinstance(worker, ProcessWorker) and not worker.alive():
+            worker.close()
+
+    # -- the monitor thread ------------------------------------------------------------------
+
+    def _monitor(self) -> None:
+        while not self._stop.wait(_MONITOR_INTERVAL):
+            try:
+                self._check()
+            except Exception:
+                log.exception("supervisor check failed")
+
+    def _check(self) -> None:
+        now = self._clock()
+        with self._lock:
+            handles = list(self._handles.values())
+        for handle in handles:
+            worker = handle.worker
+            if handle.state is WorkerState.BACKOFF:
+                if handle.next_start is not None and now >= handle.next_start:
+                    handle.restarts += 1
+                    self._launch(handle)
+                continue
+            if worker is None or handle.state not in (WorkerState.STARTING, WorkerState.RUNNING):
+                continue
+            if not worker.alive():
+                self._exited(handle, worker)
+            elif now - handle.last_progress > self._watchdog.progress_seconds:
+                log.error(
+                    "camera %s: worker pid %s made no progress for %.0f s; killing it",
+                    handle.spec.camera_id,
+                    worker.pid,
+                    now - handle.last_progress,
+                )
+                worker.kill()
+                self._retired.append(worker)
+                self._schedule_restart(
+                    handle, f"no progress for {self._watchdog.progress_seconds:g} s"
+                )
+        if now - self._memory_at >= _MEMORY_INTERVAL:
+            self._memory_at = now
+            self._sample_memory(handles)
+        self._reap()
+
+    def _exited(self, handle: _Handle, worker: Worker) -> None:
+        code = worker.exitcode
+        self._retired.append(worker)
+        final = code == EXIT_FINAL or handle.source_state.is_final
+        if final:
+            with self._lock:
+                failed = handle.source_state is SourceState.FAILED
+                handle.state = WorkerState.FAILED if failed else WorkerState.ENDED
+            if handle.ring is not None:
+                self._rings.retire(handle.ring)
+            self._mailbox.set_streaming(handle.spec.camera_id, False)
+            log.warning(
+                "camera %s: worker finished for good (%s): %s",
+                handle.spec.camera_id,
+                handle.source_state,
+                handle.message,
+            )
+            return
+        reason = (
+            f"exited with status {code}"
+            if code is not None and code >= 0
+            else (f"killed by signal {-code}" if code is not None else "thread ended")
+        )
+        self._schedule_restart(handle, f"worker {reason}")
+
+    def _reap(self) -> None:
+        keep: list[Worker] = []
+        for worker in self._retired:
+            if worker.alive():
+                keep.append(worker)
+                continue
+            if isinstance(worker, ProcessWorker):
+                with self._lock:
+                    linked = worker.connection in self._links
+                if linked:
+                    keep.append(worker)  # the receiver has not read its last messages yet
+                    continue
+                worker.close()
+        self._retired = keep
+
+    def _sample_memory(self, handles: list[_Handle]) -> None:
+        if self.mode != "process":
+            return
+        for handle in handles:
+            pid = handle.worker.pid if handle.worker is not None else None
+            if pid is None or pid == os.getpid():
+                continue
+            try:
+                handle.memory = psutil.Process(pid).memory_info().rss
+            except psutil.Error:
+                handle.memory = None
+
+    # -- the receiver thread -----------------------------------------------------------------
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                links = list(self._links)
+            if not links:
+                self._stop.wait(0.05)
+                continue
+            try:
+                ready = mp_connection.wait(links, timeout=0.2)
+            except OSError:
+                continue
+            for link in ready:
+                assert isinstance(link, Connection)
+                self._drain(link)
+
+    def _drain(self, link: Connection) -> None:
+        with self._lock:
+            entry = self._links.get(link)
+        if entry is None:
+            return
+        handle, incarnation = entry
+        try:
+            while link.poll():
+                message = link.recv()
+                self._on_message(handle, incarnation, message)
+        except (EOFError, OSError):
+            self._unlink(link, handle, incarnation)
+        except Exception:
+            log.exception("camera %s: bad message from worker", handle.spec.camera_id)
+
+    def _unlink(self, link: Connection, handle: _Handle, incarnation: int) -> None:
+        with self._lock:
+            self._links.pop(link, None)
+            stats = handle.stats.pop(incarnation, None)
+            if stats is not None:
+                handle.base = _add(handle.base, stats)
+        with contextlib.suppress(OSError):
+            link.close()
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def _on_message(self, handle: _Handle, incarnation: int, message: WorkerMessage) -> None:
+        current = incarnation == handle.incarnation
+        if isinstance(message, FrameReady):
+            if current:
+                self._mailbox.put(message, incarnation)
+                handle.last_frame_at = message.timestamp
+            return
+        if isinstance(message, StatsReport):
+            with self._lock:
+                handle.stats[incarnation] = message.stats
+                if not current:
+                    return
+                handle.info = message.info
+                progress = (
+                    message.stats.decoded
+                    + message.stats.reconnects
+                    + message.stats.bad_packets
+                    + message.stats.sampled
+                )
+                if progress != handle.progress:
+                    handle.progress = progress
+                    handle.last_progress = self._clock()
+                if message.last_frame_at is not None:
+                    handle.last_frame_at = message.last_frame_at
+                total = _add(handle.base, self._live_stats(handle))
+            handle.decode_rate.add(total.decoded)
+            return
+        if isinstance(message, RingCreated):
+            self._rings.announce(message.ring)
+            if current:
+                if handle.ring is not None:
+                    self._rings.retire(handle.ring)
+                handle.ring = message.ring.name
+            else:
+                self._rings.retire(message.ring.name)
+            return
+        if isinstance(message, SourceReport) and current:
+            change = message.change
+            with self._lock:
+                handle.source_state = change.state
+                handle.message = change.message
+                handle.last_progress = self._clock()
+                if handle.state is WorkerState.STARTING and change.state is not SourceState.FAILED:
+                    handle.state = WorkerState.RUNNING
+            self._mailbox.set_streaming(
+                handle.spec.camera_id, change.state is SourceState.STREAMING
+            )
+
+    @staticmethod
+    def _live_stats(handle: _Handle) -> SourceStats:
+        total = SourceStats()
+        for stats in handle.stats.values():
+            total = _add(total, stats)
+        return total
+
+    def _status(self, handle: _Handle) -> WorkerStatus:
+        spec = handle.spec
+        worker = handle.worker
+        return WorkerStatus(
+            camera_id=spec.camera_id,
+            name=spec.camera.name or spec.camera_id,
+            state=handle.state,
+            source_state=str(handle.source_state),
+            message=handle.message,
+            pid=None if worker is None else worker.pid,
+            incarnation=handle.incarnation,
+            restarts=handle.restarts,
+            fps_target=spec.camera.fps,
+            stats=_add(handle.base, self._live_stats(handle)),
+            info=handle.info,
+            decode_fps=handle.decode_rate.rate(),
+            last_frame_at=handle.last_frame_at,
+            memory_bytes=handle.memory,
+        )
