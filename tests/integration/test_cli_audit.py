@@ -91,6 +91,34 @@ def test_audit_tracks_people_and_reports_incidents(
 
 
 @pytest.mark.slow
+def test_audit_writes_a_clip_per_incident_over_its_window(
+    audited: tuple[Path, dict[str, Any], str],
+) -> None:
+    from datetime import datetime
+    from itertools import pairwise
+
+    from safewatch.incidents.clips import read_clip_info
+
+    out, report, _ = audited
+    (video,) = report["videos"]
+    origin = datetime.fromisoformat(video["started_at"]).timestamp()
+    interval = 1 / 5 + 0.05  # 5 fps analysis of a 24.69 fps source: sampled gaps vary a little
+    for incident in report["incidents"]:
+        path = out / incident["clip"]
+        info = read_clip_info(path)
+        assert info is not None and info.incident_id == incident["id"]
+        with av.open(str(path)) as container:
+            assert container.streams.video[0].codec_context.name == "h264"
+            times = [info.start - origin + float(f.time) for f in container.decode(video=0)]
+        # examples/site.yaml keeps the defaults: 5 s before and after, clamped to the video.
+        want_first = max(incident["start_offset_s"] - 5.0, 0.0)
+        want_last = min(incident["end_offset_s"] + 5.0, video["media_seconds"])
+        assert want_first - 0.01 <= times[0] < want_first + interval
+        assert want_last - interval < times[-1] <= want_last + 0.01
+        assert all(b - a < 2 * interval for a, b in pairwise(times))
+
+
+@pytest.mark.slow
 def test_audit_annotated_video_plays_the_sampled_frames(
     audited: tuple[Path, dict[str, Any], str],
 ) -> None:

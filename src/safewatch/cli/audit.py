@@ -28,6 +28,14 @@ def audit(
     annotate: Annotated[
         bool, typer.Option("--annotate", help="Also write an annotated MP4 per video.")
     ] = False,
+    clips: Annotated[
+        bool,
+        typer.Option(
+            "--clips/--no-clips",
+            help="Write an MP4 evidence clip per incident (the site's evidence block sets the "
+            "window); --no-clips is faster.",
+        ),
+    ] = True,
     batch: Annotated[int, typer.Option(min=1, max=64, help="Frames per detector call.")] = 4,
     start: Annotated[
         str | None,
@@ -39,7 +47,7 @@ def audit(
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Run the pipeline over archived footage and write incidents.json and evidence stills."""
+    """Run the pipeline over archived footage; write incidents.json, evidence stills and clips."""
     from safewatch.config.loader import load_site
     from safewatch.rules import load_rules
     from safewatch.runtime.audit import AuditOptions, run_audit
@@ -52,6 +60,7 @@ def audit(
         out_dir=out_dir,
         camera=camera,
         annotate=annotate,
+        clips=clips,
         batch_size=batch,
         start=None if start is None else _parse_start(start, site.config.site.timezone),
     )

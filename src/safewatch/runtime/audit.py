@@ -17,12 +17,19 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from safewatch.config.loader import LoadedSite
-from safewatch.config.site import CameraConfig
+from safewatch.config.site import CameraConfig, PrivacyConfig
 from safewatch.detect import Detector, build_detector
 from safewatch.detect.catalogue import resolve
 from safewatch.domain import Frame, Incident, RuleEvent, TrackedFrame, Zone
 from safewatch.errors import ConfigError, SourceError
-from safewatch.incidents import EvidenceStore, IncidentChange, IncidentManager, draw_overlay
+from safewatch.incidents import (
+    EvidenceRecorder,
+    EvidenceStore,
+    IncidentChange,
+    IncidentManager,
+    anonymise_heads,
+    draw_overlay,
+)
 from safewatch.ingest import FileSource, open_source
 from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
 from safewatch.runtime.pipeline import FrameObserver, Pipeline, PipelineStats
@@ -43,7 +50,8 @@ class AuditOptions:
         videos: Video files, in order.
         out_dir: Output folder (created).
         camera: Camera key whose models, fps and zones apply; ``None`` means the only camera.
-        annotate: Write an annotated MP4 per video.
+        annotate: Write an annotated MP4 per video (heads hidden per the site's privacy).
+        clips: Write an evidence clip per incident (when the site's ``evidence.clips`` is on).
         batch_size: Frames per detector call.
         start: Wall-clock time (Unix seconds) of each video's first frame; ``None`` reads the
             file's ``creation_time`` metadata, else times count from the Unix epoch.
@@ -53,6 +61,7 @@ class AuditOptions:
     out_dir: Path
     camera: str | None = None
     annotate: bool = False
+    clips: bool = True
     batch_size: int = 4
     start: float | None = None
 
@@ -106,12 +115,15 @@ def _check_videos(videos: Sequence[Path]) -> None:
 
 
 class _Annotator:
-    """Draws overlays and encodes them, as a pipeline observer."""
+    """Hides heads, draws overlays and encodes them, as a pipeline observer."""
 
-    def __init__(self, path: Path, fps: float, zones: Sequence[Zone]) -> None:
+    def __init__(
+        self, path: Path, fps: float, zones: Sequence[Zone], privacy: PrivacyConfig
+    ) -> None:
         self.path = path
         self._fps = fps
         self._zones = tuple(zones)
+        self._privacy = privacy
         self._writer: Mp4Writer | None = None
 
     def __call__(
@@ -124,7 +136,8 @@ class _Annotator:
         if self._writer is None:
             self._writer = Mp4Writer(self.path, self._fps, frame.width, frame.height)
         violating = {event.track_ids[0] for event in events if event.track_ids}
-        self._writer.write(draw_overlay(frame.image, tracked, self._zones, violating), frame.pts)
+        hidden = anonymise_heads(frame.image, tracked, self._privacy)
+        self._writer.write(draw_overlay(hidden, tracked, self._zones, violating), frame.pts)
 
     def close(self) -> Path | None:
         if self._writer is None:
@@ -209,11 +222,34 @@ def _audit_one(
         origin=options.start,
     )
     clock = source.origin_kind if isinstance(source, FileSource) else "argument"
-    manager = IncidentManager(repository, evidence, lambda _camera: zones)
+    evidence_config = site.config.evidence
+    if not options.clips:
+        evidence_config = evidence_config.model_copy(update={"clips": False})
+    # A file run waits for the evidence thread rather than dropping frames: complete clips.
+    recorder = EvidenceRecorder(
+        evidence,
+        repository,
+        evidence_config,
+        privacy_for=site.config.privacy_for,
+        zones_for=lambda _camera: zones,
+        on_full="wait",
+    )
+    manager = IncidentManager(
+        repository,
+        evidence,
+        lambda _camera: zones,
+        privacy_for=site.config.privacy_for,
+        recorder=recorder,
+    )
     observers: list[FrameObserver] = []
     annotator: _Annotator | None = None
     if options.annotate:
-        annotator = _Annotator(options.out_dir / f"{video.stem}.annotated.mp4", camera.fps, zones)
+        annotator = _Annotator(
+            options.out_dir / f"{video.stem}.annotated.mp4",
+            camera.fps,
+            zones,
+            site.config.privacy_for(camera_id),
+        )
         observers.append(annotator)
     progress: Progress | None = None
     if console is not None:
@@ -252,6 +288,7 @@ def _audit_one(
             stats = pipeline.run()
     finally:
         source.close()
+        recorder.close()  # finish the clips before the incidents are read back
         annotated = annotator.close() if annotator is not None else None
     ids = {change.incident.id for change in stats.changes}
     incidents = tuple(sorted((repository.get(i) for i in ids), key=lambda i: i.started_at))

@@ -49,6 +49,7 @@ def incident_record(incident: Incident, result: VideoResult) -> dict[str, Any]:
         "duration_s": None if incident.duration is None else round(incident.duration, 3),
         "peak_confidence": round(incident.peak_confidence, 4),
         "still": None if incident.snapshot is None else f"evidence/{incident.snapshot}",
+        "clip": None if incident.clip is None else f"evidence/{incident.clip}",
     }
 
 
