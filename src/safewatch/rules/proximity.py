@@ -85,8 +85,14 @@ class ProximityMonitor:
         """Subject-hazard pairs with distance history."""
         return len(self._pairs)
 
-    def gaps(self, tracked: TrackedFrame) -> list[Gap]:
-        """Advance the pair histories by one frame; every measurable subject-hazard gap."""
+    def gaps(self, tracked: TrackedFrame, within: float | None = None) -> list[Gap]:
+        """Advance the pair histories by one frame; every measurable subject-hazard gap.
+
+        Args:
+            tracked: The frame.
+            within: Only gaps at most this long (in plane units) are returned (farther ones
+                cannot violate); with ``approaching`` the histories of the others still grow.
+        """
         at, w, h = tracked.timestamp, tracked.width, tracked.height
         subjects = [t for t in tracked.tracks if t.label in self.rule.subjects]
         if self.zones and subjects:
@@ -107,13 +113,29 @@ class ProximityMonitor:
                 polygon = self.plane.project(self.machine.to_pixels(w, h), w, h)
                 if np.all(np.isfinite(polygon)):
                     to_machine = polygon_distances(feet, polygon)
+            limit = math.inf if within is None else within
+            # Plain lists from here: a loop over a few hundred pairs with one NumPy call each
+            # costs more than the distances themselves.
+            ids = [t.track_id for t in hazards]
+            rows = to_hazards.tolist()
+            machine = to_machine.tolist() if to_machine is not None else None
+            keep_far = self.rule.approaching is not None and within is not None
             for i, subject in enumerate(subjects):
-                for j, hazard in enumerate(hazards):
-                    distance = float(to_hazards[i, j])
-                    if hazard.track_id != subject.track_id and math.isfinite(distance):
-                        gaps.append(self._record(at, subject.track_id, hazard.track_id, distance))
-                if to_machine is not None and math.isfinite(float(to_machine[i])):
-                    gaps.append(self._record(at, subject.track_id, MACHINE, float(to_machine[i])))
+                sid = subject.track_id
+                for hid, distance in zip(ids, rows[i], strict=True):
+                    if hid == sid or not math.isfinite(distance):
+                        continue
+                    if distance <= limit:
+                        gaps.append(self._record(at, sid, hid, distance))
+                    elif keep_far:
+                        # No gap (it cannot violate), but the history goes on: a forklift
+                        # closing in from afar has a closing speed the moment it comes near.
+                        self._history(sid, hid).add(at, distance)
+                if machine is not None and math.isfinite(machine[i]):
+                    if machine[i] <= limit:
+                        gaps.append(self._record(at, sid, MACHINE, machine[i]))
+                    elif keep_far:
+                        self._history(sid, MACHINE).add(at, machine[i])
         horizon = max(self.rule.window, self.rule.grace)
         for key in [k for k, s in self._pairs.items() if at - s.last_at > horizon]:
             del self._pairs[key]
@@ -127,12 +149,16 @@ class ProximityMonitor:
         )
         return self.plane.project(corners.reshape(-1, 2), w, h).reshape(-1, 2, 2)
 
-    def _record(self, at: float, subject: int, hazard: int, distance: float) -> Gap:
-        if self.rule.approaching is None:
-            return Gap(subject, hazard, distance, None)  # no closing speed needed: no history
+    def _history(self, subject: int, hazard: int) -> Samples:
         samples = self._pairs.get((subject, hazard))
         if samples is None:
             samples = self._pairs[(subject, hazard)] = Samples(self.rule.window)
+        return samples
+
+    def _record(self, at: float, subject: int, hazard: int, distance: float) -> Gap:
+        if self.rule.approaching is None:
+            return Gap(subject, hazard, distance, None)  # no closing speed needed: no history
+        samples = self._history(subject, hazard)
         samples.add(at, distance)
         rate = samples.rate()
         closing = None if rate is None else -float(rate[0])
@@ -148,7 +174,9 @@ class ProximityMonitor:
     def observe(self, tracked: TrackedFrame) -> list[Observation]:
         """Subjects too close to a hazard in this frame, in track order (nearest hazard each)."""
         nearest: dict[int, Gap] = {}
-        for gap in self.gaps(tracked):
+        # Only gaps within max_distance can violate; farther pairs (with `approaching`) still
+        # extend their histories inside gaps(), without a closing speed being fitted.
+        for gap in self.gaps(tracked, self.rule.max_distance.value):
             if self._violates(gap) and (
                 gap.subject not in nearest or gap.distance < nearest[gap.subject].distance
             ):
