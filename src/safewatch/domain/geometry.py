@@ -33,10 +33,12 @@ def points_in_polygon(
     x = pts[:, 0:1]
     y = pts[:, 1:2]
     x1, y1 = poly[:, 0], poly[:, 1]
-    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+    # The next vertex of each; concatenate and where are a fraction of the cost of np.roll and
+    # np.errstate, which matters here: every zone rule calls this for every frame.
+    x2, y2 = np.concatenate((x1[1:], x1[:1])), np.concatenate((y1[1:], y1[:1]))
     crosses = (y1 > y) != (y2 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_at_y = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+    dy = y2 - y1
+    x_at_y = x1 + (y - y1) * (x2 - x1) / np.where(dy == 0.0, 1.0, dy)  # dy == 0 never crosses
     inside = crosses & (x < x_at_y)
     result: NDArray[np.bool_] = (np.count_nonzero(inside, axis=1) % 2) == 1
     return result

@@ -114,7 +114,7 @@ def polygon_distances(
     """``(N,)`` distances from points to the ``(M, 2)`` polygon: 0 inside, else to its edge."""
     poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    to_edges = segment_distances(pts, poly, np.roll(poly, -1, axis=0)).min(axis=1)
+    to_edges = segment_distances(pts, poly, np.concatenate((poly[1:], poly[:1]))).min(axis=1)
     inside = points_in_polygon(pts, poly) & np.all(np.isfinite(pts), axis=1)
     result: NDArray[np.float64] = np.where(inside, 0.0, to_edges)
     return result
