@@ -28,7 +28,7 @@ A cross-check runs an independent minimal YOLOv8 implementation (:mod:`bench.ref
 over the same images and scores it the same way; its AP must agree with the detector's within
 0.01. ``--sweep`` scores the test-time settings a site can change (NMS IoU 0.45 / 0.7, input
 640 / 832) the same way; every row is reported. ``--conf`` is the floor of the precision-recall
-curve, not a site setting: the model scores most bare heads (``NO-Hardhat``) below 0.01, so the
+curve, not a site setting: about half the bare heads get no ``NO-Hardhat`` box scoring 0.01, so the
 no_hardhat AP rises markedly at ``--conf 0.001`` (Ultralytics' validation default); Hardhat
 barely moves.
 
