@@ -164,6 +164,8 @@ class Samples:
         """Append a sample and forget those older than ``window`` before it."""
         if isinstance(value, int | float):
             sample: tuple[float, ...] = (float(value),)
+        elif isinstance(value, tuple | list):
+            sample = tuple(float(v) for v in value)
         else:
             sample = tuple(float(v) for v in np.ravel(value))
         self._times.append(at)

@@ -11,6 +11,8 @@ track has been unseen for longer than it (or ``grace``, whichever is longer).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from safewatch.config.rules import SpeedRule
@@ -54,17 +56,17 @@ class SpeedMonitor:
                 [t.foot if self.rule.anchor == "feet" else t.centre for t in tracks],
                 dtype=np.float64,
             )
-            floor = self.plane.project(points, tracked.width, tracked.height)
-            for track, position in zip(tracks, floor, strict=True):
-                if not np.all(np.isfinite(position)):
+            floor = self.plane.project(points, tracked.width, tracked.height).tolist()
+            for track, (x, y) in zip(tracks, floor, strict=True):
+                if not (math.isfinite(x) and math.isfinite(y)):
                     continue
                 samples = self._samples.get(track.track_id)
                 if samples is None:
                     samples = self._samples[track.track_id] = Samples(self.rule.window)
-                samples.add(at, position)
+                samples.add(at, (x, y))
                 rate = samples.rate()
                 if rate is not None:
-                    result[track.track_id] = float(np.linalg.norm(rate))
+                    result[track.track_id] = math.hypot(float(rate[0]), float(rate[1]))
         horizon = max(self.rule.window, self.rule.grace)
         for track_id in [k for k, s in self._samples.items() if at - s.last_at > horizon]:
             del self._samples[track_id]
