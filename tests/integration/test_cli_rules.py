@@ -70,7 +70,7 @@ def test_validate_lists_every_mistake_with_file_and_line(tmp_path: Path) -> None
 def test_validate_accepts_the_examples() -> None:
     result = safewatch("rules", "validate", EXAMPLE_RULES, "--config", EXAMPLE_SITE)
     assert result.returncode == 0, result.stderr
-    assert "ok 2 rule(s), 1 zone(s)" in result.stdout
+    assert "ok 3 rule(s), 2 zone(s)" in result.stdout
 
 
 @pytest.mark.slow
@@ -127,6 +127,10 @@ def test_explain_says_each_rule_in_plain_words() -> None:
         "drop_zone for at least 1 s, at any time, opens an incident; it ends after 1 s outside "
         "the zone or out of sight; then the same object raises no new one for 10 s.",
         "  Keep out of the drop zone while loads are moved.",
+        "one-person-at-hoist-landing (medium): on camera yard, more than 1 people in zone "
+        "hoist_landing (by its feet) for at least 1 s, at any time, opens an incident; it ends "
+        "after 1 s back within bounds; then the zone raises no new one for 10 s.",
+        "  Only the banksman stands at the landing point while loads come down.",
     ]
 
 
