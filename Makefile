@@ -37,3 +37,4 @@ bench: install
 	$(BIN)/python -m bench.speed
 	$(BIN)/python -m bench.speed_decode
 	$(BIN)/python -m bench.tracking
+	$(BIN)/python -m bench.evidence
