@@ -76,8 +76,12 @@ class PostgresServer:
     user: str | None
 
     @classmethod
-    def start(cls) -> PostgresServer:
+    def start(cls, *, durable: bool = False) -> PostgresServer:
         """initdb + pg_ctl start in a new temporary folder.
+
+        Args:
+            durable: Keep PostgreSQL's default fsync and synchronous commit (benchmarks); tests
+                turn them off, since their data is thrown away.
 
         Raises:
             RuntimeError: ``postgres_unavailable()`` says why, or a step failed (with its log).
@@ -108,10 +112,9 @@ class PostgresServer:
                 "--no-sync",
                 "--no-instructions",
             )
-            options = (
-                f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-            )
+            options = f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1"
+            if not durable:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             server._run(
                 "pg_ctl", "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-o", options,
                 "start",

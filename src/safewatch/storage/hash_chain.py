@@ -26,9 +26,9 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, Table, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -190,25 +190,37 @@ def entry_hash(
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
+_ENTRIES = cast(Table, ChainEntryRow.__table__)
+_HEAD = cast(Table, ChainHeadRow.__table__)
+
+_HEAD_KEY = "safewatch.chain_head"
+"""Where :func:`lock_head` leaves ``(seq, hash)`` of the head for this transaction's appends."""
+
+
 def lock_head(session: Session) -> None:
     """Take the chain's write lock for the rest of the transaction.
 
-    A no-op update of the head row: PostgreSQL locks the row until commit, SQLite takes the
-    database write lock (waiting up to the busy timeout). Call it before reading anything the
-    append depends on.
+    A no-op update of the head row that returns it: PostgreSQL locks the row until commit, SQLite
+    takes the database write lock (waiting up to the busy timeout). Call it first in a write
+    transaction, before reading anything the append depends on.
 
     Raises:
         StorageError: The head row is missing (the database was not migrated, or was tampered
             with).
     """
-    result = session.execute(
-        update(ChainHeadRow).where(ChainHeadRow.id == HEAD_ID).values(seq=ChainHeadRow.seq)
+    statement = (
+        update(_HEAD)
+        .where(ChainHeadRow.id == HEAD_ID)
+        .values(seq=ChainHeadRow.seq)
+        .returning(ChainHeadRow.seq, ChainHeadRow.hash)
     )
-    if getattr(result, "rowcount", 1) != 1:
+    head = session.execute(statement).first()
+    if head is None:
         raise StorageError(
             "the tamper-evidence chain has no head row: run `safewatch db upgrade`, then "
             "`safewatch verify`"
         )
+    session.info[_HEAD_KEY] = (int(head.seq), str(head.hash))
 
 
 def append(
@@ -223,17 +235,21 @@ def append(
 ) -> ChainEntry:
     """Add one entry after the head; the caller has called :func:`lock_head` in this transaction.
 
+    Core statements (an insert and the head update), no ORM objects: this runs on every incident
+    write.
+
     Returns:
         The entry as stored.
     """
-    head = session.get(ChainHeadRow, HEAD_ID)
+    head = session.info.get(_HEAD_KEY)
     if head is None:
-        raise StorageError("the tamper-evidence chain has no head row: run `safewatch db upgrade`")
+        raise RuntimeError("hash_chain.append needs lock_head first, in the same transaction")
+    prev_seq, prev_hash = head
     detail_text = canonical_json(dict(detail or {}))
-    seq = head.seq + 1
+    seq = prev_seq + 1
     at = float(at)
     digest_hash = entry_hash(
-        head.hash,
+        prev_hash,
         seq=seq,
         at=at,
         kind=kind,
@@ -242,8 +258,8 @@ def append(
         digest=digest,
         detail=detail_text,
     )
-    session.add(
-        ChainEntryRow(
+    session.execute(
+        insert(_ENTRIES).values(
             seq=seq,
             at=at,
             kind=kind,
@@ -251,20 +267,21 @@ def append(
             subject=subject,
             digest=digest,
             detail=detail_text,
-            prev_hash=head.hash,
+            prev_hash=prev_hash,
             hash=digest_hash,
         )
     )
-    entry = ChainEntry(
-        seq, at, kind, incident_id, subject, digest, json.loads(detail_text), head.hash, digest_hash
+    session.execute(
+        update(_HEAD).where(ChainHeadRow.id == HEAD_ID).values(seq=seq, hash=digest_hash)
     )
-    head.seq = seq
-    head.hash = digest_hash
-    return entry
+    session.info[_HEAD_KEY] = (seq, digest_hash)
+    return ChainEntry(
+        seq, at, kind, incident_id, subject, digest, json.loads(detail_text), prev_hash, digest_hash
+    )
 
 
-def to_entry(row: ChainEntryRow) -> ChainEntry:
-    """The stored row as a :class:`ChainEntry` (an unparsable detail reads as ``{"raw": text}``)."""
+def to_entry(row: Any) -> ChainEntry:
+    """A stored row (ORM or Core) as a :class:`ChainEntry`; bad detail JSON reads as ``raw``."""
     try:
         detail = json.loads(row.detail)
     except ValueError:
@@ -284,23 +301,21 @@ def to_entry(row: ChainEntryRow) -> ChainEntry:
     )
 
 
-def iter_entries(
-    engine: Engine, *, batch: int = 2000
-) -> Iterator[tuple[ChainEntryRow, ChainEntry]]:
-    """Every entry in ``seq`` order, read in batches (the chain can be long), with its row.
+def iter_entries(engine: Engine, *, batch: int = 5000) -> Iterator[tuple[Any, ChainEntry]]:
+    """Every entry in ``seq`` order, read in batches (the chain can be long): the raw row (with
+    the stored ``detail`` text, to recompute hashes) and the parsed entry.
 
     Raises:
         StorageError: The chain cannot be read.
     """
     last: int | None = None
     while True:
-        query = select(ChainEntryRow).order_by(ChainEntryRow.seq).limit(batch)
+        query = select(_ENTRIES).order_by(_ENTRIES.c.seq).limit(batch)
         if last is not None:
-            query = query.where(ChainEntryRow.seq > last)
+            query = query.where(_ENTRIES.c.seq > last)
         try:
-            with Session(engine) as session:
-                rows = list(session.scalars(query))
-                session.expunge_all()
+            with engine.connect() as connection:
+                rows = connection.execute(query).all()
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot read the tamper-evidence chain: {exc}") from exc
         if not rows:
