@@ -175,7 +175,7 @@ class PrivacyConfig(_Strict):
     """
 
     mode: PrivacyMode = Field(
-        "blur", description="blur (heavy Gaussian), pixelate (coarse blocks) or off."
+        "blur", description="blur (a heavy blur), pixelate (coarse blocks) or off."
     )
     head_fraction: float = Field(
         0.25,

@@ -126,13 +126,11 @@ def _hide(roi: Image, mode: PrivacyMode) -> Image:
         return np.asarray(
             cv2.resize(small, (width, height), interpolation=cv2.INTER_NEAREST), np.uint8
         )
-    # A kernel as wide as the region and a sigma of a third of it leave a smooth blob: enough
-    # that no feature of a face survives, while the colour of a hat or hair still shows.
+    # A kernel as wide as the region leaves a smooth blob: no feature of a face survives, while
+    # the colour of a hat or hair still shows. Stack blur approximates a Gaussian at a cost that
+    # does not grow with the kernel (a Gaussian this wide took ~10 ms per head at 720p).
     kernel = _odd(max(3, width, height))
-    sigma = max(1.0, kernel / 3.0)
-    return np.asarray(
-        cv2.GaussianBlur(roi, (kernel, kernel), sigma, borderType=cv2.BORDER_REPLICATE), np.uint8
-    )
+    return np.asarray(cv2.stackBlur(roi, (kernel, kernel)), np.uint8)
 
 
 def anonymise(image: Image, regions: Iterable[Box], mode: PrivacyMode) -> Image:
