@@ -366,48 +366,59 @@ class ProcessWorker:
             name=f"safewatch-decode-{spec.camera_id}",
             daemon=True,
         )
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pid: int | None = None
+        self._exitcode: int | None = None
 
     @property
     def pid(self) -> int | None:
-        """The worker's process id once started."""
-        return self._process.pid
+        """The worker's process id once started (kept after the process object is closed)."""
+        return self._pid
 
     @property
     def exitcode(self) -> int | None:
         """The process's exit status (negative: killed by that signal)."""
-        return self._process.exitcode
+        with self._lock:
+            if not self._closed:
+                self._exitcode = self._process.exitcode
+            return self._exitcode
 
     def start(self) -> None:
         """Spawn the process."""
         self._process.start()
+        self._pid = self._process.pid
         self._child.close()  # only the child writes; EOF on our end now means it is gone
 
     def alive(self) -> bool:
         """Whether the process runs."""
-        return self._process.is_alive()
+        with self._lock:
+            return not self._closed and self._pid is not None and self._process.is_alive()
 
     def stop(self, timeout: float) -> None:
         """SIGTERM (the worker closes its source and unlinks its ring), then SIGKILL."""
-        if self._process.pid is None:
-            return
-        if self._process.is_alive():
+        if self.alive():
             self._process.terminate()
             self._process.join(timeout)
-        if self._process.is_alive():
-            self.kill()
+        self.kill()
 
     def kill(self) -> None:
         """SIGKILL and reap."""
-        if self._process.pid is not None and self._process.is_alive():
+        if self.alive():
             self._process.kill()
             self._process.join(5.0)
 
     def close(self) -> None:
-        """Release the pipe and the process object (after it has ended)."""
+        """Release the pipe and the process object (once it has ended); idempotent."""
         with contextlib.suppress(OSError):
             self.connection.close()
-        with contextlib.suppress(ValueError):
-            self._process.close()
+        with self._lock:
+            if self._closed or self._process.is_alive():
+                return
+            self._exitcode = self._process.exitcode
+            self._closed = True
+            with contextlib.suppress(ValueError):
+                self._process.close()
 
 
 class _CallbackSink:

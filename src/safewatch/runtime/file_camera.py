@@ -126,10 +126,10 @@ class PacedFileSource:
                     if self._closed.wait(max(0.0, due - self._clock())):
                         return
                     last_pts = frame.pts
-                    self._count(source.stats)
-                    yield Frame(self._camera_id, seq, pts, due, frame.image)
                     seq += 1
-                self._count(source.stats)
+                    self._count(source.stats, seq)
+                    yield Frame(self._camera_id, seq - 1, pts, due, frame.image)
+                self._count(source.stats, seq)
                 with self._lock:
                     self._base = self._stats
                     self._current = None
@@ -145,13 +145,16 @@ class PacedFileSource:
                 source.close()
             self._set_state(SourceState.ENDED, f"end of {self.path}")
 
-    def _count(self, stats: SourceStats) -> None:
+    def _count(self, stats: SourceStats, delivered: int) -> None:
+        # The file source updates its counters per packet, a frame behind what it yielded: the
+        # frames delivered are counted here, the decoder's own counts added up over passes.
         with self._lock:
             base = self._base
+            decoded = base.decoded + stats.decoded
             self._stats = replace(
                 stats,
-                decoded=base.decoded + stats.decoded,
-                sampled=base.sampled + stats.sampled,
+                decoded=max(decoded, delivered),
+                sampled=delivered,
                 bad_packets=base.bad_packets + stats.bad_packets,
             )
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import itertools
 import logging
 import os
 import threading
@@ -177,6 +178,8 @@ class Supervisor:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._memory_at = 0.0
+        self._incarnations = itertools.count(1)  # unique per server: a restarted or reconfigured
+        # camera's frames can never pass for its previous worker's
 
     # -- public API --------------------------------------------------------------------------
 
@@ -325,8 +328,7 @@ class Supervisor:
     def _launch(self, handle: _Handle) -> None:
         spec = handle.spec
         with self._lock:
-            handle.incarnation += 1
-            incarnation = handle.incarnation
+            incarnation = handle.incarnation = next(self._incarnations)
             handle.state = WorkerState.STARTING
             handle.source_state = SourceState.CONNECTING
             handle.message = "starting"
@@ -382,7 +384,7 @@ class Supervisor:
             self._rings.retire(handle.ring)
             handle.ring = None
         self._mailbox.set_streaming(handle.spec.camera_id, False)
-        log.warning("camera %s: worker %s", handle.spec.camera_id, handle.message)
+        log.warning("camera %s: %s", handle.spec.camera_id, handle.message)
 
     def _finalise(self, worker: Worker | None) -> None:
         if isinstance(worker, ProcessWorker) and not worker.alive():
@@ -525,7 +527,9 @@ class Supervisor:
     # -- messages ----------------------------------------------------------------------------
 
     def _on_message(self, handle: _Handle, incarnation: int, message: WorkerMessage) -> None:
-        current = incarnation == handle.incarnation
+        current = (
+            incarnation == handle.incarnation and self._handles.get(handle.spec.camera_id) is handle
+        )
         if isinstance(message, FrameReady):
             if current:
                 self._mailbox.put(message, incarnation)

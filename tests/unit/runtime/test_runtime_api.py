@@ -1,0 +1,155 @@
+"""The operations endpoints and the readiness rules behind them."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from fastapi.testclient import TestClient
+
+from safewatch.api import ApiSettings, create_app
+from safewatch.runtime.health import (
+    ComponentHealth,
+    Liveness,
+    Readiness,
+    camera_readiness,
+    overall,
+    stale_after,
+)
+from safewatch.runtime.metrics import CameraStatus, RuntimeMetrics, RuntimeSnapshot
+
+NOW = 1_800_000_000.0
+
+
+def status(camera: str = "yard", **changes: object) -> CameraStatus:
+    base = CameraStatus(
+        camera_id=camera,
+        name=camera.title(),
+        worker_state="running",
+        source_state="streaming",
+        message="receiving rtsp://***:***@cam/1",
+        pid=4242,
+        incarnation=1,
+        restarts=0,
+        fps_target=5.0,
+        decoded=250,
+        sampled=50,
+        reconnects=0,
+        bad_packets=0,
+        source_dropped=0,
+        mailbox_dropped=3,
+        torn_dropped=0,
+        stale_dropped=0,
+        inferred=40,
+        motion_skipped=7,
+        analysed=47,
+        decode_fps=24.7,
+        analysed_fps=5.0,
+        last_decoded_at=NOW - 0.05,
+        last_inferred_at=NOW - 0.2,
+        last_evaluated_at=NOW - 0.1,
+        memory_bytes=90_000_000,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+OK = ComponentHealth(ok=True, message="fine")
+
+
+class FakeServices:
+    def __init__(self, cameras: list[CameraStatus], database_ok: bool = True) -> None:
+        self.cameras = cameras
+        self.database_ok = database_ok
+        self.hung = False
+        self.metrics_registry = RuntimeMetrics()
+        self.metrics_registry.watch(lambda: RuntimeSnapshot(self.cameras, 1, 0, 123_456_789, NOW))
+
+    def liveness(self) -> Liveness:
+        if self.hung:
+            return Liveness(status="hung", uptime_seconds=9.0, problems=["inference thread hung"])
+        return Liveness(status="alive", uptime_seconds=9.0)
+
+    def readiness(self) -> Readiness:
+        cameras = {s.camera_id: camera_readiness(s, NOW) for s in self.cameras}
+        database = ComponentHealth(ok=self.database_ok, message="sqlite")
+        return Readiness(
+            status=overall(cameras, (database, OK, OK)),
+            database=database,
+            inference=OK,
+            rules=OK,
+            site=OK,
+            cameras=cameras,
+        )
+
+    def metrics(self) -> bytes:
+        return self.metrics_registry.render()
+
+
+def client(services: FakeServices) -> TestClient:
+    return TestClient(create_app(ApiSettings(site_name="North yard"), services))
+
+
+def test_readyz_reports_every_camera_as_plain_json() -> None:
+    response = client(FakeServices([status("yard"), status("dock")])).get("/readyz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["database"]["ok"] is True
+    yard = body["cameras"]["yard"]
+    assert yard["ready"] is True
+    assert yard["seconds_since_decoded"] == pytest.approx(0.05, abs=1e-3)
+    assert yard["seconds_since_inferred"] == pytest.approx(0.2, abs=1e-3)
+    assert yard["seconds_since_evaluated"] == pytest.approx(0.1, abs=1e-3)
+    assert yard["frames"]["dropped"] == {"source": 0, "mailbox": 3, "torn": 0, "stale": 0}
+    assert yard["pid"] == 4242
+
+
+def test_a_camera_down_degrades_but_the_database_down_is_not_ready() -> None:
+    down = status("dock", source_state="reconnecting", message="connection refused")
+    services = FakeServices([status("yard"), down])
+    response = client(services).get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded"
+    assert response.json()["cameras"]["dock"]["ready"] is False
+    one = client(services).get("/readyz", params={"camera": "dock"})
+    assert one.status_code == 503
+    assert one.json()["source"] == "reconnecting"
+    assert client(services).get("/readyz", params={"camera": "yard"}).status_code == 200
+    missing = client(services).get("/readyz", params={"camera": "gate"})
+    assert missing.status_code == 404
+    assert "gate" in missing.json()["message"] and "dock, yard" in missing.json()["message"]
+    services.database_ok = False
+    assert client(services).get("/readyz").status_code == 503
+
+
+def test_a_camera_whose_frames_are_not_evaluated_any_more_is_not_ready() -> None:
+    stale = status(last_evaluated_at=NOW - stale_after(5.0) - 1)
+    assert camera_readiness(stale, NOW).ready is False
+    ended = camera_readiness(status(worker_state="ended", source_state="ended"), NOW)
+    assert overall({"clip": ended}, (OK,)) == "ready"  # a finished file is not a failure
+    assert overall({"clip": ended}, (OK,), stopping=True) == "stopping"
+
+
+def test_healthz_is_liveness_only() -> None:
+    services = FakeServices([status(source_state="failed")])
+    response = client(services).get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "alive"  # a dead camera is no reason to restart
+    services.hung = True
+    hung = client(services).get("/healthz")
+    assert hung.status_code == 503
+    assert hung.json()["problems"] == ["inference thread hung"]
+
+
+def test_metrics_are_prometheus_text_with_camera_series() -> None:
+    response = client(FakeServices([status("yard")])).get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'safewatch_camera_decoded_frames_total{camera="yard"} 250.0' in text
+    assert 'safewatch_camera_dropped_frames_total{camera="yard",stage="mailbox"} 3.0' in text
+    assert 'safewatch_camera_state{camera="yard",state="streaming"} 1.0' in text
+    assert 'safewatch_resident_memory_bytes{process="decode:yard"} 9e+07' in text
+    assert 'safewatch_queue_depth{queue="mailbox"} 1.0' in text
+    assert "safewatch_inference_latency_seconds" in text
+    assert "process_resident_memory_bytes" in text  # the server's own, from the default registry

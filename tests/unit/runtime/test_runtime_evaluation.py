@@ -1,0 +1,138 @@
+"""The rules stage: real tracker, rule engine and incident manager on SQLite, in order."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from runtime_fakes import person_at
+
+from safewatch.config.site import TrackerConfig
+from safewatch.domain import Detections, Frame, RuleEvent, TrackedFrame
+from safewatch.errors import StorageError
+from safewatch.incidents import ChangeKind, EvidenceStore, IncidentChange, IncidentManager
+from safewatch.rules import RuleEngine, load_rules
+from safewatch.runtime.evaluation import RulesWorker
+from safewatch.runtime.inference import Analysed
+from safewatch.runtime.metrics import RuntimeMetrics
+from safewatch.storage import IncidentRepository, create_engine_for
+from safewatch.track import CameraTracker
+
+RULES = """
+version: 1
+zones:
+  everywhere: {camera: cam, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}
+rules:
+  - {id: keep-out, kind: zone_intrusion, zone: everywhere, objects: [person], min_duration: 0s}
+"""
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Iterator[IncidentRepository]:
+    engine = create_engine_for("sqlite:///db.sqlite", tmp_path)
+    yield IncidentRepository(engine)
+    engine.dispose()
+
+
+def analysed(seq: int, detections: Detections, camera: str = "cam") -> Analysed:
+    now = time.time()
+    frame = Frame(camera, seq, seq * 0.2, now - 0.05, np.zeros((48, 64, 3), np.uint8))
+    return Analysed(frame, detections, True, 1, now - 0.02, now - 0.01, 1)
+
+
+def build(tmp_path: Path, repository: IncidentRepository, metrics: RuntimeMetrics) -> RulesWorker:
+    (tmp_path / "rules.yaml").write_text(RULES)
+    rules = load_rules(tmp_path / "rules.yaml")
+    manager = IncidentManager(repository, EvidenceStore(tmp_path / "evidence"))
+    return RulesWorker(
+        lambda camera: CameraTracker(TrackerConfig(), camera, frame_rate=5.0),
+        RuleEngine(rules),
+        manager,
+        metrics,
+    )
+
+
+def wait_for(condition: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.01)
+
+
+def test_incidents_open_live_and_close_at_stop(
+    tmp_path: Path, repository: IncidentRepository
+) -> None:
+    metrics = RuntimeMetrics()
+    worker = build(tmp_path, repository, metrics)
+    seen: list[Sequence[IncidentChange]] = []
+    worker.add_listener(lambda _item, _tracked, _events, changes: seen.append(changes))
+    worker.start()
+    for seq in range(6):
+        worker.submit(analysed(seq, person_at(20 + seq, 10)))
+    wait_for(lambda: len(seen) == 6)
+    opened = [c for changes in seen for c in changes if c.kind is ChangeKind.OPENED]
+    assert len(opened) == 1
+    assert repository.get(opened[0].incident.id).ended_at is None  # open while it goes on
+    assert worker.counters()["cam"].analysed == 6
+    closed = worker.stop(timeout=5.0)
+    assert [c.kind for c in closed] == [ChangeKind.CLOSED]
+    stored = repository.get(opened[0].incident.id)
+    assert stored.ended_at is not None
+    assert metrics.frame_to_incident._sum.get() > 0  # observed once, from the frame's capture
+    assert metrics.incidents.labels(kind="opened")._value.get() == 1
+
+
+def test_finishing_a_camera_closes_its_incidents_after_its_queued_frames(
+    tmp_path: Path, repository: IncidentRepository
+) -> None:
+    worker = build(tmp_path, repository, RuntimeMetrics())
+    worker.start()
+    for seq in range(4):
+        worker.submit(analysed(seq, person_at(30, 10)))
+    assert worker.finish_camera("cam", timeout=5.0)
+    (incident,) = repository.list()
+    assert incident.ended_at is not None
+    assert "cam" not in worker.counters()  # its tracker and state are gone
+    for seq in range(4, 8):  # the camera comes back (reconfigured): a fresh episode
+        worker.submit(analysed(seq, person_at(30, 10)))
+    worker.stop(timeout=5.0)
+    assert len(repository.list()) == 2
+
+
+class _BrokenIncidents:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def handle(
+        self, events: Sequence[RuleEvent], tracked: TrackedFrame, frame: Frame
+    ) -> list[IncidentChange]:
+        self.calls += 1
+        raise StorageError("database is locked")
+
+    def close_all(self, at: float) -> list[IncidentChange]:
+        return []
+
+
+class _NoRules:
+    def evaluate(self, tracked: TrackedFrame) -> list[RuleEvent]:
+        return []
+
+    def finish(self, camera_id: str, at: float | None = None) -> list[RuleEvent]:
+        return []
+
+
+def test_a_storage_failure_is_counted_and_the_stage_goes_on() -> None:
+    metrics = RuntimeMetrics()
+    incidents = _BrokenIncidents()
+    worker = RulesWorker(
+        lambda camera: CameraTracker(TrackerConfig(), camera), _NoRules(), incidents, metrics
+    )
+    worker.start()
+    for seq in range(3):
+        worker.submit(analysed(seq, Detections.empty()))
+    wait_for(lambda: incidents.calls == 3)
+    assert worker.alive()
+    assert metrics.errors.labels(stage="storage")._value.get() == 3
+    worker.stop(timeout=5.0)

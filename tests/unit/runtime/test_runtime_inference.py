@@ -1,0 +1,183 @@
+"""The inference worker: cross-camera batches, motion gate with refresh, stale frames, tiling."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from runtime_fakes import RecordingDetector, image
+
+from safewatch.config.runtime import InferenceRuntimeConfig, MotionConfig, TilingConfig
+from safewatch.runtime.inference import Analysed, CameraPlan, InferenceWorker
+from safewatch.runtime.mailbox import FrameMailbox
+from safewatch.runtime.messages import FrameReady
+from safewatch.runtime.metrics import RuntimeMetrics
+from safewatch.runtime.rings import RingCache
+from safewatch.runtime.shm import SharedRing
+
+
+class Harness:
+    def __init__(
+        self,
+        plans: dict[str, CameraPlan],
+        *,
+        motion: MotionConfig | None = None,
+        models: tuple[str, ...] = ("coco",),
+    ) -> None:
+        self.mailbox = FrameMailbox()
+        self.rings = RingCache()
+        self.detectors = {name: RecordingDetector(label=name) for name in models}
+        self.plans = plans
+        self.out: list[Analysed] = []
+        self.metrics = RuntimeMetrics()
+        self.worker = InferenceWorker(
+            self.mailbox,
+            self.rings,
+            self.detectors.__getitem__,
+            lambda: self.plans,
+            self.out.append,
+            InferenceRuntimeConfig(max_batch=8, max_wait_ms=0),
+            motion or MotionConfig(refresh_seconds=60.0),
+            self.metrics,
+        )
+
+    def offer(self, camera: str, seq: int, *, moving: bool = True, incarnation: int = 1) -> None:
+        picture = image(seq % 255)
+        self.mailbox.put(
+            FrameReady(
+                camera, seq, seq * 0.2, time.time(), picture.shape, 0.1, moving, image=picture
+            ),
+            incarnation,
+        )
+
+    def round(self) -> list[Analysed]:
+        return self.worker.process(self.mailbox.take_batch(8, 0.0, timeout=0.1))
+
+
+def plan(camera: str, models: tuple[str, ...] = ("coco",), **kw: object) -> CameraPlan:
+    return CameraPlan(camera, models, kw.pop("incarnation", 1), **kw)  # type: ignore[arg-type]
+
+
+def test_frames_of_several_cameras_share_one_detector_call() -> None:
+    h = Harness({c: plan(c) for c in "abc"})
+    for camera in "abc":
+        h.offer(camera, 0)
+    analysed = h.round()
+    assert [len(call) for call in h.detectors["coco"].calls] == [3]
+    assert sorted(a.frame.camera_id for a in analysed) == ["a", "b", "c"]
+    assert all(a.inferred and a.batch_size == 3 and len(a.detections) == 1 for a in analysed)
+    assert h.metrics.batch_size._sum.get() == 3  # one round of three frames
+
+
+def test_static_frames_reuse_the_last_detections_until_the_refresh() -> None:
+    h = Harness({"a": plan("a")}, motion=MotionConfig(refresh_seconds=0.3))
+    h.offer("a", 0, moving=False)  # no detections yet: inferred whatever the gate says
+    h.offer("a", 0, moving=False)
+    (first,) = h.round()
+    assert first.inferred
+    h.offer("a", 1, moving=False)
+    (second,) = h.round()
+    assert not second.inferred
+    assert second.detections is first.detections
+    h.offer("a", 2, moving=True)
+    assert h.round()[0].inferred
+    h.offer("a", 3, moving=False)
+    assert not h.round()[0].inferred
+    time.sleep(0.35)
+    h.offer("a", 4, moving=False)
+    assert h.round()[0].inferred  # refreshed: a worker standing still is seen again
+    counters = h.worker.counters()["a"]
+    assert (counters.inferred, counters.motion_skipped) == (3, 2)
+
+
+def test_gating_off_infers_every_frame() -> None:
+    h = Harness({"a": plan("a")}, motion=MotionConfig(enabled=False))
+    for seq in range(3):
+        h.offer("a", seq, moving=False)
+        assert h.round()[0].inferred
+
+
+def test_frames_from_an_old_incarnation_or_an_unknown_camera_are_stale() -> None:
+    h = Harness({"a": plan("a", incarnation=2)})
+    h.offer("a", 0, incarnation=1)
+    h.offer("zz", 0)
+    assert h.round() == []
+    assert h.detectors["coco"].calls == []
+    counters = h.worker.counters()
+    assert counters["a"].stale == 1 and counters["zz"].stale == 1
+
+
+def test_models_run_once_per_batch_and_merge_in_the_cameras_order() -> None:
+    h = Harness({"a": plan("a", ("coco", "ppe")), "b": plan("b", ("ppe",))}, models=("coco", "ppe"))
+    h.offer("a", 0)
+    h.offer("b", 0)
+    analysed = {a.frame.camera_id: a for a in h.round()}
+    assert [len(c) for c in h.detectors["coco"].calls] == [1]
+    assert [len(c) for c in h.detectors["ppe"].calls] == [2]
+    assert analysed["a"].detections.label.tolist() == ["coco", "ppe"]
+    assert analysed["b"].detections.label.tolist() == ["ppe"]
+
+
+def test_tiled_cameras_send_their_tiles_in_the_same_batch() -> None:
+    tiling = TilingConfig(columns=2, rows=1, overlap=0.2, full_frame=True)
+    h = Harness({"a": plan("a", tiling=tiling), "b": plan("b")})
+    h.offer("a", 0)
+    h.offer("b", 0)
+    h.round()
+    (call,) = h.detectors["coco"].calls
+    assert len(call) == 4  # a: full frame + 2 tiles; b: its frame
+    widths = sorted(f.width for f in call)
+    assert widths[:2] == [36, 36] and widths[2:] == [64, 64]
+
+
+def test_frames_are_copied_out_of_shared_memory_and_laps_are_counted() -> None:
+    h = Harness({"a": plan("a")})
+    ring = SharedRing.create((48, 64, 3), slots=2)
+    try:
+        h.rings.announce(ring.spec)
+        ref = ring.write(image(77))
+        h.mailbox.put(FrameReady("a", 0, 0.0, time.time(), (48, 64, 3), 1.0, True, ref=ref), 1)
+        (analysed,) = h.round()
+        assert int(analysed.frame.image[0, 0, 0]) == 77
+        ring.write(image(78))
+        ring.write(image(79))  # laps the slot of ``ref``
+        h.mailbox.put(FrameReady("a", 1, 0.2, time.time(), (48, 64, 3), 1.0, True, ref=ref), 1)
+        assert h.round() == []
+        assert h.worker.counters()["a"].torn == 1
+        ring.write(image(80))
+        assert int(analysed.frame.image[0, 0, 0]) == 77  # the analysed copy is private
+    finally:
+        h.rings.close()
+        ring.unlink()
+        ring.close()
+
+
+def test_the_thread_drains_the_mailbox_on_stop() -> None:
+    h = Harness({"a": plan("a"), "b": plan("b")})
+    h.worker.start()
+    h.offer("a", 0)
+    h.offer("b", 0)
+    h.worker.stop(timeout=5.0)
+    assert not h.worker.alive()
+    assert sorted(a.frame.camera_id for a in h.out) == ["a", "b"]
+
+
+def test_a_failing_detector_costs_the_batch_not_the_thread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = Harness({"a": plan("a")})
+
+    def broken(frames: object) -> list[object]:
+        raise RuntimeError("boom")
+
+    h.detectors["coco"].detect = broken  # type: ignore[method-assign]
+    h.worker.start()
+    h.offer("a", 0)
+    deadline = time.monotonic() + 5
+    while h.worker.batches < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert h.worker.alive()
+    assert "inference failed" in caplog.text
+    h.worker.stop(timeout=5.0)
+    assert np.isclose(h.metrics.errors.labels(stage="inference")._value.get(), 1.0)

@@ -1,0 +1,108 @@
+"""The newest-frame mailbox: drops counted, motion kept, batches assembled across cameras."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from safewatch.runtime.mailbox import FrameMailbox
+from safewatch.runtime.messages import FrameReady
+
+
+def ready(camera: str, seq: int, *, moving: bool = True) -> FrameReady:
+    return FrameReady(camera, seq, seq * 0.2, 1000.0 + seq * 0.2, (4, 4, 3), 0.5, moving)
+
+
+def test_a_newer_frame_replaces_the_pending_one_and_the_drop_is_counted() -> None:
+    box = FrameMailbox()
+    assert box.put(ready("a", 0), 1) is False
+    assert box.put(ready("a", 1), 1) is True
+    assert box.put(ready("a", 2), 1) is True
+    box.put(ready("b", 0), 1)
+    assert box.depth() == 2
+    assert box.dropped() == {"a": 2}
+    batch = box.take_batch(8, 0.0, timeout=0.1)
+    assert sorted((p.frame.camera_id, p.frame.seq) for p in batch) == [("a", 2), ("b", 0)]
+    assert box.depth() == 0
+
+
+def test_motion_is_never_lost_to_a_drop() -> None:
+    box = FrameMailbox()
+    box.put(ready("a", 0, moving=True), 1)
+    box.put(ready("a", 1, moving=False), 1)  # static, but replaces an unanalysed moving frame
+    (taken,) = box.take_batch(1, 0.0, timeout=0.1)
+    assert taken.frame.seq == 1 and taken.frame.moving is True
+    box.put(ready("a", 2, moving=False), 1)
+    (taken,) = box.take_batch(1, 0.0, timeout=0.1)
+    assert taken.frame.moving is False
+
+
+def test_no_waiting_when_every_streaming_camera_has_its_frame() -> None:
+    box = FrameMailbox()
+    box.set_streaming("a", True)
+    box.set_streaming("b", True)
+    box.put(ready("a", 0), 1)
+    box.put(ready("b", 0), 1)
+    started = time.monotonic()
+    batch = box.take_batch(8, max_wait=5.0, timeout=1.0)
+    assert len(batch) == 2
+    assert time.monotonic() - started < 0.5
+
+
+def test_a_lone_frame_waits_at_most_max_wait_for_the_others() -> None:
+    box = FrameMailbox()
+    for camera in "abc":
+        box.set_streaming(camera, True)
+    box.put(ready("a", 0), 1)
+    started = time.monotonic()
+    batch = box.take_batch(8, max_wait=0.15, timeout=1.0)
+    waited = time.monotonic() - started
+    assert [p.frame.camera_id for p in batch] == ["a"]
+    assert 0.1 <= waited < 1.0
+
+
+def test_a_frame_arriving_within_max_wait_joins_the_batch() -> None:
+    box = FrameMailbox()
+    box.set_streaming("a", True)
+    box.set_streaming("b", True)
+    box.put(ready("a", 0), 1)
+    late = threading.Timer(0.05, lambda: box.put(ready("b", 0), 1))
+    late.start()
+    batch = box.take_batch(8, max_wait=2.0, timeout=1.0)
+    late.join()
+    assert sorted(p.frame.camera_id for p in batch) == ["a", "b"]
+
+
+def test_max_batch_takes_the_oldest_first_and_leaves_the_rest() -> None:
+    box = FrameMailbox()
+    for index, camera in enumerate("abcd"):
+        box.put(ready(camera, index), 1)
+        time.sleep(0.002)
+    first = box.take_batch(3, max_wait=0.0, timeout=0.1)
+    assert [p.frame.camera_id for p in first] == ["a", "b", "c"]
+    assert [p.frame.camera_id for p in box.take_batch(3, 0.0, timeout=0.1)] == ["d"]
+
+
+def test_timeout_close_and_discard() -> None:
+    box = FrameMailbox()
+    assert box.take_batch(4, 0.0, timeout=0.05) == []
+    box.put(ready("a", 0), 1)
+    box.discard("a")
+    assert box.depth() == 0
+    box.put(ready("a", 1), 1)
+    box.close()
+    assert box.put(ready("a", 2), 1) is False  # ignored once closed
+    assert [p.frame.seq for p in box.take_batch(4, 0.0, timeout=0.05)] == [1]  # still drained
+    assert box.take_batch(4, 0.0, timeout=5.0) == []  # closed and empty: no wait
+
+
+@pytest.mark.parametrize("cameras", [1, 4])
+def test_many_puts_keep_at_most_one_frame_per_camera(cameras: int) -> None:
+    box = FrameMailbox()
+    for seq in range(100):
+        for camera in range(cameras):
+            box.put(ready(str(camera), seq), 1)
+    assert box.depth() == cameras
+    assert sum(box.dropped().values()) == 99 * cameras

@@ -1,0 +1,206 @@
+"""Decode workers under the supervisor: files played live, endings, reloads, crashes, stalls."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from runtime_fakes import moving_square_video
+
+from safewatch.config.runtime import MotionConfig, WatchdogConfig
+from safewatch.config.site import CameraConfig
+from safewatch.errors import ConfigError
+from safewatch.runtime.camera_worker import WorkerSpec, build_camera_source
+from safewatch.runtime.file_camera import PacedFileSource
+from safewatch.runtime.mailbox import FrameMailbox
+from safewatch.runtime.rings import RingCache
+from safewatch.runtime.supervisor import Supervisor, WorkerState
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("media")
+    return moving_square_video(folder / "square.mp4", seconds=0.5, fps=20)
+
+
+def spec(camera: str, source: Path | str, *, loop: bool = True, fps: float = 10.0) -> WorkerSpec:
+    return WorkerSpec(
+        camera_id=camera,
+        camera=CameraConfig(source=str(source), fps=fps, models=["m"], loop=loop),
+        base_dir=Path("."),
+        motion=MotionConfig(),
+        stats_interval=0.05,
+    )
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+class Running:
+    def __init__(self, mode: str, watchdog: WatchdogConfig | None = None) -> None:
+        self.mailbox = FrameMailbox()
+        self.rings = RingCache()
+        self.stopped: list[str] = []
+        self.supervisor = Supervisor(
+            mode=mode,  # type: ignore[arg-type]
+            mailbox=self.mailbox,
+            rings=self.rings,
+            watchdog=watchdog
+            or WatchdogConfig(stall_seconds=2, progress_seconds=5, restart_backoff_seconds=0.1),
+            on_camera_stopped=self.stopped.append,
+        )
+        self.supervisor.start()
+
+    def state(self, camera: str) -> WorkerState:
+        (status,) = [s for s in self.supervisor.statuses() if s.camera_id == camera]
+        return status.state
+
+    def frames(self, count: int, timeout: float = 10.0) -> list[tuple[str, int, np.ndarray]]:
+        got: list[tuple[str, int, np.ndarray]] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count and time.monotonic() < deadline:
+            for pending in self.mailbox.take_batch(8, 0.0, timeout=0.2):
+                ready = pending.frame
+                image = ready.image if ready.image is not None else None
+                if image is None and ready.ref is not None:
+                    image = self.rings.read(ready.ref)
+                if image is not None:
+                    got.append((ready.camera_id, ready.seq, image))
+        return got
+
+
+@pytest.fixture
+def running() -> Iterator[Callable[..., Running]]:
+    made: list[Running] = []
+
+    def make(mode: str = "thread", watchdog: WatchdogConfig | None = None) -> Running:
+        made.append(Running(mode, watchdog))
+        return made[-1]
+
+    yield make
+    for item in made:
+        item.supervisor.stop(timeout=5.0)
+        item.rings.close()
+
+
+def test_a_file_plays_live_and_loops_with_continuous_time(clip: Path) -> None:
+    source = PacedFileSource("cam", clip, fps=20, loop=True)
+    started = time.time()
+    frames = []
+    for frame in source.frames():
+        frames.append(frame)
+        if len(frames) == 15:  # 10 frames per pass: crosses the loop
+            break
+    source.close()
+    assert [f.seq for f in frames] == list(range(15))
+    assert np.all(np.diff([f.pts for f in frames]) > 0.04)
+    assert np.allclose(np.diff([f.timestamp for f in frames]), 0.05, atol=0.002)
+    assert frames[-1].timestamp <= time.time() + 0.01  # released at their time, not ahead
+    assert time.time() - started >= 0.65
+    assert source.stats.sampled == 15
+    assert source.stats.decoded >= 15
+    assert source.state.value == "ended"
+
+
+def test_loop_is_for_files_only() -> None:
+    with pytest.raises(ConfigError, match="loop applies to video files only"):
+        build_camera_source(spec("cam", "rtsp://user:secret@10.0.0.1/s", loop=True))
+
+
+def test_thread_workers_feed_the_mailbox_and_report(
+    clip: Path, running: Callable[..., Running]
+) -> None:
+    r = running("thread")
+    plan = r.supervisor.apply({"a": spec("a", clip), "b": spec("b", clip)})
+    assert plan.added == ("a", "b")
+    got = r.frames(8)
+    assert {camera for camera, _, _ in got} == {"a", "b"}
+    assert all(image.shape == (64, 96, 3) for _, _, image in got)
+    wait_for(lambda: r.state("a") is WorkerState.RUNNING)
+    (status,) = [s for s in r.supervisor.statuses() if s.camera_id == "a"]
+    assert status.source_state == "streaming"
+    assert status.stats.decoded > 0 and status.last_frame_at is not None
+    assert set(r.supervisor.plans()) == {"a", "b"}
+
+
+def test_a_file_without_loop_ends_and_is_not_restarted(
+    clip: Path, running: Callable[..., Running]
+) -> None:
+    r = running("thread")
+    r.supervisor.apply({"once": spec("once", clip, loop=False)})
+    wait_for(lambda: r.state("once") is WorkerState.ENDED)
+    time.sleep(0.3)
+    (status,) = r.supervisor.statuses()
+    assert status.state is WorkerState.ENDED and status.restarts == 0
+
+
+def test_a_missing_file_fails_with_its_name(
+    tmp_path: Path, running: Callable[..., Running]
+) -> None:
+    r = running("thread")
+    r.supervisor.apply({"gone": spec("gone", tmp_path / "nope.mp4")})
+    wait_for(lambda: r.state("gone") is WorkerState.FAILED)
+    (status,) = r.supervisor.statuses()
+    assert "nope.mp4" in status.message and status.restarts == 0
+
+
+def test_reload_touches_only_the_cameras_that_changed(
+    clip: Path, running: Callable[..., Running]
+) -> None:
+    r = running("thread")
+    r.supervisor.apply({"a": spec("a", clip), "b": spec("b", clip)})
+    wait_for(lambda: r.state("a") is WorkerState.RUNNING)
+    before = {s.camera_id: s.incarnation for s in r.supervisor.statuses()}
+    plan = r.supervisor.apply(
+        {"a": spec("a", clip), "b": spec("b", clip, fps=5), "c": spec("c", clip)}
+    )
+    assert (plan.added, plan.removed, plan.changed, plan.unchanged) == (("c",), (), ("b",), ("a",))
+    after = {s.camera_id: s.incarnation for s in r.supervisor.statuses()}
+    assert after["a"] == before["a"]
+    assert after["b"] > max(before.values())  # a new worker, never mistaken for the old
+    assert r.stopped == ["b"]  # its episodes were finished before it restarted
+    plan = r.supervisor.apply({"a": spec("a", clip)})
+    assert plan.removed == ("b", "c")
+    assert r.supervisor.camera_ids() == ["a"]
+    assert r.stopped == ["b", "b", "c"]
+    assert {s.camera_id: s.incarnation for s in r.supervisor.statuses()} == {"a": before["a"]}
+
+
+@pytest.mark.slow
+def test_a_killed_or_frozen_decode_process_is_restarted(
+    clip: Path, running: Callable[..., Running]
+) -> None:
+    r = running(
+        "process",
+        WatchdogConfig(stall_seconds=1, progress_seconds=2.5, restart_backoff_seconds=0.2),
+    )
+    r.supervisor.apply({"cam": spec("cam", clip)})
+    assert r.frames(3)  # frames arrive through shared memory
+    first = r.supervisor.pid("cam")
+    assert first is not None and first != os.getpid()
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: r.supervisor.pid("cam") not in (None, first), timeout=15)
+    second = r.supervisor.pid("cam")
+    wait_for(lambda: r.state("cam") is WorkerState.RUNNING, timeout=15)
+    assert r.frames(3)
+    os.kill(second, signal.SIGSTOP)  # alive but making no progress
+    try:
+        wait_for(lambda: r.supervisor.pid("cam") not in (None, second), timeout=15)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # killed by the supervisor already
+            os.kill(second, signal.SIGCONT)
+    (status,) = r.supervisor.statuses()
+    assert status.restarts == 2
+    wait_for(lambda: r.state("cam") is WorkerState.RUNNING, timeout=15)
+    assert r.frames(3)
