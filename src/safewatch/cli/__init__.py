@@ -14,6 +14,7 @@ from safewatch.cli import (  # noqa: F401 - registers the commands
     calibrate,
     check,
     db,
+    evidence,
     models,
     retention,
     rules,

@@ -1,0 +1,130 @@
+"""``safewatch evidence reveal`` on a site's real storage, and ``verify`` over what the evidence
+thread wrote (clip, clean still, sealed originals are all in the tamper-evidence chain)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from evidence_frames import HEAD, coded_frame, episode_events
+from safewatch.cli import app
+from safewatch.config.loader import load_site
+from safewatch.errors import NotFound
+from safewatch.incidents import EvidenceKey, EvidenceKeyError, EvidenceRecorder, IncidentManager
+from safewatch.incidents.sealed import REVEAL_LOG, generate_key, reveal_records
+from safewatch.incidents.site_storage import open_site_storage
+
+FPS = 10.0
+ENV = "SITE_EVIDENCE_KEY"
+runner = CliRunner()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    config = {
+        "version": 1,
+        "models": {"coco": {"path": "yolox_nano"}},
+        "cameras": {"line-2": {"source": "/dev/null", "models": ["coco"]}},
+        "storage": {"database": "sqlite:///data/site.db", "evidence_dir": "evidence"},
+        "evidence": {"keep_originals": True, "key_env": ENV, "pre_seconds": 1.0},
+    }
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def record_incident(site: Path, key: str) -> str:
+    loaded = load_site(site)
+    storage = open_site_storage(loaded)
+    try:
+        recorder = EvidenceRecorder(
+            storage.evidence,
+            storage.repository,
+            loaded.config.evidence,
+            key=EvidenceKey.from_env(ENV, {ENV: key}),
+            on_full="wait",
+        )
+        manager = IncidentManager(storage.repository, storage.evidence, recorder=recorder)
+        opened = []
+        for i in range(60):
+            frame, tracked = coded_frame(i, FPS)
+            events = episode_events(i, FPS, started=10, fired=20, ended=40)
+            opened += [c.incident.id for c in manager.handle(events, tracked, frame)]
+        recorder.close(timeout=60)
+        assert recorder.stats.originals_sealed == 2
+        return opened[0]
+    finally:
+        storage.close()
+
+
+def test_reveal_writes_the_originals_and_logs_the_request(site: Path, tmp_path: Path) -> None:
+    key = generate_key()
+    incident = record_incident(site, key)
+    code, output = invoke("verify", "--config", str(site))
+    assert code == 0, output  # every evidence file the recorder wrote is in the chain, intact
+    out = tmp_path / "revealed"
+    code, output = invoke(
+        "evidence",
+        "reveal",
+        incident,
+        "--config",
+        str(site),
+        "--reason",
+        "HSE case 77",
+        "--actor",
+        "auditor",
+        "--out",
+        str(out),
+        env={ENV: key},
+    )
+    assert code == 0, output
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"{incident}.orig.jpg",
+        f"{incident}.orig.mp4",
+    ]
+    still = cv2.imread(str(out / f"{incident}.orig.jpg"))
+    assert still is not None
+    x1, y1, x2, y2 = HEAD
+    assert still[y1 + 6 : y2 - 6, x1 + 6 : x2 - 6].std() > 60, "the original must be unblurred"
+    records = reveal_records(tmp_path / "evidence" / REVEAL_LOG)
+    assert [(r["actor"], r["reason"], r["outcome"]) for r in records] == [
+        ("auditor", "HSE case 77", "revealed"),
+        ("auditor", "HSE case 77", "revealed"),
+    ]
+
+
+def test_reveal_errors_are_clear(site: Path) -> None:
+    key = generate_key()
+    incident = record_incident(site, key)
+    with pytest.raises(EvidenceKeyError, match=rf"\${ENV} is not set"):
+        invoke("evidence", "reveal", incident, "-c", str(site), "--reason", "r", env={ENV: ""})
+    with pytest.raises(EvidenceKeyError, match="was sealed with key"):
+        invoke(
+            "evidence",
+            "reveal",
+            incident,
+            "-c",
+            str(site),
+            "--reason",
+            "r",
+            env={ENV: generate_key()},
+        )
+    with pytest.raises(NotFound, match="incident 'nope' not found"):
+        invoke("evidence", "reveal", "nope", "-c", str(site), "--reason", "r", env={ENV: key})
+
+
+def test_new_key_is_a_usable_key() -> None:
+    code, output = invoke("evidence", "new-key")
+    assert code == 0
+    assert len(EvidenceKey.from_env(ENV, {ENV: output.strip()}).secret) == 32
