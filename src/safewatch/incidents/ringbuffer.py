@@ -5,11 +5,13 @@ also show the seconds before that; so the frames must already be kept when the i
 The buffer keeps at most ``seconds`` of frame time *and* at most ``max_bytes``, dropping the
 oldest first, so a 24/7 camera never grows it.
 
-Frames are held as JPEG by default. Measured by ``bench/evidence`` (10 s at 5 fps): raw BGR costs
-2.6 MiB per 720p frame and 5.9 MiB per 1080p frame (138 MiB / 311 MiB per camera; three times that
-at 15 fps), JPEG at quality 85 about 5-10% of that, for 2-5 ms of encoding per frame on one core.
-The encoding runs on the evidence thread (:mod:`safewatch.incidents.recorder`), never on the
-analysis path; ``raw`` remains for hosts with memory to spare and no CPU to spare.
+Frames are held as JPEG by default. Measured by ``python -m bench.evidence`` (tracemalloc, one
+camera, 10 s buffer): raw BGR holds 135 MiB at 720p and 303 MiB at 1080p at 5 fps (399 / 896 MiB
+at 15 fps); JPEG at quality 85 holds 5.5-7 MiB and 10-14 MiB at 5 fps (16-21 / 30-42 MiB at
+15 fps; the upper figures with sensor noise added), 20 to 30 times less, for about 2 ms (720p)
+and 4-8 ms (1080p) of encoding per frame. The encoding runs on the evidence thread
+(:mod:`safewatch.incidents.recorder`), never on the analysis path; ``raw`` remains for a host with
+memory to spare and no CPU to spare.
 
 Not thread-safe: the evidence recorder's single thread owns every buffer.
 """
