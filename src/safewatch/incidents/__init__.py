@@ -1,7 +1,14 @@
 """Incidents: lifecycle from rule events, and their evidence (stills, clips, sealed originals)."""
 
 from safewatch.incidents.annotate import draw_overlay
-from safewatch.incidents.evidence import JPEG_QUALITY, EvidenceStore
+from safewatch.incidents.chain import Problem, ProblemKind, VerifyReport, verify_chain
+from safewatch.incidents.evidence import JPEG_QUALITY, EvidenceLog, EvidenceStore
+from safewatch.incidents.lifecycle import (
+    IncidentLifecycle,
+    InvalidTransition,
+    TimelineEvent,
+    check_transition,
+)
 from safewatch.incidents.manager import ChangeKind, IncidentChange, IncidentManager
 from safewatch.incidents.privacy import anonymise_heads, head_regions
 from safewatch.incidents.recorder import (
@@ -12,7 +19,9 @@ from safewatch.incidents.recorder import (
     EvidenceRecorder,
     RecorderStats,
 )
+from safewatch.incidents.retention import Removal, RetentionReport, apply_retention
 from safewatch.incidents.sealed import EvidenceKey, EvidenceKeyError, reveal
+from safewatch.incidents.site_storage import SiteStorage, open_evidence_backend, open_site_storage
 
 __all__ = [
     "CLEAN_STILL_SUFFIX",
@@ -23,13 +32,28 @@ __all__ = [
     "ChangeKind",
     "EvidenceKey",
     "EvidenceKeyError",
+    "EvidenceLog",
     "EvidenceRecorder",
     "EvidenceStore",
     "IncidentChange",
+    "IncidentLifecycle",
     "IncidentManager",
+    "InvalidTransition",
+    "Problem",
+    "ProblemKind",
     "RecorderStats",
+    "Removal",
+    "RetentionReport",
+    "SiteStorage",
+    "TimelineEvent",
+    "VerifyReport",
     "anonymise_heads",
+    "apply_retention",
+    "check_transition",
     "draw_overlay",
     "head_regions",
+    "open_evidence_backend",
+    "open_site_storage",
     "reveal",
+    "verify_chain",
 ]
