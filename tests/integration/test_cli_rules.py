@@ -127,9 +127,9 @@ def test_explain_says_each_rule_in_plain_words() -> None:
         "drop_zone for at least 1 s, at any time, opens an incident; it ends after 1 s outside "
         "the zone or out of sight; then the same object raises no new one for 10 s.",
         "  Keep out of the drop zone while loads are moved.",
-        "one-person-at-hoist-landing (medium): on camera yard, more than 1 people in zone "
-        "hoist_landing (by its feet) for at least 1 s, at any time, opens an incident; it ends "
-        "after 1 s back within bounds; then the zone raises no new one for 10 s.",
+        "one-person-at-hoist-landing (medium): on camera yard, more than 1 person in zone "
+        "hoist_landing (counted by their feet) for at least 1 s, at any time, opens an incident; "
+        "it ends after 1 s back within bounds; then the zone raises no new one for 10 s.",
         "  Only the banksman stands at the landing point while loads come down.",
     ]
 

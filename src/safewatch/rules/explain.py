@@ -39,6 +39,11 @@ _ANCHOR = {
 }
 _POINT = {"feet": "feet", "centre": "box centre"}
 _BY = {"feet": "by its feet", "centre": "by its box centre", "box": "by any part of its box"}
+_COUNTED_BY = {
+    "feet": "counted by their feet",
+    "centre": "counted by their box centres",
+    "box": "counted by any part of their boxes",
+}
 _DAY_NAMES = {day: day.capitalize() for day in WEEKDAYS}
 
 
@@ -163,13 +168,18 @@ def _what(rule: Rule) -> tuple[str, str]:
             )
         return clause, "far enough or out of sight"
     if isinstance(rule, OccupancyRule):
-        noun = "people" if rule.objects == ("person",) else f"{' or '.join(rule.objects)} tracks"
+
+        def many(n: int) -> str:
+            if rule.objects == ("person",):
+                return f"{n} {'person' if n == 1 else 'people'}"
+            return f"{n} {' or '.join(rule.objects)} track{'' if n == 1 else 's'}"
+
         bounds = []
         if rule.max_count is not None:
-            bounds.append(f"more than {rule.max_count} {noun}")
+            bounds.append(f"more than {many(rule.max_count)}")
         if rule.min_count is not None:
-            bounds.append(f"fewer than {rule.min_count} {noun} (but at least one)")
-        clause = f"{' or '.join(bounds)} in zone {rule.zone} ({_BY[rule.anchor]})"
+            bounds.append(f"fewer than {many(rule.min_count)} (but at least one)")
+        clause = f"{' or '.join(bounds)} in zone {rule.zone} ({_COUNTED_BY[rule.anchor]})"
         return clause, "back within bounds"
     if isinstance(rule, ZoneClearRule):
         moving = (

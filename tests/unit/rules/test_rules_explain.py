@@ -137,7 +137,7 @@ def test_the_issue_example_reads_as_written(sentences: dict[str, str]) -> None:
         (
             "lone-worker",
             "lone-worker (medium): on camera dock, more than 5 people or fewer than 2 people "
-            "(but at least one) in zone exit_door (by its feet) for at least 2 s, at any "
+            "(but at least one) in zone exit_door (counted by their feet) for at least 2 s, at any "
             "time, opens an incident; it ends after 1 s back within bounds.",
         ),
         (
