@@ -153,7 +153,6 @@ class _Clip:
     original: ClipEncoder | None = None
     original_bytes: io.BytesIO | None = None
     last_written: float = float("-inf")
-    ended: bool = False
 
 
 class EvidenceRecorder:
@@ -227,7 +226,7 @@ class EvidenceRecorder:
         self._thread = threading.Thread(target=self._run, name="evidence", daemon=True)
         self._thread.start()
 
-    # -- analysis side: cheap, never blocks ---------------------------------------------------
+    # -- analysis side: a queue append (or, with on_full="wait", a wait for room) -------------
 
     def _full(self, size: int) -> bool:
         return self._queued_frames > 0 and (
@@ -414,7 +413,6 @@ class EvidenceRecorder:
         clip.incident = incident
         end = (incident.ended_at or incident.started_at) + self._config.post_seconds
         clip.limit = min(clip.limit, end)
-        clip.ended = True
         if clip.last_written >= clip.limit:
             self._finish(clip)
 
