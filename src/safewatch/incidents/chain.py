@@ -10,11 +10,13 @@ remembers the newest digest chained for each incident and each evidence file. Th
   and its existence (a deleted one).
 
 Every problem names what it is about: the sequence numbers of broken entries, the incident id,
-the evidence key. Memory is one small record per incident and evidence file, not the chain.
+the evidence key. Memory is one small record per incident and evidence file, plus the hashes of
+the last :data:`REORDER_WINDOW` entries (to tell a reordering from a replaced entry).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -34,7 +36,10 @@ from safewatch.storage.hash_chain import (
     record_digest,
 )
 
-__all__ = ["Problem", "ProblemKind", "VerifyReport", "verify_chain"]
+__all__ = ["REORDER_WINDOW", "Problem", "ProblemKind", "VerifyReport", "verify_chain"]
+
+REORDER_WINDOW = 100_000
+"""How far back an entry's link is looked up to name a reordering (instead of a replaced entry)."""
 
 
 class ProblemKind(StrEnum):
@@ -107,7 +112,9 @@ class _Walk:
     records: dict[str, tuple[str, int]] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     evidence: dict[str, _Evidence] = field(default_factory=dict)
-    seq_of_hash: dict[str, int] = field(default_factory=dict)
+    seq_of_hash: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    expect_hash: str | None = None
+    anchor_found: bool = False
     prev_hash: str = GENESIS
     prev_seq: int = 0
 
@@ -175,6 +182,10 @@ def _check_links(engine: Engine, walk: _Walk) -> None:
                     ),
                 )
         walk.seq_of_hash[row.hash] = row.seq
+        if len(walk.seq_of_hash) > REORDER_WINDOW:
+            walk.seq_of_hash.popitem(last=False)
+        if row.hash == walk.expect_hash:
+            walk.anchor_found = True
         walk.prev_hash = row.hash
         walk.prev_seq = row.seq
         _remember(walk, entry.kind, row.seq, entry.incident_id, entry.subject, entry.digest,
@@ -205,7 +216,7 @@ def _remember(
         walk.evidence[subject] = _Evidence(incident_id, None, None, seq, removed=True)
 
 
-def _check_head(engine: Engine, walk: _Walk, expect_hash: str | None) -> None:
+def _check_head(engine: Engine, walk: _Walk) -> None:
     report = walk.report
     report.head_seq, report.head_hash = walk.prev_seq, walk.prev_hash
     head = read_head(engine)
@@ -224,7 +235,8 @@ def _check_head(engine: Engine, walk: _Walk, expect_hash: str | None) -> None:
                 f"({walk.prev_seq}): the head row was edited"
             )
         _problem(walk, Problem(ProblemKind.HEAD_MISMATCH, message, seq=seq))
-    if expect_hash is not None and expect_hash not in walk.seq_of_hash:
+    expect_hash = walk.expect_hash
+    if expect_hash is not None and not walk.anchor_found:
         _problem(
             walk,
             Problem(
@@ -343,9 +355,9 @@ def verify_chain(
     Raises:
         StorageError: The database or the evidence store cannot be read at all.
     """
-    walk = _Walk(VerifyReport())
+    walk = _Walk(VerifyReport(), expect_hash=expect_hash)
     _check_links(engine, walk)
-    _check_head(engine, walk, expect_hash)
+    _check_head(engine, walk)
     _check_incidents(engine, walk)
     if evidence is not None:
         _check_evidence(evidence, walk, progress)
