@@ -403,16 +403,16 @@ class RuntimeService:
             plan = self.supervisor.apply(
                 worker_specs(new, self._decode_log_level()), restart=restart
             )
-            if set(old.cameras) != set(new.config.cameras) and self._holder is not None:
-                # Rules are checked against the site's cameras: watch again with the new ones.
-                if self._watcher is not None:
-                    self._watcher.stop()
-                self._watcher = RuleWatcher(self._options.rules, self._holder, new.config).start()
             self._site_health = ComponentHealth(
                 ok=True,
                 message=f"reloaded {new.path}: added {list(plan.added)}, removed "
                 f"{list(plan.removed)}, changed {list(plan.changed)}; models rebuilt {rebuilt}",
             )
+            if set(old.cameras) != set(new.config.cameras) and self._holder is not None:
+                # Rules are checked against the site's cameras: watch again with the new ones.
+                if self._watcher is not None:
+                    self._watcher.stop()
+                self._watcher = RuleWatcher(self._options.rules, self._holder, new.config).start()
             return plan
 
     # -- status ------------------------------------------------------------------------------

@@ -1,0 +1,100 @@
+"""Helpers for the ``safewatch serve`` integration tests: a site on real RTSP cameras."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from assets import asset
+
+
+def write_site(
+    folder: Path,
+    cameras: Mapping[str, str],
+    *,
+    port: int = 0,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``site.yaml`` and ``rules/`` in ``folder``: YOLOX-Nano on every camera, one rule per
+    camera that opens an incident for anyone in view (min_duration 0), short watchdog times."""
+    model = asset("models/yolox_nano_coco.onnx")
+    site: dict[str, Any] = {
+        "version": 1,
+        "site": {"name": "test yard"},
+        "models": {"coco": {"path": str(model), "format": "yolox", "labels": {"person": "person"}}},
+        "cameras": {
+            key: {"source": url, "fps": 5, "models": ["coco"]} for key, url in cameras.items()
+        },
+        "storage": {"database": "sqlite:///data/safewatch.db", "evidence_dir": "data/evidence"},
+        "evidence": {"pre_seconds": 1, "post_seconds": 1, "buffer_seconds": 3},
+        "runtime": {
+            "watchdog": {
+                "stall_seconds": 2,
+                "progress_seconds": 8,
+                "restart_backoff_seconds": 0.2,
+            },
+            "http": {"host": "127.0.0.1", "port": port},
+        },
+    }
+    for key, value in (extra or {}).items():
+        site[key] = value
+    path = folder / "site.yaml"
+    path.write_text(yaml.safe_dump(site, sort_keys=False))
+    rules = folder / "rules"
+    rules.mkdir(exist_ok=True)
+    zones = "\n".join(
+        f"  everywhere_{key}: {{camera: {key}, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}}"
+        for key in cameras
+    )
+    rule_lines = ["version: 1", "zones:", zones, "rules:"]
+    for key in cameras:
+        rule_lines += [
+            f"  - id: anyone-in-view-{key}",
+            "    kind: zone_intrusion",
+            f"    zone: everywhere_{key}",
+            "    objects: [person]",
+            "    min_duration: 0s",
+            "    grace: 1s",
+            "    severity: low",
+        ]
+    (rules / "view.yaml").write_text("\n".join(rule_lines) + "\n")
+    return path
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail saying ``what``."""
+    deadline = time.monotonic() + timeout
+    seen: object = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except (httpx.HTTPError, KeyError) as error:  # not up yet, or not there yet
+            seen = error
+        else:
+            if result:
+                return result
+            seen = result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {seen!r})")
+
+
+def readyz(base: str) -> dict[str, Any]:
+    """The ``/readyz`` body."""
+    body: dict[str, Any] = httpx.get(f"{base}/readyz", timeout=5).json()
+    return body
+
+
+def metric(base: str, name: str, **labels: str) -> float:
+    """One sample's value from ``/metrics`` (0 when absent)."""
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    prefix = f"{name}{{{wanted}}} " if labels else f"{name} "
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix) :])
+    return 0.0

@@ -1,0 +1,63 @@
+"""Editing the site file while serving: a camera is added and removed, the other is untouched."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from rtsp_server import RtspCamera
+from serve_support import readyz, wait_for, write_site
+
+from safewatch.config.loader import load_site
+from safewatch.runtime.service import RuntimeService, ServeOptions
+
+pytestmark = [pytest.mark.rtsp, pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+def test_site_edits_add_and_remove_a_camera_without_restarting_the_other(
+    rtsp_camera_factory: Callable[..., RtspCamera], tmp_path: Path
+) -> None:
+    yard, dock = rtsp_camera_factory(), rtsp_camera_factory()
+    path = write_site(tmp_path, {"yard": yard.url})
+    service = RuntimeService(
+        load_site(path), ServeOptions(rules=tmp_path / "rules", site_poll_seconds=0.2)
+    )
+    service.start()
+    try:
+        base = service.http_url
+        assert base is not None
+        wait_for(lambda: readyz(base)["cameras"]["yard"]["ready"], 30, "yard streaming")
+        pid = readyz(base)["cameras"]["yard"]["pid"]
+
+        site = yaml.safe_load(path.read_text())
+        site["cameras"]["dock"] = {"source": dock.url, "fps": 5, "models": ["coco"]}
+        path.write_text(yaml.safe_dump(site, sort_keys=False))
+        body = wait_for(
+            lambda: (b := readyz(base))["cameras"]["dock"]["ready"] and b["site"]["ok"] and b,
+            30,
+            "dock added and streaming",
+        )
+        assert body["cameras"]["yard"]["pid"] == pid
+        assert body["cameras"]["yard"]["restarts"] == 0
+        assert "added ['dock']" in body["site"]["message"]
+        assert body["cameras"]["dock"]["pid"] not in (None, pid)
+
+        path.write_text("cameras: [this is not a site file")  # a bad save is refused ...
+        wait_for(lambda: not readyz(base)["site"]["ok"], 10, "the bad site file refused")
+        assert set(readyz(base)["cameras"]) == {"yard", "dock"}  # ... and nothing changes
+
+        del site["cameras"]["dock"]
+        path.write_text(yaml.safe_dump(site, sort_keys=False))
+        body = wait_for(
+            lambda: (b := readyz(base))["site"]["ok"] and "dock" not in b["cameras"] and b,
+            30,
+            "dock removed",
+        )
+        assert "removed ['dock']" in body["site"]["message"]
+        assert body["cameras"]["yard"]["pid"] == pid
+        assert body["cameras"]["yard"]["ready"] is True
+        assert body["status"] == "ready"
+    finally:
+        service.stop()
