@@ -1,4 +1,4 @@
-# safewatch developer tasks. `make install` once, then `make run` or `make test`.
+# safewatch developer tasks. `make install` once, then `make run`, `make audit` or `make test`.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,7 +6,7 @@ CONFIG ?= examples/site.yaml
 RULES ?= examples/rules
 VIDEO ?= ../shared/assets/video/construction_cctv_640x352_24s.mp4
 
-.PHONY: install run test check lint typecheck bench
+.PHONY: install run audit test check lint typecheck bench
 
 $(BIN)/safewatch: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,7 +16,12 @@ $(BIN)/safewatch: pyproject.toml
 
 install: $(BIN)/safewatch
 
+# The live server on the example site (its camera is the clip, looped as a live camera).
 run: install
+	$(BIN)/safewatch serve --config $(CONFIG) --rules $(RULES)
+
+# A one-off audit of the example clip -> audit-out/.
+audit: install
 	$(BIN)/safewatch audit $(VIDEO) --config $(CONFIG) --rules $(RULES) --out audit-out
 
 test: install
