@@ -108,7 +108,7 @@ class PostgresServer:
                 "postgres",
                 "-E",
                 "UTF8",
-                "--locale=C.UTF-8",
+                "--no-locale",
                 "--no-sync",
                 "--no-instructions",
             )
