@@ -221,3 +221,26 @@ def test_camera_password_never_printed(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "fps" in result.stderr
     assert env_secret not in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+def test_audit_output_verifies(audited: tuple[Path, dict[str, Any], str]) -> None:
+    """The audit's stills and clips are in its tamper-evident chain, and editing one is caught."""
+    out, report, _ = audited
+    site = out / "verify-site.yaml"
+    site.write_text(
+        "version: 1\nmodels: {m: {path: x.onnx}}\ncameras: {yard: {source: x.mp4, models: [m]}}\n"
+        f"storage: {{database: 'sqlite:///{out / 'audit.db'}', "
+        f"evidence_dir: '{out / 'evidence'}'}}\n"
+    )
+    clean = safewatch("verify", "--config", site)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    still = out / report["incidents"][0]["still"]
+    original = still.read_bytes()
+    still.write_bytes(original[:-100] + bytes(100))
+    try:
+        tampered = safewatch("verify", "--config", site)
+    finally:
+        still.write_bytes(original)
+    assert tampered.returncode == 1
+    assert still.name in tampered.stdout + tampered.stderr

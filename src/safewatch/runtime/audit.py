@@ -177,7 +177,7 @@ def run_audit(
     zones = rules.zones_for(camera_id)
     engine = create_engine_for(f"sqlite:///{(options.out_dir / 'audit.db').resolve()}", Path("."))
     repository = IncidentRepository(engine)
-    evidence = EvidenceStore(options.out_dir / "evidence")
+    evidence = EvidenceStore(options.out_dir / "evidence", log=repository)
     report = AuditReport(out_dir=options.out_dir)
     try:
         for video in options.videos:
