@@ -3,6 +3,7 @@
 SQLite and a local folder by default; PostgreSQL and S3-compatible storage to scale.
 """
 
+from safewatch.storage.auth_tables import ApiTokenRow, AuditLogRow, SessionRow, UserRow
 from safewatch.storage.blobs import BlobInfo, BlobStore
 from safewatch.storage.engine import create_engine_for, resolve_url
 from safewatch.storage.hash_chain import ChainEntry, EntryKind
@@ -13,6 +14,8 @@ from safewatch.storage.migrate import ensure_schema
 from safewatch.storage.tables import Base, ChainEntryRow, ChainHeadRow, IncidentRow
 
 __all__ = [
+    "ApiTokenRow",
+    "AuditLogRow",
     "Base",
     "BlobInfo",
     "BlobStore",
@@ -27,7 +30,9 @@ __all__ = [
     "IncidentRow",
     "LocalBlobStore",
     "Page",
+    "SessionRow",
     "StatusCheck",
+    "UserRow",
     "create_engine_for",
     "create_schema",
     "ensure_schema",

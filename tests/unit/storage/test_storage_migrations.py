@@ -46,9 +46,9 @@ def engine(db_url: str, tmp_path: Path) -> Iterator[Engine]:
 
 def test_history_is_linear_and_ends_at_head() -> None:
     revisions = history()
-    assert [r.id for r in revisions] == ["0004", "0003", "0002", "0001"]
+    assert [r.id for r in revisions] == ["0005", "0004", "0003", "0002", "0001"]
     assert revisions[0].id == head_revision()
-    assert [r.down for r in revisions] == ["0003", "0002", "0001", None]
+    assert [r.down for r in revisions] == ["0004", "0003", "0002", "0001", None]
     assert all(r.message for r in revisions)
 
 
@@ -134,7 +134,9 @@ def test_only_sqlite_upgrades_on_its_own(engine: Engine) -> None:
         IncidentRepository(engine)
         assert current_revision(engine) == head_revision()
     else:
-        with pytest.raises(StorageError, match=r"needs 0004: run `safewatch db upgrade"):
+        with pytest.raises(
+            StorageError, match=rf"needs {head_revision()}: run `safewatch db upgrade"
+        ):
             IncidentRepository(engine)
         assert current_revision(engine) is None
         IncidentRepository(engine, auto_upgrade=True)
