@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from safewatch.config.llm import LLMConfig
 from safewatch.config.runtime import RuntimeConfig, TilingConfig
 
 __all__ = [
@@ -384,6 +385,9 @@ class SiteConfig(_Strict):
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    llm: LLMConfig | None = Field(
+        None, description="Language model that drafts rules from plain English (docs/llm.md)."
+    )
 
     def privacy_for(self, camera_id: str) -> PrivacyConfig:
         """The site's privacy settings with the keys this camera's own block sets."""
