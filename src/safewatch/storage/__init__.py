@@ -3,6 +3,7 @@
 SQLite and a local folder by default; PostgreSQL and S3-compatible storage to scale.
 """
 
+from safewatch.storage.alert_tables import AlertOutboxRow
 from safewatch.storage.auth_tables import ApiTokenRow, AuditLogRow, SessionRow, UserRow
 from safewatch.storage.blobs import BlobInfo, BlobStore
 from safewatch.storage.engine import create_engine_for, resolve_url
@@ -14,6 +15,7 @@ from safewatch.storage.migrate import ensure_schema
 from safewatch.storage.tables import Base, ChainEntryRow, ChainHeadRow, IncidentRow
 
 __all__ = [
+    "AlertOutboxRow",
     "ApiTokenRow",
     "AuditLogRow",
     "Base",
