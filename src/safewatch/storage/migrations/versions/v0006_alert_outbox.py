@@ -38,9 +38,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_alert_outbox_status_due", "alert_outbox", ["status", "due_at"])
     op.create_index("ix_alert_outbox_incident", "alert_outbox", ["incident_id"])
-    op.create_index(
-        "ix_alert_outbox_route", "alert_outbox", ["route_id", "channel", "created_at"]
-    )
+    op.create_index("ix_alert_outbox_route", "alert_outbox", ["route_id", "channel", "created_at"])
 
 
 def downgrade() -> None:
