@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -45,10 +46,32 @@ from safewatch.storage.incident_queries import (
 from safewatch.storage.migrate import ensure_schema
 from safewatch.storage.tables import ChainEntryRow, IncidentRow
 
-__all__ = ["IncidentRepository", "StatusCheck", "create_schema"]
+__all__ = ["ChangeHook", "IncidentRepository", "StatusCheck", "StoredChange", "create_schema"]
 
 StatusCheck = Callable[[IncidentStatus, IncidentStatus], None]
 """Validates an operator's status change ``(current, new)``; raises to refuse it."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChange:
+    """An incident change as just written, seen from inside its transaction.
+
+    Attributes:
+        incident: The incident after the change.
+        kind: ``incident.opened``, ``incident.updated``, ``incident.closed`` or
+            ``incident.status`` (an operator's decision).
+        entry: The chain entry that records it (its ``seq`` tells changes apart).
+    """
+
+    incident: Incident
+    kind: EntryKind
+    entry: ChainEntry
+
+
+ChangeHook = Callable[[Session, StoredChange], None]
+"""Called inside the write transaction of every incident change (the alerts outbox writes its
+rows there, so a stored change always has its alerts queued). Whatever it adds to the session
+commits with the change; if it raises, the change is rolled back and the error propagates."""
 
 _EVENT_KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _RESERVED = {str(kind) for kind in EntryKind}
@@ -133,6 +156,7 @@ class IncidentRepository:
         clock: Wall clock for ``created_at`` / ``updated_at`` and chain entries (bookkeeping, not
             frame time); injectable for tests.
         auto_upgrade: Migrate an outdated schema; ``None`` means only for SQLite.
+        on_change: A :data:`ChangeHook` to install now (more with :meth:`add_change_hook`).
 
     Raises:
         StorageError: The schema is outdated and may not be migrated here, or the database
@@ -145,10 +169,26 @@ class IncidentRepository:
         *,
         clock: Callable[[], float] = time.time,
         auto_upgrade: bool | None = None,
+        on_change: ChangeHook | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
+        self._hooks: tuple[ChangeHook, ...] = () if on_change is None else (on_change,)
         ensure_schema(engine, auto_upgrade=auto_upgrade)
+
+    def add_change_hook(self, hook: ChangeHook) -> None:
+        """Call ``hook`` inside the transaction of every later incident change."""
+        self._hooks = (*self._hooks, hook)
+
+    def remove_change_hook(self, hook: ChangeHook) -> None:
+        """Stop calling ``hook`` (no error if it was not installed)."""
+        self._hooks = tuple(h for h in self._hooks if h is not hook)
+
+    def _changed(self, session: Session, row: IncidentRow, entry: ChainEntry) -> None:
+        if self._hooks:
+            change = StoredChange(_to_domain(row), EntryKind(entry.kind), entry)
+            for hook in self._hooks:
+                hook(session, change)
 
     @property
     def engine(self) -> Engine:
@@ -194,9 +234,15 @@ class IncidentRepository:
             if row is None:
                 row = IncidentRow(**values)
                 session.add(row)
-                self._chain_record(session, row, EntryKind.INCIDENT_OPENED, now, _opened(row))
+                entry = self._chain_record(
+                    session, row, EntryKind.INCIDENT_OPENED, now, _opened(row)
+                )
+                self._changed(session, row, entry)
                 if row.ended_at is not None:
-                    self._chain_record(session, row, EntryKind.INCIDENT_CLOSED, now, _closed(row))
+                    entry = self._chain_record(
+                        session, row, EntryKind.INCIDENT_CLOSED, now, _closed(row)
+                    )
+                    self._changed(session, row, entry)
                 return
             before = hash_chain.incident_record(row)
             was_open = row.ended_at is None
@@ -205,11 +251,14 @@ class IncidentRepository:
             if after == before:
                 return
             if was_open and row.ended_at is not None:
-                self._chain_record(session, row, EntryKind.INCIDENT_CLOSED, now, _closed(row))
+                entry = self._chain_record(
+                    session, row, EntryKind.INCIDENT_CLOSED, now, _closed(row)
+                )
             else:
                 changed = sorted(name for name in after if after[name] != before[name])
                 detail = {"changed": changed, "peak_confidence": row.peak_confidence}
-                self._chain_record(session, row, EntryKind.INCIDENT_UPDATED, now, detail)
+                entry = self._chain_record(session, row, EntryKind.INCIDENT_UPDATED, now, detail)
+            self._changed(session, row, entry)
 
     @staticmethod
     def _chain_record(
@@ -258,7 +307,10 @@ class IncidentRepository:
             row.status = str(status)
             row.updated_at = float(self._clock())
             detail = {"from": str(current), "to": str(status), "actor": actor, "note": note}
-            self._chain_record(session, row, EntryKind.STATUS_CHANGED, row.updated_at, detail)
+            entry = self._chain_record(
+                session, row, EntryKind.STATUS_CHANGED, row.updated_at, detail
+            )
+            self._changed(session, row, entry)
             return _to_domain(row)
 
     def add_note(self, incident_id: str, text: str, *, actor: str | None = None) -> ChainEntry:
