@@ -190,7 +190,7 @@ def run_decoder(spec: WorkerSpec, sink: _Sink, stop: threading.Event) -> SourceS
         try:
             for frame in source.frames():
                 sink.frame(frame, gate.check(frame.image))
-                last_frame_at[0] = frame.timestamp
+                last_frame_at[0] = time.time()
                 if stop.is_set():
                     break
         except BaseException as error:  # reported by the heartbeat thread, then re-raised
@@ -258,6 +258,7 @@ class _PipeSink:
                 shape,
                 motion.score,
                 motion.moving,
+                time.time(),
                 ref=ref,
             )
         )
@@ -439,6 +440,7 @@ class _CallbackSink:
                 shape,
                 motion.score,
                 motion.moving,
+                time.time(),
                 image=image,
             )
         )

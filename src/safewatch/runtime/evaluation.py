@@ -223,10 +223,10 @@ class RulesWorker:
         for change in changes:
             self._metrics.incidents.labels(kind=str(change.kind)).inc()
             if change.kind is ChangeKind.OPENED:
-                self._metrics.frame_to_incident.observe(max(0.0, now - frame.timestamp))
+                self._metrics.frame_to_incident.observe(max(0.0, now - item.received_at))
         self._metrics.frame_processing.observe(max(0.0, now - item.picked_at))
         self._metrics.frame_age.labels(camera=camera_id, stage="evaluated").observe(
-            max(0.0, now - frame.timestamp)
+            max(0.0, now - item.received_at)
         )
         with self._lock:
             camera.analysed += 1

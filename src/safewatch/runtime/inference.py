@@ -56,6 +56,7 @@ class Analysed:
         detections: Merged detections of every model, in frame pixels.
         inferred: ``False`` when the motion gate re-used the previous detections.
         incarnation: The worker incarnation that produced the frame.
+        received_at: Wall-clock seconds when the decode worker published it (ages start here).
         picked_at: Wall-clock seconds when its batch was taken from the mailbox.
         inferred_at: Wall-clock seconds when its detections were ready.
         batch_size: Frames in its batch.
@@ -65,6 +66,7 @@ class Analysed:
     detections: Detections
     inferred: bool
     incarnation: int
+    received_at: float
     picked_at: float
     inferred_at: float
     batch_size: int
@@ -200,7 +202,7 @@ class InferenceWorker:
             return []
         for job in jobs:
             self._metrics.frame_age.labels(camera=job.frame.camera_id, stage="inference").observe(
-                max(0.0, picked_at - job.frame.timestamp)
+                max(0.0, picked_at - job.pending.frame.published_at)
             )
         results = self._run_models([job for job in jobs if job.infer])
         done_at = time.time()
@@ -225,6 +227,7 @@ class InferenceWorker:
                 detections,
                 job.infer,
                 job.plan.incarnation,
+                job.pending.frame.published_at,
                 picked_at,
                 done_at,
                 len(jobs),

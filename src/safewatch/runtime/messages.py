@@ -32,10 +32,15 @@ class FrameReady:
         camera_id: The camera.
         seq: Frame sequence number within this worker incarnation.
         pts: Media seconds since the camera's first frame.
-        timestamp: Wall-clock seconds of the frame (its capture, on the camera's clock).
+        timestamp: Wall-clock seconds of the frame on the camera's clock (the stream's first
+            frame anchored at its arrival; rules measure time with it).
         shape: ``(height, width, 3)``.
         motion: Share of pixels changed since the last frame the gate passed (0-1).
         moving: Whether the motion gate passed the frame (always ``True`` with gating off).
+        published_at: Wall-clock seconds when the worker published the decoded frame: where
+            frame age and latency are measured from (the camera's own capture-to-arrival delay
+            is invisible to safewatch, and a stream that starts with a burst of buffered frames
+            puts ``timestamp`` ahead of arrival).
         ref: Where the pixels are (process workers).
         image: The pixels themselves (thread workers, which share the server's memory).
     """
@@ -47,6 +52,7 @@ class FrameReady:
     shape: tuple[int, int, int]
     motion: float
     moving: bool
+    published_at: float
     ref: SlotRef | None = None
     image: Image | None = None
 

@@ -101,8 +101,8 @@ class RuntimeMetrics:
         )
         self.frame_age = Histogram(
             "safewatch_frame_age_seconds",
-            "Age of a frame (now minus its capture time) when inference picks it up and when its "
-            "rules have been evaluated.",
+            "Age of a frame (since its decode worker published it) when inference picks it up "
+            "and when its rules have been evaluated.",
             ["camera", "stage"],
             buckets=_AGE_BUCKETS,
             registry=self.registry,
@@ -115,8 +115,8 @@ class RuntimeMetrics:
         )
         self.frame_to_incident = Histogram(
             "safewatch_frame_to_incident_seconds",
-            "From the capture of the frame that opened an incident to the incident being stored "
-            "(a rule's min_duration is before that frame, so it is not included).",
+            "From the decoded frame that opened an incident to the incident being stored (a "
+            "rule's min_duration is before that frame, so it is not included).",
             buckets=_AGE_BUCKETS,
             registry=self.registry,
         )

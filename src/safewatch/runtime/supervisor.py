@@ -533,7 +533,7 @@ class Supervisor:
         if isinstance(message, FrameReady):
             if current:
                 self._mailbox.put(message, incarnation)
-                handle.last_frame_at = message.timestamp
+                handle.last_frame_at = message.published_at
             return
         if isinstance(message, StatsReport):
             with self._lock:

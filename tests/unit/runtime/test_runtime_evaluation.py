@@ -40,7 +40,7 @@ def repository(tmp_path: Path) -> Iterator[IncidentRepository]:
 def analysed(seq: int, detections: Detections, camera: str = "cam") -> Analysed:
     now = time.time()
     frame = Frame(camera, seq, seq * 0.2, now - 0.05, np.zeros((48, 64, 3), np.uint8))
-    return Analysed(frame, detections, True, 1, now - 0.02, now - 0.01, 1)
+    return Analysed(frame, detections, True, 1, now - 0.05, now - 0.02, now - 0.01, 1)
 
 
 def build(tmp_path: Path, repository: IncidentRepository, metrics: RuntimeMetrics) -> RulesWorker:

@@ -46,7 +46,15 @@ class Harness:
         picture = image(seq % 255)
         self.mailbox.put(
             FrameReady(
-                camera, seq, seq * 0.2, time.time(), picture.shape, 0.1, moving, image=picture
+                camera,
+                seq,
+                seq * 0.2,
+                time.time(),
+                picture.shape,
+                0.1,
+                moving,
+                time.time(),
+                image=picture,
             ),
             incarnation,
         )
@@ -137,12 +145,16 @@ def test_frames_are_copied_out_of_shared_memory_and_laps_are_counted() -> None:
     try:
         h.rings.announce(ring.spec)
         ref = ring.write(image(77))
-        h.mailbox.put(FrameReady("a", 0, 0.0, time.time(), (48, 64, 3), 1.0, True, ref=ref), 1)
+        h.mailbox.put(
+            FrameReady("a", 0, 0.0, time.time(), (48, 64, 3), 1.0, True, time.time(), ref=ref), 1
+        )
         (analysed,) = h.round()
         assert int(analysed.frame.image[0, 0, 0]) == 77
         ring.write(image(78))
         ring.write(image(79))  # laps the slot of ``ref``
-        h.mailbox.put(FrameReady("a", 1, 0.2, time.time(), (48, 64, 3), 1.0, True, ref=ref), 1)
+        h.mailbox.put(
+            FrameReady("a", 1, 0.2, time.time(), (48, 64, 3), 1.0, True, time.time(), ref=ref), 1
+        )
         assert h.round() == []
         assert h.worker.counters()["a"].torn == 1
         ring.write(image(80))

@@ -12,7 +12,7 @@ from safewatch.runtime.messages import FrameReady
 
 
 def ready(camera: str, seq: int, *, moving: bool = True) -> FrameReady:
-    return FrameReady(camera, seq, seq * 0.2, 1000.0 + seq * 0.2, (4, 4, 3), 0.5, moving)
+    return FrameReady(camera, seq, seq * 0.2, 1000.0 + seq * 0.2, (4, 4, 3), 0.5, moving, 5.0)
 
 
 def test_a_newer_frame_replaces_the_pending_one_and_the_drop_is_counted() -> None:
