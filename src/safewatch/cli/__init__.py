@@ -18,6 +18,7 @@ from safewatch.cli import (  # noqa: F401 - registers the commands
     models,
     retention,
     rules,
+    rules_draft,
     serve,
     verify,
 )

@@ -1,0 +1,205 @@
+"""Save a confirmed draft: checked again, written atomically, recorded.
+
+Between a draft and its confirmation the rules may have moved on (another save, a hand edit, a
+zone removed from another file). So the save starts over from the files as they are *now*: the
+target must be byte-for-byte what the draft was made against (otherwise the operator confirmed a
+diff that no longer applies), the draft's items go through the guard again, and the whole set is
+validated again with the site. Only then is the new text written to a temporary file beside the
+target and renamed over it, so a reader (the hot-reload watcher, ``safewatch serve``) sees the old
+file or the new one, never half of one. The audit record is appended (and synced) before the
+rename: a crash in between leaves a record of a change that did not happen, never a change
+without a record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from safewatch.config.llm import DEFAULT_DRAFT_AUDIT_LOG
+from safewatch.config.loader import LoadedSite
+from safewatch.config.rules import RuleFile
+from safewatch.config.validation import ConfigErrors, validate_document
+from safewatch.config.yaml_lines import parse_yaml
+from safewatch.errors import StorageError
+from safewatch.llm.audit import DraftAuditLog
+from safewatch.llm.drafting import DraftResult
+from safewatch.llm.errors import DraftError, StaleDraft
+from safewatch.llm.guard import classify_changes, refuse_outside_rules
+from safewatch.llm.workspace import RuleWorkspace, sha256_text
+from safewatch.llm.yaml_edit import merge_items
+
+__all__ = ["AuditSink", "SavedDraft", "audit_log_for", "save_draft"]
+
+AuditSink = Callable[[Mapping[str, Any]], None]
+"""Another place a save record goes (the dashboard's audit table), after the JSON-lines log."""
+
+
+@dataclass(frozen=True, slots=True)
+class SavedDraft:
+    """A saved draft.
+
+    Attributes:
+        target: The rule file written.
+        diff_sha256: SHA-256 of the diff that was applied.
+        record: The audit record as written.
+        record_sha256: Hash of the audit line (the next line's ``prev_sha256``).
+    """
+
+    target: Path
+    diff_sha256: str
+    record: Mapping[str, Any]
+    record_sha256: str
+
+
+def audit_log_for(site: LoadedSite) -> DraftAuditLog:
+    """The site's draft audit log: ``llm.audit_log``, or the default beside the database."""
+    configured = site.config.llm.audit_log if site.config.llm is not None else None
+    return DraftAuditLog(site.resolve(configured or DEFAULT_DRAFT_AUDIT_LOG))
+
+
+def _reapply(result: DraftResult, workspace: RuleWorkspace) -> str:
+    """The draft's items merged into the target as it is now, guarded and validated again."""
+    snapshot = workspace.snapshot()
+    if snapshot.target_sha256 != result.base_sha256:
+        raise StaleDraft(
+            f"{snapshot.target} changed since this draft was made; draft again so the change "
+            "you confirm is the one that will be saved"
+        )
+    document = parse_yaml(result.yaml, "draft.yaml")
+    refuse_outside_rules(document.data, snapshot.target.name)
+    fragment = validate_document(RuleFile, document)
+    guarded = classify_changes(fragment, snapshot, result.allow_modify)
+    if guarded.changes != result.changes:
+        raise StaleDraft(
+            "the rules changed since this draft was made (it would now change other items); "
+            "draft again"
+        )
+    written = document.data
+    new_text = merge_items(
+        snapshot.target_text,
+        zones=written.get("zones") or {},
+        lines=written.get("lines") or {},
+        rules=written.get("rules") or [],
+    )
+    merged, errors = workspace.trial({snapshot.target: new_text})
+    if merged is None:
+        raise ConfigErrors(errors)
+    if new_text != result.new_text:  # pragma: no cover - same base and items, same merge
+        raise StaleDraft("the merged file differs from the reviewed one; draft again")
+    return new_text
+
+
+def _write_temp(target: Path, text: str) -> Path:
+    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(name, mode)
+    except OSError:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_draft(
+    result: DraftResult,
+    workspace: RuleWorkspace,
+    *,
+    actor: str,
+    audit_log: DraftAuditLog,
+    source: str = "cli",
+    client: str | None = None,
+    also_record: AuditSink | None = None,
+) -> SavedDraft:
+    """Write a confirmed draft into its target and record who did it.
+
+    Args:
+        result: A valid draft of this workspace's target.
+        workspace: The site and rules, as they are now.
+        actor: Who confirmed: the OS user for the CLI, the signed-in user for the API.
+        audit_log: Where the record goes.
+        source: ``cli``, ``api`` or ``form``.
+        client: The client's address, for API saves.
+        also_record: A second sink for the same record (the dashboard's audit table).
+
+    Raises:
+        DraftError: The draft is invalid, or for another target.
+        StaleDraft: The target changed since the draft.
+        DraftRefused: The draft now overreaches (an id it adds appeared elsewhere).
+        ConfigError: The set with the draft no longer validates.
+        StorageError: The file or the log cannot be written.
+    """
+    if not result.valid:
+        raise DraftError("an invalid draft cannot be saved; fix the request or write the rule")
+    if result.target.resolve() != workspace.target.resolve():
+        raise DraftError(f"the draft is for {result.target}, not {workspace.target}")
+    target = workspace.target
+    diff_sha256 = hashlib.sha256(result.diff.encode("utf-8")).hexdigest()
+    with audit_log.locked() as handle:
+        new_text = _reapply(result, workspace)
+        try:
+            temp = _write_temp(target, new_text)
+        except OSError as exc:
+            raise StorageError(f"cannot write {target}: {exc}") from None
+        record = {
+            "event": "rule_draft_saved",
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "actor": actor,
+            "source": source,
+            "client": client,
+            "request": result.request,
+            "model": result.model or None,
+            "target": str(target),
+            "changes": [asdict(change) for change in result.changes],
+            "allow_modify": list(result.allow_modify),
+            "rounds": result.rounds,
+            "result_yaml": result.yaml,
+            "diff": result.diff,
+            "diff_sha256": diff_sha256,
+            "file_sha256": sha256_text(new_text),
+        }
+        try:
+            record_hash = audit_log.append(record, handle=handle)
+        except StorageError:
+            temp.unlink(missing_ok=True)
+            raise
+        try:
+            os.replace(temp, target)
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            audit_log.append(
+                {
+                    "event": "rule_draft_save_failed",
+                    "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    "actor": actor,
+                    "target": str(target),
+                    "diff_sha256": diff_sha256,
+                    "error": str(exc),
+                },
+                handle=handle,
+            )
+            raise StorageError(f"cannot replace {target}: {exc}") from None
+    if also_record is not None:
+        also_record(record)
+    return SavedDraft(
+        target=target, diff_sha256=diff_sha256, record=record, record_sha256=record_hash
+    )
