@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from safewatch.config.alerts import AlertsConfig
 from safewatch.config.llm import LLMConfig
 from safewatch.config.runtime import RuntimeConfig, TilingConfig
 
@@ -388,6 +389,10 @@ class SiteConfig(_Strict):
     llm: LLMConfig | None = Field(
         None, description="Language model that drafts rules from plain English (docs/llm.md)."
     )
+    alerts: AlertsConfig = Field(
+        default_factory=AlertsConfig,
+        description="Who hears about incidents, how and when (docs/alerts.md).",
+    )
 
     def privacy_for(self, camera_id: str) -> PrivacyConfig:
         """The site's privacy settings with the keys this camera's own block sets."""
@@ -398,6 +403,18 @@ class SiteConfig(_Strict):
         return self.privacy.model_copy(
             update={key: getattr(override, key) for key in override.model_fields_set}
         )
+
+    @model_validator(mode="after")
+    def _alert_routes_name_known_cameras(self) -> SiteConfig:
+        for route in self.alerts.routes:
+            for camera in route.match.cameras:
+                if camera not in self.cameras:
+                    known = ", ".join(sorted(self.cameras)) or "none"
+                    raise ValueError(
+                        f"alert route {route.id!r} matches camera {camera!r}, which is not "
+                        f"defined (defined: {known})"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _cameras_name_known_models(self) -> SiteConfig:

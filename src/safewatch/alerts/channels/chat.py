@@ -1,0 +1,38 @@
+"""What chat messages show besides the text: a few facts, picked per event."""
+
+from __future__ import annotations
+
+from safewatch.alerts.message import AlertMessage
+
+__all__ = ["facts", "receiver_name"]
+
+
+def facts(message: AlertMessage) -> list[tuple[str, str]]:
+    """``(title, value)`` pairs for a chat card; empty values are left out."""
+    if message.event == "digest":
+        pairs = [("Alerts", message.fields.get("count", "")), ("Route", message.route_id)]
+    elif message.event == "test":
+        pairs = [("Route", message.route_id), ("Site", message.site)]
+    else:
+        f = message.fields
+        pairs = [
+            ("Camera", f.get("camera_name", "")),
+            ("Rule", f.get("rule", "")),
+            ("Severity", f.get("severity", "")),
+            ("Started", f.get("started_at", "")),
+            ("Confidence", f.get("peak_confidence", "")),
+        ]
+        if message.event == "closed":
+            pairs.append(("Duration", f.get("duration", "")))
+        if message.event == "escalation":
+            pairs.append(("Unacknowledged for", f.get("waited", "")))
+        if f.get("zone"):
+            pairs.append(("Zone", f["zone"]))
+    return [(title, value) for title, value in pairs if value]
+
+
+def receiver_name(kind: str, name: str, url: str) -> str:
+    """How to name a chat webhook in errors: its host only (the path is the credential)."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    return f"{kind} {name} ({scheme}://{host}/***)"

@@ -1,0 +1,64 @@
+"""Which routes an incident change goes to: camera, rule, severity, event and schedule.
+
+Pure and cheap (a few comparisons per route): it runs inside the incident's write transaction. A
+route's schedule is read in the site's time zone at the moment of the change, because a route
+answers "who should hear about it now" (the night-shift supervisor gets what happens on their
+shift, whenever the violation started).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from zoneinfo import ZoneInfo
+
+from safewatch.config.alerts import AlertsConfig, RouteConfig
+from safewatch.domain import Incident
+from safewatch.domain.events import Severity
+from safewatch.rules.schedule import schedule_allows
+
+__all__ = ["SEVERITY_ORDER", "Router"]
+
+SEVERITY_ORDER: dict[Severity, int] = {
+    Severity.LOW: 0,
+    Severity.MEDIUM: 1,
+    Severity.HIGH: 2,
+    Severity.CRITICAL: 3,
+}
+"""Severities from least to most urgent (``min_severity`` compares with it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Router:
+    """The routes of one ``alerts:`` block, in one time zone.
+
+    Args:
+        config: The site's alerts block.
+        tz: The site's time zone (schedules are local times).
+    """
+
+    config: AlertsConfig
+    tz: ZoneInfo
+
+    def matches(self, route: RouteConfig, incident: Incident, event: str, at: float) -> bool:
+        """Whether ``route`` takes this change of ``incident`` at wall time ``at``."""
+        if event not in route.events:
+            return False
+        match = route.match
+        if match.cameras and incident.camera_id not in match.cameras:
+            return False
+        if match.rules and not any(fnmatchcase(incident.rule_id, p) for p in match.rules):
+            return False
+        severity = Severity(incident.severity)
+        if match.severities and severity not in match.severities:
+            return False
+        if (
+            match.min_severity is not None
+            and SEVERITY_ORDER[severity] < SEVERITY_ORDER[match.min_severity]
+        ):
+            return False
+        return schedule_allows(match.schedule, at, self.tz)
+
+    def routes_for(self, incident: Incident, event: str, at: float) -> list[RouteConfig]:
+        """Every route that takes this change, in the order of the site file."""
+        return [r for r in self.config.routes if self.matches(r, incident, event, at)]

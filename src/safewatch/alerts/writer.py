@@ -1,0 +1,157 @@
+"""Queue an incident change's alerts inside the change's own transaction.
+
+:class:`OutboxWriter` is a :data:`safewatch.storage.incident_repository.ChangeHook`: the repository
+calls it in the transaction that stores the change, so the change and its alerts commit together
+or not at all. It writes one row per matching route and channel, schedules escalations, cancels
+them when an operator acknowledges the incident, and applies the storm guards.
+
+Storm guards are decided here, under the chain lock every incident write holds, so concurrent
+writers count consistently: a route with ``digest`` holds every alert until the end of its digest
+window; a route with ``rate_limit`` sends ``count`` alerts per window one by one and holds the
+rest. The dispatcher folds held rows into one summary per route and channel when their window ends
+(:meth:`safewatch.alerts.outbox.Outbox.fold_digests`): a storm costs the receiver a summary, and
+nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from safewatch.alerts.routing import Router
+from safewatch.alerts.rows import (
+    OUTBOX,
+    idempotency_key,
+    incident_json,
+    insert_ignoring_duplicates,
+    new_row,
+)
+from safewatch.config.alerts import RouteConfig
+from safewatch.domain import IncidentStatus
+from safewatch.storage.hash_chain import EntryKind
+from safewatch.storage.incident_repository import StoredChange
+
+__all__ = ["OutboxWriter"]
+
+_EVENTS = {
+    EntryKind.INCIDENT_OPENED: "opened",
+    EntryKind.INCIDENT_UPDATED: "updated",
+    EntryKind.INCIDENT_CLOSED: "closed",
+}
+
+
+class OutboxWriter:
+    """The repository hook that queues a change's alerts in the change's own transaction.
+
+    Args:
+        router: Returns the routing in force (swapped whole when the site file is reloaded).
+        on_commit: Called after a transaction that queued something commits (wakes the
+            dispatcher, so an alert leaves within milliseconds instead of at the next poll).
+    """
+
+    def __init__(
+        self, router: Callable[[], Router], on_commit: Callable[[], None] | None = None
+    ) -> None:
+        self._router = router
+        self._on_commit = on_commit
+
+    def __call__(self, session: Session, change: StoredChange) -> None:
+        """Queue the alerts of ``change`` (the :data:`ChangeHook` signature)."""
+        incident = change.incident
+        now = change.entry.at
+        if change.kind == EntryKind.STATUS_CHANGED:
+            if incident.status != IncidentStatus.OPEN:
+                self._cancel_escalations(session, incident.id, now)
+            return
+        event = _EVENTS.get(change.kind)
+        if event is None:
+            return
+        rows: list[dict[str, Any]] = []
+        data = incident_json(incident)
+        for route in self._router().routes_for(incident, event, now):
+            event_id = f"updated.{change.entry.seq}" if event == "updated" else event
+            key = idempotency_key(incident.id, route.id, event_id)
+            held, due = self._hold(session, route, now)
+            payload: dict[str, Any] = {"incident": data, "event": event, "at": now}
+            if held is not None:
+                payload["held"] = held
+            status = "pending" if held is None else "held"
+            for channel in route.channels:
+                rows.append(
+                    new_row(
+                        key,
+                        channel,
+                        incident_id=incident.id,
+                        route_id=route.id,
+                        event=event,
+                        status=status,
+                        due_at=due,
+                        now=now,
+                        payload=payload,
+                    )
+                )
+            if event == "opened" and route.escalate_after is not None:
+                escalation = idempotency_key(incident.id, route.id, "escalation")
+                waited = {"incident": data, "event": "escalation", "at": now}
+                waited["after"] = route.escalate_after
+                for channel in route.escalate_to:
+                    rows.append(
+                        new_row(
+                            escalation,
+                            channel,
+                            incident_id=incident.id,
+                            route_id=route.id,
+                            event="escalation",
+                            status="pending",
+                            due_at=now + route.escalate_after,
+                            now=now,
+                            payload=waited,
+                        )
+                    )
+        insert_ignoring_duplicates(session, rows)
+        if rows and self._on_commit is not None:
+            sa_event.listen(session, "after_commit", lambda _s: self._wake(), once=True)
+
+    def _wake(self) -> None:
+        if self._on_commit is not None:
+            self._on_commit()
+
+    @staticmethod
+    def _hold(
+        session: Session, route: RouteConfig, now: float
+    ) -> tuple[Literal["digest", "rate_limit"] | None, float]:
+        """Whether the route holds this alert for a summary, and until when."""
+        if route.digest is not None:
+            return "digest", (math.floor(now / route.digest) + 1) * route.digest
+        limit = route.rate_limit
+        if limit is None:
+            return None, now
+        start = math.floor(now / limit.per) * limit.per
+        sent = session.scalar(
+            select(func.count(func.distinct(OUTBOX.c.key))).where(
+                OUTBOX.c.route_id == route.id,
+                OUTBOX.c.created_at >= start,
+                OUTBOX.c.event.in_(("opened", "updated", "closed")),
+                OUTBOX.c.status.not_in(("held", "digested")),
+            )
+        )
+        if int(sent or 0) < limit.count:
+            return None, now
+        return "rate_limit", start + limit.per
+
+    @staticmethod
+    def _cancel_escalations(session: Session, incident_id: str, now: float) -> None:
+        session.execute(
+            update(OUTBOX)
+            .where(
+                OUTBOX.c.incident_id == incident_id,
+                OUTBOX.c.event == "escalation",
+                OUTBOX.c.status == "pending",
+            )
+            .values(status="cancelled", updated_at=now, last_error="acknowledged in time")
+        )
