@@ -31,7 +31,10 @@ import psutil
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from safewatch.alerts.service import AlertService, start_alerts
 from safewatch.api import ApiSettings, create_app
+from safewatch.api.dashboard import Dashboard
+from safewatch.api.live import LiveHub
 from safewatch.config.loader import LoadedSite, load_site
 from safewatch.config.runtime import DecodeMode
 from safewatch.config.site import ModelConfig, PrivacyConfig, SiteConfig
@@ -47,7 +50,7 @@ from safewatch.incidents.privacy import anonymise_heads
 from safewatch.incidents.recorder import EvidenceRecorder
 from safewatch.incidents.site_storage import SiteStorage, open_site_storage
 from safewatch.rules import calibrations_from_site, load_rules
-from safewatch.rules.reload import ReloadingEngine, RuleSetHolder
+from safewatch.rules.reload import ReloadingEngine, ReloadStatus, RuleGeneration, RuleSetHolder
 from safewatch.rules.watcher import RuleWatcher
 from safewatch.runtime.camera_worker import WorkerSpec
 from safewatch.runtime.evaluation import FrameListener, RulesWorker
@@ -76,6 +79,8 @@ HUNG_AFTER = 60.0
 """Seconds a core thread may go without looping before ``/healthz`` says the process is hung."""
 
 _DB_CHECK_INTERVAL = 1.0
+_ALERT_DRAIN = 5.0
+"""Seconds a graceful stop keeps sending due alerts (the rest stay queued for the next start)."""
 _IO_TIMEOUT = 5.0
 
 
@@ -211,11 +216,14 @@ class RuntimeService:
         self._options = options
         self._mode: DecodeMode = options.decode or site.config.runtime.decode
         self._detectors = _Detectors(detector_factory)
-        self._listeners = list(listeners)
+        # -- dashboard (safewatch.api): live frames and incident changes for the browser ----
+        self.live = LiveHub()
+        self._listeners = [*listeners, self.live.on_frame]
         self.runtime_metrics = RuntimeMetrics()
         self._mailbox = FrameMailbox()
         self._rings = RingCache()
         self._storage: SiteStorage | None = None
+        self._alerts: AlertService | None = None
         self._recorder: EvidenceRecorder | None = None
         self._holder: RuleSetHolder | None = None
         self._watcher: RuleWatcher | None = None
@@ -268,6 +276,8 @@ class RuntimeService:
         storage = open_site_storage(site)
         self._storage = storage
         try:
+            # alerts: hook the outbox into the repository before any incident can be written
+            self._alerts = start_alerts(site, storage)
             self._holder = RuleSetHolder(rules)
             holder = self._holder
             self._recorder = EvidenceRecorder(
@@ -315,7 +325,10 @@ class RuntimeService:
                 http = config.runtime.http
                 host = self._options.host or http.host
                 port = http.port if self._options.port is None else self._options.port
-                app = create_app(ApiSettings(site_name=config.site.name), self)
+                dashboard = Dashboard.create(
+                    lambda: self._site, self._options.rules, storage, rules=self, live=self.live
+                )
+                app = create_app(ApiSettings(site_name=config.site.name), self, dashboard)
                 self._http = HttpServer(app, host, port)
                 self._http.start()
             self._watcher = RuleWatcher(self._options.rules, holder, config).start()
@@ -343,6 +356,7 @@ class RuntimeService:
             self._rules.stop if self._rules else None,
             self._recorder.close if self._recorder else None,
             self._http.stop if self._http else None,
+            self._alerts.close if self._alerts else None,
             self._storage.close if self._storage else None,
         ):
             if stop is not None:
@@ -380,6 +394,12 @@ class RuntimeService:
         finally:
             if self._http is not None:
                 self._http.stop()
+            if self._alerts is not None:  # alerts: send what is due; the rest stays queued
+                try:
+                    self._alerts.stop(drain=_ALERT_DRAIN)
+                    self._alerts.close()
+                except Exception:
+                    log.exception("stopping the alerts")
             if self._storage is not None:
                 self._storage.close()
             self._stopped.set()
@@ -418,6 +438,10 @@ class RuntimeService:
             if old.tracker != new.config.tracker:
                 restart = [key for key, cam in new.config.cameras.items() if cam.enabled]
             self._site = new
+            if self._alerts is not None:  # alerts: routes, templates and channels apply live
+                self._alerts.reconfigure(new)
+            elif new.config.alerts.channels:
+                log.warning("site reload: alerts were off at start; they apply after a restart")
             plan = self.supervisor.apply(
                 worker_specs(new, self._decode_log_level()), restart=restart
             )
@@ -551,6 +575,30 @@ class RuntimeService:
     def _camera_stopped(self, camera_id: str) -> None:
         if self._rules is not None:
             self._rules.finish_camera(camera_id)
+        self.live.forget(camera_id)
+
+    # -- rules for the dashboard (safewatch.api.dashboard.RuleControl) ----------------------
+
+    def rule_generation(self) -> RuleGeneration:
+        """The rule set judging frames now."""
+        if self._holder is None:
+            raise RuntimeError("the service is not started")
+        return self._holder.current()
+
+    def rule_status(self) -> ReloadStatus:
+        """The latest rule reload outcome."""
+        if self._holder is None:
+            raise RuntimeError("the service is not started")
+        return self._holder.status
+
+    def reload_rules(self) -> ReloadStatus:
+        """Reload the rule files now (the dashboard saved one); never raises for bad files."""
+        watcher = self._watcher
+        if watcher is None:
+            if self._holder is None:
+                raise RuntimeError("the service is not started")
+            watcher = RuleWatcher(self._options.rules, self._holder, self._site.config)
+        return watcher.reload()
 
     def _decode_log_level(self) -> int:
         return logging.getLogger("safewatch").getEffectiveLevel()
