@@ -1,0 +1,177 @@
+"""The chat-completions client against a real local HTTP server: requests, retries, errors."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from llm_replay import Recorded, chat_completion, replay
+from safewatch.config.llm import LLMConfig
+from safewatch.llm.client import ChatMessage, OpenAIChatClient, chat_url
+from safewatch.llm.errors import (
+    LLMAuthError,
+    LLMModelNotFound,
+    LLMResponseError,
+    LLMTimeout,
+    LLMUnreachable,
+)
+
+HELLO = [ChatMessage("system", "be brief"), ChatMessage("user", "hi")]
+
+
+class Sleeps:
+    """Records the waits between retries instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@pytest.mark.parametrize(
+    ("base", "url"),
+    [
+        ("http://h:1/v1", "http://h:1/v1/chat/completions"),
+        ("http://h:1/v1/", "http://h:1/v1/chat/completions"),
+        ("http://h:1/v1/chat/completions", "http://h:1/v1/chat/completions"),
+        ("https://openrouter.ai/api/v1", "https://openrouter.ai/api/v1/chat/completions"),
+    ],
+)
+def test_chat_url(base: str, url: str) -> None:
+    assert chat_url(base) == url
+
+
+def test_sends_an_openai_request_and_reads_the_first_choice() -> None:
+    with replay({"m": [Recorded(200, chat_completion("hello there", model="m-2024"))]}) as server:
+        config = LLMConfig.model_validate(
+            {"base_url": server.base_url, "model": "m", "api_key": "sk-test", "temperature": 0}
+        )
+        with OpenAIChatClient.from_config(config) as client:
+            reply = client.complete(HELLO)
+    assert reply.content == "hello there"
+    assert reply.model == "m-2024"
+    assert reply.finish_reason == "stop"
+    assert (reply.prompt_tokens, reply.completion_tokens) == (1000, 100)
+    (request,) = server.requests
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["Authorization"] == "Bearer sk-test"
+    assert request.body["model"] == "m"
+    assert request.body["temperature"] == 0
+    assert request.body["stream"] is False
+    assert request.body["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+    ]
+
+
+def test_no_authorization_header_without_a_key() -> None:
+    with replay({"m": [Recorded(200, chat_completion("ok"))]}) as server:
+        OpenAIChatClient(server.base_url, "m").complete(HELLO)
+    assert "Authorization" not in server.requests[0].headers
+
+
+def test_content_given_as_parts_is_joined() -> None:
+    body = chat_completion("")
+    body["choices"][0]["message"]["content"] = [
+        {"type": "text", "text": "a"},
+        {"type": "text", "text": "b"},
+    ]
+    with replay({"m": [Recorded(200, body)]}) as server:
+        assert OpenAIChatClient(server.base_url, "m").complete(HELLO).content == "ab"
+
+
+def test_a_500_then_success_is_retried_with_backoff() -> None:
+    sleeps = Sleeps()
+    responses = [
+        Recorded(500, {"error": {"message": "overloaded"}}),
+        Recorded(502, "bad gateway"),
+        Recorded(200, chat_completion("third time")),
+    ]
+    with replay({"m": responses}) as server:
+        client = OpenAIChatClient(server.base_url, "m", max_retries=2, sleep=sleeps)
+        assert client.complete(HELLO).content == "third time"
+    assert len(server.requests) == 3
+    assert sleeps.calls == [0.5, 1.0]
+
+
+def test_429_honours_retry_after() -> None:
+    sleeps = Sleeps()
+    responses = [
+        Recorded(429, {"error": {"message": "rate limited"}}, {"Retry-After": "3"}),
+        Recorded(200, chat_completion("ok")),
+    ]
+    with replay({"m": responses}) as server:
+        client = OpenAIChatClient(server.base_url, "m", sleep=sleeps)
+        assert client.complete(HELLO).content == "ok"
+    assert sleeps.calls == [3.0]
+
+
+def test_gives_up_after_max_retries_with_the_servers_words() -> None:
+    sleeps = Sleeps()
+    with replay({"m": [Recorded(503, {"error": {"message": "no capacity"}})]}) as server:
+        client = OpenAIChatClient(server.base_url, "m", max_retries=2, sleep=sleeps)
+        with pytest.raises(LLMResponseError, match=r"HTTP 503 after 3 attempts: no capacity"):
+            client.complete(HELLO)
+    assert len(server.requests) == 3
+
+
+def test_401_is_an_auth_error_that_never_shows_the_key() -> None:
+    with replay({"m": [Recorded(200, chat_completion("ok"))]}, api_key="right") as server:
+        client = OpenAIChatClient(server.base_url, "m", api_key="sk-wrong-secret")
+        with pytest.raises(LLMAuthError, match=r"refused the API key \(HTTP 401") as caught:
+            client.complete(HELLO)
+    # The server echoes the key it was given; the message must not.
+    assert "sk-wrong-secret" not in str(caught.value)
+    assert "***" in str(caught.value)
+    assert len(server.requests) == 1  # auth errors are not retried
+
+
+def test_unknown_model_is_a_model_not_found_error() -> None:
+    with replay({"m": [Recorded(200, chat_completion("ok"))]}) as server:
+        client = OpenAIChatClient(server.base_url, "llama-9000")
+        with pytest.raises(LLMModelNotFound, match=r"model 'llama-9000' not found .* llm.model"):
+            client.complete(HELLO)
+
+
+def test_wrong_base_url_says_where_the_endpoint_should_be() -> None:
+    with replay({"m": [Recorded(200, chat_completion("ok"))]}) as server:
+        client = OpenAIChatClient(server.base_url.removesuffix("/v1"), "m")
+        with pytest.raises(LLMResponseError, match=r"no chat-completions endpoint .* /v1"):
+            client.complete(HELLO)
+
+
+def test_timeout_is_reported_within_the_limit() -> None:
+    with replay({"m": [Recorded(200, chat_completion("late"), delay=2.0)]}) as server:
+        client = OpenAIChatClient(server.base_url, "m", timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(LLMTimeout, match=r"within 0.3 s .* llm.timeout"):
+            client.complete(HELLO)
+        assert time.monotonic() - started < 1.5
+
+
+def test_nothing_listening_is_unreachable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = OpenAIChatClient(f"http://127.0.0.1:{port}/v1", "m", timeout=2)
+    with pytest.raises(LLMUnreachable, match=r"cannot reach .*refused \(is the server running"):
+        client.complete(HELLO)
+
+
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        (Recorded(200, "<html>proxy login</html>"), r"not JSON"),
+        (Recorded(200, {"object": "list", "data": []}), r"not a chat completion"),
+        (Recorded(200, {"error": {"message": "context too long"}}), r"context too long"),
+        (Recorded(400, {"error": {"message": "bad max_tokens"}}), r"HTTP 400: bad max_tokens"),
+    ],
+)
+def test_replies_that_are_not_completions(response: Recorded, message: str) -> None:
+    with replay({"m": [response]}) as server:
+        client = OpenAIChatClient(server.base_url, "m", max_retries=0)
+        with pytest.raises(LLMResponseError, match=message):
+            client.complete(HELLO)
