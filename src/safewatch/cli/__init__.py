@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from safewatch.cli import (  # noqa: F401 - registers the commands
+    alerts,
     audit,
     calibrate,
     check,

@@ -1,0 +1,197 @@
+"""``safewatch alerts``: send a test alert through a route, list and retry queued deliveries."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+
+from safewatch.cli.app import app, out
+from safewatch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from safewatch.alerts.outbox import Outbox
+    from safewatch.config.loader import LoadedSite
+
+__all__ = ["alerts_app"]
+
+alerts_app = typer.Typer(
+    help="Alerts: test a route, list queued and dead deliveries, retry them.",
+    no_args_is_help=True,
+)
+app.add_typer(alerts_app, name="alerts")
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Site file.")]
+
+
+def _outbox(site: LoadedSite) -> tuple[Outbox, Engine]:
+    from safewatch.alerts.outbox import Outbox
+    from safewatch.storage import create_engine_for, ensure_schema
+
+    engine = create_engine_for(site.config.storage.database, site.base_dir)
+    try:
+        ensure_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Outbox(engine), engine
+
+
+@alerts_app.command("test")
+def alerts_test(
+    route: Annotated[str, typer.Argument(help="Route id from the site file's alerts.routes.")],
+    config: ConfigOption,
+    channel: Annotated[
+        list[str] | None, typer.Option("--channel", help="Only this channel (repeatable).")
+    ] = None,
+    escalation: Annotated[
+        bool, typer.Option("--escalation", help="Also the route's escalate_to channels.")
+    ] = False,
+) -> None:
+    """Send a test alert through every channel of ROUTE now (nothing is queued or stored).
+
+    Exits with status 1 if any channel failed, saying why.
+    """
+    from safewatch.alerts.channels import DeliveryError
+    from safewatch.alerts.message import probe_item
+    from safewatch.alerts.service import build_plan
+    from safewatch.config.loader import load_site
+
+    site = load_site(config)
+    alerts = site.config.alerts
+    chosen = alerts.route(route)
+    if chosen is None:
+        known = ", ".join(r.id for r in alerts.routes) or "none"
+        raise ConfigError(f"no alert route {route!r} in {config} (routes: {known})")
+    names = list(chosen.channels) + (list(chosen.escalate_to) if escalation else [])
+    if channel:
+        unknown = sorted(set(channel) - set(names))
+        if unknown:
+            raise ConfigError(f"route {route!r} does not send to {', '.join(unknown)}")
+        names = [name for name in names if name in channel]
+    plan = build_plan(site)
+    failed = 0
+    try:
+        for name in dict.fromkeys(names):
+            sender = plan.channels[name]
+            item = probe_item(chosen, name, time.time())
+            message = plan.composer.compose(item, state=sender.needs_state)
+            started = time.perf_counter()
+            try:
+                receipt = sender.send(message)
+            except DeliveryError as error:
+                failed += 1
+                kind = "permanent" if error.permanent else "transient"
+                out.print(
+                    f"[red]FAIL[/red] {name} ({sender.kind}, {kind}): {error}", soft_wrap=True
+                )
+                continue
+            ms = (time.perf_counter() - started) * 1000
+            out.print(
+                f"[green]ok[/green]   {name} ({sender.kind}): {receipt} in {ms:.0f} ms, "
+                f"key {message.key}",
+                soft_wrap=True,
+            )
+    finally:
+        for sender in plan.channels.values():
+            sender.close()
+    if failed:
+        raise typer.Exit(1)
+
+
+def _when(timestamp: float | None, tz: ZoneInfo) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@alerts_app.command("list")
+def alerts_list(
+    config: ConfigOption,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status",
+            help="Only this state (repeatable): pending, sending, delivered, dead, held, "
+            "digested, cancelled. Default: pending, sending, held and dead.",
+        ),
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every state.")] = False,
+    limit: Annotated[int, typer.Option(help="Most rows to show, newest first.")] = 50,
+) -> None:
+    """Show queued, held and dead deliveries (the dead-letter state) with their last error."""
+    from rich.table import Table
+
+    from safewatch.config.loader import load_site
+
+    site = load_site(config)
+    tz = ZoneInfo(site.config.site.timezone)
+    outbox, engine = _outbox(site)
+    wanted = None if every else (status or ["pending", "sending", "held", "dead"])
+    try:
+        counts = outbox.counts()
+        try:
+            items = outbox.list(wanted, limit=limit)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    finally:
+        engine.dispose()
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "empty"
+    out.print(f"outbox: {summary}", highlight=False)
+    if not items:
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in (
+        "id",
+        "status",
+        "event",
+        "route",
+        "channel",
+        "incident",
+        "tries",
+        "due",
+        "error",
+    ):
+        table.add_column(column, overflow="fold")
+    for item in items:
+        table.add_row(
+            item.id,
+            item.status,
+            item.event,
+            item.route_id,
+            item.channel,
+            item.incident_id or "-",
+            str(item.attempts),
+            _when(item.due_at if item.status in ("pending", "held") else item.delivered_at, tz),
+            (item.last_error or "")[:120],
+        )
+    out.print(table)
+
+
+@alerts_app.command("retry")
+def alerts_retry(
+    config: ConfigOption,
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="Outbox ids (from `alerts list`).")
+    ] = None,
+    dead: Annotated[bool, typer.Option("--dead", help="Every dead delivery.")] = False,
+) -> None:
+    """Queue dead deliveries again (after fixing the channel's settings); a running
+    ``safewatch serve`` sends them within its poll interval."""
+    from safewatch.config.loader import load_site
+
+    if not ids and not dead:
+        raise ConfigError("name outbox ids to retry, or pass --dead for every dead delivery")
+    site = load_site(config)
+    outbox, engine = _outbox(site)
+    try:
+        count = outbox.requeue(None if dead else ids, time.time())
+    finally:
+        engine.dispose()
+    out.print(f"requeued {count} dead deliver{'y' if count == 1 else 'ies'}")
