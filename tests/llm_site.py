@@ -68,6 +68,7 @@ def make_site(
     Args:
         llm: The ``llm:`` block's body (indented YAML), appended to the site file when given.
     """
+    folder.mkdir(parents=True, exist_ok=True)
     site = folder / "site.yaml"
     text = site_yaml
     if llm is not None:
