@@ -1,0 +1,84 @@
+"""``safewatch serve`` refuses bad set-ups with one clear line, before any camera starts."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from fastapi import FastAPI
+
+from safewatch.cli import main
+from safewatch.errors import ConfigError
+from safewatch.runtime.http_server import HttpServer
+
+
+def site(folder: Path) -> Path:
+    path = folder / "site.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "models": {"coco": {"path": "missing.onnx"}},
+                "cameras": {"yard": {"source": "yard.mp4", "models": ["coco"]}},
+            }
+        )
+    )
+    return path
+
+
+def run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[object, str]:
+    """Run the console entry point in-process; its exit status and what it printed."""
+    monkeypatch.setattr(sys, "argv", ["safewatch", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    return exited.value.code, capsys.readouterr().err
+
+
+def test_no_rules_folder_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = run(monkeypatch, capsys, "serve", "--config", str(site(tmp_path)))
+    assert code == 2
+    assert "no rules given and no rules folder" in err
+    assert "Traceback" not in err
+
+
+def test_a_missing_model_stops_start_up_with_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "none.yaml").write_text("version: 1\nrules: []\n")
+    code, err = run(monkeypatch, capsys, "serve", "--config", str(site(tmp_path)))
+    assert code == 2
+    assert "missing.onnx" in err
+    assert "Traceback" not in err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers given back
+
+
+def test_an_address_in_use_is_a_config_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+            HttpServer(FastAPI(), "127.0.0.1", port)
+
+
+def test_port_zero_picks_a_free_port_and_stops_cleanly() -> None:
+    server = HttpServer(FastAPI(), "127.0.0.1", 0)
+    server.start()
+    try:
+        assert server.port > 0
+        assert server.url == f"http://127.0.0.1:{server.port}"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=2):
+            pass
+    finally:
+        server.stop()
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", server.port), timeout=1):
+        pass
