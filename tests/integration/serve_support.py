@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -63,7 +64,33 @@ def write_site(
             "    severity: low",
         ]
     (rules / "view.yaml").write_text("\n".join(rule_lines) + "\n")
+    _provision_token(path)
     return path
+
+
+_token = {"value": ""}
+"""API token of the site written last: every endpoint but /healthz needs one (issue 7)."""
+
+
+def _provision_token(site_path: Path) -> None:
+    """A viewer and an API token in the site's database, for readyz() and metric()."""
+    from safewatch.api.auth import AuthStore, UserExists
+    from safewatch.config.loader import load_site
+    from safewatch.incidents.site_storage import open_site_storage
+
+    storage = open_site_storage(load_site(site_path))
+    try:
+        store = AuthStore(storage.engine)
+        with contextlib.suppress(UserExists):
+            store.add_user("probe", "probe-password-123", "viewer")
+        _token["value"] = store.create_token("probe", "serve tests").token
+    finally:
+        storage.close()
+
+
+def auth() -> dict[str, str]:
+    """The header that authenticates the tests' requests."""
+    return {"Authorization": f"Bearer {_token['value']}"}
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> Any:
@@ -85,13 +112,13 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> Any:
 
 def readyz(base: str) -> dict[str, Any]:
     """The ``/readyz`` body."""
-    body: dict[str, Any] = httpx.get(f"{base}/readyz", timeout=5).json()
+    body: dict[str, Any] = httpx.get(f"{base}/readyz", headers=auth(), timeout=5).json()
     return body
 
 
 def metric(base: str, name: str, **labels: str) -> float:
     """One sample's value from ``/metrics`` (0 when absent)."""
-    text = httpx.get(f"{base}/metrics", timeout=5).text
+    text = httpx.get(f"{base}/metrics", headers=auth(), timeout=5).text
     wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
     prefix = f"{name}{{{wanted}}} " if labels else f"{name} "
     for line in text.splitlines():

@@ -15,13 +15,16 @@ The dashboard and incident endpoints will be added to the same factory.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fastapi import FastAPI, Query, Response
 from fastapi.responses import JSONResponse
 
 from safewatch.runtime.health import Liveness, Readiness
 from safewatch.runtime.metrics import CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from safewatch.api.dashboard import Dashboard
 
 __all__ = ["ApiServices", "ApiSettings", "create_app"]
 
@@ -55,14 +58,31 @@ class ApiSettings:
     site_name: str = ""
 
 
-def create_app(settings: ApiSettings, services: ApiServices) -> FastAPI:
-    """The API app for one running server."""
+def create_app(
+    settings: ApiSettings, services: ApiServices, dashboard: Dashboard | None = None
+) -> FastAPI:
+    """The API app for one running server.
+
+    With a ``dashboard`` (``safewatch serve`` always passes one) the app also serves the
+    dashboard's pages, API and WebSockets, and every endpoint but ``/healthz`` requires a session
+    or an API token (:mod:`safewatch.api.setup`). Without one it serves only the operations
+    endpoints, unauthenticated (tests of those endpoints).
+    """
     app = FastAPI(
         title=settings.title,
         description=f"safewatch server{f' for {settings.site_name}' if settings.site_name else ''}",
         docs_url="/docs",
         redoc_url=None,
     )
+    # -- dashboard, API and authentication (safewatch.api.setup) --------------------------------
+    from safewatch.api.errors import install_error_handlers
+
+    install_error_handlers(app)
+    if dashboard is not None:
+        from safewatch.api.setup import install_dashboard
+
+        install_dashboard(app, dashboard)
+    # -- end of dashboard -----------------------------------------------------------------------
 
     @app.get("/healthz", response_model=Liveness, tags=["operations"])
     def healthz() -> JSONResponse:

@@ -21,6 +21,7 @@ from safewatch.cli import (  # noqa: F401 - registers the commands
     rules,
     rules_draft,
     serve,
+    users,
     verify,
 )
 from safewatch.cli.app import app, err, state

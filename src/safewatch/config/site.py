@@ -227,6 +227,13 @@ class CameraConfig(_Strict):
     tiling: TilingConfig | None = Field(
         None, description="Tiled inference for small, distant people (costs one run per tile)."
     )
+    live_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="Dashboard live view: a media server's player for this camera (e.g. "
+        "MediaMTX's WebRTC page http://host:8889/yard/ or an HLS .m3u8 URL), shown under the "
+        "overlays instead of the analysed JPEG frames.",
+    )
 
     @field_validator("models")
     @classmethod

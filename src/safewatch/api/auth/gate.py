@@ -1,0 +1,173 @@
+"""The authentication gate: one ASGI middleware in front of every route, HTTP and WebSocket.
+
+Protection does not depend on each route remembering a dependency: every path except
+:data:`PUBLIC_PATHS` (liveness, the login page and endpoint, static CSS/JS with no data) is refused
+here unless the request carries a valid session cookie or API token. The principal found is put in
+``scope["state"]["principal"]`` for the routes' role checks (:mod:`safewatch.api.deps`).
+
+Cross-site request forgery: a browser attaches the session cookie to requests other sites trigger,
+so for cookie-authenticated requests that change state (POST, PUT, PATCH, DELETE) the gate also
+requires the session's CSRF token in the ``X-CSRF-Token`` header (a page of another origin can
+neither read it nor set custom headers without CORS, which this server never grants) and, when the
+browser sends an ``Origin``, that it is this server's. Cookie-authenticated WebSocket handshakes
+must come from this origin too (cross-site WebSocket hijacking). The cookie is also
+``SameSite=Strict``, a second, independent barrier. Bearer tokens are never sent by browsers on
+their own, so token requests need no CSRF token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from urllib.parse import quote, urlsplit
+
+import anyio
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from safewatch.api.auth.principal import Principal
+from safewatch.api.auth.store import AuthStore
+from safewatch.api.errors import ErrorBody
+from safewatch.errors import StorageError
+
+__all__ = ["CSRF_HEADER", "PUBLIC_PATHS", "PUBLIC_PREFIXES", "AuthGate", "is_public"]
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATHS = frozenset({"/healthz", "/login", "/api/v1/auth/login"})
+"""Paths answered without authentication."""
+
+PUBLIC_PREFIXES = ("/static/",)
+"""Path prefixes answered without authentication (stylesheets, scripts, icons: no data)."""
+
+CSRF_HEADER = "x-csrf-token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def is_public(path: str) -> bool:
+    """Whether ``path`` is served without authentication."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = ErrorBody(error=code, message=message).model_dump(mode="json")
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _same_origin(headers: Headers, scheme: str) -> bool:
+    """``Origin`` absent (non-browser client) or equal to this server's origin."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    host = headers.get("host", "")
+    parts = urlsplit(origin)
+    expected = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+    return parts.netloc == host and parts.scheme == expected
+
+
+class AuthGate:
+    """ASGI middleware that authenticates every non-public request (module docstring).
+
+    Args:
+        app: The wrapped application.
+        store: Where sessions and tokens are checked.
+        session_cookie: The session cookie's name.
+    """
+
+    def __init__(self, app: ASGIApp, store: AuthStore, session_cookie: str) -> None:
+        self.app = app
+        self.store = store
+        self.cookie = session_cookie
+
+    def _principal(self, headers: Headers) -> tuple[Principal | None, str]:
+        """The principal of a request, or ``None`` and why."""
+        authorization = headers.get("authorization")
+        if authorization:
+            scheme, _, value = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                return None, "use 'Authorization: Bearer <token>'"
+            found = self.store.token(value.strip())
+            if found is None:
+                return None, "the API token is unknown, expired or revoked"
+            user, _token = found
+            return Principal(user.id, user.username, user.role, "token"), ""
+        cookies = _cookies(headers)
+        cookie = cookies.get(self.cookie)
+        if cookie:
+            session = self.store.session(cookie)
+            if session is None:
+                return None, "the session has expired; log in again"
+            user, info = session
+            return (
+                Principal(user.id, user.username, user.role, "session", info.csrf_token, info.id),
+                "",
+            )
+        return None, "log in, or send an API token"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or is_public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        try:
+            principal, why = await anyio.to_thread.run_sync(self._principal, headers)
+        except StorageError as exc:
+            log.error("authentication failed: %s", exc)
+            principal, why = None, "authentication is unavailable (database error)"
+            if scope["type"] == "http":
+                await _error(503, "storage_unavailable", str(exc))(scope, receive, send)
+                return
+        if scope["type"] == "websocket":
+            if principal is None or (
+                principal.method == "session" and not _same_origin(headers, scope["scheme"])
+            ):
+                await receive()
+                await send({"type": "websocket.close", "code": 4401 if principal is None else 4403})
+                return
+        else:
+            rejection = self._check_http(scope, headers, principal, why)
+            if rejection is not None:
+                await rejection(scope, receive, send)
+                return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+    def _check_http(
+        self, scope: Scope, headers: Headers, principal: Principal | None, why: str
+    ) -> Response | None:
+        method = scope["method"]
+        if principal is None:
+            path = scope["path"]
+            accept = headers.get("accept", "")
+            if method == "GET" and not path.startswith("/api/") and "text/html" in accept:
+                query = scope.get("query_string", b"").decode("latin-1")
+                target = path + (f"?{query}" if query else "")
+                return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+            return _error(
+                401,
+                "unauthenticated",
+                f"authentication required: {why}",
+                {"WWW-Authenticate": 'Bearer realm="safewatch"'},
+            )
+        if method in _SAFE_METHODS or principal.method != "session":
+            return None
+        if not _same_origin(headers, scope["scheme"]):
+            return _error(403, "csrf_failed", "cross-origin request refused (Origin mismatch)")
+        sent = headers.get(CSRF_HEADER, "")
+        if not principal.csrf_token or not hmac.compare_digest(sent, principal.csrf_token):
+            return _error(
+                403, "csrf_failed", f"missing or wrong CSRF token (send the {CSRF_HEADER} header)"
+            )
+        return None
+
+
+def _cookies(headers: Headers) -> dict[str, str]:
+    from http.cookies import SimpleCookie
+
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(headers.get("cookie", ""))
+    except Exception:  # a malformed Cookie header is no session, not a server error
+        return {}
+    return {key: morsel.value for key, morsel in jar.items()}

@@ -1,0 +1,165 @@
+"""What the dashboard and its API need from the running server, in one object.
+
+:func:`~safewatch.api.app.create_app` takes a :class:`Dashboard` beside the operations services.
+``safewatch serve`` builds it from the live runtime (:meth:`Dashboard.create` with the
+:class:`~safewatch.runtime.service.RuntimeService` as its :class:`RuleControl` and the service's
+:class:`~safewatch.api.live.LiveHub`); tests build one around a temporary SQLite file and a
+:class:`StandaloneRules`, with no cameras running. Routes reach it through
+``request.app.state.dashboard`` (see :mod:`safewatch.api.deps`), never through globals.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from safewatch.api.auth.ratelimit import LoginLimiter
+from safewatch.api.auth.store import AuthStore
+from safewatch.api.live import LiveHub
+from safewatch.config.loader import LoadedSite
+from safewatch.config.ruleset import load_rules
+from safewatch.incidents.lifecycle import IncidentLifecycle
+from safewatch.incidents.site_storage import SiteStorage
+from safewatch.rules.reload import ReloadStatus, RuleGeneration, RuleSetHolder
+from safewatch.rules.watcher import RuleWatcher
+
+__all__ = ["Dashboard", "DashboardSettings", "RuleControl", "StandaloneRules"]
+
+
+class RuleControl(Protocol):
+    """The rule set in force and its hot reload (the runtime's, or a standalone one)."""
+
+    def rule_generation(self) -> RuleGeneration:
+        """The rule set judging frames now."""
+        ...
+
+    def rule_status(self) -> ReloadStatus:
+        """The latest reload outcome."""
+        ...
+
+    def reload_rules(self) -> ReloadStatus:
+        """Reload the rule files now (after the API saved one); never raises for bad files."""
+        ...
+
+
+class StandaloneRules:
+    """A :class:`RuleControl` of its own, for an API without the runtime (tests, tools).
+
+    Args:
+        path: Rules folder or file.
+        site: The site in force (cameras are checked against it).
+    """
+
+    def __init__(self, path: Path, site: Callable[[], LoadedSite]) -> None:
+        self._site = site
+        self._holder = RuleSetHolder(load_rules(path, site().config))
+        self._path = path
+        self._lock = threading.Lock()
+
+    def rule_generation(self) -> RuleGeneration:
+        """The rule set in force."""
+        return self._holder.current()
+
+    def rule_status(self) -> ReloadStatus:
+        """The latest reload outcome."""
+        return self._holder.status
+
+    def reload_rules(self) -> ReloadStatus:
+        """Reload the files into the holder."""
+        with self._lock:
+            return RuleWatcher(self._path, self._holder, self._site().config).reload()
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardSettings:
+    """Settings of the dashboard and its API.
+
+    Attributes:
+        session_cookie: Name of the session cookie.
+        max_upload_bytes: Largest video an audit job may upload.
+        jobs_dir: Where audit jobs keep their uploads and results; default ``audit-jobs`` beside
+            the evidence folder (a local store) or in the site file's folder.
+        allow_server_paths: Folders audit jobs may read videos from on the server (empty: none).
+        login_per_user: Failed logins per user name in ``login_window`` before throttling.
+        login_per_client: Failed logins per client address in ``login_window``.
+        login_window: Seconds of the login failure window.
+    """
+
+    session_cookie: str = "safewatch_session"
+    max_upload_bytes: int = 2 << 30
+    jobs_dir: Path | None = None
+    allow_server_paths: tuple[Path, ...] = ()
+    login_per_user: int = 5
+    login_per_client: int = 20
+    login_window: float = 300.0
+
+
+@dataclass
+class Dashboard:
+    """Everything the dashboard's routes use.
+
+    Attributes:
+        site: The site file in force (it can change on reload, hence a callable).
+        rules_path: The rules folder or file (the source of truth the API edits).
+        storage: Database, incident repository and evidence store.
+        auth: Users, sessions, tokens and the audit log.
+        rules: The rule set in force and its reload.
+        live: Newest frames and incident notices.
+        settings: Dashboard settings.
+        limiter: Failed-login throttling.
+        lifecycle: Operator actions on incidents.
+        jobs: Audit jobs (set by :func:`~safewatch.api.app.create_app` when absent).
+    """
+
+    site: Callable[[], LoadedSite]
+    rules_path: Path
+    storage: SiteStorage
+    auth: AuthStore
+    rules: RuleControl
+    live: LiveHub
+    settings: DashboardSettings = field(default_factory=DashboardSettings)
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    lifecycle: IncidentLifecycle = field(init=False)
+    jobs: object | None = None
+
+    def __post_init__(self) -> None:
+        self.lifecycle = IncidentLifecycle(self.storage.repository)
+        self.limiter = LoginLimiter(
+            per_user=self.settings.login_per_user,
+            per_client=self.settings.login_per_client,
+            window=self.settings.login_window,
+        )
+
+    @classmethod
+    def create(
+        cls,
+        site: Callable[[], LoadedSite],
+        rules_path: Path,
+        storage: SiteStorage,
+        *,
+        rules: RuleControl | None = None,
+        live: LiveHub | None = None,
+        settings: DashboardSettings | None = None,
+    ) -> Dashboard:
+        """A dashboard on ``storage``'s database (user tables migrated like the incidents')."""
+        return cls(
+            site=site,
+            rules_path=rules_path,
+            storage=storage,
+            auth=AuthStore(storage.engine),
+            rules=rules if rules is not None else StandaloneRules(rules_path, site),
+            live=live if live is not None else LiveHub(),
+            settings=settings or DashboardSettings(),
+        )
+
+    def jobs_dir(self) -> Path:
+        """Folder of audit jobs (see :class:`DashboardSettings`)."""
+        if self.settings.jobs_dir is not None:
+            return self.settings.jobs_dir
+        site = self.site()
+        folder = site.config.storage.evidence_dir.expanduser()
+        evidence = folder if folder.is_absolute() else site.base_dir / folder
+        return evidence.parent / "audit-jobs"

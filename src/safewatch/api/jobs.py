@@ -1,0 +1,353 @@
+"""Audit jobs: run the pipeline over archived footage from the dashboard, with progress.
+
+A job is :func:`safewatch.runtime.audit.run_audit` (the same code as ``safewatch audit``) on one
+video, uploaded or read from a server folder the site allows, under one camera's settings and the
+rule set in force. Its incidents go to the job's own database and evidence folder, never into the
+site's live incidents. Jobs run one at a time on a background thread (an audit uses every core
+the detector can get; two at once would only share them) and keep their state in ``job.json`` in
+their folder, so the list survives a restart (a job cut off by a restart is marked failed).
+
+Progress is counted by wrapping the detector: every frame the pipeline analyses passes through
+``detect``, and the expected total comes from the video's duration and the camera's analysis rate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from safewatch.detect.protocol import Detector
+from safewatch.domain import Detections, Frame, Incident
+from safewatch.errors import ConfigError, NotFound, SafewatchError, SourceError, StorageError
+
+if TYPE_CHECKING:
+    from safewatch.api.dashboard import Dashboard
+
+__all__ = ["AuditJob", "AuditJobs"]
+
+log = logging.getLogger(__name__)
+
+_VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".ts", ".webm")
+_ID = re.compile(r"^[a-z0-9]{12}$")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditJob:
+    """One audit job's state (also its ``job.json``)."""
+
+    id: str
+    video: str
+    camera: str
+    submitted_by: str
+    submitted_at: float
+    state: str = "queued"
+    frames_done: int = 0
+    frames_total: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    message: str = ""
+    incidents: int = 0
+
+    @property
+    def progress(self) -> float:
+        """0 to 1."""
+        if self.state == "done":
+            return 1.0
+        if not self.frames_total:
+            return 0.0
+        return min(0.99, self.frames_done / self.frames_total)
+
+
+class _Counting:
+    """A detector that counts the frames passing through it."""
+
+    def __init__(self, inner: Detector, jobs: AuditJobs, job_id: str) -> None:
+        self._inner = inner
+        self._jobs = jobs
+        self._job_id = job_id
+        self.frames = 0
+
+    def detect(self, frames: Sequence[Frame]) -> list[Detections]:
+        result = self._inner.detect(frames)
+        self.frames += len(frames)
+        self._jobs._update(self._job_id, frames_done=self.frames, persist=False)
+        return result
+
+
+def _expected_frames(video: Path, fps: float) -> int | None:
+    try:
+        import av
+
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            seconds = (
+                float(stream.duration * stream.time_base)
+                if stream.duration and stream.time_base
+                else (container.duration or 0) / 1_000_000
+            )
+            native = float(stream.average_rate or fps)
+    except Exception:  # unreadable: the audit itself will report it
+        return None
+    return int(seconds * min(fps, native)) + 1 if seconds > 0 else None
+
+
+class AuditJobs:
+    """The dashboard's audit jobs (see the module docstring)."""
+
+    def __init__(self, dashboard: Dashboard) -> None:
+        self._dashboard = dashboard
+        self._folder = dashboard.jobs_dir()
+        self._lock = threading.Lock()
+        self._jobs: dict[str, AuditJob] = {}
+        self._queue: queue.Queue[tuple[str, Path]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._load()
+
+    @property
+    def folder(self) -> Path:
+        """Where jobs live."""
+        return self._folder
+
+    def _load(self) -> None:
+        if not self._folder.is_dir():
+            return
+        for path in self._folder.glob("*/job.json"):
+            try:
+                job = AuditJob(**json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError):
+                log.warning("ignoring unreadable audit job %s", path)
+                continue
+            if job.state in ("queued", "running"):
+                job = replace(job, state="failed", message="interrupted by a server restart")
+                self._write(job)
+            self._jobs[job.id] = job
+
+    def _write(self, job: AuditJob) -> None:
+        folder = self._folder / job.id
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / ".job.json.tmp"
+        tmp.write_text(json.dumps(asdict(job), sort_keys=True))
+        os.replace(tmp, folder / "job.json")
+
+    def _update(self, job_id: str, *, persist: bool = True, **changes: object) -> AuditJob:
+        with self._lock:
+            job = replace(self._jobs[job_id], **changes)  # type: ignore[arg-type]
+            self._jobs[job_id] = job
+        if persist:
+            self._write(job)
+        return job
+
+    def all_jobs(self) -> list[AuditJob]:
+        """Every job, newest first."""
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda j: -j.submitted_at)
+
+    def get(self, job_id: str) -> AuditJob:
+        """One job.
+
+        Raises:
+            NotFound: No such job.
+        """
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound("audit job", job_id)
+        return job
+
+    def _camera(self, camera: str | None) -> str:
+        cameras = self._dashboard.site().config.cameras
+        if camera is None:
+            if len(cameras) != 1:
+                raise ConfigError(
+                    f"choose the camera whose settings apply ({', '.join(sorted(cameras))})",
+                    field="camera",
+                )
+            return next(iter(cameras))
+        if camera not in cameras:
+            raise NotFound("camera", camera)
+        return camera
+
+    def _new(self, display: str, camera: str, actor: str) -> AuditJob:
+        job = AuditJob(secrets.token_hex(6), display, camera, actor, time.time())
+        with self._lock:
+            self._jobs[job.id] = job
+        self._write(job)
+        return job
+
+    def submit_path(self, path: str, camera: str | None, actor: str) -> AuditJob:
+        """Audit a video already on the server (inside an allowed folder).
+
+        Raises:
+            ConfigError: No folder is allowed, or the path is outside the allowed folders.
+            SourceError: Not a video file.
+        """
+        allowed = [p.resolve() for p in self._dashboard.settings.allow_server_paths]
+        if not allowed:
+            raise ConfigError("this server allows no server paths for audits; upload the video")
+        video = Path(path).expanduser().resolve()
+        if not any(video.is_relative_to(folder) for folder in allowed):
+            raise ConfigError(
+                f"{path} is outside the folders audits may read "
+                f"({', '.join(str(a) for a in allowed)})",
+                field="path",
+            )
+        if not video.is_file() or video.suffix.lower() not in _VIDEO_SUFFIXES:
+            raise SourceError(f"{path} is not a video file")
+        job = self._new(video.name, self._camera(camera), actor)
+        self._enqueue(job.id, video)
+        return job
+
+    def submit_upload(
+        self, stream: BinaryIO, filename: str, camera: str | None, actor: str
+    ) -> AuditJob:
+        """Audit an uploaded video (copied into the job's folder, size-limited).
+
+        Raises:
+            SourceError: Not a video file name, or larger than the limit.
+        """
+        suffix = Path(filename).suffix.lower()
+        if suffix not in _VIDEO_SUFFIXES:
+            raise SourceError(f"{filename!r} is not a video file ({', '.join(_VIDEO_SUFFIXES)})")
+        camera_id = self._camera(camera)
+        job = self._new(Path(filename).name[:128], camera_id, actor)
+        target = self._folder / job.id / f"input{suffix}"
+        limit = self._dashboard.settings.max_upload_bytes
+        size = 0
+        with target.open("wb") as out:
+            while chunk := stream.read(1 << 20):
+                size += len(chunk)
+                if size > limit:
+                    out.close()
+                    target.unlink(missing_ok=True)
+                    self._update(job.id, state="failed", message="upload too large")
+                    raise SourceError(f"the video is larger than {limit} bytes")
+                out.write(chunk)
+        self._enqueue(job.id, target)
+        return job
+
+    def _enqueue(self, job_id: str, video: Path) -> None:
+        self._queue.put((job_id, video))
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="audit-jobs", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                job_id, video = self._queue.get(timeout=5.0)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._thread = None
+                        return
+                continue
+            try:
+                self._audit(job_id, video)
+            except Exception as exc:  # a job's failure must not stop the queue
+                message = str(exc) if isinstance(exc, SafewatchError) else f"internal error: {exc}"
+                if not isinstance(exc, SafewatchError):
+                    log.exception("audit job %s failed", job_id)
+                self._update(job_id, state="failed", finished_at=time.time(), message=message)
+
+    def _audit(self, job_id: str, video: Path) -> None:
+        from safewatch.detect import build_detector
+        from safewatch.detect.catalogue import resolve
+        from safewatch.runtime.audit import AuditOptions, run_audit
+
+        job = self.get(job_id)
+        site = self._dashboard.site()
+        camera = site.config.cameras[job.camera]
+        rules = self._dashboard.rules.rule_generation().rules
+        self._update(
+            job_id,
+            state="running",
+            started_at=time.time(),
+            frames_total=_expected_frames(video, camera.fps),
+        )
+        models = {
+            key: (site.config.models[key], resolve(site.config.models[key].path, site.base_dir))
+            for key in camera.models
+        }
+        counting = _Counting(build_detector(models, camera.models), self, job_id)
+        out = self._folder / job_id / "out"
+        report = run_audit(
+            site,
+            rules,
+            AuditOptions(videos=(video,), out_dir=out, camera=job.camera),
+            detector=counting,
+        )
+        found = sum(len(r.incidents) for r in report.results)
+        self._update(
+            job_id,
+            state="done",
+            frames_done=counting.frames,
+            finished_at=time.time(),
+            incidents=found,
+            message=f"{counting.frames} frames analysed, {found} incident(s)",
+        )
+
+    def _storage(self, job_id: str) -> tuple[object, Path]:
+        if not _ID.match(job_id):
+            raise NotFound("audit job", job_id)
+        self.get(job_id)
+        out = self._folder / job_id / "out"
+        if not (out / "audit.db").is_file():
+            raise NotFound("results of audit job", job_id)
+        return None, out
+
+    def incidents(self, job_id: str) -> list[Incident]:
+        """The job's incidents, in video order (empty until it has some)."""
+        from safewatch.storage import IncidentRepository, create_engine_for
+
+        _, out = self._storage(job_id)
+        engine = create_engine_for(f"sqlite:///{out / 'audit.db'}", out)
+        try:
+            repository = IncidentRepository(engine)
+            return sorted(repository.list(limit=10_000), key=lambda i: i.started_at)
+        finally:
+            engine.dispose()
+
+    def evidence(self, job_id: str, incident_id: str, which: str) -> Path:
+        """The file of a job incident's still or clip.
+
+        Raises:
+            NotFound: No such job, incident or file.
+        """
+        _, out = self._storage(job_id)
+        for incident in self.incidents(job_id):
+            if incident.id == incident_id:
+                key = incident.snapshot if which == "still" else incident.clip
+                if key is None:
+                    break
+                root = (out / "evidence").resolve()
+                path = (root / key).resolve()
+                if not path.is_relative_to(root) or not path.is_file():
+                    break
+                return path
+        raise NotFound(f"{which} of audit incident", incident_id)
+
+    def delete(self, job_id: str) -> None:
+        """Remove a finished job and its files.
+
+        Raises:
+            NotFound: No such job.
+            StorageError: It is still queued or running.
+        """
+        job = self.get(job_id)
+        if job.state in ("queued", "running"):
+            raise StorageError(f"audit job {job_id} is {job.state}; wait for it to finish")
+        with self._lock:
+            self._jobs.pop(job_id, None)
+        shutil.rmtree(self._folder / job_id, ignore_errors=True)

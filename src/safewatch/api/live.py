@@ -1,0 +1,306 @@
+"""The live side channel: the newest analysed frame of each camera, and incident changes, for the
+dashboard's live view and incident feed.
+
+The runtime calls :meth:`LiveHub.on_frame` (a :data:`~safewatch.runtime.evaluation.FrameListener`)
+on its rules thread after every analysed frame. That call must be cheap, because it sits in the
+analysis path of every camera: it only stores a reference to the frame (each analysed frame already
+owns its pixels) and its tracks in the camera's slot, replacing the previous one, and wakes the
+subscribers. Nothing is encoded there. Viewers pull: a WebSocket or MJPEG stream asks for the
+newest frame when it is ready for one, and the JPEG (heads hidden per the camera's privacy
+settings, exactly like evidence) is encoded then, on a worker thread, once per frame however many
+viewers watch it. A slow viewer therefore skips frames instead of queueing them, and a camera
+nobody watches costs one dictionary assignment per frame.
+
+Subscribers live on the server's asyncio loop; the hub wakes them with ``call_soon_threadsafe``.
+Incident changes are queued per subscriber in a bounded deque (oldest dropped, drops counted), so
+a stalled browser tab cannot make the server hold unbounded history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+
+from safewatch.config.site import PrivacyConfig
+from safewatch.domain import Image, Incident, RuleEvent, TrackedFrame
+from safewatch.domain.events import Phase
+from safewatch.incidents.manager import IncidentChange
+from safewatch.incidents.privacy import anonymise_heads
+
+__all__ = ["IncidentNotice", "LiveFrame", "LiveHub", "Subscription"]
+
+LIVE_JPEG_QUALITY = 75
+"""Live frames are looked at, not kept: 75 halves the bytes of evidence quality (90)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LiveFrame:
+    """The newest analysed frame of one camera.
+
+    Attributes:
+        camera_id: The camera.
+        seq: The hub's counter for this camera (1, 2, ...), to tell a new frame from one seen.
+        tracked: Tracks and detections of the frame.
+        image: The frame's pixels (BGR; never modified).
+        violating: Track ids that are in a violation episode on this frame.
+        rules: ``(rule id, track ids)`` of the episodes running on this frame.
+        received_at: Wall-clock seconds when the hub got it.
+    """
+
+    camera_id: str
+    seq: int
+    tracked: TrackedFrame
+    image: Image
+    violating: frozenset[int]
+    rules: tuple[tuple[str, tuple[int, ...]], ...]
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentNotice:
+    """An incident that was opened, updated or closed by the pipeline, or acted on by a person."""
+
+    kind: str
+    incident: Incident
+    actor: str | None
+    at: float
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One consumer of the hub on an asyncio loop; see :meth:`LiveHub.subscribe`."""
+
+    hub: LiveHub
+    loop: asyncio.AbstractEventLoop
+    cameras: frozenset[str] | None
+    incidents: bool
+    backlog: int
+    _event: asyncio.Event = field(default_factory=asyncio.Event)
+    _notices: deque[IncidentNotice] = field(init=False)
+    dropped: int = 0
+
+    def __post_init__(self) -> None:
+        self._notices = deque(maxlen=self.backlog)
+
+    def _wake(self) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._event.set)
+        except RuntimeError:  # the loop is closed: the consumer is gone
+            self.hub.unsubscribe(self)
+
+    def _push(self, notice: IncidentNotice) -> None:
+        if len(self._notices) == self._notices.maxlen:
+            self.dropped += 1
+        self._notices.append(notice)
+        self._wake()
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait until something new was published; ``False`` on timeout."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        self._event.clear()
+        return True
+
+    def notices(self) -> list[IncidentNotice]:
+        """Incident notices queued since the last call, oldest first."""
+        taken = list(self._notices)
+        self._notices.clear()
+        return taken
+
+    def close(self) -> None:
+        """Stop receiving."""
+        self.hub.unsubscribe(self)
+
+
+class LiveHub:
+    """Newest frame per camera and a fan-out of incident changes (see the module docstring).
+
+    Args:
+        clock: Wall clock (injectable for tests).
+        cache_size: Encoded JPEGs kept (one or two per camera is what viewers share).
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, cache_size: int = 16) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._latest: dict[str, LiveFrame] = {}
+        self._counts: dict[str, int] = {}
+        self._subscribers: set[Subscription] = set()
+        self._jpegs: OrderedDict[tuple[str, int, str, int], bytes] = OrderedDict()
+        self._cache_size = cache_size
+        self._encode_lock = threading.Lock()
+
+    # -- publishing (runtime threads) ---------------------------------------------------------
+
+    def on_frame(
+        self,
+        analysed: Any,
+        tracked: TrackedFrame,
+        events: Sequence[RuleEvent],
+        changes: Sequence[IncidentChange],
+    ) -> None:
+        """The runtime's frame listener: publish the frame and the incident changes."""
+        self.publish_frame(tracked, analysed.frame.image, events)
+        for change in changes:
+            self.publish_incident(str(change.kind), change.incident)
+
+    def publish_frame(
+        self, tracked: TrackedFrame, image: Image, events: Sequence[RuleEvent] = ()
+    ) -> LiveFrame:
+        """Make this the camera's newest frame and wake its subscribers."""
+        running = [e for e in events if e.phase is not Phase.ENDED]
+        camera_id = tracked.camera_id
+        with self._lock:
+            seq = self._counts.get(camera_id, 0) + 1
+            self._counts[camera_id] = seq
+            frame = LiveFrame(
+                camera_id,
+                seq,
+                tracked,
+                image,
+                frozenset(t for e in running for t in e.track_ids[:1]),
+                tuple((e.rule_id, e.track_ids) for e in running),
+                self._clock(),
+            )
+            self._latest[camera_id] = frame
+            targets = [s for s in self._subscribers if s.cameras is None or camera_id in s.cameras]
+        for subscription in targets:
+            subscription._wake()
+        return frame
+
+    def publish_incident(self, kind: str, incident: Incident, actor: str | None = None) -> None:
+        """Tell incident subscribers that ``incident`` was opened, updated, closed or acted on."""
+        notice = IncidentNotice(kind, incident, actor, self._clock())
+        with self._lock:
+            targets = [s for s in self._subscribers if s.incidents]
+        for subscription in targets:
+            subscription._push(notice)
+
+    # -- reading (API) -----------------------------------------------------------------------
+
+    def latest(self, camera_id: str) -> LiveFrame | None:
+        """The camera's newest frame, or ``None`` before its first."""
+        return self._latest.get(camera_id)
+
+    def forget(self, camera_id: str) -> None:
+        """Drop a removed camera's last frame."""
+        with self._lock:
+            self._latest.pop(camera_id, None)
+
+    def subscribe(
+        self,
+        *,
+        cameras: Collection[str] | None = None,
+        incidents: bool = False,
+        backlog: int = 256,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Subscription:
+        """A subscription woken by new frames of ``cameras`` (``None``: all) and, with
+        ``incidents``, by incident notices. Call from the consuming loop; :meth:`close` it after.
+        """
+        subscription = Subscription(
+            self,
+            loop or asyncio.get_running_loop(),
+            None if cameras is None else frozenset(cameras),
+            incidents,
+            backlog,
+        )
+        with self._lock:
+            self._subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop waking ``subscription``."""
+        with self._lock:
+            self._subscribers.discard(subscription)
+
+    @property
+    def subscriber_count(self) -> int:
+        """Open subscriptions."""
+        return len(self._subscribers)
+
+    def jpeg(self, frame: LiveFrame, privacy: PrivacyConfig, *, max_width: int = 0) -> bytes:
+        """The frame as JPEG with heads hidden per ``privacy``; encoded once, shared by viewers.
+
+        Args:
+            frame: From :meth:`latest`.
+            privacy: The camera's privacy settings.
+            max_width: Scale down to at most this width (0: full size).
+        """
+        key = (frame.camera_id, frame.seq, privacy.mode, max_width)
+        with self._encode_lock:
+            cached = self._jpegs.get(key)
+            if cached is not None:
+                self._jpegs.move_to_end(key)
+                return cached
+            hidden: Any = anonymise_heads(frame.image, frame.tracked, privacy)
+            if max_width and hidden.shape[1] > max_width:
+                height = round(hidden.shape[0] * max_width / hidden.shape[1])
+                hidden = cv2.resize(hidden, (max_width, height), interpolation=cv2.INTER_AREA)
+            ok, encoded = cv2.imencode(
+                ".jpg", hidden, [cv2.IMWRITE_JPEG_QUALITY, LIVE_JPEG_QUALITY]
+            )
+            if not ok:  # pragma: no cover - OpenCV encodes every uint8 BGR image
+                raise ValueError(f"cannot encode the live frame of {frame.camera_id}")
+            data = encoded.tobytes()
+            self._jpegs[key] = data
+            while len(self._jpegs) > self._cache_size:
+                self._jpegs.popitem(last=False)
+            return data
+
+
+def frame_metadata(frame: LiveFrame) -> dict[str, Any]:
+    """What the browser draws over a frame: tracks (normalised boxes, ids, labels, PPE state,
+    whether in violation) and the small PPE detections, as JSON-ready data."""
+    tracked = frame.tracked
+    width = max(1, tracked.width)
+    height = max(1, tracked.height)
+
+    def box(xyxy: Sequence[float]) -> list[float]:
+        x1, y1, x2, y2 = (float(v) for v in xyxy)
+        return [
+            round(x1 / width, 4),
+            round(y1 / height, 4),
+            round(x2 / width, 4),
+            round(y2 / height, 4),
+        ]
+
+    tracks = [
+        {
+            "id": track.track_id,
+            "label": track.label,
+            "box": box(track.xyxy),
+            "confidence": round(float(track.confidence), 3),
+            "ppe": {item: str(state) for item, state in track.attributes.items()},
+            "violating": track.track_id in frame.violating,
+        }
+        for track in tracked.tracks
+    ]
+    det = tracked.detections
+    tracked_labels = {track.label for track in tracked.tracks}
+    detections = [
+        {"label": str(label), "box": box(xyxy), "confidence": round(float(conf), 3)}
+        for xyxy, label, conf in zip(det.xyxy, det.label, det.confidence, strict=True)
+        if str(label) not in tracked_labels
+    ]
+    return {
+        "type": "frame",
+        "camera": frame.camera_id,
+        "seq": frame.seq,
+        "frame_seq": tracked.seq,
+        "timestamp": tracked.timestamp,
+        "width": tracked.width,
+        "height": tracked.height,
+        "tracks": tracks,
+        "detections": detections,
+        "rules": [{"rule": rule, "tracks": list(ids)} for rule, ids in frame.rules],
+    }

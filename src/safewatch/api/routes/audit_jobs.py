@@ -1,0 +1,162 @@
+"""Audit jobs: submit a video (upload, or a path in a folder the server allows), follow its
+progress, browse its incidents and their evidence (:mod:`safewatch.api.jobs`). Operators submit;
+viewers can look.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, File, Form, Path, Request, UploadFile
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from safewatch.api.dashboard import Dashboard
+from safewatch.api.deps import DashboardDep, Operator, Viewer, client_of
+from safewatch.api.errors import ERROR_RESPONSES, ApiError
+from safewatch.api.jobs import AuditJob, AuditJobs
+from safewatch.api.schemas import IncidentOut
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/audit-jobs", tags=["audit jobs"], responses=ERROR_RESPONSES)
+
+JobId = Annotated[str, Path(pattern=r"^[a-z0-9]{12}$")]
+
+
+class JobOut(BaseModel):
+    """An audit job."""
+
+    id: str
+    video: str
+    camera: str
+    submitted_by: str
+    submitted_at: float
+    state: str = Field(description="queued, running, done or failed.")
+    progress: float = Field(description="0 to 1.")
+    frames_done: int
+    frames_total: int | None
+    started_at: float | None
+    finished_at: float | None
+    message: str
+    incidents: int
+
+    @classmethod
+    def of(cls, job: AuditJob) -> JobOut:
+        """From the job's state."""
+        return cls(
+            id=job.id,
+            video=job.video,
+            camera=job.camera,
+            submitted_by=job.submitted_by,
+            submitted_at=job.submitted_at,
+            state=job.state,
+            progress=round(job.progress, 4),
+            frames_done=job.frames_done,
+            frames_total=job.frames_total,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            message=job.message,
+            incidents=job.incidents,
+        )
+
+
+class PathJobIn(BaseModel):
+    """A video on the server."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(min_length=1, max_length=4096)
+    camera: str | None = Field(None, max_length=128)
+
+
+def _jobs(dashboard: Dashboard) -> AuditJobs:
+    jobs = dashboard.jobs
+    assert isinstance(jobs, AuditJobs)
+    return jobs
+
+
+@router.get("", response_model=list[JobOut], summary="Audit jobs")
+async def list_jobs(_user: Viewer, dashboard: DashboardDep) -> list[JobOut]:
+    """Every job, newest first."""
+    return [JobOut.of(j) for j in _jobs(dashboard).all_jobs()]
+
+
+@router.post("", response_model=JobOut, status_code=202, summary="Audit a video on the server")
+async def submit_path(
+    body: PathJobIn, request: Request, user: Operator, dashboard: DashboardDep
+) -> JobOut:
+    """Queue an audit of a video in a folder the server allows."""
+    job = await anyio.to_thread.run_sync(
+        _jobs(dashboard).submit_path, body.path, body.camera, user.username
+    )
+    dashboard.auth.audit(
+        "audit.submit", actor=user.username, subject=body.path, client=client_of(request)
+    )
+    return JobOut.of(job)
+
+
+@router.post("/upload", response_model=JobOut, status_code=202, summary="Audit an uploaded video")
+async def submit_upload(
+    request: Request,
+    user: Operator,
+    dashboard: DashboardDep,
+    video: Annotated[UploadFile, File(description="The video file.")],
+    camera: Annotated[str | None, Form(max_length=128)] = None,
+) -> JobOut:
+    """Upload a video and queue its audit."""
+    name = video.filename or "upload.mp4"
+    job = await anyio.to_thread.run_sync(
+        _jobs(dashboard).submit_upload, video.file, name, camera or None, user.username
+    )
+    dashboard.auth.audit(
+        "audit.upload", actor=user.username, subject=name, client=client_of(request)
+    )
+    return JobOut.of(job)
+
+
+@router.get("/{job_id}", response_model=JobOut, summary="One audit job")
+async def get_job(job_id: JobId, _user: Viewer, dashboard: DashboardDep) -> JobOut:
+    """A job's state and progress."""
+    return JobOut.of(_jobs(dashboard).get(job_id))
+
+
+@router.delete("/{job_id}", status_code=204, summary="Remove an audit job")
+async def delete_job(job_id: JobId, _user: Operator, dashboard: DashboardDep) -> None:
+    """Remove a finished job and its files."""
+    await anyio.to_thread.run_sync(_jobs(dashboard).delete, job_id)
+
+
+@router.get("/{job_id}/incidents", response_model=list[IncidentOut], summary="A job's incidents")
+async def job_incidents(job_id: JobId, _user: Viewer, dashboard: DashboardDep) -> list[IncidentOut]:
+    """The incidents the audit found, in video order."""
+    incidents = await anyio.to_thread.run_sync(_jobs(dashboard).incidents, job_id)
+    return [IncidentOut.of(i) for i in incidents]
+
+
+@router.get(
+    "/{job_id}/incidents/{incident_id}/{which}",
+    response_class=Response,
+    responses={**ERROR_RESPONSES, 200: {"content": {"image/jpeg": {}, "video/mp4": {}}}},
+    summary="Evidence of a job's incident",
+)
+async def job_evidence(
+    job_id: JobId,
+    incident_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
+    which: Annotated[str, Path(pattern="^(still|clip)$")],
+    request: Request,
+    user: Viewer,
+    dashboard: DashboardDep,
+) -> Response:
+    """The still or clip (range requests) of an incident the audit found. Logged."""
+    path = await anyio.to_thread.run_sync(_jobs(dashboard).evidence, job_id, incident_id, which)
+    if request.headers.get("range", "bytes=0-").replace(" ", "").startswith("bytes=0-"):
+        dashboard.auth.audit(
+            "evidence.view",
+            actor=user.username,
+            subject=f"audit-job/{job_id}/{path.name}",
+            client=client_of(request),
+        )
+    if not path.is_file():
+        raise ApiError(404, "not_found", "evidence file not found")
+    return FileResponse(path, media_type="image/jpeg" if which == "still" else "video/mp4")

@@ -1,0 +1,255 @@
+"""The dashboard's pages: server-rendered Jinja2 templates plus one vanilla JavaScript module each.
+
+No front-end build step: the templates and ``web/static`` are served as they are. Templates render
+the frame of each page (navigation, the user, filters' options) and carry what the page's module
+needs in ``data-`` attributes; the module then talks to the JSON API with the CSRF token from the
+``<meta name="csrf-token">`` tag. No inline script anywhere, so the Content-Security-Policy can
+forbid it (:mod:`safewatch.api.security`).
+
+The login form is an ordinary HTML form (it works before any script loads). It is protected
+against login CSRF by a double-submit token: ``GET /login`` sets a random ``safewatch_login``
+cookie (``SameSite=Strict``) and puts the same value in a hidden field; ``POST /login`` requires
+both to match.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import anyio
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from safewatch.api.auth.principal import Principal
+from safewatch.api.dashboard import Dashboard
+from safewatch.api.deps import DashboardDep, Viewer, client_of
+from safewatch.api.errors import ApiError
+from safewatch.api.routes.auth import login, set_session_cookie
+from safewatch.api.routes.cameras import camera_list
+from safewatch.api.routes.incidents import IncidentId
+
+__all__ = ["router", "templates"]
+
+router = APIRouter(include_in_schema=False)
+
+_LOGIN_COOKIE = "safewatch_login"
+
+
+def _templates() -> Jinja2Templates:
+    from safewatch.api.setup import WEB_DIR
+
+    return Jinja2Templates(directory=WEB_DIR / "templates")
+
+
+templates = _templates()
+
+NAV = (
+    ("live", "/live", "Live"),
+    ("incidents", "/incidents", "Incidents"),
+    ("analytics", "/analytics", "Analytics"),
+    ("zones", "/zones", "Zones"),
+    ("rules", "/rules", "Rules"),
+    ("audit", "/audit", "Audit"),
+    ("reports", "/reports", "Reports"),
+    ("settings", "/settings", "Settings"),
+)
+
+
+def _safe_next(target: str | None) -> str:
+    """A local path to go to after login (never another site)."""
+    if not target:
+        return "/live"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/live"
+    return target
+
+
+def _page(
+    request: Request,
+    name: str,
+    user: Principal,
+    dashboard: Dashboard,
+    data: dict[str, Any] | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    site = dashboard.site().config
+    return templates.TemplateResponse(
+        request,
+        f"{name}.html",
+        {
+            "user": user,
+            "csrf_token": user.csrf_token or "",
+            "nav": NAV,
+            "active": name.split("_", maxsplit=1)[0],
+            "site_name": site.site.name,
+            "timezone": site.site.timezone,
+            "page_data": json.dumps(data or {}),
+            **context,
+        },
+    )
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(
+    request: Request, next: str | None = None, error: str | None = None
+) -> Response:
+    """The login form."""
+    token = secrets.token_urlsafe(24)
+    response = templates.TemplateResponse(
+        request,
+        "login.html",
+        {"login_token": token, "next": _safe_next(next), "error": error},
+    )
+    response.set_cookie(
+        _LOGIN_COOKIE,
+        token,
+        max_age=3600,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/login",
+    )
+    return response
+
+
+@router.post("/login")
+async def login_form(
+    request: Request,
+    dashboard: DashboardDep,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=1024)],
+    login_token: Annotated[str, Form(max_length=64)],
+    next: Annotated[str, Form(max_length=2048)] = "/live",
+) -> Response:
+    """Check the form; on success start a session and go where the user was going."""
+    cookie = request.cookies.get(_LOGIN_COOKIE, "")
+    if not cookie or not hmac.compare_digest(cookie, login_token):
+        raise ApiError(403, "csrf_failed", "the login form expired; reload the page")
+    client = client_of(request)
+    try:
+        user = await anyio.to_thread.run_sync(login, dashboard, username, password, client)
+    except ApiError as exc:
+        if exc.status not in (401, 429):
+            raise
+        return templates.TemplateResponse(
+            request,
+            "login.html",
+            {
+                "login_token": login_token,
+                "next": _safe_next(next),
+                "error": exc.message,
+                "username": username,
+            },
+            status_code=exc.status,
+            headers=exc.headers,
+        )
+    value, _session = await anyio.to_thread.run_sync(dashboard.auth.create_session, user, client)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    set_session_cookie(response, request, dashboard, value)
+    response.delete_cookie(_LOGIN_COOKIE, path="/login")
+    return response
+
+
+@router.get("/")
+async def home(_user: Viewer) -> RedirectResponse:
+    """The live view is the control room's home."""
+    return RedirectResponse("/live", status_code=303)
+
+
+@router.get("/live", response_class=HTMLResponse)
+async def live(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLResponse:
+    """Camera grid with overlays."""
+    cameras = [c.model_dump(mode="json") for c in camera_list(dashboard)]
+    return _page(request, "live", user, dashboard, {"cameras": cameras})
+
+
+def _options(dashboard: Dashboard) -> dict[str, Any]:
+    site = dashboard.site().config
+    rules = dashboard.rules.rule_generation().rules
+    return {
+        "cameras": [{"id": k, "name": c.name or k} for k, c in site.cameras.items()],
+        "rules": [{"id": r.id, "kind": r.kind} for r in rules.rules],
+        "kinds": sorted({r.kind for r in rules.rules}),
+        "timezone": site.site.timezone,
+    }
+
+
+@router.get("/incidents", response_class=HTMLResponse)
+async def incidents(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLResponse:
+    """Incident list with filters and keyboard review."""
+    return _page(request, "incidents", user, dashboard, _options(dashboard))
+
+
+@router.get("/incidents/{incident_id}", response_class=HTMLResponse)
+async def incident(
+    incident_id: IncidentId, request: Request, user: Viewer, dashboard: DashboardDep
+) -> HTMLResponse:
+    """One incident: still, clip, timeline, actions, notes."""
+    await anyio.to_thread.run_sync(dashboard.storage.repository.get, incident_id)
+    data = {"id": incident_id, **_options(dashboard)}
+    return _page(request, "incident", user, dashboard, data, incident_id=incident_id)
+
+
+@router.get("/analytics", response_class=HTMLResponse)
+async def analytics(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLResponse:
+    """Charts of incidents by time, camera, rule and kind."""
+    return _page(request, "analytics", user, dashboard, _options(dashboard))
+
+
+@router.get("/zones", response_class=HTMLResponse)
+async def zones(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLResponse:
+    """Draw zones and lines on camera stills."""
+    cameras = [c.model_dump(mode="json") for c in camera_list(dashboard)]
+    from safewatch.api.routes.rules import rule_files
+
+    return _page(
+        request,
+        "zones",
+        user,
+        dashboard,
+        {"cameras": cameras, "files": rule_files(dashboard).names()},
+    )
+
+
+@router.get("/rules", response_class=HTMLResponse)
+async def rules(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLResponse:
+    """YAML editor with validation, enable/disable and reload state."""
+    from safewatch.api.routes.rules import rule_files
+
+    return _page(request, "rules", user, dashboard, {"files": rule_files(dashboard).names()})
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLResponse:
+    """Run the pipeline on archived footage; browse results."""
+    return _page(request, "audit", user, dashboard, _options(dashboard))
+
+
+@router.get("/reports", response_class=HTMLResponse)
+async def reports(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLResponse:
+    """Export the filtered view and its analytics as a PDF."""
+    return _page(request, "reports", user, dashboard, _options(dashboard))
+
+
+@router.get("/settings", response_class=HTMLResponse)
+async def settings(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLResponse:
+    """Site summary, users (admins), API tokens, audit log."""
+    site = dashboard.site()
+    summary = {
+        "site": site.config.site.name,
+        "timezone": site.config.site.timezone,
+        "site_file": str(site.path),
+        "rules": str(dashboard.rules_path),
+        "cameras": len(site.config.cameras),
+        "privacy": site.config.privacy.mode,
+        "keep_originals": site.config.evidence.keep_originals,
+        "database": dashboard.storage.engine.url.render_as_string(hide_password=True),
+        "evidence": dashboard.storage.evidence.location,
+    }
+    return _page(request, "settings", user, dashboard, {"summary": summary})

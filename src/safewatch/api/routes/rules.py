@@ -1,0 +1,220 @@
+"""Rules: read the rule set in force with plain-language explanations, read and edit the rule
+files (validated as a whole set before anything is written, see :mod:`safewatch.api.rulefiles`),
+switch rules on and off, and see or trigger the hot reload.
+
+Reading needs a viewer; changing rules needs an admin, and every save is written to the audit log
+with the file and the rule generation it produced.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Path, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from safewatch.api.dashboard import Dashboard
+from safewatch.api.deps import Admin, DashboardDep, Viewer, client_of
+from safewatch.api.errors import ERROR_RESPONSES, config_details
+from safewatch.api.rulefiles import MAX_FILE_BYTES, RuleFiles, SaveResult
+from safewatch.api.schemas import ReloadStatusOut, ValidationOut
+from safewatch.config.ruleset import RuleSet
+from safewatch.errors import ConfigError
+from safewatch.rules.explain import explain_rule
+
+__all__ = ["router", "rule_files", "saved"]
+
+router = APIRouter(prefix="/api/v1/rules", tags=["rules"], responses=ERROR_RESPONSES)
+
+FileName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}\.ya?ml$")]
+RuleId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+def rule_files(dashboard: Dashboard) -> RuleFiles:
+    """The rule files of the dashboard's site."""
+    return RuleFiles(dashboard.rules_path, lambda: dashboard.site().config)
+
+
+class RuleOut(BaseModel):
+    """A rule of the set in force."""
+
+    id: str
+    kind: str
+    enabled: bool
+    severity: str
+    description: str | None
+    cameras: list[str]
+    zones: list[str]
+    explanation: str
+
+
+class RulesOut(BaseModel):
+    """The rule set in force and the reload state."""
+
+    generation: int
+    files: list[str]
+    rules: list[RuleOut]
+    status: ReloadStatusOut
+
+
+class RuleFileOut(BaseModel):
+    """A rule file's text."""
+
+    name: str
+    text: str
+
+
+class RuleFileIn(BaseModel):
+    """A rule file's new text."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(max_length=MAX_FILE_BYTES)
+
+
+class SaveOut(BaseModel):
+    """What a save did."""
+
+    file: str | None
+    validation: ValidationOut
+    status: ReloadStatusOut
+
+
+class EnabledIn(BaseModel):
+    """Switch a rule on or off."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool
+
+
+def _validation(rules: RuleSet) -> ValidationOut:
+    return ValidationOut(
+        ok=True, errors=[], rules=len(rules.rules), zones=len(rules.zones), lines=len(rules.lines)
+    )
+
+
+def saved(
+    dashboard: Dashboard, result: SaveResult, actor: str, client: str, action: str
+) -> SaveOut:
+    """Reload after a save, audit it, and say what happened."""
+    status = dashboard.rules.reload_rules()
+    name = result.file.name if result.file is not None else None
+    dashboard.auth.audit(
+        action,
+        actor=actor,
+        subject=name,
+        detail={"generation": status.generation, "ok": status.ok},
+        client=client,
+    )
+    return SaveOut(
+        file=name, validation=_validation(result.rules), status=ReloadStatusOut.of(status)
+    )
+
+
+@router.get("", response_model=RulesOut, summary="Rules in force")
+async def rules(_user: Viewer, dashboard: DashboardDep) -> RulesOut:
+    """Every rule in force, explained, with the reload state."""
+    generation = dashboard.rules.rule_generation()
+    site = dashboard.site().config
+    rule_set = generation.rules
+    from safewatch.config.ruleset import rule_zone_ids
+
+    return RulesOut(
+        generation=generation.number,
+        files=[f.name for f in rule_set.files],
+        rules=[
+            RuleOut(
+                id=r.id,
+                kind=r.kind,
+                enabled=r.enabled,
+                severity=str(r.severity),
+                description=r.description,
+                cameras=list(r.cameras),
+                zones=list(rule_zone_ids(r)),
+                explanation=explain_rule(r, rule_set, site),
+            )
+            for r in rule_set.rules
+        ],
+        status=ReloadStatusOut.of(dashboard.rules.rule_status()),
+    )
+
+
+@router.get("/status", response_model=ReloadStatusOut, summary="Reload state")
+async def status(_user: Viewer, dashboard: DashboardDep) -> ReloadStatusOut:
+    """The latest reload: generation in force, and why the files were refused, if they were."""
+    return ReloadStatusOut.of(dashboard.rules.rule_status())
+
+
+@router.post("/reload", response_model=ReloadStatusOut, summary="Reload the rule files now")
+async def reload(request: Request, user: Admin, dashboard: DashboardDep) -> ReloadStatusOut:
+    """Reload now (the watcher also reloads on every change)."""
+    result = await anyio.to_thread.run_sync(dashboard.rules.reload_rules)
+    dashboard.auth.audit("rules.reload", actor=user.username, client=client_of(request))
+    return ReloadStatusOut.of(result)
+
+
+@router.get("/files", response_model=list[str], summary="Rule files")
+async def files(_user: Viewer, dashboard: DashboardDep) -> list[str]:
+    """Rule file names, in load order."""
+    return rule_files(dashboard).names()
+
+
+@router.get("/files/{name}", response_model=RuleFileOut, summary="Read a rule file")
+async def read_file(name: FileName, _user: Viewer, dashboard: DashboardDep) -> RuleFileOut:
+    """A rule file's YAML."""
+    text = await anyio.to_thread.run_sync(rule_files(dashboard).read, name)
+    return RuleFileOut(name=name, text=text)
+
+
+@router.post("/files/{name}/validate", response_model=ValidationOut, summary="Validate a rule file")
+async def validate(
+    name: FileName, body: RuleFileIn, _user: Viewer, dashboard: DashboardDep
+) -> ValidationOut:
+    """Validate the whole set as it would be with this text; nothing is written."""
+    try:
+        rule_set = await anyio.to_thread.run_sync(rule_files(dashboard).validate, name, body.text)
+    except ConfigError as exc:
+        return ValidationOut(ok=False, errors=config_details(exc), rules=0, zones=0, lines=0)
+    return _validation(rule_set)
+
+
+@router.put("/files/{name}", response_model=SaveOut, summary="Save a rule file")
+async def save_file(
+    name: FileName, body: RuleFileIn, request: Request, user: Admin, dashboard: DashboardDep
+) -> SaveOut:
+    """Validate the whole set and, only if valid, write the file and reload (422 otherwise)."""
+
+    def run() -> SaveOut:
+        result = rule_files(dashboard).save(name, body.text)
+        return saved(dashboard, result, user.username, client_of(request), "rules.save")
+
+    return await anyio.to_thread.run_sync(run)
+
+
+@router.delete("/files/{name}", response_model=SaveOut, summary="Remove a rule file")
+async def delete_file(
+    name: FileName, request: Request, user: Admin, dashboard: DashboardDep
+) -> SaveOut:
+    """Remove a file if the remaining set stays valid."""
+
+    def run() -> SaveOut:
+        result = rule_files(dashboard).delete(name)
+        out = saved(dashboard, result, user.username, client_of(request), "rules.delete")
+        out.file = name
+        return out
+
+    return await anyio.to_thread.run_sync(run)
+
+
+@router.put("/{rule_id}/enabled", response_model=SaveOut, summary="Switch a rule on or off")
+async def set_enabled(
+    rule_id: RuleId, body: EnabledIn, request: Request, user: Admin, dashboard: DashboardDep
+) -> SaveOut:
+    """Write ``enabled: false`` into the rule (or remove it) and reload."""
+
+    def run() -> SaveOut:
+        result = rule_files(dashboard).set_enabled(rule_id, body.enabled)
+        action = "rules.enable" if body.enabled else "rules.disable"
+        return saved(dashboard, result, user.username, client_of(request), action)
+
+    return await anyio.to_thread.run_sync(run)

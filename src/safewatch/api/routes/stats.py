@@ -1,0 +1,67 @@
+"""Statistics: incident counts grouped by hour or day, camera, rule, kind, severity or status,
+counted in SQL, with hours and days in the site's time zone (DST-exact, see
+:mod:`safewatch.storage.incident_queries`). The analytics page and the PDF report use the same
+endpoint and filter as the incident list.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import anyio
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from safewatch.api.deps import DashboardDep, Viewer
+from safewatch.api.errors import ERROR_RESPONSES
+from safewatch.api.routes.incidents import FilterDep
+from safewatch.api.schemas import BucketOut
+
+__all__ = ["StatsOut", "router"]
+
+router = APIRouter(prefix="/api/v1/stats", tags=["statistics"], responses=ERROR_RESPONSES)
+
+Dimension = Literal["hour", "day", "camera", "rule", "kind", "severity", "status"]
+
+
+class StatsOut(BaseModel):
+    """Counts per group."""
+
+    by: list[str]
+    timezone: str
+    total: int
+    buckets: list[BucketOut]
+
+
+@router.get("", response_model=StatsOut, summary="Incident counts per group")
+async def stats(
+    _user: Viewer,
+    dashboard: DashboardDep,
+    where: FilterDep,
+    by: Annotated[
+        list[Dimension],
+        Query(description="Group by these (repeat); at most one of hour and day."),
+    ],
+) -> StatsOut:
+    """Count incidents matching the filter, per group."""
+    timezone = dashboard.site().config.site.timezone
+    buckets = await anyio.to_thread.run_sync(
+        lambda: dashboard.storage.repository.aggregate(list(by), where, tz=timezone)
+    )
+    return StatsOut(
+        by=list(by),
+        timezone=timezone,
+        total=sum(b.count for b in buckets),
+        buckets=[
+            BucketOut(
+                count=b.count,
+                start=b.start,
+                camera=b.camera,
+                rule=b.rule,
+                kind=b.kind,
+                severity=b.severity,
+                status=b.status,
+            )
+            for b in buckets
+        ],
+    )

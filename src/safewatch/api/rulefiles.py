@@ -1,0 +1,310 @@
+"""Edit the rule files, which stay the source of truth: the API never keeps rules anywhere else.
+
+A save (a whole file from the YAML editor, a zone drawn on a still, a rule switched on or off)
+goes through the same validation as ``safewatch rules validate`` and the hot reload: the candidate
+file is put beside copies of the other rule files in a private temporary folder and the *whole*
+set is loaded there (:func:`~safewatch.config.ruleset.load_rules`, with the site's cameras), since
+references cross files. Only a valid set is written, atomically (a temporary file renamed over the
+original, so the watcher never sees half a file), and reloaded; an invalid one is answered with
+every ``file:line: field: message`` error and nothing on disk changes. Error locations name the
+real file, not the temporary copy.
+
+Structured edits (zones, lines, ``enabled``) use ruamel.yaml's round-trip mode, which keeps the
+officers' comments, key order and formatting; only the edited value changes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+from safewatch.config.ruleset import RuleSet, load_rules
+from safewatch.config.site import SiteConfig
+from safewatch.config.validation import ConfigErrors
+from safewatch.errors import ConfigError, NotFound
+
+__all__ = ["RuleFiles", "SaveResult"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}\.ya?ml$")
+MAX_FILE_BYTES = 1 << 20
+"""Largest rule file the API accepts (1 MiB: thousands of rules)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    """A validated set and the file written (``None`` when only validated)."""
+
+    rules: RuleSet
+    file: Path | None
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 100
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def _flow(points: list[list[float]]) -> CommentedSeq:
+    outer = CommentedSeq()
+    for x, y in points:
+        inner = CommentedSeq([round(float(x), 4), round(float(y), 4)])
+        inner.fa.set_flow_style()
+        outer.append(inner)
+    outer.fa.set_flow_style()
+    return outer
+
+
+class RuleFiles:
+    """The rule folder (or single rule file) the runtime watches.
+
+    Args:
+        path: Rules folder or file.
+        site: The site in force (rules are checked against its cameras).
+    """
+
+    def __init__(self, path: Path, site: Callable[[], SiteConfig]) -> None:
+        self.path = path
+        self._site = site
+        self._lock = threading.Lock()
+
+    @property
+    def folder(self) -> Path:
+        """The folder holding the rule files."""
+        return self.path if self.path.is_dir() else self.path.parent
+
+    def names(self) -> list[str]:
+        """Rule file names, in load order."""
+        if not self.path.is_dir():
+            return [self.path.name]
+        return sorted(
+            p.name for p in self.path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
+        )
+
+    def file(self, name: str) -> Path:
+        """The path of rule file ``name``.
+
+        Raises:
+            ValueError: Not a plain ``*.yaml`` name (no folders, no dot-files).
+        """
+        if not _NAME.match(name):
+            raise ConfigError(
+                "a rule file name is letters, digits, '_', '.', '-' ending in .yaml or .yml",
+                field="name",
+            )
+        if not self.path.is_dir() and name != self.path.name:
+            raise NotFound("rule file", name)
+        return self.folder / name
+
+    def read(self, name: str) -> str:
+        """The text of rule file ``name``.
+
+        Raises:
+            NotFound: No such file.
+        """
+        path = self.file(name)
+        if not path.is_file():
+            raise NotFound("rule file", name)
+        return path.read_text(encoding="utf-8")
+
+    def validate(self, name: str, text: str | None) -> RuleSet:
+        """Load the whole set as it would be with ``name`` holding ``text`` (``None``: deleted).
+
+        Raises:
+            ConfigError: Every problem, located in the real files.
+        """
+        if text is not None and len(text.encode()) > MAX_FILE_BYTES:
+            raise ConfigError(f"rule file is larger than {MAX_FILE_BYTES} bytes", file=name)
+        target = self.file(name)
+        with tempfile.TemporaryDirectory(prefix="safewatch-rules-") as tmp:
+            scratch = Path(tmp)
+            for other in self.names():
+                if other != name:
+                    shutil.copyfile(self.folder / other, scratch / other)
+            if text is not None:
+                (scratch / name).write_text(text, encoding="utf-8")
+            source = scratch if self.path.is_dir() else scratch / name
+            try:
+                rules = load_rules(source, self._site())
+            except ConfigError as exc:
+                raise _relocate(exc, scratch, self.folder) from None
+        del target
+        return rules
+
+    def save(self, name: str, text: str) -> SaveResult:
+        """Validate, then write ``name`` atomically.
+
+        Raises:
+            ConfigError: The set would be invalid (nothing is written).
+        """
+        with self._lock:
+            rules = self.validate(name, text)
+            path = self.file(name)
+            _atomic_write(path, text)
+            return SaveResult(rules, path)
+
+    def delete(self, name: str) -> SaveResult:
+        """Remove rule file ``name`` if the rest stays valid.
+
+        Raises:
+            NotFound: No such file.
+            ConfigError: Other files refer to what it defines.
+        """
+        with self._lock:
+            path = self.file(name)
+            if not path.is_file():
+                raise NotFound("rule file", name)
+            if not self.path.is_dir():
+                raise ConfigError("the only rule file cannot be removed", file=name)
+            rules = self.validate(name, None)
+            path.unlink()
+            return SaveResult(rules, None)
+
+    # -- structured edits -------------------------------------------------------------------
+
+    def _load(self, name: str) -> tuple[YAML, Any]:
+        yaml = _yaml()
+        try:
+            data = yaml.load(self.read(name))
+        except YAMLError as exc:
+            raise ConfigError(f"not valid YAML: {exc}", file=name) from None
+        if data is None:
+            data = CommentedMap([("version", 1)])
+        if not isinstance(data, CommentedMap):
+            raise ConfigError("a rule file is a mapping (version, zones, lines, rules)", file=name)
+        return yaml, data
+
+    def _dump(self, yaml: YAML, data: Any) -> str:
+        out = io.StringIO()
+        yaml.dump(data, out)
+        return out.getvalue()
+
+    def locate(self, section: str, key: str) -> str | None:
+        """The file defining zone/line ``key`` (``section`` ``zones`` or ``lines``), if any."""
+        for name in self.names():
+            try:
+                _, data = self._load(name)
+            except ConfigError:
+                continue
+            block = data.get(section)
+            if isinstance(block, dict) and key in block:
+                return name
+        return None
+
+    def put_geometry(
+        self,
+        section: str,
+        key: str,
+        camera: str,
+        points: list[list[float]],
+        *,
+        description: str | None = None,
+        file: str | None = None,
+    ) -> SaveResult:
+        """Create or replace zone/line ``key`` and save, keeping the rest of the file as it was.
+
+        The zone stays in the file that defines it; a new one goes to ``file`` (default: the
+        first rule file, or ``zones.yaml`` in an empty folder).
+        """
+        with self._lock:
+            name = self.locate(section, key) or file or (self.names() or ["zones.yaml"])[0]
+            path = self.file(name)
+            if path.is_file():
+                yaml, data = self._load(name)
+            else:
+                yaml, data = _yaml(), CommentedMap([("version", 1)])
+            block = data.get(section)
+            if not isinstance(block, CommentedMap):
+                block = CommentedMap()
+                data[section] = block
+            entry = block.get(key)
+            if not isinstance(entry, CommentedMap):
+                entry = CommentedMap()
+                block[key] = entry
+            entry["camera"] = camera
+            entry["polygon" if section == "zones" else "points"] = _flow(points)
+            if description is not None:
+                if description:
+                    entry["description"] = description
+                else:
+                    entry.pop("description", None)
+            text = self._dump(yaml, data)
+            rules = self.validate(name, text)
+            _atomic_write(path, text)
+            return SaveResult(rules, path)
+
+    def delete_geometry(self, section: str, key: str) -> SaveResult:
+        """Remove zone/line ``key`` (refused while a rule still uses it)."""
+        with self._lock:
+            name = self.locate(section, key)
+            if name is None:
+                raise NotFound(section[:-1], key)
+            yaml, data = self._load(name)
+            del data[section][key]
+            text = self._dump(yaml, data)
+            rules = self.validate(name, text)
+            path = self.file(name)
+            _atomic_write(path, text)
+            return SaveResult(rules, path)
+
+    def set_enabled(self, rule_id: str, enabled: bool) -> SaveResult:
+        """Switch rule ``rule_id`` on or off in its file."""
+        with self._lock:
+            for name in self.names():
+                yaml, data = self._load(name)
+                for rule in data.get("rules") or []:
+                    if isinstance(rule, CommentedMap) and rule.get("id") == rule_id:
+                        if enabled:
+                            rule.pop("enabled", None)
+                        else:
+                            rule["enabled"] = False
+                        text = self._dump(yaml, data)
+                        rules = self.validate(name, text)
+                        path = self.file(name)
+                        _atomic_write(path, text)
+                        return SaveResult(rules, path)
+            raise NotFound("rule", rule_id)
+
+
+def _relocate(error: ConfigError, scratch: Path, real: Path) -> ConfigError:
+    """The same error with the temporary folder replaced by the real one in every location."""
+
+    def fix(one: ConfigError) -> ConfigError:
+        file = one.file
+        if file is not None:
+            file = file.replace(str(scratch), str(real))
+        message = one.message.replace(str(scratch), str(real))
+        return ConfigError(message, file=file, line=one.line, field=one.field)
+
+    if isinstance(error, ConfigErrors):
+        return ConfigErrors([fix(e) for e in error.errors])
+    return fix(error)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a hidden temporary file renamed over it (same folder)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():
+            shutil.copymode(path, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,79 @@
+"""Put the dashboard on the app: error mapping, security headers, the authentication gate, the
+API routers, the WebSockets, the pages and their static files.
+
+Called by :func:`safewatch.api.app.create_app` when it is given a
+:class:`~safewatch.api.dashboard.Dashboard`. Middleware order matters: the security headers wrap
+everything (also the gate's own 401/403 answers), and the gate runs before any route.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from safewatch.api.auth.gate import AuthGate
+from safewatch.api.dashboard import Dashboard
+from safewatch.api.errors import install_error_handlers
+from safewatch.api.security import SecurityHeaders
+
+__all__ = ["WEB_DIR", "install_dashboard", "media_origins"]
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+"""Templates and static files of the pages (no build step: served as they are)."""
+
+
+def media_origins(dashboard: Dashboard) -> list[str]:
+    """Origins of the cameras' ``live_url`` players, which the pages may embed."""
+    origins = []
+    for camera in dashboard.site().config.cameras.values():
+        if camera.live_url:
+            parts = urlsplit(camera.live_url)
+            origins.append(f"{parts.scheme}://{parts.netloc}")
+    return origins
+
+
+def install_dashboard(app: FastAPI, dashboard: Dashboard) -> None:
+    """Add the dashboard, its API and its protection to ``app``."""
+    from safewatch.api.jobs import AuditJobs
+    from safewatch.api.routes import (
+        audit_jobs,
+        auth,
+        cameras,
+        evidence,
+        incidents,
+        pages,
+        reports,
+        rules,
+        stats,
+        users,
+        zones,
+    )
+    from safewatch.api.ws import router as ws_router
+
+    if dashboard.jobs is None:
+        dashboard.jobs = AuditJobs(dashboard)
+    app.state.dashboard = dashboard
+    install_error_handlers(app)
+    for module in (
+        auth,
+        cameras,
+        incidents,
+        evidence,
+        stats,
+        rules,
+        zones,
+        users,
+        audit_jobs,
+        reports,
+    ):
+        app.include_router(module.router)
+    app.include_router(ws_router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    app.add_middleware(
+        AuthGate, store=dashboard.auth, session_cookie=dashboard.settings.session_cookie
+    )
+    app.add_middleware(SecurityHeaders, frame_origins=media_origins(dashboard))

@@ -1,0 +1,155 @@
+"""WebSockets: the live incident feed and per-camera live metadata (and frames) for overlays.
+
+``/api/v1/ws/incidents`` sends ``{"type": "incident", "kind": "opened" | "updated" | "closed" |
+"status", "incident": {...}, "actor": ...}`` for every change the pipeline or an operator makes,
+and ``{"type": "ping"}`` every 15 s of silence (keeps proxies from closing an idle feed).
+
+``/api/v1/ws/cameras/{id}`` first sends ``{"type": "geometry", "zones": [...], "lines": [...]}``
+(again whenever the rule set changes), then for each new analysed frame a ``{"type": "frame", ...}``
+message (:func:`~safewatch.api.live.frame_metadata`: normalised boxes, track ids, labels, PPE
+state, which tracks are in violation) followed, with ``?video=jpeg``, by the frame itself as one
+binary message (JPEG, heads hidden). The browser draws the JPEG and the boxes on one canvas, so
+they always match. A viewer that falls behind skips frames; ``?fps=`` caps the rate.
+
+Authentication is the gate's (:mod:`safewatch.api.auth.gate`): a session cookie from this origin
+or a bearer token; anything else is closed before the handshake completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from safewatch.api.dashboard import Dashboard
+from safewatch.api.deps import get_dashboard, principal_of
+from safewatch.api.live import frame_metadata
+from safewatch.api.schemas import IncidentOut
+
+__all__ = ["geometry_message", "router"]
+
+router = APIRouter(prefix="/api/v1/ws", tags=["live"])
+
+_PING_SECONDS = 15.0
+
+
+def geometry_message(dashboard: Dashboard, camera_id: str) -> dict[str, Any]:
+    """The zones and lines of ``camera_id`` in the rule set in force."""
+    generation = dashboard.rules.rule_generation()
+    rules = generation.rules
+    return {
+        "type": "geometry",
+        "generation": generation.number,
+        "zones": [
+            {"id": z.id, "polygon": [list(p) for p in z.polygon]}
+            for z in rules.zones_for(camera_id)
+        ],
+        "lines": [
+            {"id": line.id, "points": [list(line.a), list(line.b)]}
+            for line in rules.lines_for(camera_id)
+        ],
+    }
+
+
+async def _until_closed(websocket: WebSocket, done: anyio.Event) -> None:
+    """Read (and ignore) client messages until the client goes; then stop the sender."""
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    done.set()
+
+
+@router.websocket("/incidents")
+async def incident_feed(websocket: WebSocket) -> None:
+    """Live incident changes (see the module docstring)."""
+    principal_of(websocket)
+    dashboard = get_dashboard(websocket)
+    await websocket.accept()
+    subscription = dashboard.live.subscribe(incidents=True)
+    done = anyio.Event()
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_until_closed, websocket, done)
+            while not done.is_set():
+                woke = await subscription.wait(_PING_SECONDS)
+                if done.is_set():
+                    break
+                if not woke:
+                    await websocket.send_json({"type": "ping"})
+                    continue
+                for notice in subscription.notices():
+                    await websocket.send_json(
+                        {
+                            "type": "incident",
+                            "kind": notice.kind,
+                            "actor": notice.actor,
+                            "at": notice.at,
+                            "incident": IncidentOut.of(notice.incident).model_dump(mode="json"),
+                        }
+                    )
+            group.cancel_scope.cancel()
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        subscription.close()
+        if websocket.application_state == WebSocketState.CONNECTED:
+            await websocket.close()
+
+
+@router.websocket("/cameras/{camera_id}")
+async def camera_feed(
+    websocket: WebSocket,
+    camera_id: str,
+    video: Annotated[Literal["jpeg", "none"], Query()] = "none",
+    fps: Annotated[float, Query(gt=0, le=30)] = 10.0,
+    width: Annotated[int, Query(ge=0, le=7680)] = 0,
+) -> None:
+    """Live metadata (and JPEG frames with ``?video=jpeg``) of one camera."""
+    principal_of(websocket)
+    dashboard = get_dashboard(websocket)
+    site = dashboard.site().config
+    if camera_id not in site.cameras:
+        await websocket.close(code=4404, reason=f"camera {camera_id!r} not found")
+        return
+    await websocket.accept()
+    subscription = dashboard.live.subscribe(cameras=[camera_id])
+    done = anyio.Event()
+    last_seq = 0
+    generation = -1
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_until_closed, websocket, done)
+            while not done.is_set():
+                current = dashboard.rules.rule_generation().number
+                if current != generation:
+                    generation = current
+                    await websocket.send_json(geometry_message(dashboard, camera_id))
+                frame = dashboard.live.latest(camera_id)
+                if frame is None or frame.seq == last_seq:
+                    if not await subscription.wait(_PING_SECONDS) and not done.is_set():
+                        await websocket.send_json({"type": "ping"})
+                    continue
+                last_seq = frame.seq
+                await websocket.send_json(frame_metadata(frame))
+                if video == "jpeg":
+                    privacy = dashboard.site().config.privacy_for(camera_id)
+                    data = await anyio.to_thread.run_sync(
+                        functools.partial(dashboard.live.jpeg, frame, privacy, max_width=width)
+                    )
+                    await websocket.send_bytes(data)
+                await asyncio.sleep(1.0 / fps)
+            group.cancel_scope.cancel()
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        subscription.close()
+        if websocket.application_state == WebSocketState.CONNECTED:
+            await websocket.close()

@@ -1,0 +1,169 @@
+"""``safewatch users``: dashboard users and API tokens, in the site's database.
+
+``users add NAME --role operator`` asks for the password twice (or reads one line from standard
+input with ``--password-stdin``, for scripts); passwords are stored as argon2id hashes and never
+printed. ``users token NAME --name prometheus`` prints a new API token once (only its hash is
+kept). The first admin of a site is made here; later ones can be added in the dashboard.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from safewatch.cli.app import app, err, out
+
+if TYPE_CHECKING:
+    from safewatch.api.auth.store import AuthStore
+
+__all__ = ["users_app"]
+
+users_app = typer.Typer(help="Dashboard users and API tokens.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Site file.")]
+
+
+@contextmanager
+def _store(config: Path) -> Iterator[AuthStore]:
+    from safewatch.api.auth.store import AuthStore
+    from safewatch.config.loader import load_site
+    from safewatch.incidents.site_storage import open_site_storage
+
+    storage = open_site_storage(load_site(config))
+    try:
+        yield AuthStore(storage.engine)
+    finally:
+        storage.close()
+
+
+def _password(stdin: bool) -> str:
+    if stdin:
+        line = sys.stdin.readline().rstrip("\n")
+        if not line:
+            raise typer.BadParameter("no password on standard input")
+        return line
+    first: str = typer.prompt("Password", hide_input=True)
+    second: str = typer.prompt("Repeat password", hide_input=True)
+    if first != second:
+        raise typer.BadParameter("the passwords differ")
+    return first
+
+
+def _when(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _user_error(error: ValueError) -> typer.BadParameter:
+    return typer.BadParameter(str(error))
+
+
+@users_app.command("add")
+def add(
+    username: Annotated[str, typer.Argument(help="User name (letters, digits, _ . @ -).")],
+    config: ConfigOption,
+    role: Annotated[str, typer.Option(help="viewer, operator or admin.")] = "viewer",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Add a user (asks for the password)."""
+    password = _password(password_stdin)
+    with _store(config) as store:
+        try:
+            user = store.add_user(username, password, role)
+        except ValueError as error:
+            raise _user_error(error) from None
+        store.audit("user.add", actor="cli", subject=user.username, detail={"role": user.role})
+    out.print(f"added {user.username} ({user.role})", highlight=False)
+
+
+@users_app.command("list")
+def list_users(config: ConfigOption) -> None:
+    """List users with their roles and last logins."""
+    with _store(config) as store:
+        users = store.users()
+    if not users:
+        err.print("no users yet: add one with `safewatch users add NAME --role admin`")
+        return
+    for user in users:
+        state = "" if user.active else "  (disabled)"
+        out.print(
+            f"{user.username:<24} {user.role:<9} last login {_when(user.last_login_at)}{state}",
+            highlight=False,
+        )
+
+
+@users_app.command("passwd")
+def passwd(
+    username: Annotated[str, typer.Argument(help="User name.")],
+    config: ConfigOption,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+) -> None:
+    """Set a user's password (their sessions end)."""
+    password = _password(password_stdin)
+    with _store(config) as store:
+        try:
+            store.update_user(username, password=password)
+        except ValueError as error:
+            raise _user_error(error) from None
+        store.audit("user.update", actor="cli", subject=username, detail={"changed": ["password"]})
+    out.print(f"password of {username} changed; their sessions ended", highlight=False)
+
+
+@users_app.command("role")
+def set_role(
+    username: Annotated[str, typer.Argument(help="User name.")],
+    role: Annotated[str, typer.Argument(help="viewer, operator or admin.")],
+    config: ConfigOption,
+) -> None:
+    """Change a user's role (their sessions end)."""
+    with _store(config) as store:
+        try:
+            store.update_user(username, role=role)
+        except ValueError as error:
+            raise _user_error(error) from None
+        store.audit("user.update", actor="cli", subject=username, detail={"role": role})
+    out.print(f"{username} is now {role}", highlight=False)
+
+
+@users_app.command("remove")
+def remove(
+    username: Annotated[str, typer.Argument(help="User name.")], config: ConfigOption
+) -> None:
+    """Remove a user with their sessions and tokens."""
+    with _store(config) as store:
+        store.delete_user(username)
+        store.audit("user.delete", actor="cli", subject=username)
+    out.print(f"removed {username}", highlight=False)
+
+
+@users_app.command("token")
+def token(
+    username: Annotated[str, typer.Argument(help="Whose token.")],
+    config: ConfigOption,
+    name: Annotated[str, typer.Option(help="What uses it (prometheus, a script).")] = "cli",
+    days: Annotated[
+        float | None, typer.Option(help="Expires after this many days (default: never).")
+    ] = None,
+) -> None:
+    """Issue an API token (printed once; send it as 'Authorization: Bearer TOKEN')."""
+    import time
+
+    expires = time.time() + days * 86400 if days else None
+    with _store(config) as store:
+        try:
+            issued = store.create_token(username, name, expires_at=expires)
+        except ValueError as error:
+            raise _user_error(error) from None
+        store.audit("token.create", actor="cli", subject=issued.info.prefix, detail={"name": name})
+    out.print(issued.token, highlight=False, soft_wrap=True)
+    err.print(f"token {name!r} for {username}; it is not shown again")

@@ -1,0 +1,192 @@
+"""The incident report PDF: what was filtered, totals, charts, the incidents, evidence stills.
+
+The data is gathered by the caller (the API route, from the same filter as the incident list and
+the same SQL aggregates as the analytics page), so this module only lays it out and never touches
+the database: it can be tested with hand-made data and checked with ``pdftotext``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import (
+    Flowable,
+    Image,
+    KeepTogether,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from safewatch.domain import Incident
+from safewatch.reports.charts import category_bars, time_bars
+from safewatch.storage import Bucket
+
+__all__ = ["ReportData", "ReportStill", "render_incident_report"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportStill:
+    """An evidence still to print, with the incident it belongs to."""
+
+    incident: Incident
+    jpeg: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReportData:
+    """Everything a report shows.
+
+    Attributes:
+        site: Site name.
+        timezone: IANA zone for the times printed.
+        filters: Human lines describing the filter (``camera: yard``).
+        generated_by: User who exported it.
+        generated_at: Epoch seconds.
+        total: Incidents matching.
+        incidents: The incidents listed (newest first; may be fewer than ``total``).
+        by_day: Counts per local day.
+        by_hour: Counts per local hour of day (0-23), summed over the period.
+        by: Dimension name (camera, rule, kind, severity, status) to ``(value, count)``.
+        stills: Evidence stills to print.
+    """
+
+    site: str
+    timezone: str
+    filters: Sequence[str]
+    generated_by: str
+    generated_at: float
+    total: int
+    incidents: Sequence[Incident]
+    by_day: Sequence[Bucket] = ()
+    by_hour: Sequence[int] = ()
+    by: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    stills: Sequence[ReportStill] = ()
+
+
+def _when(seconds: float | None, zone: ZoneInfo, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    if seconds is None:
+        return "open"
+    return datetime.fromtimestamp(seconds, UTC).astimezone(zone).strftime(fmt)
+
+
+def _table(rows: list[list[object]], widths: list[float], header: bool = True) -> Table:
+    table = Table(rows, colWidths=widths, repeatRows=1 if header else 0)
+    style = [
+        ("FONT", (0, 0), (-1, -1), "Helvetica", 7.5),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+        ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#cbd2d9")),
+    ]
+    if header:
+        style += [
+            ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 7.5),
+            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e4e7eb")),
+        ]
+    table.setStyle(TableStyle(style))  # type: ignore[arg-type]
+    return table
+
+
+def render_incident_report(data: ReportData, *, max_rows: int = 500) -> bytes:
+    """The report as PDF bytes (A4)."""
+    zone = ZoneInfo(data.timezone)
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(
+        buffer,
+        pagesize=A4,
+        leftMargin=15 * mm,
+        rightMargin=15 * mm,
+        topMargin=14 * mm,
+        bottomMargin=14 * mm,
+        title=f"safewatch incident report - {data.site}",
+        author=f"safewatch ({data.generated_by})",
+    )
+    styles = getSampleStyleSheet()
+    small = ParagraphStyle("small", parent=styles["Normal"], fontSize=8, leading=10)
+    story: list[Flowable] = [
+        Paragraph(f"Incident report: {_escape(data.site)}", styles["Title"]),
+        Paragraph(
+            f"Generated {_when(data.generated_at, zone)} ({data.timezone}) by "
+            f"{_escape(data.generated_by)}. Filter: "
+            f"{_escape('; '.join(data.filters) or 'all incidents')}.",
+            small,
+        ),
+        Spacer(1, 4 * mm),
+        Paragraph(f"Total incidents: {data.total}", styles["Heading2"]),
+    ]
+    summary: list[list[object]] = [
+        [name.capitalize(), ", ".join(f"{k}: {v}" for k, v in items) or "-"]
+        for name, items in data.by.items()
+    ]
+    if summary:
+        story.append(_table(summary, [25 * mm, 155 * mm], header=False))
+    story.append(Spacer(1, 3 * mm))
+    day_labels = [_when(b.start, zone, "%m-%d") for b in data.by_day]
+    story.append(time_bars("Incidents per day", day_labels, [b.count for b in data.by_day]))
+    charts = [
+        time_bars(
+            "By hour of day",
+            [f"{h:02d}" for h in range(24)],
+            list(data.by_hour) or [0] * 24,
+            width=250,
+            height=150,
+        )
+    ]
+    for name in ("camera", "rule", "kind", "severity"):
+        if name in data.by:
+            charts.append(category_bars(f"By {name}", data.by[name]))
+    grid: list[list[object]] = [list(charts[i : i + 2]) for i in range(0, len(charts), 2)]
+    if grid and len(grid[-1]) == 1:
+        grid[-1].append("")
+    story.append(Table(grid, colWidths=[90 * mm, 90 * mm]))
+    story.append(Paragraph("Incidents", styles["Heading2"]))
+    rows: list[list[object]] = [
+        ["Started", "Camera", "Rule", "Severity", "Status", "Dur. s", "Message"]
+    ]
+    for incident in list(data.incidents)[:max_rows]:
+        rows.append(
+            [
+                _when(incident.started_at, zone, "%Y-%m-%d %H:%M:%S"),
+                incident.camera_id,
+                incident.rule_id,
+                str(incident.severity),
+                str(incident.status).replace("_", " "),
+                "" if incident.duration is None else f"{incident.duration:.1f}",
+                Paragraph(_escape(incident.message), small),
+            ]
+        )
+    story.append(_table(rows, [27 * mm, 18 * mm, 30 * mm, 14 * mm, 18 * mm, 11 * mm, 62 * mm]))
+    if data.total > len(rows) - 1:
+        story.append(
+            Paragraph(f"... and {data.total - (len(rows) - 1)} more incidents not listed.", small)
+        )
+    if data.stills:
+        story.append(Paragraph("Evidence stills (heads hidden)", styles["Heading2"]))
+        for still in data.stills:
+            incident = still.incident
+            image = Image(io.BytesIO(still.jpeg))
+            scale = min(180 * mm / image.imageWidth, 95 * mm / image.imageHeight)
+            image.drawWidth = image.imageWidth * scale
+            image.drawHeight = image.imageHeight * scale
+            caption = (
+                f"{_when(incident.started_at, zone)} - {incident.camera_id} - {incident.rule_id} "
+                f"({incident.severity}): {_escape(incident.message)} [{incident.id}]"
+            )
+            story.append(KeepTogether([image, Paragraph(caption, small), Spacer(1, 3 * mm)]))
+    doc.build(story)
+    return buffer.getvalue()
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,67 @@
+// Analytics: counts by time, hour of day, camera, rule, kind, severity and status (SQL
+// aggregates in the site's time zone), with the trend against the previous period.
+import { api, attempt, el, pageData, timezone } from "./api.js";
+import { bars, columns } from "./charts.js";
+
+const data = pageData();
+const camera = document.getElementById("f-camera");
+const rule = document.getElementById("f-rule");
+for (const c of data.cameras || []) camera.append(el("option", { value: c.id }, c.name));
+for (const r of data.rules || []) rule.append(el("option", { value: r.id }, r.id));
+const period = document.getElementById("period");
+const dayFmt = new Intl.DateTimeFormat("en-GB", { timeZone: timezone, month: "2-digit", day: "2-digit" });
+const hourFmt = new Intl.DateTimeFormat("en-GB", { timeZone: timezone, hour: "2-digit", hour12: false });
+
+function filter(since, until) {
+  const q = new URLSearchParams({ since: since.toFixed(0), until: until.toFixed(0) });
+  if (camera.value) q.set("camera", camera.value);
+  if (rule.value) q.set("rule", rule.value);
+  return q;
+}
+
+async function stats(q, ...by) {
+  const params = new URLSearchParams(q);
+  for (const b of by) params.append("by", b);
+  return api(`/api/v1/stats?${params}`);
+}
+
+async function load() {
+  const days = +period.value;
+  const until = Date.now() / 1000;
+  const since = until - days * 86400;
+  const q = filter(since, until);
+  const unit = days <= 2 ? "hour" : "day";
+  const results = await attempt(() => Promise.all([
+    stats(q, unit), stats(q, "hour"), stats(q, "camera"), stats(q, "rule"), stats(q, "kind"),
+    stats(q, "severity"), stats(q, "status"), stats(filter(since - days * 86400, since), "camera"),
+  ]));
+  if (!results) return;
+  const [time, hours, cams, rules, kinds, sevs, statuses, previous] = results;
+  const step = unit === "hour" ? 3600 : 86400;
+  const counts = new Map(time.buckets.map((b) => [Math.round(b.start / step), b.count]));
+  const labels = [];
+  const values = [];
+  for (let t = Math.floor(since / step) * step; t <= until; t += step) {
+    labels.push(unit === "hour" ? `${hourFmt.format(new Date(t * 1000))}h` : dayFmt.format(new Date(t * 1000)));
+    values.push(counts.get(Math.round(t / step)) || 0);
+  }
+  columns(document.getElementById("c-time"), labels, values);
+  const byHour = new Array(24).fill(0);
+  for (const b of hours.buckets) byHour[+hourFmt.format(new Date(b.start * 1000)) % 24] += b.count;
+  columns(document.getElementById("c-hour"), byHour.map((_, h) => String(h).padStart(2, "0")), byHour, { every: 3 });
+  bars(document.getElementById("c-camera"), cams.buckets.map((b) => [b.camera, b.count]));
+  bars(document.getElementById("c-rule"), rules.buckets.map((b) => [b.rule, b.count]));
+  bars(document.getElementById("c-kind"), kinds.buckets.map((b) => [b.kind, b.count]));
+  bars(document.getElementById("c-severity"), sevs.buckets.map((b) => [b.severity, b.count]));
+  bars(document.getElementById("c-status"), statuses.buckets.map((b) => [b.status.replace("_", " "), b.count]));
+  document.getElementById("total").textContent = `${time.total} incidents in the period`;
+  const before = previous.total;
+  const change = before ? Math.round(((time.total - before) / before) * 100) : null;
+  document.getElementById("trend").textContent = change === null
+    ? `Previous period: ${before} incidents.`
+    : `Trend: ${change >= 0 ? "+" : ""}${change}% against the previous ${days} day(s) (${before} incidents).`;
+}
+
+for (const input of [period, camera, rule]) input.addEventListener("change", load);
+window.addEventListener("resize", () => { clearTimeout(window.__resize); window.__resize = setTimeout(load, 200); });
+load();

@@ -1,0 +1,150 @@
+// Shared helpers of every page: the JSON API with CSRF, times in the site's zone, small DOM
+// builders and toasts. No framework, no build step: ES modules served as they are.
+
+const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
+export const timezone = document.body.dataset.timezone || "UTC";
+export const role = document.body.dataset.role || "viewer";
+const ROLES = ["viewer", "operator", "admin"];
+
+/** Whether the user has at least `needed`. */
+export function can(needed) {
+  return ROLES.indexOf(role) >= ROLES.indexOf(needed);
+}
+
+/** The page's data (JSON in data-page-data on <main>). */
+export function pageData() {
+  const raw = document.getElementById("main")?.dataset.pageData;
+  return raw ? JSON.parse(raw) : {};
+}
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = body?.error || "error";
+    this.details = body?.details || [];
+  }
+}
+
+/** Call the JSON API; throws ApiError with the server's message. */
+export async function api(path, { method = "GET", body, raw = false, signal } = {}) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = csrf;
+  let payload;
+  if (body instanceof FormData) payload = body;
+  else if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    payload = JSON.stringify(body);
+  }
+  const response = await fetch(path, { method, headers, body: payload, signal, credentials: "same-origin" });
+  if (response.status === 401) {
+    location.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+    throw new ApiError(401, { message: "logged out" });
+  }
+  if (!response.ok) {
+    let detail = {};
+    try { detail = await response.json(); } catch { /* not JSON */ }
+    throw new ApiError(response.status, detail);
+  }
+  if (raw) return response;
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+const dateTime = new Intl.DateTimeFormat("en-GB", {
+  timeZone: timezone, year: "numeric", month: "2-digit", day: "2-digit",
+  hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+});
+const timeOnly = new Intl.DateTimeFormat("en-GB", {
+  timeZone: timezone, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+});
+
+/** Epoch seconds as "YYYY-MM-DD HH:MM:SS" in the site's time zone. */
+export function fmtTime(seconds, short = false) {
+  if (seconds === null || seconds === undefined) return "—";
+  const date = new Date(seconds * 1000);
+  if (short) return timeOnly.format(date);
+  const parts = Object.fromEntries(dateTime.formatToParts(date).map((p) => [p.type, p.value]));
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
+}
+
+/** A datetime-local input's value (site time zone) as epoch seconds, or null. */
+export function parseLocal(value) {
+  if (!value) return null;
+  // Interpret the wall time in the site's zone: find the zone's offset at that moment.
+  const asUtc = Date.parse(`${value}:00Z`);
+  if (Number.isNaN(asUtc)) return null;
+  const shown = new Date(asUtc);
+  const parts = Object.fromEntries(dateTime.formatToParts(shown).map((p) => [p.type, p.value]));
+  const zoned = Date.UTC(+parts.year, +parts.month - 1, +parts.day, +parts.hour % 24, +parts.minute, +parts.second);
+  return (asUtc - (zoned - asUtc)) / 1000;
+}
+
+export function fmtDuration(seconds) {
+  if (seconds === null || seconds === undefined) return "open";
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const m = Math.floor(seconds / 60);
+  return `${m} min ${Math.round(seconds - m * 60)} s`;
+}
+
+/** Build an element: el("td", {class: "x", dataset: {id}}, "text", child). */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export function toast(message, kind = "info") {
+  const box = document.getElementById("toasts");
+  if (!box) return;
+  const item = el("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" }, message);
+  box.append(item);
+  setTimeout(() => item.remove(), kind === "error" ? 8000 : 4000);
+}
+
+/** Run an async action, showing its error as a toast. */
+export async function attempt(action, success) {
+  try {
+    const result = await action();
+    if (success) toast(success, "ok");
+    return result;
+  } catch (error) {
+    if (error.status !== 401) toast(error.message, "error");
+    return undefined;
+  }
+}
+
+/** A WebSocket to this server that reconnects with backoff. */
+export function liveSocket(path, { onMessage, onState, binaryType = "blob" }) {
+  let socket;
+  let delay = 500;
+  let closed = false;
+  const open = () => {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    socket = new WebSocket(`${scheme}://${location.host}${path}`);
+    socket.binaryType = binaryType;
+    socket.onopen = () => { delay = 500; onState?.(true); };
+    socket.onmessage = (event) => onMessage(event);
+    socket.onclose = () => {
+      onState?.(false);
+      if (!closed) setTimeout(open, delay);
+      delay = Math.min(delay * 2, 10000);
+    };
+  };
+  open();
+  return { close() { closed = true; socket?.close(); } };
+}
+
+export const STATUS_LABEL = {
+  open: "open", acknowledged: "acknowledged", resolved: "resolved", false_positive: "false positive",
+};

@@ -1,0 +1,99 @@
+// Live: a grid of cameras. Each tile opens a WebSocket to /api/v1/ws/cameras/{id}; the server
+// sends the frame's metadata and then the frame itself (JPEG, heads hidden), and the tile draws
+// both on one canvas so boxes always sit on the frame they belong to. A camera with a media
+// server URL (MediaMTX WebRTC page or HLS) plays from there under the canvas, which then only
+// carries the overlay.
+import { el, fmtTime, liveSocket, pageData } from "./api.js";
+import { drawOverlay } from "./overlay.js";
+
+const { cameras = [] } = pageData();
+const grid = document.getElementById("grid");
+const show = { zones: true, ids: true, ppe: true };
+for (const key of ["zones", "ids", "ppe"]) {
+  const box = document.getElementById(`show-${key}`);
+  box?.addEventListener("change", () => { show[key] = box.checked; });
+}
+const layout = document.getElementById("layout");
+function applyLayout() {
+  const value = layout.value;
+  const n = value === "auto" ? Math.ceil(Math.sqrt(Math.max(1, cameras.filter((c) => c.enabled).length))) : +value;
+  grid.style.gridTemplateColumns = `repeat(${n}, minmax(0, 1fr))`;
+}
+layout?.addEventListener("change", applyLayout);
+
+function tile(camera) {
+  const canvas = el("canvas", { class: "overlay", width: 640, height: 360 });
+  const state = el("span", { class: "state" }, camera.enabled ? "connecting…" : "disabled");
+  const info = el("span", { class: "info muted" });
+  const stage = el("div", { class: "stage" });
+  let player = null;
+  if (camera.live_url) {
+    player = camera.live_url.endsWith(".m3u8")
+      ? el("video", { src: camera.live_url, autoplay: true, muted: true, playsinline: true })
+      : el("iframe", { src: camera.live_url, allow: "autoplay", title: `${camera.name} live` });
+    stage.append(player);
+  }
+  stage.append(canvas);
+  const node = el("article", { class: "tile", dataset: { camera: camera.id, frames: "0", boxes: "0" } },
+    el("header", {}, el("strong", {}, camera.name), " ", state, el("span", { class: "spacer" }), info),
+    stage);
+  if (!camera.enabled) return node;
+  const ctx = canvas.getContext("2d");
+  let meta = null;
+  let geometry = null;
+  let frames = 0;
+  let lastDraw = performance.now();
+  const redraw = (bitmap) => {
+    if (bitmap) {
+      if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
+        canvas.width = bitmap.width;
+        canvas.height = bitmap.height;
+      }
+      ctx.drawImage(bitmap, 0, 0);
+      bitmap.close?.();
+    } else {
+      ctx.clearRect(0, 0, canvas.width, canvas.height);
+    }
+    const boxes = drawOverlay(ctx, canvas.width, canvas.height, meta, geometry, show);
+    frames += 1;
+    node.dataset.frames = String(frames);
+    node.dataset.boxes = String(boxes);
+    const now = performance.now();
+    const fps = 1000 / Math.max(1, now - lastDraw);
+    lastDraw = now;
+    info.textContent = meta ? `${meta.tracks.length} tracks · ${fps.toFixed(1)} fps · ${fmtTime(meta.timestamp, true)}` : "";
+  };
+  const video = camera.live_url ? "none" : "jpeg";
+  liveSocket(`/api/v1/ws/cameras/${encodeURIComponent(camera.id)}?video=${video}&fps=10`, {
+    binaryType: "blob",
+    onState(up) { state.textContent = up ? "live" : "reconnecting…"; state.classList.toggle("up", up); },
+    async onMessage(event) {
+      if (typeof event.data !== "string") {
+        try { redraw(await createImageBitmap(event.data)); } catch { /* a frame lost */ }
+        return;
+      }
+      const message = JSON.parse(event.data);
+      if (message.type === "geometry") geometry = message;
+      else if (message.type === "frame") {
+        meta = message;
+        node.dataset.tracks = String(message.tracks.length);
+        if (video === "none") redraw(null);
+      }
+    },
+  });
+  return node;
+}
+
+for (const camera of cameras) grid.append(tile(camera));
+if (!cameras.length) grid.append(el("p", { class: "muted" }, "No cameras in the site file."));
+applyLayout();
+
+const feed = document.getElementById("feed-list");
+document.addEventListener("safewatch:incident", ({ detail }) => {
+  const incident = detail.incident;
+  const item = el("li", { class: `sev-${incident.severity}` },
+    el("a", { href: `/incidents/${incident.id}` }, `${fmtTime(incident.started_at, true)} ${incident.camera_id} · ${incident.rule_id}`),
+    el("span", { class: "muted" }, ` ${detail.kind}${detail.actor ? ` by ${detail.actor}` : ""}`));
+  feed.prepend(item);
+  while (feed.children.length > 50) feed.lastChild.remove();
+});

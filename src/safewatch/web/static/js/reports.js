@@ -1,0 +1,29 @@
+// Reports: download the PDF of the filtered view (the API builds it from the same filter).
+import { api, attempt, el, pageData, parseLocal, toast } from "./api.js";
+
+const data = pageData();
+for (const c of data.cameras || []) document.getElementById("f-camera").append(el("option", { value: c.id }, c.name));
+for (const r of data.rules || []) document.getElementById("f-rule").append(el("option", { value: r.id }, r.id));
+const form = document.getElementById("report-form");
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const q = new URLSearchParams();
+  for (const name of ["camera", "rule", "severity", "status"]) {
+    const value = form.elements.namedItem(name).value;
+    if (value) q.set(name, value);
+  }
+  for (const name of ["since", "until"]) {
+    const value = parseLocal(form.elements.namedItem(name).value);
+    if (value !== null) q.set(name, value.toFixed(0));
+  }
+  q.set("stills", form.elements.namedItem("stills").value || "6");
+  const response = await attempt(() => api(`/api/v1/reports/incidents.pdf?${q}`, { raw: true }));
+  if (!response) return;
+  const blob = await response.blob();
+  const name = /filename="([^"]+)"/.exec(response.headers.get("content-disposition") || "")?.[1] || "safewatch-report.pdf";
+  const link = el("a", { href: URL.createObjectURL(blob), download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  toast(`Report ${name} downloaded`, "ok");
+});

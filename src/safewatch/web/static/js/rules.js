@@ -1,0 +1,108 @@
+// Rules: YAML editor with validation messages (file:line), enable/disable, reload state.
+//
+// Extension point (issue 8, natural-language rule builder): after the page is ready this module
+// dispatches "safewatch:rules-ready" on document with detail.editor = {getText(), setText(text),
+// validate(), save(), file()}; a panel module fills #rules-side-panel and un-hides it.
+import { api, attempt, can, el, fmtTime, pageData, toast } from "./api.js";
+
+const { files = [] } = pageData();
+const fileSelect = document.getElementById("file");
+const editor = document.getElementById("editor");
+const problems = document.getElementById("problems");
+const state = document.getElementById("reload-state");
+for (const name of files) fileSelect.append(el("option", { value: name }, name));
+let saved = "";
+
+function showProblems(result) {
+  if (result.ok) {
+    problems.replaceChildren(el("li", { class: "ok" }, `Valid: ${result.rules} rules, ${result.zones} zones, ${result.lines} lines in the whole set.`));
+    return;
+  }
+  problems.replaceChildren(...result.errors.map((e) => el("li", {
+    onclick: () => e.line && jump(e.line),
+    dataset: { line: e.line ?? "" },
+  }, `${(e.file || "").split("/").pop()}${e.line ? `:${e.line}` : ""}: ${e.field ? `${e.field}: ` : ""}${e.message}`)));
+}
+
+function jump(line) {
+  const lines = editor.value.split("\n");
+  const start = lines.slice(0, line - 1).join("\n").length + (line > 1 ? 1 : 0);
+  editor.focus();
+  editor.setSelectionRange(start, start + (lines[line - 1] || "").length);
+  editor.scrollTop = Math.max(0, (line - 5) * 18);
+}
+
+async function load() {
+  if (!fileSelect.value) return;
+  const file = await attempt(() => api(`/api/v1/rules/files/${encodeURIComponent(fileSelect.value)}`));
+  if (file) { editor.value = file.text; saved = file.text; problems.replaceChildren(); }
+}
+
+async function validate() {
+  const result = await attempt(() => api(`/api/v1/rules/files/${encodeURIComponent(fileSelect.value)}/validate`, { method: "POST", body: { text: editor.value } }));
+  if (result) showProblems(result);
+  return result;
+}
+
+async function save() {
+  try {
+    const result = await api(`/api/v1/rules/files/${encodeURIComponent(fileSelect.value)}`, { method: "PUT", body: { text: editor.value } });
+    saved = editor.value;
+    showProblems(result.validation);
+    toast(`Saved ${result.file}: generation ${result.status.generation}`, "ok");
+    refresh();
+    return result;
+  } catch (error) {
+    if (error.code === "invalid_config") showProblems({ ok: false, errors: error.details });
+    toast(error.message, "error");
+    return null;
+  }
+}
+
+async function refresh() {
+  const data = await attempt(() => api("/api/v1/rules"));
+  if (!data) return;
+  const s = data.status;
+  state.textContent = `${s.ok ? "✓" : "✗"} generation ${s.generation} · ${s.message} · ${fmtTime(s.at)}`;
+  state.className = s.ok ? "muted" : "error";
+  document.querySelector("#rule-table tbody").replaceChildren(...data.rules.map((r) => el("tr", { class: r.enabled ? "" : "muted" },
+    el("td", {}, el("input", { type: "checkbox", class: "switch", checked: r.enabled, disabled: !can("admin"), dataset: { rule: r.id },
+      onchange: async (event) => {
+        const done = await attempt(() => api(`/api/v1/rules/${encodeURIComponent(r.id)}/enabled`, { method: "PUT", body: { enabled: event.target.checked } }),
+          `${r.id} ${event.target.checked ? "enabled" : "disabled"}`);
+        if (done) { await load(); refresh(); } else event.target.checked = !event.target.checked;
+      } })),
+    el("td", {}, r.id), el("td", {}, r.kind), el("td", {}, el("span", { class: `sev sev-${r.severity}` }, r.severity)),
+    el("td", {}, r.explanation))));
+}
+
+fileSelect.addEventListener("change", () => {
+  if (editor.value !== saved && !confirm("Discard unsaved changes?")) return;
+  load();
+});
+document.getElementById("validate").addEventListener("click", validate);
+document.getElementById("save").addEventListener("click", save);
+document.getElementById("reload").addEventListener("click", async () => {
+  if (await attempt(() => api("/api/v1/rules/reload", { method: "POST" }), "Reloaded")) refresh();
+});
+editor.addEventListener("keydown", (event) => {
+  if ((event.ctrlKey || event.metaKey) && event.key === "s") { event.preventDefault(); save(); }
+  if ((event.ctrlKey || event.metaKey) && event.key === "Enter") { event.preventDefault(); validate(); }
+  if (event.key === "Tab") {
+    event.preventDefault();
+    const { selectionStart: s, selectionEnd: e } = editor;
+    editor.setRangeText("  ", s, e, "end");
+  }
+});
+window.addEventListener("beforeunload", (event) => { if (editor.value !== saved) event.preventDefault(); });
+if (!can("admin")) { editor.readOnly = true; document.getElementById("save").disabled = true; document.getElementById("reload").disabled = true; }
+
+await load();
+await refresh();
+document.dispatchEvent(new CustomEvent("safewatch:rules-ready", {
+  detail: {
+    editor: { getText: () => editor.value, setText: (text) => { editor.value = text; }, validate, save, file: () => fileSelect.value },
+    files,
+    panel: document.getElementById("rules-side-panel"),
+  },
+}));

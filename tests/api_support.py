@@ -1,0 +1,180 @@
+"""Helpers for the dashboard/API tests: a site on a fresh SQLite file, users, incidents, logins.
+
+A module of its own (not a conftest) so unit, integration and e2e tests share one copy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from safewatch.api import ApiSettings, create_app
+from safewatch.api.dashboard import Dashboard, DashboardSettings
+from safewatch.config.loader import load_site
+from safewatch.domain import Incident, IncidentStatus, Severity, incident_id
+from safewatch.incidents.site_storage import SiteStorage, open_site_storage
+from safewatch.runtime.health import ComponentHealth, Liveness, Readiness
+
+PASSWORD = "correct horse battery"
+"""Every test user's password (long enough for the policy)."""
+
+RULES = """\
+version: 1
+# Zones of the yard camera.
+zones:
+  drop_zone:
+    camera: yard
+    polygon: [[0.40, 0.42], [0.74, 0.38], [0.78, 0.95], [0.38, 0.95]]
+    description: Material drop zone
+rules:
+  - id: hardhat-required
+    kind: ppe
+    cameras: [yard]
+    require: [hardhat]
+    min_duration: 1s
+    severity: high
+  - id: no-entry-drop-zone
+    kind: zone_intrusion
+    zone: drop_zone
+    objects: [person]
+    severity: medium
+"""
+
+
+def write_site(
+    folder: Path, *, source: str = "yard.mp4", extra: dict[str, Any] | None = None
+) -> Path:
+    """``site.yaml`` (cameras ``yard`` and a disabled ``dock``) and ``rules/yard.yaml``."""
+    site: dict[str, Any] = {
+        "version": 1,
+        "site": {"name": "Test yard", "timezone": "Europe/Berlin"},
+        "models": {
+            "coco": {"path": "model.onnx", "format": "yolox", "labels": {"person": "person"}}
+        },
+        "cameras": {
+            "yard": {"source": source, "fps": 5, "models": ["coco"], "name": "Yard 01"},
+            "dock": {"source": source, "fps": 5, "models": ["coco"], "enabled": False},
+        },
+        "storage": {"database": "sqlite:///data/safewatch.db", "evidence_dir": "data/evidence"},
+    }
+    site.update(extra or {})
+    path = folder / "site.yaml"
+    path.write_text(yaml.safe_dump(site, sort_keys=False))
+    (folder / "rules").mkdir(exist_ok=True)
+    (folder / "rules" / "yard.yaml").write_text(RULES)
+    return path
+
+
+class FakeOps:
+    """Operations services for an app without the runtime."""
+
+    def liveness(self) -> Liveness:
+        return Liveness(status="alive", uptime_seconds=1.0)
+
+    def readiness(self) -> Readiness:
+        ok = ComponentHealth(ok=True, message="ok")
+        return Readiness(status="ready", database=ok, inference=ok, rules=ok, site=ok, cameras={})
+
+    def metrics(self) -> bytes:
+        return b"# no metrics\n"
+
+
+def make_dashboard(folder: Path, **settings: Any) -> tuple[Dashboard, SiteStorage]:
+    """A dashboard on a fresh site in ``folder`` (no cameras running)."""
+    site = load_site(write_site(folder))
+    storage = open_site_storage(site)
+    dashboard = Dashboard.create(
+        lambda: site, folder / "rules", storage, settings=DashboardSettings(**settings)
+    )
+    return dashboard, storage
+
+
+def make_app(dashboard: Dashboard) -> FastAPI:
+    """The app ``safewatch serve`` would serve, around ``dashboard``."""
+    return create_app(ApiSettings(site_name="Test yard"), FakeOps(), dashboard)
+
+
+def add_users(dashboard: Dashboard) -> None:
+    """``viewer``, ``operator`` and ``admin``, each with the role of their name."""
+    for role in ("viewer", "operator", "admin"):
+        dashboard.auth.add_user(role, PASSWORD, role)
+
+
+def incident(
+    n: int,
+    *,
+    camera: str = "yard",
+    rule: str = "hardhat-required",
+    kind: str = "ppe",
+    severity: Severity = Severity.HIGH,
+    started: float | None = None,
+    status: IncidentStatus = IncidentStatus.OPEN,
+    snapshot: str | None = None,
+    clip: str | None = None,
+) -> Incident:
+    """The ``n``-th test incident (one minute apart, ending after 4 s)."""
+    at = started if started is not None else 1_750_000_000.0 + 60 * n
+    return Incident(
+        id=incident_id(camera, rule, n, at),
+        camera_id=camera,
+        rule_id=rule,
+        rule_kind=kind,
+        severity=severity,
+        track_ids=(n,),
+        started_at=at,
+        ended_at=at + 4.0,
+        peak_confidence=0.8,
+        message=f"person #{n} without hardhat",
+        snapshot=snapshot,
+        clip=clip,
+        status=status,
+    )
+
+
+def write_still(storage: SiteStorage, found: Incident) -> Incident:
+    """Store a small still for ``found`` and return it with the key set."""
+    image = np.full((72, 128, 3), 90, np.uint8)
+    key = storage.evidence.write_still(
+        found.id, image, camera_id=found.camera_id, at=found.started_at
+    )
+    return _with(found, snapshot=key)
+
+
+def _with(found: Incident, **changes: Any) -> Incident:
+    from dataclasses import replace
+
+    return replace(found, **changes)
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD) -> str:
+    """Log ``client`` in (session cookie kept by the client); returns the CSRF token."""
+    response = client.post("/api/v1/auth/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    token: str = response.json()["csrf_token"]
+    return token
+
+
+@contextmanager
+def client_for(dashboard: Dashboard) -> Iterator[TestClient]:
+    """A test client of the app around ``dashboard`` (base URL http://testserver)."""
+    with TestClient(make_app(dashboard)) as client:
+        yield client
+
+
+def wait_until(condition: Any, timeout: float = 10.0, step: float = 0.05) -> Any:
+    """Poll until truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"condition not met within {timeout} s")
