@@ -121,6 +121,7 @@ class Composer:
         camera_names: Camera key -> display name.
         read_evidence: Reads an evidence file by its key (``EvidenceStore.read_bytes``).
         open_count: Counts open incidents of a camera and rule (``Outbox.open_count``).
+        clock: Wall clock (how long an escalated incident has waited).
     """
 
     def __init__(
@@ -132,7 +133,9 @@ class Composer:
         camera_names: Mapping[str, str],
         read_evidence: Callable[[str], bytes] | None = None,
         open_count: Callable[[str, str], int] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = clock
         self._config = config
         self._site = site_name
         self._tz = tz
@@ -182,7 +185,7 @@ class Composer:
         link = self.link(str(data.get("id", ""))) if item.event not in ("digest", "test") else None
         waited = None
         if item.event == "escalation":
-            waited = time.time() - float(data.get("started_at", item.created_at))
+            waited = self._clock() - float(data.get("started_at", item.created_at))
         fields = incident_fields(
             data,
             tz=self._tz,

@@ -42,6 +42,7 @@ def build_plan(
     outbox: Outbox | None = None,
     evidence: EvidenceStore | None = None,
     channels: Mapping[str, Channel] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> DispatchPlan:
     """Channels, composer and retry policy from the site's ``alerts`` block.
 
@@ -50,6 +51,7 @@ def build_plan(
         outbox: Counts open incidents for MQTT state (``None``: no state messages).
         evidence: Reads evidence stills for email attachments.
         channels: Use these instead of building them (tests, the ``alerts test`` command).
+        clock: Wall clock.
     """
     config = site.config.alerts
     composer = Composer(
@@ -59,6 +61,7 @@ def build_plan(
         camera_names=_camera_names(site),
         read_evidence=None if evidence is None else evidence.read_bytes,
         open_count=None if outbox is None else outbox.open_count,
+        clock=clock,
     )
     if channels is None:
         channels = {
@@ -101,8 +104,9 @@ class AlertService:
         self.outbox = Outbox(repository.engine)
         self._router = self._router_for(site)
         self.dispatcher = Dispatcher(
-            self.outbox, build_plan(site, self.outbox, evidence, channels), clock=clock
+            self.outbox, build_plan(site, self.outbox, evidence, channels, clock), clock=clock
         )
+        self._clock = clock
         self._counts: Counter[tuple[str, str]] = Counter()
         self.dispatcher.add_listener(self._count)
         self._writer = OutboxWriter(lambda: self._router, on_commit=self.dispatcher.wake)
@@ -158,7 +162,7 @@ class AlertService:
             ):
                 return
             old = self.dispatcher.plan
-            self.dispatcher.plan = build_plan(site, self.outbox, self._evidence)
+            self.dispatcher.plan = build_plan(site, self.outbox, self._evidence, clock=self._clock)
             self._router = self._router_for(site)
         for channel in old.channels.values():
             channel.close()

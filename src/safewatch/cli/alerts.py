@@ -126,8 +126,6 @@ def alerts_list(
     limit: Annotated[int, typer.Option(help="Most rows to show, newest first.")] = 50,
 ) -> None:
     """Show queued, held and dead deliveries (the dead-letter state) with their last error."""
-    from rich.table import Table
-
     from safewatch.config.loader import load_site
 
     site = load_site(config)
@@ -144,34 +142,19 @@ def alerts_list(
         engine.dispose()
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "empty"
     out.print(f"outbox: {summary}", highlight=False)
-    if not items:
-        return
-    table = Table(box=None, pad_edge=False)
-    for column in (
-        "id",
-        "status",
-        "event",
-        "route",
-        "channel",
-        "incident",
-        "tries",
-        "due",
-        "error",
-    ):
-        table.add_column(column, overflow="fold")
     for item in items:
-        table.add_row(
-            item.id,
-            item.status,
-            item.event,
-            item.route_id,
-            item.channel,
-            item.incident_id or "-",
-            str(item.attempts),
-            _when(item.due_at if item.status in ("pending", "held") else item.delivered_at, tz),
-            (item.last_error or "")[:120],
+        waiting = item.status in ("pending", "held", "sending")
+        when = _when(item.due_at if waiting else item.delivered_at, tz)
+        label = "due" if waiting else "at"
+        out.print(
+            f"{item.status:<9} {item.event:<10} {item.route_id} -> {item.channel}  "
+            f"incident {item.incident_id or '-'}  tries {item.attempts}  {label} {when}",
+            highlight=False,
+            soft_wrap=True,
         )
-    out.print(table)
+        out.print(f"          id {item.id}", highlight=False, soft_wrap=True)
+        if item.last_error:
+            out.print(f"          error: {item.last_error}", highlight=False, soft_wrap=True)
 
 
 @alerts_app.command("retry")

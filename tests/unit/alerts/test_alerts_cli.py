@@ -1,0 +1,118 @@
+"""``safewatch alerts test | list | retry`` as an operator runs them."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from alerts_support import make_incident
+from typer.testing import CliRunner
+
+from alert_servers import WebhookReceiver, free_port
+from safewatch.alerts.outbox import Outbox
+from safewatch.cli import app
+from safewatch.config.loader import load_site
+from safewatch.errors import ConfigError
+from safewatch.incidents.site_storage import open_site_storage
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver(b"cli-secret").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def config(tmp_path: Path, receiver: WebhookReceiver) -> Path:
+    site = {
+        "version": 1,
+        "site": {"name": "CLI yard", "timezone": "UTC"},
+        "models": {"coco": {"path": "x.onnx"}},
+        "cameras": {"yard": {"source": "a.mp4", "models": ["coco"]}},
+        "storage": {"database": "sqlite:///data/site.db", "evidence_dir": "data/evidence"},
+        "alerts": {
+            "channels": {
+                "hook": {"type": "webhook", "url": f"{receiver.url}/in", "secret": "cli-secret"},
+                "down": {"type": "webhook", "url": f"http://127.0.0.1:{free_port()}/x"},
+            },
+            "routes": [
+                {"id": "ops", "channels": ["hook"], "escalate_after": "5m", "escalate_to": ["down"]}
+            ],
+        },
+    }
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site))
+    return path
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def test_alerts_test_sends_through_every_channel_and_says_why_one_failed(
+    config: Path, receiver: WebhookReceiver
+) -> None:
+    code, output = invoke("alerts", "test", "ops", "--config", str(config))
+    assert code == 0, output
+    assert "ok   hook (webhook): HTTP 200" in output
+    (request,) = receiver.accepted()
+    assert request.signature_ok is True
+    body = request.json()
+    assert (body["event"], body["route"]) == ("test", "ops")
+    assert request.headers["idempotency-key"] == body["key"]
+
+    code, output = invoke("alerts", "test", "ops", "--escalation", "--config", str(config))
+    assert code == 1
+    assert "FAIL down (webhook, transient): cannot reach webhook down" in output
+    assert "Connection refused" in output
+
+    with pytest.raises(ConfigError, match=r"no alert route 'nope' .* \(routes: ops\)"):
+        invoke("alerts", "test", "nope", "--config", str(config))
+
+
+def test_alerts_list_shows_dead_letters_and_retry_requeues_them(config: Path) -> None:
+    site = load_site(config)
+    storage = open_site_storage(site)
+    try:
+        from safewatch.alerts.service import AlertService
+
+        service = AlertService(site, storage.repository)
+        service.start()
+        service.dispatcher.stop()
+        storage.repository.upsert(make_incident())
+        outbox = Outbox(storage.engine)
+        now = time.time() + 1  # the escalation is due in five minutes: not claimed
+        (item,) = outbox.claim("cli", now, 10, 60)
+        assert item.channel == "hook"
+        outbox.failed(
+            item, "cli", now, "HTTP 410 Gone", permanent=True, retry=site.config.alerts.retry,
+            rng=random.Random(0),
+        )  # fmt: skip
+        service.close()
+    finally:
+        storage.close()
+
+    code, output = invoke("alerts", "list", "--config", str(config))
+    assert code == 0, output
+    assert "outbox: 1 dead, 1 pending" in output
+    assert "HTTP 410 Gone" in output and item.id in output
+    assert "dead      opened     ops -> hook" in output
+    code, output = invoke("alerts", "list", "--status", "delivered", "--config", str(config))
+    assert code == 0 and "HTTP 410" not in output
+
+    with pytest.raises(ConfigError, match="--dead"):
+        invoke("alerts", "retry", "--config", str(config))
+    code, output = invoke("alerts", "retry", "--dead", "--config", str(config))
+    assert code == 0 and "requeued 1 dead delivery" in output
+    code, output = invoke("alerts", "list", "--config", str(config))
+    assert "outbox: 2 pending" in output

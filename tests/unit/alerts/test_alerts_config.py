@@ -1,0 +1,203 @@
+"""The site file's alerts block: validation with file:line errors, secrets never shown,
+templates checked at load, routing by camera, rule, severity, event and schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from alerts_support import T0, make_incident, make_site
+from pydantic import ValidationError
+
+from safewatch.alerts.routing import Router
+from safewatch.alerts.templates import DEFAULT_TEMPLATES, FIELDS, check_template, render
+from safewatch.config.loader import load_site
+from safewatch.domain import Severity
+from safewatch.errors import ConfigError
+
+CHANNELS = {
+    "mail": {
+        "type": "email",
+        "host": "smtp.example.com",
+        "username": "alerts",
+        "password": "hunter2-smtp",
+        "from": "safewatch <alerts@example.com>",
+        "to": ["safety@example.com"],
+    },
+    "hook": {"type": "webhook", "url": "https://hooks.example.com/x", "secret": "hmac-secret"},
+    "slack": {"type": "slack", "url": "https://hooks.slack.com/services/T0/B0/tok3n"},
+    "ha": {"type": "mqtt", "host": "broker", "password": "mqtt-pass", "username": "sw"},
+}
+
+
+def test_a_full_block_loads_from_yaml_with_env_secrets(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        """
+version: 1
+site: {name: Yard, timezone: Europe/Berlin}
+models: {coco: {path: x.onnx}}
+cameras: {yard: {source: a.mp4, models: [coco]}}
+alerts:
+  incident_url: "https://sw.example/incidents/{incident_id}"
+  channels:
+    mail: {type: email, host: smtp, username: a, password: "${SMTP_PASSWORD}",
+           from: "a@b.example", to: [c@d.example]}
+    hook: {type: webhook, url: "https://h.example/in", secret: "${HOOK_SECRET}"}
+  templates:
+    short: {subject: "{severity}: {rule}", text: "{message} {{literal}} {link}"}
+  routes:
+    - id: night-shift
+      match: {cameras: [yard], min_severity: high, schedule: {between: ["22:00", "06:00"]}}
+      channels: [mail]
+      template: short
+      rate_limit: {count: 5, per: 10m}
+      escalate_after: 15m
+      escalate_to: [hook]
+"""
+    )
+    env = {"SMTP_PASSWORD": "s3cret-pw", "HOOK_SECRET": "hmac-key"}
+    alerts = load_site(site, environ=env).config.alerts
+    route = alerts.routes[0]
+    assert route.rate_limit is not None and route.rate_limit.per == 600.0
+    assert route.escalate_after == 900.0
+    assert route.events == ("opened",)
+    mail = alerts.channels["mail"]
+    assert mail.type == "email" and mail.password is not None
+    assert mail.password.get_secret_value() == "s3cret-pw"
+    assert "s3cret-pw" not in repr(alerts) and "hmac-key" not in repr(alerts)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"routes": [{"id": "r", "channels": ["pager"]}]}, "names channel 'pager'"),
+        ({"routes": [{"id": "r", "channels": ["hook"], "template": "t"}]}, "template 't'"),
+        (
+            {"routes": [{"id": "r", "channels": ["hook"], "escalate_after": "5m"}]},
+            "escalate_after and escalate_to together",
+        ),
+        ({"routes": [{"id": "r", "channels": ["hook", "hook"]}]}, "lists an entry twice"),
+        (
+            {"routes": [{"id": "r", "channels": ["hook"]}, {"id": "r", "channels": ["hook"]}]},
+            "defined twice",
+        ),
+        ({"templates": {"t": {"subject": "{camera.__class__}", "text": "x"}}}, "unknown place"),
+        ({"templates": {"t": {"subject": "a { b", "text": "x"}}}, "stray"),
+        ({"incident_url": "https://x/{id}"}, "unknown placeholder {id}"),
+        (
+            {"channels": {"hook": {"type": "webhook", "url": "ftp://x"}}},
+            "http:// or https://",
+        ),
+        (
+            {"channels": {"q": {"type": "mqtt", "host": "b", "topic_prefix": "a/#"}}},
+            "pattern",
+        ),
+        ({"channels": {"x": {"type": "pager"}}}, "does not match any of the expected tags"),
+    ],
+)
+def test_mistakes_are_refused_with_a_reason(
+    change: dict[str, object], message: str, tmp_path: Path
+) -> None:
+    alerts: dict[str, object] = {"channels": dict(CHANNELS), **change}
+    with pytest.raises(ValidationError, match=message):
+        make_site(alerts, tmp_path)
+
+
+def test_a_route_must_match_a_known_camera(tmp_path: Path) -> None:
+    alerts = {"channels": CHANNELS, "routes": [{"id": "r", "channels": ["hook"]}]}
+    alerts["routes"][0]["match"] = {"cameras": ["gate"]}  # type: ignore[index]
+    with pytest.raises(ValidationError, match="camera 'gate', which is not defined"):
+        make_site(alerts, tmp_path)
+
+
+def test_config_errors_in_a_file_name_the_line_and_never_the_secret(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "version: 1\nmodels: {coco: {path: x.onnx}}\ncameras: {yard: {source: a.mp4, models: "
+        "[coco]}}\nalerts:\n  channels:\n    hook: {type: webhook, url: '${HOOK_URL}', "
+        "secret: '${HOOK_SECRET}'}\n"
+    )
+    env = {"HOOK_URL": "gopher://u:pw@x", "HOOK_SECRET": "topsecret"}
+    with pytest.raises(ConfigError) as caught:
+        load_site(site, environ=env)
+    text = caught.value.format()
+    assert "site.yaml:6" in text and "http:// or https://" in text
+    assert "${HOOK_URL}" in text  # the reference as written, never the value
+    assert "topsecret" not in text and "u:pw" not in text
+
+
+# -- templates ------------------------------------------------------------------------------------
+
+
+def test_every_default_template_uses_only_known_fields() -> None:
+    for template in DEFAULT_TEMPLATES.values():
+        check_template(template.subject)
+        check_template(template.text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{rule} on {camera}", "hardhat on yard"),
+        ("{{literal}} {rule}", "{literal} hardhat"),
+        ("{rule}\n{link}", "hardhat"),  # an empty last line is dropped
+        ("{zone}|{rule}", "|hardhat"),
+    ],
+)
+def test_render(text: str, expected: str) -> None:
+    fields = dict.fromkeys(FIELDS, "") | {"rule": "hardhat", "camera": "yard"}
+    check_template(text)
+    assert render(text, fields) == expected
+
+
+# -- routing --------------------------------------------------------------------------------------
+
+ROUTES = {
+    "channels": {"hook": CHANNELS["hook"]},
+    "routes": [
+        {"id": "everything", "channels": ["hook"]},
+        {"id": "yard-only", "channels": ["hook"], "match": {"cameras": ["yard"]}},
+        {"id": "hats", "channels": ["hook"], "match": {"rules": ["hardhat-*"]}},
+        {"id": "urgent", "channels": ["hook"], "match": {"min_severity": "high"}},
+        {"id": "exactly-low", "channels": ["hook"], "match": {"severities": ["low"]}},
+        {"id": "endings", "channels": ["hook"], "events": ["closed"]},
+        {
+            "id": "night-shift",
+            "channels": ["hook"],
+            "match": {"schedule": {"days": ["mon"], "between": ["22:00", "06:00"]}},
+        },
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("camera", "rule", "severity", "event", "at", "expected"),
+    [
+        # T0 is Tuesday 23:13 in Berlin: not Monday's night shift.
+        ("yard", "hardhat-required", Severity.HIGH, "opened", T0, {"yard-only", "hats", "urgent"}),
+        ("dock", "no-entry", Severity.LOW, "opened", T0, {"exactly-low"}),
+        ("dock", "no-entry", Severity.CRITICAL, "opened", T0, {"urgent"}),
+        ("dock", "no-entry", Severity.MEDIUM, "closed", T0, {"endings"}),
+        # Monday 23:00 and Tuesday 05:59 Berlin are Monday's night shift; Tuesday 06:00 is not.
+        ("dock", "x", Severity.MEDIUM, "opened", T0 - 86400 - 780, {"night-shift"}),
+        ("dock", "x", Severity.MEDIUM, "opened", T0 - 62060, {"night-shift"}),
+        ("dock", "x", Severity.MEDIUM, "opened", T0 - 62000, set()),
+    ],
+)
+def test_routes_for(
+    camera: str,
+    rule: str,
+    severity: Severity,
+    event: str,
+    at: float,
+    expected: set[str],
+    tmp_path: Path,
+) -> None:
+    router = Router(make_site(ROUTES, tmp_path).config.alerts, ZoneInfo("Europe/Berlin"))
+    incident = make_incident(camera=camera, rule=rule, severity=severity)
+    got = {route.id for route in router.routes_for(incident, event, at)}
+    if event == "opened":
+        expected = expected | {"everything"}
+    assert got == expected

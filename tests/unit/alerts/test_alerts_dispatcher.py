@@ -1,0 +1,210 @@
+"""The dispatcher and the alert service: retries carry the same key, permanent failures go to
+the dead letters, escalations wait for an acknowledgement, a commit wakes the thread at once,
+queued rows outlive a restart, and a reload swaps routes and channels."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alerts_support import T0, Clock, RecordingChannel, make_incident, make_site
+
+from safewatch.alerts import AlertService
+from safewatch.alerts.channels import DeliveryError
+from safewatch.config.loader import LoadedSite
+from safewatch.domain import IncidentStatus
+from safewatch.incidents.lifecycle import check_transition
+from safewatch.storage import IncidentRepository, create_engine_for
+
+HOOK = {"type": "webhook", "url": "http://127.0.0.1:9/in"}
+
+
+def site_with(tmp_path: Path, **route: Any) -> LoadedSite:
+    base = {"id": "main", "channels": ["chat"], "events": ["opened", "closed"]}
+    alerts = {
+        "channels": {"chat": HOOK, "pager": HOOK},
+        "routes": [{**base, **route}],
+        "retry": {"max_attempts": 4, "initial": "1s", "max_delay": "10s", "jitter": 0},
+        "poll_interval": "30s",
+    }
+    return make_site(alerts, tmp_path)
+
+
+class Rig:
+    """An alert service over SQLite with recording channels and a test clock."""
+
+    def __init__(self, tmp_path: Path, site: LoadedSite) -> None:
+        self.clock = Clock()
+        self.engine = create_engine_for(f"sqlite:///{tmp_path / 'alerts.db'}", tmp_path)
+        self.repo = IncidentRepository(self.engine, clock=self.clock)
+        self.channels = {"chat": RecordingChannel("chat"), "pager": RecordingChannel("pager")}
+        self.service = AlertService(site, self.repo, clock=self.clock, channels=self.channels)
+        self.service.start()
+        self.service.dispatcher.stop()  # the tests drive it with run_once
+        self.outbox = self.service.outbox
+
+    def run(self) -> list[str]:
+        return [d.outcome for d in self.service.dispatcher.run_once()]
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    rig = Rig(tmp_path, site_with(tmp_path))
+    yield rig
+    rig.service.close()
+    rig.engine.dispose()
+
+
+def test_a_flaky_receiver_gets_the_alert_with_the_same_key_every_time(rig: Rig) -> None:
+    chat = rig.channels["chat"]
+    chat.fail = DeliveryError("connection refused")
+    rig.repo.upsert(make_incident())
+    assert rig.run() == ["pending"]
+    assert rig.run() == []  # backing off: nothing is due yet
+    rig.clock.advance(1.0)
+    assert rig.run() == ["pending"]
+    rig.clock.advance(2.0)
+    chat.fail = None
+    assert rig.run() == ["delivered"]
+    assert chat.attempts == 3
+    (message,) = chat.sent
+    assert message.event == "opened" and message.subject.startswith("[high] hardhat-required")
+    (row,) = rig.outbox.list(["delivered"])
+    assert (row.key, row.attempts, row.last_error) == (message.key, 3, None)
+    assert rig.service.counters() == {"chat": {"pending": 2, "delivered": 1}}
+
+
+def test_a_permanent_refusal_is_a_dead_letter_until_retried(rig: Rig) -> None:
+    chat = rig.channels["chat"]
+    chat.fail = DeliveryError("HTTP 404 Not Found", permanent=True)
+    incident = make_incident()
+    rig.repo.upsert(incident)
+    assert rig.run() == ["dead"]
+    (dead,) = rig.outbox.list(["dead"])
+    assert dead.last_error == "HTTP 404 Not Found" and dead.attempts == 1
+    assert [e.kind for e in rig.repo.timeline(incident.id)][-1] == "alert.dead"
+    chat.fail = None
+    assert rig.outbox.requeue([dead.id], rig.clock()) == 1
+    assert rig.run() == ["delivered"]
+    assert chat.sent[0].key == dead.key
+
+
+def test_attempts_run_out(rig: Rig) -> None:
+    rig.channels["chat"].fail = DeliveryError("timed out")
+    rig.repo.upsert(make_incident())
+    outcomes: list[str] = []
+    for _ in range(10):
+        outcomes += rig.run()
+        rig.clock.advance(10.0)
+    assert outcomes == ["pending", "pending", "pending", "dead"]
+
+
+def test_an_unacknowledged_incident_escalates_and_an_acknowledged_one_does_not(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path, site_with(tmp_path, escalate_after="10m", escalate_to=["pager"]))
+    try:
+        acked, ignored = make_incident(track=1), make_incident(track=2)
+        rig.repo.upsert(acked)
+        rig.repo.upsert(ignored)
+        assert rig.run() == ["delivered", "delivered"]
+        rig.clock.advance(300)
+        rig.repo.set_status(acked.id, IncidentStatus.ACKNOWLEDGED, check=check_transition)
+        rig.clock.advance(299)
+        assert rig.run() == []
+        rig.clock.advance(1)
+        assert rig.run() == ["delivered"]
+        (escalation,) = rig.channels["pager"].sent
+        assert escalation.event == "escalation"
+        assert escalation.incident is not None and escalation.incident["id"] == ignored.id
+        assert escalation.subject.startswith("[ESCALATION]")
+        assert "10.0 min" in escalation.subject  # unacknowledged since it started
+        # Acknowledged after the row was claimed but before it was sent: cancelled, not sent.
+        late = make_incident(track=3, started_at=rig.clock())
+        rig.repo.upsert(late)
+        assert rig.run() == ["delivered"]
+        rig.clock.advance(600)
+        dispatcher = rig.service.dispatcher
+        (item,) = rig.outbox.claim(dispatcher.worker_id, rig.clock(), 10, 60.0)
+        assert (item.event, item.incident_id) == ("escalation", late.id)
+        rig.repo.set_status(late.id, IncidentStatus.ACKNOWLEDGED, check=check_transition)
+        assert dispatcher.deliver(item).outcome == "cancelled"
+        assert len(rig.channels["pager"].sent) == 1
+        (row,) = [r for r in rig.outbox.list(["cancelled"]) if r.incident_id == late.id]
+        assert row.last_error == "incident is acknowledged"
+    finally:
+        rig.service.close()
+        rig.engine.dispose()
+
+
+def test_a_commit_wakes_the_dispatcher_thread(tmp_path: Path) -> None:
+    """Poll interval 30 s: a delivery within a second can only come from the wake-up."""
+    site = site_with(tmp_path)
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'wake.db'}", tmp_path)
+    repo = IncidentRepository(engine)
+    chat = RecordingChannel("chat")
+    service = AlertService(site, repo, channels={"chat": chat, "pager": RecordingChannel("p")})
+    service.start()
+    try:
+        time.sleep(0.2)  # the loop is now asleep for up to 30 s
+        started = time.monotonic()
+        repo.upsert(make_incident(started_at=time.time()))
+        deadline = started + 2.0
+        while not chat.sent and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert chat.sent, "not delivered: the commit did not wake the dispatcher"
+        assert time.monotonic() - started < 1.0
+    finally:
+        service.close()
+        engine.dispose()
+
+
+def test_rows_queued_while_no_dispatcher_runs_go_out_after_a_restart(tmp_path: Path) -> None:
+    site = site_with(tmp_path)
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'restart.db'}", tmp_path)
+    repo = IncidentRepository(engine, clock=Clock())
+    first = AlertService(site, repo, channels={"chat": RecordingChannel("chat")}, clock=Clock())
+    first.start()
+    first.stop()  # the process is "down": changes are still queued by the hook
+    repo.upsert(make_incident(track=1))
+    repo.upsert(make_incident(track=2))
+    first.close()
+    engine.dispose()
+
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'restart.db'}", tmp_path)
+    chat = RecordingChannel("chat")
+    again = AlertService(site, IncidentRepository(engine), channels={"chat": chat})
+    again.dispatcher.plan = dataclasses.replace(again.dispatcher.plan, poll_interval=0.05)
+    again.start()
+    try:
+        assert again.dispatcher.drain(5.0)
+        assert sorted(m.incident["track_ids"][0] for m in chat.sent if m.incident) == [1, 2]
+    finally:
+        again.close()
+        engine.dispose()
+
+
+def test_a_channel_removed_from_the_site_file_turns_its_rows_into_dead_letters(
+    rig: Rig, tmp_path: Path
+) -> None:
+    rig.repo.upsert(make_incident())
+    plan = rig.service.dispatcher.plan
+    rig.service.dispatcher.plan = dataclasses.replace(plan, channels={})
+    assert rig.run() == ["dead"]
+    (dead,) = rig.outbox.list(["dead"])
+    assert dead.last_error == "channel 'chat' is no longer configured"
+
+
+def test_reconfigure_swaps_routes_and_closes_old_channels(rig: Rig, tmp_path: Path) -> None:
+    old_chat = rig.channels["chat"]
+    rig.service.reconfigure(site_with(tmp_path, channels=["pager"], events=["closed"]))
+    assert old_chat.closed
+    incident = make_incident()
+    rig.repo.upsert(incident)
+    rig.repo.upsert(dataclasses.replace(incident, ended_at=T0 + 5))
+    rows = rig.outbox.list(None)
+    assert [(r.event, r.channel) for r in rows] == [("closed", "pager")]
