@@ -155,6 +155,7 @@ class ReceivedMail:
     message: EmailMessage
     received_at: float
     user: str | None
+    tls: bool
 
 
 class _Handler:
@@ -170,6 +171,7 @@ class _Handler:
             message,  # type: ignore[arg-type]
             time.time(),
             user.decode() if isinstance(user, bytes) else user,
+            getattr(session, "ssl", None) is not None,
         )
         with self._server.lock:
             self._server.messages.append(mail)
@@ -202,7 +204,10 @@ class SmtpServer:
 
     def start(self) -> SmtpServer:
         """Listen (again) on :attr:`port`."""
+        import logging
         import ssl
+
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
 
         from aiosmtpd.controller import Controller
 
@@ -362,12 +367,21 @@ def mosquitto_unavailable() -> str | None:
 
 
 class MosquittoBroker:
-    """A throwaway mosquitto on 127.0.0.1 (anonymous, no persistence)."""
+    """A throwaway mosquitto on 127.0.0.1 (anonymous).
 
-    def __init__(self, port: int | None = None) -> None:
+    Args:
+        port: Fixed port (default: a free one), kept across :meth:`stop` / :meth:`start`.
+        persistent: Save sessions, subscriptions and queued messages across a restart (as a
+            production broker does), so a subscriber with a persistent session misses nothing
+            while the broker is down.
+    """
+
+    def __init__(self, port: int | None = None, *, persistent: bool = False) -> None:
         self.port = port or free_port()
+        self.persistent = persistent
         self.root = Path(tempfile.mkdtemp(prefix="safewatch-mqtt-"))
-        self.root.chmod(0o755)
+        # mosquitto started as root runs as the 'mosquitto' user: it must write here.
+        self.root.chmod(0o777)
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> MosquittoBroker:
@@ -376,8 +390,13 @@ class MosquittoBroker:
         if binary is None:
             raise RuntimeError("mosquitto not found")
         config = self.root / "mosquitto.conf"
+        persistence = (
+            f"persistence true\npersistence_location {self.root}/\n"
+            if self.persistent
+            else "persistence false\n"
+        )
         config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{persistence}"
             "log_dest stderr\nlog_type error\nlog_type warning\n"
         )
         config.chmod(0o644)
@@ -430,21 +449,39 @@ class MqttMessage:
 
 
 class MqttRecorder:
-    """Subscribes to ``topics`` (MQTT 5) and records every message."""
+    """Subscribes to ``topics`` (MQTT 5, QoS 1) and records every message.
 
-    def __init__(self, port: int, topics: tuple[str, ...] = ("#",)) -> None:
+    Args:
+        port: The broker's port.
+        topics: Topic filters.
+        session: A client id for a persistent session (with a persistent broker, messages
+            published while this subscriber is disconnected are queued for it).
+    """
+
+    def __init__(
+        self, port: int, topics: tuple[str, ...] = ("#",), *, session: str | None = None
+    ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
 
         self.messages: list[MqttMessage] = []
         self.lock = threading.Lock()
         self._subscribed = threading.Event()
         self._topics = topics
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=session or "", protocol=mqtt.MQTTv5
+        )
+        self._client.reconnect_delay_set(0.05, 0.5)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = lambda *_a: self._subscribed.set()
         self._client.on_message = self._on_message
-        self._client.connect("127.0.0.1", port)
+        properties = None
+        if session is not None:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = 3600
+        self._client.connect("127.0.0.1", port, clean_start=session is None, properties=properties)
         self._client.loop_start()
         if not self._subscribed.wait(5):
             raise RuntimeError("subscriber did not subscribe")

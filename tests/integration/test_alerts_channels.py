@@ -1,0 +1,169 @@
+"""Alerts through real receivers on loopback: an SMTP server with STARTTLS and AUTH (aiosmtpd), an
+HTTP receiver that checks the HMAC signature itself, Slack and Teams stand-ins, and mosquitto."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alerts_rig import AlertRig
+
+from alert_servers import MqttRecorder, mosquitto_unavailable, wait_until
+from safewatch.alerts.channels.webhook import WebhookChannel
+from safewatch.alerts.message import Composer, probe_item
+from safewatch.alerts.rows import idempotency_key
+from safewatch.config.alerts import WebhookChannelConfig
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def delivered(rig: AlertRig, count: int, timeout: float = 10.0) -> None:
+    assert wait_until(lambda: rig.service.outbox.counts().get("delivered", 0) >= count, timeout), (
+        rig.service.outbox.counts()
+    )
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[AlertRig]:
+    rig = AlertRig(tmp_path, ["mail", "hook", "slack", "teams"])
+    yield rig
+    rig.close()
+
+
+def test_email_over_starttls_with_login_carries_the_still_and_the_link(rig: AlertRig) -> None:
+    assert rig.smtp is not None
+    incident = rig.incident()
+    delivered(rig, 4)
+    (mail,) = rig.smtp.received()
+    assert mail.tls and mail.user == "alerts"
+    assert mail.rcpt_tos == ["safety@plant.example"]
+    key = idempotency_key(incident.id, "main", "opened")
+    assert mail.message["Message-ID"] == f"<{key}@plant.example>"
+    assert mail.message["Subject"] == "[high] hardhat-required on Yard camera"
+    body = mail.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert f"https://safewatch.plant.example/incidents/{incident.id}" in body
+    (attachment,) = mail.message.iter_attachments()
+    assert incident.snapshot is not None
+    assert attachment.get_content() == rig.storage.evidence.read_bytes(incident.snapshot)
+    sent = [e for e in rig.storage.repository.timeline(incident.id) if e.kind == "alert.sent"]
+    assert sorted(e.detail["channel"] for e in sent) == ["hook", "mail", "slack", "teams"]
+
+
+def test_webhook_requests_are_signed_and_slack_and_teams_get_their_formats(
+    rig: AlertRig,
+) -> None:
+    assert rig.hook is not None and rig.slack is not None and rig.teams is not None
+    incident = rig.incident()
+    rig.close_incident(incident)
+    delivered(rig, 8)
+    requests = rig.hook.all()
+    assert [r.signature_ok for r in requests] == [True, True]
+    events = [(r.headers["x-safewatch-event"], r.json()["incident"]["id"]) for r in requests]
+    assert sorted(events) == [("closed", incident.id), ("opened", incident.id)]
+    for request in requests:
+        assert request.headers["idempotency-key"] == request.json()["key"]
+        assert request.path == "/safewatch"
+    slack = [r.json() for r in rig.slack.all()]
+    assert {s["blocks"][0]["type"] for s in slack} == {"header"}
+    assert any(s["text"].startswith("[high] ended: hardhat-required") for s in slack)
+    teams = [r.json() for r in rig.teams.all()]
+    assert {t["attachments"][0]["content"]["type"] for t in teams} == {"AdaptiveCard"}
+
+
+def test_the_receiver_refuses_a_replayed_signature_and_the_alert_becomes_a_dead_letter(
+    rig: AlertRig,
+) -> None:
+    """A request signed ten minutes ago (a captured request sent again) gets 401; 4xx is
+    permanent, so the alert is a dead letter at once, visible in ``alerts list``."""
+    assert rig.hook is not None
+    config = rig.site.config.alerts.channels["hook"]
+    assert isinstance(config, WebhookChannelConfig)
+    stale = WebhookChannel("hook", config, clock=lambda: time.time() - 600)
+    plan = rig.service.dispatcher.plan
+    channels = {**plan.channels, "hook": stale}
+    rig.service.dispatcher.plan = dataclasses.replace(plan, channels=channels)
+    rig.incident()
+    assert wait_until(lambda: rig.service.outbox.counts().get("dead", 0) >= 1, 10)
+    (request,) = rig.hook.all()
+    assert request.signature_ok is False
+    (dead,) = rig.service.outbox.list(["dead"])
+    assert "HTTP 401" in (dead.last_error or "") and dead.attempts == 1
+
+
+def test_a_wrong_smtp_password_and_an_untrusted_certificate_are_dead_letters(
+    tmp_path: Path,
+) -> None:
+    wrong = AlertRig(tmp_path / "a", ["mail"], channel_overrides={"mail": {"password": "nope"}})
+    try:
+        wrong.incident()
+        assert wait_until(lambda: wrong.service.outbox.counts().get("dead", 0) == 1, 10)
+        (dead,) = wrong.service.outbox.list(["dead"])
+        assert "refused the login of 'alerts'" in (dead.last_error or "")
+        assert "nope" not in (dead.last_error or "")
+        assert wrong.smtp is not None and wrong.smtp.received() == []
+    finally:
+        wrong.close()
+    untrusted = AlertRig(tmp_path / "b", ["mail"], channel_overrides={"mail": {"ca_file": None}})
+    try:
+        untrusted.incident()
+        assert wait_until(lambda: untrusted.service.outbox.counts().get("dead", 0) == 1, 10)
+        (dead,) = untrusted.service.outbox.list(["dead"])
+        assert "certificate not trusted" in (dead.last_error or "")
+    finally:
+        untrusted.close()
+
+
+@pytest.mark.skipif(mosquitto_unavailable() is not None, reason=str(mosquitto_unavailable()))
+def test_mqtt_event_retained_state_and_home_assistant_discovery(tmp_path: Path) -> None:
+    rig = AlertRig(tmp_path, ["mqtt"])
+    assert rig.broker is not None
+    live = MqttRecorder(rig.broker.port)
+    try:
+        first = rig.incident(track=1)
+        second = rig.incident(track=2)
+        delivered(rig, 2)
+        events = live.on("safewatch/yard/hardhat-required/event")
+        assert len(events) == 2
+        for message in events:
+            assert message.user_properties["idempotency-key"] == message.json()["key"]
+            assert not message.retain
+        assert {m.json()["incident"]["id"] for m in events} == {first.id, second.id}
+
+        late = MqttRecorder(rig.broker.port, ("safewatch/+/+/state", "homeassistant/#"))
+        assert wait_until(lambda: len(late.all()) >= 2, 5)
+        (state,) = late.on("safewatch/yard/hardhat-required/state")
+        assert state.retain and state.json()["state"] == "ON"
+        assert state.json()["open_incidents"] == 2
+        (config,) = late.on("homeassistant/binary_sensor/safewatch_yard_hardhat-required/config")
+        assert config.retain
+        discovery = config.json()
+        assert discovery["state_topic"] == "safewatch/yard/hardhat-required/state"
+        assert discovery["device_class"] == "safety"
+        late.close()
+
+        rig.close_incident(first)
+        delivered(rig, 3)
+        assert wait_until(lambda: len(live.on("safewatch/yard/hardhat-required/state")) >= 3, 5)
+        assert live.on("safewatch/yard/hardhat-required/state")[-1].json()["state"] == "ON"
+        rig.close_incident(second)  # the last open one: the sensor turns off
+        delivered(rig, 4)
+        assert wait_until(lambda: len(live.on("safewatch/yard/hardhat-required/state")) >= 4, 5)
+        assert live.on("safewatch/yard/hardhat-required/state")[-1].json()["state"] == "OFF"
+    finally:
+        live.close()
+        rig.close()
+
+
+def test_probe_message_of_alerts_test(rig: AlertRig) -> None:
+    """What ``safewatch alerts test`` sends reaches the receivers like a real alert."""
+    assert rig.hook is not None
+    plan = rig.service.dispatcher.plan
+    composer: Composer = plan.composer
+    route = rig.site.config.alerts.routes[0]
+    message = composer.compose(probe_item(route, "hook", time.time()))
+    assert plan.channels["hook"].send(message) == "HTTP 200"
+    (request,) = rig.hook.accepted()
+    assert request.json()["event"] == "test" and request.signature_ok
