@@ -17,11 +17,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from safewatch.api import ApiSettings, create_app
+from safewatch.api.auth.passwords import use_parameters
 from safewatch.api.dashboard import Dashboard, DashboardSettings
 from safewatch.config.loader import load_site
 from safewatch.domain import Incident, IncidentStatus, Severity, incident_id
 from safewatch.incidents.site_storage import SiteStorage, open_site_storage
 from safewatch.runtime.health import ComponentHealth, Liveness, Readiness
+
+use_parameters(time_cost=1, memory_cost=1024)  # same algorithm, test-sized cost
 
 PASSWORD = "correct horse battery"
 """Every test user's password (long enough for the policy)."""

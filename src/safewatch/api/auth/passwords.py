@@ -15,6 +15,7 @@ __all__ = [
     "check_password_policy",
     "hash_password",
     "needs_rehash",
+    "use_parameters",
     "verify_password",
 ]
 
@@ -26,6 +27,17 @@ _HASHER = PasswordHasher()
 _DUMMY = _HASHER.hash("safewatch timing equaliser")
 """Verified against when the user does not exist, so a wrong name costs as long as a wrong
 password and response times do not reveal which user names exist."""
+
+
+def use_parameters(*, time_cost: int, memory_cost: int, parallelism: int = 1) -> None:
+    """Change the argon2id cost for new hashes (memory in KiB).
+
+    For tests, which hash dozens of passwords on a shared 2-core machine; a server keeps the
+    library's defaults. Existing hashes keep verifying (their parameters are in the hash).
+    """
+    global _HASHER, _DUMMY
+    _HASHER = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
+    _DUMMY = _HASHER.hash("safewatch timing equaliser")
 
 
 def check_password_policy(password: str) -> None:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from safewatch.api.deps import DashboardDep, Viewer
-from safewatch.api.errors import ERROR_RESPONSES
+from safewatch.api.errors import ERROR_RESPONSES, ApiError
 from safewatch.api.routes.incidents import FilterDep
 from safewatch.api.schemas import BucketOut
 
@@ -45,6 +45,8 @@ async def stats(
 ) -> StatsOut:
     """Count incidents matching the filter, per group."""
     timezone = dashboard.site().config.site.timezone
+    if len(set(by)) != len(by) or {"hour", "day"} <= set(by):
+        raise ApiError(400, "bad_request", "group by each dimension once, and by hour or by day")
     buckets = await anyio.to_thread.run_sync(
         lambda: dashboard.storage.repository.aggregate(list(by), where, tz=timezone)
     )

@@ -1,0 +1,259 @@
+"""Authentication and authorisation: no data without a session or token, CSRF on changes, roles,
+login throttling, tokens, security headers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute, APIWebSocketRoute
+from fastapi.testclient import TestClient
+from starlette.routing import Route
+from starlette.websockets import WebSocketDisconnect
+
+from api_support import PASSWORD, add_users, client_for, incident, login, make_dashboard
+from safewatch.api.auth.gate import is_public
+from safewatch.api.auth.ratelimit import LoginLimiter
+from safewatch.api.dashboard import Dashboard
+
+
+@pytest.fixture
+def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
+    dashboard, storage = make_dashboard(tmp_path)
+    add_users(dashboard)
+    for n in range(3):
+        storage.repository.upsert(incident(n))
+    yield dashboard
+    storage.close()
+
+
+@pytest.fixture
+def client(dashboard: Dashboard) -> Iterator[TestClient]:
+    with client_for(dashboard) as client:
+        yield client
+
+
+def _concrete(path: str) -> str:
+    return (
+        path.replace("{incident_id}", "0123456789abcdef0123")
+        .replace("{camera_id}", "yard")
+        .replace("{name}", "yard.yaml")
+        .replace("{zone_id}", "drop_zone")
+        .replace("{line_id}", "l1")
+        .replace("{rule_id}", "hardhat-required")
+        .replace("{username}", "viewer")
+        .replace("{token_id}", "1")
+        .replace("{job_id}", "abcdefabcdef")
+        .replace("{which}", "still")
+        .replace("{path:path}", "css/app.css")
+    )
+
+
+def _routes(routes: Iterable[Any], prefix: str = "") -> Iterator[Any]:
+    """Every route, looking inside included routers (FastAPI keeps them as objects)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _routes(inner.routes, prefix + route.include_context.prefix)
+        elif isinstance(route, APIRoute | APIWebSocketRoute | Route):
+            yield route
+
+
+def test_no_endpoint_answers_without_a_session_or_token(client: TestClient) -> None:
+    checked = 0
+    for route in _routes(client.app.routes):  # type: ignore[attr-defined]
+        if isinstance(route, Route) and not isinstance(route, APIRoute):
+            route = APIRoute(route.path, lambda: None, methods=list(route.methods or ["GET"]))
+        if isinstance(route, APIRoute):
+            for method in route.methods:
+                path = _concrete(route.path)
+                response = client.request(method, path, follow_redirects=False)
+                if is_public(route.path):
+                    continue
+                checked += 1
+                assert response.status_code in (401, 303), (method, path, response.status_code)
+                if response.status_code == 303:
+                    assert response.headers["location"].startswith("/login?next=")
+                elif method != "HEAD":
+                    assert response.json()["error"] == "unauthenticated"
+                    assert "items" not in response.text
+        elif isinstance(route, APIWebSocketRoute):
+            with (
+                pytest.raises(WebSocketDisconnect),
+                client.websocket_connect(_concrete(route.path)) as ws,
+            ):
+                ws.receive_json()
+            checked += 1
+    assert checked > 40
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_wrong_token_or_stale_cookie_is_refused(client: TestClient) -> None:
+    bad = client.get("/api/v1/incidents", headers={"Authorization": "Bearer swt_nope"})
+    assert bad.status_code == 401
+    assert "unknown" in bad.json()["message"]
+    client.cookies.set("safewatch_session", "not-a-session")
+    assert client.get("/api/v1/incidents").status_code == 401
+
+
+def test_changes_with_a_session_need_the_csrf_token(client: TestClient) -> None:
+    csrf = login(client, "operator")
+    incident_id = client.get("/api/v1/incidents").json()["items"][0]["id"]
+    body = {"status": "acknowledged"}
+    missing = client.post(f"/api/v1/incidents/{incident_id}/transition", json=body)
+    assert (missing.status_code, missing.json()["error"]) == (403, "csrf_failed")
+    wrong = client.post(
+        f"/api/v1/incidents/{incident_id}/transition", json=body, headers={"X-CSRF-Token": "x"}
+    )
+    assert wrong.status_code == 403
+    foreign = client.post(
+        f"/api/v1/incidents/{incident_id}/transition",
+        json=body,
+        headers={"X-CSRF-Token": csrf, "Origin": "https://evil.example"},
+    )
+    assert foreign.status_code == 403
+    ok = client.post(
+        f"/api/v1/incidents/{incident_id}/transition", json=body, headers={"X-CSRF-Token": csrf}
+    )
+    assert ok.status_code == 200
+    assert ok.json()["incident"]["status"] == "acknowledged"
+
+
+def test_a_viewer_reads_but_cannot_change_anything(client: TestClient) -> None:
+    csrf = login(client, "viewer")
+    headers = {"X-CSRF-Token": csrf}
+    incident_id = client.get("/api/v1/incidents").json()["items"][0]["id"]
+    assert client.get(f"/api/v1/incidents/{incident_id}").status_code == 200
+    refused = [
+        client.post(
+            f"/api/v1/incidents/{incident_id}/transition",
+            json={"status": "acknowledged"},
+            headers=headers,
+        ),
+        client.post(f"/api/v1/incidents/{incident_id}/notes", json={"text": "hi"}, headers=headers),
+        client.put("/api/v1/rules/files/yard.yaml", json={"text": "version: 1\n"}, headers=headers),
+        client.put(
+            "/api/v1/zones/z1",
+            json={"camera": "yard", "points": [[0, 0], [1, 0], [1, 1]]},
+            headers=headers,
+        ),
+        client.post(
+            "/api/v1/users",
+            json={"username": "mallory", "password": "x" * 12, "role": "admin"},
+            headers=headers,
+        ),
+        client.get("/api/v1/reports/incidents.pdf"),
+        client.post("/api/v1/rules/reload", headers=headers),
+    ]
+    for response in refused:
+        assert response.status_code == 403, response.request.url
+        assert response.json()["error"] == "forbidden"
+    detail = client.get(f"/api/v1/incidents/{incident_id}").json()
+    assert detail["incident"]["status"] == "open"
+    assert len(detail["timeline"]) == 2  # opened and closed only: nothing was changed
+
+
+def test_api_tokens_authenticate_without_csrf_and_can_be_revoked(
+    client: TestClient, dashboard: Dashboard
+) -> None:
+    issued = dashboard.auth.create_token("operator", "script")
+    headers = {"Authorization": f"Bearer {issued.token}"}
+    incident_id = client.get("/api/v1/incidents", headers=headers).json()["items"][0]["id"]
+    ok = client.post(
+        f"/api/v1/incidents/{incident_id}/notes", json={"text": "from a script"}, headers=headers
+    )
+    assert ok.status_code == 200
+    assert ok.json()["actor"] == "operator"
+    dashboard.auth.revoke_token(issued.info.id)
+    assert client.get("/api/v1/incidents", headers=headers).status_code == 401
+
+
+def test_login_is_throttled_after_repeated_failures(
+    client: TestClient, dashboard: Dashboard
+) -> None:
+    for _ in range(5):
+        wrong = client.post("/api/v1/auth/login", json={"username": "admin", "password": "nope"})
+        assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_credentials")
+    throttled = client.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
+    assert throttled.status_code == 429
+    assert int(throttled.headers["retry-after"]) > 0
+    actions = [r.action for r in dashboard.auth.audit_records(limit=20)[0]]
+    assert actions.count("login.failed") == 5
+    assert "login.throttled" in actions
+
+
+def test_limiter_window_slides() -> None:
+    now = [0.0]
+    limiter = LoginLimiter(per_user=2, per_client=10, window=60, clock=lambda: now[0])
+    limiter.failed("ann", "1.2.3.4")
+    limiter.failed("ann", "1.2.3.4")
+    assert limiter.retry_after("ann", "5.6.7.8") == pytest.approx(60)
+    assert limiter.retry_after("bob", "1.2.3.4") == 0
+    now[0] = 61
+    assert limiter.retry_after("ann", "1.2.3.4") == 0
+
+
+def test_session_cookie_and_security_headers(client: TestClient) -> None:
+    response = client.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
+    cookie = response.headers["set-cookie"].lower()
+    for attribute in ("httponly", "samesite=strict", "path=/"):
+        assert attribute in cookie
+    page = client.get("/incidents")
+    assert page.status_code == 200
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["cache-control"] == "no-store"
+    assert "<script>" not in page.text  # no inline script: the CSP forbids it
+    assert (
+        client.post("/api/v1/auth/logout", headers={"X-CSRF-Token": _csrf(client)}).status_code
+        == 204
+    )
+    assert client.get("/api/v1/incidents").status_code == 401
+
+
+def _csrf(client: TestClient) -> str:
+    token: str = client.get("/api/v1/auth/me").json()["csrf_token"]
+    return token
+
+
+def test_login_form_needs_its_token_and_redirects_locally(client: TestClient) -> None:
+    page = client.get("/login?next=/incidents")
+    token = page.text.split('name="login_token" value="')[1].split('"')[0]
+    forged = client.post(
+        "/login",
+        data={"username": "admin", "password": PASSWORD, "login_token": "other", "next": "/"},
+        follow_redirects=False,
+    )
+    assert forged.status_code == 403
+    good = client.post(
+        "/login",
+        data={
+            "username": "admin",
+            "password": PASSWORD,
+            "login_token": token,
+            "next": "https://evil.example/",
+        },
+        follow_redirects=False,
+    )
+    assert good.status_code == 303
+    assert good.headers["location"] == "/live"
+    assert client.get("/api/v1/auth/me").json()["username"] == "admin"
+
+
+def test_passwords_are_stored_as_argon2_and_policy_enforced(dashboard: Dashboard) -> None:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from safewatch.storage import UserRow
+
+    with Session(dashboard.storage.engine) as session:
+        stored = session.scalar(select(UserRow.password_hash).where(UserRow.username == "admin"))
+    assert stored is not None and stored.startswith("$argon2id$") and PASSWORD not in stored
+    with pytest.raises(ValueError, match="10 characters"):
+        dashboard.auth.add_user("shorty", "short", "viewer")
+    assert dashboard.auth.authenticate("admin", "wrong password") is None
+    assert dashboard.auth.authenticate("nobody", PASSWORD) is None

@@ -1,0 +1,189 @@
+"""Incidents, evidence, statistics and reports through the API, on a fresh SQLite per test."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api_support import add_users, client_for, incident, login, make_dashboard, write_still
+from safewatch.api.dashboard import Dashboard
+from safewatch.domain import IncidentStatus, Severity
+from safewatch.incidents.site_storage import SiteStorage
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[Dashboard, SiteStorage]]:
+    dashboard, storage = make_dashboard(tmp_path)
+    add_users(dashboard)
+    yield dashboard, storage
+    storage.close()
+
+
+@pytest.fixture
+def operator(site: tuple[Dashboard, SiteStorage]) -> Iterator[tuple[TestClient, str]]:
+    with client_for(site[0]) as client:
+        yield client, login(client, "operator")
+
+
+def test_list_filters_and_pages_newest_first(
+    site: tuple[Dashboard, SiteStorage], operator: tuple[TestClient, str]
+) -> None:
+    _, storage = site
+    client, _ = operator
+    for n in range(12):
+        storage.repository.upsert(
+            incident(
+                n,
+                camera="yard" if n % 3 else "dock",
+                severity=Severity.LOW if n % 2 else Severity.HIGH,
+            )
+        )
+    page = client.get("/api/v1/incidents", params={"limit": 5}).json()
+    assert (page["total"], len(page["items"]), page["has_more"]) == (12, 5, True)
+    starts = [i["started_at"] for i in page["items"]]
+    assert starts == sorted(starts, reverse=True)
+    last = client.get("/api/v1/incidents", params={"limit": 5, "offset": 10}).json()
+    assert (len(last["items"]), last["has_more"]) == (2, False)
+    yard_high = client.get(
+        "/api/v1/incidents", params={"camera": "yard", "severity": "high"}
+    ).json()
+    expected = {n for n in range(12) if n % 3 and not n % 2}
+    assert {i["track_ids"][0] for i in yard_high["items"]} == expected
+    window = client.get(
+        "/api/v1/incidents",
+        params={"since": 1_750_000_000 + 60 * 3, "until": 1_750_000_000 + 60 * 6},
+    ).json()
+    assert sorted(i["track_ids"][0] for i in window["items"]) == [3, 4, 5]
+    bad = client.get("/api/v1/incidents", params={"severity": "huge", "limit": 0})
+    assert bad.status_code == 422
+    assert bad.json()["error"] == "invalid_request"
+    assert {d["field"] for d in bad.json()["details"]} >= {"severity.0", "limit"}
+
+
+def test_lifecycle_and_notes_land_in_the_timeline(
+    site: tuple[Dashboard, SiteStorage], operator: tuple[TestClient, str]
+) -> None:
+    _, storage = site
+    client, csrf = operator
+    found = incident(1)
+    storage.repository.upsert(found)
+    headers = {"X-CSRF-Token": csrf}
+    early = client.post(
+        f"/api/v1/incidents/{found.id}/transition", json={"status": "resolved"}, headers=headers
+    )
+    assert (early.status_code, early.json()["error"]) == (409, "invalid_transition")
+    for status in ("acknowledged", "resolved"):
+        done = client.post(
+            f"/api/v1/incidents/{found.id}/transition",
+            json={"status": status, "note": f"{status} after a look"},
+            headers=headers,
+        )
+        assert done.status_code == 200
+    note = client.post(
+        f"/api/v1/incidents/{found.id}/notes", json={"text": "talked to the crew"}, headers=headers
+    )
+    assert note.json()["summary"] == "note by operator: talked to the crew"
+    detail = client.get(f"/api/v1/incidents/{found.id}").json()
+    assert detail["incident"]["status"] == "resolved"
+    assert detail["allowed"] == []
+    summaries = [e["summary"] for e in detail["timeline"]]
+    assert "acknowledged -> resolved by operator: resolved after a look" in summaries
+    assert summaries[-1] == "note by operator: talked to the crew"
+    missing = client.get("/api/v1/incidents/0000000000000000dead")
+    assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+
+
+def test_evidence_streams_with_ranges_and_views_are_audited(
+    site: tuple[Dashboard, SiteStorage], operator: tuple[TestClient, str]
+) -> None:
+    dashboard, storage = site
+    client, _ = operator
+    found = write_still(storage, incident(2))
+    clip_bytes = bytes(range(256)) * 40
+    key = storage.evidence.write_bytes(
+        found.id, clip_bytes, camera_id=found.camera_id, at=found.started_at, suffix=".mp4"
+    )
+    storage.repository.upsert(replace(found, clip=key))
+    still = client.get(f"/api/v1/incidents/{found.id}/still")
+    assert still.headers["content-type"] == "image/jpeg"
+    assert still.content[:2] == b"\xff\xd8"
+    whole = client.get(f"/api/v1/incidents/{found.id}/clip")
+    assert whole.status_code == 200 and whole.content == clip_bytes
+    assert whole.headers["accept-ranges"] == "bytes"
+    part = client.get(f"/api/v1/incidents/{found.id}/clip", headers={"Range": "bytes=100-299"})
+    assert part.status_code == 206
+    assert part.headers["content-range"] == f"bytes 100-299/{len(clip_bytes)}"
+    assert part.content == clip_bytes[100:300]
+    tail = client.get(f"/api/v1/incidents/{found.id}/clip", headers={"Range": "bytes=-10"})
+    assert tail.content == clip_bytes[-10:]
+    outside = client.get(f"/api/v1/incidents/{found.id}/clip", headers={"Range": "bytes=99999-"})
+    assert outside.status_code == 416
+    assert outside.headers["content-range"] == f"bytes */{len(clip_bytes)}"
+    records, _ = dashboard.auth.audit_records(action="evidence.view")
+    # still, the whole clip: two playback starts; ranges in the middle are not new views
+    assert [(r.actor, r.detail["file"]) for r in records] == [
+        ("operator", "clip"),
+        ("operator", "still"),
+    ]
+    assert client.get(f"/api/v1/incidents/{incident(3).id}/still").status_code == 404
+
+
+def test_stats_group_in_the_site_time_zone(
+    site: tuple[Dashboard, SiteStorage], operator: tuple[TestClient, str]
+) -> None:
+    _, storage = site
+    client, _ = operator
+    # 22:30 UTC on 2025-06-15 is 00:30 on the 16th in Berlin (UTC+2).
+    late = 1_750_026_600.0
+    storage.repository.upsert(incident(1, started=late))
+    storage.repository.upsert(
+        incident(2, started=late - 3 * 3600, rule="no-entry-drop-zone", kind="zone_intrusion")
+    )
+    by_day = client.get("/api/v1/stats", params={"by": "day"}).json()
+    assert by_day["timezone"] == "Europe/Berlin"
+    assert [b["count"] for b in by_day["buckets"]] == [1, 1]
+    by_rule = client.get("/api/v1/stats", params=[("by", "rule"), ("kind", "ppe")]).json()
+    assert by_rule["buckets"] == [
+        {
+            "count": 1,
+            "rule": "hardhat-required",
+            "start": None,
+            "camera": None,
+            "kind": None,
+            "severity": None,
+            "status": None,
+        }
+    ]
+    assert client.get("/api/v1/stats", params=[("by", "day"), ("by", "hour")]).status_code == 400
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext)")
+def test_pdf_report_text_and_audit(
+    tmp_path: Path, site: tuple[Dashboard, SiteStorage], operator: tuple[TestClient, str]
+) -> None:
+    dashboard, storage = site
+    client, _ = operator
+    for n in range(4):
+        storage.repository.upsert(write_still(storage, incident(n)))
+    storage.repository.upsert(incident(9, camera="dock", status=IncidentStatus.OPEN))
+    response = client.get("/api/v1/reports/incidents.pdf", params={"camera": "yard", "stills": 2})
+    assert response.headers["content-type"] == "application/pdf"
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(response.content)
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "Incident report: Test yard" in text
+    assert "Total incidents: 4" in text
+    assert "camera: yard" in text
+    assert "person #3 without hardhat" in text
+    assert "dock" not in text.split("Incidents\n", 1)[-1].split("Evidence stills")[0]
+    assert "Evidence stills (heads hidden)" in text
+    records, _ = dashboard.auth.audit_records(action="report.export")
+    assert records[0].detail == {"filters": ["camera: yard"], "incidents": 4, "stills": 2}

@@ -1,0 +1,139 @@
+"""Rules and zones edited through the API: the rule files stay the source of truth, every save is
+validated as a whole set first, comments survive structured edits, and the rules reload."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from api_support import RULES, add_users, client_for, login, make_dashboard
+from safewatch.api.dashboard import Dashboard
+from safewatch.domain import Detections, TrackedFrame
+from safewatch.domain.tracks import PPEState, Track
+
+
+@pytest.fixture
+def admin(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], Dashboard, Path]]:
+    dashboard, storage = make_dashboard(tmp_path)
+    add_users(dashboard)
+    with client_for(dashboard) as client:
+        yield client, {"X-CSRF-Token": login(client, "admin")}, dashboard, tmp_path / "rules"
+    storage.close()
+
+
+def test_an_invalid_save_reports_file_line_and_writes_nothing(
+    admin: tuple[TestClient, dict[str, str], Dashboard, Path],
+) -> None:
+    client, headers, _, rules = admin
+    broken = RULES.replace("zone: drop_zone", "zone: nowhere")
+    checked = client.post(
+        "/api/v1/rules/files/yard.yaml/validate", json={"text": broken}, headers=headers
+    ).json()
+    assert checked["ok"] is False
+    error = checked["errors"][0]
+    assert error["file"].endswith("rules/yard.yaml") and "safewatch-rules-" not in error["file"]
+    assert error["line"] == 17 and error["field"] == "rules[1].zone"
+    assert "unknown zone 'nowhere'" in error["message"]
+    refused = client.put("/api/v1/rules/files/yard.yaml", json={"text": broken}, headers=headers)
+    assert (refused.status_code, refused.json()["error"]) == (422, "invalid_config")
+    assert (rules / "yard.yaml").read_text() == RULES
+    assert client.get("/api/v1/rules/status").json()["generation"] == 1
+
+
+def test_a_valid_save_is_written_and_reloaded(
+    admin: tuple[TestClient, dict[str, str], Dashboard, Path],
+) -> None:
+    client, headers, dashboard, rules = admin
+    changed = RULES.replace("severity: medium", "severity: critical")
+    saved = client.put("/api/v1/rules/files/yard.yaml", json={"text": changed}, headers=headers)
+    assert saved.status_code == 200
+    assert saved.json()["status"]["generation"] == 2
+    assert (rules / "yard.yaml").read_text() == changed
+    listed = client.get("/api/v1/rules").json()
+    assert {r["id"]: r["severity"] for r in listed["rules"]}["no-entry-drop-zone"] == "critical"
+    records, _ = dashboard.auth.audit_records(action="rules.save")
+    assert (records[0].actor, records[0].subject) == ("admin", "yard.yaml")
+
+
+def test_disable_a_rule_and_draw_zones_keeping_the_comments(
+    admin: tuple[TestClient, dict[str, str], Dashboard, Path],
+) -> None:
+    client, headers, dashboard, rules = admin
+    off = client.put(
+        "/api/v1/rules/hardhat-required/enabled", json={"enabled": False}, headers=headers
+    )
+    assert off.status_code == 200
+    assert {r["id"]: r["enabled"] for r in client.get("/api/v1/rules").json()["rules"]} == {
+        "hardhat-required": False,
+        "no-entry-drop-zone": True,
+    }
+    square = [[0.1, 0.1], [0.3, 0.1], [0.3, 0.3], [0.1, 0.3]]
+    drawn = client.put(
+        "/api/v1/zones/gate_area", json={"camera": "yard", "points": square}, headers=headers
+    )
+    assert drawn.status_code == 200
+    moved = client.put(
+        "/api/v1/zones/drop_zone",
+        json={"camera": "yard", "points": [[0.5, 0.5], [0.9, 0.5], [0.9, 0.9]]},
+        headers=headers,
+    )
+    assert moved.status_code == 200
+    text = (rules / "yard.yaml").read_text()
+    assert "# Zones of the yard camera." in text
+    assert "description: Material drop zone" in text
+    assert "polygon: [[0.5, 0.5], [0.9, 0.5], [0.9, 0.9]]" in text
+    zones = {z["id"]: z for z in client.get("/api/v1/zones", params={"camera": "yard"}).json()}
+    assert zones["gate_area"]["points"] == square
+    assert zones["drop_zone"]["rules"] == ["no-entry-drop-zone"]
+    flat = client.put(
+        "/api/v1/zones/flat",
+        json={"camera": "yard", "points": [[0, 0], [0.5, 0.5], [1, 1]]},
+        headers=headers,
+    )
+    assert flat.status_code == 422 and "no area" in flat.json()["message"]
+    in_use = client.delete("/api/v1/zones/drop_zone", headers=headers)
+    assert in_use.status_code == 422 and "unknown zone 'drop_zone'" in in_use.json()["message"]
+    unknown_camera = client.put(
+        "/api/v1/zones/x", json={"camera": "roof", "points": square}, headers=headers
+    )
+    assert (
+        unknown_camera.status_code == 422
+        and "unknown camera 'roof'" in unknown_camera.json()["message"]
+    )
+    assert dashboard.rules.rule_generation().rules.zone("gate_area").polygon[0] == (0.1, 0.1)
+
+
+def test_live_socket_sends_geometry_metadata_and_frames(
+    admin: tuple[TestClient, dict[str, str], Dashboard, Path],
+) -> None:
+    client, _, dashboard, _ = admin
+    image = np.zeros((100, 200, 3), np.uint8)
+    person = Track(3, "person", (20.0, 10.0, 60.0, 90.0), 0.9, {"hardhat": PPEState.ABSENT})
+    tracked = TrackedFrame("yard", 7, 1.4, 1_750_000_000.0, 200, 100, (person,), Detections.empty())
+    with client.websocket_connect("/api/v1/ws/cameras/yard?video=jpeg") as ws:
+        geometry = ws.receive_json()
+        assert geometry["type"] == "geometry"
+        assert [z["id"] for z in geometry["zones"]] == ["drop_zone"]
+        dashboard.live.publish_frame(tracked, image)
+        meta = ws.receive_json()
+        assert meta["type"] == "frame" and meta["frame_seq"] == 7
+        assert meta["tracks"] == [
+            {
+                "id": 3,
+                "label": "person",
+                "box": [0.1, 0.1, 0.3, 0.9],
+                "confidence": 0.9,
+                "ppe": {"hardhat": "absent"},
+                "violating": False,
+            }
+        ]
+        jpeg = ws.receive_bytes()
+        assert jpeg[:2] == b"\xff\xd8"
+    frame = client.get("/api/v1/cameras/yard/frame.jpg")
+    assert frame.status_code == 200 and frame.headers["x-frame-seq"] == "1"
+    cameras = {c["id"]: c for c in client.get("/api/v1/cameras").json()}
+    assert cameras["yard"]["live"] is True and cameras["dock"]["live"] is False
