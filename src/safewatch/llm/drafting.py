@@ -386,7 +386,7 @@ def _trial_errors(
         )
         for path, ids in taken.items()
     }
-    _, errors = workspace.trial(replace, {_TRIAL_NAME: (text, DRAFT_FILE)})
+    _, errors = workspace.trial(replace, {_TRIAL_NAME: (text, DRAFT_FILE)}, bare_names=True)
     return [error.format() for error in errors]
 
 
@@ -403,7 +403,7 @@ def _accept(
     lines = {k: v for k, v in (written.get("lines") or {}).items() if ("line", k) in ids}
     rules = [r for r in (written.get("rules") or []) if ("rule", r.get("id")) in ids]
     new_text = merge_items(snapshot.target_text, zones=zones, lines=lines, rules=rules)
-    merged, errors = workspace.trial({snapshot.target: new_text})
+    merged, errors = workspace.trial({snapshot.target: new_text}, bare_names=True)
     if merged is None:
         raise _Retry([error.format() for error in errors])
     _check_merge(snapshot.rule_set, merged, fragment, guarded)

@@ -177,7 +177,11 @@ class RuleWorkspace:
         return Snapshot(rule_set=rule_set, files=tuple(files), target=self.target, target_text=text)
 
     def trial(
-        self, replace: Mapping[Path, str], extra: Mapping[str, tuple[str, str]] | None = None
+        self,
+        replace: Mapping[Path, str],
+        extra: Mapping[str, tuple[str, str]] | None = None,
+        *,
+        bare_names: bool = False,
     ) -> tuple[RuleSet | None, list[ConfigError]]:
         """Validate the set as it would be with some files' text replaced or added.
 
@@ -185,6 +189,8 @@ class RuleWorkspace:
             replace: File (of the set, or the new target) -> its text in the trial.
             extra: Extra files for the trial: name in the folder -> (text, name shown in
                 messages).
+            bare_names: Name files without their folder (messages sent to a model need not
+                tell it where the server keeps its files).
 
         Returns:
             The trial rule set (``None`` when invalid) and every problem, located in the real
@@ -197,7 +203,7 @@ class RuleWorkspace:
             shown: dict[str, str] = {}
             for path, text in files.items():
                 (Path(folder) / path.name).write_text(text, encoding="utf-8")
-                shown[str(Path(folder) / path.name)] = str(path)
+                shown[str(Path(folder) / path.name)] = path.name if bare_names else str(path)
             for name, (text, display) in extra.items():
                 (Path(folder) / name).write_text(text, encoding="utf-8")
                 shown[str(Path(folder) / name)] = display
