@@ -17,7 +17,7 @@ from safewatch.config.rules import DwellRule
 from safewatch.domain.geometry import Zone
 from safewatch.domain.tracks import TrackedFrame
 from safewatch.rules.episodes import Observation
-from safewatch.rules.zone_intrusion import tracks_in_zone
+from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
 
 __all__ = ["DwellMonitor"]
 
@@ -49,15 +49,15 @@ class DwellMonitor:
         """Tracks whose stay is being timed."""
         return len(self._stays)
 
-    def observe(self, tracked: TrackedFrame) -> list[Observation]:
+    def observe(
+        self, tracked: TrackedFrame, geometry: FrameGeometry | None = None
+    ) -> list[Observation]:
         """Tracks in the zone whose stay exceeds ``max_time`` at this frame, in track order."""
         at = tracked.timestamp
-        tracks = [t for t in tracked.tracks if t.label in self.rule.objects]
-        inside = tracks_in_zone(tracks, self.zone, self.rule.anchor, tracked.width, tracked.height)
+        g = geometry_of(tracked, geometry)
         observations = []
-        for track, is_inside in zip(tracks, inside, strict=True):
-            if not is_inside:
-                continue
+        for i in g.in_zone(self.zone, self.rule.anchor, g.labelled(self.rule.objects)):
+            track = g.tracks[i]
             stay = self._stays.get(track.track_id)
             if stay is None or at - stay.last_in > self.rule.grace + _EPS:
                 stay = self._stays[track.track_id] = _Stay(entered_at=at, last_in=at)

@@ -38,6 +38,7 @@ from safewatch.errors import ConfigError
 from safewatch.rules.calibration import Calibration
 from safewatch.rules.dwell import DwellMonitor
 from safewatch.rules.episodes import EpisodeBook, EpisodePolicy
+from safewatch.rules.frame_geometry import FrameGeometry, ZoneTable
 from safewatch.rules.line_crossing import LineCrossingMonitor
 from safewatch.rules.measure import Plane
 from safewatch.rules.monitor import Monitor, Stateless
@@ -115,13 +116,15 @@ def build_monitor(
             return None
         plane = Plane(calibration)
     if isinstance(rule, PPERule):
-        return Stateless(rule, lambda rule, tracked: observe_ppe(rule, tracked, zones))
+        return Stateless(rule, lambda rule, tracked, g: observe_ppe(rule, tracked, zones, g))
     if isinstance(rule, ZoneIntrusionRule):
         zone = rules.zone(rule.zone)
-        return Stateless(rule, lambda rule, tracked: observe_zone_intrusion(rule, tracked, zone))
+        return Stateless(
+            rule, lambda rule, tracked, g: observe_zone_intrusion(rule, tracked, zone, g)
+        )
     if isinstance(rule, OccupancyRule):
         zone = rules.zone(rule.zone)
-        return Stateless(rule, lambda rule, tracked: observe_occupancy(rule, tracked, zone))
+        return Stateless(rule, lambda rule, tracked, g: observe_occupancy(rule, tracked, zone, g))
     if isinstance(rule, DwellRule):
         return DwellMonitor(rule, rules.zone(rule.zone))
     if isinstance(rule, ZoneClearRule):
@@ -166,6 +169,7 @@ class RuleEngine:
         self._rules = rules
         self._calibrations = dict(calibrations or {})
         self._by_camera: dict[str, tuple[Rule, ...]] = {}
+        self._zone_tables: dict[str, ZoneTable] = {}
         self._books: dict[tuple[str, str], EpisodeBook] = {}
         self._monitors: dict[tuple[str, str], Monitor | None] = {}
         self._warned: set[tuple[str, str]] = set()
@@ -195,31 +199,35 @@ class RuleEngine:
         """
         events: list[RuleEvent] = []
         camera = tracked.camera_id
+        at, seq = tracked.timestamp, tracked.seq
+        books, monitors = self._books, self._monitors
+        # Anchors, zone membership and floor positions, computed once for every rule of the frame.
+        geometry = FrameGeometry(tracked, self._zone_table(camera))
         for rule in self._rules_for(camera):
             key = (camera, rule.id)
-            book = self._books.get(key)
-            if not schedule_allows(rule.schedule, tracked.timestamp, self._tz):
-                self._monitors.pop(key, None)  # kind memory restarts when the rule reopens
+            book = books.get(key)
+            if rule.schedule is not None and not schedule_allows(rule.schedule, at, self._tz):
+                monitors.pop(key, None)  # kind memory restarts when the rule reopens
                 if book is not None:
-                    events.extend(book.close_all(tracked.timestamp))
+                    events.extend(book.close_all(at))
                     if not book:
-                        del self._books[key]
+                        del books[key]
                 continue
-            monitor = self._monitor(rule, camera)
+            monitor = monitors[key] if key in monitors else self._monitor(rule, camera)
             if monitor is None:
                 continue
-            observations = monitor.observe(tracked)
+            observations = monitor.observe(tracked, geometry)
             if book is None:
                 if not observations:
                     continue
                 book = EpisodeBook(rule.id, rule.kind, camera, rule.severity, _policy(rule))
-                self._books[key] = book
+                books[key] = book
             if monitor.instant:
-                events.extend(book.instants(tracked.timestamp, tracked.seq, observations))
+                events.extend(book.instants(at, seq, observations))
             else:
-                events.extend(book.update(tracked.timestamp, tracked.seq, observations))
+                events.extend(book.update(at, seq, observations))
             if not book:
-                del self._books[key]
+                del books[key]
         return events
 
     def finish(self, camera_id: str, at: float | None = None) -> list[RuleEvent]:
@@ -255,6 +263,7 @@ class RuleEngine:
         old = self._rules
         self._rules = rules
         self._by_camera.clear()
+        self._zone_tables.clear()
 
         def survivor(camera: str, rule_id: str) -> Rule | None:
             new = next((r for r in self._rules_for(camera) if r.id == rule_id), None)
@@ -288,6 +297,12 @@ class RuleEngine:
         if rules is None:
             rules = self._by_camera[camera_id] = self._rules.for_camera(camera_id)
         return rules
+
+    def _zone_table(self, camera_id: str) -> ZoneTable:
+        table = self._zone_tables.get(camera_id)
+        if table is None:
+            table = self._zone_tables[camera_id] = ZoneTable(self._rules.zones_for(camera_id))
+        return table
 
     def _monitor(self, rule: Rule, camera_id: str) -> Monitor | None:
         key = (camera_id, rule.id)

@@ -112,6 +112,9 @@ class EpisodeBook:
         self.severity = severity
         self.policy = policy
         self._states: dict[int, _State] = {}
+        self._idle = 0
+        """States with no pending or open episode (cooling down): only they can be pruned, so
+        frames without any skip the pruning scan."""
 
     def __len__(self) -> int:
         """Subjects with state (pending, open or cooling down); 0 means the book can be dropped."""
@@ -129,32 +132,48 @@ class EpisodeBook:
             ``ENDED`` events first (by subject), then ``STARTED`` / ``ONGOING`` in observation
             order.
         """
-        ended: list[RuleEvent] = []
         current: list[RuleEvent] = []
+        states = self._states
         seen: set[int] = set()
+        reached = self.policy.min_duration - _EPS
         for observation in observations:
-            if observation.subject in seen:
+            subject = observation.subject
+            if subject in seen:
                 continue
-            seen.add(observation.subject)
-            state = self._states.get(observation.subject)
-            if state is None or state.started_at is None:
-                if state is not None and at < state.cooldown_until - _EPS:
-                    continue
-                state = _State(started_at=at, last_at=at, last_seq=seq, last=observation)
-                self._states[observation.subject] = state
-            state.last_at, state.last_seq, state.last = at, seq, observation
-            started_at = state.started_at if state.started_at is not None else at
+            seen.add(subject)
+            state = states.get(subject)
+            started_at = None if state is None else state.started_at
+            if state is None or started_at is None:
+                if state is not None:
+                    if at < state.cooldown_until - _EPS:
+                        continue
+                    self._idle -= 1
+                state = states[subject] = _State(at, at, seq, observation)
+                started_at = at
+            else:
+                state.last_at, state.last_seq, state.last = at, seq, observation
             if state.open:
                 current.append(self._event(state, Phase.ONGOING))
-            elif at - started_at >= self.policy.min_duration - _EPS:
+            elif at - started_at >= reached:
                 state.open = True
                 current.append(self._event(state, Phase.STARTED))
-        for subject in sorted(self._states):
-            state = self._states[subject]
-            if subject not in seen and state.started_at is not None and self._lapsed(state, at):
-                ended.extend(self._end(state))
+        ended: list[RuleEvent] = []
+        if len(seen) < len(states):  # every subject with state was seen: none can end
+            limit = self.policy.grace + _EPS
+            lapsed = [
+                subject
+                for subject, state in states.items()
+                if state.started_at is not None
+                and subject not in seen
+                and at - state.last_at > limit
+            ]
+            for subject in sorted(lapsed):
+                ended.extend(self._end(states[subject]))
         self._prune(at)
-        return ended + current
+        if ended:
+            ended.extend(current)
+            return ended
+        return current
 
     def instants(self, at: float, seq: int, observations: Iterable[Observation]) -> list[RuleEvent]:
         """Report each observation as a whole episode: ``STARTED`` and ``ENDED`` now.
@@ -168,6 +187,8 @@ class EpisodeBook:
             state = self._states.get(observation.subject)
             if state is not None and (state.open or at < state.cooldown_until - _EPS):
                 continue
+            if state is not None and state.started_at is None:
+                self._idle -= 1
             since = at if observation.since is None else min(observation.since, at)
             state = _State(started_at=since, last_at=at, last_seq=seq, last=observation, open=True)
             self._states[observation.subject] = state
@@ -191,18 +212,18 @@ class EpisodeBook:
             self._prune(at)
         return events
 
-    def _lapsed(self, state: _State, at: float) -> bool:
-        return at - state.last_at > self.policy.grace + _EPS
-
     def _end(self, state: _State) -> list[RuleEvent]:
         events = [self._event(state, Phase.ENDED)] if state.open else []
         if state.open:
             state.cooldown_until = state.last_at + self.policy.cooldown
         state.started_at = None
         state.open = False
+        self._idle += 1
         return events
 
     def _prune(self, at: float) -> None:
+        if not self._idle:
+            return
         stale = [
             subject
             for subject, state in self._states.items()
@@ -210,20 +231,22 @@ class EpisodeBook:
         ]
         for subject in stale:
             del self._states[subject]
+        self._idle -= len(stale)
 
     def _event(self, state: _State, phase: Phase) -> RuleEvent:
         observation = state.last
+        started_at = state.started_at
         return RuleEvent(
-            rule_id=self.rule_id,
-            rule_kind=self.rule_kind,
-            camera_id=self.camera_id,
-            phase=phase,
-            track_ids=observation.track_ids,
-            started_at=state.started_at if state.started_at is not None else state.last_at,
-            at=state.last_at,
-            severity=self.severity,
-            confidence=observation.confidence,
-            message=observation.message,
-            zone_id=observation.zone_id,
-            seq=state.last_seq,
+            self.rule_id,
+            self.rule_kind,
+            self.camera_id,
+            phase,
+            observation.track_ids,
+            started_at if started_at is not None else state.last_at,
+            state.last_at,
+            self.severity,
+            observation.confidence,
+            observation.message,
+            observation.zone_id,
+            state.last_seq,
         )

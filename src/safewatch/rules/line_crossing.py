@@ -19,22 +19,22 @@ and an ``ENDED`` event on the confirming frame, with ``started_at`` the first fr
 side. The incident manager opens and closes one incident from the pair; the rule's ``cooldown``
 stops the same track from raising another for that long.
 
-Public API: :class:`LineCrossingMonitor` ``(rule, line)`` with ``observe(tracked) ->
-list[Observation]`` and ``crossings(tracked) -> list[Crossing]`` (every confirmed crossing in
-either direction, for counting tools such as benchmarks; ``observe`` keeps those of the rule's
-direction). The ``observe`` and ``crossings`` calls advance the same state: call one per frame.
+Public API: :class:`LineCrossingMonitor` ``(rule, line)`` with ``observe(tracked, geometry=None)
+-> list[Observation]`` and ``crossings(tracked, geometry=None) -> list[Crossing]`` (every confirmed
+crossing in either direction, for counting tools such as benchmarks; ``observe`` keeps those of the
+rule's direction). The ``observe`` and ``crossings`` calls advance the same state: call one per
+frame. ``geometry`` is the frame's shared :class:`~safewatch.rules.frame_geometry.FrameGeometry`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from safewatch.config.rules import LineCrossingRule
 from safewatch.domain.lines import Line, Side
 from safewatch.domain.tracks import TrackedFrame
 from safewatch.rules.episodes import Observation
+from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
 
 __all__ = ["Crossing", "LineCrossingMonitor"]
 
@@ -46,6 +46,11 @@ _DIRECTIONS = {
     "right_to_left": (Side.LEFT,),
 }
 """The sides a crossing may end on for each ``direction``."""
+
+_NONE = Side.NONE
+_SIDES = {int(side): side for side in Side}
+"""Side values as :meth:`Line.sides` returns them, to the enum (a dict lookup is much cheaper
+than calling the enum for every track of every frame)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +109,9 @@ class LineCrossingMonitor:
         """Tracks with side history."""
         return len(self._history)
 
-    def observe(self, tracked: TrackedFrame) -> list[Observation]:
+    def observe(
+        self, tracked: TrackedFrame, geometry: FrameGeometry | None = None
+    ) -> list[Observation]:
         """Crossings of the rule's direction confirmed in this frame, in track order."""
         wanted = _DIRECTIONS[self.rule.direction]
         return [
@@ -116,34 +123,54 @@ class LineCrossingMonitor:
                 f"({c.from_side.label} to {c.to_side.label})",
                 since=c.since,
             )
-            for c in self.crossings(tracked)
+            for c in self.crossings(tracked, geometry)
             if c.to_side in wanted
         ]
 
-    def crossings(self, tracked: TrackedFrame) -> list[Crossing]:
+    def crossings(
+        self, tracked: TrackedFrame, geometry: FrameGeometry | None = None
+    ) -> list[Crossing]:
         """Advance every track's side history by one frame; crossings confirmed in it."""
         at = tracked.timestamp
-        tracks = [t for t in tracked.tracks if t.label in self.rule.objects]
+        g = geometry_of(tracked, geometry)
+        indices = g.labelled(self.rule.objects)
         found: list[Crossing] = []
-        if tracks:
-            points = np.array(
-                [t.foot if self.rule.anchor == "feet" else t.centre for t in tracks],
-                dtype=np.float64,
-            )
-            sides = self.line.sides(points, tracked.width, tracked.height)
-            for track, raw in zip(tracks, sides, strict=True):
-                history = self._history.get(track.track_id)
+        if indices:
+            points = g.points(self.rule.anchor)[indices]
+            sides = self.line.sides(points, g.width, g.height).tolist()
+            histories, tracks = self._history, g.tracks
+            confirm = self.rule.confirm_frames
+            settle = self.rule.min_duration - _EPS
+            # The per-track state machine, inlined: it runs for every track of every frame.
+            for i, raw in zip(indices, sides, strict=True):
+                track = tracks[i]
+                history = histories.get(track.track_id)
                 if history is None:
-                    history = self._history[track.track_id] = _History()
+                    history = histories[track.track_id] = _History()
                 history.last_seen = at
-                previous = self._advance(history, Side(int(raw)), at)
-                if previous is not None:
+                side = _SIDES[raw]
+                if side is _NONE:  # beyond the ends: whatever happens there is not a crossing
+                    history.established = history.run_side = _NONE
+                    history.run_frames = 0
+                    continue
+                if side is history.run_side:
+                    history.run_frames += 1
+                else:
+                    history.run_side, history.run_frames, history.run_since = side, 1, at
+                if (
+                    history.run_frames < confirm
+                    or at - history.run_since < settle
+                    or side is history.established
+                ):
+                    continue  # not confirmed yet, or confirmed where it already was
+                previous, history.established = history.established, side
+                if previous is not _NONE:
                     found.append(
                         Crossing(
                             track_id=track.track_id,
                             label=track.label,
                             from_side=previous,
-                            to_side=history.established,
+                            to_side=side,
                             since=history.run_since,
                             at=at,
                             confidence=float(track.confidence),
@@ -151,27 +178,6 @@ class LineCrossingMonitor:
                     )
         self._prune(at)
         return found
-
-    def _advance(self, history: _History, side: Side, at: float) -> Side | None:
-        """Add one frame; return the side left behind if this frame confirms a crossing."""
-        if side is Side.NONE:  # beyond the ends: whatever happens there is not a crossing
-            history.established = Side.NONE
-            history.run_side = Side.NONE
-            history.run_frames = 0
-            return None
-        if side is history.run_side:
-            history.run_frames += 1
-        else:
-            history.run_side, history.run_frames, history.run_since = side, 1, at
-        confirmed = (
-            history.run_frames >= self.rule.confirm_frames
-            and at - history.run_since >= self.rule.min_duration - _EPS
-        )
-        if not confirmed or side is history.established:
-            return None
-        previous = history.established
-        history.established = side
-        return previous if previous is not Side.NONE else None
 
     def _prune(self, at: float) -> None:
         stale = [

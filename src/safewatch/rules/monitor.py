@@ -9,6 +9,11 @@ frame the rule is active on, and answers which subjects violate now. The
 per-track state is pruned once the track has been gone for its horizon, and ``len()`` reports it
 for metrics.
 
+The engine also passes each monitor the frame's
+:class:`~safewatch.rules.frame_geometry.FrameGeometry`: anchors, zone membership and floor positions
+computed once per frame and shared by every rule, which is most of what twenty rules would
+otherwise compute twenty times. A monitor called on its own (tests, tools) builds its own.
+
 Kinds whose violations are instants (a line crossing) set ``instant``: each observation is a
 whole episode, reported as a ``STARTED`` and an ``ENDED`` event on the same frame.
 """
@@ -20,6 +25,7 @@ from typing import Any, Protocol
 
 from safewatch.domain.tracks import TrackedFrame
 from safewatch.rules.episodes import Observation
+from safewatch.rules.frame_geometry import FrameGeometry
 
 __all__ = ["Monitor", "Stateless"]
 
@@ -34,8 +40,13 @@ class Monitor(Protocol):
     """The rule it applies; a reload that changes only reporting fields (severity, grace,
     cooldown...) swaps it in place so the monitor's memory survives."""
 
-    def observe(self, tracked: TrackedFrame) -> list[Observation]:
-        """Subjects violating the rule in this frame (frames arrive in time order)."""
+    def observe(
+        self, tracked: TrackedFrame, geometry: FrameGeometry | None = None
+    ) -> list[Observation]:
+        """Subjects violating the rule in this frame (frames arrive in time order).
+
+        ``geometry`` is the frame's shared geometry (built for ``tracked`` when omitted).
+        """
         ...
 
     def __len__(self) -> int:
@@ -48,18 +59,24 @@ class Stateless:
 
     Args:
         rule: The rule.
-        observe: ``(rule, tracked) -> observations``.
+        observe: ``(rule, tracked, geometry) -> observations``.
     """
 
     instant = False
 
-    def __init__(self, rule: Any, observe: Callable[[Any, TrackedFrame], list[Observation]]):
+    def __init__(
+        self,
+        rule: Any,
+        observe: Callable[[Any, TrackedFrame, FrameGeometry | None], list[Observation]],
+    ):
         self.rule = rule
         self._observe = observe
 
-    def observe(self, tracked: TrackedFrame) -> list[Observation]:
+    def observe(
+        self, tracked: TrackedFrame, geometry: FrameGeometry | None = None
+    ) -> list[Observation]:
         """Delegate to the wrapped function."""
-        return self._observe(self.rule, tracked)
+        return self._observe(self.rule, tracked, geometry)
 
     def __len__(self) -> int:
         return 0

@@ -18,7 +18,7 @@ from safewatch.config.rules import OccupancyRule
 from safewatch.domain.geometry import Zone
 from safewatch.domain.tracks import TrackedFrame
 from safewatch.rules.episodes import NO_SUBJECT, Observation
-from safewatch.rules.zone_intrusion import tracks_in_zone
+from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
 
 __all__ = ["CROWDED", "LONE", "observe_occupancy"]
 
@@ -32,17 +32,24 @@ def _plural(count: int, label: str) -> str:
     return f"{count} {label}" if count == 1 else f"{count} {label}s"
 
 
-def observe_occupancy(rule: OccupancyRule, tracked: TrackedFrame, zone: Zone) -> list[Observation]:
+def observe_occupancy(
+    rule: OccupancyRule,
+    tracked: TrackedFrame,
+    zone: Zone,
+    geometry: FrameGeometry | None = None,
+) -> list[Observation]:
     """At most one observation: the zone crowded, or occupied below the minimum.
 
     Confidence is that of the count being out of bounds: for crowding the ``max_count + 1``-th
     most confident detection (all of them must be right for the zone to be crowded), for a lone
-    worker the most confident one.
+    worker the most confident one. ``geometry`` is the frame's shared geometry.
     """
-    tracks = [t for t in tracked.tracks if t.label in rule.objects]
-    inside = tracks_in_zone(tracks, zone, rule.anchor, tracked.width, tracked.height)
-    present = [t for t, is_inside in zip(tracks, inside, strict=True) if is_inside]
+    g = geometry_of(tracked, geometry)
+    present = [g.tracks[i] for i in g.in_zone(zone, rule.anchor, g.labelled(rule.objects))]
     count = len(present)
+    too_many = rule.max_count is not None and count > rule.max_count
+    if not too_many and (rule.min_count is None or not 0 < count < rule.min_count):
+        return []
     noun = rule.objects[0] if len(rule.objects) == 1 else "object"
     ids = (NO_SUBJECT, *(t.track_id for t in present))
     confidences = sorted((float(t.confidence) for t in present), reverse=True)

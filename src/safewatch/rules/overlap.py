@@ -8,10 +8,10 @@ should err on the side of reporting.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import NDArray
-
-from safewatch.domain.geometry import points_in_polygon
 
 __all__ = ["box_overlaps_polygon"]
 
@@ -42,28 +42,41 @@ def _segments_meet(a: Pt, b: Pt, c: Pt, d: Pt) -> bool:
 
 
 def box_overlaps_polygon(
-    xyxy: tuple[float, float, float, float], polygon: NDArray[np.float64]
+    xyxy: tuple[float, float, float, float], polygon: NDArray[np.float64] | Sequence[Pt]
 ) -> bool:
     """Whether the box ``x1, y1, x2, y2`` and the ``(M, 2)`` polygon share any point.
 
-    Both in the same (pixel) coordinates.
+    Both in the same (pixel) coordinates. In plain floats: a box and a zone have a handful of
+    corners each, where NumPy's cost per call is most of the work (this runs for every box, every
+    frame, every box-anchored rule). The corner test is the even-odd rule of
+    :func:`~safewatch.domain.geometry.points_in_polygon`, with the same arithmetic.
     """
     x1, y1, x2, y2 = (float(v) for v in xyxy)
-    poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
-    xs, ys = poly[:, 0], poly[:, 1]
-    # Most boxes are nowhere near the zone: reject them on the bounding boxes, in plain floats
-    # (this runs for every box, every frame, every box-anchored rule).
-    if x2 < float(xs.min()) or x1 > float(xs.max()) or y2 < float(ys.min()) or y1 > float(ys.max()):
+    vertices: list[Pt] = [
+        (x, y) for x, y in np.asarray(polygon, dtype=np.float64).reshape(-1, 2).tolist()
+    ]
+    xs = [x for x, _ in vertices]
+    ys = [y for _, y in vertices]
+    # Most boxes are nowhere near the zone: reject them on the bounding boxes.
+    if x2 < min(xs) or x1 > max(xs) or y2 < min(ys) or y1 > max(ys):
         return False
-    if bool(np.any((xs >= x1) & (xs <= x2) & (ys >= y1) & (ys <= y2))):
-        return True
-    corners = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=np.float64)
-    if bool(np.any(points_in_polygon(corners, poly))):
+    if any(x1 <= x <= x2 and y1 <= y <= y2 for x, y in vertices):
         return True
     box: list[Pt] = [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
+    if any(_inside(corner, vertices) for corner in box):
+        return True
     box_edges = list(zip(box, box[1:] + box[:1], strict=True))
-    vertices: list[Pt] = [(float(x), float(y)) for x, y in poly]
     for a, b in zip(vertices, vertices[1:] + vertices[:1], strict=True):
         if any(_segments_meet(a, b, c, d) for c, d in box_edges):
             return True
     return False
+
+
+def _inside(point: Pt, vertices: list[Pt]) -> bool:
+    """Even-odd ray casting for one point (points on an edge may fall either side)."""
+    x, y = point
+    inside = False
+    for (ax, ay), (bx, by) in zip(vertices, vertices[1:] + vertices[:1], strict=True):
+        if (ay > y) != (by > y) and x < ax + (y - ay) * (bx - ax) / (by - ay):
+            inside = not inside
+    return inside

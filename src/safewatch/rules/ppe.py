@@ -10,21 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from safewatch.config.rules import PPERule
 from safewatch.domain.geometry import Zone
-from safewatch.domain.tracks import PPEState, Track, TrackedFrame
+from safewatch.domain.tracks import TrackedFrame
 from safewatch.rules.episodes import Observation
+from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
 
 __all__ = ["observe_ppe"]
 
 
-def _missing(track: Track, require: Sequence[str]) -> list[str]:
-    return [item for item in require if track.attributes.get(item) == PPEState.ABSENT]
-
-
-def observe_ppe(rule: PPERule, tracked: TrackedFrame, zones: Sequence[Zone]) -> list[Observation]:
+def observe_ppe(
+    rule: PPERule,
+    tracked: TrackedFrame,
+    zones: Sequence[Zone],
+    geometry: FrameGeometry | None = None,
+) -> list[Observation]:
     """Subjects violating ``rule`` in this frame.
 
     Args:
@@ -32,39 +32,31 @@ def observe_ppe(rule: PPERule, tracked: TrackedFrame, zones: Sequence[Zone]) -> 
         tracked: The frame's tracks.
         zones: The rule's scope zones on this frame's camera; empty means anywhere. A track is in
             scope when its foot point is in one of them.
+        geometry: The frame's shared geometry (see :mod:`~safewatch.rules.frame_geometry`).
 
     Returns:
         One observation per violating track, in track order. Confidence is the highest
         confidence among the absent items' detections (the track's own when none is recorded).
     """
-    candidates = [
-        t for t in tracked.tracks if t.label in rule.objects and _missing(t, rule.require)
-    ]
+    g = geometry_of(tracked, geometry)
+    candidates = g.missing(rule.require, rule.objects)
     if not candidates:
         return []
-    zone_of: list[str | None] = [None] * len(candidates)
-    if zones:
-        feet = np.array([t.foot for t in candidates], dtype=np.float64)
-        for zone in reversed(zones):  # the first listed zone wins when zones overlap
-            inside = zone.contains(feet, tracked.width, tracked.height)
-            for index in np.flatnonzero(inside):
-                zone_of[int(index)] = zone.id
+    zone_ids: list[str | None]
+    if zones:  # the first listed zone wins when zones overlap
+        first = g.first_zone(zones, "feet", [i for i, _ in candidates])
+        zone_ids = [None if z is None else z.id for z in first]
+    else:
+        zone_ids = [None] * len(candidates)
     observations = []
-    for track, zone_id in zip(candidates, zone_of, strict=True):
+    for (i, items), zone_id in zip(candidates, zone_ids, strict=True):
         if zones and zone_id is None:
             continue
-        missing = _missing(track, rule.require)
-        confidence = max(track.attribute_confidence.get(i, track.confidence) for i in missing)
-        message = f"{track.label} #{track.track_id} without {' and '.join(missing)}"
+        track = g.tracks[i]
+        tid = track.track_id
+        confidence = max(track.attribute_confidence.get(item, track.confidence) for item in items)
+        message = f"{track.label} #{tid} without {' and '.join(items)}"
         if zone_id is not None:
             message += f" in zone {zone_id}"
-        observations.append(
-            Observation(
-                subject=track.track_id,
-                track_ids=(track.track_id,),
-                confidence=float(confidence),
-                message=message,
-                zone_id=zone_id,
-            )
-        )
+        observations.append(Observation(tid, (tid,), float(confidence), message, zone_id))
     return observations

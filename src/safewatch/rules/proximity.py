@@ -24,13 +24,14 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from safewatch.config.rules import ProximityRule
 from safewatch.domain.geometry import Zone
 from safewatch.domain.tracks import Track, TrackedFrame
 from safewatch.rules.episodes import Observation
+from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
 from safewatch.rules.measure import Plane, Samples, polygon_distances, segment_distances
-from safewatch.rules.zone_intrusion import tracks_in_zone
 
 __all__ = ["MACHINE", "Gap", "ProximityMonitor"]
 
@@ -80,49 +81,88 @@ class ProximityMonitor:
         self.machine = machine
         self.zones = zones
         self._pairs: dict[tuple[int, int], Samples] = {}
+        self._machine_at: tuple[int, int] = (-1, -1)
+        self._machine_polygon: NDArray[np.float64] | None = None
 
     def __len__(self) -> int:
         """Subject-hazard pairs with distance history."""
         return len(self._pairs)
 
-    def gaps(self, tracked: TrackedFrame, within: float | None = None) -> list[Gap]:
+    def gaps(
+        self,
+        tracked: TrackedFrame,
+        within: float | None = None,
+        geometry: FrameGeometry | None = None,
+    ) -> list[Gap]:
         """Advance the pair histories by one frame; every measurable subject-hazard gap.
 
         Args:
             tracked: The frame.
             within: Only gaps at most this long (in plane units) are returned (farther ones
                 cannot violate); with ``approaching`` the histories of the others still grow.
+            geometry: The frame's shared geometry (see :mod:`~safewatch.rules.frame_geometry`).
         """
-        at, w, h = tracked.timestamp, tracked.width, tracked.height
-        subjects = [t for t in tracked.tracks if t.label in self.rule.subjects]
+        return [Gap(*gap) for gap in self._measure(tracked, within, geometry)]
+
+    def _distances(
+        self, g: FrameGeometry
+    ) -> tuple[list[int], list[int], NDArray[np.float64], NDArray[np.float64] | None] | None:
+        """Subject and hazard track indices, ``(S, H)`` subject-hazard distances and ``(S,)``
+        distances to the machine zone (``None`` without one); ``None`` when nothing to measure.
+        """
+        subjects = g.labelled(self.rule.subjects)
         if self.zones and subjects:
-            scoped = np.zeros(len(subjects), dtype=bool)
+            scoped: set[int] = set()
             for zone in self.zones:
-                scoped |= np.array(tracks_in_zone(subjects, zone, "feet", w, h), dtype=bool)
-            subjects = [s for s, keep in zip(subjects, scoped, strict=True) if keep]
-        hazards = [t for t in tracked.tracks if t.label in self.rule.objects]
-        gaps: list[Gap] = []
-        if subjects and (hazards or self.machine is not None):
-            # Every subject-hazard distance at once: with 40 people and 10 vehicles this runs
-            # 400 times a frame, far too often for one NumPy call per pair.
-            feet = self.plane.project(np.array([s.foot for s in subjects]), w, h)
-            edges = self._bottom_edges(hazards, w, h)
-            to_hazards = segment_distances(feet, edges[:, 0], edges[:, 1])
-            to_machine: np.ndarray | None = None
-            if self.machine is not None:
-                polygon = self.plane.project(self.machine.to_pixels(w, h), w, h)
-                if np.all(np.isfinite(polygon)):
-                    to_machine = polygon_distances(feet, polygon)
+                scoped.update(g.in_zone(zone, "feet", subjects))
+            subjects = [i for i in subjects if i in scoped]
+        hazards = g.labelled(self.rule.objects)
+        if not subjects or not (hazards or self.machine is not None):
+            return None
+        # Every subject-hazard distance at once: with 40 people and 10 vehicles this runs
+        # 400 times a frame, far too often for one NumPy call per pair.
+        calibration = self.plane.calibration
+        feet = g.floor(calibration, "feet")[subjects]
+        if hazards:
+            to_hazards = segment_distances(
+                feet,
+                g.floor(calibration, "bottom_left")[hazards],
+                g.floor(calibration, "bottom_right")[hazards],
+            )
+        else:
+            to_hazards = np.empty((len(subjects), 0), dtype=np.float64)
+        polygon = self._machine(g.width, g.height)
+        to_machine = None if polygon is None else polygon_distances(feet, polygon)
+        return subjects, hazards, to_hazards, to_machine
+
+    def _measure(
+        self, tracked: TrackedFrame, within: float | None, geometry: FrameGeometry | None
+    ) -> list[tuple[int, int, float, float | None]]:
+        """:meth:`gaps` as plain tuples (observe needs no objects for the pairs it drops)."""
+        at = tracked.timestamp
+        g = geometry_of(tracked, geometry)
+        measured = self._distances(g)
+        gaps: list[tuple[int, int, float, float | None]] = []
+        if measured is not None:
+            subjects, hazards, to_hazards, to_machine = measured
             limit = math.inf if within is None else within
+            keep_far = self.rule.approaching is not None and within is not None
+            if keep_far:
+                rows: list[int] = list(range(len(subjects)))
+            else:  # only subjects with a hazard within the limit have anything to report
+                near = np.isfinite(to_hazards) & (to_hazards <= limit)
+                active = near.any(axis=1)
+                if to_machine is not None:
+                    active |= np.isfinite(to_machine) & (to_machine <= limit)
+                rows = np.flatnonzero(active).tolist()
             # Plain lists from here: a loop over a few hundred pairs with one NumPy call each
             # costs more than the distances themselves.
-            ids = [t.track_id for t in hazards]
-            rows = to_hazards.tolist()
+            ids = [g.tracks[j].track_id for j in hazards]
+            distances = to_hazards.tolist()
             machine = to_machine.tolist() if to_machine is not None else None
-            keep_far = self.rule.approaching is not None and within is not None
-            for i, subject in enumerate(subjects):
-                sid = subject.track_id
-                for hid, distance in zip(ids, rows[i], strict=True):
+            for i in rows:
+                sid = g.tracks[subjects[i]].track_id
+                for hid, distance in zip(ids, distances[i], strict=True):
                     if hid == sid or not math.isfinite(distance):
                         continue
                     if distance <= limit:
@@ -130,24 +170,70 @@ class ProximityMonitor:
                     elif keep_far:
                         # No gap (it cannot violate), but the history goes on: a forklift
                         # closing in from afar has a closing speed the moment it comes near.
-                        self._history(sid, hid).add(at, distance)
+                        self._history(sid, hid).push(at, (distance,))
                 if machine is not None and math.isfinite(machine[i]):
                     if machine[i] <= limit:
                         gaps.append(self._record(at, sid, MACHINE, machine[i]))
                     elif keep_far:
-                        self._history(sid, MACHINE).add(at, machine[i])
+                        self._history(sid, MACHINE).push(at, (machine[i],))
+        self._prune(at)
+        return gaps
+
+    def _nearest(self, g: FrameGeometry, limit: float) -> list[tuple[int, int, float]]:
+        """Without ``approaching``: each subject's nearest hazard within ``limit``.
+
+        What :meth:`_measure` followed by picking the smallest gap gives (ties go to the first
+        hazard in track order, and to a hazard track over the machine zone), in a few array
+        operations instead of a Python loop over every pair: no history is kept, so nothing needs
+        a pair at a time.
+
+        Returns:
+            ``(subject track index, hazard track index or MACHINE, distance)`` in track order.
+        """
+        measured = self._distances(g)
+        if measured is None:
+            return []
+        subjects, hazards, to_hazards, to_machine = measured
+        inf = math.inf
+        count = len(subjects)
+        best: list[int] = [0] * count
+        best_distance: list[float] = [inf] * count
+        if hazards:
+            near = to_hazards <= limit  # NaN (off the floor) is never near
+            subject_ids = [g.tracks[i].track_id for i in subjects]
+            hazard_ids = [g.tracks[j].track_id for j in hazards]
+            if not set(subject_ids).isdisjoint(hazard_ids):  # a track is never its own hazard
+                near &= np.array(subject_ids)[:, None] != np.array(hazard_ids)[None, :]
+            masked = np.where(near, to_hazards, inf)
+            best = masked.argmin(axis=1).tolist()  # the first of equal distances, as a loop
+            best_distance = masked.min(axis=1).tolist()
+        machine: list[float] | None = None
+        if to_machine is not None:
+            machine = np.where(to_machine <= limit, to_machine, inf).tolist()
+        found: list[tuple[int, int, float]] = []
+        for i in range(count):
+            distance = best_distance[i]
+            if machine is not None and machine[i] < distance:  # a hazard track wins a tie
+                found.append((subjects[i], MACHINE, machine[i]))
+            elif distance < inf:
+                found.append((subjects[i], hazards[best[i]], distance))
+        return found
+
+    def _prune(self, at: float) -> None:
         horizon = max(self.rule.window, self.rule.grace)
         for key in [k for k, s in self._pairs.items() if at - s.last_at > horizon]:
             del self._pairs[key]
-        return gaps
 
-    def _bottom_edges(self, hazards: list[Track], w: int, h: int) -> np.ndarray:
-        if not hazards:
-            return np.zeros((0, 2, 2))
-        corners = np.array(
-            [[[t.xyxy[0], t.xyxy[3]], [t.xyxy[2], t.xyxy[3]]] for t in hazards], dtype=np.float64
-        )
-        return self.plane.project(corners.reshape(-1, 2), w, h).reshape(-1, 2, 2)
+    def _machine(self, width: int, height: int) -> NDArray[np.float64] | None:
+        """The machine zone in plane units for frames of this size (``None``: none, or not all
+        of it on the floor); kept until the size changes."""
+        if self.machine is None:
+            return None
+        if self._machine_at != (width, height):
+            polygon = self.plane.project(self.machine.to_pixels(width, height), width, height)
+            self._machine_polygon = polygon if np.all(np.isfinite(polygon)) else None
+            self._machine_at = (width, height)
+        return self._machine_polygon
 
     def _history(self, subject: int, hazard: int) -> Samples:
         samples = self._pairs.get((subject, hazard))
@@ -155,64 +241,68 @@ class ProximityMonitor:
             samples = self._pairs[(subject, hazard)] = Samples(self.rule.window)
         return samples
 
-    def _record(self, at: float, subject: int, hazard: int, distance: float) -> Gap:
+    def _record(
+        self, at: float, subject: int, hazard: int, distance: float
+    ) -> tuple[int, int, float, float | None]:
         if self.rule.approaching is None:
-            return Gap(subject, hazard, distance, None)  # no closing speed needed: no history
+            return (subject, hazard, distance, None)  # no closing speed needed: no history
         samples = self._history(subject, hazard)
-        samples.add(at, distance)
-        rate = samples.rate()
-        closing = None if rate is None else -float(rate[0])
-        return Gap(subject, hazard, distance, closing)
+        samples.push(at, (distance,))
+        rate = samples.slopes()
+        closing = None if rate is None else -rate[0]
+        return (subject, hazard, distance, closing)
 
-    def _violates(self, gap: Gap) -> bool:
-        if gap.distance > self.rule.max_distance.value:
-            return False
-        if self.rule.approaching is None:
-            return True
-        return gap.closing is not None and gap.closing >= self.rule.approaching.value
-
-    def observe(self, tracked: TrackedFrame) -> list[Observation]:
+    def observe(
+        self, tracked: TrackedFrame, geometry: FrameGeometry | None = None
+    ) -> list[Observation]:
         """Subjects too close to a hazard in this frame, in track order (nearest hazard each)."""
-        nearest: dict[int, Gap] = {}
-        # Only gaps within max_distance can violate; farther pairs (with `approaching`) still
-        # extend their histories inside gaps(), without a closing speed being fitted.
-        for gap in self.gaps(tracked, self.rule.max_distance.value):
-            if self._violates(gap) and (
-                gap.subject not in nearest or gap.distance < nearest[gap.subject].distance
-            ):
-                nearest[gap.subject] = gap
+        g = geometry_of(tracked, geometry)
+        max_distance = self.rule.max_distance.value
+        if self.rule.approaching is None:
+            self._prune(tracked.timestamp)
+            return [
+                self._observation(g.tracks[s], None if h == MACHINE else g.tracks[h], d, None)
+                for s, h, d in self._nearest(g, max_distance)
+            ]
+        approaching = self.rule.approaching.value
+        nearest: dict[int, tuple[int, int, float, float | None]] = {}
+        # Only gaps within max_distance can violate; farther pairs still extend their
+        # histories inside _measure(), without a closing speed being fitted.
+        for gap in self._measure(tracked, max_distance, g):
+            subject, _, distance, closing = gap
+            if distance > max_distance or closing is None or closing < approaching:
+                continue
+            if subject not in nearest or distance < nearest[subject][2]:
+                nearest[subject] = gap
         if not nearest:
             return []
-        by_id = {t.track_id: t for t in tracked.tracks}
+        by_id = {t.track_id: t for t in g.tracks}
         observations = []
-        for person in [t for t in tracked.tracks if t.track_id in nearest]:
-            subject = person.track_id
-            gap = nearest[subject]
-            ids: tuple[int, ...]
-            if gap.hazard == MACHINE and self.machine is not None:
-                what, ids, zone_id = f"machine zone {self.machine.id}", (subject,), self.machine.id
-                confidence = float(person.confidence)
-            else:
-                hazard = by_id[gap.hazard]
-                what, ids, zone_id = (
-                    f"{hazard.label} #{hazard.track_id}",
-                    (subject, gap.hazard),
-                    None,
-                )
-                confidence = min(float(person.confidence), float(hazard.confidence))
-            message = (
-                f"{person.label} #{subject} {self.plane.distance_text(gap.distance)} from {what} "
-                f"(min {self.plane.distance_text(self.rule.max_distance.value)})"
-            )
-            if self.rule.approaching is not None and gap.closing is not None:
-                message += f", closing at {self.plane.speed_text(gap.closing)}"
-            observations.append(
-                Observation(
-                    subject=subject,
-                    track_ids=ids,
-                    confidence=confidence,
-                    message=message,
-                    zone_id=zone_id,
-                )
-            )
+        for person in [t for t in g.tracks if t.track_id in nearest]:
+            _, hazard_id, distance, closing = nearest[person.track_id]
+            hazard = None if hazard_id == MACHINE else by_id[hazard_id]
+            observations.append(self._observation(person, hazard, distance, closing))
         return observations
+
+    def _observation(
+        self, person: Track, hazard: Track | None, distance: float, closing: float | None
+    ) -> Observation:
+        """The observation of ``person`` too close to ``hazard`` (``None``: the machine zone)."""
+        subject = person.track_id
+        ids: tuple[int, ...]
+        if hazard is None and self.machine is not None:
+            what, ids, zone_id = f"machine zone {self.machine.id}", (subject,), self.machine.id
+            confidence = float(person.confidence)
+        else:
+            assert hazard is not None
+            what, zone_id = f"{hazard.label} #{hazard.track_id}", None
+            ids = (subject, hazard.track_id)
+            confidence = min(float(person.confidence), float(hazard.confidence))
+        plane = self.plane
+        message = (
+            f"{person.label} #{subject} {plane.distance_text(distance)} from {what} "
+            f"(min {plane.distance_text(self.rule.max_distance.value)})"
+        )
+        if self.rule.approaching is not None and closing is not None:
+            message += f", closing at {plane.speed_text(closing)}"
+        return Observation(subject, ids, confidence, message, zone_id)

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from safewatch.config.rules import SpeedRule
 from safewatch.domain.geometry import Zone
 from safewatch.domain.tracks import TrackedFrame
 from safewatch.rules.episodes import Observation
+from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
 from safewatch.rules.measure import Plane, Samples
-from safewatch.rules.zone_intrusion import tracks_in_zone
 
 __all__ = ["SpeedMonitor"]
 
@@ -46,63 +44,63 @@ class SpeedMonitor:
         """Tracks with position history."""
         return len(self._samples)
 
-    def speeds(self, tracked: TrackedFrame) -> dict[int, float]:
+    def speeds(
+        self, tracked: TrackedFrame, geometry: FrameGeometry | None = None
+    ) -> dict[int, float]:
         """Advance the histories by one frame; the smoothed speed of each track that has one."""
-        at = tracked.timestamp
-        tracks = [t for t in tracked.tracks if t.label in self.rule.objects]
-        result: dict[int, float] = {}
-        if tracks:
-            points = np.array(
-                [t.foot if self.rule.anchor == "feet" else t.centre for t in tracks],
-                dtype=np.float64,
-            )
-            floor = self.plane.project(points, tracked.width, tracked.height).tolist()
-            for track, (x, y) in zip(tracks, floor, strict=True):
+        measured = self._measure(tracked.timestamp, geometry_of(tracked, geometry))
+        return {track_id: speed for _, track_id, speed in measured}
+
+    def _measure(self, at: float, g: FrameGeometry) -> list[tuple[int, int, float]]:
+        """:meth:`speeds` as ``(track index, track id, speed)``, in track order."""
+        indices = g.labelled(self.rule.objects)
+        result: list[tuple[int, int, float]] = []
+        if indices:
+            floor = g.floor(self.plane.calibration, self.rule.anchor)[indices].tolist()
+            window, histories, tracks = self.rule.window, self._samples, g.tracks
+            for i, (x, y) in zip(indices, floor, strict=True):
                 if not (math.isfinite(x) and math.isfinite(y)):
                     continue
-                samples = self._samples.get(track.track_id)
+                track_id = tracks[i].track_id
+                samples = histories.get(track_id)
                 if samples is None:
-                    samples = self._samples[track.track_id] = Samples(self.rule.window)
-                samples.add(at, (x, y))
-                rate = samples.rate()
+                    samples = histories[track_id] = Samples(window)
+                samples.push(at, (x, y))
+                rate = samples.slopes()
                 if rate is not None:
-                    result[track.track_id] = math.hypot(float(rate[0]), float(rate[1]))
+                    result.append((i, track_id, math.hypot(rate[0], rate[1])))
         horizon = max(self.rule.window, self.rule.grace)
         for track_id in [k for k, s in self._samples.items() if at - s.last_at > horizon]:
             del self._samples[track_id]
         return result
 
-    def observe(self, tracked: TrackedFrame) -> list[Observation]:
+    def observe(
+        self, tracked: TrackedFrame, geometry: FrameGeometry | None = None
+    ) -> list[Observation]:
         """Tracks in scope faster than ``max_speed`` in this frame, in track order."""
-        speeds = self.speeds(tracked)
+        g = geometry_of(tracked, geometry)
         limit = self.rule.max_speed.value
         # Exactly the limit is allowed; the slack keeps float noise of a fit from crossing it.
-        fast = [t for t in tracked.tracks if speeds.get(t.track_id, 0.0) > limit + 1e-9]
+        fast = [
+            (i, speed)
+            for i, _, speed in self._measure(tracked.timestamp, g)
+            if speed > limit + 1e-9
+        ]
         if not fast:
             return []
-        zone_of: list[str | None] = [None] * len(fast)
-        for zone in reversed(self.zones):  # the first listed zone wins when zones overlap
-            inside = tracks_in_zone(fast, zone, self.rule.anchor, tracked.width, tracked.height)
-            for index, is_inside in enumerate(inside):
-                if is_inside:
-                    zone_of[index] = zone.id
+        zone_ids: list[str | None] = [None] * len(fast)
+        if self.zones:  # the first listed zone wins when zones overlap
+            first = g.first_zone(self.zones, self.rule.anchor, [i for i, _ in fast])
+            zone_ids = [None if z is None else z.id for z in first]
+        limit_text = self.plane.speed_text(limit)
         observations = []
-        for track, zone_id in zip(fast, zone_of, strict=True):
+        for (i, speed), zone_id in zip(fast, zone_ids, strict=True):
             if self.zones and zone_id is None:
                 continue
-            speed = self.plane.speed_text(speeds[track.track_id])
-            message = (
-                f"{track.label} #{track.track_id} at {speed} (limit {self.plane.speed_text(limit)})"
-            )
+            track = g.tracks[i]
+            tid = track.track_id
+            message = f"{track.label} #{tid} at {self.plane.speed_text(speed)} (limit {limit_text})"
             if zone_id is not None:
                 message += f" in zone {zone_id}"
-            observations.append(
-                Observation(
-                    subject=track.track_id,
-                    track_ids=(track.track_id,),
-                    confidence=float(track.confidence),
-                    message=message,
-                    zone_id=zone_id,
-                )
-            )
+            observations.append(Observation(tid, (tid,), float(track.confidence), message, zone_id))
         return observations

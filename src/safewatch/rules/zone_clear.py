@@ -24,8 +24,8 @@ from safewatch.config.rules import ZoneClearRule
 from safewatch.domain.geometry import Zone
 from safewatch.domain.tracks import Track, TrackedFrame
 from safewatch.rules.episodes import NO_SUBJECT, Observation
+from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
 from safewatch.rules.measure import Plane
-from safewatch.rules.zone_intrusion import tracks_in_zone
 
 __all__ = ["ZoneClearMonitor"]
 
@@ -65,23 +65,22 @@ class ZoneClearMonitor:
             return self.rule.max_movement.value
         return (track.xyxy[2] - track.xyxy[0]) / 2.0
 
-    def observe(self, tracked: TrackedFrame) -> list[Observation]:
+    def observe(
+        self, tracked: TrackedFrame, geometry: FrameGeometry | None = None
+    ) -> list[Observation]:
         """The zone as one observation while something has stood still in it too long."""
         at = tracked.timestamp
+        g = geometry_of(tracked, geometry)
         objects = self.rule.objects
-        tracks = [t for t in tracked.tracks if not objects or t.label in objects]
-        inside = tracks_in_zone(tracks, self.zone, self.rule.anchor, tracked.width, tracked.height)
-        present = [t for t, is_inside in zip(tracks, inside, strict=True) if is_inside]
+        present = g.in_zone(self.zone, self.rule.anchor, g.labelled(objects or None))
         blocking: list[tuple[Track, float]] = []
         if present:
-            points = np.array(
-                [t.centre if self.rule.anchor == "centre" else t.foot for t in present],
-                dtype=np.float64,
-            )
-            projected = self.plane.project(points, tracked.width, tracked.height)
-            for track, point in zip(present, projected, strict=True):
+            anchor = "centre" if self.rule.anchor == "centre" else "feet"
+            projected = g.floor(self.plane.calibration, anchor)[present]
+            for i, point in zip(present, projected, strict=True):
                 if not np.all(np.isfinite(point)):
                     continue  # above the horizon of the calibration: cannot tell
+                track = g.tracks[i]
                 rest = self._rests.get(track.track_id)
                 if (
                     rest is None

@@ -17,6 +17,7 @@ from safewatch.config.rules import ZoneIntrusionRule
 from safewatch.domain.geometry import Zone
 from safewatch.domain.tracks import Track, TrackedFrame
 from safewatch.rules.episodes import Observation
+from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
 from safewatch.rules.overlap import box_overlaps_polygon
 
 __all__ = ["observe_zone_intrusion", "tracks_in_zone"]
@@ -27,8 +28,9 @@ def tracks_in_zone(
 ) -> list[bool]:
     """Which tracks are in ``zone`` by ``anchor`` (``feet``, ``centre`` or ``box``).
 
-    Shared by every zone-based kind (intrusion, dwell, occupancy, zone_clear) so "in the zone"
-    means the same everywhere.
+    The test every zone-based kind applies, for a list of tracks outside the engine; inside it
+    :meth:`FrameGeometry.in_zone <safewatch.rules.frame_geometry.FrameGeometry.in_zone>` gives the
+    same answers, computed once per frame.
     """
     if not tracks:
         return []
@@ -40,21 +42,24 @@ def tracks_in_zone(
 
 
 def observe_zone_intrusion(
-    rule: ZoneIntrusionRule, tracked: TrackedFrame, zone: Zone
+    rule: ZoneIntrusionRule,
+    tracked: TrackedFrame,
+    zone: Zone,
+    geometry: FrameGeometry | None = None,
 ) -> list[Observation]:
-    """Subjects inside ``zone`` in this frame, in track order; confidence is the box's."""
-    tracks = [t for t in tracked.tracks if t.label in rule.objects]
-    if not tracks:
+    """Subjects inside ``zone`` in this frame, in track order; confidence is the box's.
+
+    ``geometry`` is the frame's shared geometry (see :mod:`~safewatch.rules.frame_geometry`).
+    """
+    g = geometry_of(tracked, geometry)
+    inside = g.in_zone(zone, rule.anchor, g.labelled(rule.objects))
+    if not inside:
         return []
-    inside = tracks_in_zone(tracks, zone, rule.anchor, tracked.width, tracked.height)
-    return [
-        Observation(
-            subject=track.track_id,
-            track_ids=(track.track_id,),
-            confidence=float(track.confidence),
-            message=f"{track.label} #{track.track_id} in zone {zone.id}",
-            zone_id=zone.id,
-        )
-        for track, is_inside in zip(tracks, inside, strict=True)
-        if is_inside
-    ]
+    tracks, zone_id = g.tracks, zone.id
+    observations = []
+    for i in inside:
+        track = tracks[i]
+        tid = track.track_id
+        message = f"{track.label} #{tid} in zone {zone_id}"
+        observations.append(Observation(tid, (tid,), float(track.confidence), message, zone_id))
+    return observations
