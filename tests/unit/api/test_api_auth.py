@@ -63,9 +63,10 @@ def _routes(routes: Iterable[Any], prefix: str = "") -> Iterator[Any]:
 
 def test_no_endpoint_answers_without_a_session_or_token(client: TestClient) -> None:
     checked = 0
-    for route in _routes(client.app.routes):  # type: ignore[attr-defined]
-        if isinstance(route, Route) and not isinstance(route, APIRoute):
-            route = APIRoute(route.path, lambda: None, methods=list(route.methods or ["GET"]))
+    for found in _routes(client.app.routes):  # type: ignore[attr-defined]
+        route = found
+        if isinstance(found, Route) and not isinstance(found, APIRoute):
+            route = APIRoute(found.path, lambda: None, methods=list(found.methods or ["GET"]))
         if isinstance(route, APIRoute):
             for method in route.methods:
                 path = _concrete(route.path)

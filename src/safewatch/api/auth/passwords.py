@@ -22,11 +22,10 @@ __all__ = [
 MIN_PASSWORD_LENGTH = 10
 """Shortest password accepted; length beats composition rules (NIST SP 800-63B)."""
 
-_HASHER = PasswordHasher()
-
-_DUMMY = _HASHER.hash("safewatch timing equaliser")
-"""Verified against when the user does not exist, so a wrong name costs as long as a wrong
-password and response times do not reveal which user names exist."""
+_STATE: dict[str, object] = {"hasher": PasswordHasher()}
+_STATE["dummy"] = PasswordHasher().hash("safewatch timing equaliser")
+"""The hasher in use, and ``dummy``: a hash verified against when the user does not exist, so a
+wrong name costs as long as a wrong password and response times do not reveal user names."""
 
 
 def use_parameters(*, time_cost: int, memory_cost: int, parallelism: int = 1) -> None:
@@ -35,9 +34,15 @@ def use_parameters(*, time_cost: int, memory_cost: int, parallelism: int = 1) ->
     For tests, which hash dozens of passwords on a shared 2-core machine; a server keeps the
     library's defaults. Existing hashes keep verifying (their parameters are in the hash).
     """
-    global _HASHER, _DUMMY
-    _HASHER = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
-    _DUMMY = _HASHER.hash("safewatch timing equaliser")
+    hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
+    _STATE["hasher"] = hasher
+    _STATE["dummy"] = hasher.hash("safewatch timing equaliser")
+
+
+def _hasher() -> PasswordHasher:
+    hasher = _STATE["hasher"]
+    assert isinstance(hasher, PasswordHasher)
+    return hasher
 
 
 def check_password_policy(password: str) -> None:
@@ -48,13 +53,15 @@ def check_password_policy(password: str) -> None:
 
 def hash_password(password: str) -> str:
     """The argon2id hash (PHC string, salt included) of ``password``."""
-    return _HASHER.hash(password)
+    return _hasher().hash(password)
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """Whether ``password`` matches ``stored_hash``; ``None`` burns the same time and fails."""
     try:
-        return _HASHER.verify(stored_hash or _DUMMY, password) and stored_hash is not None
+        return _hasher().verify(stored_hash or str(_STATE["dummy"]), password) and (
+            stored_hash is not None
+        )
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
@@ -62,6 +69,6 @@ def verify_password(stored_hash: str | None, password: str) -> bool:
 def needs_rehash(stored_hash: str) -> bool:
     """Whether the hash was made with other parameters than the current ones."""
     try:
-        return _HASHER.check_needs_rehash(stored_hash)
+        return _hasher().check_needs_rehash(stored_hash)
     except InvalidHashError:
         return True
