@@ -1,0 +1,292 @@
+"""The dashboard end to end: a real ``safewatch serve`` on the shared construction clip (played as a
+live camera), driven in headless Chromium (Debian's /usr/bin/chromium through Playwright).
+
+One server and one browser for the module (starting them is most of the cost); the tests run in
+order: log in, see overlays on the live view, filter incidents and resolve one, draw a zone and a
+rule that then triggers on the clip, download the PDF report and read it with pdftotext.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from assets import asset
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+PASSWORD = "e2e-password-123"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _safewatch(*args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "safewatch", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    clip = asset("video/construction_cctv_640x352_24s.mp4")
+    model = asset("models/yolox_nano_coco.onnx")
+    folder = tmp_path_factory.mktemp("e2e-site")
+    port = _free_port()
+    site = {
+        "version": 1,
+        "site": {"name": "E2E yard", "timezone": "Europe/Berlin"},
+        "models": {"coco": {"path": str(model), "format": "yolox", "labels": {"person": "person"}}},
+        "cameras": {
+            "yard": {
+                "source": str(clip),
+                "fps": 4,
+                "models": ["coco"],
+                "loop": True,
+                "name": "Yard",
+            }
+        },
+        "storage": {"database": "sqlite:///data/safewatch.db", "evidence_dir": "data/evidence"},
+        "evidence": {"pre_seconds": 1, "post_seconds": 1, "buffer_seconds": 3},
+        "runtime": {"http": {"host": "127.0.0.1", "port": port}, "decode": "thread"},
+    }
+    (folder / "site.yaml").write_text(yaml.safe_dump(site, sort_keys=False))
+    (folder / "rules").mkdir()
+    (folder / "rules" / "yard.yaml").write_text(
+        "version: 1\n"
+        "# e2e rules\n"
+        "zones:\n"
+        "  floor: {camera: yard, polygon: [[0, 0.3], [1, 0.3], [1, 1], [0, 1]]}\n"
+        "rules:\n"
+        "  - {id: people-on-floor, kind: zone_intrusion, zone: floor, objects: [person],"
+        " min_duration: 0s, grace: 1s, cooldown: 2s, severity: medium}\n"
+    )
+    config = str(folder / "site.yaml")
+    _safewatch(
+        "users",
+        "add",
+        "admin",
+        "--role",
+        "admin",
+        "--password-stdin",
+        "-c",
+        config,
+        stdin=PASSWORD + "\n",
+    )
+    token = _safewatch("users", "token", "admin", "--name", "e2e", "-c", config).strip()
+    log = (folder / "serve.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "safewatch", "serve", "-c", config, "-r", str(folder / "rules")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, (folder / "serve.log").read_text()
+            time.sleep(0.2)
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            context = browser.new_context(
+                viewport={"width": 1440, "height": 900}, accept_downloads=True
+            )
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+            yield {
+                "base": base,
+                "page": page,
+                "headers": headers,
+                "folder": folder,
+                "shots": Path(os.environ.get("SAFEWATCH_E2E_SHOTS", folder / "shots")),
+            }
+            browser.close()
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _incidents(server: dict[str, Any], **params: Any) -> list[dict[str, Any]]:
+    response = httpx.get(
+        f"{server['base']}/api/v1/incidents", params=params, headers=server["headers"], timeout=5
+    )
+    response.raise_for_status()
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+def _wait(condition: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _shot(server: dict[str, Any], name: str) -> None:
+    folder: Path = server["shots"]
+    folder.mkdir(parents=True, exist_ok=True)
+    server["page"].screenshot(path=str(folder / f"{name}.png"))
+
+
+def test_login_then_live_view_draws_overlays(server: dict[str, Any]) -> None:
+    page = server["page"]
+    page.goto(f"{server['base']}/live")
+    assert "/login" in page.url
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "wrong password")
+    page.click("button[type=submit]")
+    assert "wrong user name or password" in page.inner_text(".login")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/live")
+    tile = page.locator("article.tile[data-camera=yard]")
+    page.wait_for_function(
+        "() => +document.querySelector('article.tile[data-camera=yard]').dataset.boxes > 0",
+        timeout=45_000,
+    )
+    assert int(tile.get_attribute("data-frames") or 0) > 0
+    assert "live" in tile.locator(".state").inner_text()
+    _shot(server, "live")
+
+
+def test_filter_incidents_and_resolve_one(server: dict[str, Any]) -> None:
+    page = server["page"]
+    _wait(lambda: _incidents(server, rule="people-on-floor"), 45, "a first incident")
+    page.goto(f"{server['base']}/incidents")
+    page.select_option("#f-rule", "people-on-floor")
+    page.select_option("#f-status", "open")
+    page.click("#filters button[type=submit]")
+    page.wait_for_function("() => document.querySelector('#incidents tbody tr[data-id]')")
+    rules = page.locator("#incidents tbody tr[data-id] td:nth-child(3)").all_inner_texts()
+    assert rules and set(rules) == {"people-on-floor"}
+    assert "status=open" in page.url
+    _shot(server, "incidents")
+    first = page.locator("#incidents tbody tr[data-id]").first
+    incident_id = first.get_attribute("data-id")
+    page.locator("#incidents").focus()
+    page.keyboard.press("a")  # acknowledge the selected (first) incident
+    page.wait_for_function(
+        f"() => document.querySelector('tr[data-id=\"{incident_id}\"] .status').textContent"
+        " === 'acknowledged'"
+    )
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/incidents/{incident_id}")
+    page.click("#actions button[data-status=resolved]")
+    page.wait_for_function("() => document.querySelector('#status')?.textContent === 'resolved'")
+    timeline = page.inner_text("#timeline")
+    assert "acknowledged -> resolved by admin" in timeline
+    _shot(server, "incident")
+    detail = httpx.get(
+        f"{server['base']}/api/v1/incidents/{incident_id}", headers=server["headers"], timeout=5
+    ).json()
+    assert detail["incident"]["status"] == "resolved"
+
+
+def test_draw_a_zone_that_then_triggers(server: dict[str, Any]) -> None:
+    page = server["page"]
+    page.goto(f"{server['base']}/zones")
+    page.wait_for_function("() => document.getElementById('still').complete")
+    page.wait_for_timeout(300)
+    box = page.locator("#canvas").bounding_box()
+    assert box is not None
+    for fx, fy in ((0.02, 0.35), (0.98, 0.35), (0.98, 0.98), (0.02, 0.98)):
+        page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+    page.keyboard.press("Enter")
+    page.fill("#geom-id", "e2e_zone")
+    page.click("#save")
+    page.wait_for_function(
+        "() => document.getElementById('zone-status').dataset.saved === 'e2e_zone'"
+    )
+    _shot(server, "zones")
+    page.goto(f"{server['base']}/rules")
+    page.wait_for_function("() => document.getElementById('editor').value.includes('e2e_zone')")
+    text = page.input_value("#editor")
+    text += (
+        "  - {id: e2e-drawn-zone, kind: zone_intrusion, zone: e2e_zone, objects: [person],"
+        " min_duration: 0s, grace: 1s, severity: high}\n"
+    )
+    page.fill("#editor", text)
+    page.click("#save")
+    page.wait_for_function(
+        "() => document.getElementById('reload-state').textContent.includes('generation 3')"
+    )
+    assert "e2e-drawn-zone" in page.inner_text("#rule-table")
+    _shot(server, "rules")
+    assert "e2e_zone" in (server["folder"] / "rules" / "yard.yaml").read_text()
+    found = _wait(
+        lambda: _incidents(server, rule="e2e-drawn-zone"), 45, "the drawn zone to trigger"
+    )
+    assert found[0]["camera_id"] == "yard"
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils")
+def test_download_pdf_report(server: dict[str, Any], tmp_path: Path) -> None:
+    page = server["page"]
+    page.goto(f"{server['base']}/reports")
+    page.select_option("#f-rule", "people-on-floor")
+    with page.expect_download() as download:
+        page.click("#download")
+    target = tmp_path / "report.pdf"
+    download.value.save_as(target)
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(target), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "Incident report: E2E yard" in text
+    assert "rule: people-on-floor" in text
+    assert "people-on-floor" in text.split("Incidents", 1)[1]
+    assert "e2e-drawn-zone" not in text.split("Incidents", 1)[1]
+    page.goto(f"{server['base']}/analytics")
+    page.wait_for_function(
+        "() => document.getElementById('total').textContent.includes('incidents')"
+    )
+    _shot(server, "analytics")
