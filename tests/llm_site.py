@@ -7,9 +7,16 @@ and vest as PPE items).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["BASE_RULES", "SITE_YAML", "make_site"]
+from safewatch.api.auth.store import AuthStore
+from safewatch.config.loader import load_site
+from safewatch.incidents.site_storage import open_site_storage
+
+__all__ = ["BASE_RULES", "SITE_YAML", "drafts_saved", "make_site", "site_audit"]
 
 SITE_YAML = """\
 version: 1
@@ -78,3 +85,20 @@ def make_site(
     rules_dir.mkdir(exist_ok=True)
     (rules_dir / "base.yaml").write_text(rules, encoding="utf-8")
     return site, rules_dir
+
+
+@contextmanager
+def site_audit(site: Path) -> Iterator[AuthStore]:
+    """The site's audit log (the dashboard's table in its SQLite database)."""
+    storage = open_site_storage(load_site(site))
+    try:
+        yield AuthStore(storage.engine)
+    finally:
+        storage.close()
+
+
+def drafts_saved(site: Path, action: str = "rules.draft_saved") -> list[Any]:
+    """The audit records of saved drafts, oldest first."""
+    with site_audit(site) as store:
+        records, _ = store.audit_records(action=action)
+    return list(reversed(records))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 from test_cli_audit import safewatch
 
 from llm_replay import ReplayServer, load_scenario, replay
-from llm_site import make_site
+from llm_site import drafts_saved, make_site
 
 # Each test starts the CLI in fresh interpreters (about 2 s apiece).
 pytestmark = pytest.mark.slow
@@ -53,11 +52,10 @@ def test_yes_saves_and_records_the_os_user(tmp_path: Path, server: ReplayServer)
     assert f"saved {rules / 'drafts.yaml'}" in done.stdout
     check = safewatch("rules", "explain", rules, "-c", site)
     assert "press-hardhat-night (high): on camera press-line" in check.stdout
-    (line,) = (tmp_path / "safewatch-data" / "rule-drafts.jsonl").read_text().splitlines()
-    record = json.loads(line)
-    assert record["actor"] == getpass.getuser()
-    assert record["source"] == "cli" and record["request"] == REQUEST
-    assert record["model"] == "replay"
+    (record,) = drafts_saved(site)
+    assert (record.actor, record.subject) == (getpass.getuser(), "drafts.yaml")
+    assert record.detail["source"] == "cli" and record.detail["request"] == REQUEST
+    assert record.detail["model"] == "replay"
 
 
 def test_failures_are_one_clear_line_and_save_nothing(tmp_path: Path, server: ReplayServer) -> None:

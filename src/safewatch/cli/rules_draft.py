@@ -3,8 +3,9 @@
 The command prints what the model proposed as YAML, the diff against the target rule file, and
 the change in plain words (the same sentences as ``rules explain``), then asks. Without a
 terminal to ask on (a script, CI) it saves only with ``--yes``, so a pipeline can never save a
-draft nobody looked at by accident; the saved record names the OS user. The running server picks
-the saved file up through its hot reload, like any hand edit.
+draft nobody looked at by accident. The save is recorded in the site's audit log (the dashboard's,
+in the site database) under the OS user's name. The running server picks the saved file up
+through its hot reload, like any hand edit.
 """
 
 from __future__ import annotations
@@ -67,7 +68,6 @@ def rules_draft(
         OpenAIChatClient,
         RuleDrafter,
         RuleWorkspace,
-        audit_log_for,
         save_draft,
     )
 
@@ -115,6 +115,16 @@ def rules_draft(
         if not typer.confirm(f"\nSave to {result.target}?", default=False):
             out.print("not saved")
             return
-    log = audit_log_for(site)
-    saved = save_draft(result, workspace, actor=_actor(), audit_log=log, source="cli")
-    out.print(f"[green]saved[/green] {saved.target} (recorded in {log.path})", highlight=False)
+    from safewatch.api.auth.store import AuthStore
+    from safewatch.incidents.site_storage import open_site_storage
+
+    storage = open_site_storage(site)
+    try:
+        saved = save_draft(
+            result, workspace, actor=_actor(), audit=AuthStore(storage.engine), source="cli"
+        )
+    finally:
+        storage.close()
+    out.print(
+        f"[green]saved[/green] {saved.target} (recorded in the site's audit log)", highlight=False
+    )

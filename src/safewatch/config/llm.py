@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-__all__ = ["DEFAULT_DRAFT_AUDIT_LOG", "LLMConfig"]
-
-DEFAULT_DRAFT_AUDIT_LOG = "safewatch-data/rule-drafts.jsonl"
-"""Where saved rule drafts are recorded, relative to the site file (see ``LLMConfig.audit_log``)."""
+__all__ = ["LLMConfig"]
 
 
 class LLMConfig(BaseModel):
@@ -48,8 +45,3 @@ class LLMConfig(BaseModel):
         0.0, ge=0, le=2, description="Sampling temperature; 0 gives the most repeatable drafts."
     )
     max_tokens: int = Field(2000, ge=64, le=32000, description="Longest reply, in tokens.")
-    audit_log: str = Field(
-        DEFAULT_DRAFT_AUDIT_LOG,
-        description="JSON-lines file recording every saved draft (who, request, model, result); "
-        "relative to the site file.",
-    )

@@ -4,10 +4,9 @@ A safety officer's request goes to an OpenAI-compatible chat model (:mod:`.clien
 schema and the site's facts (:mod:`.prompt`); the reply is validated with the real rule loader and
 repaired up to twice (:mod:`.drafting`), refused if it reaches beyond adding rules
 (:mod:`.guard`), and written only when an operator confirms, atomically and with an audit record
-(:mod:`.saving`).
+(:mod:`.saving`) into the site's audit log.
 """
 
-from safewatch.llm.audit import DraftAuditLog
 from safewatch.llm.client import ChatClient, ChatMessage, ChatReply, OpenAIChatClient
 from safewatch.llm.drafting import DraftResult, RuleDrafter, check_draft_text
 from safewatch.llm.errors import (
@@ -24,15 +23,16 @@ from safewatch.llm.errors import (
 )
 from safewatch.llm.guard import Change
 from safewatch.llm.prompt import DraftTurn
-from safewatch.llm.saving import SavedDraft, audit_log_for, save_draft
+from safewatch.llm.saving import SAVED_ACTION, AuditWriter, SavedDraft, save_draft
 from safewatch.llm.workspace import RuleWorkspace
 
 __all__ = [
+    "SAVED_ACTION",
+    "AuditWriter",
     "Change",
     "ChatClient",
     "ChatMessage",
     "ChatReply",
-    "DraftAuditLog",
     "DraftError",
     "DraftRefused",
     "DraftResult",
@@ -49,7 +49,6 @@ __all__ = [
     "RuleWorkspace",
     "SavedDraft",
     "StaleDraft",
-    "audit_log_for",
     "check_draft_text",
     "save_draft",
 ]

@@ -6,39 +6,59 @@ target must be byte-for-byte what the draft was made against (otherwise the oper
 diff that no longer applies), the draft's items go through the guard again, and the whole set is
 validated again with the site. Only then is the new text written to a temporary file beside the
 target and renamed over it, so a reader (the hot-reload watcher, ``safewatch serve``) sees the old
-file or the new one, never half of one. The audit record is appended (and synced) before the
-rename: a crash in between leaves a record of a change that did not happen, never a change
-without a record.
+file or the new one, never half of one.
+
+The record goes to the site's audit log, the dashboard's ``audit_log`` table (action
+``rules.draft_saved``: who, the request, the model, the resulting YAML, the diff and its hash),
+so drafts saved from the command line and from the Rules page are read in one place. It is
+written before the rename: a crash in between leaves a record of a change that did not happen,
+never a change without a record; a failed rename adds ``rules.draft_save_failed``. Saves of the
+same rules folder are serialised across processes (the CLI and the server) with a lock file.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from safewatch.config.llm import DEFAULT_DRAFT_AUDIT_LOG
-from safewatch.config.loader import LoadedSite
 from safewatch.config.rules import RuleFile
 from safewatch.config.validation import ConfigErrors, validate_document
 from safewatch.config.yaml_lines import parse_yaml
 from safewatch.errors import StorageError
-from safewatch.llm.audit import DraftAuditLog
 from safewatch.llm.drafting import DraftResult
 from safewatch.llm.errors import DraftError, StaleDraft
 from safewatch.llm.guard import classify_changes, refuse_outside_rules
 from safewatch.llm.workspace import RuleWorkspace, sha256_text
 from safewatch.llm.yaml_edit import merge_items
 
-__all__ = ["AuditSink", "SavedDraft", "audit_log_for", "save_draft"]
+__all__ = ["SAVED_ACTION", "AuditWriter", "SavedDraft", "save_draft"]
 
-AuditSink = Callable[[Mapping[str, Any]], None]
-"""Another place a save record goes (the dashboard's audit table), after the JSON-lines log."""
+SAVED_ACTION = "rules.draft_saved"
+"""Audit-log action of a saved draft."""
+FAILED_ACTION = "rules.draft_save_failed"
+
+
+class AuditWriter(Protocol):
+    """Where save records go: the dashboard's :class:`~safewatch.api.auth.store.AuthStore`."""
+
+    def audit(
+        self,
+        action: str,
+        *,
+        actor: str | None,
+        subject: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+        client: str | None = None,
+    ) -> None:
+        """Append one record; raise :class:`~safewatch.errors.StorageError` if it cannot."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +68,30 @@ class SavedDraft:
     Attributes:
         target: The rule file written.
         diff_sha256: SHA-256 of the diff that was applied.
-        record: The audit record as written.
-        record_sha256: Hash of the audit line (the next line's ``prev_sha256``).
+        detail: The audit record's detail, as written.
     """
 
     target: Path
     diff_sha256: str
-    record: Mapping[str, Any]
-    record_sha256: str
+    detail: Mapping[str, Any]
 
 
-def audit_log_for(site: LoadedSite) -> DraftAuditLog:
-    """The site's draft audit log: ``llm.audit_log``, or the default beside the database."""
-    configured = site.config.llm.audit_log if site.config.llm is not None else None
-    return DraftAuditLog(site.resolve(configured or DEFAULT_DRAFT_AUDIT_LOG))
+@contextmanager
+def _save_lock(workspace: RuleWorkspace) -> Iterator[None]:
+    """One save at a time per rules folder, across processes on this host."""
+    folder = workspace.target.parent.resolve()
+    key = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"safewatch-rules-{key}.lock"
+    try:
+        handle = path.open("a")
+    except OSError as exc:  # pragma: no cover - the temp folder is writable
+        raise StorageError(f"cannot lock the rules folder ({path}): {exc}") from None
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _reapply(result: DraftResult, workspace: RuleWorkspace) -> str:
@@ -124,10 +154,9 @@ def save_draft(
     workspace: RuleWorkspace,
     *,
     actor: str,
-    audit_log: DraftAuditLog,
+    audit: AuditWriter,
     source: str = "cli",
     client: str | None = None,
-    also_record: AuditSink | None = None,
 ) -> SavedDraft:
     """Write a confirmed draft into its target and record who did it.
 
@@ -135,17 +164,16 @@ def save_draft(
         result: A valid draft of this workspace's target.
         workspace: The site and rules, as they are now.
         actor: Who confirmed: the OS user for the CLI, the signed-in user for the API.
-        audit_log: Where the record goes.
+        audit: The site's audit log.
         source: ``cli``, ``api`` or ``form``.
         client: The client's address, for API saves.
-        also_record: A second sink for the same record (the dashboard's audit table).
 
     Raises:
         DraftError: The draft is invalid, or for another target.
         StaleDraft: The target changed since the draft.
         DraftRefused: The draft now overreaches (an id it adds appeared elsewhere).
         ConfigError: The set with the draft no longer validates.
-        StorageError: The file or the log cannot be written.
+        StorageError: The file or the audit record cannot be written (then nothing changed).
     """
     if not result.valid:
         raise DraftError("an invalid draft cannot be saved; fix the request or write the rule")
@@ -153,18 +181,14 @@ def save_draft(
         raise DraftError(f"the draft is for {result.target}, not {workspace.target}")
     target = workspace.target
     diff_sha256 = hashlib.sha256(result.diff.encode("utf-8")).hexdigest()
-    with audit_log.locked() as handle:
+    with _save_lock(workspace):
         new_text = _reapply(result, workspace)
         try:
             temp = _write_temp(target, new_text)
         except OSError as exc:
             raise StorageError(f"cannot write {target}: {exc}") from None
-        record = {
-            "event": "rule_draft_saved",
-            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "actor": actor,
+        detail = {
             "source": source,
-            "client": client,
             "request": result.request,
             "model": result.model or None,
             "target": str(target),
@@ -177,8 +201,10 @@ def save_draft(
             "file_sha256": sha256_text(new_text),
         }
         try:
-            record_hash = audit_log.append(record, handle=handle)
-        except StorageError:
+            audit.audit(
+                SAVED_ACTION, actor=actor, subject=target.name, detail=detail, client=client
+            )
+        except BaseException:
             temp.unlink(missing_ok=True)
             raise
         try:
@@ -186,20 +212,12 @@ def save_draft(
             _fsync_dir(target.parent)
         except OSError as exc:
             temp.unlink(missing_ok=True)
-            audit_log.append(
-                {
-                    "event": "rule_draft_save_failed",
-                    "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                    "actor": actor,
-                    "target": str(target),
-                    "diff_sha256": diff_sha256,
-                    "error": str(exc),
-                },
-                handle=handle,
+            audit.audit(
+                FAILED_ACTION,
+                actor=actor,
+                subject=target.name,
+                detail={"diff_sha256": diff_sha256, "error": str(exc)},
+                client=client,
             )
             raise StorageError(f"cannot replace {target}: {exc}") from None
-    if also_record is not None:
-        also_record(record)
-    return SavedDraft(
-        target=target, diff_sha256=diff_sha256, record=record, record_sha256=record_hash
-    )
+    return SavedDraft(target=target, diff_sha256=diff_sha256, detail=detail)

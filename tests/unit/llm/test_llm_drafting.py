@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 
 from llm_replay import ReplayServer, load_scenario, replay
-from llm_site import BASE_RULES, make_site
+from llm_site import BASE_RULES, drafts_saved, make_site, site_audit
 from safewatch.config.loader import load_site
 from safewatch.config.ruleset import load_rules
 from safewatch.llm import (
-    DraftAuditLog,
     DraftError,
     DraftRefused,
     OpenAIChatClient,
@@ -144,11 +143,10 @@ def test_never_valid_fails_cleanly_after_two_repairs_and_cannot_be_saved(
     assert "no ```yaml block" in result.round_errors[1][0]
     assert result.errors[0].startswith("draft.yaml:3: rules[0].kind: unknown kind 'hardhat'")
     assert result.diff == "" and result.changes == ()
-    log = DraftAuditLog(tmp_path / "audit.jsonl")
-    with pytest.raises(DraftError, match="invalid draft cannot be saved"):
-        save_draft(result, workspace, actor="ann", audit_log=log)
+    with site_audit(plant[0]) as audit, pytest.raises(DraftError, match="invalid draft"):
+        save_draft(result, workspace, actor="ann", audit=audit)
     assert files_of(plant[1]) == before
-    assert not log.path.exists()
+    assert drafts_saved(plant[0]) == []
 
 
 @pytest.mark.parametrize(
@@ -269,7 +267,8 @@ def test_a_new_zone_is_flagged_for_checking(
         ("rule", "forklift-aisle-distance"),
     ]
     assert "zone 'forklift_aisle' was drawn by the language model" in result.warnings[0]
-    saved = save_draft(result, workspace, actor="ann", audit_log=DraftAuditLog(tmp_path / "a"))
+    with site_audit(plant[0]) as audit:
+        saved = save_draft(result, workspace, actor="ann", audit=audit)
     rule_set = load_rules(plant[1], load_site(plant[0]).config)
     assert rule_set.zone("forklift_aisle").camera_id == "dock"
     assert str(rule_set.rule("forklift-aisle-distance").max_distance) == "2m"  # type: ignore[union-attr]
