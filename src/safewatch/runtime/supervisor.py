@@ -353,13 +353,20 @@ class Supervisor:
             worker = ThreadWorker(
                 spec, lambda message: self._on_message(handle, incarnation, message)
             )
-        handle.worker = worker
         try:
             worker.start()
         except Exception as error:  # cannot even spawn (out of memory, fd limit): retry later
             log.error("camera %s: cannot start worker: %s", spec.camera_id, error)
+            if isinstance(worker, ProcessWorker):
+                with self._lock:
+                    self._links.pop(worker.connection, None)
+                worker.close()
             self._schedule_restart(handle, f"cannot start: {error}")
             return
+        # Only a started worker is visible to the monitor: one seen before it started would
+        # look dead, be "restarted", and leave the first one running unsupervised.
+        with self._lock:
+            handle.worker = worker
         log.info("camera %s: worker %d started (pid %s)", spec.camera_id, incarnation, worker.pid)
 
     def _stop_worker(self, handle: _Handle, timeout: float | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from runtime_fakes import moving_square_video
 from safewatch.config.runtime import MotionConfig, WatchdogConfig
 from safewatch.config.site import CameraConfig
 from safewatch.errors import ConfigError
-from safewatch.runtime.camera_worker import WorkerSpec, build_camera_source
+from safewatch.runtime.camera_worker import ThreadWorker, WorkerSpec, build_camera_source
 from safewatch.runtime.file_camera import PacedFileSource
 from safewatch.runtime.mailbox import FrameMailbox
 from safewatch.runtime.rings import RingCache
@@ -204,3 +205,24 @@ def test_a_killed_or_frozen_decode_process_is_restarted(
     assert status.restarts == 2
     wait_for(lambda: r.state("cam") is WorkerState.RUNNING, timeout=15)
     assert r.frames(3)
+
+
+def test_no_worker_is_mistaken_for_dead_while_it_starts(
+    clip: Path, running: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Spawning a process takes 50-100 ms (more on a busy host): a worker the monitor could see
+    # before it started looked dead, was "restarted", and the first one ran on unsupervised.
+    original = ThreadWorker.start
+
+    def slow_start(self: ThreadWorker) -> None:
+        time.sleep(0.5)
+        original(self)
+
+    monkeypatch.setattr(ThreadWorker, "start", slow_start)
+    r = running("thread")
+    r.supervisor.apply({f"c{i}": spec(f"c{i}", clip) for i in range(2)})
+    wait_for(lambda: all(s.state is WorkerState.RUNNING for s in r.supervisor.statuses()))
+    time.sleep(0.3)
+    assert [s.restarts for s in r.supervisor.statuses()] == [0, 0]
+    r.supervisor.stop(timeout=5.0)
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name.startswith("decode")])
