@@ -18,6 +18,7 @@ or a bearer token; anything else is closed before the handshake completes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from typing import Annotated, Any, Literal
 
@@ -67,6 +68,13 @@ async def _until_closed(websocket: WebSocket, done: anyio.Event) -> None:
     done.set()
 
 
+async def _close(websocket: WebSocket) -> None:
+    """Close from our side unless the client already went (then there is nothing to close)."""
+    if websocket.application_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await websocket.close()
+
+
 @router.websocket("/incidents")
 async def incident_feed(websocket: WebSocket) -> None:
     """Live incident changes (see the module docstring)."""
@@ -100,8 +108,7 @@ async def incident_feed(websocket: WebSocket) -> None:
         pass
     finally:
         subscription.close()
-        if websocket.application_state == WebSocketState.CONNECTED:
-            await websocket.close()
+        await _close(websocket)
 
 
 @router.websocket("/cameras/{camera_id}")
@@ -151,5 +158,4 @@ async def camera_feed(
         pass
     finally:
         subscription.close()
-        if websocket.application_state == WebSocketState.CONNECTED:
-            await websocket.close()
+        await _close(websocket)
