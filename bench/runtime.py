@@ -197,6 +197,14 @@ def rss(pid: int) -> int:
         return 0
 
 
+def uss(pid: int) -> int:
+    """Unique set size: memory only this process holds (shared libraries not counted)."""
+    try:
+        return int(psutil.Process(pid).memory_full_info().uss)
+    except psutil.Error:
+        return 0
+
+
 def pct(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
@@ -213,7 +221,7 @@ class Run:
     dropped: int
     cpu: float
     probe: Probe
-    memory: list[tuple[float, int, int]]  # (t, server rss, sum of decode rss)
+    memory: list[tuple[float, int, int, int]]  # (t, server rss, decode rss sum, decode uss sum)
     restarts: int
 
     @property
@@ -270,7 +278,7 @@ def measure(
     )
     service.start()
     me = os.getpid()
-    memory: list[tuple[float, int, int]] = []
+    memory: list[tuple[float, int, int, int]] = []
     try:
         time.sleep(warmup)
 
@@ -295,8 +303,15 @@ def measure(
         next_sample = start
         while (now := time.monotonic()) < start + seconds:
             if now >= next_sample:
-                workers = sum(rss(pid) for pid in pids()[1:])
-                memory.append((round(now - start, 1), rss(me), workers))
+                workers = pids()[1:]
+                memory.append(
+                    (
+                        round(now - start, 1),
+                        rss(me),
+                        sum(rss(pid) for pid in workers),
+                        sum(uss(pid) for pid in workers),
+                    )
+                )
                 if on_sample is not None:
                     on_sample(memory)
                 next_sample += sample_every
@@ -346,6 +361,7 @@ def section_decode(seconds: float) -> dict[str, Any]:
                 row = {"decode": mode, **run.summary()}
                 row["server_rss_mib"] = round(run.memory[-1][1] / 2**20, 1)
                 row["decode_rss_mib"] = round(run.memory[-1][2] / 2**20, 1)
+                row["decode_uss_mib"] = round(run.memory[-1][3] / 2**20, 1)
                 rows.append(row)
                 print(row, flush=True)
     keys = ["decode", "cameras", "analysed_fps", "cpu_cores", "analysed_per_cpu_second"]
@@ -468,7 +484,7 @@ def section_overload(seconds: float) -> dict[str, Any]:
 def section_soak(seconds: float) -> dict[str, Any]:
     out: dict[str, Any] = {"seconds": seconds, **header()}
 
-    def save(samples: list[tuple[float, int, int]]) -> None:
+    def save(samples: list[tuple[float, int, int, int]]) -> None:
         out["memory_samples"] = list(samples)
         write_results("runtime_soak", out)
 
