@@ -1,0 +1,234 @@
+"""Rule drafts through the API: drafted by the site's model (a local replay server) or the
+structured form, kept on the server, saved only by their operator, audited, reloaded."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from api_support import RULES, add_users, client_for, login, write_site
+from llm_replay import Recorded, ReplayServer, chat_completion, replay
+from safewatch.api.dashboard import Dashboard
+from safewatch.config.loader import load_site
+from safewatch.incidents.site_storage import open_site_storage
+
+DWELL = """\
+```yaml
+version: 1
+rules:
+  - id: drop-zone-dwell
+    kind: dwell
+    description: Nobody stays in the drop zone for more than 30 seconds.
+    zone: drop_zone
+    max_time: 30s
+```
+"""
+DISABLE = """\
+```yaml
+rules:
+  - {id: hardhat-required, kind: ppe, cameras: [yard], require: [hardhat], enabled: false}
+  - id: drop-zone-dwell
+    kind: dwell
+    zone: drop_zone
+    max_time: 30s
+```
+"""
+ASK = "nobody stays in the drop zone for more than 30 seconds"
+
+Clients = dict[str, tuple[TestClient, dict[str, str]]]
+
+
+def _dashboard(folder: Path, llm: dict[str, Any] | None) -> tuple[Dashboard, Any]:
+    site = load_site(write_site(folder, extra={"llm": llm} if llm else None))
+    storage = open_site_storage(site)
+    return Dashboard.create(lambda: site, folder / "rules", storage), storage
+
+
+@pytest.fixture
+def model() -> Iterator[ReplayServer]:
+    scenarios = {
+        "dwell": [Recorded(200, chat_completion(DWELL, model="test-model"))],
+        "disable": [Recorded(200, chat_completion(DISABLE))],
+    }
+    with replay(scenarios) as server:
+        yield server
+
+
+def _clients(dashboard: Dashboard, client: TestClient) -> Clients:
+    """One logged-in client per role (cookies are per client, so one app, three sessions)."""
+    out = {}
+    for role in ("viewer", "operator", "admin"):
+        session = TestClient(client.app)
+        session.__enter__()
+        out[role] = (session, {"X-CSRF-Token": login(session, role)})
+    return out
+
+
+@pytest.fixture
+def with_llm(tmp_path: Path, model: ReplayServer) -> Iterator[tuple[Clients, Dashboard, Path]]:
+    dashboard, storage = _dashboard(tmp_path, {"base_url": model.base_url, "model": "dwell"})
+    add_users(dashboard)
+    with client_for(dashboard) as client:
+        clients = _clients(dashboard, client)
+        yield clients, dashboard, tmp_path / "rules"
+        for session, _ in clients.values():
+            session.__exit__(None, None, None)
+    storage.close()
+
+
+def _llm_model(dashboard: Dashboard, folder: Path, base_url: str, name: str) -> None:
+    site = write_site(folder, extra={"llm": {"base_url": base_url, "model": name}})
+    loaded = load_site(site)
+    dashboard.site = lambda: loaded  # the site file was edited: the next request sees it
+
+
+def test_setup_says_which_model_and_offers_the_sites_choices(
+    with_llm: tuple[Clients, Dashboard, Path],
+) -> None:
+    clients, _, _ = with_llm
+    client, _ = clients["viewer"]
+    setup = client.get("/api/v1/rule-drafts/setup").json()
+    assert (setup["llm"], setup["model"]) == (True, "dwell")
+    assert setup["default_target"] == "drafts.yaml" and setup["files"] == ["yard.yaml"]
+    assert setup["zones"] == ["drop_zone"] and setup["objects"] == ["person"]
+    assert setup["cameras"] == ["yard", "dock"] and "zone_clear" in setup["kinds"]
+
+
+def test_viewers_may_not_draft_or_save(with_llm: tuple[Clients, Dashboard, Path]) -> None:
+    clients, _, _ = with_llm
+    client, headers = clients["viewer"]
+    drafted = client.post("/api/v1/rule-drafts", json={"request": ASK}, headers=headers)
+    assert (drafted.status_code, drafted.json()["error"]) == (403, "forbidden")
+    formed = client.post("/api/v1/rule-drafts/form", json={"rule": {}}, headers=headers)
+    assert formed.status_code == 403
+    saved = client.post("/api/v1/rule-drafts/" + "a" * 24 + "/save", headers=headers)
+    assert saved.status_code == 403
+
+
+def test_an_operator_drafts_reviews_and_saves(
+    with_llm: tuple[Clients, Dashboard, Path], model: ReplayServer
+) -> None:
+    clients, dashboard, rules = with_llm
+    client, headers = clients["operator"]
+    drafted = client.post("/api/v1/rule-drafts", json={"request": ASK}, headers=headers)
+    assert drafted.status_code == 200, drafted.text
+    draft = drafted.json()
+    assert draft["valid"] and draft["id"] and draft["rounds"] == 1
+    assert draft["model"] == "test-model" and draft["target"] == "drafts.yaml"
+    assert draft["changes"] == [
+        {"kind": "rule", "id": "drop-zone-dwell", "action": "add", "disables": False}
+    ]
+    assert "+  - id: drop-zone-dwell\n" in draft["diff"]
+    assert draft["explanation"][0].startswith("New rule: drop-zone-dwell (medium): on camera yard")
+    assert not (rules / "drafts.yaml").exists()
+    assert "drop_zone" in model.bodies("dwell")[0]["messages"][1]["content"]
+
+    saved = client.post(f"/api/v1/rule-drafts/{draft['id']}/save", headers=headers)
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["file"] == "drafts.yaml"
+    assert saved.json()["status"]["generation"] == 2
+    listed = client.get("/api/v1/rules").json()
+    assert "drop-zone-dwell" in [r["id"] for r in listed["rules"]]
+    records, _ = dashboard.auth.audit_records(action="rules.draft_saved")
+    (record,) = records
+    assert (record.actor, record.subject, record.client) == (
+        "operator",
+        "drafts.yaml",
+        "testclient",
+    )
+    assert record.detail["request"] == ASK and record.detail["source"] == "api"
+    assert record.detail["result_yaml"] == draft["yaml"]
+
+    again = client.post(f"/api/v1/rule-drafts/{draft['id']}/save", headers=headers)
+    assert again.status_code == 404  # a draft is saved at most once
+
+
+def test_only_the_drafting_user_can_save_a_draft(
+    with_llm: tuple[Clients, Dashboard, Path],
+) -> None:
+    clients, _, rules = with_llm
+    client, headers = clients["operator"]
+    draft = client.post("/api/v1/rule-drafts", json={"request": ASK}, headers=headers).json()
+    admin, admin_headers = clients["admin"]
+    other = admin.post(f"/api/v1/rule-drafts/{draft['id']}/save", headers=admin_headers)
+    assert (other.status_code, other.json()["error"]) == (404, "not_found")
+    assert not (rules / "drafts.yaml").exists()
+
+
+def test_a_refused_draft_says_why_and_keeps_nothing(
+    with_llm: tuple[Clients, Dashboard, Path], model: ReplayServer, tmp_path: Path
+) -> None:
+    clients, dashboard, rules = with_llm
+    _llm_model(dashboard, tmp_path, model.base_url, "disable")
+    client, headers = clients["operator"]
+    refused = client.post("/api/v1/rule-drafts", json={"request": ASK}, headers=headers)
+    body = refused.json()
+    assert (refused.status_code, body["error"]) == (422, "draft_refused")
+    assert "disables existing rule 'hardhat-required'" in body["details"][0]["message"]
+    assert (rules / "yard.yaml").read_text() == RULES
+    assert not (rules / "drafts.yaml").exists()
+
+
+def test_an_unreachable_model_is_a_502_with_the_reason(
+    with_llm: tuple[Clients, Dashboard, Path], tmp_path: Path
+) -> None:
+    clients, dashboard, _ = with_llm
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _llm_model(dashboard, tmp_path, f"http://127.0.0.1:{port}/v1", "dwell")
+    client, headers = clients["operator"]
+    failed = client.post("/api/v1/rule-drafts", json={"request": ASK}, headers=headers)
+    assert (failed.status_code, failed.json()["error"]) == (502, "llm_unavailable")
+    assert "cannot reach the LLM endpoint" in failed.json()["message"]
+
+
+def test_a_target_edited_after_the_draft_is_not_overwritten(
+    with_llm: tuple[Clients, Dashboard, Path],
+) -> None:
+    clients, _, rules = with_llm
+    client, headers = clients["operator"]
+    body = {"request": ASK, "target": "yard.yaml"}
+    draft = client.post("/api/v1/rule-drafts", json=body, headers=headers).json()
+    edited = RULES.replace("severity: medium", "severity: low")
+    (rules / "yard.yaml").write_text(edited)
+    stale = client.post(f"/api/v1/rule-drafts/{draft['id']}/save", headers=headers)
+    assert (stale.status_code, stale.json()["error"]) == (409, "stale_draft")
+    assert (rules / "yard.yaml").read_text() == edited
+
+
+def test_without_a_model_the_structured_form_takes_its_place(tmp_path: Path) -> None:
+    dashboard, storage = _dashboard(tmp_path, None)
+    add_users(dashboard)
+    try:
+        with client_for(dashboard) as client:
+            headers = {"X-CSRF-Token": login(client, "operator")}
+            setup = client.get("/api/v1/rule-drafts/setup").json()
+            assert (setup["llm"], setup["model"]) == (False, None)
+            asked = client.post("/api/v1/rule-drafts", json={"request": ASK}, headers=headers)
+            assert (asked.status_code, asked.json()["error"]) == (409, "llm_not_configured")
+
+            rule = {"id": "few-at-drop-zone", "kind": "occupancy", "zone": "drop_zone"}
+            invalid = client.post("/api/v1/rule-drafts/form", json={"rule": rule}, headers=headers)
+            assert invalid.json()["valid"] is False and invalid.json()["id"] is None
+            assert "give `max_count`, `min_count`, or both" in invalid.json()["errors"][0]
+
+            rule["max_count"] = 3
+            rule["schedule"] = {"days": ["mon", "tue"], "between": ["06:00", "14:00"]}
+            draft = client.post("/api/v1/rule-drafts/form", json={"rule": rule}, headers=headers)
+            assert draft.json()["valid"] is True, draft.text
+            assert "more than 3 people in zone drop_zone" in draft.json()["explanation"][0]
+            saved = client.post(f"/api/v1/rule-drafts/{draft.json()['id']}/save", headers=headers)
+            assert saved.status_code == 200, saved.text
+        written = yaml.safe_load((tmp_path / "rules" / "drafts.yaml").read_text())
+        assert written["rules"][0]["max_count"] == 3
+        records, _ = dashboard.auth.audit_records(action="rules.draft_saved")
+        assert records[0].detail["source"] == "form"
+    finally:
+        storage.close()
