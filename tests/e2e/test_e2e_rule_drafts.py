@@ -1,0 +1,162 @@
+"""The Rules page's drafting panel in headless Chromium: a request typed in the chat panel comes
+back from the site's model (a local replay server) as a reviewed draft and is saved with one click;
+without a model the structured form does the same; a viewer gets no panel.
+
+The app is the dashboard ``safewatch serve`` mounts, served by uvicorn on a free port in this
+process (no cameras run: the panel needs none).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+import yaml
+
+from api_support import PASSWORD, add_users, make_app, write_site
+from llm_replay import Recorded, chat_completion, replay
+from safewatch.api.dashboard import Dashboard
+from safewatch.config.loader import load_site
+from safewatch.incidents.site_storage import open_site_storage
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
+DWELL = """\
+Assumed "too long" means 30 seconds.
+```yaml
+version: 1
+rules:
+  - id: drop-zone-dwell
+    kind: dwell
+    description: Nobody lingers in the drop zone.
+    zone: drop_zone
+    max_time: 30s
+```
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    from playwright.sync_api import sync_playwright
+
+    folder = tmp_path_factory.mktemp("drafts-site")
+    with replay({"m": [Recorded(200, chat_completion(DWELL, model="replayed"))]}) as model:
+        loaded = load_site(
+            write_site(folder, extra={"llm": {"base_url": model.base_url, "model": "m"}})
+        )
+        storage = open_site_storage(loaded)
+        dashboard = Dashboard.create(lambda: loaded, folder / "rules", storage)
+        add_users(dashboard)
+        port = _free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(
+                make_app(dashboard),
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                timeout_graceful_shutdown=1,
+            )
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+                yield {
+                    "base": f"http://127.0.0.1:{port}",
+                    "browser": browser,
+                    "dashboard": dashboard,
+                    "folder": folder,
+                }
+                browser.close()
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            storage.close()
+
+
+def _rules_page(site: dict[str, Any], user: str) -> Any:
+    page = site["browser"].new_context(viewport={"width": 1440, "height": 900}).new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"{site['base']}/rules")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/rules")
+    return page
+
+
+def test_a_viewer_gets_no_panel(site: dict[str, Any]) -> None:
+    page = _rules_page(site, "viewer")
+    page.wait_for_function("() => document.querySelector('#rule-table tbody tr')")
+    page.wait_for_timeout(300)
+    assert page.locator("#rules-side-panel").is_hidden()
+
+
+def test_chat_panel_drafts_shows_and_saves(site: dict[str, Any]) -> None:
+    page = _rules_page(site, "operator")
+    panel = page.locator("#rules-side-panel")
+    panel.locator("textarea[name=request]").wait_for()
+    assert "m" in panel.locator("h3").inner_text()
+    panel.locator("textarea[name=request]").fill("nobody lingers in the drop zone")
+    panel.locator("button[type=submit]").click()
+    draft = panel.locator(".draft.valid")
+    draft.wait_for()
+    assert "New rule: drop-zone-dwell (medium): on camera yard" in draft.inner_text()
+    assert "id: drop-zone-dwell" in draft.locator("details pre").first.inner_text()
+    assert not (site["folder"] / "rules" / "drafts.yaml").exists()
+    draft.locator("button.primary").click()
+    page.wait_for_function(
+        "() => document.querySelector('.draft.valid button.primary')?.textContent"
+        " === 'Saved to drafts.yaml'"
+    )
+    written = yaml.safe_load((site["folder"] / "rules" / "drafts.yaml").read_text())
+    assert [r["id"] for r in written["rules"]] == ["drop-zone-dwell"]
+    records, _ = site["dashboard"].auth.audit_records(action="rules.draft_saved")
+    assert records[0].actor == "operator"
+
+
+def test_without_a_model_the_form_builds_and_saves_a_rule(site: dict[str, Any]) -> None:
+    dashboard: Dashboard = site["dashboard"]
+    plain = load_site(write_site(site["folder"]))  # the llm block removed from the site file
+    dashboard.site = lambda: plain
+    page = _rules_page(site, "admin")
+    panel = page.locator("#rules-side-panel")
+    panel.locator("text=No language model is configured").wait_for()
+    panel.locator("[data-field=id] input").fill("drop-zone-crowding")
+    panel.locator("[data-field=kind] select").select_option("occupancy")
+    panel.locator("[data-field=zone] select").select_option("drop_zone")
+    panel.locator("[data-field=max_count] input").fill("2")
+    panel.locator("[data-field='schedule.days'] input[value=sat]").check()
+    panel.locator("button[type=submit]").click()
+    draft = panel.locator(".draft.valid")
+    draft.wait_for()
+    assert "more than 2 people in zone drop_zone" in draft.inner_text()
+    draft.locator("button.primary").click()
+    page.wait_for_function(
+        "() => document.querySelector('.draft.valid button.primary')?.textContent"
+        " === 'Saved to drafts.yaml'"
+    )
+    written = yaml.safe_load((site["folder"] / "rules" / "drafts.yaml").read_text())
+    crowding = next(r for r in written["rules"] if r["id"] == "drop-zone-crowding")
+    assert crowding["max_count"] == 2 and crowding["schedule"] == {"days": ["sat"]}
