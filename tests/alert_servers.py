@@ -207,7 +207,8 @@ class SmtpServer:
         import logging
         import ssl
 
-        logging.getLogger("mail.log").setLevel(logging.WARNING)
+        # aiosmtpd logs a warning about its own deprecated Session.login_data on every login.
+        logging.getLogger("mail.log").setLevel(logging.ERROR)
 
         from aiosmtpd.controller import Controller
 

@@ -39,6 +39,8 @@ class AlertRig:
         retry: The ``alerts.retry`` block.
         route: Extra keys of the single route (all the started channels, opened and closed).
         alerts: Extra keys of the alerts block.
+        channel_overrides: Keys to change in a channel's block (wrong password, ...).
+        database: The site's database URL (PostgreSQL is migrated here first).
     """
 
     def __init__(
@@ -50,8 +52,10 @@ class AlertRig:
         route: Mapping[str, Any] | None = None,
         alerts: Mapping[str, Any] | None = None,
         channel_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        database: str = "sqlite:///data/site.db",
     ) -> None:
         self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
         self.names = list(channels)
         self.smtp: SmtpServer | None = None
         self.hook: WebhookReceiver | None = None
@@ -105,12 +109,19 @@ class AlertRig:
             "site": {"name": "Integration yard", "timezone": "Europe/Berlin"},
             "models": {"coco": {"path": "x.onnx"}},
             "cameras": {"yard": {"source": "a.mp4", "models": ["coco"], "name": "Yard camera"}},
-            "storage": {"database": "sqlite:///data/site.db", "evidence_dir": "data/evidence"},
+            "storage": {"database": database, "evidence_dir": "data/evidence"},
             "alerts": block,
         }
         self.site_path = folder / "site.yaml"
         self.site_path.write_text(yaml.safe_dump(site, sort_keys=False))
         self.site = load_site(self.site_path)
+        if not database.startswith("sqlite"):
+            from safewatch.storage import create_engine_for
+            from safewatch.storage.migrate import upgrade
+
+            engine = create_engine_for(database, folder)
+            upgrade(engine)
+            engine.dispose()
         self.storage: SiteStorage = open_site_storage(self.site)
         service = start_alerts(self.site, self.storage)
         assert service is not None
@@ -125,6 +136,19 @@ class AlertRig:
         severity: Severity = Severity.HIGH,
     ) -> Incident:
         """Store a new open incident on camera ``yard`` (with an evidence still)."""
+        incident = self.prepare(track, started_at=started_at, still=still, severity=severity)
+        self.storage.repository.upsert(incident)
+        return incident
+
+    def prepare(
+        self,
+        track: int = 4,
+        *,
+        started_at: float | None = None,
+        still: bool = True,
+        severity: Severity = Severity.HIGH,
+    ) -> Incident:
+        """A new open incident on camera ``yard``, its still written, not stored yet."""
         started = time.time() if started_at is None else started_at
         key = incident_id("yard", "hardhat-required", track, started)
         snapshot = None
@@ -144,7 +168,6 @@ class AlertRig:
             message=f"person #{track} without hardhat",
             snapshot=snapshot,
         )
-        self.storage.repository.upsert(incident)
         return incident
 
     def close_incident(self, incident: Incident, after: float = 2.0) -> Incident:

@@ -5,8 +5,9 @@ refused) for ``SAFEWATCH_ALERT_OUTAGE_S`` seconds (3 in CI; run it by hand with 
 docs/alerts.md) while an incident opens every 0.1 s and closes 0.3 s later. After they are
 started again every alert must arrive: nothing is lost, nothing is left dead, and a duplicate only
 ever repeats an alert with its own idempotency key. The retry cap is
-``SAFEWATCH_ALERT_MAX_DELAY_S`` (1 s here; the default is 5 minutes), which bounds how long after
-the recovery the backlog takes to leave.
+``SAFEWATCH_ALERT_MAX_DELAY_S`` (1 s here; the default is 5 minutes) after a first delay of
+``SAFEWATCH_ALERT_INITIAL_S`` (0.2 s here; default 2 s): the cap bounds how long after the
+recovery the backlog takes to leave.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from alert_servers import MqttRecorder, mosquitto_unavailable, wait_until
 
 OUTAGE = float(os.environ.get("SAFEWATCH_ALERT_OUTAGE_S", "3"))
 MAX_DELAY = float(os.environ.get("SAFEWATCH_ALERT_MAX_DELAY_S", "1"))
+INITIAL = float(os.environ.get("SAFEWATCH_ALERT_INITIAL_S", "0.2"))
 RATE = 0.1
 """Seconds between two incidents."""
 
@@ -89,7 +91,7 @@ def check(name: str, expected: dict[str, str], received: Iterable[tuple[str, str
 
 
 def test_receivers_down_get_every_alert_after_they_recover(tmp_path: Path) -> None:
-    retry = {"max_attempts": 1000, "initial": "0.2s", "max_delay": f"{MAX_DELAY}s", "jitter": 0.5}
+    retry = {"max_attempts": 1000, "initial": INITIAL, "max_delay": MAX_DELAY, "jitter": 0.5}
     rig = AlertRig(tmp_path, ["mail", "hook", "mqtt"], retry=retry)
     assert rig.smtp is not None and rig.hook is not None and rig.broker is not None
     rig.broker.stop()  # again, persistent, so the subscriber's session outlives the outage
@@ -143,6 +145,7 @@ def test_receivers_down_get_every_alert_after_they_recover(tmp_path: Path) -> No
         ]
         figures = {
             "outage_s": OUTAGE,
+            "initial_s": INITIAL,
             "max_delay_s": MAX_DELAY,
             "incidents": generator.opened,
             "queued_during_outage": sum(1 for r in rows if down_at <= r.created_at < up_at),
