@@ -225,6 +225,8 @@ class RouteConfig(_Strict):
     def _escalation_complete(self) -> RouteConfig:
         if (self.escalate_after is None) != (not self.escalate_to):
             raise ValueError("give escalate_after and escalate_to together")
+        if self.escalate_after is not None and "opened" not in self.events:
+            raise ValueError("an escalation starts when the incident opens: add opened to events")
         for field in ("channels", "escalate_to", "events"):
             values = getattr(self, field)
             if len(set(values)) != len(values):

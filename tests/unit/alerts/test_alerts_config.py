@@ -80,6 +80,20 @@ alerts:
         ),
         ({"routes": [{"id": "r", "channels": ["hook", "hook"]}]}, "lists an entry twice"),
         (
+            {
+                "routes": [
+                    {
+                        "id": "r",
+                        "channels": ["hook"],
+                        "events": ["closed"],
+                        "escalate_after": "5m",
+                        "escalate_to": ["mail"],
+                    }
+                ]
+            },
+            "add opened to events",
+        ),
+        (
             {"routes": [{"id": "r", "channels": ["hook"]}, {"id": "r", "channels": ["hook"]}]},
             "defined twice",
         ),
