@@ -1,0 +1,50 @@
+"""Audit jobs through the API: what is refused before anything runs (the full audit of a clip is
+exercised by ``safewatch audit``'s own tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from api_support import add_users, client_for, login, make_dashboard
+
+
+def test_audit_jobs_refuse_paths_outside_allowed_folders_and_non_videos(tmp_path: Path) -> None:
+    allowed = tmp_path / "footage"
+    allowed.mkdir()
+    (allowed / "notes.txt").write_text("not a video")
+    (tmp_path / "site").mkdir()
+    dashboard, storage = make_dashboard(tmp_path / "site", allow_server_paths=(allowed,))
+    add_users(dashboard)
+    try:
+        with client_for(dashboard) as client:
+            headers = {"X-CSRF-Token": login(client, "operator")}
+            outside = client.post(
+                "/api/v1/audit-jobs",
+                json={"path": "/etc/passwd", "camera": "yard"},
+                headers=headers,
+            )
+            assert (outside.status_code, outside.json()["error"]) == (422, "invalid_config")
+            assert "outside the folders" in outside.json()["message"]
+            text = client.post(
+                "/api/v1/audit-jobs",
+                json={"path": str(allowed / "notes.txt"), "camera": "yard"},
+                headers=headers,
+            )
+            assert text.status_code == 400 and "not a video" in text.json()["message"]
+            upload = client.post(
+                "/api/v1/audit-jobs/upload",
+                files={"video": ("evil.sh", b"#!/bin/sh\n", "text/plain")},
+                data={"camera": "yard"},
+                headers=headers,
+            )
+            assert upload.status_code == 400 and "not a video file" in upload.json()["message"]
+            unknown = client.post(
+                "/api/v1/audit-jobs/upload",
+                files={"video": ("clip.mp4", b"\x00" * 10, "video/mp4")},
+                data={"camera": "roof"},
+                headers=headers,
+            )
+            assert unknown.status_code == 404
+            assert client.get("/api/v1/audit-jobs").json() == []
+    finally:
+        storage.close()
