@@ -97,11 +97,13 @@ def apply_homography(h: ArrayLike, points: ArrayLike) -> NDArray[np.float64]:
     """
     matrix = np.asarray(h, dtype=np.float64)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    homogeneous = np.hstack([pts, np.ones((len(pts), 1))]) @ matrix.T
+    # concatenate and logical_and.reduce rather than hstack and np.all: the same arrays without
+    # their Python wrappers (this runs every frame for every calibrated camera).
+    homogeneous = np.concatenate((pts, np.ones((len(pts), 1))), axis=1) @ matrix.T
     w = homogeneous[:, 2:3]
     with np.errstate(divide="ignore", invalid="ignore"):
         mapped = homogeneous[:, :2] / w
-    mapped[(w[:, 0] <= _HORIZON_EPS) | ~np.all(np.isfinite(mapped), axis=1)] = np.nan
+    mapped[(w[:, 0] <= _HORIZON_EPS) | ~np.logical_and.reduce(np.isfinite(mapped), axis=1)] = np.nan
     return mapped
 
 

@@ -45,6 +45,8 @@ NO_SUBJECT = -1
 _EPS = 1e-6
 """Slack for float clocks: 5 frames of 0.2 s must reach a 1 s minimum duration."""
 
+_STARTED, _ONGOING = Phase.STARTED, Phase.ONGOING
+
 
 @dataclass(frozen=True, slots=True)
 class Observation:
@@ -136,6 +138,12 @@ class EpisodeBook:
         states = self._states
         seen: set[int] = set()
         reached = self.policy.min_duration - _EPS
+        rule_id, rule_kind, camera_id, severity = (
+            self.rule_id,
+            self.rule_kind,
+            self.camera_id,
+            self.severity,
+        )
         for observation in observations:
             subject = observation.subject
             if subject in seen:
@@ -153,10 +161,29 @@ class EpisodeBook:
             else:
                 state.last_at, state.last_seq, state.last = at, seq, observation
             if state.open:
-                current.append(self._event(state, Phase.ONGOING))
+                phase = _ONGOING
             elif at - started_at >= reached:
                 state.open = True
-                current.append(self._event(state, Phase.STARTED))
+                phase = _STARTED
+            else:
+                continue  # pending: not reported yet
+            # _event, inlined: this runs for every violating subject of every frame.
+            current.append(
+                RuleEvent(
+                    rule_id,
+                    rule_kind,
+                    camera_id,
+                    phase,
+                    observation.track_ids,
+                    started_at,
+                    at,
+                    severity,
+                    observation.confidence,
+                    observation.message,
+                    observation.zone_id,
+                    seq,
+                )
+            )
         ended: list[RuleEvent] = []
         if len(seen) < len(states):  # every subject with state was seen: none can end
             limit = self.policy.grace + _EPS

@@ -48,7 +48,7 @@ class ZoneTable:
         zones: The camera's zones (any others are tested one at a time).
     """
 
-    __slots__ = ("following", "index", "starts", "vertices", "zones")
+    __slots__ = ("_edges", "following", "index", "starts", "vertices", "zones")
 
     def __init__(self, zones: Sequence[Zone]) -> None:
         self.zones = tuple(zones)
@@ -67,6 +67,25 @@ class ZoneTable:
             dtype=np.intp,
         )  # fmt: skip
         """Index of the vertex each edge runs to (the last vertex of a zone joins its first)."""
+        self._edges: dict[tuple[int, int], tuple[NDArray[np.float64], ...]] = {}
+
+    def edges(self, width: int, height: int) -> tuple[NDArray[np.float64], ...]:
+        """Pixel vertices of a ``width`` x ``height`` frame and the edges' ``x1, y1, y2``,
+        ``x2 - x1`` and ``y2 - y1`` (1 where 0: such an edge never crosses a ray); kept per
+        frame size, since a camera's size seldom changes."""
+        found = self._edges.get((width, height))
+        if found is None:
+            if len(self._edges) > 8:  # a camera that keeps changing size: keep a few
+                self._edges.clear()
+            pixels = self.vertices * np.array([width, height], np.float64)
+            x1, y1 = pixels[:, 0], pixels[:, 1]
+            x2, y2 = x1[self.following], y1[self.following]
+            dy = y2 - y1
+            found = (pixels, x1, y1, y2, x2 - x1, np.where(dy == 0.0, 1.0, dy))
+            for array in found:
+                array.flags.writeable = False
+            self._edges[(width, height)] = found
+        return found
 
 
 class FrameGeometry:
@@ -264,16 +283,10 @@ class FrameGeometry:
         return masks[slot]
 
     def _edge_arrays(self) -> tuple[NDArray[np.float64], ...]:
-        """Pixel vertices of the table and its edges: ``x1, y1, y2, x2 - x1`` and ``y2 - y1``
-        (1 where 0: such an edge never crosses a ray)."""
+        """The table's :meth:`ZoneTable.edges` for this frame's size."""
         if self._edges is None:
             assert self._table is not None
-            table = self._table
-            pixels = table.vertices * np.array([self.width, self.height], np.float64)
-            x1, y1 = pixels[:, 0], pixels[:, 1]
-            x2, y2 = x1[table.following], y1[table.following]
-            dy = y2 - y1
-            self._edges = (pixels, x1, y1, y2, x2 - x1, np.where(dy == 0.0, 1.0, dy))
+            self._edges = self._table.edges(self.width, self.height)
         return self._edges
 
     def _all_zones(self, anchor: str) -> list[list[bool]]:

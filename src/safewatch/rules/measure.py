@@ -24,6 +24,7 @@ from safewatch.rules.calibration import Calibration
 
 __all__ = [
     "Plane",
+    "PolygonEdges",
     "Samples",
     "point_polygon_distance",
     "point_segment_distance",
@@ -119,12 +120,55 @@ def polygon_distances(
     points: NDArray[np.float64], polygon: NDArray[np.float64]
 ) -> NDArray[np.float64]:
     """``(N,)`` distances from points to the ``(M, 2)`` polygon: 0 inside, else to its edge."""
-    poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    to_edges = segment_distances(pts, poly, np.concatenate((poly[1:], poly[:1]))).min(axis=1)
-    inside = points_in_polygon(pts, poly) & np.all(np.isfinite(pts), axis=1)
-    result: NDArray[np.float64] = np.where(inside, 0.0, to_edges)
-    return result
+    return PolygonEdges(polygon).distances(points)
+
+
+class PolygonEdges:
+    """A polygon prepared for :meth:`distances`, for a polygon measured against every frame.
+
+    The edge distances are those of :func:`segment_distances` and the inside test that of
+    :func:`~safewatch.domain.geometry.points_in_polygon`, with the same arithmetic (so the same
+    verdicts); what depends on the polygon alone is computed once, and the differences both
+    need are shared.
+
+    Args:
+        polygon: ``(M, 2)`` vertices, M >= 3, open (the last vertex joins the first).
+    """
+
+    __slots__ = ("_abx", "_aby", "_ax", "_ay", "_by", "_degenerate", "_height", "_length")
+
+    def __init__(self, polygon: NDArray[np.float64]) -> None:
+        poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+        self._ax, self._ay = poly[:, 0].copy(), poly[:, 1].copy()
+        self._by = np.concatenate((self._ay[1:], self._ay[:1]))
+        self._abx = np.concatenate((self._ax[1:], self._ax[:1])) - self._ax
+        self._aby = self._by - self._ay
+        length_sq = self._abx * self._abx + self._aby * self._aby
+        self._degenerate = length_sq <= 0
+        self._length = np.where(self._degenerate, 1.0, length_sq)
+        """Squared edge lengths, 1 for an edge of no length (its projection is its start)."""
+        self._height = np.where(self._aby == 0.0, 1.0, self._aby)
+        """Edge heights, 1 where flat (a flat edge never crosses a ray)."""
+
+    def distances(self, points: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``(N,)`` distances from the points: 0 inside, else to the nearest edge (NaN points:
+        NaN)."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        px, py = pts[:, 0:1], pts[:, 1:2]
+        ax, ay, abx, aby = self._ax, self._ay, self._abx, self._aby
+        rx, ry = px - ax, py - ay
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (rx * abx + ry * aby) / self._length
+        t = np.where(self._degenerate, 0.0, np.minimum(np.maximum(t, 0.0), 1.0))
+        dx = px - (ax + t * abx)
+        dy = py - (ay + t * aby)
+        to_edges = np.minimum.reduce(np.sqrt(dx * dx + dy * dy), axis=1)
+        crosses = (ay > py) != (self._by > py)
+        x_at_y = ax + ry * abx / self._height
+        inside = (np.add.reduce(crosses & (px < x_at_y), axis=1, dtype=np.intp) % 2) == 1
+        inside &= np.isfinite(px[:, 0]) & np.isfinite(py[:, 0])
+        result: NDArray[np.float64] = np.where(inside, 0.0, to_edges)
+        return result
 
 
 def velocity(times: Sequence[float], positions: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -199,6 +243,21 @@ class Samples:
             times.popleft()
             for column in columns:
                 column.popleft()
+
+    def push1(self, at: float, value: float) -> None:
+        """:meth:`push` of a one-number sample (a distance): no tuple, no loop over columns."""
+        columns = self._columns
+        if not columns:
+            columns.append(deque())
+        elif len(columns) != 1:
+            raise ValueError(f"a sample of 1 value in a history of {len(columns)}")
+        times, column = self._times, columns[0]
+        times.append(at)
+        column.append(value)
+        limit = self.window + 1e-9
+        while at - times[0] > limit:
+            times.popleft()
+            column.popleft()
 
     def slopes(self) -> tuple[float, ...] | None:
         """:meth:`rate` as plain floats (what the kinds use: no array for two numbers)."""

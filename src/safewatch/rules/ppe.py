@@ -54,7 +54,11 @@ def observe_ppe(
             continue
         track = g.tracks[i]
         tid = track.track_id
-        confidence = max(track.attribute_confidence.get(item, track.confidence) for item in items)
+        confidences = track.attribute_confidence
+        if len(items) == 1:
+            confidence = confidences.get(items[0], track.confidence)
+        else:
+            confidence = max(confidences.get(item, track.confidence) for item in items)
         message = f"{track.label} #{tid} without {' and '.join(items)}"
         if zone_id is not None:
             message += f" in zone {zone_id}"

@@ -31,7 +31,7 @@ from safewatch.domain.geometry import Zone
 from safewatch.domain.tracks import Track, TrackedFrame
 from safewatch.rules.episodes import Observation
 from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
-from safewatch.rules.measure import Plane, Samples, polygon_distances, segment_distances
+from safewatch.rules.measure import Plane, PolygonEdges, Samples, segment_distances
 
 __all__ = ["MACHINE", "Gap", "ProximityMonitor"]
 
@@ -82,7 +82,7 @@ class ProximityMonitor:
         self.zones = zones
         self._pairs: dict[tuple[int, int], Samples] = {}
         self._machine_at: tuple[int, int] = (-1, -1)
-        self._machine_polygon: NDArray[np.float64] | None = None
+        self._machine_edges: PolygonEdges | None = None
 
     def __len__(self) -> int:
         """Subject-hazard pairs with distance history."""
@@ -131,8 +131,8 @@ class ProximityMonitor:
             )
         else:
             to_hazards = np.empty((len(subjects), 0), dtype=np.float64)
-        polygon = self._machine(g.width, g.height)
-        to_machine = None if polygon is None else polygon_distances(feet, polygon)
+        machine = self._machine(g.width, g.height)
+        to_machine = None if machine is None else machine.distances(feet)
         return subjects, hazards, to_hazards, to_machine
 
     def _measure(
@@ -151,31 +151,37 @@ class ProximityMonitor:
                 rows: list[int] = list(range(len(subjects)))
             else:  # only subjects with a hazard within the limit have anything to report
                 near = np.isfinite(to_hazards) & (to_hazards <= limit)
-                active = near.any(axis=1)
+                active = np.logical_or.reduce(near, axis=1)
                 if to_machine is not None:
                     active |= np.isfinite(to_machine) & (to_machine <= limit)
                 rows = np.flatnonzero(active).tolist()
             # Plain lists from here: a loop over a few hundred pairs with one NumPy call each
             # costs more than the distances themselves.
-            ids = [g.tracks[j].track_id for j in hazards]
+            tracks = g.tracks
+            ids = [tracks[j].track_id for j in hazards]
             distances = to_hazards.tolist()
             machine = to_machine.tolist() if to_machine is not None else None
+            history, isfinite = self._history, math.isfinite
             for i in rows:
-                sid = g.tracks[subjects[i]].track_id
-                for hid, distance in zip(ids, distances[i], strict=True):
-                    if hid == sid or not math.isfinite(distance):
+                sid = tracks[subjects[i]].track_id
+                if ids:
+                    for hid, distance in zip(ids, distances[i], strict=True):
+                        if hid == sid or not isfinite(distance):
+                            continue
+                        if distance <= limit:
+                            gaps.append(self._record(at, sid, hid, distance))
+                        elif keep_far:
+                            # No gap (it cannot violate), but the history goes on: a forklift
+                            # closing in from afar has a closing speed the moment it comes near.
+                            history(sid, hid).push1(at, distance)
+                if machine is not None:
+                    distance = machine[i]
+                    if not isfinite(distance):
                         continue
                     if distance <= limit:
-                        gaps.append(self._record(at, sid, hid, distance))
+                        gaps.append(self._record(at, sid, MACHINE, distance))
                     elif keep_far:
-                        # No gap (it cannot violate), but the history goes on: a forklift
-                        # closing in from afar has a closing speed the moment it comes near.
-                        self._history(sid, hid).push(at, (distance,))
-                if machine is not None and math.isfinite(machine[i]):
-                    if machine[i] <= limit:
-                        gaps.append(self._record(at, sid, MACHINE, machine[i]))
-                    elif keep_far:
-                        self._history(sid, MACHINE).push(at, (machine[i],))
+                        history(sid, MACHINE).push1(at, distance)
         self._prune(at)
         return gaps
 
@@ -206,7 +212,7 @@ class ProximityMonitor:
                 near &= np.array(subject_ids)[:, None] != np.array(hazard_ids)[None, :]
             masked = np.where(near, to_hazards, inf)
             best = masked.argmin(axis=1).tolist()  # the first of equal distances, as a loop
-            best_distance = masked.min(axis=1).tolist()
+            best_distance = np.minimum.reduce(masked, axis=1).tolist()
         machine: list[float] | None = None
         if to_machine is not None:
             machine = np.where(to_machine <= limit, to_machine, inf).tolist()
@@ -224,16 +230,17 @@ class ProximityMonitor:
         for key in [k for k, s in self._pairs.items() if at - s.last_at > horizon]:
             del self._pairs[key]
 
-    def _machine(self, width: int, height: int) -> NDArray[np.float64] | None:
+    def _machine(self, width: int, height: int) -> PolygonEdges | None:
         """The machine zone in plane units for frames of this size (``None``: none, or not all
-        of it on the floor); kept until the size changes."""
+        of it on the floor), prepared for distances; kept until the size changes."""
         if self.machine is None:
             return None
         if self._machine_at != (width, height):
             polygon = self.plane.project(self.machine.to_pixels(width, height), width, height)
-            self._machine_polygon = polygon if np.all(np.isfinite(polygon)) else None
+            on_floor = bool(np.all(np.isfinite(polygon)))
+            self._machine_edges = PolygonEdges(polygon) if on_floor else None
             self._machine_at = (width, height)
-        return self._machine_polygon
+        return self._machine_edges
 
     def _history(self, subject: int, hazard: int) -> Samples:
         samples = self._pairs.get((subject, hazard))
@@ -247,7 +254,7 @@ class ProximityMonitor:
         if self.rule.approaching is None:
             return (subject, hazard, distance, None)  # no closing speed needed: no history
         samples = self._history(subject, hazard)
-        samples.push(at, (distance,))
+        samples.push1(at, distance)
         rate = samples.slopes()
         closing = None if rate is None else -rate[0]
         return (subject, hazard, distance, closing)
@@ -258,10 +265,13 @@ class ProximityMonitor:
         """Subjects too close to a hazard in this frame, in track order (nearest hazard each)."""
         g = geometry_of(tracked, geometry)
         max_distance = self.rule.max_distance.value
+        minimum = f"(min {self.plane.distance_text(max_distance)})"
         if self.rule.approaching is None:
             self._prune(tracked.timestamp)
             return [
-                self._observation(g.tracks[s], None if h == MACHINE else g.tracks[h], d, None)
+                self._observation(
+                    g.tracks[s], None if h == MACHINE else g.tracks[h], d, None, minimum
+                )
                 for s, h, d in self._nearest(g, max_distance)
             ]
         approaching = self.rule.approaching.value
@@ -281,13 +291,19 @@ class ProximityMonitor:
         for person in [t for t in g.tracks if t.track_id in nearest]:
             _, hazard_id, distance, closing = nearest[person.track_id]
             hazard = None if hazard_id == MACHINE else by_id[hazard_id]
-            observations.append(self._observation(person, hazard, distance, closing))
+            observations.append(self._observation(person, hazard, distance, closing, minimum))
         return observations
 
     def _observation(
-        self, person: Track, hazard: Track | None, distance: float, closing: float | None
+        self,
+        person: Track,
+        hazard: Track | None,
+        distance: float,
+        closing: float | None,
+        minimum: str,
     ) -> Observation:
-        """The observation of ``person`` too close to ``hazard`` (``None``: the machine zone)."""
+        """The observation of ``person`` too close to ``hazard`` (``None``: the machine zone);
+        ``minimum`` is the rule's ``(min ...)`` text."""
         subject = person.track_id
         ids: tuple[int, ...]
         if hazard is None and self.machine is not None:
@@ -299,10 +315,7 @@ class ProximityMonitor:
             ids = (subject, hazard.track_id)
             confidence = min(float(person.confidence), float(hazard.confidence))
         plane = self.plane
-        message = (
-            f"{person.label} #{subject} {plane.distance_text(distance)} from {what} "
-            f"(min {plane.distance_text(self.rule.max_distance.value)})"
-        )
+        message = f"{person.label} #{subject} {plane.distance_text(distance)} from {what} {minimum}"
         if self.rule.approaching is not None and closing is not None:
             message += f", closing at {plane.speed_text(closing)}"
         return Observation(subject, ids, confidence, message, zone_id)
