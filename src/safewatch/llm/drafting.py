@@ -271,7 +271,7 @@ def check_draft_text(
     allowed = tuple(dict.fromkeys(allow_modify))
     check_allow_modify(request, allowed, snapshot)
     try:
-        accepted = _evaluate(f"```yaml\n{text}\n```", workspace, snapshot, allowed)
+        accepted = _evaluate(text, workspace, snapshot, allowed, bare=True)
     except _Retry as retry:
         return DraftResult(
             request=request,
@@ -336,11 +336,13 @@ def _evaluate(
     allow_modify: Sequence[str],
     *,
     cut_off: bool = False,
+    bare: bool = False,
 ) -> _Accepted:
-    """Run one reply through every gate; :class:`_Retry` with the problems found."""
+    """Run one reply (or, ``bare``, a fragment's YAML itself) through every gate; :class:`_Retry`
+    with the problems found."""
     hint = ["the reply was cut off (max_tokens); give a shorter draft"] if cut_off else []
     try:
-        text = extract_draft(reply)
+        text = reply if bare else extract_draft(reply)
     except ReplyFormatError as exc:
         raise _Retry([*hint, str(exc)]) from None
     try:
