@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safewatch.domain.events import Phase, Severity
+from safewatch.domain.events import Phase, RuleEvent, Severity
 from safewatch.rules.episodes import EpisodeBook, EpisodePolicy, Observation
 
 
@@ -217,3 +217,53 @@ def test_episodes_are_well_formed(
             assert open_
             open_, last_end = False, event.at
     assert not open_
+
+
+class _ScanningBook(EpisodeBook):
+    """Looks for stale states on every frame, as the book did before it counted idle ones."""
+
+    def _prune(self, at: float) -> None:
+        self._idle += 1_000_000  # never "nothing idle"
+        super()._prune(at)
+        self._idle -= 1_000_000
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0.01, 1.5), st.sets(st.integers(0, 4), max_size=4), st.booleans()),
+        max_size=50,
+    ),
+    st.floats(0, 1),
+    st.floats(0, 1),
+    st.floats(0, 2),
+    st.booleans(),
+)
+def test_skipping_the_pruning_scan_changes_nothing(
+    steps: list[tuple[float, set[int], bool]],
+    min_duration: float,
+    grace: float,
+    cooldown: float,
+    instant: bool,
+) -> None:
+    policy = EpisodePolicy(min_duration, grace, cooldown)
+    book, reference = _book(policy), _ScanningBook("r", "ppe", "cam", Severity.HIGH, policy)
+    t = 0.0
+    for seq, (step, subjects, closing) in enumerate(steps):
+        t += step
+        observations = [_obs(s) for s in sorted(subjects)]
+        action = "close" if closing and seq % 3 == 0 else "instants" if instant else "update"
+        expected = _advance(reference, action, t, seq, observations)
+        assert _advance(book, action, t, seq, observations) == expected
+        assert len(book) == len(reference)
+        assert book.open_subjects == reference.open_subjects
+
+
+def _advance(
+    book: EpisodeBook, action: str, t: float, seq: int, observations: list[Observation]
+) -> list[RuleEvent]:
+    if action == "close":
+        return book.close_all(t)
+    if action == "instants":
+        return book.instants(t, seq, observations)
+    return book.update(t, seq, observations)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -183,3 +185,44 @@ def test_nobody_farther_than_max_distance_triggers(
     distance = float(np.hypot(foot[0] - nearest_x, foot[1] - bottom))
     observations = ProximityMonitor(_rule(), Plane()).observe(frame(0, [person(1, foot), hazard]))
     assert bool(observations) == (distance <= 150.0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("metres", [False, True])
+def test_each_subjects_nearest_hazard_is_the_smallest_gap(seed: int, metres: bool) -> None:
+    """Without ``approaching`` the monitor picks nearest hazards with array operations; they must
+    be what the pair-by-pair gaps say (ties to the first hazard, and to a vehicle over the
+    machine zone), on crowded random frames with distances tied on a grid."""
+    rng = np.random.default_rng(seed)
+    tracks: list[Track] = [
+        person(i, (float(x), float(y)))
+        for i, (x, y) in enumerate(np.round(rng.uniform(0, 1000, (30, 2)) / 50) * 50)
+    ]
+    for k in range(6):
+        x1, bottom = (
+            np.round(rng.uniform(0, 900) / 50) * 50,
+            np.round(rng.uniform(150, 500) / 50) * 50,
+        )
+        tracks.append(forklift(100 + k, float(x1), float(x1) + 100.0, float(bottom)))
+    random.Random(seed).shuffle(tracks)
+    plane = Plane(CM) if metres else Plane()
+    limit = "1.5m" if metres else "150px"
+    monitor = ProximityMonitor(_rule(max_distance=limit), plane, machine=PRESS)
+    tracked = frame(0, tracks)
+    nearest: dict[int, tuple[int, float]] = {}
+    pairwise = ProximityMonitor(_rule(max_distance=limit), plane, machine=PRESS)
+    for gap in pairwise.gaps(tracked, 1.5 if metres else 150.0):
+        if gap.subject not in nearest or gap.distance < nearest[gap.subject][1]:
+            nearest[gap.subject] = (gap.hazard, gap.distance)
+    observations = monitor.observe(tracked)
+    assert [o.subject for o in observations] == [
+        t.track_id for t in tracks if t.track_id in nearest
+    ]
+    for observation in observations:
+        hazard, _ = nearest[observation.subject]
+        if hazard == MACHINE:
+            assert observation.track_ids == (observation.subject,)
+            assert observation.zone_id == "press"
+        else:
+            assert observation.track_ids == (observation.subject, hazard)
+    assert len(observations) > 3, "the frame is crowded enough to test something"

@@ -13,7 +13,7 @@ from rules_factories import RIGHT_HALF, frame, person, rule, rule_set
 from safewatch.config.rules import SpeedRule
 from safewatch.domain.events import Phase
 from safewatch.rules import Calibration, RuleEngine
-from safewatch.rules.measure import Plane, velocity
+from safewatch.rules.measure import Plane, Samples, velocity
 from safewatch.rules.speed import SpeedMonitor
 
 # 1 px = 1 cm on the floor (1000 x 500 px frame over a 10 m x 5 m floor).
@@ -130,3 +130,28 @@ def test_velocity_is_a_least_squares_slope() -> None:
     times = [0.0, 1.0, 2.0, 3.0]
     assert velocity(times, np.array([1.0, 3.0, 5.0, 7.0])) == pytest.approx(2.0)
     assert velocity([5.0, 5.0], np.array([1.0, 2.0])) == 0.0
+
+
+def test_samples_take_numbers_tuples_and_arrays_alike() -> None:
+    rng = np.random.default_rng(1)
+    times = np.arange(12) / FPS
+    points = rng.uniform(0, 10, (12, 2))
+    by_add, by_push, by_array = Samples(1.0), Samples(1.0), Samples(1.0)
+    distances, by_push1 = Samples(1.0), Samples(1.0)
+    for t, (x, y) in zip(times.tolist(), points.tolist(), strict=True):
+        by_add.add(t, [x, y])
+        by_push.push(t, (x, y))
+        by_array.add(t, np.array([x, y]))
+        distances.add(t, x)
+        by_push1.push1(t, x)
+    assert len(by_add) == 6  # one second of history at 5 fps: 6 samples
+    rate = by_add.rate()
+    assert rate is not None
+    assert rate.tolist() == list(by_push.slopes() or ()) == list(by_array.slopes() or ())
+    assert rate == pytest.approx(velocity(times[-6:].tolist(), points[-6:]), abs=1e-9)
+    assert distances.slopes() == by_push1.slopes() == pytest.approx((rate[0],))
+    with pytest.raises(ValueError, match="a sample of 1 values in a history of 2"):
+        by_add.add(3.0, 1.0)
+    with pytest.raises(ValueError, match="a sample of 1 value in a history of 2"):
+        by_push.push1(3.0, 1.0)
+    assert len(by_add) == len(by_push) == 6, "a refused sample changes nothing"
