@@ -12,6 +12,12 @@ rule id rather than by rule object so that :meth:`RuleEngine.replace_rules` (hot
 the episodes of rules that survive a reload and end those of rules that do not. What survives is
 decided by :func:`rule_definition`: a rule whose test is unchanged keeps its episodes and its
 monitor's memory, one whose test changed starts afresh.
+
+Each frame, :meth:`RuleEngine.evaluate` builds one
+:class:`~safewatch.rules.frame_geometry.FrameGeometry` (anchors, zone membership of all the
+camera's zones at once, floor positions) and hands it to every monitor, so twenty rules over fifty
+tracks compute each of those once rather than once per rule (``bench/rules``: about 1 ms a frame,
+a twentieth of a small detector's time).
 """
 
 from __future__ import annotations

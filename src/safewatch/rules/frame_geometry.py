@@ -8,9 +8,18 @@ each question once per frame, lazily, for all tracks at once, and keeps the answ
 rules: :meth:`RuleEngine.evaluate <safewatch.rules.engine.RuleEngine.evaluate>` builds one per
 frame and hands it to every monitor.
 
-The answers are exactly those the kinds computed on their own (the same arithmetic on the same
-numbers, row by row), so sharing changes no verdict. Track indices are positions in
-``tracked.tracks``; every list of indices is in track order, which is the order kinds report in.
+Sharing must change no verdict, so each answer is computed with the arithmetic the kinds used on
+their own, on the same numbers, row by row: zone membership is
+:func:`~safewatch.domain.geometry.points_in_polygon`'s ray casting, feet and centres are
+:class:`~safewatch.domain.tracks.Track`'s. The one exception is inherent in NumPy: floor positions
+come from the calibration's matrix product, which BLAS may round differently in the last bit
+depending on how many points are projected together (as projecting different subsets per rule
+always did). ``tests/unit/rules/test_rules_stream.py`` holds the engine to the event stream it
+produced before this module existed.
+
+Track indices are positions in ``tracked.tracks``; every list of indices is in track order, which
+is the order kinds report in. The engine builds a :class:`ZoneTable` per camera so that all of a
+camera's zones are tested in one pass.
 """
 
 from __future__ import annotations
@@ -125,7 +134,7 @@ class FrameGeometry:
         self.width = tracked.width
         self.height = tracked.height
         self._boxes: NDArray[np.float64] | None = None
-        self._labelled: dict[tuple[str, ...], list[int]] = {}  # ("*",) is every track
+        self._labelled: dict[tuple[str, ...] | None, list[int]] = {}
         self._points: dict[str, NDArray[np.float64]] = {}
         self._floor: dict[tuple[int, str], tuple[Calibration, NDArray[np.float64]]] = {}
         self._pixels: dict[int, tuple[Zone, NDArray[np.float64]]] = {}
@@ -136,14 +145,13 @@ class FrameGeometry:
 
     def labelled(self, labels: tuple[str, ...] | None) -> list[int]:
         """Indices of the tracks whose label is one of ``labels`` (``None``: every track)."""
-        key = ("*",) if labels is None else labels
-        found = self._labelled.get(key)
+        found = self._labelled.get(labels)
         if found is None:
             if labels is None:
                 found = list(range(len(self.tracks)))
             else:
                 found = [i for i, t in enumerate(self.tracks) if t.label in labels]
-            self._labelled[key] = found
+            self._labelled[labels] = found
         return found
 
     def boxes(self) -> NDArray[np.float64]:
@@ -266,8 +274,8 @@ class FrameGeometry:
         found = self._extents.get(id(zone))
         if found is None:
             polygon = self.polygon(zone)
-            xs, ys = polygon[:, 0], polygon[:, 1]
-            extent = (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+            xs, ys = polygon[:, 0].tolist(), polygon[:, 1].tolist()
+            extent = (min(xs), min(ys), max(xs), max(ys))
             found = self._extents[id(zone)] = (zone, extent)
         return found[1]
 
