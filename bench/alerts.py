@@ -20,6 +20,7 @@ database); ``--postgres`` repeats on a throwaway PostgreSQL. Prints a table and 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -207,7 +208,10 @@ def main() -> None:
     result: dict[str, Any] = {
         "what": "incident change -> receipt at a real local receiver (loopback), per channel",
         "settings": f"idle: {args.count} one at a time; burst: {args.burst} back to back; "
-        "4 sender threads; evidence still 64x48 JPEG",
+        "4 sender threads; evidence still 64x48 JPEG; the SMTP and HTTP receivers run in this "
+        "process (they share its CPU and GIL with the dispatcher), mosquitto in its own",
+        "cpus": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
         "sqlite": _engine_run(contextmanager(_sqlite), args),
     }
     if args.postgres:
@@ -222,7 +226,11 @@ def main() -> None:
                 result["postgresql"] = _engine_run(server.fresh_schema, args)
             finally:
                 server.stop()
+    result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(_table(result))
+    print(
+        f"load average before {result['load_average_before']}, after {result['load_average_after']}"
+    )
     print(f"wrote {write_results('alerts', result)}")
 
 

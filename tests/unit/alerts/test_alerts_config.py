@@ -215,3 +215,29 @@ def test_routes_for(
     if event == "opened":
         expected = expected | {"everything"}
     assert got == expected
+
+
+def test_the_example_in_docs_alerts_md_is_a_valid_alerts_block(tmp_path: Path) -> None:
+    docs = Path(__file__).resolve().parents[3] / "docs" / "alerts.md"
+    block = docs.read_text().split("```yaml\n", 1)[1].split("```", 1)[0]
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "version: 1\nmodels: {coco: {path: x.onnx}}\n"
+        "cameras: {yard: {source: a.mp4, models: [coco]}}\n" + block
+    )
+    names = ("SMTP_PASSWORD", "SAFEWATCH_WEBHOOK_SECRET", "OPS_API_KEY", "MQTT_PASSWORD")
+    env = {name: "x" for name in names}
+    env |= {"SLACK_WEBHOOK_URL": "https://hooks.slack.com/x", "TEAMS_WEBHOOK_URL": "https://t/x"}
+    alerts = load_site(site, environ=env).config.alerts
+    assert [route.id for route in alerts.routes] == [
+        "everything-to-ops",
+        "night-shift",
+        "yard-digest",
+    ]
+    assert set(alerts.channels) == {
+        "safety-mail",
+        "ops-hook",
+        "shift-slack",
+        "managers-teams",
+        "home-assistant",
+    }
