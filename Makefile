@@ -43,3 +43,4 @@ bench: install
 	$(BIN)/python -m bench.speed_decode
 	$(BIN)/python -m bench.tracking
 	$(BIN)/python -m bench.evidence
+	$(BIN)/python -m bench.alerts
