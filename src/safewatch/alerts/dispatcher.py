@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from safewatch.alerts.channels.base import Channel, DeliveryError
@@ -117,6 +118,7 @@ class Dispatcher:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._inflight = 0
+        self._state_locks: dict[str, threading.Lock] = {}
 
     def add_listener(self, listener: Callable[[Delivery], None]) -> None:
         """Also report deliveries to ``listener``."""
@@ -251,13 +253,16 @@ class Dispatcher:
                 self.outbox.cancelled(item, self.worker_id, self._clock(), reason)
                 return self._report(Delivery(item, "cancelled", self._latency(item), error=reason))
         try:
-            message = plan.composer.compose(
-                item,
-                evidence=channel.needs_evidence,
-                state=channel.needs_state,
-                max_evidence_bytes=int(getattr(channel, "max_evidence_bytes", 10 * 2**20)),
-            )
-            receipt = channel.send(message)
+            # A state (MQTT's retained ON/OFF) is counted when composed: compose and send one at a
+            # time per such channel, so the state published last is the one counted last.
+            with self._state_lock(item.channel) if channel.needs_state else nullcontext():
+                message = plan.composer.compose(
+                    item,
+                    evidence=channel.needs_evidence,
+                    state=channel.needs_state,
+                    max_evidence_bytes=int(getattr(channel, "max_evidence_bytes", 10 * 2**20)),
+                )
+                receipt = channel.send(message)
         except DeliveryError as error:
             return self._failed(item, str(error), error.permanent)
         except StorageError as error:
@@ -278,6 +283,10 @@ class Dispatcher:
             receipt,
         )
         return self._report(Delivery(item, "delivered", self._latency(item), receipt=receipt))
+
+    def _state_lock(self, channel: str) -> threading.Lock:
+        with self._lock:
+            return self._state_locks.setdefault(channel, threading.Lock())
 
     def _latency(self, item: OutboxItem) -> float:
         return self._clock() - float(item.payload.get("at", item.created_at))
