@@ -175,6 +175,7 @@ class RuleEngine:
         self._rules = rules
         self._calibrations = dict(calibrations or {})
         self._by_camera: dict[str, tuple[Rule, ...]] = {}
+        self._keyed: dict[str, tuple[tuple[Rule, tuple[str, str]], ...]] = {}
         self._zone_tables: dict[str, ZoneTable] = {}
         self._books: dict[tuple[str, str], EpisodeBook] = {}
         self._monitors: dict[tuple[str, str], Monitor | None] = {}
@@ -209,8 +210,7 @@ class RuleEngine:
         books, monitors = self._books, self._monitors
         # Anchors, zone membership and floor positions, computed once for every rule of the frame.
         geometry = FrameGeometry(tracked, self._zone_table(camera))
-        for rule in self._rules_for(camera):
-            key = (camera, rule.id)
+        for rule, key in self._keyed_rules(camera):
             book = books.get(key)
             if rule.schedule is not None and not schedule_allows(rule.schedule, at, self._tz):
                 monitors.pop(key, None)  # kind memory restarts when the rule reopens
@@ -269,6 +269,7 @@ class RuleEngine:
         old = self._rules
         self._rules = rules
         self._by_camera.clear()
+        self._keyed.clear()
         self._zone_tables.clear()
 
         def survivor(camera: str, rule_id: str) -> Rule | None:
@@ -297,6 +298,14 @@ class RuleEngine:
             else:
                 monitor.rule = new
         return events
+
+    def _keyed_rules(self, camera_id: str) -> tuple[tuple[Rule, tuple[str, str]], ...]:
+        """The camera's rules with their state keys, built once per rule set."""
+        keyed = self._keyed.get(camera_id)
+        if keyed is None:
+            keyed = tuple((rule, (camera_id, rule.id)) for rule in self._rules_for(camera_id))
+            self._keyed[camera_id] = keyed
+        return keyed
 
     def _rules_for(self, camera_id: str) -> tuple[Rule, ...]:
         rules = self._by_camera.get(camera_id)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from safewatch.domain.events import Phase, RuleEvent, Severity
 
@@ -48,9 +49,12 @@ _EPS = 1e-6
 _STARTED, _ONGOING = Phase.STARTED, Phase.ONGOING
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(NamedTuple):
     """One subject violating a rule in one frame.
+
+    Immutable and typed like the frozen dataclasses between stages, but a named tuple: monitors
+    make dozens every frame (one per violating track and rule), and a tuple is built in a third
+    of a frozen dataclass's time. (Being a tuple, it also equals the plain tuple of its fields.)
 
     Attributes:
         subject: The track the episode belongs to (negative for zone-level episodes).

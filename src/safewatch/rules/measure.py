@@ -26,6 +26,7 @@ __all__ = [
     "Plane",
     "PolygonEdges",
     "Samples",
+    "SharedTimes",
     "point_polygon_distance",
     "point_segment_distance",
     "polygon_distances",
@@ -187,6 +188,21 @@ def velocity(times: Sequence[float], positions: NDArray[np.float64]) -> NDArray[
     return result
 
 
+class SharedTimes:
+    """The time half of a least-squares fit, shared by histories with the same sample times.
+
+    The times are compared exactly, so sharing changes no result; it saves recomputing the same
+    sums for every track seen on the same frames. Make one per frame (it remembers one set).
+    """
+
+    __slots__ = ("denominator", "dt", "times")
+
+    def __init__(self) -> None:
+        self.times: deque[float] | None = None
+        self.dt: list[float] = []
+        self.denominator = 0.0
+
+
 class Samples:
     """A short, time-bounded history of positions (or distances) of one subject.
 
@@ -259,15 +275,26 @@ class Samples:
             times.popleft()
             column.popleft()
 
-    def slopes(self) -> tuple[float, ...] | None:
-        """:meth:`rate` as plain floats (what the kinds use: no array for two numbers)."""
+    def slopes(self, shared: SharedTimes | None = None) -> tuple[float, ...] | None:
+        """:meth:`rate` as plain floats (what the kinds use: no array for two numbers).
+
+        Args:
+            shared: Reuses the time half of the fit from the previous history fitted with it
+                when the sample times are the same (tracks seen on the same frames are the
+                common case); use one per frame.
+        """
         times = self._times
         n = len(times)
         if n < MIN_SAMPLES or times[-1] - times[0] < self.window / 2:
             return None
-        t_mean = sum(times) / n
-        dt = [t - t_mean for t in times]
-        denominator = sum([d * d for d in dt])
+        if shared is not None and shared.times is not None and shared.times == times:
+            dt, denominator = shared.dt, shared.denominator
+        else:
+            t_mean = sum(times) / n
+            dt = [t - t_mean for t in times]
+            denominator = sum([d * d for d in dt])
+            if shared is not None:  # a copy: this history may change before the next fit
+                shared.times, shared.dt, shared.denominator = times.copy(), dt, denominator
         if denominator == 0.0:
             return tuple(0.0 for _ in self._columns)
         slopes = []

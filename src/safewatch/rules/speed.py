@@ -18,7 +18,7 @@ from safewatch.domain.geometry import Zone
 from safewatch.domain.tracks import TrackedFrame
 from safewatch.rules.episodes import Observation
 from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
-from safewatch.rules.measure import Plane, Samples
+from safewatch.rules.measure import Plane, Samples, SharedTimes
 
 __all__ = ["SpeedMonitor"]
 
@@ -58,6 +58,7 @@ class SpeedMonitor:
         if indices:
             floor = g.floor(self.plane.calibration, self.rule.anchor)[indices].tolist()
             window, histories, tracks = self.rule.window, self._samples, g.tracks
+            shared = SharedTimes()  # tracks seen on the same frames share the time half
             for i, (x, y) in zip(indices, floor, strict=True):
                 if not (math.isfinite(x) and math.isfinite(y)):
                     continue
@@ -66,7 +67,7 @@ class SpeedMonitor:
                 if samples is None:
                     samples = histories[track_id] = Samples(window)
                 samples.push(at, (x, y))
-                rate = samples.slopes()
+                rate = samples.slopes(shared)
                 if rate is not None:
                     result.append((i, track_id, math.hypot(rate[0], rate[1])))
         horizon = max(self.rule.window, self.rule.grace)

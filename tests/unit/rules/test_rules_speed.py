@@ -13,7 +13,7 @@ from rules_factories import RIGHT_HALF, frame, person, rule, rule_set
 from safewatch.config.rules import SpeedRule
 from safewatch.domain.events import Phase
 from safewatch.rules import Calibration, RuleEngine
-from safewatch.rules.measure import Plane, Samples, velocity
+from safewatch.rules.measure import Plane, Samples, SharedTimes, velocity
 from safewatch.rules.speed import SpeedMonitor
 
 # 1 px = 1 cm on the floor (1000 x 500 px frame over a 10 m x 5 m floor).
@@ -155,3 +155,27 @@ def test_samples_take_numbers_tuples_and_arrays_alike() -> None:
     with pytest.raises(ValueError, match="a sample of 1 value in a history of 2"):
         by_push.push1(3.0, 1.0)
     assert len(by_add) == len(by_push) == 6, "a refused sample changes nothing"
+
+
+def test_shared_time_sums_change_no_slope() -> None:
+    rng = np.random.default_rng(2)
+    histories = [Samples(1.0) for _ in range(4)]
+    pushed: list[list[tuple[float, tuple[float, float]]]] = [[] for _ in histories]
+    shared_at_least_once = False
+    for frame_index in range(15):
+        t = frame_index / FPS
+        shared = SharedTimes()
+        for k, samples in enumerate(histories):
+            if k == 2 and frame_index % 4 == 1:
+                continue  # a track missed now and then: fewer sample times
+            at = t + 0.013 if k == 3 else t  # one from another clock: as many, other times
+            x, y = rng.uniform(0, 10, 2).tolist()
+            samples.push(at, (x, y))
+            pushed[k].append((at, (x, y)))
+            alone = Samples(1.0)
+            for when, values in pushed[k]:
+                alone.push(when, values)
+            before = shared.times
+            assert samples.slopes(shared) == alone.slopes()
+            shared_at_least_once |= before is not None and shared.times is before
+    assert shared_at_least_once
