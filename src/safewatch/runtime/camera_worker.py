@@ -8,14 +8,16 @@ the frame to the server directly. Whether the server keeps up is the mailbox's b
 (:mod:`safewatch.runtime.mailbox`): the newest frame wins and every frame it replaces is counted.
 
 Process model, measured on the 2-core development host (``python -m bench.runtime decode``: 4 and
-8 real RTSP streams of the 640x352 construction clip decoded while the server runs YOLOX-Nano
-inference without pause; see the bench JSON for the figures of the latest run): decoding in
-threads and in processes leaves inference throughput within noise of each other (PyAV and
-ONNX Runtime both release the GIL for their heavy work), so the GIL is not what limits a small
-host. Processes are the default anyway, for what threads cannot give: a decoder that crashes
-(FFmpeg on a corrupt stream) or hangs in a blocking call takes down only itself and is killed and
-restarted by the supervisor, and its memory is returned to the system when it goes. Threads
-(``runtime.decode: thread``) save one interpreter (about 60 MiB) per camera.
+8 real RTSP streams of the 640x352 construction clip at 5 fps each, YOLOX-Nano, motion gating off,
+thread and process runs interleaved twice; the host was shared, load average 8-14): analysed
+frames per CPU-second were 24.2-26.5 with decode threads and 21.6-26.3 with decode processes, and
+throughput at saturation differed between rounds of the *same* mode by more than between modes.
+So the GIL does not throttle a small host (PyAV and ONNX Runtime release it for their heavy work),
+and processes cost up to ~10 % more CPU per frame (a second interpreter, the copy out of shared
+memory, the pipe) and 48 MiB of unique memory (USS) per camera. Processes are the default anyway,
+for what threads cannot give: a decoder that crashes (FFmpeg on a corrupt stream) or hangs in a
+blocking call takes down only itself and is killed and restarted by the supervisor, and its memory
+goes back to the system when it goes. ``runtime.decode: thread`` suits a host short of memory.
 """
 
 from __future__ import annotations
