@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -155,6 +156,7 @@ class Probe:
     incident_processing: list[float] = field(default_factory=list)  # picked -> stored
     batch_sizes: list[int] = field(default_factory=list)
     frames: int = 0
+    keep_samples: bool = True  # off for the soak: per-frame lists would grow for an hour
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(
@@ -171,6 +173,8 @@ class Probe:
         now = time.time()
         with self.lock:
             self.frames += 1
+            if not self.keep_samples:
+                return
             self.age_at_pick.append(item.picked_at - item.received_at)
             self.age_at_evaluated.append(now - item.received_at)
             self.processing.append(now - item.picked_at)
@@ -264,13 +268,14 @@ def measure(
     warmup: float = WARMUP,
     sample_every: float = 5.0,
     on_sample: Any = None,
+    keep_samples: bool = True,
 ) -> Run:
     """Start the server on ``site_path``, let it warm up, measure for ``seconds``, stop it."""
     from safewatch.config.loader import load_site
     from safewatch.runtime.service import RuntimeService, ServeOptions
 
     site = load_site(site_path)
-    probe = Probe()
+    probe = Probe(keep_samples=keep_samples)
     service = RuntimeService(
         site,
         ServeOptions(rules=site_path.parent / "rules", http=False, watch_site=False),
@@ -490,7 +495,9 @@ def section_soak(seconds: float) -> dict[str, Any]:
 
     with rtsp_cameras(4, repeats=200) as cameras, tempfile.TemporaryDirectory() as folder:
         path = write_site(Path(folder), [c.url for c in cameras], gating=True)
-        run = measure(path, seconds, warmup=60.0, sample_every=10.0, on_sample=save)
+        run = measure(
+            path, seconds, warmup=60.0, sample_every=10.0, on_sample=save, keep_samples=False
+        )
     memory = run.memory
     warm = memory[1:4]  # the minute after warm-up
     end = memory[-3:]
@@ -523,6 +530,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "baseline": (section_baseline, 30.0),
         "soak": (section_soak, 600.0),
     }
+    # SIGTERM unwinds like Ctrl-C, so the server, its decoders and the RTSP cameras are stopped.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("section", choices=sorted(sections))
     parser.add_argument("--seconds", type=float, help="measured seconds per run")
