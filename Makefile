@@ -6,7 +6,7 @@ CONFIG ?= examples/site.yaml
 RULES ?= examples/rules
 VIDEO ?= ../shared/assets/video/construction_cctv_640x352_24s.mp4
 
-.PHONY: install run audit test check lint typecheck bench
+.PHONY: install run audit test check lint typecheck bench bench-runtime
 
 $(BIN)/safewatch: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -44,3 +44,12 @@ bench: install
 	$(BIN)/python -m bench.tracking
 	$(BIN)/python -m bench.evidence
 	$(BIN)/python -m bench.alerts
+
+# The live server under load on real RTSP cameras (about 20 minutes; needs the GStreamer RTSP
+# server); the 1-hour soak is separate: python -m bench.runtime soak --seconds 3600.
+bench-runtime: install
+	$(BIN)/python -m bench.runtime scaling
+	$(BIN)/python -m bench.runtime decode
+	$(BIN)/python -m bench.runtime latency
+	$(BIN)/python -m bench.runtime overload
+	$(BIN)/python -m bench.runtime baseline
