@@ -161,7 +161,7 @@ class ProximityMonitor:
             ids = [tracks[j].track_id for j in hazards]
             distances = to_hazards.tolist()
             machine = to_machine.tolist() if to_machine is not None else None
-            history, isfinite = self._history, math.isfinite
+            history, isfinite, pairs = self._history, math.isfinite, self._pairs
             for i in rows:
                 sid = tracks[subjects[i]].track_id
                 if ids:
@@ -180,8 +180,11 @@ class ProximityMonitor:
                         continue
                     if distance <= limit:
                         gaps.append(self._record(at, sid, MACHINE, distance))
-                    elif keep_far:
-                        history(sid, MACHINE).push1(at, distance)
+                    elif keep_far:  # every subject, every frame: the lookup inlined
+                        samples = pairs.get((sid, MACHINE))
+                        if samples is None:
+                            samples = history(sid, MACHINE)
+                        samples.push1(at, distance)
         self._prune(at)
         return gaps
 
