@@ -23,6 +23,7 @@ Sections (``python -m bench.runtime SECTION [--seconds S]``):
   safewatch's on the same frames.
 * ``soak``: 4 cameras with the default settings (motion gating on) for ``--seconds``; resident
   memory of the server and each decode process sampled every 10 s.
+* ``tiling``: person precision and recall against PETS09 ground truth, whole frame vs 2x2 tiles.
 
 JSON goes to ``bench/results/runtime_<section>.json``.
 """
@@ -519,6 +520,67 @@ def section_soak(seconds: float) -> dict[str, Any]:
     return out
 
 
+def section_tiling(seconds: float) -> dict[str, Any]:
+    """Person recall and precision with and without 2x2 tiling, against PETS09 ground truth.
+
+    No cameras here: the detector on the 100 annotated frames, whole frame vs whole frame plus
+    four overlapping tiles merged by :mod:`safewatch.runtime.tiling` (``seconds`` is unused).
+    """
+    del seconds
+    import av
+
+    from bench.runtime_baseline import _match
+    from safewatch.config.runtime import TilingConfig
+    from safewatch.config.site import ModelConfig
+    from safewatch.detect import OnnxDetector
+    from safewatch.domain import Frame
+    from safewatch.runtime.tiling import crop_tiles, merge_tiles, plan_tiles
+
+    truth: dict[int, list[list[float]]] = {}
+    gt = require_asset("video/pets09_s2l1_gt/gt_480x360_frames1-100.txt")
+    for line in gt.read_text().splitlines():
+        frame, _, x, y, w, h = (float(v) for v in line.split(",")[:6])
+        truth.setdefault(int(frame) - 1, []).append([x, y, x + w, y + h])
+    detector = OnnxDetector(
+        ModelConfig(path="x", format="yolox", labels={"person": "person"}),
+        require_asset(MODEL),
+        "coco",
+    )
+    tiling = TilingConfig(columns=2, rows=2, overlap=0.2, full_frame=True)
+    counts = {"full_frame": [0, 0, 0.0], "tiled_2x2": [0, 0, 0.0]}  # matched, found, seconds
+    total = 0
+    with av.open(str(require_asset("video/pets09_s2l1_480x360.avi"))) as container:
+        for index, picture in enumerate(container.decode(video=0)):
+            if index >= 100:
+                break
+            image = picture.to_ndarray(format="bgr24")
+            expected = np.asarray(truth.get(index, []), np.float32).reshape(-1, 4)
+            total += len(expected)
+            frame = Frame("pets", index, 0.0, 0.0, image)
+            started = time.perf_counter()
+            (full,) = detector.detect([frame])
+            counts["full_frame"][2] += time.perf_counter() - started
+            started = time.perf_counter()
+            tiles = plan_tiles(frame.width, frame.height, tiling)
+            found = detector.detect([frame, *crop_tiles(frame, tiles)])
+            merged = merge_tiles(frame.width, frame.height, tiles, found[1:], found[0])
+            counts["tiled_2x2"][2] += time.perf_counter() - started
+            for name, boxes in (("full_frame", full.xyxy), ("tiled_2x2", merged.xyxy)):
+                counts[name][0] += _match(boxes, expected)
+                counts[name][1] += len(boxes)
+    result: dict[str, Any] = {"frames": 100, "ground_truth_boxes": total}
+    for name, (matched, found_n, spent) in counts.items():
+        precision = matched / max(1, found_n)
+        recall = matched / max(1, total)
+        result[name] = {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "ms_per_frame": round(1000 * spent / 100, 1),
+        }
+        print(name, result[name])
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from bench.runtime_baseline import section_baseline
 
@@ -529,6 +591,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "overload": (section_overload, 90.0),
         "baseline": (section_baseline, 30.0),
         "soak": (section_soak, 600.0),
+        "tiling": (section_tiling, 0.0),
     }
     # SIGTERM unwinds like Ctrl-C, so the server, its decoders and the RTSP cameras are stopped.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))

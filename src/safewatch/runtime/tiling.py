@@ -8,7 +8,12 @@ the cost of one inference per tile (the tiles travel in the same batch as other 
 Merging: a box that touches a tile's *inner* edge (one that is not the frame's border) is cut by
 the tile and is dropped; the overlap between tiles makes sure an object smaller than the overlap
 appears whole in a neighbour, and the optional full-frame pass finds the ones larger than a tile.
-What remains is shifted back to frame pixels and de-duplicated by class-aware NMS.
+What remains is shifted back to frame pixels and de-duplicated per label by intersection over the
+smaller box (a tile's tight box inside the full frame's looser one is one person, though their IoU
+is low). Measured on PETS09 frames 1-100 against ground truth (``bench.runtime tiling``, YOLOX-Nano,
+2x2 tiles plus the whole frame): person recall 0.87 -> 0.89, precision 0.74 -> 0.66 (the tiles,
+enlarged, also find walkers the annotation leaves out, and some things that are not people), at
+about five times the inference cost; worth it only for cameras whose people are small.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from safewatch.config.runtime import TilingConfig
-from safewatch.detect.nms import nms
 from safewatch.domain import Detections, Frame
 
 __all__ = ["Tile", "crop_tiles", "merge_tiles", "plan_tiles"]
@@ -28,8 +33,8 @@ __all__ = ["Tile", "crop_tiles", "merge_tiles", "plan_tiles"]
 EDGE_MARGIN = 2.0
 """Pixels from an inner tile edge within which a box counts as cut by it."""
 
-MERGE_IOU = 0.5
-"""IoU above which two boxes of one label (from different tiles or passes) are one object."""
+MERGE_IOS = 0.6
+"""Share of the smaller box inside a better one of the same label above which it is a duplicate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,27 @@ def merge_tiles(
     merged = Detections.merge(parts)
     if len(merged) < 2:
         return merged
-    _, classes = np.unique(merged.label, return_inverse=True)
-    order = nms(merged.xyxy, merged.confidence, classes, MERGE_IOU, max_detections=len(merged))
-    return merged[np.sort(order)]
+    return merged[_suppress_contained(merged)]
+
+
+def _suppress_contained(found: Detections) -> NDArray[np.intp]:
+    """Greedy suppression by intersection over the *smaller* box, best score first, per label.
+
+    IoU misses the duplicates tiling makes: a tile sees a person whole and tight while the full
+    frame (or a neighbour's cut) gives a looser or partial box around the same person, and their
+    IoU stays below 0.5 even though one box lies almost inside the other.
+    """
+    xyxy = found.xyxy
+    area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+    kept = np.zeros(len(found), bool)
+    for i in np.argsort(-found.confidence, kind="stable"):
+        others = np.flatnonzero(kept & (found.label == found.label[i]))
+        if others.size:
+            w = np.minimum(xyxy[others, 2], xyxy[i, 2]) - np.maximum(xyxy[others, 0], xyxy[i, 0])
+            h = np.minimum(xyxy[others, 3], xyxy[i, 3]) - np.maximum(xyxy[others, 1], xyxy[i, 1])
+            inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+            smaller = np.maximum(np.minimum(area[others], area[i]), 1e-6)
+            if np.any(inter / smaller > MERGE_IOS):
+                continue
+        kept[i] = True
+    return np.flatnonzero(kept)

@@ -84,3 +84,12 @@ def test_merge_of_nothing_is_nothing() -> None:
 def test_a_single_tile_is_not_tiling() -> None:
     with pytest.raises(ValueError, match="at least two tiles"):
         TilingConfig(columns=1, rows=1)
+
+
+def test_a_tight_tile_box_inside_a_loose_full_frame_box_is_one_person() -> None:
+    tiles = [Tile(0, 0, 60, 40), Tile(40, 0, 100, 40)]
+    tight = boxes((12, 12, 18, 30, 0.9, "person"))  # IoU with the loose box is only 0.36
+    loose = boxes((8, 6, 22, 34, 0.5, "person"), (70, 6, 80, 30, 0.5, "person"))
+    merged = merge_tiles(100, 40, tiles, [tight, Detections.empty()], loose)
+    rows = sorted(merged.xyxy.tolist())
+    assert rows == [[12.0, 12.0, 18.0, 30.0], [70.0, 6.0, 80.0, 30.0]]
