@@ -53,3 +53,4 @@ bench-runtime: install
 	$(BIN)/python -m bench.runtime latency
 	$(BIN)/python -m bench.runtime overload
 	$(BIN)/python -m bench.runtime baseline
+	$(BIN)/python -m bench.runtime tiling
