@@ -18,7 +18,7 @@ always did). ``tests/unit/rules/test_rules_stream.py`` holds the engine to the e
 produced before this module existed.
 
 Track indices are positions in ``tracked.tracks``; every list of indices is in track order, which
-is the order kinds report in. The engine builds a :class:`ZoneTable` per camera so that all of a
+is the order kinds report in. The engine keeps a :class:`ZoneTable` per camera so that a
 camera's zones are tested in one pass.
 """
 
@@ -45,29 +45,20 @@ _POINTS = ("feet", "centre", "bottom_left", "bottom_right")
 centre, and the two ends of the bottom edge (a vehicle's foot print)."""
 
 
-class ZoneTable:
-    """The zones of one camera as one array of vertices, so a frame tests them all in one pass.
-
-    Each zone alone would cost a dozen NumPy calls per frame and anchor, most of it fixed cost;
-    stacked, all zones cost about what one did. The engine builds one per camera when its rule set
-    changes. A zone's edges and arithmetic are those of
-    :func:`~safewatch.domain.geometry.points_in_polygon`, so each verdict is the same.
-
-    Args:
-        zones: The camera's zones (any others are tested one at a time).
-    """
+class _Stack:
+    """Zones as one array of vertices, with their edges prepared per frame size."""
 
     __slots__ = ("_edges", "following", "index", "starts", "vertices", "zones")
 
-    def __init__(self, zones: Sequence[Zone]) -> None:
-        self.zones = tuple(zones)
-        self.index = {zone: slot for slot, zone in enumerate(self.zones)}
+    def __init__(self, zones: tuple[Zone, ...]) -> None:
+        self.zones = zones
+        self.index = {zone: slot for slot, zone in enumerate(zones)}
         """Zone (by value: a reload rebuilds zones equal to the old ones) to its slot."""
-        sizes = [len(zone.polygon) for zone in self.zones]
-        self.starts = np.cumsum([0, *sizes[:-1]] if sizes else [], dtype=np.intp)
+        sizes = [len(zone.polygon) for zone in zones]
+        self.starts = np.cumsum([0, *sizes[:-1]], dtype=np.intp)
         """Index of each zone's first vertex."""
         self.vertices = np.array(
-            [point for zone in self.zones for point in zone.polygon], dtype=np.float64
+            [point for zone in zones for point in zone.polygon], dtype=np.float64
         ).reshape(-1, 2)
         """``(V, 2)`` normalised vertices of every zone, one after another."""
         self.following = np.array(
@@ -79,9 +70,9 @@ class ZoneTable:
         self._edges: dict[tuple[int, int], tuple[NDArray[np.float64], ...]] = {}
 
     def edges(self, width: int, height: int) -> tuple[NDArray[np.float64], ...]:
-        """Pixel vertices of a ``width`` x ``height`` frame and the edges' ``x1, y1, y2``,
-        ``x2 - x1`` and ``y2 - y1`` (1 where 0: such an edge never crosses a ray); kept per
-        frame size, since a camera's size seldom changes."""
+        """The edges' ``x1, y1, y2``, ``x2 - x1`` and ``y2 - y1`` (1 where 0: such an edge never
+        crosses a ray) in pixels of a ``width`` x ``height`` frame; kept per frame size, since a
+        camera's size seldom changes."""
         found = self._edges.get((width, height))
         if found is None:
             if len(self._edges) > 8:  # a camera that keeps changing size: keep a few
@@ -90,11 +81,48 @@ class ZoneTable:
             x1, y1 = pixels[:, 0], pixels[:, 1]
             x2, y2 = x1[self.following], y1[self.following]
             dy = y2 - y1
-            found = (pixels, x1, y1, y2, x2 - x1, np.where(dy == 0.0, 1.0, dy))
+            found = (x1, y1, y2, x2 - x1, np.where(dy == 0.0, 1.0, dy))
             for array in found:
                 array.flags.writeable = False
             self._edges[(width, height)] = found
         return found
+
+
+class ZoneTable:
+    """A camera's zones, stacked per anchor so that a frame tests them in one pass.
+
+    Each zone alone costs a dozen NumPy calls per frame and anchor, most of it fixed cost;
+    stacked, the zones cost about what one did. Which zones an anchor needs is learnt from the
+    rules' questions: the first time a zone is asked about with an anchor it is tested alone, and
+    from the next frame on with the others (so the feet of everyone are tested against every zone
+    rules ask about by feet, but centres only against the zones asked about by centre). The engine
+    keeps one per camera and rule set. The arithmetic is that of
+    :func:`~safewatch.domain.geometry.points_in_polygon`, so each verdict is the same.
+
+    Args:
+        zones: The camera's zones (any others are always tested alone).
+    """
+
+    __slots__ = ("_known", "_stacks", "zones")
+
+    def __init__(self, zones: Sequence[Zone]) -> None:
+        self.zones = tuple(zones)
+        self._known = frozenset(self.zones)
+        self._stacks: dict[str, _Stack] = {}
+
+    def stack(self, anchor: str) -> _Stack | None:
+        """The zones asked about with ``anchor`` so far, stacked (``None``: none yet)."""
+        return self._stacks.get(anchor)
+
+    def learn(self, zone: Zone, anchor: str) -> None:
+        """Stack ``zone`` with the others of ``anchor`` from now on (if it is the camera's).
+
+        New zones go last, so the slots of the others stay valid.
+        """
+        current = self._stacks.get(anchor)
+        if zone not in self._known or (current is not None and zone in current.index):
+            return
+        self._stacks[anchor] = _Stack((*current.zones, zone) if current is not None else (zone,))
 
 
 class FrameGeometry:
@@ -108,7 +136,6 @@ class FrameGeometry:
 
     __slots__ = (
         "_boxes",
-        "_edges",
         "_extents",
         "_floor",
         "_inside",
@@ -127,8 +154,7 @@ class FrameGeometry:
     def __init__(self, tracked: TrackedFrame, zones: ZoneTable | None = None) -> None:
         self.tracked = tracked
         self._table = zones
-        self._edges: tuple[NDArray[np.float64], ...] | None = None
-        self._masks: dict[str, list[list[bool]]] = {}
+        self._masks: dict[str, tuple[_Stack, list[list[bool]]]] = {}
         self._extents: dict[int, tuple[Zone, tuple[float, float, float, float]]] = {}
         self.tracks = tracked.tracks
         self.width = tracked.width
@@ -221,13 +247,7 @@ class FrameGeometry:
         """The zone's polygon in this frame's pixels."""
         found = self._pixels.get(id(zone))
         if found is None:
-            slot = None if self._table is None else self._table.index.get(zone)
-            if slot is None or self._table is None:
-                pixels = zone.to_pixels(self.width, self.height)
-            else:
-                start = int(self._table.starts[slot])
-                pixels = self._edge_arrays()[0][start : start + len(zone.polygon)]
-            found = self._pixels[id(zone)] = (zone, pixels)
+            found = self._pixels[id(zone)] = (zone, zone.to_pixels(self.width, self.height))
         return found[1]
 
     def in_zone(self, zone: Zone, anchor: str, indices: Sequence[int]) -> list[int]:
@@ -281,32 +301,28 @@ class FrameGeometry:
 
     def _point_mask(self, zone: Zone, anchor: str) -> list[bool]:
         """Per track, whether its ``anchor`` point is in ``zone``."""
-        slot = None if self._table is None else self._table.index.get(zone)
-        if slot is None:
+        table = self._table
+        stack = None if table is None else table.stack(anchor)
+        slot = None if stack is None else stack.index.get(zone)
+        if stack is None or slot is None:
+            if table is not None:
+                table.learn(zone, anchor)  # with the others from the next frame on
             mask: list[bool] = points_in_polygon(self.points(anchor), self.polygon(zone)).tolist()
             return mask
-        masks = self._masks.get(anchor)
-        if masks is None:
-            masks = self._masks[anchor] = self._all_zones(anchor)
-        return masks[slot]
+        found = self._masks.get(anchor)
+        if found is None or found[0] is not stack:
+            found = self._masks[anchor] = (stack, self._stacked(stack, anchor))
+        return found[1][slot]
 
-    def _edge_arrays(self) -> tuple[NDArray[np.float64], ...]:
-        """The table's :meth:`ZoneTable.edges` for this frame's size."""
-        if self._edges is None:
-            assert self._table is not None
-            self._edges = self._table.edges(self.width, self.height)
-        return self._edges
-
-    def _all_zones(self, anchor: str) -> list[list[bool]]:
-        """Per zone of the table, per track: even-odd ray casting as in ``points_in_polygon``."""
-        assert self._table is not None
-        _, x1, y1, y2, dx, dy = self._edge_arrays()
+    def _stacked(self, stack: _Stack, anchor: str) -> list[list[bool]]:
+        """Per zone of ``stack``, per track: even-odd ray casting as in ``points_in_polygon``."""
+        x1, y1, y2, dx, dy = stack.edges(self.width, self.height)
         points = self.points(anchor)
         x, y = points[:, 0:1], points[:, 1:2]
         crosses = (y1 > y) != (y2 > y)
         x_at_y = x1 + (y - y1) * dx / dy  # dy == 0 never crosses
         inside = (crosses & (x < x_at_y)).view(np.uint8)
-        counts = np.add.reduceat(inside, self._table.starts, axis=1, dtype=np.intp)
+        counts = np.add.reduceat(inside, stack.starts, axis=1, dtype=np.intp)
         masks: list[list[bool]] = ((counts & 1) == 1).T.tolist()
         return masks
 

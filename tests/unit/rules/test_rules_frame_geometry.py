@@ -53,30 +53,49 @@ def _tracks(seed: int, count: int = 60) -> list[Track]:
 @pytest.mark.parametrize("table", [True, False])
 def test_zone_membership_is_point_in_polygon_per_zone(seed: int, table: bool) -> None:
     tracks = _tracks(seed)
-    geometry = FrameGeometry(frame(0, tracks), ZoneTable(ZONES) if table else None)
+    zones = ZoneTable(ZONES) if table else None
     everyone = list(range(len(tracks)))
-    for zone in ZONES:
-        polygon = zone.to_pixels(W, H)
-        for anchor, attribute in (("feet", "foot"), ("centre", "centre")):
-            points = np.array([getattr(t, attribute) for t in tracks])
-            expected = np.flatnonzero(points_in_polygon(points, polygon)).tolist()
-            assert geometry.in_zone(zone, anchor, everyone) == expected, (zone.id, anchor)
-        expected_boxes = [i for i, t in enumerate(tracks) if box_overlaps_polygon(t.xyxy, polygon)]
-        assert geometry.in_zone(zone, "box", everyone) == expected_boxes, zone.id
-        some = everyone[::3]
-        assert geometry.in_zone(zone, "box", some) == [i for i in expected_boxes if i in some]
+    # The first frame learns which zones each anchor needs (each tested alone), the second tests
+    # them stacked: both must give the per-zone answers.
+    for geometry in (
+        FrameGeometry(frame(0, tracks), zones),
+        FrameGeometry(frame(0, tracks), zones),
+    ):
+        for zone in ZONES:
+            polygon = zone.to_pixels(W, H)
+            for anchor, attribute in (("feet", "foot"), ("centre", "centre")):
+                points = np.array([getattr(t, attribute) for t in tracks])
+                expected = np.flatnonzero(points_in_polygon(points, polygon)).tolist()
+                assert geometry.in_zone(zone, anchor, everyone) == expected, (zone.id, anchor)
+            boxes = [i for i, t in enumerate(tracks) if box_overlaps_polygon(t.xyxy, polygon)]
+            assert geometry.in_zone(zone, "box", everyone) == boxes, zone.id
+            some = everyone[::3]
+            assert geometry.in_zone(zone, "box", some) == [i for i in boxes if i in some]
+    if zones is not None:
+        for anchor in ("feet", "centre"):
+            stack = zones.stack(anchor)
+            assert stack is not None and stack.zones == ZONES
 
 
-def test_a_zone_equal_to_a_table_zone_uses_its_slot_and_others_are_tested_alone() -> None:
+def test_each_anchor_stacks_only_the_zones_asked_about_and_a_reload_twin_shares_them() -> None:
     tracks = _tracks(7)
-    geometry = FrameGeometry(frame(0, tracks), ZoneTable(ZONES[:2]))
-    twin = Zone("square", "cam", ZONES[0].polygon)  # a reload builds equal, not identical, zones
-    elsewhere = ZONES[3]  # not in the table
+    zones = ZoneTable(ZONES[:3])
     everyone = list(range(len(tracks)))
-    for zone in (twin, elsewhere):
+    twin = Zone("square", "cam", ZONES[0].polygon)  # a reload builds equal, not identical, zones
+    elsewhere = ZONES[3]  # not the camera's: always tested alone
+    for _ in range(3):
+        geometry = FrameGeometry(frame(0, tracks), zones)
+        for zone, anchor in ((ZONES[1], "centre"), (ZONES[0], "feet"), (twin, "centre")):
+            points = geometry.points(anchor)
+            expected = np.flatnonzero(points_in_polygon(points, zone.to_pixels(W, H))).tolist()
+            assert geometry.in_zone(zone, anchor, everyone) == expected
         feet = np.array([t.foot for t in tracks])
-        expected = np.flatnonzero(zone.contains(feet, W, H)).tolist()
-        assert geometry.in_zone(zone, "feet", everyone) == expected
+        expected = np.flatnonzero(elsewhere.contains(feet, W, H)).tolist()
+        assert geometry.in_zone(elsewhere, "feet", everyone) == expected
+    centre, feet_stack = zones.stack("centre"), zones.stack("feet")
+    assert centre is not None and centre.zones == (ZONES[1], ZONES[0])
+    assert feet_stack is not None and feet_stack.zones == (ZONES[0],)
+    assert zones.stack("box") is None
 
 
 def test_an_empty_table_and_an_empty_frame() -> None:
