@@ -16,8 +16,8 @@ monitor's memory, one whose test changed starts afresh.
 Each frame, :meth:`RuleEngine.evaluate` builds one
 :class:`~safewatch.rules.frame_geometry.FrameGeometry` (anchors, zone membership of all the
 camera's zones at once, floor positions) and hands it to every monitor, so twenty rules over fifty
-tracks compute each of those once rather than once per rule (``bench/rules``: about 1 ms a frame,
-a twentieth of a small detector's time).
+tracks compute each of those once rather than once per rule (``bench/rules``: about 0.95 ms of CPU
+a frame, from 2.1 ms when each rule computed its own).
 """
 
 from __future__ import annotations
