@@ -206,7 +206,12 @@ def test_filter_incidents_and_resolve_one(server: dict[str, Any]) -> None:
     page.select_option("#f-rule", "people-on-floor")
     page.select_option("#f-status", "open")
     page.click("#filters button[type=submit]")
-    page.wait_for_function("() => document.querySelector('#incidents tbody tr[data-id]')")
+    # The page writes the filter into the URL in the same step that swaps in the filtered rows;
+    # waiting for rows alone would see the unfiltered first load.
+    page.wait_for_function(
+        "() => location.search.includes('status=open')"
+        " && document.querySelector('#incidents tbody tr[data-id]')"
+    )
     rules = page.locator("#incidents tbody tr[data-id] td:nth-child(3)").all_inner_texts()
     assert rules and set(rules) == {"people-on-floor"}
     assert "status=open" in page.url
