@@ -142,7 +142,7 @@ def test_an_unacknowledged_incident_escalates_and_an_acknowledged_one_does_not(
 
 
 def test_a_commit_wakes_the_dispatcher_thread(tmp_path: Path) -> None:
-    """Poll interval 30 s: a delivery within a second can only come from the wake-up."""
+    """Poll interval 30 s: a delivery within 10 s can only come from the wake-up."""
     site = site_with(tmp_path)
     engine = create_engine_for(f"sqlite:///{tmp_path / 'wake.db'}", tmp_path)
     repo = IncidentRepository(engine)
@@ -153,11 +153,10 @@ def test_a_commit_wakes_the_dispatcher_thread(tmp_path: Path) -> None:
         time.sleep(0.2)  # the loop is now asleep for up to 30 s
         started = time.monotonic()
         repo.upsert(make_incident(started_at=time.time()))
-        deadline = started + 2.0
+        deadline = started + 10.0  # a third of the poll interval: only the wake-up fits
         while not chat.sent and time.monotonic() < deadline:
             time.sleep(0.005)
-        assert chat.sent, "not delivered: the commit did not wake the dispatcher"
-        assert time.monotonic() - started < 1.0
+        assert chat.sent, "not delivered within 10 s: the commit did not wake the dispatcher"
     finally:
         service.close()
         engine.dispose()

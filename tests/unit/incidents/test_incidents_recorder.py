@@ -307,7 +307,9 @@ def test_a_stalled_evidence_thread_drops_frames_and_never_blocks_analysis(
         t0 = time.perf_counter()
         manager.handle(events, tracked, frame)
         slowest = max(slowest, time.perf_counter() - t0)
-    assert slowest < 0.25, f"analysis waited {slowest:.3f} s for evidence"
+    # The stalled disk holds each write for up to 30 s; a handle() call that waited on it would
+    # take that long, while a loaded machine may stretch a normal call to a fraction of a second.
+    assert slowest < 5.0, f"analysis waited {slowest:.3f} s for evidence"
     stats = recorder.stats
     assert stats.frames_observed == 60
     assert stats.frames_dropped >= 60 - 11 - 5  # frames after the stall, less the queue
