@@ -20,36 +20,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from safewatch.domain import Detections, Frame, RuleEvent, TrackedFrame
+from safewatch.domain import RuleEvent, TrackedFrame
 from safewatch.errors import StorageError
 from safewatch.incidents.manager import ChangeKind, IncidentChange
 from safewatch.runtime.inference import Analysed
 from safewatch.runtime.metrics import RuntimeMetrics
 from safewatch.runtime.rates import RateMeter
+from safewatch.runtime.step import CameraStep, Engine, Incidents, Tracker
 
 __all__ = ["EvaluationCounters", "FrameListener", "RulesWorker"]
 
 log = logging.getLogger(__name__)
-
-
-class _Tracker(Protocol):
-    def update(self, detections: Detections, frame: Frame) -> TrackedFrame: ...
-
-
-class _Engine(Protocol):
-    def evaluate(self, tracked: TrackedFrame) -> list[RuleEvent]: ...
-
-    def finish(self, camera_id: str, at: float | None = None) -> list[RuleEvent]: ...
-
-
-class _Incidents(Protocol):
-    def handle(
-        self, events: Sequence[RuleEvent], tracked: TrackedFrame, frame: Frame
-    ) -> list[IncidentChange]: ...
-
-    def close_all(self, at: float) -> list[IncidentChange]: ...
 
 
 FrameListener = Callable[
@@ -69,10 +51,9 @@ class EvaluationCounters:
 
 @dataclass(slots=True)
 class _Camera:
-    tracker: _Tracker
+    step: CameraStep
     analysed: int = 0
     last_evaluated_at: float | None = None
-    last: tuple[Frame, TrackedFrame] | None = None
     rate: RateMeter = field(default_factory=RateMeter)
 
 
@@ -96,9 +77,9 @@ class RulesWorker:
 
     def __init__(
         self,
-        tracker_for: Callable[[str], _Tracker],
-        engine: _Engine,
-        incidents: _Incidents,
+        tracker_for: Callable[[str], Tracker],
+        engine: Engine,
+        incidents: Incidents,
         metrics: RuntimeMetrics,
         *,
         queue_size: int = 32,
@@ -213,12 +194,11 @@ class RulesWorker:
         camera_id = frame.camera_id
         camera = self._cameras.get(camera_id)
         if camera is None:
-            camera = _Camera(self._tracker_for(camera_id))
+            tracker = self._tracker_for(camera_id)
+            camera = _Camera(CameraStep(camera_id, tracker, self._engine, self._incidents))
             with self._lock:
                 self._cameras[camera_id] = camera
-        tracked = camera.tracker.update(item.detections, frame)
-        events = self._engine.evaluate(tracked)
-        changes = self._incidents.handle(events, tracked, frame)
+        tracked, events, changes = camera.step.step(frame, item.detections)
         now = time.time()
         for change in changes:
             self._metrics.incidents.labels(kind=str(change.kind)).inc()
@@ -231,7 +211,6 @@ class RulesWorker:
         with self._lock:
             camera.analysed += 1
             camera.last_evaluated_at = now
-            camera.last = (frame, tracked)
             camera.rate.add(camera.analysed)
         for listener in self._listeners:
             try:
@@ -242,12 +221,10 @@ class RulesWorker:
     def _finish(self, camera_id: str) -> list[IncidentChange]:
         with self._lock:
             camera = self._cameras.pop(camera_id, None)
-        if camera is None or camera.last is None:
+        if camera is None:
             self._engine.finish(camera_id)
             return []
-        frame, tracked = camera.last
-        events = self._engine.finish(camera_id, tracked.timestamp)
-        changes = self._incidents.handle(events, tracked, frame) if events else []
+        _, changes = camera.step.finish()
         for change in changes:
             self._metrics.incidents.labels(kind=str(change.kind)).inc()
         return changes
@@ -256,7 +233,7 @@ class RulesWorker:
         with self._lock:
             cameras = list(self._cameras)
         last = max(
-            (c.last[1].timestamp for c in self._cameras.values() if c.last is not None),
+            (c.step.last[1].timestamp for c in self._cameras.values() if c.step.last is not None),
             default=time.time(),
         )
         for camera_id in cameras:

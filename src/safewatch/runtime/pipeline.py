@@ -17,6 +17,7 @@ from typing import Protocol
 from safewatch.domain import Detections, Frame, RuleEvent, TrackedFrame
 from safewatch.incidents.manager import IncidentChange
 from safewatch.runtime.prefetch import Prefetcher
+from safewatch.runtime.step import CameraStep, Engine, Incidents, Tracker
 
 __all__ = ["FrameObserver", "Pipeline", "PipelineStats"]
 
@@ -29,24 +30,6 @@ class _Source(Protocol):
 
 class _Detector(Protocol):
     def detect(self, frames: Sequence[Frame]) -> list[Detections]: ...
-
-
-class _Tracker(Protocol):
-    def update(self, detections: Detections, frame: Frame) -> TrackedFrame: ...
-
-
-class _Engine(Protocol):
-    def evaluate(self, tracked: TrackedFrame) -> list[RuleEvent]: ...
-
-    def finish(self, camera_id: str, at: float) -> list[RuleEvent]: ...
-
-
-class _Incidents(Protocol):
-    def handle(
-        self, events: Sequence[RuleEvent], tracked: TrackedFrame, frame: Frame
-    ) -> list[IncidentChange]: ...
-
-    def close_all(self, at: float) -> list[IncidentChange]: ...
 
 
 def _batched(items: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
@@ -117,9 +100,9 @@ class Pipeline:
         camera_id: str,
         source: _Source,
         detector: _Detector,
-        tracker: _Tracker,
-        engine: _Engine,
-        incidents: _Incidents,
+        tracker: Tracker,
+        engine: Engine,
+        incidents: Incidents,
         *,
         batch_size: int = 4,
         observers: Sequence[FrameObserver] = (),
@@ -127,8 +110,7 @@ class Pipeline:
         self.camera_id = camera_id
         self._source = source
         self._detector = detector
-        self._tracker = tracker
-        self._engine = engine
+        self._step = CameraStep(camera_id, tracker, engine, incidents)
         self._incidents = incidents
         self._batch_size = max(1, batch_size)
         self._observers = tuple(observers)
@@ -138,41 +120,34 @@ class Pipeline:
         stats = PipelineStats()
         started = time.perf_counter()
         frames = Prefetcher(self._source.frames(), depth=self._batch_size * 3, name="decode")
-        last: tuple[Frame, TrackedFrame] | None = None
         try:
             for batch in _batched(frames, self._batch_size):
                 t0 = time.perf_counter()
                 detections = self._detector.detect(batch)
                 stats.detect_seconds += time.perf_counter() - t0
                 for frame, found in zip(batch, detections, strict=True):
-                    last = self._step(frame, found, stats)
+                    self._record(frame, found, stats)
         finally:
             frames.close()
+        last = self._step.last
         if last is not None:
-            frame, tracked = last
-            events = self._engine.finish(self.camera_id, tracked.timestamp)
+            events, changes = self._step.finish()
             stats.events += len(events)
-            stats.changes.extend(self._incidents.handle(events, tracked, frame))
-            stats.changes.extend(self._incidents.close_all(tracked.timestamp))
+            stats.changes.extend(changes)
+            stats.changes.extend(self._incidents.close_all(last[1].timestamp))
         stats.elapsed = time.perf_counter() - started
         return stats
 
-    def _step(
-        self, frame: Frame, detections: Detections, stats: PipelineStats
-    ) -> tuple[Frame, TrackedFrame]:
+    def _record(self, frame: Frame, detections: Detections, stats: PipelineStats) -> None:
         if stats.frames == 0:
             stats.first_pts = frame.pts
             stats.origin = frame.timestamp - frame.pts
         stats.frames += 1
         stats.last_pts = frame.pts
-        tracked = self._tracker.update(detections, frame)
-        for track in tracked.tracks:
+        result = self._step.step(frame, detections)
+        for track in result.tracked.tracks:
             stats.tracks.setdefault(track.label, set()).add(track.track_id)
-        events = self._engine.evaluate(tracked)
-        stats.events += len(events)
-        # Every frame, events or not: the incident manager feeds the evidence buffer and clips.
-        changes = self._incidents.handle(events, tracked, frame)
-        stats.changes.extend(changes)
+        stats.events += len(result.events)
+        stats.changes.extend(result.changes)
         for observer in self._observers:
-            observer(frame, tracked, events, changes)
-        return frame, tracked
+            observer(frame, result.tracked, result.events, result.changes)

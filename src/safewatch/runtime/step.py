@@ -1,0 +1,126 @@
+"""One camera's per-frame step after detection: tracks -> rules -> incidents.
+
+This is the single implementation of the frame path's stateful half, shared by every way footage
+enters safewatch: ``safewatch audit`` (:class:`~safewatch.runtime.pipeline.Pipeline`), the live
+server (:class:`~safewatch.runtime.evaluation.RulesWorker`) and ``safewatch backtest``. Detection
+is stateless and batched elsewhere; from here on each camera's frames must go in order, because
+the tracker, the rule engine and the incident manager carry state from one frame to the next.
+
+The step is split in two so a backtest can track once and judge the same tracks with several
+rule sets: :class:`RuleStep` is one rule set's engine plus its incident manager, and
+:class:`CameraStep` is a camera's tracker in front of one :class:`RuleStep`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from safewatch.domain import Detections, Frame, RuleEvent, TrackedFrame
+from safewatch.incidents.manager import IncidentChange
+
+__all__ = ["CameraStep", "Engine", "Incidents", "RuleStep", "StepResult", "Tracker"]
+
+
+class Tracker(Protocol):
+    """A camera's tracker (``safewatch.track.CameraTracker``)."""
+
+    def update(self, detections: Detections, frame: Frame) -> TrackedFrame: ...
+
+
+class Engine(Protocol):
+    """A rule engine (``RuleEngine`` or the hot-reloading one)."""
+
+    def evaluate(self, tracked: TrackedFrame) -> list[RuleEvent]: ...
+
+    def finish(self, camera_id: str, at: float | None = None) -> list[RuleEvent]: ...
+
+
+class Incidents(Protocol):
+    """An incident manager (``safewatch.incidents.IncidentManager``)."""
+
+    def handle(
+        self, events: Sequence[RuleEvent], tracked: TrackedFrame, frame: Frame
+    ) -> list[IncidentChange]: ...
+
+    def close_all(self, at: float) -> list[IncidentChange]: ...
+
+
+class StepResult(NamedTuple):
+    """What one frame produced (a named tuple: callers unpack it on the hot path)."""
+
+    tracked: TrackedFrame
+    events: list[RuleEvent]
+    changes: list[IncidentChange]
+
+
+class RuleStep:
+    """One rule set judging one camera's tracked frames, and the incidents that follow.
+
+    Args:
+        camera_id: The camera whose frames come in.
+        engine: The rule engine (its state for other cameras is left alone).
+        incidents: The incident manager; ``handle`` runs on every frame, events or not, because
+            it also feeds the evidence ring buffer that clips are cut from.
+    """
+
+    def __init__(self, camera_id: str, engine: Engine, incidents: Incidents) -> None:
+        self.camera_id = camera_id
+        self.engine = engine
+        self.incidents = incidents
+        self.last: tuple[Frame, TrackedFrame] | None = None
+
+    def apply(
+        self, frame: Frame, tracked: TrackedFrame
+    ) -> tuple[list[RuleEvent], list[IncidentChange]]:
+        """Evaluate the rules on one tracked frame and update the incidents."""
+        events = self.engine.evaluate(tracked)
+        changes = self.incidents.handle(events, tracked, frame)
+        self.last = (frame, tracked)
+        return events, changes
+
+    def finish(self) -> tuple[list[RuleEvent], list[IncidentChange]]:
+        """End the camera's open episodes at its last frame's time (the footage or camera ended).
+
+        The episodes' ENDED events go through the incident manager with the last frame, so their
+        incidents close at that frame's time exactly as a live camera's do when it stops.
+        """
+        if self.last is None:
+            self.engine.finish(self.camera_id)
+            return [], []
+        frame, tracked = self.last
+        events = self.engine.finish(self.camera_id, tracked.timestamp)
+        return events, (self.incidents.handle(events, tracked, frame) if events else [])
+
+
+class CameraStep:
+    """A camera's tracker in front of one rule set: the whole post-detection frame step.
+
+    Args:
+        camera_id: The camera.
+        tracker: This camera's tracker (never shared between cameras).
+        engine: The rule engine.
+        incidents: The incident manager.
+    """
+
+    def __init__(
+        self, camera_id: str, tracker: Tracker, engine: Engine, incidents: Incidents
+    ) -> None:
+        self.camera_id = camera_id
+        self.tracker = tracker
+        self.rules = RuleStep(camera_id, engine, incidents)
+
+    @property
+    def last(self) -> tuple[Frame, TrackedFrame] | None:
+        """The last frame stepped and its tracks."""
+        return self.rules.last
+
+    def step(self, frame: Frame, detections: Detections) -> StepResult:
+        """Track one frame's detections, evaluate the rules, update the incidents."""
+        tracked = self.tracker.update(detections, frame)
+        events, changes = self.rules.apply(frame, tracked)
+        return StepResult(tracked, events, changes)
+
+    def finish(self) -> tuple[list[RuleEvent], list[IncidentChange]]:
+        """End the camera's open episodes at its last frame (see :meth:`RuleStep.finish`)."""
+        return self.rules.finish()
