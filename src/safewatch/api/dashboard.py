@@ -83,18 +83,26 @@ class DashboardSettings:
         jobs_dir: Where audit jobs keep their uploads and results; default ``audit-jobs`` beside
             the evidence folder (a local store) or in the site file's folder.
         allow_server_paths: Folders audit jobs may read videos from on the server (empty: none).
-        login_per_user: Failed logins per user name in ``login_window`` before throttling.
-        login_per_client: Failed logins per client address in ``login_window``.
+        login_per_pair: Free failed logins of one account from one address in ``login_window``;
+            after them that pair (only) backs off (:mod:`safewatch.api.auth.ratelimit`).
+        login_per_client: Failed logins per client address (all names) in ``login_window``.
+        login_per_account: Failed logins per account (all addresses) in ``login_window`` after
+            which a failing address gets no free failures on it.
         login_window: Seconds of the login failure window.
+        login_backoff: First backoff wait in seconds; doubles per further failure.
+        login_backoff_max: Longest backoff wait in seconds.
     """
 
     session_cookie: str = "safewatch_session"
     max_upload_bytes: int = 2 << 30
     jobs_dir: Path | None = None
     allow_server_paths: tuple[Path, ...] = ()
-    login_per_user: int = 5
+    login_per_pair: int = 5
     login_per_client: int = 20
+    login_per_account: int = 20
     login_window: float = 300.0
+    login_backoff: float = 1.0
+    login_backoff_max: float = 300.0
 
 
 @dataclass
@@ -128,9 +136,12 @@ class Dashboard:
     def __post_init__(self) -> None:
         self.lifecycle = IncidentLifecycle(self.storage.repository)
         self.limiter = LoginLimiter(
-            per_user=self.settings.login_per_user,
+            per_pair=self.settings.login_per_pair,
             per_client=self.settings.login_per_client,
+            per_account=self.settings.login_per_account,
             window=self.settings.login_window,
+            backoff=self.settings.login_backoff,
+            backoff_max=self.settings.login_backoff_max,
         )
 
     @classmethod

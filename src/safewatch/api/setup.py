@@ -2,8 +2,10 @@
 API routers, the WebSockets, the pages and their static files.
 
 Called by :func:`safewatch.api.app.create_app` when it is given a
-:class:`~safewatch.api.dashboard.Dashboard`. Middleware order matters: the security headers wrap
-everything (also the gate's own 401/403 answers), and the gate runs before any route.
+:class:`~safewatch.api.dashboard.Dashboard`. Middleware order matters: trusted-proxy resolution is
+outermost (everything after sees the real client address), then the security headers (they wrap
+also the 413 and the gate's own 401/403 answers), the body limit (before any body is read), and the
+gate before any route.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from safewatch.api.auth.gate import AuthGate
+from safewatch.api.body_limit import BodyLimit
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.errors import install_error_handlers
+from safewatch.api.proxies import install_trusted_proxies
 from safewatch.api.security import SecurityHeaders
 
 __all__ = ["WEB_DIR", "install_dashboard", "media_origins"]
@@ -78,4 +82,11 @@ def install_dashboard(app: FastAPI, dashboard: Dashboard) -> None:
     app.add_middleware(
         AuthGate, store=dashboard.auth, session_cookie=dashboard.settings.session_cookie
     )
+    http = dashboard.site().config.runtime.http
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=int(http.max_body_bytes),
+        per_path={"/api/v1/audit-jobs/upload": dashboard.settings.max_upload_bytes},
+    )
     app.add_middleware(SecurityHeaders, frame_origins=media_origins(dashboard))
+    install_trusted_proxies(app, http.trusted_proxies)

@@ -7,9 +7,10 @@ metrics endpoints listen. Every default suits a small CPU-only host with a handf
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "DecodeMode",
@@ -115,10 +116,35 @@ class WatchdogConfig(_Strict):
 
 
 class HttpConfig(_Strict):
-    """Where ``/healthz``, ``/readyz`` and ``/metrics`` listen."""
+    """Where the dashboard, its API, ``/healthz``, ``/readyz`` and ``/metrics`` listen, and what
+    the HTTP edge accepts from whom."""
 
     host: str = Field("127.0.0.1", description="Address to bind; 0.0.0.0 for every interface.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port; 0 picks a free one.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto headers are believed. Empty (the default): none, not even loopback, "
+        "so a client cannot forge its address into the audit log or around login throttling.",
+    )
+    max_body_bytes: ByteSize = Field(
+        ByteSize(1 << 20),
+        gt=0,
+        description="Largest request body, e.g. 1MiB; larger ones get 413 before they are read. "
+        "Video uploads of audit jobs have their own, larger limit.",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/24)"
+                ) from None
+        return value
 
 
 class RuntimeConfig(_Strict):

@@ -18,33 +18,63 @@ from fastapi import FastAPI
 
 from safewatch.errors import ConfigError
 
-__all__ = ["HttpServer"]
+__all__ = ["HttpServer", "bind_listener"]
+
+
+def bind_listener(host: str, port: int, backlog: int = 512) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: a free one).
+
+    The backlog is larger than uvicorn's default of 128: a burst of new connections while the
+    server is busy (or its API process restarts) waits in the kernel instead of being refused.
+
+    Raises:
+        ConfigError: The address cannot be bound (in use, not local, no permission).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {error.strerror or error}", field="runtime.http"
+        ) from None
+    sock.listen(backlog)
+    return sock
 
 
 class HttpServer:
-    """uvicorn serving ``app`` on ``host:port`` from a daemon thread.
+    """uvicorn serving ``app`` on ``host:port`` (or on a listening ``sock``) from a daemon thread.
+
+    ``sock`` is how the API process serves the socket its server bound (see
+    :mod:`safewatch.runtime.api_link`).
 
     Raises:
         ConfigError: The address cannot be bound (in use, not local, no permission).
     """
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._socket = socket.socket(family, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self._socket.bind((host, port))
-        except OSError as error:
-            self._socket.close()
-            raise ConfigError(
-                f"cannot listen on {host}:{port}: {error.strerror or error}",
-                field="runtime.http",
-            ) from None
-        self._socket.listen(128)
-        self.host = host
-        self.port = int(self._socket.getsockname()[1])
+    def __init__(
+        self,
+        app: FastAPI,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        sock: socket.socket | None = None,
+    ) -> None:
+        self._socket = sock if sock is not None else bind_listener(host, port)
+        name = self._socket.getsockname()
+        self.host = str(name[0])
+        self.port = int(name[1])
+        # proxy_headers=False: uvicorn would believe X-Forwarded-For from loopback; the app
+        # applies the site's own trusted proxies instead (safewatch.api.proxies).
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            proxy_headers=False,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -187,10 +187,11 @@ def test_login_is_throttled_after_repeated_failures(
 
 def test_limiter_window_slides() -> None:
     now = [0.0]
-    limiter = LoginLimiter(per_user=2, per_client=10, window=60, clock=lambda: now[0])
+    limiter = LoginLimiter(per_pair=2, per_client=10, window=60, backoff=100, clock=lambda: now[0])
     limiter.failed("ann", "1.2.3.4")
     limiter.failed("ann", "1.2.3.4")
-    assert limiter.retry_after("ann", "5.6.7.8") == pytest.approx(60)
+    assert limiter.retry_after("ann", "1.2.3.4") == pytest.approx(100)
+    assert limiter.retry_after("ann", "5.6.7.8") == 0
     assert limiter.retry_after("bob", "1.2.3.4") == 0
     now[0] = 61
     assert limiter.retry_after("ann", "1.2.3.4") == 0

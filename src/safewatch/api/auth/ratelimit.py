@@ -1,55 +1,85 @@
-"""Failed-login throttling: slow down password guessing without locking out the control room.
+"""Failed-login throttling that slows guessing but never locks the real user out.
 
-Failures are counted in a sliding window per user name and per client address. Once either count
-reaches its limit, further attempts for that name (or from that address) are refused with the
-seconds to wait, *before* the password is checked, so a guesser gets no signal and burns no
-argon2 time. A successful login clears the name's failures. Per-name limits stop a slow
-distributed guess at one account; per-address limits stop one machine trying many names.
+A limit per user name alone lets anyone keep ``admin`` out: five wrong passwords from anywhere and
+the right one is refused too. So failures are counted per **(account, client address)** pair, and
+only the pair (or the address) that failed is slowed down:
+
+* a pair gets ``per_pair`` free failures in ``window``; after that each further attempt waits a
+  backoff that doubles per failure (``backoff``, ``2 x backoff``, ... up to ``backoff_max``);
+* an address with ``per_client`` failures in ``window``, whatever the names, waits out the window
+  (one machine spraying many names);
+* an account with ``per_account`` failures in ``window`` from all addresses together is under a
+  distributed guess: each address that has itself failed on it gets no free failures any more, so
+  every extra address buys the attacker one guess, not five.
+
+An address that has not failed is never refused: the correct password from it always gets through,
+even while the account is under attack. Refusals come *before* the password is checked, so a
+throttled guesser gets no signal and burns no argon2 time. A success clears its pair only (the
+address and the account keep their counts: the attack elsewhere goes on).
 
 State is in memory: one dashboard process serves a site. Behind several API processes each keeps
 its own counts, which multiplies the allowance by the number of processes but never blocks a
-legitimate user for long.
+legitimate user.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 __all__ = ["LoginLimiter"]
 
+_Key = tuple[str, ...]
+
 
 class LoginLimiter:
-    """Sliding-window counter of failed logins.
+    """Sliding-window failure counts per (account, address), per address and per account.
 
     Args:
-        per_user: Failures allowed per user name within ``window`` seconds.
-        per_client: Failures allowed per client address within ``window`` seconds.
+        per_pair: Free failures of one account from one address within ``window``.
+        per_client: Failures from one address (all names) within ``window`` before the address
+            waits out the window.
+        per_account: Failures of one account (all addresses) within ``window`` after which a
+            failing address has no free failures left.
         window: Window length in seconds.
+        backoff: First wait after the free failures, in seconds; doubles with each failure.
+        backoff_max: Longest backoff wait, in seconds.
         clock: Monotonic clock (injectable for tests).
-        max_keys: Keys kept at most; the oldest are forgotten beyond it (bounded memory under a
-            flood of random names).
+        max_keys: Keys kept at most; the least recently failed are forgotten beyond it (bounded
+            memory under a flood of random names or addresses).
     """
 
     def __init__(
         self,
         *,
-        per_user: int = 5,
+        per_pair: int = 5,
         per_client: int = 20,
+        per_account: int = 20,
         window: float = 300.0,
+        backoff: float = 1.0,
+        backoff_max: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         max_keys: int = 10_000,
     ) -> None:
-        self._limits = {"user": per_user, "client": per_client}
+        self._per_pair = per_pair
+        self._per_client = per_client
+        self._per_account = per_account
         self._window = window
+        self._backoff = backoff
+        self._backoff_max = backoff_max
         self._clock = clock
         self._max_keys = max_keys
-        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._failures: OrderedDict[_Key, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+    @staticmethod
+    def _keys(username: str, client: str) -> tuple[_Key, _Key, _Key]:
+        name = username.lower()
+        return ("pair", name, client), ("client", client), ("account", name)
+
+    def _recent(self, key: _Key, now: float) -> deque[float]:
         times = self._failures.get(key)
         if times is None:
             return deque()
@@ -60,27 +90,40 @@ class LoginLimiter:
         return times
 
     def retry_after(self, username: str, client: str) -> float:
-        """Seconds to wait before another attempt is allowed (0 when allowed now)."""
+        """Seconds ``client`` must wait before trying ``username`` again (0: try now)."""
         now = self._clock()
-        wait = 0.0
+        pair_key, client_key, account_key = self._keys(username, client)
         with self._lock:
-            for kind, value in (("user", username.lower()), ("client", client)):
-                times = self._recent((kind, value), now)
-                if len(times) >= self._limits[kind]:
-                    wait = max(wait, self._window - (now - times[-self._limits[kind]]))
-        return wait
+            pair = self._recent(pair_key, now)
+            if not pair and len(self._recent(client_key, now)) < self._per_client:
+                return 0.0  # this address never failed on this account: always let it try
+            wait = 0.0
+            by_client = self._recent(client_key, now)
+            if len(by_client) >= self._per_client:
+                wait = self._window - (now - by_client[-self._per_client])
+            attacked = len(self._recent(account_key, now)) >= self._per_account
+            free = 0 if attacked else self._per_pair
+            extra = len(pair) - free
+            if pair and extra >= 0:
+                delay = min(self._backoff_max, self._backoff * 2.0 ** min(extra, 62))
+                wait = max(wait, pair[-1] + delay - now)
+        return max(wait, 0.0)
 
     def failed(self, username: str, client: str) -> None:
-        """Count a failed attempt."""
+        """Count a failed attempt of ``username`` from ``client``."""
         now = self._clock()
         with self._lock:
-            for key in (("user", username.lower()), ("client", client)):
+            for key in self._keys(username, client):
                 self._recent(key, now)
-                if key not in self._failures and len(self._failures) >= self._max_keys:
-                    self._failures.pop(next(iter(self._failures)))
-                self._failures.setdefault(key, deque(maxlen=256)).append(now)
+                times = self._failures.get(key)
+                if times is None:
+                    if len(self._failures) >= self._max_keys:
+                        self._failures.popitem(last=False)
+                    times = self._failures[key] = deque(maxlen=256)
+                self._failures.move_to_end(key)
+                times.append(now)
 
-    def succeeded(self, username: str) -> None:
-        """Forget the name's failures (the address keeps its count)."""
+    def succeeded(self, username: str, client: str) -> None:
+        """Forget this pair's failures (the address and the account keep their counts)."""
         with self._lock:
-            self._failures.pop(("user", username.lower()), None)
+            self._failures.pop(self._keys(username, client)[0], None)

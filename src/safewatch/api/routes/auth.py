@@ -41,7 +41,7 @@ def login(dashboard: Dashboard, username: str, password: str, client: str) -> Us
         raise ApiError(
             429,
             "rate_limited",
-            f"too many failed logins; try again in {int(wait) + 1} s",
+            f"too many failed logins from this address; try again in {int(wait) + 1} s",
             headers={"Retry-After": str(int(wait) + 1)},
         )
     user = dashboard.auth.authenticate(username, password)
@@ -49,7 +49,7 @@ def login(dashboard: Dashboard, username: str, password: str, client: str) -> Us
         dashboard.limiter.failed(username, client)
         dashboard.auth.audit("login.failed", actor=username[:64], client=client)
         raise ApiError(401, "invalid_credentials", "wrong user name or password")
-    dashboard.limiter.succeeded(username)
+    dashboard.limiter.succeeded(username, client)
     dashboard.auth.audit("login", actor=user.username, client=client)
     return user
 
