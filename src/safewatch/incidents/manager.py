@@ -14,6 +14,11 @@ it for a clip when an incident opens and tells it when the incident ends; the re
 clip, the clean still and the sealed originals on its own thread. The annotated still stays on the
 analysis path (one JPEG when an incident opens) so the OPENED change already carries it.
 
+Every ``hold_interval`` of an open episode the manager notes the frame time it still held
+(:meth:`~safewatch.storage.IncidentRepository.hold`, one small write, not chained), so an incident
+left open by a process that died is closed at start-up at that time
+(:mod:`safewatch.incidents.abandoned`).
+
 Ids come from :func:`safewatch.domain.incident_id`, so replaying events, to this manager or to a
 fresh one after a restart, stores nothing twice. Memory is bounded: open records live only as long
 as their episode, and the ids of recently closed episodes (kept to ignore late re-deliveries) are
@@ -74,6 +79,8 @@ class _Episode:
     persisted_peak: float
     still_at: float
     still_confidence: float
+    held_at: float = float("-inf")
+    """Frame time last written as ``held_until`` (the row's start counts for a new incident)."""
 
 
 class IncidentManager:
@@ -87,6 +94,8 @@ class IncidentManager:
         still_interval: Minimum seconds between two rewrites of an incident's still.
         still_margin: How much more confident a frame must be to replace the still.
         remember_closed: How many closed incident ids are kept to ignore late re-deliveries.
+        hold_interval: Seconds (frame clock) between two notes that an open incident still
+            holds: how much of its end a crash may lose, for one small write each.
         privacy_for: A camera's privacy settings (``SiteConfig.privacy_for``); default: blur.
         recorder: Writes clips, clean stills and sealed originals; ``None`` writes only the
             annotated still.
@@ -102,6 +111,7 @@ class IncidentManager:
         still_interval: float = 10.0,
         still_margin: float = 0.1,
         remember_closed: int = 4096,
+        hold_interval: float = 2.0,
         privacy_for: Callable[[str], PrivacyConfig] | None = None,
         recorder: EvidenceRecorder | None = None,
     ) -> None:
@@ -112,6 +122,7 @@ class IncidentManager:
         self._still_interval = still_interval
         self._still_margin = still_margin
         self._remember_closed = remember_closed
+        self._hold_interval = hold_interval
         self._privacy_for = privacy_for or (lambda _camera: _DEFAULT_PRIVACY)
         self._recorder = recorder
         self._open: dict[str, _Episode] = {}
@@ -221,6 +232,7 @@ class IncidentManager:
             persisted_peak=incident.peak_confidence,
             still_at=event.at,
             still_confidence=event.confidence if snapshot is not None else -1.0,
+            held_at=event.at,
         )
         if self._recorder is not None:
             self._recorder.open_clip(incident)  # after the row: a clip never precedes its incident
@@ -265,6 +277,10 @@ class IncidentManager:
                 episode.still_confidence = event.confidence
                 incident = dataclasses.replace(incident, snapshot=snapshot)
         episode.incident = incident
+        if event.at - episode.held_at >= self._hold_interval:
+            # If the process dies now, the next start closes the incident at this time.
+            self._repository.hold(incident.id, event.at)
+            episode.held_at = event.at
         due = event.at - episode.persisted_at >= self._persist_interval
         if incident.peak_confidence > episode.persisted_peak and due:
             self._repository.upsert(incident)

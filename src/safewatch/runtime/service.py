@@ -6,7 +6,9 @@ Process model on one host (measured and argued in :mod:`safewatch.runtime.camera
         -> FrameMailbox (newest frame per camera, drops counted)
         -> inference thread (batches across cameras, motion gate, tiling; ONNX Runtime)
         -> rules thread (tracker, rule engine, incident manager) -> database + evidence thread
-    HTTP thread (uvicorn): /healthz, /readyz, /metrics
+    API process (uvicorn; dashboard, API, /healthz, /readyz, /metrics), fed over a pipe and a
+        live-frame ring by :class:`~safewatch.runtime.api_link.ApiLink`, at a lower priority;
+        or, with ``api="thread"``, an HTTP thread in this process
 
 :class:`RuntimeService` builds and wires these from the site file, keeps the core threads alive
 (a crashed inference or rules thread is restarted), follows edits of the site file (cameras added,
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -33,7 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from safewatch.alerts.service import AlertService, start_alerts
 from safewatch.api import ApiSettings, create_app
-from safewatch.api.dashboard import Dashboard
+from safewatch.api.dashboard import Dashboard, DashboardSettings
 from safewatch.api.live import LiveHub
 from safewatch.config.loader import LoadedSite, load_site
 from safewatch.config.runtime import DecodeMode
@@ -42,8 +46,9 @@ from safewatch.detect.catalogue import resolve
 from safewatch.detect.onnx_detector import OnnxDetector
 from safewatch.detect.pool import DetectorFactory
 from safewatch.detect.protocol import Detector
-from safewatch.domain import Track, TrackedFrame, Zone
+from safewatch.domain import RuleEvent, Track, TrackedFrame, Zone
 from safewatch.errors import ConfigError, ModelError, SafewatchError
+from safewatch.incidents.abandoned import close_abandoned_incidents
 from safewatch.incidents.annotate import draw_overlay
 from safewatch.incidents.manager import IncidentChange, IncidentManager
 from safewatch.incidents.privacy import anonymise_heads
@@ -52,6 +57,8 @@ from safewatch.incidents.site_storage import SiteStorage, open_site_storage
 from safewatch.rules import calibrations_from_site, load_rules
 from safewatch.rules.reload import ReloadingEngine, ReloadStatus, RuleGeneration, RuleSetHolder
 from safewatch.rules.watcher import RuleWatcher
+from safewatch.runtime.api_link import ApiLink, ApiProcessSpec
+from safewatch.runtime.api_messages import RulesPush
 from safewatch.runtime.camera_worker import WorkerSpec
 from safewatch.runtime.evaluation import FrameListener, RulesWorker
 from safewatch.runtime.health import (
@@ -62,8 +69,8 @@ from safewatch.runtime.health import (
     camera_readiness,
     overall,
 )
-from safewatch.runtime.http_server import HttpServer
-from safewatch.runtime.inference import InferenceWorker
+from safewatch.runtime.http_server import HttpServer, bind_listener
+from safewatch.runtime.inference import Analysed, InferenceWorker
 from safewatch.runtime.mailbox import FrameMailbox
 from safewatch.runtime.metrics import CameraStatus, RuntimeMetrics, RuntimeSnapshot
 from safewatch.runtime.rings import RingCache
@@ -71,7 +78,7 @@ from safewatch.runtime.stages import build_tracker
 from safewatch.runtime.supervisor import ReloadPlan, Supervisor
 from safewatch.track import CameraTracker
 
-__all__ = ["RuntimeService", "ServeOptions", "StopReport", "worker_specs"]
+__all__ = ["ApiMode", "RuntimeService", "ServeOptions", "StopReport", "worker_specs"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +89,9 @@ _DB_CHECK_INTERVAL = 1.0
 _ALERT_DRAIN = 5.0
 """Seconds a graceful stop keeps sending due alerts (the rest stay queued for the next start)."""
 _IO_TIMEOUT = 5.0
+
+ApiMode = Literal["process", "thread"]
+"""Where the HTTP server runs: its own process (the default) or a thread of the server."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +104,13 @@ class ServeOptions:
         port: HTTP port; default ``runtime.http.port`` (0 picks a free one).
         decode: Decode mode; default ``runtime.decode``.
         http: Serve ``/healthz``, ``/readyz`` and ``/metrics`` (benchmarks may turn it off).
+        api: ``process`` runs the HTTP server in its own process, so API load cannot take the
+            analysis's interpreter (:mod:`safewatch.runtime.api_link`); ``thread`` runs it on
+            a thread of this process (one interpreter for both; for debugging and comparison).
+        api_nice: Added to the API process's ``nice`` value: under CPU contention the kernel
+            gives the analysis the CPU first.
+        query_cache_seconds: Longest reuse of an incident list or statistics answer while no
+            incident changed (:mod:`safewatch.api.query_cache`); 0 turns the cache off.
         watch_site: Poll the site file and apply its edits.
         site_poll_seconds: How often the site file is checked.
     """
@@ -103,6 +120,9 @@ class ServeOptions:
     port: int | None = None
     decode: DecodeMode | None = None
     http: bool = True
+    api: ApiMode = "process"
+    api_nice: int = 10
+    query_cache_seconds: float = 2.0
     watch_site: bool = True
     site_poll_seconds: float = 1.0
 
@@ -218,7 +238,7 @@ class RuntimeService:
         self._detectors = _Detectors(detector_factory)
         # -- dashboard (safewatch.api): live frames and incident changes for the browser ----
         self.live = LiveHub()
-        self._listeners = [*listeners, self.live.on_frame]
+        self._listeners = [*listeners, self._publish_live]
         self.runtime_metrics = RuntimeMetrics()
         self._mailbox = FrameMailbox()
         self._rings = RingCache()
@@ -231,6 +251,8 @@ class RuntimeService:
         self._inference: InferenceWorker | None = None
         self._supervisor: Supervisor | None = None
         self._http: HttpServer | None = None
+        self._api: ApiLink | None = None
+        self._listener: socket.socket | None = None
         self._started = time.monotonic()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -259,7 +281,12 @@ class RuntimeService:
     @property
     def http_url(self) -> str | None:
         """Base URL of the HTTP endpoints, once started."""
-        return None if self._http is None else self._http.url
+        if self._http is not None:
+            return self._http.url
+        if self._listener is None:
+            return None
+        host, port = self._listener.getsockname()[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def start(self) -> None:
         """Open storage, load rules and models, start the HTTP server, threads and cameras.
@@ -288,6 +315,8 @@ class RuntimeService:
                 zones_for=self._zones_for,
                 on_full="drop",
             )
+            # after the clips' recovery, with the outbox hooked: their closed alerts are queued
+            close_abandoned_incidents(storage.repository, config)
             incidents = IncidentManager(
                 storage.repository,
                 storage.evidence,
@@ -325,8 +354,18 @@ class RuntimeService:
                 http = config.runtime.http
                 host = self._options.host or http.host
                 port = http.port if self._options.port is None else self._options.port
+            if self._options.http and self._options.api == "process":
+                self._start_api_process(host, port)
+            elif self._options.http:
                 dashboard = Dashboard.create(
-                    lambda: self._site, self._options.rules, storage, rules=self, live=self.live
+                    lambda: self._site,
+                    self._options.rules,
+                    storage,
+                    rules=self,
+                    live=self.live,
+                    settings=DashboardSettings(
+                        query_cache_seconds=self._options.query_cache_seconds
+                    ),
                 )
                 app = create_app(ApiSettings(site_name=config.site.name), self, dashboard)
                 self._http = HttpServer(app, host, port)
@@ -356,6 +395,8 @@ class RuntimeService:
             self._rules.stop if self._rules else None,
             self._recorder.close if self._recorder else None,
             self._http.stop if self._http else None,
+            self._api.stop if self._api else None,
+            self._listener.close if self._listener else None,
             self._alerts.close if self._alerts else None,
             self._storage.close if self._storage else None,
         ):
@@ -394,6 +435,10 @@ class RuntimeService:
         finally:
             if self._http is not None:
                 self._http.stop()
+            if self._api is not None:
+                self._api.stop()
+            if self._listener is not None:
+                self._listener.close()
             if self._alerts is not None:  # alerts: send what is due; the rest stays queued
                 try:
                     self._alerts.stop(drain=_ALERT_DRAIN)
@@ -438,6 +483,8 @@ class RuntimeService:
             if old.tracker != new.config.tracker:
                 restart = [key for key, cam in new.config.cameras.items() if cam.enabled]
             self._site = new
+            if self._api is not None:
+                self._api.site_changed(new)
             if self._alerts is not None:  # alerts: routes, templates and channels apply live
                 self._alerts.reconfigure(new)
             elif new.config.alerts.channels:
@@ -576,6 +623,38 @@ class RuntimeService:
         if self._rules is not None:
             self._rules.finish_camera(camera_id)
         self.live.forget(camera_id)
+        if self._api is not None:
+            self._api.camera_gone(camera_id)
+
+    def _start_api_process(self, host: str, port: int) -> None:
+        """Bind the HTTP socket here and serve it from the API process."""
+        if self._holder is None:
+            raise RuntimeError("rules before the API")
+        self._listener = bind_listener(host, port)
+        generation = self._holder.current()
+        spec = ApiProcessSpec(
+            site=self._site,
+            rules_path=self._options.rules,
+            rules=RulesPush(generation, self._holder.status),
+            nice=self._options.api_nice,
+            log_level=self._decode_log_level(),
+            query_cache_seconds=self._options.query_cache_seconds,
+        )
+        self._api = ApiLink(spec, self._listener, self)
+        self._api.start()
+
+    def _publish_live(
+        self,
+        analysed: Analysed,
+        tracked: TrackedFrame,
+        events: Sequence[RuleEvent],
+        changes: Sequence[IncidentChange],
+    ) -> None:
+        """The frame listener of the dashboard: to the API process, or to the hub here."""
+        if self._api is not None:
+            self._api.on_frame(analysed, tracked, events, changes)
+        else:
+            self.live.on_frame(analysed, tracked, events, changes)
 
     # -- rules for the dashboard (safewatch.api.dashboard.RuleControl) ----------------------
 
@@ -654,6 +733,11 @@ class RuntimeService:
                     log.error("%s thread died; restarting it", name)
                     self.runtime_metrics.errors.labels(stage=f"{name}-thread").inc()
                     worker.start()
+            if self._api is not None and not self._stopping.is_set():
+                try:
+                    self._api.check()
+                except Exception:
+                    log.exception("restarting the API process")
             if self._options.watch_site and self._stamp() != self._site_stamp:
                 time.sleep(0.2)  # let the editor finish writing
                 try:

@@ -260,6 +260,69 @@ class IncidentRepository:
                 entry = self._chain_record(session, row, EntryKind.INCIDENT_UPDATED, now, detail)
             self._changed(session, row, entry)
 
+    def hold(self, incident_id: str, at: float) -> None:
+        """Note that the open incident still held at frame time ``at`` (not chained: bookkeeping).
+
+        The manager calls it every few seconds of an open episode, so that if the process dies
+        the next start can close the incident at the last moment it was known to hold
+        (:meth:`close_abandoned`) rather than leave it open or guess an end.
+
+        Raises:
+            StorageError: The database cannot be written.
+        """
+        with self._session(f"mark incident {incident_id} as holding") as session:
+            row = session.get(IncidentRow, incident_id)
+            if row is not None and row.ended_at is None:
+                row.held_until = max(float(at), row.held_until or float("-inf"))
+
+    def close_abandoned(
+        self, incident_id: str, *, reason: str, at: float | None = None
+    ) -> Incident | None:
+        """Close an incident that no running process will close, recording why in the chain.
+
+        The end is ``at`` when given, else the last moment the incident was known to hold
+        (:meth:`hold`, or its start when it was never marked). The ``incident.closed`` entry
+        carries ``reason`` and ``abandoned: true``, and the change hooks run as for any close,
+        so its "closed" alerts are queued in the same transaction.
+
+        Returns:
+            The closed incident, or ``None`` when it was already closed (nothing is written).
+
+        Raises:
+            NotFound: No such incident.
+            StorageError: The database cannot be written.
+        """
+        with self._chained(f"close abandoned incident {incident_id}") as session:
+            row = session.get(IncidentRow, incident_id)
+            if row is None:
+                raise NotFound("incident", incident_id)
+            if row.ended_at is not None:
+                return None
+            held = row.held_until if at is None else at
+            row.ended_at = max(row.started_at, row.started_at if held is None else held)
+            row.duration = row.ended_at - row.started_at
+            row.updated_at = float(self._clock())
+            detail = {**_closed(row), "reason": reason, "abandoned": True}
+            entry = self._chain_record(
+                session, row, EntryKind.INCIDENT_CLOSED, row.updated_at, detail
+            )
+            self._changed(session, row, entry)
+            return _to_domain(row)
+
+    def open_ids(self) -> builtins.list[tuple[str, str]]:
+        """``(incident id, camera id)`` of every incident without an end, oldest first.
+
+        Raises:
+            StorageError: The database cannot be read.
+        """
+        query = (
+            select(IncidentRow.id, IncidentRow.camera_id)
+            .where(IncidentRow.ended_at.is_(None))
+            .order_by(IncidentRow.started_at, IncidentRow.id)
+        )
+        with self._session("list open incidents") as session:
+            return [(row.id, row.camera_id) for row in session.execute(query)]
+
     @staticmethod
     def _chain_record(
         session: Session, row: IncidentRow, kind: EntryKind, at: float, detail: Mapping[str, Any]

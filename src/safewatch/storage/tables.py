@@ -46,6 +46,8 @@ class IncidentRow(Base):
     status: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[float] = mapped_column(Double)
     updated_at: Mapped[float] = mapped_column(Double)
+    held_until: Mapped[float | None] = mapped_column(Double, nullable=True)
+    """Frame time an open incident was last known to hold (see ``IncidentRepository.hold``)."""
 
     __table_args__ = (
         Index("ix_incidents_camera_id", "camera_id"),
