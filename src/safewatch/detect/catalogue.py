@@ -1,38 +1,46 @@
-"""The model catalogue: list, pull (checksummed), import and inspect ONNX detection models.
+"""The catalogue: list, pull (checksummed), import and inspect models, and fetch demo footage.
 
 Backend of ``safewatch models list | pull NAME | import PATH | info PATH``; functions return data
 and raise :class:`~safewatch.errors.ModelError`, the CLI prints. Built-in entries live in
-``catalogue.json`` beside this module. Downloaded and imported files go to one cache folder
-(``$SAFEWATCH_MODELS``, else ``~/.cache/safewatch/models``) as ``<name>.onnx``, with an
-``index.json`` recording each file's sha256, size and origin, so a site file can say
-``path: yolox_nano`` and :func:`resolve` finds it offline.
+``catalogue.json`` beside this module: ONNX detection models, and demo videos (so the example site
+runs on a machine that has only the repository). Downloaded and imported files go to one cache
+folder (``$SAFEWATCH_MODELS``, else ``~/.cache/safewatch/models``) as ``<name>.onnx`` (videos:
+``<name>.mp4``), with an ``index.json`` recording each file's sha256, size and origin, so a site
+file can say ``path: yolox_nano`` or ``source: construction_cctv`` and :func:`resolve` finds it
+offline.
 
 Integrity: a download is hashed while it streams into a ``.part`` file and renamed into place only
-when its sha256 matches the catalogue; a mismatch deletes the partial file. An entry without a
-known checksum (a mirror's own build, a future entry) is trusted on first use: its sha256 is
-recorded in the index, reported as ``recorded`` so the CLI can print it, and every later pull is
-checked against it. ``$SAFEWATCH_MODELS_MIRROR`` replaces the download base URL (plants with an
-internal mirror; tests with a local server).
+when its sha256 matches the one pinned for where it came from (:mod:`safewatch.detect.fetching`:
+upstream URL or a mirror's file); a mismatch deletes the partial file. A file published broken is
+then converted by the entry's recorded ``prepare`` step (an ONNX repair, a trim), and the result's
+sha256 is recorded in the index. An entry without a known checksum is trusted on first use: its
+sha256 is recorded, reported as ``recorded`` so the CLI can print it, and every later pull is
+checked against it. ``$SAFEWATCH_MIRROR`` (a URL or a folder) replaces the internet.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
 import re
 import shutil
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from safewatch.detect.fetching import (
+    MIRROR_ENV,
+    MirrorFile,
+    ProgressCallback,
+    candidates,
+    fetch_first,
+    prepare,
+)
 from safewatch.errors import ModelError
 
 __all__ = [
@@ -40,6 +48,7 @@ __all__ = [
     "MIRROR_ENV",
     "CachedModel",
     "CatalogueEntry",
+    "MirrorFile",
     "ModelDetails",
     "ModelListing",
     "ProgressCallback",
@@ -52,48 +61,60 @@ __all__ = [
     "list_models",
     "pull",
     "resolve",
+    "resolve_video",
 ]
 
 CACHE_ENV = "SAFEWATCH_MODELS"
-MIRROR_ENV = "SAFEWATCH_MODELS_MIRROR"
 INDEX_FILE = "index.json"
-_CHUNK = 1 << 16
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-ProgressCallback = Callable[[int, int | None], None]
-"""Called with (bytes received, total bytes or ``None`` when the server does not say)."""
 
 
 @dataclass(frozen=True, slots=True)
 class CatalogueEntry:
-    """A model safewatch knows how to download.
+    """A model (or demo video) safewatch knows how to download.
 
     Attributes:
         name: Catalogue key (``yolox_nano``); also the cached file's stem.
         description: One line for ``models list``.
-        url: Official download URL.
-        format: Output layout for the detector (``yolox``, ``yolov8``, ...).
-        input_size: Square network input in pixels.
+        url: Public upstream URL, pinned (a release asset, or a raw file at a commit).
+        licence: SPDX id of the file's licence.
+        format: Output layout for the detector (``yolox``, ``yolov8``, ...); ``""`` for videos.
+        input_size: Square network input in pixels; ``None`` for videos.
         labels: Label set of the classes (``coco``: :data:`safewatch.detect.coco.COCO_CLASSES`).
-        licence: SPDX id of the weights' licence.
-        size: Bytes, when known.
-        sha256: Hex digest, when known; ``None`` means trust on first use.
+        size: Bytes of the upstream file, when known.
+        sha256: Hex digest of the upstream file, when known; ``None`` means trust on first use.
+        kind: ``model`` or ``video``.
+        prepare: The recorded conversion applied after download (``{"step": ..., ...}``), for
+            files published in a form that does not work as is; ``None`` when none.
+        mirror: Other files a mirror may serve instead, each with its own pinned checksum.
     """
 
     name: str
     description: str
     url: str
-    format: str
-    input_size: int
-    labels: str
     licence: str
+    format: str = ""
+    input_size: int | None = None
+    labels: str = ""
     size: int | None = None
     sha256: str | None = None
+    kind: Literal["model", "video"] = "model"
+    prepare: Mapping[str, Any] | None = None
+    mirror: tuple[MirrorFile, ...] = ()
 
     @property
     def filename(self) -> str:
-        """File name at the end of the URL (what a mirror serves)."""
+        """File name at the end of the URL (what a flat mirror serves)."""
         return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def suffix(self) -> str:
+        """Extension of the cached file."""
+        return ".mp4" if self.kind == "video" else ".onnx"
+
+    def accepts(self, fetched_sha256: str) -> bool:
+        """Whether a download with this digest is one of the files the entry pins."""
+        return fetched_sha256 == self.sha256 or any(m.sha256 == fetched_sha256 for m in self.mirror)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +129,8 @@ class CachedModel:
         source: ``pull`` or ``import``.
         origin: URL it was downloaded from, or the path it was imported from.
         added_at: Epoch seconds it entered the cache.
+        fetched_sha256: Digest of what was downloaded, before any ``prepare`` step (the one the
+            catalogue pins); equal to ``sha256`` when nothing was converted.
     """
 
     name: str
@@ -117,6 +140,12 @@ class CachedModel:
     source: Literal["pull", "import"]
     origin: str
     added_at: float
+    fetched_sha256: str = ""
+
+    @property
+    def fetched(self) -> str:
+        """Digest of the downloaded file (``sha256`` for records older than the field)."""
+        return self.fetched_sha256 or self.sha256
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +167,11 @@ class ModelListing:
         return None if self.entry is None else self.entry.input_size
 
     @property
+    def kind(self) -> str:
+        """``model`` or ``video`` (imports are models)."""
+        return "model" if self.entry is None else self.entry.kind
+
+    @property
     def licence(self) -> str | None:
         """SPDX licence id of a catalogue entry."""
         return None if self.entry is None else self.entry.licence
@@ -151,10 +185,16 @@ class ModelListing:
 
     @property
     def matches_catalogue(self) -> bool | None:
-        """Whether the cached file is the catalogue's (``None``: nothing to compare)."""
+        """Whether the cached file is one the catalogue pins (``None``: nothing to compare).
+
+        A pull counts when it downloaded the upstream file or one of the entry's pinned mirror
+        files; an import only when it is the upstream file itself.
+        """
         if self.entry is None or self.cached is None or self.entry.sha256 is None:
             return None
-        return self.entry.sha256 == self.cached.sha256
+        if self.cached.source == "import":
+            return self.entry.sha256 == self.cached.sha256
+        return self.entry.accepts(self.cached.fetched)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,11 +241,18 @@ class ModelDetails:
         return data
 
 
+def _entry(name: str, kind: Literal["model", "video"], fields: dict[str, Any]) -> CatalogueEntry:
+    mirror = tuple(MirrorFile(**m) for m in fields.pop("mirror", ()))
+    return CatalogueEntry(name=name, kind=kind, mirror=mirror, **fields)
+
+
 def catalogue() -> dict[str, CatalogueEntry]:
-    """The built-in entries, by name."""
+    """The built-in entries (models, then demo videos), by name."""
     text = resources.files("safewatch.detect").joinpath("catalogue.json").read_text("utf-8")
-    raw: dict[str, dict[str, Any]] = json.loads(text)["models"]
-    return {name: CatalogueEntry(name=name, **fields) for name, fields in raw.items()}
+    raw: dict[str, dict[str, dict[str, Any]]] = json.loads(text)
+    entries = {name: _entry(name, "model", dict(f)) for name, f in raw["models"].items()}
+    entries |= {name: _entry(name, "video", dict(f)) for name, f in raw.get("videos", {}).items()}
+    return entries
 
 
 def cache_dir() -> Path:
@@ -246,6 +293,7 @@ def _read_index(cache: Path) -> dict[str, CachedModel]:
                 source=record["source"],
                 origin=record["origin"],
                 added_at=float(record["added_at"]),
+                fetched_sha256=str(record.get("fetched_sha256", "")),
             )
             for name, record in raw.items()
         }
@@ -262,6 +310,7 @@ def _write_index(cache: Path, models: dict[str, CachedModel]) -> None:
             "source": m.source,
             "origin": m.origin,
             "added_at": m.added_at,
+            "fetched_sha256": m.fetched,
         }
         for m in sorted(models.values(), key=lambda m: m.name)
     }
@@ -299,91 +348,34 @@ def list_models(cache: Path | None = None) -> list[ModelListing]:
     return rows
 
 
-def _download_url(entry: CatalogueEntry, url: str | None) -> str:
-    if url is not None:
-        return url
-    mirror = os.environ.get(MIRROR_ENV)
-    if mirror:
-        return f"{mirror.rstrip('/')}/{entry.filename}"
-    return entry.url
-
-
-def _stream(
-    url: str, handle: Any, timeout: float, progress: ProgressCallback | None
-) -> tuple[str, int]:
-    """Copy ``url`` into ``handle``; return (sha256, bytes)."""
-    digest = hashlib.sha256()
-    done = 0
-    request = urllib.request.Request(url, headers={"User-Agent": "safewatch-models"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        while chunk := response.read(_CHUNK):
-            handle.write(chunk)
-            digest.update(chunk)
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
-    if total is not None and done != total:
-        # urllib returns a short body without complaint when the connection drops.
-        raise ValueError(f"received {done} of {total} bytes")
-    return digest.hexdigest(), done
-
-
-def _fetch(
-    name: str, url: str, cache: Path, timeout: float, progress: ProgressCallback | None
-) -> tuple[Path, str, int]:
-    """Download into a ``.part`` file in the cache; the caller verifies and renames it."""
-    fd, temp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=cache)
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            sha256, size = _stream(url, handle, timeout, progress)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except urllib.error.HTTPError as exc:
-        temp.unlink(missing_ok=True)
-        raise ModelError(
-            f"download of {name} failed: HTTP {exc.code} {exc.reason} from {url}"
-        ) from exc
-    except urllib.error.URLError as exc:
-        temp.unlink(missing_ok=True)
-        raise ModelError(
-            f"cannot reach {url} to download {name} ({exc.reason}). Without internet, copy the "
-            f"file here by other means and run `safewatch models import /path/to/file.onnx "
-            f"--name {name}`"
-        ) from exc
-    except (OSError, ValueError, http.client.HTTPException) as exc:
-        temp.unlink(missing_ok=True)
-        raise ModelError(f"download of {name} from {url} was interrupted: {exc}") from exc
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return temp, sha256, size
-
-
 def pull(
     name: str,
     *,
     cache: Path | None = None,
     url: str | None = None,
+    mirror: str | None = None,
     progress: ProgressCallback | None = None,
+    on_step: Callable[[str], None] | None = None,
     force: bool = False,
     timeout: float = 60.0,
 ) -> PullResult:
-    """Download a catalogue model into the cache, verifying its sha256.
+    """Download a catalogue entry into the cache, verify its sha256 and prepare it.
 
     Args:
         name: Catalogue name (see :func:`catalogue`).
         cache: Cache folder; default :func:`cache_dir`.
-        url: Download from here instead of the catalogue URL or ``$SAFEWATCH_MODELS_MIRROR``.
+        url: Download from here (checked against the upstream checksum) instead of the
+            catalogue URL or the mirror.
+        mirror: Base URL or folder to fetch from instead of the internet; default
+            ``$SAFEWATCH_MIRROR`` (see :mod:`safewatch.detect.fetching`).
         progress: Called as bytes arrive.
+        on_step: Told, in words, about a conversion step before it runs (it can take seconds).
         force: Download again even when an intact copy is cached.
         timeout: Seconds to wait for the server on connect and on each read.
 
     Raises:
         ModelError: Unknown name, unreachable server, HTTP error, size or checksum mismatch (the
-            partial file is deleted), or an unwritable cache.
+            partial file is deleted), a failed conversion, or an unwritable cache.
     """
     entries = catalogue()
     entry = entries.get(name)
@@ -392,32 +384,39 @@ def pull(
         raise ModelError(f"no model {name!r} in the catalogue (known: {known})")
     folder = _ensure_cache(cache or cache_dir())
     recorded = _read_index(folder).get(name)
-    expected = entry.sha256 or (recorded.sha256 if recorded and recorded.source == "pull" else None)
+    trusted = recorded.fetched if recorded and recorded.source == "pull" else None
+    expected = entry.sha256 or trusted
     if (
         not force
         and recorded is not None
         and recorded.path.is_file()
-        and recorded.sha256 == (expected or recorded.sha256)
+        and (entry.accepts(recorded.fetched) if entry.sha256 else recorded.fetched == trusted)
         and _sha256_file(recorded.path) == recorded.sha256
     ):
         return PullResult(recorded, downloaded=False, checksum="cached")
-    source = _download_url(entry, url)
-    temp, sha256, size = _fetch(name, source, folder, timeout, progress)
-    problem = None
-    if entry.size is not None and entry.sha256 is not None and size != entry.size:
-        problem = f"size mismatch for {name}: expected {entry.size} bytes, got {size}"
-    elif expected is not None and sha256 != expected:
-        problem = f"checksum mismatch for {name}: expected sha256 {expected}, got {sha256}"
-    if problem is not None:
-        temp.unlink(missing_ok=True)
-        raise ModelError(f"{problem} (from {source}); the partial download was deleted")
-    target = folder / f"{name}.onnx"
+    if url is not None:
+        found = candidates(url, expected, entry.size, (), None)
+    else:
+        chosen = mirror if mirror is not None else os.environ.get(MIRROR_ENV)
+        found = candidates(entry.url, expected, entry.size, entry.mirror, chosen)
+    fetched = fetch_first(name, found, folder, timeout=timeout, progress=progress)
+    temp = fetched.path
+    if entry.prepare is not None and not fetched.prepared:
+        if on_step is not None:
+            why = entry.prepare.get("why", "the recorded step")
+            on_step(f"{name}: {entry.prepare['step']} ({why})")
+        temp = prepare(name, entry.prepare, temp, folder, entry.suffix)
+    target = folder / f"{name}{entry.suffix}"
     try:
         os.replace(temp, target)
     except OSError as exc:
         temp.unlink(missing_ok=True)
         raise ModelError(f"cannot move the download into {target}: {exc}") from exc
-    model = CachedModel(name, target, sha256, size, "pull", source, time.time())
+    sha256 = fetched.sha256 if temp == fetched.path else _sha256_file(target)
+    size = target.stat().st_size
+    model = CachedModel(
+        name, target, sha256, size, "pull", fetched.origin, time.time(), fetched.sha256
+    )
     _record(folder, model)
     return PullResult(model, downloaded=True, checksum="verified" if expected else "recorded")
 
@@ -463,7 +462,14 @@ def import_model(
     finally:
         Path(temp_name).unlink(missing_ok=True)
     model = CachedModel(
-        name, target, details.sha256, details.size, "import", str(source.resolve()), time.time()
+        name,
+        target,
+        details.sha256,
+        details.size,
+        "import",
+        str(source.resolve()),
+        time.time(),
+        details.sha256,
     )
     _record(folder, model)
     return model
@@ -538,15 +544,39 @@ def resolve(name_or_path: str, base_dir: Path, *, cache: Path | None = None) -> 
     cached = _read_index(folder).get(name_or_path)
     if cached is not None and cached.path.is_file():
         return cached.path
-    hint = (
-        f"`safewatch models pull {name_or_path}` (needs internet) or "
-        f"`safewatch models import /path/to/file.onnx --name {name_or_path}`"
-    )
-    if name_or_path in catalogue():
-        raise ModelError(f"model {name_or_path!r} is not in the cache {folder} yet: run {hint}")
-    known = ", ".join(catalogue())
+    entries = catalogue()
+    entry = entries.get(name_or_path)
+    if entry is not None and entry.kind == "model":
+        raise ModelError(
+            f"model {name_or_path!r} is not in the cache {folder} yet: run "
+            f"`safewatch models pull {name_or_path}` (downloads {entry.url}, or from "
+            f"${MIRROR_ENV}) or `safewatch models import /path/to/file.onnx --name {name_or_path}`"
+        )
+    known = ", ".join(n for n, e in entries.items() if e.kind == "model")
     raise ModelError(
         f"model {name_or_path!r} not found: no file at {candidate}, and it is neither a catalogue "
         f"name ({known}) nor an imported model. Get one with `safewatch models pull yolox_nano` "
-        "(needs internet) or `safewatch models import /path/to/file.onnx`"
+        "(needs internet or a mirror) or `safewatch models import /path/to/file.onnx`"
+    )
+
+
+def resolve_video(source: str, base_dir: Path, *, cache: Path | None = None) -> Path | None:
+    """The cached file of a catalogue video named as a camera's ``source`` or an audit's video.
+
+    Returns ``None`` when ``source`` is not a catalogue video name, or a file of that name exists
+    beside the site file (a path always wins over a name).
+
+    Raises:
+        ModelError: A catalogue video not downloaded yet; the message says how to get it.
+    """
+    entry = catalogue().get(source)
+    if entry is None or entry.kind != "video" or (base_dir / source).exists():
+        return None
+    folder = cache or cache_dir()
+    cached = _read_index(folder).get(source)
+    if cached is not None and cached.path.is_file():
+        return cached.path
+    raise ModelError(
+        f"video {source!r} is not in the cache {folder} yet: run `safewatch models pull {source}` "
+        f"(downloads {entry.url}, or from ${MIRROR_ENV})"
     )

@@ -104,7 +104,13 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_builtin_catalogue() -> None:
     entries = cat.catalogue()
-    assert set(entries) == {"yolox_nano", "yolox_tiny", "yolox_s"}
+    assert set(entries) == {
+        "yolox_nano",
+        "yolox_tiny",
+        "yolox_s",
+        "ppe14_yolov8n_int8",
+        "construction_cctv",
+    }
     nano = entries["yolox_nano"]
     assert nano.sha256 == "c789161ed43c8269fcd4e67c67eeeb4e80c622da2eb296a20bc6007bd18a0b7d"
     assert nano.size == 3_659_407
@@ -114,8 +120,16 @@ def test_builtin_catalogue() -> None:
         416,
         640,
     ]
-    assert {e.format for e in entries.values()} == {"yolox"}
-    assert {e.licence for e in entries.values()} == {"Apache-2.0"}
+    yolox = [entries[n] for n in ("yolox_nano", "yolox_tiny", "yolox_s")]
+    assert {e.format for e in yolox} == {"yolox"}
+    assert {e.licence for e in yolox} == {"Apache-2.0"}
+    ppe = entries["ppe14_yolov8n_int8"]
+    assert ppe.url.startswith("https://raw.githubusercontent.com/JeffYeo0406/")
+    assert ppe.prepare is not None and ppe.prepare["step"] == "strip_output_qdq"
+    clip = entries["construction_cctv"]
+    assert clip.kind == "video" and clip.suffix == ".mp4"
+    assert clip.url.startswith("https://raw.githubusercontent.com/yihong1120/")
+    assert clip.mirror[0].prepared
 
 
 def test_cache_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -230,7 +244,8 @@ def test_resolve_a_catalogue_name_not_yet_pulled(cache: Path, tmp_path: Path) ->
     with pytest.raises(ModelError) as err:
         cat.resolve("yolox_nano", tmp_path)
     message = str(err.value)
-    assert "`safewatch models pull yolox_nano` (needs internet)" in message
+    assert "`safewatch models pull yolox_nano` (downloads https://github.com/" in message
+    assert "or from $SAFEWATCH_MIRROR" in message
     assert "`safewatch models import /path/to/file.onnx" in message
 
 
