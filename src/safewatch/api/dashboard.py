@@ -19,6 +19,7 @@ from typing import Protocol
 from safewatch.api.auth.ratelimit import LoginLimiter
 from safewatch.api.auth.store import AuthStore
 from safewatch.api.live import LiveHub
+from safewatch.api.query_cache import QueryCache
 from safewatch.config.loader import LoadedSite
 from safewatch.config.ruleset import load_rules
 from safewatch.incidents.lifecycle import IncidentLifecycle
@@ -91,6 +92,8 @@ class DashboardSettings:
         login_window: Seconds of the login failure window.
         login_backoff: First backoff wait in seconds; doubles per further failure.
         login_backoff_max: Longest backoff wait in seconds.
+        query_cache_seconds: Longest time an incident list or statistics answer is reused
+            while no incident changed (:mod:`safewatch.api.query_cache`); 0 turns it off.
     """
 
     session_cookie: str = "safewatch_session"
@@ -103,6 +106,7 @@ class DashboardSettings:
     login_window: float = 300.0
     login_backoff: float = 1.0
     login_backoff_max: float = 300.0
+    query_cache_seconds: float = 2.0
 
 
 @dataclass
@@ -120,6 +124,7 @@ class Dashboard:
         limiter: Failed-login throttling.
         lifecycle: Operator actions on incidents.
         jobs: Audit jobs (set by :func:`~safewatch.api.app.create_app` when absent).
+        queries: Serialised incident list and statistics answers.
     """
 
     site: Callable[[], LoadedSite]
@@ -132,9 +137,13 @@ class Dashboard:
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     lifecycle: IncidentLifecycle = field(init=False)
     jobs: object | None = None
+    queries: QueryCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.lifecycle = IncidentLifecycle(self.storage.repository)
+        self.queries = QueryCache(
+            self.settings.query_cache_seconds, lambda: self.live.incident_version
+        )
         self.limiter = LoginLimiter(
             per_pair=self.settings.login_per_pair,
             per_client=self.settings.login_per_client,

@@ -138,6 +138,7 @@ class LiveHub:
         self._jpegs: OrderedDict[tuple[str, int, str, int], bytes] = OrderedDict()
         self._cache_size = cache_size
         self._encode_lock = threading.Lock()
+        self._incident_version = 0
 
     # -- publishing (runtime threads) ---------------------------------------------------------
 
@@ -181,11 +182,18 @@ class LiveHub:
         """Tell incident subscribers that ``incident`` was opened, updated, closed or acted on."""
         notice = IncidentNotice(kind, incident, actor, self._clock())
         with self._lock:
+            self._incident_version += 1
             targets = [s for s in self._subscribers if s.incidents]
         for subscription in targets:
             subscription._push(notice)
 
     # -- reading (API) -----------------------------------------------------------------------
+
+    @property
+    def incident_version(self) -> int:
+        """Incident changes published so far: cached incident queries are valid while it holds
+        (:class:`~safewatch.api.query_cache.QueryCache`)."""
+        return self._incident_version
 
     def latest(self, camera_id: str) -> LiveFrame | None:
         """The camera's newest frame, or ``None`` before its first."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from safewatch.api.deps import DashboardDep, Operator, Viewer
 from safewatch.api.errors import ERROR_RESPONSES
@@ -83,24 +83,36 @@ IncidentId = Annotated[str, Path(pattern=_ID, description="Incident id.")]
 
 @router.get("", response_model=IncidentPageOut, summary="List incidents")
 async def list_incidents(
+    request: Request,
     _user: Viewer,
     dashboard: DashboardDep,
     where: FilterDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     count: Annotated[bool, Query(description="Count all matches (for the pager).")] = True,
-) -> IncidentPageOut:
-    """Incidents matching every filter, newest first."""
-    page = await anyio.to_thread.run_sync(
-        lambda: dashboard.storage.repository.page(where, limit=limit, offset=offset, count=count)
-    )
-    return IncidentPageOut(
-        items=[IncidentOut.of(i) for i in page.items],
-        total=page.total,
-        limit=page.limit,
-        offset=page.offset,
-        has_more=page.has_more if count else len(page.items) == limit,
-    )
+) -> Response:
+    """Incidents matching every filter, newest first.
+
+    Answered from :attr:`Dashboard.queries <safewatch.api.dashboard.Dashboard.queries>` while no
+    incident changed (see :mod:`safewatch.api.query_cache`).
+    """
+
+    def answer() -> bytes:
+        page = dashboard.storage.repository.page(where, limit=limit, offset=offset, count=count)
+        out = IncidentPageOut(
+            items=[IncidentOut.of(i) for i in page.items],
+            total=page.total,
+            limit=page.limit,
+            offset=page.offset,
+            has_more=page.has_more if count else len(page.items) == limit,
+        )
+        return out.model_dump_json(by_alias=True).encode()
+
+    key = ("incidents", request.url.query)
+    body = dashboard.queries.peek(key)
+    if body is None:
+        body = await anyio.to_thread.run_sync(dashboard.queries.get, key, answer)
+    return Response(body, media_type="application/json")
 
 
 def _detail(dashboard: DashboardDep, incident_id: str) -> IncidentDetailOut:

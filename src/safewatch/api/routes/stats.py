@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import anyio
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from safewatch.api.deps import DashboardDep, Viewer
@@ -35,6 +35,7 @@ class StatsOut(BaseModel):
 
 @router.get("", response_model=StatsOut, summary="Incident counts per group")
 async def stats(
+    request: Request,
     _user: Viewer,
     dashboard: DashboardDep,
     where: FilterDep,
@@ -42,28 +43,35 @@ async def stats(
         list[Dimension],
         Query(description="Group by these (repeat); at most one of hour and day."),
     ],
-) -> StatsOut:
-    """Count incidents matching the filter, per group."""
+) -> Response:
+    """Count incidents matching the filter, per group (cached like the incident list)."""
     timezone = dashboard.site().config.site.timezone
     if len(set(by)) != len(by) or {"hour", "day"} <= set(by):
         raise ApiError(400, "bad_request", "group by each dimension once, and by hour or by day")
-    buckets = await anyio.to_thread.run_sync(
-        lambda: dashboard.storage.repository.aggregate(list(by), where, tz=timezone)
-    )
-    return StatsOut(
-        by=list(by),
-        timezone=timezone,
-        total=sum(b.count for b in buckets),
-        buckets=[
-            BucketOut(
-                count=b.count,
-                start=b.start,
-                camera=b.camera,
-                rule=b.rule,
-                kind=b.kind,
-                severity=b.severity,
-                status=b.status,
-            )
-            for b in buckets
-        ],
-    )
+
+    def answer() -> bytes:
+        buckets = dashboard.storage.repository.aggregate(list(by), where, tz=timezone)
+        out = StatsOut(
+            by=list(by),
+            timezone=timezone,
+            total=sum(b.count for b in buckets),
+            buckets=[
+                BucketOut(
+                    count=b.count,
+                    start=b.start,
+                    camera=b.camera,
+                    rule=b.rule,
+                    kind=b.kind,
+                    severity=b.severity,
+                    status=b.status,
+                )
+                for b in buckets
+            ],
+        )
+        return out.model_dump_json(by_alias=True).encode()
+
+    key = ("stats", timezone, request.url.query)
+    body = dashboard.queries.peek(key)
+    if body is None:
+        body = await anyio.to_thread.run_sync(dashboard.queries.get, key, answer)
+    return Response(body, media_type="application/json")

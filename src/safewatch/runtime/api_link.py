@@ -1,0 +1,462 @@
+"""The server's side of its API process: spawn it, feed it, answer it, restart it.
+
+Why the HTTP server has a process of its own: in one interpreter, request handling and analysis
+share the GIL. Measured on the 2-core development host with the example site (issue 13), 50
+clients on the incident list and statistics for 60 s cut the 5 fps camera to 2.45 analysed fps
+(p95 2.9 s), and a login flood cut a 2 fps camera to 1.13: every request's Python (routing,
+validation, serialisation, password hashing) ran while the rules thread waited for the GIL, and
+operating-system priorities cannot tell two threads of one interpreter apart. In a separate
+process the API has its own interpreter, and its ``nice`` level (10 by default) lets the kernel
+give the analysis the CPU first whenever both want it; ``bench/api_load.py`` measures what each
+lever (process, priority, cached queries) does.
+
+What the API needs from the analysis travels as the typed messages of
+:mod:`safewatch.runtime.api_messages`:
+
+* **pushes**, sent by one sender thread from a coalescing outbox, so the rules thread only stores
+  references and never waits on the pipe: the newest frame per camera (a frame not sent before a
+  newer one arrives is replaced, like the mailbox's; its pixels are copied into the camera's live
+  shared-memory ring by the sender, not by the rules thread), incident changes (bounded, drops
+  counted), rule generations and reload outcomes (polled each round, sent when they change), the
+  site file after a reload;
+* **requests** from the API process (readiness, liveness, metrics, a rule reload after the
+  dashboard saved a file), answered on the receiver thread: these are rare and each is what the
+  in-process server did on its HTTP thread.
+
+The listening socket is bound here, in the server, and handed to the child, so "address in use"
+is a start-up error of ``serve``, port 0 is resolved before the child exists, and a restarted API
+process (it died: the keeper calls :meth:`ApiLink.check`) serves the same socket, with the
+connections that arrived meanwhile waiting in its backlog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any, Protocol
+
+from safewatch.config.loader import LoadedSite
+from safewatch.domain import Image, RuleEvent, TrackedFrame
+from safewatch.errors import ConfigError
+from safewatch.incidents.manager import IncidentChange
+from safewatch.rules.reload import ReloadStatus, RuleGeneration
+from safewatch.runtime.api_messages import (
+    ApiBound,
+    ApiReady,
+    CameraGone,
+    IncidentPush,
+    LiveFramePush,
+    Reply,
+    Request,
+    RulesPush,
+    Shutdown,
+    SitePush,
+)
+from safewatch.runtime.health import Liveness, Readiness
+from safewatch.runtime.shm import SharedRing
+
+__all__ = ["ApiLink", "ApiProcessSpec", "ApiTarget"]
+
+log = logging.getLogger(__name__)
+
+LIVE_RING_SLOTS = 4
+"""Slots of a camera's live ring: the API process reads a pushed frame within milliseconds; four
+slots leave it three newer frames of slack before a slot it was told about is overwritten."""
+
+_INCIDENT_BACKLOG = 1024
+_ROUND_SECONDS = 0.25
+"""How often the sender looks at the rule holder when nothing else wakes it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiProcessSpec:
+    """What the API process is started with (pickled to it once per start).
+
+    Attributes:
+        site: The site file in force.
+        rules_path: The rules folder or file the dashboard edits.
+        rules: The rule generation in force and the latest reload outcome.
+        nice: Added to the process's ``nice`` value (0: same priority as the analysis).
+        log_level: Logging level of the ``safewatch`` loggers in the API process.
+        query_cache_seconds: How long the incident list and statistics may be served from the
+            cache when no incident change arrived (0: no cache).
+    """
+
+    site: LoadedSite
+    rules_path: Path
+    rules: RulesPush
+    nice: int = 10
+    log_level: int = logging.WARNING
+    query_cache_seconds: float = 2.0
+
+
+class ApiTarget(Protocol):
+    """What the API process asks of the server (the :class:`RuntimeService` implements it)."""
+
+    def liveness(self) -> Liveness:
+        """``/healthz``."""
+        ...
+
+    def readiness(self) -> Readiness:
+        """``/readyz``."""
+        ...
+
+    def metrics(self) -> bytes:
+        """``/metrics``."""
+        ...
+
+    def reload_rules(self) -> ReloadStatus:
+        """Reload the rule files now."""
+        ...
+
+    def rule_generation(self) -> RuleGeneration:
+        """The rule set in force."""
+        ...
+
+    def rule_status(self) -> ReloadStatus:
+        """The latest reload outcome."""
+        ...
+
+
+class _Outbox:
+    """Pushes waiting for the sender thread: newest frame per camera, incidents, control."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frames: dict[str, tuple[TrackedFrame, Image, tuple[RuleEvent, ...]]] = {}
+        self._incidents: deque[IncidentPush] = deque(maxlen=_INCIDENT_BACKLOG)
+        self._control: deque[ApiBound] = deque()
+        self.frames_replaced = 0
+        self.incidents_dropped = 0
+
+    def frame(self, tracked: TrackedFrame, image: Image, events: tuple[RuleEvent, ...]) -> None:
+        with self._cond:
+            if tracked.camera_id in self._frames:
+                self.frames_replaced += 1
+            self._frames[tracked.camera_id] = (tracked, image, events)
+            self._cond.notify()
+
+    def incident(self, push: IncidentPush) -> None:
+        with self._cond:
+            if len(self._incidents) == self._incidents.maxlen:
+                self.incidents_dropped += 1
+            self._incidents.append(push)
+            self._cond.notify()
+
+    def control(self, message: ApiBound) -> None:
+        with self._cond:
+            self._control.append(message)
+            self._cond.notify()
+
+    def take(
+        self, timeout: float
+    ) -> tuple[list[ApiBound], dict[str, tuple[TrackedFrame, Image, tuple[RuleEvent, ...]]]]:
+        with self._cond:
+            if not (self._frames or self._incidents or self._control):
+                self._cond.wait(timeout)
+            messages: list[ApiBound] = [*self._control, *self._incidents]
+            frames = self._frames
+            self._control.clear()
+            self._incidents.clear()
+            self._frames = {}
+            return messages, frames
+
+    def clear(self) -> None:
+        with self._cond:
+            self._frames.clear()
+            self._incidents.clear()
+            self._control.clear()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+
+class _LiveRings:
+    """One shared-memory ring per camera for the pixels of its live frames (sender thread only)."""
+
+    def __init__(self) -> None:
+        self._rings: dict[str, SharedRing] = {}
+
+    def ring(self, camera_id: str, shape: tuple[int, int, int]) -> SharedRing:
+        ring = self._rings.get(camera_id)
+        if ring is not None and ring.spec.shape == shape:
+            return ring
+        if ring is not None:  # a new resolution: a new ring
+            self.drop(camera_id)
+        ring = SharedRing.create(shape, LIVE_RING_SLOTS)
+        self._rings[camera_id] = ring
+        return ring
+
+    def drop(self, camera_id: str) -> None:
+        ring = self._rings.pop(camera_id, None)
+        if ring is not None:
+            ring.unlink()
+            ring.close()
+
+    def close(self) -> None:
+        for camera_id in list(self._rings):
+            self.drop(camera_id)
+
+
+class ApiLink:
+    """The API process of a running server and the two threads that talk to it.
+
+    Args:
+        spec: What the process starts with (the rule generation is refreshed at every start).
+        listener: The listening socket (see :func:`~safewatch.runtime.http_server.bind_listener`);
+            the link does not close it.
+        target: Answers the API process's requests and holds the rule set.
+        context: ``multiprocessing`` context; ``spawn`` (forking a process that runs ONNX
+            Runtime threads is unsafe).
+    """
+
+    def __init__(
+        self,
+        spec: ApiProcessSpec,
+        listener: socket.socket,
+        target: ApiTarget,
+        context: multiprocessing.context.BaseContext | None = None,
+    ) -> None:
+        self._spec = spec
+        self._listener = listener
+        self._target = target
+        self._ctx = context or multiprocessing.get_context("spawn")
+        self._outbox = _Outbox()
+        self._rings = _LiveRings()
+        self._send_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._connection: Connection | None = None
+        self._process: BaseProcess | None = None
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._sender: threading.Thread | None = None
+        self._receiver: threading.Thread | None = None
+        self._sent_rules: tuple[int, ReloadStatus] | None = None
+        self.restarts = 0
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """The API process's id (``None`` before it started)."""
+        process = self._process
+        return None if process is None else process.pid
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Spawn the API process and return once it serves.
+
+        Raises:
+            ConfigError: It exited or did not report ready within ``timeout`` seconds.
+        """
+        self._spawn()
+        self._sender = threading.Thread(target=self._send_loop, name="api-sender", daemon=True)
+        self._sender.start()
+        self._wait_ready(timeout)
+
+    def _spawn(self) -> None:
+        ours, theirs = self._ctx.Pipe(duplex=True)
+        spec = self._spec
+        rules = self._rules_push()
+        self._sent_rules = (rules.generation.number, rules.status)
+        from safewatch.runtime.api_process import api_main
+
+        process: BaseProcess = self._ctx.Process(  # type: ignore[attr-defined]
+            target=api_main,
+            args=(
+                ApiProcessSpec(
+                    site=spec.site,
+                    rules_path=spec.rules_path,
+                    rules=rules,
+                    nice=spec.nice,
+                    log_level=spec.log_level,
+                    query_cache_seconds=spec.query_cache_seconds,
+                ),
+                self._listener,
+                theirs,
+            ),
+            name="safewatch-api",
+            daemon=True,
+        )
+        self._ready.clear()
+        self._outbox.clear()
+        process.start()
+        theirs.close()
+        with self._state_lock:
+            self._connection = ours
+            self._process = process
+        self._receiver = threading.Thread(
+            target=self._receive_loop, args=(ours,), name="api-receiver", daemon=True
+        )
+        self._receiver.start()
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.1):
+            process = self._process
+            if process is None or not process.is_alive():
+                code = None if process is None else process.exitcode
+                raise ConfigError(f"the API process exited at start-up (exit status {code})")
+            if time.monotonic() > deadline:
+                raise ConfigError(f"the API process did not start within {timeout:g} s")
+
+    def check(self) -> bool:
+        """Restart the API process if it died (the keeper calls this); ``True`` if restarted."""
+        process = self._process
+        if self._stopping.is_set() or process is None or process.is_alive():
+            return False
+        log.error("the API process exited (status %s); restarting it", process.exitcode)
+        self.restarts += 1
+        self._close_connection()
+        self._spawn()
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the API process to finish its requests and exit; kill it if it does not."""
+        self._stopping.set()
+        process = self._process
+        if process is not None and process.is_alive():
+            self._send(Shutdown())
+            process.join(timeout)
+            if process.is_alive():
+                log.warning("the API process did not stop in %g s; killing it", timeout)
+                process.kill()
+                process.join(5.0)
+        self._outbox.wake()
+        if self._sender is not None:
+            self._sender.join(timeout)
+        self._close_connection()
+        self._rings.close()
+
+    def _close_connection(self) -> None:
+        with self._state_lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.close()
+
+    # -- pushes (any thread) ------------------------------------------------------------------
+
+    def on_frame(
+        self,
+        analysed: Any,
+        tracked: TrackedFrame,
+        events: Sequence[RuleEvent],
+        changes: Sequence[IncidentChange],
+    ) -> None:
+        """The runtime's frame listener: keep the frame for the sender, queue the changes.
+
+        Runs on the rules thread, so it only stores references (the analysed frame owns its
+        pixels and nobody modifies them).
+        """
+        self._outbox.frame(tracked, analysed.frame.image, tuple(events))
+        for change in changes:
+            self._outbox.incident(IncidentPush(str(change.kind), change.incident))
+
+    def camera_gone(self, camera_id: str) -> None:
+        """A camera stopped: the API forgets its last frame."""
+        self._outbox.control(CameraGone(camera_id))
+
+    def site_changed(self, site: LoadedSite) -> None:
+        """The site file in force changed."""
+        self._spec = ApiProcessSpec(
+            site=site,
+            rules_path=self._spec.rules_path,
+            rules=self._spec.rules,
+            nice=self._spec.nice,
+            log_level=self._spec.log_level,
+            query_cache_seconds=self._spec.query_cache_seconds,
+        )
+        self._outbox.control(SitePush(site))
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Pushes never sent: frames replaced by newer ones, incident notices over the backlog."""
+        return {
+            "frames_replaced": self._outbox.frames_replaced,
+            "incidents_dropped": self._outbox.incidents_dropped,
+        }
+
+    # -- the threads --------------------------------------------------------------------------
+
+    def _rules_push(self) -> RulesPush:
+        return RulesPush(self._target.rule_generation(), self._target.rule_status())
+
+    def _send(self, message: ApiBound) -> bool:
+        with self._send_lock:
+            connection = self._connection
+            if connection is None:
+                return False
+            try:
+                connection.send(message)
+            except (OSError, ValueError):  # the API process is gone; the keeper restarts it
+                return False
+            return True
+
+    def _send_loop(self) -> None:
+        while not self._stopping.is_set():
+            messages, frames = self._outbox.take(_ROUND_SECONDS)
+            if self._stopping.is_set():
+                break
+            try:
+                self._push_rules_if_changed()
+                for message in messages:
+                    if isinstance(message, CameraGone):
+                        self._rings.drop(message.camera_id)
+                    self._send(message)
+                for camera_id, (tracked, image, events) in frames.items():
+                    shape = (int(image.shape[0]), int(image.shape[1]), 3)
+                    ring = self._rings.ring(camera_id, shape)
+                    slot = ring.write(image)
+                    self._send(LiveFramePush(tracked, events, ring.spec, slot))
+            except Exception:  # never let one bad push end the live feed
+                log.exception("pushing to the API process")
+
+    def _push_rules_if_changed(self) -> None:
+        status = self._target.rule_status()
+        generation = self._target.rule_generation()
+        if self._sent_rules == (generation.number, status):
+            return
+        self._sent_rules = (generation.number, status)
+        self._send(RulesPush(generation, status))
+
+    def _receive_loop(self, connection: Connection) -> None:
+        while True:
+            try:
+                message = connection.recv()
+            except (EOFError, OSError):
+                return
+            if isinstance(message, ApiReady):
+                self._ready.set()
+                continue
+            if isinstance(message, Request):
+                self._send(self._answer(message))
+
+    def _answer(self, request: Request) -> Reply:
+        handlers: dict[str, Callable[[], Liveness | Readiness | bytes | RulesPush]] = {
+            "liveness": self._target.liveness,
+            "readiness": self._target.readiness,
+            "metrics": self._target.metrics,
+            "reload_rules": self._reload_rules,
+        }
+        try:
+            return Reply(request.request_id, handlers[request.kind]())
+        except Exception as error:
+            log.exception("answering the API process's %s request", request.kind)
+            return Reply(request.request_id, None, error=f"{type(error).__name__}: {error}")
+
+    def _reload_rules(self) -> RulesPush:
+        self._target.reload_rules()
+        push = self._rules_push()
+        self._sent_rules = (push.generation.number, push.status)
+        return push
