@@ -354,22 +354,7 @@ class RuntimeService:
                 http = config.runtime.http
                 host = self._options.host or http.host
                 port = http.port if self._options.port is None else self._options.port
-            if self._options.http and self._options.api == "process":
-                self._start_api_process(host, port)
-            elif self._options.http:
-                dashboard = Dashboard.create(
-                    lambda: self._site,
-                    self._options.rules,
-                    storage,
-                    rules=self,
-                    live=self.live,
-                    settings=DashboardSettings(
-                        query_cache_seconds=self._options.query_cache_seconds
-                    ),
-                )
-                app = create_app(ApiSettings(site_name=config.site.name), self, dashboard)
-                self._http = HttpServer(app, host, port)
-                self._http.start()
+                self._start_http(storage, host, port)
             self._watcher = RuleWatcher(self._options.rules, holder, config).start()
             self._rules.start()
             self._inference.start()
@@ -625,6 +610,23 @@ class RuntimeService:
         self.live.forget(camera_id)
         if self._api is not None:
             self._api.camera_gone(camera_id)
+
+    def _start_http(self, storage: SiteStorage, host: str, port: int) -> None:
+        """The dashboard, its API and the operations endpoints: in the API process, or here."""
+        if self._options.api == "process":
+            self._start_api_process(host, port)
+            return
+        dashboard = Dashboard.create(
+            lambda: self._site,
+            self._options.rules,
+            storage,
+            rules=self,
+            live=self.live,
+            settings=DashboardSettings(query_cache_seconds=self._options.query_cache_seconds),
+        )
+        settings = ApiSettings(site_name=self._site.config.site.name)
+        self._http = HttpServer(create_app(settings, self, dashboard), host, port)
+        self._http.start()
 
     def _start_api_process(self, host: str, port: int) -> None:
         """Bind the HTTP socket here and serve it from the API process."""
