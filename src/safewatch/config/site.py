@@ -73,6 +73,13 @@ class ModelConfig(_Strict):
         ge=32,
         description="Square network input in pixels; default: the model's fixed size, else 640.",
     )
+    rectangular: bool = Field(
+        True,
+        description="For models with a dynamic height and width: feed each camera's picture as "
+        "the smallest stride-aligned rectangle inside the `input_size` square (640x352 for a "
+        "640x352 camera, 55 % of the pixels, the same boxes within rounding). Fixed-shape "
+        "models always get their square.",
+    )
     class_names: list[str] | None = Field(
         None,
         description="Model class names by index, when the ONNX metadata has none "

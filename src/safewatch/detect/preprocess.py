@@ -56,15 +56,24 @@ class Preprocessing:
 
 
 class BatchBuffer:
-    """A reusable ``(B, 3, H, W)`` float32 input batch for one model.
+    """A reusable ``(B, 3, H, W)`` float32 input batch for one model and one input shape.
+
+    ``reference_hw`` is the model's square size when ``network_hw`` is a stride-aligned rectangle
+    (see :func:`~safewatch.detect.transform.stride_aligned`): the resize gain comes from it.
 
     Not thread-safe: the array returned by :meth:`fill` is overwritten by the next call, so the
     owner (one detector) must finish its inference first.
     """
 
-    def __init__(self, spec: Preprocessing, network_hw: tuple[int, int]) -> None:
+    def __init__(
+        self,
+        spec: Preprocessing,
+        network_hw: tuple[int, int],
+        reference_hw: tuple[int, int] | None = None,
+    ) -> None:
         self.spec = spec
         self.network_hw = network_hw
+        self.reference_hw = reference_hw
         self._gain, self._offset = spec.affine()
         pad = (np.full(3, float(spec.pad_value), np.float32) * self._gain) + self._offset
         self._pad = pad.reshape(3, 1, 1)
@@ -104,7 +113,12 @@ class BatchBuffer:
             raise ValueError(
                 f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}"
             )
-        t = fit((image.shape[0], image.shape[1]), self.network_hw, self.spec.placement)
+        t = fit(
+            (image.shape[0], image.shape[1]),
+            self.network_hw,
+            self.spec.placement,
+            reference_hw=self.reference_hw,
+        )
         w, h = t.resized_width, t.resized_height
         if (h, w) != image.shape[:2]:
             image = np.asarray(cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR), np.uint8)

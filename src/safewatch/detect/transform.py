@@ -15,7 +15,7 @@ from enum import Enum
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["ImageTransform", "Placement", "fit"]
+__all__ = ["ImageTransform", "Placement", "fit", "stride_aligned"]
 
 
 class Placement(Enum):
@@ -63,13 +63,19 @@ class ImageTransform:
 
 
 def fit(
-    source_hw: tuple[int, int], network_hw: tuple[int, int], placement: Placement
+    source_hw: tuple[int, int],
+    network_hw: tuple[int, int],
+    placement: Placement,
+    *,
+    reference_hw: tuple[int, int] | None = None,
 ) -> ImageTransform:
     """Compute how a ``source_hw`` picture is placed into a ``network_hw`` input.
 
     The letterbox follows Ultralytics' arithmetic (gain ``min(H/h, W/w)``, resized size rounded,
     centred padding split with ``round(d - 0.1)`` on the top/left) so boxes match a reference
-    export to the pixel.
+    export to the pixel. ``reference_hw`` is the square the gain is computed against when
+    ``network_hw`` is the stride-aligned rectangle of :func:`stride_aligned` (as Ultralytics'
+    ``LetterBox(auto=True)`` does: gain from ``imgsz``, padding only up to the stride).
     """
     src_h, src_w = source_hw
     net_h, net_w = network_hw
@@ -77,7 +83,8 @@ def fit(
         raise ValueError(f"source size must be positive, got {source_hw}")
     if placement is Placement.STRETCH:
         return ImageTransform(net_w / src_w, net_h / src_h, 0, 0, net_w, net_h)
-    gain = min(net_h / src_h, net_w / src_w)
+    ref_h, ref_w = reference_hw if reference_hw is not None else network_hw
+    gain = min(ref_h / src_h, ref_w / src_w)
     new_w = min(net_w, max(1, round(src_w * gain)))
     new_h = min(net_h, max(1, round(src_h * gain)))
     if placement is Placement.LETTERBOX_TOP_LEFT:
@@ -85,3 +92,25 @@ def fit(
     pad_x = round((net_w - new_w) / 2 - 0.1)
     pad_y = round((net_h - new_h) / 2 - 0.1)
     return ImageTransform(gain, gain, max(0, pad_x), max(0, pad_y), new_w, new_h)
+
+
+def stride_aligned(
+    source_hw: tuple[int, int], network_hw: tuple[int, int], stride: int
+) -> tuple[int, int]:
+    """The smallest stride-multiple input holding a ``source_hw`` picture letterboxed into
+    ``network_hw``: a 640x352 camera runs at 640x352 (55 % of a 640 square's pixels), a 1080p
+    one at 640x384, a 4:3 one at 640x480.
+
+    Only for models whose height and width are dynamic; the gain stays that of ``network_hw``
+    (pass it as ``reference_hw`` to :func:`fit`), so boxes are the square input's within
+    rounding. Ultralytics' ``LetterBox(auto=True)`` computes the same shape when ``network_hw``
+    is a multiple of ``stride``.
+    """
+    src_h, src_w = source_hw
+    net_h, net_w = network_hw
+    if src_h <= 0 or src_w <= 0 or stride <= 0:
+        raise ValueError(f"source size and stride must be positive, got {source_hw}, {stride}")
+    gain = min(net_h / src_h, net_w / src_w)
+    new_h = min(net_h, max(1, round(src_h * gain)))
+    new_w = min(net_w, max(1, round(src_w * gain)))
+    return -(-new_h // stride) * stride, -(-new_w // stride) * stride
