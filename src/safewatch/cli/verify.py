@@ -25,18 +25,30 @@ def verify(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Walk the chain; report edited or deleted incidents and evidence. Exit 1 on any problem."""
+    """Walk the chain; report edited or deleted incidents and evidence. Exit 1 on any problem.
+
+    The latest chain witness in the evidence store (written by ``serve``) is checked too, so the
+    newest entries cannot be cut off unnoticed even without ``--expect-hash``.
+    """
     from safewatch.config.loader import load_site
     from safewatch.incidents.chain import verify_chain
     from safewatch.incidents.site_storage import open_evidence_backend
+    from safewatch.incidents.witness import read_latest_witness
     from safewatch.storage import create_engine_for
 
     site = load_site(config)
     storage = site.config.storage
     engine = create_engine_for(storage.database, site.base_dir)
     try:
-        store = open_evidence_backend(storage, site.base_dir) if evidence else None
-        report = verify_chain(engine, store, expect_hash=expect_hash)
+        store = open_evidence_backend(storage, site.base_dir)
+        witness = read_latest_witness(store)
+        report = verify_chain(
+            engine,
+            store if evidence else None,
+            expect_hash=expect_hash,
+            witness=witness,
+            witness_location=store.location,
+        )
     finally:
         engine.dispose()
     if as_json:
@@ -49,6 +61,9 @@ def verify(
                     "evidence_checked": report.evidence_checked,
                     "evidence_removed": report.evidence_removed,
                     "head": {"seq": report.head_seq, "hash": report.head_hash},
+                    "witness": None
+                    if witness is None
+                    else {"seq": witness.seq, "hash": witness.hash, "time": witness.when},
                     "problems": [
                         {
                             "kind": str(p.kind),
@@ -78,6 +93,14 @@ def verify(
             highlight=False,
             soft_wrap=True,
         )
+        if witness is None:
+            out.print("witness: none yet (serve writes one)", highlight=False, soft_wrap=True)
+        else:
+            out.print(
+                f"witness: entry {witness.seq} of {witness.when} in {store.location}",
+                highlight=False,
+                soft_wrap=True,
+            )
         if report.ok:
             out.print("[green]ok[/green]: no tampering found", soft_wrap=True)
         else:

@@ -266,6 +266,13 @@ class StorageConfig(_Strict):
         description="Keep evidence in this S3-compatible bucket (AWS S3, MinIO) instead of "
         "`evidence_dir`. Needs `pip install 'safewatch[s3]'`.",
     )
+    witness_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="How often `serve` writes the tamper-evidence chain's head to the evidence "
+        "store (when it moved; also at a clean stop), so `safewatch verify` catches the newest "
+        "entries cut out of the database.",
+    )
 
 
 class S3Config(_Strict):

@@ -7,7 +7,10 @@ remembers the newest digest chained for each incident and each evidence file. Th
 * each incident the chain knows with the table (a deleted incident), and the other way round
   (an incident inserted outside safewatch);
 * each evidence file not removed by retention with its chained SHA-256 (an edited still or clip)
-  and its existence (a deleted one).
+  and its existence (a deleted one);
+* the latest witness of the head kept outside the database
+  (:mod:`safewatch.incidents.witness`) with the entry it names (newest entries cut off, or the
+  chain rewritten since).
 
 Every problem names what it is about: the sequence numbers of broken entries, the incident id,
 the evidence key. Memory is one small record per incident and evidence file, plus the hashes of
@@ -26,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from safewatch.errors import NotFound, StorageError
+from safewatch.incidents.witness import ChainWitness
 from safewatch.storage import BlobStore, EntryKind, IncidentRow
 from safewatch.storage.hash_chain import (
     GENESIS,
@@ -51,6 +55,7 @@ class ProblemKind(StrEnum):
     MISSING_ENTRIES = "missing_entries"
     HEAD_MISMATCH = "head_mismatch"
     ANCHOR_NOT_FOUND = "anchor_not_found"
+    WITNESS_MISMATCH = "witness_mismatch"
     EDITED_INCIDENT = "edited_incident"
     DELETED_INCIDENT = "deleted_incident"
     UNCHAINED_INCIDENT = "unchained_incident"
@@ -115,6 +120,8 @@ class _Walk:
     seq_of_hash: OrderedDict[str, int] = field(default_factory=OrderedDict)
     expect_hash: str | None = None
     anchor_found: bool = False
+    witness: ChainWitness | None = None
+    witnessed_hash: str | None = None
     prev_hash: str = GENESIS
     prev_seq: int = 0
 
@@ -186,6 +193,8 @@ def _check_links(engine: Engine, walk: _Walk) -> None:
             walk.seq_of_hash.popitem(last=False)
         if row.hash == walk.expect_hash:
             walk.anchor_found = True
+        if walk.witness is not None and row.seq == walk.witness.seq:
+            walk.witnessed_hash = row.hash
         walk.prev_hash = row.hash
         walk.prev_seq = row.seq
         _remember(walk, entry.kind, row.seq, entry.incident_id, entry.subject, entry.digest,
@@ -245,6 +254,26 @@ def _check_head(engine: Engine, walk: _Walk) -> None:
                 "rewritten since",
             ),
         )
+
+
+def _check_witness(walk: _Walk, where: str) -> None:
+    witness = walk.witness
+    if witness is None or walk.witnessed_hash == witness.hash:
+        return
+    seen = f"the chain witness of {witness.when} in {where} saw entry {witness.seq}"
+    if walk.witnessed_hash is None and walk.prev_seq < witness.seq:
+        message = (
+            f"{seen}, but the chain ends at entry {walk.prev_seq}: entries "
+            f"{walk.prev_seq + 1} to {witness.seq} were cut off the end"
+        )
+    elif walk.witnessed_hash is None:
+        message = f"{seen}, which is no longer in the chain: entries were deleted"
+    else:
+        message = (
+            f"{seen} with hash {witness.hash[:16]}..., the chain now has "
+            f"{walk.witnessed_hash[:16]}...: the chain was rewritten since"
+        )
+    _problem(walk, Problem(ProblemKind.WITNESS_MISMATCH, message, seq=witness.seq))
 
 
 def _check_incidents(engine: Engine, walk: _Walk) -> None:
@@ -338,6 +367,8 @@ def verify_chain(
     evidence: BlobStore | None,
     *,
     expect_hash: str | None = None,
+    witness: ChainWitness | None = None,
+    witness_location: str = "the evidence store",
     progress: Callable[[str], None] | None = None,
 ) -> VerifyReport:
     """Check the chain, the incidents and the evidence against each other.
@@ -347,6 +378,10 @@ def verify_chain(
         evidence: The site's evidence store; ``None`` skips the files (chain and table only).
         expect_hash: A chain hash noted earlier (e.g. printed by a previous verify and kept
             elsewhere); it must still be in the chain, which catches a chain rewritten whole.
+        witness: The latest head witnessed outside the database; the chain must still hold
+            that entry with that hash, which catches the newest entries cut off with the head
+            row set back.
+        witness_location: Where the witness was read, for the message.
         progress: Called with each evidence key before it is hashed.
 
     Returns:
@@ -355,9 +390,10 @@ def verify_chain(
     Raises:
         StorageError: The database or the evidence store cannot be read at all.
     """
-    walk = _Walk(VerifyReport(), expect_hash=expect_hash)
+    walk = _Walk(VerifyReport(), expect_hash=expect_hash, witness=witness)
     _check_links(engine, walk)
     _check_head(engine, walk)
+    _check_witness(walk, witness_location)
     _check_incidents(engine, walk)
     if evidence is not None:
         _check_evidence(evidence, walk, progress)

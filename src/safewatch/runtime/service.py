@@ -54,6 +54,7 @@ from safewatch.incidents.manager import IncidentChange, IncidentManager
 from safewatch.incidents.privacy import anonymise_heads
 from safewatch.incidents.recorder import EvidenceRecorder
 from safewatch.incidents.site_storage import SiteStorage, open_site_storage
+from safewatch.incidents.witness import WitnessWriter
 from safewatch.rules import calibrations_from_site, load_rules
 from safewatch.rules.reload import ReloadingEngine, ReloadStatus, RuleGeneration, RuleSetHolder
 from safewatch.rules.watcher import RuleWatcher
@@ -244,6 +245,7 @@ class RuntimeService:
         self._rings = RingCache()
         self._storage: SiteStorage | None = None
         self._alerts: AlertService | None = None
+        self._witness: WitnessWriter | None = None
         self._recorder: EvidenceRecorder | None = None
         self._holder: RuleSetHolder | None = None
         self._watcher: RuleWatcher | None = None
@@ -317,6 +319,10 @@ class RuntimeService:
             )
             # after the clips' recovery, with the outbox hooked: their closed alerts are queued
             close_abandoned_incidents(storage.repository, config)
+            # the chain head, witnessed outside the database (safewatch.incidents.witness)
+            self._witness = WitnessWriter(
+                storage.evidence.backend, storage.engine, interval=config.storage.witness_seconds
+            ).start()
             incidents = IncidentManager(
                 storage.repository,
                 storage.evidence,
@@ -383,6 +389,7 @@ class RuntimeService:
             self._api.stop if self._api else None,
             self._listener.close if self._listener else None,
             self._alerts.close if self._alerts else None,
+            self._witness.stop if self._witness else None,
             self._storage.close if self._storage else None,
         ):
             if stop is not None:
@@ -430,6 +437,8 @@ class RuntimeService:
                     self._alerts.close()
                 except Exception:
                     log.exception("stopping the alerts")
+            if self._witness is not None:  # after the last incident change: the final head
+                self._witness.stop()
             if self._storage is not None:
                 self._storage.close()
             self._stopped.set()

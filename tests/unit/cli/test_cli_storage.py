@@ -107,3 +107,46 @@ def test_retention_dry_run_then_run(config: Path) -> None:
     assert not (config.parent / "evidence" / still).exists()
     code, output = invoke("verify", "--config", str(config))
     assert code == 0 and "(1 removed by retention)" in output
+
+
+def test_verify_names_the_witness_when_the_newest_entries_are_cut_off(config: Path) -> None:
+    """Cut the newest incident out whole (its row, its chain entries) and set the head back: every
+    remaining link checks, but the head witnessed in the evidence store is gone."""
+    from sqlalchemy import delete, text
+
+    from safewatch.incidents.witness import WitnessWriter
+    from safewatch.storage import ChainEntryRow, IncidentRow
+    from safewatch.storage.hash_chain import read_head
+
+    invoke("db", "upgrade", "--config", str(config))
+    populate(config)
+    storage = open_site_storage(load_site(config))
+    try:
+        before = read_head(storage.engine)
+        assert before is not None
+        late = incident_id("yard", "hardhat", 2, T0 + 600)
+        storage.repository.upsert(
+            Incident(late, "yard", "hardhat", "ppe", Severity.HIGH, (2,), T0 + 600, None, 0.8, "m")
+        )
+        WitnessWriter(storage.evidence.backend, storage.engine).stop()  # a clean shutdown
+        with storage.engine.begin() as connection:
+            connection.execute(delete(IncidentRow).where(IncidentRow.id == late))
+            connection.execute(delete(ChainEntryRow).where(ChainEntryRow.seq > before[0]))
+            connection.execute(
+                text("UPDATE chain_head SET seq = :s, hash = :h"), {"s": before[0], "h": before[1]}
+            )
+    finally:
+        storage.close()
+    code, output = invoke("verify", "--config", str(config), "--no-evidence")
+    assert code == 1, output
+    assert "witness_mismatch" in output
+    assert f"saw entry {before[0] + 1}" in output and "cut off the end" in output
+    assert str(config.parent / "evidence") in output  # where the witness is
+    code, output = invoke("verify", "--config", str(config), "--json")
+    report = json.loads(output)
+    assert [p["kind"] for p in report["problems"]] == ["witness_mismatch"]
+    assert report["witness"]["seq"] == before[0] + 1
+    # Without the witness the cut is invisible: that is the gap it closes.
+    (config.parent / "evidence" / "chain-witness" / "latest.json").unlink()
+    code, output = invoke("verify", "--config", str(config))
+    assert code == 0, output

@@ -1,0 +1,86 @@
+"""The chain head witnessed in the evidence store: written at start, when the head moves, and at
+a clean stop; a store that fails is logged, never raised into the server."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from safewatch.domain import Incident, Severity, incident_id
+from safewatch.errors import StorageError
+from safewatch.incidents.witness import (
+    LATEST_KEY,
+    ChainWitness,
+    WitnessWriter,
+    read_latest_witness,
+)
+from safewatch.storage import IncidentRepository, LocalBlobStore
+from safewatch.storage.hash_chain import read_head
+
+T0 = 1_700_000_000.0
+
+
+def _open(repo: IncidentRepository, n: int) -> None:
+    key = incident_id("yard", "hardhat", n, T0 + n)
+    repo.upsert(
+        Incident(key, "yard", "hardhat", "ppe", Severity.HIGH, (n,), T0 + n, None, 0.8, "m")
+    )
+
+
+def test_writer_witnesses_the_head_at_start_and_at_stop(db_engine: Engine, tmp_path: Path) -> None:
+    repo = IncidentRepository(db_engine)
+    _open(repo, 1)
+    store = LocalBlobStore(tmp_path / "evidence")
+    seen: list[ChainWitness] = []
+    writer = WitnessWriter(store, db_engine, interval=3600, notify=seen.append).start()
+    first = read_latest_witness(store)
+    for _ in range(200):  # the first write happens on the writer's thread
+        if first is not None:
+            break
+        time.sleep(0.05)
+        first = read_latest_witness(store)
+    assert first is not None and (first.seq, first.hash) == read_head(db_engine)
+    _open(repo, 2)
+    writer.stop()
+    last = read_latest_witness(store)
+    assert last is not None and (last.seq, last.hash) == read_head(db_engine)
+    assert last.seq == first.seq + 1
+    assert [w.seq for w in seen] == [first.seq, last.seq]
+    history = sorted(info.key for info in store.list("chain-witness/") if info.key != LATEST_KEY)
+    assert len(history) == 2 and history[-1].endswith(f"-{last.seq}.json")
+
+
+def test_an_unchanged_head_is_not_witnessed_again(db_engine: Engine, tmp_path: Path) -> None:
+    repo = IncidentRepository(db_engine)
+    _open(repo, 1)
+    store = LocalBlobStore(tmp_path / "evidence")
+    writer = WitnessWriter(store, db_engine)
+    assert writer.write_now() is not None
+    assert writer.write_now() is None
+    assert writer.write_now(force=True) is not None
+
+
+def test_a_failing_store_is_logged_not_raised(
+    db_engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = IncidentRepository(db_engine)
+    _open(repo, 1)
+
+    class Broken(LocalBlobStore):
+        def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None:  # type: ignore[override]
+            raise StorageError("disk full")
+
+    writer = WitnessWriter(Broken(tmp_path / "evidence"), db_engine)
+    assert writer.write_now() is None
+    assert "cannot write the chain witness" in caplog.text and "disk full" in caplog.text
+
+
+def test_a_damaged_latest_witness_is_a_storage_error(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "evidence")
+    assert read_latest_witness(store) is None
+    store.put_bytes(LATEST_KEY, b"{not json")
+    with pytest.raises(StorageError, match="not a chain witness"):
+        read_latest_witness(store)
