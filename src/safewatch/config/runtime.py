@@ -103,6 +103,19 @@ class WatchdogConfig(_Strict):
     restart_backoff_max_seconds: float = Field(
         30.0, gt=0, description="Longest delay between restarts of a crashing worker."
     )
+    slow_ratio: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="A streaming camera analysing fewer than this share of its fps (frames "
+        "dropped because analysis cannot keep up) ...",
+    )
+    slow_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="... for this long makes it not ready, and /readyz degraded, with the "
+        "rates in the reason.",
+    )
 
     @model_validator(mode="after")
     def _progress_after_stall(self) -> WatchdogConfig:

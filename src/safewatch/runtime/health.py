@@ -9,6 +9,13 @@
   (still HTTP 200: the API and the other cameras work) when some cameras are not, and
   ``not_ready`` (HTTP 503) when the database or a core thread is not. ``?camera=ID`` narrows it to
   one camera, with 503 when that camera is not ready, for per-camera probes.
+
+A camera that streams but whose analysis cannot keep up (frames dropped in the mailbox, analysed
+at a fraction of its fps) is not ready either, once that has lasted ``watchdog.slow_seconds``:
+:class:`SlowAnalysis` remembers since when each camera has been below
+``watchdog.slow_ratio`` of its target, from snapshots the server takes every second, so a short
+dip (a burst of incidents, a model swap) does not flap the probe while a camera quietly
+analysing a fifth of its frames does not pass for ready.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ __all__ = [
     "FrameCounts",
     "Liveness",
     "Readiness",
+    "SlowAnalysis",
     "camera_readiness",
     "stale_after",
 ]
@@ -70,6 +78,10 @@ class CameraReadiness(BaseModel):
     fps_decoded: float
     fps_analysed: float
     frames: FrameCounts
+    problems: list[str] = Field(
+        default_factory=list,
+        description="Why a streaming camera is not ready (e.g. analysis behind its fps).",
+    )
 
 
 class Readiness(BaseModel):
@@ -100,14 +112,58 @@ def _since(now: float, at: float | None) -> float | None:
     return None if at is None else round(max(0.0, now - at), 3)
 
 
-def camera_readiness(status: CameraStatus, now: float) -> CameraReadiness:
-    """One camera's readiness from its status."""
+class SlowAnalysis:
+    """Since when each camera has analysed below ``ratio`` of its target fps.
+
+    Args:
+        ratio: Share of the target rate below which a camera counts as behind.
+        seconds: How long it must stay behind before :meth:`problem` reports it.
+    """
+
+    def __init__(self, ratio: float, seconds: float) -> None:
+        self.ratio = ratio
+        self.seconds = seconds
+        self._since: dict[str, float] = {}
+
+    def observe(self, cameras: Sequence[CameraStatus], now: float) -> None:
+        """Take one snapshot's rates into account (call regularly, e.g. every second).
+
+        Only a streaming camera can be behind: one that is connecting, reconnecting or stalled
+        has its own state, and its rate restarts from zero when it streams again.
+        """
+        behind: set[str] = set()
+        for status in cameras:
+            streaming = status.worker_state == "running" and status.source_state == "streaming"
+            if streaming and status.analysed_fps < self.ratio * status.fps_target:
+                behind.add(status.camera_id)
+                self._since.setdefault(status.camera_id, now)
+        for camera_id in set(self._since) - behind:
+            del self._since[camera_id]
+
+    def problem(self, status: CameraStatus, now: float) -> str | None:
+        """Why the camera is not ready, if it has been behind for ``seconds``; else ``None``."""
+        since = self._since.get(status.camera_id)
+        if since is None or now - since < self.seconds:
+            return None
+        return (
+            f"analysing {status.analysed_fps:.2f} of its {status.fps_target:g} fps (below "
+            f"{self.ratio:.0%}) for {now - since:.0f} s; decoding {status.decode_fps:.2f} fps, "
+            f"{status.mailbox_dropped} frame(s) dropped waiting for analysis"
+        )
+
+
+def camera_readiness(
+    status: CameraStatus, now: float, slow: SlowAnalysis | None = None
+) -> CameraReadiness:
+    """One camera's readiness from its status (and whether its analysis is behind)."""
     evaluated = _since(now, status.last_evaluated_at)
+    behind = None if slow is None else slow.problem(status, now)
     ready = (
         status.worker_state == "running"
         and status.source_state == "streaming"
         and evaluated is not None
         and evaluated <= stale_after(status.fps_target)
+        and behind is None
     )
     return CameraReadiness(
         ready=ready,
@@ -137,6 +193,7 @@ def camera_readiness(status: CameraStatus, now: float) -> CameraReadiness:
                 "stale": status.stale_dropped,
             },
         ),
+        problems=[] if behind is None else [behind],
     )
 
 

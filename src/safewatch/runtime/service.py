@@ -67,6 +67,7 @@ from safewatch.runtime.health import (
     ComponentHealth,
     Liveness,
     Readiness,
+    SlowAnalysis,
     camera_readiness,
     overall,
 )
@@ -262,6 +263,8 @@ class RuntimeService:
         self._site_stamp = self._stamp()
         self._site_health = ComponentHealth(ok=True, message=f"loaded {site.path}")
         self._db_health = ComponentHealth(ok=False, message="not checked yet")
+        watchdog = site.config.runtime.watchdog
+        self._slow = SlowAnalysis(watchdog.slow_ratio, watchdog.slow_seconds)
         self._db_checked = 0.0
         self._db_lock = threading.Lock()
         self._reload_lock = threading.Lock()
@@ -571,7 +574,8 @@ class RuntimeService:
         """Database, core threads, site reload status and every camera."""
         snap = self.snapshot()
         cameras: dict[str, CameraReadiness] = {
-            status.camera_id: camera_readiness(status, snap.now) for status in snap.cameras
+            status.camera_id: camera_readiness(status, snap.now, self._slow)
+            for status in snap.cameras
         }
         database = self._database_health()
         mono = time.monotonic()
@@ -739,6 +743,8 @@ class RuntimeService:
         """Restart a dead core thread; apply edits of the site file."""
         poll = self._options.site_poll_seconds
         while not self._stopping.wait(poll):
+            snap = self.snapshot()
+            self._slow.observe(snap.cameras, snap.now)  # /readyz: analysis behind for long
             for name, worker in (("inference", self._inference), ("rules", self._rules)):
                 if worker is not None and not worker.alive() and not self._stopping.is_set():
                     log.error("%s thread died; restarting it", name)
