@@ -212,8 +212,8 @@ def test_filter_incidents_and_resolve_one(server: dict[str, Any]) -> None:
         "() => location.search.includes('status=open')"
         " && document.querySelector('#incidents tbody tr[data-id]')"
     )
-    rules = page.locator("#incidents tbody tr[data-id] td:nth-child(3)").all_inner_texts()
-    assert rules and set(rules) == {"people-on-floor"}
+    rules = page.locator("#incidents tbody tr[data-id] td:nth-child(4)").all_inner_texts()
+    assert rules and {r.split()[0] for r in rules} == {"people-on-floor"}  # "rule ×count"
     assert "status=open" in page.url
     _shot(server, "incidents")
     first = page.locator("#incidents tbody tr[data-id]").first

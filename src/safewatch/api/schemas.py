@@ -6,9 +6,9 @@ client may set, an output model never carries a secret (no password hash, no tok
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from safewatch.api.errors import ErrorDetail
 from safewatch.domain import Incident
@@ -16,6 +16,9 @@ from safewatch.rules.reload import ReloadStatus
 
 __all__ = [
     "BucketOut",
+    "BulkFailureOut",
+    "BulkTransitionIn",
+    "BulkTransitionOut",
     "CameraOut",
     "IncidentDetailOut",
     "IncidentOut",
@@ -123,6 +126,41 @@ class TransitionIn(_In):
 
     status: Literal["acknowledged", "resolved", "false_positive"]
     note: str | None = Field(None, max_length=2000, description="Why; kept in the timeline.")
+
+
+class BulkTransitionIn(_In):
+    """One decision for several incidents (a grouped row or a selection of the triage list)."""
+
+    ids: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]] = Field(
+        min_length=1,
+        max_length=500,
+        description="Incident ids (each 1-64 of A-Z a-z 0-9 _ -); repeats count once.",
+    )
+    status: Literal["acknowledged", "resolved", "false_positive"]
+    note: str | None = Field(None, max_length=2000, description="Why; kept in each timeline.")
+    take_open: bool = Field(
+        True,
+        description=(
+            "Resolve or call false positive an open incident by acknowledging it first (both steps"
+            " land in its timeline under the caller's name), as one operator closing a flood"
+            " would; false: open ones fail with invalid_transition."
+        ),
+    )
+
+
+class BulkFailureOut(BaseModel):
+    """An incident of a bulk decision that did not change, and why."""
+
+    id: str
+    error: str = Field(description="not_found or invalid_transition.")
+    message: str
+
+
+class BulkTransitionOut(BaseModel):
+    """What a bulk decision changed; each change is its own transaction and timeline entry."""
+
+    changed: list[IncidentOut]
+    failed: list[BulkFailureOut]
 
 
 class NoteIn(_In):

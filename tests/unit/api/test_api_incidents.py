@@ -99,6 +99,56 @@ def test_lifecycle_and_notes_land_in_the_timeline(
     assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
 
 
+def test_bulk_transition_changes_each_records_each_and_audits_the_decision(
+    site: tuple[Dashboard, SiteStorage], operator: tuple[TestClient, str]
+) -> None:
+    dashboard, storage = site
+    client, csrf = operator
+    flood = [incident(n) for n in range(4)]
+    for found in flood:
+        storage.repository.upsert(found)
+    storage.repository.upsert(closed := incident(9, status=IncidentStatus.RESOLVED))
+    ids = [f.id for f in flood]
+    body = {"ids": [*ids, ids[0], closed.id, "0000000000000000dead"], "status": "resolved"}
+    unprotected = client.post("/api/v1/incidents/transitions", json=body)
+    assert (unprotected.status_code, unprotected.json()["error"]) == (403, "csrf_failed")
+    done = client.post("/api/v1/incidents/transitions", json=body, headers={"X-CSRF-Token": csrf})
+    assert done.status_code == 200, done.text
+    result = done.json()
+    assert [i["id"] for i in result["changed"]] == ids
+    assert {i["status"] for i in result["changed"]} == {"resolved"}
+    assert {f["id"]: f["error"] for f in result["failed"]} == {
+        closed.id: "invalid_transition",
+        "0000000000000000dead": "not_found",
+    }
+    # Open ones were taken first: both steps are in each timeline, under the operator's name.
+    summaries = [e["summary"] for e in client.get(f"/api/v1/incidents/{ids[2]}").json()["timeline"]]
+    assert "open -> acknowledged by operator" in summaries
+    assert "acknowledged -> resolved by operator" in summaries
+    records, total = dashboard.auth.audit_records(action="incidents.transition")
+    assert total == 1
+    assert (records[0].actor, records[0].detail["changed"]) == ("operator", ids)
+    strict = client.post(
+        "/api/v1/incidents/transitions",
+        json={"ids": [incident(20).id], "status": "resolved", "take_open": False},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert strict.json()["failed"][0]["error"] == "not_found"
+    storage.repository.upsert(fresh := incident(21))
+    strict = client.post(
+        "/api/v1/incidents/transitions",
+        json={"ids": [fresh.id], "status": "resolved", "take_open": False},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert strict.json()["failed"][0]["error"] == "invalid_transition"
+    bad = client.post(
+        "/api/v1/incidents/transitions",
+        json={"ids": ["../etc"], "status": "resolved"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert bad.status_code == 422
+
+
 def test_evidence_streams_with_ranges_and_views_are_audited(
     site: tuple[Dashboard, SiteStorage], operator: tuple[TestClient, str]
 ) -> None:

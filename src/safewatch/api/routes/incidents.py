@@ -5,6 +5,10 @@ of a site with 100,000 incidents costs milliseconds (``bench/dashboard.py``). St
 through :class:`~safewatch.incidents.lifecycle.IncidentLifecycle` (``open -> acknowledged ->
 resolved | false_positive``, checked inside the write transaction) and land in the incident's
 timeline with the user's name; they are also pushed to the live incident feed.
+
+A flood (one incident per person walking through a zone) is closed in one decision with
+``POST /api/v1/incidents/transitions``: each incident still changes in its own checked transaction
+and timeline entry, and the decision as a whole goes to the security audit log with its counts.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from safewatch.api.deps import DashboardDep, Operator, Viewer
+from safewatch.api.deps import DashboardDep, Operator, Viewer, client_of
 from safewatch.api.errors import ERROR_RESPONSES
 from safewatch.api.schemas import (
+    BulkFailureOut,
+    BulkTransitionIn,
+    BulkTransitionOut,
     IncidentDetailOut,
     IncidentOut,
     IncidentPageOut,
@@ -25,7 +32,8 @@ from safewatch.api.schemas import (
     TransitionIn,
 )
 from safewatch.domain import IncidentStatus, Severity
-from safewatch.incidents.lifecycle import ALLOWED
+from safewatch.errors import NotFound
+from safewatch.incidents.lifecycle import ALLOWED, InvalidTransition
 from safewatch.storage import IncidentFilter
 
 __all__ = ["IncidentQuery", "incident_filter", "router"]
@@ -148,6 +156,65 @@ async def transition(
         )
         dashboard.live.publish_incident("status", incident, actor=user.username)
         return _detail(dashboard, incident_id)
+
+    return await anyio.to_thread.run_sync(act)
+
+
+@router.post("/transitions", response_model=BulkTransitionOut, summary="Change many statuses")
+async def transition_many(
+    body: BulkTransitionIn, user: Operator, dashboard: DashboardDep, request: Request
+) -> BulkTransitionOut:
+    """Acknowledge, resolve or mark as false positive several incidents at once.
+
+    Incidents that cannot change (unknown, or a status the lifecycle forbids) are listed under
+    ``failed`` while the others change: an operator closing a grouped row should not be stopped
+    by one incident a colleague closed a second earlier. Always 200; the audit log records the
+    decision with what changed and what did not.
+    """
+    target = IncidentStatus(body.status)
+    ids = list(dict.fromkeys(body.ids))
+
+    def act() -> BulkTransitionOut:
+        changed: list[IncidentOut] = []
+        failed: list[BulkFailureOut] = []
+        for incident_id in ids:
+            try:
+                current = dashboard.storage.repository.get(incident_id)
+                if (
+                    body.take_open
+                    and current.status is IncidentStatus.OPEN
+                    and target is not IncidentStatus.ACKNOWLEDGED
+                ):
+                    taken = dashboard.lifecycle.transition(
+                        incident_id, IncidentStatus.ACKNOWLEDGED, actor=user.username
+                    )
+                    dashboard.live.publish_incident("status", taken, actor=user.username)
+                incident = dashboard.lifecycle.transition(
+                    incident_id, target, actor=user.username, note=body.note
+                )
+            except NotFound as error:
+                failed.append(BulkFailureOut(id=incident_id, error="not_found", message=str(error)))
+                continue
+            except InvalidTransition as error:
+                failed.append(
+                    BulkFailureOut(id=incident_id, error="invalid_transition", message=str(error))
+                )
+                continue
+            dashboard.live.publish_incident("status", incident, actor=user.username)
+            changed.append(IncidentOut.of(incident))
+        dashboard.auth.audit(
+            "incidents.transition",
+            actor=user.username,
+            subject=f"{len(ids)} incidents",
+            detail={
+                "status": body.status,
+                "changed": [i.id for i in changed],
+                "failed": {f.id: f.error for f in failed},
+                "note": body.note,
+            },
+            client=client_of(request),
+        )
+        return BulkTransitionOut(changed=changed, failed=failed)
 
     return await anyio.to_thread.run_sync(act)
 

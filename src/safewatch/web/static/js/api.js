@@ -80,8 +80,15 @@ export function parseLocal(value) {
   return (asUtc - (zoned - asUtc)) / 1000;
 }
 
+/** Epoch seconds as a datetime-local input's value ("YYYY-MM-DDTHH:MM") in the site's zone. */
+export function toLocalInput(seconds) {
+  if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return "";
+  const parts = Object.fromEntries(dateTime.formatToParts(new Date(seconds * 1000)).map((p) => [p.type, p.value]));
+  return `${parts.year}-${parts.month}-${parts.day}T${parts.hour % 24 === 0 ? "00" : parts.hour}:${parts.minute}`;
+}
+
 export function fmtDuration(seconds) {
-  if (seconds === null || seconds === undefined) return "open";
+  if (seconds === null || seconds === undefined) return "running";
   if (seconds < 60) return `${seconds.toFixed(1)} s`;
   const m = Math.floor(seconds / 60);
   return `${m} min ${Math.round(seconds - m * 60)} s`;
@@ -146,5 +153,5 @@ export function liveSocket(path, { onMessage, onState, binaryType = "blob" }) {
 }
 
 export const STATUS_LABEL = {
-  open: "open", acknowledged: "acknowledged", resolved: "resolved", false_positive: "false positive",
+  open: "not reviewed", acknowledged: "acknowledged", resolved: "resolved", false_positive: "false positive",
 };

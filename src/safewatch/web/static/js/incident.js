@@ -12,13 +12,16 @@ const badge = document.getElementById("status-badge");
 function render(detail) {
   const incident = detail.incident;
   document.getElementById("title").textContent = incident.message;
-  badge.replaceChildren(el("span", { class: `status st-${incident.status}`, id: "status" }, STATUS_LABEL[incident.status]));
+  badge.replaceChildren("Review: ", el("span", { class: `status st-${incident.status}`, id: "status" }, STATUS_LABEL[incident.status]),
+    incident.ended_at ? null : el("span", { class: "running" }, " · episode running"));
   facts.replaceChildren(
     ...[["Camera", incident.camera_id], ["Rule", `${incident.rule_id} (${incident.rule_kind})`],
       ["Severity", incident.severity], ["Started", fmtTime(incident.started_at)],
-      ["Ended", incident.ended_at ? fmtTime(incident.ended_at) : "ongoing"],
-      ["Duration", fmtDuration(incident.duration)], ["Peak confidence", incident.peak_confidence.toFixed(2)],
-      ["Tracks", incident.track_ids.map((t) => `#${t}`).join(", ")], ["Zone", incident.zone_id || "—"],
+      ["Episode", incident.ended_at ? `ended ${fmtTime(incident.ended_at)} after ${fmtDuration(incident.duration)}` : "running (the violation goes on)"],
+      ["Review", STATUS_LABEL[incident.status]], ["Peak confidence", incident.peak_confidence.toFixed(2)],
+      // Negative ids are the pipeline's "no single track" placeholder (area rules): not shown.
+      ["Tracks", incident.track_ids.filter((t) => t >= 0).map((t) => `#${t}`).join(", ") || "— (area rule)"],
+      ["Zone", incident.zone_id || "—"],
       ["Id", incident.id]]
       .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   if (incident.has_still && !still.src) still.src = `/api/v1/incidents/${incident.id}/still`;

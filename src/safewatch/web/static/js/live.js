@@ -3,7 +3,7 @@
 // both on one canvas so boxes always sit on the frame they belong to. A camera with a media
 // server URL (MediaMTX WebRTC page or HLS) plays from there under the canvas, which then only
 // carries the overlay.
-import { el, fmtTime, liveSocket, pageData } from "./api.js";
+import { api, el, fmtTime, liveSocket, pageData } from "./api.js";
 import { drawOverlay } from "./overlay.js";
 
 const { cameras = [] } = pageData();
@@ -88,12 +88,23 @@ for (const camera of cameras) grid.append(tile(camera));
 if (!cameras.length) grid.append(el("p", { class: "muted" }, "No cameras in the site file."));
 applyLayout();
 
+// The incident feed starts with the newest open incidents (so it agrees with the open badge at
+// page load) and then follows the live changes.
 const feed = document.getElementById("feed-list");
-document.addEventListener("safewatch:incident", ({ detail }) => {
-  const incident = detail.incident;
-  const item = el("li", { class: `sev-${incident.severity}` },
+const FEED_MAX = 50;
+function feedItem(incident, what) {
+  return el("li", { class: `sev-${incident.severity}`, dataset: { id: incident.id } },
     el("a", { href: `/incidents/${incident.id}` }, `${fmtTime(incident.started_at, true)} ${incident.camera_id} · ${incident.rule_id}`),
-    el("span", { class: "muted" }, ` ${detail.kind}${detail.actor ? ` by ${detail.actor}` : ""}`));
-  feed.prepend(item);
-  while (feed.children.length > 50) feed.lastChild.remove();
+    el("span", { class: "muted" }, ` ${what}`));
+}
+document.addEventListener("safewatch:incident", ({ detail }) => {
+  feed.querySelector(`li[data-id="${CSS.escape(detail.incident.id)}"]`)?.remove();
+  feed.prepend(feedItem(detail.incident, `${detail.kind}${detail.actor ? ` by ${detail.actor}` : ""}`));
+  while (feed.children.length > FEED_MAX) feed.lastChild.remove();
 });
+api(`/api/v1/incidents?status=open&limit=${FEED_MAX}&count=false`).then((page) => {
+  const known = new Set([...feed.children].map((li) => li.dataset.id));
+  feed.append(...page.items.filter((i) => !known.has(i.id)).map((i) => feedItem(i, "open")));
+  while (feed.children.length > FEED_MAX) feed.lastChild.remove();
+  feed.dataset.loaded = "true";
+}).catch(() => { feed.dataset.loaded = "error"; });

@@ -1,4 +1,6 @@
-// Every page: log out, the open-incident counter and the live incident feed indicator.
+// Every page: log out, the open-incident counter, the live incident feed indicator, one toast per
+// burst of new incidents (not one per person in a flood), the optional alarm sound for high
+// severity, and the navigation toggle of narrow screens.
 import { api, attempt, liveSocket, toast } from "./api.js";
 
 document.getElementById("logout")?.addEventListener("click", async () => {
@@ -20,6 +22,63 @@ async function refreshOpen() {
 }
 
 refreshOpen();
+// A flood of incidents is one toast: openings within TOAST_WINDOW ms are counted together.
+const TOAST_WINDOW = 2000;
+let burst = [];
+let burstTimer = null;
+function flushBurst() {
+  const [first] = burst;
+  if (burst.length === 1) toast(`${first.camera_id}: ${first.message}`, "alert");
+  else if (burst.length > 1) {
+    const cameras = [...new Set(burst.map((i) => i.camera_id))].join(", ");
+    toast(`${burst.length} new incidents (${cameras})`, "alert");
+  }
+  burst = [];
+  burstTimer = null;
+}
+
+// Optional sound for high and critical severity: a preference of this browser (localStorage), a
+// short two-tone beep made with Web Audio (no file to fetch). Browsers allow sound only after the
+// user interacted with the page; ticking the box is such an interaction.
+export const SOUND_KEY = "safewatch.sound";
+let audio = null;
+let lastBeep = 0;
+function beep() {
+  if (localStorage.getItem(SOUND_KEY) !== "on" || Date.now() - lastBeep < 3000) return;
+  lastBeep = Date.now();
+  try {
+    audio ??= new AudioContext();
+    const now = audio.currentTime;
+    for (const [offset, freq] of [[0, 880], [0.18, 660]]) {
+      const osc = audio.createOscillator();
+      const gain = audio.createGain();
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.15, now + offset);
+      gain.gain.exponentialRampToValueAtTime(0.001, now + offset + 0.16);
+      osc.connect(gain).connect(audio.destination);
+      osc.start(now + offset);
+      osc.stop(now + offset + 0.17);
+    }
+    document.body.dataset.beeps = String(+(document.body.dataset.beeps || 0) + 1);
+  } catch { /* no audio device */ }
+}
+const soundBox = document.getElementById("sound");
+if (soundBox) {
+  soundBox.checked = localStorage.getItem(SOUND_KEY) === "on";
+  soundBox.addEventListener("change", () => {
+    localStorage.setItem(SOUND_KEY, soundBox.checked ? "on" : "off");
+    if (soundBox.checked) { audio ??= new AudioContext(); audio.resume?.(); }
+  });
+}
+
+// Narrow screens: the navigation collapses behind a button.
+const navToggle = document.getElementById("nav-toggle");
+navToggle?.addEventListener("click", () => {
+  const open = navToggle.getAttribute("aria-expanded") !== "true";
+  navToggle.setAttribute("aria-expanded", String(open));
+  document.body.classList.toggle("nav-open", open);
+});
+
 let pending = null;
 liveSocket("/api/v1/ws/incidents", {
   onState(up) { dot?.classList.toggle("up", up); dot?.setAttribute("title", up ? "Live feed connected" : "Live feed reconnecting"); },
@@ -27,7 +86,11 @@ liveSocket("/api/v1/ws/incidents", {
     const message = JSON.parse(event.data);
     if (message.type !== "incident") return;
     document.dispatchEvent(new CustomEvent("safewatch:incident", { detail: message }));
-    if (message.kind === "opened") toast(`${message.incident.camera_id}: ${message.incident.message}`, "alert");
+    if (message.kind === "opened") {
+      burst.push(message.incident);
+      burstTimer ??= setTimeout(flushBurst, TOAST_WINDOW);
+      if (["high", "critical"].includes(message.incident.severity)) beep();
+    }
     clearTimeout(pending);
     pending = setTimeout(refreshOpen, 300);
   },

@@ -1,0 +1,205 @@
+"""Triage, camera state and accessibility in headless Chromium against a real ``safewatch serve``
+whose camera is a real RTSP server (GStreamer, ``tests/integration/rtsp_server.py``) playing the
+construction clip in a loop, so incidents keep arriving while the operator works.
+
+One server, one camera and one browser for the module; the tests run in order and the last ones
+kill the camera and stop the server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from rtsp_server import RtspCamera, looped_clip, rtsp_unavailable
+
+from assets import asset
+from e2e_support import ARGS, CHROMIUM, PASSWORD, Served, serve, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.rtsp, pytest.mark.slow, pytest.mark.timeout(600)]
+
+RULES = (
+    "version: 1\n"
+    "zones:\n"
+    "  floor: {camera: yard, polygon: [[0, 0.3], [1, 0.3], [1, 1], [0, 1]]}\n"
+    "rules:\n"
+    "  - {id: people-on-floor, kind: zone_intrusion, zone: floor, objects: [person],"
+    " min_duration: 0s, grace: 1s, cooldown: 2s, severity: high}\n"
+)
+
+ROWS_AT_LEAST = "(n) => document.querySelectorAll('#incidents tbody tr[data-id]').length >= n"
+
+
+@pytest.fixture(scope="module")
+def camera(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtspCamera]:
+    reason = rtsp_unavailable()
+    if reason:
+        pytest.skip(reason)
+    folder = tmp_path_factory.mktemp("e2e-rtsp")
+    clip = looped_clip(asset("video/construction_cctv_640x352_24s.mp4"), folder / "looped.mp4", 20)
+    with RtspCamera(clip) as rtsp:
+        yield rtsp
+
+
+@pytest.fixture(scope="module")
+def served(camera: RtspCamera, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    cameras = {
+        "_model": asset("models/yolox_nano_coco.onnx"),
+        "yard": {"source": camera.url, "fps": 4, "models": ["coco"], "name": "Yard"},
+    }
+    with serve(tmp_path_factory.mktemp("e2e-triage"), cameras, RULES) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def page(served: Served) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        tab = context.new_page()
+        tab.set_default_timeout(30_000)
+        tab.goto(f"{served.base}/login")
+        tab.fill("input[name=username]", "admin")
+        tab.fill("input[name=password]", PASSWORD)
+        tab.click("button[type=submit]")
+        tab.wait_for_url("**/live")
+        yield tab
+        browser.close()
+
+
+def _incidents_at_least(served: Served, n: int, **params: Any) -> list[dict[str, Any]]:
+    found = served.incidents(limit=200, **params)
+    return found if len(found) >= n else []
+
+
+def _selected_row(page: Any) -> dict[str, Any]:
+    result: dict[str, Any] = page.evaluate(
+        """() => {
+            const tr = document.querySelector('#incidents tbody tr.selected');
+            return {selected: document.getElementById('incidents').dataset.selected,
+                    ids: tr ? tr.dataset.ids.split(' ') : [], index: tr ? +tr.dataset.index : -1,
+                    top: document.querySelector('#incidents tbody tr[data-id]')?.dataset.id};
+        }"""
+    )
+    return result
+
+
+def test_live_incident_panel_is_filled_at_page_load(served: Served, page: Any) -> None:
+    wait_until(lambda: served.incidents(status="open"), 120, "a first open incident")
+    page.goto(f"{served.base}/live")
+    page.wait_for_function("() => document.getElementById('feed-list').dataset.loaded === 'true'")
+    items = page.locator("#feed-list li").count()
+    assert items >= 1
+    open_ids = {i["id"] for i in served.incidents(status="open", limit=50)}
+    shown = set(page.eval_on_selector_all("#feed-list li", "els => els.map(e => e.dataset.id)"))
+    assert shown & open_ids
+
+
+def test_new_incidents_never_change_the_selection(served: Served, page: Any) -> None:
+    wait_until(lambda: _incidents_at_least(served, 4), 180, "four incidents")
+    # Ungrouped, so every new incident pushes the rows below it down by one.
+    page.goto(f"{served.base}/incidents?group=0")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#incidents tbody tr[data-id]').length >= 4"
+    )
+    page.locator("#incidents tbody tr[data-id]").nth(2).click()
+    before = _selected_row(page)
+    chosen = before["selected"]
+    assert chosen and before["ids"] == [chosen] and before["index"] == 2
+    loaded = page.eval_on_selector("#incidents", "t => t.dataset.loaded")
+    # Wait for new incidents to arrive and the list to reload with them on top.
+    page.wait_for_function(
+        "([loaded, top]) => { const t = document.getElementById('incidents');"
+        " const first = document.querySelector('#incidents tbody tr[data-id]');"
+        " return t.dataset.loaded !== loaded && first && first.dataset.id !== top; }",
+        arg=[loaded, before["top"]],
+        timeout=180_000,
+    )
+    after = _selected_row(page)
+    assert after["selected"] == chosen
+    assert after["ids"] == [chosen], "the highlighted row is not the incident selected"
+    assert after["index"] > 2, "new incidents arrived above, so the selected row moved down"
+    assert page.get_attribute("#preview a[href^='/incidents/']", "href") == f"/incidents/{chosen}"
+    # The next key acts on the incident that was looked at, not on the row now at its old place.
+    page.locator("#incidents").focus()
+    page.keyboard.press("a")
+    wait_until(
+        lambda: served.get(f"/api/v1/incidents/{chosen}")["incident"]["status"] == "acknowledged",
+        30,
+        "the selected incident to be acknowledged",
+    )
+    others = [i for i in served.incidents(limit=200) if i["status"] == "acknowledged"]
+    assert [i["id"] for i in others] == [chosen]
+
+
+def test_a_grouped_row_acknowledges_all_its_incidents(served: Served, page: Any) -> None:
+    page.goto(f"{served.base}/incidents?status=open")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#incidents tbody tr[data-id]')]"
+        ".some((tr) => +tr.dataset.count >= 2)",
+        timeout=180_000,
+    )
+    row = page.locator("#incidents tbody tr[data-id]").filter(has=page.locator(".count")).first
+    row.click()
+    ids = (row.get_attribute("data-ids") or "").split()
+    assert len(ids) >= 2
+    assert f"\u00d7{len(ids)}" in row.inner_text()  # the count badge
+    page.click("#preview button[data-status=acknowledged]")
+    wait_until(
+        lambda: all(
+            served.get(f"/api/v1/incidents/{i}")["incident"]["status"] == "acknowledged"
+            for i in ids
+        ),
+        30,
+        "every incident of the group to be acknowledged",
+    )
+    # Each one's timeline says who acknowledged it; the decision is in the audit log.
+    timeline = served.get(f"/api/v1/incidents/{ids[-1]}")["timeline"]
+    assert any(e["summary"].startswith("open -> acknowledged by admin") for e in timeline)
+
+
+def test_bulk_action_on_checked_rows(served: Served, page: Any) -> None:
+    page.goto(f"{served.base}/incidents?status=acknowledged&group=0")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#incidents tbody tr[data-id]').length >= 2"
+    )
+    rows = page.locator("#incidents tbody tr[data-id]")
+    ids = [rows.nth(n).get_attribute("data-id") for n in range(2)]
+    for n in range(2):
+        rows.nth(n).locator("input.check").check()
+    assert page.inner_text("#bulk-count") == "2 checked"
+    page.click("#bulk button[data-status=resolved]")
+    wait_until(
+        lambda: all(
+            served.get(f"/api/v1/incidents/{i}")["incident"]["status"] == "resolved" for i in ids
+        ),
+        30,
+        "the two checked incidents to be resolved",
+    )
+    page.wait_for_function("() => document.getElementById('bulk').hidden")
+
+
+def test_filters_and_presets_survive_a_reload(served: Served, page: Any) -> None:
+    since, until = 1_750_000_000, 1_750_003_600
+    page.goto(f"{served.base}/incidents?rule=people-on-floor&since={since}&until={until}")
+    page.wait_for_function("() => document.getElementById('incidents').dataset.loaded")
+    # Europe/Berlin is UTC+2 in June 2025: 15:06:40 UTC shows as 17:06.
+    assert page.input_value("#f-since") == "2025-06-15T17:06"
+    assert page.input_value("#f-until") == "2025-06-15T18:06"
+    assert "since=1750000000" in page.url and "until=1750003600" in page.url
+    page.click("#presets button[data-preset=hour]")
+    page.wait_for_function("() => location.search.includes('preset=hour')")
+    page.reload()
+    page.wait_for_function("() => document.getElementById('incidents').dataset.loaded")
+    assert page.get_attribute("#presets button[data-preset=hour]", "aria-pressed") == "true"
+    shown = page.input_value("#f-since")
+    assert shown and page.input_value("#f-rule") == "people-on-floor"
+    assert page.evaluate("() => window.scrollY") == 0, "the page must not scroll past the filters"
+    assert time.time() > since
