@@ -52,21 +52,22 @@ def serve(
     file and the rules apply while running (also on SIGHUP). SIGTERM or Ctrl-C stops gracefully:
     open incidents are closed and clips finished first.
     """
+    from safewatch.cli.fetch import fetch_site_files
     from safewatch.config.loader import load_site
     from safewatch.runtime.service import RuntimeService, ServeOptions
 
     if decode not in (None, "process", "thread"):
         raise ConfigError(f"--decode must be process or thread, not {decode!r}")
     site = load_site(config)
+    fetch_site_files(site)
     options = ServeOptions(
         rules=rules if rules is not None else _default_rules(config),
         host=host,
         port=port,
         decode=decode,  # type: ignore[arg-type]  # checked above
     )
-    logging.getLogger("safewatch.runtime").setLevel(
-        min(logging.INFO, logging.getLogger().getEffectiveLevel())
-    )
+    for name in ("safewatch.runtime", "safewatch.incidents.manager"):  # incidents open/close
+        logging.getLogger(name).setLevel(min(logging.INFO, logging.getLogger().getEffectiveLevel()))
     stop = threading.Event()
     reload = threading.Event()
 
@@ -98,10 +99,12 @@ def serve(
         url = service.http_url
         err.print(f"safewatch: serving {cameras} camera(s) of {site.config.site.name!r}")
         if url is not None:
+            err.print(f"  dashboard  {url}/")
             err.print(f"  readiness  {url}/readyz")
             err.print(f"  metrics    {url}/metrics")
             err.print(f"  liveness   {url}/healthz")
         err.print("  stop with Ctrl-C or SIGTERM; edits of the site file and rules apply live")
+        _hint_first_admin(site.config.storage.database, site.base_dir, config)
         while not stop.wait(0.5):
             if reload.is_set():
                 reload.clear()
@@ -113,3 +116,26 @@ def serve(
             signal.signal(signum, handler)
     closed = len(report.closed)
     err.print(f"safewatch: stopped in {report.seconds:.1f} s; {closed} open incident(s) closed")
+
+
+def _hint_first_admin(database: str, base_dir: Path, config: Path) -> None:
+    """While the site has no user, say how to make the first admin (the dashboard needs one)."""
+    from safewatch.api.auth.passwords import MIN_PASSWORD_LENGTH
+    from safewatch.api.auth.store import AuthStore
+    from safewatch.storage import create_engine_for
+
+    engine = create_engine_for(database, base_dir)
+    try:
+        if AuthStore(engine).count_users() > 0:
+            return
+    finally:
+        engine.dispose()
+    err.print(
+        f"  no user yet: make the first admin (a password of {MIN_PASSWORD_LENGTH} characters or "
+        "more) with\n"
+        f"    safewatch users add admin --role admin -c {config}\n"
+        f"  or, from a script: printf '%s\\n' \"$PASSWORD\" | safewatch users add admin "
+        f"--role admin --password-stdin -c {config}",
+        highlight=False,
+        soft_wrap=True,
+    )

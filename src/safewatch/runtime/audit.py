@@ -32,6 +32,7 @@ from safewatch.incidents import (
 )
 from safewatch.ingest import FileSource, open_source
 from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
+from safewatch.runtime.audit_integrity import video_coverage
 from safewatch.runtime.pipeline import FrameObserver, Pipeline, PipelineStats
 from safewatch.runtime.stages import build_tracker
 from safewatch.runtime.video_writer import Mp4Writer
@@ -72,6 +73,8 @@ class VideoResult:
 
     ``clock`` says where wall times came from: ``argument`` (``--start``), ``creation_time``
     (the file's metadata) or ``epoch`` (unknown: times are offsets from 1970-01-01).
+    ``coverage`` is the share of the video decoded (``None``: its length is unknown) and
+    ``bad_packets`` what the decoder skipped (:mod:`safewatch.runtime.audit_integrity`).
     """
 
     video: Path
@@ -80,6 +83,8 @@ class VideoResult:
     incidents: tuple[Incident, ...]
     annotated: Path | None
     clock: str = "argument"
+    coverage: float | None = None
+    bad_packets: int = 0
 
 
 @dataclass
@@ -292,4 +297,8 @@ def _audit_one(
         annotated = annotator.close() if annotator is not None else None
     ids = {change.incident.id for change in stats.changes}
     incidents = tuple(sorted((repository.get(i) for i in ids), key=lambda i: i.started_at))
-    return VideoResult(video, camera_id, stats, incidents, annotated, clock)
+    read = source.stats
+    coverage = video_coverage(source.info, read)
+    return VideoResult(
+        video, camera_id, stats, incidents, annotated, clock, coverage, read.bad_packets
+    )

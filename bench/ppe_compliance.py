@@ -1,0 +1,326 @@
+"""Per-person PPE compliance: does safewatch call each labelled worker's hard hat right?
+
+The figure a safety officer cares about is not AP but "of the people without a hard hat, how many
+did it flag, and how often was a flag wrong". This bench runs the product's own path (the site
+file's detectors, the camera's :class:`~safewatch.track.CameraTracker` with PPE voting, and the head
+verifier when the site enables it) over the labelled photos of ``images/hard_hat_workers`` and
+scores one verdict per labelled person: *violation* (hard hat voted absent), *compliant* (present)
+or *unknown* (no verdict, including persons no detector found).
+
+How a still photo becomes a run: it is played as a static clip of ``ppe_window + 2`` identical
+frames at the camera's fps (detected once; the detector is deterministic), so a track can start
+(``min_frames``) and its vote window fill. The verdicts are read after the last frame.
+
+Ground truth: the photos label heads, not persons (``helmet`` = hard hat, ``head`` = bare head;
+``person`` is almost never labelled), so each labelled head *is* one person, and its class is
+the truth. Detected persons are given to labelled heads one-to-one: a head may go to a person box
+when the head's centre lies horizontally inside the person box widened by 15 % of its width on
+each side, and vertically between 15 % of the box height above its top edge and 55 % of the
+height below it (head boxes from head mode sit fully in that band). Among those pairs a minimum-cost
+assignment (Hungarian, :func:`scipy.optimize.linear_sum_assignment`) minimises the distance from
+the head's centre to the person's expected head point (top centre, 10 % down), in person heights.
+The matching is the bench's own, deliberately independent of the product's PPE association.
+
+Mirror padding: most photos were fitted into 416x416 by mirroring their edges, with the labels
+copied into the mirrored bands (see :mod:`bench.padding`). Labelled heads whose centre lies in a
+band are ignored, and so are detected persons whose head point lies there.
+
+Scores: the confusion matrix (truth bare / hat x verdict violation / compliant / unknown, unknown
+split into *missed* = no person matched and *no verdict*); violation precision = true violations
+/ all violations called on unignored persons, including violations on persons matched to no
+labelled head (*extra*, e.g. an unlabelled or a phantom person); violation recall = true
+violations / bare heads; unknown rate = unknown / labelled persons.
+
+The setups are the example site (``examples/site.yaml``: yolox_nano for persons + ppe14 for PPE,
+default thresholds) and the same with yolov8n for persons. Never tune on these photos: they are
+the evaluation set (``training/hard_hat_workers_extra`` is for training and calibration).
+
+Run: ``python -m bench.ppe_compliance [--setup example] [--limit N]``; JSON goes to
+``bench/results/ppe_compliance.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import linear_sum_assignment
+
+from bench._common import ROOT, require_asset, write_results
+from bench.padding import Padding, detect_padding
+from safewatch.config.loader import LoadedSite, load_site
+from safewatch.detect import Detector, build_detector
+from safewatch.detect.catalogue import resolve
+from safewatch.domain import Detections, Frame, PPEState, TrackedFrame
+from safewatch.runtime.stages import build_tracker
+
+__all__ = ["Outcome", "PersonVerdict", "Setup", "main", "match_heads", "score"]
+
+DATASET = "images/hard_hat_workers"
+SITE = ROOT / "examples" / "site.yaml"
+ITEM = "hardhat"
+TRUTH_CLASSES = {0: "hat", 2: "bare"}
+"""Dataset class id -> truth (``1`` = person is not a head and is skipped)."""
+VERDICTS = ("violation", "compliant", "unknown")
+_X_MARGIN = 0.15
+_Y_ABOVE = 0.15
+_Y_BELOW = 0.55
+_HEAD_POINT = 0.10
+
+
+@dataclass(frozen=True)
+class PersonVerdict:
+    """One detected person (or head-mode track) and the verdict safewatch reached on it."""
+
+    xyxy: tuple[float, float, float, float]
+    verdict: str
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A model setup to score: the example site with some models swapped."""
+
+    name: str
+    models: dict[str, str] = field(default_factory=dict)
+    """Model key -> replacement asset path (relative to the shared assets)."""
+    formats: dict[str, str] = field(default_factory=dict)
+
+
+SETUPS = (
+    Setup("example"),
+    Setup("yolov8n_persons", {"coco": "models/yolov8n_coco.onnx"}, {"coco": "yolov8"}),
+)
+
+
+@dataclass
+class Outcome:
+    """Counts of one setup over the image set."""
+
+    matrix: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {
+            t: dict.fromkeys((*VERDICTS, "missed"), 0) for t in ("bare", "hat")
+        }
+    )
+    extra: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VERDICTS, 0))
+    ignored_truths: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        """Precision, recall, unknown rate and the raw counts."""
+        bare, hat = self.matrix["bare"], self.matrix["hat"]
+        tp = bare["violation"]
+        called = tp + hat["violation"] + self.extra["violation"]
+        persons = sum(sum(row.values()) for row in self.matrix.values())
+        unknown = sum(row["unknown"] + row["missed"] for row in self.matrix.values())
+        bare_total = sum(bare.values())
+        hat_total = sum(hat.values())
+        return {
+            "persons": persons,
+            "bare": bare_total,
+            "hat": hat_total,
+            "violation_precision": round(tp / called, 4) if called else None,
+            "violation_recall": round(tp / bare_total, 4) if bare_total else None,
+            "compliant_recall": round(hat["compliant"] / hat_total, 4) if hat_total else None,
+            "unknown_rate": round(unknown / persons, 4) if persons else None,
+            "missed_rate": round(sum(row["missed"] for row in self.matrix.values()) / persons, 4)
+            if persons
+            else None,
+            "confusion": self.matrix,
+            "extra_persons": self.extra,
+            "ignored_truths": self.ignored_truths,
+        }
+
+
+def load_truth(path: Path, height: int, width: int) -> tuple[NDArray[np.float64], list[str]]:
+    """Labelled head boxes (pixels, xyxy) and their truth (``hat`` / ``bare``)."""
+    rows = np.loadtxt(path, ndmin=2) if path.exists() and path.stat().st_size else np.zeros((0, 5))
+    keep = [i for i, c in enumerate(rows[:, 0]) if int(c) in TRUTH_CLASSES]
+    r = rows[keep]
+    cx, cy, w, h = r[:, 1] * width, r[:, 2] * height, r[:, 3] * width, r[:, 4] * height
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).reshape(-1, 4)
+    return boxes, [TRUTH_CLASSES[int(c)] for c in r[:, 0]]
+
+
+def head_points(persons: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Expected head centre of ``(P, 4)`` person boxes: top centre, 10 % of the height down."""
+    p = persons.reshape(-1, 4)
+    return np.stack([(p[:, 0] + p[:, 2]) / 2, p[:, 1] + _HEAD_POINT * (p[:, 3] - p[:, 1])], axis=1)
+
+
+def match_heads(heads: NDArray[np.float64], persons: NDArray[np.float64]) -> list[tuple[int, int]]:
+    """One-to-one ``(head, person)`` pairs (see the module doc for the gate and the cost)."""
+    h = heads.reshape(-1, 4)
+    p = persons.reshape(-1, 4)
+    if len(h) == 0 or len(p) == 0:
+        return []
+    hx = ((h[:, 0] + h[:, 2]) / 2)[:, None]
+    hy = ((h[:, 1] + h[:, 3]) / 2)[:, None]
+    pw = np.maximum(p[:, 2] - p[:, 0], 1e-6)[None, :]
+    ph = np.maximum(p[:, 3] - p[:, 1], 1e-6)[None, :]
+    inside = (
+        (hx >= p[None, :, 0] - _X_MARGIN * pw)
+        & (hx <= p[None, :, 2] + _X_MARGIN * pw)
+        & (hy >= p[None, :, 1] - _Y_ABOVE * ph)
+        & (hy <= p[None, :, 1] + _Y_BELOW * ph)
+    )
+    points = head_points(p)
+    dist = np.hypot(hx - points[None, :, 0], hy - points[None, :, 1]) / ph
+    cost = np.where(inside, dist, 1e6)
+    rows, cols = linear_sum_assignment(cost)
+    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if inside[r, c]]
+
+
+def score(
+    outcome: Outcome,
+    heads: NDArray[np.float64],
+    truths: Sequence[str],
+    persons: Sequence[PersonVerdict],
+    padding: Padding,
+) -> None:
+    """Add one image's verdicts to ``outcome``."""
+    boxes = np.asarray([p.xyxy for p in persons], np.float64).reshape(-1, 4)
+    pairs = dict(match_heads(heads, boxes))
+    ignored_heads = padding.covers(heads)
+    points = head_points(boxes)
+    ignored_persons = padding.covers(np.concatenate([points, points], axis=1))
+    matched_persons = set(pairs.values())
+    for i, truth in enumerate(truths):
+        if ignored_heads[i]:
+            outcome.ignored_truths += 1
+            continue
+        j = pairs.get(i)
+        outcome.matrix[truth]["missed" if j is None else persons[j].verdict] += 1
+    for j, person in enumerate(persons):
+        if j not in matched_persons and not ignored_persons[j]:
+            outcome.extra[person.verdict] += 1
+
+
+_STATE_VERDICT = {
+    PPEState.ABSENT: "violation",
+    PPEState.PRESENT: "compliant",
+    PPEState.UNKNOWN: "unknown",
+}
+
+
+def verdicts_of(tracked: TrackedFrame, detections: Detections) -> list[PersonVerdict]:
+    """Every person of the last frame: confirmed tracks with their voted state, and person
+    detections no track took (below the track-start threshold), which have no verdict."""
+    out = [
+        PersonVerdict(t.xyxy, _STATE_VERDICT[t.attributes.get(ITEM, PPEState.UNKNOWN)])
+        for t in tracked.tracks
+        if t.label == "person"
+    ]
+    taken = {t.xyxy for t in tracked.tracks}
+    for row in np.flatnonzero(detections.label == "person"):
+        box = tuple(float(v) for v in detections.xyxy[row])
+        if box not in taken:
+            out.append(PersonVerdict((box[0], box[1], box[2], box[3]), "unknown"))
+    return out
+
+
+Runner = Callable[[Frame], list[PersonVerdict]]
+
+
+def product_runner(site: LoadedSite, detector: Detector) -> Runner:
+    """Play a photo as a static clip through the example camera's tracker; read the verdicts."""
+    camera_id, camera = next(iter(site.config.cameras.items()))
+    frames = site.config.tracker.ppe_window + 2
+
+    def run(frame: Frame) -> list[PersonVerdict]:
+        detections = detector.detect([frame])[0]
+        tracker = build_tracker(site, camera_id, camera)
+        tracked: TrackedFrame | None = None
+        for seq in range(frames):
+            t = seq / camera.fps
+            still = Frame(camera_id, seq, t, t, frame.image)
+            tracked = tracker.update(detections, still)
+        assert tracked is not None
+        return verdicts_of(tracked, detections)
+
+    return run
+
+
+def _model_file(site: LoadedSite, path: str) -> Path:
+    """A model's file: the path as written when it exists, else a catalogue name."""
+    direct = site.resolve(path)
+    return direct if direct.is_file() else resolve(path, site.base_dir)
+
+
+def load_setup(setup: Setup) -> tuple[LoadedSite, Detector]:
+    """The example site with ``setup``'s model swaps, and its camera's detector."""
+    site = load_site(SITE)
+    models = dict(site.config.models)
+    for key, asset in setup.models.items():
+        update: dict[str, Any] = {"path": str(require_asset(asset))}
+        if key in setup.formats:
+            update["format"] = setup.formats[key]
+        models[key] = models[key].model_copy(update=update)
+    config = site.config.model_copy(update={"models": models})
+    site = replace(site, config=config)
+    camera = next(iter(site.config.cameras.values()))
+    resolved = {k: (models[k], _model_file(site, models[k].path)) for k in camera.models}
+    return site, build_detector(resolved, camera.models)
+
+
+def evaluate(setup: Setup, limit: int | None = None) -> dict[str, Any]:
+    """Score one setup over the evaluation photos."""
+    dataset = require_asset(DATASET)
+    site, detector = load_setup(setup)
+    runner = product_runner(site, detector)
+    outcome = Outcome()
+    paths = sorted((dataset / "images").glob("*.png"))[:limit]
+    start = time.perf_counter()
+    for i, path in enumerate(paths):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SystemExit(f"cannot read {path}")
+        frame = Frame("eval", i, 0.0, 0.0, np.asarray(image, np.uint8))
+        heads, truths = load_truth(dataset / "labels" / f"{path.stem}.txt", *image.shape[:2])
+        score(outcome, heads, truths, runner(frame), detect_padding(image))
+    result = outcome.summary()
+    result["images"] = len(paths)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def _print(name: str, r: dict[str, Any]) -> None:
+    print(
+        f"\n{name}: {r['persons']} persons ({r['bare']} bare, {r['hat']} hat), "
+        f"{r['ignored_truths']} heads in mirrored bands ignored, {r['images']} images"
+    )
+    print(
+        f"  violation recall {r['violation_recall']}  precision {r['violation_precision']}  "
+        f"unknown {r['unknown_rate']} (missed {r['missed_rate']})  "
+        f"compliant recall {r['compliant_recall']}"
+    )
+    print(f"  {'truth':6} " + " ".join(f"{v:>10}" for v in (*VERDICTS, "missed")))
+    for truth, row in r["confusion"].items():
+        print(f"  {truth:6} " + " ".join(f"{row[v]:>10}" for v in (*VERDICTS, "missed")))
+    extra = r["extra_persons"]
+    print(f"  {'extra':6} " + " ".join(f"{extra[v]:>10}" for v in VERDICTS))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Score every setup (or one) and write ``bench/results/ppe_compliance.json``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--setup", choices=[s.name for s in SETUPS], help="only this setup")
+    parser.add_argument("--limit", type=int, help="only the first N photos (a quick look)")
+    args = parser.parse_args(argv)
+    results: dict[str, Any] = {}
+    for setup in SETUPS:
+        if args.setup and setup.name != args.setup:
+            continue
+        results[setup.name] = evaluate(setup, args.limit)
+        _print(setup.name, results[setup.name])
+    out = write_results("ppe_compliance", {"dataset": DATASET, "setups": results})
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
