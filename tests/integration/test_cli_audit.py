@@ -244,3 +244,58 @@ def test_audit_output_verifies(audited: tuple[Path, dict[str, Any], str]) -> Non
         still.write_bytes(original)
     assert tampered.returncode == 1
     assert still.name in tampered.stdout + tampered.stderr
+
+
+def truncated_copy(folder: Path) -> Path:
+    """The first 5 s of the example clip with its index up front, cut off at 60 % of its bytes:
+    it opens and decodes without one error, but only half of its frames are there."""
+    from safewatch.runtime.video_trim import trim_video
+
+    short = folder / "short.mp4"
+    trim_video(asset(CLIP), short, frames=124)
+    whole = folder / "whole.mp4"
+    with (
+        av.open(str(short)) as source,
+        av.open(str(whole), "w", format="mp4", options={"movflags": "faststart"}) as target,
+    ):
+        stream = target.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                target.mux(packet)
+    data = whole.read_bytes()
+    cut = folder / "truncated.mp4"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    return cut
+
+
+def test_audit_reports_coverage_and_strict_fails_on_a_truncated_video(tmp_path: Path) -> None:
+    video = truncated_copy(tmp_path)
+    args = ("audit", video, "-c", EXAMPLE_SITE, "-r", EXAMPLE_RULES, "--no-clips", "--no-progress")
+    lenient = safewatch(*args, "-o", tmp_path / "lenient")
+    assert lenient.returncode == 0, lenient.stderr
+    (report,) = json.loads((tmp_path / "lenient" / "incidents.json").read_text())["videos"]
+    assert 0.4 < report["coverage"] < 0.6
+    assert "warning: only 50.0% of" in " ".join(lenient.stdout.split())
+
+    strict = safewatch(*args, "-o", tmp_path / "strict", "--strict")
+    assert strict.returncode == 1
+    assert "--strict: part of" in strict.stderr and "truncated.mp4" in strict.stderr
+    assert (tmp_path / "strict" / "incidents.json").exists()  # the results are still written
+
+
+def test_a_failed_audit_leaves_nothing_behind(tmp_path: Path) -> None:
+    asset("models/yolox_nano_coco.onnx")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n")
+    fresh = tmp_path / "fresh"
+    result = safewatch("audit", text, "-c", EXAMPLE_SITE, "-r", EXAMPLE_RULES, "-o", fresh)
+    assert result.returncode == 2 and "notes.mp4" in result.stderr
+    assert not fresh.exists()
+
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "keep.txt").write_text("mine")
+    result = safewatch("audit", text, "-c", EXAMPLE_SITE, "-r", EXAMPLE_RULES, "-o", used)
+    assert result.returncode == 2
+    assert sorted(p.name for p in used.iterdir()) == ["keep.txt"]

@@ -46,15 +46,32 @@ def audit(
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit with status 1 when part of a video could not be decoded (the summary "
+            "and incidents.json give each video's coverage either way).",
+        ),
+    ] = False,
 ) -> None:
-    """Run the pipeline over archived footage; write incidents.json, evidence stills and clips."""
+    """Run the pipeline over archived footage; write incidents.json, evidence stills and clips.
+
+    A video may also be a catalogue video's name (``construction_cctv``): it is downloaded like
+    the site's models. A failed audit removes what it had written to the output folder.
+    """
+    from safewatch.cli.fetch import fetch_site_files
     from safewatch.config.loader import load_site
+    from safewatch.detect.catalogue import resolve_video
     from safewatch.rules import load_rules
     from safewatch.runtime.audit import AuditOptions, run_audit
-    from safewatch.runtime.audit_report import print_summary
+    from safewatch.runtime.audit_integrity import remove_outputs_on_failure
+    from safewatch.runtime.audit_report import incomplete_videos, print_summary
 
     site = load_site(config)
     rule_set = load_rules(rules, site.config)
+    fetch_site_files(site, [str(v) for v in videos])
+    videos = [resolve_video(str(v), Path.cwd()) or v for v in videos]
     options = AuditOptions(
         videos=tuple(videos),
         out_dir=out_dir,
@@ -64,8 +81,13 @@ def audit(
         batch_size=batch,
         start=None if start is None else _parse_start(start, site.config.site.timezone),
     )
-    report = run_audit(site, rule_set, options, console=err if progress else None)
+    with remove_outputs_on_failure(out_dir):
+        report = run_audit(site, rule_set, options, console=err if progress else None)
     print_summary(report, out)
+    if strict and incomplete_videos(report):
+        names = ", ".join(str(r.video) for r in incomplete_videos(report))
+        err.print(f"[red]error:[/red] --strict: part of {names} could not be read", highlight=False)
+        raise typer.Exit(1)
 
 
 def _parse_start(text: str, timezone: str) -> float:

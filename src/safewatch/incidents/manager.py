@@ -236,6 +236,15 @@ class IncidentManager:
         )
         if self._recorder is not None:
             self._recorder.open_clip(incident)  # after the row: a clip never precedes its incident
+        # INFO: `serve` shows these in its console, so an operator sees protection working.
+        _log.info(
+            "incident opened: camera %s, rule %s (%s): %s [%s]",
+            incident.camera_id,
+            incident.rule_id,
+            incident.severity,
+            incident.message,
+            incident.id,
+        )
         return IncidentChange(incident, ChangeKind.OPENED)
 
     def _adopt(self, key: str, event: RuleEvent) -> _Episode:
@@ -297,4 +306,12 @@ class IncidentManager:
         self._closed[key] = None
         while len(self._closed) > self._remember_closed:
             self._closed.popitem(last=False)
+        lasted = (incident.ended_at or incident.started_at) - incident.started_at
+        _log.info(
+            "incident closed: camera %s, rule %s after %.1f s [%s]",
+            incident.camera_id,
+            incident.rule_id,
+            lasted,
+            incident.id,
+        )
         return IncidentChange(incident, ChangeKind.CLOSED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from safewatch.config.site import CameraConfig
-from safewatch.errors import SourceError
+from safewatch.errors import ModelError, SourceError
 from safewatch.ingest.av_options import source_kind
 from safewatch.ingest.file_source import FileSource
 from safewatch.ingest.live_source import LiveSource
@@ -13,7 +13,32 @@ from safewatch.ingest.redact import redact_url
 from safewatch.ingest.source import Source
 from safewatch.ingest.state import StateListener
 
-__all__ = ["open_source"]
+__all__ = ["file_source_path", "open_source"]
+
+
+def file_source_path(camera_id: str, source: str, base_dir: Path) -> Path:
+    """The file a camera's ``source`` names: a path (``file://`` accepted), or a catalogue video.
+
+    A relative path is relative to ``base_dir`` (the site file's folder). A name such as
+    ``construction_cctv`` that is not a file there but a demo video of the model catalogue
+    (``safewatch models list``) means its downloaded copy, so the example site needs no footage
+    of its own.
+
+    Raises:
+        SourceError: A catalogue video that has not been downloaded yet (the message says how).
+    """
+    from safewatch.detect.catalogue import resolve_video  # the catalogue reads no files at import
+
+    if source.lower().startswith("file://"):
+        source = source[len("file://") :]
+    try:
+        cached = resolve_video(source, base_dir)
+    except ModelError as exc:
+        raise SourceError(f"camera {camera_id!r}: {exc}") from exc
+    if cached is not None:
+        return cached
+    path = Path(source).expanduser()
+    return path if path.is_absolute() else base_dir / path
 
 
 def open_source(
@@ -55,14 +80,10 @@ def open_source(
             rtsp_transport=config.rtsp_transport,
             on_state=on_state,
         )
-    if source.lower().startswith("file://"):
-        source = source[len("file://") :]
-    elif "://" in source:
+    if "://" in source and not source.lower().startswith("file://"):
         raise SourceError(
             f"camera {camera_id!r}: unsupported source {redact_url(source)!r} "
             "(expected a file path, rtsp://, rtsps://, http(s):// or /dev/videoN)"
         )
-    path = Path(source).expanduser()
-    if not path.is_absolute():
-        path = base_dir / path
+    path = file_source_path(camera_id, source, base_dir)
     return FileSource(camera_id, path, fps=config.fps, origin=origin, on_state=on_state)

@@ -14,13 +14,14 @@ from safewatch import __version__
 from safewatch.config.loader import LoadedSite
 from safewatch.domain import Incident
 from safewatch.rules import RuleSet
+from safewatch.runtime.audit_integrity import FULL
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from safewatch.runtime.audit import AuditReport, VideoResult
 
-__all__ = ["incident_record", "print_summary", "write_incidents_json"]
+__all__ = ["incident_record", "incomplete_videos", "print_summary", "write_incidents_json"]
 
 
 def _iso(seconds: float | None) -> str | None:
@@ -62,6 +63,8 @@ def write_incidents_json(report: AuditReport, site: LoadedSite, rules: RuleSet) 
             "frames_analysed": r.stats.frames,
             "media_seconds": round(r.stats.last_pts - r.stats.first_pts, 3),
             "clock": r.clock,
+            "coverage": None if r.coverage is None else round(r.coverage, 4),
+            "undecodable_packets": r.bad_packets,
             "started_at": _iso(r.stats.origin),
             "analysis_fps": round(r.stats.fps, 2),
             "tracks": {label: len(ids) for label, ids in sorted(r.stats.tracks.items())},
@@ -88,7 +91,7 @@ def write_incidents_json(report: AuditReport, site: LoadedSite, rules: RuleSet) 
 
 def print_summary(report: AuditReport, console: Console) -> None:
     """Print one table of videos and one of incidents per rule."""
-    videos = Table("video", "camera", "frames", "fps", "tracks", "incidents", title="Audit")
+    videos = Table("video", "camera", "frames", "fps", "read", "tracks", "incidents", title="Audit")
     per_rule: Counter[tuple[str, str, str]] = Counter()
     seconds: defaultdict[tuple[str, str, str], float] = defaultdict(float)
     for r in report.results:
@@ -98,6 +101,7 @@ def print_summary(report: AuditReport, console: Console) -> None:
             r.camera_id,
             str(r.stats.frames),
             f"{r.stats.fps:.1f}",
+            "?" if r.coverage is None else f"{r.coverage:.1%}",
             tracks,
             str(len(r.incidents)),
         )
@@ -118,5 +122,19 @@ def print_summary(report: AuditReport, console: Console) -> None:
             "note: a video has no creation time in its metadata, so its wall times count from "
             "1970-01-01; pass --start 2026-11-20T14:00:00 to set it (offsets are exact either way)"
         )
+    for r in incomplete_videos(report):
+        read = "an unknown share" if r.coverage is None else f"{r.coverage:.1%}"
+        console.print(
+            f"warning: only {read} of {r.video} could be decoded ({r.bad_packets} undecodable "
+            "packet(s)); its incidents cover only what was read",
+            highlight=False,
+        )
     if report.incidents_json is not None:
         console.print(f"written: {report.incidents_json}")
+
+
+def incomplete_videos(report: AuditReport) -> list[VideoResult]:
+    """Videos of which part could not be read (``audit --strict`` fails on any)."""
+    return [
+        r for r in report.results if r.bad_packets or (r.coverage is not None and r.coverage < FULL)
+    ]

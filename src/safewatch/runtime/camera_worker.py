@@ -42,6 +42,7 @@ from safewatch.domain.frame import Frame
 from safewatch.errors import ConfigError, SafewatchError
 from safewatch.ingest.av_options import source_kind
 from safewatch.ingest.backoff import Backoff
+from safewatch.ingest.factory import file_source_path
 from safewatch.ingest.live_source import LiveSource
 from safewatch.ingest.redact import redact_url
 from safewatch.ingest.source import Source
@@ -135,11 +136,7 @@ def build_camera_source(
             backoff=Backoff(0.5, max(0.5, spec.reconnect_cap)),
             on_state=on_state,
         )
-    if source.lower().startswith("file://"):
-        source = source[len("file://") :]
-    path = Path(source).expanduser()
-    if not path.is_absolute():
-        path = spec.base_dir / path
+    path = file_source_path(spec.camera_id, source, spec.base_dir)
     return PacedFileSource(
         spec.camera_id, path, fps=camera.fps, loop=camera.loop, on_state=on_state
     )
@@ -296,8 +293,10 @@ def worker_main(spec: WorkerSpec, connection: Connection) -> None:
         level=spec.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from safewatch.config.log_redaction import install_redaction
+    from safewatch.config.secrets import register_site_secrets
 
     install_redaction()
+    register_site_secrets(spec.camera)  # its password, masked by value in this process's logs
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which stops us
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())

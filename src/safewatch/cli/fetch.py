@@ -1,0 +1,91 @@
+"""Download the catalogue files a site names (models, demo footage) before a command runs.
+
+``serve`` and ``audit`` call :func:`fetch_site_files` first, so ``path: yolox_nano`` or
+``source: construction_cctv`` in a site file works on a machine that has never seen them: what is
+missing is pulled from its pinned upstream URL (or ``$SAFEWATCH_MIRROR``), checksummed, prepared
+and cached, with a progress bar; what is cached is re-hashed and used. Nothing downloads at
+import time, and nothing downloads for a site that names files by path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TransferSpeedColumn,
+)
+
+from safewatch.cli.app import err
+from safewatch.config.loader import LoadedSite
+
+__all__ = ["fetch_site_files", "names_in_site"]
+
+
+def names_in_site(site: LoadedSite) -> list[str]:
+    """Catalogue names the site's enabled cameras use (models and sources), in file order."""
+    from safewatch.detect.catalogue import catalogue
+
+    entries = catalogue()
+    wanted: list[str] = []
+    for camera in site.config.cameras.values():
+        if not camera.enabled:
+            continue
+        wanted += [site.config.models[key].path for key in camera.models]
+        wanted.append(camera.source.strip())
+    return [
+        name
+        for name in dict.fromkeys(wanted)
+        if name in entries and not (site.base_dir / name).exists()
+    ]
+
+
+def fetch_site_files(site: LoadedSite, extra: Iterable[str] = ()) -> None:
+    """Pull every catalogue file the site (and ``extra`` names, e.g. audit videos) needs.
+
+    Raises:
+        ModelError: A download failed; the message names the URL and the way to fetch it by hand.
+    """
+    from safewatch.detect.catalogue import catalogue
+
+    entries = catalogue()
+    names = names_in_site(site) + [n for n in extra if n in entries and not Path(n).exists()]
+    for name in dict.fromkeys(names):
+        _fetch_one(name, entries[name].licence)
+
+
+def _fetch_one(name: str, licence: str) -> None:
+    """Pull one entry, showing a progress bar only when bytes actually move."""
+    from safewatch.detect.catalogue import pull
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task: list[TaskID] = []
+
+        def advance(done: int, total: int | None) -> None:
+            if not task:
+                err.print(f"downloading {name} ({licence}) ...", highlight=False)
+                task.append(progress.add_task(f"  {name}", total=total))
+            progress.update(task[0], completed=done, total=total)
+
+        def step(what: str) -> None:
+            err.print(f"  preparing {what}", highlight=False)
+
+        result = pull(name, progress=advance, on_step=step)
+    if result.downloaded:
+        err.print(
+            f"  {name}: {result.model.size / 1e6:.1f} MB from {result.model.origin}, "
+            f"sha256 {result.checksum}",
+            highlight=False,
+        )
