@@ -4,12 +4,23 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= examples/site.yaml
 RULES ?= examples/rules
-VIDEO ?= ../shared/assets/video/construction_cctv_640x352_24s.mp4
+# The demo clip, by catalogue name: downloaded (sha256-checked) on first use, like the models.
+VIDEO ?= construction_cctv
+# Wall-clock time of the demo clip's first frame, as its camera's on-screen clock shows it; other
+# footage is dated by its own creation time unless START= is given.
+START ?= $(if $(filter construction_cctv,$(VIDEO)),2017-02-22T13:07:16)
 
 .PHONY: install run audit test check lint typecheck bench bench-runtime
 
+# A stock Debian/Ubuntu python3 cannot make virtual environments until python3-venv is installed.
 $(BIN)/safewatch: pyproject.toml
-	$(PY) -m venv $(VENV)
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "error: safewatch needs Python 3.11 or newer as '$(PY)' (make PY=python3.12 ...)" >&2; \
+	  exit 1; }
+	@$(PY) -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); \
+	  echo "error: '$(PY) -m venv' failed: install Python's venv module, on Debian/Ubuntu with" >&2; \
+	  echo "  sudo apt install python3-venv   (or python3.X-venv matching '$(PY) --version')" >&2; \
+	  exit 1; }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev]"
 	@touch $@
@@ -22,7 +33,8 @@ run: install
 
 # A one-off audit of the example clip -> audit-out/.
 audit: install
-	$(BIN)/safewatch audit $(VIDEO) --config $(CONFIG) --rules $(RULES) --out audit-out
+	$(BIN)/safewatch audit $(VIDEO) --config $(CONFIG) --rules $(RULES) --out audit-out \
+	  $(if $(START),--start $(START))
 
 test: install
 	$(BIN)/pytest
