@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.progress import (
     BarColumn,
@@ -24,7 +25,10 @@ from rich.progress import (
 from safewatch.cli.app import err
 from safewatch.config.loader import LoadedSite
 
-__all__ = ["fetch_site_files", "names_in_site"]
+if TYPE_CHECKING:
+    from safewatch.detect.catalogue import PullResult
+
+__all__ = ["fetch_named", "fetch_site_files", "names_in_site"]
 
 
 def names_in_site(site: LoadedSite) -> list[str]:
@@ -56,12 +60,19 @@ def fetch_site_files(site: LoadedSite, extra: Iterable[str] = ()) -> None:
     entries = catalogue()
     names = names_in_site(site) + [n for n in extra if n in entries and not Path(n).exists()]
     for name in dict.fromkeys(names):
-        _fetch_one(name, entries[name].licence)
+        fetch_named(name)
 
 
-def _fetch_one(name: str, licence: str) -> None:
-    """Pull one entry, showing a progress bar only when bytes actually move."""
-    from safewatch.detect.catalogue import pull
+def fetch_named(name: str, *, force: bool = False) -> PullResult:
+    """Pull one entry, showing a progress bar only when bytes actually move.
+
+    Raises:
+        ModelError: Unknown name, or the download failed.
+    """
+    from safewatch.detect.catalogue import catalogue, pull
+
+    entry = catalogue().get(name)
+    licence = entry.licence if entry is not None else "?"
 
     with Progress(
         TextColumn("{task.description}"),
@@ -75,17 +86,19 @@ def _fetch_one(name: str, licence: str) -> None:
 
         def advance(done: int, total: int | None) -> None:
             if not task:
-                err.print(f"downloading {name} ({licence}) ...", highlight=False)
+                err.print(f"downloading {name} ({licence}) ...", highlight=False, soft_wrap=True)
                 task.append(progress.add_task(f"  {name}", total=total))
             progress.update(task[0], completed=done, total=total)
 
         def step(what: str) -> None:
-            err.print(f"  preparing {what}", highlight=False)
+            err.print(f"  preparing {what}", highlight=False, soft_wrap=True)
 
-        result = pull(name, progress=advance, on_step=step)
+        result = pull(name, progress=advance, on_step=step, force=force)
     if result.downloaded:
         err.print(
             f"  {name}: {result.model.size / 1e6:.1f} MB from {result.model.origin}, "
             f"sha256 {result.checksum}",
             highlight=False,
+            soft_wrap=True,
         )
+    return result

@@ -40,11 +40,15 @@ def models_list() -> None:
 @models_app.command("pull")
 def models_pull(
     name: Annotated[str, typer.Argument(help="Catalogue name, e.g. yolox_nano.")],
+    force: Annotated[bool, typer.Option(help="Download again even if cached.")] = False,
 ) -> None:
-    """Download a catalogue model from its official URL and check its sha256."""
-    from safewatch.detect import catalogue
+    """Download a catalogue model (or demo video) from its pinned URL and check its sha256.
 
-    result = catalogue.pull(name)
+    $SAFEWATCH_MIRROR (a folder or URL) replaces the internet; see docs/models.md.
+    """
+    from safewatch.cli.fetch import fetch_named
+
+    result = fetch_named(name, force=force)
     model = result.model
     if result.checksum == "recorded":
         out.print(f"{name}: no published checksum; trusted on first use, sha256 {model.sha256}")
