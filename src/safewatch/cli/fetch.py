@@ -74,26 +74,33 @@ def fetch_named(name: str, *, force: bool = False) -> PullResult:
     entry = catalogue().get(name)
     licence = entry.licence if entry is not None else "?"
 
-    with Progress(
+    progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         console=err,
         transient=True,
-    ) as progress:
-        task: list[TaskID] = []
+    )
+    task: list[TaskID] = []  # started on the first bytes: a cached file shows nothing
 
-        def advance(done: int, total: int | None) -> None:
-            if not task:
-                err.print(f"downloading {name} ({licence}) ...", highlight=False, soft_wrap=True)
-                task.append(progress.add_task(f"  {name}", total=total))
-            progress.update(task[0], completed=done, total=total)
+    def advance(done: int, total: int | None) -> None:
+        if not task:
+            err.print(f"downloading {name} ({licence}) ...", highlight=False, soft_wrap=True)
+            progress.start()
+            task.append(progress.add_task(f"  {name}", total=total))
+        progress.update(task[0], completed=done, total=total)
 
-        def step(what: str) -> None:
-            err.print(f"  preparing {what}", highlight=False, soft_wrap=True)
+    def step(what: str) -> None:
+        if task:
+            progress.stop()
+        err.print(f"  preparing {what}", highlight=False, soft_wrap=True)
 
+    try:
         result = pull(name, progress=advance, on_step=step, force=force)
+    finally:
+        if task:
+            progress.stop()
     if result.downloaded:
         err.print(
             f"  {name}: {result.model.size / 1e6:.1f} MB from {result.model.origin}, "
