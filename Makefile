@@ -28,8 +28,9 @@ $(BIN)/safewatch: pyproject.toml
 install: $(BIN)/safewatch
 
 # The live server on the example site (its camera is the clip, looped as a live camera).
+# More serve options through ARGS, e.g. make run ARGS="--port 8090".
 run: install
-	$(BIN)/safewatch serve --config $(CONFIG) --rules $(RULES)
+	$(BIN)/safewatch serve --config $(CONFIG) --rules $(RULES) $(ARGS)
 
 # A one-off audit of the example clip -> audit-out/.
 audit: install
