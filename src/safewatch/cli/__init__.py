@@ -12,6 +12,7 @@ import sys
 from safewatch.cli import (  # noqa: F401 - registers the commands
     alerts,
     audit,
+    backtest,
     calibrate,
     check,
     db,

@@ -18,10 +18,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from safewatch.config.loader import LoadedSite
 from safewatch.config.site import CameraConfig, PrivacyConfig
-from safewatch.detect import Detector, build_detector
-from safewatch.detect.catalogue import resolve
+from safewatch.detect import Detector
 from safewatch.domain import Frame, Incident, RuleEvent, TrackedFrame, Zone
-from safewatch.errors import ConfigError, SourceError
+from safewatch.errors import SourceError
 from safewatch.incidents import (
     EvidenceRecorder,
     EvidenceStore,
@@ -34,7 +33,7 @@ from safewatch.ingest import FileSource, open_source
 from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
 from safewatch.runtime.audit_integrity import video_coverage
 from safewatch.runtime.pipeline import FrameObserver, Pipeline, PipelineStats
-from safewatch.runtime.stages import build_tracker
+from safewatch.runtime.stages import build_detector_for, build_tracker, pick_camera
 from safewatch.runtime.video_writer import Mp4Writer
 from safewatch.storage import IncidentRepository, create_engine_for
 
@@ -94,21 +93,6 @@ class AuditReport:
     out_dir: Path
     results: list[VideoResult] = field(default_factory=list)
     incidents_json: Path | None = None
-
-
-def _pick_camera(site: LoadedSite, requested: str | None) -> tuple[str, CameraConfig]:
-    cameras = site.config.cameras
-    if requested is not None:
-        if requested not in cameras:
-            known = ", ".join(sorted(cameras))
-            raise ConfigError(f"camera {requested!r} is not in the site file (cameras: {known})")
-        return requested, cameras[requested]
-    if len(cameras) == 1:
-        return next(iter(cameras.items()))
-    known = ", ".join(sorted(cameras))
-    raise ConfigError(
-        f"the site file has {len(cameras)} cameras ({known}); choose one with --camera"
-    )
 
 
 def _check_videos(videos: Sequence[Path]) -> None:
@@ -171,14 +155,10 @@ def run_audit(
     from safewatch.runtime.audit_report import write_incidents_json
 
     _check_videos(options.videos)
-    camera_id, camera = _pick_camera(site, options.camera)
+    camera_id, camera = pick_camera(site, options.camera)
     options.out_dir.mkdir(parents=True, exist_ok=True)
     if detector is None:
-        models = {
-            key: (site.config.models[key], resolve(site.config.models[key].path, site.base_dir))
-            for key in camera.models
-        }
-        detector = build_detector(models, camera.models)
+        detector = build_detector_for(site, camera)
     zones = rules.zones_for(camera_id)
     engine = create_engine_for(f"sqlite:///{(options.out_dir / 'audit.db').resolve()}", Path("."))
     repository = IncidentRepository(engine)

@@ -9,9 +9,37 @@ from __future__ import annotations
 
 from safewatch.config.loader import LoadedSite
 from safewatch.config.site import CameraConfig
+from safewatch.detect import Detector, build_detector
+from safewatch.detect.catalogue import resolve
+from safewatch.errors import ConfigError
 from safewatch.track import CameraTracker, PPEVocabulary
 
-__all__ = ["build_tracker", "ppe_items"]
+__all__ = ["build_detector_for", "build_tracker", "pick_camera", "ppe_items"]
+
+
+def pick_camera(site: LoadedSite, requested: str | None) -> tuple[str, CameraConfig]:
+    """The camera whose settings apply to footage: the one asked for, or the site's only one."""
+    cameras = site.config.cameras
+    if requested is not None:
+        if requested not in cameras:
+            known = ", ".join(sorted(cameras))
+            raise ConfigError(f"camera {requested!r} is not in the site file (cameras: {known})")
+        return requested, cameras[requested]
+    if len(cameras) == 1:
+        return next(iter(cameras.items()))
+    known = ", ".join(sorted(cameras))
+    raise ConfigError(
+        f"the site file has {len(cameras)} cameras ({known}); choose one with --camera"
+    )
+
+
+def build_detector_for(site: LoadedSite, camera: CameraConfig) -> Detector:
+    """The camera's detector: its models, in its order, merged (loads the ONNX sessions)."""
+    models = {
+        key: (site.config.models[key], resolve(site.config.models[key].path, site.base_dir))
+        for key in camera.models
+    }
+    return build_detector(models, camera.models)
 
 
 def ppe_items(site: LoadedSite, camera: CameraConfig) -> set[str] | None:

@@ -1,0 +1,300 @@
+"""``safewatch backtest``: judge footage with several rule sets, detecting and tracking once.
+
+A safety officer who changes a zone or a threshold wants to know, before saving, which past
+incidents disappear and which new ones appear. A backtest answers with the live code: the footage
+goes through the audit's :class:`~safewatch.runtime.pipeline.Pipeline` (the same decode, detector
+and per-camera :class:`~safewatch.runtime.step.CameraStep` that ``serve`` runs), with the first
+rule set in the pipeline's own step and every other rule set as a
+:class:`~safewatch.runtime.step.RuleStep` fed the very same tracked frames. So N rule sets cost one
+detection pass, one tracking pass and N rule evaluations, and their differences come from the
+rules alone, never from a tracker that happened to number people differently.
+
+Detections are cached (:mod:`safewatch.detect.cache`), so the next backtest of the same footage
+with another change loads no model at all. Each rule set's incidents go to a database and evidence
+folder of its own inside the output folder (never the site's live store); incident ids derive from
+(camera, rule, track, start), so an incident the change leaves alone has the same id in both sets.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from safewatch.config.loader import LoadedSite
+from safewatch.config.site import CameraConfig
+from safewatch.detect.cache import (
+    CacheKey,
+    DetectionCache,
+    RecordingDetector,
+    ReplayDetector,
+    file_sha256,
+)
+from safewatch.detect.catalogue import resolve
+from safewatch.domain import Frame, Incident, RuleEvent, TrackedFrame
+from safewatch.errors import ConfigError, SourceError
+from safewatch.incidents import EvidenceStore, IncidentChange, IncidentManager
+from safewatch.ingest import open_source
+from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
+from safewatch.runtime.pipeline import Pipeline
+from safewatch.runtime.stages import build_detector_for, build_tracker, pick_camera
+from safewatch.runtime.step import RuleStep
+from safewatch.storage import IncidentRepository, create_engine_for
+
+__all__ = [
+    "BacktestOptions",
+    "BacktestRun",
+    "NamedRules",
+    "SetResult",
+    "cache_key_for",
+    "run_backtest",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class NamedRules:
+    """A rule set under test and the name its results go by (``baseline``, ``proposal``...)."""
+
+    name: str
+    rules: RuleSet
+    source: Path
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestOptions:
+    """What the user asked for.
+
+    Attributes:
+        videos: Footage files, in order.
+        out_dir: Output folder; replaced whole at the end (a previous backtest's only).
+        camera: Camera whose models, fps and zones apply; ``None`` means the only camera.
+        cache_dir: Detection cache folder; ``None`` disables the cache.
+        batch_size: Frames per detector call.
+        start: Wall-clock time of each video's first frame (Unix seconds); ``None`` reads the
+            file's ``creation_time``.
+    """
+
+    videos: tuple[Path, ...]
+    out_dir: Path
+    camera: str | None = None
+    cache_dir: Path | None = None
+    batch_size: int = 4
+    start: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetResult:
+    """One rule set's incidents on one video."""
+
+    name: str
+    incidents: tuple[Incident, ...]
+
+
+@dataclass
+class BacktestRun:
+    """Everything one backtest produced, before it is compared and reported.
+
+    Attributes:
+        camera_id: The camera whose settings applied.
+        sets: The rule sets' names, in order (the first is the reference for comparisons).
+        results: Per video, each set's incidents.
+        spans: Per video, the wall-clock span its analysed frames covered.
+        frames: Frames analysed per video.
+        cached: Per video, whether detections came from the cache.
+        detect_seconds: Wall seconds spent detecting (or replaying) per video.
+        elapsed: Wall seconds per video.
+        staging: The folder results were written to (renamed to the output folder at the end).
+    """
+
+    camera_id: str
+    sets: list[str]
+    results: dict[Path, list[SetResult]] = field(default_factory=dict)
+    spans: dict[Path, tuple[float, float]] = field(default_factory=dict)
+    frames: dict[Path, int] = field(default_factory=dict)
+    cached: dict[Path, bool] = field(default_factory=dict)
+    detect_seconds: dict[Path, float] = field(default_factory=dict)
+    elapsed: dict[Path, float] = field(default_factory=dict)
+    staging: Path = Path()
+
+
+def cache_key_for(site: LoadedSite, camera: CameraConfig, video: Path) -> CacheKey:
+    """Everything that decides this footage's detections under this camera's settings."""
+    models = {}
+    for key in camera.models:
+        model = site.config.models[key]
+        path = resolve(model.path, site.base_dir)
+        settings = model.model_dump(mode="json", exclude={"path"})
+        models[key] = {"sha256": file_sha256(Path(path)), **settings}
+    tiling = None if camera.tiling is None else camera.tiling.model_dump(mode="json")
+    return CacheKey(file_sha256(video), models, camera.fps, tiling)
+
+
+def run_backtest(
+    site: LoadedSite,
+    sets: Sequence[NamedRules],
+    options: BacktestOptions,
+    *,
+    on_frame: Callable[[Path, int], None] | None = None,
+) -> BacktestRun:
+    """Run every video once through detection and tracking, judging it with every rule set.
+
+    Results are written into a staging folder beside ``options.out_dir``; the caller reports and
+    then calls :func:`publish` so a failed run leaves nothing half-written.
+
+    Args:
+        site: The loaded site file.
+        sets: Rule sets, the reference (baseline) first.
+        options: Footage, output, camera, cache.
+        on_frame: Called after each analysed frame with the video and frames done (progress).
+
+    Raises:
+        SourceError: A video is missing or unreadable.
+        ModelError: A model cannot be loaded, or a cache file belongs to another run.
+    """
+    if not options.videos:
+        raise SourceError("no footage given")
+    for video in options.videos:
+        if not video.is_file():
+            raise SourceError(f"footage {video} does not exist or is not a file")
+    if not sets:
+        raise ConfigError("no rule set to test")
+    camera_id, camera = pick_camera(site, options.camera)
+    parent = options.out_dir.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{options.out_dir.name}.partial-", dir=parent))
+    run = BacktestRun(camera_id, [s.name for s in sets], staging=staging)
+    cache = None if options.cache_dir is None else DetectionCache(options.cache_dir)
+    try:
+        for index, video in enumerate(options.videos):
+            _backtest_one(
+                site, sets, options, (camera_id, camera), video, index, cache, run, on_frame
+            )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return run
+
+
+def publish(run: BacktestRun, out_dir: Path) -> None:
+    """Move the staged results to ``out_dir``, replacing a previous backtest's output there.
+
+    Raises:
+        ConfigError: ``out_dir`` exists and is not a backtest's output (never deleted).
+    """
+    if out_dir.exists():
+        if not (out_dir / "backtest.json").is_file():
+            shutil.rmtree(run.staging, ignore_errors=True)
+            raise ConfigError(
+                f"output folder {out_dir} exists and holds no backtest.json; choose another -o"
+            )
+        shutil.rmtree(out_dir)
+    run.staging.rename(out_dir)
+    run.staging = out_dir
+
+
+def _backtest_one(
+    site: LoadedSite,
+    sets: Sequence[NamedRules],
+    options: BacktestOptions,
+    picked: tuple[str, CameraConfig],
+    video: Path,
+    index: int,
+    cache: DetectionCache | None,
+    run: BacktestRun,
+    on_frame: Callable[[Path, int], None] | None,
+) -> None:
+    camera_id, camera = picked
+    started = time.perf_counter()
+    source = open_source(
+        camera_id,
+        camera.model_copy(update={"source": str(video.resolve())}),
+        base_dir=Path("."),
+        origin=options.start,
+    )
+    key = cache_key_for(site, camera, video) if cache is not None else None
+    cached = cache.load(key) if cache is not None and key is not None else None
+    recording: RecordingDetector | None = None
+    if cached is not None:
+        detector: RecordingDetector | ReplayDetector = ReplayDetector(
+            cached, str(cache.path_for(key)) if cache is not None and key is not None else "?"
+        )
+    else:
+        recording = detector = RecordingDetector(build_detector_for(site, camera))
+    steps: list[RuleStep] = []
+    engines = []
+    for named in sets:
+        folder = run.staging / named.name / f"{index:02d}-{video.stem}"
+        folder.mkdir(parents=True)
+        engine = create_engine_for(f"sqlite:///{(folder / 'incidents.db').resolve()}", Path("."))
+        engines.append(engine)
+        repository = IncidentRepository(engine)
+        manager = IncidentManager(
+            repository,
+            EvidenceStore(folder / "evidence", log=repository),
+            named.rules.zones_for,
+            privacy_for=site.config.privacy_for,
+        )
+        rule_engine = RuleEngine(
+            named.rules, site.config.site.timezone, calibrations_from_site(site.config)
+        )
+        steps.append(RuleStep(camera_id, rule_engine, manager))
+    others = steps[1:]
+    frames_done = 0
+
+    def follow(
+        frame: Frame,
+        tracked: TrackedFrame,
+        _events: Sequence[RuleEvent],
+        _changes: Sequence[IncidentChange],
+    ) -> None:
+        nonlocal frames_done
+        for step in others:
+            step.apply(frame, tracked)
+        frames_done += 1
+        if on_frame is not None:
+            on_frame(video, frames_done)
+
+    first = steps[0]
+    pipeline = Pipeline(
+        camera_id,
+        source,
+        detector,
+        build_tracker(site, camera_id, camera),
+        first.engine,
+        first.incidents,
+        batch_size=options.batch_size,
+        observers=[follow],
+    )
+    try:
+        stats = pipeline.run()
+        for step in others:
+            step.finish()
+            if step.last is not None:
+                step.incidents.close_all(step.last[1].timestamp)
+        results = []
+        for named, engine in zip(sets, engines, strict=True):
+            repository = IncidentRepository(engine)
+            incidents = repository.list(camera=camera_id, limit=10_000)
+            results.append(SetResult(named.name, tuple(sorted(incidents, key=_order))))
+    finally:
+        source.close()
+        for engine in engines:
+            engine.dispose()
+    if recording is not None and cache is not None and key is not None:
+        cache.save(key, recording.recorded())
+    run.results[video] = results
+    run.spans[video] = (stats.origin + stats.first_pts, stats.origin + stats.last_pts)
+    run.frames[video] = stats.frames
+    run.cached[video] = cached is not None
+    run.detect_seconds[video] = stats.detect_seconds
+    run.elapsed[video] = time.perf_counter() - started
+
+
+def _order(incident: Incident) -> tuple[float, str, str]:
+    return (incident.started_at, incident.rule_id, incident.id)

@@ -1,0 +1,100 @@
+"""Comparing two rule sets' incidents and scoring them against reviewed ones (pure functions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from safewatch.domain import Incident
+from safewatch.domain.events import Severity
+from safewatch.domain.incidents import IncidentStatus
+from safewatch.runtime.backtest_diff import DiffKind, compare, score
+
+
+def incident(
+    name: str,
+    start: float,
+    end: float | None,
+    *,
+    rule: str = "r",
+    track: int = 1,
+    status: IncidentStatus = IncidentStatus.OPEN,
+) -> Incident:
+    return Incident(
+        id=name,
+        camera_id="cam",
+        rule_id=rule,
+        rule_kind="zone_intrusion",
+        severity=Severity.HIGH,
+        track_ids=(track,),
+        started_at=start,
+        ended_at=end,
+        peak_confidence=0.9,
+        message=name,
+        status=status,
+    )
+
+
+def kinds(differences: list) -> list[tuple[DiffKind, str | None, str | None]]:  # type: ignore[type-arg]
+    return [
+        (d.kind, d.baseline.id if d.baseline else None, d.proposal.id if d.proposal else None)
+        for d in differences
+    ]
+
+
+def test_same_episode_is_unchanged_moved_end_is_changed() -> None:
+    base = [incident("a", 10, 20), incident("b", 30, 40, track=2)]
+    new = [incident("a", 10, 20), incident("b2", 30, 35, track=2)]
+    assert kinds(compare(base, new)) == [
+        (DiffKind.UNCHANGED, "a", "a"),
+        (DiffKind.CHANGED, "b", "b2"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("new", "expected"),
+    [
+        ([incident("x", 10, 20, rule="other")], [DiffKind.REMOVED, DiffKind.ADDED]),
+        ([incident("x", 10, 20, track=7)], [DiffKind.REMOVED, DiffKind.ADDED]),
+        ([incident("x", 25, 30)], [DiffKind.REMOVED, DiffKind.ADDED]),
+        ([], [DiffKind.REMOVED]),
+    ],
+    ids=["other rule", "other track", "no overlap", "gone"],
+)
+def test_no_match_without_same_rule_track_and_overlap(
+    new: list[Incident], expected: list[DiffKind]
+) -> None:
+    assert sorted(d.kind for d in compare([incident("a", 10, 20)], new)) == sorted(expected)
+
+
+def test_the_larger_overlap_wins_and_each_incident_matches_once() -> None:
+    base = [incident("a", 10, 20)]
+    new = [incident("small", 19, 30), incident("big", 11, 20)]
+    assert kinds(compare(base, new)) == [
+        (DiffKind.CHANGED, "a", "big"),
+        (DiffKind.ADDED, None, "small"),
+    ]
+
+
+def test_an_open_episode_overlaps_everything_after_its_start() -> None:
+    assert kinds(compare([incident("a", 10, None)], [incident("b", 50, None)])) == [
+        (DiffKind.CHANGED, "a", "b")
+    ]
+
+
+def test_scores_against_reviewed_incidents() -> None:
+    real = incident("real", 100, 110, status=IncidentStatus.RESOLVED, track=90)
+    missed = incident("missed", 200, 210, status=IncidentStatus.RESOLVED, track=91)
+    false = incident("false", 300, 305, status=IncidentStatus.FALSE_POSITIVE, track=92)
+    pending = incident("pending", 400, 405, status=IncidentStatus.OPEN, track=93)
+    mine = [incident("m1", 111, 115), incident("m2", 303, 304), incident("m3", 400, 405)]
+    result = score(mine, [real, missed, false, pending], slack=2.0)
+    assert [i.id for i in result.real_raised] == ["real"]  # 1 s apart, within the slack
+    assert [i.id for i in result.real_missed] == ["missed"]
+    assert [i.id for i in result.false_raised] == ["false"]
+    assert result.false_avoided == ()
+    assert result.precision == 0.5 and result.recall == 0.5
+
+
+def test_no_reviewed_incidents_gives_no_figures() -> None:
+    result = score([incident("m", 1, 2)], [])
+    assert result.precision is None and result.recall is None
