@@ -203,3 +203,37 @@ def test_filters_and_presets_survive_a_reload(served: Served, page: Any) -> None
     assert shown and page.input_value("#f-rule") == "people-on-floor"
     assert page.evaluate("() => window.scrollY") == 0, "the page must not scroll past the filters"
     assert time.time() > since
+
+
+def test_killing_the_camera_turns_its_tile_to_reconnecting(
+    served: Served, camera: RtspCamera, page: Any
+) -> None:
+    page.goto(f"{served.base}/live")
+    tile = "article.tile[data-camera=yard]"
+    page.wait_for_function(
+        f"() => document.querySelector('{tile}').dataset.state === 'streaming'"
+        f" && +document.querySelector('{tile}').dataset.frames > 0",
+        timeout=120_000,
+    )
+    assert page.inner_text(f"{tile} .state").startswith("streaming")
+    camera.kill()
+    killed = time.monotonic()
+    try:
+        page.wait_for_function(
+            f"() => ['reconnecting', 'stale', 'down'].includes("
+            f"document.querySelector('{tile}').dataset.state)",
+            timeout=60_000,
+        )
+        elapsed = time.monotonic() - killed
+        state = page.get_attribute(tile, "data-state")
+        text = page.inner_text(f"{tile} .state")
+    finally:
+        camera.start()
+    assert state == "reconnecting", text
+    assert text.startswith("reconnecting")
+    assert elapsed <= 5.0, f"the tile took {elapsed:.1f} s to show the outage"
+    print(f"tile showed the outage {elapsed:.2f} s after the camera was killed")
+    # And back: the source reconnects to the restarted camera and the tile says so.
+    page.wait_for_function(
+        f"() => document.querySelector('{tile}').dataset.state === 'streaming'", timeout=120_000
+    )

@@ -81,6 +81,8 @@ def create_app(
     if dashboard is not None:
         from safewatch.api.setup import install_dashboard
 
+        # Live tiles show each camera's state as the runtime sees it (api/camera_state.py).
+        app.state.readiness = services.readiness
         install_dashboard(app, dashboard)
     # -- end of dashboard -----------------------------------------------------------------------
 

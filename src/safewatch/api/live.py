@@ -266,9 +266,25 @@ class LiveHub:
             return data
 
 
+_SAME_OBJECT_IOU = 0.5
+"""A detection overlapping a track of its label this much is that track (drawn once)."""
+
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ax1, ay1, ax2, ay2 = (float(v) for v in a)
+    bx1, by1, bx2, by2 = (float(v) for v in b)
+    w = min(ax2, bx2) - max(ax1, bx1)
+    h = min(ay2, by2) - max(ay1, by1)
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter)
+
+
 def frame_metadata(frame: LiveFrame) -> dict[str, Any]:
     """What the browser draws over a frame: tracks (normalised boxes, ids, labels, PPE state,
-    whether in violation) and the small PPE detections, as JSON-ready data."""
+    whether in violation), the detections no track accounts for (PPE items; people not yet
+    confirmed as tracks, flagged ``unconfirmed``), as JSON-ready data."""
     tracked = frame.tracked
     width = max(1, tracked.width)
     height = max(1, tracked.height)
@@ -294,12 +310,29 @@ def frame_metadata(frame: LiveFrame) -> dict[str, Any]:
         for track in tracked.tracks
     ]
     det = tracked.detections
-    tracked_labels = {track.label for track in tracked.tracks}
-    detections = [
-        {"label": str(label), "box": box(xyxy), "confidence": round(float(conf), 3)}
-        for xyxy, label, conf in zip(det.xyxy, det.label, det.confidence, strict=True)
-        if str(label) not in tracked_labels
-    ]
+    tracked_boxes: dict[str, list[tuple[float, float, float, float]]] = {}
+    for track in tracked.tracks:
+        x1, y1, x2, y2 = (float(v) for v in track.xyxy)
+        tracked_boxes.setdefault(track.label, []).append((x1, y1, x2, y2))
+    detections = []
+    for xyxy, label, conf in zip(det.xyxy, det.label, det.confidence, strict=True):
+        name = str(label)
+        matched = tracked_boxes.get(name)
+        if matched is None:
+            detections.append(
+                {"label": name, "box": box(xyxy), "confidence": round(float(conf), 3)}
+            )
+        elif not any(_iou(xyxy, other) >= _SAME_OBJECT_IOU for other in matched):
+            # Seen by the detector but not (yet) a confirmed track: its head is hidden like any
+            # person's, and without a box the viewer would think the system missed them.
+            detections.append(
+                {
+                    "label": name,
+                    "box": box(xyxy),
+                    "confidence": round(float(conf), 3),
+                    "unconfirmed": True,
+                }
+            )
     return {
         "type": "frame",
         "camera": frame.camera_id,

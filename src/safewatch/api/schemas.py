@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from safewatch.api.camera_state import CameraStateOut
 from safewatch.api.errors import ErrorDetail
 from safewatch.domain import Incident
 from safewatch.rules.reload import ReloadStatus
@@ -194,6 +195,9 @@ class CameraOut(BaseModel):
     last_frame_at: float | None
     width: int | None
     height: int | None
+    state: CameraStateOut | None = Field(
+        None, description="The camera's state as the runtime sees it (what its tile shows)."
+    )
 
 
 class ReloadStatusOut(BaseModel):
@@ -206,6 +210,11 @@ class ReloadStatusOut(BaseModel):
     errors: list[str]
     attempts: int
     failures: int
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Protection that disappeared: rules the latest generation dropped, enabled "
+        "cameras no enabled rule runs on.",
+    )
 
     @classmethod
     def of(cls, status: ReloadStatus) -> ReloadStatusOut:
@@ -218,6 +227,7 @@ class ReloadStatusOut(BaseModel):
             errors=list(status.errors),
             attempts=status.attempts,
             failures=status.failures,
+            warnings=list(status.warnings),
         )
 
 

@@ -9,7 +9,11 @@ and ``{"type": "ping"}`` every 15 s of silence (keeps proxies from closing an id
 message (:func:`~safewatch.api.live.frame_metadata`: normalised boxes, track ids, labels, PPE
 state, which tracks are in violation) followed, with ``?video=jpeg``, by the frame itself as one
 binary message (JPEG, heads hidden). The browser draws the JPEG and the boxes on one canvas, so
-they always match. A viewer that falls behind skips frames; ``?fps=`` caps the rate.
+they always match. A viewer that falls behind skips frames; ``?fps=`` caps the rate. Every second
+it also sends ``{"type": "state", "state": "streaming" | "stale" | "reconnecting" | ...,
+"frame_age": ...}``, the camera's state as the runtime sees it
+(:mod:`~safewatch.api.camera_state`): the tile shows that, not whether the socket is open, so a
+dead camera turns its tile to reconnecting within about a second of the runtime noticing.
 
 Authentication is the gate's (:mod:`safewatch.api.auth.gate`): a session cookie from this origin
 or a bearer token; anything else is closed before the handshake completes.
@@ -20,12 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from safewatch.api.camera_state import ReadinessSource, readiness_of, tile_state
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.deps import get_dashboard, principal_of
 from safewatch.api.live import frame_metadata
@@ -36,6 +42,12 @@ __all__ = ["geometry_message", "router"]
 router = APIRouter(prefix="/api/v1/ws", tags=["live"])
 
 _PING_SECONDS = 15.0
+_STATE_SECONDS = 1.0
+
+
+def _state_message(readiness: ReadinessSource | None, camera_id: str, enabled: bool) -> Any:
+    known = readiness().cameras.get(camera_id) if readiness is not None else None
+    return {"type": "state", **tile_state(known, enabled=enabled).model_dump(mode="json")}
 
 
 def geometry_message(dashboard: Dashboard, camera_id: str) -> dict[str, Any]:
@@ -131,6 +143,9 @@ async def camera_feed(
     done = anyio.Event()
     last_seq = 0
     generation = -1
+    readiness = readiness_of(websocket)
+    enabled = site.cameras[camera_id].enabled
+    next_state = 0.0
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(_until_closed, websocket, done)
@@ -139,10 +154,16 @@ async def camera_feed(
                 if current != generation:
                     generation = current
                     await websocket.send_json(geometry_message(dashboard, camera_id))
+                if time.monotonic() >= next_state:
+                    # Also the keep-alive: a message every second however quiet the camera.
+                    next_state = time.monotonic() + _STATE_SECONDS
+                    state = await anyio.to_thread.run_sync(
+                        _state_message, readiness, camera_id, enabled
+                    )
+                    await websocket.send_json(state)
                 frame = dashboard.live.latest(camera_id)
                 if frame is None or frame.seq == last_seq:
-                    if not await subscription.wait(_PING_SECONDS) and not done.is_set():
-                        await websocket.send_json({"type": "ping"})
+                    await subscription.wait(max(0.05, next_state - time.monotonic()))
                     continue
                 last_seq = frame.seq
                 await websocket.send_json(frame_metadata(frame))

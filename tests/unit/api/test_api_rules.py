@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -107,20 +108,39 @@ def test_disable_a_rule_and_draw_zones_keeping_the_comments(
     assert dashboard.rules.rule_generation().rules.zone("gate_area").polygon[0] == (0.1, 0.1)
 
 
-def test_live_socket_sends_geometry_metadata_and_frames(
+def _next_of(ws: Any, kind: str) -> dict[str, Any]:
+    """The next JSON message of ``kind``, skipping the once-a-second camera state messages."""
+    while True:
+        message: dict[str, Any] = ws.receive_json()
+        if message["type"] == kind:
+            return message
+        assert message["type"] == "state", message
+
+
+def test_live_socket_sends_geometry_state_metadata_and_frames(
     admin: tuple[TestClient, dict[str, str], Dashboard, Path],
 ) -> None:
     client, _, dashboard, _ = admin
     image = np.zeros((100, 200, 3), np.uint8)
     person = Track(3, "person", (20.0, 10.0, 60.0, 90.0), 0.9, {"hardhat": PPEState.ABSENT})
-    tracked = TrackedFrame("yard", 7, 1.4, 1_750_000_000.0, 200, 100, (person,), Detections.empty())
+    # The detector also saw the tracked person (drawn once, as the track) and someone at the
+    # right edge the tracker has not confirmed yet (drawn as an unconfirmed box).
+    seen = Detections(
+        np.array([[21, 10, 60, 89], [150, 20, 190, 95]], np.float32),
+        np.array([0.9, 0.6], np.float32),
+        np.array(["person", "person"], np.str_),
+    )
+    tracked = TrackedFrame("yard", 7, 1.4, 1_750_000_000.0, 200, 100, (person,), seen)
     with client.websocket_connect("/api/v1/ws/cameras/yard?video=jpeg") as ws:
         geometry = ws.receive_json()
         assert geometry["type"] == "geometry"
         assert [z["id"] for z in geometry["zones"]] == ["drop_zone"]
+        state = ws.receive_json()
+        # The test app's runtime knows no camera: the tile must not claim it streams.
+        assert (state["type"], state["state"]) == ("state", "unknown")
         dashboard.live.publish_frame(tracked, image)
-        meta = ws.receive_json()
-        assert meta["type"] == "frame" and meta["frame_seq"] == 7
+        meta = _next_of(ws, "frame")
+        assert meta["frame_seq"] == 7
         assert meta["tracks"] == [
             {
                 "id": 3,
@@ -129,6 +149,14 @@ def test_live_socket_sends_geometry_metadata_and_frames(
                 "confidence": 0.9,
                 "ppe": {"hardhat": "absent"},
                 "violating": False,
+            }
+        ]
+        assert meta["detections"] == [
+            {
+                "label": "person",
+                "box": [0.75, 0.2, 0.95, 0.95],
+                "confidence": 0.6,
+                "unconfirmed": True,
             }
         ]
         jpeg = ws.receive_bytes()

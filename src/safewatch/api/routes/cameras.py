@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from safewatch.api.camera_state import ReadinessSource, camera_states, readiness_of
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.deps import DashboardDep, Viewer
 from safewatch.api.errors import ERROR_RESPONSES
@@ -31,9 +32,11 @@ CameraId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
 _BOUNDARY = "safewatchframe"
 
 
-def camera_list(dashboard: Dashboard) -> list[CameraOut]:
-    """Every camera of the site in force, with whether frames arrive."""
+def camera_list(dashboard: Dashboard, readiness: ReadinessSource | None = None) -> list[CameraOut]:
+    """Every camera of the site in force, with whether frames arrive and, given the runtime's
+    ``readiness``, its state (:mod:`safewatch.api.camera_state`)."""
     site = dashboard.site().config
+    states = camera_states(readiness, {k: c.enabled for k, c in site.cameras.items()})
     cameras = []
     for key, camera in site.cameras.items():
         frame = dashboard.live.latest(key)
@@ -49,28 +52,33 @@ def camera_list(dashboard: Dashboard) -> list[CameraOut]:
                 last_frame_at=frame.received_at if frame else None,
                 width=frame.tracked.width if frame else None,
                 height=frame.tracked.height if frame else None,
+                state=states[key] if readiness is not None else None,
             )
         )
     return cameras
 
 
-def _camera(dashboard: Dashboard, camera_id: str) -> CameraOut:
-    for camera in camera_list(dashboard):
+def _camera(
+    dashboard: Dashboard, camera_id: str, readiness: ReadinessSource | None = None
+) -> CameraOut:
+    for camera in camera_list(dashboard, readiness):
         if camera.id == camera_id:
             return camera
     raise NotFound("camera", camera_id)
 
 
 @router.get("", response_model=list[CameraOut], summary="List cameras")
-async def cameras(_user: Viewer, dashboard: DashboardDep) -> list[CameraOut]:
-    """The site's cameras and whether analysed frames arrive from them."""
-    return camera_list(dashboard)
+async def cameras(_user: Viewer, dashboard: DashboardDep, request: Request) -> list[CameraOut]:
+    """The site's cameras, whether analysed frames arrive from them, and their state."""
+    return await anyio.to_thread.run_sync(camera_list, dashboard, readiness_of(request))
 
 
 @router.get("/{camera_id}", response_model=CameraOut, summary="One camera")
-async def camera(camera_id: CameraId, _user: Viewer, dashboard: DashboardDep) -> CameraOut:
-    """One camera."""
-    return _camera(dashboard, camera_id)
+async def camera(
+    camera_id: CameraId, _user: Viewer, dashboard: DashboardDep, request: Request
+) -> CameraOut:
+    """One camera, with its state."""
+    return await anyio.to_thread.run_sync(_camera, dashboard, camera_id, readiness_of(request))
 
 
 def _jpeg(dashboard: Dashboard, camera_id: str, max_width: int) -> tuple[int, bytes]:

@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from safewatch.api.auth.principal import Principal
+from safewatch.api.camera_state import readiness_of
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.deps import DashboardDep, Viewer, client_of
 from safewatch.api.errors import ApiError
@@ -165,7 +166,8 @@ async def home(_user: Viewer) -> RedirectResponse:
 @router.get("/live", response_class=HTMLResponse)
 async def live(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLResponse:
     """Camera grid with overlays."""
-    cameras = [c.model_dump(mode="json") for c in camera_list(dashboard)]
+    listed = await anyio.to_thread.run_sync(camera_list, dashboard, readiness_of(request))
+    cameras = [c.model_dump(mode="json") for c in listed]
     return _page(request, "live", user, dashboard, {"cameras": cameras})
 
 
@@ -205,7 +207,8 @@ async def analytics(request: Request, user: Viewer, dashboard: DashboardDep) -> 
 @router.get("/zones", response_class=HTMLResponse)
 async def zones(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLResponse:
     """Draw zones and lines on camera stills."""
-    cameras = [c.model_dump(mode="json") for c in camera_list(dashboard)]
+    listed = await anyio.to_thread.run_sync(camera_list, dashboard, readiness_of(request))
+    cameras = [c.model_dump(mode="json") for c in listed]
     from safewatch.api.routes.rules import rule_files
 
     return _page(

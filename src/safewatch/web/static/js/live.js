@@ -23,7 +23,7 @@ layout?.addEventListener("change", applyLayout);
 
 function tile(camera) {
   const canvas = el("canvas", { class: "overlay", width: 640, height: 360 });
-  const state = el("span", { class: "state" }, camera.enabled ? "connecting…" : "disabled");
+  const state = el("span", { class: "state", role: "status" }, camera.enabled ? "connecting…" : "disabled");
   const info = el("span", { class: "info muted" });
   const stage = el("div", { class: "stage" });
   let player = null;
@@ -34,10 +34,28 @@ function tile(camera) {
     stage.append(player);
   }
   stage.append(canvas);
-  const node = el("article", { class: "tile", dataset: { camera: camera.id, frames: "0", boxes: "0" } },
-    el("header", {}, el("strong", {}, camera.name), " ", state, el("span", { class: "spacer" }), info),
+  const node = el("article", { class: "tile", dataset: { camera: camera.id, frames: "0", boxes: "0", state: camera.enabled ? "connecting" : "disabled" }, "aria-label": camera.name },
+    el("header", {}, el("h2", { class: "tile-name" }, camera.name), " ", state, el("span", { class: "spacer" }), info),
     stage);
   if (!camera.enabled) return node;
+  // The tile shows the camera's state as the runtime sees it (the WebSocket's "state" messages,
+  // once a second), never whether the socket is open: a dead camera must not look live.
+  let shown = camera.state || null;
+  let shownAt = performance.now();
+  let socketUp = false;
+  const showState = () => {
+    if (!shown) return;
+    const age = shown.frame_age === null ? null : shown.frame_age + (performance.now() - shownAt) / 1000;
+    const ageText = age === null ? "" : age < 2 ? "" : ` · frame ${age < 90 ? `${age.toFixed(0)} s` : `${Math.round(age / 60)} min`} old`;
+    const word = { streaming: "streaming", stale: "stale", reconnecting: "reconnecting", connecting: "connecting", down: "down", disabled: "disabled", unknown: "state unknown" }[shown.state] || shown.state;
+    state.textContent = `${word}${ageText}${socketUp ? "" : " · server unreachable"}`;
+    state.className = `state st-cam-${shown.state}`;
+    state.title = shown.message || "";
+    node.dataset.state = shown.state;
+    node.classList.toggle("down", shown.state !== "streaming");
+  };
+  setInterval(showState, 1000);
+  showState();
   const ctx = canvas.getContext("2d");
   let meta = null;
   let geometry = null;
@@ -66,14 +84,19 @@ function tile(camera) {
   const video = camera.live_url ? "none" : "jpeg";
   liveSocket(`/api/v1/ws/cameras/${encodeURIComponent(camera.id)}?video=${video}&fps=10`, {
     binaryType: "blob",
-    onState(up) { state.textContent = up ? "live" : "reconnecting…"; state.classList.toggle("up", up); },
+    onState(up) {
+      socketUp = up;
+      if (!up) { state.textContent = "server unreachable, retrying…"; state.className = "state st-cam-down"; node.dataset.state = "unreachable"; }
+      else showState();
+    },
     async onMessage(event) {
       if (typeof event.data !== "string") {
         try { redraw(await createImageBitmap(event.data)); } catch { /* a frame lost */ }
         return;
       }
       const message = JSON.parse(event.data);
-      if (message.type === "geometry") geometry = message;
+      if (message.type === "state") { shown = message; shownAt = performance.now(); showState(); }
+      else if (message.type === "geometry") geometry = message;
       else if (message.type === "frame") {
         meta = message;
         node.dataset.tracks = String(message.tracks.length);

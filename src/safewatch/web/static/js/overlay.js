@@ -4,6 +4,7 @@
 export const COLORS = {
   ok: "#3ecf8e", bad: "#ff4d4f", unknown: "#f5c542", zone: "rgba(77, 163, 255, 0.9)",
   zoneFill: "rgba(77, 163, 255, 0.14)", line: "#c77dff", detection: "rgba(255,255,255,0.55)",
+  unconfirmed: "#e0e0e0",
 };
 
 function trackColor(track) {
@@ -64,6 +65,18 @@ export function drawOverlay(ctx, w, h, meta, geometry, show = {}) {
   for (const det of meta.detections || []) {
     const [x1, y1, x2, y2] = det.box;
     ctx.strokeStyle = det.label.startsWith("no_") ? COLORS.bad : COLORS.detection;
+    if (det.unconfirmed) {
+      // Detected but not yet a confirmed track: dashed, labelled, counted as a box drawn.
+      ctx.save();
+      ctx.setLineDash([6, 4]);
+      ctx.lineWidth = Math.max(1.5, h / 300);
+      ctx.strokeStyle = COLORS.unconfirmed;
+      ctx.strokeRect(x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h);
+      ctx.restore();
+      label(ctx, `${det.label} (not tracked yet)`, x1 * w, Math.max(0, y1 * h - font - 3), COLORS.unconfirmed, font);
+      boxes += 1;
+      continue;
+    }
     ctx.strokeRect(x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h);
   }
   ctx.lineWidth = Math.max(2, h / 250);

@@ -1,0 +1,82 @@
+"""A live tile's state from the runtime's view of its camera (not from the WebSocket)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from safewatch.api.camera_state import camera_states, tile_state
+from safewatch.runtime.health import CameraReadiness, ComponentHealth, FrameCounts, Readiness
+
+
+def readiness(**changes: Any) -> CameraReadiness:
+    base: dict[str, Any] = {
+        "ready": True,
+        "name": "Yard",
+        "worker": "running",
+        "source": "streaming",
+        "message": "",
+        "pid": None,
+        "restarts": 0,
+        "reconnects": 0,
+        "seconds_since_decoded": 0.2,
+        "seconds_since_inferred": 0.3,
+        "seconds_since_evaluated": 0.4,
+        "fps_target": 5.0,
+        "fps_decoded": 25.0,
+        "fps_analysed": 5.0,
+        "frames": FrameCounts(
+            decoded=1, sampled=1, inferred=1, motion_skipped=0, analysed=1, dropped={}
+        ),
+    }
+    return CameraReadiness(**{**base, **changes})
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, "streaming"),
+        ({"seconds_since_decoded": 2.9}, "streaming"),  # within max(3 s, 5 frames at 5 fps)
+        ({"seconds_since_decoded": 3.5}, "stale"),  # says streaming, but no frame for 3.5 s
+        ({"seconds_since_decoded": 3.5, "fps_target": 1.0}, "streaming"),  # 5 frames = 5 s
+        ({"source": "reconnecting", "seconds_since_decoded": 0.5}, "reconnecting"),
+        ({"source": "stalled"}, "reconnecting"),
+        ({"worker": "backoff", "source": "connecting"}, "reconnecting"),
+        ({"source": "connecting", "seconds_since_decoded": None}, "connecting"),
+        ({"worker": "starting"}, "connecting"),
+        ({"seconds_since_decoded": None}, "connecting"),
+        ({"source": "failed"}, "down"),
+        ({"worker": "failed", "source": "streaming"}, "down"),
+        ({"worker": "ended", "source": "ended"}, "down"),
+    ],
+)
+def test_tile_state_follows_the_source_not_the_socket(
+    changes: dict[str, Any], expected: str
+) -> None:
+    shown = tile_state(readiness(**changes))
+    assert shown.state == expected
+    assert shown.frame_age == readiness(**changes).seconds_since_decoded
+
+
+def test_disabled_and_unknown_cameras_never_look_live() -> None:
+    assert tile_state(readiness(), enabled=False).state == "disabled"
+    assert tile_state(None).state == "unknown"
+    ok = ComponentHealth(ok=True)
+    ready = Readiness(
+        status="degraded",
+        database=ok,
+        inference=ok,
+        rules=ok,
+        site=ok,
+        cameras={"yard": readiness(source="reconnecting")},
+    )
+    states = camera_states(lambda: ready, {"yard": True, "dock": True, "old": False})
+    assert {k: v.state for k, v in states.items()} == {
+        "yard": "reconnecting",
+        "dock": "unknown",
+        "old": "disabled",
+    }
+    assert {k: v.state for k, v in camera_states(None, {"yard": True}).items()} == {
+        "yard": "unknown"
+    }
