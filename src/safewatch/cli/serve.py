@@ -45,6 +45,27 @@ def serve(
         str | None,
         typer.Option(help="Decode workers: process or thread (default: runtime.decode)."),
     ] = None,
+    api: Annotated[
+        str,
+        typer.Option(
+            help="HTTP server: process (its own, so API load cannot slow the analysis) or "
+            "thread (inside the analysis process; for debugging and comparison)."
+        ),
+    ] = "process",
+    api_nice: Annotated[
+        int,
+        typer.Option(
+            min=0, max=19, help="Priority drop of the API process (nice); analysis goes first."
+        ),
+    ] = 10,
+    query_cache: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds an incident list or statistics answer may be reused while no "
+            "incident changed (0: off).",
+        ),
+    ] = 2.0,
 ) -> None:
     """Run every camera of the site through detection, tracking, rules and incidents.
 
@@ -58,6 +79,8 @@ def serve(
 
     if decode not in (None, "process", "thread"):
         raise ConfigError(f"--decode must be process or thread, not {decode!r}")
+    if api not in ("process", "thread"):
+        raise ConfigError(f"--api must be process or thread, not {api!r}")
     site = load_site(config)
     fetch_site_files(site)
     options = ServeOptions(
@@ -65,6 +88,9 @@ def serve(
         host=host,
         port=port,
         decode=decode,  # type: ignore[arg-type]  # checked above
+        api=api,  # type: ignore[arg-type]  # checked above
+        api_nice=api_nice,
+        query_cache_seconds=query_cache,
     )
     for name in ("safewatch.runtime", "safewatch.incidents.manager"):  # incidents open/close
         logging.getLogger(name).setLevel(min(logging.INFO, logging.getLogger().getEffectiveLevel()))

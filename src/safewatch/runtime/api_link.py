@@ -321,8 +321,12 @@ class ApiLink:
         self._spawn()
         return True
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the API process to finish its requests and exit; kill it if it does not."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the API process to finish its requests and exit; kill it if it does not.
+
+        Uvicorn gives open requests and WebSockets 2 s, then cancels them; ``timeout`` leaves
+        room for a loaded host.
+        """
         self._stopping.set()
         process = self._process
         if process is not None and process.is_alive():
