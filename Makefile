@@ -57,6 +57,7 @@ bench: install
 	$(BIN)/python -m bench.tracking
 	$(BIN)/python -m bench.evidence
 	$(BIN)/python -m bench.alerts
+	$(BIN)/python -m bench.backtest
 
 # The live server under load on real RTSP cameras (about 20 minutes; needs the GStreamer RTSP
 # server); the 1-hour soak is separate: python -m bench.runtime soak --seconds 3600.
