@@ -60,10 +60,12 @@ def write_site(
         "version": 1,
         "site": {"name": "Test yard", "timezone": "Europe/Berlin"},
         "models": {
-            "coco": {"path": "model.onnx", "format": "yolox", "labels": {"person": "person"}}
+            "coco": {"path": "model.onnx", "format": "yolox", "labels": {"person": "person"}},
+            # the hard-hat rule needs a model that sees hard hats on its camera
+            "ppe": {"path": "ppe.onnx", "format": "yolov8", "labels": {"Hardhat": "hardhat"}},
         },
         "cameras": {
-            "yard": {"source": source, "fps": 5, "models": ["coco"], "name": "Yard 01"},
+            "yard": {"source": source, "fps": 5, "models": ["coco", "ppe"], "name": "Yard 01"},
             "dock": {"source": source, "fps": 5, "models": ["coco"], "enabled": False},
         },
         "storage": {"database": "sqlite:///data/safewatch.db", "evidence_dir": "data/evidence"},

@@ -92,7 +92,8 @@ def serve(
         api_nice=api_nice,
         query_cache_seconds=query_cache,
     )
-    for name in ("safewatch.runtime", "safewatch.incidents.manager"):  # incidents open/close
+    # INFO too: incidents open/close, rule reloads applied (their losses are WARNINGs anyway)
+    for name in ("safewatch.runtime", "safewatch.incidents.manager", "safewatch.rules.watcher"):
         logging.getLogger(name).setLevel(min(logging.INFO, logging.getLogger().getEffectiveLevel()))
     stop = threading.Event()
     reload = threading.Event()

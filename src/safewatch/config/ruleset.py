@@ -4,9 +4,10 @@ Safety officers split rules by area or team (``yard.yaml``, ``press-shop.yaml``)
 one set. Ids are global (incidents and alerts name them), so a rule, zone or line id defined twice
 is an error naming both places. References are checked once the set is whole: a rule's zones and
 lines must exist, their cameras must be ones the rule runs on and, when the site is known, every
-camera must exist and a rule that measures in metres may only run on calibrated cameras. The result
-is frozen and made of tuples so it can be swapped whole on reload while the engine still holds the
-old one.
+camera must exist, a rule that measures in metres may only run on calibrated cameras, and a
+rule's cameras must have a model producing the labels it reads
+(:mod:`~safewatch.config.coverage`). The result is frozen and made of tuples so it can be swapped
+whole on reload while the engine still holds the old one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safewatch.config.coverage import missing_labels
 from safewatch.config.loader import load_model
 from safewatch.config.rules import (
     DwellRule,
@@ -218,6 +220,9 @@ def _check_references(
         errors.append(origin.error("an item cannot be both required and an object", "require"))
     if site is not None:
         errors.extend(_check_calibrated(rule, origin, ref_cameras, site))
+        scope = rule.cameras or sorted(ref_cameras) or sorted(site.cameras)
+        cameras = [camera for camera in scope if camera in site.cameras]
+        errors.extend(origin.error(m, *path) for path, m in missing_labels(rule, cameras, site))
     return errors
 
 

@@ -362,7 +362,13 @@ def _evaluate(
             ["the draft adds or changes nothing: give the new rule(s) the request asks for"]
         )
     problems = _label_errors(fragment, document, site_labels(workspace.site))
-    problems += _trial_errors(workspace, snapshot, guarded, text)
+    # The trial load checks labels per camera too: one message per field is enough.
+    seen = {problem.split(": ", 2)[1] for problem in problems}
+    problems += [
+        problem
+        for problem in _trial_errors(workspace, snapshot, guarded, text)
+        if problem.count(": ") < 2 or problem.split(": ", 2)[1] not in seen
+    ]
     if problems:
         raise _Retry(problems)
     return _accept(workspace, snapshot, guarded, fragment, document.data)

@@ -59,6 +59,9 @@ class ReloadStatus:
         errors: Every problem found, ``file:line: field: message`` each (empty when ``ok``).
         attempts: Reload attempts so far.
         failures: Attempts that were refused so far.
+        dropped: Rules that were in force (enabled) before the latest applied generation and
+            are not any more (removed or disabled).
+        unwatched: Enabled cameras of the site that no enabled rule runs on.
     """
 
     ok: bool
@@ -68,10 +71,32 @@ class ReloadStatus:
     errors: tuple[str, ...] = ()
     attempts: int = 0
     failures: int = 0
+    dropped: tuple[str, ...] = ()
+    unwatched: tuple[str, ...] = ()
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Protection that disappeared, one line each (empty when none did)."""
+        lines = []
+        if self.dropped:
+            lines.append(
+                f"generation {self.generation} dropped {len(self.dropped)} rule(s) that were in "
+                f"force: {', '.join(self.dropped)}"
+            )
+        if self.unwatched:
+            lines.append(
+                f"no enabled rule runs on camera(s) {', '.join(self.unwatched)}: nothing is "
+                "watched there"
+            )
+        return tuple(lines)
 
 
 def _describe(rules: RuleSet) -> str:
     return f"{len(rules.rules)} rule(s), {len(rules.zones)} zone(s) from {len(rules.files)} file(s)"
+
+
+def _enabled(rules: RuleSet) -> set[str]:
+    return {rule.id for rule in rules.rules if rule.enabled}
 
 
 class RuleSetHolder:
@@ -103,16 +128,21 @@ class RuleSetHolder:
         """The latest reload outcome."""
         return self._status
 
-    def offer(self, rules: RuleSet) -> ReloadStatus:
+    def offer(self, rules: RuleSet, unwatched: Sequence[str] = ()) -> ReloadStatus:
         """Publish a validated set, unless it equals the one in force (then nothing changes).
 
         Equal by value means every rule, zone and file is the same, so a save that changed
         nothing (or only whitespace and comments) does not start a new generation.
+
+        Args:
+            rules: The validated set.
+            unwatched: Enabled cameras no rule of ``rules`` runs on (the caller knows the site).
         """
         with self._lock:
             now = time.time()
             current = self._current
             attempts = self._status.attempts + 1
+            dropped = self._status.dropped
             if rules == current.rules:
                 message = f"unchanged: {_describe(rules)}"
                 number = current.number
@@ -120,6 +150,7 @@ class RuleSetHolder:
                 number = current.number + 1
                 self._current = RuleGeneration(number, rules, now)
                 message = f"generation {number}: {_describe(rules)}"
+                dropped = tuple(sorted(_enabled(current.rules) - _enabled(rules)))
             self._status = ReloadStatus(
                 ok=True,
                 generation=number,
@@ -127,6 +158,8 @@ class RuleSetHolder:
                 message=message,
                 attempts=attempts,
                 failures=self._status.failures,
+                dropped=dropped,
+                unwatched=tuple(unwatched),
             )
             return self._status
 

@@ -12,6 +12,12 @@ own), validates it, and offers it to the :class:`~safewatch.rules.reload.RuleSet
 half-written or invalid file is refused with every ``file:line`` error logged, counted in
 ``safewatch_rule_reloads_total{result="error"}`` and kept in the holder's status; the last good
 set keeps running. When the writer finishes, its last write triggers another reload.
+
+Protection never disappears silently: an applied set that drops rules in force (removed or
+disabled) is logged at WARNING with their ids and counted in ``safewatch_rules_dropped_total``;
+an enabled camera that no enabled rule runs on is logged at WARNING (once, until that changes),
+shows as 0 in ``safewatch_camera_enabled_rules{camera}`` and in the holder's status, which
+``/readyz`` and the dashboard's Rules page report.
 """
 
 from __future__ import annotations
@@ -25,13 +31,14 @@ from types import TracebackType
 from prometheus_client import Counter, Gauge
 from watchfiles import Change, watch
 
-from safewatch.config.ruleset import load_rules
+from safewatch.config.coverage import unwatched_cameras
+from safewatch.config.ruleset import RuleSet, load_rules
 from safewatch.config.site import SiteConfig
 from safewatch.config.validation import ConfigErrors
 from safewatch.errors import ConfigError, SafewatchError
 from safewatch.rules.reload import ReloadStatus, RuleSetHolder
 
-__all__ = ["RELOADS", "RELOAD_FAILING", "RuleWatcher"]
+__all__ = ["CAMERA_RULES", "RELOADS", "RELOAD_FAILING", "RULES_DROPPED", "RuleWatcher"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,15 @@ RELOADS = Counter(
 RELOAD_FAILING = Gauge(
     "safewatch_rule_reload_failing",
     "1 while the rule files on disk are invalid and an older rule set is running.",
+)
+RULES_DROPPED = Counter(
+    "safewatch_rules_dropped",
+    "Rules in force that an applied reload removed or disabled.",
+)
+CAMERA_RULES = Gauge(
+    "safewatch_camera_enabled_rules",
+    "Enabled rules that run on each enabled camera; 0: nothing is watched on that camera.",
+    ["camera"],
 )
 
 _SUFFIXES = (".yaml", ".yml")
@@ -94,6 +110,7 @@ class RuleWatcher:
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._single_file = False
+        self._unwatched_told: tuple[str, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -121,12 +138,31 @@ class RuleWatcher:
                 )
                 return status
             before = self.holder.current().number
-            status = self.holder.offer(rules)
+            unwatched = () if self._site is None else unwatched_cameras(rules, self._site)
+            status = self.holder.offer(rules, unwatched)
             applied = status.generation != before
             RELOADS.labels(result="applied" if applied else "unchanged").inc()
             RELOAD_FAILING.set(0)
             log.log(logging.INFO if applied else logging.DEBUG, "rules: %s", status.message)
+            self._count_protection(rules)
+            if applied and status.dropped:
+                RULES_DROPPED.inc(len(status.dropped))
+                log.warning("rules: %s", status.warnings[0])
+            if status.unwatched != self._unwatched_told:
+                if status.unwatched:
+                    log.warning("rules: %s", status.warnings[-1])
+                elif self._unwatched_told:
+                    log.info("rules: every enabled camera has an enabled rule again")
+                self._unwatched_told = status.unwatched
             return status
+
+    def _count_protection(self, rules: RuleSet) -> None:
+        if self._site is None:
+            return
+        CAMERA_RULES.clear()
+        for camera_id, camera in self._site.cameras.items():
+            if camera.enabled:
+                CAMERA_RULES.labels(camera=camera_id).set(len(rules.for_camera(camera_id)))
 
     def start(self, timeout: float = 10.0) -> RuleWatcher:
         """Start watching in a daemon thread; returns once the watch is in place.

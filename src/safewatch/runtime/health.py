@@ -15,7 +15,8 @@ at a fraction of its fps) is not ready either, once that has lasted ``watchdog.s
 :class:`SlowAnalysis` remembers since when each camera has been below
 ``watchdog.slow_ratio`` of its target, from snapshots the server takes every second, so a short
 dip (a burst of incidents, a model swap) does not flap the probe while a camera quietly
-analysing a fifth of its frames does not pass for ready.
+analysing a fifth of its frames does not pass for ready. Nor is a camera that no enabled rule
+runs on (the rule files lost its rules): it streams, but protects nobody.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pydantic import BaseModel, Field
 from safewatch.runtime.metrics import CameraStatus
 
 __all__ = [
+    "UNWATCHED",
     "CameraReadiness",
     "ComponentHealth",
     "FrameCounts",
@@ -152,18 +154,27 @@ class SlowAnalysis:
         )
 
 
+UNWATCHED = "no enabled rule runs on this camera: nothing is watched there"
+
+
 def camera_readiness(
-    status: CameraStatus, now: float, slow: SlowAnalysis | None = None
+    status: CameraStatus,
+    now: float,
+    slow: SlowAnalysis | None = None,
+    *,
+    unwatched: bool = False,
 ) -> CameraReadiness:
-    """One camera's readiness from its status (and whether its analysis is behind)."""
+    """One camera's readiness from its status, whether its analysis is behind, and whether any
+    rule watches it (a camera that streams into no rule protects nobody)."""
     evaluated = _since(now, status.last_evaluated_at)
     behind = None if slow is None else slow.problem(status, now)
+    problems = [p for p in (behind, UNWATCHED if unwatched else None) if p is not None]
     ready = (
         status.worker_state == "running"
         and status.source_state == "streaming"
         and evaluated is not None
         and evaluated <= stale_after(status.fps_target)
-        and behind is None
+        and not problems
     )
     return CameraReadiness(
         ready=ready,
@@ -193,7 +204,7 @@ def camera_readiness(
                 "stale": status.stale_dropped,
             },
         ),
-        problems=[] if behind is None else [behind],
+        problems=problems,
     )
 
 

@@ -573,8 +573,11 @@ class RuntimeService:
     def readiness(self) -> Readiness:
         """Database, core threads, site reload status and every camera."""
         snap = self.snapshot()
+        unwatched = set(self._holder.status.unwatched) if self._holder is not None else set()
         cameras: dict[str, CameraReadiness] = {
-            status.camera_id: camera_readiness(status, snap.now, self._slow)
+            status.camera_id: camera_readiness(
+                status, snap.now, self._slow, unwatched=status.camera_id in unwatched
+            )
             for status in snap.cameras
         }
         database = self._database_health()
@@ -585,7 +588,9 @@ class RuntimeService:
             status = self._holder.status
             rules = ComponentHealth(
                 ok=rules.ok,
-                message=f"rule generation {status.generation}: {status.message}",
+                message="; ".join(
+                    (f"rule generation {status.generation}: {status.message}", *status.warnings)
+                ),
                 seconds_since_heartbeat=rules.seconds_since_heartbeat,
             )
         state = overall(cameras, (database, inference, rules), stopping=self._stopping.is_set())

@@ -65,8 +65,12 @@ async function refresh() {
   const s = data.status;
   state.textContent = `${s.ok ? "✓" : "✗"} generation ${s.generation} · ${s.message} · ${fmtTime(s.at)}`;
   state.className = s.ok ? "muted" : "error";
+  // Protection that disappeared (rules dropped, cameras no rule watches): flagged until fixed.
+  const protection = document.getElementById("protection");
+  protection.replaceChildren(...(s.warnings || []).map((w) => el("li", {}, `⚠ ${w}`)));
+  protection.hidden = !(s.warnings || []).length;
   document.querySelector("#rule-table tbody").replaceChildren(...data.rules.map((r) => el("tr", { class: r.enabled ? "" : "muted" },
-    el("td", {}, el("input", { type: "checkbox", class: "switch", checked: r.enabled, disabled: !can("admin"), dataset: { rule: r.id },
+    el("td", {}, el("input", { type: "checkbox", class: "switch", "aria-label": `Rule ${r.id} enabled`, checked: r.enabled, disabled: !can("admin"), dataset: { rule: r.id },
       onchange: async (event) => {
         const done = await attempt(() => api(`/api/v1/rules/${encodeURIComponent(r.id)}/enabled`, { method: "PUT", body: { enabled: event.target.checked } }),
           `${r.id} ${event.target.checked ? "enabled" : "disabled"}`);

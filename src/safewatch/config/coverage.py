@@ -1,0 +1,123 @@
+"""Which site labels a camera's models can produce, and which labels a rule needs to ever fire.
+
+A rule is only as good as the detections it reads: a hard-hat rule on a camera whose models have
+no ``hardhat`` (nor ``no_hardhat``) class validates, loads and runs, and never opens an incident;
+``rules explain`` would describe it as protection. So when rules are loaded against a site
+(``check-config``, ``rules validate`` / ``explain --config``, every reload, dashboard saves and
+drafts), :func:`missing_labels` turns that into a ``file:line`` error. The other way protection
+disappears, a camera left without any enabled rule, is :func:`unwatched_cameras` (reported by the
+reloader and ``/readyz``, not an error: a camera may be there only to be watched live).
+
+A model's labels are known without loading it when the site file says them: the values of its
+``labels:`` map (only mapped classes are kept), else its ``class_names`` (normalised as the
+detector does). A model whose classes come only from its file's metadata is not judged here
+(``check-config`` loads it); a camera with such a model is given the benefit of the doubt.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from safewatch.config.rules import PPERule, ProximityRule, Rule
+from safewatch.config.site import ModelConfig, SiteConfig
+
+if TYPE_CHECKING:  # ruleset imports this module
+    from safewatch.config.ruleset import RuleSet
+
+__all__ = [
+    "Need",
+    "camera_labels",
+    "missing_labels",
+    "model_labels",
+    "rule_needs",
+    "unwatched_cameras",
+]
+
+_SEPARATORS = re.compile(r"[\s\-]+")
+
+Need = tuple[tuple[str | int, ...], tuple[str, ...]]
+"""A field of a rule and the labels of which at least one must be producible for it."""
+
+
+def model_labels(model: ModelConfig) -> frozenset[str] | None:
+    """Site labels a model produces, or ``None`` when only its file knows them."""
+    if model.labels is not None:
+        return frozenset(model.labels.values())
+    if model.class_names is not None:
+        # as safewatch.detect.labels.normalise_label (config does not import the detector)
+        return frozenset(_SEPARATORS.sub("_", n.strip()).lower() for n in model.class_names)
+    return None
+
+
+def camera_labels(site: SiteConfig, camera_id: str) -> frozenset[str] | None:
+    """Union of the labels of a camera's models; ``None`` when one of them is not known."""
+    labels: set[str] = set()
+    for key in site.cameras[camera_id].models:
+        model = site.models.get(key)
+        known = None if model is None else model_labels(model)
+        if known is None:
+            return None
+        labels |= known
+    return frozenset(labels)
+
+
+def rule_needs(rule: Rule) -> list[Need]:
+    """What a rule reads: each group needs at least one producible label.
+
+    The watched ``objects`` (and a proximity rule's ``subjects``) need one of their labels; each
+    required PPE item needs its own class or its ``no_`` class (either decides the attribute).
+    A rule that watches any class (an empty ``objects``) needs nothing in particular.
+    """
+    needs: list[Need] = []
+    if isinstance(rule, ProximityRule) and rule.subjects:
+        needs.append((("subjects",), tuple(rule.subjects)))
+    objects = tuple(getattr(rule, "objects", ()))
+    if objects:
+        needs.append((("objects",), objects))
+    if isinstance(rule, PPERule):
+        for index, item in enumerate(rule.require):
+            needs.append((("require", index), (item, f"no_{item}")))
+    return needs
+
+
+def missing_labels(
+    rule: Rule, cameras: list[str], site: SiteConfig
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """``(field, message)`` for every need of ``rule`` that one of ``cameras`` cannot meet."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for path, wanted in rule_needs(rule):
+        blind: list[str] = []
+        seen: set[str] = set()
+        for camera_id in cameras:
+            labels = camera_labels(site, camera_id)
+            if labels is None or labels & set(wanted):
+                continue
+            blind.append(camera_id)
+            seen |= labels
+        if not blind:
+            continue
+        what = " or ".join(repr(label) for label in wanted)
+        models = sorted({m for c in blind for m in site.cameras[c].models})
+        produced = ", ".join(sorted(seen)) or "nothing"
+        problems.append(
+            (
+                path,
+                f"rule {rule.id!r} needs {what} but camera"
+                f"{'s' if len(blind) > 1 else ''} {', '.join(repr(c) for c in blind)} "
+                f"ha{'ve' if len(blind) > 1 else 's'} no model producing it (models "
+                f"{', '.join(models) or 'none'} produce: {produced}); it could never fire "
+                "there: add a model with that class to the camera, map the class in the model's "
+                "`labels:`, or list only the `cameras` that can see it",
+            )
+        )
+    return problems
+
+
+def unwatched_cameras(rules: RuleSet, site: SiteConfig) -> tuple[str, ...]:
+    """Enabled cameras of the site that no enabled rule runs on: nothing is watched there."""
+    return tuple(
+        camera_id
+        for camera_id, camera in site.cameras.items()
+        if camera.enabled and not rules.for_camera(camera_id)
+    )

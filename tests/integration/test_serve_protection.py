@@ -1,0 +1,123 @@
+"""Protection never disappears silently (issue 13).
+
+* A hard-hat rule on a camera whose models cannot see hard hats is a ``file:line`` error for
+  ``check-config``, ``rules validate`` and ``rules explain`` (before: accepted and explained as
+  working).
+* A running ``safewatch serve`` whose rule files lose every rule (before: a set of 0 rules applied
+  with nothing logged and ``/readyz`` ready) logs a WARNING naming the rule and the camera in its
+  console, says so in ``/readyz`` (degraded, the camera not ready), ``/metrics`` and the Rules
+  page's API; the blind hard-hat rule is refused by the reload with its ``file:line``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from rtsp_server import free_port
+from serve_support import auth, metric, readyz, wait_for, write_site
+from test_cli_audit import safewatch
+
+from assets import asset
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+SAFEWATCH = Path(sys.executable).with_name("safewatch")
+
+BLIND = (
+    "version: 1\n"
+    "rules:\n"
+    "  - id: hardhat-required\n"
+    "    kind: ppe\n"
+    "    cameras: [yard]\n"
+    "    require: [hardhat]\n"
+)
+
+
+def test_a_rule_no_model_of_its_camera_can_see_is_an_error_everywhere(tmp_path: Path) -> None:
+    site = write_site(tmp_path, {"yard": str(asset("video/construction_cctv_640x352_24s.mp4"))})
+    rules = tmp_path / "rules" / "ppe.yaml"
+    rules.write_text(BLIND)
+    for command in (
+        ("check-config", site, "--rules", rules),
+        ("rules", "validate", rules, "--config", site),
+        ("rules", "explain", rules, "--config", site),
+    ):
+        result = safewatch(*command)
+        assert result.returncode == 2, (command, result.stdout)
+        assert f"{rules}:6: rules[0].require[0]: rule 'hardhat-required' needs 'hardhat' or " \
+            "'no_hardhat' but camera 'yard' has no model producing it (models coco produce: " \
+            "person)" in result.stderr, (command, result.stderr)  # fmt: skip
+        assert "opens an incident" not in result.stdout
+
+
+def test_serve_is_loud_when_the_rule_files_lose_every_rule(tmp_path: Path) -> None:
+    port = free_port()
+    video = str(asset("video/construction_cctv_640x352_24s.mp4"))
+    site = write_site(tmp_path, {"yard": video}, port=port)
+    config = yaml.safe_load(site.read_text())
+    config["cameras"]["yard"]["loop"] = True
+    site.write_text(yaml.safe_dump(config, sort_keys=False))
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [str(SAFEWATCH), "serve", "--config", str(site)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "SAFEWATCH_DEBUG": "0"},
+    )
+    try:
+        wait_for(lambda: readyz(base)["status"] == "ready", 60, "the server ready")
+
+        blind = tmp_path / "rules" / "ppe.yaml"
+        blind.write_text(BLIND)
+        message = wait_for(
+            lambda: "needs 'hardhat'" in (m := readyz(base)["rules"]["message"]) and m,
+            30,
+            "the blind rule refused",
+        )
+        assert f"kept generation 1: {blind}:6: rules[0].require[0]" in message
+        blind.unlink()
+
+        (tmp_path / "rules" / "view.yaml").write_text("version: 1\n")  # every rule gone
+        body = wait_for(
+            lambda: (b := readyz(base))["cameras"]["yard"]["problems"] and b,
+            30,
+            "the camera flagged",
+        )
+        assert body["status"] == "degraded"
+        assert body["cameras"]["yard"]["ready"] is False
+        assert body["cameras"]["yard"]["problems"] == [
+            "no enabled rule runs on this camera: nothing is watched there"
+        ]
+        assert (
+            "dropped 1 rule(s) that were in force: anyone-in-view-yard"
+            in (body["rules"]["message"])
+        )
+        assert metric(base, "safewatch_camera_enabled_rules", camera="yard") == 0
+        assert metric(base, "safewatch_rules_dropped_total") == 1
+        status = httpx.get(f"{base}/api/v1/rules/status", headers=auth(), timeout=5).json()
+        assert status["warnings"] == [
+            "generation 2 dropped 1 rule(s) that were in force: anyone-in-view-yard",
+            "no enabled rule runs on camera(s) yard: nothing is watched there",
+        ]
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert (
+        "WARNING safewatch.rules.watcher: rules: generation 2 dropped 1 rule(s) that were in "
+        "force: anyone-in-view-yard" in output
+    )
+    assert (
+        "WARNING safewatch.rules.watcher: rules: no enabled rule runs on camera(s) yard" in output
+    )
+    assert "INFO safewatch.rules.watcher: rules: generation 2: 0 rule(s)" in output
