@@ -56,6 +56,23 @@ class SiteInfo(_Strict):
     timezone: str = Field("UTC", description="IANA time zone of the site, for rule schedules.")
 
 
+class GpuConfig(_Strict):
+    """GPU execution-provider settings; used only when `providers` names CUDA or TensorRT."""
+
+    device_id: int = Field(0, ge=0, description="CUDA device ordinal.")
+    fp16: bool = Field(
+        True, description="TensorRT: allow FP16 kernels (about twice FP32's throughput)."
+    )
+    engine_cache: str | None = Field(
+        "trt-cache",
+        description="TensorRT engine and timing cache folder (relative to the model file); "
+        "building an engine takes minutes, a cached one loads in seconds. null: no cache.",
+    )
+    max_batch: int = Field(
+        32, ge=1, le=32, description="Largest batch the TensorRT optimisation profile covers."
+    )
+
+
 class ModelConfig(_Strict):
     """One ONNX detection model and how its classes map to the site's vocabulary."""
 
@@ -102,6 +119,10 @@ class ModelConfig(_Strict):
         description="ONNX Runtime execution providers, in order of preference.",
     )
     threads: int = Field(0, ge=0, description="Intra-op threads; 0 lets ONNX Runtime choose.")
+    gpu: GpuConfig = Field(
+        default_factory=GpuConfig,
+        description="CUDA / TensorRT options (FP16, engine cache, batch profile).",
+    )
 
 
 class TrackerConfig(_Strict):

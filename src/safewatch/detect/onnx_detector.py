@@ -21,6 +21,7 @@ from safewatch.detect.formats import Adapter, ConcreteFormat, Shape, adapter_for
 from safewatch.detect.formats.base import RawBatch, layout_error
 from safewatch.detect.labels import LabelPlan, plan_labels
 from safewatch.detect.preprocess import BatchBuffer
+from safewatch.detect.providers import GpuOptions
 from safewatch.detect.selection import select
 from safewatch.detect.session import ModelInput, describe_input, open_session, read_metadata
 from safewatch.detect.transform import ImageTransform, Placement, stride_aligned
@@ -74,7 +75,15 @@ class OnnxDetector:
         self.name = name
         self.config = config
         self.max_detections = max_detections
-        self._session = open_session(name, Path(path), config.providers, config.threads)
+        gpu = GpuOptions(
+            config.gpu.device_id,
+            config.gpu.fp16,
+            None
+            if config.gpu.engine_cache is None
+            else Path(path).parent / config.gpu.engine_cache,
+            config.gpu.max_batch,
+        )
+        self._session = open_session(name, Path(path), config.providers, config.threads, gpu)
         self._input = describe_input(name, self._session)
         self._output_names = [o.name for o in self._session.get_outputs()]
         self.metadata = read_metadata(self._session)

@@ -15,6 +15,13 @@ from typing import Any
 
 import onnxruntime as ort
 
+from safewatch.detect.providers import (
+    TENSORRT,
+    GpuOptions,
+    InputSpec,
+    provider_options,
+    session_options,
+)
 from safewatch.errors import ModelError
 
 __all__ = ["ModelInput", "describe_input", "open_session", "read_metadata"]
@@ -60,12 +67,18 @@ def _sniff(path: Path) -> str:
 
 
 def open_session(
-    model: str, path: Path, providers: Sequence[str], threads: int
+    model: str,
+    path: Path,
+    providers: Sequence[str],
+    threads: int,
+    gpu: GpuOptions | None = None,
 ) -> ort.InferenceSession:
     """Load ``path`` with the first available of ``providers``.
 
     Providers this ONNX Runtime build lacks (CUDA on a CPU-only install) are skipped with a
-    warning, so one site file serves GPU and CPU hosts.
+    warning, so one site file serves GPU and CPU hosts. Session and provider options come from
+    :mod:`safewatch.detect.providers` (no thread spinning on CPU; FP16, engine cache and a batch
+    profile for TensorRT).
 
     Raises:
         ModelError: The file is missing or is not a loadable ONNX model, or none of the providers
@@ -83,13 +96,13 @@ def open_session(
             f"model {model!r}: none of the providers {list(providers)} is available; "
             f"this ONNX Runtime offers {sorted(available)}"
         )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
+    options = session_options(threads)
+    gpu = gpu if gpu is not None else GpuOptions()
+    spec = _input_spec(path) if TENSORRT in chosen else None
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+        return ort.InferenceSession(
+            str(path), sess_options=options, providers=provider_options(chosen, gpu, spec)
+        )
     except Exception as exc:  # ORT raises its own pybind exception types
         kind = _sniff(path)
         raise ModelError(
@@ -100,6 +113,30 @@ def open_session(
 
 def _dim(value: Any) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
+
+
+def _input_spec(path: Path) -> InputSpec | None:
+    """The image input's name and size, read with an unoptimised CPU session (milliseconds),
+    for TensorRT's profile; dynamic sides get the model's ``imgsz`` metadata, else 640."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        probe = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception:  # reported properly by the real session's error path
+        return None
+    inputs = probe.get_inputs()
+    if len(inputs) != 1 or len(inputs[0].shape) != 4:
+        return None
+    height, width = _dim(inputs[0].shape[2]), _dim(inputs[0].shape[3])
+    size = 640
+    imgsz = read_metadata(probe).get("imgsz", "")
+    digits = [int(part) for part in imgsz.strip("[]").split(",") if part.strip().isdigit()]
+    if digits:
+        size = digits[0]
+    return InputSpec(
+        inputs[0].name, height or size, width or size, dynamic=height is None or width is None
+    )
 
 
 def describe_input(model: str, session: ort.InferenceSession) -> ModelInput:

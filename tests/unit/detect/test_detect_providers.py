@@ -1,0 +1,105 @@
+"""Session and execution-provider options: exactly what reaches ONNX Runtime.
+
+CUDA and TensorRT cannot run on a machine without a GPU; what can be checked here is that the
+options built for them are the documented ones, and that the CPU session options are applied.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+
+from safewatch.config.site import GpuConfig, ModelConfig
+from safewatch.detect.providers import (
+    CPU,
+    CUDA,
+    OPENVINO,
+    TENSORRT,
+    GpuOptions,
+    InputSpec,
+    provider_options,
+    session_options,
+)
+
+
+def test_cpu_session_options_turn_spinning_off() -> None:
+    options = session_options(2)
+    assert options.intra_op_num_threads == 2
+    assert options.inter_op_num_threads == 1
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+
+
+def test_cpu_provider_gets_no_options() -> None:
+    assert provider_options([CPU], GpuOptions()) == [(CPU, {})]
+
+
+def test_tensorrt_gets_fp16_engine_cache_and_a_batch_profile_up_to_32() -> None:
+    spec = InputSpec("images", 640, 640, dynamic=True)
+    gpu = GpuOptions(device_id=1, fp16=True, engine_cache=Path("/var/cache/trt"), max_batch=32)
+    [(name, trt), (cuda_name, cuda), (cpu_name, cpu)] = provider_options(
+        [TENSORRT, CUDA, CPU], gpu, spec
+    )
+    assert (name, cuda_name, cpu_name) == (TENSORRT, CUDA, CPU)
+    assert trt == {
+        "device_id": "1",
+        "trt_fp16_enable": "True",
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": "/var/cache/trt",
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": "/var/cache/trt",
+        "trt_profile_min_shapes": "images:1x3x32x32",
+        "trt_profile_opt_shapes": "images:8x3x640x640",
+        "trt_profile_max_shapes": "images:32x3x640x640",
+    }
+    assert cuda["device_id"] == "1" and cuda["cudnn_conv_algo_search"] == "HEURISTIC"
+    assert cpu == {}
+
+
+def test_tensorrt_fixed_shape_profile_fp32_and_no_cache() -> None:
+    spec = InputSpec("images", 416, 416)
+    [(_, trt)] = provider_options([TENSORRT], GpuOptions(fp16=False, max_batch=4), spec)
+    assert trt["trt_fp16_enable"] == "False"
+    assert "trt_engine_cache_enable" not in trt
+    assert trt["trt_profile_min_shapes"] == "images:1x3x416x416"
+    assert trt["trt_profile_opt_shapes"] == "images:4x3x416x416"
+    assert trt["trt_profile_max_shapes"] == "images:4x3x416x416"
+
+
+def test_openvino_provider_targets_the_cpu() -> None:
+    assert provider_options([OPENVINO], GpuOptions()) == [(OPENVINO, {"device_type": "CPU"})]
+
+
+@pytest.mark.parametrize("max_batch", [0, 33])
+def test_batch_profile_is_bounded(max_batch: int) -> None:
+    with pytest.raises(ValueError, match="1-32"):
+        provider_options([TENSORRT], GpuOptions(max_batch=max_batch))
+
+
+def test_site_config_defaults_and_limits() -> None:
+    config = ModelConfig(path="m.onnx", providers=[TENSORRT, CUDA, CPU])
+    assert config.gpu == GpuConfig()
+    assert (config.gpu.fp16, config.gpu.max_batch, config.gpu.engine_cache) == (
+        True,
+        32,
+        "trt-cache",
+    )
+    with pytest.raises(ValueError, match="less than or equal to 32"):
+        GpuConfig(max_batch=64)
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("yolov8n_coco", InputSpec("images", 640, 640, dynamic=True)),
+        ("yolox_nano_coco", InputSpec("images", 416, 416, dynamic=False)),
+    ],
+)
+def test_tensorrt_profile_reads_the_real_models_input(model: str, expected: InputSpec) -> None:
+    from assets import asset
+    from safewatch.detect.session import _input_spec
+
+    assert _input_spec(asset(f"models/{model}.onnx")) == expected
