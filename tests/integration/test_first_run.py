@@ -1,4 +1,4 @@
-"""The README's first steps in a clean clone with nothing beside it, a local mirror for the internet.
+"""The README's first steps in a clean clone with nothing beside it; a local mirror for internet.
 
 What a user who clones the public repository gets: ``make run`` downloads the example site's
 models and demo clip by catalogue name (from a real HTTP server on 127.0.0.1 serving the team's
@@ -33,7 +33,7 @@ from mirror_server import MirrorServer, serve_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv"
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +191,7 @@ def test_make_run_in_a_clean_clone_reaches_a_first_incident(
             time.sleep(0.5)
     finally:
         stop(process)
-    print(f"\nmake run, clean clone + local mirror -> first incident stored: {first_incident_s:.1f} s")
+    print(f"\nmake run in a clean clone -> first incident stored: {first_incident_s:.1f} s")
     assert "safewatch: stopped in" in console.text()
 
 
