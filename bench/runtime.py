@@ -524,7 +524,7 @@ def section_tiling(seconds: float) -> dict[str, Any]:
     """Person recall and precision with and without 2x2 tiling, against PETS09 ground truth.
 
     No cameras here: the detector on the 100 annotated frames, whole frame vs whole frame plus
-    four overlapping tiles merged by :mod:`safewatch.runtime.tiling` (``seconds`` is unused).
+    four overlapping tiles merged by :mod:`safewatch.detect.tiling` (``seconds`` is unused).
     """
     del seconds
     import av
@@ -533,8 +533,8 @@ def section_tiling(seconds: float) -> dict[str, Any]:
     from safewatch.config.runtime import TilingConfig
     from safewatch.config.site import ModelConfig
     from safewatch.detect import OnnxDetector
+    from safewatch.detect.tiling import crop_tiles, merge_tiles, plan_tiles
     from safewatch.domain import Frame
-    from safewatch.runtime.tiling import crop_tiles, merge_tiles, plan_tiles
 
     truth: dict[int, list[list[float]]] = {}
     gt = require_asset("video/pets09_s2l1_gt/gt_480x360_frames1-100.txt")

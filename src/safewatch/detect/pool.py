@@ -12,8 +12,9 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from safewatch.config.runtime import TilingConfig
 from safewatch.config.site import ModelConfig
-from safewatch.detect.multi import MultiModelDetector
+from safewatch.detect.multi import CameraDetector
 from safewatch.detect.onnx_detector import OnnxDetector
 from safewatch.detect.protocol import Detector
 from safewatch.errors import ModelError
@@ -60,22 +61,57 @@ class DetectorPool:
                 self._built[name] = detector
             return detector
 
-    def for_models(self, names: Sequence[str]) -> Detector:
-        """One detector running ``names`` in order: the model itself, or their merge."""
+    def update(self, models: Mapping[str, tuple[ModelConfig, Path]]) -> list[str]:
+        """Swap in another site's models, building now those that are new or changed.
+
+        A model whose settings and file are unchanged keeps its detector (and its warm session);
+        models no longer named are dropped. All or nothing: if one model cannot be built, the
+        pool is left as it was, so a bad edit of the site file never takes working cameras down.
+
+        Returns:
+            The keys (re)built.
+
+        Raises:
+            ModelError: A model cannot be loaded (nothing is changed then).
+        """
+        with self._lock:
+            old_models, old_built = dict(self._models), dict(self._built)
+        built: dict[str, Detector] = {}
+        changed: list[str] = []
+        for key in sorted(models):
+            config, path = models[key]
+            if key in old_built and old_models.get(key) == (config, path):
+                built[key] = old_built[key]
+                continue
+            built[key] = self._factory(config, path, key)
+            changed.append(key)
+        with self._lock:
+            self._models, self._built = dict(models), built
+        return changed
+
+    def for_models(self, names: Sequence[str], tiling: TilingConfig | None = None) -> Detector:
+        """One detector running ``names`` in order (merged) with the camera's ``tiling``.
+
+        The models are built here, so a missing or broken model fails before any frame is read.
+        """
         if not names:
             raise ModelError("a camera needs at least one model")
-        detectors = [self.get(n) for n in names]
-        return detectors[0] if len(detectors) == 1 else MultiModelDetector(detectors)
+        for name in names:
+            self.get(name)
+        if len(names) == 1 and tiling is None:
+            return self.get(names[0])
+        return CameraDetector(self.get, names, tiling)
 
 
 def build_detector(
     models: Mapping[str, tuple[ModelConfig, Path]],
     names: Sequence[str],
     pool: DetectorPool | None = None,
+    tiling: TilingConfig | None = None,
 ) -> Detector:
-    """The detector for one camera that uses models ``names``.
+    """The detector for one camera that uses models ``names`` (and ``tiling``).
 
     Pass the same ``pool`` for every camera of a site to share sessions; without one a private
     pool is made, which suits a single-camera run (``safewatch audit``) and tests.
     """
-    return (pool if pool is not None else DetectorPool(models)).for_models(names)
+    return (pool if pool is not None else DetectorPool(models)).for_models(names, tiling)

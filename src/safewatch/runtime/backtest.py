@@ -34,14 +34,18 @@ from safewatch.detect.cache import (
     ReplayDetector,
     file_sha256,
 )
-from safewatch.detect.catalogue import resolve
 from safewatch.domain import Frame, Incident, RuleEvent, TrackedFrame
 from safewatch.errors import ConfigError, SourceError
 from safewatch.incidents import EvidenceStore, IncidentChange, IncidentManager
 from safewatch.ingest import open_source
 from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
 from safewatch.runtime.pipeline import Pipeline
-from safewatch.runtime.stages import build_detector_for, build_tracker, pick_camera
+from safewatch.runtime.stages import (
+    build_detector_for,
+    build_tracker,
+    pick_camera,
+    resolved_models,
+)
 from safewatch.runtime.step import RuleStep
 from safewatch.storage import IncidentRepository, create_engine_for
 
@@ -125,12 +129,10 @@ class BacktestRun:
 
 def cache_key_for(site: LoadedSite, camera: CameraConfig, video: Path) -> CacheKey:
     """Everything that decides this footage's detections under this camera's settings."""
-    models = {}
-    for key in camera.models:
-        model = site.config.models[key]
-        path = resolve(model.path, site.base_dir)
-        settings = model.model_dump(mode="json", exclude={"path"})
-        models[key] = {"sha256": file_sha256(Path(path)), **settings}
+    models = {
+        key: {"sha256": file_sha256(path), **config.model_dump(mode="json", exclude={"path"})}
+        for key, (config, path) in resolved_models(site, camera.models).items()
+    }
     tiling = None if camera.tiling is None else camera.tiling.model_dump(mode="json")
     return CacheKey(file_sha256(video), models, camera.fps, tiling)
 

@@ -15,15 +15,15 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from safewatch.config.runtime import InferenceRuntimeConfig, MotionConfig, TilingConfig
+from safewatch.detect.multi import DetectionRequest, detect_requests
 from safewatch.detect.protocol import Detector
 from safewatch.domain import Detections, Frame
 from safewatch.runtime.mailbox import FrameMailbox, Pending
 from safewatch.runtime.metrics import RuntimeMetrics
 from safewatch.runtime.rings import RingCache
-from safewatch.runtime.tiling import crop_tiles, merge_tiles, plan_tiles
 
 __all__ = ["Analysed", "CameraPlan", "InferenceCounters", "InferenceWorker"]
 
@@ -90,7 +90,6 @@ class _Job:
     frame: Frame
     plan: CameraPlan
     infer: bool
-    inputs: list[Frame] = field(default_factory=list)
 
 
 class InferenceWorker:
@@ -204,13 +203,14 @@ class InferenceWorker:
             self._metrics.frame_age.labels(camera=job.frame.camera_id, stage="inference").observe(
                 max(0.0, picked_at - job.pending.frame.published_at)
             )
-        results = self._run_models([job for job in jobs if job.infer])
+        inferring = [job for job in jobs if job.infer]
+        found = dict(zip(map(id, inferring), self._detect(inferring), strict=True))
         done_at = time.time()
         analysed: list[Analysed] = []
         for job in jobs:
             camera = job.frame.camera_id
             if job.infer:
-                detections = self._assemble(job, results)
+                detections = found[id(job)]
                 self._last[camera] = (job.plan.incarnation, detections)
             else:
                 detections = self._last[camera][1]
@@ -261,50 +261,13 @@ class InferenceWorker:
         infer = last is None or ready.moving or due or not self._motion.enabled
         return _Job(pending, frame, plan, infer)
 
-    def _run_models(self, jobs: Sequence[_Job]) -> dict[tuple[int, str], list[Detections]]:
-        """Run each model once over every input that needs it; results by (job index, model)."""
-        wanted: dict[str, list[tuple[int, Frame]]] = defaultdict(list)
-        for index, job in enumerate(jobs):
-            inputs = self._inputs(job)
-            for model in job.plan.models:
-                wanted[model].extend((index, f) for f in inputs)
-        results: dict[tuple[int, str], list[Detections]] = defaultdict(list)
+    def _detect(self, jobs: Sequence[_Job]) -> list[Detections]:
+        """Every job's detections: each model once over every frame and tile that needs it."""
         if not jobs:
-            return results
+            return []
         self._metrics.batch_size.observe(len(jobs))
-        for model, items in wanted.items():
-            started = time.perf_counter()
-            found = self._detector_for(model).detect([frame for _, frame in items])
-            self._metrics.inference_latency.labels(model=model).observe(
-                time.perf_counter() - started
-            )
-            for (index, _), detections in zip(items, found, strict=True):
-                results[(id(jobs[index]), model)].append(detections)
-        return results
+        requests = [DetectionRequest(job.frame, job.plan.models, job.plan.tiling) for job in jobs]
+        return detect_requests(requests, self._detector_for, on_model=self._timed)
 
-    @staticmethod
-    def _inputs(job: _Job) -> list[Frame]:
-        tiling = job.plan.tiling
-        if tiling is None:
-            job.inputs = [job.frame]
-            return job.inputs
-        tiles = plan_tiles(job.frame.width, job.frame.height, tiling)
-        job.inputs = ([job.frame] if tiling.full_frame else []) + crop_tiles(job.frame, tiles)
-        return job.inputs
-
-    @staticmethod
-    def _assemble(job: _Job, results: Mapping[tuple[int, str], list[Detections]]) -> Detections:
-        per_model: list[Detections] = []
-        tiling = job.plan.tiling
-        for model in job.plan.models:
-            found = results[(id(job), model)]
-            if tiling is None:
-                per_model.append(found[0])
-                continue
-            full = found[0] if tiling.full_frame else None
-            tile_results = found[1:] if tiling.full_frame else found
-            tiles = plan_tiles(job.frame.width, job.frame.height, tiling)
-            per_model.append(
-                merge_tiles(job.frame.width, job.frame.height, tiles, tile_results, full)
-            )
-        return per_model[0] if len(per_model) == 1 else Detections.merge(per_model)
+    def _timed(self, model: str, _inputs: int, seconds: float) -> None:
+        self._metrics.inference_latency.labels(model=model).observe(seconds)

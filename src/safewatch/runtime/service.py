@@ -42,12 +42,10 @@ from safewatch.api.live import LiveHub
 from safewatch.config.loader import LoadedSite, load_site
 from safewatch.config.runtime import DecodeMode
 from safewatch.config.site import ModelConfig, PrivacyConfig, SiteConfig
-from safewatch.detect.catalogue import resolve
 from safewatch.detect.onnx_detector import OnnxDetector
-from safewatch.detect.pool import DetectorFactory
-from safewatch.detect.protocol import Detector
+from safewatch.detect.pool import DetectorFactory, DetectorPool
 from safewatch.domain import RuleEvent, Track, TrackedFrame, Zone
-from safewatch.errors import ConfigError, ModelError, SafewatchError
+from safewatch.errors import ConfigError, SafewatchError
 from safewatch.incidents.abandoned import close_abandoned_incidents
 from safewatch.incidents.annotate import draw_overlay
 from safewatch.incidents.manager import IncidentChange, IncidentManager
@@ -76,7 +74,7 @@ from safewatch.runtime.inference import Analysed, InferenceWorker
 from safewatch.runtime.mailbox import FrameMailbox
 from safewatch.runtime.metrics import CameraStatus, RuntimeMetrics, RuntimeSnapshot
 from safewatch.runtime.rings import RingCache
-from safewatch.runtime.stages import build_tracker
+from safewatch.runtime.stages import build_tracker, resolved_models
 from safewatch.runtime.supervisor import ReloadPlan, Supervisor
 from safewatch.track import CameraTracker
 
@@ -182,38 +180,9 @@ def _warm_up_evidence(config: SiteConfig) -> None:
     cv2.imencode(".jpg", draw_overlay(hidden, tracked, (), highlight={1}))
 
 
-class _Detectors:
-    """The site's detectors by model key; rebuilt only for models whose settings changed."""
-
-    def __init__(self, factory: DetectorFactory) -> None:
-        self._factory = factory
-        self._built: dict[str, tuple[ModelConfig, Path, Detector]] = {}
-
-    def get(self, name: str) -> Detector:
-        entry = self._built.get(name)
-        if entry is None:
-            raise ModelError(f"model {name!r} is not loaded")
-        return entry[2]
-
-    def update(self, site: LoadedSite) -> list[str]:
-        """Load what ``site`` needs; returns the keys (re)built. All or nothing.
-
-        Raises:
-            ModelError: A model cannot be loaded (nothing is changed then).
-        """
-        built = dict(self._built)
-        changed: list[str] = []
-        wanted = _models_in_use(site.config)
-        for key in sorted(wanted):
-            config = site.config.models[key]
-            path = resolve(config.path, site.base_dir)
-            old = built.get(key)
-            if old is not None and old[0] == config and old[1] == path:
-                continue
-            built[key] = (config, path, self._factory(config, path, key))
-            changed.append(key)
-        self._built = {key: value for key, value in built.items() if key in wanted}
-        return changed
+def _models_to_load(site: LoadedSite) -> dict[str, tuple[ModelConfig, Path]]:
+    """The models the site's enabled cameras use, with their resolved files."""
+    return resolved_models(site, sorted(_models_in_use(site.config)))
 
 
 class RuntimeService:
@@ -237,7 +206,7 @@ class RuntimeService:
         self._site = site
         self._options = options
         self._mode: DecodeMode = options.decode or site.config.runtime.decode
-        self._detectors = _Detectors(detector_factory)
+        self._detectors = DetectorPool({}, detector_factory)
         # -- dashboard (safewatch.api): live frames and incident changes for the browser ----
         self.live = LiveHub()
         self._listeners = [*listeners, self._publish_live]
@@ -303,7 +272,7 @@ class RuntimeService:
         site = self._site
         config = site.config
         rules = load_rules(self._options.rules, config)
-        self._detectors.update(site)
+        self._detectors.update(_models_to_load(site))
         _warm_up_evidence(config)
         storage = open_site_storage(site)
         self._storage = storage
@@ -462,7 +431,7 @@ class RuntimeService:
             self._site_stamp = self._stamp()
             try:
                 new = load_site(self._site.path)
-                rebuilt = self._detectors.update(new)
+                rebuilt = self._detectors.update(_models_to_load(new))
             except SafewatchError as error:
                 message = error.format() if isinstance(error, ConfigError) else str(error)
                 self._site_health = ComponentHealth(

@@ -7,14 +7,17 @@ state reads ``unknown`` from the first frame instead of appearing only once a ha
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 from safewatch.config.loader import LoadedSite
-from safewatch.config.site import CameraConfig
+from safewatch.config.site import CameraConfig, ModelConfig
 from safewatch.detect import Detector, build_detector
 from safewatch.detect.catalogue import resolve
 from safewatch.errors import ConfigError
 from safewatch.track import CameraTracker, PPEVocabulary
 
-__all__ = ["build_detector_for", "build_tracker", "pick_camera", "ppe_items"]
+__all__ = ["build_detector_for", "build_tracker", "pick_camera", "ppe_items", "resolved_models"]
 
 
 def pick_camera(site: LoadedSite, requested: str | None) -> tuple[str, CameraConfig]:
@@ -33,13 +36,21 @@ def pick_camera(site: LoadedSite, requested: str | None) -> tuple[str, CameraCon
     )
 
 
-def build_detector_for(site: LoadedSite, camera: CameraConfig) -> Detector:
-    """The camera's detector: its models, in its order, merged (loads the ONNX sessions)."""
-    models = {
+def resolved_models(site: LoadedSite, keys: Iterable[str]) -> dict[str, tuple[ModelConfig, Path]]:
+    """Model key -> its settings and file (catalogue names and relative paths resolved)."""
+    return {
         key: (site.config.models[key], resolve(site.config.models[key].path, site.base_dir))
-        for key in camera.models
+        for key in keys
     }
-    return build_detector(models, camera.models)
+
+
+def build_detector_for(site: LoadedSite, camera: CameraConfig) -> Detector:
+    """The camera's detector: its models in its order, merged, with its tiling (loads sessions).
+
+    The live server batches many cameras through the same :func:`~safewatch.detect.detect_requests`,
+    so footage run through ``audit`` or ``backtest`` gets the detections a live camera would.
+    """
+    return build_detector(resolved_models(site, camera.models), camera.models, tiling=camera.tiling)
 
 
 def ppe_items(site: LoadedSite, camera: CameraConfig) -> set[str] | None:

@@ -8,8 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from safewatch.config.runtime import TilingConfig
 from safewatch.config.site import ModelConfig
-from safewatch.detect import Detector, DetectorPool, MultiModelDetector, build_detector
+from safewatch.detect import (
+    CameraDetector,
+    Detector,
+    DetectorPool,
+    MultiModelDetector,
+    build_detector,
+)
 from safewatch.domain import Detections, Frame
 from safewatch.errors import ModelError
 
@@ -52,7 +59,7 @@ def test_multi_model_merges_per_frame_in_detector_order() -> None:
 
 def test_multi_model_rejects_a_detector_that_loses_frames() -> None:
     multi = MultiModelDetector([RecordingDetector("a"), RecordingDetector("b", broken=True)])
-    with pytest.raises(RuntimeError, match="returned 1 results for 2 frames"):
+    with pytest.raises(RuntimeError, match=r"\(1\) returned 1 results for 2 inputs"):
         multi.detect(frames(2))
     with pytest.raises(ValueError, match="at least one"):
         MultiModelDetector([])
@@ -75,9 +82,23 @@ def test_pool_builds_each_model_once_and_shares_it() -> None:
     pool = DetectorPool(MODELS, factory)
     gate = pool.for_models(["people", "ppe"])
     yard = pool.for_models(["people"])
-    assert isinstance(gate, MultiModelDetector)
-    assert yard is pool.get("people") is gate.detectors[0]
+    assert built == ["people", "ppe"]  # built when the camera's detector is, not at first frame
+    assert isinstance(gate, CameraDetector) and gate.models == ("people", "ppe")
+    assert yard is pool.get("people")
+    assert [r.label.tolist() for r in gate.detect(frames(2))] == [["people", "ppe"]] * 2
+    shared = pool.get("people")
+    assert isinstance(shared, RecordingDetector) and shared.batches == [[0, 1]]
     assert built == ["people", "ppe"]
+
+
+def test_a_tiled_camera_gets_a_camera_detector_even_with_one_model() -> None:
+    pool = DetectorPool(MODELS, lambda c, p, n: RecordingDetector(n))
+    tiled = pool.for_models(["people"], TilingConfig(columns=2, rows=2))
+    assert isinstance(tiled, CameraDetector) and tiled.tiling is not None
+    tiled.detect([Frame("cam", 0, 0.0, 0.0, np.zeros((64, 96, 3), np.uint8))])
+    shared = pool.get("people")
+    assert isinstance(shared, RecordingDetector)
+    assert len(shared.batches) == 1 and len(shared.batches[0]) == 5  # whole frame + 4 tiles
 
 
 def test_pool_errors() -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from safewatch.config.runtime import TilingConfig
+from safewatch.detect.tiling import Tile, crop_tiles, merge_tiles, plan_tiles
 from safewatch.domain import Detections, Frame
-from safewatch.runtime.tiling import Tile, crop_tiles, merge_tiles, plan_tiles
 
 
 def boxes(*rows: tuple[float, float, float, float, float, str]) -> Detections:
