@@ -19,20 +19,22 @@ def check_config(
         Path | None, typer.Option("--rules", help="Rules folder or file to check too.")
     ] = None,
 ) -> None:
-    """Validate a site file (and rules): models resolve, cameras and rules are consistent.
+    """Validate a site file (and rules): every model loads and runs once on a blank frame,
+    cameras and rules are consistent.
 
     Catalogue names the site uses (models, demo footage) are downloaded first when missing.
     """
     from safewatch.cli.fetch import fetch_site_files
     from safewatch.config.loader import load_site
     from safewatch.detect.catalogue import resolve
+    from safewatch.detect.model_check import check_model
     from safewatch.rules import load_rules
 
     site = load_site(config)
     fetch_site_files(site)
     for key, model in site.config.models.items():
         path = resolve(model.path, site.base_dir)
-        out.print(f"model {key}: {path}")
+        out.print(f"model {key}: {path}: {check_model(key, model, path)}", soft_wrap=True)
     for key, camera in site.config.cameras.items():
         state = "" if camera.enabled else " (disabled)"
         out.print(f"camera {key}: {len(camera.models)} model(s), {camera.fps:g} fps{state}")

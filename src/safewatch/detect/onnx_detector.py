@@ -1,8 +1,9 @@
 """The ONNX Runtime detector: one model file, any supported family, batches of frames.
 
-Construction does everything that can fail (open the file, read the input, run a warm-up batch,
-recognise the output layout, resolve class names and the label map), so a bad model is reported
-when the site starts, with a message naming the model, not on the first frame of the night shift.
+Construction does everything that can fail (open the file, read the input, run a warm-up batch
+and refuse non-finite outputs, recognise the output layout, resolve class names and the label
+map), so a bad model is reported when the site starts (or by ``check-config``), with a message
+naming the model, not on the first frame of the night shift.
 """
 
 from __future__ import annotations
@@ -213,21 +214,36 @@ class OnnxDetector:
         """
         grey = np.full((1, 3, *self.network_hw), 0.5, np.float32)
         if self._input.batch is not None:
-            outputs = self._run(np.repeat(grey, self._input.batch, axis=0))
+            outputs = self._finite(self._run(np.repeat(grey, self._input.batch, axis=0)))
             return self._input.batch, [tuple(o.shape) for o in outputs]
         if max_batch > 1:
             try:
-                outputs = self._run(np.repeat(grey, 2, axis=0))
+                outputs = self._finite(self._run(np.repeat(grey, 2, axis=0)))
                 if all(o.shape[:1] == (2,) for o in outputs):
                     return max_batch, [(1, *o.shape[1:]) for o in outputs]
             except ModelError:
                 pass
             log.warning("model %r cannot run batches despite its dynamic axis; looping", self.name)
-        outputs = self._run(grey)
+        outputs = self._finite(self._run(grey))
         self._input = ModelInput(
             self._input.name, 1, self._input.height, self._input.width, self._input.float16
         )
         return 1, [tuple(o.shape) for o in outputs]
+
+    def _finite(self, outputs: list[NDArray[np.float32]]) -> list[NDArray[np.float32]]:
+        """Refuse a model whose outputs on the grey warm-up frame are not all finite.
+
+        NaN scores never pass a threshold, so such a model would run silently and see nothing.
+        """
+        for name, output in zip(self._output_names, outputs, strict=True):
+            bad = int(output.size - np.count_nonzero(np.isfinite(output)))
+            if bad:
+                raise ModelError(
+                    f"model {self.name!r}: output {name!r} has {bad} of {output.size} values "
+                    "NaN or infinite on a plain grey frame; the file is broken (a bad export or "
+                    "quantisation): re-export it or use another model"
+                )
+        return outputs
 
     def _check_decodes(self, shapes: Sequence[Shape]) -> None:
         """Decode the warm-up shapes once so layout surprises surface at start-up."""
