@@ -49,6 +49,12 @@ def _password(stdin: bool) -> str:
         if not line:
             raise typer.BadParameter("no password on standard input")
         return line
+    if not sys.stdin.isatty():
+        # Without a terminal the prompt would echo the password or abort ("Can not control echo").
+        raise typer.BadParameter(
+            "no terminal to ask for the password: pipe it with --password-stdin, e.g. "
+            "printf '%s\\n' \"$PASSWORD\" | safewatch users add NAME --password-stdin -c SITE"
+        )
     first: str = typer.prompt("Password", hide_input=True)
     second: str = typer.prompt("Repeat password", hide_input=True)
     if first != second:
