@@ -179,10 +179,11 @@ class InferenceWorker:
             batch = self._mailbox.take_batch(
                 self._config.max_batch, self._config.max_wait_ms / 1000.0, timeout=0.25
             )
+            # every loop, not only when idle: a busy server must still release dead workers' rings
+            self._rings.collect()
             if not batch:
                 if self._mailbox.closed and self._mailbox.depth() == 0:
                     return
-                self._rings.collect()
                 continue
             try:
                 self.process(batch)

@@ -4,7 +4,8 @@ The supervisor learns of rings from its workers' messages (:meth:`RingCache.anno
 :meth:`RingCache.retire`, from the receiving thread); only the inference thread maps and reads them
 (:meth:`RingCache.read`, :meth:`RingCache.collect`), so a mapping is never closed under a read. A
 retired ring (its worker exited or moved to a new resolution) stays mapped for ``linger`` seconds,
-so frames it announced just before can still be read, e.g. while a stopping server drains.
+so frames it announced just before can still be read, e.g. while a stopping server drains; then it
+is closed and unlinked, so a dead worker's block leaves ``/dev/shm`` seconds after the death.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from safewatch.domain.frame import Image
-from safewatch.runtime.shm import RingSpec, SharedRing, SlotRef
+from safewatch.runtime.shm import RingSpec, SharedRing, SlotRef, unlink_ring
 
 __all__ = ["RingCache"]
 
@@ -73,7 +74,13 @@ class RingCache:
         return entry.ring.read(ref)
 
     def collect(self) -> int:
-        """Close rings retired more than ``linger`` seconds ago (inference thread); how many."""
+        """Close and unlink rings retired more than ``linger`` seconds ago (inference thread).
+
+        Unlinking is what frees the memory of a worker that died (``kill -9``, a crash, the
+        watchdog): it never got to unlink its ring, and the block would stay in ``/dev/shm``
+        until the server exits. A worker that exited cleanly already unlinked its own; then this
+        finds nothing. Returns how many rings were released.
+        """
         now = self._clock()
         with self._lock:
             expired = [
@@ -85,6 +92,8 @@ class RingCache:
         for entry in entries:
             if entry.ring is not None:
                 entry.ring.close()
+            if unlink_ring(entry.spec.name):
+                log.info("released shared memory %s left by a worker that died", entry.spec.name)
         return len(entries)
 
     def names(self) -> list[str]:

@@ -17,11 +17,11 @@ on weakly ordered CPUs a lap could in principle go unnoticed, and it needs the r
 ``slots`` frames behind during one copy (about 0.1 ms for 640x352).
 
 A ring is sized for one frame shape; a camera that changes resolution gets a new ring. The worker
-that creates a ring unlinks it when it exits cleanly; the supervisor unlinks the rings of a worker
-that died (:func:`unlink_ring`). Workers are spawned by the supervisor and so share its
-``multiprocessing`` resource tracker: a ring registered twice (by its writer and by a reader that
-attached) is one entry there, removed by whichever unlinks it, and anything left at exit is
-cleaned up by the tracker.
+that creates a ring unlinks it when it exits cleanly; the rings of a worker that died are unlinked
+by the server's :class:`~safewatch.runtime.rings.RingCache` once retired (:func:`unlink_ring`).
+Workers are spawned by the supervisor and so share its ``multiprocessing`` resource tracker: a
+ring registered twice (by its writer and by a reader that attached) is one entry there, removed
+by whichever unlinks it, and anything left at exit is cleaned up by the tracker.
 """
 
 from __future__ import annotations

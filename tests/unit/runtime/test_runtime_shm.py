@@ -93,3 +93,16 @@ def test_ring_cache_attaches_on_first_read_and_closes_retired_rings_later() -> N
     finally:
         ring.unlink()
         ring.close()
+
+
+def test_ring_cache_unlinks_a_retired_ring_its_dead_writer_left() -> None:
+    now = [100.0]
+    cache = RingCache(linger=5.0, clock=lambda: now[0])
+    ring = SharedRing.create((4, 6, 3), slots=2)
+    ring.close()  # the writer died: mapping gone, name still in /dev/shm
+    cache.announce(ring.spec)
+    cache.retire(ring.name)
+    now[0] += 5.0
+    assert cache.collect() == 1
+    with pytest.raises(FileNotFoundError):
+        SharedRing.attach(ring.spec)
