@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import re
 import secrets
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from safewatch.detect.protocol import Detector
 from safewatch.domain import Detections, Frame, Incident
 from safewatch.errors import ConfigError, NotFound, SafewatchError, SourceError, StorageError
+from safewatch.storage.atomic import atomic_write
 
 if TYPE_CHECKING:
     from safewatch.api.dashboard import Dashboard
@@ -136,9 +136,7 @@ class AuditJobs:
     def _write(self, job: AuditJob) -> None:
         folder = self._folder / job.id
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / ".job.json.tmp"
-        tmp.write_text(json.dumps(asdict(job), sort_keys=True))
-        os.replace(tmp, folder / "job.json")
+        atomic_write(folder / "job.json", json.dumps(asdict(job), sort_keys=True))
 
     def _update(self, job_id: str, *, persist: bool = True, **changes: object) -> AuditJob:
         with self._lock:

@@ -5,7 +5,8 @@ goes through the same validation as ``safewatch rules validate`` and the hot rel
 file is put beside copies of the other rule files in a private temporary folder and the *whole*
 set is loaded there (:func:`~safewatch.config.ruleset.load_rules`, with the site's cameras), since
 references cross files. Only a valid set is written, atomically (a temporary file renamed over the
-original, so the watcher never sees half a file), and reloaded; an invalid one is answered with
+original, so the watcher never sees half a file) under the rules folder's writer lock (the one
+confirmed LLM drafts take too), and reloaded; an invalid one is answered with
 every ``file:line: field: message`` error and nothing on disk changes. Error locations name the
 real file, not the temporary copy.
 
@@ -16,11 +17,9 @@ officers' comments, key order and formatting; only the edited value changes.
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +29,12 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from safewatch.config.rules_lock import rules_folder_lock
 from safewatch.config.ruleset import RuleSet, load_rules
 from safewatch.config.site import SiteConfig
 from safewatch.config.validation import ConfigErrors
 from safewatch.errors import ConfigError, NotFound
+from safewatch.storage.atomic import atomic_write
 
 __all__ = ["RuleFiles", "SaveResult"]
 
@@ -79,7 +80,6 @@ class RuleFiles:
     def __init__(self, path: Path, site: Callable[[], SiteConfig]) -> None:
         self.path = path
         self._site = site
-        self._lock = threading.Lock()
 
     @property
     def folder(self) -> Path:
@@ -150,10 +150,10 @@ class RuleFiles:
         Raises:
             ConfigError: The set would be invalid (nothing is written).
         """
-        with self._lock:
+        with rules_folder_lock(self.folder):
             rules = self.validate(name, text)
             path = self.file(name)
-            _atomic_write(path, text)
+            atomic_write(path, text)
             return SaveResult(rules, path)
 
     def delete(self, name: str) -> SaveResult:
@@ -163,7 +163,7 @@ class RuleFiles:
             NotFound: No such file.
             ConfigError: Other files refer to what it defines.
         """
-        with self._lock:
+        with rules_folder_lock(self.folder):
             path = self.file(name)
             if not path.is_file():
                 raise NotFound("rule file", name)
@@ -219,7 +219,7 @@ class RuleFiles:
         The zone stays in the file that defines it; a new one goes to ``file`` (default: the
         first rule file, or ``zones.yaml`` in an empty folder).
         """
-        with self._lock:
+        with rules_folder_lock(self.folder):
             name = self.locate(section, key) or file or (self.names() or ["zones.yaml"])[0]
             path = self.file(name)
             if path.is_file():
@@ -243,12 +243,12 @@ class RuleFiles:
                     entry.pop("description", None)
             text = self._dump(yaml, data)
             rules = self.validate(name, text)
-            _atomic_write(path, text)
+            atomic_write(path, text)
             return SaveResult(rules, path)
 
     def delete_geometry(self, section: str, key: str) -> SaveResult:
         """Remove zone/line ``key`` (refused while a rule still uses it)."""
-        with self._lock:
+        with rules_folder_lock(self.folder):
             name = self.locate(section, key)
             if name is None:
                 raise NotFound(section[:-1], key)
@@ -257,12 +257,12 @@ class RuleFiles:
             text = self._dump(yaml, data)
             rules = self.validate(name, text)
             path = self.file(name)
-            _atomic_write(path, text)
+            atomic_write(path, text)
             return SaveResult(rules, path)
 
     def set_enabled(self, rule_id: str, enabled: bool) -> SaveResult:
         """Switch rule ``rule_id`` on or off in its file."""
-        with self._lock:
+        with rules_folder_lock(self.folder):
             for name in self.names():
                 yaml, data = self._load(name)
                 for rule in data.get("rules") or []:
@@ -274,7 +274,7 @@ class RuleFiles:
                         text = self._dump(yaml, data)
                         rules = self.validate(name, text)
                         path = self.file(name)
-                        _atomic_write(path, text)
+                        atomic_write(path, text)
                         return SaveResult(rules, path)
             raise NotFound("rule", rule_id)
 
@@ -292,19 +292,3 @@ def _relocate(error: ConfigError, scratch: Path, real: Path) -> ConfigError:
     if isinstance(error, ConfigErrors):
         return ConfigErrors([fix(e) for e in error.errors])
     return fix(error)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a hidden temporary file renamed over it (same folder)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if path.exists():
-            shutil.copymode(path, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

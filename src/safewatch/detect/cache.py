@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ import numpy as np
 
 from safewatch.domain import Detections, Frame
 from safewatch.errors import ModelError
+from safewatch.storage.atomic import atomic_file
 
 __all__ = [
     "CACHE_FORMAT",
@@ -214,12 +213,6 @@ class DetectionCache:
             "confidence": np.concatenate([d.confidence for d in parts]) if parts else np.zeros(0),
             "label": np.concatenate([d.label for d in parts]) if parts else np.zeros(0, "<U1"),
         }
-        handle, temporary = tempfile.mkstemp(prefix=".cache-", suffix=".npz", dir=self.root)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                np.savez(out, **arrays)  # type: ignore[arg-type]
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with atomic_file(path, suffix=".npz") as out:
+            np.savez(out, **arrays)  # type: ignore[arg-type]
         return path

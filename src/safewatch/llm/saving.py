@@ -13,22 +13,20 @@ The record goes to the site's audit log, the dashboard's ``audit_log`` table (ac
 so drafts saved from the command line and from the Rules page are read in one place. It is
 written before the rename: a crash in between leaves a record of a change that did not happen,
 never a change without a record; a failed rename adds ``rules.draft_save_failed``. Saves of the
-same rules folder are serialised across processes (the CLI and the server) with a lock file.
+same rules folder are serialised across threads and processes (the CLI and the server, drafts and
+dashboard saves) by :func:`~safewatch.config.rules_lock.rules_folder_lock`.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from safewatch.config.rules import RuleFile
+from safewatch.config.rules_lock import rules_folder_lock
 from safewatch.config.validation import ConfigErrors, validate_document
 from safewatch.config.yaml_lines import parse_yaml
 from safewatch.errors import StorageError
@@ -37,6 +35,7 @@ from safewatch.llm.errors import DraftError, StaleDraft
 from safewatch.llm.guard import classify_changes, refuse_outside_rules
 from safewatch.llm.workspace import RuleWorkspace, sha256_text
 from safewatch.llm.yaml_edit import merge_items
+from safewatch.storage.atomic import commit, write_temp
 
 __all__ = ["SAVED_ACTION", "AuditWriter", "SavedDraft", "save_draft"]
 
@@ -76,24 +75,6 @@ class SavedDraft:
     detail: Mapping[str, Any]
 
 
-@contextmanager
-def _save_lock(workspace: RuleWorkspace) -> Iterator[None]:
-    """One save at a time per rules folder, across processes on this host."""
-    folder = workspace.target.parent.resolve()
-    key = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / f"safewatch-rules-{key}.lock"
-    try:
-        handle = path.open("a")
-    except OSError as exc:  # pragma: no cover - the temp folder is writable
-        raise StorageError(f"cannot lock the rules folder ({path}): {exc}") from None
-    with handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def _reapply(result: DraftResult, workspace: RuleWorkspace) -> str:
     """The draft's items merged into the target as it is now, guarded and validated again."""
     snapshot = workspace.snapshot()
@@ -124,29 +105,6 @@ def _reapply(result: DraftResult, workspace: RuleWorkspace) -> str:
     if new_text != result.new_text:  # pragma: no cover - same base and items, same merge
         raise StaleDraft("the merged file differs from the reviewed one; draft again")
     return new_text
-
-
-def _write_temp(target: Path, text: str) -> Path:
-    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(name, mode)
-    except OSError:
-        Path(name).unlink(missing_ok=True)
-        raise
-    return Path(name)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_draft(
@@ -181,10 +139,10 @@ def save_draft(
         raise DraftError(f"the draft is for {result.target}, not {workspace.target}")
     target = workspace.target
     diff_sha256 = hashlib.sha256(result.diff.encode("utf-8")).hexdigest()
-    with _save_lock(workspace):
+    with rules_folder_lock(target.parent):
         new_text = _reapply(result, workspace)
         try:
-            temp = _write_temp(target, new_text)
+            temp = write_temp(target, new_text)
         except OSError as exc:
             raise StorageError(f"cannot write {target}: {exc}") from None
         detail = {
@@ -208,8 +166,7 @@ def save_draft(
             temp.unlink(missing_ok=True)
             raise
         try:
-            os.replace(temp, target)
-            _fsync_dir(target.parent)
+            commit(temp, target)
         except OSError as exc:
             temp.unlink(missing_ok=True)
             audit.audit(

@@ -15,6 +15,7 @@ from safewatch.config.loader import LoadedSite
 from safewatch.domain import Incident
 from safewatch.rules import RuleSet
 from safewatch.runtime.audit_integrity import FULL
+from safewatch.storage.atomic import atomic_write
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -83,9 +84,7 @@ def write_incidents_json(report: AuditReport, site: LoadedSite, rules: RuleSet) 
         "incidents": incidents,
     }
     path = report.out_dir / "incidents.json"
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(document, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(document, indent=2) + "\n")
     return path
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from safewatch.errors import NotFound, StorageError
+from safewatch.storage.atomic import atomic_file
 from safewatch.storage.blobs import CHUNK, BlobInfo, check_key, sha256_of_stream
 
 __all__ = ["LocalBlobStore"]
@@ -55,23 +55,10 @@ class LocalBlobStore:
         target = self.path_for(key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp_name = tempfile.mkstemp(
-                prefix=f".{target.name}.", suffix=".part", dir=target.parent
-            )
-        except OSError as exc:
-            raise StorageError(f"cannot write evidence in {target.parent}: {_reason(exc)}") from exc
-        try:
-            with os.fdopen(fd, "wb") as handle:
+            with atomic_file(target, suffix=".part") as handle:
                 digest, size = fill(handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp_name, target)
         except OSError as exc:
-            Path(temp_name).unlink(missing_ok=True)
             raise StorageError(f"cannot write evidence {target}: {_reason(exc)}") from exc
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
         return BlobInfo(key, size, digest)
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> BlobInfo:

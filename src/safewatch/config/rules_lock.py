@@ -1,0 +1,53 @@
+"""One writer at a time per rules folder, across threads and processes.
+
+The rules folder is changed from three places: the dashboard's saves (YAML editor, zones drawn on a
+still, rules switched on or off), confirmed LLM drafts (from the dashboard or ``safewatch rules
+draft``), and the CLI. Each change is validate-the-whole-set-then-write, so two writers that
+interleave can each validate against a folder the other is about to change and together leave a
+set that neither validated. They used to hold different locks (a thread lock for dashboard saves,
+a file lock for drafts); now every writer holds this one.
+
+It is an exclusive ``flock`` on a lock file named after the folder's real path, opened afresh on
+every acquisition: on Linux two open file descriptions exclude each other even within one process,
+so the same lock serialises the server's threads, its API process and a CLI run. The lock file
+lives in the temporary folder, so a read-only or version-controlled rules folder gets no stray file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from safewatch.errors import StorageError
+
+__all__ = ["lock_path", "rules_folder_lock"]
+
+
+def lock_path(folder: Path) -> Path:
+    """The lock file of a rules folder (the same for every spelling of its path)."""
+    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"safewatch-rules-{key}.lock"
+
+
+@contextmanager
+def rules_folder_lock(folder: Path) -> Iterator[None]:
+    """Hold the folder's writer lock for the block (waits for the current writer).
+
+    Raises:
+        StorageError: The lock file cannot be opened.
+    """
+    path = lock_path(folder)
+    try:
+        handle = path.open("a")
+    except OSError as exc:
+        raise StorageError(f"cannot lock the rules folder {folder} ({path}): {exc}") from None
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,87 @@
+"""Files replaced whole or not at all: the one implementation of the atomic write.
+
+Rule files are watched by the hot reload, evidence is hashed into the chain, job records and
+caches are read back after a crash: a reader must see the old file or the new one, never half of
+one. So every write goes to a hidden temporary file in the target's own folder (a rename is atomic
+only within one file system), is flushed to disk, takes the target's permissions, and is renamed
+over the target; the folder is synced so the rename itself survives a power cut. On any failure
+the temporary file is removed and the target is untouched.
+
+Two phases (:func:`write_temp`, then :func:`commit`) serve a caller that must do something in
+between, e.g. record a rule change in the audit log before the change becomes visible.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["atomic_file", "atomic_write", "commit", "write_temp"]
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_file(target: Path, *, suffix: str = ".tmp") -> Iterator[BinaryIO]:
+    """A binary handle whose content replaces ``target`` when the block ends without error.
+
+    Raises:
+        OSError: The temporary file cannot be made, written or renamed (``target`` unchanged).
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    temp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        commit(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def write_temp(target: Path, data: str | bytes) -> Path:
+    """Write ``data`` to a hidden, synced temporary file beside ``target``; returns its path.
+
+    The file takes ``target``'s permission bits (0644 for a new file). Call :func:`commit` to
+    put it in place, or unlink it.
+    """
+    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(name, mode)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name)
+
+
+def commit(temp: Path, target: Path) -> None:
+    """Rename ``temp`` over ``target`` and sync the folder."""
+    os.replace(temp, target)
+    _sync_folder(target.parent)
+
+
+def atomic_write(target: Path, data: str | bytes) -> None:
+    """Replace ``target`` with ``data`` (UTF-8 for text), whole or not at all."""
+    temp = write_temp(target, data)
+    try:
+        commit(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise

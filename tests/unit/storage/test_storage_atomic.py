@@ -1,0 +1,48 @@
+"""Atomic writes: whole or nothing, the target's permissions kept, no temporary file left."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from safewatch.storage.atomic import atomic_file, atomic_write, commit, write_temp
+
+
+def test_replaces_the_content_and_keeps_the_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "rules.yaml"
+    target.write_text("old")
+    os.chmod(target, 0o640)
+    atomic_write(target, "new ✓")
+    assert target.read_text(encoding="utf-8") == "new ✓"
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["rules.yaml"]
+
+
+def test_a_failed_rename_leaves_the_target_and_no_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "busy"
+    target.mkdir()  # a folder cannot be replaced by a file
+    (target / "inside").write_text("kept")
+    with pytest.raises(OSError):
+        atomic_write(target, b"data")
+    assert (target / "inside").read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy"]
+
+
+def test_an_error_inside_the_block_writes_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "blob.bin"
+    target.write_bytes(b"before")
+    with pytest.raises(RuntimeError), atomic_file(target) as handle:
+        handle.write(b"half of it")
+        raise RuntimeError("the stream broke")
+    assert target.read_bytes() == b"before"
+    assert [p.name for p in tmp_path.iterdir()] == ["blob.bin"]
+
+
+def test_two_phases_let_the_caller_act_in_between(tmp_path: Path) -> None:
+    target = tmp_path / "a.yaml"
+    temp = write_temp(target, "v1")
+    assert not target.exists() and temp.parent == tmp_path and temp.name.startswith(".a.yaml.")
+    commit(temp, target)
+    assert target.read_text() == "v1" and not temp.exists()
