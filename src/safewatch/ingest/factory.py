@@ -1,19 +1,44 @@
-"""Choose and build the right source for a camera from its site-file entry."""
+"""Choose and build the right source for a camera from its site-file entry.
+
+The one source factory: ``safewatch audit`` and ``backtest`` read a file as fast as they can
+(:class:`FileSource`), the live server plays the same file in real time, optionally looping
+(:class:`PacedFileSource`), and both get a reconnecting :class:`LiveSource` for a camera URL. The
+``live`` argument is the only difference, so a camera is parsed, resolved and refused (unsupported
+schemes, missing files, catalogue videos not yet fetched) the same way everywhere.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from safewatch.config.site import CameraConfig
-from safewatch.errors import ModelError, SourceError
+from safewatch.errors import ConfigError, ModelError, SourceError
 from safewatch.ingest.av_options import source_kind
+from safewatch.ingest.backoff import Backoff
 from safewatch.ingest.file_source import FileSource
 from safewatch.ingest.live_source import LiveSource
+from safewatch.ingest.paced_file_source import PacedFileSource
 from safewatch.ingest.redact import redact_url
 from safewatch.ingest.source import Source
 from safewatch.ingest.state import StateListener
 
-__all__ = ["file_source_path", "open_source"]
+__all__ = ["LiveTiming", "file_source_path", "open_source"]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveTiming:
+    """How the live server runs a camera: timeouts and reconnects, files played in real time.
+
+    Attributes:
+        io_timeout: Seconds a network read may block.
+        stall_seconds: No frame for this long: reconnect.
+        reconnect_cap: Longest delay between reconnect attempts, seconds.
+    """
+
+    io_timeout: float = 5.0
+    stall_seconds: float = 10.0
+    reconnect_cap: float = 30.0
 
 
 def file_source_path(camera_id: str, source: str, base_dir: Path) -> Path:
@@ -48,6 +73,7 @@ def open_source(
     base_dir: Path,
     origin: float | None = None,
     on_state: StateListener | None = None,
+    live: LiveTiming | None = None,
 ) -> Source:
     """Build the source for one camera: a :class:`FileSource` or a :class:`LiveSource`.
 
@@ -63,21 +89,42 @@ def open_source(
         origin: Wall-clock time of a file's first frame (ignored for live sources); see
             :class:`FileSource` for the default.
         on_state: Listener for the source's state changes.
+        live: Run as the live server does: a file is played in real time (and loops when the
+            camera says ``loop: true``), a camera URL reconnects with these timings. ``None``
+            reads a file as fast as possible (audit, backtest).
 
     Returns:
         The source, not yet iterated.
 
     Raises:
         SourceError: The file is missing or unreadable, or the URL scheme is unsupported.
+        ConfigError: ``loop`` is set on a live camera that is not a file.
     """
     source = config.source.strip()
     kind = source_kind(source)
     if kind != "file":
+        if live is None:
+            return LiveSource(
+                camera_id,
+                source,
+                fps=config.fps,
+                rtsp_transport=config.rtsp_transport,
+                on_state=on_state,
+            )
+        if config.loop:
+            raise ConfigError(
+                f"camera {camera_id!r}: loop applies to video files only, not "
+                f"{redact_url(source)!r}",
+                field=f"cameras.{camera_id}.loop",
+            )
         return LiveSource(
             camera_id,
             source,
             fps=config.fps,
             rtsp_transport=config.rtsp_transport,
+            io_timeout=live.io_timeout,
+            stall_timeout=live.stall_seconds,
+            backoff=Backoff(0.5, max(0.5, live.reconnect_cap)),
             on_state=on_state,
         )
     if "://" in source and not source.lower().startswith("file://"):
@@ -86,4 +133,6 @@ def open_source(
             "(expected a file path, rtsp://, rtsps://, http(s):// or /dev/videoN)"
         )
     path = file_source_path(camera_id, source, base_dir)
+    if live is not None:
+        return PacedFileSource(camera_id, path, fps=config.fps, loop=config.loop, on_state=on_state)
     return FileSource(camera_id, path, fps=config.fps, origin=origin, on_state=on_state)

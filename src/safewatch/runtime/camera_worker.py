@@ -39,15 +39,11 @@ from typing import Protocol
 from safewatch.config.runtime import MotionConfig
 from safewatch.config.site import CameraConfig
 from safewatch.domain.frame import Frame
-from safewatch.errors import ConfigError, SafewatchError
-from safewatch.ingest.av_options import source_kind
-from safewatch.ingest.backoff import Backoff
-from safewatch.ingest.factory import file_source_path
-from safewatch.ingest.live_source import LiveSource
-from safewatch.ingest.redact import redact_url
+from safewatch.errors import SafewatchError
+from safewatch.ingest.factory import LiveTiming, open_source
+from safewatch.ingest.motion import MotionGate, MotionResult
 from safewatch.ingest.source import Source
 from safewatch.ingest.state import SourceInfo, SourceState, StateChange
-from safewatch.runtime.file_camera import PacedFileSource
 from safewatch.runtime.messages import (
     FrameReady,
     RingCreated,
@@ -55,7 +51,6 @@ from safewatch.runtime.messages import (
     StatsReport,
     WorkerMessage,
 )
-from safewatch.runtime.motion import MotionGate, MotionResult
 from safewatch.runtime.shm import SharedRing
 
 __all__ = [
@@ -116,29 +111,12 @@ def build_camera_source(
         SourceError: A video file is missing or unreadable.
         ConfigError: ``loop`` is set on a camera that is not a file.
     """
-    camera = spec.camera
-    source = camera.source.strip()
-    kind = source_kind(source)
-    if kind != "file":
-        if camera.loop:
-            raise ConfigError(
-                f"camera {spec.camera_id!r}: loop applies to video files only, not "
-                f"{redact_url(source)!r}",
-                field=f"cameras.{spec.camera_id}.loop",
-            )
-        return LiveSource(
-            spec.camera_id,
-            source,
-            fps=camera.fps,
-            rtsp_transport=camera.rtsp_transport,
-            io_timeout=spec.io_timeout,
-            stall_timeout=spec.stall_seconds,
-            backoff=Backoff(0.5, max(0.5, spec.reconnect_cap)),
-            on_state=on_state,
-        )
-    path = file_source_path(spec.camera_id, source, spec.base_dir)
-    return PacedFileSource(
-        spec.camera_id, path, fps=camera.fps, loop=camera.loop, on_state=on_state
+    return open_source(
+        spec.camera_id,
+        spec.camera,
+        base_dir=spec.base_dir,
+        on_state=on_state,
+        live=LiveTiming(spec.io_timeout, spec.stall_seconds, spec.reconnect_cap),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from safewatch.runtime.motion import MotionGate
+from safewatch.ingest.motion import MotionGate
 
 
 def scene(offset: int = 0, *, noise: int = 0, seed: int = 0) -> np.ndarray:
