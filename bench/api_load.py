@@ -156,6 +156,7 @@ class LoadResult:
     p95_ms: float
     max_ms: float
     connection_errors: int
+    timeouts: int
     server_errors: int
     statuses: dict[str, int]
 
@@ -166,14 +167,15 @@ async def _clients(
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     errors = 0
+    timeouts = 0
     deadline = time.monotonic() + seconds
     headers = {"Authorization": f"Bearer {token}"}
 
     async def one(index: int) -> None:
-        nonlocal errors
+        nonlocal errors, timeouts
         rng = random.Random(index)
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
             turn = index
             while time.monotonic() < deadline:
                 turn += 1
@@ -192,7 +194,10 @@ async def _clients(
                         response = await client.get(
                             "/api/v1/stats", params={"by": ["hour", "camera"]}, headers=headers
                         )
-                except httpx.TransportError:
+                except httpx.TimeoutException:  # no answer in 60 s
+                    timeouts += 1
+                    continue
+                except httpx.TransportError:  # refused, reset, closed mid-answer
                     errors += 1
                     continue
                 latencies.append(time.monotonic() - started)
@@ -200,7 +205,7 @@ async def _clients(
                 statuses[key] = statuses.get(key, 0) + 1
 
     await asyncio.gather(*(one(i) for i in range(clients)))
-    return {"latencies": latencies, "statuses": statuses, "errors": errors}
+    return {"latencies": latencies, "statuses": statuses, "errors": errors, "timeouts": timeouts}
 
 
 def _load_main(
@@ -233,6 +238,7 @@ def load(base: str, token: str, kind: str, clients: int, seconds: float, nice: i
         p95_ms=pct(0.95),
         max_ms=round(1000 * lat[-1], 1) if lat else 0.0,
         connection_errors=int(raw["errors"]),
+        timeouts=int(raw["timeouts"]),
         server_errors=sum(n for code, n in statuses.items() if code.startswith("5")),
         statuses=statuses,
     )
@@ -308,7 +314,8 @@ def window(
         shown += (
             f"; {result.requests} requests, p50 {result.p50_ms:.0f} ms, p95 "
             f"{result.p95_ms:.0f} ms, {result.connection_errors} connection errors, "
-            f"{result.server_errors} 5xx"
+            f"{result.timeouts} timeouts (60 s), {result.server_errors} 5xx, statuses "
+            f"{result.statuses}"
         )
     print(shown, flush=True)
     return Window(name, round(t1 - t0, 1), round(fps, 3), os.getloadavg(), cpu, result)

@@ -81,7 +81,7 @@ async def api_login(
         cookie, session = dashboard.auth.create_session(user, client)
         return user, cookie, session.csrf_token
 
-    user, cookie, csrf = await anyio.to_thread.run_sync(run)
+    user, cookie, csrf = await anyio.to_thread.run_sync(run, limiter=dashboard.password_checks)
     set_session_cookie(response, request, dashboard, cookie)
     return MeOut(username=user.username, role=user.role, method="session", csrf_token=csrf)
 

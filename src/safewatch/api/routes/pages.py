@@ -134,7 +134,9 @@ async def login_form(
         raise ApiError(403, "csrf_failed", "the login form expired; reload the page")
     client = client_of(request)
     try:
-        user = await anyio.to_thread.run_sync(login, dashboard, username, password, client)
+        user = await anyio.to_thread.run_sync(
+            login, dashboard, username, password, client, limiter=dashboard.password_checks
+        )
     except ApiError as exc:
         if exc.status not in (401, 429):
             raise
