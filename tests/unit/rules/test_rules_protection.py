@@ -1,0 +1,120 @@
+"""Protection never disappears silently: blind rules are errors, lost rules and unwatched cameras
+are reported by the reloader (issue 13)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from safewatch.config.coverage import camera_labels, missing_labels
+from safewatch.config.rules import PPERule, SpeedRule, ZoneIntrusionRule
+from safewatch.config.site import SiteConfig
+from safewatch.config.validation import ConfigErrors
+from safewatch.rules import load_rules
+from safewatch.rules.reload import RuleSetHolder
+from safewatch.rules.watcher import CAMERA_RULES, RuleWatcher
+
+SITE = SiteConfig.model_validate(
+    {
+        "version": 1,
+        "models": {
+            "coco": {"path": "c.onnx", "labels": {"person": "person", "car": "vehicle"}},
+            "ppe": {"path": "p.onnx", "class_names": ["Hardhat", "NO-Safety Vest"]},
+            "own": {"path": "o.onnx"},  # classes only in the file: not judged
+        },
+        "cameras": {
+            "yard": {"source": "a.mp4", "models": ["coco", "ppe"]},
+            "dock": {"source": "b.mp4", "models": ["coco"]},
+            "gate": {"source": "c.mp4", "models": ["own"]},
+            "spare": {"source": "d.mp4", "models": ["coco"], "enabled": False},
+        },
+    }
+)
+
+
+def test_camera_labels_come_from_label_maps_and_class_names() -> None:
+    assert camera_labels(SITE, "yard") == {"person", "vehicle", "hardhat", "no_safety_vest"}
+    assert camera_labels(SITE, "dock") == {"person", "vehicle"}
+    assert camera_labels(SITE, "gate") is None
+
+
+@pytest.mark.parametrize(
+    ("rule", "cameras", "fields"),
+    [
+        (PPERule(id="r", kind="ppe", require=("hardhat",)), ["yard", "gate"], []),
+        (PPERule(id="r", kind="ppe", require=("hardhat",)), ["dock"], [("require", 0)]),
+        (PPERule(id="r", kind="ppe", require=("safety_vest",)), ["yard"], []),  # its no_ class
+        (PPERule(id="r", kind="ppe", require=("vest",), objects=("dog",)), ["yard"],
+         [("objects",), ("require", 0)]),
+        (SpeedRule(id="r", kind="speed", max_speed="10km/h"), ["dock"], []),  # vehicle suffices
+        (ZoneIntrusionRule(id="r", kind="zone_intrusion", zone="z", objects=("forklift",)),
+         ["dock"], [("objects",)]),
+    ],
+)  # fmt: skip
+def test_missing_labels(rule: object, cameras: list[str], fields: list[tuple[object, ...]]) -> None:
+    problems = missing_labels(rule, cameras, SITE)  # type: ignore[arg-type]
+    assert [path for path, _ in problems] == fields
+
+
+def write_rules(folder: Path, text: str) -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "r.yaml").write_text("version: 1\n" + text)
+    return folder
+
+
+YARD = "  - {id: yard-people, kind: zone_intrusion, zone: z}\n"
+ZONE = "zones:\n  z: {camera: yard, polygon: [[0, 0], [1, 0], [1, 1]]}\nrules:\n"
+
+
+def test_a_blind_rule_is_a_file_line_error(tmp_path: Path) -> None:
+    folder = write_rules(tmp_path / "rules", "rules:\n  - {id: h, kind: ppe, cameras: [dock],\n"
+                         "     require: [hardhat]}\n")  # fmt: skip
+    with pytest.raises(ConfigErrors) as caught:
+        load_rules(folder, SITE)
+    assert str(caught.value.errors[0]).startswith(
+        f"{folder / 'r.yaml'}:4: rules[0].require[0]: rule 'h' needs 'hardhat' or 'no_hardhat' "
+        "but camera 'dock' has no model producing it (models coco produce: person, vehicle)"
+    )
+
+
+def test_reload_reports_dropped_rules_and_unwatched_cameras(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    everywhere = "  - {id: anyone, kind: proximity, objects: [vehicle], max_distance: 100px}\n"
+    folder = write_rules(tmp_path / "rules", ZONE + YARD)
+    holder = RuleSetHolder(load_rules(folder, SITE))
+    watcher = RuleWatcher(folder, holder, SITE)
+    caplog.set_level(logging.INFO, "safewatch.rules.watcher")
+
+    status = watcher.reload()  # unchanged, but dock and gate were never watched
+    assert status.unwatched == ("dock", "gate")
+    assert status.dropped == ()
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "no enabled rule runs on camera(s) dock, gate" in caplog.records[0].getMessage()
+    assert CAMERA_RULES.labels(camera="yard")._value.get() == 1
+    assert CAMERA_RULES.labels(camera="dock")._value.get() == 0
+
+    caplog.clear()
+    blind = "  - {id: h, kind: ppe, cameras: [dock], require: [hardhat]}\n"
+    write_rules(folder, ZONE + YARD + everywhere + blind)
+    status = watcher.reload()  # a blind rule: refused, nothing changes
+    assert not status.ok and status.unwatched == ("dock", "gate")
+
+    caplog.clear()
+    write_rules(folder, ZONE + YARD + everywhere)
+    status = watcher.reload()
+    assert (status.unwatched, status.dropped, status.warnings) == ((), (), ())
+    assert "every enabled camera has an enabled rule again" in caplog.text
+
+    caplog.clear()
+    write_rules(folder, ZONE + YARD.replace("zone: z}", "zone: z, enabled: false}"))
+    status = watcher.reload()
+    assert status.dropped == ("anyone", "yard-people")
+    assert status.unwatched == ("yard", "dock", "gate")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "rules: generation 3 dropped 2 rule(s) that were in force: anyone, yard-people",
+        "rules: no enabled rule runs on camera(s) yard, dock, gate: nothing is watched there",
+    ]
