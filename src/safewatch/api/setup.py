@@ -4,8 +4,8 @@ API routers, the WebSockets, the pages and their static files.
 Called by :func:`safewatch.api.app.create_app` when it is given a
 :class:`~safewatch.api.dashboard.Dashboard`. Middleware order matters: trusted-proxy resolution is
 outermost (everything after sees the real client address), then the security headers (they wrap
-also the 413 and the gate's own 401/403 answers), the body limit (before any body is read), and the
-gate before any route.
+also the 413 and the gate's own 401/403 answers), the secrets mask (every JSON and text answer,
+``/readyz`` included), the body limit (before any body is read), and the gate before any route.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from safewatch.api.body_limit import BodyLimit
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.errors import install_error_handlers
 from safewatch.api.proxies import install_trusted_proxies
+from safewatch.api.redaction import RedactResponses
 from safewatch.api.security import SecurityHeaders
 
 __all__ = ["WEB_DIR", "install_dashboard", "media_origins"]
@@ -45,6 +46,7 @@ def install_dashboard(app: FastAPI, dashboard: Dashboard) -> None:
     from safewatch.api.routes import (
         audit_jobs,
         auth,
+        backtests,
         cameras,
         evidence,
         incidents,
@@ -73,6 +75,7 @@ def install_dashboard(app: FastAPI, dashboard: Dashboard) -> None:
         zones,
         users,
         audit_jobs,
+        backtests,
         reports,
     ):
         app.include_router(module.router)
@@ -88,5 +91,6 @@ def install_dashboard(app: FastAPI, dashboard: Dashboard) -> None:
         max_bytes=int(http.max_body_bytes),
         per_path={"/api/v1/audit-jobs/upload": dashboard.settings.max_upload_bytes},
     )
+    app.add_middleware(RedactResponses, site=dashboard.site)
     app.add_middleware(SecurityHeaders, frame_origins=media_origins(dashboard))
     install_trusted_proxies(app, http.trusted_proxies)

@@ -24,14 +24,17 @@ class Interpolation:
     """Expands ``${VAR}`` against one environment mapping (``os.environ`` by default).
 
     A callable object rather than a closure so tests pass a plain dict as the environment.
+    ``expanded`` collects every value taken from the environment: they are the secrets the docs
+    promise to mask by value (:mod:`safewatch.config.secrets`).
     """
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
+        self.expanded: set[str] = set()
 
     def __call__(self, text: str, file: str, line: int, path: PathKey) -> str:
         """Expand ``text``; see :func:`expand`."""
-        return expand(text, self._environ, file=file, line=line, path=path)
+        return expand(text, self._environ, file=file, line=line, path=path, found=self.expanded)
 
 
 def expand(
@@ -41,8 +44,11 @@ def expand(
     file: str | None = None,
     line: int | None = None,
     path: PathKey = (),
+    found: set[str] | None = None,
 ) -> str:
     """Replace every ``${VAR}`` / ``${VAR:-default}`` in ``text``.
+
+    ``found``, when given, receives each value taken from ``environ``.
 
     Raises:
         ConfigError: When a variable without a default is unset, or a reference is malformed.
@@ -63,6 +69,8 @@ def expand(
             )
         value = environ.get(name)
         if value:
+            if found is not None:
+                found.add(value)
             return value
         if has_default:
             return default

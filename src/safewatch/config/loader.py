@@ -17,6 +17,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from safewatch.config.interpolate import Interpolation
+from safewatch.config.secrets import SECRETS, register_loaded_site
 from safewatch.config.site import SiteConfig
 from safewatch.config.validation import validate_document
 from safewatch.config.yaml_lines import LocatedDocument, parse_yaml
@@ -35,11 +36,15 @@ class LoadedSite:
         config: The validated site configuration.
         path: The site file, absolute.
         base_dir: The folder relative paths in the file are resolved against.
+        secrets: The values ``${VAR}`` references expanded to: masked by value wherever the site
+            is used, also in processes that receive it pickled
+            (:func:`safewatch.config.secrets.register_loaded_site`).
     """
 
     config: SiteConfig
     path: Path
     base_dir: Path
+    secrets: frozenset[str] = frozenset()
 
     def resolve(self, value: str | Path) -> Path:
         """Resolve a path written in the site file; absolute paths are returned unchanged."""
@@ -55,6 +60,13 @@ def read_document(
     Raises:
         ConfigError: The file cannot be read, or is not valid YAML.
     """
+    return _read(path, environ, interpolate)[0]
+
+
+def _read(
+    path: str | Path, environ: Mapping[str, str] | None, interpolate: bool
+) -> tuple[LocatedDocument, frozenset[str]]:
+    """The document and the values its ``${VAR}`` references expanded to (registered secrets)."""
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -63,7 +75,9 @@ def read_document(
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read file: {exc}", file=name) from None
     interpolation = Interpolation(os.environ if environ is None else environ)
-    return parse_yaml(text, name, interpolate=interpolation if interpolate else None)
+    document = parse_yaml(text, name, interpolate=interpolation if interpolate else None)
+    SECRETS.add(interpolation.expanded)  # ${VAR} values are masked by value everywhere
+    return document, frozenset(interpolation.expanded)
 
 
 def load_model(
@@ -89,6 +103,9 @@ def load_site(path: str | Path, *, environ: Mapping[str, str] | None = None) -> 
     Raises:
         ConfigError: With ``file:line: field: message`` for any problem.
     """
-    config, _ = load_model(SiteConfig, path, environ=environ)
+    document, expanded = _read(path, environ, True)
+    config = validate_document(SiteConfig, document)
     absolute = Path(path).resolve()
-    return LoadedSite(config=config, path=absolute, base_dir=absolute.parent)
+    site = LoadedSite(config=config, path=absolute, base_dir=absolute.parent, secrets=expanded)
+    register_loaded_site(site)
+    return site

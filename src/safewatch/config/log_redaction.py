@@ -1,26 +1,19 @@
-"""A logging filter that masks credentials in any URL a log line mentions.
+"""A logging filter that masks credentials in any log line.
 
 Call sites are asked to log ``redact_url(source)``, but one forgotten call (or a third-party
-library that logs the URL it was given) would leak a camera password into a log that ends up in a
-ticket. Installing :class:`RedactingFilter` on the root handlers is the safety net: every URL in
-every formatted message passes through :func:`safewatch.ingest.redact.redact_url`.
+library that logs the URL it was given, or a password quoted alone) would leak a secret into a log
+that ends up in a ticket. Installing :class:`RedactingFilter` on the root handlers is the safety
+net: every formatted message passes through :func:`safewatch.config.secrets.redact_secrets`
+(every URL by shape, every configured secret by value).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 
-from safewatch.ingest.redact import redact_url
+from safewatch.config.secrets import redact_secrets, redact_urls_in
 
 __all__ = ["RedactingFilter", "install_redaction", "redact_urls_in"]
-
-_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
-
-
-def redact_urls_in(text: str) -> str:
-    """Replace every URL in ``text`` by its redacted form (user info and secret query values)."""
-    return _URL.sub(lambda match: redact_url(match.group(0)), text)
 
 
 class RedactingFilter(logging.Filter):
@@ -29,7 +22,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Format the message once, redact it, and store it back without arguments."""
         message = record.getMessage()
-        redacted = redact_urls_in(message)
+        redacted = redact_secrets(message)
         if redacted != message:
             record.msg = redacted
             record.args = None

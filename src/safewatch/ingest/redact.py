@@ -7,14 +7,34 @@ the URL it failed on), so a log shipped to a ticket never leaks a password.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+import re
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
 
-__all__ = ["SECRET_QUERY_KEYS", "redact_text", "redact_url"]
+__all__ = ["SECRET_QUERY_KEYS", "redact_text", "redact_url", "url_secrets", "url_user"]
 
 SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "token", "auth", "key"})
 """Query parameter names (case-insensitive) whose values are secrets."""
 
 _MASK = "***"
+
+# An "@" that ends the user info: followed by a host (name, IPv4 or [IPv6]) and an optional port,
+# then the end of the authority. Passwords are often pasted unencoded (``${CAM_PASSWORD}`` in the
+# site file), so ``/``, ``?``, ``#`` and ``@`` in them must not end the user info early, as they
+# do for :func:`urllib.parse.urlsplit`; the *last* such "@" is taken, which masks too much rather
+# than too little when a later part of the URL happens to hold an "@".
+_USERINFO_END = re.compile(r"@(?=(?:[A-Za-z0-9._~%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?(?:[/?#]|$))")
+
+
+def _split_userinfo(url: str) -> tuple[str, str | None, str] | None:
+    """``(scheme, userinfo or None, rest after the "@")`` of a ``scheme://`` URL, else ``None``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme:
+        return None
+    ends = list(_USERINFO_END.finditer(rest))
+    if not ends:
+        return scheme, None, rest
+    at = ends[-1].start()
+    return scheme, rest[:at], rest[at + 1 :]
 
 
 def redact_url(url: str) -> str:
@@ -31,17 +51,24 @@ def redact_url(url: str) -> str:
     Returns:
         The same URL, safe to log.
     """
+    split = _split_userinfo(url)
+    if split is None:
+        return url
+    scheme, userinfo, rest = split
+    if userinfo is not None:
+        url = (
+            f"{scheme}://{_MASK}:{_MASK}@{rest}"
+            if ":" in userinfo
+            else f"{scheme}://{_MASK}@{rest}"
+        )
     try:
         parts = urlsplit(url)
     except ValueError:
-        return _redact_userinfo_by_hand(url)
+        return url
     if not parts.scheme or not parts.netloc:
         return url
     netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        netloc = f"{_MASK}:{_MASK}@{host}" if ":" in userinfo else f"{_MASK}@{host}"
-    query = parts.query
+    query, fragment = parts.query, parts.fragment
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(key.lower() in SECRET_QUERY_KEYS for key, _ in pairs):
@@ -49,7 +76,9 @@ def redact_url(url: str) -> str:
                 [(k, _MASK if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs],
                 safe="*",
             )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+            # A "#" pasted unencoded into a token starts a "fragment" that is the token's tail.
+            fragment = _MASK if fragment else fragment
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
 def redact_text(text: str, url: str) -> str:
@@ -66,33 +95,58 @@ def redact_text(text: str, url: str) -> str:
         ``text`` with the secrets masked.
     """
     text = text.replace(url, redact_url(url))
-    for secret in sorted(_secrets(url), key=len, reverse=True):
+    for secret in sorted(url_secrets(url), key=len, reverse=True):
         text = text.replace(secret, _MASK)
     return text
 
 
-def _secrets(url: str) -> set[str]:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
+def url_user(url: str) -> str | None:
+    """The user name in ``url``'s user info, as written, or ``None``."""
+    split = _split_userinfo(url)
+    if split is None or split[1] is None:
+        return None
+    return split[1].split(":", 1)[0] or None
+
+
+def url_secrets(url: str, *, min_length: int = 3, user: bool = True) -> set[str]:
+    """The secrets ``url`` carries: user info, user, password, secret query values.
+
+    Each as written and percent-decoded (and the query values percent-encoded), so text that
+    quotes any form of them can be masked. Strings that are not URLs carry none.
+
+    Args:
+        url: A source or endpoint URL.
+        min_length: Shorter pieces are left out: masking "a" or "1" would mangle unrelated text.
+        user: Include the user name alone (not for masking by value everywhere: names like
+            ``admin`` are also roles and words).
+    """
+    split = _split_userinfo(url)
+    if split is None:
         return set()
+    scheme, userinfo, rest = split
     found: set[str] = set()
-    if "@" in parts.netloc:
-        userinfo = parts.netloc.rsplit("@", 1)[0]
+    if userinfo is not None:
         found.add(userinfo)
-        found.update(piece for piece in userinfo.split(":", 1) if piece)
+        name, _, password = userinfo.partition(":")
+        found.update(piece for piece in (name if user else "", password) if piece)
+    try:
+        parts = urlsplit(f"{scheme}://{rest}")
+    except ValueError:
+        return _lengthy(found, min_length)
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key.lower() in SECRET_QUERY_KEYS and value:
             found.add(value)
             found.add(quote(value, safe=""))
+            if parts.fragment:  # an unencoded "#" in the value (see redact_url)
+                found.update({parts.fragment, f"{value}#{parts.fragment}"})
+    for piece in parts.query.split("&"):  # as written: "+" and "%" not decoded
+        key, _, value = piece.partition("=")
+        if unquote_plus(key).lower() in SECRET_QUERY_KEYS and value:
+            found.add(value)
+    return _lengthy(found, min_length)
+
+
+def _lengthy(found: set[str], min_length: int) -> set[str]:
+    """``found`` with its percent-decoded forms, less the pieces too short to mask."""
     found |= {unquote(s) for s in found}
-    # Very short fragments ("a", "1") would mangle unrelated text; they are not worth hiding.
-    return {s for s in found if len(s) >= 3}
-
-
-def _redact_userinfo_by_hand(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    host_and_path = rest.split("@", 1)[1]
-    return f"{scheme}://{_MASK}:{_MASK}@{host_and_path}"
+    return {s for s in found if len(s) >= min_length}

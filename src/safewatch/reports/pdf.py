@@ -28,6 +28,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from safewatch.config.secrets import redact_secrets
 from safewatch.domain import Incident
 from safewatch.reports.charts import category_bars, time_bars
 from safewatch.storage import Bucket
@@ -189,4 +190,6 @@ def render_incident_report(data: ReportData, *, max_rows: int = 500) -> bytes:
 
 
 def _escape(text: str) -> str:
+    """Free text made safe for a paragraph: configured secrets masked, markup escaped."""
+    text = redact_secrets(text)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

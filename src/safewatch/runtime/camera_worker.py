@@ -271,8 +271,10 @@ def worker_main(spec: WorkerSpec, connection: Connection) -> None:
         level=spec.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from safewatch.config.log_redaction import install_redaction
+    from safewatch.config.secrets import register_site_secrets
 
     install_redaction()
+    register_site_secrets(spec.camera)  # its password, masked by value in this process's logs
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which stops us
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
