@@ -8,15 +8,28 @@ kill the camera and stop the server.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from rtsp_server import RtspCamera, looped_clip, rtsp_unavailable
 
 from assets import asset
-from e2e_support import ARGS, CHROMIUM, PASSWORD, Served, serve, wait_until
+from e2e_support import (
+    ARGS,
+    AXE_DEFAULT,
+    CHROMIUM,
+    PASSWORD,
+    Served,
+    axe_source,
+    axe_violations,
+    serve,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rtsp, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -29,6 +42,9 @@ RULES = (
     " min_duration: 0s, grace: 1s, cooldown: 2s, severity: high}\n"
 )
 
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("SAFEWATCH_E2E_ARTIFACTS", ROOT / "tmp" / "artifacts"))
+"""Screenshots of every page at 1440x900 and 390x844 (ignored by git; CI keeps them)."""
 ROWS_AT_LEAST = "(n) => document.querySelectorAll('#incidents tbody tr[data-id]').length >= n"
 
 
@@ -205,6 +221,75 @@ def test_filters_and_presets_survive_a_reload(served: Served, page: Any) -> None
     assert time.time() > since
 
 
+PAGES = {
+    "live": ("/live", "() => +document.querySelector('article.tile')?.dataset.frames > 0"),
+    "incidents": ("/incidents", "() => document.getElementById('incidents').dataset.loaded"),
+    "incident": (None, "() => document.querySelector('#timeline li')"),
+    "analytics": ("/analytics", "() => document.getElementById('total').textContent.trim()"),
+    "zones": ("/zones", "() => document.getElementById('still')?.naturalWidth > 0"),
+    "rules": ("/rules", "() => document.getElementById('editor').value.includes('rules:')"),
+    "audit": ("/audit", "() => document.readyState === 'complete'"),
+    "reports": ("/reports", "() => document.readyState === 'complete'"),
+    "settings": ("/settings", "() => document.querySelector('#summary dd')"),
+}
+VIEWPORTS = {"desktop": (1440, 900), "phone": (390, 844)}
+SHELL_READY = (
+    "() => !document.getElementById('open-count').textContent.startsWith('…')"
+    " && document.getElementById('feed-state').classList.contains('up')"
+)
+"""Every page's frame has loaded its open-incident count and connected the incident feed."""
+
+
+def test_every_page_at_1440_and_390_px_is_usable_and_accessible(served: Served, page: Any) -> None:
+    """Screenshots of every page at both sizes into tmp/artifacts; no horizontal scrolling at
+    390 px (tiles stack, the navigation collapses behind a button); one <h1>, a skip link, a
+    label on every control; axe-core finds no serious or critical WCAG 2 A/AA violation."""
+    source = axe_source()
+    if source is None:
+        pytest.skip(f"axe-core is not installed at {AXE_DEFAULT} (.ci/run installs it)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    incident_id = wait_until(lambda: served.incidents(limit=1), 120, "an incident")[0]["id"]
+    problems: dict[str, Any] = {}
+    for size, (width, height) in VIEWPORTS.items():
+        page.set_viewport_size({"width": width, "height": height})
+        for name, (path, ready) in PAGES.items():
+            page.goto(f"{served.base}{path or f'/incidents/{incident_id}'}")
+            page.wait_for_function(ready, timeout=60_000)
+            page.wait_for_function(SHELL_READY, timeout=60_000)
+            page.wait_for_load_state("load")
+            page.screenshot(path=str(ARTIFACTS / f"{name}-{width}x{height}.png"))
+            facts = page.evaluate(
+                """() => ({
+                    h1: document.querySelectorAll('h1').length,
+                    skip: !!document.querySelector('a.skip-link[href="#main"]'),
+                    overflow: document.documentElement.scrollWidth - window.innerWidth,
+                })"""
+            )
+            found = axe_violations(page, source)
+            if facts["h1"] != 1 or not facts["skip"] or facts["overflow"] > 1 or found:
+                problems[f"{name}@{width}"] = {**facts, "axe": found}
+        if size == "phone":
+            page.goto(f"{served.base}/incidents")
+            page.wait_for_function(PAGES["incidents"][1])
+            assert not page.is_visible("nav a[data-key=rules]"), "the nav should be collapsed"
+            page.click("#nav-toggle")
+            page.wait_for_selector("nav a[data-key=rules]", state="visible")
+            page.screenshot(path=str(ARTIFACTS / f"nav-open-{width}x{height}.png"))
+            box = page.locator("#logout").bounding_box()
+            assert box is not None and box["x"] + box["width"] <= width
+    page.set_viewport_size({"width": 1440, "height": 900})
+    (ARTIFACTS / "a11y-problems.json").write_text(json.dumps(problems, indent=1))
+    assert not problems, json.dumps(problems, indent=1)
+    login = page.context.browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        tab = login.new_page()
+        tab.goto(f"{served.base}/login")
+        tab.screenshot(path=str(ARTIFACTS / "login-390x844.png"))
+        assert axe_violations(tab, source) == []
+    finally:
+        login.close()
+
+
 def test_killing_the_camera_turns_its_tile_to_reconnecting(
     served: Served, camera: RtspCamera, page: Any
 ) -> None:
@@ -237,3 +322,19 @@ def test_killing_the_camera_turns_its_tile_to_reconnecting(
     page.wait_for_function(
         f"() => document.querySelector('{tile}').dataset.state === 'streaming'", timeout=120_000
     )
+
+
+def test_stopping_the_server_with_a_browser_open_logs_no_traceback(
+    served: Served, page: Any
+) -> None:
+    """SIGTERM while the Live page holds its WebSockets (incident feed and camera) open: the
+    server stops cleanly and says nothing alarming in its log."""
+    page.goto(f"{served.base}/live")
+    page.wait_for_function(PAGES["live"][1], timeout=60_000)
+    page.wait_for_function("() => document.getElementById('feed-state').classList.contains('up')")
+    before = len(served.log())
+    status = served.stop()
+    log = served.log()[before:]  # what the stop printed
+    assert status == 0, log[-3000:]
+    assert "Traceback" not in log, log[log.index("Traceback") - 200 :][:4000]
+    assert "ERROR" not in log, [line for line in log.splitlines() if "ERROR" in line][:10]

@@ -13,7 +13,7 @@ function render(detail) {
   const incident = detail.incident;
   document.getElementById("title").textContent = incident.message;
   badge.replaceChildren("Review: ", el("span", { class: `status st-${incident.status}`, id: "status" }, STATUS_LABEL[incident.status]),
-    incident.ended_at ? null : el("span", { class: "running" }, " · episode running"));
+    ...(incident.ended_at ? [] : [el("span", { class: "running" }, " · episode running")]));
   facts.replaceChildren(
     ...[["Camera", incident.camera_id], ["Rule", `${incident.rule_id} (${incident.rule_kind})`],
       ["Severity", incident.severity], ["Started", fmtTime(incident.started_at)],

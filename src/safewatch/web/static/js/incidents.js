@@ -281,7 +281,7 @@ function renderPreview(members) {
     ...[["acknowledged", "Acknowledge", "a"], ["resolved", "Resolve", "r"], ["false_positive", "False positive", "f"]]
       .map(([status, label, key]) => el("button", { type: "button", dataset: { status }, onclick: () => decide(status) },
         n > 1 ? `${label} all ${n}` : label, " ", el("kbd", {}, key)))) : null;
-  preview.replaceChildren(
+  preview.replaceChildren(...[
     el("h2", {}, n > 1 ? `Group of ${n}` : "Preview"),
     el("p", { class: "lead" }, incident.message),
     members ? null : el("p", { class: "warn-text" }, "This incident is no longer on the page shown; it stays selected."),
@@ -296,7 +296,7 @@ function renderPreview(members) {
       n > 1 ? el("dt", {}, "Group") : null,
       n > 1 ? el("dd", {}, `${n} incidents, ${fmtTime(members[n - 1].started_at, true)}–${fmtTime(members[0].started_at, true)}`) : null),
     actions,
-    el("p", {}, el("a", { href: `/incidents/${incident.id}` }, "Open incident ›")));
+    el("p", {}, el("a", { href: `/incidents/${incident.id}` }, "Open incident ›"))].filter(Boolean));
 }
 
 // -- decisions -------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 // both on one canvas so boxes always sit on the frame they belong to. A camera with a media
 // server URL (MediaMTX WebRTC page or HLS) plays from there under the canvas, which then only
 // carries the overlay.
-import { api, el, fmtTime, liveSocket, pageData } from "./api.js";
+import { api, el, fmtTime, liveSocket, pageData, STATUS_LABEL } from "./api.js";
 import { drawOverlay } from "./overlay.js";
 
 const { cameras = [] } = pageData();
@@ -127,7 +127,7 @@ document.addEventListener("safewatch:incident", ({ detail }) => {
 });
 api(`/api/v1/incidents?status=open&limit=${FEED_MAX}&count=false`).then((page) => {
   const known = new Set([...feed.children].map((li) => li.dataset.id));
-  feed.append(...page.items.filter((i) => !known.has(i.id)).map((i) => feedItem(i, "open")));
+  feed.append(...page.items.filter((i) => !known.has(i.id)).map((i) => feedItem(i, STATUS_LABEL[i.status])));
   while (feed.children.length > FEED_MAX) feed.lastChild.remove();
   feed.dataset.loaded = "true";
 }).catch(() => { feed.dataset.loaded = "error"; });

@@ -31,12 +31,12 @@ async function users() {
   const list = await attempt(() => api("/api/v1/users"));
   if (!list) return;
   document.querySelector("#users tbody").replaceChildren(...list.map((u) => {
-    const roleSelect = el("select", { onchange: async () => {
+    const roleSelect = el("select", { "aria-label": `Role of ${u.username}`, onchange: async () => {
       await attempt(() => api(`/api/v1/users/${u.username}`, { method: "PATCH", body: { role: roleSelect.value } }), "Role changed");
       users();
     } }, ...["viewer", "operator", "admin"].map((r) => el("option", { selected: r === u.role }, r)));
     return el("tr", {}, el("td", {}, u.username), el("td", {}, roleSelect),
-      el("td", {}, el("input", { type: "checkbox", checked: u.active, onchange: async (e) => {
+      el("td", {}, el("input", { type: "checkbox", "aria-label": `${u.username} active`, checked: u.active, onchange: async (e) => {
         await attempt(() => api(`/api/v1/users/${u.username}`, { method: "PATCH", body: { active: e.target.checked } }), "Saved");
         users();
       } })),
