@@ -83,23 +83,25 @@ def fetch_named(name: str, *, force: bool = False) -> PullResult:
         transient=True,
     )
     task: list[TaskID] = []  # started on the first bytes: a cached file shows nothing
+    bar = err.is_terminal  # a log file gets the lines, not a bar's redraws
 
     def advance(done: int, total: int | None) -> None:
         if not task:
             err.print(f"downloading {name} ({licence}) ...", highlight=False, soft_wrap=True)
-            progress.start()
+            if bar:
+                progress.start()
             task.append(progress.add_task(f"  {name}", total=total))
         progress.update(task[0], completed=done, total=total)
 
     def step(what: str) -> None:
-        if task:
+        if task and bar:
             progress.stop()
         err.print(f"  preparing {what}", highlight=False, soft_wrap=True)
 
     try:
         result = pull(name, progress=advance, on_step=step, force=force)
     finally:
-        if task:
+        if task and bar:
             progress.stop()
     if result.downloaded:
         err.print(
