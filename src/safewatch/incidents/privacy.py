@@ -6,7 +6,9 @@ from what the pipeline already found, with no face detector to run:
 
 - a head box (``no_hardhat``, ``head``) covers the head as it is;
 - a hat box (``hardhat``, ``helmet``) covers the top of the head only, so the region reaches down
-  by :data:`FACE_BELOW_HAT` hat heights to include the face;
+  by :data:`FACE_BELOW_HAT` hat heights to include the face; it starts below the top
+  :data:`HAT_SHOWN` of the hat box and never grows above that line, so the hard hat itself stays
+  visible and whoever reviews a PPE incident can check the verdict;
 - a person with neither gets the top ``head_fraction`` of its box, across its full width (the head
   of a leaning or turning person is not always centred; hiding a shoulder is the safer error).
 
@@ -25,13 +27,16 @@ import numpy as np
 from safewatch.config.site import PrivacyConfig, PrivacyMode
 from safewatch.domain import Image, TrackedFrame
 
-__all__ = ["FACE_BELOW_HAT", "Box", "anonymise", "anonymise_heads", "head_regions"]
+__all__ = ["FACE_BELOW_HAT", "HAT_SHOWN", "Box", "anonymise", "anonymise_heads", "head_regions"]
 
 Box = tuple[int, int, int, int]
 """``(x1, y1, x2, y2)`` in whole pixels, ``x2``/``y2`` exclusive."""
 
 FACE_BELOW_HAT = 1.5
 """How far below a hat box the face reaches, in hat heights (a hard hat is about half a head)."""
+
+HAT_SHOWN = 0.6
+"""Top share of a hat box left unhidden: the dome of the hat, above the brim and the face."""
 
 _PIXEL_BLOCKS = 6
 """Blocks across the shorter side of a pixelated region: a shape, never a face."""
@@ -50,20 +55,25 @@ def _person_boxes(tracked: TrackedFrame) -> list[tuple[float, float, float, floa
 
 def _head_boxes(
     tracked: TrackedFrame, config: PrivacyConfig
-) -> list[tuple[float, float, float, float]]:
+) -> tuple[list[tuple[float, float, float, float]], list[tuple[float, float, float, float]]]:
+    """Head and hat boxes as found, and the regions to hide for them (below a hat's dome)."""
     heads = set(config.head_labels)
     hats = set(config.hat_labels)
-    boxes: list[tuple[float, float, float, float]] = []
+    found: list[tuple[float, float, float, float]] = []
+    regions: list[tuple[float, float, float, float]] = []
     det = tracked.detections
     for box, label in zip(det.xyxy, det.label, strict=True):
         name = str(label)
         x1, y1, x2, y2 = (float(v) for v in box)
         if name in hats:
-            y2 = y2 + FACE_BELOW_HAT * (y2 - y1)
-        elif name not in heads:
+            height = y2 - y1
+            regions.append((x1, y1 + HAT_SHOWN * height, x2, y2 + FACE_BELOW_HAT * height))
+        elif name in heads:
+            regions.append((x1, y1, x2, y2))
+        else:
             continue
-        boxes.append((x1, y1, x2, y2))
-    return boxes
+        found.append((x1, y1, x2, y2))
+    return found, regions
 
 
 def _has_head(
@@ -79,13 +89,20 @@ def _has_head(
     return False
 
 
-def _grow(box: tuple[float, float, float, float], margin: float, width: int, height: int) -> Box:
+def _grow(
+    box: tuple[float, float, float, float],
+    margin: float,
+    width: int,
+    height: int,
+    top: float = 0.0,
+) -> Box:
+    """``box`` grown by ``margin`` of its size per side, clipped to the frame and below ``top``."""
     x1, y1, x2, y2 = box
     dx = (x2 - x1) * margin
     dy = (y2 - y1) * margin
     return (
         max(0, int(np.floor(x1 - dx))),
-        max(0, int(np.floor(y1 - dy))),
+        max(0, int(np.floor(y1 - dy)), int(np.ceil(top))),
         min(width, int(np.ceil(x2 + dx))),
         min(height, int(np.ceil(y2 + dy))),
     )
@@ -99,13 +116,19 @@ def head_regions(tracked: TrackedFrame, config: PrivacyConfig) -> list[Box]:
     """
     if config.mode == "off":
         return []
-    heads = _head_boxes(tracked, config)
-    regions = list(heads)
+    heads, hidden = _head_boxes(tracked, config)
+    # Hat regions may not grow above the line that keeps the hat in view.
+    tops = [r[1] if r != h else 0.0 for r, h in zip(hidden, heads, strict=True)]
+    regions = list(hidden)
     for person in _person_boxes(tracked):
         if not _has_head(person, heads):
             x1, y1, x2, y2 = person
             regions.append((x1, y1, x2, y1 + (y2 - y1) * config.head_fraction))
-    boxes = (_grow(r, config.margin, tracked.width, tracked.height) for r in regions)
+            tops.append(0.0)
+    boxes = (
+        _grow(r, config.margin, tracked.width, tracked.height, top)
+        for r, top in zip(regions, tops, strict=True)
+    )
     return [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
 
 

@@ -12,7 +12,13 @@ from safewatch.config.loader import load_site
 from safewatch.config.site import PrivacyConfig
 from safewatch.domain import Detections, Track, TrackedFrame
 from safewatch.errors import ConfigError
-from safewatch.incidents.privacy import FACE_BELOW_HAT, anonymise, anonymise_heads, head_regions
+from safewatch.incidents.privacy import (
+    FACE_BELOW_HAT,
+    HAT_SHOWN,
+    anonymise,
+    anonymise_heads,
+    head_regions,
+)
 
 W, H = 640, 360
 
@@ -66,10 +72,13 @@ def test_head_box_replaces_the_top_fraction_of_its_person() -> None:
     assert head_regions(frame, NO_MARGIN) == [(130, 105, 170, 150)]
 
 
-def test_hat_box_reaches_down_over_the_face() -> None:
+def test_hat_box_reaches_down_over_the_face_and_leaves_the_hat_visible() -> None:
     frame = tracked((person(100, 100, 200, 400),), [(130, 100, 170, 120)], ["hardhat"])
     (region,) = head_regions(frame, NO_MARGIN)
-    assert region == (130, 100, 170, round(120 + FACE_BELOW_HAT * 20))
+    assert region == (130, round(100 + HAT_SHOWN * 20), 170, round(120 + FACE_BELOW_HAT * 20))
+    # A margin grows the region sideways and down, never up over the hat.
+    (grown,) = head_regions(frame, PrivacyConfig(margin=0.5))
+    assert grown[1] == round(100 + HAT_SHOWN * 20) and grown[3] > region[3]
 
 
 def test_head_box_of_someone_else_does_not_spare_a_person() -> None:
