@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from safewatch.cli.app import app, err, out
-from safewatch.errors import ConfigError
+from safewatch.errors import ConfigError, SourceError
 
 __all__ = ["audit"]
 
@@ -62,7 +62,7 @@ def audit(
     """
     from safewatch.cli.fetch import fetch_site_files
     from safewatch.config.loader import load_site
-    from safewatch.detect.catalogue import resolve_video
+    from safewatch.detect.catalogue import catalogue, resolve_video
     from safewatch.rules import load_rules
     from safewatch.runtime.audit import AuditOptions, run_audit
     from safewatch.runtime.audit_integrity import remove_outputs_on_failure
@@ -70,6 +70,11 @@ def audit(
 
     site = load_site(config)
     rule_set = load_rules(rules, site.config)
+    names = catalogue()
+    for video in videos:  # before any download: a mistyped path is the likelier problem
+        entry = names.get(str(video))
+        if not video.is_file() and (entry is None or entry.kind != "video"):
+            raise SourceError(f"video {video} does not exist or is not a file")
     fetch_site_files(site, [str(v) for v in videos])
     videos = [resolve_video(str(v), Path.cwd()) or v for v in videos]
     options = AuditOptions(
