@@ -90,8 +90,10 @@ def audit(
         report = run_audit(site, rule_set, options, console=err if progress else None)
     print_summary(report, out)
     if strict and incomplete_videos(report):
-        names = ", ".join(str(r.video) for r in incomplete_videos(report))
-        err.print(f"[red]error:[/red] --strict: part of {names} could not be read", highlight=False)
+        partial = ", ".join(str(r.video) for r in incomplete_videos(report))
+        err.print(
+            f"[red]error:[/red] --strict: part of {partial} could not be read", highlight=False
+        )
         raise typer.Exit(1)
 
 
