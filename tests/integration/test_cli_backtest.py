@@ -12,20 +12,27 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from backtest_support import (
+    CLIP,
+    DROP_ZONE,
+    EXAMPLE_RULES,
+    FRONT_ONLY,
+    GRACE,
+    NO_GRACE,
+    proposal,
+    write_site,
+)
 
-from assets import ASSETS, asset
+from assets import asset
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE_RULES = ROOT / "examples" / "rules"
-CLIP = "video/construction_cctv_640x352_24s.mp4"
+
 START = "2017-02-22T13:07:16"
 
 
@@ -41,57 +48,6 @@ def safewatch(*args: str | Path, cwd: Path | None = None) -> subprocess.Complete
         env=env,
         check=False,
     )
-
-
-def write_site(folder: Path) -> Path:
-    """The example site with its models and camera read straight from the shared assets."""
-    asset("models/yolox_nano_coco.onnx")
-    asset("models/ppe14_yolov8n.onnx")
-    site = folder / "site.yaml"
-    site.write_text(
-        textwrap.dedent(
-            f"""\
-            version: 1
-            site: {{name: Backtest yard, timezone: Europe/Berlin}}
-            models:
-              coco:
-                path: {ASSETS / "models/yolox_nano_coco.onnx"}
-                format: yolox
-                labels: {{person: person, car: vehicle, truck: vehicle, bus: vehicle}}
-              ppe:
-                path: {ASSETS / "models/ppe14_yolov8n.onnx"}
-                format: yolov8
-                labels: {{Hardhat: hardhat, NO-Hardhat: no_hardhat, Safety Vest: vest,
-                          NO-Safety Vest: no_vest}}
-            cameras:
-              yard:
-                source: {ASSETS / CLIP}
-                fps: 5
-                models: [coco, ppe]
-            privacy: {{mode: blur}}
-            """
-        )
-    )
-    return site
-
-
-def proposal(folder: Path, name: str, edits: dict[str, str]) -> Path:
-    """A copy of the example rules with text replaced in ``yard.yaml``."""
-    target = folder / name
-    shutil.copytree(EXAMPLE_RULES, target)
-    path = target / "yard.yaml"
-    text = path.read_text()
-    for old, new in edits.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    path.write_text(text)
-    return target
-
-
-DROP_ZONE = "[[0.40, 0.42], [0.74, 0.38], [0.78, 0.95], [0.38, 0.95]]"
-FRONT_ONLY = "[[0.40, 0.62], [0.74, 0.62], [0.78, 0.95], [0.38, 0.95]]"
-GRACE = "    min_duration: 1s\n    grace: 1s"
-NO_GRACE = "    min_duration: 1s\n    grace: 0s"
 
 
 @pytest.fixture(scope="module")

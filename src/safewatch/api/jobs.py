@@ -1,4 +1,4 @@
-"""Audit jobs: run the pipeline over archived footage from the dashboard, with progress.
+"""Audit and backtest jobs: run archived footage from the dashboard, with progress.
 
 A job is :func:`safewatch.runtime.audit.run_audit` (the same code as ``safewatch audit``) on one
 video, uploaded or read from a server folder the site allows, under one camera's settings and the
@@ -7,8 +7,14 @@ site's live incidents. Jobs run one at a time on a background thread (an audit u
 the detector can get; two at once would only share them) and keep their state in ``job.json`` in
 their folder, so the list survives a restart (a job cut off by a restart is marked failed).
 
-Progress is counted by wrapping the detector: every frame the pipeline analyses passes through
-``detect``, and the expected total comes from the video's duration and the camera's analysis rate.
+A *backtest* job (the Rules page's "Test this change") is
+:func:`safewatch.runtime.backtest.run_backtest` (the same code as ``safewatch backtest``): the
+footage judged by the rules in force and by the edited, unsaved rule files, which are validated as
+a whole set before the job is queued and kept in the job's ``proposed/`` folder. Its detections go
+to a cache shared by the jobs, so testing a second change on the same footage costs no inference.
+
+Progress is counted per analysed frame; the expected total comes from the video's duration and the
+camera's analysis rate.
 """
 
 from __future__ import annotations
@@ -21,11 +27,12 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from safewatch.api.rulefiles import RuleFiles
 from safewatch.detect.protocol import Detector
 from safewatch.domain import Detections, Frame, Incident
 from safewatch.errors import ConfigError, NotFound, SafewatchError, SourceError, StorageError
@@ -58,6 +65,7 @@ class AuditJob:
     finished_at: float | None = None
     message: str = ""
     incidents: int = 0
+    kind: str = "audit"
 
     @property
     def progress(self) -> float:
@@ -176,8 +184,8 @@ class AuditJobs:
             raise NotFound("camera", camera)
         return camera
 
-    def _new(self, display: str, camera: str, actor: str) -> AuditJob:
-        job = AuditJob(secrets.token_hex(6), display, camera, actor, time.time())
+    def _new(self, display: str, camera: str, actor: str, kind: str = "audit") -> AuditJob:
+        job = AuditJob(secrets.token_hex(6), display, camera, actor, time.time(), kind=kind)
         with self._lock:
             self._jobs[job.id] = job
         self._write(job)
@@ -190,9 +198,21 @@ class AuditJobs:
             ConfigError: No folder is allowed, or the path is outside the allowed folders.
             SourceError: Not a video file.
         """
-        allowed = [p.resolve() for p in self._dashboard.settings.allow_server_paths]
+        video = self._server_video(path)
+        job = self._new(video.name, self._camera(camera), actor)
+        self._enqueue(job.id, video)
+        return job
+
+    def _server_video(self, path: str) -> Path:
+        site = self._dashboard.site()
+        allowed = [p.resolve() for p in self._dashboard.settings.allow_server_paths] + [
+            site.resolve(p).resolve() for p in site.config.storage.archive_folders
+        ]
         if not allowed:
-            raise ConfigError("this server allows no server paths for audits; upload the video")
+            raise ConfigError(
+                "this server allows no server paths for audits; upload the video, or list the "
+                "archive's folders under storage.archive_folders in the site file"
+            )
         video = Path(path).expanduser().resolve()
         if not any(video.is_relative_to(folder) for folder in allowed):
             raise ConfigError(
@@ -202,7 +222,34 @@ class AuditJobs:
             )
         if not video.is_file() or video.suffix.lower() not in _VIDEO_SUFFIXES:
             raise SourceError(f"{path} is not a video file")
-        job = self._new(video.name, self._camera(camera), actor)
+        return video
+
+    def submit_backtest(
+        self, path: str, camera: str | None, files: Mapping[str, str], actor: str
+    ) -> AuditJob:
+        """Backtest edited rule files (``files``: name -> text) on a video on the server.
+
+        Raises:
+            ConfigError: The proposed set does not validate (every ``file:line`` error), no
+                file is given, or the path is not allowed.
+            SourceError: Not a video file.
+        """
+        video = self._server_video(path)
+        camera_id = self._camera(camera)
+        if not files:
+            raise ConfigError("give at least one edited rule file to test", field="files")
+        job = self._new(video.name, camera_id, actor, kind="backtest")
+        proposed = self._folder / job.id / "proposed"
+        proposed.mkdir(parents=True)
+        try:
+            RuleFiles(self._dashboard.rules_path, lambda: self._dashboard.site().config).stage(
+                files, proposed
+            )
+        except ConfigError:
+            with self._lock:
+                self._jobs.pop(job.id, None)
+            shutil.rmtree(self._folder / job.id, ignore_errors=True)
+            raise
         self._enqueue(job.id, video)
         return job
 
@@ -252,7 +299,10 @@ class AuditJobs:
                         return
                 continue
             try:
-                self._audit(job_id, video)
+                if self.get(job_id).kind == "backtest":
+                    self._backtest(job_id, video)
+                else:
+                    self._audit(job_id, video)
             except Exception as exc:  # a job's failure must not stop the queue
                 message = str(exc) if isinstance(exc, SafewatchError) else f"internal error: {exc}"
                 if not isinstance(exc, SafewatchError):
@@ -295,6 +345,88 @@ class AuditJobs:
             incidents=found,
             message=f"{counting.frames} frames analysed, {found} incident(s)",
         )
+
+    def _backtest(self, job_id: str, video: Path) -> None:
+        from safewatch.config.ruleset import load_rules
+        from safewatch.runtime.backtest import (
+            BacktestOptions,
+            NamedRules,
+            publish,
+            reviewed_incidents,
+            run_backtest,
+        )
+        from safewatch.runtime.backtest_report import build_document, write_outputs
+
+        job = self.get(job_id)
+        site = self._dashboard.site()
+        camera = site.config.cameras[job.camera]
+        proposed = self._folder / job_id / "proposed"
+        rules_path = self._dashboard.rules_path
+        proposal = proposed if rules_path.is_dir() else proposed / rules_path.name
+        sets = [
+            NamedRules("baseline", self._dashboard.rules.rule_generation().rules, rules_path),
+            NamedRules("proposal", load_rules(proposal, site.config), proposal),
+        ]
+        self._update(
+            job_id,
+            state="running",
+            started_at=time.time(),
+            frames_total=_expected_frames(video, camera.fps),
+        )
+        out = self._folder / job_id / "out"
+
+        def progress(_video: Path, done: int) -> None:
+            self._update(job_id, frames_done=done, persist=False)
+
+        run = run_backtest(
+            site,
+            sets,
+            BacktestOptions((video,), out, camera=job.camera, cache_dir=self._folder / "cache"),
+            on_frame=progress,
+        )
+        reviewed = reviewed_incidents(self._dashboard.storage.repository, run)
+        document = build_document(run, {s.name: s.source for s in sets}, reviewed)
+        write_outputs(document, run.staging)
+        publish(run, out)
+        changed = sum(
+            row["changed"] + row["only_baseline"] + row["only_proposal"]
+            for row in document["summary"]["proposal"]
+        )
+        self._update(
+            job_id,
+            state="done",
+            frames_done=sum(run.frames.values()),
+            finished_at=time.time(),
+            incidents=changed,
+            message=f"{sum(run.frames.values())} frames analysed, {changed} incident(s) differ",
+        )
+
+    def backtest_result(self, job_id: str) -> dict[str, Any]:
+        """A finished backtest job's document (``backtest.json``).
+
+        Raises:
+            NotFound: No such job, not a backtest, or not finished.
+        """
+        if not _ID.match(job_id) or self.get(job_id).kind != "backtest":
+            raise NotFound("backtest job", job_id)
+        path = self._folder / job_id / "out" / "backtest.json"
+        if not path.is_file():
+            raise NotFound("results of backtest job", job_id)
+        result: dict[str, Any] = json.loads(path.read_text())
+        return result
+
+    def backtest_file(self, job_id: str, relative: str) -> Path:
+        """A still of a finished backtest job (a path from its document), inside its folder.
+
+        Raises:
+            NotFound: No such job or file, or a path that leaves the job's output.
+        """
+        self.backtest_result(job_id)
+        root = (self._folder / job_id / "out").resolve()
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root) or path.suffix != ".jpg" or not path.is_file():
+            raise NotFound("backtest file", relative)
+        return path
 
     def _storage(self, job_id: str) -> tuple[object, Path]:
         if not _ID.match(job_id):

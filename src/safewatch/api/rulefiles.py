@@ -20,7 +20,7 @@ import io
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,23 +126,36 @@ class RuleFiles:
         Raises:
             ConfigError: Every problem, located in the real files.
         """
-        if text is not None and len(text.encode()) > MAX_FILE_BYTES:
-            raise ConfigError(f"rule file is larger than {MAX_FILE_BYTES} bytes", file=name)
-        target = self.file(name)
         with tempfile.TemporaryDirectory(prefix="safewatch-rules-") as tmp:
-            scratch = Path(tmp)
-            for other in self.names():
-                if other != name:
-                    shutil.copyfile(self.folder / other, scratch / other)
+            return self.stage({name: text}, Path(tmp))
+
+    def stage(self, changes: Mapping[str, str | None], folder: Path) -> RuleSet:
+        """Copy the rule files into ``folder`` with ``changes`` applied, and load that set.
+
+        A backtest of unsaved edits runs on such a copy; validation uses a throwaway one.
+
+        Args:
+            changes: File name -> its new text (``None``: the file is removed).
+            folder: An empty folder to write the proposed set into.
+
+        Raises:
+            ConfigError: Every problem, located in the real files (nothing of them changes).
+        """
+        for name, text in changes.items():
+            self.file(name)  # a plain rule-file name, or an error
+            if text is not None and len(text.encode()) > MAX_FILE_BYTES:
+                raise ConfigError(f"rule file is larger than {MAX_FILE_BYTES} bytes", file=name)
+        for other in self.names():
+            if other not in changes:
+                shutil.copyfile(self.folder / other, folder / other)
+        for name, text in changes.items():
             if text is not None:
-                (scratch / name).write_text(text, encoding="utf-8")
-            source = scratch if self.path.is_dir() else scratch / name
-            try:
-                rules = load_rules(source, self._site())
-            except ConfigError as exc:
-                raise _relocate(exc, scratch, self.folder) from None
-        del target
-        return rules
+                (folder / name).write_text(text, encoding="utf-8")
+        source = folder if self.path.is_dir() else folder / self.path.name
+        try:
+            return load_rules(source, self._site())
+        except ConfigError as exc:
+            raise _relocate(exc, folder, self.folder) from None
 
     def save(self, name: str, text: str) -> SaveResult:
         """Validate, then write ``name`` atomically.

@@ -115,8 +115,8 @@ def _reviewed_incidents(site: LoadedSite, run: BacktestRun) -> list[Incident] | 
     ``None`` (and one line saying why) when there is no database to read: a backtest never
     creates or migrates the site's database.
     """
-    from safewatch.domain.incidents import IncidentStatus
     from safewatch.errors import SafewatchError
+    from safewatch.runtime.backtest import reviewed_incidents
     from safewatch.storage import IncidentRepository, create_engine_for
 
     url = site.config.storage.database
@@ -125,20 +125,10 @@ def _reviewed_incidents(site: LoadedSite, run: BacktestRun) -> list[Incident] | 
         if not path.is_file():
             err.print(f"no reviewed incidents: the site database {path} does not exist")
             return None
-    if not run.spans:
-        return None
-    since = min(start for start, _ in run.spans.values())
-    until = max(end for _, end in run.spans.values())
     try:
         engine = create_engine_for(url, site.base_dir)
         try:
-            return IncidentRepository(engine).list(
-                camera=run.camera_id,
-                status=[IncidentStatus.RESOLVED, IncidentStatus.FALSE_POSITIVE],
-                since=since - 60.0,
-                until=until,
-                limit=10_000,
-            )
+            return reviewed_incidents(IncidentRepository(engine), run)
         finally:
             engine.dispose()
     except SafewatchError as exc:

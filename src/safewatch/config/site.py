@@ -287,6 +287,11 @@ class StorageConfig(_Strict):
         description="Keep evidence in this S3-compatible bucket (AWS S3, MinIO) instead of "
         "`evidence_dir`. Needs `pip install 'safewatch[s3]'`.",
     )
+    archive_folders: list[Path] = Field(
+        default_factory=list,
+        description="Folders of archived footage the dashboard may read for audits and "
+        "backtests ('Test this change'); relative to the site file. Empty: uploads only.",
+    )
     witness_seconds: float = Field(
         600.0,
         gt=0,

@@ -35,6 +35,7 @@ from safewatch.detect.cache import (
     file_sha256,
 )
 from safewatch.domain import Frame, Incident, RuleEvent, TrackedFrame
+from safewatch.domain.incidents import IncidentStatus
 from safewatch.errors import ConfigError, SourceError
 from safewatch.incidents import EvidenceStore, IncidentChange, IncidentManager
 from safewatch.ingest import open_source
@@ -55,6 +56,8 @@ __all__ = [
     "NamedRules",
     "SetResult",
     "cache_key_for",
+    "publish",
+    "reviewed_incidents",
     "run_backtest",
 ]
 
@@ -296,6 +299,25 @@ def _backtest_one(
     run.cached[video] = cached is not None
     run.detect_seconds[video] = stats.detect_seconds
     run.elapsed[video] = time.perf_counter() - started
+
+
+def reviewed_incidents(repository: IncidentRepository, run: BacktestRun) -> list[Incident]:
+    """Incidents operators reviewed (resolved or false positive) on the run's camera and span.
+
+    A minute before the footage's first frame is included: an episode that was already running
+    when the footage starts still overlaps it.
+    """
+    if not run.spans:
+        return []
+    since = min(start for start, _ in run.spans.values())
+    until = max(end for _, end in run.spans.values())
+    return repository.list(
+        camera=run.camera_id,
+        status=[IncidentStatus.RESOLVED, IncidentStatus.FALSE_POSITIVE],
+        since=since - 60.0,
+        until=until,
+        limit=10_000,
+    )
 
 
 def _order(incident: Incident) -> tuple[float, str, str]:

@@ -18,7 +18,7 @@ from safewatch.api.errors import ERROR_RESPONSES, ApiError
 from safewatch.api.jobs import AuditJob, AuditJobs
 from safewatch.api.schemas import IncidentOut
 
-__all__ = ["router"]
+__all__ = ["JobId", "JobOut", "jobs_of", "router"]
 
 router = APIRouter(prefix="/api/v1/audit-jobs", tags=["audit jobs"], responses=ERROR_RESPONSES)
 
@@ -40,7 +40,10 @@ class JobOut(BaseModel):
     started_at: float | None
     finished_at: float | None
     message: str
-    incidents: int
+    incidents: int = Field(
+        description="Incidents found (an audit) or incidents that differ (a backtest)."
+    )
+    kind: str = Field("audit", description="audit or backtest.")
 
     @classmethod
     def of(cls, job: AuditJob) -> JobOut:
@@ -59,6 +62,7 @@ class JobOut(BaseModel):
             finished_at=job.finished_at,
             message=job.message,
             incidents=job.incidents,
+            kind=job.kind,
         )
 
 
@@ -70,7 +74,7 @@ class PathJobIn(BaseModel):
     camera: str | None = Field(None, max_length=128)
 
 
-def _jobs(dashboard: Dashboard) -> AuditJobs:
+def jobs_of(dashboard: Dashboard) -> AuditJobs:
     jobs = dashboard.jobs
     assert isinstance(jobs, AuditJobs)
     return jobs
@@ -79,7 +83,7 @@ def _jobs(dashboard: Dashboard) -> AuditJobs:
 @router.get("", response_model=list[JobOut], summary="Audit jobs")
 async def list_jobs(_user: Viewer, dashboard: DashboardDep) -> list[JobOut]:
     """Every job, newest first."""
-    return [JobOut.of(j) for j in _jobs(dashboard).all_jobs()]
+    return [JobOut.of(j) for j in jobs_of(dashboard).all_jobs()]
 
 
 @router.post("", response_model=JobOut, status_code=202, summary="Audit a video on the server")
@@ -88,7 +92,7 @@ async def submit_path(
 ) -> JobOut:
     """Queue an audit of a video in a folder the server allows."""
     job = await anyio.to_thread.run_sync(
-        _jobs(dashboard).submit_path, body.path, body.camera, user.username
+        jobs_of(dashboard).submit_path, body.path, body.camera, user.username
     )
     dashboard.auth.audit(
         "audit.submit", actor=user.username, subject=body.path, client=client_of(request)
@@ -107,7 +111,7 @@ async def submit_upload(
     """Upload a video and queue its audit."""
     name = video.filename or "upload.mp4"
     job = await anyio.to_thread.run_sync(
-        _jobs(dashboard).submit_upload, video.file, name, camera or None, user.username
+        jobs_of(dashboard).submit_upload, video.file, name, camera or None, user.username
     )
     dashboard.auth.audit(
         "audit.upload", actor=user.username, subject=name, client=client_of(request)
@@ -118,19 +122,19 @@ async def submit_upload(
 @router.get("/{job_id}", response_model=JobOut, summary="One audit job")
 async def get_job(job_id: JobId, _user: Viewer, dashboard: DashboardDep) -> JobOut:
     """A job's state and progress."""
-    return JobOut.of(_jobs(dashboard).get(job_id))
+    return JobOut.of(jobs_of(dashboard).get(job_id))
 
 
 @router.delete("/{job_id}", status_code=204, summary="Remove an audit job")
 async def delete_job(job_id: JobId, _user: Operator, dashboard: DashboardDep) -> None:
     """Remove a finished job and its files."""
-    await anyio.to_thread.run_sync(_jobs(dashboard).delete, job_id)
+    await anyio.to_thread.run_sync(jobs_of(dashboard).delete, job_id)
 
 
 @router.get("/{job_id}/incidents", response_model=list[IncidentOut], summary="A job's incidents")
 async def job_incidents(job_id: JobId, _user: Viewer, dashboard: DashboardDep) -> list[IncidentOut]:
     """The incidents the audit found, in video order."""
-    incidents = await anyio.to_thread.run_sync(_jobs(dashboard).incidents, job_id)
+    incidents = await anyio.to_thread.run_sync(jobs_of(dashboard).incidents, job_id)
     return [IncidentOut.of(i) for i in incidents]
 
 
@@ -149,7 +153,7 @@ async def job_evidence(
     dashboard: DashboardDep,
 ) -> Response:
     """The still or clip (range requests) of an incident the audit found. Logged."""
-    path = await anyio.to_thread.run_sync(_jobs(dashboard).evidence, job_id, incident_id, which)
+    path = await anyio.to_thread.run_sync(jobs_of(dashboard).evidence, job_id, incident_id, which)
     if request.headers.get("range", "bytes=0-").replace(" ", "").startswith("bytes=0-"):
         dashboard.auth.audit(
             "evidence.view",

@@ -1,0 +1,102 @@
+// "Test this change" on the Rules page: backtest the editor's unsaved text against the rules in
+// force on footage the server may read (POST /api/v1/backtests), follow the job's progress, and
+// list per rule the incidents the change would remove, add or move, with their stills.
+import { api, can, el, fmtDuration } from "./api.js";
+
+const section = document.getElementById("backtest");
+const toggle = document.getElementById("test-change");
+const form = document.getElementById("backtest-form");
+const cameraSelect = document.getElementById("bt-camera");
+const progress = document.getElementById("bt-progress");
+const stateLine = document.getElementById("bt-state");
+const resultBox = document.getElementById("bt-result");
+let editor = null;
+
+const CHANGE_LABEL = {
+  only_baseline: "would no longer be raised",
+  only_proposal: "would be raised (new)",
+  changed: "would start or end at another time",
+};
+
+document.addEventListener("safewatch:rules-ready", (event) => { editor = event.detail.editor; });
+
+if (!can("operator")) toggle.disabled = true;
+toggle.addEventListener("click", async () => {
+  section.hidden = !section.hidden;
+  toggle.setAttribute("aria-expanded", String(!section.hidden));
+  if (!section.hidden && !cameraSelect.options.length) {
+    const cameras = await api("/api/v1/cameras").catch(() => []);
+    for (const camera of cameras) cameraSelect.append(el("option", { value: camera.id }, camera.name || camera.id));
+  }
+  if (!section.hidden) document.getElementById("bt-path").focus();
+});
+
+function side(jobId, incident) {
+  if (!incident) return el("td", {}, "—");
+  const span = `${incident.start_offset_s.toFixed(1)}–${incident.end_offset_s === null ? "…" : incident.end_offset_s.toFixed(1)} s`;
+  return el("td", {},
+    el("div", {}, `${span} (${incident.duration_s === null ? "open" : fmtDuration(incident.duration_s)}), tracks ${incident.track_ids.join(", ")}`),
+    incident.still ? el("img", { src: `/api/v1/backtests/${jobId}/files/${incident.still}`, alt: `Still of ${incident.rule} at ${incident.start_offset_s.toFixed(1)} s`, loading: "lazy", class: "bt-still" }) : null);
+}
+
+function render(jobId, doc) {
+  const rows = doc.summary.proposal || [];
+  const summary = el("table", { class: "table dense" },
+    el("caption", {}, "Incidents per rule, the change against the rules in force"),
+    el("thead", {}, el("tr", {}, ["Rule", "Unchanged", "Changed", "Removed", "Added"].map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, rows.map((r) => el("tr", {}, el("td", {}, r.rule), el("td", {}, r.unchanged), el("td", {}, r.changed),
+      el("td", {}, r.only_baseline), el("td", {}, r.only_proposal)))));
+  const differences = doc.differences.proposal || [];
+  const list = differences.length
+    ? el("table", { class: "table dense" },
+      el("caption", {}, "What would change"),
+      el("thead", {}, el("tr", {}, ["Change", "Rule", "Rules in force", "With this change"].map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, differences.map((d) => el("tr", { class: `bt-${d.change}` },
+        el("td", {}, CHANGE_LABEL[d.change] || d.change), el("td", {}, d.rule), side(jobId, d.baseline), side(jobId, d.proposal)))))
+    : el("p", {}, "No incident would change.");
+  // Scores only mean something where operators reviewed incidents of this camera and time.
+  const scored = Object.entries(doc.reviewed || {}).filter(([, s]) => s.precision !== null || s.recall !== null);
+  const reviewed = scored.length
+    ? el("ul", {}, scored.map(([name, s]) => el("li", {},
+      `${name === "baseline" ? "Rules in force" : "With this change"}: precision ${s.precision === null ? "–" : s.precision.toFixed(2)}, recall ${s.recall === null ? "–" : s.recall.toFixed(2)} against reviewed incidents (${s.real_raised.length} real raised, ${s.real_missed.length} missed, ${s.false_raised.length} false raised)`)))
+    : el("p", { class: "muted" }, "No reviewed incidents of this camera over this footage to score against.");
+  resultBox.replaceChildren(summary, list, reviewed);
+}
+
+async function follow(jobId) {
+  for (;;) {
+    const job = await api(`/api/v1/audit-jobs/${jobId}`);
+    progress.value = job.progress;
+    stateLine.textContent = job.state === "running" ? `${job.frames_done}${job.frames_total ? ` / ${job.frames_total}` : ""} frames` : job.message || job.state;
+    if (job.state === "done") return job;
+    if (job.state === "failed") throw new Error(job.message || "the test failed");
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!editor) return;
+  const run = document.getElementById("bt-run");
+  run.disabled = true;
+  progress.hidden = false;
+  progress.value = 0;
+  resultBox.replaceChildren();
+  stateLine.textContent = "queued";
+  try {
+    const job = await api("/api/v1/backtests", {
+      method: "POST",
+      body: { path: document.getElementById("bt-path").value, camera: cameraSelect.value || null, files: { [editor.file()]: editor.getText() } },
+    });
+    await follow(job.id);
+    render(job.id, await api(`/api/v1/backtests/${job.id}/result`));
+    stateLine.textContent = "done";
+  } catch (error) {
+    stateLine.textContent = "";
+    const details = Array.isArray(error.details) ? error.details.map((e) => `${(e.file || "").split("/").pop()}${e.line ? `:${e.line}` : ""}: ${e.message}`) : [];
+    resultBox.replaceChildren(el("p", { class: "error", role: "alert" }, error.message), details.length ? el("ul", {}, details.map((d) => el("li", {}, d))) : "");
+  } finally {
+    run.disabled = false;
+    progress.hidden = true;
+  }
+});

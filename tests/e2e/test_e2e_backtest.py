@@ -1,0 +1,112 @@
+"""The Rules page's "Test this change" in headless Chromium: an operator edits the drop zone
+without saving, runs the test on archived footage the site allows, and sees the three intrusions
+the change would remove, each with its still; the saved file is untouched.
+
+The app is the dashboard ``safewatch serve`` mounts, served by uvicorn in this process; the
+backtest runs the real models on the real clip (see test_cli_backtest.py for the expectations).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from backtest_support import CLIP, DROP_ZONE, EXAMPLE_RULES, FRONT_ONLY, write_site
+
+from api_support import PASSWORD, add_users, make_app
+from assets import asset
+from safewatch.api.dashboard import Dashboard
+from safewatch.config.loader import load_site
+from safewatch.incidents.site_storage import open_site_storage
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    from playwright.sync_api import sync_playwright
+
+    clip = asset(CLIP)
+    folder = tmp_path_factory.mktemp("backtest-site")
+    shutil.copytree(EXAMPLE_RULES, folder / "rules")
+    loaded = load_site(write_site(folder, f"storage: {{archive_folders: [{clip.parent}]}}\n"))
+    storage = open_site_storage(loaded)
+    dashboard = Dashboard.create(lambda: loaded, folder / "rules", storage)
+    add_users(dashboard)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            make_app(dashboard),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=1,
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            yield {"base": f"http://127.0.0.1:{port}", "browser": browser, "folder": folder}
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        storage.close()
+
+
+def test_an_unsaved_zone_edit_shows_the_incidents_it_would_remove(
+    site: dict[str, Any], tmp_path: Path
+) -> None:
+    page = site["browser"].new_context(viewport={"width": 1440, "height": 900}).new_page()
+    page.set_default_timeout(20_000)
+    page.goto(f"{site['base']}/rules")
+    page.fill("input[name=username]", "operator")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/rules")
+    page.wait_for_function("() => document.querySelector('#editor').value.includes('drop_zone')")
+    page.evaluate(
+        "([old, new_]) => { const e = document.querySelector('#editor');"
+        " e.value = e.value.replace(old, new_); }",
+        [DROP_ZONE, FRONT_ONLY],
+    )
+    page.click("#test-change")
+    page.fill("#bt-path", str(asset(CLIP)))
+    page.click("#bt-run")
+    rows = page.locator("#bt-result tr.bt-only_baseline")
+    rows.first.wait_for(timeout=900_000)  # real inference on a busy 2-core machine
+    assert rows.count() == 3
+    assert page.locator("#bt-result tr[class^=bt-]").count() == 3
+    summary = page.locator("#bt-result table").first.inner_text()
+    assert "no-entry-drop-zone" in summary
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#bt-result img.bt-still')]"
+        ".every((i) => i.complete && i.naturalWidth > 0)"
+    )
+    assert page.locator("#bt-result img.bt-still").count() == 3
+    page.screenshot(path=str(tmp_path / "rules-test-this-change.png"), full_page=True)
+    assert DROP_ZONE in (site["folder"] / "rules" / "yard.yaml").read_text()  # nothing saved

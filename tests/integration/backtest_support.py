@@ -1,0 +1,66 @@
+"""The example site with its models read straight from the shared assets, and rule edits, for the
+backtest tests (CLI and API)."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+from assets import ASSETS, asset
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_RULES = ROOT / "examples" / "rules"
+CLIP = "video/construction_cctv_640x352_24s.mp4"
+
+
+def write_site(folder: Path, extra: str = "") -> Path:
+    """The example site with its models and camera read straight from the shared assets."""
+    asset("models/yolox_nano_coco.onnx")
+    asset("models/ppe14_yolov8n.onnx")
+    site = folder / "site.yaml"
+    site.write_text(
+        textwrap.dedent(
+            f"""\
+            version: 1
+            site: {{name: Backtest yard, timezone: Europe/Berlin}}
+            models:
+              coco:
+                path: {ASSETS / "models/yolox_nano_coco.onnx"}
+                format: yolox
+                labels: {{person: person, car: vehicle, truck: vehicle, bus: vehicle}}
+              ppe:
+                path: {ASSETS / "models/ppe14_yolov8n.onnx"}
+                format: yolov8
+                labels: {{Hardhat: hardhat, NO-Hardhat: no_hardhat, Safety Vest: vest,
+                          NO-Safety Vest: no_vest}}
+            cameras:
+              yard:
+                source: {ASSETS / CLIP}
+                fps: 5
+                models: [coco, ppe]
+            privacy: {{mode: blur}}
+            """
+        )
+        + extra
+    )
+    return site
+
+
+def proposal(folder: Path, name: str, edits: dict[str, str]) -> Path:
+    """A copy of the example rules with text replaced in ``yard.yaml``."""
+    target = folder / name
+    shutil.copytree(EXAMPLE_RULES, target)
+    path = target / "yard.yaml"
+    text = path.read_text()
+    for old, new in edits.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path.write_text(text)
+    return target
+
+
+DROP_ZONE = "[[0.40, 0.42], [0.74, 0.38], [0.78, 0.95], [0.38, 0.95]]"
+FRONT_ONLY = "[[0.40, 0.62], [0.74, 0.62], [0.78, 0.95], [0.38, 0.95]]"
+GRACE = "    min_duration: 1s\n    grace: 1s"
+NO_GRACE = "    min_duration: 1s\n    grace: 0s"
