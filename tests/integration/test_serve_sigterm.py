@@ -12,7 +12,9 @@ import pytest
 from rtsp_server import RtspCamera, free_port
 from serve_support import readyz, wait_for, write_site
 
-from safewatch.storage import IncidentRepository, create_engine_for
+from safewatch.incidents.witness import read_latest_witness
+from safewatch.storage import IncidentRepository, LocalBlobStore, create_engine_for
+from safewatch.storage.hash_chain import read_head
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -56,4 +58,7 @@ def test_sigterm_closes_open_incidents_and_finishes_their_clips(
         assert closed.clip is not None, f"{incident.id} has no clip"
         assert (tmp_path / "data" / "evidence" / closed.clip).stat().st_size > 0
     assert all(i.ended_at is not None for i in incidents.values())
+    # The final chain head, witnessed in the evidence store at the clean stop.
+    witness = read_latest_witness(LocalBlobStore(tmp_path / "data" / "evidence"))
+    assert witness is not None and (witness.seq, witness.hash) == read_head(engine)
     engine.dispose()
