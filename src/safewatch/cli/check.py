@@ -32,13 +32,16 @@ def check_config(
 
     site = load_site(config)
     fetch_site_files(site)
+    labels: dict[str, frozenset[str]] = {}
     for key, model in site.config.models.items():
         path = resolve(model.path, site.base_dir)
-        out.print(f"model {key}: {path}: {check_model(key, model, path)}", soft_wrap=True)
+        checked = check_model(key, model, path)
+        labels[key] = checked.labels
+        out.print(f"model {key}: {path}: {checked.summary}", soft_wrap=True)
     for key, camera in site.config.cameras.items():
         state = "" if camera.enabled else " (disabled)"
         out.print(f"camera {key}: {len(camera.models)} model(s), {camera.fps:g} fps{state}")
     if rules is not None:
-        rule_set = load_rules(rules, site.config)
+        rule_set = load_rules(rules, site.config, model_labels=labels)
         out.print(f"rules: {len(rule_set.rules)} rule(s), {len(rule_set.zones)} zone(s)")
     out.print(f"[green]ok[/green] {config}")

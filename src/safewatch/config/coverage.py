@@ -11,12 +11,14 @@ reloader and ``/readyz``, not an error: a camera may be there only to be watched
 A model's labels are known without loading it when the site file says them: the values of its
 ``labels:`` map (only mapped classes are kept), else its ``class_names`` (normalised as the
 detector does). A model whose classes come only from its file's metadata is not judged here
-(``check-config`` loads it); a camera with such a model is given the benefit of the doubt.
+unless it was loaded (``check-config`` loads every model and passes their labels); otherwise a
+camera with such a model is given the benefit of the doubt.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from safewatch.config.rules import PPERule, ProximityRule, Rule
@@ -50,12 +52,17 @@ def model_labels(model: ModelConfig) -> frozenset[str] | None:
     return None
 
 
-def camera_labels(site: SiteConfig, camera_id: str) -> frozenset[str] | None:
-    """Union of the labels of a camera's models; ``None`` when one of them is not known."""
+def camera_labels(
+    site: SiteConfig, camera_id: str, loaded: Mapping[str, frozenset[str]] | None = None
+) -> frozenset[str] | None:
+    """Union of the labels of a camera's models; ``None`` when one of them is not known.
+
+    ``loaded`` gives the labels of models already loaded (``check-config``), by model key.
+    """
     labels: set[str] = set()
     for key in site.cameras[camera_id].models:
         model = site.models.get(key)
-        known = None if model is None else model_labels(model)
+        known = (loaded or {}).get(key) or (None if model is None else model_labels(model))
         if known is None:
             return None
         labels |= known
@@ -82,15 +89,19 @@ def rule_needs(rule: Rule) -> list[Need]:
 
 
 def missing_labels(
-    rule: Rule, cameras: list[str], site: SiteConfig
+    rule: Rule,
+    cameras: list[str],
+    site: SiteConfig,
+    loaded: Mapping[str, frozenset[str]] | None = None,
 ) -> list[tuple[tuple[str | int, ...], str]]:
-    """``(field, message)`` for every need of ``rule`` that one of ``cameras`` cannot meet."""
+    """``(field, message)`` for every need of ``rule`` that one of ``cameras`` cannot meet
+    (``loaded``: labels of models already loaded, see :func:`camera_labels`)."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
     for path, wanted in rule_needs(rule):
         blind: list[str] = []
         seen: set[str] = set()
         for camera_id in cameras:
-            labels = camera_labels(site, camera_id)
+            labels = camera_labels(site, camera_id, loaded)
             if labels is None or labels & set(wanted):
                 continue
             blind.append(camera_id)

@@ -176,6 +176,7 @@ def _check_references(
     zones: Mapping[str, tuple[ZoneConfig, _Origin]],
     lines: Mapping[str, tuple[LineConfig, _Origin]],
     site: SiteConfig | None,
+    model_labels: Mapping[str, frozenset[str]] | None = None,
 ) -> list[ConfigError]:
     errors: list[ConfigError] = []
     if site is not None:
@@ -222,7 +223,8 @@ def _check_references(
         errors.extend(_check_calibrated(rule, origin, ref_cameras, site))
         scope = rule.cameras or sorted(ref_cameras) or sorted(site.cameras)
         cameras = [camera for camera in scope if camera in site.cameras]
-        errors.extend(origin.error(m, *path) for path, m in missing_labels(rule, cameras, site))
+        missing = missing_labels(rule, cameras, site, model_labels)
+        errors.extend(origin.error(message, *path) for path, message in missing)
     return errors
 
 
@@ -259,6 +261,7 @@ def load_rules(
     site: SiteConfig | None = None,
     *,
     environ: Mapping[str, str] | None = None,
+    model_labels: Mapping[str, frozenset[str]] | None = None,
 ) -> RuleSet:
     """Load a rule file, or every ``*.yaml`` / ``*.yml`` in a folder, into one rule set.
 
@@ -266,6 +269,8 @@ def load_rules(
         path: A rule file or a folder of them (not recursive; files in name order).
         site: When given, cameras named by rules and zones must exist in it.
         environ: Variables for ``${VAR}``; defaults to ``os.environ``.
+        model_labels: Site labels of models already loaded, by model key (``check-config``),
+            for models whose classes the site file does not spell out.
 
     Raises:
         ConfigError: Every problem found, ``file:line: field: message`` each (a
@@ -315,7 +320,7 @@ def load_rules(
                 continue
             rules[rule.id] = (rule, origin)
     for rule, origin in rules.values():
-        errors.extend(_check_references(rule, origin, zones, lines, site))
+        errors.extend(_check_references(rule, origin, zones, lines, site, model_labels))
     if errors:
         raise ConfigErrors(errors)
     return RuleSet(

@@ -42,9 +42,9 @@ def site_with(folder: Path, model: Path) -> Path:
     return path
 
 
-def check_config(site: Path) -> subprocess.CompletedProcess[str]:
+def check_config(site: Path, *more: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(SAFEWATCH), "check-config", str(site)],
+        [str(SAFEWATCH), "check-config", str(site), *more],
         capture_output=True,
         text=True,
         check=False,
@@ -76,3 +76,23 @@ def test_check_config_runs_a_sound_model_on_a_blank_frame(tmp_path: Path) -> Non
         in result.stdout
     )
     assert "(0 detection(s))" in result.stdout
+
+
+def test_check_config_checks_rules_against_the_labels_a_loaded_model_produces(
+    tmp_path: Path,
+) -> None:
+    """The model's classes come only from its metadata: ``rules validate`` cannot judge them,
+    ``check-config`` loads the model and can."""
+    site = site_with(tmp_path, hardhat_model(tmp_path / "ok.onnx", 0.0))
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nrules:\n  - {id: vests, kind: ppe, require: [vest]}\n")
+    result = check_config(site, "--rules", str(rules))
+    assert result.returncode == 2, result.stdout
+    assert f"{rules}:3: rules[0].require[0]: rule 'vests' needs 'vest' or 'no_vest' but camera " \
+        "'yard' has no model producing it (models ppe produce: hardhat, no_hardhat)" \
+        in result.stderr  # fmt: skip
+    rules.write_text("version: 1\nrules:\n  - {id: hats, kind: ppe, require: [hardhat]}\n")
+    result = check_config(site, "--rules", str(rules))  # hard hats seen, but nobody wearing one
+    assert result.returncode == 2, result.stdout
+    assert "rules[0].objects: rule 'hats' needs 'person' but camera 'yard'" in result.stderr
+    assert "require" not in result.stderr
