@@ -10,6 +10,11 @@ At start-up, before any camera runs, every incident still open was therefore aba
 closed at the last moment it was known to hold (the ``held_until`` the manager notes every few
 seconds, else its start), with the reason in its ``incident.closed`` chain entry, and its
 "closed" alerts queued in the same transaction through the outbox like any other close.
+
+This assumes what ``serve`` is today: one process analyses every camera of the database. When
+cameras are shared out between hosts (leases, see the architecture's scaling path), only the
+incidents of cameras whose lease this process just took may be closed here; a camera fenced off
+from a host would be closed by the host that takes it over.
 """
 
 from __future__ import annotations
