@@ -214,3 +214,28 @@ def test_make_audit_in_a_clean_clone(clone: Path, mirror: MirrorServer, tmp_path
     assert video["coverage"] == 1.0
     assert report["incidents"], result.stdout
     print(f"\nmake audit, clean clone + local mirror: {time.monotonic() - started:.1f} s")
+
+
+def test_make_says_how_to_get_python3_venv(tmp_path: Path) -> None:
+    """A stock Debian/Ubuntu python3 without python3-venv: one clear line, no half-made .venv."""
+    for name in ("Makefile", "pyproject.toml"):
+        (tmp_path / name).write_bytes((ROOT / name).read_bytes())
+    debian_python = tmp_path / "python3"
+    debian_python.write_text(  # what Debian's python3 does without python3-venv
+        "#!/bin/sh\n"
+        'if [ "$1" = -m ] && [ "$2" = venv ]; then mkdir -p "$3/bin"; '
+        "echo 'ensurepip is not available' >&2; exit 1; fi\n"
+        f'exec {sys.executable} "$@"\n'
+    )
+    debian_python.chmod(0o755)
+    result = subprocess.run(
+        ["make", "-C", str(tmp_path), "install", f"PY={debian_python}"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "sudo apt install python3-venv" in result.stderr
+    assert not (tmp_path / ".venv").exists()

@@ -187,3 +187,18 @@ def test_a_video_is_trimmed_by_its_recorded_step_after_download(
     assert abs(levels[-1] - levels[0] - 44) <= 3  # the first 12 frames, in order
     assert [p.name for p in cache.iterdir() if p.name.endswith(".part")] == []
     assert shutil.disk_usage(cache)  # the cache folder is real and readable
+
+
+def test_an_unreachable_mirror_says_what_to_fetch_and_how(cache: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ModelError) as err:
+        cat.pull("ppe14_yolov8n_int8", mirror=f"http://127.0.0.1:{port}", timeout=5)
+    message = str(err.value)
+    assert f"cannot reach http://127.0.0.1:{port}/best_int8.onnx" in message
+    assert "$SAFEWATCH_MIRROR" in message
+    assert "safewatch models import /path/to/file --name ppe14_yolov8n_int8" in message
+    assert [p for p in cache.iterdir() if p.suffix == ".part"] == []
