@@ -1,0 +1,294 @@
+"""Continuous recording of a camera's own stream: packets copied (PyAV remux, no decoding, no
+re-encoding) into fragmented MP4 segments named by their wall-clock span
+(:mod:`safewatch.recording.segments`).
+
+Why remux: decoding and re-encoding a 1080p stream costs a core; copying its packets costs
+almost nothing (the shared 24 s construction clip remuxes in about 10 ms of CPU), and the footage
+is bit-exact what the camera sent, which is what evidence should be. The price is that a segment
+can only start on a keyframe: :class:`SegmentWriter` cuts at the first keyframe after
+``segment_seconds``, so segments are as long as the camera's keyframe interval at least.
+
+Why fragmented MP4 (``frag_keyframe+empty_moov+default_base_moof``): a file cut short (camera
+outage, crash, power loss) is playable up to its last fragment, so an outage loses at most the
+fragment in flight, never a segment; and the same fragments suit Media Source Extensions.
+
+Wall time comes from the stream's clock: the first packet of a connection is stamped with
+``clock()``, later ones by their presentation time from there, so a segment's span is video
+time, not the time the packets happened to arrive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Protocol
+
+import av
+
+from safewatch.recording.segments import (
+    PART_SUFFIX,
+    Segment,
+    part_path,
+    read_segment,
+    segment_path,
+)
+
+__all__ = ["RecordStats", "SegmentWriter", "close_orphans", "record"]
+
+log = logging.getLogger(__name__)
+
+MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+"""Fragment at every keyframe; the header first, so a truncated file still plays."""
+
+
+class _Packet(Protocol):
+    pts: int | None
+    dts: int | None
+    duration: int | None
+    is_keyframe: bool
+    stream: Any
+
+
+@dataclass
+class RecordStats:
+    """What a recording run did.
+
+    Attributes:
+        segments: Segments closed.
+        packets: Packets written.
+        skipped: Packets dropped before the first keyframe of a connection (not playable alone)
+            or without timestamps.
+        connections: Times the input was opened.
+        failures: Connections that ended with an error (outages).
+    """
+
+    segments: int = 0
+    packets: int = 0
+    skipped: int = 0
+    connections: int = 0
+    failures: int = 0
+
+
+class SegmentWriter:
+    """Remux the packets of one video stream into segments of at least ``segment_seconds``.
+
+    Args:
+        root: Recording folder.
+        camera_id: The camera.
+        template: The input video stream (its codec parameters are copied, not its frames).
+        segment_seconds: Shortest segment; the cut happens at the next keyframe.
+        wall_at_first: Wall-clock seconds of the first packet written.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        camera_id: str,
+        template: Any,
+        *,
+        segment_seconds: float,
+        wall_at_first: float,
+    ) -> None:
+        if not segment_seconds > 0:
+            raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
+        self._root = root
+        self._camera = camera_id
+        self._template = template
+        self._base = Fraction(template.time_base or Fraction(1, 90_000))
+        self._segment_seconds = segment_seconds
+        self._wall_at_first = wall_at_first
+        self._first_pts: int | None = None
+        self._output: Any = None
+        self._stream: Any = None
+        self._path: Path | None = None
+        self._start = 0.0
+        self._end = 0.0
+        self._offset = 0
+        self.packets = 0
+        self.skipped = 0
+
+    def _wall(self, pts: int) -> float:
+        assert self._first_pts is not None
+        return self._wall_at_first + float((pts - self._first_pts) * self._base)
+
+    def write(self, packet: _Packet) -> Segment | None:
+        """Add one packet; returns the segment this closed, if it closed one."""
+        if packet.pts is None or packet.dts is None:
+            self.skipped += 1
+            return None
+        if self._output is None and not packet.is_keyframe:
+            self.skipped += 1  # a segment must start on a keyframe to be playable alone
+            return None
+        if self._first_pts is None:
+            self._first_pts = packet.pts
+        at = self._wall(packet.pts)
+        closed = None
+        if (
+            self._output is not None
+            and packet.is_keyframe
+            and at - self._start >= self._segment_seconds
+        ):
+            closed = self.close()
+        if self._output is None:
+            self._open(at, packet.dts)
+        packet.pts -= self._offset
+        packet.dts -= self._offset
+        packet.stream = self._stream
+        self._output.mux(packet)
+        step = float((packet.duration or 0) * self._base)
+        self._end = max(self._end, at + step)
+        self.packets += 1
+        return closed
+
+    def _open(self, at: float, dts: int) -> None:
+        self._start = at
+        self._end = at
+        self._offset = dts  # every segment's timestamps start at 0
+        self._path = part_path(self._root, self._camera, at)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._output = av.open(str(self._path), "w", format="mp4", options={"movflags": MOVFLAGS})
+        self._stream = self._output.add_stream_from_template(self._template)
+
+    def close(self) -> Segment | None:
+        """Finish the open segment (if any) and give it its final name."""
+        if self._output is None or self._path is None:
+            return None
+        output, path = self._output, self._path
+        self._output = self._stream = self._path = None
+        try:
+            output.close()
+        except (av.error.FFmpegError, OSError) as error:  # the fragments written stay playable
+            log.warning("recording %s: closing %s: %s", self._camera, path.name, error)
+        end = max(self._end, self._start + 0.001)
+        target = segment_path(self._root, self._camera, self._start, end)
+        path.replace(target)
+        return _named(self._camera, target)
+
+
+def record(
+    open_input: Callable[[], Any],
+    root: Path,
+    camera_id: str,
+    *,
+    stop: threading.Event,
+    segment_seconds: float = 60.0,
+    clock: Callable[[], float] = time.time,
+    retry_seconds: float = 2.0,
+    reconnect: bool = True,
+    on_segment: Callable[[Segment], None] | None = None,
+) -> RecordStats:
+    """Record until ``stop`` is set: open the input, remux, and reopen after an outage.
+
+    Args:
+        open_input: Opens the camera (``av.open`` with the options of
+            :func:`~safewatch.ingest.av_options.build_open_spec`), or a test double with
+            ``streams.video``, ``demux`` and ``close``.
+        root: Recording folder.
+        camera_id: The camera.
+        stop: Set to finish the open segment and return.
+        segment_seconds: Shortest segment.
+        clock: Wall clock (stamps the first packet of each connection).
+        retry_seconds: Wait before reopening after an error or the end of the stream.
+        reconnect: ``False`` to return at the end of the input (files, tests).
+        on_segment: Called with every closed segment (retention, an index).
+
+    Returns:
+        What the run did.
+    """
+    stats = RecordStats()
+    while not stop.is_set():
+        stats.connections += 1
+        writer: SegmentWriter | None = None
+        container: Any = None
+        try:
+            container = open_input()
+            stream = container.streams.video[0]
+            for packet in _packets(container, stream, stop):
+                if writer is None:
+                    writer = SegmentWriter(
+                        root, camera_id, stream, segment_seconds=segment_seconds,
+                        wall_at_first=clock(),
+                    )  # fmt: skip
+                closed = writer.write(packet)
+                if closed is not None:
+                    stats.segments += 1
+                    if on_segment is not None:
+                        on_segment(closed)
+        except (av.error.FFmpegError, OSError) as error:
+            stats.failures += 1
+            log.warning("recording %s: input lost: %s", camera_id, error)
+        finally:
+            if writer is not None:
+                closed = writer.close()
+                stats.packets += writer.packets
+                stats.skipped += writer.skipped
+                if closed is not None:
+                    stats.segments += 1
+                    if on_segment is not None:
+                        on_segment(closed)
+            if container is not None:
+                with contextlib.suppress(av.error.FFmpegError, OSError):
+                    container.close()
+        if not reconnect:
+            break
+        stop.wait(retry_seconds)
+    return stats
+
+
+def _packets(container: Any, stream: Any, stop: threading.Event) -> Iterable[Any]:
+    for packet in container.demux(stream):
+        if stop.is_set():
+            return
+        if packet.size == 0:  # the demuxer's end-of-stream flush packet
+            continue
+        yield packet
+
+
+def close_orphans(root: Path, camera_id: str) -> list[Segment]:
+    """Name the ``.part`` segments a crash left behind, from the footage they hold.
+
+    Their start is in their name; their end is the last readable packet. A file with no
+    readable packet is removed (nothing was recorded in it).
+    """
+    closed: list[Segment] = []
+    folder = root / camera_id
+    if not folder.is_dir():
+        return closed
+    for path in sorted(folder.glob(f"*/*{PART_SUFFIX}")):
+        start = int(path.name[: -len(PART_SUFFIX)]) / 1000
+        end = _footage_end(path, start)
+        if end is None:
+            path.unlink(missing_ok=True)
+            continue
+        target = segment_path(root, camera_id, start, end)
+        path.replace(target)
+        closed.append(_named(camera_id, target))
+    return closed
+
+
+def _named(camera_id: str, path: Path) -> Segment:
+    segment = read_segment(camera_id, path)
+    if segment is None:  # pragma: no cover - segment_path always makes a readable name
+        raise ValueError(f"not a segment name: {path.name}")
+    return segment
+
+
+def _footage_end(path: Path, start: float) -> float | None:
+    last: float | None = None
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            base = Fraction(stream.time_base or Fraction(1, 90_000))
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.size:
+                    span = float((packet.pts + (packet.duration or 0)) * base)
+                    last = span if last is None else max(last, span)
+    except (av.error.FFmpegError, OSError, IndexError):
+        pass
+    return None if last is None else start + max(last, 0.001)

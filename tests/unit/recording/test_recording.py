@@ -1,0 +1,178 @@
+"""Recording: the shared construction clip remuxed into fragmented MP4 segments (every packet kept,
+bit-exact, segments back to back), an outage mid-segment, orphaned ``.part`` files, retention."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+
+from assets import asset
+from safewatch.recording import (
+    Protected,
+    Segment,
+    close_orphans,
+    list_segments,
+    prune,
+    record,
+    segments_between,
+    to_delete,
+)
+from safewatch.recording.segments import part_path
+
+CLIP = "video/construction_cctv_640x352_24s.mp4"
+T0 = 1_750_000_000.0
+
+
+def packet_digests(path: Path) -> list[tuple[bool, str]]:
+    """(keyframe, sha256 of the payload) of every video packet in a file."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [
+            (p.is_keyframe, hashlib.sha256(bytes(p)).hexdigest())
+            for p in container.demux(stream)
+            if p.size
+        ]
+
+
+def decoded_frames(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_remux_keeps_every_packet_bit_exact_in_back_to_back_segments(tmp_path: Path) -> None:
+    clip = asset(CLIP)
+    stats = record(
+        lambda: av.open(str(clip)),
+        tmp_path,
+        "yard",
+        stop=threading.Event(),
+        segment_seconds=4,
+        clock=lambda: T0,
+        reconnect=False,
+    )
+    segments = list_segments(tmp_path, "yard")
+    assert stats.segments == len(segments) >= 2
+    assert (stats.connections, stats.failures, stats.skipped) == (1, 0, 0)
+    source = packet_digests(clip)
+    recorded = [d for s in segments for d in packet_digests(s.path)]
+    assert recorded == source  # no packet lost, none re-encoded
+    assert stats.packets == len(source)
+    for segment in segments:
+        assert packet_digests(segment.path)[0][0], "a segment starts on a keyframe"
+        assert segment.end - segment.start >= 4 or segment is segments[-1]
+    for before, after in itertools.pairwise(segments):
+        assert after.start == pytest.approx(before.end, abs=0.002)  # no gap, no overlap
+    assert segments[0].start == T0
+    assert segments[-1].end == pytest.approx(T0 + 598 / 24.69, abs=0.1)
+    assert sum(decoded_frames(s.path) for s in segments) == 598
+    middle = T0 + 12
+    assert [s.start for s in segments_between(tmp_path, "yard", middle, middle)] == [
+        s.start for s in segments if s.start <= middle <= s.end
+    ]
+
+
+class _Input:
+    """The clip as a camera: it fails like a camera losing power after ``fail_after`` packets,
+    or, played to its end, sets ``stop`` (the operator stops the server)."""
+
+    def __init__(self, path: Path, fail_after: int | None, stop: threading.Event) -> None:
+        self._container = av.open(str(path))
+        self.streams = self._container.streams
+        self._fail_after = fail_after
+        self._stop = stop
+
+    def demux(self, stream: Any) -> Any:
+        for n, packet in enumerate(self._container.demux(stream)):
+            if n == self._fail_after:
+                raise av.error.FFmpegError(-5, "Input/output error (camera gone)")
+            yield packet
+        self._stop.set()
+
+    def close(self) -> None:
+        self._container.close()
+
+
+def test_an_outage_loses_no_segment_and_recording_goes_on(tmp_path: Path) -> None:
+    clip = asset(CLIP)
+    opened: list[str] = []
+    clock = iter([T0, T0 + 100])
+    stop = threading.Event()
+
+    def open_input() -> Any:
+        opened.append("x")
+        # The first connection dies mid-way through its first segment; the second plays on.
+        return _Input(clip, 100 if len(opened) == 1 else None, stop)
+
+    stats = record(
+        open_input,
+        tmp_path,
+        "yard",
+        stop=stop,
+        segment_seconds=60,
+        clock=lambda: next(clock),
+        retry_seconds=0,
+    )
+    assert (stats.connections, stats.failures) == (2, 1)
+    segments = list_segments(tmp_path, "yard")
+    assert [round(s.start) for s in segments] == [round(T0), round(T0 + 100)]
+    cut, whole = segments
+    assert decoded_frames(cut.path) == 100  # everything received before the outage plays
+    assert cut.end == pytest.approx(T0 + 100 / 24.69, abs=0.1)
+    assert decoded_frames(whole.path) == 598
+    assert not list(tmp_path.glob("yard/*/*.part.mp4"))
+
+
+def test_orphaned_part_files_are_named_from_their_footage(tmp_path: Path) -> None:
+    clip = asset(CLIP)
+    part = part_path(tmp_path, "yard", T0)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(clip.read_bytes())  # a crash left it behind
+    empty = part_path(tmp_path, "yard", T0 + 500)
+    empty.write_bytes(b"")
+    closed = close_orphans(tmp_path, "yard")
+    assert [s.start for s in closed] == [T0]
+    assert closed[0].end == pytest.approx(T0 + 598 / 24.69, abs=0.1)
+    assert not empty.exists()
+    assert list_segments(tmp_path, "yard") == closed
+
+
+def seg(start: float, size: int = 100) -> Segment:
+    return Segment("yard", T0 + start, T0 + start + 60, Path(f"/nowhere/{start}.mp4"), size)
+
+
+@pytest.mark.parametrize(
+    ("max_age", "max_bytes", "protected", "deleted"),
+    [
+        (None, None, [], []),
+        (3600, None, [], [0, 60]),  # ended more than an hour before now (T0 + 3730)
+        (None, 300, [], [0, 60]),  # 5 segments of 100 bytes: down to 300
+        (None, 300, [Protected(T0 + 10, T0 + 20)], [60, 120]),  # the first is evidence
+        (3600, None, [Protected(T0 + 100, T0 + 3000)], [0]),  # 60 overlaps the incident
+        (None, 0, [Protected(0, T0 + 10_000)], []),  # an open incident spanning everything
+    ],
+)
+def test_retention_by_age_and_bytes_spares_what_open_incidents_need(
+    max_age: float | None, max_bytes: int | None, protected: list[Protected], deleted: list[int]
+) -> None:
+    segments = [seg(s) for s in (0, 60, 120, 3500, 3600)]
+    chosen = to_delete(
+        segments, now=T0 + 3730, max_age=max_age, max_bytes=max_bytes, protected=protected
+    )
+    assert [round(s.start - T0) for s in chosen] == deleted
+
+
+def test_prune_removes_the_files(tmp_path: Path) -> None:
+    files = []
+    for n in range(3):
+        path = tmp_path / f"{n}.mp4"
+        path.write_bytes(b"x" * 10)
+        files.append(Segment("yard", T0 + 60 * n, T0 + 60 * n + 60, path, 10))
+    removed = prune(files, now=T0 + 180, max_age=None, max_bytes=10)
+    assert [s.path.name for s in removed] == ["0.mp4", "1.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2.mp4"]
