@@ -15,6 +15,14 @@ from safewatch.runtime.service import RuntimeService, ServeOptions
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.slow, pytest.mark.timeout(120)]
 
+DOCK_RULES = (
+    "version: 1\n"
+    "rules:\n"
+    "  - {id: anyone-on-dock, kind: zone_intrusion, zone: everywhere_dock, objects: [person]}\n"
+    "zones:\n"
+    "  everywhere_dock: {camera: dock, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}\n"
+)
+
 
 def test_site_edits_add_and_remove_a_camera_without_restarting_the_other(
     rtsp_camera_factory: Callable[..., RtspCamera], tmp_path: Path
@@ -34,6 +42,8 @@ def test_site_edits_add_and_remove_a_camera_without_restarting_the_other(
         site = yaml.safe_load(path.read_text())
         site["cameras"]["dock"] = {"source": dock.url, "fps": 5, "models": ["coco"]}
         path.write_text(yaml.safe_dump(site, sort_keys=False))
+        # a camera no rule watches is not ready (issue 13): the dock gets its rule too
+        (tmp_path / "rules" / "dock.yaml").write_text(DOCK_RULES)
         body = wait_for(
             lambda: (b := readyz(base))["cameras"]["dock"]["ready"] and b["site"]["ok"] and b,
             30,
@@ -48,6 +58,7 @@ def test_site_edits_add_and_remove_a_camera_without_restarting_the_other(
         wait_for(lambda: not readyz(base)["site"]["ok"], 10, "the bad site file refused")
         assert set(readyz(base)["cameras"]) == {"yard", "dock"}  # ... and nothing changes
 
+        (tmp_path / "rules" / "dock.yaml").unlink()  # its rule first: it names the camera
         del site["cameras"]["dock"]
         path.write_text(yaml.safe_dump(site, sort_keys=False))
         body = wait_for(
