@@ -153,6 +153,14 @@ def test_make_run_in_a_clean_clone_reaches_a_first_incident(
         for name in ("yolox_nano", "ppe14_yolov8n_int8", "construction_cctv"):
             assert f"downloading {name}" in text and f"{name}: " in text
         assert "preparing ppe14_yolov8n_int8: strip_output_qdq" in text
+        assert {  # the pinned files, through the HTTP mirror (upstream names asked for first)
+            "/yolox_nano.onnx",
+            "/models/yolox_nano_coco.onnx",
+            "/best_int8.onnx",
+            "/upstream/ppe14_best_int8.onnx",
+            "/test.mp4",
+            "/video/construction_cctv_640x352_24s.mp4",
+        } <= set(mirror.hits)
         match = re.search(r"dashboard  (http://127\.0\.0\.1:\d+)/", text)
         assert match, text
         assert "no user yet" in text and "--password-stdin" in text
