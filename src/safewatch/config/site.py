@@ -252,6 +252,14 @@ class CameraConfig(_Strict):
         description="Video files only: under `safewatch serve`, replay the file forever at its "
         "native rate, as a simulated live camera (without it the camera ends with the file).",
     )
+    realtime: bool = Field(
+        True,
+        description="Video files only: under `safewatch serve` a file plays at its native rate, "
+        "stamped with the wall clock, and frames the analysis cannot keep up with are dropped, "
+        "as with a camera. false: every sampled frame is analysed, none dropped, on the file's "
+        "own clock (its creation time), exactly as `safewatch audit` reads it: an archive "
+        "replayed through the live server.",
+    )
     tiling: TilingConfig | None = Field(
         None, description="Tiled inference for small, distant people (costs one run per tile)."
     )

@@ -90,8 +90,9 @@ def open_source(
             :class:`FileSource` for the default.
         on_state: Listener for the source's state changes.
         live: Run as the live server does: a file is played in real time (and loops when the
-            camera says ``loop: true``), a camera URL reconnects with these timings. ``None``
-            reads a file as fast as possible (audit, backtest).
+            camera says ``loop: true``; with ``realtime: false`` it is read as fast as it is
+            consumed, on its own clock, as an audit reads it), a camera URL reconnects with these
+            timings. ``None`` reads a file as fast as possible (audit, backtest).
 
     Returns:
         The source, not yet iterated.
@@ -111,12 +112,13 @@ def open_source(
                 rtsp_transport=config.rtsp_transport,
                 on_state=on_state,
             )
-        if config.loop:
-            raise ConfigError(
-                f"camera {camera_id!r}: loop applies to video files only, not "
-                f"{redact_url(source)!r}",
-                field=f"cameras.{camera_id}.loop",
-            )
+        for flag, value in (("loop", config.loop), ("realtime", not config.realtime)):
+            if value:
+                raise ConfigError(
+                    f"camera {camera_id!r}: {flag} applies to video files only, not "
+                    f"{redact_url(source)!r}",
+                    field=f"cameras.{camera_id}.{flag}",
+                )
         return LiveSource(
             camera_id,
             source,
@@ -133,6 +135,12 @@ def open_source(
             "(expected a file path, rtsp://, rtsps://, http(s):// or /dev/videoN)"
         )
     path = file_source_path(camera_id, source, base_dir)
-    if live is not None:
+    if live is not None and config.realtime:
         return PacedFileSource(camera_id, path, fps=config.fps, loop=config.loop, on_state=on_state)
+    if live is not None and config.loop:
+        raise ConfigError(
+            f"camera {camera_id!r}: loop needs realtime playback (realtime: false replays the "
+            "file once, on its own clock)",
+            field=f"cameras.{camera_id}.loop",
+        )
     return FileSource(camera_id, path, fps=config.fps, origin=origin, on_state=on_state)

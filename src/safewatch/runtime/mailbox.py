@@ -59,8 +59,11 @@ class FrameMailbox:
         self._cond = threading.Condition()
         self._pending: dict[str, Pending] = {}
         self._dropped: dict[str, int] = {}
+        self._offered: dict[str, int] = {}
         self._streaming: set[str] = set()
         self._arrivals: dict[str, tuple[float, float | None]] = {}  # last arrival, interval
+        self._discards: dict[str, int] = {}  # times each camera was discarded (wakes waiters)
+        self._waiting = 0  # lossless frames waiting for their camera's slot
         self._closed = False
 
     def put(self, frame: FrameReady, incarnation: int) -> bool:
@@ -69,6 +72,7 @@ class FrameMailbox:
             if self._closed:
                 return False
             camera = frame.camera_id
+            self._offered[camera] = self._offered.get(camera, 0) + 1
             previous = self._pending.get(camera)
             dropped = previous is not None
             if previous is not None:
@@ -80,6 +84,31 @@ class FrameMailbox:
             self._learn(camera, now)
             self._cond.notify_all()
             return dropped
+
+    def put_wait(self, frame: FrameReady, incarnation: int) -> bool:
+        """Offer a frame of a lossless camera: wait until its previous frame was taken.
+
+        A file replayed with ``realtime: false`` must have every frame analysed, so instead of
+        replacing the pending frame (and counting a drop) the decode thread waits here; the wait
+        ends when the batcher takes the frame, the camera is discarded, or the mailbox closes.
+
+        Returns:
+            Whether the frame was queued (``False`` once the mailbox is closed or the camera was
+            discarded meanwhile).
+        """
+        camera = frame.camera_id
+        with self._cond:
+            epoch = self._discards.get(camera, 0)
+            self._waiting += 1
+            try:
+                while camera in self._pending and not self._closed:
+                    self._cond.wait(0.5)
+            finally:
+                self._waiting -= 1
+            if self._closed or self._discards.get(camera, 0) != epoch:
+                return False
+        self.put(frame, incarnation)
+        return True
 
     def _learn(self, camera: str, now: float) -> None:
         """Track the camera's frame interval (smoothed) to predict its next arrival."""
@@ -104,11 +133,28 @@ class FrameMailbox:
             self._pending.pop(camera_id, None)
             self._streaming.discard(camera_id)
             self._arrivals.pop(camera_id, None)
+            self._discards[camera_id] = self._discards.get(camera_id, 0) + 1
+            self._cond.notify_all()
 
     def dropped(self) -> dict[str, int]:
         """Frames replaced before inference, per camera, since the start."""
         with self._cond:
             return dict(self._dropped)
+
+    def offered(self) -> dict[str, int]:
+        """Frames offered per camera since the start (taken, dropped or still pending)."""
+        with self._cond:
+            return dict(self._offered)
+
+    def waiting(self) -> int:
+        """Frames of lossless cameras waiting for their slot (:meth:`put_wait`)."""
+        with self._cond:
+            return self._waiting
+
+    def holds(self, camera_id: str) -> bool:
+        """Whether a frame of ``camera_id`` waits for inference."""
+        with self._cond:
+            return camera_id in self._pending
 
     def depth(self) -> int:
         """Frames waiting now (at most one per camera)."""
@@ -155,6 +201,8 @@ class FrameMailbox:
             chosen = sorted(self._pending.values(), key=lambda p: p.arrived)[:max_batch]
             for pending in chosen:
                 del self._pending[pending.frame.camera_id]
+            if chosen:
+                self._cond.notify_all()  # lossless cameras wait for their slot (put_wait)
             return chosen
 
     def _close_at(self, first: float, max_wait: float) -> float:

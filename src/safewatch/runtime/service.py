@@ -316,6 +316,7 @@ class RuntimeService:
                 rings=self._rings,
                 watchdog=config.runtime.watchdog,
                 on_camera_stopped=self._camera_stopped,
+                on_camera_ended=self._camera_ended,
             )
             self._inference = InferenceWorker(
                 self._mailbox,
@@ -590,6 +591,48 @@ class RuntimeService:
         config = self._site.config
         camera = config.cameras[camera_id]
         return build_tracker(self._site, camera_id, camera)
+
+    def _camera_ended(self, camera_id: str) -> None:
+        """A file camera played to its end: finish its episodes once its last frame is judged.
+
+        The decode worker is gone, but its last frames may still be in the mailbox, in an
+        inference batch or in the rules queue. Each frame offered to the mailbox is analysed, or
+        counted as dropped (replaced there) or stale; once those add up to what was offered, the
+        rules stage ends the camera's episodes at its last frame and closes its
+        incidents, as ``safewatch audit`` does at the end of a file.
+        """
+        threading.Thread(
+            target=self._finish_when_judged, args=(camera_id,), name="camera-ended", daemon=True
+        ).start()
+
+    def _finish_when_judged(self, camera_id: str, quiet_seconds: float = 30.0) -> None:
+        rules, inference = self._rules, self._inference
+        if rules is None or inference is None:
+            return
+        last, changed = -1, time.monotonic()
+        while not self._stopped.is_set():
+            delivered = self._mailbox.offered().get(camera_id, 0)
+            evaluated = rules.counters().get(camera_id)
+            counted = inference.counters().get(camera_id)
+            judged = (
+                (evaluated.analysed if evaluated is not None else 0)
+                + self._mailbox.dropped().get(camera_id, 0)
+                + (counted.stale + counted.torn if counted is not None else 0)
+            )
+            if judged >= delivered and not self._mailbox.holds(camera_id):
+                break
+            if judged != last:
+                last, changed = judged, time.monotonic()
+            elif time.monotonic() - changed > quiet_seconds:
+                log.warning(
+                    "camera %s: %d of %d frames accounted for after its end; finishing anyway",
+                    camera_id,
+                    judged,
+                    delivered,
+                )
+                break
+            time.sleep(0.1)
+        rules.finish_camera(camera_id)
 
     def _camera_stopped(self, camera_id: str) -> None:
         if self._rules is not None:

@@ -150,6 +150,9 @@ class Supervisor:
         on_camera_stopped: Called (from the caller of :meth:`apply` or :meth:`stop_camera`) after
             a camera's worker stopped for good or for a reconfiguration, so its episodes and
             incidents can be finished.
+        on_camera_ended: Called (from the monitor thread) when a camera's source ended for good
+            (a video file played to its end), so its episodes can be finished after its last
+            frame.
         clock: Monotonic clock.
     """
 
@@ -161,6 +164,7 @@ class Supervisor:
         rings: RingCache,
         watchdog: WatchdogConfig,
         on_camera_stopped: Callable[[str], None] | None = None,
+        on_camera_ended: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.mode = mode
@@ -168,6 +172,7 @@ class Supervisor:
         self._rings = rings
         self._watchdog = watchdog
         self._on_camera_stopped = on_camera_stopped
+        self._on_camera_ended = on_camera_ended
         self._clock = clock
         self._lock = threading.RLock()
         self._apply_lock = threading.Lock()
@@ -344,7 +349,9 @@ class Supervisor:
             )
             self._plans = plans
         worker: Worker
-        if self.mode == "process":
+        # A lossless file camera (realtime: false) must hand every frame over and wait for its
+        # slot, which only a thread in this process can do without tearing shared-memory slots.
+        if self.mode == "process" and spec.camera.realtime:
             process_worker = ProcessWorker(spec)
             worker = process_worker
             with self._lock:
@@ -421,6 +428,10 @@ class Supervisor:
                 continue
             if not worker.alive():
                 self._exited(handle, worker)
+            elif not handle.spec.camera.realtime and self._mailbox.holds(handle.spec.camera_id):
+                # A lossless file camera waits for its previous frame to be analysed: the
+                # analysis is slow, the worker is not stuck.
+                handle.last_progress = now
             elif now - handle.last_progress > self._watchdog.progress_seconds:
                 log.error(
                     "camera %s: worker pid %s made no progress for %.0f s; killing it",
@@ -455,6 +466,8 @@ class Supervisor:
                 handle.source_state,
                 handle.message,
             )
+            if not failed and self._on_camera_ended is not None:
+                self._on_camera_ended(handle.spec.camera_id)
             return
         reason = (
             f"exited with status {code}"
@@ -539,7 +552,10 @@ class Supervisor:
         )
         if isinstance(message, FrameReady):
             if current:
-                self._mailbox.put(message, incarnation)
+                if handle.spec.camera.realtime:
+                    self._mailbox.put(message, incarnation)
+                else:
+                    self._mailbox.put_wait(message, incarnation)
                 handle.last_frame_at = message.published_at
             return
         if isinstance(message, StatsReport):

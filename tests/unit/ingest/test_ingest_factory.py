@@ -54,3 +54,39 @@ def test_unsupported_scheme_is_redacted(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="unsupported source") as caught:
         open_source("cam", camera("ftp://bob:secret99@host/clip.mp4"), base_dir=tmp_path)
     assert "secret99" not in str(caught.value)
+
+
+def test_live_timing_plays_a_file_in_real_time_unless_realtime_is_off() -> None:
+    from safewatch.ingest.factory import LiveTiming
+    from safewatch.ingest.paced_file_source import PacedFileSource
+
+    clip = asset("video/construction_cctv_640x352_24s.mp4")
+    live = LiveTiming()
+    paced = open_source("c", camera(str(clip)), base_dir=Path("/"), live=live)
+    replay = open_source("c", camera(str(clip), realtime=False), base_dir=Path("/"), live=live)
+    try:
+        assert isinstance(paced, PacedFileSource)
+        assert isinstance(replay, FileSource)  # the audit's reader: own clock, as fast as taken
+    finally:
+        paced.close()
+        replay.close()
+
+
+@pytest.mark.parametrize(
+    ("source", "extra", "message"),
+    [
+        ("rtsp://cam/s", {"realtime": False}, r"realtime applies to video files only"),
+        ("rtsp://cam/s", {"loop": True}, r"loop applies to video files only"),
+        ("clip.mp4", {"loop": True, "realtime": False}, r"loop needs realtime playback"),
+    ],
+)
+def test_live_options_that_cannot_apply_are_refused(
+    source: str, extra: dict[str, object], message: str
+) -> None:
+    from safewatch.errors import ConfigError
+    from safewatch.ingest.factory import LiveTiming
+
+    clip = asset("video/construction_cctv_640x352_24s.mp4")
+    path = str(clip) if source == "clip.mp4" else source
+    with pytest.raises(ConfigError, match=message):
+        open_source("c", camera(path, **extra), base_dir=Path("/"), live=LiveTiming())

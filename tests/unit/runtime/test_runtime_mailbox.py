@@ -139,3 +139,40 @@ def test_no_waiting_for_a_camera_whose_next_frame_is_not_due_within_max_wait() -
     finally:
         late.cancel()
     assert [p.frame.camera_id for p in batch] == ["a"]
+
+
+def test_a_lossless_camera_waits_for_its_slot_instead_of_dropping() -> None:
+    box = FrameMailbox()
+    box.put(ready("a", 0), 1)
+    queued: list[bool] = []
+    second = threading.Thread(target=lambda: queued.append(box.put_wait(ready("a", 1), 1)))
+    second.start()
+    deadline = time.monotonic() + 30
+    while box.waiting() == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert box.waiting() == 1 and box.holds("a")  # waiting: nothing replaced
+    (taken,) = box.take_batch(8, 0.0, timeout=1.0)
+    assert taken.frame.seq == 0
+    second.join(10)
+    assert queued == [True] and box.dropped() == {}
+    assert [p.frame.seq for p in box.take_batch(8, 0.0, timeout=1.0)] == [1]
+    assert box.offered() == {"a": 2}
+
+
+@pytest.mark.parametrize("end", ["discard", "close"])
+def test_a_waiting_lossless_frame_is_released_when_its_camera_goes(end: str) -> None:
+    box = FrameMailbox()
+    box.put(ready("a", 0), 1)
+    queued: list[bool] = []
+    waiter = threading.Thread(target=lambda: queued.append(box.put_wait(ready("a", 1), 1)))
+    waiter.start()
+    deadline = time.monotonic() + 30
+    while box.waiting() == 0 and time.monotonic() < deadline:  # until it waits for the slot
+        time.sleep(0.01)
+    assert box.waiting() == 1
+    if end == "discard":
+        box.discard("a")
+    else:
+        box.close()
+    waiter.join(10)
+    assert queued == [False]
