@@ -33,6 +33,9 @@ __all__ = ["EvaluationCounters", "FrameListener", "RulesWorker"]
 
 log = logging.getLogger(__name__)
 
+_MAX_PPE_STEP = 2.0
+"""Longest frame-to-frame step (seconds) booked as person-seconds; longer gaps count this much."""
+
 
 FrameListener = Callable[
     [Analysed, TrackedFrame, Sequence[RuleEvent], Sequence[IncidentChange]], None
@@ -55,6 +58,8 @@ class _Camera:
     analysed: int = 0
     last_evaluated_at: float | None = None
     rate: RateMeter = field(default_factory=RateMeter)
+    last_clock: tuple[float, float] | None = None
+    """``(pts, timestamp)`` of the previous frame, for person-seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +217,34 @@ class RulesWorker:
             camera.analysed += 1
             camera.last_evaluated_at = now
             camera.rate.add(camera.analysed)
+        self._count_ppe(camera, tracked)
         for listener in self._listeners:
             try:
                 listener(item, tracked, events, changes)
             except Exception:
                 log.exception("frame listener failed")
+
+    def _count_ppe(self, camera: _Camera, tracked: TrackedFrame) -> None:
+        """Add this frame's person-seconds per PPE item and voted state (unknown is counted).
+
+        Each person counts for the media time since the camera's previous frame (wall time where
+        a reconnected stream restarted its media time, as the tracker's clock does), capped at
+        :data:`_MAX_PPE_STEP` so a stream gap is not booked as minutes of (un)verified people.
+        """
+        previous, camera.last_clock = camera.last_clock, (tracked.pts, tracked.timestamp)
+        if previous is None:
+            return
+        step = tracked.pts - previous[0]
+        if step <= 0:
+            step = tracked.timestamp - previous[1]
+        step = min(max(step, 0.0), _MAX_PPE_STEP)
+        if step <= 0:
+            return
+        for track in tracked.tracks:
+            for item, state in track.attributes.items():
+                self._metrics.ppe_person_seconds.labels(
+                    camera=tracked.camera_id, item=item, state=str(state)
+                ).inc(step)
 
     def _finish(self, camera_id: str) -> list[IncidentChange]:
         with self._lock:

@@ -132,6 +132,15 @@ class RuntimeMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.ppe_person_seconds = Counter(
+            "safewatch_camera_ppe_person_seconds",
+            "Seconds of tracked persons on the frame clock, by PPE item and voted state "
+            "(present, absent, unknown). (present + absent) / all is the share of "
+            "person-seconds whose PPE could be checked; unknown is a person seen but not "
+            "verified (docs/ppe.md).",
+            ["camera", "item", "state"],
+            registry=self.registry,
+        )
         self.inference_alive = Gauge(
             "safewatch_inference_worker_up",
             "1 while the inference thread runs and has looped recently.",

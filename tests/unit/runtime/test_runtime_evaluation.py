@@ -136,3 +136,40 @@ def test_a_storage_failure_is_counted_and_the_stage_goes_on() -> None:
     assert worker.alive()
     assert metrics.errors.labels(stage="storage")._value.get() == 3
     worker.stop(timeout=5.0)
+
+
+def test_person_seconds_by_ppe_state_reach_the_metrics(
+    tmp_path: Path, repository: IncidentRepository
+) -> None:
+    # A camera whose models can see hard hats but never do: every person-second is unknown.
+    (tmp_path / "rules.yaml").write_text(RULES)
+    metrics = RuntimeMetrics()
+    worker = RulesWorker(
+        lambda camera: CameraTracker(
+            TrackerConfig(), camera, frame_rate=5.0, ppe_items={"hardhat"}
+        ),
+        RuleEngine(load_rules(tmp_path / "rules.yaml")),
+        IncidentManager(repository, EvidenceStore(tmp_path / "evidence")),
+        metrics,
+    )
+    tracks: list[int] = []
+    worker.add_listener(
+        lambda _item, tracked, _events, _changes: tracks.append(len(tracked.tracks))
+    )
+    worker.start()
+    for seq in range(6):
+        worker.submit(analysed(seq, person_at(20 + seq, 10)))
+    wait_for(lambda: len(tracks) == 6)
+    worker.stop(timeout=5.0)
+    expected = 0.2 * sum(tracks[1:])  # each frame after the first books its 0.2 s step
+    assert expected > 0
+    unknown = metrics.registry.get_sample_value(
+        "safewatch_camera_ppe_person_seconds_total",
+        {"camera": "cam", "item": "hardhat", "state": "unknown"},
+    )
+    assert unknown == pytest.approx(expected)
+    present = metrics.registry.get_sample_value(
+        "safewatch_camera_ppe_person_seconds_total",
+        {"camera": "cam", "item": "hardhat", "state": "present"},
+    )
+    assert present is None
