@@ -17,8 +17,8 @@ from runtime_fakes import moving_square_video
 from safewatch.config.runtime import MotionConfig, WatchdogConfig
 from safewatch.config.site import CameraConfig
 from safewatch.errors import ConfigError
-from safewatch.runtime.camera_worker import ThreadWorker, WorkerSpec, build_camera_source
 from safewatch.ingest.paced_file_source import PacedFileSource
+from safewatch.runtime.camera_worker import ThreadWorker, WorkerSpec, build_camera_source
 from safewatch.runtime.mailbox import FrameMailbox
 from safewatch.runtime.rings import RingCache
 from safewatch.runtime.supervisor import Supervisor, WorkerState
