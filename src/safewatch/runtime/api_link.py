@@ -74,6 +74,7 @@ LIVE_RING_SLOTS = 4
 slots leave it three newer frames of slack before a slot it was told about is overwritten."""
 
 _INCIDENT_BACKLOG = 1024
+_RESTART_BACKOFF = 1.0
 _ROUND_SECONDS = 0.25
 """How often the sender looks at the rule holder when nothing else wakes it."""
 
@@ -243,6 +244,9 @@ class ApiLink:
         self._sender: threading.Thread | None = None
         self._receiver: threading.Thread | None = None
         self._sent_rules: tuple[int, ReloadStatus] | None = None
+        self._started_at = 0.0
+        self._backoff = _RESTART_BACKOFF / 2
+        self._next_restart = 0.0
         self.restarts = 0
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -290,6 +294,7 @@ class ApiLink:
         )
         self._ready.clear()
         self._outbox.clear()
+        self._started_at = time.monotonic()
         process.start()
         theirs.close()
         with self._state_lock:
@@ -311,10 +316,20 @@ class ApiLink:
                 raise ConfigError(f"the API process did not start within {timeout:g} s")
 
     def check(self) -> bool:
-        """Restart the API process if it died (the keeper calls this); ``True`` if restarted."""
+        """Restart the API process if it died (the keeper calls this); ``True`` if restarted.
+
+        Restarts back off (1 s doubling to 30 s, reset once a process served for a minute), so
+        a process that dies at start-up does not spin.
+        """
         process = self._process
         if self._stopping.is_set() or process is None or process.is_alive():
             return False
+        now = time.monotonic()
+        if now < self._next_restart:
+            return False
+        served = now - self._started_at
+        self._backoff = _RESTART_BACKOFF if served > 60.0 else min(30.0, self._backoff * 2)
+        self._next_restart = now + self._backoff
         log.error("the API process exited (status %s); restarting it", process.exitcode)
         self.restarts += 1
         self._close_connection()

@@ -1,0 +1,108 @@
+"""ApiLink's bookkeeping without spawning: restarts back off, pushes coalesce (issue 13)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from api_support import incident, write_site
+from safewatch.api.dashboard import StandaloneRules
+from safewatch.config.loader import load_site
+from safewatch.domain import TrackedFrame
+from safewatch.incidents.manager import ChangeKind, IncidentChange
+from safewatch.runtime.api_link import ApiLink, ApiProcessSpec, _Outbox
+from safewatch.runtime.api_messages import IncidentPush, RulesPush
+
+
+class DeadProcess:
+    """A process that has exited with status 1 by the time anyone looks."""
+
+    started = 0
+
+    def __init__(self, **_kwargs: Any) -> None:
+        self.pid = 4242
+        self.exitcode: int | None = None
+
+    def start(self) -> None:
+        DeadProcess.started += 1
+        self.exitcode = 1
+
+    def is_alive(self) -> bool:
+        return False
+
+
+class DyingContext:
+    """A ``multiprocessing`` context whose processes die at once (real pipes)."""
+
+    def Pipe(self, duplex: bool = True) -> Any:  # noqa: N802 - multiprocessing's name
+        return multiprocessing.Pipe(duplex)
+
+    def Process(self, **kwargs: Any) -> DeadProcess:  # noqa: N802
+        return DeadProcess(**kwargs)
+
+
+def _link(tmp_path: Path) -> ApiLink:
+    site = load_site(write_site(tmp_path))
+    rules = StandaloneRules(tmp_path / "rules", lambda: site)
+    spec = ApiProcessSpec(
+        site=site,
+        rules_path=tmp_path / "rules",
+        rules=RulesPush(rules.rule_generation(), rules.rule_status()),
+    )
+    target = SimpleNamespace(rule_generation=rules.rule_generation, rule_status=rules.rule_status)
+    return ApiLink(spec, socket.socket(), target, context=DyingContext())  # type: ignore[arg-type]
+
+
+def test_an_api_process_that_keeps_dying_is_restarted_with_backoff(tmp_path: Path) -> None:
+    link = _link(tmp_path)
+    DeadProcess.started = 0
+    link._spawn()
+    assert link.check() is True  # died young: restarted at once ...
+    assert link.check() is False  # ... but not again within the backoff (1 s)
+    assert link.restarts == 1
+    assert DeadProcess.started == 2
+
+
+def test_the_newest_frame_of_a_camera_replaces_an_unsent_one() -> None:
+    outbox = _Outbox()
+    image = np.zeros((4, 4, 3), np.uint8)
+    for seq in (1, 2, 3):
+        outbox.frame(TrackedFrame("yard", seq, 0.0, 0.0, 4, 4, ()), image, ())
+    outbox.frame(TrackedFrame("dock", 1, 0.0, 0.0, 4, 4, ()), image, ())
+    outbox.incident(IncidentPush("opened", incident(1)))
+    messages, frames = outbox.take(0.0)
+    assert {camera: tracked.seq for camera, (tracked, _, _) in frames.items()} == {
+        "yard": 3,
+        "dock": 1,
+    }
+    assert outbox.frames_replaced == 2
+    assert messages == [IncidentPush("opened", incident(1))]  # incident changes are all kept
+    assert outbox.take(0.0) == ([], {})
+
+
+def test_incident_notices_are_bounded_and_drops_counted() -> None:
+    outbox = _Outbox()
+    for n in range(1030):
+        outbox.incident(IncidentPush("updated", incident(n)))
+    messages, _ = outbox.take(0.0)
+    assert len(messages) == 1024
+    assert outbox.incidents_dropped == 6
+    assert isinstance(messages[-1], IncidentPush) and messages[-1].incident == incident(1029)
+
+
+def test_the_rules_thread_only_stores_references(tmp_path: Path) -> None:
+    """on_frame is called on the rules thread: it queues, it never sends or copies pixels."""
+    link = _link(tmp_path)
+    image = np.zeros((4, 4, 3), np.uint8)
+    analysed = SimpleNamespace(frame=SimpleNamespace(image=image))
+    tracked = TrackedFrame("yard", 7, 0.0, 0.0, 4, 4, ())
+    change = IncidentChange(incident(1), ChangeKind.OPENED)
+    link.on_frame(analysed, tracked, [], [change])
+    messages, frames = link._outbox.take(0.0)
+    assert frames["yard"][1] is image
+    assert messages == [IncidentPush("opened", incident(1))]
