@@ -77,3 +77,32 @@ def models_info(
     from safewatch.detect import catalogue
 
     out.print_json(json.dumps(catalogue.info(path).to_dict()))
+
+
+@models_app.command("quantize")
+def models_quantize(
+    model: Annotated[str, typer.Argument(help="An fp32 .onnx file or a catalogue name.")],
+    videos: Annotated[list[Path], typer.Argument(help="Videos to take calibration frames from.")],
+    output: Annotated[Path, typer.Option("--out", "-o", help="Where the INT8 model goes.")],
+    frames: Annotated[int, typer.Option(help="Calibration frames, spread over the videos.")] = 32,
+    input_size: Annotated[
+        int | None, typer.Option(help="Square input size, as the model's input_size.")
+    ] = None,
+    all_operators: Annotated[
+        bool,
+        typer.Option(help="Quantise every operator, not only convolutions (faster, less exact)."),
+    ] = False,
+) -> None:
+    """Write an INT8 (QDQ) copy of a model calibrated on your own footage; see docs/performance.md.
+
+    Use frames of the cameras it will watch. Point the model's `path` at the result.
+    """
+    from safewatch.config.site import ModelConfig
+    from safewatch.detect.catalogue import resolve
+    from safewatch.detect.quantize import calibration_images, quantize_model
+
+    source = resolve(model, Path("."))
+    images = calibration_images(videos, frames)
+    config = ModelConfig(path=str(source), input_size=input_size)
+    quantize_model(source, output, images, config, all_operators=all_operators)
+    out.print(f"{output}: INT8 model calibrated on {len(images)} frames of {len(videos)} video(s)")

@@ -26,7 +26,7 @@ from safewatch.detect.providers import GpuOptions
 from safewatch.detect.selection import select
 from safewatch.detect.session import ModelInput, describe_input, open_session, read_metadata
 from safewatch.detect.transform import ImageTransform, Placement, stride_aligned
-from safewatch.domain import Detections, Frame
+from safewatch.domain import Detections, Frame, Image
 from safewatch.errors import ModelError
 
 __all__ = ["DEFAULT_INPUT_SIZE", "OnnxDetector"]
@@ -126,6 +126,19 @@ class OnnxDetector:
             self._chunk,
             self._session.get_providers(),
         )
+
+    @property
+    def input_name(self) -> str:
+        """The model's image input name."""
+        return self._input.name
+
+    def preprocess(self, images: Sequence[Image]) -> NDArray[np.float32]:
+        """A copy of the network input ``detect`` would feed for ``images`` (all one size);
+        for calibrating quantisation on exactly what the model will see."""
+        with self._lock:
+            shape = self.input_shape((images[0].shape[0], images[0].shape[1]))
+            batch, _ = self._buffer(shape).fill(images)
+            return batch.copy()
 
     def input_shape(self, image_hw: tuple[int, int]) -> tuple[int, int]:
         """The network input ``(H, W)`` a picture of ``image_hw`` pixels is run at."""
