@@ -221,6 +221,21 @@ def test_filters_and_presets_survive_a_reload(served: Served, page: Any) -> None
     assert time.time() > since
 
 
+def test_optional_beep_for_high_severity_incidents(served: Served, page: Any) -> None:
+    page.goto(f"{served.base}/incidents")
+    page.wait_for_function("() => document.getElementById('incidents').dataset.loaded")
+    assert page.evaluate("() => localStorage.getItem('safewatch.sound')") in (None, "off")
+    page.check("#sound")  # a click: browsers allow sound after an interaction
+    assert page.evaluate("() => localStorage.getItem('safewatch.sound')") == "on"
+    # The rule is high severity: the next incident opened beeps (at most once per 3 s).
+    page.wait_for_function("() => +(document.body.dataset.beeps || 0) >= 1", timeout=180_000)
+    # The preference holds on every page of this browser, and unticking it silences them.
+    page.goto(f"{served.base}/live")
+    assert page.is_checked("#sound")
+    page.uncheck("#sound")
+    assert page.evaluate("() => localStorage.getItem('safewatch.sound')") == "off"
+
+
 PAGES = {
     "live": ("/live", "() => +document.querySelector('article.tile')?.dataset.frames > 0"),
     "incidents": ("/incidents", "() => document.getElementById('incidents').dataset.loaded"),
