@@ -193,6 +193,13 @@ class PPERule(_RuleBase):
     min_duration: Duration = Field(
         2.0, description="How long the violation must last before it is reported."
     )
+    flag: Literal["absent", "unverifiable"] = Field(
+        "absent",
+        description="absent: a person seen without a required item (the violation). "
+        "unverifiable: a person whose required items stay unknown (head hidden, too small, "
+        "not classified) for min_duration; a review item, usually with severity low and a "
+        "longer min_duration, for areas where PPE must be checked (docs/ppe.md).",
+    )
 
     _unique_lists = field_validator("require", "objects", "zones")(_unique)
 

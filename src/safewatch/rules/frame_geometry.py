@@ -166,7 +166,7 @@ class FrameGeometry:
         self._pixels: dict[int, tuple[Zone, NDArray[np.float64]]] = {}
         self._inside: dict[tuple[int, str], tuple[Zone, list[bool] | dict[int, bool]]] = {}
         self._missing: dict[
-            tuple[tuple[str, ...], tuple[str, ...]], list[tuple[int, tuple[str, ...]]]
+            tuple[tuple[str, ...], tuple[str, ...], PPEState], list[tuple[int, tuple[str, ...]]]
         ] = {}
 
     def labelled(self, labels: tuple[str, ...] | None) -> list[int]:
@@ -337,29 +337,38 @@ class FrameGeometry:
         return [found.get(i) for i in indices]
 
     def missing(
-        self, require: tuple[str, ...], labels: tuple[str, ...]
+        self,
+        require: tuple[str, ...],
+        labels: tuple[str, ...],
+        state: PPEState = PPEState.ABSENT,
     ) -> list[tuple[int, tuple[str, ...]]]:
-        """Tracks labelled one of ``labels`` with items of ``require`` in state ``ABSENT``.
+        """Tracks labelled one of ``labels`` with items of ``require`` in ``state``.
+
+        Args:
+            require: Items to look at.
+            labels: Track labels to look at.
+            state: ``ABSENT`` (a violation) or ``UNKNOWN`` (not verifiable).
 
         Returns:
-            ``(track index, absent items in require order)`` for each such track, in track order.
+            ``(track index, items in that state, in require order)`` for each such track, in
+            track order.
         """
-        key = (require, labels)
+        key = (require, labels, state)
         found = self._missing.get(key)
         if found is None:
-            absent, tracks = PPEState.ABSENT, self.tracks
+            tracks = self.tracks
             if len(require) == 1:  # the usual rule: one item, no list per track
                 (item,) = require
                 found = [
                     (i, require)
                     for i in self.labelled(labels)
-                    if tracks[i].attributes.get(item) == absent
+                    if tracks[i].attributes.get(item) == state
                 ]
             else:
                 found = []
                 for i in self.labelled(labels):
                     attributes = tracks[i].attributes
-                    items = tuple([item for item in require if attributes.get(item) == absent])
+                    items = tuple([item for item in require if attributes.get(item) == state])
                     if items:
                         found.append((i, items))
             self._missing[key] = found

@@ -4,6 +4,10 @@ Only ``ABSENT`` violates. ``UNKNOWN`` (head out of frame, too small, occluded, o
 not yet full) means "not proven absent": raising incidents on it would flood operators with
 false alarms every time a worker turns away or walks behind a pallet, and an alert system people
 learn to ignore protects no one. The tracker's voting makes ``ABSENT`` a considered verdict.
+
+A rule with ``flag: unverifiable`` asks the other question: who stayed ``UNKNOWN`` (for its
+``min_duration``, typically tens of seconds)? It opens a review item ("PPE not verifiable"), so a
+camera that cannot see heads is noticed instead of reading as a compliant one.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from safewatch.config.rules import PPERule
+from safewatch.domain import PPEState
 from safewatch.domain.geometry import Zone
 from safewatch.domain.tracks import TrackedFrame
 from safewatch.rules.episodes import Observation
@@ -39,7 +44,9 @@ def observe_ppe(
         confidence among the absent items' detections (the track's own when none is recorded).
     """
     g = geometry_of(tracked, geometry)
-    candidates = g.missing(rule.require, rule.objects)
+    unverifiable = rule.flag == "unverifiable"
+    state = PPEState.UNKNOWN if unverifiable else PPEState.ABSENT
+    candidates = g.missing(rule.require, rule.objects, state)
     if not candidates:
         return []
     zone_ids: list[str | None]
@@ -55,11 +62,16 @@ def observe_ppe(
         track = g.tracks[i]
         tid = track.track_id
         confidences = track.attribute_confidence
-        if len(items) == 1:
+        if unverifiable:  # no detection stands behind an unknown state
+            confidence = track.confidence
+        elif len(items) == 1:
             confidence = confidences.get(items[0], track.confidence)
         else:
             confidence = max(confidences.get(item, track.confidence) for item in items)
-        message = f"{track.label} #{tid} without {' and '.join(items)}"
+        if unverifiable:
+            message = f"{track.label} #{tid}: {' and '.join(items)} not verifiable"
+        else:
+            message = f"{track.label} #{tid} without {' and '.join(items)}"
         if zone_id is not None:
             message += f" in zone {zone_id}"
         observations.append(Observation(tid, (tid,), float(confidence), message, zone_id))

@@ -43,6 +43,28 @@ def test_any_item_list(require: list[str], states: dict[str, str], message: str 
     assert [e.message for e in events] == ([message] if message else [])
 
 
+@pytest.mark.parametrize(
+    ("states", "message"),
+    [
+        ({"hardhat": "unknown"}, "person #2: hardhat not verifiable"),
+        ({"hardhat": "absent"}, None),  # a violation, for the absent rule; verified
+        ({"hardhat": "present"}, None),
+        ({}, None),  # no model can see the item on this camera: nothing to verify
+    ],
+)
+def test_unverifiable_flags_unknown_only(states: dict[str, str], message: str | None) -> None:
+    engine = RuleEngine(rule_set([_rule(require=["hardhat"], flag="unverifiable")]))
+    ppe = {item: PPEState(state) for item, state in states.items()}
+    events = engine.evaluate(frame(0, [person(2, **ppe)]))
+    assert [e.message for e in events] == ([message] if message else [])
+
+
+def test_unverifiable_is_off_by_default() -> None:
+    engine = RuleEngine(rule_set([_rule(require=["hardhat"])]))
+    assert _rule(require=["hardhat"]).flag == "absent"
+    assert engine.evaluate(frame(0, [person(2, hardhat=PPEState.UNKNOWN)])) == []
+
+
 def test_items_scoped_to_zones() -> None:
     rules = rule_set(
         [_rule(id="goggles-at-grinder", require=["goggles"], zones=["grinder", "lathe"])],
