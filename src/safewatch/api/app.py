@@ -4,7 +4,7 @@ Built by a factory, never at import, so tests make their own app around a fake o
 The app holds no state of its own: every endpoint asks ``services``, which the runtime implements
 (:class:`~safewatch.runtime.service.RuntimeService`). For now it serves the operations endpoints:
 
-* ``GET /healthz``: liveness only (200 alive, 503 hung), see :mod:`safewatch.runtime.health`;
+* ``GET /healthz``: liveness only (200 alive, 503 hung), see :mod:`safewatch.api.health`;
 * ``GET /readyz``: per-camera readiness and the database, 200 ready or degraded, 503 not ready;
   ``?camera=ID`` for one camera (404 for an unknown one);
 * ``GET /metrics``: Prometheus text exposition.
@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from fastapi import FastAPI, Query, Response
 from fastapi.responses import JSONResponse
 
-from safewatch.runtime.health import Liveness, Readiness
-from safewatch.runtime.metrics import CONTENT_TYPE
+from safewatch.api.health import METRICS_CONTENT_TYPE, Liveness, Readiness
 
 if TYPE_CHECKING:
     from safewatch.api.dashboard import Dashboard
@@ -118,6 +117,6 @@ def create_app(
     @app.get("/metrics", tags=["operations"])
     def metrics() -> Response:
         """Prometheus metrics of the server and its cameras."""
-        return Response(services.metrics(), media_type=CONTENT_TYPE)
+        return Response(services.metrics(), media_type=METRICS_CONTENT_TYPE)
 
     return app

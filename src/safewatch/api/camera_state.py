@@ -7,7 +7,7 @@ runtime knows: the worker's and the source's state and the age of the newest dec
 
 * ``streaming``: frames arrive;
 * ``stale``: the source says streaming but no frame was decoded for longer than the readiness
-  threshold (:func:`~safewatch.runtime.health.stale_after`), e.g. a frozen encoder;
+  threshold (:func:`~safewatch.api.health.stale_after`), e.g. a frozen encoder;
 * ``reconnecting``: the stream failed or stalled and the source is trying again;
 * ``connecting``: first connection, or the worker is starting;
 * ``down``: the worker or the source gave up (failed, ended, stopped);
@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
-from safewatch.runtime.health import CameraReadiness, Readiness, stale_after
+from safewatch.api.health import CameraReadiness, Readiness, stale_after
 
 __all__ = [
     "CameraStateOut",

@@ -17,15 +17,24 @@ at a fraction of its fps) is not ready either, once that has lasted ``watchdog.s
 dip (a burst of incidents, a model swap) does not flap the probe while a camera quietly
 analysing a fifth of its frames does not pass for ready. Nor is a camera that no enabled rule
 runs on (the rule files lost its rules): it streams, but protects nobody.
+
+The answers' shapes (:mod:`safewatch.api.health`) belong to the API, which serves them; this
+module fills them from the runtime's state, so the API never imports the runtime.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
-from pydantic import BaseModel, Field
-
+from safewatch.api.health import (
+    CameraReadiness,
+    ComponentHealth,
+    FrameCounts,
+    Liveness,
+    Readiness,
+    ReadyState,
+    stale_after,
+)
 from safewatch.runtime.metrics import CameraStatus
 
 __all__ = [
@@ -39,75 +48,6 @@ __all__ = [
     "camera_readiness",
     "stale_after",
 ]
-
-ReadyState = Literal["ready", "degraded", "not_ready", "stopping"]
-
-
-class ComponentHealth(BaseModel):
-    """One part of the server (database, inference thread, rules thread, site reload)."""
-
-    ok: bool
-    message: str = ""
-    seconds_since_heartbeat: float | None = None
-
-
-class FrameCounts(BaseModel):
-    """Frame counters of one camera since the server started."""
-
-    decoded: int
-    sampled: int
-    inferred: int
-    motion_skipped: int
-    analysed: int
-    dropped: dict[str, int] = Field(description="By stage: source, mailbox, torn, stale.")
-
-
-class CameraReadiness(BaseModel):
-    """One camera, as ``/readyz`` shows it."""
-
-    ready: bool
-    name: str
-    worker: str = Field(description="starting, running, backoff, stopped, ended or failed.")
-    source: str = Field(description="connecting, streaming, stalled, reconnecting, ended, failed.")
-    message: str
-    pid: int | None
-    restarts: int
-    reconnects: int
-    seconds_since_decoded: float | None
-    seconds_since_inferred: float | None
-    seconds_since_evaluated: float | None
-    fps_target: float
-    fps_decoded: float
-    fps_analysed: float
-    frames: FrameCounts
-    problems: list[str] = Field(
-        default_factory=list,
-        description="Why a streaming camera is not ready (e.g. analysis behind its fps).",
-    )
-
-
-class Readiness(BaseModel):
-    """The body of ``/readyz``."""
-
-    status: ReadyState
-    database: ComponentHealth
-    inference: ComponentHealth
-    rules: ComponentHealth
-    site: ComponentHealth
-    cameras: dict[str, CameraReadiness]
-
-
-class Liveness(BaseModel):
-    """The body of ``/healthz``."""
-
-    status: Literal["alive", "hung"]
-    uptime_seconds: float
-    problems: list[str] = Field(default_factory=list)
-
-
-def stale_after(fps: float) -> float:
-    """Seconds without an evaluated frame after which a streaming camera is not ready."""
-    return max(3.0, 5.0 / fps)
 
 
 def _since(now: float, at: float | None) -> float | None:
