@@ -35,13 +35,21 @@ The setups are the example site (``examples/site.yaml``: yolox_nano for persons 
 default thresholds) and the same with yolov8n for persons. Never tune on these photos: they are
 the evaluation set (``training/hard_hat_workers_extra`` is for training and calibration).
 
-Run: ``python -m bench.ppe_compliance [--setup example] [--limit N]``; JSON goes to
+CPU (``--cpu``): the example clip at the camera's 5 fps through the example setup, timing in one
+run, frame by frame, the detectors and tracker without head verification (the baseline), the head
+verification (the same tracker with the verifier, minus the one without) and hiding heads with
+``privacy: blur`` as if every analysed frame were evidence (an upper bound: only stills and clips
+are blurred). Process CPU time, not wall time, so the other load on a shared machine does not
+enter the ratio; the extra cost is reported as a share of the baseline.
+
+Run: ``python -m bench.ppe_compliance [--setup example] [--limit N] [--cpu]``; JSON goes to
 ``bench/results/ppe_compliance.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -68,6 +76,12 @@ SITE = ROOT / "examples" / "site.yaml"
 ITEM = "hardhat"
 TRUTH_CLASSES = {0: "hat", 2: "bare"}
 """Dataset class id -> truth (``1`` = person is not a head and is skipped)."""
+DATASETS = {
+    "eval": (DATASET, TRUTH_CLASSES),
+    "train": ("training/hard_hat_workers_extra", {0: "hat", 1: "bare"}),
+}
+"""``--data`` choices: the evaluation photos, or the training photos (for calibrating settings;
+the head classifier was trained on three quarters of them, so its figures there are optimistic)."""
 VERDICTS = ("violation", "compliant", "unknown")
 _X_MARGIN = 0.15
 _Y_ABOVE = 0.15
@@ -91,10 +105,13 @@ class Setup:
     models: dict[str, str] = field(default_factory=dict)
     """Model key -> replacement asset path (relative to the shared assets)."""
     formats: dict[str, str] = field(default_factory=dict)
+    tracker: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the site's ``tracker:`` settings."""
 
 
 SETUPS = (
     Setup("example"),
+    Setup("example_ppe_boxes_only", tracker={"head_classifier": None}),
     Setup("yolov8n_persons", {"coco": "models/yolov8n_coco.onnx"}, {"coco": "yolov8"}),
 )
 
@@ -137,14 +154,16 @@ class Outcome:
         }
 
 
-def load_truth(path: Path, height: int, width: int) -> tuple[NDArray[np.float64], list[str]]:
+def load_truth(
+    path: Path, height: int, width: int, classes: dict[int, str] = TRUTH_CLASSES
+) -> tuple[NDArray[np.float64], list[str]]:
     """Labelled head boxes (pixels, xyxy) and their truth (``hat`` / ``bare``)."""
     rows = np.loadtxt(path, ndmin=2) if path.exists() and path.stat().st_size else np.zeros((0, 5))
-    keep = [i for i, c in enumerate(rows[:, 0]) if int(c) in TRUTH_CLASSES]
+    keep = [i for i, c in enumerate(rows[:, 0]) if int(c) in classes]
     r = rows[keep]
     cx, cy, w, h = r[:, 1] * width, r[:, 2] * height, r[:, 3] * width, r[:, 4] * height
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).reshape(-1, 4)
-    return boxes, [TRUTH_CLASSES[int(c)] for c in r[:, 0]]
+    return boxes, [classes[int(c)] for c in r[:, 0]]
 
 
 def head_points(persons: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -261,32 +280,90 @@ def load_setup(setup: Setup) -> tuple[LoadedSite, Detector]:
         if key in setup.formats:
             update["format"] = setup.formats[key]
         models[key] = models[key].model_copy(update=update)
-    config = site.config.model_copy(update={"models": models})
+    tracker = site.config.tracker.model_copy(update=setup.tracker)
+    config = site.config.model_copy(update={"models": models, "tracker": tracker})
     site = replace(site, config=config)
     camera = next(iter(site.config.cameras.values()))
     resolved = {k: (models[k], _model_file(site, models[k].path)) for k in camera.models}
     return site, build_detector(resolved, camera.models)
 
 
-def evaluate(setup: Setup, limit: int | None = None) -> dict[str, Any]:
-    """Score one setup over the evaluation photos."""
-    dataset = require_asset(DATASET)
+def evaluate(setup: Setup, limit: int | None = None, data: str = "eval") -> dict[str, Any]:
+    """Score one setup over the evaluation (or training) photos."""
+    folder, classes = DATASETS[data]
+    dataset = require_asset(folder)
     site, detector = load_setup(setup)
     runner = product_runner(site, detector)
     outcome = Outcome()
-    paths = sorted((dataset / "images").glob("*.png"))[:limit]
+    paths = sorted(p for p in (dataset / "images").iterdir() if p.suffix in {".png", ".jpg"})
+    paths = paths[:limit]
     start = time.perf_counter()
     for i, path in enumerate(paths):
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise SystemExit(f"cannot read {path}")
         frame = Frame("eval", i, 0.0, 0.0, np.asarray(image, np.uint8))
-        heads, truths = load_truth(dataset / "labels" / f"{path.stem}.txt", *image.shape[:2])
+        label_file = dataset / "labels" / f"{path.stem}.txt"
+        heads, truths = load_truth(label_file, *image.shape[:2], classes)
         score(outcome, heads, truths, runner(frame), detect_padding(image))
     result = outcome.summary()
     result["images"] = len(paths)
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
+
+
+def cpu_section(head_classifier: str | None = None) -> dict[str, Any]:
+    """Extra CPU per analysed frame from head verification and blur (see the module doc)."""
+    from safewatch.incidents.privacy import anonymise_heads
+    from safewatch.ingest import FileSource
+
+    overrides = {"head_classifier": head_classifier} if head_classifier else {}
+    site, detector = load_setup(Setup("example", tracker=overrides))
+    camera_id, camera = next(iter(site.config.cameras.items()))
+    if not site.config.tracker.head_classifier:
+        raise SystemExit("the example site has no tracker.head_classifier to time")
+    plain_site = replace(
+        site,
+        config=site.config.model_copy(
+            update={"tracker": site.config.tracker.model_copy(update={"head_classifier": None})}
+        ),
+    )
+    verified = build_tracker(site, camera_id, camera)
+    plain = build_tracker(plain_site, camera_id, camera)
+    privacy = site.config.privacy_for(camera_id)
+    clip = site.resolve(str(camera.source))
+    source = FileSource(camera_id, clip, fps=camera.fps, threads=1)
+    base = verify = blur = 0.0
+    frames = persons = 0
+    try:
+        for frame in source.frames():
+            t0 = time.process_time()
+            detections = detector.detect([frame])[0]
+            t1 = time.process_time()
+            plain.update(detections, frame)
+            t2 = time.process_time()
+            tracked = verified.update(detections, frame)
+            t3 = time.process_time()
+            anonymise_heads(frame.image, tracked, privacy)
+            t4 = time.process_time()
+            base += t2 - t0
+            # The verifying tracker does the plain tracker's work plus the verification.
+            verify += (t3 - t2) - (t2 - t1)
+            blur += t4 - t3
+            frames += 1
+            persons += sum(1 for t in tracked.tracks if t.label == "person")
+    finally:
+        source.close()
+    extra_verify = max(verify, 0.0)
+    return {
+        "clip": str(clip.name),
+        "frames": frames,
+        "tracked_persons_per_frame": round(persons / max(frames, 1), 2),
+        "baseline_ms_per_frame": round(1000 * base / max(frames, 1), 2),
+        "head_verification_ms_per_frame": round(1000 * extra_verify / max(frames, 1), 2),
+        "blur_ms_per_frame": round(1000 * blur / max(frames, 1), 2),
+        "extra_ratio": round((extra_verify + blur) / max(base, 1e-9), 4),
+    }
 
 
 def _print(name: str, r: dict[str, Any]) -> None:
@@ -311,14 +388,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--setup", choices=[s.name for s in SETUPS], help="only this setup")
     parser.add_argument("--limit", type=int, help="only the first N photos (a quick look)")
+    parser.add_argument("--head-classifier", help="use this head classifier (name or .onnx)")
+    parser.add_argument("--data", choices=sorted(DATASETS), default="eval")
+    parser.add_argument(
+        "--tracker",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a tracker setting (calibration on --data train)",
+    )
+    parser.add_argument("--cpu", action="store_true", help="only the CPU cost on the example clip")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {}
-    for setup in SETUPS:
-        if args.setup and setup.name != args.setup:
+    if args.cpu:
+        cpu = cpu_section(args.head_classifier)
+        print(json.dumps(cpu, indent=2))
+        out = write_results("ppe_compliance_cpu", cpu)
+        print(f"wrote {out}")
+        return
+    for listed in SETUPS:
+        if args.setup and listed.name != args.setup:
             continue
-        results[setup.name] = evaluate(setup, args.limit)
+        setup = listed
+        tracker = dict(listed.tracker)
+        if args.head_classifier and "head_classifier" not in listed.tracker:
+            tracker["head_classifier"] = args.head_classifier
+        for item in args.tracker:
+            key, _, value = item.partition("=")
+            tracker[key] = json.loads(value)
+        setup = replace(listed, tracker=tracker)
+        results[setup.name] = evaluate(setup, args.limit, args.data)
         _print(setup.name, results[setup.name])
-    out = write_results("ppe_compliance", {"dataset": DATASET, "setups": results})
+    name = "ppe_compliance" if args.data == "eval" else f"ppe_compliance_{args.data}"
+    out = write_results(name, {"dataset": DATASETS[args.data][0], "setups": results})
     print(f"\nwrote {out}")
 
 

@@ -150,6 +150,13 @@ class TrackerConfig(_Strict):
     ppe_window: int = Field(
         5, ge=1, description="Frames of PPE observations voted over per person and item."
     )
+    head_classifier: str | None = Field(
+        None,
+        description="Head verification (docs/ppe.md): a head-crop classifier, as a catalogue "
+        "name ('head_classifier', shipped with safewatch) or an .onnx path, that looks at each "
+        "tracked person's head and calls it hard hat / bare / not visible. Catches bare heads "
+        "the PPE detector finds no box for. Omitted: PPE boxes alone.",
+    )
 
 
 class CalibrationConfig(_Strict):

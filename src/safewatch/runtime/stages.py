@@ -16,6 +16,7 @@ from safewatch.detect import Detector, build_detector
 from safewatch.detect.catalogue import resolve
 from safewatch.errors import ConfigError
 from safewatch.track import CameraTracker, PPEVocabulary
+from safewatch.track.head_check import HeadClassifier, HeadVerifier, head_classifier_file
 
 __all__ = ["build_detector_for", "build_tracker", "pick_camera", "ppe_items", "resolved_models"]
 
@@ -73,10 +74,16 @@ def ppe_items(site: LoadedSite, camera: CameraConfig) -> set[str] | None:
 
 
 def build_tracker(site: LoadedSite, camera_id: str, camera: CameraConfig) -> CameraTracker:
-    """A fresh tracker for one camera run."""
+    """A fresh tracker for one camera run (with head verification when the site enables it)."""
+    verifier = None
+    configured = site.config.tracker.head_classifier
+    if configured:
+        classifier = HeadClassifier(head_classifier_file(configured, site.base_dir))
+        verifier = HeadVerifier(classifier)
     return CameraTracker(
         site.config.tracker,
         camera_id,
         frame_rate=camera.fps,
         ppe_items=ppe_items(site, camera),
+        head_verifier=verifier,
     )

@@ -24,6 +24,7 @@ from safewatch.config.site import TrackerConfig
 from safewatch.domain import Detections, Frame, PPEState, Track, TrackedFrame
 from safewatch.track.bytetrack import LabelTracker
 from safewatch.track.clock import FrameClock
+from safewatch.track.head_check import HeadVerifier
 from safewatch.track.heads import HeadModeSwitch, suppress_overlaps
 from safewatch.track.ppe import NEGATIVE_PREFIX, Observation, PPEVocabulary, associate_ppe
 from safewatch.track.votes import PPEVotes
@@ -52,6 +53,9 @@ class CameraTracker:
         head_config: Tracker settings for head mode; default ``config``. PPE models score small
             heads lower than person models score people (median 0.37 on the construction clip),
             so head mode usually wants lower ``high_confidence`` / ``activation_confidence``.
+        head_verifier: Classifies each tracked person's head crop (hard hat / bare / hidden)
+            and lets a confident answer stand as that frame's observation of its item (see
+            :mod:`safewatch.track.head_check`); ``None`` trusts the PPE boxes alone.
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class CameraTracker:
         vocabulary: PPEVocabulary | None = None,
         head_item: str = "hardhat",
         head_config: TrackerConfig | None = None,
+        head_verifier: HeadVerifier | None = None,
     ) -> None:
         if frame_rate <= 0:
             raise ValueError(f"frame_rate must be > 0, got {frame_rate}")
@@ -83,6 +88,9 @@ class CameraTracker:
         self._ids: dict[tuple[str, int], int] = {}
         self._next_id = 1
         self._votes = PPEVotes(config.ppe_window)
+        self._verifier = head_verifier
+        if head_verifier is not None:
+            self._items.add(head_verifier.item)
 
     @property
     def camera_id(self) -> str:
@@ -141,7 +149,7 @@ class CameraTracker:
                 matched[int(row)] = (key, self._camera_id_of(key, int(lib_id)))
         self._prune()
 
-        self._observe(detections, ppe_rows, matched, head_mode)
+        self._observe(detections, ppe_rows, matched, head_mode, frame)
         tracks = [
             self._track(detections, row, key, track_id) for row, (key, track_id) in matched.items()
         ]
@@ -208,6 +216,7 @@ class CameraTracker:
         ppe_rows: NDArray[np.bool_],
         matched: dict[int, tuple[str, int]],
         head_mode: bool,
+        frame: Frame,
     ) -> None:
         """Record this frame's PPE observations of every matched person track."""
         if head_mode:
@@ -225,6 +234,17 @@ class CameraTracker:
             return
         ppe = detections[ppe_rows]
         found = associate_ppe(detections.xyxy[person_rows], ppe, self._vocabulary)
+        if self._verifier is not None:
+            # Only tracked persons: their votes are the only ones read.
+            tracked = [i for i, row in enumerate(person_rows) if int(row) in matched]
+            verified = self._verifier.observe(
+                frame.image,
+                detections.xyxy[person_rows[tracked]],
+                [found[i] for i in tracked],
+                ppe,
+            )
+            for i, seen in zip(tracked, verified, strict=True):
+                found[i] = seen
         for person_row, seen in zip(person_rows, found, strict=True):
             hit = matched.get(int(person_row))
             if hit is not None:
