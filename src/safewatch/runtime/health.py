@@ -87,10 +87,15 @@ class SlowAnalysis:
         since = self._since.get(status.camera_id)
         if since is None or now - since < self.seconds:
             return None
+        cause = (
+            "the camera itself delivers too few frames"
+            if status.decode_fps < self.ratio * status.fps_target
+            else "analysis cannot keep up"
+        )
         return (
             f"analysing {status.analysed_fps:.2f} of its {status.fps_target:g} fps (below "
             f"{self.ratio:.0%}) for {now - since:.0f} s; decoding {status.decode_fps:.2f} fps, "
-            f"{status.mailbox_dropped} frame(s) dropped waiting for analysis"
+            f"{status.mailbox_dropped} frame(s) dropped waiting for analysis: {cause}"
         )
 
 

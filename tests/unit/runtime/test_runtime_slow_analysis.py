@@ -45,10 +45,22 @@ def test_behind_only_after_the_whole_window(rates: list[float], behind: bool) ->
     assert bool(readiness.problems) is behind
     if behind:
         assert readiness.problems[0].startswith("analysing 1.10 of its 5 fps (below 80%) for 30 s")
-        assert "77 frame(s) dropped" in readiness.problems[0]
+        assert readiness.problems[0].endswith("77 frame(s) dropped waiting for analysis: "
+                                              "analysis cannot keep up")  # fmt: skip
 
 
 def test_a_reconnecting_camera_is_not_behind() -> None:
     watch = SlowAnalysis(0.8, 5.0)
     feed(watch, [0.0] * 10, source="reconnecting")
     assert watch.problem(STREAMING, T0 + 9) is None
+
+
+def test_the_reason_tells_a_slow_camera_from_slow_analysis() -> None:
+    watch = SlowAnalysis(0.8, 5.0)
+    starved = replace(STREAMING, decode_fps=2.0, analysed_fps=2.0, mailbox_dropped=0)
+    for second in range(6):
+        watch.observe([starved], T0 + second)
+    problem = watch.problem(starved, T0 + 5)
+    assert problem is not None
+    assert problem.endswith("0 frame(s) dropped waiting for analysis: the camera itself delivers "
+                            "too few frames")  # fmt: skip
