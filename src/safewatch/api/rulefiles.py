@@ -217,6 +217,45 @@ class RuleFiles:
                 return name
         return None
 
+    def geometry_edit(
+        self,
+        section: str,
+        key: str,
+        camera: str,
+        points: list[list[float]],
+        *,
+        description: str | None = None,
+        file: str | None = None,
+    ) -> tuple[str, str]:
+        """The rule file that would hold zone/line ``key`` and its text with the edit (not saved).
+
+        The zone stays in the file that defines it; a new one goes to ``file`` (default: the
+        first rule file, or ``zones.yaml`` in an empty folder). Comments, key order and the other
+        entries are kept as they are.
+        """
+        name = self.locate(section, key) or file or (self.names() or ["zones.yaml"])[0]
+        path = self.file(name)
+        if path.is_file():
+            yaml, data = self._load(name)
+        else:
+            yaml, data = _yaml(), CommentedMap([("version", 1)])
+        block = data.get(section)
+        if not isinstance(block, CommentedMap):
+            block = CommentedMap()
+            data[section] = block
+        entry = block.get(key)
+        if not isinstance(entry, CommentedMap):
+            entry = CommentedMap()
+            block[key] = entry
+        entry["camera"] = camera
+        entry["polygon" if section == "zones" else "points"] = _flow(points)
+        if description is not None:
+            if description:
+                entry["description"] = description
+            else:
+                entry.pop("description", None)
+        return name, self._dump(yaml, data)
+
     def put_geometry(
         self,
         section: str,
@@ -227,35 +266,13 @@ class RuleFiles:
         description: str | None = None,
         file: str | None = None,
     ) -> SaveResult:
-        """Create or replace zone/line ``key`` and save, keeping the rest of the file as it was.
-
-        The zone stays in the file that defines it; a new one goes to ``file`` (default: the
-        first rule file, or ``zones.yaml`` in an empty folder).
-        """
+        """Create or replace zone/line ``key`` and save (see :meth:`geometry_edit`)."""
         with rules_folder_lock(self.folder):
-            name = self.locate(section, key) or file or (self.names() or ["zones.yaml"])[0]
-            path = self.file(name)
-            if path.is_file():
-                yaml, data = self._load(name)
-            else:
-                yaml, data = _yaml(), CommentedMap([("version", 1)])
-            block = data.get(section)
-            if not isinstance(block, CommentedMap):
-                block = CommentedMap()
-                data[section] = block
-            entry = block.get(key)
-            if not isinstance(entry, CommentedMap):
-                entry = CommentedMap()
-                block[key] = entry
-            entry["camera"] = camera
-            entry["polygon" if section == "zones" else "points"] = _flow(points)
-            if description is not None:
-                if description:
-                    entry["description"] = description
-                else:
-                    entry.pop("description", None)
-            text = self._dump(yaml, data)
+            name, text = self.geometry_edit(
+                section, key, camera, points, description=description, file=file
+            )
             rules = self.validate(name, text)
+            path = self.file(name)
             atomic_write(path, text)
             return SaveResult(rules, path)
 

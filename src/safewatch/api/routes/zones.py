@@ -12,7 +12,7 @@ import anyio
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from safewatch.api.deps import Admin, DashboardDep, Viewer, client_of
+from safewatch.api.deps import Admin, DashboardDep, Operator, Viewer, client_of
 from safewatch.api.errors import ERROR_RESPONSES
 from safewatch.api.routes.rules import SaveOut, rule_files, saved
 from safewatch.config.ruleset import rule_line_ids, rule_zone_ids
@@ -115,6 +115,44 @@ async def _delete(
         return saved(dashboard, result, user.username, client_of(request), f"{section}.delete")
 
     return await anyio.to_thread.run_sync(run)
+
+
+class PreviewOut(BaseModel):
+    """The rule file an unsaved zone or line edit would change, as it would read."""
+
+    file: str
+    text: str
+
+
+async def _preview(section: str, key: str, body: ZoneIn, dashboard: DashboardDep) -> PreviewOut:
+    def run() -> PreviewOut:
+        name, text = rule_files(dashboard).geometry_edit(
+            section,
+            key,
+            body.camera,
+            [list(p) for p in body.points],
+            description=body.description,
+            file=body.file,
+        )
+        return PreviewOut(file=name, text=text)
+
+    return await anyio.to_thread.run_sync(run)
+
+
+@router.post("/zones/{zone_id}/preview", response_model=PreviewOut, summary="A zone edit, unsaved")
+async def preview_zone(
+    zone_id: GeometryId, body: ZoneIn, _user: Operator, dashboard: DashboardDep
+) -> PreviewOut:
+    """The rule file with this zone as drawn, not saved (for "Test this change")."""
+    return await _preview("zones", zone_id, body, dashboard)
+
+
+@router.post("/lines/{line_id}/preview", response_model=PreviewOut, summary="A line edit, unsaved")
+async def preview_line(
+    line_id: GeometryId, body: LineIn, _user: Operator, dashboard: DashboardDep
+) -> PreviewOut:
+    """The rule file with this line as drawn, not saved (for "Test this change")."""
+    return await _preview("lines", line_id, body, dashboard)
 
 
 @router.put("/zones/{zone_id}", response_model=SaveOut, summary="Create or change a zone")

@@ -1,6 +1,8 @@
-// "Test this change" on the Rules page: backtest the editor's unsaved text against the rules in
-// force on footage the server may read (POST /api/v1/backtests), follow the job's progress, and
-// list per rule the incidents the change would remove, add or move, with their stills.
+// "Test this change" (Rules and Zones pages): backtest the page's unsaved edit against the rules
+// in force on footage the server may read (POST /api/v1/backtests), follow the job's progress,
+// and list per rule the incidents the change would remove, add or move, with their stills. The
+// page says what its edit is with a "safewatch:backtest-source" event (detail.files: an async
+// function returning {file name: edited text}); the Rules page's editor is one such source.
 import { api, can, el, fmtDuration } from "./api.js";
 
 const section = document.getElementById("backtest");
@@ -10,7 +12,7 @@ const cameraSelect = document.getElementById("bt-camera");
 const progress = document.getElementById("bt-progress");
 const stateLine = document.getElementById("bt-state");
 const resultBox = document.getElementById("bt-result");
-let editor = null;
+let source = null;
 
 const CHANGE_LABEL = {
   only_baseline: "would no longer be raised",
@@ -18,7 +20,11 @@ const CHANGE_LABEL = {
   changed: "would start or end at another time",
 };
 
-document.addEventListener("safewatch:rules-ready", (event) => { editor = event.detail.editor; });
+document.addEventListener("safewatch:backtest-source", (event) => { source = event.detail.files; });
+document.addEventListener("safewatch:rules-ready", (event) => {
+  const { editor } = event.detail;
+  source = async () => ({ [editor.file()]: editor.getText() });
+});
 
 if (!can("operator")) toggle.disabled = true;
 toggle.addEventListener("click", async () => {
@@ -76,7 +82,7 @@ async function follow(jobId) {
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
-  if (!editor) return;
+  if (!source) return;
   const run = document.getElementById("bt-run");
   run.disabled = true;
   progress.hidden = false;
@@ -84,9 +90,10 @@ form.addEventListener("submit", async (event) => {
   resultBox.replaceChildren();
   stateLine.textContent = "queued";
   try {
+    const files = await source();
     const job = await api("/api/v1/backtests", {
       method: "POST",
-      body: { path: document.getElementById("bt-path").value, camera: cameraSelect.value || null, files: { [editor.file()]: editor.getText() } },
+      body: { path: document.getElementById("bt-path").value, camera: cameraSelect.value || null, files },
     });
     await follow(job.id);
     render(job.id, await api(`/api/v1/backtests/${job.id}/result`));

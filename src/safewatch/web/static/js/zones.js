@@ -149,4 +149,19 @@ document.getElementById("delete").addEventListener("click", async () => {
   if (await attempt(() => api(`/api/v1/${section}/${encodeURIComponent(current.id)}`, { method: "DELETE" }), "Deleted")) loadCamera();
 });
 if (!can("admin")) for (const id of ["save", "delete"]) document.getElementById(id).disabled = true;
+
+// "Test this change": the rule file as it would read with the zone or line as drawn (unsaved).
+document.dispatchEvent(new CustomEvent("safewatch:backtest-source", {
+  detail: {
+    files: async () => {
+      const id = idInput.value.trim();
+      const zone = current.kind === "zone";
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(id)) throw new Error("Give the zone or line an id first");
+      if (zone ? current.points.length < 3 : current.points.length !== 2) throw new Error(zone ? "A zone needs at least 3 points" : "A line needs 2 points");
+      const body = { camera: cameraSelect.value, points: current.points, file: fileSelect.value || null };
+      const edit = await api(`/api/v1/${zone ? "zones" : "lines"}/${encodeURIComponent(id)}/preview`, { method: "POST", body });
+      return { [edit.file]: edit.text };
+    },
+  },
+}));
 if (cameras.length) loadCamera();
