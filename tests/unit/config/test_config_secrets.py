@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from api_support import FakeOps, add_users, write_site
@@ -124,6 +124,8 @@ def _strings(value: Any) -> Iterator[str]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(password=PASSWORDS)
+@example(password="null")  # a JSON literal: the /readyz body holds null values
+@example(password="true")
 def test_a_random_camera_password_appears_at_no_edge(
     rig: _Rig, password: str, caplog: pytest.LogCaptureFixture
 ) -> None:
