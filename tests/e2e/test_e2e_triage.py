@@ -66,7 +66,13 @@ def served(camera: RtspCamera, tmp_path_factory: pytest.TempPathFactory) -> Iter
     pytest.importorskip("playwright")
     cameras = {
         "_model": asset("models/yolox_nano_coco.onnx"),
-        "yard": {"source": camera.url, "fps": 4, "models": ["coco"], "name": "Yard"},
+        "yard": {
+            "source": camera.url,
+            "fps": 4,
+            "models": ["coco"],
+            "name": "Yard",
+            "recording": {"segment_seconds": 2},
+        },
     }
     with serve(tmp_path_factory.mktemp("e2e-triage"), cameras, RULES) as server:
         yield server
@@ -219,6 +225,27 @@ def test_filters_and_presets_survive_a_reload(served: Served, page: Any) -> None
     assert shown and page.input_value("#f-rule") == "people-on-floor"
     assert page.evaluate("() => window.scrollY") == 0, "the page must not scroll past the filters"
     assert time.time() > since
+
+
+def test_the_incident_page_plays_the_recording_around_it(served: Served, page: Any) -> None:
+    def recorded() -> list[dict[str, Any]]:
+        for found in served.incidents(limit=200)[::-1]:  # oldest first: footage after it too
+            segments = served.get(f"/api/v1/incidents/{found['id']}/recording")["segments"]
+            if segments:
+                return [found]
+        return []
+
+    incident = wait_until(recorded, 120, "an incident with recorded footage around it")[0]
+    page.goto(f"{served.base}/incidents/{incident['id']}")
+    page.wait_for_function("() => +document.getElementById('recording').dataset.segments > 0")
+    page.locator("#recording button").first.click()
+    page.wait_for_function(
+        "() => { const v = document.getElementById('recording-player');"
+        " return !v.hidden && v.readyState >= 1 && v.duration > 0; }",
+        timeout=60_000,
+    )
+    duration = page.evaluate("() => document.getElementById('recording-player').duration")
+    assert duration >= 1.0, "a segment lasts at least until the next keyframe"
 
 
 def test_optional_beep_for_high_severity_incidents(served: Served, page: Any) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import av
 import pytest
+import yaml
 from rtsp_server import RtspCamera
 from serve_support import wait_for
 
@@ -71,3 +72,28 @@ def test_recording_survives_a_camera_outage(rtsp_camera: RtspCamera, tmp_path: P
         f"through an outage; recorder thread CPU {cpu * 1000:.0f} ms = {100 * cpu / wall:.2f} %"
         " of one core"
     )
+
+
+def test_serve_records_a_camera_with_a_recording_block(
+    rtsp_camera: RtspCamera, tmp_path: Path
+) -> None:
+    from serve_support import write_site
+
+    from safewatch.config.loader import load_site
+    from safewatch.runtime.service import RuntimeService, ServeOptions
+
+    path = write_site(tmp_path, {"yard": rtsp_camera.url})
+    site = yaml.safe_load(path.read_text())
+    site["cameras"]["yard"]["recording"] = {"segment_seconds": 1}
+    path.write_text(yaml.safe_dump(site))
+    service = RuntimeService(load_site(path), ServeOptions(rules=tmp_path / "rules"))
+    service.start()
+    root = tmp_path / "safewatch-data" / "recordings"
+    try:
+        wait_for(lambda: len(list_segments(root, "yard")) >= 2, 90, "two recorded segments")
+    finally:
+        service.stop()
+    assert not list(root.glob("yard/*/*.part.mp4")), "the stop closed the open segment"
+    segments = list_segments(root, "yard")
+    for segment in segments:
+        assert frames(segment.path) > 0

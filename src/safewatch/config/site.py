@@ -33,6 +33,7 @@ __all__ = [
     "ModelFormat",
     "PrivacyConfig",
     "PrivacyMode",
+    "RecordingConfig",
     "RetentionConfig",
     "S3Config",
     "SiteConfig",
@@ -234,6 +235,22 @@ class PrivacyConfig(_Strict):
     )
 
 
+class RecordingConfig(_Strict):
+    """Continuous recording of the camera's own stream (remuxed, never re-encoded); see
+    docs/recording.md. Live sources only (RTSP, HTTP, USB): a file is its own recording."""
+
+    enabled: bool = Field(True, description="Record this camera (the block alone turns it on).")
+    segment_seconds: float = Field(
+        60.0, ge=1, le=3600, description="Shortest segment; cut at the next keyframe after it."
+    )
+    max_hours: float | None = Field(
+        72.0, gt=0, description="Delete segments older than this (null: no age limit)."
+    )
+    max_gb: float | None = Field(
+        None, gt=0, description="Keep this camera's recording under this many GB (null: no limit)."
+    )
+
+
 class CameraConfig(_Strict):
     """One camera: where its video comes from and how it is analysed."""
 
@@ -270,6 +287,11 @@ class CameraConfig(_Strict):
     tiling: TilingConfig | None = Field(
         None, description="Tiled inference for small, distant people (costs one run per tile)."
     )
+    recording: RecordingConfig | None = Field(
+        None,
+        description="Record the camera's stream continuously into `storage.recordings_dir`; "
+        "segments an unreviewed incident needs are never deleted.",
+    )
     live_url: str | None = Field(
         None,
         pattern=r"^https?://",
@@ -296,6 +318,10 @@ class StorageConfig(_Strict):
     evidence_dir: Path = Field(
         Path("safewatch-data/evidence"),
         description="Folder for evidence stills; relative to the site file.",
+    )
+    recordings_dir: Path = Field(
+        Path("safewatch-data/recordings"),
+        description="Folder of the cameras' continuous recordings; relative to the site file.",
     )
     evidence_s3: S3Config | None = Field(
         None,

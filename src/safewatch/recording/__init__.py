@@ -1,5 +1,6 @@
 """Continuous recording of cameras' own streams (remuxed fragmented MP4 segments) and its
-retention. A building block: ``safewatch serve`` does not run it yet (see docs/recording.md)."""
+retention; ``safewatch serve`` runs it for cameras with a ``recording:`` block (docs/recording.md).
+"""
 
 from safewatch.recording.recorder import RecordStats, SegmentWriter, close_orphans, record
 from safewatch.recording.retention import Protected, prune, to_delete

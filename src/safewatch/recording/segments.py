@@ -52,8 +52,9 @@ class Segment:
     size: int
 
     def overlaps(self, since: float, until: float) -> bool:
-        """Whether any of ``[since, until]`` falls inside the segment."""
-        return self.start <= until and self.end >= since
+        """Whether the segment holds footage of ``[since, until]`` (its end is exclusive: the
+        segment before a cut does not hold the moment of the cut)."""
+        return self.start <= until and self.end > since
 
 
 def day_folder(root: Path, camera_id: str, at: float) -> Path:

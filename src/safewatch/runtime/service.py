@@ -53,6 +53,7 @@ from safewatch.incidents.privacy import anonymise_heads
 from safewatch.incidents.recorder import EvidenceRecorder
 from safewatch.incidents.site_storage import SiteStorage, open_site_storage
 from safewatch.incidents.witness import WitnessWriter
+from safewatch.recording.service import RecordingService
 from safewatch.rules import calibrations_from_site, load_rules
 from safewatch.rules.reload import ReloadingEngine, ReloadStatus, RuleGeneration, RuleSetHolder
 from safewatch.rules.watcher import RuleWatcher
@@ -217,6 +218,7 @@ class RuntimeService:
         self._alerts: AlertService | None = None
         self._witness: WitnessWriter | None = None
         self._recorder: EvidenceRecorder | None = None
+        self._recordings: RecordingService | None = None
         self._holder: RuleSetHolder | None = None
         self._watcher: RuleWatcher | None = None
         self._rules: RulesWorker | None = None
@@ -339,6 +341,9 @@ class RuntimeService:
             self._inference.start()
             self._supervisor.start()
             self._supervisor.apply(worker_specs(site, self._decode_log_level()))
+            # continuous recording of the cameras' own streams, beside the analysis
+            self._recordings = RecordingService(site, storage.repository)
+            self._recordings.start()
         except BaseException:
             self._abort()
             raise
@@ -353,6 +358,7 @@ class RuntimeService:
 
     def _abort(self) -> None:
         for stop in (
+            self._recordings.stop if self._recordings else None,
             self._watcher.stop if self._watcher else None,
             self._supervisor.stop if self._supervisor else None,
             self._inference.stop if self._inference else None,
@@ -389,6 +395,8 @@ class RuntimeService:
                 self._keeper.join(5.0)
             if self._watcher is not None:
                 self._watcher.stop()
+            if self._recordings is not None:
+                self._recordings.stop()
             if self._supervisor is not None:
                 self._supervisor.stop()
             if self._inference is not None:

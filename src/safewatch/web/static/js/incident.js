@@ -71,3 +71,29 @@ document.addEventListener("keydown", (event) => {
 if (!can("operator")) document.getElementById("note-form").hidden = true;
 document.addEventListener("safewatch:incident", ({ detail }) => { if (detail.incident.id === id) load(); });
 load();
+
+// The camera's continuous recording from 2 minutes before to 2 minutes after the incident. The
+// segments are the camera's own footage (heads not hidden): listed for everyone, played by admins
+// only, and every play is logged.
+async function recording() {
+  const box = document.getElementById("recording");
+  const player = document.getElementById("recording-player");
+  const found = await attempt(() => api(`/api/v1/incidents/${id}/recording`));
+  if (!found) { box.replaceChildren(); return; }
+  box.dataset.segments = String(found.segments.length);
+  if (!found.segments.length) {
+    box.replaceChildren(el("p", { class: "muted" }, `No recording of ${found.camera_id} from ${fmtTime(found.since, true)} to ${fmtTime(found.until, true)}.`));
+    return;
+  }
+  const items = found.segments.map((segment) => el("li", {},
+    can("admin")
+      ? el("button", { type: "button", class: "link", onclick: () => { player.src = segment.url; player.hidden = false; player.play?.().catch(() => {}); } },
+        `${fmtTime(segment.start, true)}–${fmtTime(segment.end, true)}`)
+      : `${fmtTime(segment.start, true)}–${fmtTime(segment.end, true)}`,
+    el("span", { class: "muted" }, ` ${(segment.size / 1e6).toFixed(1)} MB`)));
+  box.replaceChildren(el("ol", { class: "plain" }, items),
+    el("p", { class: "muted small" }, can("admin")
+      ? "The camera's own footage: heads are not hidden; playing it is recorded in the audit log."
+      : "The camera's own footage (heads not hidden): an admin can play it."));
+}
+recording();

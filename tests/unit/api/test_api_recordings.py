@@ -1,0 +1,74 @@
+"""The recording around an incident: listed for viewers, played by admins only, every play
+logged, ranges for seeking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from api_support import add_users, client_for, incident, login, make_dashboard
+from safewatch.api.dashboard import Dashboard
+from safewatch.incidents.site_storage import SiteStorage
+from safewatch.recording.segments import segment_path
+from safewatch.recording.service import recordings_root
+
+T0 = 1_750_000_000.0
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[Dashboard, SiteStorage]]:
+    dashboard, storage = make_dashboard(tmp_path)
+    add_users(dashboard)
+    yield dashboard, storage
+    storage.close()
+
+
+def _segments(dashboard: Dashboard) -> list[Path]:
+    """Minute-long segments of yard from T0 - 300 s to T0 + 600 s."""
+    root = recordings_root(dashboard.site())
+    paths = []
+    for n in range(-5, 10):
+        path = segment_path(root, "yard", T0 + 60 * n, T0 + 60 * (n + 1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(bytes([n % 256]) * 1000)
+        paths.append(path)
+    return paths
+
+
+def test_viewers_see_which_footage_exists_admins_play_it_logged(
+    site: tuple[Dashboard, SiteStorage],
+) -> None:
+    dashboard, storage = site
+    _segments(dashboard)
+    found = incident(1)  # T0 + 60 to T0 + 64
+    storage.repository.upsert(found)
+    with client_for(dashboard) as viewer:
+        login(viewer, "viewer")
+        listed = viewer.get(f"/api/v1/incidents/{found.id}/recording").json()
+        assert (listed["since"], listed["until"]) == (T0 + 60 - 120, T0 + 64 + 120)
+        starts = [s["start"] for s in listed["segments"]]
+        assert starts == [T0 + 60 * n for n in range(-1, 4)]  # every minute touching the span
+        url = listed["segments"][0]["url"]
+        assert viewer.get(url).status_code == 403  # the camera's own footage: heads not hidden
+        narrow = viewer.get(
+            f"/api/v1/incidents/{found.id}/recording", params={"before": 0, "after": 0}
+        ).json()
+        assert [s["start"] for s in narrow["segments"]] == [T0 + 60]
+    with client_for(dashboard) as admin:
+        login(admin, "admin")
+        whole = admin.get(url)
+        assert whole.status_code == 200 and whole.headers["content-type"] == "video/mp4"
+        assert whole.content == bytes([255]) * 1000  # n = -1
+        part = admin.get(url, headers={"Range": "bytes=10-19"})
+        assert part.status_code == 206 and len(part.content) == 10
+        records, total = dashboard.auth.audit_records(action="recording.view")
+        assert total == 1 and records[0].actor == "admin"  # the seek is not a second view
+        assert records[0].subject == url.removeprefix("/api/v1/recordings/")
+        missing = admin.get("/api/v1/recordings/yard/2025-06-15/1-2.mp4")
+        assert missing.status_code == 422  # not a segment name
+        gone = admin.get("/api/v1/recordings/yard/2025-06-15/1750000000000-1750000001000.mp4")
+        assert (gone.status_code, gone.json()["error"]) == (404, "not_found")
+        escape = admin.get("/api/v1/recordings/..%2F..%2Fetc/2025-06-15/1750000000000-1.mp4")
+        assert escape.status_code in (404, 422)

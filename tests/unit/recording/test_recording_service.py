@@ -1,0 +1,68 @@
+"""The server's recordings: which cameras record, and retention that spares the footage of
+incidents nobody has closed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from api_support import incident, write_site
+from safewatch.config.loader import load_site
+from safewatch.domain import IncidentStatus
+from safewatch.incidents.site_storage import SiteStorage, open_site_storage
+from safewatch.recording.segments import list_segments, segment_path
+from safewatch.recording.service import RecordingService
+
+T0 = 1_750_000_000.0
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> Iterator[tuple[RecordingService, SiteStorage]]:
+    path = write_site(tmp_path, source="rtsp://127.0.0.1:9/cam")
+    site = yaml.safe_load(path.read_text())
+    site["cameras"]["yard"]["recording"] = {"segment_seconds": 60, "max_hours": 1}
+    site["cameras"]["gate"] = {"source": "gate.mp4", "models": ["coco"], "recording": {}}
+    site["storage"]["recordings_dir"] = "rec"
+    path.write_text(yaml.safe_dump(site))
+    loaded = load_site(path)
+    storage = open_site_storage(loaded)
+    service = RecordingService(
+        loaded, storage.repository, clock=lambda: T0 + 3 * 3600, protect_margin=120
+    )
+    yield service, storage
+    storage.close()
+
+
+def test_only_enabled_live_cameras_with_a_recording_block_record(
+    recorded: tuple[RecordingService, SiteStorage], tmp_path: Path
+) -> None:
+    service, _ = recorded
+    # dock has no block (and is disabled); gate is a file: a file is its own recording.
+    assert list(service.cameras()) == ["yard"]
+    assert service.root == tmp_path / "rec"
+
+
+def test_retention_keeps_what_unreviewed_incidents_need(
+    recorded: tuple[RecordingService, SiteStorage],
+) -> None:
+    service, storage = recorded
+    for n in range(6):  # minute segments from T0, all older than max_hours at T0 + 3 h
+        path = segment_path(service.root, "yard", T0 + 60 * n, T0 + 60 * (n + 1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    unreviewed = incident(1, camera="yard")  # T0 + 60 to T0 + 64: keeps T0 .. T0 + 184
+    storage.repository.upsert(unreviewed)
+    closed = incident(5, camera="yard", status=IncidentStatus.RESOLVED)  # its footage may go
+    storage.repository.upsert(closed)
+    assert service.retain() == 2
+    kept = [round(s.start - T0) for s in list_segments(service.root, "yard")]
+    assert kept == [0, 60, 120, 180]
+    # Once reviewed and closed, its footage follows the age limit like the rest.
+    storage.repository.set_status(unreviewed.id, IncidentStatus.ACKNOWLEDGED, actor="op")
+    assert service.retain() == 0
+    storage.repository.set_status(unreviewed.id, IncidentStatus.RESOLVED, actor="op")
+    assert service.retain() == 4
+    assert list_segments(service.root, "yard") == []
