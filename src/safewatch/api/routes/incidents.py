@@ -36,7 +36,7 @@ from safewatch.errors import NotFound
 from safewatch.incidents.lifecycle import ALLOWED, InvalidTransition
 from safewatch.storage import IncidentFilter
 
-__all__ = ["IncidentQuery", "incident_filter", "router"]
+__all__ = ["incident_filter", "router"]
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"], responses=ERROR_RESPONSES)
 
@@ -45,44 +45,40 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _EPOCH_MAX = 1e11
 
 
-class IncidentQuery:
-    """The incident filter shared by lists, statistics and reports (query parameters)."""
+async def incident_filter(
+    camera: Annotated[
+        list[Annotated[str, Query(pattern=_NAME)]] | None,
+        Query(description="Camera id(s); repeat for several."),
+    ] = None,
+    rule: Annotated[
+        list[Annotated[str, Query(pattern=_NAME)]] | None, Query(description="Rule id(s).")
+    ] = None,
+    kind: Annotated[
+        list[Annotated[str, Query(pattern=_NAME)]] | None, Query(description="Rule kind(s).")
+    ] = None,
+    severity: Annotated[list[Severity] | None, Query(description="Severities.")] = None,
+    status: Annotated[list[IncidentStatus] | None, Query(description="Statuses.")] = None,
+    since: Annotated[
+        float | None, Query(ge=0, le=_EPOCH_MAX, description="Started at or after (epoch s).")
+    ] = None,
+    until: Annotated[
+        float | None, Query(ge=0, le=_EPOCH_MAX, description="Started before (epoch s).")
+    ] = None,
+) -> IncidentFilter:
+    """The incident filter shared by lists, statistics and reports (query parameters).
 
-    def __init__(
-        self,
-        camera: Annotated[
-            list[Annotated[str, Query(pattern=_NAME)]] | None,
-            Query(description="Camera id(s); repeat for several."),
-        ] = None,
-        rule: Annotated[
-            list[Annotated[str, Query(pattern=_NAME)]] | None, Query(description="Rule id(s).")
-        ] = None,
-        kind: Annotated[
-            list[Annotated[str, Query(pattern=_NAME)]] | None, Query(description="Rule kind(s).")
-        ] = None,
-        severity: Annotated[list[Severity] | None, Query(description="Severities.")] = None,
-        status: Annotated[list[IncidentStatus] | None, Query(description="Statuses.")] = None,
-        since: Annotated[
-            float | None, Query(ge=0, le=_EPOCH_MAX, description="Started at or after (epoch s).")
-        ] = None,
-        until: Annotated[
-            float | None, Query(ge=0, le=_EPOCH_MAX, description="Started before (epoch s).")
-        ] = None,
-    ) -> None:
-        self.filter = IncidentFilter(
-            camera=camera or None,
-            rule=rule or None,
-            kind=kind or None,
-            severity=[str(s) for s in severity] if severity else None,
-            status=[str(s) for s in status] if status else None,
-            since=since,
-            until=until,
-        )
-
-
-def incident_filter(query: Annotated[IncidentQuery, Depends()]) -> IncidentFilter:
-    """The :class:`IncidentFilter` of the request's query parameters."""
-    return query.filter
+    A coroutine, so FastAPI resolves it on the event loop: a plain function (or a class) as a
+    dependency costs a worker-thread round trip on every request (issue 13).
+    """
+    return IncidentFilter(
+        camera=camera or None,
+        rule=rule or None,
+        kind=kind or None,
+        severity=[str(s) for s in severity] if severity else None,
+        status=[str(s) for s in status] if status else None,
+        since=since,
+        until=until,
+    )
 
 
 FilterDep = Annotated[IncidentFilter, Depends(incident_filter)]
