@@ -31,8 +31,10 @@ split into *missed* = no person matched and *no verdict*); violation precision =
 labelled head (*extra*, e.g. an unlabelled or a phantom person); violation recall = true
 violations / bare heads; unknown rate = unknown / labelled persons.
 
-The setups are the example site (``examples/site.yaml``: yolox_nano for persons + ppe14 for PPE,
-default thresholds) and the same with yolov8n for persons. Never tune on these photos: they are
+The setups are the example site (``examples/site.yaml``: yolox_nano for persons + ppe14 int8 at
+320 px for PPE, default thresholds, head verification as the site sets it), the same without head
+verification (PPE boxes only), with yolov8n for persons, and with the fp32 ppe14 at 640 px (the
+example site before it moved to catalogue models). Never tune on these photos: they are
 the evaluation set (``training/hard_hat_workers_extra`` is for training and calibration).
 
 CPU (``--cpu``): the example clip at the camera's 5 fps through the example setup, timing in one
@@ -65,7 +67,7 @@ from bench._common import ROOT, require_asset, write_results
 from bench.padding import Padding, detect_padding
 from safewatch.config.loader import LoadedSite, load_site
 from safewatch.detect import Detector, build_detector
-from safewatch.detect.catalogue import resolve
+from safewatch.detect.catalogue import resolve, resolve_video
 from safewatch.domain import Detections, Frame, PPEState, TrackedFrame
 from safewatch.runtime.stages import build_tracker
 
@@ -113,6 +115,7 @@ SETUPS = (
     Setup("example"),
     Setup("example_ppe_boxes_only", tracker={"head_classifier": None}),
     Setup("yolov8n_persons", {"coco": "models/yolov8n_coco.onnx"}, {"coco": "yolov8"}),
+    Setup("ppe14_fp32_640", {"ppe": "models/ppe14_yolov8n.onnx"}),
 )
 
 
@@ -331,7 +334,7 @@ def cpu_section(head_classifier: str | None = None) -> dict[str, Any]:
     verified = build_tracker(site, camera_id, camera)
     plain = build_tracker(plain_site, camera_id, camera)
     privacy = site.config.privacy_for(camera_id)
-    clip = site.resolve(str(camera.source))
+    clip = resolve_video(str(camera.source), site.base_dir) or site.resolve(str(camera.source))
     source = FileSource(camera_id, clip, fps=camera.fps, threads=1)
     base = verify = blur = 0.0
     frames = persons = 0

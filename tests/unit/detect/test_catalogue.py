@@ -109,6 +109,7 @@ def test_builtin_catalogue() -> None:
         "yolox_tiny",
         "yolox_s",
         "ppe14_yolov8n_int8",
+        "head_classifier",
         "construction_cctv",
     }
     nano = entries["yolox_nano"]
