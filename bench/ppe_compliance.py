@@ -26,7 +26,8 @@ copied into the mirrored bands (see :mod:`bench.padding`). Labelled heads whose 
 band are ignored, and so are detected persons whose head point lies there.
 
 Scores: the confusion matrix (truth bare / hat x verdict violation / compliant / unknown, unknown
-split into *missed* = no person matched and *no verdict*); violation precision = true violations
+split into *missed* = no person matched, *untracked* = detected only below the track-start
+threshold, and *unknown* = tracked without a verdict); violation precision = true violations
 / all violations called on unignored persons, including violations on persons matched to no
 labelled head (*extra*, e.g. an unlabelled or a phantom person); violation recall = true
 violations / bare heads; unknown rate = unknown / labelled persons.
@@ -84,7 +85,9 @@ DATASETS = {
 }
 """``--data`` choices: the evaluation photos, or the training photos (for calibrating settings;
 the head classifier was trained on three quarters of them, so its figures there are optimistic)."""
-VERDICTS = ("violation", "compliant", "unknown")
+VERDICTS = ("violation", "compliant", "unknown", "untracked")
+"""``unknown``: a track with no verdict; ``untracked``: a person detected only below the
+track-start threshold (no track, so no verdict). Both count as unknown in the unknown rate."""
 _X_MARGIN = 0.15
 _Y_ABOVE = 0.15
 _Y_BELOW = 0.55
@@ -137,7 +140,9 @@ class Outcome:
         tp = bare["violation"]
         called = tp + hat["violation"] + self.extra["violation"]
         persons = sum(sum(row.values()) for row in self.matrix.values())
-        unknown = sum(row["unknown"] + row["missed"] for row in self.matrix.values())
+        unknown = sum(
+            row["unknown"] + row["untracked"] + row["missed"] for row in self.matrix.values()
+        )
         bare_total = sum(bare.values())
         hat_total = sum(hat.values())
         return {
@@ -242,7 +247,7 @@ def verdicts_of(tracked: TrackedFrame, detections: Detections) -> list[PersonVer
     for row in np.flatnonzero(detections.label == "person"):
         box = tuple(float(v) for v in detections.xyxy[row])
         if box not in taken:
-            out.append(PersonVerdict((box[0], box[1], box[2], box[3]), "unknown"))
+            out.append(PersonVerdict((box[0], box[1], box[2], box[3]), "untracked"))
     return out
 
 
