@@ -68,3 +68,4 @@ bench-runtime: install
 	$(BIN)/python -m bench.runtime overload
 	$(BIN)/python -m bench.runtime baseline
 	$(BIN)/python -m bench.runtime tiling
+	$(BIN)/python -m bench.recording
