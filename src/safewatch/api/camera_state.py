@@ -17,6 +17,8 @@ runtime knows: the worker's and the source's state and the age of the newest dec
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Literal
 
@@ -109,7 +111,39 @@ def camera_states(
     return {key: tile_state(known.get(key), enabled=on) for key, on in enabled.items()}
 
 
+class _Shared:
+    """One readiness answer shared by every viewer for ``max_age`` seconds.
+
+    Each live tile's socket asks once a second; in a separate API process every ask is a round
+    trip to the server, which then snapshots every camera. Sharing the answer makes the cost one
+    ask per ``max_age`` however many tiles are open, and the state shown at most that much older.
+    """
+
+    def __init__(self, source: ReadinessSource, max_age: float = 0.5) -> None:
+        self._source = source
+        self._max_age = max_age
+        self._lock = threading.Lock()
+        self._at = -1e9
+        self._value: Readiness | None = None
+
+    def __call__(self) -> Readiness:
+        with self._lock:
+            now = time.monotonic()
+            if self._value is None or now - self._at > self._max_age:
+                self._value = self._source()
+                self._at = now
+            return self._value
+
+
 def readiness_of(connection: HTTPConnection) -> ReadinessSource | None:
-    """The runtime's readiness of the app serving ``connection`` (set by ``create_app``)."""
-    source: ReadinessSource | None = getattr(connection.app.state, "readiness", None)
-    return source
+    """The runtime's readiness of the app serving ``connection`` (set by ``create_app``),
+    shared by all viewers for half a second (:class:`_Shared`)."""
+    state = connection.app.state
+    source: ReadinessSource | None = getattr(state, "readiness", None)
+    if source is None:
+        return None
+    shared: _Shared | None = getattr(state, "readiness_shared", None)
+    if shared is None:
+        shared = _Shared(source)
+        state.readiness_shared = shared
+    return shared

@@ -80,3 +80,22 @@ def test_disabled_and_unknown_cameras_never_look_live() -> None:
     assert {k: v.state for k, v in camera_states(None, {"yard": True}).items()} == {
         "yard": "unknown"
     }
+
+
+def test_one_readiness_answer_is_shared_by_every_tile() -> None:
+    from safewatch.api.camera_state import _Shared
+
+    ok = ComponentHealth(ok=True)
+    calls: list[int] = []
+
+    def source() -> Readiness:
+        calls.append(1)
+        return Readiness(status="ready", database=ok, inference=ok, rules=ok, site=ok, cameras={})
+
+    shared = _Shared(source, max_age=60)
+    assert shared() is shared()  # within max_age: one ask for any number of tiles
+    assert len(calls) == 1
+    fresh = _Shared(source, max_age=0)
+    fresh()
+    fresh()
+    assert len(calls) == 3
