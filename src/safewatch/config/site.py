@@ -151,6 +151,15 @@ class TrackerConfig(_Strict):
     ppe_window: int = Field(
         5, ge=1, description="Frames of PPE observations voted over per person and item."
     )
+    low_score_tracks: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Also track persons detected only below the track-start threshold, from "
+        "this score up (e.g. 0.3), in a second tracker that never takes a box the main one "
+        "took and needs one more frame to confirm; gives weakly detected workers a PPE "
+        "verdict (docs/ppe.md). Omitted: such persons stay untracked.",
+    )
     head_classifier: str | None = Field(
         None,
         description="Head verification (docs/ppe.md): a head-crop classifier, as a catalogue "

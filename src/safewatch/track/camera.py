@@ -33,6 +33,7 @@ __all__ = ["PERSON", "CameraTracker"]
 
 PERSON = "person"
 _HEADS = "person[heads]"  # tracker key of head mode; its tracks are reported as persons
+_LOW = "person[low]"  # tracker key of low-score person tracks (TrackerConfig.low_score_tracks)
 
 
 class CameraTracker:
@@ -133,10 +134,12 @@ class CameraTracker:
         head_rows = np.flatnonzero(np.isin(detections.label, self._head_labels))
         head_mode = self._heads.update(PERSON in labels, head_rows.size > 0)
         self._trackers.pop(PERSON if head_mode else _HEADS, None)
+        if head_mode:
+            self._trackers.pop(_LOW, None)
 
         groups = self._groups(detections, labels, ppe_rows, head_rows, head_mode)
         matched: dict[int, tuple[str, int]] = {}  # input row -> (tracker key, camera id)
-        for key in sorted(set(groups) | set(self._trackers)):
+        for key in sorted((set(groups) | set(self._trackers)) - {_LOW}):
             rows = groups.get(key, np.zeros(0, np.intp))
             tracker = self._trackers.get(key)
             if tracker is None:
@@ -147,6 +150,8 @@ class CameraTracker:
             )
             for row, lib_id in zip(rows[local], lib_ids, strict=True):
                 matched[int(row)] = (key, self._camera_id_of(key, int(lib_id)))
+        if self._config.low_score_tracks is not None and not head_mode:
+            self._track_low(detections, groups.get(PERSON), matched, clock)
         self._prune()
 
         self._observe(detections, ppe_rows, matched, head_mode, frame)
@@ -164,6 +169,44 @@ class CameraTracker:
             tracks=tuple(tracks),
             detections=detections,
         )
+
+    def _track_low(
+        self,
+        detections: Detections,
+        persons: NDArray[np.intp] | None,
+        matched: dict[int, tuple[str, int]],
+        clock: float,
+    ) -> None:
+        """Track the weak person boxes the main tracker left alone, so they get PPE verdicts.
+
+        ByteTrack starts tracks only from strong boxes (``activation_confidence``); a worker the
+        detector scores at 0.3-0.55 in every frame (small, half hidden, in a crowd) never gets
+        one, so never a verdict. Rows below the start threshold that no main track took feed a
+        second tracker that starts from ``low_score_tracks`` and needs one more frame to confirm.
+        A row is only ever given to one tracker, so one person is never reported twice in a frame.
+        """
+        start = max(self._config.activation_confidence, self._config.high_confidence)
+        rows = np.zeros(0, np.intp) if persons is None else persons
+        rows = rows[
+            np.asarray([int(r) not in matched for r in rows], np.bool_).reshape(-1)
+            & (detections.confidence[rows] < start)
+        ]
+        tracker = self._trackers.get(_LOW)
+        if tracker is None:
+            if rows.size == 0:
+                return
+            low = self._config.low_score_tracks
+            settings = self._config.model_copy(
+                update={
+                    "activation_confidence": low,
+                    "high_confidence": low,
+                    "min_frames": self._config.min_frames + 1,
+                }
+            )
+            tracker = self._trackers[_LOW] = LabelTracker(settings, self._frame_rate)
+        local, lib_ids = tracker.update(detections.xyxy[rows], detections.confidence[rows], clock)
+        for row, lib_id in zip(rows[local], lib_ids, strict=True):
+            matched[int(row)] = (_LOW, self._camera_id_of(_LOW, int(lib_id)))
 
     def _learn_items(self, labels: list[str], ppe_rows: NDArray[np.bool_]) -> None:
         for row in np.flatnonzero(ppe_rows):
@@ -257,7 +300,7 @@ class CameraTracker:
         key: str,
         track_id: int,
     ) -> Track:
-        label = PERSON if key == _HEADS else key
+        label = PERSON if key in (_HEADS, _LOW) else key
         attributes: dict[str, PPEState] = {}
         confidence: dict[str, float] = {}
         if label == PERSON:

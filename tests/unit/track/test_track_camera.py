@@ -267,3 +267,19 @@ def test_head_mode_can_use_its_own_thresholds_for_weakly_scored_heads() -> None:
     head_config = TrackerConfig(high_confidence=0.3, activation_confidence=0.25)
     tuned = CameraTracker(TrackerConfig(), "cam", track_heads=True, head_config=head_config)
     assert _ids(_run(tuned, frames)[-1]) == [1]
+
+
+def test_weak_persons_get_a_track_and_a_ppe_verdict_only_with_low_score_tracks() -> None:
+    # A strong worker and a weak one (0.4, below the 0.6 start) beside a bare-head box.
+    frames = [[_person(50), _person(300, conf=0.4), _hat(300, label="no_hardhat")]] * 6
+    plain = _run(CameraTracker(TrackerConfig(), "cam", ppe_items={"hardhat"}), frames)
+    assert len(plain[-1].tracks) == 1, "by default a weak person is never tracked"
+    low = _run(
+        CameraTracker(TrackerConfig(low_score_tracks=0.3), "cam", ppe_items={"hardhat"}), frames
+    )
+    # One frame later than a strong track (min_frames + 1), and never reported twice.
+    assert [len(out.tracks) for out in low] == [0, 1, 2, 2, 2, 2]
+    weak = next(t for t in low[-1].tracks if t.xyxy[0] == 300)
+    assert weak.label == "person"
+    assert weak.attributes["hardhat"] is PPEState.ABSENT
+    assert len({t.track_id for t in low[-1].tracks}) == 2
