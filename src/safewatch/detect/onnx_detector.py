@@ -51,8 +51,8 @@ class OnnxDetector:
     A model with a dynamic height and width (Ultralytics exports) gets each picture as the
     smallest stride-aligned rectangle inside its square (``config.rectangular``), like
     Ultralytics' own predictor: the construction clip's 640x352 frames run at 640x352 instead
-    of a 640x640 letterbox, 55 % of the pixels, and yolov8n's inference took 0.55x the CPU time
-    on this 2-core machine (docs/performance.md). Frames of one call are grouped by that shape,
+    of a 640x640 letterbox, 55 % of the pixels, and a whole audit of that clip took 0.55x the CPU
+    (1.83x the frames per CPU-second, yolov8n and ppe14 alike; docs/performance.md). Frames of one call are grouped by that shape,
     so a batch mixing camera aspects runs one session call per shape. Fixed-shape models and
     stretch-placed ones (DETR) keep their square.
 
