@@ -52,9 +52,9 @@ class OnnxDetector:
     smallest stride-aligned rectangle inside its square (``config.rectangular``), like
     Ultralytics' own predictor: the construction clip's 640x352 frames run at 640x352 instead
     of a 640x640 letterbox, 55 % of the pixels, and a whole audit of that clip took 0.55x the CPU
-    (1.83x the frames per CPU-second, yolov8n and ppe14 alike; docs/performance.md). Frames of one call are grouped by that shape,
-    so a batch mixing camera aspects runs one session call per shape. Fixed-shape models and
-    stretch-placed ones (DETR) keep their square.
+    (1.83x the frames per CPU-second, yolov8n and ppe14 alike; docs/performance.md). Frames of
+    one call are grouped by that shape, so a batch mixing camera aspects runs one session call
+    per shape. Fixed-shape models and stretch-placed ones (DETR) keep their square.
 
     Args:
         config: The model's site config (format, input size, labels, thresholds, providers).
