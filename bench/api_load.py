@@ -158,6 +158,7 @@ class LoadResult:
     connection_errors: int
     timeouts: int
     server_errors: int
+    client_cpu_s: float
     statuses: dict[str, int]
 
 
@@ -213,7 +214,9 @@ def _load_main(
 ) -> None:
     if nice:
         os.nice(nice)
-    out.send(asyncio.run(_clients(base, token, kind, clients, seconds)))
+    result = asyncio.run(_clients(base, token, kind, clients, seconds))
+    result["cpu"] = time.process_time()
+    out.send(result)
 
 
 def load(base: str, token: str, kind: str, clients: int, seconds: float, nice: int) -> LoadResult:
@@ -239,6 +242,7 @@ def load(base: str, token: str, kind: str, clients: int, seconds: float, nice: i
         max_ms=round(1000 * lat[-1], 1) if lat else 0.0,
         connection_errors=int(raw["errors"]),
         timeouts=int(raw["timeouts"]),
+        client_cpu_s=round(float(raw["cpu"]), 1),
         server_errors=sum(n for code, n in statuses.items() if code.startswith("5")),
         statuses=statuses,
     )
@@ -315,7 +319,7 @@ def window(
             f"; {result.requests} requests, p50 {result.p50_ms:.0f} ms, p95 "
             f"{result.p95_ms:.0f} ms, {result.connection_errors} connection errors, "
             f"{result.timeouts} timeouts (60 s), {result.server_errors} 5xx, statuses "
-            f"{result.statuses}"
+            f"{result.statuses}; clients' CPU {result.client_cpu_s:.1f} s"
         )
     print(shown, flush=True)
     return Window(name, round(t1 - t0, 1), round(fps, 3), os.getloadavg(), cpu, result)
