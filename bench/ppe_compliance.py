@@ -310,10 +310,12 @@ def evaluate(setup: Setup, limit: int | None = None, data: str = "eval") -> dict
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise SystemExit(f"cannot read {path}")
-        frame = Frame("eval", i, 0.0, 0.0, np.asarray(image, np.uint8))
+        pixels = np.asarray(image, np.uint8)
+        frame = Frame("eval", i, 0.0, 0.0, pixels)
         label_file = dataset / "labels" / f"{path.stem}.txt"
-        heads, truths = load_truth(label_file, *image.shape[:2], classes)
-        score(outcome, heads, truths, runner(frame), detect_padding(image))
+        height, width = pixels.shape[:2]
+        heads, truths = load_truth(label_file, height, width, classes)
+        score(outcome, heads, truths, runner(frame), detect_padding(pixels))
     result = outcome.summary()
     result["images"] = len(paths)
     result["seconds"] = round(time.perf_counter() - start, 1)
