@@ -54,6 +54,8 @@ def models_pull(
         out.print(f"{name}: no published checksum; trusted on first use, sha256 {model.sha256}")
     elif result.checksum == "verified":
         out.print(f"{name}: sha256 verified")
+    elif result.checksum == "packaged":
+        out.print(f"{name}: ships with safewatch (sha256 verified); nothing to download")
     out.print(f"{name}: {model.path}")
 
 

@@ -126,7 +126,7 @@ class CachedModel:
         path: Absolute path of the ``.onnx`` file.
         sha256: Digest computed when it entered the cache.
         size: Bytes.
-        source: ``pull`` or ``import``.
+        source: ``pull``, ``import``, or ``package`` (shipped inside safewatch).
         origin: URL it was downloaded from, or the path it was imported from.
         added_at: Epoch seconds it entered the cache.
         fetched_sha256: Digest of what was downloaded, before any ``prepare`` step (the one the
@@ -137,7 +137,7 @@ class CachedModel:
     path: Path
     sha256: str
     size: int
-    source: Literal["pull", "import"]
+    source: Literal["pull", "import", "package"]
     origin: str
     added_at: float
     fetched_sha256: str = ""
@@ -205,12 +205,13 @@ class PullResult:
         model: The cached file.
         downloaded: False when the file was already cached and intact.
         checksum: ``verified`` (matched a known sha256), ``recorded`` (none was known: this one is
-            now trusted, print it), or ``cached`` (already present, re-hashed and matching).
+            now trusted, print it), ``cached`` (already present, re-hashed and matching) or
+            ``packaged`` (shipped inside safewatch, checked against its pinned sha256).
     """
 
     model: CachedModel
     downloaded: bool
-    checksum: Literal["verified", "recorded", "cached"]
+    checksum: Literal["verified", "recorded", "cached", "packaged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,6 +383,13 @@ def pull(
     if entry is None:
         known = ", ".join(entries)
         raise ModelError(f"no model {name!r} in the catalogue (known: {known})")
+    if entry.url.startswith(PACKAGED_SCHEME):
+        path = packaged_file(name, entry)
+        digest = _sha256_file(path)
+        shipped = CachedModel(
+            name, path, digest, path.stat().st_size, "package", entry.url, 0.0, digest
+        )
+        return PullResult(shipped, downloaded=False, checksum="packaged")
     folder = _ensure_cache(cache or cache_dir())
     recorded = _read_index(folder).get(name)
     trusted = recorded.fetched if recorded and recorded.source == "pull" else None
@@ -524,6 +532,33 @@ def info(path: Path | str, *, cache: Path | None = None) -> ModelDetails:
     )
 
 
+PACKAGED_SCHEME = "package:"
+"""URL scheme of a catalogue entry shipped inside the package (``package:<path in safewatch>``)."""
+
+
+def packaged_file(name: str, entry: CatalogueEntry) -> Path:
+    """The file of a model shipped inside safewatch, checked against the entry's pinned sha256.
+
+    Models this project trains (the ~0.1 MB head classifier) have no upstream release to download
+    from, so they ship in the package; the checksum still guards against a damaged installation.
+
+    Raises:
+        ModelError: The file is missing or does not match its checksum.
+    """
+    from importlib import resources
+
+    path = Path(str(resources.files("safewatch").joinpath(entry.url[len(PACKAGED_SCHEME) :])))
+    if not path.is_file():
+        raise ModelError(f"the packaged model {name!r} is missing at {path}")
+    digest = _sha256_file(path)
+    if entry.sha256 is not None and digest != entry.sha256:
+        raise ModelError(
+            f"the packaged model {name!r} at {path} has sha256 {digest}, the catalogue pins "
+            f"{entry.sha256}: the installation is damaged"
+        )
+    return path
+
+
 def resolve(name_or_path: str, base_dir: Path, *, cache: Path | None = None) -> Path:
     """Turn a site file's ``models.*.path`` into a file: an existing path, else a cached name.
 
@@ -540,12 +575,14 @@ def resolve(name_or_path: str, base_dir: Path, *, cache: Path | None = None) -> 
         candidate = base_dir / candidate
     if candidate.is_file():
         return candidate
+    entries = catalogue()
+    entry = entries.get(name_or_path)
+    if entry is not None and entry.url.startswith(PACKAGED_SCHEME):
+        return packaged_file(name_or_path, entry)
     folder = cache or cache_dir()
     cached = _read_index(folder).get(name_or_path)
     if cached is not None and cached.path.is_file():
         return cached.path
-    entries = catalogue()
-    entry = entries.get(name_or_path)
     if entry is not None and entry.kind == "model":
         raise ModelError(
             f"model {name_or_path!r} is not in the cache {folder} yet: run "

@@ -20,10 +20,8 @@ weight network, a fraction of a millisecond per head on one core).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +33,7 @@ from safewatch.errors import ModelError
 from safewatch.track.head_crops import crop_heads, head_from_person
 from safewatch.track.ppe import Observation
 
-__all__ = ["PACKAGED_SCHEME", "HeadClassifier", "HeadVerifier", "head_classifier_file"]
-
-PACKAGED_SCHEME = "package:"
-"""Catalogue URL prefix of a model shipped inside the ``safewatch`` package."""
+__all__ = ["HeadClassifier", "HeadVerifier", "head_classifier_file"]
 
 _STATES = {"hardhat": PPEState.PRESENT, "bare": PPEState.ABSENT}
 VERIFIED_INDEX = -1
@@ -149,27 +144,13 @@ class HeadVerifier:
 def head_classifier_file(name_or_path: str, base_dir: Path) -> Path:
     """The ``.onnx`` file of a site's ``tracker.head_classifier``.
 
-    A catalogue entry whose URL is ``package:<path>`` is a model shipped inside the package (the
-    head classifier is ~0.1 MB and trained by this project, so it has no upstream release to
-    download from); its file is checked against the entry's pinned sha256 before use. Any other
-    name or path resolves like a detection model (path, imported name, pulled catalogue model).
+    The catalogue's ``head_classifier`` ships inside the package (``package:`` URL, checked
+    against its pinned sha256 by the catalogue); any other name or path resolves like a detection
+    model (path, imported name, pulled catalogue model).
 
     Raises:
         ModelError: Not found, or the packaged file does not match its checksum.
     """
-    from safewatch.detect.catalogue import catalogue, resolve
+    from safewatch.detect.catalogue import resolve
 
-    entry = catalogue().get(name_or_path)
-    if entry is None or not entry.url.startswith(PACKAGED_SCHEME):
-        return resolve(name_or_path, base_dir)
-    packaged = resources.files("safewatch").joinpath(entry.url[len(PACKAGED_SCHEME) :])
-    path = Path(str(packaged))
-    if not path.is_file():
-        raise ModelError(f"the packaged model {name_or_path!r} is missing at {path}")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if entry.sha256 is not None and digest != entry.sha256:
-        raise ModelError(
-            f"the packaged model {name_or_path!r} at {path} has sha256 {digest}, "
-            f"the catalogue pins {entry.sha256}: the installation is damaged"
-        )
-    return path
+    return resolve(name_or_path, base_dir)

@@ -333,3 +333,14 @@ def test_info_by_cached_name_is_json_ready(cache: Path) -> None:
     assert data["inputs"][0]["name"] == "images"
     with pytest.raises(ModelError, match="no model file"):
         cat.import_model(Path("people"))
+
+
+def test_a_packaged_model_resolves_and_pulls_without_a_download(tmp_path: Path) -> None:
+    from safewatch.detect.catalogue import catalogue, packaged_file, pull, resolve
+
+    entry = catalogue()["head_classifier"]
+    shipped = packaged_file("head_classifier", entry)
+    assert resolve("head_classifier", tmp_path, cache=tmp_path / "cache") == shipped
+    result = pull("head_classifier", cache=tmp_path / "cache", mirror=str(tmp_path / "none"))
+    assert (result.checksum, result.downloaded, result.model.path) == ("packaged", False, shipped)
+    assert not (tmp_path / "cache").exists()  # nothing was downloaded or cached
