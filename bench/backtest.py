@@ -68,7 +68,7 @@ def _variant(folder: Path, index: int) -> Path:
 
 
 def _timed(site: Any, sets: list[Any], options: Any) -> tuple[float, float, Any]:
-    from safewatch.runtime.backtest import run_backtest
+    from safewatch.footage.backtest import run_backtest
 
     wall, cpu = time.perf_counter(), time.process_time()
     run = run_backtest(site, sets, options)
@@ -83,8 +83,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from safewatch.config.loader import load_site
+    from safewatch.footage.backtest import BacktestOptions, NamedRules
     from safewatch.rules import load_rules
-    from safewatch.runtime.backtest import BacktestOptions, NamedRules
 
     folder = Path(tempfile.mkdtemp(prefix="bench-backtest-"))
     try:

@@ -70,7 +70,7 @@ from safewatch.config.loader import LoadedSite, load_site
 from safewatch.detect import Detector, build_detector
 from safewatch.detect.catalogue import resolve, resolve_video
 from safewatch.domain import Detections, Frame, PPEState, TrackedFrame
-from safewatch.runtime.stages import build_tracker
+from safewatch.pipeline.stages import build_tracker
 
 __all__ = ["Outcome", "PersonVerdict", "Setup", "main", "match_heads", "score"]
 

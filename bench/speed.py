@@ -9,7 +9,7 @@ same frames):
   the stride-aligned rectangle (640x352 for this clip) for models with a dynamic height and width,
   as Ultralytics' predictor does, the square for fixed-shape ones (yolox_nano 416x416).
 * **audit**: ``safewatch audit``'s whole pipeline (decode, preprocess, inference, NMS, label map,
-  tracking, rules, incidents) through :func:`safewatch.runtime.audit.run_audit`.
+  tracking, rules, incidents) through :func:`safewatch.footage.audit.run_audit`.
 
 The ratio audit/bare is the share of raw inference speed the product keeps (target >= 0.9). Both
 runs alternate in one process, several rounds, median taken, so machine noise hits both alike.
@@ -42,8 +42,8 @@ import yaml
 
 from safewatch.config.loader import load_site
 from safewatch.detect.transform import stride_aligned
+from safewatch.footage.audit import AuditOptions, run_audit
 from safewatch.rules import load_rules
-from safewatch.runtime.audit import AuditOptions, run_audit
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT.parent / "shared" / "assets"

@@ -249,7 +249,7 @@ def test_audit_output_verifies(audited: tuple[Path, dict[str, Any], str]) -> Non
 def truncated_copy(folder: Path) -> Path:
     """The first 5 s of the example clip with its index up front, cut off at 60 % of its bytes:
     it opens and decodes without one error, but only half of its frames are there."""
-    from safewatch.runtime.video_trim import trim_video
+    from safewatch.ingest.video_trim import trim_video
 
     short = folder / "short.mp4"
     trim_video(asset(CLIP), short, frames=124)

@@ -1,6 +1,6 @@
 """Audit and backtest jobs: run archived footage from the dashboard, with progress.
 
-A job is :func:`safewatch.runtime.audit.run_audit` (the same code as ``safewatch audit``) on one
+A job is :func:`safewatch.footage.audit.run_audit` (the same code as ``safewatch audit``) on one
 video, uploaded or read from a server folder the site allows, under one camera's settings and the
 rule set in force. Its incidents go to the job's own database and evidence folder, never into the
 site's live incidents. Jobs run one at a time on a background thread (an audit uses every core
@@ -8,7 +8,7 @@ the detector can get; two at once would only share them) and keep their state in
 their folder, so the list survives a restart (a job cut off by a restart is marked failed).
 
 A *backtest* job (the Rules page's "Test this change") is
-:func:`safewatch.runtime.backtest.run_backtest` (the same code as ``safewatch backtest``): the
+:func:`safewatch.footage.backtest.run_backtest` (the same code as ``safewatch backtest``): the
 footage judged by the rules in force and by the edited, unsaved rule files, which are validated as
 a whole set before the job is queued and kept in the job's ``proposed/`` folder. Its detections go
 to a cache shared by the jobs, so testing a second change on the same footage costs no inference.
@@ -312,7 +312,7 @@ class AuditJobs:
     def _audit(self, job_id: str, video: Path) -> None:
         from safewatch.detect import build_detector
         from safewatch.detect.catalogue import resolve
-        from safewatch.runtime.audit import AuditOptions, run_audit
+        from safewatch.footage.audit import AuditOptions, run_audit
 
         job = self.get(job_id)
         site = self._dashboard.site()
@@ -348,14 +348,14 @@ class AuditJobs:
 
     def _backtest(self, job_id: str, video: Path) -> None:
         from safewatch.config.ruleset import load_rules
-        from safewatch.runtime.backtest import (
+        from safewatch.footage.backtest import (
             BacktestOptions,
             NamedRules,
             publish,
             reviewed_incidents,
             run_backtest,
         )
-        from safewatch.runtime.backtest_report import build_document, write_outputs
+        from safewatch.footage.backtest_report import build_document, write_outputs
 
         job = self.get(job_id)
         site = self._dashboard.site()

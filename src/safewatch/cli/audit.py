@@ -63,10 +63,10 @@ def audit(
     from safewatch.cli.fetch import fetch_site_files
     from safewatch.config.loader import load_site
     from safewatch.detect.catalogue import catalogue, resolve_video
+    from safewatch.footage.audit import AuditOptions, run_audit
+    from safewatch.footage.audit_integrity import remove_outputs_on_failure
+    from safewatch.footage.audit_report import incomplete_videos, print_summary
     from safewatch.rules import load_rules
-    from safewatch.runtime.audit import AuditOptions, run_audit
-    from safewatch.runtime.audit_integrity import remove_outputs_on_failure
-    from safewatch.runtime.audit_report import incomplete_videos, print_summary
 
     site = load_site(config)
     rule_set = load_rules(rules, site.config)

@@ -14,7 +14,7 @@ from safewatch.cli.app import app, err, out
 if TYPE_CHECKING:
     from safewatch.config.loader import LoadedSite
     from safewatch.domain import Incident
-    from safewatch.runtime.backtest import BacktestRun
+    from safewatch.footage.backtest import BacktestRun
 
 __all__ = ["backtest", "default_cache_dir"]
 
@@ -76,9 +76,9 @@ def backtest(
     """Detect and track once, judge the footage with the baseline and each proposal, compare."""
     from safewatch.cli.audit import _parse_start
     from safewatch.config.loader import load_site
+    from safewatch.footage.backtest import BacktestOptions, NamedRules, publish, run_backtest
+    from safewatch.footage.backtest_report import build_document, print_table, write_outputs
     from safewatch.rules import load_rules
-    from safewatch.runtime.backtest import BacktestOptions, NamedRules, publish, run_backtest
-    from safewatch.runtime.backtest_report import build_document, print_table, write_outputs
 
     site = load_site(config)
     sets: list[NamedRules] = []
@@ -116,7 +116,7 @@ def _reviewed_incidents(site: LoadedSite, run: BacktestRun) -> list[Incident] | 
     creates or migrates the site's database.
     """
     from safewatch.errors import SafewatchError
-    from safewatch.runtime.backtest import reviewed_incidents
+    from safewatch.footage.backtest import reviewed_incidents
     from safewatch.storage import IncidentRepository, create_engine_for
 
     url = site.config.storage.database

@@ -237,7 +237,7 @@ def prepare(name: str, step: Mapping[str, Any], source: Path, folder: Path, suff
 
             strip_output_qdq(source, target, output=str(step["output"]))
         elif kind == "trim_video":
-            from safewatch.runtime.video_trim import trim_video
+            from safewatch.ingest.video_trim import trim_video
 
             trim_video(source, target, frames=int(step["frames"]))
         else:

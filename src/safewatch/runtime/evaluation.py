@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from safewatch.domain import RuleEvent, TrackedFrame
 from safewatch.errors import StorageError
 from safewatch.incidents.manager import ChangeKind, IncidentChange
+from safewatch.pipeline.step import CameraStep, Engine, Incidents, Tracker
 from safewatch.runtime.inference import Analysed
 from safewatch.runtime.metrics import RuntimeMetrics
 from safewatch.runtime.rates import RateMeter
-from safewatch.runtime.step import CameraStep, Engine, Incidents, Tracker
 
 __all__ = ["EvaluationCounters", "FrameListener", "RulesWorker"]
 

@@ -53,6 +53,7 @@ from safewatch.incidents.privacy import anonymise_heads
 from safewatch.incidents.recorder import EvidenceRecorder
 from safewatch.incidents.site_storage import SiteStorage, open_site_storage
 from safewatch.incidents.witness import WitnessWriter
+from safewatch.pipeline.stages import build_tracker, resolved_models
 from safewatch.recording.service import RecordingService
 from safewatch.rules import calibrations_from_site, load_rules
 from safewatch.rules.reload import ReloadingEngine, ReloadStatus, RuleGeneration, RuleSetHolder
@@ -75,7 +76,6 @@ from safewatch.runtime.inference import Analysed, InferenceWorker
 from safewatch.runtime.mailbox import FrameMailbox
 from safewatch.runtime.metrics import CameraStatus, RuntimeMetrics, RuntimeSnapshot
 from safewatch.runtime.rings import RingCache
-from safewatch.runtime.stages import build_tracker, resolved_models
 from safewatch.runtime.supervisor import ReloadPlan, Supervisor
 from safewatch.track import CameraTracker
 

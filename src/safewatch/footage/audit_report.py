@@ -13,14 +13,14 @@ from rich.table import Table
 from safewatch import __version__
 from safewatch.config.loader import LoadedSite
 from safewatch.domain import Incident
+from safewatch.footage.audit_integrity import FULL
 from safewatch.rules import RuleSet
-from safewatch.runtime.audit_integrity import FULL
 from safewatch.storage.atomic import atomic_write
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from safewatch.runtime.audit import AuditReport, VideoResult
+    from safewatch.footage.audit import AuditReport, VideoResult
 
 __all__ = ["incident_record", "incomplete_videos", "print_summary", "write_incidents_json"]
 

@@ -1,7 +1,7 @@
 """One camera's per-frame step after detection: tracks -> rules -> incidents.
 
 This is the single implementation of the frame path's stateful half, shared by every way footage
-enters safewatch: ``safewatch audit`` (:class:`~safewatch.runtime.pipeline.Pipeline`), the live
+enters safewatch: ``safewatch audit`` (:class:`~safewatch.pipeline.run.Pipeline`), the live
 server (:class:`~safewatch.runtime.evaluation.RulesWorker`) and ``safewatch backtest``. Detection
 is stateless and batched elsewhere; from here on each camera's frames must go in order, because
 the tracker, the rule engine and the incident manager carry state from one frame to the next.

@@ -2,10 +2,10 @@
 
 A safety officer who changes a zone or a threshold wants to know, before saving, which past
 incidents disappear and which new ones appear. A backtest answers with the live code: the footage
-goes through the audit's :class:`~safewatch.runtime.pipeline.Pipeline` (the same decode, detector
-and per-camera :class:`~safewatch.runtime.step.CameraStep` that ``serve`` runs), with the first
+goes through the audit's :class:`~safewatch.pipeline.run.Pipeline` (the same decode, detector
+and per-camera :class:`~safewatch.pipeline.step.CameraStep` that ``serve`` runs), with the first
 rule set in the pipeline's own step and every other rule set as a
-:class:`~safewatch.runtime.step.RuleStep` fed the very same tracked frames. So N rule sets cost one
+:class:`~safewatch.pipeline.step.RuleStep` fed the very same tracked frames. So N rule sets cost one
 detection pass, one tracking pass and N rule evaluations, and their differences come from the
 rules alone, never from a tracker that happened to number people differently.
 
@@ -39,15 +39,15 @@ from safewatch.domain.incidents import IncidentStatus
 from safewatch.errors import ConfigError, SourceError
 from safewatch.incidents import EvidenceStore, IncidentChange, IncidentManager
 from safewatch.ingest import open_source
-from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
-from safewatch.runtime.pipeline import Pipeline
-from safewatch.runtime.stages import (
+from safewatch.pipeline.run import Pipeline
+from safewatch.pipeline.stages import (
     build_detector_for,
     build_tracker,
     pick_camera,
     resolved_models,
 )
-from safewatch.runtime.step import RuleStep
+from safewatch.pipeline.step import RuleStep
+from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
 from safewatch.storage import IncidentRepository, create_engine_for
 
 __all__ = [

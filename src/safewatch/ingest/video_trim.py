@@ -17,7 +17,7 @@ import av
 import numpy as np
 
 from safewatch.errors import SourceError
-from safewatch.runtime.video_writer import Mp4Writer
+from safewatch.ingest.video_writer import Mp4Writer
 
 __all__ = ["trim_video"]
 

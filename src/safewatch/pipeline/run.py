@@ -16,8 +16,8 @@ from typing import Protocol
 
 from safewatch.domain import Detections, Frame, RuleEvent, TrackedFrame
 from safewatch.incidents.manager import IncidentChange
-from safewatch.runtime.prefetch import Prefetcher
-from safewatch.runtime.step import CameraStep, Engine, Incidents, Tracker
+from safewatch.pipeline.prefetch import Prefetcher
+from safewatch.pipeline.step import CameraStep, Engine, Incidents, Tracker
 
 __all__ = ["FrameObserver", "Pipeline", "PipelineStats"]
 

@@ -20,8 +20,8 @@ from rich.table import Table
 
 from safewatch import __version__
 from safewatch.domain import Incident
-from safewatch.runtime.backtest import BacktestRun
-from safewatch.runtime.backtest_diff import DiffKind, compare, score
+from safewatch.footage.backtest import BacktestRun
+from safewatch.footage.backtest_diff import DiffKind, compare, score
 
 __all__ = ["build_document", "print_table", "write_outputs"]
 

@@ -21,6 +21,7 @@ from safewatch.config.site import CameraConfig, PrivacyConfig
 from safewatch.detect import Detector
 from safewatch.domain import Frame, Incident, RuleEvent, TrackedFrame, Zone
 from safewatch.errors import SourceError
+from safewatch.footage.audit_integrity import video_coverage
 from safewatch.incidents import (
     EvidenceRecorder,
     EvidenceStore,
@@ -30,11 +31,10 @@ from safewatch.incidents import (
     draw_overlay,
 )
 from safewatch.ingest import FileSource, open_source
+from safewatch.ingest.video_writer import Mp4Writer
+from safewatch.pipeline.run import FrameObserver, Pipeline, PipelineStats
+from safewatch.pipeline.stages import build_detector_for, build_tracker, pick_camera
 from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
-from safewatch.runtime.audit_integrity import video_coverage
-from safewatch.runtime.pipeline import FrameObserver, Pipeline, PipelineStats
-from safewatch.runtime.stages import build_detector_for, build_tracker, pick_camera
-from safewatch.runtime.video_writer import Mp4Writer
 from safewatch.storage import IncidentRepository, create_engine_for
 
 __all__ = ["AuditOptions", "AuditReport", "VideoResult", "run_audit"]
@@ -73,7 +73,7 @@ class VideoResult:
     ``clock`` says where wall times came from: ``argument`` (``--start``), ``creation_time``
     (the file's metadata) or ``epoch`` (unknown: times are offsets from 1970-01-01).
     ``coverage`` is the share of the video decoded (``None``: its length is unknown) and
-    ``bad_packets`` what the decoder skipped (:mod:`safewatch.runtime.audit_integrity`).
+    ``bad_packets`` what the decoder skipped (:mod:`safewatch.footage.audit_integrity`).
     """
 
     video: Path
@@ -152,7 +152,7 @@ def run_audit(
         console: Where the progress bar goes; ``None`` for none.
         detector: A ready detector to reuse (benchmarks, tests); built from the site otherwise.
     """
-    from safewatch.runtime.audit_report import write_incidents_json
+    from safewatch.footage.audit_report import write_incidents_json
 
     _check_videos(options.videos)
     camera_id, camera = pick_camera(site, options.camera)

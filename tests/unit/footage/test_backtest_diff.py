@@ -7,7 +7,7 @@ import pytest
 from safewatch.domain import Incident
 from safewatch.domain.events import Severity
 from safewatch.domain.incidents import IncidentStatus
-from safewatch.runtime.backtest_diff import DiffKind, compare, score
+from safewatch.footage.backtest_diff import DiffKind, compare, score
 
 
 def incident(
