@@ -1,7 +1,7 @@
 """The live side channel: the newest analysed frame of each camera, and incident changes, for the
 dashboard's live view and incident feed.
 
-The runtime calls :meth:`LiveHub.on_frame` (a :data:`~safewatch.runtime.evaluation.FrameListener`)
+The runtime calls :meth:`LiveHub.on_frame` (a :data:`~safewatch.pipeline.step.FrameListener`)
 on its rules thread after every analysed frame. That call must be cheap, because it sits in the
 analysis path of every camera: it only stores a reference to the frame (each analysed frame already
 owns its pixels) and its tracks in the camera's slot, replacing the previous one, and wakes the
@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 
 from safewatch.config.site import PrivacyConfig
-from safewatch.domain import Image, Incident, RuleEvent, TrackedFrame
+from safewatch.domain import Frame, Image, Incident, RuleEvent, TrackedFrame
 from safewatch.domain.events import Phase
 from safewatch.incidents.manager import IncidentChange
 from safewatch.incidents.privacy import anonymise_heads
@@ -144,13 +144,13 @@ class LiveHub:
 
     def on_frame(
         self,
-        analysed: Any,
+        frame: Frame,
         tracked: TrackedFrame,
         events: Sequence[RuleEvent],
         changes: Sequence[IncidentChange],
     ) -> None:
         """The runtime's frame listener: publish the frame and the incident changes."""
-        self.publish_frame(tracked, analysed.frame.image, events)
+        self.publish_frame(tracked, frame.image, events)
         for change in changes:
             self.publish_incident(str(change.kind), change.incident)
 

@@ -32,7 +32,7 @@ from safewatch.incidents import (
 )
 from safewatch.ingest import FileSource, open_source
 from safewatch.ingest.video_writer import Mp4Writer
-from safewatch.pipeline.run import FrameObserver, Pipeline, PipelineStats
+from safewatch.pipeline.run import FrameListener, Pipeline, PipelineStats
 from safewatch.pipeline.stages import build_detector_for, build_tracker, pick_camera
 from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
 from safewatch.storage import IncidentRepository, create_engine_for
@@ -226,7 +226,7 @@ def _audit_one(
         privacy_for=site.config.privacy_for,
         recorder=recorder,
     )
-    observers: list[FrameObserver] = []
+    observers: list[FrameListener] = []
     annotator: _Annotator | None = None
     if options.annotate:
         annotator = _Annotator(

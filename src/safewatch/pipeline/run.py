@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from safewatch.domain import Detections, Frame, RuleEvent, TrackedFrame
+from safewatch.domain import Detections, Frame
 from safewatch.incidents.manager import IncidentChange
 from safewatch.pipeline.prefetch import Prefetcher
-from safewatch.pipeline.step import CameraStep, Engine, Incidents, Tracker
+from safewatch.pipeline.step import CameraStep, Engine, FrameListener, Incidents, Tracker
 
-__all__ = ["FrameObserver", "Pipeline", "PipelineStats"]
+__all__ = ["FrameListener", "Pipeline", "PipelineStats"]
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,6 @@ def _batched(items: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
             batch = []
     if batch:
         yield batch
-
-
-FrameObserver = Callable[[Frame, TrackedFrame, Sequence[RuleEvent], Sequence[IncidentChange]], None]
-"""Called after each frame with everything the pipeline knows of it (progress, overlays, video)."""
 
 
 @dataclass
@@ -105,7 +101,7 @@ class Pipeline:
         incidents: Incidents,
         *,
         batch_size: int = 4,
-        observers: Sequence[FrameObserver] = (),
+        observers: Sequence[FrameListener] = (),
     ) -> None:
         self.camera_id = camera_id
         self._source = source

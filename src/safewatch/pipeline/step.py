@@ -13,13 +13,21 @@ rule sets: :class:`RuleStep` is one rule set's engine plus its incident manager,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from safewatch.domain import Detections, Frame, RuleEvent, TrackedFrame
 from safewatch.incidents.manager import IncidentChange
 
-__all__ = ["CameraStep", "Engine", "Incidents", "RuleStep", "StepResult", "Tracker"]
+__all__ = [
+    "CameraStep",
+    "Engine",
+    "FrameListener",
+    "Incidents",
+    "RuleStep",
+    "StepResult",
+    "Tracker",
+]
 
 
 class Tracker(Protocol):
@@ -44,6 +52,12 @@ class Incidents(Protocol):
     ) -> list[IncidentChange]: ...
 
     def close_all(self, at: float) -> list[IncidentChange]: ...
+
+
+FrameListener = Callable[[Frame, TrackedFrame, Sequence[RuleEvent], Sequence[IncidentChange]], None]
+"""Told after each frame's step, live or archived: the frame, its tracks, the rule events and the
+incident changes (progress bars, annotated video, live views, the API process). Must be quick and
+must not raise."""
 
 
 class StepResult(NamedTuple):

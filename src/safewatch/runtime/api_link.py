@@ -48,10 +48,10 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from safewatch.config.loader import LoadedSite
-from safewatch.domain import Image, RuleEvent, TrackedFrame
+from safewatch.domain import Frame, Image, RuleEvent, TrackedFrame
 from safewatch.errors import ConfigError
 from safewatch.incidents.manager import IncidentChange
 from safewatch.rules.reload import ReloadStatus, RuleGeneration
@@ -373,7 +373,7 @@ class ApiLink:
 
     def on_frame(
         self,
-        analysed: Any,
+        frame: Frame,
         tracked: TrackedFrame,
         events: Sequence[RuleEvent],
         changes: Sequence[IncidentChange],
@@ -383,7 +383,7 @@ class ApiLink:
         Runs on the rules thread, so it only stores references (the analysed frame owns its
         pixels and nobody modifies them).
         """
-        self._outbox.frame(tracked, analysed.frame.image, tuple(events))
+        self._outbox.frame(tracked, frame.image, tuple(events))
         for change in changes:
             self._outbox.incident(IncidentPush(str(change.kind), change.incident))
 

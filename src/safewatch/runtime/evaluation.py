@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from safewatch.domain import RuleEvent, TrackedFrame
+from safewatch.domain import TrackedFrame
 from safewatch.errors import StorageError
 from safewatch.incidents.manager import ChangeKind, IncidentChange
-from safewatch.pipeline.step import CameraStep, Engine, Incidents, Tracker
+from safewatch.pipeline.step import CameraStep, Engine, FrameListener, Incidents, Tracker
 from safewatch.runtime.inference import Analysed
 from safewatch.runtime.metrics import RuntimeMetrics
 from safewatch.runtime.rates import RateMeter
@@ -35,12 +35,6 @@ log = logging.getLogger(__name__)
 
 _MAX_PPE_STEP = 2.0
 """Longest frame-to-frame step (seconds) booked as person-seconds; longer gaps count this much."""
-
-
-FrameListener = Callable[
-    [Analysed, TrackedFrame, Sequence[RuleEvent], Sequence[IncidentChange]], None
-]
-"""Called after each frame (live views, tests); must be quick and must not raise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +214,7 @@ class RulesWorker:
         self._count_ppe(camera, tracked)
         for listener in self._listeners:
             try:
-                listener(item, tracked, events, changes)
+                listener(frame, tracked, events, changes)
             except Exception:
                 log.exception("frame listener failed")
 

@@ -44,7 +44,7 @@ from safewatch.config.runtime import DecodeMode
 from safewatch.config.site import ModelConfig, PrivacyConfig, SiteConfig
 from safewatch.detect.onnx_detector import OnnxDetector
 from safewatch.detect.pool import DetectorFactory, DetectorPool
-from safewatch.domain import RuleEvent, Track, TrackedFrame, Zone
+from safewatch.domain import Frame, RuleEvent, Track, TrackedFrame, Zone
 from safewatch.errors import ConfigError, SafewatchError
 from safewatch.incidents.abandoned import close_abandoned_incidents
 from safewatch.incidents.annotate import draw_overlay
@@ -54,6 +54,7 @@ from safewatch.incidents.recorder import EvidenceRecorder
 from safewatch.incidents.site_storage import SiteStorage, open_site_storage
 from safewatch.incidents.witness import WitnessWriter
 from safewatch.pipeline.stages import build_tracker, resolved_models
+from safewatch.pipeline.step import FrameListener
 from safewatch.recording.service import RecordingService
 from safewatch.rules import calibrations_from_site, load_rules
 from safewatch.rules.reload import ReloadingEngine, ReloadStatus, RuleGeneration, RuleSetHolder
@@ -61,7 +62,7 @@ from safewatch.rules.watcher import RuleWatcher
 from safewatch.runtime.api_link import ApiLink, ApiProcessSpec
 from safewatch.runtime.api_messages import RulesPush
 from safewatch.runtime.camera_worker import WorkerSpec
-from safewatch.runtime.evaluation import FrameListener, RulesWorker
+from safewatch.runtime.evaluation import RulesWorker
 from safewatch.runtime.health import (
     CameraReadiness,
     ComponentHealth,
@@ -72,7 +73,7 @@ from safewatch.runtime.health import (
     overall,
 )
 from safewatch.runtime.http_server import HttpServer, bind_listener
-from safewatch.runtime.inference import Analysed, InferenceWorker
+from safewatch.runtime.inference import InferenceWorker
 from safewatch.runtime.mailbox import FrameMailbox
 from safewatch.runtime.metrics import CameraStatus, RuntimeMetrics, RuntimeSnapshot
 from safewatch.runtime.rings import RingCache
@@ -685,16 +686,16 @@ class RuntimeService:
 
     def _publish_live(
         self,
-        analysed: Analysed,
+        frame: Frame,
         tracked: TrackedFrame,
         events: Sequence[RuleEvent],
         changes: Sequence[IncidentChange],
     ) -> None:
         """The frame listener of the dashboard: to the API process, or to the hub here."""
         if self._api is not None:
-            self._api.on_frame(analysed, tracked, events, changes)
+            self._api.on_frame(frame, tracked, events, changes)
         else:
-            self.live.on_frame(analysed, tracked, events, changes)
+            self.live.on_frame(frame, tracked, events, changes)
 
     # -- rules for the dashboard (safewatch.api.dashboard.RuleControl) ----------------------
 

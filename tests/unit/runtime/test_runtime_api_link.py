@@ -99,7 +99,7 @@ def test_the_rules_thread_only_stores_references(tmp_path: Path) -> None:
     """on_frame is called on the rules thread: it queues, it never sends or copies pixels."""
     link = _link(tmp_path)
     image = np.zeros((4, 4, 3), np.uint8)
-    analysed = SimpleNamespace(frame=SimpleNamespace(image=image))
+    analysed = SimpleNamespace(image=image)
     tracked = TrackedFrame("yard", 7, 0.0, 0.0, 4, 4, ())
     change = IncidentChange(incident(1), ChangeKind.OPENED)
     link.on_frame(analysed, tracked, [], [change])
