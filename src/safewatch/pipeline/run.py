@@ -1,7 +1,9 @@
 """One camera's pipeline: source -> detector -> tracker -> rules -> incidents.
 
-The same object runs archived footage (``safewatch audit``) and, later, live cameras: only the
-source differs. Stages come in through the constructor so a test passes real ones or small fakes.
+Archived footage (``safewatch audit`` and ``safewatch backtest``) runs through this; the live
+server runs the same per-camera :class:`~safewatch.pipeline.step.CameraStep` behind its
+cross-camera inference worker. Stages come in through the constructor so a test passes real ones
+or small fakes.
 Frames are decoded ahead on a thread and detected in batches; tracking, rules and incidents then run
 frame by frame in order, because they carry state from one frame to the next.
 """
@@ -14,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from safewatch.detect.protocol import Detector
 from safewatch.domain import Detections, Frame
 from safewatch.incidents.manager import IncidentChange
 from safewatch.pipeline.prefetch import Prefetcher
@@ -25,11 +28,9 @@ log = logging.getLogger(__name__)
 
 
 class _Source(Protocol):
+    """What the run needs of a :class:`~safewatch.ingest.Source`: its frames, nothing else."""
+
     def frames(self) -> Iterator[Frame]: ...
-
-
-class _Detector(Protocol):
-    def detect(self, frames: Sequence[Frame]) -> list[Detections]: ...
 
 
 def _batched(items: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
@@ -95,7 +96,7 @@ class Pipeline:
         self,
         camera_id: str,
         source: _Source,
-        detector: _Detector,
+        detector: Detector,
         tracker: Tracker,
         engine: Engine,
         incidents: Incidents,
