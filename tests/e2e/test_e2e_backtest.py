@@ -142,3 +142,25 @@ def test_a_zone_dragged_but_not_saved_is_tested_from_the_zones_page(
     rows.first.wait_for(timeout=900_000)  # the detections are cached by the test above
     assert rows.count() == 3
     assert DROP_ZONE in (site["folder"] / "rules" / "yard.yaml").read_text()  # nothing saved
+
+
+def test_an_uploaded_video_is_tested_too(site: dict[str, Any]) -> None:
+    page = site["browser"].new_context(viewport={"width": 1440, "height": 900}).new_page()
+    page.set_default_timeout(20_000)
+    page.goto(f"{site['base']}/rules")
+    page.fill("input[name=username]", "operator")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/rules")
+    page.wait_for_function("() => document.querySelector('#editor').value.includes('drop_zone')")
+    page.evaluate(
+        "([old, new_]) => { const e = document.querySelector('#editor');"
+        " e.value = e.value.replace(old, new_); }",
+        [DROP_ZONE, FRONT_ONLY],
+    )
+    page.click("#test-change")
+    page.set_input_files("#bt-file", str(asset(CLIP)))
+    page.click("#bt-run")
+    rows = page.locator("#bt-result tr.bt-only_baseline")
+    rows.first.wait_for(timeout=900_000)
+    assert rows.count() == 3

@@ -3,6 +3,7 @@ may read, with the same expectations as ``safewatch backtest`` (see test_cli_bac
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -68,6 +69,34 @@ def test_an_unsaved_zone_edit_is_backtested_against_the_rules_in_force(tmp_path:
             assert escape.status_code == 404
             # The saved rules are untouched: the edit was only tested.
             assert DROP_ZONE in (tmp_path / "rules" / "yard.yaml").read_text()
+
+            # The same footage uploaded, another edit: the job cache replays the detections.
+            uploaded = client.post(
+                "/api/v1/backtests/upload",
+                files={"video": ("yard.mp4", clip.read_bytes(), "video/mp4")},
+                data={"files": json.dumps({"yard.yaml": edited.replace("grace: 1s", "grace: 0s")})},
+                headers=headers,
+            )
+            assert uploaded.status_code == 202, uploaded.text
+            upload_id = uploaded.json()["id"]
+
+            def upload_finished() -> dict[str, object] | None:
+                state = client.get(f"/api/v1/audit-jobs/{upload_id}").json()
+                return state if state["state"] in ("done", "failed") else None
+
+            assert wait_until(upload_finished, timeout=900, step=1.0)["state"] == "done"
+            again = client.get(f"/api/v1/backtests/{upload_id}/result").json()
+            assert again["footage"][0]["detections"] == "cache"
+            assert {r["rule"]: r for r in again["summary"]["proposal"]}["no-entry-drop-zone"][
+                "only_baseline"
+            ] == 3
+            not_json = client.post(
+                "/api/v1/backtests/upload",
+                files={"video": ("yard.mp4", b"\x00" * 10, "video/mp4")},
+                data={"files": "{oops"},
+                headers=headers,
+            )
+            assert not_json.status_code == 422 and "not JSON" in not_json.json()["message"]
 
             headers = {"X-CSRF-Token": login(client, "viewer")}
             refused = client.post(

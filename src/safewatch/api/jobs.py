@@ -225,20 +225,35 @@ class AuditJobs:
         return video
 
     def submit_backtest(
-        self, path: str, camera: str | None, files: Mapping[str, str], actor: str
+        self,
+        path: str | None,
+        camera: str | None,
+        files: Mapping[str, str],
+        actor: str,
+        *,
+        upload: tuple[BinaryIO, str] | None = None,
     ) -> AuditJob:
-        """Backtest edited rule files (``files``: name -> text) on a video on the server.
+        """Backtest edited rule files (``files``: name -> text) on footage: a video on the
+        server (``path``) or an uploaded one (``upload``: the stream and its file name).
+
+        The proposed set is validated whole before anything is queued or uploaded.
 
         Raises:
             ConfigError: The proposed set does not validate (every ``file:line`` error), no
                 file is given, or the path is not allowed.
-            SourceError: Not a video file.
+            SourceError: Not a video file, or an upload over the size limit.
         """
-        video = self._server_video(path)
-        camera_id = self._camera(camera)
         if not files:
             raise ConfigError("give at least one edited rule file to test", field="files")
-        job = self._new(video.name, camera_id, actor, kind="backtest")
+        camera_id = self._camera(camera)
+        if upload is None:
+            if path is None:
+                raise SourceError("name a video on the server or upload one")
+            video: Path | None = self._server_video(path)
+            display = Path(path).name
+        else:
+            video, display = None, self._upload_name(upload[1])
+        job = self._new(display, camera_id, actor, kind="backtest")
         proposed = self._folder / job.id / "proposed"
         proposed.mkdir(parents=True)
         try:
@@ -250,6 +265,9 @@ class AuditJobs:
                 self._jobs.pop(job.id, None)
             shutil.rmtree(self._folder / job.id, ignore_errors=True)
             raise
+        if video is None:
+            assert upload is not None
+            video = self._receive(job, *upload)
         self._enqueue(job.id, video)
         return job
 
@@ -261,12 +279,22 @@ class AuditJobs:
         Raises:
             SourceError: Not a video file name, or larger than the limit.
         """
-        suffix = Path(filename).suffix.lower()
-        if suffix not in _VIDEO_SUFFIXES:
-            raise SourceError(f"{filename!r} is not a video file ({', '.join(_VIDEO_SUFFIXES)})")
+        display = self._upload_name(filename)
         camera_id = self._camera(camera)
-        job = self._new(Path(filename).name[:128], camera_id, actor)
-        target = self._folder / job.id / f"input{suffix}"
+        job = self._new(display, camera_id, actor)
+        self._enqueue(job.id, self._receive(job, stream, filename))
+        return job
+
+    @staticmethod
+    def _upload_name(filename: str) -> str:
+        if Path(filename).suffix.lower() not in _VIDEO_SUFFIXES:
+            raise SourceError(f"{filename!r} is not a video file ({', '.join(_VIDEO_SUFFIXES)})")
+        return Path(filename).name[:128]
+
+    def _receive(self, job: AuditJob, stream: BinaryIO, filename: str) -> Path:
+        """Copy an upload into the job's folder, refusing it past the size limit."""
+        target = self._folder / job.id / f"input{Path(filename).suffix.lower()}"
+        target.parent.mkdir(parents=True, exist_ok=True)
         limit = self._dashboard.settings.max_upload_bytes
         size = 0
         with target.open("wb") as out:
@@ -278,8 +306,7 @@ class AuditJobs:
                     self._update(job.id, state="failed", message="upload too large")
                     raise SourceError(f"the video is larger than {limit} bytes")
                 out.write(chunk)
-        self._enqueue(job.id, target)
-        return job
+        return target
 
     def _enqueue(self, job_id: str, video: Path) -> None:
         self._queue.put((job_id, video))

@@ -91,7 +91,10 @@ def install_dashboard(app: FastAPI, dashboard: Dashboard) -> None:
     app.add_middleware(
         BodyLimit,
         max_bytes=int(http.max_body_bytes),
-        per_path={"/api/v1/audit-jobs/upload": dashboard.settings.max_upload_bytes},
+        per_path={
+            "/api/v1/audit-jobs/upload": dashboard.settings.max_upload_bytes,
+            "/api/v1/backtests/upload": dashboard.settings.max_upload_bytes,
+        },
     )
     app.add_middleware(RedactResponses, site=dashboard.site)
     app.add_middleware(SecurityHeaders, frame_origins=media_origins(dashboard))

@@ -8,15 +8,16 @@ The job's progress and state are those of any audit job (``/api/v1/audit-jobs/{i
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, File, Form, Path, Request, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from safewatch.api.deps import DashboardDep, Operator, Viewer, client_of
-from safewatch.api.errors import ERROR_RESPONSES
+from safewatch.api.errors import ERROR_RESPONSES, ApiError
 from safewatch.api.routes.audit_jobs import JobId, JobOut, jobs_of
 
 __all__ = ["router"]
@@ -52,6 +53,42 @@ async def submit_backtest(
         actor=user.username,
         subject=body.path,
         detail={"files": sorted(body.files)},
+        client=client_of(request),
+    )
+    return JobOut.of(job)
+
+
+@router.post(
+    "/upload", response_model=JobOut, status_code=202, summary="Test a rule change on an upload"
+)
+async def submit_backtest_upload(
+    request: Request,
+    user: Operator,
+    dashboard: DashboardDep,
+    video: Annotated[UploadFile, File(description="The video file.")],
+    files: Annotated[str, Form(description="JSON object: rule file name -> its edited text.")],
+    camera: Annotated[str | None, Form(max_length=128)] = None,
+) -> JobOut:
+    """Upload footage and queue a backtest of the edited rule files on it (validated first)."""
+    try:
+        edited = json.loads(files)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", f"files is not JSON: {exc}") from None
+    if not isinstance(edited, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in edited.items()
+    ):
+        raise ApiError(422, "invalid_request", "files maps rule file names to their text")
+    name = video.filename or "upload.mp4"
+    job = await anyio.to_thread.run_sync(
+        lambda: jobs_of(dashboard).submit_backtest(
+            None, camera or None, edited, user.username, upload=(video.file, name)
+        )
+    )
+    dashboard.auth.audit(
+        "backtest.upload",
+        actor=user.username,
+        subject=name,
+        detail={"files": sorted(edited)},
         client=client_of(request),
     )
     return JobOut.of(job)

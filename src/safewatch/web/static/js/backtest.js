@@ -91,10 +91,20 @@ form.addEventListener("submit", async (event) => {
   stateLine.textContent = "queued";
   try {
     const files = await source();
-    const job = await api("/api/v1/backtests", {
-      method: "POST",
-      body: { path: document.getElementById("bt-path").value, camera: cameraSelect.value || null, files },
-    });
+    const upload = document.getElementById("bt-file").files[0];
+    const path = document.getElementById("bt-path").value.trim();
+    if (!upload && !path) throw new Error("Name a video on the server or choose one to upload");
+    let job;
+    if (upload) {
+      const form = new FormData();
+      form.append("video", upload);
+      form.append("files", JSON.stringify(files));
+      if (cameraSelect.value) form.append("camera", cameraSelect.value);
+      stateLine.textContent = "uploading";
+      job = await api("/api/v1/backtests/upload", { method: "POST", body: form });
+    } else {
+      job = await api("/api/v1/backtests", { method: "POST", body: { path, camera: cameraSelect.value || null, files } });
+    }
     await follow(job.id);
     render(job.id, await api(`/api/v1/backtests/${job.id}/result`));
     stateLine.textContent = "done";
