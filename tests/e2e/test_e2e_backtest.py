@@ -78,22 +78,34 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         storage.close()
 
 
-def test_an_unsaved_zone_edit_shows_the_incidents_it_would_remove(
-    site: dict[str, Any], tmp_path: Path
-) -> None:
+def _operator_page(site: dict[str, Any], path: str) -> Any:
+    """A page of the dashboard, signed in as an operator."""
     page = site["browser"].new_context(viewport={"width": 1440, "height": 900}).new_page()
     page.set_default_timeout(20_000)
-    page.goto(f"{site['base']}/rules")
+    page.goto(f"{site['base']}/{path}")
     page.fill("input[name=username]", "operator")
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url("**/rules")
+    page.wait_for_url(f"**/{path}")
+    return page
+
+
+def _edited_rules_page(site: dict[str, Any]) -> Any:
+    """The Rules page with the drop zone moved to the front of the yard in the editor, unsaved."""
+    page = _operator_page(site, "rules")
     page.wait_for_function("() => document.querySelector('#editor').value.includes('drop_zone')")
     page.evaluate(
         "([old, new_]) => { const e = document.querySelector('#editor');"
         " e.value = e.value.replace(old, new_); }",
         [DROP_ZONE, FRONT_ONLY],
     )
+    return page
+
+
+def test_an_unsaved_zone_edit_shows_the_incidents_it_would_remove(
+    site: dict[str, Any], tmp_path: Path
+) -> None:
+    page = _edited_rules_page(site)
     page.click("#test-change")
     page.fill("#bt-path", str(asset(CLIP)))
     page.click("#bt-run")
@@ -115,13 +127,7 @@ def test_an_unsaved_zone_edit_shows_the_incidents_it_would_remove(
 def test_a_zone_dragged_but_not_saved_is_tested_from_the_zones_page(
     site: dict[str, Any],
 ) -> None:
-    page = site["browser"].new_context(viewport={"width": 1440, "height": 900}).new_page()
-    page.set_default_timeout(20_000)
-    page.goto(f"{site['base']}/zones")
-    page.fill("input[name=username]", "operator")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/zones")
+    page = _operator_page(site, "zones")
     page.locator("#geom-list li[data-id=drop_zone]").click()
     page.wait_for_function("() => document.querySelector('#canvas').dataset.points === '4'")
     box = page.locator("#canvas").bounding_box()
@@ -145,19 +151,7 @@ def test_a_zone_dragged_but_not_saved_is_tested_from_the_zones_page(
 
 
 def test_an_uploaded_video_is_tested_too(site: dict[str, Any]) -> None:
-    page = site["browser"].new_context(viewport={"width": 1440, "height": 900}).new_page()
-    page.set_default_timeout(20_000)
-    page.goto(f"{site['base']}/rules")
-    page.fill("input[name=username]", "operator")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/rules")
-    page.wait_for_function("() => document.querySelector('#editor').value.includes('drop_zone')")
-    page.evaluate(
-        "([old, new_]) => { const e = document.querySelector('#editor');"
-        " e.value = e.value.replace(old, new_); }",
-        [DROP_ZONE, FRONT_ONLY],
-    )
+    page = _edited_rules_page(site)
     page.click("#test-change")
     page.set_input_files("#bt-file", str(asset(CLIP)))
     page.click("#bt-run")

@@ -22,21 +22,33 @@ if TYPE_CHECKING:
 
     from safewatch.footage.audit import AuditReport, VideoResult
 
-__all__ = ["incident_record", "incomplete_videos", "print_summary", "write_incidents_json"]
+__all__ = [
+    "incident_fields",
+    "incident_record",
+    "incomplete_videos",
+    "iso_time",
+    "print_summary",
+    "write_incidents_json",
+]
 
 
-def _iso(seconds: float | None) -> str | None:
+def iso_time(seconds: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC with milliseconds (``None`` stays ``None``)."""
     if seconds is None:
         return None
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
 
 
-def incident_record(incident: Incident, result: VideoResult) -> dict[str, Any]:
-    """One incident as JSON: wall times, and offsets into the video for review."""
-    origin = result.stats.origin
+def incident_fields(incident: Incident, origin: float, evidence: str) -> dict[str, Any]:
+    """One incident as JSON: wall times, offsets into its video, and its evidence files.
+
+    Args:
+        incident: The incident.
+        origin: Wall-clock time of the video's media time zero (offsets count from it).
+        evidence: Folder of its evidence, relative to the report (stills and clips under it).
+    """
     return {
         "id": incident.id,
-        "video": str(result.video),
         "camera": incident.camera_id,
         "rule": incident.rule_id,
         "kind": incident.rule_kind,
@@ -44,14 +56,22 @@ def incident_record(incident: Incident, result: VideoResult) -> dict[str, Any]:
         "track_ids": list(incident.track_ids),
         "zone": incident.zone_id,
         "message": incident.message,
-        "started_at": _iso(incident.started_at),
-        "ended_at": _iso(incident.ended_at),
+        "started_at": iso_time(incident.started_at),
+        "ended_at": iso_time(incident.ended_at),
         "start_offset_s": round(incident.started_at - origin, 3),
         "end_offset_s": None if incident.ended_at is None else round(incident.ended_at - origin, 3),
         "duration_s": None if incident.duration is None else round(incident.duration, 3),
         "peak_confidence": round(incident.peak_confidence, 4),
-        "still": None if incident.snapshot is None else f"evidence/{incident.snapshot}",
-        "clip": None if incident.clip is None else f"evidence/{incident.clip}",
+        "still": None if incident.snapshot is None else f"{evidence}/{incident.snapshot}",
+        "clip": None if incident.clip is None else f"{evidence}/{incident.clip}",
+    }
+
+
+def incident_record(incident: Incident, result: VideoResult) -> dict[str, Any]:
+    """One incident of an audit as ``incidents.json`` lists it (its video first)."""
+    return {
+        "video": str(result.video),
+        **incident_fields(incident, result.stats.origin, "evidence"),
     }
 
 
@@ -66,7 +86,7 @@ def write_incidents_json(report: AuditReport, site: LoadedSite, rules: RuleSet) 
             "clock": r.clock,
             "coverage": None if r.coverage is None else round(r.coverage, 4),
             "undecodable_packets": r.bad_packets,
-            "started_at": _iso(r.stats.origin),
+            "started_at": iso_time(r.stats.origin),
             "analysis_fps": round(r.stats.fps, 2),
             "tracks": {label: len(ids) for label, ids in sorted(r.stats.tracks.items())},
             "incidents": len(r.incidents),

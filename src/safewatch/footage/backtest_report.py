@@ -20,34 +20,15 @@ from rich.table import Table
 
 from safewatch import __version__
 from safewatch.domain import Incident
+from safewatch.footage.audit_report import incident_fields, iso_time
 from safewatch.footage.backtest import BacktestRun
 from safewatch.footage.backtest_diff import DiffKind, compare, score
 
 __all__ = ["build_document", "print_table", "write_outputs"]
 
 
-def _iso(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
-
-
 def _record(incident: Incident, folder: str, origin: float) -> dict[str, Any]:
-    return {
-        "id": incident.id,
-        "rule": incident.rule_id,
-        "kind": incident.rule_kind,
-        "severity": str(incident.severity),
-        "track_ids": list(incident.track_ids),
-        "zone": incident.zone_id,
-        "message": incident.message,
-        "started_at": _iso(incident.started_at),
-        "ended_at": _iso(incident.ended_at),
-        "start_offset_s": round(incident.started_at - origin, 3),
-        "end_offset_s": None if incident.ended_at is None else round(incident.ended_at - origin, 3),
-        "duration_s": None if incident.duration is None else round(incident.duration, 3),
-        "still": None if incident.snapshot is None else f"{folder}/evidence/{incident.snapshot}",
-    }
+    return incident_fields(incident, origin, f"{folder}/evidence")
 
 
 def _reviewed_record(incident: Incident) -> dict[str, Any]:
@@ -55,8 +36,8 @@ def _reviewed_record(incident: Incident) -> dict[str, Any]:
         "id": incident.id,
         "rule": incident.rule_id,
         "status": str(incident.status),
-        "started_at": _iso(incident.started_at),
-        "ended_at": _iso(incident.ended_at),
+        "started_at": iso_time(incident.started_at),
+        "ended_at": iso_time(incident.ended_at),
     }
 
 
@@ -87,8 +68,8 @@ def build_document(
             {
                 "path": str(video),
                 "frames_analysed": run.frames[video],
-                "from": _iso(start),
-                "to": _iso(end),
+                "from": iso_time(start),
+                "to": iso_time(end),
                 "detections": "cache" if run.cached[video] else "detector",
                 "detect_seconds": round(run.detect_seconds[video], 3),
                 "seconds": round(run.elapsed[video], 3),
