@@ -1,9 +1,12 @@
-"""The example site with its models read straight from the shared assets, and rule edits, for the
-backtest tests (CLI and API)."""
+"""What the CLI tests of archived footage share: running the CLI, the example site with its models
+read straight from the shared assets, and rule edits (audit and backtest, CLI and API)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -12,6 +15,22 @@ from assets import ASSETS, asset
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_RULES = ROOT / "examples" / "rules"
 CLIP = "video/construction_cctv_640x352_24s.mp4"
+
+
+def safewatch(
+    *args: str | Path, cwd: Path | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a fresh interpreter, as the console script does (wide, uncoloured)."""
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "safewatch", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or ROOT,
+        env=env,
+        check=False,
+    )
 
 
 def write_site(folder: Path, extra: str = "") -> Path:

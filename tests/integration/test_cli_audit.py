@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import av
 import cv2
 import pytest
+from backtest_support import safewatch
 
 from assets import asset
 
@@ -20,20 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_SITE = ROOT / "examples" / "site.yaml"
 EXAMPLE_RULES = ROOT / "examples" / "rules"
 CLIP = "video/construction_cctv_640x352_24s.mp4"
-
-
-def safewatch(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in a fresh interpreter, as the console script does."""
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "safewatch", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=cwd or ROOT,
-        env=env,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

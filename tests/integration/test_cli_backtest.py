@@ -11,9 +11,7 @@ instead of at 8.4 s (one incident *changed*, the others unchanged).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from backtest_support import (
     GRACE,
     NO_GRACE,
     proposal,
+    safewatch,
     write_site,
 )
 
@@ -34,20 +33,6 @@ from assets import asset
 ROOT = Path(__file__).resolve().parents[2]
 
 START = "2017-02-22T13:07:16"
-
-
-def safewatch(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in a fresh interpreter, as the console script does."""
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "safewatch", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=cwd or ROOT,
-        env=env,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
