@@ -102,7 +102,18 @@ def test_serve_is_loud_when_the_rule_files_lose_every_rule(tmp_path: Path) -> No
         )
         assert metric(base, "safewatch_camera_enabled_rules", camera="yard") == 0
         assert metric(base, "safewatch_rules_dropped_total") == 1
-        status = httpx.get(f"{base}/api/v1/rules/status", headers=auth(), timeout=5).json()
+        # The API process holds the rule state the server last pushed (each round of its
+        # sender): it catches up with /readyz, which asks the server, within a moment.
+        status = wait_for(
+            lambda: (
+                (s := httpx.get(f"{base}/api/v1/rules/status", headers=auth(), timeout=5).json())[
+                    "warnings"
+                ]
+                and s
+            ),
+            30,
+            "the rule warnings in the API process",
+        )
         assert status["warnings"] == [
             "generation 2 dropped 1 rule(s) that were in force: anyone-in-view-yard",
             "no enabled rule runs on camera(s) yard: nothing is watched there",

@@ -20,7 +20,6 @@ ends at its camera's last frame, incidents are closed and clips finished before 
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
@@ -31,9 +30,6 @@ from typing import Literal
 
 import cv2
 import numpy as np
-import psutil
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from safewatch.alerts.service import AlertService, start_alerts
 from safewatch.api import ApiSettings, create_app
@@ -64,19 +60,16 @@ from safewatch.runtime.api_messages import RulesPush
 from safewatch.runtime.camera_worker import WorkerSpec
 from safewatch.runtime.evaluation import RulesWorker
 from safewatch.runtime.health import (
-    CameraReadiness,
     ComponentHealth,
     Liveness,
     Readiness,
-    SlowAnalysis,
-    camera_readiness,
-    overall,
 )
 from safewatch.runtime.http_server import HttpServer, bind_listener
 from safewatch.runtime.inference import InferenceWorker
 from safewatch.runtime.mailbox import FrameMailbox
-from safewatch.runtime.metrics import CameraStatus, RuntimeMetrics, RuntimeSnapshot
+from safewatch.runtime.metrics import RuntimeMetrics, RuntimeSnapshot
 from safewatch.runtime.rings import RingCache
+from safewatch.runtime.status import RuntimeParts, RuntimeStatus
 from safewatch.runtime.supervisor import ReloadPlan, Supervisor
 from safewatch.track import CameraTracker
 
@@ -84,10 +77,6 @@ __all__ = ["ApiMode", "RuntimeService", "ServeOptions", "StopReport", "worker_sp
 
 log = logging.getLogger(__name__)
 
-HUNG_AFTER = 60.0
-"""Seconds a core thread may go without looping before ``/healthz`` says the process is hung."""
-
-_DB_CHECK_INTERVAL = 1.0
 _ALERT_DRAIN = 5.0
 """Seconds a graceful stop keeps sending due alerts (the rest stay queued for the next start)."""
 _IO_TIMEOUT = 5.0
@@ -228,17 +217,19 @@ class RuntimeService:
         self._http: HttpServer | None = None
         self._api: ApiLink | None = None
         self._listener: socket.socket | None = None
-        self._started = time.monotonic()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._keeper: threading.Thread | None = None
         self._site_stamp = self._stamp()
-        self._site_health = ComponentHealth(ok=True, message=f"loaded {site.path}")
-        self._db_health = ComponentHealth(ok=False, message="not checked yet")
-        watchdog = site.config.runtime.watchdog
-        self._slow = SlowAnalysis(watchdog.slow_ratio, watchdog.slow_seconds)
-        self._db_checked = 0.0
-        self._db_lock = threading.Lock()
+        # counters, /healthz, /readyz and /metrics read the parts start() attaches
+        self.status = RuntimeStatus(
+            self._mailbox,
+            self.runtime_metrics,
+            self._mode,
+            site.config.runtime.watchdog,
+            self._stopping,
+        )
+        self.status.site_health = ComponentHealth(ok=True, message=f"loaded {site.path}")
         self._reload_lock = threading.Lock()
 
     # -- start -------------------------------------------------------------------------------
@@ -331,7 +322,10 @@ class RuntimeService:
                 config.runtime.motion,
                 self.runtime_metrics,
             )
-            self.runtime_metrics.watch(self.snapshot)
+            self.status.parts = RuntimeParts(
+                self._supervisor, self._inference, self._rules, holder, storage
+            )
+            self.runtime_metrics.watch(self.status.snapshot)
             if self._options.http:
                 http = config.runtime.http
                 host = self._options.host or http.host
@@ -444,7 +438,7 @@ class RuntimeService:
                 rebuilt = self._detectors.update(_models_to_load(new))
             except SafewatchError as error:
                 message = error.format() if isinstance(error, ConfigError) else str(error)
-                self._site_health = ComponentHealth(
+                self.status.site_health = ComponentHealth(
                     ok=False, message=f"site file refused, previous one runs: {message}"
                 )
                 log.error("site reload refused: %s", message)
@@ -468,7 +462,7 @@ class RuntimeService:
             plan = self.supervisor.apply(
                 worker_specs(new, self._decode_log_level()), restart=restart
             )
-            self._site_health = ComponentHealth(
+            self.status.site_health = ComponentHealth(
                 ok=True,
                 message=f"reloaded {new.path}: added {list(plan.added)}, removed "
                 f"{list(plan.removed)}, changed {list(plan.changed)}; models rebuilt {rebuilt}",
@@ -483,109 +477,20 @@ class RuntimeService:
     # -- status ------------------------------------------------------------------------------
 
     def snapshot(self) -> RuntimeSnapshot:
-        """Counters and times of every camera, and server-wide figures."""
-        statuses = self._supervisor.statuses() if self._supervisor is not None else []
-        inference = self._inference.counters() if self._inference is not None else {}
-        evaluated = self._rules.counters() if self._rules is not None else {}
-        mailbox_drops = self._mailbox.dropped()
-        cameras: list[CameraStatus] = []
-        for status in statuses:
-            key = status.camera_id
-            inf = inference.get(key)
-            ev = evaluated.get(key)
-            cameras.append(
-                CameraStatus(
-                    camera_id=key,
-                    name=status.name,
-                    worker_state=str(status.state),
-                    source_state=status.source_state,
-                    message=status.message,
-                    pid=status.pid if self._mode == "process" else None,
-                    incarnation=status.incarnation,
-                    restarts=status.restarts,
-                    fps_target=status.fps_target,
-                    decoded=status.stats.decoded,
-                    sampled=status.stats.sampled,
-                    reconnects=status.stats.reconnects,
-                    bad_packets=status.stats.bad_packets,
-                    source_dropped=status.stats.dropped,
-                    mailbox_dropped=mailbox_drops.get(key, 0),
-                    torn_dropped=inf.torn if inf else 0,
-                    stale_dropped=inf.stale if inf else 0,
-                    inferred=inf.inferred if inf else 0,
-                    motion_skipped=inf.motion_skipped if inf else 0,
-                    analysed=ev.analysed if ev else 0,
-                    decode_fps=status.decode_fps,
-                    analysed_fps=ev.analysed_fps if ev else 0.0,
-                    last_decoded_at=status.last_frame_at,
-                    last_inferred_at=inf.last_inferred_at if inf else None,
-                    last_evaluated_at=ev.last_evaluated_at if ev else None,
-                    memory_bytes=status.memory_bytes,
-                )
-            )
-        return RuntimeSnapshot(
-            cameras=cameras,
-            mailbox_depth=self._mailbox.depth(),
-            results_depth=self._rules.depth() if self._rules is not None else 0,
-            server_memory_bytes=psutil.Process(os.getpid()).memory_info().rss,
-            now=time.time(),
-        )
+        """Counters and times of every camera (:class:`~safewatch.runtime.status.RuntimeStatus`)."""
+        return self.status.snapshot()
 
     def liveness(self) -> Liveness:
-        """``alive`` unless a core thread is dead or hung (see :mod:`safewatch.runtime.health`)."""
-        problems: list[str] = []
-        now = time.monotonic()
-        for name, worker in (("inference", self._inference), ("rules", self._rules)):
-            if worker is None:
-                continue
-            if not worker.alive() and not self._stopping.is_set():
-                problems.append(f"{name} thread is not running")
-            elif now - worker.heartbeat > HUNG_AFTER:
-                problems.append(f"{name} thread has not looped for {now - worker.heartbeat:.0f} s")
-        self.runtime_metrics.inference_alive.set(0 if problems else 1)
-        return Liveness(
-            status="hung" if problems else "alive",
-            uptime_seconds=round(now - self._started, 1),
-            problems=problems,
-        )
+        """``/healthz`` (see :class:`~safewatch.runtime.status.RuntimeStatus`)."""
+        return self.status.liveness()
 
     def readiness(self) -> Readiness:
-        """Database, core threads, site reload status and every camera."""
-        snap = self.snapshot()
-        unwatched = set(self._holder.status.unwatched) if self._holder is not None else set()
-        cameras: dict[str, CameraReadiness] = {
-            status.camera_id: camera_readiness(
-                status, snap.now, self._slow, unwatched=status.camera_id in unwatched
-            )
-            for status in snap.cameras
-        }
-        database = self._database_health()
-        mono = time.monotonic()
-        inference = self._thread_health(self._inference, mono)
-        rules = self._thread_health(self._rules, mono)
-        if self._holder is not None:
-            status = self._holder.status
-            rules = ComponentHealth(
-                ok=rules.ok,
-                message="; ".join(
-                    (f"rule generation {status.generation}: {status.message}", *status.warnings)
-                ),
-                seconds_since_heartbeat=rules.seconds_since_heartbeat,
-            )
-        state = overall(cameras, (database, inference, rules), stopping=self._stopping.is_set())
-        return Readiness(
-            status=state,
-            database=database,
-            inference=inference,
-            rules=rules,
-            site=self._site_health,
-            cameras=cameras,
-        )
+        """``/readyz`` (see :class:`~safewatch.runtime.status.RuntimeStatus`)."""
+        return self.status.readiness()
 
     def metrics(self) -> bytes:
         """Prometheus exposition text."""
-        self.liveness()  # refreshes the inference-up gauge
-        return self.runtime_metrics.render()
+        return self.status.metrics()
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -723,41 +628,6 @@ class RuntimeService:
     def _decode_log_level(self) -> int:
         return logging.getLogger("safewatch").getEffectiveLevel()
 
-    def _thread_health(
-        self, worker: InferenceWorker | RulesWorker | None, now: float
-    ) -> ComponentHealth:
-        if worker is None:
-            return ComponentHealth(ok=False, message="not started")
-        age = round(now - worker.heartbeat, 3)
-        if not worker.alive():
-            return ComponentHealth(
-                ok=False, message="thread not running", seconds_since_heartbeat=age
-            )
-        if age > HUNG_AFTER:
-            return ComponentHealth(ok=False, message="thread hung", seconds_since_heartbeat=age)
-        return ComponentHealth(ok=True, message="running", seconds_since_heartbeat=age)
-
-    def _database_health(self) -> ComponentHealth:
-        with self._db_lock:
-            now = time.monotonic()
-            if now - self._db_checked < _DB_CHECK_INTERVAL:
-                return self._db_health
-            self._db_checked = now
-            storage = self._storage
-            if storage is None:
-                self._db_health = ComponentHealth(ok=False, message="not opened")
-                return self._db_health
-            shown = storage.engine.url.render_as_string(hide_password=True)
-            try:
-                with storage.engine.connect() as connection:
-                    connection.execute(text("SELECT 1"))
-            except SQLAlchemyError as error:
-                reason = getattr(error, "orig", None) or error
-                self._db_health = ComponentHealth(ok=False, message=f"{shown}: {reason}")
-            else:
-                self._db_health = ComponentHealth(ok=True, message=f"{shown} reachable")
-            return self._db_health
-
     def _stamp(self) -> tuple[int, int] | None:
         try:
             stat = self._site.path.stat()
@@ -769,8 +639,7 @@ class RuntimeService:
         """Restart a dead core thread; apply edits of the site file."""
         poll = self._options.site_poll_seconds
         while not self._stopping.wait(poll):
-            snap = self.snapshot()
-            self._slow.observe(snap.cameras, snap.now)  # /readyz: analysis behind for long
+            self.status.observe()  # /readyz: analysis behind for long
             for name, worker in (("inference", self._inference), ("rules", self._rules)):
                 if worker is not None and not worker.alive() and not self._stopping.is_set():
                     log.error("%s thread died; restarting it", name)

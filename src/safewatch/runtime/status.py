@@ -1,0 +1,226 @@
+"""What the running server says about itself: counters, ``/healthz``, ``/readyz``, ``/metrics``.
+
+Split out of :class:`~safewatch.runtime.service.RuntimeService`, which wires and runs the parts;
+this object only reads them. The service attaches each part once it has started it (the camera
+supervisor, the inference and rules threads, the rule holder, the database), so the answers are
+meaningful from the first request on: a part not started yet is reported as such.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import psutil
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from safewatch.api.health import CameraReadiness, ComponentHealth, Liveness, Readiness
+from safewatch.config.runtime import DecodeMode, WatchdogConfig
+from safewatch.incidents.site_storage import SiteStorage
+from safewatch.rules.reload import RuleSetHolder
+from safewatch.runtime.evaluation import RulesWorker
+from safewatch.runtime.health import SlowAnalysis, camera_readiness, overall
+from safewatch.runtime.inference import InferenceWorker
+from safewatch.runtime.mailbox import FrameMailbox
+from safewatch.runtime.metrics import CameraStatus, RuntimeMetrics, RuntimeSnapshot
+from safewatch.runtime.supervisor import Supervisor
+
+__all__ = ["HUNG_AFTER", "RuntimeParts", "RuntimeStatus"]
+
+HUNG_AFTER = 60.0
+"""Seconds a core thread may go without looping before ``/healthz`` says the process is hung."""
+
+_DB_CHECK_INTERVAL = 1.0
+"""Seconds a database check is reused (``/readyz`` may be polled many times a second)."""
+
+
+@dataclass
+class RuntimeParts:
+    """The running parts the status reads; ``None`` until the service started each."""
+
+    supervisor: Supervisor | None = None
+    inference: InferenceWorker | None = None
+    rules: RulesWorker | None = None
+    holder: RuleSetHolder | None = None
+    storage: SiteStorage | None = None
+
+
+class RuntimeStatus:
+    """Counters and health of one running site.
+
+    Args:
+        mailbox: The frame mailbox (drops and depth).
+        metrics: The Prometheus metrics to render (and the gauges refreshed here).
+        mode: How decode workers run (a process id is shown only for processes).
+        watchdog: Slow-analysis settings for ``/readyz``.
+        stopping: Set while the server stops (``/readyz`` says ``stopping``).
+    """
+
+    def __init__(
+        self,
+        mailbox: FrameMailbox,
+        metrics: RuntimeMetrics,
+        mode: DecodeMode,
+        watchdog: WatchdogConfig,
+        stopping: threading.Event,
+    ) -> None:
+        self.parts = RuntimeParts()
+        self.site_health = ComponentHealth(ok=True, message="not loaded yet")
+        self._mailbox = mailbox
+        self._metrics = metrics
+        self._mode = mode
+        self._stopping = stopping
+        self._started = time.monotonic()
+        self._slow = SlowAnalysis(watchdog.slow_ratio, watchdog.slow_seconds)
+        self._db_health = ComponentHealth(ok=False, message="not checked yet")
+        self._db_checked = 0.0
+        self._db_lock = threading.Lock()
+
+    def snapshot(self) -> RuntimeSnapshot:
+        """Counters and times of every camera, and server-wide figures."""
+        parts = self.parts
+        statuses = parts.supervisor.statuses() if parts.supervisor is not None else []
+        inference = parts.inference.counters() if parts.inference is not None else {}
+        evaluated = parts.rules.counters() if parts.rules is not None else {}
+        mailbox_drops = self._mailbox.dropped()
+        cameras: list[CameraStatus] = []
+        for status in statuses:
+            key = status.camera_id
+            inf = inference.get(key)
+            ev = evaluated.get(key)
+            cameras.append(
+                CameraStatus(
+                    camera_id=key,
+                    name=status.name,
+                    worker_state=str(status.state),
+                    source_state=status.source_state,
+                    message=status.message,
+                    pid=status.pid if self._mode == "process" else None,
+                    incarnation=status.incarnation,
+                    restarts=status.restarts,
+                    fps_target=status.fps_target,
+                    decoded=status.stats.decoded,
+                    sampled=status.stats.sampled,
+                    reconnects=status.stats.reconnects,
+                    bad_packets=status.stats.bad_packets,
+                    source_dropped=status.stats.dropped,
+                    mailbox_dropped=mailbox_drops.get(key, 0),
+                    torn_dropped=inf.torn if inf else 0,
+                    stale_dropped=inf.stale if inf else 0,
+                    inferred=inf.inferred if inf else 0,
+                    motion_skipped=inf.motion_skipped if inf else 0,
+                    analysed=ev.analysed if ev else 0,
+                    decode_fps=status.decode_fps,
+                    analysed_fps=ev.analysed_fps if ev else 0.0,
+                    last_decoded_at=status.last_frame_at,
+                    last_inferred_at=inf.last_inferred_at if inf else None,
+                    last_evaluated_at=ev.last_evaluated_at if ev else None,
+                    memory_bytes=status.memory_bytes,
+                )
+            )
+        return RuntimeSnapshot(
+            cameras=cameras,
+            mailbox_depth=self._mailbox.depth(),
+            results_depth=parts.rules.depth() if parts.rules is not None else 0,
+            server_memory_bytes=psutil.Process(os.getpid()).memory_info().rss,
+            now=time.time(),
+        )
+
+    def observe(self) -> None:
+        """Take a snapshot for the slow-analysis window (the service calls this every second)."""
+        snap = self.snapshot()
+        self._slow.observe(snap.cameras, snap.now)
+
+    def liveness(self) -> Liveness:
+        """``alive`` unless a core thread is dead or hung (see :mod:`safewatch.runtime.health`)."""
+        problems: list[str] = []
+        now = time.monotonic()
+        for name, worker in (("inference", self.parts.inference), ("rules", self.parts.rules)):
+            if worker is None:
+                continue
+            if not worker.alive() and not self._stopping.is_set():
+                problems.append(f"{name} thread is not running")
+            elif now - worker.heartbeat > HUNG_AFTER:
+                problems.append(f"{name} thread has not looped for {now - worker.heartbeat:.0f} s")
+        self._metrics.inference_alive.set(0 if problems else 1)
+        return Liveness(
+            status="hung" if problems else "alive",
+            uptime_seconds=round(now - self._started, 1),
+            problems=problems,
+        )
+
+    def readiness(self) -> Readiness:
+        """Database, core threads, site reload status and every camera."""
+        snap = self.snapshot()
+        holder = self.parts.holder
+        unwatched = set(holder.status.unwatched) if holder is not None else set()
+        cameras: dict[str, CameraReadiness] = {
+            status.camera_id: camera_readiness(
+                status, snap.now, self._slow, unwatched=status.camera_id in unwatched
+            )
+            for status in snap.cameras
+        }
+        database = self._database_health()
+        mono = time.monotonic()
+        inference = self._thread_health(self.parts.inference, mono)
+        rules = self._thread_health(self.parts.rules, mono)
+        if holder is not None:
+            status = holder.status
+            rules = ComponentHealth(
+                ok=rules.ok,
+                message="; ".join(
+                    (f"rule generation {status.generation}: {status.message}", *status.warnings)
+                ),
+                seconds_since_heartbeat=rules.seconds_since_heartbeat,
+            )
+        state = overall(cameras, (database, inference, rules), stopping=self._stopping.is_set())
+        return Readiness(
+            status=state,
+            database=database,
+            inference=inference,
+            rules=rules,
+            site=self.site_health,
+            cameras=cameras,
+        )
+
+    def metrics(self) -> bytes:
+        """Prometheus exposition text."""
+        self.liveness()  # refreshes the inference-up gauge
+        return self._metrics.render()
+
+    @staticmethod
+    def _thread_health(worker: InferenceWorker | RulesWorker | None, now: float) -> ComponentHealth:
+        if worker is None:
+            return ComponentHealth(ok=False, message="not started")
+        age = round(now - worker.heartbeat, 3)
+        if not worker.alive():
+            return ComponentHealth(
+                ok=False, message="thread not running", seconds_since_heartbeat=age
+            )
+        if age > HUNG_AFTER:
+            return ComponentHealth(ok=False, message="thread hung", seconds_since_heartbeat=age)
+        return ComponentHealth(ok=True, message="running", seconds_since_heartbeat=age)
+
+    def _database_health(self) -> ComponentHealth:
+        with self._db_lock:
+            now = time.monotonic()
+            if now - self._db_checked < _DB_CHECK_INTERVAL:
+                return self._db_health
+            self._db_checked = now
+            storage = self.parts.storage
+            if storage is None:
+                self._db_health = ComponentHealth(ok=False, message="not opened")
+                return self._db_health
+            shown = storage.engine.url.render_as_string(hide_password=True)
+            try:
+                with storage.engine.connect() as connection:
+                    connection.execute(text("SELECT 1"))
+            except SQLAlchemyError as error:
+                reason = getattr(error, "orig", None) or error
+                self._db_health = ComponentHealth(ok=False, message=f"{shown}: {reason}")
+            else:
+                self._db_health = ComponentHealth(ok=True, message=f"{shown} reachable")
+            return self._db_health
