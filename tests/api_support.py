@@ -183,3 +183,34 @@ def wait_until(condition: Any, timeout: float = 10.0, step: float = 0.05) -> Any
             return value
         time.sleep(step)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+@contextmanager
+def served_app(dashboard: Dashboard) -> Iterator[str]:
+    """The app around ``dashboard`` served by uvicorn on a free loopback port in this process
+    (for browser tests); yields its base URL and stops the server afterwards."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(
+        uvicorn.Config(
+            make_app(dashboard),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=1,
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, timeout=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

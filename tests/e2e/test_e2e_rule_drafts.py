@@ -8,18 +8,14 @@ process (no cameras run: the panel needs none).
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 import yaml
 
-from api_support import PASSWORD, add_users, make_app, write_site
+from api_support import PASSWORD, add_users, served_app, write_site
 from llm_replay import Recorded, chat_completion, replay
 from safewatch.api.dashboard import Dashboard
 from safewatch.config.loader import load_site
@@ -43,12 +39,6 @@ rules:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     if not CHROMIUM.exists():
@@ -64,34 +54,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         storage = open_site_storage(loaded)
         dashboard = Dashboard.create(lambda: loaded, folder / "rules", storage)
         add_users(dashboard)
-        port = _free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(
-                make_app(dashboard),
-                host="127.0.0.1",
-                port=port,
-                log_level="warning",
-                timeout_graceful_shutdown=1,
-            )
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
         try:
-            with sync_playwright() as playwright:
+            with served_app(dashboard) as base, sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-                yield {
-                    "base": f"http://127.0.0.1:{port}",
-                    "browser": browser,
-                    "dashboard": dashboard,
-                    "folder": folder,
-                }
+                yield {"base": base, "browser": browser, "dashboard": dashboard, "folder": folder}
                 browser.close()
         finally:
-            server.should_exit = True
-            thread.join(timeout=10)
             storage.close()
 
 
