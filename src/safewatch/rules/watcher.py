@@ -13,6 +13,11 @@ half-written or invalid file is refused with every ``file:line`` error logged, c
 ``safewatch_rule_reloads_total{result="error"}`` and kept in the holder's status; the last good
 set keeps running. When the writer finishes, its last write triggers another reload.
 
+A rule file that had content at the last reload and is now empty is a writer caught between
+truncating and writing (shell redirection, in-place saves): an empty file is valid YAML, so loading
+it would silently apply a set without that file's rules. The reload waits until the file has content
+again or has stayed empty for ``max_wait`` (a deliberate emptying still applies, just later).
+
 Protection never disappears silently: an applied set that drops rules in force (removed or
 disabled) is logged at WARNING with their ids and counted in ``safewatch_rules_dropped_total``;
 an enabled camera that no enabled rule runs on is logged at WARNING (once, until that changes),
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -111,6 +117,8 @@ class RuleWatcher:
         self._thread: threading.Thread | None = None
         self._single_file = False
         self._unwatched_told: tuple[str, ...] = ()
+        self._sizes: dict[str, int] = {}
+        self._deferred_since: float | None = None
 
     @property
     def running(self) -> bool:
@@ -124,6 +132,7 @@ class RuleWatcher:
             The holder's status afterwards. Never raises for bad files: they are a status.
         """
         with self._reload_lock:
+            self._sizes = self._file_sizes()
             try:
                 rules = load_rules(self.path, self._site, environ=self._environ)
             except SafewatchError as exc:
@@ -207,6 +216,45 @@ class RuleWatcher:
     ) -> None:
         self.stop()
 
+    def _file_sizes(self) -> dict[str, int]:
+        """Sizes of the rule files now (the ones ``load_rules`` reads)."""
+        if self._single_file or not self.path.is_dir():
+            candidates = [self.path]
+        else:
+            candidates = [p for p in self.path.iterdir() if p.name.endswith(_SUFFIXES)]
+        sizes: dict[str, int] = {}
+        for candidate in candidates:
+            try:
+                sizes[candidate.name] = candidate.stat().st_size
+            except OSError:
+                continue  # gone meanwhile: load_rules reports what it finds
+        return sizes
+
+    def _emptied(self) -> list[str]:
+        """Rule files that had content at the last reload and are empty now."""
+        now = self._file_sizes()
+        return sorted(n for n, size in now.items() if size == 0 and self._sizes.get(n, 0) > 0)
+
+    def _settled(self) -> bool:
+        """Whether a reload may run now, or an emptied file asks to wait for its writer."""
+        emptied = self._emptied()
+        if not emptied:
+            self._deferred_since = None
+            return True
+        now = time.monotonic()
+        if self._deferred_since is None:
+            self._deferred_since = now
+            log.debug("rule files emptied, waiting for their writer: %s", emptied)
+        if now - self._deferred_since >= self._max_wait_ms / 1e3:
+            log.info(
+                "rule files stayed empty for %.1f s, reloading: %s",
+                now - self._deferred_since,
+                emptied,
+            )
+            self._deferred_since = None
+            return True
+        return False
+
     def _relevant(self, change: Change, path: str) -> bool:
         del change
         name = Path(path).name
@@ -246,9 +294,11 @@ class RuleWatcher:
                 first = False
                 self.reload()
                 self._ready.set()
-            elif changes:
-                log.debug("rule files changed: %s", sorted(p for _, p in changes))
-                self.reload()
+            elif changes or self._deferred_since is not None:
+                if changes:
+                    log.debug("rule files changed: %s", sorted(p for _, p in changes))
+                if self._settled():
+                    self.reload()
             if not changes and not _same_folder(folder, inode):
                 # Deleted or replaced (e.g. a deploy swapped the folder): the watch on the old
                 # inode sees nothing any more; reload (which reports a missing folder) and watch

@@ -103,6 +103,35 @@ def test_a_burst_of_writes_is_one_reload(folder: Path) -> None:
     assert holder.status.failures == 0
 
 
+def test_a_truncated_file_waits_for_its_writer(folder: Path) -> None:
+    """A writer that truncates a rule file and pauses before writing never applies an empty set."""
+    holder = RuleSetHolder(load_rules(folder))
+    with RuleWatcher(folder, holder, quiet=0.05, max_wait=3.0, heartbeat=0.05):
+        attempts = holder.status.attempts
+        with (folder / "20-rules.yaml").open("w") as out:
+            out.flush()
+            time.sleep(0.6)  # 12 quiet periods with the file empty: it must not be loaded
+            assert holder.current().number == 1
+            assert holder.status.attempts == attempts
+            out.write(rules_file("blue"))
+        (folder / "10-zones.yaml").write_text(zones_file("blue"))
+        wait_for(lambda: holder.current().number == 2)
+    assert [r.id for r in holder.current().rules.rules] == ["keep-out", "a-blue", "b-blue"]
+
+
+def test_a_file_left_empty_applies_after_the_wait(folder: Path) -> None:
+    """Emptying a file on purpose still takes effect, once it has stayed empty for max_wait."""
+    holder = RuleSetHolder(load_rules(folder))
+    with RuleWatcher(folder, holder, quiet=0.05, max_wait=0.5, heartbeat=0.05):
+        emptied = time.monotonic()
+        (folder / "20-rules.yaml").write_text("")
+        (folder / "10-zones.yaml").write_text("")
+        wait_for(lambda: holder.current().number == 2)
+        assert time.monotonic() - emptied >= 0.5
+    assert [r.id for r in holder.current().rules.rules] == ["keep-out"]
+    assert holder.status.dropped
+
+
 def test_an_invalid_file_keeps_the_last_good_set_and_says_where(
     folder: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
