@@ -6,6 +6,7 @@ SQLite and a local folder by default; PostgreSQL and S3-compatible storage to sc
 from safewatch.storage.alert_tables import AlertOutboxRow
 from safewatch.storage.auth_tables import ApiTokenRow, AuditLogRow, SessionRow, UserRow
 from safewatch.storage.blobs import BlobInfo, BlobStore
+from safewatch.storage.cluster_tables import CameraLeaseRow, ClusterAnalyzerRow, CoverageGapRow
 from safewatch.storage.engine import create_engine_for, resolve_url
 from safewatch.storage.hash_chain import ChainEntry, EntryKind
 from safewatch.storage.incident_queries import Bucket, Dimension, IncidentFilter, Page
@@ -22,9 +23,12 @@ __all__ = [
     "BlobInfo",
     "BlobStore",
     "Bucket",
+    "CameraLeaseRow",
     "ChainEntry",
     "ChainEntryRow",
     "ChainHeadRow",
+    "ClusterAnalyzerRow",
+    "CoverageGapRow",
     "Dimension",
     "EntryKind",
     "IncidentFilter",

@@ -46,9 +46,10 @@ def engine(db_url: str, tmp_path: Path) -> Iterator[Engine]:
 
 def test_history_is_linear_and_ends_at_head() -> None:
     revisions = history()
-    assert [r.id for r in revisions] == ["0007", "0006", "0005", "0004", "0003", "0002", "0001"]
+    ids = [f"{n:04d}" for n in range(8, 0, -1)]
+    assert [r.id for r in revisions] == ids
     assert revisions[0].id == head_revision()
-    assert [r.down for r in revisions] == ["0006", "0005", "0004", "0003", "0002", "0001", None]
+    assert [r.down for r in revisions] == [*ids[1:], None]
     assert all(r.message for r in revisions)
 
 
