@@ -73,6 +73,14 @@ ChangeHook = Callable[[Session, StoredChange], None]
 rows there, so a stored change always has its alerts queued). Whatever it adds to the session
 commits with the change; if it raises, the change is rolled back and the error propagates."""
 
+_PUBLISHED_KINDS = (
+    EntryKind.INCIDENT_OPENED,
+    EntryKind.INCIDENT_UPDATED,
+    EntryKind.INCIDENT_CLOSED,
+    EntryKind.STATUS_CHANGED,
+)
+"""Chain entries that change what a dashboard shows of an incident (and so reach its hooks)."""
+
 _EVENT_KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _RESERVED = {str(kind) for kind in EntryKind}
 
@@ -474,6 +482,48 @@ class IncidentRepository:
             if row is None:
                 raise NotFound("incident", incident_id)
             return _to_domain(row)
+
+    def changes_after(
+        self, after_seq: int, *, limit: int = 1000
+    ) -> tuple[builtins.list[StoredChange], int]:
+        """Incident changes chained after ``after_seq``, oldest first, with the current record.
+
+        The bus's readers back-fill from here when they missed changes (a sequence gap, Redis
+        restarted or trimmed): the chain is the record, the bus only a fast path. The incident is
+        the row as it is now (the chain keeps a digest of each past state, not the state), so a
+        back-filled ``opened`` may already show the incident's later end.
+
+        Returns:
+            The changes (``incident.opened``, ``updated``, ``closed``, ``status``) among the next
+            ``limit`` entries of any kind, and the highest ``seq`` looked at (``after_seq`` when
+            the chain ends there): call again from it until the list comes back short.
+
+        Raises:
+            StorageError: The database cannot be read.
+        """
+        kinds = [str(k) for k in _PUBLISHED_KINDS]
+        query = (
+            select(ChainEntryRow.seq)
+            .where(ChainEntryRow.seq > after_seq)
+            .order_by(ChainEntryRow.seq)
+            .limit(limit)
+        )
+        with self._session("read incident changes") as session:
+            seqs = [int(seq) for seq in session.scalars(query)]
+            if not seqs:
+                return [], after_seq
+            rows = session.execute(
+                select(ChainEntryRow, IncidentRow)
+                .join(IncidentRow, IncidentRow.id == ChainEntryRow.incident_id)
+                .where(ChainEntryRow.seq.between(seqs[0], seqs[-1]))
+                .where(ChainEntryRow.kind.in_(kinds))
+                .order_by(ChainEntryRow.seq)
+            ).all()
+            changes = [
+                StoredChange(_to_domain(row), EntryKind(entry.kind), hash_chain.to_entry(entry))
+                for entry, row in rows
+            ]
+            return changes, seqs[-1]
 
     def timeline(self, incident_id: str) -> builtins.list[ChainEntry]:
         """What happened to the incident, oldest first: its chain entries.
