@@ -97,3 +97,48 @@ def test_serve_records_a_camera_with_a_recording_block(
     segments = list_segments(root, "yard")
     for segment in segments:
         assert frames(segment.path) > 0
+
+
+def test_serve_starts_and_stops_a_recorder_when_the_site_file_changes(
+    rtsp_camera: RtspCamera, tmp_path: Path
+) -> None:
+    from serve_support import readyz, write_site
+
+    from safewatch.config.loader import load_site
+    from safewatch.runtime.service import RuntimeService, ServeOptions
+
+    path = write_site(tmp_path, {"yard": rtsp_camera.url})
+    service = RuntimeService(
+        load_site(path), ServeOptions(rules=tmp_path / "rules", site_poll_seconds=0.2)
+    )
+    service.start()
+    root = tmp_path / "safewatch-data" / "recordings"
+    try:
+        base = service.http_url
+        assert base is not None
+        wait_for(lambda: readyz(base)["cameras"]["yard"]["ready"], 60, "yard streaming")
+        pid = readyz(base)["cameras"]["yard"]["pid"]
+        assert not root.exists() or list_segments(root, "yard") == []
+        site = yaml.safe_load(path.read_text())
+        site["cameras"]["yard"]["recording"] = {"segment_seconds": 1}
+        path.write_text(yaml.safe_dump(site))
+        wait_for(lambda: len(list_segments(root, "yard")) >= 2, 90, "recording after the edit")
+        message = readyz(base)["site"]["message"]
+        assert "recording started ['yard']" in message, message
+        assert readyz(base)["cameras"]["yard"]["pid"] == pid, "the analysis was not restarted"
+
+        del site["cameras"]["yard"]["recording"]
+        path.write_text(yaml.safe_dump(site))
+        wait_for(
+            lambda: "recording started [], stopped ['yard']" in readyz(base)["site"]["message"],
+            30,
+            "the recorder stopped",
+        )
+        assert not list(root.glob("yard/*/*.part.mp4")), "stopping closed the open segment"
+        kept = list_segments(root, "yard")
+        time.sleep(2.5)  # longer than a segment: a recorder still running would add one
+        assert list_segments(root, "yard") == kept
+        for segment in kept:
+            assert frames(segment.path) > 0
+    finally:
+        service.stop()

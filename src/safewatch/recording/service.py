@@ -16,8 +16,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import av
 
@@ -28,7 +29,7 @@ from safewatch.recording.retention import Protected, prune
 from safewatch.recording.segments import list_segments
 from safewatch.storage import IncidentFilter, IncidentRepository
 
-__all__ = ["RecordingService", "recordings_root"]
+__all__ = ["RecorderPlan", "RecordingChanges", "RecordingService", "recordings_root"]
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,43 @@ def recordings_root(site: LoadedSite) -> Path:
     return folder if folder.is_absolute() else site.base_dir / folder
 
 
+@dataclass(frozen=True, slots=True)
+class RecorderPlan:
+    """What a camera's recorder was started with: a change of any of these restarts it.
+
+    Retention limits (``max_hours``, ``max_gb``) are not here: retention reads them from the
+    site in force each round, so changing them never interrupts a recording.
+    """
+
+    source: str
+    rtsp_transport: Literal["tcp", "udp"]
+    segment_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingChanges:
+    """What :meth:`RecordingService.apply` did, camera ids sorted."""
+
+    started: tuple[str, ...] = ()
+    stopped: tuple[str, ...] = ()
+    restarted: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.started or self.stopped or self.restarted)
+
+
+@dataclass
+class _Recorder:
+    plan: RecorderPlan
+    stop: threading.Event
+    thread: threading.Thread
+
+
 class RecordingService:
-    """Start, retain and stop the recordings of ``site``'s cameras.
+    """Start, retain, follow and stop the recordings of ``site``'s cameras.
+
+    Each camera's recorder has its own stop event, so a site reload (:meth:`apply`) starts,
+    stops or restarts one camera's recorder without cutting the others' segments.
 
     Args:
         site: The site in force (cameras with ``recording.enabled`` and a live source record).
@@ -51,6 +87,9 @@ class RecordingService:
         clock: Wall clock.
         retention_seconds: How often retention runs.
         protect_margin: Seconds of footage kept before and after an unreviewed incident.
+        stop_timeout: Longest wait for one recorder to close its segment when it is stopped
+            or restarted by a reload (an input blocked in a reconnect may take its open
+            timeout; the recorder then finishes on its own, its segment intact).
     """
 
     def __init__(
@@ -61,20 +100,26 @@ class RecordingService:
         clock: Callable[[], float] = time.time,
         retention_seconds: float = 60.0,
         protect_margin: float = 120.0,
+        stop_timeout: float = 5.0,
     ) -> None:
         self._site = site
         self._repository = repository
         self._clock = clock
         self._retention_seconds = retention_seconds
         self._margin = protect_margin
+        self._stop_timeout = stop_timeout
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._recorders: dict[str, _Recorder] = {}
+        self._retention: threading.Thread | None = None
+        self._orphans_closed: set[str] = set()
         self.root = recordings_root(site)
 
-    def cameras(self) -> dict[str, Any]:
-        """Camera id -> its config, for the cameras that record."""
+    def cameras(self, site: LoadedSite | None = None) -> dict[str, Any]:
+        """Camera id -> its config, for the cameras that record (of ``site``, or the one in
+        force)."""
         chosen = {}
-        for key, camera in self._site.config.cameras.items():
+        for key, camera in (site or self._site).config.cameras.items():
             if not (camera.enabled and camera.recording and camera.recording.enabled):
                 continue
             if source_kind(camera.source) == "file":
@@ -83,45 +128,99 @@ class RecordingService:
             chosen[key] = camera
         return chosen
 
+    def recording(self) -> dict[str, RecorderPlan]:
+        """Camera id -> the plan of its running recorder."""
+        with self._lock:
+            return {key: r.plan for key, r in self._recorders.items() if r.thread.is_alive()}
+
     def start(self) -> None:
         """Name segments a crash left open, then start a recorder per camera and retention."""
-        cameras = self.cameras()
-        if not cameras:
-            return
-        for key, camera in cameras.items():
-            self.root.mkdir(parents=True, exist_ok=True)
+        changes = self.apply(self._site)
+        if changes.started:
+            log.info("recording %d camera(s) into %s", len(changes.started), self.root)
+
+    def apply(self, site: LoadedSite) -> RecordingChanges:
+        """Make the recorders follow ``site`` (a reload of the site file): start the cameras
+        that now record, stop those that no longer do, and restart those whose source,
+        transport or segment length changed; the others record on untouched.
+
+        The recording folder is the one of the start (``storage`` changes need a restart, as
+        the reload logs).
+        """
+        with self._lock:
+            if self._stop.is_set():
+                return RecordingChanges()
+            self._site = site
+            wanted = {key: _plan(camera) for key, camera in self.cameras(site).items()}
+            gone = sorted(k for k in self._recorders if k not in wanted)
+            changed = sorted(
+                k for k, r in self._recorders.items() if k in wanted and r.plan != wanted[k]
+            )
+            new = sorted(k for k in wanted if k not in self._recorders)
+            ending = [self._recorders.pop(k) for k in (*gone, *changed)]
+            for recorder in ending:
+                recorder.stop.set()
+            deadline = time.monotonic() + self._stop_timeout
+            for recorder in ending:  # closed before its successor opens a segment
+                recorder.thread.join(max(0.1, deadline - time.monotonic()))
+                if recorder.thread.is_alive():
+                    log.warning("%s still closing its segment", recorder.thread.name)
+            for key in (*changed, *new):
+                self._recorders[key] = self._launch(key, wanted[key])
+            if self._recorders and self._retention is None:
+                self._retention = threading.Thread(
+                    target=self._retain_loop, name="record-retention", daemon=True
+                )
+                self._retention.start()
+        changes = RecordingChanges(tuple(new), tuple(gone), tuple(changed))
+        if changes:
+            log.info(
+                "recording: started %s, stopped %s, restarted %s",
+                list(changes.started),
+                list(changes.stopped),
+                list(changes.restarted),
+            )
+        return changes
+
+    def _launch(self, key: str, plan: RecorderPlan) -> _Recorder:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if key not in self._orphans_closed:  # once: later ones are this process's own files
+            self._orphans_closed.add(key)
             for orphan in close_orphans(self.root, key):
                 log.info("recording %s: closed %s left by a stop", key, orphan.path.name)
-            spec = build_open_spec(camera.source, rtsp_transport=camera.rtsp_transport)
+        spec = build_open_spec(plan.source, rtsp_transport=plan.rtsp_transport)
 
-            def open_input(spec: Any = spec) -> Any:
-                return av.open(spec.target, format=spec.format, options=spec.options, timeout=10.0)
+        def open_input() -> Any:
+            return av.open(spec.target, format=spec.format, options=spec.options, timeout=10.0)
 
-            thread = threading.Thread(
-                target=record,
-                args=(open_input, self.root, key),
-                kwargs={
-                    "stop": self._stop,
-                    "segment_seconds": camera.recording.segment_seconds,
-                    "clock": self._clock,
-                },
-                name=f"record-{key}",
-                daemon=True,
-            )
-            thread.start()
-            self._threads.append(thread)
-        retention = threading.Thread(target=self._retain_loop, name="record-retention", daemon=True)
-        retention.start()
-        self._threads.append(retention)
-        log.info("recording %d camera(s) into %s", len(cameras), self.root)
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=record,
+            args=(open_input, self.root, key),
+            kwargs={
+                "stop": stop,
+                "segment_seconds": plan.segment_seconds,
+                "clock": self._clock,
+            },
+            name=f"record-{key}",
+            daemon=True,
+        )
+        thread.start()
+        return _Recorder(plan, stop, thread)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Close the open segments (they keep their footage) and stop."""
-        self._stop.set()
+        with self._lock:
+            self._stop.set()
+            recorders = list(self._recorders.values())
+            self._recorders.clear()
+            retention, self._retention = self._retention, None
+        for recorder in recorders:
+            recorder.stop.set()
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        threads = [r.thread for r in recorders] + ([retention] if retention else [])
+        for thread in threads:
             thread.join(max(0.1, deadline - time.monotonic()))
-        self._threads.clear()
 
     def protected(self, camera_id: str) -> list[Protected]:
         """Spans of ``camera_id``'s footage that unreviewed incidents need."""
@@ -162,3 +261,7 @@ class RecordingService:
                 continue
             if removed:
                 log.info("recording retention deleted %d segment(s)", removed)
+
+
+def _plan(camera: Any) -> RecorderPlan:
+    return RecorderPlan(camera.source, camera.rtsp_transport, camera.recording.segment_seconds)

@@ -138,7 +138,9 @@ def worker_specs(
     return {
         key: WorkerSpec(
             camera_id=key,
-            camera=camera,
+            # the recording block is the recorder's (RecordingService.apply): editing it must
+            # not restart the camera's analysis
+            camera=camera.model_copy(update={"recording": None}),
             base_dir=site.base_dir,
             motion=runtime.motion,
             stall_seconds=watchdog.stall_seconds,
@@ -462,10 +464,18 @@ class RuntimeService:
             plan = self.supervisor.apply(
                 worker_specs(new, self._decode_log_level()), restart=restart
             )
+            recorded = ""
+            if self._recordings is not None:  # recorders follow their cameras' recording blocks
+                changes = self._recordings.apply(new)
+                recorded = (
+                    f"; recording started {list(changes.started)}, stopped "
+                    f"{list(changes.stopped)}, restarted {list(changes.restarted)}"
+                )
             self.status.site_health = ComponentHealth(
                 ok=True,
                 message=f"reloaded {new.path}: added {list(plan.added)}, removed "
-                f"{list(plan.removed)}, changed {list(plan.changed)}; models rebuilt {rebuilt}",
+                f"{list(plan.removed)}, changed {list(plan.changed)}; models rebuilt {rebuilt}"
+                f"{recorded}",
             )
             if set(old.cameras) != set(new.config.cameras) and self._holder is not None:
                 # Rules are checked against the site's cameras: watch again with the new ones.

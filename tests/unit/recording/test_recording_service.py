@@ -3,18 +3,20 @@ incidents nobody has closed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from api_support import incident, write_site
-from safewatch.config.loader import load_site
+from safewatch.config.loader import LoadedSite, load_site
 from safewatch.domain import IncidentStatus
 from safewatch.incidents.site_storage import SiteStorage, open_site_storage
 from safewatch.recording.segments import list_segments, segment_path
-from safewatch.recording.service import RecordingService
+from safewatch.recording.service import RecordingChanges, RecordingService
 
 T0 = 1_750_000_000.0
 
@@ -66,3 +68,60 @@ def test_retention_keeps_what_unreviewed_incidents_need(
     storage.repository.set_status(unreviewed.id, IncidentStatus.RESOLVED, actor="op")
     assert service.retain() == 4
     assert list_segments(service.root, "yard") == []
+
+
+def _reloaded(path: Path, edit: Callable[[dict[str, Any]], None]) -> LoadedSite:
+    site = yaml.safe_load(path.read_text())
+    edit(site)
+    path.write_text(yaml.safe_dump(site))
+    return load_site(path)
+
+
+def test_recorders_follow_the_site_file(tmp_path: Path) -> None:
+    """A reload starts, stops and restarts exactly the recorders whose blocks changed (the
+    camera is unreachable: each recorder retries in its own thread, as after an outage)."""
+    path = write_site(tmp_path, source="rtsp://127.0.0.1:9/cam")
+    site = _reloaded(path, lambda s: s["cameras"]["yard"].update(recording={}))
+    storage = open_site_storage(site)
+    service = RecordingService(site, storage.repository, stop_timeout=10)
+    try:
+        service.start()
+        threads = {t.name: t for t in threading.enumerate() if t.name.startswith("record-")}
+        assert set(service.recording()) == {"yard"}
+        yard = threads["record-yard"]
+
+        def add_dock(s: dict[str, Any]) -> None:
+            s["cameras"]["dock"] = {
+                "source": "rtsp://127.0.0.1:9/dock", "models": ["coco"], "recording": {},
+            }  # fmt: skip
+
+        changes = service.apply(_reloaded(path, add_dock))
+        assert (changes.started, changes.stopped, changes.restarted) == (("dock",), (), ())
+        assert yard.is_alive(), "an unchanged camera's recorder is not touched"
+
+        def retain_less(s: dict[str, Any]) -> None:  # retention only: read each round
+            s["cameras"]["yard"]["recording"] = {"max_hours": 2}
+
+        assert not service.apply(_reloaded(path, retain_less))
+        assert yard.is_alive()
+
+        def longer(s: dict[str, Any]) -> None:
+            s["cameras"]["yard"]["recording"]["segment_seconds"] = 30
+
+        changes = service.apply(_reloaded(path, longer))
+        assert changes.restarted == ("yard",) and not changes.started and not changes.stopped
+        assert not yard.is_alive(), "the old recorder ended before its successor started"
+        assert service.recording()["yard"].segment_seconds == 30
+
+        def drop_yard(s: dict[str, Any]) -> None:
+            del s["cameras"]["yard"]["recording"]
+
+        changes = service.apply(_reloaded(path, drop_yard))
+        assert changes.stopped == ("yard",)
+        assert set(service.recording()) == {"dock"}
+        assert not any(t.name == "record-yard" for t in threading.enumerate())
+    finally:
+        service.stop()
+        storage.close()
+    assert not any(t.name.startswith("record-") for t in threading.enumerate())
+    assert service.apply(site) == RecordingChanges(), "a stopped service starts nothing"
