@@ -122,6 +122,11 @@ class Composer:
         read_evidence: Reads an evidence file by its key (``EvidenceStore.read_bytes``).
         open_count: Counts open incidents of a camera and rule (``Outbox.open_count``).
         clock: Wall clock (how long an escalated incident has waited).
+        stored_still: The still an incident points at now (``Outbox.still_of``). A live
+            incident's row is stored before its still (the evidence thread writes it a few
+            milliseconds later), so the alert queued with the row names none: a message that
+            attaches the still looks it up here.
+        still_wait: How long an ``opened`` message that attaches the still waits for it.
     """
 
     def __init__(
@@ -134,8 +139,12 @@ class Composer:
         read_evidence: Callable[[str], bytes] | None = None,
         open_count: Callable[[str, str], int] | None = None,
         clock: Callable[[], float] = time.time,
+        stored_still: Callable[[str], str | None] | None = None,
+        still_wait: float = 2.0,
     ) -> None:
         self._clock = clock
+        self._stored_still = stored_still
+        self._still_wait = still_wait
         self._config = config
         self._site = site_name
         self._tz = tz
@@ -203,8 +212,9 @@ class Composer:
         if items:
             text = text + "\n\n" + self._digest_lines(items, payload)
         attachment = None
-        if evidence and data.get("snapshot"):
-            attachment = self._evidence(str(data["snapshot"]), max_evidence_bytes)
+        still = self._still_key(data, item.event) if evidence else None
+        if still:
+            attachment = self._evidence(still, max_evidence_bytes)
         open_now = None
         if state and data.get("camera_id") and data.get("rule_id"):
             if self._open_count is not None and item.event != "test":
@@ -249,6 +259,20 @@ class Composer:
         if "rate_limit" in payload.get("reasons", ()):
             lines.append("(held back by the route's rate limit)")
         return "\n".join(lines)
+
+    def _still_key(self, data: Mapping[str, Any], event: str) -> str | None:
+        """The still to attach: the payload's, else the one stored since (waiting when opened)."""
+        if data.get("snapshot"):
+            return str(data["snapshot"])
+        incident_id = data.get("id")
+        if self._stored_still is None or not incident_id or event == "test":
+            return None
+        deadline = time.monotonic() + (self._still_wait if event == "opened" else 0.0)
+        while True:
+            still = self._stored_still(str(incident_id))
+            if still or time.monotonic() >= deadline:
+                return still
+            time.sleep(0.05)
 
     def _evidence(self, key: str, limit: int) -> Evidence | None:
         if self._read_evidence is None:

@@ -236,6 +236,15 @@ class Outbox:
             status = session.scalar(select(IncidentRow.status).where(IncidentRow.id == incident_id))
         return None if status is None else IncidentStatus(status)
 
+    def still_of(self, incident_id: str) -> str | None:
+        """The evidence still an incident points at now, ``None`` if none (or it is gone).
+
+        Raises:
+            StorageError: The database cannot be read.
+        """
+        with self._session(f"read incident {incident_id}") as session:
+            return session.scalar(select(IncidentRow.snapshot).where(IncidentRow.id == incident_id))
+
     def open_count(self, camera_id: str, rule_id: str) -> int:
         """How many incidents of this rule are open (not ended) on this camera.
 

@@ -62,6 +62,7 @@ def build_plan(
         read_evidence=None if evidence is None else evidence.read_bytes,
         open_count=None if outbox is None else outbox.open_count,
         clock=clock,
+        stored_still=None if outbox is None else outbox.still_of,
     )
     if channels is None:
         channels = {

@@ -10,9 +10,14 @@ replaced (atomically, same path) by a clearly more confident frame, at most once
 Heads are hidden on the still (:mod:`safewatch.incidents.privacy`, per camera) before the overlay
 is drawn. With an :class:`~safewatch.incidents.recorder.EvidenceRecorder`, the manager also hands
 it every frame (call :meth:`IncidentManager.handle` for every frame, with or without events), asks
-it for a clip when an incident opens and tells it when the incident ends; the recorder writes the
-clip, the clean still and the sealed originals on its own thread. The annotated still stays on the
-analysis path (one JPEG when an incident opens) so the OPENED change already carries it.
+it for the stills and a clip when an incident opens and tells it when the incident ends; the
+recorder draws, encodes and writes them on its own thread and then points the stored incident at
+them. The frame that opens an incident therefore pays only for the row (one transaction, which
+also queues its alerts): on 2 live cameras the still's encode, synced write and chain entry were
+most of that frame's time (``bench/runtime.py latency``, ``docs/performance.md``). The OPENED
+change carries no still yet; the row gets it a few milliseconds later, and alert messages that
+attach it look it up then (:class:`safewatch.alerts.message.Composer`). Without a recorder (a
+bare manager) the still is written on the calling thread before the row, as the row's first copy.
 
 Every ``hold_interval`` of an open episode the manager notes the frame time it still held
 (:meth:`~safewatch.storage.IncidentRepository.hold`, one small write, not chained), so an incident
@@ -89,7 +94,8 @@ class IncidentManager:
     Args:
         repository: Where incidents are stored.
         evidence: Where stills are written.
-        zones_for_camera: Zones to draw on a camera's stills; ``None`` draws none.
+        zones_for_camera: Zones to draw on a camera's stills without a recorder (the recorder
+            draws its own ``zones_for``); ``None`` draws none.
         persist_interval: Minimum seconds (frame clock) between two writes of a rising peak.
         still_interval: Minimum seconds between two rewrites of an incident's still.
         still_margin: How much more confident a frame must be to replace the still.
@@ -204,6 +210,29 @@ class IncidentManager:
         )
 
     def _still(self, key: str, event: RuleEvent, tracked: TrackedFrame, frame: Frame) -> str | None:
+        """Take the incident's still from this frame (the incident's row must exist).
+
+        Returns:
+            The still's key to set on the in-memory incident, or ``None``: with a recorder the
+            still is drawn and stored on the evidence thread, which sets it on the stored row
+            itself; without one it is written here, and ``None`` means it failed.
+        """
+        if self._recorder is None:
+            return self._sync_still(key, event, tracked, frame)
+        self._recorder.record_still(
+            key,
+            frame,
+            tracked,
+            camera_id=event.camera_id,
+            at=event.started_at,
+            highlight=event.track_ids,
+        )
+        return None
+
+    def _sync_still(
+        self, key: str, event: RuleEvent, tracked: TrackedFrame, frame: Frame
+    ) -> str | None:
+        """Write the annotated still on this thread (no recorder); its key, or None on failure."""
         zones = self._zones_for_camera(frame.camera_id) if self._zones_for_camera else ()
         try:
             hidden = anonymise_heads(frame.image, tracked, self._privacy_for(frame.camera_id))
@@ -214,24 +243,27 @@ class IncidentManager:
         except (StorageError, ValueError) as exc:
             _log.warning("incident %s: no evidence still: %s", key, exc)
             return None
-        if self._recorder is not None:
-            self._recorder.record_still(
-                key, frame, tracked, camera_id=event.camera_id, at=event.started_at
-            )
         return still
 
     def _open_incident(
         self, key: str, event: RuleEvent, tracked: TrackedFrame, frame: Frame
     ) -> IncidentChange:
-        snapshot = self._still(key, event, tracked, frame)
-        incident = self._new_incident(key, event, snapshot)
-        self._repository.upsert(incident)
+        if self._recorder is None:
+            snapshot = self._sync_still(key, event, tracked, frame)  # the row's first copy has it
+            taken = snapshot is not None
+            incident = self._new_incident(key, event, snapshot)
+            self._repository.upsert(incident)
+        else:
+            incident = self._new_incident(key, event, None)
+            self._repository.upsert(incident)  # its alerts are queued here, before any still work
+            self._still(key, event, tracked, frame)
+            taken = True
         self._open[key] = _Episode(
             incident=incident,
             persisted_at=event.at,
             persisted_peak=incident.peak_confidence,
             still_at=event.at,
-            still_confidence=event.confidence if snapshot is not None else -1.0,
+            still_confidence=event.confidence if taken else -1.0,
             held_at=event.at,
         )
         if self._recorder is not None:
@@ -282,9 +314,10 @@ class IncidentManager:
         ):
             snapshot = self._still(incident.id, event, tracked, frame)
             if snapshot is not None:
+                incident = dataclasses.replace(incident, snapshot=snapshot)
+            if snapshot is not None or self._recorder is not None:
                 episode.still_at = event.at
                 episode.still_confidence = event.confidence
-                incident = dataclasses.replace(incident, snapshot=snapshot)
         episode.incident = incident
         if event.at - episode.held_at >= self._hold_interval:
             # If the process dies now, the next start closes the incident at this time.

@@ -10,8 +10,12 @@ reference to a bounded queue and returns; when the queue is full the frame is dr
   ``started_at - pre_seconds`` and then takes each new frame of that camera until
   ``ended_at + post_seconds`` (or ``max_clip_seconds``); heads are hidden and, if configured, the
   overlay drawn, frame by frame, then the frame is encoded (:class:`~.clips.ClipEncoder`);
-- the clean (heads hidden, no overlay) still, and the sealed originals when
-  ``keep_originals`` is on.
+- the stills of an incident: the annotated one (heads hidden, tracks and zones drawn) that the
+  incident points at, the clean one (heads hidden, no overlay), and the sealed originals when
+  ``keep_originals`` is on. The manager stores the incident's row first and asks for its stills
+  after, so the frame that opens an incident (and its alert, queued with the row) never waits
+  for a JPEG encode and a synced write; the row gets the still's key once the file is stored
+  (:meth:`~safewatch.storage.IncidentRepository.attach_evidence`), as with clips.
 
 Messages are handled in the order they were sent, so a clip opened after a frame was observed
 contains that frame. A finished clip is stored through :class:`EvidenceStore` (the one place
@@ -20,7 +24,7 @@ incident, so an incident never points at a partial clip. On start the recorder c
 removes the clips a dead process left behind (:func:`~.clips.recover_clips`).
 
 Evidence keys (relative paths) of one incident share its stem and differ by suffix:
-``.jpg`` annotated still (written by the manager), ``.clean.jpg``, ``.mp4`` clip, and the sealed
+``.jpg`` annotated still, ``.clean.jpg``, ``.mp4`` clip, and the sealed
 originals ``.orig.jpg.sealed`` and ``.orig.mp4.sealed``.
 """
 
@@ -129,6 +133,7 @@ class _Still:
     at: float
     frame: Frame
     tracked: TrackedFrame
+    highlight: frozenset[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,18 +287,30 @@ class EvidenceRecorder:
             self._send(_Close(incident))
 
     def record_still(
-        self, incident_id: str, frame: Frame, tracked: TrackedFrame, *, camera_id: str, at: float
+        self,
+        incident_id: str,
+        frame: Frame,
+        tracked: TrackedFrame,
+        *,
+        camera_id: str,
+        at: float,
+        highlight: Sequence[int] = (),
     ) -> None:
-        """Write the clean still (and the sealed original) of the frame of an incident's still.
+        """Write an incident's stills from this frame, then point the stored incident at them.
+
+        The annotated still (replacing an earlier one of the incident atomically), the clean
+        still, and the sealed original when originals are kept. Send it after the incident's
+        row is stored: the row gets the annotated still's key once the file is written.
 
         Args:
-            incident_id: The incident.
-            frame: The frame the annotated still was drawn from.
-            tracked: The tracker's output for it (where the heads are).
+            incident_id: The incident (already stored).
+            frame: The frame of the still.
+            tracked: The tracker's output for it (where the heads are, what is drawn).
             camera_id: Camera key (storage key).
-            at: The incident's start (storage key), as for the annotated still.
+            at: The incident's start (storage key).
+            highlight: Track ids drawn as the incident's subjects.
         """
-        self._send(_Still(incident_id, camera_id, at, frame, tracked))
+        self._send(_Still(incident_id, camera_id, at, frame, tracked, frozenset(highlight)))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything sent so far is handled (clips still open stay open).
@@ -484,7 +501,7 @@ class EvidenceRecorder:
                 at=incident.started_at,
                 suffix=CLIP_SUFFIX,
             )
-            self._repository.upsert(dataclasses.replace(incident, clip=key))
+            self._repository.attach_evidence(incident.id, clip=key)
             clip.part.unlink(missing_ok=True)
             with self._cond:
                 self._stats.clips_written += 1
@@ -532,6 +549,17 @@ class EvidenceRecorder:
     def _on_still(self, message: _Still) -> None:
         frame = message.frame
         clean = anonymise_heads(frame.image, message.tracked, self._privacy_for(frame.camera_id))
+        zones = self._zones_for(frame.camera_id) if self._zones_for else ()
+        try:
+            annotated = draw_overlay(clean, message.tracked, zones, set(message.highlight))
+            still = self._store.write_still(
+                message.incident_id, annotated, camera_id=message.camera_id, at=message.at
+            )
+            self._repository.attach_evidence(message.incident_id, snapshot=still)
+        except (SafewatchError, ValueError) as exc:
+            _log.warning("incident %s: no evidence still: %s", message.incident_id, exc)
+            with self._cond:
+                self._stats.errors += 1
         try:
             self._store.write_bytes(
                 message.incident_id,

@@ -252,21 +252,53 @@ class IncidentRepository:
                     )
                     self._changed(session, row, entry)
                 return
-            before = hash_chain.incident_record(row)
-            was_open = row.ended_at is None
-            _merge(row, values)
-            after = hash_chain.incident_record(row)
-            if after == before:
-                return
-            if was_open and row.ended_at is not None:
-                entry = self._chain_record(
-                    session, row, EntryKind.INCIDENT_CLOSED, now, _closed(row)
-                )
-            else:
-                changed = sorted(name for name in after if after[name] != before[name])
-                detail = {"changed": changed, "peak_confidence": row.peak_confidence}
-                entry = self._chain_record(session, row, EntryKind.INCIDENT_UPDATED, now, detail)
-            self._changed(session, row, entry)
+            self._change(session, row, now, lambda stored: _merge(stored, values))
+
+    def attach_evidence(
+        self, incident_id: str, *, snapshot: str | None = None, clip: str | None = None
+    ) -> None:
+        """Point a stored incident at its still or clip, changing nothing else; chain it.
+
+        The evidence thread stores these after the incident's row (so an incident never points
+        at a file not yet written), holding a copy of the incident that may be older than the
+        row: :meth:`upsert` of that copy would put back an older message or track list.
+
+        Raises:
+            NotFound: No such incident.
+            StorageError: The database cannot be written.
+        """
+        now = float(self._clock())
+
+        def attach(row: IncidentRow) -> None:
+            if snapshot is not None:
+                row.snapshot = snapshot
+            if clip is not None:
+                row.clip = clip
+            row.updated_at = now
+
+        with self._chained(f"attach evidence to incident {incident_id}") as session:
+            row = session.get(IncidentRow, incident_id)
+            if row is None:
+                raise NotFound("incident", incident_id)
+            self._change(session, row, now, attach)
+
+    def _change(
+        self, session: Session, row: IncidentRow, now: float, apply: Callable[[IncidentRow], None]
+    ) -> None:
+        """Apply a change to a stored row; chain it (closed or updated) unless nothing changed."""
+        before = hash_chain.incident_record(row)
+        was_open = row.ended_at is None
+        apply(row)
+        after = hash_chain.incident_record(row)
+        if after == before:
+            return
+        if was_open and row.ended_at is not None:
+            entry = self._chain_record(session, row, EntryKind.INCIDENT_CLOSED, now, _closed(row))
+        else:
+            changed = sorted(name for name in after if after[name] != before[name])
+            detail = {"changed": changed, "peak_confidence": row.peak_confidence}
+            entry = self._chain_record(session, row, EntryKind.INCIDENT_UPDATED, now, detail)
+        self._changed(session, row, entry)
 
     def hold(self, incident_id: str, at: float) -> None:
         """Note that the open incident still held at frame time ``at`` (not chained: bookkeeping).

@@ -5,6 +5,8 @@ the message composer (templates, links, digests, evidence size limit)."""
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -23,8 +25,10 @@ from safewatch.config.alerts import EmailChannelConfig
 SECRET = b"shared-secret"
 
 
-def item(event: str = "opened", **payload: object) -> OutboxItem:
-    incident = make_incident(snapshot="yard/2023-11-14/abc.jpg")
+def item(
+    event: str = "opened", snapshot: str | None = "yard/2023-11-14/abc.jpg", **payload: object
+) -> OutboxItem:
+    incident = make_incident(snapshot=snapshot)
     key = idempotency_key(incident.id, "night", event)
     body = {"incident": incident_json(incident), "event": event, "at": T0 + 1, **payload}
     return OutboxItem(
@@ -33,7 +37,12 @@ def item(event: str = "opened", **payload: object) -> OutboxItem:
     )  # fmt: skip
 
 
-def composer(tmp_path: Path, evidence: bytes | None = None, **alerts: object) -> Composer:
+def composer(
+    tmp_path: Path,
+    evidence: bytes | None = None,
+    stored_still: Callable[[str], str | None] | None = None,
+    **alerts: object,
+) -> Composer:
     block = {
         "incident_url": "https://sw.example/incidents/{incident_id}",
         "channels": {"hook": {"type": "webhook", "url": "http://x/"}},
@@ -49,6 +58,8 @@ def composer(tmp_path: Path, evidence: bytes | None = None, **alerts: object) ->
         camera_names={"yard": "Yard camera"},
         read_evidence=None if evidence is None else (lambda key: evidence),
         clock=lambda: T0 + 900,
+        stored_still=stored_still,
+        still_wait=0.5,
     )
 
 
@@ -76,6 +87,41 @@ def test_a_route_template_and_an_evidence_size_limit(tmp_path: Path) -> None:
     assert terse.subject == "hardhat-required@yard"
     assert terse.text == f"person #4 without hardhat ({terse.link})"
     assert terse.evidence is None  # too large: linked, not attached
+
+
+def test_an_opened_alert_waits_briefly_for_the_still_stored_after_its_row(
+    tmp_path: Path,
+) -> None:
+    """A live incident's row (and its alert) is stored before the evidence thread writes its
+    still: the message attaches the still stored since, waiting for it when just opened."""
+    asked: list[str] = []
+
+    def stored(incident_id: str) -> str | None:
+        asked.append(incident_id)
+        return "yard/2023-11-14/late.jpg" if len(asked) >= 3 else None
+
+    message = composer(tmp_path, b"\xff\xd8jpeg", stored).compose(
+        item(snapshot=None), evidence=True
+    )
+    assert message.evidence is not None and message.evidence.name == "late.jpg"
+    assert asked == [message.incident["id"]] * 3  # type: ignore[index]
+    # No still ever (its write failed): sent without one after the wait, never blocked longer.
+    started = time.monotonic()
+    bare = composer(tmp_path, b"\xff\xd8jpeg", lambda _id: None).compose(
+        item(snapshot=None), evidence=True
+    )
+    assert bare.evidence is None and 0.5 <= time.monotonic() - started < 5.0
+    # A closed alert does not wait; channels without attachments never look.
+    looked: list[str] = []
+
+    def none_yet(incident_id: str) -> str | None:
+        looked.append(incident_id)
+        return None
+
+    closed = composer(tmp_path, b"\xff\xd8jpeg", none_yet)
+    assert closed.compose(item("closed", snapshot=None), evidence=True).evidence is None
+    assert closed.compose(item(snapshot=None)).evidence is None
+    assert len(looked) == 1
 
 
 def test_a_digest_lists_every_incident(tmp_path: Path) -> None:

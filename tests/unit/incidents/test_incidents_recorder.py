@@ -284,12 +284,12 @@ def test_incident_points_at_its_clip_only_once_it_is_complete(
 class GatedStore(EvidenceStore):
     """A real store whose writes from the evidence thread wait for a gate: a disk that stalls."""
 
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
+    def __init__(self, root: Path, log: IncidentRepository | None = None) -> None:
+        super().__init__(root, log=log)
         self.gate = threading.Event()
 
     def write_bytes(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if threading.current_thread().name == "evidence":  # the manager's own still goes through
+        if threading.current_thread().name == "evidence":
             assert self.gate.wait(30)
         return super().write_bytes(*args, **kwargs)
 
@@ -316,6 +316,39 @@ def test_a_stalled_evidence_thread_drops_frames_and_never_blocks_analysis(
     store.gate.set()
     recorder.close(timeout=30)
     assert recorder.stats.stills_written == 1
+
+
+def test_the_incident_row_and_its_alert_come_first_and_the_still_follows(
+    repo: IncidentRepository, tmp_path: Path
+) -> None:
+    """The opening frame stores the row (which queues the alert) without waiting for the still:
+    with the evidence thread's writes stalled, the row exists and names no still; once the still
+    is stored, the row points at it and the chain records the file before the reference."""
+    store = GatedStore(tmp_path / "evidence", log=repo)
+    recorder = EvidenceRecorder(store, repo, config(clips=False))
+    manager = IncidentManager(repo, store, recorder=recorder)
+    opened = []
+    for i in range(30):
+        frame, tracked = coded_frame(i, FPS)
+        events = episode_events(i, FPS, started=5, fired=10, ended=500)
+        opened += [c.incident for c in manager.handle(events, tracked, frame)]
+    (incident,) = opened
+    assert incident.snapshot is None and repo.get(incident.id).snapshot is None
+    assert not list(store.root.rglob("*.jpg")), "a still was written on the analysis thread"
+    store.gate.set()
+    assert recorder.flush(timeout=30)
+    stored = repo.get(incident.id)
+    assert stored.snapshot == store.still_path(incident.id, camera_id=CAM, at=incident.started_at)
+    image = cv2.imread(str(store.path_of(stored.snapshot)))
+    assert image is not None and head_detail(image) < 0.2 * head_detail(frame.image)
+    kinds = [(e.kind, e.subject) for e in repo.timeline(incident.id)]
+    written = kinds.index(("evidence.written", stored.snapshot))
+    updated = [i for i, (kind, _) in enumerate(kinds) if kind == "incident.updated"]
+    assert updated and written < updated[0]
+    # A later copy held by the manager (no still) does not erase the still.
+    manager.close_all(T0 + 10)
+    recorder.close(timeout=30)
+    assert repo.get(incident.id).snapshot == stored.snapshot
 
 
 def test_a_failing_store_costs_the_clip_not_the_incident(
