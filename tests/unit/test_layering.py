@@ -31,6 +31,8 @@ def _imports(path: Path) -> set[str]:
         ("footage", "safewatch.runtime"),
         ("footage", "safewatch.api"),
         ("domain", "safewatch."),
+        ("bus", "safewatch.api"),
+        ("bus", "safewatch.runtime"),
     ],
 )
 def test_a_package_never_imports_a_layer_above_it(package: str, forbidden: str) -> None:

@@ -11,6 +11,11 @@ settings, exactly like evidence) is encoded then, on a worker thread, once per f
 viewers watch it. A slow viewer therefore skips frames instead of queueing them, and a camera
 nobody watches costs one dictionary assignment per frame.
 
+Under ``serve --cluster`` the hub is the in-process side of the bus (it implements
+:class:`~safewatch.bus.protocol.Publisher`): the Redis feeds publish incident changes and other
+analyzers' live overlay metadata into it (:meth:`LiveHub.publish`), and :class:`LiveRelay` sends
+this analyzer's metadata out, so WebSockets read one hub wherever a camera is analysed.
+
 Subscribers live on the server's asyncio loop; the hub wakes them with ``call_soon_threadsafe``.
 Incident changes are queued per subscriber in a bounded deque (oldest dropped, drops counted), so
 a stalled browser tab cannot make the server hold unbounded history.
@@ -19,6 +24,7 @@ a stalled browser tab cannot make the server hold unbounded history.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import OrderedDict, deque
@@ -28,13 +34,24 @@ from typing import Any
 
 import cv2
 
+from safewatch import tracing
+from safewatch.bus.envelope import (
+    INCIDENT_CHANGE,
+    LIVE_FRAME,
+    BusFormatError,
+    Envelope,
+    incident_from_json,
+)
+from safewatch.bus.protocol import Publisher
 from safewatch.config.site import PrivacyConfig
 from safewatch.domain import Frame, Image, Incident, RuleEvent, TrackedFrame
 from safewatch.domain.events import Phase
 from safewatch.incidents.manager import IncidentChange
 from safewatch.incidents.privacy import anonymise_heads
 
-__all__ = ["IncidentNotice", "LiveFrame", "LiveHub", "Subscription"]
+__all__ = ["IncidentNotice", "LiveFrame", "LiveHub", "LiveRelay", "Subscription", "live_frame"]
+
+log = logging.getLogger(__name__)
 
 LIVE_JPEG_QUALITY = 75
 """Live frames are looked at, not kept: 75 halves the bytes of evidence quality (90)."""
@@ -71,6 +88,24 @@ class IncidentNotice:
     incident: Incident
     actor: str | None
     at: float
+    trace: dict[str, str] = field(default_factory=dict)
+    """W3C context of the write that caused it (from a bus envelope), for the broadcast span."""
+
+
+def live_frame(
+    tracked: TrackedFrame, image: Image, events: Sequence[RuleEvent], seq: int, at: float
+) -> LiveFrame:
+    """The :class:`LiveFrame` of an analysed frame (the episodes still running are drawn)."""
+    running = [e for e in events if e.phase is not Phase.ENDED]
+    return LiveFrame(
+        tracked.camera_id,
+        seq,
+        tracked,
+        image,
+        frozenset(t for e in running for t in e.track_ids[:1]),
+        tuple((e.rule_id, e.track_ids) for e in running),
+        at,
+    )
 
 
 @dataclass(eq=False)
@@ -139,6 +174,7 @@ class LiveHub:
         self._cache_size = cache_size
         self._encode_lock = threading.Lock()
         self._incident_version = 0
+        self._remote: dict[str, tuple[int, dict[str, Any]]] = {}
 
     # -- publishing (runtime threads) ---------------------------------------------------------
 
@@ -158,34 +194,64 @@ class LiveHub:
         self, tracked: TrackedFrame, image: Image, events: Sequence[RuleEvent] = ()
     ) -> LiveFrame:
         """Make this the camera's newest frame and wake its subscribers."""
-        running = [e for e in events if e.phase is not Phase.ENDED]
         camera_id = tracked.camera_id
         with self._lock:
             seq = self._counts.get(camera_id, 0) + 1
             self._counts[camera_id] = seq
-            frame = LiveFrame(
-                camera_id,
-                seq,
-                tracked,
-                image,
-                frozenset(t for e in running for t in e.track_ids[:1]),
-                tuple((e.rule_id, e.track_ids) for e in running),
-                self._clock(),
-            )
+            frame = live_frame(tracked, image, events, seq, self._clock())
             self._latest[camera_id] = frame
             targets = [s for s in self._subscribers if s.cameras is None or camera_id in s.cameras]
         for subscription in targets:
             subscription._wake()
         return frame
 
-    def publish_incident(self, kind: str, incident: Incident, actor: str | None = None) -> None:
+    def publish_incident(
+        self,
+        kind: str,
+        incident: Incident,
+        actor: str | None = None,
+        trace: dict[str, str] | None = None,
+    ) -> None:
         """Tell incident subscribers that ``incident`` was opened, updated, closed or acted on."""
-        notice = IncidentNotice(kind, incident, actor, self._clock())
+        notice = IncidentNotice(kind, incident, actor, self._clock(), dict(trace or {}))
         with self._lock:
             self._incident_version += 1
             targets = [s for s in self._subscribers if s.incidents]
         for subscription in targets:
             subscription._push(notice)
+
+    def publish(self, envelope: Envelope) -> None:
+        """The bus's :class:`~safewatch.bus.protocol.Publisher`: an incident change goes to the
+        incident subscribers, another analyzer's live metadata becomes the camera's remote frame;
+        other types (from a newer node) are ignored.
+
+        Raises:
+            BusFormatError: An incident change whose incident is malformed.
+        """
+        if envelope.type == INCIDENT_CHANGE:
+            body = envelope.body
+            actor = body.get("actor")
+            self.publish_incident(
+                str(body.get("kind")),
+                incident_from_json(body.get("incident") or {}),
+                None if actor is None else str(actor),
+                envelope.trace,
+            )
+        elif envelope.type == LIVE_FRAME:
+            camera_id = envelope.body.get("camera")
+            if not isinstance(camera_id, str):
+                raise BusFormatError("a live frame message names no camera")
+            with self._lock:
+                previous = self._remote.get(camera_id)
+                self._remote[camera_id] = (
+                    1 if previous is None else previous[0] + 1,
+                    envelope.body,
+                )
+                targets = [
+                    s for s in self._subscribers if s.cameras is None or camera_id in s.cameras
+                ]
+            for subscription in targets:
+                subscription._wake()
 
     # -- reading (API) -----------------------------------------------------------------------
 
@@ -199,10 +265,16 @@ class LiveHub:
         """The camera's newest frame, or ``None`` before its first."""
         return self._latest.get(camera_id)
 
+    def remote(self, camera_id: str) -> tuple[int, dict[str, Any]] | None:
+        """``(counter, metadata)`` of the camera's newest frame analysed on another node (from
+        :meth:`publish`), or ``None`` when none arrived."""
+        return self._remote.get(camera_id)
+
     def forget(self, camera_id: str) -> None:
         """Drop a removed camera's last frame."""
         with self._lock:
             self._latest.pop(camera_id, None)
+            self._remote.pop(camera_id, None)
 
     def subscribe(
         self,
@@ -345,3 +417,78 @@ def frame_metadata(frame: LiveFrame) -> dict[str, Any]:
         "detections": detections,
         "rules": [{"rule": rule, "tracks": list(ids)} for rule, ids in frame.rules],
     }
+
+
+class LiveRelay:
+    """A frame listener that sends each camera's newest overlay metadata to a bus publisher.
+
+    Under ``serve --cluster`` an analyzer adds it, so an API node can draw the boxes of cameras
+    it does not analyse. The rules thread only stores references (newest per camera); the
+    relay's thread builds the metadata and publishes at most ``rate`` frames per second per
+    camera (the overlay is looked at, not recorded).
+
+    Args:
+        publisher: Usually a :class:`~safewatch.bus.redis_streams.RedisPublisher`.
+        rate: Frames per second per camera, at most.
+    """
+
+    def __init__(self, publisher: Publisher, *, rate: float = 10.0) -> None:
+        self._publisher = publisher
+        self._interval = 1.0 / rate
+        self._cond = threading.Condition()
+        self._pending: dict[str, tuple[TrackedFrame, Image, tuple[RuleEvent, ...]]] = {}
+        self._seq: dict[str, int] = {}
+        self._sent_at: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="live-relay", daemon=True)
+        self.sent = 0
+
+    def start(self) -> LiveRelay:
+        """Start the relay's thread; returns ``self``."""
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread (what is pending is dropped: it is only the newest overlay)."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def on_frame(
+        self,
+        frame: Frame,
+        tracked: TrackedFrame,
+        events: Sequence[RuleEvent],
+        changes: Sequence[IncidentChange],
+    ) -> None:
+        """The runtime's frame listener: keep the newest frame of the camera."""
+        with self._cond:
+            self._pending[tracked.camera_id] = (tracked, frame.image, tuple(events))
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                if not self._pending:
+                    self._cond.wait(1.0)
+                now = time.monotonic()
+                due = {
+                    camera: item
+                    for camera, item in self._pending.items()
+                    if now - self._sent_at.get(camera, 0.0) >= self._interval
+                }
+                for camera in due:
+                    del self._pending[camera]
+            for camera, (tracked, image, events) in due.items():
+                self._seq[camera] = seq = self._seq.get(camera, 0) + 1
+                self._sent_at[camera] = now
+                metadata = frame_metadata(live_frame(tracked, image, events, seq, time.time()))
+                try:
+                    self._publisher.publish(Envelope(LIVE_FRAME, metadata, trace=tracing.carrier()))
+                    self.sent += 1
+                except Exception:  # lossy by design: the next frame replaces it
+                    log.debug("cannot relay live metadata of %s", camera, exc_info=True)
+            if not due and self._pending:
+                self._stop.wait(self._interval / 2)

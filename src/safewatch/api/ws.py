@@ -4,6 +4,9 @@
 "status", "incident": {...}, "actor": ...}`` for every change the pipeline or an operator makes,
 and ``{"type": "ping"}`` every 15 s of silence (keeps proxies from closing an idle feed).
 
+Under ``serve --cluster`` a camera analysed on another node has no local frames; its ``frame``
+messages are that analyzer's, relayed over Redis (no JPEG: the video is the owner's).
+
 ``/api/v1/ws/cameras/{id}`` first sends ``{"type": "geometry", "zones": [...], "lines": [...]}``
 (again whenever the rule set changes), then for each new analysed frame a ``{"type": "frame", ...}``
 message (:func:`~safewatch.api.live.frame_metadata`: normalised boxes, track ids, labels, PPE
@@ -31,6 +34,7 @@ import anyio
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from safewatch import tracing
 from safewatch.api.camera_state import ReadinessSource, readiness_of, tile_state
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.deps import get_dashboard, principal_of
@@ -112,15 +116,17 @@ async def incident_feed(websocket: WebSocket) -> None:
                     await websocket.send_json({"type": "ping"})
                     continue
                 for notice in subscription.notices():
-                    await websocket.send_json(
-                        {
-                            "type": "incident",
-                            "kind": notice.kind,
-                            "actor": notice.actor,
-                            "at": notice.at,
-                            "incident": IncidentOut.of(notice.incident).model_dump(mode="json"),
-                        }
-                    )
+                    attributes = {"incident": notice.incident.id, "kind": notice.kind}
+                    with tracing.span("ws.broadcast", attributes, parent=notice.trace):
+                        await websocket.send_json(
+                            {
+                                "type": "incident",
+                                "kind": notice.kind,
+                                "actor": notice.actor,
+                                "at": notice.at,
+                                "incident": IncidentOut.of(notice.incident).model_dump(mode="json"),
+                            }
+                        )
             group.cancel_scope.cancel()
     except (WebSocketDisconnect, RuntimeError):
         pass
@@ -148,6 +154,7 @@ async def camera_feed(
     subscription = dashboard.live.subscribe(cameras=[camera_id])
     done = anyio.Event()
     last_seq = 0
+    last_remote = 0
     generation = -1
     readiness = readiness_of(websocket)
     enabled = site.cameras[camera_id].enabled
@@ -168,6 +175,15 @@ async def camera_feed(
                     )
                     await websocket.send_json(state)
                 frame = dashboard.live.latest(camera_id)
+                if frame is None:
+                    # Analysed on another node (serve --cluster): its overlay came over the bus;
+                    # the pixels are the owner's to serve (docs/cluster.md).
+                    remote = dashboard.live.remote(camera_id)
+                    if remote is not None and remote[0] != last_remote:
+                        last_remote = remote[0]
+                        await websocket.send_json(remote[1])
+                        await asyncio.sleep(1.0 / fps)
+                        continue
                 if frame is None or frame.seq == last_seq:
                     await subscription.wait(max(0.05, next_state - time.monotonic()))
                     continue

@@ -1,0 +1,436 @@
+"""The bus on Redis: what is lossy or re-readable, never what must not be lost.
+
+* **Incident changes** go to one stream (``XADD safewatch:incidents MAXLEN ~ N``) after their
+  transaction commits (:mod:`safewatch.bus.changes`), each with its chain sequence number.
+  Dashboards read it through :class:`IncidentFeed`, which notices a gap (a sequence jump, Redis
+  unreachable or restarted empty, the stream trimmed past it) and back-fills from the hash chain
+  in the database (:meth:`~safewatch.storage.IncidentRepository.changes_after`), delivering each
+  sequence number once. Losing Redis loses no incident: the chain is the record, the stream a
+  fast path.
+* **Live overlay metadata** goes over Pub/Sub (``safewatch:live:<camera>``): lossy by design,
+  the newest frame wins, so an API node can draw the boxes of a camera another analyzer owns.
+* **Export workers** read the stream with a consumer group (``XREADGROUP``, ``XACK`` after their
+  side effect is stored, ``XAUTOCLAIM`` of entries a crashed worker left pending):
+  :mod:`safewatch.bus.export`.
+
+Alerts stay on the transactional outbox in PostgreSQL, and frames never ride Redis.
+
+``redis`` is the optional ``cluster`` extra: importing this module needs it, nothing else does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from safewatch import tracing
+from safewatch.bus.changes import change_envelope
+from safewatch.bus.envelope import INCIDENT_CHANGE, LIVE_FRAME, BusFormatError, Envelope, decode
+from safewatch.bus.envelope import encode as encode_envelope
+from safewatch.bus.protocol import Publisher
+from safewatch.errors import ConfigError, SafewatchError
+from safewatch.storage import hash_chain
+from safewatch.storage.incident_repository import IncidentRepository
+
+__all__ = [
+    "INCIDENT_STREAM",
+    "LIVE_CHANNEL_PREFIX",
+    "IncidentFeed",
+    "LiveFeed",
+    "RedisPublisher",
+    "connect",
+]
+
+log = logging.getLogger(__name__)
+
+INCIDENT_STREAM = "safewatch:incidents"
+LIVE_CHANNEL_PREFIX = "safewatch:live:"
+_FIELD = b"e"
+"""The one field of a stream entry: the encoded envelope."""
+
+STREAM_MAXLEN = 100_000
+"""Entries kept (approximately: ``MAXLEN ~`` trims whole nodes, which is cheap). A dashboard that
+falls further behind back-fills from the database; an export worker down that long misses
+changes (docs/cluster.md)."""
+
+_BACKOFF = (0.2, 5.0)
+
+
+def connect(url: str) -> Any:
+    """A Redis client for ``url`` (``redis://host:6379/0``) with short timeouts.
+
+    Short timeouts because every user of Redis here has a fallback (back-fill, drop, retry):
+    waiting 30 s on a dead server would only delay it.
+
+    Raises:
+        ConfigError: The ``cluster`` extra is not installed, or the URL is malformed.
+    """
+    try:
+        import redis
+    except ImportError as exc:
+        raise ConfigError(
+            "Redis support needs the 'redis' package: pip install 'safewatch[cluster]'"
+        ) from exc
+    try:
+        return redis.Redis.from_url(
+            url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=15
+        )
+    except ValueError as exc:
+        raise ConfigError(f"bad Redis URL {url!r}: {exc}") from exc
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    return (redis.RedisError, OSError)
+
+
+class _Backoff:
+    """Retry delays doubling from 0.2 s to 5 s, reset by a success."""
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+
+    def failed(self) -> float:
+        self.delay = min(_BACKOFF[1], max(_BACKOFF[0], self.delay * 2))
+        return self.delay
+
+    def ok(self) -> bool:
+        """Reset; ``True`` when this ends an outage."""
+        recovered = self.delay > 0
+        self.delay = 0.0
+        return recovered
+
+
+class RedisPublisher:
+    """A :class:`~safewatch.bus.protocol.Publisher` onto Redis, sending from its own thread.
+
+    :meth:`publish` only queues, so callers (an incident commit, the rules thread) never wait on
+    the network. Incident changes wait in a bounded queue while Redis is unreachable and are
+    sent when it returns (the oldest dropped past ``backlog``, counted; readers back-fill them
+    from the chain); live frames keep only the newest per camera and are dropped while Redis is
+    down.
+
+    Args:
+        client: From :func:`connect`.
+        stream: The incident stream's key.
+        maxlen: Approximate length the stream is trimmed to.
+        backlog: Incident changes held while Redis is unreachable.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        stream: str = INCIDENT_STREAM,
+        maxlen: int = STREAM_MAXLEN,
+        backlog: int = 10_000,
+    ) -> None:
+        self._client = client
+        self._stream = stream
+        self._maxlen = maxlen
+        self._cond = threading.Condition()
+        self._changes: deque[Envelope] = deque(maxlen=backlog)
+        self._frames: dict[str, Envelope] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._backoff = _Backoff()
+        self.sent = 0
+        self.dropped = 0
+        self.frames_dropped = 0
+        self.failures = 0
+
+    def start(self) -> RedisPublisher:
+        """Start the sender thread; returns ``self``."""
+        self._thread = threading.Thread(target=self._run, name="bus-redis-sender", daemon=True)
+        self._thread.start()
+        return self
+
+    def publish(self, envelope: Envelope) -> None:
+        """Queue ``envelope``: an incident change for the stream, a live frame for Pub/Sub.
+
+        Raises:
+            BusFormatError: Another type (this publisher has nowhere to send it).
+        """
+        with self._cond:
+            if envelope.type == INCIDENT_CHANGE:
+                if len(self._changes) == self._changes.maxlen:
+                    self.dropped += 1
+                self._changes.append(envelope)
+            elif envelope.type == LIVE_FRAME:
+                camera = str(envelope.body.get("camera"))
+                if camera in self._frames:
+                    self.frames_dropped += 1
+                self._frames[camera] = envelope
+            else:
+                raise BusFormatError(f"RedisPublisher cannot carry {envelope.type!r} messages")
+            self._cond.notify()
+
+    @property
+    def pending(self) -> int:
+        """Incident changes not yet on the stream."""
+        with self._cond:
+            return len(self._changes)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued incident change is on the stream; ``False`` on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.pending:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Send what is queued (for up to ``timeout``) and stop the thread."""
+        self.flush(timeout)
+        self._stop.set()
+        with self._cond:
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        errors = _redis_errors()
+        while not self._stop.is_set():
+            with self._cond:
+                if not (self._changes or self._frames):
+                    self._cond.wait(1.0)
+                changes = list(self._changes)
+                frames, self._frames = self._frames, {}
+            if not (changes or frames):
+                continue
+            try:
+                self._send(changes, frames)
+            except errors as exc:
+                self.failures += 1
+                self.frames_dropped += len(frames)
+                delay = self._backoff.failed()
+                if self.failures == 1 or delay >= _BACKOFF[1]:
+                    log.warning("Redis unreachable (%s); %d change(s) waiting", exc, len(changes))
+                self._stop.wait(delay)
+                continue
+            if self._backoff.ok():
+                log.warning("Redis reachable again")
+            with self._cond:
+                # Only what was sent leaves the queue; the deque may have dropped from its left
+                # meanwhile, so remove by identity.
+                sent = {id(e) for e in changes}
+                self._changes = deque(
+                    (e for e in self._changes if id(e) not in sent), maxlen=self._changes.maxlen
+                )
+            self.sent += len(changes)
+
+    def _send(self, changes: list[Envelope], frames: dict[str, Envelope]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for envelope in changes:
+            pipe.xadd(
+                self._stream,
+                {_FIELD: encode_envelope(envelope)},
+                maxlen=self._maxlen,
+                approximate=True,
+            )
+        for camera, envelope in frames.items():
+            pipe.publish(LIVE_CHANNEL_PREFIX + camera, encode_envelope(envelope))
+        with tracing.span("bus.publish", {"changes": len(changes), "frames": len(frames)}):
+            pipe.execute()
+
+
+class IncidentFeed:
+    """Incident changes from the stream, gaps back-filled from the chain, each seq delivered once.
+
+    A :class:`~safewatch.bus.protocol.Subscriber`. It starts at the chain's head (a dashboard
+    loads the current list from the API, then follows changes) and keeps the highest sequence
+    number delivered. An entry at or below it is a duplicate (skipped, counted); one above it
+    by more than one means changes in between may be missing, so those are read from the chain
+    first. Besides, after any Redis error, and every ``resync_seconds`` however quiet the stream,
+    the feed reads the chain up to its head, which catches changes whose message never reached
+    Redis (a restart emptied it, a publisher died before sending) even when nothing follows them.
+
+    Args:
+        client: From :func:`connect`.
+        repository: Where the chain is.
+        stream: The incident stream's key.
+        block_ms: How long one read waits for new entries.
+        resync_seconds: Interval of the check against the chain's head.
+        start_seq: Deliver changes after this sequence number (``None``: the head now).
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        repository: IncidentRepository,
+        *,
+        stream: str = INCIDENT_STREAM,
+        block_ms: int = 1000,
+        resync_seconds: float = 5.0,
+        start_seq: int | None = None,
+    ) -> None:
+        self._client = client
+        self._repository = repository
+        self._stream = stream
+        self._block_ms = block_ms
+        self._resync = resync_seconds
+        self._last_seq = start_seq
+        self._last_id: str | None = None
+        self._next_sync = 0.0
+        self._dirty = False
+        self._backoff = _Backoff()
+        self.delivered = 0
+        self.backfilled = 0
+        self.duplicates = 0
+        self.malformed = 0
+        self.failures = 0
+
+    @property
+    def last_seq(self) -> int | None:
+        """The highest sequence number delivered (or started from)."""
+        return self._last_seq
+
+    def run(self, sink: Publisher, stop: threading.Event) -> None:
+        """Deliver to ``sink`` until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                delay = self.poll(sink)
+            except SafewatchError as exc:  # the database is down: retry, nothing else to do
+                log.warning("cannot back-fill incident changes: %s", exc)
+                delay = 2.0
+            if delay:
+                stop.wait(delay)
+
+    def poll(self, sink: Publisher) -> float:
+        """One round: back-fill if due, then read what the stream has (waiting up to
+        ``block_ms``). Returns the seconds to wait before the next round (after an error).
+
+        Raises:
+            StorageError: The chain cannot be read (the database is down: nothing to fall back
+                on; the caller retries).
+        """
+        if self._last_seq is None:
+            head = hash_chain.read_head(self._repository.engine)
+            self._last_seq = 0 if head is None else head[0]
+            self._next_sync = time.monotonic() + self._resync
+        if self._dirty or time.monotonic() >= self._next_sync:
+            self._backfill(sink, None)
+        try:
+            if self._last_id is None:
+                self._last_id = self._tail_id()
+            replies = self._client.xread(
+                {self._stream: self._last_id}, count=500, block=self._block_ms
+            )
+        except _redis_errors() as exc:
+            self.failures += 1
+            if not self._dirty:
+                log.warning("incident stream unreadable (%s); following the chain meanwhile", exc)
+            self._dirty = True
+            return self._backoff.failed()
+        if self._backoff.ok():
+            log.warning("incident stream readable again")
+        for _stream, entries in replies or ():
+            for entry_id, fields in entries:
+                self._last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                self._take(sink, fields)
+        return 0.0
+
+    def _tail_id(self) -> str:
+        """The newest entry's id, so reading starts after it ("0-0" for an empty stream)."""
+        newest = self._client.xrevrange(self._stream, count=1)
+        if not newest:
+            return "0-0"
+        entry_id = newest[0][0]
+        return str(entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
+
+    def _take(self, sink: Publisher, fields: dict[Any, Any]) -> None:
+        assert self._last_seq is not None
+        try:
+            envelope = decode(fields.get(_FIELD) or fields.get(_FIELD.decode()) or b"")
+        except BusFormatError as exc:
+            self.malformed += 1
+            log.warning("skipping an incident stream entry: %s", exc)
+            return
+        seq = envelope.seq
+        if envelope.type != INCIDENT_CHANGE or seq is None:
+            return
+        if seq > self._last_seq + 1:
+            self._backfill(sink, seq - 1)
+        if seq <= self._last_seq:
+            self.duplicates += 1
+            return
+        sink.publish(envelope)
+        self._last_seq = seq
+        self.delivered += 1
+
+    def _backfill(self, sink: Publisher, until: int | None) -> None:
+        """Deliver the chain's changes after the last delivered, up to ``until`` (the head)."""
+        assert self._last_seq is not None
+        while until is None or self._last_seq < until:
+            limit = 1000 if until is None else min(1000, until - self._last_seq)
+            changes, last = self._repository.changes_after(self._last_seq, limit=limit)
+            for change in changes:
+                sink.publish(change_envelope(change))
+                self.backfilled += 1
+            if last <= self._last_seq:  # the chain ends here
+                break
+            self._last_seq = last
+        self._dirty = False
+        self._next_sync = time.monotonic() + self._resync
+
+
+class LiveFeed:
+    """Live overlay metadata of every camera from Pub/Sub, into a hub; lossy by design.
+
+    A :class:`~safewatch.bus.protocol.Subscriber`. A message lost while Redis is down is simply
+    not seen (the next frame replaces it), so it resubscribes and carries on.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.received = 0
+        self.malformed = 0
+
+    def run(self, sink: Publisher, stop: threading.Event) -> None:
+        """Deliver to ``sink`` until ``stop`` is set."""
+        errors = _redis_errors()
+        backoff = _Backoff()
+        while not stop.is_set():
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.psubscribe(LIVE_CHANNEL_PREFIX + "*")
+                backoff.ok()
+                while not stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._take(sink, message.get("data"))
+            except errors as exc:
+                log.debug("live metadata subscription lost: %s", exc)
+                stop.wait(backoff.failed())
+            finally:
+                with contextlib.suppress(*errors):
+                    pubsub.close()
+
+    def _take(self, sink: Publisher, data: Any) -> None:
+        try:
+            envelope = decode(data if isinstance(data, bytes | str) else b"")
+        except BusFormatError as exc:
+            self.malformed += 1
+            log.debug("skipping a live message: %s", exc)
+            return
+        if envelope.type == LIVE_FRAME:
+            self.received += 1
+            sink.publish(envelope)
+
+
+def check_reachable(client: Any) -> None:
+    """Raise a clear error when Redis does not answer (start-up check of a cluster node).
+
+    Raises:
+        SafewatchError: No answer to ``PING``.
+    """
+    try:
+        client.ping()
+    except _redis_errors() as exc:
+        raise SafewatchError(f"Redis does not answer: {exc}") from exc
