@@ -22,12 +22,14 @@ from pydantic import (
 )
 
 from safewatch.config.alerts import AlertsConfig
+from safewatch.config.cluster import ClusterConfig, check_labels
 from safewatch.config.llm import LLMConfig
 from safewatch.config.runtime import RuntimeConfig, TilingConfig
 
 __all__ = [
     "CalibrationConfig",
     "CameraConfig",
+    "ClusterConfig",
     "EvidenceConfig",
     "ModelConfig",
     "ModelFormat",
@@ -308,6 +310,11 @@ class CameraConfig(_Strict):
         "MediaMTX's WebRTC page http://host:8889/yard/ or an HLS .m3u8 URL), shown under the "
         "overlays instead of the analysed JPEG frames.",
     )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Under `serve --cluster`: only analyzers with all these labels and values "
+        "(their `cluster.labels`) may analyse this camera, e.g. {gpu: 'true'}.",
+    )
 
     @field_validator("models")
     @classmethod
@@ -315,6 +322,11 @@ class CameraConfig(_Strict):
         if len(set(value)) != len(value):
             raise ValueError("lists a model twice")
         return value
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_labels(value)
 
 
 class StorageConfig(_Strict):
@@ -341,6 +353,11 @@ class StorageConfig(_Strict):
         default_factory=list,
         description="Folders of archived footage the dashboard may read for audits and "
         "backtests ('Test this change'); relative to the site file. Empty: uploads only.",
+    )
+    evidence_shared: bool = Field(
+        False,
+        description="`evidence_dir` is a folder every analyzer of a cluster reaches (NFS, a "
+        "common volume): lets `serve --cluster` keep evidence there instead of in S3.",
     )
     witness_seconds: float = Field(
         600.0,
@@ -489,6 +506,10 @@ class SiteConfig(_Strict):
     alerts: AlertsConfig = Field(
         default_factory=AlertsConfig,
         description="Who hears about incidents, how and when (docs/alerts.md).",
+    )
+    cluster: ClusterConfig = Field(
+        default_factory=ClusterConfig,
+        description="How analyzers share the cameras under `serve --cluster` (docs/cluster.md).",
     )
 
     def privacy_for(self, camera_id: str) -> PrivacyConfig:

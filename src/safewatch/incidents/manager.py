@@ -175,6 +175,18 @@ class IncidentManager:
             changes.append(self._close(key, dataclasses.replace(episode.incident, ended_at=ended)))
         return changes
 
+    def forget_camera(self, camera_id: str) -> list[Incident]:
+        """Drop a camera's open incidents from memory without writing anything.
+
+        For a camera whose ownership this process lost (``serve --cluster``): its new owner
+        closes or continues those incidents, and any write from here would be refused by the
+        fence anyway. Returns what was dropped, for the log.
+        """
+        dropped = [
+            key for key, episode in self._open.items() if episode.incident.camera_id == camera_id
+        ]
+        return [self._open.pop(key).incident for key in dropped]
+
     def _apply(
         self, event: RuleEvent, tracked: TrackedFrame, frame: Frame
     ) -> IncidentChange | None:

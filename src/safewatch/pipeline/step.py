@@ -53,6 +53,8 @@ class Incidents(Protocol):
 
     def close_all(self, at: float) -> list[IncidentChange]: ...
 
+    def forget_camera(self, camera_id: str) -> Sequence[object]: ...
+
 
 FrameListener = Callable[[Frame, TrackedFrame, Sequence[RuleEvent], Sequence[IncidentChange]], None]
 """Told after each frame's step, live or archived: the frame, its tracks, the rule events and the

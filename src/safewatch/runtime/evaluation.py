@@ -60,6 +60,8 @@ class _Camera:
 class _Finish:
     camera_id: str
     done: threading.Event
+    write: bool = True
+    """False: forget the camera's episodes and incidents without writing (ownership lost)."""
 
 
 class RulesWorker:
@@ -142,6 +144,21 @@ class RulesWorker:
             return False
         return done.wait(timeout)
 
+    def drop_camera(self, camera_id: str, timeout: float = 10.0) -> bool:
+        """Forget a camera's episodes and open incidents after the frames already queued,
+        writing nothing: this process no longer owns the camera (``serve --cluster``), so its
+        new owner closes or continues them.
+
+        Returns:
+            Whether it was done within ``timeout``.
+        """
+        done = threading.Event()
+        try:
+            self._queue.put(_Finish(camera_id, done, write=False), timeout=timeout)
+        except queue.Full:
+            return False
+        return done.wait(timeout)
+
     def counters(self) -> dict[str, EvaluationCounters]:
         """Per-camera counters."""
         with self._lock:
@@ -177,7 +194,10 @@ class RulesWorker:
                 return
             try:
                 if isinstance(item, _Finish):
-                    self._finish(item.camera_id)
+                    if item.write:
+                        self._finish(item.camera_id)
+                    else:
+                        self._drop(item.camera_id)
                     item.done.set()
                 else:
                     self._evaluate(item)
@@ -250,6 +270,18 @@ class RulesWorker:
         for change in changes:
             self._metrics.incidents.labels(kind=str(change.kind)).inc()
         return changes
+
+    def _drop(self, camera_id: str) -> None:
+        with self._lock:
+            self._cameras.pop(camera_id, None)
+        self._engine.finish(camera_id)  # its events are discarded: the episodes just end here
+        dropped = self._incidents.forget_camera(camera_id)
+        if dropped:
+            log.warning(
+                "camera %s: ownership lost; %d open incident(s) left to its new owner",
+                camera_id,
+                len(dropped),
+            )
 
     def _finish_all(self) -> None:
         with self._lock:

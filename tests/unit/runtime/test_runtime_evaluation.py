@@ -114,6 +114,9 @@ class _BrokenIncidents:
     def close_all(self, at: float) -> list[IncidentChange]:
         return []
 
+    def forget_camera(self, camera_id: str) -> list[object]:
+        return []
+
 
 class _NoRules:
     def evaluate(self, tracked: TrackedFrame) -> list[RuleEvent]:
@@ -121,6 +124,27 @@ class _NoRules:
 
     def finish(self, camera_id: str, at: float | None = None) -> list[RuleEvent]:
         return []
+
+
+def test_dropping_a_lost_camera_writes_nothing_and_forgets_its_open_incident(
+    tmp_path: Path, repository: IncidentRepository
+) -> None:
+    """serve --cluster: a camera whose lease was lost stops without closing its incident (the
+    new owner does), and nothing of it is written, not even at the final stop."""
+    worker = build(tmp_path, repository, RuntimeMetrics())
+    worker.start()
+    for seq in range(4):
+        worker.submit(analysed(seq, person_at(30, 10)))
+    assert worker.drop_camera("cam", timeout=5.0)
+    (incident,) = repository.list()
+    assert incident.ended_at is None, "left open for the camera's new owner"
+    with repository.engine.connect() as connection:
+        last_seq = connection.exec_driver_sql("SELECT max(seq) FROM chain_entries").scalar()
+    assert "cam" not in worker.counters()
+    assert worker.stop(timeout=5.0) == [], "the stop closes nothing of the lost camera"
+    assert repository.get(incident.id).ended_at is None
+    with repository.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT max(seq) FROM chain_entries").scalar() == last_seq
 
 
 def test_a_storage_failure_is_counted_and_the_stage_goes_on() -> None:

@@ -1,0 +1,107 @@
+"""The site file's ``cluster:`` block, and what ``serve --cluster`` demands of the rest of it.
+
+Under ``safewatch serve --cluster`` several analyzer processes (on one host or many) share the
+site's cameras: each camera is owned by one analyzer through a lease in the database
+(:mod:`safewatch.cluster`). Everything a camera's owner writes must therefore be readable by the
+one that takes it over: the database must be a server (PostgreSQL), not a SQLite file on one
+host, and evidence must sit in a bucket or in a folder the site file declares shared (NFS, a
+mounted volume every analyzer sees). :func:`cluster_refusal` says which of these a site file
+breaks, with the file and line, before anything starts.
+
+Per-analyzer settings (``capacity``, ``labels``) usually differ between hosts while the site file
+is shared: write them as ``${VARIABLES}`` and set those per host.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from safewatch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from safewatch.config.loader import LoadedSite
+
+__all__ = ["ClusterConfig", "check_labels", "cluster_refusal"]
+
+_LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,62}$"
+
+
+class ClusterConfig(BaseModel):
+    """How this site's analyzers share its cameras under ``safewatch serve --cluster``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lease_seconds: float = Field(
+        10.0,
+        ge=1.0,
+        le=300.0,
+        description="How long a camera's lease lasts without renewal: a dead analyzer's cameras "
+        "move after about this long. Shorter moves faster and costs more database writes.",
+    )
+    capacity: int = Field(
+        1,
+        ge=1,
+        le=10_000,
+        description="This analyzer's weight in placement: one with capacity 2 gets about twice "
+        "the cameras of one with capacity 1 (set it per host with ${VARIABLE}).",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="This analyzer's labels, e.g. {gpu: 'true', building: b}; a camera with "
+        "`labels` runs only on analyzers that have all of them with the same values.",
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_labels(value)
+
+
+def check_labels(value: dict[str, str]) -> dict[str, str]:
+    """Label keys and values are short identifiers (shared with the cameras' ``labels``)."""
+    for key, label in value.items():
+        for part in (key, label):
+            if not re.match(_LABEL_PATTERN, part):
+                raise ValueError(
+                    f"label {key}: {label}: {part!r} must be letters, digits and . _ : / - "
+                    "only, up to 63 characters"
+                )
+    return value
+
+
+def cluster_refusal(site: LoadedSite) -> ConfigError | None:
+    """Why ``site`` cannot run in cluster mode (with the file and line), or ``None``.
+
+    Refused: a SQLite database (one host's file; leases and fencing need one database every
+    analyzer writes to) and evidence in a local folder not declared shared
+    (``storage.evidence_shared: true``), since a camera's next owner must finish and read its
+    clips. Read again from the file for the line numbers the validated model no longer has.
+    """
+    from safewatch.config.loader import read_document
+
+    storage = site.config.storage
+    problem: tuple[tuple[str, ...], str] | None = None
+    if not storage.database.startswith("postgresql"):
+        scheme = storage.database.split(":", 1)[0]
+        problem = (
+            ("storage", "database"),
+            f"cluster mode needs a PostgreSQL database that every analyzer reaches, not "
+            f"{scheme} (leases and fencing live there)",
+        )
+    elif storage.evidence_s3 is None and not storage.evidence_shared:
+        problem = (
+            ("storage", "evidence_dir"),
+            "cluster mode needs evidence every analyzer can reach: set storage.evidence_s3, or "
+            "storage.evidence_shared: true if this folder is shared (NFS, a common volume)",
+        )
+    if problem is None:
+        return None
+    path, message = problem
+    try:
+        line: int | None = read_document(site.path, interpolate=False).line_of(path)
+    except ConfigError:
+        line = None
+    return ConfigError(message, file=str(site.path), line=line, field=".".join(path))
