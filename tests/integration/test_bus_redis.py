@@ -1,0 +1,244 @@
+"""The bus on a real ``redis-server`` (loopback, throwaway): incident changes reach a dashboard's
+feed once each, also across a Redis restart and a trimmed stream (back-filled from the chain);
+live overlays ride Pub/Sub; an export worker's pending entries survive its crash."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from redis_server import RedisServer, redis_unavailable
+from safewatch.api.live import LiveHub
+from safewatch.bus import LIVE_FRAME, Envelope, PublishAfterCommit
+from safewatch.domain import Incident, IncidentStatus, Severity, incident_id
+from safewatch.storage import IncidentRepository
+
+pytestmark = pytest.mark.skipif(
+    redis_unavailable() is not None, reason=redis_unavailable() or "redis available"
+)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer.start()
+    yield server
+    server.stop()
+
+
+def make_incident(track: int, ended_at: float | None = None) -> Incident:
+    return Incident(
+        id=incident_id("cam-1", "hardhat", track, 1000.0),
+        camera_id="cam-1",
+        rule_id="hardhat",
+        rule_kind="ppe",
+        severity=Severity.HIGH,
+        track_ids=(track,),
+        started_at=1000.0,
+        ended_at=ended_at,
+        peak_confidence=0.6,
+        message=f"person #{track} without hardhat",
+    )
+
+
+class Sink:
+    """Collects what the feed delivers (a dashboard's hub, reduced to a list)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.envelopes: list[Envelope] = []
+
+    def publish(self, envelope: Envelope) -> None:
+        with self.lock:
+            self.envelopes.append(envelope)
+
+    def seqs(self) -> list[int]:
+        with self.lock:
+            return [e.seq for e in self.envelopes if e.seq is not None]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def chain_change_seqs(repository: IncidentRepository) -> list[int]:
+    changes, _ = repository.changes_after(0, limit=100_000)
+    return [c.entry.seq for c in changes]
+
+
+@pytest.fixture
+def rig(db_engine: Engine, redis_server: RedisServer) -> Iterator[dict[str, Any]]:
+    from safewatch.bus.redis_streams import IncidentFeed, RedisPublisher, connect
+
+    repository = IncidentRepository(db_engine)
+    publisher = RedisPublisher(connect(redis_server.url)).start()
+    repository.add_change_hook(PublishAfterCommit(publisher))
+    feed = IncidentFeed(
+        connect(redis_server.url), repository, block_ms=200, resync_seconds=60.0, start_seq=0
+    )
+    yield {"repository": repository, "publisher": publisher, "feed": feed}
+    publisher.stop(1.0)
+
+
+def test_changes_arrive_through_the_stream_in_order(rig: dict[str, Any]) -> None:
+    repository, feed = rig["repository"], rig["feed"]
+    sink, stop = Sink(), threading.Event()
+    thread = threading.Thread(target=feed.run, args=(sink, stop), daemon=True)
+    thread.start()
+    try:
+        for track in range(5):
+            repository.upsert(make_incident(track))
+        repository.set_status(make_incident(0).id, IncidentStatus.RESOLVED, actor="ann")
+        wait_for(lambda: len(sink.seqs()) == 6)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert sink.seqs() == [1, 2, 3, 4, 5, 6]
+    assert feed.backfilled == 0 and feed.delivered == 6  # all of them came over Redis
+    assert sink.envelopes[-1].body["actor"] == "ann"
+
+
+def test_a_redis_restart_loses_no_change_and_doubles_none(
+    rig: dict[str, Any], redis_server: RedisServer
+) -> None:
+    repository, feed, publisher = rig["repository"], rig["feed"], rig["publisher"]
+    sink, stop = Sink(), threading.Event()
+    thread = threading.Thread(target=feed.run, args=(sink, stop), daemon=True)
+    thread.start()
+    try:
+        for track in range(3):
+            repository.upsert(make_incident(track))
+        wait_for(lambda: len(sink.seqs()) == 3)
+        redis_server.kill()  # kill -9: the stream (memory only) is gone with it
+        for track in range(3):  # written while Redis is down: committed, not on the stream
+            repository.upsert(make_incident(track, ended_at=1005.0))
+        time.sleep(0.5)
+        redis_server.restart()  # empty
+        for track in range(3, 5):
+            repository.upsert(make_incident(track))
+        wait_for(lambda: len(sink.seqs()) == 8)
+        assert publisher.flush(10.0)
+        time.sleep(1.0)  # the queued copies of the down-time changes arrive now: skipped
+    finally:
+        stop.set()
+        thread.join(5)
+    assert sink.seqs() == chain_change_seqs(repository) == list(range(1, 9))
+    assert feed.backfilled >= 3  # the down-time changes came from the chain
+    closed = [e for e in sink.envelopes if e.body["kind"] == "closed"]
+    assert len(closed) == 3
+
+
+def test_a_trimmed_stream_is_back_filled_from_the_chain(
+    rig: dict[str, Any], redis_server: RedisServer
+) -> None:
+    from safewatch.bus.redis_streams import INCIDENT_STREAM, connect
+
+    repository, feed, publisher = rig["repository"], rig["feed"], rig["publisher"]
+    sink = Sink()
+    feed.poll(sink)  # the feed starts (at the empty stream) and is then not read for a while
+    for track in range(10):
+        repository.upsert(make_incident(track))
+    assert publisher.flush(10.0)
+    client = connect(redis_server.url)
+    client.xtrim(
+        INCIDENT_STREAM, maxlen=2, approximate=False
+    )  # what MAXLEN ~ does to a reader that fell behind
+    while feed.poll(sink) == 0 and len(sink.seqs()) < 10:
+        pass
+    assert sink.seqs() == list(range(1, 11))
+    assert (feed.backfilled, feed.delivered) == (8, 2)
+
+
+def test_a_quiet_stream_still_gets_changes_that_never_reached_redis(
+    db_engine: Engine, redis_server: RedisServer
+) -> None:
+    """A publisher that died before sending: nothing follows on the stream, the resync finds it."""
+    from safewatch.bus.redis_streams import IncidentFeed, connect
+
+    repository = IncidentRepository(db_engine)  # no hook: its changes never reach Redis
+    feed = IncidentFeed(
+        connect(redis_server.url), repository, block_ms=100, resync_seconds=0.3, start_seq=0
+    )
+    sink = Sink()
+    repository.upsert(make_incident(1))
+    repository.upsert(make_incident(1, ended_at=1001.0))
+    deadline = time.monotonic() + 10
+    while len(sink.seqs()) < 2 and time.monotonic() < deadline:
+        feed.poll(sink)
+    assert sink.seqs() == [1, 2]
+
+
+def test_live_overlays_ride_pub_sub_into_the_hub(redis_server: RedisServer) -> None:
+    from safewatch.bus.redis_streams import LiveFeed, RedisPublisher, connect
+
+    hub = LiveHub()
+    feed = LiveFeed(connect(redis_server.url))
+    stop = threading.Event()
+    thread = threading.Thread(target=feed.run, args=(hub, stop), daemon=True)
+    thread.start()
+    publisher = RedisPublisher(connect(redis_server.url)).start()
+    try:
+        # Pub/Sub is lossy: until the subscription is in place, messages go nowhere.
+        seq = 0
+        while hub.remote("cam-9") is None:
+            seq += 1
+            publisher.publish(
+                Envelope(LIVE_FRAME, {"type": "frame", "camera": "cam-9", "seq": seq})
+            )
+            time.sleep(0.05)
+            assert seq < 200, "no live message arrived in 10 s"
+        remote = hub.remote("cam-9")
+        assert remote is not None and remote[1]["camera"] == "cam-9"
+    finally:
+        stop.set()
+        thread.join(5)
+        publisher.stop(1.0)
+    assert feed.received >= 1
+
+
+def test_an_export_workers_pending_entries_are_claimed_by_another(
+    rig: dict[str, Any], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    from safewatch.bus.export import ExportWorker
+    from safewatch.bus.redis_streams import INCIDENT_STREAM, connect
+
+    repository, publisher = rig["repository"], rig["publisher"]
+    client = connect(redis_server.url)
+    crashed_dir, out = tmp_path / "crashed", tmp_path / "out"
+    crashing = ExportWorker(client, crashed_dir, consumer="worker-a", claim_idle=0.3)
+    crashing.ensure_group()
+    for track in range(4):
+        repository.upsert(make_incident(track))
+    assert publisher.flush(10.0)
+
+    def crash(_lines: object) -> None:
+        raise KeyboardInterrupt("worker-a died while writing")
+
+    crashing._write = crash  # type: ignore[method-assign]  # dies after reading, before XACK
+    with pytest.raises(KeyboardInterrupt):
+        crashing.step(block=1.0)
+    pending = client.xpending(INCIDENT_STREAM, "export")
+    assert pending["pending"] == 4 and pending["consumers"][0]["name"] == b"worker-a"
+
+    survivor = ExportWorker(client, out, consumer="worker-b", claim_idle=0.3)
+    assert survivor.step(block=0.1) == 0  # not idle long enough yet: left to its owner
+    time.sleep(0.4)
+    repository.upsert(make_incident(4))
+    assert publisher.flush(10.0)
+    written = survivor.step(block=1.0)
+    assert (written, survivor.claimed) == (5, 4)
+    assert client.xpending(INCIDENT_STREAM, "export")["pending"] == 0
+    lines = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.open()]
+    assert sorted(line["seq"] for line in lines) == [1, 2, 3, 4, 5]
+    assert {line["kind"] for line in lines} == {"opened"}
+    assert not crashed_dir.exists()
