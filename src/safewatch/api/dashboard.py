@@ -154,7 +154,8 @@ class Dashboard:
         self.lifecycle = IncidentLifecycle(self.storage.repository)
         self.password_checks = anyio.CapacityLimiter(self.settings.password_checks)
         self.queries = QueryCache(
-            self.settings.query_cache_seconds, lambda: self.live.incident_version
+            self.settings.query_cache_seconds,
+            lambda: (self.live.incident_version, self.site().config.site.timezone),
         )
         self.limiter = LoginLimiter(
             per_pair=self.settings.login_per_pair,

@@ -21,6 +21,7 @@ from safewatch.api.body_limit import BodyLimit
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.errors import install_error_handlers
 from safewatch.api.proxies import install_trusted_proxies
+from safewatch.api.query_cache import CachedAnswers
 from safewatch.api.redaction import RedactResponses
 from safewatch.api.security import SecurityHeaders
 
@@ -84,6 +85,7 @@ def install_dashboard(app: FastAPI, dashboard: Dashboard) -> None:
     app.include_router(ws_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    app.add_middleware(CachedAnswers, cache=lambda: dashboard.queries)  # inside the gate
     app.add_middleware(
         AuthGate, store=dashboard.auth, session_cookie=dashboard.settings.session_cookie
     )

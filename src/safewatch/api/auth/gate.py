@@ -13,12 +13,21 @@ browser sends an ``Origin``, that it is this server's. Cookie-authenticated WebS
 must come from this origin too (cross-site WebSocket hijacking). The cookie is also
 ``SameSite=Strict``, a second, independent barrier. Bearer tokens are never sent by browsers on
 their own, so token requests need no CSRF token.
+
+Principals found are kept for :data:`PRINCIPAL_CACHE_SECONDS` (see :class:`PrincipalCache`): under
+50 clients polling the incident list, looking the token up in the database (a worker-thread hop,
+an ORM session, two queries) was three quarters of the API's busy time once the answers
+themselves came from the query cache (``bench/api_profile.py``, issue 13).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
+import threading
+import time
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -42,6 +51,11 @@ PUBLIC_PREFIXES = ("/static/",)
 """Path prefixes answered without authentication (stylesheets, scripts, icons: no data)."""
 
 CSRF_HEADER = "x-csrf-token"
+PRINCIPAL_CACHE_SECONDS = 1.0
+"""How long a credential found valid is believed without asking the database again. A change
+made through this process's :class:`AuthStore` (user updated or deleted, logout, token revoked)
+ends every cached entry at once; one made by another process (``safewatch users``) or an expiry
+takes effect within this time."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -66,6 +80,71 @@ def _same_origin(headers: Headers, scheme: str) -> bool:
     return parts.netloc == host and parts.scheme == expected
 
 
+class PrincipalCache:
+    """Valid credentials seen in the last ``ttl`` seconds, by the SHA-256 of the credential.
+
+    An entry holds while it is younger than ``ttl``, the credential has not expired, and the
+    store's :attr:`~safewatch.api.auth.store.AuthStore.changes` is what it was *before* the
+    lookup that produced it (so a revocation committed during that lookup is not missed).
+    Only successes are kept: an unknown credential is asked again every time, so a token
+    created a moment ago works at once.
+
+    Args:
+        ttl: Longest time an entry is believed, seconds; 0 turns the cache off.
+        changes: The store's change counter.
+        max_entries: Entries kept; when full, the cache starts over (no eviction bookkeeping
+            on the hot path: a site has a few dozen live credentials).
+        clock: Wall clock (expiry times are epoch seconds).
+    """
+
+    def __init__(
+        self,
+        ttl: float,
+        changes: Callable[[], int],
+        *,
+        max_entries: int = 4096,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._ttl = ttl
+        self._changes = changes
+        self._max = max_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[bytes, tuple[Principal, float, int]] = {}
+
+    @staticmethod
+    def key(kind: str, credential: str) -> bytes:
+        """The cache key of a credential (its raw value is never kept)."""
+        return hashlib.sha256(f"{kind}\0{credential}".encode()).digest()
+
+    def get(self, key: bytes) -> Principal | None:
+        """The cached principal of ``key`` if the entry still holds."""
+        if self._ttl <= 0:
+            return None
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None:
+            return None
+        principal, until, changes = entry
+        if self._clock() >= until or changes != self._changes():
+            with self._lock:
+                self._entries.pop(key, None)
+            return None
+        return principal
+
+    def put(self, key: bytes, principal: Principal, changes: int, expires_at: float | None) -> None:
+        """Keep ``principal``; ``changes`` is the counter read before the lookup."""
+        if self._ttl <= 0:
+            return
+        until = self._clock() + self._ttl
+        if expires_at is not None:
+            until = min(until, expires_at)
+        with self._lock:
+            if len(self._entries) >= self._max:
+                self._entries.clear()
+            self._entries[key] = (principal, until, changes)
+
+
 class AuthGate:
     """ASGI middleware that authenticates every non-public request (module docstring).
 
@@ -75,35 +154,63 @@ class AuthGate:
         session_cookie: The session cookie's name.
     """
 
-    def __init__(self, app: ASGIApp, store: AuthStore, session_cookie: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        store: AuthStore,
+        session_cookie: str,
+        cache_seconds: float = PRINCIPAL_CACHE_SECONDS,
+    ) -> None:
         self.app = app
         self.store = store
         self.cookie = session_cookie
+        self.cache = PrincipalCache(cache_seconds, lambda: store.changes)
 
-    def _principal(self, headers: Headers) -> tuple[Principal | None, str]:
-        """The principal of a request, or ``None`` and why."""
+    def _credential(self, headers: Headers) -> tuple[str, str] | str:
+        """``(kind, value)`` of the request's credential, or why there is none usable."""
         authorization = headers.get("authorization")
         if authorization:
             scheme, _, value = authorization.partition(" ")
             if scheme.lower() != "bearer" or not value.strip():
-                return None, "use 'Authorization: Bearer <token>'"
-            found = self.store.token(value.strip())
+                return "use 'Authorization: Bearer <token>'"
+            return "token", value.strip()
+        cookie = _cookies(headers).get(self.cookie)
+        if cookie:
+            return "session", cookie
+        return "log in, or send an API token"
+
+    def _lookup(self, kind: str, value: str, key: bytes) -> tuple[Principal | None, str]:
+        """Ask the store (a worker thread: it is a database query) and cache a success."""
+        changes = self.store.changes
+        if kind == "token":
+            found = self.store.token(value)
             if found is None:
                 return None, "the API token is unknown, expired or revoked"
-            user, _token = found
-            return Principal(user.id, user.username, user.role, "token"), ""
-        cookies = _cookies(headers)
-        cookie = cookies.get(self.cookie)
-        if cookie:
-            session = self.store.session(cookie)
-            if session is None:
-                return None, "the session has expired; log in again"
-            user, info = session
-            return (
-                Principal(user.id, user.username, user.role, "session", info.csrf_token, info.id),
-                "",
-            )
-        return None, "log in, or send an API token"
+            user, token = found
+            principal = Principal(user.id, user.username, user.role, "token")
+            self.cache.put(key, principal, changes, token.expires_at)
+            return principal, ""
+        session = self.store.session(value)
+        if session is None:
+            return None, "the session has expired; log in again"
+        user, info = session
+        principal = Principal(
+            user.id, user.username, user.role, "session", info.csrf_token, info.id
+        )
+        self.cache.put(key, principal, changes, info.expires_at)
+        return principal, ""
+
+    async def _principal(self, headers: Headers) -> tuple[Principal | None, str]:
+        """The principal of a request, or ``None`` and why."""
+        credential = self._credential(headers)
+        if isinstance(credential, str):
+            return None, credential
+        kind, value = credential
+        key = PrincipalCache.key(kind, value)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached, ""
+        return await anyio.to_thread.run_sync(self._lookup, kind, value, key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or is_public(scope["path"]):
@@ -111,7 +218,7 @@ class AuthGate:
             return
         headers = Headers(scope=scope)
         try:
-            principal, why = await anyio.to_thread.run_sync(self._principal, headers)
+            principal, why = await self._principal(headers)
         except StorageError as exc:
             log.error("authentication failed: %s", exc)
             principal, why = None, "authentication is unavailable (database error)"

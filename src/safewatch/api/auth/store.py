@@ -186,6 +186,10 @@ class AuthStore:
         self._clock = clock
         self.lifetime = lifetime
         self.idle = idle
+        self.changes = 0
+        """Counts committed changes that can end or narrow someone's access (a user updated or
+        deleted, a session ended, a token revoked); :class:`~safewatch.api.auth.gate.AuthGate`
+        drops the principals it cached when it moves."""
         ensure_schema(engine, auto_upgrade=auto_upgrade)
 
     @contextmanager
@@ -282,7 +286,9 @@ class AuthStore:
                 row.active = active
             row.updated_at = self._clock()
             session.execute(delete(SessionRow).where(SessionRow.user_id == row.id))
-            return _user(row)
+            user = _user(row)
+        self.changes += 1
+        return user
 
     def delete_user(self, username: str) -> None:
         """Remove a user with their sessions and tokens.
@@ -295,6 +301,7 @@ class AuthStore:
             session.execute(delete(SessionRow).where(SessionRow.user_id == row.id))
             session.execute(delete(ApiTokenRow).where(ApiTokenRow.user_id == row.id))
             session.delete(row)
+        self.changes += 1
 
     def authenticate(self, username: str, password: str) -> User | None:
         """The user if the name exists, is active and the password matches; else ``None``.
@@ -360,6 +367,7 @@ class AuthStore:
         """Log a session out (nothing happens for an unknown one)."""
         with self._session("end a session") as session:
             session.execute(delete(SessionRow).where(SessionRow.id == session_id))
+        self.changes += 1
 
     # -- API tokens --------------------------------------------------------------------------
 
@@ -439,7 +447,9 @@ class AuthStore:
             row, owner = found
             if row.revoked_at is None:
                 row.revoked_at = self._clock()
-            return _token_info(row, owner)
+            info = _token_info(row, owner)
+        self.changes += 1
+        return info
 
     # -- audit log ---------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from safewatch.api.deps import DashboardDep, Operator, Viewer, client_of
 from safewatch.api.errors import ERROR_RESPONSES
+from safewatch.api.query_cache import cached_answer
 from safewatch.api.schemas import (
     BulkFailureOut,
     BulkTransitionIn,
@@ -112,11 +113,7 @@ async def list_incidents(
         )
         return out.model_dump_json(by_alias=True).encode()
 
-    key = ("incidents", request.url.query)
-    body = dashboard.queries.peek(key)
-    if body is None:
-        body = await anyio.to_thread.run_sync(dashboard.queries.get, key, answer)
-    return Response(body, media_type="application/json")
+    return await cached_answer(dashboard.queries, request, answer)
 
 
 def _detail(dashboard: DashboardDep, incident_id: str) -> IncidentDetailOut:

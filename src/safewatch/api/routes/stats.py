@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import anyio
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from safewatch.api.deps import DashboardDep, Viewer
 from safewatch.api.errors import ERROR_RESPONSES, ApiError
+from safewatch.api.query_cache import cached_answer
 from safewatch.api.routes.incidents import FilterDep
 from safewatch.api.schemas import BucketOut
 
@@ -70,8 +70,4 @@ async def stats(
         )
         return out.model_dump_json(by_alias=True).encode()
 
-    key = ("stats", timezone, request.url.query)
-    body = dashboard.queries.peek(key)
-    if body is None:
-        body = await anyio.to_thread.run_sync(dashboard.queries.get, key, answer)
-    return Response(body, media_type="application/json")
+    return await cached_answer(dashboard.queries, request, answer)
