@@ -224,7 +224,7 @@ def test_an_export_workers_pending_entries_are_claimed_by_another(
     def crash(_lines: object) -> None:
         raise KeyboardInterrupt("worker-a died while writing")
 
-    crashing._write = crash  # type: ignore[method-assign]  # dies after reading, before XACK
+    crashing._write = crash  # type: ignore[method-assign,assignment]  # dies after reading, before XACK
     with pytest.raises(KeyboardInterrupt):
         crashing.step(block=1.0)
     pending = client.xpending(INCIDENT_STREAM, "export")

@@ -77,7 +77,7 @@ def test_a_message_it_cannot_read_is_refused_by_name(data: bytes, message: str) 
 
 
 def test_a_body_that_is_not_json_is_named_at_encode() -> None:
-    with pytest.raises(BusFormatError, match="live.frame envelope is not JSON"):
+    with pytest.raises(BusFormatError, match=r"live\.frame envelope is not JSON"):
         encode(Envelope(LIVE_FRAME, {"x": object()}))
 
 
