@@ -18,6 +18,11 @@ it also sends ``{"type": "state", "state": "streaming" | "stale" | "reconnecting
 (:mod:`~safewatch.api.camera_state`): the tile shows that, not whether the socket is open, so a
 dead camera turns its tile to reconnecting within about a second of the runtime noticing.
 
+``/api/v1/ws/cameras/{id}/video`` is the camera's video at its own frame rate (fragmented MP4 for
+Media Source Extensions; heads hidden, or the raw stream for admins, audited): see
+:func:`camera_video` and :mod:`~safewatch.api.live_video`. The browser then asks the metadata
+socket for ``video=none`` and draws the overlays over the video, matched by time.
+
 Authentication is the gate's (:mod:`safewatch.api.auth.gate`): a session cookie from this origin
 or a bearer token; anything else is closed before the handshake completes.
 """
@@ -32,16 +37,18 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketState
 
 from safewatch import tracing
 from safewatch.api.camera_state import ReadinessSource, readiness_of, tile_state
 from safewatch.api.dashboard import Dashboard
-from safewatch.api.deps import get_dashboard, principal_of
+from safewatch.api.deps import client_of, get_dashboard, principal_of
 from safewatch.api.live import frame_metadata
+from safewatch.api.live_video import LiveVideo, VideoMode, encode_chunk
 from safewatch.api.schemas import IncidentOut
 
-__all__ = ["geometry_message", "router"]
+__all__ = ["geometry_message", "live_video_of", "router"]
 
 router = APIRouter(prefix="/api/v1/ws", tags=["live"])
 
@@ -201,4 +208,64 @@ async def camera_feed(
         pass
     finally:
         subscription.close()
+        await _close(websocket)
+
+
+def live_video_of(connection: HTTPConnection) -> LiveVideo:
+    """The app's live video feeds (made on first use: a dashboard nobody watches opens no
+    camera)."""
+    state = connection.app.state
+    video: LiveVideo | None = getattr(state, "live_video", None)
+    if video is None:
+        dashboard = get_dashboard(connection)
+        video = LiveVideo(dashboard.live, dashboard.site)
+        state.live_video = video
+    return video
+
+
+@router.websocket("/cameras/{camera_id}/video")
+async def camera_video(
+    websocket: WebSocket,
+    camera_id: str,
+    mode: Annotated[VideoMode, Query()] = "blurred",
+) -> None:
+    """Live video of one camera at its frame rate, as fragmented MP4 for Media Source Extensions
+    (:mod:`~safewatch.api.live_video`): each binary message is a 4-byte header length, a JSON
+    header (``init`` or ``fragment``, the frame's wall-clock time, its media time) and the MP4
+    bytes. ``mode=blurred`` (heads hidden, re-encoded) for everyone; ``mode=raw`` (the camera's
+    own packets) for admins only, written to the audit log before the first byte."""
+    principal = principal_of(websocket)
+    dashboard = get_dashboard(websocket)
+    site = dashboard.site().config
+    if camera_id not in site.cameras or not site.cameras[camera_id].enabled:
+        await websocket.close(code=4404, reason=f"camera {camera_id!r} not found or disabled")
+        return
+    if mode == "raw":
+        if not principal.can("admin"):
+            await websocket.close(code=4403, reason="the unblurred stream is for admins only")
+            return
+        await anyio.to_thread.run_sync(
+            lambda: dashboard.auth.audit(
+                "live.raw_view",
+                actor=principal.username,
+                subject=camera_id,
+                detail={"mode": "raw"},
+                client=client_of(websocket),
+            )
+        )
+    await websocket.accept()
+    viewer = live_video_of(websocket).watch(camera_id, mode, asyncio.get_running_loop())
+    done = anyio.Event()
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_until_closed, websocket, done, group.cancel_scope)
+            while not done.is_set():
+                chunks = await viewer.next(_STATE_SECONDS)
+                for chunk in chunks:
+                    await websocket.send_bytes(encode_chunk(chunk, mode, time.time()))
+            group.cancel_scope.cancel()
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        viewer.close()
         await _close(websocket)

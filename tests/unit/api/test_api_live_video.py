@@ -1,0 +1,211 @@
+"""Live video at the camera's rate: the raw feed is the camera's own packets, the blurred one hides
+the heads of the newest analysed frame (the whole picture when there is none), a slow viewer
+skips to a keyframe, and only admins get the raw stream, audited."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+import pytest
+from starlette.websockets import WebSocketDisconnect
+
+from api_support import add_users, client_for, login, write_site
+from assets import asset
+from safewatch.api.dashboard import Dashboard
+from safewatch.api.live import LiveHub
+from safewatch.api.live_video import Chunk, LiveVideo, VideoSettings, Viewer, split_boxes
+from safewatch.config.loader import load_site
+from safewatch.domain import Track, TrackedFrame
+from safewatch.incidents.site_storage import SiteStorage, open_site_storage
+
+CLIP = "video/construction_cctv_640x352_24s.mp4"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[Dashboard, SiteStorage]]:
+    """A site whose camera is the construction clip (played at its own rate, as a camera)."""
+    loaded = load_site(write_site(tmp_path, source=str(asset(CLIP))))
+    storage = open_site_storage(loaded)
+    dashboard = Dashboard.create(lambda: loaded, tmp_path / "rules", storage)
+    add_users(dashboard)
+    yield dashboard, storage
+    storage.close()
+
+
+def collect(viewer: Viewer, fragments: int, timeout: float = 30.0) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    deadline = time.monotonic() + timeout
+    while sum(c.kind == "fragment" for c in chunks) < fragments:
+        assert time.monotonic() < deadline, f"only {len(chunks)} chunks in {timeout} s"
+        chunks += viewer.take(0.5)
+    return chunks
+
+
+def decoded(chunks: list[Chunk]) -> list[np.ndarray[Any, Any]]:
+    data = b"".join(c.data for c in chunks)
+    with av.open(io.BytesIO(data)) as container:
+        return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+
+
+def source_frames(count: int) -> list[np.ndarray[Any, Any]]:
+    with av.open(str(asset(CLIP))) as container:
+        frames = []
+        for frame in container.decode(video=0):
+            frames.append(frame.to_ndarray(format="bgr24"))
+            if len(frames) == count:
+                return frames
+    return frames
+
+
+def sharpness(image: np.ndarray[Any, Any]) -> float:
+    return float(cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
+
+
+def test_split_boxes_keeps_a_cut_box_until_the_rest_arrives() -> None:
+    moof = struct.pack(">I", 16) + b"moof" + b"12345678"
+    mdat = struct.pack(">I", 12) + b"mdat" + b"abcd"
+    buffer = bytearray(moof + mdat[:5])
+    assert list(split_boxes(buffer)) == [(b"moof", moof)]
+    buffer += mdat[5:]
+    assert list(split_boxes(buffer)) == [(b"mdat", mdat)]
+    assert buffer == b""
+    with pytest.raises(ValueError, match="bad MP4 box"):
+        list(split_boxes(bytearray(struct.pack(">I", 3) + b"junk")))
+
+
+def test_the_raw_feed_is_the_cameras_own_packets(site: tuple[Dashboard, SiteStorage]) -> None:
+    dashboard, _ = site
+    video = LiveVideo(dashboard.live, dashboard.site)
+    viewer = video.watch("yard", "raw")
+    try:
+        chunks = collect(viewer, 12)
+    finally:
+        viewer.close()
+        video.close()
+    assert chunks[0].kind == "init" and chunks[0].codec.startswith("avc1.")
+    assert chunks[1].key, "a viewer starts at a keyframe"
+    fragments = [c for c in chunks if c.kind == "fragment"]
+    # one clock mapping per connection: the browser turns video time into wall time with it
+    assert len({round(c.wall - c.media, 6) for c in fragments}) == 1
+    assert max(c.media for c in fragments) == pytest.approx(11 / 24, abs=3 / 24)
+    with av.open(str(asset(CLIP))) as container:
+        original = [bytes(p) for p in container.demux(video=0) if p.size][:12]
+    with av.open(io.BytesIO(b"".join(c.data for c in chunks))) as container:
+        copied = [bytes(p) for p in container.demux(video=0) if p.size][:12]
+    assert copied == original, "raw is bit-exact: no decoding, no re-encoding"
+
+
+def test_the_blurred_feed_fails_closed_without_an_analysed_frame(
+    site: tuple[Dashboard, SiteStorage],
+) -> None:
+    dashboard, _ = site
+    video = LiveVideo(LiveHub(), dashboard.site)  # no analysis has published anything
+    viewer = video.watch("yard", "blurred")
+    try:
+        chunks = collect(viewer, 6)
+    finally:
+        viewer.close()
+        video.close()
+    assert chunks[0].codec.startswith("avc1.") and chunks[0].width == 640
+    frames, originals = decoded(chunks), source_frames(6)
+    for shown, original in zip(frames, originals, strict=False):
+        assert shown.shape == original.shape
+        assert sharpness(shown) < 0.05 * sharpness(original), "the whole picture is hidden"
+
+
+def test_the_blurred_feed_hides_the_heads_of_the_newest_analysed_frame(
+    site: tuple[Dashboard, SiteStorage],
+) -> None:
+    dashboard, _ = site
+    hub = LiveHub()
+    person = Track(1, "person", (200.0, 60.0, 300.0, 340.0), 0.9)
+    image = np.zeros((352, 640, 3), np.uint8)
+    hub.publish_frame(TrackedFrame("yard", 1, 0.0, time.time(), 640, 352, (person,)), image)
+    video = LiveVideo(hub, dashboard.site, VideoSettings(stale_seconds=600, motion_margin=0))
+    viewer = video.watch("yard", "blurred")
+    try:
+        chunks = collect(viewer, 6)
+    finally:
+        viewer.close()
+        video.close()
+    frames, originals = decoded(chunks), source_frames(6)
+    # head: the top quarter of the box grown by the privacy margin (15 %)
+    head = (slice(60, 120), slice(210, 290))
+    away = (slice(200, 352), slice(400, 640))
+    for shown, original in zip(frames, originals, strict=False):
+        assert sharpness(shown[head]) < 0.1 * sharpness(original[head])
+        error = np.abs(shown[away].astype(int) - original[away].astype(int)).mean()
+        assert error < 6, f"the rest of the picture is the camera's (mean error {error:.1f})"
+
+
+def _chunk(kind: str = "fragment", key: bool = False) -> Chunk:
+    return Chunk(kind, b"x", 1, key=key)  # type: ignore[arg-type]
+
+
+def test_a_viewer_that_falls_behind_skips_to_the_next_keyframe() -> None:
+    class Feed:
+        def leave(self, viewer: Viewer) -> None: ...
+
+    viewer = Viewer(Feed(), backlog=3)  # type: ignore[arg-type]
+    viewer.offer(_chunk())  # before any init and keyframe: nothing playable
+    viewer.offer(_chunk("init"))
+    viewer.offer(_chunk())
+    assert [c.kind for c in viewer.take(0)] == ["init"]
+    viewer.offer(_chunk(key=True))
+    viewer.offer(_chunk())
+    viewer.offer(_chunk())
+    viewer.offer(_chunk())  # the fourth unread fragment: cut back
+    viewer.offer(_chunk())  # not a keyframe: skipped
+    assert viewer.take(0) == []
+    viewer.offer(_chunk(key=True))
+    assert [c.key for c in viewer.take(0)] == [True]
+    assert viewer.skipped == 7  # 2 before the first keyframe, 4 cut back, 1 after
+
+
+def _header(message: bytes) -> dict[str, Any]:
+    (length,) = struct.unpack(">I", message[:4])
+    header: dict[str, Any] = json.loads(message[4 : 4 + length])
+    return header
+
+
+def test_only_admins_get_the_raw_stream_and_it_is_audited(
+    site: tuple[Dashboard, SiteStorage],
+) -> None:
+    dashboard, _ = site
+    url = "/api/v1/ws/cameras/yard/video"
+    with client_for(dashboard) as viewer:
+        login(viewer, "operator")
+        with (
+            pytest.raises(WebSocketDisconnect) as refused,
+            viewer.websocket_connect(f"{url}?mode=raw") as ws,
+        ):
+            ws.receive_bytes()
+        assert refused.value.code == 4403
+        with viewer.websocket_connect(url) as ws:
+            first, second = _header(ws.receive_bytes()), _header(ws.receive_bytes())
+        assert (first["type"], first["mode"], first["width"]) == ("init", "blurred", 640)
+        assert second["type"] == "fragment" and second["key"] is True
+        assert second["sent"] >= second["made"] >= second["wall"] - 1
+    assert dashboard.auth.audit_records(action="live.raw_view")[1] == 0
+    with client_for(dashboard) as admin:
+        login(admin, "admin")
+        with admin.websocket_connect(f"{url}?mode=raw") as ws:
+            first = _header(ws.receive_bytes())
+        assert (first["type"], first["mode"]) == ("init", "raw")
+        with (
+            pytest.raises(WebSocketDisconnect) as missing,
+            admin.websocket_connect("/api/v1/ws/cameras/dock/video") as ws,
+        ):
+            ws.receive_bytes()
+        assert missing.value.code == 4404  # disabled
+    records, total = dashboard.auth.audit_records(action="live.raw_view")
+    assert total == 1 and records[0].actor == "admin" and records[0].subject == "yard"
