@@ -242,3 +242,46 @@ def test_an_export_workers_pending_entries_are_claimed_by_another(
     assert sorted(line["seq"] for line in lines) == [1, 2, 3, 4, 5]
     assert {line["kind"] for line in lines} == {"opened"}
     assert not crashed_dir.exists()
+
+
+@pytest.mark.parametrize("with_redis", [True, False], ids=["redis", "chain-only"])
+def test_an_api_nodes_hub_gets_every_nodes_changes_once(
+    db_engine: Engine, redis_server: RedisServer, with_redis: bool
+) -> None:
+    """Analyzer and API node as ``serve --cluster`` wires them (AnalyzerBus, BusFeeds)."""
+    import asyncio
+
+    from safewatch.api.bus_feed import BusFeeds
+    from safewatch.runtime.bus_link import AnalyzerBus
+
+    url = redis_server.url if with_redis else None
+    analyzer_repo, api_repo = IncidentRepository(db_engine), IncidentRepository(db_engine)
+    analyzer = AnalyzerBus(analyzer_repo, redis_server.url) if with_redis else None
+    hub = LiveHub()
+
+    async def scenario() -> list[tuple[str, str | None]]:
+        subscription = hub.subscribe(incidents=True)
+        feeds = await asyncio.to_thread(BusFeeds, hub, api_repo, url)
+        try:
+            await asyncio.to_thread(analyzer_repo.upsert, make_incident(1))
+            await asyncio.to_thread(
+                api_repo.set_status, make_incident(1).id, IncidentStatus.ACKNOWLEDGED, actor="ann"
+            )
+            # The route's own local call, as today: ignored, the bus brings the change.
+            hub.publish_incident("status", make_incident(1), actor="ann")
+            seen: list[tuple[str, str | None]] = []
+            deadline = time.monotonic() + 20
+            while len(seen) < 2 and time.monotonic() < deadline:
+                await subscription.wait(0.5)
+                seen += [(n.kind, n.actor) for n in subscription.notices()]
+            await asyncio.sleep(1.5)  # a double would arrive meanwhile
+            seen += [(n.kind, n.actor) for n in subscription.notices()]
+            return seen
+        finally:
+            await asyncio.to_thread(feeds.stop)
+
+    try:
+        assert asyncio.run(scenario()) == [("opened", None), ("status", "ann")]
+    finally:
+        if analyzer is not None:
+            analyzer.stop()

@@ -175,6 +175,7 @@ class LiveHub:
         self._encode_lock = threading.Lock()
         self._incident_version = 0
         self._remote: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._follows_bus = False
 
     # -- publishing (runtime threads) ---------------------------------------------------------
 
@@ -212,8 +213,22 @@ class LiveHub:
         actor: str | None = None,
         trace: dict[str, str] | None = None,
     ) -> None:
-        """Tell incident subscribers that ``incident`` was opened, updated, closed or acted on."""
-        notice = IncidentNotice(kind, incident, actor, self._clock(), dict(trace or {}))
+        """Tell incident subscribers that ``incident`` was opened, updated, closed or acted on.
+
+        Ignored once the hub :meth:`follow_bus`: then every change arrives through
+        :meth:`publish`, and a local call as well would show it twice.
+        """
+        if self._follows_bus:
+            return
+        self._notify(IncidentNotice(kind, incident, actor, self._clock(), dict(trace or {})))
+
+    def follow_bus(self) -> None:
+        """Take incident changes only from the bus from now on (``serve --cluster``: changes
+        written by any node, this one's included, come back through the bus feed in chain
+        order, each once)."""
+        self._follows_bus = True
+
+    def _notify(self, notice: IncidentNotice) -> None:
         with self._lock:
             self._incident_version += 1
             targets = [s for s in self._subscribers if s.incidents]
@@ -231,11 +246,14 @@ class LiveHub:
         if envelope.type == INCIDENT_CHANGE:
             body = envelope.body
             actor = body.get("actor")
-            self.publish_incident(
-                str(body.get("kind")),
-                incident_from_json(body.get("incident") or {}),
-                None if actor is None else str(actor),
-                envelope.trace,
+            self._notify(
+                IncidentNotice(
+                    str(body.get("kind")),
+                    incident_from_json(body.get("incident") or {}),
+                    None if actor is None else str(actor),
+                    self._clock(),
+                    dict(envelope.trace),
+                )
             )
         elif envelope.type == LIVE_FRAME:
             camera_id = envelope.body.get("camera")

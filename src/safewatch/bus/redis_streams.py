@@ -251,8 +251,11 @@ class IncidentFeed:
     the feed reads the chain up to its head, which catches changes whose message never reached
     Redis (a restart emptied it, a publisher died before sending) even when nothing follows them.
 
+    Without Redis (``client`` ``None``, a cluster without the optional Redis) the feed follows
+    the chain alone, reading it every ``resync_seconds``.
+
     Args:
-        client: From :func:`connect`.
+        client: From :func:`connect`, or ``None``.
         repository: Where the chain is.
         stream: The incident stream's key.
         block_ms: How long one read waits for new entries.
@@ -316,6 +319,8 @@ class IncidentFeed:
             self._next_sync = time.monotonic() + self._resync
         if self._dirty or time.monotonic() >= self._next_sync:
             self._backfill(sink, None)
+        if self._client is None:
+            return max(0.01, self._next_sync - time.monotonic())
         try:
             if self._last_id is None:
                 self._last_id = self._tail_id()

@@ -54,6 +54,15 @@ class ClusterConfig(BaseModel):
         "`labels` runs only on analyzers that have all of them with the same values.",
     )
 
+    redis_url: str | None = Field(
+        None,
+        pattern=r"^rediss?://[^\s]+$",
+        description="Redis for what is lossy or re-readable (redis://host:6379/0): the incident "
+        "change stream dashboards follow, live overlays of cameras analysed elsewhere, export "
+        "workers. null: API nodes follow incident changes from the database every second and "
+        "show boxes only of cameras analysed in their own process (docs/cluster.md).",
+    )
+
     @field_validator("labels")
     @classmethod
     def _valid_labels(cls, value: dict[str, str]) -> dict[str, str]:

@@ -25,6 +25,7 @@ from safewatch.config.alerts import AlertsConfig
 from safewatch.config.cluster import ClusterConfig, check_labels
 from safewatch.config.llm import LLMConfig
 from safewatch.config.runtime import RuntimeConfig, TilingConfig
+from safewatch.config.tracing import TracingConfig
 
 __all__ = [
     "CalibrationConfig",
@@ -500,6 +501,11 @@ class SiteConfig(_Strict):
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    tracing: TracingConfig | None = Field(
+        None,
+        description="Export OpenTelemetry spans over OTLP (docs/cluster.md); null: none, "
+        "unless OTEL_EXPORTER_OTLP_ENDPOINT is set.",
+    )
     llm: LLMConfig | None = Field(
         None, description="Language model that drafts rules from plain English (docs/llm.md)."
     )

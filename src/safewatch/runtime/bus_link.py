@@ -1,0 +1,47 @@
+"""What an analyzer of a cluster sends on the bus: its incident changes and live overlays.
+
+Under ``serve --cluster`` with ``cluster.redis_url`` (roles ``all`` and ``analyzer``), every
+incident change this process commits is queued for the Redis stream after its commit
+(:class:`~safewatch.bus.changes.PublishAfterCommit`), and each camera's newest overlay metadata
+goes out over Pub/Sub through a :class:`~safewatch.api.live.LiveRelay` frame listener. Neither
+ever blocks the frame path or an incident write; a Redis outage only delays the stream (readers
+back-fill from the chain) and drops overlays. Without Redis there is nothing to send: API nodes
+read the chain.
+"""
+
+from __future__ import annotations
+
+from safewatch.api.live import LiveRelay
+from safewatch.bus.changes import PublishAfterCommit
+from safewatch.bus.redis_streams import RedisPublisher, connect
+from safewatch.storage import IncidentRepository
+
+__all__ = ["AnalyzerBus"]
+
+
+class AnalyzerBus:
+    """The analyzer's side of the bus (module docstring).
+
+    Add :attr:`relay`'s ``on_frame`` as a frame listener; :meth:`stop` at shutdown, after the
+    last incident write, so the final closes reach the stream.
+
+    Args:
+        repository: The analyzer's incident repository (the hook is installed on it).
+        redis_url: ``cluster.redis_url``.
+        overlay_rate: Overlay frames per second per camera sent at most.
+    """
+
+    def __init__(
+        self, repository: IncidentRepository, redis_url: str, *, overlay_rate: float = 10.0
+    ) -> None:
+        self._repository = repository
+        self.publisher = RedisPublisher(connect(redis_url)).start()
+        self._hook = PublishAfterCommit(self.publisher)
+        repository.add_change_hook(self._hook)
+        self.relay = LiveRelay(self.publisher, rate=overlay_rate).start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop relaying, flush the queued incident changes (up to ``timeout``), disconnect."""
+        self.relay.stop(timeout)
+        self._repository.remove_change_hook(self._hook)
+        self.publisher.stop(timeout)
