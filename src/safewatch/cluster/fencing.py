@@ -10,18 +10,19 @@ table never holds a write of an analyzer that had already lost the camera.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterable
 
 from prometheus_client import Counter
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from safewatch.errors import SafewatchError
+from safewatch.domain import Incident
+from safewatch.errors import StorageError
+from safewatch.storage.tables import IncidentRow
 
 __all__ = ["FENCED_WRITES", "EpochFence", "FencedWrite"]
-
-log = logging.getLogger(__name__)
 
 FENCED_WRITES = Counter(
     "safewatch_cluster_fenced_writes_total",
@@ -30,11 +31,13 @@ FENCED_WRITES = Counter(
 )
 
 
-class FencedWrite(SafewatchError):
+class FencedWrite(StorageError):
     """An incident write of a camera this analyzer no longer owns (its epoch is stale).
 
     The write's transaction was rolled back. Whoever gets it must treat it as "I am no longer the
-    owner": drop the change, never retry it.
+    owner": drop the change, never retry it. A :class:`StorageError`, so the paths that already
+    survive a failed write survive this one too (the evidence store deletes a file whose chain
+    entry was refused, the evidence thread logs and goes on).
     """
 
     def __init__(self, camera_id: str, held: int | None, owner: str | None, epoch: int | None):
@@ -48,7 +51,10 @@ class FencedWrite(SafewatchError):
         )
 
 
-_CHECK = text("SELECT epoch, owner FROM camera_leases WHERE camera_id = :c FOR SHARE")
+_CHECK = text(
+    "SELECT epoch, owner, expires_at > EXTRACT(EPOCH FROM clock_timestamp()) AS live "
+    "FROM camera_leases WHERE camera_id = :c FOR SHARE"
+)
 
 
 class EpochFence:
@@ -58,21 +64,74 @@ class EpochFence:
         analyzer_id: This analyzer.
         epoch_of: The epoch this analyzer holds for a camera, ``None`` when it does not own it
             (:meth:`safewatch.cluster.ClusterMember.epoch_of`).
+        continue_within: Seconds after a takeover during which a new incident of the same camera
+            and rule continues one the takeover closed (:meth:`continues`).
     """
 
-    def __init__(self, analyzer_id: str, epoch_of: Callable[[str], int | None]) -> None:
+    def __init__(
+        self,
+        analyzer_id: str,
+        epoch_of: Callable[[str], int | None],
+        *,
+        continue_within: float = 30.0,
+    ) -> None:
         self.analyzer_id = analyzer_id
+        self.continue_within = continue_within
         self._epoch_of = epoch_of
+        self._lock = threading.Lock()
+        self._taken: dict[str, tuple[float, set[str]]] = {}
 
     def check(self, session: Session, camera_id: str) -> None:
         """Raise :class:`FencedWrite` unless this analyzer owns ``camera_id`` at its epoch.
 
         Runs inside the write transaction (after the chain lock), so the lease row stays as read
-        until the write commits.
+        until the write commits. Besides owner and epoch, the lease must not have expired by the
+        database's clock: an owner past its lease has already been told to stop (its own
+        deadline comes earlier).
         """
         held = self._epoch_of(camera_id)
         row = session.execute(_CHECK, {"c": camera_id}).first()
         owner, epoch = (None, None) if row is None else (row.owner, int(row.epoch))
-        if held is None or owner != self.analyzer_id or epoch != held:
+        live = row is not None and bool(row.live)
+        if held is None or owner != self.analyzer_id or epoch != held or not live:
             FENCED_WRITES.labels(camera=camera_id).inc()
             raise FencedWrite(camera_id, held, owner, epoch)
+
+    def taken_over(self, camera_id: str, closed_incidents: Iterable[str]) -> None:
+        """Remember the incidents a takeover of ``camera_id`` closed, for :meth:`continues`."""
+        with self._lock:
+            self._taken[camera_id] = (time.monotonic(), set(closed_incidents))
+
+    def continues(self, session: Session, incident: Incident) -> str | None:
+        """The incident a newly opened one continues: one of the same camera and rule that a
+        takeover closed as ``analyzer_lost`` less than ``continue_within`` seconds ago.
+
+        Each closed incident is continued at most once (the newest first), so a violation that
+        went on across the takeover reads as one story, and a second subject is a new one.
+        """
+        with self._lock:
+            taken = self._taken.get(incident.camera_id)
+            if taken is None or time.monotonic() - taken[0] > self.continue_within:
+                self._taken.pop(incident.camera_id, None)
+                return None
+            candidates = set(taken[1])
+        if not candidates:
+            return None
+        query = (
+            select(IncidentRow.id)
+            .where(
+                IncidentRow.id.in_(candidates),
+                IncidentRow.rule_id == incident.rule_id,
+                IncidentRow.rule_kind == incident.rule_kind,
+            )
+            .order_by(IncidentRow.started_at.desc(), IncidentRow.id)
+            .limit(1)
+        )
+        previous = session.scalar(query)
+        if previous is None:
+            return None
+        with self._lock:
+            taken = self._taken.get(incident.camera_id)
+            if taken is not None:
+                taken[1].discard(previous)
+        return str(previous)

@@ -1,54 +1,73 @@
 """The analyzer's side of the cluster: heartbeat, renew, claim, rebalance, and drain.
 
 This is the interface ``safewatch serve --cluster`` codes against. A :class:`ClusterMember`
-runs one background thread that, every ``renew_every`` seconds (a third of the lease by default),
-heartbeats the analyzer's row, renews the leases it holds, claims the cameras placement gives it
-(free or expired leases, ``FOR UPDATE SKIP LOCKED``) and gives back at most one camera another
-analyzer should own. The :class:`OwnershipListener` is told when to start and stop a camera.
+runs one background thread that heartbeats the analyzer's row and renews the leases it holds
+every ``renew_every`` seconds (a third of the lease by default), and, more often, reads the
+cluster, claims the cameras placement gives it (free or expired leases, ``FOR UPDATE SKIP
+LOCKED``) and gives back at most one camera another analyzer should own (the owner releases, the
+target claims: a graceful move, one camera at a time). The :class:`OwnershipListener` is told
+when to start and stop each camera.
+
+An analyzer that cannot renew stops its cameras before its lease can expire: each held camera has
+a local deadline, ``lease_seconds - margin`` after the local start of its last successful renewal
+(monotonic clock), and a watchdog thread drops the cameras past it (``released(..., "lost")``)
+even while the database call hangs. :meth:`ClusterMember.epoch_of` also refuses past the
+deadline, so the fence holds whichever thread notices first. After a freeze (SIGSTOP/SIGCONT) the
+deadline has passed: the cameras are dropped without a write, and the member rejoins.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
+from safewatch.cluster import leases
 from safewatch.cluster.fencing import EpochFence
+from safewatch.cluster.placement import Analyzer, plan
+from safewatch.cluster.takeover import Takeover, record_handover, take_over
+from safewatch.errors import SafewatchError, StorageError
+from safewatch.storage import hash_chain
+from safewatch.storage.incident_repository import IncidentRepository
 
 __all__ = ["ClusterMember", "OwnershipListener", "Takeover"]
 
+log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class Takeover:
-    """What the new owner learned when it claimed another analyzer's expired lease.
-
-    Attributes:
-        previous_owner: The analyzer that held the lease and did not release it.
-        previous_epoch: Its epoch (the new one is higher).
-        closed_incidents: Ids of its open incidents of the camera, closed as ``analyzer_lost``.
-        gap_started_at: Epoch seconds (database clock) the camera was last known analysed.
-        gap_ended_at: Epoch seconds (database clock) of the claim.
-    """
-
-    previous_owner: str
-    previous_epoch: int
-    closed_incidents: tuple[str, ...]
-    gap_started_at: float
-    gap_ended_at: float
+POLL_SECONDS = 0.5
+"""Longest wait between two looks at the cluster (claims and handovers), so a released camera
+is picked up within about this long (a drain's gap)."""
 
 
 class OwnershipListener(Protocol):
-    """Starts and stops cameras as ownership moves (called from the member's thread)."""
+    """Starts and stops cameras as ownership moves (called from the member's threads, one call
+    at a time)."""
 
     def acquired(self, camera_id: str, epoch: int, takeover: Takeover | None) -> None:
         """Start analysing ``camera_id``; ``takeover`` is set when an expired lease was taken."""
         ...
 
     def released(self, camera_id: str, reason: str) -> None:
-        """Stop analysing ``camera_id``: ``rebalance``, ``drain``, ``lost`` or ``removed``."""
+        """Stop analysing ``camera_id``: ``rebalance``, ``drain``, ``lost`` or ``removed``.
+
+        For every reason but ``lost`` the lease is still held during the call, so the camera's
+        stop path may close its incidents; for ``lost`` it is not (any write would be fenced).
+        """
         ...
+
+
+@dataclass
+class _Held:
+    epoch: int
+    deadline: float  # monotonic: stop using the camera after this
 
 
 class ClusterMember:
@@ -62,12 +81,15 @@ class ClusterMember:
         capacity: Relative weight in placement (cameras per unit of capacity are balanced).
         labels: This analyzer's labels (e.g. ``{"gpu": "true"}``).
         camera_labels: Labels each camera requires of its analyzer.
-        lease_seconds: How long a lease lasts without renewal.
-        renew_every: Heartbeat period; ``lease_seconds / 3`` by default.
+        lease_seconds: How long a lease lasts without renewal (database clock).
+        renew_every: Heartbeat and renewal period; ``lease_seconds / 3`` by default.
+        incidents: The repository whose incidents a takeover closes (its change hooks queue the
+            "closed" alerts) and on which this member installs its :attr:`fence`; a bare one on
+            ``engine`` when ``None``.
 
     Raises:
-        StorageError: The engine is not PostgreSQL, or the cluster tables are missing.
-        ValueError: A bad capacity, lease or period.
+        StorageError: The engine is not PostgreSQL.
+        ValueError: A bad capacity, lease or period, or an empty analyzer id.
     """
 
     fence: EpochFence
@@ -84,34 +106,309 @@ class ClusterMember:
         camera_labels: Mapping[str, Mapping[str, str]] | None = None,
         lease_seconds: float = 10.0,
         renew_every: float | None = None,
+        incidents: IncidentRepository | None = None,
     ) -> None:
-        raise NotImplementedError
+        if engine.dialect.name != "postgresql":
+            raise StorageError(
+                f"cluster mode needs PostgreSQL (leases rely on its row locks and clock), not "
+                f"{engine.dialect.name}: set storage.database_url to a postgresql+psycopg:// URL"
+            )
+        if not analyzer_id or len(analyzer_id) > 128:
+            raise ValueError(f"analyzer id must be 1 to 128 characters, got {analyzer_id!r}")
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        self.margin = lease_seconds / 4
+        renew = lease_seconds / 3 if renew_every is None else renew_every
+        if not 0 < renew < lease_seconds - self.margin:
+            raise ValueError(
+                f"renew_every must be positive and below {lease_seconds - self.margin:g} s "
+                f"(the lease less its safety margin), got {renew}"
+            )
+        self.analyzer_id = analyzer_id
+        self.capacity = capacity
+        self.labels = dict(labels or {})
+        self.lease_seconds = float(lease_seconds)
+        self.renew_every = float(renew)
+        self._engine = engine
+        self._listener = listener
+        self._cameras = tuple(sorted(set(camera_ids)))
+        self._camera_labels = {k: dict(v) for k, v in (camera_labels or {}).items()}
+        self._incidents = incidents or IncidentRepository(engine)
+        self.fence = EpochFence(analyzer_id, self.epoch_of)
+        self._incidents.fence = self.fence
+        self._held: dict[str, _Held] = {}
+        self._lock = threading.RLock()  # held map changes and listener calls, one at a time
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._next_renew = 0.0
+        self._added: tuple[str, ...] = ()
+        self._failing = False
+
+    # -- public -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the background thread (heartbeat, renew, claim, rebalance)."""
-        raise NotImplementedError
-
-    def drain(self, timeout: float) -> None:
-        """Release every lease gracefully (``listener.released(..., "drain")`` first, then the
-        row) and mark the analyzer gone; the SIGTERM path."""
-        raise NotImplementedError
+        """Start the background threads (heartbeat, renew, claim, rebalance; the watchdog)."""
+        if self._threads:
+            raise RuntimeError("cluster member already started")
+        self._stopping.clear()
+        for name, target in (("loop", self._run), ("watchdog", self._watch)):
+            thread = threading.Thread(
+                target=target, name=f"cluster-{name}-{self.analyzer_id}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
 
     def stop(self) -> None:
-        """Stop the thread without releasing anything (as a crash would); for tests."""
-        raise NotImplementedError
+        """Stop the threads without releasing anything (as a crash would); for tests."""
+        self._stopping.set()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                # A loop stuck in a hung database call is left behind (a daemon thread): its
+                # cameras are already dropped by their deadline, and it writes nothing later
+                # without a fresh claim, which a stopped member never makes.
+                thread.join(timeout=self.lease_seconds + 5.0)
+        self._threads = []
+
+    def drain(self, timeout: float) -> None:
+        """Hand every camera over and leave the cluster (the SIGTERM path).
+
+        The analyzer is marked ``draining`` first, so the others' placement leaves it out and
+        they claim each camera as soon as it is released; then each camera is stopped
+        (``listener.released(..., "drain")``, while the lease is still held, so its incidents
+        close normally) and its lease released. Cameras left when ``timeout`` runs out are
+        dropped as ``lost`` and left to expire. Finally the analyzer is marked ``gone``.
+        """
+        end = time.monotonic() + timeout
+        self.stop()
+        try:
+            with self._transaction() as session:
+                leases.set_state(session, self.analyzer_id, leases.DRAINING)
+        except StorageError as exc:
+            log.warning("cluster: cannot mark %s draining: %s", self.analyzer_id, exc)
+        for camera in sorted(self._held):
+            if time.monotonic() >= end:
+                self._lose(camera)
+            else:
+                self._give_back(camera, "drain")
+        try:
+            with self._transaction() as session:
+                leases.set_state(session, self.analyzer_id, leases.GONE)
+        except StorageError as exc:
+            log.warning("cluster: cannot mark %s gone: %s", self.analyzer_id, exc)
 
     def set_cameras(
         self,
         camera_ids: Sequence[str],
         camera_labels: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
-        """Replace the site's cameras (a site reload); removed cameras are released."""
-        raise NotImplementedError
+        """Replace the site's cameras and their labels (a site reload).
+
+        Applied by the background thread's next round: a removed camera is released
+        (``removed``), a new one is placed and claimed like any other.
+        """
+        with self._lock:
+            self._cameras = tuple(sorted(set(camera_ids)))
+            self._camera_labels = {k: dict(v) for k, v in (camera_labels or {}).items()}
 
     def epoch_of(self, camera_id: str) -> int | None:
-        """The epoch this analyzer holds for ``camera_id``, ``None`` when it is not the owner."""
-        raise NotImplementedError
+        """The epoch this analyzer holds for ``camera_id``, ``None`` when it is not the owner
+        (or its local deadline has passed: it may no longer act as one)."""
+        held = self._held.get(camera_id)
+        if held is None or time.monotonic() >= held.deadline:
+            return None
+        return held.epoch
 
     def owned(self) -> frozenset[str]:
         """The cameras this analyzer owns now."""
-        raise NotImplementedError
+        now = time.monotonic()
+        return frozenset(c for c, held in list(self._held.items()) if now < held.deadline)
+
+    # -- the rounds ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """A short transaction whose locks cannot outlive a lease: if this process freezes or
+        the network drops mid-transaction, the server aborts it (and frees the lease rows) after
+        ``lease_seconds`` idle, and no statement waits longer than that for a lock."""
+        limit = f"{max(1, int(self.lease_seconds * 1000))}ms"
+        try:
+            with Session(self._engine, expire_on_commit=False) as session, session.begin():
+                for setting in ("idle_in_transaction_session_timeout", "lock_timeout"):
+                    session.execute(text(f"SET LOCAL {setting} = '{limit}'"))
+                yield session
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cluster: {getattr(exc, 'orig', None) or exc}") from exc
+
+    def _run(self) -> None:
+        poll = min(self.renew_every, POLL_SECONDS)
+        while not self._stopping.is_set():
+            try:
+                self._round()
+                if self._failing:
+                    log.warning("cluster: %s reaches the database again", self.analyzer_id)
+                self._failing = False
+            except SafewatchError as exc:
+                if not self._failing:
+                    log.warning("cluster: %s cannot reach the cluster: %s", self.analyzer_id, exc)
+                self._failing = True
+            self._stopping.wait(poll)
+
+    def _round(self) -> None:
+        self._drop_expired()
+        if time.monotonic() >= self._next_renew:
+            self._renew()
+        with self._lock:
+            cameras, labels = self._cameras, self._camera_labels
+        for camera in sorted(set(self._held) - set(cameras)):
+            self._give_back(camera, "removed")
+        if cameras != self._added:
+            with self._transaction() as session:
+                leases.add_cameras(session, cameras)
+            self._added = cameras
+        with self._transaction() as session:
+            live = leases.live_analyzers(session, self.lease_seconds)
+            current = leases.read_leases(session, cameras)
+        if self.analyzer_id not in {a.analyzer_id for a in live}:
+            return  # not (yet, or no longer) seen as live: claim nothing
+        owners = {camera: view.owner for camera, view in current.items()}
+        target = plan(cameras, live, owners, labels)
+        for camera in cameras:
+            view = current.get(camera)
+            if (
+                target[camera] == self.analyzer_id
+                and camera not in self._held
+                and view is not None
+                and view.owner in (None, self.analyzer_id)
+            ):
+                # Held before (epoch > 0): it may have expired unreleased, a takeover.
+                self._claim(camera, takeover=view.epoch > 0)
+        self._rebalance(cameras, target, owners, live)
+
+    def _rebalance(
+        self,
+        cameras: Sequence[str],
+        target: Mapping[str, str | None],
+        owners: Mapping[str, str | None],
+        live: Sequence[Analyzer],
+    ) -> None:
+        """Release one camera placement puts elsewhere, unless a handover is under way."""
+        alive = {a.analyzer_id for a in live}
+        in_flight = any(owners.get(c) is None and target[c] in alive for c in cameras)
+        if in_flight:
+            return
+        for camera in sorted(self._held):
+            goes_to = target.get(camera, self.analyzer_id)
+            if goes_to != self.analyzer_id and camera in cameras:
+                log.info("cluster: %s hands camera %s to %s", self.analyzer_id, camera, goes_to)
+                self._give_back(camera, "rebalance")
+                return
+
+    def _renew(self) -> None:
+        started = time.monotonic()
+        with self._transaction() as session:
+            leases.heartbeat(session, self.analyzer_id, self.capacity, self.labels)
+            held = {camera: h.epoch for camera, h in list(self._held.items())}
+            renewed = leases.renew(session, self.analyzer_id, held, self.lease_seconds)
+        self._next_renew = started + self.renew_every
+        deadline = started + self.lease_seconds - self.margin
+        with self._lock:
+            for camera, epoch in held.items():
+                current = self._held.get(camera)
+                if current is None or current.epoch != epoch:
+                    continue
+                if renewed.get(camera) == epoch:
+                    current.deadline = max(current.deadline, deadline)
+                else:
+                    log.warning(
+                        "cluster: %s lost camera %s (epoch %d no longer its lease)",
+                        self.analyzer_id,
+                        camera,
+                        epoch,
+                    )
+                    self._lose(camera)
+
+    def _claim(self, camera: str, *, takeover: bool) -> None:
+        """Claim the camera's lease; a takeover also closes the previous owner's incidents.
+
+        A lease that may be a takeover takes the chain lock before the lease row, the order of
+        every incident write (which holds the chain lock and then reads the lease row), so the
+        two never wait on each other in a circle.
+        """
+        started = time.monotonic()
+        found: Takeover | None = None
+        with self._transaction() as session:
+            if takeover:
+                hash_chain.lock_head(session)
+            locked = leases.lock_claimable(session, self.analyzer_id, camera)
+            if locked is None:
+                return
+            if locked.previous_owner is not None:
+                if not takeover:
+                    return  # expired since the read: come back with the chain lock
+                found = take_over(session, self._incidents, self.analyzer_id, locked)
+            else:
+                record_handover(session, self.analyzer_id, locked)
+            epoch = leases.claim(session, self.analyzer_id, locked, self.lease_seconds)
+        if self._stopping.is_set():
+            return  # stopped or draining meanwhile: never start it; the lease expires
+        with self._lock:
+            self._held[camera] = _Held(epoch, started + self.lease_seconds - self.margin)
+            if found is not None:
+                self.fence.taken_over(camera, found.closed_incidents)
+                log.warning(
+                    "cluster: %s took camera %s over from %s (epoch %d, %d open incident(s) "
+                    "closed as analyzer_lost, %.1f s uncovered)",
+                    self.analyzer_id,
+                    camera,
+                    found.previous_owner,
+                    epoch,
+                    len(found.closed_incidents),
+                    found.gap_ended_at - found.gap_started_at,
+                )
+            self._call(self._listener.acquired, camera, epoch, found)
+
+    def _give_back(self, camera: str, reason: str) -> None:
+        """Stop the camera while still its owner, then release its lease."""
+        with self._lock:
+            held = self._held.get(camera)
+            if held is None:
+                return
+            self._call(self._listener.released, camera, reason)
+            self._held.pop(camera, None)
+        try:
+            with self._transaction() as session:
+                leases.release(session, self.analyzer_id, camera, held.epoch)
+        except StorageError as exc:
+            log.warning("cluster: cannot release camera %s (it will expire): %s", camera, exc)
+
+    def _lose(self, camera: str) -> None:
+        """Forget the camera first (writes are fenced from now on), then stop it."""
+        with self._lock:
+            if self._held.pop(camera, None) is None:
+                return
+            self._call(self._listener.released, camera, "lost")
+
+    def _drop_expired(self) -> None:
+        now = time.monotonic()
+        for camera, held in list(self._held.items()):
+            if now >= held.deadline:
+                log.warning(
+                    "cluster: %s could not renew camera %s in time: stopping it before its "
+                    "lease expires",
+                    self.analyzer_id,
+                    camera,
+                )
+                self._lose(camera)
+
+    def _watch(self) -> None:
+        """Drop cameras past their deadline even while the loop is stuck in a database call."""
+        while not self._stopping.wait(min(0.1, self.margin / 4)):
+            self._drop_expired()
+
+    def _call(self, method: Callable[..., None], *args: object) -> None:
+        try:
+            method(*args)
+        except Exception:  # a listener bug must not stop the membership
+            log.exception("cluster: listener %s%r failed", method.__name__, args)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -46,7 +46,14 @@ from safewatch.storage.incident_queries import (
 from safewatch.storage.migrate import ensure_schema
 from safewatch.storage.tables import ChainEntryRow, IncidentRow
 
-__all__ = ["ChangeHook", "IncidentRepository", "StatusCheck", "StoredChange", "create_schema"]
+__all__ = [
+    "ChangeHook",
+    "IncidentRepository",
+    "StatusCheck",
+    "StoredChange",
+    "WriteFence",
+    "create_schema",
+]
 
 StatusCheck = Callable[[IncidentStatus, IncidentStatus], None]
 """Validates an operator's status change ``(current, new)``; raises to refuse it."""
@@ -80,6 +87,23 @@ _PUBLISHED_KINDS = (
     EntryKind.STATUS_CHANGED,
 )
 """Chain entries that change what a dashboard shows of an incident (and so reach its hooks)."""
+
+
+class WriteFence(Protocol):
+    """Whether this process may still write a camera's incidents (``serve --cluster``).
+
+    Both methods run inside the write's transaction, after the chain lock
+    (:class:`safewatch.cluster.EpochFence` reads the camera's lease row there).
+    """
+
+    def check(self, session: Session, camera_id: str) -> None:
+        """Raise (a :class:`StorageError`) to refuse the write and roll it back."""
+        ...
+
+    def continues(self, session: Session, incident: Incident) -> str | None:
+        """Id of the incident a newly opened one continues (after a takeover), or ``None``."""
+        ...
+
 
 _EVENT_KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _RESERVED = {str(kind) for kind in EntryKind}
@@ -165,6 +189,10 @@ class IncidentRepository:
             frame time); injectable for tests.
         auto_upgrade: Migrate an outdated schema; ``None`` means only for SQLite.
         on_change: A :data:`ChangeHook` to install now (more with :meth:`add_change_hook`).
+        fence: Checked by every write of the analysis path (:meth:`upsert`, :meth:`hold`,
+            :meth:`attach_evidence`, :meth:`evidence_written`); ``None`` (one host) checks
+            nothing. Operators' writes (status, notes) and retention are not fenced. A public
+            attribute, so a cluster member can install its fence on a repository built first.
 
     Raises:
         StorageError: The schema is outdated and may not be migrated here, or the database
@@ -178,7 +206,9 @@ class IncidentRepository:
         clock: Callable[[], float] = time.time,
         auto_upgrade: bool | None = None,
         on_change: ChangeHook | None = None,
+        fence: WriteFence | None = None,
     ) -> None:
+        self.fence = fence
         self._engine = engine
         self._clock = clock
         self._hooks: tuple[ChangeHook, ...] = () if on_change is None else (on_change,)
@@ -219,6 +249,10 @@ class IncidentRepository:
             hash_chain.lock_head(session)
             yield session
 
+    def _fenced(self, session: Session, camera_id: str) -> None:
+        if self.fence is not None:
+            self.fence.check(session, camera_id)
+
     # -- writes -----------------------------------------------------------------------------
 
     def upsert(self, incident: Incident) -> None:
@@ -238,13 +272,16 @@ class IncidentRepository:
         now = float(self._clock())
         values = _values(incident, now)
         with self._chained(f"store incident {incident.id}") as session:
+            self._fenced(session, incident.camera_id)
             row = session.get(IncidentRow, incident.id)
             if row is None:
                 row = IncidentRow(**values)
                 session.add(row)
-                entry = self._chain_record(
-                    session, row, EntryKind.INCIDENT_OPENED, now, _opened(row)
-                )
+                opened = _opened(row)
+                continued = None if self.fence is None else self.fence.continues(session, incident)
+                if continued is not None:
+                    opened["continues"] = continued
+                entry = self._chain_record(session, row, EntryKind.INCIDENT_OPENED, now, opened)
                 self._changed(session, row, entry)
                 if row.ended_at is not None:
                     entry = self._chain_record(
@@ -280,6 +317,7 @@ class IncidentRepository:
             row = session.get(IncidentRow, incident_id)
             if row is None:
                 raise NotFound("incident", incident_id)
+            self._fenced(session, row.camera_id)
             self._change(session, row, now, attach)
 
     def _change(
@@ -313,6 +351,7 @@ class IncidentRepository:
         with self._session(f"mark incident {incident_id} as holding") as session:
             row = session.get(IncidentRow, incident_id)
             if row is not None and row.ended_at is None:
+                self._fenced(session, row.camera_id)
                 row.held_until = max(float(at), row.held_until or float("-inf"))
 
     def close_abandoned(
@@ -338,16 +377,40 @@ class IncidentRepository:
                 raise NotFound("incident", incident_id)
             if row.ended_at is not None:
                 return None
-            held = row.held_until if at is None else at
-            row.ended_at = max(row.started_at, row.started_at if held is None else held)
-            row.duration = row.ended_at - row.started_at
-            row.updated_at = float(self._clock())
-            detail = {**_closed(row), "reason": reason, "abandoned": True}
-            entry = self._chain_record(
-                session, row, EntryKind.INCIDENT_CLOSED, row.updated_at, detail
-            )
-            self._changed(session, row, entry)
-            return _to_domain(row)
+            return self._abandon(session, row, reason, at)
+
+    def close_abandoned_of_camera(
+        self, session: Session, camera_id: str, *, reason: str
+    ) -> builtins.list[Incident]:
+        """:meth:`close_abandoned` every open incident of a camera, inside the caller's
+        transaction (a cluster takeover closes them in the transaction that takes the lease).
+
+        Takes the chain lock in ``session`` (callers that lock other rows should take it first,
+        with :func:`safewatch.storage.hash_chain.lock_head`, so the lock order is the writers').
+        Not fenced: the caller is taking the camera over.
+
+        Returns:
+            The incidents closed, oldest first.
+        """
+        hash_chain.lock_head(session)
+        query = (
+            select(IncidentRow)
+            .where(IncidentRow.camera_id == camera_id, IncidentRow.ended_at.is_(None))
+            .order_by(IncidentRow.started_at, IncidentRow.id)
+        )
+        return [self._abandon(session, row, reason, None) for row in session.scalars(query)]
+
+    def _abandon(
+        self, session: Session, row: IncidentRow, reason: str, at: float | None
+    ) -> Incident:
+        held = row.held_until if at is None else at
+        row.ended_at = max(row.started_at, row.started_at if held is None else held)
+        row.duration = row.ended_at - row.started_at
+        row.updated_at = float(self._clock())
+        detail = {**_closed(row), "reason": reason, "abandoned": True}
+        entry = self._chain_record(session, row, EntryKind.INCIDENT_CLOSED, row.updated_at, detail)
+        self._changed(session, row, entry)
+        return _to_domain(row)
 
     def open_ids(self) -> builtins.list[tuple[str, str]]:
         """``(incident id, camera id)`` of every incident without an end, oldest first.
@@ -466,12 +529,16 @@ class IncidentRepository:
     def evidence_written(self, incident_id: str, key: str, sha256: str, size: int) -> None:
         """Chain an evidence file (the :class:`safewatch.incidents.evidence.EvidenceLog` hook).
 
-        The incident may not be stored yet (its still is written first), so it is not looked up.
+        The incident may not be stored yet (its still is written first): then the fence checks
+        the camera named by the key's first folder (:meth:`EvidenceStore.key_for`).
 
         Raises:
             StorageError: The database cannot be written.
         """
         with self._chained(f"record evidence {key}") as session:
+            if self.fence is not None:
+                row = session.get(IncidentRow, incident_id)
+                self._fenced(session, key.split("/", 1)[0] if row is None else row.camera_id)
             hash_chain.append(
                 session,
                 at=self._clock(),

@@ -1,0 +1,91 @@
+"""What an analyzer does when it takes a camera whose owner did not let it go.
+
+An expired, unreleased lease means the owner died, froze or lost the database. Its open incidents
+of the camera will never be closed by it (and any late write of it is fenced off), so the new owner
+closes them as ``analyzer_lost`` at the last moment each was known to hold, in the same
+transaction that takes the lease, and records the coverage gap. Their "closed" alerts are queued
+in that transaction too (the repository's change hooks), as for any abandoned incident
+(:mod:`safewatch.incidents.abandoned`). A violation still going on is then opened again by the new
+owner, linked to the one it continues (:meth:`safewatch.cluster.EpochFence.continues`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from safewatch.cluster.leases import Claimable, record_gap
+from safewatch.storage.incident_repository import IncidentRepository
+
+__all__ = ["ANALYZER_LOST", "HANDOVER", "Takeover", "record_handover", "take_over"]
+
+ANALYZER_LOST = "analyzer_lost"
+"""Reason of the incidents closed and the gap recorded by a takeover."""
+
+HANDOVER = "handover"
+"""Reason of the gap between a graceful release and the next claim."""
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """What the new owner learned when it claimed another analyzer's expired lease.
+
+    Attributes:
+        previous_owner: The analyzer that held the lease and did not release it (it may be this
+            analyzer's own previous life, after a freeze or a lost database).
+        previous_epoch: Its epoch (the new one is higher).
+        closed_incidents: Ids of its open incidents of the camera, closed as ``analyzer_lost``.
+        gap_started_at: Epoch seconds (database clock) of the previous owner's last renewal, the
+            last moment the camera was known analysed.
+        gap_ended_at: Epoch seconds (database clock) of the claim.
+    """
+
+    previous_owner: str
+    previous_epoch: int
+    closed_incidents: tuple[str, ...]
+    gap_started_at: float
+    gap_ended_at: float
+
+
+def take_over(
+    session: Session, incidents: IncidentRepository, analyzer_id: str, locked: Claimable
+) -> Takeover:
+    """Close the previous owner's open incidents of the camera and record the gap.
+
+    Runs in the claim's transaction, which must already hold the chain lock (taken before the
+    lease row, the order every incident write uses) and the lease row.
+    """
+    assert locked.previous_owner is not None, "a takeover needs a previous owner"
+    closed = incidents.close_abandoned_of_camera(session, locked.camera_id, reason=ANALYZER_LOST)
+    record_gap(
+        session,
+        locked.camera_id,
+        started_at=locked.renewed_at,
+        ended_at=locked.now,
+        reason=ANALYZER_LOST,
+        previous_owner=locked.previous_owner,
+        new_owner=analyzer_id,
+    )
+    return Takeover(
+        previous_owner=locked.previous_owner,
+        previous_epoch=locked.epoch,
+        closed_incidents=tuple(incident.id for incident in closed),
+        gap_started_at=locked.renewed_at,
+        gap_ended_at=locked.now,
+    )
+
+
+def record_handover(session: Session, analyzer_id: str, locked: Claimable) -> None:
+    """Record the gap of a graceful handover (released, then claimed here), if there was one."""
+    if locked.released_at is None or locked.released_by is None:
+        return
+    record_gap(
+        session,
+        locked.camera_id,
+        started_at=float(locked.released_at),
+        ended_at=locked.now,
+        reason=HANDOVER,
+        previous_owner=locked.released_by,
+        new_owner=analyzer_id,
+    )

@@ -1,0 +1,344 @@
+"""Camera leases against a real PostgreSQL: several ClusterMember objects in one process, short
+leases (1.5 s) and generous waits (never a margin of a few milliseconds).
+
+Ownership is checked on the listeners' joint log: each camera's acquired/released calls must
+alternate with one owner at a time and rising epochs, whatever happened in between.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cluster_support import CutProxy, OwnershipLog, wait_for
+from prometheus_client import REGISTRY
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session
+
+from db_servers import PostgresServer
+from safewatch.cluster import ClusterMember, EpochFence, FencedWrite
+from safewatch.domain import Incident, Severity
+from safewatch.errors import StorageError
+from safewatch.storage import ChainEntryRow, CoverageGapRow, IncidentRepository, create_engine_for
+from safewatch.storage.migrate import upgrade
+
+LEASE = 1.5
+CAMERAS = [f"cam-{n}" for n in range(6)]
+SETTLE = 20.0  # seconds: generous, for a loaded CI machine
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> Iterator[str]:
+    with pg_server.fresh_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def engine(pg_url: str, tmp_path: Path) -> Iterator[Engine]:
+    engine = create_engine_for(pg_url, tmp_path)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def ownership() -> OwnershipLog:
+    return OwnershipLog()
+
+
+@pytest.fixture
+def members(engine: Engine, ownership: OwnershipLog) -> Iterator[dict[str, ClusterMember]]:
+    """Members by name, made with :func:`join`; all stopped at the end."""
+    made: dict[str, ClusterMember] = {}
+    yield made
+    for member in made.values():
+        member.stop()
+
+
+def join(
+    made: dict[str, ClusterMember],
+    engine: Engine,
+    ownership: OwnershipLog,
+    name: str,
+    cameras: list[str] = CAMERAS,
+    incidents: IncidentRepository | None = None,
+) -> ClusterMember:
+    member = ClusterMember(
+        engine, name, cameras, ownership.listener(name), lease_seconds=LEASE, incidents=incidents
+    )
+    made[name] = member
+    member.start()
+    return member
+
+
+def lease_rows(engine: Engine) -> dict[str, tuple[str | None, int, float]]:
+    """camera -> (owner, epoch, seconds left by the database's clock)."""
+    query = text(
+        "SELECT camera_id, owner, epoch, expires_at - EXTRACT(EPOCH FROM clock_timestamp()) "
+        "AS left FROM camera_leases"
+    )
+    with engine.connect() as connection:
+        return {
+            r.camera_id: (r.owner, int(r.epoch), float(r.left)) for r in connection.execute(query)
+        }
+
+
+def spread(made: dict[str, ClusterMember], names: list[str]) -> list[int]:
+    return sorted(len(made[name].owned()) for name in names)
+
+
+def incident(camera: str, n: int = 1, rule: str = "helmet") -> Incident:
+    return Incident(
+        id=f"inc-{camera}-{rule}-{n}",
+        camera_id=camera,
+        rule_id=rule,
+        rule_kind="ppe",
+        severity=Severity("high"),
+        track_ids=(n,),
+        started_at=1000.0 + n,
+        ended_at=None,
+        peak_confidence=0.8,
+        message="no helmet",
+        snapshot=None,
+    )
+
+
+def fenced_count(camera: str) -> float:
+    value = REGISTRY.get_sample_value("safewatch_cluster_fenced_writes_total", {"camera": camera})
+    return value or 0.0
+
+
+# -- tests -------------------------------------------------------------------------------------
+
+
+def test_sqlite_is_refused(tmp_path: Path, ownership: OwnershipLog) -> None:
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'x.db'}", tmp_path)
+    with pytest.raises(StorageError, match="cluster mode needs PostgreSQL"):
+        ClusterMember(engine, "a", CAMERAS, ownership.listener("a"))
+
+
+def test_bad_periods_are_refused(engine: Engine, ownership: OwnershipLog) -> None:
+    with pytest.raises(ValueError, match="renew_every"):
+        ClusterMember(engine, "a", CAMERAS, ownership.listener("a"), lease_seconds=3, renew_every=3)
+
+
+def test_claim_renew_expire_and_epochs(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    a = join(members, engine, ownership, "a", CAMERAS[:2])
+    wait_for(lambda: a.owned() == set(CAMERAS[:2]), SETTLE, "a owns both cameras")
+    assert {c: a.epoch_of(c) for c in CAMERAS[:2]} == {"cam-0": 1, "cam-1": 1}
+    time.sleep(3 * LEASE)  # several leases long: only renewals keep them
+    rows = lease_rows(engine)
+    assert {c: rows[c][:2] for c in CAMERAS[:2]} == {"cam-0": ("a", 1), "cam-1": ("a", 1)}
+    assert all(rows[c][2] > 0 for c in CAMERAS[:2])
+    assert a.owned() == set(CAMERAS[:2])
+
+    a.stop()  # as a crash: nothing released
+    ownership.crashed("a")
+    wait_for(lambda: all(r[2] < 0 for r in lease_rows(engine).values()), SETTLE, "leases expire")
+    assert a.owned() == frozenset()  # its own deadline passed even earlier
+    assert a.epoch_of("cam-0") is None
+
+    b = join(members, engine, ownership, "b", CAMERAS[:2])
+    wait_for(lambda: b.owned() == set(CAMERAS[:2]), SETTLE, "b takes both over")
+    taken = ownership.of("b", "acquired")
+    assert {e.epoch for e in taken} == {2}
+    assert all(e.takeover is not None for e in taken)
+    assert {
+        (e.takeover.previous_owner, e.takeover.previous_epoch) for e in taken if e.takeover
+    } == {("a", 1)}
+    assert ownership.check_one_owner_at_a_time() == 4
+
+
+def test_balance_within_one_after_join_and_leave(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    join(members, engine, ownership, "a")
+    join(members, engine, ownership, "b")
+    wait_for(lambda: spread(members, ["a", "b"]) == [3, 3], SETTLE, "3/3 on two members")
+    before_join = len(ownership.events)
+    join(members, engine, ownership, "c")
+    wait_for(lambda: spread(members, ["a", "b", "c"]) == [2, 2, 2], SETTLE, "2/2/2 after a join")
+    moves_after_join = len([e for e in ownership.events[before_join:] if e.reason == "rebalance"])
+    assert moves_after_join == 2, "a join moves exactly the cameras the newcomer needs"
+    members["b"].drain(timeout=10)
+    assert members["b"].owned() == frozenset()
+    assert {e.reason for e in ownership.of("b", "released")} >= {"drain"}
+    wait_for(lambda: spread(members, ["a", "c"]) == [3, 3], SETTLE, "3/3 after a leave")
+    assert ownership.check_one_owner_at_a_time() >= 6
+    with Session(engine) as session:
+        gaps = session.scalars(select(CoverageGapRow)).all()
+    handovers = [g for g in gaps if g.reason == "handover"]
+    assert len(handovers) >= 4  # 2 rebalanced + the drained member's cameras
+    assert max(g.ended_at - g.started_at for g in handovers) < 5.0
+
+
+def test_never_two_owners_while_members_come_and_go(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    for name in ("a", "b", "c"):
+        join(members, engine, ownership, name)
+    wait_for(lambda: spread(members, ["a", "b", "c"]) == [2, 2, 2], SETTLE, "2/2/2")
+    samples = 0
+    end = time.monotonic() + 4 * LEASE
+    members["a"].stop()  # crash: its cameras expire and are taken over
+    ownership.crashed("a")
+    while time.monotonic() < end:
+        owned = Counter(c for name in ("b", "c") for c in members[name].owned())
+        assert all(n == 1 for n in owned.values()), owned
+        samples += 1
+        time.sleep(0.02)
+    wait_for(lambda: spread(members, ["b", "c"]) == [3, 3], SETTLE, "3/3 after a crash")
+    join(members, engine, ownership, "d")
+    wait_for(lambda: spread(members, ["b", "c", "d"]) == [2, 2, 2], SETTLE, "2/2/2 again")
+    assert samples > 20
+    assert ownership.check_one_owner_at_a_time() >= 8
+    rows = lease_rows(engine)
+    for camera in CAMERAS:
+        owner, epoch, _ = rows[camera]
+        assert owner is not None and members[owner].epoch_of(camera) == epoch
+
+
+def test_fenced_write_is_refused_rolled_back_and_counted(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    repo_a = IncidentRepository(engine)
+    a = join(members, engine, ownership, "a", ["cam-0"], incidents=repo_a)
+    wait_for(lambda: a.owned() == {"cam-0"}, SETTLE, "a owns cam-0")
+    first = incident("cam-0")
+    repo_a.upsert(first)  # the owner writes
+    repo_a.hold(first.id, first.started_at + 5)
+
+    # A stale copy of "a" that still believes it holds epoch 1 (frozen, say): the database says
+    # otherwise once "b" has taken the camera over.
+    stale = IncidentRepository(engine, fence=EpochFence("a", lambda camera: 1))
+    a.stop()
+    repo_b = IncidentRepository(engine)
+    b = join(members, engine, ownership, "b", ["cam-0"], incidents=repo_b)
+    wait_for(lambda: b.owned() == {"cam-0"}, SETTLE, "b takes cam-0 over")
+    current = incident("cam-0", 4)
+    repo_b.upsert(current)  # the new owner writes
+    before = {i.id: i for i in repo_b.list(camera="cam-0")}
+    chains = {key: len(repo_b.timeline(key)) for key in before}
+    counted = fenced_count("cam-0")
+
+    with pytest.raises(FencedWrite, match="holds epoch 1 but the lease is now owner 'b'"):
+        stale.upsert(dataclasses.replace(first, message="stale", ended_at=2000.0))
+    with pytest.raises(FencedWrite):
+        stale.hold(current.id, 3000.0)
+    with pytest.raises(FencedWrite):
+        stale.upsert(incident("cam-0", 2))
+    with pytest.raises(FencedWrite):
+        stale.evidence_written(current.id, "cam-0/2026-12-06/x.jpg", "0" * 64, 10)
+    with pytest.raises(FencedWrite):  # the real "a": past its deadline it holds nothing
+        repo_a.upsert(incident("cam-0", 3))
+
+    assert {i.id: i for i in repo_b.list(camera="cam-0")} == before
+    assert {key: len(repo_b.timeline(key)) for key in before} == chains
+    with Session(engine) as session:
+        held = session.scalar(
+            text("SELECT held_until FROM incidents WHERE id = :i"), {"i": current.id}
+        )
+    assert held is None
+    assert fenced_count("cam-0") == counted + 5
+
+
+def test_takeover_closes_orphans_records_gap_and_links_continuation(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    repo_a = IncidentRepository(engine)
+    a = join(members, engine, ownership, "a", ["cam-0", "cam-1"], incidents=repo_a)
+    wait_for(lambda: a.owned() == {"cam-0", "cam-1"}, SETTLE, "a owns both")
+    orphan = incident("cam-0")
+    other_rule = incident("cam-0", 2, rule="zone")
+    elsewhere = incident("cam-1", 3)
+    for item in (orphan, other_rule, elsewhere):
+        repo_a.upsert(item)
+    repo_a.hold(orphan.id, orphan.started_at + 7.5)
+    a.stop()
+
+    repo_b = IncidentRepository(engine)
+    b = join(members, engine, ownership, "b", ["cam-0", "cam-1"], incidents=repo_b)
+    wait_for(lambda: b.owned() == {"cam-0", "cam-1"}, SETTLE, "b takes both over")
+    takeovers = {e.camera: e.takeover for e in ownership.of("b", "acquired")}
+    cam0 = takeovers["cam-0"]
+    assert cam0 is not None and cam0.previous_owner == "a" and cam0.previous_epoch == 1
+    assert set(cam0.closed_incidents) == {orphan.id, other_rule.id}
+    assert cam0.gap_started_at < cam0.gap_ended_at < cam0.gap_started_at + SETTLE
+
+    closed = repo_b.get(orphan.id)
+    assert closed.ended_at == orphan.started_at + 7.5  # at its last known moment
+    last = repo_b.timeline(orphan.id)[-1]
+    assert last.kind == "incident.closed"
+    assert last.detail["reason"] == "analyzer_lost" and last.detail["abandoned"] is True
+    assert repo_b.get(elsewhere.id).ended_at is not None
+
+    with Session(engine) as session:
+        gaps = session.scalars(select(CoverageGapRow).order_by(CoverageGapRow.camera_id)).all()
+    assert [(g.camera_id, g.reason, g.previous_owner, g.new_owner) for g in gaps] == [
+        ("cam-0", "analyzer_lost", "a", "b"),
+        ("cam-1", "analyzer_lost", "a", "b"),
+    ]
+    assert gaps[0].started_at == cam0.gap_started_at and gaps[0].ended_at == cam0.gap_ended_at
+
+    # The violation goes on: the new owner's incident of the same rule continues the orphan.
+    again = incident("cam-0", 9)
+    repo_b.upsert(again)
+    repo_b.upsert(incident("cam-0", 10))  # a second subject: a new story
+    with Session(engine) as session:
+        opened = {
+            row.incident_id: json.loads(row.detail)
+            for row in session.scalars(
+                select(ChainEntryRow).where(ChainEntryRow.kind == "incident.opened")
+            )
+        }
+    assert opened[again.id]["continues"] == orphan.id
+    assert "continues" not in opened["inc-cam-0-helmet-10"]
+    assert "continues" not in opened[orphan.id]
+
+
+@pytest.mark.parametrize("mode", ["refuse", "hang"])
+def test_cut_member_releases_before_its_lease_expires_and_rejoins(
+    mode: str,
+    engine: Engine,
+    pg_server: PostgresServer,
+    pg_url: str,
+    tmp_path: Path,
+    ownership: OwnershipLog,
+    members: dict[str, ClusterMember],
+) -> None:
+    proxy = CutProxy(pg_server.port)
+    cut_url = pg_url.replace(f":{pg_server.port}/", f":{proxy.port}/")
+    cut_engine = create_engine_for(cut_url, tmp_path)
+    left_at_release: dict[str, float] = {}
+
+    def note(member: str, camera: str, reason: str) -> None:
+        if member == "a" and reason == "lost":
+            left_at_release[camera] = lease_rows(engine)[camera][2]
+
+    ownership.on_released = note
+    try:
+        a = join(members, cut_engine, ownership, "a", CAMERAS[:3])
+        wait_for(lambda: a.owned() == set(CAMERAS[:3]), SETTLE, "a owns its cameras")
+        time.sleep(LEASE)
+        proxy.cut(mode)
+        wait_for(lambda: len(left_at_release) == 3, SETTLE, "a drops its cameras as lost")
+        # Every camera stopped while the database still counted it as a's.
+        assert all(left > 0 for left in left_at_release.values()), left_at_release
+        assert a.owned() == frozenset()
+        assert lease_rows(engine)["cam-0"][0] == "a"  # nobody wrote anything for it
+
+        proxy.restore()
+        wait_for(lambda: a.owned() == set(CAMERAS[:3]), SETTLE + 2 * LEASE, "a rejoins")
+        assert {a.epoch_of(c) for c in CAMERAS[:3]} == {2}
+        assert ownership.check_one_owner_at_a_time() == 6
+    finally:
+        members.pop("a").stop()
+        proxy.close()
+        cut_engine.dispose()
