@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from rtsp_server import RtspCamera, looped_clip, rtsp_unavailable
 
 if TYPE_CHECKING:
-    from safewatch.domain import RuleEvent, TrackedFrame
+    from safewatch.domain import Frame, RuleEvent, TrackedFrame
     from safewatch.incidents import IncidentChange
     from safewatch.runtime.inference import Analysed
 
@@ -146,9 +146,15 @@ def write_site(
 
 @dataclass
 class Probe:
-    """Per-frame timings from the rules stage's listener (exact, not histogram buckets)."""
+    """Per-frame timings from the rules stage's listener (exact, not histogram buckets).
+
+    Listeners get the frame, not the runtime's record of it; :func:`timed_frames` hands the
+    probe that record (when the frame arrived, was picked, was inferred) as the rules stage
+    starts on it, on the same thread.
+    """
 
     recording: bool = False
+    current: Analysed | None = None
     age_at_pick: list[float] = field(default_factory=list)
     age_at_evaluated: list[float] = field(default_factory=list)
     processing: list[float] = field(default_factory=list)
@@ -162,14 +168,15 @@ class Probe:
 
     def __call__(
         self,
-        item: Analysed,
+        frame: Frame,
         tracked: TrackedFrame,
         events: Sequence[RuleEvent],
         changes: Sequence[IncidentChange],
     ) -> None:
         from safewatch.incidents import ChangeKind
 
-        if not self.recording:
+        item = self.current
+        if not self.recording or item is None or item.frame is not frame:
             return
         now = time.time()
         with self.lock:
@@ -184,6 +191,24 @@ class Probe:
             if any(change.kind is ChangeKind.OPENED for change in changes):
                 self.to_incident.append(now - item.received_at)
                 self.incident_processing.append(now - item.picked_at)
+
+
+@contextlib.contextmanager
+def timed_frames(probe: Probe) -> Iterator[None]:
+    """Give ``probe`` each analysed frame's record as the rules stage takes it up."""
+    from safewatch.runtime.evaluation import RulesWorker
+
+    evaluate = RulesWorker._evaluate
+
+    def probed(worker: RulesWorker, item: Analysed) -> None:
+        probe.current = item
+        evaluate(worker, item)
+
+    setattr(RulesWorker, "_evaluate", probed)  # noqa: B010 - a method swapped for the run
+    try:
+        yield
+    finally:
+        setattr(RulesWorker, "_evaluate", evaluate)  # noqa: B010
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
@@ -282,6 +307,8 @@ def measure(
         ServeOptions(rules=site_path.parent / "rules", http=False, watch_site=False),
         listeners=[probe],
     )
+    stack = contextlib.ExitStack()
+    stack.enter_context(timed_frames(probe))
     service.start()
     me = os.getpid()
     memory: list[tuple[float, int, int, int]] = []
@@ -329,6 +356,7 @@ def measure(
         restarts = sum(s.restarts for s in service.supervisor.statuses())
     finally:
         service.stop()
+        stack.close()
     cameras = len(site.config.cameras)
     fps = next(iter(site.config.cameras.values())).fps
     return Run(cameras, fps, elapsed, a1 - a0, i1 - i0, d1 - d0, c1 - c0, probe, memory, restarts)
@@ -448,6 +476,12 @@ def section_latency(seconds: float) -> dict[str, Any]:
     result["ratio_to_own_processing_p95"] = round(pct(own, 95), 2)
     for key, value in result.items():
         print(f"  {key}: {value}")
+    # Raw samples (ms), so runs of the same side can be pooled: a minute holds ~25 incidents.
+    result["samples_ms"] = {
+        "to_incident": [round(1000 * t, 2) for t in p.to_incident],
+        "incident_processing": [round(1000 * t, 2) for t in p.incident_processing],
+        "processing": [round(1000 * t, 2) for t in p.processing],
+    }
     return result
 
 

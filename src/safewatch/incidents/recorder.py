@@ -242,11 +242,14 @@ class EvidenceRecorder:
         """Queue a frame for the buffer and the clips in progress.
 
         When the queue is full the frame is dropped (counted, logged), or with ``on_full="wait"``
-        this waits for room.
+        this waits for room. With clips off nothing is queued: the buffer exists only for clips,
+        and JPEG-encoding every frame into it cost the evidence thread a few percent of a core.
         """
         size = int(frame.image.nbytes)
         with self._cond:
             self._stats.frames_observed += 1
+            if not self._config.clips:
+                return
             if self._wait_when_full:
                 while self._full(size) and not self._stopping:
                     self._cond.wait()

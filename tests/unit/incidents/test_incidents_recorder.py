@@ -341,6 +341,7 @@ def test_the_incident_row_and_its_alert_come_first_and_the_still_follows(
     assert stored.snapshot == store.still_path(incident.id, camera_id=CAM, at=incident.started_at)
     image = cv2.imread(str(store.path_of(stored.snapshot)))
     assert image is not None and head_detail(image) < 0.2 * head_detail(frame.image)
+    assert recorder.stats.buffered_bytes == {}  # clips off: no frame was buffered (encoded)
     kinds = [(e.kind, e.subject) for e in repo.timeline(incident.id)]
     written = kinds.index(("evidence.written", stored.snapshot))
     updated = [i for i, (kind, _) in enumerate(kinds) if kind == "incident.updated"]
