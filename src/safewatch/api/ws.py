@@ -261,8 +261,11 @@ async def camera_video(
             group.start_soon(_until_closed, websocket, done, group.cancel_scope)
             while not done.is_set():
                 chunks = await viewer.next(_STATE_SECONDS)
-                for chunk in chunks:
-                    await websocket.send_bytes(encode_chunk(chunk, mode, time.time()))
+                try:
+                    for chunk in chunks:
+                        await websocket.send_bytes(encode_chunk(chunk, mode, time.time()))
+                except (WebSocketDisconnect, RuntimeError):  # gone between two frames
+                    break
             group.cancel_scope.cancel()
     except (WebSocketDisconnect, RuntimeError):
         pass

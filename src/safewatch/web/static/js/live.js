@@ -1,10 +1,30 @@
-// Live: a grid of cameras. Each tile opens a WebSocket to /api/v1/ws/cameras/{id}; the server
-// sends the frame's metadata and then the frame itself (JPEG, heads hidden), and the tile draws
-// both on one canvas so boxes always sit on the frame they belong to. A camera with a media
-// server URL (MediaMTX WebRTC page or HLS) plays from there under the canvas, which then only
-// carries the overlay.
+// Live: a grid of cameras. Each tile plays the camera's video at its own frame rate (fragmented
+// MP4 over /api/v1/ws/cameras/{id}/video, Media Source Extensions; live_video.js) and draws the
+// analysis overlay from /api/v1/ws/cameras/{id} on a canvas above it, matched by wall-clock time.
+// Where MSE or the codec is missing, the metadata socket also sends each analysed frame (JPEG,
+// heads hidden) and the tile draws both on one canvas. A camera with a media server URL (MediaMTX
+// WebRTC page or HLS) plays from there under the canvas, which then only carries the overlay.
 import { api, el, fmtTime, liveSocket, pageData, STATUS_LABEL } from "./api.js";
 import { drawOverlay } from "./overlay.js";
+import { playLive } from "./live_video.js";
+
+// Video at the camera's frame rate (MSE) where the browser can play it; JPEG frames at the
+// analysis rate otherwise. Heads are hidden unless an admin chose the original (?video=raw, logged).
+const isAdmin = document.body.dataset.role === "admin";
+const videoMode = isAdmin && new URLSearchParams(location.search).get("video") === "raw" ? "raw" : "blurred";
+const modeSelect = document.getElementById("video-mode");
+if (modeSelect) {
+  modeSelect.hidden = !isAdmin;
+  modeSelect.closest("label").hidden = !isAdmin;
+  modeSelect.value = videoMode;
+  modeSelect.addEventListener("change", () => {
+    const url = new URL(location.href);
+    if (modeSelect.value === "raw") url.searchParams.set("video", "raw"); else url.searchParams.delete("video");
+    location.href = url.toString();
+  });
+}
+const META_KEEP = 64;
+const META_MATCH = 1.5; // seconds: metadata further from the frame on screen is not drawn
 
 const { cameras = [] } = pageData();
 const grid = document.getElementById("grid");
@@ -27,7 +47,11 @@ function tile(camera) {
   const info = el("span", { class: "info muted" });
   const stage = el("div", { class: "stage" });
   let player = null;
-  if (camera.live_url) {
+  let mse = !camera.live_url && "MediaSource" in window;
+  if (mse) {
+    player = el("video", { autoplay: true, muted: true, playsinline: true, "aria-label": `${camera.name} live video` });
+    stage.append(player);
+  } else if (camera.live_url) {
     player = camera.live_url.endsWith(".m3u8")
       ? el("video", { src: camera.live_url, autoplay: true, muted: true, playsinline: true })
       : el("iframe", { src: camera.live_url, allow: "autoplay", title: `${camera.name} live` });
@@ -79,10 +103,51 @@ function tile(camera) {
     const now = performance.now();
     const fps = 1000 / Math.max(1, now - lastDraw);
     lastDraw = now;
-    info.textContent = meta ? `${meta.tracks.length} tracks · ${fps.toFixed(1)} fps · ${fmtTime(meta.timestamp, true)}` : "";
+    const lag = mse && node.dataset.latency ? ` · ${(node.dataset.latency / 1000).toFixed(1)} s behind` : "";
+    info.textContent = meta ? `${meta.tracks.length} tracks · ${fps.toFixed(1)} fps${lag} · ${fmtTime(meta.timestamp, true)}` : `${fps.toFixed(1)} fps${lag}`;
   };
-  const video = camera.live_url ? "none" : "jpeg";
-  liveSocket(`/api/v1/ws/cameras/${encodeURIComponent(camera.id)}?video=${video}&fps=10`, {
+  // With MSE the overlay is drawn for each presented video frame from the analysis metadata of
+  // the same moment (the newest analysed frame at or before it, by wall-clock time).
+  const recent = [];
+  const pick = (wall) => {
+    let best = null;
+    for (const m of recent) if (m.timestamp <= wall + 0.01 && (!best || m.timestamp > best.timestamp)) best = m;
+    if (!best && recent.length) best = recent[0];
+    return best && Math.abs(best.timestamp - wall) <= META_MATCH ? best : null;
+  };
+  let live = null;
+  let metaSocket = null;
+  const startVideo = () => {
+    node.dataset.video = "mse";
+    node.dataset.mode = videoMode;
+    let videoFrames = 0;
+    live = playLive(player, camera.id, videoMode, {
+      onInit(header) { canvas.width = header.width; canvas.height = header.height; },
+      onUnsupported(codec) {
+        // The browser cannot play this codec: JPEG frames at the analysis rate instead.
+        console.warn(`live video ${codec} not playable here; JPEG frames instead`);
+        mse = false;
+        player.remove();
+        metaSocket?.close();
+        openMeta("jpeg");
+      },
+    });
+    const onFrame = (_now, frame) => {
+      if (!mse) return;
+      const wall = live.wallAt(frame.mediaTime);
+      if (wall !== null) {
+        meta = pick(wall);
+        videoFrames += 1;
+        node.dataset.vframes = String(videoFrames);
+        node.dataset.latency = String(Math.round(Date.now() - wall * 1000));
+        node.dataset.overlayLag = meta ? String(Math.round((wall - meta.timestamp) * 1000)) : "";
+        redraw(null);
+      }
+      player.requestVideoFrameCallback(onFrame);
+    };
+    if (player.requestVideoFrameCallback) player.requestVideoFrameCallback(onFrame);
+  };
+  const openMeta = (video) => { metaSocket = liveSocket(`/api/v1/ws/cameras/${encodeURIComponent(camera.id)}?video=${video}&fps=10`, {
     binaryType: "blob",
     onState(up) {
       socketUp = up;
@@ -98,12 +163,20 @@ function tile(camera) {
       if (message.type === "state") { shown = message; shownAt = performance.now(); showState(); }
       else if (message.type === "geometry") geometry = message;
       else if (message.type === "frame") {
-        meta = message;
         node.dataset.tracks = String(message.tracks.length);
-        if (video === "none") redraw(null);
+        if (mse) {
+          recent.push(message);
+          if (recent.length > META_KEEP) recent.shift();
+        } else {
+          meta = message;
+          if (video === "none") redraw(null);
+        }
       }
     },
-  });
+  }); };
+  node.dataset.video = mse ? "mse" : camera.live_url ? "external" : "jpeg";
+  openMeta(mse || camera.live_url ? "none" : "jpeg");
+  if (mse) startVideo();
   return node;
 }
 
