@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "FencedWrite",
     "ModelError",
     "NotFound",
     "SafewatchError",
@@ -62,6 +63,28 @@ class ModelError(SafewatchError):
 
 class StorageError(SafewatchError):
     """The database or the evidence store cannot be read or written."""
+
+
+class FencedWrite(StorageError):
+    """An incident write of a camera this analyzer no longer owns (``serve --cluster``).
+
+    The camera's lease is now another analyzer's, or this one's epoch is stale (it froze or lost
+    the database past its lease), so the write's transaction was rolled back
+    (:class:`safewatch.cluster.EpochFence`). Whoever gets it must treat it as "I am no longer the
+    owner": drop the change, never retry it. A :class:`StorageError`, so the paths that already
+    survive a failed write survive this one too (the evidence store deletes a file whose chain
+    entry was refused, the evidence thread logs and goes on).
+    """
+
+    def __init__(self, camera_id: str, held: int | None, owner: str | None, epoch: int | None):
+        self.camera_id = camera_id
+        self.held = held
+        self.owner = owner
+        self.epoch = epoch
+        super().__init__(
+            f"camera {camera_id!r}: write refused, this analyzer holds epoch {held} but the "
+            f"lease is now owner {owner!r} at epoch {epoch}"
+        )
 
 
 class NotFound(SafewatchError):

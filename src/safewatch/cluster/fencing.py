@@ -3,9 +3,10 @@
 A lease alone cannot stop a stale owner: an analyzer frozen past its lease (GC pause, SIGSTOP, a
 slow disk) wakes up believing it still owns its cameras and writes. So every incident write checks,
 inside its own transaction, that the lease row still names this analyzer at the epoch it was
-granted. The row is read ``FOR SHARE``: a claim (``FOR UPDATE``) by another analyzer waits for the
-write to commit, and a write started after the claim sees the new owner and is refused, so the
-table never holds a write of an analyzer that had already lost the camera.
+granted, and that the lease has not expired by the database's clock. The row is read ``FOR
+SHARE``: a claim (``FOR UPDATE SKIP LOCKED``) by another analyzer skips the row until the write has
+committed, and a write that starts after the claim waits for it, sees the new owner and is refused,
+so the table never holds a write of an analyzer that had already lost the camera.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from safewatch.domain import Incident
-from safewatch.errors import StorageError
+from safewatch.errors import FencedWrite
 from safewatch.storage.tables import IncidentRow
 
 __all__ = ["FENCED_WRITES", "EpochFence", "FencedWrite"]
@@ -29,26 +30,6 @@ FENCED_WRITES = Counter(
     "Incident writes refused because this analyzer no longer held the camera's lease epoch.",
     ["camera"],
 )
-
-
-class FencedWrite(StorageError):
-    """An incident write of a camera this analyzer no longer owns (its epoch is stale).
-
-    The write's transaction was rolled back. Whoever gets it must treat it as "I am no longer the
-    owner": drop the change, never retry it. A :class:`StorageError`, so the paths that already
-    survive a failed write survive this one too (the evidence store deletes a file whose chain
-    entry was refused, the evidence thread logs and goes on).
-    """
-
-    def __init__(self, camera_id: str, held: int | None, owner: str | None, epoch: int | None):
-        self.camera_id = camera_id
-        self.held = held
-        self.owner = owner
-        self.epoch = epoch
-        super().__init__(
-            f"camera {camera_id!r}: write refused, this analyzer holds epoch {held} but the "
-            f"lease is now owner {owner!r} at epoch {epoch}"
-        )
 
 
 _CHECK = text(

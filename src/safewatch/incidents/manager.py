@@ -42,7 +42,7 @@ from enum import StrEnum
 
 from safewatch.config.site import PrivacyConfig
 from safewatch.domain import Frame, Incident, Phase, RuleEvent, TrackedFrame, Zone, incident_id
-from safewatch.errors import NotFound, StorageError
+from safewatch.errors import FencedWrite, NotFound, StorageError
 from safewatch.incidents.annotate import draw_overlay
 from safewatch.incidents.evidence import EvidenceStore
 from safewatch.incidents.privacy import anonymise_heads
@@ -133,6 +133,7 @@ class IncidentManager:
         self._recorder = recorder
         self._open: dict[str, _Episode] = {}
         self._closed: OrderedDict[str, None] = OrderedDict()
+        self._fenced_epochs: set[tuple[str, int | None]] = set()
 
     @property
     def open_incidents(self) -> list[Incident]:
@@ -161,10 +162,28 @@ class IncidentManager:
             self._recorder.observe(frame, tracked)
         changes: list[IncidentChange] = []
         for event in events:
-            change = self._apply(event, tracked, frame)
+            try:
+                change = self._apply(event, tracked, frame)
+            except FencedWrite as refused:
+                self._fenced(refused)
+                continue
             if change is not None:
                 changes.append(change)
         return changes
+
+    def _fenced(self, refused: FencedWrite) -> None:
+        """This process no longer owns the camera (``serve --cluster``): drop its episodes, warn
+        once per lost epoch, and never retry (the new owner closes or continues them)."""
+        dropped = self.forget_camera(refused.camera_id)
+        if (refused.camera_id, refused.held) not in self._fenced_epochs:
+            self._fenced_epochs.add((refused.camera_id, refused.held))
+            _log.warning(
+                "camera %s: no longer its owner, incident writes refused and dropped "
+                "(%d open incident(s) left to the new owner): %s",
+                refused.camera_id,
+                len(dropped),
+                refused,
+            )
 
     def close_all(self, at: float) -> list[IncidentChange]:
         """Close every open incident at ``at`` (the last frame's time), e.g. at end of stream."""

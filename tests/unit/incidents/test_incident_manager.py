@@ -20,7 +20,7 @@ from safewatch.domain import (
     Zone,
     incident_id,
 )
-from safewatch.errors import StorageError
+from safewatch.errors import FencedWrite, StorageError
 from safewatch.incidents import ChangeKind, EvidenceStore, IncidentChange, IncidentManager
 from safewatch.storage import IncidentRepository, create_engine_for
 
@@ -258,3 +258,39 @@ def test_database_failure_is_raised(manager: IncidentManager, engine: Engine) ->
         IncidentRow.__table__.drop(connection)
     with pytest.raises(StorageError):
         run(manager, [event(Phase.STARTED, T0 + 3)])
+
+
+class LosableFence:
+    """A cluster fence that lets writes through until the camera is lost (then refuses them as
+    :class:`safewatch.cluster.EpochFence` does once another analyzer holds the lease)."""
+
+    def __init__(self) -> None:
+        self.lost = False
+
+    def check(self, session: object, camera_id: str) -> None:
+        if self.lost:
+            raise FencedWrite(camera_id, 1, "other-analyzer", 2)
+
+    def continues(self, session: object, incident: object) -> None:
+        return None
+
+
+def test_fenced_writes_are_dropped_with_one_warning(
+    engine: Engine, store: EvidenceStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    fence = LosableFence()
+    repo = IncidentRepository(engine, fence=fence)
+    manager = IncidentManager(repo, store, zones)
+    events = episode()
+    run(manager, events[:5])
+    (stored,) = repo.list()
+    assert stored.ended_at is None
+    fence.lost = True
+    with caplog.at_level("WARNING", logger="safewatch.incidents.manager"):
+        changes = run(manager, events[5:] + episode(track=7, started_at=T0 + 30))
+    assert changes == []
+    assert manager.open_incidents == []
+    warnings = [r for r in caplog.records if "no longer its owner" in r.getMessage()]
+    assert len(warnings) == 1
+    assert [i.id for i in repo.list()] == [stored.id]  # nothing written after the loss
+    assert repo.get(stored.id).ended_at is None  # left to the new owner
