@@ -40,9 +40,23 @@ class Router:
     config: AlertsConfig
     tz: ZoneInfo
 
-    def matches(self, route: RouteConfig, incident: Incident, event: str, at: float) -> bool:
-        """Whether ``route`` takes this change of ``incident`` at wall time ``at``."""
+    def matches(
+        self,
+        route: RouteConfig,
+        incident: Incident,
+        event: str,
+        at: float,
+        *,
+        continued: bool = False,
+    ) -> bool:
+        """Whether ``route`` takes this change of ``incident`` at wall time ``at``.
+
+        ``continued``: the incident continues one a lost analyzer left (its ``incident.opened``
+        entry names it), whose "opened" alert already went out.
+        """
         if event not in route.events:
+            return False
+        if continued and event == "opened" and route.suppress_continued:
             return False
         match = route.match
         if match.cameras and incident.camera_id not in match.cameras:
@@ -59,6 +73,12 @@ class Router:
             return False
         return schedule_allows(match.schedule, at, self.tz)
 
-    def routes_for(self, incident: Incident, event: str, at: float) -> list[RouteConfig]:
+    def routes_for(
+        self, incident: Incident, event: str, at: float, *, continued: bool = False
+    ) -> list[RouteConfig]:
         """Every route that takes this change, in the order of the site file."""
-        return [r for r in self.config.routes if self.matches(r, incident, event, at)]
+        return [
+            r
+            for r in self.config.routes
+            if self.matches(r, incident, event, at, continued=continued)
+        ]

@@ -73,7 +73,8 @@ class OutboxWriter:
             return
         rows: list[dict[str, Any]] = []
         data = incident_json(incident)
-        for route in self._router().routes_for(incident, event, now):
+        continued = bool(change.entry.detail.get("continues"))
+        for route in self._router().routes_for(incident, event, now, continued=continued):
             event_id = f"updated.{change.entry.seq}" if event == "updated" else event
             key = idempotency_key(incident.id, route.id, event_id)
             held, due = self._hold(session, route, now)

@@ -220,6 +220,13 @@ class RouteConfig(_Strict):
         None, gt=0, description="Escalate an incident still unacknowledged after this long."
     )
     escalate_to: tuple[str, ...] = Field((), description="Channel keys escalations go to.")
+    suppress_continued: bool = Field(
+        False,
+        description=(
+            "Cluster: send no 'opened' alert for an incident that continues one a lost analyzer "
+            "left (the same camera and rule, just after a failover); its 'closed' still goes."
+        ),
+    )
 
     @model_validator(mode="after")
     def _escalation_complete(self) -> RouteConfig:

@@ -284,3 +284,33 @@ def test_list_counts_and_unknown_status(world: World) -> None:
         world.outbox.list(["lost"])
     with Session(world.engine) as session:
         assert session.scalar(select(func.count()).select_from(OUTBOX)) == 2
+
+
+class ContinuingFence:
+    """A cluster fence that lets every write through and says each new incident continues
+    ``previous`` (as :class:`safewatch.cluster.EpochFence` does just after a takeover)."""
+
+    def __init__(self, previous: str) -> None:
+        self.previous = previous
+
+    def check(self, session: Session, camera_id: str) -> None:
+        return None
+
+    def continues(self, session: Session, incident: object) -> str | None:
+        return self.previous
+
+
+@pytest.mark.parametrize("suppress", [True, False])
+def test_suppress_continued_drops_only_the_opened_alert(
+    db_engine: Engine, tmp_path: Path, suppress: bool
+) -> None:
+    world = World(db_engine, tmp_path, suppress_continued=suppress)
+    world.repo.fence = ContinuingFence("incident-the-lost-analyzer-left")
+    incident = make_incident()
+    world.repo.upsert(incident)
+    world.repo.upsert(dataclasses.replace(incident, ended_at=T0 + 9))
+    assert world.repo.timeline(incident.id)[0].detail["continues"] == (
+        "incident-the-lost-analyzer-left"
+    )
+    events = sorted({r.event for r in world.rows()})
+    assert events == (["closed"] if suppress else ["closed", "opened"])
