@@ -21,14 +21,29 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["TRACE_ENV", "carrier", "configure", "enabled", "shutdown", "span"]
+if TYPE_CHECKING:
+    from safewatch.config.tracing import TracingConfig
+
+__all__ = [
+    "TRACE_ENV",
+    "carrier",
+    "configure",
+    "configure_site",
+    "enabled",
+    "record",
+    "shutdown",
+    "span",
+]
 
 log = logging.getLogger(__name__)
 
 TRACE_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 """The standard OpenTelemetry variable; set, it turns tracing on like a ``tracing:`` section."""
+
+RATIO_ENV = "OTEL_TRACES_SAMPLER_ARG"
+"""The standard variable for the sampler's ratio (read when no ratio is passed)."""
 
 AttributeValue = str | bool | int | float
 
@@ -99,6 +114,18 @@ def span(
     return tracer.start_as_current_span(name, context=context, attributes=attributes)
 
 
+def record(
+    name: str, start: float, end: float, attributes: Mapping[str, AttributeValue] | None = None
+) -> None:
+    """Record a span that already happened (wall-clock seconds), as a child of the current one:
+    for stages timed elsewhere, like a frame's wait between its decoder and inference."""
+    tracer = _state.tracer
+    if tracer is None:
+        return
+    done = tracer.start_span(name, attributes=attributes, start_time=int(start * 1e9))
+    done.end(end_time=int(max(start, end) * 1e9))
+
+
 def carrier() -> dict[str, str]:
     """The current span's W3C trace context (``traceparent``, ...); empty when tracing is off."""
     if _state.tracer is None:
@@ -114,7 +141,7 @@ def configure(
     *,
     endpoint: str | None = None,
     service_name: str = "safewatch",
-    sample_ratio: float = 1.0,
+    sample_ratio: float | None = None,
     exporter: Any = None,
     batch: bool = True,
 ) -> bool:
@@ -125,7 +152,7 @@ def configure(
             ``tracing:`` section; ``None`` falls back to ``OTEL_EXPORTER_OTLP_ENDPOINT``.
         service_name: ``service.name`` of the spans (``safewatch-analyzer``, ``safewatch-api``).
         sample_ratio: Fraction of new traces kept (a trace continued from an envelope follows its
-            parent's decision).
+            parent's decision); ``None``: ``OTEL_TRACES_SAMPLER_ARG``, else 1.
         exporter: A span exporter to use instead of OTLP (tests pass the SDK's in-memory one).
         batch: Export from a background thread in batches (``False``: synchronously, for tests).
     """
@@ -156,6 +183,12 @@ def configure(
         # a base URL like the variable's, so the path is added here.
         url = None if endpoint == os.environ.get(TRACE_ENV) else _traces_url(endpoint)
         exporter = OTLPSpanExporter(endpoint=url)
+    if sample_ratio is None:
+        try:
+            sample_ratio = float(os.environ.get(RATIO_ENV, "1"))
+        except ValueError:
+            log.warning("%s is not a number; tracing every frame", RATIO_ENV)
+            sample_ratio = 1.0
     provider = TracerProvider(
         resource=Resource.create({"service.name": service_name}),
         sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
@@ -169,6 +202,20 @@ def configure(
     if previous is not None:
         previous.shutdown()
     return True
+
+
+def configure_site(config: TracingConfig | None, role: str) -> bool:
+    """Turn tracing on for a process of a site (``role``: analyzer, api, decode, ...).
+
+    The site's endpoint and ratio are also put in the standard variables (unless already set),
+    so processes this one spawns (decoders, the API process) trace to the same place by calling
+    ``configure_site(None, role)``.
+    """
+    if config is not None:
+        os.environ.setdefault(TRACE_ENV, config.endpoint)
+        os.environ.setdefault(RATIO_ENV, repr(config.sample_ratio))
+    base = "safewatch" if config is None else config.service_name
+    return configure(service_name=f"{base}-{role}")
 
 
 def _traces_url(endpoint: str | None) -> str | None:

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+from safewatch import tracing
 from safewatch.alerts.channels.base import Channel, DeliveryError
 from safewatch.alerts.message import Composer
 from safewatch.alerts.outbox import Outbox
@@ -262,7 +263,9 @@ class Dispatcher:
                     state=channel.needs_state,
                     max_evidence_bytes=int(getattr(channel, "max_evidence_bytes", 10 * 2**20)),
                 )
-                receipt = channel.send(message)
+                attributes = {"channel": item.channel, "event": item.event}
+                with tracing.span("alert.send", attributes):
+                    receipt = channel.send(message)
         except DeliveryError as error:
             return self._failed(item, str(error), error.permanent)
         except StorageError as error:

@@ -36,6 +36,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Protocol
 
+from safewatch import tracing
 from safewatch.config.runtime import MotionConfig
 from safewatch.config.site import CameraConfig
 from safewatch.domain.frame import Frame
@@ -164,8 +165,14 @@ def run_decoder(spec: WorkerSpec, sink: _Sink, stop: threading.Event) -> SourceS
     failure: list[BaseException] = []
 
     def pump() -> None:
+        attributes = {"camera": spec.camera_id}
+        frames = iter(source.frames())
         try:
-            for frame in source.frames():
+            while True:
+                with tracing.span("decode", attributes):
+                    frame = next(frames, None)
+                if frame is None:
+                    break
                 sink.frame(frame, gate.check(frame.image))
                 last_frame_at[0] = time.time()
                 if stop.is_set():
@@ -274,6 +281,7 @@ def worker_main(spec: WorkerSpec, connection: Connection) -> None:
     from safewatch.config.secrets import register_site_secrets
 
     install_redaction()
+    tracing.configure_site(None, "decode")  # the server put the site's endpoint in the env
     register_site_secrets(spec.camera)  # its password, masked by value in this process's logs
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which stops us

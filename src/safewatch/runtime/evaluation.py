@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from safewatch import tracing
 from safewatch.domain import TrackedFrame
 from safewatch.errors import StorageError
 from safewatch.incidents.manager import ChangeKind, IncidentChange
@@ -217,7 +218,8 @@ class RulesWorker:
             camera = _Camera(CameraStep(camera_id, tracker, self._engine, self._incidents))
             with self._lock:
                 self._cameras[camera_id] = camera
-        tracked, events, changes = camera.step.step(frame, item.detections)
+        with tracing.span("rules", {"camera": camera_id}):
+            tracked, events, changes = camera.step.step(frame, item.detections)
         now = time.time()
         for change in changes:
             self._metrics.incidents.labels(kind=str(change.kind)).inc()

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from safewatch import tracing
 from safewatch.config.runtime import InferenceRuntimeConfig, MotionConfig, TilingConfig
 from safewatch.detect.multi import DetectionRequest, detect_requests
 from safewatch.detect.protocol import Detector
@@ -268,7 +269,8 @@ class InferenceWorker:
             return []
         self._metrics.batch_size.observe(len(jobs))
         requests = [DetectionRequest(job.frame, job.plan.models, job.plan.tiling) for job in jobs]
-        return detect_requests(requests, self._detector_for, on_model=self._timed)
+        with tracing.span("inference", {"frames": len(jobs)}):
+            return detect_requests(requests, self._detector_for, on_model=self._timed)
 
     def _timed(self, model: str, _inputs: int, seconds: float) -> None:
         self._metrics.inference_latency.labels(model=model).observe(seconds)

@@ -28,6 +28,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from safewatch import tracing
 from safewatch.domain import Incident, IncidentStatus, Severity
 from safewatch.errors import NotFound, StorageError
 from safewatch.storage import hash_chain
@@ -244,8 +245,9 @@ class IncidentRepository:
 
     @contextmanager
     def _chained(self, action: str) -> Iterator[Session]:
-        """A write transaction holding the chain lock."""
-        with self._session(action) as session:
+        """A write transaction holding the chain lock (one ``incident.write`` span: the wait for
+        the lock is part of what a write costs)."""
+        with tracing.span("incident.write", {"action": action}), self._session(action) as session:
             hash_chain.lock_head(session)
             yield session
 

@@ -1,0 +1,127 @@
+"""Tracing: off and import-free unless configured; when on, an incident write's trace continues
+through the bus envelope into the WebSocket broadcast span of the node that reads it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine
+
+from safewatch import tracing
+from safewatch.api.live import LiveHub
+from safewatch.bus import Envelope, PublishAfterCommit, decode, encode
+from safewatch.domain import Incident, Severity, incident_id
+from safewatch.storage import IncidentRepository
+
+pytest.importorskip("opentelemetry.sdk", reason="the tracing extra is not installed")
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+    InMemorySpanExporter,
+)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    assert tracing.configure(exporter=exporter, batch=False, service_name="test", sample_ratio=1.0)
+    yield exporter
+    tracing.shutdown()
+
+
+def make_incident() -> Incident:
+    return Incident(
+        id=incident_id("cam-1", "hardhat", 1, 1000.0),
+        camera_id="cam-1",
+        rule_id="hardhat",
+        rule_kind="ppe",
+        severity=Severity.HIGH,
+        track_ids=(1,),
+        started_at=1000.0,
+        ended_at=None,
+        peak_confidence=0.6,
+        message="person #1 without hardhat",
+    )
+
+
+def test_off_by_default_and_nothing_imported() -> None:
+    code = (
+        "import os, sys; os.environ.pop('OTEL_EXPORTER_OTLP_ENDPOINT', None)\n"
+        "from safewatch import tracing\n"
+        "assert not tracing.configure()\n"
+        "with tracing.span('decode', {'camera': 'a'}) as s: s.set_attribute('x', 1)\n"
+        "tracing.record('wait', 1.0, 2.0)\n"
+        "assert tracing.carrier() == {}\n"
+        "assert not [m for m in sys.modules if m.startswith('opentelemetry')], 'imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_site_endpoint_reaches_spawned_processes_through_the_standard_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from safewatch.config.tracing import TracingConfig
+
+    # setenv first, so that the variables configure_site sets are removed after the test
+    for name in (tracing.TRACE_ENV, tracing.RATIO_ENV):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    config = TracingConfig(endpoint="http://127.0.0.1:9/", sample_ratio=0.25)
+    try:
+        assert tracing.configure_site(config, "analyzer")
+        assert tracing.enabled()
+    finally:
+        tracing.shutdown()
+    import os
+
+    assert os.environ[tracing.TRACE_ENV] == "http://127.0.0.1:9/"
+    assert os.environ[tracing.RATIO_ENV] == "0.25"
+
+
+def test_the_write_trace_continues_into_the_broadcast(
+    spans: InMemorySpanExporter, db_engine: Engine
+) -> None:
+    hub = LiveHub()
+    sent: list[Envelope] = []
+
+    class Wire:
+        def publish(self, envelope: Envelope) -> None:
+            sent.append(decode(encode(envelope)))  # as over Redis
+
+    repository = IncidentRepository(db_engine)
+    repository.add_change_hook(PublishAfterCommit(Wire()))
+    repository.upsert(make_incident())
+    assert len(sent) == 1 and "traceparent" in sent[0].trace
+    hub.publish(sent[0])  # on the API node: the notice keeps the writer's context
+    with tracing.span("ws.broadcast", parent=hub_notice_trace(hub, sent[0])):
+        pass
+    finished = {s.name: s for s in spans.get_finished_spans()}
+    write, broadcast = finished["incident.write"], finished["ws.broadcast"]
+    assert write.context is not None and broadcast.context is not None
+    assert broadcast.context.trace_id == write.context.trace_id
+    assert broadcast.parent is not None and broadcast.parent.span_id == write.context.span_id
+    assert write.attributes is not None and "store incident" in str(write.attributes["action"])
+
+
+def hub_notice_trace(hub: LiveHub, envelope: Envelope) -> dict[str, str]:
+    import asyncio
+
+    async def take() -> dict[str, str]:
+        subscription = hub.subscribe(incidents=True)
+        hub.publish(envelope)
+        await subscription.wait(1.0)
+        return subscription.notices()[0].trace
+
+    return asyncio.run(take())
+
+
+def test_a_recorded_span_keeps_its_times(spans: InMemorySpanExporter) -> None:
+    with tracing.span("inference", {"frames": 2}):
+        tracing.record("wait", 100.0, 100.25, {"camera": "a"})
+    wait = next(s for s in spans.get_finished_spans() if s.name == "wait")
+    assert wait.start_time == 100_000_000_000 and wait.end_time == 100_250_000_000
+    inference = next(s for s in spans.get_finished_spans() if s.name == "inference")
+    assert wait.parent is not None and inference.context is not None
+    assert wait.parent.span_id == inference.context.span_id
