@@ -194,6 +194,47 @@ def test_a_killed_api_process_is_restarted_on_the_same_socket(
     assert link.restarts == 1
 
 
+def test_a_stopped_api_process_is_killed_restarted_and_counted(tmp_path: Path) -> None:
+    """SIGSTOP: the process lives, the socket accepts, nobody answers. The liveness ping goes
+    unanswered, the server kills and restarts it on the same socket (margins of seconds)."""
+    site = load_site(write_site(tmp_path))
+    rules = StandaloneRules(tmp_path / "rules", lambda: site)
+    listener = bind_listener("127.0.0.1", 0)
+    spec = ApiProcessSpec(
+        site=site,
+        rules_path=tmp_path / "rules",
+        rules=RulesPush(rules.rule_generation(), rules.rule_status()),
+        nice=5,
+    )
+    reasons: list[str] = []
+    link = ApiLink(
+        spec,
+        listener,
+        RecordingRuntime(rules),
+        restarted=reasons.append,
+        ping_seconds=0.5,
+        hang_seconds=10.0,
+    )
+    link.start()
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        first = link.pid
+        assert first is not None
+        for _ in range(4):  # answered pings: no restart while it serves
+            assert link.check() is False
+            assert httpx.get(f"{base}/healthz", timeout=30).status_code == 200
+        assert link.restarts == 0 and reasons == []
+        os.kill(first, signal.SIGSTOP)
+        assert wait_until(link.check, timeout=90, step=0.5)
+        assert reasons == ["hung"] and link.hangs == 1
+        assert not psutil.pid_exists(first) or psutil.Process(first).status() == "zombie"
+        assert link.pid != first
+        assert httpx.get(f"{base}/healthz", timeout=60).status_code == 200
+    finally:
+        link.stop()
+        listener.close()
+
+
 def test_signals_from_the_terminal_do_not_stop_the_api_process(
     served: tuple[ApiLink, RecordingRuntime, str, str, LoadedSite],
 ) -> None:

@@ -32,6 +32,16 @@ The listening socket is bound here, in the server, and handed to the child, so "
 is a start-up error of ``serve``, port 0 is resolved before the child exists, and a restarted API
 process (it died: the keeper calls :meth:`ApiLink.check`) serves the same socket, with the
 connections that arrived meanwhile waiting in its backlog.
+
+A process can also hang without dying: stopped (``SIGSTOP``, a debugger), or its event loop stuck
+in a call that never returns. Then the socket still accepts connections into the backlog and
+nobody answers them. So the keeper also sends a :class:`~safewatch.runtime.api_messages.Ping`
+every :data:`PING_SECONDS`, answered from the API process's event loop (not from its pipe
+thread, which a stuck loop would not stop); a ping unanswered for :data:`HANG_SECONDS` (or a
+restarted process not serving within :data:`HANG_SECONDS`) gets the process killed and
+restarted like a dead one, and counted with the reason ``hung``. The timeout is generous on
+purpose: a loaded host (the API runs at ``nice`` 10) may delay an answer by seconds, and a
+needless restart drops every open WebSocket.
 """
 
 from __future__ import annotations
@@ -61,6 +71,8 @@ from safewatch.runtime.api_messages import (
     CameraGone,
     IncidentPush,
     LiveFramePush,
+    Ping,
+    Pong,
     Reply,
     Request,
     RulesPush,
@@ -80,6 +92,11 @@ slots leave it three newer frames of slack before a slot it was told about is ov
 
 _INCIDENT_BACKLOG = 1024
 _RESTART_BACKOFF = 1.0
+PING_SECONDS = 5.0
+"""How often the server asks the API process whether its event loop still runs."""
+HANG_SECONDS = 60.0
+"""How long a ping (or a restarted process's start) may go unanswered before the process is
+killed and restarted (see the module doc for why so long)."""
 _ROUND_SECONDS = 0.25
 """How often the sender looks at the rule holder when nothing else wakes it."""
 
@@ -225,6 +242,10 @@ class ApiLink:
         target: Answers the API process's requests and holds the rule set.
         context: ``multiprocessing`` context; ``spawn`` (forking a process that runs ONNX
             Runtime threads is unsafe).
+        restarted: Called with the reason (``exited`` or ``hung``) at every restart (the
+            server counts them in ``/metrics``).
+        ping_seconds: How often :meth:`check` pings a serving process.
+        hang_seconds: How long a ping or a start may go unanswered.
     """
 
     def __init__(
@@ -233,6 +254,10 @@ class ApiLink:
         listener: socket.socket,
         target: ApiTarget,
         context: multiprocessing.context.BaseContext | None = None,
+        *,
+        restarted: Callable[[str], None] | None = None,
+        ping_seconds: float = PING_SECONDS,
+        hang_seconds: float = HANG_SECONDS,
     ) -> None:
         self._spec = spec
         self._listener = listener
@@ -252,7 +277,15 @@ class ApiLink:
         self._started_at = 0.0
         self._backoff = _RESTART_BACKOFF / 2
         self._next_restart = 0.0
+        self._restarted = restarted
+        self._ping_seconds = ping_seconds
+        self._hang_seconds = hang_seconds
+        self._ping_seq = 0
+        self._ping_sent = 0.0
+        self._ping_open = False
+        self._killed_hung = False
         self.restarts = 0
+        self.hangs = 0
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -299,7 +332,8 @@ class ApiLink:
         )
         self._ready.clear()
         self._outbox.clear()
-        self._started_at = time.monotonic()
+        self._ping_open = False
+        self._started_at = self._ping_sent = time.monotonic()
         process.start()
         theirs.close()
         with self._state_lock:
@@ -321,25 +355,62 @@ class ApiLink:
                 raise ConfigError(f"the API process did not start within {timeout:g} s")
 
     def check(self) -> bool:
-        """Restart the API process if it died (the keeper calls this); ``True`` if restarted.
+        """Restart the API process if it died or hangs (the keeper calls this, every second or
+        so); ``True`` if restarted. A serving process is pinged here (module doc).
 
         Restarts back off (1 s doubling to 30 s, reset once a process served for a minute), so
         a process that dies at start-up does not spin.
         """
         process = self._process
-        if self._stopping.is_set() or process is None or process.is_alive():
+        if self._stopping.is_set() or process is None:
             return False
         now = time.monotonic()
+        if process.is_alive():
+            hang = self._hang(now)
+            if hang is None:
+                return False
+            log.error("the API process (pid %s) %s; killing and restarting it", process.pid, hang)
+            self.hangs += 1
+            self._killed_hung = True
+            process.kill()  # SIGKILL also ends a stopped process
+            process.join(5.0)
         if now < self._next_restart:
             return False
         served = now - self._started_at
         self._backoff = _RESTART_BACKOFF if served > 60.0 else min(30.0, self._backoff * 2)
         self._next_restart = now + self._backoff
-        log.error("the API process exited (status %s); restarting it", process.exitcode)
+        reason = "hung" if self._killed_hung else "exited"
+        if not self._killed_hung:
+            log.error("the API process exited (status %s); restarting it", process.exitcode)
+        self._killed_hung = False
         self.restarts += 1
+        if self._restarted is not None:
+            self._restarted(reason)
         self._close_connection()
         self._spawn()
         return True
+
+    def _hang(self, now: float) -> str | None:
+        """Why the live process counts as hung, or ``None``; sends the next ping when due.
+
+        The ping goes through the outbox, so this (the keeper's) thread never waits on a pipe
+        that a stopped process no longer empties.
+        """
+        waited = now - self._ping_sent
+        if not self._ready.is_set():
+            if waited > self._hang_seconds:
+                return f"did not start serving within {self._hang_seconds:g} s"
+            return None
+        if self._ping_open:
+            if waited > self._hang_seconds:
+                return f"did not answer a liveness ping in {self._hang_seconds:g} s"
+            return None
+        if waited >= self._ping_seconds:
+            self._ping_seq += 1
+            self._ping_open = True
+            self._ping_sent = now
+            self._outbox.control(Ping(self._ping_seq))
+        return None
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the API process to finish its requests and exit; kill it if it does not.
@@ -350,7 +421,7 @@ class ApiLink:
         self._stopping.set()
         process = self._process
         if process is not None and process.is_alive():
-            self._send(Shutdown())
+            self._send(Shutdown(), lock_timeout=2.0)  # a stopped process may block the pipe
             process.join(timeout)
             if process.is_alive():
                 log.warning("the API process did not stop in %g s; killing it", timeout)
@@ -416,8 +487,10 @@ class ApiLink:
     def _rules_push(self) -> RulesPush:
         return RulesPush(self._target.rule_generation(), self._target.rule_status())
 
-    def _send(self, message: ApiBound) -> bool:
-        with self._send_lock:
+    def _send(self, message: ApiBound, lock_timeout: float = -1) -> bool:
+        if not self._send_lock.acquire(timeout=lock_timeout):
+            return False
+        try:
             connection = self._connection
             if connection is None:
                 return False
@@ -426,6 +499,8 @@ class ApiLink:
             except (OSError, ValueError):  # the API process is gone; the keeper restarts it
                 return False
             return True
+        finally:
+            self._send_lock.release()
 
     def _send_loop(self) -> None:
         while not self._stopping.is_set():
@@ -460,11 +535,18 @@ class ApiLink:
                 message = connection.recv()
             except (EOFError, OSError):
                 return
-            if isinstance(message, ApiReady):
-                self._ready.set()
-                continue
-            if isinstance(message, Request):
-                self._send(self._answer(message))
+            self._received(message)
+
+    def _received(self, message: object) -> None:
+        """One message from the API process (receiver thread)."""
+        if isinstance(message, ApiReady):
+            self._ping_sent = time.monotonic()  # the first ping is due a period from now
+            self._ready.set()
+        elif isinstance(message, Pong):
+            if message.seq == self._ping_seq:
+                self._ping_open = False
+        elif isinstance(message, Request):
+            self._send(self._answer(message))
 
     def _answer(self, request: Request) -> Reply:
         handlers: dict[str, Callable[[], Liveness | Readiness | bytes | RulesPush]] = {

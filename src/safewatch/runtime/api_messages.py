@@ -13,11 +13,13 @@ From the analysis process (the server) to the API process:
 * :class:`RulesPush`: the rule generation in force and the latest reload outcome;
 * :class:`SitePush`: the site file in force after a reload;
 * :class:`Reply`: the answer to a :class:`Request`;
-* :class:`Shutdown`: stop serving and exit.
+* :class:`Shutdown`: stop serving and exit;
+* :class:`Ping`: a liveness question, answered with :class:`Pong` from the API process's event
+  loop (a process that is stopped or whose loop is stuck answers nothing and is restarted).
 
 From the API process to the server: :class:`ApiReady` once it serves, then :class:`Request`\ s
 (readiness, liveness, metrics, a rule reload), each answered by one :class:`Reply` with the same
-``request_id``.
+``request_id``, and :class:`Pong`\ s.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ __all__ = [
     "CameraGone",
     "IncidentPush",
     "LiveFramePush",
+    "Ping",
+    "Pong",
     "Reply",
     "Request",
     "RequestKind",
@@ -127,7 +131,16 @@ class Shutdown:
     """Stop serving: finish open requests, then exit."""
 
 
-ApiBound = LiveFramePush | IncidentPush | CameraGone | RulesPush | SitePush | Reply | Shutdown
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Are you serving? Answer :class:`Pong` with the same ``seq`` from the event loop."""
+
+    seq: int
+
+
+ApiBound = (
+    LiveFramePush | IncidentPush | CameraGone | RulesPush | SitePush | Reply | Shutdown | Ping
+)
 """What the server sends to the API process."""
 
 
@@ -138,5 +151,12 @@ class ApiReady:
     pid: int
 
 
-ServerBound = Request | ApiReady
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The answer to :class:`Ping` ``seq``, sent by a callback on the HTTP server's event loop."""
+
+    seq: int
+
+
+ServerBound = Request | ApiReady | Pong
 """What the API process sends to the server."""

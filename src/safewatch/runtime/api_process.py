@@ -22,12 +22,14 @@ escalations in its own transaction (the server's dispatcher finds the rows at it
 The process ignores SIGINT and SIGTERM: Ctrl-C in a terminal reaches every process of the group,
 and the server, which owns the life cycle, answers ``/readyz`` with ``stopping`` until its cameras
 are finished and then sends :class:`~safewatch.runtime.api_messages.Shutdown`. If the server dies,
-the pipe closes and this process exits.
+the pipe closes and this process exits. The server's liveness pings are answered from the HTTP
+server's event loop, so a stopped process or a stuck loop is noticed there and restarted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -35,6 +37,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from zoneinfo import ZoneInfo
 
@@ -49,6 +52,8 @@ from safewatch.runtime.api_messages import (
     CameraGone,
     IncidentPush,
     LiveFramePush,
+    Ping,
+    Pong,
     Reply,
     Request,
     RequestKind,
@@ -258,8 +263,18 @@ def _install_alert_hook(site: LoadedSite, storage: object) -> None:
     storage.repository.add_change_hook(OutboxWriter(lambda: router))
 
 
+def _pong(remote: RemoteRuntime, seq: int) -> None:
+    """Answer a liveness ping (runs on the event loop: see ``ApiLink.check``)."""
+    with contextlib.suppress(TimeoutError):  # the server is gone: the receiving loop ends
+        remote.send(Pong(seq))
+
+
 def _receive(
-    connection: Connection, remote: RemoteRuntime, hub: LiveHub, reader: _LiveReader
+    connection: Connection,
+    remote: RemoteRuntime,
+    hub: LiveHub,
+    reader: _LiveReader,
+    on_loop: Callable[[Callable[[], None]], None],
 ) -> None:
     """Apply what the server sends until it says stop or goes away."""
     while True:
@@ -281,6 +296,8 @@ def _receive(
         elif isinstance(message, CameraGone):
             reader.forget(message.camera_id)
             hub.forget(message.camera_id)
+        elif isinstance(message, Ping):
+            on_loop(functools.partial(_pong, remote, message.seq))
         elif isinstance(message, Shutdown):
             return
 
@@ -322,7 +339,7 @@ def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connecti
         http = HttpServer(app, sock=listener)
         http.start()
         remote.send(ApiReady(os.getpid()))
-        _receive(connection, remote, hub, reader)
+        _receive(connection, remote, hub, reader, http.call_soon)
     except TimeoutError:
         pass  # the server went away during start-up
     finally:

@@ -9,9 +9,11 @@ the ``serve`` command owns SIGTERM and SIGINT and stops this server last, so ``/
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
@@ -19,6 +21,16 @@ from fastapi import FastAPI
 from safewatch.errors import ConfigError
 
 __all__ = ["HttpServer", "bind_listener"]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, remembering its event loop (for :meth:`HttpServer.call_soon`)."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().serve(sockets)
 
 
 def bind_listener(host: str, port: int, backlog: int = 512) -> socket.socket:
@@ -76,7 +88,7 @@ class HttpServer:
             timeout_graceful_shutdown=2,
             proxy_headers=False,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name="http", daemon=True
         )
@@ -95,6 +107,20 @@ class HttpServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise ConfigError(f"the HTTP server did not start on {self.url}")
             time.sleep(0.02)
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the server's event loop (from any thread).
+
+        The API process answers the server's liveness pings this way, so a stuck loop, not
+        only a dead process, goes unanswered.
+
+        Raises:
+            RuntimeError: The server is not running.
+        """
+        loop = self._server.loop
+        if loop is None or loop.is_closed():
+            raise RuntimeError("the HTTP server is not running")
+        loop.call_soon_threadsafe(callback)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop accepting and finish open requests."""

@@ -143,6 +143,15 @@ class RuntimeMetrics:
             ["camera", "item", "state"],
             registry=self.registry,
         )
+        self.api_restarts = Counter(
+            "safewatch_api_process_restarts",
+            "Restarts of the API process by the server, by reason: exited (it died) or hung "
+            "(stopped, or its event loop answered no liveness ping in time).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in ("exited", "hung"):
+            self.api_restarts.labels(reason=reason)
         self.inference_alive = Gauge(
             "safewatch_inference_worker_up",
             "1 while the inference thread runs and has looped recently.",

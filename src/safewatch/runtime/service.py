@@ -596,7 +596,10 @@ class RuntimeService:
             log_level=self._decode_log_level(),
             query_cache_seconds=self._options.query_cache_seconds,
         )
-        self._api = ApiLink(spec, self._listener, self)
+        restarts = self.runtime_metrics.api_restarts
+        self._api = ApiLink(
+            spec, self._listener, self, restarted=lambda why: restarts.labels(reason=why).inc()
+        )
         self._api.start()
 
     def _publish_live(

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pytest
 
 from api_support import incident, write_site
 from safewatch.api.dashboard import StandaloneRules
@@ -16,7 +17,13 @@ from safewatch.config.loader import load_site
 from safewatch.domain import TrackedFrame
 from safewatch.incidents.manager import ChangeKind, IncidentChange
 from safewatch.runtime.api_link import ApiLink, ApiProcessSpec, _Outbox
-from safewatch.runtime.api_messages import IncidentPush, RulesPush
+from safewatch.runtime.api_messages import (
+    ApiReady,
+    IncidentPush,
+    Ping,
+    Pong,
+    RulesPush,
+)
 
 
 class DeadProcess:
@@ -66,6 +73,83 @@ def test_an_api_process_that_keeps_dying_is_restarted_with_backoff(tmp_path: Pat
     assert link.check() is False  # ... but not again within the backoff (1 s)
     assert link.restarts == 1
     assert DeadProcess.started == 2
+
+
+class LiveProcess:
+    """A process that runs until killed (a stand-in for a stopped one: it never answers)."""
+
+    def __init__(self, **_kwargs: Any) -> None:
+        self.pid = 4343
+        self.exitcode: int | None = None
+        self.killed = False
+
+    def start(self) -> None:
+        pass
+
+    def is_alive(self) -> bool:
+        return not self.killed
+
+    def kill(self) -> None:
+        self.killed = True
+        self.exitcode = -9
+
+    def join(self, _timeout: float | None = None) -> None:
+        pass
+
+
+class SilentContext(DyingContext):
+    def Process(self, **kwargs: Any) -> LiveProcess:  # type: ignore[override]  # noqa: N802
+        return LiveProcess(**kwargs)
+
+
+def test_an_unanswered_ping_gets_the_process_killed_and_restarted_as_hung(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("safewatch.runtime.api_link.time.monotonic", lambda: now[0])
+    reasons: list[str] = []
+    site = load_site(write_site(tmp_path))
+    rules = StandaloneRules(tmp_path / "rules", lambda: site)
+    spec = ApiProcessSpec(
+        site=site,
+        rules_path=tmp_path / "rules",
+        rules=RulesPush(rules.rule_generation(), rules.rule_status()),
+    )
+    target = SimpleNamespace(rule_generation=rules.rule_generation, rule_status=rules.rule_status)
+    link = ApiLink(
+        spec,
+        socket.socket(),
+        target,  # type: ignore[arg-type]
+        context=SilentContext(),  # type: ignore[arg-type]
+        restarted=reasons.append,
+        ping_seconds=5.0,
+        hang_seconds=60.0,
+    )
+    link._spawn()
+    first = link._process
+    link._received(ApiReady(4343))
+    assert link.check() is False  # not due yet
+    now[0] += 5.0
+    assert link.check() is False  # the ping goes out ...
+    messages, _ = link._outbox.take(0.0)
+    assert messages == [Ping(1)]
+    link._received(Pong(0))  # a stale answer counts for nothing ...
+    now[0] += 59.0
+    assert link.check() is False
+    link._received(Pong(1))  # ... the answer to this ping does
+    now[0] += 1.0
+    assert link.check() is False  # answered: a new ping, no restart
+    assert link._outbox.take(0.0)[0] == [Ping(2)]
+    now[0] += 59.0
+    assert link.check() is False  # unanswered, but within the 60 s
+    now[0] += 2.0
+    assert link.check() is True  # unanswered for 61 s: killed and restarted
+    assert isinstance(first, LiveProcess) and first.killed
+    assert reasons == ["hung"] and link.hangs == 1 and link.restarts == 1
+    # the new process never reports ready: that is a hang too, after the same time
+    now[0] += 61.0
+    assert link.check() is True
+    assert reasons == ["hung", "hung"]
 
 
 def test_the_newest_frame_of_a_camera_replaces_an_unsent_one() -> None:
