@@ -7,12 +7,16 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from safewatch.cli.app import app, err
 from safewatch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from safewatch.runtime.cluster_owner import ClusterOwner
+    from safewatch.runtime.service import RuntimeService
 
 __all__ = ["serve"]
 
@@ -66,12 +70,32 @@ def serve(
             "incident changed (0: off).",
         ),
     ] = 2.0,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Share the site's cameras with other analyzers through leases in PostgreSQL; "
+            "a dead analyzer's cameras move (docs/cluster.md).",
+        ),
+    ] = False,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            help="With --cluster: all (cameras and dashboard), analyzer (cameras; only "
+            "/healthz, /readyz, /metrics) or api (dashboard and API, no camera). Default all.",
+        ),
+    ] = None,
+    analyzer_id: Annotated[
+        str | None,
+        typer.Option(help="With --cluster: this analyzer's unique name (default hostname-pid)."),
+    ] = None,
 ) -> None:
     """Run every camera of the site through detection, tracking, rules and incidents.
 
     Health at /healthz, readiness at /readyz, Prometheus metrics at /metrics. Edits of the site
     file and the rules apply while running (also on SIGHUP). SIGTERM or Ctrl-C stops gracefully:
-    open incidents are closed and clips finished first.
+    open incidents are closed and clips finished first. With --cluster, SIGTERM first gives
+    every camera back to the other analyzers (each stopped gracefully), then stops.
     """
     from safewatch.cli.fetch import fetch_site_files
     from safewatch.config.loader import load_site
@@ -81,7 +105,17 @@ def serve(
         raise ConfigError(f"--decode must be process or thread, not {decode!r}")
     if api not in ("process", "thread"):
         raise ConfigError(f"--api must be process or thread, not {api!r}")
+    if not cluster and (role is not None or analyzer_id is not None):
+        raise ConfigError("--role and --analyzer-id need --cluster")
+    if role not in (None, "all", "analyzer", "api"):
+        raise ConfigError(f"--role must be all, analyzer or api, not {role!r}")
     site = load_site(config)
+    if cluster:
+        from safewatch.config.cluster import cluster_refusal
+
+        refusal = cluster_refusal(site)
+        if refusal is not None:
+            raise refusal
     fetch_site_files(site)
     options = ServeOptions(
         rules=rules if rules is not None else _default_rules(config),
@@ -114,17 +148,33 @@ def serve(
             (signal.SIGHUP, on_hup),
         )
     }
-    service = RuntimeService(site, options)
+    runner: RuntimeService | ClusterOwner
+    if cluster:
+        from safewatch.runtime.cluster_owner import ClusterOwner, default_analyzer_id
+
+        member = analyzer_id or default_analyzer_id()
+        runner = ClusterOwner(site, options, role or "all", member)  # type: ignore[arg-type]
+        service = runner.service
+        joined = "" if role == "api" else f" as analyzer {member!r}"
+    else:
+        runner = service = RuntimeService(site, options)
+        joined = ""
     try:
-        service.start()
+        runner.start()
     except BaseException:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         raise
     try:
-        cameras = len(service.supervisor.camera_ids())
         url = service.http_url
-        err.print(f"safewatch: serving {cameras} camera(s) of {site.config.site.name!r}")
+        if cluster:
+            err.print(
+                f"safewatch: cluster role {role or 'all'} for {site.config.site.name!r}"
+                f"{joined}; cameras follow the leases"
+            )
+        else:
+            cameras = len(service.supervisor.camera_ids())
+            err.print(f"safewatch: serving {cameras} camera(s) of {site.config.site.name!r}")
         if url is not None:
             err.print(f"  dashboard  {url}/")
             err.print(f"  readiness  {url}/readyz")
@@ -138,7 +188,7 @@ def serve(
                 service.reload_site()
         err.print("safewatch: stopping (finishing open incidents and clips) ...")
     finally:
-        report = service.stop()
+        report = runner.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     closed = len(report.closed)

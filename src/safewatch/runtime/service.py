@@ -23,7 +23,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -81,8 +81,9 @@ _ALERT_DRAIN = 5.0
 """Seconds a graceful stop keeps sending due alerts (the rest stay queued for the next start)."""
 _IO_TIMEOUT = 5.0
 
-ApiMode = Literal["process", "thread"]
-"""Where the HTTP server runs: its own process (the default) or a thread of the server."""
+ApiMode = Literal["process", "thread", "ops"]
+"""Where the HTTP server runs: its own process (the default) or a thread of the server; ``ops``:
+only ``/healthz``, ``/readyz`` and ``/metrics``, on a thread (an analyzer of a cluster)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,10 @@ class ServeOptions:
             incident changed (:mod:`safewatch.api.query_cache`); 0 turns the cache off.
         watch_site: Poll the site file and apply its edits.
         site_poll_seconds: How often the site file is checked.
+        cluster: Cameras run only while this process owns them (``serve --cluster``, see
+            :mod:`safewatch.runtime.cluster_owner`): none at start, then those handed over with
+            :meth:`RuntimeService.own_camera`. Incidents found open at start are left to their
+            cameras' owners instead of being closed as abandoned.
     """
 
     rules: Path
@@ -116,6 +121,7 @@ class ServeOptions:
     query_cache_seconds: float = 2.0
     watch_site: bool = True
     site_poll_seconds: float = 1.0
+    cluster: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +204,10 @@ class RuntimeService:
     ) -> None:
         self._site = site
         self._options = options
+        # cluster mode: the cameras this process owns (None: every enabled camera of the site)
+        self._owned: frozenset[str] | None = frozenset() if options.cluster else None
+        self._lost: set[str] = set()  # stopping without writing (ownership lost)
+        self.site_listeners: list[Callable[[LoadedSite], None]] = []
         self._mode: DecodeMode = options.decode or site.config.runtime.decode
         self._detectors = DetectorPool({}, detector_factory)
         # -- dashboard (safewatch.api): live frames and incident changes for the browser ----
@@ -249,6 +259,13 @@ class RuntimeService:
         return self._supervisor
 
     @property
+    def storage(self) -> SiteStorage:
+        """The site's database and evidence store (after :meth:`start`)."""
+        if self._storage is None:
+            raise RuntimeError("the service is not started")
+        return self._storage
+
+    @property
     def http_url(self) -> str | None:
         """Base URL of the HTTP endpoints, once started."""
         if self._http is not None:
@@ -286,7 +303,8 @@ class RuntimeService:
                 on_full="drop",
             )
             # after the clips' recovery, with the outbox hooked: their closed alerts are queued
-            close_abandoned_incidents(storage.repository, config)
+            if not self._options.cluster:  # in a cluster, a camera's next owner closes them
+                close_abandoned_incidents(storage.repository, config)
             # the chain head, witnessed outside the database (safewatch.incidents.witness)
             self._witness = WitnessWriter(
                 storage.evidence.backend, storage.engine, interval=config.storage.witness_seconds
@@ -337,10 +355,11 @@ class RuntimeService:
             self._rules.start()
             self._inference.start()
             self._supervisor.start()
-            self._supervisor.apply(worker_specs(site, self._decode_log_level()))
-            # continuous recording of the cameras' own streams, beside the analysis
-            self._recordings = RecordingService(site, storage.repository)
-            self._recordings.start()
+            self._supervisor.apply(self._specs(site))
+            if not self._options.cluster:  # (cluster: recording follows ownership; not yet)
+                # continuous recording of the cameras' own streams, beside the analysis
+                self._recordings = RecordingService(site, storage.repository)
+                self._recordings.start()
         except BaseException:
             self._abort()
             raise
@@ -348,7 +367,7 @@ class RuntimeService:
         self._keeper.start()
         log.info(
             "serving %d camera(s) of %s (%s decode)",
-            len(worker_specs(site)),
+            len(self._specs(site)),
             config.site.name,
             self._mode,
         )
@@ -461,9 +480,7 @@ class RuntimeService:
                 self._alerts.reconfigure(new)
             elif new.config.alerts.channels:
                 log.warning("site reload: alerts were off at start; they apply after a restart")
-            plan = self.supervisor.apply(
-                worker_specs(new, self._decode_log_level()), restart=restart
-            )
+            plan = self.supervisor.apply(self._specs(new), restart=restart)
             recorded = ""
             if self._recordings is not None:  # recorders follow their cameras' recording blocks
                 changes = self._recordings.apply(new)
@@ -482,7 +499,42 @@ class RuntimeService:
                 if self._watcher is not None:
                     self._watcher.stop()
                 self._watcher = RuleWatcher(self._options.rules, self._holder, new.config).start()
+            for listener in self.site_listeners:
+                listener(new)
             return plan
+
+    # -- cluster ownership (safewatch.runtime.cluster_owner) ---------------------------------
+
+    def own_camera(self, camera_id: str) -> ReloadPlan:
+        """Start running ``camera_id`` (``serve --cluster``: its lease is ours), like a camera
+        added to the site file."""
+        with self._reload_lock:
+            self._owned = frozenset({*(self._owned or ()), camera_id})
+            return self.supervisor.apply(self._specs(self._site))
+
+    def disown_camera(self, camera_id: str, *, write: bool = True) -> ReloadPlan:
+        """Stop running ``camera_id`` like a camera removed from the site file: its episodes end
+        at its last frame and its incidents close. ``write=False`` (ownership lost) stops it
+        without writing anything: its new owner takes its incidents, and the fence would refuse
+        this process's writes anyway."""
+        with self._reload_lock:
+            self._owned = frozenset((self._owned or frozenset()) - {camera_id})
+            if not write:
+                self._lost.add(camera_id)
+            try:
+                return self.supervisor.apply(self._specs(self._site))
+            finally:
+                self._lost.discard(camera_id)
+
+    def owned_cameras(self) -> frozenset[str] | None:
+        """The cameras this process may run (``None``: every enabled camera of the site)."""
+        return self._owned
+
+    def _specs(self, site: LoadedSite) -> dict[str, WorkerSpec]:
+        """The decode workers wanted now: the site's enabled cameras this process owns."""
+        specs = worker_specs(site, self._decode_log_level())
+        owned = self._owned
+        return specs if owned is None else {k: v for k, v in specs.items() if k in owned}
 
     # -- status ------------------------------------------------------------------------------
 
@@ -560,7 +612,10 @@ class RuntimeService:
 
     def _camera_stopped(self, camera_id: str) -> None:
         if self._rules is not None:
-            self._rules.finish_camera(camera_id)
+            if camera_id in self._lost:
+                self._rules.drop_camera(camera_id)
+            else:
+                self._rules.finish_camera(camera_id)
         self.live.forget(camera_id)
         if self._api is not None:
             self._api.camera_gone(camera_id)
@@ -569,6 +624,11 @@ class RuntimeService:
         """The dashboard, its API and the operations endpoints: in the API process, or here."""
         if self._options.api == "process":
             self._start_api_process(host, port)
+            return
+        if self._options.api == "ops":  # operations endpoints only, unauthenticated
+            ops = ApiSettings(site_name=self._site.config.site.name)
+            self._http = HttpServer(create_app(ops, self), host, port)
+            self._http.start()
             return
         dashboard = Dashboard.create(
             lambda: self._site,

@@ -1,0 +1,234 @@
+"""``safewatch serve --cluster``: run the cameras this analyzer owns, as ownership moves.
+
+Several analyzers share a site's cameras; each camera is owned by one of them through a lease in
+PostgreSQL (:mod:`safewatch.cluster`). :class:`ClusterOwner` joins the two halves: the cluster
+member decides which cameras this process owns, and tells this :class:`OwnershipListener`, which
+hands the owned set to :meth:`RuntimeService.set_owned`. That goes through the same supervisor
+path as a site-file reload (:meth:`~safewatch.runtime.supervisor.Supervisor.apply`): a camera
+gained starts like a camera added to the site file, a camera given back (``rebalance``,
+``drain``, ``removed``) stops like a removed one, with its episodes ended at its last frame and its
+incidents closed. A camera ``lost`` (the lease expired under this process: it was frozen, or
+could not reach the database) stops *without writing*: its new owner closes or continues its
+incidents, and the epoch fence in every incident write would refuse this process's writes anyway.
+
+Roles: ``analyzer`` runs cameras and serves only ``/healthz``, ``/readyz`` and ``/metrics``;
+``api`` runs no camera and serves the dashboard and API; ``all`` does both. SIGTERM drains: every
+lease is given back after its camera stopped gracefully, so the next owner starts at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Literal
+
+from safewatch.cluster import ClusterMember, Takeover
+from safewatch.config.loader import LoadedSite
+from safewatch.runtime.service import RuntimeService, ServeOptions, StopReport
+from safewatch.storage import create_engine_for
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+__all__ = ["ClusterOwner", "Role", "default_analyzer_id"]
+
+log = logging.getLogger(__name__)
+
+Role = Literal["all", "analyzer", "api"]
+"""What one ``serve --cluster`` process runs: cameras and dashboard, cameras, or the dashboard."""
+
+_DRAIN_TIMEOUT = 30.0
+"""Seconds a SIGTERM drain may take to give every camera back before the process stops anyway."""
+
+
+def default_analyzer_id() -> str:
+    """``hostname-pid``: unique among live processes, readable in the leases table."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _enabled_cameras(site: LoadedSite) -> list[str]:
+    return [key for key, camera in site.config.cameras.items() if camera.enabled]
+
+
+def _camera_labels(site: LoadedSite) -> dict[str, dict[str, str]]:
+    return {
+        key: dict(camera.labels) for key, camera in site.config.cameras.items() if camera.labels
+    }
+
+
+class ClusterOwner:
+    """One ``serve --cluster`` process: a :class:`RuntimeService` and, for analyzers, its
+    membership in the cluster (the :class:`~safewatch.cluster.OwnershipListener` is this object).
+
+    Args:
+        site: The loaded site file (PostgreSQL; see :func:`safewatch.config.cluster_refusal`).
+        options: Serve options; ``cluster`` is forced on and the HTTP mode follows the role.
+        role: ``all``, ``analyzer`` or ``api``.
+        analyzer_id: This analyzer's name in the leases table.
+    """
+
+    def __init__(
+        self, site: LoadedSite, options: ServeOptions, role: Role, analyzer_id: str
+    ) -> None:
+        self.role = role
+        self.analyzer_id = analyzer_id
+        self._site = site
+        self._member: ClusterMember | None = None
+        self._engine: Engine | None = None
+        api = "ops" if role == "analyzer" and options.api == "process" else options.api
+        self.service = RuntimeService(site, dataclasses.replace(options, cluster=True, api=api))
+        # Ownership changes apply in the order the member decides them, on one thread, so a
+        # listener call that need not wait (a start, a lost camera) never holds up the member.
+        self._changes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-cameras")
+        self._draining = threading.Event()
+        self.service.site_listeners.append(self._site_changed)
+
+    def start(self) -> None:
+        """Start the service (no camera yet), then join the cluster: cameras follow leases.
+
+        The member gets the service's incident repository: it installs its epoch fence there
+        (every incident write of this process is checked against the camera's lease), and a
+        takeover's closes of the previous owner's incidents queue their alerts through the
+        repository's outbox hook like any other close.
+
+        Raises:
+            SafewatchError: As :meth:`RuntimeService.start`; or the cluster tables are missing.
+        """
+        self.service.start()
+        if self.role == "api":
+            return
+        site, cluster = self._site, self._site.config.cluster
+        try:
+            # Its own connection pool: renewing leases never waits behind incident writes.
+            self._engine = create_engine_for(site.config.storage.database, site.base_dir)
+            self._member = ClusterMember(
+                self._engine,
+                self.analyzer_id,
+                _enabled_cameras(site),
+                self,
+                capacity=cluster.capacity,
+                labels=dict(cluster.labels),
+                camera_labels=_camera_labels(site),
+                lease_seconds=cluster.lease_seconds,
+                incidents=self.service.storage.repository,
+            )
+            self._member.start()
+        except BaseException:
+            self.service.stop()
+            self._dispose()
+            raise
+        log.info(
+            "analyzer %s joined the cluster (lease %g s, capacity %d, labels %s)",
+            self.analyzer_id,
+            cluster.lease_seconds,
+            cluster.capacity,
+            dict(cluster.labels),
+        )
+
+    def stop(self, drain_timeout: float = _DRAIN_TIMEOUT) -> StopReport:
+        """Drain, then stop: every camera stops gracefully and its lease goes back.
+
+        The cameras stop first, while the member still renews their leases, so their incidents
+        close under a valid lease however long the stops take on a loaded host; then the
+        member's drain gives every lease back at once and the other analyzers claim them
+        within their next look (about half a second).
+        """
+        try:
+            if self._member is not None:
+                self._draining.set()  # no camera starts any more
+                stops = [
+                    self._change(self.service.disown_camera, camera)
+                    for camera in sorted(self.owned())
+                ]
+                wait(stops, timeout=drain_timeout)
+                try:
+                    self._member.drain(drain_timeout)
+                except Exception:
+                    log.exception("draining the cluster leases failed; they expire instead")
+        finally:
+            self._changes.shutdown(wait=True)
+            report = self.service.stop()
+            self._dispose()
+        return report
+
+    def owned(self) -> frozenset[str]:
+        """The cameras this process runs now."""
+        return self.service.owned_cameras() or frozenset()
+
+    # -- OwnershipListener (called from the member's thread) ---------------------------------
+
+    def acquired(self, camera_id: str, epoch: int, takeover: Takeover | None) -> None:
+        """Start analysing ``camera_id`` (the lease at ``epoch`` is ours); returns at once."""
+        # (the member logged a takeover, with the incidents it closed and the gap)
+        log.info(
+            "camera %s acquired (epoch %d%s)",
+            camera_id,
+            epoch,
+            "" if takeover is None else f", taken over from {takeover.previous_owner}",
+        )
+        if self._draining.is_set():
+            log.info("camera %s not started: this analyzer is draining", camera_id)
+            return
+        self._change(self.service.own_camera, camera_id)
+
+    def released(self, camera_id: str, reason: str) -> None:
+        """Stop analysing ``camera_id``; ``lost`` stops without writing anything.
+
+        A graceful release returns once the camera stopped and its incidents closed (the lease is
+        still ours meanwhile; the member releases it next). A lost one returns at once: nothing
+        may be written any more, and the member's thread must go on renewing the other leases.
+        """
+        lost = reason == "lost"
+        log.log(
+            logging.WARNING if lost else logging.INFO,
+            "camera %s released (%s)%s",
+            camera_id,
+            reason,
+            ": stopping without writing, its new owner takes its incidents" if lost else "",
+        )
+        done = self._change(self.service.disown_camera, camera_id, write=not lost)
+        if not lost:
+            wait([done])
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _change(
+        self, apply: Callable[..., object], camera_id: str, **options: bool
+    ) -> Future[object]:
+        """Queue one ownership change; a failure is logged (the member's thread goes on)."""
+
+        def logged(done: Future[object]) -> None:
+            error = done.exception()
+            if error is not None:
+                log.error(
+                    "camera %s: %s failed: %s", camera_id, apply.__name__, error, exc_info=error
+                )
+
+        future = self._changes.submit(apply, camera_id, **options)
+        future.add_done_callback(logged)
+        return future
+
+    def _site_changed(self, site: LoadedSite) -> None:
+        """A site reload: the member learns the cameras (removed ones are released).
+
+        On a thread of its own: this runs under the service's reload lock, and the member may
+        call back into :meth:`released`, which takes it.
+        """
+        self._site = site
+        member = self._member
+        if member is not None:
+            threading.Thread(
+                target=member.set_cameras,
+                args=(_enabled_cameras(site), _camera_labels(site)),
+                name="cluster-site",
+                daemon=True,
+            ).start()
+
+    def _dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
