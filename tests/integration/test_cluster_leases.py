@@ -342,3 +342,29 @@ def test_cut_member_releases_before_its_lease_expires_and_rejoins(
         members.pop("a").stop()
         proxy.close()
         cut_engine.dispose()
+
+
+def test_slow_drain_keeps_its_leases_until_each_camera_is_handed_over(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    held_while_stopping: dict[str, int | None] = {}
+
+    def slow_stop(member: str, camera: str, reason: str) -> None:
+        if member == "a" and reason == "drain":
+            held_while_stopping[camera] = members["a"].epoch_of(camera)
+            time.sleep(LEASE / 2)  # three of these outlast a lease: renewals must go on
+
+    ownership.on_released = slow_stop
+    a = join(members, engine, ownership, "a", CAMERAS[:3])
+    wait_for(lambda: a.owned() == set(CAMERAS[:3]), SETTLE, "a owns its cameras")
+    b = join(members, engine, ownership, "b", CAMERAS[:3])
+    time.sleep(2 * LEASE)  # b is live; a may have handed it one camera already
+    a.drain(timeout=30)
+    wait_for(lambda: b.owned() == set(CAMERAS[:3]), SETTLE, "b owns every camera")
+    drained = [e.camera for e in ownership.of("a", "released") if e.reason == "drain"]
+    assert drained and all(held_while_stopping[c] is not None for c in drained)
+    assert all(e.reason in ("drain", "rebalance") for e in ownership.of("a", "released"))
+    assert ownership.check_one_owner_at_a_time() >= 4
+    with Session(engine) as session:
+        state = session.scalar(text("SELECT state FROM cluster_analyzers WHERE analyzer_id='a'"))
+    assert state == "gone"

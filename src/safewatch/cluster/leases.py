@@ -51,8 +51,15 @@ class LeaseView:
     epoch: int
 
 
-def heartbeat(session: Session, analyzer_id: str, capacity: int, labels: Mapping[str, str]) -> None:
-    """Insert or refresh this analyzer's row (``active``; a drained analyzer coming back too)."""
+def heartbeat(
+    session: Session,
+    analyzer_id: str,
+    capacity: int,
+    labels: Mapping[str, str],
+    state: str = ACTIVE,
+) -> None:
+    """Insert or refresh this analyzer's row in ``state`` (``active``, also for a drained
+    analyzer coming back; ``draining`` while it hands its cameras over)."""
     now = db_now()
     statement = insert(ClusterAnalyzerRow).values(
         analyzer_id=analyzer_id,
@@ -60,7 +67,7 @@ def heartbeat(session: Session, analyzer_id: str, capacity: int, labels: Mapping
         labels=dict(labels),
         heartbeat_at=now,
         started_at=now,
-        state=ACTIVE,
+        state=state,
     )
     statement = statement.on_conflict_do_update(
         index_elements=[ClusterAnalyzerRow.analyzer_id],
@@ -68,7 +75,7 @@ def heartbeat(session: Session, analyzer_id: str, capacity: int, labels: Mapping
             "capacity": statement.excluded.capacity,
             "labels": statement.excluded.labels,
             "heartbeat_at": statement.excluded.heartbeat_at,
-            "state": ACTIVE,
+            "state": statement.excluded.state,
         },
     )
     session.execute(statement)

@@ -141,6 +141,7 @@ class ClusterMember:
         self._held: dict[str, _Held] = {}
         self._lock = threading.RLock()  # held map changes and listener calls, one at a time
         self._stopping = threading.Event()
+        self._draining = threading.Event()
         self._threads: list[threading.Thread] = []
         self._next_renew = 0.0
         self._added: tuple[str, ...] = ()
@@ -177,21 +178,26 @@ class ClusterMember:
         The analyzer is marked ``draining`` first, so the others' placement leaves it out and
         they claim each camera as soon as it is released; then each camera is stopped
         (``listener.released(..., "drain")``, while the lease is still held, so its incidents
-        close normally) and its lease released. Cameras left when ``timeout`` runs out are
-        dropped as ``lost`` and left to expire. Finally the analyzer is marked ``gone``.
+        close normally) and its lease released. The background thread keeps renewing meanwhile
+        (and claims nothing), so a slow camera stop does not run past the lease. Cameras left
+        when ``timeout`` runs out are dropped as ``lost`` and left to expire. Finally the
+        threads stop and the analyzer is marked ``gone``.
         """
         end = time.monotonic() + timeout
-        self.stop()
+        self._draining.set()
         try:
             with self._transaction() as session:
                 leases.set_state(session, self.analyzer_id, leases.DRAINING)
         except StorageError as exc:
             log.warning("cluster: cannot mark %s draining: %s", self.analyzer_id, exc)
+        with self._lock:  # a claim under way finishes first; later ones see the flag
+            pass
         for camera in sorted(self._held):
             if time.monotonic() >= end:
                 self._lose(camera)
             else:
                 self._give_back(camera, "drain")
+        self.stop()
         try:
             with self._transaction() as session:
                 leases.set_state(session, self.analyzer_id, leases.GONE)
@@ -259,6 +265,8 @@ class ClusterMember:
         self._drop_expired()
         if time.monotonic() >= self._next_renew:
             self._renew()
+        if self._draining.is_set():
+            return  # only keep the leases alive while drain() hands them over
         with self._lock:
             cameras, labels = self._cameras, self._camera_labels
         for camera in sorted(set(self._held) - set(cameras)):
@@ -308,7 +316,8 @@ class ClusterMember:
     def _renew(self) -> None:
         started = time.monotonic()
         with self._transaction() as session:
-            leases.heartbeat(session, self.analyzer_id, self.capacity, self.labels)
+            state = leases.DRAINING if self._draining.is_set() else leases.ACTIVE
+            leases.heartbeat(session, self.analyzer_id, self.capacity, self.labels, state)
             held = {camera: h.epoch for camera, h in list(self._held.items())}
             renewed = leases.renew(session, self.analyzer_id, held, self.lease_seconds)
         self._next_renew = started + self.renew_every
@@ -351,9 +360,11 @@ class ClusterMember:
             else:
                 record_handover(session, self.analyzer_id, locked)
             epoch = leases.claim(session, self.analyzer_id, locked, self.lease_seconds)
-        if self._stopping.is_set():
-            return  # stopped or draining meanwhile: never start it; the lease expires
         with self._lock:
+            if self._stopping.is_set() or self._draining.is_set():
+                # Stopped or draining meanwhile: never start it, give the lease straight back.
+                self._release_row(camera, epoch)
+                return
             self._held[camera] = _Held(epoch, started + self.lease_seconds - self.margin)
             if found is not None:
                 self.fence.taken_over(camera, found.closed_incidents)
@@ -377,9 +388,12 @@ class ClusterMember:
                 return
             self._call(self._listener.released, camera, reason)
             self._held.pop(camera, None)
+        self._release_row(camera, held.epoch)
+
+    def _release_row(self, camera: str, epoch: int) -> None:
         try:
             with self._transaction() as session:
-                leases.release(session, self.analyzer_id, camera, held.epoch)
+                leases.release(session, self.analyzer_id, camera, epoch)
         except StorageError as exc:
             log.warning("cluster: cannot release camera %s (it will expire): %s", camera, exc)
 
