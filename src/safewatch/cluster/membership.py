@@ -47,6 +47,13 @@ POLL_SECONDS = 0.5
 is picked up within about this long (a drain's gap)."""
 
 
+_LIMITS = text(
+    "SELECT set_config('idle_in_transaction_session_timeout', :limit, true), "
+    "set_config('lock_timeout', :limit, true)"
+)
+"""Both limits for the current transaction only (``SET LOCAL``), in one round trip."""
+
+
 class OwnershipListener(Protocol):
     """Starts and stops cameras as ownership moves (called from the member's threads, one call
     at a time)."""
@@ -241,8 +248,7 @@ class ClusterMember:
         limit = f"{max(1, int(self.lease_seconds * 1000))}ms"
         try:
             with Session(self._engine, expire_on_commit=False) as session, session.begin():
-                for setting in ("idle_in_transaction_session_timeout", "lock_timeout"):
-                    session.execute(text(f"SET LOCAL {setting} = '{limit}'"))
+                session.execute(_LIMITS, {"limit": limit})
                 yield session
         except SQLAlchemyError as exc:
             raise StorageError(f"cluster: {getattr(exc, 'orig', None) or exc}") from exc
