@@ -285,3 +285,35 @@ def test_an_api_nodes_hub_gets_every_nodes_changes_once(
     finally:
         if analyzer is not None:
             analyzer.stop()
+
+
+def test_the_export_worker_command_writes_and_stops_on_sigterm(
+    rig: dict[str, Any], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    repository, publisher = rig["repository"], rig["publisher"]
+    out = tmp_path / "export"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "safewatch", "export-worker", "--redis", redis_server.url,
+         "--out", str(out), "--consumer", "cli-1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        for track in range(3):
+            repository.upsert(make_incident(track))
+        assert publisher.flush(10.0)
+
+        def lines() -> list[dict[str, Any]]:
+            return [json.loads(x) for f in out.glob("*.jsonl") for x in f.read_text().splitlines()]
+
+        wait_for(lambda: len(lines()) == 3, timeout=60)
+        assert [line["seq"] for line in lines()] == [1, 2, 3]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
+    assert "3 line(s) written" in stderr

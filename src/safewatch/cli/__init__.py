@@ -17,6 +17,7 @@ from safewatch.cli import (  # noqa: F401 - registers the commands
     check,
     db,
     evidence,
+    export_worker,
     models,
     retention,
     rules,

@@ -1,0 +1,74 @@
+"""``safewatch export-worker``: copy incident changes from the cluster's Redis into JSON lines."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from safewatch.cli.app import app, err
+from safewatch.errors import ConfigError
+
+__all__ = ["export_worker"]
+
+
+@app.command("export-worker")
+def export_worker(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder of the incidents-YYYY-MM-DD.jsonl files.")
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Site file whose cluster.redis_url to read."),
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option("--redis", help="Redis URL (instead of the site file's cluster.redis_url)."),
+    ] = None,
+    group: Annotated[
+        str, typer.Option(help="Consumer group: workers of one group share the changes.")
+    ] = "export",
+    consumer: Annotated[
+        str | None, typer.Option(help="This worker's name in the group (default hostname-pid).")
+    ] = None,
+    claim_idle: Annotated[
+        float,
+        typer.Option(
+            min=1.0, help="Seconds before changes another worker left pending are taken over."
+        ),
+    ] = 60.0,
+) -> None:
+    """Write every incident change of the cluster's stream to JSON lines (at least once, by seq).
+
+    Workers of one group share the changes; a crashed worker's unacknowledged changes are taken
+    over by another after --claim-idle seconds (docs/cluster.md).
+    """
+    from safewatch.bus.export import ExportWorker
+    from safewatch.bus.redis_streams import check_reachable, connect
+
+    if redis_url is None and config is not None:
+        from safewatch.config.loader import load_site
+
+        redis_url = load_site(config).config.cluster.redis_url
+    if redis_url is None:
+        raise ConfigError("export-worker needs --redis URL or a site file with cluster.redis_url")
+    client = connect(redis_url)
+    check_reachable(client)
+    name = consumer or f"{socket.gethostname()}-{os.getpid()}"
+    worker = ExportWorker(client, out, consumer=name, group=group, claim_idle=claim_idle)
+    stop = threading.Event()
+
+    def on_stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    err.print(f"export worker {name} (group {group}) writing to {out}", highlight=False)
+    worker.run(stop)
+    err.print(f"stopped: {worker.written} line(s) written, {worker.claimed} claimed")
