@@ -33,7 +33,7 @@ from safewatch.incidents import (
 from safewatch.ingest import FileSource, open_source
 from safewatch.ingest.video_writer import Mp4Writer
 from safewatch.pipeline.run import FrameListener, Pipeline, PipelineStats
-from safewatch.pipeline.stages import build_detector_for, build_tracker, pick_camera
+from safewatch.pipeline.stages import build_file_run_detectors, build_tracker, pick_camera
 from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
 from safewatch.storage import IncidentRepository, create_engine_for
 
@@ -157,8 +157,7 @@ def run_audit(
     _check_videos(options.videos)
     camera_id, camera = pick_camera(site, options.camera)
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    if detector is None:
-        detector = build_detector_for(site, camera)
+    detectors = [detector] if detector is not None else build_file_run_detectors(site, camera)
     zones = rules.zones_for(camera_id)
     engine = create_engine_for(f"sqlite:///{(options.out_dir / 'audit.db').resolve()}", Path("."))
     repository = IncidentRepository(engine)
@@ -174,7 +173,7 @@ def run_audit(
                     site,
                     rules,
                     options,
-                    detector,
+                    detectors,
                     zones,
                     repository,
                     evidence,
@@ -194,7 +193,7 @@ def _audit_one(
     site: LoadedSite,
     rules: RuleSet,
     options: AuditOptions,
-    detector: Detector,
+    detectors: Sequence[Detector],
     zones: Sequence[Zone],
     repository: IncidentRepository,
     evidence: EvidenceStore,
@@ -258,7 +257,7 @@ def _audit_one(
     pipeline = Pipeline(
         camera_id,
         source,
-        detector,
+        detectors,
         build_tracker(site, camera_id, camera),
         RuleEngine(rules, site.config.site.timezone, calibrations_from_site(site.config)),
         manager,

@@ -5,14 +5,19 @@ server runs the same per-camera :class:`~safewatch.pipeline.step.CameraStep` beh
 cross-camera inference worker. Stages come in through the constructor so a test passes real ones
 or small fakes.
 Frames are decoded ahead on a thread and detected in batches; tracking, rules and incidents then run
-frame by frame in order, because they carry state from one frame to the next.
+frame by frame in order, because they carry state from one frame to the next. Given several
+detectors (copies of one, each with its own session), successive batches are detected side by side,
+one per detector, and their results still taken in frame order
+(:func:`~safewatch.pipeline.stages.build_file_run_detectors` says why).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -55,7 +60,8 @@ class PipelineStats:
         last_pts: Media time of the last analysed frame, seconds.
         origin: Wall-clock time of media time zero (``timestamp - pts`` of the first frame).
         elapsed: Wall seconds the run took.
-        detect_seconds: Wall seconds spent in the detector.
+        detect_seconds: Wall seconds spent in the detector (summed over detectors that run side by
+            side).
         tracks: Distinct track ids seen per label.
         events: Rule events emitted (all phases).
         changes: Incident changes made.
@@ -83,7 +89,8 @@ class Pipeline:
     Args:
         camera_id: The camera's key (rules and zones are scoped by it).
         source: Yields frames; for a file, every sampled frame.
-        detector: Batch detector.
+        detector: Batch detector, or several equal ones that detect successive batches side by
+            side (each used by one batch at a time).
         tracker: This camera's tracker.
         engine: Rule engine.
         incidents: Incident manager.
@@ -96,7 +103,7 @@ class Pipeline:
         self,
         camera_id: str,
         source: _Source,
-        detector: Detector,
+        detector: Detector | Sequence[Detector],
         tracker: Tracker,
         engine: Engine,
         incidents: Incidents,
@@ -106,7 +113,9 @@ class Pipeline:
     ) -> None:
         self.camera_id = camera_id
         self._source = source
-        self._detector = detector
+        self._detectors = list(detector) if isinstance(detector, Sequence) else [detector]
+        if not self._detectors:
+            raise ValueError("a pipeline needs at least one detector")
         self._step = CameraStep(camera_id, tracker, engine, incidents)
         self._incidents = incidents
         self._batch_size = max(1, batch_size)
@@ -116,16 +125,28 @@ class Pipeline:
         """Process the whole source; open episodes are ended at the last frame's time."""
         stats = PipelineStats()
         started = time.perf_counter()
-        frames = Prefetcher(self._source.frames(), depth=self._batch_size * 3, name="decode")
+        workers = len(self._detectors)
+        depth = self._batch_size * (2 + workers)
+        frames = Prefetcher(self._source.frames(), depth=depth, name="decode")
+        pool = ThreadPoolExecutor(workers, "detect") if workers > 1 else None
+        # Batch i goes to detector i % workers; at most `workers` batches are in flight, and the
+        # oldest is taken (in frame order) before its detector gets the next one.
+        pending: deque[tuple[list[Frame], Future[tuple[list[Detections], float]]]] = deque()
         try:
-            for batch in _batched(frames, self._batch_size):
-                t0 = time.perf_counter()
-                detections = self._detector.detect(batch)
-                stats.detect_seconds += time.perf_counter() - t0
-                for frame, found in zip(batch, detections, strict=True):
-                    self._record(frame, found, stats)
+            for index, batch in enumerate(_batched(frames, self._batch_size)):
+                detector = self._detectors[index % workers]
+                if pool is None:
+                    self._take(batch, self._detect(detector, batch), stats)
+                    continue
+                if len(pending) == workers:
+                    self._take(*self._result(pending.popleft()), stats)
+                pending.append((batch, pool.submit(self._detect, detector, batch)))
+            while pending:
+                self._take(*self._result(pending.popleft()), stats)
         finally:
             frames.close()
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         last = self._step.last
         if last is not None:
             events, changes = self._step.finish()
@@ -134,6 +155,27 @@ class Pipeline:
             stats.changes.extend(self._incidents.close_all(last[1].timestamp))
         stats.elapsed = time.perf_counter() - started
         return stats
+
+    @staticmethod
+    def _detect(detector: Detector, batch: list[Frame]) -> tuple[list[Detections], float]:
+        t0 = time.perf_counter()
+        found = list(detector.detect(batch))
+        return found, time.perf_counter() - t0
+
+    @staticmethod
+    def _result(
+        item: tuple[list[Frame], Future[tuple[list[Detections], float]]],
+    ) -> tuple[list[Frame], tuple[list[Detections], float]]:
+        batch, future = item
+        return batch, future.result()
+
+    def _take(
+        self, batch: list[Frame], detected: tuple[list[Detections], float], stats: PipelineStats
+    ) -> None:
+        detections, seconds = detected
+        stats.detect_seconds += seconds
+        for frame, found in zip(batch, detections, strict=True):
+            self._record(frame, found, stats)
 
     def _record(self, frame: Frame, detections: Detections, stats: PipelineStats) -> None:
         if stats.frames == 0:
