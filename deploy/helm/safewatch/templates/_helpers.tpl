@@ -1,0 +1,41 @@
+{{- define "safewatch.name" -}}{{ .Release.Name }}-safewatch{{- end -}}
+
+{{- define "safewatch.labels" -}}
+app.kubernetes.io/name: safewatch
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end -}}
+
+{{- define "safewatch.env" -}}
+envFrom:
+  - secretRef:
+      name: {{ .Values.envSecret }}
+env:
+  - name: SAFEWATCH_MODELS
+    value: /var/cache/safewatch/models
+  {{- if .Values.otlpEndpoint }}
+  - name: OTEL_EXPORTER_OTLP_ENDPOINT
+    value: {{ .Values.otlpEndpoint | quote }}
+  {{- end }}
+{{- end -}}
+
+{{- define "safewatch.configVolumes" -}}
+- name: site
+  configMap:
+    name: {{ include "safewatch.name" . }}-site
+- name: rules
+  configMap:
+    name: {{ include "safewatch.name" . }}-rules
+- name: models
+  emptyDir: {}
+{{- end -}}
+
+{{- define "safewatch.configMounts" -}}
+- name: site
+  mountPath: /etc/safewatch/site.yaml
+  subPath: site.yaml
+- name: rules
+  mountPath: /etc/safewatch/rules
+- name: models
+  mountPath: /var/cache/safewatch/models
+{{- end -}}
