@@ -11,6 +11,8 @@ from rtsp_server import RtspCamera
 from serve_support import readyz, wait_for, write_site
 
 from safewatch.config.loader import load_site
+from safewatch.incidents import verify_chain
+from safewatch.incidents.site_storage import open_evidence_backend, open_site_storage
 from safewatch.runtime.service import RuntimeService, ServeOptions
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -72,3 +74,38 @@ def test_site_edits_add_and_remove_a_camera_without_restarting_the_other(
         assert body["status"] == "ready"
     finally:
         service.stop()
+
+
+def test_a_camera_disabled_while_running_closes_its_incidents_with_the_reason(
+    rtsp_camera_factory: Callable[..., RtspCamera], tmp_path: Path
+) -> None:
+    """Issue 13: the incident.closed chain entry says why the camera's incident ended."""
+    yard, dock = rtsp_camera_factory(), rtsp_camera_factory()
+    path = write_site(tmp_path, {"yard": yard.url, "dock": dock.url})
+    site = load_site(path)
+    service = RuntimeService(site, ServeOptions(rules=tmp_path / "rules", site_poll_seconds=0.2))
+    service.start()
+    storage = open_site_storage(site)
+    try:
+        repo = storage.repository
+
+        def open_dock() -> list[str]:
+            return [i for i, camera in repo.open_ids() if camera == "dock"]
+
+        (opened, *_) = wait_for(open_dock, 60, "an open incident on the dock camera")
+        data = yaml.safe_load(path.read_text())
+        data["cameras"]["dock"]["enabled"] = False
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        wait_for(lambda: repo.get(opened).ended_at is not None, 60, "the dock incident closed")
+        closed = [e for e in repo.timeline(opened) if e.kind == "incident.closed"]
+        assert [e.detail.get("reason") for e in closed] == [
+            "camera disabled in the site file while it ran"
+        ]
+        assert "abandoned" not in closed[0].detail  # closed by its own process, at its end
+        assert [i for i, camera in repo.open_ids() if camera == "yard"]  # the yard goes on
+        service.stop()
+        evidence = open_evidence_backend(site.config.storage, site.base_dir)
+        assert verify_chain(storage.engine, evidence).ok
+    finally:
+        service.stop()
+        storage.close()

@@ -25,18 +25,27 @@ from safewatch.config.site import SiteConfig
 from safewatch.domain import Incident
 from safewatch.storage import IncidentRepository
 
-__all__ = ["close_abandoned_incidents", "reason_for"]
+__all__ = ["camera_gone_reason", "close_abandoned_incidents", "reason_for"]
 
 log = logging.getLogger(__name__)
 
 
-def reason_for(camera_id: str, site: SiteConfig) -> str:
-    """Why an incident of ``camera_id`` found open at start-up is being closed."""
+def camera_gone_reason(camera_id: str, site: SiteConfig) -> str | None:
+    """Why ``camera_id`` does not run under ``site`` (removed, disabled), or ``None`` if it
+    should. The reason in the chain when its incidents close, at start-up or while running."""
     camera = site.cameras.get(camera_id)
     if camera is None:
-        return "camera removed from the site file while safewatch was not running"
+        return "camera removed from the site file"
     if not camera.enabled:
-        return "camera disabled while safewatch was not running"
+        return "camera disabled in the site file"
+    return None
+
+
+def reason_for(camera_id: str, site: SiteConfig) -> str:
+    """Why an incident of ``camera_id`` found open at start-up is being closed."""
+    gone = camera_gone_reason(camera_id, site)
+    if gone is not None:
+        return f"{gone} while safewatch was not running"
     return "safewatch stopped without closing it (the process died)"
 
 

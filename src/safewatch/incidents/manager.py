@@ -33,10 +33,11 @@ its own, over a shared repository.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -134,6 +135,7 @@ class IncidentManager:
         self._open: dict[str, _Episode] = {}
         self._closed: OrderedDict[str, None] = OrderedDict()
         self._fenced_epochs: set[tuple[str, int | None]] = set()
+        self._close_reasons: dict[str, str] = {}
 
     @property
     def open_incidents(self) -> list[Incident]:
@@ -193,6 +195,17 @@ class IncidentManager:
             ended = max(at, episode.incident.started_at)
             changes.append(self._close(key, dataclasses.replace(episode.incident, ended_at=ended)))
         return changes
+
+    @contextlib.contextmanager
+    def closing(self, camera_id: str, reason: str) -> Iterator[None]:
+        """Within the block, incidents of ``camera_id`` that close carry ``reason`` in their
+        ``incident.closed`` chain entry (a camera removed or disabled while running: its
+        episodes end at its last frame, and the record says why, not only when)."""
+        self._close_reasons[camera_id] = reason
+        try:
+            yield
+        finally:
+            self._close_reasons.pop(camera_id, None)
 
     def forget_camera(self, camera_id: str) -> list[Incident]:
         """Drop a camera's open incidents from memory without writing anything.
@@ -363,7 +376,7 @@ class IncidentManager:
         return None
 
     def _close(self, key: str, incident: Incident) -> IncidentChange:
-        self._repository.upsert(incident)
+        self._repository.upsert(incident, reason=self._close_reasons.get(incident.camera_id))
         if self._recorder is not None:
             self._recorder.close_clip(incident)
         self._open.pop(key, None)

@@ -14,6 +14,7 @@ rule sets: :class:`RuleStep` is one rule set's engine plus its incident manager,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import NamedTuple, Protocol
 
 from safewatch.domain import Detections, Frame, RuleEvent, TrackedFrame
@@ -54,6 +55,8 @@ class Incidents(Protocol):
     def close_all(self, at: float) -> list[IncidentChange]: ...
 
     def forget_camera(self, camera_id: str) -> Sequence[object]: ...
+
+    def closing(self, camera_id: str, reason: str) -> AbstractContextManager[None]: ...
 
 
 FrameListener = Callable[[Frame, TrackedFrame, Sequence[RuleEvent], Sequence[IncidentChange]], None]

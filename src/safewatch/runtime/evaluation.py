@@ -63,6 +63,8 @@ class _Finish:
     done: threading.Event
     write: bool = True
     """False: forget the camera's episodes and incidents without writing (ownership lost)."""
+    reason: str | None = None
+    """Why the camera stops, recorded with each incident it closes."""
 
 
 class RulesWorker:
@@ -132,15 +134,22 @@ class RulesWorker:
                     )
                     return
 
-    def finish_camera(self, camera_id: str, timeout: float = 10.0) -> bool:
+    def finish_camera(
+        self, camera_id: str, timeout: float = 10.0, *, reason: str | None = None
+    ) -> bool:
         """End a camera's episodes and close its incidents after the frames already queued.
+
+        Args:
+            camera_id: The camera.
+            timeout: Seconds to wait for the queue and the closing.
+            reason: Why (camera removed, disabled...), in each closed incident's chain entry.
 
         Returns:
             Whether it was done within ``timeout``.
         """
         done = threading.Event()
         try:
-            self._queue.put(_Finish(camera_id, done), timeout=timeout)
+            self._queue.put(_Finish(camera_id, done, reason=reason), timeout=timeout)
         except queue.Full:
             return False
         return done.wait(timeout)
@@ -196,7 +205,7 @@ class RulesWorker:
             try:
                 if isinstance(item, _Finish):
                     if item.write:
-                        self._finish(item.camera_id)
+                        self._finish(item.camera_id, item.reason)
                     else:
                         self._drop(item.camera_id)
                     item.done.set()
@@ -262,13 +271,17 @@ class RulesWorker:
                     camera=tracked.camera_id, item=item, state=str(state)
                 ).inc(step)
 
-    def _finish(self, camera_id: str) -> list[IncidentChange]:
+    def _finish(self, camera_id: str, reason: str | None = None) -> list[IncidentChange]:
         with self._lock:
             camera = self._cameras.pop(camera_id, None)
         if camera is None:
             self._engine.finish(camera_id)
             return []
-        _, changes = camera.step.finish()
+        if reason is None:
+            _, changes = camera.step.finish()
+        else:
+            with self._incidents.closing(camera_id, reason):
+                _, changes = camera.step.finish()
         for change in changes:
             self._metrics.incidents.labels(kind=str(change.kind)).inc()
         return changes

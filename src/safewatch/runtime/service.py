@@ -42,7 +42,7 @@ from safewatch.detect.onnx_detector import OnnxDetector
 from safewatch.detect.pool import DetectorFactory, DetectorPool
 from safewatch.domain import Frame, RuleEvent, Track, TrackedFrame, Zone
 from safewatch.errors import ConfigError, SafewatchError
-from safewatch.incidents.abandoned import close_abandoned_incidents
+from safewatch.incidents.abandoned import camera_gone_reason, close_abandoned_incidents
 from safewatch.incidents.annotate import draw_overlay
 from safewatch.incidents.manager import IncidentChange, IncidentManager
 from safewatch.incidents.privacy import anonymise_heads
@@ -615,10 +615,19 @@ class RuntimeService:
             if camera_id in self._lost:
                 self._rules.drop_camera(camera_id)
             else:
-                self._rules.finish_camera(camera_id)
+                self._rules.finish_camera(camera_id, reason=self._stop_reason(camera_id))
         self.live.forget(camera_id)
         if self._api is not None:
             self._api.camera_gone(camera_id)
+
+    def _stop_reason(self, camera_id: str) -> str:
+        """Why a running camera stopped (the site in force is already the new one)."""
+        gone = camera_gone_reason(camera_id, self._site.config)
+        if gone is not None:
+            return f"{gone} while it ran"
+        if self._owned is not None and camera_id not in self._owned:
+            return "camera handed over to another analyzer"
+        return "camera restarted: its settings changed"
 
     def _start_http(self, storage: SiteStorage, host: str, port: int) -> None:
         """The dashboard, its API and the operations endpoints: in the API process, or here."""

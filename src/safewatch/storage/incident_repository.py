@@ -257,7 +257,7 @@ class IncidentRepository:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def upsert(self, incident: Incident) -> None:
+    def upsert(self, incident: Incident, *, reason: str | None = None) -> None:
         """Insert the incident, or merge it into the stored one with the same id; chain it.
 
         Merge rules, so that replays and out-of-order copies are harmless: ``peak_confidence``
@@ -267,6 +267,11 @@ class IncidentRepository:
         changes. The chain gets ``incident.opened`` for a new incident (and ``incident.closed``
         too if it arrives already ended), ``incident.closed`` when the end first appears,
         ``incident.updated`` for other changes, and nothing when the record did not change.
+
+        Args:
+            incident: The incident as the pipeline knows it.
+            reason: Why it closed, when not because its episode ended (e.g. its camera was
+                removed from the site file); kept in the ``incident.closed`` entry.
 
         Raises:
             StorageError: The database cannot be written.
@@ -287,11 +292,11 @@ class IncidentRepository:
                 self._changed(session, row, entry)
                 if row.ended_at is not None:
                     entry = self._chain_record(
-                        session, row, EntryKind.INCIDENT_CLOSED, now, _closed(row)
+                        session, row, EntryKind.INCIDENT_CLOSED, now, _closed(row, reason)
                     )
                     self._changed(session, row, entry)
                 return
-            self._change(session, row, now, lambda stored: _merge(stored, values))
+            self._change(session, row, now, lambda stored: _merge(stored, values), reason)
 
     def attach_evidence(
         self, incident_id: str, *, snapshot: str | None = None, clip: str | None = None
@@ -323,9 +328,15 @@ class IncidentRepository:
             self._change(session, row, now, attach)
 
     def _change(
-        self, session: Session, row: IncidentRow, now: float, apply: Callable[[IncidentRow], None]
+        self,
+        session: Session,
+        row: IncidentRow,
+        now: float,
+        apply: Callable[[IncidentRow], None],
+        reason: str | None = None,
     ) -> None:
-        """Apply a change to a stored row; chain it (closed or updated) unless nothing changed."""
+        """Apply a change to a stored row; chain it (closed, with ``reason`` if given, or
+        updated) unless nothing changed."""
         before = hash_chain.incident_record(row)
         was_open = row.ended_at is None
         apply(row)
@@ -333,7 +344,8 @@ class IncidentRepository:
         if after == before:
             return
         if was_open and row.ended_at is not None:
-            entry = self._chain_record(session, row, EntryKind.INCIDENT_CLOSED, now, _closed(row))
+            detail = _closed(row, reason)
+            entry = self._chain_record(session, row, EntryKind.INCIDENT_CLOSED, now, detail)
         else:
             changed = sorted(name for name in after if after[name] != before[name])
             detail = {"changed": changed, "peak_confidence": row.peak_confidence}
@@ -409,7 +421,7 @@ class IncidentRepository:
         row.ended_at = max(row.started_at, row.started_at if held is None else held)
         row.duration = row.ended_at - row.started_at
         row.updated_at = float(self._clock())
-        detail = {**_closed(row), "reason": reason, "abandoned": True}
+        detail = {**_closed(row, reason), "abandoned": True}
         entry = self._chain_record(session, row, EntryKind.INCIDENT_CLOSED, row.updated_at, detail)
         self._changed(session, row, entry)
         return _to_domain(row)
@@ -752,9 +764,12 @@ def _opened(row: IncidentRow) -> dict[str, Any]:
     }
 
 
-def _closed(row: IncidentRow) -> dict[str, Any]:
-    return {
+def _closed(row: IncidentRow, reason: str | None = None) -> dict[str, Any]:
+    detail: dict[str, Any] = {
         "ended_at": row.ended_at,
         "duration": row.duration,
         "peak_confidence": row.peak_confidence,
     }
+    if reason is not None:
+        detail["reason"] = reason
+    return detail

@@ -36,9 +36,9 @@ class CountingRepository(IncidentRepository):
         super().__init__(engine)
         self.upserts = 0
 
-    def upsert(self, incident):  # type: ignore[no-untyped-def]
+    def upsert(self, incident, *, reason=None):  # type: ignore[no-untyped-def]
         self.upserts += 1
-        super().upsert(incident)
+        super().upsert(incident, reason=reason)
 
 
 @pytest.fixture

@@ -84,6 +84,26 @@ def test_incidents_open_live_and_close_at_stop(
     assert metrics.incidents.labels(kind="opened")._value.get() == 1
 
 
+def test_a_camera_finished_with_a_reason_chains_it_with_each_incident_it_closes(
+    tmp_path: Path, repository: IncidentRepository
+) -> None:
+    worker = build(tmp_path, repository, RuntimeMetrics())
+    worker.start()
+    for seq in range(4):
+        worker.submit(analysed(seq, person_at(30, 10)))
+    reason = "camera removed from the site file while it ran"
+    assert worker.finish_camera("cam", timeout=5.0, reason=reason)
+    for seq in range(4, 8):  # it comes back: its next incident ends without that reason
+        worker.submit(analysed(seq, person_at(30, 10)))
+    worker.stop(timeout=5.0)
+    first, second = sorted(repository.list(), key=lambda i: i.started_at)
+    reasons = [
+        [e.detail.get("reason") for e in repository.timeline(i.id) if e.kind == "incident.closed"]
+        for i in (first, second)
+    ]
+    assert reasons == [[reason], [None]]
+
+
 def test_finishing_a_camera_closes_its_incidents_after_its_queued_frames(
     tmp_path: Path, repository: IncidentRepository
 ) -> None:
