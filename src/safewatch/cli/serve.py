@@ -116,6 +116,9 @@ def serve(
         refusal = cluster_refusal(site)
         if refusal is not None:
             raise refusal
+    from safewatch import tracing
+
+    tracing.configure_site(site.config.tracing, (role or "all") if cluster else "serve")
     fetch_site_files(site)
     options = ServeOptions(
         rules=rules if rules is not None else _default_rules(config),

@@ -113,6 +113,9 @@ class ApiProcessSpec:
         log_level: Logging level of the ``safewatch`` loggers in the API process.
         query_cache_seconds: How long the incident list and statistics may be served from the
             cache when no incident change arrived (0: no cache).
+        follow_bus: Take incident changes from the cluster's bus (every node's, in chain order:
+            :class:`~safewatch.api.bus_feed.BusFeeds`) instead of this server's pushes
+            (``serve --cluster``).
     """
 
     site: LoadedSite
@@ -121,6 +124,7 @@ class ApiProcessSpec:
     nice: int = 10
     log_level: int = logging.WARNING
     query_cache_seconds: float = 2.0
+    follow_bus: bool = False
 
 
 class ApiTarget(Protocol):
@@ -323,6 +327,7 @@ class ApiLink:
                     nice=spec.nice,
                     log_level=spec.log_level,
                     query_cache_seconds=spec.query_cache_seconds,
+                    follow_bus=spec.follow_bus,
                 ),
                 self._listener,
                 theirs,
@@ -471,6 +476,7 @@ class ApiLink:
             nice=self._spec.nice,
             log_level=self._spec.log_level,
             query_cache_seconds=self._spec.query_cache_seconds,
+            follow_bus=self._spec.follow_bus,
         )
         self._outbox.control(SitePush(site))
 

@@ -309,6 +309,9 @@ def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connecti
     from safewatch.config.log_redaction import install_redaction
 
     install_redaction()
+    from safewatch import tracing
+
+    tracing.configure_site(None, "api")  # the server put the site's endpoint in the env
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if spec.nice:
@@ -316,6 +319,7 @@ def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connecti
             os.nice(spec.nice)
 
     from safewatch.api import ApiSettings, create_app
+    from safewatch.api.bus_feed import BusFeeds
     from safewatch.api.dashboard import Dashboard, DashboardSettings
     from safewatch.incidents.site_storage import open_site_storage
     from safewatch.runtime.http_server import HttpServer
@@ -325,8 +329,11 @@ def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connecti
     reader = _LiveReader(hub)
     storage = open_site_storage(spec.site)
     http: HttpServer | None = None
+    feeds: BusFeeds | None = None
     try:
         _install_alert_hook(spec.site, storage)
+        if spec.follow_bus:  # serve --cluster: every node's incident changes, from the bus
+            feeds = BusFeeds(hub, storage.repository, spec.site.config.cluster.redis_url)
         dashboard = Dashboard.create(
             remote.site,
             spec.rules_path,
@@ -345,6 +352,8 @@ def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connecti
     finally:
         if http is not None:
             http.stop()
+        if feeds is not None:
+            feeds.stop()
         reader.close()
         storage.close()
         with contextlib.suppress(OSError):

@@ -11,12 +11,14 @@ read the chain.
 
 from __future__ import annotations
 
-from safewatch.api.live import LiveRelay
+from safewatch.api.bus_feed import BusFeeds
+from safewatch.api.live import LiveHub, LiveRelay
 from safewatch.bus.changes import PublishAfterCommit
 from safewatch.bus.redis_streams import RedisPublisher, connect
+from safewatch.pipeline.step import FrameListener
 from safewatch.storage import IncidentRepository
 
-__all__ = ["AnalyzerBus"]
+__all__ = ["AnalyzerBus", "ClusterBus"]
 
 
 class AnalyzerBus:
@@ -45,3 +47,40 @@ class AnalyzerBus:
         self.relay.stop(timeout)
         self._repository.remove_change_hook(self._hook)
         self.publisher.stop(timeout)
+
+
+class ClusterBus:
+    """The bus parts of one ``serve --cluster`` process (:class:`RuntimeService` holds one).
+
+    With ``cluster.redis_url`` the analysis side is an :class:`AnalyzerBus`; a dashboard served
+    in this process (``--api thread``) follows the bus through
+    :class:`~safewatch.api.bus_feed.BusFeeds` once :meth:`follow` is called. The API process
+    starts its own feeds (``ApiProcessSpec.follow_bus``).
+
+    Args:
+        repository: The process's incident repository.
+        redis_url: ``cluster.redis_url`` (``None``: no Redis; dashboards read the chain).
+    """
+
+    def __init__(self, repository: IncidentRepository, redis_url: str | None) -> None:
+        self._repository = repository
+        self._redis_url = redis_url
+        self._analyzer = None if redis_url is None else AnalyzerBus(repository, redis_url)
+        self._feeds: BusFeeds | None = None
+
+    @property
+    def listener(self) -> FrameListener | None:
+        """The frame listener that relays live overlays, or ``None`` without Redis."""
+        return None if self._analyzer is None else self._analyzer.relay.on_frame
+
+    def follow(self, hub: LiveHub) -> None:
+        """Feed ``hub`` (a dashboard in this process) from the bus."""
+        self._feeds = BusFeeds(hub, self._repository, self._redis_url)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the feeds and flush this process's queued incident changes (after its last
+        incident write)."""
+        if self._feeds is not None:
+            self._feeds.stop(timeout)
+        if self._analyzer is not None:
+            self._analyzer.stop(timeout)

@@ -57,6 +57,7 @@ from safewatch.rules.reload import ReloadingEngine, ReloadStatus, RuleGeneration
 from safewatch.rules.watcher import RuleWatcher
 from safewatch.runtime.api_link import ApiLink, ApiProcessSpec
 from safewatch.runtime.api_messages import RulesPush
+from safewatch.runtime.bus_link import ClusterBus
 from safewatch.runtime.camera_worker import WorkerSpec
 from safewatch.runtime.evaluation import RulesWorker
 from safewatch.runtime.health import (
@@ -228,6 +229,7 @@ class RuntimeService:
         self._supervisor: Supervisor | None = None
         self._http: HttpServer | None = None
         self._api: ApiLink | None = None
+        self._bus: ClusterBus | None = None  # serve --cluster: Redis and the bus feeds
         self._listener: socket.socket | None = None
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -317,6 +319,10 @@ class RuntimeService:
                 recorder=self._recorder,
             )
             engine = ReloadingEngine(holder, config.site.timezone, calibrations_from_site(config))
+            if self._options.cluster:  # incident changes and overlays to the other nodes
+                self._bus = ClusterBus(storage.repository, config.cluster.redis_url)
+                if self._bus.listener is not None:
+                    self._listeners.append(self._bus.listener)
             self._rules = RulesWorker(
                 self._tracker_for,
                 engine,
@@ -382,6 +388,7 @@ class RuntimeService:
             self._recorder.close if self._recorder else None,
             self._http.stop if self._http else None,
             self._api.stop if self._api else None,
+            self._bus.stop if self._bus else None,
             self._listener.close if self._listener else None,
             self._alerts.close if self._alerts else None,
             self._witness.stop if self._witness else None,
@@ -426,6 +433,8 @@ class RuntimeService:
                 self._http.stop()
             if self._api is not None:
                 self._api.stop()
+            if self._bus is not None:  # after the last incident write: its change is sent
+                self._bus.stop()
             if self._listener is not None:
                 self._listener.close()
             if self._alerts is not None:  # alerts: send what is due; the rest stays queued
@@ -647,6 +656,8 @@ class RuntimeService:
             live=self.live,
             settings=DashboardSettings(query_cache_seconds=self._options.query_cache_seconds),
         )
+        if self._bus is not None:  # every node's incident changes, from the bus
+            self._bus.follow(self.live)
         settings = ApiSettings(site_name=self._site.config.site.name)
         self._http = HttpServer(create_app(settings, self, dashboard), host, port)
         self._http.start()
@@ -664,6 +675,7 @@ class RuntimeService:
             nice=self._options.api_nice,
             log_level=self._decode_log_level(),
             query_cache_seconds=self._options.query_cache_seconds,
+            follow_bus=self._options.cluster,
         )
         restarts = self.runtime_metrics.api_restarts
         self._api = ApiLink(
