@@ -108,9 +108,12 @@ def incident(camera: str, n: int = 1, rule: str = "helmet") -> Incident:
     )
 
 
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def fenced_count(camera: str) -> float:
-    value = REGISTRY.get_sample_value("safewatch_cluster_fenced_writes_total", {"camera": camera})
-    return value or 0.0
+    return sample("safewatch_cluster_fenced_writes_total", camera=camera)
 
 
 # -- tests -------------------------------------------------------------------------------------
@@ -120,6 +123,17 @@ def test_sqlite_is_refused(tmp_path: Path, ownership: OwnershipLog) -> None:
     engine = create_engine_for(f"sqlite:///{tmp_path / 'x.db'}", tmp_path)
     with pytest.raises(StorageError, match="cluster mode needs PostgreSQL"):
         ClusterMember(engine, "a", CAMERAS, ownership.listener("a"))
+
+
+def test_an_unmigrated_database_is_refused_with_the_command(
+    pg_url: str, tmp_path: Path, ownership: OwnershipLog
+) -> None:
+    engine = create_engine_for(pg_url, tmp_path)
+    try:
+        with pytest.raises(StorageError, match="safewatch db upgrade"):
+            ClusterMember(engine, "a", CAMERAS, ownership.listener("a"))
+    finally:
+        engine.dispose()
 
 
 def test_bad_periods_are_refused(engine: Engine, ownership: OwnershipLog) -> None:
@@ -145,8 +159,11 @@ def test_claim_renew_expire_and_epochs(
     assert a.owned() == frozenset()  # its own deadline passed even earlier
     assert a.epoch_of("cam-0") is None
 
+    takeovers = sample("safewatch_cluster_takeovers_total", analyzer="b")
     b = join(members, engine, ownership, "b", CAMERAS[:2])
     wait_for(lambda: b.owned() == set(CAMERAS[:2]), SETTLE, "b takes both over")
+    assert sample("safewatch_cluster_takeovers_total", analyzer="b") == takeovers + 2
+    assert sample("safewatch_cluster_cameras_owned", analyzer="b") == 2
     taken = ownership.of("b", "acquired")
     assert {e.epoch for e in taken} == {2}
     assert all(e.takeover is not None for e in taken)
@@ -327,8 +344,10 @@ def test_cut_member_releases_before_its_lease_expires_and_rejoins(
         a = join(members, cut_engine, ownership, "a", CAMERAS[:3])
         wait_for(lambda: a.owned() == set(CAMERAS[:3]), SETTLE, "a owns its cameras")
         time.sleep(LEASE)
+        lost = sample("safewatch_cluster_releases_total", analyzer="a", reason="lost")
         proxy.cut(mode)
         wait_for(lambda: len(left_at_release) == 3, SETTLE, "a drops its cameras as lost")
+        assert sample("safewatch_cluster_releases_total", analyzer="a", reason="lost") == lost + 3
         # Every camera stopped while the database still counted it as a's.
         assert all(left > 0 for left in left_at_release.values()), left_at_release
         assert a.owned() == frozenset()

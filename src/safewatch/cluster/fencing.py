@@ -15,21 +15,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from prometheus_client import Counter
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from safewatch.cluster.metrics import FENCED_WRITES
 from safewatch.domain import Incident
 from safewatch.errors import FencedWrite
 from safewatch.storage.tables import IncidentRow
 
 __all__ = ["FENCED_WRITES", "EpochFence", "FencedWrite"]
-
-FENCED_WRITES = Counter(
-    "safewatch_cluster_fenced_writes_total",
-    "Incident writes refused because this analyzer no longer held the camera's lease epoch.",
-    ["camera"],
-)
 
 
 _CHECK = text(

@@ -32,11 +32,13 @@ from sqlalchemy.orm import Session
 
 from safewatch.cluster import leases
 from safewatch.cluster.fencing import EpochFence
+from safewatch.cluster.metrics import CAMERAS_OWNED, RELEASES, ROUND_FAILURES, TAKEOVERS
 from safewatch.cluster.placement import Analyzer, plan
 from safewatch.cluster.takeover import Takeover, record_handover, take_over
 from safewatch.errors import SafewatchError, StorageError
 from safewatch.storage import hash_chain
 from safewatch.storage.incident_repository import IncidentRepository
+from safewatch.storage.migrate import ensure_schema
 
 __all__ = ["ClusterMember", "OwnershipListener", "Takeover"]
 
@@ -95,7 +97,8 @@ class ClusterMember:
             ``engine`` when ``None``.
 
     Raises:
-        StorageError: The engine is not PostgreSQL.
+        StorageError: The engine is not PostgreSQL, or its schema is not current (the message
+            says to run ``safewatch db upgrade``).
         ValueError: A bad capacity, lease or period, or an empty analyzer id.
     """
 
@@ -142,6 +145,7 @@ class ClusterMember:
         self._listener = listener
         self._cameras = tuple(sorted(set(camera_ids)))
         self._camera_labels = {k: dict(v) for k, v in (camera_labels or {}).items()}
+        ensure_schema(engine, auto_upgrade=False)  # the lease tables are there, or say how
         self._incidents = incidents or IncidentRepository(engine)
         self.fence = EpochFence(analyzer_id, self.epoch_of)
         self._incidents.fence = self.fence
@@ -262,6 +266,7 @@ class ClusterMember:
                     log.warning("cluster: %s reaches the database again", self.analyzer_id)
                 self._failing = False
             except SafewatchError as exc:
+                ROUND_FAILURES.labels(analyzer=self.analyzer_id).inc()
                 if not self._failing:
                     log.warning("cluster: %s cannot reach the cluster: %s", self.analyzer_id, exc)
                 self._failing = True
@@ -372,7 +377,9 @@ class ClusterMember:
                 self._release_row(camera, epoch)
                 return
             self._held[camera] = _Held(epoch, started + self.lease_seconds - self.margin)
+            CAMERAS_OWNED.labels(analyzer=self.analyzer_id).set(len(self._held))
             if found is not None:
+                TAKEOVERS.labels(analyzer=self.analyzer_id).inc()
                 self.fence.taken_over(camera, found.closed_incidents)
                 log.warning(
                     "cluster: %s took camera %s over from %s (epoch %d, %d open incident(s) "
@@ -394,6 +401,7 @@ class ClusterMember:
                 return
             self._call(self._listener.released, camera, reason)
             self._held.pop(camera, None)
+            self._count_release(reason)
         self._release_row(camera, held.epoch)
 
     def _release_row(self, camera: str, epoch: int) -> None:
@@ -408,7 +416,12 @@ class ClusterMember:
         with self._lock:
             if self._held.pop(camera, None) is None:
                 return
+            self._count_release("lost")
             self._call(self._listener.released, camera, "lost")
+
+    def _count_release(self, reason: str) -> None:
+        RELEASES.labels(analyzer=self.analyzer_id, reason=reason).inc()
+        CAMERAS_OWNED.labels(analyzer=self.analyzer_id).set(len(self._held))
 
     def _drop_expired(self) -> None:
         now = time.monotonic()

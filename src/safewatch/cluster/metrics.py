@@ -1,0 +1,40 @@
+"""Prometheus metrics of cluster membership (on the default registry, which ``/metrics`` serves).
+
+What an operator asks of a failover: which analyzer holds how many cameras, how often cameras
+moved and why, whether an analyzer keeps losing the database, and whether any stale owner tried
+to write (it must be refused: ``fenced_writes``).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+__all__ = ["CAMERAS_OWNED", "FENCED_WRITES", "RELEASES", "ROUND_FAILURES", "TAKEOVERS"]
+
+FENCED_WRITES = Counter(
+    "safewatch_cluster_fenced_writes_total",
+    "Incident writes refused because this analyzer no longer held the camera's lease epoch.",
+    ["camera"],
+)
+CAMERAS_OWNED = Gauge(
+    "safewatch_cluster_cameras_owned",
+    "Cameras whose lease this analyzer holds now.",
+    ["analyzer"],
+)
+TAKEOVERS = Counter(
+    "safewatch_cluster_takeovers",
+    "Expired leases this analyzer took over (their owner did not release them: it died, froze "
+    "or lost the database); each closed the owner's open incidents and recorded a coverage gap.",
+    ["analyzer"],
+)
+RELEASES = Counter(
+    "safewatch_cluster_releases",
+    "Cameras this analyzer stopped, by reason: rebalance, drain, removed (handed over), lost "
+    "(could not renew in time).",
+    ["analyzer", "reason"],
+)
+ROUND_FAILURES = Counter(
+    "safewatch_cluster_round_failures",
+    "Membership rounds (heartbeat, renew, claim) that failed, mostly an unreachable database.",
+    ["analyzer"],
+)
