@@ -14,7 +14,10 @@ The plan is rendezvous (highest-random-weight) hashing with bounded loads:
   are eligible.
 * **Quotas**: each analyzer may hold its share of the cameras, ``N * capacity / total`` rounded
   down, the remainder going first to analyzers that already hold more (so a balanced cluster is
-  left alone). With equal capacities the counts differ by at most one.
+  left alone). With equal capacities the counts differ by at most one; a camera whose required
+  labels leave it no analyzer with room goes over quota on the best eligible one (it has
+  nowhere else to go), so label-restricted clusters balance only among interchangeable
+  analyzers.
 * **Sticky**: a camera stays with its current owner while that owner is live, eligible and within
   its quota (the cameras it scores best keep their place); only the rest are placed, each on the
   eligible analyzer with room that scores highest.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Mapping
 
@@ -17,11 +18,14 @@ def counts(target: Mapping[str, str | None]) -> Counter[str | None]:
 
 
 def settle(
-    cameras: list[str], analyzers: list[Analyzer], owners: dict[str, str | None]
+    cameras: list[str],
+    analyzers: list[Analyzer],
+    owners: dict[str, str | None],
+    labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> tuple[dict[str, str | None], int]:
     """Apply the plan one camera at a time, as the members do; return owners and moves."""
     for moves in range(100):
-        target = plan(cameras, analyzers, owners)
+        target = plan(cameras, analyzers, owners, labels)
         wrong = sorted(c for c in cameras if owners.get(c) != target[c])
         if not wrong:
             return owners, moves
@@ -99,3 +103,27 @@ def test_score_is_deterministic_and_weighted() -> None:
     assert score("cam-1", Analyzer("a0")) == score("cam-1", Analyzer("a0"))
     assert score("cam-1", Analyzer("a0", capacity=2)) == 2 * score("cam-1", Analyzer("a0"))
     assert score("cam-1", Analyzer("a0", capacity=0)) == 0.0
+
+
+def test_random_clusters_settle_and_label_cameras_stay_on_eligible_analyzers() -> None:
+    rng = random.Random(14)
+    for _ in range(200):
+        analyzers = [
+            Analyzer(f"a{n}", rng.choice([1, 1, 2]), {"gpu": "true"} if rng.random() < 0.5 else {})
+            for n in range(rng.randint(1, 4))
+        ]
+        cameras = [f"cam-{n}" for n in range(rng.randint(1, 12))]
+        labels = {c: {"gpu": "true"} for c in cameras if rng.random() < 0.3}
+        owners, _ = settle(cameras, analyzers, {}, labels)
+        by_id = {a.analyzer_id: a for a in analyzers}
+        for camera, owner in owners.items():
+            if camera in labels:
+                assert owner is None or by_id[owner].labels.get("gpu") == "true"
+            else:
+                assert owner is not None
+        if len(analyzers) > 1:  # one leaves: only its cameras move (or one more, for labels)
+            gone = analyzers[0].analyzer_id
+            lost = sum(1 for owner in owners.values() if owner == gone)
+            orphaned = {c: (None if o == gone else o) for c, o in owners.items()}
+            _, moves = settle(cameras, analyzers[1:], orphaned, labels)
+            assert moves <= lost + 1
