@@ -70,17 +70,21 @@ WARMUP = 8.0
 
 
 @contextlib.contextmanager
-def rtsp_cameras(count: int, repeats: int = 10) -> Iterator[list[RtspCamera]]:
-    """``count`` RTSP servers, each serving the clip looped ``repeats`` times."""
+def rtsp_cameras(
+    count: int, repeats: int = 10, *, clip: Path | None = None
+) -> Iterator[list[RtspCamera]]:
+    """``count`` RTSP servers, each serving ``clip`` (default: the construction clip) looped
+    ``repeats`` times."""
     reason = rtsp_unavailable()
     if reason is not None:
         raise SystemExit(f"needs the GStreamer RTSP server: {reason}")
     folder = Path(tempfile.gettempdir()) / "safewatch-bench"
     folder.mkdir(exist_ok=True)
-    clip = folder / f"construction_x{repeats}.mp4"
-    if not clip.exists():
-        looped_clip(require_asset(CLIP), clip, repeats=repeats)
-    cameras = [RtspCamera(clip) for _ in range(count)]
+    source = clip or require_asset(CLIP)
+    looped = folder / f"{source.stem}_x{repeats}.mp4"
+    if not looped.exists():
+        looped_clip(source, looped, repeats=repeats)
+    cameras = [RtspCamera(looped) for _ in range(count)]
     try:
         for camera in cameras:
             camera.start()

@@ -469,6 +469,7 @@ class _Feed:
         encoder: Any = None
         out: Any = None
         offset = 0
+        last = -1
         try:
             if self.mode == "raw":
                 out = fragmenter.output.add_stream_from_template(stream)
@@ -478,32 +479,39 @@ class _Feed:
             for packet in container.demux(stream):
                 if self.stop.is_set() or self._idle():
                     return
-                if packet.size == 0 or packet.pts is None or packet.dts is None:
+                if packet.size == 0:
                     continue
-                if first is None:
-                    if self.mode == "raw" and not packet.is_keyframe:
-                        continue  # a fragmented stream must start on a keyframe
+                stamped = packet.pts is not None and packet.dts is not None
+                if first is None and stamped and (self.mode == "blurred" or packet.is_keyframe):
                     first, wall0, offset = packet.pts, time.time(), packet.dts
-                media = float((packet.pts - first) * base)
-                if self._realtime:  # a file: play it at its own rate, like a camera
-                    due = started + float((packet.dts - offset) * base)  # decode order
-                    self.stop.wait(max(0.0, due - time.monotonic()))
                 if self.mode == "raw":
+                    # a fragmented stream starts on a keyframe, and needs every timestamp
+                    if first is None or not stamped:
+                        continue
+                    wall0 = self._paced(packet, first, offset, base, started, wall0)
+                    media = float((packet.pts - first) * base)
                     stamp = _Stamp(bool(packet.is_keyframe), media, wall0 + media)
                     packet.pts -= offset
                     packet.dts -= offset
                     packet.stream = out
                     self._publish(fragmenter.mux(packet, stamp))
                     continue
+                if first is not None and stamped:
+                    wall0 = self._paced(packet, first, offset, base, started, wall0)
+                # every packet is decoded (a keyframe without timestamps still feeds the frames
+                # after it); frames without a time, or before the first, are not shown
                 for frame in packet.decode():
-                    if frame.pts is None:
+                    if frame.pts is None or first is None:
                         continue
-                    at = float((frame.pts - first) * base)
+                    at = round(float((frame.pts - first) * base) / _ENCODER_BASE)
+                    if at <= last:
+                        continue
+                    last = at
                     if encoder is None:
                         encoder = self._encoder(fragmenter, stream, frame)
                     image = self._hidden(frame, encoder.width, encoder.height)
                     picture = av.VideoFrame.from_ndarray(image, format="bgr24")
-                    picture.pts = round(max(0.0, at) / _ENCODER_BASE)
+                    picture.pts = at
                     picture.time_base = _ENCODER_BASE
                     for encoded in encoder.encode(picture):
                         pts = encoded.pts if encoded.pts is not None else picture.pts
@@ -512,6 +520,20 @@ class _Feed:
                         self._publish(fragmenter.mux(encoded, stamp))
         finally:
             self._publish(fragmenter.close())
+
+    def _paced(
+        self, packet: Any, first: int, offset: int, base: Fraction, started: float, wall0: float
+    ) -> float:
+        """Wait for a file's packet to be due (a file plays at its own rate, like a camera);
+        return the connection's clock origin, moved back if this packet arrived earlier than it
+        says it was filmed (a camera or media server bursts its first frames ahead of real time,
+        and no frame can be filmed after it arrived)."""
+        if self._realtime:
+            due = started + float((packet.dts - offset) * base)  # decode order
+            self.stop.wait(max(0.0, due - time.monotonic()))
+        arrived = time.time()
+        media = float((packet.pts - first) * base)
+        return min(wall0, arrived - media)
 
     def _encoder(self, fragmenter: _Fragmenter, stream: Any, frame: Any) -> Any:
         settings = self._owner.settings

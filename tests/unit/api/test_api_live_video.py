@@ -94,8 +94,12 @@ def test_the_raw_feed_is_the_cameras_own_packets(site: tuple[Dashboard, SiteStor
     assert chunks[0].kind == "init" and chunks[0].codec.startswith("avc1.")
     assert chunks[1].key, "a viewer starts at a keyframe"
     fragments = [c for c in chunks if c.kind == "fragment"]
-    # one clock mapping per connection: the browser turns video time into wall time with it
-    assert len({round(c.wall - c.media, 6) for c in fragments}) == 1
+    # the browser turns video time into wall time with wall - media; it only ever moves back
+    # (a frame cannot have been filmed after it arrived), and never far
+    offsets = [c.wall - c.media for c in fragments]
+    assert all(b <= a + 1e-6 for a, b in zip(offsets, offsets[1:], strict=False))
+    assert offsets[0] - offsets[-1] < 0.5
+    assert all(c.wall <= c.made for c in fragments)
     assert max(c.media for c in fragments) == pytest.approx(11 / 24, abs=3 / 24)
     with av.open(str(asset(CLIP))) as container:
         original = [bytes(p) for p in container.demux(video=0) if p.size][:12]
