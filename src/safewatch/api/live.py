@@ -90,6 +90,8 @@ class IncidentNotice:
     at: float
     trace: dict[str, str] = field(default_factory=dict)
     """W3C context of the write that caused it (from a bus envelope), for the broadcast span."""
+    seq: int | None = None
+    """The change's chain sequence number when it came over the bus (``serve --cluster``)."""
 
 
 def live_frame(
@@ -253,6 +255,7 @@ class LiveHub:
                     None if actor is None else str(actor),
                     self._clock(),
                     dict(envelope.trace),
+                    envelope.seq,
                 )
             )
         elif envelope.type == LIVE_FRAME:

@@ -2,7 +2,9 @@
 
 ``/api/v1/ws/incidents`` sends ``{"type": "incident", "kind": "opened" | "updated" | "closed" |
 "status", "incident": {...}, "actor": ...}`` for every change the pipeline or an operator makes,
-and ``{"type": "ping"}`` every 15 s of silence (keeps proxies from closing an idle feed).
+with ``"seq"``, the change's number in the tamper-evidence chain, under ``serve --cluster``
+(``null`` otherwise: a client may drop a repeated number), and ``{"type": "ping"}`` every 15 s
+of silence (keeps proxies from closing an idle feed).
 
 Under ``serve --cluster`` a camera analysed on another node has no local frames; its ``frame``
 messages are that analyzer's, relayed over Redis (no JPEG: the video is the owner's).
@@ -131,6 +133,7 @@ async def incident_feed(websocket: WebSocket) -> None:
                                 "kind": notice.kind,
                                 "actor": notice.actor,
                                 "at": notice.at,
+                                "seq": notice.seq,
                                 "incident": IncidentOut.of(notice.incident).model_dump(mode="json"),
                             }
                         )
