@@ -72,3 +72,50 @@ def test_viewers_see_which_footage_exists_admins_play_it_logged(
         assert (gone.status_code, gone.json()["error"]) == (404, "not_found")
         escape = admin.get("/api/v1/recordings/..%2F..%2Fetc/2025-06-15/1750000000000-1.mp4")
         assert escape.status_code in (404, 422)
+
+
+def test_admins_export_a_range_across_segments_as_one_mp4_logged(
+    site: tuple[Dashboard, SiteStorage],
+) -> None:
+    import io
+    import threading
+
+    import av
+
+    from assets import asset
+    from safewatch.recording import list_segments, record
+
+    dashboard, _ = site
+    root = recordings_root(dashboard.site())
+    clip = asset("video/construction_cctv_640x352_24s.mp4")  # keyframes at 0, 10.13, 20.25 s
+    record(
+        lambda: av.open(str(clip)),
+        root,
+        "yard",
+        stop=threading.Event(),
+        segment_seconds=5,
+        clock=lambda: T0,
+        reconnect=False,
+    )
+    assert len(list_segments(root, "yard")) == 3
+    url = "/api/v1/recordings/yard/export"
+    span = {"since": T0 + 12, "until": T0 + 22}
+    with client_for(dashboard) as viewer:
+        login(viewer, "operator")
+        assert viewer.get(url, params=span).status_code == 403
+    with client_for(dashboard) as admin:
+        login(admin, "admin")
+        got = admin.get(url, params=span)
+        assert got.status_code == 200 and got.headers["content-type"] == "video/mp4"
+        assert "yard-" in got.headers["content-disposition"]
+        with av.open(io.BytesIO(got.content)) as container:
+            frames = sum(1 for _ in container.decode(video=0))
+        assert frames == pytest.approx((22 - 10.13) * 24.7, abs=2)  # from the keyframe before
+        backwards = admin.get(url, params={"since": T0 + 22, "until": T0 + 12})
+        assert backwards.status_code == 422 and "must be after" in backwards.json()["message"]
+        long = admin.get(url, params={"since": T0, "until": T0 + 5 * 3600})
+        assert long.status_code == 422 and "at most 4 h" in long.json()["message"]
+        assert admin.get(url, params={"since": T0 + 100, "until": T0 + 200}).status_code == 404
+    records, total = dashboard.auth.audit_records(action="recording.export")
+    assert total == 1 and records[0].actor == "admin" and records[0].subject == "yard"
+    assert records[0].detail["segments"] == 2 and records[0].detail["bytes"] == len(got.content)

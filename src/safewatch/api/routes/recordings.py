@@ -4,24 +4,29 @@ minutes before and after it, and the segment files themselves (range requests, f
 Segments are the camera's own stream, copied without re-encoding (:mod:`safewatch.recording`), so
 heads are **not** hidden in them. Listing them is a viewer's right (it says footage exists);
 playing one is an admin's, and every first request of a file is written to the audit log
-(``recording.view``) before a byte is sent, as revealing an original is.
+(``recording.view``) before a byte is sent, as revealing an original is. A range of a camera's
+recording across segments downloads as one MP4 (admin; ``recording.export`` in the audit log).
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path as FsPath
 from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Header, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 
 from safewatch.api.deps import Admin, DashboardDep, Viewer, client_of
-from safewatch.api.errors import ERROR_RESPONSES
+from safewatch.api.errors import ERROR_RESPONSES, ApiError
 from safewatch.api.ranges import stream_range
 from safewatch.api.routes.incidents import IncidentId
 from safewatch.errors import NotFound
+from safewatch.recording.export import export_range
 from safewatch.recording.segments import read_segment, segments_between
 from safewatch.recording.service import recordings_root
 
@@ -122,3 +127,68 @@ async def segment_file(
         )
     stream = await anyio.to_thread.run_sync(path.open, "rb")
     return stream_range(stream, segment.size, range_header, "video/mp4", filename=name)
+
+
+_EXPORT_MAX_SECONDS = 4 * 3600
+"""Longest export: bounds the disk and the time one request may take (a day is ~20 GB at 2 Mb/s)."""
+
+
+@router.get(
+    "/recordings/{camera_id}/export",
+    response_class=FileResponse,
+    responses={**ERROR_RESPONSES, 200: {"content": {"video/mp4": {}}}},
+    summary="A range of a camera's recording as one MP4 (admin, logged)",
+)
+async def export_recording(
+    camera_id: Annotated[str, Path(pattern=_CAMERA)],
+    since: Annotated[float, Query(description="Epoch seconds of the range's start.")],
+    until: Annotated[float, Query(description="Epoch seconds of the range's end.")],
+    request: Request,
+    user: Admin,
+    dashboard: DashboardDep,
+) -> FileResponse:
+    """The camera's footage of ``[since, until]`` across its segments, by packet copy
+    (:mod:`safewatch.recording.export`): bit-exact, heads not hidden, starting on the keyframe at
+    or before ``since``. Written to the audit log (``recording.export``) before it is sent."""
+    if not until > since:
+        raise ApiError(422, "invalid_request", f"until ({until}) must be after since ({since})")
+    if until - since > _EXPORT_MAX_SECONDS:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"at most {_EXPORT_MAX_SECONDS // 3600} h per export; "
+            f"got {(until - since) / 3600:.1f} h",
+        )
+    root = recordings_root(dashboard.site())
+    found = await anyio.to_thread.run_sync(segments_between, root, camera_id, since, until)
+    if not found:
+        raise NotFound("recording", f"{camera_id} from {since} to {until}")
+    folder = await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="safewatch-export-"))
+    target = FsPath(folder) / f"{camera_id}-{round(since)}-{round(until)}.mp4"
+    try:
+        stats = await anyio.to_thread.run_sync(export_range, found, since, until, target)
+    except ValueError as error:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise NotFound("recording", f"{camera_id} from {since} to {until}: {error}") from None
+    await anyio.to_thread.run_sync(
+        lambda: dashboard.auth.audit(
+            "recording.export",
+            actor=user.username,
+            subject=camera_id,
+            detail={
+                "since": since,
+                "until": until,
+                "start": stats.start,
+                "end": stats.end,
+                "segments": stats.segments,
+                "bytes": target.stat().st_size,
+            },
+            client=client_of(request),
+        )
+    )
+    return FileResponse(
+        target,
+        media_type="video/mp4",
+        filename=target.name,
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+    )

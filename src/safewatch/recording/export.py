@@ -1,0 +1,136 @@
+"""One MP4 of a camera's recording from ``since`` to ``until``, across segments, by packet copy.
+
+The segments are the camera's own packets (:mod:`safewatch.recording.recorder`), so an export is
+too: no decoding, no re-encoding, bit-exact footage, and it costs about what copying the bytes
+costs. The price of packet copy is that a video can only start on a keyframe: the export starts
+at the last keyframe at or before ``since`` (up to one keyframe interval early) and ends with the
+last frame before ``until``. Timestamps come from each segment's wall-clock start, so a camera
+outage inside the range stays a gap in time instead of being glued shut, and the export's first
+frame is at time 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from safewatch.recording.segments import Segment
+
+__all__ = ["ExportStats", "export_range"]
+
+_OUT_BASE = Fraction(1, 90_000)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportStats:
+    """What an export holds.
+
+    Attributes:
+        start: Wall-clock seconds of its first frame (a keyframe at or before ``since``).
+        end: Wall-clock seconds just after its last frame.
+        packets: Frames copied.
+        segments: Segments read.
+    """
+
+    start: float
+    end: float
+    packets: int
+    segments: int
+
+
+def _packets(segment: Segment) -> Iterator[tuple[Any, Fraction, float, float]]:
+    """``(packet, time base, wall of its frame, wall of its decoding)`` of one segment, in decode
+    order; the segment's name gives the wall time of its first packet."""
+    with av.open(str(segment.path)) as container:
+        stream = container.streams.video[0]
+        base = Fraction(stream.time_base or _OUT_BASE)
+        first: int | None = None
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.pts is None or packet.dts is None:
+                continue
+            if first is None:
+                first = packet.pts
+            yield (
+                packet,
+                base,
+                segment.start + float((packet.pts - first) * base),
+                segment.start + float((packet.dts - first) * base),
+            )
+
+
+def export_range(
+    segments: Sequence[Segment], since: float, until: float, target: Path
+) -> ExportStats:
+    """Write ``segments``' footage of ``[since, until]`` to ``target`` as one MP4.
+
+    Args:
+        segments: The camera's segments overlapping the range, oldest first.
+        since: Wall-clock start.
+        until: Wall-clock end (after ``since``).
+        target: The MP4 to write (replaced).
+
+    Raises:
+        ValueError: An empty range, or no frame of the segments in it.
+    """
+    if not until > since:
+        raise ValueError(f"the range must end after it starts ({since} .. {until})")
+    ordered = sorted(segments, key=lambda s: s.start)
+    gop: list[tuple[Any, float, float, Fraction]] = []  # packets of the GOP holding `since`
+    output: Any = None
+    out_stream: Any = None
+    origin = 0.0
+    last_dts = -1
+    copied = 0
+    used = 0
+    first_wall = last_wall = 0.0
+    try:
+        for segment in ordered:
+            used += 1
+            for packet, base, wall, dts_wall in _packets(segment):
+                if output is None:
+                    if packet.is_keyframe and wall <= since:
+                        gop = []  # a later keyframe still before `since`: start there
+                    if packet.is_keyframe or gop:
+                        gop.append((packet, wall, dts_wall, base))
+                    if wall < since or not gop:
+                        continue
+                    # the first frame at or after `since`: open and write the GOP so far
+                    output = av.open(str(target), "w", format="mp4")
+                    out_stream = output.add_stream_from_template(packet.stream)
+                    origin = gop[0][1]
+                    first_wall = origin
+                    pending = gop
+                    gop = []
+                else:
+                    if wall >= until:
+                        continue  # B-frames after it in decode order may still be due
+                    pending = [(packet, wall, dts_wall, base)]
+                for item, at, decode_at, item_base in pending:
+                    pts = round((at - origin) / _OUT_BASE)
+                    dts = round((decode_at - origin) / _OUT_BASE)
+                    dts = max(dts, last_dts + 1)  # strictly increasing across segment joins
+                    step = float((item.duration or 0) * item_base)
+                    item.pts, item.dts = max(pts, dts), dts
+                    item.duration = round(step / _OUT_BASE)
+                    item.time_base = _OUT_BASE
+                    item.stream = out_stream
+                    output.mux(item)
+                    last_dts = dts
+                    copied += 1
+                    last_wall = max(last_wall, at + step)
+            if segment.end >= until and output is not None:
+                break
+    finally:
+        if output is not None:
+            output.close()
+    if output is None or copied == 0:
+        with contextlib.suppress(OSError):
+            target.unlink()
+        raise ValueError(f"no recorded frame between {since} and {until}")
+    return ExportStats(first_wall, max(last_wall, first_wall), copied, used)

@@ -1,0 +1,101 @@
+"""Range export: one MP4 of a camera's recording across segments, by packet copy, starting on the
+keyframe at or before the range and keeping an outage as a gap in time."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+from assets import asset
+from safewatch.recording import list_segments, record
+from safewatch.recording.export import export_range
+from safewatch.recording.segments import Segment, segment_path
+
+T0 = 1_750_000_000.0
+CLIP = "video/construction_cctv_640x352_24s.mp4"  # keyframes at 0, 10.13 and 20.25 s
+
+
+def source_packets() -> list[tuple[float, bytes]]:
+    with av.open(str(asset(CLIP))) as container:
+        stream = container.streams.video[0]
+        base = Fraction(stream.time_base)
+        return [
+            (float(p.pts * base), bytes(p))
+            for p in container.demux(stream)
+            if p.size and p.pts is not None
+        ]
+
+
+def exported(path: Path) -> list[tuple[float, bytes]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        base = Fraction(stream.time_base)
+        return [
+            (float(p.pts * base), bytes(p))
+            for p in container.demux(stream)
+            if p.size and p.pts is not None
+        ]
+
+
+@pytest.fixture
+def segments(tmp_path: Path) -> list[Segment]:
+    """The clip recorded from T0 into three segments (cut at its keyframes)."""
+    record(
+        lambda: av.open(str(asset(CLIP))),
+        tmp_path / "rec",
+        "yard",
+        stop=threading.Event(),
+        segment_seconds=5,
+        clock=lambda: T0,
+        reconnect=False,
+    )
+    found = list_segments(tmp_path / "rec", "yard")
+    assert len(found) == 3
+    return found
+
+
+def test_an_export_across_segments_is_the_cameras_packets_from_the_keyframe_before(
+    segments: list[Segment], tmp_path: Path
+) -> None:
+    target = tmp_path / "out.mp4"
+    stats = export_range(segments, T0 + 12.0, T0 + 22.0, target)
+    assert stats.segments == 3
+    assert stats.start == pytest.approx(T0 + 10.13, abs=0.01), "starts on the keyframe before"
+    assert T0 + 21.9 <= stats.end <= T0 + 22.05
+    source = [(t, data) for t, data in source_packets() if 10.1 <= t < 22.0]
+    copied = exported(target)
+    assert sorted(d for _, d in copied) == sorted(d for _, d in source), "bit-exact, none lost"
+    assert stats.packets == len(source)
+    # one timeline from 0: the frame 12 s into the clip is 12 - 10.13 s into the export
+    times = sorted(t for t, _ in copied)
+    assert times[0] == pytest.approx(0, abs=0.001)
+    assert times[-1] == pytest.approx(max(t for t, _ in source) - 10.13, abs=0.01)
+    with av.open(str(target)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == len(source), "every frame plays"
+
+
+def test_an_outage_stays_a_gap_in_time(segments: list[Segment], tmp_path: Path) -> None:
+    # move the last segment 30 s later, as if the camera had been off in between
+    last = segments[-1]
+    moved = segment_path(last.path.parents[1].parent, "yard", last.start + 30, last.end + 30)
+    last.path.replace(moved)
+    shifted = [*segments[:-1], Segment("yard", last.start + 30, last.end + 30, moved, last.size)]
+    target = tmp_path / "gap.mp4"
+    stats = export_range(shifted, T0 + 11.0, T0 + 60.0, target)
+    times = sorted(t for t, _ in exported(target))
+    jumps = [b - a for a, b in itertools.pairwise(times)]
+    assert max(jumps) == pytest.approx(30 + 1 / 24.7, abs=0.05)
+    assert stats.end == pytest.approx(last.end + 30, abs=0.1)
+
+
+def test_no_footage_in_the_range_is_a_clear_error(segments: list[Segment], tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no recorded frame"):
+        export_range(segments, T0 + 100, T0 + 200, tmp_path / "none.mp4")
+    assert not (tmp_path / "none.mp4").exists()
+    with pytest.raises(ValueError, match="must end after it starts"):
+        export_range(segments, T0 + 5, T0 + 5, tmp_path / "none.mp4")
