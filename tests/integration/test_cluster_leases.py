@@ -389,3 +389,18 @@ def test_slow_drain_keeps_its_leases_until_each_camera_is_handed_over(
     with Session(engine) as session:
         state = session.scalar(text("SELECT state FROM cluster_analyzers WHERE analyzer_id='a'"))
     assert state == "gone"
+
+
+def test_first_claim_closes_incidents_a_single_host_serve_left_open(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    single_host = IncidentRepository(engine)  # before the cluster: no fence
+    left = incident("cam-0")
+    single_host.upsert(left)
+    single_host.hold(left.id, left.started_at + 2.5)
+    a = join(members, engine, ownership, "a", ["cam-0"])
+    wait_for(lambda: a.owned() == {"cam-0"}, SETTLE, "a owns cam-0")
+    (acquired,) = ownership.of("a", "acquired")
+    assert acquired.takeover is None and acquired.epoch == 1
+    assert single_host.get(left.id).ended_at == left.started_at + 2.5
+    assert single_host.timeline(left.id)[-1].detail["reason"] == "left_open"

@@ -34,7 +34,7 @@ from safewatch.cluster import leases
 from safewatch.cluster.fencing import EpochFence
 from safewatch.cluster.metrics import CAMERAS_OWNED, RELEASES, ROUND_FAILURES, TAKEOVERS
 from safewatch.cluster.placement import Analyzer, plan
-from safewatch.cluster.takeover import Takeover, record_handover, take_over
+from safewatch.cluster.takeover import Takeover, close_left_open, record_handover, take_over
 from safewatch.errors import SafewatchError, StorageError
 from safewatch.storage import hash_chain
 from safewatch.storage.incident_repository import IncidentRepository
@@ -301,8 +301,7 @@ class ClusterMember:
                 and view is not None
                 and view.owner in (None, self.analyzer_id)
             ):
-                # Held before (epoch > 0): it may have expired unreleased, a takeover.
-                self._claim(camera, takeover=view.epoch > 0)
+                self._claim(camera)
         self._rebalance(cameras, target, owners, live)
 
     def _rebalance(
@@ -349,27 +348,27 @@ class ClusterMember:
                     )
                     self._lose(camera)
 
-    def _claim(self, camera: str, *, takeover: bool) -> None:
-        """Claim the camera's lease; a takeover also closes the previous owner's incidents.
+    def _claim(self, camera: str) -> None:
+        """Claim the camera's lease, closing whatever incidents of it are still open.
 
-        A lease that may be a takeover takes the chain lock before the lease row, the order of
-        every incident write (which holds the chain lock and then reads the lease row), so the
-        two never wait on each other in a circle.
+        A takeover closes the previous owner's open incidents as ``analyzer_lost``; any other
+        claim closes those a previous analyzer left open (a graceful stop that could not write,
+        or a single-host ``serve`` before the cluster) as ``left_open``. The chain lock is taken
+        before the lease row, the order of every incident write (which holds the chain lock and
+        then reads the lease row), so the two never wait on each other in a circle.
         """
         started = time.monotonic()
         found: Takeover | None = None
         with self._transaction() as session:
-            if takeover:
-                hash_chain.lock_head(session)
+            hash_chain.lock_head(session)
             locked = leases.lock_claimable(session, self.analyzer_id, camera)
             if locked is None:
                 return
             if locked.previous_owner is not None:
-                if not takeover:
-                    return  # expired since the read: come back with the chain lock
                 found = take_over(session, self._incidents, self.analyzer_id, locked)
             else:
                 record_handover(session, self.analyzer_id, locked)
+                close_left_open(session, self._incidents, camera)
             epoch = leases.claim(session, self.analyzer_id, locked, self.lease_seconds)
         with self._lock:
             if self._stopping.is_set() or self._draining.is_set():

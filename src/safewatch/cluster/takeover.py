@@ -11,6 +11,7 @@ owner, linked to the one it continues (:meth:`safewatch.cluster.EpochFence.conti
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -18,13 +19,26 @@ from sqlalchemy.orm import Session
 from safewatch.cluster.leases import Claimable, record_gap
 from safewatch.storage.incident_repository import IncidentRepository
 
-__all__ = ["ANALYZER_LOST", "HANDOVER", "Takeover", "record_handover", "take_over"]
+__all__ = [
+    "ANALYZER_LOST",
+    "HANDOVER",
+    "LEFT_OPEN",
+    "Takeover",
+    "close_left_open",
+    "record_handover",
+    "take_over",
+]
+
+log = logging.getLogger(__name__)
 
 ANALYZER_LOST = "analyzer_lost"
 """Reason of the incidents closed and the gap recorded by a takeover."""
 
 HANDOVER = "handover"
 """Reason of the gap between a graceful release and the next claim."""
+
+LEFT_OPEN = "left_open"
+"""Reason of the incidents a claim of a released or never-held lease finds still open."""
 
 
 @dataclass(frozen=True)
@@ -89,3 +103,20 @@ def record_handover(session: Session, analyzer_id: str, locked: Claimable) -> No
         previous_owner=locked.released_by,
         new_owner=analyzer_id,
     )
+
+
+def close_left_open(session: Session, incidents: IncidentRepository, camera_id: str) -> None:
+    """Close the incidents of a camera claimed without a takeover that are still open.
+
+    Only the owner writes a camera's incidents, so at a claim every open one is an orphan: its
+    owner released the lease without closing it (its stop could not write), or it dates from a
+    single-host ``serve`` before the cluster (whose start-up close does not run in a cluster).
+    """
+    for incident in incidents.close_abandoned_of_camera(session, camera_id, reason=LEFT_OPEN):
+        log.warning(
+            "camera %s: incident %s (rule %s) was left open by a previous analyzer: closed at "
+            "its last known moment",
+            camera_id,
+            incident.id,
+            incident.rule_id,
+        )
