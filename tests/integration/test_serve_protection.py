@@ -115,7 +115,8 @@ def test_serve_is_loud_when_the_rule_files_lose_every_rule(tmp_path: Path) -> No
             "the rule warnings in the API process",
         )
         assert status["warnings"] == [
-            "generation 2 dropped 1 rule(s) that were in force: anyone-in-view-yard",
+            "generation 2 dropped 1 rule(s) that were in force: anyone-in-view-yard"
+            " (until they come back or an admin acknowledges their removal)",
             "no enabled rule runs on camera(s) yard: nothing is watched there",
         ]
         server.send_signal(signal.SIGTERM)
@@ -132,3 +133,86 @@ def test_serve_is_loud_when_the_rule_files_lose_every_rule(tmp_path: Path) -> No
         "WARNING safewatch.rules.watcher: rules: no enabled rule runs on camera(s) yard" in output
     )
     assert "INFO safewatch.rules.watcher: rules: generation 2: 0 rule(s)" in output
+
+
+SECOND = (
+    "version: 1\n"
+    "rules:\n"
+    "  - id: crowd-in-yard\n"
+    "    kind: zone_intrusion\n"
+    "    zone: everywhere_yard\n"
+    "    objects: [person]\n"
+    "    min_duration: 30s\n"
+)
+
+
+def test_serve_degrades_for_lost_rules_until_an_admin_acknowledges(tmp_path: Path) -> None:
+    """Losing one of two rules leaves the camera watched, yet protection went: /readyz is
+    degraded saying which rule, until an admin acknowledges the removal (audited)."""
+    from safewatch.api.auth import AuthStore
+    from safewatch.config.loader import load_site
+    from safewatch.incidents.site_storage import open_site_storage
+
+    port = free_port()
+    video = str(asset("video/construction_cctv_640x352_24s.mp4"))
+    site = write_site(tmp_path, {"yard": video}, port=port)
+    config = yaml.safe_load(site.read_text())
+    config["cameras"]["yard"]["loop"] = True
+    site.write_text(yaml.safe_dump(config, sort_keys=False))
+    second = tmp_path / "rules" / "second.yaml"
+    second.write_text(SECOND)
+    storage = open_site_storage(load_site(site))
+    try:
+        store = AuthStore(storage.engine)
+        store.add_user("boss", "boss-password-123", "admin")
+        admin = {"Authorization": f"Bearer {store.create_token('boss', 'test').token}"}
+    finally:
+        storage.close()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [str(SAFEWATCH), "serve", "--config", str(site)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: readyz(base)["status"] == "ready", 60, "the server ready")
+        second.unlink()
+        body = wait_for(
+            lambda: (b := readyz(base))["status"] == "degraded" and b, 30, "readyz degraded"
+        )
+        assert body["cameras"]["yard"]["ready"] is True  # the camera keeps a rule
+        assert "dropped 1 rule(s) that were in force: crowd-in-yard" in body["rules"]["message"]
+        assert metric(base, "safewatch_rules_dropped_unacknowledged") == 1
+        url = f"{base}/api/v1/rules/dropped/acknowledge"
+        # the API process learns the drop from the server's push: retry until it has it
+        done = wait_for(
+            lambda: (
+                (
+                    r := httpx.post(
+                        url, json={"rules": ["crowd-in-yard"]}, headers=admin, timeout=30
+                    )
+                ).status_code
+                == 200
+                and r
+            ),
+            30,
+            "the acknowledgement taken",
+        )
+        assert done.json()["dropped"] == []
+        wait_for(lambda: readyz(base)["status"] == "ready", 30, "ready again")
+        assert metric(base, "safewatch_rules_dropped_unacknowledged") == 0
+        log = httpx.get(
+            f"{base}/api/v1/audit-log",
+            params={"action": "rules.acknowledge_dropped"},
+            headers=admin,
+            timeout=10,
+        ).json()
+        assert [(r["actor"], r["subject"]) for r in log["items"]] == [("boss", "crowd-in-yard")]
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert "rules: removal of crowd-in-yard acknowledged" in output

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -47,6 +47,14 @@ class RuleControl(Protocol):
         """Reload the rule files now (after the API saved one); never raises for bad files."""
         ...
 
+    def acknowledge_dropped(self, rule_ids: Sequence[str]) -> ReloadStatus:
+        """Accept that these dropped rules are gone on purpose (see ``ReloadStatus.dropped``).
+
+        Raises:
+            ValueError: A rule named is not flagged as dropped.
+        """
+        ...
+
 
 class StandaloneRules:
     """A :class:`RuleControl` of its own, for an API without the runtime (tests, tools).
@@ -74,6 +82,11 @@ class StandaloneRules:
         """Reload the files into the holder."""
         with self._lock:
             return RuleWatcher(self._path, self._holder, self._site().config).reload()
+
+    def acknowledge_dropped(self, rule_ids: Sequence[str]) -> ReloadStatus:
+        """Acknowledge dropped rules in the holder."""
+        with self._lock:
+            return self._holder.acknowledge(rule_ids)
 
 
 @dataclass(frozen=True, slots=True)

@@ -215,6 +215,12 @@ class ReloadStatusOut(BaseModel):
         description="Protection that disappeared: rules the latest generation dropped, enabled "
         "cameras no enabled rule runs on.",
     )
+    dropped: list[str] = Field(
+        default_factory=list,
+        description="Rules in force since start-up or the last acknowledgement that are gone "
+        "(removed or disabled), until they come back or an admin acknowledges their removal "
+        "(POST /api/v1/rules/dropped/acknowledge); /readyz is degraded meanwhile.",
+    )
 
     @classmethod
     def of(cls, status: ReloadStatus) -> ReloadStatusOut:
@@ -228,6 +234,7 @@ class ReloadStatusOut(BaseModel):
             attempts=status.attempts,
             failures=status.failures,
             warnings=list(status.warnings),
+            dropped=list(status.dropped),
         )
 
 

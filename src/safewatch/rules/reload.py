@@ -59,8 +59,12 @@ class ReloadStatus:
         errors: Every problem found, ``file:line: field: message`` each (empty when ``ok``).
         attempts: Reload attempts so far.
         failures: Attempts that were refused so far.
-        dropped: Rules that were in force (enabled) before the latest applied generation and
-            are not any more (removed or disabled).
+        dropped: Rules that were in force (enabled) at some time since the server started or
+            since an admin last acknowledged their removal, and are not now (removed or
+            disabled). They stay here, ``/readyz`` stays ``degraded``, until each comes back or
+            an admin acknowledges its removal (:meth:`RuleSetHolder.acknowledge`): a deliberate
+            removal is then a recorded decision, an accidental one cannot go unnoticed, and a
+            later unrelated edit does not hide it.
         unwatched: Enabled cameras of the site that no enabled rule runs on.
     """
 
@@ -81,7 +85,8 @@ class ReloadStatus:
         if self.dropped:
             lines.append(
                 f"generation {self.generation} dropped {len(self.dropped)} rule(s) that were in "
-                f"force: {', '.join(self.dropped)}"
+                f"force: {', '.join(self.dropped)} (until they come back or an admin "
+                "acknowledges their removal)"
             )
         if self.unwatched:
             lines.append(
@@ -115,6 +120,8 @@ class RuleSetHolder:
         now = time.time()
         self._lock = threading.Lock()
         self._current = RuleGeneration(1, rules, now)
+        self._in_force = _enabled(rules)
+        """Rules enabled at some time since start-up or the last acknowledgement."""
         self._status = ReloadStatus(
             ok=True, generation=1, at=now, message=f"loaded {_describe(rules)}"
         )
@@ -150,7 +157,9 @@ class RuleSetHolder:
                 number = current.number + 1
                 self._current = RuleGeneration(number, rules, now)
                 message = f"generation {number}: {_describe(rules)}"
-                dropped = tuple(sorted(_enabled(current.rules) - _enabled(rules)))
+                enabled = _enabled(rules)
+                dropped = tuple(sorted(self._in_force - enabled))
+                self._in_force |= enabled
             self._status = ReloadStatus(
                 ok=True,
                 generation=number,
@@ -160,6 +169,31 @@ class RuleSetHolder:
                 failures=self._status.failures,
                 dropped=dropped,
                 unwatched=tuple(unwatched),
+            )
+            return self._status
+
+    def acknowledge(self, rule_ids: Sequence[str]) -> ReloadStatus:
+        """Accept that ``rule_ids``, dropped from the set in force, are gone on purpose.
+
+        Callers name the rules they saw flagged, so a rule dropped after the admin looked is
+        not acknowledged with them.
+
+        Raises:
+            ValueError: ``rule_ids`` is empty, or names a rule that is not flagged as dropped
+                (it came back, or was never dropped); nothing is acknowledged then.
+        """
+        with self._lock:
+            status = self._status
+            unknown = sorted(set(rule_ids) - set(status.dropped))
+            if not rule_ids or unknown:
+                flagged = ", ".join(status.dropped) or "none"
+                raise ValueError(
+                    f"not dropped: {', '.join(unknown) or 'no rule named'} "
+                    f"(rules dropped now: {flagged})"
+                )
+            self._in_force -= set(rule_ids)
+            self._status = replace(
+                status, dropped=tuple(r for r in status.dropped if r not in set(rule_ids))
             )
             return self._status
 

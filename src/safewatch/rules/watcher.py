@@ -20,6 +20,9 @@ again or has stayed empty for ``max_wait`` (a deliberate emptying still applies,
 
 Protection never disappears silently: an applied set that drops rules in force (removed or
 disabled) is logged at WARNING with their ids and counted in ``safewatch_rules_dropped_total``;
+the dropped rules stay flagged (``/readyz`` degraded, ``safewatch_rules_dropped_unacknowledged``)
+until they come back or an admin acknowledges the removal
+(:meth:`~safewatch.rules.reload.RuleSetHolder.acknowledge`);
 an enabled camera that no enabled rule runs on is logged at WARNING (once, until that changes),
 shows as 0 in ``safewatch_camera_enabled_rules{camera}`` and in the holder's status, which
 ``/readyz`` and the dashboard's Rules page report.
@@ -44,7 +47,14 @@ from safewatch.config.validation import ConfigErrors
 from safewatch.errors import ConfigError, SafewatchError
 from safewatch.rules.reload import ReloadStatus, RuleSetHolder
 
-__all__ = ["CAMERA_RULES", "RELOADS", "RELOAD_FAILING", "RULES_DROPPED", "RuleWatcher"]
+__all__ = [
+    "CAMERA_RULES",
+    "RELOADS",
+    "RELOAD_FAILING",
+    "RULES_DROPPED",
+    "RULES_UNACKNOWLEDGED",
+    "RuleWatcher",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +71,11 @@ RELOAD_FAILING = Gauge(
 RULES_DROPPED = Counter(
     "safewatch_rules_dropped",
     "Rules in force that an applied reload removed or disabled.",
+)
+RULES_UNACKNOWLEDGED = Gauge(
+    "safewatch_rules_dropped_unacknowledged",
+    "Rules dropped from the set in force whose removal no admin has acknowledged yet (while "
+    "above 0, /readyz is degraded).",
 )
 CAMERA_RULES = Gauge(
     "safewatch_camera_enabled_rules",
@@ -106,6 +121,7 @@ class RuleWatcher:
     ) -> None:
         self.path = Path(path)
         self.holder = holder
+        RULES_UNACKNOWLEDGED.set_function(lambda: len(holder.status.dropped))
         self._site = site
         self._environ = environ
         self._quiet_ms = max(1, round(quiet * 1000))
@@ -147,6 +163,7 @@ class RuleWatcher:
                 )
                 return status
             before = self.holder.current().number
+            flagged = set(self.holder.status.dropped)
             unwatched = () if self._site is None else unwatched_cameras(rules, self._site)
             status = self.holder.offer(rules, unwatched)
             applied = status.generation != before
@@ -154,8 +171,9 @@ class RuleWatcher:
             RELOAD_FAILING.set(0)
             log.log(logging.INFO if applied else logging.DEBUG, "rules: %s", status.message)
             self._count_protection(rules)
-            if applied and status.dropped:
-                RULES_DROPPED.inc(len(status.dropped))
+            newly = set(status.dropped) - flagged
+            if applied and newly:
+                RULES_DROPPED.inc(len(newly))
                 log.warning("rules: %s", status.warnings[0])
             if status.unwatched != self._unwatched_told:
                 if status.unwatched:

@@ -146,6 +146,10 @@ class ApiTarget(Protocol):
         """Reload the rule files now."""
         ...
 
+    def acknowledge_dropped(self, rule_ids: Sequence[str]) -> ReloadStatus:
+        """An admin accepts that these dropped rules are gone on purpose."""
+        ...
+
     def rule_generation(self) -> RuleGeneration:
         """The rule set in force."""
         ...
@@ -560,12 +564,19 @@ class ApiLink:
             "readiness": self._target.readiness,
             "metrics": self._target.metrics,
             "reload_rules": self._reload_rules,
+            "acknowledge_dropped": lambda: self._acknowledge(request.args),
         }
         try:
             return Reply(request.request_id, handlers[request.kind]())
         except Exception as error:
             log.exception("answering the API process's %s request", request.kind)
             return Reply(request.request_id, None, error=f"{type(error).__name__}: {error}")
+
+    def _acknowledge(self, rule_ids: Sequence[str]) -> RulesPush:
+        self._target.acknowledge_dropped(rule_ids)
+        push = self._rules_push()
+        self._sent_rules = (push.generation.number, push.status)
+        return push
 
     def _reload_rules(self) -> RulesPush:
         self._target.reload_rules()

@@ -18,8 +18,8 @@ From the analysis process (the server) to the API process:
   loop (a process that is stopped or whose loop is stuck answers nothing and is restarted).
 
 From the API process to the server: :class:`ApiReady` once it serves, then :class:`Request`\ s
-(readiness, liveness, metrics, a rule reload), each answered by one :class:`Reply` with the same
-``request_id``, and :class:`Pong`\ s.
+(readiness, liveness, metrics, a rule reload, an acknowledged rule removal), each answered by one
+:class:`Reply` with the same ``request_id``, and :class:`Pong`\ s.
 """
 
 from __future__ import annotations
@@ -99,15 +99,20 @@ class SitePush:
     site: LoadedSite
 
 
-RequestKind = Literal["liveness", "readiness", "metrics", "reload_rules"]
+RequestKind = Literal["liveness", "readiness", "metrics", "reload_rules", "acknowledge_dropped"]
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """The API process asks the server something; answered by a :class:`Reply`."""
+    """The API process asks the server something; answered by a :class:`Reply`.
+
+    Attributes:
+        args: The rule ids of ``acknowledge_dropped``; empty for the other kinds.
+    """
 
     request_id: int
     kind: RequestKind
+    args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

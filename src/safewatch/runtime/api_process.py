@@ -37,7 +37,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from zoneinfo import ZoneInfo
 
@@ -162,6 +162,26 @@ class RemoteRuntime:
             raise ApiError(503, "unavailable", "the analysis process gave no metrics")
         return value
 
+    def acknowledge_dropped(self, rule_ids: Sequence[str]) -> ReloadStatus:
+        """Acknowledge dropped rules in the server; returns once the outcome is known here.
+
+        Raises:
+            ValueError: A rule named is not flagged as dropped (as last pushed; the server
+                checks again).
+        """
+        status = self._rules.status
+        unknown = sorted(set(rule_ids) - set(status.dropped))
+        if not rule_ids or unknown:
+            raise ValueError(
+                f"not dropped: {', '.join(unknown) or 'no rule named'} "
+                f"(rules dropped now: {', '.join(status.dropped) or 'none'})"
+            )
+        value = self._answer("acknowledge_dropped", REQUEST_TIMEOUT, tuple(rule_ids))
+        if not isinstance(value, RulesPush):
+            raise ApiError(503, "unavailable", "the analysis process took no acknowledgement")
+        self.apply_rules(value)
+        return value.status
+
     def reload_rules(self) -> ReloadStatus:
         """Reload the rule files in the server; returns once the outcome is known here."""
         value = self._answer("reload_rules", RELOAD_TIMEOUT)
@@ -170,19 +190,19 @@ class RemoteRuntime:
         self.apply_rules(value)
         return value.status
 
-    def _answer(self, kind: RequestKind, timeout: float) -> object:
+    def _answer(self, kind: RequestKind, timeout: float, args: tuple[str, ...] = ()) -> object:
         try:
-            return self._ask(kind, timeout)
+            return self._ask(kind, timeout, args)
         except TimeoutError as error:
             raise ApiError(503, "unavailable", str(error)) from None
 
-    def _ask(self, kind: RequestKind, timeout: float) -> object:
+    def _ask(self, kind: RequestKind, timeout: float, args: tuple[str, ...] = ()) -> object:
         request_id = next(self._ids)
         pending = _Pending()
         with self._lock:
             self._pending[request_id] = pending
         try:
-            self.send(Request(request_id, kind))
+            self.send(Request(request_id, kind, args))
             if not pending.done.wait(timeout):
                 raise TimeoutError(f"the analysis process did not answer {kind} in {timeout:g} s")
         finally:

@@ -719,6 +719,19 @@ class RuntimeService:
             watcher = RuleWatcher(self._options.rules, self._holder, self._site.config)
         return watcher.reload()
 
+    def acknowledge_dropped(self, rule_ids: Sequence[str]) -> ReloadStatus:
+        """An admin accepts that these dropped rules are gone on purpose (``/readyz`` is
+        ``degraded`` until then; see :attr:`ReloadStatus.dropped`).
+
+        Raises:
+            ValueError: A rule named is not flagged as dropped.
+        """
+        if self._holder is None:
+            raise RuntimeError("the service is not started")
+        status = self._holder.acknowledge(rule_ids)
+        log.warning("rules: removal of %s acknowledged", ", ".join(rule_ids))
+        return status
+
     def _decode_log_level(self) -> int:
         return logging.getLogger("safewatch").getEffectiveLevel()
 

@@ -177,6 +177,8 @@ class RuntimeStatus:
                 seconds_since_heartbeat=rules.seconds_since_heartbeat,
             )
         state = overall(cameras, (database, inference, rules), stopping=self._stopping.is_set())
+        if state == "ready" and holder is not None and holder.status.dropped:
+            state = "degraded"  # rules gone that no admin acknowledged (RuleSetHolder.acknowledge)
         return Readiness(
             status=state,
             database=database,

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from safewatch.config.coverage import camera_labels, missing_labels
 from safewatch.config.rules import PPERule, SpeedRule, ZoneIntrusionRule
@@ -115,6 +116,48 @@ def test_reload_reports_dropped_rules_and_unwatched_cameras(
     assert status.unwatched == ("yard", "dock", "gate")
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warnings == [
-        "rules: generation 3 dropped 2 rule(s) that were in force: anyone, yard-people",
+        "rules: generation 3 dropped 2 rule(s) that were in force: anyone, yard-people"
+        " (until they come back or an admin acknowledges their removal)",
         "rules: no enabled rule runs on camera(s) yard, dock, gate: nothing is watched there",
     ]
+
+
+def test_dropped_rules_stay_flagged_until_they_come_back_or_are_acknowledged(
+    tmp_path: Path,
+) -> None:
+    """Losing some rules while every camera keeps one: flagged across later edits (an unrelated
+    save does not hide it), cleared by the rule coming back or by an acknowledgement."""
+    dock = "  - {id: dock-cars, kind: proximity, cameras: [dock], objects: [vehicle], "
+    dock += "max_distance: 100px}\n"
+    extra = dock.replace("dock-cars", "dock-cars-2")
+    folder = write_rules(tmp_path / "rules", ZONE + YARD + dock + extra)
+    holder = RuleSetHolder(load_rules(folder, SITE))
+    watcher = RuleWatcher(folder, holder, SITE)
+    gauge = REGISTRY.get_sample_value("safewatch_rules_dropped_unacknowledged")
+    assert gauge == 0
+
+    write_rules(folder, ZONE + YARD + dock)  # dock-cars-2 removed: dock still has a rule
+    assert watcher.reload().dropped == ("dock-cars-2",)
+    write_rules(folder, ZONE + YARD + dock.replace("100px", "90px"))  # an unrelated edit
+    status = watcher.reload()
+    assert status.generation == 3 and status.dropped == ("dock-cars-2",)
+    assert REGISTRY.get_sample_value("safewatch_rules_dropped_unacknowledged") == 1
+
+    write_rules(folder, ZONE + YARD + dock + extra)  # it comes back: nothing is lost
+    assert watcher.reload().dropped == ()
+
+    write_rules(folder, ZONE + YARD)  # both dock rules go (the dock is now unwatched)
+    assert watcher.reload().dropped == ("dock-cars", "dock-cars-2")
+    with pytest.raises(ValueError, match="not dropped: yard-people"):
+        holder.acknowledge(["dock-cars", "yard-people"])  # nothing is acknowledged then
+    with pytest.raises(ValueError):
+        holder.acknowledge([])
+    assert holder.acknowledge(["dock-cars"]).dropped == ("dock-cars-2",)
+    status = holder.acknowledge(["dock-cars-2"])
+    assert status.dropped == () and not any("dropped" in w for w in status.warnings)
+    assert REGISTRY.get_sample_value("safewatch_rules_dropped_unacknowledged") == 0
+    # an acknowledged rule that comes back and goes again is flagged again
+    write_rules(folder, ZONE + YARD + dock)
+    assert watcher.reload().dropped == ()
+    write_rules(folder, ZONE + YARD)
+    assert watcher.reload().dropped == ("dock-cars",)

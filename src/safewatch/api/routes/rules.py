@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.deps import Admin, DashboardDep, Viewer, client_of
-from safewatch.api.errors import ERROR_RESPONSES, config_details
+from safewatch.api.errors import ERROR_RESPONSES, ApiError, config_details
 from safewatch.api.rulefiles import MAX_FILE_BYTES, RuleFiles, SaveResult
 from safewatch.api.schemas import ReloadStatusOut, ValidationOut
 from safewatch.config.ruleset import RuleSet
@@ -150,6 +150,45 @@ async def reload(request: Request, user: Admin, dashboard: DashboardDep) -> Relo
     """Reload now (the watcher also reloads on every change)."""
     result = await anyio.to_thread.run_sync(dashboard.rules.reload_rules)
     dashboard.auth.audit("rules.reload", actor=user.username, client=client_of(request))
+    return ReloadStatusOut.of(result)
+
+
+class AcknowledgeIn(BaseModel):
+    """Rules whose removal an admin accepts (the ids flagged as dropped, as they saw them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rules: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]] = Field(
+        min_length=1, max_length=1000
+    )
+
+
+@router.post(
+    "/dropped/acknowledge",
+    response_model=ReloadStatusOut,
+    summary="Acknowledge the removal of dropped rules",
+)
+async def acknowledge_dropped(
+    body: AcknowledgeIn, request: Request, user: Admin, dashboard: DashboardDep
+) -> ReloadStatusOut:
+    """Accept that rules dropped from the set in force are gone on purpose.
+
+    Until then they are flagged on the Rules page and ``/readyz`` is ``degraded`` (a rule
+    removed by mistake is protection lost). The decision goes to the audit log with the rule
+    ids and the generation in force. 409 if a rule named is not flagged as dropped (it came
+    back, or a newer drop is not what the admin saw).
+    """
+    generation = dashboard.rules.rule_status().generation
+    try:
+        result = await anyio.to_thread.run_sync(dashboard.rules.acknowledge_dropped, body.rules)
+    except ValueError as error:
+        raise ApiError(409, "conflict", str(error)) from None
+    dashboard.auth.audit(
+        "rules.acknowledge_dropped",
+        actor=user.username,
+        subject=", ".join(body.rules),
+        detail={"rules": body.rules, "generation": generation},
+        client=client_of(request),
+    )
     return ReloadStatusOut.of(result)
 
 

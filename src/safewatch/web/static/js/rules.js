@@ -68,6 +68,14 @@ async function refresh() {
   // Protection that disappeared (rules dropped, cameras no rule watches): flagged until fixed.
   const protection = document.getElementById("protection");
   protection.replaceChildren(...(s.warnings || []).map((w) => el("li", {}, `⚠ ${w}`)));
+  // Dropped rules stay flagged (and /readyz degraded) until an admin says the removal was meant.
+  if ((s.dropped || []).length && can("admin")) {
+    protection.append(el("li", {}, el("button", { type: "button", id: "acknowledge-dropped",
+      onclick: async () => {
+        if (!confirm(`Acknowledge that ${s.dropped.join(", ")} ${s.dropped.length > 1 ? "are" : "is"} removed on purpose?`)) return;
+        if (await attempt(() => api("/api/v1/rules/dropped/acknowledge", { method: "POST", body: { rules: s.dropped } }), "Removal acknowledged")) refresh();
+      } }, `Acknowledge removal of ${s.dropped.length} rule(s)`)));
+  }
   protection.hidden = !(s.warnings || []).length;
   document.querySelector("#rule-table tbody").replaceChildren(...data.rules.map((r) => el("tr", { class: r.enabled ? "" : "muted" },
     el("td", {}, el("input", { type: "checkbox", class: "switch", "aria-label": `Rule ${r.id} enabled`, checked: r.enabled, disabled: !can("admin"), dataset: { rule: r.id },
