@@ -343,7 +343,8 @@ class LiveHub:
             if cached is not None:
                 self._jpegs.move_to_end(key)
                 return cached
-            hidden: Any = anonymise_heads(frame.image, frame.tracked, privacy)
+            # No face detector here: it would run on every pushed frame; evidence runs it.
+            hidden: Any = anonymise_heads(frame.image, frame.tracked, privacy, faces=False)
             if max_width and hidden.shape[1] > max_width:
                 height = round(hidden.shape[0] * max_width / hidden.shape[1])
                 hidden = cv2.resize(hidden, (max_width, height), interpolation=cv2.INTER_AREA)

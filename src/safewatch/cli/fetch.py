@@ -32,16 +32,20 @@ __all__ = ["fetch_named", "fetch_site_files", "names_in_site"]
 
 
 def names_in_site(site: LoadedSite) -> list[str]:
-    """Catalogue names the site's enabled cameras use (models and sources), in file order."""
+    """Catalogue names the site's enabled cameras use (models, sources and the privacy face
+    detector), in file order."""
     from safewatch.detect.catalogue import catalogue
 
     entries = catalogue()
     wanted: list[str] = []
-    for camera in site.config.cameras.values():
+    for camera_id, camera in site.config.cameras.items():
         if not camera.enabled:
             continue
         wanted += [site.config.models[key].path for key in camera.models]
         wanted.append(camera.source.strip())
+        faces = site.config.privacy_for(camera_id).faces
+        if faces:
+            wanted.append(faces)
     return [
         name
         for name in dict.fromkeys(wanted)

@@ -245,6 +245,13 @@ class PrivacyConfig(_Strict):
         default_factory=lambda: ["hardhat", "helmet"],
         description="Detection labels whose box covers a hat: the face below it is hidden too.",
     )
+    faces: str | None = Field(
+        None,
+        description="Face detector run on evidence stills and clips (catalogue name 'yunet', an "
+        "imported name or an .onnx path), so faces of people no detector found are hidden too; "
+        "the hard hat above a face stays visible. null: head regions from the pipeline's boxes "
+        "only.",
+    )
 
 
 class RecordingConfig(_Strict):

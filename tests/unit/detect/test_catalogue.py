@@ -110,8 +110,12 @@ def test_builtin_catalogue() -> None:
         "yolox_s",
         "ppe14_yolov8n_int8",
         "head_classifier",
+        "yunet",
         "construction_cctv",
     }
+    faces = entries["yunet"]
+    assert faces.licence == "Apache-2.0" and faces.input_size == 640
+    assert faces.mirror[0].path == "models/face_detection_yunet_2023mar.onnx"
     nano = entries["yolox_nano"]
     assert nano.sha256 == "c789161ed43c8269fcd4e67c67eeeb4e80c622da2eb296a20bc6007bd18a0b7d"
     assert nano.size == 3_659_407
