@@ -404,3 +404,27 @@ def test_first_claim_closes_incidents_a_single_host_serve_left_open(
     assert acquired.takeover is None and acquired.epoch == 1
     assert single_host.get(left.id).ended_at == left.started_at + 2.5
     assert single_host.timeline(left.id)[-1].detail["reason"] == "left_open"
+
+
+def test_site_reload_releases_removed_cameras_and_places_new_ones(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    a = join(members, engine, ownership, "a", CAMERAS[:3])
+    b = join(members, engine, ownership, "b", CAMERAS[:3])
+    wait_for(lambda: spread(members, ["a", "b"]) == [1, 2], SETTLE, "1/2 on two members")
+    removed = CAMERAS[0]
+    holder = a if removed in a.owned() else b
+    site = [*CAMERAS[1:3], "cam-new"]
+    labels = {"cam-new": {"gpu": "true"}}  # nobody carries it: it stays unplaced
+    for member in (a, b):
+        member.set_cameras(site, labels)
+    wait_for(lambda: removed not in a.owned() | b.owned(), SETTLE, "the removed camera stops")
+    assert [e.reason for e in ownership.of(holder.analyzer_id, "released")][-1] == "removed"
+    wait_for(lambda: a.owned() | b.owned() == set(site[:2]), SETTLE, "the rest stays placed")
+    assert lease_rows(engine)[removed][0] is None
+    assert lease_rows(engine)["cam-new"][0] is None
+    for member in (a, b):
+        member.set_cameras(site)  # the label requirement dropped: now it is placed
+    wait_for(lambda: a.owned() | b.owned() == set(site), SETTLE, "the new camera is placed")
+    wait_for(lambda: spread(members, ["a", "b"]) == [1, 2], SETTLE, "1/2 again")
+    assert ownership.check_one_owner_at_a_time() >= 4
