@@ -52,6 +52,8 @@ class RecordingOut(BaseModel):
     camera_id: str
     since: float
     until: float
+    incident_started: float = Field(description="Epoch seconds: the incident's start.")
+    incident_ended: float | None = Field(description="Its end; null while its episode runs.")
     segments: list[SegmentOut]
 
 
@@ -80,6 +82,8 @@ async def incident_recording(
             camera_id=incident.camera_id,
             since=since,
             until=until,
+            incident_started=incident.started_at,
+            incident_ended=incident.ended_at,
             segments=[
                 SegmentOut(
                     start=s.start,

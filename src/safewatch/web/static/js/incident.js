@@ -72,28 +72,96 @@ if (!can("operator")) document.getElementById("note-form").hidden = true;
 document.addEventListener("safewatch:incident", ({ detail }) => { if (detail.incident.id === id) load(); });
 load();
 
-// The camera's continuous recording from 2 minutes before to 2 minutes after the incident. The
-// segments are the camera's own footage (heads not hidden): listed for everyone, played by admins
-// only, and every play is logged.
+// The camera's continuous recording around the incident, as one timeline across its segments.
+// The segments are the camera's own footage (heads not hidden): listed for everyone, played and
+// exported by admins only, and every play and export is logged. Nothing loads until an admin
+// seeks or presses a segment, so opening the page reveals nothing.
+const recordingBox = document.getElementById("recording");
+const recordingPlayer = document.getElementById("recording-player");
+let recordingSpan = 120;
+
+/** The segment holding wall time `t`, or the first one after it (a gap: an outage). */
+function segmentAt(segments, t) {
+  return segments.find((s) => s.start <= t && t < s.end) || segments.find((s) => s.start > t) || null;
+}
+
+function scrubber(found) {
+  const segments = found.segments;
+  const incident = found.incident_at;
+  const slider = el("input", { type: "range", id: "scrub", min: String(found.since), max: String(found.until), step: "0.1", value: String(Math.max(found.since, incident - 5)), "aria-label": "Recording time" });
+  const label = el("output", { id: "scrub-time", for: "scrub" }, fmtTime(+slider.value, true));
+  let current = null; // the segment in the player
+  let dragging = false;
+  const show = (t) => { slider.value = String(t); label.textContent = `${fmtTime(t, true)}${Math.abs(t - incident) < 1 ? " · incident" : ` · ${t < incident ? "-" : "+"}${fmtDuration(Math.abs(t - incident))} from the incident`}`; };
+  const seek = (t, play = false) => {
+    const segment = segmentAt(segments, t);
+    if (!segment) return;
+    const at = Math.max(0, t - segment.start);
+    recordingPlayer.hidden = false;
+    if (current !== segment) {
+      current = segment;
+      recordingBox.dataset.segment = String(segments.indexOf(segment));
+      recordingPlayer.src = segment.url;
+      recordingPlayer.addEventListener("loadedmetadata", () => {
+        recordingPlayer.currentTime = at;
+        if (play) recordingPlayer.play().catch(() => {});
+      }, { once: true });
+    } else {
+      recordingPlayer.currentTime = at;
+      if (play) recordingPlayer.play().catch(() => {});
+    }
+    show(segment.start + at);
+  };
+  slider.addEventListener("input", () => { dragging = true; show(+slider.value); });
+  slider.addEventListener("change", () => { dragging = false; seek(+slider.value, !recordingPlayer.paused); });
+  recordingPlayer.addEventListener("timeupdate", () => {
+    if (current && !dragging) show(current.start + recordingPlayer.currentTime);
+  });
+  // Continuous playback: at the end of a segment the next one follows (after an outage, its start).
+  recordingPlayer.addEventListener("ended", () => {
+    const next = current && segments[segments.indexOf(current) + 1];
+    if (next) seek(next.start, true);
+  });
+  // positions through the CSSOM: the Content-Security-Policy forbids style attributes
+  const place = (node, from, to) => {
+    const whole = found.until - found.since;
+    node.style.left = `${(100 * (Math.max(from, found.since) - found.since)) / whole}%`;
+    node.style.width = `${(100 * Math.max(0, Math.min(to, found.until) - Math.max(from, found.since))) / whole}%`;
+    return node;
+  };
+  const marks = el("div", { class: "scrub-marks", "aria-hidden": "true" },
+    ...segments.map((s) => place(el("span", { class: "seg" }), s.start, s.end)),
+    place(el("span", { class: "mark" }), incident, incident));
+  const from = Math.max(found.since, segments[0].start);
+  const to = Math.min(found.until, segments[segments.length - 1].end);
+  const exportLink = el("a", { id: "export-range", class: "button", href: `/api/v1/recordings/${encodeURIComponent(found.camera_id)}/export?since=${from.toFixed(3)}&until=${to.toFixed(3)}`, download: "" }, "Export this range (MP4)");
+  recordingBox.seek = seek;
+  return el("div", { class: "scrubber" }, el("div", { class: "scrub-track" }, marks, slider), label, " ", exportLink);
+}
+
 async function recording() {
-  const box = document.getElementById("recording");
-  const player = document.getElementById("recording-player");
-  const found = await attempt(() => api(`/api/v1/incidents/${id}/recording`));
-  if (!found) { box.replaceChildren(); return; }
-  box.dataset.segments = String(found.segments.length);
+  const found = await attempt(() => api(`/api/v1/incidents/${id}/recording?before=${recordingSpan}&after=${recordingSpan}`));
+  if (!found) { recordingBox.replaceChildren(); return; }
+  found.incident_at = found.incident_started;
+  recordingBox.dataset.segments = String(found.segments.length);
+  const span = el("select", { id: "recording-span", "aria-label": "Footage around the incident" },
+    ...[[120, "±2 min"], [600, "±10 min"], [1800, "±30 min"]].map(([v, text]) => el("option", { value: String(v), selected: v === recordingSpan }, text)));
+  span.addEventListener("change", () => { recordingSpan = +span.value; recording(); });
+  const head = el("p", { class: "muted small" }, span, ` ${found.camera_id}, ${fmtTime(found.since, true)} to ${fmtTime(found.until, true)}`);
   if (!found.segments.length) {
-    box.replaceChildren(el("p", { class: "muted" }, `No recording of ${found.camera_id} from ${fmtTime(found.since, true)} to ${fmtTime(found.until, true)}.`));
+    recordingBox.replaceChildren(head, el("p", { class: "muted" }, `No recording of ${found.camera_id} in this span.`));
     return;
   }
+  const admin = can("admin");
   const items = found.segments.map((segment) => el("li", {},
-    can("admin")
-      ? el("button", { type: "button", class: "link", onclick: () => { player.src = segment.url; player.hidden = false; player.play?.().catch(() => {}); } },
+    admin
+      ? el("button", { type: "button", class: "link", onclick: () => recordingBox.seek(segment.start, true) },
         `${fmtTime(segment.start, true)}–${fmtTime(segment.end, true)}`)
       : `${fmtTime(segment.start, true)}–${fmtTime(segment.end, true)}`,
     el("span", { class: "muted" }, ` ${(segment.size / 1e6).toFixed(1)} MB`)));
-  box.replaceChildren(el("ol", { class: "plain" }, items),
-    el("p", { class: "muted small" }, can("admin")
-      ? "The camera's own footage: heads are not hidden; playing it is recorded in the audit log."
+  recordingBox.replaceChildren(head, ...(admin ? [scrubber(found)] : []), el("ol", { class: "plain" }, items),
+    el("p", { class: "muted small" }, admin
+      ? "The camera's own footage: heads are not hidden; playing or exporting it is recorded in the audit log."
       : "The camera's own footage (heads not hidden): an admin can play it."));
 }
 recording();
