@@ -134,7 +134,7 @@ class RedisPublisher:
         self._stream = stream
         self._maxlen = maxlen
         self._cond = threading.Condition()
-        self._changes: deque[Envelope] = deque(maxlen=backlog)
+        self._changes: deque[tuple[Envelope, bytes]] = deque(maxlen=backlog)
         self._frames: dict[str, Envelope] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -154,13 +154,15 @@ class RedisPublisher:
         """Queue ``envelope``: an incident change for the stream, a live frame for Pub/Sub.
 
         Raises:
-            BusFormatError: Another type (this publisher has nowhere to send it).
+            BusFormatError: Another type (this publisher has nowhere to send it), or an incident
+                change that is not JSON (encoded here, so the caller hears of it).
         """
+        encoded = encode_envelope(envelope) if envelope.type == INCIDENT_CHANGE else b""
         with self._cond:
             if envelope.type == INCIDENT_CHANGE:
                 if len(self._changes) == self._changes.maxlen:
                     self.dropped += 1
-                self._changes.append(envelope)
+                self._changes.append((envelope, encoded))
             elif envelope.type == LIVE_FRAME:
                 camera = str(envelope.body.get("camera"))
                 if camera in self._frames:
@@ -206,6 +208,12 @@ class RedisPublisher:
                 continue
             try:
                 self._send(changes, frames)
+            except BusFormatError as exc:
+                # A live frame's metadata is not JSON (encoded first, so nothing was sent): drop
+                # the overlays, which are lossy anyway; the changes go in the next round.
+                self.frames_dropped += len(frames)
+                log.error("cannot send live overlays: %s", exc)
+                continue
             except errors as exc:
                 self.failures += 1
                 self.frames_dropped += len(frames)
@@ -219,23 +227,23 @@ class RedisPublisher:
             with self._cond:
                 # Only what was sent leaves the queue; the deque may have dropped from its left
                 # meanwhile, so remove by identity.
-                sent = {id(e) for e in changes}
+                sent = {id(e) for e, _ in changes}
                 self._changes = deque(
-                    (e for e in self._changes if id(e) not in sent), maxlen=self._changes.maxlen
+                    (c for c in self._changes if id(c[0]) not in sent), maxlen=self._changes.maxlen
                 )
             self.sent += len(changes)
 
-    def _send(self, changes: list[Envelope], frames: dict[str, Envelope]) -> None:
+    def _send(self, changes: list[tuple[Envelope, bytes]], frames: dict[str, Envelope]) -> None:
         pipe = self._client.pipeline(transaction=False)
-        for envelope in changes:
+        for camera, envelope in frames.items():
+            pipe.publish(LIVE_CHANNEL_PREFIX + camera, encode_envelope(envelope))
+        for _envelope, encoded in changes:
             pipe.xadd(
                 self._stream,
-                {_FIELD: encode_envelope(envelope)},
+                {_FIELD: encoded},
                 maxlen=self._maxlen,
                 approximate=True,
             )
-        for camera, envelope in frames.items():
-            pipe.publish(LIVE_CHANNEL_PREFIX + camera, encode_envelope(envelope))
         with tracing.span("bus.publish", {"changes": len(changes), "frames": len(frames)}):
             pipe.execute()
 
@@ -301,6 +309,7 @@ class IncidentFeed:
                 delay = self.poll(sink)
             except SafewatchError as exc:  # the database is down: retry, nothing else to do
                 log.warning("cannot back-fill incident changes: %s", exc)
+                self._dirty = True  # an entry read meanwhile is delivered from the chain
                 delay = 2.0
             if delay:
                 stop.wait(delay)
