@@ -1,5 +1,5 @@
 """Camera leases against a real PostgreSQL: several ClusterMember objects in one process, short
-leases (1.5 s) and generous waits (never a margin of a few milliseconds).
+leases (2 s) and generous waits (never a margin of a few milliseconds).
 
 Ownership is checked on the listeners' joint log: each camera's acquired/released calls must
 alternate with one owner at a time and rising epochs, whatever happened in between.
@@ -26,7 +26,8 @@ from safewatch.errors import StorageError
 from safewatch.storage import ChainEntryRow, CoverageGapRow, IncidentRepository, create_engine_for
 from safewatch.storage.migrate import upgrade
 
-LEASE = 1.5
+LEASE = 2.0
+RENEW = 0.3  # below the default third: more tries before the deadline on a starved CI machine
 CAMERAS = [f"cam-{n}" for n in range(6)]
 SETTLE = 20.0  # seconds: generous, for a loaded CI machine
 
@@ -68,7 +69,13 @@ def join(
     incidents: IncidentRepository | None = None,
 ) -> ClusterMember:
     member = ClusterMember(
-        engine, name, cameras, ownership.listener(name), lease_seconds=LEASE, incidents=incidents
+        engine,
+        name,
+        cameras,
+        ownership.listener(name),
+        lease_seconds=LEASE,
+        renew_every=RENEW,
+        incidents=incidents,
     )
     made[name] = member
     member.start()
