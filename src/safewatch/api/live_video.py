@@ -20,7 +20,8 @@ written to the audit log (``live.raw_view``) before a byte is sent (:mod:`safewa
 One feed per (camera, mode) however many viewers watch it: its thread produces the chunks once
 and every viewer's bounded queue gets a reference. A viewer that falls ``backlog`` fragments
 behind is cut back to the next keyframe (it skips, never queues without bound), and a feed with
-no viewer for ``idle_seconds`` closes its camera connection.
+no viewer for ``idle_seconds`` closes its camera connection. Feeds follow site reloads: a camera
+whose source changes is reopened (its viewers get a new init), one removed or disabled ends.
 
 Each chunk carries the wall-clock time of its frame, computed as the recorder and the decode
 worker do (the first packet of a connection stamped with the clock, later ones by presentation
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import struct
@@ -372,14 +372,13 @@ class _Feed:
         owner: LiveVideo,
         camera_id: str,
         mode: VideoMode,
-        open_input: Callable[[], Any],
-        realtime: bool,
     ) -> None:
         self._owner = owner
         self.camera_id = camera_id
         self.mode = mode
-        self._open_input = open_input
-        self._realtime = realtime
+        self._source: tuple[str, str] | None = None
+        self._realtime = False
+        self._checked = 0.0
         self._lock = threading.Lock()
         self._viewers: set[Viewer] = set()
         self._init: Chunk | None = None
@@ -443,9 +442,15 @@ class _Feed:
         settings = self._owner.settings
         try:
             while not self.stop.is_set() and not self._idle():
+                camera = self._owner.camera(self.camera_id)
+                if camera is None:
+                    log.info("live video %s: camera removed or disabled", self.camera_id)
+                    return
+                self._source = (camera.source, camera.rtsp_transport)
+                self._realtime = source_kind(camera.source) == "file"
                 container: Any = None
                 try:
-                    container = self._open_input()
+                    container = self._owner.open_camera(self.camera_id, camera)
                     self.generation += 1
                     self._stream(container)
                 except (av.error.FFmpegError, OSError, ValueError) as error:
@@ -477,7 +482,7 @@ class _Feed:
             else:
                 stream.thread_type = "SLICE"  # frame threads would hold frames back (latency)
             for packet in container.demux(stream):
-                if self.stop.is_set() or self._idle():
+                if self.stop.is_set() or self._idle() or self._camera_changed():
                     return
                 if packet.size == 0:
                     continue
@@ -520,6 +525,16 @@ class _Feed:
                         self._publish(fragmenter.mux(encoded, stamp))
         finally:
             self._publish(fragmenter.close())
+
+    def _camera_changed(self) -> bool:
+        """Whether a site reload removed or disabled the camera or changed its source (checked
+        once a second): the feed then reconnects with the new settings, or ends."""
+        now = time.monotonic()
+        if now - self._checked < 1.0:
+            return False
+        self._checked = now
+        camera = self._owner.camera(self.camera_id)
+        return camera is None or (camera.source, camera.rtsp_transport) != self._source
 
     def _paced(
         self, packet: Any, first: int, offset: int, base: Fraction, started: float, wall0: float
@@ -592,6 +607,15 @@ class LiveVideo:
         self._lock = threading.Lock()
         self._feeds: dict[tuple[str, VideoMode], _Feed] = {}
 
+    def camera(self, camera_id: str) -> CameraConfig | None:
+        """The camera's settings in force, ``None`` if it is gone from the site or disabled."""
+        camera = self._site().config.cameras.get(camera_id)
+        return camera if camera is not None and camera.enabled else None
+
+    def open_camera(self, camera_id: str, camera: CameraConfig) -> Any:
+        """Open the camera with the opener (relative file paths from the site's folder)."""
+        return self._opener(camera_id, camera, self._site().base_dir)
+
     def privacy(self, camera_id: str) -> PrivacyConfig:
         """The camera's privacy settings in force."""
         return self._site().config.privacy_for(camera_id)
@@ -603,21 +627,15 @@ class LiveVideo:
         with ``loop``, :meth:`Viewer.next` awaits its chunks on that loop.
 
         Raises:
-            KeyError: No such camera in the site.
+            KeyError: No such camera in the site, or it is disabled.
         """
-        camera = self._site().config.cameras[camera_id]
+        if self.camera(camera_id) is None:
+            raise KeyError(camera_id)
         with self._lock:
             while True:
                 feed = self._feeds.get((camera_id, mode))
                 if feed is None:
-                    base_dir = self._site().base_dir
-                    feed = _Feed(
-                        self,
-                        camera_id,
-                        mode,
-                        functools.partial(self._opener, camera_id, camera, base_dir),
-                        realtime=source_kind(camera.source) == "file",
-                    )
+                    feed = _Feed(self, camera_id, mode)
                     self._feeds[(camera_id, mode)] = feed
                     feed.thread.start()
                 viewer = Viewer(feed, self.settings.backlog, loop)

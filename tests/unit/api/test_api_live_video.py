@@ -5,6 +5,7 @@ skips to a keyframe, and only admins get the raw stream, audited."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import struct
 import time
@@ -16,9 +17,10 @@ import av
 import cv2
 import numpy as np
 import pytest
+import yaml
 from starlette.websockets import WebSocketDisconnect
 
-from api_support import add_users, client_for, login, write_site
+from api_support import add_users, client_for, login, wait_until, write_site
 from assets import asset
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.live import LiveHub
@@ -97,7 +99,7 @@ def test_the_raw_feed_is_the_cameras_own_packets(site: tuple[Dashboard, SiteStor
     # the browser turns video time into wall time with wall - media; it only ever moves back
     # (a frame cannot have been filmed after it arrived), and never far
     offsets = [c.wall - c.media for c in fragments]
-    assert all(b <= a + 1e-6 for a, b in zip(offsets, offsets[1:], strict=False))
+    assert all(b <= a + 1e-6 for a, b in itertools.pairwise(offsets))
     assert offsets[0] - offsets[-1] < 0.5
     assert all(c.wall <= c.made for c in fragments)
     assert max(c.media for c in fragments) == pytest.approx(11 / 24, abs=3 / 24)
@@ -213,3 +215,34 @@ def test_only_admins_get_the_raw_stream_and_it_is_audited(
         assert missing.value.code == 4404  # disabled
     records, total = dashboard.auth.audit_records(action="live.raw_view")
     assert total == 1 and records[0].actor == "admin" and records[0].subject == "yard"
+
+
+def test_a_feed_follows_site_reloads(tmp_path: Path) -> None:
+    """A changed source reopens the feed (a new init, the new picture size); a disabled camera
+    ends it."""
+    path = write_site(tmp_path, source=str(asset(CLIP)))
+    current = {"site": load_site(path)}
+    video = LiveVideo(LiveHub(), lambda: current["site"])
+    viewer = video.watch("yard", "raw")
+    try:
+        first = collect(viewer, 2)
+        assert (first[0].kind, first[0].width) == ("init", 640)
+        site = yaml.safe_load(path.read_text())
+        site["cameras"]["yard"]["source"] = str(asset("video/pets09_s2l1_480x360.avi"))
+        path.write_text(yaml.safe_dump(site))
+        current["site"] = load_site(path)
+        deadline = time.monotonic() + 30
+        init: Chunk | None = None
+        while init is None:
+            assert time.monotonic() < deadline, "no new init after the source changed"
+            init = next((c for c in viewer.take(0.5) if c.kind == "init"), None)
+        assert (init.width, init.height, init.generation) == (480, 360, first[0].generation + 1)
+        site["cameras"]["yard"]["enabled"] = False
+        path.write_text(yaml.safe_dump(site))
+        current["site"] = load_site(path)
+        wait_until(lambda: not video.feeds(), timeout=30)
+        with pytest.raises(KeyError):
+            video.watch("yard", "raw")
+    finally:
+        viewer.close()
+        video.close()
