@@ -8,6 +8,7 @@ not turn a Home Assistant sensor back on).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -58,6 +59,7 @@ class AlertMessage:
         created_at: When the change happened (wall clock): latency is measured from it.
         evidence: The evidence still, for channels that attach it.
         open_count: Incidents of this camera and rule open now (MQTT state), when asked for.
+        witness: For a ``witness`` alert, the chain head ``{"seq", "hash", "at", "time"}``.
     """
 
     key: str
@@ -73,6 +75,7 @@ class AlertMessage:
     created_at: float = 0.0
     evidence: Evidence | None = None
     open_count: int | None = None
+    witness: Mapping[str, Any] | None = None
 
 
 def probe_item(route: RouteConfig, channel: str, now: float) -> OutboxItem:
@@ -186,6 +189,8 @@ class Composer:
             state: Count the open incidents of its camera and rule (MQTT).
             max_evidence_bytes: A larger still is not attached (the link still points at it).
         """
+        if item.event == "witness":
+            return self._witness(item)
         route = self._config.route(item.route_id)
         payload = item.payload
         incident = payload.get("incident")
@@ -235,6 +240,40 @@ class Composer:
             created_at=float(payload.get("at", item.created_at)),
             evidence=attachment,
             open_count=open_now,
+        )
+
+    def _witness(self, item: OutboxItem) -> AlertMessage:
+        """The chain head as a message: prose for a person, one line for ``verify --witness``."""
+        from safewatch.incidents.witness import ChainWitness
+
+        data = item.payload.get("witness")
+        witness = ChainWitness.from_json(json.dumps(data).encode())
+        text = (
+            f"The tamper-evidence chain of {self._site} held entry {witness.seq} at "
+            f"{witness.when}. Keep this message where the site cannot change it: "
+            "'safewatch verify --witness FILE' (this message saved as a file) checks that the "
+            "site's database still holds that entry, so newest entries cut off with the chain "
+            f"head set back are found.\n\n{witness.line()}"
+        )
+        fields = {
+            "event": "witness",
+            "route": item.route_id,
+            "site": self._site,
+            "seq": str(witness.seq),
+            "hash": witness.hash,
+            "time": witness.when,
+        }
+        return AlertMessage(
+            key=item.key,
+            event="witness",
+            route_id=item.route_id,
+            subject=f"safewatch chain witness of {self._site}: entry {witness.seq}",
+            text=text,
+            fields=fields,
+            incident=None,
+            site=self._site,
+            created_at=float(item.payload.get("at", item.created_at)),
+            witness=json.loads(witness.to_json()),
         )
 
     def _digest_lines(

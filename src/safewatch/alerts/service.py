@@ -9,6 +9,7 @@ decisions (digest windows, rate-limit holds) and are sent through the channels i
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -21,14 +22,19 @@ from safewatch.alerts.dispatcher import Delivery, Dispatcher, DispatchPlan
 from safewatch.alerts.message import Composer
 from safewatch.alerts.outbox import Outbox
 from safewatch.alerts.routing import Router
+from safewatch.alerts.rows import idempotency_key, insert_ignoring_duplicates, new_row, transaction
 from safewatch.alerts.writer import OutboxWriter
 from safewatch.config.alerts import AlertsConfig
 from safewatch.config.loader import LoadedSite
 from safewatch.incidents.evidence import EvidenceStore
 from safewatch.incidents.site_storage import SiteStorage
+from safewatch.incidents.witness import ChainWitness
 from safewatch.storage import IncidentRepository
 
-__all__ = ["AlertService", "build_plan", "start_alerts"]
+__all__ = ["WITNESS_ROUTE", "AlertService", "build_plan", "start_alerts"]
+
+WITNESS_ROUTE = "chain-witness"
+"""The route id of witness alerts (``alerts.witness``; not a route of ``alerts.routes``)."""
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +118,7 @@ class AlertService:
         self.dispatcher.add_listener(self._count)
         self._writer = OutboxWriter(lambda: self._router, on_commit=self.dispatcher.wake)
         self._hooked = False
+        self._witness_sent_at: float | None = None
 
     @staticmethod
     def _router_for(site: LoadedSite) -> Router:
@@ -168,6 +175,49 @@ class AlertService:
         for channel in old.channels.values():
             channel.close()
         log.info("alerts: reconfigured (%d route(s))", len(site.config.alerts.routes))
+
+    def witness(self, witness: ChainWitness, *, force: bool = False) -> int:
+        """Queue the chain head for ``alerts.witness``'s channels, at most once per ``every``.
+
+        The :class:`~safewatch.incidents.witness.WitnessWriter`'s ``notify``: it calls this
+        with each witness it wrote to the evidence store (only when the chain moved). The rows
+        go through the outbox like any alert (retries, dead letters, ``safewatch alerts``); the
+        key is the head's, so the same head is never queued twice.
+
+        Returns:
+            Rows queued (0: no witness channels, or not due yet).
+
+        Raises:
+            StorageError: The outbox cannot be written.
+        """
+        config = self.config.witness
+        now = self._clock()
+        if config is None:
+            return 0
+        last = self._witness_sent_at
+        if not force and last is not None and now - last < config.every:
+            return 0
+        key = idempotency_key("chain-witness", str(witness.seq), witness.hash)
+        payload = {"witness": json.loads(witness.to_json()), "event": "witness", "at": now}
+        rows = [
+            new_row(
+                key,
+                channel,
+                incident_id=None,
+                route_id=WITNESS_ROUTE,
+                event="witness",
+                status="pending",
+                due_at=now,
+                now=now,
+                payload=payload,
+            )
+            for channel in config.channels
+        ]
+        with transaction(self._repository.engine, "queue the chain witness") as session:
+            insert_ignoring_duplicates(session, rows)
+        self._witness_sent_at = now
+        self.dispatcher.wake()
+        return len(rows)
 
     def _count(self, delivery: Delivery) -> None:
         with self._lock:

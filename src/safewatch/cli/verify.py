@@ -23,19 +23,37 @@ def verify(
         str | None,
         typer.Option(help="A chain hash noted earlier (a previous verify's head); it must remain."),
     ] = None,
+    witness_files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--witness",
+            help="A chain witness kept outside the site: a witness alert saved from a mailbox "
+            "(.eml or text), a witness webhook's JSON body, or a copy of "
+            "chain-witness/latest.json. Its entry must still be in the chain. Repeatable.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Walk the chain; report edited or deleted incidents and evidence. Exit 1 on any problem.
 
     The latest chain witness in the evidence store (written by ``serve``) is checked too, so the
-    newest entries cannot be cut off unnoticed even without ``--expect-hash``.
+    newest entries cannot be cut off unnoticed even without ``--expect-hash``; ``--witness``
+    adds witnesses the alert channels delivered (``alerts.witness``), which someone who controls
+    the server and its evidence store cannot take back.
     """
     from safewatch.config.loader import load_site
     from safewatch.incidents.chain import verify_chain
     from safewatch.incidents.site_storage import open_evidence_backend
-    from safewatch.incidents.witness import read_latest_witness
+    from safewatch.incidents.witness import ChainWitness, parse_witness, read_latest_witness
     from safewatch.storage import create_engine_for
 
+    kept: list[tuple[ChainWitness, str]] = []
+    for path in witness_files or ():
+        try:
+            kept.append((parse_witness(path.read_bytes()), str(path)))
+        except (OSError, ValueError) as error:
+            err.print(f"[red]error[/red]: --witness {path}: {error}", highlight=False)
+            raise typer.Exit(2) from None
     site = load_site(config)
     storage = site.config.storage
     engine = create_engine_for(storage.database, site.base_dir)
@@ -48,6 +66,7 @@ def verify(
             expect_hash=expect_hash,
             witness=witness,
             witness_location=store.location,
+            more_witnesses=kept,
         )
     finally:
         engine.dispose()
@@ -64,6 +83,10 @@ def verify(
                     "witness": None
                     if witness is None
                     else {"seq": witness.seq, "hash": witness.hash, "time": witness.when},
+                    "witnesses_given": [
+                        {"file": where, "seq": w.seq, "hash": w.hash, "time": w.when}
+                        for w, where in kept
+                    ],
                     "problems": [
                         {
                             "kind": str(p.kind),
@@ -98,6 +121,12 @@ def verify(
         else:
             out.print(
                 f"witness: entry {witness.seq} of {witness.when} in {store.location}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        for given, where in kept:
+            out.print(
+                f"witness: entry {given.seq} of {given.when} in {where}",
                 highlight=False,
                 soft_wrap=True,
             )

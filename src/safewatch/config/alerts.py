@@ -37,6 +37,7 @@ __all__ = [
     "TeamsChannelConfig",
     "TemplateConfig",
     "WebhookChannelConfig",
+    "WitnessAlertConfig",
 ]
 
 AlertEvent = Literal["opened", "updated", "closed"]
@@ -267,6 +268,20 @@ class RetryConfig(_Strict):
     )
 
 
+class WitnessAlertConfig(_Strict):
+    """The chain head sent through alert channels: a witness kept outside the site's own
+    database and evidence store (``safewatch verify --witness``; docs/alerts.md)."""
+
+    channels: tuple[str, ...] = Field(
+        min_length=1, description="Channel keys (a webhook or mailbox the site cannot alter)."
+    )
+    every: Duration = Field(
+        3600.0,
+        ge=60,
+        description="At most one witness per this long, and only when the chain moved.",
+    )
+
+
 class AlertsConfig(_Strict):
     """The ``alerts:`` block of the site file (see docs/alerts.md)."""
 
@@ -292,6 +307,9 @@ class AlertsConfig(_Strict):
         description="A delivery claimed by a dispatcher that died is retried after this long.",
     )
     workers: int = Field(4, ge=1, le=64, description="Deliveries in flight at once.")
+    witness: WitnessAlertConfig | None = Field(
+        None, description="Send the tamper-evidence chain's head to these channels regularly."
+    )
 
     @field_validator("incident_url")
     @classmethod
@@ -321,6 +339,12 @@ class AlertsConfig(_Strict):
                 raise ValueError(
                     f"route {route.id!r} names template {route.template!r}, which is not "
                     f"defined (defined: {known})"
+                )
+        for name in self.witness.channels if self.witness is not None else ():
+            if name not in self.channels:
+                known = ", ".join(sorted(self.channels)) or "none"
+                raise ValueError(
+                    f"witness names channel {name!r}, which is not defined (defined: {known})"
                 )
         return self
 

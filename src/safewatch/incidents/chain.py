@@ -20,7 +20,7 @@ the last :data:`REORDER_WINDOW` entries (to tell a reordering from a replaced en
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -120,8 +120,9 @@ class _Walk:
     seq_of_hash: OrderedDict[str, int] = field(default_factory=OrderedDict)
     expect_hash: str | None = None
     anchor_found: bool = False
-    witness: ChainWitness | None = None
-    witnessed_hash: str | None = None
+    witnesses: tuple[tuple[ChainWitness, str], ...] = ()
+    witnessed: dict[int, str] = field(default_factory=dict)
+    """Hash of each entry a witness names, as found in the chain."""
     prev_hash: str = GENESIS
     prev_seq: int = 0
 
@@ -193,8 +194,8 @@ def _check_links(engine: Engine, walk: _Walk) -> None:
             walk.seq_of_hash.popitem(last=False)
         if row.hash == walk.expect_hash:
             walk.anchor_found = True
-        if walk.witness is not None and row.seq == walk.witness.seq:
-            walk.witnessed_hash = row.hash
+        if any(row.seq == witness.seq for witness, _ in walk.witnesses):
+            walk.witnessed[row.seq] = row.hash
         walk.prev_hash = row.hash
         walk.prev_seq = row.seq
         _remember(walk, entry.kind, row.seq, entry.incident_id, entry.subject, entry.digest,
@@ -256,22 +257,27 @@ def _check_head(engine: Engine, walk: _Walk) -> None:
         )
 
 
-def _check_witness(walk: _Walk, where: str) -> None:
-    witness = walk.witness
-    if witness is None or walk.witnessed_hash == witness.hash:
+def _check_witnesses(walk: _Walk) -> None:
+    for witness, where in walk.witnesses:
+        _check_witness(walk, witness, where)
+
+
+def _check_witness(walk: _Walk, witness: ChainWitness, where: str) -> None:
+    found = walk.witnessed.get(witness.seq)
+    if found == witness.hash:
         return
     seen = f"the chain witness of {witness.when} in {where} saw entry {witness.seq}"
-    if walk.witnessed_hash is None and walk.prev_seq < witness.seq:
+    if found is None and walk.prev_seq < witness.seq:
         message = (
             f"{seen}, but the chain ends at entry {walk.prev_seq}: entries "
             f"{walk.prev_seq + 1} to {witness.seq} were cut off the end"
         )
-    elif walk.witnessed_hash is None:
+    elif found is None:
         message = f"{seen}, which is no longer in the chain: entries were deleted"
     else:
         message = (
             f"{seen} with hash {witness.hash[:16]}..., the chain now has "
-            f"{walk.witnessed_hash[:16]}...: the chain was rewritten since"
+            f"{found[:16]}...: the chain was rewritten since"
         )
     _problem(walk, Problem(ProblemKind.WITNESS_MISMATCH, message, seq=witness.seq))
 
@@ -369,6 +375,7 @@ def verify_chain(
     expect_hash: str | None = None,
     witness: ChainWitness | None = None,
     witness_location: str = "the evidence store",
+    more_witnesses: Sequence[tuple[ChainWitness, str]] = (),
     progress: Callable[[str], None] | None = None,
 ) -> VerifyReport:
     """Check the chain, the incidents and the evidence against each other.
@@ -382,6 +389,9 @@ def verify_chain(
             that entry with that hash, which catches the newest entries cut off with the head
             row set back.
         witness_location: Where the witness was read, for the message.
+        more_witnesses: Further witnesses with where each came from (e.g. a witness alert
+            a mail or webhook receiver kept, outside anything the server can write); each
+            is checked like ``witness``.
         progress: Called with each evidence key before it is hashed.
 
     Returns:
@@ -390,10 +400,11 @@ def verify_chain(
     Raises:
         StorageError: The database or the evidence store cannot be read at all.
     """
-    walk = _Walk(VerifyReport(), expect_hash=expect_hash, witness=witness)
+    witnesses = ((witness, witness_location),) if witness is not None else ()
+    walk = _Walk(VerifyReport(), expect_hash=expect_hash, witnesses=(*witnesses, *more_witnesses))
     _check_links(engine, walk)
     _check_head(engine, walk)
-    _check_witness(walk, witness_location)
+    _check_witnesses(walk)
     _check_incidents(engine, walk)
     if evidence is not None:
         _check_evidence(evidence, walk, progress)

@@ -14,12 +14,20 @@ the evidence store (a folder or an S3 bucket, usually with different permissions
 Each witness is one small JSON object: ``chain-witness/YYYY/MM/DD/HHMMSSZ-<seq>.json`` keeps the
 history, and ``chain-witness/latest.json`` is the one verify reads (overwritten atomically, so it
 is never half written). Retention never touches them: it removes only keys the chain recorded.
+
+Someone who controls the server may control its evidence store too. So the head also leaves the
+site through the alert channels (``alerts.witness`` in the site file: a webhook, a mailbox kept
+elsewhere), as one line :meth:`ChainWitness.line` in the message; ``safewatch verify --witness
+FILE`` takes such a message back (:func:`parse_witness`: the saved mail, the webhook's JSON body,
+a copy of ``latest.json``, or any text holding the line).
 """
 
 from __future__ import annotations
 
+import email
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +45,7 @@ __all__ = [
     "WITNESS_PREFIX",
     "ChainWitness",
     "WitnessWriter",
+    "parse_witness",
     "read_latest_witness",
     "write_witness",
 ]
@@ -45,6 +54,10 @@ log = logging.getLogger(__name__)
 
 WITNESS_PREFIX = "chain-witness/"
 LATEST_KEY = WITNESS_PREFIX + "latest.json"
+LINE_PREFIX = "safewatch-chain-witness"
+_LINE = re.compile(
+    rf"{LINE_PREFIX} seq=(?P<seq>\d+) hash=(?P<hash>[0-9a-f]{{16,128}}) at=(?P<at>\d+(?:\.\d+)?)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +84,10 @@ class ChainWitness:
         body = {"seq": self.seq, "hash": self.hash, "at": self.at, "time": self.when}
         return json.dumps(body, sort_keys=True).encode()
 
+    def line(self) -> str:
+        """The witness as one line of text (in alert messages; :func:`parse_witness` finds it)."""
+        return f"{LINE_PREFIX} seq={self.seq} hash={self.hash} at={self.at!r} time={self.when}"
+
     @classmethod
     def from_json(cls, data: bytes) -> ChainWitness:
         """Parse a stored witness.
@@ -83,6 +100,36 @@ class ChainWitness:
             return cls(seq=int(body["seq"]), hash=str(body["hash"]), at=float(body["at"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"not a chain witness: {exc}") from None
+
+
+def parse_witness(data: bytes) -> ChainWitness:
+    """A witness from what a receiver kept: a copy of ``latest.json``, a webhook's JSON body (its
+    ``witness`` object), a saved mail (``.eml``, any transfer encoding) or text holding the
+    :meth:`ChainWitness.line` (the last one wins).
+
+    Raises:
+        ValueError: No witness found in ``data``.
+    """
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict):
+        inner = body.get("witness")
+        fields = inner if isinstance(inner, dict) else body
+        return ChainWitness.from_json(json.dumps(fields).encode())
+    texts = [data.decode("utf-8", "replace")]
+    message = email.message_from_bytes(data)
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                texts.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
+    found = [m for text in texts for m in _LINE.finditer(text)]
+    if not found:
+        raise ValueError(f"no chain witness found (a line starting with {LINE_PREFIX!r})")
+    last = found[-1]
+    return ChainWitness(seq=int(last["seq"]), hash=last["hash"], at=float(last["at"]))
 
 
 def write_witness(

@@ -48,7 +48,7 @@ from safewatch.incidents.manager import IncidentChange, IncidentManager
 from safewatch.incidents.privacy import anonymise_heads
 from safewatch.incidents.recorder import EvidenceRecorder
 from safewatch.incidents.site_storage import SiteStorage, open_site_storage
-from safewatch.incidents.witness import WitnessWriter
+from safewatch.incidents.witness import ChainWitness, WitnessWriter
 from safewatch.pipeline.stages import build_tracker, resolved_models
 from safewatch.pipeline.step import FrameListener
 from safewatch.recording.service import RecordingService
@@ -309,7 +309,10 @@ class RuntimeService:
                 close_abandoned_incidents(storage.repository, config)
             # the chain head, witnessed outside the database (safewatch.incidents.witness)
             self._witness = WitnessWriter(
-                storage.evidence.backend, storage.engine, interval=config.storage.witness_seconds
+                storage.evidence.backend,
+                storage.engine,
+                interval=config.storage.witness_seconds,
+                notify=self._witness_alert,
             ).start()
             incidents = IncidentManager(
                 storage.repository,
@@ -628,6 +631,11 @@ class RuntimeService:
         self.live.forget(camera_id)
         if self._api is not None:
             self._api.camera_gone(camera_id)
+
+    def _witness_alert(self, witness: ChainWitness) -> None:
+        """Each chain witness also leaves through ``alerts.witness``'s channels, when set."""
+        if self._alerts is not None:
+            self._alerts.witness(witness)
 
     def _stop_reason(self, camera_id: str) -> str:
         """Why a running camera stopped (the site in force is already the new one)."""

@@ -3,6 +3,7 @@ a clean stop; a store that fails is logged, never raised into the server."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from safewatch.incidents.witness import (
     LATEST_KEY,
     ChainWitness,
     WitnessWriter,
+    parse_witness,
     read_latest_witness,
 )
 from safewatch.storage import IncidentRepository, LocalBlobStore
@@ -84,3 +86,39 @@ def test_a_damaged_latest_witness_is_a_storage_error(tmp_path: Path) -> None:
     store.put_bytes(LATEST_KEY, b"{not json")
     with pytest.raises(StorageError, match="not a chain witness"):
         read_latest_witness(store)
+
+
+WITNESS = ChainWitness(seq=42, hash="ab" * 32, at=1_796_549_095.8352728)
+
+
+def test_a_witness_is_read_back_from_whatever_a_receiver_kept() -> None:
+    from email.message import EmailMessage
+
+    assert parse_witness(WITNESS.to_json()) == WITNESS  # a copy of latest.json
+    hook = json.dumps({"version": 1, "event": "witness", "witness": json.loads(WITNESS.to_json())})
+    assert parse_witness(hook.encode()) == WITNESS  # the webhook's body
+    mail = EmailMessage()
+    mail["Subject"] = "safewatch chain witness"
+    # quoted-printable folds the long line with soft breaks: the decoded body is searched
+    mail.set_content(f"Keep this.\n\n{WITNESS.line()}\n", cte="quoted-printable")
+    raw = mail.as_bytes()
+    assert WITNESS.line().encode() not in raw
+    assert parse_witness(raw) == WITNESS
+    older = ChainWitness(seq=7, hash="cd" * 32, at=1.0)
+    text = f"forwarded:\n> {older.line()}\n{WITNESS.line()}\n"
+    assert parse_witness(text.encode()) == WITNESS  # the last line wins
+    with pytest.raises(ValueError, match="no chain witness found"):
+        parse_witness(b"hello")
+    with pytest.raises(ValueError, match="not a chain witness"):
+        parse_witness(b'{"seq": "x"}')
+
+
+def test_witness_channels_must_be_defined() -> None:
+    from pydantic import ValidationError
+
+    from safewatch.config.alerts import AlertsConfig
+
+    hook = {"type": "webhook", "url": "https://example.org/h"}
+    AlertsConfig.model_validate({"channels": {"hook": hook}, "witness": {"channels": ["hook"]}})
+    with pytest.raises(ValidationError, match="witness names channel 'mail'"):
+        AlertsConfig.model_validate({"channels": {"hook": hook}, "witness": {"channels": ["mail"]}})

@@ -13,6 +13,9 @@ def facts(message: AlertMessage) -> list[tuple[str, str]]:
         pairs = [("Alerts", message.fields.get("count", "")), ("Route", message.route_id)]
     elif message.event == "test":
         pairs = [("Route", message.route_id), ("Site", message.site)]
+    elif message.event == "witness":
+        f = message.fields
+        pairs = [("Chain entry", f.get("seq", "")), ("Seen", f.get("time", ""))]
     else:
         f = message.fields
         pairs = [

@@ -193,7 +193,8 @@ class MqttChannel:
         incident = message.incident or {}
         camera, rule = str(incident.get("camera_id", "")), str(incident.get("rule_id", ""))
         if message.event not in _INCIDENT_EVENTS or not camera or not rule:
-            group = "test" if message.event == "test" else "digest"
+            group = message.event if message.event in ("test", "witness") else "digest"
+            body["witness"] = message.witness
             body["items"] = list(message.items)
             topic = f"{prefix}/{group}/{topic_part(message.route_id)}"
             self._publish(client, topic, body, message.key, retain=False)

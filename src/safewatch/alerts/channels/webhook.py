@@ -83,6 +83,7 @@ def webhook_body(message: AlertMessage) -> dict[str, Any]:
         "incident": message.incident,
         "items": list(message.items),
         "created_at": message.created_at,
+        "witness": message.witness,
     }
 
 
