@@ -1,6 +1,7 @@
-"""``serve --cluster`` with Redis: an API node's incident WebSocket shows every change an analyzer
-process writes exactly once, across a ``kill -9`` and restart of ``redis-server`` mid-run (the
-feed back-fills from the hash chain), and ``safewatch verify`` is clean after.
+"""``serve --cluster`` with Redis: an API node shows the overlay of a camera an analyzer process
+analyses, and its incident WebSocket shows every change the analyzer writes exactly once, across
+a ``kill -9`` and restart of ``redis-server`` mid-run (the feed back-fills from the hash chain);
+``safewatch verify`` is clean after.
 
 Real processes started as ``deploy/`` starts them (``--role analyzer`` and ``--role api``), a
 real PostgreSQL and redis-server; two looping file cameras on a 3 s lease.
@@ -77,6 +78,17 @@ class FeedReader:
         return [m["seq"] for m in list(self.messages)]
 
 
+async def first_frame(url: str, token: str, timeout: float = 60.0) -> dict[str, Any]:
+    """The first overlay ``frame`` message of a camera WebSocket."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with websockets.connect(url, additional_headers=headers) as feed:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = json.loads(await feed.recv())
+                if message["type"] == "frame":
+                    return dict(message)
+
+
 def test_an_api_node_sees_each_change_once_across_a_redis_restart(
     pg_server: PostgresServer, tmp_path: Path
 ) -> None:
@@ -126,6 +138,10 @@ def test_an_api_node_sees_each_change_once_across_a_redis_restart(
         analyzer = Analyzer("a1", site, tmp_path).start()
         processes.append(analyzer)
         wait_for(lambda: len(reader.seqs()) >= 2, 180, "two incident changes on the feed")
+
+        # The API node runs no camera: the boxes it shows came from the analyzer over Pub/Sub.
+        overlay = asyncio.run(first_frame(f"ws://127.0.0.1:{port}/api/v1/ws/cameras/cam1", token))
+        assert overlay["camera"] == "cam1" and "tracks" in overlay
 
         redis.kill()  # kill -9: the stream is gone; changes keep being written meanwhile
         before = len(reader.seqs())
