@@ -102,9 +102,10 @@ def make_dashboard(folder: Path, **settings: Any) -> tuple[Dashboard, SiteStorag
     return dashboard, storage
 
 
-def make_app(dashboard: Dashboard) -> FastAPI:
-    """The app ``safewatch serve`` would serve, around ``dashboard``."""
-    return create_app(ApiSettings(site_name="Test yard"), FakeOps(), dashboard)
+def make_app(dashboard: Dashboard, ops: Any = None) -> FastAPI:
+    """The app ``safewatch serve`` would serve, around ``dashboard`` (``ops``: what answers
+    ``/healthz``, ``/readyz`` and the cameras' states; default :class:`FakeOps`)."""
+    return create_app(ApiSettings(site_name="Test yard"), ops or FakeOps(), dashboard)
 
 
 def add_users(dashboard: Dashboard) -> None:
@@ -186,9 +187,10 @@ def wait_until(condition: Any, timeout: float = 10.0, step: float = 0.05) -> Any
 
 
 @contextmanager
-def served_app(dashboard: Dashboard) -> Iterator[str]:
-    """The app around ``dashboard`` served by uvicorn on a free loopback port in this process
-    (for browser tests); yields its base URL and stops the server afterwards."""
+def served_app(dashboard: Dashboard, ops: Any = None) -> Iterator[str]:
+    """The app around ``dashboard`` (and ``ops``, see :func:`make_app`) served by uvicorn on a
+    free loopback port in this process (for browser tests); yields its base URL and stops the
+    server afterwards."""
     import socket
     import threading
 
@@ -199,7 +201,7 @@ def served_app(dashboard: Dashboard) -> Iterator[str]:
         port = int(sock.getsockname()[1])
     server = uvicorn.Server(
         uvicorn.Config(
-            make_app(dashboard),
+            make_app(dashboard, ops),
             host="127.0.0.1",
             port=port,
             log_level="warning",

@@ -25,7 +25,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
-from safewatch.api.health import CameraReadiness, Readiness, stale_after
+from safewatch.api.health import CameraReadiness, PPECoverageOut, Readiness, stale_after
 
 __all__ = [
     "CameraStateOut",
@@ -56,6 +56,14 @@ class CameraStateOut(BaseModel):
     worker: str = Field(description="The camera worker's state (running, backoff, ...).")
     message: str
     reconnects: int
+    ppe: list[PPECoverageOut] = Field(
+        default_factory=list,
+        description="Per PPE item, the share of the last 10 minutes' person-seconds whose state "
+        "could be checked (the tile shows it: a low share means PPE rules are silent there).",
+    )
+    warnings: list[str] = Field(
+        default_factory=list, description="The camera's /readyz warnings (PPE not verifiable)."
+    )
 
 
 def tile_state(camera: CameraReadiness | None, *, enabled: bool = True) -> CameraStateOut:
@@ -100,6 +108,8 @@ def tile_state(camera: CameraReadiness | None, *, enabled: bool = True) -> Camer
         worker=camera.worker,
         message=camera.message,
         reconnects=camera.reconnects,
+        ppe=camera.ppe,
+        warnings=camera.warnings,
     )
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "ComponentHealth",
     "FrameCounts",
     "Liveness",
+    "PPECoverageOut",
     "Readiness",
     "ReadyState",
     "stale_after",
@@ -47,6 +48,20 @@ class FrameCounts(BaseModel):
     dropped: dict[str, int] = Field(description="By stage: source, mailbox, torn, stale.")
 
 
+class PPECoverageOut(BaseModel):
+    """How much of the people's time in view one PPE item could be checked on a camera."""
+
+    item: str
+    share: float | None = Field(
+        description="(present + absent) / all person-seconds over the window; null: nobody seen."
+    )
+    verified_seconds: float = Field(description="Person-seconds with a verdict, in the window.")
+    person_seconds: float = Field(description="All person-seconds of the item, in the window.")
+    window_seconds: float
+    total_share: float | None = Field(description="The same since the camera started.")
+    total_person_seconds: float
+
+
 class CameraReadiness(BaseModel):
     """One camera, as ``/readyz`` shows it."""
 
@@ -68,6 +83,15 @@ class CameraReadiness(BaseModel):
     problems: list[str] = Field(
         default_factory=list,
         description="Why a streaming camera is not ready (e.g. analysis behind its fps).",
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Limits of what the camera protects that leave it ready but make /readyz "
+        "degraded: PPE checked for too little of the people's time (watchdog.ppe_min_share).",
+    )
+    ppe: list[PPECoverageOut] = Field(
+        default_factory=list,
+        description="Per PPE item, the share of person-seconds whose state could be checked.",
     )
 
 

@@ -116,6 +116,21 @@ class WatchdogConfig(_Strict):
         description="... for this long makes it not ready, and /readyz degraded, with the "
         "rates in the reason.",
     )
+    ppe_min_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A camera whose PPE could be checked for less than this share of the "
+        "person-seconds of the last 10 minutes (per item) gets a warning in /readyz and on its "
+        "Live tile, and /readyz is degraded: its PPE rules are silent for the rest (docs/ppe.md). "
+        "0 turns the warning off.",
+    )
+    ppe_min_person_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Person-seconds of an item in the window before its share is judged (a "
+        "person walking past is no evidence of a camera that cannot check PPE).",
+    )
 
     @model_validator(mode="after")
     def _progress_after_stall(self) -> WatchdogConfig:

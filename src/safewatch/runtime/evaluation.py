@@ -22,12 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from safewatch import tracing
-from safewatch.domain import TrackedFrame
+from safewatch.domain import PPEState, TrackedFrame
 from safewatch.errors import StorageError
 from safewatch.incidents.manager import ChangeKind, IncidentChange
 from safewatch.pipeline.step import CameraStep, Engine, FrameListener, Incidents, Tracker
 from safewatch.runtime.inference import Analysed
 from safewatch.runtime.metrics import RuntimeMetrics
+from safewatch.runtime.ppe_coverage import ItemCoverage, PPECoverage
 from safewatch.runtime.rates import RateMeter
 
 __all__ = ["EvaluationCounters", "FrameListener", "RulesWorker"]
@@ -45,6 +46,8 @@ class EvaluationCounters:
     analysed: int
     last_evaluated_at: float | None
     analysed_fps: float
+    ppe: tuple[ItemCoverage, ...] = ()
+    """Person-seconds per PPE item whose state could be checked (:mod:`.ppe_coverage`)."""
 
 
 @dataclass(slots=True)
@@ -55,6 +58,7 @@ class _Camera:
     rate: RateMeter = field(default_factory=RateMeter)
     last_clock: tuple[float, float] | None = None
     """``(pts, timestamp)`` of the previous frame, for person-seconds."""
+    coverage: PPECoverage = field(default_factory=PPECoverage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +177,12 @@ class RulesWorker:
         """Per-camera counters."""
         with self._lock:
             return {
-                camera: EvaluationCounters(c.analysed, c.last_evaluated_at, c.rate.rate())
+                camera: EvaluationCounters(
+                    c.analysed,
+                    c.last_evaluated_at,
+                    c.rate.rate(),
+                    tuple(c.coverage.items(time.time())),
+                )
                 for camera, c in self._cameras.items()
             }
 
@@ -265,11 +274,14 @@ class RulesWorker:
         step = min(max(step, 0.0), _MAX_PPE_STEP)
         if step <= 0:
             return
+        now = time.time()
         for track in tracked.tracks:
             for item, state in track.attributes.items():
                 self._metrics.ppe_person_seconds.labels(
                     camera=tracked.camera_id, item=item, state=str(state)
                 ).inc(step)
+                with self._lock:
+                    camera.coverage.add(item, state is not PPEState.UNKNOWN, step, now)
 
     def _finish(self, camera_id: str, reason: str | None = None) -> list[IncidentChange]:
         with self._lock:

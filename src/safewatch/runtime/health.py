@@ -6,7 +6,8 @@
 * **Readiness** (``/readyz``) says what works: the database (a real ``SELECT 1``), the inference
   and rules threads, and per camera the worker's and source's state and the seconds since its last
   decoded, inferred and evaluated frame. The server is ``ready`` when everything is, ``degraded``
-  (still HTTP 200: the API and the other cameras work) when some cameras are not, and
+  (still HTTP 200: the API and the other cameras work) when some cameras are not or carry a
+  warning (PPE checked for too little of the people's time, :class:`PPECheck`), and
   ``not_ready`` (HTTP 503) when the database or a core thread is not. ``?camera=ID`` narrows it to
   one camera, with 503 when that camera is not ready, for per-camera probes.
 
@@ -31,6 +32,7 @@ from safewatch.api.health import (
     ComponentHealth,
     FrameCounts,
     Liveness,
+    PPECoverageOut,
     Readiness,
     ReadyState,
     stale_after,
@@ -43,6 +45,7 @@ __all__ = [
     "ComponentHealth",
     "FrameCounts",
     "Liveness",
+    "PPECheck",
     "Readiness",
     "SlowAnalysis",
     "camera_readiness",
@@ -102,15 +105,74 @@ class SlowAnalysis:
 UNWATCHED = "no enabled rule runs on this camera: nothing is watched there"
 
 
+class PPECheck:
+    """Whether a camera's PPE can be checked for enough of its people's time.
+
+    A camera on which most people stay *unknown* (too small, hidden, never tracked) streams and
+    analyses normally, but its PPE rules are silent for them. That is a warning, not a reason to
+    call the camera not ready: restarting it or routing around it changes nothing (the cure is
+    the camera's angle, its zoom or a model trained on its pictures), and a per-camera probe
+    answering 503 would page whoever runs the server for a site-survey question. So the camera
+    stays ready, the warning is in its ``warnings`` (and on its Live tile) and the server's
+    ``/readyz`` is ``degraded``, as with rules nobody acknowledged dropping.
+
+    Args:
+        min_share: Verifiable share below which an item is reported (0: never).
+        min_person_seconds: Person-seconds in the window before an item is judged.
+    """
+
+    def __init__(self, min_share: float, min_person_seconds: float) -> None:
+        self.min_share = min_share
+        self.min_person_seconds = min_person_seconds
+
+    def warnings(self, status: CameraStatus) -> list[str]:
+        """One sentence per item checked for too little of the people's time."""
+        out: list[str] = []
+        for item in status.ppe:
+            share = item.share
+            if share is None or item.person_seconds < self.min_person_seconds:
+                continue
+            if share < self.min_share:
+                out.append(
+                    f"PPE not verifiable: {item.item} could be checked for {share:.0%} of "
+                    f"{item.person_seconds:.0f} person-seconds in the last "
+                    f"{item.window_seconds / 60:.0f} min (below {self.min_share:.0%}); the "
+                    "others were too small, hidden or never tracked, and PPE rules are silent "
+                    "for them (docs/ppe.md)"
+                )
+        return out
+
+
+def _coverage(status: CameraStatus) -> list[PPECoverageOut]:
+    return [
+        PPECoverageOut(
+            item=c.item,
+            share=None if c.share is None else round(c.share, 4),
+            verified_seconds=round(c.verified_seconds, 1),
+            person_seconds=round(c.person_seconds, 1),
+            window_seconds=c.window_seconds,
+            total_share=(
+                round(c.total_verified_seconds / c.total_person_seconds, 4)
+                if c.total_person_seconds > 0
+                else None
+            ),
+            total_person_seconds=round(c.total_person_seconds, 1),
+        )
+        for c in status.ppe
+    ]
+
+
 def camera_readiness(
     status: CameraStatus,
     now: float,
     slow: SlowAnalysis | None = None,
     *,
     unwatched: bool = False,
+    ppe_check: PPECheck | None = None,
 ) -> CameraReadiness:
     """One camera's readiness from its status, whether its analysis is behind, and whether any
-    rule watches it (a camera that streams into no rule protects nobody)."""
+    rule watches it (a camera that streams into no rule protects nobody); with ``ppe_check``,
+    warnings for PPE items checked for too little of the people's time."""
     evaluated = _since(now, status.last_evaluated_at)
     behind = None if slow is None else slow.problem(status, now)
     problems = [p for p in (behind, UNWATCHED if unwatched else None) if p is not None]
@@ -150,6 +212,8 @@ def camera_readiness(
             },
         ),
         problems=problems,
+        warnings=ppe_check.warnings(status) if ppe_check is not None else [],
+        ppe=_coverage(status),
     )
 
 
@@ -165,6 +229,6 @@ def overall(
     if not all(component.ok for component in components):
         return "not_ready"
     live = [c for c in cameras.values() if c.worker not in ("ended", "stopped")]
-    if all(c.ready for c in live):
+    if all(c.ready for c in live) and not any(c.warnings for c in live):
         return "ready"
     return "degraded"

@@ -26,6 +26,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from safewatch.api.health import METRICS_CONTENT_TYPE
+from safewatch.runtime.ppe_coverage import ItemCoverage
 
 __all__ = ["CONTENT_TYPE", "CameraStatus", "RuntimeMetrics", "RuntimeSnapshot"]
 
@@ -70,6 +71,8 @@ class CameraStatus:
     last_inferred_at: float | None
     last_evaluated_at: float | None
     memory_bytes: int | None
+    ppe: tuple[ItemCoverage, ...] = ()
+    """Person-seconds per PPE item, checked and all (:mod:`safewatch.runtime.ppe_coverage`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from safewatch.config.runtime import DecodeMode, WatchdogConfig
 from safewatch.incidents.site_storage import SiteStorage
 from safewatch.rules.reload import RuleSetHolder
 from safewatch.runtime.evaluation import RulesWorker
-from safewatch.runtime.health import SlowAnalysis, camera_readiness, overall
+from safewatch.runtime.health import PPECheck, SlowAnalysis, camera_readiness, overall
 from safewatch.runtime.inference import InferenceWorker
 from safewatch.runtime.mailbox import FrameMailbox
 from safewatch.runtime.metrics import CameraStatus, RuntimeMetrics, RuntimeSnapshot
@@ -75,6 +75,7 @@ class RuntimeStatus:
         self._stopping = stopping
         self._started = time.monotonic()
         self._slow = SlowAnalysis(watchdog.slow_ratio, watchdog.slow_seconds)
+        self._ppe_check = PPECheck(watchdog.ppe_min_share, watchdog.ppe_min_person_seconds)
         self._db_health = ComponentHealth(ok=False, message="not checked yet")
         self._db_checked = 0.0
         self._db_lock = threading.Lock()
@@ -119,6 +120,7 @@ class RuntimeStatus:
                     last_inferred_at=inf.last_inferred_at if inf else None,
                     last_evaluated_at=ev.last_evaluated_at if ev else None,
                     memory_bytes=status.memory_bytes,
+                    ppe=ev.ppe if ev else (),
                 )
             )
         return RuntimeSnapshot(
@@ -159,7 +161,11 @@ class RuntimeStatus:
         unwatched = set(holder.status.unwatched) if holder is not None else set()
         cameras: dict[str, CameraReadiness] = {
             status.camera_id: camera_readiness(
-                status, snap.now, self._slow, unwatched=status.camera_id in unwatched
+                status,
+                snap.now,
+                self._slow,
+                unwatched=status.camera_id in unwatched,
+                ppe_check=self._ppe_check,
             )
             for status in snap.cameras
         }

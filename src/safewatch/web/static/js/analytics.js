@@ -62,6 +62,31 @@ async function load() {
     : `Trend: ${change >= 0 ? "+" : ""}${change}% against the previous ${days} day(s) (${before} incidents).`;
 }
 
+// PPE checked per camera and item, from the running server's camera states (not stored: the
+// share is about what the cameras can see now, not a history of incidents).
+const pct = (share) => share === null ? "–" : `${Math.round(100 * share)} %`;
+async function loadPpe() {
+  const cameras = await attempt(() => api("/api/v1/cameras"));
+  if (!cameras) return;
+  const body = document.querySelector("#ppe-coverage tbody");
+  body.replaceChildren();
+  for (const c of cameras) {
+    const state = c.state || {};
+    for (const item of state.ppe || []) {
+      const warning = (state.warnings || []).find((w) => w.includes(` ${item.item} `)) || "";
+      body.append(el("tr", { dataset: { camera: c.id, item: item.item } },
+        el("td", {}, c.name), el("td", {}, item.item),
+        el("td", { class: warning ? "warn-text" : "" }, pct(item.share)), el("td", {}, Math.round(item.person_seconds)),
+        el("td", {}, pct(item.total_share)), el("td", {}, Math.round(item.total_person_seconds)),
+        el("td", { class: "warn-text" }, warning ? "PPE not verifiable" : ""),
+      ));
+    }
+  }
+  document.getElementById("ppe-none").hidden = body.children.length > 0;
+}
+
 for (const input of [period, camera, rule]) input.addEventListener("change", load);
+loadPpe();
+setInterval(loadPpe, 30000);
 window.addEventListener("resize", () => { clearTimeout(window.__resize); window.__resize = setTimeout(load, 200); });
 load();

@@ -45,6 +45,9 @@ function tile(camera) {
   const canvas = el("canvas", { class: "overlay", width: 640, height: 360 });
   const state = el("span", { class: "state", role: "status" }, camera.enabled ? "connecting…" : "disabled");
   const info = el("span", { class: "info muted" });
+  // How much of the people's time in view their PPE could be checked (the last 10 min): a low
+  // share means PPE rules are silent for most people here, not that everybody complies.
+  const ppe = el("span", { class: "ppe-share muted", hidden: true });
   const stage = el("div", { class: "stage" });
   let player = null;
   let mse = !camera.live_url && "MediaSource" in window;
@@ -59,7 +62,7 @@ function tile(camera) {
   }
   stage.append(canvas);
   const node = el("article", { class: "tile", dataset: { camera: camera.id, frames: "0", boxes: "0", state: camera.enabled ? "connecting" : "disabled" }, "aria-label": camera.name },
-    el("header", {}, el("h2", { class: "tile-name" }, camera.name), " ", state, el("span", { class: "spacer" }), info),
+    el("header", {}, el("h2", { class: "tile-name" }, camera.name), " ", state, " ", ppe, el("span", { class: "spacer" }), info),
     stage);
   if (!camera.enabled) return node;
   // The tile shows the camera's state as the runtime sees it (the WebSocket's "state" messages,
@@ -77,6 +80,18 @@ function tile(camera) {
     state.title = shown.message || "";
     node.dataset.state = shown.state;
     node.classList.toggle("down", shown.state !== "streaming");
+    showPpe(shown.ppe || [], shown.warnings || []);
+  };
+  const showPpe = (items, warnings) => {
+    const judged = items.filter((item) => item.share !== null);
+    ppe.hidden = judged.length === 0;
+    if (ppe.hidden) return;
+    ppe.textContent = "PPE checked " + judged.map((item) => `${item.item} ${Math.round(100 * item.share)} %`).join(", ");
+    ppe.className = warnings.length ? "ppe-share warn-text" : "ppe-share muted";
+    ppe.dataset.warn = warnings.length ? "1" : "0";
+    ppe.title = warnings.length
+      ? warnings.join("\n")
+      : judged.map((item) => `${item.item}: ${Math.round(item.verified_seconds)} of ${Math.round(item.person_seconds)} person-seconds in the last ${Math.round(item.window_seconds / 60)} min had a verdict`).join("\n");
   };
   setInterval(showState, 1000);
   showState();
