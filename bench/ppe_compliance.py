@@ -67,6 +67,7 @@ from scipy.optimize import linear_sum_assignment
 from bench._common import ROOT, require_asset, write_results
 from bench.padding import Padding, detect_padding
 from safewatch.config.loader import LoadedSite, load_site
+from safewatch.config.runtime import TilingConfig
 from safewatch.detect import Detector, build_detector
 from safewatch.detect.catalogue import resolve, resolve_video
 from safewatch.domain import Detections, Frame, PPEState, TrackedFrame
@@ -112,6 +113,10 @@ class Setup:
     formats: dict[str, str] = field(default_factory=dict)
     tracker: dict[str, Any] = field(default_factory=dict)
     """Overrides of the site's ``tracker:`` settings."""
+    model_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Model key -> overrides of its ``models:`` settings (``input_size``, ``label_confidence``)."""
+    tiling: dict[str, Any] | None = None
+    """The camera's ``tiling:`` block (``None``: none)."""
 
 
 SETUPS = (
@@ -119,6 +124,24 @@ SETUPS = (
     Setup("example_ppe_boxes_only", tracker={"head_classifier": None}),
     Setup("yolov8n_persons", {"coco": "models/yolov8n_coco.onnx"}, {"coco": "yolov8"}),
     Setup("ppe14_fp32_640", {"ppe": "models/ppe14_yolov8n.onnx"}),
+    Setup("low_score_tracks", tracker={"low_score_tracks": 0.3}),
+    Setup("head_tracks", tracker={"head_tracks": 0.3}),
+    Setup("head_and_low_tracks", tracker={"head_tracks": 0.3, "low_score_tracks": 0.3}),
+    Setup(
+        "yolov8n_persons_832",
+        {"coco": "models/yolov8n_coco.onnx"},
+        {"coco": "yolov8"},
+        model_settings={"coco": {"input_size": 832}},
+    ),
+    Setup(
+        "yolov8n_persons_832_head_tracks",
+        {"coco": "models/yolov8n_coco.onnx"},
+        {"coco": "yolov8"},
+        tracker={"head_tracks": 0.3},
+        model_settings={"coco": {"input_size": 832}},
+    ),
+    Setup("tiled_2x2", tiling={"columns": 2, "rows": 2}),
+    Setup("tiled_2x2_head_tracks", tracker={"head_tracks": 0.3}, tiling={"columns": 2, "rows": 2}),
 )
 
 
@@ -254,20 +277,29 @@ def verdicts_of(tracked: TrackedFrame, detections: Detections) -> list[PersonVer
 Runner = Callable[[Frame], list[PersonVerdict]]
 
 
-def product_runner(site: LoadedSite, detector: Detector) -> Runner:
-    """Play a photo as a static clip through the example camera's tracker; read the verdicts."""
+def product_runner(site: LoadedSite, detector: Detector, cpu: list[float] | None = None) -> Runner:
+    """Play a photo as a static clip through the example camera's tracker; read the verdicts.
+
+    ``cpu`` collects, per photo, the process CPU seconds of one analysed frame: the detector run
+    and one tracker update (head verification and head-first tracks included)."""
     camera_id, camera = next(iter(site.config.cameras.items()))
     frames = site.config.tracker.ppe_window + 2
 
     def run(frame: Frame) -> list[PersonVerdict]:
+        t0 = time.process_time()
         detections = detector.detect([frame])[0]
+        t1 = time.process_time()
         tracker = build_tracker(site, camera_id, camera)
+        t2 = time.process_time()
         tracked: TrackedFrame | None = None
         for seq in range(frames):
             t = seq / camera.fps
             still = Frame(camera_id, seq, t, t, frame.image)
             tracked = tracker.update(detections, still)
+        t3 = time.process_time()
         assert tracked is not None
+        if cpu is not None:
+            cpu.append((t1 - t0) + (t3 - t2) / frames)
         return verdicts_of(tracked, detections)
 
     return run
@@ -288,12 +320,18 @@ def load_setup(setup: Setup) -> tuple[LoadedSite, Detector]:
         if key in setup.formats:
             update["format"] = setup.formats[key]
         models[key] = models[key].model_copy(update=update)
+    for key, settings in setup.model_settings.items():
+        models[key] = models[key].model_copy(update=settings)
     tracker = site.config.tracker.model_copy(update=setup.tracker)
-    config = site.config.model_copy(update={"models": models, "tracker": tracker})
+    camera_id, camera = next(iter(site.config.cameras.items()))
+    tiling = TilingConfig(**setup.tiling) if setup.tiling is not None else camera.tiling
+    camera = camera.model_copy(update={"tiling": tiling})
+    config = site.config.model_copy(
+        update={"models": models, "tracker": tracker, "cameras": {camera_id: camera}}
+    )
     site = replace(site, config=config)
-    camera = next(iter(site.config.cameras.values()))
     resolved = {k: (models[k], _model_file(site, models[k].path)) for k in camera.models}
-    return site, build_detector(resolved, camera.models)
+    return site, build_detector(resolved, camera.models, tiling=camera.tiling)
 
 
 def evaluate(setup: Setup, limit: int | None = None, data: str = "eval") -> dict[str, Any]:
@@ -301,7 +339,8 @@ def evaluate(setup: Setup, limit: int | None = None, data: str = "eval") -> dict
     folder, classes = DATASETS[data]
     dataset = require_asset(folder)
     site, detector = load_setup(setup)
-    runner = product_runner(site, detector)
+    cpu: list[float] = []
+    runner = product_runner(site, detector, cpu)
     outcome = Outcome()
     paths = sorted(p for p in (dataset / "images").iterdir() if p.suffix in {".png", ".jpg"})
     paths = paths[:limit]
@@ -317,6 +356,7 @@ def evaluate(setup: Setup, limit: int | None = None, data: str = "eval") -> dict
         heads, truths = load_truth(label_file, height, width, classes)
         score(outcome, heads, truths, runner(frame), detect_padding(pixels))
     result = outcome.summary()
+    result["cpu_ms_per_frame"] = round(1000 * float(np.mean(cpu)), 1) if cpu else None
     result["images"] = len(paths)
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
@@ -384,7 +424,7 @@ def _print(name: str, r: dict[str, Any]) -> None:
     print(
         f"  violation recall {r['violation_recall']}  precision {r['violation_precision']}  "
         f"unknown {r['unknown_rate']} (missed {r['missed_rate']})  "
-        f"compliant recall {r['compliant_recall']}"
+        f"compliant recall {r['compliant_recall']}  CPU {r['cpu_ms_per_frame']} ms/frame"
     )
     print(f"  {'truth':6} " + " ".join(f"{v:>10}" for v in (*VERDICTS, "missed")))
     for truth, row in r["confusion"].items():
@@ -407,6 +447,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="KEY=VALUE",
         help="override a tracker setting (calibration on --data train)",
     )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="KEY.FIELD=VALUE",
+        help='override a model setting, e.g. ppe.label_confidence={"no_hardhat": 0.1}',
+    )
+    parser.add_argument("--name", help="store the results under this name (with overrides)")
     parser.add_argument("--cpu", action="store_true", help="only the CPU cost on the example clip")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {}
@@ -426,10 +474,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         for item in args.tracker:
             key, _, value = item.partition("=")
             tracker[key] = json.loads(value)
-        setup = replace(listed, tracker=tracker)
+        models = {k: dict(v) for k, v in listed.model_settings.items()}
+        for item in args.model:
+            key, _, value = item.partition("=")
+            model, _, setting = key.partition(".")
+            models.setdefault(model, {})[setting] = json.loads(value)
+        setup = replace(listed, tracker=tracker, model_settings=models)
+        if args.name:
+            setup = replace(setup, name=args.name)
         results[setup.name] = evaluate(setup, args.limit, args.data)
         _print(setup.name, results[setup.name])
     name = "ppe_compliance" if args.data == "eval" else f"ppe_compliance_{args.data}"
+    if args.name:
+        name = f"{name}_{args.name}"
     out = write_results(name, {"dataset": DATASETS[args.data][0], "setups": results})
     print(f"\nwrote {out}")
 

@@ -9,7 +9,7 @@ them. Loading from YAML (with line numbers and ``${ENV}`` interpolation) lives i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -163,12 +163,28 @@ class TrackerConfig(_Strict):
         "took and needs one more frame to confirm; gives weakly detected workers a PPE "
         "verdict (docs/ppe.md). Omitted: such persons stay untracked.",
     )
+    head_tracks: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Head-first PPE subjects (docs/ppe.md): a hard-hat or bare-head box that no "
+        "person box takes (the person detector missed its wearer) starts a person track of its "
+        "own from this score up (e.g. 0.3), whose box is the head, so small or crowded workers "
+        "still get a verdict. Rules that place people by their feet see the head's bottom edge "
+        "for these tracks. Omitted: only detected persons carry PPE.",
+    )
     head_classifier: str | None = Field(
         None,
         description="Head verification (docs/ppe.md): a head-crop classifier, as a catalogue "
         "name ('head_classifier', shipped with safewatch) or an .onnx path, that looks at each "
         "tracked person's head and calls it hard hat / bare / not visible. Catches bare heads "
         "the PPE detector finds no box for. Omitted: PPE boxes alone.",
+    )
+    head_thresholds: dict[Literal["hardhat", "bare"], Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict,
+        description="Per-class overrides of the head classifier's calibrated probability "
+        "thresholds (the model's own are set for 95 % precision on held-out training photos); "
+        "calibrate on a site's own labelled photos, never on the photos you judge it by.",
     )
 
 

@@ -121,7 +121,10 @@ def build_tracker(site: LoadedSite, camera_id: str, camera: CameraConfig) -> Cam
     verifier = None
     configured = site.config.tracker.head_classifier
     if configured:
-        classifier = HeadClassifier(head_classifier_file(configured, site.base_dir))
+        classifier = HeadClassifier(
+            head_classifier_file(configured, site.base_dir),
+            thresholds={str(k): v for k, v in site.config.tracker.head_thresholds.items()},
+        )
         verifier = HeadVerifier(classifier)
     return CameraTracker(
         site.config.tracker,

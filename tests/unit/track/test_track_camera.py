@@ -283,3 +283,23 @@ def test_weak_persons_get_a_track_and_a_ppe_verdict_only_with_low_score_tracks()
     assert weak.label == "person"
     assert weak.attributes["hardhat"] is PPEState.ABSENT
     assert len({t.track_id for t in low[-1].tracks}) == 2
+
+
+def test_a_head_no_person_box_takes_is_tracked_as_a_person_only_with_head_tracks() -> None:
+    # A detected worker in a hard hat, a bare head whose wearer the person model missed (0.5),
+    # and a fainter head (0.2, below the 0.3 start).
+    lone = _hat(300, label="no_hardhat", conf=0.5)
+    faint = _hat(150, py=250, conf=0.2)
+    frames = [[_person(50), _hat(50), lone, faint]] * 6
+    plain = _run(CameraTracker(TrackerConfig(), "cam", ppe_items={"hardhat"}), frames)
+    assert len(plain[-1].tracks) == 1, "by default only detected persons carry PPE"
+    heads = _run(
+        CameraTracker(TrackerConfig(head_tracks=0.3), "cam", ppe_items={"hardhat"}), frames
+    )
+    assert [len(out.tracks) for out in heads] == [0, 2, 2, 2, 2, 2]
+    worker, head = sorted(heads[-1].tracks, key=lambda t: t.xyxy[0])
+    # The worker's own hat never becomes a second subject; the lone head is one, with its box.
+    assert worker.attributes["hardhat"] is PPEState.PRESENT
+    assert head.label == "person" and head.xyxy == tuple(float(v) for v in lone[2:])
+    assert head.attributes["hardhat"] is PPEState.ABSENT
+    assert len({t.track_id for t in heads[-1].tracks}) == 2
