@@ -54,6 +54,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         clock=lambda: t0,
         reconnect=False,
     )
+    record(  # another camera, started 3 s later: the same moment is 3 s earlier in its footage
+        lambda: av.open(str(asset("video/construction_cctv_640x352_24s.mp4"))),
+        recordings_root(loaded),
+        "dock",
+        stop=threading.Event(),
+        segment_seconds=5,
+        clock=lambda: t0 + 3,
+        reconnect=False,
+    )
     segments = list_segments(recordings_root(loaded), "yard")
     assert len(segments) == 3
     found = incident(1, started=t0 + 12)
@@ -67,6 +76,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 "dashboard": dashboard,
                 "incident": found,
                 "segments": segments,
+                "other": list_segments(recordings_root(loaded), "dock"),
             }
             browser.close()
     finally:
@@ -134,4 +144,22 @@ def test_an_operator_sees_which_footage_exists_but_no_player(site: dict[str, Any
     assert page.locator("#scrub").count() == 0
     assert page.locator("#export-range").count() == 0
     assert page.locator("#recording button").count() == 0
+    page.context.close()
+
+
+def test_the_other_camera_at_the_same_moment(site: dict[str, Any]) -> None:
+    page = _incident_page(site, "admin")
+    moment = site["segments"][1].start + 6.0
+    _scrub_to(page, moment)
+    page.wait_for_function(f"() => ({STATE})()[0] === '1' && ({STATE})()[2] >= 1")
+    page.select_option("#recording-camera", "dock")
+    page.wait_for_function("() => document.getElementById('recording').dataset.camera === 'dock'")
+    other = next(s for s in site["other"] if s.start <= moment < s.end)
+    index = site["other"].index(other)
+    page.wait_for_function(
+        f"() => {{ const s = ({STATE})(); return s[0] === '{index}' && s[2] >= 1"
+        f" && Math.abs(s[1] - {moment - other.start}) < 0.5; }}"
+    )
+    assert "/recordings/dock/" in page.evaluate(STATE)[3]
+    assert abs(float(page.input_value("#scrub")) - moment) < 0.5, "the same moment"
     page.context.close()

@@ -119,3 +119,20 @@ def test_admins_export_a_range_across_segments_as_one_mp4_logged(
     records, total = dashboard.auth.audit_records(action="recording.export")
     assert total == 1 and records[0].actor == "admin" and records[0].subject == "yard"
     assert records[0].detail["segments"] == 2 and records[0].detail["bytes"] == len(got.content)
+
+
+def test_any_cameras_segments_over_a_span_for_the_same_moment(
+    site: tuple[Dashboard, SiteStorage],
+) -> None:
+    dashboard, _ = site
+    _segments(dashboard)  # yard, T0 - 300 .. T0 + 600
+    with client_for(dashboard) as viewer:
+        login(viewer, "viewer")
+        got = viewer.get("/api/v1/recordings/yard", params={"since": T0 + 30, "until": T0 + 90})
+        assert got.status_code == 200
+        assert [s["start"] for s in got.json()["segments"]] == [T0, T0 + 60]
+        assert got.json()["segments"][0]["url"].startswith("/api/v1/recordings/yard/")
+        none = viewer.get("/api/v1/recordings/dock", params={"since": T0, "until": T0 + 60})
+        assert none.status_code == 200 and none.json()["segments"] == []
+        bad = viewer.get("/api/v1/recordings/yard", params={"since": T0, "until": T0 - 1})
+        assert bad.status_code == 422

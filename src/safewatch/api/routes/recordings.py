@@ -27,10 +27,10 @@ from safewatch.api.ranges import stream_range
 from safewatch.api.routes.incidents import IncidentId
 from safewatch.errors import NotFound
 from safewatch.recording.export import export_range
-from safewatch.recording.segments import read_segment, segments_between
+from safewatch.recording.segments import Segment, read_segment, segments_between
 from safewatch.recording.service import recordings_root
 
-__all__ = ["RecordingOut", "SegmentOut", "router"]
+__all__ = ["CameraRecordingOut", "RecordingOut", "SegmentOut", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["recordings"], responses=ERROR_RESPONSES)
 
@@ -46,15 +46,32 @@ class SegmentOut(BaseModel):
     url: str = Field(description="The MP4 file (admin; range requests; logged).")
 
 
-class RecordingOut(BaseModel):
-    """The recording of an incident's camera around it."""
+class CameraRecordingOut(BaseModel):
+    """A camera's recorded segments over a span."""
 
     camera_id: str
     since: float
     until: float
+    segments: list[SegmentOut]
+
+
+class RecordingOut(CameraRecordingOut):
+    """The recording of an incident's camera around it."""
+
     incident_started: float = Field(description="Epoch seconds: the incident's start.")
     incident_ended: float | None = Field(description="Its end; null while its episode runs.")
-    segments: list[SegmentOut]
+
+
+def _segments_out(camera_id: str, found: list[Segment]) -> list[SegmentOut]:
+    return [
+        SegmentOut(
+            start=s.start,
+            end=s.end,
+            size=s.size,
+            url=f"/api/v1/recordings/{camera_id}/{s.path.parent.name}/{s.path.name}",
+        )
+        for s in found
+    ]
 
 
 @router.get(
@@ -84,18 +101,33 @@ async def incident_recording(
             until=until,
             incident_started=incident.started_at,
             incident_ended=incident.ended_at,
-            segments=[
-                SegmentOut(
-                    start=s.start,
-                    end=s.end,
-                    size=s.size,
-                    url=f"/api/v1/recordings/{incident.camera_id}/{s.path.parent.name}/{s.path.name}",
-                )
-                for s in found
-            ],
+            segments=_segments_out(incident.camera_id, found),
         )
 
     return await anyio.to_thread.run_sync(find)
+
+
+@router.get(
+    "/recordings/{camera_id}",
+    response_model=CameraRecordingOut,
+    summary="A camera's recorded segments over a span",
+)
+async def camera_recording(
+    camera_id: Annotated[str, Path(pattern=_CAMERA)],
+    since: Annotated[float, Query(description="Epoch seconds.")],
+    until: Annotated[float, Query(description="Epoch seconds, after since.")],
+    _user: Viewer,
+    dashboard: DashboardDep,
+) -> CameraRecordingOut:
+    """The segments of any camera with footage in ``[since, until]``, oldest first (the incident
+    page shows the other cameras at the same moment with it)."""
+    if not until > since:
+        raise ApiError(422, "invalid_request", f"until ({until}) must be after since ({since})")
+    root = recordings_root(dashboard.site())
+    found = await anyio.to_thread.run_sync(segments_between, root, camera_id, since, until)
+    return CameraRecordingOut(
+        camera_id=camera_id, since=since, until=until, segments=_segments_out(camera_id, found)
+    )
 
 
 @router.get(

@@ -78,6 +78,7 @@ load();
 // seeks or presses a segment, so opening the page reveals nothing.
 const recordingBox = document.getElementById("recording");
 const recordingPlayer = document.getElementById("recording-player");
+let scrubberListeners = null;
 let recordingSpan = 120;
 
 /** The segment holding wall time `t`, or the first one after it (a gap: an outage). */
@@ -92,6 +93,11 @@ function scrubber(found) {
   const label = el("output", { id: "scrub-time", for: "scrub" }, fmtTime(+slider.value, true));
   let current = null; // the segment in the player
   let dragging = false;
+  let loading = false; // a new segment's file is loading: its time 0 is not the moment shown
+  // one scrubber listens to the shared player at a time (the camera or span may change)
+  scrubberListeners?.abort();
+  scrubberListeners = new AbortController();
+  const listen = { signal: scrubberListeners.signal };
   const show = (t) => { slider.value = String(t); label.textContent = `${fmtTime(t, true)}${Math.abs(t - incident) < 1 ? " · incident" : ` · ${t < incident ? "-" : "+"}${fmtDuration(Math.abs(t - incident))} from the incident`}`; };
   const seek = (t, play = false) => {
     const segment = segmentAt(segments, t);
@@ -100,12 +106,14 @@ function scrubber(found) {
     recordingPlayer.hidden = false;
     if (current !== segment) {
       current = segment;
+      loading = true;
       recordingBox.dataset.segment = String(segments.indexOf(segment));
       recordingPlayer.src = segment.url;
       recordingPlayer.addEventListener("loadedmetadata", () => {
         recordingPlayer.currentTime = at;
+        loading = false;
         if (play) recordingPlayer.play().catch(() => {});
-      }, { once: true });
+      }, { once: true, ...listen });
     } else {
       recordingPlayer.currentTime = at;
       if (play) recordingPlayer.play().catch(() => {});
@@ -115,13 +123,13 @@ function scrubber(found) {
   slider.addEventListener("input", () => { dragging = true; show(+slider.value); });
   slider.addEventListener("change", () => { dragging = false; seek(+slider.value, !recordingPlayer.paused); });
   recordingPlayer.addEventListener("timeupdate", () => {
-    if (current && !dragging) show(current.start + recordingPlayer.currentTime);
-  });
+    if (current && !dragging && !loading) show(current.start + recordingPlayer.currentTime);
+  }, listen);
   // Continuous playback: at the end of a segment the next one follows (after an outage, its start).
   recordingPlayer.addEventListener("ended", () => {
     const next = current && segments[segments.indexOf(current) + 1];
     if (next) seek(next.start, true);
-  });
+  }, listen);
   // positions through the CSSOM: the Content-Security-Policy forbids style attributes
   const place = (node, from, to) => {
     const whole = found.until - found.since;
@@ -139,29 +147,55 @@ function scrubber(found) {
   return el("div", { class: "scrubber" }, el("div", { class: "scrub-track" }, marks, slider), label, " ", exportLink);
 }
 
-async function recording() {
+// The other cameras at the same moment: the timeline can show any camera's recording over the
+// same span, seeking to the moment the player was at.
+let recordingCamera = null; // null: the incident's camera
+let cameraList = null;
+
+async function recording(at = null) {
   const found = await attempt(() => api(`/api/v1/incidents/${id}/recording?before=${recordingSpan}&after=${recordingSpan}`));
   if (!found) { recordingBox.replaceChildren(); return; }
-  found.incident_at = found.incident_started;
-  recordingBox.dataset.segments = String(found.segments.length);
+  const own = found.camera_id;
+  let shown = found;
+  if (recordingCamera && recordingCamera !== own) {
+    const other = await attempt(() => api(`/api/v1/recordings/${encodeURIComponent(recordingCamera)}?since=${found.since}&until=${found.until}`));
+    if (other) shown = { ...found, camera_id: other.camera_id, segments: other.segments };
+  }
+  shown.incident_at = found.incident_started;
   const span = el("select", { id: "recording-span", "aria-label": "Footage around the incident" },
     ...[[120, "±2 min"], [600, "±10 min"], [1800, "±30 min"]].map(([v, text]) => el("option", { value: String(v), selected: v === recordingSpan }, text)));
   span.addEventListener("change", () => { recordingSpan = +span.value; recording(); });
-  const head = el("p", { class: "muted small" }, span, ` ${found.camera_id}, ${fmtTime(found.since, true)} to ${fmtTime(found.until, true)}`);
-  if (!found.segments.length) {
-    recordingBox.replaceChildren(head, el("p", { class: "muted" }, `No recording of ${found.camera_id} in this span.`));
+  const admin = can("admin");
+  if (admin && cameraList === null) {
+    cameraList = (await attempt(() => api("/api/v1/cameras"))) || [];
+  }
+  const cameraPick = admin && cameraList.length > 1
+    ? el("select", { id: "recording-camera", "aria-label": "Camera" },
+      ...cameraList.map((c) => el("option", { value: c.id, selected: c.id === shown.camera_id }, c.id === own ? `${c.name} (incident)` : c.name)))
+    : null;
+  cameraPick?.addEventListener("change", () => {
+    const now = document.getElementById("scrub");
+    recordingCamera = cameraPick.value;
+    recording(now ? +now.value : null);
+  });
+  const head = el("p", { class: "muted small" }, span, " ", cameraPick, ` ${shown.camera_id}, ${fmtTime(found.since, true)} to ${fmtTime(found.until, true)}`);
+  if (!shown.segments.length) {
+    recordingBox.replaceChildren(head, el("p", { class: "muted" }, `No recording of ${shown.camera_id} in this span.`));
+    Object.assign(recordingBox.dataset, { segments: "0", camera: shown.camera_id });
     return;
   }
-  const admin = can("admin");
-  const items = found.segments.map((segment) => el("li", {},
+  const items = shown.segments.map((segment) => el("li", {},
     admin
       ? el("button", { type: "button", class: "link", onclick: () => recordingBox.seek(segment.start, true) },
         `${fmtTime(segment.start, true)}–${fmtTime(segment.end, true)}`)
       : `${fmtTime(segment.start, true)}–${fmtTime(segment.end, true)}`,
     el("span", { class: "muted" }, ` ${(segment.size / 1e6).toFixed(1)} MB`)));
-  recordingBox.replaceChildren(head, ...(admin ? [scrubber(found)] : []), el("ol", { class: "plain" }, items),
+  recordingBox.replaceChildren(head, ...(admin ? [scrubber(shown)] : []), el("ol", { class: "plain" }, items),
     el("p", { class: "muted small" }, admin
       ? "The camera's own footage: heads are not hidden; playing or exporting it is recorded in the audit log."
       : "The camera's own footage (heads not hidden): an admin can play it."));
+  // set once drawn: tests (and anything else) wait for it
+  Object.assign(recordingBox.dataset, { segments: String(shown.segments.length), camera: shown.camera_id });
+  if (admin && at !== null) recordingBox.seek(at, false);
 }
 recording();
