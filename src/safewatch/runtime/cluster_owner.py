@@ -25,7 +25,9 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import event
 
 from safewatch.cluster import ClusterMember, Takeover
 from safewatch.config.loader import LoadedSite
@@ -100,9 +102,10 @@ class ClusterOwner:
             SafewatchError: As :meth:`RuntimeService.start`; or the cluster tables are missing.
         """
         self.service.start()
+        site, cluster = self._site, self._site.config.cluster
+        _limit_idle_transactions(self.service.storage.engine, cluster.lease_seconds / 2)
         if self.role == "api":
             return
-        site, cluster = self._site, self._site.config.cluster
         try:
             # Its own connection pool: renewing leases never waits behind incident writes.
             self._engine = create_engine_for(site.config.storage.database, site.base_dir)
@@ -232,3 +235,28 @@ class ClusterOwner:
     def _dispose(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
+
+
+def _limit_idle_transactions(engine: Engine, seconds: float) -> None:
+    """Have PostgreSQL end this process's transactions that sit idle for ``seconds``.
+
+    Incident writes hold the tamper-evidence chain's lock, which every analyzer's writes and
+    takeovers need. A process frozen inside such a transaction (SIGSTOP, a VM pause, swapping)
+    would hold it, and stall the whole cluster, until it woke up; with this limit PostgreSQL
+    ends the frozen session after ``seconds`` (half a lease) and the others go on. A healthy
+    writer never idles that long between two statements of one transaction. Connections pooled
+    before the limit was set are replaced.
+    """
+    milliseconds = max(100, int(seconds * 1000))
+
+    def limit(connection: Any, _record: object) -> None:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {milliseconds}")
+        finally:
+            cursor.close()
+        if not connection.autocommit:
+            connection.commit()
+
+    event.listen(engine, "connect", limit)
+    engine.dispose()  # checked-in connections close now, checked-out ones when returned

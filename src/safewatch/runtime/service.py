@@ -340,6 +340,7 @@ class RuntimeService:
                 watchdog=config.runtime.watchdog,
                 on_camera_stopped=self._camera_stopped,
                 on_camera_ended=self._camera_ended,
+                start_method="forkserver" if self._options.cluster else "spawn",
             )
             self._inference = InferenceWorker(
                 self._mailbox,
