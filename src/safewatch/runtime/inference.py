@@ -206,7 +206,17 @@ class InferenceWorker:
                 max(0.0, picked_at - job.pending.frame.published_at)
             )
         inferring = [job for job in jobs if job.infer]
-        found = dict(zip(map(id, inferring), self._detect(inferring), strict=True))
+        with tracing.span("inference", {"frames": len(inferring)}):
+            if tracing.enabled():  # each frame's wait since its decoder published it
+                for job in jobs:
+                    attributes: dict[str, str | int] = {
+                        "camera": job.frame.camera_id,
+                        "seq": job.frame.seq,
+                    }
+                    tracing.record(
+                        "frame.wait", job.pending.frame.published_at, picked_at, attributes
+                    )
+            found = dict(zip(map(id, inferring), self._detect(inferring), strict=True))
         done_at = time.time()
         analysed: list[Analysed] = []
         for job in jobs:
@@ -269,8 +279,7 @@ class InferenceWorker:
             return []
         self._metrics.batch_size.observe(len(jobs))
         requests = [DetectionRequest(job.frame, job.plan.models, job.plan.tiling) for job in jobs]
-        with tracing.span("inference", {"frames": len(jobs)}):
-            return detect_requests(requests, self._detector_for, on_model=self._timed)
+        return detect_requests(requests, self._detector_for, on_model=self._timed)
 
     def _timed(self, model: str, _inputs: int, seconds: float) -> None:
         self._metrics.inference_latency.labels(model=model).observe(seconds)
