@@ -18,7 +18,14 @@ Per run:
 A thread publishes an analysed frame with two people five times a second, so the blurred feed
 hides heads as it would under ``serve`` (not the fail-closed whole-picture blur).
 
-    python -m bench.live_video [--seconds 20] [--pairs 2] [--size 1280x720]
+With ``--browser``, the same camera is watched in headless Chromium (Debian's ``chromium``,
+Playwright) on the dashboard's Live page, served by uvicorn in this process, raw and blurred
+alternated: the tile's frame age on screen (``Date.now()`` at each presented frame,
+``requestVideoFrameCallback``, minus that frame's wall time) sampled every 100 ms, p50 / p95,
+and the frames presented per second. That is camera-to-screen on loopback, less the camera's own
+encoding and the first packet's network delay.
+
+    python -m bench.live_video [--seconds 20] [--pairs 2] [--size 1280x720] [--browser]
 """
 
 from __future__ import annotations
@@ -117,6 +124,83 @@ def run(url: str, mode: VideoMode, seconds: float, size: tuple[int, int]) -> dic
     }
 
 
+def browser_runs(url: str, seconds: float, pairs: int) -> list[dict[str, Any]]:
+    """Raw and blurred alternated in headless Chromium (see the module docstring)."""
+    import sys
+
+    from playwright.sync_api import sync_playwright
+
+    from bench._common import ROOT
+    from safewatch.api.dashboard import Dashboard
+    from safewatch.config.loader import load_site
+    from safewatch.incidents.site_storage import open_site_storage
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from api_support import PASSWORD, served_app, write_site  # type: ignore[import-not-found]
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="safewatch-bench-live-") as folder:
+        loaded = load_site(write_site(Path(folder), source=url))
+        storage = open_site_storage(loaded)
+        dashboard = Dashboard.create(lambda: loaded, Path(folder) / "rules", storage)
+        dashboard.auth.add_user("admin", PASSWORD, "admin")
+        stop = threading.Event()
+        analysis = threading.Thread(
+            target=_analyse, args=(dashboard.live, 640, 352, stop), daemon=True
+        )
+        analysis.start()
+        sample = (
+            "() => { const t = document.querySelector('article.tile[data-camera=yard]');"
+            " return [performance.now(), +t.dataset.latency, +t.dataset.vframes]; }"
+        )
+        try:
+            with served_app(dashboard) as base, sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path="/usr/bin/chromium",
+                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+                )
+                page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+                page.set_default_timeout(90_000)
+                page.goto(f"{base}/live")
+                page.fill("input[name=username]", "admin")
+                page.fill("input[name=password]", PASSWORD)
+                page.click("button[type=submit]")
+                page.wait_for_url("**/live*")
+                for _ in range(pairs):
+                    for mode in ("raw", "blurred"):
+                        page.goto(f"{base}/live" + ("?video=raw" if mode == "raw" else ""))
+                        page.wait_for_function(
+                            "() => +document.querySelector('article.tile[data-camera=yard]')"
+                            ".dataset.vframes > 0"
+                        )
+                        page.wait_for_timeout(WARMUP * 1000)
+                        first = page.evaluate(sample)
+                        ages = []
+                        for _ in range(round(seconds * 10)):
+                            page.wait_for_timeout(100)
+                            ages.append(page.evaluate(sample)[1])
+                        last = page.evaluate(sample)
+                        ages.sort()
+                        row = {
+                            "mode": mode,
+                            "where": "browser",
+                            "presented_per_s": round(
+                                (last[2] - first[2]) * 1000 / (last[0] - first[0]), 2
+                            ),
+                            "screen_age_p50_ms": ages[len(ages) // 2],
+                            "screen_age_p95_ms": ages[int(len(ages) * 0.95)],
+                            "load_average": [round(x, 2) for x in os.getloadavg()],
+                        }
+                        print(row, flush=True)
+                        rows.append(row)
+                browser.close()
+        finally:
+            stop.set()
+            analysis.join(2)
+            storage.close()
+    return rows
+
+
 def upscaled(width: int, height: int) -> Path:
     """The clip scaled to ``width`` x ``height`` (H.264, a keyframe every 2 s), made once."""
     out = Path(tempfile.gettempdir()) / "safewatch-bench" / f"construction_{width}x{height}.mp4"
@@ -143,12 +227,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--size", default="640x352", help="camera picture size (WxH)")
+    parser.add_argument("--browser", action="store_true", help="measure in headless Chromium")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
     clip = None if (width, height) == (640, 352) else upscaled(width, height)
     rows = []
     print(f"load average at start {os.getloadavg()}; camera {width}x{height}", flush=True)
     with rtsp_cameras(1, clip=clip) as (camera,):
+        if args.browser:
+            rows = browser_runs(camera.url, args.seconds, args.pairs)
+            write_results(
+                f"live_video_browser_{width}x{height}",
+                {"camera": f"{width}x{height} H.264 over RTSP", "runs": rows},
+            )
+            return
         for _ in range(args.pairs):
             for mode in ("raw", "blurred"):
                 row = run(camera.url, mode, args.seconds, (width, height))

@@ -20,7 +20,9 @@ written to the audit log (``live.raw_view``) before a byte is sent (:mod:`safewa
 One feed per (camera, mode) however many viewers watch it: its thread produces the chunks once
 and every viewer's bounded queue gets a reference. A viewer that falls ``backlog`` fragments
 behind is cut back to the next keyframe (it skips, never queues without bound), and a feed with
-no viewer for ``idle_seconds`` closes its camera connection. Feeds follow site reloads: a camera
+no viewer for ``idle_seconds`` closes its camera connection. A blurred feed short of CPU drops
+frames (decoded, not blurred or encoded) older than ``max_lag`` rather than falling behind the
+camera, and past ``skip_lag`` waits for the next keyframe. Feeds follow site reloads: a camera
 whose source changes is reopened (its viewers get a new init), one removed or disabled ends.
 
 Each chunk carries the wall-clock time of its frame, computed as the recorder and the decode
@@ -87,6 +89,9 @@ class VideoSettings:
         idle_seconds: A feed nobody watches closes its camera connection after this.
         backlog: Fragments queued for one viewer before it is cut back to the next keyframe.
         retry_seconds: Wait before reopening a camera after an error or the end of a file.
+        max_lag: A blurred frame older than this when decoded is dropped instead of blurred
+            and encoded (the feed skips frames to stay live when the CPU is short).
+        skip_lag: Older than this, packets are not even decoded until the next keyframe.
     """
 
     max_width: int = 1280
@@ -96,6 +101,8 @@ class VideoSettings:
     idle_seconds: float = 10.0
     backlog: int = 75
     retry_seconds: float = 1.0
+    max_lag: float = 0.5
+    skip_lag: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,6 +393,7 @@ class _Feed:
         self.stop = threading.Event()
         self.generation = 0
         self.fragments = 0
+        self.dropped = 0
         self.thread = threading.Thread(
             target=self._run, name=f"live-video-{camera_id}-{mode}", daemon=True
         )
@@ -475,6 +483,7 @@ class _Feed:
         out: Any = None
         offset = 0
         last = -1
+        settings = self._owner.settings
         try:
             if self.mode == "raw":
                 out = fragmenter.output.add_stream_from_template(stream)
@@ -503,6 +512,10 @@ class _Feed:
                     continue
                 if first is not None and stamped:
                     wall0 = self._paced(packet, first, offset, base, started, wall0)
+                    behind = time.time() - wall0 - float((packet.pts - first) * base)
+                    if behind > settings.skip_lag and not packet.is_keyframe:
+                        self.dropped += 1  # far behind: catch up at the next keyframe
+                        continue
                 # every packet is decoded (a keyframe without timestamps still feeds the frames
                 # after it); frames without a time, or before the first, are not shown
                 for frame in packet.decode():
@@ -512,6 +525,9 @@ class _Feed:
                     if at <= last:
                         continue
                     last = at
+                    if time.time() - wall0 - float(at * _ENCODER_BASE) > settings.max_lag:
+                        self.dropped += 1  # behind: decoded (a reference), not shown
+                        continue
                     if encoder is None:
                         encoder = self._encoder(fragmenter, stream, frame)
                     image = self._hidden(frame, encoder.width, encoder.height)

@@ -246,3 +246,32 @@ def test_a_feed_follows_site_reloads(tmp_path: Path) -> None:
     finally:
         viewer.close()
         video.close()
+
+
+def test_a_blurred_feed_short_of_cpu_drops_frames_to_stay_live(
+    site: tuple[Dashboard, SiteStorage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hiding heads made to take 80 ms a frame (half the camera's 24 fps): the feed shows fewer
+    frames, never older ones (without dropping, each second would add half a second of lag)."""
+    from safewatch.api import live_video
+
+    slow = live_video.hide_heads
+
+    def hide_slowly(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.08)
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(live_video, "hide_heads", hide_slowly)
+    dashboard, _ = site
+    video = LiveVideo(dashboard.live, dashboard.site, VideoSettings(max_lag=0.5))
+    viewer = video.watch("yard", "blurred")
+    try:
+        chunks = collect(viewer, 50, timeout=60)
+    finally:
+        viewer.close()
+        video.close()
+    fragments = [c for c in chunks if c.kind == "fragment"]
+    span = fragments[-1].media - fragments[0].media
+    assert len(fragments) < 0.8 * 24 * span, "frames were dropped"
+    ages = [c.made - c.wall for c in fragments[-10:]]
+    assert max(ages) < 1.5, f"the feed stayed live (ages {ages})"
