@@ -113,6 +113,7 @@ def test_the_live_tile_plays_video_at_the_cameras_rate_with_overlays(
     assert page.get_attribute(TILE, "data-video") == "mse"
     assert page.get_attribute(TILE, "data-mode") == "blurred"
     assert page.locator("#video-mode").is_hidden(), "only admins may choose the original"
+    assert page.inner_text("#privacy-note").startswith("Heads are hidden")
     sample = (
         f"() => {{ const t = document.querySelector('{TILE}'); const v = t.querySelector('video');"
         " return [performance.now(), v.currentTime, +t.dataset.vframes, +t.dataset.latency,"
@@ -173,6 +174,7 @@ def test_an_admin_may_watch_the_original_and_it_is_logged(site: dict[str, Any]) 
     assert page.get_attribute(TILE, "data-mode") == "raw"
     assert page.locator("#video-mode").is_visible()
     assert any("mode=raw" in url for url in sockets)
+    assert "NOT hidden" in page.inner_text("#privacy-note")
     records, total = site["dashboard"].auth.audit_records(action="live.raw_view")
     assert total >= 1 and records[0].actor == "admin" and records[0].subject == "yard"
     page.context.close()

@@ -23,6 +23,13 @@ if (modeSelect) {
     location.href = url.toString();
   });
 }
+if (videoMode === "raw") {
+  const note = document.getElementById("privacy-note");
+  if (note) {
+    note.textContent = "Original video: heads are NOT hidden, and your viewing is logged.";
+    note.className = "warn-text";
+  }
+}
 const META_KEEP = 64;
 const META_MATCH = 1.5; // seconds: metadata further from the frame on screen is not drawn
 
