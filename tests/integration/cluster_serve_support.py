@@ -32,6 +32,7 @@ CLIP = "video/construction_cctv_640x352_24s.mp4"
 MODEL = "models/yolox_nano_coco.onnx"
 
 _ANALYSED = re.compile(r'^safewatch_camera_analysed_frames(?:_total)?\{camera="([^"]+)"\} (\S+)$')
+_RELOADED = re.compile(r'^safewatch_rule_reloads_total\{result="applied"\} (\S+)$')
 _FENCED = re.compile(r'^safewatch_cluster_fenced_writes_total\{camera="([^"]+)"\} (\S+)$')
 
 
@@ -198,6 +199,11 @@ class Analyzer:
         """Incident writes its fence refused, over all cameras."""
         found = (_FENCED.match(line) for line in self.metrics().splitlines())
         return sum(float(match.group(2)) for match in found if match)
+
+    def rule_reloads(self) -> float:
+        """Rule sets it loaded and applied (the first load at start included)."""
+        found = (_RELOADED.match(line) for line in self.metrics().splitlines())
+        return sum(float(match.group(1)) for match in found if match)
 
 
 def analysed_counts(metrics_text: str) -> dict[str, float]:
