@@ -196,6 +196,15 @@ def test_login_then_live_view_draws_overlays(server: dict[str, Any]) -> None:
     )
     assert int(tile.get_attribute("data-frames") or 0) > 0
     assert "streaming" in tile.locator(".state").inner_text()
+    # the camera's video at its own rate under the overlay, from the API process of serve
+    assert tile.get_attribute("data-video") == "mse"
+    video_time = "() => document.querySelector('article.tile[data-camera=yard] video').currentTime"
+    before = page.evaluate(video_time)
+    page.wait_for_timeout(2000)
+    advanced = page.evaluate(video_time) - before
+    age = tile.get_attribute("data-latency")
+    print(f"live video advanced {advanced:.2f} s in 2 s under serve; frame age on screen {age} ms")
+    assert advanced >= 1.0, "the live video plays"
     _shot(server, "live")
 
 
