@@ -37,7 +37,8 @@ that defines ``accuracy_section(quick: bool) -> dict`` (for instance ``bench/tra
 MOTA/IDF1) is run after the detection section and its result is stored under its short name.
 
 Run: ``python -m bench.accuracy [--conf 0.01] [--nms-iou 0.45] [--sweep] [--no-cross-check]
-[--only detection]``; JSON goes to ``bench/results/accuracy.json``.
+[--only detection] [--model F]``; JSON goes to ``bench/results/accuracy.json``. ``--model``
+scores another file of the same model, e.g. the INT8 copy ``safewatch models quantize`` makes.
 """
 
 from __future__ import annotations
@@ -322,14 +323,19 @@ def load_dataset() -> Dataset:
     return Dataset(paths, frames, truths, padding)
 
 
+def model_file(model: Path | None) -> Path:
+    """The model scored: ``--model`` (e.g. an INT8 copy of ppe14), else the shared ppe14."""
+    return model if model is not None else require_asset(MODEL)
+
+
 def run_detector(
-    data: Dataset, conf: float, nms_iou: float, size: int, batch: int
+    data: Dataset, conf: float, nms_iou: float, size: int, batch: int, model: Path | None = None
 ) -> tuple[list[Detections], float]:
     """safewatch's detector over every image; returns the detections and ms per image."""
     config = ModelConfig(
         path=MODEL, labels=LABEL_MAP, confidence=conf, nms_iou=nms_iou, input_size=size
     )
-    detector = OnnxDetector(config, require_asset(MODEL), "ppe14")
+    detector = OnnxDetector(config, model_file(model), "ppe14")
     start = time.perf_counter()
     detections: list[Detections] = []
     for i in range(0, len(data.frames), batch):
@@ -337,9 +343,11 @@ def run_detector(
     return detections, 1000 * (time.perf_counter() - start) / max(len(data.frames), 1)
 
 
-def run_reference(data: Dataset, conf: float, nms_iou: float, size: int) -> list[Detections]:
+def run_reference(
+    data: Dataset, conf: float, nms_iou: float, size: int, model: Path | None = None
+) -> list[Detections]:
     """The independent implementation of :mod:`bench.reference_yolov8` over every image."""
-    path = str(require_asset(MODEL))
+    path = str(model_file(model))
     index = model_classes(path)
     reference = ReferenceYolov8(
         path, size, {index[name]: label for name, label in LABEL_MAP.items()}, conf, nms_iou
@@ -383,10 +391,15 @@ def padding_summary(data: Dataset) -> dict[str, Any]:
 
 
 def cross_check(
-    data: Dataset, ours: Sequence[Detections], conf: float, nms_iou: float, size: int
+    data: Dataset,
+    ours: Sequence[Detections],
+    conf: float,
+    nms_iou: float,
+    size: int,
+    model: Path | None = None,
 ) -> dict[str, Any]:
     """Score the reference implementation and compare it with the detector's figures."""
-    theirs = run_reference(data, conf, nms_iou, size)
+    theirs = run_reference(data, conf, nms_iou, size, model)
     mine, ref = score(data, ours), score(data, theirs)
     diffs = {
         f"{key}/{label}/{iou:.1f}": abs(
@@ -418,7 +431,11 @@ def cross_check(
 
 
 def sweep(
-    data: Dataset, conf: float, batch: int, done: Mapping[tuple[float, int], Any]
+    data: Dataset,
+    conf: float,
+    batch: int,
+    done: Mapping[tuple[float, int], Any],
+    model: Path | None = None,
 ) -> list[dict[str, Any]]:
     """AP (raw and padding-aware) for each test-time setting in :data:`SWEEP`.
 
@@ -427,7 +444,7 @@ def sweep(
     rows = []
     for nms_iou, size in SWEEP:
         key = (nms_iou, size)
-        detections, ms = done[key] if key in done else run_detector(data, conf, *key, batch)
+        detections, ms = done[key] if key in done else run_detector(data, conf, *key, batch, model)
         s = score(data, detections)
         rows.append(
             {
@@ -453,13 +470,14 @@ def detection_section(
     *,
     check: bool = True,
     settings: bool = False,
+    model: Path | None = None,
 ) -> dict[str, Any]:
     """Run the PPE model over the whole set and score each class, raw and padding-aware."""
     data = load_dataset()
-    detections, ms = run_detector(data, conf, nms_iou, size, batch)
+    detections, ms = run_detector(data, conf, nms_iou, size, batch, model)
     scored = score(data, detections)
     section: dict[str, Any] = {
-        "model": Path(MODEL).name,
+        "model": model_file(model).name,
         "images": len(data.frames),
         "input_size": size,
         "confidence": conf,
@@ -484,9 +502,9 @@ def detection_section(
         "box_ratio": scored["box_ratio"],
     }
     if check:
-        section["cross_check"] = cross_check(data, detections, conf, nms_iou, size)
+        section["cross_check"] = cross_check(data, detections, conf, nms_iou, size, model)
     if settings:
-        section["settings"] = sweep(data, conf, batch, {(nms_iou, size): (detections, ms)})
+        section["settings"] = sweep(data, conf, batch, {(nms_iou, size): (detections, ms)}, model)
     return section
 
 
@@ -586,6 +604,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sweep", action="store_true", help="also score NMS IoU x input size")
     parser.add_argument("--only", choices=["detection"], help="skip the plugged-in sections")
     parser.add_argument("--quick", action="store_true", help="passed to plugged-in sections")
+    parser.add_argument(
+        "--model", type=Path, help="score this ppe14 file instead (e.g. `models quantize` output)"
+    )
     args = parser.parse_args(argv)
     detection = detection_section(
         args.conf,
@@ -594,6 +615,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.batch,
         check=not args.no_cross_check,
         settings=args.sweep,
+        model=args.model,
     )
     report(detection, args.conf)
     results: dict[str, Any] = {"detection": detection}
