@@ -314,3 +314,55 @@ def test_download_pdf_report(server: dict[str, Any], tmp_path: Path) -> None:
         "() => document.getElementById('total').textContent.includes('incidents')"
     )
     _shot(server, "analytics")
+
+
+def test_a_dropped_rule_is_flagged_until_the_admin_acknowledges_it(
+    server: dict[str, Any],
+) -> None:
+    """Issue 13: a rule removed while the camera keeps others degrades /readyz and is flagged
+    on the Rules page until an admin acknowledges the removal there (audited)."""
+    base, headers, page = server["base"], server["headers"], server["page"]
+    extra = (
+        "version: 1\nrules:\n  - {id: e2e-extra, kind: zone_intrusion, zone: floor, "
+        "objects: [person], min_duration: 30s}\n"
+    )
+    saved = httpx.put(
+        f"{base}/api/v1/rules/files/extra.yaml", json={"text": extra}, headers=headers, timeout=30
+    )
+    assert saved.status_code == 200, saved.text
+    gone = httpx.delete(f"{base}/api/v1/rules/files/extra.yaml", headers=headers, timeout=30)
+    assert gone.status_code == 200, gone.text
+    assert gone.json()["status"]["dropped"] == ["e2e-extra"]
+    _wait(
+        lambda: (
+            httpx.get(f"{base}/readyz", headers=headers, timeout=10).json()["status"] == "degraded"
+        ),
+        30,
+        "/readyz degraded",
+    )
+    page.goto(f"{base}/rules")
+    if "/login" in page.url:  # this test alone: log in first
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/rules")
+    button = page.locator("#acknowledge-dropped")
+    button.wait_for()
+    assert "e2e-extra" in page.inner_text("#protection")
+    page.once("dialog", lambda dialog: dialog.accept())
+    button.click()
+    page.wait_for_function("() => document.getElementById('protection').hidden")
+    _wait(
+        lambda: (
+            httpx.get(f"{base}/readyz", headers=headers, timeout=10).json()["status"] == "ready"
+        ),
+        30,
+        "/readyz ready again",
+    )
+    audit = httpx.get(
+        f"{base}/api/v1/audit-log",
+        params={"action": "rules.acknowledge_dropped"},
+        headers=headers,
+        timeout=10,
+    ).json()
+    assert [(r["actor"], r["subject"]) for r in audit["items"]] == [("admin", "e2e-extra")]
