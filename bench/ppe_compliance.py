@@ -34,19 +34,31 @@ violations / bare heads; unknown rate = unknown / labelled persons.
 
 The setups are the example site (``examples/site.yaml``: yolox_nano for persons + ppe14 int8 at
 320 px for PPE, default thresholds, head verification as the site sets it), the same without head
-verification (PPE boxes only), with yolov8n for persons, and with the fp32 ppe14 at 640 px (the
-example site before it moved to catalogue models). Never tune on these photos: they are
-the evaluation set (``training/hard_hat_workers_extra`` is for training and calibration).
+verification (PPE boxes only), with yolov8n for persons (at 640 and 832 px), with the fp32 ppe14
+at 640 px (the example site before it moved to catalogue models), with low-score person tracks,
+head-first tracks (``tracker.head_tracks``) and 2x2 tiling. ``cpu_ms_per_frame`` is the process
+CPU of one analysed frame (the detectors on the photo plus one tracker update), per photo. Never
+tune on these photos: they are the evaluation set (``training/hard_hat_workers_extra`` is for
+training and calibration).
 
 CPU (``--cpu``): the example clip at the camera's 5 fps through the example setup, timing in one
 run, frame by frame, the detectors and tracker without head verification (the baseline), the head
 verification (the same tracker with the verifier, minus the one without) and hiding heads with
-``privacy: blur`` as if every analysed frame were evidence (an upper bound: only stills and clips
-are blurred). Process CPU time, not wall time, so the other load on a shared machine does not
-enter the ratio; the extra cost is reported as a share of the baseline.
+the site's privacy settings (``blur``, and the face detector of ``privacy.faces``) as if every
+analysed frame were evidence (an upper bound: only stills and clip frames are hidden). Process
+CPU time, not wall time, so the other load on a shared machine does not enter the ratio; the
+extra cost is reported as a share of the baseline.
+
+Calibration (``--data train``): settings such as ``--tracker 'head_thresholds={"bare": 0.6}'``
+or ``--model 'ppe.label_confidence={"no_hardhat": 0.1}'`` are chosen on the training photos,
+``../shared/assets/training/hard_hat_workers_extra`` (479 Hard Hat Workers photos, none among the
+evaluation photos; public domain / CC0, doi:10.7910/DVN/7CBGOS, each file's origin and hash in its
+``sources.csv``), keeping the setting with the highest violation recall at precision >= 0.95
+there; only the chosen setting is then run once on the evaluation photos. The head classifier
+was trained on three quarters of the training photos, so figures there are optimistic.
 
 Run: ``python -m bench.ppe_compliance [--setup example] [--limit N] [--cpu]``; JSON goes to
-``bench/results/ppe_compliance.json``.
+``bench/results/ppe_compliance.json`` (``--name X``: ``ppe_compliance[_train]_X.json``).
 """
 
 from __future__ import annotations
