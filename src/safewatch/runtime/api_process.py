@@ -317,7 +317,8 @@ def _receive(
             reader.forget(message.camera_id)
             hub.forget(message.camera_id)
         elif isinstance(message, Ping):
-            on_loop(functools.partial(_pong, remote, message.seq))
+            with contextlib.suppress(RuntimeError):  # the HTTP server is stopping: no answer
+                on_loop(functools.partial(_pong, remote, message.seq))
         elif isinstance(message, Shutdown):
             return
 
