@@ -85,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--interval", type=float, default=0.002)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--client", choices=["httpx", "raw"], default="httpx")
     parser.add_argument(
         "--cprofile",
         action="store_true",
@@ -133,10 +134,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         http.start()
         base = f"http://127.0.0.1:{port}"
         try:
-            load(base, token, "list", args.clients, 3.0, 0)  # warm-up
+            load(base, token, "list", args.clients, 3.0, 0, args.client)  # warm-up
             with Sampler(args.interval) as sampler:
                 t0, c0 = time.monotonic(), time.process_time()
-                result = load(base, token, "list", args.clients, args.seconds, 0)
+                result = load(base, token, "list", args.clients, args.seconds, 0, args.client)
                 wall, cpu = time.monotonic() - t0, time.process_time() - c0
         finally:
             http.stop()
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{result.requests} requests in {wall:.1f} s ({result.requests / wall:.0f}/s), p50 "
         f"{result.p50_ms:.0f} ms, p95 {result.p95_ms:.0f} ms; API CPU {cpu:.1f} s "
         f"({1000 * cpu / max(1, result.requests):.2f} ms per request, includes the sampler); "
-        f"clients' CPU {result.client_cpu_s:.1f} s"
+        f"clients' CPU {result.client_cpu_s:.1f} s; statuses {result.statuses}"
     )
     if args.cprofile:
         pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
