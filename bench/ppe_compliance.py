@@ -152,6 +152,7 @@ SETUPS = (
         tracker={"head_tracks": 0.3},
         model_settings={"coco": {"input_size": 832}},
     ),
+    Setup("face_subjects", tracker={"face_subjects": "yunet"}),
     Setup("tiled_2x2", tiling={"columns": 2, "rows": 2}),
     Setup("tiled_2x2_head_tracks", tracker={"head_tracks": 0.3}, tiling={"columns": 2, "rows": 2}),
 )

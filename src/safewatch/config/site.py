@@ -180,6 +180,14 @@ class TrackerConfig(_Strict):
         "tracked person's head and calls it hard hat / bare / not visible. Catches bare heads "
         "the PPE detector finds no box for. Omitted: PPE boxes alone.",
     )
+    face_subjects: str | None = Field(
+        None,
+        description="Face-first PPE subjects (docs/ppe.md): a face detector ('yunet') runs on "
+        "every analysed frame, and a face no person or head box covers becomes a tracked person "
+        "whose head the head classifier checks (needs head_classifier). Finds bare heads the "
+        "person and PPE models miss; costs one face detector run per frame (~18 ms on a CPU "
+        "core at 640x352). Omitted: off.",
+    )
     head_thresholds: dict[Literal["hardhat", "bare"], Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=dict,
         description="Per-class overrides of the head classifier's calibrated probability "

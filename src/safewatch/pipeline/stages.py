@@ -16,6 +16,7 @@ from safewatch.config.site import CameraConfig, ModelConfig
 from safewatch.detect import Detector, build_detector
 from safewatch.detect.catalogue import resolve
 from safewatch.errors import ConfigError
+from safewatch.incidents.faces import face_detector
 from safewatch.track import CameraTracker, PPEVocabulary
 from safewatch.track.head_check import HeadClassifier, HeadVerifier, head_classifier_file
 
@@ -126,10 +127,12 @@ def build_tracker(site: LoadedSite, camera_id: str, camera: CameraConfig) -> Cam
             thresholds={str(k): v for k, v in site.config.tracker.head_thresholds.items()},
         )
         verifier = HeadVerifier(classifier)
+    faces = site.config.tracker.face_subjects
     return CameraTracker(
         site.config.tracker,
         camera_id,
         frame_rate=camera.fps,
         ppe_items=ppe_items(site, camera),
         head_verifier=verifier,
+        face_finder=face_detector(faces) if faces and verifier is not None else None,
     )

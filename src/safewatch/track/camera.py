@@ -16,12 +16,13 @@ vocabulary, so a 24/7 stream keeps only what is alive.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from safewatch.config.site import TrackerConfig
-from safewatch.domain import Detections, Frame, PPEState, Track, TrackedFrame
+from safewatch.domain import Detections, Frame, Image, PPEState, Track, TrackedFrame
 from safewatch.track.bytetrack import LabelTracker
 from safewatch.track.clock import FrameClock
 from safewatch.track.head_check import HeadVerifier
@@ -29,13 +30,38 @@ from safewatch.track.heads import HeadModeSwitch, suppress_overlaps
 from safewatch.track.ppe import NEGATIVE_PREFIX, Observation, PPEVocabulary, associate_ppe
 from safewatch.track.votes import PPEVotes
 
-__all__ = ["PERSON", "CameraTracker"]
+__all__ = ["FACE_HEAD", "PERSON", "CameraTracker", "FaceFinder", "head_from_face"]
 
 PERSON = "person"
 _HEADS = "person[heads]"  # tracker key of head mode; its tracks are reported as persons
 _LOW = "person[low]"  # tracker key of low-score person tracks (TrackerConfig.low_score_tracks)
 _LONE = "person[lone-heads]"  # head boxes no person took (TrackerConfig.head_tracks)
-_AS_PERSON = (_HEADS, _LOW, _LONE)  # tracker keys whose tracks are reported as persons
+_FACES = "person[faces]"  # heads found from faces no person or head box covers (face_finder)
+_AS_PERSON = (_HEADS, _LOW, _LONE, _FACES)  # tracker keys whose tracks are reported as persons
+FACE_HEAD = "face_head"
+"""Label of the head boxes made from faces; appended to the frame's detections for tracking."""
+
+
+class FaceFinder(Protocol):
+    """Finds faces in a frame: ``(N, 5+)`` rows ``x1, y1, x2, y2, score`` in its pixels."""
+
+    def detect(self, image: Image) -> NDArray[np.float32]:
+        """The faces of ``image``."""
+        ...
+
+
+def head_from_face(faces: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Head boxes ``(N, 4)`` around ``(N, 4+)`` face boxes: a square 1.3 face widths (at least
+    one face height) wide, from 0.6 face heights above the face box's top (forehead, hair or
+    hat brim), so the head classifier sees what is on the head, not the face alone."""
+    f = np.asarray(faces, np.float64)
+    f = f.reshape(-1, f.shape[-1]) if f.size else np.zeros((0, 4))
+    w = f[:, 2] - f[:, 0]
+    h = f[:, 3] - f[:, 1]
+    side = np.maximum(1.3 * w, h)
+    cx = (f[:, 0] + f[:, 2]) / 2
+    top = f[:, 1] - 0.6 * h
+    return np.stack([cx - side / 2, top, cx + side / 2, top + side], axis=1)
 
 
 class CameraTracker:
@@ -59,6 +85,10 @@ class CameraTracker:
         head_verifier: Classifies each tracked person's head crop (hard hat / bare / hidden)
             and lets a confident answer stand as that frame's observation of its item (see
             :mod:`safewatch.track.head_check`); ``None`` trusts the PPE boxes alone.
+        face_finder: Face-first PPE subjects (``tracker.face_subjects``): faces that no person
+            or head box covers become head boxes (:func:`head_from_face`, label
+            :data:`FACE_HEAD` in the returned detections) tracked as persons and verified by
+            ``head_verifier``; one face detector run per frame.
     """
 
     def __init__(
@@ -73,6 +103,7 @@ class CameraTracker:
         head_item: str = "hardhat",
         head_config: TrackerConfig | None = None,
         head_verifier: HeadVerifier | None = None,
+        face_finder: FaceFinder | None = None,
     ) -> None:
         if frame_rate <= 0:
             raise ValueError(f"frame_rate must be > 0, got {frame_rate}")
@@ -92,6 +123,7 @@ class CameraTracker:
         self._next_id = 1
         self._votes = PPEVotes(config.ppe_window)
         self._verifier = head_verifier
+        self._faces = face_finder if head_verifier is not None else None
         if head_verifier is not None:
             self._items.add(head_verifier.item)
 
@@ -129,6 +161,8 @@ class CameraTracker:
                 f"tracker of camera {self._camera_id!r} got a frame of camera {frame.camera_id!r}"
             )
         clock = self._clock(frame)
+        if self._faces is not None and not self._heads.active:
+            detections = self._with_face_heads(detections, frame)
         labels = [str(x) for x in detections.label]
         ppe_rows = self._vocabulary.ppe_mask(detections.label)
         if not self._fixed_items:
@@ -139,10 +173,11 @@ class CameraTracker:
         if head_mode:
             self._trackers.pop(_LOW, None)
             self._trackers.pop(_LONE, None)
+            self._trackers.pop(_FACES, None)
 
         groups = self._groups(detections, labels, ppe_rows, head_rows, head_mode)
         matched: dict[int, tuple[str, int]] = {}  # input row -> (tracker key, camera id)
-        for key in sorted((set(groups) | set(self._trackers)) - {_LOW, _LONE}):
+        for key in sorted((set(groups) | set(self._trackers)) - {_LOW, _LONE, _FACES}):
             rows = groups.get(key, np.zeros(0, np.intp))
             tracker = self._trackers.get(key)
             if tracker is None:
@@ -157,6 +192,8 @@ class CameraTracker:
             self._track_low(detections, groups.get(PERSON), matched, clock)
         if self._config.head_tracks is not None and not head_mode:
             self._track_lone_heads(detections, ppe_rows, head_rows, matched, clock)
+        if self._faces is not None and not head_mode:
+            self._track_face_heads(detections, matched, clock)
         self._prune()
 
         self._observe(detections, ppe_rows, matched, head_mode, frame)
@@ -257,6 +294,55 @@ class CameraTracker:
         for row, lib_id in zip(rows[local], lib_ids, strict=True):
             matched[int(row)] = (_LONE, self._camera_id_of(_LONE, int(lib_id)))
 
+    def _with_face_heads(self, detections: Detections, frame: Frame) -> Detections:
+        """``detections`` plus a :data:`FACE_HEAD` row per face whose centre no person box and
+        no head box of this frame contains (their wearers are subjects already)."""
+        assert self._faces is not None
+        faces = np.asarray(self._faces.detect(frame.image), np.float64)
+        if faces.size == 0:
+            return detections
+        faces = faces.reshape(-1, faces.shape[-1])
+        covering = np.isin(detections.label, (PERSON, *self._head_labels))
+        boxes = detections.xyxy[covering].astype(np.float64)
+        cx = (faces[:, 0] + faces[:, 2]) / 2
+        cy = (faces[:, 1] + faces[:, 3]) / 2
+        inside = (
+            (cx[:, None] >= boxes[None, :, 0])
+            & (cx[:, None] <= boxes[None, :, 2])
+            & (cy[:, None] >= boxes[None, :, 1])
+            & (cy[:, None] <= boxes[None, :, 3])
+        )
+        free = faces[~inside.any(axis=1)] if len(boxes) else faces
+        if len(free) == 0:
+            return detections
+        heads = head_from_face(free)
+        heads[:, [0, 2]] = np.clip(heads[:, [0, 2]], 0, frame.width)
+        heads[:, [1, 3]] = np.clip(heads[:, [1, 3]], 0, frame.height)
+        extra = Detections(
+            heads.astype(np.float32),
+            free[:, 4].astype(np.float32),
+            np.array([FACE_HEAD] * len(free), dtype=np.str_),
+        )
+        return Detections.merge([detections, extra])
+
+    def _track_face_heads(
+        self, detections: Detections, matched: dict[int, tuple[str, int]], clock: float
+    ) -> None:
+        """Track the :data:`FACE_HEAD` rows as persons (their tracker starts from any face the
+        face detector kept: its own score threshold is the start)."""
+        rows = np.flatnonzero(detections.label == FACE_HEAD)
+        tracker = self._trackers.get(_FACES)
+        if tracker is None:
+            if rows.size == 0:
+                return
+            settings = self._config.model_copy(
+                update={"activation_confidence": 0.0, "high_confidence": 0.0}
+            )
+            tracker = self._trackers[_FACES] = LabelTracker(settings, self._frame_rate)
+        local, lib_ids = tracker.update(detections.xyxy[rows], detections.confidence[rows], clock)
+        for row, lib_id in zip(rows[local], lib_ids, strict=True):
+            matched[int(row)] = (_FACES, self._camera_id_of(_FACES, int(lib_id)))
+
     def _learn_items(self, labels: list[str], ppe_rows: NDArray[np.bool_]) -> None:
         for row in np.flatnonzero(ppe_rows):
             parsed = self._vocabulary.item_of(labels[row])
@@ -277,6 +363,8 @@ class CameraTracker:
             label = labels[row]
             if head_mode and label == PERSON:
                 continue  # a stray person box (e.g. a PPE model's weak Person class)
+            if label == FACE_HEAD:
+                continue  # tracked by _track_face_heads
             groups.setdefault(label, []).append(int(row))
         result = {k: np.asarray(v, dtype=np.intp) for k, v in groups.items()}
         if head_mode and head_rows.size:
@@ -322,6 +410,7 @@ class CameraTracker:
                 self._votes.observe(track_id, sorted(self._items), seen)
             return
         self._observe_lone_heads(detections, ppe_rows, matched, frame)
+        self._observe_face_heads(detections, matched, frame)
         person_rows = np.flatnonzero(detections.label == PERSON)
         if person_rows.size == 0:
             return
@@ -370,6 +459,18 @@ class CameraTracker:
             seen_all = self._verifier.observe(frame.image, boxes, seen_all, ppe)
         for (_, track_id), seen in zip(lone, seen_all, strict=True):
             self._votes.observe(track_id, sorted(self._items), seen)
+
+    def _observe_face_heads(
+        self, detections: Detections, matched: dict[int, tuple[str, int]], frame: Frame
+    ) -> None:
+        """Face-first tracks: the head classifier on their head box is their only evidence."""
+        faces = [(row, track_id) for row, (key, track_id) in matched.items() if key == _FACES]
+        if not faces or self._verifier is None:
+            return
+        heads = detections.xyxy[[row for row, _ in faces]]
+        seen = self._verifier.observe_heads(frame.image, heads, [{} for _ in faces])
+        for (_, track_id), observed in zip(faces, seen, strict=True):
+            self._votes.observe(track_id, sorted(self._items), observed)
 
     def _track(
         self,

@@ -131,6 +131,16 @@ class HeadVerifier:
             hit = seen.get(self.item)
             if hit is not None and hit.index >= 0:
                 heads[i] = ppe.xyxy[hit.index]
+        return self.observe_heads(image, heads, found)
+
+    def observe_heads(
+        self,
+        image: Image,
+        heads: NDArray[np.floating],
+        found: Sequence[Mapping[str, Observation]],
+    ) -> list[dict[str, Observation]]:
+        """:meth:`observe` for subjects whose head box is already known (``(N, 4)`` xyxy)."""
+        heads = np.asarray(heads, np.float64).reshape(-1, 4)
         sides = np.maximum(heads[:, 2] - heads[:, 0], heads[:, 3] - heads[:, 1])
         rows = np.flatnonzero(sides >= self._min_head)
         result = [dict(seen) for seen in found]
