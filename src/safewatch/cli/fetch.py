@@ -32,8 +32,8 @@ __all__ = ["fetch_named", "fetch_site_files", "names_in_site"]
 
 
 def names_in_site(site: LoadedSite) -> list[str]:
-    """Catalogue names the site's enabled cameras use (models, sources and the privacy face
-    detector), in file order."""
+    """Catalogue names the site's enabled cameras use (models, sources, the privacy and the
+    face-subject face detectors), in file order."""
     from safewatch.detect.catalogue import catalogue
 
     entries = catalogue()
@@ -46,6 +46,8 @@ def names_in_site(site: LoadedSite) -> list[str]:
         faces = site.config.privacy_for(camera_id).faces
         if faces:
             wanted.append(faces)
+    if site.config.tracker.face_subjects:
+        wanted.append(site.config.tracker.face_subjects)
     return [
         name
         for name in dict.fromkeys(wanted)
