@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,13 @@ from db_servers import PostgresServer
 from safewatch.cluster import ClusterMember, EpochFence, FencedWrite
 from safewatch.domain import Incident, Severity
 from safewatch.errors import StorageError
-from safewatch.storage import ChainEntryRow, CoverageGapRow, IncidentRepository, create_engine_for
+from safewatch.storage import (
+    ChainEntryRow,
+    CoverageGapRow,
+    IncidentRepository,
+    create_engine_for,
+    hash_chain,
+)
 from safewatch.storage.migrate import upgrade
 
 LEASE = 2.0
@@ -435,3 +442,129 @@ def test_site_reload_releases_removed_cameras_and_places_new_ones(
     wait_for(lambda: a.owned() | b.owned() == set(site), SETTLE, "the new camera is placed")
     wait_for(lambda: spread(members, ["a", "b"]) == [1, 2], SETTLE, "1/2 again")
     assert ownership.check_one_owner_at_a_time() >= 4
+
+
+def expire_in_database(engine: Engine, camera: str) -> None:
+    """Make the camera's lease expired by the database's clock, still naming its owner (a renewal
+    that came too late): its holder loses it, and may claim it again."""
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE camera_leases SET expires_at = EXTRACT(EPOCH FROM clock_timestamp()) - 1 "
+                "WHERE camera_id = :c"
+            ),
+            {"c": camera},
+        )
+
+
+def test_a_lost_camera_is_claimed_again_only_after_its_stop_returned(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    """The database still names the analyzer after it lost the lease, so it may claim it again,
+    but not while the old run's stop is under way (its frames would pass the fence), and a slow
+    lost-stop holds neither the other camera's renewals nor the member."""
+    stopping = threading.Event()
+    gate = threading.Event()
+
+    def slow_lost_stop(member: str, camera: str, reason: str) -> None:
+        if camera == "cam-0" and reason == "lost":
+            stopping.set()
+            gate.wait(timeout=60)
+
+    ownership.on_released = slow_lost_stop
+    a = join(members, engine, ownership, "a", ["cam-0", "cam-1"])
+    wait_for(lambda: a.owned() == {"cam-0", "cam-1"}, SETTLE, "a owns both cameras")
+    first = a.epoch_of("cam-0")
+    expire_in_database(engine, "cam-0")
+    wait_for(stopping.is_set, SETTLE, "cam-0 lost and being stopped")
+    end = time.monotonic() + 2 * LEASE
+    while time.monotonic() < end:
+        assert a.epoch_of("cam-0") is None, "claimed again while its old run is stopping"
+        assert a.epoch_of("cam-1") is not None, "the other camera's lease was not renewed"
+        time.sleep(0.1)
+    assert len(ownership.of("a", "acquired")) == 2
+    gate.set()
+    wait_for(lambda: a.owned() == {"cam-0", "cam-1"}, SETTLE, "cam-0 claimed again")
+    wait_for(lambda: len(ownership.of("a", "acquired")) == 3, SETTLE, "cam-0 started again")
+    assert first is not None and (a.epoch_of("cam-0") or 0) > first
+    assert [e.reason for e in ownership.of("a", "released")] == ["lost"]
+    assert ownership.check_one_owner_at_a_time() == 3
+
+
+def test_a_slow_graceful_stop_does_not_hold_the_other_renewals(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    """A removed camera whose stop takes longer than a lease: the others stay owned throughout
+    (their renewals do not wait for it), and its lease is released after the stop."""
+
+    def slow_stop(member: str, camera: str, reason: str) -> None:
+        if reason == "removed":
+            time.sleep(1.5 * LEASE)
+
+    ownership.on_released = slow_stop
+    a = join(members, engine, ownership, "a", CAMERAS[:3])
+    wait_for(lambda: a.owned() == set(CAMERAS[:3]), SETTLE, "a owns its cameras")
+    a.set_cameras(CAMERAS[1:3])
+    end = time.monotonic() + 2.5 * LEASE
+    while time.monotonic() < end:
+        assert set(CAMERAS[1:3]) <= a.owned(), "a kept camera lost while another one stopped"
+        time.sleep(0.1)
+    wait_for(lambda: lease_rows(engine)[CAMERAS[0]][0] is None, SETTLE, "removed one released")
+    assert [e.reason for e in ownership.of("a", "released")] == ["removed"]
+
+
+def test_a_stop_past_the_release_timeout_counts_as_lost(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    """A graceful stop that never returns: after release_timeout the camera's writes are fenced
+    and its lease goes back; the camera is not claimed again while that stop still runs."""
+    gate = threading.Event()
+
+    def stuck(member: str, camera: str, reason: str) -> None:
+        if reason == "removed":
+            gate.wait(timeout=60)
+
+    ownership.on_released = stuck
+    lost_before = sample("safewatch_cluster_releases_total", analyzer="a", reason="lost")
+    member = ClusterMember(
+        engine,
+        "a",
+        ["cam-0"],
+        ownership.listener("a"),
+        lease_seconds=LEASE,
+        renew_every=RENEW,
+        release_timeout=LEASE,
+    )
+    members["a"] = member
+    member.start()
+    wait_for(lambda: member.owned() == {"cam-0"}, SETTLE, "a owns cam-0")
+    member.set_cameras([])
+    wait_for(lambda: lease_rows(engine)["cam-0"][0] is None, SETTLE, "lease released anyway")
+    assert member.epoch_of("cam-0") is None
+    lost = sample("safewatch_cluster_releases_total", analyzer="a", reason="lost")
+    assert lost == lost_before + 1
+    member.set_cameras(["cam-0"])  # back in the site, but its old run has not stopped
+    time.sleep(2 * LEASE)
+    assert member.epoch_of("cam-0") is None
+    gate.set()
+    wait_for(lambda: member.owned() == {"cam-0"}, SETTLE, "claimed once the stop returned")
+    wait_for(lambda: len(ownership.of("a", "acquired")) == 2, SETTLE, "started again")
+    assert ownership.check_one_owner_at_a_time() == 2
+
+
+def test_claims_waiting_for_a_busy_chain_do_not_delay_renewals(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    """The chain lock held elsewhere for two leases: claims give up quickly and retry, and the
+    cameras already owned stay renewed."""
+    a = join(members, engine, ownership, "a", ["cam-0"])
+    wait_for(lambda: a.owned() == {"cam-0"}, SETTLE, "a owns cam-0")
+    with Session(engine) as session, session.begin():
+        hash_chain.lock_head(session)
+        a.set_cameras(["cam-0", "cam-1"])
+        end = time.monotonic() + 2 * LEASE
+        while time.monotonic() < end:
+            assert a.epoch_of("cam-0") is not None, "cam-0 not renewed while claims waited"
+            time.sleep(0.1)
+        assert a.epoch_of("cam-1") is None
+    wait_for(lambda: a.owned() == {"cam-0", "cam-1"}, SETTLE, "cam-1 claimed after")

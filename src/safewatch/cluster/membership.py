@@ -1,12 +1,19 @@
 """The analyzer's side of the cluster: heartbeat, renew, claim, rebalance, and drain.
 
 This is the interface ``safewatch serve --cluster`` codes against. A :class:`ClusterMember`
-runs one background thread that heartbeats the analyzer's row and renews the leases it holds
-every ``renew_every`` seconds (a third of the lease by default), and, more often, reads the
-cluster, claims the cameras placement gives it (free or expired leases, ``FOR UPDATE SKIP
-LOCKED``) and gives back at most one camera another analyzer should own (the owner releases, the
-target claims: a graceful move, one camera at a time). The :class:`OwnershipListener` is told
-when to start and stop each camera.
+runs three background threads. The *renew* thread heartbeats the analyzer's row and renews the
+leases it holds every ``renew_every`` seconds (a third of the lease by default), and does nothing
+else, so no claim, camera stop or listener call can delay a renewal. The *loop* thread, more
+often, reads the cluster, claims the cameras placement gives it (free or expired leases, ``FOR
+UPDATE SKIP LOCKED``) and gives back at most one camera another analyzer should own (the owner
+releases, the target claims: a graceful move, one camera at a time). The :class:`OwnershipListener`
+is told when to start and stop each camera, on a thread of its own (one call at a time, in the
+order decided), and never under the member's lock.
+
+A camera whose stop has not returned yet is not claimed again, even when the database still
+names this analyzer: its old run may still hold frames, and a new claim would give them a valid
+epoch. A graceful stop that outlasts ``release_timeout`` is treated as lost (the fence refuses
+its writes from then on) and its lease is released.
 
 An analyzer that cannot renew stops its cameras before its lease can expire: each held camera has
 a local deadline, ``lease_seconds - margin`` after the local start of its last successful renewal
@@ -22,12 +29,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from safewatch.cluster import leases
@@ -35,7 +44,7 @@ from safewatch.cluster.fencing import EpochFence
 from safewatch.cluster.metrics import CAMERAS_OWNED, RELEASES, ROUND_FAILURES, TAKEOVERS
 from safewatch.cluster.placement import Analyzer, plan
 from safewatch.cluster.takeover import Takeover, close_left_open, record_handover, take_over
-from safewatch.errors import SafewatchError, StorageError
+from safewatch.errors import StorageError
 from safewatch.storage import hash_chain
 from safewatch.storage.incident_repository import IncidentRepository
 from safewatch.storage.migrate import ensure_schema
@@ -48,12 +57,29 @@ POLL_SECONDS = 0.5
 """Longest wait between two looks at the cluster (claims and handovers), so a released camera
 is picked up within about this long (a drain's gap)."""
 
+RELEASE_TIMEOUT = 30.0
+"""Seconds a graceful camera stop (rebalance, removed, drain) may take before the camera is
+treated as lost: its writes are fenced from then on and its lease is released, so one stuck stop
+never holds a camera (or a drain) for ever."""
+
+BACKOFF_SECONDS = 2.0
+"""Longest wait after a failed round before the next (doubling from the poll period)."""
 
 _LIMITS = text(
-    "SELECT set_config('idle_in_transaction_session_timeout', :limit, true), "
-    "set_config('lock_timeout', :limit, true)"
+    "SELECT set_config('idle_in_transaction_session_timeout', :idle, true), "
+    "set_config('lock_timeout', :lock, true)"
 )
 """Both limits for the current transaction only (``SET LOCAL``), in one round trip."""
+
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def idle_transaction_limit(lease_seconds: float) -> float:
+    """Seconds after which PostgreSQL ends a cluster process's transaction left idle: half a
+    lease. The one setting for a member's own transactions and for the incident writes of
+    ``serve --cluster`` (:mod:`safewatch.runtime.cluster_owner`): a process frozen inside a
+    transaction that holds the chain lock or lease rows stalls the others at most this long."""
+    return lease_seconds / 2
 
 
 class OwnershipListener(Protocol):
@@ -79,6 +105,14 @@ class _Held:
     deadline: float  # monotonic: stop using the camera after this
 
 
+@dataclass(frozen=True)
+class MemberHealth:
+    """Whether the member's threads run and reach the database, and why not."""
+
+    ok: bool
+    message: str
+
+
 class ClusterMember:
     """One analyzer's membership in the cluster (see the module docstring).
 
@@ -95,6 +129,7 @@ class ClusterMember:
         incidents: The repository whose incidents a takeover closes (its change hooks queue the
             "closed" alerts) and on which this member installs its :attr:`fence`; a bare one on
             ``engine`` when ``None``.
+        release_timeout: Seconds a graceful stop may take (:data:`RELEASE_TIMEOUT`).
 
     Raises:
         StorageError: The engine is not PostgreSQL, or its schema is not current (the message
@@ -117,6 +152,7 @@ class ClusterMember:
         lease_seconds: float = 10.0,
         renew_every: float | None = None,
         incidents: IncidentRepository | None = None,
+        release_timeout: float = RELEASE_TIMEOUT,
     ) -> None:
         if engine.dialect.name != "postgresql":
             raise StorageError(
@@ -141,6 +177,10 @@ class ClusterMember:
         self.labels = dict(labels or {})
         self.lease_seconds = float(lease_seconds)
         self.renew_every = float(renew)
+        self.release_timeout = float(release_timeout)
+        # A claim waits for the chain lock at most this long: a busy chain skips the camera to
+        # the next round rather than holding the loop (the renewals have their own thread).
+        self.claim_lock_timeout = self.margin / 4
         self._engine = engine
         self._listener = listener
         self._cameras = tuple(sorted(set(camera_ids)))
@@ -150,22 +190,32 @@ class ClusterMember:
         self.fence = EpochFence(analyzer_id, self.epoch_of)
         self._incidents.fence = self.fence
         self._held: dict[str, _Held] = {}
-        self._lock = threading.RLock()  # held map changes and listener calls, one at a time
+        self._lock = threading.RLock()  # held map and settling changes; never across I/O
+        # Cameras whose stop the listener has not returned from yet: never claimed meanwhile.
+        self._settling: dict[str, Future[None]] = {}
+        self._calls: ThreadPoolExecutor | None = None
         self._stopping = threading.Event()
         self._draining = threading.Event()
         self._threads: list[threading.Thread] = []
         self._next_renew = 0.0
         self._added: tuple[str, ...] = ()
-        self._failing = False
+        self._failing: dict[str, str] = {}  # thread name -> last error, while failing
 
     # -- public -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the background threads (heartbeat, renew, claim, rebalance; the watchdog)."""
+        """Start the background threads (renew; claim and rebalance; the watchdog)."""
         if self._threads:
             raise RuntimeError("cluster member already started")
         self._stopping.clear()
-        for name, target in (("loop", self._run), ("watchdog", self._watch)):
+        self._calls = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"cluster-listener-{self.analyzer_id}"
+        )
+        for name, target in (
+            ("renew", self._renew_loop),
+            ("loop", self._run),
+            ("watchdog", self._watch),
+        ):
             thread = threading.Thread(
                 target=target, name=f"cluster-{name}-{self.analyzer_id}", daemon=True
             )
@@ -182,16 +232,33 @@ class ClusterMember:
                 # without a fresh claim, which a stopped member never makes.
                 thread.join(timeout=self.lease_seconds + 5.0)
         self._threads = []
+        if self._calls is not None:
+            self._calls.shutdown(wait=False)  # a stuck listener call is left to finish alone
+
+    def health(self) -> MemberHealth:
+        """For ``/readyz``: every thread alive and the last rounds reaching the database."""
+        if not self._threads:
+            return MemberHealth(False, "not started")
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        if dead and not self._stopping.is_set():
+            return MemberHealth(False, f"thread(s) {', '.join(dead)} not running")
+        failing = dict(self._failing)
+        if failing:
+            return MemberHealth(
+                False, "; ".join(f"{name} failing: {error}" for name, error in failing.items())
+            )
+        return MemberHealth(True, f"{len(self.owned())} camera(s) owned")
 
     def drain(self, timeout: float) -> None:
         """Hand every camera over and leave the cluster (the SIGTERM path).
 
         The analyzer is marked ``draining`` first, so the others' placement leaves it out and
-        they claim each camera as soon as it is released; then each camera is stopped
-        (``listener.released(..., "drain")``, while the lease is still held, so its incidents
-        close normally) and its lease released. The background thread keeps renewing meanwhile
-        (and claims nothing), so a slow camera stop does not run past the lease. Cameras left
-        when ``timeout`` runs out are dropped as ``lost`` and left to expire. Finally the
+        they claim each camera as soon as it is released; then, one camera after another, it is
+        stopped (``listener.released(..., "drain")``, while the lease is still held, so its
+        incidents close normally) and its lease released at once, so each camera's gap is its
+        own stop, not the sum of all of them. The renew thread keeps renewing meanwhile (and
+        nothing is claimed), so a slow camera stop does not run past the lease. A stop that
+        outlasts ``release_timeout`` or the drain's ``timeout`` is treated as lost. Finally the
         threads stop and the analyzer is marked ``gone``.
         """
         end = time.monotonic() + timeout
@@ -204,10 +271,11 @@ class ClusterMember:
         with self._lock:  # a claim under way finishes first; later ones see the flag
             pass
         for camera in sorted(self._held):
-            if time.monotonic() >= end:
+            left = end - time.monotonic()
+            if left <= 0:
                 self._lose(camera)
             else:
-                self._give_back(camera, "drain")
+                self._give_back(camera, "drain", timeout=min(left, self.release_timeout))
         self.stop()
         try:
             with self._transaction() as session:
@@ -245,39 +313,65 @@ class ClusterMember:
     # -- the rounds ---------------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self) -> Iterator[Session]:
+    def _transaction(self, lock_timeout: float | None = None) -> Iterator[Session]:
         """A short transaction whose locks cannot outlive a lease: if this process freezes or
         the network drops mid-transaction, the server aborts it (and frees the lease rows) after
-        ``lease_seconds`` idle, and no statement waits longer than that for a lock."""
-        limit = f"{max(1, int(self.lease_seconds * 1000))}ms"
+        :func:`idle_transaction_limit`, and no statement waits longer than ``lock_timeout``
+        (that limit by default) for a lock."""
+        idle = idle_transaction_limit(self.lease_seconds)
+        limits = {
+            "idle": f"{max(1, int(idle * 1000))}ms",
+            "lock": f"{max(1, int((idle if lock_timeout is None else lock_timeout) * 1000))}ms",
+        }
         try:
             with Session(self._engine, expire_on_commit=False) as session, session.begin():
-                session.execute(_LIMITS, {"limit": limit})
+                session.execute(_LIMITS, limits)
                 yield session
         except SQLAlchemyError as exc:
             raise StorageError(f"cluster: {getattr(exc, 'orig', None) or exc}") from exc
 
-    def _run(self) -> None:
-        poll = min(self.renew_every, POLL_SECONDS)
+    def _repeat(self, name: str, work: Callable[[], None], period: Callable[[], float]) -> None:
+        """Run ``work`` until stopped. Any exception ends one round, never the thread: it is
+        logged with its traceback when the failing starts, counted, shown by :meth:`health`,
+        and the next try waits longer (up to :data:`BACKOFF_SECONDS`)."""
+        delay = period()
         while not self._stopping.is_set():
             try:
-                self._round()
-                if self._failing:
-                    log.warning("cluster: %s reaches the database again", self.analyzer_id)
-                self._failing = False
-            except SafewatchError as exc:
+                work()
+            except Exception as exc:
                 ROUND_FAILURES.labels(analyzer=self.analyzer_id).inc()
-                if not self._failing:
-                    log.warning("cluster: %s cannot reach the cluster: %s", self.analyzer_id, exc)
-                self._failing = True
-            self._stopping.wait(poll)
+                if name not in self._failing:
+                    log.warning(
+                        "cluster: %s %s round failed: %s",
+                        self.analyzer_id,
+                        name,
+                        exc,
+                        exc_info=not isinstance(exc, StorageError),
+                    )
+                self._failing[name] = str(exc) or type(exc).__name__
+                delay = min(max(delay * 2, period()), max(BACKOFF_SECONDS, period()))
+            else:
+                if self._failing.pop(name, None) is not None:
+                    log.warning("cluster: %s %s rounds work again", self.analyzer_id, name)
+                delay = period()
+            self._stopping.wait(delay)
+
+    def _run(self) -> None:
+        self._repeat("claim", self._round, lambda: min(self.renew_every, POLL_SECONDS))
+
+    def _renew_loop(self) -> None:
+        def wait() -> float:
+            return max(0.0, self._next_renew - time.monotonic())
+
+        def renew() -> None:
+            self._next_renew = time.monotonic() + self.renew_every
+            self._renew()
+
+        self._repeat("renew", renew, lambda: min(self.renew_every, max(0.05, wait())))
 
     def _round(self) -> None:
-        self._drop_expired()
-        if time.monotonic() >= self._next_renew:
-            self._renew()
         if self._draining.is_set():
-            return  # only keep the leases alive while drain() hands them over
+            return  # the renew thread keeps the leases alive while drain() hands them over
         with self._lock:
             cameras, labels = self._cameras, self._camera_labels
         for camera in sorted(set(self._held) - set(cameras)):
@@ -298,9 +392,12 @@ class ClusterMember:
             if (
                 target[camera] == self.analyzer_id
                 and camera not in self._held
+                and camera not in self._settling  # its last run has not stopped yet
                 and view is not None
                 and view.owner in (None, self.analyzer_id)
             ):
+                if self._draining.is_set() or self._stopping.is_set():
+                    return
                 self._claim(camera)
         self._rebalance(cameras, target, owners, live)
 
@@ -324,6 +421,7 @@ class ClusterMember:
                 return
 
     def _renew(self) -> None:
+        """Heartbeat and extend every held lease (the renew thread's only work)."""
         started = time.monotonic()
         with self._transaction() as session:
             state = leases.DRAINING if self._draining.is_set() else leases.ACTIVE
@@ -359,17 +457,24 @@ class ClusterMember:
         """
         started = time.monotonic()
         found: Takeover | None = None
-        with self._transaction() as session:
-            hash_chain.lock_head(session)
-            locked = leases.lock_claimable(session, self.analyzer_id, camera)
-            if locked is None:
+        try:
+            with self._transaction(self.claim_lock_timeout) as session:
+                hash_chain.lock_head(session)
+                locked = leases.lock_claimable(session, self.analyzer_id, camera)
+                if locked is None:
+                    return
+                if locked.previous_owner is not None:
+                    found = take_over(session, self._incidents, self.analyzer_id, locked)
+                else:
+                    record_handover(session, self.analyzer_id, locked)
+                    close_left_open(session, self._incidents, camera)
+                epoch = leases.claim(session, self.analyzer_id, locked, self.lease_seconds)
+        except StorageError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, DBAPIError) and _sqlstate(cause) == _LOCK_NOT_AVAILABLE:
+                log.info("cluster: chain busy, claim of camera %s left to the next round", camera)
                 return
-            if locked.previous_owner is not None:
-                found = take_over(session, self._incidents, self.analyzer_id, locked)
-            else:
-                record_handover(session, self.analyzer_id, locked)
-                close_left_open(session, self._incidents, camera)
-            epoch = leases.claim(session, self.analyzer_id, locked, self.lease_seconds)
+            raise
         with self._lock:
             if self._stopping.is_set() or self._draining.is_set():
                 # Stopped or draining meanwhile: never start it, give the lease straight back.
@@ -390,17 +495,38 @@ class ClusterMember:
                     len(found.closed_incidents),
                     found.gap_ended_at - found.gap_started_at,
                 )
-            self._call(self._listener.acquired, camera, epoch, found)
+            self._submit(self._listener.acquired, camera, epoch, found)
 
-    def _give_back(self, camera: str, reason: str) -> None:
-        """Stop the camera while still its owner, then release its lease."""
+    def _give_back(self, camera: str, reason: str, timeout: float | None = None) -> None:
+        """Stop the camera while still its owner, then release its lease.
+
+        Waits for the stop at most ``timeout`` (``release_timeout``) without holding the lock;
+        the renew thread keeps every lease, this one's included, alive meanwhile. A stop that
+        outlasts it counts as ``lost``: the camera is forgotten (its writes fenced) and its
+        lease released; it is not claimed again until the stop returns.
+        """
         with self._lock:
             held = self._held.get(camera)
-            if held is None:
+            if held is None or camera in self._settling:
                 return
-            self._call(self._listener.released, camera, reason)
-            self._held.pop(camera, None)
-            self._count_release(reason)
+            done = self._stop(camera, reason)
+        try:
+            done.result(timeout=self.release_timeout if timeout is None else timeout)
+            late = False
+        except FutureTimeout:
+            late = True
+            log.warning(
+                "cluster: %s: camera %s did not stop (%s) within %g s: treated as lost",
+                self.analyzer_id,
+                camera,
+                reason,
+                self.release_timeout if timeout is None else timeout,
+            )
+        with self._lock:
+            if self._held.get(camera) is not held:
+                return  # lost meanwhile (deadline passed): counted there
+            self._held.pop(camera)
+            self._count_release("lost" if late else reason)
         self._release_row(camera, held.epoch)
 
     def _release_row(self, camera: str, epoch: int) -> None:
@@ -411,12 +537,40 @@ class ClusterMember:
             log.warning("cluster: cannot release camera %s (it will expire): %s", camera, exc)
 
     def _lose(self, camera: str) -> None:
-        """Forget the camera first (writes are fenced from now on), then stop it."""
+        """Forget the camera first (writes are fenced from now on), then have it stopped
+        (queued: this never waits for the listener; a stop already under way is not repeated)."""
         with self._lock:
             if self._held.pop(camera, None) is None:
                 return
             self._count_release("lost")
-            self._call(self._listener.released, camera, "lost")
+            if camera not in self._settling:
+                self._stop(camera, "lost")
+
+    def _stop(self, camera: str, reason: str) -> Future[None]:
+        """Queue ``released`` (under the lock); the camera is settling until it returns."""
+        done = self._submit(self._listener.released, camera, reason)
+        self._settling[camera] = done
+
+        def settled(_: Future[None]) -> None:
+            with self._lock:
+                if self._settling.get(camera) is done:
+                    del self._settling[camera]
+
+        done.add_done_callback(settled)
+        return done
+
+    def _submit(self, method: Callable[..., None], *args: object) -> Future[None]:
+        """Run one listener call on the listener thread, in order; never under the lock."""
+        calls = self._calls
+        if calls is None:
+            raise RuntimeError("cluster member not started")
+        try:
+            return calls.submit(self._call, method, *args)
+        except RuntimeError:  # stopped meanwhile: run it here rather than lose a stop
+            done: Future[None] = Future()
+            self._call(method, *args)
+            done.set_result(None)
+            return done
 
     def _count_release(self, reason: str) -> None:
         RELEASES.labels(analyzer=self.analyzer_id, reason=reason).inc()
@@ -435,7 +589,8 @@ class ClusterMember:
                 self._lose(camera)
 
     def _watch(self) -> None:
-        """Drop cameras past their deadline even while the loop is stuck in a database call."""
+        """Drop cameras past their deadline even while the renew thread is stuck in a database
+        call."""
         while not self._stopping.wait(min(0.1, self.margin / 4)):
             self._drop_expired()
 
@@ -444,3 +599,7 @@ class ClusterMember:
             method(*args)
         except Exception:  # a listener bug must not stop the membership
             log.exception("cluster: listener %s%r failed", method.__name__, args)
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    return getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
