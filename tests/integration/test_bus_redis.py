@@ -317,3 +317,32 @@ def test_the_export_worker_command_writes_and_stops_on_sigterm(
         _, stderr = worker.communicate(timeout=30)
     assert worker.returncode == 0, stderr
     assert "3 line(s) written" in stderr
+
+
+def test_an_export_worker_recreates_its_group_after_a_redis_restart(
+    rig: dict[str, Any], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Redis without persistence comes back empty: the group is gone (NOGROUP), the worker
+    creates it again and exports what is published after the restart."""
+    import redis
+
+    from safewatch.bus.export import ExportWorker
+    from safewatch.bus.redis_streams import connect
+
+    repository, publisher = rig["repository"], rig["publisher"]
+    worker = ExportWorker(connect(redis_server.url), tmp_path, consumer="worker-a")
+    worker.ensure_group()
+    repository.upsert(make_incident(0))
+    assert publisher.flush(10.0)
+    assert worker.step(block=1.0) == 1
+    redis_server.kill()
+    redis_server.restart()  # empty: no stream, no group
+    repository.upsert(make_incident(1))
+    assert publisher.flush(10.0)
+    written, end = 0, time.monotonic() + 20.0
+    while written == 0 and time.monotonic() < end:
+        try:
+            written = worker.step(block=0.5)
+        except redis.ConnectionError:  # the old connection's first use after the restart
+            time.sleep(0.2)
+    assert written == 1 and worker.written == 2

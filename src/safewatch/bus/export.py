@@ -85,7 +85,26 @@ class ExportWorker:
 
     def step(self, block: float = 1.0) -> int:
         """One round: claim idle pending entries, then read new ones (waiting up to ``block``
-        seconds); write and acknowledge them. Returns how many were written."""
+        seconds); write and acknowledge them. Returns how many were written.
+
+        A Redis restarted without persistence has lost the group (every group command answers
+        ``NOGROUP``): the group is created again and the round retried once, so the worker goes
+        on with the new stream instead of failing for ever.
+        """
+        import redis
+
+        try:
+            return self._step(block)
+        except redis.ResponseError as exc:
+            if not str(exc).startswith("NOGROUP"):
+                raise
+            log.warning(
+                "export worker: group %s gone (Redis restarted?): recreating it", self._group
+            )
+            self.ensure_group()
+            return self._step(block)
+
+    def _step(self, block: float) -> int:
         done = 0
         start = "0-0"
         while True:
