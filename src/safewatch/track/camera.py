@@ -50,6 +50,18 @@ class FaceFinder(Protocol):
         ...
 
 
+def _centres_inside(boxes: NDArray[np.floating], within: NDArray[np.floating]) -> NDArray[np.bool_]:
+    """Per row of ``boxes``: whether its centre lies in any box of ``within``."""
+    b = np.asarray(boxes, np.float64).reshape(len(boxes), -1)
+    w = np.asarray(within, np.float64).reshape(-1, 4)
+    if len(b) == 0 or len(w) == 0:
+        return np.zeros(len(b), np.bool_)
+    cx = ((b[:, 0] + b[:, 2]) / 2)[:, None]
+    cy = ((b[:, 1] + b[:, 3]) / 2)[:, None]
+    inside = (cx >= w[:, 0]) & (cx <= w[:, 2]) & (cy >= w[:, 1]) & (cy <= w[:, 3])
+    return np.asarray(inside.any(axis=1), np.bool_)
+
+
 def head_from_face(faces: NDArray[np.floating]) -> NDArray[np.float64]:
     """Head boxes ``(N, 4)`` around ``(N, 4+)`` face boxes: a square 1.3 face widths (at least
     one face height) wide, from 0.6 face heights above the face box's top (forehead, hair or
@@ -295,24 +307,15 @@ class CameraTracker:
             matched[int(row)] = (_LONE, self._camera_id_of(_LONE, int(lib_id)))
 
     def _with_face_heads(self, detections: Detections, frame: Frame) -> Detections:
-        """``detections`` plus a :data:`FACE_HEAD` row per face whose centre no person box and
-        no head box of this frame contains (their wearers are subjects already)."""
+        """``detections`` plus a :data:`FACE_HEAD` row per face whose centre no head box of this
+        frame contains (a head box is a subject of its own, or its wearer's)."""
         assert self._faces is not None
         faces = np.asarray(self._faces.detect(frame.image), np.float64)
         if faces.size == 0:
             return detections
         faces = faces.reshape(-1, faces.shape[-1])
-        covering = np.isin(detections.label, (PERSON, *self._head_labels))
-        boxes = detections.xyxy[covering].astype(np.float64)
-        cx = (faces[:, 0] + faces[:, 2]) / 2
-        cy = (faces[:, 1] + faces[:, 3]) / 2
-        inside = (
-            (cx[:, None] >= boxes[None, :, 0])
-            & (cx[:, None] <= boxes[None, :, 2])
-            & (cy[:, None] >= boxes[None, :, 1])
-            & (cy[:, None] <= boxes[None, :, 3])
-        )
-        free = faces[~inside.any(axis=1)] if len(boxes) else faces
+        found = detections.xyxy[np.isin(detections.label, self._head_labels)]
+        free = faces[~_centres_inside(faces, found)]
         if len(free) == 0:
             return detections
         heads = head_from_face(free)
@@ -328,9 +331,14 @@ class CameraTracker:
     def _track_face_heads(
         self, detections: Detections, matched: dict[int, tuple[str, int]], clock: float
     ) -> None:
-        """Track the :data:`FACE_HEAD` rows as persons (their tracker starts from any face the
-        face detector kept: its own score threshold is the start)."""
+        """Track the :data:`FACE_HEAD` rows no tracked person's box holds as persons (their
+        tracker starts from any face the face detector kept: its own score threshold is the
+        start). A face inside an *untracked* person box (one detected below the track start)
+        is tracked: that person has no other subject."""
         rows = np.flatnonzero(detections.label == FACE_HEAD)
+        taken = [row for row, (key, _) in matched.items() if key in (PERSON, _LOW, _LONE)]
+        if rows.size and taken:
+            rows = rows[~_centres_inside(detections.xyxy[rows], detections.xyxy[taken])]
         tracker = self._trackers.get(_FACES)
         if tracker is None:
             if rows.size == 0:
