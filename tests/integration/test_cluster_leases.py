@@ -568,3 +568,56 @@ def test_claims_waiting_for_a_busy_chain_do_not_delay_renewals(
             time.sleep(0.1)
         assert a.epoch_of("cam-1") is None
     wait_for(lambda: a.owned() == {"cam-0", "cam-1"}, SETTLE, "cam-1 claimed after")
+
+
+class _SlowService:
+    """Stands in for RuntimeService under a ClusterOwner: each camera stop takes ``stop_s``."""
+
+    def __init__(self, stop_s: float) -> None:
+        self.stop_s = stop_s
+        self.owned: set[str] = set()
+        self.stopped_at: dict[str, float] = {}
+
+    def own_camera(self, camera_id: str) -> None:
+        self.owned.add(camera_id)
+
+    def disown_camera(self, camera_id: str, *, write: bool = True) -> None:
+        time.sleep(self.stop_s)
+        self.owned.discard(camera_id)
+        self.stopped_at.setdefault(camera_id, time.time())
+
+    def owned_cameras(self) -> frozenset[str]:
+        return frozenset(self.owned)
+
+    def stop(self) -> None:
+        return None
+
+
+def test_serve_drain_releases_each_lease_when_its_own_camera_stopped(
+    engine: Engine, members: dict[str, ClusterMember]
+) -> None:
+    """ClusterOwner.stop (SIGTERM): each camera's lease goes back right after its own stop, so
+    its gap is not the sum of every camera's stop."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from safewatch.runtime.cluster_owner import ClusterOwner
+
+    service = _SlowService(stop_s=1.0)
+    owner = ClusterOwner.__new__(ClusterOwner)  # the ownership half only, without a runtime
+    owner.service = service  # type: ignore[assignment]
+    owner._changes = ThreadPoolExecutor(max_workers=1)
+    owner._engine = None
+    owner._draining = threading.Event()  # (older ClusterOwner versions read it)
+    member = ClusterMember(engine, "a", CAMERAS[:3], owner, lease_seconds=LEASE, renew_every=RENEW)
+    members["a"] = member
+    owner._member = member
+    member.start()
+    wait_for(lambda: service.owned == set(CAMERAS[:3]), SETTLE, "a runs its cameras")
+    owner.stop(drain_timeout=30)
+    with engine.connect() as connection:
+        released = dict(
+            connection.execute(text("SELECT camera_id, released_at FROM camera_leases")).all()
+        )
+    for camera in CAMERAS[:3]:
+        lag = float(released[camera]) - service.stopped_at[camera]
+        assert lag < 1.5, f"{camera}: lease released {lag:.1f} s after its camera stopped"

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import event
 
 from safewatch.cluster import ClusterMember, Takeover
+from safewatch.cluster.membership import idle_transaction_limit
 from safewatch.config.loader import LoadedSite
 from safewatch.runtime.service import RuntimeService, ServeOptions, StopReport
 from safewatch.storage import create_engine_for
@@ -103,7 +104,9 @@ class ClusterOwner:
         """
         self.service.start()
         site, cluster = self._site, self._site.config.cluster
-        _limit_idle_transactions(self.service.storage.engine, cluster.lease_seconds / 2)
+        _limit_idle_transactions(
+            self.service.storage.engine, idle_transaction_limit(cluster.lease_seconds)
+        )
         if self.role == "api":
             return
         try:
@@ -136,19 +139,14 @@ class ClusterOwner:
     def stop(self, drain_timeout: float = _DRAIN_TIMEOUT) -> StopReport:
         """Drain, then stop: every camera stops gracefully and its lease goes back.
 
-        The cameras stop first, while the member still renews their leases, so their incidents
-        close under a valid lease however long the stops take on a loaded host; then the
-        member's drain gives every lease back at once and the other analyzers claim them
-        within their next look (about half a second).
+        The member is marked draining first (it claims nothing more and the others' placement
+        leaves it out); then each camera is stopped while its lease is still renewed (so its
+        incidents close under a valid lease) and its lease is released as soon as its own stop
+        returned, so the other analyzers take each camera within their next look (about half a
+        second) after its own stop, not after every camera's.
         """
         try:
             if self._member is not None:
-                self._draining.set()  # no camera starts any more
-                stops = [
-                    self._change(self.service.disown_camera, camera)
-                    for camera in sorted(self.owned())
-                ]
-                wait(stops, timeout=drain_timeout)
                 try:
                     self._member.drain(drain_timeout)
                 except Exception:
@@ -182,9 +180,11 @@ class ClusterOwner:
     def released(self, camera_id: str, reason: str) -> None:
         """Stop analysing ``camera_id``; ``lost`` stops without writing anything.
 
-        A graceful release returns once the camera stopped and its incidents closed (the lease is
-        still ours meanwhile; the member releases it next). A lost one returns at once: nothing
-        may be written any more, and the member's thread must go on renewing the other leases.
+        Returns once the camera stopped (for a graceful release, with its incidents closed while
+        the lease is still ours; the member releases it next). A lost one waits too: the member
+        claims the camera again only after this returned, so no frame of the old run can be
+        written under a new epoch. (This runs on the member's listener thread: its renewals go
+        on meanwhile.)
         """
         lost = reason == "lost"
         log.log(
@@ -195,8 +195,7 @@ class ClusterOwner:
             ": stopping without writing, its new owner takes its incidents" if lost else "",
         )
         done = self._change(self.service.disown_camera, camera_id, write=not lost)
-        if not lost:
-            wait([done])
+        wait([done])
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -243,9 +242,9 @@ def _limit_idle_transactions(engine: Engine, seconds: float) -> None:
     Incident writes hold the tamper-evidence chain's lock, which every analyzer's writes and
     takeovers need. A process frozen inside such a transaction (SIGSTOP, a VM pause, swapping)
     would hold it, and stall the whole cluster, until it woke up; with this limit PostgreSQL
-    ends the frozen session after ``seconds`` (half a lease) and the others go on. A healthy
-    writer never idles that long between two statements of one transaction. Connections pooled
-    before the limit was set are replaced.
+    ends the frozen session after ``seconds`` (``idle_transaction_limit``, the member's own
+    limit) and the others go on. A healthy writer never idles that long between two statements
+    of one transaction. Connections pooled before the limit was set are replaced.
     """
     milliseconds = max(100, int(seconds * 1000))
 
