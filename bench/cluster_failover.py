@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -158,8 +159,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--lease", type=float, default=10.0, help="cluster.lease_seconds")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cluster-failover-") as folder:
-        figures = run(args.scenario, args.runs, args.lease, Path(folder))
+    folder = Path(tempfile.mkdtemp(prefix="cluster-failover-"))
+    try:
+        figures = run(args.scenario, args.runs, args.lease, folder)
+    except BaseException:
+        print(f"failed; the analyzers' logs are in {folder}", file=sys.stderr)
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
     out = write_results(f"cluster_failover_{args.scenario}", figures)
     print(
         f"{args.scenario}: lease {args.lease:g} s, {args.runs} runs: p50 "

@@ -141,7 +141,12 @@ class _Barrier:
     done: threading.Event
 
 
-_Message = _Observed | _Open | _Close | _Still | _Barrier
+@dataclass(frozen=True, slots=True)
+class _EndCamera:
+    camera_id: str
+
+
+_Message = _Observed | _Open | _Close | _Still | _Barrier | _EndCamera
 
 
 @dataclass
@@ -289,6 +294,14 @@ class EvidenceRecorder:
         if self._config.clips:
             self._send(_Close(incident))
 
+    def end_camera(self, camera_id: str) -> None:
+        """The camera stopped (removed, handed over): no frame of it will come, so the clips of
+        its closed incidents finish now, short of ``post_seconds``. Under ``serve --cluster``
+        they must be stored before the camera's lease goes to its next owner (:meth:`flush`
+        waits for that); otherwise the fence would refuse them."""
+        if self._config.clips:
+            self._send(_EndCamera(camera_id))
+
     def record_still(
         self,
         incident_id: str,
@@ -378,6 +391,12 @@ class EvidenceRecorder:
             self._on_close(message.incident)
         elif isinstance(message, _Still):
             self._on_still(message)
+        elif isinstance(message, _EndCamera):
+            for clip in [
+                c for c in self._clips.values() if c.incident.camera_id == message.camera_id
+            ]:
+                if clip.incident.ended_at is not None:
+                    self._finish(clip)
         else:
             message.done.set()
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import event
 
+from safewatch.api.health import ComponentHealth
 from safewatch.cluster import ClusterMember, Takeover
 from safewatch.cluster.membership import idle_transaction_limit
 from safewatch.config.loader import LoadedSite
@@ -88,7 +89,6 @@ class ClusterOwner:
         # Ownership changes apply in the order the member decides them, on one thread, so a
         # listener call that need not wait (a start, a lost camera) never holds up the member.
         self._changes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-cameras")
-        self._draining = threading.Event()
         self.service.site_listeners.append(self._site_changed)
 
     def start(self) -> None:
@@ -124,6 +124,7 @@ class ClusterOwner:
                 incidents=self.service.storage.repository,
             )
             self._member.start()
+            self.service.status.cluster_health = self._cluster_health
         except BaseException:
             self.service.stop()
             self._dispose()
@@ -172,9 +173,6 @@ class ClusterOwner:
             epoch,
             "" if takeover is None else f", taken over from {takeover.previous_owner}",
         )
-        if self._draining.is_set():
-            log.info("camera %s not started: this analyzer is draining", camera_id)
-            return
         self._change(self.service.own_camera, camera_id)
 
     def released(self, camera_id: str, reason: str) -> None:
@@ -198,6 +196,15 @@ class ClusterOwner:
         wait([done])
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _cluster_health(self) -> ComponentHealth:
+        """``/readyz``'s cluster entry: a dead or failing member, or a camera no analyzer may
+        run, degrades readiness with the reason."""
+        member = self._member
+        if member is None:
+            return ComponentHealth(ok=True, message="not an analyzer")
+        health = member.health()
+        return ComponentHealth(ok=health.ok, message=health.message)
 
     def _change(
         self, apply: Callable[..., object], camera_id: str, **options: bool

@@ -629,6 +629,9 @@ class RuntimeService:
                 self._rules.drop_camera(camera_id)
             else:
                 self._rules.finish_camera(camera_id, reason=self._stop_reason(camera_id))
+                if self._recorder is not None:  # its clips stored while it is still ours
+                    self._recorder.end_camera(camera_id)
+                    self._recorder.flush(10.0)
         self.live.forget(camera_id)
         if self._api is not None:
             self._api.camera_gone(camera_id)

@@ -281,6 +281,31 @@ def test_incident_points_at_its_clip_only_once_it_is_complete(
     assert clip is not None and len(decode(store.path_of(clip))) > 0
 
 
+def test_a_stopped_camera_finishes_its_closed_clips_at_once(
+    repo: IncidentRepository, store: EvidenceStore
+) -> None:
+    """A camera handed over (serve --cluster) gets no more frames: its closed incidents' clips
+    are stored on end_camera + flush, not at the recorder's close (after the lease is gone)."""
+    recorder = EvidenceRecorder(store, repo, config(), on_full="wait")
+    manager = IncidentManager(repo, store, recorder=recorder)
+    incident_id = None
+    for i in range(100):
+        frame, tracked = coded_frame(i, FPS)
+        for change in manager.handle(
+            episode_events(i, FPS, started=20, fired=30, ended=500), tracked, frame
+        ):
+            incident_id = change.incident.id
+    assert incident_id is not None
+    manager.close_all(T0 + 10)  # the camera stops: its episode ends at its last frame
+    assert recorder.flush(timeout=30)
+    assert repo.get(incident_id).clip is None, "waits for post_seconds of frames"
+    recorder.end_camera(tracked.camera_id)
+    assert recorder.flush(timeout=30)
+    clip = repo.get(incident_id).clip
+    assert clip is not None and len(decode(store.path_of(clip))) > 0
+    recorder.close(timeout=30)
+
+
 class GatedStore(EvidenceStore):
     """A real store whose writes from the evidence thread wait for a gate: a disk that stalls."""
 
