@@ -346,3 +346,55 @@ def test_an_export_worker_recreates_its_group_after_a_redis_restart(
         except redis.ConnectionError:  # the old connection's first use after the restart
             time.sleep(0.2)
     assert written == 1 and worker.written == 2
+
+
+class FailingOnce(Sink):
+    """A sink whose first ``publish`` raises what a hub may raise (BusFormatError, a
+    ValueError), as a malformed envelope does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def publish(self, envelope: Envelope) -> None:
+        if not self.failed:
+            self.failed = True
+            raise ValueError("malformed envelope")
+        super().publish(envelope)
+
+
+def test_feeds_survive_an_exception_in_a_round(
+    rig: dict[str, Any], redis_server: RedisServer
+) -> None:
+    """An exception other than Redis's or the database's (here: the sink's) ends one round of
+    the incident and live feeds, never their threads; the incident feed back-fills the change
+    it could not deliver."""
+    from safewatch.bus.redis_streams import LiveFeed, RedisPublisher, connect
+
+    repository, feed = rig["repository"], rig["feed"]
+    sink, live_sink, stop = FailingOnce(), FailingOnce(), threading.Event()
+    live = LiveFeed(connect(redis_server.url))
+    threads = [
+        threading.Thread(target=feed.run, args=(sink, stop), daemon=True),
+        threading.Thread(target=live.run, args=(live_sink, stop), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    publisher = RedisPublisher(connect(redis_server.url)).start()
+    try:
+        for track in range(3):
+            repository.upsert(make_incident(track))
+        wait_for(lambda: sink.seqs() == [1, 2, 3])
+        seq = 0
+        while len(live_sink.envelopes) < 1:
+            seq += 1
+            publisher.publish(Envelope(LIVE_FRAME, {"type": "frame", "camera": "c", "seq": seq}))
+            time.sleep(0.05)
+            assert seq < 400, "the live feed delivers nothing after its sink failed once"
+        assert all(thread.is_alive() for thread in threads)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(5)
+        publisher.stop(1.0)
+    assert sink.failed and live_sink.failed and feed.failures >= 1

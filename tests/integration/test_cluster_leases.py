@@ -621,3 +621,58 @@ def test_serve_drain_releases_each_lease_when_its_own_camera_stopped(
     for camera in CAMERAS[:3]:
         lag = float(released[camera]) - service.stopped_at[camera]
         assert lag < 1.5, f"{camera}: lease released {lag:.1f} s after its camera stopped"
+
+
+def test_a_camera_no_analyzer_may_run_is_reported_not_silently_skipped(
+    engine: Engine,
+    ownership: OwnershipLog,
+    members: dict[str, ClusterMember],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A mistyped label: warned once, counted, and the member's health (/readyz) names it."""
+    a = join(members, engine, ownership, "a", ["cam-0"])
+    wait_for(lambda: a.owned() == {"cam-0"}, SETTLE, "a owns cam-0")
+    assert a.health().ok
+    caplog.set_level("WARNING", logger="safewatch.cluster.membership")
+    a.set_cameras(["cam-0", "cam-x"], {"cam-x": {"gpu": "ture"}})
+    wait_for(lambda: a.unplaced() == {"cam-x"}, SETTLE, "cam-x reported unplaced")
+    time.sleep(1.0)  # several rounds: still one warning
+    health = a.health()
+    assert not health.ok and "cam-x" in health.message
+    assert sample("safewatch_cluster_cameras_unplaced", analyzer="a") == 1
+    warned = [r for r in caplog.records if "cam-x is analysed by no analyzer" in r.getMessage()]
+    assert len(warned) == 1
+    a.set_cameras(["cam-0", "cam-x"])
+    wait_for(lambda: a.owned() == {"cam-0", "cam-x"}, SETTLE, "cam-x placed once fixed")
+    assert a.health().ok and a.unplaced() == frozenset()
+
+
+def test_an_unexpected_exception_fails_a_round_not_the_member(
+    engine: Engine,
+    ownership: OwnershipLog,
+    members: dict[str, ClusterMember],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug-like exception (not a StorageError) in the claim rounds: the thread lives on, its
+    health says why, and claims resume once the cause is gone."""
+    from safewatch.cluster import membership
+
+    real_plan = membership.plan
+    broken = threading.Event()
+    broken.set()
+
+    def plan(*args: object, **kwargs: object) -> object:
+        if broken.is_set():
+            raise KeyError("placement bug")
+        return real_plan(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(membership, "plan", plan)
+    a = join(members, engine, ownership, "a", ["cam-0"])
+    wait_for(lambda: not a.health().ok, SETTLE, "health shows the failing rounds")
+    time.sleep(1.0)
+    health = a.health()
+    assert "claim failing" in health.message and "placement bug" in health.message
+    assert a.owned() == frozenset()
+    broken.clear()
+    wait_for(lambda: a.owned() == {"cam-0"}, SETTLE, "claims resume")
+    wait_for(lambda: a.health().ok, SETTLE, "healthy again")

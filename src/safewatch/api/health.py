@@ -104,6 +104,11 @@ class Readiness(BaseModel):
     rules: ComponentHealth
     site: ComponentHealth
     cameras: dict[str, CameraReadiness]
+    cluster: ComponentHealth | None = Field(
+        default=None,
+        description="serve --cluster analyzers: the membership's threads and rounds, and "
+        "cameras no analyzer may run; not ok makes the server degraded.",
+    )
 
 
 class Liveness(BaseModel):

@@ -303,14 +303,34 @@ class IncidentFeed:
         return self._last_seq
 
     def run(self, sink: Publisher, stop: threading.Event) -> None:
-        """Deliver to ``sink`` until ``stop`` is set."""
+        """Deliver to ``sink`` until ``stop`` is set.
+
+        Any exception ends one round, never the thread (a dead feed would leave every
+        dashboard silent): the database down, a chain read failing in SQLAlchemy, a sink
+        refusing an envelope. It is logged (with its traceback unless it is the database being
+        down), the feed marked for a chain read, and the next round waits longer.
+        """
+        backoff = _Backoff()
+        failing = False
         while not stop.is_set():
             try:
                 delay = self.poll(sink)
-            except SafewatchError as exc:  # the database is down: retry, nothing else to do
-                log.warning("cannot back-fill incident changes: %s", exc)
+            except Exception as exc:
+                self.failures += 1
+                if not failing:
+                    log.warning(
+                        "incident feed round failed: %s",
+                        exc,
+                        exc_info=not isinstance(exc, SafewatchError),
+                    )
+                failing = True
                 self._dirty = True  # an entry read meanwhile is delivered from the chain
-                delay = 2.0
+                delay = backoff.failed()
+            else:
+                if failing:
+                    log.warning("incident feed works again")
+                    backoff.ok()
+                failing = False
             if delay:
                 stop.wait(delay)
 
@@ -421,6 +441,9 @@ class LiveFeed:
                         self._take(sink, message.get("data"))
             except errors as exc:
                 log.debug("live metadata subscription lost: %s", exc)
+                stop.wait(backoff.failed())
+            except Exception:  # a sink refusing a frame: never the end of the live view
+                log.exception("live metadata feed round failed; resubscribing")
                 stop.wait(backoff.failed())
             finally:
                 with contextlib.suppress(*errors):

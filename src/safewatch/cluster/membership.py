@@ -41,7 +41,13 @@ from sqlalchemy.orm import Session
 
 from safewatch.cluster import leases
 from safewatch.cluster.fencing import EpochFence
-from safewatch.cluster.metrics import CAMERAS_OWNED, RELEASES, ROUND_FAILURES, TAKEOVERS
+from safewatch.cluster.metrics import (
+    CAMERAS_OWNED,
+    CAMERAS_UNPLACED,
+    RELEASES,
+    ROUND_FAILURES,
+    TAKEOVERS,
+)
 from safewatch.cluster.placement import Analyzer, plan
 from safewatch.cluster.takeover import Takeover, close_left_open, record_handover, take_over
 from safewatch.errors import StorageError
@@ -200,6 +206,7 @@ class ClusterMember:
         self._next_renew = 0.0
         self._added: tuple[str, ...] = ()
         self._failing: dict[str, str] = {}  # thread name -> last error, while failing
+        self._unplaced: frozenset[str] = frozenset()  # cameras no live analyzer may run
 
     # -- public -----------------------------------------------------------------------------
 
@@ -242,12 +249,19 @@ class ClusterMember:
         dead = [t.name for t in self._threads if not t.is_alive()]
         if dead and not self._stopping.is_set():
             return MemberHealth(False, f"thread(s) {', '.join(dead)} not running")
-        failing = dict(self._failing)
-        if failing:
-            return MemberHealth(
-                False, "; ".join(f"{name} failing: {error}" for name, error in failing.items())
+        problems = [f"{name} failing: {error}" for name, error in dict(self._failing).items()]
+        if self._unplaced:
+            problems.append(
+                f"camera(s) {', '.join(sorted(self._unplaced))} analysed by no analyzer: no "
+                f"live analyzer has the labels they require"
             )
+        if problems:
+            return MemberHealth(False, "; ".join(problems))
         return MemberHealth(True, f"{len(self.owned())} camera(s) owned")
+
+    def unplaced(self) -> frozenset[str]:
+        """Cameras no live analyzer is eligible for, as of the last round (analysed by nobody)."""
+        return self._unplaced
 
     def drain(self, timeout: float) -> None:
         """Hand every camera over and leave the cluster (the SIGTERM path).
@@ -387,6 +401,7 @@ class ClusterMember:
             return  # not (yet, or no longer) seen as live: claim nothing
         owners = {camera: view.owner for camera, view in current.items()}
         target = plan(cameras, live, owners, labels)
+        self._note_unplaced(frozenset(c for c in cameras if target[c] is None))
         for camera in cameras:
             view = current.get(camera)
             if (
@@ -400,6 +415,21 @@ class ClusterMember:
                     return
                 self._claim(camera)
         self._rebalance(cameras, target, owners, live)
+
+    def _note_unplaced(self, unplaced: frozenset[str]) -> None:
+        """Warn once per camera that no live analyzer may run (a mistyped label, say): it
+        would otherwise be silently never analysed. Also a gauge and :meth:`health`."""
+        for camera in sorted(unplaced - self._unplaced):
+            log.warning(
+                "cluster: camera %s is analysed by no analyzer: no live analyzer has the labels "
+                "it requires (%s)",
+                camera,
+                self._camera_labels.get(camera, {}),
+            )
+        for camera in sorted(self._unplaced - unplaced):
+            log.warning("cluster: camera %s has an eligible analyzer again", camera)
+        self._unplaced = unplaced
+        CAMERAS_UNPLACED.labels(analyzer=self.analyzer_id).set(len(unplaced))
 
     def _rebalance(
         self,

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-__all__ = ["CAMERAS_OWNED", "FENCED_WRITES", "RELEASES", "ROUND_FAILURES", "TAKEOVERS"]
+__all__ = [
+    "CAMERAS_OWNED",
+    "CAMERAS_UNPLACED",
+    "FENCED_WRITES",
+    "RELEASES",
+    "ROUND_FAILURES",
+    "TAKEOVERS",
+]
 
 FENCED_WRITES = Counter(
     "safewatch_cluster_fenced_writes_total",
@@ -19,6 +26,12 @@ FENCED_WRITES = Counter(
 CAMERAS_OWNED = Gauge(
     "safewatch_cluster_cameras_owned",
     "Cameras whose lease this analyzer holds now.",
+    ["analyzer"],
+)
+CAMERAS_UNPLACED = Gauge(
+    "safewatch_cluster_cameras_unplaced",
+    "Enabled cameras no live analyzer is eligible for (their labels match none): analysed by "
+    "nobody, as this analyzer sees the cluster.",
     ["analyzer"],
 )
 TAKEOVERS = Counter(

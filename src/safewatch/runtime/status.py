@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
@@ -77,6 +78,8 @@ class RuntimeStatus:
         self._slow = SlowAnalysis(watchdog.slow_ratio, watchdog.slow_seconds)
         self._ppe_check = PPECheck(watchdog.ppe_min_share, watchdog.ppe_min_person_seconds)
         self._db_health = ComponentHealth(ok=False, message="not checked yet")
+        # serve --cluster: the cluster member's health (ClusterOwner sets it); None otherwise.
+        self.cluster_health: Callable[[], ComponentHealth] | None = None
         self._db_checked = 0.0
         self._db_lock = threading.Lock()
 
@@ -185,6 +188,9 @@ class RuntimeStatus:
         state = overall(cameras, (database, inference, rules), stopping=self._stopping.is_set())
         if state == "ready" and holder is not None and holder.status.dropped:
             state = "degraded"  # rules gone that no admin acknowledged (RuleSetHolder.acknowledge)
+        cluster = None if self.cluster_health is None else self.cluster_health()
+        if state == "ready" and cluster is not None and not cluster.ok:
+            state = "degraded"  # a dead or failing member, or a camera no analyzer may run
         return Readiness(
             status=state,
             database=database,
@@ -192,6 +198,7 @@ class RuntimeStatus:
             rules=rules,
             site=self.site_health,
             cameras=cameras,
+            cluster=cluster,
         )
 
     def metrics(self) -> bytes:

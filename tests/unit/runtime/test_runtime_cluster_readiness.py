@@ -1,0 +1,32 @@
+"""/readyz under ``serve --cluster``: the member's health degrades readiness with its reason."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from safewatch.api.health import ComponentHealth
+from safewatch.config.runtime import WatchdogConfig
+from safewatch.runtime.mailbox import FrameMailbox
+from safewatch.runtime.metrics import RuntimeMetrics
+from safewatch.runtime.status import RuntimeStatus
+
+OK = ComponentHealth(ok=True, message="ok")
+
+
+def test_a_failing_cluster_member_degrades_readiness(monkeypatch: pytest.MonkeyPatch) -> None:
+    status = RuntimeStatus(
+        FrameMailbox(), RuntimeMetrics(), "thread", WatchdogConfig(), threading.Event()
+    )
+    monkeypatch.setattr(status, "_database_health", lambda: OK)
+    monkeypatch.setattr(status, "_thread_health", lambda _worker, _now: OK)
+    assert status.readiness().status == "ready"
+    assert status.readiness().cluster is None  # single host: no cluster entry
+    health = ComponentHealth(ok=True, message="2 camera(s) owned")
+    status.cluster_health = lambda: health
+    assert status.readiness().status == "ready"
+    health = ComponentHealth(ok=False, message="camera(s) cam-x analysed by no analyzer")
+    ready = status.readiness()
+    assert ready.status == "degraded"
+    assert ready.cluster is not None and "cam-x" in ready.cluster.message
