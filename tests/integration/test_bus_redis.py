@@ -398,3 +398,33 @@ def test_feeds_survive_an_exception_in_a_round(
             thread.join(5)
         publisher.stop(1.0)
     assert sink.failed and live_sink.failed and feed.failures >= 1
+
+
+def test_a_process_with_analyzer_and_dashboard_adds_each_change_to_the_stream_once(
+    db_engine: Engine, redis_server: RedisServer
+) -> None:
+    """``serve --cluster --api thread``: the dashboard's feeds reuse the analyzer's publisher
+    instead of installing a second publish-after-commit hook (every change was XADDed twice)."""
+    import asyncio
+
+    from safewatch.bus.redis_streams import INCIDENT_STREAM, connect
+    from safewatch.runtime.bus_link import ClusterBus
+
+    repository = IncidentRepository(db_engine)
+    bus = ClusterBus(repository, redis_server.url)
+    hub = LiveHub()
+
+    async def follow() -> None:
+        await asyncio.to_thread(bus.follow, hub)
+
+    asyncio.run(follow())
+    try:
+        for track in range(3):
+            repository.upsert(make_incident(track))
+        repository.set_status(make_incident(0).id, IncidentStatus.ACKNOWLEDGED, actor="ann")
+        client = connect(redis_server.url)
+        wait_for(lambda: client.xlen(INCIDENT_STREAM) >= 4)
+        time.sleep(1.0)  # a second copy would arrive meanwhile
+        assert client.xlen(INCIDENT_STREAM) == 4
+    finally:
+        bus.stop()

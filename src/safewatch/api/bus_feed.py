@@ -17,7 +17,7 @@ import threading
 
 from safewatch.api.live import LiveHub
 from safewatch.bus.changes import PublishAfterCommit
-from safewatch.bus.protocol import Subscriber
+from safewatch.bus.protocol import Publisher, Subscriber
 from safewatch.storage import IncidentRepository
 
 __all__ = ["BusFeeds"]
@@ -35,9 +35,18 @@ class BusFeeds:
         hub: The dashboard's hub.
         repository: The node's incident repository.
         redis_url: The cluster's Redis (``cluster.redis_url``), or ``None``.
+        publisher: A publisher already sending this repository's changes after commit (the
+            :class:`~safewatch.runtime.bus_link.AnalyzerBus` of a ``--api thread`` process):
+            then no second hook is installed, so each change is added to the stream once.
     """
 
-    def __init__(self, hub: LiveHub, repository: IncidentRepository, redis_url: str | None) -> None:
+    def __init__(
+        self,
+        hub: LiveHub,
+        repository: IncidentRepository,
+        redis_url: str | None,
+        publisher: Publisher | None = None,
+    ) -> None:
         from safewatch.bus.redis_streams import IncidentFeed
 
         self._stop = threading.Event()
@@ -53,9 +62,10 @@ class BusFeeds:
 
             self.incidents = IncidentFeed(connect(redis_url), repository)
             feeds.append(("bus-live-feed", LiveFeed(connect(redis_url))))
-            self._publisher = RedisPublisher(connect(redis_url)).start()
-            self._hook = PublishAfterCommit(self._publisher)
-            repository.add_change_hook(self._hook)
+            if publisher is None:  # otherwise the changes already go out through it
+                self._publisher = RedisPublisher(connect(redis_url)).start()
+                self._hook = PublishAfterCommit(self._publisher)
+                repository.add_change_hook(self._hook)
         feeds.insert(0, ("bus-incident-feed", self.incidents))
         hub.follow_bus()
         for name, feed in feeds:

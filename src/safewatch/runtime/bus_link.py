@@ -75,7 +75,9 @@ class ClusterBus:
 
     def follow(self, hub: LiveHub) -> None:
         """Feed ``hub`` (a dashboard in this process) from the bus."""
-        self._feeds = BusFeeds(hub, self._repository, self._redis_url)
+        # The analyzer's publisher already sends this repository's changes: reused, not doubled.
+        publisher = None if self._analyzer is None else self._analyzer.publisher
+        self._feeds = BusFeeds(hub, self._repository, self._redis_url, publisher)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the feeds and flush this process's queued incident changes (after its last
