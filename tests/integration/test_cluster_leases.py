@@ -268,7 +268,9 @@ def test_fenced_write_is_refused_rolled_back_and_counted(
     with pytest.raises(FencedWrite):
         stale.upsert(incident("cam-0", 2))
     with pytest.raises(FencedWrite):
-        stale.evidence_written(current.id, "cam-0/2026-12-06/x.jpg", "0" * 64, 10)
+        stale.evidence_written(
+            current.id, "cam-0/2026-12-06/x.jpg", "0" * 64, 10, camera_id="cam-0"
+        )
     with pytest.raises(FencedWrite):  # the real "a": past its deadline it holds nothing
         repo_a.upsert(incident("cam-0", 3))
 
@@ -607,7 +609,6 @@ def test_serve_drain_releases_each_lease_when_its_own_camera_stopped(
     owner.service = service  # type: ignore[assignment]
     owner._changes = ThreadPoolExecutor(max_workers=1)
     owner._engine = None
-    owner._draining = threading.Event()  # (older ClusterOwner versions read it)
     member = ClusterMember(engine, "a", CAMERAS[:3], owner, lease_seconds=LEASE, renew_every=RENEW)
     members["a"] = member
     owner._member = member
@@ -615,7 +616,7 @@ def test_serve_drain_releases_each_lease_when_its_own_camera_stopped(
     wait_for(lambda: service.owned == set(CAMERAS[:3]), SETTLE, "a runs its cameras")
     owner.stop(drain_timeout=30)
     with engine.connect() as connection:
-        released = dict(
+        released: dict[str, float] = dict(
             connection.execute(text("SELECT camera_id, released_at FROM camera_leases")).all()
         )
     for camera in CAMERAS[:3]:
@@ -655,9 +656,8 @@ def test_an_unexpected_exception_fails_a_round_not_the_member(
 ) -> None:
     """A bug-like exception (not a StorageError) in the claim rounds: the thread lives on, its
     health says why, and claims resume once the cause is gone."""
-    from safewatch.cluster import membership
+    from safewatch.cluster.placement import plan as real_plan
 
-    real_plan = membership.plan
     broken = threading.Event()
     broken.set()
 
@@ -666,7 +666,7 @@ def test_an_unexpected_exception_fails_a_round_not_the_member(
             raise KeyError("placement bug")
         return real_plan(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(membership, "plan", plan)
+    monkeypatch.setattr("safewatch.cluster.membership.plan", plan)
     a = join(members, engine, ownership, "a", ["cam-0"])
     wait_for(lambda: not a.health().ok, SETTLE, "health shows the failing rounds")
     time.sleep(1.0)
@@ -676,3 +676,21 @@ def test_an_unexpected_exception_fails_a_round_not_the_member(
     broken.clear()
     wait_for(lambda: a.owned() == {"cam-0"}, SETTLE, "claims resume")
     wait_for(lambda: a.health().ok, SETTLE, "healthy again")
+
+
+def test_evidence_of_a_camera_whose_id_is_sanitised_in_its_key_is_fenced_by_its_id(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember], tmp_path: Path
+) -> None:
+    """A still written before its incident is stored: the fence checks the camera the writer
+    names, not the key's first folder ("yard:1" is stored under "yard_1")."""
+    import numpy as np
+
+    from safewatch.incidents.evidence import EvidenceStore
+
+    repo = IncidentRepository(engine)
+    a = join(members, engine, ownership, "a", ["yard:1"], incidents=repo)
+    wait_for(lambda: a.owned() == {"yard:1"}, SETTLE, "a owns yard:1")
+    store = EvidenceStore(tmp_path / "evidence", log=repo)
+    key = store.write_still("inc-new", np.zeros((8, 8, 3), np.uint8), camera_id="yard:1", at=1e9)
+    assert key.startswith("yard_1/")
+    assert [e.subject for e in repo.timeline("inc-new")] == [key]

@@ -15,21 +15,31 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import select, text
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from safewatch.cluster.leases import db_now
 from safewatch.cluster.metrics import FENCED_WRITES
 from safewatch.domain import Incident
 from safewatch.errors import FencedWrite
+from safewatch.storage.cluster_tables import CameraLeaseRow
 from safewatch.storage.tables import IncidentRow
 
 __all__ = ["FENCED_WRITES", "EpochFence", "FencedWrite"]
 
 
-_CHECK = text(
-    "SELECT epoch, owner, expires_at > EXTRACT(EPOCH FROM clock_timestamp()) AS live "
-    "FROM camera_leases WHERE camera_id = :c FOR SHARE"
-)
+def _check(camera_id: str) -> Select[int, str | None, bool]:
+    """The camera's lease row, read ``FOR SHARE``, and whether it is live by the database's
+    clock (:func:`~safewatch.cluster.leases.db_now`, the one definition of "now")."""
+    return (
+        select(
+            CameraLeaseRow.epoch,
+            CameraLeaseRow.owner,
+            (CameraLeaseRow.expires_at > db_now()).label("live"),
+        )
+        .where(CameraLeaseRow.camera_id == camera_id)
+        .with_for_update(read=True)
+    )
 
 
 class EpochFence:
@@ -65,7 +75,7 @@ class EpochFence:
         deadline comes earlier).
         """
         held = self._epoch_of(camera_id)
-        row = session.execute(_CHECK, {"c": camera_id}).first()
+        row = session.execute(_check(camera_id)).first()
         owner, epoch = (None, None) if row is None else (row.owner, int(row.epoch))
         live = row is not None and bool(row.live)
         if held is None or owner != self.analyzer_id or epoch != held or not live:

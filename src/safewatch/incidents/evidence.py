@@ -46,8 +46,11 @@ def _safe_part(value: str) -> str:
 class EvidenceLog(Protocol):
     """Where evidence writes are recorded (the tamper-evidence chain, via the repository)."""
 
-    def evidence_written(self, incident_id: str, key: str, sha256: str, size: int) -> None:
-        """Record that ``key`` of ``incident_id`` now holds ``size`` bytes hashing to ``sha256``."""
+    def evidence_written(
+        self, incident_id: str, key: str, sha256: str, size: int, *, camera_id: str
+    ) -> None:
+        """Record that ``key`` of ``incident_id`` (of camera ``camera_id``) now holds ``size``
+        bytes hashing to ``sha256``."""
         ...
 
 
@@ -149,7 +152,7 @@ class EvidenceStore:
         """
         key = self.key_for(incident_id, camera_id=camera_id, at=at, suffix=suffix)
         info = self.backend.put_bytes(key, data, content_type=content_type or _type_of(key))
-        self._record(incident_id, info)
+        self._record(incident_id, info, camera_id)
         return key
 
     def write_file(
@@ -178,14 +181,16 @@ class EvidenceStore:
         info = self.backend.put_file(
             key, source, content_type=content_type or _type_of(key), move=move
         )
-        self._record(incident_id, info)
+        self._record(incident_id, info, camera_id)
         return key
 
-    def _record(self, incident_id: str, info: BlobInfo) -> None:
+    def _record(self, incident_id: str, info: BlobInfo, camera_id: str) -> None:
         if self.log is None or info.sha256 is None:
             return
         try:
-            self.log.evidence_written(incident_id, info.key, info.sha256, info.size)
+            self.log.evidence_written(
+                incident_id, info.key, info.sha256, info.size, camera_id=camera_id
+            )
         except StorageError:
             # Unrecorded evidence would look forged to `safewatch verify`: keep none instead.
             self.backend.delete(info.key)

@@ -540,11 +540,14 @@ class IncidentRepository:
                 session, at=self._clock(), kind=kind, incident_id=incident_id, detail=detail
             )
 
-    def evidence_written(self, incident_id: str, key: str, sha256: str, size: int) -> None:
+    def evidence_written(
+        self, incident_id: str, key: str, sha256: str, size: int, *, camera_id: str
+    ) -> None:
         """Chain an evidence file (the :class:`safewatch.incidents.evidence.EvidenceLog` hook).
 
         The incident may not be stored yet (its still is written first): then the fence checks
-        the camera named by the key's first folder (:meth:`EvidenceStore.key_for`).
+        ``camera_id`` as the writer names it (the key's first folder is only a sanitised copy
+        of it, which may name another camera or none).
 
         Raises:
             StorageError: The database cannot be written.
@@ -552,7 +555,7 @@ class IncidentRepository:
         with self._chained(f"record evidence {key}") as session:
             if self.fence is not None:
                 row = session.get(IncidentRow, incident_id)
-                self._fenced(session, key.split("/", 1)[0] if row is None else row.camera_id)
+                self._fenced(session, camera_id if row is None else row.camera_id)
             hash_chain.append(
                 session,
                 at=self._clock(),

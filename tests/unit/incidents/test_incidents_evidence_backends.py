@@ -26,12 +26,16 @@ class RecordingLog:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str, int]] = []
 
-    def evidence_written(self, incident_id: str, key: str, sha256: str, size: int) -> None:
+    def evidence_written(
+        self, incident_id: str, key: str, sha256: str, size: int, *, camera_id: str
+    ) -> None:
         self.calls.append((incident_id, key, sha256, size))
 
 
 class FailingLog:
-    def evidence_written(self, incident_id: str, key: str, sha256: str, size: int) -> None:
+    def evidence_written(
+        self, incident_id: str, key: str, sha256: str, size: int, *, camera_id: str
+    ) -> None:
         raise StorageError("cannot record evidence: database is locked")
 
 

@@ -138,7 +138,9 @@ def test_status_and_notes_are_in_the_timeline(repo: IncidentRepository) -> None:
 
 def test_evidence_entries_carry_key_digest_and_size(repo: IncidentRepository) -> None:
     incident = make_incident()
-    repo.evidence_written(incident.id, "cam-1/2023-11-14/x.jpg", "ab" * 32, 1234)
+    repo.evidence_written(
+        incident.id, "cam-1/2023-11-14/x.jpg", "ab" * 32, 1234, camera_id=incident.camera_id
+    )
     repo.upsert(incident)
     repo.evidence_removed(incident.id, "cam-1/2023-11-14/x.jpg", reason="retention", detail={})
     timeline = repo.timeline(incident.id)
