@@ -85,7 +85,11 @@ class ClusterOwner:
         self._member: ClusterMember | None = None
         self._engine: Engine | None = None
         api = "ops" if role == "analyzer" and options.api == "process" else options.api
-        self.service = RuntimeService(site, dataclasses.replace(options, cluster=True, api=api))
+        # One node sends the chain witness alerts (the chain is one): an API-serving one.
+        witness = options.witness_alerts and role != "analyzer"
+        self.service = RuntimeService(
+            site, dataclasses.replace(options, cluster=True, api=api, witness_alerts=witness)
+        )
         # Ownership changes apply in the order the member decides them, on one thread, so a
         # listener call that need not wait (a start, a lost camera) never holds up the member.
         self._changes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-cameras")

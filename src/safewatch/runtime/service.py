@@ -110,6 +110,9 @@ class ServeOptions:
             :mod:`safewatch.runtime.cluster_owner`): none at start, then those handed over with
             :meth:`RuntimeService.own_camera`. Incidents found open at start are left to their
             cameras' owners instead of being closed as abandoned.
+        witness_alerts: Send each chain witness through ``alerts.witness``'s channels. A
+            cluster's analyzers turn it off: the chain is one, so one node (the API node, role
+            ``api`` or ``all``) sends it, not one copy per analyzer.
     """
 
     rules: Path
@@ -123,6 +126,7 @@ class ServeOptions:
     watch_site: bool = True
     site_poll_seconds: float = 1.0
     cluster: bool = False
+    witness_alerts: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -637,8 +641,9 @@ class RuntimeService:
             self._api.camera_gone(camera_id)
 
     def _witness_alert(self, witness: ChainWitness) -> None:
-        """Each chain witness also leaves through ``alerts.witness``'s channels, when set."""
-        if self._alerts is not None:
+        """Each chain witness also leaves through ``alerts.witness``'s channels, when set (and
+        this node sends them: :attr:`ServeOptions.witness_alerts`)."""
+        if self._alerts is not None and self._options.witness_alerts:
             self._alerts.witness(witness)
 
     def _stop_reason(self, camera_id: str) -> str:
