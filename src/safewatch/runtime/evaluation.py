@@ -105,6 +105,13 @@ class RulesWorker:
         self._thread: threading.Thread | None = None
         self.heartbeat = time.monotonic()
         self.closed_at_stop: list[IncidentChange] = []
+        # Per camera: the newest worker incarnation evaluated, and the newest whose run was
+        # finished or dropped. A frame of an ended run (still in an inference batch when its
+        # camera stopped) is never evaluated: under serve --cluster the camera may meanwhile be
+        # owned again at a new epoch, which the fence would let the old run's frame write under.
+        self._incarnation: dict[str, int] = {}
+        self._ended: dict[str, int] = {}
+        self.ended_run_frames = 0
 
     def add_listener(self, listener: FrameListener) -> None:
         """Also call ``listener`` after each frame (before :meth:`start`)."""
@@ -213,6 +220,8 @@ class RulesWorker:
                 return
             try:
                 if isinstance(item, _Finish):
+                    ran = self._incarnation.get(item.camera_id, 0)
+                    self._ended[item.camera_id] = max(self._ended.get(item.camera_id, 0), ran)
                     if item.write:
                         self._finish(item.camera_id, item.reason)
                     else:
@@ -230,6 +239,12 @@ class RulesWorker:
     def _evaluate(self, item: Analysed) -> None:
         frame = item.frame
         camera_id = frame.camera_id
+        if item.incarnation <= self._ended.get(camera_id, 0) or item.incarnation < (
+            self._incarnation.get(camera_id, 0)
+        ):
+            self.ended_run_frames += 1  # a frame of a run that has ended: not this run's
+            return
+        self._incarnation[camera_id] = item.incarnation
         camera = self._cameras.get(camera_id)
         if camera is None:
             tracker = self._tracker_for(camera_id)

@@ -37,10 +37,12 @@ def repository(tmp_path: Path) -> Iterator[IncidentRepository]:
     engine.dispose()
 
 
-def analysed(seq: int, detections: Detections, camera: str = "cam") -> Analysed:
+def analysed(
+    seq: int, detections: Detections, camera: str = "cam", incarnation: int = 1
+) -> Analysed:
     now = time.time()
     frame = Frame(camera, seq, seq * 0.2, now - 0.05, np.zeros((48, 64, 3), np.uint8))
-    return Analysed(frame, detections, True, 1, now - 0.05, now - 0.02, now - 0.01, 1)
+    return Analysed(frame, detections, True, incarnation, now - 0.05, now - 0.02, now - 0.01, 1)
 
 
 def build(tmp_path: Path, repository: IncidentRepository, metrics: RuntimeMetrics) -> RulesWorker:
@@ -94,7 +96,7 @@ def test_a_camera_finished_with_a_reason_chains_it_with_each_incident_it_closes(
     reason = "camera removed from the site file while it ran"
     assert worker.finish_camera("cam", timeout=5.0, reason=reason)
     for seq in range(4, 8):  # it comes back: its next incident ends without that reason
-        worker.submit(analysed(seq, person_at(30, 10)))
+        worker.submit(analysed(seq, person_at(30, 10), incarnation=2))
     worker.stop(timeout=5.0)
     first, second = sorted(repository.list(), key=lambda i: i.started_at)
     reasons = [
@@ -116,7 +118,7 @@ def test_finishing_a_camera_closes_its_incidents_after_its_queued_frames(
     assert incident.ended_at is not None
     assert "cam" not in worker.counters()  # its tracker and state are gone
     for seq in range(4, 8):  # the camera comes back (reconfigured): a fresh episode
-        worker.submit(analysed(seq, person_at(30, 10)))
+        worker.submit(analysed(seq, person_at(30, 10), incarnation=2))
     worker.stop(timeout=5.0)
     assert len(repository.list()) == 2
 
@@ -217,3 +219,26 @@ def test_person_seconds_by_ppe_state_reach_the_metrics(
         {"camera": "cam", "item": "hardhat", "state": "present"},
     )
     assert present is None
+
+
+def test_frames_of_a_run_that_ended_are_never_evaluated(
+    tmp_path: Path, repository: IncidentRepository
+) -> None:
+    """serve --cluster: a camera lost, then owned again. A frame of its old run that was still in
+    an inference batch arrives after the drop (or after the new run started): it opens nothing,
+    whatever epoch the camera is held at now; the new run's frames are evaluated."""
+    worker = build(tmp_path, repository, RuntimeMetrics())
+    worker.start()
+    for seq in range(2):
+        worker.submit(analysed(seq, Detections.empty(), incarnation=1))
+    assert worker.drop_camera("cam", timeout=5.0)
+    for seq in range(2, 6):  # the old run's late frames: a violation in each
+        worker.submit(analysed(seq, person_at(30, 10), incarnation=1))
+    for seq in range(6, 8):  # the new run starts with nothing to report
+        worker.submit(analysed(seq, Detections.empty(), incarnation=2))
+    worker.submit(analysed(8, person_at(30, 10), incarnation=1))  # one more late old frame
+    wait_for(lambda: worker.ended_run_frames == 5)
+    wait_for(lambda: worker.counters().get("cam") is not None)
+    assert repository.list() == []
+    assert worker.counters()["cam"].analysed == 2
+    worker.stop(timeout=5.0)
