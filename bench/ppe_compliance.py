@@ -27,7 +27,9 @@ band are ignored, and so are detected persons whose head point lies there.
 
 Scores: the confusion matrix (truth bare / hat x verdict violation / compliant / unknown, unknown
 split into *missed* = no person matched, *untracked* = detected only below the track-start
-threshold, and *unknown* = tracked without a verdict); violation precision = true violations
+threshold, and *unknown* = tracked without a verdict; a weak person box holding a head-sized
+subject in its upper half, a head-first or face-first track, is that subject's person and not
+listed again); violation precision = true violations
 / all violations called on unignored persons, including violations on persons matched to no
 labelled head (*extra*, e.g. an unlabelled or a phantom person); violation recall = true
 violations / bare heads; unknown rate = unknown / labelled persons.
@@ -280,10 +282,24 @@ def verdicts_of(tracked: TrackedFrame, detections: Detections) -> list[PersonVer
         if t.label == "person"
     ]
     taken = {t.xyxy for t in tracked.tracks}
+    # Centres of head-sized subjects (head-first and face-first tracks): a weak person box
+    # holding one in its upper half is that subject's person, not a second, verdict-less one.
+    person_boxes = {
+        tuple(float(v) for v in box) for box in detections.xyxy[detections.label == "person"]
+    }
+    subjects = [
+        ((t.xyxy[0] + t.xyxy[2]) / 2, (t.xyxy[1] + t.xyxy[3]) / 2)
+        for t in tracked.tracks
+        if t.label == "person" and t.xyxy not in person_boxes
+    ]
     for row in np.flatnonzero(detections.label == "person"):
         box = tuple(float(v) for v in detections.xyxy[row])
-        if box not in taken:
-            out.append(PersonVerdict((box[0], box[1], box[2], box[3]), "untracked"))
+        if box in taken:
+            continue
+        x1, y1, x2, y2 = box
+        if any(x1 <= cx <= x2 and y1 <= cy <= (y1 + y2) / 2 for cx, cy in subjects):
+            continue
+        out.append(PersonVerdict((x1, y1, x2, y2), "untracked"))
     return out
 
 
