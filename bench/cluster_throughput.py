@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench._common import ROOT, require_asset, write_results
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -72,8 +74,8 @@ def side(
         def settled() -> bool:
             try:
                 return balanced(_owners(analyzers), names, cameras)
-            except OSError:
-                return False
+            except httpx.HTTPError:
+                return False  # not serving yet
 
         wait_for(settled, 240, f"side {name}: every camera analysed")
         time.sleep(10)  # past the start-up: decode, warm-up, the first batches
