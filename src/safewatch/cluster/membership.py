@@ -506,26 +506,30 @@ class ClusterMember:
                 return
             raise
         with self._lock:
-            if self._stopping.is_set() or self._draining.is_set():
-                # Stopped or draining meanwhile: never start it, give the lease straight back.
-                self._release_row(camera, epoch)
-                return
-            self._held[camera] = _Held(epoch, started + self.lease_seconds - self.margin)
-            CAMERAS_OWNED.labels(analyzer=self.analyzer_id).set(len(self._held))
-            if found is not None:
-                TAKEOVERS.labels(analyzer=self.analyzer_id).inc()
-                self.fence.taken_over(camera, found.closed_incidents)
-                log.warning(
-                    "cluster: %s took camera %s over from %s (epoch %d, %d open incident(s) "
-                    "closed as analyzer_lost, %.1f s uncovered)",
-                    self.analyzer_id,
-                    camera,
-                    found.previous_owner,
-                    epoch,
-                    len(found.closed_incidents),
-                    found.gap_ended_at - found.gap_started_at,
-                )
-            self._submit(self._listener.acquired, camera, epoch, found)
+            late = self._stopping.is_set() or self._draining.is_set()
+            if not late:
+                self._own(camera, epoch, started, found)
+        if late:  # stopped or draining meanwhile: never start it, give the lease straight back
+            self._release_row(camera, epoch)
+
+    def _own(self, camera: str, epoch: int, started: float, found: Takeover | None) -> None:
+        """Hold a claimed camera and have it started (under the lock)."""
+        self._held[camera] = _Held(epoch, started + self.lease_seconds - self.margin)
+        CAMERAS_OWNED.labels(analyzer=self.analyzer_id).set(len(self._held))
+        if found is not None:
+            TAKEOVERS.labels(analyzer=self.analyzer_id).inc()
+            self.fence.taken_over(camera, found.closed_incidents)
+            log.warning(
+                "cluster: %s took camera %s over from %s (epoch %d, %d open incident(s) "
+                "closed as analyzer_lost, %.1f s uncovered)",
+                self.analyzer_id,
+                camera,
+                found.previous_owner,
+                epoch,
+                len(found.closed_incidents),
+                found.gap_ended_at - found.gap_started_at,
+            )
+        self._submit(self._listener.acquired, camera, epoch, found)
 
     def _give_back(self, camera: str, reason: str, timeout: float | None = None) -> None:
         """Stop the camera while still its owner, then release its lease.
