@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from safewatch.config.ruleset import RuleSet
@@ -104,6 +104,44 @@ def _enabled(rules: RuleSet) -> set[str]:
     return {rule.id for rule in rules.rules if rule.enabled}
 
 
+_InForce = dict[str, frozenset[str] | None]
+"""Rule id -> the cameras it ran on while in force (``None``: not known, no site was given)."""
+
+
+def _note_in_force(in_force: _InForce, rules: RuleSet, cameras: Collection[str] | None) -> None:
+    """Add the enabled rules of ``rules`` to ``in_force`` with the cameras they run on."""
+    for rule in rules.rules:
+        if not rule.enabled:
+            continue
+        ran_on = (
+            None if cameras is None else frozenset(c for c in cameras if rules.applies_to(rule, c))
+        )
+        before = in_force.get(rule.id)
+        if rule.id in in_force and before is not None and ran_on is not None:
+            ran_on = before | ran_on
+        elif ran_on is None:
+            ran_on = before
+        in_force[rule.id] = ran_on
+
+
+def _lost(
+    in_force: _InForce, enabled: set[str], cameras: Collection[str] | None
+) -> tuple[str, ...]:
+    """Rules once in force that are not now, on a camera the site still runs.
+
+    A rule whose every camera has left the site (or was disabled) protects nothing any more:
+    the camera's removal is its own deliberate act, logged and chained, so it is not a lost rule.
+    """
+    now = None if cameras is None else set(cameras)
+    return tuple(
+        sorted(
+            rule_id
+            for rule_id, ran_on in in_force.items()
+            if rule_id not in enabled and (now is None or ran_on is None or ran_on & now)
+        )
+    )
+
+
 class RuleSetHolder:
     """The rule set in force, shared between one reloader and any number of engines.
 
@@ -120,8 +158,9 @@ class RuleSetHolder:
         now = time.time()
         self._lock = threading.Lock()
         self._current = RuleGeneration(1, rules, now)
-        self._in_force = _enabled(rules)
+        self._in_force: _InForce = {}
         """Rules enabled at some time since start-up or the last acknowledgement."""
+        _note_in_force(self._in_force, rules, None)
         self._status = ReloadStatus(
             ok=True, generation=1, at=now, message=f"loaded {_describe(rules)}"
         )
@@ -135,7 +174,12 @@ class RuleSetHolder:
         """The latest reload outcome."""
         return self._status
 
-    def offer(self, rules: RuleSet, unwatched: Sequence[str] = ()) -> ReloadStatus:
+    def offer(
+        self,
+        rules: RuleSet,
+        unwatched: Sequence[str] = (),
+        cameras: Collection[str] | None = None,
+    ) -> ReloadStatus:
         """Publish a validated set, unless it equals the one in force (then nothing changes).
 
         Equal by value means every rule, zone and file is the same, so a save that changed
@@ -144,12 +188,13 @@ class RuleSetHolder:
         Args:
             rules: The validated set.
             unwatched: Enabled cameras no rule of ``rules`` runs on (the caller knows the site).
+            cameras: The site's enabled cameras, when known: a dropped rule counts only while
+                a camera it ran on is still one of them.
         """
         with self._lock:
             now = time.time()
             current = self._current
             attempts = self._status.attempts + 1
-            dropped = self._status.dropped
             if rules == current.rules:
                 message = f"unchanged: {_describe(rules)}"
                 number = current.number
@@ -157,9 +202,8 @@ class RuleSetHolder:
                 number = current.number + 1
                 self._current = RuleGeneration(number, rules, now)
                 message = f"generation {number}: {_describe(rules)}"
-                enabled = _enabled(rules)
-                dropped = tuple(sorted(self._in_force - enabled))
-                self._in_force |= enabled
+            _note_in_force(self._in_force, rules, cameras)
+            dropped = _lost(self._in_force, _enabled(rules), cameras)
             self._status = ReloadStatus(
                 ok=True,
                 generation=number,
@@ -191,7 +235,8 @@ class RuleSetHolder:
                     f"not dropped: {', '.join(unknown) or 'no rule named'} "
                     f"(rules dropped now: {flagged})"
                 )
-            self._in_force -= set(rule_ids)
+            for rule_id in rule_ids:
+                self._in_force.pop(rule_id, None)
             self._status = replace(
                 status, dropped=tuple(r for r in status.dropped if r not in set(rule_ids))
             )

@@ -165,7 +165,12 @@ class RuleWatcher:
             before = self.holder.current().number
             flagged = set(self.holder.status.dropped)
             unwatched = () if self._site is None else unwatched_cameras(rules, self._site)
-            status = self.holder.offer(rules, unwatched)
+            cameras = (
+                None
+                if self._site is None
+                else [c for c, camera in self._site.cameras.items() if camera.enabled]
+            )
+            status = self.holder.offer(rules, unwatched, cameras)
             applied = status.generation != before
             RELOADS.labels(result="applied" if applied else "unchanged").inc()
             RELOAD_FAILING.set(0)

@@ -184,6 +184,11 @@ def _warm_up_evidence(config: SiteConfig) -> None:
     cv2.imencode(".jpg", draw_overlay(hidden, tracked, (), highlight={1}))
 
 
+def _camera_switches(config: SiteConfig) -> dict[str, bool]:
+    """Each camera of the site and whether it is enabled (what rule checks depend on)."""
+    return {camera_id: camera.enabled for camera_id, camera in config.cameras.items()}
+
+
 def _models_to_load(site: LoadedSite) -> dict[str, tuple[ModelConfig, Path]]:
     """The models the site's enabled cameras use, with their resolved files."""
     return resolved_models(site, sorted(_models_in_use(site.config)))
@@ -505,17 +510,19 @@ class RuntimeService:
                     f"; recording started {list(changes.started)}, stopped "
                     f"{list(changes.stopped)}, restarted {list(changes.restarted)}"
                 )
+            if _camera_switches(old) != _camera_switches(new.config) and self._holder is not None:
+                # Rules are checked against the site's (enabled) cameras: watch again with the new
+                # ones before the reload is reported, so /readyz never shows the new cameras
+                # beside rule findings (unwatched, dropped) made against the old ones.
+                if self._watcher is not None:
+                    self._watcher.stop()
+                self._watcher = RuleWatcher(self._options.rules, self._holder, new.config).start()
             self.status.site_health = ComponentHealth(
                 ok=True,
                 message=f"reloaded {new.path}: added {list(plan.added)}, removed "
                 f"{list(plan.removed)}, changed {list(plan.changed)}; models rebuilt {rebuilt}"
                 f"{recorded}",
             )
-            if set(old.cameras) != set(new.config.cameras) and self._holder is not None:
-                # Rules are checked against the site's cameras: watch again with the new ones.
-                if self._watcher is not None:
-                    self._watcher.stop()
-                self._watcher = RuleWatcher(self._options.rules, self._holder, new.config).start()
             for listener in self.site_listeners:
                 listener(new)
             return plan

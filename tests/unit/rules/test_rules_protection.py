@@ -161,3 +161,22 @@ def test_dropped_rules_stay_flagged_until_they_come_back_or_are_acknowledged(
     assert watcher.reload().dropped == ()
     write_rules(folder, ZONE + YARD)
     assert watcher.reload().dropped == ("dock-cars",)
+
+
+def test_rules_of_a_camera_that_left_the_site_are_not_lost_protection(tmp_path: Path) -> None:
+    """Removing a camera's rules, then the camera, is not a lost rule: nothing is unwatched."""
+    dock = "  - {id: dock-cars, kind: proximity, cameras: [dock], objects: [vehicle], "
+    dock += "max_distance: 100px}\n"
+    folder = write_rules(tmp_path / "rules", ZONE + YARD + dock)
+    holder = RuleSetHolder(load_rules(folder, SITE))
+    RuleWatcher(folder, holder, SITE).reload()  # the watcher learns where each rule runs
+
+    write_rules(folder, ZONE + YARD)  # the dock's rule first, while the dock still runs
+    assert RuleWatcher(folder, holder, SITE).reload().dropped == ("dock-cars",)
+
+    without_dock = SITE.model_copy(
+        update={"cameras": {k: v for k, v in SITE.cameras.items() if k != "dock"}}
+    )
+    assert RuleWatcher(folder, holder, without_dock).reload().dropped == ()  # then the camera
+    # the camera coming back without its rule flags the rule again
+    assert RuleWatcher(folder, holder, SITE).reload().dropped == ("dock-cars",)
