@@ -52,11 +52,13 @@ def write_cluster_site(
     cameras: int = 6,
     lease_seconds: float = 3.0,
     fps: float = 2.0,
+    alerts: Mapping[str, Any] | None = None,
 ) -> Path:
     """``site.yaml`` and ``rules/`` in ``folder``: ``cameras`` looping copies of ``clip`` on
     ``model`` (YOLOX, one intra-op thread), evidence in a folder declared shared, and one rule
     per camera that holds an incident open while anyone is in view (one subject per camera: the
     occupancy rule has no track in its id, so "at most one open per camera and rule" is exact).
+    ``alerts``: the site's alerts block, if any.
     """
     keys = [f"cam{n}" for n in range(1, cameras + 1)]
     site: dict[str, Any] = {
@@ -89,6 +91,8 @@ def write_cluster_site(
         },
         "cluster": {"lease_seconds": lease_seconds},
     }
+    if alerts is not None:
+        site["alerts"] = dict(alerts)
     path = folder / "site.yaml"
     path.write_text(yaml.safe_dump(site, sort_keys=False))
     rules = folder / "rules"
@@ -376,3 +380,13 @@ def entries_after(engine: Engine, incident_id: str, seq: int) -> list[str]:
             {"seq": seq, "id": incident_id},
         )
         return [str(row.kind) for row in rows]
+
+
+def alert_rows(engine: Engine, channel: str) -> list[dict[str, Any]]:
+    """The outbox rows of ``channel``: key, incident, event, status."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT key, incident_id, event, status FROM alert_outbox WHERE channel = :c"),
+            {"c": channel},
+        )
+        return [dict(row._mapping) for row in rows]

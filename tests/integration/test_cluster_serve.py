@@ -36,6 +36,7 @@ from cluster_serve_support import (
     MODEL,
     Analyzer,
     FrameSampler,
+    alert_rows,
     balanced,
     closing_entries,
     entries_after,
@@ -46,6 +47,7 @@ from cluster_serve_support import (
     write_cluster_site,
 )
 
+from alert_servers import WebhookReceiver
 from assets import asset
 from db_servers import PostgresServer
 from safewatch.storage import create_engine_for
@@ -74,6 +76,13 @@ def cluster_db(pg_server: PostgresServer) -> Iterator[str]:
 def test_three_analyzers_share_cameras_through_kill_freeze_and_drain(
     cluster_db: str, tmp_path: Path
 ) -> None:
+    receiver = WebhookReceiver(b"cluster-secret").start()
+    alerts = {
+        "channels": {
+            "hook": {"type": "webhook", "url": f"{receiver.url}/in", "secret": "cluster-secret"}
+        },
+        "routes": [{"id": "all", "channels": ["hook"], "events": ["opened", "closed"]}],
+    }
     site = write_cluster_site(
         tmp_path,
         cluster_db,
@@ -81,6 +90,7 @@ def test_three_analyzers_share_cameras_through_kill_freeze_and_drain(
         asset(MODEL),
         cameras=CAMERAS,
         lease_seconds=LEASE,
+        alerts=alerts,
     )
     upgraded = safewatch("db", "upgrade", "--config", str(site))
     assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
@@ -205,12 +215,30 @@ def test_three_analyzers_share_cameras_through_kill_freeze_and_drain(
         sampler.stop()
         for analyzer in everyone:
             analyzer.ensure_gone()
+        receiver.stop()
     rows = incidents(engine)
+    queued = alert_rows(engine, "hook")
     engine.dispose()
+    # Alerts: one per incident and event, whoever owned the camera (a takeover's closed alert is
+    # queued by the new owner, never also by the old one); what the outbox marks delivered reached
+    # the receiver, under the key it was queued with (a retry after a crash between send and mark
+    # reuses its key, which receivers deduplicate).
+    per_event: dict[tuple[str, str], int] = {}
+    for alert in queued:
+        per_event[(alert["incident_id"], alert["event"])] = (
+            per_event.get((alert["incident_id"], alert["event"]), 0) + 1
+        )
+    assert [k for k, n in per_event.items() if n > 1] == [], "an alert was queued twice"
+    received = {r.headers.get("idempotency-key") for r in receiver.accepted()}
+    delivered = {a["key"] for a in queued if a["status"] == "delivered"}
+    assert delivered, "the cluster's dispatchers delivered no alert"
+    assert delivered <= received, delivered - received
+    assert received <= {a["key"] for a in queued}, "an alert the outbox never queued arrived"
+    assert {i for i, e in per_event if e == "opened"} == {r["id"] for r in rows}
     print(f"rules applied everywhere in {rules_seconds:.1f} s; "
           f"failover s {sorted(round(v, 1) for v in failover.values())}; drain gaps s "
           f"{sorted(round(v, 1) for v in gaps.values())}; fenced writes {fenced:g}; "
-          f"{len(rows)} incidents")  # fmt: skip
+          f"{len(rows)} incidents; {len(delivered)} of {len(queued)} alerts delivered")  # fmt: skip
     assert rows, "the clip has people in view: incidents must have opened"
     assert overlapping_open(rows) == []
     assert [r["id"] for r in rows if r["ended_at"] is None] == [], "no orphan left open"
