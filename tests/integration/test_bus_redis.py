@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from incident_factories import make_incident
 from redis_server import RedisServer, redis_unavailable
 from safewatch.api.live import LiveHub
 from safewatch.bus import LIVE_FRAME, Envelope, PublishAfterCommit
-from safewatch.domain import Incident, IncidentStatus, Severity, incident_id
+from safewatch.domain import IncidentStatus
 from safewatch.storage import IncidentRepository
 
 pytestmark = pytest.mark.skipif(
@@ -30,21 +31,6 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer.start()
     yield server
     server.stop()
-
-
-def make_incident(track: int, ended_at: float | None = None) -> Incident:
-    return Incident(
-        id=incident_id("cam-1", "hardhat", track, 1000.0),
-        camera_id="cam-1",
-        rule_id="hardhat",
-        rule_kind="ppe",
-        severity=Severity.HIGH,
-        track_ids=(track,),
-        started_at=1000.0,
-        ended_at=ended_at,
-        peak_confidence=0.6,
-        message=f"person #{track} without hardhat",
-    )
 
 
 class Sink:

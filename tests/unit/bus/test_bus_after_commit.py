@@ -7,25 +7,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from incident_factories import make_incident
 from safewatch.bus import Envelope, PublishAfterCommit
-from safewatch.domain import Incident, IncidentStatus, Severity, incident_id
+from safewatch.domain import IncidentStatus
 from safewatch.storage import IncidentRepository
 from safewatch.storage.incident_repository import StoredChange
-
-
-def make_incident(track: int, ended_at: float | None = None) -> Incident:
-    return Incident(
-        id=incident_id("cam-1", "hardhat", track, 1000.0),
-        camera_id="cam-1",
-        rule_id="hardhat",
-        rule_kind="ppe",
-        severity=Severity.HIGH,
-        track_ids=(track,),
-        started_at=1000.0,
-        ended_at=ended_at,
-        peak_confidence=0.6,
-        message=f"person #{track} without hardhat",
-    )
 
 
 class Recorder:

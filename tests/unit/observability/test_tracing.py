@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
+from incident_factories import make_incident
 from safewatch import tracing
 from safewatch.api.live import LiveHub
 from safewatch.bus import Envelope, PublishAfterCommit, decode, encode
-from safewatch.domain import Incident, Severity, incident_id
 from safewatch.storage import IncidentRepository
 
 pytest.importorskip("opentelemetry.sdk", reason="the tracing extra is not installed")
@@ -28,21 +28,6 @@ def spans() -> Iterator[InMemorySpanExporter]:
     assert tracing.configure(exporter=exporter, batch=False, service_name="test", sample_ratio=1.0)
     yield exporter
     tracing.shutdown()
-
-
-def make_incident() -> Incident:
-    return Incident(
-        id=incident_id("cam-1", "hardhat", 1, 1000.0),
-        camera_id="cam-1",
-        rule_id="hardhat",
-        rule_kind="ppe",
-        severity=Severity.HIGH,
-        track_ids=(1,),
-        started_at=1000.0,
-        ended_at=None,
-        peak_confidence=0.6,
-        message="person #1 without hardhat",
-    )
 
 
 def test_off_by_default_and_nothing_imported() -> None:
