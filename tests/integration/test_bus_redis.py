@@ -334,6 +334,62 @@ def test_an_export_worker_recreates_its_group_after_a_redis_restart(
     assert written == 1 and worker.written == 2
 
 
+def test_an_export_worker_with_the_database_writes_every_seq_once_in_order(
+    rig: dict[str, Any], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Changes trimmed away with a Redis restarted empty (NOGROUP), one that never reached
+    Redis, a worker restarted on its folder: the export holds each chain change once, in order,
+    the ones Redis lost read from the chain."""
+    import redis
+
+    from safewatch.bus.export import ExportWorker
+    from safewatch.bus.redis_streams import connect
+
+    repository, publisher = rig["repository"], rig["publisher"]
+
+    def exported() -> list[int]:
+        return [json.loads(x)["seq"] for f in sorted(tmp_path.glob("*.jsonl")) for x in f.open()]
+
+    def run_until(worker: ExportWorker, count: int) -> None:
+        end = time.monotonic() + 20.0
+        while len(exported()) < count and time.monotonic() < end:
+            try:
+                worker.step(block=0.2)
+            except redis.ConnectionError:  # the old connection's first use after the restart
+                time.sleep(0.1)
+
+    repository.upsert(make_incident(0))  # before the worker: its empty folder starts at seq 1
+    assert publisher.flush(10.0)
+    worker = ExportWorker(
+        connect(redis_server.url), tmp_path, consumer="a", repository=repository,
+        resync_seconds=0.3,
+    )  # fmt: skip
+    worker.ensure_group()
+    repository.upsert(make_incident(1))
+    assert publisher.flush(10.0)
+    run_until(worker, 2)
+    assert worker.backfilled >= 1 and worker.duplicates >= 1  # seq 1 came first from the chain
+    for track in (2, 3):  # on the stream, never read: lost with the restart
+        repository.upsert(make_incident(track))
+    assert publisher.flush(10.0)
+    redis_server.kill()
+    redis_server.restart()
+    repository.upsert(make_incident(4))  # the new stream's first entry: a jump over 2 and 3
+    assert publisher.flush(10.0)
+    run_until(worker, 5)
+    publisher.stop(1.0)  # the next change never reaches Redis; the chain check finds it
+    repository.upsert(make_incident(5))
+    run_until(worker, 6)
+    restarted = ExportWorker(
+        connect(redis_server.url), tmp_path, consumer="b", repository=repository
+    )
+    repository.upsert(make_incident(6))
+    run_until(restarted, 7)
+    assert restarted.backfilled == 1
+    assert exported() == chain_change_seqs(repository)
+    assert len(exported()) == 7
+
+
 class FailingOnce(Sink):
     """A sink whose first ``publish`` raises what a hub may raise (BusFormatError, a
     ValueError), as a malformed envelope does."""

@@ -12,9 +12,20 @@ entries written again by the one that claims them. Every line carries the change
 sequence number (``seq``), which a reader of the files uses to drop the repeat. The files are one
 per UTC day (``incidents-YYYY-MM-DD.jsonl``) of the change's time.
 
-The stream is Redis's, trimmed to its ``MAXLEN`` and lost with Redis: a worker down longer than
-the stream holds, or a Redis restart, loses entries for the export (dashboards back-fill from the
-chain; an export that must be complete is re-made from the database with the incident API).
+The stream is Redis's, trimmed to its ``MAXLEN`` and lost with Redis. Without a database a
+worker down longer than the stream holds, or a Redis restart, loses entries for the export. With
+one (``repository``) the worker writes the changes in chain order and fills every gap from the
+incident hash chain, with the same :class:`~safewatch.bus.chain_order.ChainOrder` as the
+dashboards' feed: it starts after the highest ``seq`` already in its folder (from the chain's
+first change in an empty folder: the export holds every change), a stream entry that
+skips sequence numbers (trimmed entries, a Redis restarted empty, a publisher that never sent)
+first has the skipped changes written from the chain, a repeat is acknowledged without a line,
+and every ``resync_seconds`` the chain's head is compared with the last written (a change whose
+entry never reached Redis, with nothing after it, or a Redis that is down): what the stream did
+not bring within one such interval is written from the chain. Lines from the chain have
+``"stream_id": null``. Such a worker writes every change of the chain once, in order; workers
+sharing a group would each fill in the changes the others took, so run one worker per group
+(its crash is covered: a restarted worker resumes after its folder's last ``seq``).
 """
 
 from __future__ import annotations
@@ -24,12 +35,16 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from safewatch.bus.chain_order import ChainOrder
 from safewatch.bus.envelope import BusFormatError, Envelope, decode
 from safewatch.bus.redis_streams import INCIDENT_STREAM
+from safewatch.errors import SafewatchError
+from safewatch.storage.incident_repository import IncidentRepository
 
 __all__ = ["ExportWorker"]
 
@@ -49,6 +64,9 @@ class ExportWorker:
         stream: The incident stream's key.
         claim_idle: Seconds an entry may stay pending on another consumer before it is claimed.
         batch: Entries per read.
+        repository: The incident database, to write in chain order and fill gaps from the chain
+            (``None``: the stream alone, gaps lost).
+        resync_seconds: Interval of the comparison with the chain's head (with ``repository``).
     """
 
     def __init__(
@@ -61,6 +79,8 @@ class ExportWorker:
         stream: str = INCIDENT_STREAM,
         claim_idle: float = 60.0,
         batch: int = 100,
+        repository: IncidentRepository | None = None,
+        resync_seconds: float = 5.0,
     ) -> None:
         self._client = client
         self._folder = folder
@@ -72,6 +92,28 @@ class ExportWorker:
         self.written = 0
         self.claimed = 0
         self.malformed = 0
+        self._order = (
+            None if repository is None else ChainOrder(repository, last_exported_seq(folder) or 0)
+        )
+        self._resync = resync_seconds
+        self._next_sync = 0.0  # the first round catches up with the chain
+        self._seen_head: int | None = None
+
+    @property
+    def last_seq(self) -> int | None:
+        """The highest sequence number written in order (``None`` without a database, or
+        before the first change)."""
+        return None if self._order is None else self._order.last_seq
+
+    @property
+    def backfilled(self) -> int:
+        """Lines written from the chain."""
+        return 0 if self._order is None else self._order.backfilled
+
+    @property
+    def duplicates(self) -> int:
+        """Stream entries acknowledged without a line: already written."""
+        return 0 if self._order is None else self._order.duplicates
 
     def ensure_group(self) -> None:
         """Create the stream and the group (reading from the stream's start) if missing."""
@@ -93,8 +135,9 @@ class ExportWorker:
         """
         import redis
 
+        done = self.sync_chain()
         try:
-            return self._step(block)
+            return done + self._step(block)
         except redis.ResponseError as exc:
             if not str(exc).startswith("NOGROUP"):
                 raise
@@ -102,7 +145,36 @@ class ExportWorker:
                 "export worker: group %s gone (Redis restarted?): recreating it", self._group
             )
             self.ensure_group()
-            return self._step(block)
+            return done + self._step(block)
+
+    def sync_chain(self, *, force: bool = False) -> int:
+        """With a database, every ``resync_seconds`` (or now, with ``force``): write from the
+        chain what the stream has not brought since the previous look at the chain's head (one
+        interval of grace, so a change on its way through Redis is not read from the chain
+        without need; it would not be written twice either way). The first look, at start-up,
+        catches up to the head. Returns how many lines were written.
+
+        Raises:
+            StorageError: The database cannot be read.
+        """
+        order = self._order
+        if order is None or (not force and time.monotonic() < self._next_sync):
+            return 0
+        self._next_sync = time.monotonic() + self._resync
+        head = order.head()
+        due = head if force or self._seen_head is None else self._seen_head
+        self._seen_head = head
+        if due is None or order.last_seq is None or due <= order.last_seq:
+            return 0
+        lines: dict[Path, list[str]] = {}
+        before = order.last_seq
+        try:
+            order.backfill(lambda envelope: self._add(lines, envelope, None), due)
+            self._write(lines)
+        except BaseException:
+            order.last_seq = before
+            raise
+        return sum(len(v) for v in lines.values())
 
     def _step(self, block: float) -> int:
         done = 0
@@ -141,34 +213,71 @@ class ExportWorker:
         """Work until ``stop`` is set; Redis errors are logged and retried."""
         import redis
 
-        self.ensure_group()
+        while not stop.is_set():
+            try:
+                self.ensure_group()
+                break
+            except (redis.RedisError, OSError) as exc:
+                log.warning("export worker: Redis error (%s); retrying", exc)
+                stop.wait(2.0)
         while not stop.is_set():
             try:
                 self.step()
             except (redis.RedisError, OSError) as exc:
                 log.warning("export worker: Redis error (%s); retrying", exc)
+                try:  # the chain goes on while Redis is away
+                    self.sync_chain()
+                except SafewatchError as db_exc:
+                    log.warning("export worker: %s", db_exc)
+                stop.wait(2.0)
+            except SafewatchError as exc:  # the database is down: the entries stay pending
+                log.warning("export worker: %s; retrying", exc)
                 stop.wait(2.0)
 
     def _handle(self, entries: list[tuple[Any, dict[Any, Any]]]) -> int:
         """Write the entries' lines, fsync, then acknowledge them (never before)."""
         lines: dict[Path, list[str]] = {}
         ids = []
-        for entry_id, fields in entries:
-            ids.append(entry_id)
-            try:
-                envelope = decode(fields.get(_FIELD) or fields.get(_FIELD.decode()) or b"")
-            except BusFormatError as exc:
-                # Acknowledged anyway: a message no version of this worker can read would
-                # otherwise be claimed back and forth for ever. Logged with its id.
-                self.malformed += 1
-                log.error("export: skipping stream entry %s: %s", _text(entry_id), exc)
-                continue
-            path = self._folder / f"incidents-{_day(envelope.at)}.jsonl"
-            lines.setdefault(path, []).append(_line(envelope, _text(entry_id)))
-        self._write(lines)
+        before = None if self._order is None else self._order.last_seq
+        try:
+            for entry_id, fields in entries:
+                ids.append(entry_id)
+                try:
+                    envelope = decode(fields.get(_FIELD) or fields.get(_FIELD.decode()) or b"")
+                except BusFormatError as exc:
+                    # Acknowledged anyway: a message no version of this worker can read would
+                    # otherwise be claimed back and forth for ever. Logged with its id.
+                    self.malformed += 1
+                    log.error("export: skipping stream entry %s: %s", _text(entry_id), exc)
+                    continue
+                if self._order is None:
+                    self._add(lines, envelope, _text(entry_id))
+                else:
+                    self._order.take(envelope, self._adder(lines, envelope, _text(entry_id)))
+            self._write(lines)
+        except BaseException:
+            # Nothing acknowledged; the position goes back so the entries, claimed again, are
+            # written then rather than dropped as repeats.
+            if self._order is not None:
+                self._order.last_seq = before
+            raise
         if ids:
             self._client.xack(self._stream, self._group, *ids)
         return sum(len(v) for v in lines.values())
+
+    def _adder(
+        self, lines: dict[Path, list[str]], entry: Envelope, entry_id: str
+    ) -> Callable[[Envelope], None]:
+        """Adds the stream entry's line with its id, a change from the chain's without."""
+
+        def add(envelope: Envelope) -> None:
+            self._add(lines, envelope, entry_id if envelope is entry else None)
+
+        return add
+
+    def _add(self, lines: dict[Path, list[str]], envelope: Envelope, entry_id: str | None) -> None:
+        path = self._folder / f"incidents-{_day(envelope.at)}.jsonl"
+        lines.setdefault(path, []).append(_line(envelope, entry_id))
 
     def _write(self, lines: dict[Path, list[str]]) -> None:
         self._folder.mkdir(parents=True, exist_ok=True)
@@ -188,7 +297,29 @@ def _day(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
 
 
-def _line(envelope: Envelope, entry_id: str) -> str:
+def last_exported_seq(folder: Path, tail: int = 1 << 20) -> int | None:
+    """The highest ``seq`` in the newest ``incidents-*.jsonl`` of ``folder`` (its last ``tail``
+    bytes), or ``None`` when there is none: where a restarted worker goes on."""
+    files = sorted(folder.glob("incidents-*.jsonl"))
+    for path in reversed(files):
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - tail))
+            text = handle.read().decode("utf-8", errors="replace")
+        seqs = []
+        for line in text.splitlines():
+            try:
+                seq = json.loads(line).get("seq")
+            except (ValueError, AttributeError):  # the first, cut line; a torn last one
+                continue
+            if isinstance(seq, int):
+                seqs.append(seq)
+        if seqs:
+            return max(seqs)
+    return None
+
+
+def _line(envelope: Envelope, entry_id: str | None) -> str:
     record = {
         "seq": envelope.seq,
         "type": envelope.type,

@@ -28,12 +28,11 @@ from collections import deque
 from typing import Any
 
 from safewatch import tracing
-from safewatch.bus.changes import change_envelope
+from safewatch.bus.chain_order import ChainOrder
 from safewatch.bus.envelope import INCIDENT_CHANGE, LIVE_FRAME, BusFormatError, Envelope, decode
 from safewatch.bus.envelope import encode as encode_envelope
 from safewatch.bus.protocol import Publisher
 from safewatch.errors import ConfigError, SafewatchError
-from safewatch.storage import hash_chain
 from safewatch.storage.incident_repository import IncidentRepository
 
 __all__ = [
@@ -286,21 +285,33 @@ class IncidentFeed:
         self._stream = stream
         self._block_ms = block_ms
         self._resync = resync_seconds
-        self._last_seq = start_seq
+        self._order = ChainOrder(repository, start_seq)
         self._last_id: str | None = None
         self._next_sync = 0.0
         self._dirty = False
         self._backoff = _Backoff()
-        self.delivered = 0
-        self.backfilled = 0
-        self.duplicates = 0
         self.malformed = 0
         self.failures = 0
 
     @property
     def last_seq(self) -> int | None:
         """The highest sequence number delivered (or started from)."""
-        return self._last_seq
+        return self._order.last_seq
+
+    @property
+    def delivered(self) -> int:
+        """Changes delivered from the stream."""
+        return self._order.delivered
+
+    @property
+    def backfilled(self) -> int:
+        """Changes delivered from the chain."""
+        return self._order.backfilled
+
+    @property
+    def duplicates(self) -> int:
+        """Stream entries dropped as already delivered."""
+        return self._order.duplicates
 
     def run(self, sink: Publisher, stop: threading.Event) -> None:
         """Deliver to ``sink`` until ``stop`` is set.
@@ -342,9 +353,8 @@ class IncidentFeed:
             StorageError: The chain cannot be read (the database is down: nothing to fall back
                 on; the caller retries).
         """
-        if self._last_seq is None:
-            head = hash_chain.read_head(self._repository.engine)
-            self._last_seq = 0 if head is None else head[0]
+        if self._order.last_seq is None:
+            self._order.start_at_head()
             self._next_sync = time.monotonic() + self._resync
         if self._dirty or time.monotonic() >= self._next_sync:
             self._backfill(sink, None)
@@ -379,37 +389,17 @@ class IncidentFeed:
         return str(entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
 
     def _take(self, sink: Publisher, fields: dict[Any, Any]) -> None:
-        assert self._last_seq is not None
         try:
             envelope = decode(fields.get(_FIELD) or fields.get(_FIELD.decode()) or b"")
         except BusFormatError as exc:
             self.malformed += 1
             log.warning("skipping an incident stream entry: %s", exc)
             return
-        seq = envelope.seq
-        if envelope.type != INCIDENT_CHANGE or seq is None:
-            return
-        if seq > self._last_seq + 1:
-            self._backfill(sink, seq - 1)
-        if seq <= self._last_seq:
-            self.duplicates += 1
-            return
-        sink.publish(envelope)
-        self._last_seq = seq
-        self.delivered += 1
+        self._order.take(envelope, sink.publish)
 
     def _backfill(self, sink: Publisher, until: int | None) -> None:
         """Deliver the chain's changes after the last delivered, up to ``until`` (the head)."""
-        assert self._last_seq is not None
-        while until is None or self._last_seq < until:
-            limit = 1000 if until is None else min(1000, until - self._last_seq)
-            changes, last = self._repository.changes_after(self._last_seq, limit=limit)
-            for change in changes:
-                sink.publish(change_envelope(change))
-                self.backfilled += 1
-            if last <= self._last_seq:  # the chain ends here
-                break
-            self._last_seq = last
+        self._order.backfill(sink.publish, until)
         self._dirty = False
         self._next_sync = time.monotonic() + self._resync
 

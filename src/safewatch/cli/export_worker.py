@@ -31,6 +31,14 @@ def export_worker(
         str | None,
         typer.Option("--redis", help="Redis URL (instead of the site file's cluster.redis_url)."),
     ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help="Incident database URL (default with -c: the site's storage.database): write "
+            "in chain order and fill every gap of the stream from the chain.",
+        ),
+    ] = None,
     group: Annotated[
         str, typer.Option(help="Consumer group: workers of one group share the changes.")
     ] = "export",
@@ -47,21 +55,34 @@ def export_worker(
     """Write every incident change of the cluster's stream to JSON lines (at least once, by seq).
 
     Workers of one group share the changes; a crashed worker's unacknowledged changes are taken
-    over by another after --claim-idle seconds (docs/cluster.md).
+    over by another after --claim-idle seconds. With a database (--database, or -c), every change
+    of the chain is written once, in order: what the stream lost (trimmed, Redis restarted) is read
+    from the chain; run one such worker per group (docs/cluster.md).
     """
     from safewatch.bus.export import ExportWorker
     from safewatch.bus.redis_streams import check_reachable, connect
 
-    if redis_url is None and config is not None:
+    base_dir = Path.cwd()
+    if config is not None:
         from safewatch.config.loader import load_site
 
-        redis_url = load_site(config).config.cluster.redis_url
+        site = load_site(config)
+        base_dir = site.base_dir
+        redis_url = redis_url or site.config.cluster.redis_url
+        database = database or site.config.storage.database
     if redis_url is None:
         raise ConfigError("export-worker needs --redis URL or a site file with cluster.redis_url")
     client = connect(redis_url)
     check_reachable(client)
+    repository = None
+    if database is not None:
+        from safewatch.storage import IncidentRepository, create_engine_for
+
+        repository = IncidentRepository(create_engine_for(database, base_dir), auto_upgrade=False)
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
-    worker = ExportWorker(client, out, consumer=name, group=group, claim_idle=claim_idle)
+    worker = ExportWorker(
+        client, out, consumer=name, group=group, claim_idle=claim_idle, repository=repository
+    )
     stop = threading.Event()
 
     def on_stop(_signum: int, _frame: FrameType | None) -> None:
@@ -69,6 +90,10 @@ def export_worker(
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
-    err.print(f"export worker {name} (group {group}) writing to {out}", highlight=False)
+    source = "stream and chain" if repository is not None else "stream"
+    err.print(f"export worker {name} (group {group}, {source}) writing to {out}", highlight=False)
     worker.run(stop)
-    err.print(f"stopped: {worker.written} line(s) written, {worker.claimed} claimed")
+    err.print(
+        f"stopped: {worker.written} line(s) written ({worker.backfilled} from the chain), "
+        f"{worker.claimed} claimed"
+    )
