@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
@@ -47,10 +47,21 @@ from safewatch.api.camera_state import ReadinessSource, readiness_of, tile_state
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.deps import client_of, get_dashboard, principal_of
 from safewatch.api.live import frame_metadata
-from safewatch.api.live_video import LiveVideo, VideoMode, encode_chunk
+from safewatch.api.live_video import LiveVideo, VideoMode, Viewer, encode_chunk
 from safewatch.api.schemas import IncidentOut
 
-__all__ = ["geometry_message", "live_video_of", "router"]
+if TYPE_CHECKING:
+    from safewatch.api.cluster_video import ClusterVideo
+
+__all__ = [
+    "close_socket",
+    "cluster_video_of",
+    "geometry_message",
+    "live_video_of",
+    "router",
+    "stream_video",
+    "until_closed",
+]
 
 router = APIRouter(prefix="/api/v1/ws", tags=["live"])
 
@@ -81,7 +92,7 @@ def geometry_message(dashboard: Dashboard, camera_id: str) -> dict[str, Any]:
     }
 
 
-async def _until_closed(websocket: WebSocket, done: anyio.Event, sender: anyio.CancelScope) -> None:
+async def until_closed(websocket: WebSocket, done: anyio.Event, sender: anyio.CancelScope) -> None:
     """Read (and ignore) client messages until the client goes; then stop the sender at once.
 
     Cancelling the sender's scope, rather than letting it notice ``done`` after its current wait
@@ -99,7 +110,7 @@ async def _until_closed(websocket: WebSocket, done: anyio.Event, sender: anyio.C
     sender.cancel()
 
 
-async def _close(websocket: WebSocket) -> None:
+async def close_socket(websocket: WebSocket) -> None:
     """Close from our side unless the client already went (then there is nothing to close)."""
     if websocket.application_state == WebSocketState.CONNECTED:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
@@ -116,7 +127,7 @@ async def incident_feed(websocket: WebSocket) -> None:
     done = anyio.Event()
     try:
         async with anyio.create_task_group() as group:
-            group.start_soon(_until_closed, websocket, done, group.cancel_scope)
+            group.start_soon(until_closed, websocket, done, group.cancel_scope)
             while not done.is_set():
                 woke = await subscription.wait(_PING_SECONDS)
                 if done.is_set():
@@ -142,7 +153,7 @@ async def incident_feed(websocket: WebSocket) -> None:
         pass
     finally:
         subscription.close()
-        await _close(websocket)
+        await close_socket(websocket)
 
 
 @router.websocket("/cameras/{camera_id}")
@@ -171,7 +182,7 @@ async def camera_feed(
     next_state = 0.0
     try:
         async with anyio.create_task_group() as group:
-            group.start_soon(_until_closed, websocket, done, group.cancel_scope)
+            group.start_soon(until_closed, websocket, done, group.cancel_scope)
             while not done.is_set():
                 current = dashboard.rules.rule_generation().number
                 if current != generation:
@@ -211,19 +222,25 @@ async def camera_feed(
         pass
     finally:
         subscription.close()
-        await _close(websocket)
+        await close_socket(websocket)
 
 
 def live_video_of(connection: HTTPConnection) -> LiveVideo:
     """The app's live video feeds (made on first use: a dashboard nobody watches opens no
     camera)."""
-    state = connection.app.state
+    state = connection.app.state  # (an analyzer's operations app sets it at start)
     video: LiveVideo | None = getattr(state, "live_video", None)
     if video is None:
         dashboard = get_dashboard(connection)
         video = LiveVideo(dashboard.live, dashboard.site)
         state.live_video = video
     return video
+
+
+def cluster_video_of(connection: HTTPConnection) -> ClusterVideo | None:
+    """The relay to other analyzers' video (``serve --cluster``), ``None`` on a single host."""
+    relay: ClusterVideo | None = getattr(connection.app.state, "cluster_video", None)
+    return relay
 
 
 @router.websocket("/cameras/{camera_id}/video")
@@ -257,11 +274,23 @@ async def camera_video(
             )
         )
     await websocket.accept()
+    relay = cluster_video_of(websocket)
+    if relay is not None and dashboard.live.latest(camera_id) is None:
+        # serve --cluster: analysed by another node; relayed from its owner
+        await relay.relay(websocket, camera_id, mode, principal.username)
+        return
     viewer = live_video_of(websocket).watch(camera_id, mode, asyncio.get_running_loop())
+    await stream_video(websocket, viewer, mode)
+
+
+async def stream_video(websocket: WebSocket, viewer: Viewer, mode: VideoMode) -> None:
+    """Send ``viewer``'s chunks on the accepted ``websocket`` until either side goes; closes
+    both. (The dashboard's video socket, and an analyzer's internal one an API node relays:
+    :mod:`~safewatch.api.cluster_video`.)"""
     done = anyio.Event()
     try:
         async with anyio.create_task_group() as group:
-            group.start_soon(_until_closed, websocket, done, group.cancel_scope)
+            group.start_soon(until_closed, websocket, done, group.cancel_scope)
             while not done.is_set():
                 chunks = await viewer.next(_STATE_SECONDS)
                 try:
@@ -274,4 +303,4 @@ async def camera_video(
         pass
     finally:
         viewer.close()
-        await _close(websocket)
+        await close_socket(websocket)

@@ -22,11 +22,13 @@ from safewatch.storage.cluster_tables import CameraLeaseRow, ClusterAnalyzerRow,
 __all__ = [
     "Claimable",
     "LeaseView",
+    "OwnerView",
     "add_cameras",
     "claim",
     "db_now",
     "heartbeat",
     "live_analyzers",
+    "owner_of",
     "read_leases",
     "release",
     "renew",
@@ -57,9 +59,11 @@ def heartbeat(
     capacity: int,
     labels: Mapping[str, str],
     state: str = ACTIVE,
+    video_url: str | None = None,
 ) -> None:
     """Insert or refresh this analyzer's row in ``state`` (``active``, also for a drained
-    analyzer coming back; ``draining`` while it hands its cameras over)."""
+    analyzer coming back; ``draining`` while it hands its cameras over), advertising
+    ``video_url`` (where API nodes reach its live video; ``None``: nowhere)."""
     now = db_now()
     statement = insert(ClusterAnalyzerRow).values(
         analyzer_id=analyzer_id,
@@ -68,6 +72,7 @@ def heartbeat(
         heartbeat_at=now,
         started_at=now,
         state=state,
+        video_url=video_url,
     )
     statement = statement.on_conflict_do_update(
         index_elements=[ClusterAnalyzerRow.analyzer_id],
@@ -76,6 +81,7 @@ def heartbeat(
             "labels": statement.excluded.labels,
             "heartbeat_at": statement.excluded.heartbeat_at,
             "state": statement.excluded.state,
+            "video_url": statement.excluded.video_url,
         },
     )
     session.execute(statement)
@@ -130,6 +136,45 @@ def read_leases(session: Session, camera_ids: Sequence[str]) -> dict[str, LeaseV
         row.camera_id: LeaseView(row.camera_id, row.owner if row.live else None, int(row.epoch))
         for row in session.execute(query)
     }
+
+
+@dataclass(frozen=True)
+class OwnerView:
+    """Who analyses a camera now and where its video is served, as an API node needs it.
+
+    ``owner`` is ``None`` when the lease is free or expired (``released_by``/``expired_owner``
+    then say who had it); ``video_url`` is ``None`` when the owner advertises no video.
+    """
+
+    camera_id: str
+    owner: str | None
+    epoch: int
+    video_url: str | None
+    previous_owner: str | None
+
+
+def owner_of(session: Session, camera_id: str) -> OwnerView | None:
+    """The camera's owner now (an unexpired lease) and the video URL it advertises; ``None``
+    if the camera has no lease row (no analyzer ever saw it)."""
+    live = and_(CameraLeaseRow.owner.is_not(None), CameraLeaseRow.expires_at > db_now())
+    query = (
+        select(
+            CameraLeaseRow.owner,
+            CameraLeaseRow.epoch,
+            CameraLeaseRow.released_by,
+            ClusterAnalyzerRow.video_url,
+            live.label("live"),
+        )
+        .select_from(CameraLeaseRow)
+        .outerjoin(ClusterAnalyzerRow, ClusterAnalyzerRow.analyzer_id == CameraLeaseRow.owner)
+        .where(CameraLeaseRow.camera_id == camera_id)
+    )
+    row = session.execute(query).first()
+    if row is None:
+        return None
+    if not row.live:
+        return OwnerView(camera_id, None, int(row.epoch), None, row.owner or row.released_by)
+    return OwnerView(camera_id, row.owner, int(row.epoch), row.video_url, None)
 
 
 def renew(

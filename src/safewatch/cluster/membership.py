@@ -136,6 +136,8 @@ class ClusterMember:
             "closed" alerts) and on which this member installs its :attr:`fence`; a bare one on
             ``engine`` when ``None``.
         release_timeout: Seconds a graceful stop may take (:data:`RELEASE_TIMEOUT`).
+        video_url: Advertised with every heartbeat: where API nodes reach this analyzer's live
+            video (:mod:`safewatch.api.cluster_video`); ``None``: it serves none.
 
     Raises:
         StorageError: The engine is not PostgreSQL, or its schema is not current (the message
@@ -159,6 +161,7 @@ class ClusterMember:
         renew_every: float | None = None,
         incidents: IncidentRepository | None = None,
         release_timeout: float = RELEASE_TIMEOUT,
+        video_url: str | None = None,
     ) -> None:
         if engine.dialect.name != "postgresql":
             raise StorageError(
@@ -184,6 +187,7 @@ class ClusterMember:
         self.lease_seconds = float(lease_seconds)
         self.renew_every = float(renew)
         self.release_timeout = float(release_timeout)
+        self.video_url = video_url
         # A claim waits for the chain lock at most this long: a busy chain skips the camera to
         # the next round rather than holding the loop (the renewals have their own thread).
         self.claim_lock_timeout = self.margin / 4
@@ -455,7 +459,9 @@ class ClusterMember:
         started = time.monotonic()
         with self._transaction() as session:
             state = leases.DRAINING if self._draining.is_set() else leases.ACTIVE
-            leases.heartbeat(session, self.analyzer_id, self.capacity, self.labels, state)
+            leases.heartbeat(
+                session, self.analyzer_id, self.capacity, self.labels, state, self.video_url
+            )
             held = {camera: h.epoch for camera, h in list(self._held.items())}
             renewed = leases.renew(session, self.analyzer_id, held, self.lease_seconds)
         self._next_renew = started + self.renew_every

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from safewatch.errors import ConfigError
 
@@ -61,6 +61,30 @@ class ClusterConfig(BaseModel):
         "change stream dashboards follow, live overlays of cameras analysed elsewhere, export "
         "workers. null: API nodes follow incident changes from the database every second and "
         "show boxes only of cameras analysed in their own process (docs/cluster.md).",
+    )
+
+    secret: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="Shared by every node (write ${SAFEWATCH_CLUSTER_SECRET}): an API node signs "
+        "with it the short-lived grant that lets it relay the live video of a camera another "
+        "analyzer owns. null: analyzers serve no video to other nodes, and an API node shows "
+        "only the video of cameras analysed in its own process (docs/cluster.md).",
+    )
+    advertise_host: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9.:_\[\]-]{1,253}$",
+        description="Host name or address other nodes reach this one at, for live video "
+        "(analyzer-3.plant.local). Default: the address it listens on, or its host name when "
+        "that is 0.0.0.0 or ::.",
+    )
+    video_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Analyzer role: the port its live video is served to API nodes on (with "
+        "cluster.secret); 0 takes a free one (advertised in the database, so API nodes find "
+        "it). Role all serves it on its dashboard's port.",
     )
 
     @field_validator("labels")

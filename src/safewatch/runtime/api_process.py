@@ -364,6 +364,10 @@ def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connecti
             settings=DashboardSettings(query_cache_seconds=spec.query_cache_seconds),
         )
         app = create_app(ApiSettings(site_name=spec.site.config.site.name), remote, dashboard)
+        if spec.follow_bus:  # serve --cluster: other analyzers' video relayed, ours served
+            from safewatch.api.cluster_video import install_cluster_video
+
+            install_cluster_video(app, storage.engine, hub, remote.site)
         http = HttpServer(app, sock=listener)
         http.start()
         remote.send(ApiReady(os.getpid()))

@@ -39,6 +39,8 @@ from safewatch.storage import create_engine_for
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from safewatch.runtime.http_server import HttpServer
+
 __all__ = ["ClusterOwner", "Role", "default_analyzer_id"]
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,8 @@ class ClusterOwner:
         self._site = site
         self._member: ClusterMember | None = None
         self._engine: Engine | None = None
+        self._video: HttpServer | None = None  # the analyzer's live video for API nodes
+        self._api_mode, self._host = options.api, options.host
         api = "ops" if role == "analyzer" and options.api == "process" else options.api
         # One node sends the chain witness alerts (the chain is one): an API-serving one.
         witness = options.witness_alerts and role != "analyzer"
@@ -114,6 +118,7 @@ class ClusterOwner:
         if self.role == "api":
             return
         try:
+            video_url = self._serve_video()
             # Its own connection pool: renewing leases never waits behind incident writes.
             self._engine = create_engine_for(site.config.storage.database, site.base_dir)
             self._member = ClusterMember(
@@ -126,6 +131,7 @@ class ClusterOwner:
                 camera_labels=_camera_labels(site),
                 lease_seconds=cluster.lease_seconds,
                 incidents=self.service.storage.repository,
+                video_url=video_url,
             )
             self._member.start()
             self.service.status.cluster_health = self._cluster_health
@@ -161,6 +167,34 @@ class ClusterOwner:
             report = self.service.stop()
             self._dispose()
         return report
+
+    def _serve_video(self) -> str | None:
+        """Serve this node's live video to API nodes (with ``cluster.secret``); the URL to
+        advertise (:mod:`safewatch.api.cluster_video`). An analyzer serves it on a port of its
+        own; role ``all`` from its API process, on the dashboard's port."""
+        config = self._site.config
+        secret = config.cluster.secret
+        if secret is None:
+            log.warning("cluster.secret not set: API nodes cannot show this node's live video")
+            return None
+        bound = self.service.http_url
+        if self.role == "analyzer" or self._api_mode == "thread":
+            from safewatch.api.cluster_video import start_video_server
+
+            host = self._host or config.runtime.http.host
+            self._video = start_video_server(
+                self.service.live,
+                lambda: self.service.site,
+                secret.get_secret_value(),
+                host,
+                config.cluster.video_port,
+            )
+            bound = self._video.url
+        if bound is None:
+            return None
+        from safewatch.api.cluster_video import advertised_url
+
+        return advertised_url(bound, config.cluster.advertise_host)
 
     def owned(self) -> frozenset[str]:
         """The cameras this process runs now."""
@@ -243,6 +277,9 @@ class ClusterOwner:
             ).start()
 
     def _dispose(self) -> None:
+        if self._video is not None:
+            self._video.stop()
+            self._video = None
         if self._engine is not None:
             self._engine.dispose()
 

@@ -24,6 +24,8 @@ class ClusterAnalyzerRow(Base):
 
     ``state`` is ``active``, ``draining`` (handing its cameras over, placement leaves it out) or
     ``gone`` (drained). An ``active`` row whose heartbeat is older than a lease is dead.
+    ``video_url`` is the base URL where API nodes reach its live video (migration ``0009``;
+    ``None``: it serves none to other nodes, see :mod:`safewatch.api.cluster_video`).
     """
 
     __tablename__ = "cluster_analyzers"
@@ -34,6 +36,7 @@ class ClusterAnalyzerRow(Base):
     heartbeat_at: Mapped[float] = mapped_column(Double)
     started_at: Mapped[float] = mapped_column(Double)
     state: Mapped[str] = mapped_column(String(16))
+    video_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
 
 
 class CameraLeaseRow(Base):

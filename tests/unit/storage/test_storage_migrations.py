@@ -23,6 +23,7 @@ from safewatch.storage.migrate import (
     history,
     upgrade,
 )
+from safewatch.storage.migrations import versions
 
 LEGACY_INCIDENTS = """
 CREATE TABLE incidents (
@@ -46,7 +47,10 @@ def engine(db_url: str, tmp_path: Path) -> Iterator[Engine]:
 
 def test_history_is_linear_and_ends_at_head() -> None:
     revisions = history()
-    ids = [f"{n:04d}" for n in range(8, 0, -1)]
+    # one revision per file, numbered 0001.. without a gap (helpers add theirs concurrently)
+    files = (Path(versions.__file__).parent).glob("v[0-9][0-9][0-9][0-9]_*.py")
+    ids = sorted((f.name[1:5] for f in files), reverse=True)
+    assert ids == [f"{n:04d}" for n in range(len(ids), 0, -1)]
     assert [r.id for r in revisions] == ids
     assert revisions[0].id == head_revision()
     assert [r.down for r in revisions] == [*ids[1:], None]

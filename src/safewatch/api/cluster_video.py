@@ -1,0 +1,449 @@
+"""Live video of a camera another analyzer owns: an API node relays it from the camera's owner.
+
+Under ``serve --cluster`` a camera is analysed by its owner only (:mod:`safewatch.cluster`), and
+only the owner knows where the heads are in the newest analysed frame, which the blurred live
+video needs (:mod:`~safewatch.api.live_video`: without them it fails closed, all blurred). So an
+API node does not open the camera itself: it asks the owner.
+
+* **Where.** Each analyzer advertises a base URL with its heartbeat (``cluster_analyzers.
+  video_url``: ``cluster.advertise_url``, or the address it listens on). Its HTTP port, which
+  otherwise serves only ``/healthz``, ``/readyz`` and ``/metrics``, also serves
+  ``/internal/v1/cameras/{id}/video``: the same fragmented MP4 messages as the dashboard's
+  ``/api/v1/ws/cameras/{id}/video``, from its own :class:`~safewatch.api.live_video.LiveVideo`
+  (one feed per camera and mode, shared by every API node that relays it).
+* **Who may.** Nodes share ``cluster.secret``. The API node authenticates the browser's user
+  and decides, as on one host, whether the raw stream is allowed (admins) and writes the audit
+  entry; then it signs a *grant* (HMAC-SHA256 over camera, mode, user and an expiry
+  :data:`GRANT_SECONDS` ahead) and sends it in the :data:`GRANT_HEADER` header. The analyzer
+  serves exactly the camera and mode the grant names and nothing without a valid one. A grant is
+  checked once, at the connection's start; the wall clocks of the nodes must agree within its
+  lifetime (NTP). The internal port carries no TLS of its own: keep it on the cluster's network.
+* **Relay.** :meth:`ClusterVideo.relay` looks up the camera's owner in the lease table (an
+  unexpired lease, joined with the owner's advertised URL), opens a WebSocket to it and copies
+  every message to the browser unchanged. It checks the lease again every
+  :attr:`ClusterVideo.recheck_seconds`: when the camera changes hands (a failover, a rebalance, a
+  drain) or its owner's stream ends, it tells the browser ``{"type": "state", "state":
+  "reconnecting", "reason": ...}`` (a text message; the player ignores it and keeps its picture)
+  and follows the camera to its next owner, whose first message is a new ``init``; then
+  ``{"type": "state", "state": "streaming", "owner": ...}``.
+* **Errors.** Close codes with a reason: 4404 unknown camera (the dashboard's check), 4503 no
+  owner now (free or expired lease, an owner that advertises no video, no ``cluster.secret``,
+  the database unreachable), 4502 owner unreachable or refusing. Before the first picture they
+  close the socket at once; after it, the relay keeps waiting for a new owner for
+  :attr:`ClusterVideo.failover_seconds` before it closes with the last reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+import anyio
+from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from safewatch.api.live import LiveHub
+from safewatch.api.live_video import LiveVideo, VideoMode
+from safewatch.api.ws import close_socket, stream_video, until_closed
+from safewatch.cluster import leases
+from safewatch.config.loader import LoadedSite
+
+if TYPE_CHECKING:
+    from safewatch.runtime.http_server import HttpServer
+
+__all__ = [
+    "GRANT_HEADER",
+    "GRANT_SECONDS",
+    "INTERNAL_PREFIX",
+    "ClusterVideo",
+    "Grant",
+    "GrantRefused",
+    "NoOwner",
+    "Owner",
+    "advertised_url",
+    "install_cluster_video",
+    "install_internal_video",
+    "sign_grant",
+    "start_video_server",
+    "verify_grant",
+]
+
+log = logging.getLogger(__name__)
+
+GRANT_HEADER = "x-safewatch-grant"
+GRANT_SECONDS = 30.0
+"""Lifetime of a grant: long enough for a connection to open across a busy cluster, short enough
+that a grant read off the wire is soon worthless."""
+INTERNAL_PREFIX = "/internal/v1/cameras/"
+"""The analyzer's video endpoints (authenticated by grant, not by session: the auth gate lets
+them through, :mod:`safewatch.api.auth.gate`)."""
+
+NO_OWNER, UNREACHABLE, BAD_GRANT, UNKNOWN = 4503, 4502, 4401, 4404
+
+
+class GrantRefused(ValueError):
+    """A grant that is missing, forged, expired or for another camera (the message says which)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What an API node allowed: this user may watch this camera in this mode until then."""
+
+    camera_id: str
+    mode: VideoMode
+    user: str
+    expires: float
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign_grant(
+    secret: str,
+    camera_id: str,
+    mode: VideoMode,
+    user: str,
+    *,
+    now: float | None = None,
+    seconds: float = GRANT_SECONDS,
+) -> str:
+    """A grant token: ``payload.signature``, both base64url, HMAC-SHA256 with ``secret``."""
+    expires = (time.time() if now is None else now) + seconds
+    body = {"c": camera_id, "m": mode, "u": user, "e": round(expires, 3)}
+    payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
+    mac = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()
+    return f"{payload}.{_b64(mac)}"
+
+
+def verify_grant(
+    secret: str, token: str | None, camera_id: str, *, now: float | None = None
+) -> Grant:
+    """The grant in ``token`` if it is signed with ``secret``, unexpired and for ``camera_id``.
+
+    Raises:
+        GrantRefused: Which of these it is not.
+    """
+    if not token:
+        raise GrantRefused(f"no grant: the {GRANT_HEADER} header is required")
+    payload, _, signature = token.partition(".")
+    expected = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()
+    try:
+        valid = hmac.compare_digest(_unb64(signature), expected)
+        body = json.loads(_unb64(payload)) if valid else None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise GrantRefused(f"malformed grant: {error}") from error
+    if not valid or not isinstance(body, dict):
+        raise GrantRefused("grant not signed with this cluster's secret (cluster.secret differs?)")
+    if body.get("c") != camera_id:
+        raise GrantRefused(f"grant is for camera {body.get('c')!r}, not {camera_id!r}")
+    mode = body.get("m")
+    if mode not in ("blurred", "raw"):
+        raise GrantRefused(f"grant names an unknown mode {mode!r}")
+    expires = float(body.get("e", 0))
+    if expires < (time.time() if now is None else now):
+        raise GrantRefused("grant expired (are the nodes' clocks synchronised?)")
+    return Grant(camera_id, mode, str(body.get("u", "")), expires)
+
+
+# -- the analyzer's side ---------------------------------------------------------------------------
+
+_internal = APIRouter(prefix=INTERNAL_PREFIX.rstrip("/"), include_in_schema=False)
+
+
+@_internal.websocket("/{camera_id}/video")
+async def internal_video(websocket: WebSocket, camera_id: str) -> None:
+    """The camera's live video for an API node that holds a grant (see the module)."""
+    secret: str = websocket.app.state.cluster_secret
+    await websocket.accept()  # first, so the refusal's reason reaches the relaying node
+    try:
+        grant = verify_grant(secret, websocket.headers.get(GRANT_HEADER), camera_id)
+    except GrantRefused as error:
+        log.warning("internal video of %s refused: %s", camera_id, error)
+        await websocket.close(code=BAD_GRANT, reason=str(error)[:120])
+        return
+    video: LiveVideo = websocket.app.state.live_video
+    if video.camera(camera_id) is None:
+        await websocket.close(code=UNKNOWN, reason=f"camera {camera_id!r} not in this site")
+        return
+    log.log(
+        logging.WARNING if grant.mode == "raw" else logging.DEBUG,
+        "live video of %s (%s) relayed for %s",
+        camera_id,
+        grant.mode,
+        grant.user,
+    )
+    viewer = video.watch(camera_id, grant.mode, asyncio.get_running_loop())
+    await stream_video(websocket, viewer, grant.mode)
+
+
+def install_internal_video(
+    app: FastAPI, live: LiveHub, site: Callable[[], LoadedSite], secret: str
+) -> None:
+    """Serve ``/internal/v1/cameras/{id}/video`` from ``app`` (an analyzer's HTTP port): video
+    made here, from ``live``'s analysed frames, for API nodes holding a grant signed with
+    ``secret``."""
+    if getattr(app.state, "live_video", None) is None:
+        app.state.live_video = LiveVideo(live, site)
+    app.state.cluster_secret = secret
+    app.include_router(_internal)
+
+
+def start_video_server(
+    live: LiveHub, site: Callable[[], LoadedSite], secret: str, host: str, port: int
+) -> HttpServer:
+    """An HTTP server of its own serving only the internal video (an analyzer: its operations
+    port serves ``/healthz``, ``/readyz`` and ``/metrics`` without authentication; this one
+    serves nothing without a grant).
+
+    Raises:
+        ConfigError: ``host:port`` cannot be bound.
+    """
+    from safewatch.runtime.http_server import HttpServer
+
+    app = FastAPI(title="safewatch internal video", docs_url=None, redoc_url=None, openapi_url=None)
+    install_internal_video(app, live, site, secret)
+    server = HttpServer(app, host, port)
+    server.start()
+    return server
+
+
+def advertised_url(bound: str, host: str | None) -> str:
+    """The base URL other nodes reach a server bound at ``bound`` on: ``host`` if given, else
+    the bound address, with this machine's name in place of a wildcard (0.0.0.0, ::)."""
+    parts = urlsplit(bound)
+    name = host or parts.hostname or ""
+    if name in ("", "0.0.0.0", "::"):
+        import socket
+
+        name = socket.getfqdn()
+    if ":" in name and not name.startswith("["):
+        name = f"[{name}]"
+    return f"{parts.scheme}://{name}:{parts.port}"
+
+
+# -- the API node's side ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Where the camera's video is now."""
+
+    analyzer_id: str
+    epoch: int
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoOwner:
+    """Why the camera's video cannot be had now, and the close code that says so."""
+
+    code: int
+    reason: str
+
+
+class _Moved(Exception):
+    """The camera changed hands (or lost its owner) while relayed."""
+
+
+class ClusterVideo:
+    """An API node's relay of other analyzers' live video (see the module).
+
+    Args:
+        engine: The cluster's database (the lease table).
+        secret: ``cluster.secret``; ``None`` refuses every relay with the reason.
+        recheck_seconds: How often a relayed camera's lease is read again (follows a move).
+        failover_seconds: How long a relay that showed video waits for a new owner.
+        connect_timeout: Seconds to open the connection to an owner.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        secret: str | None,
+        *,
+        recheck_seconds: float = 1.0,
+        failover_seconds: float = 60.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self._engine = engine
+        self._secret = secret
+        self.recheck_seconds = recheck_seconds
+        self.failover_seconds = failover_seconds
+        self.connect_timeout = connect_timeout
+
+    def owner(self, camera_id: str) -> Owner | NoOwner:
+        """The camera's owner now and its video URL, or why there is none (database clock)."""
+        if self._secret is None:
+            return NoOwner(
+                NO_OWNER,
+                "cluster.secret is not set: the video of cameras analysed on other nodes "
+                "cannot be relayed",
+            )
+        try:
+            with Session(self._engine) as session:
+                view = leases.owner_of(session, camera_id)
+        except SQLAlchemyError as error:
+            return NoOwner(NO_OWNER, f"database unreachable: {type(error).__name__}")
+        if view is None:
+            return NoOwner(NO_OWNER, f"camera {camera_id!r} has not been placed on an analyzer yet")
+        if view.owner is None:
+            before = f" (last owner {view.previous_owner})" if view.previous_owner else ""
+            return NoOwner(NO_OWNER, f"no analyzer owns camera {camera_id!r} now{before}")
+        if not view.video_url:
+            return NoOwner(
+                NO_OWNER,
+                f"owner {view.owner} serves no video to other nodes (no cluster.secret there?)",
+            )
+        return Owner(view.owner, view.epoch, view.video_url)
+
+    async def relay(self, websocket: WebSocket, camera_id: str, mode: VideoMode, user: str) -> None:
+        """Relay the camera's video from its owner to the accepted ``websocket`` until the
+        browser goes (or no owner comes back in time); the user's right to ``mode`` is checked
+        and audited by the caller."""
+        done = anyio.Event()
+        ended: tuple[int, str] | None = None
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(until_closed, websocket, done, group.cancel_scope)
+                ended = await self._follow(websocket, camera_id, mode, user)
+                group.cancel_scope.cancel()
+            if ended is not None:  # (None: the browser went first)
+                log.info("live video relay of %s ended: %s", camera_id, ended[1])
+                await websocket.close(code=ended[0], reason=ended[1][:120])
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # the browser went while we were sending or closing
+        finally:
+            await close_socket(websocket)
+
+    async def _follow(
+        self, websocket: WebSocket, camera_id: str, mode: VideoMode, user: str
+    ) -> tuple[int, str]:
+        """Relay from each owner in turn; the close code and reason once it gives up."""
+        said: tuple[Any, ...] | None = None
+        showed = False  # some owner's picture reached the browser
+        lost_at: float | None = None  # when the last owner's stream ended
+
+        async def say(state: str, **detail: str) -> None:
+            nonlocal said, showed, lost_at
+            if state == "streaming":
+                showed, lost_at = True, None
+            key = (state, *detail.values())
+            if key != said:
+                said = key
+                await websocket.send_json({"type": "state", "state": state, **detail})
+
+        while True:
+            found = await anyio.to_thread.run_sync(self.owner, camera_id)
+            if isinstance(found, Owner):
+                owner = found.analyzer_id
+                try:
+                    ended = await self._session(websocket, camera_id, mode, user, found, say)
+                    found = NoOwner(UNREACHABLE, ended)
+                except _Moved as moved:
+                    found = NoOwner(NO_OWNER, str(moved))
+                except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as error:
+                    found = NoOwner(UNREACHABLE, f"owner {owner} unreachable: {error or 'timeout'}")
+            if not showed:  # never showed a picture: say why at once
+                return found.code, found.reason
+            lost_at = time.monotonic() if lost_at is None else lost_at
+            if time.monotonic() - lost_at > self.failover_seconds:
+                return found.code, found.reason
+            await say("reconnecting", reason=found.reason)
+            await anyio.sleep(min(0.5, self.recheck_seconds))
+
+    async def _session(
+        self,
+        websocket: WebSocket,
+        camera_id: str,
+        mode: VideoMode,
+        user: str,
+        owner: Owner,
+        say: Callable[..., Any],
+    ) -> str:
+        """Copy one owner's stream to the browser; why it ended (the owner's close).
+
+        Raises:
+            _Moved: The lease names another owner (or none) now.
+            OSError, TimeoutError, InvalidHandshake: The owner could not be reached.
+        """
+        assert self._secret is not None  # owner() said so
+        base = owner.url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        url = f"{base}{INTERNAL_PREFIX}{quote(camera_id, safe='')}/video"
+        grant = sign_grant(self._secret, camera_id, mode, user)
+        async with connect(
+            url,
+            additional_headers={GRANT_HEADER: grant},
+            open_timeout=self.connect_timeout,
+            max_size=64 * 1024 * 1024,
+            compression=None,
+            ping_interval=5.0,
+            ping_timeout=5.0,
+        ) as upstream:
+            await say("streaming", owner=owner.analyzer_id)
+            moved: list[str] = []
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._watch_lease, camera_id, owner, moved, group.cancel_scope)
+                try:
+                    async for message in upstream:
+                        if isinstance(message, bytes):
+                            await websocket.send_bytes(message)
+                except ConnectionClosed:
+                    pass
+                group.cancel_scope.cancel()
+            if moved:
+                raise _Moved(moved[0])
+            close = upstream.close_code
+            why = upstream.close_reason or "connection lost"
+            return f"owner {owner.analyzer_id} ended the stream ({close}: {why})"
+
+    async def _watch_lease(
+        self, camera_id: str, owner: Owner, moved: list[str], scope: anyio.CancelScope
+    ) -> None:
+        """Read the lease every ``recheck_seconds``; cancel ``scope`` once it changed."""
+        while True:
+            await anyio.sleep(self.recheck_seconds)
+            found = await anyio.to_thread.run_sync(self.owner, camera_id)
+            if isinstance(found, Owner) and found == owner:
+                continue
+            if isinstance(found, NoOwner) and "database" in found.reason:
+                continue  # a database hiccup is no reason to cut a working stream
+            moved.append(
+                f"camera moved from {owner.analyzer_id} to {found.analyzer_id}"
+                if isinstance(found, Owner)
+                else found.reason
+            )
+            scope.cancel()
+            return
+
+
+def install_cluster_video(
+    app: FastAPI, engine: Engine, live: LiveHub, site: Callable[[], LoadedSite]
+) -> None:
+    """An API-serving node of ``serve --cluster``: relay the video of cameras analysed elsewhere
+    (``/api/v1/ws/cameras/{id}/video``) and, with a secret, serve its own cameras' video to the
+    other nodes."""
+    secret = site().config.cluster.secret
+    value = secret.get_secret_value() if secret is not None else None
+    app.state.cluster_video = ClusterVideo(
+        engine, value, failover_seconds=max(60.0, 6 * site().config.cluster.lease_seconds)
+    )
+    if value is not None:
+        install_internal_video(app, live, site, value)
