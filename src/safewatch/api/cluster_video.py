@@ -57,7 +57,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from safewatch.api.live import LiveHub
 from safewatch.api.live_video import LiveVideo, VideoMode
-from safewatch.api.ws import close_socket, stream_video, until_closed
+from safewatch.api.ws import close_socket, refuse, stream_video, until_closed
 from safewatch.cluster import leases
 from safewatch.config.loader import LoadedSite
 
@@ -172,17 +172,17 @@ _internal = APIRouter(prefix=INTERNAL_PREFIX.rstrip("/"), include_in_schema=Fals
 async def internal_video(websocket: WebSocket, camera_id: str) -> None:
     """The camera's live video for an API node that holds a grant (see the module)."""
     secret: str = websocket.app.state.cluster_secret
-    await websocket.accept()  # first, so the refusal's reason reaches the relaying node
     try:
         grant = verify_grant(secret, websocket.headers.get(GRANT_HEADER), camera_id)
     except GrantRefused as error:
         log.warning("internal video of %s refused: %s", camera_id, error)
-        await websocket.close(code=BAD_GRANT, reason=str(error)[:120])
+        await refuse(websocket, BAD_GRANT, str(error))
         return
     video: LiveVideo = websocket.app.state.live_video
     if video.camera(camera_id) is None:
-        await websocket.close(code=UNKNOWN, reason=f"camera {camera_id!r} not in this site")
+        await refuse(websocket, UNKNOWN, f"camera {camera_id!r} not in this site")
         return
+    await websocket.accept()
     log.log(
         logging.WARNING if grant.mode == "raw" else logging.DEBUG,
         "live video of %s (%s) relayed for %s",

@@ -58,6 +58,7 @@ __all__ = [
     "cluster_video_of",
     "geometry_message",
     "live_video_of",
+    "refuse",
     "router",
     "stream_video",
     "until_closed",
@@ -225,6 +226,13 @@ async def camera_feed(
         await close_socket(websocket)
 
 
+async def refuse(websocket: WebSocket, code: int, reason: str) -> None:
+    """Accept, then close with ``code`` and ``reason``: a socket closed before it is accepted
+    reaches a browser as a bare HTTP 403, without the code or the reason."""
+    await websocket.accept()
+    await websocket.close(code=code, reason=reason[:120])
+
+
 def live_video_of(connection: HTTPConnection) -> LiveVideo:
     """The app's live video feeds (made on first use: a dashboard nobody watches opens no
     camera)."""
@@ -258,11 +266,11 @@ async def camera_video(
     dashboard = get_dashboard(websocket)
     site = dashboard.site().config
     if camera_id not in site.cameras or not site.cameras[camera_id].enabled:
-        await websocket.close(code=4404, reason=f"camera {camera_id!r} not found or disabled")
+        await refuse(websocket, 4404, f"camera {camera_id!r} not found or disabled")
         return
     if mode == "raw":
         if not principal.can("admin"):
-            await websocket.close(code=4403, reason="the unblurred stream is for admins only")
+            await refuse(websocket, 4403, "the unblurred stream is for admins only")
             return
         await anyio.to_thread.run_sync(
             lambda: dashboard.auth.audit(

@@ -1,0 +1,307 @@
+"""``serve --cluster``: an API node shows the live video of a camera another analyzer owns, by
+relaying it from the camera's owner (:mod:`safewatch.api.cluster_video`), and follows the camera
+to its next owner after a ``kill -9``.
+
+Real processes (``--role api`` and two ``--role analyzer``), a real PostgreSQL, one looping file
+camera on a 3 s lease. Checked: the relayed stream is fragmented MP4 (``ftyp``/``moov`` init,
+then ``moof``/``mdat`` fragments), blurred unless an admin asks (audited on the API node), a
+non-admin cannot get the raw stream, an analyzer serves nothing without a grant, the relay
+resumes from the new owner with ``reconnecting``/``streaming`` state messages in between, and the
+close codes for an unreachable owner (4502) and no owner (4503). Prints the hop's added latency
+(same fragments, received directly from the owner and through the API node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import struct
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+import yaml
+from cluster_serve_support import (
+    CLIP,
+    MODEL,
+    SAFEWATCH,
+    Analyzer,
+    free_port,
+    safewatch,
+    wait_for,
+    write_cluster_site,
+)
+from sqlalchemy import Engine, text
+from websockets.exceptions import ConnectionClosed
+
+from assets import asset
+from db_servers import PostgresServer
+from safewatch.api.cluster_video import GRANT_HEADER, INTERNAL_PREFIX, sign_grant
+from safewatch.storage import create_engine_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+SECRET = "test-cluster-secret-0123456789"
+
+
+def parse(message: bytes) -> tuple[dict[str, Any], bytes]:
+    """A video message: its JSON header and its MP4 bytes."""
+    length = struct.unpack(">I", message[:4])[0]
+    return json.loads(message[4 : 4 + length]), message[4 + length :]
+
+
+def boxes(data: bytes) -> list[bytes]:
+    """The top-level MP4 box types of ``data``."""
+    found, at = [], 0
+    while at + 8 <= len(data):
+        size = struct.unpack(">I", data[at : at + 4])[0]
+        found.append(data[at + 4 : at + 8])
+        if size < 8:
+            break
+        at += size
+    return found
+
+
+def owner_and_url(engine: Engine, camera: str) -> tuple[str | None, str | None]:
+    with engine.connect() as connection:
+        row = connection.execute(
+            text(
+                "SELECT l.owner, a.video_url FROM camera_leases l LEFT JOIN cluster_analyzers a "
+                "ON a.analyzer_id = l.owner WHERE l.camera_id = :c "
+                "AND l.expires_at > extract(epoch from clock_timestamp())"
+            ),
+            {"c": camera},
+        ).first()
+    return (row.owner, row.video_url) if row is not None else (None, None)
+
+
+async def take(
+    url: str, headers: dict[str, str], fragments: int, timeout: float = 60.0
+) -> list[bytes | str]:
+    """The messages of a video socket up to ``fragments`` fragments after the first init."""
+    got: list[bytes | str] = []
+    seen = 0
+    async with websockets.connect(url, additional_headers=headers, max_size=None) as feed:
+        async with asyncio.timeout(timeout):
+            while seen < fragments:
+                message = await feed.recv()
+                got.append(message)
+                if isinstance(message, bytes) and parse(message)[0]["type"] == "fragment":
+                    seen += 1
+    return got
+
+
+async def refused(url: str, headers: dict[str, str], timeout: float = 30.0) -> tuple[int, str]:
+    """The close code and reason of a socket the server closes before any video."""
+    async with websockets.connect(url, additional_headers=headers) as feed:
+        async with asyncio.timeout(timeout):
+            try:
+                while True:
+                    message = await feed.recv()
+                    assert not isinstance(message, bytes), "video sent to a refused client"
+            except ConnectionClosed as closed:
+                assert closed.rcvd is not None
+                return closed.rcvd.code, closed.rcvd.reason
+
+
+async def paired_arrivals(
+    direct: str, direct_headers: dict[str, str], relayed: str, headers: dict[str, str], n: int
+) -> list[float]:
+    """Seconds each fragment reached the relayed client after the direct one (same fragments:
+    both sockets watch the owner's one feed)."""
+    arrivals: dict[str, dict[tuple[int, float], float]] = {"direct": {}, "relayed": {}}
+
+    async def read(name: str, url: str, extra: dict[str, str]) -> None:
+        async with websockets.connect(url, additional_headers=extra, max_size=None) as feed:
+            while len(arrivals[name]) < n + 50:
+                message = await feed.recv()
+                now = time.perf_counter()
+                if isinstance(message, bytes):
+                    header = parse(message)[0]
+                    if header["type"] == "fragment":
+                        arrivals[name][(header["generation"], header["made"])] = now
+
+    async with asyncio.timeout(120):
+        done, pending = await asyncio.wait(
+            [
+                asyncio.create_task(read("direct", direct, direct_headers)),
+                asyncio.create_task(read("relayed", relayed, headers)),
+            ],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        for task in pending:
+            task.cancel()
+        for task in done:
+            task.result()
+    both = sorted(set(arrivals["direct"]) & set(arrivals["relayed"]))[5:]  # past the start
+    return [arrivals["relayed"][key] - arrivals["direct"][key] for key in both[:n]]
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def test_an_api_node_relays_the_owners_video_and_follows_a_failover(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    schema = pg_server.fresh_schema()
+    url = schema.__enter__()
+    analyzers: list[Analyzer] = []
+    api: subprocess.Popen[str] | None = None
+    try:
+        site = write_cluster_site(
+            tmp_path, url, asset(CLIP), asset(MODEL), cameras=1, lease_seconds=3.0
+        )
+        document = yaml.safe_load(site.read_text())
+        document["cluster"]["secret"] = "${SAFEWATCH_CLUSTER_SECRET}"
+        site.write_text(yaml.safe_dump(document))
+        os.environ["SAFEWATCH_CLUSTER_SECRET"] = SECRET  # inherited by every node
+        upgraded = safewatch("db", "upgrade", "--config", str(site))
+        assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+        engine = create_engine_for(url, tmp_path)
+        from safewatch.api.auth.store import AuthStore
+
+        store = AuthStore(engine)
+        store.add_user("admin", "correct horse battery", "admin")
+        store.add_user("olga", "correct horse battery", "operator")
+        admin = {"Authorization": f"Bearer {store.create_token('admin', 'test').token}"}
+        operator = {"Authorization": f"Bearer {store.create_token('olga', 'test').token}"}
+
+        port = free_port()
+        with (tmp_path / "api.log").open("a") as api_log:
+            api = subprocess.Popen(
+                [str(SAFEWATCH), "serve", "--config", str(site), "--cluster", "--role", "api",
+                 "--port", str(port)],
+                stdout=api_log, stderr=subprocess.STDOUT, text=True,
+                env={**os.environ, "SAFEWATCH_DEBUG": "0"},
+            )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+
+        def api_up() -> bool:
+            try:
+                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(api_up, 120, "the API node answering")
+        video = f"ws://127.0.0.1:{port}/api/v1/ws/cameras/cam1/video"
+
+        # Before any analyzer: no owner, said so (4503), not an error page.
+        code, reason = asyncio.run(refused(video, admin))
+        assert code == 4503 and "cam1" in reason, (code, reason)
+        code, _ = asyncio.run(refused(f"ws://127.0.0.1:{port}/api/v1/ws/cameras/nope/video", admin))
+        assert code == 4404
+
+        first = Analyzer("a1", site, tmp_path).start()
+        analyzers.append(first)
+        wait_for(lambda: owner_and_url(engine, "cam1")[0] == "a1", 120, "a1 owning cam1")
+        _, first_url = owner_and_url(engine, "cam1")
+        assert first_url is not None and first_url.startswith("http://127.0.0.1:")
+        assert first_url != first.base  # its own port, not the unauthenticated operations one
+        second = Analyzer("a2", site, tmp_path).start()
+        analyzers.append(second)
+
+        # Blurred by default: an init (ftyp + moov), then one fragment (moof + mdat) per frame.
+        messages = asyncio.run(take(video, operator, fragments=5))
+        states = [json.loads(m) for m in messages if isinstance(m, str)]
+        assert states[0] == {"type": "state", "state": "streaming", "owner": "a1"}
+        media = [parse(m) for m in messages if isinstance(m, bytes)]
+        init_header, init = media[0]
+        assert init_header["type"] == "init" and init_header["mode"] == "blurred"
+        assert boxes(init)[:2] == [b"ftyp", b"moov"] and init_header["codec"].startswith("avc1.")
+        fragments = [(h, d) for h, d in media[1:] if h["type"] == "fragment"]
+        assert len(fragments) == 5 and fragments[0][0]["key"] is True
+        assert all(boxes(data) == [b"moof", b"mdat"] for _, data in fragments)
+
+        # The raw stream: refused to an operator; an admin's is audited by the API node.
+        code, reason = asyncio.run(refused(f"{video}?mode=raw", operator))
+        assert (code, reason) == (4403, "the unblurred stream is for admins only")
+        raw = [
+            parse(m)
+            for m in asyncio.run(take(f"{video}?mode=raw", admin, 2))
+            if isinstance(m, bytes)
+        ]
+        raw_init = next(h for h, _ in raw if h["type"] == "init")
+        assert raw_init["mode"] == "raw"
+        audited, total = store.audit_records(action="live.raw_view")
+        assert total == 1 and (audited[0].actor, audited[0].subject) == ("admin", "cam1")
+
+        # The analyzer serves nothing without a grant signed with the cluster's secret.
+        internal = f"{first_url.replace('http', 'ws', 1)}{INTERNAL_PREFIX}cam1/video"
+        code, reason = asyncio.run(refused(internal, {}))
+        assert code == 4401 and GRANT_HEADER in reason
+        forged = sign_grant("not-the-cluster-secret-at-all", "cam1", "raw", "mallory")
+        code, _ = asyncio.run(refused(internal, {GRANT_HEADER: forged}))
+        assert code == 4401
+
+        # The hop's cost: the same fragments, from the owner and through the API node.
+        grant = {GRANT_HEADER: sign_grant(SECRET, "cam1", "blurred", "bench", seconds=120)}
+        added = asyncio.run(paired_arrivals(internal, grant, video, admin, 100))
+        load = os.getloadavg()[0]
+        print(
+            f"\nrelay hop: {len(added)} fragments, added latency p50 "
+            f"{percentile(added, 0.5) * 1000:.1f} ms, p95 {percentile(added, 0.95) * 1000:.1f} ms "
+            f"(load {load:.1f})"
+        )
+        assert len(added) >= 50 and percentile(added, 0.5) < 1.0
+
+        # kill -9 of the owner: the viewer keeps its socket, is told, and gets a2's video.
+        async def across_failover() -> tuple[list[dict[str, Any]], float]:
+            events: list[dict[str, Any]] = []
+            async with websockets.connect(video, additional_headers=admin, max_size=None) as feed:
+                async with asyncio.timeout(120):
+                    killed_at = 0.0
+                    while True:
+                        message = await feed.recv()
+                        if isinstance(message, str):
+                            events.append(json.loads(message))
+                            continue
+                        header = parse(message)[0]
+                        events.append({"type": header["type"], "at": time.monotonic()})
+                        fragments = [e for e in events if e["type"] == "fragment"]
+                        if not killed_at and len(fragments) >= 3:
+                            first.process.kill()  # type: ignore[union-attr]
+                            killed_at = time.monotonic()
+                            events.append({"type": "killed"})
+                        owners = [e.get("owner") for e in events if e["type"] == "state"]
+                        after = events[events.index({"type": "killed"}) :] if killed_at else []
+                        if "a2" in owners and sum(e["type"] == "fragment" for e in after) >= 3:
+                            first_new = next(e["at"] for e in after if e["type"] == "fragment")
+                            return events, first_new - killed_at
+
+        events, gap = asyncio.run(across_failover())
+        kinds = [(e["type"], e.get("state")) for e in events if e["type"] == "state"]
+        assert kinds[0] == ("state", "streaming") and ("state", "reconnecting") in kinds
+        reasons = [e["reason"] for e in events if e.get("state") == "reconnecting"]
+        assert kinds[-1] == ("state", "streaming") and events[-1]["type"] == "fragment"
+        after_kill = events[events.index({"type": "killed"}) :]
+        assert next(e["type"] for e in after_kill if e["type"] in ("init", "fragment")) == "init"
+        print(f"failover: video again {gap:.1f} s after kill -9 (lease 3 s); told {reasons}")
+        assert owner_and_url(engine, "cam1")[0] == "a2"
+
+        # The owner dies and its lease still holds: unreachable (4502), then no owner (4503).
+        second.process.kill()  # type: ignore[union-attr]
+        second.wait(30)
+        code, reason = asyncio.run(refused(video, admin))
+        assert code == 4502 and "a2" in reason, (code, reason)
+        wait_for(lambda: owner_and_url(engine, "cam1")[0] is None, 30, "a2's lease expiring")
+        code, reason = asyncio.run(refused(video, admin))
+        assert code == 4503 and "last owner a2" in reason, (code, reason)
+    finally:
+        for analyzer in analyzers:
+            analyzer.ensure_gone()
+        if api is not None:
+            api.send_signal(signal.SIGTERM)
+            try:
+                api.wait(30)
+            except subprocess.TimeoutExpired:
+                api.kill()
+        os.environ.pop("SAFEWATCH_CLUSTER_SECRET", None)
+        schema.__exit__(None, None, None)
