@@ -14,7 +14,12 @@ a whole set before the job is queued and kept in the job's ``proposed/`` folder.
 to a cache shared by the jobs, so testing a second change on the same footage costs no inference.
 
 Progress is counted per analysed frame; the expected total comes from the video's duration and the
-camera's analysis rate.
+camera's analysis rate. A queued or running job can be cancelled (a running one stops at its next
+frame).
+
+Under ``serve --cluster`` the API nodes use :class:`~safewatch.api.cluster_jobs.ClusterJobs`
+instead: the same submissions and reads, but the job is a row that an analyzer with a free slot
+claims and runs with the same :func:`run_job`.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -40,8 +45,11 @@ from safewatch.storage.atomic import atomic_write
 
 if TYPE_CHECKING:
     from safewatch.api.dashboard import Dashboard
+    from safewatch.config.loader import LoadedSite
+    from safewatch.config.ruleset import RuleSet
+    from safewatch.storage import IncidentRepository
 
-__all__ = ["AuditJob", "AuditJobs"]
+__all__ = ["AuditJob", "AuditJobs", "JobCancelled", "JobEnvironment", "JobOutcome", "run_job"]
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +86,145 @@ class AuditJob:
 
 
 class _Counting:
-    """A detector that counts the frames passing through it."""
+    """A detector that counts the frames passing through it and reports the count."""
 
-    def __init__(self, inner: Detector, jobs: AuditJobs, job_id: str) -> None:
+    def __init__(self, inner: Detector, progress: Callable[[int], None]) -> None:
         self._inner = inner
-        self._jobs = jobs
-        self._job_id = job_id
+        self._progress = progress
         self.frames = 0
 
     def detect(self, frames: Sequence[Frame]) -> list[Detections]:
         result = self._inner.detect(frames)
         self.frames += len(frames)
-        self._jobs._update(self._job_id, frames_done=self.frames, persist=False)
+        self._progress(self.frames)
         return result
+
+
+class JobCancelled(SafewatchError):
+    """Raised from a job's progress report when an operator cancelled it: the run stops there."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobEnvironment:
+    """What running a job needs of the node it runs on (an API node on one host, an analyzer of
+    a cluster): the site, the rules in force and their folder, the site's incidents (a backtest
+    lists the reviewed ones)."""
+
+    site: Callable[[], LoadedSite]
+    rules: Callable[[], RuleSet]
+    rules_path: Path
+    repository: IncidentRepository
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """A finished run: frames analysed, incidents found (or differing), the job's message."""
+
+    frames: int
+    incidents: int
+    message: str
+
+
+def run_job(
+    env: JobEnvironment,
+    job: AuditJob,
+    video: Path,
+    folder: Path,
+    cache_dir: Path,
+    *,
+    started: Callable[[int | None], None],
+    progress: Callable[[int], None],
+) -> JobOutcome:
+    """Run ``job`` on ``video``: its results go to ``folder/out`` (a backtest's proposed rules
+    are in ``folder/proposed``). ``started`` gets the expected frame count, ``progress`` the
+    frames done so far (it may raise :class:`JobCancelled` to stop the run).
+
+    The one run of a job, whether the API node runs it (one host) or an analyzer that claimed
+    it (``serve --cluster``, :mod:`safewatch.runtime.job_runner`).
+    """
+    if job.kind == "backtest":
+        return _backtest(env, job, video, folder, cache_dir, started, progress)
+    return _audit(env, job, video, folder, started, progress)
+
+
+def _audit(
+    env: JobEnvironment,
+    job: AuditJob,
+    video: Path,
+    folder: Path,
+    started: Callable[[int | None], None],
+    progress: Callable[[int], None],
+) -> JobOutcome:
+    from safewatch.detect import build_detector
+    from safewatch.detect.catalogue import resolve
+    from safewatch.footage.audit import AuditOptions, run_audit
+
+    site = env.site()
+    camera = site.config.cameras[job.camera]
+    rules = env.rules()
+    started(_expected_frames(video, camera.fps))
+    models = {
+        key: (site.config.models[key], resolve(site.config.models[key].path, site.base_dir))
+        for key in camera.models
+    }
+    counting = _Counting(build_detector(models, camera.models), progress)
+    report = run_audit(
+        site,
+        rules,
+        AuditOptions(videos=(video,), out_dir=folder / "out", camera=job.camera),
+        detector=counting,
+    )
+    found = sum(len(r.incidents) for r in report.results)
+    return JobOutcome(
+        counting.frames, found, f"{counting.frames} frames analysed, {found} incident(s)"
+    )
+
+
+def _backtest(
+    env: JobEnvironment,
+    job: AuditJob,
+    video: Path,
+    folder: Path,
+    cache_dir: Path,
+    started: Callable[[int | None], None],
+    progress: Callable[[int], None],
+) -> JobOutcome:
+    from safewatch.config.ruleset import load_rules
+    from safewatch.footage.backtest import (
+        BacktestOptions,
+        NamedRules,
+        publish,
+        reviewed_incidents,
+        run_backtest,
+    )
+    from safewatch.footage.backtest_report import build_document, write_outputs
+
+    site = env.site()
+    camera = site.config.cameras[job.camera]
+    proposed = folder / "proposed"
+    rules_path = env.rules_path
+    proposal = proposed if rules_path.is_dir() else proposed / rules_path.name
+    sets = [
+        NamedRules("baseline", env.rules(), rules_path),
+        NamedRules("proposal", load_rules(proposal, site.config), proposal),
+    ]
+    started(_expected_frames(video, camera.fps))
+    run = run_backtest(
+        site,
+        sets,
+        BacktestOptions((video,), folder / "out", camera=job.camera, cache_dir=cache_dir),
+        on_frame=lambda _video, done: progress(done),
+    )
+    reviewed = reviewed_incidents(env.repository, run)
+    document = build_document(run, {s.name: s.source for s in sets}, reviewed)
+    write_outputs(document, run.staging)
+    publish(run, folder / "out")
+    changed = sum(
+        row["changed"] + row["only_baseline"] + row["only_proposal"]
+        for row in document["summary"]["proposal"]
+    )
+    frames = sum(run.frames.values())
+    return JobOutcome(frames, changed, f"{frames} frames analysed, {changed} incident(s) differ")
 
 
 def _expected_frames(video: Path, fps: float) -> int | None:
@@ -120,6 +254,7 @@ class AuditJobs:
         self._jobs: dict[str, AuditJob] = {}
         self._queue: queue.Queue[tuple[str, Path]] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._cancelled: set[str] = set()
         self._load()
 
     @property
@@ -261,9 +396,7 @@ class AuditJobs:
                 files, proposed
             )
         except ConfigError:
-            with self._lock:
-                self._jobs.pop(job.id, None)
-            shutil.rmtree(self._folder / job.id, ignore_errors=True)
+            self._discard(job.id)
             raise
         if video is None:
             assert upload is not None
@@ -326,107 +459,77 @@ class AuditJobs:
                         return
                 continue
             try:
-                if self.get(job_id).kind == "backtest":
-                    self._backtest(job_id, video)
-                else:
-                    self._audit(job_id, video)
+                self._run_one(job_id, video)
             except Exception as exc:  # a job's failure must not stop the queue
+                if isinstance(exc, JobCancelled):
+                    self._update(job_id, state="cancelled", finished_at=time.time())
+                    continue
                 message = str(exc) if isinstance(exc, SafewatchError) else f"internal error: {exc}"
                 if not isinstance(exc, SafewatchError):
                     log.exception("audit job %s failed", job_id)
                 self._update(job_id, state="failed", finished_at=time.time(), message=message)
 
-    def _audit(self, job_id: str, video: Path) -> None:
-        from safewatch.detect import build_detector
-        from safewatch.detect.catalogue import resolve
-        from safewatch.footage.audit import AuditOptions, run_audit
+    def environment(self) -> JobEnvironment:
+        """What a job run needs, from the dashboard."""
+        dashboard = self._dashboard
+        return JobEnvironment(
+            dashboard.site,
+            lambda: dashboard.rules.rule_generation().rules,
+            dashboard.rules_path,
+            dashboard.storage.repository,
+        )
 
+    def _run_one(self, job_id: str, video: Path) -> None:
         job = self.get(job_id)
-        site = self._dashboard.site()
-        camera = site.config.cameras[job.camera]
-        rules = self._dashboard.rules.rule_generation().rules
-        self._update(
-            job_id,
-            state="running",
-            started_at=time.time(),
-            frames_total=_expected_frames(video, camera.fps),
-        )
-        models = {
-            key: (site.config.models[key], resolve(site.config.models[key].path, site.base_dir))
-            for key in camera.models
-        }
-        counting = _Counting(build_detector(models, camera.models), self, job_id)
-        out = self._folder / job_id / "out"
-        report = run_audit(
-            site,
-            rules,
-            AuditOptions(videos=(video,), out_dir=out, camera=job.camera),
-            detector=counting,
-        )
-        found = sum(len(r.incidents) for r in report.results)
-        self._update(
-            job_id,
-            state="done",
-            frames_done=counting.frames,
-            finished_at=time.time(),
-            incidents=found,
-            message=f"{counting.frames} frames analysed, {found} incident(s)",
-        )
+        if job_id in self._cancelled:
+            raise JobCancelled(f"audit job {job_id} was cancelled")
 
-    def _backtest(self, job_id: str, video: Path) -> None:
-        from safewatch.config.ruleset import load_rules
-        from safewatch.footage.backtest import (
-            BacktestOptions,
-            NamedRules,
-            publish,
-            reviewed_incidents,
-            run_backtest,
-        )
-        from safewatch.footage.backtest_report import build_document, write_outputs
+        def started(total: int | None) -> None:
+            self._update(job_id, state="running", started_at=time.time(), frames_total=total)
 
-        job = self.get(job_id)
-        site = self._dashboard.site()
-        camera = site.config.cameras[job.camera]
-        proposed = self._folder / job_id / "proposed"
-        rules_path = self._dashboard.rules_path
-        proposal = proposed if rules_path.is_dir() else proposed / rules_path.name
-        sets = [
-            NamedRules("baseline", self._dashboard.rules.rule_generation().rules, rules_path),
-            NamedRules("proposal", load_rules(proposal, site.config), proposal),
-        ]
-        self._update(
-            job_id,
-            state="running",
-            started_at=time.time(),
-            frames_total=_expected_frames(video, camera.fps),
-        )
-        out = self._folder / job_id / "out"
-
-        def progress(_video: Path, done: int) -> None:
+        def progress(done: int) -> None:
+            if job_id in self._cancelled:
+                raise JobCancelled(f"audit job {job_id} was cancelled")
             self._update(job_id, frames_done=done, persist=False)
 
-        run = run_backtest(
-            site,
-            sets,
-            BacktestOptions((video,), out, camera=job.camera, cache_dir=self._folder / "cache"),
-            on_frame=progress,
-        )
-        reviewed = reviewed_incidents(self._dashboard.storage.repository, run)
-        document = build_document(run, {s.name: s.source for s in sets}, reviewed)
-        write_outputs(document, run.staging)
-        publish(run, out)
-        changed = sum(
-            row["changed"] + row["only_baseline"] + row["only_proposal"]
-            for row in document["summary"]["proposal"]
+        outcome = run_job(
+            self.environment(),
+            job,
+            video,
+            self._folder / job_id,
+            self._folder / "cache",
+            started=started,
+            progress=progress,
         )
         self._update(
             job_id,
             state="done",
-            frames_done=sum(run.frames.values()),
+            frames_done=outcome.frames,
             finished_at=time.time(),
-            incidents=changed,
-            message=f"{sum(run.frames.values())} frames analysed, {changed} incident(s) differ",
+            incidents=outcome.incidents,
+            message=outcome.message,
         )
+
+    def cancel(self, job_id: str) -> AuditJob:
+        """Cancel a queued or running job (a running one stops at its next frame).
+
+        Raises:
+            NotFound: No such job.
+            StorageError: It has finished already.
+        """
+        job = self.get(job_id)
+        if job.state not in ("queued", "running"):
+            raise StorageError(
+                f"audit job {job_id} is {job.state}; only a queued or running job can be cancelled"
+            )
+        self._cancelled.add(job_id)
+        if job.state == "queued":
+            return self._update(job_id, state="cancelled", finished_at=time.time())
+        return job
+
+    def _out(self, job_id: str) -> Path:
+        """The folder of a job's results (on this node)."""
+        return self._folder / job_id / "out"
 
     def backtest_result(self, job_id: str) -> dict[str, Any]:
         """A finished backtest job's document (``backtest.json``).
@@ -436,7 +539,7 @@ class AuditJobs:
         """
         if not _ID.match(job_id) or self.get(job_id).kind != "backtest":
             raise NotFound("backtest job", job_id)
-        path = self._folder / job_id / "out" / "backtest.json"
+        path = self._out(job_id) / "backtest.json"
         if not path.is_file():
             raise NotFound("results of backtest job", job_id)
         result: dict[str, Any] = json.loads(path.read_text())
@@ -449,7 +552,7 @@ class AuditJobs:
             NotFound: No such job or file, or a path that leaves the job's output.
         """
         self.backtest_result(job_id)
-        root = (self._folder / job_id / "out").resolve()
+        root = self._out(job_id).resolve()
         path = (root / relative).resolve()
         if not path.is_relative_to(root) or path.suffix != ".jpg" or not path.is_file():
             raise NotFound("backtest file", relative)
@@ -459,7 +562,7 @@ class AuditJobs:
         if not _ID.match(job_id):
             raise NotFound("audit job", job_id)
         self.get(job_id)
-        out = self._folder / job_id / "out"
+        out = self._out(job_id)
         if not (out / "audit.db").is_file():
             raise NotFound("results of audit job", job_id)
         return None, out
@@ -505,6 +608,10 @@ class AuditJobs:
         job = self.get(job_id)
         if job.state in ("queued", "running"):
             raise StorageError(f"audit job {job_id} is {job.state}; wait for it to finish")
+        self._discard(job_id)
+
+    def _discard(self, job_id: str) -> None:
+        """Forget a job and remove its files."""
         with self._lock:
             self._jobs.pop(job_id, None)
         shutil.rmtree(self._folder / job_id, ignore_errors=True)

@@ -54,6 +54,15 @@ class ClusterConfig(BaseModel):
         "`labels` runs only on analyzers that have all of them with the same values.",
     )
 
+    job_slots: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="Audit and backtest jobs this analyzer runs at once, claimed from the "
+        "cluster's job table (a job uses the cores its detector gets; 0: this analyzer runs "
+        "none). Nodes of role api never run jobs.",
+    )
+
     redis_url: str | None = Field(
         None,
         pattern=r"^rediss?://[^\s]+$",

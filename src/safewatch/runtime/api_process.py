@@ -363,6 +363,10 @@ def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connecti
             live=hub,
             settings=DashboardSettings(query_cache_seconds=spec.query_cache_seconds),
         )
+        if spec.follow_bus:  # serve --cluster: jobs run by analyzers, from the job table
+            from safewatch.api.cluster_jobs import install_cluster_jobs
+
+            install_cluster_jobs(dashboard, spec.site.config.cluster.lease_seconds)
         app = create_app(ApiSettings(site_name=spec.site.config.site.name), remote, dashboard)
         if spec.follow_bus:  # serve --cluster: other analyzers' video relayed, ours served
             from safewatch.api.cluster_video import install_cluster_video

@@ -33,6 +33,7 @@ from safewatch.api.health import ComponentHealth
 from safewatch.cluster import ClusterMember, Takeover
 from safewatch.cluster.membership import idle_transaction_limit
 from safewatch.config.loader import LoadedSite
+from safewatch.runtime.job_runner import JobRunner, start_job_runner
 from safewatch.runtime.service import RuntimeService, ServeOptions, StopReport
 from safewatch.storage import create_engine_for
 
@@ -87,6 +88,8 @@ class ClusterOwner:
         self._member: ClusterMember | None = None
         self._engine: Engine | None = None
         self._video: HttpServer | None = None  # the analyzer's live video for API nodes
+        self._jobs: JobRunner | None = None  # audit/backtest jobs claimed from the table
+        self._rules_path = options.rules
         self._api_mode, self._host = options.api, options.host
         api = "ops" if role == "analyzer" and options.api == "process" else options.api
         # One node sends the chain witness alerts (the chain is one): an API-serving one.
@@ -135,6 +138,9 @@ class ClusterOwner:
             )
             self._member.start()
             self.service.status.cluster_health = self._cluster_health
+            self._jobs = start_job_runner(
+                self.service, self._rules_path, analyzer_id=self.analyzer_id
+            )
         except BaseException:
             self.service.stop()
             self._dispose()
@@ -157,6 +163,8 @@ class ClusterOwner:
         second) after its own stop, not after every camera's.
         """
         try:
+            if self._jobs is not None:  # running jobs go back to the queue
+                self._jobs.stop()
             if self._member is not None:
                 try:
                     self._member.drain(drain_timeout)

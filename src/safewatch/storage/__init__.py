@@ -11,6 +11,7 @@ from safewatch.storage.engine import create_engine_for, resolve_url
 from safewatch.storage.hash_chain import ChainEntry, EntryKind
 from safewatch.storage.incident_queries import Bucket, Dimension, IncidentFilter, Page
 from safewatch.storage.incident_repository import IncidentRepository, StatusCheck, create_schema
+from safewatch.storage.job_tables import ClusterJobRow
 from safewatch.storage.local_blobs import LocalBlobStore
 from safewatch.storage.migrate import ensure_schema
 from safewatch.storage.tables import Base, ChainEntryRow, ChainHeadRow, IncidentRow
@@ -28,6 +29,7 @@ __all__ = [
     "ChainEntryRow",
     "ChainHeadRow",
     "ClusterAnalyzerRow",
+    "ClusterJobRow",
     "CoverageGapRow",
     "Dimension",
     "EntryKind",

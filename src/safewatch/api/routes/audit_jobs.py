@@ -33,7 +33,7 @@ class JobOut(BaseModel):
     camera: str
     submitted_by: str
     submitted_at: float
-    state: str = Field(description="queued, running, done or failed.")
+    state: str = Field(description="queued, running, done, failed or cancelled.")
     progress: float = Field(description="0 to 1.")
     frames_done: int
     frames_total: int | None
@@ -123,6 +123,19 @@ async def submit_upload(
 async def get_job(job_id: JobId, _user: Viewer, dashboard: DashboardDep) -> JobOut:
     """A job's state and progress."""
     return JobOut.of(jobs_of(dashboard).get(job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel an audit job")
+async def cancel_job(
+    job_id: JobId, request: Request, user: Operator, dashboard: DashboardDep
+) -> JobOut:
+    """Cancel a queued job, or stop a running one at its next frame (under ``serve --cluster``
+    from any API node: the analyzer running it stops within about half a second)."""
+    job = await anyio.to_thread.run_sync(jobs_of(dashboard).cancel, job_id)
+    dashboard.auth.audit(
+        "audit.cancel", actor=user.username, subject=job_id, client=client_of(request)
+    )
+    return JobOut.of(job)
 
 
 @router.delete("/{job_id}", status_code=204, summary="Remove an audit job")

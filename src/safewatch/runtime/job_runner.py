@@ -1,0 +1,277 @@
+"""An analyzer's share of the cluster's audit and backtest jobs (``serve --cluster``).
+
+:class:`JobRunner` claims a job from the cluster's table (:class:`~safewatch.cluster.jobs.
+JobQueue`) whenever fewer than ``cluster.job_slots`` of its own are running, and runs each on a
+thread of its own with the code a single host runs (:func:`~safewatch.api.jobs.run_job`),
+against the analyzer's site and rules in force. Its loop heartbeats the running claims every
+third of the expiry (``cluster.lease_seconds``), independent of how slowly a job goes; the
+progress goes to the row at most twice a second, and that write is where the job learns that an
+operator cancelled it or that its claim was lost (it stops there, writing nothing more). The
+inputs come from the evidence store (:mod:`safewatch.api.cluster_jobs`), the results go back to
+it as one tar, and the local work folder is removed. Stopping the analyzer gives its running
+jobs back to the queue, so another analyzer restarts them at once rather than after the expiry.
+A job whose analyzer died is restarted from its first frame by the next claimer (an audit's
+output is only complete once its video was read to the end).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from safewatch.api.cluster_jobs import JOB_PREFIX, pack, unpack
+from safewatch.api.jobs import JobCancelled, JobEnvironment, run_job
+from safewatch.cluster.jobs import CANCELLED, DONE, FAILED, Claim, JobLost, JobQueue
+from safewatch.errors import SafewatchError, SourceError
+from safewatch.storage.blobs import BlobStore
+
+if TYPE_CHECKING:
+    from safewatch.runtime.service import RuntimeService
+
+__all__ = ["JobRunner", "start_job_runner"]
+
+log = logging.getLogger(__name__)
+
+_PROGRESS_EVERY = 0.5
+"""Seconds between two progress writes of one job."""
+
+
+class _Stopping(SafewatchError):
+    """The analyzer is stopping: the job goes back to the queue."""
+
+
+class JobRunner:
+    """Claims and runs jobs while it has a free slot (see the module docstring).
+
+    Args:
+        queue: The cluster's job table.
+        analyzer_id: This analyzer's name (``claimed_by``).
+        slots: Jobs run at once (``cluster.job_slots``).
+        environment: The site, rules and incidents a job runs against.
+        blobs: The cluster's evidence store (inputs, results).
+        work_dir: Local folder for the jobs' files while they run.
+        poll: Seconds between two looks for a job when none was found.
+    """
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        analyzer_id: str,
+        slots: int,
+        environment: JobEnvironment,
+        blobs: BlobStore,
+        work_dir: Path,
+        *,
+        poll: float = 1.0,
+    ) -> None:
+        self._queue = queue
+        self._analyzer = analyzer_id
+        self._slots = slots
+        self._env = environment
+        self._blobs = blobs
+        self._work = work_dir
+        self._poll = poll
+        self._lock = threading.Lock()
+        self._running: dict[str, Claim] = {}
+        self._threads: list[threading.Thread] = []
+        self._lost: set[str] = set()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.finished = 0
+
+    def start(self) -> JobRunner:
+        """Start claiming; returns ``self``."""
+        self._thread = threading.Thread(target=self._loop, name="cluster-jobs", daemon=True)
+        self._thread.start()
+        return self
+
+    def running(self) -> list[str]:
+        """Ids of the jobs running here."""
+        with self._lock:
+            return sorted(self._running)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Claim nothing more; running jobs stop at their next frame and go back to the queue."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for thread in list(self._threads):
+            thread.join(timeout)
+
+    def _loop(self) -> None:
+        beat_every = self._queue.expiry / 3
+        next_beat = 0.0
+        while not self._stop.is_set():
+            try:
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + beat_every
+                    with self._lock:
+                        claims = list(self._running.values())
+                    lost = self._queue.heartbeat(claims)
+                    if lost:
+                        log.warning("job(s) %s claimed by another analyzer", sorted(lost))
+                        with self._lock:
+                            self._lost |= lost
+                claimed = self._claim_one()
+            except Exception as exc:  # the database away: retry, the jobs go on meanwhile
+                log.warning("cluster jobs: %s", exc, exc_info=not isinstance(exc, SafewatchError))
+                claimed = False
+            if not claimed:
+                self._wake.wait(min(self._poll, max(0.05, next_beat - time.monotonic())))
+                self._wake.clear()
+
+    def _claim_one(self) -> bool:
+        with self._lock:
+            if len(self._running) >= self._slots:
+                return False
+        claim = self._queue.claim(self._analyzer)
+        if claim is None:
+            return False
+        log.info(
+            "job %s (%s of %s) claimed, attempt %d",
+            claim.job.id,
+            claim.job.kind,
+            claim.job.video,
+            claim.attempt,
+        )
+        thread = threading.Thread(
+            target=self._run, args=(claim,), name=f"job-{claim.job.id}", daemon=True
+        )
+        with self._lock:
+            self._running[claim.job.id] = claim
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+        return True
+
+    def _run(self, claim: Claim) -> None:
+        job_id = claim.job.id
+        folder = self._work / f"{job_id}-{claim.attempt}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._finish(claim, folder)
+        except _Stopping:
+            with contextlib.suppress(Exception):
+                self._queue.release(claim)
+            log.info("job %s given back to the queue (stopping)", job_id)
+        except JobLost as exc:
+            log.warning("job %s: %s; stopped without writing", job_id, exc)
+        except JobCancelled:
+            self._queue.finish(claim, CANCELLED, message="cancelled")
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, SafewatchError) else f"internal error: {exc}"
+            if not isinstance(exc, SafewatchError):
+                log.exception("job %s failed", job_id)
+            with contextlib.suppress(Exception):
+                self._queue.finish(claim, FAILED, message=message[:2000])
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            with self._lock:
+                self._running.pop(job_id, None)
+                self._lost.discard(job_id)
+            self.finished += 1
+            self._wake.set()
+
+    def _finish(self, claim: Claim, folder: Path) -> None:
+        job_id = claim.job.id
+        video = self._inputs(claim, folder)
+        last = 0.0
+
+        def check() -> None:
+            if self._stop.is_set():
+                raise _Stopping("the analyzer is stopping")
+            with self._lock:
+                if job_id in self._lost:
+                    raise JobLost(f"job {job_id} was claimed by another analyzer")
+
+        def started(total: int | None) -> None:
+            check()
+            self._queue.progress(claim, frames_total=total)
+
+        def progress(done: int) -> None:
+            nonlocal last
+            check()
+            if time.monotonic() - last < _PROGRESS_EVERY:
+                return
+            last = time.monotonic()
+            if self._queue.progress(claim, frames_done=done):
+                raise JobCancelled(f"job {job_id} was cancelled")
+
+        outcome = run_job(
+            self._env,
+            claim.job,
+            video,
+            folder,
+            self._work / "cache",
+            started=started,
+            progress=progress,
+        )
+        check()
+        key = f"{JOB_PREFIX}/{job_id}/a{claim.attempt}/out.tar"
+        pack(self._blobs, folder / "out", key)
+        written = self._queue.finish(
+            claim,
+            DONE,
+            frames_done=outcome.frames,
+            incidents=outcome.incidents,
+            message=outcome.message,
+            result_prefix=key,
+        )
+        if not written:
+            log.warning("job %s finished here but was claimed by another analyzer", job_id)
+            self._blobs.delete(key)
+        else:
+            log.info("job %s done: %s", job_id, outcome.message)
+
+    def _inputs(self, claim: Claim, folder: Path) -> Path:
+        """The video (fetched from the store, or the server path checked) and the proposed
+        rules of a backtest, into ``folder``.
+
+        Raises:
+            SourceError: A server path this analyzer cannot read.
+        """
+        spec = claim.spec
+        if "proposed_key" in spec:
+            unpack(self._blobs, str(spec["proposed_key"]), folder / "proposed")
+        if "video_key" in spec:
+            key = str(spec["video_key"])
+            video = folder / f"input{Path(key).suffix}"
+            with self._blobs.open(key) as source, video.open("wb") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+            return video
+        video = Path(str(spec.get("video_path", "")))
+        if not video.is_file():
+            raise SourceError(
+                f"{video} is not readable on analyzer {self._analyzer}: mount the archive "
+                "folders at the same path on every analyzer, or upload the video"
+            )
+        return video
+
+
+def start_job_runner(
+    service: RuntimeService, rules_path: Path, analyzer_id: str
+) -> JobRunner | None:
+    """The job runner of an analyzer (``None`` with ``cluster.job_slots: 0``), started."""
+    site = service.site
+    slots = site.config.cluster.job_slots
+    if slots <= 0:
+        return None
+    storage = service.storage
+    environment = JobEnvironment(
+        lambda: service.site,
+        lambda: service.rule_generation().rules,
+        rules_path,
+        storage.repository,
+    )
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", analyzer_id)
+    work = Path(tempfile.gettempdir()) / f"safewatch-jobs-{name}"
+    queue = JobQueue(storage.engine, expiry=site.config.cluster.lease_seconds)
+    return JobRunner(queue, analyzer_id, slots, environment, storage.evidence.backend, work).start()
