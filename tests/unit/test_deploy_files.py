@@ -130,11 +130,14 @@ def test_the_cluster_site_file_is_valid_and_accepted_for_cluster_mode(
         "SAFEWATCH_REDIS_URL": "redis://redis:6379/0",
         "SAFEWATCH_S3_ACCESS_KEY": "k",
         "SAFEWATCH_S3_SECRET_KEY": "s",
+        "SAFEWATCH_CLUSTER_SECRET": "sixteen-or-more-chars",
     }.items():
         monkeypatch.setenv(name, value)
     site = load_site(DEPLOY / "site.cluster.yaml")
     assert cluster_refusal(site) is None
     assert site.config.cluster.redis_url == "redis://redis:6379/0"
+    secret = site.config.cluster.secret
+    assert secret is not None and secret.get_secret_value() == "sixteen-or-more-chars"
     assert len(site.config.cameras) == 6
 
 

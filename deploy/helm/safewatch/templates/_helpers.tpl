@@ -13,6 +13,9 @@ envFrom:
 env:
   - name: SAFEWATCH_MODELS
     value: /var/cache/safewatch/models
+  - name: POD_IP  # cluster.advertise_host: where API nodes reach an analyzer's live video
+    valueFrom:
+      fieldRef: {fieldPath: status.podIP}
   {{- if .Values.otlpEndpoint }}
   - name: OTEL_EXPORTER_OTLP_ENDPOINT
     value: {{ .Values.otlpEndpoint | quote }}
