@@ -164,3 +164,48 @@ def test_a_job_runs_on_an_analyzer_survives_its_kill_and_is_seen_from_every_node
         for analyzer in analyzers.values():
             analyzer.ensure_gone()
         engine.dispose()
+
+
+def test_on_one_host_the_api_node_runs_the_job_and_cancels_it(tmp_path: Path) -> None:
+    """Without ``--cluster`` a job runs in the API node that received it, as before (job.json
+    in its folder); a running job cancelled there stops."""
+    site = job_site(tmp_path, "sqlite:///data/safewatch.db")
+    loaded = load_site(site)
+    storage = open_site_storage(loaded)
+    dashboard = Dashboard.create(lambda: loaded, tmp_path / "rules", storage)
+    add_users(dashboard)
+    try:
+        with client_for(dashboard) as client:
+            headers = {"X-CSRF-Token": login(client, "operator")}
+
+            def submit() -> str:
+                response = client.post(
+                    "/api/v1/audit-jobs/upload",
+                    files={"video": ("yard.mp4", asset(CLIP).read_bytes(), "video/mp4")},
+                    data={"camera": "cam1"},
+                    headers=headers,
+                )
+                assert response.status_code == 202, response.text
+                job_id: str = response.json()["id"]
+                return job_id
+
+            def state(job_id: str) -> dict[str, Any]:
+                body: dict[str, Any] = client.get(f"/api/v1/audit-jobs/{job_id}").json()
+                return body
+
+            first = submit()
+            done = wait_until(lambda: state(first)["state"] in ("done", "failed"), 120, 0.2)
+            assert done and state(first)["state"] == "done", state(first)["message"]
+            assert (dashboard.jobs_dir() / first / "job.json").is_file()
+            found = client.get(f"/api/v1/audit-jobs/{first}/incidents").json()
+            assert len(found) == state(first)["incidents"] >= 1
+            second = submit()
+            wait_until(lambda: state(second)["frames_done"] > 0, 60, 0.05)
+            cancel = client.post(f"/api/v1/audit-jobs/{second}/cancel", headers=headers)
+            assert cancel.status_code == 200, cancel.text
+            wait_until(lambda: state(second)["state"] == "cancelled", 30, 0.1)
+            assert state(second)["frames_done"] < state(first)["frames_done"]
+            again = client.post(f"/api/v1/audit-jobs/{first}/cancel", headers=headers)
+            assert (again.status_code, again.json()["error"]) == (409, "conflict")
+    finally:
+        storage.close()

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from safewatch.api.dashboard import Dashboard
-from safewatch.api.jobs import AuditJob, AuditJobs
+from safewatch.api.jobs import AuditJob, AuditJobs, JobFinished
 from safewatch.cluster.jobs import DONE, FAILED, JobQueue, to_job
 from safewatch.errors import NotFound, StorageError
 from safewatch.storage.blobs import BlobStore
@@ -139,13 +139,13 @@ class ClusterJobs(AuditJobs):
 
         Raises:
             NotFound: No such job.
-            StorageError: It has finished already.
+            JobFinished: It has finished already.
         """
         row = self._table.cancel(job_id)
         if row is None:
             raise NotFound("audit job", job_id)
         if row.state in (DONE, FAILED):
-            raise StorageError(f"audit job {job_id} is {row.state}: it can no longer be cancelled")
+            raise JobFinished(f"audit job {job_id} is {row.state}: it can no longer be cancelled")
         return to_job(row)
 
     def _discard(self, job_id: str) -> None:

@@ -49,7 +49,15 @@ if TYPE_CHECKING:
     from safewatch.config.ruleset import RuleSet
     from safewatch.storage import IncidentRepository
 
-__all__ = ["AuditJob", "AuditJobs", "JobCancelled", "JobEnvironment", "JobOutcome", "run_job"]
+__all__ = [
+    "AuditJob",
+    "AuditJobs",
+    "JobCancelled",
+    "JobEnvironment",
+    "JobFinished",
+    "JobOutcome",
+    "run_job",
+]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +106,10 @@ class _Counting:
         self.frames += len(frames)
         self._progress(self.frames)
         return result
+
+
+class JobFinished(SafewatchError):
+    """A request for a job that only a queued or running one allows (HTTP 409 in the API)."""
 
 
 class JobCancelled(SafewatchError):
@@ -511,17 +523,18 @@ class AuditJobs:
         )
 
     def cancel(self, job_id: str) -> AuditJob:
-        """Cancel a queued or running job (a running one stops at its next frame).
+        """Cancel a queued or running job (a running one stops at its next frame); a cancelled
+        one is left as it is.
 
         Raises:
             NotFound: No such job.
-            StorageError: It has finished already.
+            JobFinished: It has finished already.
         """
         job = self.get(job_id)
+        if job.state == "cancelled":  # again: nothing to do
+            return job
         if job.state not in ("queued", "running"):
-            raise StorageError(
-                f"audit job {job_id} is {job.state}; only a queued or running job can be cancelled"
-            )
+            raise JobFinished(f"audit job {job_id} is {job.state}: it can no longer be cancelled")
         self._cancelled.add(job_id)
         if job.state == "queued":
             return self._update(job_id, state="cancelled", finished_at=time.time())
