@@ -610,6 +610,7 @@ def test_serve_drain_releases_each_lease_when_its_own_camera_stopped(
     owner._changes = ThreadPoolExecutor(max_workers=1)
     owner._engine = None
     owner._video = None  # (no live video served)
+    owner._jobs = None  # (no job runner)
     member = ClusterMember(engine, "a", CAMERAS[:3], owner, lease_seconds=LEASE, renew_every=RENEW)
     members["a"] = member
     owner._member = member
