@@ -26,7 +26,7 @@ from api_support import add_users, client_for, login, wait_until
 from assets import asset
 from db_servers import PostgresServer
 from safewatch.api.cluster_jobs import install_cluster_jobs
-from safewatch.api.dashboard import Dashboard
+from safewatch.api.dashboard import Dashboard, DashboardSettings
 from safewatch.config.loader import load_site
 from safewatch.incidents.site_storage import open_site_storage
 from safewatch.storage import create_engine_for
@@ -53,11 +53,13 @@ def job_site(folder: Path, database: str) -> Path:
 
 
 @contextlib.contextmanager
-def api_node(site_path: Path) -> Iterator[Dashboard]:
+def api_node(site_path: Path, **settings: Any) -> Iterator[Dashboard]:
     """An API node's dashboard with the cluster's jobs (as ``serve --cluster`` wires it)."""
     site = load_site(site_path)
     storage = open_site_storage(site)
-    dashboard = Dashboard.create(lambda: site, site_path.parent / "rules", storage)
+    dashboard = Dashboard.create(
+        lambda: site, site_path.parent / "rules", storage, settings=DashboardSettings(**settings)
+    )
     install_cluster_jobs(dashboard, site.config.cluster.lease_seconds)
     try:
         yield dashboard
@@ -163,6 +165,79 @@ def test_a_job_runs_on_an_analyzer_survives_its_kill_and_is_seen_from_every_node
     finally:
         for analyzer in analyzers.values():
             analyzer.ensure_gone()
+        engine.dispose()
+
+
+def test_a_backtest_given_back_by_a_stopping_analyzer_is_finished_by_another(
+    cluster_db: str, tmp_path: Path
+) -> None:
+    """Two job runners in this process (as analyzers start them): the first stops mid-job
+    (SIGTERM), the job goes back to the queue at once and the second runs it again; the
+    backtest of a server video with edited rules is read back from the API node."""
+    from safewatch.api.jobs import JobEnvironment
+    from safewatch.cluster.jobs import JobQueue
+    from safewatch.config.ruleset import load_rules
+    from safewatch.runtime.job_runner import JobRunner
+
+    site_path = job_site(tmp_path, cluster_db)
+    engine = create_engine_for(cluster_db, tmp_path)
+    upgrade(engine)
+    site = load_site(site_path)
+    storage = open_site_storage(site)
+    rules = tmp_path / "rules"
+    environment = JobEnvironment(
+        lambda: site, lambda: load_rules(rules, site.config), rules, storage.repository
+    )
+
+    def runner(name: str) -> JobRunner:
+        queue = JobQueue(engine, expiry=2.0)
+        backend = storage.evidence.backend
+        return JobRunner(queue, name, 1, environment, backend, tmp_path / name, poll=0.1)
+
+    first, second = runner("r1"), runner("r2")
+    clip = asset(CLIP)
+    try:
+        with api_node(site_path, allow_server_paths=(clip.parent,)) as node:
+            add_users(node)
+            with client_for(node) as client:
+                headers = {"X-CSRF-Token": login(client, "operator")}
+                edited = (rules / "view.yaml").read_text().replace("grace: 4s", "grace: 0s")
+                submitted = client.post(
+                    "/api/v1/backtests",
+                    json={"path": str(clip), "camera": "cam1", "files": {"view.yaml": edited}},
+                    headers=headers,
+                )
+                assert submitted.status_code == 202, submitted.text
+                job_id = submitted.json()["id"]
+
+                def state() -> dict[str, Any]:
+                    body: dict[str, Any] = client.get(f"/api/v1/audit-jobs/{job_id}").json()
+                    return body
+
+                assert state()["state"] == "queued"
+                first.start()
+                wait_until(lambda: state()["frames_done"] > 0, 60, 0.05)
+                first.stop()
+                assert first.running() == [] and state()["state"] == "queued"
+                assert "given back by analyzer r1" in state()["message"]
+                second.start()
+                done = wait_until(lambda: (s := state())["state"] in ("done", "failed") and s, 120)
+                assert done["state"] == "done", done["message"]
+                with engine.connect() as connection:
+                    row = connection.execute(
+                        text("SELECT claimed_by, attempt FROM cluster_jobs WHERE id = :id"),
+                        {"id": job_id},
+                    ).one()
+                assert (row.claimed_by, row.attempt) == ("r2", 2)
+                result = client.get(f"/api/v1/backtests/{job_id}/result")
+                assert result.status_code == 200, result.text
+                assert {row["rule"] for row in result.json()["summary"]["proposal"]} == {
+                    "nobody-in-view-cam1"
+                }
+    finally:
+        first.stop()
+        second.stop()
+        storage.close()
         engine.dispose()
 
 
