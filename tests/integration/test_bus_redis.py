@@ -274,22 +274,27 @@ def test_an_api_nodes_hub_gets_every_nodes_changes_once(
 
 
 def test_the_export_worker_command_writes_and_stops_on_sigterm(
-    rig: dict[str, Any], redis_server: RedisServer, tmp_path: Path
+    rig: dict[str, Any], redis_server: RedisServer, db_url: str, tmp_path: Path
 ) -> None:
+    """With --database: the change made before the worker started comes from the chain."""
     import signal
     import subprocess
     import sys
 
     repository, publisher = rig["repository"], rig["publisher"]
+    repository.upsert(make_incident(0))
+    assert publisher.flush(10.0)
+    redis_server.kill()
+    redis_server.restart()  # the first change is only in the chain now
     out = tmp_path / "export"
     worker = subprocess.Popen(
         [sys.executable, "-m", "safewatch", "export-worker", "--redis", redis_server.url,
-         "--out", str(out), "--consumer", "cli-1"],
+         "--database", db_url, "--out", str(out), "--consumer", "cli-1"],
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
     try:
-        for track in range(3):
+        for track in range(1, 3):
             repository.upsert(make_incident(track))
         assert publisher.flush(10.0)
 
@@ -302,7 +307,7 @@ def test_the_export_worker_command_writes_and_stops_on_sigterm(
         worker.send_signal(signal.SIGTERM)
         _, stderr = worker.communicate(timeout=30)
     assert worker.returncode == 0, stderr
-    assert "3 line(s) written" in stderr
+    assert "3 line(s) written (" in stderr and "stream and chain" in stderr
 
 
 def test_an_export_worker_recreates_its_group_after_a_redis_restart(
