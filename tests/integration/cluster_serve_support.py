@@ -7,6 +7,7 @@ Nothing here imports pytest: ``bench/cluster_failover.py`` uses it too.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -14,6 +15,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import websockets
 import yaml
 from sqlalchemy import Engine, text
 
@@ -324,6 +327,63 @@ def balanced(owners: Mapping[str, set[str]], names: Iterable[str], cameras: int)
     counts = [len(owners.get(name, set())) for name in names]
     seen = [camera for name in names for camera in owners.get(name, set())]
     return len(seen) == cameras == len(set(seen)) and max(counts) - min(counts) <= 1
+
+
+# -- live video ----------------------------------------------------------------------------------
+
+
+def parse_video_message(message: bytes) -> tuple[dict[str, Any], bytes]:
+    """A live video message (``/api/v1/ws/cameras/{id}/video``): its JSON header, its MP4."""
+    length = struct.unpack(">I", message[:4])[0]
+    return json.loads(message[4 : 4 + length]), message[4 + length :]
+
+
+async def paired_arrivals(
+    direct: str,
+    direct_headers: Mapping[str, str],
+    relayed: str,
+    relayed_headers: Mapping[str, str],
+    fragments: int,
+    timeout: float = 300.0,
+) -> list[float]:
+    """Seconds by which each fragment reached a client of ``relayed`` (an API node) after a
+    client of ``direct`` (the camera's owner), for ``fragments`` fragments past the first five.
+
+    Both sockets watch the owner's one feed, so they receive the very same fragments (matched by
+    generation and the time each was made): the difference is the relay hop alone, whatever
+    the encoder, the camera or the machine did to the fragment before.
+    """
+    arrivals: dict[str, dict[tuple[int, float], float]] = {"direct": {}, "relayed": {}}
+    wanted = fragments + 5
+
+    async def read(name: str, url: str, headers: Mapping[str, str]) -> None:
+        async with websockets.connect(url, additional_headers=dict(headers), max_size=None) as feed:
+            while len(arrivals[name]) < wanted + 20:
+                message = await feed.recv()
+                now = time.perf_counter()
+                if isinstance(message, bytes):
+                    header = parse_video_message(message)[0]
+                    if header["type"] == "fragment":
+                        arrivals[name][(header["generation"], header["made"])] = now
+
+    async with asyncio.timeout(timeout):
+        tasks = [
+            asyncio.create_task(read("direct", direct, direct_headers)),
+            asyncio.create_task(read("relayed", relayed, relayed_headers)),
+        ]
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in done:
+            task.result()
+    both = sorted(set(arrivals["direct"]) & set(arrivals["relayed"]))[5:wanted]
+    return [arrivals["relayed"][key] - arrivals["direct"][key] for key in both]
+
+
+def percentile(values: Iterable[float], share: float) -> float:
+    """The value below which ``share`` of ``values`` lie (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 # -- database invariants -------------------------------------------------------------------------

@@ -33,6 +33,9 @@ from cluster_serve_support import (
     SAFEWATCH,
     Analyzer,
     free_port,
+    paired_arrivals,
+    parse_video_message,
+    percentile,
     safewatch,
     wait_for,
     write_cluster_site,
@@ -48,12 +51,6 @@ from safewatch.storage import create_engine_for
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 SECRET = "test-cluster-secret-0123456789"
-
-
-def parse(message: bytes) -> tuple[dict[str, Any], bytes]:
-    """A video message: its JSON header and its MP4 bytes."""
-    length = struct.unpack(">I", message[:4])[0]
-    return json.loads(message[4 : 4 + length]), message[4 + length :]
 
 
 def boxes(data: bytes) -> list[bytes]:
@@ -92,7 +89,10 @@ async def take(
             while seen < fragments:
                 message = await feed.recv()
                 got.append(message)
-                if isinstance(message, bytes) and parse(message)[0]["type"] == "fragment":
+                if (
+                    isinstance(message, bytes)
+                    and parse_video_message(message)[0]["type"] == "fragment"
+                ):
                     seen += 1
     return got
 
@@ -108,44 +108,6 @@ async def refused(url: str, headers: dict[str, str], timeout: float = 30.0) -> t
             except ConnectionClosed as closed:
                 assert closed.rcvd is not None
                 return closed.rcvd.code, closed.rcvd.reason
-
-
-async def paired_arrivals(
-    direct: str, direct_headers: dict[str, str], relayed: str, headers: dict[str, str], n: int
-) -> list[float]:
-    """Seconds each fragment reached the relayed client after the direct one (same fragments:
-    both sockets watch the owner's one feed)."""
-    arrivals: dict[str, dict[tuple[int, float], float]] = {"direct": {}, "relayed": {}}
-
-    async def read(name: str, url: str, extra: dict[str, str]) -> None:
-        async with websockets.connect(url, additional_headers=extra, max_size=None) as feed:
-            while len(arrivals[name]) < n + 50:
-                message = await feed.recv()
-                now = time.perf_counter()
-                if isinstance(message, bytes):
-                    header = parse(message)[0]
-                    if header["type"] == "fragment":
-                        arrivals[name][(header["generation"], header["made"])] = now
-
-    async with asyncio.timeout(120):
-        done, pending = await asyncio.wait(
-            [
-                asyncio.create_task(read("direct", direct, direct_headers)),
-                asyncio.create_task(read("relayed", relayed, headers)),
-            ],
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        for task in pending:
-            task.cancel()
-        for task in done:
-            task.result()
-    both = sorted(set(arrivals["direct"]) & set(arrivals["relayed"]))[5:]  # past the start
-    return [arrivals["relayed"][key] - arrivals["direct"][key] for key in both[:n]]
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def test_an_api_node_relays_the_owners_video_and_follows_a_failover(
@@ -212,7 +174,7 @@ def test_an_api_node_relays_the_owners_video_and_follows_a_failover(
         messages = asyncio.run(take(video, operator, fragments=5))
         states = [json.loads(m) for m in messages if isinstance(m, str)]
         assert states[0] == {"type": "state", "state": "streaming", "owner": "a1"}
-        media = [parse(m) for m in messages if isinstance(m, bytes)]
+        media = [parse_video_message(m) for m in messages if isinstance(m, bytes)]
         init_header, init = media[0]
         assert init_header["type"] == "init" and init_header["mode"] == "blurred"
         assert boxes(init)[:2] == [b"ftyp", b"moov"] and init_header["codec"].startswith("avc1.")
@@ -224,7 +186,7 @@ def test_an_api_node_relays_the_owners_video_and_follows_a_failover(
         code, reason = asyncio.run(refused(f"{video}?mode=raw", operator))
         assert (code, reason) == (4403, "the unblurred stream is for admins only")
         raw = [
-            parse(m)
+            parse_video_message(m)
             for m in asyncio.run(take(f"{video}?mode=raw", admin, 2))
             if isinstance(m, bytes)
         ]
@@ -263,7 +225,7 @@ def test_an_api_node_relays_the_owners_video_and_follows_a_failover(
                         if isinstance(message, str):
                             events.append(json.loads(message))
                             continue
-                        header = parse(message)[0]
+                        header = parse_video_message(message)[0]
                         events.append({"type": header["type"], "at": time.monotonic()})
                         fragments = [e for e in events if e["type"] == "fragment"]
                         if not killed_at and len(fragments) >= 3:
