@@ -145,6 +145,12 @@ function tile(camera) {
     let videoFrames = 0;
     live = playLive(player, camera.id, videoMode, {
       onInit(header) { canvas.width = header.width; canvas.height = header.height; },
+      onRelay(message) {
+        node.dataset.relay = message.state;
+        player.title = message.state === "streaming"
+          ? `live video relayed from analyzer ${message.owner}`
+          : `live video ${message.state}: ${message.reason}`;
+      },
       onUnsupported(codec) {
         // The browser cannot play this codec: JPEG frames at the analysis rate instead.
         console.warn(`live video ${codec} not playable here; JPEG frames instead`);

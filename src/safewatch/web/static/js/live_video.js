@@ -18,7 +18,7 @@ const KEEP_BEHIND = 10; // seconds of played video kept in the SourceBuffer
  * @param {HTMLVideoElement} video
  * @param {string} cameraId
  * @param {"blurred"|"raw"} mode
- * @param {{onInit?: Function, onUnsupported?: Function, onFrame?: Function}} hooks
+ * @param {{onInit?: Function, onUnsupported?: Function, onFrame?: Function, onRelay?: Function}} hooks
  * @returns {{close(): void, wallAt(t: number): number|null}}
  */
 export function playLive(video, cameraId, mode, hooks = {}) {
@@ -80,7 +80,14 @@ export function playLive(video, cameraId, mode, hooks = {}) {
   const socket = liveSocket(`/api/v1/ws/cameras/${encodeURIComponent(cameraId)}/video?mode=${mode}`, {
     binaryType: "arraybuffer",
     onMessage(event) {
-      if (gaveUp || typeof event.data === "string") return;
+      if (gaveUp) return;
+      if (typeof event.data === "string") {
+        // serve --cluster: the API node relays another analyzer's video and says when it
+        // follows the camera to a new owner ("reconnecting", then "streaming"); the picture
+        // stays until the new owner's init arrives.
+        hooks.onRelay?.(JSON.parse(event.data));
+        return;
+      }
       const view = new DataView(event.data);
       const length = view.getUint32(0);
       const header = JSON.parse(new TextDecoder().decode(new Uint8Array(event.data, 4, length)));
