@@ -1,0 +1,62 @@
+"""What a site file asks the server to run: each enabled camera's decode worker and the models
+its cameras use. Pure functions of the loaded site, so a reload compares them old against new.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from safewatch.config.loader import LoadedSite
+from safewatch.config.site import ModelConfig, SiteConfig
+from safewatch.pipeline.stages import resolved_models
+from safewatch.runtime.camera_worker import WorkerSpec
+
+__all__ = ["IO_TIMEOUT", "camera_switches", "models_to_load", "worker_specs"]
+
+IO_TIMEOUT = 5.0
+"""Seconds a decode worker's open or read may block."""
+
+
+def worker_specs(
+    site: LoadedSite, decode_log_level: int = logging.WARNING
+) -> dict[str, WorkerSpec]:
+    """The decode worker of every enabled camera of the site."""
+    runtime = site.config.runtime
+    watchdog = runtime.watchdog
+    # Reconnect attempts must come often enough to count as progress for the watchdog.
+    slack = watchdog.progress_seconds - watchdog.stall_seconds - IO_TIMEOUT
+    reconnect_cap = max(0.5, min(30.0, slack / 2))
+    return {
+        key: WorkerSpec(
+            camera_id=key,
+            # the recording block is the recorder's (RecordingService.apply): editing it must
+            # not restart the camera's analysis
+            camera=camera.model_copy(update={"recording": None}),
+            base_dir=site.base_dir,
+            motion=runtime.motion,
+            stall_seconds=watchdog.stall_seconds,
+            reconnect_cap=reconnect_cap,
+            ring_slots=runtime.ring_slots,
+            io_timeout=IO_TIMEOUT,
+            log_level=decode_log_level,
+        )
+        for key, camera in site.config.cameras.items()
+        if camera.enabled
+    }
+
+
+def _models_in_use(config: SiteConfig) -> set[str]:
+    return {
+        model for camera in config.cameras.values() if camera.enabled for model in camera.models
+    }
+
+
+def camera_switches(config: SiteConfig) -> dict[str, bool]:
+    """Each camera of the site and whether it is enabled (what rule checks depend on)."""
+    return {camera_id: camera.enabled for camera_id, camera in config.cameras.items()}
+
+
+def models_to_load(site: LoadedSite) -> dict[str, tuple[ModelConfig, Path]]:
+    """The models the site's enabled cameras use, with their resolved files."""
+    return resolved_models(site, sorted(_models_in_use(site.config)))
