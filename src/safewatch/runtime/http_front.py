@@ -91,6 +91,10 @@ class HttpFront:
         )
         if bus is not None:  # every node's incident changes, from the bus
             bus.follow(service.live)
+        if options.cluster:  # jobs run by analyzers, from the job table
+            from safewatch.api.cluster_jobs import install_cluster_jobs
+
+            install_cluster_jobs(dashboard, service.site.config.cluster.lease_seconds)
         settings = ApiSettings(site_name=service.site.config.site.name)
         self.http = HttpServer(create_app(settings, service, dashboard), host, port)
         self.http.start()
