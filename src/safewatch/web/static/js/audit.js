@@ -15,9 +15,17 @@ async function jobs() {
     el("td", {}, el("a", { href: "#", onclick: (e) => { e.preventDefault(); show(j); } }, j.id)),
     el("td", {}, j.video), el("td", {}, j.camera), el("td", {}, fmtTime(j.submitted_at)), el("td", {}, j.submitted_by),
     el("td", {}, el("progress", { max: "1", value: String(j.progress) }), ` ${Math.round(j.progress * 100)}%`),
-    el("td", { class: "num" }, String(j.incidents)), el("td", { title: j.message }, j.state))));
+    el("td", { class: "num" }, String(j.incidents)), el("td", { title: j.message }, j.state,
+      can("operator") && (j.state === "queued" || j.state === "running")
+        ? el("button", { type: "button", class: "link", onclick: () => cancel(j) }, " cancel") : ""))));
   clearTimeout(timer);
   if (list.some((j) => j.state === "queued" || j.state === "running")) timer = setTimeout(jobs, 1000);
+}
+
+async function cancel(job) {
+  // Any API node cancels; under serve --cluster the analyzer running it stops at its next frame.
+  const done = await attempt(() => api(`/api/v1/audit-jobs/${job.id}/cancel`, { method: "POST" }), `Cancelling job ${job.id}`);
+  if (done) jobs();
 }
 
 async function show(job) {
