@@ -76,6 +76,7 @@ async function follow(jobId) {
     stateLine.textContent = job.state === "running" ? `${job.frames_done}${job.frames_total ? ` / ${job.frames_total}` : ""} frames` : job.message || job.state;
     if (job.state === "done") return job;
     if (job.state === "failed") throw new Error(job.message || "the test failed");
+    if (job.state === "cancelled") throw new Error("the test was cancelled");
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 }
