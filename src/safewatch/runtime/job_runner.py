@@ -5,8 +5,9 @@ JobQueue`) whenever fewer than ``cluster.job_slots`` of its own are running, and
 thread of its own with the code a single host runs (:func:`~safewatch.api.jobs.run_job`),
 against the analyzer's site and rules in force. Its loop heartbeats the running claims every
 third of the expiry (``cluster.lease_seconds``), independent of how slowly a job goes; the
-progress goes to the row at most twice a second, and that write is where the job learns that an
-operator cancelled it or that its claim was lost (it stops there, writing nothing more). The
+progress goes to the row at most twice a second (a write that fails is skipped: the heartbeat,
+not the progress, keeps the claim), and that write is where the job learns that an operator
+cancelled it or that its claim was lost (it stops there, writing nothing more). The
 inputs come from the evidence store (:mod:`safewatch.api.cluster_jobs`), the results go back to
 it as one tar, and the local work folder is removed. Stopping the analyzer gives its running
 jobs back to the queue, so another analyzer restarts them at once rather than after the expiry.
@@ -202,7 +203,14 @@ class JobRunner:
             if time.monotonic() - last < _PROGRESS_EVERY:
                 return
             last = time.monotonic()
-            if self._queue.progress(claim, frames_done=done):
+            try:
+                cancelled = self._queue.progress(claim, frames_done=done)
+            except JobLost:
+                raise
+            except Exception as exc:  # the database away for a moment: progress can wait
+                log.warning("job %s: progress not written (%s)", job_id, exc)
+                return
+            if cancelled:
                 raise JobCancelled(f"job {job_id} was cancelled")
 
         outcome = run_job(
