@@ -131,6 +131,17 @@ def test_an_api_node_sees_each_change_once_across_a_redis_restart(
                 return False
 
         wait_for(api_up, 120, "the API node answering")
+        # Its dashboard's jobs are the cluster's (run by analyzers): a row of the job table is
+        # in its list.
+        from safewatch.api.jobs import AuditJob
+        from safewatch.cluster.jobs import JobQueue
+
+        job = AuditJob("0123456789ab", "clip.mp4", "cam1", "admin", time.time())
+        JobQueue(engine, expiry=3.0).insert(job)
+        listed = httpx.get(
+            f"{base}/api/v1/audit-jobs", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert [j["id"] for j in listed.json()] == [job.id], listed.text
         reader = FeedReader(f"ws://127.0.0.1:{port}/api/v1/ws/incidents", token)
         reader.thread.start()
         assert reader.ready.wait(30) and reader.error is None, reader.error

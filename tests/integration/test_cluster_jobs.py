@@ -2,8 +2,9 @@
 with a free slot, followed (progress, result) and cancelled from another API node.
 
 Real parts: one PostgreSQL (the job table), two ``safewatch serve --cluster --role analyzer``
-processes (their cameras disabled: they only take jobs) and a ``--role api`` one (node B); node
-A is a dashboard in this process wired as ``serve --cluster`` wires it. They share only the
+processes (their cameras disabled: they only take jobs), two API nodes in this process, each a
+dashboard with its own database connections wired as ``serve --cluster`` wires it (that a served
+``--role api`` node is wired so is checked in test_cluster_bus_serve.py), sharing only the
 database and the evidence folder declared shared. The claimer is killed with ``kill -9`` in the
 middle of the job: the other analyzer claims it after the heartbeat expiry (lease 2 s) and
 finishes it.
@@ -18,13 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from cluster_serve_support import CLIP, MODEL, Analyzer, write_cluster_site
 from sqlalchemy import text
 
-from api_support import PASSWORD, add_users, client_for, login, wait_until
+from api_support import add_users, client_for, login, wait_until
 from assets import asset
 from db_servers import PostgresServer
 from safewatch.api.cluster_jobs import install_cluster_jobs
@@ -76,11 +76,9 @@ def test_a_job_runs_on_an_analyzer_survives_its_kill_and_is_seen_from_every_node
     engine = create_engine_for(cluster_db, tmp_path)
     upgrade(engine)  # as `safewatch db upgrade` (in this process: 3 s less)
     analyzers = {name: Analyzer(name, site, tmp_path).start() for name in ("a1", "a2")}
-    # Node B: a `serve --cluster --role api` process (the later --role wins).
-    api = Analyzer("api", site, tmp_path, extra=("--role", "api")).start()
 
     def logs() -> str:
-        return "\n".join(f"--- {a.name}\n{a.tail()}" for a in [*analyzers.values(), api])
+        return "\n".join(f"--- {a.name}\n{a.tail()}" for a in analyzers.values())
 
     def claimer(job_id: str) -> tuple[str | None, int, str]:
         with engine.connect() as connection:
@@ -91,102 +89,85 @@ def test_a_job_runs_on_an_analyzer_survives_its_kill_and_is_seen_from_every_node
         return row.claimed_by, row.attempt, row.state
 
     try:
-        with (
-            api_node(site) as node_a,
-            client_for(node_a) as client_a,
-            httpx.Client(base_url=api.base, timeout=30) as client_b,
-        ):
+        with api_node(site) as node_a, api_node(site) as node_b:
             add_users(node_a)
-            headers_a = {"X-CSRF-Token": login(client_a, "operator")}
-            try:
-                headers_b = {"X-CSRF-Token": wait_until(lambda: api_login(client_b), 120, 0.3)}
-            except AssertionError:
-                raise AssertionError(f"API node not serving\n{logs()}") from None
-            submitted = client_a.post(
-                "/api/v1/audit-jobs/upload",
-                files={"video": ("yard.mp4", asset(CLIP).read_bytes(), "video/mp4")},
-                data={"camera": "cam1"},
-                headers=headers_a,
-            )
-            assert submitted.status_code == 202, submitted.text
-            job_id = submitted.json()["id"]
-
-            def state_on_b() -> dict[str, Any]:
-                response = client_b.get(f"/api/v1/audit-jobs/{job_id}")
-                assert response.status_code == 200, response.text
-                body: dict[str, Any] = response.json()
-                return body
-
-            # Node B sees the job run on an analyzer, with progress.
-            try:
-                running = wait_until(lambda: (s := state_on_b())["frames_done"] > 0 and s, 120, 0.1)
-            except AssertionError:
-                raise AssertionError(f"no progress\n{logs()}") from None
-            assert running["state"] == "running" and 0 < running["progress"] < 1
-            assert running["frames_total"] and running["frames_total"] > 10
-            victim, attempt, _ = claimer(job_id)
-            assert victim in analyzers and attempt == 1
-
-            # kill -9 of the claimer mid-job: the other analyzer claims it again and ends it.
-            analyzers[victim].signal(signal.SIGKILL)
-            analyzers[victim].wait(30)
-            killed_at = time.monotonic()
-            try:
-                done = wait_until(
-                    lambda: (s := state_on_b())["state"] in ("done", "failed") and s, 180, 0.2
+            with client_for(node_a) as client_a, client_for(node_b) as client_b:
+                headers_a = {"X-CSRF-Token": login(client_a, "operator")}
+                headers_b = {"X-CSRF-Token": login(client_b, "operator")}
+                submitted = client_a.post(
+                    "/api/v1/audit-jobs/upload",
+                    files={"video": ("yard.mp4", asset(CLIP).read_bytes(), "video/mp4")},
+                    data={"camera": "cam1"},
+                    headers=headers_a,
                 )
-            except AssertionError:
-                raise AssertionError(f"not finished\n{logs()}") from None
-            assert done["state"] == "done", done["message"]
-            survivor, attempt, _ = claimer(job_id)
-            assert survivor not in (None, victim) and attempt == 2
-            print(f"finished {time.monotonic() - killed_at:.1f} s after the kill")
-            assert done["progress"] == 1.0 and done["frames_done"] >= running["frames_total"] - 2
-            # Same list and result on both nodes; node B reads the incidents the job found.
-            assert (
-                client_a.get("/api/v1/audit-jobs").json()
-                == client_b.get("/api/v1/audit-jobs").json()
-            )
-            found = client_b.get(f"/api/v1/audit-jobs/{job_id}/incidents")
-            assert found.status_code == 200 and len(found.json()) == done["incidents"] >= 1
-            still = found.json()[0]["id"]
-            image = client_b.get(f"/api/v1/audit-jobs/{job_id}/incidents/{still}/still")
-            assert image.status_code == 200 and image.content[:2] == b"\xff\xd8"
+                assert submitted.status_code == 202, submitted.text
+                job_id = submitted.json()["id"]
 
-            # Cancelled from node B while the survivor runs it (submitted to node A).
-            second = client_a.post(
-                "/api/v1/audit-jobs/upload",
-                files={"video": ("again.mp4", asset(CLIP).read_bytes(), "video/mp4")},
-                data={"camera": "cam1"},
-                headers=headers_a,
-            ).json()["id"]
-            wait_until(lambda: claimer(second)[2] == "running", 60, 0.1)
-            cancel = client_b.post(f"/api/v1/audit-jobs/{second}/cancel", headers=headers_b)
-            assert cancel.status_code == 200, cancel.text
-            wait_until(lambda: claimer(second)[2] == "cancelled", 30, 0.1)
-            gone = client_b.delete(f"/api/v1/audit-jobs/{job_id}", headers=headers_b)
-            assert gone.status_code == 204
-            assert [j["id"] for j in client_a.get("/api/v1/audit-jobs").json()] == [second]
-            assert not list((tmp_path / "shared-evidence" / "_jobs").glob(f"{job_id}*"))
+                def state_on_b() -> dict[str, Any]:
+                    response = client_b.get(f"/api/v1/audit-jobs/{job_id}")
+                    assert response.status_code == 200, response.text
+                    body: dict[str, Any] = response.json()
+                    return body
+
+                # Node B sees the job run on an analyzer, with progress.
+                try:
+                    running = wait_until(
+                        lambda: (s := state_on_b())["frames_done"] > 0 and s, 120, 0.1
+                    )
+                except AssertionError:
+                    raise AssertionError(f"no progress\n{logs()}") from None
+                assert running["state"] == "running" and 0 < running["progress"] < 1
+                assert running["frames_total"] and running["frames_total"] > 10
+                victim, attempt, _ = claimer(job_id)
+                assert victim in analyzers and attempt == 1
+
+                # kill -9 of the claimer mid-job: the other analyzer claims it again and ends it.
+                analyzers[victim].signal(signal.SIGKILL)
+                analyzers[victim].wait(30)
+                killed_at = time.monotonic()
+                try:
+                    done = wait_until(
+                        lambda: (s := state_on_b())["state"] in ("done", "failed") and s, 180, 0.2
+                    )
+                except AssertionError:
+                    raise AssertionError(f"not finished\n{logs()}") from None
+                assert done["state"] == "done", done["message"]
+                survivor, attempt, _ = claimer(job_id)
+                assert survivor not in (None, victim) and attempt == 2
+                print(f"finished {time.monotonic() - killed_at:.1f} s after the kill")
+                assert (
+                    done["progress"] == 1.0 and done["frames_done"] >= running["frames_total"] - 2
+                )
+                # Same list and result on both nodes; node B reads the incidents the job found.
+                assert (
+                    client_a.get("/api/v1/audit-jobs").json()
+                    == client_b.get("/api/v1/audit-jobs").json()
+                )
+                found = client_b.get(f"/api/v1/audit-jobs/{job_id}/incidents")
+                assert found.status_code == 200 and len(found.json()) == done["incidents"] >= 1
+                still = found.json()[0]["id"]
+                image = client_b.get(f"/api/v1/audit-jobs/{job_id}/incidents/{still}/still")
+                assert image.status_code == 200 and image.content[:2] == b"\xff\xd8"
+
+                # Cancelled from node B while the survivor runs it (submitted to node A).
+                second = client_a.post(
+                    "/api/v1/audit-jobs/upload",
+                    files={"video": ("again.mp4", asset(CLIP).read_bytes(), "video/mp4")},
+                    data={"camera": "cam1"},
+                    headers=headers_a,
+                ).json()["id"]
+                wait_until(lambda: claimer(second)[2] == "running", 60, 0.1)
+                cancel = client_b.post(f"/api/v1/audit-jobs/{second}/cancel", headers=headers_b)
+                assert cancel.status_code == 200, cancel.text
+                wait_until(lambda: claimer(second)[2] == "cancelled", 30, 0.1)
+                gone = client_b.delete(f"/api/v1/audit-jobs/{job_id}", headers=headers_b)
+                assert gone.status_code == 204
+                assert [j["id"] for j in client_a.get("/api/v1/audit-jobs").json()] == [second]
+                assert not list((tmp_path / "shared-evidence" / "_jobs").glob(f"{job_id}*"))
     finally:
-        for process in [*analyzers.values(), api]:
-            process.ensure_gone()
+        for analyzer in analyzers.values():
+            analyzer.ensure_gone()
         engine.dispose()
-
-
-def api_login(client: httpx.Client) -> str | None:
-    """The CSRF token of an operator's session on a served API node, or ``None`` while it is
-    not serving yet."""
-    try:
-        response = client.post(
-            "/api/v1/auth/login", json={"username": "operator", "password": PASSWORD}
-        )
-    except httpx.HTTPError:
-        return None
-    if response.status_code != 200:
-        return None
-    token: str = response.json()["csrf_token"]
-    return token
 
 
 def test_a_backtest_given_back_by_a_stopping_analyzer_is_finished_by_another(
