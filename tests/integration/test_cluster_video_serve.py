@@ -32,6 +32,7 @@ from cluster_serve_support import (
     MODEL,
     SAFEWATCH,
     Analyzer,
+    analysed_counts,
     free_port,
     paired_arrivals,
     parse_video_message,
@@ -266,4 +267,65 @@ def test_an_api_node_relays_the_owners_video_and_follows_a_failover(
             except subprocess.TimeoutExpired:
                 api.kill()
         os.environ.pop("SAFEWATCH_CLUSTER_SECRET", None)
+        schema.__exit__(None, None, None)
+
+
+def test_nodes_of_role_all_serve_their_own_cameras_and_relay_each_others(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    """Two ``--role all`` nodes, one camera each: a node's dashboard shows its own camera from
+    its own process (no relay state message) and the other's relayed from the other node's
+    dashboard port (its API process, past its session gate by grant)."""
+    schema = pg_server.fresh_schema()
+    url = schema.__enter__()
+    nodes: list[Analyzer] = []
+    try:
+        site = write_cluster_site(
+            tmp_path, url, asset(CLIP), asset(MODEL), cameras=2, lease_seconds=3.0
+        )
+        document = yaml.safe_load(site.read_text())
+        document["cluster"]["secret"] = SECRET
+        site.write_text(yaml.safe_dump(document))
+        upgraded = safewatch("db", "upgrade", "--config", str(site))
+        assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+        engine = create_engine_for(url, tmp_path)
+        from safewatch.api.auth.store import AuthStore
+
+        store = AuthStore(engine)
+        store.add_user("olga", "correct horse battery", "operator")
+        operator = {"Authorization": f"Bearer {store.create_token('olga', 'test').token}"}
+        for name in ("n1", "n2"):
+            nodes.append(Analyzer(name, site, tmp_path, extra=("--role", "all")).start())
+
+        def owners() -> dict[str, str | None]:
+            return {camera: owner_and_url(engine, camera)[0] for camera in ("cam1", "cam2")}
+
+        wait_for(lambda: set(owners().values()) == {"n1", "n2"}, 180, "one camera per node")
+        placed = owners()
+        node = nodes[0]
+        mine = next(camera for camera, owner in placed.items() if owner == "n1")
+        theirs = next(camera for camera, owner in placed.items() if owner == "n2")
+        assert owner_and_url(engine, theirs)[1] == nodes[1].base  # its dashboard's port
+        ws = node.base.replace("http", "ws", 1)
+
+        store.add_user("admin", "correct horse battery", "admin")
+        admin = {"Authorization": f"Bearer {store.create_token('admin', 'test').token}"}
+
+        def own_process_has_analysed() -> bool:  # (its /metrics needs a credential: role all)
+            try:
+                metrics = httpx.get(f"{node.base}/metrics", headers=admin, timeout=10).text
+            except httpx.HTTPError:
+                return False  # busy: ask again
+            return analysed_counts(metrics).get(mine, 0) > 0
+
+        wait_for(own_process_has_analysed, 120, f"n1 analysing {mine}")
+        local = asyncio.run(take(f"{ws}/api/v1/ws/cameras/{mine}/video", operator, 3))
+        assert all(isinstance(m, bytes) for m in local)  # no relay: no state message
+        relayed = asyncio.run(take(f"{ws}/api/v1/ws/cameras/{theirs}/video", operator, 3))
+        assert json.loads(relayed[0]) == {"type": "state", "state": "streaming", "owner": "n2"}
+        header, init = parse_video_message(relayed[1])  # type: ignore[arg-type]
+        assert header["type"] == "init" and boxes(init)[:2] == [b"ftyp", b"moov"]
+    finally:
+        for each in nodes:
+            each.ensure_gone()
         schema.__exit__(None, None, None)
