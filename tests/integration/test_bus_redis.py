@@ -340,7 +340,7 @@ def test_an_export_worker_recreates_its_group_after_a_redis_restart(
 
 
 def test_an_export_worker_with_the_database_writes_every_seq_once_in_order(
-    rig: dict[str, Any], redis_server: RedisServer, tmp_path: Path
+    rig: dict[str, Any], redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Changes trimmed away with a Redis restarted empty (NOGROUP), one that never reached
     Redis, a worker restarted on its folder: the export holds each chain change once, in order,
@@ -393,6 +393,8 @@ def test_an_export_worker_with_the_database_writes_every_seq_once_in_order(
     assert restarted.backfilled == 1
     assert exported() == chain_change_seqs(repository)
     assert len(exported()) == 7
+    restarted._warn_if_shared()  # "a" read the group a moment ago: each would write everything
+    assert "also read by a;" in caplog.text
 
 
 class FailingOnce(Sink):

@@ -216,6 +216,7 @@ class ExportWorker:
         while not stop.is_set():
             try:
                 self.ensure_group()
+                self._warn_if_shared()
                 break
             except (redis.RedisError, OSError) as exc:
                 log.warning("export worker: Redis error (%s); retrying", exc)
@@ -233,6 +234,24 @@ class ExportWorker:
             except SafewatchError as exc:  # the database is down: the entries stay pending
                 log.warning("export worker: %s; retrying", exc)
                 stop.wait(2.0)
+
+    def _warn_if_shared(self) -> None:
+        """With a database, say so when other workers read the same group: each would write
+        the changes the others took too (run one such worker per group)."""
+        if self._order is None:
+            return
+        others = [
+            _text(c["name"])
+            for c in self._client.xinfo_consumers(self._stream, self._group)
+            if _text(c["name"]) != self._consumer and int(c.get("idle", 0)) < 60_000
+        ]
+        if others:
+            log.warning(
+                "export worker: group %s is also read by %s; with a database each worker writes "
+                "every change (give each its own --group)",
+                self._group,
+                ", ".join(sorted(others)),
+            )
 
     def _handle(self, entries: list[tuple[Any, dict[Any, Any]]]) -> int:
         """Write the entries' lines, fsync, then acknowledge them (never before)."""
