@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session
 
 from db_servers import PostgresServer
@@ -40,7 +40,7 @@ def own(engine: Engine, analyzer: str, camera: str, video_url: str | None) -> in
 
 
 def test_the_owner_and_its_advertised_url(engine: Engine) -> None:
-    relay = ClusterVideo(engine, SECRET)
+    relay = ClusterVideo(engine, SECRET, recheck_seconds=0)
     found = relay.owner("cam1")
     assert isinstance(found, NoOwner) and found.code == NO_OWNER
     assert "not been placed" in found.reason
@@ -54,16 +54,29 @@ def test_the_owner_and_its_advertised_url(engine: Engine) -> None:
 
 def test_each_reason_for_no_owner_is_said(engine: Engine) -> None:
     epoch = own(engine, "a1", "cam1", None)
-    found = ClusterVideo(engine, SECRET).owner("cam1")
+    found = ClusterVideo(engine, SECRET, recheck_seconds=0).owner("cam1")
     assert isinstance(found, NoOwner) and "a1 serves no video" in found.reason
-    found = ClusterVideo(engine, None).owner("cam1")
+    found = ClusterVideo(engine, None, recheck_seconds=0).owner("cam1")
     assert isinstance(found, NoOwner) and "cluster.secret is not set" in found.reason
     with Session(engine) as session, session.begin():
         assert leases.release(session, "a1", "cam1", epoch)
-    found = ClusterVideo(engine, SECRET).owner("cam1")
+    found = ClusterVideo(engine, SECRET, recheck_seconds=0).owner("cam1")
     assert isinstance(found, NoOwner) and found.reason.endswith("now (last owner a1)")
     own(engine, "a2", "cam1", "http://a2:8081")
     with engine.begin() as connection:  # a2 died: its lease ran out (database clock)
         connection.execute(text("UPDATE camera_leases SET expires_at = expires_at - 60"))
-    found = ClusterVideo(engine, SECRET).owner("cam1")
+    found = ClusterVideo(engine, SECRET, recheck_seconds=0).owner("cam1")
     assert isinstance(found, NoOwner) and "last owner a2" in found.reason
+
+
+def test_viewers_of_one_camera_share_a_lookup_for_half_a_recheck(engine: Engine) -> None:
+    own(engine, "a1", "cam1", "http://a1:8081")
+    queries: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: queries.append(args[2]))
+    relay = ClusterVideo(engine, SECRET, recheck_seconds=60.0)
+    first = relay.owner("cam1")
+    assert [relay.owner("cam1") for _ in range(20)] == [first] * 20
+    assert len([q for q in queries if "camera_leases" in q]) == 1
+    relay.cache_seconds = 0.0  # the answer is now too old
+    relay.owner("cam1")
+    assert len([q for q in queries if "camera_leases" in q]) == 2

@@ -41,6 +41,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -288,9 +289,28 @@ class ClusterVideo:
         self.recheck_seconds = recheck_seconds
         self.failover_seconds = failover_seconds
         self.connect_timeout = connect_timeout
+        self.cache_seconds = recheck_seconds / 2
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[float, Owner | NoOwner]] = {}
 
     def owner(self, camera_id: str) -> Owner | NoOwner:
-        """The camera's owner now and its video URL, or why there is none (database clock)."""
+        """The camera's owner now and its video URL, or why there is none (database clock).
+
+        One answer serves every viewer of the camera for ``cache_seconds`` (half a recheck): a
+        wall of forty tiles in ten browsers asks the database forty times a second, not four
+        hundred.
+        """
+        now = time.monotonic()
+        with self._lock:
+            known = self._known.get(camera_id)
+        if known is not None and now - known[0] < self.cache_seconds:
+            return known[1]
+        found = self._look_up(camera_id)
+        with self._lock:
+            self._known[camera_id] = (now, found)
+        return found
+
+    def _look_up(self, camera_id: str) -> Owner | NoOwner:
         if self._secret is None:
             return NoOwner(
                 NO_OWNER,
