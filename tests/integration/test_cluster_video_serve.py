@@ -118,6 +118,7 @@ def test_an_api_node_relays_the_owners_video_and_follows_a_failover(
     url = schema.__enter__()
     analyzers: list[Analyzer] = []
     api: subprocess.Popen[str] | None = None
+    stray: subprocess.Popen[str] | None = None
     try:
         site = write_cluster_site(
             tmp_path, url, asset(CLIP), asset(MODEL), cameras=1, lease_seconds=3.0
@@ -137,23 +138,25 @@ def test_an_api_node_relays_the_owners_video_and_follows_a_failover(
         admin = {"Authorization": f"Bearer {store.create_token('admin', 'test').token}"}
         operator = {"Authorization": f"Bearer {store.create_token('olga', 'test').token}"}
 
-        port = free_port()
+        port, stray_port = free_port(), free_port()
         with (tmp_path / "api.log").open("a") as api_log:
-            api = subprocess.Popen(
-                [str(SAFEWATCH), "serve", "--config", str(site), "--cluster", "--role", "api",
-                 "--port", str(port)],
-                stdout=api_log, stderr=subprocess.STDOUT, text=True,
-                env={**os.environ, "SAFEWATCH_DEBUG": "0"},
+            api, stray = (
+                subprocess.Popen(
+                    [str(SAFEWATCH), "serve", "--config", str(site), "--cluster", "--role", "api",
+                     "--port", str(at)],
+                    stdout=api_log, stderr=subprocess.STDOUT, text=True,
+                    env={**os.environ, "SAFEWATCH_DEBUG": "0", "SAFEWATCH_CLUSTER_SECRET": key},
+                )
+                for at, key in ((port, SECRET), (stray_port, "another-secret-than-the-others"))
             )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
 
-        def api_up() -> bool:
+        def up(at: int) -> bool:
             try:
-                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+                return httpx.get(f"http://127.0.0.1:{at}/healthz", timeout=2).status_code == 200
             except httpx.HTTPError:
                 return False
 
-        wait_for(api_up, 120, "the API node answering")
+        wait_for(lambda: up(port) and up(stray_port), 120, "the API nodes answering")
         video = f"ws://127.0.0.1:{port}/api/v1/ws/cameras/cam1/video"
 
         # Before any analyzer: no owner, said so (4503), not an error page.
@@ -195,6 +198,12 @@ def test_an_api_node_relays_the_owners_video_and_follows_a_failover(
         assert raw_init["mode"] == "raw"
         audited, total = store.audit_records(action="live.raw_view")
         assert total == 1 and (audited[0].actor, audited[0].subject) == ("admin", "cam1")
+
+        # An API node with another secret is refused by the owner, and says why (4502).
+        code, reason = asyncio.run(
+            refused(f"ws://127.0.0.1:{stray_port}/api/v1/ws/cameras/cam1/video", operator)
+        )
+        assert code == 4502 and "4401" in reason and "not signed" in reason, (code, reason)
 
         # The analyzer serves nothing without a grant signed with the cluster's secret.
         internal = f"{first_url.replace('http', 'ws', 1)}{INTERNAL_PREFIX}cam1/video"
@@ -265,12 +274,13 @@ def test_an_api_node_relays_the_owners_video_and_follows_a_failover(
     finally:
         for analyzer in analyzers:
             analyzer.ensure_gone()
-        if api is not None:
-            api.send_signal(signal.SIGTERM)
-            try:
-                api.wait(30)
-            except subprocess.TimeoutExpired:
-                api.kill()
+        for node in (api, stray):
+            if node is not None:
+                node.send_signal(signal.SIGTERM)
+                try:
+                    node.wait(30)
+                except subprocess.TimeoutExpired:
+                    node.kill()
         os.environ.pop("SAFEWATCH_CLUSTER_SECRET", None)
         schema.__exit__(None, None, None)
 

@@ -417,13 +417,16 @@ class ClusterVideo:
             ping_interval=5.0,
             ping_timeout=5.0,
         ) as upstream:
-            await say("streaming", owner=owner.analyzer_id)
             moved: list[str] = []
+            streaming = False  # said once the owner's first video arrives (not at a refusal)
             async with anyio.create_task_group() as group:
                 group.start_soon(self._watch_lease, camera_id, owner, moved, group.cancel_scope)
                 try:
                     async for message in upstream:
                         if isinstance(message, bytes):
+                            if not streaming:
+                                streaming = True
+                                await say("streaming", owner=owner.analyzer_id)
                             await websocket.send_bytes(message)
                 except ConnectionClosed:
                     pass
