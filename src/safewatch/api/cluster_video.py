@@ -41,6 +41,7 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -232,8 +233,6 @@ def advertised_url(bound: str, host: str | None) -> str:
     parts = urlsplit(bound)
     name = host or parts.hostname or ""
     if name in ("", "0.0.0.0", "::"):
-        import socket
-
         name = socket.getfqdn()
     if ":" in name and not name.startswith("["):
         name = f"[{name}]"
