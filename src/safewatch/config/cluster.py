@@ -114,13 +114,25 @@ def check_labels(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def _recording_cameras(site: LoadedSite) -> list[str]:
+    """The enabled cameras with recording on (file cameras included: they are refused alike,
+    which keeps the rule simple to state)."""
+    return sorted(
+        key
+        for key, camera in site.config.cameras.items()
+        if camera.enabled and camera.recording is not None and camera.recording.enabled
+    )
+
+
 def cluster_refusal(site: LoadedSite) -> ConfigError | None:
     """Why ``site`` cannot run in cluster mode (with the file and line), or ``None``.
 
     Refused: a SQLite database (one host's file; leases and fencing need one database every
     analyzer writes to) and evidence in a local folder not declared shared
     (``storage.evidence_shared: true``), since a camera's next owner must finish and read its
-    clips. Read again from the file for the line numbers the validated model no longer has.
+    clips; and recording cameras into a folder not declared shared (``storage.recordings_shared:
+    true``): a camera's next owner continues its recording there and every API node serves it.
+    Read again from the file for the line numbers the validated model no longer has.
     """
     from safewatch.config.loader import read_document
 
@@ -138,6 +150,14 @@ def cluster_refusal(site: LoadedSite) -> ConfigError | None:
             ("storage", "evidence_dir"),
             "cluster mode needs evidence every analyzer can reach: set storage.evidence_s3, or "
             "storage.evidence_shared: true if this folder is shared (NFS, a common volume)",
+        )
+    elif not storage.recordings_shared and (recording := _recording_cameras(site)):
+        problem = (
+            ("storage", "recordings_dir"),
+            f"cluster mode records cameras {recording} only into a folder every node reaches "
+            "(a camera's next owner continues its recording, any API node serves it): set "
+            "storage.recordings_shared: true if this folder is shared (NFS, a common volume), or "
+            "turn their recording off",
         )
     if problem is None:
         return None

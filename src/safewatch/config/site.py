@@ -391,6 +391,12 @@ class StorageConfig(_Strict):
         description="`evidence_dir` is a folder every analyzer of a cluster reaches (NFS, a "
         "common volume): lets `serve --cluster` keep evidence there instead of in S3.",
     )
+    recordings_shared: bool = Field(
+        False,
+        description="`recordings_dir` is a folder every node of a cluster reaches (NFS, a common "
+        "volume): lets `serve --cluster` record cameras (each camera's owner writes its "
+        "segments there, any API node serves them).",
+    )
     witness_seconds: float = Field(
         600.0,
         gt=0,

@@ -27,6 +27,7 @@ import fcntl
 import json
 import logging
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -42,13 +43,17 @@ from safewatch.incidents.evidence import EvidenceStore
 from safewatch.storage import IncidentRepository
 
 __all__ = [
+    "CLIP_RECOVERED",
     "CLIP_SUFFIX",
+    "CLIP_UNRECOVERABLE",
     "KEYFRAME_SECONDS",
     "PART_SUFFIX",
+    "Adoption",
     "ClipEncoder",
     "ClipInfo",
     "PartLock",
     "Recovery",
+    "adopt_clips",
     "read_clip_info",
     "recover_clips",
     "salvage",
@@ -213,9 +218,9 @@ class PartLock:
     in the same process (another camera thread) from recovering a clip still being written.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        self._fd = os.open(path, os.O_RDONLY | (os.O_CREAT if create else 0), 0o644)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -223,10 +228,14 @@ class PartLock:
             raise
 
     @classmethod
-    def try_acquire(cls, path: Path) -> PartLock | None:
-        """The lock, or ``None`` when another writer holds it."""
+    def try_acquire(cls, path: Path, *, create: bool = True) -> PartLock | None:
+        """The lock, or ``None`` when another writer holds it.
+
+        Raises:
+            FileNotFoundError: ``create`` is false and the file is gone.
+        """
         try:
-            return cls(path)
+            return cls(path, create=create)
         except BlockingIOError:
             return None
 
@@ -324,7 +333,7 @@ def recover_clips(spool: Path, store: EvidenceStore, repository: IncidentReposit
             report.busy.append(part.name)
             continue
         try:
-            key = _recover_one(part, store, repository)
+            key = _recover_one(part, store, repository).key
         finally:
             lock.release()
         if key is None:
@@ -341,26 +350,38 @@ def recover_clips(spool: Path, store: EvidenceStore, repository: IncidentReposit
     return report
 
 
-def _recover_one(part: Path, store: EvidenceStore, repository: IncidentRepository) -> str | None:
+@dataclass(frozen=True, slots=True)
+class _Recovered:
+    """One interrupted clip's outcome: its stored key and frames, or why nothing was stored."""
+
+    key: str | None
+    frames: int = 0
+    why: str = ""
+
+
+def _incident_of(part: Path, repository: IncidentRepository) -> Incident | None:
+    try:
+        return repository.get(part.name[: -len(PART_SUFFIX)])
+    except NotFound:
+        return None
+
+
+def _recover_one(part: Path, store: EvidenceStore, repository: IncidentRepository) -> _Recovered:
     incident_id = part.name[: -len(PART_SUFFIX)]
     info = read_clip_info(part)
-    incident: Incident | None
-    try:
-        incident = repository.get(incident_id)
-    except NotFound:
-        incident = None
+    incident = _incident_of(part, repository)
     if incident is not None:
         camera_id, at = incident.camera_id, incident.started_at
     elif info is not None:
         camera_id, at = info.camera_id, info.at
     else:
         _log.warning("interrupted clip %s: no incident and no clip info, removed", part.name)
-        return None
+        return _Recovered(None, why="no incident and no clip info")
     salvaged = part.with_name(part.name + _SALVAGE)
     frames = salvage(part, salvaged)
     if frames == 0:
         _log.warning("interrupted clip %s: nothing decodable, removed", part.name)
-        return None
+        return _Recovered(None, why=f"nothing decodable in {part.stat().st_size} bytes")
     try:
         key = store.write_file(
             incident_id, salvaged, camera_id=camera_id, at=at, suffix=CLIP_SUFFIX, move=True
@@ -374,4 +395,90 @@ def _recover_one(part: Path, store: EvidenceStore, repository: IncidentRepositor
     else:
         _log.warning("interrupted clip %s kept as %s: its incident is not stored", part.name, key)
     part.unlink(missing_ok=True)
-    return key
+    return _Recovered(key, frames)
+
+
+CLIP_RECOVERED = "clip.recovered"
+"""Chain entry of a clip its writer never finished, stored by a camera's next owner."""
+CLIP_UNRECOVERABLE = "clip.unrecoverable"
+"""Chain entry of such a clip that could not be stored, with why."""
+
+
+@dataclass
+class Adoption:
+    """What :func:`adopt_clips` did with one camera's interrupted clips.
+
+    Attributes:
+        completed: Incident ids whose clip was salvaged, stored and attached.
+        unusable: Incident id -> why its clip was removed instead.
+        busy: Incident ids whose clip a live writer still holds (try again later).
+    """
+
+    completed: list[str] = field(default_factory=list)
+    unusable: dict[str, str] = field(default_factory=dict)
+    busy: list[str] = field(default_factory=list)
+
+
+def adopt_clips(
+    spool: Path,
+    store: EvidenceStore,
+    repository: IncidentRepository,
+    camera_id: str,
+    *,
+    reason: str,
+    previous_owner: str | None,
+    skip: Collection[str] = (),
+) -> Adoption:
+    """Finish the clips of ``camera_id``'s closed incidents that another writer left in ``spool``.
+
+    Under ``serve --cluster`` the folder is shared and a camera's clips are written by its owner.
+    An owner that died (or froze past its lease, then let its clips go) leaves ``.part`` files
+    nobody else would finish before some analyzer restarts; the camera's next owner calls this:
+    each one nobody holds is salvaged up to its last complete fragment, stored (``evidence.
+    written``) and attached to its incident (``incident.updated``), and ``clip.recovered`` is
+    chained with ``reason`` and ``previous_owner``; one with nothing decodable is removed and
+    ``clip.unrecoverable`` chained with why. The writes go through the epoch fence like any of
+    the owner's. Clips of open incidents, and of the incident ids in ``skip`` (the caller's own
+    clips in progress), are left alone.
+
+    Raises:
+        StorageError: The database or the store cannot be written (the file stays for a retry).
+    """
+    report = Adoption()
+    if not spool.is_dir():
+        return report
+    for part in sorted(spool.glob(f"*{PART_SUFFIX}")):
+        if part.name[: -len(PART_SUFFIX)] in skip:
+            continue
+        incident = _incident_of(part, repository)
+        if incident is None:
+            info = read_clip_info(part)
+            if info is None or info.camera_id != camera_id:
+                continue  # another camera's, or a clip of an incident never stored
+        elif incident.camera_id != camera_id or incident.ended_at is None:
+            continue
+        incident_id = part.name[: -len(PART_SUFFIX)]
+        try:
+            lock = PartLock.try_acquire(part, create=False)
+        except FileNotFoundError:  # finished by its writer since the listing
+            continue
+        if lock is None:
+            report.busy.append(incident_id)
+            continue
+        try:
+            outcome = _recover_one(part, store, repository)
+        finally:
+            lock.release()
+        detail = {"reason": reason, "previous_owner": previous_owner, "camera": camera_id}
+        if outcome.key is not None:
+            report.completed.append(incident_id)
+            if incident is not None:
+                repository.record_event(
+                    incident_id, CLIP_RECOVERED, {**detail, "frames": outcome.frames}
+                )
+            continue
+        part.unlink(missing_ok=True)
+        report.unusable[incident_id] = outcome.why
+        if incident is not None:
+            repository.record_event(incident_id, CLIP_UNRECOVERABLE, {**detail, "why": outcome.why})
+    return report

@@ -56,6 +56,7 @@ from safewatch.incidents.clips import (
     ClipInfo,
     PartLock,
     Recovery,
+    adopt_clips,
     recover_clips,
 )
 from safewatch.incidents.evidence import JPEG_QUALITY, EvidenceStore
@@ -146,7 +147,23 @@ class _EndCamera:
     camera_id: str
 
 
-_Message = _Observed | _Open | _Close | _Still | _Barrier | _EndCamera
+@dataclass(frozen=True, slots=True)
+class _DropCamera:
+    camera_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Adopt:
+    camera_id: str
+    reason: str
+    previous_owner: str | None
+    attempt: int = 0
+
+
+_Message = _Observed | _Open | _Close | _Still | _Barrier | _EndCamera | _DropCamera | _Adopt
+
+_ADOPT_RETRY_CAP = 30.0
+"""Longest wait between two tries at a lost camera's clip another process still holds."""
 
 
 @dataclass
@@ -302,6 +319,21 @@ class EvidenceRecorder:
         if self._config.clips:
             self._send(_EndCamera(camera_id))
 
+    def drop_camera(self, camera_id: str) -> None:
+        """This process lost the camera (``serve --cluster``: its lease expired under it): its
+        clips in progress are closed where they are, not stored (the fence would refuse them),
+        and let go, so the camera's next owner finishes them (:meth:`adopt_clips`)."""
+        if self._config.clips:
+            self._send(_DropCamera(camera_id))
+
+    def adopt_clips(self, camera_id: str, *, reason: str, previous_owner: str | None) -> None:
+        """This process now owns ``camera_id``: finish the clips its previous owner left in the
+        (shared) spool, chaining ``reason`` (:func:`~.clips.adopt_clips`). A clip another
+        process still holds (an owner frozen past its lease) is tried again, less and less
+        often, until it lets go or this recorder closes; the next start's recovery takes what
+        is left then."""
+        self._send(_Adopt(camera_id, reason, previous_owner))
+
     def record_still(
         self,
         incident_id: str,
@@ -397,6 +429,10 @@ class EvidenceRecorder:
             ]:
                 if clip.incident.ended_at is not None:
                     self._finish(clip)
+        elif isinstance(message, _DropCamera):
+            self._on_drop(message.camera_id)
+        elif isinstance(message, _Adopt):
+            self._on_adopt(message)
         else:
             message.done.set()
 
@@ -486,6 +522,61 @@ class EvidenceRecorder:
         if clip.original is not None:
             clip.original.add(picture, entry.timestamp)
         clip.last_written = entry.timestamp
+
+    def _on_drop(self, camera_id: str) -> None:
+        for clip in [c for c in self._clips.values() if c.incident.camera_id == camera_id]:
+            self._clips.pop(clip.incident.id, None)
+            try:
+                if clip.encoder is not None:
+                    clip.encoder.finish()  # a complete file for the next owner to store
+                if clip.original is not None:
+                    clip.original.abort()  # sealed originals are only kept by their writer
+            except (av.FFmpegError, OSError) as exc:
+                _log.warning("incident %s: closing its dropped clip: %s", clip.incident.id, exc)
+            finally:
+                clip.lock.release()
+            _log.warning(
+                "incident %s: camera %s lost; its clip is left in %s for the next owner",
+                clip.incident.id,
+                camera_id,
+                self._spool,
+            )
+
+    def _on_adopt(self, message: _Adopt) -> None:
+        try:
+            adoption = adopt_clips(
+                self._spool,
+                self._store,
+                self._repository,
+                message.camera_id,
+                reason=message.reason,
+                previous_owner=message.previous_owner,
+                skip=frozenset(self._clips),
+            )
+        except SafewatchError as exc:  # fenced (the camera moved on) or storage down
+            _log.warning("camera %s: clips left by its previous owner: %s", message.camera_id, exc)
+            return
+        if adoption.completed or adoption.unusable:
+            _log.warning(
+                "camera %s: %d clip(s) left by %s stored, %d unusable (%s)",
+                message.camera_id,
+                len(adoption.completed),
+                message.previous_owner or "a previous owner",
+                len(adoption.unusable),
+                message.reason,
+            )
+        if adoption.busy:
+            delay = min(_ADOPT_RETRY_CAP, 2.0**message.attempt)
+            retry = dataclasses.replace(message, attempt=message.attempt + 1)
+            timer = threading.Timer(delay, self._retry, (retry,))
+            timer.daemon = True
+            timer.start()
+
+    def _retry(self, message: _Message) -> None:
+        with self._cond:
+            if self._stopping:
+                return
+        self._send(message)
 
     def _abandon(self, clip: _Clip, exc: BaseException) -> None:
         """Drop a clip that cannot be encoded; its incident keeps no clip."""

@@ -18,7 +18,7 @@ from safewatch.config.site import StorageConfig
 from safewatch.incidents.evidence import EvidenceStore
 from safewatch.storage import BlobStore, IncidentRepository, LocalBlobStore, create_engine_for
 
-__all__ = ["SiteStorage", "open_evidence_backend", "open_site_storage"]
+__all__ = ["SiteStorage", "clip_spool", "open_evidence_backend", "open_site_storage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,19 @@ def open_evidence_backend(
     if check:
         store.check()
     return store
+
+
+def clip_spool(storage: StorageConfig, base_dir: Path) -> Path:
+    """The folder of clips being written: ``.clips-in-progress`` in the evidence folder.
+
+    With evidence in S3 the folder is still ``evidence_dir`` (a clip is written frame by frame
+    to a local file and stored when it ends): without it an S3 site could not record clips at
+    all. Under ``serve --cluster`` with S3 it is each host's own, so a dead analyzer's
+    unfinished clips are stored by its host's next start, not by the camera's next owner
+    (docs/cluster.md).
+    """
+    folder = storage.evidence_dir.expanduser()
+    return (folder if folder.is_absolute() else base_dir / folder) / ".clips-in-progress"
 
 
 def open_site_storage(site: LoadedSite, *, auto_upgrade: bool | None = None) -> SiteStorage:

@@ -167,7 +167,16 @@ class SegmentWriter:
             log.warning("recording %s: closing %s: %s", self._camera, path.name, error)
         end = max(self._end, self._start + 0.001)
         target = segment_path(self._root, self._camera, self._start, end)
-        path.replace(target)
+        try:
+            path.replace(target)
+        except FileNotFoundError:
+            # Under serve --cluster, a camera's next owner names the segments of an owner that
+            # stopped writing (close_orphans with quiet_seconds): this process was frozen past
+            # its lease. The footage is in the file it named; nothing is lost.
+            log.warning(
+                "recording %s: %s was closed by the camera's next owner", self._camera, path.name
+            )
+            return None
         return _named(self._camera, target)
 
 
@@ -250,24 +259,48 @@ def _packets(container: Any, stream: Any, stop: threading.Event) -> Iterable[Any
         yield packet
 
 
-def close_orphans(root: Path, camera_id: str) -> list[Segment]:
+def close_orphans(
+    root: Path,
+    camera_id: str,
+    *,
+    quiet_seconds: float | None = None,
+    clock: Callable[[], float] = time.time,
+) -> list[Segment]:
     """Name the ``.part`` segments a crash left behind, from the footage they hold.
 
     Their start is in their name; their end is the last readable packet. A file with no
     readable packet is removed (nothing was recorded in it).
+
+    Args:
+        root: Recording folder.
+        camera_id: The camera.
+        quiet_seconds: Only files nobody wrote to for this long (by their modification time).
+            ``None`` takes every ``.part`` (one host: at start no recorder of the camera runs);
+            under ``serve --cluster`` the folder is shared, and a ``.part`` still written to is
+            another node's open segment (its owner is handing the camera over), not an orphan.
+        clock: Wall clock (the same one as the file system's times).
     """
     closed: list[Segment] = []
     folder = root / camera_id
     if not folder.is_dir():
         return closed
     for path in sorted(folder.glob(f"*/*{PART_SUFFIX}")):
+        if quiet_seconds is not None:
+            try:
+                if path.stat().st_mtime > clock() - quiet_seconds:
+                    continue
+            except FileNotFoundError:  # closed by its writer meanwhile
+                continue
         start = int(path.name[: -len(PART_SUFFIX)]) / 1000
         end = _footage_end(path, start)
         if end is None:
             path.unlink(missing_ok=True)
             continue
         target = segment_path(root, camera_id, start, end)
-        path.replace(target)
+        try:
+            path.replace(target)
+        except FileNotFoundError:  # its writer (or another node) closed it meanwhile
+            continue
         closed.append(_named(camera_id, target))
     return closed
 

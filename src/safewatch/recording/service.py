@@ -8,6 +8,13 @@ for, or slows, the analysis. Retention keeps every segment that overlaps the foo
 incident nobody has closed yet (review status open or acknowledged, ``protect_margin`` seconds
 either side of it, up to now while its episode runs): evidence an operator has not looked at is
 never deleted for space.
+
+Under ``serve --cluster`` a camera is recorded by the analyzer that owns it (``owned``): the
+recorder starts when the camera is handed to this analyzer and stops (closing its segment) when
+it leaves, so the next owner continues in the same shared folder. Retention runs for the owned
+cameras only, so each camera's recording is pruned by one node at a time and never by two that
+disagree; an owner also names the segments a dead previous owner left open (``.part`` files
+nobody wrote to for ``orphan_quiet_seconds``), at launch and at each retention round.
 """
 
 from __future__ import annotations
@@ -90,6 +97,11 @@ class RecordingService:
         stop_timeout: Longest wait for one recorder to close its segment when it is stopped
             or restarted by a reload (an input blocked in a reconnect may take its open
             timeout; the recorder then finishes on its own, its segment intact).
+        owned: The cameras this process may record now (``None``: all; ``serve --cluster``:
+            those it owns). Read at each :meth:`apply` and retention round.
+        orphan_quiet_seconds: ``None`` (one host): the ``.part`` files of a camera are named
+            once, before its first recorder starts. Otherwise (a shared folder): those nobody
+            wrote to for this long, at every launch and retention round.
     """
 
     def __init__(
@@ -101,6 +113,8 @@ class RecordingService:
         retention_seconds: float = 60.0,
         protect_margin: float = 120.0,
         stop_timeout: float = 5.0,
+        owned: Callable[[], frozenset[str] | None] = lambda: None,
+        orphan_quiet_seconds: float | None = None,
     ) -> None:
         self._site = site
         self._repository = repository
@@ -113,14 +127,19 @@ class RecordingService:
         self._recorders: dict[str, _Recorder] = {}
         self._retention: threading.Thread | None = None
         self._orphans_closed: set[str] = set()
+        self._owned = owned
+        self._orphan_quiet = orphan_quiet_seconds
         self.root = recordings_root(site)
 
     def cameras(self, site: LoadedSite | None = None) -> dict[str, Any]:
-        """Camera id -> its config, for the cameras that record (of ``site``, or the one in
-        force)."""
+        """Camera id -> its config, for the cameras that record here (of ``site``, or the one
+        in force; owned by this process)."""
         chosen = {}
+        owned = self._owned()
         for key, camera in (site or self._site).config.cameras.items():
             if not (camera.enabled and camera.recording and camera.recording.enabled):
+                continue
+            if owned is not None and key not in owned:
                 continue
             if source_kind(camera.source) == "file":
                 log.warning("camera %s: recording skipped: a file is its own recording", key)
@@ -184,10 +203,11 @@ class RecordingService:
 
     def _launch(self, key: str, plan: RecorderPlan) -> _Recorder:
         self.root.mkdir(parents=True, exist_ok=True)
-        if key not in self._orphans_closed:  # once: later ones are this process's own files
+        if self._orphan_quiet is not None:  # a shared folder: any node's dead segments
+            self._close_orphans(key)
+        elif key not in self._orphans_closed:  # once: later ones are this process's own files
             self._orphans_closed.add(key)
-            for orphan in close_orphans(self.root, key):
-                log.info("recording %s: closed %s left by a stop", key, orphan.path.name)
+            self._close_orphans(key)
         spec = build_open_spec(plan.source, rtsp_transport=plan.rtsp_transport)
 
         def open_input() -> Any:
@@ -207,6 +227,11 @@ class RecordingService:
         )
         thread.start()
         return _Recorder(plan, stop, thread)
+
+    def _close_orphans(self, key: str) -> None:
+        found = close_orphans(self.root, key, quiet_seconds=self._orphan_quiet, clock=self._clock)
+        for orphan in found:
+            log.info("recording %s: closed %s left by a stop", key, orphan.path.name)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Close the open segments (they keep their footage) and stop."""
@@ -237,9 +262,12 @@ class RecordingService:
         ]
 
     def retain(self) -> int:
-        """Apply every recording camera's retention now; the number of segments deleted."""
+        """Apply the retention of every camera recorded here now; the number of segments
+        deleted."""
         removed = 0
         for key, camera in self.cameras().items():
+            if self._orphan_quiet is not None:  # a dead owner's segment, quiet since
+                self._close_orphans(key)
             policy = camera.recording
             removed += len(
                 prune(

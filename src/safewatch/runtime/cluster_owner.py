@@ -32,6 +32,7 @@ from sqlalchemy import event
 from safewatch.api.health import ComponentHealth
 from safewatch.cluster import ClusterMember, Takeover
 from safewatch.cluster.membership import idle_transaction_limit
+from safewatch.cluster.takeover import ANALYZER_LOST
 from safewatch.config.loader import LoadedSite
 from safewatch.runtime.job_runner import JobRunner, start_job_runner
 from safewatch.runtime.service import RuntimeService, ServeOptions, StopReport
@@ -219,7 +220,15 @@ class ClusterOwner:
             epoch,
             "" if takeover is None else f", taken over from {takeover.previous_owner}",
         )
-        self._change(self.service.own_camera, camera_id)
+        if takeover is None:
+            self._change(self.service.own_camera, camera_id)
+        else:  # its clips left unfinished are stored as the lost analyzer's
+            self._change(
+                self.service.own_camera,
+                camera_id,
+                previous_owner=takeover.previous_owner,
+                reason=ANALYZER_LOST,
+            )
 
     def released(self, camera_id: str, reason: str) -> None:
         """Stop analysing ``camera_id``; ``lost`` stops without writing anything.
@@ -253,7 +262,7 @@ class ClusterOwner:
         return ComponentHealth(ok=health.ok, message=health.message)
 
     def _change(
-        self, apply: Callable[..., object], camera_id: str, **options: bool
+        self, apply: Callable[..., object], camera_id: str, **options: bool | str
     ) -> Future[object]:
         """Queue one ownership change; a failure is logged (the member's thread goes on)."""
 

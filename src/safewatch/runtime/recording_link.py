@@ -1,37 +1,56 @@
 """Continuous recording beside the analysis
 (:class:`~safewatch.recording.service.RecordingService`): started with the server, following site
-reloads, stopped before the cameras."""
+reloads and, under ``serve --cluster``, the cameras this process owns; stopped before the
+cameras."""
 
 from __future__ import annotations
 
 from safewatch.config.loader import LoadedSite
 from safewatch.recording.service import RecordingService
+from safewatch.runtime.ownership import CameraOwnership
 from safewatch.storage import IncidentRepository
 
-__all__ = ["RecordingLink"]
+__all__ = ["RecordingLink", "orphan_quiet_seconds"]
+
+
+def orphan_quiet_seconds(lease_seconds: float) -> float:
+    """How long a cluster's ``.part`` segment must have gone unwritten to be a dead owner's.
+
+    A live recorder writes a fragment at every keyframe (a few seconds); its owner's lease runs
+    out ``lease_seconds`` after its last renewal, and only then can another node own the camera.
+    Three leases, and never under 30 s, keep a slow keyframe interval from looking dead.
+    """
+    return max(30.0, 3 * lease_seconds)
 
 
 class RecordingLink:
     """The server's recorders, if it runs any.
 
     Args:
-        cluster: ``serve --cluster``: recording does not run (it does not follow ownership yet).
+        ownership: The cameras this process owns; under ``serve --cluster`` only those record
+            (and are pruned) here, into the shared ``storage.recordings_dir``.
+        cluster: ``serve --cluster``.
     """
 
-    def __init__(self, cluster: bool) -> None:
+    def __init__(self, ownership: CameraOwnership, cluster: bool) -> None:
+        self._ownership = ownership
         self._cluster = cluster
         self._service: RecordingService | None = None
 
     def start(self, site: LoadedSite, repository: IncidentRepository) -> None:
-        """Record the cameras of ``site`` that have a ``recording:`` block."""
-        if not self._cluster:  # (cluster: recording follows ownership; not yet)
-            # continuous recording of the cameras' own streams, beside the analysis
-            self._service = RecordingService(site, repository)
-            self._service.start()
+        """Record the cameras of ``site`` that have a ``recording:`` block (and are owned)."""
+        quiet = orphan_quiet_seconds(site.config.cluster.lease_seconds) if self._cluster else None
+        self._service = RecordingService(
+            site,
+            repository,
+            owned=lambda: self._ownership.owned,
+            orphan_quiet_seconds=quiet,
+        )
+        self._service.start()
 
     def apply(self, site: LoadedSite) -> str:
-        """Recorders follow their cameras' recording blocks in a reloaded ``site``; what changed,
-        as a suffix of the reload's message."""
+        """Recorders follow their cameras' recording blocks in ``site`` (a reload) and the
+        cameras owned now; what changed, as a suffix of a reload's message."""
         if self._service is None:
             return ""
         changes = self._service.apply(site)

@@ -44,7 +44,7 @@ from safewatch.errors import ConfigError, SafewatchError
 from safewatch.incidents.abandoned import close_abandoned_incidents
 from safewatch.incidents.manager import IncidentChange, IncidentManager
 from safewatch.incidents.recorder import EvidenceRecorder
-from safewatch.incidents.site_storage import SiteStorage, open_site_storage
+from safewatch.incidents.site_storage import SiteStorage, clip_spool, open_site_storage
 from safewatch.incidents.witness import ChainWitness, WitnessWriter
 from safewatch.pipeline.stages import build_tracker
 from safewatch.pipeline.step import FrameListener
@@ -132,7 +132,7 @@ class RuntimeService:
         self._alerts: AlertService | None = None
         self._witness: WitnessWriter | None = None
         self._recorder: EvidenceRecorder | None = None
-        self._recordings = RecordingLink(options.cluster)
+        self._recordings = RecordingLink(self._ownership, options.cluster)
         self._rule_files = RuleFiles(options.rules)
         self._rules: RulesWorker | None = None
         self._inference: InferenceWorker | None = None
@@ -201,6 +201,7 @@ class RuntimeService:
                 storage.evidence,
                 storage.repository,
                 config.evidence,
+                spool=clip_spool(config.storage, site.base_dir),
                 privacy_for=self._privacy_for,
                 zones_for=self._zones_for,
                 on_full="drop",
@@ -405,12 +406,20 @@ class RuntimeService:
 
     # -- cluster ownership (safewatch.runtime.cluster_owner) ---------------------------------
 
-    def own_camera(self, camera_id: str) -> ReloadPlan:
+    def own_camera(
+        self, camera_id: str, *, previous_owner: str | None = None, reason: str = "handover"
+    ) -> ReloadPlan:
         """Start running ``camera_id`` (``serve --cluster``: its lease is ours), like a camera
-        added to the site file."""
+        added to the site file; its recording continues here, and the clips its previous owner
+        left unfinished in the shared spool are stored, chained with ``reason``
+        (``analyzer_lost`` after a takeover from ``previous_owner``)."""
         with self._reload_lock:
             self._ownership.gain(camera_id)
-            return self.supervisor.apply(self._specs(self._site))
+            plan = self.supervisor.apply(self._specs(self._site))
+            self._recordings.apply(self._site)
+            if self._recorder is not None:
+                self._recorder.adopt_clips(camera_id, reason=reason, previous_owner=previous_owner)
+            return plan
 
     def disown_camera(self, camera_id: str, *, write: bool = True) -> ReloadPlan:
         """Stop running ``camera_id`` like a camera removed from the site file: its episodes end
@@ -418,7 +427,10 @@ class RuntimeService:
         without writing anything: its new owner takes its incidents, and the fence would refuse
         this process's writes anyway."""
         with self._reload_lock, self._ownership.give_up(camera_id, write=write):
-            return self.supervisor.apply(self._specs(self._site))
+            plan = self.supervisor.apply(self._specs(self._site))
+            # its open segment closed before the lease goes: the next owner continues
+            self._recordings.apply(self._site)
+            return plan
 
     def owned_cameras(self) -> frozenset[str] | None:
         """The cameras this process may run (``None``: every enabled camera of the site)."""
@@ -477,6 +489,8 @@ class RuntimeService:
         if self._rules is not None:
             if self._ownership.is_lost(camera_id):
                 self._rules.drop_camera(camera_id)
+                if self._recorder is not None:  # its clips let go, for the next owner
+                    self._recorder.drop_camera(camera_id)
             else:
                 reason = self._ownership.stop_reason(camera_id, self._site.config)
                 self._rules.finish_camera(camera_id, reason=reason)

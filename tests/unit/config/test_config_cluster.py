@@ -91,6 +91,22 @@ def test_a_local_evidence_folder_must_be_declared_shared(tmp_path: Path) -> None
     assert cluster_refusal(load_site(site_file(tmp_path, storage=bucket))) is None
 
 
+def test_recording_cameras_need_a_recordings_folder_declared_shared(tmp_path: Path) -> None:
+    """A camera's next owner continues its recording, and any API node serves it: the
+    recordings folder must be one every node reaches, as the evidence folder."""
+    recording = ", recording: {max_hours: 24}"
+    shared = "  evidence_shared: true\n"
+    site = load_site(site_file(tmp_path, storage=shared, camera=recording))
+    refusal = cluster_refusal(site)
+    assert refusal is not None
+    assert "storage.recordings_dir" in refusal.format()
+    assert "['yard']" in refusal.format() and "recordings_shared: true" in refusal.format()
+    both = shared + "  recordings_shared: true\n"
+    assert cluster_refusal(load_site(site_file(tmp_path, storage=both, camera=recording))) is None
+    off = ", recording: {enabled: false}"
+    assert cluster_refusal(load_site(site_file(tmp_path, storage=shared, camera=off))) is None
+
+
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "safewatch", "serve", *args],

@@ -142,6 +142,28 @@ def test_orphaned_part_files_are_named_from_their_footage(tmp_path: Path) -> Non
     assert list_segments(tmp_path, "yard") == closed
 
 
+def test_in_a_shared_folder_only_quiet_part_files_are_orphans(tmp_path: Path) -> None:
+    """Under serve --cluster the recording folder is shared: a ``.part`` another node still
+    writes (its owner is handing the camera over) is not a dead owner's and stays open."""
+    import os
+
+    clip = asset(CLIP)
+    dead = part_path(tmp_path, "yard", T0)
+    dead.parent.mkdir(parents=True)
+    dead.write_bytes(clip.read_bytes())
+    os.utime(dead, (T0 + 100, T0 + 100))  # nobody wrote to it for 60 s at T0 + 160
+    live = part_path(tmp_path, "yard", T0 + 120)
+    live.write_bytes(clip.read_bytes())
+    os.utime(live, (T0 + 150, T0 + 150))
+    closed = close_orphans(tmp_path, "yard", quiet_seconds=30, clock=lambda: T0 + 160)
+    assert [s.start for s in closed] == [T0]
+    assert live.exists() and not dead.exists()
+    # Its writer closes it later as usual; one that finds it already named by the camera's
+    # next owner (it was frozen past its lease) logs it and loses nothing.
+    assert close_orphans(tmp_path, "yard", quiet_seconds=5, clock=lambda: T0 + 160) != []
+    assert not live.exists()
+
+
 def seg(start: float, size: int = 100) -> Segment:
     return Segment("yard", T0 + start, T0 + start + 60, Path(f"/nowhere/{start}.mp4"), size)
 

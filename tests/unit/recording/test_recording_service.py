@@ -70,6 +70,40 @@ def test_retention_keeps_what_unreviewed_incidents_need(
     assert list_segments(service.root, "yard") == []
 
 
+def test_under_a_cluster_only_the_cameras_owner_records_and_prunes_it(tmp_path: Path) -> None:
+    """Retention runs once across a cluster: each camera's recording is pruned by its owner
+    only, so two nodes never apply different views of it (and a node without cameras, an API
+    node, prunes nothing)."""
+    path = write_site(tmp_path, source="rtsp://127.0.0.1:9/cam")
+    site = yaml.safe_load(path.read_text())
+    site["cameras"]["yard"]["recording"] = {"segment_seconds": 60, "max_hours": 1}
+    site["storage"]["recordings_dir"] = "rec"
+    path.write_text(yaml.safe_dump(site))
+    loaded = load_site(path)
+    storage = open_site_storage(loaded)
+    owned: set[str] = set()
+    try:
+        service = RecordingService(
+            loaded,
+            storage.repository,
+            clock=lambda: T0 + 3 * 3600,
+            owned=lambda: frozenset(owned),
+            orphan_quiet_seconds=30,
+        )
+        for n in range(3):
+            segment = segment_path(service.root, "yard", T0 + 60 * n, T0 + 60 * (n + 1))
+            segment.parent.mkdir(parents=True, exist_ok=True)
+            segment.write_bytes(b"x")
+        assert list(service.cameras()) == []
+        assert service.retain() == 0
+        assert len(list_segments(service.root, "yard")) == 3
+        owned.add("yard")
+        assert list(service.cameras()) == ["yard"]
+        assert service.retain() == 3
+    finally:
+        storage.close()
+
+
 def _reloaded(path: Path, edit: Callable[[dict[str, Any]], None]) -> LoadedSite:
     site = yaml.safe_load(path.read_text())
     edit(site)
