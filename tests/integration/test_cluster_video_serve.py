@@ -1,8 +1,8 @@
 """``serve --cluster``: an API node shows the live video of a camera another analyzer owns, by
 relaying it from the camera's owner (:mod:`safewatch.api.cluster_video`), and follows the camera
-to its next owner after a ``kill -9``.
+to its next owner after a ``kill -9`` and after a drain (SIGTERM).
 
-Real processes (``--role api`` and two ``--role analyzer``), a real PostgreSQL, one looping file
+Real processes (``--role api`` and three ``--role analyzer``), a real PostgreSQL, one looping file
 camera on a 3 s lease. Checked: the relayed stream is fragmented MP4 (``ftyp``/``moov`` init,
 then ``moof``/``mdat`` fragments), blurred unless an admin asks (audited on the API node), a
 non-admin cannot get the raw stream, an analyzer serves nothing without a grant, the relay
@@ -20,6 +20,7 @@ import signal
 import struct
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -224,12 +225,15 @@ def test_an_api_node_relays_the_owners_video_and_follows_a_failover(
         )
         assert len(added) >= 50 and percentile(added, 0.5) < 1.0
 
-        # kill -9 of the owner: the viewer keeps its socket, is told, and gets a2's video.
-        async def across_failover() -> tuple[list[dict[str, Any]], float]:
+        # kill -9 of the owner, then a drain (SIGTERM) of the next: the viewer keeps its
+        # socket, is told, and gets the next owner's video each time.
+        async def across(
+            move: Callable[[], None], new_owner: str
+        ) -> tuple[list[dict[str, Any]], float]:
             events: list[dict[str, Any]] = []
             async with websockets.connect(video, additional_headers=admin, max_size=None) as feed:
                 async with asyncio.timeout(120):
-                    killed_at = 0.0
+                    moved_at = 0.0
                     while True:
                         message = await feed.recv()
                         if isinstance(message, str):
@@ -238,39 +242,54 @@ def test_an_api_node_relays_the_owners_video_and_follows_a_failover(
                         header = parse_video_message(message)[0]
                         events.append({"type": header["type"], "at": time.monotonic()})
                         fragments = [e for e in events if e["type"] == "fragment"]
-                        if not killed_at and len(fragments) >= 3:
-                            first.process.kill()  # type: ignore[union-attr]
-                            killed_at = time.monotonic()
-                            events.append({"type": "killed"})
-                        owners = [e.get("owner") for e in events if e["type"] == "state"]
-                        after = events[events.index({"type": "killed"}) :] if killed_at else []
-                        if "a2" in owners and sum(e["type"] == "fragment" for e in after) >= 3:
+                        if not moved_at and len(fragments) >= 3:
+                            move()
+                            moved_at = time.monotonic()
+                            events.append({"type": "moved"})
+                        arrived = {"type": "state", "state": "streaming", "owner": new_owner}
+                        after = events[events.index(arrived) :] if arrived in events else []
+                        if moved_at and sum(e["type"] == "fragment" for e in after) >= 3:
                             first_new = next(e["at"] for e in after if e["type"] == "fragment")
-                            return events, first_new - killed_at
+                            return events, first_new - moved_at
 
-        events, gap = asyncio.run(across_failover())
-        kinds = [(e["type"], e.get("state")) for e in events if e["type"] == "state"]
-        assert kinds[0] == ("state", "streaming") and ("state", "reconnecting") in kinds
-        reasons = [e["reason"] for e in events if e.get("state") == "reconnecting"]
-        assert kinds[-1] == ("state", "streaming") and events[-1]["type"] == "fragment"
-        after_kill = events[events.index({"type": "killed"}) :]
-        assert next(e["type"] for e in after_kill if e["type"] in ("init", "fragment")) == "init"
-        print(f"failover: video again {gap:.1f} s after kill -9 (lease 3 s); told {reasons}")
-        assert owner_and_url(engine, "cam1")[0] == "a2"
+        def check(events: list[dict[str, Any]], old: str, new: str) -> list[str]:
+            states = [e for e in events if e["type"] == "state"]
+            assert (states[0]["state"], states[0]["owner"]) == ("streaming", old)
+            assert (states[-1]["state"], states[-1]["owner"]) == ("streaming", new)
+            assert "reconnecting" in [e["state"] for e in states]
+            assert events[-1]["type"] == "fragment"
+            arrived = events.index({"type": "state", "state": "streaming", "owner": new})
+            assert events.index({"type": "moved"}) < arrived  # (the new owner's video: from init)
+            media = [e["type"] for e in events[arrived:] if e["type"] in ("init", "fragment")]
+            assert media[0] == "init" and media[1:] == ["fragment"] * (len(media) - 1)
+            assert owner_and_url(engine, "cam1")[0] == new
+            return [e["reason"] for e in states if e["state"] == "reconnecting"]
+
+        events, gap = asyncio.run(across(first.process.kill, "a2"))  # type: ignore[union-attr]
+        told = check(events, "a1", "a2")
+        print(f"failover: video again {gap:.1f} s after kill -9 (lease 3 s); told {told}")
+
+        third = Analyzer("a3", site, tmp_path).start()
+        analyzers.append(third)
+        wait_for(lambda: third.alive() and up(third.port), 120, "a3 serving")
+        time.sleep(2)  # its membership heartbeats (a3 takes what a2 drains)
+        events, gap = asyncio.run(across(lambda: second.signal(signal.SIGTERM), "a3"))
+        told = check(events, "a2", "a3")
+        print(f"drain: video again {gap:.1f} s after SIGTERM; told {told}")
 
         # The owner dies and its lease still holds: unreachable (4502), then no owner (4503).
-        second.process.kill()  # type: ignore[union-attr]
-        second.wait(30)
+        third.process.kill()  # type: ignore[union-attr]
+        third.wait(30)
         code, reason = asyncio.run(refused(video, admin))
-        assert code == 4502 and "a2" in reason, (code, reason)
-        wait_for(lambda: owner_and_url(engine, "cam1")[0] is None, 30, "a2's lease expiring")
+        assert code == 4502 and "a3" in reason, (code, reason)
+        wait_for(lambda: owner_and_url(engine, "cam1")[0] is None, 30, "a3's lease expiring")
         # (the API node may answer from its lookup of up to half a second ago once more)
         code, reason = wait_for(
             lambda: (answer := asyncio.run(refused(video, admin)))[0] == 4503 and answer,
             10,
             "no owner said",
         )
-        assert code == 4503 and "last owner a2" in reason, (code, reason)
+        assert code == 4503 and "last owner a3" in reason, (code, reason)
     finally:
         for analyzer in analyzers:
             analyzer.ensure_gone()
