@@ -1,8 +1,8 @@
 """``serve --cluster``: an API node shows the live video of a camera another analyzer owns, by
 relaying it from the camera's owner (:mod:`safewatch.api.cluster_video`), and follows the camera
-to its next owner after a ``kill -9`` and after a drain (SIGTERM).
+to its next owner after a ``kill -9``, a drain (SIGTERM) and a freeze (SIGSTOP).
 
-Real processes (``--role api`` and three ``--role analyzer``), a real PostgreSQL, one looping file
+Real processes (``--role api`` and four ``--role analyzer``), a real PostgreSQL, one looping file
 camera on a 3 s lease. Checked: the relayed stream is fragmented MP4 (``ftyp``/``moov`` init,
 then ``moof``/``mdat`` fragments), blurred unless an admin asks (audited on the API node), a
 non-admin cannot get the raw stream, an analyzer serves nothing without a grant, the relay
@@ -277,19 +277,28 @@ def test_an_api_node_relays_the_owners_video_and_follows_a_failover(
         told = check(events, "a2", "a3")
         print(f"drain: video again {gap:.1f} s after SIGTERM; told {told}")
 
+        fourth = Analyzer("a4", site, tmp_path).start()
+        analyzers.append(fourth)
+        wait_for(lambda: fourth.alive() and up(fourth.port), 120, "a4 serving")
+        time.sleep(2)  # its membership heartbeats
+        events, gap = asyncio.run(across(lambda: third.signal(signal.SIGSTOP), "a4"))
+        told = check(events, "a3", "a4")
+        print(f"freeze: video again {gap:.1f} s after SIGSTOP (lease 3 s); told {told}")
+        third.ensure_gone()  # (resumed, then killed: it would take the camera back below)
+
         # The owner dies and its lease still holds: unreachable (4502), then no owner (4503).
-        third.process.kill()  # type: ignore[union-attr]
-        third.wait(30)
+        fourth.process.kill()  # type: ignore[union-attr]
+        fourth.wait(30)
         code, reason = asyncio.run(refused(video, admin))
-        assert code == 4502 and "a3" in reason, (code, reason)
-        wait_for(lambda: owner_and_url(engine, "cam1")[0] is None, 30, "a3's lease expiring")
+        assert code == 4502 and "a4" in reason, (code, reason)
+        wait_for(lambda: owner_and_url(engine, "cam1")[0] is None, 30, "a4's lease expiring")
         # (the API node may answer from its lookup of up to half a second ago once more)
         code, reason = wait_for(
             lambda: (answer := asyncio.run(refused(video, admin)))[0] == 4503 and answer,
             10,
             "no owner said",
         )
-        assert code == 4503 and "last owner a3" in reason, (code, reason)
+        assert code == 4503 and "last owner a4" in reason, (code, reason)
     finally:
         for analyzer in analyzers:
             analyzer.ensure_gone()

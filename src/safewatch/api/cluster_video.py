@@ -415,6 +415,7 @@ class ClusterVideo:
             compression=None,
             ping_interval=5.0,
             ping_timeout=5.0,
+            close_timeout=1.0,  # a frozen owner answers no close: leave it after a second
         ) as upstream:
             moved: list[str] = []
             streaming = False  # said once the owner's first video arrives (not at a refusal)
