@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["ClusterConfig", "check_labels", "cluster_refusal"]
 
 _LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,62}$"
+MIN_SECRET_LENGTH = 16
+"""Shortest ``cluster.secret`` accepted (an HMAC key that can be guessed is no key)."""
 
 
 class ClusterConfig(BaseModel):
@@ -74,7 +76,6 @@ class ClusterConfig(BaseModel):
 
     secret: SecretStr | None = Field(
         None,
-        min_length=16,
         description="Shared by every node (write ${SAFEWATCH_CLUSTER_SECRET}): an API node signs "
         "with it the short-lived grant that lets it relay the live video of a camera another "
         "analyzer owns. null: analyzers serve no video to other nodes, and an API node shows "
@@ -100,6 +101,16 @@ class ClusterConfig(BaseModel):
     @classmethod
     def _valid_labels(cls, value: dict[str, str]) -> dict[str, str]:
         return check_labels(value)
+
+    @field_validator("secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"must be {MIN_SECRET_LENGTH} characters or more (a random string, the same on "
+                "every node: it signs the grants of the live video relay)"
+            )
+        return value
 
 
 def check_labels(value: dict[str, str]) -> dict[str, str]:

@@ -61,6 +61,9 @@ def test_defaults_and_per_camera_labels(tmp_path: Path) -> None:
         ("cluster:\n  capacity: 0\n", 11, "greater than or equal to 1"),
         ("cluster:\n  labels: {'bad label': x}\n", 11, "letters, digits"),
         ("cluster:\n  leases: 3\n", 11, "leases"),
+        ("cluster:\n  secret: short\n", 11, "16 characters or more"),
+        ("cluster:\n  video_port: 70000\n", 11, "less than or equal to 65535"),
+        ("cluster:\n  advertise_host: 'a b'\n", 11, "should match pattern"),
     ],
 )
 def test_bad_cluster_block_names_the_file_and_line(
@@ -71,6 +74,20 @@ def test_bad_cluster_block_names_the_file_and_line(
         load_site(path)
     message = str(caught.value)
     assert f"{path}:{line}" in message and words in message, message
+
+
+def test_the_cluster_secret_is_kept_out_of_reprs(tmp_path: Path) -> None:
+    site = load_site(
+        site_file(
+            tmp_path,
+            storage="  evidence_shared: true\n",
+            cluster="cluster:\n  secret: sixteen-chars-and-more\n  video_port: 8081\n",
+        )
+    )
+    cluster = site.config.cluster
+    assert cluster.secret is not None
+    assert cluster.secret.get_secret_value() == "sixteen-chars-and-more"
+    assert "sixteen" not in repr(cluster) and cluster.video_port == 8081
 
 
 def test_sqlite_is_refused_at_its_line(tmp_path: Path) -> None:
