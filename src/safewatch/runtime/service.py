@@ -415,8 +415,10 @@ class RuntimeService:
         (``analyzer_lost`` after a takeover from ``previous_owner``)."""
         with self._reload_lock:
             self._ownership.gain(camera_id)
-            plan = self.supervisor.apply(self._specs(self._site))
+            # the recorder first: the footage's gap at a handover is then its connection and
+            # the camera's next keyframe, not the analysis's start as well
             self._recordings.apply(self._site)
+            plan = self.supervisor.apply(self._specs(self._site))
             if self._recorder is not None:
                 self._recorder.adopt_clips(camera_id, reason=reason, previous_owner=previous_owner)
             return plan
