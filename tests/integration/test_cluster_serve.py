@@ -276,6 +276,10 @@ def test_three_analyzers_share_cameras_through_kill_freeze_and_drain(
     # each incident closed as analyzer_lost got its clip, or the chain says why not
     recovered = clip_outcomes(cluster_db, tmp_path, lost_ids)
     assert recovered["clip.recovered"], recovered
+    print(
+        f"{len(lost_ids)} incidents closed as analyzer_lost: {len(recovered['clip.recovered'])} "
+        f"clips recovered by the new owners, {len(recovered['clip.unrecoverable'])} unusable"
+    )
     assert not recovered["neither"], recovered
     verify = safewatch("verify", "--config", str(site))
     assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -202,6 +202,9 @@ class EvidenceRecorder:
             ``wait`` (archived footage: :meth:`observe` waits for room, so a file run's clips are
             complete and the same on every run, at the evidence thread's pace).
         crf: x264 quality of clips.
+        recover: Complete the clips a dead process left in the spool now. ``serve --cluster``
+            with a shared spool turns it off: each camera's next owner does it, through the
+            epoch fence and with the takeover's reason in the chain (:meth:`adopt_clips`).
 
     Raises:
         EvidenceKeyError: ``keep_originals`` is on and the key is missing or malformed.
@@ -222,6 +225,7 @@ class EvidenceRecorder:
         max_queued_mib: float = 256.0,
         on_full: Literal["drop", "wait"] = "drop",
         crf: int = 23,
+        recover: bool = True,
     ) -> None:
         self._store = store
         self._repository = repository
@@ -242,7 +246,8 @@ class EvidenceRecorder:
         self._max_bytes = int(max_queued_mib * _MIB)
         self._crf = crf
         self._wait_when_full = on_full == "wait"
-        self._stats = RecorderStats(recovery=recover_clips(self._spool, store, repository))
+        recovery = recover_clips(self._spool, store, repository) if recover else Recovery()
+        self._stats = RecorderStats(recovery=recovery)
         self._queue: deque[_Message] = deque()
         self._queued_frames = 0
         self._queued_bytes = 0

@@ -202,6 +202,8 @@ class RuntimeService:
                 storage.repository,
                 config.evidence,
                 spool=clip_spool(config.storage, site.base_dir),
+                # a cluster's shared spool: each camera's next owner finishes its lost clips
+                recover=not (self._options.cluster and config.storage.evidence_s3 is None),
                 privacy_for=self._privacy_for,
                 zones_for=self._zones_for,
                 on_full="drop",
