@@ -41,7 +41,9 @@ CLASSES = ("hardhat", "bare", "not_visible")
 """Classifier outputs, in order."""
 DATA_CLASSES = {0: 0, 1: 1}
 """Label file class -> classifier class (``2 person`` is not a head)."""
-SIZE = 32
+SIZE = 48
+"""Default crop side (pixels): about a median head's context square in a 416 px photo (30 px head x
+:data:`~safewatch.track.head_crops.CONTEXT`), so most crops are cut near their native resolution."""
 PERSON_MODEL = Path(__file__).resolve().parents[3] / "shared/assets/models/yolox_nano_coco.onnx"
 
 
@@ -70,13 +72,36 @@ def jittered(box: NDArray[np.float64], rng: np.random.Generator, n: int) -> NDAr
     return np.asarray(out, np.float64).reshape(-1, 4)
 
 
+def wobbled(persons: NDArray[np.float64], rng: np.random.Generator) -> NDArray[np.float64]:
+    """Person boxes with each edge moved by up to 6 % of the box's size.
+
+    The run-time head estimate follows the person box, and a detector's box of the same person
+    moves from frame to frame and model to model; training on a few such boxes per person teaches
+    the classifier heads a little off the crop's centre, as it will see them.
+    """
+    p = persons.reshape(-1, 4)
+    size = np.stack([p[:, 2] - p[:, 0], p[:, 3] - p[:, 1]] * 2, axis=1)
+    return p + rng.uniform(-0.06, 0.06, p.shape) * size
+
+
 def main() -> None:
     """Cut every crop of ``--data`` and write them to ``--out``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder with images/ and labels/")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        required=True,
+        help="folder with images/ and labels/ (repeat to pool several sets; photos are numbered "
+        "in the order given, each folder's photos sorted by name)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--jitter", type=int, default=2, help="jittered copies per head box")
     parser.add_argument("--background", type=int, default=2, help="background crops per photo")
+    parser.add_argument(
+        "--person-jitter", type=int, default=2, help="extra wobbled copies per person crop"
+    )
+    parser.add_argument("--size", type=int, default=SIZE, help="crop side in pixels")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     detector = OnnxDetector(
@@ -91,13 +116,20 @@ def main() -> None:
     kinds: list[str] = []
     groups: list[int] = []
     ratios: list[tuple[float, float]] = []
-    paths = sorted(p for p in (args.data / "images").iterdir() if p.suffix in {".jpg", ".png"})
+    paths = [
+        p
+        for folder in args.data
+        for p in sorted((folder / "images").iterdir())
+        if p.suffix in {".jpg", ".png"}
+    ]
     for index, path in enumerate(paths):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
+        read = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if read is None:
             continue
+        image: NDArray[np.uint8] = np.asarray(read, np.uint8)
         height, width = image.shape[:2]
-        heads, classes = read_labels(args.data / "labels" / f"{path.stem}.txt", height, width)
+        label_file = path.parent.parent / "labels" / f"{path.stem}.txt"
+        heads, classes = read_labels(label_file, height, width)
         padding = detect_padding(image)
         keep = ~padding.covers(heads)
         heads, classes = heads[keep], classes[keep]
@@ -110,7 +142,7 @@ def main() -> None:
             index: int = index,
         ) -> None:
             if len(boxes):
-                crops.append(crop_heads(image, boxes, SIZE))
+                crops.append(crop_heads(image, boxes, args.size))
                 labels.extend(cls)
                 kinds.extend([kind] * len(boxes))
                 groups.extend([index] * len(boxes))
@@ -134,13 +166,12 @@ def main() -> None:
             hw = heads[h, 2] - heads[h, 0]
             hcy = (heads[h, 1] + heads[h, 3]) / 2
             ratios.append((hw / pw, (hcy - persons[p, 1]) / ph))
-        add(
-            head_from_person(persons[[p for _, p in pairs]]),
-            [int(classes[h]) for h, _ in pairs],
-            "person",
-        )
         lone = [p for p in range(len(persons)) if p not in matched]
-        add(head_from_person(persons[lone]), [2] * len(lone), "person")
+        chosen = [p for _, p in pairs] + lone
+        truth = [int(classes[h]) for h, _ in pairs] + [2] * len(lone)
+        add(head_from_person(persons[chosen]), truth, "person")
+        for _ in range(args.person_jitter):
+            add(head_from_person(wobbled(persons[chosen], rng)), truth, "person")
 
         backgrounds = []
         for _ in range(20 * args.background):
@@ -162,7 +193,7 @@ def main() -> None:
             np.asarray(backgrounds, np.float64).reshape(-1, 4), [2] * len(backgrounds), "background"
         )
 
-    stacked = np.concatenate(crops) if crops else np.zeros((0, SIZE, SIZE, 3), np.float32)
+    stacked = np.concatenate(crops) if crops else np.zeros((0, args.size, args.size, 3), np.float32)
     r = np.asarray(ratios)
     if len(r):
         for name, column in (("head width / person width", 0), ("head depth / height", 1)):

@@ -14,8 +14,8 @@ becomes the frame's observation of the item (it is more specific evidence than a
 placed, or failed to place, near the head); an unconfident one leaves the PPE model's observation,
 if any, as it was. Voting over frames (:mod:`safewatch.track.votes`) is unchanged.
 
-Cost: one batched ONNX Runtime call per frame over the tracked persons' 32x32 crops (a ~30 k
-weight network, a fraction of a millisecond per head on one core).
+Cost: one batched ONNX Runtime call per frame over the tracked persons' crops (48x48 since v2; the
+model's metadata gives the size), a ~30 k weight network: about 1 ms of CPU for four heads.
 """
 
 from __future__ import annotations

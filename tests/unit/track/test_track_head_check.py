@@ -15,6 +15,7 @@ import pytest
 
 from assets import asset
 from safewatch.config.site import TrackerConfig
+from safewatch.detect.catalogue import catalogue
 from safewatch.domain import Detections, Frame, PPEState
 from safewatch.errors import ModelError
 from safewatch.track import CameraTracker
@@ -47,7 +48,7 @@ def _labelled(stem: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 def test_packaged_model_loads_with_its_metadata(classifier: HeadClassifier) -> None:
     assert classifier.classes == ("hardhat", "bare", "not_visible")
-    assert classifier.size == 32
+    assert classifier.size == catalogue()["head_classifier"].input_size, "catalogue and model agree"
     assert 0.5 <= classifier.thresholds["bare"] <= 1.0
     assert 0.5 <= classifier.thresholds["hardhat"] <= 1.0
 
