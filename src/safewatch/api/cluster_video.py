@@ -253,10 +253,12 @@ class Owner:
 
 @dataclass(frozen=True, slots=True)
 class NoOwner:
-    """Why the camera's video cannot be had now, and the close code that says so."""
+    """Why the camera's video cannot be had now, and the close code that says so; ``transient``
+    when the lease could not be read (a database hiccup, no news about the owner)."""
 
     code: int
     reason: str
+    transient: bool = False
 
 
 class _Moved(Exception):
@@ -320,7 +322,7 @@ class ClusterVideo:
             with Session(self._engine) as session:
                 view = leases.owner_of(session, camera_id)
         except SQLAlchemyError as error:
-            return NoOwner(NO_OWNER, f"database unreachable: {type(error).__name__}")
+            return NoOwner(NO_OWNER, f"database unreachable: {type(error).__name__}", True)
         if view is None:
             return NoOwner(NO_OWNER, f"camera {camera_id!r} has not been placed on an analyzer yet")
         if view.owner is None:
@@ -403,7 +405,8 @@ class ClusterVideo:
             _Moved: The lease names another owner (or none) now.
             OSError, TimeoutError, InvalidHandshake: The owner could not be reached.
         """
-        assert self._secret is not None  # owner() said so
+        if self._secret is None:  # (owner() says so before any session)
+            raise RuntimeError("no cluster.secret to sign a grant with")
         base = owner.url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         url = f"{base}{INTERNAL_PREFIX}{quote(camera_id, safe='')}/video"
         grant = sign_grant(self._secret, camera_id, mode, user)
@@ -446,7 +449,7 @@ class ClusterVideo:
             found = await anyio.to_thread.run_sync(self.owner, camera_id)
             if isinstance(found, Owner) and found == owner:
                 continue
-            if isinstance(found, NoOwner) and "database" in found.reason:
+            if isinstance(found, NoOwner) and found.transient:
                 continue  # a database hiccup is no reason to cut a working stream
             moved.append(
                 f"camera moved from {owner.analyzer_id} to {found.analyzer_id}"

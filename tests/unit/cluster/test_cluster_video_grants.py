@@ -5,11 +5,14 @@ only until it expires; and the URL an analyzer advertises."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import create_engine
 
 from safewatch.api.auth.gate import is_public
 from safewatch.api.cluster_video import (
     INTERNAL_PREFIX,
+    ClusterVideo,
     GrantRefused,
+    NoOwner,
     advertised_url,
     sign_grant,
     verify_grant,
@@ -65,3 +68,16 @@ def test_the_advertised_url_names_a_reachable_host() -> None:
     wildcard = advertised_url("http://0.0.0.0:8081", None)
     assert "0.0.0.0" not in wildcard and wildcard.endswith(":8081")
     assert advertised_url("http://[::1]:9", None) == "http://[::1]:9"
+
+
+def test_an_unreachable_database_is_a_transient_no_owner() -> None:
+    """(A relay that shows video keeps it through a database hiccup: it waits for news.)"""
+    engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    try:
+        found = ClusterVideo(engine, SECRET).owner("cam1")
+    finally:
+        engine.dispose()
+    assert isinstance(found, NoOwner) and found.transient and found.code == 4503
+    assert found.reason == "database unreachable: OperationalError"
+    missing = ClusterVideo(engine, None).owner("cam1")
+    assert isinstance(missing, NoOwner) and not missing.transient
