@@ -7,7 +7,8 @@ with ``"seq"``, the change's number in the tamper-evidence chain, under ``serve 
 of silence (keeps proxies from closing an idle feed).
 
 Under ``serve --cluster`` a camera analysed on another node has no local frames; its ``frame``
-messages are that analyzer's, relayed over Redis (no JPEG: the video is the owner's).
+messages are that analyzer's, relayed over Redis (no JPEG), and its video socket relays the
+owner's video (:mod:`~safewatch.api.cluster_video`).
 
 ``/api/v1/ws/cameras/{id}`` first sends ``{"type": "geometry", "zones": [...], "lines": [...]}``
 (again whenever the rule set changes), then for each new analysed frame a ``{"type": "frame", ...}``
