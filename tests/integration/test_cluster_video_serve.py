@@ -316,9 +316,9 @@ def test_an_api_node_relays_the_owners_video_and_follows_a_failover(
 def test_nodes_of_role_all_serve_their_own_cameras_and_relay_each_others(
     pg_server: PostgresServer, tmp_path: Path
 ) -> None:
-    """Two ``--role all`` nodes, one camera each: a node's dashboard shows its own camera from
-    its own process (no relay state message) and the other's relayed from the other node's
-    dashboard port (its API process, past its session gate by grant)."""
+    """Two ``--role all`` nodes (``--api thread`` and ``--api process``), one camera each: a
+    node's dashboard shows its own camera from its own process (no relay state message) and the
+    other's relayed from the other node's dashboard port (past its session gate by grant)."""
     schema = pg_server.fresh_schema()
     url = schema.__enter__()
     nodes: list[Analyzer] = []
@@ -337,8 +337,9 @@ def test_nodes_of_role_all_serve_their_own_cameras_and_relay_each_others(
         store = AuthStore(engine)
         store.add_user("olga", "correct horse battery", "operator")
         operator = {"Authorization": f"Bearer {store.create_token('olga', 'test').token}"}
-        for name in ("n1", "n2"):
-            nodes.append(Analyzer(name, site, tmp_path, extra=("--role", "all")).start())
+        for name, api in (("n1", "thread"), ("n2", "process")):
+            extra = ("--role", "all", "--api", api)
+            nodes.append(Analyzer(name, site, tmp_path, extra=extra).start())
 
         def owners() -> dict[str, str | None]:
             return {camera: owner_and_url(engine, camera)[0] for camera in ("cam1", "cam2")}
@@ -368,6 +369,11 @@ def test_nodes_of_role_all_serve_their_own_cameras_and_relay_each_others(
         assert json.loads(relayed[0]) == {"type": "state", "state": "streaming", "owner": "n2"}
         header, init = parse_video_message(relayed[1])  # type: ignore[arg-type]
         assert header["type"] == "init" and boxes(init)[:2] == [b"ftyp", b"moov"]
+        # and the other way: n2 (API process) relays n1's camera from n1's own thread
+        other = nodes[1].base.replace("http", "ws", 1)
+        back = asyncio.run(take(f"{other}/api/v1/ws/cameras/{mine}/video", operator, 3))
+        assert json.loads(back[0]) == {"type": "state", "state": "streaming", "owner": "n1"}
+        assert parse_video_message(back[1])[0]["type"] == "init"  # type: ignore[arg-type]
     finally:
         for each in nodes:
             each.ensure_gone()

@@ -91,7 +91,7 @@ class ClusterOwner:
         self._video: HttpServer | None = None  # the analyzer's live video for API nodes
         self._jobs: JobRunner | None = None  # audit/backtest jobs claimed from the table
         self._rules_path = options.rules
-        self._api_mode, self._host = options.api, options.host
+        self._host = options.host
         api = "ops" if role == "analyzer" and options.api == "process" else options.api
         # One node sends the chain witness alerts (the chain is one): an API-serving one.
         witness = options.witness_alerts and role != "analyzer"
@@ -180,14 +180,14 @@ class ClusterOwner:
     def _serve_video(self) -> str | None:
         """Serve this node's live video to API nodes (with ``cluster.secret``); the URL to
         advertise (:mod:`safewatch.api.cluster_video`). An analyzer serves it on a port of its
-        own; role ``all`` from its API process, on the dashboard's port."""
+        own; role ``all`` on the dashboard's port (from its API process, or its own thread)."""
         config = self._site.config
         secret = config.cluster.secret
         if secret is None:
             log.warning("cluster.secret not set: API nodes cannot show this node's live video")
             return None
         bound = self.service.http_url
-        if self.role == "analyzer" or self._api_mode == "thread":
+        if self.role == "analyzer":
             from safewatch.api.cluster_video import start_video_server
 
             host = self._host or config.runtime.http.host

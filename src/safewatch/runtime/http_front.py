@@ -96,7 +96,12 @@ class HttpFront:
 
             install_cluster_jobs(dashboard, service.site.config.cluster.lease_seconds)
         settings = ApiSettings(site_name=service.site.config.site.name)
-        self.http = HttpServer(create_app(settings, service, dashboard), host, port)
+        app = create_app(settings, service, dashboard)
+        if options.cluster:  # other analyzers' video relayed, this one's served to them
+            from safewatch.api.cluster_video import install_cluster_video
+
+            install_cluster_video(app, storage.engine, service.live, lambda: service.site)
+        self.http = HttpServer(app, host, port)
         self.http.start()
 
     def _start_api_process(self, holder: RuleSetHolder, host: str, port: int) -> None:
