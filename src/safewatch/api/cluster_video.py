@@ -46,7 +46,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -63,9 +63,6 @@ from safewatch.api.ws import close_socket, refuse, stream_video, until_closed
 from safewatch.cluster import leases
 from safewatch.config.loader import LoadedSite
 
-if TYPE_CHECKING:
-    from safewatch.runtime.http_server import HttpServer
-
 __all__ = [
     "GRANT_HEADER",
     "GRANT_SECONDS",
@@ -79,7 +76,6 @@ __all__ = [
     "install_cluster_video",
     "install_internal_video",
     "sign_grant",
-    "start_video_server",
     "verify_grant",
 ]
 
@@ -206,25 +202,6 @@ def install_internal_video(
         app.state.live_video = LiveVideo(live, site)
     app.state.cluster_secret = secret
     app.include_router(_internal)
-
-
-def start_video_server(
-    live: LiveHub, site: Callable[[], LoadedSite], secret: str, host: str, port: int
-) -> HttpServer:
-    """An HTTP server of its own serving only the internal video (an analyzer: its operations
-    port serves ``/healthz``, ``/readyz`` and ``/metrics`` without authentication; this one
-    serves nothing without a grant).
-
-    Raises:
-        ConfigError: ``host:port`` cannot be bound.
-    """
-    from safewatch.runtime.http_server import HttpServer
-
-    app = FastAPI(title="safewatch internal video", docs_url=None, redoc_url=None, openapi_url=None)
-    install_internal_video(app, live, site, secret)
-    server = HttpServer(app, host, port)
-    server.start()
-    return server
 
 
 def advertised_url(bound: str, host: str | None) -> str:

@@ -41,6 +41,7 @@ from safewatch.storage import create_engine_for
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from safewatch.api.live import LiveHub
     from safewatch.runtime.http_server import HttpServer
 
 __all__ = ["ClusterOwner", "Role", "default_analyzer_id"]
@@ -188,10 +189,8 @@ class ClusterOwner:
             return None
         bound = self.service.http_url
         if self.role == "analyzer":
-            from safewatch.api.cluster_video import start_video_server
-
             host = self._host or config.runtime.http.host
-            self._video = start_video_server(
+            self._video = _start_video_server(
                 self.service.live,
                 lambda: self.service.site,
                 secret.get_secret_value(),
@@ -324,3 +323,26 @@ def _limit_idle_transactions(engine: Engine, seconds: float) -> None:
 
     event.listen(engine, "connect", limit)
     engine.dispose()  # checked-in connections close now, checked-out ones when returned
+
+
+def _start_video_server(
+    live: LiveHub, site: Callable[[], LoadedSite], secret: str, host: str, port: int
+) -> HttpServer:
+    """An HTTP server of its own serving only the internal video (an analyzer: its operations
+    port serves ``/healthz``, ``/readyz`` and ``/metrics`` without authentication; this one
+    serves nothing without a grant). Started here, not in the API package, which never imports
+    the runtime.
+
+    Raises:
+        ConfigError: ``host:port`` cannot be bound.
+    """
+    from fastapi import FastAPI
+
+    from safewatch.api.cluster_video import install_internal_video
+    from safewatch.runtime.http_server import HttpServer
+
+    app = FastAPI(title="safewatch internal video", docs_url=None, redoc_url=None, openapi_url=None)
+    install_internal_video(app, live, site, secret)
+    server = HttpServer(app, host, port)
+    server.start()
+    return server
