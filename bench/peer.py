@@ -9,6 +9,13 @@ threads, imports and model loading included: what a user pays), read from ``getr
 finished child. The sides alternate within one run, ``--rounds`` times, medians taken, and the
 load average is recorded, since the machine is shared.
 
+A third side, **safewatch INT8**, is a *derived* model, not the same ONNX file: the bench makes
+an INT8 copy of yolov8n with ``safewatch models quantize`` (its defaults: convolutions only, 32
+calibration frames), calibrated on 32 of the Hard Hat Workers *training* photos
+(``assets/training/hard_hat_workers_extra``, every 15th by name), so that neither the speed clip
+nor PETS09, on which it is scored, is seen in calibration. It runs in the same alternation, and
+its ratio to the peer is printed on its own line, labelled as a derived model.
+
 Accuracy: person-track MOTA / IDF1 on PETS09 S2.L1 frames 1-100 for both, scored the same way
 (``bench/tracking.py``: py-motmetrics, IoU >= 0.5): the peer's tracks from the same loop over the
 PETS09 clip, safewatch's from its detector and tracker with the site defaults.
@@ -43,6 +50,8 @@ from bench._common import ASSETS, ROOT, write_results
 MODEL = ASSETS / "models" / "yolov8n_coco.onnx"
 CLIP = ASSETS / "video" / "construction_cctv_640x352_24s.mp4"
 PETS = ASSETS / "video" / "pets09_s2l1_480x360.avi"
+CALIBRATION = ASSETS / "training" / "hard_hat_workers_extra" / "images"
+CALIBRATION_FRAMES = 32
 PEER_LOOP = ROOT / "bench" / "peer_loop.py"
 ENV_VAR = "SAFEWATCH_PEER_VENV"
 
@@ -89,11 +98,48 @@ def last_json(stdout: str) -> dict[str, Any]:
     return value
 
 
-def write_site(workdir: Path) -> tuple[Path, Path]:
-    """The audit's site file (yolov8n, every frame, privacy off) and its one zone rule."""
+def calibration_photos() -> list[Path]:
+    """The INT8 copy's calibration photos: every 15th training photo by name, 32 of them.
+
+    Training photos, so that neither clip the bench scores (the speed clip, PETS09) is seen in
+    calibration; the only other footage among the shared assets.
+    """
+
+    def number(path: Path) -> tuple[int, str]:
+        digits = "".join(c for c in path.stem if c.isdigit())
+        return (int(digits) if digits else -1, path.name)
+
+    photos = sorted(CALIBRATION.glob("*.jpg"), key=number)
+    chosen = photos[::15][:CALIBRATION_FRAMES]
+    if len(chosen) < CALIBRATION_FRAMES:
+        raise SystemExit(f"bench.peer: {CALIBRATION} holds too few photos ({len(photos)})")
+    return chosen
+
+
+def quantized_model(workdir: Path) -> tuple[Path, dict[str, Any]]:
+    """An INT8 copy of yolov8n made by ``safewatch models quantize``, and how it was made."""
+    photos = calibration_photos()
+    dest = workdir / "yolov8n_coco_int8.onnx"
+    argv = [sys.executable, "-m", "safewatch", "models", "quantize", str(MODEL)]
+    argv += [str(p) for p in photos]
+    argv += ["-o", str(dest), "--frames", str(len(photos))]
+    wall, cpu, _ = timed_child(argv, workdir)
+    about = {
+        "derived_from": MODEL.name,
+        "command": "safewatch models quantize (defaults: convolutions only, QDQ, MinMax)",
+        "calibration": f"{len(photos)} photos of {CALIBRATION.relative_to(ASSETS)}",
+        "calibration_photos": [p.name for p in photos],
+        "quantize_wall_seconds": round(wall, 1),
+        "quantize_cpu_seconds": round(cpu, 1),
+    }
+    return dest, about
+
+
+def write_site(workdir: Path, model: Path = MODEL, name: str = "site") -> tuple[Path, Path]:
+    """The audit's site file (``model``, every frame, privacy off) and its one zone rule."""
     site = {
         "version": 1,
-        "models": {"coco": {"path": str(MODEL), "labels": {"person": "person"}}},
+        "models": {"coco": {"path": str(model), "labels": {"person": "person"}}},
         "cameras": {"clip": {"source": str(CLIP), "fps": 30, "models": ["coco"]}},
         "privacy": {"mode": "off"},
     }
@@ -104,15 +150,17 @@ def write_site(workdir: Path) -> tuple[Path, Path]:
         },
         "rules": [{"id": "yard", "kind": "zone_intrusion", "zone": "yard", "objects": ["person"]}],
     }
-    site_file, rules_file = workdir / "site.yaml", workdir / "rules.yaml"
+    site_file, rules_file = workdir / f"{name}.yaml", workdir / f"{name}-rules.yaml"
     site_file.write_text(yaml.safe_dump(site))
     rules_file.write_text(yaml.safe_dump(rules))
     return site_file, rules_file
 
 
-def safewatch_run(workdir: Path, site: Path, rules: Path, round_no: int) -> dict[str, float]:
+def safewatch_run(
+    workdir: Path, site: Path, rules: Path, round_no: int, side: str = "safewatch"
+) -> dict[str, float]:
     """``safewatch audit`` over the clip in a fresh process."""
-    out = workdir / f"audit-{round_no}"
+    out = workdir / f"audit-{side}-{round_no}"
     argv = [
         sys.executable,
         "-m",
@@ -172,62 +220,83 @@ def peer_tracking(python: Path, workdir: Path) -> dict[str, float]:
     return {m: float(summary[m].iloc[0]) for m in metrics}
 
 
-def safewatch_tracking() -> dict[str, float]:
-    """MOTA / IDF1 of safewatch's person tracks on the same frames, site defaults."""
+def safewatch_tracking(model: Path = MODEL) -> dict[str, float]:
+    """MOTA / IDF1 of safewatch's person tracks on the same frames, site defaults, ``model``."""
     from bench.tracking import CLIP as PETS_CLIP
     from bench.tracking import FRAMES, GT, MODELS, decode_frames, detect_all, load_gt, score
     from safewatch.config.site import TrackerConfig
 
     run = next(m for m in MODELS if m.name == "yolov8n_coco@640")
     frames = decode_frames(PETS_CLIP, FRAMES)
-    detections, _ = detect_all(run, frames)
+    detections, _ = detect_all(run, frames, model)
     row = score(frames, detections, load_gt(GT), TrackerConfig(), 0.25)
     return {k: row[k] for k in ("mota", "idf1", "num_switches", "num_false_positives")}
 
 
+SIDES = ("peer", "safewatch", "safewatch_int8")
+LABELS = {
+    "peer": "peer (Ultralytics, yolov8n fp32)",
+    "safewatch": "safewatch (same yolov8n fp32 file)",
+    "safewatch_int8": "safewatch INT8 (derived model)",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Alternate both sides, print frames per CPU-second and the ratio, then tracking."""
+    """Alternate the sides, print frames per CPU-second and the ratios, then tracking."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", default=os.environ.get(ENV_VAR), help=f"peer venv ({ENV_VAR})")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds")
     parser.add_argument("--no-tracking", action="store_true", help="skip the PETS09 scores")
+    parser.add_argument("--no-int8", action="store_true", help="skip the INT8 side")
     args = parser.parse_args(argv)
     python, reason = peer_python(args.venv)
     if python is None:
         print(f"bench.peer skipped: {reason}")
         write_results("peer", {"skipped": reason})
         return
-    for needed in (MODEL, CLIP, PETS):
+    for needed in (MODEL, CLIP, PETS) + (() if args.no_int8 else (CALIBRATION,)):
         if not needed.exists():
             print(f"bench.peer skipped: needs {needed} (the team's shared assets)")
             return
+    sides = SIDES[:2] if args.no_int8 else SIDES
     results: dict[str, Any] = {
         "clip": CLIP.name,
         "model": MODEL.name,
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "peer": [],
-        "safewatch": [],
+        **{side: [] for side in sides},
     }
     print(f"load average at start: {results['load_average_at_start']}")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        site, rules = write_site(workdir)
+        sites = {"safewatch": write_site(workdir)}
+        int8 = MODEL
+        if not args.no_int8:
+            int8, results["int8_model"] = quantized_model(workdir)
+            sites["safewatch_int8"] = write_site(workdir, int8, "int8")
+            print(
+                f"INT8 copy (derived model): {results['int8_model']['calibration']}, "
+                f"quantised in {results['int8_model']['quantize_cpu_seconds']} CPU-s",
+                flush=True,
+            )
         for round_no in range(args.rounds):
-            for side in ("peer", "safewatch") if round_no % 2 == 0 else ("safewatch", "peer"):
+            # Each round reverses the order, so no side always runs first or last.
+            for side in sides if round_no % 2 == 0 else tuple(reversed(sides)):
                 run = (
                     peer_run(python, workdir)
                     if side == "peer"
-                    else safewatch_run(workdir, site, rules, round_no)
+                    else safewatch_run(workdir, *sites[side], round_no, side)
                 )
+                run["load_average_1min"] = round(os.getloadavg()[0], 2)
                 results[side].append(run)
                 print(
-                    f"round {round_no + 1} {side:9}: {run['frames']} frames, "
+                    f"round {round_no + 1} {side:14}: {run['frames']} frames, "
                     f"{run['wall_seconds']:.1f} s wall, {run['cpu_seconds']:.1f} CPU-s, "
-                    f"{run['frames'] / run['cpu_seconds']:.2f} frames/CPU-s",
+                    f"{run['frames'] / run['cpu_seconds']:.2f} frames/CPU-s "
+                    f"(load {run['load_average_1min']})",
                     flush=True,
                 )
         summary: dict[str, float] = {}
-        for side in ("peer", "safewatch"):
+        for side in sides:
             runs = results[side]
             summary[f"{side}_frames_per_cpu_second"] = statistics.median(
                 r["frames"] / r["cpu_seconds"] for r in runs
@@ -235,25 +304,35 @@ def main(argv: Sequence[str] | None = None) -> None:
             summary[f"{side}_frames_per_wall_second"] = statistics.median(
                 r["frames"] / r["wall_seconds"] for r in runs
             )
-        summary["cpu_ratio"] = (
-            summary["safewatch_frames_per_cpu_second"] / summary["peer_frames_per_cpu_second"]
-        )
-        summary["wall_ratio"] = (
-            summary["safewatch_frames_per_wall_second"] / summary["peer_frames_per_wall_second"]
-        )
+        for side, prefix in (("safewatch", ""), ("safewatch_int8", "int8_")):
+            if side not in sides:
+                continue
+            for unit in ("cpu", "wall"):
+                summary[f"{prefix}{unit}_ratio"] = (
+                    summary[f"{side}_frames_per_{unit}_second"]
+                    / summary[f"peer_frames_per_{unit}_second"]
+                )
         results["summary"] = {k: round(v, 3) for k, v in summary.items()}
-        print(
-            f"frames per CPU-second: safewatch {summary['safewatch_frames_per_cpu_second']:.2f}, "
-            f"peer {summary['peer_frames_per_cpu_second']:.2f}, ratio {summary['cpu_ratio']:.2f} "
-            f"(wall ratio {summary['wall_ratio']:.2f}; target >= 1.5)"
-        )
+        peer_rate = summary["peer_frames_per_cpu_second"]
+        for side, prefix in (("safewatch", ""), ("safewatch_int8", "int8_")):
+            if side in sides:
+                print(
+                    f"frames per CPU-second: {LABELS[side]} "
+                    f"{summary[f'{side}_frames_per_cpu_second']:.2f}, peer {peer_rate:.2f}, "
+                    f"ratio {summary[f'{prefix}cpu_ratio']:.2f} "
+                    f"(wall ratio {summary[f'{prefix}wall_ratio']:.2f}; target >= 1.5)"
+                )
         if not args.no_tracking:
             results["tracking"] = {
                 "peer": peer_tracking(python, workdir),
                 "safewatch": safewatch_tracking(),
             }
+            if "safewatch_int8" in sides:
+                results["tracking"]["safewatch_int8"] = safewatch_tracking(int8)
             for side, row in results["tracking"].items():
-                print(f"PETS09 1-100 {side:9}: MOTA {row['mota']:.3f} IDF1 {row['idf1']:.3f}")
+                print(
+                    f"PETS09 1-100 {LABELS[side]:35}: MOTA {row['mota']:.3f} IDF1 {row['idf1']:.3f}"
+                )
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(f"load average at end: {results['load_average_at_end']}")
     print(f"wrote {write_results('peer', results)}")

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import signal
 import statistics
@@ -159,12 +160,19 @@ class Probe:
 
     recording: bool = False
     current: Analysed | None = None
+    current_started: float = 0.0  # when the rules stage took ``current`` up (wall clock)
     age_at_pick: list[float] = field(default_factory=list)
     age_at_evaluated: list[float] = field(default_factory=list)
     processing: list[float] = field(default_factory=list)
     inference: list[float] = field(default_factory=list)
     to_incident: list[float] = field(default_factory=list)
     incident_processing: list[float] = field(default_factory=list)  # picked -> stored
+    handover: list[float] = field(default_factory=list)  # inferred -> rules stage takes it up
+    rules: list[float] = field(default_factory=list)  # rules stage: track, rules, incident rows
+    # each incident frame's time split: (wait at pick, inference, hand-over, rules+store, GC)
+    incident_parts: list[tuple[float, float, float, float, float]] = field(default_factory=list)
+    gc_pauses: list[tuple[int, float, float]] = field(default_factory=list)  # (gen, start, end)
+    _gc_started: float = 0.0
     batch_sizes: list[int] = field(default_factory=list)
     frames: int = 0
     keep_samples: bool = True  # off for the soak: per-frame lists would grow for an hour
@@ -192,9 +200,35 @@ class Probe:
             self.processing.append(now - item.picked_at)
             self.inference.append(item.inferred_at - item.picked_at)
             self.batch_sizes.append(item.batch_size)
+            self.handover.append(self.current_started - item.inferred_at)
+            self.rules.append(now - self.current_started)
             if any(change.kind is ChangeKind.OPENED for change in changes):
                 self.to_incident.append(now - item.received_at)
                 self.incident_processing.append(now - item.picked_at)
+                self.incident_parts.append(
+                    (
+                        item.picked_at - item.received_at,
+                        item.inferred_at - item.picked_at,
+                        self.current_started - item.inferred_at,
+                        now - self.current_started,
+                        self.gc_within(item.received_at, now),
+                    )
+                )
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        """``gc.callbacks`` hook: every collection's pause (any thread's; it stops them all)."""
+        if not self.recording:
+            return
+        if phase == "start":
+            self._gc_started = time.time()
+        else:
+            self.gc_pauses.append((info["generation"], self._gc_started, time.time()))
+
+    def gc_within(self, start: float, end: float) -> float:
+        """Seconds of garbage collection that fell between ``start`` and ``end``."""
+        return sum(
+            max(0.0, min(end, b) - max(start, a)) for _, a, b in list(self.gc_pauses) if b > start
+        )
 
 
 @contextlib.contextmanager
@@ -206,6 +240,7 @@ def timed_frames(probe: Probe) -> Iterator[None]:
 
     def probed(worker: RulesWorker, item: Analysed) -> None:
         probe.current = item
+        probe.current_started = time.time()
         evaluate(worker, item)
 
     setattr(RulesWorker, "_evaluate", probed)  # noqa: B010 - a method swapped for the run
@@ -299,8 +334,14 @@ def measure(
     sample_every: float = 5.0,
     on_sample: Any = None,
     keep_samples: bool = True,
+    gc_freeze: bool = True,
 ) -> Run:
-    """Start the server on ``site_path``, let it warm up, measure for ``seconds``, stop it."""
+    """Start the server on ``site_path``, let it warm up, measure for ``seconds``, stop it.
+
+    ``gc_freeze=False`` undoes the server's ``gc.freeze()`` after start-up, so the collector
+    walks every start-up object again as it did before that change (the latency bench's
+    "before" side).
+    """
     from safewatch.config.loader import load_site
     from safewatch.runtime.service import RuntimeService, ServeOptions
 
@@ -313,7 +354,11 @@ def measure(
     )
     stack = contextlib.ExitStack()
     stack.enter_context(timed_frames(probe))
+    gc.callbacks.append(probe.on_gc)
+    stack.callback(gc.callbacks.remove, probe.on_gc)
     service.start()
+    if not gc_freeze:
+        gc.unfreeze()
     me = os.getpid()
     memory: list[tuple[float, int, int, int]] = []
     try:
@@ -366,9 +411,11 @@ def measure(
     return Run(cameras, fps, elapsed, a1 - a0, i1 - i0, d1 - d0, c1 - c0, probe, memory, restarts)
 
 
-def run_with(urls: Sequence[str], seconds: float, **site_options: Any) -> Run:
+def run_with(
+    urls: Sequence[str], seconds: float, *, gc_freeze: bool = True, **site_options: Any
+) -> Run:
     with tempfile.TemporaryDirectory(prefix="safewatch-bench-") as folder:
-        return measure(write_site(Path(folder), urls, **site_options), seconds)
+        return measure(write_site(Path(folder), urls, **site_options), seconds, gc_freeze=gc_freeze)
 
 
 def header() -> dict[str, Any]:
@@ -451,41 +498,109 @@ def section_scaling(seconds: float) -> dict[str, Any]:
     return {"rows": rows, "batching_gain": gain}
 
 
-def section_latency(seconds: float) -> dict[str, Any]:
-    with rtsp_cameras(2) as cameras:
-        run = run_with([c.url for c in cameras], seconds, min_duration="0s")
-    p = run.probe
-    processing = statistics.median(p.processing)
-    result = {
-        **run.summary(),
-        "incidents_opened": len(p.to_incident),
-        "frame_to_incident_ms_p50": round(1000 * pct(p.to_incident, 50), 1),
-        "frame_to_incident_ms_p95": round(1000 * pct(p.to_incident, 95), 1),
-        "frame_to_evaluated_ms_p50": round(1000 * pct(p.age_at_evaluated, 50), 1),
-        "frame_to_evaluated_ms_p95": round(1000 * pct(p.age_at_evaluated, 95), 1),
+LATENCY_SIDES = ("gc_freeze", "no_gc_freeze")
+"""The server as it ships (``gc.freeze()`` after start-up) and with the freeze undone (before)."""
+
+
+def latency_figures(runs: Sequence[Run]) -> dict[str, Any]:
+    """Frame-to-incident against per-frame processing, samples of ``runs`` pooled, and where
+    the incident frames' time went."""
+    to_incident = [t for r in runs for t in r.probe.to_incident]
+    incident_processing = [t for r in runs for t in r.probe.incident_processing]
+    processing_all = [t for r in runs for t in r.probe.processing]
+    parts = [row for r in runs for row in r.probe.incident_parts]
+    pauses = [(g, b - a) for r in runs for g, a, b in r.probe.gc_pauses]
+    seconds = sum(r.seconds for r in runs)
+    processing = statistics.median(processing_all)
+
+    def ms(values: Sequence[float], q: float) -> float:
+        return round(1000 * pct(values, q), 1)
+
+    result: dict[str, Any] = {
+        "runs": len(runs),
+        "analysed_fps": round(sum(r.analysed for r in runs) / seconds, 2),
+        "incidents_opened": len(to_incident),
+        "frame_to_incident_ms_p50": ms(to_incident, 50),
+        "frame_to_incident_ms_p95": ms(to_incident, 95),
+        "frame_to_evaluated_ms_p95": ms([t for r in runs for t in r.probe.age_at_evaluated], 95),
         "per_frame_processing_ms_median": round(1000 * processing, 1),
-        "per_frame_inference_ms_median": round(1000 * statistics.median(p.inference), 1),
+        "per_frame_processing_ms_p95": ms(processing_all, 95),
+        "per_frame_inference_ms_median": round(
+            1000 * statistics.median(t for r in runs for t in r.probe.inference), 1
+        ),
+        "age_at_pick_ms_p95": ms([t for r in runs for t in r.probe.age_at_pick], 95),
+        "handover_ms_p95": ms([t for r in runs for t in r.probe.handover], 95),
+        "rules_stage_ms_p50": ms([t for r in runs for t in r.probe.rules], 50),
+        "rules_stage_ms_p95": ms([t for r in runs for t in r.probe.rules], 95),
     }
     # Strict reading: against the median processing time of all frames (most open no incident).
-    result["ratio_p50"] = round(pct(p.to_incident, 50) / processing, 2)
-    result["ratio_p95"] = round(pct(p.to_incident, 95) / processing, 2)
+    result["ratio_p50"] = round(pct(to_incident, 50) / processing, 2)
+    result["ratio_p95"] = round(pct(to_incident, 95) / processing, 2)
     result["meets_target_2x"] = result["ratio_p95"] <= 2.0
-    # Per frame: an incident frame's processing includes storing the incident (the evidence still
-    # is drawn, encoded and written, and the row and its chain entry committed, on that path);
-    # the ratio then bounds what the runtime adds (decode hand-over, waiting, batching).
-    own = [t / q for t, q in zip(p.to_incident, p.incident_processing, strict=True)]
-    result["incident_frame_processing_ms_p50"] = round(1000 * pct(p.incident_processing, 50), 1)
-    result["incident_frame_processing_ms_p95"] = round(1000 * pct(p.incident_processing, 95), 1)
-    result["ratio_to_own_processing_p50"] = round(pct(own, 50), 2)
-    result["ratio_to_own_processing_p95"] = round(pct(own, 95), 2)
-    for key, value in result.items():
-        print(f"  {key}: {value}")
-    # Raw samples (ms), so runs of the same side can be pooled: a minute holds ~25 incidents.
+    result["incident_frame_processing_ms_p50"] = ms(incident_processing, 50)
+    result["incident_frame_processing_ms_p95"] = ms(incident_processing, 95)
+    # Where the slowest incident frames' time went: the mean of each part over the frames at or
+    # above the p95 of frame-to-incident, beside the mean over all incident frames.
+    names = ("wait_at_pick", "inference", "handover", "rules_and_store", "gc_overlap")
+    cut = pct(to_incident, 95)
+    tail = [row for row, t in zip(parts, to_incident, strict=True) if t >= cut]
+    for label, rows in (("all", parts), ("tail", tail)):
+        for index, name in enumerate(names):
+            values = [row[index] for row in rows]
+            result[f"incident_{name}_ms_mean_{label}"] = (
+                round(1000 * statistics.fmean(values), 1) if values else None
+            )
+    for generation in (0, 1, 2):
+        own = [d for g, d in pauses if g == generation]
+        result[f"gc{generation}_per_minute"] = round(60 * len(own) / seconds, 1)
+        result[f"gc{generation}_pause_ms_max"] = round(1000 * max(own), 1) if own else None
     result["samples_ms"] = {
-        "to_incident": [round(1000 * t, 2) for t in p.to_incident],
-        "incident_processing": [round(1000 * t, 2) for t in p.incident_processing],
-        "processing": [round(1000 * t, 2) for t in p.processing],
+        "to_incident": [round(1000 * t, 2) for t in to_incident],
+        "incident_processing": [round(1000 * t, 2) for t in incident_processing],
     }
+    return result
+
+
+def section_latency(seconds: float, rounds: int = 1) -> dict[str, Any]:
+    """Frame-to-incident p95 against processing, the server as shipped against the freeze undone.
+
+    The two sides alternate (ABBA over two rounds), each a fresh server on the same cameras;
+    samples of each side are pooled over the rounds.
+    """
+    runs: dict[str, list[Run]] = {side: [] for side in LATENCY_SIDES}
+    loads: list[float] = []
+    with rtsp_cameras(2) as cameras:
+        for round_no in range(rounds):
+            order = LATENCY_SIDES if round_no % 2 == 0 else tuple(reversed(LATENCY_SIDES))
+            for side in order:
+                run = run_with(
+                    [c.url for c in cameras],
+                    seconds,
+                    gc_freeze=side == "gc_freeze",
+                    min_duration="0s",
+                )
+                loads.append(round(os.getloadavg()[0], 2))
+                runs[side].append(run)
+                one = latency_figures([run])
+                print(
+                    f"round {round_no + 1} {side:12}: p95 {one['frame_to_incident_ms_p95']} ms, "
+                    f"processing {one['per_frame_processing_ms_median']} ms, "
+                    f"ratio {one['ratio_p95']} (load {loads[-1]})",
+                    flush=True,
+                )
+    result: dict[str, Any] = {"load_average_1min_after_each_run": loads}
+    for side in LATENCY_SIDES:
+        figures = latency_figures(runs[side])
+        print(f"{side}:")
+        for key, value in figures.items():
+            if key != "samples_ms":
+                print(f"  {key}: {value}")
+        result[side] = figures
+    shipped, before = result["gc_freeze"], result["no_gc_freeze"]
+    result["p95_after_over_before"] = round(
+        shipped["frame_to_incident_ms_p95"] / before["frame_to_incident_ms_p95"], 3
+    )
+    print(f"frame-to-incident p95, gc_freeze / no_gc_freeze: {result['p95_after_over_before']}")
     return result
 
 
@@ -636,11 +751,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("section", choices=sorted(sections))
     parser.add_argument("--seconds", type=float, help="measured seconds per run")
+    parser.add_argument("--rounds", type=int, default=1, help="latency: alternating rounds")
     args = parser.parse_args(argv)
     function, default = sections[args.section]
     info = header()
     started = time.monotonic()
-    result = function(args.seconds or default)
+    if args.section == "latency":
+        result = section_latency(args.seconds or default, args.rounds)
+    else:
+        result = function(args.seconds or default)
     info["wall_seconds"] = round(time.monotonic() - started, 1)
     info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     path = write_results(f"runtime_{args.section}", {**info, **result})

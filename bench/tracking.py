@@ -91,16 +91,23 @@ def load_gt(path: Path) -> dict[int, tuple[list[int], np.ndarray]]:
     return gt
 
 
-def detect_all(run: ModelRun, frames: Sequence[Frame]) -> tuple[list[Detections], float]:
-    """Person detections of every frame, and the mean seconds per frame."""
+def detect_all(
+    run: ModelRun, frames: Sequence[Frame], model_path: Path | None = None
+) -> tuple[list[Detections], float]:
+    """Person detections of every frame, and the mean seconds per frame.
+
+    ``model_path`` scores another file of the same format and input size as ``run.file`` (an INT8
+    copy from ``safewatch models quantize``, for ``bench/peer``).
+    """
+    path = model_path or ASSETS / "models" / run.file
     config = ModelConfig(
-        path=str(ASSETS / "models" / run.file),
+        path=str(path),
         format=run.format,
         input_size=run.size,
         labels={"person": "person"},
         confidence=DETECT_FLOOR,
     )
-    detector = OnnxDetector(config, ASSETS / "models" / run.file, run.name)
+    detector = OnnxDetector(config, path, run.name)
     start = time.perf_counter()
     detections: list[Detections] = []
     for i in range(0, len(frames), 4):
