@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from safewatch.domain import Image, Incident
-from safewatch.errors import NotFound, SafewatchError, StorageError
+from safewatch.errors import FencedWrite, NotFound, SafewatchError, StorageError
 from safewatch.incidents.evidence import EvidenceStore
 from safewatch.storage import IncidentRepository
 
@@ -412,11 +412,19 @@ class Adoption:
         completed: Incident ids whose clip was salvaged, stored and attached.
         unusable: Incident id -> why its clip was removed instead.
         busy: Incident ids whose clip a live writer still holds (try again later).
+        failed: Incident id -> the storage or database error that kept its clip from being
+            stored; the file stays in the spool (try again later).
     """
 
     completed: list[str] = field(default_factory=list)
     unusable: dict[str, str] = field(default_factory=dict)
     busy: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> bool:
+        """Whether some clip is left for another try (held by a writer, or a write failed)."""
+        return bool(self.busy or self.failed)
 
 
 def adopt_clips(
@@ -441,44 +449,68 @@ def adopt_clips(
     the owner's. Clips of open incidents, and of the incident ids in ``skip`` (the caller's own
     clips in progress), are left alone.
 
+    Each clip is one try of its own: a storage or database error on one (an S3 or PostgreSQL
+    hiccup) is noted in :attr:`Adoption.failed`, its file stays, and the next clip is tried,
+    so one failure never strands the rest; the caller tries the failed ones again later.
+
     Raises:
-        StorageError: The database or the store cannot be written (the file stays for a retry).
+        FencedWrite: The fence refused a write: this process no longer owns ``camera_id``, so
+            the clips left are its new owner's to finish (the clip being written stays).
     """
     report = Adoption()
     if not spool.is_dir():
         return report
+    detail = {"reason": reason, "previous_owner": previous_owner, "camera": camera_id}
     for part in sorted(spool.glob(f"*{PART_SUFFIX}")):
-        if part.name[: -len(PART_SUFFIX)] in skip:
-            continue
-        incident = _incident_of(part, repository)
-        if incident is None:
-            info = read_clip_info(part)
-            if info is None or info.camera_id != camera_id:
-                continue  # another camera's, or a clip of an incident never stored
-        elif incident.camera_id != camera_id or incident.ended_at is None:
-            continue
         incident_id = part.name[: -len(PART_SUFFIX)]
-        try:
-            lock = PartLock.try_acquire(part, create=False)
-        except FileNotFoundError:  # finished by its writer since the listing
-            continue
-        if lock is None:
-            report.busy.append(incident_id)
+        if incident_id in skip:
             continue
         try:
-            outcome = _recover_one(part, store, repository)
-        finally:
-            lock.release()
-        detail = {"reason": reason, "previous_owner": previous_owner, "camera": camera_id}
+            _adopt_one(part, store, repository, camera_id, detail, report)
+        except FencedWrite:
+            raise
+        except SafewatchError as exc:
+            _log.warning("camera %s: clip %s not stored yet: %s", camera_id, part.name, exc)
+            report.failed[incident_id] = str(exc)
+    return report
+
+
+def _adopt_one(
+    part: Path,
+    store: EvidenceStore,
+    repository: IncidentRepository,
+    camera_id: str,
+    detail: dict[str, Any],
+    report: Adoption,
+) -> None:
+    """One clip of :func:`adopt_clips` (raises what its writes raise)."""
+    incident_id = part.name[: -len(PART_SUFFIX)]
+    incident = _incident_of(part, repository)
+    if incident is None:
+        info = read_clip_info(part)
+        if info is None or info.camera_id != camera_id:
+            return  # another camera's, or a clip of an incident never stored
+    elif incident.camera_id != camera_id or incident.ended_at is None:
+        return
+    try:
+        lock = PartLock.try_acquire(part, create=False)
+    except FileNotFoundError:  # finished by its writer since the listing
+        return
+    if lock is None:
+        report.busy.append(incident_id)
+        return
+    try:
+        outcome = _recover_one(part, store, repository)
         if outcome.key is not None:
             report.completed.append(incident_id)
             if incident is not None:
                 repository.record_event(
                     incident_id, CLIP_RECOVERED, {**detail, "frames": outcome.frames}
                 )
-            continue
+            return
+        if incident is not None:  # chained before the file goes: a failure leaves it to retry
+            repository.record_event(incident_id, CLIP_UNRECOVERABLE, {**detail, "why": outcome.why})
         part.unlink(missing_ok=True)
         report.unusable[incident_id] = outcome.why
-        if incident is not None:
-            repository.record_event(incident_id, CLIP_UNRECOVERABLE, {**detail, "why": outcome.why})
-    return report
+    finally:
+        lock.release()

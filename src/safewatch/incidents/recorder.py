@@ -34,8 +34,10 @@ import dataclasses
 import io
 import itertools
 import logging
+import queue
 import statistics
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +49,7 @@ import cv2
 
 from safewatch.config.site import EvidenceConfig, PrivacyConfig
 from safewatch.domain import Frame, Image, Incident, TrackedFrame, Zone
-from safewatch.errors import SafewatchError, StorageError
+from safewatch.errors import FencedWrite, SafewatchError, StorageError
 from safewatch.incidents.annotate import draw_overlay
 from safewatch.incidents.clips import (
     CLIP_SUFFIX,
@@ -163,7 +165,12 @@ class _Adopt:
 _Message = _Observed | _Open | _Close | _Still | _Barrier | _EndCamera | _DropCamera | _Adopt
 
 _ADOPT_RETRY_CAP = 30.0
-"""Longest wait between two tries at a lost camera's clip another process still holds."""
+"""Longest wait between two tries at a lost camera's clips (held by another process, or not
+stored because of a storage or database error)."""
+
+_AdoptWork = tuple[_Adopt, frozenset[str]] | _Barrier | None
+"""The adoption worker's queue: a camera's adoption (with the evidence thread's own clips to
+leave alone), a barrier (:meth:`EvidenceRecorder.flush`), or ``None`` (stop)."""
 
 
 @dataclass
@@ -255,7 +262,12 @@ class EvidenceRecorder:
         self._stopping = False
         self._rings: dict[str, FrameRing] = {}
         self._clips: dict[str, _Clip] = {}
+        # Adopting a lost camera's clips decodes and uploads whole files (seconds for a long
+        # 1080p clip): on a worker of its own, so the evidence thread keeps taking live frames.
+        self._adoptions: queue.SimpleQueue[_AdoptWork] = queue.SimpleQueue()
+        self._adopter = threading.Thread(target=self._adopt_run, name="evidence-adopt", daemon=True)
         self._thread = threading.Thread(target=self._run, name="evidence", daemon=True)
+        self._adopter.start()
         self._thread.start()
 
     # -- analysis side: a queue append (or, with on_full="wait", a wait for room) -------------
@@ -333,10 +345,12 @@ class EvidenceRecorder:
 
     def adopt_clips(self, camera_id: str, *, reason: str, previous_owner: str | None) -> None:
         """This process now owns ``camera_id``: finish the clips its previous owner left in the
-        (shared) spool, chaining ``reason`` (:func:`~.clips.adopt_clips`). A clip another
-        process still holds (an owner frozen past its lease) is tried again, less and less
-        often, until it lets go or this recorder closes; the next start's recovery takes what
-        is left then."""
+        (shared) spool, chaining ``reason`` (:func:`~.clips.adopt_clips`), on the recorder's
+        adoption worker (salvage and upload never hold up the live clips). A clip another
+        process still holds (an owner frozen past its lease), or one a storage or database
+        error kept from being stored, is tried again 1 s later, then 2 s, ... up to 30 s
+        apart, until it is stored, the fence refuses (this process lost the camera) or this
+        recorder closes; the next start's recovery takes what is left then."""
         self._send(_Adopt(camera_id, reason, previous_owner))
 
     def record_still(
@@ -365,24 +379,38 @@ class EvidenceRecorder:
         """
         self._send(_Still(incident_id, camera_id, at, frame, tracked, frozenset(highlight)))
 
-    def flush(self, timeout: float | None = None) -> bool:
+    def flush(self, timeout: float | None = None, *, adoptions: bool = False) -> bool:
         """Wait until everything sent so far is handled (clips still open stay open).
+
+        Args:
+            timeout: Seconds to wait at most.
+            adoptions: Also wait for the adoptions sent so far (their first try; a camera
+                stopping waits only for its own clips, not for another camera's adoption).
 
         Returns:
             Whether it was handled within ``timeout``.
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         done = threading.Event()
         self._send(_Barrier(done))
-        return done.wait(timeout)
+        if not done.wait(timeout):
+            return False
+        if not adoptions:
+            return True
+        adopted = threading.Event()
+        self._adoptions.put(_Barrier(adopted))
+        return adopted.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def close(self, timeout: float | None = None) -> None:
-        """Handle what is queued, finish every clip with the frames it has, stop the thread."""
+        """Handle what is queued, finish every clip with the frames it has, stop the threads."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         self._thread.join(timeout)
         if self._thread.is_alive():
             _log.error("evidence thread still busy after %s s; clips may be incomplete", timeout)
+        self._adoptions.put(None)  # after the evidence thread: it forwards adoptions here
+        self._adopter.join(timeout)
 
     @property
     def stats(self) -> RecorderStats:
@@ -548,6 +576,22 @@ class EvidenceRecorder:
             )
 
     def _on_adopt(self, message: _Adopt) -> None:
+        """Hand the adoption to its worker, with this thread's clips in progress to skip."""
+        self._adoptions.put((message, frozenset(self._clips)))
+
+    def _adopt_run(self) -> None:
+        while (work := self._adoptions.get()) is not None:
+            if isinstance(work, _Barrier):
+                work.done.set()
+                continue
+            try:
+                self._adopt(*work)
+            except Exception:  # the worker must outlive any one bad file
+                _log.exception("camera %s: adopting its clips failed", work[0].camera_id)
+                with self._cond:
+                    self._stats.errors += 1
+
+    def _adopt(self, message: _Adopt, skip: frozenset[str]) -> None:
         try:
             adoption = adopt_clips(
                 self._spool,
@@ -556,9 +600,9 @@ class EvidenceRecorder:
                 message.camera_id,
                 reason=message.reason,
                 previous_owner=message.previous_owner,
-                skip=frozenset(self._clips),
+                skip=skip,
             )
-        except SafewatchError as exc:  # fenced (the camera moved on) or storage down
+        except FencedWrite as exc:  # the camera moved on: the rest is its new owner's
             _log.warning("camera %s: clips left by its previous owner: %s", message.camera_id, exc)
             return
         if adoption.completed or adoption.unusable:
@@ -570,7 +614,9 @@ class EvidenceRecorder:
                 len(adoption.unusable),
                 message.reason,
             )
-        if adoption.busy:
+        if adoption.pending:
+            with self._cond:
+                self._stats.errors += len(adoption.failed)
             delay = min(_ADOPT_RETRY_CAP, 2.0**message.attempt)
             retry = dataclasses.replace(message, attempt=message.attempt + 1)
             timer = threading.Timer(delay, self._retry, (retry,))

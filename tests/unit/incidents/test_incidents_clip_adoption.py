@@ -13,13 +13,23 @@ from pathlib import Path
 import av
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
+from db_servers import PostgresServer
 from evidence_frames import CAM, coded_frame
 from safewatch.config.site import EvidenceConfig
 from safewatch.domain import Incident, Severity
 from safewatch.incidents import EvidenceRecorder, EvidenceStore
-from safewatch.incidents.clips import CLIP_RECOVERED, PART_SUFFIX, PartLock
+from safewatch.incidents.clips import (
+    CLIP_RECOVERED,
+    PART_SUFFIX,
+    ClipEncoder,
+    ClipInfo,
+    PartLock,
+)
 from safewatch.storage import IncidentRepository, create_engine_for
+from safewatch.storage.hash_chain import lock_head
+from safewatch.storage.migrate import upgrade
 
 FPS = 10.0
 
@@ -88,3 +98,111 @@ def test_a_lost_cameras_clip_is_let_go_and_stored_by_the_next_owner(
     assert len(entries) == 1
     assert entries[0].detail["previous_owner"] == "loser"
     assert entries[0].detail["frames"] == 31
+
+
+def _closed(incident_id: str, index: int = 0) -> Incident:
+    frame, _ = coded_frame(index, FPS)
+    return Incident(
+        id=incident_id,
+        camera_id=CAM,
+        rule_id="helmet",
+        rule_kind="ppe",
+        severity=Severity("high"),
+        track_ids=(4,),
+        started_at=frame.timestamp,
+        ended_at=frame.timestamp + 2,
+        peak_confidence=0.8,
+        message="no helmet",
+        snapshot=None,
+    )
+
+
+def _left_clip(spool: Path, incident: Incident, frames: int) -> Path:
+    """A clip a dead writer left: complete fragments, nobody holds it."""
+    spool.mkdir(parents=True, exist_ok=True)
+    part = spool / f"{incident.id}{PART_SUFFIX}"
+    info = ClipInfo(incident.id, CAM, incident.started_at, 0.0)
+    encoder = ClipEncoder(part, info, fps=FPS)
+    for index in range(frames):
+        frame, _ = coded_frame(index, FPS)
+        encoder.add(frame.image, frame.timestamp)
+    encoder.finish()
+    return part
+
+
+def test_a_storage_error_on_one_clip_neither_stops_the_others_nor_strands_it(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Finding: one failed store aborted the camera's whole adoption, with no retry."""
+    repo = IncidentRepository(engine)
+    store = EvidenceStore(tmp_path / "evidence", log=repo)
+    spool = store.root / ".clips-in-progress"
+    first, second = _closed("inc-a"), _closed("inc-b")
+    for incident in (first, second):
+        repo.upsert(incident)
+        _left_clip(spool, incident, 12)
+    # A real write error: a folder where inc-a's clip must go.
+    key = store.key_for("inc-a", camera_id=CAM, at=first.started_at, suffix=".mp4")
+    (store.root / key).mkdir(parents=True)
+    config = EvidenceConfig(pre_seconds=0, post_seconds=1, buffer_seconds=2, annotate_clips=False)
+    heir = EvidenceRecorder(store, repo, config, on_full="wait", recover=False)
+    try:
+        heir.adopt_clips(CAM, reason="analyzer_lost", previous_owner="loser")
+        assert heir.flush(30, adoptions=True)
+        assert repo.get("inc-b").clip is not None, "the next clip was still adopted"
+        assert repo.get("inc-a").clip is None and (spool / f"inc-a{PART_SUFFIX}").exists()
+        assert heir.stats.errors >= 1
+        (store.root / key).rmdir()  # storage is back: the retry (1 s, then 2 s) stores it
+        deadline = time.monotonic() + 20
+        while repo.get("inc-a").clip is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        heir.close(30)
+    assert repo.get("inc-a").clip == key
+    assert not list(spool.glob(f"*{PART_SUFFIX}"))
+    recovered = [e for e in repo.timeline("inc-a") if e.kind == CLIP_RECOVERED]
+    assert len(recovered) == 1 and recovered[0].detail["frames"] == 12
+
+
+def test_adoption_runs_beside_the_live_clips_not_in_front_of_them(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    """Finding: salvage and upload ran on the evidence thread, whose full queue drops live
+    frames. Here the adoption is held as long as the test likes (it waits for the chain lock,
+    which the test holds in PostgreSQL) while live frames come in batches, each flushed: the
+    evidence thread must take them all meanwhile. No timing margin is involved."""
+    with pg_server.fresh_schema() as url:
+        engine = create_engine_for(url, tmp_path)
+        upgrade(engine)
+        try:
+            repo = IncidentRepository(engine)
+            store = EvidenceStore(tmp_path / "evidence", log=repo)
+            spool = store.root / ".clips-in-progress"
+            old = _closed("inc-old")
+            repo.upsert(old)
+            _left_clip(spool, old, 40)
+            live = dataclasses.replace(_closed("inc-live", 100), ended_at=None)
+            repo.upsert(live)
+            config = EvidenceConfig(
+                pre_seconds=0, post_seconds=1, buffer_seconds=2, annotate_clips=False
+            )
+            recorder = EvidenceRecorder(
+                store, repo, config, on_full="drop", max_queued_frames=16, recover=False
+            )
+            try:
+                with Session(engine) as blocker, blocker.begin():
+                    lock_head(blocker)  # every chained write waits until this commits
+                    recorder.adopt_clips(CAM, reason="analyzer_lost", previous_owner="loser")
+                    recorder.open_clip(live)
+                    for batch in range(10):
+                        for index in range(100 + batch * 8, 108 + batch * 8):
+                            recorder.observe(*coded_frame(index, FPS))
+                        assert recorder.flush(30), "the evidence thread waits for the adoption"
+                    assert recorder.stats.frames_dropped == 0
+                    assert (spool / f"inc-old{PART_SUFFIX}").exists(), "the adoption was held"
+                assert recorder.flush(30, adoptions=True)
+                assert repo.get("inc-old").clip is not None
+            finally:
+                recorder.close(30)
+        finally:
+            engine.dispose()
