@@ -25,7 +25,7 @@ from safewatch.errors import FencedWrite
 from safewatch.storage.cluster_tables import CameraLeaseRow
 from safewatch.storage.tables import IncidentRow
 
-__all__ = ["FENCED_WRITES", "EpochFence", "FencedWrite"]
+__all__ = ["FENCED_WRITES", "EpochFence", "FencedWrite", "UnleasedFence"]
 
 
 def _check(camera_id: str) -> Select[int, str | None, bool]:
@@ -120,3 +120,25 @@ class EpochFence:
             if taken is not None:
                 taken[1].discard(previous)
         return str(previous)
+
+
+class UnleasedFence:
+    """The check of writes for a camera *nobody* runs (disabled or removed from the site).
+
+    The sweep of such a camera's clips (:class:`safewatch.runtime.clip_sweep.ClipSweeper`) holds
+    no lease to be fenced by; its writes must still never land beside an owner's. So a write is
+    refused when the camera has a live lease (it was enabled again and someone owns it: its
+    clips are that owner's to adopt). The row is read ``FOR SHARE`` as in :class:`EpochFence`:
+    a claim waits for the write, or the write sees the claim.
+    """
+
+    def check(self, session: Session, camera_id: str) -> None:
+        """Raise :class:`FencedWrite` if ``camera_id`` has a live owner."""
+        row = session.execute(_check(camera_id)).first()
+        if row is not None and row.owner is not None and bool(row.live):
+            FENCED_WRITES.labels(camera=camera_id).inc()
+            raise FencedWrite(camera_id, None, row.owner, int(row.epoch))
+
+    def continues(self, session: Session, incident: Incident) -> str | None:
+        """A sweep opens no incident: nothing continues."""
+        return None

@@ -27,6 +27,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -57,6 +58,7 @@ __all__ = [
     "read_clip_info",
     "recover_clips",
     "salvage",
+    "sweep_clips",
 ]
 
 _log = logging.getLogger(__name__)
@@ -475,6 +477,14 @@ def adopt_clips(
     return report
 
 
+def _camera_of(part: Path, incident: Incident | None) -> str | None:
+    """The camera a left clip belongs to: its incident's, else its own tag's."""
+    if incident is not None:
+        return incident.camera_id
+    info = read_clip_info(part)
+    return None if info is None else info.camera_id
+
+
 def _adopt_one(
     part: Path,
     store: EvidenceStore,
@@ -482,15 +492,15 @@ def _adopt_one(
     camera_id: str,
     detail: dict[str, Any],
     report: Adoption,
+    *,
+    closed_only: bool = True,
 ) -> None:
     """One clip of :func:`adopt_clips` (raises what its writes raise)."""
     incident_id = part.name[: -len(PART_SUFFIX)]
     incident = _incident_of(part, repository)
-    if incident is None:
-        info = read_clip_info(part)
-        if info is None or info.camera_id != camera_id:
-            return  # another camera's, or a clip of an incident never stored
-    elif incident.camera_id != camera_id or incident.ended_at is None:
+    if _camera_of(part, incident) != camera_id:
+        return  # another camera's, or a clip of an incident never stored
+    if closed_only and incident is not None and incident.ended_at is None:
         return
     try:
         lock = PartLock.try_acquire(part, create=False)
@@ -514,3 +524,62 @@ def _adopt_one(
         report.unusable[incident_id] = outcome.why
     finally:
         lock.release()
+
+
+CAMERA_NOT_RUN = "camera_not_run"
+"""Reason chained by :func:`sweep_clips`: the clip's camera is disabled or gone from the site."""
+
+
+def sweep_clips(
+    spool: Path,
+    store: EvidenceStore,
+    repository: IncidentRepository,
+    run: Collection[str],
+    *,
+    quiet_seconds: float,
+) -> dict[str, Adoption]:
+    """Finish the clips left in a shared ``spool`` by cameras no analyzer runs any more.
+
+    A camera disabled or removed while its owner was dead is claimed by nobody, so
+    :func:`adopt_clips` never runs for it. This takes each ``.part`` whose camera is not in
+    ``run`` (the site's enabled cameras), that nobody holds and that nobody wrote to for
+    ``quiet_seconds`` (:func:`~safewatch.runtime.recording_link.orphan_quiet_seconds`: an
+    owner frozen past its lease still looks alive that long), and stores it or chains
+    ``clip.unrecoverable`` as :func:`adopt_clips` does, with reason :data:`CAMERA_NOT_RUN`.
+    Its incident may still be open (nobody took the camera over to close it). ``repository``
+    should refuse writes for a camera someone owns again
+    (:class:`safewatch.cluster.fencing.UnleasedFence`): that camera's clips are then left to
+    its owner.
+
+    Returns:
+        Per camera swept, what was done (a fence refusal leaves the camera's other clips).
+    """
+    reports: dict[str, Adoption] = {}
+    if not spool.is_dir():
+        return reports
+    fenced: set[str] = set()
+    now = time.time()
+    for part in sorted(spool.glob(f"*{PART_SUFFIX}")):
+        incident_id = part.name[: -len(PART_SUFFIX)]
+        try:
+            if now - part.stat().st_mtime < quiet_seconds:
+                continue
+            camera_id = _camera_of(part, _incident_of(part, repository))
+        except FileNotFoundError:
+            continue
+        except SafewatchError as exc:
+            _log.warning("clip sweep: %s skipped: %s", part.name, exc)
+            continue
+        if camera_id is None or camera_id in run or camera_id in fenced:
+            continue
+        report = reports.setdefault(camera_id, Adoption())
+        detail = {"reason": CAMERA_NOT_RUN, "previous_owner": None, "camera": camera_id}
+        try:
+            _adopt_one(part, store, repository, camera_id, detail, report, closed_only=False)
+        except FencedWrite as exc:  # owned again: its owner adopts it
+            _log.info("clip sweep: camera %s has an owner again: %s", camera_id, exc)
+            fenced.add(camera_id)
+        except SafewatchError as exc:
+            _log.warning("clip sweep: %s not stored yet: %s", part.name, exc)
+            report.failed[incident_id] = str(exc)
+    return reports

@@ -53,6 +53,7 @@ from safewatch.rules.reload import ReloadingEngine, ReloadStatus, RuleGeneration
 from safewatch.runtime.bus_link import ClusterBus
 from safewatch.runtime.camera_end import finish_when_judged
 from safewatch.runtime.camera_worker import WorkerSpec
+from safewatch.runtime.clip_sweep import ClipSweeper, start_clip_sweeper
 from safewatch.runtime.evaluation import RulesWorker
 from safewatch.runtime.evidence_warmup import warm_up_evidence
 from safewatch.runtime.health import (
@@ -132,6 +133,7 @@ class RuntimeService:
         self._alerts: AlertService | None = None
         self._witness: WitnessWriter | None = None
         self._recorder: EvidenceRecorder | None = None
+        self._sweeper: ClipSweeper | None = None  # serve --cluster: clips of cameras not run
         self._recordings = RecordingLink(self._ownership, options.cluster)
         self._rule_files = RuleFiles(options.rules)
         self._rules: RulesWorker | None = None
@@ -197,17 +199,21 @@ class RuntimeService:
             # alerts: hook the outbox into the repository before any incident can be written
             self._alerts = start_alerts(site, storage)
             holder = self._rule_files.hold(rules)
+            spool = clip_spool(config.storage, site.base_dir)
+            shared = self._options.cluster and config.storage.evidence_s3 is None
             self._recorder = EvidenceRecorder(
                 storage.evidence,
                 storage.repository,
                 config.evidence,
-                spool=clip_spool(config.storage, site.base_dir),
+                spool=spool,
                 # a cluster's shared spool: each camera's next owner finishes its lost clips
-                recover=not (self._options.cluster and config.storage.evidence_s3 is None),
+                recover=not shared,
                 privacy_for=self._privacy_for,
                 zones_for=self._zones_for,
                 on_full="drop",
             )
+            if shared:  # and one analyzer those of cameras nobody runs any more
+                self._sweeper = start_clip_sweeper(lambda: self._site, storage, spool)
             # after the clips' recovery, with the outbox hooked: their closed alerts are queued
             if not self._options.cluster:  # in a cluster, a camera's next owner closes them
                 close_abandoned_incidents(storage.repository, config)
@@ -328,6 +334,8 @@ class RuntimeService:
                 self._inference.stop(timeout)
             if self._rules is not None:
                 closed = self._rules.stop(timeout)
+            if self._sweeper is not None:
+                self._sweeper.stop()
             if self._recorder is not None:
                 self._recorder.close(timeout)
         finally:
