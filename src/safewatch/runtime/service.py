@@ -296,6 +296,7 @@ class RuntimeService:
             self._supervisor.stop if self._supervisor else None,
             self._inference.stop if self._inference else None,
             self._rules.stop if self._rules else None,
+            self._sweeper.stop if self._sweeper else None,
             self._recorder.close if self._recorder else None,
             self._front.stop,
             self._bus.stop if self._bus else None,
