@@ -303,8 +303,14 @@ class ApiLink:
         process = self._process
         return None if process is None else process.pid
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 300.0) -> None:
         """Spawn the API process and return once it serves.
+
+        The wait is long (five minutes) because a live process that has not reported yet is
+        almost always a starved one, not a hung one: on a host running at ten times its cores
+        the API process's imports alone took over a minute, and failing the whole server's
+        start-up for that loses more than waiting does. A warning is logged after a minute; a
+        process that exits fails the start at once.
 
         Raises:
             ConfigError: It exited or did not report ready within ``timeout`` seconds.
@@ -354,14 +360,24 @@ class ApiLink:
         self._receiver.start()
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        warned = False
         while not self._ready.wait(0.1):
             process = self._process
             if process is None or not process.is_alive():
                 code = None if process is None else process.exitcode
                 raise ConfigError(f"the API process exited at start-up (exit status {code})")
-            if time.monotonic() > deadline:
+            waited = time.monotonic() - started
+            if waited > timeout:
                 raise ConfigError(f"the API process did not start within {timeout:g} s")
+            if not warned and waited > min(60.0, timeout / 2):
+                warned = True
+                log.warning(
+                    "the API process has not reported ready after %.0f s (host overloaded?); "
+                    "waiting up to %g s",
+                    waited,
+                    timeout,
+                )
 
     def check(self) -> bool:
         """Restart the API process if it died or hangs (the keeper calls this, every second or
