@@ -8,12 +8,18 @@ dashboard with its own database connections wired as ``serve --cluster`` wires i
 database and the evidence folder declared shared. The claimer is killed with ``kill -9`` in the
 middle of the job: the other analyzer claims it after the heartbeat expiry (lease 2 s) and
 finishes it.
+
+Also here, against the same real PostgreSQL without serve processes: a claimer frozen
+(``SIGSTOP``) past the expiry writes nothing once resumed; a job whose analyzer was lost three
+times is failed; the API nodes' periodic pass (interrupted uploads, orphaned local copies).
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,10 +68,11 @@ def api_node(site_path: Path, **settings: Any) -> Iterator[Dashboard]:
     dashboard = Dashboard.create(
         lambda: site, site_path.parent / "rules", storage, settings=DashboardSettings(**settings)
     )
-    install_cluster_jobs(dashboard, site.config.cluster.lease_seconds)
+    jobs = install_cluster_jobs(dashboard, site.config.cluster.lease_seconds)
     try:
         yield dashboard
     finally:
+        jobs.stop()
         storage.close()
 
 
@@ -219,7 +226,9 @@ def test_a_backtest_given_back_by_a_stopping_analyzer_is_finished_by_another(
                 assert state()["state"] == "queued"
                 first.start()
                 wait_until(lambda: state()["frames_done"] > 0, 60, 0.05)
+                asked = time.monotonic()
                 first.stop()
+                print(f"stop() returned after {time.monotonic() - asked:.2f} s")
                 assert first.running() == [] and state()["state"] == "queued"
                 assert "given back by analyzer r1" in state()["message"]
                 second.start()
@@ -286,3 +295,187 @@ def test_on_one_host_the_api_node_runs_the_job_and_cancels_it(tmp_path: Path) ->
             assert (again.status_code, again.json()["error"]) == (409, "conflict")
     finally:
         storage.close()
+
+
+_FROZEN_CLAIMER = """
+import logging, sys, time
+from pathlib import Path
+from safewatch.api.jobs import JobEnvironment
+from safewatch.cluster.jobs import JobQueue
+from safewatch.config.loader import load_site
+from safewatch.config.ruleset import load_rules
+from safewatch.incidents.site_storage import open_site_storage
+from safewatch.runtime.job_runner import JobRunner
+
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+site = load_site(Path(sys.argv[1]))
+storage = open_site_storage(site)
+rules = Path(sys.argv[1]).parent / "rules"
+env = JobEnvironment(
+    lambda: site, lambda: load_rules(rules, site.config), rules, storage.repository
+)
+queue = JobQueue(storage.engine, expiry=site.config.cluster.lease_seconds)
+runner = JobRunner(queue, "frozen", 1, env, storage.evidence.backend, Path(sys.argv[2]), poll=0.1)
+runner.start()
+deadline = time.monotonic() + 120
+while runner.finished < 1 and time.monotonic() < deadline:
+    time.sleep(0.05)
+runner.stop()
+storage.close()
+"""
+
+
+def _queue_job(queue: Any, video: Path) -> str:
+    from safewatch.api.jobs import AuditJob
+
+    job = AuditJob(f"j{time.monotonic_ns() % 10**11:011d}", video.name, "cam1", "t", time.time())
+    queue.insert(job)
+    assert queue.queue(job.id, {"video_path": str(video)})
+    return job.id
+
+
+def test_a_claimer_frozen_past_expiry_writes_nothing_once_resumed(
+    cluster_db: str, tmp_path: Path
+) -> None:
+    """A job runner in a child process (the real job code) is frozen with SIGSTOP mid-job; the
+    test claims the job once the heartbeat expired; resumed, the child's progress is refused,
+    it stops without writing and stores no result; its finish would be refused too."""
+    from safewatch.cluster.jobs import DONE, Claim, JobLost, JobQueue, to_job
+
+    site_path = job_site(tmp_path, cluster_db)
+    engine = create_engine_for(cluster_db, tmp_path)
+    upgrade(engine)
+    queue = JobQueue(engine, expiry=2.0)
+    job_id = _queue_job(queue, asset(CLIP))
+    child = subprocess.Popen(
+        [sys.executable, "-c", _FROZEN_CLAIMER, str(site_path), str(tmp_path / "frozen")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until(lambda: (r := queue.row(job_id)) is not None and r.frames_done > 0, 90, 0.02)
+        child.send_signal(signal.SIGSTOP)
+        frozen = queue.row(job_id)
+        assert frozen is not None and (frozen.claimed_by, frozen.attempt) == ("frozen", 1)
+        thief = wait_until(lambda: queue.claim("thief"), 30, 0.2)  # after the 2 s expiry
+        assert (thief.attempt, thief.job.state) == (2, "running")
+        taken = queue.row(job_id)
+        assert taken is not None and (taken.frames_done, taken.lost) == (0, 1)
+        child.send_signal(signal.SIGCONT)
+        output, _ = child.communicate(timeout=60)
+        assert child.returncode == 0, output
+        assert "stopped without writing" in output, output
+        after = queue.row(job_id)
+        assert after is not None
+        assert (after.state, after.claimed_by, after.attempt) == ("running", "thief", 2)
+        assert (after.frames_done, after.frames_total, after.result_prefix) == (
+            0,
+            taken.frames_total,
+            None,
+        )
+        assert after.heartbeat_at == taken.heartbeat_at, "the resumed claimer heartbeated"
+        shared = tmp_path / "shared-evidence" / "_jobs" / job_id
+        assert not (shared / "a1").exists(), "the resumed claimer stored a result"
+        # Its claim, had it got further: progress and finish refused, the row unchanged.
+        stale = Claim(thief.job, thief.spec, 1, "frozen")
+        with pytest.raises(JobLost):
+            queue.progress(stale, frames_done=40)
+        assert not queue.finish(stale, DONE, result_prefix=f"_jobs/{job_id}/a1/out.tar")
+        assert queue.finish(thief, DONE, result_prefix=f"_jobs/{job_id}/a2/out.tar")
+        final = queue.row(job_id)
+        assert final is not None and final.result_prefix == f"_jobs/{job_id}/a2/out.tar"
+        assert to_job(final).state == DONE
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGCONT)
+            child.kill()
+            child.wait(10)
+        engine.dispose()
+
+
+def test_a_job_whose_analyzer_is_lost_three_times_fails_and_a_release_does_not_count(
+    cluster_db: str, tmp_path: Path
+) -> None:
+    """The heartbeat's expiry is made by moving the row's heartbeat back (database clock)."""
+    from safewatch.cluster.jobs import JobQueue
+
+    engine = create_engine_for(cluster_db, tmp_path)
+    upgrade(engine)
+    queue = JobQueue(engine, expiry=2.0)
+    job_id = _queue_job(queue, asset(CLIP))
+
+    def expire() -> None:
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE cluster_jobs SET heartbeat_at = heartbeat_at - 10 WHERE id = :id"),
+                {"id": job_id},
+            )
+
+    try:
+        first = queue.claim("a1")
+        assert first is not None and queue.release(first)  # a drain: not counted
+        claims = [queue.claim("a2")]
+        for name in ("a3", "a4"):
+            expire()
+            claims.append(queue.claim(name))
+        row = queue.row(job_id)
+        assert row is not None and (row.state, row.lost, row.claimed_by) == ("running", 2, "a4")
+        assert row.message == "restarted: analyzer a3 was lost"
+        expire()
+        assert queue.claim("a5") is None
+        row = queue.row(job_id)
+        assert row is not None and (row.state, row.lost) == ("failed", 3)
+        assert row.message.startswith("analyzer lost 3 times while running it (last: a4)")
+        assert [c.attempt for c in claims if c is not None] == [2, 3, 4]
+    finally:
+        engine.dispose()
+
+
+def test_the_periodic_pass_fails_interrupted_uploads_and_removes_orphaned_copies(
+    cluster_db: str, tmp_path: Path
+) -> None:
+    """A receiving row untouched for five minutes (database clock) is failed and its blobs
+    deleted (once, with two nodes at it); a fresh one stays, shown as receiving; local copies of
+    jobs deleted elsewhere go, a done job's copy stays."""
+    from safewatch.api.cluster_jobs import ClusterJobs
+    from safewatch.api.jobs import AuditJob
+
+    site_path = job_site(tmp_path, cluster_db)
+    engine = create_engine_for(cluster_db, tmp_path)
+    upgrade(engine)
+    try:
+        with api_node(site_path) as node_a, api_node(site_path) as node_b:
+            jobs_a, jobs_b = node_a.jobs, node_b.jobs
+            assert isinstance(jobs_a, ClusterJobs) and isinstance(jobs_b, ClusterJobs)
+            table = jobs_a._table
+            blobs = node_a.storage.evidence.backend
+            ids = {name: f"{name:0<12}" for name in ("stale", "fresh", "done", "gone")}
+            for job_id in ids.values():
+                table.insert(AuditJob(job_id, "v.mp4", "cam1", "t", time.time()))
+                blobs.put_bytes(f"_jobs/{job_id}/input.mp4", b"video")
+                (jobs_a.folder / job_id / "out-1").mkdir(parents=True)
+            with engine.begin() as connection:
+                connection.execute(
+                    text("UPDATE cluster_jobs SET heartbeat_at = heartbeat_at - 301 WHERE id = :i"),
+                    {"i": ids["stale"]},
+                )
+            table.change(ids["done"], state="done")
+            table.remove(ids["gone"])
+            assert jobs_b.get(ids["fresh"]).state == "receiving"
+            jobs_b.sweep()
+            jobs_a.sweep()  # a second node's pass finds nothing more to do
+            stale = jobs_a.get(ids["stale"])
+            assert (stale.state, stale.message) == (
+                "failed",
+                "upload interrupted: its API node stopped storing the inputs",
+            )
+            assert jobs_a.get(ids["fresh"]).state == "receiving"
+            left = {info.key.split("/")[1] for info in blobs.list("_jobs/")}
+            assert left == {ids["fresh"], ids["done"], ids["gone"]}
+            kept = {p.name for p in jobs_a.folder.iterdir()}
+            assert kept == {ids["fresh"], ids["done"]}
+            # The node still storing the stale job's inputs finds its row failed: no queueing.
+            assert not table.queue(ids["stale"], {"video_key": "x"})
+    finally:
+        engine.dispose()

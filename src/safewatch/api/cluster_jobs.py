@@ -13,10 +13,16 @@ folders must be mounted at the same place on the analyzers). The claimer writes 
 so the incidents, evidence and backtest documents are served by the code one host uses.
 
 Every node reads the list, progress and state from the table, and any node cancels or deletes.
+While a node stores a job's inputs it touches the row every half minute; every API node runs a
+periodic pass (:meth:`ClusterJobs.sweep`, once a minute) that fails the rows nobody touched for
+five minutes ("upload interrupted", blobs deleted: the node died or hung mid-upload) and removes
+its own local copies of jobs whose row is gone or no longer needs one (a job deleted from
+another node, an upload refused).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import shutil
@@ -24,11 +30,13 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from safewatch.api.dashboard import Dashboard
-from safewatch.api.jobs import AuditJob, AuditJobs, JobFinished
-from safewatch.cluster.jobs import DONE, FAILED, JobQueue, to_job
+from safewatch.api.jobs import _ID, AuditJob, AuditJobs, JobFinished
+from safewatch.cluster.jobs import DONE, FAILED, RECEIVING, UPLOAD_TOUCH, JobQueue, to_job
 from safewatch.errors import NotFound, StorageError
 from safewatch.storage.blobs import BlobStore
 
@@ -39,15 +47,23 @@ log = logging.getLogger(__name__)
 JOB_PREFIX = "_jobs"
 """Key prefix of the jobs' blobs in the evidence store (evidence keys start with a camera)."""
 
+SWEEP_EVERY = 60.0
+"""Seconds between two periodic passes of an API node (:meth:`ClusterJobs.sweep`)."""
 
-def pack(blobs: BlobStore, folder: Path, key: str) -> None:
+
+def pack(blobs: BlobStore, folder: Path, key: str, check: Callable[[], None] | None = None) -> None:
     """Store ``folder``'s files as one tar blob under ``key`` (names inside a tar need not be
-    valid blob keys, and the upload is one atomic object)."""
+    valid blob keys, and the upload is one atomic object). ``check`` is called before each
+    file is added (it raises to give up: a stopping analyzer)."""
     with tempfile.NamedTemporaryFile(suffix=".tar", delete=False) as handle:
         archive = Path(handle.name)
     try:
         with tarfile.open(archive, "w") as tar:
-            tar.add(folder, arcname=".")
+            tar.add(folder, arcname=".", recursive=False)
+            for path in sorted(folder.rglob("*")):
+                if check is not None:
+                    check()
+                tar.add(path, arcname=f"./{path.relative_to(folder)}", recursive=False)
         blobs.put_file(key, archive, move=True)
     finally:
         archive.unlink(missing_ok=True)
@@ -79,7 +95,76 @@ class ClusterJobs(AuditJobs):
         self._table = queue
         self._blobs = dashboard.storage.evidence.backend
         self._fetching = threading.Lock()
+        self._closed = threading.Event()
+        self._sweeper: threading.Thread | None = None
         super().__init__(dashboard)
+
+    def start(self, every: float = SWEEP_EVERY) -> ClusterJobs:
+        """Run :meth:`sweep` every ``every`` seconds on a thread until :meth:`stop`."""
+        self._sweeper = threading.Thread(
+            target=self._sweep_loop, args=(every,), name="cluster-jobs-sweep", daemon=True
+        )
+        self._sweeper.start()
+        return self
+
+    def stop(self) -> None:
+        """End the periodic pass."""
+        self._closed.set()
+        if self._sweeper is not None:
+            self._sweeper.join(10.0)
+
+    def _sweep_loop(self, every: float) -> None:
+        while not self._closed.wait(every):
+            try:
+                self.sweep()
+            except Exception as exc:  # the database or the store away: next pass
+                log.warning("cluster jobs sweep: %s", exc)
+
+    def sweep(self) -> None:
+        """The periodic pass (any API node, any number at once): fail the uploads nobody
+        touched for :data:`~safewatch.cluster.jobs.UPLOAD_LIMIT` and delete their blobs;
+        remove this node's folders of jobs whose row is gone, or is neither done (a result
+        copy) nor receiving (an upload being copied here)."""
+        failed = self._table.fail_interrupted_uploads(self._delete_blobs)
+        if failed:
+            log.warning("job(s) %s failed: upload interrupted", failed)
+        if not self._folder.is_dir():
+            return
+        folders = [p for p in self._folder.iterdir() if p.is_dir() and _ID.match(p.name)]
+        states = self._table.states(p.name for p in folders)
+        for folder in folders:
+            if states.get(folder.name) not in (DONE, RECEIVING):
+                shutil.rmtree(folder, ignore_errors=True)
+                log.info(
+                    "removed the local copy of job %s (%s)",
+                    folder.name,
+                    states.get(folder.name, "deleted"),
+                )
+
+    @contextlib.contextmanager
+    def _receiving(self, job_id: str) -> Iterator[None]:
+        """Touch the row every :data:`~safewatch.cluster.jobs.UPLOAD_TOUCH` seconds while the
+        block stores its inputs, so the periodic pass leaves a slow upload alone."""
+        done = threading.Event()
+
+        def touch() -> None:
+            while not done.wait(UPLOAD_TOUCH):
+                try:
+                    self._table.touch(job_id)
+                except Exception as exc:  # a miss is fine: the limit is ten touches
+                    log.warning("job %s: upload not touched (%s)", job_id, exc)
+
+        thread = threading.Thread(target=touch, name=f"job-{job_id}-upload", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+    def _delete_blobs(self, job_id: str) -> None:
+        for info in list(self._blobs.list(f"{JOB_PREFIX}/{job_id}/")):
+            self._blobs.delete(info.key)
 
     def _load(self) -> None:
         """Nothing to load: the list is the table's."""
@@ -111,11 +196,30 @@ class ClusterJobs(AuditJobs):
         self._table.change(job_id, **changes)
         return self.get(job_id)
 
+    def _receive(self, job: AuditJob, stream: BinaryIO, filename: str) -> Path:
+        """As one host does, with the row touched meanwhile."""
+        with self._receiving(job.id):
+            return super()._receive(job, stream, filename)
+
     def _enqueue(self, job_id: str, video: Path) -> None:
-        """Store what the claimer needs in the evidence store, then let analyzers claim it."""
+        """Store what the claimer needs in the evidence store, then let analyzers claim it
+        (unless the row was cancelled or failed meanwhile: then its blobs are removed)."""
         folder = self._folder / job_id
         spec: dict[str, str] = {}
         try:
+            self._store(job_id, video, folder, spec)
+        except BaseException as exc:
+            self._table.change(
+                job_id, state=FAILED, finished_at=time.time(), message=f"cannot store: {exc}"
+            )
+            raise
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        if not self._table.queue(job_id, spec):
+            self._delete_blobs(job_id)
+
+    def _store(self, job_id: str, video: Path, folder: Path, spec: dict[str, str]) -> None:
+        with self._receiving(job_id):
             if video.is_relative_to(folder):  # an upload
                 key = f"{JOB_PREFIX}/{job_id}/input{video.suffix}"
                 self._blobs.put_file(key, video, move=True)
@@ -125,14 +229,6 @@ class ClusterJobs(AuditJobs):
             if (folder / "proposed").is_dir():
                 spec["proposed_key"] = f"{JOB_PREFIX}/{job_id}/proposed.tar"
                 pack(self._blobs, folder / "proposed", spec["proposed_key"])
-        except BaseException as exc:
-            self._table.change(
-                job_id, state=FAILED, finished_at=time.time(), message=f"cannot store: {exc}"
-            )
-            raise
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        self._table.queue(job_id, spec)
 
     def cancel(self, job_id: str) -> AuditJob:
         """Cancel a queued job, or ask a running job's analyzer to stop it (from any node).
@@ -152,8 +248,7 @@ class ClusterJobs(AuditJobs):
         """Remove the row (whatever its state: a job refused while staging), its blobs and
         this node's copy of its results."""
         self._table.remove(job_id)
-        for info in list(self._blobs.list(f"{JOB_PREFIX}/{job_id}/")):
-            self._blobs.delete(info.key)
+        self._delete_blobs(job_id)
         shutil.rmtree(self._folder / job_id, ignore_errors=True)
 
     def delete(self, job_id: str) -> None:
@@ -184,7 +279,8 @@ class ClusterJobs(AuditJobs):
 
 def install_cluster_jobs(dashboard: Dashboard, lease_seconds: float) -> ClusterJobs:
     """Give an API node of a cluster its jobs (before the app is created, which would otherwise
-    make one-host :class:`~safewatch.api.jobs.AuditJobs`)."""
+    make one-host :class:`~safewatch.api.jobs.AuditJobs`), their periodic pass started:
+    :meth:`ClusterJobs.stop` it at shutdown."""
     jobs = ClusterJobs(dashboard, JobQueue(dashboard.storage.engine, expiry=lease_seconds))
     dashboard.jobs = jobs
-    return jobs
+    return jobs.start()

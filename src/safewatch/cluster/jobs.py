@@ -10,6 +10,15 @@ claim's ``attempt``, so a claimer that was presumed dead and wakes up writes not
 progress report finds the row taken over (:class:`JobLost`) and it stops. Times are the
 database's clock.
 
+A claim that ended in an expiry counts in ``lost``; the claim that would be the
+:data:`MAX_LOST`-th restart marks the job failed instead ("analyzer lost 3 times while running
+it"), so a video that crashes or exhausts its analyzer does not take down one analyzer after
+another. A stopping analyzer's :meth:`JobQueue.release` does not count.
+
+A row stays ``receiving`` while an API node stores the job's inputs; that node touches its
+``heartbeat_at`` meanwhile. One whose node died or gave up is failed ("upload interrupted") by
+any API node's periodic pass (:meth:`JobQueue.fail_interrupted_uploads`), with its blobs deleted.
+
 Progress, result and cancellation live in the row, so every API node shows the same list. The
 job's files are blobs in the site's evidence store (:mod:`safewatch.api.cluster_jobs`).
 """
@@ -17,10 +26,11 @@ job's files are blobs in the site's evidence store (:mod:`safewatch.api.cluster_
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, or_, select, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from safewatch.api.jobs import AuditJob
@@ -28,10 +38,20 @@ from safewatch.cluster.leases import db_now
 from safewatch.errors import SafewatchError
 from safewatch.storage.job_tables import ClusterJobRow
 
-__all__ = ["Claim", "JobLost", "JobQueue"]
+__all__ = ["MAX_LOST", "UPLOAD_LIMIT", "Claim", "JobLost", "JobQueue"]
 
 RECEIVING, QUEUED, RUNNING = "receiving", "queued", "running"
 DONE, FAILED, CANCELLED = "done", "failed", "cancelled"
+
+MAX_LOST = 3
+"""Claims of one job that may end in a heartbeat expiry; the next one marks it failed."""
+
+UPLOAD_LIMIT = 300.0
+"""Seconds a ``receiving`` row may go untouched (database clock) before it counts as an
+interrupted upload (its API node touches it every :data:`UPLOAD_TOUCH` seconds)."""
+
+UPLOAD_TOUCH = 30.0
+"""Seconds between two touches of a ``receiving`` row by the API node storing its inputs."""
 
 
 class JobLost(SafewatchError):
@@ -51,14 +71,14 @@ class Claim:
 
 
 def to_job(row: ClusterJobRow) -> AuditJob:
-    """The dashboard's view of a row (a job still receiving its inputs shows as queued)."""
+    """The dashboard's view of a row (``receiving``: its inputs are still being stored)."""
     return AuditJob(
         id=row.id,
         video=row.video,
         camera=row.camera,
         submitted_by=row.submitted_by,
         submitted_at=row.submitted_at,
-        state=QUEUED if row.state == RECEIVING else row.state,
+        state=row.state,
         frames_done=int(row.frames_done),
         frames_total=None if row.frames_total is None else int(row.frames_total),
         started_at=row.started_at,
@@ -103,17 +123,68 @@ class JobQueue:
                     incidents=0,
                     attempt=0,
                     cancel_requested=False,
+                    lost=0,
                 )
             )
+            session.flush()
+            session.execute(
+                update(ClusterJobRow)
+                .where(ClusterJobRow.id == job.id)
+                .values(heartbeat_at=db_now())
+            )
 
-    def queue(self, job_id: str, spec: dict[str, Any]) -> None:
-        """Its inputs are stored: analyzers may claim it."""
+    def touch(self, job_id: str) -> None:
+        """The API node storing a job's inputs is still at it (see :data:`UPLOAD_LIMIT`)."""
         with Session(self.engine) as session, session.begin():
             session.execute(
                 update(ClusterJobRow)
                 .where(ClusterJobRow.id == job_id, ClusterJobRow.state == RECEIVING)
-                .values(state=QUEUED, spec=spec)
+                .values(heartbeat_at=db_now())
             )
+
+    def queue(self, job_id: str, spec: dict[str, Any]) -> bool:
+        """Its inputs are stored: analyzers may claim it. ``False`` when the row is no longer
+        receiving (cancelled, or failed as an interrupted upload): the caller's blobs are its
+        own to delete."""
+        with Session(self.engine) as session, session.begin():
+            result = session.execute(
+                update(ClusterJobRow)
+                .where(ClusterJobRow.id == job_id, ClusterJobRow.state == RECEIVING)
+                .values(state=QUEUED, spec=spec, heartbeat_at=None)
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    def fail_interrupted_uploads(
+        self, discard: Callable[[str], None], limit: float = UPLOAD_LIMIT
+    ) -> list[str]:
+        """Fail the ``receiving`` rows untouched for ``limit`` seconds ("upload interrupted"),
+        calling ``discard(job_id)`` (delete its blobs) for each while its row is locked; returns
+        their ids. Rows another node is handling are skipped (``SKIP LOCKED``), so any number of
+        nodes may run this at once; a ``discard`` that fails leaves every row as it was, for the
+        next pass."""
+        last_seen = func.coalesce(ClusterJobRow.heartbeat_at, ClusterJobRow.submitted_at)
+        with Session(self.engine) as session, session.begin():
+            rows = session.scalars(
+                select(ClusterJobRow)
+                .where(ClusterJobRow.state == RECEIVING, last_seen < db_now() - limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                discard(row.id)
+                row.state, row.finished_at, row.heartbeat_at = FAILED, time.time(), None
+                row.message = "upload interrupted: its API node stopped storing the inputs"
+            return [row.id for row in rows]
+
+    def states(self, job_ids: Iterable[str]) -> dict[str, str]:
+        """The state of each of ``job_ids`` that has a row."""
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        with Session(self.engine) as session:
+            found = session.execute(
+                select(ClusterJobRow.id, ClusterJobRow.state).where(ClusterJobRow.id.in_(ids))
+            )
+            return {job_id: state for job_id, state in found}
 
     def change(self, job_id: str, **values: Any) -> None:
         """Change columns of a job (an API node marking an upload that failed)."""
@@ -172,7 +243,8 @@ class JobQueue:
     def claim(self, analyzer_id: str) -> Claim | None:
         """Claim the oldest queued job, or a running one whose claimer stopped heartbeating;
         ``None`` when there is none. A claimed job whose cancel was requested is marked
-        cancelled instead of being returned."""
+        cancelled instead of being returned; one whose analyzer was lost :data:`MAX_LOST`
+        times is marked failed."""
         expired = and_(
             ClusterJobRow.state == RUNNING, ClusterJobRow.heartbeat_at < db_now() - self.expiry
         )
@@ -193,6 +265,16 @@ class JobQueue:
                     session.flush()
                     continue
                 previous = row.claimed_by if row.state == RUNNING else None
+                if previous is not None:
+                    row.lost += 1
+                    if row.lost >= MAX_LOST:
+                        row.state, row.finished_at, row.heartbeat_at = FAILED, time.time(), None
+                        row.message = (
+                            f"analyzer lost {row.lost} times while running it "
+                            f"(last: {previous}); not restarted"
+                        )
+                        session.flush()
+                        continue
                 row.state = RUNNING
                 row.claimed_by = analyzer_id
                 row.attempt += 1

@@ -10,7 +10,11 @@ not the progress, keeps the claim), and that write is where the job learns that 
 cancelled it or that its claim was lost (it stops there, writing nothing more). The
 inputs come from the evidence store (:mod:`safewatch.api.cluster_jobs`), the results go back to
 it as one tar, and the local work folder is removed. Stopping the analyzer gives its running
-jobs back to the queue, so another analyzer restarts them at once rather than after the expiry.
+jobs back to the queue, so another analyzer restarts them at once rather than after the expiry:
+:meth:`JobRunner.request_stop` asks them to stop (seen at the next frame, and between two MiB of
+the input's download and two files of the result's packing) while the analyzer drains its
+cameras, and :meth:`JobRunner.join` then waits for them; the claims stay heartbeated until their
+job let go, so a slow stop never counts as a lost analyzer.
 A job whose analyzer died is restarted from its first frame by the next claimer (an audit's
 output is only complete once its video was read to the end).
 """
@@ -24,6 +28,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,30 +104,54 @@ class JobRunner:
         with self._lock:
             return sorted(self._running)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Claim nothing more; running jobs stop at their next frame and go back to the queue."""
+    def request_stop(self) -> None:
+        """Claim nothing more and ask the running jobs to stop (without waiting): each goes
+        back to the queue at its next check. The claims stay heartbeated until :meth:`join`."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+
+    def join(self, timeout: float = 10.0) -> None:
+        """Wait (``timeout`` in all) for the running jobs to stop after :meth:`request_stop`.
+        A job still running then is given back from here: its thread, should it get further,
+        finds its claim gone and writes nothing (its result blob deleted)."""
+        deadline = time.monotonic() + timeout
         for thread in list(self._threads):
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            stuck = list(self._running.values())
+            self._lost |= {claim.job.id for claim in stuck}
+        for claim in stuck:
+            try:
+                self._queue.release(claim)
+                log.warning("job %s did not stop in %g s; given back anyway", claim.job.id, timeout)
+            except Exception as exc:  # it expires instead
+                log.warning("job %s not given back: %s", claim.job.id, exc)
+        if self._thread is not None:
+            self._thread.join(max(0.1, deadline - time.monotonic()))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """:meth:`request_stop`, then :meth:`join`: running jobs go back to the queue."""
+        self.request_stop()
+        self.join(timeout)
 
     def _loop(self) -> None:
         beat_every = self._queue.expiry / 3
         next_beat = 0.0
-        while not self._stop.is_set():
+        while True:
+            stopping = self._stop.is_set()
+            with self._lock:
+                claims = [c for c in self._running.values() if c.job.id not in self._lost]
+            if stopping and not claims:
+                return
             try:
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + beat_every
-                    with self._lock:
-                        claims = list(self._running.values())
                     lost = self._queue.heartbeat(claims)
                     if lost:
                         log.warning("job(s) %s claimed by another analyzer", sorted(lost))
                         with self._lock:
                             self._lost |= lost
-                claimed = self._claim_one()
+                claimed = not stopping and self._claim_one()
             except Exception as exc:  # the database away: retry, the jobs go on meanwhile
                 log.warning("cluster jobs: %s", exc, exc_info=not isinstance(exc, SafewatchError))
                 claimed = False
@@ -183,7 +212,6 @@ class JobRunner:
 
     def _finish(self, claim: Claim, folder: Path) -> None:
         job_id = claim.job.id
-        video = self._inputs(claim, folder)
         last = 0.0
 
         def check() -> None:
@@ -193,9 +221,22 @@ class JobRunner:
                 if job_id in self._lost:
                     raise JobLost(f"job {job_id} was claimed by another analyzer")
 
+        def write(**values: int | None) -> None:
+            """A progress write; one that fails (the database away for a moment) is skipped:
+            the heartbeat, not the progress, keeps the claim."""
+            try:
+                cancelled = self._queue.progress(claim, **values)
+            except JobLost:
+                raise
+            except Exception as exc:
+                log.warning("job %s: progress not written (%s)", job_id, exc)
+                return
+            if cancelled:
+                raise JobCancelled(f"job {job_id} was cancelled")
+
         def started(total: int | None) -> None:
             check()
-            self._queue.progress(claim, frames_total=total)
+            write(frames_total=total)
 
         def progress(done: int) -> None:
             nonlocal last
@@ -203,16 +244,9 @@ class JobRunner:
             if time.monotonic() - last < _PROGRESS_EVERY:
                 return
             last = time.monotonic()
-            try:
-                cancelled = self._queue.progress(claim, frames_done=done)
-            except JobLost:
-                raise
-            except Exception as exc:  # the database away for a moment: progress can wait
-                log.warning("job %s: progress not written (%s)", job_id, exc)
-                return
-            if cancelled:
-                raise JobCancelled(f"job {job_id} was cancelled")
+            write(frames_done=done)
 
+        video = self._inputs(claim, folder, check)
         outcome = run_job(
             self._env,
             claim.job,
@@ -224,7 +258,8 @@ class JobRunner:
         )
         check()
         key = f"{JOB_PREFIX}/{job_id}/a{claim.attempt}/out.tar"
-        pack(self._blobs, folder / "out", key)
+        # Checked between files while packing; once stored, the result is worth a finish.
+        pack(self._blobs, folder / "out", key, check)
         written = self._queue.finish(
             claim,
             DONE,
@@ -239,9 +274,9 @@ class JobRunner:
         else:
             log.info("job %s done: %s", job_id, outcome.message)
 
-    def _inputs(self, claim: Claim, folder: Path) -> Path:
-        """The video (fetched from the store, or the server path checked) and the proposed
-        rules of a backtest, into ``folder``.
+    def _inputs(self, claim: Claim, folder: Path, check: Callable[[], None]) -> Path:
+        """The video (fetched from the store, ``check`` called between two MiB, or the server
+        path checked) and the proposed rules of a backtest, into ``folder``.
 
         Raises:
             SourceError: A server path this analyzer cannot read.
@@ -253,7 +288,9 @@ class JobRunner:
             key = str(spec["video_key"])
             video = folder / f"input{Path(key).suffix}"
             with self._blobs.open(key) as source, video.open("wb") as target:
-                shutil.copyfileobj(source, target, 1 << 20)
+                while chunk := source.read(1 << 20):
+                    check()
+                    target.write(chunk)
             return video
         video = Path(str(spec.get("video_path", "")))
         if not video.is_file():

@@ -5,7 +5,7 @@ with a free job slot (``FOR UPDATE SKIP LOCKED``), heartbeated while it runs and
 its claimer's heartbeat expired. Its inputs and results are blobs in the site's evidence store
 (``_jobs/<id>/...``), so every node reaches them. Times are the database's clock, as for the
 camera leases. Registered on :class:`safewatch.storage.tables.Base` by :mod:`safewatch.storage`;
-the migration is ``0010``.
+the migrations are ``0010`` and ``0011`` (``lost``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ class ClusterJobRow(Base):
 
     ``state`` is ``receiving`` (the API node is still storing its inputs: nobody claims it),
     ``queued``, ``running`` (``claimed_by`` heartbeats it; ``attempt`` counts its claims and
-    fences a stale claimer's writes), ``done``, ``failed`` or ``cancelled``. ``spec`` holds what
+    fences a stale claimer's writes; ``lost`` counts the claims that ended in a heartbeat expiry),
+    ``done``, ``failed`` or ``cancelled``. A ``receiving`` row's ``heartbeat_at`` is the last
+    sign of life of the API node storing its inputs (database clock). ``spec`` holds what
     the run needs besides the row: where the video is (a blob key or a server path) and, for a
     backtest, the proposed rule files' keys. ``result_prefix`` is where the finished attempt's
     output went.
@@ -52,5 +54,6 @@ class ClusterJobRow(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     cancel_requested: Mapped[bool] = mapped_column(Boolean)
     result_prefix: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    lost: Mapped[int] = mapped_column(Integer, server_default="0")
 
     __table_args__ = (Index("ix_cluster_jobs_state", "state", "submitted_at"),)

@@ -33,7 +33,10 @@ class JobOut(BaseModel):
     camera: str
     submitted_by: str
     submitted_at: float
-    state: str = Field(description="queued, running, done, failed or cancelled.")
+    state: str = Field(
+        description="queued, running, done, failed or cancelled; under serve --cluster also "
+        "receiving (an API node is still storing the job's inputs)."
+    )
     progress: float = Field(description="0 to 1.")
     frames_done: int
     frames_total: int | None

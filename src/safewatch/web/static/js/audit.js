@@ -16,10 +16,10 @@ async function jobs() {
     el("td", {}, j.video), el("td", {}, j.camera), el("td", {}, fmtTime(j.submitted_at)), el("td", {}, j.submitted_by),
     el("td", {}, el("progress", { max: "1", value: String(j.progress) }), ` ${Math.round(j.progress * 100)}%`),
     el("td", { class: "num" }, String(j.incidents)), el("td", { title: j.message }, j.state,
-      can("operator") && (j.state === "queued" || j.state === "running")
+      can("operator") && ["receiving", "queued", "running"].includes(j.state)
         ? el("button", { type: "button", class: "link", onclick: () => cancel(j) }, " cancel") : ""))));
   clearTimeout(timer);
-  if (list.some((j) => j.state === "queued" || j.state === "running")) timer = setTimeout(jobs, 1000);
+  if (list.some((j) => ["receiving", "queued", "running"].includes(j.state))) timer = setTimeout(jobs, 1000);
 }
 
 async function cancel(job) {
