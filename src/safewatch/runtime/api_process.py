@@ -341,6 +341,7 @@ def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connecti
 
     from safewatch.api import ApiSettings, create_app
     from safewatch.api.bus_feed import BusFeeds
+    from safewatch.api.cluster_jobs import ClusterJobs
     from safewatch.api.dashboard import Dashboard, DashboardSettings
     from safewatch.incidents.site_storage import open_site_storage
     from safewatch.runtime.http_server import HttpServer
@@ -351,6 +352,7 @@ def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connecti
     storage = open_site_storage(spec.site)
     http: HttpServer | None = None
     feeds: BusFeeds | None = None
+    jobs: ClusterJobs | None = None
     try:
         _install_alert_hook(spec.site, storage)
         if spec.follow_bus:  # serve --cluster: every node's incident changes, from the bus
@@ -366,7 +368,7 @@ def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connecti
         if spec.follow_bus:  # serve --cluster: jobs run by analyzers, from the job table
             from safewatch.api.cluster_jobs import install_cluster_jobs
 
-            install_cluster_jobs(dashboard, spec.site.config.cluster.lease_seconds)
+            jobs = install_cluster_jobs(dashboard, spec.site.config.cluster.lease_seconds)
         app = create_app(ApiSettings(site_name=spec.site.config.site.name), remote, dashboard)
         if spec.follow_bus:  # serve --cluster: other analyzers' video relayed, ours served
             from safewatch.api.cluster_video import install_cluster_video
@@ -383,6 +385,8 @@ def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connecti
             http.stop()
         if feeds is not None:
             feeds.stop()
+        if jobs is not None:  # the periodic pass over the job table and local copies
+            jobs.stop()
         reader.close()
         storage.close()
         with contextlib.suppress(OSError):

@@ -54,6 +54,10 @@ Role = Literal["all", "analyzer", "api"]
 _DRAIN_TIMEOUT = 30.0
 """Seconds a SIGTERM drain may take to give every camera back before the process stops anyway."""
 
+_JOB_JOIN_TIMEOUT = 10.0
+"""Seconds the jobs may still take to let go after the drain (they were asked before it); a job
+still running then is given back anyway. Drain and join stay within a 60 s grace period."""
+
 
 def default_analyzer_id() -> str:
     """``hostname-pid``: unique among live processes, readable in the leases table."""
@@ -163,15 +167,21 @@ class ClusterOwner:
         incidents close under a valid lease) and its lease is released as soon as its own stop
         returned, so the other analyzers take each camera within their next look (about half a
         second) after its own stop, not after every camera's.
+
+        Running audit/backtest jobs are asked to stop first and joined only after the drain:
+        they let go while the cameras stop (each goes back to the queue, so another analyzer
+        restarts it at once), and a busy job slot never delays the cameras' drain.
         """
         try:
             if self._jobs is not None:  # running jobs go back to the queue
-                self._jobs.stop()
+                self._jobs.request_stop()
             if self._member is not None:
                 try:
                     self._member.drain(drain_timeout)
                 except Exception:
                     log.exception("draining the cluster leases failed; they expire instead")
+            if self._jobs is not None:
+                self._jobs.join(_JOB_JOIN_TIMEOUT)
         finally:
             self._changes.shutdown(wait=True)
             report = self.service.stop()

@@ -23,6 +23,7 @@ from safewatch.runtime.http_server import HttpServer, bind_listener
 from safewatch.runtime.options import ServeOptions
 
 if TYPE_CHECKING:
+    from safewatch.api.cluster_jobs import ClusterJobs
     from safewatch.runtime.service import RuntimeService
 
 __all__ = ["HttpFront"]
@@ -52,6 +53,7 @@ class HttpFront:
         self.http: HttpServer | None = None
         self.api: ApiLink | None = None
         self.listener: socket.socket | None = None
+        self._jobs: ClusterJobs | None = None
 
     @property
     def url(self) -> str | None:
@@ -94,7 +96,7 @@ class HttpFront:
         if options.cluster:  # jobs run by analyzers, from the job table
             from safewatch.api.cluster_jobs import install_cluster_jobs
 
-            install_cluster_jobs(dashboard, service.site.config.cluster.lease_seconds)
+            self._jobs = install_cluster_jobs(dashboard, service.site.config.cluster.lease_seconds)
         settings = ApiSettings(site_name=service.site.config.site.name)
         app = create_app(settings, service, dashboard)
         if options.cluster:  # other analyzers' video relayed, this one's served to them
@@ -151,6 +153,8 @@ class HttpFront:
         """Stop answering: the HTTP thread, the API process."""
         if self.http is not None:
             self.http.stop()
+        if self._jobs is not None:  # the periodic pass over the job table and local copies
+            self._jobs.stop()
         if self.api is not None:
             self.api.stop()
 
