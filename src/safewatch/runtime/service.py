@@ -26,6 +26,7 @@ continuous recording (:mod:`~safewatch.runtime.recording_link`) and the end of a
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -89,6 +90,19 @@ class StopReport:
 
     closed: tuple[IncidentChange, ...]
     seconds: float
+
+
+def freeze_start_up_objects() -> None:
+    """Move every object alive after start-up out of the garbage collector's sight.
+
+    Start-up leaves a few hundred thousand long-lived objects (ONNX Runtime's and SQLAlchemy's
+    Python side, FastAPI, the rules, the site). Every full collection walked all of them, on
+    whichever thread triggered it, and stopped every other thread meanwhile, the frame path
+    included. Frozen (after one collection, so no garbage is frozen with them) they are still
+    freed by reference counting; only cycles among them would outlive a reload.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class RuntimeService:
@@ -282,6 +296,7 @@ class RuntimeService:
             raise
         self._keeper = threading.Thread(target=self._keep, name="service-keeper", daemon=True)
         self._keeper.start()
+        freeze_start_up_objects()
         log.info(
             "serving %d camera(s) of %s (%s decode)",
             len(self._specs(site)),
