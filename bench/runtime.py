@@ -16,6 +16,7 @@ Sections (``python -m bench.runtime SECTION [--seconds S]``):
   the batching gain.
 * ``latency``: frame-to-incident p50/p95 (the rule has ``min_duration: 0``) against the per-frame
   processing time (batch picked -> rules evaluated), same run.
+* ``gc``: a full collection's pause in the serving process, start-up objects frozen or not.
 * ``overload``: cameras demanding twice the measured capacity: the age of frames when inference
   takes them, drops counted, resident memory over time.
 * ``baseline``: what a user would otherwise write, a single-process loop of PyAV decode ->
@@ -161,6 +162,7 @@ class Probe:
     recording: bool = False
     current: Analysed | None = None
     current_started: float = 0.0  # when the rules stage took ``current`` up (wall clock)
+    current_store: list[float] = field(default_factory=lambda: [0.0, 0.0])  # row, evidence hand-off
     age_at_pick: list[float] = field(default_factory=list)
     age_at_evaluated: list[float] = field(default_factory=list)
     processing: list[float] = field(default_factory=list)
@@ -169,8 +171,9 @@ class Probe:
     incident_processing: list[float] = field(default_factory=list)  # picked -> stored
     handover: list[float] = field(default_factory=list)  # inferred -> rules stage takes it up
     rules: list[float] = field(default_factory=list)  # rules stage: track, rules, incident rows
-    # each incident frame's time split: (wait at pick, inference, hand-over, rules+store, GC)
-    incident_parts: list[tuple[float, float, float, float, float]] = field(default_factory=list)
+    # each incident frame's time split: wait at pick, inference, hand-over, rules stage (of
+    # which: the row's transaction, the still's and clip's hand-off to the evidence thread), GC
+    incident_parts: list[tuple[float, ...]] = field(default_factory=list)
     gc_pauses: list[tuple[int, float, float]] = field(default_factory=list)  # (gen, start, end)
     _gc_started: float = 0.0
     batch_sizes: list[int] = field(default_factory=list)
@@ -211,6 +214,8 @@ class Probe:
                         item.inferred_at - item.picked_at,
                         self.current_started - item.inferred_at,
                         now - self.current_started,
+                        self.current_store[0],
+                        self.current_store[1],
                         self.gc_within(item.received_at, now),
                     )
                 )
@@ -233,21 +238,47 @@ class Probe:
 
 @contextlib.contextmanager
 def timed_frames(probe: Probe) -> Iterator[None]:
-    """Give ``probe`` each analysed frame's record as the rules stage takes it up."""
+    """Give ``probe`` each analysed frame's record as the rules stage takes it up, and time the
+    incident row's transaction and the evidence hand-offs made on the rules thread for it."""
+    from safewatch.incidents.recorder import EvidenceRecorder
     from safewatch.runtime.evaluation import RulesWorker
+    from safewatch.storage.incident_repository import IncidentRepository
 
     evaluate = RulesWorker._evaluate
+    rules_thread: list[int] = []
 
     def probed(worker: RulesWorker, item: Analysed) -> None:
+        rules_thread[:] = [threading.get_ident()]
         probe.current = item
         probe.current_started = time.time()
+        probe.current_store[:] = [0.0, 0.0]
         evaluate(worker, item)
 
-    setattr(RulesWorker, "_evaluate", probed)  # noqa: B010 - a method swapped for the run
+    def timed(owner: type, name: str, slot: int) -> tuple[type, str, Any]:
+        original = getattr(owner, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() not in rules_thread:
+                return original(*args, **kwargs)
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                probe.current_store[slot] += time.perf_counter() - started
+
+        setattr(owner, name, wrapper)
+        return owner, name, original
+
+    swapped: list[tuple[type, str, Any]] = [(RulesWorker, "_evaluate", evaluate)]
+    setattr(RulesWorker, "_evaluate", probed)  # noqa: B010 - methods swapped for the run
+    swapped.append(timed(IncidentRepository, "upsert", 0))
+    swapped.append(timed(EvidenceRecorder, "record_still", 1))
+    swapped.append(timed(EvidenceRecorder, "open_clip", 1))
     try:
         yield
     finally:
-        setattr(RulesWorker, "_evaluate", evaluate)  # noqa: B010
+        for owner, name, original in swapped:
+            setattr(owner, name, original)
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
@@ -334,14 +365,8 @@ def measure(
     sample_every: float = 5.0,
     on_sample: Any = None,
     keep_samples: bool = True,
-    gc_freeze: bool = True,
 ) -> Run:
-    """Start the server on ``site_path``, let it warm up, measure for ``seconds``, stop it.
-
-    ``gc_freeze=False`` undoes the server's ``gc.freeze()`` after start-up, so the collector
-    walks every start-up object again as it did before that change (the latency bench's
-    "before" side).
-    """
+    """Start the server on ``site_path``, let it warm up, measure for ``seconds``, stop it."""
     from safewatch.config.loader import load_site
     from safewatch.runtime.service import RuntimeService, ServeOptions
 
@@ -357,8 +382,6 @@ def measure(
     gc.callbacks.append(probe.on_gc)
     stack.callback(gc.callbacks.remove, probe.on_gc)
     service.start()
-    if not gc_freeze:
-        gc.unfreeze()
     me = os.getpid()
     memory: list[tuple[float, int, int, int]] = []
     try:
@@ -411,11 +434,9 @@ def measure(
     return Run(cameras, fps, elapsed, a1 - a0, i1 - i0, d1 - d0, c1 - c0, probe, memory, restarts)
 
 
-def run_with(
-    urls: Sequence[str], seconds: float, *, gc_freeze: bool = True, **site_options: Any
-) -> Run:
+def run_with(urls: Sequence[str], seconds: float, **site_options: Any) -> Run:
     with tempfile.TemporaryDirectory(prefix="safewatch-bench-") as folder:
-        return measure(write_site(Path(folder), urls, **site_options), seconds, gc_freeze=gc_freeze)
+        return measure(write_site(Path(folder), urls, **site_options), seconds)
 
 
 def header() -> dict[str, Any]:
@@ -498,10 +519,6 @@ def section_scaling(seconds: float) -> dict[str, Any]:
     return {"rows": rows, "batching_gain": gain}
 
 
-LATENCY_SIDES = ("gc_freeze", "no_gc_freeze")
-"""The server as it ships (``gc.freeze()`` after start-up) and with the freeze undone (before)."""
-
-
 def latency_figures(runs: Sequence[Run]) -> dict[str, Any]:
     """Frame-to-incident against per-frame processing, samples of ``runs`` pooled, and where
     the incident frames' time went."""
@@ -541,7 +558,15 @@ def latency_figures(runs: Sequence[Run]) -> dict[str, Any]:
     result["incident_frame_processing_ms_p95"] = ms(incident_processing, 95)
     # Where the slowest incident frames' time went: the mean of each part over the frames at or
     # above the p95 of frame-to-incident, beside the mean over all incident frames.
-    names = ("wait_at_pick", "inference", "handover", "rules_and_store", "gc_overlap")
+    names = (
+        "wait_at_pick",
+        "inference",
+        "handover",
+        "rules_stage",
+        "row_transaction",
+        "evidence_handoff",
+        "gc_overlap",
+    )
     cut = pct(to_incident, 95)
     tail = [row for row, t in zip(parts, to_incident, strict=True) if t >= cut]
     for label, rows in (("all", parts), ("tail", tail)):
@@ -562,45 +587,80 @@ def latency_figures(runs: Sequence[Run]) -> dict[str, Any]:
 
 
 def section_latency(seconds: float, rounds: int = 1) -> dict[str, Any]:
-    """Frame-to-incident p95 against processing, the server as shipped against the freeze undone.
+    """Frame-to-incident p50/p95 against per-frame processing, and where the time goes.
 
-    The two sides alternate (ABBA over two rounds), each a fresh server on the same cameras;
-    samples of each side are pooled over the rounds.
+    ``rounds`` fresh servers on the same two cameras, samples pooled; each run's figures are
+    printed as it ends, since the machine's load moves between runs.
     """
-    runs: dict[str, list[Run]] = {side: [] for side in LATENCY_SIDES}
+    runs: list[Run] = []
     loads: list[float] = []
     with rtsp_cameras(2) as cameras:
         for round_no in range(rounds):
-            order = LATENCY_SIDES if round_no % 2 == 0 else tuple(reversed(LATENCY_SIDES))
-            for side in order:
-                run = run_with(
-                    [c.url for c in cameras],
-                    seconds,
-                    gc_freeze=side == "gc_freeze",
-                    min_duration="0s",
-                )
-                loads.append(round(os.getloadavg()[0], 2))
-                runs[side].append(run)
-                one = latency_figures([run])
-                print(
-                    f"round {round_no + 1} {side:12}: p95 {one['frame_to_incident_ms_p95']} ms, "
-                    f"processing {one['per_frame_processing_ms_median']} ms, "
-                    f"ratio {one['ratio_p95']} (load {loads[-1]})",
-                    flush=True,
-                )
+            run = run_with([c.url for c in cameras], seconds, min_duration="0s")
+            loads.append(round(os.getloadavg()[0], 2))
+            runs.append(run)
+            one = latency_figures([run])
+            print(
+                f"run {round_no + 1}: p95 {one['frame_to_incident_ms_p95']} ms, processing "
+                f"{one['per_frame_processing_ms_median']} ms, ratio {one['ratio_p95']} "
+                f"(load {loads[-1]})",
+                flush=True,
+            )
     result: dict[str, Any] = {"load_average_1min_after_each_run": loads}
-    for side in LATENCY_SIDES:
-        figures = latency_figures(runs[side])
-        print(f"{side}:")
-        for key, value in figures.items():
-            if key != "samples_ms":
-                print(f"  {key}: {value}")
-        result[side] = figures
-    shipped, before = result["gc_freeze"], result["no_gc_freeze"]
-    result["p95_after_over_before"] = round(
-        shipped["frame_to_incident_ms_p95"] / before["frame_to_incident_ms_p95"], 3
+    result.update(latency_figures(runs))
+    for key, value in result.items():
+        if key != "samples_ms":
+            print(f"  {key}: {value}")
+    return result
+
+
+def section_gc(seconds: float, rounds: int = 5) -> dict[str, Any]:
+    """The pause of a full collection in the serving process, start-up objects frozen or not.
+
+    The server freezes what start-up left (``freeze_start_up_objects``); a full collection then
+    walks only what was made since. Two cameras serve for ``seconds``, then ``gc.collect()`` is
+    timed ``rounds`` times with the freeze undone and redone, alternating, each 2 s after the
+    change while frames flow (so the objects made meanwhile are walked on both sides).
+    """
+    from safewatch.config.loader import load_site
+    from safewatch.runtime.service import RuntimeService, ServeOptions
+
+    samples: dict[str, list[float]] = {"frozen": [], "unfrozen": []}
+    counts: dict[str, int] = {}
+    with rtsp_cameras(2) as cameras, tempfile.TemporaryDirectory() as folder:
+        path = write_site(Path(folder), [c.url for c in cameras], min_duration="0s")
+        service = RuntimeService(
+            load_site(path), ServeOptions(rules=path.parent / "rules", http=False, watch_site=False)
+        )
+        service.start()
+        try:
+            counts["frozen_objects_after_start"] = gc.get_freeze_count()
+            time.sleep(seconds)
+            for round_no in range(rounds):
+                sides = ("unfrozen", "frozen") if round_no % 2 == 0 else ("frozen", "unfrozen")
+                for side in sides:
+                    if side == "unfrozen":
+                        gc.unfreeze()
+                    else:
+                        gc.freeze()
+                    time.sleep(2.0)  # serving goes on: objects made meanwhile are walked too
+                    started = time.perf_counter()
+                    gc.collect()
+                    samples[side].append(time.perf_counter() - started)
+            counts["tracked_objects_unfrozen"] = len(gc.get_objects()) + gc.get_freeze_count()
+        finally:
+            gc.freeze()
+            service.stop()
+    result: dict[str, Any] = dict(counts)
+    for side, values in samples.items():
+        result[f"full_collection_ms_{side}"] = [round(1000 * v, 1) for v in values]
+        result[f"full_collection_ms_{side}_median"] = round(1000 * statistics.median(values), 1)
+    result["frozen_over_unfrozen"] = round(
+        result["full_collection_ms_frozen_median"] / result["full_collection_ms_unfrozen_median"],
+        3,
     )
-    print(f"frame-to-incident p95, gc_freeze / no_gc_freeze: {result['p95_after_over_before']}")
+    for key, value in result.items():
+        print(f"  {key}: {value}")
     return result
 
 
@@ -741,6 +801,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "decode": (section_decode, 25.0),
         "scaling": (section_scaling, 20.0),
         "latency": (section_latency, 120.0),
+        "gc": (section_gc, 20.0),
         "overload": (section_overload, 90.0),
         "baseline": (section_baseline, 30.0),
         "soak": (section_soak, 600.0),
@@ -751,7 +812,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("section", choices=sorted(sections))
     parser.add_argument("--seconds", type=float, help="measured seconds per run")
-    parser.add_argument("--rounds", type=int, default=1, help="latency: alternating rounds")
+    parser.add_argument("--rounds", type=int, default=1, help="latency: runs, samples pooled")
     args = parser.parse_args(argv)
     function, default = sections[args.section]
     info = header()
