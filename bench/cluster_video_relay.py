@@ -138,7 +138,7 @@ def run(rounds: int, fragments: int, viewers: int, api_nice: int, folder: Path) 
         everything: list[float] = []
         per_round = []
         for number in range(rounds):
-            grant = {GRANT_HEADER: sign_grant(SECRET, "cam1", "blurred", "bench")}
+            grant = {GRANT_HEADER: sign_grant(SECRET, "a1", "cam1", "blurred", "bench")}
             load = _load()
             added = asyncio.run(_round(direct, grant, relayed, headers, fragments, viewers))
             everything.extend(added)

@@ -5,7 +5,9 @@ to its next owner after a ``kill -9``, a drain (SIGTERM) and a freeze (SIGSTOP).
 Real processes (``--role api`` and four ``--role analyzer``), a real PostgreSQL, one looping file
 camera on a 3 s lease. Checked: the relayed stream is fragmented MP4 (``ftyp``/``moov`` init,
 then ``moof``/``mdat`` fragments), blurred unless an admin asks (audited on the API node), a
-non-admin cannot get the raw stream, an analyzer serves nothing without a grant, the relay
+non-admin cannot get the raw stream, an analyzer serves nothing without a grant for itself,
+a grant opens one connection, an analyzer refuses a camera it does not own, the API node's
+port serves no internal video (even with a valid grant), the relay
 resumes from the new owner with ``reconnecting``/``streaming`` state messages in between, and the
 close codes for an unreachable owner (4502) and no owner (4503). Prints the hop's added latency
 (same fragments, received directly from the owner and through the API node).
@@ -97,6 +99,35 @@ async def take(
                 ):
                     seen += 1
     return got
+
+
+def analyzer_url(engine: Engine, analyzer: str) -> str:
+    """The video URL ``analyzer`` advertises (waits for its heartbeat)."""
+
+    def read() -> str | None:
+        with engine.connect() as connection:
+            return connection.execute(
+                text("SELECT video_url FROM cluster_analyzers WHERE analyzer_id = :a"),
+                {"a": analyzer},
+            ).scalar()
+
+    found: str = wait_for(read, 120, f"{analyzer}'s video URL")
+    return found
+
+
+async def not_served(url: str, headers: dict[str, str]) -> bool:
+    """Whether a server refuses ``url`` without sending video: an HTTP refusal of the handshake
+    or a close before any binary message."""
+    try:
+        async with websockets.connect(url, additional_headers=headers) as feed:
+            async with asyncio.timeout(30):
+                while True:
+                    message = await feed.recv()
+                    assert not isinstance(message, bytes), f"video sent on {url}"
+    except ConnectionClosed:
+        return True
+    except websockets.exceptions.InvalidStatus as status:
+        return status.response.status_code in (401, 403, 404)
 
 
 async def refused(url: str, headers: dict[str, str], timeout: float = 30.0) -> tuple[int, str]:
@@ -197,8 +228,10 @@ def test_an_api_node_relays_the_owners_video_and_follows_a_failover(
         ]
         raw_init = next(h for h, _ in raw if h["type"] == "init")
         assert raw_init["mode"] == "raw"
+        # audited by the API node and by the analyzer that served it (the grant's user)
         audited, total = store.audit_records(action="live.raw_view")
-        assert total == 1 and (audited[0].actor, audited[0].subject) == ("admin", "cam1")
+        assert total == 2 and {(r.actor, r.subject) for r in audited} == {("admin", "cam1")}
+        assert [r.detail.get("served_by") for r in audited] == ["a1", None]
 
         # An API node with another secret is refused by the owner, and says why (4502).
         code, reason = asyncio.run(
@@ -210,12 +243,36 @@ def test_an_api_node_relays_the_owners_video_and_follows_a_failover(
         internal = f"{first_url.replace('http', 'ws', 1)}{INTERNAL_PREFIX}cam1/video"
         code, reason = asyncio.run(refused(internal, {}))
         assert code == 4401 and GRANT_HEADER in reason
-        forged = sign_grant("not-the-cluster-secret-at-all", "cam1", "raw", "mallory")
+        forged = sign_grant("not-the-cluster-secret-at-all", "a1", "cam1", "raw", "mallory")
         code, _ = asyncio.run(refused(internal, {GRANT_HEADER: forged}))
         assert code == 4401
+        # A grant is for the analyzer the relay connects to, and opens one connection.
+        code, reason = asyncio.run(
+            refused(internal, {GRANT_HEADER: sign_grant(SECRET, "a2", "cam1", "raw", "m")})
+        )
+        assert (code, reason) == (4401, "grant is for analyzer 'a2', not 'a1'")
+        once = {GRANT_HEADER: sign_grant(SECRET, "a1", "cam1", "blurred", "m")}
+        assert asyncio.run(take(internal, once, 1))
+        code, reason = asyncio.run(refused(internal, once))
+        assert code == 4401 and reason.startswith("grant already used"), (code, reason)
+        # a2 does not own cam1: it refuses it even with a grant signed for it
+        second_url = analyzer_url(engine, "a2")
+        internal_a2 = f"{second_url.replace('http', 'ws', 1)}{INTERNAL_PREFIX}cam1/video"
+        code, reason = asyncio.run(
+            refused(internal_a2, {GRANT_HEADER: sign_grant(SECRET, "a2", "cam1", "raw", "m")})
+        )
+        assert (code, reason) == (4409, "analyzer a2 does not own camera 'cam1' now")
+        # The browser-facing port of role api serves no internal video, even with a valid
+        # grant and an admin's credential.
+        for headers in ({}, admin):
+            grant = {GRANT_HEADER: sign_grant(SECRET, "a1", "cam1", "raw", "admin")}
+            assert asyncio.run(
+                not_served(f"ws://127.0.0.1:{port}{INTERNAL_PREFIX}cam1/video", headers | grant)
+            )
+        assert store.audit_records(action="live.raw_view")[1] == 2  # (nothing more served)
 
         # The hop's cost: the same fragments, from the owner and through the API node.
-        grant = {GRANT_HEADER: sign_grant(SECRET, "cam1", "blurred", "bench", seconds=120)}
+        grant = {GRANT_HEADER: sign_grant(SECRET, "a1", "cam1", "blurred", "bench")}
         added = asyncio.run(paired_arrivals(internal, grant, video, admin, 100))
         load = os.getloadavg()[0]
         print(
@@ -318,7 +375,8 @@ def test_nodes_of_role_all_serve_their_own_cameras_and_relay_each_others(
 ) -> None:
     """Two ``--role all`` nodes (``--api thread`` and ``--api process``), one camera each: a
     node's dashboard shows its own camera from its own process (no relay state message) and the
-    other's relayed from the other node's dashboard port (past its session gate by grant)."""
+    other's relayed from the other node's own video listener (cluster.video_port), never from
+    its dashboard's port."""
     schema = pg_server.fresh_schema()
     url = schema.__enter__()
     nodes: list[Analyzer] = []
@@ -349,7 +407,9 @@ def test_nodes_of_role_all_serve_their_own_cameras_and_relay_each_others(
         node = nodes[0]
         mine = next(camera for camera, owner in placed.items() if owner == "n1")
         theirs = next(camera for camera, owner in placed.items() if owner == "n2")
-        assert owner_and_url(engine, theirs)[1] == nodes[1].base  # its dashboard's port
+        # its own video listener, never its dashboard's port
+        their_url = owner_and_url(engine, theirs)[1]
+        assert their_url is not None and their_url != nodes[1].base
         ws = node.base.replace("http", "ws", 1)
 
         store.add_user("admin", "correct horse battery", "admin")
@@ -374,6 +434,14 @@ def test_nodes_of_role_all_serve_their_own_cameras_and_relay_each_others(
         back = asyncio.run(take(f"{other}/api/v1/ws/cameras/{mine}/video", operator, 3))
         assert json.loads(back[0]) == {"type": "state", "state": "streaming", "owner": "n1"}
         assert parse_video_message(back[1])[0]["type"] == "init"  # type: ignore[arg-type]
+        # neither dashboard port (thread or API process) serves the internal video, even to an
+        # admin with a valid grant for the node (the owner or not)
+        for each, owned in ((nodes[0], mine), (nodes[1], theirs)):
+            for headers in ({}, admin):
+                grant = {GRANT_HEADER: sign_grant(SECRET, each.name, owned, "raw", "admin")}
+                internal = f"{each.base.replace('http', 'ws', 1)}{INTERNAL_PREFIX}{owned}/video"
+                assert asyncio.run(not_served(internal, headers | grant))
+        assert store.audit_records(action="live.raw_view")[1] == 0
     finally:
         for each in nodes:
             each.ensure_gone()

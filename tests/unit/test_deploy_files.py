@@ -119,6 +119,22 @@ def test_compose_runs_a_migration_first_and_gives_analyzers_shm_and_grace() -> N
     assert "--save" in services["redis"]["command"]  # nothing in Redis must survive it
 
 
+def test_compose_requires_the_cluster_secret_and_safewatch_refuses_example_values() -> None:
+    """No default secret anyone can read here: compose stops without one (``:?``), and no
+    default or example password of the deploy files is accepted as one."""
+    from safewatch.config.cluster import is_placeholder
+
+    text = (DEPLOY / "compose.yaml").read_text()
+    env = load_yaml(DEPLOY / "compose.yaml")["x-safewatch"]["environment"]
+    assert env["SAFEWATCH_CLUSTER_SECRET"].startswith("${SAFEWATCH_CLUSTER_SECRET:?")
+    assert "change-this-cluster-secret" not in text
+    defaults = set(re.findall(r"\$\{[A-Z_]*(?:PASSWORD|SECRET)[A-Z_]*:-([^}]*)\}", text))
+    assert defaults == {"safewatch", "safewatch-secret"}  # (Postgres, MinIO: never reachable
+    # from outside the compose network; a new one must be added to the refused placeholders)
+    assert all(is_placeholder(value) or len(value) < 16 for value in defaults)
+    assert is_placeholder("change-this-cluster-secret")
+
+
 def test_the_cluster_site_file_is_valid_and_accepted_for_cluster_mode(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -6,18 +6,26 @@ video needs (:mod:`~safewatch.api.live_video`: without them it fails closed, all
 API node does not open the camera itself: it asks the owner.
 
 * **Where.** Each analyzer advertises a base URL with its heartbeat (``cluster_analyzers.
-  video_url``: ``cluster.advertise_url``, or the address it listens on). Its HTTP port, which
-  otherwise serves only ``/healthz``, ``/readyz`` and ``/metrics``, also serves
-  ``/internal/v1/cameras/{id}/video``: the same fragmented MP4 messages as the dashboard's
-  ``/api/v1/ws/cameras/{id}/video``, from its own :class:`~safewatch.api.live_video.LiveVideo`
-  (one feed per camera and mode, shared by every API node that relays it).
+  video_url``: ``cluster.advertise_host``, or the address it listens on). It serves
+  ``/internal/v1/cameras/{id}/video`` on a listener of its own (``cluster.video_port``), never
+  on its operations port nor on a dashboard's (role ``all`` too): the same fragmented MP4
+  messages as the dashboard's ``/api/v1/ws/cameras/{id}/video``, from its own
+  :class:`~safewatch.api.live_video.LiveVideo` (one feed per camera and mode, shared by every
+  API node that relays it). It serves only cameras it owns now (a lease it holds), else closes
+  with :data:`NOT_OWNER`.
 * **Who may.** Nodes share ``cluster.secret``. The API node authenticates the browser's user
   and decides, as on one host, whether the raw stream is allowed (admins) and writes the audit
-  entry; then it signs a *grant* (HMAC-SHA256 over camera, mode, user and an expiry
-  :data:`GRANT_SECONDS` ahead) and sends it in the :data:`GRANT_HEADER` header. The analyzer
-  serves exactly the camera and mode the grant names and nothing without a valid one. A grant is
-  checked once, at the connection's start; the wall clocks of the nodes must agree within its
-  lifetime (NTP). The internal port carries no TLS of its own: keep it on the cluster's network.
+  entry; then it signs a *grant* (HMAC-SHA256 over the target analyzer, camera, mode, user, a
+  random nonce and an expiry :data:`GRANT_SECONDS` ahead) and sends it in the
+  :data:`GRANT_HEADER` header. The analyzer serves exactly the camera and mode the grant names,
+  only if the grant names it, only once per nonce (:class:`Nonces`), and nothing without a valid
+  one; it writes its own audit entry for a raw stream (``live.raw_view``, the grant's user).
+  A grant is checked once, at the connection's start: a stream outlives its grant (the relay
+  follows the lease and signs a new grant for each owner it connects to). Clocks: the expiry is
+  the signer's wall clock; the analyzer accepts it up to :data:`CLOCK_SKEW_SECONDS` past, and
+  refuses one that claims to live longer than :data:`GRANT_SECONDS` plus that skew, so nodes'
+  clocks must agree within it (NTP), and a refusal says by how much they seem to differ. The
+  internal port carries no TLS of its own: keep it on the cluster's network.
 * **Relay.** :meth:`ClusterVideo.relay` looks up the camera's owner in the lease table (an
   unexpired lease, joined with the owner's advertised URL), opens a WebSocket to it and copies
   every message to the browser unchanged. It checks the lease again every
@@ -38,9 +46,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import heapq
 import hmac
 import json
 import logging
+import secrets
 import socket
 import threading
 import time
@@ -57,13 +67,16 @@ from sqlalchemy.orm import Session
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from safewatch.api.deps import client_of
 from safewatch.api.live import LiveHub
 from safewatch.api.live_video import LiveVideo, VideoMode
 from safewatch.api.ws import close_socket, refuse, stream_video, until_closed
 from safewatch.cluster import leases
 from safewatch.config.loader import LoadedSite
+from safewatch.errors import SafewatchError
 
 __all__ = [
+    "CLOCK_SKEW_SECONDS",
     "GRANT_HEADER",
     "GRANT_SECONDS",
     "INTERNAL_PREFIX",
@@ -71,6 +84,7 @@ __all__ = [
     "Grant",
     "GrantRefused",
     "NoOwner",
+    "Nonces",
     "Owner",
     "advertised_url",
     "install_cluster_video",
@@ -82,14 +96,20 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 GRANT_HEADER = "x-safewatch-grant"
-GRANT_SECONDS = 30.0
-"""Lifetime of a grant: long enough for a connection to open across a busy cluster, short enough
-that a grant read off the wire is soon worthless."""
+GRANT_SECONDS = 10.0
+"""Lifetime of a grant: long enough for a connection to open across a busy cluster (the relay
+signs it just before it connects), short enough that one read off the wire is soon worthless
+(and it is good for one connection anyway: its nonce)."""
+CLOCK_SKEW_SECONDS = 5.0
+"""How far the signing node's wall clock may be from the analyzer's: a grant is accepted up to
+this long after its expiry, and refused if it expires more than ``GRANT_SECONDS`` plus this from
+now (which also bounds how long a nonce is remembered)."""
 INTERNAL_PREFIX = "/internal/v1/cameras/"
-"""The analyzer's video endpoints (authenticated by grant, not by session: the auth gate lets
-them through, :mod:`safewatch.api.auth.gate`)."""
+"""The analyzer's video endpoints (authenticated by grant, not by session), served only on its
+own listener (``cluster.video_port``), never on a dashboard's port."""
 
-NO_OWNER, UNREACHABLE, BAD_GRANT, UNKNOWN = 4503, 4502, 4401, 4404
+NO_OWNER, UNREACHABLE, BAD_GRANT, UNKNOWN, NOT_OWNER = 4503, 4502, 4401, 4404, 4409
+AUDIT_FAILED = 4500
 
 
 class GrantRefused(ValueError):
@@ -98,12 +118,15 @@ class GrantRefused(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What an API node allowed: this user may watch this camera in this mode until then."""
+    """What an API node allowed: this user may watch this camera in this mode from this analyzer,
+    once (``nonce``), if the connection opens before ``expires``."""
 
+    analyzer_id: str
     camera_id: str
     mode: VideoMode
     user: str
     expires: float
+    nonce: str
 
 
 def _b64(data: bytes) -> str:
@@ -116,6 +139,7 @@ def _unb64(text: str) -> bytes:
 
 def sign_grant(
     secret: str,
+    analyzer_id: str,
     camera_id: str,
     mode: VideoMode,
     user: str,
@@ -123,18 +147,33 @@ def sign_grant(
     now: float | None = None,
     seconds: float = GRANT_SECONDS,
 ) -> str:
-    """A grant token: ``payload.signature``, both base64url, HMAC-SHA256 with ``secret``."""
+    """A grant token for the analyzer ``analyzer_id``: ``payload.signature``, both base64url,
+    HMAC-SHA256 with ``secret``; a fresh random nonce each call."""
     expires = (time.time() if now is None else now) + seconds
-    body = {"c": camera_id, "m": mode, "u": user, "e": round(expires, 3)}
+    body = {
+        "a": analyzer_id,
+        "c": camera_id,
+        "m": mode,
+        "u": user,
+        "e": round(expires, 3),
+        "n": secrets.token_urlsafe(16),
+    }
     payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
     mac = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()
     return f"{payload}.{_b64(mac)}"
 
 
 def verify_grant(
-    secret: str, token: str | None, camera_id: str, *, now: float | None = None
+    secret: str,
+    token: str | None,
+    camera_id: str,
+    analyzer_id: str,
+    *,
+    now: float | None = None,
 ) -> Grant:
-    """The grant in ``token`` if it is signed with ``secret``, unexpired and for ``camera_id``.
+    """The grant in ``token`` if it is signed with ``secret``, for ``analyzer_id`` and
+    ``camera_id``, and unexpired by this node's clock (:data:`CLOCK_SKEW_SECONDS` either way).
+    Its nonce is not checked here (:class:`Nonces`).
 
     Raises:
         GrantRefused: Which of these it is not.
@@ -150,15 +189,70 @@ def verify_grant(
         raise GrantRefused(f"malformed grant: {error}") from error
     if not valid or not isinstance(body, dict):
         raise GrantRefused("grant not signed with this cluster's secret (cluster.secret differs?)")
+    if body.get("a") != analyzer_id:
+        raise GrantRefused(f"grant is for analyzer {body.get('a')!r}, not {analyzer_id!r}")
     if body.get("c") != camera_id:
         raise GrantRefused(f"grant is for camera {body.get('c')!r}, not {camera_id!r}")
     mode = body.get("m")
     if mode not in ("blurred", "raw"):
         raise GrantRefused(f"grant names an unknown mode {mode!r}")
+    nonce = body.get("n")
+    if not isinstance(nonce, str) or not nonce:
+        raise GrantRefused("grant has no nonce")
     expires = float(body.get("e", 0))
-    if expires < (time.time() if now is None else now):
-        raise GrantRefused("grant expired (are the nodes' clocks synchronised?)")
-    return Grant(camera_id, mode, str(body.get("u", "")), expires)
+    now = time.time() if now is None else now
+    if now > expires + CLOCK_SKEW_SECONDS:
+        raise GrantRefused(
+            f"grant expired {now - expires:.1f} s ago by this node's clock (clocks must agree "
+            f"within {CLOCK_SKEW_SECONDS:g} s: NTP)"
+        )
+    if expires - now > GRANT_SECONDS + CLOCK_SKEW_SECONDS:
+        raise GrantRefused(
+            f"grant expires {expires - now:.1f} s from now by this node's clock, longer than a "
+            f"grant lives ({GRANT_SECONDS:g} s; clocks must agree within "
+            f"{CLOCK_SKEW_SECONDS:g} s: NTP)"
+        )
+    return Grant(analyzer_id, camera_id, mode, str(body.get("u", "")), expires, nonce)
+
+
+class Nonces:
+    """The nonces of the grants an analyzer accepted, so none is used twice.
+
+    Each is remembered until its grant could no longer be accepted anyway (expiry plus
+    :data:`CLOCK_SKEW_SECONDS`), and :func:`verify_grant` refuses grants that would live longer
+    than :data:`GRANT_SECONDS` plus that skew: memory holds at most the grants of the last
+    ~20 s. ``limit`` caps it even so (only holders of the secret can fill it).
+    """
+
+    def __init__(self, limit: int = 100_000, clock: Callable[[], float] = time.time) -> None:
+        self._limit = limit
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._until: dict[str, float] = {}
+        self._order: list[tuple[float, str]] = []  # heap of (forget at, nonce)
+
+    def use(self, grant: Grant) -> None:
+        """Record ``grant``'s nonce.
+
+        Raises:
+            GrantRefused: It was used before (a replay), or too many grants are in flight.
+        """
+        now = self._clock()
+        with self._lock:
+            while self._order and self._order[0][0] < now:
+                _, old = heapq.heappop(self._order)
+                self._until.pop(old, None)
+            if grant.nonce in self._until:
+                raise GrantRefused("grant already used (a grant opens one connection)")
+            if len(self._until) >= self._limit:
+                raise GrantRefused(f"more than {self._limit} grants in flight: try again")
+            forget = grant.expires + CLOCK_SKEW_SECONDS
+            self._until[grant.nonce] = forget
+            heapq.heappush(self._order, (forget, grant.nonce))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._until)
 
 
 # -- the analyzer's side ---------------------------------------------------------------------------
@@ -166,12 +260,26 @@ def verify_grant(
 _internal = APIRouter(prefix=INTERNAL_PREFIX.rstrip("/"), include_in_schema=False)
 
 
+@dataclass(frozen=True, slots=True)
+class _Serving:
+    """What the analyzer's internal endpoint checks a connection against."""
+
+    secret: str
+    analyzer_id: str
+    owns: Callable[[str], bool]
+    audit: Callable[[Grant, str], None]
+    nonces: Nonces
+
+
 @_internal.websocket("/{camera_id}/video")
 async def internal_video(websocket: WebSocket, camera_id: str) -> None:
     """The camera's live video for an API node that holds a grant (see the module)."""
-    secret: str = websocket.app.state.cluster_secret
+    serving: _Serving = websocket.app.state.internal_video
     try:
-        grant = verify_grant(secret, websocket.headers.get(GRANT_HEADER), camera_id)
+        grant = verify_grant(
+            serving.secret, websocket.headers.get(GRANT_HEADER), camera_id, serving.analyzer_id
+        )
+        serving.nonces.use(grant)
     except GrantRefused as error:
         log.warning("internal video of %s refused: %s", camera_id, error)
         await refuse(websocket, BAD_GRANT, str(error))
@@ -180,6 +288,20 @@ async def internal_video(websocket: WebSocket, camera_id: str) -> None:
     if video.camera(camera_id) is None:
         await refuse(websocket, UNKNOWN, f"camera {camera_id!r} not in this site")
         return
+    if not serving.owns(camera_id):
+        await refuse(
+            websocket,
+            NOT_OWNER,
+            f"analyzer {serving.analyzer_id} does not own camera {camera_id!r} now",
+        )
+        return
+    if grant.mode == "raw":  # audited here too: the grant's user, as the API node saw them
+        try:
+            await anyio.to_thread.run_sync(serving.audit, grant, client_of(websocket))
+        except SafewatchError as error:
+            log.error("raw video of %s refused: audit log not written: %s", camera_id, error)
+            await refuse(websocket, AUDIT_FAILED, "audit log not written: raw video refused")
+            return
     await websocket.accept()
     log.log(
         logging.WARNING if grant.mode == "raw" else logging.DEBUG,
@@ -193,14 +315,36 @@ async def internal_video(websocket: WebSocket, camera_id: str) -> None:
 
 
 def install_internal_video(
-    app: FastAPI, live: LiveHub, site: Callable[[], LoadedSite], secret: str
+    app: FastAPI,
+    live: LiveHub,
+    site: Callable[[], LoadedSite],
+    secret: str,
+    *,
+    analyzer_id: str,
+    owns: Callable[[str], bool],
+    engine: Engine,
 ) -> None:
-    """Serve ``/internal/v1/cameras/{id}/video`` from ``app`` (an analyzer's HTTP port): video
-    made here, from ``live``'s analysed frames, for API nodes holding a grant signed with
-    ``secret``."""
+    """Serve ``/internal/v1/cameras/{id}/video`` from ``app``: an analyzer's own video listener,
+    never a dashboard's app (its auth gate does not know grants, and a node of role api owns no
+    camera). Video made here, from ``live``'s analysed frames, of cameras ``owns`` says this
+    analyzer (``analyzer_id``) holds now, for API nodes holding a grant signed with ``secret``
+    for it; raw streams audited in ``engine``'s audit log."""
+    from safewatch.api.auth.store import AuthStore
+
+    store = AuthStore(engine)
+
+    def audit(grant: Grant, client: str) -> None:
+        store.audit(
+            "live.raw_view",
+            actor=grant.user,
+            subject=grant.camera_id,
+            detail={"mode": "raw", "served_by": grant.analyzer_id},
+            client=client,
+        )
+
     if getattr(app.state, "live_video", None) is None:
         app.state.live_video = LiveVideo(live, site)
-    app.state.cluster_secret = secret
+    app.state.internal_video = _Serving(secret, analyzer_id, owns, audit, Nonces())
     app.include_router(_internal)
 
 
@@ -386,7 +530,7 @@ class ClusterVideo:
             raise RuntimeError("no cluster.secret to sign a grant with")
         base = owner.url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         url = f"{base}{INTERNAL_PREFIX}{quote(camera_id, safe='')}/video"
-        grant = sign_grant(self._secret, camera_id, mode, user)
+        grant = sign_grant(self._secret, owner.analyzer_id, camera_id, mode, user)
         async with connect(
             url,
             additional_headers={GRANT_HEADER: grant},
@@ -437,16 +581,12 @@ class ClusterVideo:
             return
 
 
-def install_cluster_video(
-    app: FastAPI, engine: Engine, live: LiveHub, site: Callable[[], LoadedSite]
-) -> None:
+def install_cluster_video(app: FastAPI, engine: Engine, site: Callable[[], LoadedSite]) -> None:
     """An API-serving node of ``serve --cluster``: relay the video of cameras analysed elsewhere
-    (``/api/v1/ws/cameras/{id}/video``) and, with a secret, serve its own cameras' video to the
-    other nodes."""
+    (``/api/v1/ws/cameras/{id}/video``). Its own cameras' video is served to the other nodes on
+    a listener of its own (:func:`install_internal_video`), never from this app."""
     secret = site().config.cluster.secret
     value = secret.get_secret_value() if secret is not None else None
     app.state.cluster_video = ClusterVideo(
         engine, value, failover_seconds=max(60.0, 6 * site().config.cluster.lease_seconds)
     )
-    if value is not None:
-        install_internal_video(app, live, site, value)

@@ -24,7 +24,7 @@ from safewatch.errors import ConfigError
 if TYPE_CHECKING:
     from safewatch.config.loader import LoadedSite
 
-__all__ = ["ClusterConfig", "check_labels", "cluster_refusal"]
+__all__ = ["ClusterConfig", "check_labels", "cluster_refusal", "is_placeholder"]
 
 _LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,62}$"
 MIN_SECRET_LENGTH = 16
@@ -94,7 +94,7 @@ class ClusterConfig(BaseModel):
         le=65535,
         description="Analyzer role: the port its live video is served to API nodes on (with "
         "cluster.secret); 0 takes a free one (advertised in the database, so API nodes find "
-        "it). Role all serves it on its dashboard's port.",
+        "it). Role all serves it on this port too, never on its dashboard's port.",
     )
 
     @field_validator("labels")
@@ -105,12 +105,40 @@ class ClusterConfig(BaseModel):
     @field_validator("secret")
     @classmethod
     def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+        if value is None:
+            return value
+        if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
             raise ValueError(
                 f"must be {MIN_SECRET_LENGTH} characters or more (a random string, the same on "
                 "every node: it signs the grants of the live video relay)"
             )
+        if is_placeholder(value.get_secret_value()):
+            raise ValueError(
+                "is a placeholder from an example, not a secret: set a random string of "
+                f"{MIN_SECRET_LENGTH} characters or more, the same on every node (e.g. "
+                "`openssl rand -hex 32`; anyone who knows it can sign grants for raw video)"
+            )
         return value
+
+
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "change-this-cluster-secret",  # deploy/compose.yaml's default before it was required
+        "safewatch-secret",  # deploy/compose.yaml's MinIO password default
+        "your-cluster-secret",
+        "cluster-secret-here",
+    }
+)
+"""Example values that must never sign grants (compared ignoring case)."""
+
+
+def is_placeholder(secret: str) -> bool:
+    """Whether ``secret`` is an example value: one of :data:`PLACEHOLDER_SECRETS`, or one that
+    says to change or replace it (``change-me...``, ``changeme...``, ``replace...``)."""
+    folded = secret.strip().lower()
+    return folded in PLACEHOLDER_SECRETS or folded.startswith(
+        ("change-this", "change-me", "changeme", "change_me", "replace-", "replace_me", "xxxx")
+    )
 
 
 def check_labels(value: dict[str, str]) -> dict[str, str]:

@@ -370,10 +370,11 @@ def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connecti
 
             jobs = install_cluster_jobs(dashboard, spec.site.config.cluster.lease_seconds)
         app = create_app(ApiSettings(site_name=spec.site.config.site.name), remote, dashboard)
-        if spec.follow_bus:  # serve --cluster: other analyzers' video relayed, ours served
+        if spec.follow_bus:  # serve --cluster: other analyzers' video relayed (ours is served
+            # to them by the analyzing process, on cluster.video_port, never on this port)
             from safewatch.api.cluster_video import install_cluster_video
 
-            install_cluster_video(app, storage.engine, hub, remote.site)
+            install_cluster_video(app, storage.engine, remote.site)
         http = HttpServer(app, sock=listener)
         http.start()
         remote.send(ApiReady(os.getpid()))

@@ -41,7 +41,6 @@ from safewatch.storage import create_engine_for
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from safewatch.api.live import LiveHub
     from safewatch.runtime.http_server import HttpServer
 
 __all__ = ["ClusterOwner", "Role", "default_analyzer_id"]
@@ -190,29 +189,31 @@ class ClusterOwner:
 
     def _serve_video(self) -> str | None:
         """Serve this node's live video to API nodes (with ``cluster.secret``); the URL to
-        advertise (:mod:`safewatch.api.cluster_video`). An analyzer serves it on a port of its
-        own; role ``all`` on the dashboard's port (from its API process, or its own thread)."""
+        advertise (:mod:`safewatch.api.cluster_video`). Roles ``analyzer`` and ``all`` alike
+        serve it on a listener of its own (``cluster.video_port``): never on the operations
+        port, nor on a dashboard's port, which browsers reach. It serves only the cameras whose
+        lease this node holds now."""
         config = self._site.config
         secret = config.cluster.secret
         if secret is None:
             log.warning("cluster.secret not set: API nodes cannot show this node's live video")
             return None
-        bound = self.service.http_url
-        if self.role == "analyzer":
-            host = self._host or config.runtime.http.host
-            self._video = _start_video_server(
-                self.service.live,
-                lambda: self.service.site,
-                secret.get_secret_value(),
-                host,
-                config.cluster.video_port,
-            )
-            bound = self._video.url
-        if bound is None:
-            return None
+
+        def owns(camera_id: str) -> bool:
+            member = self._member  # (made after this server: its URL is in the heartbeat)
+            return member is not None and member.epoch_of(camera_id) is not None
+
+        self._video = _start_video_server(
+            self.service,
+            secret.get_secret_value(),
+            self.analyzer_id,
+            owns,
+            self._host or config.runtime.http.host,
+            config.cluster.video_port,
+        )
         from safewatch.api.cluster_video import advertised_url
 
-        return advertised_url(bound, config.cluster.advertise_host)
+        return advertised_url(self._video.url, config.cluster.advertise_host)
 
     def owned(self) -> frozenset[str]:
         """The cameras this process runs now."""
@@ -336,12 +337,17 @@ def _limit_idle_transactions(engine: Engine, seconds: float) -> None:
 
 
 def _start_video_server(
-    live: LiveHub, site: Callable[[], LoadedSite], secret: str, host: str, port: int
+    service: RuntimeService,
+    secret: str,
+    analyzer_id: str,
+    owns: Callable[[str], bool],
+    host: str,
+    port: int,
 ) -> HttpServer:
-    """An HTTP server of its own serving only the internal video (an analyzer: its operations
-    port serves ``/healthz``, ``/readyz`` and ``/metrics`` without authentication; this one
-    serves nothing without a grant). Started here, not in the API package, which never imports
-    the runtime.
+    """An HTTP server of its own serving only the internal video (an analyzer's operations port
+    serves ``/healthz``, ``/readyz`` and ``/metrics`` without authentication, a dashboard's port
+    sessions; this one serves nothing without a grant). Started here, not in the API package,
+    which never imports the runtime.
 
     Raises:
         ConfigError: ``host:port`` cannot be bound.
@@ -352,7 +358,15 @@ def _start_video_server(
     from safewatch.runtime.http_server import HttpServer
 
     app = FastAPI(title="safewatch internal video", docs_url=None, redoc_url=None, openapi_url=None)
-    install_internal_video(app, live, site, secret)
+    install_internal_video(
+        app,
+        service.live,
+        lambda: service.site,
+        secret,
+        analyzer_id=analyzer_id,
+        owns=owns,
+        engine=service.storage.engine,
+    )
     server = HttpServer(app, host, port)
     server.start()
     return server

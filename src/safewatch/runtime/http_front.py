@@ -99,10 +99,11 @@ class HttpFront:
             self._jobs = install_cluster_jobs(dashboard, service.site.config.cluster.lease_seconds)
         settings = ApiSettings(site_name=service.site.config.site.name)
         app = create_app(settings, service, dashboard)
-        if options.cluster:  # other analyzers' video relayed, this one's served to them
+        if options.cluster:  # other analyzers' video relayed (this one's is served to them on
+            # cluster.video_port by ClusterOwner, never on the dashboard's port)
             from safewatch.api.cluster_video import install_cluster_video
 
-            install_cluster_video(app, storage.engine, service.live, lambda: service.site)
+            install_cluster_video(app, storage.engine, lambda: service.site)
         self.http = HttpServer(app, host, port)
         self.http.start()
 
@@ -131,6 +132,9 @@ class HttpFront:
         """The frame listener of the dashboard: to the API process, or to the hub here."""
         if self.api is not None:
             self.api.on_frame(frame, tracked, events, changes)
+            if self._options.cluster:  # the heads for the video this node serves to the
+                # others on cluster.video_port, from this process (api/cluster_video.py)
+                self._service.live.publish_frame(tracked, frame.image, events)
         else:
             self._service.live.on_frame(frame, tracked, events, changes)
 

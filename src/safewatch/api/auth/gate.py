@@ -47,10 +47,10 @@ log = logging.getLogger(__name__)
 PUBLIC_PATHS = frozenset({"/healthz", "/login", "/api/v1/auth/login"})
 """Paths answered without authentication."""
 
-PUBLIC_PREFIXES = ("/static/", "/internal/v1/cameras/")
-"""Path prefixes answered without a session or token: stylesheets, scripts, icons (no data), and
-the live video one cluster node relays from another, which demands a grant signed with the
-cluster's secret instead (:mod:`safewatch.api.cluster_video`)."""
+PUBLIC_PREFIXES = ("/static/",)
+"""Path prefixes answered without a session or token: stylesheets, scripts, icons (no data).
+(The live video one cluster node relays from another is not served here at all: an analyzer
+serves it on a listener of its own, by grant, :mod:`safewatch.api.cluster_video`.)"""
 
 CSRF_HEADER = "x-csrf-token"
 PRINCIPAL_CACHE_SECONDS = 1.0
