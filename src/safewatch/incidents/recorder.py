@@ -21,7 +21,10 @@ Messages are handled in the order they were sent, so a clip opened after a frame
 contains that frame. A finished clip is stored through :class:`EvidenceStore` (the one place
 evidence is written, where the tamper-evidence chain records it) and only then set on the
 incident, so an incident never points at a partial clip. On start the recorder completes or
-removes the clips a dead process left behind (:func:`~.clips.recover_clips`).
+removes the clips a dead process left behind (:func:`~.clips.recover_clips`); under ``serve
+--cluster`` a camera's new owner finishes its lost owner's clips on a second thread, the
+adoption worker (:meth:`EvidenceRecorder.adopt_clips`), so that salvage and upload never hold
+up the frames of live clips.
 
 Evidence keys (relative paths) of one incident share its stem and differ by suffix:
 ``.jpg`` annotated still, ``.clean.jpg``, ``.mp4`` clip, and the sealed
