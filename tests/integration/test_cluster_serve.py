@@ -273,9 +273,11 @@ def test_three_analyzers_share_cameras_through_kill_freeze_and_drain(
     assert rows, "the clip has people in view: incidents must have opened"
     assert overlapping_open(rows) == []
     assert [r["id"] for r in rows if r["ended_at"] is None] == [], "no orphan left open"
-    # each incident closed as analyzer_lost got its clip, or the chain says why not
+    # each incident closed as analyzer_lost got its clip, or the chain says why not. Whether any
+    # clip was still being written at the kill depends on timing (a clip ends 10-13 s after its
+    # incident opened, the incident may run on): that a clip cut by kill -9 is recovered is
+    # checked deterministically by test_cluster_clips.py.
     recovered = clip_outcomes(cluster_db, tmp_path, lost_ids)
-    assert recovered["clip.recovered"], recovered
     print(
         f"{len(lost_ids)} incidents closed as analyzer_lost: {len(recovered['clip.recovered'])} "
         f"clips recovered by the new owners, {len(recovered['clip.unrecoverable'])} unusable"
