@@ -5,7 +5,6 @@ A module of its own (not a conftest) so unit, integration and e2e tests share on
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from patience import poll
 from safewatch.api import ApiSettings, create_app
 from safewatch.api.auth.passwords import use_parameters
 from safewatch.api.dashboard import Dashboard, DashboardSettings
@@ -177,13 +177,7 @@ def client_for(dashboard: Dashboard) -> Iterator[TestClient]:
 
 def wait_until(condition: Any, timeout: float = 10.0, step: float = 0.05) -> Any:
     """Poll until truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout} s")
+    return poll(condition, timeout, period=step)
 
 
 @contextmanager

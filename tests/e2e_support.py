@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any, TypeVar
 
 import httpx
 import yaml
+
+import patience
 
 __all__ = [
     "ARGS",
@@ -64,14 +65,7 @@ def free_port() -> int:
 def wait_until(condition: Callable[[], T], timeout: float, what: str, poll: float = 0.25) -> T:
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` after
     ``timeout`` seconds (generous: the CI machine is busy)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(poll)
+    return patience.poll(condition, timeout, what, poll)
 
 
 def _safewatch(*args: str, stdin: str | None = None) -> str:

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from assets import asset
+from patience import poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -163,13 +164,7 @@ def _incidents(server: dict[str, Any], **params: Any) -> list[dict[str, Any]]:
 
 
 def _wait(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return poll(condition, timeout, what, 0.3)
 
 
 def _shot(server: dict[str, Any], name: str) -> None:

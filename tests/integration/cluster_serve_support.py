@@ -30,6 +30,8 @@ import websockets
 import yaml
 from sqlalchemy import Engine, text
 
+from patience import poll
+
 SAFEWATCH = Path(sys.executable).with_name("safewatch")
 CLIP = "video/construction_cctv_640x352_24s.mp4"
 MODEL = "models/yolox_nano_coco.onnx"
@@ -311,14 +313,7 @@ class FrameSampler:
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, period: float = 0.2) -> Any:
     """Poll ``condition`` until truthy and return it; ``AssertionError`` saying ``what`` if not."""
-    deadline = time.monotonic() + timeout
-    seen: Any = None
-    while time.monotonic() < deadline:
-        seen = condition()
-        if seen:
-            return seen
-        time.sleep(period)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {seen!r})")
+    return poll(condition, timeout, what, period)
 
 
 def balanced(owners: Mapping[str, set[str]], names: Iterable[str], cameras: int) -> bool:

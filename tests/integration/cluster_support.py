@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from patience import poll
 from safewatch.cluster import Takeover
 
 __all__ = ["CutProxy", "Event", "OwnershipLog", "wait_for"]
@@ -17,12 +18,7 @@ __all__ = ["CutProxy", "Event", "OwnershipLog", "wait_for"]
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll ``condition`` until it holds; fail with ``what`` after ``timeout`` seconds."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout:g} s: {what}")
+    poll(condition, timeout, what)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import httpx
 import yaml
 
 from assets import asset
-from patience import stretch
+from patience import poll, stretch
 
 
 def write_site(
@@ -100,20 +99,8 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> Any:
     ``timeout`` is a liveness bound, stretched on a busy machine (:func:`patience.stretch`);
     a test whose claim is a time bound measures it itself.
     """
-    timeout = stretch(timeout)
-    deadline = time.monotonic() + timeout
-    seen: object = None
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-        except (httpx.HTTPError, KeyError) as error:  # not up yet, or not there yet
-            seen = error
-        else:
-            if result:
-                return result
-            seen = result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {seen!r})")
+    # not up yet, or not there yet
+    return poll(condition, stretch(timeout), what, 0.1, (httpx.HTTPError, KeyError))
 
 
 def readyz(base: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Engine
 
 from incident_factories import make_incident
+from patience import poll
 from redis_server import RedisServer, redis_unavailable
 from safewatch.api.live import LiveHub
 from safewatch.bus import LIVE_FRAME, Envelope, PublishAfterCommit
@@ -50,11 +51,7 @@ class Sink:
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
+    poll(condition, timeout)
 
 
 def chain_change_seqs(repository: IncidentRepository) -> list[int]:

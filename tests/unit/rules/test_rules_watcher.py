@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from rules_factories import frame, person
 
+from patience import poll
 from safewatch.config.ruleset import load_rules
 from safewatch.domain.events import Phase, RuleEvent
 from safewatch.domain.tracks import PPEState
@@ -55,11 +56,7 @@ def write_variant(folder: Path, variant: str) -> None:
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
+    poll(predicate, timeout, period=0.02)
 
 
 def errors_counted() -> float:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from runtime_fakes import moving_square_video
 
+from patience import poll
 from safewatch.config.runtime import MotionConfig, WatchdogConfig
 from safewatch.config.site import CameraConfig
 from safewatch.errors import ConfigError
@@ -41,11 +42,7 @@ def spec(camera: str, source: Path | str, *, loop: bool = True, fps: float = 10.
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
+    poll(condition, timeout, period=0.02)
 
 
 class Running:
