@@ -163,6 +163,10 @@ class Probe:
     current: Analysed | None = None
     current_started: float = 0.0  # when the rules stage took ``current`` up (wall clock)
     current_store: list[float] = field(default_factory=lambda: [0.0, 0.0])  # row, evidence hand-off
+    current_rows: list[tuple[float, float]] = field(default_factory=list)  # its upserts (wall)
+    # the evidence thread's attach_evidence transactions (wall start, end): they hold SQLite's
+    # write lock, which an incident row opened meanwhile must wait for
+    attach_intervals: list[tuple[float, float]] = field(default_factory=list)
     age_at_pick: list[float] = field(default_factory=list)
     age_at_evaluated: list[float] = field(default_factory=list)
     processing: list[float] = field(default_factory=list)
@@ -215,6 +219,7 @@ class Probe:
                         self.current_started - item.inferred_at,
                         now - self.current_started,
                         self.current_store[0],
+                        sum(self.within(self.attach_intervals, a, b) for a, b in self.current_rows),
                         self.current_store[1],
                         self.gc_within(item.received_at, now),
                     )
@@ -231,9 +236,13 @@ class Probe:
 
     def gc_within(self, start: float, end: float) -> float:
         """Seconds of garbage collection that fell between ``start`` and ``end``."""
-        return sum(
-            max(0.0, min(end, b) - max(start, a)) for _, a, b in list(self.gc_pauses) if b > start
-        )
+        return self.within([(a, b) for _, a, b in list(self.gc_pauses)], start, end)
+
+    @staticmethod
+    def within(intervals: Sequence[tuple[float, float]], start: float, end: float) -> float:
+        """Seconds of ``intervals`` (wall-clock start, end) that fell between ``start`` and
+        ``end``."""
+        return sum(max(0.0, min(end, b) - max(start, a)) for a, b in list(intervals) if b > start)
 
 
 @contextlib.contextmanager
@@ -252,6 +261,7 @@ def timed_frames(probe: Probe) -> Iterator[None]:
         probe.current = item
         probe.current_started = time.time()
         probe.current_store[:] = [0.0, 0.0]
+        probe.current_rows.clear()
         evaluate(worker, item)
 
     def timed(owner: type, name: str, slot: int) -> tuple[type, str, Any]:
@@ -259,12 +269,20 @@ def timed_frames(probe: Probe) -> Iterator[None]:
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if threading.get_ident() not in rules_thread:
-                return original(*args, **kwargs)
-            started = time.perf_counter()
+                if name != "attach_evidence" or not probe.recording:
+                    return original(*args, **kwargs)
+                began = time.time()
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    probe.attach_intervals.append((began, time.time()))
+            started, began = time.perf_counter(), time.time()
             try:
                 return original(*args, **kwargs)
             finally:
                 probe.current_store[slot] += time.perf_counter() - started
+                if slot == 0:
+                    probe.current_rows.append((began, time.time()))
 
         setattr(owner, name, wrapper)
         return owner, name, original
@@ -274,6 +292,7 @@ def timed_frames(probe: Probe) -> Iterator[None]:
     swapped.append(timed(IncidentRepository, "upsert", 0))
     swapped.append(timed(EvidenceRecorder, "record_still", 1))
     swapped.append(timed(EvidenceRecorder, "open_clip", 1))
+    swapped.append(timed(IncidentRepository, "attach_evidence", 0))  # evidence thread only
     try:
         yield
     finally:
@@ -564,6 +583,7 @@ def latency_figures(runs: Sequence[Run]) -> dict[str, Any]:
         "handover",
         "rules_stage",
         "row_transaction",
+        "row_during_attach_evidence",
         "evidence_handoff",
         "gc_overlap",
     )
