@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -368,7 +368,16 @@ def _incident_of(part: Path, repository: IncidentRepository) -> Incident | None:
         return None
 
 
-def _recover_one(part: Path, store: EvidenceStore, repository: IncidentRepository) -> _Recovered:
+def _recover_one(
+    part: Path,
+    store: EvidenceStore,
+    repository: IncidentRepository,
+    stored: Callable[[int], None] | None = None,
+) -> _Recovered:
+    """Salvage ``part`` into evidence and attach it to its incident. ``stored`` (given the
+    frame count) runs after the attach and *before* the file goes, so a failure there (the
+    chain entry saying why the clip was recovered) leaves the file for a retry instead of a
+    clip with no recorded reason."""
     incident_id = part.name[: -len(PART_SUFFIX)]
     info = read_clip_info(part)
     incident = _incident_of(part, repository)
@@ -396,6 +405,8 @@ def _recover_one(part: Path, store: EvidenceStore, repository: IncidentRepositor
         _log.warning("interrupted clip of incident %s completed: %d frames", incident_id, frames)
     else:
         _log.warning("interrupted clip %s kept as %s: its incident is not stored", part.name, key)
+    if stored is not None:
+        stored(frames)
     part.unlink(missing_ok=True)
     return _Recovered(key, frames)
 
@@ -510,13 +521,14 @@ def _adopt_one(
         report.busy.append(incident_id)
         return
     try:
-        outcome = _recover_one(part, store, repository)
+
+        def chain(frames: int) -> None:
+            if incident is not None:
+                repository.record_event(incident_id, CLIP_RECOVERED, {**detail, "frames": frames})
+
+        outcome = _recover_one(part, store, repository, chain)
         if outcome.key is not None:
             report.completed.append(incident_id)
-            if incident is not None:
-                repository.record_event(
-                    incident_id, CLIP_RECOVERED, {**detail, "frames": outcome.frames}
-                )
             return
         if incident is not None:  # chained before the file goes: a failure leaves it to retry
             repository.record_event(incident_id, CLIP_UNRECOVERABLE, {**detail, "why": outcome.why})
@@ -537,6 +549,7 @@ def sweep_clips(
     run: Collection[str],
     *,
     quiet_seconds: float,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> dict[str, Adoption]:
     """Finish the clips left in a shared ``spool`` by cameras no analyzer runs any more.
 
@@ -560,6 +573,8 @@ def sweep_clips(
     fenced: set[str] = set()
     now = time.time()
     for part in sorted(spool.glob(f"*{PART_SUFFIX}")):
+        if stopping():  # a server stopping does not wait for a long round (checked per clip)
+            break
         incident_id = part.name[: -len(PART_SUFFIX)]
         try:
             if now - part.stat().st_mtime < quiet_seconds:

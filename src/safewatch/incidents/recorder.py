@@ -170,6 +170,12 @@ _Message = _Observed | _Open | _Close | _Still | _Barrier | _EndCamera | _DropCa
 _ADOPT_RETRY_CAP = 30.0
 """Longest wait between two tries at a lost camera's clips (held by another process, or not
 stored because of a storage or database error)."""
+_ADOPT_MAX_FAILED_TRIES = 20
+"""Tries of a camera's adoption while some clip *fails* to be stored (about 8 minutes with the
+backoff): each try decodes the whole clip again on an analyzer doing live inference, so an error
+that does not go away (bucket permissions) stops being retried; the file stays in the spool for
+the next claim of the camera or the next start. Clips only *held* by a live writer (a frozen
+owner) cost nothing to try and are retried as long as the recorder runs."""
 
 _AdoptWork = tuple[_Adopt, frozenset[str]] | _Barrier | None
 """The adoption worker's queue: a camera's adoption (with the evidence thread's own clips to
@@ -620,6 +626,17 @@ class EvidenceRecorder:
         if adoption.pending:
             with self._cond:
                 self._stats.errors += len(adoption.failed)
+            if adoption.failed and message.attempt + 1 >= _ADOPT_MAX_FAILED_TRIES:
+                _log.error(
+                    "camera %s: %d clip(s) left by %s still not stored after %d tries, left in "
+                    "the spool for the camera's next claim or start: %s",
+                    message.camera_id,
+                    len(adoption.failed),
+                    message.previous_owner or "a previous owner",
+                    message.attempt + 1,
+                    "; ".join(f"{i}: {e}" for i, e in sorted(adoption.failed.items())),
+                )
+                return
             delay = min(_ADOPT_RETRY_CAP, 2.0**message.attempt)
             retry = dataclasses.replace(message, attempt=message.attempt + 1)
             timer = threading.Timer(delay, self._retry, (retry,))

@@ -73,7 +73,7 @@ class ClipSweeper:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the round in progress."""
+        """Stop; a round in progress ends after the clip it is on."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
@@ -98,6 +98,7 @@ class ClipSweeper:
                         self._repository,
                         frozenset(self._enabled()),
                         quiet_seconds=self._quiet,
+                        stopping=self._stop.is_set,
                     )
                 finally:
                     connection.scalar(select(func.pg_advisory_unlock(SWEEP_LOCK)))

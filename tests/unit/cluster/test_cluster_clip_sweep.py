@@ -132,3 +132,27 @@ def test_clips_of_cameras_nobody_runs_are_swept_once(engine: Engine, tmp_path: P
     # The next round finds nothing more to do (the fresh one is still quiet for less).
     again = sweepers[1].sweep_once()
     assert again is not None and not any(r.completed or r.unusable for r in again.values())
+
+
+def test_a_stopping_server_ends_a_round_at_the_next_clip(engine: Engine, tmp_path: Path) -> None:
+    """Finding: a round had no end but its last clip, so SIGTERM waited on every clip left."""
+    from safewatch.incidents.clips import sweep_clips
+
+    repo = IncidentRepository(engine)
+    store = EvidenceStore(tmp_path / "evidence", log=repo)
+    spool = tmp_path / "evidence" / ".clips-in-progress"
+    spool.mkdir(parents=True)
+    parts = []
+    for index in range(3):
+        incident = _incident(f"gone-{index}", "gone")
+        repo.upsert(incident)
+        parts.append(_left(spool, incident, frames=8, age=2 * QUIET))
+    asked: list[int] = []
+
+    def stopping() -> bool:  # SIGTERM arrives while the first clip is being stored
+        asked.append(1)
+        return len(asked) > 1
+
+    reports = sweep_clips(spool, store, repo, frozenset(), quiet_seconds=QUIET, stopping=stopping)
+    assert reports["gone"].completed == ["gone-0"]
+    assert not parts[0].exists() and parts[1].exists() and parts[2].exists()

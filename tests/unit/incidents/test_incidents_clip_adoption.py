@@ -206,3 +206,63 @@ def test_adoption_runs_beside_the_live_clips_not_in_front_of_them(
                 recorder.close(30)
         finally:
             engine.dispose()
+
+
+def test_a_failed_chain_entry_keeps_the_clip_for_a_retry_with_its_reason(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding: the file went before ``clip.recovered`` was chained, so a failed chain write
+    left a clip with no recorded reason and nothing to retry."""
+    from safewatch.errors import SafewatchError
+    from safewatch.incidents.clips import adopt_clips
+
+    repo = IncidentRepository(engine)
+    store = EvidenceStore(tmp_path / "evidence", log=repo)
+    spool = store.root / ".clips-in-progress"
+    incident = _closed("inc-c")
+    repo.upsert(incident)
+    part = _left_clip(spool, incident, 10)
+    real = repo.record_event
+
+    def blip(*args: object, **kwargs: object) -> object:
+        raise SafewatchError("database unreachable a moment")
+
+    monkeypatch.setattr(repo, "record_event", blip)
+    first = adopt_clips(spool, store, repo, CAM, reason="analyzer_lost", previous_owner="a1")
+    assert list(first.failed) == ["inc-c"] and part.exists(), "the file stays for the retry"
+    monkeypatch.setattr(repo, "record_event", real)
+    second = adopt_clips(spool, store, repo, CAM, reason="analyzer_lost", previous_owner="a1")
+    assert second.completed == ["inc-c"] and not part.exists()
+    recovered = [e for e in repo.timeline("inc-c") if e.kind == CLIP_RECOVERED]
+    assert len(recovered) == 1 and recovered[0].detail["frames"] == 10
+    assert repo.get("inc-c").clip is not None
+
+
+def test_a_clip_that_keeps_failing_stops_being_retried(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding: a clip whose store fails for good was decoded again every 30 s forever on an
+    analyzer doing live inference. After the cap it stays in the spool (next claim or start)."""
+    from patience import poll
+    from safewatch.incidents import recorder as recorder_module
+
+    monkeypatch.setattr(recorder_module, "_ADOPT_MAX_FAILED_TRIES", 2)
+    repo = IncidentRepository(engine)
+    store = EvidenceStore(tmp_path / "evidence", log=repo)
+    spool = store.root / ".clips-in-progress"
+    incident = _closed("inc-d")
+    repo.upsert(incident)
+    part = _left_clip(spool, incident, 6)
+    key = store.key_for("inc-d", camera_id=CAM, at=incident.started_at, suffix=".mp4")
+    (store.root / key).mkdir(parents=True)  # a write error that does not go away
+    config = EvidenceConfig(pre_seconds=0, post_seconds=1, buffer_seconds=2, annotate_clips=False)
+    heir = EvidenceRecorder(store, repo, config, on_full="wait", recover=False)
+    try:
+        heir.adopt_clips(CAM, reason="analyzer_lost", previous_owner="loser")
+        poll(lambda: heir.stats.errors >= 2, 30, "the first try and its one retry")
+        time.sleep(4.0)  # a third try would come 2 s after the second
+        assert heir.flush(30, adoptions=True)
+        assert heir.stats.errors == 2, "tried again past the cap"
+    finally:
+        heir.close(30)
+    assert part.exists() and repo.get("inc-d").clip is None
