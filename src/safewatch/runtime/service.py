@@ -99,21 +99,10 @@ def freeze_start_up_objects() -> None:
     Python side, FastAPI, the rules, the site). Every full collection walked all of them, on
     whichever thread triggered it, and stopped every other thread meanwhile, the frame path
     included. Frozen (after one collection, so no garbage is frozen with them) they are still
-    freed by reference counting; cycles among them are not, so a site reload that replaces
-    models thaws and freezes again, and :meth:`RuntimeService.stop` thaws.
+    freed by reference counting; only cycles among them would outlive a reload.
     """
     gc.collect()
     gc.freeze()
-
-
-def refreeze_after_reload() -> None:
-    """Thaw, collect what the reload dropped (old detectors' cycles too), freeze again.
-
-    One full collection on the reload's thread: a reload that rebuilt models already took
-    seconds, and without it the replaced models' cycles would never be freed.
-    """
-    gc.unfreeze()
-    freeze_start_up_objects()
 
 
 class RuntimeService:
@@ -380,7 +369,6 @@ class RuntimeService:
                 self._witness.stop()
             if self._storage is not None:
                 self._storage.close()
-            gc.unfreeze()  # a stopped server's objects are ordinary garbage again
             self._stopped.set()
         report = StopReport(tuple(closed), time.monotonic() - started)
         log.info("stopped in %.1f s; %d incident(s) closed", report.seconds, len(report.closed))
@@ -440,8 +428,6 @@ class RuntimeService:
             )
             for listener in self.site_listeners:
                 listener(new)
-            if rebuilt:
-                refreeze_after_reload()
             return plan
 
     # -- cluster ownership (safewatch.runtime.cluster_owner) ---------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from safewatch.runtime.service import freeze_start_up_objects, refreeze_after_reload
+from safewatch.runtime.service import freeze_start_up_objects
 
 
 class _Node:
@@ -53,15 +53,3 @@ def test_cycles_made_after_start_up_are_still_collected() -> None:
     del later
     gc.collect()
     assert gone() is None
-
-
-def test_a_reload_frees_frozen_cycles_it_dropped() -> None:
-    old_model = _Node()
-    gone = weakref.ref(old_model)
-    freeze_start_up_objects()
-    del old_model
-    gc.collect()
-    assert gone() is not None  # frozen: a plain collection never frees it
-    refreeze_after_reload()
-    assert gone() is None
-    assert gc.get_freeze_count() > 0
