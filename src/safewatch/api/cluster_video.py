@@ -493,7 +493,7 @@ class ClusterVideo:
                 await websocket.send_json({"type": "state", "state": state, **detail})
 
         while True:
-            found = await anyio.to_thread.run_sync(self.owner, camera_id)
+            found = await anyio.to_thread.run_sync(self.owner, camera_id, abandon_on_cancel=True)
             if isinstance(found, Owner):
                 owner = found.analyzer_id
                 try:
@@ -567,7 +567,7 @@ class ClusterVideo:
         """Read the lease every ``recheck_seconds``; cancel ``scope`` once it changed."""
         while True:
             await anyio.sleep(self.recheck_seconds)
-            found = await anyio.to_thread.run_sync(self.owner, camera_id)
+            found = await anyio.to_thread.run_sync(self.owner, camera_id, abandon_on_cancel=True)
             if isinstance(found, Owner) and found == owner:
                 continue
             if isinstance(found, NoOwner) and found.transient:

@@ -193,8 +193,11 @@ async def camera_feed(
                 if time.monotonic() >= next_state:
                     # Also the keep-alive: a message every second however quiet the camera.
                     next_state = time.monotonic() + _STATE_SECONDS
+                    # abandon_on_cancel: a closing socket does not wait for a slow readiness
+                    # read (the API process asks the runtime, busy stopping at shutdown);
+                    # waiting past uvicorn's 2 s made it cancel the task and log a traceback.
                     state = await anyio.to_thread.run_sync(
-                        _state_message, readiness, camera_id, enabled
+                        _state_message, readiness, camera_id, enabled, abandon_on_cancel=True
                     )
                     await websocket.send_json(state)
                 frame = dashboard.live.latest(camera_id)
@@ -215,7 +218,8 @@ async def camera_feed(
                 if video == "jpeg":
                     privacy = dashboard.site().config.privacy_for(camera_id)
                     data = await anyio.to_thread.run_sync(
-                        functools.partial(dashboard.live.jpeg, frame, privacy, max_width=width)
+                        functools.partial(dashboard.live.jpeg, frame, privacy, max_width=width),
+                        abandon_on_cancel=True,
                     )
                     await websocket.send_bytes(data)
                 await asyncio.sleep(1.0 / fps)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from api_support import FakeOps, add_users, login, make_app, make_dashboard
 from safewatch.api.camera_state import camera_states, tile_state
 from safewatch.runtime.health import CameraReadiness, ComponentHealth, FrameCounts, Readiness
 
@@ -99,3 +102,32 @@ def test_one_readiness_answer_is_shared_by_every_tile() -> None:
     fresh()
     fresh()
     assert len(calls) == 3
+
+
+def test_a_closing_camera_socket_does_not_wait_for_a_slow_readiness_read(tmp_path: Any) -> None:
+    """At shutdown the API process's readiness read can take seconds (the runtime is busy
+    stopping); the camera socket must close without waiting for it, or uvicorn cancels the task
+    after its 2 s grace and logs a traceback."""
+    entered, release, returned = threading.Event(), threading.Event(), threading.Event()
+
+    class SlowOps(FakeOps):
+        def readiness(self) -> Readiness:
+            entered.set()
+            release.wait(60)
+            returned.set()
+            return super().readiness()
+
+    dashboard, storage = make_dashboard(tmp_path)
+    add_users(dashboard)
+    try:
+        with TestClient(make_app(dashboard, SlowOps())) as client:
+            login(client, "admin")
+            with client.websocket_connect("/api/v1/ws/cameras/yard") as ws:
+                assert ws.receive_json()["type"] == "geometry"
+                assert entered.wait(30), "the socket asks for the camera's state"
+            # The socket's handler has finished (leaving the block waits for it) while the read
+            # is still blocked: it was abandoned, not awaited (awaited, it returns after 60 s).
+            assert not returned.is_set()
+    finally:
+        release.set()
+        storage.close()
