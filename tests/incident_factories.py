@@ -1,22 +1,38 @@
-"""One sample incident for the tests that only need *an* incident row to move around (bus,
-after-commit hooks, tracing): camera ``cam-1``, rule ``hardhat``, one person track."""
+"""The one sample-incident factory for tests that only need *an* incident row to move around
+(bus, after-commit hooks, tracing, clip spools): by default camera ``cam-1``, rule ``hardhat``,
+one person track, started at t=1000. Tests that need another camera, start or id say so through
+the keyword arguments instead of spelling out a whole :class:`Incident` of their own."""
 
 from __future__ import annotations
 
-from safewatch.domain import Incident, Severity, incident_id
+from safewatch.domain import Incident, Severity
+from safewatch.domain import incident_id as derived_id
 
 
-def make_incident(track: int = 1, ended_at: float | None = None) -> Incident:
-    """A PPE incident of person ``track`` that started at t=1000, open unless ``ended_at``."""
+def make_incident(
+    track: int = 1,
+    ended_at: float | None = None,
+    *,
+    camera_id: str = "cam-1",
+    rule_id: str = "hardhat",
+    started_at: float = 1000.0,
+    incident_id: str | None = None,
+    peak_confidence: float = 0.6,
+    snapshot: str | None = None,
+) -> Incident:
+    """A PPE incident of person ``track`` open unless ``ended_at``; its id is derived from
+    camera, rule, track and start (as the incident manager derives it) unless ``incident_id``
+    names one."""
     return Incident(
-        id=incident_id("cam-1", "hardhat", track, 1000.0),
-        camera_id="cam-1",
-        rule_id="hardhat",
+        id=incident_id or derived_id(camera_id, rule_id, track, started_at),
+        camera_id=camera_id,
+        rule_id=rule_id,
         rule_kind="ppe",
         severity=Severity.HIGH,
         track_ids=(track,),
-        started_at=1000.0,
+        started_at=started_at,
         ended_at=ended_at,
-        peak_confidence=0.6,
+        peak_confidence=peak_confidence,
         message=f"person #{track} without hardhat",
+        snapshot=snapshot,
     )

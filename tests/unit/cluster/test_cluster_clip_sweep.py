@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from db_servers import PostgresServer
-from evidence_frames import CAM, coded_frame
-from safewatch.domain import Incident, Severity
+from evidence_frames import CAM, T0, coded_frame
+from incident_factories import make_incident
+from safewatch.domain import Incident
 from safewatch.incidents import EvidenceStore
 from safewatch.incidents.clips import (
     CAMERA_NOT_RUN,
@@ -40,23 +41,6 @@ def engine(pg_server: PostgresServer, tmp_path: Path) -> Iterator[Engine]:
         upgrade(engine)
         yield engine
         engine.dispose()
-
-
-def _incident(incident_id: str, camera_id: str) -> Incident:
-    frame, _ = coded_frame(0, 10.0)
-    return Incident(
-        id=incident_id,
-        camera_id=camera_id,
-        rule_id="helmet",
-        rule_kind="ppe",
-        severity=Severity("high"),
-        track_ids=(4,),
-        started_at=frame.timestamp,
-        ended_at=None,  # nobody took the camera over to close it
-        peak_confidence=0.8,
-        message="no helmet",
-        snapshot=None,
-    )
 
 
 def _left(spool: Path, incident: Incident, *, frames: int, age: float) -> Path:
@@ -89,7 +73,7 @@ def test_clips_of_cameras_nobody_runs_are_swept_once(engine: Engine, tmp_path: P
     }
     parts = {}
     for incident_id, (camera, frames, age) in cases.items():
-        incident = _incident(incident_id, camera)
+        incident = make_incident(4, incident_id=incident_id, camera_id=camera, started_at=T0)
         repo.upsert(incident)
         parts[incident_id] = _left(spool, incident, frames=frames, age=age)
     with engine.begin() as connection:
@@ -144,7 +128,7 @@ def test_a_stopping_server_ends_a_round_at_the_next_clip(engine: Engine, tmp_pat
     spool.mkdir(parents=True)
     parts = []
     for index in range(3):
-        incident = _incident(f"gone-{index}", "gone")
+        incident = make_incident(4, incident_id=f"gone-{index}", camera_id="gone", started_at=T0)
         repo.upsert(incident)
         parts.append(_left(spool, incident, frames=8, age=2 * QUIET))
     asked: list[int] = []

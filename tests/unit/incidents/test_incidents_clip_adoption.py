@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session
 
 from db_servers import PostgresServer
 from evidence_frames import CAM, coded_frame
+from incident_factories import make_incident
+from patience import poll
 from safewatch.config.site import EvidenceConfig
-from safewatch.domain import Incident, Severity
+from safewatch.domain import Incident
 from safewatch.incidents import EvidenceRecorder, EvidenceStore
 from safewatch.incidents.clips import (
     CLIP_RECOVERED,
@@ -48,19 +50,7 @@ def test_a_lost_cameras_clip_is_let_go_and_stored_by_the_next_owner(
     store = EvidenceStore(tmp_path / "evidence", log=repo)
     config = EvidenceConfig(pre_seconds=0, post_seconds=1, buffer_seconds=2, annotate_clips=False)
     frame, _ = coded_frame(0, FPS)
-    incident = Incident(
-        id="inc-1",
-        camera_id=CAM,
-        rule_id="helmet",
-        rule_kind="ppe",
-        severity=Severity("high"),
-        track_ids=(4,),
-        started_at=frame.timestamp,
-        ended_at=None,
-        peak_confidence=0.8,
-        message="no helmet",
-        snapshot=None,
-    )
+    incident = make_incident(4, incident_id="inc-1", camera_id=CAM, started_at=frame.timestamp)
     repo.upsert(incident)
     loser = EvidenceRecorder(store, repo, config, on_full="wait")
     heir = EvidenceRecorder(store, repo, config, on_full="wait")
@@ -83,9 +73,8 @@ def test_a_lost_cameras_clip_is_let_go_and_stored_by_the_next_owner(
         assert lock is not None, "the loser still holds its clip"
         lock.release()
         assert repo.get("inc-1").clip is None, "the loser stored nothing"
-        deadline = time.monotonic() + 20  # the heir's retries: 1 s, then 2 s, ...
-        while repo.get("inc-1").clip is None and time.monotonic() < deadline:
-            time.sleep(0.1)
+        # the heir's retries: 1 s, then 2 s, ...
+        poll(lambda: repo.get("inc-1").clip, 20, "the heir to store the let-go clip", 0.1)
     finally:
         loser.close(30)
         heir.close(30)
@@ -101,20 +90,9 @@ def test_a_lost_cameras_clip_is_let_go_and_stored_by_the_next_owner(
 
 
 def _closed(incident_id: str, index: int = 0) -> Incident:
-    frame, _ = coded_frame(index, FPS)
-    return Incident(
-        id=incident_id,
-        camera_id=CAM,
-        rule_id="helmet",
-        rule_kind="ppe",
-        severity=Severity("high"),
-        track_ids=(4,),
-        started_at=frame.timestamp,
-        ended_at=frame.timestamp + 2,
-        peak_confidence=0.8,
-        message="no helmet",
-        snapshot=None,
-    )
+    """An incident that started at frame ``index`` and was closed 2 s later."""
+    started = coded_frame(index, FPS)[0].timestamp
+    return make_incident(4, started + 2, incident_id=incident_id, camera_id=CAM, started_at=started)
 
 
 def _left_clip(spool: Path, incident: Incident, frames: int) -> Path:
@@ -153,9 +131,7 @@ def test_a_storage_error_on_one_clip_neither_stops_the_others_nor_strands_it(
         assert repo.get("inc-a").clip is None and (spool / f"inc-a{PART_SUFFIX}").exists()
         assert heir.stats.errors >= 1
         (store.root / key).rmdir()  # storage is back: the retry (1 s, then 2 s) stores it
-        deadline = time.monotonic() + 20
-        while repo.get("inc-a").clip is None and time.monotonic() < deadline:
-            time.sleep(0.1)
+        poll(lambda: repo.get("inc-a").clip, 20, "the retry to store inc-a's clip", 0.1)
     finally:
         heir.close(30)
     assert repo.get("inc-a").clip == key
@@ -243,7 +219,6 @@ def test_a_clip_that_keeps_failing_stops_being_retried(
 ) -> None:
     """Finding: a clip whose store fails for good was decoded again every 30 s forever on an
     analyzer doing live inference. After the cap it stays in the spool (next claim or start)."""
-    from patience import poll
     from safewatch.incidents import recorder as recorder_module
 
     monkeypatch.setattr(recorder_module, "_ADOPT_MAX_FAILED_TRIES", 2)
