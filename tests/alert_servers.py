@@ -32,6 +32,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from patience import poll
+
 __all__ = [
     "MosquittoBroker",
     "MqttRecorder",
@@ -53,13 +55,15 @@ def free_port() -> int:
 
 
 def wait_until(predicate: Any, timeout: float, interval: float = 0.01) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; returns the last value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
+    """Poll ``predicate`` (with :func:`patience.poll`) until it is true or ``timeout`` seconds
+    pass; whether it came true. A bool rather than a failure, so that each caller says what it
+    waited for itself (``assert wait_until(settled, 60), outbox.counts()``) and a server that
+    does not start can be stopped before the error is raised."""
+    try:
+        poll(predicate, timeout, period=interval)
+    except AssertionError:
+        return False
+    return True
 
 
 # -- TLS ------------------------------------------------------------------------------------------

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 from runtime_fakes import person_at
 
+from patience import poll
 from safewatch.config.site import TrackerConfig
 from safewatch.domain import Detections, Frame, RuleEvent, TrackedFrame
 from safewatch.errors import StorageError
@@ -57,10 +58,8 @@ def build(tmp_path: Path, repository: IncidentRepository, metrics: RuntimeMetric
     )
 
 
-def wait_for(condition: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
-        time.sleep(0.01)
+def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    poll(condition, timeout, period=0.01)
 
 
 def test_incidents_open_live_and_close_at_stop(
