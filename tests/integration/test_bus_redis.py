@@ -4,6 +4,7 @@ live overlays ride Pub/Sub; an export worker's pending entries survive its crash
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -18,7 +19,7 @@ from incident_factories import make_incident
 from patience import poll
 from redis_server import RedisServer, redis_unavailable
 from safewatch.api.live import LiveHub
-from safewatch.bus import LIVE_FRAME, Envelope, PublishAfterCommit
+from safewatch.bus import LIVE_FRAME, Envelope, PublishAfterCommit, Publisher
 from safewatch.domain import IncidentStatus
 from safewatch.storage import IncidentRepository
 
@@ -52,6 +53,24 @@ class Sink:
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     poll(condition, timeout)
+
+
+def publish_frames_until(
+    publisher: Publisher, camera: str, arrived: Callable[[], object], timeout: float, what: str
+) -> None:
+    """Publish live frames of ``camera`` until ``arrived``: Pub/Sub is lossy, and until the
+    subscription is in place the messages go nowhere, so one message is not enough."""
+    seqs = itertools.count(1)
+
+    def one_more() -> object:
+        if found := arrived():
+            return found
+        publisher.publish(
+            Envelope(LIVE_FRAME, {"type": "frame", "camera": camera, "seq": next(seqs)})
+        )
+        return None
+
+    poll(one_more, timeout, what)
 
 
 def chain_change_seqs(repository: IncidentRepository) -> list[int]:
@@ -136,8 +155,8 @@ def test_a_trimmed_stream_is_back_filled_from_the_chain(
     client.xtrim(
         INCIDENT_STREAM, maxlen=2, approximate=False
     )  # what MAXLEN ~ does to a reader that fell behind
-    while feed.poll(sink) == 0 and len(sink.seqs()) < 10:
-        pass
+    # Rounds until all ten are in, or until one fails (returns a wait): the assert says which.
+    poll(lambda: feed.poll(sink) or len(sink.seqs()) >= 10, 10, "the trimmed changes", 0)
     assert sink.seqs() == list(range(1, 11))
     assert (feed.backfilled, feed.delivered) == (8, 2)
 
@@ -155,9 +174,12 @@ def test_a_quiet_stream_still_gets_changes_that_never_reached_redis(
     sink = Sink()
     repository.upsert(make_incident(1))
     repository.upsert(make_incident(1, ended_at=1001.0))
-    deadline = time.monotonic() + 10
-    while len(sink.seqs()) < 2 and time.monotonic() < deadline:
+
+    def both_read() -> bool:
         feed.poll(sink)
+        return len(sink.seqs()) >= 2
+
+    poll(both_read, 10, "both changes", 0)
     assert sink.seqs() == [1, 2]
 
 
@@ -171,15 +193,7 @@ def test_live_overlays_ride_pub_sub_into_the_hub(redis_server: RedisServer) -> N
     thread.start()
     publisher = RedisPublisher(connect(redis_server.url)).start()
     try:
-        # Pub/Sub is lossy: until the subscription is in place, messages go nowhere.
-        seq = 0
-        while hub.remote("cam-9") is None:
-            seq += 1
-            publisher.publish(
-                Envelope(LIVE_FRAME, {"type": "frame", "camera": "cam-9", "seq": seq})
-            )
-            time.sleep(0.05)
-            assert seq < 200, "no live message arrived in 10 s"
+        publish_frames_until(publisher, "cam-9", lambda: hub.remote("cam-9"), 10, "a live message")
         remote = hub.remote("cam-9")
         assert remote is not None and remote[1]["camera"] == "cam-9"
     finally:
@@ -327,12 +341,14 @@ def test_an_export_worker_recreates_its_group_after_a_redis_restart(
     redis_server.restart()  # empty: no stream, no group
     repository.upsert(make_incident(1))
     assert publisher.flush(10.0)
-    written, end = 0, time.monotonic() + 20.0
-    while written == 0 and time.monotonic() < end:
-        try:
-            written = worker.step(block=0.5)
-        except redis.ConnectionError:  # the old connection's first use after the restart
-            time.sleep(0.2)
+    # redis.ConnectionError: the old connection's first use after the restart
+    written = poll(
+        lambda: worker.step(block=0.5),
+        20,
+        "a write after the restart",
+        0.2,
+        (redis.ConnectionError,),
+    )
     assert written == 1 and worker.written == 2
 
 
@@ -353,12 +369,12 @@ def test_an_export_worker_with_the_database_writes_every_seq_once_in_order(
         return [json.loads(x)["seq"] for f in sorted(tmp_path.glob("*.jsonl")) for x in f.open()]
 
     def run_until(worker: ExportWorker, count: int) -> None:
-        end = time.monotonic() + 20.0
-        while len(exported()) < count and time.monotonic() < end:
-            try:
-                worker.step(block=0.2)
-            except redis.ConnectionError:  # the old connection's first use after the restart
-                time.sleep(0.1)
+        def done() -> bool:
+            worker.step(block=0.2)
+            return len(exported()) >= count
+
+        # redis.ConnectionError: the old connection's first use after the restart
+        poll(done, 20, f"{count} changes exported", 0.1, (redis.ConnectionError,))
 
     repository.upsert(make_incident(0))  # before the worker: its empty folder starts at seq 1
     assert publisher.flush(10.0)
@@ -431,12 +447,13 @@ def test_feeds_survive_an_exception_in_a_round(
         for track in range(3):
             repository.upsert(make_incident(track))
         wait_for(lambda: sink.seqs() == [1, 2, 3])
-        seq = 0
-        while len(live_sink.envelopes) < 1:
-            seq += 1
-            publisher.publish(Envelope(LIVE_FRAME, {"type": "frame", "camera": "c", "seq": seq}))
-            time.sleep(0.05)
-            assert seq < 400, "the live feed delivers nothing after its sink failed once"
+        publish_frames_until(
+            publisher,
+            "c",
+            lambda: live_sink.envelopes,
+            20,
+            "the live feed after its sink failed once",
+        )
         assert all(thread.is_alive() for thread in threads)
     finally:
         stop.set()
