@@ -180,6 +180,19 @@ def wait_until(condition: Any, timeout: float = 10.0, step: float = 0.05) -> Any
     return poll(condition, timeout, period=step)
 
 
+def next_message(
+    ws: Any, kind: str, skipped: tuple[str, ...] = ("state", "geometry", "ping")
+) -> dict[str, Any]:
+    """The next JSON message of ``kind`` on the test client's socket ``ws``. The messages a
+    socket sends on its own in between (camera state once a second, geometry, pings) are
+    skipped; any other kind fails the test, naming the message."""
+    while True:
+        message: dict[str, Any] = ws.receive_json()
+        if message["type"] == kind:
+            return message
+        assert message["type"] in skipped, message
+
+
 @contextmanager
 def served_app(dashboard: Dashboard, ops: Any = None) -> Iterator[str]:
     """The app around ``dashboard`` (and ``ops``, see :func:`make_app`) served by uvicorn on a

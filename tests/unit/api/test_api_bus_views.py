@@ -4,18 +4,16 @@ where the node's own local notices are then ignored."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from api_support import add_users, client_for, login, make_dashboard
+from api_support import add_users, client_for, login, make_dashboard, next_message, wait_until
+from incident_factories import make_incident
 from safewatch.api.dashboard import Dashboard
 from safewatch.bus import LIVE_FRAME, Envelope, incident_change
-from safewatch.domain import Incident, Severity, incident_id
 
 
 @pytest.fixture
@@ -28,54 +26,33 @@ def admin(tmp_path: Path) -> Iterator[tuple[TestClient, Dashboard]]:
     storage.close()
 
 
-def next_of(ws: Any, kind: str) -> dict[str, Any]:
-    while True:
-        message: dict[str, Any] = ws.receive_json()
-        if message["type"] == kind:
-            return message
-        assert message["type"] in ("state", "geometry", "ping"), message
-
-
 def test_a_camera_analysed_elsewhere_shows_its_relayed_overlay(
     admin: tuple[TestClient, Dashboard],
 ) -> None:
     client, dashboard = admin
     overlay = {"type": "frame", "camera": "yard", "seq": 41, "tracks": [{"id": 5}]}
     with client.websocket_connect("/api/v1/ws/cameras/yard") as ws:
-        next_of(ws, "state")  # the camera feed is subscribed once it sends
+        next_message(ws, "state")  # the camera feed is subscribed once it sends
         dashboard.live.publish(Envelope(LIVE_FRAME, overlay))
-        assert next_of(ws, "frame") == overlay
+        assert next_message(ws, "frame") == overlay
 
 
 def test_the_incident_feed_carries_bus_changes_with_their_seq(
     admin: tuple[TestClient, Dashboard],
 ) -> None:
     client, dashboard = admin
-    incident = Incident(
-        id=incident_id("yard", "hardhat", 2, 1000.0),
-        camera_id="yard",
-        rule_id="hardhat",
-        rule_kind="ppe",
-        severity=Severity.HIGH,
-        track_ids=(2,),
-        started_at=1000.0,
-        ended_at=None,
-        peak_confidence=0.7,
-        message="person #2 without hardhat",
-    )
+    incident = make_incident(2, camera_id="yard", peak_confidence=0.7)
     dashboard.live.follow_bus()
     with client.websocket_connect("/api/v1/ws/incidents") as ws:
-        deadline = time.monotonic() + 10
-        while dashboard.live.subscriber_count == 0:  # the feed subscribes just after accept
-            assert time.monotonic() < deadline, "the feed never subscribed"
-            time.sleep(0.01)
+        # the feed subscribes just after accept
+        wait_until(lambda: dashboard.live.subscriber_count, 10, step=0.01)
         dashboard.live.publish_incident("opened", incident)  # local: ignored when on the bus
         dashboard.live.publish(incident_change("opened", incident, seq=12))
-        message = next_of(ws, "incident")
+        message = next_message(ws, "incident")
         assert (message["kind"], message["seq"], message["incident"]["id"]) == (
             "opened",
             12,
             incident.id,
         )
         dashboard.live.publish(incident_change("closed", incident, seq=13))
-        assert next_of(ws, "incident")["seq"] == 13  # the ignored local notice never came
+        assert next_message(ws, "incident")["seq"] == 13  # the ignored local notice never came

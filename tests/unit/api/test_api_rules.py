@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from api_support import RULES, add_users, client_for, login, make_dashboard
+from api_support import RULES, add_users, client_for, login, make_dashboard, next_message
 from safewatch.api.dashboard import Dashboard
 from safewatch.domain import Detections, TrackedFrame
 from safewatch.domain.tracks import PPEState, Track
@@ -108,15 +107,6 @@ def test_disable_a_rule_and_draw_zones_keeping_the_comments(
     assert dashboard.rules.rule_generation().rules.zone("gate_area").polygon[0] == (0.1, 0.1)
 
 
-def _next_of(ws: Any, kind: str) -> dict[str, Any]:
-    """The next JSON message of ``kind``, skipping the once-a-second camera state messages."""
-    while True:
-        message: dict[str, Any] = ws.receive_json()
-        if message["type"] == kind:
-            return message
-        assert message["type"] == "state", message
-
-
 def test_live_socket_sends_geometry_state_metadata_and_frames(
     admin: tuple[TestClient, dict[str, str], Dashboard, Path],
 ) -> None:
@@ -139,7 +129,7 @@ def test_live_socket_sends_geometry_state_metadata_and_frames(
         # The test app's runtime knows no camera: the tile must not claim it streams.
         assert (state["type"], state["state"]) == ("state", "unknown")
         dashboard.live.publish_frame(tracked, image)
-        meta = _next_of(ws, "frame")
+        meta = next_message(ws, "frame", skipped=("state",))
         assert meta["frame_seq"] == 7
         assert meta["tracks"] == [
             {
