@@ -10,53 +10,28 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from assets import asset
-from patience import poll
+from e2e_support import ARGS, CHROMIUM, PASSWORD, serve, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-PASSWORD = "e2e-password-123"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _safewatch(*args: str, stdin: str | None = None) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "safewatch", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+RULES = (
+    "version: 1\n"
+    "# e2e rules\n"
+    "zones:\n"
+    "  floor: {camera: yard, polygon: [[0, 0.3], [1, 0.3], [1, 1], [0, 1]]}\n"
+    "rules:\n"
+    "  - {id: people-on-floor, kind: zone_intrusion, zone: floor, objects: [person],"
+    " min_duration: 0s, grace: 1s, cooldown: 2s, severity: medium}\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,107 +39,35 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium (apt-get install chromium)")
     pytest.importorskip("playwright")
-    clip = asset("video/construction_cctv_640x352_24s.mp4")
-    model = asset("models/yolox_nano_coco.onnx")
+    from playwright.sync_api import sync_playwright
+
     folder = tmp_path_factory.mktemp("e2e-site")
-    port = _free_port()
-    site = {
-        "version": 1,
-        "site": {"name": "E2E yard", "timezone": "Europe/Berlin"},
-        "models": {"coco": {"path": str(model), "format": "yolox", "labels": {"person": "person"}}},
-        "cameras": {
-            "yard": {
-                "source": str(clip),
-                "fps": 4,
-                "models": ["coco"],
-                "loop": True,
-                "name": "Yard",
-            }
+    cameras = {
+        "_model": asset("models/yolox_nano_coco.onnx"),
+        "yard": {
+            "source": str(asset("video/construction_cctv_640x352_24s.mp4")),
+            "fps": 4,
+            "models": ["coco"],
+            "loop": True,
+            "name": "Yard",
         },
-        "storage": {"database": "sqlite:///data/safewatch.db", "evidence_dir": "data/evidence"},
-        "evidence": {"pre_seconds": 1, "post_seconds": 1, "buffer_seconds": 3},
-        "runtime": {"http": {"host": "127.0.0.1", "port": port}, "decode": "thread"},
     }
-    (folder / "site.yaml").write_text(yaml.safe_dump(site, sort_keys=False))
-    (folder / "rules").mkdir()
-    (folder / "rules" / "yard.yaml").write_text(
-        "version: 1\n"
-        "# e2e rules\n"
-        "zones:\n"
-        "  floor: {camera: yard, polygon: [[0, 0.3], [1, 0.3], [1, 1], [0, 1]]}\n"
-        "rules:\n"
-        "  - {id: people-on-floor, kind: zone_intrusion, zone: floor, objects: [person],"
-        " min_duration: 0s, grace: 1s, cooldown: 2s, severity: medium}\n"
-    )
-    config = str(folder / "site.yaml")
-    _safewatch(
-        "users",
-        "add",
-        "admin",
-        "--role",
-        "admin",
-        "--password-stdin",
-        "-c",
-        config,
-        stdin=PASSWORD + "\n",
-    )
-    token = _safewatch("users", "token", "admin", "--name", "e2e", "-c", config).strip()
-    log = (folder / "serve.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "safewatch", "serve", "-c", config, "-r", str(folder / "rules")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    base = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {token}"}
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, (folder / "serve.log").read_text()
-            time.sleep(0.2)
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-            context = browser.new_context(
-                viewport={"width": 1440, "height": 900}, accept_downloads=True
-            )
-            page = context.new_page()
-            page.set_default_timeout(20_000)
-            yield {
-                "base": base,
-                "page": page,
-                "headers": headers,
-                "folder": folder,
-                "shots": Path(os.environ.get("SAFEWATCH_E2E_SHOTS", folder / "shots")),
-            }
-            browser.close()
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
-
-def _incidents(server: dict[str, Any], **params: Any) -> list[dict[str, Any]]:
-    response = httpx.get(
-        f"{server['base']}/api/v1/incidents", params=params, headers=server["headers"], timeout=5
-    )
-    response.raise_for_status()
-    items: list[dict[str, Any]] = response.json()["items"]
-    return items
-
-
-def _wait(condition: Any, timeout: float, what: str) -> Any:
-    return poll(condition, timeout, what, 0.3)
+    with serve(folder, cameras, RULES) as served, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        context = browser.new_context(
+            viewport={"width": 1440, "height": 900}, accept_downloads=True
+        )
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        yield {
+            "served": served,
+            "base": served.base,
+            "page": page,
+            "headers": served.headers,
+            "folder": folder,
+            "shots": Path(os.environ.get("SAFEWATCH_E2E_SHOTS", folder / "shots")),
+        }
+        browser.close()
 
 
 def _shot(server: dict[str, Any], name: str) -> None:
@@ -205,7 +108,7 @@ def test_login_then_live_view_draws_overlays(server: dict[str, Any]) -> None:
 
 def test_filter_incidents_and_resolve_one(server: dict[str, Any]) -> None:
     page = server["page"]
-    _wait(lambda: _incidents(server, rule="people-on-floor"), 45, "a first incident")
+    wait_until(lambda: server["served"].incidents(rule="people-on-floor"), 45, "a first incident")
     page.goto(f"{server['base']}/incidents")
     page.select_option("#f-rule", "people-on-floor")
     page.select_option("#f-status", "open")
@@ -229,7 +132,7 @@ def test_filter_incidents_and_resolve_one(server: dict[str, Any]) -> None:
     page.keyboard.press("a")  # acknowledge the selected row: its incident or its group
     # Read the outcome from the API: with the open filter, a reload caused by a new incident may
     # take the acknowledged row off the page (the selection stays, by id).
-    _wait(
+    wait_until(
         lambda: (
             httpx.get(
                 f"{server['base']}/api/v1/incidents/{incident_id}",
@@ -284,9 +187,9 @@ def test_draw_a_zone_that_then_triggers(server: dict[str, Any]) -> None:
     )
     assert "e2e-drawn-zone" in page.inner_text("#rule-table")
     _shot(server, "rules")
-    assert "e2e_zone" in (server["folder"] / "rules" / "yard.yaml").read_text()
-    found = _wait(
-        lambda: _incidents(server, rule="e2e-drawn-zone"), 45, "the drawn zone to trigger"
+    assert "e2e_zone" in (server["folder"] / "rules" / "site.yaml").read_text()
+    found = wait_until(
+        lambda: server["served"].incidents(rule="e2e-drawn-zone"), 45, "the drawn zone to trigger"
     )
     assert found[0]["camera_id"] == "yard"
 
@@ -331,7 +234,7 @@ def test_a_dropped_rule_is_flagged_until_the_admin_acknowledges_it(
     gone = httpx.delete(f"{base}/api/v1/rules/files/extra.yaml", headers=headers, timeout=30)
     assert gone.status_code == 200, gone.text
     assert gone.json()["status"]["dropped"] == ["e2e-extra"]
-    _wait(
+    wait_until(
         lambda: (
             httpx.get(f"{base}/readyz", headers=headers, timeout=10).json()["status"] == "degraded"
         ),
@@ -350,7 +253,7 @@ def test_a_dropped_rule_is_flagged_until_the_admin_acknowledges_it(
     page.once("dialog", lambda dialog: dialog.accept())
     button.click()
     page.wait_for_function("() => document.getElementById('protection').hidden")
-    _wait(
+    wait_until(
         lambda: (
             httpx.get(f"{base}/readyz", headers=headers, timeout=10).json()["status"] == "ready"
         ),
