@@ -33,6 +33,8 @@ __all__ = [
     "axe_source",
     "axe_violations",
     "free_port",
+    "log_in",
+    "new_tab",
     "serve",
     "wait_until",
 ]
@@ -66,6 +68,24 @@ def wait_until(condition: Callable[[], T], timeout: float, what: str, poll: floa
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` after
     ``timeout`` seconds (generous: the CI machine is busy)."""
     return patience.poll(condition, timeout, what, poll)
+
+
+def new_tab(browser: Any, timeout_ms: float) -> Any:
+    """A tab of ``browser`` in a context of its own (no cookies shared with other tabs, so each
+    is its own session), desktop-sized, each of its waits bounded by ``timeout_ms``."""
+    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    page.set_default_timeout(timeout_ms)
+    return page
+
+
+def log_in(page: Any, url: str, user: str, password: str, lands_on: str) -> None:
+    """Open ``url`` on ``page``; the dashboard sends a browser without a session to its login
+    form first: sign in there as ``user`` and wait until it is back on ``lands_on`` (a glob)."""
+    page.goto(url)
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lands_on)
 
 
 def _safewatch(*args: str, stdin: str | None = None) -> str:

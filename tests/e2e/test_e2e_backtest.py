@@ -18,14 +18,12 @@ from backtest_support import CLIP, DROP_ZONE, EXAMPLE_RULES, FRONT_ONLY, write_s
 
 from api_support import PASSWORD, add_users, served_app
 from assets import asset
+from e2e_support import ARGS, CHROMIUM, log_in, new_tab
 from safewatch.api.dashboard import Dashboard
 from safewatch.config.loader import load_site
 from safewatch.incidents.site_storage import open_site_storage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +51,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 def _operator_page(site: dict[str, Any], path: str) -> Any:
     """A page of the dashboard, signed in as an operator."""
-    page = site["browser"].new_context(viewport={"width": 1440, "height": 900}).new_page()
-    page.set_default_timeout(20_000)
-    page.goto(f"{site['base']}/{path}")
-    page.fill("input[name=username]", "operator")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"**/{path}")
+    page = new_tab(site["browser"], 20_000)
+    log_in(page, f"{site['base']}/{path}", "operator", PASSWORD, f"**/{path}")
     return page
 
 

@@ -13,7 +13,6 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ import pytest
 
 from api_support import PASSWORD, add_users, served_app, write_site
 from assets import asset
+from e2e_support import ARGS, CHROMIUM, log_in, new_tab
 from safewatch.api.dashboard import Dashboard
 from safewatch.config.loader import load_site
 from safewatch.domain import Track, TrackedFrame
@@ -28,14 +28,6 @@ from safewatch.incidents.site_storage import open_site_storage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
 CLIP_FPS = 24.0
 
 
@@ -81,17 +73,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 def _live_page(
     site: dict[str, Any], user: str, query: str = "", *, init_script: str | None = None
 ) -> tuple[Any, list[str]]:
-    page = site["browser"].new_context(viewport={"width": 1440, "height": 900}).new_page()
-    page.set_default_timeout(30_000)
+    page = new_tab(site["browser"], 30_000)
     if init_script is not None:
         page.add_init_script(init_script)
     sockets: list[str] = []
     page.on("websocket", lambda ws: sockets.append(ws.url))
-    page.goto(f"{site['base']}/live{query}")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/live*")
+    log_in(page, f"{site['base']}/live{query}", user, PASSWORD, "**/live*")
     return page, sockets
 
 

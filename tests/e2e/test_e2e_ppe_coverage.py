@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from api_support import PASSWORD, FakeOps, add_users, served_app, write_site
+from e2e_support import ARGS, CHROMIUM, log_in, new_tab
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.health import ComponentHealth, Readiness
 from safewatch.config.loader import load_site
@@ -23,9 +24,6 @@ from safewatch.runtime.metrics import CameraStatus
 from safewatch.runtime.ppe_coverage import ItemCoverage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(180)]
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
 
 
 class _Ops(FakeOps):
@@ -71,13 +69,8 @@ def test_live_tile_and_analytics_show_where_ppe_could_not_be_checked(tmp_path: P
     try:
         with served_app(dashboard, _Ops()) as base, sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-            page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-            page.set_default_timeout(30_000)
-            page.goto(f"{base}/analytics")
-            page.fill("input[name=username]", "viewer")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url("**/analytics")
+            page = new_tab(browser, 30_000)
+            log_in(page, f"{base}/analytics", "viewer", PASSWORD, "**/analytics")
             row = page.locator("#ppe-coverage tr[data-camera=yard][data-item=hardhat]")
             row.wait_for()
             cells = row.locator("td").all_inner_texts()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import av
@@ -20,6 +19,7 @@ import pytest
 
 from api_support import PASSWORD, add_users, incident, served_app, write_site
 from assets import asset
+from e2e_support import ARGS, CHROMIUM, log_in, new_tab
 from safewatch.api.dashboard import Dashboard
 from safewatch.config.loader import load_site
 from safewatch.incidents.site_storage import open_site_storage
@@ -27,9 +27,6 @@ from safewatch.recording import list_segments, record
 from safewatch.recording.service import recordings_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +81,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def _incident_page(site: dict[str, Any], user: str) -> Any:
-    page = site["browser"].new_context(viewport={"width": 1440, "height": 900}).new_page()
-    page.set_default_timeout(30_000)
-    page.goto(f"{site['base']}/incidents/{site['incident'].id}")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/incidents/*")
+    page = new_tab(site["browser"], 30_000)
+    log_in(
+        page, f"{site['base']}/incidents/{site['incident'].id}", user, PASSWORD, "**/incidents/*"
+    )
     page.wait_for_function("() => +document.getElementById('recording').dataset.segments === 3")
     return page
 

@@ -9,13 +9,13 @@ process (no cameras run: the panel needs none).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from api_support import PASSWORD, add_users, served_app, write_site
+from e2e_support import ARGS, CHROMIUM, log_in, new_tab
 from llm_replay import Recorded, chat_completion, replay
 from safewatch.api.dashboard import Dashboard
 from safewatch.config.loader import load_site
@@ -23,8 +23,6 @@ from safewatch.incidents.site_storage import open_site_storage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
 DWELL = """\
 Assumed "too long" means 30 seconds.
 ```yaml
@@ -64,13 +62,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def _rules_page(site: dict[str, Any], user: str) -> Any:
-    page = site["browser"].new_context(viewport={"width": 1440, "height": 900}).new_page()
-    page.set_default_timeout(15_000)
-    page.goto(f"{site['base']}/rules")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/rules")
+    page = new_tab(site["browser"], 15_000)
+    log_in(page, f"{site['base']}/rules", user, PASSWORD, "**/rules")
     return page
 
 
