@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from safewatch.domain import (
 )
 from safewatch.errors import FencedWrite, StorageError
 from safewatch.incidents import ChangeKind, EvidenceStore, IncidentChange, IncidentManager
-from safewatch.storage import IncidentRepository, create_engine_for
+from safewatch.storage import IncidentRepository
 
 T0 = 1_700_000_000.0
 CAM = "line-2"
@@ -39,13 +39,6 @@ class CountingRepository(IncidentRepository):
     def upsert(self, incident, *, reason=None):  # type: ignore[no-untyped-def]
         self.upserts += 1
         super().upsert(incident, reason=reason)
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine_for("sqlite:///db/safewatch.db", tmp_path)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

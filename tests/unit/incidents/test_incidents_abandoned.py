@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from safewatch.config.site import SiteConfig
 from safewatch.domain import Phase
 from safewatch.incidents import EvidenceStore, IncidentManager, verify_chain
 from safewatch.incidents.abandoned import close_abandoned_incidents, reason_for
-from safewatch.storage import IncidentRepository, create_engine_for
+from safewatch.storage import IncidentRepository
 from safewatch.storage.incident_repository import StoredChange
 
 SITE = {
@@ -24,13 +23,6 @@ SITE = {
         "dock": {"source": "rtsp://cam/2", "models": ["coco"], "enabled": False},
     },
 }
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine_for("sqlite:///db/safewatch.db", tmp_path)
-    yield engine
-    engine.dispose()
 
 
 def test_a_dead_managers_incident_is_closed_at_its_last_known_moment(

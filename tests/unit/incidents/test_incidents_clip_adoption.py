@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -34,13 +33,6 @@ from safewatch.storage.hash_chain import lock_head
 from safewatch.storage.migrate import upgrade
 
 FPS = 10.0
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine_for("sqlite:///db/safewatch.db", tmp_path)
-    yield engine
-    engine.dispose()
 
 
 def test_a_lost_cameras_clip_is_let_go_and_stored_by_the_next_owner(

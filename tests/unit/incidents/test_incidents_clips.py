@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import pytest
-from sqlalchemy import Engine
 
 from evidence_frames import CAM, T0, coded_frame, read_index
 from safewatch.domain import Incident, Severity
@@ -22,7 +20,7 @@ from safewatch.incidents.clips import (
     recover_clips,
     salvage,
 )
-from safewatch.storage import IncidentRepository, create_engine_for
+from safewatch.storage import IncidentRepository
 
 FPS = 10.0
 
@@ -75,18 +73,6 @@ def test_nothing_to_salvage_leaves_no_file(tmp_path: Path, content: bytes) -> No
     part.write_bytes(content)
     assert salvage(part, tmp_path / "saved.mp4") == 0
     assert not (tmp_path / "saved.mp4").exists()
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine_for("sqlite:///db/safewatch.db", tmp_path)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def repo(engine: Engine) -> IncidentRepository:
-    return IncidentRepository(engine)
 
 
 def incident(incident_id: str) -> Incident:

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 import pytest
-from sqlalchemy import Engine
 
 from evidence_frames import (
     CAM,
@@ -39,22 +37,10 @@ from safewatch.incidents import (
 )
 from safewatch.incidents.clips import read_clip_info
 from safewatch.incidents.sealed import reveal
-from safewatch.storage import IncidentRepository, create_engine_for
+from safewatch.storage import IncidentRepository
 
 FPS = 10.0
 KEY = EvidenceKey(b"k" * 32, "$TEST_KEY")
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine_for("sqlite:///db/safewatch.db", tmp_path)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def repo(engine: Engine) -> IncidentRepository:
-    return IncidentRepository(engine)
 
 
 @pytest.fixture
