@@ -10,16 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 from alerts_support import make_incident
-from typer.testing import CliRunner
 
 from alert_servers import WebhookReceiver, free_port
+from cli_support import invoke
 from safewatch.alerts.outbox import Outbox
-from safewatch.cli import app
 from safewatch.config.loader import load_site
 from safewatch.errors import ConfigError
 from safewatch.incidents.site_storage import open_site_storage
-
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -50,13 +47,6 @@ def config(tmp_path: Path, receiver: WebhookReceiver) -> Path:
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(site))
     return path
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def test_alerts_test_sends_through_every_channel_and_says_why_one_failed(

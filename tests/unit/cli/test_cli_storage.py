@@ -8,15 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from safewatch.cli import app
+from cli_support import invoke
 from safewatch.config.loader import load_site
 from safewatch.domain import Incident, IncidentStatus, Severity, incident_id
 from safewatch.incidents.site_storage import open_site_storage
 
 T0 = 1_700_000_000.0
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -31,13 +29,6 @@ def config(db_url: str, tmp_path: Path) -> Path:
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(site))
     return path
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def populate(config: Path) -> str:

@@ -8,10 +8,9 @@ from pathlib import Path
 import cv2
 import pytest
 import yaml
-from typer.testing import CliRunner
 
+from cli_support import invoke
 from evidence_frames import HEAD, coded_frame, episode_events
-from safewatch.cli import app
 from safewatch.config.loader import load_site
 from safewatch.errors import NotFound
 from safewatch.incidents import EvidenceKey, EvidenceKeyError, EvidenceRecorder, IncidentManager
@@ -20,7 +19,6 @@ from safewatch.incidents.site_storage import open_site_storage
 
 FPS = 10.0
 ENV = "SITE_EVIDENCE_KEY"
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -35,13 +33,6 @@ def site(tmp_path: Path) -> Path:
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env=env)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def record_incident(site: Path, key: str) -> str:
