@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from assets import ASSETS, asset
-from db_fixtures import db_engine, db_url, pg_server, s3_bucket, s3_server  # noqa: F401
+from db_fixtures import (  # noqa: F401
+    db_engine,
+    db_url,
+    pg_engine,
+    pg_server,
+    pg_url,
+    s3_bucket,
+    s3_server,
+)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -24,7 +23,6 @@ import pytest
 from cluster_support import wait_for
 from sqlalchemy import text
 
-from db_servers import PostgresServer
 from safewatch.cluster import ClusterMember, Takeover
 from safewatch.cluster.takeover import ANALYZER_LOST
 from safewatch.config.site import EvidenceConfig
@@ -84,12 +82,6 @@ assert recorder.flush(60)
 print("ready", flush=True)
 time.sleep(600)
 """
-
-
-@pytest.fixture
-def pg_url(pg_server: PostgresServer) -> Iterator[str]:
-    with pg_server.fresh_schema() as url:
-        yield url
 
 
 def chain_of(engine: object, incident_id: str) -> list[tuple[str, dict[str, object]]]:

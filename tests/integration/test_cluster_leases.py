@@ -21,8 +21,9 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from db_servers import PostgresServer
+from incident_factories import make_incident
 from safewatch.cluster import ClusterMember, EpochFence, FencedWrite
-from safewatch.domain import Incident, Severity
+from safewatch.domain import Incident
 from safewatch.errors import StorageError
 from safewatch.storage import (
     ChainEntryRow,
@@ -31,7 +32,6 @@ from safewatch.storage import (
     create_engine_for,
     hash_chain,
 )
-from safewatch.storage.migrate import upgrade
 
 LEASE = 2.0
 RENEW = 0.3  # below the default third: more tries before the deadline on a starved CI machine
@@ -40,17 +40,9 @@ SETTLE = 20.0  # seconds: generous, for a loaded CI machine
 
 
 @pytest.fixture
-def pg_url(pg_server: PostgresServer) -> Iterator[str]:
-    with pg_server.fresh_schema() as url:
-        yield url
-
-
-@pytest.fixture
-def engine(pg_url: str, tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine_for(pg_url, tmp_path)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def engine(pg_engine: Engine) -> Engine:
+    """The shared ``pg_engine`` under the name these tests use."""
+    return pg_engine
 
 
 @pytest.fixture
@@ -106,18 +98,13 @@ def spread(made: dict[str, ClusterMember], names: list[str]) -> list[int]:
 
 
 def incident(camera: str, n: int = 1, rule: str = "helmet") -> Incident:
-    return Incident(
-        id=f"inc-{camera}-{rule}-{n}",
+    """Person ``n``'s open incident on ``camera``, with an id the tests can spell."""
+    return make_incident(
+        n,
         camera_id=camera,
         rule_id=rule,
-        rule_kind="ppe",
-        severity=Severity("high"),
-        track_ids=(n,),
         started_at=1000.0 + n,
-        ended_at=None,
-        peak_confidence=0.8,
-        message="no helmet",
-        snapshot=None,
+        incident_id=f"inc-{camera}-{rule}-{n}",
     )
 
 

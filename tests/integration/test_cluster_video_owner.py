@@ -4,29 +4,20 @@ expiry is the database's clock, and the owner's advertised URL comes with its he
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session
 
-from db_servers import PostgresServer
 from safewatch.api.cluster_video import NO_OWNER, ClusterVideo, NoOwner, Owner
 from safewatch.cluster import leases
-from safewatch.storage import create_engine_for
-from safewatch.storage.migrate import upgrade
 
 SECRET = "a-cluster-secret-of-enough-length"
 
 
 @pytest.fixture
-def engine(pg_server: PostgresServer, tmp_path: Path) -> Iterator[Engine]:
-    with pg_server.fresh_schema() as url:
-        engine = create_engine_for(url, tmp_path)
-        upgrade(engine)
-        yield engine
-        engine.dispose()
+def engine(pg_engine: Engine) -> Engine:
+    """The shared ``pg_engine`` under the name these tests use."""
+    return pg_engine
 
 
 def own(engine: Engine, analyzer: str, camera: str, video_url: str | None) -> int:

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
 
-from db_servers import PostgresServer
 from evidence_frames import CAM, T0, coded_frame
 from incident_factories import make_incident
 from safewatch.domain import Incident
@@ -27,20 +25,16 @@ from safewatch.incidents.clips import (
     ClipInfo,
 )
 from safewatch.runtime.clip_sweep import SWEEP_LOCK, ClipSweeper
-from safewatch.storage import IncidentRepository, create_engine_for
+from safewatch.storage import IncidentRepository
 from safewatch.storage.cluster_tables import CameraLeaseRow
-from safewatch.storage.migrate import upgrade
 
 QUIET = 60.0
 
 
 @pytest.fixture
-def engine(pg_server: PostgresServer, tmp_path: Path) -> Iterator[Engine]:
-    with pg_server.fresh_schema() as url:
-        engine = create_engine_for(url, tmp_path)
-        upgrade(engine)
-        yield engine
-        engine.dispose()
+def engine(pg_engine: Engine) -> Engine:
+    """The shared ``pg_engine`` under the name these tests use."""
+    return pg_engine
 
 
 def _left(spool: Path, incident: Incident, *, frames: int, age: float) -> Path:
