@@ -101,8 +101,8 @@ def incident(camera: str, n: int = 1, rule: str = "helmet") -> Incident:
     """Person ``n``'s open incident on ``camera``, with an id the tests can spell."""
     return make_incident(
         n,
-        camera_id=camera,
-        rule_id=rule,
+        camera=camera,
+        rule=rule,
         started_at=1000.0 + n,
         incident_id=f"inc-{camera}-{rule}-{n}",
     )

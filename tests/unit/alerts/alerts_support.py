@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import incident_factories
 from safewatch.alerts.channels import DeliveryError
 from safewatch.alerts.message import AlertMessage
 from safewatch.config.loader import LoadedSite
 from safewatch.config.site import SiteConfig
-from safewatch.domain import Incident, Severity, incident_id
 
 T0 = 1_700_000_000.0
 """Tuesday 14 November 2023, 22:13:20 UTC (23:13:20 in Europe/Berlin)."""
@@ -37,31 +38,15 @@ def make_site(
     return LoadedSite(config=config, path=tmp_path / "site.yaml", base_dir=tmp_path)
 
 
-def make_incident(
-    *,
-    camera: str = "yard",
-    rule: str = "hardhat-required",
-    track: int = 4,
-    started_at: float = T0,
-    ended_at: float | None = None,
-    severity: Severity = Severity.HIGH,
-    peak: float = 0.8,
-    snapshot: str | None = None,
-) -> Incident:
-    """An incident with a derived id."""
-    return Incident(
-        id=incident_id(camera, rule, track, started_at),
-        camera_id=camera,
-        rule_id=rule,
-        rule_kind="ppe",
-        severity=severity,
-        track_ids=(track,),
-        started_at=started_at,
-        ended_at=ended_at,
-        peak_confidence=peak,
-        message=f"person #{track} without hardhat",
-        snapshot=snapshot,
-    )
+make_incident = partial(
+    incident_factories.make_incident,
+    track=4,
+    camera="yard",
+    rule="hardhat-required",
+    started_at=T0,
+    peak=0.8,
+)
+"""The shared incident factory with this module's camera, rule, track, start and peak."""
 
 
 class Clock:

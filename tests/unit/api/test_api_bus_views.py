@@ -41,7 +41,7 @@ def test_the_incident_feed_carries_bus_changes_with_their_seq(
     admin: tuple[TestClient, Dashboard],
 ) -> None:
     client, dashboard = admin
-    incident = make_incident(2, camera_id="yard", peak_confidence=0.7)
+    incident = make_incident(2, camera="yard", peak=0.7)
     dashboard.live.follow_bus()
     with client.websocket_connect("/api/v1/ws/incidents") as ws:
         # the feed subscribes just after accept

@@ -67,7 +67,7 @@ def test_clips_of_cameras_nobody_runs_are_swept_once(engine: Engine, tmp_path: P
     }
     parts = {}
     for incident_id, (camera, frames, age) in cases.items():
-        incident = make_incident(4, incident_id=incident_id, camera_id=camera, started_at=T0)
+        incident = make_incident(4, incident_id=incident_id, camera=camera, started_at=T0)
         repo.upsert(incident)
         parts[incident_id] = _left(spool, incident, frames=frames, age=age)
     with engine.begin() as connection:
@@ -122,7 +122,7 @@ def test_a_stopping_server_ends_a_round_at_the_next_clip(engine: Engine, tmp_pat
     spool.mkdir(parents=True)
     parts = []
     for index in range(3):
-        incident = make_incident(4, incident_id=f"gone-{index}", camera_id="gone", started_at=T0)
+        incident = make_incident(4, incident_id=f"gone-{index}", camera="gone", started_at=T0)
         repo.upsert(incident)
         parts.append(_left(spool, incident, frames=8, age=2 * QUIET))
     asked: list[int] = []

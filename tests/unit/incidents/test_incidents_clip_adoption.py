@@ -42,7 +42,7 @@ def test_a_lost_cameras_clip_is_let_go_and_stored_by_the_next_owner(
     store = EvidenceStore(tmp_path / "evidence", log=repo)
     config = EvidenceConfig(pre_seconds=0, post_seconds=1, buffer_seconds=2, annotate_clips=False)
     frame, _ = coded_frame(0, FPS)
-    incident = make_incident(4, incident_id="inc-1", camera_id=CAM, started_at=frame.timestamp)
+    incident = make_incident(4, incident_id="inc-1", camera=CAM, started_at=frame.timestamp)
     repo.upsert(incident)
     loser = EvidenceRecorder(store, repo, config, on_full="wait")
     heir = EvidenceRecorder(store, repo, config, on_full="wait")
@@ -84,7 +84,7 @@ def test_a_lost_cameras_clip_is_let_go_and_stored_by_the_next_owner(
 def _closed(incident_id: str, index: int = 0) -> Incident:
     """An incident that started at frame ``index`` and was closed 2 s later."""
     started = coded_frame(index, FPS)[0].timestamp
-    return make_incident(4, started + 2, incident_id=incident_id, camera_id=CAM, started_at=started)
+    return make_incident(4, started + 2, incident_id=incident_id, camera=CAM, started_at=started)
 
 
 def _left_clip(spool: Path, incident: Incident, frames: int) -> Path:

@@ -3,42 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from safewatch.domain import Incident, IncidentStatus, Severity, incident_id
+import incident_factories
+from safewatch.domain import IncidentStatus
 from safewatch.errors import NotFound, StorageError
 from safewatch.storage import IncidentRepository, IncidentRow, create_engine_for
 
 T0 = 1_700_000_000.0
 
 
-def make_incident(
-    *,
-    camera: str = "cam-1",
-    rule: str = "hardhat-required",
-    track: int = 4,
-    started_at: float = T0,
-    ended_at: float | None = None,
-    peak: float = 0.6,
-    snapshot: str | None = None,
-) -> Incident:
-    return Incident(
-        id=incident_id(camera, rule, track, started_at),
-        camera_id=camera,
-        rule_id=rule,
-        rule_kind="ppe",
-        severity=Severity.HIGH,
-        track_ids=(track,),
-        started_at=started_at,
-        ended_at=ended_at,
-        peak_confidence=peak,
-        message=f"person #{track} without hardhat",
-        snapshot=snapshot,
-    )
+make_incident = partial(
+    incident_factories.make_incident, track=4, rule="hardhat-required", started_at=T0
+)
+"""The shared incident factory with this module's rule, track and start."""
 
 
 @pytest.fixture
