@@ -8,8 +8,9 @@ from pathlib import Path
 import av
 import pytest
 
-from evidence_frames import CAM, T0, coded_frame, read_index
-from safewatch.domain import Incident, Severity
+from evidence_frames import CAM, RULE, T0, coded_frame, read_index
+from incident_factories import make_incident
+from safewatch.domain import Incident
 from safewatch.incidents import EvidenceStore
 from safewatch.incidents.clips import (
     PART_SUFFIX,
@@ -76,17 +77,13 @@ def test_nothing_to_salvage_leaves_no_file(tmp_path: Path, content: bytes) -> No
 
 
 def incident(incident_id: str) -> Incident:
-    return Incident(
-        id=incident_id,
-        camera_id=CAM,
-        rule_id="hardhat-required",
-        rule_kind="ppe",
-        severity=Severity.HIGH,
-        track_ids=(4,),
+    return make_incident(
+        4,
+        camera=CAM,
+        rule=RULE,
         started_at=T0 + 2.0,
-        ended_at=None,
-        peak_confidence=0.8,
-        message="person #4 without hardhat",
+        incident_id=incident_id,
+        peak=0.8,
         snapshot="line-2/2023-11-14/x.jpg",
     )
 

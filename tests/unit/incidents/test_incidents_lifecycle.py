@@ -9,7 +9,8 @@ import threading
 import pytest
 from sqlalchemy import Engine
 
-from safewatch.domain import Incident, IncidentStatus, Severity, incident_id
+from incident_factories import make_incident
+from safewatch.domain import Incident, IncidentStatus
 from safewatch.errors import NotFound, SafewatchError
 from safewatch.incidents.lifecycle import (
     ALLOWED,
@@ -35,18 +36,7 @@ def repo(db_engine: Engine) -> IncidentRepository:
 
 @pytest.fixture
 def incident(repo: IncidentRepository) -> Incident:
-    incident = Incident(
-        id=incident_id("yard", "hardhat", 4, T0),
-        camera_id="yard",
-        rule_id="hardhat",
-        rule_kind="ppe",
-        severity=Severity.HIGH,
-        track_ids=(4,),
-        started_at=T0,
-        ended_at=None,
-        peak_confidence=0.6,
-        message="person #4 without hardhat",
-    )
+    incident = make_incident(4, camera="yard", started_at=T0)
     repo.upsert(incident)
     repo.upsert(dataclasses.replace(incident, ended_at=T0 + 6.5))
     return incident

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import Engine, delete, select, text, update
 from sqlalchemy.orm import Session
 
-from safewatch.domain import Incident, IncidentStatus, Severity, incident_id
+from incident_factories import make_incident
+from safewatch.domain import Incident, IncidentStatus, incident_id
 from safewatch.incidents import EvidenceStore
 from safewatch.incidents.chain import ProblemKind, VerifyReport, verify_chain
 from safewatch.storage import ChainEntryRow, IncidentRepository, IncidentRow
@@ -54,19 +55,7 @@ def site(db_engine: Engine, tmp_path: Path) -> Site:
         started = T0 + 600 * n
         key = incident_id(camera, "hardhat", n, started)
         snapshot = store.write_still(key, still(60 + 40 * n), camera_id=camera, at=started)
-        incident = Incident(
-            id=key,
-            camera_id=camera,
-            rule_id="hardhat",
-            rule_kind="ppe",
-            severity=Severity.HIGH,
-            track_ids=(n,),
-            started_at=started,
-            ended_at=None,
-            peak_confidence=0.6,
-            message=f"person #{n} without hardhat",
-            snapshot=snapshot,
-        )
+        incident = make_incident(n, camera=camera, started_at=started, snapshot=snapshot)
         repo.upsert(incident)
         closed = dataclasses.replace(incident, ended_at=started + 8, peak_confidence=0.8)
         repo.upsert(closed)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
-from safewatch.domain import Incident, IncidentStatus, Severity, incident_id
+import incident_factories
+from safewatch.domain import IncidentStatus
 from safewatch.errors import NotFound, StorageError
 from safewatch.storage import (
     ChainEntryRow,
@@ -25,20 +27,10 @@ from safewatch.storage.hash_chain import GENESIS, entry_hash, record_digest
 T0 = 1_700_000_000.0
 
 
-def make_incident(track: int = 4, **changes: object) -> Incident:
-    incident = Incident(
-        id=incident_id("cam-1", "hardhat-required", track, T0),
-        camera_id="cam-1",
-        rule_id="hardhat-required",
-        rule_kind="ppe",
-        severity=Severity.HIGH,
-        track_ids=(track,),
-        started_at=T0,
-        ended_at=None,
-        peak_confidence=0.6,
-        message=f"person #{track} without hardhat",
-    )
-    return dataclasses.replace(incident, **changes)  # type: ignore[arg-type]
+make_incident = partial(
+    incident_factories.make_incident, track=4, rule="hardhat-required", started_at=T0
+)
+"""The shared incident factory with this module's rule, track and start."""
 
 
 class Clock:
@@ -108,7 +100,7 @@ def test_redelivery_that_changes_nothing_records_nothing(repo: IncidentRepositor
 
 def test_chained_digest_matches_the_stored_record(repo: IncidentRepository) -> None:
     """Integers where floats belong (a peak of 1) must hash the same after the round trip."""
-    incident = make_incident(peak_confidence=1, ended_at=T0 + 3)
+    incident = make_incident(peak=1, ended_at=T0 + 3)
     repo.upsert(incident)
     repo.set_status(incident.id, IncidentStatus.ACKNOWLEDGED, actor="ana")
     with Session(repo.engine) as session:
