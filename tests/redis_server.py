@@ -8,7 +8,6 @@ the cluster tests use it too).
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import signal
 import socket
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from db_servers import free_port
+from patience import poll
 
 __all__ = ["RedisServer", "redis_unavailable"]
 
@@ -77,20 +77,21 @@ class RedisServer:
             stderr=subprocess.STDOUT,
         )  # fmt: skip
         log.close()
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline:
+
+        def answers() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server exited: {self._log_tail()}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as probe,
-            ):
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as probe:
                 probe.sendall(b"PING\r\n")
-                if probe.recv(16).startswith(b"+PONG"):
-                    return
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"redis-server did not answer within 10 s: {self._log_tail()}")
+                return probe.recv(16).startswith(b"+PONG")
+
+        try:
+            poll(answers, 10.0, "redis-server to answer PING", 0.05, (OSError,))
+        except AssertionError:
+            self.kill()
+            raise RuntimeError(
+                f"redis-server did not answer within 10 s: {self._log_tail()}"
+            ) from None
 
     def _log_tail(self) -> str:
         path = self.root / "redis.log"
