@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from rtsp_server import RtspCamera, free_port
 
+from patience import poll
 from safewatch.domain.frame import Frame
 from safewatch.ingest import Backoff, LiveSource, SourceState, StateChange
 
@@ -112,9 +113,7 @@ def test_unreachable_camera_keeps_retrying_by_default() -> None:
         "gate", f"rtsp://127.0.0.1:{free_port()}/cam1", fps=5, backoff=Backoff(0.05, 0.1)
     )
     source.start()
-    deadline = time.monotonic() + 5
-    while source.stats.reconnects < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll(lambda: source.stats.reconnects >= 3, 5, "three reconnects")
     assert source.state is SourceState.RECONNECTING
     source.close()
     assert source.state is SourceState.ENDED

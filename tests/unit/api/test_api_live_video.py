@@ -22,6 +22,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from api_support import add_users, client_for, login, wait_until, write_site
 from assets import asset
+from patience import poll
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.live import LiveHub
 from safewatch.api.live_video import Chunk, LiveVideo, VideoSettings, Viewer, split_boxes
@@ -45,10 +46,12 @@ def site(tmp_path: Path) -> Iterator[tuple[Dashboard, SiteStorage]]:
 
 def collect(viewer: Viewer, fragments: int, timeout: float = 30.0) -> list[Chunk]:
     chunks: list[Chunk] = []
-    deadline = time.monotonic() + timeout
-    while sum(c.kind == "fragment" for c in chunks) < fragments:
-        assert time.monotonic() < deadline, f"only {len(chunks)} chunks in {timeout} s"
-        chunks += viewer.take(0.5)
+
+    def enough() -> bool:
+        chunks.extend(viewer.take(0.5))
+        return sum(c.kind == "fragment" for c in chunks) >= fragments
+
+    poll(enough, timeout, f"{fragments} fragments", 0)
     return chunks
 
 
@@ -231,11 +234,12 @@ def test_a_feed_follows_site_reloads(tmp_path: Path) -> None:
         site["cameras"]["yard"]["source"] = str(asset("video/pets09_s2l1_480x360.avi"))
         path.write_text(yaml.safe_dump(site))
         current["site"] = load_site(path)
-        deadline = time.monotonic() + 30
-        init: Chunk | None = None
-        while init is None:
-            assert time.monotonic() < deadline, "no new init after the source changed"
-            init = next((c for c in viewer.take(0.5) if c.kind == "init"), None)
+        init: Chunk = poll(
+            lambda: next((c for c in viewer.take(0.5) if c.kind == "init"), None),
+            30,
+            "a new init after the source changed",
+            0,
+        )
         assert (init.width, init.height, init.generation) == (480, 360, first[0].generation + 1)
         site["cameras"]["yard"]["enabled"] = False
         path.write_text(yaml.safe_dump(site))

@@ -4,13 +4,13 @@ a clean stop; a store that fails is logged, never raised into the server."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
-from safewatch.domain import Incident, Severity, incident_id
+from incident_factories import make_incident
+from patience import poll
 from safewatch.errors import StorageError
 from safewatch.incidents.witness import (
     LATEST_KEY,
@@ -26,10 +26,7 @@ T0 = 1_700_000_000.0
 
 
 def _open(repo: IncidentRepository, n: int) -> None:
-    key = incident_id("yard", "hardhat", n, T0 + n)
-    repo.upsert(
-        Incident(key, "yard", "hardhat", "ppe", Severity.HIGH, (n,), T0 + n, None, 0.8, "m")
-    )
+    repo.upsert(make_incident(n, camera="yard", started_at=T0 + n, peak=0.8))
 
 
 def test_writer_witnesses_the_head_at_start_and_at_stop(db_engine: Engine, tmp_path: Path) -> None:
@@ -38,12 +35,8 @@ def test_writer_witnesses_the_head_at_start_and_at_stop(db_engine: Engine, tmp_p
     store = LocalBlobStore(tmp_path / "evidence")
     seen: list[ChainWitness] = []
     writer = WitnessWriter(store, db_engine, interval=3600, notify=seen.append).start()
-    first = read_latest_witness(store)
-    for _ in range(200):  # the first write happens on the writer's thread
-        if first is not None:
-            break
-        time.sleep(0.05)
-        first = read_latest_witness(store)
+    # the first write happens on the writer's thread
+    first = poll(lambda: read_latest_witness(store), 10, "the writer's first witness")
     assert first is not None and (first.seq, first.hash) == read_head(db_engine)
     _open(repo, 2)
     writer.stop()
