@@ -15,7 +15,8 @@ Sections (``python -m bench.runtime SECTION [--seconds S]``):
   relative to one camera, until the CPU saturates; then the same with ``max_batch: 1`` to show
   the batching gain.
 * ``latency``: frame-to-incident p50/p95 (the rule has ``min_duration: 0``) against the per-frame
-  processing time (batch picked -> rules evaluated), same run.
+  processing time (batch picked -> rules evaluated), same run; ``--compare-overlap`` runs each
+  round without and with the overlap lane (``runtime.inference.overlap``), alternated.
 * ``gc``: a full collection's pause in the serving process, start-up objects frozen or not.
 * ``overload``: cameras demanding twice the measured capacity: the age of frames when inference
   takes them, drops counted, resident memory over time.
@@ -105,6 +106,7 @@ def write_site(
     gating: bool = False,
     decode: str = "process",
     min_duration: str = "1s",
+    overlap: bool = True,
 ) -> Path:
     """A site of ``len(urls)`` cameras on YOLOX-Nano, one whole-frame zone rule per camera."""
     site: dict[str, Any] = {
@@ -124,7 +126,7 @@ def write_site(
         "evidence": {"clips": False},
         "runtime": {
             "decode": decode,
-            "inference": {"max_batch": max_batch, "max_wait_ms": 10},
+            "inference": {"max_batch": max_batch, "max_wait_ms": 10, "overlap": overlap},
             "motion": {"enabled": gating},
         },
     }
@@ -606,31 +608,61 @@ def latency_figures(runs: Sequence[Run]) -> dict[str, Any]:
     return result
 
 
-def section_latency(seconds: float, rounds: int = 1) -> dict[str, Any]:
+def section_latency(seconds: float, rounds: int = 1, compare: bool = False) -> dict[str, Any]:
     """Frame-to-incident p50/p95 against per-frame processing, and where the time goes.
 
     ``rounds`` fresh servers on the same two cameras, samples pooled; each run's figures are
-    printed as it ends, since the machine's load moves between runs.
+    printed as it ends, since the machine's load moves between runs. With ``compare``, every
+    round runs the server twice, without and with the overlap lane (``runtime.inference.
+    overlap``), in alternating order, and each side's figures are pooled on their own.
     """
-    runs: list[Run] = []
-    loads: list[float] = []
+    sides = ("off", "on") if compare else ("on",)
+    runs: dict[str, list[Run]] = {side: [] for side in sides}
+    loads: dict[str, list[float]] = {side: [] for side in sides}
     with rtsp_cameras(2) as cameras:
         for round_no in range(rounds):
-            run = run_with([c.url for c in cameras], seconds, min_duration="0s")
-            loads.append(round(os.getloadavg()[0], 2))
-            runs.append(run)
-            one = latency_figures([run])
-            print(
-                f"run {round_no + 1}: p95 {one['frame_to_incident_ms_p95']} ms, processing "
-                f"{one['per_frame_processing_ms_median']} ms, ratio {one['ratio_p95']} "
-                f"(load {loads[-1]})",
-                flush=True,
-            )
-    result: dict[str, Any] = {"load_average_1min_after_each_run": loads}
-    result.update(latency_figures(runs))
-    for key, value in result.items():
-        if key != "samples_ms":
-            print(f"  {key}: {value}")
+            order = sides if round_no % 2 == 0 else sides[::-1]
+            for side in order:
+                run = run_with(
+                    [c.url for c in cameras], seconds, min_duration="0s", overlap=side == "on"
+                )
+                loads[side].append(round(os.getloadavg()[0], 2))
+                runs[side].append(run)
+                one = latency_figures([run])
+                print(
+                    f"run {round_no + 1} overlap {side}: p50 {one['frame_to_incident_ms_p50']} ms, "
+                    f"p95 {one['frame_to_incident_ms_p95']} ms, processing "
+                    f"{one['per_frame_processing_ms_median']} ms, ratio {one['ratio_p95']} "
+                    f"(load {loads[side][-1]})",
+                    flush=True,
+                )
+    if not compare:
+        result: dict[str, Any] = {"load_average_1min_after_each_run": loads["on"]}
+        result.update(latency_figures(runs["on"]))
+        for key, value in result.items():
+            if key != "samples_ms":
+                print(f"  {key}: {value}")
+        return result
+    result = {"overlap": {}}
+    for side in sides:
+        figures = {"load_average_1min_after_each_run": loads[side], **latency_figures(runs[side])}
+        result["overlap"][side] = figures
+        print(f"overlap {side}:")
+        for key, value in figures.items():
+            if key != "samples_ms":
+                print(f"  {key}: {value}")
+    on, off = result["overlap"]["on"], result["overlap"]["off"]
+    result["on_over_off"] = {
+        key: round(on[key] / off[key], 3)
+        for key in (
+            "frame_to_incident_ms_p50",
+            "frame_to_incident_ms_p95",
+            "per_frame_processing_ms_median",
+            "per_frame_processing_ms_p95",
+            "ratio_p95",
+        )
+    }
+    print("on / off:", result["on_over_off"])
     return result
 
 
@@ -833,17 +865,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("section", choices=sorted(sections))
     parser.add_argument("--seconds", type=float, help="measured seconds per run")
     parser.add_argument("--rounds", type=int, default=1, help="latency: runs, samples pooled")
+    parser.add_argument(
+        "--compare-overlap",
+        action="store_true",
+        help="latency: each round without and with runtime.inference.overlap, alternated",
+    )
     args = parser.parse_args(argv)
     function, default = sections[args.section]
     info = header()
     started = time.monotonic()
     if args.section == "latency":
-        result = section_latency(args.seconds or default, args.rounds)
+        result = section_latency(args.seconds or default, args.rounds, args.compare_overlap)
     else:
         result = function(args.seconds or default)
     info["wall_seconds"] = round(time.monotonic() - started, 1)
     info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    path = write_results(f"runtime_{args.section}", {**info, **result})
+    name = "latency_overlap" if args.section == "latency" and args.compare_overlap else args.section
+    path = write_results(f"runtime_{name}", {**info, **result})
     print(f"-> {path}")
 
 

@@ -42,6 +42,13 @@ class InferenceRuntimeConfig(_Strict):
         description="Longest a ready frame waits for other cameras' frames to fill a batch. "
         "A batch also goes as soon as every streaming camera has a frame in it.",
     )
+    overlap: bool = Field(
+        True,
+        description="Infer a frame that arrives while another camera's frame is being inferred "
+        "at once, on a second session of each CPU model (half the cores' threads), instead of "
+        "after it. Costs one more session per model in memory; a lone frame still runs on the "
+        "first session. Models with explicit threads or a GPU provider have no second session.",
+    )
 
 
 class MotionConfig(_Strict):

@@ -44,6 +44,11 @@ class DetectorPool:
         self._built: dict[str, Detector] = {}
         self._lock = threading.Lock()
 
+    def __contains__(self, name: object) -> bool:
+        """Whether ``name`` is one of the pool's models (built or not)."""
+        with self._lock:
+            return name in self._models
+
     def get(self, name: str) -> Detector:
         """The shared detector of model ``name``, built on first use.
 

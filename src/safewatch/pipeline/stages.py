@@ -8,7 +8,7 @@ state reads ``unknown`` from the first frame instead of appearing only once a ha
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from safewatch.config.loader import LoadedSite
@@ -28,6 +28,7 @@ __all__ = [
     "pick_camera",
     "ppe_items",
     "resolved_models",
+    "side_by_side_models",
 ]
 
 FILE_RUN_WORKERS = 2
@@ -68,20 +69,15 @@ def build_detector_for(site: LoadedSite, camera: CameraConfig) -> Detector:
     return build_detector(resolved_models(site, camera.models), camera.models, tiling=camera.tiling)
 
 
-def build_file_run_detectors(site: LoadedSite, camera: CameraConfig) -> list[Detector]:
-    """The camera's detector for a file run, once per inference worker (``audit``).
+def side_by_side_models(
+    models: Mapping[str, tuple[ModelConfig, Path]],
+) -> dict[str, tuple[ModelConfig, Path]] | None:
+    """The models with each session sized to run :data:`FILE_RUN_WORKERS` side by side.
 
-    ONNX Runtime's intra-op threads meet at the end of every parallel operator, and the calling
-    thread busy-waits there (``SpinPause``, which ``allow_spinning = 0`` does not switch off):
-    9 % of all of ``audit``'s CPU samples under ``perf`` at load 17 sat on that one
-    instruction. A file has no latency to keep, so on CPU each of :data:`FILE_RUN_WORKERS`
-    sessions gets its share of the cores (one intra-op thread each on 2 cores) and successive
-    batches run side by side, which keeps the cores busy without the join: yolov8n 640x352 batch
-    4 on 2 cores, 0.88x the CPU per frame of one 2-thread session and 0.63x its wall time (load
-    10-15; ``docs/performance.md``). A model with explicit ``threads`` or a GPU provider keeps a
-    single session.
+    Each gets its share of the cores as intra-op threads (one each on 2 cores); ``None`` when
+    they cannot be split: fewer than 2 cores, or a model with explicit ``threads`` or a GPU
+    provider (the user chose, or a GPU overlaps nothing on the CPU).
     """
-    models = resolved_models(site, camera.models)
     cores = len(os.sched_getaffinity(0))
     workers = min(FILE_RUN_WORKERS, cores)
     cpu_only = all(
@@ -89,13 +85,35 @@ def build_file_run_detectors(site: LoadedSite, camera: CameraConfig) -> list[Det
         for config, _ in models.values()
     )
     if workers < 2 or not cpu_only:
-        return [build_detector(models, camera.models, tiling=camera.tiling)]
+        return None
     threads = max(1, cores // workers)
-    shared = {
+    return {
         key: (config.model_copy(update={"threads": threads}), path)
         for key, (config, path) in models.items()
     }
-    return [build_detector(shared, camera.models, tiling=camera.tiling) for _ in range(workers)]
+
+
+def build_file_run_detectors(site: LoadedSite, camera: CameraConfig) -> list[Detector]:
+    """The camera's detector for a file run, once per inference worker (``audit``).
+
+    ONNX Runtime's intra-op threads meet at the end of every parallel operator, and the calling
+    thread busy-waits there (``SpinPause``, which ``allow_spinning = 0`` does not switch off):
+    9 % of all of ``audit``'s CPU samples under ``perf`` at load 17 sat on that one
+    instruction. A file has no latency to keep, so on CPU each of :data:`FILE_RUN_WORKERS`
+    sessions gets its share of the cores (:func:`side_by_side_models`) and successive
+    batches run side by side, which keeps the cores busy without the join: yolov8n 640x352 batch
+    4 on 2 cores, 0.88x the CPU per frame of one 2-thread session and 0.63x its wall time (load
+    10-15; ``docs/performance.md``). A model with explicit ``threads`` or a GPU provider keeps a
+    single session. The live server's overlap lane uses the same split for its second session
+    (``runtime.inference.overlap``).
+    """
+    models = resolved_models(site, camera.models)
+    shared = side_by_side_models(models)
+    if shared is None:
+        return [build_detector(models, camera.models, tiling=camera.tiling)]
+    return [
+        build_detector(shared, camera.models, tiling=camera.tiling) for _ in range(FILE_RUN_WORKERS)
+    ]
 
 
 def ppe_items(site: LoadedSite, camera: CameraConfig) -> set[str] | None:

@@ -1,11 +1,21 @@
-"""The one inference worker: batches the newest frame of every camera into shared detector runs.
+"""The inference worker: batches the newest frame of every camera into shared detector runs.
 
-One thread in the server process owns every ONNX Runtime session (ORT releases the GIL and uses
-its own intra-op threads, so more inference threads would only fight over the same cores). Each
-round it takes a batch from the :class:`~safewatch.runtime.mailbox.FrameMailbox`, copies the
-frames out of shared memory, decides per frame whether to infer (motion gate, periodic refresh)
-or re-use the camera's last detections, runs each model once over every frame (and tile) that
-needs it, and hands one :class:`Analysed` per frame to the rules stage, in order per camera.
+One thread in the server process runs the ONNX Runtime sessions (ORT releases the GIL and uses
+its own intra-op threads, so a second thread on the same sessions would only queue behind the
+first). Each round it takes a batch from the
+:class:`~safewatch.runtime.mailbox.FrameMailbox`, copies the frames out of shared memory, decides
+per frame whether to infer (motion gate, periodic refresh) or re-use the camera's last
+detections, runs each model once over every frame (and tile) that needs it, and hands one
+:class:`Analysed` per frame to the rules stage, in order per camera.
+
+With ``overlap`` detectors (a second session of each CPU model, ``runtime.inference.overlap``) a
+second thread, the *overlap lane*, takes the frames that arrive while the first lane is inferring
+and infers them at once on those sessions, beside it. With one thread, such a frame waited for
+the whole inference of the other camera's frame: with two cameras that wait was the largest part
+of the frame-to-incident tail at low load (``docs/performance.md``). A lone frame still goes to
+the first lane's sessions with all their threads, so its latency does not grow; a camera's next
+frame waits until its previous one is analysed (the mailbox holds the camera), so each camera's
+frames keep their order.
 """
 
 from __future__ import annotations
@@ -105,6 +115,9 @@ class InferenceWorker:
         config: Batch size and wait.
         motion: Motion-gate settings (``refresh_seconds``, ``enabled``).
         metrics: Histograms to record into.
+        overlap: Model key -> its second detector (own session) for the overlap lane; ``None``
+            runs one lane. A model without a second session may return the first lane's
+            detector: ``OnnxDetector`` holds a lock, so the two lanes then take turns on it.
     """
 
     def __init__(
@@ -117,6 +130,7 @@ class InferenceWorker:
         config: InferenceRuntimeConfig,
         motion: MotionConfig,
         metrics: RuntimeMetrics,
+        overlap: Callable[[str], Detector] | None = None,
     ) -> None:
         self._mailbox = mailbox
         self._rings = rings
@@ -130,35 +144,56 @@ class InferenceWorker:
         self._counters: dict[str, InferenceCounters] = defaultdict(InferenceCounters)
         self._last: dict[str, tuple[int, Detections]] = {}  # camera -> (incarnation, detections)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.heartbeat = time.monotonic()
+        # (detector_for, beside): the first lane, then the overlap lane if there is one
+        self._lanes: list[tuple[Callable[[str], Detector], bool]] = [(detector_for, False)]
+        if overlap is not None:
+            self._lanes.append((overlap, True))
+        self._threads: list[threading.Thread | None] = []
+        self._beats = [time.monotonic()] * len(self._lanes)
         self.batches = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the inference thread (again, after it died)."""
+        """Start the lanes' threads (again, those that died)."""
         if self.alive():
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
-        self._thread.start()
+        if len(self._threads) != len(self._lanes):
+            self._threads = [None] * len(self._lanes)
+        for lane, old in enumerate(self._threads):
+            if old is None or not old.is_alive():
+                thread = threading.Thread(
+                    target=self._run,
+                    args=(lane,),
+                    name="inference" if lane == 0 else "inference-overlap",
+                    daemon=True,
+                )
+                self._threads[lane] = thread
+                thread.start()
 
     def alive(self) -> bool:
-        """Whether the thread runs."""
-        return self._thread is not None and self._thread.is_alive()
+        """Whether every lane's thread runs."""
+        return bool(self._threads) and all(t is not None and t.is_alive() for t in self._threads)
+
+    @property
+    def heartbeat(self) -> float:
+        """Monotonic time of the stalest lane's last loop (a lane stuck in a model ages it)."""
+        return min(self._beats)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish: analyse what the mailbox still holds, then end the thread.
+        """Finish: analyse what the mailbox still holds, then end the thread(s).
 
-        Close the mailbox first (no new frames); the thread drains it and exits.
+        Close the mailbox first (no new frames); the threads drain it and exit.
         """
         self._mailbox.close()
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread is None:
+                continue
+            thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
-                log.warning("inference thread did not finish within %.0f s", timeout)
+                log.warning("%s thread did not finish within %.0f s", thread.name, timeout)
         self._stop.set()
         self._rings.close()
 
@@ -174,11 +209,17 @@ class InferenceWorker:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, lane: int) -> None:
+        detector_for, beside = self._lanes[lane]
+        hold = len(self._lanes) > 1  # a camera's next frame must not overtake it on the other lane
         while not self._stop.is_set():
-            self.heartbeat = time.monotonic()
+            self._beats[lane] = time.monotonic()
             batch = self._mailbox.take_batch(
-                self._config.max_batch, self._config.max_wait_ms / 1000.0, timeout=0.25
+                self._config.max_batch,
+                self._config.max_wait_ms / 1000.0,
+                timeout=0.25,
+                hold=hold,
+                beside=beside,
             )
             # every loop, not only when idle: a busy server must still release dead workers' rings
             self._rings.collect()
@@ -187,14 +228,25 @@ class InferenceWorker:
                     return
                 continue
             try:
-                self.process(batch)
+                self.process(batch, detector_for)
             except Exception:
                 self._metrics.errors.labels(stage="inference").inc()
                 log.exception("inference failed on a batch of %d frame(s); skipped", len(batch))
-            self.batches += 1
+            finally:
+                if hold:
+                    self._mailbox.release(p.frame.camera_id for p in batch)
+            with self._lock:
+                self.batches += 1
 
-    def process(self, batch: Sequence[Pending]) -> list[Analysed]:
-        """Analyse one batch (the thread's round; public for tests and benchmarks)."""
+    def process(
+        self, batch: Sequence[Pending], detector_for: Callable[[str], Detector] | None = None
+    ) -> list[Analysed]:
+        """Analyse one batch (a lane's round; public for tests and benchmarks).
+
+        Args:
+            batch: Frames taken from the mailbox.
+            detector_for: The lane's detectors; the first lane's by default.
+        """
         picked_at = time.time()
         picked_mono = time.monotonic()
         plans = self._plans()
@@ -216,7 +268,8 @@ class InferenceWorker:
                     tracing.record(
                         "frame.wait", job.pending.frame.published_at, picked_at, attributes
                     )
-            found = dict(zip(map(id, inferring), self._detect(inferring), strict=True))
+            detected = self._detect(inferring, detector_for or self._detector_for)
+            found = dict(zip(map(id, inferring), detected, strict=True))
         done_at = time.time()
         analysed: list[Analysed] = []
         for job in jobs:
@@ -273,13 +326,15 @@ class InferenceWorker:
         infer = last is None or ready.moving or due or not self._motion.enabled
         return _Job(pending, frame, plan, infer)
 
-    def _detect(self, jobs: Sequence[_Job]) -> list[Detections]:
+    def _detect(
+        self, jobs: Sequence[_Job], detector_for: Callable[[str], Detector]
+    ) -> list[Detections]:
         """Every job's detections: each model once over every frame and tile that needs it."""
         if not jobs:
             return []
         self._metrics.batch_size.observe(len(jobs))
         requests = [DetectionRequest(job.frame, job.plan.models, job.plan.tiling) for job in jobs]
-        return detect_requests(requests, self._detector_for, on_model=self._timed)
+        return detect_requests(requests, detector_for, on_model=self._timed)
 
     def _timed(self, model: str, _inputs: int, seconds: float) -> None:
         self._metrics.inference_latency.labels(model=model).observe(seconds)

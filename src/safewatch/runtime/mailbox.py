@@ -15,13 +15,21 @@ goes at once unless another camera's frame is about to join it (lowest latency; 
 the full ``max_wait`` for unaligned cameras added 10 ms to every frame), and when inference is
 busy, frames of several cameras pile up meanwhile and the next batch takes them together (highest
 throughput).
+
+Overlap (``runtime.inference.overlap``): two inference lanes take batches from the one mailbox.
+A camera whose frame is being inferred is *held* (:meth:`FrameMailbox.take_batch` with
+``hold=True``, until :meth:`FrameMailbox.release`): its next frame waits for it, so each camera's
+frames are still analysed one at a time, in order. The second lane takes frames only *beside* a
+batch in flight (``beside=True``): a frame that arrives while another camera's frame is inferred
+starts at once instead of waiting for that whole inference, and a lone frame always goes to the
+first lane.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from safewatch.runtime.messages import FrameReady
@@ -64,6 +72,7 @@ class FrameMailbox:
         self._arrivals: dict[str, tuple[float, float | None]] = {}  # last arrival, interval
         self._discards: dict[str, int] = {}  # times each camera was discarded (wakes waiters)
         self._waiting = 0  # lossless frames waiting for their camera's slot
+        self._held: set[str] = set()  # cameras whose frame is being inferred (take_batch hold)
         self._closed = False
 
     def put(self, frame: FrameReady, incarnation: int) -> bool:
@@ -173,43 +182,78 @@ class FrameMailbox:
         with self._cond:
             return self._closed
 
-    def take_batch(self, max_batch: int, max_wait: float, timeout: float) -> list[Pending]:
+    def take_batch(
+        self,
+        max_batch: int,
+        max_wait: float,
+        timeout: float,
+        *,
+        hold: bool = False,
+        beside: bool = False,
+    ) -> list[Pending]:
         """Wait for frames and take up to ``max_batch`` of them, oldest first.
+
+        Frames of held cameras are left where they are until :meth:`release`.
 
         Args:
             max_batch: Most frames to take.
             max_wait: Seconds the first frame may wait for others to join it.
             timeout: Seconds to wait for a first frame; an empty list when none came (or the
                 mailbox was closed and is empty).
+            hold: Hold the cameras taken until :meth:`release` (a lane that infers beside
+                another must, or a camera's next frame could overtake this one).
+            beside: Take only while another batch holds cameras (the overlap lane: a lone
+                frame is the first lane's).
         """
         deadline = self._clock() + timeout
         with self._cond:
-            while not self._pending:
-                if self._closed:
+            while not self._takeable(beside):
+                if self._closed and not self._pending:
                     return []
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     return []
                 self._cond.wait(remaining)
-            first = min(p.arrived for p in self._pending.values())
+            first = min(p.arrived for p in self._free().values())
             close_at = self._close_at(first, max_wait)
             while not self._closed and not self._complete(max_batch):
                 remaining = close_at - self._clock()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            chosen = sorted(self._pending.values(), key=lambda p: p.arrived)[:max_batch]
+            if not self._takeable(beside):  # the batch beside which it was to run ended
+                return []
+            chosen = sorted(self._free().values(), key=lambda p: p.arrived)[:max_batch]
             for pending in chosen:
                 del self._pending[pending.frame.camera_id]
+                if hold:
+                    self._held.add(pending.frame.camera_id)
             if chosen:
                 self._cond.notify_all()  # lossless cameras wait for their slot (put_wait)
             return chosen
+
+    def release(self, cameras: Iterable[str]) -> None:
+        """The frames of ``cameras`` taken with ``hold=True`` are analysed: their next may go."""
+        with self._cond:
+            self._held.difference_update(cameras)
+            self._cond.notify_all()
+
+    def _free(self) -> dict[str, Pending]:
+        """Pending frames of cameras not held."""
+        if not self._held:
+            return self._pending
+        return {c: p for c, p in self._pending.items() if c not in self._held}
+
+    def _takeable(self, beside: bool) -> bool:
+        if beside and not self._held:
+            return False
+        return any(camera not in self._held for camera in self._pending)
 
     def _close_at(self, first: float, max_wait: float) -> float:
         """When to stop waiting: the latest predicted arrival that falls within ``max_wait``."""
         limit = first + max_wait
         due = []
-        for camera in self._streaming - self._pending.keys():
+        for camera in self._streaming - self._pending.keys() - self._held:
             last, interval = self._arrivals.get(camera, (None, None))
             if last is None or interval is None or interval < _SLACK:
                 due.append(limit)  # unknown rhythm (just started): allow the full wait
@@ -222,6 +266,7 @@ class FrameMailbox:
         return min(limit, max(due)) if due else first
 
     def _complete(self, max_batch: int) -> bool:
-        if len(self._pending) >= max_batch:
+        free = self._free()
+        if len(free) >= max_batch:
             return True
-        return self._streaming <= self._pending.keys()
+        return self._streaming - self._held <= free.keys()

@@ -1,8 +1,9 @@
 """The server's side of the shared-memory rings: attach on first use, close once retired.
 
 The supervisor learns of rings from its workers' messages (:meth:`RingCache.announce`,
-:meth:`RingCache.retire`, from the receiving thread); only the inference thread maps and reads them
-(:meth:`RingCache.read`, :meth:`RingCache.collect`), so a mapping is never closed under a read. A
+:meth:`RingCache.retire`, from the receiving thread); the inference lanes map and read them
+(:meth:`RingCache.read`, :meth:`RingCache.collect`), under the cache's lock, so two lanes never map
+one ring twice and a mapping is never closed under a read (a copy takes a fraction of a ms). A
 retired ring (its worker exited or moved to a new resolution) stays mapped for ``linger`` seconds,
 so frames it announced just before can still be read, e.g. while a stopping server drains; then it
 is closed and unlinked, so a dead worker's block leaves ``/dev/shm`` seconds after the death.
@@ -58,23 +59,22 @@ class RingCache:
                 entry.retired_at = self._clock()
 
     def read(self, ref: SlotRef) -> Image | None:
-        """A copy of the referenced frame (inference thread), ``None`` if gone or overwritten."""
+        """A copy of the referenced frame (inference lanes), ``None`` if gone or overwritten."""
         with self._lock:
             entry = self._entries.get(ref.ring)
-        if entry is None:
-            return None
-        if entry.ring is None:
-            try:
-                entry.ring = SharedRing.attach(entry.spec)
-            except FileNotFoundError:
-                log.debug("ring %s vanished before it was read", ref.ring)
-                with self._lock:
-                    self._entries.pop(ref.ring, None)
+            if entry is None:
                 return None
-        return entry.ring.read(ref)
+            if entry.ring is None:
+                try:
+                    entry.ring = SharedRing.attach(entry.spec)
+                except FileNotFoundError:
+                    log.debug("ring %s vanished before it was read", ref.ring)
+                    self._entries.pop(ref.ring, None)
+                    return None
+            return entry.ring.read(ref)
 
     def collect(self) -> int:
-        """Close and unlink rings retired more than ``linger`` seconds ago (inference thread).
+        """Close and unlink rings retired more than ``linger`` seconds ago (inference lanes).
 
         Unlinking is what frees the memory of a worker that died (``kill -9``, a crash, the
         watchdog): it never got to unlink its ring, and the block would stay in ``/dev/shm``
@@ -89,9 +89,10 @@ class RingCache:
                 if entry.retired_at is not None and now - entry.retired_at >= self._linger
             ]
             entries = [self._entries.pop(name) for name in expired]
+            for entry in entries:
+                if entry.ring is not None:
+                    entry.ring.close()
         for entry in entries:
-            if entry.ring is not None:
-                entry.ring.close()
             if unlink_ring(entry.spec.name):
                 log.info("released shared memory %s left by a worker that died", entry.spec.name)
         return len(entries)

@@ -40,6 +40,7 @@ from safewatch.config.runtime import DecodeMode
 from safewatch.config.site import PrivacyConfig
 from safewatch.detect.onnx_detector import OnnxDetector
 from safewatch.detect.pool import DetectorFactory, DetectorPool
+from safewatch.detect.protocol import Detector
 from safewatch.domain import Zone
 from safewatch.errors import ConfigError, SafewatchError
 from safewatch.incidents.abandoned import close_abandoned_incidents
@@ -71,7 +72,12 @@ from safewatch.runtime.ownership import CameraOwnership
 from safewatch.runtime.recording_link import RecordingLink
 from safewatch.runtime.rings import RingCache
 from safewatch.runtime.rule_files import RuleFiles
-from safewatch.runtime.site_specs import camera_switches, models_to_load, worker_specs
+from safewatch.runtime.site_specs import (
+    camera_switches,
+    models_to_load,
+    overlap_models,
+    worker_specs,
+)
 from safewatch.runtime.status import RuntimeParts, RuntimeStatus
 from safewatch.runtime.supervisor import ReloadPlan, Supervisor
 from safewatch.track import CameraTracker
@@ -130,6 +136,7 @@ class RuntimeService:
         self.site_listeners: list[Callable[[LoadedSite], None]] = []
         self._mode: DecodeMode = options.decode or site.config.runtime.decode
         self._detectors = DetectorPool({}, detector_factory)
+        self._overlap_detectors = DetectorPool({}, detector_factory)  # site_specs.overlap_models
         self.runtime_metrics = RuntimeMetrics()
         # -- dashboard (safewatch.api): live frames and incident changes for the browser ----
         self.live = LiveHub()
@@ -206,6 +213,7 @@ class RuntimeService:
         config = site.config
         rules = load_rules(self._options.rules, config)
         self._detectors.update(models_to_load(site))
+        self._overlap_detectors.update(overlap_models(site))
         warm_up_evidence(config)
         storage = open_site_storage(site)
         self._storage = storage
@@ -275,6 +283,7 @@ class RuntimeService:
                 config.runtime.inference,
                 config.runtime.motion,
                 self.runtime_metrics,
+                overlap=self._overlap_detector if config.runtime.inference.overlap else None,
             )
             self.status.parts = RuntimeParts(
                 self._supervisor, self._inference, self._rules, holder, storage
@@ -303,6 +312,13 @@ class RuntimeService:
             config.site.name,
             self._mode,
         )
+
+    def _overlap_detector(self, model: str) -> Detector:
+        """The overlap lane's detector of ``model``: its second session, or the first lane's
+        (shared, taking turns) when the site has none (one camera, or models not split)."""
+        if model in self._overlap_detectors:
+            return self._overlap_detectors.get(model)
+        return self._detectors.get(model)
 
     def _abort(self) -> None:
         for stop in (
@@ -388,6 +404,7 @@ class RuntimeService:
             try:
                 new = load_site(self._site.path)
                 rebuilt = self._detectors.update(models_to_load(new))
+                self._overlap_detectors.update(overlap_models(new))
             except SafewatchError as error:
                 message = error.format() if isinstance(error, ConfigError) else str(error)
                 self.status.site_health = ComponentHealth(

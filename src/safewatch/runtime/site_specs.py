@@ -9,10 +9,10 @@ from pathlib import Path
 
 from safewatch.config.loader import LoadedSite
 from safewatch.config.site import ModelConfig, SiteConfig
-from safewatch.pipeline.stages import resolved_models
+from safewatch.pipeline.stages import resolved_models, side_by_side_models
 from safewatch.runtime.camera_worker import WorkerSpec
 
-__all__ = ["IO_TIMEOUT", "camera_switches", "models_to_load", "worker_specs"]
+__all__ = ["IO_TIMEOUT", "camera_switches", "models_to_load", "overlap_models", "worker_specs"]
 
 IO_TIMEOUT = 5.0
 """Seconds a decode worker's open or read may block."""
@@ -60,3 +60,18 @@ def camera_switches(config: SiteConfig) -> dict[str, bool]:
 def models_to_load(site: LoadedSite) -> dict[str, tuple[ModelConfig, Path]]:
     """The models the site's enabled cameras use, with their resolved files."""
     return resolved_models(site, sorted(_models_in_use(site.config)))
+
+
+def overlap_models(site: LoadedSite) -> dict[str, tuple[ModelConfig, Path]]:
+    """The second sessions of the inference worker's overlap lane (``runtime.inference.overlap``).
+
+    The models in use, each with half the cores' threads (audit's split,
+    :func:`~safewatch.pipeline.stages.side_by_side_models`); none when overlap is off, when
+    fewer than two cameras are enabled (no frame can arrive beside another camera's, so the
+    memory of a second session would buy nothing), or when the models cannot be split.
+    """
+    config = site.config
+    enabled = sum(camera.enabled for camera in config.cameras.values())
+    if not config.runtime.inference.overlap or enabled < 2:
+        return {}
+    return side_by_side_models(models_to_load(site)) or {}

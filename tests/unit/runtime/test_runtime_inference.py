@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 from runtime_fakes import RecordingDetector, image
 
 from safewatch.config.runtime import InferenceRuntimeConfig, MotionConfig, TilingConfig
+from safewatch.domain import Detections, Frame
 from safewatch.runtime.inference import Analysed, CameraPlan, InferenceWorker
 from safewatch.runtime.mailbox import FrameMailbox
 from safewatch.runtime.messages import FrameReady
@@ -24,10 +27,12 @@ class Harness:
         *,
         motion: MotionConfig | None = None,
         models: tuple[str, ...] = ("coco",),
+        overlap: bool = False,
     ) -> None:
         self.mailbox = FrameMailbox()
         self.rings = RingCache()
-        self.detectors = {name: RecordingDetector(label=name) for name in models}
+        self.detectors = {name: GatedDetector(label=name) for name in models}
+        self.second = {name: GatedDetector(label=name) for name in models}  # the overlap lane's
         self.plans = plans
         self.out: list[Analysed] = []
         self.metrics = RuntimeMetrics()
@@ -40,6 +45,7 @@ class Harness:
             InferenceRuntimeConfig(max_batch=8, max_wait_ms=0),
             motion or MotionConfig(refresh_seconds=60.0),
             self.metrics,
+            overlap=self.second.__getitem__ if overlap else None,
         )
 
     def offer(self, camera: str, seq: int, *, moving: bool = True, incarnation: int = 1) -> None:
@@ -61,6 +67,33 @@ class Harness:
 
     def round(self) -> list[Analysed]:
         return self.worker.process(self.mailbox.take_batch(8, 0.0, timeout=0.1))
+
+    def wait_for(self, count: int) -> list[tuple[str, int]]:
+        """(camera, seq) of the frames analysed, once there are ``count`` (30 s at most)."""
+        deadline = time.monotonic() + 30
+        while len(self.out) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return [(a.frame.camera_id, a.frame.seq) for a in self.out]
+
+
+class GatedDetector(RecordingDetector):
+    """Holds frames of the cameras in ``gated`` until :attr:`gate` opens (a long inference)."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(label)
+        self.gated: set[str] = set()
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def detect(self, frames: Sequence[Frame]) -> list[Detections]:
+        if any(frame.camera_id in self.gated for frame in frames):
+            self.entered.set()
+            assert self.gate.wait(30), "the test never opened the gate"
+        return super().detect(frames)
+
+    def seen(self) -> list[list[tuple[str, int]]]:
+        """(camera, seq) of each call's frames."""
+        return [[(f.camera_id, f.seq) for f in call] for call in self.calls]
 
 
 def plan(camera: str, models: tuple[str, ...] = ("coco",), **kw: object) -> CameraPlan:
@@ -165,8 +198,9 @@ def test_frames_are_copied_out_of_shared_memory_and_laps_are_counted() -> None:
         ring.close()
 
 
-def test_the_thread_drains_the_mailbox_on_stop() -> None:
-    h = Harness({"a": plan("a"), "b": plan("b")})
+@pytest.mark.parametrize("overlap", [False, True])
+def test_the_thread_drains_the_mailbox_on_stop(overlap: bool) -> None:
+    h = Harness({"a": plan("a"), "b": plan("b")}, overlap=overlap)
     h.worker.start()
     h.offer("a", 0)
     h.offer("b", 0)
@@ -193,3 +227,79 @@ def test_a_failing_detector_costs_the_batch_not_the_thread(
     assert "inference failed" in caplog.text
     h.worker.stop(timeout=5.0)
     assert np.isclose(h.metrics.errors.labels(stage="inference")._value.get(), 1.0)
+
+
+# -- the overlap lane -----------------------------------------------------------------------------
+
+
+def test_a_frame_arriving_during_another_cameras_inference_is_inferred_beside_it() -> None:
+    h = Harness({"a": plan("a"), "b": plan("b")}, overlap=True)
+    first, second = h.detectors["coco"], h.second["coco"]
+    first.gated.add("a")
+    h.worker.start()
+    try:
+        h.offer("a", 0)
+        assert first.entered.wait(30)  # a's frame is being inferred on the first session ...
+        h.offer("b", 0)
+        assert h.wait_for(1) == [("b", 0)]  # ... and b's is done meanwhile, on the second
+        assert second.seen() == [[("b", 0)]]
+        first.gate.set()
+        assert h.wait_for(2) == [("b", 0), ("a", 0)]
+        assert first.seen() == [[("a", 0)]]
+    finally:
+        first.gate.set()
+        h.worker.stop(timeout=10.0)
+
+
+def test_a_lone_frame_goes_to_the_first_session() -> None:
+    h = Harness({"a": plan("a"), "b": plan("b")}, overlap=True)
+    h.worker.start()
+    try:
+        for count, camera in enumerate("aba", start=1):
+            h.offer(camera, count)
+            h.wait_for(count)
+            deadline = time.monotonic() + 30
+            while h.worker.batches < count and time.monotonic() < deadline:
+                time.sleep(0.01)  # its camera released: nothing in flight
+        assert h.detectors["coco"].seen() == [[("a", 1)], [("b", 2)], [("a", 3)]]
+        assert h.second["coco"].calls == []
+    finally:
+        h.worker.stop(timeout=10.0)
+
+
+def test_a_cameras_next_frame_never_overtakes_the_one_in_flight() -> None:
+    h = Harness({"a": plan("a"), "b": plan("b")}, overlap=True)
+    first = h.detectors["coco"]
+    first.gated.add("a")
+    h.worker.start()
+    try:
+        h.offer("a", 0)
+        assert first.entered.wait(30)
+        h.offer("a", 1)  # older than b's, yet not for the free overlap lane: a is in flight
+        h.offer("b", 0)
+        assert h.wait_for(1) == [("b", 0)]
+        assert h.second["coco"].seen() == [[("b", 0)]]
+        first.gated.clear()
+        first.gate.set()
+        assert sorted(h.wait_for(3)) == [("a", 0), ("a", 1), ("b", 0)]
+        assert [seq for camera, seq in h.wait_for(3) if camera == "a"] == [0, 1]
+    finally:
+        first.gate.set()
+        h.worker.stop(timeout=10.0)
+
+
+def test_a_lane_stuck_in_a_model_ages_the_heartbeat() -> None:
+    h = Harness({"a": plan("a"), "b": plan("b")}, overlap=True)
+    first = h.detectors["coco"]
+    first.gated.add("a")
+    h.worker.start()
+    try:
+        h.offer("a", 0)
+        assert first.entered.wait(30)
+        stuck_since = time.monotonic()
+        time.sleep(1.0)  # the idle overlap lane loops every 0.25 s meanwhile
+        assert h.worker.heartbeat <= stuck_since
+        assert h.worker.alive()
+    finally:
+        first.gate.set()
+        h.worker.stop(timeout=10.0)

@@ -176,3 +176,85 @@ def test_a_waiting_lossless_frame_is_released_when_its_camera_goes(end: str) -> 
         box.close()
     waiter.join(10)
     assert queued == [False]
+
+
+# -- two inference lanes: held cameras and the overlap lane ---------------------------------------
+
+
+def test_a_held_cameras_next_frame_waits_until_it_is_released() -> None:
+    box = FrameMailbox()
+    box.put(ready("a", 0), 1)
+    assert [p.frame.seq for p in box.take_batch(8, 0.0, timeout=0.1, hold=True)] == [0]
+    box.put(ready("a", 1), 1)
+    assert box.take_batch(8, 0.0, timeout=0.05) == []  # a's frame 0 is still in flight
+    assert box.holds("a")
+    box.release(["a"])
+    assert [p.frame.seq for p in box.take_batch(8, 0.0, timeout=0.1)] == [1]
+
+
+def test_the_overlap_lane_takes_only_beside_a_batch_in_flight() -> None:
+    box = FrameMailbox()
+    box.put(ready("a", 0), 1)
+    assert box.take_batch(8, 0.0, timeout=0.05, hold=True, beside=True) == []  # a lone frame
+    assert [p.frame.camera_id for p in box.take_batch(8, 0.0, timeout=0.1, hold=True)] == ["a"]
+    box.put(ready("a", 1), 1)
+    box.put(ready("b", 0), 1)
+    beside = box.take_batch(8, 0.0, timeout=0.1, hold=True, beside=True)
+    assert [(p.frame.camera_id, p.frame.seq) for p in beside] == [("b", 0)]  # not a's next
+    box.release(["a", "b"])
+    assert box.take_batch(8, 0.0, timeout=0.05, hold=True, beside=True) == []  # none in flight
+    assert [p.frame.seq for p in box.take_batch(8, 0.0, timeout=0.1, hold=True)] == [1]
+
+
+def test_a_waiting_overlap_lane_wakes_for_another_cameras_frame() -> None:
+    box = FrameMailbox()
+    box.put(ready("a", 0), 1)
+    box.take_batch(8, 0.0, timeout=0.1, hold=True)
+    taken: list[list[str]] = []
+
+    def overlap_lane() -> None:
+        batch = box.take_batch(8, 0.0, timeout=30.0, hold=True, beside=True)
+        taken.append([p.frame.camera_id for p in batch])
+
+    lane = threading.Thread(target=overlap_lane)
+    lane.start()
+    box.put(ready("b", 0), 1)
+    lane.join(30)
+    assert taken == [["b"]]
+
+
+def test_no_waiting_for_a_camera_whose_frame_is_in_flight() -> None:
+    # Frozen clock, a's rhythm unknown (a free camera would get the full max_wait of 5 s, which
+    # the frozen clock never ends): a is held, so its next frame cannot join b's batch and b
+    # goes at once.
+    clock = FakeClock()
+    box = FrameMailbox(clock)
+    box.set_streaming("a", True)
+    box.set_streaming("b", True)
+    box.put(ready("a", 0), 1)
+    box.take_batch(8, 0.0, timeout=0.1, hold=True)
+    box.put(ready("b", 0), 1)
+    taken: list[list[str]] = []
+    lane = threading.Thread(
+        target=lambda: taken.append(
+            [p.frame.camera_id for p in box.take_batch(8, 5.0, 1.0, hold=True, beside=True)]
+        )
+    )
+    lane.start()
+    lane.join(10)
+    done = not lane.is_alive()
+    box.close()  # wakes a take that waits (the failure this test is about)
+    lane.join(10)
+    assert done and taken == [["b"]]
+
+
+def test_a_closed_mailbox_keeps_a_held_cameras_frame_for_its_release() -> None:
+    box = FrameMailbox()
+    box.put(ready("a", 0), 1)
+    box.take_batch(8, 0.0, timeout=0.1, hold=True)
+    box.put(ready("a", 1), 1)
+    box.close()
+    assert box.take_batch(8, 0.0, timeout=0.05, hold=True) == []  # not lost: waits for a
+    assert box.depth() == 1
+    box.release(["a"])
+    assert [p.frame.seq for p in box.take_batch(8, 0.0, timeout=0.1, hold=True)] == [1]
