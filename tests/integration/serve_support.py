@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,9 @@ import yaml
 
 from assets import asset
 from patience import poll, stretch
+
+SAFEWATCH = Path(sys.executable).with_name("safewatch")
+"""The ``safewatch`` console script of this virtual environment."""
 
 
 def write_site(
@@ -118,3 +125,31 @@ def metric(base: str, name: str, **labels: str) -> float:
         if line.startswith(prefix):
             return float(line[len(prefix) :])
     return 0.0
+
+
+@contextlib.contextmanager
+def serving(site: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """``safewatch serve --config site *args`` as a process, its console (stdout and stderr)
+    kept for :func:`stop`. Killed on the way out if the test did not stop it, so that a failed
+    test leaves no server behind."""
+    server = subprocess.Popen(
+        [str(SAFEWATCH), "serve", "--config", str(site), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "SAFEWATCH_DEBUG": "0"},
+    )
+    try:
+        yield server
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+
+
+def stop(server: subprocess.Popen[str]) -> str:
+    """SIGTERM, as systemd or Ctrl+C would, then wait (60 s at most) for the exit; all the
+    server wrote to its console."""
+    server.send_signal(signal.SIGTERM)
+    output, _ = server.communicate(timeout=60)
+    return output

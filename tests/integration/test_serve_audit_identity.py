@@ -11,25 +11,20 @@ the audit detects one frame per call, as the live server does for a single camer
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from backtest_support import CLIP, EXAMPLE_RULES
 from rtsp_server import free_port
-from serve_support import readyz, wait_for, write_site
+from serve_support import SAFEWATCH, readyz, serving, stop, wait_for, write_site
 
 from assets import ASSETS, asset
 from safewatch.domain import Incident
 from safewatch.storage import IncidentRepository, create_engine_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-
-SAFEWATCH = Path(sys.executable).with_name("safewatch")
 
 
 def _key(incident: Incident) -> tuple[object, ...]:
@@ -99,16 +94,9 @@ def test_audit_and_serve_raise_identical_incidents_on_the_same_clip(tmp_path: Pa
     audited = _incidents(tmp_path / "audit" / "audit.db")
     assert len(audited) >= 3  # the example clip's intrusions and occupancy
 
-    server = subprocess.Popen(
-        [str(SAFEWATCH), "serve", "--config", str(site), "--rules", str(rules)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "SAFEWATCH_DEBUG": "0"},
-    )
     base = f"http://127.0.0.1:{port}"
     database = tmp_path / "data" / "safewatch.db"
-    try:
+    with serving(site, "--rules", str(rules)) as server:
         wait_for(
             lambda: readyz(base)["cameras"]["yard"]["worker"] == "ended", 600, "the file to end"
         )
@@ -123,11 +111,6 @@ def test_audit_and_serve_raise_identical_incidents_on_the_same_clip(tmp_path: Pa
             300,
             "every incident to close",
         )
-        server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=60)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.communicate()
+        output = stop(server)
     assert server.returncode == 0, output
     assert served == audited, json.dumps({"audit": audited, "serve": served}, default=str)

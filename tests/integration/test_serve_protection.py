@@ -11,24 +11,19 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 from rtsp_server import free_port
-from serve_support import auth, metric, readyz, wait_for, write_site
+from serve_support import auth, metric, readyz, serving, stop, wait_for, write_site
 from test_cli_audit import safewatch
 
 from assets import asset
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-SAFEWATCH = Path(sys.executable).with_name("safewatch")
 
 BLIND = (
     "version: 1\n"
@@ -57,22 +52,23 @@ def test_a_rule_no_model_of_its_camera_can_see_is_an_error_everywhere(tmp_path: 
         assert "opens an incident" not in result.stdout
 
 
-def test_serve_is_loud_when_the_rule_files_lose_every_rule(tmp_path: Path) -> None:
-    port = free_port()
-    video = str(asset("video/construction_cctv_640x352_24s.mp4"))
-    site = write_site(tmp_path, {"yard": video}, port=port)
+def looped_site(folder: Path, port: int) -> Path:
+    """The serve tests' site with the construction clip looped, so the camera stays ready for
+    as long as a test takes."""
+    site = write_site(
+        folder, {"yard": str(asset("video/construction_cctv_640x352_24s.mp4"))}, port=port
+    )
     config = yaml.safe_load(site.read_text())
     config["cameras"]["yard"]["loop"] = True
     site.write_text(yaml.safe_dump(config, sort_keys=False))
+    return site
+
+
+def test_serve_is_loud_when_the_rule_files_lose_every_rule(tmp_path: Path) -> None:
+    port = free_port()
+    site = looped_site(tmp_path, port)
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [str(SAFEWATCH), "serve", "--config", str(site)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "SAFEWATCH_DEBUG": "0"},
-    )
-    try:
+    with serving(site) as server:
         wait_for(lambda: readyz(base)["status"] == "ready", 60, "the server ready")
 
         blind = tmp_path / "rules" / "ppe.yaml"
@@ -119,12 +115,7 @@ def test_serve_is_loud_when_the_rule_files_lose_every_rule(tmp_path: Path) -> No
             " (until they come back or an admin acknowledges their removal)",
             "no enabled rule runs on camera(s) yard: nothing is watched there",
         ]
-        server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=60)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.communicate()
+        output = stop(server)
     assert (
         "WARNING safewatch.rules.watcher: rules: generation 2 dropped 1 rule(s) that were in "
         "force: anyone-in-view-yard" in output
@@ -154,11 +145,7 @@ def test_serve_degrades_for_lost_rules_until_an_admin_acknowledges(tmp_path: Pat
     from safewatch.incidents.site_storage import open_site_storage
 
     port = free_port()
-    video = str(asset("video/construction_cctv_640x352_24s.mp4"))
-    site = write_site(tmp_path, {"yard": video}, port=port)
-    config = yaml.safe_load(site.read_text())
-    config["cameras"]["yard"]["loop"] = True
-    site.write_text(yaml.safe_dump(config, sort_keys=False))
+    site = looped_site(tmp_path, port)
     second = tmp_path / "rules" / "second.yaml"
     second.write_text(SECOND)
     storage = open_site_storage(load_site(site))
@@ -169,13 +156,7 @@ def test_serve_degrades_for_lost_rules_until_an_admin_acknowledges(tmp_path: Pat
     finally:
         storage.close()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [str(SAFEWATCH), "serve", "--config", str(site)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with serving(site) as server:
         wait_for(lambda: readyz(base)["status"] == "ready", 60, "the server ready")
         second.unlink()
         body = wait_for(
@@ -209,10 +190,5 @@ def test_serve_degrades_for_lost_rules_until_an_admin_acknowledges(tmp_path: Pat
             timeout=10,
         ).json()
         assert [(r["actor"], r["subject"]) for r in log["items"]] == [("boss", "crowd-in-yard")]
-        server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=60)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.communicate()
+        output = stop(server)
     assert "rules: removal of crowd-in-yard acknowledged" in output

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from rtsp_server import RtspCamera, free_port
-from serve_support import readyz, wait_for, write_site
+from serve_support import readyz, serving, stop, wait_for, write_site
 
 from safewatch.incidents.witness import read_latest_witness
 from safewatch.storage import IncidentRepository, LocalBlobStore, create_engine_for
@@ -18,23 +14,14 @@ from safewatch.storage.hash_chain import read_head
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.slow, pytest.mark.timeout(120)]
 
-SAFEWATCH = Path(sys.executable).with_name("safewatch")
-
 
 def test_sigterm_closes_open_incidents_and_finishes_their_clips(
     rtsp_camera: RtspCamera, tmp_path: Path
 ) -> None:
     port = free_port()
     site = write_site(tmp_path, {"yard": rtsp_camera.url}, port=port)
-    server = subprocess.Popen(
-        [str(SAFEWATCH), "serve", "--config", str(site)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "SAFEWATCH_DEBUG": "0"},
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
+    with serving(site) as server:
         wait_for(lambda: readyz(base)["cameras"]["yard"]["ready"], 45, "the camera to stream")
         engine = create_engine_for("sqlite:///data/safewatch.db", tmp_path)
         repository = IncidentRepository(engine)
@@ -43,12 +30,7 @@ def test_sigterm_closes_open_incidents_and_finishes_their_clips(
             30,
             "an open incident",
         )
-        server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=60)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.communicate()
+        output = stop(server)
     assert server.returncode == 0, output
     assert "open incident(s) closed" in output
     incidents = {i.id: i for i in repository.list()}
