@@ -34,12 +34,12 @@ from safewatch.alerts.rows import (
     idempotency_key,
     new_row,
     to_item,
-    transaction,
 )
 from safewatch.config.alerts import RetryConfig
 from safewatch.domain import IncidentStatus
 from safewatch.errors import StorageError
 from safewatch.storage import hash_chain
+from safewatch.storage.engine import transaction
 from safewatch.storage.tables import IncidentRow
 
 __all__ = ["Outbox", "backoff"]

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from safewatch.domain import Incident
-from safewatch.errors import StorageError
 from safewatch.storage.alert_tables import AlertOutboxRow
 
 __all__ = [
@@ -32,7 +29,6 @@ __all__ = [
     "insert_ignoring_duplicates",
     "new_row",
     "to_item",
-    "transaction",
 ]
 
 STATUSES = ("pending", "sending", "delivered", "dead", "held", "digested", "cancelled")
@@ -66,17 +62,6 @@ def incident_json(incident: Incident) -> dict[str, Any]:
         "zone_id": incident.zone_id,
         "status": str(incident.status),
     }
-
-
-@contextmanager
-def transaction(engine: Engine, action: str) -> Iterator[Session]:
-    """A session in a transaction; SQLAlchemy errors become :class:`StorageError`."""
-    try:
-        with Session(engine, expire_on_commit=False) as session, session.begin():
-            yield session
-    except SQLAlchemyError as exc:
-        reason = getattr(exc, "orig", None) or exc
-        raise StorageError(f"cannot {action}: {reason}") from exc
 
 
 def insert_ignoring_duplicates(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -22,7 +22,7 @@ from safewatch.alerts.dispatcher import Delivery, Dispatcher, DispatchPlan
 from safewatch.alerts.message import Composer
 from safewatch.alerts.outbox import Outbox
 from safewatch.alerts.routing import Router
-from safewatch.alerts.rows import idempotency_key, insert_ignoring_duplicates, new_row, transaction
+from safewatch.alerts.rows import idempotency_key, insert_ignoring_duplicates, new_row
 from safewatch.alerts.writer import OutboxWriter
 from safewatch.config.alerts import AlertsConfig
 from safewatch.config.loader import LoadedSite
@@ -30,6 +30,7 @@ from safewatch.incidents.evidence import EvidenceStore
 from safewatch.incidents.site_storage import SiteStorage
 from safewatch.incidents.witness import ChainWitness
 from safewatch.storage import IncidentRepository
+from safewatch.storage.engine import transaction
 
 __all__ = ["WITNESS_ROUTE", "AlertService", "build_plan", "start_alerts"]
 

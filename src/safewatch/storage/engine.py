@@ -8,17 +8,20 @@ file's folder (``base_dir``) so a site runs the same whatever the working direct
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from safewatch.errors import StorageError
 
-__all__ = ["BUSY_TIMEOUT_MS", "create_engine_for", "resolve_url"]
+__all__ = ["BUSY_TIMEOUT_MS", "create_engine_for", "resolve_url", "transaction"]
 
 BUSY_TIMEOUT_MS = 5000
 """How long an SQLite writer waits for a lock before failing (milliseconds)."""
@@ -106,3 +109,17 @@ def create_engine_for(url: str, base_dir: Path) -> Engine:
         reason = getattr(exc, "orig", None) or exc
         raise StorageError(f"cannot open database {shown}: {reason}") from exc
     return engine
+
+
+@contextmanager
+def transaction(engine: Engine, action: str) -> Iterator[Session]:
+    """A session in one transaction, committed when the block ends. A SQLAlchemy error (the
+    database down, a lock timeout) becomes a :class:`StorageError` saying ``cannot {action}``
+    with the database's own reason, so that callers handle one error type on every backend.
+    Objects stay usable after the commit (``expire_on_commit=False``)."""
+    try:
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            yield session
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise StorageError(f"cannot {action}: {reason}") from exc

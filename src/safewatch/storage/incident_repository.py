@@ -20,18 +20,18 @@ import builtins
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from safewatch import tracing
 from safewatch.domain import Incident, IncidentStatus, Severity
-from safewatch.errors import NotFound, StorageError
+from safewatch.errors import NotFound
 from safewatch.storage import hash_chain
+from safewatch.storage.engine import transaction
 from safewatch.storage.hash_chain import ChainEntry, EntryKind
 from safewatch.storage.incident_queries import (
     Bucket,
@@ -234,14 +234,8 @@ class IncidentRepository:
         """The database engine (for the verifier and retention, which read the chain)."""
         return self._engine
 
-    @contextmanager
-    def _session(self, action: str) -> Iterator[Session]:
-        try:
-            with Session(self._engine, expire_on_commit=False) as session, session.begin():
-                yield session
-        except SQLAlchemyError as exc:
-            reason = getattr(exc, "orig", None) or exc
-            raise StorageError(f"cannot {action}: {reason}") from exc
+    def _session(self, action: str) -> AbstractContextManager[Session]:
+        return transaction(self._engine, action)
 
     @contextmanager
     def _chained(self, action: str) -> Iterator[Session]:

@@ -14,13 +14,13 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from safewatch.api.auth.passwords import (
@@ -32,6 +32,7 @@ from safewatch.api.auth.passwords import (
 from safewatch.api.auth.principal import ROLES, Role
 from safewatch.errors import NotFound, SafewatchError, StorageError
 from safewatch.storage.auth_tables import ApiTokenRow, AuditLogRow, SessionRow, UserRow
+from safewatch.storage.engine import transaction
 from safewatch.storage.migrate import ensure_schema
 
 __all__ = [
@@ -192,14 +193,8 @@ class AuthStore:
         drops the principals it cached when it moves."""
         ensure_schema(engine, auto_upgrade=auto_upgrade)
 
-    @contextmanager
-    def _session(self, action: str) -> Iterator[Session]:
-        try:
-            with Session(self._engine, expire_on_commit=False) as session, session.begin():
-                yield session
-        except SQLAlchemyError as exc:
-            reason = getattr(exc, "orig", None) or exc
-            raise StorageError(f"cannot {action}: {reason}") from exc
+    def _session(self, action: str) -> AbstractContextManager[Session]:
+        return transaction(self._engine, action)
 
     @staticmethod
     def _row(session: Session, username: str) -> UserRow:
