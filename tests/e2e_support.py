@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 import yaml
 
 import patience
@@ -32,8 +33,10 @@ __all__ = [
     "Served",
     "axe_source",
     "axe_violations",
+    "chromium",
     "free_port",
     "log_in",
+    "need_chromium",
     "new_tab",
     "serve",
     "wait_until",
@@ -68,6 +71,27 @@ def wait_until(condition: Callable[[], T], timeout: float, what: str, poll: floa
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` after
     ``timeout`` seconds (generous: the CI machine is busy)."""
     return patience.poll(condition, timeout, what, poll)
+
+
+def need_chromium() -> None:
+    """Skip the test, saying what to install, where Debian's chromium or Playwright is missing;
+    called first thing, before any costly set-up."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    pytest.importorskip("playwright")
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Chromium (Debian's, driven by Playwright, with :data:`ARGS`), closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def new_tab(browser: Any, timeout_ms: float) -> Any:

@@ -18,7 +18,7 @@ from backtest_support import CLIP, DROP_ZONE, EXAMPLE_RULES, FRONT_ONLY, write_s
 
 from api_support import PASSWORD, add_users, served_app
 from assets import asset
-from e2e_support import ARGS, CHROMIUM, log_in, new_tab
+from e2e_support import chromium, log_in, need_chromium, new_tab
 from safewatch.api.dashboard import Dashboard
 from safewatch.config.loader import load_site
 from safewatch.incidents.site_storage import open_site_storage
@@ -28,11 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    pytest.importorskip("playwright")
-    from playwright.sync_api import sync_playwright
-
+    need_chromium()
     clip = asset(CLIP)
     folder = tmp_path_factory.mktemp("backtest-site")
     shutil.copytree(EXAMPLE_RULES, folder / "rules")
@@ -41,10 +37,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     dashboard = Dashboard.create(lambda: loaded, folder / "rules", storage)
     add_users(dashboard)
     try:
-        with served_app(dashboard) as base, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        with served_app(dashboard) as base, chromium() as browser:
             yield {"base": base, "browser": browser, "folder": folder}
-            browser.close()
     finally:
         storage.close()
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from assets import asset
-from e2e_support import ARGS, CHROMIUM, PASSWORD, serve, wait_until
+from e2e_support import PASSWORD, chromium, need_chromium, serve, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -36,11 +36,7 @@ RULES = (
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    pytest.importorskip("playwright")
-    from playwright.sync_api import sync_playwright
-
+    need_chromium()
     folder = tmp_path_factory.mktemp("e2e-site")
     cameras = {
         "_model": asset("models/yolox_nano_coco.onnx"),
@@ -52,8 +48,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             "name": "Yard",
         },
     }
-    with serve(folder, cameras, RULES) as served, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    with serve(folder, cameras, RULES) as served, chromium() as browser:
         context = browser.new_context(
             viewport={"width": 1440, "height": 900}, accept_downloads=True
         )
@@ -67,7 +62,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             "folder": folder,
             "shots": Path(os.environ.get("SAFEWATCH_E2E_SHOTS", folder / "shots")),
         }
-        browser.close()
 
 
 def _shot(server: dict[str, Any], name: str) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from api_support import PASSWORD, add_users, served_app, write_site
 from assets import asset
-from e2e_support import ARGS, CHROMIUM, log_in, new_tab
+from e2e_support import chromium, log_in, need_chromium, new_tab
 from safewatch.api.dashboard import Dashboard
 from safewatch.config.loader import load_site
 from safewatch.domain import Track, TrackedFrame
@@ -44,11 +44,7 @@ def _analyse(dashboard: Dashboard, stop: threading.Event) -> None:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    pytest.importorskip("playwright")
-    from playwright.sync_api import sync_playwright
-
+    need_chromium()
     folder = tmp_path_factory.mktemp("live-video-site")
     loaded = load_site(
         write_site(folder, source=str(asset("video/construction_cctv_640x352_24s.mp4")))
@@ -60,10 +56,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     analysis = threading.Thread(target=_analyse, args=(dashboard, stop), daemon=True)
     analysis.start()
     try:
-        with served_app(dashboard) as base, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        with served_app(dashboard) as base, chromium() as browser:
             yield {"base": base, "browser": browser, "dashboard": dashboard}
-            browser.close()
     finally:
         stop.set()
         analysis.join(5)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from api_support import PASSWORD, FakeOps, add_users, served_app, write_site
-from e2e_support import ARGS, CHROMIUM, log_in, new_tab
+from e2e_support import chromium, log_in, need_chromium, new_tab
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.health import ComponentHealth, Readiness
 from safewatch.config.loader import load_site
@@ -57,18 +57,13 @@ class _Ops(FakeOps):
 
 
 def test_live_tile_and_analytics_show_where_ppe_could_not_be_checked(tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    pytest.importorskip("playwright")
-    from playwright.sync_api import sync_playwright
-
+    need_chromium()
     loaded = load_site(write_site(tmp_path, source="rtsp://127.0.0.1:9/yard"))
     storage = open_site_storage(loaded)
     dashboard = Dashboard.create(lambda: loaded, tmp_path / "rules", storage)
     add_users(dashboard)
     try:
-        with served_app(dashboard, _Ops()) as base, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        with served_app(dashboard, _Ops()) as base, chromium() as browser:
             page = new_tab(browser, 30_000)
             log_in(page, f"{base}/analytics", "viewer", PASSWORD, "**/analytics")
             row = page.locator("#ppe-coverage tr[data-camera=yard][data-item=hardhat]")
@@ -83,6 +78,5 @@ def test_live_tile_and_analytics_show_where_ppe_could_not_be_checked(tmp_path: P
             assert share.inner_text() == "PPE checked hardhat 10 %, vest 90 %"
             assert share.get_attribute("data-warn") == "1"
             assert "PPE not verifiable: hardhat" in (share.get_attribute("title") or "")
-            browser.close()
     finally:
         storage.close()

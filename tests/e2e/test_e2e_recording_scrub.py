@@ -19,7 +19,7 @@ import pytest
 
 from api_support import PASSWORD, add_users, incident, served_app, write_site
 from assets import asset
-from e2e_support import ARGS, CHROMIUM, log_in, new_tab
+from e2e_support import chromium, log_in, need_chromium, new_tab
 from safewatch.api.dashboard import Dashboard
 from safewatch.config.loader import load_site
 from safewatch.incidents.site_storage import open_site_storage
@@ -31,11 +31,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    pytest.importorskip("playwright")
-    from playwright.sync_api import sync_playwright
-
+    need_chromium()
     folder = tmp_path_factory.mktemp("scrub-site")
     loaded = load_site(write_site(folder, source="rtsp://127.0.0.1:9/yard"))
     storage = open_site_storage(loaded)
@@ -65,8 +61,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     found = incident(1, started=t0 + 12)
     storage.repository.upsert(found)
     try:
-        with served_app(dashboard) as base, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        with served_app(dashboard) as base, chromium() as browser:
             yield {
                 "base": base,
                 "browser": browser,
@@ -75,7 +70,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 "segments": segments,
                 "other": list_segments(recordings_root(loaded), "dock"),
             }
-            browser.close()
     finally:
         storage.close()
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from api_support import PASSWORD, add_users, served_app, write_site
-from e2e_support import ARGS, CHROMIUM, log_in, new_tab
+from e2e_support import chromium, log_in, need_chromium, new_tab
 from llm_replay import Recorded, chat_completion, replay
 from safewatch.api.dashboard import Dashboard
 from safewatch.config.loader import load_site
@@ -39,11 +39,7 @@ rules:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    pytest.importorskip("playwright")
-    from playwright.sync_api import sync_playwright
-
+    need_chromium()
     folder = tmp_path_factory.mktemp("drafts-site")
     with replay({"m": [Recorded(200, chat_completion(DWELL, model="replayed"))]}) as model:
         loaded = load_site(
@@ -53,10 +49,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         dashboard = Dashboard.create(lambda: loaded, folder / "rules", storage)
         add_users(dashboard)
         try:
-            with served_app(dashboard) as base, sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            with served_app(dashboard) as base, chromium() as browser:
                 yield {"base": base, "browser": browser, "dashboard": dashboard, "folder": folder}
-                browser.close()
         finally:
             storage.close()
 

@@ -20,13 +20,15 @@ from rtsp_server import RtspCamera, looped_clip, rtsp_unavailable
 
 from assets import asset
 from e2e_support import (
-    ARGS,
     AXE_DEFAULT,
-    CHROMIUM,
     PASSWORD,
     Served,
     axe_source,
     axe_violations,
+    chromium,
+    log_in,
+    need_chromium,
+    new_tab,
     serve,
     wait_until,
 )
@@ -61,9 +63,7 @@ def camera(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtspCamera]:
 
 @pytest.fixture(scope="module")
 def served(camera: RtspCamera, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    pytest.importorskip("playwright")
+    need_chromium()
     cameras = {
         "_model": asset("models/yolox_nano_coco.onnx"),
         "yard": {
@@ -80,20 +80,10 @@ def served(camera: RtspCamera, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="module")
 def page(served: Served) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        tab = context.new_page()
-        tab.set_default_timeout(30_000)
-        tab.goto(f"{served.base}/login")
-        tab.fill("input[name=username]", "admin")
-        tab.fill("input[name=password]", PASSWORD)
-        tab.click("button[type=submit]")
-        tab.wait_for_url("**/live")
+    with chromium() as browser:
+        tab = new_tab(browser, 30_000)
+        log_in(tab, f"{served.base}/login", "admin", PASSWORD, "**/live")
         yield tab
-        browser.close()
 
 
 def _incidents_at_least(served: Served, n: int, **params: Any) -> list[dict[str, Any]]:
