@@ -194,6 +194,26 @@ class TrackerConfig(_Strict):
         "thresholds (the model's own are set for 95 % precision on held-out training photos); "
         "calibrate on a site's own labelled photos, never on the photos you judge it by.",
     )
+    face_min_score: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="With face_subjects: faces the face detector scores below this are not used "
+        "for PPE (omitted: every face it keeps, from 0.3).",
+    )
+    face_thresholds: dict[Literal["hardhat", "bare"], Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict,
+        description="With face_subjects: head classifier thresholds for face-only subjects (no "
+        "person box), over head_thresholds; a stricter bare threshold keeps false calls on faces "
+        "of unlabelled or misread people down.",
+    )
+    face_cover: Literal["person", "head"] = Field(
+        "person",
+        description="With face_subjects: which faces belong to a tracked person and so become "
+        "no subject of their own: 'person', any face inside a tracked person's box; 'head', only "
+        "a face in the tracked person's head region (the head classifier's crop), so faces of a "
+        "crowd behind a near worker's box still get a verdict.",
+    )
 
 
 class CalibrationConfig(_Strict):

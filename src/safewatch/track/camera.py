@@ -26,11 +26,19 @@ from safewatch.domain import Detections, Frame, Image, PPEState, Track, TrackedF
 from safewatch.track.bytetrack import LabelTracker
 from safewatch.track.clock import FrameClock
 from safewatch.track.head_check import HeadVerifier
+from safewatch.track.head_crops import head_from_person, square
 from safewatch.track.heads import HeadModeSwitch, suppress_overlaps
 from safewatch.track.ppe import NEGATIVE_PREFIX, Observation, PPEVocabulary, associate_ppe
 from safewatch.track.votes import PPEVotes
 
-__all__ = ["FACE_HEAD", "PERSON", "CameraTracker", "FaceFinder", "head_from_face"]
+__all__ = [
+    "FACE_HEAD",
+    "PERSON",
+    "CameraTracker",
+    "FaceFinder",
+    "head_from_face",
+    "head_regions",
+]
 
 PERSON = "person"
 _HEADS = "person[heads]"  # tracker key of head mode; its tracks are reported as persons
@@ -60,6 +68,14 @@ def _centres_inside(boxes: NDArray[np.floating], within: NDArray[np.floating]) -
     cy = ((b[:, 1] + b[:, 3]) / 2)[:, None]
     inside = (cx >= w[:, 0]) & (cx <= w[:, 2]) & (cy >= w[:, 1]) & (cy <= w[:, 3])
     return np.asarray(inside.any(axis=1), np.bool_)
+
+
+def head_regions(persons: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Where ``(P, 4)`` person boxes' heads may be: the head classifier's crop around the head
+    their geometry gives (:func:`~safewatch.track.head_crops.head_from_person`, grown by
+    :data:`~safewatch.track.head_crops.CONTEXT`). A face whose head box is centred there is that
+    person's (``tracker.face_cover: head``)."""
+    return square(head_from_person(persons))
 
 
 def head_from_face(faces: NDArray[np.floating]) -> NDArray[np.float64]:
@@ -314,6 +330,10 @@ class CameraTracker:
         if faces.size == 0:
             return detections
         faces = faces.reshape(-1, faces.shape[-1])
+        if self._config.face_min_score is not None:
+            faces = faces[faces[:, 4] >= self._config.face_min_score]
+            if len(faces) == 0:
+                return detections
         found = detections.xyxy[np.isin(detections.label, self._head_labels)]
         free = faces[~_centres_inside(faces, found)]
         if len(free) == 0:
@@ -331,14 +351,23 @@ class CameraTracker:
     def _track_face_heads(
         self, detections: Detections, matched: dict[int, tuple[str, int]], clock: float
     ) -> None:
-        """Track the :data:`FACE_HEAD` rows no tracked person's box holds as persons (their
-        tracker starts from any face the face detector kept: its own score threshold is the
-        start). A face inside an *untracked* person box (one detected below the track start)
-        is tracked: that person has no other subject."""
+        """Track the :data:`FACE_HEAD` rows no tracked person holds as persons (their tracker
+        starts from any face the face detector kept: its own score threshold is the start).
+
+        "Holds": the face's head box is centred in the tracked person's box
+        (``face_cover: person``) or only in its head region (``face_cover: head``, see
+        :func:`head_regions`; a head-first track's region is its own box), so that in a crowd
+        the faces behind a near worker's box are subjects too. A face inside an *untracked*
+        person box (one detected below the track start) is tracked: that person has no other
+        subject."""
         rows = np.flatnonzero(detections.label == FACE_HEAD)
         taken = [row for row, (key, _) in matched.items() if key in (PERSON, _LOW, _LONE)]
         if rows.size and taken:
-            rows = rows[~_centres_inside(detections.xyxy[rows], detections.xyxy[taken])]
+            regions = detections.xyxy[taken].astype(np.float64)
+            if self._config.face_cover == "head":
+                persons = [i for i, row in enumerate(taken) if matched[row][0] != _LONE]
+                regions[persons] = head_regions(regions[persons])
+            rows = rows[~_centres_inside(detections.xyxy[rows], regions)]
         tracker = self._trackers.get(_FACES)
         if tracker is None:
             if rows.size == 0:
@@ -476,7 +505,8 @@ class CameraTracker:
         if not faces or self._verifier is None:
             return
         heads = detections.xyxy[[row for row, _ in faces]]
-        seen = self._verifier.observe_heads(frame.image, heads, [{} for _ in faces])
+        thresholds = {str(k): v for k, v in self._config.face_thresholds.items()}
+        seen = self._verifier.observe_heads(frame.image, heads, [{} for _ in faces], thresholds)
         for (_, track_id), observed in zip(faces, seen, strict=True):
             self._votes.observe(track_id, sorted(self._items), observed)
 

@@ -83,14 +83,20 @@ class HeadClassifier:
         (probabilities,) = self._session.run(None, {self._input: np.ascontiguousarray(crops)})
         return np.asarray(probabilities, np.float32)
 
-    def verdicts(self, probabilities: NDArray[np.float32]) -> list[tuple[PPEState, float] | None]:
-        """Per row: the confident state and its probability, or ``None`` (not sure / hidden)."""
+    def verdicts(
+        self, probabilities: NDArray[np.float32], thresholds: Mapping[str, float] | None = None
+    ) -> list[tuple[PPEState, float] | None]:
+        """Per row: the confident state and its probability, or ``None`` (not sure / hidden).
+
+        ``thresholds`` overrides the classifier's own per class for this call (e.g. stricter
+        ones for subjects with no person box)."""
+        limits = {**self.thresholds, **(thresholds or {})}
         out: list[tuple[PPEState, float] | None] = []
         for row in probabilities:
             best = int(np.argmax(row))
             name = self.classes[best]
             state = _STATES.get(name)
-            sure = state is not None and float(row[best]) >= self.thresholds.get(name, 1.0)
+            sure = state is not None and float(row[best]) >= limits.get(name, 1.0)
             out.append((state, float(row[best])) if sure and state is not None else None)
         return out
 
@@ -138,13 +144,16 @@ class HeadVerifier:
         image: Image,
         heads: NDArray[np.floating],
         found: Sequence[Mapping[str, Observation]],
+        thresholds: Mapping[str, float] | None = None,
     ) -> list[dict[str, Observation]]:
-        """:meth:`observe` for subjects whose head box is already known (``(N, 4)`` xyxy)."""
+        """:meth:`observe` for subjects whose head box is already known (``(N, 4)`` xyxy);
+        ``thresholds`` overrides the classifier's per class (:meth:`HeadClassifier.verdicts`)."""
         heads = np.asarray(heads, np.float64).reshape(-1, 4)
         sides = np.maximum(heads[:, 2] - heads[:, 0], heads[:, 3] - heads[:, 1])
         rows = np.flatnonzero(sides >= self._min_head)
         result = [dict(seen) for seen in found]
-        answers = self._classifier.verdicts(self._classifier.classify(image, heads[rows]))
+        probabilities = self._classifier.classify(image, heads[rows])
+        answers = self._classifier.verdicts(probabilities, thresholds)
         for row, answer in zip(rows.tolist(), answers, strict=True):
             if answer is not None:
                 result[row][self.item] = Observation(answer[0], answer[1], VERIFIED_INDEX)
