@@ -557,6 +557,10 @@ def latency_figures(runs: Sequence[Run]) -> dict[str, Any]:
     result: dict[str, Any] = {
         "runs": len(runs),
         "analysed_fps": round(sum(r.analysed for r in runs) / seconds, 2),
+        # server and decode processes together
+        "analysed_per_cpu_second": round(
+            sum(r.analysed for r in runs) / sum(r.cpu for r in runs), 2
+        ),
         "incidents_opened": len(to_incident),
         "frame_to_incident_ms_p50": ms(to_incident, 50),
         "frame_to_incident_ms_p95": ms(to_incident, 95),
@@ -660,6 +664,7 @@ def section_latency(seconds: float, rounds: int = 1, compare: bool = False) -> d
             "per_frame_processing_ms_median",
             "per_frame_processing_ms_p95",
             "ratio_p95",
+            "analysed_per_cpu_second",
         )
     }
     print("on / off:", result["on_over_off"])

@@ -48,9 +48,10 @@ class InferenceRuntimeConfig(_Strict):
         "at once, on a second session of each CPU model (half the cores' threads), instead of "
         "after it; a lone frame still runs on the first session. Costs one more session per "
         "model in memory (yolox_nano about 33 MiB, yolov8n about 61 MiB), only on sites with "
-        "two or more enabled cameras. On a busy 2-core host: frame-to-incident p95 0.86x, p50 "
-        "1.06x (docs/performance.md). Models with explicit threads or a GPU provider get no "
-        "second session.",
+        "two or more enabled cameras. On a busy 2-core host with two cameras: frame-to-incident "
+        "p95 0.86x at load 4-6, 0.94x over 13 runs up to load 11, for 14 % more CPU per frame "
+        "(docs/performance.md). Models with explicit threads or a GPU provider get no second "
+        "session.",
     )
 
 
