@@ -50,8 +50,10 @@ class InferenceRuntimeConfig(_Strict):
         "model in memory (yolox_nano about 33 MiB, yolov8n about 61 MiB), only on sites with "
         "two or more enabled cameras. On a busy 2-core host with two cameras: frame-to-incident "
         "p95 0.86x at load 4-6, 0.94x over 13 runs up to load 11, for 14 % more CPU per frame "
-        "(docs/performance.md). Models with explicit threads or a GPU provider get no second "
-        "session.",
+        "(docs/performance.md). The split is for the whole site: if one model in use has "
+        "explicit threads or a GPU provider, no model gets a second session and the lane takes "
+        "no frame. A second session that cannot be built leaves the lane idle (logged). "
+        "Restart-only, like the rest of runtime.",
     )
 
 

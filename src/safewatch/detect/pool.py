@@ -49,6 +49,11 @@ class DetectorPool:
         with self._lock:
             return name in self._models
 
+    def __len__(self) -> int:
+        """How many models the pool has (built or not)."""
+        with self._lock:
+            return len(self._models)
+
     def get(self, name: str) -> Detector:
         """The shared detector of model ``name``, built on first use.
 

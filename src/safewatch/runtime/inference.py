@@ -118,6 +118,10 @@ class InferenceWorker:
         overlap: Model key -> its second detector (own session) for the overlap lane; ``None``
             runs one lane. A model without a second session may return the first lane's
             detector: ``OnnxDetector`` holds a lock, so the two lanes then take turns on it.
+        overlap_ready: Whether the overlap lane has second sessions to run now (read each
+            round: a reload may add or drop them); while it has none the lane takes no frame,
+            since taking turns on the first lane's sessions would only split its batches and
+            delay the frames it holds. Always ready by default.
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class InferenceWorker:
         motion: MotionConfig,
         metrics: RuntimeMetrics,
         overlap: Callable[[str], Detector] | None = None,
+        overlap_ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self._mailbox = mailbox
         self._rings = rings
@@ -143,6 +148,7 @@ class InferenceWorker:
         self._lock = threading.Lock()
         self._counters: dict[str, InferenceCounters] = defaultdict(InferenceCounters)
         self._last: dict[str, tuple[int, Detections]] = {}  # camera -> (incarnation, detections)
+        self._overlap_ready = overlap_ready
         self._stop = threading.Event()
         # (detector_for, beside): the first lane, then the overlap lane if there is one
         self._lanes: list[tuple[Callable[[str], Detector], bool]] = [(detector_for, False)]
@@ -214,6 +220,14 @@ class InferenceWorker:
         hold = len(self._lanes) > 1  # a camera's next frame must not overtake it on the other lane
         while not self._stop.is_set():
             self._beats[lane] = time.monotonic()
+            # every loop, not only when idle: a busy server must still release dead workers'
+            # rings; before the take, so a failure here can never leave a camera held
+            self._collect_rings()
+            if beside and not self._overlap_ready():
+                if self._mailbox.closed:
+                    return  # the first lane drains what is left
+                self._stop.wait(0.25)
+                continue
             batch = self._mailbox.take_batch(
                 self._config.max_batch,
                 self._config.max_wait_ms / 1000.0,
@@ -221,8 +235,6 @@ class InferenceWorker:
                 hold=hold,
                 beside=beside,
             )
-            # every loop, not only when idle: a busy server must still release dead workers' rings
-            self._rings.collect()
             if not batch:
                 if self._mailbox.closed and self._mailbox.depth() == 0:
                     return
@@ -237,6 +249,15 @@ class InferenceWorker:
                     self._mailbox.release(p.frame.camera_id for p in batch)
             with self._lock:
                 self.batches += 1
+
+    def _collect_rings(self) -> None:
+        """Release the rings of dead decode workers; a failure (out of file handles, say) is
+        logged and retried next round, never the end of the lane."""
+        try:
+            self._rings.collect()
+        except Exception:
+            self._metrics.errors.labels(stage="inference").inc()
+            log.exception("releasing the shared-memory rings of stopped cameras failed")
 
     def process(
         self, batch: Sequence[Pending], detector_for: Callable[[str], Detector] | None = None

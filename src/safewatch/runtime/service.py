@@ -42,7 +42,7 @@ from safewatch.detect.onnx_detector import OnnxDetector
 from safewatch.detect.pool import DetectorFactory, DetectorPool
 from safewatch.detect.protocol import Detector
 from safewatch.domain import Zone
-from safewatch.errors import ConfigError, SafewatchError
+from safewatch.errors import ConfigError, ModelError, SafewatchError
 from safewatch.incidents.abandoned import close_abandoned_incidents
 from safewatch.incidents.manager import IncidentChange, IncidentManager
 from safewatch.incidents.recorder import EvidenceRecorder
@@ -137,6 +137,7 @@ class RuntimeService:
         self._mode: DecodeMode = options.decode or site.config.runtime.decode
         self._detectors = DetectorPool({}, detector_factory)
         self._overlap_detectors = DetectorPool({}, detector_factory)  # site_specs.overlap_models
+        self._overlap_lane = False  # runtime.inference.overlap as it was at start
         self.runtime_metrics = RuntimeMetrics()
         # -- dashboard (safewatch.api): live frames and incident changes for the browser ----
         self.live = LiveHub()
@@ -213,7 +214,8 @@ class RuntimeService:
         config = site.config
         rules = load_rules(self._options.rules, config)
         self._detectors.update(models_to_load(site))
-        self._overlap_detectors.update(overlap_models(site))
+        self._overlap_lane = config.runtime.inference.overlap  # runtime: fixed until a restart
+        self._update_overlap(site)
         warm_up_evidence(config)
         storage = open_site_storage(site)
         self._storage = storage
@@ -283,7 +285,8 @@ class RuntimeService:
                 config.runtime.inference,
                 config.runtime.motion,
                 self.runtime_metrics,
-                overlap=self._overlap_detector if config.runtime.inference.overlap else None,
+                overlap=self._overlap_detector if self._overlap_lane else None,
+                overlap_ready=lambda: len(self._overlap_detectors) > 0,
             )
             self.status.parts = RuntimeParts(
                 self._supervisor, self._inference, self._rules, holder, storage
@@ -316,9 +319,25 @@ class RuntimeService:
     def _overlap_detector(self, model: str) -> Detector:
         """The overlap lane's detector of ``model``: its second session, or the first lane's
         (shared, taking turns) when the site has none (one camera, or models not split)."""
-        if model in self._overlap_detectors:
+        try:
             return self._overlap_detectors.get(model)
-        return self._detectors.get(model)
+        except ModelError:  # not split, or dropped by a reload between the round's checks
+            return self._detectors.get(model)
+
+    def _update_overlap(self, site: LoadedSite) -> None:
+        """Build (or drop) the overlap lane's second sessions for ``site``.
+
+        They only speed things up, so one that cannot be built (memory, say) leaves the lane
+        without sessions, and idle, instead of refusing the start or a reload whose first-lane
+        models were already swapped in: the reload stays all or nothing.
+        """
+        if not self._overlap_lane:
+            return  # no lane to serve (overlap was off at start; runtime needs a restart)
+        try:
+            self._overlap_detectors.update(overlap_models(site))
+        except ModelError as error:
+            self._overlap_detectors.update({})
+            log.warning("no second inference sessions, the overlap lane idles: %s", error)
 
     def _abort(self) -> None:
         for stop in (
@@ -404,7 +423,6 @@ class RuntimeService:
             try:
                 new = load_site(self._site.path)
                 rebuilt = self._detectors.update(models_to_load(new))
-                self._overlap_detectors.update(overlap_models(new))
             except SafewatchError as error:
                 message = error.format() if isinstance(error, ConfigError) else str(error)
                 self.status.site_health = ComponentHealth(
@@ -421,6 +439,7 @@ class RuntimeService:
             restart: list[str] = []
             if old.tracker != new.config.tracker:
                 restart = [key for key, cam in new.config.cameras.items() if cam.enabled]
+            self._update_overlap(new)  # after the refusal checks: never refuses the reload
             self._site = new
             self._front.site_changed(new)
             if self._alerts is not None:  # alerts: routes, templates and channels apply live

@@ -28,8 +28,10 @@ class Harness:
         motion: MotionConfig | None = None,
         models: tuple[str, ...] = ("coco",),
         overlap: bool = False,
+        overlap_ready: bool = True,
     ) -> None:
         self.mailbox = FrameMailbox()
+        self.overlap_ready = overlap_ready
         self.rings = RingCache()
         self.detectors = {name: GatedDetector(label=name) for name in models}
         self.second = {name: GatedDetector(label=name) for name in models}  # the overlap lane's
@@ -46,6 +48,7 @@ class Harness:
             motion or MotionConfig(refresh_seconds=60.0),
             self.metrics,
             overlap=self.second.__getitem__ if overlap else None,
+            overlap_ready=lambda: self.overlap_ready,
         )
 
     def offer(self, camera: str, seq: int, *, moving: bool = True, incarnation: int = 1) -> None:
@@ -285,6 +288,84 @@ def test_a_cameras_next_frame_never_overtakes_the_one_in_flight() -> None:
         assert [seq for camera, seq in h.wait_for(3) if camera == "a"] == [0, 1]
     finally:
         first.gate.set()
+        h.worker.stop(timeout=10.0)
+
+
+def test_a_cameras_next_frame_never_overtakes_the_one_in_flight_on_the_overlap_lane() -> None:
+    h = Harness({"a": plan("a"), "b": plan("b")}, overlap=True)
+    first, second = h.detectors["coco"], h.second["coco"]
+    first.gated.add("a")
+    second.gated.add("b")
+    h.worker.start()
+    try:
+        h.offer("a", 0)
+        assert first.entered.wait(30)  # a on the first lane ...
+        h.offer("b", 0)
+        assert second.entered.wait(30)  # ... b beside it, held on the overlap lane
+        h.offer("b", 1)
+        first.gated.clear()
+        first.gate.set()  # the first lane is free while b's first frame is still in flight
+        assert h.wait_for(1) == [("a", 0)]
+        time.sleep(0.5)  # room for a wrong take of b's next frame (never needed to pass)
+        assert ("b", 1) not in h.wait_for(1)
+        second.gated.clear()
+        second.gate.set()
+        assert h.wait_for(3) == [("a", 0), ("b", 0), ("b", 1)]
+    finally:
+        first.gate.set()
+        second.gate.set()
+        h.worker.stop(timeout=10.0)
+
+
+def test_the_overlap_lane_takes_nothing_while_it_has_no_second_sessions() -> None:
+    # (a GPU model, explicit threads, one camera: taking turns on the first lane's sessions
+    # would only split its batches)
+    h = Harness({"a": plan("a"), "b": plan("b")}, overlap=True, overlap_ready=False)
+    first = h.detectors["coco"]
+    first.gated.add("a")
+    h.worker.start()
+    try:
+        h.offer("a", 0)
+        assert first.entered.wait(30)
+        h.offer("b", 0)  # waits for the first lane
+        time.sleep(0.5)  # room for a wrong take by the idle lane (never needed to pass)
+        assert h.out == []
+        first.gate.set()
+        assert h.wait_for(2) == [("a", 0), ("b", 0)]
+        assert h.second["coco"].calls == []
+        h.overlap_ready = True  # a reload built the second sessions: the lane serves again
+        first.gate.clear()
+        first.entered.clear()
+        h.offer("a", 1)
+        assert first.entered.wait(30)
+        h.offer("b", 1)
+        assert h.wait_for(3)[-1] == ("b", 1)
+        assert h.second["coco"].seen() == [[("b", 1)]]
+    finally:
+        first.gate.set()
+        h.worker.stop(timeout=10.0)
+
+
+def test_a_failure_to_release_dead_rings_holds_no_camera(caplog: pytest.LogCaptureFixture) -> None:
+    h = Harness({"a": plan("a"), "b": plan("b")}, overlap=True)
+    real = h.rings.collect
+    failures = [OSError(24, "Too many open files")]
+
+    def collect() -> None:
+        if failures:
+            raise failures.pop()
+        real()
+
+    h.rings.collect = collect  # type: ignore[method-assign]
+    h.worker.start()
+    try:
+        for seq in range(3):
+            h.offer("a", seq)
+            h.wait_for(seq + 1)
+        assert h.wait_for(3) == [("a", 0), ("a", 1), ("a", 2)]
+        assert h.worker.alive()
+        assert "rings of stopped cameras failed" in caplog.text
+    finally:
         h.worker.stop(timeout=10.0)
 
 
