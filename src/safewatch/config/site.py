@@ -215,6 +215,28 @@ class TrackerConfig(_Strict):
         "crowd behind a near worker's box still get a verdict.",
     )
 
+    @model_validator(mode="after")
+    def _options_have_their_feature(self) -> TrackerConfig:
+        # An option of a feature that is off would be ignored without a word: say so instead.
+        if self.face_subjects and not self.head_classifier:
+            raise ValueError(
+                "face_subjects needs head_classifier (a face subject's verdict comes from the "
+                "head classifier): add head_classifier: head_classifier, or remove face_subjects"
+            )
+        orphans = [
+            f"{name} (needs {needs})"
+            for name, needs, on in (
+                ("head_thresholds", "head_classifier", self.head_classifier),
+                ("face_min_score", "face_subjects", self.face_subjects),
+                ("face_thresholds", "face_subjects", self.face_subjects),
+                ("face_cover", "face_subjects", self.face_subjects),
+            )
+            if name in self.model_fields_set and not on
+        ]
+        if orphans:
+            raise ValueError(f"set without the feature they tune: {', '.join(orphans)}")
+        return self
+
 
 class CalibrationConfig(_Strict):
     """Where points of the picture lie on the floor, for distances in metres and speeds.

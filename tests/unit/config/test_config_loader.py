@@ -151,3 +151,40 @@ def test_not_a_mapping(tmp_path: Path) -> None:
     assert _error(tmp_path, "- a\n- b\n") == (
         "site.yaml:1: input should be a valid dictionary or instance of SiteConfig"
     )
+
+
+@pytest.mark.parametrize(
+    ("tracker", "expected"),
+    [
+        (
+            "tracker:\n  face_subjects: yunet\n",
+            "face_subjects needs head_classifier",
+        ),
+        (
+            "tracker:\n  head_thresholds: {bare: 0.7}\n",
+            "set without the feature they tune: head_thresholds (needs head_classifier)",
+        ),
+        (
+            "tracker:\n  head_classifier: head_classifier\n  face_cover: head\n"
+            "  face_min_score: 0.5\n",
+            "set without the feature they tune: face_min_score (needs face_subjects), "
+            "face_cover (needs face_subjects)",
+        ),
+    ],
+)
+def test_tracker_options_without_their_feature_are_refused(
+    tmp_path: Path, tracker: str, expected: str
+) -> None:
+    """An option of a feature that is off would be ignored without a word."""
+    message = _error(tmp_path, GOOD + tracker)
+    assert message.startswith("site.yaml:") and "tracker" in message, message
+    assert expected in message, message
+
+
+def test_tracker_face_options_with_their_features_load(tmp_path: Path) -> None:
+    tracker = (
+        "tracker:\n  head_classifier: head_classifier\n  head_thresholds: {bare: 0.65}\n"
+        "  face_subjects: yunet\n  face_cover: head\n  face_thresholds: {bare: 0.9}\n"
+    )
+    loaded = load_site(_write(tmp_path, GOOD + tracker), environ={"CAM_PASS": "x"})
+    assert loaded.config.tracker.face_cover == "head"

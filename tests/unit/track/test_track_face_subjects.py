@@ -81,7 +81,10 @@ def _run(tracker: CameraTracker, detections: Detections, image: np.ndarray) -> T
 def _configured(faces: _Faces, **settings: object) -> CameraTracker:
     verifier = HeadVerifier(HeadClassifier(resolve("head_classifier", Path.cwd())))
     return CameraTracker(
-        TrackerConfig.model_validate(settings),
+        # (the face finder and the verifier are passed in; the config names them as a site would)
+        TrackerConfig.model_validate(
+            {"face_subjects": "yunet", "head_classifier": "head_classifier", **settings}
+        ),
         "cam",
         ppe_items={"hardhat"},
         head_verifier=verifier,
