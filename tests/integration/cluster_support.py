@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from patience import poll
-from safewatch.cluster import Takeover
+from safewatch.cluster import ClusterMember, Takeover
 
 __all__ = ["CutProxy", "Event", "OwnershipLog", "wait_for"]
 
@@ -54,6 +54,34 @@ class OwnershipLog:
     def of(self, member: str, kind: str | None = None) -> list[Event]:
         with self.lock:
             return [e for e in self.events if e.member == member and kind in (None, e.kind)]
+
+    def owned_by(self, member: str) -> set[str]:
+        """The cameras ``member`` owns as its listener calls so far say (none after a crash)."""
+        owned: set[str] = set()
+        with self.lock:
+            for event in self.events:
+                if event.member != member:
+                    continue
+                if event.kind == "crashed":
+                    owned.clear()
+                elif event.kind == "acquired":
+                    owned.add(event.camera)
+                else:
+                    owned.discard(event.camera)
+        return owned
+
+    def wait_heard(self, *members: ClusterMember, timeout: float = 60.0) -> None:
+        """Wait until the log has every listener call behind what ``members`` own now.
+
+        A member's ``owned()`` changes on its loop thread, and the listener is told on a third
+        thread afterwards (never under the member's lock); on a busy machine that call comes
+        seconds later, so a test that waited on ``owned()`` must wait here before it reads the
+        log (CI run f1 of 2026-12-06 read 3 acquisitions where the fourth was still queued)."""
+        poll(
+            lambda: all(self.owned_by(m.analyzer_id) == set(m.owned()) for m in members),
+            timeout,
+            "the listener calls behind " + ", ".join(m.analyzer_id for m in members),
+        )
 
     def check_one_owner_at_a_time(self) -> int:
         """Every camera alternates acquired/released with one owner in between and rising
