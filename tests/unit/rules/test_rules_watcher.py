@@ -4,6 +4,7 @@ and a reload under load (a writer rewriting files while frames flow)."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -50,9 +51,20 @@ def rules_file(variant: str) -> str:
     )
 
 
+def replace(path: Path, text: str) -> None:
+    """Write ``path`` as an editor that saves by rename does: never seen empty or cut short.
+
+    (``write_text`` truncates first; on a busy machine a writer paused between the truncation
+    and the write leaves an empty rule file for longer than the watcher's quiet period, which
+    is a valid, rule-less file, not the torn one the tests mean to write.)"""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
 def write_variant(folder: Path, variant: str) -> None:
-    (folder / "10-zones.yaml").write_text(zones_file(variant))
-    (folder / "20-rules.yaml").write_text(rules_file(variant))
+    replace(folder / "10-zones.yaml", zones_file(variant))
+    replace(folder / "20-rules.yaml", rules_file(variant))
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -204,10 +216,9 @@ class Writer(threading.Thread):
         """Write ``text`` in two parts with a pause at ``cut``, as a slow writer would."""
         path = self.folder / name
         head = text[: text.index(cut) + len(cut)]
-        with path.open("w") as out:
-            out.write(head)
-            out.flush()
-            time.sleep(0.08)  # longer than the watcher's quiet period: it reloads a torn file
+        replace(path, head)  # the file is torn exactly at ``cut``, never emptier
+        time.sleep(0.08)  # longer than the watcher's quiet period: it reloads a torn file
+        with path.open("a") as out:
             out.write(text[len(head) :])
 
     def run(self) -> None:
@@ -221,7 +232,7 @@ class Writer(threading.Thread):
                 time.sleep(0.08)  # zones of the new variant, rules of the old: refused
                 self.half_write("20-rules.yaml", rules_file(variant), "kind: zone_in")
             else:
-                (self.folder / "20-rules.yaml").write_text("rules:\n  - id: [broken\n")
+                replace(self.folder / "20-rules.yaml", "rules:\n  - id: [broken\n")
                 time.sleep(0.08)
                 write_variant(self.folder, variant)
             time.sleep(0.1)
