@@ -434,7 +434,8 @@ def test_site_reload_releases_removed_cameras_and_places_new_ones(
     ownership.wait_heard(a, b)
     assert [e.reason for e in ownership.of(holder.analyzer_id, "released")][-1] == "removed"
     wait_for(lambda: a.owned() | b.owned() == set(site[:2]), SETTLE, "the rest stays placed")
-    assert lease_rows(engine)[removed][0] is None
+    # its lease goes back once its stop returned, after the listener's call: wait for it
+    wait_for(lambda: lease_rows(engine)[removed][0] is None, SETTLE, "the removed one's lease")
     assert lease_rows(engine)["cam-new"][0] is None
     for member in (a, b):
         member.set_cameras(site)  # the label requirement dropped: now it is placed
