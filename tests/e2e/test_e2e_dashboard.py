@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from assets import asset
@@ -154,11 +155,20 @@ def test_filter_incidents_and_resolve_one(server: dict[str, Any]) -> None:
 def test_draw_a_zone_that_then_triggers(server: dict[str, Any]) -> None:
     page = server["page"]
     page.goto(f"{server['base']}/zones")
-    page.wait_for_function("() => document.getElementById('still').complete")
-    page.wait_for_timeout(300)
+    # The canvas is sized to the camera's still (zones.js sizes it when the still loads, or
+    # fails to): an <img> without a src yet also counts as complete, and clicks made before the
+    # canvas grows to the still land elsewhere on it.
+    page.wait_for_function(
+        """() => {
+          const canvas = document.getElementById('canvas');
+          const rect = canvas.getBoundingClientRect();
+          return canvas.dataset.size === `${Math.floor(rect.width)}x${Math.floor(rect.height)}`;
+        }"""
+    )
     box = page.locator("#canvas").bounding_box()
     assert box is not None
-    for fx, fy in ((0.02, 0.35), (0.98, 0.35), (0.98, 0.98), (0.02, 0.98)):
+    clicked = ((0.02, 0.35), (0.98, 0.35), (0.98, 0.98), (0.02, 0.98))
+    for fx, fy in clicked:
         page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
     page.keyboard.press("Enter")
     page.fill("#geom-id", "e2e_zone")
@@ -167,6 +177,11 @@ def test_draw_a_zone_that_then_triggers(server: dict[str, Any]) -> None:
         "() => document.getElementById('zone-status').dataset.saved === 'e2e_zone'"
     )
     _shot(server, "zones")
+    zones = httpx.get(
+        f"{server['base']}/api/v1/zones", params={"camera": "yard"}, headers=server["headers"]
+    ).json()
+    (drawn,) = [z["points"] for z in zones if z["id"] == "e2e_zone"]
+    assert np.allclose(drawn, clicked, atol=0.02), drawn  # where it was clicked, on the still
     page.goto(f"{server['base']}/rules")
     page.wait_for_function("() => document.getElementById('editor').value.includes('e2e_zone')")
     text = page.input_value("#editor")

@@ -24,6 +24,7 @@ function size() {
   const rect = canvas.getBoundingClientRect();
   canvas.width = rect.width;
   canvas.height = rect.height;
+  canvas.dataset.size = `${canvas.width}x${canvas.height}`; // what clicks are drawn against (tests wait on it)
   draw();
 }
 
