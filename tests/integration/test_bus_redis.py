@@ -74,10 +74,10 @@ def publish_frames_until(
 
 
 def start_feed(feed: Any, sink: Any, stop: threading.Event) -> threading.Thread:
-    """The incident feed's thread, after one round here: a feed starts at the chain's head on
-    its first round (a dashboard shows what happens from now on), so a change a test writes
-    before that round, when the thread is scheduled late on a busy machine, would count as
-    history (back-filled or never sent) instead of coming over Redis."""
+    """The incident feed's thread, after one round here: the rig's feed starts from seq 0, and
+    its first round back-fills from the chain whatever is committed by then, so a change a test
+    writes before that round (the thread scheduled late on a busy machine) would arrive as a
+    back-fill instead of over Redis."""
     feed.poll(sink)
     thread = threading.Thread(target=feed.run, args=(sink, stop), daemon=True)
     thread.start()
@@ -118,6 +118,24 @@ def test_changes_arrive_through_the_stream_in_order(rig: dict[str, Any]) -> None
     assert sink.seqs() == [1, 2, 3, 4, 5, 6]
     assert feed.backfilled == 0 and feed.delivered == 6  # all of them came over Redis
     assert sink.envelopes[-1].body["actor"] == "ann"
+
+
+def test_a_feed_delivers_what_follows_its_position_not_its_first_round(
+    rig: dict[str, Any], redis_server: RedisServer
+) -> None:
+    """A change committed after ``position()`` but before the feed's first round (its thread
+    started late) is delivered; one committed before ``position()`` is history."""
+    from safewatch.bus.redis_streams import IncidentFeed, connect
+
+    repository = rig["repository"]
+    repository.upsert(make_incident(0))  # before: the dashboard's list already has it
+    feed = IncidentFeed(connect(redis_server.url), repository, block_ms=200)  # as BusFeeds does
+    feed.position()
+    repository.upsert(make_incident(1))  # after, while the feed's thread has not run yet
+    sink = Sink()
+    assert rig["publisher"].flush(10.0)
+    wait_for(lambda: (feed.poll(sink), sink.seqs())[1] == [2])
+    assert feed.delivered == 1 and feed.backfilled == 0  # over Redis, from the position on
 
 
 def test_a_redis_restart_loses_no_change_and_doubles_none(

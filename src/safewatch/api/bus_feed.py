@@ -18,6 +18,7 @@ import threading
 from safewatch.api.live import LiveHub
 from safewatch.bus.changes import PublishAfterCommit
 from safewatch.bus.protocol import Publisher, Subscriber
+from safewatch.errors import SafewatchError
 from safewatch.storage import IncidentRepository
 
 __all__ = ["BusFeeds"]
@@ -67,6 +68,10 @@ class BusFeeds:
                 self._hook = PublishAfterCommit(self._publisher)
                 repository.add_change_hook(self._hook)
         feeds.insert(0, ("bus-incident-feed", self.incidents))
+        try:
+            self.incidents.position()  # "from now on" means from here, not from a late thread
+        except SafewatchError as exc:
+            log.warning("incident feed: %s; it starts on its first round instead", exc)
         hub.follow_bus()
         for name, feed in feeds:
             thread = threading.Thread(

@@ -345,6 +345,23 @@ class IncidentFeed:
             if delay:
                 stop.wait(delay)
 
+    def position(self) -> None:
+        """Start from now: read the chain's head and the stream's newest entry here.
+
+        The first round does it otherwise, and a thread may first run seconds after it was
+        started on a busy host: a change committed in between would count as history and never
+        reach a dashboard that had already loaded its list. Call it before starting the thread.
+
+        Raises:
+            StorageError: The chain cannot be read (the first round tries again).
+        """
+        if self._order.last_seq is None:
+            self._order.start_at_head()
+            self._next_sync = time.monotonic() + self._resync
+        if self._client is not None and self._last_id is None:
+            with contextlib.suppress(*_redis_errors()):  # Redis down: the first round retries
+                self._last_id = self._tail_id()
+
     def poll(self, sink: Publisher) -> float:
         """One round: back-fill if due, then read what the stream has (waiting up to
         ``block_ms``). Returns the seconds to wait before the next round (after an error).
@@ -354,8 +371,7 @@ class IncidentFeed:
                 on; the caller retries).
         """
         if self._order.last_seq is None:
-            self._order.start_at_head()
-            self._next_sync = time.monotonic() + self._resync
+            self.position()
         if self._dirty or time.monotonic() >= self._next_sync:
             self._backfill(sink, None)
         if self._client is None:
