@@ -99,6 +99,17 @@ class GatedDetector(RecordingDetector):
         return [[(f.camera_id, f.seq) for f in call] for call in self.calls]
 
 
+def start_with_a_in_flight(h: Harness) -> GatedDetector:
+    """Start ``h``'s worker with camera a's frame 0 held in the first lane's session until the
+    test opens the returned detector's gate."""
+    first = h.detectors["coco"]
+    first.gated.add("a")
+    h.worker.start()
+    h.offer("a", 0)
+    assert first.entered.wait(30)
+    return first
+
+
 def plan(camera: str, models: tuple[str, ...] = ("coco",), **kw: object) -> CameraPlan:
     return CameraPlan(camera, models, kw.pop("incarnation", 1), **kw)  # type: ignore[arg-type]
 
@@ -237,12 +248,9 @@ def test_a_failing_detector_costs_the_batch_not_the_thread(
 
 def test_a_frame_arriving_during_another_cameras_inference_is_inferred_beside_it() -> None:
     h = Harness({"a": plan("a"), "b": plan("b")}, overlap=True)
-    first, second = h.detectors["coco"], h.second["coco"]
-    first.gated.add("a")
-    h.worker.start()
+    second = h.second["coco"]
+    first = start_with_a_in_flight(h)  # a's frame is being inferred on the first session ...
     try:
-        h.offer("a", 0)
-        assert first.entered.wait(30)  # a's frame is being inferred on the first session ...
         h.offer("b", 0)
         assert h.wait_for(1) == [("b", 0)]  # ... and b's is done meanwhile, on the second
         assert second.seen() == [[("b", 0)]]
@@ -272,12 +280,8 @@ def test_a_lone_frame_goes_to_the_first_session() -> None:
 
 def test_a_cameras_next_frame_never_overtakes_the_one_in_flight() -> None:
     h = Harness({"a": plan("a"), "b": plan("b")}, overlap=True)
-    first = h.detectors["coco"]
-    first.gated.add("a")
-    h.worker.start()
+    first = start_with_a_in_flight(h)
     try:
-        h.offer("a", 0)
-        assert first.entered.wait(30)
         h.offer("a", 1)  # older than b's, yet not for the free overlap lane: a is in flight
         h.offer("b", 0)
         assert h.wait_for(1) == [("b", 0)]
@@ -293,13 +297,10 @@ def test_a_cameras_next_frame_never_overtakes_the_one_in_flight() -> None:
 
 def test_a_cameras_next_frame_never_overtakes_the_one_in_flight_on_the_overlap_lane() -> None:
     h = Harness({"a": plan("a"), "b": plan("b")}, overlap=True)
-    first, second = h.detectors["coco"], h.second["coco"]
-    first.gated.add("a")
+    second = h.second["coco"]
     second.gated.add("b")
-    h.worker.start()
+    first = start_with_a_in_flight(h)  # a on the first lane ...
     try:
-        h.offer("a", 0)
-        assert first.entered.wait(30)  # a on the first lane ...
         h.offer("b", 0)
         assert second.entered.wait(30)  # ... b beside it, held on the overlap lane
         h.offer("b", 1)
@@ -321,12 +322,8 @@ def test_the_overlap_lane_takes_nothing_while_it_has_no_second_sessions() -> Non
     # (a GPU model, explicit threads, one camera: taking turns on the first lane's sessions
     # would only split its batches)
     h = Harness({"a": plan("a"), "b": plan("b")}, overlap=True, overlap_ready=False)
-    first = h.detectors["coco"]
-    first.gated.add("a")
-    h.worker.start()
+    first = start_with_a_in_flight(h)
     try:
-        h.offer("a", 0)
-        assert first.entered.wait(30)
         h.offer("b", 0)  # waits for the first lane
         time.sleep(0.5)  # room for a wrong take by the idle lane (never needed to pass)
         assert h.out == []
@@ -371,12 +368,8 @@ def test_a_failure_to_release_dead_rings_holds_no_camera(caplog: pytest.LogCaptu
 
 def test_a_lane_stuck_in_a_model_ages_the_heartbeat() -> None:
     h = Harness({"a": plan("a"), "b": plan("b")}, overlap=True)
-    first = h.detectors["coco"]
-    first.gated.add("a")
-    h.worker.start()
+    first = start_with_a_in_flight(h)
     try:
-        h.offer("a", 0)
-        assert first.entered.wait(30)
         stuck_since = time.monotonic()
         time.sleep(1.0)  # the idle overlap lane loops every 0.25 s meanwhile
         assert h.worker.heartbeat <= stuck_since
