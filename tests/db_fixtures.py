@@ -35,9 +35,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'safewatch.db'}"
         return
-    server: PostgresServer = request.getfixturevalue("pg_server")
-    with server.fresh_schema() as url:
-        yield url
+    yield request.getfixturevalue("pg_url")  # (its schema is dropped with that fixture)
 
 
 @pytest.fixture
