@@ -41,8 +41,10 @@ pictures match the ground truth) but their times step back about every second fr
 and the tracker's clock and the rule's ``min_duration`` run on those times. ``--frame-clock`` times
 frame ``n`` as ``n / fps`` instead, to show how much that changes the result.
 
-Run: ``python -m bench.ppe_clips [--clip pets09|construction] [--frames N] [--frame-clock]``;
-JSON goes to ``bench/results/ppe_clips.json`` (with the machine's load average before and after).
+Run: ``python -m bench.ppe_clips [--clip pets09|construction] [--frames N] [--frame-clock]
+[--tracker KEY=VALUE --name X]``; JSON goes to ``bench/results/ppe_clips.json`` (with the
+machine's load average before and after). ``--tracker head_classifier=null`` shows what the PPE
+boxes alone say.
 """
 
 from __future__ import annotations
@@ -462,13 +464,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="time frame n as n / fps instead of by the file's timestamps (a diagnostic: "
         "PETS09's AVI timestamps step back; results go to ppe_clips_frame_clock.json)",
     )
+    parser.add_argument(
+        "--tracker",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a tracker setting of the example site, e.g. head_classifier=null "
+        "(results go to ppe_clips_<name>.json with --name)",
+    )
+    parser.add_argument("--name", help="store the results as ppe_clips_<name>.json")
     parser.add_argument("--no-write", action="store_true", help="print only (quick looks, tests)")
     args = parser.parse_args(argv)
     timelines = json.loads(TIMELINES.read_text())["clips"]
     site = load_site(SITE)
+    overrides = {}
+    for item in args.tracker:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value)
+    if overrides:
+        tracker = site.config.tracker.model_copy(update=overrides)
+        site = replace(site, config=site.config.model_copy(update={"tracker": tracker}))
     results: dict[str, Any] = {
         "site": str(SITE.relative_to(ROOT)),
         "timelines": str(TIMELINES.relative_to(ROOT)),
+        "tracker_overrides": overrides,
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
         "clips": {},
     }
@@ -510,6 +529,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"\nload average after: {results['load_average_after']}")
     if not args.no_write:
         name = "ppe_clips_frame_clock" if args.frame_clock else "ppe_clips"
+        if args.name:
+            name = f"ppe_clips_{args.name}"
         print(f"wrote {write_results(name, results)}")
 
 
