@@ -1,8 +1,11 @@
 """Decode a video file as fast as the machine allows, deterministically.
 
 Used for audits and backtests: every sampled frame is delivered (nothing is dropped for being
-late) and time comes from the file's PTS, so two runs over one file give identical frames and
-timestamps, whatever the CPU.
+late) and time comes from the file's stamps, so two runs over one file give identical frames and
+timestamps, whatever the CPU. :class:`~safewatch.ingest.picture_clock.PictureClock` reads them
+(the PTS, or the DTS where a container's PTS step back, as in AVI files with B-frames), and a
+picture whose time does not move on is put one native frame after the previous one, so the
+frames' times always increase.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from safewatch.domain.frame import Frame
 from safewatch.errors import SourceError
 from safewatch.ingest.av_errors import describe_error
 from safewatch.ingest.convert import BgrConverter
+from safewatch.ingest.picture_clock import PictureClock
 from safewatch.ingest.sampler import FrameSampler
 from safewatch.ingest.state import (
     SourceInfo,
@@ -37,6 +41,10 @@ __all__ = ["FileSource", "OriginKind"]
 logger = logging.getLogger(__name__)
 
 OriginKind = Literal["argument", "creation_time", "epoch"]
+
+_MOVES_ON = 1e-3
+"""Seconds a picture must come after the previous one to keep its own time (a millisecond: the
+evidence clips' resolution, and far below any camera's frame interval)."""
 ThreadType = Literal["AUTO", "FRAME", "SLICE", "NONE"]
 
 
@@ -181,7 +189,8 @@ class FileSource:
     def _generate(self) -> Iterator[Frame]:
         self._set_state(SourceState.STREAMING, f"decoding {self.path}")
         convert = BgrConverter()
-        native_period = 1.0 / self._info.fps if self._info.fps else 0.0
+        step = 1.0 / self._info.fps if self._info.fps else 0.001  # one native frame
+        clock = PictureClock()
         first: float | None = None
         last = 0.0
         seq = decoded = sampled = bad = 0
@@ -210,9 +219,10 @@ class FileSource:
                     continue
                 for picture in pictures:
                     decoded += 1
-                    t = picture.time
-                    if t is None:
-                        t = last + native_period
+                    t = clock.seconds(picture)
+                    if t is None or (first is not None and t < last + _MOVES_ON):
+                        # No stamp, or one that does not move on (a broken file): one frame on.
+                        t = last + step
                     if first is None:
                         first = t
                     last = t

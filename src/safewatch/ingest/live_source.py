@@ -24,6 +24,7 @@ from safewatch.ingest.av_errors import describe_error
 from safewatch.ingest.av_options import build_open_spec
 from safewatch.ingest.backoff import Backoff
 from safewatch.ingest.convert import BgrConverter
+from safewatch.ingest.picture_clock import PictureClock
 from safewatch.ingest.redact import redact_url
 from safewatch.ingest.sampler import FrameSampler
 from safewatch.ingest.state import (
@@ -285,6 +286,7 @@ class LiveSource:
                 fps=native_fps,
             )
         convert = BgrConverter()
+        stamps = PictureClock()  # one per connection: a new one's stamps start afresh
         session: _Session | None = None
         delivered = False
         last_frame = time.monotonic()
@@ -301,7 +303,7 @@ class LiveSource:
                     continue
                 for picture in pictures:
                     last_frame = time.monotonic()
-                    session = self._deliver(picture, session, native_fps, convert)
+                    session = self._deliver(picture, session, native_fps, convert, stamps)
                     if not delivered:
                         delivered = True
                         self._backoff.reset()
@@ -323,9 +325,10 @@ class LiveSource:
         session: _Session | None,
         native_fps: float | None,
         convert: BgrConverter,
+        stamps: PictureClock,
     ) -> _Session:
         received = self._clock()
-        pts = picture.time
+        pts = stamps.seconds(picture)
         if session is not None and pts is None:
             pts = session.last_pts + (1.0 / native_fps if native_fps else 0.0)
         if pts is None:

@@ -58,6 +58,24 @@ def test_rate_above_native_keeps_every_frame(clip: Path) -> None:
     assert len(frames) == 598
 
 
+def test_avi_with_b_frames_keeps_presentation_time() -> None:
+    # PETS09's AVI stamps packets in decode order, so with B-frames picture.time steps back 374
+    # times in 795 pictures; read as it is, the sampler restarted at every step back (a 5 fps
+    # camera kept 787 pictures) and time ran backwards. PictureClock reads the DTS instead.
+    avi = asset("video/pets09_s2l1_480x360.avi")
+    every = FileSource("road", avi, fps=30)
+    pts = np.array([f.pts for f in every.frames()])
+    assert every.stats.decoded == every.stats.sampled == 795
+    steps = np.diff(pts)
+    assert np.all(steps > 0)
+    # Only the second picture comes before the first failed PTS, so only its step is wrong.
+    assert np.count_nonzero(np.abs(steps - 0.1) > 1e-6) == 1
+    sampled = FileSource("road", avi, fps=5)
+    pts = np.array([f.pts for f in sampled.frames()])
+    assert abs(sampled.stats.sampled - 795 / 2) <= 2  # every second picture of a 10 fps file
+    assert np.diff(pts)[2:] == pytest.approx(0.2)  # past the second picture's early time
+
+
 def test_two_runs_are_identical(clip: Path) -> None:
     def run() -> list[tuple[int, float, str]]:
         frames = FileSource("yard", clip, fps=2).frames()

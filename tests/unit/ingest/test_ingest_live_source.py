@@ -9,10 +9,12 @@ from __future__ import annotations
 import functools
 import http.server
 import logging
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,14 +35,19 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def serve_folder(folder: Path) -> http.server.ThreadingHTTPServer:
+    """A local HTTP server over ``folder``, serving on its own thread until shut down."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @pytest.fixture(scope="module")
 def http_clip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("http")
     remux(asset("video/construction_cctv_640x352_24s.mp4"), folder / "clip.ts", fmt="mpegts")
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serve_folder(folder)
     yield f"http://127.0.0.1:{server.server_address[1]}/clip.ts"
     server.shutdown()
     server.server_close()
@@ -78,6 +85,35 @@ def test_http_stream_frames_stay_monotonic_across_reconnects(http_clip: str) -> 
     assert states[0] is SourceState.STREAMING
     assert SourceState.RECONNECTING in states
     assert states[-1] is SourceState.ENDED
+
+
+def test_avi_stream_with_b_frames_keeps_presentation_time(tmp_path: Path) -> None:
+    # An AVI's PTS are in decode order (they step back 374 times in PETS09's 795 pictures): read
+    # as they were, the source re-anchored or dropped a picture at each step back.
+    shutil.copyfile(asset("video/pets09_s2l1_480x360.avi"), tmp_path / "road.avi")
+    server = serve_folder(tmp_path)
+    source = LiveSource(
+        "road",
+        f"http://127.0.0.1:{server.server_address[1]}/road.avi",
+        fps=1000,
+        max_buffered=1000,  # a consumer that falls behind loses nothing
+        backoff=Backoff(0.05, 0.1),
+    )
+    frames = []
+    try:
+        for frame in source.frames():
+            frames.append(frame)
+            if len(frames) == 795:  # the whole file, over the first connection
+                break
+    finally:
+        source.close()
+        server.shutdown()
+        server.server_close()
+    assert source.stats.reconnects == 0
+    steps = np.diff([f.timestamp for f in frames])
+    assert np.all(steps > 0)
+    # Only the second picture comes before the first failed PTS, so only its step is wrong.
+    assert np.count_nonzero(np.abs(steps - 0.1) > 1e-3) == 1
 
 
 def test_dead_port_reports_state_instead_of_raising(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,0 +1,61 @@
+"""PictureClock: the PTS of a well-formed stream, the DTS once a container's PTS step back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import pytest
+
+from safewatch.ingest.picture_clock import PictureClock
+
+TENTH = Fraction(1, 10)
+
+
+@dataclass(frozen=True)
+class Picture:
+    pts: int | None
+    dts: int | None
+    time_base: Fraction | None = TENTH
+
+
+def times(clock: PictureClock, stamps: list[tuple[int | None, int | None]]) -> list[float | None]:
+    return [clock.seconds(Picture(pts, dts)) for pts, dts in stamps]
+
+
+def test_well_formed_b_frame_stream_keeps_its_pts() -> None:
+    # MP4 with B-frames: the pictures come out in presentation order with increasing PTS, their
+    # DTS (the releasing packet's) lag behind; the PTS never fail, so they are used as they are.
+    stamps = [(0, -2), (1, -1), (2, 0), (3, 1), (5, 2), (6, 3)]
+    assert times(PictureClock(), stamps) == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.5, 0.6])
+
+
+def test_avi_decode_order_pts_switch_to_the_dts() -> None:
+    # PETS09's AVI, first pictures as PyAV decodes them: (pts, dts) with the PTS in decode order.
+    stamps = [(1, 2), (4, 3), (3, 4), (5, 5), (2, 6), (8, 7), (7, 8), (9, 9), (6, 10), (12, 11)]
+    got = times(PictureClock(), stamps)
+    # The first two pictures can only be read from their PTS (nothing has failed yet); from the
+    # first step back on, the DTS series counted from the first picture's DTS: exact times.
+    assert got[:2] == pytest.approx([0.0, 0.3])
+    assert got[2:] == pytest.approx([0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+
+
+def test_a_restarted_camera_clock_keeps_the_pts_that_show_it() -> None:
+    # PTS and DTS jump back together: a tie, so the PTS stay in use and the caller sees the
+    # step back it re-anchors on.
+    got = times(PictureClock(), [(100, 99), (101, 100), (5, 4), (6, 5)])
+    assert got == pytest.approx([0.0, 0.1, -9.5, -9.4])
+
+
+def test_missing_stamps() -> None:
+    clock = PictureClock()
+    assert clock.seconds(Picture(None, None)) is None
+    assert clock.seconds(Picture(10, None)) == 0.0
+    assert clock.seconds(Picture(11, None)) == pytest.approx(0.1)  # no DTS: the PTS, whatever
+    assert PictureClock().seconds(Picture(3, 2, time_base=None)) is None
+    # Flushed at the end of an AVI: a PTS of a series caught stepping back, and no DTS.
+    avi = PictureClock()
+    assert times(avi, [(1, 2), (4, 3), (3, 4), (5, 5)]) == pytest.approx([0, 0.3, 0.2, 0.3])
+    assert avi.seconds(Picture(9, None)) is None
+    only_dts = PictureClock()
+    assert [only_dts.seconds(Picture(None, d)) for d in (7, 8, 9)] == pytest.approx([0, 0.1, 0.2])
