@@ -181,19 +181,21 @@ def test_a_killed_or_frozen_decode_process_is_restarted(
 ) -> None:
     # Thresholds well above what a busy CI host can delay a healthy worker (a restarted worker
     # spawning and opening the clip took over 2.5 s at load average 47), far below the 15 s waits.
+    # A fresh process's first frames wait up to 30 s: spawning it and importing the decoder took
+    # over 10 s under nice 10 at load 7.
     r = running(
         "process",
         WatchdogConfig(stall_seconds=3, progress_seconds=6, restart_backoff_seconds=0.2),
     )
     r.supervisor.apply({"cam": spec("cam", clip)})
-    assert r.frames(3)  # frames arrive through shared memory
+    assert r.frames(3, timeout=30)  # frames arrive through shared memory
     first = r.supervisor.pid("cam")
     assert first is not None and first != os.getpid()
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: r.supervisor.pid("cam") not in (None, first), timeout=15)
     second = r.supervisor.pid("cam")
     wait_for(lambda: r.state("cam") is WorkerState.RUNNING, timeout=15)
-    assert r.frames(3)
+    assert r.frames(3, timeout=30)
     os.kill(second, signal.SIGSTOP)  # alive but making no progress
     try:
         wait_for(lambda: r.supervisor.pid("cam") not in (None, second), timeout=30)
@@ -203,7 +205,7 @@ def test_a_killed_or_frozen_decode_process_is_restarted(
     (status,) = r.supervisor.statuses()
     assert status.restarts == 2
     wait_for(lambda: r.state("cam") is WorkerState.RUNNING, timeout=15)
-    assert r.frames(3)
+    assert r.frames(3, timeout=30)
 
 
 def test_no_worker_is_mistaken_for_dead_while_it_starts(
