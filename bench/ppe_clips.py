@@ -35,13 +35,14 @@ change which incidents open. The PETS09 run is the example camera with its sourc
 replaced; zone rules of the example may fire there too and are ignored (only ``ppe`` incidents
 count).
 
-Clock: frames carry the times the product's file source gives them. PETS09's AVI (H.264 with
-B-frames) has no usable presentation times: the decoder hands out frames in display order (the
-pictures match the ground truth) but their times step back about every second frame, up to 0.3 s,
-and the tracker's clock and the rule's ``min_duration`` run on those times. ``--frame-clock`` times
-frame ``n`` as ``n / fps`` instead, to show how much that changes the result.
+Clock: frames carry the times the product's file source gives them, as in ``safewatch audit``;
+the tracker's clock and the rule's ``min_duration`` run on them. Since commit a50c372
+(:mod:`safewatch.ingest.picture_clock`) they are right for AVI files too: before, PETS09's AVI
+(H.264 with B-frames, packets stamped in decode order) gave times that stepped back 44 times in
+these 100 frames (374 in 795), which this bench found; now they rise in exact 0.1 s steps except
+the first (0.3 s). Each clip's result still counts the steps back (``clock_backsteps``).
 
-Run: ``python -m bench.ppe_clips [--clip pets09|construction] [--frames N] [--frame-clock]
+Run: ``python -m bench.ppe_clips [--clip pets09|construction] [--frames N]
 [--tracker KEY=VALUE --name X]``; JSON goes to ``bench/results/ppe_clips.json`` (with the
 machine's load average before and after). ``--tracker head_classifier=null`` shows what the PPE
 boxes alone say.
@@ -290,13 +291,11 @@ class _Keeping:
 
 class _FirstFrames:
     """The first ``count`` frames of a source (``None``: all of them), counting how often the
-    source's clock stepped back; with ``period`` set, re-timed as ``seq * period`` (the
-    ``--frame-clock`` diagnostic)."""
+    source's clock stepped back (0 since the file source's fix; a regression shows here)."""
 
-    def __init__(self, frames: Iterator[Frame], count: int | None, period: float | None) -> None:
+    def __init__(self, frames: Iterator[Frame], count: int | None) -> None:
         self._frames = frames
         self._count = count
-        self._period = period
         self.backsteps = 0
 
     def frames(self) -> Iterator[Frame]:
@@ -305,11 +304,7 @@ class _FirstFrames:
             if frame.pts < last:
                 self.backsteps += 1
             last = frame.pts
-            if self._period is None:
-                yield frame
-            else:
-                t = frame.seq * self._period
-                yield replace(frame, pts=t, timestamp=frame.timestamp - frame.pts + t)
+            yield frame
 
 
 @dataclass
@@ -325,11 +320,9 @@ class Run:
     cpu_s: float = 0.0
 
 
-def run_clip(
-    site: LoadedSite, video: Path, fps: float, frames: int | None, frame_clock: bool = False
-) -> Run:
-    """Play ``video`` through the example camera's stages at ``fps`` (module doc); with
-    ``frame_clock``, frame ``n`` is timed ``n / fps`` instead of by the file's timestamps."""
+def run_clip(site: LoadedSite, video: Path, fps: float, frames: int | None) -> Run:
+    """Play ``video`` through the example camera's stages at ``fps`` (module doc), the first
+    ``frames`` analysed frames of it (``None``: all)."""
     fetch_site_files(site)  # the site's catalogue models, as `safewatch audit` pulls them first
     camera_id, camera = next(iter(site.config.cameras.items()))
     camera = camera.model_copy(update={"source": str(video), "fps": fps})
@@ -363,7 +356,7 @@ def run_clip(
                 privacy_for=site.config.privacy_for,
             )
             source = open_source(camera_id, camera, base_dir=Path("."), origin=0.0)
-            first = _FirstFrames(source.frames(), frames, 1 / fps if frame_clock else None)
+            first = _FirstFrames(source.frames(), frames)
             pipeline = Pipeline(
                 camera_id,
                 first,
@@ -459,12 +452,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--clip", choices=("pets09", "construction"), help="only this clip")
     parser.add_argument("--frames", type=int, help="only the first N analysed frames")
     parser.add_argument(
-        "--frame-clock",
-        action="store_true",
-        help="time frame n as n / fps instead of by the file's timestamps (a diagnostic: "
-        "PETS09's AVI timestamps step back; results go to ppe_clips_frame_clock.json)",
-    )
-    parser.add_argument(
         "--tracker",
         action="append",
         default=[],
@@ -501,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         frames = span[1] - span[0] + 1 if span is not None else None
         if args.frames is not None:
             frames = min(args.frames, frames) if frames is not None else args.frames
-        run = run_clip(site, video, fps, frames, args.frame_clock)
+        run = run_clip(site, video, fps, frames)
         if clip["truth"] == "bare":
             if span[0] != 0:
                 raise SystemExit(f"{name}: a timeline must start at decoded frame 0")
@@ -514,23 +501,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             video=clip["video"],
             fps=fps,
             frames=run.frames,
-            clock="frame count" if args.frame_clock else "file timestamps",
             clock_backsteps=run.clock_backsteps,
             wall_s=round(run.wall_s, 1),
             cpu_ms_per_frame=round(1000 * run.cpu_s / max(run.frames, 1), 1),
         )
         results["clips"][name] = scored
         print(
-            f"  {run.frames} frames at {fps} fps, clock: {scored['clock']} (the file's times "
-            f"stepped back {run.clock_backsteps} times), {scored['cpu_ms_per_frame']} ms CPU "
-            "per frame"
+            f"  {run.frames} frames at {fps} fps (the file source's times stepped back "
+            f"{run.clock_backsteps} times), {scored['cpu_ms_per_frame']} ms CPU per frame"
         )
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(f"\nload average after: {results['load_average_after']}")
     if not args.no_write:
-        name = "ppe_clips_frame_clock" if args.frame_clock else "ppe_clips"
-        if args.name:
-            name = f"ppe_clips_{args.name}"
+        name = f"ppe_clips_{args.name}" if args.name else "ppe_clips"
         print(f"wrote {write_results(name, results)}")
 
 
