@@ -17,8 +17,18 @@ verdict, with the example site's ``head_thresholds`` over the model's calibrated
 natively smaller than ``S`` are left out at ``S`` (upscaling them would not simulate anything);
 ``native`` is every head at its own size.
 
-Per ``S``: hard-hat and bare calls' precision and recall, and the share without a verdict.
-Run: ``python -m bench.head_size [--sizes 6,8,...]``; JSON in ``bench/results/head_size.json``.
+Two head boxes: the labelled one (as the verifier uses a PPE model's head box) and the run-time
+estimate from the example detector's person box (``head_from_person``), for heads matched to a
+detected person. ``--jpeg Q`` re-encodes each downscaled photo at JPEG quality ``Q`` (a stress
+case: a compressed stream blurs a small head further than averaging does).
+
+Per ``S``: hard-hat and bare calls' precision and recall, the share of bare heads called hard hat
+(false assurance, which unlike precision does not depend on the mix of hats and bare heads), and
+the share without a verdict; once over every head larger than ``S``, once over the same heads
+(natively above 24 px) at every side. A per-crop figure: a person's verdict also needs votes
+over frames (bench/ppe_compliance), so it is more precise than a crop's.
+Run: ``python -m bench.head_size [--sizes 6,8,...] [--jpeg 30]``; JSON in
+``bench/results/head_size[_jpegQ].json``.
 """
 
 from __future__ import annotations
@@ -131,13 +141,14 @@ def _at(size: int, rows: Sequence[tuple[float, str, dict[int, str | None]]]) -> 
     return rates([t for t, _ in kept], [c for _, c in kept])
 
 
-def measure(sizes: Sequence[int]) -> dict[str, Any]:
+def measure(sizes: Sequence[int], jpeg: int | None = None) -> dict[str, Any]:
     """Classify every held-out labelled head natively and at each simulated side, in two boxes.
 
     ``label``: the labelled head box (as the verifier uses a PPE model's head box). ``person``:
     the run-time estimate from the person box (``head_from_person``) of the example site's
     detector, for heads matched one-to-one to a detected person (``bench.ppe_compliance``'s
-    rule); both scaled with the photo."""
+    rule); both scaled with the photo. ``jpeg``: also re-encode each downscaled photo at this
+    JPEG quality, as a compressed camera stream degrades small heads further."""
     site, detector = load_setup(Setup("example"))
     tracker = site.config.tracker
     if not tracker.head_classifier:
@@ -187,6 +198,9 @@ def measure(sizes: Sequence[int]) -> dict[str, Any]:
                 small = np.asarray(
                     cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA), np.uint8
                 )
+                if jpeg is not None:
+                    _, encoded = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, jpeg])
+                    small = np.asarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR), np.uint8)
                 scaled = stacked * np.array([w / width, h / height, w / width, h / height])
                 answers = classifier.verdicts(classifier.classify(small, scaled))
                 for kind, answer in zip(kinds, answers, strict=True):
@@ -269,11 +283,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--sizes", default=",".join(map(str, SIZES)), help="simulated head sides, comma-separated"
     )
+    parser.add_argument(
+        "--jpeg",
+        type=int,
+        help="re-encode each downscaled photo at this JPEG quality (e.g. 30: a compressed stream)",
+    )
     args = parser.parse_args(argv)
     sizes = sorted({int(s) for s in args.sizes.split(",")})
     load = os.getloadavg()
     start = time.perf_counter()
-    result = measure(sizes)
+    result = measure(sizes, args.jpeg)
+    result["jpeg"] = args.jpeg
     for table in result["boxes"].values():
         table["smallest_reliable"] = smallest_reliable(table)
         table["smallest_not_clearly_below"] = smallest_reliable(table, clearly=True)
@@ -282,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     _print(result)
     print(f"load {result['load_before']} -> {result['load_after']}, {result['seconds']} s")
-    print(f"wrote {write_results('head_size', result)}")
+    name = "head_size" if args.jpeg is None else f"head_size_jpeg{args.jpeg}"
+    print(f"wrote {write_results(name, result)}")
 
 
 if __name__ == "__main__":
