@@ -10,15 +10,21 @@ that was established):
 
 * **PETS09** (PETS 2009 S2.L1, decoded frames 0-99, the part with MOT ground truth, at the clip's
   own 10 fps so every frame is analysed): six pedestrians, every one bare-headed. Each frame, the
-  product's person boxes (confirmed tracks with their voted ``hardhat`` state, and person
-  detections below the track-start threshold, *untracked*) are matched one-to-one to the
-  ground-truth boxes (IoU >= 0.5, Hungarian, as :mod:`bench.tracking`); an annotated person no
-  box matches is *missed*. Per person: seconds visible, seconds called violation (right),
-  compliant (a wrong call), unknown (tracked without a verdict), untracked and missed; whether a
-  hard-hat incident was raised on them (its subject track matched them in most frames of the
-  incident) and how many seconds after they appeared. Totals: person recall (persons with an
-  incident / persons), the shares of bare-head person-seconds called violation / compliant /
-  unknown, and incidents that match no annotated person.
+  product's person boxes (reported tracks with their voted ``hardhat`` state, and person
+  detections no reported track holds, *untracked*) are matched one-to-one to the ground-truth
+  boxes (IoU >= 0.5, Hungarian with weaker pairs ruled out beforehand, as :mod:`bench.tracking`);
+  an annotated person no box matches is *missed*. *Untracked* is a person detected below the
+  track-start threshold, and also a new track's first frame: the tracker reports a track only
+  from its ``min_frames``-th frame (2 in the example), so the frame that starts it shows only a
+  detection. Per person: seconds visible, seconds called violation (right), compliant (a wrong
+  call), unknown (tracked without a verdict), untracked and missed; whether a hard-hat incident
+  was raised on them and how many seconds after they appeared (frame 0 for those already in
+  view then). An incident belongs to the person its subject track matched in most of the
+  incident's frames; a track that matched nobody during the incident (its box off every
+  annotated person then) is given to the person it matched most over its whole life, and only a
+  track that never matched anyone counts as matching no person. Totals: person recall (persons
+  with an incident / persons), the shares of bare-head person-seconds called violation /
+  compliant / unknown, and incidents that match no annotated person.
 * **construction** (the example site's own demo clip, at the example camera's 5 fps, as
   ``make audit`` runs it): workers in hard hats, no identity ground truth, so every product person
   counts: hard-hat incidents (each a false alarm) and person-seconds called violation (false),
@@ -43,9 +49,16 @@ these 100 frames (374 in 795), which this bench found; now they rise in exact 0.
 the first (0.3 s). Each clip's result still counts the steps back (``clock_backsteps``).
 
 Run: ``python -m bench.ppe_clips [--clip pets09|construction] [--frames N]
-[--tracker KEY=VALUE --name X]``; JSON goes to ``bench/results/ppe_clips.json`` (with the
-machine's load average before and after). ``--tracker head_classifier=null`` shows what the PPE
-boxes alone say.
+[--tracker KEY=VALUE ... --name X]``; JSON goes to ``bench/results/ppe_clips.json`` (with the
+machine's load average before and after). ``--tracker`` overrides are validated as the site
+loader validates a site file (an unknown key or a setting without its feature is refused), and
+``KEY=null`` removes the key. What the PPE boxes alone say (``ppe_clips_ppe_boxes_only.json``)::
+
+    python -m bench.ppe_clips --tracker head_classifier=null --tracker head_thresholds=null \\
+        --name ppe_boxes_only
+
+(``head_classifier=null`` alone is refused: the example's ``head_thresholds`` would tune a
+classifier that is not there.)
 """
 
 from __future__ import annotations
@@ -63,12 +76,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 from scipy.optimize import linear_sum_assignment
 
 from bench._common import ROOT, require_asset, write_results
 from bench.ppe_compliance import _STATE_VERDICT, ITEM, SITE, verdicts_of
 from safewatch.cli.fetch import fetch_site_files
 from safewatch.config.loader import LoadedSite, load_site
+from safewatch.config.site import TrackerConfig
 from safewatch.detect import Detector
 from safewatch.detect.nms import box_iou
 from safewatch.domain import Detections, Frame, Incident, PPEState, RuleEvent, TrackedFrame
@@ -85,6 +100,9 @@ __all__ = [
     "Seen",
     "main",
     "match_frame",
+    "match_iou",
+    "override_tracker",
+    "parse_overrides",
     "score_bare_clip",
     "score_hat_clip",
 ]
@@ -93,8 +111,9 @@ TIMELINES = ROOT / "bench" / "ppe_clip_timelines.json"
 RULES = ROOT / "examples" / "rules"
 MIN_IOU = 0.5
 CALLS = ("violation", "compliant", "unknown", "untracked")
-"""What a product person box says in one frame (``untracked``: a person detected only below the
-track-start threshold, so no track and no verdict)."""
+"""What a product person box says in one frame (``untracked``: a person detection no reported
+track holds, so no verdict: one below the track-start threshold, or the first frame of a new
+track, which the tracker reports only from its ``min_frames``-th frame)."""
 
 
 @dataclass(frozen=True)
@@ -125,13 +144,81 @@ class ClipIncident:
 def match_frame(
     truth: Mapping[int, tuple[float, float, float, float]], seen: Sequence[Seen]
 ) -> dict[int, int]:
-    """Ground-truth id -> index into ``seen``: one-to-one, IoU >= :data:`MIN_IOU`, most overlap."""
+    """Ground-truth id -> index into ``seen``: one-to-one, IoU >= :data:`MIN_IOU`, most overlap.
+
+    Pairs below :data:`MIN_IOU` are ruled out *before* the assignment (as
+    :func:`bench.tracking.iou_distances` does with NaN): assigning on raw IoU and dropping weak
+    pairs afterwards can spend a person on a box it may not take and so lose a valid pair, e.g.
+    IoU ``[[0, .112], [.495, .588]]`` would pair 0-1 and 1-0 (total 0.607, both then dropped)
+    rather than 1-1 at 0.588.
+    """
     if not truth or not seen:
         return {}
     ids = list(truth)
     iou = box_iou(np.asarray([truth[i] for i in ids]), np.asarray([s.xyxy for s in seen]))
-    rows, cols = linear_sum_assignment(-iou)
+    return match_iou(ids, iou)
+
+
+def match_iou(ids: Sequence[int], iou: np.ndarray) -> dict[int, int]:
+    """:func:`match_frame` on a given IoU matrix (rows ``ids``, columns boxes).
+
+    The cost is ``1 - IoU``, and a pair below :data:`MIN_IOU` costs more than all allowed pairs
+    together, so the assignment makes as many allowed pairs as it can, then the closest ones
+    (the CLEAR-MOT matching ``motmetrics`` does on :func:`bench.tracking.iou_distances`)."""
+    impossible = float(min(iou.shape)) + 1.0
+    cost = np.where(iou >= MIN_IOU, 1.0 - iou, impossible)
+    rows, cols = linear_sum_assignment(cost)
     return {ids[r]: int(c) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= MIN_IOU}
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> tracker keys and values; a value is read as JSON (``0.3``,
+    ``null``, ``{"bare": 0.7}``), else taken as a plain string (``head_classifier=my_head``).
+
+    Raises:
+        ValueError: An item without ``=``, or a key that is no tracker setting (named with the
+            settings there are, so a typo does not silently run the example's own setup).
+    """
+    known = TrackerConfig.model_fields
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--tracker {item!r}: expected KEY=VALUE")
+        if key not in known:
+            raise ValueError(
+                f"--tracker {item!r}: {key!r} is no tracker setting (settings: "
+                f"{', '.join(sorted(known))})"
+            )
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def override_tracker(tracker: TrackerConfig, overrides: Mapping[str, Any]) -> TrackerConfig:
+    """The site's tracker settings with ``overrides`` applied and validated as the site loader
+    validates them (``model_copy(update=...)`` would skip that and run a setup no site file can
+    give). A ``null`` value removes the key, as if the site file did not set it (every setting
+    that may be null defaults to null), so ``head_classifier=null head_thresholds=null`` turns
+    head verification off together with its tuning, which ``head_classifier=null`` alone leaves
+    orphaned and the validator refuses.
+
+    Raises:
+        ValueError: The overridden settings are not a valid tracker, with pydantic's reasons.
+    """
+    data = {**tracker.model_dump(exclude_unset=True), **overrides}
+    data = {key: value for key, value in data.items() if value is not None}
+    try:
+        return TrackerConfig.model_validate(data)
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'tracker'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValueError(
+            f"--tracker overrides {dict(overrides)} give no valid tracker: {reasons}"
+        ) from None
 
 
 def _seconds(frames: int, period: float) -> float:
@@ -456,20 +543,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a tracker setting of the example site, e.g. head_classifier=null "
-        "(results go to ppe_clips_<name>.json with --name)",
+        help="override a tracker setting of the example site (VALUE as JSON; null removes "
+        "the key), validated as a site file is, e.g. head_classifier=null "
+        "head_thresholds=null (results go to ppe_clips_<name>.json with --name)",
     )
     parser.add_argument("--name", help="store the results as ppe_clips_<name>.json")
     parser.add_argument("--no-write", action="store_true", help="print only (quick looks, tests)")
     args = parser.parse_args(argv)
     timelines = json.loads(TIMELINES.read_text())["clips"]
     site = load_site(SITE)
-    overrides = {}
-    for item in args.tracker:
-        key, _, value = item.partition("=")
-        overrides[key] = json.loads(value)
+    try:
+        overrides = parse_overrides(args.tracker)
+        tracker = override_tracker(site.config.tracker, overrides)
+    except ValueError as exc:
+        parser.error(str(exc))
     if overrides:
-        tracker = site.config.tracker.model_copy(update=overrides)
         site = replace(site, config=site.config.model_copy(update={"tracker": tracker}))
     results: dict[str, Any] = {
         "site": str(SITE.relative_to(ROOT)),

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from bench.ppe_clips import (
     TIMELINES,
     ClipIncident,
     Seen,
     match_frame,
+    match_iou,
+    override_tracker,
+    parse_overrides,
     run_clip,
     score_bare_clip,
     score_hat_clip,
 )
 
 from assets import asset
+from safewatch.config.site import TrackerConfig
 
 A = (0.0, 0.0, 10.0, 30.0)
 B = (50.0, 0.0, 60.0, 30.0)
@@ -35,6 +40,43 @@ def test_match_frame_is_one_to_one_and_needs_half_overlap() -> None:
     assert match_frame({9: A}, seen[:2]) == {9: 1}
     assert match_frame({9: A}, seen[:1]) == {}
     assert match_frame({9: A, 11: B}, []) == {}
+
+
+def test_match_rules_out_weak_pairs_before_assigning() -> None:
+    # On raw IoU the best total is 0-1 plus 1-0 (0.607), both below 0.5 and then dropped;
+    # ruled out first, the only valid pair, person 8 with box 1 at 0.588, is kept.
+    iou = np.array([[0.0, 0.112], [0.495, 0.588]])
+    assert match_iou([7, 8], iou) == {8: 1}
+    # More valid pairs beat a closer single one.
+    assert match_iou([7, 8], np.array([[0.95, 0.6], [0.6, 0.0]])) == {7: 1, 8: 0}
+
+
+def test_tracker_overrides_are_validated_like_a_site_file() -> None:
+    site = TrackerConfig.model_validate(
+        {"head_classifier": "head_classifier", "head_thresholds": {"bare": 0.65}}
+    )
+    with pytest.raises(ValueError, match="'head_clasifier' is no tracker setting"):
+        parse_overrides(["head_clasifier=null"])
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+        parse_overrides(["head_classifier"])
+    # Turning the classifier off alone leaves its thresholds orphaned: refused, as on load.
+    with pytest.raises(ValueError, match="head_thresholds \\(needs head_classifier\\)"):
+        override_tracker(site, parse_overrides(["head_classifier=null"]))
+    with pytest.raises(ValueError, match="min_frames"):
+        override_tracker(site, parse_overrides(["min_frames=0"]))
+    boxes_only = override_tracker(
+        site, parse_overrides(["head_classifier=null", "head_thresholds=null"])
+    )
+    assert boxes_only == TrackerConfig()
+    tuned = override_tracker(
+        site, parse_overrides(['head_thresholds={"bare": 0.8}', "ppe_window=7"])
+    )
+    assert (tuned.head_classifier, tuned.head_thresholds, tuned.ppe_window) == (
+        "head_classifier",
+        {"bare": 0.8},
+        7,
+    )
+    assert parse_overrides(["head_classifier=my_head"]) == {"head_classifier": "my_head"}
 
 
 def test_bare_clip_counts_seconds_per_verdict_incidents_and_strays() -> None:
