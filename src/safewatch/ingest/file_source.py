@@ -2,10 +2,9 @@
 
 Used for audits and backtests: every sampled frame is delivered (nothing is dropped for being
 late) and time comes from the file's stamps, so two runs over one file give identical frames and
-timestamps, whatever the CPU. :class:`~safewatch.ingest.picture_clock.PictureClock` reads them
-(the PTS, or the DTS where a container's PTS step back, as in AVI files with B-frames), and a
-picture whose time does not move on is put one native frame after the previous one, so the
-frames' times always increase.
+timestamps, whatever the CPU. :mod:`~safewatch.ingest.picture_clock` reads them (the PTS, or
+the DTS where a container's PTS step back, as in AVI files with B-frames) and keeps the frames'
+times always increasing.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +26,7 @@ from safewatch.domain.frame import Frame
 from safewatch.errors import SourceError
 from safewatch.ingest.av_errors import describe_error
 from safewatch.ingest.convert import BgrConverter
-from safewatch.ingest.picture_clock import PictureClock
+from safewatch.ingest.picture_clock import HOLD_PICTURES, PictureClock, Stamps, SteadyTimes
 from safewatch.ingest.sampler import FrameSampler
 from safewatch.ingest.state import (
     SourceInfo,
@@ -41,10 +41,6 @@ __all__ = ["FileSource", "OriginKind"]
 logger = logging.getLogger(__name__)
 
 OriginKind = Literal["argument", "creation_time", "epoch"]
-
-_MOVES_ON = 1e-3
-"""Seconds a picture must come after the previous one to keep its own time (a millisecond: the
-evidence clips' resolution, and far below any camera's frame interval)."""
 ThreadType = Literal["AUTO", "FRAME", "SLICE", "NONE"]
 
 
@@ -189,11 +185,23 @@ class FileSource:
     def _generate(self) -> Iterator[Frame]:
         self._set_state(SourceState.STREAMING, f"decoding {self.path}")
         convert = BgrConverter()
-        step = 1.0 / self._info.fps if self._info.fps else 0.001  # one native frame
         clock = PictureClock()
-        first: float | None = None
-        last = 0.0
+        times = SteadyTimes(1.0 / self._info.fps if self._info.fps else 0.04)
+        held: deque[tuple[av.VideoFrame, Stamps]] = deque()
         seq = decoded = sampled = bad = 0
+
+        def release() -> Iterator[Frame]:
+            """The held pictures as frames, timed by the clock's judgement now."""
+            nonlocal seq, sampled
+            while held:
+                picture, stamps = held.popleft()
+                pts = times.next(clock.time_of(stamps))
+                if not self._sampler.keep(pts):
+                    continue
+                sampled += 1
+                yield Frame(self._camera_id, seq, pts, self.origin + pts, convert(picture))
+                seq += 1
+
         first_problem = ""
         with self._lock:
             if self._closing.is_set():
@@ -219,22 +227,15 @@ class FileSource:
                     continue
                 for picture in pictures:
                     decoded += 1
-                    t = clock.seconds(picture)
-                    if t is None or (first is not None and t < last + _MOVES_ON):
-                        # No stamp, or one that does not move on (a broken file): one frame on.
-                        t = last + step
-                    if first is None:
-                        first = t
-                    last = t
-                    pts = t - first
-                    if not self._sampler.keep(pts):
-                        continue
-                    sampled += 1
-                    yield Frame(self._camera_id, seq, pts, self.origin + pts, convert(picture))
-                    seq += 1
+                    held.append((picture, clock.note(picture)))
+                if packet is not None and decoded < HOLD_PICTURES:
+                    continue  # the file's start: read ahead until its stamps can be judged
+                yield from release()
                 self._stats = SourceStats(decoded=decoded, sampled=sampled, bad_packets=bad)
                 if packet is None:
                     break
+            if not self._closing.is_set():
+                yield from release()  # a file shorter than the read-ahead
         finally:
             self._stats = SourceStats(decoded=decoded, sampled=sampled, bad_packets=bad)
             with self._lock:

@@ -14,8 +14,16 @@ unless it has failed more often than the DTS. :class:`PictureClock` does the sam
 DTS is the decode stamp of the packet that released it, so it increases with presentation order
 even in such a file. Each series is counted from the first picture's own value of it, so the
 switch from one to the other does not shift the clock: after the switch the times are exact.
-Only the pictures before the first fault can be wrong (the second picture of the AVI above,
-0.2 s early), which no decoder can tell without reading ahead.
+Read one by one, the pictures before the first fault can be wrong (the second picture of the
+AVI above would be read at 0.3 s, not 0.1 s), so a file is read :data:`HOLD_PICTURES` pictures
+ahead at its start (:meth:`PictureClock.note`, then :meth:`PictureClock.time_of`): by then the
+fault has shown, and every picture of the AVI above gets its exact time. A live stream is not
+held back (latency); it only ever sees such a file from a test or a demo.
+
+:class:`SteadyTimes` makes a file's times always increase: a picture with no usable stamp goes
+one native frame after the previous one, one still out of order a millisecond after it, and a
+file whose stamps jump far back (concatenated recordings) goes on one frame after the previous
+picture with its own spacing.
 
 A well-formed stream (MP4, MKV, RTSP) never trips the count: its PTS increase, and a camera that
 restarts its clock sends PTS and DTS back together, a tie that keeps the PTS (and the caller's
@@ -25,9 +33,9 @@ handling of a restarted clock) as before.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-__all__ = ["PictureClock", "Stamped"]
+__all__ = ["HOLD_PICTURES", "PictureClock", "Stamped", "Stamps", "SteadyTimes"]
 
 
 class Stamped(Protocol):
@@ -41,6 +49,14 @@ class Stamped(Protocol):
 
     @property
     def time_base(self) -> Fraction | None: ...
+
+
+class Stamps(NamedTuple):
+    """A decoded picture's stamps, as the clock noted them."""
+
+    pts: int | None
+    dts: int | None
+    time_base: Fraction | None
 
 
 class PictureClock:
@@ -64,7 +80,15 @@ class PictureClock:
         Args:
             picture: The next decoded picture of the stream, in the order the decoder gave it.
         """
-        pts, dts, base = picture.pts, picture.dts, picture.time_base
+        return self.time_of(self.note(picture))
+
+    def note(self, picture: Stamped) -> Stamps:
+        """Count the picture's stamps into the clock's judgement; its stamps for :meth:`time_of`.
+
+        Args:
+            picture: The next decoded picture of the stream, in the order the decoder gave it.
+        """
+        pts, dts = picture.pts, picture.dts
         if dts is not None:
             if self._last_dts is not None and dts <= self._last_dts:
                 self._faulty_dts += 1
@@ -77,6 +101,12 @@ class PictureClock:
             self._last_pts = pts
             if self._first_pts is None:
                 self._first_pts = pts
+        return Stamps(pts, dts, picture.time_base)
+
+    def time_of(self, stamps: Stamps) -> float | None:
+        """A noted picture's time by the clock's judgement *now* (pictures noted ahead of it
+        may have shown the PTS to be wrong); ``None`` without a usable stamp."""
+        pts, dts, base = stamps
         if base is None:
             return None
         trust_pts = self._faulty_pts <= self._faulty_dts or self._first_dts is None
@@ -87,3 +117,53 @@ class PictureClock:
         # No stamp, or only a PTS of a series already caught stepping back (the pictures a
         # decoder flushes at the end carry no DTS): the caller puts it one frame on.
         return None
+
+
+HOLD_PICTURES = 8
+"""Pictures a file is read ahead at its start before their times are given: more than the
+reorder of any common encoder's B-frames (x264's default pyramid reorders 4), where a container's
+decode-order PTS show their first step back; 8 decoded 1080p pictures are about 25 MB."""
+
+_MOVES_ON = 1e-3
+"""Seconds a picture must come after the previous one to keep its own time (a millisecond: the
+evidence clips' resolution, and far below any camera's frame interval)."""
+
+_REORDER_FRAMES = 16
+"""H.264's largest reorder depth: a step back within this many frames is a picture read out of
+order, not a new segment."""
+
+
+class SteadyTimes:
+    """A file's picture times, from :meth:`PictureClock.seconds`, made to always increase.
+
+    Args:
+        step: One native frame interval in seconds (a guess where the file gives no rate).
+    """
+
+    def __init__(self, step: float) -> None:
+        self._step = step
+        self._far = max(1.0, _REORDER_FRAMES * step)
+        self._shift = 0.0
+        self._last: float | None = None
+
+    def next(self, seconds: float | None) -> float:
+        """The next picture's time in seconds from the first picture (which is at 0.0).
+
+        Args:
+            seconds: Its clock time, ``None`` where it has no usable stamp.
+        """
+        last = self._last
+        if last is None:
+            now = 0.0
+            self._shift = -seconds if seconds is not None else 0.0
+        elif seconds is None:
+            now = last + self._step  # no stamp: one frame on
+        else:
+            now = seconds + self._shift
+            if now < last - self._far:  # a new segment: one frame on, with its own spacing
+                self._shift += last + self._step - now
+                now = last + self._step
+            elif now < last + _MOVES_ON:  # read out of order: just after the previous one
+                now = last + _MOVES_ON
+        self._last = now
+        return now

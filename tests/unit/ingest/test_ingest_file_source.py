@@ -14,6 +14,7 @@ from ingest_media import remux
 from assets import asset
 from safewatch.errors import SourceError
 from safewatch.ingest import FileSource, SourceState, StateChange
+from safewatch.ingest.video_writer import Mp4Writer
 
 CLIP = "video/construction_cctv_640x352_24s.mp4"
 
@@ -61,19 +62,27 @@ def test_rate_above_native_keeps_every_frame(clip: Path) -> None:
 def test_avi_with_b_frames_keeps_presentation_time() -> None:
     # PETS09's AVI stamps packets in decode order, so with B-frames picture.time steps back 374
     # times in 795 pictures; read as it is, the sampler restarted at every step back (a 5 fps
-    # camera kept 787 pictures) and time ran backwards. PictureClock reads the DTS instead.
+    # camera kept 787 pictures) and time ran backwards. The file is read a few pictures ahead,
+    # by when the PTS have shown their fault, so every picture gets its exact time.
     avi = asset("video/pets09_s2l1_480x360.avi")
     every = FileSource("road", avi, fps=30)
     pts = np.array([f.pts for f in every.frames()])
     assert every.stats.decoded == every.stats.sampled == 795
-    steps = np.diff(pts)
-    assert np.all(steps > 0)
-    # Only the second picture comes before the first failed PTS, so only its step is wrong.
-    assert np.count_nonzero(np.abs(steps - 0.1) > 1e-6) == 1
+    assert pts == pytest.approx(0.1 * np.arange(795))
     sampled = FileSource("road", avi, fps=5)
     pts = np.array([f.pts for f in sampled.frames()])
-    assert abs(sampled.stats.sampled - 795 / 2) <= 2  # every second picture of a 10 fps file
-    assert np.diff(pts)[2:] == pytest.approx(0.2)  # past the second picture's early time
+    assert sampled.stats.sampled == 398  # every second picture of a 10 fps file
+    assert pts == pytest.approx(0.2 * np.arange(398))
+
+
+def test_a_file_shorter_than_the_read_ahead_gives_every_frame(tmp_path: Path) -> None:
+    short = tmp_path / "short.mp4"
+    with Mp4Writer(short, 10, 64, 48) as writer:
+        for k in range(5):
+            writer.write(np.full((48, 64, 3), 40 * k, np.uint8), k / 10)
+    frames = list(FileSource("short", short, fps=30).frames())
+    assert [f.pts for f in frames] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert [round(float(f.image.mean()) / 40) for f in frames] == [0, 1, 2, 3, 4]
 
 
 def test_two_runs_are_identical(clip: Path) -> None:

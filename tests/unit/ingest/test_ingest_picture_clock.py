@@ -1,4 +1,5 @@
-"""PictureClock: the PTS of a well-formed stream, the DTS once a container's PTS step back."""
+"""PictureClock: the PTS of a well-formed stream, the DTS once a container's PTS step back;
+SteadyTimes: a file's times always increase."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from safewatch.ingest.picture_clock import PictureClock
+from safewatch.ingest.picture_clock import PictureClock, SteadyTimes
 
 TENTH = Fraction(1, 10)
 
@@ -40,6 +41,15 @@ def test_avi_decode_order_pts_switch_to_the_dts() -> None:
     assert got[2:] == pytest.approx([0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
 
 
+def test_read_ahead_times_every_avi_picture_exactly() -> None:
+    # Noted first, timed after: the PTS's first step back (third picture) has shown by then.
+    stamps = [(1, 2), (4, 3), (3, 4), (5, 5), (2, 6), (8, 7), (7, 8), (9, 9)]
+    clock = PictureClock()
+    noted = [clock.note(Picture(pts, dts)) for pts, dts in stamps]
+    got = [clock.time_of(n) for n in noted]
+    assert got == pytest.approx([0.1 * k for k in range(8)])
+
+
 def test_a_restarted_camera_clock_keeps_the_pts_that_show_it() -> None:
     # PTS and DTS jump back together: a tie, so the PTS stay in use and the caller sees the
     # step back it re-anchors on.
@@ -59,3 +69,27 @@ def test_missing_stamps() -> None:
     assert avi.seconds(Picture(9, None)) is None
     only_dts = PictureClock()
     assert [only_dts.seconds(Picture(None, d)) for d in (7, 8, 9)] == pytest.approx([0, 0.1, 0.2])
+
+
+def test_steady_times_start_at_zero_and_keep_exact_stamps() -> None:
+    steady = SteadyTimes(0.1)
+    assert [steady.next(t) for t in (5.0, 5.1, 5.25, 5.3)] == pytest.approx([0, 0.1, 0.25, 0.3])
+
+
+def test_steady_times_put_a_picture_without_stamp_one_frame_on() -> None:
+    steady = SteadyTimes(0.1)
+    assert [steady.next(t) for t in (0.0, None, None, 0.3)] == pytest.approx([0, 0.1, 0.2, 0.3])
+
+
+def test_steady_times_put_a_picture_a_little_out_of_order_just_after() -> None:
+    steady = SteadyTimes(0.1)
+    got = [steady.next(t) for t in (0.0, 0.3, 0.2, 0.4)]
+    assert got == pytest.approx([0, 0.3, 0.301, 0.4])
+
+
+def test_steady_times_go_on_after_a_far_jump_back_with_the_segments_own_spacing() -> None:
+    # Two recordings concatenated: the second starts its stamps again at 0 (far more than 16
+    # frames back); its pictures follow the first's, spaced as they were (0.1 then 0.5 s).
+    steady = SteadyTimes(0.1)
+    got = [steady.next(t) for t in (0.0, 0.1, 0.2, 12.0, 12.1, 0.0, 0.1, 0.6)]
+    assert got == pytest.approx([0, 0.1, 0.2, 12.0, 12.1, 12.2, 12.3, 12.8])
