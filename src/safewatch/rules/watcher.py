@@ -153,15 +153,16 @@ class RuleWatcher:
                 rules = load_rules(self.path, self._site, environ=self._environ)
             except SafewatchError as exc:
                 errors = _errors_of(exc)
-                status = self.holder.reject(errors)
+                # Counted and logged before the status says so: whoever sees the refusal in the
+                # status (readyz, a test) then also finds it in the log and the metrics.
                 RELOADS.labels(result="error").inc()
                 RELOAD_FAILING.set(1)
                 log.error(
                     "rule reload refused, generation %d keeps running:\n  %s",
-                    status.generation,
+                    self.holder.status.generation,
                     "\n  ".join(errors),
                 )
-                return status
+                return self.holder.reject(errors)
             before = self.holder.current().number
             flagged = set(self.holder.status.dropped)
             unwatched = () if self._site is None else unwatched_cameras(rules, self._site)
