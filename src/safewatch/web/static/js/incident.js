@@ -35,16 +35,26 @@ function render(detail) {
     el("time", {}, fmtTime(event.at)), " ", el("span", {}, event.summary))));
 }
 
+// Only the answer to the newest request is shown: on a slow server the page's first load could
+// answer after a review action's own answer and put the old status back.
+let newest = 0;
+
 async function load() {
+  const mine = ++newest;
   const detail = await attempt(() => api(`/api/v1/incidents/${id}`));
-  if (detail) render(detail);
+  if (detail && mine === newest) render(detail);
 }
 
 async function transition(status) {
+  const mine = ++newest;
   const note = document.getElementById("note").value.trim() || null;
   const detail = await attempt(() => api(`/api/v1/incidents/${id}/transition`, { method: "POST", body: { status, note } }),
     `Incident ${STATUS_LABEL[status]}`);
-  if (detail) { document.getElementById("note").value = ""; render(detail); }
+  if (detail) {
+    document.getElementById("note").value = "";
+    if (mine === newest) render(detail);
+    else load();  // a newer load went out meanwhile and may predate this change: read it again
+  }
 }
 
 actions.addEventListener("click", (event) => {
