@@ -45,8 +45,9 @@ Clock: frames carry the times the product's file source gives them, as in ``safe
 the tracker's clock and the rule's ``min_duration`` run on them. Since commit a50c372
 (:mod:`safewatch.ingest.picture_clock`) they are right for AVI files too: before, PETS09's AVI
 (H.264 with B-frames, packets stamped in decode order) gave times that stepped back 44 times in
-these 100 frames (374 in 795), which this bench found; now they rise in exact 0.1 s steps except
-the first (0.3 s). Each clip's result still counts the steps back (``clock_backsteps``).
+these 100 frames (374 in 795), which this bench found; now (the file is also read 8 pictures
+ahead at its start) every frame has its exact time, in 0.1 s steps. Each clip's result still
+counts the steps back (``clock_backsteps``).
 
 Run: ``python -m bench.ppe_clips [--clip pets09|construction] [--frames N]
 [--tracker KEY=VALUE ... --name X]``; JSON goes to ``bench/results/ppe_clips.json`` (with the
