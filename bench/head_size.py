@@ -74,7 +74,7 @@ def rates(truths: Sequence[str], calls: Sequence[str | None]) -> dict[str, Any]:
     """Precision / recall of ``hat`` and ``bare`` calls and the no-verdict share.
 
     ``truths``: ``hat`` / ``bare`` per head; ``calls``: ``hat`` / ``bare`` / ``None`` (no
-    verdict). A precision with no call is ``None``."""
+    verdict). A precision with no call, or a recall with no such head, is ``None``."""
     t = np.asarray(truths, object)
     c = np.asarray(calls, object)
     out: dict[str, Any] = {"heads": len(t)}
@@ -82,7 +82,8 @@ def rates(truths: Sequence[str], calls: Sequence[str | None]) -> dict[str, Any]:
         called = c == name
         right = called & (t == name)
         out[f"{name}_precision"] = round(right.sum() / called.sum(), 3) if called.any() else None
-        out[f"{name}_recall"] = round(right.sum() / (t == name).sum(), 3) if len(t) else None
+        truth = t == name
+        out[f"{name}_recall"] = round(right.sum() / truth.sum(), 3) if truth.any() else None
         out[f"{name}_calls"] = int(called.sum())
         out[f"{name}_wrong"] = int(called.sum() - right.sum())
     # Precision depends on the mix (73 % hats here, none on PETS09); the share of bare heads
