@@ -56,7 +56,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def _rules_page(site: dict[str, Any], user: str) -> Any:
-    page = new_tab(site["browser"], 15_000)
+    # 30 s like the other e2e pages: with five CI runs side by side (load 8-14) the admin's
+    # log-in, rules page and drafting setup took over 15 s once.
+    page = new_tab(site["browser"], 30_000)
     log_in(page, f"{site['base']}/rules", user, PASSWORD, "**/rules")
     return page
 
