@@ -88,11 +88,11 @@ from safewatch.config.site import TrackerConfig
 from safewatch.detect import Detector
 from safewatch.detect.nms import box_iou
 from safewatch.domain import Detections, Frame, Incident, PPEState, RuleEvent, TrackedFrame
+from safewatch.footage.audit import audit_pipeline
 from safewatch.incidents import EvidenceStore, IncidentChange, IncidentManager
 from safewatch.ingest import open_source
-from safewatch.pipeline.run import Pipeline
-from safewatch.pipeline.stages import build_file_run_detectors, build_tracker
-from safewatch.rules import RuleEngine, calibrations_from_site, load_rules
+from safewatch.pipeline.stages import build_file_run_detectors
+from safewatch.rules import load_rules
 from safewatch.storage import IncidentRepository, create_engine_for
 
 __all__ = [
@@ -445,14 +445,8 @@ def run_clip(site: LoadedSite, video: Path, fps: float, frames: int | None) -> R
             )
             source = open_source(camera_id, camera, base_dir=Path("."), origin=0.0)
             first = _FirstFrames(source.frames(), frames)
-            pipeline = Pipeline(
-                camera_id,
-                first,
-                detectors,
-                build_tracker(site, camera_id, camera),
-                RuleEngine(rules, site.config.site.timezone, calibrations_from_site(site.config)),
-                manager,
-                observers=[record],
+            pipeline = audit_pipeline(
+                site, camera_id, camera, first, detectors, rules, manager, observers=[record]
             )
             cpu = time.process_time()
             try:

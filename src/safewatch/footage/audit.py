@@ -32,7 +32,7 @@ from safewatch.incidents import (
 )
 from safewatch.ingest import FileSource, open_source
 from safewatch.ingest.video_writer import Mp4Writer
-from safewatch.pipeline.run import FrameListener, Pipeline, PipelineStats
+from safewatch.pipeline.run import FrameListener, FrameSource, Pipeline, PipelineStats
 from safewatch.pipeline.stages import build_file_run_detectors, build_tracker, pick_camera
 from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
 from safewatch.storage import IncidentRepository, create_engine_for
@@ -186,6 +186,35 @@ def run_audit(
     return report
 
 
+def audit_pipeline(
+    site: LoadedSite,
+    camera_id: str,
+    camera: CameraConfig,
+    source: FrameSource,
+    detectors: Sequence[Detector],
+    rules: RuleSet,
+    manager: IncidentManager,
+    *,
+    batch_size: int = 4,
+    observers: Sequence[FrameListener] = (),
+) -> Pipeline:
+    """The stages ``audit`` runs over one video: the camera's tracker and the site's rules.
+
+    Public so a benchmark that must judge what ``audit`` raises (``bench/ppe_clips``) builds
+    exactly these stages rather than a copy of them.
+    """
+    return Pipeline(
+        camera_id,
+        source,
+        detectors,
+        build_tracker(site, camera_id, camera),
+        RuleEngine(rules, site.config.site.timezone, calibrations_from_site(site.config)),
+        manager,
+        batch_size=batch_size,
+        observers=observers,
+    )
+
+
 def _audit_one(
     video: Path,
     camera_id: str,
@@ -254,12 +283,13 @@ def _audit_one(
             progress.advance(task)
 
         observers.append(advance)
-    pipeline = Pipeline(
+    pipeline = audit_pipeline(
+        site,
         camera_id,
+        camera,
         source,
         detectors,
-        build_tracker(site, camera_id, camera),
-        RuleEngine(rules, site.config.site.timezone, calibrations_from_site(site.config)),
+        rules,
         manager,
         batch_size=options.batch_size,
         observers=observers,

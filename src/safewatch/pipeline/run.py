@@ -27,12 +27,12 @@ from safewatch.incidents.manager import IncidentChange
 from safewatch.pipeline.prefetch import Prefetcher
 from safewatch.pipeline.step import CameraStep, Engine, FrameListener, Incidents, Tracker
 
-__all__ = ["FrameListener", "Pipeline", "PipelineStats"]
+__all__ = ["FrameListener", "FrameSource", "Pipeline", "PipelineStats"]
 
 log = logging.getLogger(__name__)
 
 
-class _Source(Protocol):
+class FrameSource(Protocol):
     """What the run needs of a :class:`~safewatch.ingest.Source`: its frames, nothing else."""
 
     def frames(self) -> Iterator[Frame]: ...
@@ -102,7 +102,7 @@ class Pipeline:
     def __init__(
         self,
         camera_id: str,
-        source: _Source,
+        source: FrameSource,
         detector: Detector | Sequence[Detector],
         tracker: Tracker,
         engine: Engine,
