@@ -28,7 +28,11 @@ whose source changes is reopened (its viewers get a new init), one removed or di
 Each chunk carries the wall-clock time of its frame, computed as the recorder and the decode
 worker do (the first packet of a connection stamped with the clock, later ones by presentation
 time from there), so the browser can match a video frame to the analysis metadata of the same
-moment and measure how old the frame it shows is.
+moment and measure how old the frame it shows is. A blurred feed times its decoded pictures with
+:class:`~safewatch.ingest.picture_clock.PictureClock`, like the analysis: a file whose container
+stamps pictures in decode order (AVI with B-frames) would otherwise step back at every B-frame,
+and each step back was a picture not shown. The raw feed copies the camera's stamps as they are:
+from such a file, the browser plays the pictures in decode order.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from safewatch.config.site import CameraConfig, PrivacyConfig, PrivacyMode
 from safewatch.incidents.privacy import Box, anonymise, head_regions
 from safewatch.ingest.av_options import build_open_spec, source_kind
 from safewatch.ingest.factory import file_source_path
+from safewatch.ingest.picture_clock import PictureClock
 
 __all__ = [
     "Chunk",
@@ -508,6 +513,8 @@ class _Feed:
         out: Any = None
         offset = 0
         last = -1
+        clock = PictureClock()  # the decoded pictures' times, even from decode-order stamps
+        origin: float | None = None  # the first picture's time after the first packet's
         settings = self._owner.settings
         try:
             if self.mode == "raw":
@@ -544,9 +551,14 @@ class _Feed:
                 # every packet is decoded (a keyframe without timestamps still feeds the frames
                 # after it); frames without a time, or before the first, are not shown
                 for frame in packet.decode():
-                    if frame.pts is None or first is None:
+                    seconds = clock.seconds(frame)
+                    if seconds is None or first is None:
                         continue
-                    at = round(float((frame.pts - first) * base) / _ENCODER_BASE)
+                    if origin is None:
+                        if frame.pts is None:
+                            continue
+                        origin = float((frame.pts - first) * base) - seconds
+                    at = round((origin + seconds) / _ENCODER_BASE)
                     if at <= last:
                         continue
                     last = at
