@@ -217,6 +217,7 @@ class InferenceWorker:
 
     def _run(self, lane: int) -> None:
         detector_for, beside = self._lanes[lane]
+        lane_name = "overlap" if beside else "first"
         hold = len(self._lanes) > 1  # a camera's next frame must not overtake it on the other lane
         while not self._stop.is_set():
             self._beats[lane] = time.monotonic()
@@ -240,7 +241,7 @@ class InferenceWorker:
                     return
                 continue
             try:
-                self.process(batch, detector_for)
+                self.process(batch, detector_for, lane_name)
             except Exception:
                 self._metrics.errors.labels(stage="inference").inc()
                 log.exception("inference failed on a batch of %d frame(s); skipped", len(batch))
@@ -260,13 +261,19 @@ class InferenceWorker:
             log.exception("releasing the shared-memory rings of stopped cameras failed")
 
     def process(
-        self, batch: Sequence[Pending], detector_for: Callable[[str], Detector] | None = None
+        self,
+        batch: Sequence[Pending],
+        detector_for: Callable[[str], Detector] | None = None,
+        lane: str = "first",
     ) -> list[Analysed]:
         """Analyse one batch (a lane's round; public for tests and benchmarks).
 
         Args:
             batch: Frames taken from the mailbox.
             detector_for: The lane's detectors; the first lane's by default.
+            lane: The lane's name in the inference latency histogram (``first``, ``overlap``):
+                the overlap lane's sessions have a share of the cores, so its runs are slower,
+                and mixed into one series they would read as the first lane slowing down.
         """
         picked_at = time.time()
         picked_mono = time.monotonic()
@@ -289,7 +296,7 @@ class InferenceWorker:
                     tracing.record(
                         "frame.wait", job.pending.frame.published_at, picked_at, attributes
                     )
-            detected = self._detect(inferring, detector_for or self._detector_for)
+            detected = self._detect(inferring, detector_for or self._detector_for, lane)
             found = dict(zip(map(id, inferring), detected, strict=True))
         done_at = time.time()
         analysed: list[Analysed] = []
@@ -348,14 +355,15 @@ class InferenceWorker:
         return _Job(pending, frame, plan, infer)
 
     def _detect(
-        self, jobs: Sequence[_Job], detector_for: Callable[[str], Detector]
+        self, jobs: Sequence[_Job], detector_for: Callable[[str], Detector], lane: str
     ) -> list[Detections]:
         """Every job's detections: each model once over every frame and tile that needs it."""
         if not jobs:
             return []
         self._metrics.batch_size.observe(len(jobs))
         requests = [DetectionRequest(job.frame, job.plan.models, job.plan.tiling) for job in jobs]
-        return detect_requests(requests, detector_for, on_model=self._timed)
 
-    def _timed(self, model: str, _inputs: int, seconds: float) -> None:
-        self._metrics.inference_latency.labels(model=model).observe(seconds)
+        def timed(model: str, _inputs: int, seconds: float) -> None:
+            self._metrics.inference_latency.labels(model=model, lane=lane).observe(seconds)
+
+        return detect_requests(requests, detector_for, on_model=timed)

@@ -93,8 +93,8 @@ class RuntimeMetrics:
         self.registry = CollectorRegistry()
         self.inference_latency = Histogram(
             "safewatch_inference_latency_seconds",
-            "Wall time of one detector run over a batch, by model.",
-            ["model"],
+            "Wall time of one detector run over a batch, by model and inference lane.",
+            ["model", "lane"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )

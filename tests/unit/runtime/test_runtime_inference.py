@@ -260,6 +260,14 @@ def test_a_frame_arriving_during_another_cameras_inference_is_inferred_beside_it
     finally:
         first.gate.set()
         h.worker.stop(timeout=10.0)
+    # each lane's runs in its own latency series (the overlap lane's sessions are slower)
+    runs = {
+        lane: h.metrics.registry.get_sample_value(
+            "safewatch_inference_latency_seconds_count", {"model": "coco", "lane": lane}
+        )
+        for lane in ("first", "overlap")
+    }
+    assert runs == {"first": 1.0, "overlap": 1.0}
 
 
 def test_a_lone_frame_goes_to_the_first_session() -> None:
