@@ -138,7 +138,6 @@ class RuntimeService:
         self._detectors = DetectorPool({}, detector_factory)
         self._overlap_detectors = DetectorPool({}, detector_factory)  # site_specs.overlap_models
         self._overlap_lane = False  # runtime.inference.overlap as it was at start
-        self._overlap_ready = False  # whether the lane takes frames for the site in force
         self.runtime_metrics = RuntimeMetrics()
         # -- dashboard (safewatch.api): live frames and incident changes for the browser ----
         self.live = LiveHub()
@@ -287,7 +286,7 @@ class RuntimeService:
                 config.runtime.motion,
                 self.runtime_metrics,
                 overlap=self._overlap_detector if self._overlap_lane else None,
-                overlap_ready=lambda: self._overlap_ready,
+                overlap_ready=lambda: len(self._overlap_detectors) > 0,
             )
             self.status.parts = RuntimeParts(
                 self._supervisor, self._inference, self._rules, holder, storage
@@ -331,20 +330,15 @@ class RuntimeService:
 
         They only speed things up, so one that cannot be built (memory, say) leaves the lane
         without sessions, and idle, instead of refusing the start or a reload whose first-lane
-        models were already swapped in: the reload stays all or nothing. The lane takes frames
-        while the site in force allows it (:func:`~safewatch.runtime.site_specs.overlap_models`
-        is not ``None``), on its second sessions or, for a model one camera uses, the first's.
+        models were already swapped in: the reload stays all or nothing.
         """
         if not self._overlap_lane:
             return  # no lane to serve (overlap was off at start; runtime needs a restart)
         try:
-            found = overlap_models(site)
-            self._overlap_detectors.update(found or {})
+            self._overlap_detectors.update(overlap_models(site))
         except ModelError as error:
-            found = None
             self._overlap_detectors.update({})
             log.warning("no second inference sessions, the overlap lane idles: %s", error)
-        self._overlap_ready = found is not None
 
     def _abort(self) -> None:
         for stop in (

@@ -64,27 +64,22 @@ def models_to_load(site: LoadedSite) -> dict[str, tuple[ModelConfig, Path]]:
     return resolved_models(site, sorted(_model_users(site.config)))
 
 
-def overlap_models(site: LoadedSite) -> dict[str, tuple[ModelConfig, Path]] | None:
-    """The second sessions of the inference worker's overlap lane (``runtime.inference.overlap``),
-    or ``None`` where the lane should take no frame.
+def overlap_models(site: LoadedSite) -> dict[str, tuple[ModelConfig, Path]]:
+    """The second sessions of the inference worker's overlap lane (``runtime.inference.overlap``).
 
-    ``None`` when overlap is off, when fewer than two cameras are enabled (no frame can arrive
-    beside another camera's), or when the models cannot be split (a model with explicit
-    ``threads`` or a GPU provider: the lane would only take turns on the first lane's sessions
-    and split its batches). Otherwise the models that two or more enabled cameras use, each with
-    half the cores' threads (audit's split,
-    :func:`~safewatch.pipeline.stages.side_by_side_models`). A model only one camera uses gets no
-    second session: that camera's frames are never in both lanes at once (the mailbox holds a
-    camera while its frame is in flight), so the overlap lane runs it on the first lane's
-    session, which is then free, and a second one would be memory that buys nothing. Two cameras
-    with models of their own get an empty dict: the lane runs, on the first lane's sessions.
+    The models that two or more enabled cameras use, each with half the cores' threads
+    (audit's split, :func:`~safewatch.pipeline.stages.side_by_side_models`); none when overlap
+    is off or when the models cannot be split. A model only one camera uses gets no second
+    session: that camera's frames are never in both lanes at once (the mailbox holds a camera
+    while its frame is in flight), so the overlap lane runs it on the first lane's session,
+    which is then always free, and a second one would be memory that buys nothing. With fewer
+    than two cameras there is no frame to overlap with at all.
     """
     config = site.config
-    enabled = sum(camera.enabled for camera in config.cameras.values())
-    if not config.runtime.inference.overlap or enabled < 2:
-        return None
-    split = side_by_side_models(models_to_load(site))
-    if split is None:
-        return None
+    if not config.runtime.inference.overlap:
+        return {}
     users = _model_users(config)
-    return {model: found for model, found in split.items() if users[model] >= 2}
+    shared = sorted(model for model, cameras in users.items() if cameras >= 2)
+    if not shared:
+        return {}
+    return side_by_side_models(resolved_models(site, shared)) or {}
