@@ -318,8 +318,7 @@ class RuntimeService:
 
     def _overlap_detector(self, model: str) -> Detector:
         """The overlap lane's detector of ``model``: its second session, or the first lane's
-        when the site has none (a model one camera uses: never busy on the other lane then;
-        or models not split: the lanes take turns on it)."""
+        (shared, taking turns) when the site has none (one camera, or models not split)."""
         try:
             return self._overlap_detectors.get(model)
         except ModelError:  # not split, or dropped by a reload between the round's checks

@@ -5,7 +5,6 @@ its cameras use. Pure functions of the loaded site, so a reload compares them ol
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
 
 from safewatch.config.loader import LoadedSite
@@ -47,11 +46,10 @@ def worker_specs(
     }
 
 
-def _model_users(config: SiteConfig) -> Counter[str]:
-    """How many enabled cameras use each model (models no enabled camera uses are absent)."""
-    return Counter(
+def _models_in_use(config: SiteConfig) -> set[str]:
+    return {
         model for camera in config.cameras.values() if camera.enabled for model in camera.models
-    )
+    }
 
 
 def camera_switches(config: SiteConfig) -> dict[str, bool]:
@@ -61,25 +59,19 @@ def camera_switches(config: SiteConfig) -> dict[str, bool]:
 
 def models_to_load(site: LoadedSite) -> dict[str, tuple[ModelConfig, Path]]:
     """The models the site's enabled cameras use, with their resolved files."""
-    return resolved_models(site, sorted(_model_users(site.config)))
+    return resolved_models(site, sorted(_models_in_use(site.config)))
 
 
 def overlap_models(site: LoadedSite) -> dict[str, tuple[ModelConfig, Path]]:
     """The second sessions of the inference worker's overlap lane (``runtime.inference.overlap``).
 
-    The models that two or more enabled cameras use, each with half the cores' threads
-    (audit's split, :func:`~safewatch.pipeline.stages.side_by_side_models`); none when overlap
-    is off or when the models cannot be split. A model only one camera uses gets no second
-    session: that camera's frames are never in both lanes at once (the mailbox holds a camera
-    while its frame is in flight), so the overlap lane runs it on the first lane's session,
-    which is then always free, and a second one would be memory that buys nothing. With fewer
-    than two cameras there is no frame to overlap with at all.
+    The models in use, each with half the cores' threads (audit's split,
+    :func:`~safewatch.pipeline.stages.side_by_side_models`); none when overlap is off, when
+    fewer than two cameras are enabled (no frame can arrive beside another camera's, so the
+    memory of a second session would buy nothing), or when the models cannot be split.
     """
     config = site.config
-    if not config.runtime.inference.overlap:
+    enabled = sum(camera.enabled for camera in config.cameras.values())
+    if not config.runtime.inference.overlap or enabled < 2:
         return {}
-    users = _model_users(config)
-    shared = sorted(model for model, cameras in users.items() if cameras >= 2)
-    if not shared:
-        return {}
-    return side_by_side_models(resolved_models(site, shared)) or {}
+    return side_by_side_models(models_to_load(site)) or {}

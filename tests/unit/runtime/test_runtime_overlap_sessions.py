@@ -70,22 +70,6 @@ def test_no_second_session(
 
 
 @needs_two_cores
-def test_a_model_only_one_camera_uses_gets_no_second_session(tmp_path: Path) -> None:
-    """Its camera's frames are never in both lanes at once, so the overlap lane runs it on the
-    first lane's session: a second one would only cost memory."""
-    config = yaml.safe_load(site(tmp_path).path.read_text())
-    config["models"]["ppe"] = dict(config["models"]["coco"])
-    config["cameras"]["cam0"]["models"] = ["coco", "ppe"]
-    (tmp_path / "site.yaml").write_text(yaml.safe_dump(config))
-    loaded = load_site(tmp_path / "site.yaml")
-    assert set(models_to_load(loaded)) == {"coco", "ppe"}
-    assert set(overlap_models(loaded)) == {"coco"}
-    config["cameras"]["cam1"]["models"] = ["coco", "ppe"]  # now both are shared
-    (tmp_path / "site.yaml").write_text(yaml.safe_dump(config))
-    assert set(overlap_models(load_site(tmp_path / "site.yaml"))) == {"coco", "ppe"}
-
-
-@needs_two_cores
 def test_the_second_session_finds_what_the_first_finds(tmp_path: Path) -> None:
     loaded = site(tmp_path)
     first = DetectorPool(models_to_load(loaded)).get("coco")
