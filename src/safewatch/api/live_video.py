@@ -551,12 +551,10 @@ class _Feed:
                 # every packet is decoded (a keyframe without timestamps still feeds the frames
                 # after it); frames without a time, or before the first, are not shown
                 for frame in packet.decode():
-                    seconds = clock.seconds(frame)
-                    if seconds is None or first is None:
+                    seconds = clock.seconds(frame)  # every picture counts into its judgement
+                    if seconds is None or frame.pts is None or first is None:
                         continue
                     if origin is None:
-                        if frame.pts is None:
-                            continue
                         origin = float((frame.pts - first) * base) - seconds
                     at = round((origin + seconds) / _ENCODER_BASE)
                     if at <= last:

@@ -161,9 +161,10 @@ def test_a_blurred_feed_shows_every_picture_of_a_decode_order_stamped_file(
 ) -> None:
     """PETS09's AVI stamps its pictures in decode order (they step back at every B-frame): the
     feed times them as the analysis does, so each of the 10 fps file's pictures is shown, 0.1 s
-    after the one before, but one: a live feed is not read ahead (latency), so the second picture
-    is timed before the first step back has shown (0.3 s), and the third (0.2 s) is skipped.
-    Read by their raw stamps, about 45 % were skipped as "older"."""
+    after the one before, but for the start: a live feed is not read ahead (latency), so the
+    second picture is timed before the first step back has shown (0.3 s), and the third and
+    fourth (0.2 s, 0.3 s) are skipped as not after it. Read by their raw stamps, about 45 % of
+    all pictures were skipped as "older"."""
     loaded = load_site(write_site(tmp_path, source=str(asset("video/pets09_s2l1_480x360.avi"))))
     # no lag limit: on a busy machine this test is about the pictures' times, not about dropping
     settings = VideoSettings(max_lag=3600.0, skip_lag=3600.0)
