@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -182,6 +183,34 @@ def test_evidence_streams_with_ranges_and_views_are_audited(
         ("operator", "still"),
     ]
     assert client.get(f"/api/v1/incidents/{incident(3).id}/still").status_code == 404
+
+
+def test_a_still_replaced_while_it_is_requested_comes_whole(
+    site: tuple[Dashboard, SiteStorage],
+    operator: tuple[TestClient, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A running incident's still is replaced when a clearer frame comes: one replaced between
+    the request's look-up and its read is served whole, at its own length."""
+    _, storage = site
+    client, _ = operator
+    found = write_still(storage, incident(2))
+    storage.repository.upsert(found)
+    assert found.snapshot is not None
+    clearer = storage.evidence.read_bytes(found.snapshot) + b"\0" * 5000
+    open_file = storage.evidence.open
+
+    def replaced_first(key: str) -> Any:
+        storage.evidence.write_bytes(
+            found.id, clearer, camera_id=found.camera_id, at=found.started_at, suffix=".jpg"
+        )
+        return open_file(key)
+
+    monkeypatch.setattr(storage.evidence, "open", replaced_first)
+    still = client.get(f"/api/v1/incidents/{found.id}/still")
+    assert still.status_code == 200
+    assert still.headers["content-length"] == str(len(clearer))
+    assert still.content == clearer
 
 
 def test_stats_group_in_the_site_time_zone(

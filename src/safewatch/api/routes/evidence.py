@@ -11,6 +11,7 @@ decrypting; it is also recorded in the audit log, and refused if that record can
 
 from __future__ import annotations
 
+import io
 import shutil
 from typing import Annotated
 
@@ -65,6 +66,12 @@ async def _serve(
             )
         )
     stream = await anyio.to_thread.run_sync(dashboard.storage.evidence.open, key)
+    if stream.seekable():
+        # The size of the file opened, not the one stat()ed: a running incident's still is
+        # replaced (atomically) when a clearer frame comes, and a replacement in between gave
+        # the browser the old file's Content-Length for the new file's bytes, a broken image.
+        size = stream.seek(0, io.SEEK_END)
+        stream.seek(0)
     return stream_range(
         stream,
         size,
