@@ -8,6 +8,7 @@ process (no cameras run: the panel needs none).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,6 +69,20 @@ def test_a_viewer_gets_no_panel(site: dict[str, Any]) -> None:
     page.wait_for_function("() => document.querySelector('#rule-table tbody tr')")
     page.wait_for_timeout(300)
     assert page.locator("#rules-side-panel").is_hidden()
+
+
+def test_the_panel_comes_when_its_script_arrives_after_the_rules(site: dict[str, Any]) -> None:
+    """The drafting script held back 3 s: the rules page is ready long before it runs, yet the
+    panel appears (before the fix, rules.js's ready event could come first and be missed)."""
+    page = new_tab(site["browser"], 30_000)
+
+    def late(route: Any) -> None:
+        time.sleep(3)
+        route.continue_()
+
+    page.route("**/static/js/rule_drafts.js", late)
+    log_in(page, f"{site['base']}/rules", "operator", PASSWORD, "**/rules")
+    page.locator("#rules-side-panel textarea[name=request]").wait_for()
 
 
 def test_chat_panel_drafts_shows_and_saves(site: dict[str, Any]) -> None:
