@@ -256,7 +256,13 @@ def test_optional_beep_for_high_severity_incidents(served: Served, page: Any) ->
 PAGES = {
     "live": ("/live", "() => +document.querySelector('article.tile')?.dataset.frames > 0"),
     "incidents": ("/incidents", "() => document.getElementById('incidents').dataset.loaded"),
-    "incident": (None, "() => document.querySelector('#timeline li')"),
+    # the still, where there is one, has loaded or failed (the screenshot was once taken
+    # before it had loaded; a failure is asserted below, by name)
+    "incident": (
+        None,
+        "() => document.querySelector('#timeline li') && (document.getElementById('still').hidden"
+        " || document.getElementById('still').complete)",
+    ),
     "analytics": ("/analytics", "() => document.getElementById('total').textContent.trim()"),
     "zones": ("/zones", "() => document.getElementById('still')?.naturalWidth > 0"),
     "rules": ("/rules", "() => document.getElementById('editor').value.includes('rules:')"),
@@ -289,6 +295,11 @@ def test_every_page_at_1440_and_390_px_is_usable_and_accessible(served: Served, 
             page.wait_for_function(ready, timeout=60_000)
             page.wait_for_function(SHELL_READY, timeout=60_000)
             page.wait_for_load_state("load")
+            if name == "incident":
+                assert page.evaluate(
+                    "() => { const s = document.getElementById('still');"
+                    " return s.hidden || s.naturalWidth > 0; }"
+                ), "the incident's evidence still failed to load"
             page.screenshot(path=str(ARTIFACTS / f"{name}-{width}x{height}.png"))
             facts = page.evaluate(
                 """() => ({
