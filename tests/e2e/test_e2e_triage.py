@@ -266,7 +266,8 @@ PAGES = {
     "analytics": ("/analytics", "() => document.getElementById('total').textContent.trim()"),
     "zones": ("/zones", "() => document.getElementById('still')?.naturalWidth > 0"),
     "rules": ("/rules", "() => document.getElementById('editor').value.includes('rules:')"),
-    "audit": ("/audit", "() => document.readyState === 'complete'"),
+    # a job's row, or the "No audit jobs yet" row
+    "audit": ("/audit", "() => document.querySelector('#jobs tbody tr')"),
     "reports": ("/reports", "() => document.readyState === 'complete'"),
     "settings": ("/settings", "() => document.querySelector('#summary dd')"),
 }

@@ -18,6 +18,10 @@ async function jobs() {
     el("td", { class: "num" }, String(j.incidents)), el("td", { title: j.message }, j.state,
       can("operator") && ["receiving", "queued", "running"].includes(j.state)
         ? el("button", { type: "button", class: "link", onclick: () => cancel(j) }, " cancel") : ""))));
+  if (!list.length) {
+    document.querySelector("#jobs tbody").append(el("tr", {}, el("td", { colspan: "8", class: "muted" },
+      "No audit jobs yet.")));
+  }
   clearTimeout(timer);
   if (list.some((j) => ["receiving", "queued", "running"].includes(j.state))) timer = setTimeout(jobs, 1000);
 }
