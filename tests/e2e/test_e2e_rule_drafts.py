@@ -72,12 +72,14 @@ def test_a_viewer_gets_no_panel(site: dict[str, Any]) -> None:
 
 
 def test_the_panel_comes_when_its_script_arrives_after_the_rules(site: dict[str, Any]) -> None:
-    """The drafting script held back 3 s: the rules page is ready long before it runs, yet the
-    panel appears (before the fix, rules.js's ready event could come first and be missed)."""
+    """The drafting script held back 5 s: the panel still appears. With rules.js before it in the
+    page (the old order), rules.js ran, asked the server and fired its ready event within those
+    5 s, before the drafting script listened, and the panel never came; now rules.js waits for
+    the drafting script, so the page's load is only held back."""
     page = new_tab(site["browser"], 30_000)
 
     def late(route: Any) -> None:
-        time.sleep(3)
+        time.sleep(5)
         route.continue_()
 
     page.route("**/static/js/rule_drafts.js", late)
