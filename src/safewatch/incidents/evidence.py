@@ -205,6 +205,16 @@ class EvidenceStore:
         """
         return self.backend.open(relative)
 
+    def open_sized(self, relative: str) -> tuple[BinaryIO, int]:
+        """:meth:`open`, with the size of the file opened (a still can be replaced between a
+        ``stat`` and an ``open``; see :meth:`safewatch.storage.blobs.BlobStore.open_sized`).
+
+        Raises:
+            NotFound: No such file.
+            StorageError: The store cannot be read or the key is invalid.
+        """
+        return self.backend.open_sized(relative)
+
     def read_bytes(self, relative: str) -> bytes:
         """The whole evidence file."""
         return self.backend.read_bytes(relative)

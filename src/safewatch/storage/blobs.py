@@ -102,6 +102,12 @@ class BlobStore(Protocol):
         """A binary stream of the object, for reading large objects without loading them."""
         ...
 
+    def open_sized(self, key: str) -> tuple[BinaryIO, int]:
+        """:meth:`open`, with the size of the very object opened. A ``stat`` before an ``open``
+        can describe an earlier object where the key is replaced in between (a running
+        incident's still is, when a clearer frame comes): a response sized from it is cut."""
+        ...
+
     def read_bytes(self, key: str) -> bytes:
         """The whole object."""
         ...

@@ -113,6 +113,21 @@ class LocalBlobStore:
         except OSError as exc:
             raise StorageError(f"cannot read evidence {path}: {_reason(exc)}") from exc
 
+    def open_sized(self, key: str) -> tuple[BinaryIO, int]:
+        """The key's file opened for reading, and the size of that file (not of a later one
+        renamed over the key meanwhile).
+
+        Raises:
+            NotFound: No such evidence.
+            StorageError: The file cannot be read.
+        """
+        handle = self.open(key)
+        try:
+            return handle, os.fstat(handle.fileno()).st_size
+        except OSError as exc:
+            handle.close()
+            raise StorageError(f"cannot read evidence {key}: {_reason(exc)}") from exc
+
     def read_bytes(self, key: str) -> bytes:
         """The whole file."""
         with self.open(key) as handle:

@@ -197,13 +197,23 @@ class S3BlobStore:
             NotFound: No such object.
             StorageError: Any other S3 failure.
         """
+        return self.open_sized(key)[0]
+
+    def open_sized(self, key: str) -> tuple[BinaryIO, int]:
+        """A streaming body of the object and its size, both from the one GET (a HEAD before
+        it could describe an earlier object under the key).
+
+        Raises:
+            NotFound: No such object.
+            StorageError: Any other S3 failure.
+        """
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
         except self._errors as exc:
             if _client_error_code(exc) in _MISSING:
                 raise NotFound("evidence", key) from exc
             raise self._fail("read", key, exc) from exc
-        return cast(BinaryIO, response["Body"])
+        return cast(BinaryIO, response["Body"]), int(response["ContentLength"])
 
     def read_bytes(self, key: str) -> bytes:
         """The whole object."""

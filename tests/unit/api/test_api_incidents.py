@@ -198,7 +198,7 @@ def test_a_still_replaced_while_it_is_requested_comes_whole(
     storage.repository.upsert(found)
     assert found.snapshot is not None
     clearer = storage.evidence.read_bytes(found.snapshot) + b"\0" * 5000
-    open_file = storage.evidence.open
+    open_file = storage.evidence.open_sized
 
     def replaced_first(key: str) -> Any:
         storage.evidence.write_bytes(
@@ -206,7 +206,7 @@ def test_a_still_replaced_while_it_is_requested_comes_whole(
         )
         return open_file(key)
 
-    monkeypatch.setattr(storage.evidence, "open", replaced_first)
+    monkeypatch.setattr(storage.evidence, "open_sized", replaced_first)
     still = client.get(f"/api/v1/incidents/{found.id}/still")
     assert still.status_code == 200
     assert still.headers["content-length"] == str(len(clearer))

@@ -50,6 +50,17 @@ def test_put_replaces_the_previous_object(store: BlobStore) -> None:
     assert [info.key for info in store.list()] == ["a/b.jpg"]
 
 
+def test_an_opened_object_keeps_its_own_size_when_the_key_is_replaced(store: BlobStore) -> None:
+    store.put_bytes("cam/2025-01-01/a.jpg", b"first")
+    stream, size = store.open_sized("cam/2025-01-01/a.jpg")
+    with stream:
+        store.put_bytes("cam/2025-01-01/a.jpg", b"replaced, and longer")
+        assert (size, stream.read()) == (5, b"first")
+    stream, size = store.open_sized("cam/2025-01-01/a.jpg")
+    with stream:
+        assert (size, stream.read()) == (20, b"replaced, and longer")
+
+
 def test_put_file_hashes_and_moves(store: BlobStore, tmp_path: Path) -> None:
     source = tmp_path / "clip.mp4.part"
     payload = bytes(range(256)) * 5000  # 1.28 MB: more than one read chunk

@@ -11,7 +11,6 @@ decrypting; it is also recorded in the audit log, and refused if that record can
 
 from __future__ import annotations
 
-import io
 import shutil
 from typing import Annotated
 
@@ -53,7 +52,7 @@ async def _serve(
     user: Viewer,
     dashboard: DashboardDep,
 ) -> Response:
-    key, size = await anyio.to_thread.run_sync(_open, dashboard, incident_id, which)
+    key, _ = await anyio.to_thread.run_sync(_open, dashboard, incident_id, which)
     first = range_header is None or range_header.replace(" ", "").startswith("bytes=0-")
     if first:
         await anyio.to_thread.run_sync(
@@ -65,13 +64,10 @@ async def _serve(
                 client=client_of(request),
             )
         )
-    stream = await anyio.to_thread.run_sync(dashboard.storage.evidence.open, key)
-    if stream.seekable():
-        # The size of the file opened, not the one stat()ed: a running incident's still is
-        # replaced (atomically) when a clearer frame comes, and a replacement in between gave
-        # the browser the old file's Content-Length for the new file's bytes, a broken image.
-        size = stream.seek(0, io.SEEK_END)
-        stream.seek(0)
+    # The size of the file opened, not the one looked up: a running incident's still is
+    # replaced (atomically) when a clearer frame comes, and a replacement in between gave the
+    # browser the old file's Content-Length for the new file's bytes, a broken image.
+    stream, size = await anyio.to_thread.run_sync(dashboard.storage.evidence.open_sized, key)
     return stream_range(
         stream,
         size,
