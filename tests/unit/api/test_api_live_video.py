@@ -25,7 +25,14 @@ from assets import asset
 from patience import poll
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.live import LiveHub
-from safewatch.api.live_video import Chunk, LiveVideo, VideoSettings, Viewer, split_boxes
+from safewatch.api.live_video import (
+    Chunk,
+    LiveVideo,
+    VideoMode,
+    VideoSettings,
+    Viewer,
+    split_boxes,
+)
 from safewatch.config.loader import load_site
 from safewatch.domain import Track, TrackedFrame
 from safewatch.incidents.site_storage import SiteStorage, open_site_storage
@@ -53,6 +60,19 @@ def collect(viewer: Viewer, fragments: int, timeout: float = 30.0) -> list[Chunk
 
     poll(enough, timeout, f"{fragments} fragments", 0)
     return chunks
+
+
+def watch_once(
+    video: LiveVideo, mode: VideoMode, fragments: int, timeout: float = 30.0
+) -> list[Chunk]:
+    """The yard camera's ``mode`` feed until ``fragments`` fragments came; then the viewer and
+    every feed are closed."""
+    viewer = video.watch("yard", mode)
+    try:
+        return collect(viewer, fragments, timeout)
+    finally:
+        viewer.close()
+        video.close()
 
 
 def decoded(chunks: list[Chunk]) -> list[np.ndarray[Any, Any]]:
@@ -90,12 +110,7 @@ def test_split_boxes_keeps_a_cut_box_until_the_rest_arrives() -> None:
 def test_the_raw_feed_is_the_cameras_own_packets(site: tuple[Dashboard, SiteStorage]) -> None:
     dashboard, _ = site
     video = LiveVideo(dashboard.live, dashboard.site)
-    viewer = video.watch("yard", "raw")
-    try:
-        chunks = collect(viewer, 12)
-    finally:
-        viewer.close()
-        video.close()
+    chunks = watch_once(video, "raw", 12)
     assert chunks[0].kind == "init" and chunks[0].codec.startswith("avc1.")
     assert chunks[1].key, "a viewer starts at a keyframe"
     fragments = [c for c in chunks if c.kind == "fragment"]
@@ -118,12 +133,7 @@ def test_the_blurred_feed_fails_closed_without_an_analysed_frame(
 ) -> None:
     dashboard, _ = site
     video = LiveVideo(LiveHub(), dashboard.site)  # no analysis has published anything
-    viewer = video.watch("yard", "blurred")
-    try:
-        chunks = collect(viewer, 6)
-    finally:
-        viewer.close()
-        video.close()
+    chunks = watch_once(video, "blurred", 6)
     assert chunks[0].codec.startswith("avc1.") and chunks[0].width == 640
     frames, originals = decoded(chunks), source_frames(6)
     for shown, original in zip(frames, originals, strict=False):
@@ -140,12 +150,7 @@ def test_the_blurred_feed_hides_the_heads_of_the_newest_analysed_frame(
     image = np.zeros((352, 640, 3), np.uint8)
     hub.publish_frame(TrackedFrame("yard", 1, 0.0, time.time(), 640, 352, (person,)), image)
     video = LiveVideo(hub, dashboard.site, VideoSettings(stale_seconds=600, motion_margin=0))
-    viewer = video.watch("yard", "blurred")
-    try:
-        chunks = collect(viewer, 6)
-    finally:
-        viewer.close()
-        video.close()
+    chunks = watch_once(video, "blurred", 6)
     frames, originals = decoded(chunks), source_frames(6)
     # head: the top quarter of the box grown by the privacy margin (15 %)
     head = (slice(60, 120), slice(210, 290))
@@ -169,12 +174,7 @@ def test_a_blurred_feed_shows_every_picture_of_a_decode_order_stamped_file(
     # no lag limit: on a busy machine this test is about the pictures' times, not about dropping
     settings = VideoSettings(max_lag=3600.0, skip_lag=3600.0)
     video = LiveVideo(LiveHub(), lambda: loaded, settings)
-    viewer = video.watch("yard", "blurred")
-    try:
-        chunks = collect(viewer, 20, timeout=60)
-    finally:
-        viewer.close()
-        video.close()
+    chunks = watch_once(video, "blurred", 20, timeout=60)
     media = [c.media for c in chunks if c.kind == "fragment"][:20]
     steps = [round(b - a, 3) for a, b in itertools.pairwise(media)]
     assert steps == [0.3] + [0.1] * 18, f"a picture skipped or out of order: {steps}"
@@ -292,12 +292,7 @@ def test_a_blurred_feed_short_of_cpu_drops_frames_to_stay_live(
     monkeypatch.setattr(live_video, "hide_heads", hide_slowly)
     dashboard, _ = site
     video = LiveVideo(dashboard.live, dashboard.site, VideoSettings(max_lag=0.5))
-    viewer = video.watch("yard", "blurred")
-    try:
-        chunks = collect(viewer, 50, timeout=60)
-    finally:
-        viewer.close()
-        video.close()
+    chunks = watch_once(video, "blurred", 50, timeout=60)
     fragments = [c for c in chunks if c.kind == "fragment"]
     span = fragments[-1].media - fragments[0].media
     assert len(fragments) < 0.8 * 24 * span, "frames were dropped"
