@@ -79,12 +79,13 @@ class HttpServer:
         self.host = str(name[0])
         self.port = int(name[1])
         # proxy_headers=False: uvicorn would believe X-Forwarded-For from loopback; the app
-        # applies the site's own trusted proxies instead (safewatch.api.proxies).
+        # applies the site's own trusted proxies instead (safewatch.api.proxies). The lifespan
+        # is on so the app's shutdown stops what it started (the live video feeds' threads).
         config = uvicorn.Config(
             app,
             log_level="warning",
             access_log=False,
-            lifespan="off",
+            lifespan="on",
             timeout_graceful_shutdown=2,
             proxy_headers=False,
         )

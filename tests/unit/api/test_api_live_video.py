@@ -8,6 +8,7 @@ import io
 import itertools
 import json
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 import yaml
 from starlette.websockets import WebSocketDisconnect
 
-from api_support import add_users, client_for, login, wait_until, write_site
+from api_support import add_users, client_for, login, make_app, wait_until, write_site
 from assets import asset
 from patience import poll
 from safewatch.api.dashboard import Dashboard
@@ -36,6 +37,7 @@ from safewatch.api.live_video import (
 from safewatch.config.loader import load_site
 from safewatch.domain import Track, TrackedFrame
 from safewatch.incidents.site_storage import SiteStorage, open_site_storage
+from safewatch.runtime.http_server import HttpServer
 
 CLIP = "video/construction_cctv_640x352_24s.mp4"
 
@@ -242,6 +244,36 @@ def test_only_admins_get_the_raw_stream_and_it_is_audited(
         assert missing.value.code == 4404  # disabled
     records, total = dashboard.auth.audit_records(action="live.raw_view")
     assert total == 1 and records[0].actor == "admin" and records[0].subject == "yard"
+
+
+def _feed_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("live-video-")]
+
+
+def test_the_apps_shutdown_stops_its_video_feeds(site: tuple[Dashboard, SiteStorage]) -> None:
+    """A feed outlives its viewers for ``idle_seconds``; the app's shutdown must not leave it
+    running: a feed thread inside OpenCV when the interpreter exits aborts the process (exit
+    code 134 after every test had passed, and after a SIGTERM of ``serve``)."""
+    dashboard, _ = site
+    assert not _feed_threads()
+    with client_for(dashboard) as client:  # TestClient: the app's lifespan, as ASGI servers
+        login(client, "admin")
+        with client.websocket_connect("/api/v1/ws/cameras/yard/video") as ws:
+            assert _header(ws.receive_bytes())["type"] == "init"
+        video: LiveVideo = client.app.state.live_video
+        assert video.feeds() == {("yard", "blurred"): 0}, "kept for the next viewer"
+    assert not video.feeds() and not _feed_threads()
+    app = make_app(dashboard)
+    video = app.state.live_video = LiveVideo(dashboard.live, dashboard.site)
+    server = HttpServer(app, "127.0.0.1", 0)  # uvicorn, as serve runs the app
+    server.start()
+    try:
+        viewer = video.watch("yard", "raw")
+        collect(viewer, 1)
+        viewer.close()
+    finally:
+        server.stop()
+    assert not video.feeds() and not _feed_threads()
 
 
 def test_a_feed_follows_site_reloads(tmp_path: Path) -> None:
