@@ -32,13 +32,16 @@ CLIP_FPS = 24.0
 
 
 def _analyse(dashboard: Dashboard, stop: threading.Event) -> None:
-    """Publish an analysed frame (one person) 5 times a second, stamped now, as serve would."""
+    """Publish an analysed frame (one person) 5 times a second, stamped as serve stamps a file
+    camera's frames: media time zero's wall time plus the frame's media time (the live video
+    feed follows that clock)."""
     image = np.zeros((352, 640, 3), np.uint8)
     person = Track(1, "person", (200.0, 60.0, 300.0, 340.0), 0.9)
+    anchor = time.time()
     seq = 0
-    while not stop.wait(0.2):
+    while not stop.wait(max(0.0, anchor + (seq + 1) / 5 - time.time())):
         seq += 1
-        tracked = TrackedFrame("yard", seq, seq / 5, time.time(), 640, 352, (person,))
+        tracked = TrackedFrame("yard", seq, seq / 5, anchor + seq / 5, 640, 352, (person,))
         dashboard.live.publish_frame(tracked, image)
 
 

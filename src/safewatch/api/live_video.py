@@ -32,7 +32,18 @@ moment and measure how old the frame it shows is. A blurred feed times its decod
 :class:`~safewatch.ingest.picture_clock.PictureClock`, like the analysis: a file whose container
 stamps pictures in decode order (AVI with B-frames) would otherwise step back at every B-frame,
 and each step back was a picture not shown. The raw feed copies the camera's stamps as they are:
-from such a file, the browser plays the pictures in decode order.
+from such a file, the browser plays the pictures in decode order. A blurred chunk's media time is
+its picture's time in the MP4 the browser plays (the muxer starts the track at the first picture
+shown, whatever its stamp), so ``wall - media`` maps the browser's playhead to wall time.
+
+A **file** played as a camera (the example site, footage replayed as a camera) is decoded twice,
+by the analysis and by this feed. The feed follows the analysis's clock (:meth:`_Feed._follow`):
+the analysis stamps each picture ``anchor + pts``, pts counting on across the loop's passes of
+``duration`` seconds, so the feed seeks to the picture being analysed now, stamps its pictures on
+that clock, starts the next pass when the analysis does, and reopens within a second when it is
+out of step (watched before the first analysed frame, or the analysis restarted). A blurred feed
+shows nothing before the analysis's moment (a browser given a burst of older pictures plays that
+far behind); a raw one starts at the keyframe before it, and the player jumps to the newest frame.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import struct
 import threading
 import time
@@ -60,6 +72,7 @@ from safewatch.config.site import CameraConfig, PrivacyConfig, PrivacyMode
 from safewatch.incidents.privacy import Box, anonymise, head_regions
 from safewatch.ingest.av_options import build_open_spec, source_kind
 from safewatch.ingest.factory import file_source_path
+from safewatch.ingest.file_source import media_duration
 from safewatch.ingest.picture_clock import PictureClock
 
 __all__ = [
@@ -81,6 +94,8 @@ VideoMode = Literal["blurred", "raw"]
 _MOVFLAGS = "frag_every_frame+empty_moov+default_base_moof"
 """One fragment per frame (the browser gets each frame as soon as the next one is muxed)."""
 _ENCODER_BASE = Fraction(1, 90_000)
+_IN_STEP = 0.1
+"""A file feed whose pass starts further than this (seconds) from the analysis's is reopened."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,6 +431,8 @@ class _Feed:
         self._source: tuple[str, str] | None = None
         self._realtime = False
         self._checked = 0.0
+        self._duration: float | None = None  # a file's, when it can follow the analysis
+        self._pass_start: float | None = None  # wall time of the file's start in this pass
         self._lock = threading.Lock()
         self._viewers: set[Viewer] = set()
         self._init: Chunk | None = None
@@ -487,22 +504,82 @@ class _Feed:
                 self._source = (camera.source, camera.rtsp_transport)
                 self._realtime = source_kind(camera.source) == "file"
                 container: Any = None
+                shown = self.fragments
+                pass_start: float | None = None
+                ended = False
                 try:
                     container = self._owner.open_camera(self.camera_id, camera)
                     self.generation += 1
-                    self._stream(container)
+                    pass_start = self._follow(container) if self._realtime else None
+                    ended = self._stream(container, pass_start)
                 except (av.error.FFmpegError, OSError, ValueError) as error:
                     log.warning("live video %s (%s): %s", self.camera_id, self.mode, error)
+                    shown = self.fragments  # an error: wait before trying again
                 finally:
                     if container is not None:
                         with contextlib.suppress(av.error.FFmpegError, OSError):
                             container.close()
+                if self._realtime and self.fragments > shown:
+                    # a file that played: on without a gap, a followed one when the analysis's
+                    # next pass starts (its last picture is shown before the pass ends)
+                    if ended and pass_start is not None and self._duration:
+                        rest = pass_start + self._duration - time.time()
+                        self.stop.wait(min(max(0.0, rest), self._duration))
+                    continue
                 self.stop.wait(settings.retry_seconds)
         finally:
             self.stop.set()
             self._owner._forget(self)
 
-    def _stream(self, container: Any) -> None:
+    def _analysis_anchor(self) -> float | None:
+        """Wall time of media time zero of the camera's analysis (a file played as a camera
+        stamps each picture ``anchor + pts``, pts counting on across passes), ``None`` while
+        no analysed frame is younger than ``stale_seconds``."""
+        latest = self._owner.live.latest(self.camera_id)
+        if latest is None or time.time() - latest.received_at > self._owner.settings.stale_seconds:
+            return None
+        return latest.tracked.timestamp - latest.tracked.pts
+
+    def _follow(self, container: Any) -> float | None:
+        """Seek a file to the picture the analysis plays now; return the wall time of the
+        file's start in the analysis's current pass (``None``: play from the start, no analysis
+        to follow or no duration to count its passes by).
+
+        The feed decodes its own copy of the file. Played from its start whenever somebody
+        first watches, it showed another moment than the analysis, so the overlays (matched by
+        wall time) sat beside the people, and the heads it blurred were where the analysed
+        people stood at another moment, not where the pictured ones stood.
+        """
+        stream = container.streams.video[0]
+        self._duration = media_duration(container, stream)
+        anchor = self._analysis_anchor()
+        self._pass_start = None
+        if anchor is None or not self._duration or stream.time_base is None:
+            return None
+        now = time.time()
+        start = anchor + math.floor((now - anchor) / self._duration) * self._duration
+        zero = stream.start_time or 0
+        container.seek(zero + int((now - start) / stream.time_base), stream=stream)  # keyframe
+        self._pass_start = start
+        return start
+
+    def _out_of_step(self) -> bool:
+        """Whether a file feed should reopen to follow the analysis: it started before the
+        first analysed frame, or the analysis restarted with a new clock."""
+        if not self._realtime or not self._duration:
+            return False
+        anchor = self._analysis_anchor()
+        if anchor is None:
+            return False
+        if self._pass_start is None:
+            return True
+        drift = (self._pass_start - anchor) % self._duration
+        return min(drift, self._duration - drift) > _IN_STEP
+
+    def _stream(self, container: Any, pass_start: float | None = None) -> bool:
+        """Publish the chunks of an open camera until it ends (``True``) or the feed stops or
+        must reopen (``False``); a file with ``pass_start`` is stamped and paced on the
+        analysis's clock (see :meth:`_follow`)."""
         stream = container.streams.video[0]
         base = Fraction(stream.time_base or _ENCODER_BASE)
         fragmenter = _Fragmenter(self.generation)
@@ -510,12 +587,14 @@ class _Feed:
         wall0 = 0.0
         started = time.monotonic()
         encoder: Any = None
+        shift = 0  # the first encoded picture's time: the MP4 track's zero
         out: Any = None
         offset = 0
         last = -1
         clock = PictureClock()  # the decoded pictures' times, even from decode-order stamps
         origin: float | None = None  # the first picture's time after the first packet's
         settings = self._owner.settings
+        resumed = time.time()  # a followed file decodes up to here without skipping
         try:
             if self.mode == "raw":
                 out = fragmenter.output.add_stream_from_template(stream)
@@ -524,17 +603,22 @@ class _Feed:
                 stream.thread_type = "SLICE"  # frame threads would hold frames back (latency)
             for packet in container.demux(stream):
                 if self.stop.is_set() or self._idle() or self._camera_changed():
-                    return
+                    return False
                 if packet.size == 0:
                     continue
                 stamped = packet.pts is not None and packet.dts is not None
                 if first is None and stamped and (self.mode == "blurred" or packet.is_keyframe):
                     first, wall0, offset = packet.pts, time.time(), packet.dts
+                    if pass_start is not None:  # the file's times on the analysis's clock
+                        zero = stream.start_time or 0
+                        wall0 = pass_start + float((first - zero) * base)
+                        due = pass_start + float((offset - zero) * base)
+                        started = time.monotonic() + due - time.time()
                 if self.mode == "raw":
                     # a fragmented stream starts on a keyframe, and needs every timestamp
                     if first is None or not stamped:
                         continue
-                    wall0 = self._paced(packet, first, offset, base, started, wall0)
+                    wall0 = self._paced(packet, first, offset, base, started, wall0, pass_start)
                     media = float((packet.pts - first) * base)
                     stamp = _Stamp(bool(packet.is_keyframe), media, wall0 + media)
                     packet.pts -= offset
@@ -543,9 +627,11 @@ class _Feed:
                     self._publish(fragmenter.mux(packet, stamp))
                     continue
                 if first is not None and stamped:
-                    wall0 = self._paced(packet, first, offset, base, started, wall0)
-                    behind = time.time() - wall0 - float((packet.pts - first) * base)
-                    if behind > settings.skip_lag and not packet.is_keyframe:
+                    wall0 = self._paced(packet, first, offset, base, started, wall0, pass_start)
+                    filmed = wall0 + float((packet.pts - first) * base)
+                    catching_up = pass_start is not None and filmed < resumed
+                    late = time.time() - filmed > settings.skip_lag and not catching_up
+                    if late and not packet.is_keyframe:
                         self.dropped += 1  # far behind: catch up at the next keyframe
                         continue
                 # every packet is decoded (a keyframe without timestamps still feeds the frames
@@ -560,43 +646,63 @@ class _Feed:
                     if at <= last:
                         continue
                     last = at
-                    if time.time() - wall0 - float(at * _ENCODER_BASE) > settings.max_lag:
+                    filmed = wall0 + float(at * _ENCODER_BASE)
+                    if pass_start is not None and filmed < resumed:
+                        continue  # before the analysis's moment: a reference, not shown (a
+                        # browser given a burst of past pictures would play that far behind)
+                    if time.time() - filmed > settings.max_lag:
                         self.dropped += 1  # behind: decoded (a reference), not shown
                         continue
                     if encoder is None:
                         encoder = self._encoder(fragmenter, stream, frame)
+                        shift = at  # the muxer starts the track there, whatever its stamp
                     image = self._hidden(frame, encoder.width, encoder.height)
                     picture = av.VideoFrame.from_ndarray(image, format="yuv420p")
-                    picture.pts = at
+                    picture.pts = at - shift
                     picture.time_base = _ENCODER_BASE
                     for encoded in encoder.encode(picture):
                         pts = encoded.pts if encoded.pts is not None else picture.pts
                         when = float(pts * _ENCODER_BASE)
-                        stamp = _Stamp(bool(encoded.is_keyframe), when, wall0 + when)
+                        wall = wall0 + float((pts + shift) * _ENCODER_BASE)
+                        stamp = _Stamp(bool(encoded.is_keyframe), when, wall)
                         self._publish(fragmenter.mux(encoded, stamp))
         finally:
             self._publish(fragmenter.close())
+        return True
 
     def _camera_changed(self) -> bool:
-        """Whether a site reload removed or disabled the camera or changed its source (checked
-        once a second): the feed then reconnects with the new settings, or ends."""
+        """Whether a site reload removed or disabled the camera or changed its source, or a
+        file feed left the analysis's step (checked once a second): the feed then reconnects
+        with the new settings, or ends."""
         now = time.monotonic()
         if now - self._checked < 1.0:
             return False
         self._checked = now
         camera = self._owner.camera(self.camera_id)
-        return camera is None or (camera.source, camera.rtsp_transport) != self._source
+        if camera is None or (camera.source, camera.rtsp_transport) != self._source:
+            return True
+        return self._out_of_step()
 
     def _paced(
-        self, packet: Any, first: int, offset: int, base: Fraction, started: float, wall0: float
+        self,
+        packet: Any,
+        first: int,
+        offset: int,
+        base: Fraction,
+        started: float,
+        wall0: float,
+        pass_start: float | None,
     ) -> float:
         """Wait for a file's packet to be due (a file plays at its own rate, like a camera);
         return the connection's clock origin, moved back if this packet arrived earlier than it
         says it was filmed (a camera or media server bursts its first frames ahead of real time,
-        and no frame can be filmed after it arrived)."""
+        and no frame can be filmed after it arrived). A file that follows the analysis
+        (``pass_start``) keeps the analysis's origin."""
         if self._realtime:
             due = started + float((packet.dts - offset) * base)  # decode order
             self.stop.wait(max(0.0, due - time.monotonic()))
+        if pass_start is not None:
+            return wall0
         arrived = time.time()
         media = float((packet.pts - first) * base)
         return min(wall0, arrived - media)

@@ -36,7 +36,7 @@ from safewatch.ingest.state import (
     StateListener,
 )
 
-__all__ = ["FileSource", "OriginKind"]
+__all__ = ["FileSource", "OriginKind", "media_duration"]
 
 logger = logging.getLogger(__name__)
 
@@ -160,17 +160,12 @@ class FileSource:
     @staticmethod
     def _read_info(stream: VideoStream, container: InputContainer) -> SourceInfo:
         rate = stream.average_rate or stream.guessed_rate
-        duration: float | None = None
-        if container.duration is not None:
-            duration = container.duration / 1_000_000  # AV_TIME_BASE
-        elif stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
         return SourceInfo(
             width=stream.codec_context.width,
             height=stream.codec_context.height,
             fps=float(rate) if rate else None,
             frame_count=stream.frames or None,
-            duration=duration,
+            duration=media_duration(container, stream),
         )
 
     def _resolve_origin(self, origin: float | None) -> tuple[float, OriginKind]:
@@ -273,3 +268,16 @@ def _parse_creation_time(value: str | None) -> float | None:
     if parsed.tzinfo is None:
         return None  # ambiguous local time: not a trustworthy origin
     return parsed.timestamp()
+
+
+def media_duration(container: InputContainer, stream: VideoStream) -> float | None:
+    """The file's duration in seconds as its container states it (the stream's if the container
+    has none), ``None`` if neither does. A looped file camera starts each pass this long after
+    the previous one when its pictures end before it, as in well-formed files
+    (:class:`~safewatch.ingest.paced_file_source.PacedFileSource`); the dashboard's live video
+    of such a camera finds the picture being analysed now by it."""
+    if container.duration is not None:
+        return float(container.duration / 1_000_000)  # AV_TIME_BASE
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return None

@@ -182,6 +182,73 @@ def test_a_blurred_feed_shows_every_picture_of_a_decode_order_stamped_file(
     assert steps == [0.3] + [0.1] * 18, f"a picture skipped or out of order: {steps}"
 
 
+def _thumbnail(picture: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    grey = cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, (160, 88), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def test_a_file_feed_shows_the_moment_the_analysis_sees_and_follows_its_loop(
+    tmp_path: Path,
+) -> None:
+    """A file played as a camera (the example site's) is analysed from one copy and shown from
+    another. Each shown picture must be the one the analysis stamped with the same wall time
+    (``anchor + pts``, pts counting on across the loop's passes), or the overlays, matched by
+    wall time, sit beside the people. Before: the feed played the file from its start when the
+    first viewer came, seconds to a whole pass away from the analysis."""
+    loaded = load_site(write_site(tmp_path, source=str(asset(CLIP))))
+    with av.open(str(asset(CLIP))) as container:
+        duration = container.duration / 1_000_000
+        times, thumbnails = [], []
+        for frame in container.decode(video=0):
+            times.append(float(frame.time))
+            thumbnails.append(_thumbnail(frame.to_ndarray(format="rgb24")))
+    hub = LiveHub()
+    video = LiveVideo(hub, lambda: loaded, VideoSettings(stale_seconds=600))
+    viewer = video.watch("yard", "blurred")  # before the analysis: from the file's start
+    chunks: list[Chunk] = []
+    try:
+        chunks.extend(collect(viewer, 3))
+        # the analysis starts: its second pass is 3 s from its end now (the feed looks once
+        # a second whether it is in step)
+        now = time.time()
+        anchor = now - (2 * duration - 3)
+        image = np.zeros((352, 640, 3), np.uint8)
+        hub.publish_frame(TrackedFrame("yard", 1, now - anchor, now, 640, 352, ()), image)
+
+        def next_pass_shown() -> bool:
+            chunks.extend(viewer.take(0.5))
+            generations = {c.generation for c in chunks}
+            newest = sum(c.generation == max(generations) for c in chunks)
+            return len(generations) == 3 and newest > 10
+
+        poll(next_pass_shown, 30, "the feed to follow the analysis into its next pass", 0)
+    finally:
+        viewer.close()
+        video.close()
+    source = np.stack(thumbnails)
+    first = chunks[0].generation
+    passes: dict[int, list[float]] = {}
+    for generation in sorted({c.generation for c in chunks} - {first}):
+        own = [c for c in chunks if c.generation == generation]
+        fragments = [c for c in own if c.kind == "fragment"]
+        with av.open(io.BytesIO(b"".join(c.data for c in own))) as container:
+            mp4 = [float(frame.time) for frame in container.decode(video=0)]
+        # the browser maps its playhead (the MP4's time) to wall time with wall - media: after
+        # the pictures before the analysis's moment, the MP4 still starts at 0 (was 3-4 s off)
+        assert [round(c.media, 3) for c in fragments] == [round(t, 3) for t in mp4]
+        walls = [c.wall for c in fragments]
+        for wall, picture in zip(walls, decoded(own), strict=True):
+            position = (wall - anchor) % duration
+            errors = np.abs(source - _thumbnail(picture)).mean(axis=(1, 2))
+            shown = times[int(np.argmin(errors))]  # the file's picture it looks most like
+            assert abs(shown - position) < 0.1, f"shown {shown:.2f} s, analysed {position:.2f} s"
+            passes.setdefault(generation, []).append(position)
+    follow, loop = passes.values()  # the feed reopened once to follow, once to loop
+    assert follow[0] > duration - 3, "the analysis's moment, not the file's start"
+    assert follow[-1] > duration - 0.2, "to the end of the pass"
+    assert loop[0] < 0.5 and max(loop) < duration / 2, "the next pass, no picture twice"
+
+
 def _chunk(kind: str = "fragment", key: bool = False) -> Chunk:
     return Chunk(kind, b"x", 1, key=key)  # type: ignore[arg-type]
 
