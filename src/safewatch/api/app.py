@@ -14,16 +14,14 @@ The dashboard and incident endpoints will be added to the same factory.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-import anyio
 from fastapi import FastAPI, Query, Response
 from fastapi.responses import JSONResponse
 
 from safewatch.api.health import METRICS_CONTENT_TYPE, Liveness, Readiness
+from safewatch.api.live_video import close_at_shutdown
 
 if TYPE_CHECKING:
     from safewatch.api.dashboard import Dashboard
@@ -60,22 +58,6 @@ class ApiSettings:
     site_name: str = ""
 
 
-@contextlib.asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """At shutdown, stop the live video feeds (``app.state.live_video``, made on first watch).
-
-    Their threads decode and encode in native code. One still running when the interpreter
-    exits is cut off there, and inside OpenCV that aborts the whole process ("terminate called
-    without an active exception", exit code 134): ``safewatch serve`` stopped by SIGTERM then
-    reads as a crash to systemd or Docker. ``HttpServer`` runs uvicorn with the lifespan on so
-    this happens there too.
-    """
-    yield
-    video = getattr(app.state, "live_video", None)
-    if video is not None:
-        await anyio.to_thread.run_sync(video.close)  # joins the feeds' threads
-
-
 def create_app(
     settings: ApiSettings, services: ApiServices, dashboard: Dashboard | None = None
 ) -> FastAPI:
@@ -91,7 +73,7 @@ def create_app(
         description=f"safewatch server{f' for {settings.site_name}' if settings.site_name else ''}",
         docs_url="/docs",
         redoc_url=None,
-        lifespan=_lifespan,
+        lifespan=close_at_shutdown,  # the live video feeds (made on first watch)
     )
     # -- dashboard, API and authentication (safewatch.api.setup) --------------------------------
     from safewatch.api.errors import install_error_handlers

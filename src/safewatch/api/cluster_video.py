@@ -69,7 +69,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from safewatch.api.deps import client_of
 from safewatch.api.live import LiveHub
-from safewatch.api.live_video import LiveVideo, VideoMode
+from safewatch.api.live_video import LiveVideo, VideoMode, close_at_shutdown
 from safewatch.api.ws import close_socket, refuse, stream_video, until_closed
 from safewatch.cluster import leases
 from safewatch.config.loader import LoadedSite
@@ -88,7 +88,7 @@ __all__ = [
     "Owner",
     "advertised_url",
     "install_cluster_video",
-    "install_internal_video",
+    "internal_video_app",
     "sign_grant",
     "verify_grant",
 ]
@@ -314,8 +314,7 @@ async def internal_video(websocket: WebSocket, camera_id: str) -> None:
     await stream_video(websocket, viewer, grant.mode)
 
 
-def install_internal_video(
-    app: FastAPI,
+def internal_video_app(
     live: LiveHub,
     site: Callable[[], LoadedSite],
     secret: str,
@@ -323,8 +322,8 @@ def install_internal_video(
     analyzer_id: str,
     owns: Callable[[str], bool],
     engine: Engine,
-) -> None:
-    """Serve ``/internal/v1/cameras/{id}/video`` from ``app``: an analyzer's own video listener,
+) -> FastAPI:
+    """The app serving ``/internal/v1/cameras/{id}/video``: an analyzer's own video listener,
     never a dashboard's app (its auth gate does not know grants, and a node of role api owns no
     camera). Video made here, from ``live``'s analysed frames, of cameras ``owns`` says this
     analyzer (``analyzer_id``) holds now, for API nodes holding a grant signed with ``secret``
@@ -342,10 +341,17 @@ def install_internal_video(
             client=client,
         )
 
-    if getattr(app.state, "live_video", None) is None:
-        app.state.live_video = LiveVideo(live, site)
+    app = FastAPI(
+        title="safewatch internal video",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=close_at_shutdown,  # its feeds' threads must not outlive it
+    )
+    app.state.live_video = LiveVideo(live, site)
     app.state.internal_video = _Serving(secret, analyzer_id, owns, audit, Nonces())
     app.include_router(_internal)
+    return app
 
 
 def advertised_url(bound: str, host: str | None) -> str:
@@ -584,7 +590,7 @@ class ClusterVideo:
 def install_cluster_video(app: FastAPI, engine: Engine, site: Callable[[], LoadedSite]) -> None:
     """An API-serving node of ``serve --cluster``: relay the video of cameras analysed elsewhere
     (``/api/v1/ws/cameras/{id}/video``). Its own cameras' video is served to the other nodes on
-    a listener of its own (:func:`install_internal_video`), never from this app."""
+    a listener of its own (:func:`internal_video_app`), never from this app."""
     secret = site().config.cluster.secret
     value = secret.get_secret_value() if secret is not None else None
     app.state.cluster_video = ClusterVideo(

@@ -57,12 +57,13 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
 import av
 import numpy as np
 
@@ -75,12 +76,16 @@ from safewatch.ingest.factory import file_source_path
 from safewatch.ingest.file_source import media_duration
 from safewatch.ingest.picture_clock import PictureClock
 
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
 __all__ = [
     "Chunk",
     "LiveVideo",
     "VideoMode",
     "VideoSettings",
     "Viewer",
+    "close_at_shutdown",
     "encode_chunk",
     "hide_heads",
     "live_regions",
@@ -429,10 +434,13 @@ class _Feed:
         self.camera_id = camera_id
         self.mode = mode
         self._source: tuple[str, str] | None = None
-        self._realtime = False
+        self._realtime = False  # a file, played at its own rate by this feed
+        self._follows = False  # ... and analysed in real time: follow the analysis's clock
         self._checked = 0.0
         self._duration: float | None = None  # a file's, when it can follow the analysis
         self._pass_start: float | None = None  # wall time of the file's start in this pass
+        self._zero = 0  # the file's first stamp (its time zero for the analysis)
+        self._unseekable: tuple[str, str] | None = None  # a file source that cannot seek
         self._lock = threading.Lock()
         self._viewers: set[Viewer] = set()
         self._init: Chunk | None = None
@@ -503,6 +511,10 @@ class _Feed:
                     return
                 self._source = (camera.source, camera.rtsp_transport)
                 self._realtime = source_kind(camera.source) == "file"
+                # realtime: false reads a file as fast as it decodes: no moment to follow
+                self._follows = (
+                    self._realtime and camera.realtime and self._unseekable != self._source
+                )
                 container: Any = None
                 shown = self.fragments
                 pass_start: float | None = None
@@ -510,7 +522,7 @@ class _Feed:
                 try:
                     container = self._owner.open_camera(self.camera_id, camera)
                     self.generation += 1
-                    pass_start = self._follow(container) if self._realtime else None
+                    pass_start = self._follow(container) if self._follows else None
                     ended = self._stream(container, pass_start)
                 except (av.error.FFmpegError, OSError, ValueError) as error:
                     log.warning("live video %s (%s): %s", self.camera_id, self.mode, error)
@@ -519,13 +531,15 @@ class _Feed:
                     if container is not None:
                         with contextlib.suppress(av.error.FFmpegError, OSError):
                             container.close()
-                if self._realtime and self.fragments > shown:
-                    # a file that played: on without a gap, a followed one when the analysis's
-                    # next pass starts (its last picture is shown before the pass ends)
-                    if ended and pass_start is not None and self._duration:
-                        rest = pass_start + self._duration - time.time()
-                        self.stop.wait(min(max(0.0, rest), self._duration))
+                if ended and pass_start is not None and self._duration:
+                    # a followed file: on when the analysis's next pass starts (its last
+                    # picture comes before the pass ends; none at all when the seek landed
+                    # after it)
+                    rest = pass_start + self._duration - time.time()
+                    self.stop.wait(min(max(0.0, rest), self._duration))
                     continue
+                if self._realtime and self.fragments > shown:
+                    continue  # a file that played: on from its start without a gap
                 self.stop.wait(settings.retry_seconds)
         finally:
             self.stop.set()
@@ -556,17 +570,21 @@ class _Feed:
         self._pass_start = None
         if anchor is None or not self._duration or stream.time_base is None:
             return None
-        now = time.time()
-        start = anchor + math.floor((now - anchor) / self._duration) * self._duration
-        zero = stream.start_time or 0
-        container.seek(zero + int((now - start) / stream.time_base), stream=stream)  # keyframe
+        try:
+            zero = self._zero = _first_stamp(container, stream)  # the analysis counts from there
+            now = time.time()
+            start = anchor + math.floor((now - anchor) / self._duration) * self._duration
+            container.seek(zero + int((now - start) / stream.time_base), stream=stream)
+        except av.error.FFmpegError:
+            self._unseekable = self._source  # reopened (retry_seconds), from the start
+            raise
         self._pass_start = start
         return start
 
     def _out_of_step(self) -> bool:
         """Whether a file feed should reopen to follow the analysis: it started before the
         first analysed frame, or the analysis restarted with a new clock."""
-        if not self._realtime or not self._duration:
+        if not self._follows or not self._duration:
             return False
         anchor = self._analysis_anchor()
         if anchor is None:
@@ -595,6 +613,7 @@ class _Feed:
         origin: float | None = None  # the first picture's time after the first packet's
         settings = self._owner.settings
         resumed = time.time()  # a followed file decodes up to here without skipping
+        held: list[Chunk] = []  # raw: the pictures before the analysis's moment
         try:
             if self.mode == "raw":
                 out = fragmenter.output.add_stream_from_template(stream)
@@ -606,11 +625,13 @@ class _Feed:
                     return False
                 if packet.size == 0:
                     continue
+                if first is None and pass_start is not None and not packet.is_keyframe:
+                    continue  # a seek in MPEG-TS/PS may land between keyframes: no references
                 stamped = packet.pts is not None and packet.dts is not None
                 if first is None and stamped and (self.mode == "blurred" or packet.is_keyframe):
                     first, wall0, offset = packet.pts, time.time(), packet.dts
                     if pass_start is not None:  # the file's times on the analysis's clock
-                        zero = stream.start_time or 0
+                        zero = self._zero
                         wall0 = pass_start + float((first - zero) * base)
                         due = pass_start + float((offset - zero) * base)
                         started = time.monotonic() + due - time.time()
@@ -624,7 +645,11 @@ class _Feed:
                     packet.pts -= offset
                     packet.dts -= offset
                     packet.stream = out
-                    self._publish(fragmenter.mux(packet, stamp))
+                    if pass_start is not None and stamp.wall < resumed:
+                        held += fragmenter.mux(packet, stamp)  # from the keyframe before it
+                        continue
+                    self._publish(_merged(held) + fragmenter.mux(packet, stamp))
+                    held = []
                     continue
                 if first is not None and stamped:
                     wall0 = self._paced(packet, first, offset, base, started, wall0, pass_start)
@@ -667,7 +692,7 @@ class _Feed:
                         stamp = _Stamp(bool(encoded.is_keyframe), when, wall)
                         self._publish(fragmenter.mux(encoded, stamp))
         finally:
-            self._publish(fragmenter.close())
+            self._publish(_merged(held) + fragmenter.close())
         return True
 
     def _camera_changed(self) -> bool:
@@ -812,14 +837,62 @@ class LiveVideo:
             if self._feeds.get((feed.camera_id, feed.mode)) is feed:
                 del self._feeds[(feed.camera_id, feed.mode)]
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop every feed."""
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop every feed, waiting for their threads ``timeout`` seconds in all (a feed
+        blocked opening an unreachable camera cannot be cut short; one still decoding at
+        interpreter exit could abort the process, see :func:`close_at_shutdown`)."""
         with self._lock:
             feeds = list(self._feeds.values())
         for feed in feeds:
             feed.stop.set()
+        deadline = time.monotonic() + timeout
         for feed in feeds:
-            feed.thread.join(timeout)
+            feed.thread.join(max(0.0, deadline - time.monotonic()))
+
+
+@contextlib.asynccontextmanager
+async def close_at_shutdown(app: Starlette) -> AsyncIterator[None]:
+    """An app's lifespan that stops its live video feeds (``app.state.live_video``) at
+    shutdown; every app that may hold them (``create_app``'s, an analyzer's internal video app)
+    uses it.
+
+    The feeds' threads decode and encode in native code. One still running when the
+    interpreter exits is cut off there, and inside OpenCV that aborts the whole process
+    ("terminate called without an active exception", exit code 134): ``safewatch serve``
+    stopped by SIGTERM then reads as a crash to systemd or Docker. ``HttpServer`` runs uvicorn
+    with the lifespan on so this happens there too.
+    """
+    yield
+    video = getattr(app.state, "live_video", None)
+    if isinstance(video, LiveVideo):
+        await anyio.to_thread.run_sync(video.close)
+
+
+def _merged(chunks: list[Chunk]) -> list[Chunk]:
+    """A raw feed's catch-up after a seek (the keyframe before the analysis's moment up to
+    it: a whole GOP, 10 s and 240 pictures for the example clip) as one fragment, so it takes
+    one place in a viewer's backlog (75) instead of overflowing it and losing everything up to
+    the next keyframe; the player then jumps to the newest picture."""
+    fragments = [c for c in chunks if c.kind == "fragment"]
+    if len(fragments) < 2:
+        return chunks
+    last = fragments[-1]
+    data = b"".join(c.data for c in fragments)
+    one = replace(fragments[0], data=data, media=last.media, wall=last.wall, made=last.made)
+    return [c for c in chunks if c.kind == "init"] + [one]
+
+
+def _first_stamp(container: Any, stream: Any) -> int:
+    """The first packet's presentation stamp (the first picture's, whose time the analysis
+    counts from; a stream's ``start_time`` may differ: 0 for an AVI whose first picture is
+    stamped 1); the container is read from its start again afterwards."""
+    zero = 0
+    for packet in container.demux(stream):
+        if packet.pts is not None:
+            zero = int(packet.pts)
+            break
+    container.seek(0)
+    return zero
 
 
 def _open_camera(camera_id: str, camera: CameraConfig, base_dir: Path) -> Any:

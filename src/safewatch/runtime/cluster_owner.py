@@ -352,14 +352,10 @@ def _start_video_server(
     Raises:
         ConfigError: ``host:port`` cannot be bound.
     """
-    from fastapi import FastAPI
-
-    from safewatch.api.cluster_video import install_internal_video
+    from safewatch.api.cluster_video import internal_video_app
     from safewatch.runtime.http_server import HttpServer
 
-    app = FastAPI(title="safewatch internal video", docs_url=None, redoc_url=None, openapi_url=None)
-    install_internal_video(
-        app,
+    app = internal_video_app(
         service.live,
         lambda: service.site,
         secret,

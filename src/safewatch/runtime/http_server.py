@@ -123,8 +123,10 @@ class HttpServer:
             raise RuntimeError("the HTTP server is not running")
         loop.call_soon_threadsafe(callback)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop accepting and finish open requests."""
+    def stop(self, timeout: float = 8.0) -> None:
+        """Stop accepting, finish open requests and run the app's shutdown. The default
+        covers uvicorn's 2 s for open requests and the live video feeds' 3 s to stop
+        (:func:`~safewatch.api.live_video.close_at_shutdown`)."""
         self._server.should_exit = True
         if self._thread.is_alive():
             self._thread.join(timeout)

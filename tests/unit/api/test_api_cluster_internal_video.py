@@ -20,7 +20,7 @@ from safewatch.api.cluster_video import (
     GRANT_HEADER,
     INTERNAL_PREFIX,
     install_cluster_video,
-    install_internal_video,
+    internal_video_app,
     sign_grant,
 )
 from safewatch.api.dashboard import Dashboard
@@ -84,9 +84,7 @@ def test_a_dashboard_port_never_serves_the_internal_video(
 
 
 def internal_app(loaded: LoadedSite, storage: SiteStorage, owned: set[str]) -> FastAPI:
-    app = FastAPI()
-    install_internal_video(
-        app,
+    return internal_video_app(
         LiveHub(),
         lambda: loaded,
         SECRET,
@@ -94,7 +92,6 @@ def internal_app(loaded: LoadedSite, storage: SiteStorage, owned: set[str]) -> F
         owns=lambda camera: camera in owned,
         engine=storage.engine,
     )
-    return app
 
 
 def test_the_analyzer_serves_only_its_own_grants_once_for_cameras_it_owns(
