@@ -9,6 +9,7 @@ camera, and a thread publishes analysed frames (a person) to the live hub as the
 
 from __future__ import annotations
 
+import re
 import statistics
 import threading
 import time
@@ -126,6 +127,8 @@ def test_the_live_tile_plays_video_at_the_cameras_rate_with_overlays(
     assert min(lags) >= -10, "the overlay never shows analysis of a later moment than the frame"
     assert played >= 0.8 * seconds, "the video keeps up with the camera"
     assert presented >= 0.5 * CLIP_FPS, "video at the camera's rate, not the analysis's 5 fps"
+    shown = float(re.search(r"([\d.]+) fps", page.inner_text(f"{TILE} .info"))[1])  # type: ignore[index]
+    assert 0.5 * CLIP_FPS <= shown <= 1.5 * CLIP_FPS, f"the tile says {shown} fps"
     assert p50 < 1500, "glass-to-glass on loopback under 1.5 s"
     assert boxes >= 1, "the overlay draws the tracked person over the video"
     assert sockets and not any("mode=raw" in url for url in sockets)
