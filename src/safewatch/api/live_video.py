@@ -101,6 +101,10 @@ _MOVFLAGS = "frag_every_frame+empty_moov+default_base_moof"
 _ENCODER_BASE = Fraction(1, 90_000)
 _IN_STEP = 0.1
 """A file feed whose pass starts further than this (seconds) from the analysis's is reopened."""
+_KEY_WAIT = 1000
+"""Packets a followed file skips after its seek waiting for a keyframe (then it decodes on)."""
+_HELD_LIMIT = 16 << 20
+"""Bytes of a raw catch-up sent as one fragment at most (the cluster relay takes 64 MiB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,11 +574,11 @@ class _Feed:
         self._pass_start = None
         if anchor is None or not self._duration or stream.time_base is None:
             return None
+        zero = self._zero = _first_picture_stamp(container)  # the analysis counts from there
+        now = time.time()
+        start = anchor + math.floor((now - anchor) / self._duration) * self._duration
         try:
-            zero = self._zero = _first_stamp(container, stream)  # the analysis counts from there
-            now = time.time()
-            start = anchor + math.floor((now - anchor) / self._duration) * self._duration
-            container.seek(zero + int((now - start) / stream.time_base), stream=stream)
+            _seek_before(container, stream, zero + int((now - start) / stream.time_base))
         except av.error.FFmpegError:
             self._unseekable = self._source  # reopened (retry_seconds), from the start
             raise
@@ -614,6 +618,8 @@ class _Feed:
         settings = self._owner.settings
         resumed = time.time()  # a followed file decodes up to here without skipping
         held: list[Chunk] = []  # raw: the pictures before the analysis's moment
+        keyed = pass_start is None  # a followed file starts at a keyframe
+        waited = 0
         try:
             if self.mode == "raw":
                 out = fragmenter.output.add_stream_from_template(stream)
@@ -625,8 +631,11 @@ class _Feed:
                     return False
                 if packet.size == 0:
                     continue
-                if first is None and pass_start is not None and not packet.is_keyframe:
-                    continue  # a seek in MPEG-TS/PS may land between keyframes: no references
+                if not keyed:  # after a seek, which may land between keyframes (MPEG-TS/PS)
+                    if not packet.is_keyframe and waited < _KEY_WAIT:
+                        waited += 1
+                        continue  # no references to decode it from
+                    keyed = True
                 stamped = packet.pts is not None and packet.dts is not None
                 if first is None and stamped and (self.mode == "blurred" or packet.is_keyframe):
                     first, wall0, offset = packet.pts, time.time(), packet.dts
@@ -645,10 +654,14 @@ class _Feed:
                     packet.pts -= offset
                     packet.dts -= offset
                     packet.stream = out
-                    if pass_start is not None and stamp.wall < resumed:
-                        held += fragmenter.mux(packet, stamp)  # from the keyframe before it
+                    chunks = fragmenter.mux(packet, stamp)
+                    if pass_start is not None and stamp.wall < resumed:  # from the keyframe
+                        self._publish([c for c in chunks if c.kind == "init"])
+                        held += [c for c in chunks if c.kind == "fragment"]
+                        if sum(len(c.data) for c in held) > _HELD_LIMIT:
+                            held = []  # viewers start at the next keyframe instead
                         continue
-                    self._publish(_merged(held) + fragmenter.mux(packet, stamp))
+                    self._publish(_merged(held) + chunks)
                     held = []
                     continue
                 if first is not None and stamped:
@@ -662,6 +675,8 @@ class _Feed:
                 # every packet is decoded (a keyframe without timestamps still feeds the frames
                 # after it); frames without a time, or before the first, are not shown
                 for frame in packet.decode():
+                    if pass_start is not None and _leading(frame, first):
+                        continue  # before the keyframe sought to: would step the clock back
                     seconds = clock.seconds(frame)  # every picture counts into its judgement
                     if seconds is None or frame.pts is None or first is None:
                         continue
@@ -692,7 +707,7 @@ class _Feed:
                         stamp = _Stamp(bool(encoded.is_keyframe), when, wall)
                         self._publish(fragmenter.mux(encoded, stamp))
         finally:
-            self._publish(_merged(held) + fragmenter.close())
+            self._publish(fragmenter.close())  # (held: all past; the next pass comes)
         return True
 
     def _camera_changed(self) -> bool:
@@ -868,31 +883,63 @@ async def close_at_shutdown(app: Starlette) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(video.close)
 
 
-def _merged(chunks: list[Chunk]) -> list[Chunk]:
+def _merged(fragments: list[Chunk]) -> list[Chunk]:
     """A raw feed's catch-up after a seek (the keyframe before the analysis's moment up to
     it: a whole GOP, 10 s and 240 pictures for the example clip) as one fragment, so it takes
     one place in a viewer's backlog (75) instead of overflowing it and losing everything up to
     the next keyframe; the player then jumps to the newest picture."""
-    fragments = [c for c in chunks if c.kind == "fragment"]
     if len(fragments) < 2:
-        return chunks
+        return fragments
     last = fragments[-1]
     data = b"".join(c.data for c in fragments)
-    one = replace(fragments[0], data=data, media=last.media, wall=last.wall, made=last.made)
-    return [c for c in chunks if c.kind == "init"] + [one]
+    return [replace(fragments[0], data=data, media=last.media, wall=last.wall, made=last.made)]
 
 
-def _first_stamp(container: Any, stream: Any) -> int:
-    """The first packet's presentation stamp (the first picture's, whose time the analysis
-    counts from; a stream's ``start_time`` may differ: 0 for an AVI whose first picture is
-    stamped 1); the container is read from its start again afterwards."""
-    zero = 0
-    for packet in container.demux(stream):
-        if packet.pts is not None:
-            zero = int(packet.pts)
+def _leading(frame: Any, first: int | None) -> bool:
+    """Whether a picture decoded after a seek comes before the keyframe it was sought to (an
+    open GOP's leading pictures, MPEG-TS). Fed to the picture clock, its step back made the
+    clock judge the decode stamps the better ones, and every picture after was shown two
+    frames (the reorder delay) early against the analysis."""
+    return first is not None and frame.pts is not None and frame.pts < first
+
+
+def _first_picture_stamp(container: Any) -> int:
+    """The first decoded picture's presentation stamp: the analysis counts a file's times
+    from it (:class:`~safewatch.ingest.file_source.FileSource`). Neither the stream's
+    ``start_time`` (0 for an AVI whose first picture is stamped 1) nor the first packet's (a file
+    cut mid-GOP: 8.9 s before its first decodable picture) will do. Read from a second opening
+    of the file, so the feed's own decoder is not opened before it is set up."""
+    with av.open(container.name) as probe:
+        for frame in probe.decode(video=0):
+            if frame.pts is not None:
+                return int(frame.pts)
+    return 0
+
+
+def _seek_before(container: Any, stream: Any, target: int) -> None:
+    """Seek so that a keyframe at or before ``target`` (stream time base) is read first or soon.
+
+    An indexed file (MP4, MKV, AVI) lands on the keyframe before the target. MPEG-TS lands
+    anywhere, often after the target (measured: 15.6 s for 12.0 s, the last packet for 22.0 s)
+    or between keyframes, and a feed waiting for the next keyframe then showed the analysis's
+    moment seconds late or not at all. So it steps back until a keyframe read from the landing
+    lies at or before the target; the pictures before the target are decoded, not shown.
+    """
+    rate = stream.time_base
+    for back in (0.0, 5.0, 20.0, 60.0):
+        at = target - int(back / rate)
+        if at <= 0:
             break
+        container.seek(at, stream=stream)
+        for packet in container.demux(stream):
+            if packet.pts is None:
+                continue
+            if packet.pts > target:
+                break
+            if packet.is_keyframe:
+                container.seek(at, stream=stream)  # again, to read from the landing
+                return
     container.seek(0)
-    return zero
 
 
 def _open_camera(camera_id: str, camera: CameraConfig, base_dir: Path) -> Any:

@@ -241,7 +241,7 @@ async def refuse(websocket: WebSocket, code: int, reason: str) -> None:
 def live_video_of(connection: HTTPConnection) -> LiveVideo:
     """The app's live video feeds (made on first use: a dashboard nobody watches opens no
     camera)."""
-    state = connection.app.state  # (an analyzer's operations app sets it at start)
+    state = connection.app.state  # (cluster_video.internal_video_app sets its own)
     video: LiveVideo | None = getattr(state, "live_video", None)
     if video is None:
         dashboard = get_dashboard(connection)
