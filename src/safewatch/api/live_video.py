@@ -101,7 +101,7 @@ _MOVFLAGS = "frag_every_frame+empty_moov+default_base_moof"
 _ENCODER_BASE = Fraction(1, 90_000)
 _IN_STEP = 0.1
 """A file feed whose pass starts further than this (seconds) from the analysis's is reopened."""
-_KEY_WAIT = 1000
+_KEY_WAIT = 4000
 """Packets a followed file skips after its seek waiting for a keyframe (then it decodes on)."""
 _HELD_LIMIT = 16 << 20
 """Bytes of a raw catch-up sent as one fragment at most (the cluster relay takes 64 MiB)."""
@@ -444,7 +444,7 @@ class _Feed:
         self._duration: float | None = None  # a file's, when it can follow the analysis
         self._pass_start: float | None = None  # wall time of the file's start in this pass
         self._zero = 0  # the file's first stamp (its time zero for the analysis)
-        self._unseekable: tuple[str, str] | None = None  # a file source that cannot seek
+        self._unfollowable: tuple[str, str] | None = None  # a file it failed to seek or probe
         self._lock = threading.Lock()
         self._viewers: set[Viewer] = set()
         self._init: Chunk | None = None
@@ -517,7 +517,7 @@ class _Feed:
                 self._realtime = source_kind(camera.source) == "file"
                 # realtime: false reads a file as fast as it decodes: no moment to follow
                 self._follows = (
-                    self._realtime and camera.realtime and self._unseekable != self._source
+                    self._realtime and camera.realtime and self._unfollowable != self._source
                 )
                 container: Any = None
                 shown = self.fragments
@@ -574,13 +574,17 @@ class _Feed:
         self._pass_start = None
         if anchor is None or not self._duration or stream.time_base is None:
             return None
-        zero = self._zero = _first_picture_stamp(container)  # the analysis counts from there
+        zero = _first_picture_stamp(container)  # the analysis counts from there
+        if zero is None:  # not probed: from the start, and not reopened to follow
+            self._unfollowable = self._source
+            return None
+        self._zero = zero
         now = time.time()
         start = anchor + math.floor((now - anchor) / self._duration) * self._duration
         try:
             _seek_before(container, stream, zero + int((now - start) / stream.time_base))
         except av.error.FFmpegError:
-            self._unseekable = self._source  # reopened (retry_seconds), from the start
+            self._unfollowable = self._source  # reopened (retry_seconds), from the start
             raise
         self._pass_start = start
         return start
@@ -618,6 +622,7 @@ class _Feed:
         settings = self._owner.settings
         resumed = time.time()  # a followed file decodes up to here without skipping
         held: list[Chunk] = []  # raw: the pictures before the analysis's moment
+        held_bytes = 0
         keyed = pass_start is None  # a followed file starts at a keyframe
         waited = 0
         try:
@@ -629,8 +634,8 @@ class _Feed:
             for packet in container.demux(stream):
                 if self.stop.is_set() or self._idle() or self._camera_changed():
                     return False
-                if packet.size == 0:
-                    continue
+                if packet.size == 0 and (self.mode == "raw" or not self._realtime or first is None):
+                    continue  # (a blurred file's end flushes the decoder's last pictures)
                 if not keyed:  # after a seek, which may land between keyframes (MPEG-TS/PS)
                     if not packet.is_keyframe and waited < _KEY_WAIT:
                         waited += 1
@@ -657,9 +662,13 @@ class _Feed:
                     chunks = fragmenter.mux(packet, stamp)
                     if pass_start is not None and stamp.wall < resumed:  # from the keyframe
                         self._publish([c for c in chunks if c.kind == "init"])
-                        held += [c for c in chunks if c.kind == "fragment"]
-                        if sum(len(c.data) for c in held) > _HELD_LIMIT:
-                            held = []  # viewers start at the next keyframe instead
+                        if packet.is_keyframe:
+                            held, held_bytes = [], 0  # (after an overflow: holding again)
+                        if held_bytes <= _HELD_LIMIT:
+                            held += [c for c in chunks if c.kind == "fragment"]
+                            held_bytes += sum(len(c.data) for c in chunks)
+                        if held_bytes > _HELD_LIMIT:
+                            held = []  # too big: viewers start at the next keyframe instead
                         continue
                     self._publish(_merged(held) + chunks)
                     held = []
@@ -903,17 +912,26 @@ def _leading(frame: Any, first: int | None) -> bool:
     return first is not None and frame.pts is not None and frame.pts < first
 
 
-def _first_picture_stamp(container: Any) -> int:
+def _first_picture_stamp(container: Any) -> int | None:
     """The first decoded picture's presentation stamp: the analysis counts a file's times
-    from it (:class:`~safewatch.ingest.file_source.FileSource`). Neither the stream's
-    ``start_time`` (0 for an AVI whose first picture is stamped 1) nor the first packet's (a file
-    cut mid-GOP: 8.9 s before its first decodable picture) will do. Read from a second opening
-    of the file, so the feed's own decoder is not opened before it is set up."""
-    with av.open(container.name) as probe:
-        for frame in probe.decode(video=0):
-            if frame.pts is not None:
-                return int(frame.pts)
-    return 0
+    from it (:class:`~safewatch.ingest.file_source.FileSource`, which skips damaged packets
+    too). Neither the stream's ``start_time`` (0 for an AVI whose first picture is stamped 1)
+    nor the first packet's (a file cut mid-GOP: 8.9 s before its first decodable picture) will
+    do. Read from a second opening of the file, so the feed's own decoder is not opened before
+    it is set up; ``None`` if that fails (the feed then plays the file unfollowed)."""
+    try:
+        with av.open(container.name) as probe:
+            for packet in probe.demux(video=0):
+                try:
+                    pictures = packet.decode()
+                except av.error.FFmpegError:
+                    continue  # a damaged packet
+                for picture in pictures:
+                    if picture.pts is not None:
+                        return int(picture.pts)
+    except (av.error.FFmpegError, OSError) as error:
+        log.info("live video: cannot read the first picture of %s: %s", container.name, error)
+    return None
 
 
 def _seek_before(container: Any, stream: Any, target: int) -> None:
@@ -926,7 +944,7 @@ def _seek_before(container: Any, stream: Any, target: int) -> None:
     lies at or before the target; the pictures before the target are decoded, not shown.
     """
     rate = stream.time_base
-    for back in (0.0, 5.0, 20.0, 60.0):
+    for back in (0.0, 5.0, 10.0, 20.0, 40.0, 60.0):
         at = target - int(back / rate)
         if at <= 0:
             break

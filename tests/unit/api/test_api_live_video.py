@@ -4,6 +4,7 @@ skips to a keyframe, and only admins get the raw stream, audited."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
@@ -24,6 +25,7 @@ from starlette.websockets import WebSocketDisconnect
 from api_support import add_users, client_for, login, make_app, wait_until, write_site
 from assets import asset
 from patience import poll
+from safewatch.api import live_video
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.live import LiveHub
 from safewatch.api.live_video import (
@@ -265,8 +267,39 @@ def test_a_file_feed_shows_the_moment_the_analysis_sees_and_follows_its_loop(
             passes.setdefault(generation, []).append(position)
     follow, loop = passes.values()  # the feed reopened once to follow, once to loop
     assert follow[0] > duration - 3, "the analysis's moment, not the file's start"
-    assert follow[-1] > duration - 0.2, "to the end of the pass"
+    assert follow[-1] == pytest.approx(times[-1], abs=0.01), "to the file's last picture"
     assert loop[0] < 3, "the next pass from its start (not the old pass's end again)"
+
+
+def test_the_first_picture_stamp_skips_damaged_packets_and_a_missing_file(
+    tmp_path: Path,
+) -> None:
+    """The feed counts a file's times from its first decodable picture, as the analysis does;
+    a damaged first packet raised, and the feed reopened forever without playing."""
+    damaged = tmp_path / "damaged.mp4"
+    data = bytearray(asset(CLIP).read_bytes())
+    with av.open(str(asset(CLIP))) as container:
+        packet = next(container.demux(video=0))  # the first keyframe
+        where, size = packet.pos, packet.size
+    data[where + 16 : where + size] = bytes(b ^ 0x5A for b in data[where + 16 : where + size])
+    damaged.write_bytes(bytes(data))
+    with av.open(str(damaged)) as container:
+        stamp = live_video._first_picture_stamp(container)
+        first = next(  # the first picture a decoder that skips damaged packets gets
+            frame.pts for frame in _decodable(container) if frame.pts is not None
+        )
+    assert stamp == first and stamp > 0, (stamp, first)
+
+    class Unopenable:
+        name = str(tmp_path / "gone.mp4")
+
+    assert live_video._first_picture_stamp(Unopenable()) is None
+
+
+def _decodable(container: Any) -> Iterator[Any]:
+    for packet in container.demux(video=0):
+        with contextlib.suppress(av.error.FFmpegError):
+            yield from packet.decode()
 
 
 def test_a_raw_feed_catching_up_to_the_analysis_sends_the_gop_as_one_fragment(
@@ -425,8 +458,6 @@ def test_a_blurred_feed_short_of_cpu_drops_frames_to_stay_live(
 ) -> None:
     """Hiding heads made to take 80 ms a frame (half the camera's 24 fps): the feed shows fewer
     frames, never older ones (without dropping, each second would add half a second of lag)."""
-    from safewatch.api import live_video
-
     slow = live_video.hide_heads
 
     def hide_slowly(*args: Any, **kwargs: Any) -> Any:
