@@ -661,14 +661,18 @@ class _Feed:
                     packet.stream = out
                     chunks = fragmenter.mux(packet, stamp)
                     if pass_start is not None and stamp.wall < resumed:  # from the keyframe
-                        self._publish([c for c in chunks if c.kind == "init"])
-                        if packet.is_keyframe:
-                            held, held_bytes = [], 0  # (after an overflow: holding again)
-                        if held_bytes <= _HELD_LIMIT:
-                            held += [c for c in chunks if c.kind == "fragment"]
-                            held_bytes += sum(len(c.data) for c in chunks)
-                        if held_bytes > _HELD_LIMIT:
-                            held = []  # too big: viewers start at the next keyframe instead
+                        for chunk in chunks:  # (a fragment comes out one packet late)
+                            if chunk.kind == "init":
+                                self._publish([chunk])
+                                continue
+                            if chunk.key:
+                                held, held_bytes = [], 0  # only the newest GOP is needed
+                            elif not held:
+                                continue  # after an overflow: nothing until the next keyframe
+                            held.append(chunk)
+                            held_bytes += len(chunk.data)
+                            if held_bytes > _HELD_LIMIT:
+                                held = []  # too big: viewers start at the next keyframe
                         continue
                     self._publish(_merged(held) + chunks)
                     held = []

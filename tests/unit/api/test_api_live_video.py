@@ -271,6 +271,34 @@ def test_a_file_feed_shows_the_moment_the_analysis_sees_and_follows_its_loop(
     assert loop[0] < 3, "the next pass from its start (not the old pass's end again)"
 
 
+def test_a_raw_catch_up_over_several_gops_sends_the_newest_from_its_keyframe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seek that lands GOPs early (MPEG-TS steps back in seconds) makes the raw catch-up
+    span keyframes: only the newest GOP is sent, as one fragment starting at its keyframe. The
+    muxer hands each fragment out one packet late, so restarting at the keyframe *packet* put
+    the previous GOP's last picture first: a fragment that is not a keyframe, which a viewer
+    skips, and with it the whole catch-up."""
+    monkeypatch.setattr(live_video, "_seek_before", lambda container, *_: container.seek(0))
+    loaded = load_site(write_site(tmp_path, source=str(asset(CLIP))))
+    hub = LiveHub()
+    now = time.time()
+    image = np.zeros((352, 640, 3), np.uint8)
+    # 21 s in: keyframes at 0, 10.1 and 20.3 s lie before it
+    hub.publish_frame(TrackedFrame("yard", 1, 21.0, now, 640, 352, ()), image)
+    video = LiveVideo(hub, lambda: loaded, VideoSettings(stale_seconds=600))
+    viewer = video.watch("yard", "raw")
+    try:
+        chunks = collect(viewer, 3)
+    finally:
+        viewer.close()
+        video.close()
+    fragments = [c for c in chunks if c.kind == "fragment"]
+    assert viewer.skipped == 0 and fragments[0].key
+    pictures = len(decoded(chunks))
+    assert pictures < 150 + len(fragments), f"{pictures} pictures: only the newest GOP"
+
+
 def test_the_first_picture_stamp_skips_damaged_packets_and_a_missing_file(
     tmp_path: Path,
 ) -> None:
