@@ -577,6 +577,7 @@ class _Feed:
         zero = _first_picture_stamp(container)  # the analysis counts from there
         if zero is None:  # not probed: from the start, and not reopened to follow
             self._unfollowable = self._source
+            self._follows = False
             return None
         self._zero = zero
         now = time.time()
@@ -621,8 +622,7 @@ class _Feed:
         origin: float | None = None  # the first picture's time after the first packet's
         settings = self._owner.settings
         resumed = time.time()  # a followed file decodes up to here without skipping
-        held: list[Chunk] = []  # raw: the pictures before the analysis's moment
-        held_bytes = 0
+        catch_up = _CatchUp() if pass_start is not None and self.mode == "raw" else None
         keyed = pass_start is None  # a followed file starts at a keyframe
         waited = 0
         try:
@@ -660,22 +660,14 @@ class _Feed:
                     packet.dts -= offset
                     packet.stream = out
                     chunks = fragmenter.mux(packet, stamp)
-                    if pass_start is not None and stamp.wall < resumed:  # from the keyframe
-                        for chunk in chunks:  # (a fragment comes out one packet late)
-                            if chunk.kind == "init":
-                                self._publish([chunk])
-                                continue
-                            if chunk.key:
-                                held, held_bytes = [], 0  # only the newest GOP is needed
-                            elif not held:
-                                continue  # after an overflow: nothing until the next keyframe
-                            held.append(chunk)
-                            held_bytes += len(chunk.data)
-                            if held_bytes > _HELD_LIMIT:
-                                held = []  # too big: viewers start at the next keyframe
-                        continue
-                    self._publish(_merged(held) + chunks)
-                    held = []
+                    if catch_up is not None:  # from the keyframe before the analysis's moment
+                        self._publish(catch_up.add(chunks))  # (its inits at once)
+                        if stamp.wall < resumed:
+                            continue
+                        # caught up, for good: a B-frame after this may still be stamped
+                        # before the moment (decode order), and is sent as it comes
+                        chunks, catch_up = catch_up.take(), None
+                    self._publish(chunks)
                     continue
                 if first is not None and stamped:
                     wall0 = self._paced(packet, first, offset, base, started, wall0, pass_start)
@@ -896,9 +888,40 @@ async def close_at_shutdown(app: Starlette) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(video.close)
 
 
+class _CatchUp:
+    """A raw feed's pictures from the keyframe before the analysis's moment up to it, held and
+    sent as one fragment (:func:`_merged`). Only the newest GOP is kept: each keyframe fragment
+    restarts it (a fragment comes out of the muxer one packet late, so the keyframe *packet*
+    is not where it starts). Past :data:`_HELD_LIMIT` bytes nothing is held until the next
+    keyframe, and viewers start there."""
+
+    def __init__(self) -> None:
+        self._held: list[Chunk] = []
+        self._bytes = 0
+
+    def add(self, chunks: list[Chunk]) -> list[Chunk]:
+        """Hold the fragments of ``chunks``; return its inits, to publish now."""
+        for chunk in chunks:
+            if chunk.kind == "init":
+                continue
+            if chunk.key:
+                self._held, self._bytes = [], 0
+            elif not self._held:
+                continue  # after an overflow: nothing until the next keyframe
+            self._held.append(chunk)
+            self._bytes += len(chunk.data)
+            if self._bytes > _HELD_LIMIT:
+                self._held = []
+        return [c for c in chunks if c.kind == "init"]
+
+    def take(self) -> list[Chunk]:
+        """The held pictures as one fragment (none if nothing is held)."""
+        return _merged(self._held)
+
+
 def _merged(fragments: list[Chunk]) -> list[Chunk]:
     """A raw feed's catch-up after a seek (the keyframe before the analysis's moment up to
-    it: a whole GOP, 10 s and 240 pictures for the example clip) as one fragment, so it takes
+    it: a whole GOP, 10 s and about 250 pictures for the example clip) as one fragment, so it takes
     one place in a viewer's backlog (75) instead of overflowing it and losing everything up to
     the next keyframe; the player then jumps to the newest picture."""
     if len(fragments) < 2:
