@@ -680,8 +680,6 @@ class _Feed:
                 # every packet is decoded (a keyframe without timestamps still feeds the frames
                 # after it); frames without a time, or before the first, are not shown
                 for frame in packet.decode():
-                    if pass_start is not None and _leading(frame, first):
-                        continue  # before the keyframe sought to: would step the clock back
                     seconds = clock.seconds(frame)  # every picture counts into its judgement
                     if seconds is None or frame.pts is None or first is None:
                         continue
@@ -929,14 +927,6 @@ def _merged(fragments: list[Chunk]) -> list[Chunk]:
     last = fragments[-1]
     data = b"".join(c.data for c in fragments)
     return [replace(fragments[0], data=data, media=last.media, wall=last.wall, made=last.made)]
-
-
-def _leading(frame: Any, first: int | None) -> bool:
-    """Whether a picture decoded after a seek comes before the keyframe it was sought to (an
-    open GOP's leading pictures, MPEG-TS). Fed to the picture clock, its step back made the
-    clock judge the decode stamps the better ones, and every picture after was shown two
-    frames (the reorder delay) early against the analysis."""
-    return first is not None and frame.pts is not None and frame.pts < first
 
 
 def _first_picture_stamp(container: Any) -> int | None:

@@ -271,6 +271,21 @@ def test_a_file_feed_shows_the_moment_the_analysis_sees_and_follows_its_loop(
     assert loop[0] < 3, "the next pass from its start (not the old pass's end again)"
 
 
+def _raw_following(tmp_path: Path, moment: float, fragments: int) -> tuple[Viewer, list[Chunk]]:
+    """A raw feed of the clip whose analysis is ``moment`` seconds in, until ``fragments``."""
+    loaded = load_site(write_site(tmp_path, source=str(asset(CLIP))))
+    hub = LiveHub()
+    image = np.zeros((352, 640, 3), np.uint8)
+    hub.publish_frame(TrackedFrame("yard", 1, moment, time.time(), 640, 352, ()), image)
+    video = LiveVideo(hub, lambda: loaded, VideoSettings(stale_seconds=600))
+    viewer = video.watch("yard", "raw")
+    try:
+        return viewer, collect(viewer, fragments)
+    finally:
+        viewer.close()
+        video.close()
+
+
 def test_a_raw_catch_up_over_several_gops_sends_the_newest_from_its_keyframe(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -280,19 +295,7 @@ def test_a_raw_catch_up_over_several_gops_sends_the_newest_from_its_keyframe(
     the previous GOP's last picture first: a fragment that is not a keyframe, which a viewer
     skips, and with it the whole catch-up."""
     monkeypatch.setattr(live_video, "_seek_before", lambda container, *_: container.seek(0))
-    loaded = load_site(write_site(tmp_path, source=str(asset(CLIP))))
-    hub = LiveHub()
-    now = time.time()
-    image = np.zeros((352, 640, 3), np.uint8)
-    # 21 s in: keyframes at 0, 10.1 and 20.3 s lie before it
-    hub.publish_frame(TrackedFrame("yard", 1, 21.0, now, 640, 352, ()), image)
-    video = LiveVideo(hub, lambda: loaded, VideoSettings(stale_seconds=600))
-    viewer = video.watch("yard", "raw")
-    try:
-        chunks = collect(viewer, 3)
-    finally:
-        viewer.close()
-        video.close()
+    viewer, chunks = _raw_following(tmp_path, 21.0, 3)  # keyframes at 0, 10.1, 20.3 s before
     fragments = [c for c in chunks if c.kind == "fragment"]
     assert viewer.skipped == 0 and fragments[0].key
     pictures = len(decoded(chunks))
@@ -337,19 +340,8 @@ def test_a_raw_feed_catching_up_to_the_analysis_sends_the_gop_as_one_fragment(
     keyframe before its moment (the clip's GOP is 10 s): sent one by one, those pictures (about
     120 here, up to 250) overflowed the viewer's backlog of 75, which then skipped to the next
     keyframe (up to 10 s without a picture)."""
-    loaded = load_site(write_site(tmp_path, source=str(asset(CLIP))))
-    hub = LiveHub()
-    now = time.time()
-    image = np.zeros((352, 640, 3), np.uint8)
     # 5 s in: the next keyframe is at 10.1 s, so a feed slow to open still seeks to 0 s
-    hub.publish_frame(TrackedFrame("yard", 1, 5.0, now, 640, 352, ()), image)
-    video = LiveVideo(hub, lambda: loaded, VideoSettings(stale_seconds=600))
-    viewer = video.watch("yard", "raw")
-    try:
-        chunks = collect(viewer, 30)
-    finally:
-        viewer.close()
-        video.close()
+    viewer, chunks = _raw_following(tmp_path, 5.0, 30)
     fragments = [c for c in chunks if c.kind == "fragment"]
     assert viewer.skipped == 0 and fragments[0].key
     assert len(decoded(chunks)) >= 100 + len(fragments), "the keyframe and every picture after"
