@@ -1,12 +1,22 @@
 """Train the head classifier on ``crops.npz`` and export it to ONNX (step 2 of 2).
 
 Runs in the small training environment (``training/head_classifier/requirements.txt``: PyTorch on
-the CPU, 10-25 minutes on two shared cores at 48x48), never at run time: the product only loads
-the exported ONNX with ONNX Runtime.
+the CPU, 10-25 minutes on two shared cores at 48x48, about 25 with ``--backbone`` at 128x128),
+never at run time: the product only loads the exported ONNX with ONNX Runtime.
 
-Model: a four-block convolutional network (16-24-32-48 channels, ~30 k weights, ~0.1 MB) over the
-square BGR crop (48x48 from ``extract.py`` by default; 32x32 until v2), global average pooling,
-three outputs ``hardhat`` / ``bare`` / ``not_visible``.
+Model (v2, the shipped ``head_classifier``): four conv blocks (16-24-32-48 channels, ~30 k
+weights, ~0.1 MB) trained from scratch over the square BGR crop (48x48 from ``extract.py``; 32x32
+until v2), global average pooling, three outputs ``hardhat`` / ``bare`` / ``not_visible``.
+
+``--backbone`` (v3, measured and not shipped; DATA.md): the backbone of the YOLOX-Nano COCO
+detector (Apache-2.0, the example site's person model; its three stages, ~0.46 M weights, ~1.9 MB)
+fine-tuned on 128x128 crops (``extract.py --size 128``), average- and max-pooled per stage, one
+linear layer to the same outputs. COCO features make a better crop classifier (held-out quarter,
+bare heads called at 95 % precision: 0.86 of crops against v2's 0.77, 0.78 of person-box crops
+against 0.67), but not a better product: the whole pipeline on the held-out photos gains two of
+121 bare heads, on PETS09's 8-15 px heads it calls more bare heads hard hats than v2, and it
+costs ~1.5 ms of CPU per head against ~0.25 ms. Worth trying when a site retrains on its own,
+larger set of photos (docs/ppe.md, "Retraining").
 A first try with a perceptron over raw pixels (scikit-learn) reached 0.65 held-out accuracy on
 crops cut from person boxes; hats are a shape (a dome with a brim) at an unknown position in the
 crop, which convolutions handle and a perceptron over pixels does not. Training augments with
@@ -35,6 +45,7 @@ import numpy as np
 import onnx
 import torch
 from numpy.typing import NDArray
+from onnx.utils import extract_model
 from torch import nn
 from torch.nn import functional
 
@@ -43,7 +54,11 @@ TARGET_PRECISION = 0.95
 
 
 WIDTHS = (16, 24, 32, 48)
-"""Channels of the four conv blocks (``--widths``)."""
+"""Channels of the four conv blocks of the from-scratch network (``--widths``)."""
+BACKBONE_OUTPUTS = ("input.175", "input.283", "input.359")
+"""The YOLOX-Nano COCO export's three backbone stage outputs (strides 8 / 16 / 32; 64 / 128 / 256
+channels): the ends of ``dark3`` / ``dark4`` / ``dark5``, where the detector's neck takes them."""
+BACKBONE_CHANNELS = (64, 128, 256)
 
 
 def network(widths: tuple[int, ...] = WIDTHS) -> nn.Module:
@@ -68,19 +83,71 @@ def network(widths: tuple[int, ...] = WIDTHS) -> nn.Module:
     )
 
 
+def backbone_onnx(detector: Path, out: Path) -> None:
+    """Cut the backbone out of the YOLOX-Nano COCO ONNX ``detector`` into ``out``.
+
+    The input's height and width become free (the detector declares 416x416; the classifier feeds
+    crops). The input stays BGR 0-255, as the detector expects.
+    """
+    model = onnx.load(str(detector))
+    produced = {name for node in model.graph.node for name in node.output}
+    missing = [name for name in BACKBONE_OUTPUTS if name not in produced]
+    if missing:
+        raise SystemExit(f"{detector}: not the YOLOX-Nano COCO export (no tensors {missing})")
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    full = out.with_suffix(".full.onnx")
+    onnx.save(model, str(full))
+    extract_model(str(full), str(out), [model.graph.input[0].name], list(BACKBONE_OUTPUTS))
+    full.unlink()
+
+
+class Pretrained(nn.Module):
+    """A detector backbone (``onnx2torch`` module) with pooled features and a linear head."""
+
+    def __init__(self, backbone: nn.Module, channels: tuple[int, ...] = BACKBONE_CHANNELS):
+        super().__init__()
+        self.backbone = backbone
+        self.drop = nn.Dropout(0.2)
+        self.head = nn.Linear(2 * sum(channels), 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Crops in 0-1 (the runtime's input) to class logits; the backbone wants 0-255."""
+        stages = self.backbone(x * 255.0)
+        pooled = [t.mean(dim=(2, 3)) for t in stages] + [t.amax(dim=(2, 3)) for t in stages]
+        return self.head(self.drop(torch.cat(pooled, dim=1)))
+
+
+def pretrained(detector: Path) -> Pretrained:
+    """The v3 network over ``detector``'s backbone (needs ``onnx2torch``, training only)."""
+    import tempfile
+
+    import onnx2torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cut = Path(tmp) / "backbone.onnx"
+        backbone_onnx(detector, cut)
+        return Pretrained(onnx2torch.convert(str(cut)))
+
+
 def to_tensor(crops: NDArray[np.uint8]) -> torch.Tensor:
     """``(N, S, S, 3)`` uint8 BGR to ``(N, 3, S, S)`` floats in 0-1 (what the runtime feeds)."""
     return torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0
 
 
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, gen: torch.Generator, low_max: int = 0, low_share: float = 0.4
+) -> torch.Tensor:
     """Flips, zoom and shifts, low resolution, brightness / contrast / colour, some grey.
 
     Zoom (0.8-1.25) and shifts (up to 10 % of the side) stand for a head box the runtime placed a
     little off, from person-box geometry or a PPE box; a random share of each batch is cut to a
     lower resolution (down to 10 pixels) and scaled back up, as the runtime upscales the crop of a
     small, distant head (box crops of large heads would otherwise teach sharp detail that small
-    heads never show); a few crops lose their colour (night / IR cameras).
+    heads never show); a few crops lose their colour (night / IR cameras). ``low_max`` caps the
+    lowered resolution (0: the crop side) and ``low_share`` is the share of crops lowered: a
+    128-pixel crop of a head that CCTV shows 8-15 px wide holds 13-24 real pixels, which a cap of
+    the full side would almost never simulate.
     """
     n, _, size, _ = x.shape
     flip = torch.rand(n, generator=gen) < 0.5
@@ -93,10 +160,10 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     theta[:, :, 2] = shift
     grid = functional.affine_grid(theta, list(x.shape), align_corners=False)
     x = functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    low = int(torch.randint(10, size, (1,), generator=gen))
+    low = int(torch.randint(10, low_max or size, (1,), generator=gen))
     small = functional.interpolate(x, size=low, mode="area")
     small = functional.interpolate(small, size=size, mode="bilinear")
-    blur = torch.rand(n, generator=gen) < 0.4
+    blur = torch.rand(n, generator=gen) < low_share
     x = torch.where(blur[:, None, None, None], small, x)
     gain = 1 + 0.4 * (torch.rand(n, 1, 1, 1, generator=gen) - 0.5)
     channel = 1 + 0.2 * (torch.rand(n, 3, 1, 1, generator=gen) - 0.5)
@@ -109,28 +176,41 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def fit(
+    net: nn.Module,
     crops: NDArray[np.uint8],
     labels: NDArray[np.int64],
     epochs: int,
-    widths: tuple[int, ...] = WIDTHS,
+    low_max: int = 0,
+    low_share: float = 0.4,
 ) -> nn.Module:
-    """Train from scratch with AdamW and a cosine schedule; balanced by class weights."""
-    torch.manual_seed(0)
+    """Train with AdamW and a one-cycle schedule, balanced by class weights.
+
+    From scratch every weight learns at 3e-3; a pretrained backbone learns at 1e-3 (a third:
+    enough to adapt COCO features to heads, not so much that 479 photos overwrite them) and the
+    new head at 1e-2."""
     gen = torch.Generator().manual_seed(0)
-    net = network(widths)
     x, y = to_tensor(crops), torch.from_numpy(labels)
     counts = torch.bincount(y, minlength=3).float().clamp(min=1)
     loss_fn = nn.CrossEntropyLoss(weight=(counts.sum() / counts) ** 0.5)
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-3)
+    if isinstance(net, Pretrained):
+        groups = [
+            {"params": list(net.backbone.parameters()), "lr": 1e-3},
+            {"params": list(net.head.parameters()), "lr": 1e-2},
+        ]
+    else:
+        groups = [{"params": list(net.parameters()), "lr": 3e-3}]
+    opt = torch.optim.AdamW(groups, weight_decay=1e-3)
     steps = epochs * ((len(y) + 127) // 128)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=[float(g["lr"]) for g in groups], total_steps=steps
+    )
     net.train()
     for epoch in range(epochs):
         order = torch.randperm(len(y), generator=gen)
         for i in range(0, len(y), 128):
             idx = order[i : i + 128]
             opt.zero_grad()
-            loss = loss_fn(net(augment(x[idx], gen)), y[idx])
+            loss = loss_fn(net(augment(x[idx], gen, low_max, low_share)), y[idx])
             loss.backward()
             opt.step()
             sched.step()
@@ -139,9 +219,13 @@ def fit(
 
 
 def predict(net: nn.Module, crops: NDArray[np.uint8]) -> NDArray[np.float64]:
-    """Class probabilities."""
+    """Class probabilities (in batches: a pretrained backbone's activations are large)."""
     with torch.no_grad():
-        return torch.softmax(net(to_tensor(crops)), dim=1).double().numpy()
+        parts = [
+            torch.softmax(net(to_tensor(crops[i : i + 256])), dim=1)
+            for i in range(0, len(crops), 256)
+        ]
+    return torch.cat(parts).double().numpy() if parts else np.zeros((0, 3))
 
 
 def threshold(prob: NDArray[np.float64], truth: NDArray[np.bool_], precision: float) -> float:
@@ -196,7 +280,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--widths", default=",".join(map(str, WIDTHS)), help="channels per conv block: 16,24,32,48"
+        "--widths",
+        default=",".join(map(str, WIDTHS)),
+        help="channels per conv block of the from-scratch network: 16,24,32,48",
+    )
+    parser.add_argument(
+        "--low-max", type=int, default=0, help="cap of the lowered resolution (0: crop side)"
+    )
+    parser.add_argument(
+        "--low-share", type=float, default=0.4, help="share of crops at a lowered resolution"
+    )
+    parser.add_argument(
+        "--backbone",
+        type=Path,
+        help="fine-tune this YOLOX-Nano COCO ONNX's backbone (v3) instead of training from scratch",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -209,8 +306,12 @@ def main() -> None:
     photos = np.unique(groups)
     held = rng.choice(photos, size=len(photos) // 4, replace=False)
     val = np.isin(groups, held)
-    widths = tuple(int(w) for w in args.widths.split(","))
-    net = fit(crops[~val], labels[~val], args.epochs, widths)
+    torch.manual_seed(0)
+    if args.backbone is not None:
+        net: nn.Module = pretrained(args.backbone)
+    else:
+        net = network(tuple(int(w) for w in args.widths.split(",")))
+    net = fit(net, crops[~val], labels[~val], args.epochs, args.low_max, args.low_share)
     prob = predict(net, crops[val])
     y = labels[val]
     report(prob, y, kinds[val])
