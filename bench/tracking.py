@@ -152,12 +152,10 @@ def score(
     for frame, det in zip(frames, detections, strict=True):
         out = tracker.update(det[det.confidence >= detect_threshold], frame)
         ids, boxes = gt[frame.seq + 1]
-        hyp_ids = [t.track_id for t in out.tracks]
+        persons = [t for t in out.tracks if not t.ppe_only]  # PPE subjects are no person tracks
+        hyp_ids = [t.track_id for t in persons]
         hyp = np.array(
-            [
-                (t.xyxy[0], t.xyxy[1], t.xyxy[2] - t.xyxy[0], t.xyxy[3] - t.xyxy[1])
-                for t in out.tracks
-            ],
+            [(t.xyxy[0], t.xyxy[1], t.xyxy[2] - t.xyxy[0], t.xyxy[3] - t.xyxy[1]) for t in persons],
             np.float64,
         ).reshape(-1, 4)
         dist = iou_distances(boxes, hyp, min_iou=0.5)

@@ -161,17 +161,19 @@ class TrackerConfig(_Strict):
         description="Also track persons detected only below the track-start threshold, from "
         "this score up (e.g. 0.3), in a second tracker that never takes a box the main one "
         "took and needs one more frame to confirm; gives weakly detected workers a PPE "
-        "verdict (docs/ppe.md). Omitted: such persons stay untracked.",
+        "verdict (docs/ppe.md). They are PPE-only subjects: PPE rules see them, zone, "
+        "counting, distance, dwell, speed and line rules do not, and the person tracks stay "
+        "as without the option. Omitted: such persons stay untracked.",
     )
     head_tracks: float | None = Field(
         None,
         ge=0,
         le=1,
         description="Head-first PPE subjects (docs/ppe.md): a hard-hat or bare-head box that no "
-        "person box takes (the person detector missed its wearer) starts a person track of its "
-        "own from this score up (e.g. 0.3), whose box is the head, so small or crowded workers "
-        "still get a verdict. Rules that place people by their feet see the head's bottom edge "
-        "for these tracks. Omitted: only detected persons carry PPE.",
+        "person box takes (the person detector missed its wearer) starts a track of its own "
+        "from this score up (e.g. 0.3), whose box is the head, so small or crowded workers "
+        "still get a verdict. Like low_score_tracks, a PPE-only subject: other rules do not "
+        "see it. Omitted: only detected persons carry PPE.",
     )
     head_classifier: str | None = Field(
         None,
@@ -183,8 +185,9 @@ class TrackerConfig(_Strict):
     face_subjects: str | None = Field(
         None,
         description="Face-first PPE subjects (docs/ppe.md): a face detector ('yunet') runs on "
-        "every analysed frame, and a face no person or head box covers becomes a tracked person "
-        "whose head the head classifier checks (needs head_classifier). Finds bare heads the "
+        "every analysed frame, and a face no person or head box covers becomes a tracked PPE-only "
+        "subject (as low_score_tracks) whose head the head classifier checks (needs "
+        "head_classifier). Finds bare heads the "
         "person and PPE models miss; costs one face detector run per frame (~18 ms on a CPU "
         "core at 640x352). Omitted: off.",
     )

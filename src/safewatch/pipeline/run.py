@@ -62,7 +62,8 @@ class PipelineStats:
         elapsed: Wall seconds the run took.
         detect_seconds: Wall seconds spent in the detector (summed over detectors that run side by
             side).
-        tracks: Distinct track ids seen per label.
+        tracks: Distinct track ids seen per label; PPE-only subjects (``Track.ppe_only``) under
+            ``"<label> (PPE only)"``, so a person count in a report stays the tracked persons.
         events: Rule events emitted (all phases).
         changes: Incident changes made.
     """
@@ -185,7 +186,8 @@ class Pipeline:
         stats.last_pts = frame.pts
         result = self._step.step(frame, detections)
         for track in result.tracked.tracks:
-            stats.tracks.setdefault(track.label, set()).add(track.track_id)
+            label = f"{track.label} (PPE only)" if track.ppe_only else track.label
+            stats.tracks.setdefault(label, set()).add(track.track_id)
         stats.events += len(result.events)
         stats.changes.extend(result.changes)
         for observer in self._observers:

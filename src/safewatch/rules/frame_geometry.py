@@ -160,7 +160,7 @@ class FrameGeometry:
         self.width = tracked.width
         self.height = tracked.height
         self._boxes: NDArray[np.float64] | None = None
-        self._labelled: dict[tuple[str, ...] | None, list[int]] = {}
+        self._labelled: dict[tuple[tuple[str, ...] | None, bool], list[int]] = {}
         self._points: dict[str, NDArray[np.float64]] = {}
         self._floor: dict[tuple[int, str], tuple[Calibration, NDArray[np.float64]]] = {}
         self._pixels: dict[int, tuple[Zone, NDArray[np.float64]]] = {}
@@ -169,15 +169,21 @@ class FrameGeometry:
             tuple[tuple[str, ...], tuple[str, ...], PPEState], list[tuple[int, tuple[str, ...]]]
         ] = {}
 
-    def labelled(self, labels: tuple[str, ...] | None) -> list[int]:
-        """Indices of the tracks whose label is one of ``labels`` (``None``: every track)."""
-        found = self._labelled.get(labels)
+    def labelled(self, labels: tuple[str, ...] | None, *, ppe_subjects: bool = False) -> list[int]:
+        """Indices of the tracks whose label is one of ``labels`` (``None``: every track).
+
+        PPE-only subjects (:attr:`Track.ppe_only <safewatch.domain.tracks.Track.ppe_only>`) are
+        left out unless ``ppe_subjects``: only PPE violation rules ask for them."""
+        key = (labels, ppe_subjects)
+        found = self._labelled.get(key)
         if found is None:
-            if labels is None:
-                found = list(range(len(self.tracks)))
-            else:
-                found = [i for i, t in enumerate(self.tracks) if t.label in labels]
-            self._labelled[labels] = found
+            tracks = self.tracks
+            found = [
+                i
+                for i, t in enumerate(tracks)
+                if (labels is None or t.label in labels) and (ppe_subjects or not t.ppe_only)
+            ]
+            self._labelled[key] = found
         return found
 
     def boxes(self) -> NDArray[np.float64]:
@@ -351,22 +357,21 @@ class FrameGeometry:
 
         Returns:
             ``(track index, items in that state, in require order)`` for each such track, in
-            track order.
+            track order. PPE-only subjects count for ``ABSENT`` (they exist to carry that verdict)
+            but not for ``UNKNOWN``: a weak box or a lone head without a verdict is too often no
+            worker at all to open a review item.
         """
         key = (require, labels, state)
         found = self._missing.get(key)
         if found is None:
             tracks = self.tracks
+            subjects = self.labelled(labels, ppe_subjects=state is PPEState.ABSENT)
             if len(require) == 1:  # the usual rule: one item, no list per track
                 (item,) = require
-                found = [
-                    (i, require)
-                    for i in self.labelled(labels)
-                    if tracks[i].attributes.get(item) == state
-                ]
+                found = [(i, require) for i in subjects if tracks[i].attributes.get(item) == state]
             else:
                 found = []
-                for i in self.labelled(labels):
+                for i in subjects:
                     attributes = tracks[i].attributes
                     items = tuple([item for item in require if attributes.get(item) == state])
                     if items:

@@ -46,6 +46,7 @@ _LOW = "person[low]"  # tracker key of low-score person tracks (TrackerConfig.lo
 _LONE = "person[lone-heads]"  # head boxes no person took (TrackerConfig.head_tracks)
 _FACES = "person[faces]"  # heads found from faces no person or head box covers (face_finder)
 _AS_PERSON = (_HEADS, _LOW, _LONE, _FACES)  # tracker keys whose tracks are reported as persons
+_PPE_ONLY = (_LOW, _LONE, _FACES)  # ... of which only PPE rules see (Track.ppe_only)
 FACE_HEAD = "face_head"
 """Label of the head boxes made from faces; appended to the frame's detections for tracking."""
 
@@ -531,4 +532,5 @@ class CameraTracker:
             confidence=float(detections.confidence[row]),
             attributes=attributes,
             attribute_confidence=confidence,
+            ppe_only=key in _PPE_ONLY,
         )

@@ -24,6 +24,7 @@ def person(
     size: tuple[float, float] = (40.0, 100.0),
     label: str = "person",
     confidence: float = 0.9,
+    ppe_only: bool = False,
     **ppe: PPEState,
 ) -> Track:
     """A track whose foot point (bottom-centre) is at ``foot`` pixels."""
@@ -36,6 +37,7 @@ def person(
         confidence=confidence,
         attributes=dict(ppe),
         attribute_confidence={item: 0.8 for item in ppe},
+        ppe_only=ppe_only,
     )
 
 

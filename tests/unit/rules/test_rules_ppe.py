@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,7 +11,7 @@ from rules_factories import RIGHT_HALF, frame, person, rule, rule_set
 
 from safewatch.config.rules import PPERule
 from safewatch.domain.events import Phase
-from safewatch.domain.tracks import PPEState
+from safewatch.domain.tracks import PPEState, Track
 from safewatch.rules import RuleEngine
 
 ITEMS = ("hardhat", "vest", "gloves", "goggles", "mask")
@@ -63,6 +65,50 @@ def test_unverifiable_is_off_by_default() -> None:
     engine = RuleEngine(rule_set([_rule(require=["hardhat"])]))
     assert _rule(require=["hardhat"]).flag == "absent"
     assert engine.evaluate(frame(0, [person(2, hardhat=PPEState.UNKNOWN)])) == []
+
+
+def test_ppe_only_subjects_reach_ppe_violation_rules_and_no_other_rule() -> None:
+    """A weakly detected worker or a lone head (``Track.ppe_only``) carries a hard-hat verdict,
+    but is no person to zone, counting, distance or dwell rules, nor a "not verifiable" item."""
+    everywhere = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
+    rules = rule_set(
+        [
+            _rule(id="hat", require=["hardhat"]),
+            _rule(id="hat-check", require=["hardhat"], flag="unverifiable"),
+            rule(id="keep-out", kind="zone_intrusion", zone="all", min_duration=0),
+            rule(id="crowd", kind="occupancy", zone="all", max_count=0, min_duration=0),
+            rule(id="dwell", kind="dwell", zone="all", max_time="1s"),
+            rule(
+                id="near",
+                kind="proximity",
+                subjects=["person"],
+                objects=["forklift"],
+                max_distance="1000px",
+                min_duration=0,
+            ),
+        ],
+        {"all": everywhere},
+    )
+    forklift = person(9, (600, 400), label="forklift")
+    bare = person(2, (500, 400), ppe_only=True, hardhat=PPEState.ABSENT)
+    unknown = person(3, (400, 400), ppe_only=True, hardhat=PPEState.UNKNOWN)
+
+    def started(tracks: list[Track]) -> set[tuple[str, tuple[int, ...]]]:
+        engine = RuleEngine(rules)
+        events = [e for t in (0.0, 0.5, 1.0, 1.5, 2.0) for e in engine.evaluate(frame(t, tracks))]
+        return {(e.rule_id, e.track_ids) for e in events if e.phase is Phase.STARTED}
+
+    assert started([bare, unknown, forklift]) == {("hat", (2,))}
+    # The same two as ordinary person tracks: every rule sees them.
+    as_persons = [replace(bare, ppe_only=False), replace(unknown, ppe_only=False), forklift]
+    assert {r for r, _ in started(as_persons)} == {
+        "hat",
+        "hat-check",
+        "keep-out",
+        "crowd",
+        "dwell",
+        "near",
+    }
 
 
 def test_items_scoped_to_zones() -> None:
