@@ -15,7 +15,7 @@ linear layer to the same outputs. COCO features make a better crop classifier (h
 bare heads called at 95 % precision: 0.86 of crops against v2's 0.77, 0.78 of person-box crops
 against 0.67), but not a better product: the whole pipeline on the held-out photos gains two of
 121 bare heads, on PETS09's 8-15 px heads it calls more bare heads hard hats than v2, and it
-costs ~1.5 ms of CPU per head against ~0.25 ms. Worth trying when a site retrains on its own,
+costs ~1.5 ms of CPU per head against ~0.27 ms. Worth trying when a site retrains on its own,
 larger set of photos (docs/ppe.md, "Retraining").
 A first try with a perceptron over raw pixels (scikit-learn) reached 0.65 held-out accuracy on
 crops cut from person boxes; hats are a shape (a dome with a brim) at an unknown position in the
@@ -86,8 +86,11 @@ def network(widths: tuple[int, ...] = WIDTHS) -> nn.Module:
 def backbone_onnx(detector: Path, out: Path) -> None:
     """Cut the backbone out of the YOLOX-Nano COCO ONNX ``detector`` into ``out``.
 
-    The input's height and width become free (the detector declares 416x416; the classifier feeds
-    crops). The input stays BGR 0-255, as the detector expects.
+    The input's batch, height and width become free (the detector declares 416x416, the official
+    release also batch 1; the classifier feeds batches of crops). The input stays BGR 0-255, as
+    the detector expects. Tested with the re-export the project's CI uses
+    (``../shared/assets/models/yolox_nano_coco.onnx``); another export may name its tensors
+    otherwise, and this then stops naming the ones it looked for.
     """
     model = onnx.load(str(detector))
     produced = {name for node in model.graph.node for name in node.output}
@@ -95,7 +98,7 @@ def backbone_onnx(detector: Path, out: Path) -> None:
     if missing:
         raise SystemExit(f"{detector}: not the YOLOX-Nano COCO export (no tensors {missing})")
     dims = model.graph.input[0].type.tensor_type.shape.dim
-    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    dims[0].dim_param, dims[2].dim_param, dims[3].dim_param = "batch", "height", "width"
     full = out.with_suffix(".full.onnx")
     onnx.save(model, str(full))
     extract_model(str(full), str(out), [model.graph.input[0].name], list(BACKBONE_OUTPUTS))
@@ -160,7 +163,7 @@ def augment(
     theta[:, :, 2] = shift
     grid = functional.affine_grid(theta, list(x.shape), align_corners=False)
     x = functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    low = int(torch.randint(10, low_max or size, (1,), generator=gen))
+    low = int(torch.randint(10, min(low_max or size, size), (1,), generator=gen))
     small = functional.interpolate(x, size=low, mode="area")
     small = functional.interpolate(small, size=size, mode="bilinear")
     blur = torch.rand(n, generator=gen) < low_share
@@ -285,7 +288,10 @@ def main() -> None:
         help="channels per conv block of the from-scratch network: 16,24,32,48",
     )
     parser.add_argument(
-        "--low-max", type=int, default=0, help="cap of the lowered resolution (0: crop side)"
+        "--low-max",
+        type=int,
+        default=0,
+        help="lowered resolutions are drawn from 10 up to this (exclusive; 0: the crop side)",
     )
     parser.add_argument(
         "--low-share", type=float, default=0.4, help="share of crops at a lowered resolution"
@@ -296,6 +302,10 @@ def main() -> None:
         help="fine-tune this YOLOX-Nano COCO ONNX's backbone (v3) instead of training from scratch",
     )
     args = parser.parse_args()
+    if args.low_max and args.low_max <= 10:
+        parser.error("--low-max must be above 10 pixels (the lowest resolution drawn), or 0")
+    if not 0.0 <= args.low_share <= 1.0:
+        parser.error("--low-share is a share of crops, 0-1")
     torch.set_num_threads(args.threads)
     data = np.load(args.crops)
     crops, labels = data["crops"], data["labels"].astype(np.int64)

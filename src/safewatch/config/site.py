@@ -173,7 +173,8 @@ class TrackerConfig(_Strict):
         "person box takes (the person detector missed its wearer) starts a track of its own "
         "from this score up (e.g. 0.3), whose box is the head, so small or crowded workers "
         "still get a verdict. Like low_score_tracks, a PPE-only subject: other rules do not "
-        "see it. Omitted: only detected persons carry PPE.",
+        "see it, and a PPE rule's zones place it by the head box's bottom edge. Omitted: only "
+        "detected persons carry PPE.",
     )
     head_classifier: str | None = Field(
         None,

@@ -8,7 +8,12 @@ from enum import StrEnum
 
 from safewatch.domain.detections import Detections
 
-__all__ = ["PPEState", "Track", "TrackedFrame"]
+__all__ = ["FACE_HEAD", "PPEState", "Track", "TrackedFrame"]
+
+FACE_HEAD = "face_head"
+"""Detection label of a head box the tracker made from a face (``tracker.face_subjects``): a square
+1.3 face widths wide from 0.6 face heights above the face, so its lower part is the face. It
+travels in :attr:`TrackedFrame.detections` so privacy can hide that face."""
 
 
 class PPEState(StrEnum):
@@ -40,8 +45,8 @@ class Track:
             exist so such workers get a hard-hat verdict; the evidence behind them is too weak,
             or the box too unlike a body (a head whose "feet" are its chin), for zone, counting,
             distance, dwell, speed or line rules, which do not see them (PETS09 MOTA fell from
-            0.761 to 0.572 when low-score tracks were ordinary person tracks). PPE violation
-            rules, evidence, privacy and the PPE coverage figures do see them.
+            0.761 to 0.572 when low-score tracks were ordinary person tracks), nor the PPE-checked
+            share. PPE violation rules, evidence stills and privacy do see them.
     """
 
     track_id: int

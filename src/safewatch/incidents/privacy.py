@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 
 from safewatch.config.site import PrivacyConfig, PrivacyMode
 from safewatch.domain import Image, TrackedFrame
+from safewatch.domain.tracks import FACE_HEAD
 from safewatch.incidents.faces import face_detector
 
 __all__ = [
@@ -53,6 +54,13 @@ FACE_BELOW_HAT = 1.5
 
 HAT_SHOWN = 0.6
 """Top share of a hat box left unhidden: the dome of the hat, above the brim and the face."""
+
+FACE_HEAD_SHOWN = 0.35
+"""Top share of a face-made head box (:data:`~safewatch.domain.tracks.FACE_HEAD`) left unhidden:
+hair or the hat above the face, which starts at 0.46 of the square for a square face."""
+FACE_HEAD_BELOW = 0.3
+"""How far below a face-made head box the hidden region reaches, in box sides: the face ends at
+1.23 sides from the top for a square face (earlier for a wider one)."""
 
 _PIXEL_BLOCKS = 6
 """Blocks across the shorter side of a pixelated region: a shape, never a face."""
@@ -86,6 +94,11 @@ def _head_boxes(
             regions.append((x1, y1 + HAT_SHOWN * height, x2, y2 + FACE_BELOW_HAT * height))
         elif name in heads:
             regions.append((x1, y1, x2, y2))
+        elif name == FACE_HEAD:
+            # A head made from a face reaches 0.6 face heights above it and stops inside it; hide
+            # from just above the face (a third of the square down) to below its chin.
+            side = y2 - y1
+            regions.append((x1, y1 + FACE_HEAD_SHOWN * side, x2, y2 + FACE_HEAD_BELOW * side))
         else:
             continue
         found.append((x1, y1, x2, y2))

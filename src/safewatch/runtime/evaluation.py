@@ -276,6 +276,9 @@ class RulesWorker:
     def _count_ppe(self, camera: _Camera, tracked: TrackedFrame) -> None:
         """Add this frame's person-seconds per PPE item and voted state (unknown is counted).
 
+        Person tracks only: PPE-only subjects (``Track.ppe_only``) would add seconds of boxes
+        that are often no worker at all, mostly unknown, and pull the checked share down.
+
         Each person counts for the media time since the camera's previous frame (wall time where
         a reconnected stream restarted its media time, as the tracker's clock does), capped at
         :data:`_MAX_PPE_STEP` so a stream gap is not booked as minutes of (un)verified people.
@@ -291,6 +294,8 @@ class RulesWorker:
             return
         now = time.time()
         for track in tracked.tracks:
+            if track.ppe_only:  # a weak box or a lone head is no person-second to check
+                continue
             for item, state in track.attributes.items():
                 self._metrics.ppe_person_seconds.labels(
                     camera=tracked.camera_id, item=item, state=str(state)

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from safewatch.config.site import TrackerConfig
 from safewatch.domain import Detections, Frame, Image, PPEState, Track, TrackedFrame
+from safewatch.domain.tracks import FACE_HEAD
 from safewatch.track.bytetrack import LabelTracker
 from safewatch.track.clock import FrameClock
 from safewatch.track.head_check import HeadVerifier
@@ -47,8 +48,6 @@ _LONE = "person[lone-heads]"  # head boxes no person took (TrackerConfig.head_tr
 _FACES = "person[faces]"  # heads found from faces no person or head box covers (face_finder)
 _AS_PERSON = (_HEADS, _LOW, _LONE, _FACES)  # tracker keys whose tracks are reported as persons
 _PPE_ONLY = (_LOW, _LONE, _FACES)  # ... of which only PPE rules see (Track.ppe_only)
-FACE_HEAD = "face_head"
-"""Label of the head boxes made from faces; appended to the frame's detections for tracking."""
 
 
 class FaceFinder(Protocol):

@@ -11,6 +11,7 @@ import pytest
 from safewatch.config.loader import load_site
 from safewatch.config.site import PrivacyConfig
 from safewatch.domain import Detections, Track, TrackedFrame
+from safewatch.domain.tracks import FACE_HEAD
 from safewatch.errors import ConfigError
 from safewatch.incidents.privacy import (
     FACE_BELOW_HAT,
@@ -19,6 +20,7 @@ from safewatch.incidents.privacy import (
     anonymise_heads,
     head_regions,
 )
+from safewatch.track.camera import head_from_face
 
 W, H = 640, 360
 
@@ -79,6 +81,20 @@ def test_hat_box_reaches_down_over_the_face_and_leaves_the_hat_visible() -> None
     # A margin grows the region sideways and down, never up over the hat.
     (grown,) = head_regions(frame, PrivacyConfig(margin=0.5))
     assert grown[1] == round(100 + HAT_SHOWN * 20) and grown[3] > region[3]
+
+
+def test_a_face_subject_has_its_face_hidden_and_its_hair_or_hat_shown() -> None:
+    """A face-first PPE subject (``tracker.face_subjects``) is tracked on a head box made from its
+    face, which stops inside the face: the face itself is hidden, down past the chin, without a
+    face detector in privacy; the top of the square (hair, hat) stays visible."""
+    face = np.array([[300.0, 120.0, 320.0, 140.0]])  # a 20 px face, as the face detector boxes it
+    (head,) = head_from_face(face)
+    subject = Track(5, "person", tuple(float(v) for v in head), 0.8, ppe_only=True)
+    frame = tracked((subject,), [tuple(float(v) for v in head)], [FACE_HEAD])
+    (region,) = head_regions(frame, NO_MARGIN)
+    x1, y1, x2, y2 = region
+    assert x1 <= 300 and x2 >= 320 and y1 <= 120 and y2 >= 140, f"{region} must cover the face"
+    assert y1 > head[1] + 0.3 * (head[3] - head[1]), "the top of the head square stays visible"
 
 
 def test_head_box_of_someone_else_does_not_spare_a_person() -> None:

@@ -16,6 +16,7 @@ from safewatch.api import ApiSettings, create_app
 from safewatch.api.camera_state import tile_state
 from safewatch.config.runtime import WatchdogConfig
 from safewatch.config.site import TrackerConfig
+from safewatch.domain import Detections
 from safewatch.incidents import EvidenceStore, IncidentManager
 from safewatch.rules import RuleEngine, load_rules
 from safewatch.runtime.evaluation import RulesWorker
@@ -102,6 +103,42 @@ def test_the_rules_stage_reports_each_cameras_share(
     assert item.item == "hardhat"
     assert item.person_seconds == pytest.approx(0.2 * sum(tracks[1:]))
     assert item.person_seconds > 0 and item.share == 0.0
+
+
+def test_ppe_only_subjects_add_no_person_seconds(
+    tmp_path: Path,
+    repository: IncidentRepository,
+) -> None:
+    """A weakly detected box tracked for PPE (``low_score_tracks``) is no person to the share."""
+    (tmp_path / "rules.yaml").write_text(RULES)
+    worker = RulesWorker(
+        lambda camera: CameraTracker(
+            TrackerConfig(low_score_tracks=0.3), camera, frame_rate=5.0, ppe_items={"hardhat"}
+        ),
+        RuleEngine(load_rules(tmp_path / "rules.yaml")),
+        IncidentManager(repository, EvidenceStore(tmp_path / "evidence")),
+        RuntimeMetrics(),
+    )
+    tracks: list[tuple[int, int]] = []  # (person tracks, PPE-only subjects) per frame
+    worker.add_listener(
+        lambda _i, tracked, _e, _c: tracks.append(
+            (
+                sum(not t.ppe_only for t in tracked.tracks),
+                sum(t.ppe_only for t in tracked.tracks),
+            )
+        )
+    )
+    worker.start()
+    try:
+        for seq in range(8):
+            strong, weak = person_at(20 + seq, 10), person_at(50, 10, score=0.4)
+            worker.submit(analysed(seq, Detections.merge([strong, weak])))
+        wait_for(lambda: len(tracks) == 8)
+        (item,) = worker.counters()["cam"].ppe
+    finally:
+        worker.stop(timeout=5.0)
+    assert sum(n for _, n in tracks) > 0, "the weak box became a PPE-only subject"
+    assert item.person_seconds == pytest.approx(0.2 * sum(n for n, _ in tracks[1:]))
 
 
 def test_a_camera_checking_too_little_stays_ready_but_degrades_readyz() -> None:
