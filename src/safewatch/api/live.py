@@ -400,6 +400,7 @@ def frame_metadata(frame: LiveFrame) -> dict[str, Any]:
             "confidence": round(float(track.confidence), 3),
             "ppe": {item: str(state) for item, state in track.attributes.items()},
             "violating": track.track_id in frame.violating,
+            "ppe_only": track.ppe_only,
         }
         for track in tracked.tracks
     ]

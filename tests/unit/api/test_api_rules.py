@@ -139,6 +139,7 @@ def test_live_socket_sends_geometry_state_metadata_and_frames(
                 "confidence": 0.9,
                 "ppe": {"hardhat": "absent"},
                 "violating": False,
+                "ppe_only": False,
             }
         ]
         assert meta["detections"] == [

@@ -129,7 +129,7 @@ function tile(camera) {
     while (now - draws[0] > 2000) draws.shift();
     const fps = draws.length > 1 ? ((draws.length - 1) * 1000) / (now - draws[0]) : 0;
     const lag = mse && node.dataset.latency ? ` · ${(node.dataset.latency / 1000).toFixed(1)} s behind` : "";
-    info.textContent = meta ? `${meta.tracks.length} tracks · ${fps.toFixed(1)} fps${lag} · ${fmtTime(meta.timestamp, true)}` : `${fps.toFixed(1)} fps${lag}`;
+    info.textContent = meta ? `${meta.tracks.filter((t) => !t.ppe_only).length} tracks · ${fps.toFixed(1)} fps${lag} · ${fmtTime(meta.timestamp, true)}` : `${fps.toFixed(1)} fps${lag}`;
   };
   // With MSE the overlay is drawn for each presented video frame from the analysis metadata of
   // the same moment (the newest analysed frame at or before it, by wall-clock time).

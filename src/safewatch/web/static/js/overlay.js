@@ -84,11 +84,15 @@ export function drawOverlay(ctx, w, h, meta, geometry, show = {}) {
     const [x1, y1, x2, y2] = track.box;
     const color = trackColor(track);
     ctx.strokeStyle = color;
+    // A PPE-only subject (a weak box or a lone head, tracked only for its hard-hat verdict) is
+    // dashed: no zone, counting or distance rule sees it.
+    if (track.ppe_only) ctx.setLineDash([6, 4]);
     ctx.strokeRect(x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h);
+    ctx.setLineDash([]);
     boxes += 1;
     const parts = [];
     if (show.ids !== false) parts.push(`#${track.id}`);
-    parts.push(track.label);
+    parts.push(track.ppe_only ? `${track.label} (PPE only)` : track.label);
     if (show.ppe !== false && track.ppe && Object.keys(track.ppe).length) parts.push(ppeText(track.ppe));
     label(ctx, parts.join(" "), x1 * w, Math.max(0, y1 * h - font - 3), color, font);
   }
