@@ -12,8 +12,8 @@ __all__ = ["FACE_HEAD", "PPEState", "Track", "TrackedFrame"]
 
 FACE_HEAD = "face_head"
 """Detection label of a head box the tracker made from a face (``tracker.face_subjects``): a square
-1.3 face widths wide from 0.6 face heights above the face, so its lower part is the face. It
-travels in :attr:`TrackedFrame.detections` so privacy can hide that face."""
+1.3 face widths wide from 0.6 face heights above the face. It is no head box to privacy (it
+stops inside the face); :attr:`TrackedFrame.faces` carries the faces themselves."""
 
 
 class PPEState(StrEnum):
@@ -89,6 +89,9 @@ class TrackedFrame:
         height: Frame height in pixels.
         tracks: Confirmed tracks in this frame.
         detections: All merged detections of the frame (PPE boxes included), for overlays.
+        faces: Face boxes ``(x1, y1, x2, y2)`` the tracker's own face detector found outside
+            every head box (``tracker.face_subjects``), so privacy hides exactly those faces;
+            the :data:`FACE_HEAD` boxes made from them reach above the face and stop inside it.
     """
 
     camera_id: str
@@ -99,3 +102,4 @@ class TrackedFrame:
     height: int
     tracks: tuple[Track, ...]
     detections: Detections = field(default_factory=Detections.empty)
+    faces: tuple[tuple[float, float, float, float], ...] = ()

@@ -11,6 +11,9 @@ from what the pipeline already found, with no face detector to run:
   visible and whoever reviews a PPE incident can check the verdict;
 - a person with neither gets the top ``head_fraction`` of its box, across its full width (the head
   of a leaning or turning person is not always centred; hiding a shoulder is the safer error).
+- a face the tracker's own face detector found for a face subject (``tracker.face_subjects``,
+  carried as ``TrackedFrame.faces``) is hidden as :func:`face_regions` hides a face, and that
+  subject's head box (made from the face) gets no region of its own, so its hat stays visible.
 
 Every region is grown by ``margin`` per side. Tracked people and raw person detections are both
 used, so someone the tracker has not confirmed yet is hidden too. Work is proportional to the region
@@ -32,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from safewatch.config.site import PrivacyConfig, PrivacyMode
-from safewatch.domain import Image, TrackedFrame
+from safewatch.domain import Image, Track, TrackedFrame
 from safewatch.domain.tracks import FACE_HEAD
 from safewatch.incidents.faces import face_detector
 
@@ -55,20 +58,23 @@ FACE_BELOW_HAT = 1.5
 HAT_SHOWN = 0.6
 """Top share of a hat box left unhidden: the dome of the hat, above the brim and the face."""
 
-FACE_HEAD_SHOWN = 0.35
-"""Top share of a face-made head box (:data:`~safewatch.domain.tracks.FACE_HEAD`) left unhidden:
-hair or the hat above the face, which starts at 0.46 of the square for a square face."""
-FACE_HEAD_BELOW = 0.3
-"""How far below a face-made head box the hidden region reaches, in box sides: the face ends at
-1.23 sides from the top for a square face (earlier for a wider one)."""
-
 _PIXEL_BLOCKS = 6
 """Blocks across the shorter side of a pixelated region: a shape, never a face."""
 
 
 def _person_boxes(tracked: TrackedFrame) -> list[tuple[float, float, float, float]]:
-    boxes = [t.xyxy for t in tracked.tracks if t.label == "person"]
+    """Boxes of people: person tracks and person detections. A face subject's track (its box is
+    a :data:`~safewatch.domain.tracks.FACE_HEAD` box) is left out: its face is hidden from
+    :attr:`TrackedFrame.faces <safewatch.domain.tracks.TrackedFrame.faces>` itself, and the top of
+    its box is the hair or hat, which stays visible."""
     det = tracked.detections
+    face_heads = np.asarray(det.xyxy[det.label == FACE_HEAD], np.float64).reshape(-1, 4)
+
+    def face_subject(track: Track) -> bool:
+        box = np.asarray(track.xyxy, np.float64)
+        return track.ppe_only and bool(np.any(np.all(np.abs(face_heads - box) <= 0.5, axis=1)))
+
+    boxes = [t.xyxy for t in tracked.tracks if t.label == "person" and not face_subject(t)]
     boxes += [
         (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
         for b, label in zip(det.xyxy, det.label, strict=True)
@@ -94,11 +100,6 @@ def _head_boxes(
             regions.append((x1, y1 + HAT_SHOWN * height, x2, y2 + FACE_BELOW_HAT * height))
         elif name in heads:
             regions.append((x1, y1, x2, y2))
-        elif name == FACE_HEAD:
-            # A head made from a face reaches 0.6 face heights above it and stops inside it; hide
-            # from just above the face (a third of the square down) to below its chin.
-            side = y2 - y1
-            regions.append((x1, y1 + FACE_HEAD_SHOWN * side, x2, y2 + FACE_HEAD_BELOW * side))
         else:
             continue
         found.append((x1, y1, x2, y2))
@@ -158,7 +159,10 @@ def head_regions(tracked: TrackedFrame, config: PrivacyConfig) -> list[Box]:
         _grow(r, config.margin, tracked.width, tracked.height, top)
         for r, top in zip(regions, tops, strict=True)
     )
-    return [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
+    found = [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
+    if tracked.faces:  # the faces behind face subjects, found by the tracker's face detector
+        found += face_regions(np.asarray(tracked.faces, np.float64), tracked, config)
+    return found
 
 
 def face_regions(

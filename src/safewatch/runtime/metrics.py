@@ -142,7 +142,7 @@ class RuntimeMetrics:
             "Seconds of tracked persons on the frame clock, by PPE item and voted state "
             "(present, absent, unknown). (present + absent) / all is the share of "
             "person-seconds whose PPE could be checked; unknown is a person seen but not "
-            "verified (docs/ppe.md).",
+            "verified; PPE-only subjects are not counted (docs/ppe.md).",
             ["camera", "item", "state"],
             registry=self.registry,
         )

@@ -189,8 +189,9 @@ class CameraTracker:
                 f"tracker of camera {self._camera_id!r} got a frame of camera {frame.camera_id!r}"
             )
         clock = self._clock(frame)
+        faces: tuple[tuple[float, float, float, float], ...] = ()
         if self._faces is not None and not self._heads.active:
-            detections = self._with_face_heads(detections, frame)
+            detections, faces = self._with_face_heads(detections, frame)
         labels = [str(x) for x in detections.label]
         ppe_rows = self._vocabulary.ppe_mask(detections.label)
         if not self._fixed_items:
@@ -238,6 +239,7 @@ class CameraTracker:
             height=frame.height,
             tracks=tuple(tracks),
             detections=detections,
+            faces=faces,
         )
 
     def _track_low(
@@ -322,22 +324,26 @@ class CameraTracker:
         for row, lib_id in zip(rows[local], lib_ids, strict=True):
             matched[int(row)] = (_LONE, self._camera_id_of(_LONE, int(lib_id)))
 
-    def _with_face_heads(self, detections: Detections, frame: Frame) -> Detections:
+    def _with_face_heads(
+        self, detections: Detections, frame: Frame
+    ) -> tuple[Detections, tuple[tuple[float, float, float, float], ...]]:
         """``detections`` plus a :data:`FACE_HEAD` row per face whose centre no head box of this
-        frame contains (a head box is a subject of its own, or its wearer's)."""
+        frame contains (a head box is a subject of its own, or its wearer's), and those faces'
+        own boxes (for privacy: :attr:`~safewatch.domain.tracks.TrackedFrame.faces`)."""
         assert self._faces is not None
         faces = np.asarray(self._faces.detect(frame.image), np.float64)
         if faces.size == 0:
-            return detections
+            return detections, ()
         faces = faces.reshape(-1, faces.shape[-1])
         if self._config.face_min_score is not None:
             faces = faces[faces[:, 4] >= self._config.face_min_score]
             if len(faces) == 0:
-                return detections
+                return detections, ()
         found = detections.xyxy[np.isin(detections.label, self._head_labels)]
         free = faces[~_centres_inside(faces, found)]
         if len(free) == 0:
-            return detections
+            return detections, ()
+        boxes = tuple((float(f[0]), float(f[1]), float(f[2]), float(f[3])) for f in free)
         heads = head_from_face(free)
         heads[:, [0, 2]] = np.clip(heads[:, [0, 2]], 0, frame.width)
         heads[:, [1, 3]] = np.clip(heads[:, [1, 3]], 0, frame.height)
@@ -346,7 +352,7 @@ class CameraTracker:
             free[:, 4].astype(np.float32),
             np.array([FACE_HEAD] * len(free), dtype=np.str_),
         )
-        return Detections.merge([detections, extra])
+        return Detections.merge([detections, extra]), boxes
 
     def _track_face_heads(
         self, detections: Detections, matched: dict[int, tuple[str, int]], clock: float

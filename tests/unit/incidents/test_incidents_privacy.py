@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -83,18 +84,37 @@ def test_hat_box_reaches_down_over_the_face_and_leaves_the_hat_visible() -> None
     assert grown[1] == round(100 + HAT_SHOWN * 20) and grown[3] > region[3]
 
 
-def test_a_face_subject_has_its_face_hidden_and_its_hair_or_hat_shown() -> None:
+@pytest.mark.parametrize(
+    "face",
+    [(300, 120, 320, 140), (300, 120, 332, 160), (300, 120, 360, 160), (300, 0, 332, 40)],
+    ids=["square", "tall", "wide", "top-edge"],
+)
+def test_a_face_subject_has_its_face_hidden_and_its_hair_or_hat_shown(
+    face: tuple[float, float, float, float],
+) -> None:
     """A face-first PPE subject (``tracker.face_subjects``) is tracked on a head box made from its
-    face, which stops inside the face: the face itself is hidden, down past the chin, without a
-    face detector in privacy; the top of the square (hair, hat) stays visible."""
-    face = np.array([[300.0, 120.0, 320.0, 140.0]])  # a 20 px face, as the face detector boxes it
-    (head,) = head_from_face(face)
-    subject = Track(5, "person", tuple(float(v) for v in head), 0.8, ppe_only=True)
-    frame = tracked((subject,), [tuple(float(v) for v in head)], [FACE_HEAD])
-    (region,) = head_regions(frame, NO_MARGIN)
-    x1, y1, x2, y2 = region
-    assert x1 <= 300 and x2 >= 320 and y1 <= 120 and y2 >= 140, f"{region} must cover the face"
-    assert y1 > head[1] + 0.3 * (head[3] - head[1]), "the top of the head square stays visible"
+    face, reaching above it and stopping inside it: the face itself (square, tall, wide, at the
+    frame's top edge) is hidden from the tracker's face box, without a face detector in privacy,
+    and the top of the head square (hair, hat) is not hidden."""
+    (head,) = np.clip(head_from_face(np.array([face], np.float64)), 0, None)
+    box = (float(head[0]), float(head[1]), float(head[2]), float(head[3]))
+    subject = Track(5, "person", box, 0.8, ppe_only=True)
+    frame = replace(tracked((subject,), [box], [FACE_HEAD]), faces=(face,))
+    regions = head_regions(frame, NO_MARGIN)
+    hidden = inside(regions)
+    x1, y1, x2, y2 = (int(v) for v in face)
+    assert hidden[y1:y2, x1:x2].all(), f"{regions} must cover the face {face}"
+    if head[1] < y1:
+        assert not hidden[int(head[1]) : y1, x1:x2].any(), "the hair or hat above stays visible"
+
+
+def test_a_face_made_head_box_spares_no_one_else() -> None:
+    """A face found on a worker's chest (or another face in front of them) is no head of that
+    worker: their own head region is still hidden."""
+    (head,) = head_from_face(np.array([[140.0, 180.0, 160.0, 200.0]]))
+    box = (float(head[0]), float(head[1]), float(head[2]), float(head[3]))
+    frame = tracked((person(100, 100, 200, 400),), [box], [FACE_HEAD])
+    assert head_regions(frame, NO_MARGIN) == [(100, 100, 200, 175)]
 
 
 def test_head_box_of_someone_else_does_not_spare_a_person() -> None:

@@ -49,6 +49,10 @@ def test_bare_heads_nobody_detected_get_a_verdict_from_their_faces() -> None:
         out.detections.xyxy[face_rows][1:], head_from_face(found[1:]), atol=0.01
     )
     assert len(subjects) == len(found)  # the worker and one per other face
+    # The faces themselves travel with the frame, for privacy to hide (their head boxes stop
+    # inside them), and the subjects made from them are PPE-only.
+    np.testing.assert_allclose(np.asarray(out.faces), found[:, :4], atol=0.01)
+    assert [t.ppe_only for t in subjects].count(True) == len(found) - 1
     # The labelled photo's heads are bare: the classifier calls most of them absent, none present.
     states = [t.attributes["hardhat"] for t in subjects if t.xyxy != person]
     assert states.count(PPEState.ABSENT) >= len(states) // 2
@@ -57,7 +61,7 @@ def test_bare_heads_nobody_detected_get_a_verdict_from_their_faces() -> None:
     plain = _tracker(None)
     for seq in range(7):
         again = plain.update(detections, Frame("cam", seq, seq / 5, seq / 5, image))
-    assert len(again.tracks) == 1 and again.detections is detections
+    assert len(again.tracks) == 1 and again.detections is detections and again.faces == ()
 
 
 class _Faces:

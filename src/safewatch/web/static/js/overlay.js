@@ -84,9 +84,10 @@ export function drawOverlay(ctx, w, h, meta, geometry, show = {}) {
     const [x1, y1, x2, y2] = track.box;
     const color = trackColor(track);
     ctx.strokeStyle = color;
-    // A PPE-only subject (a weak box or a lone head, tracked only for its hard-hat verdict) is
-    // dashed: no zone, counting or distance rule sees it.
-    if (track.ppe_only) ctx.setLineDash([6, 4]);
+    // A PPE-only subject (a weak box, a lone head or a face, tracked only for its hard-hat
+    // verdict) is dotted, unlike the dashed "not tracked yet": no zone, counting or distance
+    // rule sees it.
+    if (track.ppe_only) ctx.setLineDash([2, 3]);
     ctx.strokeRect(x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h);
     ctx.setLineDash([]);
     boxes += 1;
