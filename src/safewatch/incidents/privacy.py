@@ -71,8 +71,10 @@ def _person_boxes(tracked: TrackedFrame) -> list[tuple[float, float, float, floa
     face_heads = np.asarray(det.xyxy[det.label == FACE_HEAD], np.float64).reshape(-1, 4)
 
     def face_subject(track: Track) -> bool:
+        if not track.ppe_only or len(face_heads) == 0:  # the usual case: no array work
+            return False
         box = np.asarray(track.xyxy, np.float64)
-        return track.ppe_only and bool(np.any(np.all(np.abs(face_heads - box) <= 0.5, axis=1)))
+        return bool(np.any(np.all(np.abs(face_heads - box) <= 0.5, axis=1)))
 
     boxes = [t.xyxy for t in tracked.tracks if t.label == "person" and not face_subject(t)]
     boxes += [

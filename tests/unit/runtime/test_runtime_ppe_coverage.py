@@ -76,20 +76,25 @@ def test_the_share_is_taken_over_the_window_and_old_time_drops_out() -> None:
         PPECoverage(window=5.0, bucket=10.0)
 
 
+def _hardhat_worker(
+    tmp_path: Path, repository: IncidentRepository, config: TrackerConfig
+) -> RulesWorker:
+    """A rules stage whose cameras' models can see hard hats, tracked with ``config``."""
+    (tmp_path / "rules.yaml").write_text(RULES)
+    return RulesWorker(
+        lambda camera: CameraTracker(config, camera, frame_rate=5.0, ppe_items={"hardhat"}),
+        RuleEngine(load_rules(tmp_path / "rules.yaml")),
+        IncidentManager(repository, EvidenceStore(tmp_path / "evidence")),
+        RuntimeMetrics(),
+    )
+
+
 def test_the_rules_stage_reports_each_cameras_share(
     tmp_path: Path,
     repository: IncidentRepository,
 ) -> None:
     # The models can see hard hats but never do: every person-second is unknown (share 0).
-    (tmp_path / "rules.yaml").write_text(RULES)
-    worker = RulesWorker(
-        lambda camera: CameraTracker(
-            TrackerConfig(), camera, frame_rate=5.0, ppe_items={"hardhat"}
-        ),
-        RuleEngine(load_rules(tmp_path / "rules.yaml")),
-        IncidentManager(repository, EvidenceStore(tmp_path / "evidence")),
-        RuntimeMetrics(),
-    )
+    worker = _hardhat_worker(tmp_path, repository, TrackerConfig())
     tracks: list[int] = []
     worker.add_listener(lambda _i, tracked, _e, _c: tracks.append(len(tracked.tracks)))
     worker.start()
@@ -110,15 +115,7 @@ def test_ppe_only_subjects_add_no_person_seconds(
     repository: IncidentRepository,
 ) -> None:
     """A weakly detected box tracked for PPE (``low_score_tracks``) is no person to the share."""
-    (tmp_path / "rules.yaml").write_text(RULES)
-    worker = RulesWorker(
-        lambda camera: CameraTracker(
-            TrackerConfig(low_score_tracks=0.3), camera, frame_rate=5.0, ppe_items={"hardhat"}
-        ),
-        RuleEngine(load_rules(tmp_path / "rules.yaml")),
-        IncidentManager(repository, EvidenceStore(tmp_path / "evidence")),
-        RuntimeMetrics(),
-    )
+    worker = _hardhat_worker(tmp_path, repository, TrackerConfig(low_score_tracks=0.3))
     tracks: list[tuple[int, int]] = []  # (person tracks, PPE-only subjects) per frame
     worker.add_listener(
         lambda _i, tracked, _e, _c: tracks.append(
