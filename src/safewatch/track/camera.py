@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from safewatch.config.site import TrackerConfig
+from safewatch.detect.nms import box_iou
 from safewatch.domain import Detections, Frame, Image, PPEState, Track, TrackedFrame
 from safewatch.domain.tracks import FACE_HEAD
 from safewatch.track.bytetrack import LabelTracker
@@ -45,6 +46,8 @@ PERSON = "person"
 _HEADS = "person[heads]"  # tracker key of head mode; its tracks are reported as persons
 _LOW = "person[low]"  # tracker key of low-score person tracks (TrackerConfig.low_score_tracks)
 _LONE = "person[lone-heads]"  # head boxes no person took (TrackerConfig.head_tracks)
+_SAME_HEAD_IOU = 0.3
+"""Above this IoU with a head box a person took, a head box is the same head, never a lone one."""
 _FACES = "person[faces]"  # heads found from faces no person or head box covers (face_finder)
 _AS_PERSON = (_HEADS, _LOW, _LONE, _FACES)  # tracker keys whose tracks are reported as persons
 _PPE_ONLY = (_LOW, _LONE, _FACES)  # ... of which only PPE rules see (Track.ppe_only)
@@ -307,6 +310,11 @@ class CameraTracker:
                 )
                 taken = {hit.index for seen in found for hit in seen.values()}
             lone = np.asarray([int(ppe_index[r]) not in taken for r in head_rows], np.bool_)
+            if taken and lone.any():
+                # A second box on a head a person already took (the other model's, or a bare
+                # box under a hat box) is that person's head again, not a subject of its own.
+                held = detections[ppe_rows].xyxy[sorted(taken)]
+                lone &= box_iou(detections.xyxy[head_rows], held).max(axis=1) <= _SAME_HEAD_IOU
             rows = head_rows[lone]
             if rows.size:
                 keep = suppress_overlaps(detections.xyxy[rows], detections.confidence[rows])

@@ -320,6 +320,19 @@ def test_low_score_tracks_leave_the_person_tracks_as_they_were() -> None:
         )
 
 
+def test_a_second_box_on_a_head_a_person_took_is_no_lone_head() -> None:
+    """Two boxes on one worker's head (a head detector's and the PPE model's, or a bare box under
+    a hat box) are one head: the person takes one, and the other must not become a head-first
+    subject of its own (a duplicate that would carry its own verdict, and a false alarm when it is
+    the wrong box). A lone head beside the worker still is one."""
+    shifted: Row = ("no_hardhat", 0.6, 62.0, 98.0, 81.0, 115.0)  # IoU ~0.7 with the worker's hat
+    lone = _hat(300, label="no_hardhat", conf=0.5)
+    frames = [[_person(50), _hat(50), shifted, lone]] * 6
+    out = _run(CameraTracker(TrackerConfig(head_tracks=0.3), "cam", ppe_items={"hardhat"}), frames)
+    subjects = sorted(out[-1].tracks, key=lambda t: t.xyxy[0])
+    assert [(t.ppe_only, t.xyxy[0]) for t in subjects] == [(False, 50.0), (True, 310.0)]
+
+
 def test_a_head_no_person_box_takes_is_tracked_as_a_person_only_with_head_tracks() -> None:
     # A detected worker in a hard hat, a bare head whose wearer the person model missed (0.5),
     # and a fainter head (0.2, below the 0.3 start).
