@@ -81,10 +81,10 @@ from pydantic import ValidationError
 from scipy.optimize import linear_sum_assignment
 
 from bench._common import ROOT, require_asset, write_results
-from bench.ppe_compliance import _STATE_VERDICT, ITEM, SITE, verdicts_of
+from bench.ppe_compliance import _STATE_VERDICT, ITEM, SITE, head_detector_model, verdicts_of
 from safewatch.cli.fetch import fetch_site_files
 from safewatch.config.loader import LoadedSite, load_site
-from safewatch.config.site import TrackerConfig
+from safewatch.config.site import ModelConfig, TrackerConfig
 from safewatch.detect import Detector
 from safewatch.detect.nms import box_iou
 from safewatch.domain import Detections, Frame, Incident, PPEState, RuleEvent, TrackedFrame
@@ -528,6 +528,17 @@ def _print_hat(name: str, r: dict[str, Any]) -> None:
     print(f"  false hard-hat incidents {r['false_incidents']}: {r['incidents']}")
 
 
+def with_head_detector(site: LoadedSite, path: str) -> LoadedSite:
+    """``site`` with a head detector run on every camera besides its own models."""
+    models = {**site.config.models, "heads": ModelConfig(**head_detector_model(path))}
+    cameras = {
+        key: camera.model_copy(update={"models": [*camera.models, "heads"]})
+        for key, camera in site.config.cameras.items()
+    }
+    config = site.config.model_copy(update={"models": models, "cameras": cameras})
+    return replace(site, config=config)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run and score each clip; print the tables and write ``bench/results/ppe_clips.json``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -542,6 +553,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "the key), validated as a site file is, e.g. head_classifier=null "
         "head_thresholds=null (results go to ppe_clips_<name>.json with --name)",
     )
+    parser.add_argument(
+        "--head-detector",
+        help="also run this head detector (name or .onnx, training/head_detector) on the camera",
+    )
     parser.add_argument("--name", help="store the results as ppe_clips_<name>.json")
     parser.add_argument("--no-write", action="store_true", help="print only (quick looks, tests)")
     args = parser.parse_args(argv)
@@ -554,10 +569,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(str(exc))
     if overrides:
         site = replace(site, config=site.config.model_copy(update={"tracker": tracker}))
+    if args.head_detector:
+        site = with_head_detector(site, args.head_detector)
     results: dict[str, Any] = {
         "site": str(SITE.relative_to(ROOT)),
         "timelines": str(TIMELINES.relative_to(ROOT)),
         "tracker_overrides": overrides,
+        "head_detector": args.head_detector,
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
         "clips": {},
     }

@@ -103,6 +103,7 @@ from bench._common import ROOT, require_asset, write_results
 from bench.padding import Padding, detect_padding
 from safewatch.config.loader import LoadedSite, load_site
 from safewatch.config.runtime import TilingConfig
+from safewatch.config.site import ModelConfig
 from safewatch.detect import Detector, build_detector
 from safewatch.detect.catalogue import resolve, resolve_video
 from safewatch.domain import Detections, Frame, PPEState, TrackedFrame
@@ -179,6 +180,8 @@ class Setup:
     """Model key -> overrides of its ``models:`` settings (``input_size``, ``label_confidence``)."""
     tiling: dict[str, Any] | None = None
     """The camera's ``tiling:`` block (``None``: none)."""
+    added_models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Model key -> ``models:`` settings of a model the camera runs besides the site's own."""
 
 
 SETUPS = (
@@ -439,6 +442,8 @@ def load_setup(setup: Setup) -> tuple[LoadedSite, Detector]:
     """The example site with ``setup``'s model swaps, and its camera's detector."""
     site = load_site(SITE)
     models = dict(site.config.models)
+    for key, settings in setup.added_models.items():
+        models[key] = ModelConfig(**settings)
     for key, asset in setup.models.items():
         update: dict[str, Any] = {"path": str(require_asset(asset))}
         if key in setup.formats:
@@ -449,7 +454,9 @@ def load_setup(setup: Setup) -> tuple[LoadedSite, Detector]:
     tracker = site.config.tracker.model_copy(update=setup.tracker)
     camera_id, camera = next(iter(site.config.cameras.items()))
     tiling = TilingConfig(**setup.tiling) if setup.tiling is not None else camera.tiling
-    camera = camera.model_copy(update={"tiling": tiling})
+    camera = camera.model_copy(
+        update={"tiling": tiling, "models": [*camera.models, *setup.added_models]}
+    )
     config = site.config.model_copy(
         update={"models": models, "tracker": tracker, "cameras": {camera_id: camera}}
     )
@@ -484,6 +491,7 @@ def evaluate(setup: Setup, limit: int | None = None, data: str = "eval") -> dict
     result = outcome.summary()
     result["cpu_ms_per_frame"] = round(1000 * float(np.mean(cpu)), 1) if cpu else None
     result["images"] = len(paths)
+    result["added_models"] = {k: v["path"] for k, v in setup.added_models.items()}
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
 
@@ -588,6 +596,15 @@ def _print(name: str, r: dict[str, Any]) -> None:
     print(f"  {'extra':6} " + " ".join(f"{extra[v]:>10}" for v in VERDICTS))
 
 
+def head_detector_model(path: str) -> dict[str, Any]:
+    """``models:`` settings of a head detector (``training/head_detector``'s output layout)."""
+    return {
+        "path": path,
+        "format": "yolov8",
+        "labels": {"hardhat": "hardhat", "bare": "no_hardhat"},
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Score every setup (or one) and write ``bench/results/ppe_compliance.json``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -595,6 +612,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, help="only the first N photos (a quick look)")
     parser.add_argument("--head-classifier", help="use this head classifier (name or .onnx)")
     parser.add_argument("--data", choices=sorted(DATASETS), default="eval")
+    parser.add_argument(
+        "--head-detector",
+        help="also run this head detector (name or .onnx, training/head_detector) on the camera",
+    )
     parser.add_argument(
         "--tracker",
         action="append",
@@ -638,7 +659,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             key, _, value = item.partition("=")
             model, _, setting = key.partition(".")
             models.setdefault(model, {})[setting] = json.loads(value)
-        setup = replace(listed, tracker=tracker, model_settings=models)
+        added = dict(listed.added_models)
+        if args.head_detector:
+            added["heads"] = head_detector_model(args.head_detector)
+        setup = replace(listed, tracker=tracker, model_settings=models, added_models=added)
         if args.name:
             setup = replace(setup, name=args.name)
         results[setup.name] = evaluate(setup, args.limit, args.data)

@@ -22,10 +22,15 @@ from bench.ppe_clips import (
     run_clip,
     score_bare_clip,
     score_hat_clip,
+    with_head_detector,
 )
+from bench.ppe_compliance import SITE
 
 from assets import asset
+from safewatch.config.loader import load_site
 from safewatch.config.site import TrackerConfig
+from safewatch.domain import PPEState
+from safewatch.track.ppe import PPEVocabulary
 
 A = (0.0, 0.0, 10.0, 30.0)
 B = (50.0, 0.0, 60.0, 30.0)
@@ -179,3 +184,21 @@ def test_the_bench_runs_the_example_site_over_pets09_frames() -> None:
     for person in r["persons"].values():
         assert person["visible_s"] == 0.5
         assert person["missed_s"] <= 0.2, person
+
+
+def test_a_head_detector_runs_beside_every_cameras_own_models() -> None:
+    """``--head-detector``: the trained detector's classes reach the tracker as hat / bare-head
+    evidence, on every camera, and the site's own models stay as they were."""
+    site = load_site(SITE)
+    added = with_head_detector(site, "/models/heads.onnx")
+    heads = added.config.models["heads"]
+    assert (heads.path, heads.format) == ("/models/heads.onnx", "yolov8")
+    assert heads.labels is not None
+    vocabulary = PPEVocabulary()
+    assert [vocabulary.item_of(heads.labels[c]) for c in ("hardhat", "bare")] == [
+        ("hardhat", PPEState.PRESENT),
+        ("hardhat", PPEState.ABSENT),
+    ]
+    for key, camera in added.config.cameras.items():
+        assert camera.models == [*site.config.cameras[key].models, "heads"]
+    assert {k: v for k, v in added.config.models.items() if k != "heads"} == site.config.models
