@@ -555,7 +555,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument(
         "--head-detector",
-        help="also run this head detector (name or .onnx, training/head_detector) on the camera",
+        help="also run this head detector on the camera (training/head_detector; a catalogue "
+        "name or an .onnx path, relative paths read from examples/ as in the site file)",
     )
     parser.add_argument("--name", help="store the results as ppe_clips_<name>.json")
     parser.add_argument("--no-write", action="store_true", help="print only (quick looks, tests)")

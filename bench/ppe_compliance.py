@@ -614,7 +614,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", choices=sorted(DATASETS), default="eval")
     parser.add_argument(
         "--head-detector",
-        help="also run this head detector (name or .onnx, training/head_detector) on the camera",
+        help="also run this head detector on the camera (training/head_detector; a catalogue "
+        "name or an .onnx path, relative paths read from examples/ as in the site file)",
     )
     parser.add_argument(
         "--tracker",
