@@ -24,6 +24,14 @@ Every ``hold_interval`` of an open episode the manager notes the frame time it s
 left open by a process that died is closed at start-up at that time
 (:mod:`safewatch.incidents.abandoned`).
 
+A database that cannot be written (a locked SQLite file, a PostgreSQL restart) loses nothing that
+the manager holds: a failed write of an opening or closing incident stays on its episode and is
+tried again on later frames (waiting 1 s, then twice as long each time, at most 30 s of frame
+time), with the incident as it stands then; the frame's other events are still applied; a missed
+``hold`` or peak update is simply made by the next one. Each failure is logged and reported to
+``on_write_failure`` (the live runtime counts them in ``safewatch_errors_total{stage="storage"}``).
+What cannot be saved before the process stops is lost with it.
+
 Ids come from :func:`safewatch.domain.incident_id`, so replaying events, to this manager or to a
 fresh one after a restart, stores nothing twice. Memory is bounded: open records live only as long
 as their episode, and the ids of recently closed episodes (kept to ignore late re-deliveries) are
@@ -87,6 +95,33 @@ class _Episode:
     still_confidence: float
     held_at: float = float("-inf")
     """Frame time last written as ``held_until`` (the row's start counts for a new incident)."""
+    unsaved: bool = False
+    """Its opening or closing write failed: ``incident`` (ended or not) is still to be stored."""
+    opened: bool = True
+    """Its row was written (or adopted): the recorder has its still and clip in hand."""
+    retry_at: float = float("-inf")
+    """Frame time before which an unsaved write is not tried again."""
+    backoff: float = 1.0
+    """Seconds (frame clock) to wait after the next failure."""
+
+
+_RETRY_MAX = 30.0
+"""Longest wait (frame clock) between two tries of an unsaved incident write."""
+_QUIET_SECONDS = 10.0
+"""Least frame time between two warnings about failed incident updates."""
+
+
+def _no_tracks(frame: Frame) -> TrackedFrame:
+    """An empty tracked frame for ``frame`` (a still taken when the tracks are not at hand)."""
+    return TrackedFrame(
+        camera_id=frame.camera_id,
+        seq=frame.seq,
+        pts=frame.pts,
+        timestamp=frame.timestamp,
+        width=frame.width,
+        height=frame.height,
+        tracks=(),
+    )
 
 
 class IncidentManager:
@@ -106,6 +141,8 @@ class IncidentManager:
         privacy_for: A camera's privacy settings (``SiteConfig.privacy_for``); default: blur.
         recorder: Writes clips, clean stills and sealed originals; ``None`` writes only the
             annotated still.
+        on_write_failure: Told of each failed database write (the runtime counts them); the
+            manager keeps what it could not write and tries again (module doc).
     """
 
     def __init__(
@@ -121,8 +158,12 @@ class IncidentManager:
         hold_interval: float = 2.0,
         privacy_for: Callable[[str], PrivacyConfig] | None = None,
         recorder: EvidenceRecorder | None = None,
+        on_write_failure: Callable[[StorageError], None] | None = None,
     ) -> None:
         self._repository = repository
+        self._on_write_failure = on_write_failure
+        self._warned_at = float("-inf")
+        self._quiet_failures = 0
         self._evidence = evidence
         self._zones_for_camera = zones_for_camera
         self._persist_interval = persist_interval
@@ -153,25 +194,80 @@ class IncidentManager:
             frame: The frame itself (its pixels become evidence).
 
         Returns:
-            One change per incident that was stored by this call, in event order. A replayed or
-            re-delivered event that changes nothing returns nothing.
+            One change per incident that was stored by this call: first the unsaved writes that
+            went through now, then the events', in event order. A replayed or re-delivered
+            event that changes nothing returns nothing.
 
-        Raises:
-            StorageError: The database cannot be written (evidence write failures are logged and
-                the incident is stored without a still: the record matters more than the picture).
+        A database that cannot be written raises nothing here: the write is kept and tried again
+        on later frames (module doc). Evidence write failures are logged and the incident is
+        stored without a still: the record matters more than the picture.
         """
         if self._recorder is not None:
             self._recorder.observe(frame, tracked)
-        changes: list[IncidentChange] = []
+        changes = self._retry_unsaved(frame, tracked)
         for event in events:
             try:
                 change = self._apply(event, tracked, frame)
             except FencedWrite as refused:
                 self._fenced(refused)
                 continue
+            except StorageError as failed:
+                self._write_failed(self._open.get(self._key(event)), failed, frame.timestamp)
+                continue
             if change is not None:
                 changes.append(change)
         return changes
+
+    def _retry_unsaved(self, frame: Frame, tracked: TrackedFrame) -> list[IncidentChange]:
+        """Try again the writes that failed before, each once its wait is over. An opening is
+        retried on a frame of its own camera (the recorder's still comes from it); a closing on
+        any frame, so a camera that went dark does not hold it back."""
+        changes: list[IncidentChange] = []
+        now = frame.timestamp
+        for key, episode in list(self._open.items()):
+            if not episode.unsaved or now < episode.retry_at:
+                continue
+            ended = episode.incident.ended_at is not None
+            if not ended and episode.incident.camera_id != frame.camera_id:
+                continue
+            try:
+                if ended:
+                    changes.append(self._close(key, episode.incident, frame, tracked))
+                else:
+                    changes.append(self._save_open(episode, frame, tracked))
+            except FencedWrite as refused:
+                self._fenced(refused)
+            except StorageError as failed:
+                self._write_failed(episode, failed, now)
+        return changes
+
+    def _write_failed(self, episode: _Episode | None, failed: StorageError, now: float) -> None:
+        """Log and report a failed write; an unsaved episode waits longer before its next try.
+
+        A failed ``hold`` or peak update is tried again by the episode's next frame; those are
+        logged at most once per ``_QUIET_SECONDS`` of frame time, as an outage repeats them on
+        every frame."""
+        if self._on_write_failure is not None:
+            self._on_write_failure(failed)
+        if episode is not None and episode.unsaved:
+            episode.retry_at = now + episode.backoff
+            episode.backoff = min(2 * episode.backoff, _RETRY_MAX)
+            _log.warning(
+                "incident %s: not stored yet, kept and tried again in %.0f s: %s",
+                episode.incident.id,
+                episode.retry_at - now,
+                failed,
+            )
+            return
+        self._quiet_failures += 1
+        if now - self._warned_at >= _QUIET_SECONDS:
+            _log.warning(
+                "incident updates failed %d time(s) (each tried again on the next frame): %s",
+                self._quiet_failures,
+                failed,
+            )
+            self._warned_at = now
+            self._quiet_failures = 0
 
     def _fenced(self, refused: FencedWrite) -> None:
         """This process no longer owns the camera (``serve --cluster``): drop its episodes, warn
@@ -188,12 +284,31 @@ class IncidentManager:
             )
 
     def close_all(self, at: float) -> list[IncidentChange]:
-        """Close every open incident at ``at`` (the last frame's time), e.g. at end of stream."""
+        """Close every open incident at ``at`` (the last frame's time), e.g. at end of stream.
+
+        An incident whose closing write failed earlier closes at its own end, not at ``at``.
+
+        Raises:
+            StorageError: Some incidents could not be stored (each is logged; the others are).
+        """
         changes = []
+        failed: StorageError | None = None
         for key in list(self._open):
             episode = self._open[key]
-            ended = max(at, episode.incident.started_at)
-            changes.append(self._close(key, dataclasses.replace(episode.incident, ended_at=ended)))
+            ended = episode.incident.ended_at
+            if ended is None:
+                ended = max(at, episode.incident.started_at)
+            try:
+                changes.append(
+                    self._close(key, dataclasses.replace(episode.incident, ended_at=ended))
+                )
+            except FencedWrite as refused:
+                self._fenced(refused)
+            except StorageError as error:
+                _log.error("incident %s: could not be stored at the stop: %s", key, error)
+                failed = failed or error
+        if failed is not None:
+            raise failed
         return changes
 
     @contextlib.contextmanager
@@ -219,11 +334,15 @@ class IncidentManager:
         ]
         return [self._open.pop(key).incident for key in dropped]
 
+    @staticmethod
+    def _key(event: RuleEvent) -> str:
+        subject = event.track_ids[0] if event.track_ids else NO_TRACK
+        return incident_id(event.camera_id, event.rule_id, subject, event.started_at)
+
     def _apply(
         self, event: RuleEvent, tracked: TrackedFrame, frame: Frame
     ) -> IncidentChange | None:
-        subject = event.track_ids[0] if event.track_ids else NO_TRACK
-        key = incident_id(event.camera_id, event.rule_id, subject, event.started_at)
+        key = self._key(event)
         if key in self._closed:
             return None  # late re-delivery of an episode this manager already closed
         episode = self._open.get(key)
@@ -234,7 +353,9 @@ class IncidentManager:
             episode = self._adopt(key, event)
         if event.phase is Phase.ENDED:
             incident = self._raise_peak(episode.incident, event)
-            return self._close(key, dataclasses.replace(incident, ended_at=event.at))
+            return self._close(
+                key, dataclasses.replace(incident, ended_at=event.at), frame, tracked
+            )
         return self._update(episode, event, tracked, frame)
 
     def _new_incident(self, key: str, event: RuleEvent, snapshot: str | None) -> Incident:
@@ -292,26 +413,36 @@ class IncidentManager:
     def _open_incident(
         self, key: str, event: RuleEvent, tracked: TrackedFrame, frame: Frame
     ) -> IncidentChange:
+        snapshot = None
         if self._recorder is None:
             snapshot = self._sync_still(key, event, tracked, frame)  # the row's first copy has it
-            taken = snapshot is not None
-            incident = self._new_incident(key, event, snapshot)
-            self._repository.upsert(incident)
-        else:
-            incident = self._new_incident(key, event, None)
-            self._repository.upsert(incident)  # its alerts are queued here, before any still work
-            self._still(key, event, tracked, frame)
-            taken = True
-        self._open[key] = _Episode(
+        incident = self._new_incident(key, event, snapshot)
+        taken = snapshot is not None or self._recorder is not None
+        episode = self._open[key] = _Episode(
             incident=incident,
             persisted_at=event.at,
             persisted_peak=incident.peak_confidence,
             still_at=event.at,
             still_confidence=event.confidence if taken else -1.0,
             held_at=event.at,
+            unsaved=True,
+            opened=False,
         )
-        if self._recorder is not None:
-            self._recorder.open_clip(incident)  # after the row: a clip never precedes its incident
+        return self._save_open(episode, frame, tracked)
+
+    def _save_open(
+        self, episode: _Episode, frame: Frame | None, tracked: TrackedFrame | None = None
+    ) -> IncidentChange:
+        """Write a new incident's row, then ask the recorder for its still and clip.
+
+        Raises:
+            StorageError: Not written; the episode stays unsaved, to be tried again.
+        """
+        incident = episode.incident
+        self._repository.upsert(incident)  # its alerts are queued here, before any still work
+        episode.unsaved = False
+        episode.backoff = 1.0
+        self._evidence_of_opened(episode, frame, tracked)
         # INFO: `serve` shows these in its console, so an operator sees protection working.
         _log.info(
             "incident opened: camera %s, rule %s (%s): %s [%s]",
@@ -322,6 +453,26 @@ class IncidentManager:
             incident.id,
         )
         return IncidentChange(incident, ChangeKind.OPENED)
+
+    def _evidence_of_opened(
+        self, episode: _Episode, frame: Frame | None, tracked: TrackedFrame | None
+    ) -> None:
+        """Once its row exists: the recorder's still (from ``frame``, the frame that opened it or
+        the one its delayed write went through on) and clip; a clip never precedes its row."""
+        episode.opened = True
+        incident = episode.incident
+        if self._recorder is None:
+            return
+        if frame is not None and frame.camera_id == incident.camera_id:
+            self._recorder.record_still(
+                incident.id,
+                frame,
+                tracked if tracked is not None else _no_tracks(frame),
+                camera_id=incident.camera_id,
+                at=incident.started_at,
+                highlight=incident.track_ids,
+            )
+        self._recorder.open_clip(incident)
 
     def _adopt(self, key: str, event: RuleEvent) -> _Episode:
         """Resume an episode that opened before this manager existed, keeping its stored still."""
@@ -363,6 +514,8 @@ class IncidentManager:
                 episode.still_at = event.at
                 episode.still_confidence = event.confidence
         episode.incident = incident
+        if episode.unsaved:
+            return None  # the retry writes the incident as it stands then
         if event.at - episode.held_at >= self._hold_interval:
             # If the process dies now, the next start closes the incident at this time.
             self._repository.hold(incident.id, event.at)
@@ -375,8 +528,37 @@ class IncidentManager:
             return IncidentChange(incident, ChangeKind.UPDATED)
         return None
 
-    def _close(self, key: str, incident: Incident) -> IncidentChange:
-        self._repository.upsert(incident, reason=self._close_reasons.get(incident.camera_id))
+    def _close(
+        self,
+        key: str,
+        incident: Incident,
+        frame: Frame | None = None,
+        tracked: TrackedFrame | None = None,
+    ) -> IncidentChange:
+        """Store the ended incident (never ending before it started) and end its clip; one whose
+        opening was never stored gets its still (from ``frame``) and clip now.
+
+        Raises:
+            StorageError: Not written; the episode keeps the ended incident, to be tried again.
+        """
+        if incident.ended_at is not None and incident.ended_at < incident.started_at:
+            incident = dataclasses.replace(incident, ended_at=incident.started_at)
+        episode = self._open.get(key)
+        try:
+            self._repository.upsert(incident, reason=self._close_reasons.get(incident.camera_id))
+        except FencedWrite:
+            raise
+        except StorageError:
+            if episode is None:  # adopted and ended in one event: keep it to try again
+                episode = self._open[key] = _Episode(
+                    incident, float("-inf"), -1.0, incident.started_at, float("inf")
+                )
+            episode.incident = incident
+            episode.unsaved = True
+            raise
+        if episode is not None and not episode.opened:
+            episode.incident = incident
+            self._evidence_of_opened(episode, frame, tracked)
         if self._recorder is not None:
             self._recorder.close_clip(incident)
         self._open.pop(key, None)

@@ -42,7 +42,7 @@ from safewatch.detect.onnx_detector import OnnxDetector
 from safewatch.detect.pool import DetectorFactory, DetectorPool
 from safewatch.detect.protocol import Detector
 from safewatch.domain import Zone
-from safewatch.errors import ConfigError, ModelError, SafewatchError
+from safewatch.errors import ConfigError, ModelError, SafewatchError, StorageError
 from safewatch.incidents.abandoned import close_abandoned_incidents
 from safewatch.incidents.manager import IncidentChange, IncidentManager
 from safewatch.incidents.recorder import EvidenceRecorder
@@ -254,6 +254,7 @@ class RuntimeService:
                 self._zones_for,
                 privacy_for=self._privacy_for,
                 recorder=self._recorder,
+                on_write_failure=self._incident_write_failed,
             )
             engine = ReloadingEngine(holder, config.site.timezone, calibrations_from_site(config))
             if self._options.cluster:  # incident changes and overlays to the other nodes
@@ -563,6 +564,10 @@ class RuntimeService:
                     self._recorder.flush(10.0)
         self.live.forget(camera_id)
         self._front.camera_gone(camera_id)
+
+    def _incident_write_failed(self, _error: StorageError) -> None:
+        """An incident write the database refused (the manager keeps it and tries again)."""
+        self.runtime_metrics.errors.labels(stage="storage").inc()
 
     def _witness_alert(self, witness: ChainWitness) -> None:
         """Each chain witness also leaves through ``alerts.witness``'s channels, when set (and

@@ -244,13 +244,106 @@ def test_evidence_failure_still_stores_the_incident(repo: CountingRepository) ->
     assert repo.get(changes[0].incident.id).snapshot is None
 
 
-def test_database_failure_is_raised(manager: IncidentManager, engine: Engine) -> None:
-    from safewatch.storage import IncidentRow
+class FlakyRepository(IncidentRepository):
+    """The real repository over SQLite, whose writes fail while ``down`` (a locked file, a
+    PostgreSQL restart), as the real one raises them."""
 
-    with engine.begin() as connection:
-        IncidentRow.__table__.drop(connection)
-    with pytest.raises(StorageError):
-        run(manager, [event(Phase.STARTED, T0 + 3)])
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.down = False
+
+    def upsert(self, incident, *, reason=None):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise StorageError("database is locked")
+        super().upsert(incident, reason=reason)
+
+    def hold(self, incident_id: str, at: float) -> None:
+        if self.down:
+            raise StorageError("database is locked")
+        super().hold(incident_id, at)
+
+
+def test_an_opening_the_database_refused_is_stored_later_with_its_still(
+    engine: Engine, store: EvidenceStore
+) -> None:
+    repo = FlakyRepository(engine)
+    failures: list[StorageError] = []
+    manager = IncidentManager(repo, store, zones, on_write_failure=failures.append)
+    events = episode()
+    repo.down = True
+    assert run(manager, events[:5]) == []  # STARTED and 0.8 s of ONGOING, all refused
+    assert repo.list() == [] and len(failures) >= 1
+    repo.down = False
+    changes = run(manager, events[5:10])
+    # Tried again once its 1 s wait was over, with the incident as it stood then.
+    assert [c.kind for c in changes] == [ChangeKind.OPENED]
+    stored = repo.get(changes[0].incident.id)
+    assert stored.started_at == T0 and stored.snapshot is not None
+    assert store.path_of(stored.snapshot).exists()
+    run(manager, events[10:])
+    closed = repo.get(stored.id)
+    assert closed.ended_at == T0 + 20.5 and closed.snapshot == stored.snapshot
+
+
+def test_a_closing_the_database_refused_is_stored_later_at_its_own_end(
+    engine: Engine, store: EvidenceStore
+) -> None:
+    repo = FlakyRepository(engine)
+    manager = IncidentManager(repo, store, zones)
+    events = episode()
+    run(manager, events[:-1])
+    repo.down = True
+    assert run(manager, events[-1:]) == []
+    # The camera goes on without this episode; the database comes back 40 s later. Each refusal
+    # doubles the wait (1 s, then 2 s), so both writes are due again 3 s after that frame.
+    assert run(manager, [event(Phase.STARTED, T0 + 61.0, track=9, started_at=T0 + 61.0)]) == []
+    repo.down = False
+    tracked, frame = frame_at(T0 + 61.5)
+    assert manager.handle([], tracked, frame) == [], "not tried again before its wait is over"
+    tracked, frame = frame_at(T0 + 64.0)
+    changes = manager.handle([], tracked, frame)
+    assert sorted(c.kind for c in changes) == [ChangeKind.CLOSED, ChangeKind.OPENED]
+    closed = repo.get(incident_id(CAM, RULE, 4, T0))
+    assert closed.ended_at == T0 + 20.5, "closed at its end, not when the write went through"
+    # And at a stop, an unsaved close also keeps its own end.
+    repo.down = True
+    run(manager, [event(Phase.ENDED, T0 + 70.0, track=9, started_at=T0 + 61.0)])
+    repo.down = False
+    manager.close_all(T0 + 3600.0)
+    assert repo.get(incident_id(CAM, RULE, 9, T0 + 61.0)).ended_at == T0 + 70.0
+
+
+def test_a_refused_write_loses_neither_the_frames_other_events_nor_a_one_frame_incident(
+    engine: Engine, store: EvidenceStore
+) -> None:
+    repo = FlakyRepository(engine)
+    manager = IncidentManager(repo, store, zones)
+    run(manager, [event(Phase.STARTED, T0 + 3.0)])
+    repo.down = True
+    tracked, frame = frame_at(T0 + 4.0)
+    crossing = [  # a line crossing starts and ends in one frame
+        event(Phase.STARTED, T0 + 4.0, track=7, started_at=T0 + 4.0),
+        event(Phase.ENDED, T0 + 4.0, track=7, started_at=T0 + 4.0),
+    ]
+    assert manager.handle([event(Phase.ENDED, T0 + 4.0), *crossing], tracked, frame) == []
+    repo.down = False
+    tracked, frame = frame_at(T0 + 6.0)
+    changes = manager.handle([], tracked, frame)
+    assert sorted((c.incident.track_ids[0], c.kind) for c in changes) == [
+        (4, ChangeKind.CLOSED),
+        (7, ChangeKind.CLOSED),
+    ]
+    assert repo.get(incident_id(CAM, RULE, 7, T0 + 4.0)).ended_at == T0 + 4.0
+
+
+def test_an_end_before_the_start_is_stored_as_a_zero_length_incident(
+    manager: IncidentManager, repo: CountingRepository
+) -> None:
+    # A camera clock stepped back (an NTP step, a restarted worker) between start and end.
+    run(manager, [event(Phase.STARTED, T0 + 3.0, started_at=T0 + 3.0)])
+    run(manager, [event(Phase.ENDED, T0 - 45.0, started_at=T0 + 3.0)])
+    stored = repo.get(incident_id(CAM, RULE, 4, T0 + 3.0))
+    assert stored.ended_at == stored.started_at == T0 + 3.0
 
 
 class LosableFence:
@@ -287,3 +380,46 @@ def test_fenced_writes_are_dropped_with_one_warning(
     assert len(warnings) == 1
     assert [i.id for i in repo.list()] == [stored.id]  # nothing written after the loss
     assert repo.get(stored.id).ended_at is None  # left to the new owner
+
+
+class NotingRecorder:
+    """What the manager asks of an evidence recorder, in order (the real one draws and encodes
+    on its own thread; here only the order matters: a clip never precedes its incident's row)."""
+
+    def __init__(self, repo: FlakyRepository) -> None:
+        self.repo = repo
+        self.calls: list[tuple[str, str, bool]] = []
+
+    def observe(self, frame: Frame, tracked: TrackedFrame) -> None:
+        return None
+
+    def _note(self, what: str, incident_id_: str) -> None:
+        stored = any(i.id == incident_id_ for i in self.repo.list())
+        self.calls.append((what, incident_id_, stored))
+
+    def record_still(self, incident_id_: str, frame: Frame, tracked: TrackedFrame, **_: object):  # type: ignore[no-untyped-def]
+        self._note("still", incident_id_)
+
+    def open_clip(self, incident):  # type: ignore[no-untyped-def]
+        self._note("open_clip", incident.id)
+
+    def close_clip(self, incident):  # type: ignore[no-untyped-def]
+        self._note("close_clip", incident.id)
+
+
+def test_with_a_recorder_a_delayed_opening_gets_its_still_and_clip_once_its_row_exists(
+    engine: Engine, store: EvidenceStore
+) -> None:
+    repo = FlakyRepository(engine)
+    recorder = NotingRecorder(repo)
+    manager = IncidentManager(repo, store, zones, recorder=recorder)  # type: ignore[arg-type]
+    events = episode()
+    repo.down = True
+    run(manager, events[:3])
+    assert recorder.calls == [], "no still or clip for a row that does not exist"
+    repo.down = False
+    run(manager, events[3:])
+    key = incident_id(CAM, RULE, 4, T0)
+    assert recorder.calls[:2] == [("still", key, True), ("open_clip", key, True)]
+    assert recorder.calls[-1] == ("close_clip", key, True)
+    assert all(stored for _, _, stored in recorder.calls)
