@@ -24,7 +24,7 @@ from typing import BinaryIO, Protocol
 import cv2
 
 from safewatch.domain import Image
-from safewatch.errors import StorageError
+from safewatch.errors import NotFound, StorageError
 from safewatch.storage.blobs import BlobInfo, BlobStore
 from safewatch.storage.local_blobs import LocalBlobStore
 
@@ -147,13 +147,35 @@ class EvidenceStore:
         Returns:
             The file's key (relative path), to store on the incident.
 
+        A file that replaces an earlier one at the same key (a better still) is put back as it
+        was when the chain cannot record the new one: the earlier file is recorded, and the
+        incident's only still.
+
         Raises:
-            StorageError: The store or the chain cannot be written (then nothing is kept).
+            StorageError: The store or the chain cannot be written (then nothing new is kept).
         """
         key = self.key_for(incident_id, camera_id=camera_id, at=at, suffix=suffix)
-        info = self.backend.put_bytes(key, data, content_type=content_type or _type_of(key))
-        self._record(incident_id, info, camera_id)
+        kind = content_type or _type_of(key)
+        earlier = self._read_if_any(key)
+        info = self.backend.put_bytes(key, data, content_type=kind)
+        try:
+            self._record(incident_id, info, camera_id)
+        except StorageError:
+            if earlier is not None:
+                self.backend.put_bytes(key, earlier, content_type=kind)
+            raise
         return key
+
+    def _read_if_any(self, key: str) -> bytes | None:
+        """The file at ``key`` before it is replaced, or ``None`` when there is none (or it
+        cannot be read: then a failed replacement leaves no file, as for a new one)."""
+        if self.log is None:
+            return None  # nothing is recorded, so nothing can fail to be
+        try:
+            with self.backend.open(key) as stream:
+                return stream.read()
+        except (NotFound, StorageError):
+            return None
 
     def write_file(
         self,
@@ -192,7 +214,8 @@ class EvidenceStore:
                 incident_id, info.key, info.sha256, info.size, camera_id=camera_id
             )
         except StorageError:
-            # Unrecorded evidence would look forged to `safewatch verify`: keep none instead.
+            # Unrecorded evidence would look forged to `safewatch verify`: keep none instead
+            # (write_bytes then puts back a file this one replaced).
             self.backend.delete(info.key)
             raise
 

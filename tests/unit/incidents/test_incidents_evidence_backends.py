@@ -65,6 +65,32 @@ def test_unrecorded_evidence_is_not_kept(tmp_path: Path) -> None:
     assert list(LocalBlobStore(tmp_path).list()) == []
 
 
+class BreakableLog(RecordingLog):
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = False
+
+    def evidence_written(
+        self, incident_id: str, key: str, sha256: str, size: int, *, camera_id: str
+    ) -> None:
+        if self.broken:
+            raise StorageError("cannot record evidence: database is locked")
+        super().evidence_written(incident_id, key, sha256, size, camera_id=camera_id)
+
+
+def test_an_unrecorded_replacement_puts_the_recorded_file_back(tmp_path: Path) -> None:
+    """A better still replaces the first at the same key; if the chain cannot record it, the
+    first (recorded, and the incident's only still) must be there as it was, not deleted."""
+    log = BreakableLog()
+    store = EvidenceStore(tmp_path, log=log)
+    key = store.write_bytes("inc1", b"first still", camera_id="yard", at=AT, suffix=".jpg")
+    log.broken = True
+    with pytest.raises(StorageError, match="database is locked"):
+        store.write_bytes("inc1", b"better still", camera_id="yard", at=AT, suffix=".jpg")
+    assert (tmp_path / key).read_bytes() == b"first still"
+    assert log.calls[-1][2] == hashlib.sha256(b"first still").hexdigest()
+
+
 @pytest.mark.parametrize("suffix", ["jpg", ".", "..jpg", "/x.jpg", ".j pg"])
 def test_bad_suffixes_are_refused(tmp_path: Path, suffix: str) -> None:
     with pytest.raises(ValueError, match="suffix"):
