@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -58,6 +59,18 @@ class SiteInfo(_Strict):
 
     name: str = Field("safewatch site", description="Site name shown in reports and alerts.")
     timezone: str = Field("UTC", description="IANA time zone of the site, for rule schedules.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        # Checked on load, not when a schedule or `audit --start` first needs it.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                "unknown time zone: use an IANA name such as Europe/Berlin or UTC"
+            ) from None
+        return value
 
 
 class GpuConfig(_Strict):
@@ -113,7 +126,7 @@ class ModelConfig(_Strict):
         "under its own name, lower-cased.",
     )
     confidence: float = Field(0.25, ge=0.0, le=1.0, description="Minimum confidence.")
-    label_confidence: dict[str, float] = Field(
+    label_confidence: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
         default_factory=dict,
         description="Per site-label minimum confidence, overriding `confidence`.",
     )
@@ -158,6 +171,7 @@ class TrackerConfig(_Strict):
         None,
         ge=0,
         le=1,
+        strict=True,  # a score: `true` would load as 1.0, a threshold nothing reaches
         description="Also track persons detected only below the track-start threshold, from "
         "this score up (e.g. 0.3), in a second tracker that never takes a box the main one "
         "took and needs one more frame to confirm; gives weakly detected workers a PPE "
@@ -169,6 +183,7 @@ class TrackerConfig(_Strict):
         None,
         ge=0,
         le=1,
+        strict=True,  # a score: `true` would load as 1.0, a threshold nothing reaches
         description="Head-first PPE subjects (docs/ppe.md): a hard-hat or bare-head box that no "
         "person box takes (the person detector missed its wearer) starts a track of its own "
         "from this score up (e.g. 0.3), whose box is the head, so small or crowded workers "
@@ -239,6 +254,13 @@ class TrackerConfig(_Strict):
         ]
         if orphans:
             raise ValueError(f"set without the feature they tune: {', '.join(orphans)}")
+        start = max(self.activation_confidence, self.high_confidence)
+        if self.low_score_tracks is not None and self.low_score_tracks >= start:
+            raise ValueError(
+                f"low_score_tracks ({self.low_score_tracks}) must be below the track start "
+                f"({start}, activation_confidence / high_confidence): it tracks the persons "
+                "scored between the two"
+            )
         return self
 
 

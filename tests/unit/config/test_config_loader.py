@@ -181,6 +181,37 @@ def test_tracker_options_without_their_feature_are_refused(
     assert expected in message, message
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            GOOD.replace("  name: Test site\n", "  name: Test site\n  timezone: Mars/Olympus\n"),
+            "site.yaml:4: site.timezone: unknown time zone: use an IANA name such as Europe/Berlin "
+            "or UTC (got 'Mars/Olympus')",
+        ),
+        (
+            GOOD.replace(
+                "    path: models/coco.onnx\n",
+                "    path: m.onnx\n    label_confidence: {person: 50}\n",
+            ),
+            "label_confidence.person: input should be less than or equal to 1",
+        ),
+        (GOOD + "tracker:\n  head_tracks: true\n", "head_tracks: input should be a valid number"),
+        (
+            GOOD + "tracker:\n  low_score_tracks: 0.9\n",
+            "low_score_tracks (0.9) must be below the track start (0.6",
+        ),
+    ],
+)
+def test_settings_that_would_silently_misbehave_are_refused_on_load(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """A time zone only `audit --start` or a schedule would trip over, a confidence no detection
+    reaches, a boolean read as the score 1.0, a score band that holds nothing."""
+    message = _error(tmp_path, text)
+    assert expected in message, message
+
+
 def test_tracker_face_options_with_their_features_load(tmp_path: Path) -> None:
     tracker = (
         "tracker:\n  head_classifier: head_classifier\n  head_thresholds: {bare: 0.65}\n"
