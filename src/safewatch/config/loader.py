@@ -93,6 +93,39 @@ def load_model(
     return validate_document(model, document), document
 
 
+def _anchored(value: str | None, base_dir: Path) -> str | None:
+    """``value`` as an absolute path when it names a file relative to the site's folder."""
+    if value and not Path(value).expanduser().is_absolute() and (base_dir / value).is_file():
+        return str(base_dir / value)
+    return value
+
+
+def _anchor_face_models(config: SiteConfig, base_dir: Path) -> SiteConfig:
+    """Face detector files (``privacy.faces``, a camera's own, ``tracker.face_subjects``) given
+    relative to the site file, made absolute: they are loaded far from the site file (evidence
+    threads, trackers) by name or path, where only the working directory is at hand, and a
+    relative path then named nothing, or another file (catalogue names are left as written;
+    a block that names no such file is not copied at all)."""
+
+    def anchored(block: ModelT, field: str) -> ModelT:
+        value = getattr(block, field)
+        moved = _anchored(value, base_dir)
+        return block if moved == value else block.model_copy(update={field: moved})
+
+    cameras = {
+        key: camera
+        if camera.privacy is None or anchored(camera.privacy, "faces") is camera.privacy
+        else camera.model_copy(update={"privacy": anchored(camera.privacy, "faces")})
+        for key, camera in config.cameras.items()
+    }
+    privacy = anchored(config.privacy, "faces")
+    tracker = anchored(config.tracker, "face_subjects")
+    moved = [cameras[key] is not camera for key, camera in config.cameras.items()]
+    if privacy is config.privacy and tracker is config.tracker and not any(moved):
+        return config
+    return config.model_copy(update={"privacy": privacy, "tracker": tracker, "cameras": cameras})
+
+
 def load_site(path: str | Path, *, environ: Mapping[str, str] | None = None) -> LoadedSite:
     """Load and validate a site file.
 
@@ -106,6 +139,7 @@ def load_site(path: str | Path, *, environ: Mapping[str, str] | None = None) -> 
     document, expanded = _read(path, environ, True)
     config = validate_document(SiteConfig, document)
     absolute = Path(path).resolve()
+    config = _anchor_face_models(config, absolute.parent)
     site = LoadedSite(config=config, path=absolute, base_dir=absolute.parent, secrets=expanded)
     register_loaded_site(site)
     return site

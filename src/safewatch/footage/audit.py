@@ -20,7 +20,7 @@ from safewatch.config.loader import LoadedSite
 from safewatch.config.site import CameraConfig, PrivacyConfig
 from safewatch.detect import Detector
 from safewatch.domain import Frame, Incident, RuleEvent, TrackedFrame, Zone
-from safewatch.errors import SourceError
+from safewatch.errors import ModelError, SourceError
 from safewatch.footage.audit_integrity import video_coverage
 from safewatch.incidents import (
     EvidenceRecorder,
@@ -30,6 +30,7 @@ from safewatch.incidents import (
     anonymise_heads,
     draw_overlay,
 )
+from safewatch.incidents.faces import face_detector
 from safewatch.ingest import FileSource, open_source
 from safewatch.ingest.video_writer import Mp4Writer
 from safewatch.pipeline.run import FrameListener, FrameSource, Pipeline, PipelineStats
@@ -156,6 +157,14 @@ def run_audit(
 
     _check_videos(options.videos)
     camera_id, camera = pick_camera(site, options.camera)
+    privacy = site.config.privacy_for(camera_id)
+    if privacy.faces and privacy.mode != "off":
+        # Load it now: on the evidence thread a wrong model would only be logged, and every
+        # incident would come out without its still and clip.
+        try:
+            face_detector(privacy.faces)
+        except ModelError as exc:
+            raise ModelError(f"privacy.faces: {exc}") from exc
     options.out_dir.mkdir(parents=True, exist_ok=True)
     detectors = [detector] if detector is not None else build_file_run_detectors(site, camera)
     zones = rules.zones_for(camera_id)

@@ -119,7 +119,8 @@ def face_detector(name_or_path: str) -> FaceDetector:
 
     Args:
         name_or_path: A catalogue or imported model name (``yunet``), or a file path (relative
-            paths from the working directory).
+            paths from the working directory; a site file's own relative paths are made
+            absolute when it loads, :func:`safewatch.config.loader.load_site`).
 
     Raises:
         ModelError: Not found (the message says how to pull it) or not loadable.

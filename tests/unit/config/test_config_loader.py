@@ -219,3 +219,23 @@ def test_tracker_face_options_with_their_features_load(tmp_path: Path) -> None:
     )
     loaded = load_site(_write(tmp_path, GOOD + tracker), environ={"CAM_PASS": "x"})
     assert loaded.config.tracker.face_cover == "head"
+
+
+def test_face_detector_files_are_read_relative_to_the_site_file(tmp_path: Path) -> None:
+    """They are loaded far from the site file (evidence threads, trackers) where only the working
+    directory is at hand; a relative path must still mean the file beside the site file."""
+    (tmp_path / "faces.onnx").write_bytes(b"onnx")
+    text = GOOD.replace(
+        "    models: [coco]\n", "    models: [coco]\n    privacy: {faces: faces.onnx}\n"
+    )
+    text += "privacy:\n  faces: faces.onnx\ntracker:\n  head_classifier: head_classifier\n"
+    text += "  face_subjects: faces.onnx\n"
+    config = load_site(_write(tmp_path, text), environ={"CAM_PASS": "x"}).config
+    beside = str(tmp_path / "faces.onnx")
+    assert config.privacy.faces == config.tracker.face_subjects == beside
+    assert config.privacy_for("yard").faces == beside
+    # A catalogue name stays a name, and a site naming no such file is loaded as written.
+    named = load_site(
+        _write(tmp_path, GOOD + "privacy:\n  faces: yunet\n"), environ={"CAM_PASS": "x"}
+    )
+    assert named.config.privacy.faces == "yunet"

@@ -96,3 +96,24 @@ def test_check_config_checks_rules_against_the_labels_a_loaded_model_produces(
     assert result.returncode == 2, result.stdout
     assert "rules[0].objects: rule 'hats' needs 'person' but camera 'yard'" in result.stderr
     assert "require" not in result.stderr
+
+
+def test_check_config_loads_the_face_detector_privacy_names(tmp_path: Path) -> None:
+    """A wrong ``privacy.faces`` model used to pass here, and then every audit incident came
+    out without its still and clip (the evidence thread only logged the error)."""
+    model = hardhat_model(tmp_path / "ok.onnx", 0.0)
+    site = site_with(tmp_path, model)
+    data = yaml.safe_load(site.read_text())
+    data["privacy"] = {"faces": "ok.onnx"}  # relative to the site file, and no face detector
+    site.write_text(yaml.safe_dump(data))
+    result = subprocess.run(
+        [str(SAFEWATCH), "check-config", str(site)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=Path(__file__).parent,  # not the site's folder
+    )
+    assert result.returncode == 2, result.stdout
+    assert f"privacy.faces: {model}: not a YuNet face detector" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
