@@ -69,6 +69,27 @@ def _flow(points: list[list[float]]) -> CommentedSeq:
     return outer
 
 
+def _remove_entry(data: CommentedMap, section: str, key: str) -> None:
+    """Delete ``data[section][key]`` with the comment written above it, and the section itself
+    once it is empty.
+
+    ruamel keeps the comment above a mapping's first entry on the mapping (and on its parent's
+    key); left there after the entry is gone it was written as a comment followed by ``{}`` at
+    column 0, which is not YAML, so deleting a commented zone or line failed with a syntax
+    error in a file that had none.
+    """
+    block = data[section]
+    first = next(iter(block)) == key
+    del block[key]
+    if first:
+        block.ca.comment = None
+        above = data.ca.items.get(section)
+        if above is not None and len(above) > 3:
+            above[3] = None
+    if not block:
+        del data[section]
+
+
 class RuleFiles:
     """The rule folder (or single rule file) the runtime watches.
 
@@ -283,7 +304,7 @@ class RuleFiles:
             if name is None:
                 raise NotFound(section[:-1], key)
             yaml, data = self._load(name)
-            del data[section][key]
+            _remove_entry(data, section, key)
             text = self._dump(yaml, data)
             rules = self.validate(name, text)
             path = self.file(name)

@@ -107,6 +107,29 @@ def test_disable_a_rule_and_draw_zones_keeping_the_comments(
     assert dashboard.rules.rule_generation().rules.zone("gate_area").polygon[0] == (0.1, 0.1)
 
 
+def test_deleting_a_commented_zone_or_line_leaves_valid_yaml(
+    admin: tuple[TestClient, dict[str, str], Dashboard, Path],
+) -> None:
+    """The comment above a section's first entry went on being written after the entry was
+    gone, followed by ``{}`` at column 0: a YAML syntax error, so such a zone could never be
+    deleted (found trying the API as an admin)."""
+    client, headers, _, rules = admin
+    spare = (
+        "version: 1\nzones:\n  # spare area by the gate\n"
+        "  spare: {camera: yard, polygon: [[0, 0], [0.2, 0], [0.2, 0.2]]}\n"
+        "  # second spare\n  other: {camera: yard, polygon: [[0.5, 0.5], [0.7, 0.5], [0.7, 0.7]]}\n"
+        "lines:\n  # the gate\n  gate: {camera: yard, points: [[0.1, 0.9], [0.9, 0.9]]}\n"
+    )
+    put = client.put("/api/v1/rules/files/extra.yaml", json={"text": spare}, headers=headers)
+    assert put.status_code == 200, put.json()
+    for path in ("/api/v1/zones/spare", "/api/v1/zones/other", "/api/v1/lines/gate"):
+        gone = client.delete(path, headers=headers)
+        assert gone.status_code == 200, (path, gone.json())
+    text = (rules / "extra.yaml").read_text()
+    assert "spare" not in text and "gate" not in text and "{}" not in text
+    assert client.get("/api/v1/zones", params={"camera": "yard"}).status_code == 200
+
+
 def test_live_socket_sends_geometry_state_metadata_and_frames(
     admin: tuple[TestClient, dict[str, str], Dashboard, Path],
 ) -> None:
