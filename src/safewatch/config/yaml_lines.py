@@ -109,6 +109,11 @@ def _line(node: Node) -> int:
     return int(node.start_mark.line) + 1
 
 
+MAX_NODES = 100_000
+"""Most values a site or rule file may hold once its aliases are expanded (a large real file holds
+a few thousand)."""
+
+
 class _Converter:
     """Walks a composed node tree into plain data, filling the line and raw tables."""
 
@@ -117,6 +122,7 @@ class _Converter:
         self.interpolate = interpolate
         self.lines: dict[PathKey, int] = {}
         self.raw: dict[PathKey, str] = {}
+        self.nodes = 0
 
     def error(self, node: Node, path: PathKey, message: str) -> ConfigError:
         return ConfigError(
@@ -124,6 +130,16 @@ class _Converter:
         )
 
     def convert(self, node: Node, path: PathKey) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            # Aliases nest: a few hundred bytes of `&a [*b, *b, ...]` expand to billions of
+            # values, and the API validates files any viewer may send.
+            raise self.error(
+                node,
+                path,
+                f"the file expands to more than {MAX_NODES:,} values; YAML aliases (*name) "
+                "repeating large blocks? Write the values out",
+            )
         if isinstance(node, MappingNode):
             return self._mapping(node, path)
         if isinstance(node, SequenceNode):

@@ -121,3 +121,16 @@ def test_keys_are_always_text() -> None:
 )
 def test_format_path(path: tuple[str | int, ...], text: str) -> None:
     assert format_path(path) == text
+
+
+def test_aliases_that_expand_without_end_are_refused_quickly() -> None:
+    """About 400 bytes of nested aliases expand to 10^8 values: it ran out of memory (the API
+    validates rule files any viewer may send). Refused after MAX_NODES values, in well under a
+    second, while ordinary aliases still load."""
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 8):
+        levels.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    with pytest.raises(ConfigError, match="expands to more than 100,000 values; YAML aliases"):
+        parse_yaml("\n".join(levels) + "\n", "rules.yaml")
+    small = parse_yaml("pt: &p [0.1, 0.2]\npoly: [*p, *p, *p]\n", "rules.yaml")
+    assert small.data["poly"] == [[0.1, 0.2]] * 3
