@@ -112,6 +112,10 @@ class RulesWorker:
         self._incarnation: dict[str, int] = {}
         self._ended: dict[str, int] = {}
         self.ended_run_frames = 0
+        # Per camera whose worker restarted while its tracks and episodes went on: the time of
+        # its last evaluated frame, until the new run's frames pass it (_restarted).
+        self._replay_until: dict[str, float] = {}
+        self.replayed_frames = 0
 
     def add_listener(self, listener: FrameListener) -> None:
         """Also call ``listener`` after each frame (before :meth:`start`)."""
@@ -244,8 +248,16 @@ class RulesWorker:
         ):
             self.ended_run_frames += 1  # a frame of a run that has ended: not this run's
             return
-        self._incarnation[camera_id] = item.incarnation
         camera = self._cameras.get(camera_id)
+        if item.incarnation > self._incarnation.get(camera_id, item.incarnation):
+            self._restarted(camera_id, camera)
+        self._incarnation[camera_id] = item.incarnation
+        behind = self._replay_until.get(camera_id)
+        if behind is not None:
+            if frame.timestamp <= behind:
+                self.replayed_frames += 1
+                return
+            del self._replay_until[camera_id]
         if camera is None:
             tracker = self._tracker_for(camera_id)
             camera = _Camera(CameraStep(camera_id, tracker, self._engine, self._incidents))
@@ -303,7 +315,27 @@ class RulesWorker:
                 with self._lock:
                     camera.coverage.add(item, state is not PPEState.UNKNOWN, step, now)
 
+    def _restarted(self, camera_id: str, camera: _Camera | None) -> None:
+        """A camera's worker restarted (it crashed) while its tracks and open episodes went on.
+
+        Its new run's frames are evaluated only from after the last frame evaluated: an
+        archive camera (``realtime: false``) reads its file from the start again, and a live
+        camera whose host clock stepped back restarts behind. Evaluated again, those frames
+        opened every incident a second time under new track ids, and closed open ones before
+        they started."""
+        last = camera.step.last if camera is not None else None
+        if last is None:
+            return
+        self._replay_until[camera_id] = last[0].timestamp
+        log.warning(
+            "camera %s: its worker restarted; frames up to %.3f (its last analysed frame) are "
+            "not analysed again",
+            camera_id,
+            last[0].timestamp,
+        )
+
     def _finish(self, camera_id: str, reason: str | None = None) -> list[IncidentChange]:
+        self._replay_until.pop(camera_id, None)
         with self._lock:
             camera = self._cameras.pop(camera_id, None)
         if camera is None:
@@ -319,6 +351,7 @@ class RulesWorker:
         return changes
 
     def _drop(self, camera_id: str) -> None:
+        self._replay_until.pop(camera_id, None)
         with self._lock:
             self._cameras.pop(camera_id, None)
         self._engine.finish(camera_id)  # its events are discarded: the episodes just end here

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,32 @@ def test_finishing_a_camera_closes_its_incidents_after_its_queued_frames(
         worker.submit(analysed(seq, person_at(30, 10), incarnation=2))
     worker.stop(timeout=5.0)
     assert len(repository.list()) == 2
+
+
+def test_a_restarted_worker_replaying_its_file_raises_no_incident_twice(
+    tmp_path: Path, repository: IncidentRepository
+) -> None:
+    """An archive camera's worker that crashes reads its file from the start again, while the
+    camera's tracks and open episodes go on. Evaluated again, the replayed frames opened every
+    incident a second time under new track ids."""
+    worker = build(tmp_path, repository, RuntimeMetrics())
+    worker.start()
+    t0 = 1_700_000_000.0
+
+    def on_file_clock(seq: int, incarnation: int) -> Analysed:
+        item = analysed(seq, person_at(2 + 3.5 * seq, 10), incarnation=incarnation)  # walks
+        frame = replace(item.frame, timestamp=t0 + seq * 0.2)
+        return replace(item, frame=frame)
+
+    for seq in range(10):
+        worker.submit(on_file_clock(seq, 1))
+    for seq in range(15):  # the restarted worker: the same file from its first frame
+        worker.submit(on_file_clock(seq, 2))
+    assert worker.finish_camera("cam", timeout=5.0)  # after its queued frames
+    worker.stop(timeout=5.0)
+    (incident,) = repository.list()
+    assert incident.started_at < t0 + 1.0 and incident.ended_at == pytest.approx(t0 + 14 * 0.2)
+    assert worker.replayed_frames == 10
 
 
 class _BrokenIncidents:
