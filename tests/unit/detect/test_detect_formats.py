@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -176,3 +178,24 @@ def test_forced_format_with_wrong_layout_is_a_model_error(
 ) -> None:
     with pytest.raises(ModelError, match="unsupported output layout"):
         adapter.num_classes("m", shapes)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("adapter", "shapes", "hint"),
+    [
+        (YoloxAdapter(), [(1, 18, 2100)], "this is [B, 4+nc, A], the yolov8 layout"),
+        (Yolov5Adapter(), [(1, 18, 2100)], "this is [B, 4+nc, A], the yolov8 layout"),
+        (Yolov8Adapter(), [(1, 3549, 85)], "this is [B, A, 5+nc], the yolox or yolov5 layout"),
+    ],
+)
+def test_a_format_of_the_other_family_says_so(
+    adapter: object, shapes: list[tuple[int, ...]], hint: str
+) -> None:
+    """``format: yolox`` on a yolov8 model used to read its 2,100 anchors as classes and fail
+    with "outputs 2095 classes but its metadata names 14; set class_names", advice that cannot
+    work. The real models' shapes: ppe14 at 320 px, yolox_nano at 416 px."""
+    with pytest.raises(ModelError, match=re.escape(hint)):
+        adapter.num_classes("m", shapes)  # type: ignore[attr-defined]
+    # The right family still reads them.
+    right = YoloxAdapter() if shapes[0][1] > shapes[0][2] else Yolov8Adapter()
+    assert right.num_classes("m", shapes) in (80, 14)

@@ -29,6 +29,10 @@ class Yolov5Adapter:
         """Classes encoded by a ``[B, A, 5+nc]`` output."""
         if len(shapes) != 1 or len(shapes[0]) != 3 or shapes[0][2] < 6:
             raise layout_error(model, shapes, "yolov5 needs one [B, A, 5+nc] output")
+        anchors = shapes[0][1]
+        if isinstance(anchors, int) and anchors > 0 and shapes[0][2] - 5 > anchors:
+            # More "classes" than anchors: the anchors are on the last axis, [B, 4+nc, A].
+            raise layout_error(model, shapes, "this is [B, 4+nc, A], the yolov8 layout")
         return shapes[0][2] - 5
 
     def decode(

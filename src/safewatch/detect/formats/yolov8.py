@@ -29,6 +29,10 @@ class Yolov8Adapter:
         """Classes encoded by a ``[B, 4+nc, A]`` output."""
         if len(shapes) != 1 or len(shapes[0]) != 3 or shapes[0][1] < 5:
             raise layout_error(model, shapes, "yolov8 needs one [B, 4+nc, A] output")
+        anchors = shapes[0][2]
+        if isinstance(anchors, int) and anchors > 0 and shapes[0][1] - 4 > anchors:
+            # More "classes" than anchors: the anchors are on the middle axis, [B, A, 5+nc].
+            raise layout_error(model, shapes, "this is [B, A, 5+nc], the yolox or yolov5 layout")
         return shapes[0][1] - 4
 
     def decode(
