@@ -128,6 +128,22 @@ def test_audit_missing_video_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_an_output_folder_that_cannot_be_one_is_a_clear_error(tmp_path: Path) -> None:
+    """It was a FileExistsError / FileNotFoundError traceback; the file given is left alone."""
+    clip = asset(CLIP)
+    asset("models/yolox_nano_coco.onnx")
+    taken = tmp_path / "report.txt"
+    taken.write_text("keep me")
+    result = safewatch("audit", clip, "-c", EXAMPLE_SITE, "-r", EXAMPLE_RULES, "-o", taken)
+    assert result.returncode == 2 and "report.txt is a file, not a folder" in result.stderr
+    assert taken.read_text() == "keep me"
+    inside = taken / "out"  # below a file: cannot be created
+    result = safewatch("audit", clip, "-c", EXAMPLE_SITE, "-r", EXAMPLE_RULES, "-o", inside)
+    assert result.returncode == 2, result.stderr
+    assert f"cannot create the output folder {inside}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_audit_corrupt_video_is_a_clear_error(tmp_path: Path) -> None:
     asset("models/yolox_nano_coco.onnx")
     bad = tmp_path / "garbage.mp4"

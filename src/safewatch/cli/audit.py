@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from safewatch.cli.app import app, err, out
-from safewatch.errors import ConfigError, SourceError
+from safewatch.errors import ConfigError, SourceError, StorageError
 
 __all__ = ["audit"]
 
@@ -75,6 +75,8 @@ def audit(
         entry = names.get(str(video))
         if not video.is_file() and (entry is None or entry.kind != "video"):
             raise SourceError(f"video {video} does not exist or is not a file")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise StorageError(f"--out {out_dir} is a file, not a folder")
     fetch_site_files(site, [str(v) for v in videos])
     videos = [resolve_video(str(v), Path.cwd()) or v for v in videos]
     options = AuditOptions(

@@ -20,7 +20,7 @@ from safewatch.config.loader import LoadedSite
 from safewatch.config.site import CameraConfig, PrivacyConfig
 from safewatch.detect import Detector
 from safewatch.domain import Frame, Incident, RuleEvent, TrackedFrame, Zone
-from safewatch.errors import ModelError, SourceError
+from safewatch.errors import ModelError, SourceError, StorageError
 from safewatch.footage.audit_integrity import video_coverage
 from safewatch.incidents import (
     EvidenceRecorder,
@@ -165,7 +165,10 @@ def run_audit(
             face_detector(privacy.faces)
         except ModelError as exc:
             raise ModelError(f"privacy.faces: {exc}") from exc
-    options.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        options.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the output folder {options.out_dir}: {exc}") from exc
     detectors = [detector] if detector is not None else build_file_run_detectors(site, camera)
     zones = rules.zones_for(camera_id)
     engine = create_engine_for(f"sqlite:///{(options.out_dir / 'audit.db').resolve()}", Path("."))
