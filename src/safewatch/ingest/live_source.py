@@ -51,6 +51,10 @@ _PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 _TROUBLE = (SourceState.STALLED, SourceState.FAILED)
 
 
+_AHEAD_LIMIT = 60.0
+"""Seconds a camera's stamps may run ahead of the wall clock before they count as a clock jump."""
+
+
 @dataclass(slots=True)
 class _Session:
     """Clock anchoring of one connection: wall receive time of its first frame and that PTS."""
@@ -58,6 +62,8 @@ class _Session:
     anchor_wall: float
     anchor_pts: float
     last_pts: float
+    last_received: float = 0.0
+    """Wall time the previous frame of this connection arrived."""
 
 
 class LiveSource:
@@ -65,6 +71,8 @@ class LiveSource:
 
     Timestamps: the first frame after each (re)connect is stamped with its wall receive time; later
     frames add their PTS difference to it, so frame spacing is the camera's, not the network's. A
+    PTS that jumps back, or ahead of the wall clock by more than a minute, re-anchors the same
+    way, so a camera's clock reset never shifts incident times. A
     reconnect never moves time backwards (the new anchor is at least one frame after the last
     stamp), ``Frame.pts`` is seconds since the very first frame, and ``seq`` keeps counting across
     reconnects. Sampling runs on that unified timeline in the decode thread, so unsampled frames
@@ -333,7 +341,14 @@ class LiveSource:
             pts = session.last_pts + (1.0 / native_fps if native_fps else 0.0)
         if pts is None:
             pts = 0.0
-        if session is None or pts < session.last_pts:
+        # A stamp that runs ahead of the wall clock by more than a minute (an encoder restart, new
+        # RTP timestamps) would put every later frame, incident and clip that far in the future.
+        # A minute: HLS delivers whole segments (and players prefetch a few) faster than real
+        # time, which runs ahead by tens of seconds and is no jump.
+        ahead = session is not None and (pts - session.last_pts) - (
+            received - session.last_received
+        ) > max(self._stall_timeout, _AHEAD_LIMIT)
+        if session is None or pts < session.last_pts or ahead:
             # New connection, or the camera restarted its clock: re-anchor on the wall clock, never
             # earlier than one frame after the previous stamp.
             anchor = received
@@ -342,6 +357,7 @@ class LiveSource:
                 anchor = max(anchor, self._last_timestamp + step)
             session = _Session(anchor_wall=anchor, anchor_pts=pts, last_pts=pts)
         session.last_pts = pts
+        session.last_received = received
         timestamp = session.anchor_wall + (pts - session.anchor_pts)
         if self._last_timestamp is not None and timestamp <= self._last_timestamp:
             self._bump(decoded=1)

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from ingest_media import remux
 
 from assets import asset
 from safewatch.ingest import Backoff, LiveSource, SourceState, StateChange
+from safewatch.ingest.picture_clock import PictureClock
 
 
 def free_port() -> int:
@@ -165,3 +167,38 @@ def test_never_started_source_closes_cleanly() -> None:
     assert source.info.width == 0
     source.close()
     assert source.state is SourceState.ENDED
+
+
+_BLANK = np.zeros((4, 4, 3), np.uint8)
+
+
+class _Picture:
+    """What the decode loop reads of a decoded picture: its stamps, in a 90 kHz time base."""
+
+    def __init__(self, pts: int) -> None:
+        self.pts = pts
+        self.dts = pts
+        self.time_base = Fraction(1, 90_000)
+
+
+def test_a_camera_clock_that_jumps_ahead_does_not_move_incident_times() -> None:
+    """An encoder restart can move RTP stamps an hour ahead; every later frame (and incident,
+    and clip) was stamped an hour in the future, even after a reconnect."""
+    now = [1_700_000_000.0]
+    source = LiveSource(
+        "cam", "rtsp://127.0.0.1:1/x", fps=5.0, max_buffered=1000, clock=lambda: now[0]
+    )
+    stamps = PictureClock()
+    session = None
+    pts = 0
+    for i in range(60):  # 12 s at 5 fps; the camera's clock jumps +1 h at frame 30
+        if i == 30:
+            pts += 3600 * 90_000
+        session = source._deliver(_Picture(pts), session, 5.0, lambda _p: _BLANK, stamps)
+        pts += 18_000
+        now[0] += 0.2
+    frames = list(source._buffer)
+    assert len(frames) == 60
+    offsets = [f.timestamp - (1_700_000_000.0 + 0.2 * i) for i, f in enumerate(frames)]
+    assert max(abs(o) for o in offsets) < 0.5, offsets[25:35]
+    assert all(b.timestamp > a.timestamp for a, b in itertools.pairwise(frames))
