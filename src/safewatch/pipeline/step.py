@@ -73,6 +73,11 @@ class StepResult(NamedTuple):
     changes: list[IncidentChange]
 
 
+OUTAGE_SECONDS = 60.0
+"""A gap between two frames of a camera longer than this ends its open episodes (RuleStep.apply):
+far above any sampling interval or reconnect, far below an outage worth reporting as such."""
+
+
 class RuleStep:
     """One rule set judging one camera's tracked frames, and the incidents that follow.
 
@@ -88,15 +93,35 @@ class RuleStep:
         self.engine = engine
         self.incidents = incidents
         self.last: tuple[Frame, TrackedFrame] | None = None
+        self._spacing: float | None = None
+        """The camera's usual gap between two frames (seconds); ``None`` before its second."""
 
     def apply(
         self, frame: Frame, tracked: TrackedFrame
     ) -> tuple[list[RuleEvent], list[IncidentChange]]:
-        """Evaluate the rules on one tracked frame and update the incidents."""
+        """Evaluate the rules on one tracked frame and update the incidents.
+
+        A frame more than :data:`OUTAGE_SECONDS` (or five of the camera's usual frame intervals,
+        for time-lapse sampling) after the camera's previous one (the camera was down, or the
+        footage has a hole) first ends every open episode at its last violating
+        frame, as if the camera had stopped: nothing was seen in between, and an occupancy or
+        blocked-exit incident would otherwise count the whole outage as violation time. Each
+        incident closed so records why in its chain entry.
+        """
+        ended: list[RuleEvent] = []
+        closed: list[IncidentChange] = []
+        if self.last is not None:
+            gap = tracked.timestamp - self.last[1].timestamp
+            usual = self._spacing
+            if usual is not None and gap > max(OUTAGE_SECONDS, 5 * usual):
+                with self.incidents.closing(self.camera_id, f"no frame for {gap:.0f} s"):
+                    ended, closed = self.finish()
+            # The first gap sets it; an outage moves it back to normal within a frame or two.
+            self._spacing = gap if usual is None else min(gap, 2 * usual + 1e-3)
         events = self.engine.evaluate(tracked)
         changes = self.incidents.handle(events, tracked, frame)
         self.last = (frame, tracked)
-        return events, changes
+        return ended + events, closed + changes
 
     def finish(self) -> tuple[list[RuleEvent], list[IncidentChange]]:
         """End the camera's open episodes at its last frame's time (the footage or camera ended).

@@ -1,0 +1,75 @@
+"""A camera outage ends open episodes at their last frame instead of counting as violation time.
+
+A zone-level rule (occupancy, blocked exit) has no track to lose: an episode violating on both
+sides of a 30-minute outage was stored as one 30-minute incident. Real rule engine, incident
+manager and SQLite; tracked frames made by hand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from safewatch.domain import Frame, Track, TrackedFrame
+from safewatch.incidents import EvidenceStore, IncidentManager
+from safewatch.pipeline.step import RuleStep
+from safewatch.rules import RuleEngine, load_rules
+from safewatch.storage import IncidentRepository, create_engine_for
+
+RULES = """
+version: 1
+zones:
+  landing: {camera: cam, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}
+rules:
+  - {id: one-at-landing, kind: occupancy, zone: landing, objects: [person], max_count: 1,
+     min_duration: 1s}
+"""
+T0 = 1_700_000_000.0
+
+
+def crowded(at: float, seq: int) -> tuple[Frame, TrackedFrame]:
+    tracks = tuple(
+        Track(i, "person", (10.0 + 30 * i, 20.0, 30.0 + 30 * i, 60.0), 0.9) for i in (1, 2)
+    )
+    tracked = TrackedFrame("cam", seq, at - T0, at, 128, 96, tracks)
+    return Frame("cam", seq, at - T0, at, np.zeros((96, 128, 3), np.uint8)), tracked
+
+
+def run(step: RuleStep, times: list[float]) -> None:
+    for seq, at in enumerate(times):
+        step.apply(*crowded(at, seq))
+
+
+def test_an_outage_splits_a_zone_level_incident_and_says_why(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(RULES)
+    engine = create_engine_for("sqlite:///db.sqlite", tmp_path)
+    repository = IncidentRepository(engine)
+    manager = IncidentManager(repository, EvidenceStore(tmp_path / "evidence"))
+    step = RuleStep("cam", RuleEngine(load_rules(tmp_path / "rules.yaml")), manager)
+    before = [T0 + 0.2 * i for i in range(30)]  # 6 s crowded
+    after = [T0 + 1800.0 + 0.2 * i for i in range(30)]  # 30 min later: crowded again
+    run(step, before + after)
+    manager.close_all(after[-1])
+    first, second = sorted(repository.list(), key=lambda i: i.started_at)
+    assert (first.started_at, first.ended_at) == (T0, before[-1])
+    assert (second.started_at, second.ended_at) == (after[0], after[-1])
+    reasons = [
+        e.detail.get("reason") for e in repository.timeline(first.id) if e.kind == "incident.closed"
+    ]
+    assert reasons == ["no frame for 1794 s"]
+    engine.dispose()
+
+
+def test_time_lapse_sampling_is_no_outage(tmp_path: Path) -> None:
+    """A camera analysed once every 2 minutes: each gap is its usual interval, not an outage."""
+    (tmp_path / "rules.yaml").write_text(RULES)
+    engine = create_engine_for("sqlite:///db.sqlite", tmp_path)
+    repository = IncidentRepository(engine)
+    manager = IncidentManager(repository, EvidenceStore(tmp_path / "evidence"))
+    step = RuleStep("cam", RuleEngine(load_rules(tmp_path / "rules.yaml")), manager)
+    run(step, [T0 + 120.0 * i for i in range(6)])
+    manager.close_all(T0 + 600.0)
+    (incident,) = repository.list()
+    assert (incident.started_at, incident.ended_at) == (T0, T0 + 600.0)
+    engine.dispose()
