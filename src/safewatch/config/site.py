@@ -26,6 +26,7 @@ from safewatch.config.alerts import AlertsConfig
 from safewatch.config.cluster import ClusterConfig, check_labels
 from safewatch.config.llm import LLMConfig
 from safewatch.config.runtime import RuntimeConfig, TilingConfig
+from safewatch.config.sources import source_kind
 from safewatch.config.tracing import TracingConfig
 
 __all__ = [
@@ -415,6 +416,17 @@ class CameraConfig(_Strict):
         description="Under `serve --cluster`: only analyzers with all these labels and values "
         "(their `cluster.labels`) may analyse this camera, e.g. {gpu: 'true'}.",
     )
+
+    @model_validator(mode="after")
+    def _file_only_flags(self) -> CameraConfig:
+        kind = source_kind(self.source.strip())
+        if kind != "file":
+            flags = [f for f, on in (("loop", self.loop), ("realtime", not self.realtime)) if on]
+            if flags:
+                raise ValueError(
+                    f"{' and '.join(flags)} applies to video files only, not to this {kind} camera"
+                )
+        return self
 
     @field_validator("models")
     @classmethod

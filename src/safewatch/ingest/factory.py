@@ -99,7 +99,8 @@ def open_source(
 
     Raises:
         SourceError: The file is missing or unreadable, or the URL scheme is unsupported.
-        ConfigError: ``loop`` is set on a live camera that is not a file.
+        ConfigError: ``loop`` without realtime playback on a file (``loop`` or
+            ``realtime: false`` on a live camera is refused when the site file loads).
     """
     source = config.source.strip()
     kind = source_kind(source)
@@ -112,13 +113,6 @@ def open_source(
                 rtsp_transport=config.rtsp_transport,
                 on_state=on_state,
             )
-        for flag, value in (("loop", config.loop), ("realtime", not config.realtime)):
-            if value:
-                raise ConfigError(
-                    f"camera {camera_id!r}: {flag} applies to video files only, not "
-                    f"{redact_url(source)!r}",
-                    field=f"cameras.{camera_id}.{flag}",
-                )
         return LiveSource(
             camera_id,
             source,

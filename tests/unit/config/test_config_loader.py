@@ -198,6 +198,10 @@ def test_tracker_options_without_their_feature_are_refused(
         ),
         (GOOD + "tracker:\n  head_tracks: true\n", "head_tracks: input should be a valid number"),
         (
+            GOOD.replace("    fps: 5\n", "    fps: 5\n    loop: true\n"),
+            "site.yaml:8: cameras.yard: loop applies to video files only, not to this rtsp camera",
+        ),
+        (
             GOOD + "tracker:\n  low_score_tracks: 0.9\n",
             "low_score_tracks (0.9) must be below the track start (0.6",
         ),

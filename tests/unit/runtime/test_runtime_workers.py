@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from runtime_fakes import moving_square_video
 
 from patience import poll
 from safewatch.config.runtime import MotionConfig, WatchdogConfig
 from safewatch.config.site import CameraConfig
-from safewatch.errors import ConfigError
 from safewatch.ingest.paced_file_source import PacedFileSource
-from safewatch.runtime.camera_worker import ThreadWorker, WorkerSpec, build_camera_source
+from safewatch.runtime.camera_worker import ThreadWorker, WorkerSpec
 from safewatch.runtime.mailbox import FrameMailbox
 from safewatch.runtime.rings import RingCache
 from safewatch.runtime.supervisor import Supervisor, WorkerState
@@ -112,8 +112,9 @@ def test_a_file_plays_live_and_loops_with_continuous_time(clip: Path) -> None:
 
 
 def test_loop_is_for_files_only() -> None:
-    with pytest.raises(ConfigError, match="loop applies to video files only"):
-        build_camera_source(spec("cam", "rtsp://user:secret@10.0.0.1/s", loop=True))
+    # Refused when the site file loads (check-config), not when serve starts the camera.
+    with pytest.raises(ValidationError, match="loop applies to video files only"):
+        spec("cam", "rtsp://user:secret@10.0.0.1/s", loop=True)
 
 
 def test_thread_workers_feed_the_mailbox_and_report(
