@@ -110,20 +110,57 @@ class ZoneConfig(_Strict):
 
     camera: str = Field(description="Camera key of the site file the zone is drawn on.")
     polygon: tuple[tuple[Coordinate, Coordinate], ...] = Field(
-        min_length=3, description="Vertices [x, y] with 0 <= x, y <= 1, top-left origin."
+        description="At least 3 vertices [x, y] with 0 <= x, y <= 1, top-left origin, in order "
+        "around the zone."
     )
     description: str | None = Field(None, description="Free text for people.")
 
     @field_validator("polygon")
     @classmethod
     def _has_area(cls, value: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
-        twice_area = sum(
-            x1 * y2 - x2 * y1
-            for (x1, y1), (x2, y2) in zip(value, value[1:] + value[:1], strict=True)
-        )
+        # Checked here, after the vertices: a length limit on the field also counted the
+        # vertices that failed their own range check, and reported a second, false error.
+        if len(value) < 3:
+            raise ValueError(f"a polygon needs at least 3 points (got {len(value)})")
+        edges = list(zip(value, value[1:] + value[:1], strict=True))
+        crossing = _crossing_edges(edges)
+        if crossing is not None:
+            i, j = crossing
+            raise ValueError(
+                f"polygon edges {i + 1} and {j + 1} cross each other: list the points in order "
+                "around the zone"
+            )
+        twice_area = sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in edges)
         if abs(twice_area) < 1e-9:
             raise ValueError("polygon has no area (all points on a line)")
         return value
+
+
+Point = tuple[float, float]
+
+
+def _crossing_edges(edges: list[tuple[Point, Point]]) -> tuple[int, int] | None:
+    """The first two non-adjacent edges of a closed polygon that properly cross, if any.
+
+    A self-crossing outline (a bow-tie, two points swapped while drawing) has no inside a person
+    would agree on: point-in-polygon tests and its area disagree about it.
+    """
+
+    def side(a: Point, b: Point, c: Point) -> float:
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+    count = len(edges)
+    for i in range(count):
+        a, b = edges[i]
+        for j in range(i + 2, count):
+            if i == 0 and j == count - 1:
+                continue  # the closing edge shares the first vertex
+            c, d = edges[j]
+            d1, d2 = side(a, b, c), side(a, b, d)
+            d3, d4 = side(c, d, a), side(c, d, b)
+            if d1 * d2 < -1e-12 and d3 * d4 < -1e-12:
+                return i, j
+    return None
 
 
 class LineConfig(_Strict):

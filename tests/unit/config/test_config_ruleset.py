@@ -185,13 +185,24 @@ def test_empty_folder_is_an_empty_set(tmp_path: Path) -> None:
         (
             "[[0.10, 0.50], [0.60, 0.50], [0.60, 0.95], [0.10, 0.95]]",
             "[[0.1, 0.5], [0.6, 0.5]]",
-            "rules.yaml:5: zones.press_area.polygon: tuple should have at least 3 items after "
-            "validation, not 2",
+            "rules.yaml:5: zones.press_area.polygon: a polygon needs at least 3 points (got 2)",
         ),
         (
             "[[0.10, 0.50], [0.60, 0.50], [0.60, 0.95], [0.10, 0.95]]",
             "[[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]]",
             "rules.yaml:5: zones.press_area.polygon: polygon has no area (all points on a line)",
+        ),
+        (
+            "[[0.10, 0.50], [0.60, 0.50], [0.60, 0.95], [0.10, 0.95]]",
+            "[[0, 0], [1, 1], [1, 0], [0, 1]]",
+            "rules.yaml:5: zones.press_area.polygon: polygon edges 1 and 3 cross each other: list "
+            "the points in order around the zone",
+        ),
+        (
+            "[[0.10, 0.50], [0.60, 0.50], [0.60, 0.95], [0.10, 0.95]]",
+            "[[0.1, 0.5], [0.6, 1.5], [0.1, 0.95]]",
+            "rules.yaml:5: zones.press_area.polygon[1][1]: input should be less than or equal "
+            "to 1 (got 1.5)",
         ),
         (
             "  - id: no-entry-press\n",
