@@ -172,7 +172,6 @@ class TrackerConfig(_Strict):
         None,
         ge=0,
         le=1,
-        strict=True,  # a score: `true` would load as 1.0, a threshold nothing reaches
         description="Also track persons detected only below the track-start threshold, from "
         "this score up (e.g. 0.3), in a second tracker that never takes a box the main one "
         "took and needs one more frame to confirm; gives weakly detected workers a PPE "
@@ -184,7 +183,6 @@ class TrackerConfig(_Strict):
         None,
         ge=0,
         le=1,
-        strict=True,  # a score: `true` would load as 1.0, a threshold nothing reaches
         description="Head-first PPE subjects (docs/ppe.md): a hard-hat or bare-head box that no "
         "person box takes (the person detector missed its wearer) starts a track of its own "
         "from this score up (e.g. 0.3), whose box is the head, so small or crowded workers "
@@ -234,6 +232,15 @@ class TrackerConfig(_Strict):
         "a face in the tracked person's head region (the head classifier's crop), so faces of a "
         "crowd behind a near worker's box still get a verdict.",
     )
+
+    @field_validator("low_score_tracks", "head_tracks", mode="before")
+    @classmethod
+    def _a_score_not_a_switch(cls, value: object) -> object:
+        # `head_tracks: true` would load as the score 1.0, which no detection reaches: the
+        # feature silently off. Strings stay allowed (${VAR} values are strings until parsed).
+        if isinstance(value, bool):
+            raise ValueError("a score from 0 to 1 (e.g. 0.3), not true/false")
+        return value
 
     @model_validator(mode="after")
     def _options_have_their_feature(self) -> TrackerConfig:

@@ -196,7 +196,7 @@ def test_tracker_options_without_their_feature_are_refused(
             ),
             "label_confidence.person: input should be less than or equal to 1",
         ),
-        (GOOD + "tracker:\n  head_tracks: true\n", "head_tracks: input should be a valid number"),
+        (GOOD + "tracker:\n  head_tracks: true\n", "head_tracks: a score from 0 to 1 (e.g. 0.3)"),
         (
             GOOD.replace("    fps: 5\n", "    fps: 5\n    loop: true\n"),
             "site.yaml:8: cameras.yard: loop applies to video files only, not to this rtsp camera",
@@ -243,3 +243,9 @@ def test_face_detector_files_are_read_relative_to_the_site_file(tmp_path: Path) 
         _write(tmp_path, GOOD + "privacy:\n  faces: yunet\n"), environ={"CAM_PASS": "x"}
     )
     assert named.config.privacy.faces == "yunet"
+
+
+def test_tracker_scores_may_come_from_variables(tmp_path: Path) -> None:
+    text = GOOD + "tracker:\n  head_tracks: ${HEAD_TRACKS:-0.3}\n"
+    loaded = load_site(_write(tmp_path, text), environ={"CAM_PASS": "x"})
+    assert loaded.config.tracker.head_tracks == 0.3
