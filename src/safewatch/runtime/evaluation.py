@@ -81,6 +81,8 @@ class RulesWorker:
         metrics: Where latencies and incident counts go.
         queue_size: Analysed frames that may wait for this stage.
         listeners: Called after each frame.
+        replays_from_start: Whether a camera's restarted worker reads its source from the start
+            again on the source's own clock (a file camera with ``realtime: false``).
     """
 
     def __init__(
@@ -92,8 +94,10 @@ class RulesWorker:
         *,
         queue_size: int = 32,
         listeners: Sequence[FrameListener] = (),
+        replays_from_start: Callable[[str], bool] = lambda _camera: False,
     ) -> None:
         self._tracker_for = tracker_for
+        self._replays_from_start = replays_from_start
         self._engine = engine
         self._incidents = incidents
         self._metrics = metrics
@@ -250,7 +254,7 @@ class RulesWorker:
             return
         camera = self._cameras.get(camera_id)
         if item.incarnation > self._incarnation.get(camera_id, item.incarnation):
-            self._restarted(camera_id, camera)
+            camera = self._restarted(camera_id, camera, frame.timestamp)
         self._incarnation[camera_id] = item.incarnation
         behind = self._replay_until.get(camera_id)
         if behind is not None:
@@ -315,24 +319,40 @@ class RulesWorker:
                 with self._lock:
                     camera.coverage.add(item, state is not PPEState.UNKNOWN, step, now)
 
-    def _restarted(self, camera_id: str, camera: _Camera | None) -> None:
-        """A camera's worker restarted (it crashed) while its tracks and open episodes went on.
+    def _restarted(self, camera_id: str, camera: _Camera | None, at: float) -> _Camera | None:
+        """A camera's worker restarted (it crashed) while its tracks and open episodes went on;
+        ``at`` is the new run's first frame time. Returns the camera's state to go on with.
 
-        Its new run's frames are evaluated only from after the last frame evaluated: an
-        archive camera (``realtime: false``) reads its file from the start again, and a live
-        camera whose host clock stepped back restarts behind. Evaluated again, those frames
-        opened every incident a second time under new track ids, and closed open ones before
-        they started."""
+        An archive camera (``realtime: false``, :attr:`replays_from_start`) reads its file from
+        the start again, on the file's clock: its new run is evaluated only from after the last
+        frame evaluated, or those frames would open every incident a second time under new track
+        ids. A live camera's new run is stamped from the wall clock; if that lies behind the
+        last frame (its stamps ran ahead of the wall clock, or the host clock stepped back), the
+        camera's episodes end at their last frames and it starts afresh, rather than going
+        blind until the clock catches up or closing incidents before they started."""
         last = camera.step.last if camera is not None else None
         if last is None:
-            return
-        self._replay_until[camera_id] = last[0].timestamp
-        log.warning(
-            "camera %s: its worker restarted; frames up to %.3f (its last analysed frame) are "
-            "not analysed again",
-            camera_id,
-            last[0].timestamp,
-        )
+            return camera
+        stamp = last[0].timestamp
+        if self._replays_from_start(camera_id):
+            self._replay_until[camera_id] = stamp
+            log.warning(
+                "camera %s: its worker restarted; frames up to %.3f (its last analysed frame) "
+                "are not analysed again",
+                camera_id,
+                stamp,
+            )
+            return camera
+        if at <= stamp:
+            log.warning(
+                "camera %s: its worker restarted %.1f s behind its last analysed frame; its "
+                "open incidents end at their last frames and its tracks start afresh",
+                camera_id,
+                stamp - at,
+            )
+            self._finish(camera_id, "the camera's worker restarted behind its last frame")
+            return None
+        return camera
 
     def _finish(self, camera_id: str, reason: str | None = None) -> list[IncidentChange]:
         self._replay_until.pop(camera_id, None)

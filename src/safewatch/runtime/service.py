@@ -38,6 +38,7 @@ from safewatch.api.live import LiveHub
 from safewatch.config.loader import LoadedSite, load_site
 from safewatch.config.runtime import DecodeMode
 from safewatch.config.site import PrivacyConfig
+from safewatch.config.sources import source_kind
 from safewatch.detect.onnx_detector import OnnxDetector
 from safewatch.detect.pool import DetectorFactory, DetectorPool
 from safewatch.detect.protocol import Detector
@@ -267,6 +268,7 @@ class RuntimeService:
                 incidents,
                 self.runtime_metrics,
                 listeners=self._listeners,
+                replays_from_start=self._replays_from_start,
             )
             self._supervisor = Supervisor(
                 mode=self._mode,
@@ -564,6 +566,16 @@ class RuntimeService:
                     self._recorder.flush(10.0)
         self.live.forget(camera_id)
         self._front.camera_gone(camera_id)
+
+    def _replays_from_start(self, camera_id: str) -> bool:
+        """Whether the camera's restarted worker reads its file from the start on the file's
+        own clock (``realtime: false``): the rules stage then skips what it already analysed."""
+        camera = self._site.config.cameras.get(camera_id)
+        return (
+            camera is not None
+            and source_kind(camera.source.strip()) == "file"
+            and (not camera.realtime)
+        )
 
     def _incident_write_failed(self, _error: StorageError) -> None:
         """An incident write the database refused (the manager keeps it and tries again)."""

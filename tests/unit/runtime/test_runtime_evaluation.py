@@ -47,7 +47,13 @@ def analysed(
     return Analysed(frame, detections, True, incarnation, now - 0.05, now - 0.02, now - 0.01, 1)
 
 
-def build(tmp_path: Path, repository: IncidentRepository, metrics: RuntimeMetrics) -> RulesWorker:
+def build(
+    tmp_path: Path,
+    repository: IncidentRepository,
+    metrics: RuntimeMetrics,
+    *,
+    replays_from_start: bool = False,
+) -> RulesWorker:
     (tmp_path / "rules.yaml").write_text(RULES)
     rules = load_rules(tmp_path / "rules.yaml")
     manager = IncidentManager(repository, EvidenceStore(tmp_path / "evidence"))
@@ -56,6 +62,7 @@ def build(tmp_path: Path, repository: IncidentRepository, metrics: RuntimeMetric
         RuleEngine(rules),
         manager,
         metrics,
+        replays_from_start=lambda _camera: replays_from_start,
     )
 
 
@@ -129,7 +136,7 @@ def test_a_restarted_worker_replaying_its_file_raises_no_incident_twice(
     """An archive camera's worker that crashes reads its file from the start again, while the
     camera's tracks and open episodes go on. Evaluated again, the replayed frames opened every
     incident a second time under new track ids."""
-    worker = build(tmp_path, repository, RuntimeMetrics())
+    worker = build(tmp_path, repository, RuntimeMetrics(), replays_from_start=True)
     worker.start()
     t0 = 1_700_000_000.0
 
@@ -147,6 +154,34 @@ def test_a_restarted_worker_replaying_its_file_raises_no_incident_twice(
     (incident,) = repository.list()
     assert incident.started_at < t0 + 1.0 and incident.ended_at == pytest.approx(t0 + 14 * 0.2)
     assert worker.replayed_frames == 10
+
+
+def test_a_live_worker_restarted_behind_its_last_frame_starts_afresh_and_stays_watching(
+    tmp_path: Path, repository: IncidentRepository
+) -> None:
+    """A live camera's restarted worker is stamped from the wall clock, which can lie behind its
+    last frame (stamps that ran ahead, a host clock stepped back). Skipping until the clock
+    caught up left the camera blind; going on closed incidents before they started. Its open
+    incident ends at its last frame, and the new run is watched at once."""
+    worker = build(tmp_path, repository, RuntimeMetrics())
+    worker.start()
+    t0 = 1_700_000_000.0
+
+    def stamped(seq: int, at: float, incarnation: int) -> Analysed:
+        item = analysed(seq, person_at(30, 10), incarnation=incarnation)
+        return replace(item, frame=replace(item.frame, timestamp=at))
+
+    for seq in range(10):
+        worker.submit(stamped(seq, t0 + 60.0 + 0.2 * seq, 1))
+    for seq in range(10):  # restarted 50 s behind
+        worker.submit(stamped(10 + seq, t0 + 10.0 + 0.2 * seq, 2))
+    assert worker.finish_camera("cam", timeout=5.0)
+    worker.stop(timeout=5.0)
+    after, before = sorted(repository.list(), key=lambda i: i.started_at)
+    # Each from its track's second frame (min_frames 2) to its run's last frame.
+    assert (before.started_at, before.ended_at) == pytest.approx((t0 + 60.2, t0 + 61.8))
+    assert (after.started_at, after.ended_at) == pytest.approx((t0 + 10.2, t0 + 11.8))
+    assert worker.replayed_frames == 0
 
 
 class _BrokenIncidents:
