@@ -25,12 +25,16 @@ left open by a process that died is closed at start-up at that time
 (:mod:`safewatch.incidents.abandoned`).
 
 A database that cannot be written (a locked SQLite file, a PostgreSQL restart) loses nothing that
-the manager holds: a failed write of an opening or closing incident stays on its episode and is
-tried again on later frames (waiting 1 s, then twice as long each time, at most 30 s of frame
-time), with the incident as it stands then; the frame's other events are still applied; a missed
-``hold`` or peak update is simply made by the next one. Each failure is logged and reported to
-``on_write_failure`` (the live runtime counts them in ``safewatch_errors_total{stage="storage"}``).
-What cannot be saved before the process stops is lost with it.
+the manager holds. After a refused write the manager leaves the database alone for 1 s of frame
+time, then twice as long after each further refusal (at most 30 s), so an outage costs one wait
+per try, not one per write and frame. Meanwhile incidents live in memory: an opening or closing
+waits on its episode (with its real start and end, and the reason it closes), updates and
+``hold`` notes are made by the next write; the frame's other events go on. When a try succeeds
+the waiting writes go through, each opening on a frame of its own camera. An opening written more
+than 2 s late gets no recorder still or clip: they would show a later moment. Each refusal is
+reported to ``on_write_failure`` (the live runtime counts them in
+``safewatch_runtime_errors_total{stage="storage"}``) and warned about at most every 10 s. What
+is not written before the process stops is lost with it.
 
 Ids come from :func:`safewatch.domain.incident_id`, so replaying events, to this manager or to a
 fresh one after a restart, stores nothing twice. Memory is bounded: open records live only as long
@@ -96,19 +100,21 @@ class _Episode:
     held_at: float = float("-inf")
     """Frame time last written as ``held_until`` (the row's start counts for a new incident)."""
     unsaved: bool = False
-    """Its opening or closing write failed: ``incident`` (ended or not) is still to be stored."""
+    """Its opening or closing was not written (the database refused or was known to be down):
+    ``incident`` (ended or not) is still to be stored."""
     opened: bool = True
     """Its row was written (or adopted): the recorder has its still and clip in hand."""
-    retry_at: float = float("-inf")
-    """Frame time before which an unsaved write is not tried again."""
-    backoff: float = 1.0
-    """Seconds (frame clock) to wait after the next failure."""
+    reason: str | None = None
+    """Why it closes, kept for a closing write that has to wait (``closing``'s reason)."""
 
 
 _RETRY_MAX = 30.0
-"""Longest wait (frame clock) between two tries of an unsaved incident write."""
+"""Longest wait (frame clock) between two tries of the database once it refused a write."""
 _QUIET_SECONDS = 10.0
-"""Least frame time between two warnings about failed incident updates."""
+"""Least frame time between two warnings about refused incident writes."""
+_LATE_EVIDENCE = 2.0
+"""Seconds after its start within which a delayed opening still gets the recorder's still and
+clip; later, they would show a later moment (the clip is cut from the frames buffered then)."""
 
 
 def _no_tracks(frame: Frame) -> TrackedFrame:
@@ -162,6 +168,9 @@ class IncidentManager:
     ) -> None:
         self._repository = repository
         self._on_write_failure = on_write_failure
+        self._down_until = float("-inf")
+        """Frame time before which the database is not tried (it refused the last write)."""
+        self._backoff = 1.0
         self._warned_at = float("-inf")
         self._quiet_failures = 0
         self._evidence = evidence
@@ -212,62 +221,70 @@ class IncidentManager:
                 self._fenced(refused)
                 continue
             except StorageError as failed:
-                self._write_failed(self._open.get(self._key(event)), failed, frame.timestamp)
+                self._write_failed(failed, frame.timestamp)
                 continue
             if change is not None:
                 changes.append(change)
         return changes
 
+    def _writable(self, now: float) -> bool:
+        """Whether to try the database now: not while it is known to refuse writes, so a locked
+        file or an unreachable server costs one wait per try, not one per write and frame."""
+        return now >= self._down_until
+
     def _retry_unsaved(self, frame: Frame, tracked: TrackedFrame) -> list[IncidentChange]:
-        """Try again the writes that failed before, each once its wait is over. An opening is
-        retried on a frame of its own camera (the recorder's still comes from it); a closing on
-        any frame, so a camera that went dark does not hold it back."""
+        """Write the incidents that wait, once the database may be tried again; the first
+        refusal stops the round. An opening is written on a frame of its own camera (the
+        recorder's still comes from it); a closing on any frame, so a camera that went dark
+        does not hold it back."""
         changes: list[IncidentChange] = []
         now = frame.timestamp
         for key, episode in list(self._open.items()):
-            if not episode.unsaved or now < episode.retry_at:
+            if not self._writable(now):
+                break
+            if not episode.unsaved:
                 continue
             ended = episode.incident.ended_at is not None
             if not ended and episode.incident.camera_id != frame.camera_id:
                 continue
             try:
                 if ended:
-                    changes.append(self._close(key, episode.incident, frame, tracked))
+                    closed = self._close(key, episode.incident, frame, tracked)
+                    if closed is not None:
+                        changes.append(closed)
                 else:
                     changes.append(self._save_open(episode, frame, tracked))
             except FencedWrite as refused:
                 self._fenced(refused)
             except StorageError as failed:
-                self._write_failed(episode, failed, now)
+                self._write_failed(failed, now)
         return changes
 
-    def _write_failed(self, episode: _Episode | None, failed: StorageError, now: float) -> None:
-        """Log and report a failed write; an unsaved episode waits longer before its next try.
-
-        A failed ``hold`` or peak update is tried again by the episode's next frame; those are
-        logged at most once per ``_QUIET_SECONDS`` of frame time, as an outage repeats them on
-        every frame."""
+    def _write_failed(self, failed: StorageError, now: float) -> None:
+        """The database refused a write: report it, and leave it alone for a while (1 s, then
+        twice as long after each refusal, at most ``_RETRY_MAX``); warn at most once per
+        ``_QUIET_SECONDS`` of frame time."""
         if self._on_write_failure is not None:
             self._on_write_failure(failed)
-        if episode is not None and episode.unsaved:
-            episode.retry_at = now + episode.backoff
-            episode.backoff = min(2 * episode.backoff, _RETRY_MAX)
-            _log.warning(
-                "incident %s: not stored yet, kept and tried again in %.0f s: %s",
-                episode.incident.id,
-                episode.retry_at - now,
-                failed,
-            )
-            return
+        self._down_until = now + self._backoff
+        waiting = sum(1 for episode in self._open.values() if episode.unsaved)
         self._quiet_failures += 1
         if now - self._warned_at >= _QUIET_SECONDS:
             _log.warning(
-                "incident updates failed %d time(s) (each tried again on the next frame): %s",
+                "incident database refused %d write(s) (%d incident(s) kept in memory, written "
+                "when it is back; next try in %.0f s): %s",
                 self._quiet_failures,
+                waiting,
+                self._backoff,
                 failed,
             )
             self._warned_at = now
             self._quiet_failures = 0
+        self._backoff = min(2 * self._backoff, _RETRY_MAX)
+
+    def _wrote(self) -> None:
+        """A write went through: the next refusal waits 1 s again."""
+        self._backoff = 1.0
 
     def _fenced(self, refused: FencedWrite) -> None:
         """This process no longer owns the camera (``serve --cluster``): drop its episodes, warn
@@ -299,14 +316,17 @@ class IncidentManager:
             if ended is None:
                 ended = max(at, episode.incident.started_at)
             try:
-                changes.append(
-                    self._close(key, dataclasses.replace(episode.incident, ended_at=ended))
+                closed = self._close(
+                    key, dataclasses.replace(episode.incident, ended_at=ended), force=True
                 )
             except FencedWrite as refused:
                 self._fenced(refused)
             except StorageError as error:
                 _log.error("incident %s: could not be stored at the stop: %s", key, error)
                 failed = failed or error
+            else:
+                if closed is not None:
+                    changes.append(closed)
         if failed is not None:
             raise failed
         return changes
@@ -412,7 +432,7 @@ class IncidentManager:
 
     def _open_incident(
         self, key: str, event: RuleEvent, tracked: TrackedFrame, frame: Frame
-    ) -> IncidentChange:
+    ) -> IncidentChange | None:
         snapshot = None
         if self._recorder is None:
             snapshot = self._sync_still(key, event, tracked, frame)  # the row's first copy has it
@@ -428,6 +448,8 @@ class IncidentManager:
             unsaved=True,
             opened=False,
         )
+        if not self._writable(frame.timestamp):
+            return None  # kept; written once the database may be tried again
         return self._save_open(episode, frame, tracked)
 
     def _save_open(
@@ -440,8 +462,8 @@ class IncidentManager:
         """
         incident = episode.incident
         self._repository.upsert(incident)  # its alerts are queued here, before any still work
+        self._wrote()
         episode.unsaved = False
-        episode.backoff = 1.0
         self._evidence_of_opened(episode, frame, tracked)
         # INFO: `serve` shows these in its console, so an operator sees protection working.
         _log.info(
@@ -458,10 +480,21 @@ class IncidentManager:
         self, episode: _Episode, frame: Frame | None, tracked: TrackedFrame | None
     ) -> None:
         """Once its row exists: the recorder's still (from ``frame``, the frame that opened it or
-        the one its delayed write went through on) and clip; a clip never precedes its row."""
+        the one its delayed write went through on) and clip; a clip never precedes its row.
+
+        A row written more than ``_LATE_EVIDENCE`` after the incident started gets neither: the
+        still and the clip (cut from the frames buffered now) would show a later moment."""
         episode.opened = True
         incident = episode.incident
         if self._recorder is None:
+            return
+        late = frame is None or frame.timestamp - episode.still_at > _LATE_EVIDENCE
+        if late:
+            _log.warning(
+                "incident %s: stored late (the database refused it): no still or clip, they "
+                "would show a later moment",
+                incident.id,
+            )
             return
         if frame is not None and frame.camera_id == incident.camera_id:
             self._recorder.record_still(
@@ -503,6 +536,11 @@ class IncidentManager:
         self, episode: _Episode, event: RuleEvent, tracked: TrackedFrame, frame: Frame
     ) -> IncidentChange | None:
         incident = self._raise_peak(episode.incident, event)
+        if not episode.opened or not self._writable(frame.timestamp):
+            # No row yet (a still never precedes its row), or no database: memory only; the
+            # delayed write stores the incident as it stands then.
+            episode.incident = incident
+            return None
         if (
             event.confidence >= episode.still_confidence + self._still_margin
             and event.at - episode.still_at >= self._still_interval
@@ -514,15 +552,15 @@ class IncidentManager:
                 episode.still_at = event.at
                 episode.still_confidence = event.confidence
         episode.incident = incident
-        if episode.unsaved:
-            return None  # the retry writes the incident as it stands then
         if event.at - episode.held_at >= self._hold_interval:
             # If the process dies now, the next start closes the incident at this time.
             self._repository.hold(incident.id, event.at)
+            self._wrote()
             episode.held_at = event.at
         due = event.at - episode.persisted_at >= self._persist_interval
         if incident.peak_confidence > episode.persisted_peak and due:
             self._repository.upsert(incident)
+            self._wrote()
             episode.persisted_at = event.at
             episode.persisted_peak = incident.peak_confidence
             return IncidentChange(incident, ChangeKind.UPDATED)
@@ -534,9 +572,15 @@ class IncidentManager:
         incident: Incident,
         frame: Frame | None = None,
         tracked: TrackedFrame | None = None,
-    ) -> IncidentChange:
+        *,
+        force: bool = False,
+    ) -> IncidentChange | None:
         """Store the ended incident (never ending before it started) and end its clip; one whose
-        opening was never stored gets its still (from ``frame``) and clip now.
+        opening was never stored gets its still (from ``frame``) and clip now, if not too late.
+
+        Returns:
+            The change, or ``None`` when the database is known to be down (``force`` tries it
+            anyway, as at a stop): the episode keeps the ended incident, to be written later.
 
         Raises:
             StorageError: Not written; the episode keeps the ended incident, to be tried again.
@@ -544,19 +588,23 @@ class IncidentManager:
         if incident.ended_at is not None and incident.ended_at < incident.started_at:
             incident = dataclasses.replace(incident, ended_at=incident.started_at)
         episode = self._open.get(key)
+        if episode is None:  # not open here (close_all's caller raced a drop): keep it anyway
+            episode = self._open[key] = _Episode(
+                incident, float("-inf"), -1.0, incident.started_at, float("inf")
+            )
+        reason = self._close_reasons.get(incident.camera_id) or episode.reason
+        if not force and frame is not None and not self._writable(frame.timestamp):
+            episode.incident, episode.unsaved, episode.reason = incident, True, reason
+            return None  # kept; written once the database may be tried again
         try:
-            self._repository.upsert(incident, reason=self._close_reasons.get(incident.camera_id))
+            self._repository.upsert(incident, reason=reason)
         except FencedWrite:
             raise
         except StorageError:
-            if episode is None:  # adopted and ended in one event: keep it to try again
-                episode = self._open[key] = _Episode(
-                    incident, float("-inf"), -1.0, incident.started_at, float("inf")
-                )
-            episode.incident = incident
-            episode.unsaved = True
+            episode.incident, episode.unsaved, episode.reason = incident, True, reason
             raise
-        if episode is not None and not episode.opened:
+        self._wrote()
+        if not episode.opened:
             episode.incident = incident
             self._evidence_of_opened(episode, frame, tracked)
         if self._recorder is not None:

@@ -251,14 +251,17 @@ class FlakyRepository(IncidentRepository):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         self.down = False
+        self.refused = 0
 
     def upsert(self, incident, *, reason=None):  # type: ignore[no-untyped-def]
         if self.down:
+            self.refused += 1
             raise StorageError("database is locked")
         super().upsert(incident, reason=reason)
 
     def hold(self, incident_id: str, at: float) -> None:
         if self.down:
+            self.refused += 1
             raise StorageError("database is locked")
         super().hold(incident_id, at)
 
@@ -422,4 +425,73 @@ def test_with_a_recorder_a_delayed_opening_gets_its_still_and_clip_once_its_row_
     key = incident_id(CAM, RULE, 4, T0)
     assert recorder.calls[:2] == [("still", key, True), ("open_clip", key, True)]
     assert recorder.calls[-1] == ("close_clip", key, True)
+    assert all(stored for _, _, stored in recorder.calls)
+
+
+def test_a_database_that_is_down_is_tried_once_per_wait_not_once_per_write(
+    engine: Engine, store: EvidenceStore
+) -> None:
+    """Each refused write waits SQLite's busy timeout (5 s) or a TCP connect timeout. Trying
+    every hold, update and waiting write of every frame made one frame with 5 open incidents
+    cost five waits, enough to get the rules stage declared hung and restarted."""
+    repo = FlakyRepository(engine)
+    manager = IncidentManager(repo, store, zones)
+    tracks = range(1, 6)
+    for track in tracks:
+        run(manager, [event(Phase.STARTED, T0 + 3.0, track=track)])
+    repo.down = True
+    per_frame = []
+    for i in range(1, 51):  # 10 s at 5 fps, every incident ongoing
+        at = T0 + 3.0 + 0.2 * i
+        tracked, frame = frame_at(at)
+        before = repo.refused
+        manager.handle([event(Phase.ONGOING, at, track=t) for t in tracks], tracked, frame)
+        per_frame.append(repo.refused - before)
+    assert max(per_frame) == 1
+    assert sum(per_frame) <= 4  # at 0 s, then after waits of 1, 2 and 4 s
+    repo.down = False
+    ends = [event(Phase.ENDED, T0 + 13.4, track=t) for t in tracks]
+    tracked, frame = frame_at(T0 + 30.0)
+    manager.handle(ends, tracked, frame)
+    assert sorted(i.ended_at for i in repo.list()) == [T0 + 13.4] * 5
+
+
+def test_a_close_that_waits_keeps_the_reason_it_closes(
+    engine: Engine, store: EvidenceStore
+) -> None:
+    repo = FlakyRepository(engine)
+    manager = IncidentManager(repo, store, zones)
+    run(manager, [event(Phase.STARTED, T0 + 3.0)])
+    repo.down = True
+    with manager.closing(CAM, "camera removed from the site file"):
+        run(manager, [event(Phase.ENDED, T0 + 4.0)])
+    repo.down = False
+    manager.close_all(T0 + 60.0)
+    key = incident_id(CAM, RULE, 4, T0)
+    closed = [e for e in repo.timeline(key) if e.kind == "incident.closed"]
+    assert [e.detail.get("reason") for e in closed] == ["camera removed from the site file"]
+    assert repo.get(key).ended_at == T0 + 4.0
+
+
+def test_a_late_opening_gets_no_still_or_clip_of_a_later_moment(
+    engine: Engine, store: EvidenceStore
+) -> None:
+    """Written 10 s late, the recorder's still and clip would have come from the frame and the
+    buffer of then (a later moment, perhaps after the violation ended); and no still replacement
+    may reach the recorder while the row does not exist."""
+    repo = FlakyRepository(engine)
+    recorder = NotingRecorder(repo)
+    manager = IncidentManager(repo, store, zones, recorder=recorder)  # type: ignore[arg-type]
+    events = episode()  # STARTED at +3 s; confidence rises to 0.9 by +11 s
+    repo.down = True
+    run(manager, [e for e in events if e.at < T0 + 13.0])
+    assert recorder.calls == []
+    repo.down = False
+    run(manager, [e for e in events if e.at >= T0 + 13.0])
+    key = incident_id(CAM, RULE, 4, T0)
+    assert repo.get(key).ended_at == T0 + 20.5
+    # No clip (its frames are gone), and no still before the row; a clearly better frame of the
+    # violation still going on may still replace the missing still once the row exists.
+    assert "open_clip" not in [c[0] for c in recorder.calls]
+    assert recorder.calls[-1][0] == "close_clip"
     assert all(stored for _, _, stored in recorder.calls)
