@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -111,7 +112,7 @@ class _Episode:
 _RETRY_MAX = 30.0
 """Longest wait (frame clock) between two tries of the database once it refused a write."""
 _QUIET_SECONDS = 10.0
-"""Least frame time between two warnings about refused incident writes."""
+"""Least time (seconds of the process's clock) between two warnings about refused writes."""
 _LATE_EVIDENCE = 2.0
 """Seconds after its start within which a delayed opening still gets the recorder's still and
 clip; later, they would show a later moment (the clip is cut from the frames buffered then)."""
@@ -168,9 +169,11 @@ class IncidentManager:
     ) -> None:
         self._repository = repository
         self._on_write_failure = on_write_failure
-        self._down_until = float("-inf")
-        """Frame time before which the database is not tried (it refused the last write)."""
-        self._backoff = 1.0
+        self._down_until: dict[str, float] = {}
+        """Per camera, its frame time before which the database is not tried (it refused the
+        last write tried on that camera's frames). Per camera because cameras' clocks differ:
+        an archive replayed on its file's clock may be years behind a live camera's."""
+        self._backoff: dict[str, float] = {}
         self._warned_at = float("-inf")
         self._quiet_failures = 0
         self._evidence = evidence
@@ -221,16 +224,17 @@ class IncidentManager:
                 self._fenced(refused)
                 continue
             except StorageError as failed:
-                self._write_failed(failed, frame.timestamp)
+                self._write_failed(failed, frame)
                 continue
             if change is not None:
                 changes.append(change)
         return changes
 
-    def _writable(self, now: float) -> bool:
-        """Whether to try the database now: not while it is known to refuse writes, so a locked
-        file or an unreachable server costs one wait per try, not one per write and frame."""
-        return now >= self._down_until
+    def _writable(self, frame: Frame) -> bool:
+        """Whether to try the database on this frame: not while it is known to refuse writes,
+        so a locked file or an unreachable server costs one wait per try, not one per write and
+        frame."""
+        return frame.timestamp >= self._down_until.get(frame.camera_id, float("-inf"))
 
     def _retry_unsaved(self, frame: Frame, tracked: TrackedFrame) -> list[IncidentChange]:
         """Write the incidents that wait, once the database may be tried again; the first
@@ -238,9 +242,8 @@ class IncidentManager:
         recorder's still comes from it); a closing on any frame, so a camera that went dark
         does not hold it back."""
         changes: list[IncidentChange] = []
-        now = frame.timestamp
         for key, episode in list(self._open.items()):
-            if not self._writable(now):
+            if not self._writable(frame):
                 break
             if not episode.unsaved:
                 continue
@@ -257,34 +260,36 @@ class IncidentManager:
             except FencedWrite as refused:
                 self._fenced(refused)
             except StorageError as failed:
-                self._write_failed(failed, now)
+                self._write_failed(failed, frame)
         return changes
 
-    def _write_failed(self, failed: StorageError, now: float) -> None:
+    def _write_failed(self, failed: StorageError, frame: Frame) -> None:
         """The database refused a write: report it, and leave it alone for a while (1 s, then
         twice as long after each refusal, at most ``_RETRY_MAX``); warn at most once per
-        ``_QUIET_SECONDS`` of frame time."""
+        ``_QUIET_SECONDS``."""
         if self._on_write_failure is not None:
             self._on_write_failure(failed)
-        self._down_until = now + self._backoff
+        now, camera = frame.timestamp, frame.camera_id
+        backoff = self._backoff.get(camera, 1.0)
+        self._down_until[camera] = now + backoff
         waiting = sum(1 for episode in self._open.values() if episode.unsaved)
         self._quiet_failures += 1
-        if now - self._warned_at >= _QUIET_SECONDS:
+        if time.monotonic() - self._warned_at >= _QUIET_SECONDS:
             _log.warning(
                 "incident database refused %d write(s) (%d incident(s) kept in memory, written "
                 "when it is back; next try in %.0f s): %s",
                 self._quiet_failures,
                 waiting,
-                self._backoff,
+                backoff,
                 failed,
             )
-            self._warned_at = now
+            self._warned_at = time.monotonic()
             self._quiet_failures = 0
-        self._backoff = min(2 * self._backoff, _RETRY_MAX)
+        self._backoff[camera] = min(2 * backoff, _RETRY_MAX)
 
-    def _wrote(self) -> None:
-        """A write went through: the next refusal waits 1 s again."""
-        self._backoff = 1.0
+    def _wrote(self, camera_id: str) -> None:
+        """A write went through on this camera's frames: its next refusal waits 1 s again."""
+        self._backoff.pop(camera_id, None)
 
     def _fenced(self, refused: FencedWrite) -> None:
         """This process no longer owns the camera (``serve --cluster``): drop its episodes, warn
@@ -448,7 +453,7 @@ class IncidentManager:
             unsaved=True,
             opened=False,
         )
-        if not self._writable(frame.timestamp):
+        if not self._writable(frame):
             return None  # kept; written once the database may be tried again
         return self._save_open(episode, frame, tracked)
 
@@ -462,7 +467,7 @@ class IncidentManager:
         """
         incident = episode.incident
         self._repository.upsert(incident)  # its alerts are queued here, before any still work
-        self._wrote()
+        self._wrote(incident.camera_id if frame is None else frame.camera_id)
         episode.unsaved = False
         self._evidence_of_opened(episode, frame, tracked)
         # INFO: `serve` shows these in its console, so an operator sees protection working.
@@ -536,7 +541,7 @@ class IncidentManager:
         self, episode: _Episode, event: RuleEvent, tracked: TrackedFrame, frame: Frame
     ) -> IncidentChange | None:
         incident = self._raise_peak(episode.incident, event)
-        if not episode.opened or not self._writable(frame.timestamp):
+        if not episode.opened or not self._writable(frame):
             # No row yet (a still never precedes its row), or no database: memory only; the
             # delayed write stores the incident as it stands then.
             episode.incident = incident
@@ -555,12 +560,12 @@ class IncidentManager:
         if event.at - episode.held_at >= self._hold_interval:
             # If the process dies now, the next start closes the incident at this time.
             self._repository.hold(incident.id, event.at)
-            self._wrote()
+            self._wrote(frame.camera_id)
             episode.held_at = event.at
         due = event.at - episode.persisted_at >= self._persist_interval
         if incident.peak_confidence > episode.persisted_peak and due:
             self._repository.upsert(incident)
-            self._wrote()
+            self._wrote(frame.camera_id)
             episode.persisted_at = event.at
             episode.persisted_peak = incident.peak_confidence
             return IncidentChange(incident, ChangeKind.UPDATED)
@@ -593,7 +598,7 @@ class IncidentManager:
                 incident, float("-inf"), -1.0, incident.started_at, float("inf")
             )
         reason = self._close_reasons.get(incident.camera_id) or episode.reason
-        if not force and frame is not None and not self._writable(frame.timestamp):
+        if not force and frame is not None and not self._writable(frame):
             episode.incident, episode.unsaved, episode.reason = incident, True, reason
             return None  # kept; written once the database may be tried again
         try:
@@ -603,7 +608,7 @@ class IncidentManager:
         except StorageError:
             episode.incident, episode.unsaved, episode.reason = incident, True, reason
             raise
-        self._wrote()
+        self._wrote(incident.camera_id if frame is None else frame.camera_id)
         if not episode.opened:
             episode.incident = incident
             self._evidence_of_opened(episode, frame, tracked)

@@ -495,3 +495,40 @@ def test_a_late_opening_gets_no_still_or_clip_of_a_later_moment(
     assert "open_clip" not in [c[0] for c in recorder.calls]
     assert recorder.calls[-1][0] == "close_clip"
     assert all(stored for _, _, stored in recorder.calls)
+
+
+def test_a_camera_on_an_older_clock_is_not_held_back_by_another_cameras_wait(
+    engine: Engine, store: EvidenceStore
+) -> None:
+    """One manager serves cameras on different clocks (an archive replayed on its file's clock
+    beside live cameras). The wait after a refusal is measured on each camera's own clock: a
+    wait set on a live camera's frame would otherwise never end for the archive's."""
+    repo = FlakyRepository(engine)
+    manager = IncidentManager(repo, store, zones)
+    archive_t0 = T0 - 9 * 365 * 86400.0  # a file from nine years before
+
+    def archive_frame(at: float) -> tuple[TrackedFrame, Frame]:
+        tracked, frame = frame_at(at)
+        return (
+            TrackedFrame("archive", tracked.seq, tracked.pts, at, 640, 352, tracked.tracks),
+            Frame("archive", frame.seq, frame.pts, at, frame.image),
+        )
+
+    repo.down = True
+    run(manager, [event(Phase.STARTED, T0 + 3.0)])  # the live camera's write is refused
+    archived = RuleEvent(
+        rule_id=RULE,
+        rule_kind="ppe",
+        camera_id="archive",
+        phase=Phase.STARTED,
+        track_ids=(2,),
+        started_at=archive_t0,
+        at=archive_t0,
+        severity=Severity.HIGH,
+        confidence=0.7,
+        message="person #2 without hardhat",
+    )
+    manager.handle([archived], *archive_frame(archive_t0))
+    repo.down = False
+    manager.handle([], *archive_frame(archive_t0 + 1.2))
+    assert [i.camera_id for i in repo.list()] == ["archive"]
