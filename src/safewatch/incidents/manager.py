@@ -25,16 +25,17 @@ left open by a process that died is closed at start-up at that time
 (:mod:`safewatch.incidents.abandoned`).
 
 A database that cannot be written (a locked SQLite file, a PostgreSQL restart) loses nothing that
-the manager holds. After a refused write the manager leaves the database alone for 1 s of frame
-time, then twice as long after each further refusal (at most 30 s), so an outage costs one wait
-per try, not one per write and frame. Meanwhile incidents live in memory: an opening or closing
-waits on its episode (with its real start and end, and the reason it closes), updates and
-``hold`` notes are made by the next write; the frame's other events go on. When a try succeeds
-the waiting writes go through, each opening on a frame of its own camera. An opening written more
-than 2 s late gets no recorder still or clip: they would show a later moment. Each refusal is
-reported to ``on_write_failure`` (the live runtime counts them in
-``safewatch_runtime_errors_total{stage="storage"}``) and warned about at most every 10 s. What
-is not written before the process stops is lost with it.
+the manager holds. After a refused write the manager leaves the database alone for 1 s of the
+process's clock (one wait holds every camera: they share one thread, and their frame clocks
+differ), then twice as long after each further refusal (at most 30 s), so an outage costs one
+wait per try, not one per write, camera and frame. Meanwhile incidents live in memory: an opening
+or closing waits on its episode (with its real start and end, and the reason it closes), updates
+and ``hold`` notes are made by the next write; the frame's other events go on. When a try
+succeeds the waiting writes go through, each opening on a frame of its own camera. An opening
+written more than 2 s (of its camera's frames) late gets no recorder still or clip: they would
+show a later moment. Each refusal is reported to ``on_write_failure`` (the live runtime counts
+them in ``safewatch_runtime_errors_total{stage="storage"}``) and warned about at most every 10 s.
+What is not written before the process stops is lost with it.
 
 Ids come from :func:`safewatch.domain.incident_id`, so replaying events, to this manager or to a
 fresh one after a restart, stores nothing twice. Memory is bounded: open records live only as long
@@ -150,6 +151,7 @@ class IncidentManager:
             annotated still.
         on_write_failure: Told of each failed database write (the runtime counts them); the
             manager keeps what it could not write and tries again (module doc).
+        clock: The process clock the wait after a refused write runs on (tests drive it).
     """
 
     def __init__(
@@ -166,14 +168,19 @@ class IncidentManager:
         privacy_for: Callable[[str], PrivacyConfig] | None = None,
         recorder: EvidenceRecorder | None = None,
         on_write_failure: Callable[[StorageError], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._repository = repository
         self._on_write_failure = on_write_failure
-        self._down_until: dict[str, float] = {}
-        """Per camera, its frame time before which the database is not tried (it refused the
-        last write tried on that camera's frames). Per camera because cameras' clocks differ:
-        an archive replayed on its file's clock may be years behind a live camera's."""
-        self._backoff: dict[str, float] = {}
+        self._clock = clock
+        self._down_until = float("-inf")
+        """Process-clock time before which the database is not tried (it refused the last
+        write). On the process clock, not a frame's: one thread serves every camera, so one
+        wait must hold them all, and cameras' clocks differ (an archive replayed on its file's
+        clock may be years behind a live camera's)."""
+        self._backoff = 1.0
+        self._last_seen: dict[str, float] = {}
+        """Per camera, its latest frame time (to judge how late a delayed opening is)."""
         self._warned_at = float("-inf")
         self._quiet_failures = 0
         self._evidence = evidence
@@ -216,6 +223,7 @@ class IncidentManager:
         """
         if self._recorder is not None:
             self._recorder.observe(frame, tracked)
+        self._last_seen[frame.camera_id] = frame.timestamp
         changes = self._retry_unsaved(frame, tracked)
         for event in events:
             try:
@@ -224,17 +232,17 @@ class IncidentManager:
                 self._fenced(refused)
                 continue
             except StorageError as failed:
-                self._write_failed(failed, frame)
+                self._write_failed(failed)
                 continue
             if change is not None:
                 changes.append(change)
         return changes
 
-    def _writable(self, frame: Frame) -> bool:
-        """Whether to try the database on this frame: not while it is known to refuse writes,
-        so a locked file or an unreachable server costs one wait per try, not one per write and
+    def _writable(self) -> bool:
+        """Whether to try the database now: not while it is known to refuse writes, so a locked
+        file or an unreachable server costs one wait per try, not one per write, camera and
         frame."""
-        return frame.timestamp >= self._down_until.get(frame.camera_id, float("-inf"))
+        return self._clock() >= self._down_until
 
     def _retry_unsaved(self, frame: Frame, tracked: TrackedFrame) -> list[IncidentChange]:
         """Write the incidents that wait, once the database may be tried again; the first
@@ -243,8 +251,10 @@ class IncidentManager:
         does not hold it back."""
         changes: list[IncidentChange] = []
         for key, episode in list(self._open.items()):
-            if not self._writable(frame):
+            if not self._writable():
                 break
+            if self._open.get(key) is not episode:
+                continue  # fenced away by an earlier write of this round
             if not episode.unsaved:
                 continue
             ended = episode.incident.ended_at is not None
@@ -260,18 +270,17 @@ class IncidentManager:
             except FencedWrite as refused:
                 self._fenced(refused)
             except StorageError as failed:
-                self._write_failed(failed, frame)
+                self._write_failed(failed)
         return changes
 
-    def _write_failed(self, failed: StorageError, frame: Frame) -> None:
+    def _write_failed(self, failed: StorageError) -> None:
         """The database refused a write: report it, and leave it alone for a while (1 s, then
         twice as long after each refusal, at most ``_RETRY_MAX``); warn at most once per
         ``_QUIET_SECONDS``."""
         if self._on_write_failure is not None:
             self._on_write_failure(failed)
-        now, camera = frame.timestamp, frame.camera_id
-        backoff = self._backoff.get(camera, 1.0)
-        self._down_until[camera] = now + backoff
+        backoff = self._backoff
+        self._down_until = self._clock() + backoff
         waiting = sum(1 for episode in self._open.values() if episode.unsaved)
         self._quiet_failures += 1
         if time.monotonic() - self._warned_at >= _QUIET_SECONDS:
@@ -285,11 +294,11 @@ class IncidentManager:
             )
             self._warned_at = time.monotonic()
             self._quiet_failures = 0
-        self._backoff[camera] = min(2 * backoff, _RETRY_MAX)
+        self._backoff = min(2 * backoff, _RETRY_MAX)
 
-    def _wrote(self, camera_id: str) -> None:
-        """A write went through on this camera's frames: its next refusal waits 1 s again."""
-        self._backoff.pop(camera_id, None)
+    def _wrote(self) -> None:
+        """A write went through: the next refusal waits 1 s again."""
+        self._backoff = 1.0
 
     def _fenced(self, refused: FencedWrite) -> None:
         """This process no longer owns the camera (``serve --cluster``): drop its episodes, warn
@@ -316,7 +325,9 @@ class IncidentManager:
         changes = []
         failed: StorageError | None = None
         for key in list(self._open):
-            episode = self._open[key]
+            episode = self._open.get(key)
+            if episode is None:
+                continue  # fenced away by an earlier write of this loop
             ended = episode.incident.ended_at
             if ended is None:
                 ended = max(at, episode.incident.started_at)
@@ -453,7 +464,7 @@ class IncidentManager:
             unsaved=True,
             opened=False,
         )
-        if not self._writable(frame):
+        if not self._writable():
             return None  # kept; written once the database may be tried again
         return self._save_open(episode, frame, tracked)
 
@@ -467,7 +478,7 @@ class IncidentManager:
         """
         incident = episode.incident
         self._repository.upsert(incident)  # its alerts are queued here, before any still work
-        self._wrote(incident.camera_id if frame is None else frame.camera_id)
+        self._wrote()
         episode.unsaved = False
         self._evidence_of_opened(episode, frame, tracked)
         # INFO: `serve` shows these in its console, so an operator sees protection working.
@@ -493,7 +504,8 @@ class IncidentManager:
         incident = episode.incident
         if self._recorder is None:
             return
-        late = frame is None or frame.timestamp - episode.still_at > _LATE_EVIDENCE
+        seen = self._last_seen.get(incident.camera_id)  # its own camera's clock
+        late = frame is None or seen is None or seen - episode.still_at > _LATE_EVIDENCE
         if late:
             _log.warning(
                 "incident %s: stored late (the database refused it): no still or clip, they "
@@ -541,7 +553,7 @@ class IncidentManager:
         self, episode: _Episode, event: RuleEvent, tracked: TrackedFrame, frame: Frame
     ) -> IncidentChange | None:
         incident = self._raise_peak(episode.incident, event)
-        if not episode.opened or not self._writable(frame):
+        if not episode.opened or not self._writable():
             # No row yet (a still never precedes its row), or no database: memory only; the
             # delayed write stores the incident as it stands then.
             episode.incident = incident
@@ -560,12 +572,12 @@ class IncidentManager:
         if event.at - episode.held_at >= self._hold_interval:
             # If the process dies now, the next start closes the incident at this time.
             self._repository.hold(incident.id, event.at)
-            self._wrote(frame.camera_id)
+            self._wrote()
             episode.held_at = event.at
         due = event.at - episode.persisted_at >= self._persist_interval
         if incident.peak_confidence > episode.persisted_peak and due:
             self._repository.upsert(incident)
-            self._wrote(frame.camera_id)
+            self._wrote()
             episode.persisted_at = event.at
             episode.persisted_peak = incident.peak_confidence
             return IncidentChange(incident, ChangeKind.UPDATED)
@@ -598,7 +610,7 @@ class IncidentManager:
                 incident, float("-inf"), -1.0, incident.started_at, float("inf")
             )
         reason = self._close_reasons.get(incident.camera_id) or episode.reason
-        if not force and frame is not None and not self._writable(frame):
+        if not force and not self._writable():
             episode.incident, episode.unsaved, episode.reason = incident, True, reason
             return None  # kept; written once the database may be tried again
         try:
@@ -608,7 +620,7 @@ class IncidentManager:
         except StorageError:
             episode.incident, episode.unsaved, episode.reason = incident, True, reason
             raise
-        self._wrote(incident.camera_id if frame is None else frame.camera_id)
+        self._wrote()
         if not episode.opened:
             episode.incident = incident
             self._evidence_of_opened(episode, frame, tracked)

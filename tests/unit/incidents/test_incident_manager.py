@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -244,6 +245,33 @@ def test_evidence_failure_still_stores_the_incident(repo: CountingRepository) ->
     assert repo.get(changes[0].incident.id).snapshot is None
 
 
+class Wall:
+    """The process clock the manager's wait after a refused write runs on, driven by the test."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def paced(manager_of: Callable[[Wall], IncidentManager]) -> tuple[IncidentManager, Wall]:
+    """A manager whose process clock runs with the frames it is given (one live camera in real
+    time: each frame arrives at its own time); never backwards."""
+    wall = Wall()
+    manager = manager_of(wall)
+    handle = manager.handle
+
+    def timed(
+        events: Sequence[RuleEvent], tracked: TrackedFrame, frame: Frame
+    ) -> list[IncidentChange]:
+        wall.now = max(wall.now, frame.timestamp)
+        return handle(events, tracked, frame)
+
+    manager.handle = timed  # type: ignore[method-assign]
+    return manager, wall
+
+
 class FlakyRepository(IncidentRepository):
     """The real repository over SQLite, whose writes fail while ``down`` (a locked file, a
     PostgreSQL restart), as the real one raises them."""
@@ -271,7 +299,11 @@ def test_an_opening_the_database_refused_is_stored_later_with_its_still(
 ) -> None:
     repo = FlakyRepository(engine)
     failures: list[StorageError] = []
-    manager = IncidentManager(repo, store, zones, on_write_failure=failures.append)
+    manager, _ = paced(
+        lambda wall: IncidentManager(
+            repo, store, zones, on_write_failure=failures.append, clock=wall
+        )
+    )
     events = episode()
     repo.down = True
     assert run(manager, events[:5]) == []  # STARTED and 0.8 s of ONGOING, all refused
@@ -292,7 +324,7 @@ def test_a_closing_the_database_refused_is_stored_later_at_its_own_end(
     engine: Engine, store: EvidenceStore
 ) -> None:
     repo = FlakyRepository(engine)
-    manager = IncidentManager(repo, store, zones)
+    manager, _ = paced(lambda wall: IncidentManager(repo, store, zones, clock=wall))
     events = episode()
     run(manager, events[:-1])
     repo.down = True
@@ -320,7 +352,7 @@ def test_a_refused_write_loses_neither_the_frames_other_events_nor_a_one_frame_i
     engine: Engine, store: EvidenceStore
 ) -> None:
     repo = FlakyRepository(engine)
-    manager = IncidentManager(repo, store, zones)
+    manager, _ = paced(lambda wall: IncidentManager(repo, store, zones, clock=wall))
     run(manager, [event(Phase.STARTED, T0 + 3.0)])
     repo.down = True
     tracked, frame = frame_at(T0 + 4.0)
@@ -355,9 +387,10 @@ class LosableFence:
 
     def __init__(self) -> None:
         self.lost = False
+        self.cameras: set[str] | None = None  # which cameras are lost (None: all)
 
     def check(self, session: object, camera_id: str) -> None:
-        if self.lost:
+        if self.lost and (self.cameras is None or camera_id in self.cameras):
             raise FencedWrite(camera_id, 1, "other-analyzer", 2)
 
     def continues(self, session: object, incident: object) -> None:
@@ -369,7 +402,7 @@ def test_fenced_writes_are_dropped_with_one_warning(
 ) -> None:
     fence = LosableFence()
     repo = IncidentRepository(engine, fence=fence)
-    manager = IncidentManager(repo, store, zones)
+    manager, _ = paced(lambda wall: IncidentManager(repo, store, zones, clock=wall))
     events = episode()
     run(manager, events[:5])
     (stored,) = repo.list()
@@ -415,7 +448,9 @@ def test_with_a_recorder_a_delayed_opening_gets_its_still_and_clip_once_its_row_
 ) -> None:
     repo = FlakyRepository(engine)
     recorder = NotingRecorder(repo)
-    manager = IncidentManager(repo, store, zones, recorder=recorder)  # type: ignore[arg-type]
+    manager, _ = paced(
+        lambda wall: IncidentManager(repo, store, zones, recorder=recorder, clock=wall)  # type: ignore[arg-type]
+    )
     events = episode()
     repo.down = True
     run(manager, events[:3])
@@ -435,7 +470,7 @@ def test_a_database_that_is_down_is_tried_once_per_wait_not_once_per_write(
     every hold, update and waiting write of every frame made one frame with 5 open incidents
     cost five waits, enough to get the rules stage declared hung and restarted."""
     repo = FlakyRepository(engine)
-    manager = IncidentManager(repo, store, zones)
+    manager, _ = paced(lambda wall: IncidentManager(repo, store, zones, clock=wall))
     tracks = range(1, 6)
     for track in tracks:
         run(manager, [event(Phase.STARTED, T0 + 3.0, track=track)])
@@ -460,7 +495,7 @@ def test_a_close_that_waits_keeps_the_reason_it_closes(
     engine: Engine, store: EvidenceStore
 ) -> None:
     repo = FlakyRepository(engine)
-    manager = IncidentManager(repo, store, zones)
+    manager, _ = paced(lambda wall: IncidentManager(repo, store, zones, clock=wall))
     run(manager, [event(Phase.STARTED, T0 + 3.0)])
     repo.down = True
     with manager.closing(CAM, "camera removed from the site file"):
@@ -481,7 +516,9 @@ def test_a_late_opening_gets_no_still_or_clip_of_a_later_moment(
     may reach the recorder while the row does not exist."""
     repo = FlakyRepository(engine)
     recorder = NotingRecorder(repo)
-    manager = IncidentManager(repo, store, zones, recorder=recorder)  # type: ignore[arg-type]
+    manager, _ = paced(
+        lambda wall: IncidentManager(repo, store, zones, recorder=recorder, clock=wall)  # type: ignore[arg-type]
+    )
     events = episode()  # STARTED at +3 s; confidence rises to 0.9 by +11 s
     repo.down = True
     run(manager, [e for e in events if e.at < T0 + 13.0])
@@ -504,7 +541,7 @@ def test_a_camera_on_an_older_clock_is_not_held_back_by_another_cameras_wait(
     beside live cameras). The wait after a refusal is measured on each camera's own clock: a
     wait set on a live camera's frame would otherwise never end for the archive's."""
     repo = FlakyRepository(engine)
-    manager = IncidentManager(repo, store, zones)
+    manager, wall = paced(lambda wall: IncidentManager(repo, store, zones, clock=wall))
     archive_t0 = T0 - 9 * 365 * 86400.0  # a file from nine years before
 
     def archive_frame(at: float) -> tuple[TrackedFrame, Frame]:
@@ -530,5 +567,59 @@ def test_a_camera_on_an_older_clock_is_not_held_back_by_another_cameras_wait(
     )
     manager.handle([archived], *archive_frame(archive_t0))
     repo.down = False
+    wall.now += 1.2  # the process clock goes on; the archive's own clock is years behind
     manager.handle([], *archive_frame(archive_t0 + 1.2))
     assert [i.camera_id for i in repo.list()] == ["archive"]
+
+
+def test_one_wait_holds_every_camera(engine: Engine, store: EvidenceStore) -> None:
+    """One rules thread serves every camera, and each refused try blocks it (a 5 s lock wait):
+    a wait per camera made eight cameras try eight times per round, until every frame tried."""
+    repo = FlakyRepository(engine)
+    manager, _ = paced(lambda wall: IncidentManager(repo, store, zones, clock=wall))
+    cameras = [f"cam{i}" for i in range(8)]
+
+    def frame_of(camera: str, at: float) -> tuple[TrackedFrame, Frame]:
+        tracked, frame = frame_at(at)
+        return (
+            TrackedFrame(camera, tracked.seq, tracked.pts, at, 640, 352, tracked.tracks),
+            Frame(camera, frame.seq, frame.pts, at, frame.image),
+        )
+
+    def started(camera: str, at: float) -> RuleEvent:
+        return dataclasses.replace(event(Phase.STARTED, at, started_at=at), camera_id=camera)
+
+    repo.down = True
+    for i in range(50):  # 10 s: every camera's frame, each opening an incident at first
+        at = T0 + 0.2 * i
+        for camera in cameras:
+            manager.handle([started(camera, at)] if i == 0 else [], *frame_of(camera, at))
+    assert repo.refused <= 4  # at 0 s, then after waits of 1, 2 and 4 s
+    repo.down = False  # the next try is due at 15 s (refused at 0, 1, 3, 7; waits 1, 2, 4, 8 s)
+    for camera in cameras:
+        manager.handle([], *frame_of(camera, T0 + 15.2))
+    assert sorted(i.camera_id for i in repo.list()) == cameras
+
+
+def test_closing_everything_after_a_lost_camera_does_not_stop_halfway(
+    engine: Engine, store: EvidenceStore
+) -> None:
+    """A fenced write drops every episode of the camera; close_all went on to the next key of
+    that camera and raised KeyError, so the other cameras' incidents were left open."""
+    fence = LosableFence()
+    repo = IncidentRepository(engine, fence=fence)
+    manager = IncidentManager(repo, store, zones)
+    run(manager, [event(Phase.STARTED, T0 + 3.0, track=1), event(Phase.STARTED, T0 + 3.0, track=2)])
+    other = dataclasses.replace(event(Phase.STARTED, T0 + 3.0, track=3), camera_id="dock")
+    tracked, frame = frame_at(T0 + 3.0)
+    manager.handle(
+        [other],
+        TrackedFrame("dock", tracked.seq, tracked.pts, T0 + 3.0, 640, 352, tracked.tracks),
+        Frame("dock", frame.seq, frame.pts, T0 + 3.0, frame.image),
+    )
+    fence.lost = True  # the line camera (not the dock) now belongs to another analyzer
+    fence.cameras = {CAM}
+    manager.close_all(T0 + 10.0)
+    assert manager.open_incidents == []
+    dock = repo.get(incident_id("dock", RULE, 3, T0))
+    assert dock.ended_at == T0 + 10.0
