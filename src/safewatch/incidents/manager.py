@@ -119,19 +119,6 @@ _LATE_EVIDENCE = 2.0
 clip; later, they would show a later moment (the clip is cut from the frames buffered then)."""
 
 
-def _no_tracks(frame: Frame) -> TrackedFrame:
-    """An empty tracked frame for ``frame`` (a still taken when the tracks are not at hand)."""
-    return TrackedFrame(
-        camera_id=frame.camera_id,
-        seq=frame.seq,
-        pts=frame.pts,
-        timestamp=frame.timestamp,
-        width=frame.width,
-        height=frame.height,
-        tracks=(),
-    )
-
-
 class IncidentManager:
     """Open, update and close incidents from rule events.
 
@@ -250,6 +237,8 @@ class IncidentManager:
         recorder's still comes from it); a closing on any frame, so a camera that went dark
         does not hold it back."""
         changes: list[IncidentChange] = []
+        if not any(episode.unsaved for episode in self._open.values()):
+            return changes  # every frame comes here: nothing to copy or try, the usual case
         for key, episode in list(self._open.items()):
             if not self._writable():
                 break
@@ -513,11 +502,11 @@ class IncidentManager:
                 incident.id,
             )
             return
-        if frame is not None and frame.camera_id == incident.camera_id:
+        if frame is not None and tracked is not None and frame.camera_id == incident.camera_id:
             self._recorder.record_still(
                 incident.id,
                 frame,
-                tracked if tracked is not None else _no_tracks(frame),
+                tracked,
                 camera_id=incident.camera_id,
                 at=incident.started_at,
                 highlight=incident.track_ids,

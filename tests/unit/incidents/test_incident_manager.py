@@ -78,11 +78,11 @@ def event(
     )
 
 
-def frame_at(at: float) -> tuple[TrackedFrame, Frame]:
+def frame_at(at: float, camera: str = CAM) -> tuple[TrackedFrame, Frame]:
     seq = round((at - T0) * 10)
     tracks = (Track(4, "person", (100.0, 100.0, 140.0, 200.0), 0.9),)
-    tracked = TrackedFrame(CAM, seq, at - T0, at, 640, 352, tracks)
-    return tracked, Frame(CAM, seq, at - T0, at, np.full((352, 640, 3), 80, np.uint8))
+    tracked = TrackedFrame(camera, seq, at - T0, at, 640, 352, tracks)
+    return tracked, Frame(camera, seq, at - T0, at, np.full((352, 640, 3), 80, np.uint8))
 
 
 def run(manager: IncidentManager, events: Sequence[RuleEvent]) -> list[IncidentChange]:
@@ -294,6 +294,13 @@ class FlakyRepository(IncidentRepository):
         super().hold(incident_id, at)
 
 
+def flaky(engine: Engine, store: EvidenceStore) -> tuple[FlakyRepository, IncidentManager, Wall]:
+    """A paced manager over a repository the test can take down."""
+    repo = FlakyRepository(engine)
+    manager, wall = paced(lambda wall: IncidentManager(repo, store, zones, clock=wall))
+    return repo, manager, wall
+
+
 def test_an_opening_the_database_refused_is_stored_later_with_its_still(
     engine: Engine, store: EvidenceStore
 ) -> None:
@@ -323,8 +330,7 @@ def test_an_opening_the_database_refused_is_stored_later_with_its_still(
 def test_a_closing_the_database_refused_is_stored_later_at_its_own_end(
     engine: Engine, store: EvidenceStore
 ) -> None:
-    repo = FlakyRepository(engine)
-    manager, _ = paced(lambda wall: IncidentManager(repo, store, zones, clock=wall))
+    repo, manager, _ = flaky(engine, store)
     events = episode()
     run(manager, events[:-1])
     repo.down = True
@@ -351,8 +357,7 @@ def test_a_closing_the_database_refused_is_stored_later_at_its_own_end(
 def test_a_refused_write_loses_neither_the_frames_other_events_nor_a_one_frame_incident(
     engine: Engine, store: EvidenceStore
 ) -> None:
-    repo = FlakyRepository(engine)
-    manager, _ = paced(lambda wall: IncidentManager(repo, store, zones, clock=wall))
+    repo, manager, _ = flaky(engine, store)
     run(manager, [event(Phase.STARTED, T0 + 3.0)])
     repo.down = True
     tracked, frame = frame_at(T0 + 4.0)
@@ -469,8 +474,7 @@ def test_a_database_that_is_down_is_tried_once_per_wait_not_once_per_write(
     """Each refused write waits SQLite's busy timeout (5 s) or a TCP connect timeout. Trying
     every hold, update and waiting write of every frame made one frame with 5 open incidents
     cost five waits, enough to get the rules stage declared hung and restarted."""
-    repo = FlakyRepository(engine)
-    manager, _ = paced(lambda wall: IncidentManager(repo, store, zones, clock=wall))
+    repo, manager, _ = flaky(engine, store)
     tracks = range(1, 6)
     for track in tracks:
         run(manager, [event(Phase.STARTED, T0 + 3.0, track=track)])
@@ -494,8 +498,7 @@ def test_a_database_that_is_down_is_tried_once_per_wait_not_once_per_write(
 def test_a_close_that_waits_keeps_the_reason_it_closes(
     engine: Engine, store: EvidenceStore
 ) -> None:
-    repo = FlakyRepository(engine)
-    manager, _ = paced(lambda wall: IncidentManager(repo, store, zones, clock=wall))
+    repo, manager, _ = flaky(engine, store)
     run(manager, [event(Phase.STARTED, T0 + 3.0)])
     repo.down = True
     with manager.closing(CAM, "camera removed from the site file"):
@@ -540,16 +543,8 @@ def test_a_camera_on_an_older_clock_is_not_held_back_by_another_cameras_wait(
     """One manager serves cameras on different clocks (an archive replayed on its file's clock
     beside live cameras). The wait after a refusal is measured on each camera's own clock: a
     wait set on a live camera's frame would otherwise never end for the archive's."""
-    repo = FlakyRepository(engine)
-    manager, wall = paced(lambda wall: IncidentManager(repo, store, zones, clock=wall))
+    repo, manager, wall = flaky(engine, store)
     archive_t0 = T0 - 9 * 365 * 86400.0  # a file from nine years before
-
-    def archive_frame(at: float) -> tuple[TrackedFrame, Frame]:
-        tracked, frame = frame_at(at)
-        return (
-            TrackedFrame("archive", tracked.seq, tracked.pts, at, 640, 352, tracked.tracks),
-            Frame("archive", frame.seq, frame.pts, at, frame.image),
-        )
 
     repo.down = True
     run(manager, [event(Phase.STARTED, T0 + 3.0)])  # the live camera's write is refused
@@ -565,26 +560,18 @@ def test_a_camera_on_an_older_clock_is_not_held_back_by_another_cameras_wait(
         confidence=0.7,
         message="person #2 without hardhat",
     )
-    manager.handle([archived], *archive_frame(archive_t0))
+    manager.handle([archived], *frame_at(archive_t0, "archive"))
     repo.down = False
     wall.now += 1.2  # the process clock goes on; the archive's own clock is years behind
-    manager.handle([], *archive_frame(archive_t0 + 1.2))
+    manager.handle([], *frame_at(archive_t0 + 1.2, "archive"))
     assert [i.camera_id for i in repo.list()] == ["archive"]
 
 
 def test_one_wait_holds_every_camera(engine: Engine, store: EvidenceStore) -> None:
     """One rules thread serves every camera, and each refused try blocks it (a 5 s lock wait):
     a wait per camera made eight cameras try eight times per round, until every frame tried."""
-    repo = FlakyRepository(engine)
-    manager, _ = paced(lambda wall: IncidentManager(repo, store, zones, clock=wall))
+    repo, manager, _ = flaky(engine, store)
     cameras = [f"cam{i}" for i in range(8)]
-
-    def frame_of(camera: str, at: float) -> tuple[TrackedFrame, Frame]:
-        tracked, frame = frame_at(at)
-        return (
-            TrackedFrame(camera, tracked.seq, tracked.pts, at, 640, 352, tracked.tracks),
-            Frame(camera, frame.seq, frame.pts, at, frame.image),
-        )
 
     def started(camera: str, at: float) -> RuleEvent:
         return dataclasses.replace(event(Phase.STARTED, at, started_at=at), camera_id=camera)
@@ -593,11 +580,11 @@ def test_one_wait_holds_every_camera(engine: Engine, store: EvidenceStore) -> No
     for i in range(50):  # 10 s: every camera's frame, each opening an incident at first
         at = T0 + 0.2 * i
         for camera in cameras:
-            manager.handle([started(camera, at)] if i == 0 else [], *frame_of(camera, at))
+            manager.handle([started(camera, at)] if i == 0 else [], *frame_at(at, camera))
     assert repo.refused <= 4  # at 0 s, then after waits of 1, 2 and 4 s
     repo.down = False  # the next try is due at 15 s (refused at 0, 1, 3, 7; waits 1, 2, 4, 8 s)
     for camera in cameras:
-        manager.handle([], *frame_of(camera, T0 + 15.2))
+        manager.handle([], *frame_at(T0 + 15.2, camera))
     assert sorted(i.camera_id for i in repo.list()) == cameras
 
 
@@ -611,12 +598,7 @@ def test_closing_everything_after_a_lost_camera_does_not_stop_halfway(
     manager = IncidentManager(repo, store, zones)
     run(manager, [event(Phase.STARTED, T0 + 3.0, track=1), event(Phase.STARTED, T0 + 3.0, track=2)])
     other = dataclasses.replace(event(Phase.STARTED, T0 + 3.0, track=3), camera_id="dock")
-    tracked, frame = frame_at(T0 + 3.0)
-    manager.handle(
-        [other],
-        TrackedFrame("dock", tracked.seq, tracked.pts, T0 + 3.0, 640, 352, tracked.tracks),
-        Frame("dock", frame.seq, frame.pts, T0 + 3.0, frame.image),
-    )
+    manager.handle([other], *frame_at(T0 + 3.0, "dock"))
     fence.lost = True  # the line camera (not the dock) now belongs to another analyzer
     fence.cameras = {CAM}
     manager.close_all(T0 + 10.0)

@@ -7,9 +7,11 @@ manager and SQLite; tracked frames made by hand.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from safewatch.domain import Frame, Track, TrackedFrame
 from safewatch.incidents import EvidenceStore, IncidentManager
@@ -36,17 +38,30 @@ def crowded(at: float, seq: int) -> tuple[Frame, TrackedFrame]:
     return Frame("cam", seq, at - T0, at, np.zeros((96, 128, 3), np.uint8)), tracked
 
 
+@pytest.fixture
+def built(tmp_path: Path) -> Iterator[tuple[RuleStep, IncidentManager, IncidentRepository]]:
+    """The occupancy rule's step over a real incident manager and SQLite file."""
+    (tmp_path / "rules.yaml").write_text(RULES)
+    engine = create_engine_for("sqlite:///db.sqlite", tmp_path)
+    repository = IncidentRepository(engine)
+    manager = IncidentManager(repository, EvidenceStore(tmp_path / "evidence"))
+    yield (
+        RuleStep("cam", RuleEngine(load_rules(tmp_path / "rules.yaml")), manager),
+        manager,
+        repository,
+    )
+    engine.dispose()
+
+
 def run(step: RuleStep, times: list[float]) -> None:
     for seq, at in enumerate(times):
         step.apply(*crowded(at, seq))
 
 
-def test_an_outage_splits_a_zone_level_incident_and_says_why(tmp_path: Path) -> None:
-    (tmp_path / "rules.yaml").write_text(RULES)
-    engine = create_engine_for("sqlite:///db.sqlite", tmp_path)
-    repository = IncidentRepository(engine)
-    manager = IncidentManager(repository, EvidenceStore(tmp_path / "evidence"))
-    step = RuleStep("cam", RuleEngine(load_rules(tmp_path / "rules.yaml")), manager)
+def test_an_outage_splits_a_zone_level_incident_and_says_why(
+    built: tuple[RuleStep, IncidentManager, IncidentRepository],
+) -> None:
+    step, manager, repository = built
     before = [T0 + 0.2 * i for i in range(30)]  # 6 s crowded
     after = [T0 + 1800.0 + 0.2 * i for i in range(30)]  # 30 min later: crowded again
     run(step, before + after)
@@ -58,18 +73,14 @@ def test_an_outage_splits_a_zone_level_incident_and_says_why(tmp_path: Path) -> 
         e.detail.get("reason") for e in repository.timeline(first.id) if e.kind == "incident.closed"
     ]
     assert reasons == ["no frame for 1794 s"]
-    engine.dispose()
 
 
-def test_time_lapse_sampling_is_no_outage(tmp_path: Path) -> None:
+def test_time_lapse_sampling_is_no_outage(
+    built: tuple[RuleStep, IncidentManager, IncidentRepository],
+) -> None:
     """A camera analysed once every 2 minutes: each gap is its usual interval, not an outage."""
-    (tmp_path / "rules.yaml").write_text(RULES)
-    engine = create_engine_for("sqlite:///db.sqlite", tmp_path)
-    repository = IncidentRepository(engine)
-    manager = IncidentManager(repository, EvidenceStore(tmp_path / "evidence"))
-    step = RuleStep("cam", RuleEngine(load_rules(tmp_path / "rules.yaml")), manager)
+    step, manager, repository = built
     run(step, [T0 + 120.0 * i for i in range(6)])
     manager.close_all(T0 + 600.0)
     (incident,) = repository.list()
     assert (incident.started_at, incident.ended_at) == (T0, T0 + 600.0)
-    engine.dispose()
