@@ -294,9 +294,18 @@ def test_a_failed_audit_leaves_nothing_behind(tmp_path: Path) -> None:
     assert result.returncode == 2 and "notes.mp4" in result.stderr
     assert not fresh.exists()
 
-    used = tmp_path / "used"
-    used.mkdir()
-    (used / "keep.txt").write_text("mine")
+    used = tmp_path / "used"  # holds an earlier audit: it must survive a failed one untouched
+    (used / "evidence" / "cam").mkdir(parents=True)
+    earlier = {
+        "keep.txt": b"mine",
+        "incidents.json": b'{"incidents": ["earlier"]}',
+        "audit.db": b"earlier database",
+        "evidence/cam/still.jpg": b"earlier still",
+    }
+    for name, data in earlier.items():
+        (used / name).write_bytes(data)
     result = safewatch("audit", text, "-c", EXAMPLE_SITE, "-r", EXAMPLE_RULES, "-o", used)
     assert result.returncode == 2
-    assert sorted(p.name for p in used.iterdir()) == ["keep.txt"]
+    left = sorted(p.name for p in used.iterdir())
+    assert left == ["audit.db", "evidence", "incidents.json", "keep.txt"]
+    assert {name: (used / name).read_bytes() for name in earlier} == earlier

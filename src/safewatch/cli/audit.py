@@ -58,13 +58,13 @@ def audit(
     """Run the pipeline over archived footage; write incidents.json, evidence stills and clips.
 
     A video may also be a catalogue video's name (``construction_cctv``): it is downloaded like
-    the site's models. A failed audit removes what it had written to the output folder.
+    the site's models. A successful audit replaces an earlier audit in the output folder; a
+    failed one leaves the folder as it was.
     """
     from safewatch.cli.fetch import fetch_site_files
     from safewatch.config.loader import load_site
     from safewatch.detect.catalogue import catalogue, resolve_video
     from safewatch.footage.audit import AuditOptions, run_audit
-    from safewatch.footage.audit_integrity import remove_outputs_on_failure
     from safewatch.footage.audit_report import incomplete_videos, print_summary
     from safewatch.rules import load_rules
 
@@ -88,8 +88,7 @@ def audit(
         batch_size=batch,
         start=None if start is None else _parse_start(start, site.config.site.timezone),
     )
-    with remove_outputs_on_failure(out_dir):
-        report = run_audit(site, rule_set, options, console=err if progress else None)
+    report = run_audit(site, rule_set, options, console=err if progress else None)
     print_summary(report, out)
     if strict and incomplete_videos(report):
         partial = ", ".join(str(r.video) for r in incomplete_videos(report))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -20,8 +20,8 @@ from safewatch.config.loader import LoadedSite
 from safewatch.config.site import CameraConfig, PrivacyConfig
 from safewatch.detect import Detector
 from safewatch.domain import Frame, Incident, RuleEvent, TrackedFrame, Zone
-from safewatch.errors import ModelError, SourceError, StorageError
-from safewatch.footage.audit_integrity import video_coverage
+from safewatch.errors import ModelError, SourceError
+from safewatch.footage.audit_integrity import RESULT, staged_output, video_coverage
 from safewatch.incidents import (
     EvidenceRecorder,
     EvidenceStore,
@@ -49,7 +49,8 @@ class AuditOptions:
 
     Attributes:
         videos: Video files, in order.
-        out_dir: Output folder (created).
+        out_dir: Output folder (created). A successful audit replaces an earlier audit's files
+            there; a failed one leaves the folder as it was.
         camera: Camera key whose models, fps and zones apply; ``None`` means the only camera.
         annotate: Write an annotated MP4 per video (heads hidden per the site's privacy).
         clips: Write an evidence clip per incident (when the site's ``evidence.clips`` is on).
@@ -165,37 +166,44 @@ def run_audit(
             face_detector(privacy.faces)
         except ModelError as exc:
             raise ModelError(f"privacy.faces: {exc}") from exc
-    try:
-        options.out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"cannot create the output folder {options.out_dir}: {exc}") from exc
-    detectors = [detector] if detector is not None else build_file_run_detectors(site, camera)
-    zones = rules.zones_for(camera_id)
-    engine = create_engine_for(f"sqlite:///{(options.out_dir / 'audit.db').resolve()}", Path("."))
-    repository = IncidentRepository(engine)
-    evidence = EvidenceStore(options.out_dir / "evidence", log=repository)
-    report = AuditReport(out_dir=options.out_dir)
-    try:
-        for video in options.videos:
-            report.results.append(
-                _audit_one(
-                    video,
-                    camera_id,
-                    camera,
-                    site,
-                    rules,
-                    options,
-                    detectors,
-                    zones,
-                    repository,
-                    evidence,
-                    console,
+    with staged_output(options.out_dir) as staging:
+        staged = replace(options, out_dir=staging)
+        detectors = [detector] if detector is not None else build_file_run_detectors(site, camera)
+        zones = rules.zones_for(camera_id)
+        engine = create_engine_for(f"sqlite:///{(staging / 'audit.db').resolve()}", Path("."))
+        repository = IncidentRepository(engine)
+        evidence = EvidenceStore(staging / "evidence", log=repository)
+        report = AuditReport(out_dir=staging)
+        try:
+            for video in options.videos:
+                report.results.append(
+                    _audit_one(
+                        video,
+                        camera_id,
+                        camera,
+                        site,
+                        rules,
+                        staged,
+                        detectors,
+                        zones,
+                        repository,
+                        evidence,
+                        console,
+                    )
                 )
-            )
-    finally:
-        engine.dispose()
-    report.incidents_json = write_incidents_json(report, site, rules)
-    return report
+        finally:
+            engine.dispose()
+        write_incidents_json(report, site, rules)
+    return _published(report, options.out_dir)
+
+
+def _published(report: AuditReport, out_dir: Path) -> AuditReport:
+    """``report`` with its paths moved from the staging folder to ``out_dir``."""
+    results = [
+        replace(r, annotated=None if r.annotated is None else out_dir / r.annotated.name)
+        for r in report.results
+    ]
+    return AuditReport(out_dir, results, out_dir / RESULT)
 
 
 def audit_pipeline(

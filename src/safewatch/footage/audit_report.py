@@ -13,7 +13,7 @@ from rich.table import Table
 from safewatch import __version__
 from safewatch.config.loader import LoadedSite
 from safewatch.domain import Incident
-from safewatch.footage.audit_integrity import FULL
+from safewatch.footage.audit_integrity import FULL, RESULT
 from safewatch.rules import RuleSet
 from safewatch.storage.atomic import atomic_write
 
@@ -103,7 +103,7 @@ def write_incidents_json(report: AuditReport, site: LoadedSite, rules: RuleSet) 
         "videos": videos,
         "incidents": incidents,
     }
-    path = report.out_dir / "incidents.json"
+    path = report.out_dir / RESULT
     atomic_write(path, json.dumps(document, indent=2) + "\n")
     return path
 

@@ -1,0 +1,79 @@
+"""An audit's output folder holds one whole audit: the earlier one until the new one succeeds.
+
+Before, a second audit into the same folder added its incidents to the earlier ``audit.db`` and
+its stills to the earlier evidence, while ``incidents.json`` described only the second run; and
+a failed second audit left the earlier database with half a run in it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from safewatch.errors import StorageError
+from safewatch.footage.audit_integrity import RESULT, staged_output
+
+
+def write(folder: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+EARLIER = {
+    RESULT: b"earlier summary",
+    "audit.db": b"earlier database",
+    "audit.db-wal": b"earlier log",
+    "evidence/cam/a.jpg": b"earlier still",
+    "yard.annotated.mp4": b"earlier video",
+    "notes.txt": b"the user's own file",
+}
+
+
+def test_a_successful_audit_replaces_the_earlier_one_and_keeps_other_files(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, EARLIER)
+    with staged_output(tmp_path) as staging:
+        assert staging.parent == tmp_path and staging.name.startswith(".")
+        write(staging, {RESULT: b"new summary", "audit.db": b"new db", "evidence/cam/b.jpg": b"b"})
+        assert contents(tmp_path)[RESULT] == b"earlier summary"  # nothing moves before the end
+    assert contents(tmp_path) == {
+        RESULT: b"new summary",
+        "audit.db": b"new db",
+        "evidence/cam/b.jpg": b"b",
+        "notes.txt": b"the user's own file",
+    }
+
+
+def test_a_failed_audit_leaves_the_earlier_one_as_it_was(tmp_path: Path) -> None:
+    write(tmp_path, EARLIER)
+    with pytest.raises(KeyboardInterrupt), staged_output(tmp_path) as staging:
+        write(staging, {"audit.db": b"half a run", "evidence/cam/b.jpg": b"b"})
+        raise KeyboardInterrupt
+    assert contents(tmp_path) == EARLIER
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_failed_first_audit_removes_the_folder_it_created(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "out"
+    with pytest.raises(RuntimeError), staged_output(out):
+        raise RuntimeError("model failed")
+    assert not out.exists()
+
+
+def test_an_output_folder_below_a_file_is_a_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with (
+        pytest.raises(StorageError, match="cannot create the output folder"),
+        staged_output(tmp_path / "file" / "out"),
+    ):
+        pass
