@@ -75,7 +75,9 @@ class VideoResult:
     ``clock`` says where wall times came from: ``argument`` (``--start``), ``creation_time``
     (the file's metadata) or ``epoch`` (unknown: times are offsets from 1970-01-01).
     ``coverage`` is the share of the video decoded (``None``: its length is unknown) and
-    ``bad_packets`` what the decoder skipped (:mod:`safewatch.footage.audit_integrity`).
+    ``bad_packets`` what the decoder skipped (:mod:`safewatch.footage.audit_integrity`);
+    ``untimed`` how many of its ``decoded`` pictures had no usable timestamp of their own (missing
+    or repeated) and were timed at the file's frame rate instead.
     """
 
     video: Path
@@ -86,6 +88,8 @@ class VideoResult:
     clock: str = "argument"
     coverage: float | None = None
     bad_packets: int = 0
+    untimed: int = 0
+    decoded: int = 0
 
 
 @dataclass
@@ -329,5 +333,14 @@ def _audit_one(
     read = source.stats
     coverage = video_coverage(source.info, read)
     return VideoResult(
-        video, camera_id, stats, incidents, annotated, clock, coverage, read.bad_packets
+        video,
+        camera_id,
+        stats,
+        incidents,
+        annotated,
+        clock,
+        coverage,
+        read.bad_packets,
+        read.untimed,
+        read.decoded,
     )

@@ -31,6 +31,10 @@ __all__ = [
     "write_incidents_json",
 ]
 
+UNTIMED_SHARE = 0.05
+"""Above this share of a video's pictures without their own timestamps, the summary warns: a
+few untimed pictures (those a decoder flushes at the end of some AVIs) change nothing."""
+
 
 def iso_time(seconds: float | None) -> str | None:
     """Epoch seconds as ISO 8601 UTC with milliseconds (``None`` stays ``None``)."""
@@ -86,6 +90,7 @@ def write_incidents_json(report: AuditReport, site: LoadedSite, rules: RuleSet) 
             "clock": r.clock,
             "coverage": None if r.coverage is None else round(r.coverage, 4),
             "undecodable_packets": r.bad_packets,
+            "untimed_frames": r.untimed,
             "started_at": iso_time(r.stats.origin),
             "analysis_fps": round(r.stats.fps, 2),
             "tracks": {label: len(ids) for label, ids in sorted(r.stats.tracks.items())},
@@ -148,6 +153,14 @@ def print_summary(report: AuditReport, console: Console) -> None:
             "packet(s)); its incidents cover only what was read",
             highlight=False,
         )
+    for r in report.results:
+        if r.untimed > UNTIMED_SHARE * r.decoded:
+            console.print(
+                f"warning: {r.untimed} picture(s) of {r.video} carry no usable timestamp "
+                "(missing or repeated); they were timed at its frame rate, so its times are "
+                "the frame rate's, not the recording's",
+                highlight=False,
+            )
     if report.incidents_json is not None:
         console.print(f"written: {report.incidents_json}")
 

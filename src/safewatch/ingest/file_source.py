@@ -226,13 +226,13 @@ class FileSource:
                 if packet is not None and decoded < HOLD_PICTURES:
                     continue  # the file's start: read ahead until its stamps can be judged
                 yield from release()
-                self._stats = SourceStats(decoded=decoded, sampled=sampled, bad_packets=bad)
+                self._stats = SourceStats(decoded, sampled, bad_packets=bad, untimed=times.guessed)
                 if packet is None:
                     break
             if not self._closing.is_set():
                 yield from release()  # a file shorter than the read-ahead
         finally:
-            self._stats = SourceStats(decoded=decoded, sampled=sampled, bad_packets=bad)
+            self._stats = SourceStats(decoded, sampled, bad_packets=bad, untimed=times.guessed)
             with self._lock:
                 self._decoding = False
                 self._container.close()

@@ -156,6 +156,7 @@ class PacedFileSource:
                 decoded=max(decoded, delivered),
                 sampled=delivered,
                 bad_packets=base.bad_packets + stats.bad_packets,
+                untimed=base.untimed + stats.untimed,
             )
 
     def _set_state(self, state: SourceState, message: str) -> None:

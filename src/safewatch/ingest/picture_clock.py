@@ -20,10 +20,14 @@ ahead at its start (:meth:`PictureClock.note`, then :meth:`PictureClock.time_of`
 fault has shown, and every picture of the AVI above gets its exact time. A live stream is not
 held back (latency); it only ever sees such a file from a test or a demo.
 
-:class:`SteadyTimes` makes a file's times always increase: a picture with no usable stamp goes
-one native frame after the previous one, one still out of order a millisecond after it, and a
-file whose stamps jump far back (concatenated recordings) goes on one frame after the previous
-picture with its own spacing.
+:class:`SteadyTimes` makes a file's times always increase: a picture with no usable stamp, or
+with the same stamp as the picture before it, goes one native frame after the previous one; one
+still out of order a millisecond after it; and a file whose stamps jump far back (concatenated
+recordings) goes on one frame after the previous picture with its own spacing. A repeated stamp
+carries no time at all: a file whose every picture is stamped 0 (a broken muxer, or FFmpeg's
+``setpts=0``) was read as 200 pictures a millisecond apart, and a 5 fps camera analysed one of
+them. It is now played at its frame rate, and :attr:`SteadyTimes.guessed` counts such pictures
+so the audit can say its times are the frame rate's, not the file's.
 
 A well-formed stream (MP4, MKV, RTSP) never trips the count: its PTS increase, and a camera that
 restarts its clock sends PTS and DTS back together, a tie that keeps the PTS (and the caller's
@@ -145,6 +149,9 @@ class SteadyTimes:
         self._far = max(1.0, _REORDER_FRAMES * step)
         self._shift = 0.0
         self._last: float | None = None
+        self._last_seconds: float | None = None
+        self.guessed = 0
+        """Pictures after the first timed one native frame on: no usable stamp, or a repeat."""
 
     def next(self, seconds: float | None) -> float:
         """The next picture's time in seconds from the first picture (which is at 0.0).
@@ -153,11 +160,17 @@ class SteadyTimes:
             seconds: Its clock time, ``None`` where it has no usable stamp.
         """
         last = self._last
+        repeated = seconds is not None and seconds == self._last_seconds
+        if seconds is not None:
+            self._last_seconds = seconds
         if last is None:
             now = 0.0
             self._shift = -seconds if seconds is not None else 0.0
-        elif seconds is None:
-            now = last + self._step  # no stamp: one frame on
+        elif seconds is None or repeated:
+            now = last + self._step  # no stamp, or the same as before: one frame on
+            self.guessed += 1
+            if seconds is not None:
+                self._shift = now - seconds  # the file's clock goes on from here
         else:
             now = seconds + self._shift
             if now < last - self._far:  # a new segment: one frame on, with its own spacing

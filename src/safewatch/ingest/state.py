@@ -85,6 +85,8 @@ class SourceStats:
         dropped: Sampled frames discarded because the consumer was slower than the camera.
         bad_packets: Packets the decoder rejected (corrupt data).
         reconnects: Connection attempts after the first one.
+        untimed: Frames of a file timed one native frame after the previous one because their
+            own stamps were missing or repeated (:mod:`safewatch.ingest.picture_clock`).
     """
 
     decoded: int = 0
@@ -92,3 +94,4 @@ class SourceStats:
     dropped: int = 0
     bad_packets: int = 0
     reconnects: int = 0
+    untimed: int = 0

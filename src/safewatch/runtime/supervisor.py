@@ -138,6 +138,7 @@ def _add(a: SourceStats, b: SourceStats) -> SourceStats:
         dropped=a.dropped + b.dropped,
         bad_packets=a.bad_packets + b.bad_packets,
         reconnects=a.reconnects + b.reconnects,
+        untimed=a.untimed + b.untimed,
     )
 
 

@@ -1,4 +1,5 @@
-"""An audit's output folder holds one whole audit: the earlier one until the new one succeeds.
+"""An audit's output folder holds one whole audit: the earlier one until the new one succeeds;
+and its summary says when a video's times are not its own.
 
 Before, a second audit into the same folder added its incidents to the earlier ``audit.db`` and
 its stills to the earlier evidence, while ``incidents.json`` described only the second run; and
@@ -10,9 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from safewatch.errors import StorageError
+from safewatch.footage.audit import AuditReport, VideoResult
 from safewatch.footage.audit_integrity import RESULT, staged_output
+from safewatch.footage.audit_report import print_summary
+from safewatch.pipeline.run import PipelineStats
 
 
 def write(folder: Path, files: dict[str, bytes]) -> None:
@@ -77,3 +82,23 @@ def test_an_output_folder_below_a_file_is_a_storage_error(tmp_path: Path) -> Non
         staged_output(tmp_path / "file" / "out"),
     ):
         pass
+
+
+def summary(untimed: int, decoded: int) -> str:
+    result = VideoResult(
+        Path("flat.mkv"),
+        "yard",
+        PipelineStats(frames=41),
+        (),
+        None,
+        untimed=untimed,
+        decoded=decoded,
+    )
+    console = Console(width=200, record=True)
+    print_summary(AuditReport(Path("out"), [result]), console)
+    return console.export_text()
+
+
+def test_the_summary_warns_when_a_videos_times_are_the_frame_rates() -> None:
+    assert "199 picture(s) of flat.mkv carry no usable timestamp" in summary(199, 200)
+    assert "timestamp" not in summary(3, 795)  # a few flushed at the end of an AVI: no warning

@@ -75,6 +75,24 @@ def test_avi_with_b_frames_keeps_presentation_time() -> None:
     assert pts == pytest.approx(0.2 * np.arange(398))
 
 
+def test_a_file_whose_stamps_never_move_plays_at_its_frame_rate(clip: Path, tmp_path: Path) -> None:
+    # Every picture stamped 0: it was read as 598 pictures a millisecond apart, so a 5 fps
+    # camera analysed one of them (and the audit said nothing). One native frame apart instead,
+    # and counted, so the audit can warn that its times are the frame rate's.
+    flat = remux(clip, tmp_path / "flat.mkv", fmt="matroska", stamp_zero=True)
+    source = FileSource("yard", flat, fps=5)
+    pts = np.array([f.pts for f in source.frames()])
+    assert source.stats.decoded == 598
+    assert source.stats.untimed == 597
+    assert len(pts) == 121  # as many as the well-stamped clip gives (test above)
+    assert np.all(np.diff(pts) > 0.15)
+    fps = source.info.fps
+    assert fps is not None and pts[-1] == pytest.approx(597 / fps, abs=0.2)  # the last kept: 5 fps
+    normal = FileSource("yard", clip, fps=5)
+    list(normal.frames())
+    assert normal.stats.untimed == 0
+
+
 def test_a_file_shorter_than_the_read_ahead_gives_every_frame(tmp_path: Path) -> None:
     short = tmp_path / "short.mp4"
     with Mp4Writer(short, 10, 64, 48) as writer:

@@ -81,6 +81,19 @@ def test_steady_times_put_a_picture_without_stamp_one_frame_on() -> None:
     assert [steady.next(t) for t in (0.0, None, None, 0.3)] == pytest.approx([0, 0.1, 0.2, 0.3])
 
 
+def test_steady_times_put_a_repeated_stamp_one_frame_on_and_count_it() -> None:
+    flat = SteadyTimes(0.1)
+    assert [flat.next(0.0) for _ in range(4)] == pytest.approx([0, 0.1, 0.2, 0.3])
+    assert flat.guessed == 3
+    stuck = SteadyTimes(0.1)  # stuck at the start, then the clock moves: it goes on from there
+    got = [stuck.next(t) for t in (0.0, 0.0, 0.0, 0.1, 0.2)]
+    assert got == pytest.approx([0, 0.1, 0.2, 0.3, 0.4])
+    assert stuck.guessed == 2
+    exact = SteadyTimes(0.1)
+    [exact.next(t) for t in (0.0, None, 0.2)]
+    assert exact.guessed == 1
+
+
 def test_steady_times_put_a_picture_a_little_out_of_order_just_after() -> None:
     steady = SteadyTimes(0.1)
     got = [steady.next(t) for t in (0.0, 0.3, 0.2, 0.4)]
