@@ -298,7 +298,7 @@ def test_a_failed_audit_leaves_nothing_behind(tmp_path: Path) -> None:
     (used / "evidence" / "cam").mkdir(parents=True)
     earlier = {
         "keep.txt": b"mine",
-        "incidents.json": b'{"incidents": ["earlier"]}',
+        "incidents.json": b'{"safewatch": "0.1.0", "videos": [], "incidents": ["earlier"]}',
         "audit.db": b"earlier database",
         "evidence/cam/still.jpg": b"earlier still",
     }

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from safewatch.errors import StorageError
 from safewatch.footage.audit import AuditReport, VideoResult
-from safewatch.footage.audit_integrity import RESULT, staged_output
+from safewatch.footage.audit_integrity import MARKER, RESULT, staged_output
 from safewatch.footage.audit_report import print_summary
 from safewatch.pipeline.run import PipelineStats
 
@@ -34,7 +34,7 @@ def contents(folder: Path) -> dict[str, bytes]:
 
 
 EARLIER = {
-    RESULT: b"earlier summary",
+    RESULT: b'{"safewatch": "0.1.0", "videos": [], "incidents": []}',  # before the marker
     "audit.db": b"earlier database",
     "audit.db-wal": b"earlier log",
     "evidence/cam/a.jpg": b"earlier still",
@@ -50,8 +50,10 @@ def test_a_successful_audit_replaces_the_earlier_one_and_keeps_other_files(
     with staged_output(tmp_path) as staging:
         assert staging.parent == tmp_path and staging.name.startswith(".")
         write(staging, {RESULT: b"new summary", "audit.db": b"new db", "evidence/cam/b.jpg": b"b"})
-        assert contents(tmp_path)[RESULT] == b"earlier summary"  # nothing moves before the end
-    assert contents(tmp_path) == {
+        assert contents(tmp_path)[RESULT] == EARLIER[RESULT]  # nothing moves before the end
+    published = contents(tmp_path)
+    assert published.pop(MARKER)  # the next audit may replace this one
+    assert published == {
         RESULT: b"new summary",
         "audit.db": b"new db",
         "evidence/cam/b.jpg": b"b",
@@ -66,6 +68,26 @@ def test_a_failed_audit_leaves_the_earlier_one_as_it_was(tmp_path: Path) -> None
         raise KeyboardInterrupt
     assert contents(tmp_path) == EARLIER
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_folder_whose_evidence_no_audit_wrote_is_refused_untouched(tmp_path: Path) -> None:
+    # A site's data folder given as --out: its evidence must never be replaced by an audit's.
+    site = {"evidence/yard/2024-01-01/abc.jpg": b"live evidence", "safewatch.db": b"db"}
+    write(tmp_path, site)
+    with (
+        pytest.raises(StorageError, match="holds evidence, which no audit wrote"),
+        staged_output(tmp_path),
+    ):
+        raise AssertionError("must not run")
+    assert contents(tmp_path) == site
+
+
+def test_a_half_published_audit_is_replaced_by_the_next(tmp_path: Path) -> None:
+    # A crash while publishing leaves the marker and no incidents.json: still an audit's folder.
+    write(tmp_path, {MARKER: b"", "evidence/cam/a.jpg": b"old"})
+    with staged_output(tmp_path) as staging:
+        write(staging, {RESULT: b"{}", "evidence/cam/b.jpg": b"new"})
+    assert sorted(contents(tmp_path)) == [MARKER, "evidence/cam/b.jpg", RESULT]
 
 
 def test_a_failed_first_audit_removes_the_folder_it_created(tmp_path: Path) -> None:
