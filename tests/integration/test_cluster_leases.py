@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cluster_support import CutProxy, OwnershipLog, wait_for
@@ -696,3 +697,45 @@ def test_evidence_of_a_camera_whose_id_is_sanitised_in_its_key_is_fenced_by_its_
     key = store.write_still("inc-new", np.zeros((8, 8, 3), np.uint8), camera_id="yard:1", at=1e9)
     assert key.startswith("yard_1/")
     assert [e.subject for e in repo.timeline("inc-new")] == [key]
+
+
+def test_a_renewal_that_fails_once_is_retried_before_the_local_deadline(
+    engine: Engine,
+    ownership: OwnershipLog,
+    members: dict[str, ClusterMember],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A one-round database blip must not stop the cameras.
+
+    After a failed renewal the next try waited the ordinary backoff (a whole period, at least
+    2 s): with a 4 s lease (renewal every 1.33 s, local deadline 3 s after the last success) it
+    came after the deadline, so a single failure stopped every camera as lost; with the default
+    10 s lease two did. Now the retry comes within a quarter of the time left.
+    """
+    from safewatch.cluster import leases as lease_sql
+
+    real_renew = lease_sql.renew
+    blips = threading.Semaphore(0)
+    failed = threading.Event()
+
+    def renew(*args: Any, **kwargs: Any) -> dict[str, int]:
+        if blips.acquire(blocking=False):
+            failed.set()
+            raise StorageError("cluster: server closed the connection unexpectedly (injected)")
+        return real_renew(*args, **kwargs)
+
+    monkeypatch.setattr(lease_sql, "renew", renew)
+    a = ClusterMember(engine, "a", ["cam-0"], ownership.listener("a"), lease_seconds=4.0)
+    members["a"] = a
+    a.start()
+    wait_for(lambda: a.owned() == {"cam-0"}, SETTLE, "a owns cam-0")
+    lost = sample("safewatch_cluster_releases_total", analyzer="a", reason="lost")
+    for _ in range(3):
+        failed.clear()
+        blips.release()
+        wait_for(failed.is_set, SETTLE, "a renewal fails")
+        time.sleep(4.0)  # a whole lease: the retry has succeeded, or the camera was dropped
+        assert a.owned() == {"cam-0"}
+    assert a.epoch_of("cam-0") == 1
+    assert sample("safewatch_cluster_releases_total", analyzer="a", reason="lost") == lost
+    assert ownership.of("a", "released") == []
