@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,13 @@ def test_audit_bad_start_time(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "--start" in result.stderr and "yesterday" in result.stderr
+    result = safewatch(  # parses, but before year 1 once moved to UTC: was a traceback
+        "audit", asset(CLIP), "-c", EXAMPLE_SITE, "-r", EXAMPLE_RULES, "-o", tmp_path,
+        "--start", "0001-01-01T00:00:00+05:00",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "--start: '0001-01-01T00:00:00+05:00' is out of range" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
 
 
 def test_check_config_accepts_the_examples() -> None:
@@ -309,3 +317,39 @@ def test_a_failed_audit_leaves_nothing_behind(tmp_path: Path) -> None:
     left = sorted(p.name for p in used.iterdir())
     assert left == ["audit.db", "evidence", "incidents.json", "keep.txt"]
     assert {name: (used / name).read_bytes() for name in earlier} == earlier
+
+
+def test_videos_without_their_own_time_follow_each_other_and_keep_their_incidents(
+    tmp_path: Path,
+) -> None:
+    """Two exports of one camera named alike and without creation time (one per day folder).
+
+    Both used to start at 1970-01-01T00:00:00: the same person in the same zone made the same
+    incident id in both, so audit.db held 3 rows for 6 episodes and one video's still replaced
+    the other's; and both annotated videos were written to one file.
+    """
+    from safewatch.ingest.video_trim import trim_video
+
+    first, second = tmp_path / "d1" / "cam.mp4", tmp_path / "d2" / "cam.mp4"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    trim_video(asset(CLIP), first, frames=124)
+    second.write_bytes(first.read_bytes())
+    out = tmp_path / "out"
+    args = ("-c", EXAMPLE_SITE, "-r", EXAMPLE_RULES, "-o", out, "--annotate", "--no-progress")
+    result = safewatch("audit", first, second, *args)
+    assert result.returncode == 0, result.stderr
+    document = json.loads((out / "incidents.json").read_text())
+    one, two = document["videos"]
+    assert one["incidents"] == two["incidents"] > 0  # the same footage: the same episodes
+    ends = one["media_seconds"]
+    assert one["started_at"].startswith("1970-01-01T00:00:00.000")
+    assert two["started_at"] > f"1970-01-01T00:00:0{int(ends)}"  # after the first one's end
+    ids = [incident["id"] for incident in document["incidents"]]
+    stills = {incident["still"] for incident in document["incidents"]}
+    assert len(set(ids)) == len(ids) == len(stills) == 2 * one["incidents"]
+    with sqlite3.connect(out / "audit.db") as db:
+        assert db.execute("SELECT count(*) FROM incidents").fetchone() == (len(ids),)
+    names = [one["annotated_video"], two["annotated_video"]]
+    assert names == ["01-cam.annotated.mp4", "02-cam.annotated.mp4"]
+    assert all((out / name).stat().st_size > 0 for name in names)

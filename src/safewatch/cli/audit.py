@@ -40,9 +40,9 @@ def audit(
     start: Annotated[
         str | None,
         typer.Option(
-            help="Wall-clock time of the video's first frame, ISO 8601 (e.g. "
-            "2026-11-20T14:00:00); without a zone, the site's time zone. Default: the file's "
-            "creation time."
+            help="Wall-clock time of the first video's first frame, ISO 8601 (e.g. "
+            "2026-11-20T14:00:00); without a zone, the site's time zone; each later video "
+            "follows the one before. Default: each file's creation time."
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -109,4 +109,16 @@ def _parse_start(text: str, timezone: str) -> float:
         raise ConfigError(f"--start: {text!r} is not an ISO 8601 time ({exc})") from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(timezone))
-    return moment.timestamp()
+    try:
+        seconds = moment.timestamp()
+    except (OverflowError, ValueError):
+        seconds = -1.0
+    if not 0 <= seconds < _LAST_START:  # evidence folders and reports are dated: 1970-9998
+        raise ConfigError(
+            f"--start: {text!r} is out of range (between 1970-01-01 and 9998-12-31 UTC)"
+        )
+    return seconds
+
+
+_LAST_START = 253_370_764_800.0
+"""9999-01-01T00:00:00Z: a video starting before it still ends within the dates Python knows."""

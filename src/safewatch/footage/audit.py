@@ -4,6 +4,13 @@ An audit is a backtest, not production: its incidents go to a database and evide
 the output folder, never into the site's live incident store. Each video is a fresh run (new
 tracker, new rule state) under one camera's settings, so its results do not depend on the order of
 the videos.
+
+Several videos share one database and one evidence folder, and an incident's id is derived from
+its camera, rule, track and start time. Videos without their own time (no ``creation_time``, or
+one ``--start`` for all) used to start at the same instant: two videos with a person in a zone
+from their first frame made the same incident id, so one row stood for two episodes and one
+video's still replaced the other's. Such a video now starts where the one before it ended, as
+consecutive exports of one camera do (:func:`_next_start`).
 """
 
 from __future__ import annotations
@@ -55,8 +62,9 @@ class AuditOptions:
         annotate: Write an annotated MP4 per video (heads hidden per the site's privacy).
         clips: Write an evidence clip per incident (when the site's ``evidence.clips`` is on).
         batch_size: Frames per detector call.
-        start: Wall-clock time (Unix seconds) of each video's first frame; ``None`` reads the
-            file's ``creation_time`` metadata, else times count from the Unix epoch.
+        start: Wall-clock time (Unix seconds) of the first video's first frame (each later
+            video follows the one before it); ``None`` reads each file's ``creation_time``
+            metadata, else times count from the Unix epoch, or from the previous video's end.
     """
 
     videos: tuple[Path, ...]
@@ -73,7 +81,8 @@ class VideoResult:
     """One video's run.
 
     ``clock`` says where wall times came from: ``argument`` (``--start``), ``creation_time``
-    (the file's metadata) or ``epoch`` (unknown: times are offsets from 1970-01-01).
+    (the file's metadata) or ``epoch`` (unknown: times are offsets from 1970-01-01, or for a
+    later video from the end of the one before).
     ``coverage`` is the share of the video decoded (``None``: its length is unknown) and
     ``bad_packets`` what the decoder skipped (:mod:`safewatch.footage.audit_integrity`);
     ``untimed`` how many of its ``decoded`` pictures had no usable timestamp of their own (missing
@@ -178,27 +187,50 @@ def run_audit(
         repository = IncidentRepository(engine)
         evidence = EvidenceStore(staging / "evidence", log=repository)
         report = AuditReport(out_dir=staging)
+        names = _annotated_names(options.videos)
+        after: float | None = None
         try:
-            for video in options.videos:
-                report.results.append(
-                    _audit_one(
-                        video,
-                        camera_id,
-                        camera,
-                        site,
-                        rules,
-                        staged,
-                        detectors,
-                        zones,
-                        repository,
-                        evidence,
-                        console,
-                    )
+            for video, name in zip(options.videos, names, strict=True):
+                result = _audit_one(
+                    video,
+                    camera_id,
+                    camera,
+                    site,
+                    rules,
+                    staged,
+                    detectors,
+                    zones,
+                    repository,
+                    evidence,
+                    console,
+                    after=after,
+                    annotated_name=name,
                 )
+                report.results.append(result)
+                after = _next_start(after, result, camera.fps)
         finally:
             engine.dispose()
         write_incidents_json(report, site, rules)
     return _published(report, options.out_dir)
+
+
+def _annotated_names(videos: Sequence[Path]) -> list[str]:
+    """Each video's annotated MP4 name: ``stem.annotated.mp4``, numbered where two videos share a
+    stem (one NVR export per day folder, all named ``cam.mp4``), so none overwrites another."""
+    stems = [video.stem for video in videos]
+    return [
+        f"{stem}.annotated.mp4" if stems.count(stem) == 1 else f"{n:02d}-{stem}.annotated.mp4"
+        for n, stem in enumerate(stems, start=1)
+    ]
+
+
+def _next_start(after: float | None, result: VideoResult, fps: float) -> float | None:
+    """Where a following video without its own time starts: one analysed frame after the end
+    of every video so far."""
+    if not result.stats.frames:
+        return after
+    end = result.stats.origin + result.stats.last_pts + 1.0 / fps
+    return end if after is None else max(after, end)
 
 
 def _published(report: AuditReport, out_dir: Path) -> AuditReport:
@@ -251,14 +283,19 @@ def _audit_one(
     repository: IncidentRepository,
     evidence: EvidenceStore,
     console: Console | None,
+    *,
+    after: float | None,
+    annotated_name: str,
 ) -> VideoResult:
-    source = open_source(
-        camera_id,
-        camera.model_copy(update={"source": str(video.resolve())}),
-        base_dir=Path("."),
-        origin=options.start,
-    )
+    """Audit one video; ``after`` is where it starts if it has no time of its own (``None`` for
+    the first video)."""
+    settings = camera.model_copy(update={"source": str(video.resolve())})
+    start = options.start if after is None or options.start is None else after
+    source = open_source(camera_id, settings, base_dir=Path("."), origin=start)
     clock = source.origin_kind if isinstance(source, FileSource) else "argument"
+    if after is not None and clock == "epoch":
+        source.close()
+        source = open_source(camera_id, settings, base_dir=Path("."), origin=after)
     evidence_config = site.config.evidence
     if not options.clips:
         evidence_config = evidence_config.model_copy(update={"clips": False})
@@ -282,7 +319,7 @@ def _audit_one(
     annotator: _Annotator | None = None
     if options.annotate:
         annotator = _Annotator(
-            options.out_dir / f"{video.stem}.annotated.mp4",
+            options.out_dir / annotated_name,
             camera.fps,
             zones,
             site.config.privacy_for(camera_id),

@@ -144,7 +144,8 @@ def print_summary(report: AuditReport, console: Console) -> None:
     if any(r.clock == "epoch" for r in report.results):
         console.print(
             "note: a video has no creation time in its metadata, so its wall times count from "
-            "1970-01-01; pass --start 2026-11-20T14:00:00 to set it (offsets are exact either way)"
+            "1970-01-01 (a later video's from the end of the one before); pass --start "
+            "2026-11-20T14:00:00 to set them (offsets are exact either way)"
         )
     for r in incomplete_videos(report):
         read = "an unknown share" if r.coverage is None else f"{r.coverage:.1%}"
