@@ -27,6 +27,7 @@ from patience import stretch
 from safewatch.cluster import ClusterMember, EpochFence, FencedWrite
 from safewatch.domain import Incident
 from safewatch.errors import StorageError
+from safewatch.runtime.cluster_owner import ClusterOwner
 from safewatch.storage import (
     ChainEntryRow,
     CoverageGapRow,
@@ -596,22 +597,66 @@ class _SlowService:
         return None
 
 
-def test_serve_drain_releases_each_lease_when_its_own_camera_stopped(
-    engine: Engine, members: dict[str, ClusterMember]
-) -> None:
-    """ClusterOwner.stop (SIGTERM): each camera's lease goes back right after its own stop, so
-    its gap is not the sum of every camera's stop."""
+def bare_owner(service: object) -> ClusterOwner:
+    """The ownership half of a ClusterOwner, over ``service``, without a runtime."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from safewatch.runtime.cluster_owner import ClusterOwner
-
-    service = _SlowService(stop_s=1.0)
-    owner = ClusterOwner.__new__(ClusterOwner)  # the ownership half only, without a runtime
+    owner = ClusterOwner.__new__(ClusterOwner)
     owner.service = service  # type: ignore[assignment]
     owner._changes = ThreadPoolExecutor(max_workers=1)
     owner._engine = None
     owner._video = None  # (no live video served)
     owner._jobs = None  # (no job runner)
+    owner._start_failures = {}
+    owner._stopping = threading.Event()
+    return owner
+
+
+class _FailingStartService(_SlowService):
+    """Its first ``failures`` camera starts fail, as on a stale NFS mount."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(stop_s=0.0)
+        self.failures = failures
+        self.tries = 0
+
+    def own_camera(self, camera_id: str) -> None:
+        self.tries += 1
+        if self.tries <= self.failures:
+            raise OSError(116, "Stale file handle", "/mnt/recordings/cam-0")
+        super().own_camera(camera_id)
+
+
+def test_a_camera_whose_start_failed_is_reported_and_started_again(
+    engine: Engine, members: dict[str, ClusterMember]
+) -> None:
+    """A failed start left the camera leased, renewed and analysed by nobody, with /readyz ok:
+    the error was only logged. Now /readyz names it and the start is retried."""
+    service = _FailingStartService(failures=1)
+    owner = bare_owner(service)
+    member = ClusterMember(engine, "a", ["cam-0"], owner, lease_seconds=LEASE, renew_every=RENEW)
+    members["a"] = member
+    owner._member = member
+    member.start()
+    wait_for(lambda: service.tries >= 1, SETTLE, "the first start")
+    wait_for(lambda: not owner._cluster_health().ok, SETTLE, "the failure reaches /readyz")
+    health = owner._cluster_health()
+    assert "camera cam-0 could not start here" in health.message
+    assert "Stale file handle" in health.message
+    assert member.owned() == {"cam-0"}  # nobody else would take it: it is retried here
+    wait_for(lambda: service.owned == {"cam-0"}, SETTLE, "the retry starts it")
+    assert service.tries == 2
+    wait_for(lambda: owner._cluster_health().ok, SETTLE, "/readyz ok again")
+    owner.stop(drain_timeout=30)
+
+
+def test_serve_drain_releases_each_lease_when_its_own_camera_stopped(
+    engine: Engine, members: dict[str, ClusterMember]
+) -> None:
+    """ClusterOwner.stop (SIGTERM): each camera's lease goes back right after its own stop, so
+    its gap is not the sum of every camera's stop."""
+    service = _SlowService(stop_s=1.0)
+    owner = bare_owner(service)
     member = ClusterMember(engine, "a", CAMERAS[:3], owner, lease_seconds=LEASE, renew_every=RENEW)
     members["a"] = member
     owner._member = member

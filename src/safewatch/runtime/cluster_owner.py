@@ -53,6 +53,9 @@ Role = Literal["all", "analyzer", "api"]
 _DRAIN_TIMEOUT = 30.0
 """Seconds a SIGTERM drain may take to give every camera back before the process stops anyway."""
 
+_START_RETRY = (2.0, 60.0)
+"""Seconds before the first retry of a camera whose start failed, and the most between two."""
+
 _JOB_JOIN_TIMEOUT = 10.0
 """Seconds the jobs may still take to let go after the drain (they were asked before it); a job
 still running then is given back anyway. Drain and join stay within a 60 s grace period."""
@@ -105,6 +108,9 @@ class ClusterOwner:
         # Ownership changes apply in the order the member decides them, on one thread, so a
         # listener call that need not wait (a start, a lost camera) never holds up the member.
         self._changes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-cameras")
+        # Cameras whose start failed, with the error, while their lease is ours (retried).
+        self._start_failures: dict[str, str] = {}
+        self._stopping = threading.Event()
         self.service.site_listeners.append(self._site_changed)
 
     def start(self) -> None:
@@ -171,6 +177,7 @@ class ClusterOwner:
         they let go while the cameras stop (each goes back to the queue, so another analyzer
         restarts it at once), and a busy job slot never delays the cameras' drain.
         """
+        self._stopping.set()  # no more start retries
         try:
             if self._jobs is not None:  # running jobs go back to the queue
                 self._jobs.request_stop()
@@ -231,14 +238,10 @@ class ClusterOwner:
             "" if takeover is None else f", taken over from {takeover.previous_owner}",
         )
         if takeover is None:
-            self._change(self.service.own_camera, camera_id)
+            self._own(camera_id, epoch, {}, _START_RETRY[0])
         else:  # its clips left unfinished are stored as the lost analyzer's
-            self._change(
-                self.service.own_camera,
-                camera_id,
-                previous_owner=takeover.previous_owner,
-                reason=ANALYZER_LOST,
-            )
+            options = {"previous_owner": takeover.previous_owner, "reason": ANALYZER_LOST}
+            self._own(camera_id, epoch, options, _START_RETRY[0])
 
     def released(self, camera_id: str, reason: str) -> None:
         """Stop analysing ``camera_id``; ``lost`` stops without writing anything.
@@ -250,6 +253,7 @@ class ClusterOwner:
         on meanwhile.)
         """
         lost = reason == "lost"
+        self._start_failures.pop(camera_id, None)
         log.log(
             logging.WARNING if lost else logging.INFO,
             "camera %s released (%s)%s",
@@ -262,6 +266,41 @@ class ClusterOwner:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _own(self, camera_id: str, epoch: int, options: dict[str, str], delay: float) -> None:
+        """Start the camera; if that fails, say so in ``/readyz`` and try again later.
+
+        A start can fail where the camera is fine: the recording folder on a stale NFS mount, a
+        decode worker that cannot be spawned. The lease stays this analyzer's either way (the
+        others' placement still points here, so none would take it), so before, the camera was
+        held, renewed and analysed by nobody, and every health check said ok. Now the failure
+        degrades ``/readyz`` with its reason, and the start is retried (``delay`` doubling up to
+        a minute) while this analyzer still holds the camera at ``epoch``.
+        """
+
+        def started(done: Future[object]) -> None:
+            error = done.exception()
+            if error is None:
+                if self._start_failures.pop(camera_id, None) is not None:
+                    log.warning("camera %s started after all (epoch %d)", camera_id, epoch)
+                return
+            self._start_failures[camera_id] = str(error) or type(error).__name__
+            log.warning("camera %s: start failed; trying again in %g s", camera_id, delay)
+            retry = threading.Timer(delay, self._retry_own, (camera_id, epoch, options, delay))
+            retry.daemon = True
+            retry.start()
+
+        self._change(self.service.own_camera, camera_id, **options).add_done_callback(started)
+
+    def _retry_own(self, camera_id: str, epoch: int, options: dict[str, str], delay: float) -> None:
+        member = self._member
+        if self._stopping.is_set() or member is None or member.epoch_of(camera_id) != epoch:
+            self._start_failures.pop(camera_id, None)  # no longer ours: nothing to retry
+            return
+        try:
+            self._own(camera_id, epoch, options, min(2 * delay, _START_RETRY[1]))
+        except RuntimeError:  # the change queue shut down meanwhile (stopping)
+            self._start_failures.pop(camera_id, None)
+
     def _cluster_health(self) -> ComponentHealth:
         """``/readyz``'s cluster entry: a dead or failing member, or a camera no analyzer may
         run, degrades readiness with the reason."""
@@ -269,7 +308,13 @@ class ClusterOwner:
         if member is None:
             return ComponentHealth(ok=True, message="not an analyzer")
         health = member.health()
-        return ComponentHealth(ok=health.ok, message=health.message)
+        failed = dict(self._start_failures)
+        if not failed:
+            return ComponentHealth(ok=health.ok, message=health.message)
+        starts = "; ".join(
+            f"camera {c} could not start here: {e}" for c, e in sorted(failed.items())
+        )
+        return ComponentHealth(ok=False, message=f"{starts} (retrying); {health.message}")
 
     def _change(
         self, apply: Callable[..., object], camera_id: str, **options: bool | str
