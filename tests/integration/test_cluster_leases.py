@@ -784,3 +784,70 @@ def test_a_renewal_that_fails_once_is_retried_before_the_local_deadline(
     assert a.epoch_of("cam-0") == 1
     assert sample("safewatch_cluster_releases_total", analyzer="a", reason="lost") == lost
     assert ownership.of("a", "released") == []
+
+
+def test_a_second_process_with_the_same_analyzer_id_is_refused(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    """Two live processes named alike took each other's leases as their own previous life's,
+    about twice a second (epochs rose to 17 in 8 s, every camera restarted each time)."""
+    a = join(members, engine, ownership, "a", CAMERAS[:2])
+    wait_for(lambda: a.owned() == set(CAMERAS[:2]), SETTLE, "a owns its cameras")
+    twin = ClusterMember(
+        engine, "a", CAMERAS[:2], ownership.listener("twin"), lease_seconds=LEASE, renew_every=RENEW
+    )
+    with pytest.raises(StorageError, match="'a' is in use by another live process"):
+        twin.start()  # waits up to a lease for a's heartbeat to go stale: it never does
+    assert a.owned() == set(CAMERAS[:2])
+    assert {a.epoch_of(c) for c in CAMERAS[:2]} == {1}
+    assert ownership.of("twin") == []
+
+
+def test_a_restarted_process_waits_out_its_previous_lifes_heartbeat(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    a = join(members, engine, ownership, "a", CAMERAS[:2])
+    wait_for(lambda: a.owned() == set(CAMERAS[:2]), SETTLE, "a owns its cameras")
+    members.pop("a").stop()  # as a crash: its row stays fresh for up to a lease
+    ownership.crashed("a")
+    again = join(members, engine, ownership, "a", CAMERAS[:2])
+    wait_for(lambda: again.owned() == set(CAMERAS[:2]), SETTLE, "the new life owns them")
+    assert {again.epoch_of(c) for c in CAMERAS[:2]} == {2}
+
+
+def test_a_heartbeat_taken_by_another_process_stops_claims_until_it_goes_stale(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    """Two processes that started at the same moment both passed the start check: the one whose
+    heartbeat is refused lets its cameras go and claims nothing while the other is alive."""
+    a = join(members, engine, ownership, "a", ["cam-0"])
+    wait_for(lambda: a.owned() == {"cam-0"}, SETTLE, "a owns cam-0")
+    with engine.begin() as connection:  # another process heartbeats as "a", once
+        connection.execute(
+            text(
+                "UPDATE cluster_analyzers SET instance = 'other', "
+                "heartbeat_at = EXTRACT(EPOCH FROM clock_timestamp()) + :ahead "
+                "WHERE analyzer_id = 'a'"
+            ),
+            {"ahead": 2.0},  # fresh for three leases' worth of a's renewals
+        )
+    wait_for(lambda: "in use by another live process" in a.health().message, SETTLE, "told")
+    wait_for(lambda: a.owned() == frozenset(), SETTLE, "a lets cam-0 go")
+    wait_for(lambda: a.owned() == {"cam-0"}, SETTLE + 2 * LEASE, "a takes it again")
+    assert a.health().ok or "in use" not in a.health().message
+
+
+def test_analyzers_given_different_cameras_say_so(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    """A camera only one analyzer's site file has can be placed on the other, which does not
+    know it: nobody analyses it. Both now report the disagreement (/readyz)."""
+    a = join(members, engine, ownership, "a", [*CAMERAS[:4], "new-2"])
+    b = join(members, engine, ownership, "b", CAMERAS[:4])
+    wait_for(lambda: a.disagreeing() == {"b"}, SETTLE, "a sees b's other site")
+    wait_for(lambda: b.disagreeing() == {"a"}, SETTLE, "b sees a's other site")
+    assert "analyzer(s) b were given other cameras" in a.health().message
+    assert not b.health().ok
+    b.set_cameras([*CAMERAS[:4], "new-2"])  # the same site file everywhere
+    wait_for(lambda: not a.disagreeing() and not b.disagreeing(), SETTLE, "agreement")
+    wait_for(lambda: a.owned() | b.owned() == set([*CAMERAS[:4], "new-2"]), SETTLE, "all placed")

@@ -23,7 +23,7 @@ def engine(pg_engine: Engine) -> Engine:
 def own(engine: Engine, analyzer: str, camera: str, video_url: str | None) -> int:
     """``analyzer`` heartbeats (advertising ``video_url``) and claims ``camera``."""
     with Session(engine) as session, session.begin():
-        leases.heartbeat(session, analyzer, 1, {}, video_url=video_url)
+        leases.heartbeat(session, analyzer, 1, {}, video_url=video_url, instance="t", within=30)
         leases.add_cameras(session, [camera])
         locked = leases.lock_claimable(session, analyzer, camera)
         assert locked is not None
@@ -39,7 +39,9 @@ def test_the_owner_and_its_advertised_url(engine: Engine) -> None:
     assert relay.owner("cam1") == Owner("a1", epoch, "http://10.0.0.7:8081")
     # a re-advertised URL (the analyzer restarted on another port) is read at once
     with Session(engine) as session, session.begin():
-        leases.heartbeat(session, "a1", 1, {}, video_url="http://10.0.0.7:9000")
+        leases.heartbeat(
+            session, "a1", 1, {}, video_url="http://10.0.0.7:9000", instance="t", within=30
+        )
     assert relay.owner("cam1") == Owner("a1", epoch, "http://10.0.0.7:9000")
 
 

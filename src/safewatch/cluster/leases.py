@@ -33,6 +33,7 @@ __all__ = [
     "release",
     "renew",
     "set_state",
+    "site_digests",
 ]
 
 ACTIVE, DRAINING, GONE = "active", "draining", "gone"
@@ -60,12 +61,24 @@ def heartbeat(
     labels: Mapping[str, str],
     state: str = ACTIVE,
     video_url: str | None = None,
-) -> None:
+    *,
+    instance: str,
+    site_digest: str | None = None,
+    within: float,
+) -> bool:
     """Insert or refresh this analyzer's row in ``state`` (``active``, also for a drained
     analyzer coming back; ``draining`` while it hands its cameras over), advertising
-    ``video_url`` (where API nodes reach its live video; ``None``: nowhere)."""
+    ``video_url`` (where API nodes reach its live video; ``None``: nowhere) and ``site_digest``.
+
+    The row is this process's (``instance``) unless another process wrote it less than
+    ``within`` seconds ago and has not left (``gone``): then nothing is written.
+
+    Returns:
+        Whether the row was written: ``False`` means another live process uses this analyzer id.
+    """
     now = db_now()
-    statement = insert(ClusterAnalyzerRow).values(
+    row = ClusterAnalyzerRow
+    statement = insert(row).values(
         analyzer_id=analyzer_id,
         capacity=capacity,
         labels=dict(labels),
@@ -73,18 +86,37 @@ def heartbeat(
         started_at=now,
         state=state,
         video_url=video_url,
+        instance=instance,
+        site_digest=site_digest,
     )
-    statement = statement.on_conflict_do_update(
-        index_elements=[ClusterAnalyzerRow.analyzer_id],
+    upsert = statement.on_conflict_do_update(
+        index_elements=[row.analyzer_id],
         set_={
             "capacity": statement.excluded.capacity,
             "labels": statement.excluded.labels,
             "heartbeat_at": statement.excluded.heartbeat_at,
             "state": statement.excluded.state,
             "video_url": statement.excluded.video_url,
+            "instance": statement.excluded.instance,
+            "site_digest": statement.excluded.site_digest,
         },
+        where=or_(
+            row.instance == statement.excluded.instance,
+            row.instance.is_(None),  # written before migration 0012
+            row.state == GONE,
+            row.heartbeat_at <= now - within,
+        ),
+    ).returning(row.analyzer_id)
+    return session.execute(upsert).first() is not None
+
+
+def site_digests(session: Session, within: float) -> dict[str, str | None]:
+    """``{analyzer: site digest}`` of the active analyzers whose heartbeat is younger than
+    ``within`` seconds (``None``: written before migration 0012)."""
+    query = select(ClusterAnalyzerRow.analyzer_id, ClusterAnalyzerRow.site_digest).where(
+        ClusterAnalyzerRow.state == ACTIVE, ClusterAnalyzerRow.heartbeat_at > db_now() - within
     )
-    session.execute(statement)
+    return {row.analyzer_id: row.site_digest for row in session.execute(query)}
 
 
 def set_state(session: Session, analyzer_id: str, state: str) -> None:

@@ -21,13 +21,27 @@ a local deadline, ``lease_seconds - margin`` after the local start of its last s
 even while the database call hangs. :meth:`ClusterMember.epoch_of` also refuses past the
 deadline, so the fence holds whichever thread notices first. After a freeze (SIGSTOP/SIGCONT) the
 deadline has passed: the cameras are dropped without a write, and the member rejoins.
+
+Every heartbeat carries a random token of the process (``instance``). Two processes started with
+the same analyzer id used to take each other's leases as their own previous life's, about twice
+a second, restarting every camera each time; now the heartbeat is not written while another
+process's row under that id is fresh, :meth:`ClusterMember.start` waits up to a lease for it to go
+stale (a restarted process whose previous life just died) and otherwise refuses, and a member
+whose heartbeat is refused later claims nothing and lets its cameras go. Every heartbeat also
+carries a digest of the cameras the analyzer was given: placement assumes every analyzer plans
+over the same cameras, and one whose site file differs could be handed a camera it does not
+know, which nobody would then analyse; a member that sees another digest says so in
+:meth:`ClusterMember.health` (``/readyz``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -211,6 +225,9 @@ class ClusterMember:
         self._added: tuple[str, ...] = ()
         self._failing: dict[str, str] = {}  # thread name -> last error, while failing
         self._unplaced: frozenset[str] = frozenset()  # cameras no live analyzer may run
+        self._instance = uuid.uuid4().hex  # this process, in the heartbeat row
+        self._id_taken = False  # the last heartbeat was refused: the id is another process's
+        self._disagreeing: frozenset[str] = frozenset()  # live analyzers with another site
 
     # -- public -----------------------------------------------------------------------------
 
@@ -218,6 +235,7 @@ class ClusterMember:
         """Start the background threads (renew; claim and rebalance; the watchdog)."""
         if self._threads:
             raise RuntimeError("cluster member already started")
+        self._check_id_free()
         self._stopping.clear()
         self._calls = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"cluster-listener-{self.analyzer_id}"
@@ -254,6 +272,12 @@ class ClusterMember:
         if dead and not self._stopping.is_set():
             return MemberHealth(False, f"thread(s) {', '.join(dead)} not running")
         problems = [f"{name} failing: {error}" for name, error in dict(self._failing).items()]
+        if self._disagreeing:
+            problems.append(
+                f"analyzer(s) {', '.join(sorted(self._disagreeing))} were given other cameras "
+                "(another site file): a camera may be analysed by nobody; give every analyzer "
+                "the same site file"
+            )
         if self._unplaced:
             problems.append(
                 f"camera(s) {', '.join(sorted(self._unplaced))} analysed by no analyzer: no "
@@ -262,6 +286,10 @@ class ClusterMember:
         if problems:
             return MemberHealth(False, "; ".join(problems))
         return MemberHealth(True, f"{len(self.owned())} camera(s) owned")
+
+    def disagreeing(self) -> frozenset[str]:
+        """Live analyzers that were given other cameras than this one, as of the last round."""
+        return self._disagreeing
 
     def unplaced(self) -> frozenset[str]:
         """Cameras no live analyzer is eligible for, as of the last round (analysed by nobody)."""
@@ -329,6 +357,59 @@ class ClusterMember:
         return frozenset(c for c, held in list(self._held.items()) if now < held.deadline)
 
     # -- the rounds ---------------------------------------------------------------------------
+
+    def _site_digest(self) -> str:
+        """A hash of the cameras and the labels they require, as every analyzer should have."""
+        with self._lock:
+            site = {"cameras": list(self._cameras), "labels": self._camera_labels}
+        return hashlib.sha256(json.dumps(site, sort_keys=True).encode()).hexdigest()
+
+    def _heartbeat(self, session: Session) -> bool:
+        state = leases.DRAINING if self._draining.is_set() else leases.ACTIVE
+        return leases.heartbeat(
+            session,
+            self.analyzer_id,
+            self.capacity,
+            self.labels,
+            state,
+            self.video_url,
+            instance=self._instance,
+            site_digest=self._site_digest(),
+            within=self.lease_seconds,
+        )
+
+    def _check_id_free(self) -> None:
+        """Wait up to a lease (and a renewal) for this analyzer id to be free of another live
+        process; refuse to start if it stays taken.
+
+        A process restarted under a stable id (a pod name) finds its previous life's row fresh
+        for up to a lease: it waits that out. One whose heartbeat keeps moving is alive.
+        An unreachable database is left to the renew thread (it retries and shows it).
+
+        Raises:
+            StorageError: Another live process keeps heartbeating under this analyzer id.
+        """
+        end = time.monotonic() + self.lease_seconds + self.renew_every
+        while True:
+            try:
+                with self._transaction() as session:
+                    if self._heartbeat(session):
+                        return
+            except StorageError as exc:
+                log.warning("cluster: cannot check analyzer id %s now: %s", self.analyzer_id, exc)
+                return
+            if time.monotonic() >= end:
+                raise StorageError(
+                    f"cluster: analyzer id {self.analyzer_id!r} is in use by another live "
+                    f"process (its heartbeat kept moving for {self.lease_seconds:g} s): give "
+                    "every analyzer its own id (serve --analyzer-id; the default is host-pid)"
+                )
+            log.warning(
+                "cluster: analyzer id %s has a fresh heartbeat from another process; waiting "
+                "for it to go stale",
+                self.analyzer_id,
+            )
+            time.sleep(self.renew_every)
 
     @contextmanager
     def _transaction(self, lock_timeout: float | None = None) -> Iterator[Session]:
@@ -430,8 +511,10 @@ class ClusterMember:
         with self._transaction() as session:
             live = leases.live_analyzers(session, self.lease_seconds)
             current = leases.read_leases(session, cameras)
-        if self.analyzer_id not in {a.analyzer_id for a in live}:
-            return  # not (yet, or no longer) seen as live: claim nothing
+            digests = leases.site_digests(session, self.lease_seconds)
+        self._note_disagreement(digests)
+        if self._id_taken or self.analyzer_id not in {a.analyzer_id for a in live}:
+            return  # not (yet, or no longer) seen as live, or the id is not ours: claim nothing
         owners = {camera: view.owner for camera, view in current.items()}
         target = plan(cameras, live, owners, labels)
         self._note_unplaced(frozenset(c for c in cameras if target[c] is None))
@@ -464,6 +547,23 @@ class ClusterMember:
         self._unplaced = unplaced
         CAMERAS_UNPLACED.labels(analyzer=self.analyzer_id).set(len(unplaced))
 
+    def _note_disagreement(self, digests: Mapping[str, str | None]) -> None:
+        """Warn once per analyzer given other cameras than this one (see the module docstring)."""
+        mine = self._site_digest()
+        others = frozenset(
+            a
+            for a, digest in digests.items()
+            if a != self.analyzer_id and digest not in (None, mine)
+        )
+        for analyzer in sorted(others - self._disagreeing):
+            log.warning(
+                "cluster: analyzer %s was given other cameras than %s (another site file): a "
+                "camera placed on an analyzer that does not know it is analysed by nobody",
+                analyzer,
+                self.analyzer_id,
+            )
+        self._disagreeing = others
+
     def _rebalance(
         self,
         cameras: Sequence[str],
@@ -487,10 +587,18 @@ class ClusterMember:
         """Heartbeat and extend every held lease (the renew thread's only work)."""
         started = time.monotonic()
         with self._transaction() as session:
-            state = leases.DRAINING if self._draining.is_set() else leases.ACTIVE
-            leases.heartbeat(
-                session, self.analyzer_id, self.capacity, self.labels, state, self.video_url
-            )
+            if not self._heartbeat(session):
+                if not self._id_taken:
+                    log.error(
+                        "cluster: another live process heartbeats as analyzer %s: this one "
+                        "claims nothing and lets its cameras go until that stops",
+                        self.analyzer_id,
+                    )
+                self._id_taken = True
+                raise StorageError(
+                    f"analyzer id {self.analyzer_id!r} is in use by another live process"
+                )
+            self._id_taken = False
             held = {camera: h.epoch for camera, h in list(self._held.items())}
             renewed = leases.renew(session, self.analyzer_id, held, self.lease_seconds)
         self._next_renew = started + self.renew_every

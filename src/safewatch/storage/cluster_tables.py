@@ -26,6 +26,8 @@ class ClusterAnalyzerRow(Base):
     ``gone`` (drained). An ``active`` row whose heartbeat is older than a lease is dead.
     ``video_url`` is the base URL where API nodes reach its live video (migration ``0009``;
     ``None``: it serves none to other nodes, see :mod:`safewatch.api.cluster_video`).
+    ``instance`` is the token of the process writing the row and ``site_digest`` a hash of the
+    cameras it was given (migration ``0012``, :mod:`safewatch.cluster.membership`).
     """
 
     __tablename__ = "cluster_analyzers"
@@ -37,6 +39,8 @@ class ClusterAnalyzerRow(Base):
     started_at: Mapped[float] = mapped_column(Double)
     state: Mapped[str] = mapped_column(String(16))
     video_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    instance: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    site_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class CameraLeaseRow(Base):
