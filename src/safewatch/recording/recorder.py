@@ -75,6 +75,16 @@ class RecordStats:
     failures: int = 0
 
 
+_WRITING: set[Path] = set()
+"""The ``.part`` files this process is writing now: never anyone's orphans (:func:`close_orphans`).
+
+Process-wide on purpose: what a process has open is a fact about the process. Under ``serve
+--cluster`` the quiet test of :func:`close_orphans` compares a file's modification time, set by
+the NFS server's clock, with this host's clock; a host running more than the quiet period ahead
+of the server took its own open segment for a dead owner's and renamed it mid-write."""
+_WRITING_LOCK = threading.Lock()
+
+
 class SegmentWriter:
     """Remux the packets of one video stream into segments of at least ``segment_seconds``.
 
@@ -152,7 +162,16 @@ class SegmentWriter:
         self._offset = dts  # every segment's timestamps start at 0
         self._path = part_path(self._root, self._camera, at)
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._output = av.open(str(self._path), "w", format="mp4", options={"movflags": MOVFLAGS})
+        with _WRITING_LOCK:
+            _WRITING.add(self._path.resolve())
+        try:
+            self._output = av.open(
+                str(self._path), "w", format="mp4", options={"movflags": MOVFLAGS}
+            )
+        except BaseException:
+            _done_writing(self._path)
+            self._path = None
+            raise
         self._stream = self._output.add_stream_from_template(self._template)
 
     def close(self) -> Segment | None:
@@ -170,6 +189,7 @@ class SegmentWriter:
         try:
             path.replace(target)
         except FileNotFoundError:
+            _done_writing(path)
             # Under serve --cluster, a camera's next owner names the segments of an owner that
             # stopped writing (close_orphans with quiet_seconds): this process was frozen past
             # its lease. The footage is in the file it named; nothing is lost.
@@ -177,7 +197,13 @@ class SegmentWriter:
                 "recording %s: %s was closed by the camera's next owner", self._camera, path.name
             )
             return None
+        _done_writing(path)
         return _named(self._camera, target)
+
+
+def _done_writing(path: Path) -> None:
+    with _WRITING_LOCK:
+        _WRITING.discard(path.resolve())
 
 
 def record(
@@ -284,7 +310,11 @@ def close_orphans(
     folder = root / camera_id
     if not folder.is_dir():
         return closed
+    with _WRITING_LOCK:
+        writing = set(_WRITING)
     for path in sorted(folder.glob(f"*/*{PART_SUFFIX}")):
+        if path.resolve() in writing:
+            continue  # this process's own open segment, whatever the clocks say
         if quiet_seconds is not None:
             try:
                 if path.stat().st_mtime > clock() - quiet_seconds:

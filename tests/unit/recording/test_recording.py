@@ -23,7 +23,7 @@ from safewatch.recording import (
     segments_between,
     to_delete,
 )
-from safewatch.recording.segments import part_path
+from safewatch.recording.segments import PART_SUFFIX, part_path
 
 CLIP = "video/construction_cctv_640x352_24s.mp4"
 T0 = 1_750_000_000.0
@@ -162,6 +162,30 @@ def test_in_a_shared_folder_only_quiet_part_files_are_orphans(tmp_path: Path) ->
     # next owner (it was frozen past its lease) logs it and loses nothing.
     assert close_orphans(tmp_path, "yard", quiet_seconds=5, clock=lambda: T0 + 160) != []
     assert not live.exists()
+
+
+def test_a_segment_this_process_writes_is_never_an_orphan_whatever_the_clocks(
+    tmp_path: Path,
+) -> None:
+    """The quiet test compares the NFS server's modification time with this host's clock: a
+    host running ahead of the server took its own open segment for a dead owner's, renamed it
+    mid-write, and logged that "the camera's next owner" had closed it."""
+    import os
+
+    from safewatch.recording import SegmentWriter
+
+    with av.open(str(asset(CLIP))) as source:
+        stream = source.streams.video[0]
+        writer = SegmentWriter(tmp_path, "yard", stream, segment_seconds=60, wall_at_first=T0)
+        for packet in itertools.islice(source.demux(stream), 50):
+            writer.write(packet)
+        (part,) = tmp_path.glob(f"yard/*/*{PART_SUFFIX}")
+        os.utime(part, (T0 - 600, T0 - 600))  # the server's clock: ten minutes behind ours
+        assert close_orphans(tmp_path, "yard", quiet_seconds=30, clock=lambda: T0) == []
+        assert part.exists()
+        closed = writer.close()
+    assert closed is not None and closed.start == T0
+    assert close_orphans(tmp_path, "yard", quiet_seconds=30, clock=lambda: T0) == []
 
 
 def seg(start: float, size: int = 100) -> Segment:
