@@ -851,3 +851,48 @@ def test_analyzers_given_different_cameras_say_so(
     b.set_cameras([*CAMERAS[:4], "new-2"])  # the same site file everywhere
     wait_for(lambda: not a.disagreeing() and not b.disagreeing(), SETTLE, "agreement")
     wait_for(lambda: a.owned() | b.owned() == set([*CAMERAS[:4], "new-2"]), SETTLE, "all placed")
+
+
+def test_a_handover_links_the_incident_going_on_across_it(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    """A drain (or rebalance) closes the camera's open incidents on the old owner; a violation
+    going on across it became a second, unlinked incident with its own "opened" alert. The
+    new owner now continues the incident the handover closed, as after a takeover."""
+    from safewatch.cluster.takeover import HANDED_OVER
+
+    repo_a = IncidentRepository(engine)
+    a = join(members, engine, ownership, "a", ["cam-0"], incidents=repo_a)
+    wait_for(lambda: a.owned() == {"cam-0"}, SETTLE, "a owns cam-0")
+    going_on = incident("cam-0")
+    ended_earlier = incident("cam-0", 2, rule="zone")
+    repo_a.upsert(going_on)
+    repo_a.upsert(dataclasses.replace(ended_earlier, ended_at=ended_earlier.started_at + 1))
+
+    def stop_like_serve(member: str, camera: str, reason: str) -> None:
+        if member == "a" and reason == "drain":  # the runtime closes it, lease still held
+            closed = dataclasses.replace(going_on, ended_at=going_on.started_at + 5)
+            repo_a.upsert(closed, reason=HANDED_OVER)
+
+    ownership.on_released = stop_like_serve
+    a.drain(timeout=30)
+    members.pop("a")
+    repo_b = IncidentRepository(engine)
+    b = join(members, engine, ownership, "b", ["cam-0"], incidents=repo_b)
+    wait_for(lambda: b.owned() == {"cam-0"}, SETTLE, "b claims the released camera")
+    ownership.wait_heard(b)
+    assert [e.takeover for e in ownership.of("b", "acquired")] == [None]  # a handover
+
+    again = incident("cam-0", 9)  # the same rule, the violation goes on
+    new_zone = incident("cam-0", 10, rule="zone")  # ended before the handover: a new story
+    repo_b.upsert(again)
+    repo_b.upsert(new_zone)
+    with Session(engine) as session:
+        opened = {
+            row.incident_id: json.loads(row.detail)
+            for row in session.scalars(
+                select(ChainEntryRow).where(ChainEntryRow.kind == "incident.opened")
+            )
+        }
+    assert opened[again.id]["continues"] == going_on.id
+    assert "continues" not in opened[new_zone.id]

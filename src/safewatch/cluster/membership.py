@@ -63,7 +63,13 @@ from safewatch.cluster.metrics import (
     TAKEOVERS,
 )
 from safewatch.cluster.placement import Analyzer, plan
-from safewatch.cluster.takeover import Takeover, close_left_open, record_handover, take_over
+from safewatch.cluster.takeover import (
+    Takeover,
+    close_left_open,
+    handed_over,
+    record_handover,
+    take_over,
+)
 from safewatch.errors import StorageError
 from safewatch.storage import hash_chain
 from safewatch.storage.incident_repository import IncidentRepository
@@ -92,6 +98,10 @@ _LIMITS = text(
 """Both limits for the current transaction only (``SET LOCAL``), in one round trip."""
 
 _LOCK_NOT_AVAILABLE = "55P03"
+
+_CLOCK_SLACK = 5.0
+"""Seconds between hosts' clocks tolerated when matching a handover's closes (NTP keeps them far
+closer; the grants of the live video assume 5 s too)."""
 
 
 def idle_transaction_limit(lease_seconds: float) -> float:
@@ -630,6 +640,7 @@ class ClusterMember:
         """
         started = time.monotonic()
         found: Takeover | None = None
+        continued: tuple[str, ...] = ()
         try:
             with self._transaction(self.claim_lock_timeout) as session:
                 hash_chain.lock_head(session)
@@ -641,6 +652,9 @@ class ClusterMember:
                 else:
                     record_handover(session, self.analyzer_id, locked)
                     close_left_open(session, self._incidents, camera)
+                    if locked.released_at is not None:  # a graceful handover: continue them
+                        since = float(locked.released_at) - self.release_timeout - _CLOCK_SLACK
+                        continued = handed_over(session, camera, since)
                 epoch = leases.claim(session, self.analyzer_id, locked, self.lease_seconds)
         except StorageError as exc:
             cause = exc.__cause__
@@ -651,6 +665,8 @@ class ClusterMember:
         with self._lock:
             late = self._stopping.is_set() or self._draining.is_set()
             if not late:
+                if continued:
+                    self.fence.taken_over(camera, continued)
                 self._own(camera, epoch, started, found)
         if late:  # stopped or draining meanwhile: never start it, give the lease straight back
             self._release_row(camera, epoch)

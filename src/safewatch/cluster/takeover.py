@@ -7,24 +7,35 @@ transaction that takes the lease, and records the coverage gap. Their "closed" a
 in that transaction too (the repository's change hooks), as for any abandoned incident
 (:mod:`safewatch.incidents.abandoned`). A violation still going on is then opened again by the new
 owner, linked to the one it continues (:meth:`safewatch.cluster.EpochFence.continues`).
+
+A graceful handover (rebalance, drain) closes the camera's open incidents on the old owner, with
+the reason :data:`HANDED_OVER` in their chain entries; the new owner finds them
+(:func:`handed_over`) and continues them the same way. Before, a violation going on across a
+rolling restart or a rebalance became two unlinked incidents with two "opened" alerts.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from safewatch.cluster.leases import Claimable, record_gap
+from safewatch.storage.hash_chain import EntryKind
 from safewatch.storage.incident_repository import IncidentRepository
+from safewatch.storage.tables import ChainEntryRow, IncidentRow
 
 __all__ = [
     "ANALYZER_LOST",
+    "HANDED_OVER",
     "HANDOVER",
     "LEFT_OPEN",
     "Takeover",
     "close_left_open",
+    "handed_over",
     "record_handover",
     "take_over",
 ]
@@ -36,6 +47,10 @@ ANALYZER_LOST = "analyzer_lost"
 
 HANDOVER = "handover"
 """Reason of the gap between a graceful release and the next claim."""
+
+HANDED_OVER = "camera handed over to another analyzer"
+"""Reason, in their ``incident.closed`` chain entries, of the incidents a graceful stop of an
+owned camera closed (:meth:`safewatch.runtime.ownership.CameraOwnership.stop_reason`)."""
 
 LEFT_OPEN = "left_open"
 """Reason of the incidents a claim of a released or never-held lease finds still open."""
@@ -103,6 +118,29 @@ def record_handover(session: Session, analyzer_id: str, locked: Claimable) -> No
         previous_owner=locked.released_by,
         new_owner=analyzer_id,
     )
+
+
+def handed_over(session: Session, camera_id: str, since: float) -> tuple[str, ...]:
+    """Ids of the camera's incidents closed as :data:`HANDED_OVER` at or after ``since`` (the
+    old owner's clock; give a margin), for :meth:`~safewatch.cluster.EpochFence.taken_over`."""
+    query = (
+        select(ChainEntryRow.incident_id, ChainEntryRow.detail)
+        .join(IncidentRow, IncidentRow.id == ChainEntryRow.incident_id)
+        .where(
+            IncidentRow.camera_id == camera_id,
+            ChainEntryRow.kind == EntryKind.INCIDENT_CLOSED,
+            ChainEntryRow.at >= since,
+        )
+    )
+    found = []
+    for incident_id, detail in session.execute(query):
+        try:
+            reason = json.loads(detail).get("reason")
+        except (ValueError, AttributeError):
+            continue
+        if reason == HANDED_OVER and incident_id is not None:
+            found.append(str(incident_id))
+    return tuple(found)
 
 
 def close_left_open(session: Session, incidents: IncidentRepository, camera_id: str) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TypeVar
 
+from safewatch.cluster.takeover import HANDED_OVER
 from safewatch.config.site import SiteConfig
 from safewatch.incidents.abandoned import camera_gone_reason
 
@@ -68,5 +69,5 @@ class CameraOwnership:
         if gone is not None:
             return f"{gone} while it ran"
         if self._owned is not None and camera_id not in self._owned:
-            return "camera handed over to another analyzer"
+            return HANDED_OVER
         return "camera restarted: its settings changed"
