@@ -612,13 +612,22 @@ class EvidenceConfig(_Strict):
         return self
 
 
+CameraKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
+"""A camera's key: the camera id in incidents, URLs, evidence folders and metrics. Any string used
+to pass, but the API's paths and filters accept only these characters (``Süd tor`` passed
+``check-config`` and then could not be listed, filtered or reported on); the name shown to
+people goes in ``name``."""
+
+
 class SiteConfig(_Strict):
     """The whole site file."""
 
     version: Literal[1] = Field(1, description="Site file format version.")
     site: SiteInfo = Field(default_factory=SiteInfo)
     models: dict[str, ModelConfig] = Field(description="Detection models by key.")
-    cameras: dict[str, CameraConfig] = Field(description="Cameras by key (used as camera_id).")
+    cameras: dict[CameraKey, CameraConfig] = Field(
+        description="Cameras by key (used as camera_id): letters, digits, '_', '.', '-'."
+    )
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)

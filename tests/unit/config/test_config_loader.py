@@ -96,6 +96,12 @@ def test_relative_path_to_site_resolves_against_its_folder(
             "    models: [coco, coco]\n",
             "site.yaml:11: cameras.yard.models: lists a model twice",
         ),
+        (  # the API's paths and filters could not name such a camera
+            "  yard:\n",
+            "  Süd tor:\n",
+            "site.yaml:8: cameras.Süd tor: string should match pattern "
+            "'^[A-Za-z0-9][A-Za-z0-9_.-]*$'",
+        ),
         (
             "  name: Test site\n",
             "  name: [Test site\n",
