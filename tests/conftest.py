@@ -20,6 +20,20 @@ from db_fixtures import (  # noqa: F401
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def forget_secrets() -> Iterator[None]:
+    """Forget the process's registered secrets after each test module.
+
+    The registry is process-wide, as in the product (every edge masks what any loaded site
+    registered), so a secret one module registered ("then") masked another module's expected
+    text ("unau***ticated") when the two ran in one process, in that order.
+    """
+    yield
+    from safewatch.config.secrets import SECRETS
+
+    SECRETS.clear()
+
+
 @pytest.fixture
 def assets_dir() -> Path:
     """The shared assets folder; skips when it is absent."""
