@@ -514,10 +514,24 @@ class IncidentManager:
         self._recorder.open_clip(incident)
 
     def _adopt(self, key: str, event: RuleEvent) -> _Episode:
-        """Resume an episode that opened before this manager existed, keeping its stored still."""
+        """Resume an episode that opened before this manager existed, keeping its stored still.
+
+        With the database unreadable (a restart during an outage), the episode goes on from the
+        event alone, as one never stored: its writes are kept and retried like any refused
+        write, and the stored row, still included, absorbs them when they go through. Before,
+        the read's error dropped the event: an ENDED one left the incident open for good.
+        """
         try:
             incident = self._repository.get(key)
         except NotFound:
+            incident = self._new_incident(key, event, None)
+            persisted_peak = -1.0
+        except StorageError as exc:
+            _log.warning(
+                "incident %s: its stored record cannot be read (%s): going on from this event",
+                key,
+                exc,
+            )
             incident = self._new_incident(key, event, None)
             persisted_peak = -1.0
         else:

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from safewatch.domain import (
     Frame,
+    Incident,
     IncidentStatus,
     Phase,
     RuleEvent,
@@ -293,6 +294,13 @@ class FlakyRepository(IncidentRepository):
             raise StorageError("database is locked")
         super().hold(incident_id, at)
 
+    def get(self, incident_id: str) -> Incident:
+        if self.down and self.reads_fail:
+            raise StorageError("database is locked")
+        return super().get(incident_id)
+
+    reads_fail = False
+
 
 def flaky(engine: Engine, store: EvidenceStore) -> tuple[FlakyRepository, IncidentManager, Wall]:
     """A paced manager over a repository the test can take down."""
@@ -325,6 +333,29 @@ def test_an_opening_the_database_refused_is_stored_later_with_its_still(
     run(manager, events[10:])
     closed = repo.get(stored.id)
     assert closed.ended_at == T0 + 20.5 and closed.snapshot == stored.snapshot
+
+
+def test_a_restart_during_an_outage_still_closes_the_episode_it_resumes(
+    engine: Engine, store: EvidenceStore
+) -> None:
+    """A manager restarted mid-episode reads the stored incident at its first event; with the
+    database down that read failed and the event was lost: an ENDED one left it open for good."""
+    repo = FlakyRepository(engine)
+    events = episode()
+    run(IncidentManager(repo, store, zones), events[:10])
+    key = incident_id(CAM, RULE, 4, T0)
+    snapshot = repo.get(key).snapshot
+    assert snapshot is not None
+    repo.down = repo.reads_fail = True
+    manager, _ = paced(lambda wall: IncidentManager(repo, store, zones, clock=wall))
+    assert run(manager, events[10:]) == []  # the rest of the episode, ENDED included: refused
+    repo.down = False
+    tracked, frame = frame_at(T0 + 64.0)
+    changes = manager.handle([], tracked, frame)
+    assert [c.kind for c in changes] == [ChangeKind.CLOSED]
+    closed = repo.get(key)
+    assert closed.ended_at == T0 + 20.5
+    assert closed.snapshot == snapshot  # the still taken before the restart is kept
 
 
 def test_a_closing_the_database_refused_is_stored_later_at_its_own_end(
