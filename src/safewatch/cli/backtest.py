@@ -112,25 +112,14 @@ def backtest(
 def _reviewed_incidents(site: LoadedSite, run: BacktestRun) -> list[Incident] | None:
     """Reviewed incidents of the camera over the footage's span from the site's database.
 
-    ``None`` (and one line saying why) when there is no database to read: a backtest never
-    creates or migrates the site's database.
+    ``None`` (and one line saying why) when there is none to read, it is empty or at another
+    schema: a backtest never creates or migrates the site's database.
     """
     from safewatch.errors import SafewatchError
-    from safewatch.footage.backtest import reviewed_incidents
-    from safewatch.storage import IncidentRepository, create_engine_for
+    from safewatch.footage.backtest import site_reviewed_incidents
 
-    url = site.config.storage.database
-    if url.startswith("sqlite:///"):
-        path = site.resolve(url.removeprefix("sqlite:///"))
-        if not path.is_file():
-            err.print(f"no reviewed incidents: the site database {path} does not exist")
-            return None
     try:
-        engine = create_engine_for(url, site.base_dir)
-        try:
-            return reviewed_incidents(IncidentRepository(engine), run)
-        finally:
-            engine.dispose()
+        return site_reviewed_incidents(site, run)
     except SafewatchError as exc:
-        err.print(f"no reviewed incidents: {exc}")
+        err.print(f"no reviewed incidents: {exc}", highlight=False)
         return None

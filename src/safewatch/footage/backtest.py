@@ -36,7 +36,7 @@ from safewatch.detect.cache import (
 )
 from safewatch.domain import Frame, Incident, RuleEvent, TrackedFrame
 from safewatch.domain.incidents import IncidentStatus
-from safewatch.errors import ConfigError, SourceError
+from safewatch.errors import ConfigError, SourceError, StorageError
 from safewatch.incidents import EvidenceStore, IncidentChange, IncidentManager
 from safewatch.ingest import open_source
 from safewatch.pipeline.run import Pipeline
@@ -48,7 +48,8 @@ from safewatch.pipeline.stages import (
 )
 from safewatch.pipeline.step import RuleStep
 from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
-from safewatch.storage import IncidentRepository, create_engine_for
+from safewatch.storage import IncidentRepository, create_engine_for, resolve_url
+from safewatch.storage.migrate import current_revision, head_revision
 
 __all__ = [
     "BacktestOptions",
@@ -59,6 +60,7 @@ __all__ = [
     "publish",
     "reviewed_incidents",
     "run_backtest",
+    "site_reviewed_incidents",
 ]
 
 log = logging.getLogger(__name__)
@@ -322,3 +324,33 @@ def reviewed_incidents(repository: IncidentRepository, run: BacktestRun) -> list
 
 def _order(incident: Incident) -> tuple[float, str, str]:
     return (incident.started_at, incident.rule_id, incident.id)
+
+
+def site_reviewed_incidents(site: LoadedSite, run: BacktestRun) -> list[Incident]:
+    """:func:`reviewed_incidents` from the site's own database, which is left exactly as it is.
+
+    That database belongs to the site's server, which may run another safewatch version: a
+    backtest that migrated it (as opening a repository on SQLite does) made an older server
+    refuse it, and one that found no database created an empty one with a whole schema. So an
+    SQLite file is opened read-only, nothing is upgraded, and a database that is not at this
+    safewatch's schema is not read at all.
+
+    Raises:
+        StorageError: No database, an empty one, or one at another schema revision (the message
+            says which); or it cannot be read.
+    """
+    url = site.config.storage.database
+    shown = resolve_url(url, site.base_dir).render_as_string(hide_password=True)
+    engine = create_engine_for(url, site.base_dir, read_only=True)
+    try:
+        current, head = current_revision(engine), head_revision()
+        if current is None:
+            raise StorageError(f"the site database {shown} is empty (no schema revision)")
+        if current != head:
+            raise StorageError(
+                f"the site database {shown} is at schema revision {current}, this safewatch "
+                f"reads {head} (a backtest never migrates it)"
+            )
+        return reviewed_incidents(IncidentRepository(engine, auto_upgrade=False), run)
+    finally:
+        engine.dispose()

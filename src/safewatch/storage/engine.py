@@ -4,6 +4,11 @@ SQLite is the embedded default, so its settings matter: WAL lets the API read wh
 writes, a busy timeout turns brief lock contention into a short wait instead of an error, and
 foreign keys are off in SQLite unless asked for. Relative SQLite paths are resolved against the site
 file's folder (``base_dir``) so a site runs the same whatever the working directory.
+
+``read_only`` is for a tool that reads another process's database and must leave it exactly as it
+is (``safewatch backtest`` reading the reviewed incidents of a live site): an SQLite file is opened
+through a ``mode=ro`` URI, so neither a missing file nor a 0-byte one is created or given a schema
+and the journal mode is left alone (switching it to WAL is a write).
 """
 
 from __future__ import annotations
@@ -65,7 +70,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def create_engine_for(url: str, base_dir: Path) -> Engine:
+def _sqlite_read_only_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def create_engine_for(url: str, base_dir: Path, *, read_only: bool = False) -> Engine:
     """Create an engine for ``url`` and check that the database can be opened.
 
     The connection is tried once here so a wrong path or a read-only folder is reported at start-up
@@ -74,18 +87,26 @@ def create_engine_for(url: str, base_dir: Path) -> Engine:
     Args:
         url: SQLAlchemy URL from :class:`safewatch.config.site.StorageConfig`.
         base_dir: Folder relative SQLite paths are relative to (the site file's folder).
+        read_only: Open an SQLite file read-only (see the module docstring); it must exist.
+            Other engines are opened as usual (only a caller that never writes stays read-only).
 
     Raises:
         StorageError: The URL is invalid, the folder cannot be created, or the database cannot be
-            opened.
+            opened (or, read-only, does not exist).
     """
     parsed = resolve_url(url, base_dir)
     shown = parsed.render_as_string(hide_password=True)
     kwargs: dict[str, Any] = {}
+    read_only = read_only and _is_sqlite(parsed) and not _is_memory(parsed)
     if _is_sqlite(parsed):
         if _is_memory(parsed):
             # One shared connection, or every new connection would see an empty database.
             kwargs["poolclass"] = StaticPool
+        elif read_only:
+            path = Path(str(parsed.database))
+            if not path.is_file():
+                raise StorageError(f"database {shown} does not exist")
+            parsed = parsed.set(database=path.as_uri(), query={"mode": "ro", "uri": "true"})
         else:
             folder = Path(str(parsed.database)).parent
             try:
@@ -100,7 +121,8 @@ def create_engine_for(url: str, base_dir: Path) -> Engine:
     except (ArgumentError, ImportError) as exc:
         raise StorageError(f"cannot use database {shown}: {exc}") from exc
     if _is_sqlite(parsed):
-        event.listen(engine, "connect", _sqlite_pragmas)
+        pragmas = _sqlite_read_only_pragmas if read_only else _sqlite_pragmas
+        event.listen(engine, "connect", pragmas)
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))

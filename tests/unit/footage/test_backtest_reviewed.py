@@ -1,0 +1,95 @@
+"""A backtest reads the reviewed incidents of the site's live database and leaves it as it was.
+
+Before, it opened that database through a repository, which migrates SQLite: a site database at
+revision 0003 was at the newest revision after a plain ``safewatch backtest`` (so an older server
+then refused it), and a 0-byte ``safewatch.db`` became a full schema.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from incident_factories import make_incident
+from safewatch.config.loader import LoadedSite, load_site
+from safewatch.domain.incidents import IncidentStatus
+from safewatch.errors import StorageError
+from safewatch.footage.backtest import BacktestRun, site_reviewed_incidents
+from safewatch.storage import IncidentRepository, create_engine_for
+from safewatch.storage.migrate import current_revision, upgrade
+
+
+def site_in(folder: Path) -> LoadedSite:
+    (folder / "site.yaml").write_text(
+        textwrap.dedent(
+            """\
+            version: 1
+            site: {name: Yard, timezone: Europe/Berlin}
+            models:
+              coco: {path: coco.onnx, format: yolox, labels: {person: person}}
+            cameras:
+              cam-1: {source: clip.mp4, fps: 5, models: [coco]}
+            storage: {database: "sqlite:///data/safewatch.db"}
+            """
+        )
+    )
+    return load_site(folder / "site.yaml")
+
+
+RUN = BacktestRun("cam-1", ["baseline"], spans={Path("clip.mp4"): (990.0, 1100.0)})
+
+
+def test_a_database_at_an_older_schema_is_not_migrated_and_not_scored(tmp_path: Path) -> None:
+    site = site_in(tmp_path)
+    (tmp_path / "data").mkdir()
+    engine = create_engine_for("sqlite:///data/safewatch.db", tmp_path)
+    upgrade(engine, "0003")
+    engine.dispose()
+    with pytest.raises(StorageError, match=r"schema revision 0003.*never migrates"):
+        site_reviewed_incidents(site, RUN)
+    engine = create_engine_for("sqlite:///data/safewatch.db", tmp_path)
+    try:
+        assert current_revision(engine) == "0003"
+    finally:
+        engine.dispose()
+
+
+def test_an_empty_database_file_stays_empty(tmp_path: Path) -> None:
+    site = site_in(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "safewatch.db").write_bytes(b"")
+    with pytest.raises(StorageError, match="is empty"):
+        site_reviewed_incidents(site, RUN)
+    assert (tmp_path / "data" / "safewatch.db").stat().st_size == 0
+
+
+def test_a_missing_database_is_not_created(tmp_path: Path) -> None:
+    site = site_in(tmp_path)
+    with pytest.raises(StorageError, match="does not exist"):
+        site_reviewed_incidents(site, RUN)
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_current_database_gives_its_reviewed_incidents(tmp_path: Path) -> None:
+    site = site_in(tmp_path)
+    engine = create_engine_for("sqlite:///data/safewatch.db", tmp_path)
+    repository = IncidentRepository(engine)
+    for track, status in ((1, IncidentStatus.RESOLVED), (2, None)):
+        incident = make_incident(track, 1010.0, started_at=1000.0)
+        repository.upsert(incident)
+        if status is not None:
+            repository.set_status(incident.id, status, actor="reviewer")
+    engine.dispose()
+    assert [i.track_ids for i in site_reviewed_incidents(site, RUN)] == [(1,)]
+
+
+def test_a_read_only_engine_refuses_writes(tmp_path: Path) -> None:
+    create_engine_for("sqlite:///x.db", tmp_path).dispose()
+    engine = create_engine_for("sqlite:///x.db", tmp_path, read_only=True)
+    try:
+        with pytest.raises(StorageError, match="readonly"):
+            IncidentRepository(engine)  # would create the schema
+    finally:
+        engine.dispose()
