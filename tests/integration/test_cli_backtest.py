@@ -11,6 +11,8 @@ instead of at 8.4 s (one incident *changed*, the others unchanged).
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -223,3 +225,28 @@ def test_an_output_folder_that_is_not_a_backtest_is_never_replaced(rig: dict[str
     assert "holds no backtest.json" in result.stderr
     assert (keep / "notes.txt").read_text() == "mine"
     assert not list(rig["folder"].glob(".precious.partial-*"))
+
+
+def test_the_output_folder_has_the_mode_any_new_folder_gets(
+    first_run: tuple[dict[str, Any], subprocess.CompletedProcess[str]], rig: dict[str, Path]
+) -> None:
+    """Not the staging folder's 0700 (``mkdtemp``): colleagues and web servers read it."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE((rig["folder"] / "first").stat().st_mode) == 0o777 & ~umask
+
+
+def test_a_symbolic_link_as_output_is_one_line_and_nothing_is_written(
+    first_run: tuple[dict[str, Any], subprocess.CompletedProcess[str]], rig: dict[str, Path]
+) -> None:
+    link = rig["folder"] / "btlink"
+    link.symlink_to(rig["folder"] / "first")
+    before = (rig["folder"] / "first" / "backtest.json").read_bytes()
+    result = safewatch(
+        "backtest", rig["clip"], "-c", rig["site"], "-r", rig["front"], "-o", link,
+        "--cache-dir", rig["cache"], "--start", START, "--no-reviewed",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "is a symbolic link" in result.stderr and "Traceback" not in result.stderr
+    assert link.is_symlink() and (rig["folder"] / "first" / "backtest.json").read_bytes() == before
+    assert not list(rig["folder"].rglob(".btlink.partial-*"))

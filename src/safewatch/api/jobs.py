@@ -205,7 +205,7 @@ def _backtest(
     from safewatch.footage.backtest import (
         BacktestOptions,
         NamedRules,
-        publish,
+        published,
         reviewed_incidents,
         run_backtest,
     )
@@ -227,10 +227,10 @@ def _backtest(
         BacktestOptions((video,), folder / "out", camera=job.camera, cache_dir=cache_dir),
         on_frame=lambda _video, done: progress(done),
     )
-    reviewed = reviewed_incidents(env.repository, run)
-    document = build_document(run, {s.name: s.source for s in sets}, reviewed)
-    write_outputs(document, run.staging)
-    publish(run, folder / "out")
+    with published(run, folder / "out") as staging:
+        reviewed = reviewed_incidents(env.repository, run)
+        document = build_document(run, {s.name: s.source for s in sets}, reviewed)
+        write_outputs(document, staging)
     changed = sum(
         row["changed"] + row["only_baseline"] + row["only_proposal"]
         for row in document["summary"]["proposal"]

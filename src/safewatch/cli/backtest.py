@@ -76,7 +76,7 @@ def backtest(
     """Detect and track once, judge the footage with the baseline and each proposal, compare."""
     from safewatch.cli.audit import _parse_start
     from safewatch.config.loader import load_site
-    from safewatch.footage.backtest import BacktestOptions, NamedRules, publish, run_backtest
+    from safewatch.footage.backtest import BacktestOptions, NamedRules, published, run_backtest
     from safewatch.footage.backtest_report import build_document, print_table, write_outputs
     from safewatch.rules import load_rules
 
@@ -96,10 +96,10 @@ def backtest(
         start=None if start is None else _parse_start(start, site.config.site.timezone),
     )
     run = run_backtest(site, sets, options)
-    past = _reviewed_incidents(site, run) if reviewed else None
-    document = build_document(run, {s.name: s.source for s in sets}, past)
-    write_outputs(document, run.staging)
-    publish(run, out_dir)
+    with published(run, out_dir) as staging:
+        past = _reviewed_incidents(site, run) if reviewed else None
+        document = build_document(run, {s.name: s.source for s in sets}, past)
+        write_outputs(document, staging)
     print_table(document, out)
     for video, cached in run.cached.items():
         where = "cached detections" if cached else "the detector (detections now cached)"

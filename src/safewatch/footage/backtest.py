@@ -18,10 +18,12 @@ folder of its own inside the output folder (never the site's live store); incide
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +60,7 @@ __all__ = [
     "SetResult",
     "cache_key_for",
     "publish",
+    "published",
     "reviewed_incidents",
     "run_backtest",
     "site_reviewed_incidents",
@@ -151,8 +154,8 @@ def run_backtest(
 ) -> BacktestRun:
     """Run every video once through detection and tracking, judging it with every rule set.
 
-    Results are written into a staging folder beside ``options.out_dir``; the caller reports and
-    then calls :func:`publish` so a failed run leaves nothing half-written.
+    Results are written into a staging folder beside ``options.out_dir``; the caller writes the
+    report inside :func:`published`, so a failed run leaves nothing half-written.
 
     Args:
         site: The loaded site file.
@@ -163,6 +166,7 @@ def run_backtest(
     Raises:
         SourceError: A video is missing or unreadable.
         ModelError: A model cannot be loaded, or a cache file belongs to another run.
+        ConfigError: The output folder may not be replaced (:func:`_check_output`).
     """
     if not options.videos:
         raise SourceError("no footage given")
@@ -172,9 +176,7 @@ def run_backtest(
     if not sets:
         raise ConfigError("no rule set to test")
     camera_id, camera = pick_camera(site, options.camera)
-    parent = options.out_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{options.out_dir.name}.partial-", dir=parent))
+    staging = _make_staging(options.out_dir)
     run = BacktestRun(camera_id, [s.name for s in sets], staging=staging)
     cache = None if options.cache_dir is None else DetectionCache(options.cache_dir)
     try:
@@ -188,20 +190,89 @@ def run_backtest(
     return run
 
 
+def _check_output(out_dir: Path) -> None:
+    """Refuse an output folder a backtest may not replace, before anything is run or written.
+
+    A symbolic link (``-o latest`` pointing at an earlier backtest) is refused rather than
+    followed: replacing the folder it points to, or the link itself, are both surprises, and
+    removing it used to end in a traceback and a staging folder left beside its target.
+
+    Raises:
+        ConfigError: ``out_dir`` is a symbolic link, or exists and is not a backtest's output.
+    """
+    if out_dir.is_symlink():
+        raise ConfigError(
+            f"output folder {out_dir} is a symbolic link (to {out_dir.readlink()}); give the "
+            "folder itself or a new name as -o"
+        )
+    if out_dir.exists() and not (out_dir / "backtest.json").is_file():
+        raise ConfigError(
+            f"output folder {out_dir} exists and holds no backtest.json; choose another -o"
+        )
+
+
+def _make_staging(out_dir: Path) -> Path:
+    """A new hidden folder beside ``out_dir`` (same file system, so publishing is a rename).
+
+    Made with ``mkdir``, not ``tempfile.mkdtemp``: the staging folder becomes the output
+    folder, and mkdtemp's 0700 kept colleagues and web servers out of it; ``mkdir`` gives the
+    mode the user's umask gives any folder.
+
+    Raises:
+        ConfigError: See :func:`_check_output`.
+        StorageError: The folder cannot be created.
+    """
+    _check_output(out_dir)
+    parent = Path(os.path.abspath(out_dir)).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            staging = parent / f".{out_dir.name}.partial-{secrets.token_hex(4)}"
+            try:
+                staging.mkdir()
+                return staging
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise StorageError(f"cannot create the output folder {out_dir}: {exc}") from exc
+
+
+@contextmanager
+def published(run: BacktestRun, out_dir: Path) -> Iterator[Path]:
+    """Yield the staging folder to write the report into, then :func:`publish` it.
+
+    Whatever fails inside the block (reading the reviewed incidents, writing the report,
+    Ctrl-C) or in publishing removes the staging folder, so no hidden ``.NAME.partial-*``
+    folder is ever left behind.
+    """
+    try:
+        yield run.staging
+        publish(run, out_dir)
+    except BaseException:
+        shutil.rmtree(run.staging, ignore_errors=True)
+        raise
+
+
 def publish(run: BacktestRun, out_dir: Path) -> None:
     """Move the staged results to ``out_dir``, replacing a previous backtest's output there.
 
+    The staging folder is removed if this fails.
+
     Raises:
-        ConfigError: ``out_dir`` exists and is not a backtest's output (never deleted).
+        ConfigError: ``out_dir`` is a symbolic link, or exists and is not a backtest's output
+            (neither is ever deleted).
+        StorageError: The results cannot be moved into place.
     """
-    if out_dir.exists():
-        if not (out_dir / "backtest.json").is_file():
-            shutil.rmtree(run.staging, ignore_errors=True)
-            raise ConfigError(
-                f"output folder {out_dir} exists and holds no backtest.json; choose another -o"
-            )
-        shutil.rmtree(out_dir)
-    run.staging.rename(out_dir)
+    try:
+        _check_output(out_dir)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        run.staging.rename(out_dir)
+    except BaseException as exc:
+        shutil.rmtree(run.staging, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise StorageError(f"cannot move the backtest into {out_dir}: {exc}") from exc
+        raise
     run.staging = out_dir
 
 
