@@ -39,6 +39,7 @@ from safewatch.detect.cache import (
 from safewatch.domain import Frame, Incident, RuleEvent, TrackedFrame
 from safewatch.domain.incidents import IncidentStatus
 from safewatch.errors import ConfigError, SourceError, StorageError
+from safewatch.footage.backtest_diff import SLACK
 from safewatch.incidents import EvidenceStore, IncidentChange, IncidentManager
 from safewatch.ingest import open_source
 from safewatch.pipeline.run import Pipeline
@@ -375,22 +376,27 @@ def _backtest_one(
 
 
 def reviewed_incidents(repository: IncidentRepository, run: BacktestRun) -> list[Incident]:
-    """Incidents operators reviewed (resolved or false positive) on the run's camera and span.
+    """Incidents operators reviewed (resolved or false positive) on the run's camera that some
+    video of the run covers, newest first.
 
-    A minute before the footage's first frame is included: an episode that was already running
-    when the footage starts still overlaps it.
+    Per video, not one window from the first video's start to the last one's end: clips of
+    01:00 and 03:00 say nothing about an incident at 02:00, which every rule set then "missed".
+    An incident is covered when its episode overlaps a video's span give or take the scoring's
+    :data:`~safewatch.footage.backtest_diff.SLACK`; episodes that started up to a minute before
+    a video are looked at too (one already running when the footage starts still overlaps it).
     """
-    if not run.spans:
-        return []
-    since = min(start for start, _ in run.spans.values())
-    until = max(end for _, end in run.spans.values())
-    return repository.list(
-        camera=run.camera_id,
-        status=[IncidentStatus.RESOLVED, IncidentStatus.FALSE_POSITIVE],
-        since=since - 60.0,
-        until=until,
-        limit=10_000,
-    )
+    found: dict[str, Incident] = {}
+    for start, end in run.spans.values():
+        for incident in repository.list(
+            camera=run.camera_id,
+            status=[IncidentStatus.RESOLVED, IncidentStatus.FALSE_POSITIVE],
+            since=start - 60.0,
+            until=end + SLACK,
+            limit=10_000,
+        ):
+            if incident.ended_at is None or incident.ended_at >= start - SLACK:
+                found[incident.id] = incident
+    return sorted(found.values(), key=lambda i: (-i.started_at, i.id))
 
 
 def _order(incident: Incident) -> tuple[float, str, str]:

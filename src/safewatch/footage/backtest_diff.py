@@ -28,7 +28,11 @@ from enum import StrEnum
 from safewatch.domain import Incident
 from safewatch.domain.incidents import IncidentStatus
 
-__all__ = ["DiffKind", "Difference", "Score", "compare", "score"]
+__all__ = ["SLACK", "DiffKind", "Difference", "Score", "compare", "score"]
+
+SLACK = 2.0
+"""Seconds of tolerance when a backtest incident is matched with a reviewed live one (live and
+archived frames are not the same frames)."""
 
 
 class DiffKind(StrEnum):
@@ -137,7 +141,7 @@ class Score:
 
 
 def score(
-    incidents: Iterable[Incident], reviewed: Iterable[Incident], *, slack: float = 2.0
+    incidents: Iterable[Incident], reviewed: Iterable[Incident], *, slack: float = SLACK
 ) -> Score:
     """Score one rule set's incidents against reviewed live incidents of the same footage.
 

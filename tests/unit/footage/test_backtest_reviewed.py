@@ -1,8 +1,11 @@
-"""A backtest reads the reviewed incidents of the site's live database and leaves it as it was.
+"""A backtest reads the reviewed incidents of the site's live database and leaves it as it was;
+it reads those its videos cover.
 
 Before, it opened that database through a repository, which migrates SQLite: a site database at
 revision 0003 was at the newest revision after a plain ``safewatch backtest`` (so an older server
-then refused it), and a 0-byte ``safewatch.db`` became a full schema.
+then refused it), and a 0-byte ``safewatch.db`` became a full schema. And it took one window from
+the first video's start to the last one's end: with clips at 00:59:58Z and 03:00:00Z, a reviewed
+incident at 02:00Z was "missed" by every rule set (recall 0.00).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from incident_factories import make_incident
 from safewatch.config.loader import LoadedSite, load_site
 from safewatch.domain.incidents import IncidentStatus
 from safewatch.errors import StorageError
-from safewatch.footage.backtest import BacktestRun, site_reviewed_incidents
+from safewatch.footage.backtest import BacktestRun, reviewed_incidents, site_reviewed_incidents
+from safewatch.footage.backtest_diff import score
 from safewatch.storage import IncidentRepository, create_engine_for
 from safewatch.storage.migrate import current_revision, upgrade
 
@@ -93,3 +97,31 @@ def test_a_read_only_engine_refuses_writes(tmp_path: Path) -> None:
             IncidentRepository(engine)  # would create the schema
     finally:
         engine.dispose()
+
+
+def test_only_incidents_a_video_covers_are_scored(tmp_path: Path) -> None:
+    engine = create_engine_for("sqlite:///x.db", tmp_path)
+    repository = IncidentRepository(engine)
+    cases = {  # track: (start, end); videos cover 3598-3610 and 10800-10812
+        1: (3605.0, 3608.0),  # in the first clip
+        2: (7200.0, 7210.0),  # between the clips: no footage
+        3: (3540.0, 3550.0),  # ended before the first clip began
+        4: (3570.0, None),  # began before the first clip, still running in it
+        5: (10811.0, 10830.0),  # began at the second clip's end
+    }
+    for track, (start, end) in cases.items():
+        incident = make_incident(track, end, started_at=start)
+        repository.upsert(incident)
+        repository.set_status(incident.id, IncidentStatus.RESOLVED, actor="reviewer")
+    run = BacktestRun(
+        "cam-1",
+        ["baseline"],
+        spans={Path("a.mp4"): (3598.0, 3610.0), Path("b.mp4"): (10800.0, 10812.0)},
+    )
+    try:
+        reviewed = reviewed_incidents(repository, run)
+    finally:
+        engine.dispose()
+    assert [i.track_ids[0] for i in reviewed] == [5, 1, 4]
+    raised = [make_incident(track, end, started_at=start) for track, (start, end) in cases.items()]
+    assert score(raised[:1] + raised[3:], reviewed).recall == 1.0
