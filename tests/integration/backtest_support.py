@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import av
+
 from assets import ASSETS, asset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,3 +85,26 @@ DROP_ZONE = "[[0.40, 0.42], [0.74, 0.38], [0.78, 0.95], [0.38, 0.95]]"
 FRONT_ONLY = "[[0.40, 0.62], [0.74, 0.62], [0.78, 0.95], [0.38, 0.95]]"
 GRACE = "    min_duration: 1s\n    grace: 1s"
 NO_GRACE = "    min_duration: 1s\n    grace: 0s"
+
+
+def truncated_copy(folder: Path) -> Path:
+    """The first 5 s of the example clip with its index up front, cut off at 60 % of its bytes:
+    it opens and decodes without one error, but only half of its frames are there."""
+    from safewatch.ingest.video_trim import trim_video
+
+    short = folder / "short.mp4"
+    trim_video(asset(CLIP), short, frames=124)
+    whole = folder / "whole.mp4"
+    with (
+        av.open(str(short)) as source,
+        av.open(str(whole), "w", format="mp4", options={"movflags": "faststart"}) as target,
+    ):
+        stream = target.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                target.mux(packet)
+    data = whole.read_bytes()
+    cut = folder / "truncated.mp4"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    return cut

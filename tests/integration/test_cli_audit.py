@@ -12,7 +12,7 @@ from typing import Any
 import av
 import cv2
 import pytest
-from backtest_support import safewatch
+from backtest_support import safewatch, truncated_copy
 
 from assets import asset
 
@@ -253,29 +253,6 @@ def test_audit_output_verifies(audited: tuple[Path, dict[str, Any], str]) -> Non
         still.write_bytes(original)
     assert tampered.returncode == 1
     assert still.name in tampered.stdout + tampered.stderr
-
-
-def truncated_copy(folder: Path) -> Path:
-    """The first 5 s of the example clip with its index up front, cut off at 60 % of its bytes:
-    it opens and decodes without one error, but only half of its frames are there."""
-    from safewatch.ingest.video_trim import trim_video
-
-    short = folder / "short.mp4"
-    trim_video(asset(CLIP), short, frames=124)
-    whole = folder / "whole.mp4"
-    with (
-        av.open(str(short)) as source,
-        av.open(str(whole), "w", format="mp4", options={"movflags": "faststart"}) as target,
-    ):
-        stream = target.add_stream_from_template(source.streams.video[0])
-        for packet in source.demux(source.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                target.mux(packet)
-    data = whole.read_bytes()
-    cut = folder / "truncated.mp4"
-    cut.write_bytes(data[: len(data) * 6 // 10])
-    return cut
 
 
 def test_audit_reports_coverage_and_strict_fails_on_a_truncated_video(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from backtest_support import (
     NO_GRACE,
     proposal,
     safewatch,
+    truncated_copy,
     write_site,
 )
 
@@ -250,3 +251,21 @@ def test_a_symbolic_link_as_output_is_one_line_and_nothing_is_written(
     assert "is a symbolic link" in result.stderr and "Traceback" not in result.stderr
     assert link.is_symlink() and (rig["folder"] / "first" / "backtest.json").read_bytes() == before
     assert not list(rig["folder"].rglob(".btlink.partial-*"))
+
+
+def test_partly_decoded_footage_without_its_own_time_is_said(rig: dict[str, Path]) -> None:
+    """Half of a clip without creation time: the backtest used to print its table as if the
+    footage were whole, with times in 1970 that no reviewed incident can match, and say neither."""
+    video = truncated_copy(rig["folder"])
+    out = rig["folder"] / "truncated-out"
+    result = safewatch(
+        "backtest", video, "-c", rig["site"], "--baseline", EXAMPLE_RULES, "-r", rig["front"],
+        "-o", out, "--no-cache", "--no-reviewed",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (footage,) = json.loads((out / "backtest.json").read_text())["footage"]
+    assert footage["clock"] == "epoch" and 0.4 < footage["coverage"] < 0.6
+    assert footage["from"].startswith("1970-01-01")
+    said = " ".join(result.stdout.split())
+    assert "warning: only 50.0% of" in said and "truncated.mp4" in said
+    assert "no creation time" in said and "--start" in said

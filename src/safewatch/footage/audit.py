@@ -10,7 +10,7 @@ its camera, rule, track and start time. Videos without their own time (no ``crea
 one ``--start`` for all) used to start at the same instant: two videos with a person in a zone
 from their first frame made the same incident id, so one row stood for two episodes and one
 video's still replaced the other's. Such a video now starts where the one before it ended, as
-consecutive exports of one camera do (:func:`_next_start`).
+consecutive exports of one camera do (:func:`next_start`).
 """
 
 from __future__ import annotations
@@ -38,14 +38,14 @@ from safewatch.incidents import (
     draw_overlay,
 )
 from safewatch.incidents.faces import face_detector
-from safewatch.ingest import FileSource, open_source
+from safewatch.ingest import FileSource, Source, open_source
 from safewatch.ingest.video_writer import Mp4Writer
 from safewatch.pipeline.run import FrameListener, FrameSource, Pipeline, PipelineStats
 from safewatch.pipeline.stages import build_file_run_detectors, build_tracker, pick_camera
 from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
 from safewatch.storage import IncidentRepository, create_engine_for
 
-__all__ = ["AuditOptions", "AuditReport", "VideoResult", "run_audit"]
+__all__ = ["AuditOptions", "AuditReport", "VideoResult", "next_start", "open_timed", "run_audit"]
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def run_audit(
                     annotated_name=name,
                 )
                 report.results.append(result)
-                after = _next_start(after, result, camera.fps)
+                after = next_start(after, result.stats, camera.fps)
         finally:
             engine.dispose()
         write_incidents_json(report, site, rules)
@@ -224,13 +224,32 @@ def _annotated_names(videos: Sequence[Path]) -> list[str]:
     ]
 
 
-def _next_start(after: float | None, result: VideoResult, fps: float) -> float | None:
+def next_start(after: float | None, stats: PipelineStats, fps: float) -> float | None:
     """Where a following video without its own time starts: one analysed frame after the end
-    of every video so far."""
-    if not result.stats.frames:
+    of every video so far (``stats`` is the last one's run)."""
+    if not stats.frames:
         return after
-    end = result.stats.origin + result.stats.last_pts + 1.0 / fps
+    end = stats.origin + stats.last_pts + 1.0 / fps
     return end if after is None else max(after, end)
+
+
+def open_timed(
+    camera_id: str, camera: CameraConfig, video: Path, start: float | None, after: float | None
+) -> tuple[Source, str]:
+    """Open ``video`` under ``camera``'s settings, with its clock (:attr:`VideoResult.clock`).
+
+    ``start`` (``--start``) times the first video; a later one (``after`` is not ``None``: where
+    the videos before it ended, :func:`next_start`) starts there when ``start`` was given or it
+    has no ``creation_time`` of its own. Shared with ``safewatch backtest``.
+    """
+    settings = camera.model_copy(update={"source": str(video.resolve())})
+    origin = start if after is None or start is None else after
+    source = open_source(camera_id, settings, base_dir=Path("."), origin=origin)
+    clock = source.origin_kind if isinstance(source, FileSource) else "argument"
+    if after is not None and clock == "epoch":
+        source.close()
+        source = open_source(camera_id, settings, base_dir=Path("."), origin=after)
+    return source, clock
 
 
 def _published(report: AuditReport, out_dir: Path) -> AuditReport:
@@ -289,13 +308,7 @@ def _audit_one(
 ) -> VideoResult:
     """Audit one video; ``after`` is where it starts if it has no time of its own (``None`` for
     the first video)."""
-    settings = camera.model_copy(update={"source": str(video.resolve())})
-    start = options.start if after is None or options.start is None else after
-    source = open_source(camera_id, settings, base_dir=Path("."), origin=start)
-    clock = source.origin_kind if isinstance(source, FileSource) else "argument"
-    if after is not None and clock == "epoch":
-        source.close()
-        source = open_source(camera_id, settings, base_dir=Path("."), origin=after)
+    source, clock = open_timed(camera_id, camera, video, options.start, after)
     evidence_config = site.config.evidence
     if not options.clips:
         evidence_config = evidence_config.model_copy(update={"clips": False})

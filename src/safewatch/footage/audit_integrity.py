@@ -24,12 +24,14 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from safewatch.errors import StorageError
+from safewatch.ingest.source import Source
 from safewatch.ingest.state import SourceInfo, SourceStats
 
-__all__ = ["FULL", "RESULT", "staged_output", "video_coverage"]
+__all__ = ["FULL", "RESULT", "VideoReading", "staged_output", "video_coverage"]
 
 RESULT = "incidents.json"
 """The audit's summary; published last, so a folder that has it holds a whole audit."""
@@ -57,6 +59,26 @@ def video_coverage(info: SourceInfo, stats: SourceStats) -> float | None:
     if not expected:
         return None
     return min(1.0, stats.decoded / expected)
+
+
+@dataclass(frozen=True, slots=True)
+class VideoReading:
+    """What was read of one video and where its times came from (as :class:`VideoResult` of
+    :mod:`safewatch.footage.audit` says them; ``safewatch backtest`` keeps these)."""
+
+    video: Path
+    clock: str
+    coverage: float | None
+    bad_packets: int
+    untimed: int
+    decoded: int
+
+    @classmethod
+    def of(cls, video: Path, source: Source, clock: str) -> VideoReading:
+        """The reading of ``source`` (after its frames were read) opened with ``clock``."""
+        read = source.stats
+        coverage = video_coverage(source.info, read)
+        return cls(video, clock, coverage, read.bad_packets, read.untimed, read.decoded)
 
 
 @contextmanager

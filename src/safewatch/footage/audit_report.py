@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 from rich.table import Table
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from safewatch.footage.audit import AuditReport, VideoResult
 
 __all__ = [
+    "FootageRead",
+    "footage_fields",
+    "footage_warnings",
     "incident_fields",
     "incident_record",
     "incomplete_videos",
@@ -34,6 +38,24 @@ __all__ = [
 UNTIMED_SHARE = 0.05
 """Above this share of a video's pictures without their own timestamps, the summary warns: a
 few untimed pictures (those a decoder flushes at the end of some AVIs) change nothing."""
+
+
+class FootageRead(Protocol):
+    """What was read of a video (an audit's :class:`~safewatch.footage.audit.VideoResult`, a
+    backtest's :class:`~safewatch.footage.audit_integrity.VideoReading`)."""
+
+    @property
+    def video(self) -> Path: ...
+    @property
+    def clock(self) -> str: ...
+    @property
+    def coverage(self) -> float | None: ...
+    @property
+    def bad_packets(self) -> int: ...
+    @property
+    def untimed(self) -> int: ...
+    @property
+    def decoded(self) -> int: ...
 
 
 def iso_time(seconds: float | None) -> str | None:
@@ -79,6 +101,17 @@ def incident_record(incident: Incident, result: VideoResult) -> dict[str, Any]:
     }
 
 
+def footage_fields(read: FootageRead) -> dict[str, Any]:
+    """Where a video's times came from and how much of it was read, as JSON (``incidents.json``
+    and ``backtest.json`` say them alike)."""
+    return {
+        "clock": read.clock,
+        "coverage": None if read.coverage is None else round(read.coverage, 4),
+        "undecodable_packets": read.bad_packets,
+        "untimed_frames": read.untimed,
+    }
+
+
 def write_incidents_json(report: AuditReport, site: LoadedSite, rules: RuleSet) -> Path:
     """Write ``incidents.json`` (videos analysed, then incidents in time order)."""
     videos = [
@@ -87,10 +120,7 @@ def write_incidents_json(report: AuditReport, site: LoadedSite, rules: RuleSet) 
             "camera": r.camera_id,
             "frames_analysed": r.stats.frames,
             "media_seconds": round(r.stats.last_pts - r.stats.first_pts, 3),
-            "clock": r.clock,
-            "coverage": None if r.coverage is None else round(r.coverage, 4),
-            "undecodable_packets": r.bad_packets,
-            "untimed_frames": r.untimed,
+            **footage_fields(r),
             "started_at": iso_time(r.stats.origin),
             "analysis_fps": round(r.stats.fps, 2),
             "tracks": {label: len(ids) for label, ids in sorted(r.stats.tracks.items())},
@@ -141,33 +171,43 @@ def print_summary(report: AuditReport, console: Console) -> None:
         console.print(rules)
     else:
         console.print("no incidents")
-    if any(r.clock == "epoch" for r in report.results):
-        console.print(
-            "note: a video has no creation time in its metadata, so its wall times count from "
-            "1970-01-01 (a later video's from the end of the one before); pass --start "
-            "2026-11-20T14:00:00 to set them (offsets are exact either way)"
-        )
-    for r in incomplete_videos(report):
-        read = "an unknown share" if r.coverage is None else f"{r.coverage:.1%}"
-        console.print(
-            f"warning: only {read} of {r.video} could be decoded ({r.bad_packets} undecodable "
-            "packet(s)); its incidents cover only what was read",
-            highlight=False,
-        )
-    for r in report.results:
-        if r.untimed > UNTIMED_SHARE * r.decoded:
-            console.print(
-                f"warning: {r.untimed} picture(s) of {r.video} carry no usable timestamp "
-                "(missing or repeated); they were timed at its frame rate, so its times are "
-                "the frame rate's, not the recording's",
-                highlight=False,
-            )
+    for line in footage_warnings(report.results):
+        console.print(line, highlight=False)
     if report.incidents_json is not None:
         console.print(f"written: {report.incidents_json}")
 
 
 def incomplete_videos(report: AuditReport) -> list[VideoResult]:
     """Videos of which part could not be read (``audit --strict`` fails on any)."""
-    return [
-        r for r in report.results if r.bad_packets or (r.coverage is not None and r.coverage < FULL)
-    ]
+    return [r for r in report.results if _incomplete(r)]
+
+
+def _incomplete(read: FootageRead) -> bool:
+    return bool(read.bad_packets) or (read.coverage is not None and read.coverage < FULL)
+
+
+def footage_warnings(reads: Sequence[FootageRead]) -> list[str]:
+    """The lines that say a result covers less than the footage, or times that are not its own:
+    an unknown clock, partly decoded videos, pictures without timestamps."""
+    lines = []
+    if any(r.clock == "epoch" for r in reads):
+        lines.append(
+            "note: a video has no creation time in its metadata, so its wall times count from "
+            "1970-01-01 (a later video's from the end of the one before); pass --start "
+            "2026-11-20T14:00:00 to set them (offsets are exact either way)"
+        )
+    for r in reads:
+        if _incomplete(r):
+            read = "an unknown share" if r.coverage is None else f"{r.coverage:.1%}"
+            lines.append(
+                f"warning: only {read} of {r.video} could be decoded ({r.bad_packets} "
+                "undecodable packet(s)); its incidents cover only what was read"
+            )
+    for r in reads:
+        if r.untimed > UNTIMED_SHARE * r.decoded:
+            lines.append(
+                f"warning: {r.untimed} picture(s) of {r.video} carry no usable timestamp "
+                "(missing or repeated); they were timed at its frame rate, so its times are "
+                "the frame rate's, not the recording's"
+            )
+    return lines

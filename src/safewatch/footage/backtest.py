@@ -39,10 +39,11 @@ from safewatch.detect.cache import (
 from safewatch.domain import Frame, Incident, RuleEvent, TrackedFrame
 from safewatch.domain.incidents import IncidentStatus
 from safewatch.errors import ConfigError, SourceError, StorageError
+from safewatch.footage.audit import next_start, open_timed
+from safewatch.footage.audit_integrity import VideoReading
 from safewatch.footage.backtest_diff import SLACK
 from safewatch.incidents import EvidenceStore, IncidentChange, IncidentManager
-from safewatch.ingest import open_source
-from safewatch.pipeline.run import Pipeline
+from safewatch.pipeline.run import Pipeline, PipelineStats
 from safewatch.pipeline.stages import (
     build_detector_for,
     build_tracker,
@@ -89,8 +90,9 @@ class BacktestOptions:
         camera: Camera whose models, fps and zones apply; ``None`` means the only camera.
         cache_dir: Detection cache folder; ``None`` disables the cache.
         batch_size: Frames per detector call.
-        start: Wall-clock time of each video's first frame (Unix seconds); ``None`` reads the
-            file's ``creation_time``.
+        start: Wall-clock time of the first video's first frame (Unix seconds); ``None`` reads
+            each file's ``creation_time``. A later video follows the one before it when this is
+            given or it has no time of its own, as in ``safewatch audit``.
     """
 
     videos: tuple[Path, ...]
@@ -122,6 +124,9 @@ class BacktestRun:
         cached: Per video, whether detections came from the cache.
         detect_seconds: Wall seconds spent detecting (or replaying) per video.
         elapsed: Wall seconds per video.
+        readings: Per video, how much of it was decoded and where its times came from (a
+            partly read video, or one dated 1970 that no reviewed incident can match, is said
+            in the report rather than scored as if whole and real).
         staging: The folder results were written to (renamed to the output folder at the end).
     """
 
@@ -133,6 +138,7 @@ class BacktestRun:
     cached: dict[Path, bool] = field(default_factory=dict)
     detect_seconds: dict[Path, float] = field(default_factory=dict)
     elapsed: dict[Path, float] = field(default_factory=dict)
+    readings: dict[Path, VideoReading] = field(default_factory=dict)
     staging: Path = Path()
 
 
@@ -181,10 +187,12 @@ def run_backtest(
     run = BacktestRun(camera_id, [s.name for s in sets], staging=staging)
     cache = None if options.cache_dir is None else DetectionCache(options.cache_dir)
     try:
+        after: float | None = None
         for index, video in enumerate(options.videos):
-            _backtest_one(
-                site, sets, options, (camera_id, camera), video, index, cache, run, on_frame
+            stats = _backtest_one(
+                site, sets, options, (camera_id, camera), video, index, cache, run, on_frame, after
             )
+            after = next_start(after, stats, camera.fps)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -287,15 +295,13 @@ def _backtest_one(
     cache: DetectionCache | None,
     run: BacktestRun,
     on_frame: Callable[[Path, int], None] | None,
-) -> None:
+    after: float | None,
+) -> PipelineStats:
+    """Backtest one video; ``after`` is where it starts without a time of its own (``None``
+    for the first video: :func:`~safewatch.footage.audit.open_timed`)."""
     camera_id, camera = picked
     started = time.perf_counter()
-    source = open_source(
-        camera_id,
-        camera.model_copy(update={"source": str(video.resolve())}),
-        base_dir=Path("."),
-        origin=options.start,
-    )
+    source, clock = open_timed(camera_id, camera, video, options.start, after)
     key = cache_key_for(site, camera, video) if cache is not None else None
     cached = cache.load(key) if cache is not None and key is not None else None
     recording: RecordingDetector | None = None
@@ -373,6 +379,8 @@ def _backtest_one(
     run.cached[video] = cached is not None
     run.detect_seconds[video] = stats.detect_seconds
     run.elapsed[video] = time.perf_counter() - started
+    run.readings[video] = VideoReading.of(video, source, clock)
+    return stats
 
 
 def reviewed_incidents(repository: IncidentRepository, run: BacktestRun) -> list[Incident]:

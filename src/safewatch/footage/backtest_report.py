@@ -20,7 +20,12 @@ from rich.table import Table
 
 from safewatch import __version__
 from safewatch.domain import Incident
-from safewatch.footage.audit_report import incident_fields, iso_time
+from safewatch.footage.audit_report import (
+    footage_fields,
+    footage_warnings,
+    incident_fields,
+    iso_time,
+)
 from safewatch.footage.backtest import BacktestRun
 from safewatch.footage.backtest_diff import DiffKind, compare, score
 
@@ -70,6 +75,7 @@ def build_document(
                 "frames_analysed": run.frames[video],
                 "from": iso_time(start),
                 "to": iso_time(end),
+                **footage_fields(run.readings[video]),
                 "detections": "cache" if run.cached[video] else "detector",
                 "detect_seconds": round(run.detect_seconds[video], 3),
                 "seconds": round(run.elapsed[video], 3),
@@ -130,6 +136,7 @@ def build_document(
         "summary": summary,
         "differences": comparisons,
         "reviewed": scores,
+        "warnings": footage_warnings([run.readings[video] for video in run.results]),
     }
 
 
@@ -141,16 +148,20 @@ body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#1b1f24;max-width:120
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}
 th,td{border:1px solid #c9d1d9;padding:.3rem .6rem;text-align:left;vertical-align:top}
 th{background:#eef1f4}
-.only_baseline{background:#fff1f0}.only_proposal{background:#eefbf0}.changed{background:#fff8e6}
+.warning{color:#8a4b00}.only_baseline{background:#fff1f0}.only_proposal{background:#eefbf0}.changed{background:#fff8e6}
 img{max-width:320px;display:block}
 </style></head><body>
 <h1>Backtest of camera {{ doc.camera }}</h1>
 <p>Baseline <code>{{ doc.rule_sets[doc.baseline] }}</code>; generated {{ doc.generated_at }}
 by safewatch {{ doc.safewatch }}.</p>
 <h2>Footage</h2>
-<table><tr><th>file</th><th>from</th><th>to</th><th>frames</th><th>detections</th></tr>
+<table><tr><th>file</th><th>from</th><th>to</th><th>clock</th><th>frames</th><th>read</th>
+<th>detections</th></tr>
 {% for f in doc.footage %}<tr><td>{{ f.path }}</td><td>{{ f.from }}</td><td>{{ f.to }}</td>
-<td>{{ f.frames_analysed }}</td><td>{{ f.detections }}</td></tr>{% endfor %}</table>
+<td>{{ f.clock }}</td><td>{{ f.frames_analysed }}</td>
+<td>{{ "?" if f.coverage is none else "%.1f %%"|format(100 * f.coverage) }}</td>
+<td>{{ f.detections }}</td></tr>{% endfor %}</table>
+{% for line in doc.warnings %}<p class="warning">{{ line }}</p>{% endfor %}
 {% for name, rows in doc.summary.items() %}
 <h2>{{ name }} (<code>{{ doc.rule_sets[name] }}</code>) against {{ doc.baseline }}</h2>
 <table><tr><th>rule</th><th>unchanged</th><th>changed</th><th>only in {{ doc.baseline }}</th>
@@ -192,7 +203,8 @@ def write_outputs(document: Mapping[str, Any], folder: Path) -> tuple[Path, Path
 
 
 def print_table(document: Mapping[str, Any], console: Console) -> None:
-    """Per proposal and rule: unchanged, changed, removed and added incidents; then scores."""
+    """Per proposal and rule: unchanged, changed, removed and added incidents; then scores;
+    then what the footage lacked (partly decoded, made-up times: :func:`footage_warnings`)."""
     baseline = document["baseline"]
     for name, rows in document["summary"].items():
         table = Table(
@@ -236,3 +248,5 @@ def print_table(document: Mapping[str, Any], console: Console) -> None:
                 str(len(s["false_raised"])),
             )
         console.print(table)
+    for line in document["warnings"]:
+        console.print(line, highlight=False)
