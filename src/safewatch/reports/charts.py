@@ -8,6 +8,8 @@ from reportlab.graphics.charts.barcharts import HorizontalBarChart, VerticalBarC
 from reportlab.graphics.shapes import Drawing, String
 from reportlab.lib import colors
 
+from safewatch.reports.fonts import report_fonts
+
 __all__ = ["category_bars", "time_bars"]
 
 INK = colors.HexColor("#1f2933")
@@ -17,8 +19,19 @@ GRID = colors.HexColor("#cbd2d9")
 
 def _empty(width: float, height: float, title: str) -> Drawing:
     drawing = Drawing(width, height)
-    drawing.add(String(4, height - 12, title, fontName="Helvetica-Bold", fontSize=9, fillColor=INK))
-    drawing.add(String(width / 2, height / 2, "no incidents", textAnchor="middle", fontSize=8))
+    drawing.add(
+        String(4, height - 12, title, fontName=report_fonts().bold, fontSize=9, fillColor=INK)
+    )
+    drawing.add(
+        String(
+            width / 2,
+            height / 2,
+            "no incidents",
+            textAnchor="middle",
+            fontName=report_fonts().regular,
+            fontSize=8,
+        )
+    )
     return drawing
 
 
@@ -46,6 +59,7 @@ def category_bars(
     chart.data = [[v for _, v in ranked]]
     chart.categoryAxis.categoryNames = [k[:18] for k, _ in ranked]
     chart.categoryAxis.labels.fontSize = 7
+    chart.categoryAxis.labels.fontName = report_fonts().regular  # camera and rule names
     chart.categoryAxis.labels.boxAnchor = "e"
     chart.valueAxis.valueMin = 0
     top = int(max(v for _, v in ranked))
@@ -57,7 +71,9 @@ def category_bars(
     chart.bars[0].fillColor = BAR
     chart.bars[0].strokeColor = None
     drawing.add(chart)
-    drawing.add(String(4, height - 12, title, fontName="Helvetica-Bold", fontSize=9, fillColor=INK))
+    drawing.add(
+        String(4, height - 12, title, fontName=report_fonts().bold, fontSize=9, fillColor=INK)
+    )
     return drawing
 
 
@@ -94,5 +110,7 @@ def time_bars(
     chart.bars[0].strokeColor = None
     chart.barSpacing = 1
     drawing.add(chart)
-    drawing.add(String(4, height - 12, title, fontName="Helvetica-Bold", fontSize=9, fillColor=INK))
+    drawing.add(
+        String(4, height - 12, title, fontName=report_fonts().bold, fontSize=9, fillColor=INK)
+    )
     return drawing

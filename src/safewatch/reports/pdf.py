@@ -31,6 +31,7 @@ from reportlab.platypus import (
 from safewatch.config.secrets import redact_secrets
 from safewatch.domain import Incident
 from safewatch.reports.charts import category_bars, time_bars
+from safewatch.reports.fonts import report_fonts
 from safewatch.storage import Bucket
 
 __all__ = ["ReportData", "ReportStill", "render_incident_report"]
@@ -82,9 +83,10 @@ def _when(seconds: float | None, zone: ZoneInfo, fmt: str = "%Y-%m-%d %H:%M:%S")
 
 
 def _table(rows: list[list[object]], widths: list[float], header: bool = True) -> Table:
+    fonts = report_fonts()
     table = Table(rows, colWidths=widths, repeatRows=1 if header else 0)
     style = [
-        ("FONT", (0, 0), (-1, -1), "Helvetica", 7.5),
+        ("FONT", (0, 0), (-1, -1), fonts.regular, 7.5),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("TOPPADDING", (0, 0), (-1, -1), 1.5),
         ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
@@ -92,7 +94,7 @@ def _table(rows: list[list[object]], widths: list[float], header: bool = True) -
     ]
     if header:
         style += [
-            ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 7.5),
+            ("FONT", (0, 0), (-1, 0), fonts.bold, 7.5),
             ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e4e7eb")),
         ]
     table.setStyle(TableStyle(style))  # type: ignore[arg-type]
@@ -114,6 +116,10 @@ def render_incident_report(data: ReportData, *, max_rows: int = 500) -> bytes:
         author=f"safewatch ({data.generated_by})",
     )
     styles = getSampleStyleSheet()
+    fonts = report_fonts()  # a Unicode font where one is installed: site names, messages
+    for name in ("Normal", "Title", "Heading2"):
+        bold = styles[name].fontName.endswith("-Bold")
+        styles[name].fontName = fonts.bold if bold else fonts.regular
     small = ParagraphStyle("small", parent=styles["Normal"], fontSize=8, leading=10)
     story: list[Flowable] = [
         Paragraph(f"Incident report: {_escape(data.site)}", styles["Title"]),
