@@ -266,3 +266,32 @@ def test_pdf_report_text_and_audit(
     assert "Evidence stills (heads hidden)" in text
     records, _ = dashboard.auth.audit_records(action="report.export")
     assert records[0].detail == {"filters": ["camera: yard"], "incidents": 4, "stills": 2}
+
+
+def test_the_report_counts_every_day_of_its_period(site: tuple[Dashboard, SiteStorage]) -> None:
+    """Quiet days are zero bars: the aggregate returns only busy days, and the chart used to
+    draw two incidents a week apart on adjacent bars."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from safewatch.api.routes.reports import build_report
+    from safewatch.storage import IncidentFilter
+
+    dashboard, storage = site
+    berlin = ZoneInfo("Europe/Berlin")  # the test site's zone; 2025-03-30 has 23 hours
+
+    def at(day: int, hour: int = 12) -> float:
+        return datetime(2025, 3, day, hour, tzinfo=berlin).timestamp()
+
+    storage.repository.upsert(incident(1, started=at(27)))
+    storage.repository.upsert(incident(2, started=at(27, 13)))
+    storage.repository.upsert(incident(3, started=at(31)))
+    where = IncidentFilter(since=at(26, 0), until=at(31, 23))
+    report = build_report(dashboard, where, "operator", stills=0)
+    days = [
+        (datetime.fromtimestamp(b.start or 0, berlin).strftime("%m-%d"), b.count)
+        for b in report.by_day
+    ]
+    assert days == [
+        ("03-26", 0), ("03-27", 2), ("03-28", 0), ("03-29", 0), ("03-30", 0), ("03-31", 1),
+    ]  # fmt: skip

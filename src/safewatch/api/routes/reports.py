@@ -9,7 +9,8 @@ filter. Operators and admins may export.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -23,9 +24,9 @@ from safewatch.api.errors import ERROR_RESPONSES
 from safewatch.api.routes.incidents import FilterDep
 from safewatch.errors import SafewatchError
 from safewatch.reports import ReportData, ReportStill, render_incident_report
-from safewatch.storage import IncidentFilter
+from safewatch.storage import Bucket, IncidentFilter
 
-__all__ = ["build_report", "router"]
+__all__ = ["build_report", "every_day", "router"]
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"], responses=ERROR_RESPONSES)
 
@@ -45,6 +46,30 @@ def _describe(where: IncidentFilter, zone: ZoneInfo) -> list[str]:
     return lines
 
 
+def every_day(
+    buckets: Sequence[Bucket], where: IncidentFilter, zone: ZoneInfo, now: float
+) -> list[Bucket]:
+    """The per-day counts with every day of the period, quiet ones at zero.
+
+    The aggregate returns only days with incidents, so the chart drew a quiet week as nothing
+    at all and two busy days a week apart side by side. The period is the filter's ``since``
+    (else the first incident's day) to its ``until`` (exclusive; else now).
+    """
+    counts = {b.start: b.count for b in buckets if b.start is not None}
+    if where.since is None and not counts:
+        return list(buckets)
+    first = where.since if where.since is not None else min(counts)
+    last = where.until - 1e-3 if where.until is not None else max([now, *counts])
+    day = datetime.fromtimestamp(first, zone).date()
+    end = datetime.fromtimestamp(last, zone).date()
+    days: dict[float, int] = {}
+    while day <= end:
+        days[datetime(day.year, day.month, day.day, tzinfo=zone).timestamp()] = 0
+        day += timedelta(days=1)
+    days.update(counts)
+    return [Bucket(count=count, start=start) for start, count in sorted(days.items())]
+
+
 def build_report(
     dashboard: Dashboard, where: IncidentFilter, actor: str, stills: int, rows: int = 500
 ) -> ReportData:
@@ -53,8 +78,9 @@ def build_report(
     timezone = site.site.timezone
     zone = ZoneInfo(timezone)
     repository = dashboard.storage.repository
+    now = time.time()
     page = repository.page(where, limit=rows)
-    by_day = repository.aggregate(["day"], where, tz=timezone)
+    by_day = every_day(repository.aggregate(["day"], where, tz=timezone), where, zone, now)
     hours = [0] * 24
     for bucket in repository.aggregate(["hour"], where, tz=timezone):
         if bucket.start is not None:
@@ -80,7 +106,7 @@ def build_report(
         timezone=timezone,
         filters=_describe(where, zone),
         generated_by=actor,
-        generated_at=time.time(),
+        generated_at=now,
         total=page.total,
         incidents=page.items,
         by_day=by_day,
