@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Point", "Zone", "points_in_polygon"]
+__all__ = ["Point", "Zone", "points_in_polygon", "within_frame"]
 
 Point = tuple[float, float]
 
@@ -44,6 +44,25 @@ def points_in_polygon(
     return result
 
 
+_BORDER_INSET = 0.5
+"""Pixels a point on the frame's right or bottom border is moved inside (half a pixel)."""
+
+
+def within_frame(points: NDArray[np.float64], width: int, height: int) -> NDArray[np.float64]:
+    """``points`` with those on (or past) the frame's right or bottom border moved half a pixel
+    inside it, for a containment test.
+
+    Ray casting counts a zone's top and left edges as inside and its bottom and right edges as
+    outside. A person cut off by the bottom of the picture has their foot point exactly at
+    ``y = height`` (boxes are clipped to the frame), so a zone drawn down to ``y = 1.0`` (the
+    docs' loading bay and aisles) never contained the person nearest the camera. Half a pixel
+    changes nothing for any other point.
+    """
+    limit = np.array([width - _BORDER_INSET, height - _BORDER_INSET], dtype=np.float64)
+    inside: NDArray[np.float64] = np.minimum(np.asarray(points, dtype=np.float64), limit)
+    return inside
+
+
 @dataclass(frozen=True, slots=True)
 class Zone:
     """A named polygon on one camera, in normalised coordinates.
@@ -67,5 +86,6 @@ class Zone:
         return np.asarray(self.polygon, dtype=np.float64) * np.array([width, height], np.float64)
 
     def contains(self, points: NDArray[np.float64], width: int, height: int) -> NDArray[np.bool_]:
-        """Which pixel points of a ``width`` x ``height`` frame lie inside the zone."""
-        return points_in_polygon(points, self.to_pixels(width, height))
+        """Which pixel points of a ``width`` x ``height`` frame lie inside the zone (a point on
+        the frame's border is inside a zone drawn to that border, :func:`within_frame`)."""
+        return points_in_polygon(within_frame(points, width, height), self.to_pixels(width, height))

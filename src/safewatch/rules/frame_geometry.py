@@ -30,7 +30,7 @@ from itertools import chain
 import numpy as np
 from numpy.typing import NDArray
 
-from safewatch.domain.geometry import Zone, points_in_polygon
+from safewatch.domain.geometry import Zone, points_in_polygon, within_frame
 from safewatch.domain.tracks import PPEState, TrackedFrame
 from safewatch.rules.calibration import Calibration
 from safewatch.rules.overlap import box_overlaps_polygon
@@ -313,7 +313,8 @@ class FrameGeometry:
         if stack is None or slot is None:
             if table is not None:
                 table.learn(zone, anchor)  # with the others from the next frame on
-            mask: list[bool] = points_in_polygon(self.points(anchor), self.polygon(zone)).tolist()
+            points = within_frame(self.points(anchor), self.width, self.height)
+            mask: list[bool] = points_in_polygon(points, self.polygon(zone)).tolist()
             return mask
         found = self._masks.get(anchor)
         if found is None or found[0] is not stack:
@@ -323,7 +324,7 @@ class FrameGeometry:
     def _stacked(self, stack: _Stack, anchor: str) -> list[list[bool]]:
         """Per zone of ``stack``, per track: even-odd ray casting as in ``points_in_polygon``."""
         x1, y1, y2, dx, dy = stack.edges(self.width, self.height)
-        points = self.points(anchor)
+        points = within_frame(self.points(anchor), self.width, self.height)
         x, y = points[:, 0:1], points[:, 1:2]
         crosses = (y1 > y) != (y2 > y)
         x_at_y = x1 + (y - y1) * dx / dy  # dy == 0 never crosses

@@ -65,7 +65,7 @@ def test_zone_membership_is_point_in_polygon_per_zone(seed: int, table: bool) ->
             polygon = zone.to_pixels(W, H)
             for anchor, attribute in (("feet", "foot"), ("centre", "centre")):
                 points = np.array([getattr(t, attribute) for t in tracks])
-                expected = np.flatnonzero(points_in_polygon(points, polygon)).tolist()
+                expected = np.flatnonzero(zone.contains(points, W, H)).tolist()
                 assert geometry.in_zone(zone, anchor, everyone) == expected, (zone.id, anchor)
             boxes = [i for i, t in enumerate(tracks) if box_overlaps_polygon(t.xyxy, polygon)]
             assert geometry.in_zone(zone, "box", everyone) == boxes, zone.id
@@ -75,6 +75,30 @@ def test_zone_membership_is_point_in_polygon_per_zone(seed: int, table: bool) ->
         for anchor in ("feet", "centre"):
             stack = zones.stack(anchor)
             assert stack is not None and stack.zones == ZONES
+
+
+@pytest.mark.parametrize("table", [True, False])
+def test_a_person_cut_off_by_the_frame_border_is_in_a_zone_drawn_to_that_border(
+    table: bool,
+) -> None:
+    """Boxes are clipped to the frame, so the nearest person's feet are at y = H exactly; ray
+    casting leaves a zone's bottom and right edges outside, so a zone drawn to y = 1.0 (the
+    docs' loading bay) never held them. The same for the right border."""
+    corner = Zone("corner", "cam", ((0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)))
+    tracks = [
+        person(1, (700.0, float(H))),  # cut off at the bottom
+        person(2, (float(W), 400.0), size=(0.0, 100.0)),  # a zero-width box on the right border
+        person(3, (700.0, H - 1.0)),
+        person(4, (400.0, float(H))),  # at the bottom, left of the zone
+    ]
+    zones = ZoneTable([corner]) if table else None
+    for geometry in (
+        FrameGeometry(frame(0, tracks), zones),
+        FrameGeometry(frame(0, tracks), zones),
+    ):
+        assert geometry.in_zone(corner, "feet", [0, 1, 2, 3]) == [0, 1, 2]
+    points = np.array([t.foot for t in tracks])
+    assert corner.contains(points, W, H).tolist() == [True, True, True, False]
 
 
 def test_each_anchor_stacks_only_the_zones_asked_about_and_a_reload_twin_shares_them() -> None:
