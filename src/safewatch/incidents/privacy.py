@@ -28,13 +28,14 @@ or clip frame; the live view, which hides every pushed frame, skips it (``faces=
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from safewatch.config.site import PrivacyConfig, PrivacyMode
+from safewatch.detect.nms import box_iou
 from safewatch.domain import Image, Track, TrackedFrame
 from safewatch.domain.tracks import FACE_HEAD
 from safewatch.incidents.faces import face_detector
@@ -108,17 +109,44 @@ def _head_boxes(
     return found, regions
 
 
-def _has_head(
-    person: tuple[float, float, float, float], heads: Iterable[tuple[float, float, float, float]]
+def _fits(
+    person: tuple[float, float, float, float], head: tuple[float, float, float, float]
 ) -> bool:
-    """Whether a head box's top centre lies in the upper half of the person box."""
+    """Whether a head box could be this person's: its top centre in the person box's upper
+    half (or just above the box)."""
     px1, py1, px2, py2 = person
-    middle = py1 + (py2 - py1) / 2.0
-    for hx1, hy1, hx2, _ in heads:
-        cx = (hx1 + hx2) / 2.0
-        if px1 <= cx <= px2 and py1 - (py2 - py1) * 0.1 <= hy1 <= middle:
-            return True
-    return False
+    hx1, hy1, hx2, _ = head
+    cx = (hx1 + hx2) / 2.0
+    return px1 <= cx <= px2 and py1 - (py2 - py1) * 0.1 <= hy1 <= py1 + (py2 - py1) / 2.0
+
+
+def _with_heads(
+    persons: Sequence[tuple[float, float, float, float]],
+    heads: Sequence[tuple[float, float, float, float]],
+) -> set[int]:
+    """Indices of the persons a head box was found for, each head given to one person only:
+    of those it fits (:func:`_fits`), the one whose box top is nearest the head's top.
+
+    Any fitting head used to count, someone else's included: in a crowd, the head of a person
+    standing behind another lies in the upper half of the front person's box, and the front
+    person's own head, not detected, stayed visible in stills and clips. One person often has
+    two boxes here (its track's and its detection's): a box that overlaps the chosen one by
+    :data:`_SAME_PERSON` IoU or more is the same person and gets the head too.
+    """
+    owners: set[int] = set()
+    for head in heads:
+        fitting = [i for i, person in enumerate(persons) if _fits(person, head)]
+        if fitting:
+            best = min(fitting, key=lambda i: abs(head[1] - persons[i][1]))
+            overlap = box_iou(np.asarray([persons[i] for i in fitting]), np.asarray(persons[best]))
+            owners.update(
+                i for i, iou in zip(fitting, overlap[:, 0], strict=True) if iou >= _SAME_PERSON
+            )
+    return owners
+
+
+_SAME_PERSON = 0.7
+"""IoU above which two person boxes are one person's (its track and its detection)."""
 
 
 def _grow(
@@ -152,8 +180,10 @@ def head_regions(tracked: TrackedFrame, config: PrivacyConfig) -> list[Box]:
     # Hat regions may not grow above the line that keeps the hat in view.
     tops = [r[1] if r != h else 0.0 for r, h in zip(hidden, heads, strict=True)]
     regions = list(hidden)
-    for person in _person_boxes(tracked):
-        if not _has_head(person, heads):
+    persons = list(_person_boxes(tracked))
+    with_heads = _with_heads(persons, heads)
+    for index, person in enumerate(persons):
+        if index not in with_heads:
             x1, y1, x2, y2 = person
             regions.append((x1, y1, x2, y1 + (y2 - y1) * config.head_fraction))
             tops.append(0.0)

@@ -124,6 +124,30 @@ def test_head_box_of_someone_else_does_not_spare_a_person() -> None:
     assert (100, 100, 200, 175) in regions and len(regions) == 2
 
 
+def test_the_head_of_someone_behind_does_not_spare_the_person_in_front() -> None:
+    """In a crowd, B's head lies in the upper half of A's box: it counted as A's, and A's own
+    head, not detected, stayed visible. A head now goes to the one person it fits best."""
+    a = person(300, 100, 420, 500, track_id=1)  # in front, head not detected
+    b = person(380, 145, 470, 420, track_id=2)  # behind, its head box found
+    frame = tracked((a, b), [(395, 150, 425, 180)], ["no_hardhat"])
+    hidden = inside(head_regions(frame, NO_MARGIN))
+    assert hidden[100:135, 300:420].all(), "A's head (the top of its box) is hidden"
+    assert hidden[150:180, 395:425].all(), "B's head is hidden"
+    assert not hidden[200:, 300:380].any()
+
+
+def test_a_person_seen_as_track_and_detection_keeps_its_hat_visible() -> None:
+    """A person's track box and its detection box are one person: its hat is theirs, and no
+    top-fraction region hides the hat of either."""
+    frame = tracked(
+        (person(100, 100, 200, 400),),
+        [(102, 98, 198, 402), (130, 100, 170, 120)],
+        ["person", "hardhat"],
+    )
+    (region,) = head_regions(frame, NO_MARGIN)
+    assert region[1] == round(100 + HAT_SHOWN * 20)  # the hat's dome is not hidden
+
+
 def test_untracked_person_detections_and_other_labels() -> None:
     frame = tracked(
         (),
