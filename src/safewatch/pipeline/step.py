@@ -13,6 +13,7 @@ rule sets: :class:`RuleStep` is one rule set's engine plus its incident manager,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import NamedTuple, Protocol
@@ -21,6 +22,7 @@ from safewatch.domain import Detections, Frame, RuleEvent, TrackedFrame
 from safewatch.incidents.manager import IncidentChange
 
 __all__ = [
+    "OUTAGE_SECONDS",
     "CameraStep",
     "Engine",
     "FrameListener",
@@ -95,6 +97,9 @@ class RuleStep:
         self.last: tuple[Frame, TrackedFrame] | None = None
         self._spacing: float | None = None
         """The camera's usual gap between two frames (seconds); ``None`` before its second."""
+        self._arrived: float | None = None
+        """Monotonic time the last frame was applied; ``None`` once its episodes were ended
+        for silence (:meth:`end_if_silent`), until the next frame."""
 
     def apply(
         self, frame: Frame, tracked: TrackedFrame
@@ -121,7 +126,27 @@ class RuleStep:
         events = self.engine.evaluate(tracked)
         changes = self.incidents.handle(events, tracked, frame)
         self.last = (frame, tracked)
+        self._arrived = time.monotonic()
         return ended + events, closed + changes
+
+    def end_if_silent(self, now: float) -> tuple[list[RuleEvent], list[IncidentChange]]:
+        """End the open episodes of a camera that has sent no frame for an outage's length.
+
+        :meth:`apply` notices an outage only when the next frame comes: a live camera that went
+        dark for hours kept its incidents open (and its closed incidents' clips unfinished) all
+        that time. The serving loop calls this every second or so; ``now`` is
+        :func:`time.monotonic`, the frames' arrival being timed on that clock, not on the
+        camera's own (which may run behind or ahead of this host's).
+        """
+        arrived = self._arrived
+        if arrived is None or self.last is None:
+            return [], []
+        silent = now - arrived
+        if silent <= max(OUTAGE_SECONDS, 5 * (self._spacing or 0.0)):
+            return [], []
+        self._arrived = None  # once per silence
+        with self.incidents.closing(self.camera_id, f"no frame for {silent:.0f} s"):
+            return self.finish()
 
     def finish(self) -> tuple[list[RuleEvent], list[IncidentChange]]:
         """End the camera's open episodes at its last frame's time (the footage or camera ended).

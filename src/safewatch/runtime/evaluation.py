@@ -25,7 +25,14 @@ from safewatch import tracing
 from safewatch.domain import PPEState, TrackedFrame
 from safewatch.errors import StorageError
 from safewatch.incidents.manager import ChangeKind, IncidentChange
-from safewatch.pipeline.step import CameraStep, Engine, FrameListener, Incidents, Tracker
+from safewatch.pipeline.step import (
+    OUTAGE_SECONDS,
+    CameraStep,
+    Engine,
+    FrameListener,
+    Incidents,
+    Tracker,
+)
 from safewatch.runtime.inference import Analysed
 from safewatch.runtime.metrics import RuntimeMetrics
 from safewatch.runtime.ppe_coverage import ItemCoverage, PPECoverage
@@ -34,6 +41,9 @@ from safewatch.runtime.rates import RateMeter
 __all__ = ["EvaluationCounters", "FrameListener", "RulesWorker"]
 
 log = logging.getLogger(__name__)
+
+_SWEEP_SECONDS = 1.0
+"""How often the rules thread looks for cameras silent for an outage's length."""
 
 _MAX_PPE_STEP = 2.0
 """Longest frame-to-frame step (seconds) booked as person-seconds; longer gaps count this much."""
@@ -218,8 +228,12 @@ class RulesWorker:
     # -- the loop ----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        swept = time.monotonic()
         while True:
             self.heartbeat = time.monotonic()
+            if self.heartbeat - swept >= _SWEEP_SECONDS:  # also while other cameras keep it busy
+                swept = self.heartbeat
+                self._end_silent(swept)
             try:
                 item = self._queue.get(timeout=0.5)
             except queue.Empty:
@@ -243,6 +257,30 @@ class RulesWorker:
             except Exception:
                 self._metrics.errors.labels(stage="rules").inc()
                 log.exception("rules stage failed on a frame; continuing")
+
+    def _end_silent(self, now: float) -> None:
+        """End the episodes of every camera silent for an outage's length
+        (:meth:`~safewatch.pipeline.step.RuleStep.end_if_silent`): a camera that went dark no
+        longer keeps its incidents open until its next frame, which may be hours away."""
+        with self._lock:
+            cameras = list(self._cameras.items())
+        for camera_id, camera in cameras:
+            try:
+                _, changes = camera.step.rules.end_if_silent(now)
+            except StorageError as error:
+                self._metrics.errors.labels(stage="storage").inc()
+                log.error("camera %s: closing its incidents after an outage: %s", camera_id, error)
+                continue
+            for change in changes:
+                self._metrics.incidents.labels(kind=str(change.kind)).inc()
+            if changes:
+                log.warning(
+                    "camera %s: no frame for over %.0f s: %d open incident(s) closed at its last "
+                    "frame",
+                    camera_id,
+                    OUTAGE_SECONDS,
+                    len(changes),
+                )
 
     def _evaluate(self, item: Analysed) -> None:
         frame = item.frame

@@ -7,8 +7,10 @@ manager and SQLite; tracked frames made by hand.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import MagicMock
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from safewatch.domain import Frame, Track, TrackedFrame
 from safewatch.incidents import EvidenceStore, IncidentManager
 from safewatch.pipeline.step import RuleStep
 from safewatch.rules import RuleEngine, load_rules
+from safewatch.runtime.evaluation import RulesWorker
 from safewatch.storage import IncidentRepository, create_engine_for
 
 RULES = """
@@ -84,3 +87,44 @@ def test_time_lapse_sampling_is_no_outage(
     manager.close_all(T0 + 600.0)
     (incident,) = repository.list()
     assert (incident.started_at, incident.ended_at) == (T0, T0 + 600.0)
+
+
+def test_a_camera_that_goes_dark_closes_its_incidents_without_waiting_for_a_frame(
+    built: tuple[RuleStep, IncidentManager, IncidentRepository],
+) -> None:
+    """The outage was noticed only when the next frame came: a camera dark for hours kept its
+    incident open all that time. The serving loop now asks every second or so."""
+    step, _, repository = built
+    run(step, [T0 + 0.2 * i for i in range(30)])  # 6 s crowded, then nothing
+    now = time.monotonic()
+    assert step.end_if_silent(now + 30.0) == ([], [])  # dark for 30 s: not an outage yet
+    (incident,) = repository.list()
+    assert incident.ended_at is None
+    events, changes = step.end_if_silent(now + 61.0)
+    assert [str(e.phase) for e in events] == ["ended"] and len(changes) == 1
+    (incident,) = repository.list()
+    assert incident.ended_at == T0 + 0.2 * 29  # at its last frame, not when noticed
+    reasons = [
+        e.detail.get("reason")
+        for e in repository.timeline(incident.id)
+        if e.kind == "incident.closed"
+    ]
+    assert reasons == ["no frame for 61 s"]
+    assert step.end_if_silent(now + 120.0) == ([], [])  # once per silence
+    run(step, [T0 + 600.0 + 0.2 * i for i in range(10)])  # back: a new incident, no error
+    assert len(repository.list()) == 2
+
+
+def test_the_rules_worker_ends_a_silent_cameras_episodes(
+    built: tuple[RuleStep, IncidentManager, IncidentRepository],
+) -> None:
+    """RulesWorker's loop calls the check for every camera it knows."""
+    step, _, repository = built
+    run(step, [T0 + 0.2 * i for i in range(30)])
+    worker = RulesWorker(MagicMock(), MagicMock(), MagicMock(), MagicMock())
+    camera = MagicMock()
+    camera.step.rules = step
+    worker._cameras["cam"] = camera
+    worker._end_silent(time.monotonic() + 61.0)
+    (incident,) = repository.list()
+    assert incident.ended_at == T0 + 0.2 * 29
