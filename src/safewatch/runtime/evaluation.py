@@ -93,6 +93,8 @@ class RulesWorker:
         listeners: Called after each frame.
         replays_from_start: Whether a camera's restarted worker reads its source from the start
             again on the source's own clock (a file camera with ``realtime: false``).
+        on_silent: Called with a camera whose episodes were ended because it sent no frame
+            for an outage's length (the evidence recorder finishes its clips).
     """
 
     def __init__(
@@ -105,8 +107,10 @@ class RulesWorker:
         queue_size: int = 32,
         listeners: Sequence[FrameListener] = (),
         replays_from_start: Callable[[str], bool] = lambda _camera: False,
+        on_silent: Callable[[str], None] = lambda _camera: None,
     ) -> None:
         self._tracker_for = tracker_for
+        self._on_silent = on_silent
         self._replays_from_start = replays_from_start
         self._engine = engine
         self._incidents = incidents
@@ -274,6 +278,7 @@ class RulesWorker:
             for change in changes:
                 self._metrics.incidents.labels(kind=str(change.kind)).inc()
             if changes:
+                self._on_silent(camera_id)
                 log.warning(
                     "camera %s: no frame for over %.0f s: %d open incident(s) closed at its last "
                     "frame",

@@ -269,6 +269,7 @@ class RuntimeService:
                 self.runtime_metrics,
                 listeners=self._listeners,
                 replays_from_start=self._replays_from_start,
+                on_silent=self._camera_silent,
             )
             self._supervisor = Supervisor(
                 mode=self._mode,
@@ -566,6 +567,11 @@ class RuntimeService:
                     self._recorder.flush(10.0)
         self.live.forget(camera_id)
         self._front.camera_gone(camera_id)
+
+    def _camera_silent(self, camera_id: str) -> None:
+        """A camera dark for an outage's length: its closed incidents' clips finish now."""
+        if self._recorder is not None:
+            self._recorder.end_camera(camera_id)
 
     def _replays_from_start(self, camera_id: str) -> bool:
         """Whether the camera's restarted worker reads its file from the start on the file's

@@ -121,10 +121,14 @@ def test_the_rules_worker_ends_a_silent_cameras_episodes(
     """RulesWorker's loop calls the check for every camera it knows."""
     step, _, repository = built
     run(step, [T0 + 0.2 * i for i in range(30)])
-    worker = RulesWorker(MagicMock(), MagicMock(), MagicMock(), MagicMock())
+    silent: list[str] = []
+    worker = RulesWorker(
+        MagicMock(), MagicMock(), MagicMock(), MagicMock(), on_silent=silent.append
+    )
     camera = MagicMock()
     camera.step.rules = step
     worker._cameras["cam"] = camera
     worker._end_silent(time.monotonic() + 61.0)
     (incident,) = repository.list()
     assert incident.ended_at == T0 + 0.2 * 29
+    assert silent == ["cam"]  # serve finishes the clips of its closed incidents
