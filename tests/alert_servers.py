@@ -256,6 +256,7 @@ class WebhookRequest:
     body: bytes
     received_at: float
     signature_ok: bool | None
+    method: str = "POST"
 
     def json(self) -> Any:
         """The body, parsed."""
@@ -280,6 +281,11 @@ class WebhookReceiver:
             unsigned requests (Slack and Teams stand-ins).
         tolerance: Largest accepted signature age in seconds.
         port: Fixed port (default: a free one), kept across :meth:`stop` / :meth:`start`.
+
+    Attributes:
+        status: The answer to every POST (a valid signature assumed).
+        location: A ``Location`` header sent with it (set ``status`` to a 3xx to redirect). GETs
+            are answered 200 and recorded, so a test sees whether a redirect was followed.
     """
 
     def __init__(
@@ -290,6 +296,7 @@ class WebhookReceiver:
         self.port = port or free_port()
         self.requests: list[WebhookRequest] = []
         self.status = 200
+        self.location: str | None = None
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -317,10 +324,23 @@ class WebhookReceiver:
                 with receiver.lock:
                     receiver.requests.append(request)
                     status = receiver.status if ok is not False else 401
+                    location = receiver.location
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
+                if location is not None:
+                    self.send_header("Location", location)
                 self.end_headers()
                 self.wfile.write(b"ok" if status < 300 else b"refused")
+
+            def do_GET(self) -> None:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                request = WebhookRequest(self.path, headers, b"", time.time(), None, "GET")
+                with receiver.lock:
+                    receiver.requests.append(request)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"ok")
 
         return Handler
 
@@ -341,9 +361,9 @@ class WebhookReceiver:
             self._server = None
 
     def accepted(self) -> list[WebhookRequest]:
-        """Requests answered with 2xx (signature checked when a secret is set)."""
+        """POSTs answered with 2xx (signature checked when a secret is set)."""
         with self.lock:
-            return [r for r in self.requests if r.signature_ok is not False]
+            return [r for r in self.requests if r.signature_ok is not False and r.method == "POST"]
 
     def all(self) -> list[WebhookRequest]:
         """Every request received."""

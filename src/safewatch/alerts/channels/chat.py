@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from safewatch.alerts.message import AlertMessage
 
-__all__ = ["facts", "receiver_name"]
+__all__ = ["facts", "host_only", "receiver_name"]
 
 
 def facts(message: AlertMessage) -> list[tuple[str, str]]:
@@ -34,8 +34,13 @@ def facts(message: AlertMessage) -> list[tuple[str, str]]:
     return [(title, value) for title, value in pairs if value]
 
 
-def receiver_name(kind: str, name: str, url: str) -> str:
-    """How to name a chat webhook in errors: its host only (the path is the credential)."""
+def host_only(url: str) -> str:
+    """A chat webhook's URL as errors show it: scheme and host (the path is the credential)."""
     scheme, _, rest = url.partition("://")
     host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-    return f"{kind} {name} ({scheme}://{host}/***)"
+    return f"{scheme}://{host}/***"
+
+
+def receiver_name(kind: str, name: str, url: str) -> str:
+    """How to name a chat webhook in errors: its host only (the path is the credential)."""
+    return f"{kind} {name} ({host_only(url)})"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from safewatch.alerts.channels.chat import facts, receiver_name
+from safewatch.alerts.channels.chat import facts, host_only, receiver_name
 from safewatch.alerts.channels.http import post_json
 from safewatch.alerts.message import AlertMessage
 from safewatch.config.alerts import SlackChannelConfig
@@ -64,7 +64,14 @@ class SlackChannel:
         """POST the Block Kit message."""
         body = json.dumps(slack_payload(message), separators=(",", ":")).encode()
         headers = {"Idempotency-Key": message.key}
-        return post_json(self._url, body, headers, timeout=self._config.timeout, shown=self._shown)
+        return post_json(
+            self._url,
+            body,
+            headers,
+            timeout=self._config.timeout,
+            shown=self._shown,
+            show_url=host_only,
+        )
 
     def close(self) -> None:
         """Nothing to release."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from safewatch.alerts.channels.chat import facts, receiver_name
+from safewatch.alerts.channels.chat import facts, host_only, receiver_name
 from safewatch.alerts.channels.http import post_json
 from safewatch.alerts.message import AlertMessage
 from safewatch.config.alerts import TeamsChannelConfig
@@ -81,7 +81,14 @@ class TeamsChannel:
         """POST the Adaptive Card."""
         body = json.dumps(teams_payload(message), separators=(",", ":")).encode()
         headers = {"Idempotency-Key": message.key}
-        return post_json(self._url, body, headers, timeout=self._config.timeout, shown=self._shown)
+        return post_json(
+            self._url,
+            body,
+            headers,
+            timeout=self._config.timeout,
+            shown=self._shown,
+            show_url=host_only,
+        )
 
     def close(self) -> None:
         """Nothing to release."""
