@@ -34,7 +34,7 @@ from safewatch.alerts.message import Composer
 from safewatch.alerts.outbox import Outbox
 from safewatch.alerts.rows import OutboxItem
 from safewatch.config.alerts import RetryConfig
-from safewatch.config.log_redaction import redact_urls_in
+from safewatch.config.secrets import redact_secrets
 from safewatch.domain import IncidentStatus
 from safewatch.errors import StorageError
 
@@ -295,7 +295,10 @@ class Dispatcher:
         return self._clock() - float(item.payload.get("at", item.created_at))
 
     def _failed(self, item: OutboxItem, error: str, permanent: bool) -> Delivery:
-        error = redact_urls_in(error)
+        # The text is stored (last_error, shown by `alerts list`) and chained (alert.dead): mask
+        # URLs by shape and every configured secret by value, since an unexpected exception's
+        # text may quote a secret outside any URL (InvalidURL quotes the path and the token).
+        error = redact_secrets(error)
         outcome = self.outbox.failed(
             item,
             self.worker_id,

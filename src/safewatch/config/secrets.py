@@ -170,7 +170,10 @@ def register_site_secrets(config: BaseModel, registry: SecretRegistry = SECRETS)
     """Register the secrets of a validated config: ``SecretStr`` values and URL credentials."""
     for value in _strings(config):
         if isinstance(value, SecretStr):
-            registry.add([value.get_secret_value()])
+            secret = value.get_secret_value()
+            registry.add([secret])
+            if "://" in secret:  # a webhook URL: its token is also quoted without the rest
+                registry.add_url(secret)
         elif "://" in value:
             registry.add_url(value)
 

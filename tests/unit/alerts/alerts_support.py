@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import incident_factories
-from safewatch.alerts.channels import DeliveryError
 from safewatch.alerts.message import AlertMessage
 from safewatch.config.loader import LoadedSite
 from safewatch.config.site import SiteConfig
@@ -63,7 +62,8 @@ class Clock:
 
 
 class RecordingChannel:
-    """A channel that records messages; ``fail`` makes the next sends raise."""
+    """A channel that records messages; ``fail`` makes the next sends raise (a
+    :class:`DeliveryError`, or any other exception as a channel's bug would)."""
 
     def __init__(self, name: str, *, needs_state: bool = False) -> None:
         self.name = name
@@ -72,7 +72,7 @@ class RecordingChannel:
         self.needs_state = needs_state
         self.sent: list[AlertMessage] = []
         self.attempts = 0
-        self.fail: DeliveryError | None = None
+        self.fail: Exception | None = None
         self.lock = threading.Lock()
         self.closed = False
 

@@ -5,6 +5,7 @@ queued rows outlive a restart, and a reload swaps routes and channels."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from alerts_support import T0, Clock, RecordingChannel, make_incident, make_site
 from safewatch.alerts import AlertService
 from safewatch.alerts.channels import DeliveryError
 from safewatch.config.loader import LoadedSite
+from safewatch.config.log_redaction import RedactingFilter
+from safewatch.config.secrets import register_site_secrets
 from safewatch.domain import IncidentStatus
 from safewatch.incidents.lifecycle import check_transition
 from safewatch.storage import IncidentRepository, create_engine_for
@@ -23,10 +26,10 @@ from safewatch.storage import IncidentRepository, create_engine_for
 HOOK = {"type": "webhook", "url": "http://127.0.0.1:9/in"}
 
 
-def site_with(tmp_path: Path, **route: Any) -> LoadedSite:
+def site_with(tmp_path: Path, chat: dict[str, str] = HOOK, **route: Any) -> LoadedSite:
     base = {"id": "main", "channels": ["chat"], "events": ["opened", "closed"]}
     alerts = {
-        "channels": {"chat": HOOK, "pager": HOOK},
+        "channels": {"chat": chat, "pager": HOOK},
         "routes": [{**base, **route}],
         "retry": {"max_attempts": 4, "initial": "1s", "max_delay": "10s", "jitter": 0},
         "poll_interval": "30s",
@@ -207,3 +210,44 @@ def test_reconfigure_swaps_routes_and_closes_old_channels(rig: Rig, tmp_path: Pa
     rig.repo.upsert(dataclasses.replace(incident, ended_at=T0 + 5))
     rows = rig.outbox.list(None)
     assert [(r.event, r.channel) for r in rows] == [("closed", "pager")]
+
+
+def test_an_unexpected_channel_error_is_logged_and_stored_without_the_secrets(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception a channel does not expect quotes what it was given: here the path and the
+    token of the URL, outside any URL shape. Neither the logged traceback nor the stored error
+    (``alerts list``) nor ``alert.dead`` in the chain may show the token."""
+    token = "querytok-SECRET2"
+    site = site_with(
+        tmp_path, chat={"type": "webhook", "url": f"http://127.0.0.1:9/500?token={token}"}
+    )
+    register_site_secrets(site.config)  # as load_site does
+    rig = Rig(tmp_path, site)
+    redacting = RedactingFilter()
+    caplog.handler.addFilter(redacting)
+    try:
+        rig.channels["chat"].fail = ValueError(
+            f"URL can't contain control characters. '/500?token={token} x'"
+        )
+        incident = make_incident()
+        rig.repo.upsert(incident)
+        outcomes: list[str] = []
+        with caplog.at_level(logging.ERROR, logger="safewatch.alerts"):
+            for _ in range(6):
+                outcomes += rig.run()
+                rig.clock.advance(10.0)
+        assert outcomes == ["pending", "pending", "pending", "dead"]
+        (dead,) = rig.outbox.list(["dead"])
+        assert (
+            dead.last_error
+            == "ValueError: URL can't contain control characters. '/500?token=*** x'"
+        )
+        (entry,) = [e for e in rig.repo.timeline(incident.id) if e.kind == "alert.dead"]
+        assert "token=***" in entry.detail["error"] and token not in str(entry.detail)
+        assert "Traceback" in caplog.text and "ValueError" in caplog.text
+        assert token not in caplog.text
+    finally:
+        caplog.handler.removeFilter(redacting)
+        rig.service.close()
+        rig.engine.dispose()

@@ -42,6 +42,23 @@ def test_filter_formats_then_redacts(caplog: pytest.LogCaptureFixture) -> None:
     assert "hunter2" not in caplog.text
 
 
+def test_filter_redacts_the_logged_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """``log.exception`` prints the exception's text again below the message, in the traceback."""
+    logger = logging.getLogger("safewatch.test.redaction")
+    redacting = RedactingFilter()
+    caplog.handler.addFilter(redacting)
+    try:
+        with caplog.at_level(logging.INFO, logger=logger.name):
+            try:
+                raise ValueError("cannot open rtsp://admin:hunter2@cam/1")
+            except ValueError:
+                logger.exception("camera failed")
+    finally:
+        caplog.handler.removeFilter(redacting)
+    assert "Traceback" in caplog.text and "rtsp://***:***@cam/1" in caplog.text
+    assert "hunter2" not in caplog.text
+
+
 def test_install_is_idempotent() -> None:
     logger = logging.getLogger("safewatch.test.install")
     handler = logging.NullHandler()
