@@ -62,6 +62,7 @@ def alerts_test(
     from safewatch.alerts.message import probe_item
     from safewatch.alerts.service import build_plan
     from safewatch.config.loader import load_site
+    from safewatch.config.secrets import redact_secrets
 
     site = load_site(config)
     alerts = site.config.alerts
@@ -81,15 +82,22 @@ def alerts_test(
         for name in dict.fromkeys(names):
             sender = plan.channels[name]
             item = probe_item(chosen, name, time.time())
-            message = plan.composer.compose(item, state=sender.needs_state)
-            started = time.perf_counter()
             try:
+                message = plan.composer.compose(item, state=sender.needs_state)
+                started = time.perf_counter()
                 receipt = sender.send(message)
-            except DeliveryError as error:
+            except Exception as error:
+                # Every channel is tried and reported on its own line: one channel's unexpected
+                # exception must not hide whether the others work (nor print a traceback).
                 failed += 1
-                kind = "permanent" if error.permanent else "transient"
+                if isinstance(error, DeliveryError):
+                    kind = "permanent" if error.permanent else "transient"
+                    reason = str(error)
+                else:
+                    kind = "unexpected error"
+                    reason = redact_secrets(f"{type(error).__name__}: {error}")
                 out.print(
-                    f"[red]FAIL[/red] {name} ({sender.kind}, {kind}): {error}", soft_wrap=True
+                    f"[red]FAIL[/red] {name} ({sender.kind}, {kind}): {reason}", soft_wrap=True
                 )
                 continue
             ms = (time.perf_counter() - started) * 1000

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -171,8 +172,37 @@ ChannelConfig = Annotated[
 
 
 def _http_url(value: SecretStr) -> SecretStr:
-    if not value.get_secret_value().startswith(("http://", "https://")):
+    """Refuse, when the site file loads, a URL that urllib would fail on only when sending.
+
+    Without these checks ``http://``, a non-numeric port or a space passed ``check-config`` and
+    then raised exceptions on every delivery attempt, and ``https://user:pass@host/`` (which
+    urllib does not turn into a login) was retried for twenty minutes as a name lookup failure.
+    User info is refused rather than turned into a Basic auth header: ``headers`` already sends
+    any credential a receiver wants, and one way is simpler to explain. The messages never quote
+    the URL: it is a secret (Slack and Teams URLs are credentials themselves).
+    """
+    url = value.get_secret_value()
+    if not url.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL")
+    if any(char.isspace() or not char.isprintable() for char in url):
+        raise ValueError("must not contain spaces or control characters (percent-encode them)")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if "@" in parts.netloc:
+        raise ValueError(
+            "must not contain user:password@ (it is not sent as a login); send credentials in "
+            "headers, e.g. Authorization: Basic ..."
+        )
+    if not parts.hostname:
+        raise ValueError("has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("has a port that is not a number from 1 to 65535")
     return value
 
 

@@ -70,6 +70,38 @@ def test_alerts_test_sends_through_every_channel_and_says_why_one_failed(
         invoke("alerts", "test", "nope", "--config", str(config))
 
 
+def test_alerts_test_reports_each_channel_even_after_an_unexpected_error(
+    config: Path, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A channel that raises something other than a DeliveryError (a bug, a URL that slipped
+    past the checks) is one FAIL line, with secrets masked; the channels after it are tried."""
+    from safewatch.alerts.channels.slack import SlackChannel
+
+    def broken(self: SlackChannel, message: object) -> str:
+        raise RuntimeError("unexpected trouble with chat-token-SECRET3")
+
+    monkeypatch.setattr(SlackChannel, "send", broken)
+    monkeypatch.setenv("CHAT_TOKEN", "chat-token-SECRET3")
+    document = yaml.safe_load(config.read_text())
+    channels = document["alerts"]["channels"]
+    channels["chat"] = {"type": "slack", "url": f"{receiver.url}/services/${{CHAT_TOKEN}}"}
+    document["alerts"]["routes"][0]["channels"] = ["chat", "hook"]
+    config.write_text(yaml.safe_dump(document))
+
+    code, output = invoke("alerts", "test", "ops", "--escalation", "--config", str(config))
+    assert code == 1
+    lines = output.splitlines()
+    assert "FAIL chat (slack, unexpected error): RuntimeError: unexpected trouble with ***" in lines
+    assert any(line.startswith("ok   hook (webhook): HTTP 200") for line in lines), output
+    assert any(line.startswith("FAIL down (webhook, transient)") for line in lines), output
+    assert "SECRET3" not in output and "Traceback" not in output
+
+    channels["down"]["url"] = "http://127.0.0.1:abc/x"  # refused when the site file loads
+    config.write_text(yaml.safe_dump(document))
+    with pytest.raises(ConfigError, match="port that is not a number"):
+        invoke("alerts", "test", "ops", "--config", str(config))
+
+
 def test_alerts_list_shows_dead_letters_and_retry_requeues_them(config: Path) -> None:
     site = load_site(config)
     storage = open_site_storage(site)

@@ -104,6 +104,23 @@ alerts:
             {"channels": {"hook": {"type": "webhook", "url": "ftp://x"}}},
             "http:// or https://",
         ),
+        ({"channels": {"hook": {"type": "webhook", "url": "http://"}}}, "has no host"),
+        (
+            {"channels": {"hook": {"type": "webhook", "url": "http://h:abc/x"}}},
+            "port that is not a number",
+        ),
+        (
+            {"channels": {"hook": {"type": "webhook", "url": "http://h:0/x"}}},
+            "port that is not a number",
+        ),
+        ({"channels": {"hook": {"type": "webhook", "url": "http://h/a b"}}}, "spaces"),
+        ({"channels": {"hook": {"type": "webhook", "url": "http://h/a\tb"}}}, "control char"),
+        (
+            {"channels": {"hook": {"type": "webhook", "url": "https://u:pw@h/x"}}},
+            "must not contain user:password@ .* headers",
+        ),
+        ({"channels": {"s": {"type": "slack", "url": "https://[::1/x"}}}, "not a valid URL"),
+        ({"channels": {"t": {"type": "teams", "url": "https://u@h/x"}}}, "user:password@"),
         (
             {"channels": {"q": {"type": "mqtt", "host": "b", "topic_prefix": "a/#"}}},
             "pattern",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from pydantic import SecretStr
 
 from alert_servers import WebhookReceiver
 from safewatch.alerts.channels import DeliveryError, build_channel
@@ -53,3 +54,15 @@ def test_a_chat_webhook_redirect_shows_the_host_only(receiver: WebhookReceiver) 
         build_channel("chat", config).send(probe())
     assert c.value.permanent and "SECRET" not in str(c.value)
     assert [r.method for r in receiver.all()] == ["POST"]
+
+
+def test_a_url_that_slipped_past_the_checks_is_a_permanent_failure() -> None:
+    """The site file refuses such URLs; one built without its checks (http.client.InvalidURL at
+    send time) is a dead letter, not a traceback on every retry."""
+    config = WebhookChannelConfig.model_construct(
+        type="webhook", url=SecretStr("http://127.0.0.1:abc/x?token=tok-SECRET4"), timeout=5.0
+    )
+    config = config.model_copy(update={"secret": None, "headers": {}})
+    with pytest.raises(DeliveryError, match=r"the URL cannot be sent \(InvalidURL\)") as caught:
+        build_channel("hook", config).send(probe())
+    assert caught.value.permanent and "SECRET4" not in str(caught.value)

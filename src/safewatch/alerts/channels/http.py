@@ -12,6 +12,7 @@ like the receiver itself): the operator sets the new URL and sends the dead lett
 
 from __future__ import annotations
 
+import http.client
 import ssl
 import urllib.error
 import urllib.request
@@ -70,14 +71,15 @@ def post_json(
 
     Raises:
         DeliveryError: Non-2xx answer (permanent for a redirect and for 4xx other than
-            :data:`RETRYABLE_STATUS`), or a network failure (transient).
+            :data:`RETRYABLE_STATUS`), a network failure (transient), or a URL that cannot be
+            sent (permanent).
     """
-    request = urllib.request.Request(url, data=body, method="POST")
-    request.add_header("Content-Type", "application/json")
-    request.add_header("User-Agent", _USER_AGENT)
-    for name, value in headers.items():
-        request.add_header(name, value)
     try:
+        request = urllib.request.Request(url, data=body, method="POST")
+        request.add_header("Content-Type", "application/json")
+        request.add_header("User-Agent", _USER_AGENT)
+        for name, value in headers.items():
+            request.add_header(name, value)
         with _OPENER.open(request, timeout=timeout) as response:
             status = int(response.status)
             response.read(1024)
@@ -109,6 +111,14 @@ def post_json(
         raise DeliveryError(f"{shown} did not answer in {timeout:g} s ({error})") from None
     except OSError as error:
         raise DeliveryError(f"cannot reach {shown}: {error}") from None
+    except (ValueError, http.client.InvalidURL) as error:
+        # http.client.InvalidURL (a non-numeric port, a space) and urllib's "unknown url type":
+        # the site file's checks refuse these URLs, so only a URL that slipped past them lands
+        # here. Sending again cannot help, and the exception's text quotes the URL (a secret).
+        raise DeliveryError(
+            f"{shown}: the URL cannot be sent ({type(error).__name__}); check the channel's url",
+            permanent=True,
+        ) from None
     if not 200 <= status < 300:
         raise DeliveryError(f"{shown} answered HTTP {status}")
     return f"HTTP {status}"
