@@ -4,17 +4,22 @@ Pydantic's own error text is written for developers (``rules.0.ppe.require  Fiel
 [type=missing, input_value={...}]``) and echoes input values, which may be interpolated secrets.
 Here each error becomes one :class:`ConfigError` with the line of the offending key (or of the
 parent mapping for a missing field), a path in the user's terms, and a short message; values are
-only ever shown as written in the file.
+only ever shown as written in the file, and a secret field's value (a ``SecretStr``: passwords,
+webhook secrets, Slack and Teams URLs) is never shown unless it was written as ``${VAR}``
+references alone: a secret typed into the file itself is still a secret when it is malformed.
 """
 
 from __future__ import annotations
 
+import re
+import types
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
+from safewatch.config.secrets import MIN_LENGTH
 from safewatch.config.yaml_lines import LocatedDocument, PathKey, format_path
 from safewatch.errors import ConfigError
 
@@ -24,6 +29,8 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _SCALARS = (str, int, float, bool, type(None))
 _NO_VALUE_ECHO = {"missing", "extra_forbidden", "union_tag_invalid", "union_tag_not_found"}
+_REFERENCES_ONLY = re.compile(r"(?:\$\{[A-Za-z_][A-Za-z0-9_]*\})+")
+"""``${A}`` or ``${A}${B}``: text that names secrets without holding any (no ``:-default``)."""
 
 
 class ConfigErrors(ConfigError):
@@ -76,6 +83,58 @@ def _resolve(loc: tuple[int | str, ...], data: Any) -> tuple[PathKey, Any, bool]
     return tuple(path), current, True
 
 
+def _members(annotation: Any) -> list[Any]:
+    """The types an annotation may hold: ``Annotated`` unwrapped, unions split."""
+    if get_origin(annotation) is Annotated:
+        return _members(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        return [member for arg in get_args(annotation) for member in _members(arg)]
+    return [annotation]
+
+
+def _step(annotation: Any, segment: int | str) -> list[Any]:
+    """The types found one ``loc`` segment below ``annotation`` (none: not one of its keys)."""
+    origin = get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, info in annotation.model_fields.items():
+            if segment in (name, info.alias):
+                # A field whose type is defined further down its module keeps a ForwardRef in
+                # model_fields; the module's names resolve it.
+                try:
+                    hints = get_type_hints(annotation, include_extras=True)
+                except (NameError, TypeError):
+                    hints = {}
+                return [hints.get(name, info.annotation)]
+        return []
+    if origin is dict:
+        return [get_args(annotation)[1]]
+    if origin in (list, tuple, set, frozenset) and isinstance(segment, int):
+        args = [arg for arg in get_args(annotation) if arg is not Ellipsis]
+        return (
+            args if origin is not tuple or len(args) <= 1 else [args[min(segment, len(args) - 1)]]
+        )
+    return []
+
+
+def _is_secret(model: type[BaseModel], loc: tuple[int | str, ...]) -> bool:
+    """Whether the field at a pydantic ``loc`` may be a secret (``SecretStr``) in ``model``.
+
+    Walks the annotations along ``loc``; a segment no candidate type has (a discriminated union's
+    tag, a validator's name) is one pydantic inserted, and is skipped. Any candidate that is a
+    secret makes it a secret: showing too little beats showing a password.
+    """
+    candidates: list[Any] = [model]
+    for segment in loc:
+        expanded = [member for candidate in candidates for member in _members(candidate)]
+        below = [found for member in expanded for found in _step(member, segment)]
+        candidates = below or expanded
+    return any(
+        isinstance(member, type) and issubclass(member, SecretStr | SecretBytes)
+        for candidate in candidates
+        for member in _members(candidate)
+    )
+
+
 def _message(error: ErrorDetails) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
@@ -96,8 +155,11 @@ def _message(error: ErrorDetails) -> str:
     return message[:1].lower() + message[1:]
 
 
-def _to_config_error(error: ErrorDetails, document: LocatedDocument) -> ConfigError:
-    path, value, exists = _resolve(tuple(error["loc"]), document.data)
+def _to_config_error(
+    error: ErrorDetails, document: LocatedDocument, model: type[BaseModel]
+) -> ConfigError:
+    loc = tuple(error["loc"])
+    path, value, exists = _resolve(loc, document.data)
     if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
         discriminator = str((error.get("ctx") or {}).get("discriminator", "kind")).strip("'")
         path = (*path, discriminator)
@@ -105,11 +167,20 @@ def _to_config_error(error: ErrorDetails, document: LocatedDocument) -> ConfigEr
     line = document.line_of(path) if exists else document.line_of(path[:-1])
     message = _message(error)
     raw = document.raw.get(path)
-    if raw is not None and isinstance(value, str) and value:
+    secret = _is_secret(model, loc)
+    if secret and (raw is None or not _REFERENCES_ONLY.fullmatch(raw)):
+        raw = None
+        if isinstance(value, str) and len(value) >= MIN_LENGTH:
+            message = message.replace(value, "***")
+    elif raw is not None and isinstance(value, str) and value:
         message = message.replace(value, raw)
     if exists and error["type"] not in _NO_VALUE_ECHO and isinstance(value, _SCALARS):
-        shown = raw if raw is not None else value
-        message = f"{message} (got {shown!r})"
+        if raw is not None:
+            message = f"{message} (got {raw!r})"
+        elif secret:
+            message = f"{message} (the value is a secret: not shown)"
+        else:
+            message = f"{message} (got {value!r})"
     return ConfigError(message, file=document.file, line=line, field=format_path(path) or None)
 
 
@@ -123,6 +194,6 @@ def validate_document(model: type[ModelT], document: LocatedDocument) -> ModelT:
     try:
         return model.model_validate(document.data if document.data is not None else {})
     except ValidationError as exc:
-        errors = [_to_config_error(error, document) for error in exc.errors()]
+        errors = [_to_config_error(error, document, model) for error in exc.errors()]
     errors.sort(key=lambda e: e.line or 0)
     raise ConfigErrors(errors) from None

@@ -159,6 +159,29 @@ def test_config_errors_in_a_file_name_the_line_and_never_the_secret(tmp_path: Pa
     assert "topsecret" not in text and "u:pw" not in text
 
 
+def test_config_errors_never_show_a_secret_typed_into_the_file(tmp_path: Path) -> None:
+    """Secret fields (a Slack URL, a password) written literally, and malformed, are still
+    secrets: the error says what is wrong without the value; a ${VAR} reference alone is shown."""
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "version: 1\nmodels: {coco: {path: x.onnx}}\ncameras: {yard: {source: a.mp4, models: "
+        "[coco]}}\nalerts:\n  channels:\n"
+        "    chat: {type: slack, url: 'hooks.slack.com/services/T0/B0/LITERALSECRET9'}\n"
+        "    mail: {type: email, host: smtp, username: a, password: 86753091, from: a@b.example,"
+        " to: [c@d.example]}\n"
+        "    team: {type: teams, url: '${TEAMS_URL:-nothttp-DEFAULTSECRET}'}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_site(site, environ={})
+    text = caught.value.format()
+    assert "site.yaml:6: alerts.channels.chat.url: must be an http:// or https:// URL" in text
+    assert "site.yaml:7: alerts.channels.mail.password" in text
+    assert "site.yaml:8: alerts.channels.team.url" in text
+    assert text.count("(the value is a secret: not shown)") == 3
+    for secret in ("LITERALSECRET9", "86753091", "DEFAULTSECRET"):
+        assert secret not in text
+
+
 # -- templates ------------------------------------------------------------------------------------
 
 
