@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from safewatch.config.secrets import redact_secrets
 from safewatch.domain import Incident, IncidentStatus
 from safewatch.errors import SafewatchError
 from safewatch.storage import ChainEntry, EntryKind, IncidentRepository
@@ -87,6 +88,24 @@ def _size(detail: Mapping[str, Any]) -> str:
     return f", {size / 1024:.0f} KiB" if size >= 1024 else f", {size} B"
 
 
+def _alert_summary(kind: str, detail: Mapping[str, Any]) -> str:
+    """Where an alert went (or why it was given up), from what the outbox chained with it.
+
+    The error is masked again here (secrets by value, URLs by shape) although the dispatcher
+    masks it before storing it: entries chained before that masking existed must not show a
+    token either, and the chain itself is never rewritten.
+    """
+    event, channel = detail.get("event", "?"), detail.get("channel", "?")
+    where = f"route {detail.get('route', '?')}, key {detail.get('key', '?')}"
+    if kind == "alert.sent":
+        receipt = f": {detail['receipt']}" if detail.get("receipt") else ""
+        attempt = detail.get("attempt", "?")
+        return f"{event} alert sent via {channel} ({where}, attempt {attempt}){receipt}"
+    attempts = detail.get("attempts", "?")
+    error = redact_secrets(str(detail.get("error") or "unknown error"))
+    return f"{event} alert to {channel} given up after {attempts} attempt(s) ({where}): {error}"
+
+
 def describe(entry: ChainEntry) -> TimelineEvent:
     """The timeline line of one chain entry."""
     detail = entry.detail
@@ -115,6 +134,8 @@ def describe(entry: ChainEntry) -> TimelineEvent:
         summary = f"evidence written: {entry.subject}{_size(detail)}"
     elif kind == EntryKind.EVIDENCE_REMOVED:
         summary = f"evidence removed ({detail.get('reason', 'unknown reason')}): {entry.subject}"
+    elif kind in ("alert.sent", "alert.dead"):
+        summary = _alert_summary(kind, detail)
     else:
         summary = kind
     return TimelineEvent(entry.seq, entry.at, kind, actor, summary, detail)

@@ -18,9 +18,9 @@ from safewatch.alerts import AlertService
 from safewatch.alerts.channels import DeliveryError
 from safewatch.config.loader import LoadedSite
 from safewatch.config.log_redaction import RedactingFilter
-from safewatch.config.secrets import register_site_secrets
+from safewatch.config.secrets import SECRETS, register_site_secrets
 from safewatch.domain import IncidentStatus
-from safewatch.incidents.lifecycle import check_transition
+from safewatch.incidents.lifecycle import IncidentLifecycle, check_transition
 from safewatch.storage import IncidentRepository, create_engine_for
 
 HOOK = {"type": "webhook", "url": "http://127.0.0.1:9/in"}
@@ -249,5 +249,45 @@ def test_an_unexpected_channel_error_is_logged_and_stored_without_the_secrets(
         assert token not in caplog.text
     finally:
         caplog.handler.removeFilter(redacting)
+        rig.service.close()
+        rig.engine.dispose()
+
+
+def test_the_timeline_says_where_each_alert_went_and_why_one_was_given_up(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path, site_with(tmp_path, channels=["chat", "pager"]))
+    try:
+        SECRETS.add(["pager-SECRET5"])
+        rig.channels["pager"].fail = DeliveryError(
+            "pager answered HTTP 410 Gone: unknown hook pager-SECRET5", permanent=True
+        )
+        incident = make_incident()
+        rig.repo.upsert(incident)
+        assert sorted(rig.run()) == ["dead", "delivered"]
+        # An entry chained before errors were masked: shown masked all the same.
+        rig.repo.record_event(
+            incident.id,
+            "alert.dead",
+            {"route": "old", "channel": "pager", "event": "closed", "key": "k1", "attempts": 10,
+             "error": "timed out near pager-SECRET5"},
+        )  # fmt: skip
+        key = rig.channels["chat"].sent[0].key
+        pager_key = next(r.key for r in rig.outbox.list(["dead"]))
+        summaries = [
+            e.summary
+            for e in IncidentLifecycle(rig.repo).timeline(incident.id)
+            if "alert" in e.kind
+        ]
+        assert sorted(summaries) == sorted(
+            [
+                f"opened alert sent via chat (route main, key {key}, attempt 1): recorded",
+                f"opened alert to pager given up after 1 attempt(s) (route main, key {pager_key}): "
+                "pager answered HTTP 410 Gone: unknown hook ***",
+                "closed alert to pager given up after 10 attempt(s) (route old, key k1): "
+                "timed out near ***",
+            ]
+        )
+    finally:
         rig.service.close()
         rig.engine.dispose()
