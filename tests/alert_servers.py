@@ -35,6 +35,7 @@ from typing import Any
 from patience import poll
 
 __all__ = [
+    "HangingReceiver",
     "MosquittoBroker",
     "MqttRecorder",
     "SmtpServer",
@@ -369,6 +370,65 @@ class WebhookReceiver:
         """Every request received."""
         with self.lock:
             return list(self.requests)
+
+
+class HangingReceiver:
+    """An HTTP receiver that reads each request and never answers (a receiver that hangs).
+
+    Every connection is held open until :meth:`stop`, which closes them all without an answer
+    (the client sees the connection dropped), so a test's teardown is not held up by its
+    senders' timeouts. :attr:`open_now` and :attr:`most_open` count the requests held at once.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.received = 0
+        self.open_now = 0
+        self.most_open = 0
+        self.lock = threading.Lock()
+        self._release = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver.lock:
+                    receiver.received += 1
+                    receiver.open_now += 1
+                    receiver.most_open = max(receiver.most_open, receiver.open_now)
+                receiver._release.wait()
+                with receiver.lock:
+                    receiver.open_now -= 1
+                self.close_connection = True  # no answer at all
+
+        return Handler
+
+    def start(self) -> HangingReceiver:
+        """Listen on :attr:`port`."""
+        self._release.clear()
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Drop every held request unanswered and stop listening."""
+        self._release.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
 
 
 # -- MQTT -----------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from alert_servers import (
+    HangingReceiver,
     MosquittoBroker,
     SmtpServer,
     WebhookReceiver,
@@ -35,7 +36,8 @@ class AlertRig:
 
     Args:
         folder: Where the site file, database, evidence and certificates go.
-        channels: Which receivers to start: ``mail``, ``hook``, ``slack``, ``teams``, ``mqtt``.
+        channels: Which receivers to start: ``mail``, ``hook``, ``slack``, ``teams``, ``mqtt``,
+            and ``hang`` (a webhook receiver that never answers; its channel waits 120 s).
         retry: The ``alerts.retry`` block.
         route: Extra keys of the single route (all the started channels, opened and closed).
         alerts: Extra keys of the alerts block.
@@ -62,6 +64,7 @@ class AlertRig:
         self.slack: WebhookReceiver | None = None
         self.teams: WebhookReceiver | None = None
         self.broker: MosquittoBroker | None = None
+        self.hang: HangingReceiver | None = None
         blocks: dict[str, dict[str, Any]] = {}
         if "mail" in self.names:
             self.tls = make_tls_files(folder / "tls")
@@ -90,6 +93,9 @@ class AlertRig:
         if "teams" in self.names:
             self.teams = WebhookReceiver().start()
             blocks["teams"] = {"type": "teams", "url": f"{self.teams.url}/workflows/abc"}
+        if "hang" in self.names:
+            self.hang = HangingReceiver().start()
+            blocks["hang"] = {"type": "webhook", "url": f"{self.hang.url}/in", "timeout": "120s"}
         if "mqtt" in self.names:
             self.broker = MosquittoBroker().start()
             blocks["mqtt"] = {"type": "mqtt", "host": "127.0.0.1", "port": self.broker.port}
@@ -179,7 +185,10 @@ class AlertRig:
         return closed
 
     def close(self) -> None:
-        """Stop everything (alerts first, then receivers)."""
+        """Stop everything (alerts first, then receivers; a hanging receiver first of all, or
+        stopping the alerts would wait for its sends to time out)."""
+        if self.hang is not None:
+            self.hang.stop()
         self.service.close()
         self.storage.close()
         for server in (self.smtp, self.hook, self.slack, self.teams):

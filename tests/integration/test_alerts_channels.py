@@ -13,6 +13,7 @@ from alerts_rig import AlertRig
 
 from alert_servers import MqttRecorder, mosquitto_unavailable, wait_until
 from safewatch.alerts.channels.webhook import WebhookChannel
+from safewatch.alerts.dispatcher import channel_cap
 from safewatch.alerts.message import Composer, probe_item
 from safewatch.alerts.rows import idempotency_key
 from safewatch.config.alerts import WebhookChannelConfig
@@ -114,6 +115,31 @@ def test_a_wrong_smtp_password_and_an_untrusted_certificate_are_dead_letters(
         assert "certificate not trusted" in (dead.last_error or "")
     finally:
         untrusted.close()
+
+
+@pytest.mark.timeout(100)
+def test_a_hanging_receiver_does_not_hold_up_the_other_channels(tmp_path: Path) -> None:
+    """Every incident goes to a healthy webhook and to one that never answers (120 s timeout).
+    At most half the senders may wait on the hanging one, so the healthy one gets every alert
+    before the hanging sends time out (before: all 4 senders ended up on the hanging channel's
+    rows, and the healthy one got 28 of 200 in 61 s). The 60 s bound is generous (it takes
+    about a second) but must stay below the hanging channel's timeout: the claim is that the
+    healthy one does not wait for it."""
+    rig = AlertRig(tmp_path, ["hook", "hang"], route={"events": ["opened"]})
+    try:
+        assert rig.hook is not None and rig.hang is not None
+        hang = rig.hang
+        assert rig.service.dispatcher.plan.workers == 4
+        count = 40
+        for track in range(1, count + 1):
+            rig.incident(track, still=False)
+        hook = rig.hook
+        arrived = wait_until(lambda: len(hook.accepted()) >= count, 60.0)
+        assert arrived, (len(hook.accepted()), rig.service.outbox.counts())
+        assert hang.received >= 1  # it was tried, and blocks a sender until its timeout
+        assert hang.most_open <= channel_cap(4) == 2
+    finally:
+        rig.close()
 
 
 @pytest.mark.skipif(mosquitto_unavailable() is not None, reason=str(mosquitto_unavailable()))

@@ -1,7 +1,11 @@
 """The dispatcher: a background thread that claims due outbox rows and delivers them.
 
 One claim loop and a small pool of sender threads: a slow SMTP server does not hold up a webhook,
-and at most ``workers`` deliveries are in flight. The loop sleeps until the next row falls due (a
+and at most ``workers`` deliveries are in flight, at most half of them (at least one) to any one
+channel (:func:`channel_cap`). Without that cap the oldest due rows were claimed whatever their
+channel, so a receiver that hangs until its timeout ended up holding every sender and alerts to
+healthy channels waited behind it (200 incidents to a healthy and a hanging webhook with a 10 s
+timeout: 28 reached the healthy one in 61 s). The loop sleeps until the next row falls due (a
 retry, a digest window, an escalation, a lost lease) or until it is woken: the outbox wakes it
 right after an incident transaction that queued alerts commits, so an alert leaves within
 milliseconds of the incident change, not at the next poll.
@@ -23,6 +27,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -38,7 +43,7 @@ from safewatch.config.secrets import redact_secrets
 from safewatch.domain import IncidentStatus
 from safewatch.errors import StorageError
 
-__all__ = ["Delivery", "DispatchPlan", "Dispatcher"]
+__all__ = ["Delivery", "DispatchPlan", "Dispatcher", "channel_cap"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +88,12 @@ class Delivery:
     error: str | None = None
 
 
+def channel_cap(workers: int) -> int:
+    """Most deliveries one channel may have in flight: half the senders, at least one, so a
+    hanging receiver leaves the other half to the other channels."""
+    return max(1, workers // 2)
+
+
 def _worker_id() -> str:
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -119,6 +130,7 @@ class Dispatcher:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._inflight = 0
+        self._busy: Counter[str] = Counter()  # deliveries in flight per channel
         self._state_locks: dict[str, threading.Lock] = {}
 
     def add_listener(self, listener: Callable[[Delivery], None]) -> None:
@@ -190,16 +202,28 @@ class Dispatcher:
             try:
                 now = self._clock()
                 self.outbox.fold_digests(now)
+                cap = channel_cap(plan.workers)
                 with self._lock:
                     free = plan.workers - self._inflight
-                items = self.outbox.claim(self.worker_id, now, free, plan.lease)
+                    busy = dict(self._busy)
+                full = {channel for channel, n in busy.items() if n >= cap}
+                # Any one claimed channel may take the whole batch: no more than the least room
+                # left to a channel that has some (cap for one with nothing in flight).
+                room = min((cap - n for n in busy.values() if n < cap), default=cap)
+                limit = min(free, room)
+                items = self.outbox.claim(
+                    self.worker_id, now, limit, plan.lease, skip_channels=full
+                )
                 pool = self._pool
                 for item in items:
                     with self._lock:
                         self._inflight += 1
+                        self._busy[item.channel] += 1
                     assert pool is not None
                     pool.submit(self._deliver_in_pool, item)
-                if free > len(items):
+                if 0 < limit == len(items) < free:
+                    timeout = 0.0  # the batch was cut by the cap: claim the rest now
+                elif free > len(items):
                     due = self.outbox.next_due()
                     if due is not None:
                         timeout = min(timeout, max(0.01, due - self._clock()))
@@ -217,6 +241,9 @@ class Dispatcher:
         finally:
             with self._lock:
                 self._inflight -= 1
+                self._busy[item.channel] -= 1
+                if self._busy[item.channel] <= 0:
+                    del self._busy[item.channel]
             self._wake.set()
 
     def run_once(self) -> list[Delivery]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import builtins
 import math
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, cast
 
@@ -84,11 +84,28 @@ class Outbox:
 
     # -- dispatcher ---------------------------------------------------------------------------
 
-    def claim(self, worker: str, now: float, limit: int, lease: float) -> list[OutboxItem]:
+    def claim(
+        self,
+        worker: str,
+        now: float,
+        limit: int,
+        lease: float,
+        *,
+        skip_channels: Collection[str] = (),
+    ) -> list[OutboxItem]:
         """Take up to ``limit`` due rows for ``worker`` until ``now + lease``, oldest due first.
 
         Due: ``pending`` with ``due_at <= now``, or ``sending`` whose lease ran out (its
         dispatcher died or hung).
+
+        Args:
+            worker: The claiming dispatcher.
+            now: Current wall-clock time.
+            limit: Most rows to take.
+            lease: Seconds the claim lasts.
+            skip_channels: Leave these channels' rows (the dispatcher has as many deliveries to
+                them in flight as one channel may have, see
+                :class:`safewatch.alerts.dispatcher.Dispatcher`).
 
         Raises:
             StorageError: The database cannot be written.
@@ -99,6 +116,8 @@ class Outbox:
             and_(OUTBOX.c.status == "pending", OUTBOX.c.due_at <= now),
             and_(OUTBOX.c.status == "sending", OUTBOX.c.claimed_until < now),
         )
+        if skip_channels:
+            due = and_(due, OUTBOX.c.channel.not_in(sorted(skip_channels)))
         ids = (
             select(OUTBOX.c.id)
             .where(due)

@@ -336,7 +336,13 @@ class AlertsConfig(_Strict):
         gt=0,
         description="A delivery claimed by a dispatcher that died is retried after this long.",
     )
-    workers: int = Field(4, ge=1, le=64, description="Deliveries in flight at once.")
+    workers: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Deliveries in flight at once; at most half of them (at least one) to one "
+        "channel, so a receiver that hangs does not hold up the others.",
+    )
     witness: WitnessAlertConfig | None = Field(
         None, description="Send the tamper-evidence chain's head to these channels regularly."
     )

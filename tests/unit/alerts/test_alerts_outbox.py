@@ -138,6 +138,16 @@ def test_claims_never_overlap_between_dispatchers(world: World) -> None:
     assert len(set(everything)) == 40
 
 
+def test_a_claim_can_leave_the_rows_of_busy_channels(world: World) -> None:
+    """The dispatcher skips channels that have as many deliveries in flight as one may."""
+    for track in range(3):
+        world.repo.upsert(make_incident(track=track))  # a hook and a chat row each
+    batch = world.outbox.claim("d", T0 + 1, 10, 60.0, skip_channels={"hook"})
+    assert sorted(item.channel for item in batch) == ["chat"] * 3
+    rest = world.outbox.claim("d", T0 + 1, 10, 60.0)
+    assert sorted(item.channel for item in rest) == ["hook"] * 3
+
+
 def test_failures_back_off_then_become_dead_letters_in_the_timeline(
     db_engine: Engine, tmp_path: Path
 ) -> None:
