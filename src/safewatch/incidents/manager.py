@@ -108,6 +108,10 @@ class _Episode:
     """Its row was written (or adopted): the recorder has its still and clip in hand."""
     reason: str | None = None
     """Why it closes, kept for a closing write that has to wait (``closing``'s reason)."""
+    opening: tuple[Frame, TrackedFrame] | None = None
+    """The frame that opened it, kept while its opening waits for the database: the still is
+    taken from it when the write goes through, not from the frame of that moment, on which
+    the person may have left the zone or put the hat back on."""
 
 
 _RETRY_MAX = 30.0
@@ -452,6 +456,7 @@ class IncidentManager:
             held_at=event.at,
             unsaved=True,
             opened=False,
+            opening=(frame, tracked),
         )
         if not self._writable():
             return None  # kept; written once the database may be tried again
@@ -491,6 +496,9 @@ class IncidentManager:
         still and the clip (cut from the frames buffered now) would show a later moment."""
         episode.opened = True
         incident = episode.incident
+        if episode.opening is not None:
+            frame, tracked = episode.opening
+            episode.opening = None
         if self._recorder is None:
             return
         seen = self._last_seen.get(incident.camera_id)  # its own camera's clock

@@ -461,6 +461,7 @@ class NotingRecorder:
     def __init__(self, repo: FlakyRepository) -> None:
         self.repo = repo
         self.calls: list[tuple[str, str, bool]] = []
+        self.still_frames: list[float] = []
 
     def observe(self, frame: Frame, tracked: TrackedFrame) -> None:
         return None
@@ -471,6 +472,7 @@ class NotingRecorder:
 
     def record_still(self, incident_id_: str, frame: Frame, tracked: TrackedFrame, **_: object):  # type: ignore[no-untyped-def]
         self._note("still", incident_id_)
+        self.still_frames.append(frame.timestamp)
 
     def open_clip(self, incident):  # type: ignore[no-untyped-def]
         self._note("open_clip", incident.id)
@@ -497,6 +499,9 @@ def test_with_a_recorder_a_delayed_opening_gets_its_still_and_clip_once_its_row_
     assert recorder.calls[:2] == [("still", key, True), ("open_clip", key, True)]
     assert recorder.calls[-1] == ("close_clip", key, True)
     assert all(stored for _, _, stored in recorder.calls)
+    # The still shows the frame that opened it, not the one the write went through on (the
+    # person may have left the zone by then).
+    assert recorder.still_frames[0] == events[0].at < events[3].at
 
 
 def test_a_database_that_is_down_is_tried_once_per_wait_not_once_per_write(
