@@ -338,7 +338,10 @@ class ProximityRule(_RuleBase):
         "or 100px/s; the same kind of unit as max_distance).",
     )
     window: Duration = Field(
-        1.0, gt=0, description="Time over which closing speeds are smoothed (box jitter)."
+        1.0,
+        gt=0,
+        description="Time over which closing speeds are smoothed (box jitter); at least the "
+        "last three frames, however long they span.",
     )
     zones: tuple[str, ...] = Field(
         (), description="Only subjects whose foot point is in one of these zones; empty: anywhere."
@@ -438,7 +441,10 @@ class SpeedRule(_RuleBase):
         "feet", description="feet: bottom-centre of the box (on the floor); centre: box centre."
     )
     window: Duration = Field(
-        1.0, gt=0, description="Time over which speeds are smoothed (box jitter)."
+        1.0,
+        gt=0,
+        description="Time over which speeds are smoothed (box jitter); at least the last three "
+        "frames, however long they span.",
     )
     zones: tuple[str, ...] = Field(
         (), description="Only objects whose anchor is in one of these zones; empty: anywhere."

@@ -7,7 +7,10 @@ distances and speeds once, in "plane units", and names the unit only in its mess
 Speeds come from the frame clock, never from frame counts, and are smoothed: a box jitters by a few
 pixels every frame, which at 10 fps is a fake speed of tens of pixels per second. The velocity is
 the least-squares slope of position over the last ``window`` seconds (:func:`velocity`), and
-needs at least three samples spanning half the window before it says anything.
+needs at least three samples spanning half the window before it says anything. A history always
+keeps its three newest samples, even when they span more than the window: on a camera slower than
+about two frames per window, the window alone never holds three, and the speed is then measured
+over the shortest span that allows a fit instead of never.
 """
 
 from __future__ import annotations
@@ -231,7 +234,8 @@ class Samples:
         return self._times[-1] if self._times else float("-inf")
 
     def add(self, at: float, value: NDArray[np.float64] | Sequence[float] | float) -> None:
-        """Append a sample and forget those older than ``window`` before it.
+        """Append a sample and forget those older than ``window`` before it, keeping at least the
+        :data:`MIN_SAMPLES` newest (a slow camera's window holds fewer; see :meth:`push`).
 
         Raises:
             ValueError: ``value`` has another number of coordinates than the earlier samples.
@@ -254,8 +258,10 @@ class Samples:
         times.append(at)
         for column, v in zip(columns, values, strict=True):
             column.append(v)
+        # Never fewer than MIN_SAMPLES: at 1 fps a 1 s window holds two samples, too few to fit,
+        # and trimming to the window would leave such a camera without any speed at all.
         limit = self.window + 1e-9
-        while at - times[0] > limit:
+        while at - times[0] > limit and len(times) > MIN_SAMPLES:
             times.popleft()
             for column in columns:
                 column.popleft()
@@ -271,7 +277,7 @@ class Samples:
         times.append(at)
         column.append(value)
         limit = self.window + 1e-9
-        while at - times[0] > limit:
+        while at - times[0] > limit and len(times) > MIN_SAMPLES:  # as push: enough to fit
             times.popleft()
             column.popleft()
 

@@ -9,9 +9,10 @@ picture (crude, since perspective shrinks far pixels, but useful on a top-down c
 With ``approaching``, a subject within ``max_distance`` violates only while the distance to the
 hazard shrinks at least that fast: "a forklift heading at someone", not "someone working next to a
 parked forklift". The closing speed is the least-squares slope of the pair's distance over the
-last ``window`` seconds of the frame clock (:mod:`safewatch.rules.measure`), so box jitter does not
-fake it. Per-pair histories are dropped once the pair has not been measured for ``window`` (or
-``grace``, whichever is longer), so memory is bounded by the pairs recently seen.
+last ``window`` seconds of the frame clock (at least the last three samples, so a slow camera has
+one too: :mod:`safewatch.rules.measure`), so box jitter does not fake it. Per-pair histories are
+dropped once the pair has not been measured for ``window`` (or ``grace``, whichever is longer),
+so memory is bounded by the pairs recently seen.
 
 Each subject is one episode; its ``track_ids`` are ``(subject, hazard)`` for a vehicle, or
 ``(subject,)`` with ``zone_id`` set for a machine zone. When several hazards are too close, the

@@ -5,8 +5,9 @@ the picture at full speed), so the kind needs a calibrated camera and measures e
 anchor on the floor in metres. The speed is the least-squares velocity over the last ``window``
 seconds of the frame clock (see :mod:`safewatch.rules.measure`), so box jitter and a single
 mis-sized box do not fake a speeding vehicle; a track needs three samples spanning half the window
-before it has a speed at all. Per-track history holds only that window and is dropped once the
-track has been unseen for longer than it (or ``grace``, whichever is longer).
+before it has a speed at all. Per-track history holds only that window (or the last three samples
+where the window holds fewer: a slow camera still measures) and is dropped once the track has
+been unseen for longer than the window (or ``grace``, whichever is longer).
 """
 
 from __future__ import annotations

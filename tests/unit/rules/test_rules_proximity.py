@@ -125,6 +125,21 @@ def test_approaching_needs_a_closing_speed() -> None:
     assert messages[0] == "person #1 2.8 m from forklift #9 (min 3.0 m), closing at 7.2 km/h"
 
 
+@pytest.mark.parametrize("fps", [1.0, 2.0, 5.0])
+def test_approaching_on_a_slow_camera(fps: float) -> None:
+    # A forklift closing at 150 px/s from 800 px away; approaching 50px/s within 300 px, window
+    # 1 s. At 1 fps the window holds two distances: the fit uses the last three instead.
+    monitor = ProximityMonitor(_rule(max_distance="300px", approaching="50px/s"), Plane())
+    closing = []
+    for k in range(round(5 * fps)):
+        t = k / fps
+        fork = forklift(9, 850.0 - 150.0 * t, 950.0 - 150.0 * t, 400.0)
+        gaps = monitor.gaps(frame(t, [person(1, (50.0, 400.0)), fork]), 300.0)
+        closing += [gap.closing for gap in gaps if gap.closing is not None]
+    assert closing, f"no closing speed at {fps} fps"
+    assert closing == pytest.approx([150.0] * len(closing))
+
+
 def test_approaching_ignores_jitter() -> None:
     monitor = ProximityMonitor(_rule(max_distance="3m", approaching="1m/s"), Plane(CM))
     rng = np.random.default_rng(3)

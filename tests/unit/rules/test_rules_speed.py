@@ -92,6 +92,31 @@ def test_scope_zones_message_and_episode() -> None:
     ]
 
 
+@pytest.mark.parametrize("fps", [0.5, 1.0, 1.5, 2.0, 5.0])
+def test_slow_cameras_measure_speed_too(fps: float) -> None:
+    # A vehicle at 6 km/h against a 3 km/h limit, window 1 s, for 4 s of video. At 1.5 fps or
+    # less the window never holds the three samples a fit needs: the last three are used.
+    assert FLOOR.calibration is not None
+    engine = RuleEngine(
+        rule_set([_rule(max_speed="3km/h")]), calibrations={"cam": FLOOR.calibration}
+    )
+    messages = []
+    for k in range(round(4 * fps) + 1):
+        t = k / fps
+        tracks = [person(2, (100.0 + 6 / 3.6 * 100 * t, 400.0), label="vehicle")]
+        messages += [e.message for e in engine.evaluate(frame(t, tracks))]
+    assert messages, f"no speed measured at {fps} fps"
+    assert set(messages) == {"vehicle #2 at 6.0 km/h (limit 3.0 km/h)"}
+
+
+def test_a_history_keeps_three_samples_on_a_slow_camera() -> None:
+    samples = Samples(1.0)
+    for t in range(6):  # 1 fps: the window alone would hold two
+        samples.push1(float(t), 2.0 * t)
+    assert len(samples) == 3
+    assert samples.slopes() == pytest.approx((2.0,))
+
+
 def test_an_uncalibrated_camera_skips_rules_in_metres(caplog: pytest.LogCaptureFixture) -> None:
     engine = RuleEngine(rule_set([_rule()]))
     for i in range(10):
