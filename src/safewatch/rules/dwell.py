@@ -7,6 +7,12 @@ violation starts at the first frame the stay exceeds ``max_time``; from there th
 book applies ``min_duration`` and ends the episode once the track has left for longer than
 ``grace``. A track's clock is forgotten once it has been out of the zone for longer than
 ``grace``, so memory is bounded by the tracks recently in the zone.
+
+Grace is measured as :mod:`~safewatch.rules.episodes` measures it: a stay ends at a frame that
+shows the track out of the zone (or unseen) more than ``grace`` after its last frame in it, never
+because two frames in the zone are far apart. At 1 fps with a 1 s grace, one frame out makes a
+2 s gap between frames in the zone, yet the track was out for at most a second: the clock goes on,
+as it does at 5 fps for the same walk.
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ class DwellMonitor:
         for i in g.in_zone(self.zone, self.rule.anchor, g.labelled(self.rule.objects)):
             track = g.tracks[i]
             stay = self._stays.get(track.track_id)
-            if stay is None or at - stay.last_in > self.rule.grace + _EPS:
+            if stay is None:  # a stay that lapsed was dropped below, on a frame without the track
                 stay = self._stays[track.track_id] = _Stay(entered_at=at, last_in=at)
             stay.last_in = at
             dwelt = at - stay.entered_at
@@ -74,6 +80,8 @@ class DwellMonitor:
                         zone_id=self.zone.id,
                     )
                 )
+        # Tracks in the zone now have last_in == at: only those out of it (or unseen) on this
+        # frame, for longer than grace since they were last in, end their stay.
         stale = [k for k, s in self._stays.items() if at - s.last_in > self.rule.grace + _EPS]
         for track_id in stale:
             del self._stays[track_id]

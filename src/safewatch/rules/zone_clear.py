@@ -10,7 +10,9 @@ in it for longer than ``max_time``.
 The subject is the zone (subject -1, ``track_ids`` start with
 :data:`~safewatch.rules.episodes.NO_SUBJECT` and list the blocking tracks). Per-track state is kept
 while the track is in the zone and forgotten once it has been out of it (or unseen) for longer than
-``grace``.
+``grace``: at a frame without it more than ``grace`` after it was last in, as
+:mod:`~safewatch.rules.episodes` ends a presence, never because two frames with it are far apart
+(at 1 fps one missed detection is a 2 s gap, yet the pallet was missing for at most a second).
 """
 
 from __future__ import annotations
@@ -82,11 +84,7 @@ class ZoneClearMonitor:
                     continue  # above the horizon of the calibration: cannot tell
                 track = g.tracks[i]
                 rest = self._rests.get(track.track_id)
-                if (
-                    rest is None
-                    or at - rest.last_in > self.rule.grace + _EPS
-                    or float(np.linalg.norm(point - rest.point)) > self._limit(track)
-                ):
+                if rest is None or float(np.linalg.norm(point - rest.point)) > self._limit(track):
                     rest = self._rests[track.track_id] = _Rest(point=point, since=at, last_in=at)
                 rest.last_in = at
                 if at - rest.since > self.rule.max_time + _EPS:

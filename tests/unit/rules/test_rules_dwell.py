@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -53,6 +55,40 @@ def test_dwell_paths(path: str, fields: dict[str, object], expected: list[object
     assert _run(_rule(**fields), path) == expected
 
 
+def _walk(t: float) -> str:
+    """A worker's real movements: ``I`` in the bay, ``O`` out of it, ``.`` hidden."""
+    if 2.5 <= t < 3.3 or 8.9 <= t < 11.9:
+        return "O"  # steps out for 0.8 s, later leaves for 3 s
+    return "." if 5.9 <= t < 6.7 else "I"  # behind a pallet for 0.8 s
+
+
+def _filmed(fps: float) -> list[tuple[Phase, float, float]]:
+    return _run(
+        _rule(max_time="3s"), "".join(_walk(k / fps) for k in range(14 * round(fps))), 1 / fps
+    )
+
+
+def test_one_fps_and_five_fps_see_the_same_stay() -> None:
+    # Out of the bay, or hidden, for at most grace (1 s) does not restart the clock at any frame
+    # rate: at 1 fps one frame out is a 2 s gap between frames in, yet the worker was out for
+    # less than a second. The episodes agree to within one frame of the slower camera.
+    slow, fast = _filmed(1.0), _filmed(5.0)
+    assert slow == [(Phase.STARTED, 4.0, 4.0), (Phase.ENDED, 4.0, 8.0)]
+    assert [phase for phase, _, _ in slow] == [phase for phase, _, _ in fast]
+    for (_, start_slow, at_slow), (_, start_fast, at_fast) in zip(slow, fast, strict=True):
+        assert abs(start_slow - start_fast) <= 1.0
+        assert abs(at_slow - at_fast) <= 1.0
+
+
+def test_one_frame_out_at_one_fps_keeps_an_open_episode() -> None:
+    # max_time 5 s at 1 fps, out of the bay on the frame at 10 s only: one episode, not two.
+    path = "IIIIIIIIII" + "O" + "IIIII"
+    assert _run(_rule(max_time="5s"), path, 1.0) == [
+        (Phase.STARTED, 6.0, 6.0),
+        (Phase.ENDED, 6.0, 15.0),
+    ]
+
+
 def test_message_and_labels() -> None:
     monitor = DwellMonitor(_rule(objects=["forklift"]), ZONE)
     for t in (0.0, 1.0, 2.0):
@@ -86,9 +122,12 @@ def test_a_severity_change_on_reload_keeps_the_clock() -> None:
 @given(st.lists(st.sampled_from("IO."), max_size=40))
 @settings(max_examples=60, deadline=None)
 def test_short_stays_never_trigger(path: list[str]) -> None:
-    # Break every stay after at most four frames (1.5 s < max_time 2 s) with two frames out
-    # (1 s > grace 0.5 s): no stay ever exceeds the maximum.
-    broken = "".join(path).replace("IIIII", "IIIIOO")
+    # Break every stay after at most four frames (1.5 s < max_time 2 s) with two frames out,
+    # and widen every single frame out (0.5 s after the last one in: within grace, the stay
+    # goes on) to two: the second comes 1 s > grace 0.5 s after the track was last in, which
+    # ends its stay. No stay ever exceeds the maximum.
+    widened = re.sub(r"(?<=I)[O.](?=I)", lambda gap: gap.group() * 2, "".join(path))
+    broken = widened.replace("IIIII", "IIIIOO")
     assert _run(_rule(grace="0.5s"), broken) == []
 
 

@@ -54,6 +54,30 @@ def test_zone_clear_paths(xs: list[float], fields: dict[str, object], blocked: l
     assert _blocked_at(ZoneClearMonitor(_rule(**fields), EXIT), xs) == blocked
 
 
+def _pallet(fps: float) -> list[tuple[Phase, float, float]]:
+    """A pallet set down in the exit until 50.5 s, its detection missed on one frame every
+    20 s, filmed at ``fps``; non-ongoing events."""
+    engine = RuleEngine(rule_set([_rule(max_time="30s", objects=["pallet"])], {"exit": RIGHT_HALF}))
+    events = []
+    for k in range(round(60 * fps)):
+        t = k / fps
+        missed = k > 0 and k % round(20 * fps) == 0
+        seen = not missed and t < 50.5
+        events += engine.evaluate(
+            frame(t, [person(4, (700.0, 400.0), label="pallet")] if seen else [])
+        )
+    events += engine.finish("cam")
+    return [(e.phase, e.started_at, e.at) for e in events if e.phase is not Phase.ONGOING]
+
+
+def test_one_fps_and_five_fps_see_the_same_blocked_exit() -> None:
+    # A missed detection is a frame without the pallet 1 s after it was last seen at 1 fps:
+    # within grace, so its stillness goes on, as it does at 5 fps (a 0.4 s gap there).
+    slow, fast = _pallet(1.0), _pallet(5.0)
+    assert slow == [(Phase.STARTED, 31.0, 31.0), (Phase.ENDED, 31.0, 50.0)]
+    assert fast == [(Phase.STARTED, 30.2, 30.2), (Phase.ENDED, 30.2, 50.4)]
+
+
 def test_metres_on_a_calibrated_camera() -> None:
     rule_ = _rule(max_movement="0.5m")
     pacing = [700.0, 740.0] * 6  # 40 cm back and forth: still standing there
