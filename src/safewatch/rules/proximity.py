@@ -6,6 +6,12 @@ camera), or to a fixed machine zone's polygon (0 inside it). On a calibrated cam
 metres these points are first mapped to the floor; otherwise the distance is in pixels of the
 picture (crude, since perspective shrinks far pixels, but useful on a top-down camera).
 
+The bottom edge is the wrong thing to measure to in two cases (see
+:meth:`ProximityMonitor._box_distances`): a foot point inside the hazard's box (someone right
+beside or in front of a forklift in the picture) is at distance 0, however far the box's bottom
+edge is; and a hazard whose box is cut by the bottom of the picture has no bottom edge in view
+(the edge there is the frame's), so the distance is to the nearest point of its box instead.
+
 With ``approaching``, a subject within ``max_distance`` violates only while the distance to the
 hazard shrinks at least that fast: "a forklift heading at someone", not "someone working next to a
 parked forklift". The closing speed is the least-squares slope of the pair's distance over the
@@ -38,6 +44,11 @@ __all__ = ["MACHINE", "Gap", "ProximityMonitor"]
 
 MACHINE = -1
 """Hazard id of the rule's machine zone in pair keys."""
+
+_FRAME_BOTTOM_MARGIN = 2.0
+"""Pixels above the bottom of the picture within which a hazard's box counts as cut by it (a
+detector's box for a vehicle running out of the picture ends at, or a pixel or so short of, the
+frame's last row)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,16 +136,69 @@ class ProximityMonitor:
         calibration = self.plane.calibration
         feet = g.floor(calibration, "feet")[subjects]
         if hazards:
-            to_hazards = segment_distances(
+            to_hazards = self._box_distances(
+                g,
+                subjects,
+                hazards,
                 feet,
-                g.floor(calibration, "bottom_left")[hazards],
-                g.floor(calibration, "bottom_right")[hazards],
+                segment_distances(
+                    feet,
+                    g.floor(calibration, "bottom_left")[hazards],
+                    g.floor(calibration, "bottom_right")[hazards],
+                ),
             )
         else:
             to_hazards = np.empty((len(subjects), 0), dtype=np.float64)
         machine = self._machine(g.width, g.height)
         to_machine = None if machine is None else machine.distances(feet)
         return subjects, hazards, to_hazards, to_machine
+
+    def _box_distances(
+        self,
+        g: FrameGeometry,
+        subjects: list[int],
+        hazards: list[int],
+        feet: NDArray[np.float64],
+        to_edges: NDArray[np.float64],
+    ) -> NDArray[np.float64]:
+        """``(S, H)`` subject-hazard distances from ``to_edges`` (to the bottom edges), corrected
+        where the bottom edge is not where the hazard is.
+
+        * A subject whose foot point lies within a hazard's box (the picture puts them right
+          beside or in front of it) is at distance 0: measured from the box's bottom edge, a
+          person next to a tall forklift would seem the forklift's height away.
+        * A hazard whose box reaches the bottom of the picture is cut by it: its real bottom edge
+          is out of view and the box's is the frame's. The distance is to the nearest point of
+          the box (in the picture; that point mapped to the floor for a rule in metres).
+
+        Args:
+            g: The frame's geometry.
+            subjects: Subject track indices.
+            hazards: Hazard track indices.
+            feet: ``(S, 2)`` subject foot points in plane units (NaN: off the floor).
+            to_edges: ``(S, H)`` distances to the hazards' bottom edges, in plane units.
+        """
+        boxes = g.boxes()[hazards]
+        x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+        foot = g.points("feet")[subjects]
+        fx, fy = foot[:, 0:1], foot[:, 1:2]
+        result = to_edges
+        cut = np.flatnonzero(y2 >= g.height - _FRAME_BOTTOM_MARGIN)
+        if len(cut):
+            nearest = np.stack(
+                (np.clip(fx, x1[cut], x2[cut]), np.clip(fy, y1[cut], y2[cut])), axis=-1
+            )
+            on_plane = self.plane.project(nearest.reshape(-1, 2), g.width, g.height)
+            on_plane = on_plane.reshape(len(subjects), len(cut), 2)
+            result = result.copy()
+            result[:, cut] = np.hypot(
+                on_plane[:, :, 0] - feet[:, 0:1], on_plane[:, :, 1] - feet[:, 1:2]
+            )
+        inside = (fx >= x1) & (fx <= x2) & (fy >= y1) & (fy <= y2)
+        inside &= np.isfinite(feet[:, 0:1])  # a foot off the floor has no distance in metres
+        if inside.any():
+            result = np.where(inside, 0.0, result)
+        return result
 
     def _measure(
         self, tracked: TrackedFrame, within: float | None, geometry: FrameGeometry | None

@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from rules_factories import frame, person, rule, rule_set
 
@@ -55,6 +55,49 @@ def test_pixel_distance_to_the_bottom_edge(foot: tuple[float, float], expected: 
     (gap,) = monitor.gaps(frame(0, [person(1, foot), forklift(9, 300.0, 700.0, 300.0)]))
     assert (gap.subject, gap.hazard) == (1, 9)
     assert gap.distance == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("foot", "expected"),
+    [
+        ((500.0, 250.0), 0.0),  # feet within the box: beside the forklift in the picture
+        ((300.0, 180.0), 0.0),  # on the box's corner
+        ((500.0, 170.0), 130.0),  # just above the box: still to the bottom edge
+    ],
+)
+def test_pixel_distance_from_inside_the_box(foot: tuple[float, float], expected: float) -> None:
+    monitor = ProximityMonitor(_rule(), Plane())
+    (gap,) = monitor.gaps(frame(0, [person(1, foot), forklift(9, 300.0, 700.0, 300.0)]))
+    assert gap.distance == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("foot", "expected"),
+    [
+        ((500.0, 340.0), 0.0),  # within the box
+        ((300.0, 400.0), 100.0),  # beside it: to its left side, not to the frame's bottom
+        ((500.0, 245.0), 5.0),  # behind it: to its top
+        ((700.0, 150.0), 100.0 * 2**0.5),  # to its top right corner (600, 250)
+    ],
+)
+@pytest.mark.parametrize("bottom", [500.0, 499.0])  # the frame's last row, or a pixel short
+def test_a_box_cut_by_the_bottom_of_the_picture(
+    foot: tuple[float, float], expected: float, bottom: float
+) -> None:
+    # A forklift coming into view from below: its real bottom edge is out of the picture.
+    cut = Track(9, "forklift", (400.0, 250.0, 600.0, bottom), 0.9)
+    (gap,) = ProximityMonitor(_rule(), Plane()).gaps(frame(0, [person(1, foot), cut]))
+    assert gap.distance == pytest.approx(expected)
+
+
+def test_a_cut_box_and_feet_inside_in_metres() -> None:
+    monitor = ProximityMonitor(_rule(max_distance="1.5m"), Plane(CM))
+    cut = Track(9, "forklift", (400.0, 250.0, 600.0, 500.0), 0.9)
+    tracks = [person(1, (500.0, 340.0)), person(2, (300.0, 400.0)), cut]
+    assert [o.message for o in monitor.observe(frame(0, tracks))] == [
+        "person #1 0.0 m from forklift #9 (min 1.5 m)",
+        "person #2 1.0 m from forklift #9 (min 1.5 m)",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -190,6 +233,7 @@ def test_distance_helpers() -> None:
     foot=st.tuples(st.floats(0, 1000), st.floats(0, 500)),
     box=st.tuples(st.floats(0, 900), st.floats(130, 500), st.floats(10, 100)),
 )
+@example(foot=(80.0, 390.0), box=(200.0, 500.0, 50.0))  # beside a cut box: 120 px, not 163
 @settings(max_examples=80, deadline=None)
 def test_nobody_farther_than_max_distance_triggers(
     foot: tuple[float, float], box: tuple[float, float, float]
@@ -197,7 +241,12 @@ def test_nobody_farther_than_max_distance_triggers(
     x1, bottom, width = box
     hazard = forklift(9, x1, x1 + width, bottom)
     nearest_x = min(max(foot[0], x1), x1 + width)
-    distance = float(np.hypot(foot[0] - nearest_x, foot[1] - bottom))
+    top = bottom - 120.0
+    if bottom >= 498.0:  # cut by the bottom of the picture: to the nearest point of the box
+        nearest_y = min(max(foot[1], top), bottom)
+    else:  # to the bottom edge, or 0 within the box
+        nearest_y = foot[1] if top <= foot[1] <= bottom and nearest_x == foot[0] else bottom
+    distance = float(np.hypot(foot[0] - nearest_x, foot[1] - nearest_y))
     observations = ProximityMonitor(_rule(), Plane()).observe(frame(0, [person(1, foot), hazard]))
     assert bool(observations) == (distance <= 150.0)
 
