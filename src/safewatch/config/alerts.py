@@ -56,6 +56,23 @@ class _ChannelBase(_Strict):
     timeout: Duration = Field(10.0, gt=0, description="Seconds one delivery attempt may take.")
 
 
+def _email_address(value: str) -> str:
+    """``value`` if it is one address (``a@b.example`` or ``Name <a@b.example>``).
+
+    A line break passed the check before and then failed every delivery attempt as an
+    unexpected error (it cannot go into a mail header), retried for twenty minutes.
+    """
+    from email.utils import parseaddr
+
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{value!r} contains a line break or control character")
+    _, address = parseaddr(value)
+    local, at, domain = address.rpartition("@")
+    if not (local and at and domain) or "," in value:
+        raise ValueError(f"{value!r} is not one email address (e.g. 'Safety <a@b.example>')")
+    return value
+
+
 class EmailChannelConfig(_ChannelBase):
     """Email over SMTP, with the evidence still attached and a link to the incident."""
 
@@ -82,6 +99,16 @@ class EmailChannelConfig(_ChannelBase):
     max_attachment_mb: float = Field(
         10.0, gt=0, description="Larger evidence is linked instead of attached."
     )
+
+    @field_validator("sender")
+    @classmethod
+    def _sender_is_an_address(cls, value: str) -> str:
+        return _email_address(value)
+
+    @field_validator("to")
+    @classmethod
+    def _recipients_are_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_email_address(address) for address in value)
 
     @model_validator(mode="after")
     def _password_needs_username(self) -> EmailChannelConfig:

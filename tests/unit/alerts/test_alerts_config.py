@@ -126,6 +126,18 @@ alerts:
             "pattern",
         ),
         ({"channels": {"x": {"type": "pager"}}}, "does not match any of the expected tags"),
+        (  # a line break cannot go into a mail header: every delivery failed, for 20 minutes
+            {"channels": {"mail": {**CHANNELS["mail"], "to": ["safety@example.com\nbcc@x.org"]}}},
+            "contains a line break",
+        ),
+        (
+            {"channels": {"mail": {**CHANNELS["mail"], "to": ["safety team"]}}},
+            "not one email address",
+        ),
+        (
+            {"channels": {"mail": {**CHANNELS["mail"], "from": "a@b.example, c@d.example"}}},
+            "not one email address",
+        ),
     ],
 )
 def test_mistakes_are_refused_with_a_reason(
