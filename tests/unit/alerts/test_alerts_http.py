@@ -66,3 +66,33 @@ def test_a_url_that_slipped_past_the_checks_is_a_permanent_failure() -> None:
     with pytest.raises(DeliveryError, match=r"the URL cannot be sent \(InvalidURL\)") as caught:
         build_channel("hook", config).send(probe())
     assert caught.value.permanent and "SECRET4" not in str(caught.value)
+
+
+def test_a_receiver_that_does_not_answer_in_http_is_a_transient_failure() -> None:
+    """A TLS port spoken to in plain HTTP, or anything else that is no HTTP status line:
+    http.client.BadStatusLine reached the dispatcher as an unexpected error (a traceback on
+    every attempt). It is a delivery failure to try again, as a receiver that is down."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+
+    def answer_garbage() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")
+
+    thread = threading.Thread(target=answer_garbage, daemon=True)
+    thread.start()
+    try:
+        config = WebhookChannelConfig(type="webhook", url=f"http://127.0.0.1:{port}/hook")
+        with pytest.raises(DeliveryError, match="did not answer in HTTP") as caught:
+            build_channel("hook", config).send(probe())
+        assert not caught.value.permanent
+    finally:
+        thread.join(10)
+        server.close()

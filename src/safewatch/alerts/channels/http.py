@@ -119,6 +119,13 @@ def post_json(
             f"{shown}: the URL cannot be sent ({type(error).__name__}); check the channel's url",
             permanent=True,
         ) from None
+    except http.client.HTTPException as error:
+        # The receiver answered, but not in HTTP (a TLS port spoken to in plain HTTP, a proxy
+        # that cut the reply): it reached the dispatcher as an unexpected error, with a
+        # traceback per attempt. A receiver may answer properly later: try again.
+        raise DeliveryError(
+            f"{shown} did not answer in HTTP ({type(error).__name__}: {error})"
+        ) from None
     if not 200 <= status < 300:
         raise DeliveryError(f"{shown} answered HTTP {status}")
     return f"HTTP {status}"
