@@ -164,9 +164,11 @@ class ProximityMonitor:
         """``(S, H)`` subject-hazard distances from ``to_edges`` (to the bottom edges), corrected
         where the bottom edge is not where the hazard is.
 
-        * A subject whose foot point lies within a hazard's box (the picture puts them right
-          beside or in front of it) is at distance 0: measured from the box's bottom edge, a
-          person next to a tall forklift would seem the forklift's height away.
+        * A subject whose foot point lies within the lower half of a hazard's box (the picture
+          puts them right beside it) is at distance 0: measured from the box's bottom edge, a
+          person next to a tall forklift would seem the forklift's height away. Only the lower
+          half: on the usual raised camera, feet in the upper half belong to someone behind the
+          vehicle (or partly hidden by it), whose distance the bottom edge gives better.
         * A hazard whose box reaches the bottom of the picture is cut by it: its real bottom edge
           is out of view and the box's is the frame's. The distance is to the nearest point of
           the box (in the picture; that point mapped to the floor for a rule in metres).
@@ -194,7 +196,7 @@ class ProximityMonitor:
             result[:, cut] = np.hypot(
                 on_plane[:, :, 0] - feet[:, 0:1], on_plane[:, :, 1] - feet[:, 1:2]
             )
-        inside = (fx >= x1) & (fx <= x2) & (fy >= y1) & (fy <= y2)
+        inside = (fx >= x1) & (fx <= x2) & (fy >= (y1 + y2) / 2.0) & (fy <= y2)
         inside &= np.isfinite(feet[:, 0:1])  # a foot off the floor has no distance in metres
         if inside.any():
             result = np.where(inside, 0.0, result)

@@ -60,8 +60,9 @@ def test_pixel_distance_to_the_bottom_edge(foot: tuple[float, float], expected: 
 @pytest.mark.parametrize(
     ("foot", "expected"),
     [
-        ((500.0, 250.0), 0.0),  # feet within the box: beside the forklift in the picture
-        ((300.0, 180.0), 0.0),  # on the box's corner
+        ((500.0, 250.0), 0.0),  # feet in the box's lower half: beside the forklift
+        ((300.0, 240.0), 0.0),  # on its left edge, at mid-height
+        ((500.0, 200.0), 100.0),  # in its upper half: behind it, to the bottom edge
         ((500.0, 170.0), 130.0),  # just above the box: still to the bottom edge
     ],
 )
