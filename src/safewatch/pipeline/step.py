@@ -13,7 +13,6 @@ rule sets: :class:`RuleStep` is one rule set's engine plus its incident manager,
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import NamedTuple, Protocol
@@ -97,9 +96,8 @@ class RuleStep:
         self.last: tuple[Frame, TrackedFrame] | None = None
         self._spacing: float | None = None
         """The camera's usual gap between two frames (seconds); ``None`` before its second."""
-        self._arrived: float | None = None
-        """Monotonic time the last frame was applied; ``None`` once its episodes were ended
-        for silence (:meth:`end_if_silent`), until the next frame."""
+        self._silenced = False
+        """Its episodes were ended for silence (:meth:`end_if_silent`) since its last frame."""
 
     def apply(
         self, frame: Frame, tracked: TrackedFrame
@@ -126,27 +124,29 @@ class RuleStep:
         events = self.engine.evaluate(tracked)
         changes = self.incidents.handle(events, tracked, frame)
         self.last = (frame, tracked)
-        self._arrived = time.monotonic()
+        self._silenced = False
         return ended + events, closed + changes
 
-    def end_if_silent(self, now: float) -> tuple[list[RuleEvent], list[IncidentChange]]:
-        """End the open episodes of a camera that has sent no frame for an outage's length.
+    def end_if_silent(self, silent: float) -> tuple[list[RuleEvent], list[IncidentChange]] | None:
+        """End the open episodes of a camera that has sent no frame for ``silent`` seconds, if
+        that is an outage's length; ``None`` when it is not (or was already handled).
 
         :meth:`apply` notices an outage only when the next frame comes: a live camera that went
         dark for hours kept its incidents open (and its closed incidents' clips unfinished) all
-        that time. The serving loop calls this every second or so; ``now`` is
-        :func:`time.monotonic`, the frames' arrival being timed on that clock, not on the
-        camera's own (which may run behind or ahead of this host's).
+        that time. The serving loop calls this every second or so, with the silence measured
+        where frames arrive (a stalled rules stage or a replay it skips is no silence). Before
+        the camera's second frame its usual interval is unknown (a time-lapse camera may be
+        sampled once in minutes): nothing is ended then.
         """
-        arrived = self._arrived
-        if arrived is None or self.last is None:
-            return [], []
-        silent = now - arrived
-        if silent <= max(OUTAGE_SECONDS, 5 * (self._spacing or 0.0)):
-            return [], []
-        self._arrived = None  # once per silence
+        usual = self._spacing
+        if self._silenced or self.last is None or usual is None:
+            return None
+        if silent <= max(OUTAGE_SECONDS, 5 * usual):
+            return None
         with self.incidents.closing(self.camera_id, f"no frame for {silent:.0f} s"):
-            return self.finish()
+            result = self.finish()
+        self._silenced = True  # once per silence (a failed write is tried again next time)
+        return result
 
     def finish(self) -> tuple[list[RuleEvent], list[IncidentChange]]:
         """End the camera's open episodes at its last frame's time (the footage or camera ended).

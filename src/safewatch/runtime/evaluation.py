@@ -134,6 +134,9 @@ class RulesWorker:
         # its last evaluated frame, until the new run's frames pass it (_restarted).
         self._replay_until: dict[str, float] = {}
         self.replayed_frames = 0
+        # Per camera: when its last analysed frame was handed to this stage (monotonic), the
+        # clock of _end_silent: frames a replay skips count, and a stalled stage is no silence.
+        self._arrived: dict[str, float] = {}
 
     def add_listener(self, listener: FrameListener) -> None:
         """Also call ``listener`` after each frame (before :meth:`start`)."""
@@ -156,6 +159,7 @@ class RulesWorker:
 
     def submit(self, item: Analysed) -> None:
         """Queue an analysed frame; waits while the queue is full (the inference side's brake)."""
+        self._arrived[item.frame.camera_id] = time.monotonic()  # for _end_silent
         while True:
             try:
                 self._queue.put(item, timeout=0.5)
@@ -265,20 +269,31 @@ class RulesWorker:
     def _end_silent(self, now: float) -> None:
         """End the episodes of every camera silent for an outage's length
         (:meth:`~safewatch.pipeline.step.RuleStep.end_if_silent`): a camera that went dark no
-        longer keeps its incidents open until its next frame, which may be hours away."""
+        longer keeps its incidents open until its next frame, which may be hours away. Each
+        camera on its own: one camera's failure neither stops the others nor this thread."""
         with self._lock:
             cameras = list(self._cameras.items())
         for camera_id, camera in cameras:
+            arrived = self._arrived.get(camera_id)
+            if arrived is None:
+                continue
             try:
-                _, changes = camera.step.rules.end_if_silent(now)
+                ended = camera.step.rules.end_if_silent(now - arrived)
+                if ended is None:
+                    continue
+                self._on_silent(camera_id)
             except StorageError as error:
                 self._metrics.errors.labels(stage="storage").inc()
                 log.error("camera %s: closing its incidents after an outage: %s", camera_id, error)
                 continue
+            except Exception:
+                self._metrics.errors.labels(stage="rules").inc()
+                log.exception("camera %s: ending its episodes after an outage failed", camera_id)
+                continue
+            _, changes = ended
             for change in changes:
                 self._metrics.incidents.labels(kind=str(change.kind)).inc()
             if changes:
-                self._on_silent(camera_id)
                 log.warning(
                     "camera %s: no frame for over %.0f s: %d open incident(s) closed at its last "
                     "frame",

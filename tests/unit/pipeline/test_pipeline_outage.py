@@ -95,12 +95,16 @@ def test_a_camera_that_goes_dark_closes_its_incidents_without_waiting_for_a_fram
     """The outage was noticed only when the next frame came: a camera dark for hours kept its
     incident open all that time. The serving loop now asks every second or so."""
     step, _, repository = built
-    run(step, [T0 + 0.2 * i for i in range(30)])  # 6 s crowded, then nothing
-    now = time.monotonic()
-    assert step.end_if_silent(now + 30.0) == ([], [])  # dark for 30 s: not an outage yet
+    assert step.end_if_silent(3600.0) is None  # no frame yet: nothing to end
+    step.apply(*crowded(T0, 0))
+    assert step.end_if_silent(3600.0) is None  # one frame: its usual interval is unknown
+    run(step, [T0 + 0.2 * i for i in range(1, 30)])  # 6 s crowded, then nothing
+    assert step.end_if_silent(30.0) is None  # dark for 30 s: not an outage yet
     (incident,) = repository.list()
     assert incident.ended_at is None
-    events, changes = step.end_if_silent(now + 61.0)
+    ended = step.end_if_silent(61.0)
+    assert ended is not None
+    events, changes = ended
     assert [str(e.phase) for e in events] == ["ended"] and len(changes) == 1
     (incident,) = repository.list()
     assert incident.ended_at == T0 + 0.2 * 29  # at its last frame, not when noticed
@@ -110,15 +114,17 @@ def test_a_camera_that_goes_dark_closes_its_incidents_without_waiting_for_a_fram
         if e.kind == "incident.closed"
     ]
     assert reasons == ["no frame for 61 s"]
-    assert step.end_if_silent(now + 120.0) == ([], [])  # once per silence
+    assert step.end_if_silent(120.0) is None  # once per silence
     run(step, [T0 + 600.0 + 0.2 * i for i in range(10)])  # back: a new incident, no error
     assert len(repository.list()) == 2
 
 
-def test_the_rules_worker_ends_a_silent_cameras_episodes(
+def test_the_rules_worker_ends_a_silent_cameras_episodes_by_arrival_time(
     built: tuple[RuleStep, IncidentManager, IncidentRepository],
 ) -> None:
-    """RulesWorker's loop calls the check for every camera it knows."""
+    """The silence is measured where frames are handed to the rules stage: a frame that stage
+    has not evaluated yet (it stalled, or a restarted archive camera's replay it skips) is no
+    silence; and the evidence recorder is told, clips or not, once per silence."""
     step, _, repository = built
     run(step, [T0 + 0.2 * i for i in range(30)])
     silent: list[str] = []
@@ -128,7 +134,30 @@ def test_the_rules_worker_ends_a_silent_cameras_episodes(
     camera = MagicMock()
     camera.step.rules = step
     worker._cameras["cam"] = camera
+    worker._end_silent(time.monotonic() + 61.0)  # no frame handed over yet: not judged
+    assert silent == []
+    worker._arrived["cam"] = time.monotonic()  # a frame handed over (still queued)
+    worker._end_silent(time.monotonic() + 30.0)
+    assert silent == [] and repository.list()[0].ended_at is None
     worker._end_silent(time.monotonic() + 61.0)
-    (incident,) = repository.list()
-    assert incident.ended_at == T0 + 0.2 * 29
+    assert repository.list()[0].ended_at == T0 + 0.2 * 29
     assert silent == ["cam"]  # serve finishes the clips of its closed incidents
+    worker._end_silent(time.monotonic() + 90.0)
+    assert silent == ["cam"]
+
+
+def test_a_failing_camera_does_not_stop_the_others_or_the_thread(
+    built: tuple[RuleStep, IncidentManager, IncidentRepository],
+) -> None:
+    step, _, repository = built
+    run(step, [T0 + 0.2 * i for i in range(30)])
+    worker = RulesWorker(MagicMock(), MagicMock(), MagicMock(), MagicMock())
+    broken = MagicMock()
+    broken.step.rules.end_if_silent.side_effect = KeyError("a bug")
+    good = MagicMock()
+    good.step.rules = step
+    worker._cameras.update({"broken": broken, "cam": good})
+    now = time.monotonic()
+    worker._arrived.update({"broken": now, "cam": now})
+    worker._end_silent(now + 61.0)  # logged and counted, not raised
+    assert repository.list()[0].ended_at == T0 + 0.2 * 29
