@@ -499,13 +499,15 @@ class ClusterMember:
         The ordinary backoff would wait a whole period or more: with a 3 s lease the second try
         came 2 s after a failure, after the deadline, and a 1.1 s database blip stopped every
         camera; with the default 10 s lease two failed tries did. Without held leases there is
-        nothing to lose and the ordinary backoff applies.
+        nothing to lose, and when another process holds this analyzer id retrying sooner cannot
+        help: the ordinary backoff applies. Never more often than every eighth of the margin,
+        so a failing database is not hammered by every analyzer near its deadline.
         """
         with self._lock:
             deadlines = [held.deadline for held in self._held.values()]
-        if not deadlines:
+        if not deadlines or self._id_taken:
             return float("inf")
-        return max(0.05, (min(deadlines) - time.monotonic()) / 4)
+        return max(self.margin / 8, (min(deadlines) - time.monotonic()) / 4)
 
     def _round(self) -> None:
         if self._draining.is_set():
