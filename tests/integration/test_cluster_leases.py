@@ -896,3 +896,31 @@ def test_a_handover_links_the_incident_going_on_across_it(
         }
     assert opened[again.id]["continues"] == going_on.id
     assert "continues" not in opened[new_zone.id]
+
+    # Handed on again (b to c) at once: c continues b's incident, never a's again (a's was
+    # continued already, and a second subject would otherwise read as its continuation).
+    def stop_b(member: str, camera: str, reason: str) -> None:
+        if member == "b" and reason == "drain":
+            repo_b.upsert(
+                dataclasses.replace(again, ended_at=again.started_at + 5), reason=HANDED_OVER
+            )
+
+    ownership.on_released = stop_b
+    b.drain(timeout=30)
+    members.pop("b")
+    repo_c = IncidentRepository(engine)
+    c = join(members, engine, ownership, "c", ["cam-0"], incidents=repo_c)
+    wait_for(lambda: c.owned() == {"cam-0"}, SETTLE, "c claims the released camera")
+    latest = incident("cam-0", 11)
+    second_subject = incident("cam-0", 12)
+    repo_c.upsert(latest)
+    repo_c.upsert(second_subject)
+    with Session(engine) as session:
+        opened = {
+            row.incident_id: json.loads(row.detail)
+            for row in session.scalars(
+                select(ChainEntryRow).where(ChainEntryRow.kind == "incident.opened")
+            )
+        }
+    assert opened[latest.id]["continues"] == again.id
+    assert "continues" not in opened[second_subject.id]

@@ -122,25 +122,35 @@ def record_handover(session: Session, analyzer_id: str, locked: Claimable) -> No
 
 def handed_over(session: Session, camera_id: str, since: float) -> tuple[str, ...]:
     """Ids of the camera's incidents closed as :data:`HANDED_OVER` at or after ``since`` (the
-    old owner's clock; give a margin), for :meth:`~safewatch.cluster.EpochFence.taken_over`."""
+    old owner's clock; give a margin), for :meth:`~safewatch.cluster.EpochFence.taken_over`.
+
+    One already continued by a later incident is left out: after quick handovers (A to B to C)
+    C would otherwise also continue A's incident, which B's had continued, and a second subject
+    of the same rule would read as its continuation and lose its "opened" alert.
+    """
     query = (
-        select(ChainEntryRow.incident_id, ChainEntryRow.detail)
+        select(ChainEntryRow.kind, ChainEntryRow.incident_id, ChainEntryRow.detail)
         .join(IncidentRow, IncidentRow.id == ChainEntryRow.incident_id)
         .where(
             IncidentRow.camera_id == camera_id,
-            ChainEntryRow.kind == EntryKind.INCIDENT_CLOSED,
+            ChainEntryRow.kind.in_((EntryKind.INCIDENT_CLOSED, EntryKind.INCIDENT_OPENED)),
             ChainEntryRow.at >= since,
         )
     )
-    found = []
-    for incident_id, detail in session.execute(query):
+    closed: list[str] = []
+    continued: set[str] = set()
+    for kind, incident_id, detail in session.execute(query):
         try:
-            reason = json.loads(detail).get("reason")
-        except (ValueError, AttributeError):
+            fields = json.loads(detail)
+        except ValueError:
             continue
-        if reason == HANDED_OVER and incident_id is not None:
-            found.append(str(incident_id))
-    return tuple(found)
+        if not isinstance(fields, dict) or incident_id is None:
+            continue
+        if kind == EntryKind.INCIDENT_OPENED and fields.get("continues"):
+            continued.add(str(fields["continues"]))
+        elif kind == EntryKind.INCIDENT_CLOSED and fields.get("reason") == HANDED_OVER:
+            closed.append(str(incident_id))
+    return tuple(i for i in closed if i not in continued)
 
 
 def close_left_open(session: Session, incidents: IncidentRepository, camera_id: str) -> None:
