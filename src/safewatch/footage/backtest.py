@@ -17,6 +17,7 @@ folder of its own inside the output folder (never the site's live store); incide
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -251,37 +252,50 @@ def published(run: BacktestRun, out_dir: Path) -> Iterator[Path]:
     """Yield the staging folder to write the report into, then :func:`publish` it.
 
     Whatever fails inside the block (reading the reviewed incidents, writing the report,
-    Ctrl-C) or in publishing removes the staging folder, so no hidden ``.NAME.partial-*``
-    folder is ever left behind.
+    Ctrl-C) removes the staging folder, so no hidden ``.NAME.partial-*`` folder is left behind;
+    a publish that fails keeps it and names it (:func:`publish`).
     """
     try:
         yield run.staging
-        publish(run, out_dir)
     except BaseException:
         shutil.rmtree(run.staging, ignore_errors=True)
         raise
+    publish(run, out_dir)
 
 
 def publish(run: BacktestRun, out_dir: Path) -> None:
     """Move the staged results to ``out_dir``, replacing a previous backtest's output there.
 
-    The staging folder is removed if this fails.
+    The previous output is renamed aside first and deleted only once the new one is in place:
+    deleting it first lost both when the rename then failed (a file another user owns, a full
+    disk). If the move fails, the previous output is put back and the new results stay in the
+    staging folder, which the error names.
 
     Raises:
         ConfigError: ``out_dir`` is a symbolic link, or exists and is not a backtest's output
-            (neither is ever deleted).
+            (neither is ever deleted); the staging folder is removed.
         StorageError: The results cannot be moved into place.
     """
     try:
         _check_output(out_dir)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        run.staging.rename(out_dir)
-    except BaseException as exc:
+    except BaseException:
         shutil.rmtree(run.staging, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise StorageError(f"cannot move the backtest into {out_dir}: {exc}") from exc
         raise
+    earlier: Path | None = None
+    try:
+        if out_dir.exists():
+            earlier = out_dir.with_name(f".{out_dir.name}.earlier-{secrets.token_hex(4)}")
+            out_dir.rename(earlier)
+        run.staging.rename(out_dir)
+    except OSError as exc:
+        if earlier is not None and not out_dir.exists():
+            with contextlib.suppress(OSError):
+                earlier.rename(out_dir)
+        raise StorageError(
+            f"cannot move the backtest into {out_dir}: {exc}; its results are in {run.staging}"
+        ) from exc
+    if earlier is not None:
+        shutil.rmtree(earlier, ignore_errors=True)
     run.staging = out_dir
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from safewatch.errors import ConfigError
+from safewatch.errors import ConfigError, StorageError
 from safewatch.footage.backtest import BacktestRun, published
 
 
@@ -53,3 +53,31 @@ def test_a_symbolic_link_as_output_is_refused_and_left_alone(tmp_path: Path) -> 
         pass
     assert link.is_symlink() and (earlier / "backtest.json").read_text() == "earlier"
     assert hidden(tmp_path) == [] and hidden(tmp_path / "sub") == []
+
+
+def test_a_failed_publish_keeps_the_earlier_backtest_and_the_new_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The earlier output was deleted before the move: a move that then failed (a full disk, a
+    file another user owns) lost the earlier backtest and the new results alike."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "backtest.json").write_text("earlier")
+    run = staged_run(tmp_path)
+    staging = run.staging
+    real_rename = Path.rename
+
+    def rename(self: Path, target: Path) -> Path:
+        if self == staging:
+            raise OSError(28, "No space left on device")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with (
+        pytest.raises(StorageError, match=r"its results are in .*\.out\.partial-test"),
+        published(run, out) as folder,
+    ):
+        (folder / "backtest.json").write_text("new")
+    assert (out / "backtest.json").read_text() == "earlier"
+    assert (staging / "backtest.json").read_text() == "new"
+    assert hidden(tmp_path) == [".out.partial-test"]  # the new results, named in the error
