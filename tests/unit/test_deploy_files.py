@@ -155,6 +155,17 @@ def test_the_cluster_site_file_is_valid_and_accepted_for_cluster_mode(
     secret = site.config.cluster.secret
     assert secret is not None and secret.get_secret_value() == "sixteen-or-more-chars"
     assert len(site.config.cameras) == 6
+    # The rules compose mounts load against it: they named the example's camera 'yard', and
+    # every node of the quick start failed at start-up.
+    from safewatch.rules import load_rules
+
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    mounts = [
+        v for v in compose["x-safewatch"]["volumes"] if v.endswith(":/etc/safewatch/rules:ro")
+    ]
+    (mount,) = mounts
+    rules = load_rules(DEPLOY / mount.split(":")[0], site.config)
+    assert [rule.id for rule in rules.rules] == ["hardhat-required"]
 
 
 def test_the_helm_chart_parses_and_its_templates_use_the_values() -> None:
