@@ -132,6 +132,25 @@ def test_a_second_backtest_replays_the_cached_detections(
     assert "from cached detections" in result.stderr
 
 
+def test_the_example_clip_is_named_as_audit_names_it(
+    first_run: tuple[dict[str, Any], subprocess.CompletedProcess[str]], rig: dict[str, Path]
+) -> None:
+    """docs/backtest.md's example names the catalogue clip, as `audit` accepts: backtest said
+    "footage construction_cctv does not exist"."""
+    document, _ = first_run
+    out = rig["folder"] / "by-name"
+    result = safewatch(
+        "backtest", "construction_cctv", "-c", rig["site"], "--baseline", EXAMPLE_RULES,
+        "-r", rig["front"], "-o", out, "--cache-dir", rig["cache"], "--start", START,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    again = json.loads((out / "backtest.json").read_text())
+    assert summary(again, "proposal") == summary(document, "proposal-1")
+    missing = safewatch("backtest", "construction_cctw", "-c", rig["site"], "-r", rig["front"])
+    assert missing.returncode == 2
+    assert "video construction_cctw does not exist or is not a file" in missing.stderr
+
+
 def test_scores_each_rule_set_against_reviewed_incidents(
     first_run: tuple[dict[str, Any], subprocess.CompletedProcess[str]], rig: dict[str, Path]
 ) -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from safewatch.cli.app import app, err, out
 from safewatch.errors import ConfigError, SourceError, StorageError
 
-__all__ = ["audit"]
+if TYPE_CHECKING:
+    from safewatch.config.loader import LoadedSite
+
+__all__ = ["audit", "resolve_footage"]
 
 
 @app.command()
@@ -61,24 +65,16 @@ def audit(
     the site's models. A successful audit replaces an earlier audit in the output folder; a
     failed one leaves the folder as it was.
     """
-    from safewatch.cli.fetch import fetch_site_files
     from safewatch.config.loader import load_site
-    from safewatch.detect.catalogue import catalogue, resolve_video
     from safewatch.footage.audit import AuditOptions, run_audit
     from safewatch.footage.audit_report import incomplete_videos, print_summary
     from safewatch.rules import load_rules
 
     site = load_site(config)
     rule_set = load_rules(rules, site.config)
-    names = catalogue()
-    for video in videos:  # before any download: a mistyped path is the likelier problem
-        entry = names.get(str(video))
-        if not video.is_file() and (entry is None or entry.kind != "video"):
-            raise SourceError(f"video {video} does not exist or is not a file")
     if out_dir.exists() and not out_dir.is_dir():
         raise StorageError(f"--out {out_dir} is a file, not a folder")
-    fetch_site_files(site, [str(v) for v in videos])
-    videos = [resolve_video(str(v), Path.cwd()) or v for v in videos]
+    videos = resolve_footage(site, videos)
     options = AuditOptions(
         videos=tuple(videos),
         out_dir=out_dir,
@@ -96,6 +92,26 @@ def audit(
             f"[red]error:[/red] --strict: part of {partial} could not be read", highlight=False
         )
         raise typer.Exit(1)
+
+
+def resolve_footage(site: LoadedSite, videos: Sequence[Path]) -> list[Path]:
+    """The video files to read: paths as given, or a catalogue video's name
+    (``construction_cctv``), downloaded like the site's models (for ``audit`` and ``backtest``).
+
+    Raises:
+        SourceError: A video is neither a file nor a catalogue video (checked before any
+            download: a mistyped path is the likelier problem).
+    """
+    from safewatch.cli.fetch import fetch_site_files
+    from safewatch.detect.catalogue import catalogue, resolve_video
+
+    names = catalogue()
+    for video in videos:
+        entry = names.get(str(video))
+        if not video.is_file() and (entry is None or entry.kind != "video"):
+            raise SourceError(f"video {video} does not exist or is not a file")
+    fetch_site_files(site, [str(v) for v in videos])
+    return [resolve_video(str(v), Path.cwd()) or v for v in videos]
 
 
 def _parse_start(text: str, timezone: str) -> float:

@@ -29,7 +29,10 @@ def default_cache_dir() -> Path:
 
 @app.command()
 def backtest(
-    footage: Annotated[list[Path], typer.Argument(help="Video files of one camera.")],
+    footage: Annotated[
+        list[Path],
+        typer.Argument(help="Video files of one camera, or a catalogue video's name."),
+    ],
     config: Annotated[Path, typer.Option("--config", "-c", help="Site file.")],
     rules: Annotated[
         list[Path],
@@ -74,7 +77,7 @@ def backtest(
     batch: Annotated[int, typer.Option(min=1, max=64, help="Frames per detector call.")] = 4,
 ) -> None:
     """Detect and track once, judge the footage with the baseline and each proposal, compare."""
-    from safewatch.cli.audit import _parse_start
+    from safewatch.cli.audit import _parse_start, resolve_footage
     from safewatch.config.loader import load_site
     from safewatch.footage.backtest import BacktestOptions, NamedRules, published, run_backtest
     from safewatch.footage.backtest_report import build_document, print_table, write_outputs
@@ -88,7 +91,7 @@ def backtest(
         name = "proposal" if len(rules) == 1 else f"proposal-{index}"
         sets.append(NamedRules(name, load_rules(path, site.config), path))
     options = BacktestOptions(
-        videos=tuple(footage),
+        videos=tuple(resolve_footage(site, footage)),
         out_dir=out_dir,
         camera=camera,
         cache_dir=(cache_dir or default_cache_dir()) if use_cache else None,
