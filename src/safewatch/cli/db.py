@@ -68,7 +68,8 @@ def db_current(config: ConfigOption) -> None:
         out.print(f"{shown}: revision {current} (head)", soft_wrap=True)
     else:
         out.print(
-            f"{shown}: revision {current or 'none'}; head is {head}: run `safewatch db upgrade`",
+            f"{shown}: revision {current or 'none'}; head is {head}: run "
+            f"`safewatch db upgrade -c {config}`",
             soft_wrap=True,
         )
 

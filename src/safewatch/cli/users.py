@@ -98,7 +98,10 @@ def list_users(config: ConfigOption) -> None:
     with _store(config) as store:
         users = store.users()
     if not users:
-        err.print("no users yet: add one with `safewatch users add NAME --role admin`")
+        err.print(
+            f"no users yet: add one with `safewatch users add NAME --role admin -c {config}`",
+            soft_wrap=True,
+        )
         return
     for user in users:
         state = "" if user.active else "  (disabled)"

@@ -217,8 +217,8 @@ def lock_head(session: Session) -> None:
     head = session.execute(statement).first()
     if head is None:
         raise StorageError(
-            "the tamper-evidence chain has no head row: run `safewatch db upgrade`, then "
-            "`safewatch verify`"
+            "the tamper-evidence chain has no head row: run `safewatch db upgrade -c SITE`, then "
+            "`safewatch verify -c SITE` (SITE: your site file)"
         )
     session.info[_HEAD_KEY] = (int(head.seq), str(head.hash))
 
