@@ -71,13 +71,23 @@ def test_an_unsaved_zone_edit_is_backtested_against_the_rules_in_force(tmp_path:
             assert DROP_ZONE in (tmp_path / "rules" / "yard.yaml").read_text()
 
             # The same footage uploaded, another edit: the job cache replays the detections.
+            # The clip has no creation time: without a start its times were made up (1970).
+            nograce = json.dumps({"yard.yaml": edited.replace("grace: 1s", "grace: 0s")})
+            no_time = client.post(
+                "/api/v1/backtests/upload",
+                files={"video": ("yard.mp4", b"\x00" * 10, "video/mp4")},
+                data={"files": nograce, "start": "yesterday"},
+                headers=headers,
+            )
+            assert no_time.status_code == 422 and "not an ISO 8601 time" in no_time.text
             uploaded = client.post(
                 "/api/v1/backtests/upload",
                 files={"video": ("yard.mp4", clip.read_bytes(), "video/mp4")},
-                data={"files": json.dumps({"yard.yaml": edited.replace("grace: 1s", "grace: 0s")})},
+                data={"files": nograce, "start": "2017-02-22T13:07:16+00:00"},
                 headers=headers,
             )
             assert uploaded.status_code == 202, uploaded.text
+            assert uploaded.json()["video_start"] == 1487768836.0
             upload_id = uploaded.json()["id"]
 
             def upload_finished() -> dict[str, object] | None:
@@ -87,6 +97,7 @@ def test_an_unsaved_zone_edit_is_backtested_against_the_rules_in_force(tmp_path:
             assert wait_until(upload_finished, timeout=900, step=1.0)["state"] == "done"
             again = client.get(f"/api/v1/backtests/{upload_id}/result").json()
             assert again["footage"][0]["detections"] == "cache"
+            assert again["footage"][0]["clock"] == "argument"
             assert {r["rule"]: r for r in again["summary"]["proposal"]}["no-entry-drop-zone"][
                 "only_baseline"
             ] == 3

@@ -479,3 +479,21 @@ def test_the_periodic_pass_fails_interrupted_uploads_and_removes_orphaned_copies
             assert not table.queue(ids["stale"], {"video_key": "x"})
     finally:
         engine.dispose()
+
+
+def test_a_jobs_start_time_reaches_the_analyzer_that_claims_it(pg_engine: Any) -> None:
+    """A start given at submission (an upload without creation time) is kept in the job's spec
+    when its inputs are queued, and the claimer's job carries it."""
+    from safewatch.api.jobs import AuditJob
+    from safewatch.cluster.jobs import JobQueue, to_job
+
+    queue = JobQueue(pg_engine, expiry=3.0)
+    job = AuditJob("0123456789ac", "clip.mp4", "cam1", "admin", time.time(), start=1487768836.0)
+    queue.insert(job)
+    assert queue.queue(job.id, {"video_path": "/footage/clip.mp4"})
+    row = queue.row(job.id)
+    assert row is not None
+    assert row.spec == {"start": 1487768836.0, "video_path": "/footage/clip.mp4"}
+    assert to_job(row).start == 1487768836.0
+    claim = queue.claim("a1")
+    assert claim is not None and claim.job.start == 1487768836.0

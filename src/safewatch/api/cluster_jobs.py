@@ -187,8 +187,17 @@ class ClusterJobs(AuditJobs):
             raise NotFound("audit job", job_id)
         return to_job(row)
 
-    def _new(self, display: str, camera: str, actor: str, kind: str = "audit") -> AuditJob:
-        job = AuditJob(secrets.token_hex(6), display, camera, actor, time.time(), kind=kind)
+    def _new(
+        self,
+        display: str,
+        camera: str,
+        actor: str,
+        kind: str = "audit",
+        start: float | None = None,
+    ) -> AuditJob:
+        job = AuditJob(
+            secrets.token_hex(6), display, camera, actor, time.time(), kind=kind, start=start
+        )
         self._table.insert(job)
         return job
 

@@ -41,6 +41,7 @@ from safewatch.api.rulefiles import RuleFiles
 from safewatch.detect.protocol import Detector
 from safewatch.domain import Detections, Frame, Incident
 from safewatch.errors import ConfigError, NotFound, SafewatchError, SourceError, StorageError
+from safewatch.footage.start_time import parse_start
 from safewatch.storage.atomic import atomic_write
 
 if TYPE_CHECKING:
@@ -82,6 +83,9 @@ class AuditJob:
     message: str = ""
     incidents: int = 0
     kind: str = "audit"
+    start: float | None = None
+    """Wall-clock time of the video's first frame the submitter gave; ``None``: the file's
+    ``creation_time`` (else times count from 1970-01-01)."""
 
     @property
     def progress(self) -> float:
@@ -183,7 +187,7 @@ def _audit(
     report = run_audit(
         site,
         rules,
-        AuditOptions(videos=(video,), out_dir=folder / "out", camera=job.camera),
+        AuditOptions(videos=(video,), out_dir=folder / "out", camera=job.camera, start=job.start),
         detector=counting,
     )
     found = sum(len(r.incidents) for r in report.results)
@@ -224,7 +228,9 @@ def _backtest(
     run = run_backtest(
         site,
         sets,
-        BacktestOptions((video,), folder / "out", camera=job.camera, cache_dir=cache_dir),
+        BacktestOptions(
+            (video,), folder / "out", camera=job.camera, cache_dir=cache_dir, start=job.start
+        ),
         on_frame=lambda _video, done: progress(done),
     )
     with published(run, folder / "out") as staging:
@@ -331,22 +337,46 @@ class AuditJobs:
             raise NotFound("camera", camera)
         return camera
 
-    def _new(self, display: str, camera: str, actor: str, kind: str = "audit") -> AuditJob:
-        job = AuditJob(secrets.token_hex(6), display, camera, actor, time.time(), kind=kind)
+    def _start(self, text: str | None) -> float | None:
+        """A submitted ``start`` (ISO 8601; without a zone, the site's) as Unix seconds.
+
+        Raises:
+            ConfigError: Not ISO 8601, or out of range (before anything is queued).
+        """
+        if not text:
+            return None
+        return parse_start(text, self._dashboard.site().config.site.timezone)
+
+    def _new(
+        self,
+        display: str,
+        camera: str,
+        actor: str,
+        kind: str = "audit",
+        start: float | None = None,
+    ) -> AuditJob:
+        job = AuditJob(
+            secrets.token_hex(6), display, camera, actor, time.time(), kind=kind, start=start
+        )
         with self._lock:
             self._jobs[job.id] = job
         self._write(job)
         return job
 
-    def submit_path(self, path: str, camera: str | None, actor: str) -> AuditJob:
-        """Audit a video already on the server (inside an allowed folder).
+    def submit_path(
+        self, path: str, camera: str | None, actor: str, start: str | None = None
+    ) -> AuditJob:
+        """Audit a video already on the server (inside an allowed folder); ``start`` is its
+        first frame's wall-clock time (ISO 8601), ``None`` for its ``creation_time``.
 
         Raises:
-            ConfigError: No folder is allowed, or the path is outside the allowed folders.
+            ConfigError: No folder is allowed, the path is outside the allowed folders, or
+                ``start`` is no time.
             SourceError: Not a video file.
         """
+        began = self._start(start)
         video = self._server_video(path)
-        job = self._new(video.name, self._camera(camera), actor)
+        job = self._new(video.name, self._camera(camera), actor, start=began)
         self._enqueue(job.id, video)
         return job
 
@@ -379,9 +409,11 @@ class AuditJobs:
         actor: str,
         *,
         upload: tuple[BinaryIO, str] | None = None,
+        start: str | None = None,
     ) -> AuditJob:
         """Backtest edited rule files (``files``: name -> text) on footage: a video on the
-        server (``path``) or an uploaded one (``upload``: the stream and its file name).
+        server (``path``) or an uploaded one (``upload``: the stream and its file name);
+        ``start`` as for :meth:`submit_path`.
 
         The proposed set is validated whole before anything is queued or uploaded.
 
@@ -392,6 +424,7 @@ class AuditJobs:
         """
         if not files:
             raise ConfigError("give at least one edited rule file to test", field="files")
+        began = self._start(start)
         camera_id = self._camera(camera)
         if upload is None:
             if path is None:
@@ -400,7 +433,7 @@ class AuditJobs:
             display = Path(path).name
         else:
             video, display = None, self._upload_name(upload[1])
-        job = self._new(display, camera_id, actor, kind="backtest")
+        job = self._new(display, camera_id, actor, kind="backtest", start=began)
         proposed = self._folder / job.id / "proposed"
         proposed.mkdir(parents=True)
         try:
@@ -417,16 +450,24 @@ class AuditJobs:
         return job
 
     def submit_upload(
-        self, stream: BinaryIO, filename: str, camera: str | None, actor: str
+        self,
+        stream: BinaryIO,
+        filename: str,
+        camera: str | None,
+        actor: str,
+        start: str | None = None,
     ) -> AuditJob:
-        """Audit an uploaded video (copied into the job's folder, size-limited).
+        """Audit an uploaded video (copied into the job's folder, size-limited); ``start`` as
+        for :meth:`submit_path`.
 
         Raises:
+            ConfigError: ``start`` is no time.
             SourceError: Not a video file name, or larger than the limit.
         """
+        began = self._start(start)
         display = self._upload_name(filename)
         camera_id = self._camera(camera)
-        job = self._new(display, camera_id, actor)
+        job = self._new(display, camera_id, actor, start=began)
         self._enqueue(job.id, self._receive(job, stream, filename))
         return job
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from safewatch.cli.app import app, err, out
-from safewatch.errors import ConfigError, SourceError, StorageError
+from safewatch.errors import SourceError, StorageError
 
 if TYPE_CHECKING:
     from safewatch.config.loader import LoadedSite
@@ -68,6 +68,7 @@ def audit(
     from safewatch.config.loader import load_site
     from safewatch.footage.audit import AuditOptions, run_audit
     from safewatch.footage.audit_report import incomplete_videos, print_summary
+    from safewatch.footage.start_time import parse_start
     from safewatch.rules import load_rules
 
     site = load_site(config)
@@ -82,7 +83,9 @@ def audit(
         annotate=annotate,
         clips=clips,
         batch_size=batch,
-        start=None if start is None else _parse_start(start, site.config.site.timezone),
+        start=None
+        if start is None
+        else parse_start(start, site.config.site.timezone, name="--start"),
     )
     report = run_audit(site, rule_set, options, console=err if progress else None)
     print_summary(report, out)
@@ -112,29 +115,3 @@ def resolve_footage(site: LoadedSite, videos: Sequence[Path]) -> list[Path]:
             raise SourceError(f"video {video} does not exist or is not a file")
     fetch_site_files(site, [str(v) for v in videos])
     return [resolve_video(str(v), Path.cwd()) or v for v in videos]
-
-
-def _parse_start(text: str, timezone: str) -> float:
-    """ISO 8601 to Unix seconds; a time without a zone is read in the site's time zone."""
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ConfigError(f"--start: {text!r} is not an ISO 8601 time ({exc})") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(timezone))
-    try:
-        seconds = moment.timestamp()
-    except (OverflowError, ValueError):
-        seconds = -1.0
-    if not 0 <= seconds < _LAST_START:  # evidence folders and reports are dated: 1970-9998
-        raise ConfigError(
-            f"--start: {text!r} is out of range (between 1970-01-01 and 9998-12-31 UTC)"
-        )
-    return seconds
-
-
-_LAST_START = 253_370_764_800.0
-"""9999-01-01T00:00:00Z: a video starting before it still ends within the dates Python knows."""

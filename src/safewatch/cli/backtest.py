@@ -77,10 +77,11 @@ def backtest(
     batch: Annotated[int, typer.Option(min=1, max=64, help="Frames per detector call.")] = 4,
 ) -> None:
     """Detect and track once, judge the footage with the baseline and each proposal, compare."""
-    from safewatch.cli.audit import _parse_start, resolve_footage
+    from safewatch.cli.audit import resolve_footage
     from safewatch.config.loader import load_site
     from safewatch.footage.backtest import BacktestOptions, NamedRules, published, run_backtest
     from safewatch.footage.backtest_report import build_document, print_table, write_outputs
+    from safewatch.footage.start_time import parse_start
     from safewatch.rules import load_rules
 
     site = load_site(config)
@@ -96,7 +97,9 @@ def backtest(
         camera=camera,
         cache_dir=(cache_dir or default_cache_dir()) if use_cache else None,
         batch_size=batch,
-        start=None if start is None else _parse_start(start, site.config.site.timezone),
+        start=None
+        if start is None
+        else parse_start(start, site.config.site.timezone, name="--start"),
     )
     run = run_backtest(site, sets, options)
     with published(run, out_dir) as staging:

@@ -86,6 +86,7 @@ def to_job(row: ClusterJobRow) -> AuditJob:
         message=row.message,
         incidents=row.incidents,
         kind=row.kind,
+        start=row.spec.get("start"),
     )
 
 
@@ -116,7 +117,7 @@ class JobQueue:
                     submitted_by=job.submitted_by,
                     submitted_at=job.submitted_at,
                     state=RECEIVING,
-                    spec={},
+                    spec={} if job.start is None else {"start": job.start},
                     frames_done=0,
                     frames_total=None,
                     message="",
@@ -147,12 +148,13 @@ class JobQueue:
         receiving (cancelled, or failed as an interrupted upload): the caller's blobs are its
         own to delete."""
         with Session(self.engine) as session, session.begin():
-            result = session.execute(
-                update(ClusterJobRow)
-                .where(ClusterJobRow.id == job_id, ClusterJobRow.state == RECEIVING)
-                .values(state=QUEUED, spec=spec, heartbeat_at=None)
-            )
-            return bool(getattr(result, "rowcount", 0))
+            row = session.get(ClusterJobRow, job_id, with_for_update=True)
+            if row is None or row.state != RECEIVING:
+                return False
+            row.spec = {**row.spec, **spec}  # what insert recorded (the start time) stays
+            row.state = QUEUED
+            row.heartbeat_at = None
+            return True
 
     def fail_interrupted_uploads(
         self, discard: Callable[[str], None], limit: float = UPLOAD_LIMIT

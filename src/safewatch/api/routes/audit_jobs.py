@@ -47,6 +47,11 @@ class JobOut(BaseModel):
         description="Incidents found (an audit) or incidents that differ (a backtest)."
     )
     kind: str = Field("audit", description="audit or backtest.")
+    video_start: float | None = Field(
+        None,
+        description="Unix seconds of the video's first frame as submitted (start); null: the "
+        "file's creation time.",
+    )
 
     @classmethod
     def of(cls, job: AuditJob) -> JobOut:
@@ -66,7 +71,14 @@ class JobOut(BaseModel):
             message=job.message,
             incidents=job.incidents,
             kind=job.kind,
+            video_start=job.start,
         )
+
+
+START_HELP = (
+    "Wall-clock time of the video's first frame, ISO 8601 (without a zone: the site's time "
+    "zone); default: the file's creation time, else times count from 1970-01-01."
+)
 
 
 class PathJobIn(BaseModel):
@@ -75,6 +87,7 @@ class PathJobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: str = Field(min_length=1, max_length=4096)
     camera: str | None = Field(None, max_length=128)
+    start: str | None = Field(None, max_length=64, description=START_HELP)
 
 
 def jobs_of(dashboard: Dashboard) -> AuditJobs:
@@ -95,7 +108,7 @@ async def submit_path(
 ) -> JobOut:
     """Queue an audit of a video in a folder the server allows."""
     job = await anyio.to_thread.run_sync(
-        jobs_of(dashboard).submit_path, body.path, body.camera, user.username
+        jobs_of(dashboard).submit_path, body.path, body.camera, user.username, body.start
     )
     dashboard.auth.audit(
         "audit.submit", actor=user.username, subject=body.path, client=client_of(request)
@@ -110,11 +123,12 @@ async def submit_upload(
     dashboard: DashboardDep,
     video: Annotated[UploadFile, File(description="The video file.")],
     camera: Annotated[str | None, Form(max_length=128)] = None,
+    start: Annotated[str | None, Form(max_length=64, description=START_HELP)] = None,
 ) -> JobOut:
     """Upload a video and queue its audit."""
     name = video.filename or "upload.mp4"
     job = await anyio.to_thread.run_sync(
-        jobs_of(dashboard).submit_upload, video.file, name, camera or None, user.username
+        jobs_of(dashboard).submit_upload, video.file, name, camera or None, user.username, start
     )
     dashboard.auth.audit(
         "audit.upload", actor=user.username, subject=name, client=client_of(request)

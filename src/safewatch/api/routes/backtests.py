@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from safewatch.api.deps import DashboardDep, Operator, Viewer, client_of
 from safewatch.api.errors import ERROR_RESPONSES, ApiError
-from safewatch.api.routes.audit_jobs import JobId, JobOut, jobs_of
+from safewatch.api.routes.audit_jobs import START_HELP, JobId, JobOut, jobs_of
 
 __all__ = ["router"]
 
@@ -34,6 +34,7 @@ class BacktestIn(BaseModel):
     files: dict[str, Annotated[str, Field(max_length=1 << 20)]] = Field(
         min_length=1, max_length=64, description="Rule file name -> its edited text."
     )
+    start: str | None = Field(None, max_length=64, description=START_HELP)
 
 
 @router.post("", response_model=JobOut, status_code=202, summary="Test a rule change")
@@ -46,7 +47,9 @@ async def submit_backtest(
     ``file:line`` error and nothing is queued.
     """
     job = await anyio.to_thread.run_sync(
-        jobs_of(dashboard).submit_backtest, body.path, body.camera, body.files, user.username
+        lambda: jobs_of(dashboard).submit_backtest(
+            body.path, body.camera, body.files, user.username, start=body.start
+        )
     )
     dashboard.auth.audit(
         "backtest.submit",
@@ -68,6 +71,7 @@ async def submit_backtest_upload(
     video: Annotated[UploadFile, File(description="The video file.")],
     files: Annotated[str, Form(description="JSON object: rule file name -> its edited text.")],
     camera: Annotated[str | None, Form(max_length=128)] = None,
+    start: Annotated[str | None, Form(max_length=64, description=START_HELP)] = None,
 ) -> JobOut:
     """Upload footage and queue a backtest of the edited rule files on it (validated first)."""
     try:
@@ -81,7 +85,7 @@ async def submit_backtest_upload(
     name = video.filename or "upload.mp4"
     job = await anyio.to_thread.run_sync(
         lambda: jobs_of(dashboard).submit_backtest(
-            None, camera or None, edited, user.username, upload=(video.file, name)
+            None, camera or None, edited, user.username, upload=(video.file, name), start=start
         )
     )
     dashboard.auth.audit(
