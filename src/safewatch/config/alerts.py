@@ -62,13 +62,13 @@ def _email_address(value: str) -> str:
     A line break passed the check before and then failed every delivery attempt as an
     unexpected error (it cannot go into a mail header), retried for twenty minutes.
     """
-    from email.utils import parseaddr
+    from email.utils import getaddresses
 
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise ValueError(f"{value!r} contains a line break or control character")
-    _, address = parseaddr(value)
-    local, at, domain = address.rpartition("@")
-    if not (local and at and domain) or "," in value:
+    found = getaddresses([value])  # a quoted display name may hold a comma: "Doe, J" <j@x>
+    local, at, domain = found[0][1].rpartition("@") if len(found) == 1 else ("", "", "")
+    if not (local and at and domain):
         raise ValueError(f"{value!r} is not one email address (e.g. 'Safety <a@b.example>')")
     return value
 

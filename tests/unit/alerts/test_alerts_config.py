@@ -70,6 +70,14 @@ alerts:
 
 
 @pytest.mark.parametrize(
+    "address", ['"Doe, John" <john@plant.example>', "Safety <a@b.example>", "user@bücher.de"]
+)
+def test_addresses_in_their_usual_forms_load(address: str, tmp_path: Path) -> None:
+    mail = {**CHANNELS["mail"], "to": [address], "from": address}
+    make_site({"channels": {**CHANNELS, "mail": mail}}, tmp_path)
+
+
+@pytest.mark.parametrize(
     ("change", "message"),
     [
         ({"routes": [{"id": "r", "channels": ["pager"]}]}, "names channel 'pager'"),
