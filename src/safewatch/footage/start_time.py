@@ -29,9 +29,7 @@ def parse_start(text: str, timezone: str, *, name: str = "start") -> float:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ConfigError(
-            f"{name}: {text!r} is not an ISO 8601 time ({exc})", field="start"
-        ) from exc
+        raise ConfigError(f"{text!r} is not an ISO 8601 time ({exc})", field=name) from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(timezone))
     try:
