@@ -145,7 +145,9 @@ class RuleStep:
             return None
         with self.incidents.closing(self.camera_id, f"no frame for {silent:.0f} s"):
             result = self.finish()
-        self._silenced = True  # once per silence (a failed write is tried again next time)
+        # Once per silence. A close the database refuses is kept by the incident manager and
+        # written with the next frame of any camera, or at the stop, like any refused write.
+        self._silenced = True
         return result
 
     def finish(self) -> tuple[list[RuleEvent], list[IncidentChange]]:

@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 _SWEEP_SECONDS = 1.0
 """How often the rules thread looks for cameras silent for an outage's length."""
 
+_STALL_SECONDS = 5.0
+"""A gap between two turns of the rules thread's loop (which turns at least every 0.5 s) longer
+than this means the thread itself was held up (:meth:`RulesWorker._stalled`)."""
+
 _MAX_PPE_STEP = 2.0
 """Longest frame-to-frame step (seconds) booked as person-seconds; longer gaps count this much."""
 
@@ -238,7 +242,10 @@ class RulesWorker:
     def _run(self) -> None:
         swept = time.monotonic()
         while True:
-            self.heartbeat = time.monotonic()
+            now = time.monotonic()
+            if now - self.heartbeat > _STALL_SECONDS:
+                self._stalled(now)
+            self.heartbeat = now
             if self.heartbeat - swept >= _SWEEP_SECONDS:  # also while other cameras keep it busy
                 swept = self.heartbeat
                 self._end_silent(swept)
@@ -265,6 +272,14 @@ class RulesWorker:
             except Exception:
                 self._metrics.errors.labels(stage="rules").inc()
                 log.exception("rules stage failed on a frame; continuing")
+
+    def _stalled(self, now: float) -> None:
+        """This thread was held up (a database or evidence write that hung): while it could
+        not take frames, their producers blocked on the full queue, so no camera's arrival
+        moved. That is no silence of the cameras: every camera's clock starts again now, and a
+        camera that really is dark is judged an outage's length later."""
+        for camera_id in list(self._arrived):
+            self._arrived[camera_id] = max(self._arrived[camera_id], now)
 
     def _end_silent(self, now: float) -> None:
         """End the episodes of every camera silent for an outage's length

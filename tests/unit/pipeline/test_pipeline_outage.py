@@ -161,3 +161,38 @@ def test_a_failing_camera_does_not_stop_the_others_or_the_thread(
     worker._arrived.update({"broken": now, "cam": now})
     worker._end_silent(now + 61.0)  # logged and counted, not raised
     assert repository.list()[0].ended_at == T0 + 0.2 * 29
+
+
+def test_a_stalled_rules_stage_is_no_silence_of_its_cameras(
+    built: tuple[RuleStep, IncidentManager, IncidentRepository],
+) -> None:
+    """While the rules thread hangs (a database write), producers block on its full queue and no
+    camera's arrival moves; swept right after, every camera looked silent and its incidents
+    closed, to reopen with a second alert from the queued frames. The clock starts again."""
+    step, _, repository = built
+    run(step, [T0 + 0.2 * i for i in range(30)])
+    worker = RulesWorker(MagicMock(), MagicMock(), MagicMock(), MagicMock())
+    camera = MagicMock()
+    camera.step.rules = step
+    worker._cameras["cam"] = camera
+    stalled_at = time.monotonic()
+    worker._arrived["cam"] = stalled_at
+    resumed = stalled_at + 90.0  # the thread comes back after 90 s
+    worker._stalled(resumed)
+    worker._end_silent(resumed + 1.0)
+    assert repository.list()[0].ended_at is None
+    worker._end_silent(resumed + 61.0)  # really dark a minute after: an outage
+    assert repository.list()[0].ended_at == T0 + 0.2 * 29
+
+
+def test_the_rules_loop_notices_its_own_stall() -> None:
+    worker = RulesWorker(MagicMock(), MagicMock(), MagicMock(), MagicMock())
+    long_ago = time.monotonic() - 100.0
+    worker.heartbeat = long_ago  # its last turn, as after a hung write
+    worker._arrived["cam"] = long_ago
+    before = time.monotonic()
+    worker.start()
+    worker._queue.put(None)  # one turn, then stop
+    assert worker._thread is not None
+    worker._thread.join(10)
+    assert worker._arrived["cam"] >= before
