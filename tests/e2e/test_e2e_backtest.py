@@ -111,10 +111,15 @@ def test_a_zone_dragged_but_not_saved_is_tested_from_the_zones_page(
 
 
 def test_an_uploaded_video_is_tested_too(site: dict[str, Any]) -> None:
+    """With the first frame's time given in the form (the clip has no creation time)."""
     page = _edited_rules_page(site)
     page.click("#test-change")
     page.set_input_files("#bt-file", str(asset(CLIP)))
-    page.click("#bt-run")
+    page.fill("#bt-start", "2017-02-22T13:07:16")
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/backtests/upload")) as sent:
+        page.click("#bt-run")
+    job = sent.value.json()
+    assert job["video_start"] is not None  # the site's time zone applied by the server
     rows = page.locator("#bt-result tr.bt-only_baseline")
     rows.first.wait_for(timeout=900_000)
     assert rows.count() == 3

@@ -49,14 +49,16 @@ document.getElementById("job-form").addEventListener("submit", async (event) => 
   event.preventDefault();
   const file = document.getElementById("upload").files[0];
   const path = document.getElementById("path").value.trim();
+  const start = document.getElementById("start").value || null; // site time, as the API reads it
   let job;
   if (file) {
     const form = new FormData();
     form.append("video", file);
     form.append("camera", camera.value);
+    if (start) form.append("start", start);
     job = await attempt(() => api("/api/v1/audit-jobs/upload", { method: "POST", body: form }), `Uploaded ${file.name}`);
   } else if (path) {
-    job = await attempt(() => api("/api/v1/audit-jobs", { method: "POST", body: { path, camera: camera.value } }), "Audit queued");
+    job = await attempt(() => api("/api/v1/audit-jobs", { method: "POST", body: { path, camera: camera.value, start } }), "Audit queued");
   } else {
     toast("Choose a video file or give a server path", "error");
   }

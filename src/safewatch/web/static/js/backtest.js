@@ -94,6 +94,7 @@ form.addEventListener("submit", async (event) => {
     const files = await source();
     const upload = document.getElementById("bt-file").files[0];
     const path = document.getElementById("bt-path").value.trim();
+    const start = document.getElementById("bt-start").value || null; // site time
     if (!upload && !path) throw new Error("Name a video on the server or choose one to upload");
     let job;
     if (upload) {
@@ -101,10 +102,11 @@ form.addEventListener("submit", async (event) => {
       form.append("video", upload);
       form.append("files", JSON.stringify(files));
       if (cameraSelect.value) form.append("camera", cameraSelect.value);
+      if (start) form.append("start", start);
       stateLine.textContent = "uploading";
       job = await api("/api/v1/backtests/upload", { method: "POST", body: form });
     } else {
-      job = await api("/api/v1/backtests", { method: "POST", body: { path, camera: cameraSelect.value || null, files } });
+      job = await api("/api/v1/backtests", { method: "POST", body: { path, camera: cameraSelect.value || null, files, start } });
     }
     await follow(job.id);
     render(job.id, await api(`/api/v1/backtests/${job.id}/result`));
