@@ -75,7 +75,7 @@ def audit(
     rule_set = load_rules(rules, site.config)
     if out_dir.exists() and not out_dir.is_dir():
         raise StorageError(f"--out {out_dir} is a file, not a folder")
-    videos = resolve_footage(site, videos)
+    videos = resolve_footage(site, videos, camera)
     options = AuditOptions(
         videos=tuple(videos),
         out_dir=out_dir,
@@ -97,21 +97,28 @@ def audit(
         raise typer.Exit(1)
 
 
-def resolve_footage(site: LoadedSite, videos: Sequence[Path]) -> list[Path]:
+def resolve_footage(
+    site: LoadedSite, videos: Sequence[Path], camera: str | None = None
+) -> list[Path]:
     """The video files to read: paths as given, or a catalogue video's name
-    (``construction_cctv``), downloaded like the site's models (for ``audit`` and ``backtest``).
+    (``construction_cctv``), downloaded with the models of the camera whose settings apply
+    (``camera``, or the site's only one), for ``audit`` and ``backtest``.
 
     Raises:
+        ConfigError: No such camera, or several and none chosen.
         SourceError: A video is neither a file nor a catalogue video (checked before any
             download: a mistyped path is the likelier problem).
     """
     from safewatch.cli.fetch import fetch_site_files
     from safewatch.detect.catalogue import catalogue, resolve_video
+    from safewatch.pipeline.stages import pick_camera
+
+    camera_id, _ = pick_camera(site, camera)
 
     names = catalogue()
     for video in videos:
         entry = names.get(str(video))
         if not video.is_file() and (entry is None or entry.kind != "video"):
             raise SourceError(f"video {video} does not exist or is not a file")
-    fetch_site_files(site, [str(v) for v in videos])
+    fetch_site_files(site, [str(v) for v in videos], camera=camera_id)
     return [resolve_video(str(v), Path.cwd()) or v for v in videos]

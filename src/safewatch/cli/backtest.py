@@ -92,7 +92,7 @@ def backtest(
         name = "proposal" if len(rules) == 1 else f"proposal-{index}"
         sets.append(NamedRules(name, load_rules(path, site.config), path))
     options = BacktestOptions(
-        videos=tuple(resolve_footage(site, footage)),
+        videos=tuple(resolve_footage(site, footage, camera)),
         out_dir=out_dir,
         camera=camera,
         cache_dir=(cache_dir or default_cache_dir()) if use_cache else None,

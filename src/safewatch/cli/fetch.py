@@ -31,18 +31,22 @@ if TYPE_CHECKING:
 __all__ = ["fetch_named", "fetch_site_files", "names_in_site"]
 
 
-def names_in_site(site: LoadedSite) -> list[str]:
+def names_in_site(site: LoadedSite, camera: str | None = None) -> list[str]:
     """Catalogue names the site's enabled cameras use (models, sources, the privacy and the
-    face-subject face detectors), in file order."""
+    face-subject face detectors), in file order; with ``camera``, what footage judged under that
+    camera's settings needs (its models and face detectors, not its live source)."""
     from safewatch.detect.catalogue import catalogue
 
     entries = catalogue()
     wanted: list[str] = []
-    for camera_id, camera in site.config.cameras.items():
-        if not camera.enabled:
+    for camera_id, settings in site.config.cameras.items():
+        if camera is not None and camera_id != camera:
             continue
-        wanted += [site.config.models[key].path for key in camera.models]
-        wanted.append(camera.source.strip())
+        if camera is None and not settings.enabled:
+            continue
+        wanted += [site.config.models[key].path for key in settings.models]
+        if camera is None:
+            wanted.append(settings.source.strip())
         faces = site.config.privacy_for(camera_id).faces
         if faces:
             wanted.append(faces)
@@ -55,8 +59,12 @@ def names_in_site(site: LoadedSite) -> list[str]:
     ]
 
 
-def fetch_site_files(site: LoadedSite, extra: Iterable[str] = ()) -> None:
-    """Pull every catalogue file the site (and ``extra`` names, e.g. audit videos) needs.
+def fetch_site_files(
+    site: LoadedSite, extra: Iterable[str] = (), *, camera: str | None = None
+) -> None:
+    """Pull every catalogue file the site (and ``extra`` names, e.g. audit videos) needs; with
+    ``camera``, only what footage judged under that camera's settings needs (``audit``,
+    ``backtest``: an offline machine need not hold the other cameras' models).
 
     Raises:
         ModelError: A download failed; the message names the URL and the way to fetch it by hand.
@@ -64,7 +72,8 @@ def fetch_site_files(site: LoadedSite, extra: Iterable[str] = ()) -> None:
     from safewatch.detect.catalogue import catalogue
 
     entries = catalogue()
-    names = names_in_site(site) + [n for n in extra if n in entries and not Path(n).exists()]
+    wanted = names_in_site(site, camera)
+    names = wanted + [n for n in extra if n in entries and not Path(n).exists()]
     for name in dict.fromkeys(names):
         fetch_named(name)
 
