@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
 import shutil
 import tarfile
 import tempfile
@@ -187,19 +186,9 @@ class ClusterJobs(AuditJobs):
             raise NotFound("audit job", job_id)
         return to_job(row)
 
-    def _new(
-        self,
-        display: str,
-        camera: str,
-        actor: str,
-        kind: str = "audit",
-        start: float | None = None,
-    ) -> AuditJob:
-        job = AuditJob(
-            secrets.token_hex(6), display, camera, actor, time.time(), kind=kind, start=start
-        )
+    def _add(self, job: AuditJob) -> None:
+        """A new job is a row of the cluster's job table."""
         self._table.insert(job)
-        return job
 
     def _update(self, job_id: str, *, persist: bool = True, **changes: object) -> AuditJob:
         self._table.change(job_id, **changes)

@@ -358,10 +358,14 @@ class AuditJobs:
         job = AuditJob(
             secrets.token_hex(6), display, camera, actor, time.time(), kind=kind, start=start
         )
+        self._add(job)
+        return job
+
+    def _add(self, job: AuditJob) -> None:
+        """Keep a new job (its ``job.json`` on one host; the job table in a cluster)."""
         with self._lock:
             self._jobs[job.id] = job
         self._write(job)
-        return job
 
     def submit_path(
         self, path: str, camera: str | None, actor: str, start: str | None = None
