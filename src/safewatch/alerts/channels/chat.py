@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from safewatch.alerts.channels.http import post_json
 from safewatch.alerts.message import AlertMessage
 
-__all__ = ["facts", "host_only", "receiver_name"]
+__all__ = ["facts", "host_only", "post_card", "receiver_name"]
 
 
 def facts(message: AlertMessage) -> list[tuple[str, str]]:
@@ -44,3 +48,13 @@ def host_only(url: str) -> str:
 def receiver_name(kind: str, name: str, url: str) -> str:
     """How to name a chat webhook in errors: its host only (the path is the credential)."""
     return f"{kind} {name} ({host_only(url)})"
+
+
+def post_card(
+    url: str, payload: dict[str, Any], message: AlertMessage, *, timeout: float, shown: str
+) -> str:
+    """POST a chat card (Slack, Teams) with the alert's idempotency key; errors name the
+    webhook by its host only (the rest of a chat webhook URL is its secret)."""
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    headers = {"Idempotency-Key": message.key}
+    return post_json(url, body, headers, timeout=timeout, shown=shown, show_url=host_only)

@@ -6,11 +6,9 @@ the idempotency key is shown in the message's context line so people can tell a 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from safewatch.alerts.channels.chat import facts, host_only, receiver_name
-from safewatch.alerts.channels.http import post_json
+from safewatch.alerts.channels.chat import facts, post_card, receiver_name
 from safewatch.alerts.message import AlertMessage
 from safewatch.config.alerts import SlackChannelConfig
 
@@ -62,15 +60,12 @@ class SlackChannel:
 
     def send(self, message: AlertMessage) -> str:
         """POST the Block Kit message."""
-        body = json.dumps(slack_payload(message), separators=(",", ":")).encode()
-        headers = {"Idempotency-Key": message.key}
-        return post_json(
+        return post_card(
             self._url,
-            body,
-            headers,
+            slack_payload(message),
+            message,
             timeout=self._config.timeout,
             shown=self._shown,
-            show_url=host_only,
         )
 
     def close(self) -> None:

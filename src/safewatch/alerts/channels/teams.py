@@ -7,11 +7,9 @@ to the incident; the idempotency key is in a small footer line. The URL is the c
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from safewatch.alerts.channels.chat import facts, host_only, receiver_name
-from safewatch.alerts.channels.http import post_json
+from safewatch.alerts.channels.chat import facts, post_card, receiver_name
 from safewatch.alerts.message import AlertMessage
 from safewatch.config.alerts import TeamsChannelConfig
 
@@ -79,15 +77,12 @@ class TeamsChannel:
 
     def send(self, message: AlertMessage) -> str:
         """POST the Adaptive Card."""
-        body = json.dumps(teams_payload(message), separators=(",", ":")).encode()
-        headers = {"Idempotency-Key": message.key}
-        return post_json(
+        return post_card(
             self._url,
-            body,
-            headers,
+            teams_payload(message),
+            message,
             timeout=self._config.timeout,
             shown=self._shown,
-            show_url=host_only,
         )
 
     def close(self) -> None:
