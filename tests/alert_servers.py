@@ -274,7 +274,37 @@ def _signature_ok(secret: bytes, headers: dict[str, str], body: bytes, tolerance
     return hmac.compare_digest(f"sha256={expected}", signature)
 
 
-class WebhookReceiver:
+class _LoopbackHttp:
+    """An HTTP server on 127.0.0.1 whose requests a subclass's :meth:`_handler` answers."""
+
+    def __init__(self, port: int | None) -> None:
+        self.port = port or free_port()
+        self.lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    def _listen(self) -> None:
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop listening: connections are refused until it starts again."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class WebhookReceiver(_LoopbackHttp):
     """An HTTP receiver on loopback that verifies signatures and refuses replays.
 
     Args:
@@ -292,20 +322,12 @@ class WebhookReceiver:
     def __init__(
         self, secret: bytes | None = None, *, tolerance: float = 300.0, port: int | None = None
     ) -> None:
+        super().__init__(port)
         self.secret = secret
         self.tolerance = tolerance
-        self.port = port or free_port()
         self.requests: list[WebhookRequest] = []
         self.status = 200
         self.location: str | None = None
-        self.lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL."""
-        return f"http://127.0.0.1:{self.port}"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
@@ -347,19 +369,8 @@ class WebhookReceiver:
 
     def start(self) -> WebhookReceiver:
         """Listen (again) on :attr:`port`."""
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._listen()
         return self
-
-    def stop(self) -> None:
-        """Stop listening: connections are refused until :meth:`start`."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     def accepted(self) -> list[WebhookRequest]:
         """POSTs answered with 2xx (signature checked when a secret is set)."""
@@ -372,7 +383,7 @@ class WebhookReceiver:
             return list(self.requests)
 
 
-class HangingReceiver:
+class HangingReceiver(_LoopbackHttp):
     """An HTTP receiver that reads each request and never answers (a receiver that hangs).
 
     Every connection is held open until :meth:`stop`, which closes them all without an answer
@@ -381,18 +392,11 @@ class HangingReceiver:
     """
 
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
+        super().__init__(port)
         self.received = 0
         self.open_now = 0
         self.most_open = 0
-        self.lock = threading.Lock()
         self._release = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL."""
-        return f"http://127.0.0.1:{self.port}"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
@@ -417,18 +421,13 @@ class HangingReceiver:
     def start(self) -> HangingReceiver:
         """Listen on :attr:`port`."""
         self._release.clear()
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._listen()
         return self
 
     def stop(self) -> None:
         """Drop every held request unanswered and stop listening."""
         self._release.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        super().stop()
 
 
 # -- MQTT -----------------------------------------------------------------------------------------

@@ -115,6 +115,17 @@ def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+def opened_entries(engine: Engine) -> dict[str | None, dict[str, object]]:
+    """incident id -> the detail of its ``incident.opened`` chain entry."""
+    with Session(engine) as session:
+        return {
+            row.incident_id: json.loads(row.detail)
+            for row in session.scalars(
+                select(ChainEntryRow).where(ChainEntryRow.kind == "incident.opened")
+            )
+        }
+
+
 def fenced_count(camera: str) -> float:
     return sample("safewatch_cluster_fenced_writes_total", camera=camera)
 
@@ -321,13 +332,7 @@ def test_takeover_closes_orphans_records_gap_and_links_continuation(
     again = incident("cam-0", 9)
     repo_b.upsert(again)
     repo_b.upsert(incident("cam-0", 10))  # a second subject: a new story
-    with Session(engine) as session:
-        opened = {
-            row.incident_id: json.loads(row.detail)
-            for row in session.scalars(
-                select(ChainEntryRow).where(ChainEntryRow.kind == "incident.opened")
-            )
-        }
+    opened = opened_entries(engine)
     assert opened[again.id]["continues"] == orphan.id
     assert "continues" not in opened["inc-cam-0-helmet-10"]
     assert "continues" not in opened[orphan.id]
@@ -887,13 +892,7 @@ def test_a_handover_links_the_incident_going_on_across_it(
     new_zone = incident("cam-0", 10, rule="zone")  # ended before the handover: a new story
     repo_b.upsert(again)
     repo_b.upsert(new_zone)
-    with Session(engine) as session:
-        opened = {
-            row.incident_id: json.loads(row.detail)
-            for row in session.scalars(
-                select(ChainEntryRow).where(ChainEntryRow.kind == "incident.opened")
-            )
-        }
+    opened = opened_entries(engine)
     assert opened[again.id]["continues"] == going_on.id
     assert "continues" not in opened[new_zone.id]
 
@@ -915,12 +914,6 @@ def test_a_handover_links_the_incident_going_on_across_it(
     second_subject = incident("cam-0", 12)
     repo_c.upsert(latest)
     repo_c.upsert(second_subject)
-    with Session(engine) as session:
-        opened = {
-            row.incident_id: json.loads(row.detail)
-            for row in session.scalars(
-                select(ChainEntryRow).where(ChainEntryRow.kind == "incident.opened")
-            )
-        }
+    opened = opened_entries(engine)
     assert opened[latest.id]["continues"] == again.id
     assert "continues" not in opened[second_subject.id]
