@@ -26,7 +26,7 @@ from sqlalchemy.pool import StaticPool
 
 from safewatch.errors import StorageError
 
-__all__ = ["BUSY_TIMEOUT_MS", "create_engine_for", "resolve_url", "transaction"]
+__all__ = ["BUSY_TIMEOUT_MS", "create_engine_for", "resolve_url", "snapshot", "transaction"]
 
 BUSY_TIMEOUT_MS = 5000
 """How long an SQLite writer waits for a lock before failing (milliseconds)."""
@@ -145,3 +145,27 @@ def transaction(engine: Engine, action: str) -> Iterator[Session]:
     except SQLAlchemyError as exc:
         reason = getattr(exc, "orig", None) or exc
         raise StorageError(f"cannot {action}: {reason}") from exc
+
+
+@contextmanager
+def snapshot(engine: Engine, action: str) -> Iterator[Session]:
+    """A read-only transaction in which every statement sees the database as the first one did.
+
+    :func:`transaction` is not enough for several reads that must agree with each other, such as
+    a report whose total, per-day chart and incident table come from separate queries: SQLite's
+    driver sends no ``BEGIN`` before a ``SELECT``, so each statement reads the latest commit, and
+    PostgreSQL's default READ COMMITTED gives each statement a fresh snapshot. An incident stored
+    between two of them would be counted in one and missing from the other. Here SQLite gets an
+    explicit (deferred) ``BEGIN``, whose WAL snapshot is fixed by the first read, and PostgreSQL
+    a REPEATABLE READ, READ ONLY transaction; writers are not blocked on either.
+
+    Raises:
+        StorageError: As :func:`transaction`.
+    """
+    with transaction(engine, action) as session:
+        connection = session.connection()
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN")
+        elif engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield session

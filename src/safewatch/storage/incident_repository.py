@@ -31,7 +31,7 @@ from safewatch import tracing
 from safewatch.domain import Incident, IncidentStatus, Severity
 from safewatch.errors import NotFound
 from safewatch.storage import hash_chain
-from safewatch.storage.engine import transaction
+from safewatch.storage.engine import snapshot, transaction
 from safewatch.storage.hash_chain import ChainEntry, EntryKind
 from safewatch.storage.incident_queries import (
     Bucket,
@@ -49,6 +49,7 @@ from safewatch.storage.tables import ChainEntryRow, IncidentRow
 
 __all__ = [
     "ChangeHook",
+    "IncidentReads",
     "IncidentRepository",
     "StatusCheck",
     "StoredChange",
@@ -694,6 +695,60 @@ class IncidentRepository:
         offset: int = 0,
         count: bool = True,
     ) -> Page:
+        """One page of the incidents matching ``where``, newest first (:meth:`IncidentReads.page`).
+
+        Raises:
+            ValueError: ``limit`` or ``offset`` out of range.
+            StorageError: The database cannot be read.
+        """
+        with self._session("list incidents") as session:
+            return IncidentReads(session).page(where, limit=limit, offset=offset, count=count)
+
+    def aggregate(
+        self,
+        by: Sequence[Dimension],
+        where: IncidentFilter | None = None,
+        *,
+        tz: str = "UTC",
+    ) -> builtins.list[Bucket]:
+        """Count incidents per group, in SQL (:meth:`IncidentReads.aggregate`).
+
+        Raises:
+            ValueError: Unknown dimension or time zone.
+            StorageError: The database cannot be read.
+        """
+        with self._session("count incidents") as session:
+            return IncidentReads(session).aggregate(by, where, tz=tz)
+
+    @contextmanager
+    def snapshot(self, action: str) -> Iterator[IncidentReads]:
+        """Reads that all see one state of the table (:func:`safewatch.storage.engine.snapshot`).
+
+        For a view built from several queries (a report's total, charts and table) that must
+        agree although cameras keep storing incidents meanwhile.
+
+        Raises:
+            StorageError: The database cannot be read.
+        """
+        with snapshot(self._engine, action) as session:
+            yield IncidentReads(session)
+
+
+class IncidentReads:
+    """The incident queries, over one session: the repository's own short transactions, or one
+    :meth:`IncidentRepository.snapshot` shared by several reads."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def page(
+        self,
+        where: IncidentFilter | None = None,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        count: bool = True,
+    ) -> Page:
         """One page of the incidents matching ``where``, newest first, with the total count.
 
         Args:
@@ -715,12 +770,11 @@ class IncidentRepository:
             .limit(limit)
             .offset(offset)
         )
-        with self._session("list incidents") as session:
-            items = [_to_domain(row) for row in session.scalars(query)]
-            total = -1
-            if count:
-                counted = select(func.count()).select_from(IncidentRow).where(*clauses)
-                total = int(session.scalar(counted) or 0)
+        items = [_to_domain(row) for row in self._session.scalars(query)]
+        total = -1
+        if count:
+            counted = select(func.count()).select_from(IncidentRow).where(*clauses)
+            total = int(self._session.scalar(counted) or 0)
         return Page(items, total, limit, offset)
 
     def aggregate(
@@ -746,9 +800,9 @@ class IncidentRepository:
             StorageError: The database cannot be read.
         """
         zone_info = zone(tz)
-        statement = aggregate_statement(by, where or IncidentFilter(), self._engine.dialect.name)
-        with self._session("count incidents") as session:
-            rows = session.execute(statement).all()
+        dialect = self._session.get_bind().dialect.name
+        statement = aggregate_statement(by, where or IncidentFilter(), dialect)
+        rows = self._session.execute(statement).all()
         return fold_buckets(rows, by, zone_info)
 
 

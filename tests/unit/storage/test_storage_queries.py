@@ -202,3 +202,19 @@ def test_pages_carry_the_total(repo: IncidentRepository) -> None:
 def test_list_accepts_the_new_filters(repo: IncidentRepository) -> None:
     assert [i.track_ids[0] for i in repo.list(kind="zone_intrusion", camera="dock")] == [7]
     assert [i.track_ids[0] for i in repo.list(severity="low", limit=1)] == [6]
+
+
+def test_a_snapshot_does_not_see_what_is_stored_during_it(repo: IncidentRepository) -> None:
+    """A report's total, charts and table come from separate queries; a camera storing an
+    incident (or an operator closing one) between them made them disagree. Reads in one snapshot
+    see the table as the first read found it, on SQLite and PostgreSQL alike."""
+    late = make(at("2023-10-30T09:00:00"), camera="dock", track=8)
+    with repo.snapshot("read a report") as reads:
+        before = reads.page()
+        repo.upsert(late)  # committed by another connection meanwhile
+        repo.set_status(DST_INCIDENTS[0].id, IncidentStatus.ACKNOWLEDGED, actor="op")
+        assert reads.page().total == before.total == 7
+        assert sum(b.count for b in reads.aggregate(["camera"])) == 7
+        statuses = {b.status: b.count for b in reads.aggregate(["status"])}
+        assert statuses == {IncidentStatus.OPEN.value: 7}
+    assert repo.page().total == 8  # outside the snapshot the new state is seen

@@ -77,18 +77,22 @@ def build_report(
     site = dashboard.site().config
     timezone = site.site.timezone
     zone = ZoneInfo(timezone)
-    repository = dashboard.storage.repository
     now = time.time()
-    page = repository.page(where, limit=rows)
-    by_day = every_day(repository.aggregate(["day"], where, tz=timezone), where, zone, now)
+    # One snapshot for every query, so that the total, the charts and the table agree while
+    # cameras keep storing incidents and operators keep closing them.
+    with dashboard.storage.repository.snapshot("read the report's incidents") as reads:
+        page = reads.page(where, limit=rows)
+        days = reads.aggregate(["day"], where, tz=timezone)
+        hour_buckets = reads.aggregate(["hour"], where, tz=timezone)
+        by: dict[str, list[tuple[str, int]]] = {}
+        for name in ("camera", "rule", "kind", "severity", "status"):
+            buckets = reads.aggregate([name], where, tz=timezone)
+            by[name] = [(str(getattr(b, name)), b.count) for b in buckets]
+    by_day = every_day(days, where, zone, now)
     hours = [0] * 24
-    for bucket in repository.aggregate(["hour"], where, tz=timezone):
+    for bucket in hour_buckets:
         if bucket.start is not None:
             hours[datetime.fromtimestamp(bucket.start, UTC).astimezone(zone).hour] += bucket.count
-    by: dict[str, list[tuple[str, int]]] = {}
-    for name in ("camera", "rule", "kind", "severity", "status"):
-        buckets = repository.aggregate([name], where, tz=timezone)
-        by[name] = [(str(getattr(b, name)), b.count) for b in buckets]
     chosen: list[ReportStill] = []
     for incident in page.items:
         if len(chosen) >= stills:
