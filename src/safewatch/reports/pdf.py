@@ -31,7 +31,7 @@ from reportlab.platypus import (
 from safewatch.config.secrets import redact_secrets
 from safewatch.domain import Incident
 from safewatch.reports.charts import category_bars, time_bars
-from safewatch.reports.fonts import report_fonts
+from safewatch.reports.fonts import markup, report_fonts
 from safewatch.storage import Bucket
 
 __all__ = ["ReportData", "ReportStill", "render_incident_report"]
@@ -196,6 +196,6 @@ def render_incident_report(data: ReportData, *, max_rows: int = 500) -> bytes:
 
 
 def _escape(text: str) -> str:
-    """Free text made safe for a paragraph: configured secrets masked, markup escaped."""
-    text = redact_secrets(text)
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Free text made safe for a paragraph: configured secrets masked, markup escaped, and
+    characters the report's font lacks (Chinese, Japanese, Korean) set in a fallback font."""
+    return markup(redact_secrets(text))
