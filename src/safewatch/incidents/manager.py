@@ -229,6 +229,16 @@ class IncidentManager:
                 changes.append(change)
         return changes
 
+    def retry(self, frame: Frame, tracked: TrackedFrame) -> list[IncidentChange]:
+        """Try the writes that wait, with no new frame's events (see :meth:`handle`).
+
+        For the rules stage's silence sweep, with a camera's last frame: writes that wait are
+        otherwise tried on the next frame of any camera, and when every camera is dark (a
+        site-wide network outage, which often takes the database with it) none comes, so the
+        incidents a refused close left open stayed open, unseen, until a camera came back.
+        """
+        return self._retry_unsaved(frame, tracked)
+
     def _writable(self) -> bool:
         """Whether to try the database now: not while it is known to refuse writes, so a locked
         file or an unreachable server costs one wait per try, not one per write, camera and

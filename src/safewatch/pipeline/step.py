@@ -53,6 +53,8 @@ class Incidents(Protocol):
         self, events: Sequence[RuleEvent], tracked: TrackedFrame, frame: Frame
     ) -> list[IncidentChange]: ...
 
+    def retry(self, frame: Frame, tracked: TrackedFrame) -> list[IncidentChange]: ...
+
     def close_all(self, at: float) -> list[IncidentChange]: ...
 
     def forget_camera(self, camera_id: str) -> Sequence[object]: ...
@@ -146,7 +148,8 @@ class RuleStep:
         with self.incidents.closing(self.camera_id, f"no frame for {silent:.0f} s"):
             result = self.finish()
         # Once per silence. A close the database refuses is kept by the incident manager and
-        # written with the next frame of any camera, or at the stop, like any refused write.
+        # written with the next frame of any camera, the rules stage's next silence sweep
+        # (``Incidents.retry``), or at the stop, like any refused write.
         self._silenced = True
         return result
 

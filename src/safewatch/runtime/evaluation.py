@@ -288,6 +288,7 @@ class RulesWorker:
         camera on its own: one camera's failure neither stops the others nor this thread."""
         with self._lock:
             cameras = list(self._cameras.items())
+        self._retry_waiting([camera for _, camera in cameras])
         for camera_id, camera in cameras:
             arrived = self._arrived.get(camera_id)
             if arrived is None:
@@ -316,6 +317,24 @@ class RulesWorker:
                     OUTAGE_SECONDS,
                     len(changes),
                 )
+
+    def _retry_waiting(self, cameras: Sequence[_Camera]) -> None:
+        """Try the incident writes the database refused, with the newest last frame of any
+        camera (:meth:`Incidents.retry`): frames normally carry them through, and when every
+        camera is dark none comes. Cheap when nothing waits; the manager's back-off decides
+        whether the database is tried."""
+        try:
+            lasts = [camera.step.last for camera in cameras if camera.step.last is not None]
+            if not lasts:
+                return
+            frame, tracked = max(lasts, key=lambda last: last[1].timestamp)
+            changes = self._incidents.retry(frame, tracked)
+        except Exception:
+            self._metrics.errors.labels(stage="storage").inc()
+            log.exception("retrying the incident writes that wait failed")
+            return
+        for change in changes:
+            self._metrics.incidents.labels(kind=str(change.kind)).inc()
 
     def _evaluate(self, item: Analysed) -> None:
         frame = item.frame

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from safewatch.domain import Frame, Track, TrackedFrame
+from safewatch.errors import StorageError
 from safewatch.incidents import EvidenceStore, IncidentManager
 from safewatch.pipeline.step import RuleStep
 from safewatch.rules import RuleEngine, load_rules
@@ -196,3 +197,40 @@ def test_the_rules_loop_notices_its_own_stall() -> None:
     assert worker._thread is not None
     worker._thread.join(10)
     assert worker._arrived["cam"] >= before
+
+
+def test_a_close_the_database_refused_is_written_while_every_camera_is_dark(
+    tmp_path: Path,
+) -> None:
+    """A site-wide network outage: the only camera goes dark and the database refuses the close
+    of its incident. Refused writes were tried again only with a camera's next frame, so the
+    incident stayed open until the network came back; the silence sweep now tries them."""
+    (tmp_path / "rules.yaml").write_text(RULES)
+    engine = create_engine_for("sqlite:///db.sqlite", tmp_path)
+    repository = IncidentRepository(engine)
+    clock = [0.0]
+    manager = IncidentManager(
+        repository, EvidenceStore(tmp_path / "evidence"), clock=lambda: clock[0]
+    )
+    step = RuleStep("cam", RuleEngine(load_rules(tmp_path / "rules.yaml")), manager)
+    run(step, [T0 + 0.2 * i for i in range(30)])
+    worker = RulesWorker(MagicMock(), MagicMock(), manager, MagicMock())
+    camera = MagicMock()
+    camera.step.rules = step
+    camera.step.last = step.last
+    worker._cameras["cam"] = camera
+    now = time.monotonic()
+    worker._arrived["cam"] = now
+    real_upsert = repository.upsert
+    repository.upsert = MagicMock(side_effect=StorageError("server closed the connection"))
+    try:
+        worker._end_silent(now + 61.0)  # the close is refused and kept
+        assert repository.list()[0].ended_at is None
+        repository.upsert = real_upsert  # the database is back; no camera is
+        worker._end_silent(now + 62.0)  # within the manager's wait after a refusal: not tried
+        assert repository.list()[0].ended_at is None
+        clock[0] += 1.0
+        worker._end_silent(now + 63.0)
+        assert repository.list()[0].ended_at == T0 + 0.2 * 29
+    finally:
+        engine.dispose()
