@@ -92,9 +92,12 @@ class FakeOps:
         return b"# no metrics\n"
 
 
-def make_dashboard(folder: Path, **settings: Any) -> tuple[Dashboard, SiteStorage]:
-    """A dashboard on a fresh site in ``folder`` (no cameras running)."""
-    site = load_site(write_site(folder))
+def make_dashboard(
+    folder: Path, *, site_extra: dict[str, Any] | None = None, **settings: Any
+) -> tuple[Dashboard, SiteStorage]:
+    """A dashboard on a fresh site in ``folder`` (no cameras running); ``site_extra`` replaces
+    top-level sections of the site file (:func:`write_site`)."""
+    site = load_site(write_site(folder, extra=site_extra))
     storage = open_site_storage(site)
     dashboard = Dashboard.create(
         lambda: site, folder / "rules", storage, settings=DashboardSettings(**settings)

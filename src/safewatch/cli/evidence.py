@@ -48,7 +48,10 @@ def reveal_originals(
     ] = None,
     log: Annotated[
         Path | None,
-        typer.Option(help="Reveal log (default: reveal-log.jsonl in the evidence folder)."),
+        typer.Option(
+            help="Reveal log (default: reveal-log.jsonl in the evidence folder; with evidence "
+            "in S3, in the local evidence_dir)."
+        ),
     ] = None,
 ) -> None:
     """Decrypt an incident's unblurred still and clip; every attempt is logged."""
@@ -56,7 +59,7 @@ def reveal_originals(
     from safewatch.errors import NotFound
     from safewatch.incidents.recorder import ORIGINAL_CLIP_SUFFIX, ORIGINAL_STILL_SUFFIX
     from safewatch.incidents.sealed import EvidenceKey, reveal
-    from safewatch.incidents.site_storage import open_site_storage
+    from safewatch.incidents.site_storage import open_site_storage, reveal_log
 
     site = load_site(config)
     key = EvidenceKey.from_env(site.config.evidence.key_env)
@@ -71,9 +74,10 @@ def reveal_originals(
         present = [name for name in sealed if store.backend.stat(name) is not None]
         if not present:
             raise NotFound("sealed original of incident", incident)
+        journal = log if log is not None else reveal_log(site, store)
         for name in present:
             path = reveal(
-                store, name, key=key, actor=actor, reason=reason, out_dir=out_dir, log_path=log
+                store, name, key=key, actor=actor, reason=reason, out_dir=out_dir, log_path=journal
             )
             out.print(f"revealed {name} -> {path}", highlight=False, soft_wrap=True)
     finally:

@@ -16,9 +16,16 @@ from sqlalchemy import Engine
 from safewatch.config.loader import LoadedSite
 from safewatch.config.site import StorageConfig
 from safewatch.incidents.evidence import EvidenceStore
+from safewatch.incidents.sealed import REVEAL_LOG, reveal_log_path
 from safewatch.storage import BlobStore, IncidentRepository, LocalBlobStore, create_engine_for
 
-__all__ = ["SiteStorage", "clip_spool", "open_evidence_backend", "open_site_storage"]
+__all__ = [
+    "SiteStorage",
+    "clip_spool",
+    "open_evidence_backend",
+    "open_site_storage",
+    "reveal_log",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +86,17 @@ def clip_spool(storage: StorageConfig, base_dir: Path) -> Path:
     """
     folder = storage.evidence_dir.expanduser()
     return (folder if folder.is_absolute() else base_dir / folder) / ".clips-in-progress"
+
+
+def reveal_log(site: LoadedSite, evidence: EvidenceStore) -> Path:
+    """Where reveals of sealed originals are journalled: ``reveal-log.jsonl`` in the evidence
+    folder, or, with evidence in S3, in this host's local ``evidence_dir`` (the clip spool's
+    folder). An S3 store has nothing to append to, and every reveal from the dashboard of an S3
+    site failed for want of a log, after its audit record said it had been asked for.
+    """
+    if isinstance(evidence.backend, LocalBlobStore):
+        return reveal_log_path(evidence)
+    return clip_spool(site.config.storage, site.base_dir).parent / REVEAL_LOG
 
 
 def open_site_storage(site: LoadedSite, *, auto_upgrade: bool | None = None) -> SiteStorage:

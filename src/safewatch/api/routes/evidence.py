@@ -5,8 +5,10 @@ Every view is written to the audit log (who, which incident, which file, from wh
 shows people at work, and a site must be able to say who looked at it. A clip is played in many
 range requests; one record is written per playback (the request that starts at byte 0), not per
 piece. A reveal needs the admin role and a reason, and goes through
-:func:`safewatch.incidents.sealed.reveal`, which appends to the evidence folder's reveal log before
-decrypting; it is also recorded in the audit log, and refused if that record cannot be written.
+:func:`safewatch.incidents.sealed.reveal`, which appends to the reveal log
+(:func:`safewatch.incidents.site_storage.reveal_log`) before decrypting; it is also recorded in the
+audit log with its outcome (revealed, or refused and why), and the plaintext is withheld if that
+record cannot be written.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from safewatch.api.deps import Admin, DashboardDep, Viewer, client_of
 from safewatch.api.errors import ERROR_RESPONSES, ApiError
 from safewatch.api.ranges import stream_range
 from safewatch.api.routes.incidents import IncidentId
-from safewatch.errors import NotFound
+from safewatch.errors import NotFound, SafewatchError
 
 __all__ = ["router"]
 
@@ -137,6 +139,7 @@ async def reveal_original(
     """Decrypt the incident's sealed original still or clip; every attempt is logged."""
     from safewatch.incidents.recorder import ORIGINAL_CLIP_SUFFIX, ORIGINAL_STILL_SUFFIX
     from safewatch.incidents.sealed import EvidenceKey, reveal
+    from safewatch.incidents.site_storage import reveal_log
 
     site = dashboard.site().config
     if not site.evidence.keep_originals:
@@ -151,15 +154,32 @@ async def reveal_original(
         name = store.key_for(
             incident.id, camera_id=incident.camera_id, at=incident.started_at, suffix=suffix
         )
-        dashboard.auth.audit(
-            "evidence.reveal",
-            actor=user.username,
-            subject=name,
-            detail={"incident": incident_id, "reason": body.reason},
-            client=client_of(request),
-        )
-        key = EvidenceKey.from_env(site.evidence.key_env)
-        path = reveal(store, name, key=key, actor=user.username, reason=body.reason)
+        journal = reveal_log(dashboard.site(), store)
+
+        def record(outcome: str) -> None:
+            dashboard.auth.audit(
+                "evidence.reveal",
+                actor=user.username,
+                subject=name,
+                detail={"incident": incident_id, "reason": body.reason, "outcome": outcome},
+                client=client_of(request),
+            )
+
+        # The record says what happened: written before the plaintext leaves this function
+        # (refused, with the plaintext removed, if it cannot be), and for a refusal too.
+        try:
+            key = EvidenceKey.from_env(site.evidence.key_env)
+            path = reveal(
+                store, name, key=key, actor=user.username, reason=body.reason, log_path=journal
+            )
+        except SafewatchError as refused:
+            record(f"refused: {refused}")
+            raise
+        try:
+            record("revealed")
+        except BaseException:
+            shutil.rmtree(path.parent, ignore_errors=True)
+            raise
         return str(path), name
 
     path, _name = await anyio.to_thread.run_sync(run)
