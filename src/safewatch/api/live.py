@@ -190,6 +190,11 @@ class LiveHub:
     ) -> None:
         """The runtime's frame listener: publish the frame and the incident changes."""
         self.publish_frame(tracked, frame.image, events)
+        self.on_changes(changes)
+
+    def on_changes(self, changes: Sequence[IncidentChange]) -> None:
+        """Publish incident changes made with or without a frame (a camera gone dark or
+        stopped closes its incidents with no frame to carry them)."""
         for change in changes:
             self.publish_incident(str(change.kind), change.incident)
 

@@ -480,6 +480,11 @@ class ApiLink:
         pixels and nobody modifies them).
         """
         self._outbox.frame(tracked, frame.image, tuple(events))
+        self.on_changes(changes)
+
+    def on_changes(self, changes: Sequence[IncidentChange]) -> None:
+        """Queue incident changes for the API process, with or without a frame (a camera
+        gone dark or stopped closes its incidents with no frame to carry them)."""
         for change in changes:
             self._outbox.incident(IncidentPush(str(change.kind), change.incident))
 

@@ -99,6 +99,9 @@ class RulesWorker:
             again on the source's own clock (a file camera with ``realtime: false``).
         on_silent: Called with a camera whose episodes were ended because it sent no frame
             for an outage's length (the evidence recorder finishes its clips).
+        on_changes: Told of incident changes made outside a frame's step, which the frame
+            listeners never see: a camera gone dark, finished or restarted closes its
+            incidents, a refused write goes through on the silence sweep (the dashboard).
     """
 
     def __init__(
@@ -112,9 +115,11 @@ class RulesWorker:
         listeners: Sequence[FrameListener] = (),
         replays_from_start: Callable[[str], bool] = lambda _camera: False,
         on_silent: Callable[[str], None] = lambda _camera: None,
+        on_changes: Callable[[Sequence[IncidentChange]], None] = lambda _changes: None,
     ) -> None:
         self._tracker_for = tracker_for
         self._on_silent = on_silent
+        self._on_changes = on_changes
         self._replays_from_start = replays_from_start
         self._engine = engine
         self._incidents = incidents
@@ -307,8 +312,7 @@ class RulesWorker:
                 log.exception("camera %s: ending its episodes after an outage failed", camera_id)
                 continue
             _, changes = ended
-            for change in changes:
-                self._metrics.incidents.labels(kind=str(change.kind)).inc()
+            self._changed_without_frame(changes)
             if changes:
                 log.warning(
                     "camera %s: no frame for over %.0f s: %d open incident(s) closed at its last "
@@ -333,8 +337,18 @@ class RulesWorker:
             self._metrics.errors.labels(stage="storage").inc()
             log.exception("retrying the incident writes that wait failed")
             return
+        self._changed_without_frame(changes)
+
+    def _changed_without_frame(self, changes: Sequence[IncidentChange]) -> None:
+        """Count incident changes made outside a frame's step and tell :attr:`_on_changes`."""
         for change in changes:
             self._metrics.incidents.labels(kind=str(change.kind)).inc()
+        if not changes:
+            return
+        try:
+            self._on_changes(changes)
+        except Exception:
+            log.exception("incident change listener failed")
 
     def _evaluate(self, item: Analysed) -> None:
         frame = item.frame
@@ -458,8 +472,7 @@ class RulesWorker:
         else:
             with self._incidents.closing(camera_id, reason):
                 _, changes = camera.step.finish()
-        for change in changes:
-            self._metrics.incidents.labels(kind=str(change.kind)).inc()
+        self._changed_without_frame(changes)
         return changes
 
     def _drop(self, camera_id: str) -> None:

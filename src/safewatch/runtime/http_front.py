@@ -138,6 +138,15 @@ class HttpFront:
         else:
             self._service.live.on_frame(frame, tracked, events, changes)
 
+    def on_changes(self, changes: Sequence[IncidentChange]) -> None:
+        """Incident changes made outside a frame's step (a camera gone dark, stopped, removed
+        or restarted closes its incidents; a refused write goes through later) reach the
+        dashboard like a frame's: the incident feed, the Live panel, the query cache."""
+        if self.api is not None:
+            self.api.on_changes(changes)
+        else:
+            self._service.live.on_changes(changes)
+
     def site_changed(self, site: LoadedSite) -> None:
         """A reloaded site file reaches the API process."""
         if self.api is not None:

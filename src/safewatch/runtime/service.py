@@ -270,6 +270,7 @@ class RuntimeService:
                 listeners=self._listeners,
                 replays_from_start=self._replays_from_start,
                 on_silent=self._camera_silent,
+                on_changes=self._front.on_changes,
             )
             self._supervisor = Supervisor(
                 mode=self._mode,

@@ -53,6 +53,7 @@ def build(
     metrics: RuntimeMetrics,
     *,
     replays_from_start: bool = False,
+    on_changes: Callable[[Sequence[IncidentChange]], None] = lambda _changes: None,
 ) -> RulesWorker:
     (tmp_path / "rules.yaml").write_text(RULES)
     rules = load_rules(tmp_path / "rules.yaml")
@@ -63,6 +64,7 @@ def build(
         manager,
         metrics,
         replays_from_start=lambda _camera: replays_from_start,
+        on_changes=on_changes,
     )
 
 
@@ -111,6 +113,40 @@ def test_a_camera_finished_with_a_reason_chains_it_with_each_incident_it_closes(
         for i in (first, second)
     ]
     assert reasons == [[reason], [None]]
+
+
+def test_closes_made_without_a_frame_reach_the_dashboard(
+    tmp_path: Path, repository: IncidentRepository
+) -> None:
+    """The frame listeners were the only way incident changes reached the dashboard (the
+    incident feed, the Live panel) in a single-host serve, and a camera finished (removed,
+    reconfigured, restarted behind its last frame) or gone dark closes its incidents with no
+    frame: the dashboard showed them ongoing until a reload."""
+    told: list[tuple[str, str]] = []
+    worker = build(
+        tmp_path,
+        repository,
+        RuntimeMetrics(),
+        on_changes=lambda changes: told.extend((str(c.kind), c.incident.id) for c in changes),
+    )
+    framed: list[str] = []
+    worker.add_listener(lambda _f, _t, _e, changes: framed.extend(str(c.kind) for c in changes))
+    # Driven on this thread, as the rules thread would, so that no sweep races a frame.
+    for seq in range(4):
+        worker.submit(analysed(seq, person_at(30, 10)))
+        worker._evaluate(worker._queue.get_nowait())
+    worker._finish("cam", "camera removed")
+    (incident,) = repository.list()
+    assert framed == ["opened"]
+    assert told == [("closed", incident.id)]
+    for seq in range(4, 8):  # it comes back, then goes dark: the silence sweep closes it
+        worker.submit(analysed(seq, person_at(30, 10), incarnation=2))
+        worker._evaluate(worker._queue.get_nowait())
+    worker._end_silent(time.monotonic() + 120.0)
+    second = max(repository.list(), key=lambda i: i.started_at)
+    assert second.ended_at is not None
+    assert told[-1] == ("closed", second.id)
+    assert framed == ["opened", "opened"]
 
 
 def test_finishing_a_camera_closes_its_incidents_after_its_queued_frames(
