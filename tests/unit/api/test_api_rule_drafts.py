@@ -175,6 +175,39 @@ def test_a_refused_draft_says_why_and_keeps_nothing(
     assert not (rules / "drafts.yaml").exists()
 
 
+def test_only_an_admin_may_change_existing_rules(
+    with_llm: tuple[Clients, Dashboard, Path], model: ReplayServer, tmp_path: Path
+) -> None:
+    """Switching a rule off needs the admin role in the rule editor and on
+    ``PUT /rules/{id}/enabled``; an operator's draft with ``allow_modify`` did it anyway."""
+    clients, dashboard, rules = with_llm
+    _llm_model(dashboard, tmp_path, model.base_url, "disable")
+    ask = {
+        "request": "switch hardhat-required off and keep people out of the drop zone",
+        "target": "yard.yaml",
+        "allow_modify": ["hardhat-required"],
+    }
+    client, headers = clients["operator"]
+    refused = client.post("/api/v1/rule-drafts", json=ask, headers=headers)
+    assert (refused.status_code, refused.json()["error"]) == (403, "forbidden")
+    assert "needs the admin role" in refused.json()["message"]
+    assert not model.bodies("disable")  # refused before the model was asked
+    admin, admin_headers = clients["admin"]
+    drafted = admin.post("/api/v1/rule-drafts", json=ask, headers=admin_headers)
+    assert drafted.status_code == 200, drafted.text
+    assert {"kind": "rule", "id": "hardhat-required", "action": "modify", "disables": True} in (
+        drafted.json()["changes"]
+    )
+    saved = admin.post(f"/api/v1/rule-drafts/{drafted.json()['id']}/save", headers=admin_headers)
+    assert saved.status_code == 200, saved.text
+    (hardhat,) = [
+        r
+        for r in yaml.safe_load((rules / "yard.yaml").read_text())["rules"]
+        if r["id"] == "hardhat-required"
+    ]
+    assert hardhat["enabled"] is False
+
+
 def test_an_unreachable_model_is_a_502_with_the_reason(
     with_llm: tuple[Clients, Dashboard, Path], tmp_path: Path
 ) -> None:

@@ -7,7 +7,8 @@ id: the browser never sends the text to be written, so what is saved is exactly 
 gates and what the operator saw. Without an ``llm`` block in the site file the page offers a
 structured rule form instead; its rule goes through the same gates, without a model.
 
-Drafting and saving need an operator or admin (a viewer may not draft); a draft is saved only by
+Drafting and saving need an operator or admin (a viewer may not draft), and a draft that changes
+an existing rule, zone or line (``allow_modify``) needs an admin; a draft is saved only by
 the user who made it, within an hour, and the save is recorded in the audit log
 (``rules.draft_saved``) and reloads the rules like any other save.
 """
@@ -26,6 +27,7 @@ import yaml
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from safewatch.api.auth.principal import Principal
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.deps import DashboardDep, Operator, Viewer, client_of
 from safewatch.api.errors import ERROR_RESPONSES, ApiError, ErrorDetail
@@ -285,6 +287,22 @@ async def setup(_user: Viewer, dashboard: DashboardDep) -> SetupOut:
     )
 
 
+def _may_change_existing(user: Principal) -> None:
+    """Changing (or disabling) an existing rule, zone or line needs the admin role, as the rule
+    editor and ``PUT /rules/{id}/enabled`` do: operators draft and save additions only.
+
+    Raises:
+        ApiError: 403 for anyone below admin.
+    """
+    if not user.can("admin"):
+        raise ApiError(
+            403,
+            "forbidden",
+            "changing existing rules, zones or lines (allow_modify) needs the admin role; "
+            f"{user.username} is {user.role} and may draft additions only",
+        )
+
+
 @router.post("", response_model=DraftOut, summary="Draft rules from plain words")
 async def draft(
     body: DraftIn, request: Request, user: Operator, dashboard: DashboardDep
@@ -301,6 +319,8 @@ async def draft(
                 "file, docs/llm.md); use the structured rule form"
             )
         )
+    if body.allow_modify:
+        _may_change_existing(user)
     history = [DraftTurn(t.request, t.draft_yaml) for t in body.history]
 
     def run() -> DraftResult:
@@ -350,6 +370,8 @@ async def save(
     atomically, recorded in the audit log, and the rules reloaded."""
     drafts = _store(request)
     result = drafts.get(draft_id, user.username)
+    if any(change.action == "modify" for change in result.changes):
+        _may_change_existing(user)
     source = "form" if result.model == "form" else "api"
 
     def run() -> SavedOut:
