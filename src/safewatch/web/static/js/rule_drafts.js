@@ -81,8 +81,9 @@ function chatPanel(setup, editor) {
   const form = el("form", {},
     request,
     el("div", { class: "row" }, el("label", { class: "inline" }, "File", target), el("span", { class: "spacer" }), submit),
-    el("details", {}, el("summary", { class: "small muted" }, "Change existing rules"),
-      el("label", {}, "Ids the draft may change or disable (name them in the request too)", allow)));
+    // Changing existing rules needs the admin role (the server refuses it for operators).
+    can("admin") ? el("details", {}, el("summary", { class: "small muted" }, "Change existing rules"),
+      el("label", {}, "Ids the draft may change or disable (name them in the request too)", allow)) : null);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const text = request.value.trim();
