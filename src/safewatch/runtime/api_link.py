@@ -25,8 +25,15 @@ What the API needs from the analysis travels as the typed messages of
   counted), rule generations and reload outcomes (polled each round, sent when they change), the
   site file after a reload;
 * **requests** from the API process (readiness, liveness, metrics, a rule reload after the
-  dashboard saved a file), answered on the receiver thread: these are rare and each is what the
-  in-process server did on its HTTP thread.
+  dashboard saved a file): liveness is answered at once on the receiver thread (it reads only
+  in-memory state), every other request on one of :data:`ANSWER_WORKERS` answer threads. Not
+  all on the receiver thread, because one slow answer would hold up every later message: a
+  readiness question whose ``SELECT 1`` waits on a stalled database (or a long rule reload) kept
+  the liveness answer past the API's 10 s, so ``/healthz`` said ``hung``, and the ping
+  answers (:class:`~safewatch.runtime.api_messages.Pong`) queued behind it until the process
+  was killed as hung, dropping every WebSocket. Replies may therefore leave out of order; the API
+  process matches them by ``request_id``, and a reply is only sent on the pipe its request came
+  from (one to a process that was restarted meanwhile would match a new request's id).
 
 The listening socket is bound here, in the server, and handed to the child, so "address in use"
 is a start-up error of ``serve``, port 0 is resolved before the child exists, and a restarted API
@@ -49,6 +56,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import queue
 import socket
 import threading
 import time
@@ -99,6 +107,9 @@ HANG_SECONDS = 60.0
 killed and restarted (see the module doc for why so long)."""
 _ROUND_SECONDS = 0.25
 """How often the sender looks at the rule holder when nothing else wakes it."""
+ANSWER_WORKERS = 3
+"""Threads answering the API process's slow requests (readiness, metrics, rule reloads): a few,
+so a readiness question stuck on the database leaves others to answer (module doc)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +303,10 @@ class ApiLink:
         self._ping_sent = 0.0
         self._ping_open = False
         self._killed_hung = False
+        self._questions: queue.SimpleQueue[tuple[Request, Connection | None] | None] = (
+            queue.SimpleQueue()
+        )
+        self._answerers: list[threading.Thread] = []
         self.restarts = 0
         self.hangs = 0
 
@@ -453,6 +468,8 @@ class ApiLink:
                 process.kill()
                 process.join(5.0)
         self._outbox.wake()
+        for _ in self._answerers:
+            self._questions.put(None)
         if self._sender is not None:
             self._sender.join(timeout)
         self._close_connection()
@@ -518,12 +535,16 @@ class ApiLink:
     def _rules_push(self) -> RulesPush:
         return RulesPush(self._target.rule_generation(), self._target.rule_status())
 
-    def _send(self, message: ApiBound, lock_timeout: float = -1) -> bool:
+    def _send(
+        self, message: ApiBound, lock_timeout: float = -1, via: Connection | None = None
+    ) -> bool:
+        """Send one message (any thread: the lock keeps messages whole); with ``via``, only if
+        that is still the pipe of the running process."""
         if not self._send_lock.acquire(timeout=lock_timeout):
             return False
         try:
             connection = self._connection
-            if connection is None:
+            if connection is None or (via is not None and connection is not via):
                 return False
             try:
                 connection.send(message)
@@ -566,10 +587,14 @@ class ApiLink:
                 message = connection.recv()
             except (EOFError, OSError):
                 return
-            self._received(message)
+            self._received(message, connection)
 
-    def _received(self, message: object) -> None:
-        """One message from the API process (receiver thread)."""
+    def _received(self, message: object, connection: Connection | None = None) -> None:
+        """One message from the API process (receiver thread), which came on ``connection``.
+
+        Nothing here may wait on the database or a rule reload (module doc): liveness is
+        answered at once, other requests go to the answer threads.
+        """
         if isinstance(message, ApiReady):
             self._ping_sent = time.monotonic()  # the first ping is due a period from now
             self._ready.set()
@@ -577,17 +602,39 @@ class ApiLink:
             if message.seq == self._ping_seq:
                 self._ping_open = False
         elif isinstance(message, Request):
-            self._send(self._answer(message))
+            if message.kind == "liveness":
+                self._send(self._answer(message), via=connection)
+            else:
+                self._start_answerers()
+                self._questions.put((message, connection))
+
+    def _start_answerers(self) -> None:
+        """Start the answer threads on the first slow request."""
+        with self._state_lock:  # a restart's new receiver thread may overlap the old one
+            while len(self._answerers) < ANSWER_WORKERS:
+                thread = threading.Thread(
+                    target=self._answer_loop,
+                    name=f"api-answer-{len(self._answerers) + 1}",
+                    daemon=True,  # one stuck on a stalled database must not hold up the exit
+                )
+                thread.start()
+                self._answerers.append(thread)
+
+    def _answer_loop(self) -> None:
+        while (question := self._questions.get()) is not None:
+            request, connection = question
+            self._send(self._answer(request), via=connection)
 
     def _answer(self, request: Request) -> Reply:
-        handlers: dict[str, Callable[[], Liveness | Readiness | bytes | RulesPush]] = {
-            "liveness": self._target.liveness,
-            "readiness": self._target.readiness,
-            "metrics": self._target.metrics,
-            "reload_rules": self._reload_rules,
-            "acknowledge_dropped": lambda: self._acknowledge(request.args),
-        }
+        """The reply to ``request``; never raises (an answer thread must outlive any failure)."""
         try:
+            handlers: dict[str, Callable[[], Liveness | Readiness | bytes | RulesPush]] = {
+                "liveness": self._target.liveness,
+                "readiness": self._target.readiness,
+                "metrics": self._target.metrics,
+                "reload_rules": self._reload_rules,
+                "acknowledge_dropped": lambda: self._acknowledge(request.args),
+            }
             return Reply(request.request_id, handlers[request.kind]())
         except Exception as error:
             log.exception("answering the API process's %s request", request.kind)

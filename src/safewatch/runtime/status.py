@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import psutil
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from safewatch.api.health import CameraReadiness, ComponentHealth, Liveness, Readiness
 from safewatch.config.runtime import DecodeMode, WatchdogConfig
@@ -29,13 +28,28 @@ from safewatch.runtime.mailbox import FrameMailbox
 from safewatch.runtime.metrics import CameraStatus, RuntimeMetrics, RuntimeSnapshot
 from safewatch.runtime.supervisor import Supervisor
 
-__all__ = ["HUNG_AFTER", "RuntimeParts", "RuntimeStatus"]
+__all__ = ["DB_CHECK_TIMEOUT", "HUNG_AFTER", "RuntimeParts", "RuntimeStatus"]
 
 HUNG_AFTER = 60.0
 """Seconds a core thread may go without looping before ``/healthz`` says the process is hung."""
 
 _DB_CHECK_INTERVAL = 1.0
 """Seconds a database check is reused (``/readyz`` may be polled many times a second)."""
+DB_CHECK_TIMEOUT = 5.0
+"""Seconds ``/readyz`` waits for the database's ``SELECT 1`` before calling it not ready: half the
+API process's 10 s for the whole answer. No timeout of the driver covers every case (SQLite's
+busy wait, a PostgreSQL host behind a network stall with no keepalives on the connection), so
+the check runs on a thread of its own and readiness stops waiting for it."""
+
+
+class _DatabaseCheck:
+    """One ``SELECT 1`` under way on a thread of its own (see :data:`DB_CHECK_TIMEOUT`)."""
+
+    def __init__(self, started: float, shown: str) -> None:
+        self.started = started
+        self.shown = shown
+        self.done = threading.Event()
+        self.health = ComponentHealth(ok=False, message="not checked yet")
 
 
 @dataclass
@@ -81,6 +95,7 @@ class RuntimeStatus:
         # serve --cluster: the cluster member's health (ClusterOwner sets it); None otherwise.
         self.cluster_health: Callable[[], ComponentHealth] | None = None
         self._db_checked = 0.0
+        self._db_check: _DatabaseCheck | None = None
         self._db_lock = threading.Lock()
 
     def snapshot(self) -> RuntimeSnapshot:
@@ -220,22 +235,48 @@ class RuntimeStatus:
         return ComponentHealth(ok=True, message="running", seconds_since_heartbeat=age)
 
     def _database_health(self) -> ComponentHealth:
+        """The database's answer to ``SELECT 1``, waited for at most :data:`DB_CHECK_TIMEOUT`.
+
+        One check at a time: while one hangs, every readiness question gets "no answer" at once
+        instead of another thread (and pooled connection) stuck beside it; the next check starts
+        once it returns (a stalled connection fails when the operating system gives up on it).
+        """
         with self._db_lock:
             now = time.monotonic()
-            if now - self._db_checked < _DB_CHECK_INTERVAL:
-                return self._db_health
-            self._db_checked = now
-            storage = self.parts.storage
-            if storage is None:
-                self._db_health = ComponentHealth(ok=False, message="not opened")
-                return self._db_health
-            shown = storage.engine.url.render_as_string(hide_password=True)
-            try:
-                with storage.engine.connect() as connection:
-                    connection.execute(text("SELECT 1"))
-            except SQLAlchemyError as error:
-                reason = getattr(error, "orig", None) or error
-                self._db_health = ComponentHealth(ok=False, message=f"{shown}: {reason}")
-            else:
-                self._db_health = ComponentHealth(ok=True, message=f"{shown} reachable")
-            return self._db_health
+            check = self._db_check
+            if check is None:
+                if now - self._db_checked < _DB_CHECK_INTERVAL:
+                    return self._db_health
+                self._db_checked = now
+                storage = self.parts.storage
+                if storage is None:
+                    self._db_health = ComponentHealth(ok=False, message="not opened")
+                    return self._db_health
+                shown = storage.engine.url.render_as_string(hide_password=True)
+                check = self._db_check = _DatabaseCheck(now, shown)
+                threading.Thread(
+                    target=self._check_database,
+                    args=(storage, check),
+                    name="readiness-database",
+                    daemon=True,  # may hang on a stalled database: never holds up the exit
+                ).start()
+        if check.done.wait(max(0.0, check.started + DB_CHECK_TIMEOUT - time.monotonic())):
+            return check.health
+        waited = time.monotonic() - check.started
+        return ComponentHealth(
+            ok=False, message=f"{check.shown}: no answer to SELECT 1 in {waited:.0f} s"
+        )
+
+    def _check_database(self, storage: SiteStorage, check: _DatabaseCheck) -> None:
+        try:
+            with storage.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as error:  # any failure must end the check, or none would start again
+            reason = getattr(error, "orig", None) or error  # the driver's own words
+            health = ComponentHealth(ok=False, message=f"{check.shown}: {reason}")
+        else:
+            health = ComponentHealth(ok=True, message=f"{check.shown} reachable")
+        with self._db_lock:
+            check.health = self._db_health = health
+            self._db_check = None
+        check.done.set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import socket
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,8 +23,11 @@ from safewatch.runtime.api_messages import (
     IncidentPush,
     Ping,
     Pong,
+    Reply,
+    Request,
     RulesPush,
 )
+from safewatch.runtime.health import Liveness
 
 
 class DeadProcess:
@@ -190,3 +194,66 @@ def test_the_rules_thread_only_stores_references(tmp_path: Path) -> None:
     messages, frames = link._outbox.take(0.0)
     assert frames["yard"][1] is image
     assert messages == [IncidentPush("opened", incident(1))]
+
+
+class SlowReadiness:
+    """A server whose readiness waits on the database until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.asked = threading.Event()
+        self.release = threading.Event()
+
+    def readiness(self) -> str:
+        self.asked.set()
+        self.release.wait(60.0)
+        return "ready"
+
+    def liveness(self) -> Liveness:
+        return Liveness(status="alive", uptime_seconds=1.0, problems=[])
+
+    def metrics(self) -> bytes:
+        return b""
+
+
+def test_liveness_and_pongs_are_answered_while_readiness_waits_on_the_database(
+    tmp_path: Path,
+) -> None:
+    """One slow answer (readiness on a stalled database) held up every later message on the
+    receiver thread: the liveness answer came after the API's 10 s (``/healthz`` said ``hung``)
+    and the pongs waited until the process was killed as hung."""
+    link = _link(tmp_path)
+    target = SlowReadiness()
+    link._target = target  # type: ignore[assignment]
+    ours, theirs = multiprocessing.Pipe(duplex=True)
+    link._connection = ours
+    threading.Thread(target=link._receive_loop, args=(ours,), daemon=True).start()
+    link._ping_seq, link._ping_open = 1, True
+    try:
+        theirs.send(Request(1, "readiness"))
+        assert target.asked.wait(30.0)
+        theirs.send(Pong(1))
+        theirs.send(Request(2, "liveness"))
+        assert theirs.poll(30.0)
+        reply = theirs.recv()
+        assert not target.release.is_set()  # readiness is still waiting ...
+        assert reply.request_id == 2 and isinstance(reply.value, Liveness)  # ... liveness not
+        assert link._ping_open is False  # the pong before it was taken too
+        target.release.set()
+        assert theirs.poll(30.0)
+        assert theirs.recv() == Reply(1, "ready")  # type: ignore[arg-type]
+    finally:
+        target.release.set()
+        theirs.close()
+        ours.close()
+
+
+def test_a_reply_is_not_sent_to_a_process_started_after_its_request(tmp_path: Path) -> None:
+    """The restarted process numbers its requests from 1 again: an old reply would match one."""
+    link = _link(tmp_path)
+    old, _old_theirs = multiprocessing.Pipe(duplex=True)
+    new, new_theirs = multiprocessing.Pipe(duplex=True)
+    link._connection = new
+    assert link._send(Reply(1, b""), via=old) is False
+    assert not new_theirs.poll(0.0)
+    assert link._send(Reply(1, b""), via=new) is True
+    assert new_theirs.recv() == Reply(1, b"")
