@@ -29,6 +29,21 @@ use_parameters(time_cost=1, memory_cost=1024)  # same algorithm, test-sized cost
 PASSWORD = "correct horse battery"
 """Every test user's password (long enough for the policy)."""
 
+FROM_START: list[str | None] = [
+    None,
+    "bytes=0-",
+    "items=0-",
+    "bytes=5-9,0-4",
+    "bytes=00-",
+    "bytes=-100000000",
+]
+"""``Range`` headers answered from a file's first byte (of 100 bytes or more): none, a player's
+first request, ones the range parser does not take (another unit, a multi-range: the whole file),
+a zero-padded start and a suffix longer than the file. Each is a view to audit."""
+
+ELSEWHERE = ["bytes=10-19", "bytes=-10", "bytes=99999-"]
+"""``Range`` headers of later pieces (seeks) and one outside the file: not new views."""
+
 RULES = """\
 version: 1
 # Zones of the yard camera.

@@ -8,6 +8,10 @@ discarded) and only the asked-for bytes are sent, in 64 KiB chunks.
 
 One range per request is served; a multi-range request gets the whole file (a 200), which the
 RFC allows and which no video player sends.
+
+Whether a request starts a view (to be written to the audit log) is decided on the parsed range
+by :func:`reads_from_start`, never on the header's text: every route that serves evidence uses it,
+so what is audited is exactly what is sent.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from fastapi.responses import StreamingResponse
 
 from safewatch.api.errors import ApiError
 
-__all__ = ["ByteRange", "parse_range", "stream_range"]
+__all__ = ["ByteRange", "parse_range", "reads_from_start", "stream_range"]
 
 _CHUNK = 64 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -65,6 +69,23 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if start >= size or end < start:
         raise _unsatisfiable(size)
     return ByteRange(start, end, size)
+
+
+def reads_from_start(header: str | None, size: int) -> bool:
+    """Whether the answer to ``header`` for a ``size``-byte file holds its first byte.
+
+    A view is audited once, on the request that reads the file from its start (a player's
+    ``bytes=0-``), not on each later seek. This must follow :func:`parse_range` rather than the
+    header's text: a header it does not take (``items=0-``, a multi-range) is answered with the
+    whole file, and ``bytes=00-`` or a suffix at least as long as the file (``bytes=-99999999``)
+    also start at byte 0; testing the text for ``bytes=0-`` let all of them read the evidence
+    unaudited. A range outside the file sends nothing (416) and is not a view.
+    """
+    try:
+        wanted = parse_range(header, size)
+    except ApiError:
+        return False
+    return wanted is None or wanted.start == 0
 
 
 def _unsatisfiable(size: int) -> ApiError:

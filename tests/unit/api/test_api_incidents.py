@@ -12,7 +12,16 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api_support import add_users, client_for, incident, login, make_dashboard, write_still
+from api_support import (
+    ELSEWHERE,
+    FROM_START,
+    add_users,
+    client_for,
+    incident,
+    login,
+    make_dashboard,
+    write_still,
+)
 from safewatch.api.dashboard import Dashboard
 from safewatch.domain import IncidentStatus, Severity
 from safewatch.incidents.site_storage import SiteStorage
@@ -183,6 +192,29 @@ def test_evidence_streams_with_ranges_and_views_are_audited(
         ("operator", "still"),
     ]
     assert client.get(f"/api/v1/incidents/{incident(3).id}/still").status_code == 404
+
+
+def test_every_request_that_reads_evidence_from_its_start_is_audited(
+    site: tuple[Dashboard, SiteStorage], operator: tuple[TestClient, str]
+) -> None:
+    """A view is audited by what is served, not by the Range header's text: ``items=0-`` and
+    ``bytes=00-`` read the whole clip and were not logged."""
+    dashboard, storage = site
+    client, _ = operator
+    found = incident(2)
+    clip_bytes = bytes(range(256)) * 40
+    key = storage.evidence.write_bytes(
+        found.id, clip_bytes, camera_id=found.camera_id, at=found.started_at, suffix=".mp4"
+    )
+    storage.repository.upsert(replace(found, clip=key))
+    url = f"/api/v1/incidents/{found.id}/clip"
+    for header in FROM_START + ELSEWHERE:
+        before = dashboard.auth.audit_records(action="evidence.view")[1]
+        answer = client.get(url, headers={"Range": header} if header else {})
+        added = dashboard.auth.audit_records(action="evidence.view")[1] - before
+        if header in FROM_START:
+            assert answer.content[:5] == clip_bytes[:5], header
+        assert added == (header in FROM_START), header
 
 
 def test_a_still_replaced_while_it_is_requested_comes_whole(

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from api_support import add_users, client_for, login, make_dashboard
+import pytest
+
+from api_support import ELSEWHERE, FROM_START, add_users, client_for, login, make_dashboard
 
 
 def test_audit_jobs_refuse_paths_outside_allowed_folders_and_non_videos(tmp_path: Path) -> None:
@@ -46,5 +48,34 @@ def test_audit_jobs_refuse_paths_outside_allowed_folders_and_non_videos(tmp_path
             )
             assert unknown.status_code == 404
             assert client.get("/api/v1/audit-jobs").json() == []
+    finally:
+        storage.close()
+
+
+def test_every_request_that_reads_a_job_incidents_evidence_from_its_start_is_audited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audited by what is served, not by the Range header's text (``items=0-`` and ``bytes=00-``
+    read the whole clip unaudited). The finished job is stood in for by its evidence look-up."""
+    (tmp_path / "site").mkdir()
+    dashboard, storage = make_dashboard(tmp_path / "site")
+    add_users(dashboard)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(bytes(range(256)) * 4)
+    url = "/api/v1/audit-jobs/abcdefabcdef/incidents/inc1/clip"
+    try:
+        with client_for(dashboard) as client:
+            login(client, "viewer")
+            monkeypatch.setattr(dashboard.jobs, "evidence", lambda *_: clip)
+            for header in FROM_START + ELSEWHERE:
+                before = dashboard.auth.audit_records(action="evidence.view")[1]
+                answer = client.get(url, headers={"Range": header} if header else {})
+                added = dashboard.auth.audit_records(action="evidence.view")[1] - before
+                if header in FROM_START:
+                    assert answer.content[:5] == clip.read_bytes()[:5], header
+                assert added == (header in FROM_START), header
+            part = client.get(url, headers={"Range": "bytes=10-19"})
+            assert part.status_code == 206 and part.content == clip.read_bytes()[10:20]
+            assert part.headers["content-type"] == "video/mp4"
     finally:
         storage.close()

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from api_support import add_users, client_for, incident, login, make_dashboard
+from api_support import (
+    ELSEWHERE,
+    FROM_START,
+    add_users,
+    client_for,
+    incident,
+    login,
+    make_dashboard,
+)
 from safewatch.api.dashboard import Dashboard
 from safewatch.incidents.site_storage import SiteStorage
 from safewatch.recording.segments import segment_path
@@ -72,6 +80,25 @@ def test_viewers_see_which_footage_exists_admins_play_it_logged(
         assert (gone.status_code, gone.json()["error"]) == (404, "not_found")
         escape = admin.get("/api/v1/recordings/..%2F..%2Fetc/2025-06-15/1750000000000-1.mp4")
         assert escape.status_code in (404, 422)
+
+
+def test_every_request_that_reads_a_segment_from_its_start_is_logged(
+    site: tuple[Dashboard, SiteStorage],
+) -> None:
+    """Logged by what is served, not by the Range header's text (``items=0-`` and ``bytes=00-``
+    read the whole segment and were not logged)."""
+    dashboard, _ = site
+    path = _segments(dashboard)[0]
+    url = "/api/v1/recordings/" + path.relative_to(recordings_root(dashboard.site())).as_posix()
+    with client_for(dashboard) as admin:
+        login(admin, "admin")
+        for header in FROM_START + ELSEWHERE:
+            before = dashboard.auth.audit_records(action="recording.view")[1]
+            answer = admin.get(url, headers={"Range": header} if header else {})
+            added = dashboard.auth.audit_records(action="recording.view")[1] - before
+            if header in FROM_START:
+                assert answer.content == path.read_bytes(), header
+            assert added == (header in FROM_START), header
 
 
 def test_admins_export_a_range_across_segments_as_one_mp4_logged(

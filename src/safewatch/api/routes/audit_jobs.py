@@ -5,17 +5,19 @@ viewers can look.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, File, Form, Path, Request, UploadFile
-from fastapi.responses import FileResponse, Response
+from fastapi import APIRouter, File, Form, Header, Path, Request, UploadFile
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.deps import DashboardDep, Operator, Viewer, client_of
 from safewatch.api.errors import ERROR_RESPONSES, ApiError
 from safewatch.api.jobs import AuditJob, AuditJobs
+from safewatch.api.ranges import reads_from_start, stream_range
 from safewatch.api.schemas import IncidentOut
 
 __all__ = ["JobId", "JobOut", "jobs_of", "router"]
@@ -181,16 +183,34 @@ async def job_evidence(
     request: Request,
     user: Viewer,
     dashboard: DashboardDep,
+    range_header: Annotated[str | None, Header(alias="range")] = None,
 ) -> Response:
-    """The still or clip (range requests) of an incident the audit found. Logged."""
+    """The still or clip (range requests) of an incident the audit found. Logged.
+
+    Served by :func:`~safewatch.api.ranges.stream_range`, not ``FileResponse``: the ranges sent
+    and the decision to audit (:func:`~safewatch.api.ranges.reads_from_start`) then come from the
+    one parser, as for an incident's evidence; ``FileResponse`` parses ranges its own way (it
+    serves multi-ranges, which could read from byte 0 without the view being logged).
+    """
     path = await anyio.to_thread.run_sync(jobs_of(dashboard).evidence, job_id, incident_id, which)
-    if request.headers.get("range", "bytes=0-").replace(" ", "").startswith("bytes=0-"):
-        dashboard.auth.audit(
-            "evidence.view",
-            actor=user.username,
-            subject=f"audit-job/{job_id}/{path.name}",
-            client=client_of(request),
-        )
-    if not path.is_file():
-        raise ApiError(404, "not_found", "evidence file not found")
-    return FileResponse(path, media_type="image/jpeg" if which == "still" else "video/mp4")
+    try:
+        stream = await anyio.to_thread.run_sync(path.open, "rb")
+    except FileNotFoundError:  # the job was deleted in between
+        raise ApiError(404, "not_found", "evidence file not found") from None
+    size = os.fstat(stream.fileno()).st_size
+    if reads_from_start(range_header, size):
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: dashboard.auth.audit(
+                    "evidence.view",
+                    actor=user.username,
+                    subject=f"audit-job/{job_id}/{path.name}",
+                    client=client_of(request),
+                )
+            )
+        except BaseException:
+            stream.close()
+            raise
+    return stream_range(
+        stream, size, range_header, "image/jpeg" if which == "still" else "video/mp4"
+    )

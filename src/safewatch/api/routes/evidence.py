@@ -24,7 +24,7 @@ from starlette.background import BackgroundTask
 
 from safewatch.api.deps import Admin, DashboardDep, Viewer, client_of
 from safewatch.api.errors import ERROR_RESPONSES, ApiError
-from safewatch.api.ranges import stream_range
+from safewatch.api.ranges import reads_from_start, stream_range
 from safewatch.api.routes.incidents import IncidentId
 from safewatch.errors import NotFound, SafewatchError
 
@@ -54,9 +54,8 @@ async def _serve(
     user: Viewer,
     dashboard: DashboardDep,
 ) -> Response:
-    key, _ = await anyio.to_thread.run_sync(_open, dashboard, incident_id, which)
-    first = range_header is None or range_header.replace(" ", "").startswith("bytes=0-")
-    if first:
+    key, size = await anyio.to_thread.run_sync(_open, dashboard, incident_id, which)
+    if reads_from_start(range_header, size):
         await anyio.to_thread.run_sync(
             lambda: dashboard.auth.audit(
                 "evidence.view",

@@ -23,7 +23,7 @@ from starlette.background import BackgroundTask
 
 from safewatch.api.deps import Admin, DashboardDep, Viewer, client_of
 from safewatch.api.errors import ERROR_RESPONSES, ApiError
-from safewatch.api.ranges import stream_range
+from safewatch.api.ranges import reads_from_start, stream_range
 from safewatch.api.routes.incidents import IncidentId
 from safewatch.errors import NotFound
 from safewatch.recording.export import export_range
@@ -151,7 +151,7 @@ async def segment_file(
     segment = await anyio.to_thread.run_sync(read_segment, camera_id, path)
     if segment is None:
         raise NotFound("recorded segment", f"{camera_id}/{day}/{name}")
-    if range_header is None or range_header.replace(" ", "").startswith("bytes=0-"):
+    if reads_from_start(range_header, segment.size):
         await anyio.to_thread.run_sync(
             lambda: dashboard.auth.audit(
                 "recording.view",
