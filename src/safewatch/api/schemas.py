@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from safewatch.api.camera_state import CameraStateOut
 from safewatch.api.errors import ErrorDetail
 from safewatch.domain import Incident
 from safewatch.rules.reload import ReloadStatus
+from safewatch.storage.incident_repository import check_note
 
 __all__ = [
     "BucketOut",
@@ -167,7 +168,11 @@ class BulkTransitionOut(BaseModel):
 class NoteIn(_In):
     """A note for the timeline."""
 
-    text: str = Field(min_length=1, max_length=4000, pattern=r"\S")
+    # The repository's own check as well as the pattern: str.strip() also removes \x1c-\x1f,
+    # which the JSON-schema \S accepts; the store's ValueError would otherwise be a 500.
+    text: Annotated[str, AfterValidator(check_note)] = Field(
+        min_length=1, max_length=4000, pattern=r"\S"
+    )
 
 
 class BucketOut(BaseModel):

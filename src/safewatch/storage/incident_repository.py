@@ -54,6 +54,7 @@ __all__ = [
     "StatusCheck",
     "StoredChange",
     "WriteFence",
+    "check_note",
     "create_schema",
 ]
 
@@ -176,6 +177,18 @@ def _merge(row: IncidentRow, values: Mapping[str, Any]) -> None:
     if values["clip"] is not None:
         row.clip = values["clip"]
     row.updated_at = values["updated_at"]
+
+
+def check_note(text: str) -> str:
+    """Return ``text`` if it is a note (not blank), else raise ``ValueError``.
+
+    Used by :meth:`IncidentRepository.add_note` and by the API's request body: "blank" is what
+    ``str.strip`` removes (``\\x1c`` too), which a JSON-schema pattern such as ``\\S`` does not
+    mirror, so the request is refused with this message (422) before the repository is reached.
+    """
+    if not text.strip():
+        raise ValueError("a note needs some text")
+    return text
 
 
 class IncidentRepository:
@@ -496,8 +509,7 @@ class IncidentRepository:
             ValueError: The note is empty.
             StorageError: The database cannot be written.
         """
-        if not text.strip():
-            raise ValueError("a note needs some text")
+        check_note(text)
         return self._append_for(incident_id, EntryKind.NOTE, {"text": text, "actor": actor})
 
     def record_event(

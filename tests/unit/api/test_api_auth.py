@@ -171,6 +171,44 @@ def test_api_tokens_authenticate_without_csrf_and_can_be_revoked(
     assert client.get("/api/v1/incidents", headers=headers).status_code == 401
 
 
+def test_input_the_store_refuses_is_a_422_with_its_reason(
+    client: TestClient, dashboard: Dashboard
+) -> None:
+    """Blank in Python's sense (``str.strip``) but not in the request schema's (12 spaces pass
+    ``min_length``, ``\\x1c`` passes the ``\\S`` pattern): the store's ``ValueError`` was a 500."""
+    headers = {"X-CSRF-Token": login(client, "admin")}
+    incident_id = client.get("/api/v1/incidents").json()["items"][0]["id"]
+    refused = {
+        "only whitespace": [
+            client.post(
+                "/api/v1/users",
+                json={"username": "bob", "password": " " * 12, "role": "viewer"},
+                headers=headers,
+            ),
+            client.patch("/api/v1/users/viewer", json={"password": " " * 12}, headers=headers),
+        ],
+        "a note needs some text": [
+            client.post(
+                f"/api/v1/incidents/{incident_id}/notes", json={"text": "\x1c"}, headers=headers
+            )
+        ],
+        "a token needs a name": [
+            client.post("/api/v1/tokens", json={"name": "\x1c"}, headers=headers)
+        ],
+    }
+    for reason, answers in refused.items():
+        for answer in answers:
+            assert (answer.status_code, answer.json()["error"]) == (422, "invalid_request")
+            assert reason in answer.json()["message"], answer.request.url
+    assert [u["username"] for u in client.get("/api/v1/users").json()] == [
+        "admin",
+        "operator",
+        "viewer",
+    ]
+    assert client.get("/api/v1/tokens").json() == []
+    assert dashboard.auth.authenticate("viewer", PASSWORD) is not None  # password unchanged
+
+
 def test_login_is_throttled_after_repeated_failures(
     client: TestClient, dashboard: Dashboard
 ) -> None:

@@ -45,10 +45,18 @@ def _hasher() -> PasswordHasher:
     return hasher
 
 
-def check_password_policy(password: str) -> None:
-    """Raise ``ValueError`` for a password that is too short or only whitespace."""
-    if len(password) < MIN_PASSWORD_LENGTH or not password.strip():
+def check_password_policy(password: str) -> str:
+    """Return ``password`` if the policy accepts it, else raise ``ValueError`` saying why.
+
+    The API's request bodies validate with this function (a pydantic ``AfterValidator``), so a
+    password the store would refuse is a 422 with this message, never a 500 from the store's
+    ``ValueError``; "whitespace" is Python's ``str.strip``, which no ``pattern`` can mirror.
+    """
+    if len(password) < MIN_PASSWORD_LENGTH:
         raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if not password.strip():
+        raise ValueError("a password cannot be only whitespace")
+    return password
 
 
 def hash_password(password: str) -> str:

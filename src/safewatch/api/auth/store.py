@@ -44,6 +44,7 @@ __all__ = [
     "TokenInfo",
     "User",
     "UserExists",
+    "check_token_name",
 ]
 
 TOKEN_PREFIX = "swt_"
@@ -74,6 +75,19 @@ def check_username(username: str) -> str:
             f"or digit; got {username!r}"
         )
     return username
+
+
+def check_token_name(name: str) -> str:
+    """Return ``name`` stripped if it names a token (1-64 characters), else raise ``ValueError``.
+
+    Used by :meth:`AuthStore.create_token` and by the API's request body: "blank" is what
+    ``str.strip`` removes (``\\x1c`` too), which a JSON-schema pattern such as ``\\S`` does not
+    mirror, so the request is refused with this message (422) before the store is reached.
+    """
+    name = name.strip()
+    if not name or len(name) > 64:
+        raise ValueError("a token needs a name of 1-64 characters (what uses it)")
+    return name
 
 
 def check_role(role: str) -> Role:
@@ -375,9 +389,7 @@ class AuthStore:
             NotFound: No such user.
             ValueError: Empty or overlong name.
         """
-        name = name.strip()
-        if not name or len(name) > 64:
-            raise ValueError("a token needs a name of 1-64 characters (what uses it)")
+        name = check_token_name(name)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = self._clock()
         with self._session(f"issue a token for {username}") as session:
