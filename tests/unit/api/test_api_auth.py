@@ -109,6 +109,14 @@ def test_changes_with_a_session_need_the_csrf_token(client: TestClient) -> None:
         f"/api/v1/incidents/{incident_id}/transition", json=body, headers={"X-CSRF-Token": "x"}
     )
     assert wrong.status_code == 403
+    # not ASCII (hmac.compare_digest refuses such a str: this was a 500)
+    for token in (b"\xe9", b"\xc3\xa9" + csrf[1:].encode()):  # Latin-1 and UTF-8 bytes
+        accented = client.post(
+            f"/api/v1/incidents/{incident_id}/transition",
+            json=body,
+            headers={"X-CSRF-Token": token},
+        )
+        assert (accented.status_code, accented.json()["error"]) == (403, "csrf_failed")
     foreign = client.post(
         f"/api/v1/incidents/{incident_id}/transition",
         json=body,
@@ -269,6 +277,12 @@ def test_login_form_needs_its_token_and_redirects_locally(client: TestClient) ->
         follow_redirects=False,
     )
     assert forged.status_code == 403
+    accented = client.post(
+        "/login",
+        data={"username": "admin", "password": PASSWORD, "login_token": "é" + token[1:]},
+        follow_redirects=False,
+    )
+    assert (accented.status_code, accented.json()["error"]) == (403, "csrf_failed")
     good = client.post(
         "/login",
         data={

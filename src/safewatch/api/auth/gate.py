@@ -40,7 +40,14 @@ from safewatch.api.auth.store import AuthStore
 from safewatch.api.errors import ErrorBody
 from safewatch.errors import StorageError
 
-__all__ = ["CSRF_HEADER", "PUBLIC_PATHS", "PUBLIC_PREFIXES", "AuthGate", "is_public"]
+__all__ = [
+    "CSRF_HEADER",
+    "PUBLIC_PATHS",
+    "PUBLIC_PREFIXES",
+    "AuthGate",
+    "is_public",
+    "same_token",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,19 @@ made through this process's :class:`AuthStore` (user updated or deleted, logout,
 ends every cached entry at once; one made by another process (``safewatch users``) or an expiry
 takes effect within this time."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def same_token(sent: str, expected: str) -> bool:
+    """Whether the token a client sent is ``expected``, compared in constant time.
+
+    Compared as UTF-8 bytes: ``hmac.compare_digest`` raises ``TypeError`` for a ``str`` with a
+    non-ASCII character, and a client controls what it sends (a header is decoded as Latin-1, a
+    form field as UTF-8), so ``X-CSRF-Token: \\xe9`` was a 500 instead of a refusal.
+    ``surrogatepass`` keeps even a lone surrogate a mismatch rather than an error.
+    """
+    return hmac.compare_digest(
+        sent.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def is_public(path: str) -> bool:
@@ -264,7 +284,7 @@ class AuthGate:
         if not _same_origin(headers, scope["scheme"]):
             return _error(403, "csrf_failed", "cross-origin request refused (Origin mismatch)")
         sent = headers.get(CSRF_HEADER, "")
-        if not principal.csrf_token or not hmac.compare_digest(sent, principal.csrf_token):
+        if not principal.csrf_token or not same_token(sent, principal.csrf_token):
             return _error(
                 403, "csrf_failed", f"missing or wrong CSRF token (send the {CSRF_HEADER} header)"
             )

@@ -14,7 +14,6 @@ both to match.
 
 from __future__ import annotations
 
-import hmac
 import json
 import secrets
 from typing import Annotated, Any
@@ -25,6 +24,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from safewatch.api.auth.gate import same_token
 from safewatch.api.auth.principal import Principal
 from safewatch.api.camera_state import readiness_of
 from safewatch.api.dashboard import Dashboard
@@ -130,7 +130,7 @@ async def login_form(
 ) -> Response:
     """Check the form; on success start a session and go where the user was going."""
     cookie = request.cookies.get(_LOGIN_COOKIE, "")
-    if not cookie or not hmac.compare_digest(cookie, login_token):
+    if not cookie or not same_token(login_token, cookie):
         raise ApiError(403, "csrf_failed", "the login form expired; reload the page")
     client = client_of(request)
     try:
