@@ -57,7 +57,9 @@ class ReportData:
         generated_at: Epoch seconds.
         total: Incidents matching.
         incidents: The incidents listed (newest first; may be fewer than ``total``).
-        by_day: Counts per local day.
+        by_day: Counts per local day, or per week, month or year (``by_day_unit``) for a
+            period too long to draw day by day.
+        by_day_unit: What a ``by_day`` bar counts: ``day``, ``week``, ``month`` or ``year``.
         by_hour: Counts per local hour of day (0-23), summed over the period.
         by: Dimension name (camera, rule, kind, severity, status) to ``(value, count)``.
         stills: Evidence stills to print.
@@ -71,9 +73,14 @@ class ReportData:
     total: int
     incidents: Sequence[Incident]
     by_day: Sequence[Bucket] = ()
+    by_day_unit: str = "day"
     by_hour: Sequence[int] = ()
     by: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     stills: Sequence[ReportStill] = ()
+
+
+_BAR_LABELS = {"day": "%m-%d", "week": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
+"""How a bar of the chart over time is labelled, by its unit (a week by its Monday)."""
 
 
 def _when(seconds: float | None, zone: ZoneInfo, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
@@ -139,8 +146,11 @@ def render_incident_report(data: ReportData, *, max_rows: int = 500) -> bytes:
     if summary:
         story.append(_table(summary, [25 * mm, 155 * mm], header=False))
     story.append(Spacer(1, 3 * mm))
-    day_labels = [_when(b.start, zone, "%m-%d") for b in data.by_day]
-    story.append(time_bars("Incidents per day", day_labels, [b.count for b in data.by_day]))
+    label = _BAR_LABELS.get(data.by_day_unit, "%Y-%m-%d")
+    day_labels = [_when(b.start, zone, label) for b in data.by_day]
+    story.append(
+        time_bars(f"Incidents per {data.by_day_unit}", day_labels, [b.count for b in data.by_day])
+    )
     charts = [
         time_bars(
             "By hour of day",

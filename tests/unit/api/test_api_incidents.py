@@ -327,3 +327,92 @@ def test_the_report_counts_every_day_of_its_period(site: tuple[Dashboard, SiteSt
     assert days == [
         ("03-26", 0), ("03-27", 2), ("03-28", 0), ("03-29", 0), ("03-30", 0), ("03-31", 1),
     ]  # fmt: skip
+
+
+def test_a_report_over_any_period_draws_at_most_a_year_of_bars(
+    site: tuple[Dashboard, SiteStorage], operator: tuple[TestClient, str]
+) -> None:
+    """The filter allows ``since=0&until=1e11``: the report made a bar for each of its 1.16 M
+    days (5 s) and asked ReportLab to draw them. The bars now run from the first incident (for a
+    period longer than a year) to now at the latest, in weeks, months or years when longer."""
+    from datetime import date, datetime
+    from zoneinfo import ZoneInfo
+
+    from safewatch.api.routes.reports import MAX_BARS, over_time
+    from safewatch.storage import Bucket, IncidentFilter
+
+    berlin = ZoneInfo("Europe/Berlin")  # the test site's zone
+
+    def midnight(day: date) -> float:
+        return datetime(day.year, day.month, day.day, tzinfo=berlin).timestamp()
+
+    def bars(
+        days: dict[date, int], since: float | None, until: float | None, now: date
+    ) -> tuple[str, list[tuple[str, int]]]:
+        data = [Bucket(count=n, start=midnight(d)) for d, n in days.items()]
+        unit, drawn = over_time(
+            data, IncidentFilter(since=since, until=until), berlin, midnight(now) + 3600
+        )
+        assert len(drawn) <= MAX_BARS and sum(b.count for b in drawn) == sum(days.values())
+        shown = [
+            (datetime.fromtimestamp(b.start or 0, berlin).strftime("%Y-%m-%d"), b.count)
+            for b in drawn
+        ]
+        return unit, shown
+
+    everything = {"since": 0.0, "until": 1e11}
+    assert bars({}, **everything, now=date(2025, 4, 2)) == ("day", [])
+    # From the first incident, not 1970; to today, not the year 5138.
+    unit, shown = bars(
+        {date(2025, 3, 27): 2, date(2025, 3, 31): 1}, **everything, now=date(2025, 4, 2)
+    )
+    assert unit == "day"
+    assert shown == [
+        ("2025-03-27", 2), ("2025-03-28", 0), ("2025-03-29", 0), ("2025-03-30", 0),
+        ("2025-03-31", 1), ("2025-04-01", 0), ("2025-04-02", 0),
+    ]  # fmt: skip
+    # March exported on the 15th: its first quiet days are bars, the days still to come are not.
+    unit, shown = bars(
+        {date(2025, 3, 5): 1},
+        midnight(date(2025, 3, 1)),
+        midnight(date(2025, 4, 1)),
+        date(2025, 3, 15),
+    )
+    assert (unit, len(shown), shown[0], shown[4]) == (
+        "day",
+        15,
+        ("2025-03-01", 0),
+        ("2025-03-05", 1),
+    )
+    # A year exported day by day.
+    year = {date(2025, 1, 1): 1, date(2025, 12, 31): 1}
+    assert (
+        bars(year, midnight(date(2025, 1, 1)), midnight(date(2026, 1, 1)), date(2026, 2, 1))[0]
+        == "day"
+    )
+    # Two years: weeks, each starting on a Monday, quiet ones at zero.
+    unit, shown = bars(
+        {date(2024, 1, 10): 3, date(2025, 12, 20): 4}, None, None, date(2025, 12, 31)
+    )
+    assert unit == "week" and len(shown) == 104
+    assert shown[0] == ("2024-01-08", 3) and shown[-3] == ("2025-12-15", 4) and shown[1][1] == 0
+    assert all(date.fromisoformat(d).weekday() == 0 for d, _ in shown)
+    # Ten years: months; an incident dated 1970 (a camera without a clock): years.
+    unit, shown = bars({date(2015, 6, 1): 1, date(2025, 6, 1): 1}, None, None, date(2025, 6, 2))
+    assert (unit, len(shown), shown[0]) == ("month", 121, ("2015-06-01", 1))
+    unit, shown = bars(
+        {date(1970, 1, 2): 1, date(2025, 6, 1): 1}, **everything, now=date(2025, 6, 2)
+    )
+    assert (unit, len(shown), shown[0], shown[-1]) == (
+        "year",
+        56,
+        ("1970-01-01", 1),
+        ("2025-01-01", 1),
+    )
+
+    # Through the API: a PDF of every incident ever, day by day from the first.
+    _, storage = site
+    client, _ = operator
+    storage.repository.upsert(incident(1))
+    report = client.get("/api/v1/reports/incidents.pdf", params=everything)
+    assert report.status_code == 200 and report.content.startswith(b"%PDF")

@@ -71,3 +71,29 @@ def test_chinese_japanese_and_korean_text_is_printed(tmp_path: Path) -> None:
     assert "Incident report: 上海工厂 (Werk Łódź)" in text
     assert "by 王伟" in text
     assert "未戴安全帽 & ヘルメット未着用 <안전모 미착용>" in text
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext)")
+def test_a_long_period_is_charted_in_weeks_labelled_by_their_monday(tmp_path: Path) -> None:
+    """A period too long for a bar a day is drawn in weeks (or months, years): the chart says
+    which, and a label carries its year (the periods span years)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from safewatch.storage import Bucket
+
+    zone = ZoneInfo("Europe/Berlin")
+    monday = datetime(2024, 1, 8, tzinfo=zone).timestamp()
+    data = ReportData(
+        site="Yard",
+        timezone="Europe/Berlin",
+        filters=[],
+        generated_by="operator",
+        generated_at=monday,
+        total=3,
+        incidents=[],
+        by_day=[Bucket(count=3, start=monday), Bucket(count=0, start=monday + 7 * 86400)],
+        by_day_unit="week",
+    )
+    text = pdf_text(data, tmp_path)
+    assert "Incidents per week" in text and "2024-01-08" in text

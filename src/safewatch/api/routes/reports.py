@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -26,7 +26,7 @@ from safewatch.errors import SafewatchError
 from safewatch.reports import ReportData, ReportStill, render_incident_report
 from safewatch.storage import Bucket, IncidentFilter
 
-__all__ = ["build_report", "every_day", "router"]
+__all__ = ["MAX_BARS", "build_report", "over_time", "router"]
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"], responses=ERROR_RESPONSES)
 
@@ -46,28 +46,95 @@ def _describe(where: IncidentFilter, zone: ZoneInfo) -> list[str]:
     return lines
 
 
-def every_day(
+MAX_BARS = 366
+"""Most bars of the report's chart over time: a year, day by day. A longer period is drawn in
+weeks, then months, then years (:func:`over_time`)."""
+
+_UNITS = ("day", "week", "month", "year")
+
+
+def _floor(day: date, unit: str) -> date:
+    """The first day of the ``unit`` (a Monday for a week) that holds ``day``."""
+    if unit == "week":
+        return day - timedelta(days=day.weekday())
+    if unit == "month":
+        return day.replace(day=1)
+    if unit == "year":
+        return day.replace(month=1, day=1)
+    return day
+
+
+def _next(day: date, unit: str) -> date:
+    """The first day of the ``unit`` after the one that starts on ``day``."""
+    if unit == "day":
+        return day + timedelta(days=1)
+    if unit == "week":
+        return day + timedelta(days=7)
+    if unit == "month":
+        return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return day.replace(year=day.year + 1)
+
+
+def _bars(first: date, last: date, unit: str) -> int:
+    """How many ``unit`` bars cover ``first`` to ``last`` (inclusive)."""
+    if unit == "day":
+        return (last - first).days + 1
+    if unit == "week":
+        return (_floor(last, unit) - _floor(first, unit)).days // 7 + 1
+    if unit == "month":
+        return (last.year - first.year) * 12 + last.month - first.month + 1
+    return last.year - first.year + 1
+
+
+def over_time(
     buckets: Sequence[Bucket], where: IncidentFilter, zone: ZoneInfo, now: float
-) -> list[Bucket]:
-    """The per-day counts with every day of the period, quiet ones at zero.
+) -> tuple[str, list[Bucket]]:
+    """The per-day counts as the chart's bars, every bar of the period, quiet ones at zero.
 
     The aggregate returns only days with incidents, so the chart drew a quiet week as nothing
     at all and two busy days a week apart side by side. The period is the filter's ``since``
-    (else the first incident's day) to its ``until`` (exclusive; else now).
+    (else the first incident's day) to its ``until`` (exclusive; else now), but never past now
+    (or the last incident, for a clock that runs behind a camera's): a day still to come has
+    no incidents yet, and is no quiet day.
+
+    The period is bounded by the data, not only by the filter: the filter accepts any
+    ``since``/``until`` up to the year 5138, and ``since=0&until=1e11`` once made 1.16 M daily
+    buckets (5 s) and a PDF of 1.16 M bars in an API worker. A period longer than
+    :data:`MAX_BARS` days starts at its first incident (the quiet decades before it say
+    nothing); one still longer is drawn in weeks, then months, then years, so the chart has at
+    most :data:`MAX_BARS` bars (a year-long report stays day by day). Without incidents there
+    are no bars (the chart says so).
+
+    Returns:
+        The unit of the bars (``day``, ``week``, ``month`` or ``year``) and the bars, each
+        starting at the local midnight its unit begins.
     """
-    counts = {b.start: b.count for b in buckets if b.start is not None}
-    if where.since is None and not counts:
-        return list(buckets)
-    first = where.since if where.since is not None else min(counts)
-    last = where.until - 1e-3 if where.until is not None else max([now, *counts])
-    day = datetime.fromtimestamp(first, zone).date()
-    end = datetime.fromtimestamp(last, zone).date()
-    days: dict[float, int] = {}
-    while day <= end:
-        days[datetime(day.year, day.month, day.day, tzinfo=zone).timestamp()] = 0
-        day += timedelta(days=1)
-    days.update(counts)
-    return [Bucket(count=count, start=start) for start, count in sorted(days.items())]
+    counts: dict[date, int] = {}
+    for bucket in buckets:
+        if bucket.start is not None:
+            day = datetime.fromtimestamp(bucket.start, zone).date()
+            counts[day] = counts.get(day, 0) + bucket.count
+    if not counts:
+        return "day", []
+    today = datetime.fromtimestamp(now, zone).date()
+    first = datetime.fromtimestamp(where.since, zone).date() if where.since is not None else None
+    last = max(today, *counts)
+    if where.until is not None:
+        last = min(last, datetime.fromtimestamp(where.until - 1e-3, zone).date())
+    if first is None or _bars(first, last, "day") > MAX_BARS:
+        first = min(counts)  # the data lies inside the filter's period
+    unit = next((u for u in _UNITS if _bars(first, last, u) <= MAX_BARS), "year")
+    bars: dict[date, int] = {}
+    day = _floor(first, unit)
+    while day <= last:
+        bars[day] = 0
+        day = _next(day, unit)
+    for day, count in counts.items():
+        bars[_floor(day, unit)] = bars.get(_floor(day, unit), 0) + count
+    return unit, [
+        Bucket(count=count, start=datetime(d.year, d.month, d.day, tzinfo=zone).timestamp())
+        for d, count in sorted(bars.items())
+    ]
 
 
 def build_report(
@@ -88,7 +155,7 @@ def build_report(
         for name in ("camera", "rule", "kind", "severity", "status"):
             buckets = reads.aggregate([name], where, tz=timezone)
             by[name] = [(str(getattr(b, name)), b.count) for b in buckets]
-    by_day = every_day(days, where, zone, now)
+    unit, by_day = over_time(days, where, zone, now)
     hours = [0] * 24
     for bucket in hour_buckets:
         if bucket.start is not None:
@@ -114,6 +181,7 @@ def build_report(
         total=page.total,
         incidents=page.items,
         by_day=by_day,
+        by_day_unit=unit,
         by_hour=hours,
         by=by,
         stills=chosen,
