@@ -7,9 +7,12 @@ hidden, so operators get **blurred** video: the API process opens its own connec
 hides the heads of the newest analysed frame's people (:func:`~safewatch.incidents.privacy.
 head_regions`, grown by ``motion_margin`` per side because people move between analysed
 frames), scales to at most ``max_width`` and re-encodes H.264 (libx264, ultrafast, zero latency,
-one keyframe a second so a new viewer starts within a second). It **fails closed**: while no
-analysed frame of the camera is younger than ``stale_seconds`` (analysis behind, camera just
-started, analysis down), the whole picture is blurred, because nobody knows where the heads are.
+one keyframe a second so a new viewer starts within a second). It **fails closed**: while the
+camera's newest analysed frame was not filmed within ``stale_seconds`` of the picture shown
+(analysis behind, camera just started, analysis down), the whole picture is blurred, because
+nobody knows where the heads are. Judged by the two pictures' filming times on the wall clock
+(:func:`live_regions`), not by when the analysed frame arrived: one analysed seconds late arrives
+new with old heads.
 What it cannot hide: a person who walks in between two analysed frames is visible until the next
 one (at most one analysis interval, 0.2 s at 5 fps).
 
@@ -114,7 +117,8 @@ class VideoSettings:
     Attributes:
         max_width: Blurred video is scaled down to at most this width (bounded CPU and bytes).
         crf: libx264 quality of the blurred video (higher: fewer bytes).
-        stale_seconds: Blur the whole picture while the newest analysed frame is older.
+        stale_seconds: Blur the whole picture while the newest analysed frame was filmed
+            further than this from the picture shown.
         motion_margin: Extra growth of each head region per side, as a share of its size.
         idle_seconds: A feed nobody watches closes its camera connection after this.
         backlog: Fragments queued for one viewer before it is cut back to the next keyframe.
@@ -309,17 +313,25 @@ def live_regions(
     camera_id: str,
     privacy: PrivacyConfig,
     settings: VideoSettings,
-    now: float,
+    filmed: float,
     width: int,
     height: int,
 ) -> list[Box]:
-    """Regions to hide in a ``width`` x ``height`` picture of the camera now: the heads of its
-    newest analysed frame, grown by ``motion_margin``; the whole picture when that frame is older
-    than ``stale_seconds`` or there is none (fail closed); none with privacy off."""
+    """Regions to hide in a ``width`` x ``height`` picture of the camera filmed at ``filmed``
+    (wall-clock seconds): the heads of its newest analysed frame, grown by ``motion_margin``; the
+    whole picture when that frame was filmed more than ``stale_seconds`` away from the picture or
+    there is none (fail closed); none with privacy off.
+
+    Judged by when the analysed frame was *filmed* (``tracked.timestamp``: the decode worker
+    stamps it on the wall clock, as the feed stamps its pictures), not by when the hub received
+    it: a frame analysed seconds late (the rules thread held by a database stall, a backlog)
+    arrives "fresh" with heads where the people stood seconds ago, and those boxes laid on the
+    current picture left the people's heads where they are now visible.
+    """
     if privacy.mode == "off":
         return []
     latest = live.latest(camera_id)
-    if latest is None or now - latest.received_at > settings.stale_seconds:
+    if latest is None or abs(filmed - latest.tracked.timestamp) > settings.stale_seconds:
         return [(0, 0, width, height)]
     tracked = latest.tracked
     sx = width / max(1, tracked.width)
@@ -699,7 +711,7 @@ class _Feed:
                     if encoder is None:
                         encoder = self._encoder(fragmenter, stream, frame)
                         shift = at  # the muxer starts the track there, whatever its stamp
-                    image = self._hidden(frame, encoder.width, encoder.height)
+                    image = self._hidden(frame, filmed, encoder.width, encoder.height)
                     picture = av.VideoFrame.from_ndarray(image, format="yuv420p")
                     picture.pts = at - shift
                     picture.time_base = _ENCODER_BASE
@@ -774,12 +786,12 @@ class _Feed:
         fragmenter.width, fragmenter.height = width, height
         return encoder
 
-    def _hidden(self, frame: Any, width: int, height: int) -> np.ndarray[Any, Any]:
+    def _hidden(self, frame: Any, filmed: float, width: int, height: int) -> np.ndarray[Any, Any]:
         picture = frame.to_ndarray(format="yuv420p", width=width, height=height)
         owner = self._owner
         privacy = owner.privacy(self.camera_id)
         regions = live_regions(
-            owner.live, self.camera_id, privacy, owner.settings, time.time(), width, height
+            owner.live, self.camera_id, privacy, owner.settings, filmed, width, height
         )
         return hide_heads(picture, regions, privacy.mode)
 

@@ -34,9 +34,11 @@ from safewatch.api.live_video import (
     VideoMode,
     VideoSettings,
     Viewer,
+    live_regions,
     split_boxes,
 )
 from safewatch.config.loader import load_site
+from safewatch.config.site import PrivacyConfig
 from safewatch.domain import Track, TrackedFrame
 from safewatch.incidents.site_storage import SiteStorage, open_site_storage
 from safewatch.runtime.http_server import HttpServer
@@ -163,6 +165,27 @@ def test_the_blurred_feed_hides_the_heads_of_the_newest_analysed_frame(
         assert sharpness(shown[head]) < 0.1 * sharpness(original[head])
         error = np.abs(shown[away].astype(int) - original[away].astype(int)).mean()
         assert error < 6, f"the rest of the picture is the camera's (mean error {error:.1f})"
+
+
+def test_an_analysed_frame_filmed_long_before_the_picture_hides_the_whole_picture() -> None:
+    """The heads of an analysed frame are where its people stood when it was filmed. One analysed
+    8 s late (the rules thread held by a database stall, a backlog) reached the hub just now and
+    passed for fresh: its old boxes were laid on the current picture, where the people have
+    moved, so their heads were shown. The analysed frame's filming time is compared with the
+    picture's, whenever the frame arrived."""
+    hub = LiveHub()
+    person = Track(1, "person", (100.0, 100.0, 160.0, 300.0), 0.9)
+    image = np.zeros((360, 640, 3), np.uint8)
+    now = time.time()
+    hub.publish_frame(TrackedFrame("cam", 1, 0.0, now - 8.0, 640, 360, (person,)), image)
+    privacy, settings = PrivacyConfig(), VideoSettings()  # stale after 2 s
+    whole = [(0, 0, 640, 360)]
+    assert live_regions(hub, "cam", privacy, settings, now, 640, 360) == whole, "fail closed"
+    # a picture filmed as that frame was gets its heads hidden, not the whole picture
+    heads = live_regions(hub, "cam", privacy, settings, now - 8.0, 640, 360)
+    assert heads and heads != whole and all(x2 - x1 < 640 for x1, _, x2, _ in heads)
+    # nor does a frame filmed seconds after the picture (the feed behind) hide its heads
+    assert live_regions(hub, "cam", privacy, settings, now - 11.0, 640, 360) == whole
 
 
 def test_a_blurred_feed_shows_every_picture_of_a_decode_order_stamped_file(
