@@ -464,8 +464,12 @@ class Supervisor:
     def _exited(self, handle: _Handle, worker: Worker) -> None:
         code = worker.exitcode
         self._retired.append(worker)
-        final = code == EXIT_FINAL or handle.source_state.is_final
-        if final:
+        # Only the worker's own final exit ends a camera (its file played to the end, or a
+        # source that failed for good), never the state it last reported: a decode process
+        # stopped from outside (an operator's kill, systemd's control-group SIGTERM) closes its
+        # source, reports it ``ended`` and exits 0. Taken for the camera's end, a live camera
+        # was never restarted, its incidents were finished and /readyz left it out.
+        if code == EXIT_FINAL:
             with self._lock:
                 failed = handle.source_state is SourceState.FAILED
                 handle.state = WorkerState.FAILED if failed else WorkerState.ENDED

@@ -50,6 +50,7 @@ class Running:
         self.mailbox = FrameMailbox()
         self.rings = RingCache()
         self.stopped: list[str] = []
+        self.ended: list[str] = []
         self.supervisor = Supervisor(
             mode=mode,  # type: ignore[arg-type]
             mailbox=self.mailbox,
@@ -57,6 +58,7 @@ class Running:
             watchdog=watchdog
             or WatchdogConfig(stall_seconds=2, progress_seconds=5, restart_backoff_seconds=0.1),
             on_camera_stopped=self.stopped.append,
+            on_camera_ended=self.ended.append,
         )
         self.supervisor.start()
 
@@ -133,15 +135,17 @@ def test_thread_workers_feed_the_mailbox_and_report(
     assert set(r.supervisor.plans()) == {"a", "b"}
 
 
+@pytest.mark.parametrize("mode", ["thread", "process"])
 def test_a_file_without_loop_ends_and_is_not_restarted(
-    clip: Path, running: Callable[..., Running]
+    clip: Path, running: Callable[..., Running], mode: str
 ) -> None:
-    r = running("thread")
+    r = running(mode)
     r.supervisor.apply({"once": spec("once", clip, loop=False)})
-    wait_for(lambda: r.state("once") is WorkerState.ENDED)
+    wait_for(lambda: r.state("once") is WorkerState.ENDED, timeout=30)
     time.sleep(0.3)
     (status,) = r.supervisor.statuses()
     assert status.state is WorkerState.ENDED and status.restarts == 0
+    assert r.ended == ["once"]  # its episodes are finished after its last frame
 
 
 def test_a_missing_file_fails_with_its_name(
@@ -206,6 +210,30 @@ def test_a_killed_or_frozen_decode_process_is_restarted(
     (status,) = r.supervisor.statuses()
     assert status.restarts == 2
     wait_for(lambda: r.state("cam") is WorkerState.RUNNING, timeout=15)
+    assert r.frames(3, timeout=30)
+
+
+@pytest.mark.slow
+def test_a_decode_process_stopped_from_outside_is_restarted_not_ended(
+    clip: Path, running: Callable[..., Running]
+) -> None:
+    """An operator's ``kill PID`` or systemd's control-group stop sends the decode process
+    SIGTERM: it closes its source (which reports ``ended``) and exits 0. That was taken for
+    the camera's end: never restarted, its incidents finished, left out of /readyz. Only the
+    worker's own final exit (a file played to its end) ends a camera; this is a crash."""
+    r = running(
+        "process",
+        WatchdogConfig(stall_seconds=3, progress_seconds=12, restart_backoff_seconds=0.2),
+    )
+    r.supervisor.apply({"cam": spec("cam", clip)})
+    assert r.frames(3, timeout=30)
+    first = r.supervisor.pid("cam")
+    assert first is not None and first != os.getpid()
+    os.kill(first, signal.SIGTERM)
+    wait_for(lambda: r.supervisor.pid("cam") not in (None, first), timeout=30)
+    wait_for(lambda: r.state("cam") is WorkerState.RUNNING, timeout=30)
+    (status,) = r.supervisor.statuses()
+    assert status.restarts == 1 and r.ended == []
     assert r.frames(3, timeout=30)
 
 
