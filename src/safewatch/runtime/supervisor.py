@@ -406,6 +406,10 @@ class Supervisor:
             handle.state = WorkerState.BACKOFF
             handle.next_start = now + delay
             handle.message = f"{reason}; restarting in {delay:.1f} s"
+            # Nothing decodes until the restart: the dead worker's last report ("streaming")
+            # kept safewatch_camera_up at 1 through a crash loop, so SafewatchCameraDown never
+            # fired while /readyz and the Live page said the camera was down.
+            handle.source_state = SourceState.RECONNECTING
         if handle.ring is not None:
             self._rings.retire(handle.ring)
             handle.ring = None
@@ -606,6 +610,9 @@ class Supervisor:
         if isinstance(message, SourceReport) and current:
             change = message.change
             with self._lock:
+                if handle.state is WorkerState.BACKOFF:
+                    return  # the last words of a worker that died (or was killed) after its
+                    # restart was scheduled: the camera is reconnecting, not streaming or ended
                 handle.source_state = change.state
                 handle.message = change.message
                 handle.last_progress = self._clock()

@@ -237,6 +237,30 @@ def test_a_decode_process_stopped_from_outside_is_restarted_not_ended(
     assert r.frames(3, timeout=30)
 
 
+@pytest.mark.slow
+def test_a_crashed_worker_waiting_to_restart_is_not_streaming(
+    clip: Path, running: Callable[..., Running]
+) -> None:
+    """Between a crash and its restart nothing decodes. The handle kept the dead worker's last
+    report, ``streaming``, so ``safewatch_camera_up`` (1 while the source state is streaming)
+    stayed 1 through a crash loop and SafewatchCameraDown never fired, while /readyz and the
+    Live page said the camera was down. (A long backoff holds it there for the assertions.)"""
+    r = running(
+        "process",
+        WatchdogConfig(stall_seconds=3, progress_seconds=12, restart_backoff_seconds=600),
+    )
+    r.supervisor.apply({"cam": spec("cam", clip)})
+    assert r.frames(3, timeout=30)
+    wait_for(lambda: r.supervisor.statuses()[0].source_state == "streaming", timeout=30)
+    pid = r.supervisor.pid("cam")
+    assert pid is not None and pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: r.state("cam") is WorkerState.BACKOFF, timeout=30)
+    (status,) = r.supervisor.statuses()
+    assert status.source_state == "reconnecting", status
+    assert "killed by signal 9" in status.message
+
+
 def test_no_worker_is_mistaken_for_dead_while_it_starts(
     clip: Path, running: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
 ) -> None:
