@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 _MONITOR_INTERVAL = 0.2
 _MEMORY_INTERVAL = 2.0
 _STABLE_SECONDS = 30.0  # a worker that ran this long before dying restarts without backoff
+_DOWN = (SourceState.STALLED, SourceState.RECONNECTING)
+"""Source states of a camera that is away; streaming after one is logged as a recovery."""
 
 
 class WorkerState(enum.StrEnum):
@@ -129,6 +131,7 @@ class _Handle:
     ring: str | None = None
     memory: int | None = None
     decode_rate: RateMeter = field(default_factory=RateMeter)
+    down_since: float | None = None  # (clock) stalled, reconnecting or restarting since then
 
 
 def _add(a: SourceStats, b: SourceStats) -> SourceStats:
@@ -410,6 +413,8 @@ class Supervisor:
             # kept safewatch_camera_up at 1 through a crash loop, so SafewatchCameraDown never
             # fired while /readyz and the Live page said the camera was down.
             handle.source_state = SourceState.RECONNECTING
+            if handle.down_since is None:
+                handle.down_since = now
         if handle.ring is not None:
             self._rings.retire(handle.ring)
             handle.ring = None
@@ -615,9 +620,22 @@ class Supervisor:
                     # restart was scheduled: the camera is reconnecting, not streaming or ended
                 handle.source_state = change.state
                 handle.message = change.message
-                handle.last_progress = self._clock()
+                handle.last_progress = now = self._clock()
                 if handle.state is WorkerState.STARTING and change.state is not SourceState.FAILED:
                     handle.state = WorkerState.RUNNING
+                down_since = handle.down_since
+                if change.state in _DOWN and down_since is None:
+                    handle.down_since = now
+                elif change.state is SourceState.STREAMING:
+                    handle.down_since = None
+            if change.state is SourceState.STREAMING and down_since is not None:
+                # The decode process logs the trouble (WARNING, shown) but its recovery at
+                # INFO, which a process at WARNING hides; serve shows this logger's INFO.
+                log.info(
+                    "camera %s: streaming again after %.1f s",
+                    handle.spec.camera_id,
+                    now - down_since,
+                )
             self._mailbox.set_streaming(
                 handle.spec.camera_id, change.state is SourceState.STREAMING
             )

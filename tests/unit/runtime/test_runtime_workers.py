@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
+import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -18,7 +21,10 @@ from runtime_fakes import moving_square_video
 from patience import poll
 from safewatch.config.runtime import MotionConfig, WatchdogConfig
 from safewatch.config.site import CameraConfig
+from safewatch.domain.frame import Frame
 from safewatch.ingest.paced_file_source import PacedFileSource
+from safewatch.ingest.state import SourceInfo, SourceState, SourceStats, StateChange
+from safewatch.runtime import camera_worker
 from safewatch.runtime.camera_worker import ThreadWorker, WorkerSpec
 from safewatch.runtime.mailbox import FrameMailbox
 from safewatch.runtime.rings import RingCache
@@ -259,6 +265,85 @@ def test_a_crashed_worker_waiting_to_restart_is_not_streaming(
     (status,) = r.supervisor.statuses()
     assert status.source_state == "reconnecting", status
     assert "killed by signal 9" in status.message
+
+
+class FlakyCamera:
+    """A live camera that streams until ``drop`` is set, reconnects until ``back`` is, then
+    streams until closed (a network outage, driven by the test)."""
+
+    def __init__(self, camera_id: str, on_state: Callable[[StateChange], None] | None) -> None:
+        self.camera_id = camera_id
+        self._on_state = on_state
+        self.state = SourceState.CONNECTING
+        self.info = SourceInfo(96, 64, 10.0)
+        self.stats = SourceStats()
+        self.drop, self.back, self._closed = threading.Event(), threading.Event(), threading.Event()
+
+    def _set(self, state: SourceState) -> None:
+        previous, self.state = self.state, state
+        if self._on_state is not None:
+            self._on_state(StateChange(self.camera_id, previous, state, str(state), time.time()))
+
+    def frames(self) -> Iterator[Frame]:
+        image = np.zeros((64, 96, 3), np.uint8)
+        self._set(SourceState.STREAMING)
+        for seq in itertools.count():
+            if self.drop.is_set() and not self.back.is_set():
+                self._set(SourceState.RECONNECTING)
+                while not self.back.wait(0.05):
+                    if self._closed.is_set():
+                        return
+                self._set(SourceState.STREAMING)
+            if self._closed.wait(0.05):
+                return
+            self.stats = SourceStats(decoded=seq + 1, sampled=seq + 1)
+            yield Frame(self.camera_id, seq, seq * 0.1, time.time(), image)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._set(SourceState.ENDED)
+
+
+def test_a_camera_streaming_again_is_logged_once_per_recovery(
+    running: Callable[..., Running],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The decode process logs a camera's trouble as a WARNING but its ``-> streaming`` at
+    INFO, and decode processes log at WARNING: a camera coming back after an outage or a
+    restart went unlogged. The supervisor says so once per recovery, at INFO, which serve
+    shows for ``safewatch.runtime`` (``cli/serve.py``)."""
+    cameras: list[FlakyCamera] = []
+
+    def build(spec: WorkerSpec, on_state: Callable[[StateChange], None] | None) -> FlakyCamera:
+        cameras.append(FlakyCamera(spec.camera_id, on_state))
+        return cameras[-1]
+
+    monkeypatch.setattr(camera_worker, "build_camera_source", build)
+    caplog.set_level(logging.INFO, logger="safewatch.runtime.supervisor")
+
+    def source_state() -> str:
+        return r.supervisor.statuses()[0].source_state
+
+    def again() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "streaming again" in r.getMessage()]
+
+    r = running("thread")
+    r.supervisor.apply({"cam": spec("cam", "rtsp://10.0.0.1/stream", loop=False)})
+    wait_for(lambda: source_state() == "streaming")
+    assert r.frames(2) and again() == [], "the first start is no recovery"
+    cameras[0].drop.set()  # the network goes
+    wait_for(lambda: source_state() == "reconnecting")
+    cameras[0].back.set()  # and comes back
+    wait_for(lambda: source_state() == "streaming")
+    assert r.frames(2)
+    (message,) = again()
+    assert re.fullmatch(r"camera cam: streaming again after \d+\.\d s", message), message
+    r.supervisor.restart_camera("cam")  # a worker restart is an outage too
+    wait_for(lambda: r.supervisor.statuses()[0].restarts == 1)
+    wait_for(lambda: source_state() == "streaming")
+    assert r.frames(2)
+    assert len(again()) == 2, again()
 
 
 def test_no_worker_is_mistaken_for_dead_while_it_starts(
