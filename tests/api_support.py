@@ -5,7 +5,7 @@ A module of its own (not a conftest) so unit, integration and e2e tests share on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -196,6 +196,26 @@ def client_for(dashboard: Dashboard) -> Iterator[TestClient]:
 def wait_until(condition: Any, timeout: float = 10.0, step: float = 0.05) -> Any:
     """Poll until truthy; fail after ``timeout`` seconds."""
     return poll(condition, timeout, period=step)
+
+
+def close_of(
+    ws: Any, timeout: float = 10.0, nudge: Callable[[], None] | None = None
+) -> tuple[int, str | None]:
+    """The close code and reason of the test client's socket ``ws`` once the server closes it,
+    reading (and dropping) whatever it sends until then; ``nudge``, called before each read,
+    makes a quiet feed send something, so a socket that stays open fails the test after
+    ``timeout`` seconds instead of blocking it."""
+
+    def closed() -> tuple[int, str | None] | None:
+        if nudge is not None:
+            nudge()
+        message = ws.receive()
+        if message["type"] == "websocket.close":
+            return int(message.get("code", 1000)), message.get("reason")
+        return None
+
+    found: tuple[int, str | None] = poll(closed, timeout, "the server to close the socket", 0.2)
+    return found
 
 
 def next_message(

@@ -27,7 +27,10 @@ Media Source Extensions; heads hidden, or the raw stream for admins, audited): s
 socket for ``video=none`` and draws the overlays over the video, matched by time.
 
 Authentication is the gate's (:mod:`safewatch.api.auth.gate`): a session cookie from this origin
-or a bearer token; anything else is closed before the handshake completes.
+or a bearer token; anything else is closed before the handshake completes. An open socket keeps
+asking (:func:`keep_access`): once its session or token is gone (user disabled or deleted, logged
+out, token revoked, expired) it is closed with 4401, once the user's role no longer allows the
+stream (a demoted admin's ``mode=raw`` video) with 4403.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
@@ -44,20 +49,24 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketState
 
 from safewatch import tracing
+from safewatch.api.auth.principal import Role
 from safewatch.api.camera_state import ReadinessSource, readiness_of, tile_state
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.deps import client_of, get_dashboard, principal_of
 from safewatch.api.live import frame_metadata
 from safewatch.api.live_video import LiveVideo, VideoMode, Viewer, encode_chunk
 from safewatch.api.schemas import IncidentOut
+from safewatch.errors import StorageError
 
 if TYPE_CHECKING:
+    from safewatch.api.auth.gate import AuthGate
     from safewatch.api.cluster_video import ClusterVideo
 
 __all__ = [
     "close_socket",
     "cluster_video_of",
     "geometry_message",
+    "keep_access",
     "live_video_of",
     "refuse",
     "router",
@@ -67,8 +76,12 @@ __all__ = [
 
 router = APIRouter(prefix="/api/v1/ws", tags=["live"])
 
+log = logging.getLogger(__name__)
+
 _PING_SECONDS = 15.0
 _STATE_SECONDS = 1.0
+_ACCESS_POLL_SECONDS = 0.5
+"""How often an open socket looks at the auth store's change counter (reading an integer)."""
 
 
 def _state_message(readiness: ReadinessSource | None, camera_id: str, enabled: bool) -> Any:
@@ -119,6 +132,67 @@ async def close_socket(websocket: WebSocket) -> None:
             await websocket.close()
 
 
+@contextlib.asynccontextmanager
+async def keep_access(websocket: WebSocket, needed: Role) -> AsyncIterator[None]:
+    """Run the body (an accepted socket's stream) only while the socket's credential still
+    allows ``needed``.
+
+    The gate checks the credential at the handshake only, and a live feed can stay open for a
+    whole shift: without this a disabled user's open tab went on receiving the incident feed,
+    and an admin demoted to operator kept an open unblurred (``mode=raw``) video. The socket
+    asks the gate again when the auth store's :attr:`~safewatch.api.auth.store.AuthStore.changes`
+    moves (a user updated or deleted, a logout, a token revoked in this process: noticed within
+    :data:`_ACCESS_POLL_SECONDS`) and at least every ``socket_recheck_seconds``
+    (:class:`~safewatch.api.dashboard.DashboardSettings`: changes made by another process,
+    expiries). Gone: closed with 4401; the role no longer enough: 4403, the handshake's codes.
+    The socket is closed with that code *before* the body is cancelled, so the body's own
+    :func:`close_socket` finds it closed and cannot end it with a plain 1000 first.
+    """
+    gate: AuthGate | None = websocket.scope.get("state", {}).get("auth_gate")
+    if gate is None:  # not behind the gate (principal_of refused such a socket already)
+        yield
+        return
+    recheck = get_dashboard(websocket).settings.socket_recheck_seconds
+    async with anyio.create_task_group() as group:
+        group.start_soon(_watch_access, websocket, gate, needed, recheck, group.cancel_scope)
+        try:
+            yield
+        finally:
+            group.cancel_scope.cancel()
+
+
+async def _watch_access(
+    websocket: WebSocket, gate: AuthGate, needed: Role, recheck: float, body: anyio.CancelScope
+) -> None:
+    """:func:`keep_access`'s watcher: returns after closing the socket and cancelling ``body``."""
+    seen = gate.store.changes
+    due = time.monotonic() + recheck
+    while True:
+        await anyio.sleep(min(_ACCESS_POLL_SECONDS, recheck))
+        if gate.store.changes == seen and time.monotonic() < due:
+            continue
+        seen, due = gate.store.changes, time.monotonic() + recheck
+        try:
+            principal, why = await gate.principal(websocket.headers)
+        except StorageError as exc:
+            # The database is away: nothing says the credential went (a change made here is
+            # committed before the counter moves), and dropping every live view on a blip
+            # would help nobody; asked again at the next check.
+            log.warning("could not check an open socket's credential again: %s", exc)
+            continue
+        if principal is None:
+            code, reason = 4401, f"authentication required: {why}"
+        elif not principal.can(needed):
+            code = 4403
+            reason = f"this needs the {needed} role; {principal.username} is {principal.role}"
+        else:
+            continue
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await websocket.close(code=code, reason=reason[:120])
+        body.cancel()
+        return
+
+
 @router.websocket("/incidents")
 async def incident_feed(websocket: WebSocket) -> None:
     """Live incident changes (see the module docstring)."""
@@ -128,7 +202,7 @@ async def incident_feed(websocket: WebSocket) -> None:
     subscription = dashboard.live.subscribe(incidents=True)
     done = anyio.Event()
     try:
-        async with anyio.create_task_group() as group:
+        async with keep_access(websocket, "viewer"), anyio.create_task_group() as group:
             group.start_soon(until_closed, websocket, done, group.cancel_scope)
             while not done.is_set():
                 woke = await subscription.wait(_PING_SECONDS)
@@ -183,7 +257,7 @@ async def camera_feed(
     enabled = site.cameras[camera_id].enabled
     next_state = 0.0
     try:
-        async with anyio.create_task_group() as group:
+        async with keep_access(websocket, "viewer"), anyio.create_task_group() as group:
             group.start_soon(until_closed, websocket, done, group.cancel_scope)
             while not done.is_set():
                 current = dashboard.rules.rule_generation().number
@@ -287,13 +361,14 @@ async def camera_video(
             )
         )
     await websocket.accept()
-    relay = cluster_video_of(websocket)
-    if relay is not None and dashboard.live.latest(camera_id) is None:
-        # serve --cluster: analysed by another node; relayed from its owner
-        await relay.relay(websocket, camera_id, mode, principal.username)
-        return
-    viewer = live_video_of(websocket).watch(camera_id, mode, asyncio.get_running_loop())
-    await stream_video(websocket, viewer, mode)
+    async with keep_access(websocket, "admin" if mode == "raw" else "viewer"):
+        relay = cluster_video_of(websocket)
+        if relay is not None and dashboard.live.latest(camera_id) is None:
+            # serve --cluster: analysed by another node; relayed from its owner
+            await relay.relay(websocket, camera_id, mode, principal.username)
+            return
+        viewer = live_video_of(websocket).watch(camera_id, mode, asyncio.get_running_loop())
+        await stream_video(websocket, viewer, mode)
 
 
 async def stream_video(websocket: WebSocket, viewer: Viewer, mode: VideoMode) -> None:

@@ -13,9 +13,20 @@ from fastapi.testclient import TestClient
 from starlette.routing import Route
 from starlette.websockets import WebSocketDisconnect
 
-from api_support import PASSWORD, add_users, client_for, incident, login, make_dashboard
+from api_support import (
+    PASSWORD,
+    add_users,
+    client_for,
+    close_of,
+    incident,
+    login,
+    make_app,
+    make_dashboard,
+    next_message,
+)
 from safewatch.api.auth.gate import is_public
 from safewatch.api.auth.ratelimit import LoginLimiter
+from safewatch.api.auth.store import AuthStore
 from safewatch.api.dashboard import Dashboard
 
 
@@ -215,6 +226,59 @@ def test_input_the_store_refuses_is_a_422_with_its_reason(
     ]
     assert client.get("/api/v1/tokens").json() == []
     assert dashboard.auth.authenticate("viewer", PASSWORD) is not None  # password unchanged
+
+
+@pytest.mark.parametrize("change", ["disabled", "deleted", "logged out", "token revoked"])
+def test_an_open_incident_feed_closes_when_its_credential_ends(
+    dashboard: Dashboard, change: str
+) -> None:
+    """The gate checks a socket at its handshake; the socket must not outlive the access (a
+    disabled viewer's open tab went on receiving the incident feed)."""
+    app = make_app(dashboard)
+    shown = incident(7)
+    with TestClient(app) as viewer, TestClient(app) as admin:
+        viewer_csrf = {"X-CSRF-Token": login(viewer, "viewer")}
+        admin_csrf = {"X-CSRF-Token": login(admin, "admin")}
+        issued = dashboard.auth.create_token("viewer", "wall screen")
+        bearer = {"Authorization": f"Bearer {issued.token}"} if change == "token revoked" else {}
+        with viewer.websocket_connect("/api/v1/ws/incidents", headers=bearer) as ws:
+            dashboard.live.publish_incident("opened", shown, actor=None)
+            assert next_message(ws, "incident")["incident"]["id"] == shown.id
+            if change == "disabled":
+                done = admin.patch(
+                    "/api/v1/users/viewer", json={"active": False}, headers=admin_csrf
+                )
+            elif change == "deleted":
+                done = admin.delete("/api/v1/users/viewer", headers=admin_csrf)
+            elif change == "logged out":
+                done = viewer.post("/api/v1/auth/logout", headers=viewer_csrf)
+            else:
+                done = admin.delete(f"/api/v1/tokens/{issued.info.id}", headers=admin_csrf)
+            assert done.status_code in (200, 204), done.text
+            code, reason = close_of(
+                ws, nudge=lambda: dashboard.live.publish_incident("updated", shown, actor=None)
+            )
+        assert code == 4401, (code, reason)
+
+
+def test_an_open_camera_feed_notices_a_change_made_by_another_process(tmp_path: Path) -> None:
+    """``safewatch users`` (another process, its own store: this one's change counter does not
+    move) disables a user: their open socket is checked again within ``socket_recheck_seconds``
+    and closed."""
+    dashboard, storage = make_dashboard(tmp_path, socket_recheck_seconds=0.5)
+    add_users(dashboard)
+    try:
+        with client_for(dashboard) as viewer:
+            login(viewer, "viewer")
+            with viewer.websocket_connect("/api/v1/ws/cameras/yard") as ws:
+                assert ws.receive_json()["type"] == "geometry"
+                changes = dashboard.auth.changes
+                AuthStore(storage.engine).update_user("viewer", active=False)
+                assert dashboard.auth.changes == changes
+                code, reason = close_of(ws)
+            assert code == 4401, (code, reason)
+    finally:
+        storage.close()
 
 
 def test_login_is_throttled_after_repeated_failures(

@@ -22,7 +22,16 @@ import pytest
 import yaml
 from starlette.websockets import WebSocketDisconnect
 
-from api_support import add_users, client_for, login, make_app, wait_until, write_site
+from api_support import (
+    PASSWORD,
+    add_users,
+    client_for,
+    close_of,
+    login,
+    make_app,
+    wait_until,
+    write_site,
+)
 from assets import asset
 from patience import poll
 from safewatch.api import live_video
@@ -439,6 +448,28 @@ def test_only_admins_get_the_raw_stream_and_it_is_audited(
         assert missing.value.code == 4404  # disabled
     records, total = dashboard.auth.audit_records(action="live.raw_view")
     assert total == 1 and records[0].actor == "admin" and records[0].subject == "yard"
+
+
+def test_a_demoted_admins_open_raw_stream_is_closed(site: tuple[Dashboard, SiteStorage]) -> None:
+    """The raw stream is for admins when it opens and while it runs: an admin demoted to
+    operator (a token survives the change, unlike a session) loses the open ``mode=raw``
+    stream (4403) and keeps the blurred one."""
+    dashboard, _ = site
+    dashboard.auth.add_user("boss", PASSWORD, "admin")
+    token = dashboard.auth.create_token("boss", "control room").token
+    bearer = {"Authorization": f"Bearer {token}"}
+    url = "/api/v1/ws/cameras/yard/video"
+    with (
+        client_for(dashboard) as client,
+        client.websocket_connect(f"{url}?mode=raw", headers=bearer) as raw,
+        client.websocket_connect(url, headers=bearer) as blurred,
+    ):
+        assert _header(raw.receive_bytes())["mode"] == "raw"
+        assert _header(blurred.receive_bytes())["mode"] == "blurred"
+        dashboard.auth.update_user("boss", role="operator")
+        code, reason = close_of(raw)
+        assert code == 4403 and reason is not None and "admin" in reason, (code, reason)
+        assert _header(blurred.receive_bytes())["type"] == "fragment"
 
 
 def _feed_threads() -> list[threading.Thread]:

@@ -3,7 +3,9 @@
 Protection does not depend on each route remembering a dependency: every path except
 :data:`PUBLIC_PATHS` (liveness, the login page and endpoint, static CSS/JS with no data) is refused
 here unless the request carries a valid session cookie or API token. The principal found is put in
-``scope["state"]["principal"]`` for the routes' role checks (:mod:`safewatch.api.deps`).
+``scope["state"]["principal"]`` for the routes' role checks (:mod:`safewatch.api.deps`); a
+WebSocket also gets the gate itself (``scope["state"]["auth_gate"]``), to ask again while it is
+open (:func:`safewatch.api.ws.keep_access`).
 
 Cross-site request forgery: a browser attaches the session cookie to requests other sites trigger,
 so for cookie-authenticated requests that change state (POST, PUT, PATCH, DELETE) the gate also
@@ -222,8 +224,9 @@ class AuthGate:
         self.cache.put(key, principal, changes, info.expires_at)
         return principal, ""
 
-    async def _principal(self, headers: Headers) -> tuple[Principal | None, str]:
-        """The principal of a request, or ``None`` and why."""
+    async def principal(self, headers: Headers) -> tuple[Principal | None, str]:
+        """The principal of a request (or of an open WebSocket, asked again), or ``None`` and
+        why."""
         credential = self._credential(headers)
         if isinstance(credential, str):
             return None, credential
@@ -240,7 +243,7 @@ class AuthGate:
             return
         headers = Headers(scope=scope)
         try:
-            principal, why = await self._principal(headers)
+            principal, why = await self.principal(headers)
         except StorageError as exc:
             log.error("authentication failed: %s", exc)
             principal, why = None, "authentication is unavailable (database error)"
@@ -254,6 +257,10 @@ class AuthGate:
                 await receive()
                 await send({"type": "websocket.close", "code": 4401 if principal is None else 4403})
                 return
+            # An open socket outlives the check above: it asks the gate again while it runs
+            # (safewatch.api.ws.keep_access), so a user disabled, demoted or logged out stops
+            # receiving.
+            scope.setdefault("state", {})["auth_gate"] = self
         else:
             rejection = self._check_http(scope, headers, principal, why)
             if rejection is not None:
