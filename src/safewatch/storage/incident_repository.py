@@ -578,18 +578,38 @@ class IncidentRepository:
     ) -> ChainEntry:
         """Chain the removal of an evidence file (retention), before the file is deleted.
 
+        In the same transaction the incident stops pointing at the file (``snapshot`` or
+        ``clip`` set to none, chained as ``incident.updated`` like the :meth:`attach_evidence`
+        that set it): otherwise the API went on saying ``has_still: true`` and the pages asked
+        for a still that answered 404. The record digest the verifier compares the row with is
+        the one that entry vouches for.
+
         Raises:
             StorageError: The database cannot be written.
         """
+        now = float(self._clock())
+
+        def forget(row: IncidentRow) -> None:
+            if row.snapshot == key:
+                row.snapshot = None
+                row.updated_at = now
+            if row.clip == key:
+                row.clip = None
+                row.updated_at = now
+
         with self._chained(f"record removal of evidence {key}") as session:
-            return hash_chain.append(
+            entry = hash_chain.append(
                 session,
-                at=self._clock(),
+                at=now,
                 kind=EntryKind.EVIDENCE_REMOVED,
                 incident_id=incident_id,
                 subject=key,
                 detail={"reason": reason, **detail},
             )
+            row = session.get(IncidentRow, incident_id) if incident_id is not None else None
+            if row is not None:
+                self._change(session, row, now, forget)
+            return entry
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -102,8 +102,18 @@ def test_expired_evidence_of_closed_incidents_goes_and_is_chained(site: Site) ->
     assert site.keys() == [recent.snapshot]
     assert report.freed_bytes == 3000 and report.kept_bytes == 1000
     timeline = site.repo.timeline(old.id)
-    assert [e.kind for e in timeline][-2:] == ["evidence.removed", "evidence.removed"]
-    assert timeline[-1].detail == {"reason": "retention", "rule": "age", "size": 1000}
+    assert [e.kind for e in timeline][-4:] == [
+        "evidence.removed",
+        "incident.updated",
+        "evidence.removed",
+        "incident.updated",
+    ]
+    assert timeline[-2].detail == {"reason": "retention", "rule": "age", "size": 1000}
+    assert sorted(e.detail["changed"][0] for e in timeline[-3::2]) == ["clip", "snapshot"]
+    # the incidents no longer point at the files (the API said has_still: true, still 404)
+    assert (site.repo.get(old.id).snapshot, site.repo.get(old.id).clip) == (None, None)
+    assert site.repo.get(false.id).snapshot is None
+    assert site.repo.get(recent.id).snapshot == recent.snapshot
     verified = verify_chain(site.repo.engine, site.store.backend)
     assert verified.ok, verified.problems
     assert (verified.evidence_checked, verified.evidence_removed) == (1, 3)

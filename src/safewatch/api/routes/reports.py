@@ -171,7 +171,11 @@ def build_report(
                 ReportStill(incident, dashboard.storage.evidence.read_bytes(incident.snapshot))
             )
         except SafewatchError:
-            continue  # removed by retention: the table still lists it
+            # Retention clears the incident's pointer when it removes the still, but the file
+            # can still be gone or unreadable: removed since this page was read, removed by a
+            # retention run older than that clearing, deleted outside safewatch (verify names
+            # it), or the evidence store is down. The report goes out without that still.
+            continue
     return ReportData(
         site=site.site.name,
         timezone=timezone,
