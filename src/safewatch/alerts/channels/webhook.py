@@ -66,7 +66,10 @@ def verify_signature(
     current = time.time() if now is None else now
     if abs(current - sent) > tolerance:
         return False
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+    # As bytes: compare_digest refuses str with characters beyond ASCII (TypeError), and a
+    # header can carry any; such a signature is simply wrong.
+    expected = sign(secret, timestamp, body).encode()
+    return hmac.compare_digest(expected, signature.encode("utf-8", "surrogateescape"))
 
 
 def webhook_body(message: AlertMessage) -> dict[str, Any]:
