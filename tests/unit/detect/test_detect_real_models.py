@@ -20,6 +20,7 @@ from safewatch.config.site import ModelConfig
 from safewatch.detect import COCO_CLASSES, MultiModelDetector, OnnxDetector
 from safewatch.detect.nms import box_iou
 from safewatch.domain import Detections, Frame
+from safewatch.errors import ModelError
 
 pytestmark = pytest.mark.slow
 
@@ -162,3 +163,13 @@ def test_every_asset_model_warms_up_from_its_path_alone(tmp_path: Path) -> None:
     for name in ("yolox_nano_coco", "yolov8n_coco", "ppe14_yolov8n"):
         detector = OnnxDetector(ModelConfig(path=name), asset(f"models/{name}.onnx"), name)
         assert detector.format in ("yolox", "yolov8")
+
+
+def test_yolox_declared_yolov5_is_refused_naming_yolox() -> None:
+    """Same ``[B, A, 5+nc]`` shape, one row per grid cell: read as YOLOv5 (RGB 0-1 centred
+    letterbox, grid offsets taken for pixels) it passed ``check-config`` and then found 0 of the
+    workers yolox finds on frame 50."""
+    path = asset("models/yolox_nano_coco.onnx")
+    cfg = ModelConfig(path="yolox_nano", format="yolov5", threads=2)
+    with pytest.raises(ModelError, match=r"3549 rows, one per grid cell .* the yolox layout"):
+        OnnxDetector(cfg, path, "coco")

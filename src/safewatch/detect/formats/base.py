@@ -22,10 +22,12 @@ from safewatch.errors import ModelError
 
 __all__ = [
     "EXPECTED_LAYOUTS",
+    "STRIDES",
     "Adapter",
     "BoxFormat",
     "RawBatch",
     "Shape",
+    "grid_cells",
     "layout_error",
 ]
 
@@ -36,6 +38,20 @@ EXPECTED_LAYOUTS = (
     "expected output [B, 4+nc, A] (yolov8/yolo11), or [B, A, 5+nc] (yolov5/yolox), "
     "or DETR boxes [B, Q, 4] + logits [B, Q, nc(+1)] (detr/rf-detr)"
 )
+
+
+STRIDES = (8, 16, 32)
+"""Output strides of the YOLOX (and YOLOv8) heads, finest first."""
+
+
+def grid_cells(network_hw: tuple[int, int], strides: Sequence[int] = STRIDES) -> int:
+    """Number of grid cells over all strides: ``sum((H/s) * (W/s))``.
+
+    One row per cell is the anchor-free layout (YOLOX, YOLOv8); YOLOv5 has three per cell. Here
+    rather than in ``yolox`` so that ``yolov5`` can tell the two apart without an import cycle.
+    """
+    h, w = network_hw
+    return sum((h // s) * (w // s) for s in strides)
 
 
 def layout_error(model: str, shapes: Sequence[Shape], detail: str = "") -> ModelError:

@@ -3,6 +3,10 @@
 Output ``[B, A, 5+nc]``: per anchor ``cx, cy, w, h`` in input pixels, an objectness probability and
 one probability per class; the confidence of a class is ``objectness * class``. Input preprocessing
 is the same as Ultralytics YOLOv8 (RGB, 0-1, centred letterbox with grey 114).
+
+YOLOX outputs have the same shape, but one row per grid cell (``A == G``) where YOLOv5 has three
+anchors per cell (``A == 3 * G``). Read as YOLOv5 they would get the wrong preprocessing and raw
+grid offsets as pixel boxes, and detect nothing without any error, so decoding refuses them.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from safewatch.detect.formats.base import BoxFormat, RawBatch, Shape, layout_error
+from safewatch.detect.formats.base import BoxFormat, RawBatch, Shape, grid_cells, layout_error
 from safewatch.detect.preprocess import Preprocessing
 from safewatch.detect.transform import Placement
 
@@ -38,8 +42,20 @@ class Yolov5Adapter:
     def decode(
         self, outputs: Sequence[NDArray[np.float32]], network_hw: tuple[int, int]
     ) -> RawBatch:
-        """Fold objectness into the class scores and lay both out class-first."""
+        """Fold objectness into the class scores and lay both out class-first.
+
+        Raises:
+            ValueError: One row per grid cell of ``network_hw``: the yolox layout (the detector
+                turns this into its layout error when it checks the warm-up outputs).
+        """
         out = np.asarray(outputs[0], np.float32)
+        cells = grid_cells(network_hw)
+        if out.shape[1] == cells:
+            raise ValueError(
+                f"yolov5 output has {cells} rows, one per grid cell of a "
+                f"{network_hw[0]}x{network_hw[1]} input where YOLOv5 has three: "
+                "this is the yolox layout, set `format: yolox`"
+            )
         return RawBatch(out[..., :4].transpose(0, 2, 1), objectness_scores(out), BoxFormat.CXCYWH)
 
 

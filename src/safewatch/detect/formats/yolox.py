@@ -20,21 +20,19 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from safewatch.detect.formats.base import BoxFormat, RawBatch, Shape, layout_error
+from safewatch.detect.formats.base import (
+    STRIDES,
+    BoxFormat,
+    RawBatch,
+    Shape,
+    grid_cells,
+    layout_error,
+)
 from safewatch.detect.formats.yolov5 import objectness_scores
 from safewatch.detect.preprocess import Preprocessing
 from safewatch.detect.transform import Placement
 
 __all__ = ["STRIDES", "YoloxAdapter", "grid_cells"]
-
-STRIDES = (8, 16, 32)
-"""Output strides of the YOLOX (and YOLOv8) heads, finest first."""
-
-
-def grid_cells(network_hw: tuple[int, int], strides: Sequence[int] = STRIDES) -> int:
-    """Number of grid cells over all strides: ``sum((H/s) * (W/s))``."""
-    h, w = network_hw
-    return sum((h // s) * (w // s) for s in strides)
 
 
 class YoloxAdapter:
