@@ -84,9 +84,14 @@ def models_info(
 @models_app.command("quantize")
 def models_quantize(
     model: Annotated[str, typer.Argument(help="An fp32 .onnx file or a catalogue name.")],
-    videos: Annotated[list[Path], typer.Argument(help="Videos to take calibration frames from.")],
+    videos: Annotated[
+        list[Path],
+        typer.Argument(exists=True, dir_okay=False, help="Videos to take calibration frames from."),
+    ],
     output: Annotated[Path, typer.Option("--out", "-o", help="Where the INT8 model goes.")],
-    frames: Annotated[int, typer.Option(help="Calibration frames, spread over the videos.")] = 32,
+    frames: Annotated[
+        int, typer.Option(min=1, help="Calibration frames, spread over the videos.")
+    ] = 32,
     input_size: Annotated[
         int | None, typer.Option(help="Square input size, as the model's input_size.")
     ] = None,

@@ -6,8 +6,11 @@ minute of CPU on two cores, so it runs once for the module.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import onnx
 import pytest
@@ -20,6 +23,7 @@ from safewatch.detect import OnnxDetector
 from safewatch.detect.nms import box_iou
 from safewatch.detect.quantize import calibration_images
 from safewatch.domain import Frame
+from safewatch.errors import SourceError
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +56,71 @@ def test_calibration_frames_are_spread_over_the_video() -> None:
     assert len(images) == 5
     assert all(i.shape == (352, 640, 3) and i.dtype == np.uint8 for i in images)
     assert not np.array_equal(images[0], images[-1])
+
+
+def write_numbered_clip(path: Path, first: int, frames: int) -> Path:
+    """A lossless Matroska clip whose frame ``i`` is grey level ``(first + i) * 8``; Matroska
+    records no frame count, so reading it takes the counting pass."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "gray"
+        for i in range(frames):
+            picture = np.full((48, 64), (first + i) * 8, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="gray")))
+        container.mux(stream.encode())
+    return path
+
+
+def test_every_nth_frame_is_kept_across_videos_without_a_frame_count(tmp_path: Path) -> None:
+    a = write_numbered_clip(tmp_path / "a.mkv", 0, 20)
+    b = write_numbered_clip(tmp_path / "b.mkv", 20, 10)
+    with av.open(str(a)) as container:
+        assert container.streams.video[0].frames == 0  # the header does not say
+    images = calibration_images([a, b], 6)  # 30 frames: every 5th
+    assert [int(i.mean()) // 8 for i in images] == [0, 5, 10, 15, 20, 25]
+
+
+def test_calibration_holds_only_the_kept_frames() -> None:
+    """Every decoded frame used to be kept until the end: the process grew by 397 MB (598
+    frames of 640x352) to return 4 of them, and ten minutes of 1080p would need about 90 GB.
+    Now 11 MB. Measured in a fresh process, as peak resident memory grown during the call."""
+    script = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from safewatch.detect.quantize import calibration_images\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "assert len(calibration_images([Path(sys.argv[1])], 4)) == 4\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(asset(CLIP))], capture_output=True, text=True, check=True
+    )
+    grown_mb = int(run.stdout.strip())
+    assert grown_mb < 100, f"calibration grew the process by {grown_mb} MB"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["/no/such/clip.mp4"], "does not exist"),
+        (["{clip}", "--frames", "0"], "greater than or equal to 1"),
+    ],
+)
+def test_bad_calibration_arguments_are_one_line_errors(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    clip = write_numbered_clip(tmp_path / "clip.mkv", 0, 3)
+    argv = ["models", "quantize", "model.onnx", *[a.format(clip=clip) for a in args]]
+    result = CliRunner().invoke(app, [*argv, "--out", str(tmp_path / "q.onnx")])
+    assert result.exit_code == 2, result.output
+    assert says in result.output and "Traceback" not in result.output
+
+
+def test_an_unreadable_video_is_a_source_error(tmp_path: Path) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    with pytest.raises(SourceError, match="cannot read video"):
+        calibration_images([text], 4)
 
 
 def test_only_convolutions_are_quantised_and_the_output_stays_float(int8_model: Path) -> None:
