@@ -62,12 +62,21 @@ def models_pull(
 @models_app.command("import")
 def models_import(
     path: Annotated[Path, typer.Argument(help="A local .onnx file.")],
-    name: Annotated[str | None, typer.Option(help="Catalogue name (default: file stem).")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Name to cache it under (default: file stem).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Replace a different model already cached under that name.")
+    ] = False,
 ) -> None:
-    """Register a local model file (e.g. your own PPE model) in the cache."""
+    """Register a local model file (e.g. your own PPE model) in the cache.
+
+    A catalogue name (yolox_nano, ...) takes only the file the catalogue pins for it, checked and
+    prepared as a download would be (docs/models.md); give your own models names of their own.
+    """
     from safewatch.detect import catalogue
 
-    entry = catalogue.import_model(path, name=name)
+    entry = catalogue.import_model(path, name=name, force=force)
     out.print(f"{entry.name}: {entry.path}", soft_wrap=True)
 
 

@@ -35,6 +35,8 @@ from typing import Any, Literal
 
 from safewatch.detect.fetching import (
     MIRROR_ENV,
+    Candidate,
+    Fetched,
     MirrorFile,
     ProgressCallback,
     candidates,
@@ -187,13 +189,11 @@ class ModelListing:
     def matches_catalogue(self) -> bool | None:
         """Whether the cached file is one the catalogue pins (``None``: nothing to compare).
 
-        A pull counts when it downloaded the upstream file or one of the entry's pinned mirror
-        files; an import only when it is the upstream file itself.
+        It counts when what was downloaded or imported is the upstream file or one of the
+        entry's pinned mirror files, the same test :func:`pull` applies to a cached copy.
         """
         if self.entry is None or self.cached is None or self.entry.sha256 is None:
             return None
-        if self.cached.source == "import":
-            return self.entry.sha256 == self.cached.sha256
         return self.entry.accepts(self.cached.fetched)
 
 
@@ -408,6 +408,24 @@ def pull(
         chosen = mirror if mirror is not None else os.environ.get(MIRROR_ENV)
         found = candidates(entry.url, expected, entry.size, entry.mirror, chosen)
     fetched = fetch_first(name, found, folder, timeout=timeout, progress=progress)
+    model = _install(entry, fetched, folder, "pull", fetched.origin, on_step)
+    return PullResult(model, downloaded=True, checksum="verified" if expected else "recorded")
+
+
+def _install(
+    entry: CatalogueEntry,
+    fetched: Fetched,
+    folder: Path,
+    source: Literal["pull", "import"],
+    origin: str,
+    on_step: Callable[[str], None] | None,
+) -> CachedModel:
+    """Apply the entry's recorded step to a verified ``.part`` file, move it into place, index it.
+
+    Shared by :func:`pull` and by :func:`import_model` under a catalogue name, so a pinned file
+    copied in by hand ends up exactly as the download would have.
+    """
+    name = entry.name
     temp = fetched.path
     if entry.prepare is not None and not fetched.prepared:
         if on_step is not None:
@@ -422,11 +440,9 @@ def pull(
         raise ModelError(f"cannot move the download into {target}: {exc}") from exc
     sha256 = fetched.sha256 if temp == fetched.path else _sha256_file(target)
     size = target.stat().st_size
-    model = CachedModel(
-        name, target, sha256, size, "pull", fetched.origin, time.time(), fetched.sha256
-    )
+    model = CachedModel(name, target, sha256, size, source, origin, time.time(), fetched.sha256)
     _record(folder, model)
-    return PullResult(model, downloaded=True, checksum="verified" if expected else "recorded")
+    return model
 
 
 def import_model(
@@ -437,9 +453,16 @@ def import_model(
     The file is opened with ONNX Runtime first, so a truncated or non-ONNX file is refused here
     rather than when a camera starts. Importing the same bytes again is a no-op.
 
+    A catalogue name (``yolox_nano``) takes only a file the catalogue pins for it (the upstream
+    file, or one of the entry's mirror files, e.g. copied from a machine with internet), checked
+    and prepared exactly as :func:`pull` would, so ``path: yolox_nano`` means the same bytes on
+    every machine. Any other file under that name would either be replaced by the next pull or
+    silently stand in for the pinned model, so it is refused: import it under a name of its own.
+
     Raises:
-        ModelError: Missing or invalid file, bad name, a different file already cached under that
-            name (pass ``force``), or an unwritable cache.
+        ModelError: Missing or invalid file, bad name, a catalogue name and not its pinned file,
+            a different file already cached under that name (pass ``force``), or an unwritable
+            cache.
     """
     source = Path(path).expanduser()
     if not source.is_file():
@@ -447,6 +470,9 @@ def import_model(
     details = info(source)
     name = name or source.stem
     _check_name(name)
+    entry = catalogue().get(name)
+    if entry is not None:
+        return _import_pinned(entry, source, details.sha256, cache or cache_dir(), force)
     folder = _ensure_cache(cache or cache_dir())
     existing = _read_index(folder).get(name)
     if existing is not None and existing.path.exists():
@@ -481,6 +507,39 @@ def import_model(
     )
     _record(folder, model)
     return model
+
+
+def _import_pinned(
+    entry: CatalogueEntry, source: Path, sha256: str, cache: Path, force: bool
+) -> CachedModel:
+    """Import ``source`` under catalogue name ``entry.name``: only a file the entry pins."""
+    name = entry.name
+    other_name = (
+        f"import it under another name (`--name my_{name}`) and point the site's `path` at that"
+    )
+    if entry.url.startswith(PACKAGED_SCHEME):
+        raise ModelError(f"{name!r} ships with safewatch and cannot be replaced; {other_name}")
+    pins = [Candidate(str(source), entry.sha256, entry.size, False, False)] if entry.sha256 else []
+    pins += [Candidate(str(source), m.sha256, m.size, m.prepared, False) for m in entry.mirror]
+    pin = next((c for c in pins if c.sha256 == sha256), None)
+    if pin is None:
+        pinned = ", ".join(str(c.sha256) for c in pins) or "none"
+        raise ModelError(
+            f"{name!r} is a catalogue name: it takes only the file the catalogue pins "
+            f"({entry.url}; sha256 {pinned}), and {source} has sha256 {sha256}; {other_name}"
+        )
+    folder = _ensure_cache(cache)
+    existing = _read_index(folder).get(name)
+    if (
+        not force
+        and existing is not None
+        and existing.path.is_file()
+        and existing.fetched == sha256
+        and _sha256_file(existing.path) == existing.sha256
+    ):
+        return existing  # the same pinned file, already in place
+    fetched = fetch_first(name, [pin], folder, timeout=60.0, progress=None)
+    return _install(entry, fetched, folder, "import", str(source.resolve()), None)
 
 
 def _tensors(nodes: Any) -> tuple[TensorInfo, ...]:
@@ -587,7 +646,8 @@ def resolve(name_or_path: str, base_dir: Path, *, cache: Path | None = None) -> 
         raise ModelError(
             f"model {name_or_path!r} is not in the cache {folder} yet: run "
             f"`safewatch models pull {name_or_path}` (downloads {entry.url}, or from "
-            f"${MIRROR_ENV}) or `safewatch models import /path/to/file.onnx --name {name_or_path}`"
+            f"${MIRROR_ENV}), or copy that file here by other means and run "
+            f"`safewatch models import /path/to/file.onnx --name {name_or_path}`"
         )
     known = ", ".join(n for n, e in entries.items() if e.kind == "model")
     raise ModelError(

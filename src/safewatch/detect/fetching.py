@@ -177,7 +177,8 @@ def _fetch_one(
         raise ModelError(
             f"cannot reach {where} to download {name} ({exc.reason}). Without internet, point "
             f"${MIRROR_ENV} at a folder or server holding a copy, or copy the file here by other "
-            f"means and run `safewatch models import /path/to/file --name {name}`"
+            f"means and run `safewatch models import /path/to/file --name {name}` (it must be "
+            "that file or a mirror file the catalogue pins: the same checks as a download)"
         ) from exc
     except (OSError, ValueError, http.client.HTTPException) as exc:
         temp.unlink(missing_ok=True)

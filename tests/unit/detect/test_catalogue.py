@@ -293,8 +293,43 @@ def test_import_then_resolve_offline(cache: Path, tmp_path: Path) -> None:
     assert cat.resolve("yolox_nano", tmp_path) == model.path
     assert leftovers(cache) == []
     row = {r.name: r for r in cat.list_models()}["yolox_nano"]
-    assert row.matches_catalogue is False  # a re-export, not the official bytes
+    assert row.matches_catalogue is True  # a file the entry pins (its mirror re-export)
     assert cat.import_model(source, name="yolox_nano") == model  # same bytes: no-op
+    # serve/audit/check-config pull every catalogue name they use: the import counts, offline.
+    pulled = cat.pull("yolox_nano", mirror=str(tmp_path / "no-mirror"))
+    assert (pulled.checksum, pulled.model) == ("cached", model)
+
+
+def test_a_catalogue_name_takes_only_its_pinned_file(cache: Path, tmp_path: Path) -> None:
+    """yolov8n imported as yolox_nano used to be cached, then ignored: the next pull
+    re-downloaded over it (offline: failed, telling the user to run the import they had run)."""
+    other = asset("models/yolov8n_coco.onnx")
+    with pytest.raises(ModelError) as err:
+        cat.import_model(other, name="yolox_nano")
+    message = str(err.value)
+    assert "'yolox_nano' is a catalogue name" in message
+    assert "39935008ddbffd2e" in message  # the pinned mirror file's sha256 is listed
+    assert "import it under another name (`--name my_yolox_nano`)" in message
+    assert not cache.exists() or list(cache.iterdir()) == []
+    with pytest.raises(ModelError, match="ships with safewatch"):
+        cat.import_model(other, name="head_classifier")
+    assert cat.import_model(other, name="my_yolox_nano").source == "import"
+
+
+def test_models_import_force_replaces(cache: Path, tmp_path: Path) -> None:
+    """The refusal says "replace it with --force"; the command had no such option."""
+    from cli_support import invoke
+
+    code, output = invoke(
+        "models", "import", str(asset("models/yolox_nano_coco.onnx")), "--name", "people"
+    )
+    assert code == 0, output
+    other = asset("models/yolov8n_coco.onnx")
+    with pytest.raises(ModelError, match="replace it with --force"):
+        invoke("models", "import", str(other), "--name", "people")
+    code, output = invoke("models", "import", str(other), "--name", "people", "--force")
+    assert code == 0, output
+    assert cat.info("people").sha256 == hashlib.sha256(other.read_bytes()).hexdigest()
 
 
 def test_import_refuses_to_replace_a_different_model(cache: Path, tmp_path: Path) -> None:

@@ -202,3 +202,16 @@ def test_an_unreachable_mirror_says_what_to_fetch_and_how(cache: Path) -> None:
     assert "$SAFEWATCH_MIRROR" in message
     assert "safewatch models import /path/to/file --name ppe14_yolov8n_int8" in message
     assert [p for p in cache.iterdir() if p.suffix == ".part"] == []
+
+
+def test_importing_the_upstream_ppe_file_runs_its_repair(cache: Path, tmp_path: Path) -> None:
+    """A pinned file copied in by hand ends up as the download would: repaired, and pulls
+    (offline) count it. Importing the published file as is would cache a model that scores 0."""
+    upstream = asset("upstream/ppe14_best_int8.onnx")
+    model = cat.import_model(upstream, name="ppe14_yolov8n_int8")
+    assert (model.source, model.fetched) == ("import", sha(upstream))
+    assert model.sha256 == sha(model.path) != model.fetched  # repaired
+    assert best_class_score(model.path) > 0.1
+    again = cat.pull("ppe14_yolov8n_int8", mirror=str(tmp_path / "no-mirror"))
+    assert (again.checksum, again.model) == ("cached", model)
+    assert cat.import_model(upstream, name="ppe14_yolov8n_int8") == model  # no-op
