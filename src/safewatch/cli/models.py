@@ -24,17 +24,25 @@ def models_list() -> None:
     from safewatch.detect import catalogue
 
     table = Table("name", "format", "input", "licence", "cached", "source")
+    broken: list[str] = []
     for entry in catalogue.list_models():
         table.add_row(
             entry.name,
             entry.format,
             str(entry.input_size or ""),
             entry.licence or "",
-            "yes" if entry.cached else "no",
+            entry.state,
             entry.url or "imported",
         )
+        if entry.state in ("missing", "damaged"):
+            broken.append(entry.name)
     out.print(table)
     out.print(f"cache: {catalogue.cache_dir()}")
+    for name in broken:
+        out.print(
+            f"{name}: the cached file is missing or truncated; "
+            f"`safewatch models info {name}` says how to get it again"
+        )
 
 
 @models_app.command("pull")

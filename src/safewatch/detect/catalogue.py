@@ -20,6 +20,7 @@ checked against it. ``$SAFEWATCH_MIRROR`` (a URL or a folder) replaces the inter
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -186,6 +187,23 @@ class ModelListing:
         return None if self.entry is None else self.entry.url
 
     @property
+    def state(self) -> Literal["no", "yes", "packaged", "missing", "damaged"]:
+        """The ``cached`` column of ``models list``: whether the file is there and of the size
+        the index recorded (a ``stat``, no hashing: ``models info`` and every pull re-hash).
+
+        ``missing`` and ``damaged`` (a truncated copy) are what the index alone called cached.
+        """
+        if self.cached is None:
+            return "no"
+        if self.cached.source == "package":
+            return "packaged"
+        try:
+            size = self.cached.path.stat().st_size
+        except OSError:
+            return "missing"
+        return "yes" if size == self.cached.size else "damaged"
+
+    @property
     def matches_catalogue(self) -> bool | None:
         """Whether the cached file is one the catalogue pins (``None``: nothing to compare).
 
@@ -344,6 +362,12 @@ def list_models(cache: Path | None = None) -> list[ModelListing]:
     """Catalogue entries and cached models, catalogue first, then imports by name."""
     cached = _read_index(cache or cache_dir())
     entries = catalogue()
+    for name, entry in entries.items():
+        if entry.url.startswith(PACKAGED_SCHEME):
+            # Shipped inside safewatch, never in the cache: it is there all the same. A damaged
+            # installation lists as not cached; pull says why.
+            with contextlib.suppress(ModelError):
+                cached[name] = _packaged(name, entry)
     rows = [ModelListing(name, entry, cached.get(name)) for name, entry in entries.items()]
     rows += [ModelListing(n, None, m) for n, m in sorted(cached.items()) if n not in entries]
     return rows
@@ -384,12 +408,7 @@ def pull(
         known = ", ".join(entries)
         raise ModelError(f"no model {name!r} in the catalogue (known: {known})")
     if entry.url.startswith(PACKAGED_SCHEME):
-        path = packaged_file(name, entry)
-        digest = _sha256_file(path)
-        shipped = CachedModel(
-            name, path, digest, path.stat().st_size, "package", entry.url, 0.0, digest
-        )
-        return PullResult(shipped, downloaded=False, checksum="packaged")
+        return PullResult(_packaged(name, entry), downloaded=False, checksum="packaged")
     folder = _ensure_cache(cache or cache_dir())
     recorded = _read_index(folder).get(name)
     trusted = recorded.fetched if recorded and recorded.source == "pull" else None
@@ -410,6 +429,22 @@ def pull(
     fetched = fetch_first(name, found, folder, timeout=timeout, progress=progress)
     model = _install(entry, fetched, folder, "pull", fetched.origin, on_step)
     return PullResult(model, downloaded=True, checksum="verified" if expected else "recorded")
+
+
+def _packaged(name: str, entry: CatalogueEntry) -> CachedModel:
+    """A packaged entry's shipped file, checked, as a cache record (it needs no cache)."""
+    path = packaged_file(name, entry)
+    digest = _sha256_file(path)
+    return CachedModel(name, path, digest, path.stat().st_size, "package", entry.url, 0.0, digest)
+
+
+def _intact(model: CachedModel) -> bool:
+    """Whether a cached file still has the size and sha256 its index entry recorded."""
+    try:
+        size = model.path.stat().st_size
+    except OSError:
+        return False
+    return size == model.size and _sha256_file(model.path) == model.sha256
 
 
 def _install(
@@ -477,8 +512,10 @@ def import_model(
     existing = _read_index(folder).get(name)
     if existing is not None and existing.path.exists():
         if existing.sha256 == details.sha256:
-            return existing
-        if not force:
+            if _intact(existing):
+                return existing
+            # else: the same model over a truncated or damaged copy: copy it again.
+        elif not force:
             raise ModelError(
                 f"a different model is already cached as {name!r} (sha256 {existing.sha256}); "
                 "choose another --name or replace it with --force"
@@ -564,11 +601,13 @@ def info(path: Path | str, *, cache: Path | None = None) -> ModelDetails:
         ModelError: The file is missing or is not a model ONNX Runtime can load.
     """
     path = Path(path).expanduser()
+    cached = None
     if not path.is_file():
-        cached = _read_index(cache or cache_dir()).get(str(path))
-        if cached is None or not cached.path.is_file():
-            raise ModelError(f"no model file at {path}")
+        cached = _named_file(str(path), cache or cache_dir())
         path = cached.path
+    sha256 = _sha256_file(path)
+    if cached is not None and sha256 != cached.sha256:
+        raise _damaged(cached, f"has sha256 {sha256}, the index recorded {cached.sha256}")
     import onnxruntime as ort  # slow to import; only the commands that need it pay
 
     options = ort.SessionOptions()
@@ -583,11 +622,49 @@ def info(path: Path | str, *, cache: Path | None = None) -> ModelDetails:
     return ModelDetails(
         path=path.resolve(),
         size=path.stat().st_size,
-        sha256=_sha256_file(path),
+        sha256=sha256,
         inputs=_tensors(session.get_inputs()),
         outputs=_tensors(session.get_outputs()),
         producer=str(meta.producer_name),
         metadata={str(k): str(v) for k, v in meta.custom_metadata_map.items()},
+    )
+
+
+def _named_file(name: str, cache: Path) -> CachedModel:
+    """The file ``models info NAME`` reads: shipped in the package, or cached at its size.
+
+    Raises:
+        ModelError: Not cached (a catalogue name says how to pull it), or the cached copy is
+            missing or truncated (says how to get it again).
+    """
+    entry = catalogue().get(name)
+    if entry is not None and entry.url.startswith(PACKAGED_SCHEME):
+        return _packaged(name, entry)
+    cached = _read_index(cache).get(name)
+    if cached is None:
+        if entry is not None:
+            raise ModelError(
+                f"{entry.kind} {name!r} is in the catalogue but not in the cache {cache} yet: run "
+                f"`safewatch models pull {name}`"
+            )
+        raise ModelError(f"no model file at {name}")
+    size = cached.path.stat().st_size if cached.path.is_file() else None
+    if size != cached.size:
+        found = "is missing" if size is None else f"has {size} bytes"
+        raise _damaged(cached, f"{found}, the index recorded {cached.size}")
+    return cached
+
+
+def _damaged(cached: CachedModel, problem: str) -> ModelError:
+    """A cached copy that is not what its index entry recorded, and how to get it again."""
+    name = cached.name
+    if name in catalogue():
+        again = f"run `safewatch models pull {name}`"
+    else:
+        again = f"import it again: `safewatch models import {cached.origin} --name {name}`"
+    return ModelError(
+        f"the cached copy of {name!r} ({cached.path}) {problem}: it is truncated or damaged; "
+        f"{again}"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import re
 import shutil
 import socket
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from assets import asset
+from cli_support import invoke
 from safewatch.detect import catalogue as cat
 from safewatch.errors import ModelError
 
@@ -318,8 +320,6 @@ def test_a_catalogue_name_takes_only_its_pinned_file(cache: Path, tmp_path: Path
 
 def test_models_import_force_replaces(cache: Path, tmp_path: Path) -> None:
     """The refusal says "replace it with --force"; the command had no such option."""
-    from cli_support import invoke
-
     code, output = invoke(
         "models", "import", str(asset("models/yolox_nano_coco.onnx")), "--name", "people"
     )
@@ -383,3 +383,58 @@ def test_a_packaged_model_resolves_and_pulls_without_a_download(tmp_path: Path) 
     result = pull("head_classifier", cache=tmp_path / "cache", mirror=str(tmp_path / "none"))
     assert (result.checksum, result.downloaded, result.model.path) == ("packaged", False, shipped)
     assert not (tmp_path / "cache").exists()  # nothing was downloaded or cached
+
+
+def test_listing_and_info_know_the_packaged_model(cache: Path) -> None:
+    """head_classifier ships inside the package: it was listed as ``cached no``."""
+    row = {r.name: r for r in cat.list_models()}["head_classifier"]
+    assert row.state == "packaged" and row.cached is not None
+    code, listing = invoke("models", "list")
+    assert code == 0 and re.search(r"│ head_classif\S* +│.*│ packaged +│", listing), listing
+    assert cat.info("head_classifier").sha256 == row.cached.sha256
+    assert not cache.exists()  # listing it cached nothing
+
+
+def test_info_of_a_catalogue_model_not_pulled_says_how_to_pull_it(cache: Path) -> None:
+    with pytest.raises(ModelError) as err:
+        cat.info("yolox_nano")
+    assert "run `safewatch models pull yolox_nano`" in str(err.value)
+    assert {r.name: r for r in cat.list_models()}["yolox_nano"].state == "no"
+
+
+@pytest.mark.parametrize(
+    ("name", "remedy"),
+    [
+        ("yolox_nano", "run `safewatch models pull yolox_nano`"),
+        ("people", "import it again: `safewatch models import {origin} --name people`"),
+    ],
+)
+def test_a_truncated_cache_file_is_reported_with_the_way_to_get_it_again(
+    cache: Path, name: str, remedy: str
+) -> None:
+    """The index alone said ``cached yes`` and info failed with "not a valid ONNX model"."""
+    source = asset("models/yolox_nano_coco.onnx")
+    model = cat.import_model(source, name=name)
+    model.path.write_bytes(model.path.read_bytes()[:100_000])
+    assert {r.name: r for r in cat.list_models()}[name].state == "damaged"
+    code, listing = invoke("models", "list")
+    assert code == 0 and f"{name}: the cached file is missing or truncated" in listing
+    with pytest.raises(ModelError) as err:
+        cat.info(name)
+    message = str(err.value)
+    assert f"has 100000 bytes, the index recorded {model.size}" in message
+    assert remedy.format(origin=source.resolve()) in message
+    if name == "people":  # following the advice repairs it (it used to be a no-op)
+        assert cat.import_model(source, name=name).path.stat().st_size == model.size
+        assert cat.info(name).sha256 == model.sha256
+    model.path.unlink()
+    assert {r.name: r for r in cat.list_models()}[name].state == "missing"
+
+
+def test_a_cache_file_changed_in_place_is_reported(cache: Path) -> None:
+    model = cat.import_model(asset("models/yolox_nano_coco.onnx"), name="people")
+    data = bytearray(model.path.read_bytes())
+    data[-1] ^= 0xFF
+    model.path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="the index recorded " + model.sha256):
+        cat.info("people")
