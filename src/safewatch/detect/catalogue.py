@@ -21,6 +21,7 @@ checked against it. ``$SAFEWATCH_MIRROR`` (a URL or a folder) replaces the inter
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -344,10 +345,33 @@ def _write_index(cache: Path, models: dict[str, CachedModel]) -> None:
         raise ModelError(f"cannot write the model cache index in {cache}: {exc}") from exc
 
 
+INDEX_LOCK = ".index.lock"
+"""Lock file beside the index, so every process sharing the cache folder finds it."""
+
+
 def _record(cache: Path, model: CachedModel) -> None:
-    models = _read_index(cache)
-    models[model.name] = model
-    _write_index(cache, models)
+    """Add or replace one entry of the index.
+
+    Read-modify-write under an exclusive ``flock`` on a lock file in the cache folder: scaled
+    analyzers (deploy/compose.yaml) share the models volume and pull at start-up, and without
+    the lock two of them recording different names at once each wrote back the index they had
+    read, losing the other's entry. The lock is in the folder itself (not the temporary folder)
+    because those processes are in different containers; the index is replaced atomically, so
+    readers need no lock.
+    """
+    path = cache / INDEX_LOCK
+    try:
+        handle = path.open("a")
+    except OSError as exc:
+        raise ModelError(f"cannot lock the model cache index ({path}): {exc}") from exc
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            models = _read_index(cache)
+            models[model.name] = model
+            _write_index(cache, models)
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _ensure_cache(cache: Path) -> Path:

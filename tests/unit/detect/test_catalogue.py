@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import multiprocessing
 import re
 import shutil
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -438,3 +440,34 @@ def test_a_cache_file_changed_in_place_is_reported(cache: Path) -> None:
     model.path.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="the index recorded " + model.sha256):
         cat.info("people")
+
+
+def record_names(cache: Path, worker: int, count: int, start: Any) -> None:
+    """Child process: record ``count`` names of its own in the shared cache index."""
+    start.wait()
+    for i in range(count):
+        name = f"w{worker}_{i}"
+        cat._record(
+            cache,
+            cat.CachedModel(name, cache / f"{name}.onnx", "0" * 64, 1, "import", "test", 0.0),
+        )
+
+
+def test_concurrent_writers_keep_every_index_entry(tmp_path: Path) -> None:
+    """Scaled analyzers share the models volume: an unlocked read-modify-write of index.json by
+    4 processes recording 40 names each kept 50-59 of the 160 entries (5 runs)."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    context = multiprocessing.get_context("fork")
+    workers, count = 4, 40
+    start = context.Barrier(workers)
+    children = [
+        context.Process(target=record_names, args=(cache, w, count, start)) for w in range(workers)
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=120)
+        assert child.exitcode == 0
+    names = set(json.loads((cache / cat.INDEX_FILE).read_text())["models"])
+    assert names == {f"w{w}_{i}" for w in range(workers) for i in range(count)}
