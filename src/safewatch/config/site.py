@@ -106,7 +106,8 @@ class ModelConfig(_Strict):
     input_size: int | None = Field(
         None,
         ge=32,
-        description="Square network input in pixels; default: the model's fixed size, else 640.",
+        description="Square network input in pixels; default: the model's fixed size, else 640. "
+        "For a model with a dynamic input, a multiple of its largest stride (32 for YOLO models).",
     )
     rectangular: bool = Field(
         True,

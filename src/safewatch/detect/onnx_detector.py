@@ -213,11 +213,31 @@ class OnnxDetector:
                 )
             return fixed
         if configured is not None:
+            self._check_stride(configured)
             return configured, configured
         size = metadata_image_size(self.metadata)
         if size is not None:
             return inp.height or size[0], inp.width or size[1]
         return inp.height or DEFAULT_INPUT_SIZE, inp.width or DEFAULT_INPUT_SIZE
+
+    def _check_stride(self, size: int) -> None:
+        """Refuse a configured size that is not a multiple of the model's largest stride.
+
+        A YOLO network halves the picture five times and concatenates upsampled maps with
+        earlier ones, so at 500 px ONNX Runtime fails in a Concat node ("mismatched dimensions
+        of 63 and 64"), after a warm-up retried without batching; rectangular input would also
+        round past the square. DETR models (``format: detr``) have no such grid and are not
+        checked; under ``auto`` the format is not known yet, so the check applies.
+        """
+        stride = _metadata_stride(self.metadata)
+        if self.config.format == "detr" or size % stride == 0:
+            return
+        below = size // stride * stride
+        nearest = f"{below} or {below + stride}" if below else str(stride)
+        raise ModelError(
+            f"model {self.name!r}: input_size {size} is not a multiple of {stride}, the model's "
+            f"largest stride, so its feature maps cannot line up; use {nearest}"
+        )
 
     def _warm_up(self, max_batch: int) -> tuple[int, list[Shape]]:
         """Run a grey batch once: pays ORT's first-run cost now and reveals the output shapes.

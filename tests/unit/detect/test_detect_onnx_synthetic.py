@@ -186,6 +186,29 @@ def test_fixed_input_size_conflicts_with_config(yolov5_model: Path) -> None:
         OnnxDetector(config(input_size=640), yolov5_model, "v5")
 
 
+def test_input_size_must_be_a_multiple_of_the_metadata_stride(tmp_path: Path) -> None:
+    out = np.zeros((4 + 2, grid_cells((128, 128))), np.float32)
+    meta = {"names": "{0: 'a', 1: 'b'}", "task": "detect", "stride": "64"}
+    path = constant_model(
+        tmp_path / "v8.onnx", {"output0": out}, input_hw=("h", "w"), metadata=meta
+    )
+    with pytest.raises(ModelError, match=r"not a multiple of 64, .* use 64 or 128$"):
+        OnnxDetector(config(input_size=96), path, "v8")
+    with pytest.raises(ModelError, match=r"input_size 40 is not a multiple of 64, .* use 64$"):
+        OnnxDetector(config(input_size=40), path, "v8")
+    assert OnnxDetector(config(input_size=128), path, "v8").network_hw == (128, 128)
+
+
+def test_a_detr_model_takes_any_input_size(tmp_path: Path) -> None:
+    """DETR has no stride grid: ``format: detr`` is not held to multiples of 32."""
+    boxes = np.tile(np.array([0.5, 0.5, 0.25, 0.5], np.float32), (5, 1))
+    logits = np.full((5, 3), -9.0, np.float32)
+    outputs = {"pred_boxes": boxes, "pred_logits": logits}
+    path = constant_model(tmp_path / "detr.onnx", outputs, input_hw=("h", "w"))
+    cfg = config(format="detr", input_size=100, class_names=["a", "b", "c"])
+    assert OnnxDetector(cfg, path, "detr").network_hw == (100, 100)
+
+
 def test_unavailable_providers(yolov5_model: Path, caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(ModelError, match="none of the providers"):
         OnnxDetector(config(providers=["NoSuchExecutionProvider"]), yolov5_model, "v5")

@@ -158,6 +158,18 @@ def test_input_size_is_configurable_for_dynamic_models() -> None:
     assert len(detector.detect([frame])[0]) >= 1
 
 
+def test_input_size_off_the_stride_grid_is_refused_plainly() -> None:
+    """yolov8n at 500 px used to fail inside ONNX Runtime: "Concat node ... mismatched
+    dimensions of 63 and 64" (after a warm-up retried without batching)."""
+    cfg = ModelConfig(path="yolov8n", input_size=500, threads=2)
+    with pytest.raises(ModelError) as err:
+        OnnxDetector(cfg, asset("models/yolov8n_coco.onnx"), "coco")
+    assert str(err.value) == (
+        "model 'coco': input_size 500 is not a multiple of 32, the model's largest stride, "
+        "so its feature maps cannot line up; use 480 or 512"
+    )
+
+
 def test_every_asset_model_warms_up_from_its_path_alone(tmp_path: Path) -> None:
     """No config beyond the path: format, size and names all come from the file."""
     for name in ("yolox_nano_coco", "yolov8n_coco", "ppe14_yolov8n"):
