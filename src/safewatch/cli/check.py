@@ -43,8 +43,7 @@ def site_helper_models(site: LoadedSite) -> list[tuple[str, Path]]:
     faces = {f"tracker.face_subjects {tracker.face_subjects}": tracker.face_subjects}
     for camera_id in site.config.cameras:
         privacy = site.config.privacy_for(camera_id)
-        if privacy.mode != "off":
-            faces.setdefault(f"privacy.faces {privacy.faces}", privacy.faces)
+        faces.setdefault(f"privacy.faces {privacy.face_model}", privacy.face_model)
     for label, name in faces.items():
         if name:
             try:

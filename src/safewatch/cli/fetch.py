@@ -47,7 +47,7 @@ def names_in_site(site: LoadedSite, camera: str | None = None) -> list[str]:
         wanted += [site.config.models[key].path for key in settings.models]
         if camera is None:
             wanted.append(settings.source.strip())
-        faces = site.config.privacy_for(camera_id).faces
+        faces = site.config.privacy_for(camera_id).face_model
         if faces:
             wanted.append(faces)
     if site.config.tracker.face_subjects:

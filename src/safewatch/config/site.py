@@ -354,6 +354,14 @@ class PrivacyConfig(_Strict):
         "only.",
     )
 
+    @property
+    def face_model(self) -> str | None:
+        """The face detector this block runs: ``faces``, unless ``mode`` is off. With privacy off
+        nothing is hidden, so no face detector runs; one place says so, for the evidence writer
+        and everything that fetches or checks files ahead of it (``serve``, ``audit``,
+        ``check-config``), so an offline machine is not asked for a model it never loads."""
+        return self.faces if self.mode != "off" else None
+
 
 class RecordingConfig(_Strict):
     """Continuous recording of the camera's own stream (remuxed, never re-encoded); see

@@ -172,11 +172,11 @@ def run_audit(
     _check_videos(options.videos)
     camera_id, camera = pick_camera(site, options.camera)
     privacy = site.config.privacy_for(camera_id)
-    if privacy.faces and privacy.mode != "off":
+    if privacy.face_model:
         # Load it now: on the evidence thread a wrong model would only be logged, and every
         # incident would come out without its still and clip.
         try:
-            face_detector(privacy.faces)
+            face_detector(privacy.face_model)
         except ModelError as exc:
             raise ModelError(f"privacy.faces: {exc}") from exc
     with staged_output(options.out_dir) as staging:

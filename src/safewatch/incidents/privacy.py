@@ -285,7 +285,7 @@ def anonymise_heads(
             it; the live server's start-up warm-up makes that call).
     """
     regions = head_regions(tracked, config)
-    if faces and config.faces and config.mode != "off":
-        found = face_detector(config.faces).detect(image)
+    if faces and config.face_model:
+        found = face_detector(config.face_model).detect(image)
         regions += face_regions(found, tracked, config)
     return anonymise(image, regions, config.mode)
