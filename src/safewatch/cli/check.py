@@ -15,12 +15,37 @@ if TYPE_CHECKING:
 __all__ = ["check_config"]
 
 
-def site_helper_models(site: LoadedSite) -> list[tuple[str, Path]]:
+def _model_file(name: str, site: LoadedSite, *, in_use: bool) -> Path | str:
+    """The file ``name`` (a model path or catalogue name) names. ``fetch_site_files`` pulled only
+    what enabled cameras use (what ``serve`` loads); check-config is also the pre-flight for the
+    day a disabled camera is switched on, so a name no enabled camera uses (``in_use`` false) is
+    pulled here, and when it cannot be had (offline, not in the mirror, no such file) the reason
+    comes back as text instead of failing the check, as ``serve`` never loads it.
+
+    Raises:
+        ModelError: A file an enabled camera needs is missing.
+    """
+    from safewatch.cli.fetch import fetch_named
+    from safewatch.detect.catalogue import catalogue, resolve
+    from safewatch.errors import ModelError
+
+    if in_use:
+        return resolve(name, site.base_dir)
+    try:
+        if name in catalogue() and not (site.base_dir / name).exists():
+            fetch_named(name)
+        return resolve(name, site.base_dir)
+    except ModelError as exc:
+        return f"not checked (used by no enabled camera): {exc}"
+
+
+def site_helper_models(site: LoadedSite) -> list[tuple[str, Path | str]]:
     """Load the head classifier and the face detectors the site names (``privacy.faces``, per
     camera too, and ``tracker.face_subjects``) and run each once on a blank frame.
 
     Returns:
-        What each setting names and the file it loaded.
+        What each setting names and the file it loaded, or why it was not checked (a face
+        detector only disabled cameras use, which cannot be had: see :func:`_model_file`).
 
     Raises:
         ModelError: A file is missing or is not that kind of model.
@@ -28,30 +53,32 @@ def site_helper_models(site: LoadedSite) -> list[tuple[str, Path]]:
 
     import numpy as np
 
-    from safewatch.detect.catalogue import resolve
     from safewatch.errors import ModelError
     from safewatch.incidents.faces import FaceDetector
     from safewatch.track.head_check import HeadClassifier, head_classifier_file
 
     blank = np.zeros((64, 64, 3), np.uint8)
-    loaded: list[tuple[str, Path]] = []
+    loaded: list[tuple[str, Path | str]] = []
     tracker = site.config.tracker
     if tracker.head_classifier:
         path = head_classifier_file(tracker.head_classifier, site.base_dir)
         HeadClassifier(path).classify(blank, np.array([[8.0, 8.0, 40.0, 40.0]]))
         loaded.append((f"tracker.head_classifier {tracker.head_classifier}", path))
-    faces = {f"tracker.face_subjects {tracker.face_subjects}": tracker.face_subjects}
-    for camera_id in site.config.cameras:
-        privacy = site.config.privacy_for(camera_id)
-        faces.setdefault(f"privacy.faces {privacy.face_model}", privacy.face_model)
-    for label, name in faces.items():
+    faces = {f"tracker.face_subjects {tracker.face_subjects}": (tracker.face_subjects, True)}
+    for camera_id, camera in site.config.cameras.items():
+        name = site.config.privacy_for(camera_id).face_model
+        label = f"privacy.faces {name}"
+        earlier = faces.get(label)
+        faces[label] = (name, camera.enabled or (earlier is not None and earlier[1]))
+    for label, (name, in_use) in faces.items():
         if name:
             try:
-                path = resolve(name, site.base_dir)
-                FaceDetector(path).detect(blank)
+                found = _model_file(name, site, in_use=in_use)
+                if isinstance(found, Path):
+                    FaceDetector(found).detect(blank)
             except ModelError as exc:
                 raise ModelError(f"{label.split()[0]}: {exc}") from exc
-            loaded.append((label, path))
+            loaded.append((label, found))
     return loaded
 
 
@@ -65,24 +92,33 @@ def check_config(
     """Validate a site file (and rules): every model loads and runs once on a blank frame (the
     head classifier and face detectors too), cameras and rules are consistent.
 
-    Catalogue names the site uses (models, demo footage) are downloaded first when missing.
+    Catalogue names the site uses (models, demo footage) are downloaded first when missing. Models
+    and face detectors that only disabled cameras (or no camera) use are pulled and checked too,
+    so switching a camera on later holds no surprise; one that cannot be had (offline, not in the
+    mirror) is listed as not checked and does not fail the check, since serve never loads it.
     """
     from safewatch.cli.fetch import fetch_site_files
     from safewatch.config.loader import load_site
-    from safewatch.detect.catalogue import resolve
     from safewatch.detect.model_check import check_model
     from safewatch.rules import load_rules
 
     site = load_site(config)
     fetch_site_files(site)
+    in_use = {
+        key for camera in site.config.cameras.values() if camera.enabled for key in camera.models
+    }
     labels: dict[str, frozenset[str]] = {}
     for key, model in site.config.models.items():
-        path = resolve(model.path, site.base_dir)
+        path = _model_file(model.path, site, in_use=key in in_use)
+        if isinstance(path, str):
+            out.print(f"model {key}: {path}", soft_wrap=True, highlight=False)
+            continue
         checked = check_model(key, model, path)
         labels[key] = checked.labels
         out.print(f"model {key}: {path}: {checked.summary}", soft_wrap=True)
-    for name, path in site_helper_models(site):
-        out.print(f"{name}: {path}: loads", soft_wrap=True)
+    for name, found in site_helper_models(site):
+        state = found if isinstance(found, str) else f"{found}: loads"
+        out.print(f"{name}: {state}", soft_wrap=True)
     for key, camera in site.config.cameras.items():
         state = "" if camera.enabled else " (disabled)"
         out.print(f"camera {key}: {len(camera.models)} model(s), {camera.fps:g} fps{state}")

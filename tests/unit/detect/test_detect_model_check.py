@@ -7,6 +7,7 @@ threshold. Synthetic ONNX models (``onnx_fakes``) say exactly what they output.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,9 @@ import pytest
 import yaml
 from onnx_fakes import constant_model
 
+from assets import asset
 from safewatch.config.site import ModelConfig
+from safewatch.detect.catalogue import CACHE_ENV, MIRROR_ENV
 from safewatch.detect.onnx_detector import OnnxDetector
 from safewatch.errors import ModelError
 
@@ -42,13 +45,16 @@ def site_with(folder: Path, model: Path) -> Path:
     return path
 
 
-def check_config(site: Path, *more: str) -> subprocess.CompletedProcess[str]:
+def check_config(
+    site: Path, *more: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(SAFEWATCH), "check-config", str(site), *more],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
+        env=env,
     )
 
 
@@ -117,3 +123,38 @@ def test_check_config_loads_the_face_detector_privacy_names(tmp_path: Path) -> N
     assert result.returncode == 2, result.stdout
     assert f"privacy.faces: {model}: not a YuNet face detector" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_config_checks_what_only_a_disabled_camera_uses_when_it_can_be_had(
+    tmp_path: Path,
+) -> None:
+    """``serve`` pulls only what enabled cameras use; check-config resolved every model and face
+    detector, so a disabled camera's catalogue model failed it ("not in the cache yet") on any
+    machine that had not pulled it. Now it is pulled and checked (the pre-flight for the day
+    the camera is switched on); offline it is listed as not checked, and the check passes."""
+    site = site_with(tmp_path, hardhat_model(tmp_path / "ok.onnx", 0.0))
+    data = yaml.safe_load(site.read_text())
+    data["models"]["spare"] = {"path": "yolox_nano"}
+    data["cameras"]["later"] = {
+        "source": "yard.mp4",
+        "models": ["spare"],
+        "enabled": False,
+        "privacy": {"faces": "yunet"},
+    }
+    site.write_text(yaml.safe_dump(data))
+    cache, offline = tmp_path / "cache", tmp_path / "offline"
+    offline.mkdir()
+    env = {**os.environ, CACHE_ENV: str(cache), MIRROR_ENV: str(offline)}
+    result = check_config(site, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "model spare: not checked (used by no enabled camera): the mirror has no copy of " \
+        "yolox_nano" in result.stdout  # fmt: skip
+    assert "privacy.faces yunet: not checked (used by no enabled camera): the mirror has no " \
+        "copy of yunet" in result.stdout  # fmt: skip
+    assert "model ppe: " in result.stdout
+
+    env[MIRROR_ENV] = str(asset("models").parent)
+    result = check_config(site, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"model spare: {cache / 'yolox_nano.onnx'}: yolox, 80 classes" in result.stdout
+    assert f"privacy.faces yunet: {cache / 'yunet.onnx'}: loads" in result.stdout
