@@ -11,6 +11,7 @@ from safewatch.cli.app import app, out
 
 if TYPE_CHECKING:
     from safewatch.config.loader import LoadedSite
+    from safewatch.config.site import CameraConfig
 
 __all__ = ["check_config"]
 
@@ -82,6 +83,26 @@ def site_helper_models(site: LoadedSite) -> list[tuple[str, Path | str]]:
     return loaded
 
 
+def source_problem(camera_id: str, camera: CameraConfig, base_dir: Path) -> str | None:
+    """Why a file camera's ``source`` cannot be read (no such file, a catalogue video not
+    downloaded, a scheme no source reads), else ``None``. The file is only looked for, not decoded,
+    and a camera URL or device is not connected to: ``serve`` reconnects to those, and a check
+    should not hang on a camera that is down. Without this a typo in a path passed check-config
+    and only ``serve`` refused it."""
+    from safewatch.config.sources import source_kind
+    from safewatch.errors import SourceError
+    from safewatch.ingest.factory import file_source_path
+
+    source = camera.source.strip()
+    if source_kind(source) != "file":
+        return None
+    try:
+        path = file_source_path(camera_id, source, base_dir)
+    except SourceError as exc:
+        return str(exc).removeprefix(f"camera {camera_id!r}: ")
+    return None if path.is_file() else f"source {source!r}: no file at {path}"
+
+
 @app.command("check-config")
 def check_config(
     config: Annotated[Path, typer.Argument(help="Site file (safewatch.yaml).")],
@@ -96,10 +117,12 @@ def check_config(
     and face detectors that only disabled cameras (or no camera) use are pulled and checked too,
     so switching a camera on later holds no surprise; one that cannot be had (offline, not in the
     mirror) is listed as not checked and does not fail the check, since serve never loads it.
+    A file camera's source must exist (camera URLs are not connected to).
     """
     from safewatch.cli.fetch import fetch_site_files
     from safewatch.config.loader import load_site
     from safewatch.detect.model_check import check_model
+    from safewatch.errors import SourceError
     from safewatch.rules import load_rules
 
     site = load_site(config)
@@ -120,8 +143,16 @@ def check_config(
         state = found if isinstance(found, str) else f"{found}: loads"
         out.print(f"{name}: {state}", soft_wrap=True)
     for key, camera in site.config.cameras.items():
+        problem = source_problem(key, camera, site.base_dir)
+        if problem is not None and camera.enabled:
+            raise SourceError(f"camera {key!r}: {problem}")
         state = "" if camera.enabled else " (disabled)"
-        out.print(f"camera {key}: {len(camera.models)} model(s), {camera.fps:g} fps{state}")
+        if problem is not None:  # serve skips a disabled camera: said, not failed, as for models
+            state = f" (disabled; not usable yet: {problem})"
+        out.print(
+            f"camera {key}: {len(camera.models)} model(s), {camera.fps:g} fps{state}",
+            soft_wrap=True,
+        )
     if rules is not None:
         rule_set = load_rules(rules, site.config, model_labels=labels)
         out.print(f"rules: {len(rule_set.rules)} rule(s), {len(rule_set.zones)} zone(s)")

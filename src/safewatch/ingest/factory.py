@@ -50,10 +50,16 @@ def file_source_path(camera_id: str, source: str, base_dir: Path) -> Path:
     of its own.
 
     Raises:
-        SourceError: A catalogue video that has not been downloaded yet (the message says how).
+        SourceError: A catalogue video that has not been downloaded yet (the message says how), or
+            a URL of a scheme no source reads (here, so ``check-config`` refuses it too).
     """
     from safewatch.detect.catalogue import resolve_video  # the catalogue reads no files at import
 
+    if "://" in source and not source.lower().startswith("file://"):
+        raise SourceError(
+            f"camera {camera_id!r}: unsupported source {redact_url(source)!r} "
+            "(expected a file path, rtsp://, rtsps://, http(s):// or /dev/videoN)"
+        )
     if source.lower().startswith("file://"):
         source = source[len("file://") :]
     try:
@@ -122,11 +128,6 @@ def open_source(
             stall_timeout=live.stall_seconds,
             backoff=Backoff(0.5, max(0.5, live.reconnect_cap)),
             on_state=on_state,
-        )
-    if "://" in source and not source.lower().startswith("file://"):
-        raise SourceError(
-            f"camera {camera_id!r}: unsupported source {redact_url(source)!r} "
-            "(expected a file path, rtsp://, rtsps://, http(s):// or /dev/videoN)"
         )
     path = file_source_path(camera_id, source, base_dir)
     if live is not None and config.realtime:

@@ -40,6 +40,7 @@ def site_with(folder: Path, model: Path) -> Path:
         "models": {"ppe": {"path": str(model), "format": "yolov8"}},
         "cameras": {"yard": {"source": "yard.mp4", "models": ["ppe"]}},
     }
+    (folder / "yard.mp4").touch()  # check-config looks for a file source, never decodes it
     path = folder / "site.yaml"
     path.write_text(yaml.safe_dump(site))
     return path
@@ -158,3 +159,27 @@ def test_check_config_checks_what_only_a_disabled_camera_uses_when_it_can_be_had
     assert result.returncode == 0, result.stderr
     assert f"model spare: {cache / 'yolox_nano.onnx'}: yolox, 80 classes" in result.stdout
     assert f"privacy.faces yunet: {cache / 'yunet.onnx'}: loads" in result.stdout
+
+
+def test_check_config_refuses_a_file_source_that_does_not_exist(tmp_path: Path) -> None:
+    """A typo in a file camera's path passed check-config and only ``serve`` refused it. Camera
+    URLs are not connected to; a disabled camera's missing file is said, not failed."""
+    site = site_with(tmp_path, hardhat_model(tmp_path / "ok.onnx", 0.0))
+    data = yaml.safe_load(site.read_text())
+    data["cameras"]["yard"]["source"] = "clips/typo.mp4"
+    data["cameras"]["gate"] = {"source": "rtsp://127.0.0.1:1/none", "models": ["ppe"]}
+    data["cameras"]["old"] = {"source": "gone.mp4", "models": ["ppe"], "enabled": False}
+    site.write_text(yaml.safe_dump(data))
+    result = check_config(site)
+    assert result.returncode == 2, result.stdout
+    assert "camera 'yard': source 'clips/typo.mp4': no file at " \
+        f"{tmp_path / 'clips' / 'typo.mp4'}" in " ".join(result.stderr.split())  # fmt: skip
+    assert "Traceback" not in result.stderr
+
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "typo.mp4").touch()
+    result = check_config(site)
+    assert result.returncode == 0, result.stderr
+    assert "camera gate: 1 model(s)" in result.stdout
+    assert "(disabled; not usable yet: source 'gone.mp4': no file at " \
+        f"{tmp_path / 'gone.mp4'})" in result.stdout  # fmt: skip
