@@ -32,11 +32,23 @@ __all__ = [
     "camera_labels",
     "missing_labels",
     "model_labels",
+    "normalise_label",
     "rule_needs",
     "unwatched_cameras",
 ]
 
 _SEPARATORS = re.compile(r"[\s\-]+")
+
+
+def normalise_label(name: str) -> str:
+    """Lower-case, with runs of spaces and hyphens turned into one underscore.
+
+    The one spelling of a model class as a site label (``NO-Safety Vest`` is ``no_safety_vest``):
+    the detector names its detections so (:mod:`safewatch.detect.labels` imports this), and rule
+    checks and LLM drafting read ``class_names`` so, so a label one accepts the others do too.
+    It lives here because config does not import the detector."""
+    return _SEPARATORS.sub("_", name.strip()).lower()
+
 
 Need = tuple[tuple[str | int, ...], tuple[str, ...]]
 """A field of a rule and the labels of which at least one must be producible for it."""
@@ -47,8 +59,7 @@ def model_labels(model: ModelConfig) -> frozenset[str] | None:
     if model.labels is not None:
         return frozenset(model.labels.values())
     if model.class_names is not None:
-        # as safewatch.detect.labels.normalise_label (config does not import the detector)
-        return frozenset(_SEPARATORS.sub("_", n.strip()).lower() for n in model.class_names)
+        return frozenset(normalise_label(n) for n in model.class_names)
     return None
 
 

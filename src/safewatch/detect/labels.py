@@ -8,23 +8,16 @@ Without a map every class is kept under a normalised name (``NO-Safety Vest`` be
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from safewatch.config.coverage import normalise_label
 from safewatch.errors import ModelError
 
 __all__ = ["LabelPlan", "normalise_label", "plan_labels"]
-
-_SEPARATORS = re.compile(r"[\s\-]+")
-
-
-def normalise_label(name: str) -> str:
-    """Lower-case, with runs of spaces and hyphens turned into one underscore."""
-    return _SEPARATORS.sub("_", name.strip()).lower()
 
 
 @dataclass(frozen=True, slots=True, eq=False)

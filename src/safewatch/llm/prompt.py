@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from safewatch.config.coverage import model_labels
 from safewatch.config.durations import parse_duration
 from safewatch.config.rules import (
     DwellRule,
@@ -90,17 +91,19 @@ class LabelVocabulary:
 
 
 def site_labels(site: SiteConfig) -> LabelVocabulary:
-    """The label vocabulary of the site's models (their ``labels`` maps or ``class_names``)."""
+    """The label vocabulary of the site's models (their ``labels`` maps or ``class_names``), read
+    by :func:`~safewatch.config.coverage.model_labels` as rule checks and the detector read them:
+    ``class_names: [Safety Vest]`` is ``safety_vest`` everywhere, so a draft is neither offered
+    nor refused a label that loaded rules see otherwise."""
     vocabulary = PPEVocabulary()
     labels: set[str] = set()
     complete = True
     for model in site.models.values():
-        if model.labels is not None:
-            labels.update(model.labels.values())
-        elif model.class_names is not None:
-            labels.update(name.lower() for name in model.class_names)
-        else:
+        known = model_labels(model)
+        if known is None:
             complete = False
+        else:
+            labels |= known
     objects, items = set(), set()
     for label in labels:
         observed = vocabulary.item_of(label)

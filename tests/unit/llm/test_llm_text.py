@@ -12,6 +12,7 @@ from safewatch.config.loader import load_site
 from safewatch.config.rules import RuleFile
 from safewatch.config.site import SiteConfig
 from safewatch.config.yaml_lines import parse_yaml
+from safewatch.detect.labels import plan_labels
 from safewatch.errors import ConfigError
 from safewatch.llm import DraftRefused, RuleWorkspace
 from safewatch.llm.guard import refuse_outside_rules
@@ -109,6 +110,26 @@ def test_site_labels_split_objects_and_ppe_items() -> None:
         }
     )
     assert not site_labels(unknown).complete
+
+
+def test_site_labels_read_class_names_as_the_detector_names_its_detections() -> None:
+    """Drafting (its prompt, its label check, the dashboard form) lower-cased ``class_names``
+    while the detector and rule loading normalise them: ``Safety Vest`` was offered as ``safety
+    vest`` and the ``safety_vest`` that loaded rules need was refused."""
+    names = ["Hardhat", "NO-Hardhat", "Safety Vest", "NO-Safety Vest", "Person"]
+    site = SiteConfig.model_validate(
+        {
+            "models": {"ppe": {"path": "ppe.onnx", "class_names": names}},
+            "cameras": {"c": {"source": "c.mp4", "models": ["ppe"]}},
+        }
+    )
+    labels = site_labels(site)
+    assert labels.ppe_items == ("hardhat", "safety_vest")
+    # ``safety_vest`` is no item the PPE vocabulary knows: the pipeline tracks it as an object.
+    assert labels.objects == ("person", "safety_vest")
+    detected = set(plan_labels("ppe", names, None, 0.5, {}).labels.tolist())
+    assert set(labels.objects) <= detected
+    assert all({item, f"no_{item}"} & detected for item in labels.ppe_items)
 
 
 def test_merge_appends_and_replaces_without_touching_other_lines() -> None:
