@@ -114,6 +114,13 @@ MAX_NODES = 100_000
 a few thousand)."""
 
 
+MAX_DEPTH = 64
+"""Most levels a site or rule file may nest (a real one nests fewer than ten). Python recursion
+stops near a thousand: a file of ~2,000 ``[`` or an alias inside the block it names
+(``rules: &r [*r]``) raised RecursionError, a traceback from check-config and a 500 from the
+dashboard's rule editor, which validates files any operator may send."""
+
+
 class _Converter:
     """Walks a composed node tree into plain data, filling the line and raw tables."""
 
@@ -130,6 +137,13 @@ class _Converter:
         )
 
     def convert(self, node: Node, path: PathKey) -> Any:
+        if len(path) > MAX_DEPTH:
+            raise ConfigError(  # no field: the path is the nesting itself, thousands of chars
+                f"nested more than {MAX_DEPTH} levels deep; a YAML alias (*name) inside the "
+                "block it names?",
+                file=self.file,
+                line=_line(node),
+            )
         self.nodes += 1
         if self.nodes > MAX_NODES:
             # Aliases nest: a few hundred bytes of `&a [*b, *b, ...]` expand to billions of
@@ -217,7 +231,8 @@ def parse_yaml(
 
     Raises:
         ConfigError: On a syntax error (with the line PyYAML reports), a duplicate key, an
-            unsupported tag, more than one document, or a failed interpolation.
+            unsupported tag, more than one document, nesting deeper than :data:`MAX_DEPTH`, or
+            a failed interpolation.
     """
     name = str(file)
     try:
@@ -229,6 +244,11 @@ def parse_yaml(
         raise ConfigError(f"YAML syntax error: {problem}", file=name, line=line) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"YAML error: {exc}", file=name) from None
+    except RecursionError:  # PyYAML composes recursively: see MAX_DEPTH
+        raise ConfigError(
+            f"YAML nested too deeply to read (more than {MAX_DEPTH} levels are refused anyway)",
+            file=name,
+        ) from None
     if node is None:
         return LocatedDocument(name, None, {(): 1})
     converter = _Converter(name, interpolate)

@@ -44,6 +44,25 @@ def test_an_invalid_save_reports_file_line_and_writes_nothing(
     assert client.get("/api/v1/rules/status").json()["generation"] == 1
 
 
+def test_a_file_nested_too_deep_is_refused_as_invalid_not_a_server_error(
+    admin: tuple[TestClient, dict[str, str], Dashboard, Path],
+) -> None:
+    """``rules: &r [*r]`` (an alias inside the block it names) raised RecursionError out of the
+    YAML reader, which the editor does not catch: a 500 for any operator's save."""
+    client, headers, _, rules = admin
+    looped = "version: 1\nrules: &r\n  - *r\n"
+    checked = client.post(
+        "/api/v1/rules/files/yard.yaml/validate", json={"text": looped}, headers=headers
+    ).json()
+    assert checked["ok"] is False
+    error = checked["errors"][0]
+    assert error["file"].endswith("rules/yard.yaml") and error["line"] == 2
+    assert "nested more than 64 levels deep" in error["message"]
+    refused = client.put("/api/v1/rules/files/yard.yaml", json={"text": looped}, headers=headers)
+    assert (refused.status_code, refused.json()["error"]) == (422, "invalid_config")
+    assert (rules / "yard.yaml").read_text() == RULES
+
+
 def test_a_valid_save_is_written_and_reloaded(
     admin: tuple[TestClient, dict[str, str], Dashboard, Path],
 ) -> None:

@@ -134,3 +134,20 @@ def test_aliases_that_expand_without_end_are_refused_quickly() -> None:
         parse_yaml("\n".join(levels) + "\n", "rules.yaml")
     small = parse_yaml("pt: &p [0.1, 0.2]\npoly: [*p, *p, *p]\n", "rules.yaml")
     assert small.data["poly"] == [[0.1, 0.2]] * 3
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("version: 1\nrules: &r\n  - *r\n", "rules.yaml:2: nested more than 64 levels deep"),
+        ("a: " + "[" * 2000 + "]" * 2000 + "\n", "rules.yaml: YAML nested too deeply to read"),
+        ("a: " + "[" * 65 + "]" * 65 + "\n", "rules.yaml:1: nested more than 64 levels deep"),
+    ],
+)
+def test_nesting_too_deep_is_an_error_naming_the_file(text: str, expected: str) -> None:
+    """An alias inside the block it names, or ~2,000 nested ``[``, raised RecursionError: a
+    traceback from check-config and ``rules validate``, a 500 from the dashboard's editor."""
+    with pytest.raises(ConfigError) as caught:
+        parse_yaml(text, "rules.yaml")
+    assert caught.value.format().startswith(expected), caught.value.format()
+    assert parse_yaml("a: " + "[" * 64 + "]" * 64 + "\n", "rules.yaml").data is not None
