@@ -78,3 +78,27 @@ def test_failures_are_one_clear_line_and_save_nothing(tmp_path: Path, server: Re
     )
     for folder in ("plain", "never", "evil"):
         assert [p.name for p in (tmp_path / folder / "rules").iterdir()] == ["base.yaml"]
+
+
+def test_a_bad_endpoint_option_is_one_line_naming_the_option(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    """``--base-url`` without a scheme gave pydantic's raw ValidationError (a traceback) with no
+    ``llm:`` block, and was copied unchecked over a block that has one."""
+    site, rules = make_site(tmp_path / "plain")
+    done = safewatch(
+        "rules", "draft", REQUEST, "-c", site, "-r", rules, "--base-url", "localhost:11434/v1",
+        "--model", "m",
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "error: --base-url: string should match pattern '^https?://\\S+$' (got " \
+        "'localhost:11434/v1')" in done.stderr  # fmt: skip
+    assert "Traceback" not in done.stderr and "ValidationError" not in done.stderr
+
+    site, rules = plant_with_llm(tmp_path / "llm", server, "valid")
+    done = safewatch(
+        "rules", "draft", REQUEST, "-c", site, "-r", rules, "--base-url", "localhost:11434/v1"
+    )
+    assert done.returncode == 2
+    assert "error: --base-url: string should match pattern" in done.stderr
+    assert not server.requests

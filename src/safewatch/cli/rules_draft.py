@@ -60,7 +60,7 @@ def rules_draft(
     ] = None,
 ) -> None:
     """Draft a rule from plain words with the site's language model; confirm to save it."""
-    from safewatch.config.llm import LLMConfig
+    from safewatch.config.llm import with_overrides
     from safewatch.config.loader import load_site
     from safewatch.llm import (
         DraftError,
@@ -72,13 +72,7 @@ def rules_draft(
     )
 
     site = load_site(config)
-    settings = site.config.llm
-    if settings is None and base_url is not None and model is not None:
-        settings = LLMConfig(base_url=base_url, model=model)
-    elif settings is not None and (base_url is not None or model is not None):
-        settings = settings.model_copy(
-            update={"base_url": base_url or settings.base_url, "model": model or settings.model}
-        )
+    settings = with_overrides(site.config.llm, base_url=base_url, model=model)
     if settings is None:
         raise LLMNotConfigured(
             f"no language model configured: add an `llm:` block to {config} (docs/llm.md) or "

@@ -9,9 +9,13 @@ belongs in the environment (``api_key: ${OPENROUTER_API_KEY}``) and is never sho
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-__all__ = ["LLMConfig"]
+from safewatch.errors import ConfigError
+
+__all__ = ["LLMConfig", "with_overrides"]
 
 
 class LLMConfig(BaseModel):
@@ -45,3 +49,36 @@ class LLMConfig(BaseModel):
         0.0, ge=0, le=2, description="Sampling temperature; 0 gives the most repeatable drafts."
     )
     max_tokens: int = Field(2000, ge=64, le=32000, description="Longest reply, in tokens.")
+
+
+def with_overrides(
+    settings: LLMConfig | None, *, base_url: str | None = None, model: str | None = None
+) -> LLMConfig | None:
+    """The site's ``llm`` block with ``--base-url`` / ``--model`` given on the command line,
+    validated as the block itself is (before, a block built from the options raised pydantic's
+    raw ValidationError, and options over a block were copied in unchecked, so
+    ``--base-url localhost:11434/v1`` reached the HTTP client).
+
+    Returns:
+        ``settings`` when no option is given; ``None`` when there is no block and the options
+        do not name both an endpoint and a model.
+
+    Raises:
+        ConfigError: An option's value is invalid; the message names the option.
+    """
+    from safewatch.config.validation import ConfigErrors, validate_document
+    from safewatch.config.yaml_lines import LocatedDocument
+
+    given = {k: v for k, v in (("base_url", base_url), ("model", model)) if v is not None}
+    if not given or (settings is None and len(given) < 2):
+        return settings
+    data: dict[str, Any] = {} if settings is None else dict(settings)
+    try:
+        return validate_document(LLMConfig, LocatedDocument("command line", data | given))
+    except ConfigErrors as exc:
+        raise ConfigErrors(
+            [
+                ConfigError(error.message, field="--" + (error.field or "").replace("_", "-"))
+                for error in exc.errors
+            ]
+        ) from None
