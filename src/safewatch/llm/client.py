@@ -169,8 +169,9 @@ class OpenAIChatClient:
             LLMTimeout: No reply within the timeout.
             LLMAuthError: HTTP 401 / 403.
             LLMModelNotFound: HTTP 404 naming the model.
-            LLMResponseError: Any other HTTP error (after retries for 429 / 5xx), or a body that
-                is not a chat completion.
+            LLMResponseError: Any other HTTP error (after retries for 429 / 5xx), a redirect
+                (not followed; the message names where to), or a body that is not a chat
+                completion.
         """
         body = {
             "model": self._model,
@@ -188,6 +189,8 @@ class OpenAIChatClient:
                 continue
             if response.status_code >= 400:
                 raise self._http_error(response, attempt + 1)
+            if 300 <= response.status_code < 400:
+                raise self._redirect_error(response)
             return self._parse(response)
 
     def _post(self, body: dict[str, Any]) -> httpx.Response:
@@ -262,6 +265,25 @@ class OpenAIChatClient:
             )
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         return LLMResponseError(f"{where} answered HTTP {status}{tries}: {said}")
+
+    def _redirect_error(self, response: httpx.Response) -> LLMError:
+        """A 3xx (http -> https, a moved path). Redirects are not followed, so the API key goes
+        only to the address the site file names; before, the 3xx fell through to parsing and
+        read as "answered with something that is not JSON (text/html)"."""
+        status = response.status_code
+        location = response.headers.get("Location")
+        if not location:
+            return LLMResponseError(
+                f"the LLM endpoint {self.url} answered HTTP {status} (a redirect) with no "
+                "Location; check llm.base_url"
+            )
+        target = str(response.url.join(location))
+        base = target.removesuffix("/chat/completions")
+        return LLMResponseError(
+            f"the LLM endpoint {self.url} redirected to {self._redact(target)} (HTTP {status}); "
+            f"set llm.base_url to {self._redact(base)} (redirects are not followed, so the API "
+            "key is never sent elsewhere)"
+        )
 
     def _parse(self, response: httpx.Response) -> ChatReply:
         try:

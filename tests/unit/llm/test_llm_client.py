@@ -175,3 +175,27 @@ def test_replies_that_are_not_completions(response: Recorded, message: str) -> N
         client = OpenAIChatClient(server.base_url, "m", max_retries=0)
         with pytest.raises(LLMResponseError, match=message):
             client.complete(HELLO)
+
+
+@pytest.mark.parametrize(
+    ("location", "base"),
+    [
+        ("https://llm.example/v1/chat/completions", "https://llm.example/v1"),
+        ("/api/v1/chat/completions", "{server}/api/v1"),
+    ],
+)
+def test_a_redirect_says_where_to_and_is_not_followed(location: str, base: str) -> None:
+    """An http -> https redirect read as "answered with something that is not JSON"."""
+    moved = Recorded(301, "<html>Moved</html>", headers={"Location": location})
+    with replay({"m": [moved, Recorded(200, chat_completion("ok"))]}) as server:
+        client = OpenAIChatClient(server.base_url, "m", api_key="sk-test", max_retries=0)
+        root = server.base_url.removesuffix("/v1")
+        expected = base.format(server=root)
+        with pytest.raises(LLMResponseError) as caught:
+            client.complete(HELLO)
+    assert str(caught.value) == (
+        f"the LLM endpoint {client.url} redirected to {expected}/chat/completions (HTTP 301); "
+        f"set llm.base_url to {expected} (redirects are not followed, so the API key is never "
+        "sent elsewhere)"
+    )
+    assert len(server.requests) == 1
