@@ -361,20 +361,33 @@ class FrameGeometry:
             track order. PPE-only subjects count for ``ABSENT`` (they exist to carry that verdict)
             but not for ``UNKNOWN``: a weak box or a lone head without a verdict is too often no
             worker at all to open a review item.
+
+        An item the track carries no state for is ``UNKNOWN`` here and never ``ABSENT``. The
+        tracker reports only the items the camera's models are known to detect (their
+        ``labels:`` maps) or have detected so far, so on a camera whose PPE model has no map
+        and never fires, persons carry no item at all: that is exactly the camera a
+        "not verifiable" rule exists for, while a violation needs a verdict.
         """
         key = (require, labels, state)
         found = self._missing.get(key)
         if found is None:
             tracks = self.tracks
             subjects = self.labelled(labels, ppe_subjects=state is PPEState.ABSENT)
+            unreported = PPEState.UNKNOWN if state is PPEState.UNKNOWN else None
             if len(require) == 1:  # the usual rule: one item, no list per track
                 (item,) = require
-                found = [(i, require) for i in subjects if tracks[i].attributes.get(item) == state]
+                found = [
+                    (i, require)
+                    for i in subjects
+                    if tracks[i].attributes.get(item, unreported) == state
+                ]
             else:
                 found = []
                 for i in subjects:
                     attributes = tracks[i].attributes
-                    items = tuple([item for item in require if attributes.get(item) == state])
+                    items = tuple(
+                        [item for item in require if attributes.get(item, unreported) == state]
+                    )
                     if items:
                         found.append((i, items))
             self._missing[key] = found

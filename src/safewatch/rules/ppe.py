@@ -7,7 +7,9 @@ learn to ignore protects no one. The tracker's voting makes ``ABSENT`` a conside
 
 A rule with ``flag: unverifiable`` asks the other question: who stayed ``UNKNOWN`` (for its
 ``min_duration``, typically tens of seconds)? It opens a review item ("PPE not verifiable"), so a
-camera that cannot see heads is noticed instead of reading as a compliant one.
+camera that cannot see heads is noticed instead of reading as a compliant one. An item a person
+track carries no state for (the camera's models have not reported it) is unknown to it, and
+never absent to a violation rule (:meth:`FrameGeometry.missing`).
 """
 
 from __future__ import annotations

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rules_factories import RIGHT_HALF, frame, person, rule, rule_set
 
 from safewatch.config.rules import PPERule
+from safewatch.config.site import TrackerConfig
+from safewatch.domain import Detections, Frame
 from safewatch.domain.events import Phase
 from safewatch.domain.tracks import PPEState, Track
 from safewatch.rules import RuleEngine
+from safewatch.rules.ppe import observe_ppe
+from safewatch.track import CameraTracker
 
 ITEMS = ("hardhat", "vest", "gloves", "goggles", "mask")
 LEFT_HALF = ((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0))
@@ -51,7 +56,9 @@ def test_any_item_list(require: list[str], states: dict[str, str], message: str 
         ({"hardhat": "unknown"}, "person #2: hardhat not verifiable"),
         ({"hardhat": "absent"}, None),  # a violation, for the absent rule; verified
         ({"hardhat": "present"}, None),
-        ({}, None),  # no model can see the item on this camera: nothing to verify
+        # Not reported (no labels: map, and the PPE model has not fired yet): unknown.
+        ({}, "person #2: hardhat not verifiable"),
+        ({"vest": "present"}, "person #2: hardhat not verifiable"),
     ],
 )
 def test_unverifiable_flags_unknown_only(states: dict[str, str], message: str | None) -> None:
@@ -59,6 +66,29 @@ def test_unverifiable_flags_unknown_only(states: dict[str, str], message: str | 
     ppe = {item: PPEState(state) for item, state in states.items()}
     events = engine.evaluate(frame(0, [person(2, **ppe)]))
     assert [e.message for e in events] == ([message] if message else [])
+
+
+def test_an_item_no_model_reported_is_unverifiable_but_no_violation() -> None:
+    """The tracker reports only the items it knows of (a ``labels:`` map, or seen so far): on
+    a camera whose PPE model never fires, persons carry no item. That is "not verifiable", the
+    case the flag exists for, and never a violation (missing is not absent)."""
+    tracker = CameraTracker(TrackerConfig(), "cam")  # no labels: map, so no fixed items
+    image = np.zeros((360, 480, 3), np.uint8)
+    box = Detections(
+        np.array([[100, 100, 140, 200]], np.float32), np.array([0.9]), np.array(["person"])
+    )
+    for seq in range(5):
+        tracked = tracker.update(box, Frame("cam", seq, seq / 5, seq / 5, image))
+    (track,) = tracked.tracks
+    assert track.attributes == {} and not track.ppe_only
+    check = _rule(require=["hardhat", "vest"], flag="unverifiable")
+    assert [o.message for o in observe_ppe(check, tracked, [])] == [
+        f"person #{track.track_id}: hardhat and vest not verifiable"
+    ]
+    assert observe_ppe(_rule(require=["hardhat", "vest"]), tracked, []) == []
+    # A PPE-only subject without any item still opens no review item.
+    lone = replace(tracked, tracks=(replace(track, ppe_only=True),))
+    assert observe_ppe(check, lone, []) == []
 
 
 def test_unverifiable_is_off_by_default() -> None:
