@@ -49,7 +49,7 @@ from safewatch.rules.line_crossing import LineCrossingMonitor
 from safewatch.rules.measure import Plane
 from safewatch.rules.monitor import Monitor, Stateless
 from safewatch.rules.occupancy import observe_occupancy
-from safewatch.rules.ppe import observe_ppe
+from safewatch.rules.ppe import observe_ppe, required_items
 from safewatch.rules.proximity import ProximityMonitor
 from safewatch.rules.schedule import schedule_allows
 from safewatch.rules.speed import SpeedMonitor
@@ -177,6 +177,7 @@ class RuleEngine:
         self._by_camera: dict[str, tuple[Rule, ...]] = {}
         self._keyed: dict[str, tuple[tuple[Rule, tuple[str, str]], ...]] = {}
         self._zone_tables: dict[str, ZoneTable] = {}
+        self._ppe_required: dict[str, Mapping[str, frozenset[str]]] = {}
         self._books: dict[tuple[str, str], EpisodeBook] = {}
         self._monitors: dict[tuple[str, str], Monitor | None] = {}
         self._warned: set[tuple[str, str]] = set()
@@ -271,6 +272,7 @@ class RuleEngine:
         self._by_camera.clear()
         self._keyed.clear()
         self._zone_tables.clear()
+        self._ppe_required.clear()
 
         def survivor(camera: str, rule_id: str) -> Rule | None:
             new = next((r for r in self._rules_for(camera) if r.id == rule_id), None)
@@ -298,6 +300,14 @@ class RuleEngine:
             else:
                 monitor.rule = new
         return events
+
+    def ppe_required(self, camera_id: str) -> Mapping[str, frozenset[str]]:
+        """Track label -> PPE items the enabled ``ppe`` rules on ``camera_id`` require (any flag,
+        schedule or zone), built once per rule set: what the camera must be able to check."""
+        required = self._ppe_required.get(camera_id)
+        if required is None:
+            required = self._ppe_required[camera_id] = required_items(self._rules_for(camera_id))
+        return required
 
     def _keyed_rules(self, camera_id: str) -> tuple[tuple[Rule, tuple[str, str]], ...]:
         """The camera's rules with their state keys, built once per rule set."""

@@ -14,16 +14,16 @@ never absent to a violation rule (:meth:`FrameGeometry.missing`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from safewatch.config.rules import PPERule
+from safewatch.config.rules import PPERule, Rule
 from safewatch.domain import PPEState
 from safewatch.domain.geometry import Zone
 from safewatch.domain.tracks import TrackedFrame
 from safewatch.rules.episodes import Observation
 from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
 
-__all__ = ["observe_ppe"]
+__all__ = ["observe_ppe", "required_items"]
 
 
 def observe_ppe(
@@ -78,3 +78,17 @@ def observe_ppe(
             message += f" in zone {zone_id}"
         observations.append(Observation(tid, (tid,), float(confidence), message, zone_id))
     return observations
+
+
+def required_items(rules: Iterable[Rule]) -> dict[str, frozenset[str]]:
+    """Track label -> the PPE items the ``ppe`` rules among ``rules`` require of it (any flag).
+
+    What a camera must be able to check: the PPE coverage share books a person track that
+    carries no state for one of these items as unknown, as :meth:`FrameGeometry.missing` reads it.
+    """
+    found: dict[str, set[str]] = {}
+    for rule in rules:
+        if isinstance(rule, PPERule):
+            for label in rule.objects:
+                found.setdefault(label, set()).update(rule.require)
+    return {label: frozenset(items) for label, items in found.items()}

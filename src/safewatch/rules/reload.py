@@ -315,3 +315,8 @@ class ReloadingEngine:
     def finish(self, camera_id: str, at: float | None = None) -> list[RuleEvent]:
         """End every open episode of ``camera_id`` (see :meth:`RuleEngine.finish`)."""
         return self._engine.finish(camera_id, at)
+
+    def ppe_required(self, camera_id: str) -> Mapping[str, frozenset[str]]:
+        """PPE items per track label the camera's rules require (:meth:`RuleEngine.ppe_required`),
+        under the generation that judged the latest frame."""
+        return self._engine.ppe_required(camera_id)

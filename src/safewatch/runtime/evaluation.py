@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from safewatch import tracing
@@ -102,6 +102,9 @@ class RulesWorker:
         on_changes: Told of incident changes made outside a frame's step, which the frame
             listeners never see: a camera gone dark, finished or restarted closes its
             incidents, a refused write goes through on the silence sweep (the dashboard).
+        ppe_required: A camera's PPE items per track label that its rules require
+            (``RuleEngine.ppe_required``); a person track that carries no state for one is
+            booked as unknown in the PPE coverage (:meth:`_count_ppe`).
     """
 
     def __init__(
@@ -116,8 +119,10 @@ class RulesWorker:
         replays_from_start: Callable[[str], bool] = lambda _camera: False,
         on_silent: Callable[[str], None] = lambda _camera: None,
         on_changes: Callable[[Sequence[IncidentChange]], None] = lambda _changes: None,
+        ppe_required: Callable[[str], Mapping[str, Collection[str]]] = lambda _camera: {},
     ) -> None:
         self._tracker_for = tracker_for
+        self._ppe_required = ppe_required
         self._on_silent = on_silent
         self._on_changes = on_changes
         self._replays_from_start = replays_from_start
@@ -401,6 +406,12 @@ class RulesWorker:
         Person tracks only: PPE-only subjects (``Track.ppe_only``) would add seconds of boxes
         that are often no worker at all, mostly unknown, and pull the checked share down.
 
+        An item the camera's rules require (:attr:`_ppe_required`) that a track carries no
+        state for counts as unknown: the tracker reports only the items the models are known to
+        detect or have detected so far, so a camera whose PPE model has no ``labels:`` map and
+        never fires would otherwise book nothing, and its share (and the "PPE not verifiable"
+        warning in ``/readyz``) would stay silent on exactly the camera it exists for.
+
         Each person counts for the media time since the camera's previous frame (wall time where
         a reconnected stream restarted its media time, as the tracker's clock does), capped at
         :data:`_MAX_PPE_STEP` so a stream gap is not booked as minutes of (un)verified people.
@@ -415,10 +426,15 @@ class RulesWorker:
         if step <= 0:
             return
         now = time.time()
+        required = self._ppe_required(tracked.camera_id)
         for track in tracked.tracks:
             if track.ppe_only:  # a weak box or a lone head is no person-second to check
                 continue
-            for item, state in track.attributes.items():
+            states = list(track.attributes.items())
+            for item in required.get(track.label, ()):
+                if item not in track.attributes:
+                    states.append((item, PPEState.UNKNOWN))
+            for item, state in states:
                 self._metrics.ppe_person_seconds.labels(
                     camera=tracked.camera_id, item=item, state=str(state)
                 ).inc(step)

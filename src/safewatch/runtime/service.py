@@ -271,6 +271,7 @@ class RuntimeService:
                 replays_from_start=self._replays_from_start,
                 on_silent=self._camera_silent,
                 on_changes=self._front.on_changes,
+                ppe_required=engine.ppe_required,
             )
             self._supervisor = Supervisor(
                 mode=self._mode,

@@ -176,3 +176,22 @@ def test_only_a_required_absent_item_ever_starts_an_episode(
         violating = any(ppe.get(item) is PPEState.ABSENT for item in require)
         current = [e for e in events if e.phase is not Phase.ENDED]
         assert bool(current) == violating
+
+
+def test_ppe_required_per_camera_follows_the_rule_set() -> None:
+    """What the PPE coverage books as unknown when a track carries no state for it."""
+    engine = RuleEngine(
+        rule_set(
+            [
+                _rule(id="hat", require=["hardhat"], flag="unverifiable"),
+                _rule(id="vest", require=["vest"], objects=["person", "visitor"], cameras=["dock"]),
+                _rule(id="off", require=["gloves"], enabled=False),
+                rule(id="keep-out", kind="zone_intrusion", zone="all", min_duration=0),
+            ],
+            {"all": LEFT_HALF},
+        )
+    )
+    assert engine.ppe_required("cam") == {"person": {"hardhat"}}
+    assert engine.ppe_required("dock") == {"person": {"hardhat", "vest"}, "visitor": {"vest"}}
+    engine.replace_rules(rule_set([_rule(id="mask", require=["mask"])]))
+    assert engine.ppe_required("cam") == {"person": {"mask"}}

@@ -16,7 +16,7 @@ from safewatch.api import ApiSettings, create_app
 from safewatch.api.camera_state import tile_state
 from safewatch.config.runtime import WatchdogConfig
 from safewatch.config.site import TrackerConfig
-from safewatch.domain import Detections
+from safewatch.domain import Detections, TrackedFrame
 from safewatch.incidents import EvidenceStore, IncidentManager
 from safewatch.rules import RuleEngine, load_rules
 from safewatch.runtime.evaluation import RulesWorker
@@ -108,6 +108,56 @@ def test_the_rules_stage_reports_each_cameras_share(
     assert item.item == "hardhat"
     assert item.person_seconds == pytest.approx(0.2 * sum(tracks[1:]))
     assert item.person_seconds > 0 and item.share == 0.0
+
+
+PPE_RULES = """
+version: 1
+rules:
+  - {id: hats, kind: ppe, require: [hardhat]}
+  - {id: forklift-tags, kind: ppe, objects: [forklift], require: [vest]}
+"""
+
+
+def test_required_items_nobody_reported_are_unknown_person_seconds(
+    tmp_path: Path,
+    repository: IncidentRepository,
+) -> None:
+    """A camera whose PPE model has no ``labels:`` map and never fires: the tracker reports no
+    item, yet the rules require hard hats there, so its persons are unknown person-seconds
+    (share 0, the /readyz warning's input) rather than nothing at all."""
+    (tmp_path / "rules.yaml").write_text(PPE_RULES)
+    engine = RuleEngine(load_rules(tmp_path / "rules.yaml"))
+    metrics = RuntimeMetrics()
+    worker = RulesWorker(
+        lambda camera: CameraTracker(TrackerConfig(), camera, frame_rate=5.0),  # no items known
+        engine,
+        IncidentManager(repository, EvidenceStore(tmp_path / "evidence")),
+        metrics,
+        ppe_required=engine.ppe_required,
+    )
+    tracks: list[int] = []
+    attributes: list[dict[str, object]] = []
+
+    def listen(_frame: object, tracked: TrackedFrame, _events: object, _changes: object) -> None:
+        tracks.append(len(tracked.tracks))
+        attributes.extend(dict(t.attributes) for t in tracked.tracks)
+
+    worker.add_listener(listen)
+    worker.start()
+    try:
+        for seq in range(6):
+            worker.submit(analysed(seq, person_at(20 + seq, 10)))
+        wait_for(lambda: len(tracks) == 6)
+        items = worker.counters()["cam"].ppe
+    finally:
+        worker.stop(timeout=5.0)
+    assert sum(tracks) > 0 and all(a == {} for a in attributes), "the tracker reports no item"
+    (item,) = items  # the vest is required of forklifts only: persons are not booked for it
+    seconds = 0.2 * sum(tracks[1:])
+    assert item.item == "hardhat" and item.share == 0.0
+    assert item.person_seconds == pytest.approx(seconds) and seconds > 0
+    counted = metrics.ppe_person_seconds.labels(camera="cam", item="hardhat", state="unknown")
+    assert counted._value.get() == pytest.approx(seconds)
 
 
 def test_ppe_only_subjects_add_no_person_seconds(
