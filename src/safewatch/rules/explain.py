@@ -127,9 +127,21 @@ def _scope(zones: Sequence[str]) -> str:
 def _what(rule: Rule) -> tuple[str, str]:
     """The violation clause, and what ends an episode (after ``grace``)."""
     if isinstance(rule, PPERule):
-        items = " or ".join(_article(item) for item in rule.require)
         where = f" with its feet in {_names('zone', rule.zones)}" if rule.zones else ""
-        return f"{_any_of(rule.objects)}{where} seen without {items}", "compliant or out of sight"
+        left = ""
+        if rule.zones:
+            left = ", outside the zone" if len(rule.zones) == 1 else ", outside those zones"
+        if rule.flag == "unverifiable":
+            # The opposite question (rules.ppe): an item unknown, or never reported by the
+            # camera's models, on a tracked person; PPE-only subjects never count.
+            clause = (
+                f"{_any_of(rule.objects)} (PPE-only subjects excepted){where} whose "
+                f"{' or '.join(rule.require)} cannot be checked"
+            )
+            return clause, f"checked{left} or out of sight"
+        items = " or ".join(_article(item) for item in rule.require)
+        clause = f"{_any_of(rule.objects)}{where} seen without {items}"
+        return clause, f"compliant{left} or out of sight"
     if isinstance(rule, ZoneIntrusionRule):
         clause = f"{_any_of(rule.objects)} {_ANCHOR[rule.anchor]} zone {rule.zone}"
         return clause, "outside the zone or out of sight"

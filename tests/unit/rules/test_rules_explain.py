@@ -30,6 +30,21 @@ rules:
     require: [hardhat, vest]
     objects: [person, visitor]
     enabled: false
+  - id: hardhat-not-verifiable
+    kind: ppe
+    require: [hardhat]
+    flag: unverifiable
+    min_duration: 30s
+    severity: low
+  - id: press-ppe-check
+    kind: ppe
+    require: [hardhat, vest]
+    zones: [press_area]
+    flag: unverifiable
+  - id: press-vest
+    kind: ppe
+    require: [vest]
+    zones: [press_area]
   - id: no-entry-press
     kind: zone_intrusion
     zone: press_area
@@ -106,6 +121,27 @@ def test_the_issue_example_reads_as_written(sentences: dict[str, str]) -> None:
             "ppe-full (medium, disabled): on cameras yard, dock, a person or visitor seen "
             "without a hardhat or a vest for at least 2 s, at any time, opens an incident; it "
             "ends after 1 s compliant or out of sight.",
+        ),
+        (
+            # The docs/rules.md example: the opposite of the absent rule, on unknown states
+            # (or items no model reported) of tracked persons only.
+            "hardhat-not-verifiable",
+            "hardhat-not-verifiable (low): on cameras yard, dock, a person (PPE-only subjects "
+            "excepted) whose hardhat cannot be checked for at least 30 s, at any time, opens an "
+            "incident; it ends after 1 s checked or out of sight.",
+        ),
+        (
+            "press-ppe-check",
+            "press-ppe-check (medium): on camera yard, a person (PPE-only subjects excepted) "
+            "with its feet in zone press_area whose hardhat or vest cannot be checked for at "
+            "least 2 s, at any time, opens an incident; it ends after 1 s checked, outside the "
+            "zone or out of sight.",
+        ),
+        (
+            "press-vest",
+            "press-vest (medium): on camera yard, a person with its feet in zone press_area "
+            "seen without a vest for at least 2 s, at any time, opens an incident; it ends "
+            "after 1 s compliant, outside the zone or out of sight.",
         ),
         (
             "no-entry-press",
