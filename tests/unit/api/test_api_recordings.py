@@ -82,6 +82,31 @@ def test_viewers_see_which_footage_exists_admins_play_it_logged(
         assert escape.status_code in (404, 422)
 
 
+def test_a_running_incident_lists_its_footage_up_to_now(
+    site: tuple[Dashboard, SiteStorage],
+) -> None:
+    """While its episode runs the span ends ``after`` seconds after now, not after its start:
+    the footage of a ten-minute-old incident still running is all listed."""
+    import dataclasses
+    import time
+
+    dashboard, storage = site
+    root = recordings_root(dashboard.site())
+    now = float(int(time.time()))  # whole seconds: segment names hold milliseconds
+    for n in range(-10, 0):  # minute segments of the last ten minutes
+        path = segment_path(root, "yard", now + 60 * n, now + 60 * (n + 1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    running = dataclasses.replace(incident(1, started=now - 570), ended_at=None)
+    storage.repository.upsert(running)
+    with client_for(dashboard) as viewer:
+        login(viewer, "viewer")
+        listed = viewer.get(f"/api/v1/incidents/{running.id}/recording").json()
+    assert listed["incident_ended"] is None
+    assert listed["until"] >= now + 120
+    assert [s["start"] for s in listed["segments"]] == [now + 60 * n for n in range(-10, 0)]
+
+
 def test_every_request_that_reads_a_segment_from_its_start_is_logged(
     site: tuple[Dashboard, SiteStorage],
 ) -> None:

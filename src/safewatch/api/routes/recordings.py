@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path as FsPath
 from typing import Annotated
 
@@ -92,7 +93,10 @@ async def incident_recording(
     def find() -> RecordingOut:
         incident = dashboard.storage.repository.get(incident_id)
         since = incident.started_at - before
-        until = (incident.ended_at or incident.started_at) + after
+        # A running incident's footage goes on until now: its start would hide all but its
+        # first minutes (and the timeline the incident page draws from this span).
+        end = incident.ended_at if incident.ended_at is not None else time.time()
+        until = max(end, incident.started_at) + after
         root = recordings_root(dashboard.site())
         found = segments_between(root, incident.camera_id, since, until)
         return RecordingOut(
