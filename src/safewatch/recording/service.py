@@ -41,7 +41,6 @@ __all__ = ["RecorderPlan", "RecordingChanges", "RecordingService", "recordings_r
 log = logging.getLogger(__name__)
 
 _UNREVIEWED = ["open", "acknowledged"]
-_MAX_PROTECTED = 10_000
 
 
 def recordings_root(site: LoadedSite) -> Path:
@@ -248,17 +247,13 @@ class RecordingService:
             thread.join(max(0.1, deadline - time.monotonic()))
 
     def protected(self, camera_id: str) -> list[Protected]:
-        """Spans of ``camera_id``'s footage that unreviewed incidents need."""
-        page = self._repository.page(
-            IncidentFilter(camera=camera_id, status=_UNREVIEWED), limit=_MAX_PROTECTED, count=False
-        )
+        """Spans of ``camera_id``'s footage that unreviewed incidents need: all of them, however
+        many (docs/recording.md promises their footage is never deleted)."""
+        spans = self._repository.spans(IncidentFilter(camera=camera_id, status=_UNREVIEWED))
         now = self._clock()
         return [
-            Protected(
-                i.started_at - self._margin,
-                (i.ended_at if i.ended_at is not None else now) + self._margin,
-            )
-            for i in page.items
+            Protected(start - self._margin, (end if end is not None else now) + self._margin)
+            for _, start, end in spans
         ]
 
     def retain(self) -> int:

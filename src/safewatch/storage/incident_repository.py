@@ -448,6 +448,25 @@ class IncidentRepository:
         with self._session("list open incidents") as session:
             return [(row.id, row.camera_id) for row in session.execute(query)]
 
+    def spans(self, where: IncidentFilter) -> builtins.list[tuple[str, float, float | None]]:
+        """``(camera id, start, end)`` of **every** incident matching ``where`` (``end`` ``None``
+        while its episode runs), oldest first.
+
+        Unpaged on purpose, for callers that must see all of them (recording retention spares
+        the footage of every unreviewed incident; a page of the newest would let the oldest
+        lose it). Three columns per row, so even many thousands stay cheap.
+
+        Raises:
+            StorageError: The database cannot be read.
+        """
+        query = (
+            select(IncidentRow.camera_id, IncidentRow.started_at, IncidentRow.ended_at)
+            .where(*where.clauses())
+            .order_by(IncidentRow.started_at, IncidentRow.id)
+        )
+        with self._session("list incident spans") as session:
+            return [(row[0], row[1], row[2]) for row in session.execute(query)]
+
     @staticmethod
     def _chain_record(
         session: Session, row: IncidentRow, kind: EntryKind, at: float, detail: Mapping[str, Any]

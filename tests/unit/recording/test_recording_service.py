@@ -70,6 +70,43 @@ def test_retention_keeps_what_unreviewed_incidents_need(
     assert list_segments(service.root, "yard") == []
 
 
+def test_every_unreviewed_incident_keeps_its_footage_however_many(
+    recorded: tuple[RecordingService, SiteStorage],
+) -> None:
+    """The oldest of more than 10,000 unreviewed incidents keeps its footage: retention read a
+    page of the newest 10,000 and deleted what the older ones needed."""
+    from sqlalchemy import insert
+
+    from safewatch.storage import IncidentRow
+
+    service, storage = recorded
+    for n in range(6):
+        path = segment_path(service.root, "yard", T0 + 60 * n, T0 + 60 * (n + 1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    oldest = incident(1, camera="yard")  # T0 + 60 to T0 + 64: keeps T0 .. T0 + 184
+    storage.repository.upsert(oldest)
+    common = {"camera_id": "yard", "rule_id": "r", "rule_kind": "ppe", "severity": "high"}
+    common |= {"duration": 1.0, "peak_confidence": 0.5, "message": "m", "status": "open"}
+    newer = [  # 10,000 later ones, written straight into the table (the chain is not read here)
+        {
+            **common,
+            "id": f"bulk-{k}",
+            "track_ids": [k],
+            "started_at": T0 + 1000 + k / 4,
+            "ended_at": T0 + 1001 + k / 4,
+            "created_at": T0,
+            "updated_at": T0,
+        }
+        for k in range(10_000)
+    ]
+    with storage.repository.engine.begin() as connection:
+        connection.execute(insert(IncidentRow), newer)
+    assert service.retain() == 2
+    kept = [round(s.start - T0) for s in list_segments(service.root, "yard")]
+    assert kept == [0, 60, 120, 180]
+
+
 def test_under_a_cluster_only_the_cameras_owner_records_and_prunes_it(tmp_path: Path) -> None:
     """Retention runs once across a cluster: each camera's recording is pruned by its owner
     only, so two nodes never apply different views of it (and a node without cameras, an API
