@@ -12,9 +12,18 @@ never deleted for space.
 Under ``serve --cluster`` a camera is recorded by the analyzer that owns it (``owned``): the
 recorder starts when the camera is handed to this analyzer and stops (closing its segment) when
 it leaves, so the next owner continues in the same shared folder. Retention runs for the owned
-cameras only, so each camera's recording is pruned by one node at a time and never by two that
-disagree; an owner also names the segments a dead previous owner left open (``.part`` files
-nobody wrote to for ``orphan_quiet_seconds``), at launch and at each retention round.
+cameras only (of those the site records), so each camera's recording is pruned by one node at a
+time and never by two that disagree; an owner also names the segments a dead previous owner
+left open (``.part`` files nobody wrote to for ``orphan_quiet_seconds``), at launch and at each
+retention round.
+
+A folder of the recording root whose camera the site file records nowhere (disabled, removed,
+renamed, its ``recording:`` block deleted or disabled) has no recorder and no owner, yet its
+footage must still age out: ``max_hours`` can be a privacy limit. Retention prunes it too, with
+the limits of the camera's ``recording:`` block as last seen by this process (still in the site
+file, or before a reload removed it), else a block's defaults (72 h). Only cameras the site file
+records nowhere, not those merely owned by another node: the file is the same on every node, so
+every node that prunes such a folder makes the same choice.
 """
 
 from __future__ import annotations
@@ -30,9 +39,11 @@ from typing import Any, Literal
 import av
 
 from safewatch.config.loader import LoadedSite
+from safewatch.config.site import RecordingConfig
 from safewatch.ingest.av_options import build_open_spec, source_kind
 from safewatch.recording.recorder import close_orphans, record
 from safewatch.recording.retention import Protected, prune
+from safewatch.recording.segments import cameras as camera_folders
 from safewatch.recording.segments import list_segments
 from safewatch.storage import IncidentFilter, IncidentRepository
 
@@ -41,6 +52,10 @@ __all__ = ["RecorderPlan", "RecordingChanges", "RecordingService", "recordings_r
 log = logging.getLogger(__name__)
 
 _UNREVIEWED = ["open", "acknowledged"]
+
+_UNRECORDED_QUIET = 60.0
+"""Seconds a ``.part`` file of a camera recorded nowhere must have gone unwritten before it is
+named (a folder with no recorder: only a crash's leftovers, but a reload may be starting one)."""
 
 
 def recordings_root(site: LoadedSite) -> Path:
@@ -128,7 +143,17 @@ class RecordingService:
         self._orphans_closed: set[str] = set()
         self._owned = owned
         self._orphan_quiet = orphan_quiet_seconds
+        self._limits: dict[str, RecordingConfig] = {}
+        self._file_warned: set[str] = set()
+        self._remember_limits(site)
         self.root = recordings_root(site)
+
+    def _remember_limits(self, site: LoadedSite) -> None:
+        """Keep each camera's latest ``recording:`` block: its limits still apply to its footage
+        after a reload removes the block or the camera (:meth:`retain`)."""
+        for key, camera in site.config.cameras.items():
+            if camera.recording is not None:
+                self._limits[key] = camera.recording
 
     def cameras(self, site: LoadedSite | None = None) -> dict[str, Any]:
         """Camera id -> its config, for the cameras that record here (of ``site``, or the one
@@ -136,14 +161,13 @@ class RecordingService:
         chosen = {}
         owned = self._owned()
         for key, camera in (site or self._site).config.cameras.items():
-            if not (camera.enabled and camera.recording and camera.recording.enabled):
-                continue
             if owned is not None and key not in owned:
                 continue
-            if source_kind(camera.source) == "file":
+            if _records(camera):
+                chosen[key] = camera
+            elif _asks(camera) and key not in self._file_warned:  # once: retention asks often
+                self._file_warned.add(key)
                 log.warning("camera %s: recording skipped: a file is its own recording", key)
-                continue
-            chosen[key] = camera
         return chosen
 
     def recording(self) -> dict[str, RecorderPlan]:
@@ -169,6 +193,7 @@ class RecordingService:
             if self._stop.is_set():
                 return RecordingChanges()
             self._site = site
+            self._remember_limits(site)
             wanted = {key: _plan(camera) for key, camera in self.cameras(site).items()}
             gone = sorted(k for k in self._recorders if k not in wanted)
             changed = sorted(
@@ -185,7 +210,7 @@ class RecordingService:
                     log.warning("%s still closing its segment", recorder.thread.name)
             for key in (*changed, *new):
                 self._recorders[key] = self._launch(key, wanted[key])
-            if self._recorders and self._retention is None:
+            if self._retention is None:  # also for the folders of cameras no longer recorded
                 self._retention = threading.Thread(
                     target=self._retain_loop, name="record-retention", daemon=True
                 )
@@ -257,23 +282,34 @@ class RecordingService:
         ]
 
     def retain(self) -> int:
-        """Apply the retention of every camera recorded here now; the number of segments
-        deleted."""
+        """Apply the retention of every camera recorded here now, and of every camera folder
+        the site records nowhere (module docstring); the number of segments deleted."""
         removed = 0
         for key, camera in self.cameras().items():
             if self._orphan_quiet is not None:  # a dead owner's segment, quiet since
                 self._close_orphans(key)
-            policy = camera.recording
-            removed += len(
-                prune(
-                    list_segments(self.root, key),
-                    now=self._clock(),
-                    max_age=None if policy.max_hours is None else policy.max_hours * 3600,
-                    max_bytes=None if policy.max_gb is None else int(policy.max_gb * 1e9),
-                    protected=self.protected(key),
-                )
-            )
+            removed += self._prune(key, camera.recording)
+        configured = self._site.config.cameras
+        for key in camera_folders(self.root):
+            if key in configured and _records(configured[key]):
+                continue  # its recorder's (here or on the node that owns it)
+            quiet = self._orphan_quiet or _UNRECORDED_QUIET
+            found = close_orphans(self.root, key, quiet_seconds=quiet, clock=self._clock)
+            for orphan in found:
+                log.info("recording %s: closed %s left by a crash", key, orphan.path.name)
+            removed += self._prune(key, self._limits.get(key) or RecordingConfig())
         return removed
+
+    def _prune(self, key: str, policy: RecordingConfig) -> int:
+        return len(
+            prune(
+                list_segments(self.root, key),
+                now=self._clock(),
+                max_age=None if policy.max_hours is None else policy.max_hours * 3600,
+                max_bytes=None if policy.max_gb is None else int(policy.max_gb * 1e9),
+                protected=self.protected(key),
+            )
+        )
 
     def _retain_loop(self) -> None:
         while not self._stop.wait(self._retention_seconds):
@@ -284,6 +320,17 @@ class RecordingService:
                 continue
             if removed:
                 log.info("recording retention deleted %d segment(s)", removed)
+
+
+def _asks(camera: Any) -> bool:
+    """Whether ``camera`` is enabled with an enabled ``recording:`` block."""
+    return bool(camera.enabled and camera.recording and camera.recording.enabled)
+
+
+def _records(camera: Any) -> bool:
+    """Whether the site records ``camera`` (on some node): it asks to, and its source is live
+    (a file is its own recording)."""
+    return _asks(camera) and source_kind(camera.source) != "file"
 
 
 def _plan(camera: Any) -> RecorderPlan:

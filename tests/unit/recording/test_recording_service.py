@@ -3,6 +3,7 @@ incidents nobody has closed."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from api_support import incident, write_site
 from safewatch.config.loader import LoadedSite, load_site
 from safewatch.domain import IncidentStatus
 from safewatch.incidents.site_storage import SiteStorage, open_site_storage
-from safewatch.recording.segments import list_segments, segment_path
+from safewatch.recording.segments import list_segments, part_path, segment_path
 from safewatch.recording.service import RecordingChanges, RecordingService
 
 T0 = 1_750_000_000.0
@@ -138,6 +139,62 @@ def test_under_a_cluster_only_the_cameras_owner_records_and_prunes_it(tmp_path: 
         assert list(service.cameras()) == ["yard"]
         assert service.retain() == 3
     finally:
+        storage.close()
+
+
+def _minutes(root: Path, camera: str, since: float, count: int) -> None:
+    for n in range(count):
+        path = segment_path(root, camera, since + 60 * n, since + 60 * (n + 1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+
+
+def test_footage_of_cameras_recorded_nowhere_still_ages_out(tmp_path: Path) -> None:
+    """A camera disabled, removed or with its block deleted has no recorder, yet its footage
+    follows its last known limits (else a block's defaults, 72 h), unreviewed incidents spared;
+    a camera another node records is left to that node (retention deleted nothing of them)."""
+    path = write_site(tmp_path, source="rtsp://127.0.0.1:9/cam")
+    now = T0 + 3 * 3600
+    site = _reloaded(
+        path,
+        lambda s: (
+            s["cameras"]["yard"].update(recording={"max_hours": 1}, enabled=False),
+            s["storage"].update(recordings_dir="rec"),
+        ),
+    )
+    storage = open_site_storage(site)
+    service = RecordingService(site, storage.repository, clock=lambda: now)
+    root = service.root
+    try:
+        _minutes(root, "yard", T0, 6)  # disabled, its block says 1 h
+        _minutes(root, "gone", now - 4 * 86400, 2)  # removed from the site: 72 h
+        _minutes(root, "gone", now - 86400, 2)
+        part = part_path(root, "gone", now - 4 * 86400)
+        part.write_bytes(b"")  # a crash's leftover, quiet for days
+        os.utime(part, (now - 4 * 86400, now - 4 * 86400))
+        unreviewed = incident(1, camera="yard")  # T0 .. T0 + 184 kept
+        storage.repository.upsert(unreviewed)
+        assert service.retain() == 2 + 2
+        assert [round(s.start - T0) for s in list_segments(root, "yard")] == [0, 60, 120, 180]
+        assert [round(s.start - now) for s in list_segments(root, "gone")] == [-86400, -86340]
+        assert not part.exists()
+
+        storage.repository.set_status(unreviewed.id, IncidentStatus.RESOLVED, actor="op")
+        # Under a cluster, a camera the site records is its owner's, even if not owned here.
+        recorded = _reloaded(path, lambda s: s["cameras"]["yard"].update(enabled=True))
+        other = RecordingService(
+            recorded, storage.repository, clock=lambda: now + 3 * 86400, owned=frozenset
+        )
+        assert other.retain() == 2  # the rest of gone's, none of yard's
+        assert len(list_segments(root, "yard")) == 4
+
+        # The limits of a block a reload removed still hold (not the 72 h default).
+        _minutes(root, "yard", now - 2 * 3600, 3)
+        service.apply(_reloaded(path, lambda s: s["cameras"]["yard"].pop("recording")))
+        assert any(t.name == "record-retention" for t in threading.enumerate()), "no recorder"
+        assert service.retain() == 4 + 3
+    finally:
+        service.stop()
         storage.close()
 
 
