@@ -35,7 +35,7 @@ from safewatch.ingest.state import (
     StateListener,
 )
 
-__all__ = ["LiveSource"]
+__all__ = ["AHEAD_LIMIT", "LiveSource"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,9 @@ _PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 _TROUBLE = (SourceState.STALLED, SourceState.FAILED)
 
 
-_AHEAD_LIMIT = 60.0
-"""Seconds a camera's stamps may run ahead of the wall clock before they count as a clock jump."""
+AHEAD_LIMIT = 60.0
+"""Seconds a camera's stamps may run ahead of the wall clock before they count as a clock jump
+(the recorder re-anchors its segments' times by the same limit)."""
 
 
 @dataclass(slots=True)
@@ -347,7 +348,7 @@ class LiveSource:
         # time, which runs ahead by tens of seconds and is no jump.
         ahead = session is not None and (pts - session.last_pts) - (
             received - session.last_received
-        ) > max(self._stall_timeout, _AHEAD_LIMIT)
+        ) > max(self._stall_timeout, AHEAD_LIMIT)
         if session is None or pts < session.last_pts or ahead:
             # New connection, or the camera restarted its clock: re-anchor on the wall clock, never
             # earlier than one frame after the previous stamp.

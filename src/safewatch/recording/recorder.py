@@ -12,9 +12,14 @@ Why fragmented MP4 (``frag_keyframe+empty_moov+default_base_moof``): a file cut 
 outage, crash, power loss) is playable up to its last fragment, so an outage loses at most the
 fragment in flight, never a segment; and the same fragments suit Media Source Extensions.
 
-Wall time comes from the stream's clock: the first packet of a connection is stamped with
-``clock()``, later ones by their presentation time from there, so a segment's span is video
-time, not the time the packets happened to arrive.
+Wall time comes from the stream's clock: the first keyframe written (a connection's first
+segment starts there) is stamped with ``clock()`` when it arrives, later packets by their
+presentation time from there, so a segment's span is video time, not the time the packets
+happened to arrive. Stamps that run ahead of the wall clock by more than
+:data:`~safewatch.ingest.live_source.AHEAD_LIMIT` (the analysis's limit: an encoder restart with
+new RTP timestamps, a clock jump) would name segments hours long with seconds of video and the
+next ones in the future: the segment is cut there and the times are anchored again at the next
+keyframe, as at a reconnection.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any, Protocol
 
 import av
 
+from safewatch.ingest.live_source import AHEAD_LIMIT
 from safewatch.recording.segments import (
     PART_SUFFIX,
     Segment,
@@ -93,7 +99,9 @@ class SegmentWriter:
         camera_id: The camera.
         template: The input video stream (its codec parameters are copied, not its frames).
         segment_seconds: Shortest segment; the cut happens at the next keyframe.
-        wall_at_first: Wall-clock seconds of the first packet written.
+        clock: Wall clock: read when the first keyframe is written (the times' anchor) and at
+            every packet (stamps running ahead of it by more than ``AHEAD_LIMIT`` cut the
+            segment and anchor the times again at the next keyframe).
     """
 
     def __init__(
@@ -103,7 +111,7 @@ class SegmentWriter:
         template: Any,
         *,
         segment_seconds: float,
-        wall_at_first: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not segment_seconds > 0:
             raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
@@ -112,7 +120,8 @@ class SegmentWriter:
         self._template = template
         self._base = Fraction(template.time_base or Fraction(1, 90_000))
         self._segment_seconds = segment_seconds
-        self._wall_at_first = wall_at_first
+        self._clock = clock
+        self._wall_at_first = 0.0
         self._first_pts: int | None = None
         self._output: Any = None
         self._stream: Any = None
@@ -132,13 +141,23 @@ class SegmentWriter:
         if packet.pts is None or packet.dts is None:
             self.skipped += 1
             return None
+        closed = None
+        ahead = 0.0 if self._first_pts is None else self._wall(packet.pts) - self._clock()
+        if ahead > AHEAD_LIMIT:
+            log.warning(
+                "recording %s: stream clock ran %.0f s ahead; new segment", self._camera, ahead
+            )
+            closed = self.close()
+            self._first_pts = None  # anchored again at the next keyframe
         if self._output is None and not packet.is_keyframe:
             self.skipped += 1  # a segment must start on a keyframe to be playable alone
-            return None
+            return closed
         if self._first_pts is None:
+            # Anchored when the keyframe that opens the footage arrives (not the connection's
+            # first packet, a GOP earlier at worst), never before footage already written.
             self._first_pts = packet.pts
+            self._wall_at_first = max(self._clock(), self._end)
         at = self._wall(packet.pts)
-        closed = None
         if (
             self._output is not None
             and packet.is_keyframe
@@ -228,7 +247,7 @@ def record(
         camera_id: The camera.
         stop: Set to finish the open segment and return.
         segment_seconds: Shortest segment.
-        clock: Wall clock (stamps the first packet of each connection).
+        clock: Wall clock (anchors each connection's times at its first keyframe).
         retry_seconds: Wait before reopening after an error or the end of the stream.
         reconnect: ``False`` to return at the end of the input (files, tests).
         on_segment: Called with every closed segment (retention, an index).
@@ -247,9 +266,8 @@ def record(
             for packet in _packets(container, stream, stop):
                 if writer is None:
                     writer = SegmentWriter(
-                        root, camera_id, stream, segment_seconds=segment_seconds,
-                        wall_at_first=clock(),
-                    )  # fmt: skip
+                        root, camera_id, stream, segment_seconds=segment_seconds, clock=clock
+                    )
                 closed = writer.write(packet)
                 if closed is not None:
                     stats.segments += 1

@@ -101,7 +101,6 @@ class _Input:
 def test_an_outage_loses_no_segment_and_recording_goes_on(tmp_path: Path) -> None:
     clip = asset(CLIP)
     opened: list[str] = []
-    clock = iter([T0, T0 + 100])
     stop = threading.Event()
 
     def open_input() -> Any:
@@ -115,7 +114,7 @@ def test_an_outage_loses_no_segment_and_recording_goes_on(tmp_path: Path) -> Non
         "yard",
         stop=stop,
         segment_seconds=60,
-        clock=lambda: next(clock),
+        clock=lambda: T0 if len(opened) == 1 else T0 + 100,  # reconnected 100 s later
         retry_seconds=0,
     )
     assert (stats.connections, stats.failures) == (2, 1)
@@ -126,6 +125,72 @@ def test_an_outage_loses_no_segment_and_recording_goes_on(tmp_path: Path) -> Non
     assert cut.end == pytest.approx(T0 + 100 / 24.69, abs=0.1)
     assert decoded_frames(whole.path) == 598
     assert not list(tmp_path.glob("yard/*/*.part.mp4"))
+
+
+class _LiveClip:
+    """The clip as a camera sending in real time from packet ``start`` on: :meth:`clock` is the
+    wall time of the packets delivered so far; from packet ``jump_at`` its stamps run ``jump``
+    seconds ahead (an encoder restart with new RTP timestamps)."""
+
+    FPS = 24.69
+
+    def __init__(self, path: Path, *, start: int = 0, jump_at: int = -1, jump: float = 0) -> None:
+        self._container = av.open(str(path))
+        self.streams = self._container.streams
+        self._start, self._jump_at, self._jump = start, jump_at, jump
+        self.delivered = 0
+
+    def clock(self) -> float:
+        return T0 + self.delivered / self.FPS
+
+    def demux(self, stream: Any) -> Any:
+        shift = int(self._jump / stream.time_base)
+        for n, packet in enumerate(self._container.demux(stream)):
+            if n < self._start:
+                continue
+            if 0 <= self._jump_at <= n and packet.pts is not None:
+                packet.pts += shift
+                packet.dts += shift
+            self.delivered += 1
+            yield packet
+
+    def close(self) -> None:
+        self._container.close()
+
+
+def test_times_are_anchored_when_the_first_keyframe_arrives(tmp_path: Path) -> None:
+    """Joining mid-GOP, the packets before the first keyframe are dropped: the footage starts
+    at that keyframe, so its arrival is the anchor (the connection's first packet, 150 packets
+    earlier here, stamped everything 6 s early)."""
+    camera = _LiveClip(asset(CLIP), start=100)  # keyframes at packets 0, 250 and 500
+    stats = record(
+        lambda: camera, tmp_path, "yard", stop=threading.Event(), segment_seconds=60,
+        clock=camera.clock, reconnect=False,
+    )  # fmt: skip
+    assert stats.skipped == 150
+    (segment,) = list_segments(tmp_path, "yard")
+    assert segment.start == pytest.approx(T0 + 151 / _LiveClip.FPS, abs=0.002)
+
+
+def test_stamps_running_an_hour_ahead_cut_the_segment_and_anchor_again(tmp_path: Path) -> None:
+    """An encoder restart mid-GOP: the segment was named 10 s -> 3620 s (an hour claimed by 2 s
+    of video) and the next one an hour in the future. Now the segment ends at the jump and the
+    next starts at the next keyframe, at its arrival (the packets between cannot start one)."""
+    camera = _LiveClip(asset(CLIP), jump_at=300, jump=3600)
+    stats = record(
+        lambda: camera, tmp_path, "yard", stop=threading.Event(), segment_seconds=4,
+        clock=camera.clock, reconnect=False,
+    )  # fmt: skip
+    segments = list_segments(tmp_path, "yard")
+    assert stats.skipped == 200  # packets 300 to 499, before the keyframe at 500
+    assert max(s.end for s in segments) <= camera.clock() + 0.1  # none in the future
+    for before, after in itertools.pairwise(segments):
+        assert after.start >= before.end - 0.002  # no overlap
+    cut = next(s for s in segments if s.start > T0 + 10)
+    assert cut.end == pytest.approx(T0 + 300 / _LiveClip.FPS, abs=0.1)  # its 50 packets
+    resumed = next(s for s in segments if s.start > cut.start)
+    assert resumed.start == pytest.approx(T0 + 501 / _LiveClip.FPS, abs=0.002)
+    assert sum(decoded_frames(s.path) for s in segments) == 598 - 200
 
 
 def test_orphaned_part_files_are_named_from_their_footage(tmp_path: Path) -> None:
@@ -176,7 +241,7 @@ def test_a_segment_this_process_writes_is_never_an_orphan_whatever_the_clocks(
 
     with av.open(str(asset(CLIP))) as source:
         stream = source.streams.video[0]
-        writer = SegmentWriter(tmp_path, "yard", stream, segment_seconds=60, wall_at_first=T0)
+        writer = SegmentWriter(tmp_path, "yard", stream, segment_seconds=60, clock=lambda: T0)
         for packet in itertools.islice(source.demux(stream), 50):
             writer.write(packet)
         (part,) = tmp_path.glob(f"yard/*/*{PART_SUFFIX}")
