@@ -227,3 +227,20 @@ def test_the_prometheus_config_scrapes_both_roles_and_loads_the_rules() -> None:
     assert set(jobs) == {"safewatch-analyzer", "safewatch-api"}
     assert all(job["metrics_path"] == "/metrics" for job in jobs.values())
     assert config["rule_files"] == ["/etc/prometheus/rules.yml"]
+
+
+def test_the_build_requires_a_setuptools_that_reads_the_license_expression() -> None:
+    """``license = "Apache-2.0"`` (an SPDX expression, PEP 639) is read by setuptools 77 and
+    later; 68 to 76 refuse it ("`project.license` must be valid exactly by one definition"),
+    so a build with an older setuptools already installed (``--no-build-isolation``, a pinned
+    mirror) failed although the bound allowed it (measured with 76.1.0 and 77.0.3)."""
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert isinstance(pyproject["project"]["license"], str)  # an expression, not {file = ...}
+    (bound,) = [
+        int(found.group(1))
+        for requirement in pyproject["build-system"]["requires"]
+        if (found := re.fullmatch(r"setuptools>=(\d+)(?:\.[\d.]+)?", requirement.replace(" ", "")))
+    ]
+    assert bound >= 77
