@@ -5,7 +5,8 @@ Every command line in the compose file, the Helm values and the systemd units is
 CLI's own click command (typer's), so a renamed option fails here rather than at a plant. The
 Grafana dashboard's and the Prometheus rules' metric names are checked against the metric names
 declared in ``src/`` (a counter is exported with ``_total``, a histogram as ``_bucket``, ``_sum``
-and ``_count``).
+and ``_count``). The Helm chart is rendered by a small renderer here (there is no helm binary) so
+that what its objects say can be checked: the order of its hooks.
 """
 
 from __future__ import annotations
@@ -168,6 +169,156 @@ def test_the_cluster_site_file_is_valid_and_accepted_for_cluster_mode(
     assert [rule.id for rule in rules.rules] == ["hardhat-required"]
 
 
+# -- a renderer for the chart's templates (no helm binary here) ----------------------------------
+#
+# It knows the Go-template constructs the chart uses (``define``/``include``, ``if``, ``range``,
+# ``.Values``/``.Release``/``.Chart``, ``toJson``, ``toYaml``, ``nindent``, ``quote``, comments,
+# the ``{{-`` and ``-}}`` trims) and refuses any other, so a template it cannot follow fails
+# here instead of being checked half-rendered.
+
+_ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
+Node = tuple[Any, ...]
+
+
+def _template_tokens(text: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    position, trim_next = 0, False
+    for found in _ACTION.finditer(text):
+        literal = text[position : found.start()]
+        if trim_next:
+            literal = literal.lstrip()
+        if found.group(1):
+            literal = literal.rstrip()
+        tokens.append(("text", literal))
+        action = found.group(2).strip()
+        if not (action.startswith("/*") and action.endswith("*/")):  # a comment
+            tokens.append(("action", action))
+        position, trim_next = found.end(), bool(found.group(3))
+    rest = text[position:]
+    tokens.append(("text", rest.lstrip() if trim_next else rest))
+    return tokens
+
+
+def _parse_template(tokens: list[tuple[str, str]], start: int = 0) -> tuple[list[Node], int]:
+    """Nodes up to the matching ``end`` (or the end of the tokens); the index after it."""
+    nodes: list[Node] = []
+    index = start
+    while index < len(tokens):
+        kind, value = tokens[index]
+        index += 1
+        if kind == "text":
+            nodes.append(("text", value))
+        elif value == "end":
+            return nodes, index
+        elif value.startswith(("define ", "if ", "range ")):
+            keyword, _, argument = value.partition(" ")
+            body, index = _parse_template(tokens, index)
+            nodes.append((keyword, argument.strip(), body))
+        else:
+            assert not value.startswith(("else", "with ", "block ", "template ", "/*")), value
+            nodes.append(("expr", value))
+    return nodes, index
+
+
+def _indent(text: str, width: int) -> str:
+    return " " * width + text.replace("\n", "\n" + " " * width)
+
+
+class ChartRenderer:
+    """Renders the chart's templates with ``values`` as ``helm template`` would (for the
+    constructs above): ``render()`` gives each template's YAML documents."""
+
+    def __init__(self, values: dict[str, Any], revision: int = 1, release: str = "rel") -> None:
+        chart = load_yaml(CHART / "Chart.yaml")
+        self.context: dict[str, Any] = {
+            "Values": values,
+            "Release": {"Name": release, "Revision": revision},
+            "Chart": {"Name": chart["name"], "AppVersion": chart["appVersion"]},
+        }
+        self.defines: dict[str, list[Node]] = {}
+        for path in sorted((CHART / "templates").glob("_*.tpl")):
+            nodes, _ = _parse_template(_template_tokens(path.read_text()))
+            for node in nodes:
+                if node[0] == "define":
+                    self.defines[shlex.split(node[1])[0]] = node[2]
+                else:
+                    assert node == ("text", "") or not node[1].strip(), (path.name, node)
+
+    def render(self) -> dict[str, list[dict[str, Any]]]:
+        """Every template's non-empty documents, by file name."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for path in sorted((CHART / "templates").glob("*.yaml")):
+            nodes, _ = _parse_template(_template_tokens(path.read_text()))
+            text = self._nodes(nodes, {})
+            out[path.name] = [doc for doc in yaml.safe_load_all(text) if doc]
+        return out
+
+    def _nodes(self, nodes: list[Node], variables: dict[str, Any]) -> str:
+        parts: list[str] = []
+        for node in nodes:
+            if node[0] == "text":
+                parts.append(node[1])
+            elif node[0] == "expr":
+                parts.append(self._string(self._pipeline(node[1], variables)))
+            elif node[0] == "if":
+                if self._pipeline(node[1], variables):
+                    parts.append(self._nodes(node[2], variables))
+            elif node[0] == "range":
+                found = re.fullmatch(r"(\$\w+), (\$\w+) := (.+)", node[1])
+                assert found, node[1]
+                mapping = self._pipeline(found.group(3), variables) or {}
+                for key in sorted(mapping):  # Go ranges over a map in key order
+                    inner = {**variables, found.group(1): key, found.group(2): mapping[key]}
+                    parts.append(self._nodes(node[2], inner))
+            else:
+                raise AssertionError(f"a {node[0]} inside a template: {node}")
+        return "".join(parts)
+
+    def _pipeline(self, expression: str, variables: dict[str, Any]) -> Any:
+        first, *functions = (part.strip() for part in expression.split("|"))
+        words = shlex.split(first)
+        if words[0] == "include":
+            assert words[2:] == ["."], first
+            value: Any = self._nodes(self.defines[words[1]], variables)
+        elif words[0] == "toJson":
+            value = json.dumps(self._value(words[1], variables), separators=(",", ":"))
+        elif words[0] == "toYaml":
+            dumped = yaml.safe_dump(self._value(words[1], variables), default_flow_style=False)
+            value = dumped.removesuffix("\n")
+        else:
+            (word,) = words
+            value = self._value(word, variables)
+        for function in functions:
+            name, *arguments = function.split()
+            if name == "nindent":
+                value = "\n" + _indent(self._string(value), int(arguments[0]))
+            elif name == "quote":
+                value = json.dumps(self._string(value))
+            else:
+                raise AssertionError(f"unknown template function {name!r}")
+        return value
+
+    def _value(self, word: str, variables: dict[str, Any]) -> Any:
+        if word.startswith("$"):
+            return variables[word]
+        assert word.startswith("."), word
+        node: Any = self.context
+        for key in word[1:].split("."):
+            assert isinstance(node, dict) and key in node, f"{word} is not set"
+            node = node[key]
+        return node
+
+    @staticmethod
+    def _string(value: Any) -> str:
+        assert not isinstance(value, dict | list), value  # Go would print map[...]
+        return str(value)
+
+
+def chart_documents(**values: Any) -> dict[str, list[dict[str, Any]]]:
+    """The chart rendered with values.yaml (top-level keys replaced by ``values``)."""
+    return ChartRenderer({**load_yaml(CHART / "values.yaml"), **values}).render()
+
+
 def test_the_helm_chart_parses_and_its_templates_use_the_values() -> None:
     chart = load_yaml(CHART / "Chart.yaml")
     assert chart["apiVersion"] == "v2" and chart["name"] == "safewatch"
@@ -244,3 +395,113 @@ def test_the_build_requires_a_setuptools_that_reads_the_license_expression() -> 
         if (found := re.fullmatch(r"setuptools>=(\d+)(?:\.[\d.]+)?", requirement.replace(" ", "")))
     ]
     assert bound >= 77
+
+
+def _hook(document: dict[str, Any]) -> tuple[set[str], int, set[str]] | None:
+    """A Helm hook's events, weight and delete policies; ``None`` for a release resource."""
+    annotations = document["metadata"].get("annotations") or {}
+    if "helm.sh/hook" not in annotations:
+        return None
+    policies = annotations.get("helm.sh/hook-delete-policy", "before-hook-creation")
+    return (
+        {event.strip() for event in annotations["helm.sh/hook"].split(",")},
+        int(annotations.get("helm.sh/hook-weight", "0")),
+        {policy.strip() for policy in policies.split(",")},
+    )
+
+
+def _pod_references(pod: dict[str, Any]) -> set[tuple[str, str]]:
+    """The ConfigMaps and Secrets a pod spec mounts or reads its environment from."""
+    found: set[tuple[str, str]] = set()
+    for volume in pod.get("volumes", []):
+        sources = [volume, *volume.get("projected", {}).get("sources", [])]
+        for source in sources:
+            if "configMap" in source:
+                found.add(("ConfigMap", source["configMap"]["name"]))
+            if "secret" in source:
+                secret = source["secret"]
+                found.add(("Secret", secret.get("secretName") or secret["name"]))
+    for container in [*pod.get("initContainers", []), *pod["containers"]]:
+        for source in container.get("envFrom", []):
+            if "configMapRef" in source:
+                found.add(("ConfigMap", source["configMapRef"]["name"]))
+            if "secretRef" in source:
+                found.add(("Secret", source["secretRef"]["name"]))
+        for variable in container.get("env", []):
+            value_from = variable.get("valueFrom", {})
+            if "configMapKeyRef" in value_from:
+                found.add(("ConfigMap", value_from["configMapKeyRef"]["name"]))
+            if "secretKeyRef" in value_from:
+                found.add(("Secret", value_from["secretKeyRef"]["name"]))
+    return found
+
+
+def test_the_renderer_follows_the_chart() -> None:
+    """The renderer the hook and probe checks use gives what helm would: every template's
+    documents, the site file as written in values.yaml, one rules key per rule file."""
+    rendered = chart_documents(rules={"ppe.yaml": "version: 1\nrules: []\n"})
+    kinds = sorted(doc["kind"] for docs in rendered.values() for doc in docs)
+    assert kinds == sorted(
+        ["ConfigMap"] * 3 + ["Deployment", "Job", "Service", "Service", "StatefulSet"]
+    )
+    site, rules = rendered["configmap.yaml"]
+    assert site["data"]["site.yaml"] == load_yaml(CHART / "values.yaml")["site"]
+    assert rules["data"] == {"ppe.yaml": "version: 1\nrules: []\n"}
+    (analyzer,) = rendered["analyzer-statefulset.yaml"]
+    env = analyzer["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert [variable["name"] for variable in env] == ["SAFEWATCH_MODELS", "POD_IP", "POD_NAME"]
+    with pytest.raises(AssertionError, match="nope is not set"):
+        _parse_and_render("{{ .Values.nope }}")
+
+
+def _parse_and_render(text: str) -> str:
+    renderer = ChartRenderer(load_yaml(CHART / "values.yaml"))
+    nodes, _ = _parse_template(_template_tokens(text))
+    return renderer._nodes(nodes, {})
+
+
+def test_the_migration_hook_reads_only_what_exists_before_the_release() -> None:
+    """Helm runs pre-install and pre-upgrade hooks before it creates or updates the chart's own
+    resources, in the order of their weights. A hook Job that mounts a ConfigMap of the chart
+    waits for a volume that does not exist yet at install (the pod never starts and the
+    install fails at its timeout) and reads the previous release's at upgrade. So everything
+    the Job reads is made by a hook of the same events with a lower weight, or by the operator
+    before installing (the envSecret of values.yaml); hooks are not release resources
+    (``helm uninstall`` leaves them), so each is deleted once the hooks succeeded, and its name
+    does not change between revisions so that a failed run's leftovers are replaced."""
+    values = load_yaml(CHART / "values.yaml")
+    documents = [doc for docs in chart_documents().values() for doc in docs]
+    hooks = {
+        (doc["kind"], doc["metadata"]["name"]): found
+        for doc in documents
+        if (found := _hook(doc)) is not None
+    }
+    jobs = [doc for doc in documents if doc["kind"] == "Job"]
+    assert jobs
+    for job in jobs:
+        hook = _hook(job)
+        assert hook is not None, "the migration runs as a hook"
+        events, weight, _ = hook
+        assert events >= {"pre-install", "pre-upgrade"}
+        references = _pod_references(job["spec"]["template"]["spec"])
+        assert ("Secret", values["envSecret"]) in references
+        for reference in references - {("Secret", values["envSecret"])}:
+            assert reference in hooks, (
+                f"the {job['metadata']['name']} hook reads {reference}, a resource of the "
+                "release: missing at pre-install, the previous one at pre-upgrade"
+            )
+            made_by = hooks[reference]
+            assert made_by[0] >= events and made_by[1] < weight, (reference, made_by, hook)
+    for name, (_, _, policies) in hooks.items():
+        assert {"before-hook-creation", "hook-succeeded"} <= policies, name
+    later = ChartRenderer({**values}, revision=7).render()
+    assert {key for key in hooks} == {
+        (doc["kind"], doc["metadata"]["name"])
+        for docs in later.values()
+        for doc in docs
+        if _hook(doc) is not None
+    }
+    # The copy is the site file the release's own ConfigMap holds.
+    by_name = {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] == "ConfigMap"}
+    copies = [by_name[name] for kind, name in hooks if kind == "ConfigMap"]
+    assert [copy["data"] for copy in copies] == [by_name["rel-safewatch-site"]["data"]]

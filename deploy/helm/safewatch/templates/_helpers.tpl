@@ -22,6 +22,12 @@ env:
   {{- end }}
 {{- end -}}
 
+{{/* The site ConfigMap's data: the chart's ConfigMap and the migration hook's copy. */}}
+{{- define "safewatch.siteData" -}}
+site.yaml: |
+  {{- .Values.site | nindent 2 }}
+{{- end -}}
+
 {{- define "safewatch.configVolumes" -}}
 - name: site
   configMap:
