@@ -11,6 +11,7 @@ that what its objects say can be checked: the order of its hooks.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shlex
@@ -380,6 +381,54 @@ def test_the_prometheus_config_scrapes_both_roles_and_loads_the_rules() -> None:
     assert config["rule_files"] == ["/etc/prometheus/rules.yml"]
 
 
+def test_prometheus_sends_a_token_where_metrics_need_one(tmp_path: Path) -> None:
+    """Each scrape job is asked of the app its compose service serves: the API node's /metrics
+    needs a token (401 without: the job scraped nothing), so its job reads one from a file
+    that compose mounts into Prometheus and git ignores, and a token made by
+    ``safewatch users token`` (a viewer's) is accepted there."""
+    from fastapi.testclient import TestClient
+
+    from api_support import PASSWORD, FakeOps, make_app, make_dashboard
+    from safewatch.api import ApiSettings, create_app
+
+    compose = load_yaml(DEPLOY / "compose.yaml")
+    services = compose["services"]
+    prometheus_mounts = {
+        (mount["target"], mount["source"], mount.get("read_only"))
+        for mount in services["prometheus"]["volumes"]
+        if isinstance(mount, dict)
+    }
+    dashboard, _ = make_dashboard(tmp_path)
+    dashboard.auth.add_user("prometheus", PASSWORD, "viewer")
+    token = dashboard.auth.create_token("prometheus", "prometheus").token
+    apps = {True: make_app(dashboard), False: create_app(ApiSettings(), FakeOps())}
+    ignored = (ROOT / ".gitignore").read_text().split()
+    config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
+    needing = []
+    for job in config["scrape_configs"]:
+        hosts = [
+            target.split(":")[0] for c in job.get("static_configs", []) for target in c["targets"]
+        ]
+        hosts += [name for c in job.get("dns_sd_configs", []) for name in c["names"]]
+        assert hosts, job["job_name"]
+        for host in hosts:
+            _, on_dashboard = _role([str(arg) for arg in services[host]["command"]])
+            with TestClient(apps[on_dashboard]) as client:
+                bare = client.get(job["metrics_path"]).status_code
+                if bare == 200:
+                    continue
+                assert bare == 401
+                needing.append(job["job_name"])
+                credentials_file = job["authorization"]["credentials_file"]
+                assert job["authorization"].get("type", "Bearer") == "Bearer"
+                sent = {"Authorization": f"Bearer {token}"}
+                assert client.get(job["metrics_path"], headers=sent).status_code == 200
+            (source,) = [s for t, s, ro in prometheus_mounts if t == credentials_file and ro]
+            path = f"deploy/{source.removeprefix('./')}"
+            assert any(fnmatch.fnmatch(path, pattern) for pattern in ignored), path
+    assert needing == ["safewatch-api"]
+
+
 def test_the_build_requires_a_setuptools_that_reads_the_license_expression() -> None:
     """``license = "Apache-2.0"`` (an SPDX expression, PEP 639) is read by setuptools 77 and
     later; 68 to 76 refuse it ("`project.license` must be valid exactly by one definition"),
@@ -505,3 +554,66 @@ def test_the_migration_hook_reads_only_what_exists_before_the_release() -> None:
     by_name = {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] == "ConfigMap"}
     copies = [by_name[name] for kind, name in hooks if kind == "ConfigMap"]
     assert [copy["data"] for copy in copies] == [by_name["rel-safewatch-site"]["data"]]
+
+
+def _role(argv: list[str]) -> tuple[str, bool]:
+    """The role a ``safewatch serve --cluster`` command line runs, and whether its HTTP port is
+    the dashboard's (authenticated) rather than the operations-only one: an analyzer with the
+    default ``--api process`` serves only ``/healthz``, ``/readyz`` and ``/metrics``, without
+    authentication (``ClusterOwner``); any other role or ``--api`` mode serves the dashboard."""
+    params = parse_cli(argv).params
+    role = str(params["role"])
+    return role, not (role == "analyzer" and params["api"] == "process")
+
+
+def served_without_credentials() -> list[tuple[str, str, bool]]:
+    """What is asked of safewatch's HTTP port with no credentials: the chart's probes and
+    annotated scrapes, and compose's healthchecks (place, path, dashboard port)."""
+    asked: list[tuple[str, str, bool]] = []
+    for name, documents in chart_documents().items():
+        for document in documents:
+            if document["kind"] not in ("Deployment", "StatefulSet"):
+                continue
+            pod = document["spec"]["template"]
+            annotations = pod["metadata"].get("annotations") or {}
+            for container in pod["spec"]["containers"]:
+                _, dashboard = _role([str(arg) for arg in container["args"]])
+                for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    if "httpGet" in container.get(probe, {}):
+                        path = container[probe]["httpGet"]["path"]
+                        asked.append((f"{name} {probe}", path, dashboard))
+                if annotations.get("prometheus.io/scrape") == "true":
+                    path = annotations.get("prometheus.io/path", "/metrics")
+                    asked.append((f"{name} prometheus.io/scrape", path, dashboard))
+    for name, service in load_yaml(DEPLOY / "compose.yaml")["services"].items():
+        command, check = service.get("command"), service.get("healthcheck", {}).get("test")
+        if isinstance(command, list) and command[:2] == ["safewatch", "serve"] and check:
+            _, dashboard = _role([str(arg) for arg in command])
+            for path in re.findall(r"https?://[^/\s'\"]+(/[^\s'\"?]*)", " ".join(check)):
+                asked.append((f"compose {name} healthcheck", path, dashboard))
+    return asked
+
+
+def test_every_probe_and_annotated_scrape_is_answered_without_credentials(
+    tmp_path: Path,
+) -> None:
+    """A kubelet's probe and an annotation-driven scrape send no credentials, and an API node
+    refused its /readyz probe (401): no API pod ever became ready, and Prometheus could not
+    scrape it. Each is asked here of the app the process would serve: the dashboard's (the
+    authentication gate in front) or an analyzer's operations-only one."""
+    from fastapi.testclient import TestClient
+
+    from api_support import FakeOps, make_app, make_dashboard
+    from safewatch.api import ApiSettings, create_app
+    from safewatch.api.auth.gate import is_public
+
+    asked = served_without_credentials()
+    assert {dashboard for _, _, dashboard in asked} == {True, False}  # both kinds are probed
+    dashboard_app, _ = make_dashboard(tmp_path)
+    apps = {True: make_app(dashboard_app), False: create_app(ApiSettings(), FakeOps())}
+    probe = {"User-Agent": "kube-probe/1.29", "Accept": "*/*"}
+    for place, path, dashboard in asked:
+        with TestClient(apps[dashboard]) as client:
+            answer = client.get(path, headers=probe, follow_redirects=False)
+        assert answer.status_code == 200, f"{place}: {path} answers {answer.status_code}"
+        assert not dashboard or is_public(path), place
