@@ -137,10 +137,8 @@ def test_compose_requires_the_cluster_secret_and_safewatch_refuses_example_value
     assert is_placeholder("change-this-cluster-secret")
 
 
-def test_the_cluster_site_file_is_valid_and_accepted_for_cluster_mode(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    from safewatch.config.cluster import cluster_refusal
+def load_cluster_site(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """deploy/site.cluster.yaml, loaded with the ``${VARIABLES}`` it needs set."""
     from safewatch.config.loader import load_site
 
     for name, value in {
@@ -151,7 +149,15 @@ def test_the_cluster_site_file_is_valid_and_accepted_for_cluster_mode(
         "SAFEWATCH_CLUSTER_SECRET": "sixteen-or-more-chars",
     }.items():
         monkeypatch.setenv(name, value)
-    site = load_site(DEPLOY / "site.cluster.yaml")
+    return load_site(DEPLOY / "site.cluster.yaml")
+
+
+def test_the_cluster_site_file_is_valid_and_accepted_for_cluster_mode(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from safewatch.config.cluster import cluster_refusal
+
+    site = load_cluster_site(monkeypatch)
     assert cluster_refusal(site) is None
     assert site.config.cluster.redis_url == "redis://redis:6379/0"
     secret = site.config.cluster.secret
@@ -617,3 +623,91 @@ def test_every_probe_and_annotated_scrape_is_answered_without_credentials(
             answer = client.get(path, headers=probe, follow_redirects=False)
         assert answer.status_code == 200, f"{place}: {path} answers {answer.status_code}"
         assert not dashboard or is_public(path), place
+
+
+def unit_service(unit: Path) -> dict[str, list[str]]:
+    """The ``[Service]`` settings of a systemd unit, each key's values in order."""
+    settings: dict[str, list[str]] = {}
+    section = ""
+    for raw in unit.read_text().splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            section = line
+        elif line and not line.startswith(("#", ";")) and section == "[Service]":
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def unit_writable(settings: dict[str, list[str]]) -> list[Path]:
+    """The folders a unit with ``ProtectSystem=strict`` may write (besides /dev, /proc, /sys):
+    its state, cache, logs and runtime directories and its ``ReadWritePaths=``."""
+    assert settings["ProtectSystem"] == ["strict"]  # (otherwise more is writable)
+    roots = {
+        "StateDirectory": "/var/lib",
+        "CacheDirectory": "/var/cache",
+        "LogsDirectory": "/var/log",
+        "RuntimeDirectory": "/run",
+    }
+    folders = [
+        Path(root) / name
+        for key, root in roots.items()
+        for value in settings.get(key, [])
+        for name in value.split()
+    ]
+    folders += [
+        Path(path.lstrip("-+"))
+        for value in settings.get("ReadWritePaths", [])
+        for path in value.split()
+    ]
+    if settings.get("PrivateTmp") == ["true"]:
+        folders += [Path("/tmp"), Path("/var/tmp")]
+    return folders
+
+
+@pytest.mark.parametrize(
+    "unit", sorted((DEPLOY / "systemd").glob("*.service")), ids=lambda p: p.name
+)
+def test_each_systemd_unit_may_write_what_the_example_site_file_writes(
+    unit: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ProtectSystem=strict`` makes everything read-only but what the unit names. Without a
+    state directory the clip spool (``evidence_dir/.clips-in-progress``, used even with
+    evidence in S3), the reveal log, the audit jobs' folder and ``recordings_dir`` of
+    deploy/site.cluster.yaml were read-only, and neither unit could record a clip; the API unit
+    had no models folder either (it loads the models too). Each folder is asked of the code
+    that uses it, with the site file where the unit reads it (/etc/safewatch)."""
+    from types import SimpleNamespace
+
+    from safewatch.api.dashboard import Dashboard, DashboardSettings
+    from safewatch.detect.catalogue import CACHE_ENV, cache_dir
+    from safewatch.incidents.site_storage import clip_spool, reveal_log
+    from safewatch.recording.service import recordings_root
+
+    settings = unit_service(unit)
+    (command,) = settings["ExecStart"]
+    argv = shlex.split(command)
+    config = Path(argv[argv.index("-c") + 1])
+    loaded = load_cluster_site(monkeypatch)
+    site = type(loaded)(loaded.config, config, config.parent, loaded.secrets)
+    storage = site.config.storage
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv("HOME", "/home/safewatch")
+    for value in settings.get("Environment", []):
+        name, _, setting = value.partition("=")
+        monkeypatch.setenv(name, setting)
+    fake_dashboard: Any = SimpleNamespace(settings=DashboardSettings(), site=lambda: site)
+    fake_evidence: Any = SimpleNamespace(backend=None)  # evidence in S3, as in the example
+    assert storage.evidence_s3 is not None
+    written = {
+        "the clip spool": clip_spool(storage, site.base_dir),
+        "the reveal log": reveal_log(site, fake_evidence).parent,
+        "the audit jobs": Dashboard.jobs_dir(fake_dashboard),
+        "recordings_dir": recordings_root(site),
+        "the models": cache_dir(),
+    }
+    writable = unit_writable(settings)
+    for what, folder in written.items():
+        assert any(folder.is_relative_to(root) for root in writable), (
+            f"{unit.name}: {what} ({folder}) is read-only; writable: {writable}"
+        )
