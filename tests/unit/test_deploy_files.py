@@ -67,17 +67,25 @@ def helm_commands() -> Iterator[tuple[str, list[str]]]:
         yield f"helm {part}", [str(arg) for arg in values[part]["args"]]
 
 
+def unit_examples(unit: Path) -> list[str]:
+    """The instance names the unit's comments give as examples (``name@INSTANCE``)."""
+    prefix = unit.name.removesuffix(".service")
+    if not prefix.endswith("@"):
+        return []
+    examples = re.findall(re.escape(prefix) + r"(\w+)", unit.read_text())
+    assert examples, f"{unit.name} gives no example instance"
+    return examples
+
+
 def systemd_commands() -> Iterator[tuple[str, list[str]]]:
     for unit in sorted((DEPLOY / "systemd").glob("*.service")):
         for line in unit.read_text().splitlines():
             if line.startswith("ExecStart="):
                 argv = shlex.split(line.removeprefix("ExecStart="))
                 assert argv[0].endswith("/safewatch"), line
-                argv = [
-                    "safewatch",
-                    *(a.replace("%i", "8081").replace("%H", "h") for a in argv[1:]),
-                ]
-                yield f"{unit.name}", argv
+                for instance in unit_examples(unit) or [""]:
+                    args = (a.replace("%i", instance).replace("%H", "h") for a in argv[1:])
+                    yield f"{unit.name} {instance}".strip(), ["safewatch", *args]
 
 
 ALL_COMMANDS = [*compose_commands(), *helm_commands(), *systemd_commands()]
@@ -711,3 +719,41 @@ def test_each_systemd_unit_may_write_what_the_example_site_file_writes(
         assert any(folder.is_relative_to(root) for root in writable), (
             f"{unit.name}: {what} ({folder}) is read-only; writable: {writable}"
         )
+
+
+def test_the_units_example_ports_are_free_on_a_host_running_the_example_site(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``systemctl enable --now safewatch-analyzer@8081`` served the analyzer's HTTP on 8081,
+    the example site file's ``cluster.video_port``, which the same process then failed to
+    bind. Every port a host of the example would bind differs: each example instance's HTTP
+    port, the API unit's, and the site's dashboard and video ports; and with several
+    instances the unit says to set ``video_port: 0``, a free port that is advertised."""
+    from safewatch.api.cluster_video import advertised_url
+    from safewatch.runtime.http_server import HttpServer
+
+    site = load_cluster_site(monkeypatch)
+    video_port = site.config.cluster.video_port
+    bound: list[tuple[str, int]] = []
+    for place, argv in systemd_commands():
+        params = parse_cli(argv).params
+        port = params["port"] if params["port"] is not None else site.config.runtime.http.port
+        bound.append((f"{place} HTTP", int(port)))
+        if params["role"] in ("analyzer", "all") and site.config.cluster.secret is not None:
+            bound.append((f"{place} video", video_port))
+    ports = [port for _, port in bound]
+    clashes = {port for port in ports if ports.count(port) > 1 and port != video_port}
+    assert not clashes, bound
+    assert video_port not in [port for place, port in bound if place.endswith("HTTP")], bound
+    (analyzer,) = (DEPLOY / "systemd").glob("safewatch-analyzer@*.service")
+    if len(unit_examples(analyzer)) > 1:  # one host binds one video_port only once: 0 then
+        assert "video_port: 0" in analyzer.read_text()
+        # (0 is a free port, advertised with the port it got)
+        from fastapi import FastAPI
+
+        server = HttpServer(FastAPI(), "127.0.0.1", 0)
+        try:
+            assert server.port != 0
+            assert advertised_url(server.url, "10.0.0.5") == f"http://10.0.0.5:{server.port}"
+        finally:
+            server.stop()
