@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from api_support import (
     ELSEWHERE,
@@ -15,11 +17,13 @@ from api_support import (
     client_for,
     incident,
     login,
+    make_app,
     make_dashboard,
 )
 from safewatch.api.dashboard import Dashboard
 from safewatch.incidents.site_storage import SiteStorage
-from safewatch.recording.segments import segment_path
+from safewatch.recording.export import ExportStats
+from safewatch.recording.segments import Segment, segment_path
 from safewatch.recording.service import recordings_root
 
 T0 = 1_750_000_000.0
@@ -188,3 +192,51 @@ def test_any_cameras_segments_over_a_span_for_the_same_moment(
         assert none.status_code == 200 and none.json()["segments"] == []
         bad = viewer.get("/api/v1/recordings/yard", params={"since": T0, "until": T0 - 1})
         assert bad.status_code == 422
+
+
+def test_a_failed_export_leaves_no_temporary_file(
+    site: tuple[Dashboard, SiteStorage], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export that fails after it began writing (an unreadable segment, a full disk, the
+    audit log refusing it) removes its folder: the partial file of a 4 h range is GBs, and only
+    a successful download's background task removed it."""
+    import errno
+    import tempfile
+
+    from safewatch.api.routes import recordings
+    from safewatch.recording.export import export_range
+
+    dashboard, _ = site
+    _segments(dashboard)
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+
+    def disk_full(found: list[Segment], since: float, until: float, target: Path) -> Any:
+        target.write_bytes(b"\0" * 1000)  # what was written before the disk filled up
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the audit log is unavailable")
+
+    url = "/api/v1/recordings/yard/export"
+    span = {"since": T0 + 12, "until": T0 + 22}
+    with TestClient(make_app(dashboard), raise_server_exceptions=False) as admin:
+        login(admin, "admin")
+        monkeypatch.setattr(recordings, "export_range", disk_full)
+        assert admin.get(url, params=span).status_code == 500
+        assert list(spool.iterdir()) == []
+        monkeypatch.setattr(recordings, "export_range", export_range)
+        assert admin.get(url, params=span).status_code == 404  # no footage: not MP4 segments
+        assert list(spool.iterdir()) == []
+        written: list[Path] = []
+
+        def exported(found: list[Segment], since: float, until: float, target: Path) -> Any:
+            written.append(target)
+            target.write_bytes(b"\0" * 1000)
+            return ExportStats(start=since, end=until, segments=len(found), packets=1)
+
+        monkeypatch.setattr(recordings, "export_range", exported)
+        monkeypatch.setattr(dashboard.auth, "audit", refused)
+        assert admin.get(url, params=span).status_code == 500
+        assert written and list(spool.iterdir()) == []

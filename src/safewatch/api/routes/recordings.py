@@ -206,26 +206,33 @@ async def export_recording(
     folder = await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="safewatch-export-"))
     target = FsPath(folder) / f"{camera_id}-{round(since)}-{round(until)}.mp4"
     try:
-        stats = await anyio.to_thread.run_sync(export_range, found, since, until, target)
-    except ValueError as error:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise NotFound("recording", f"{camera_id} from {since} to {until}: {error}") from None
-    await anyio.to_thread.run_sync(
-        lambda: dashboard.auth.audit(
-            "recording.export",
-            actor=user.username,
-            subject=camera_id,
-            detail={
-                "since": since,
-                "until": until,
-                "start": stats.start,
-                "end": stats.end,
-                "segments": stats.segments,
-                "bytes": target.stat().st_size,
-            },
-            client=client_of(request),
+        try:
+            stats = await anyio.to_thread.run_sync(export_range, found, since, until, target)
+        except ValueError as error:
+            raise NotFound("recording", f"{camera_id} from {since} to {until}: {error}") from None
+        await anyio.to_thread.run_sync(
+            lambda: dashboard.auth.audit(
+                "recording.export",
+                actor=user.username,
+                subject=camera_id,
+                detail={
+                    "since": since,
+                    "until": until,
+                    "start": stats.start,
+                    "end": stats.end,
+                    "segments": stats.segments,
+                    "bytes": target.stat().st_size,
+                },
+                client=client_of(request),
+            )
         )
-    )
+    except BaseException:
+        # Whatever ends the export (no footage, an unreadable segment, a full disk, the audit
+        # log refusing it, the request cancelled), its folder goes: the partial file may be GBs
+        # and nothing else would ever remove it. Shielded, so a cancellation still cleans up.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
+        raise
     return FileResponse(
         target,
         media_type="video/mp4",
