@@ -129,6 +129,7 @@ class SegmentWriter:
         self._start = 0.0
         self._end = 0.0
         self._offset = 0
+        self._muxed = 0  # packets in the open segment
         self.packets = 0
         self.skipped = 0
 
@@ -170,6 +171,7 @@ class SegmentWriter:
         packet.dts -= self._offset
         packet.stream = self._stream
         self._output.mux(packet)
+        self._muxed += 1
         step = float((packet.duration or 0) * self._base)
         self._end = max(self._end, at + step)
         self.packets += 1
@@ -179,6 +181,7 @@ class SegmentWriter:
         self._start = at
         self._end = at
         self._offset = dts  # every segment's timestamps start at 0
+        self._muxed = 0
         self._path = part_path(self._root, self._camera, at)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         with _WRITING_LOCK:
@@ -194,21 +197,39 @@ class SegmentWriter:
         self._stream = self._output.add_stream_from_template(self._template)
 
     def close(self) -> Segment | None:
-        """Finish the open segment (if any) and give it its final name."""
+        """Finish the open segment (if any) and give it its final name.
+
+        Never raises for the file system: it runs when a connection ends, whatever ended it,
+        and an error here used to end the recorder's thread for good (a read-only remount, a
+        stale NFS handle). A segment that cannot be renamed stays a ``.part`` file for
+        :func:`close_orphans`; one that holds no frame is removed (a full disk leaves a header
+        and nothing else, once per reconnection, which would be listed for playback).
+        """
         if self._output is None or self._path is None:
             return None
         output, path = self._output, self._path
         self._output = self._stream = self._path = None
+        end: float | None = max(self._end, self._start + 0.001)
         try:
             output.close()
         except (av.error.FFmpegError, OSError) as error:  # the fragments written stay playable
             log.warning("recording %s: closing %s: %s", self._camera, path.name, error)
-        end = max(self._end, self._start + 0.001)
-        target = segment_path(self._root, self._camera, self._start, end)
+            end = _footage_end(path, self._start)  # what reached the disk: its real end
         try:
+            if not self._muxed:  # its first write failed (a full disk): a header at most
+                log.warning("recording %s: %s holds no frame; removed", self._camera, path.name)
+                path.unlink(missing_ok=True)
+                return None
+            if end is None:  # nothing readable now: named once the storage answers again
+                log.warning(
+                    "recording %s: no readable frame in %s; left for close_orphans",
+                    self._camera,
+                    path.name,
+                )
+                return None
+            target = segment_path(self._root, self._camera, self._start, end)
             path.replace(target)
         except FileNotFoundError:
-            _done_writing(path)
             # Under serve --cluster, a camera's next owner names the segments of an owner that
             # stopped writing (close_orphans with quiet_seconds): this process was frozen past
             # its lease. The footage is in the file it named; nothing is lost.
@@ -216,7 +237,16 @@ class SegmentWriter:
                 "recording %s: %s was closed by the camera's next owner", self._camera, path.name
             )
             return None
-        _done_writing(path)
+        except OSError as error:
+            log.warning(
+                "recording %s: %s left as .part for close_orphans: %s",
+                self._camera,
+                path.name,
+                error,
+            )
+            return None
+        finally:
+            _done_writing(path)  # no longer written: close_orphans may name it now
         return _named(self._camera, target)
 
 

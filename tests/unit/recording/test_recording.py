@@ -193,6 +193,68 @@ def test_stamps_running_an_hour_ahead_cut_the_segment_and_anchor_again(tmp_path:
     assert sum(decoded_frames(s.path) for s in segments) == 598 - 200
 
 
+def test_a_segment_that_cannot_be_named_stays_a_part_file_and_recording_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing a segment runs at a cut and whenever a connection ends, whatever ended it; an
+    error renaming it (the file system remounted read-only, a stale NFS handle) ended the
+    connection at a cut, and at the end of a connection escaped ``record`` and ended the
+    recorder's thread for good."""
+    import errno
+
+    rename = Path.replace
+    calls: list[Path] = []
+
+    def read_only(self: Path, target: Path) -> Path:
+        calls.append(self)
+        if len(calls) in (1, 3):  # the first cut, and the close at the end of the input
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "replace", read_only)
+    stats = record(
+        lambda: av.open(str(asset(CLIP))),
+        tmp_path,
+        "yard",
+        stop=threading.Event(),
+        segment_seconds=5,  # keyframes at 0, 10.13 and 20.25 s: three segments
+        clock=lambda: T0,
+        reconnect=False,
+    )
+    assert (stats.segments, stats.failures) == (1, 0)
+    assert [round(s.start - T0) for s in list_segments(tmp_path, "yard")] == [10]
+    kept = sorted(tmp_path.glob(f"yard/*/*{PART_SUFFIX}"))  # their footage is not lost
+    assert len(kept) == 2
+    monkeypatch.undo()
+    named = close_orphans(tmp_path, "yard")
+    assert [round(s.start - T0) for s in named] == [0, 20]
+    segments = list_segments(tmp_path, "yard")
+    for before, after in itertools.pairwise(segments):
+        assert after.start == pytest.approx(before.end, abs=0.1)
+    assert sum(decoded_frames(s.path) for s in segments) == 598
+    assert not any(path.exists() for path in kept)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_segment_without_a_frame_is_not_kept(tmp_path: Path) -> None:
+    """On a full disk the first write fails: the segment named ``<start>-<start+1ms>.mp4``
+    held a header at most, was listed for playback, and one more was left at every reconnect."""
+    part = part_path(tmp_path, "yard", T0)
+    part.parent.mkdir(parents=True)
+    part.symlink_to("/dev/full")  # every write: ENOSPC
+    stats = record(
+        lambda: av.open(str(asset(CLIP))),
+        tmp_path,
+        "yard",
+        stop=threading.Event(),
+        clock=lambda: T0,
+        reconnect=False,
+    )
+    assert (stats.segments, stats.failures) == (0, 1)
+    assert list_segments(tmp_path, "yard") == []
+    assert list(part.parent.iterdir()) == []
+
+
 def test_orphaned_part_files_are_named_from_their_footage(tmp_path: Path) -> None:
     clip = asset(CLIP)
     part = part_path(tmp_path, "yard", T0)
