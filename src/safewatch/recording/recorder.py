@@ -72,6 +72,9 @@ class RecordStats:
             or without timestamps.
         connections: Times the input was opened.
         failures: Connections that ended with an error (outages).
+        writing: Whether the recorder is connected and writing packets now (read while it
+            runs: ``safewatch_recording_up``).
+        error: Why the latest connection ended or could not start, ``""`` if none did.
     """
 
     segments: int = 0
@@ -79,6 +82,8 @@ class RecordStats:
     skipped: int = 0
     connections: int = 0
     failures: int = 0
+    writing: bool = False
+    error: str = ""
 
 
 _WRITING: set[Path] = set()
@@ -266,6 +271,7 @@ def record(
     retry_seconds: float = 2.0,
     reconnect: bool = True,
     on_segment: Callable[[Segment], None] | None = None,
+    stats: RecordStats | None = None,
 ) -> RecordStats:
     """Record until ``stop`` is set: open the input, remux, and reopen after an outage.
 
@@ -281,11 +287,13 @@ def record(
         retry_seconds: Wait before reopening after an error or the end of the stream.
         reconnect: ``False`` to return at the end of the input (files, tests).
         on_segment: Called with every closed segment (retention, an index).
+        stats: Filled as the run goes, for a caller that reports its state while it runs;
+            a new one by default.
 
     Returns:
-        What the run did.
+        What the run did (``stats`` when given).
     """
-    stats = RecordStats()
+    stats = RecordStats() if stats is None else stats
     while not stop.is_set():
         stats.connections += 1
         writer: SegmentWriter | None = None
@@ -299,14 +307,17 @@ def record(
                         root, camera_id, stream, segment_seconds=segment_seconds, clock=clock
                     )
                 closed = writer.write(packet)
+                stats.writing = writer.packets > 0
                 if closed is not None:
                     stats.segments += 1
                     if on_segment is not None:
                         on_segment(closed)
         except (av.error.FFmpegError, OSError) as error:
             stats.failures += 1
+            stats.error = str(error)
             log.warning("recording %s: input lost: %s", camera_id, error)
         finally:
+            stats.writing = False
             if writer is not None:
                 closed = writer.close()
                 stats.packets += writer.packets

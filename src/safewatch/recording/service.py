@@ -24,6 +24,12 @@ the limits of the camera's ``recording:`` block as last seen by this process (st
 file, or before a reload removed it), else a block's defaults (72 h). Only cameras the site file
 records nowhere, not those merely owned by another node: the file is the same on every node, so
 every node that prunes such a folder makes the same choice.
+
+Recording never stops the analysis: a recorder that cannot start (the recording folder cannot
+be created, a stale NFS handle while naming orphans) or whose thread ends on an error
+:func:`~safewatch.recording.recorder.record` does not survive is logged and
+started again by the service's own thread, after a back-off (:func:`retry_after`), while the
+caller (a site reload, a camera handed over) goes on.
 """
 
 from __future__ import annotations
@@ -41,13 +47,19 @@ import av
 from safewatch.config.loader import LoadedSite
 from safewatch.config.site import RecordingConfig
 from safewatch.ingest.av_options import build_open_spec, source_kind
-from safewatch.recording.recorder import close_orphans, record
+from safewatch.recording.recorder import RecordStats, close_orphans, record
 from safewatch.recording.retention import Protected, prune
 from safewatch.recording.segments import cameras as camera_folders
 from safewatch.recording.segments import list_segments
 from safewatch.storage import IncidentFilter, IncidentRepository
 
-__all__ = ["RecorderPlan", "RecordingChanges", "RecordingService", "recordings_root"]
+__all__ = [
+    "RecorderPlan",
+    "RecordingChanges",
+    "RecordingService",
+    "recordings_root",
+    "retry_after",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +68,14 @@ _UNREVIEWED = ["open", "acknowledged"]
 _UNRECORDED_QUIET = 60.0
 """Seconds a ``.part`` file of a camera recorded nowhere must have gone unwritten before it is
 named (a folder with no recorder: only a crash's leftovers, but a reload may be starting one)."""
+_RETRY_FIRST = 5.0
+_RETRY_MAX = 300.0
+
+
+def retry_after(failures: int) -> float:
+    """Seconds before starting again a recorder that failed ``failures`` times in a row: 5 s,
+    doubling up to 5 min, so a folder that stays unwritable is not hammered (nor the log)."""
+    return min(_RETRY_MAX, _RETRY_FIRST * 2.0 ** max(0, failures - 1))
 
 
 def recordings_root(site: LoadedSite) -> Path:
@@ -84,6 +104,8 @@ class RecordingChanges:
     started: tuple[str, ...] = ()
     stopped: tuple[str, ...] = ()
     restarted: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    """Of those started or restarted, the ones that could not start (retried later)."""
 
     def __bool__(self) -> bool:
         return bool(self.started or self.stopped or self.restarted)
@@ -93,7 +115,12 @@ class RecordingChanges:
 class _Recorder:
     plan: RecorderPlan
     stop: threading.Event
-    thread: threading.Thread
+    thread: threading.Thread | None
+    """``None``: it could not start; started again at ``retry_at``."""
+    stats: RecordStats
+    failures: int = 0
+    """Failed starts and deaths in a row, up to this one (the back-off's exponent)."""
+    retry_at: float = 0.0
 
 
 class RecordingService:
@@ -111,6 +138,8 @@ class RecordingService:
         stop_timeout: Longest wait for one recorder to close its segment when it is stopped
             or restarted by a reload (an input blocked in a reconnect may take its open
             timeout; the recorder then finishes on its own, its segment intact).
+        check_seconds: How often recorders that died or could not start are looked at
+            (each is started again after its :func:`retry_after` back-off).
         owned: The cameras this process may record now (``None``: all; ``serve --cluster``:
             those it owns). Read at each :meth:`apply` and retention round.
         orphan_quiet_seconds: ``None`` (one host): the ``.part`` files of a camera are named
@@ -127,6 +156,7 @@ class RecordingService:
         retention_seconds: float = 60.0,
         protect_margin: float = 120.0,
         stop_timeout: float = 5.0,
+        check_seconds: float = 5.0,
         owned: Callable[[], frozenset[str] | None] = lambda: None,
         orphan_quiet_seconds: float | None = None,
     ) -> None:
@@ -136,6 +166,7 @@ class RecordingService:
         self._retention_seconds = retention_seconds
         self._margin = protect_margin
         self._stop_timeout = stop_timeout
+        self._check_seconds = check_seconds
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._recorders: dict[str, _Recorder] = {}
@@ -173,7 +204,11 @@ class RecordingService:
     def recording(self) -> dict[str, RecorderPlan]:
         """Camera id -> the plan of its running recorder."""
         with self._lock:
-            return {key: r.plan for key, r in self._recorders.items() if r.thread.is_alive()}
+            return {
+                key: r.plan
+                for key, r in self._recorders.items()
+                if r.thread is not None and r.thread.is_alive()
+            }
 
     def start(self) -> None:
         """Name segments a crash left open, then start a recorder per camera and retention."""
@@ -205,17 +240,22 @@ class RecordingService:
                 recorder.stop.set()
             deadline = time.monotonic() + self._stop_timeout
             for recorder in ending:  # closed before its successor opens a segment
+                if recorder.thread is None:
+                    continue
                 recorder.thread.join(max(0.1, deadline - time.monotonic()))
                 if recorder.thread.is_alive():
                     log.warning("%s still closing its segment", recorder.thread.name)
+            failed = []
             for key in (*changed, *new):
                 self._recorders[key] = self._launch(key, wanted[key])
+                if self._recorders[key].thread is None:
+                    failed.append(key)
             if self._retention is None:  # also for the folders of cameras no longer recorded
                 self._retention = threading.Thread(
                     target=self._retain_loop, name="record-retention", daemon=True
                 )
                 self._retention.start()
-        changes = RecordingChanges(tuple(new), tuple(gone), tuple(changed))
+        changes = RecordingChanges(tuple(new), tuple(gone), tuple(changed), tuple(sorted(failed)))
         if changes:
             log.info(
                 "recording: started %s, stopped %s, restarted %s",
@@ -225,32 +265,102 @@ class RecordingService:
             )
         return changes
 
-    def _launch(self, key: str, plan: RecorderPlan) -> _Recorder:
-        self.root.mkdir(parents=True, exist_ok=True)
-        if self._orphan_quiet is not None:  # a shared folder: any node's dead segments
-            self._close_orphans(key)
-        elif key not in self._orphans_closed:  # once: later ones are this process's own files
-            self._orphans_closed.add(key)
-            self._close_orphans(key)
-        spec = build_open_spec(plan.source, rtsp_transport=plan.rtsp_transport)
+    def check(self) -> tuple[str, ...]:
+        """Start again the recorders that died and those that could not start, each once its
+        back-off has passed; the cameras started (the service's thread calls this every
+        ``check_seconds``)."""
+        started = []
+        with self._lock:
+            if self._stop.is_set():
+                return ()
+            now = time.monotonic()
+            for key, recorder in list(self._recorders.items()):
+                thread = recorder.thread
+                if thread is not None and not thread.is_alive() and not recorder.stop.is_set():
+                    # a recorder that closed segments worked: its back-off starts over
+                    failures = 1 if recorder.stats.segments else recorder.failures + 1
+                    wait = retry_after(failures)
+                    log.error(
+                        "recording %s: the recorder ended (%s); starting it again in %.0f s",
+                        key,
+                        recorder.stats.error,
+                        wait,
+                    )
+                    self._recorders[key] = _Recorder(
+                        recorder.plan,
+                        threading.Event(),
+                        None,
+                        RecordStats(error=f"the recorder ended: {recorder.stats.error}"),
+                        failures,
+                        now + wait,
+                    )
+            for key, recorder in list(self._recorders.items()):
+                if recorder.thread is None and recorder.retry_at <= now:
+                    self._recorders[key] = self._launch(key, recorder.plan, recorder.failures)
+                    if self._recorders[key].thread is not None:
+                        log.info("recording %s: recorder started again", key)
+                        started.append(key)
+        return tuple(started)
+
+    def _launch(self, key: str, plan: RecorderPlan, failures: int = 0) -> _Recorder:
+        """Start ``key``'s recorder; one that cannot start is returned without a thread, to be
+        tried again by :meth:`check`. Never raises: the caller is starting the analysis, a
+        handover or a reload, which a recording folder must not hold up."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if self._orphan_quiet is not None:  # a shared folder: any node's dead segments
+                self._close_orphans(key)
+            elif key not in self._orphans_closed:  # once: later ones are this process's own
+                self._close_orphans(key)
+                self._orphans_closed.add(key)
+            spec = build_open_spec(plan.source, rtsp_transport=plan.rtsp_transport)
+        except Exception as error:  # an OSError mostly (EIO, ESTALE, EACCES)
+            failures += 1
+            wait = retry_after(failures)
+            log.error("recording %s: cannot start (%s); trying again in %.0f s", key, error, wait)
+            stats = RecordStats(error=f"cannot start: {error}")
+            return _Recorder(
+                plan, threading.Event(), None, stats, failures, time.monotonic() + wait
+            )
 
         def open_input() -> Any:
             return av.open(spec.target, format=spec.format, options=spec.options, timeout=10.0)
 
         stop = threading.Event()
+        stats = RecordStats()
         thread = threading.Thread(
-            target=record,
-            args=(open_input, self.root, key),
-            kwargs={
-                "stop": stop,
-                "segment_seconds": plan.segment_seconds,
-                "clock": self._clock,
-            },
+            target=self._record,
+            args=(key, open_input, plan, stop, stats),
             name=f"record-{key}",
             daemon=True,
         )
         thread.start()
-        return _Recorder(plan, stop, thread)
+        return _Recorder(plan, stop, thread, stats, failures)
+
+    def _record(
+        self,
+        key: str,
+        open_input: Callable[[], Any],
+        plan: RecorderPlan,
+        stop: threading.Event,
+        stats: RecordStats,
+    ) -> None:
+        """One recorder thread: :func:`record` until stopped; an error it does not survive is
+        logged and kept, and :meth:`check` starts the recorder again."""
+        try:
+            record(
+                open_input,
+                self.root,
+                key,
+                stop=stop,
+                segment_seconds=plan.segment_seconds,
+                clock=self._clock,
+                stats=stats,
+            )
+        except Exception as error:
+            stats.writing = False
+            stats.error = repr(error)
+            log.exception("recording %s: the recorder failed", key)
 
     def _close_orphans(self, key: str) -> None:
         found = close_orphans(self.root, key, quiet_seconds=self._orphan_quiet, clock=self._clock)
@@ -267,7 +377,8 @@ class RecordingService:
         for recorder in recorders:
             recorder.stop.set()
         deadline = time.monotonic() + timeout
-        threads = [r.thread for r in recorders] + ([retention] if retention else [])
+        threads = [r.thread for r in recorders if r.thread is not None]
+        threads += [retention] if retention else []
         for thread in threads:
             thread.join(max(0.1, deadline - time.monotonic()))
 
@@ -312,7 +423,16 @@ class RecordingService:
         )
 
     def _retain_loop(self) -> None:
-        while not self._stop.wait(self._retention_seconds):
+        """Every ``check_seconds``, :meth:`check`; every ``retention_seconds``, retention."""
+        due = time.monotonic() + self._retention_seconds
+        while not self._stop.wait(min(self._check_seconds, self._retention_seconds)):
+            try:
+                self.check()
+            except Exception:  # the loop must not die either
+                log.exception("recording check failed")
+            if time.monotonic() < due:
+                continue
+            due = time.monotonic() + self._retention_seconds
             try:
                 removed = self.retain()
             except Exception:  # retention must not die; the next round tries again

@@ -1,9 +1,15 @@
 """Continuous recording beside the analysis
 (:class:`~safewatch.recording.service.RecordingService`): started with the server, following site
 reloads and, under ``serve --cluster``, the cameras this process owns; stopped before the
-cameras."""
+cameras.
+
+Nothing here raises into its caller: recording errors are logged, never allowed to keep the
+server from starting, a camera handed over from being analysed, or a site reload from being
+reported."""
 
 from __future__ import annotations
+
+import logging
 
 from safewatch.config.loader import LoadedSite
 from safewatch.recording.service import RecordingService
@@ -11,6 +17,8 @@ from safewatch.runtime.ownership import CameraOwnership
 from safewatch.storage import IncidentRepository
 
 __all__ = ["RecordingLink", "orphan_quiet_seconds"]
+
+log = logging.getLogger(__name__)
 
 
 def orphan_quiet_seconds(lease_seconds: float) -> float:
@@ -46,17 +54,25 @@ class RecordingLink:
             owned=lambda: self._ownership.owned,
             orphan_quiet_seconds=quiet,
         )
-        self._service.start()
+        try:
+            self._service.start()
+        except Exception:  # the analysis starts anyway
+            log.exception("recording: starting the recorders failed")
 
     def apply(self, site: LoadedSite) -> str:
         """Recorders follow their cameras' recording blocks in ``site`` (a reload) and the
         cameras owned now; what changed, as a suffix of a reload's message."""
         if self._service is None:
             return ""
-        changes = self._service.apply(site)
+        try:
+            changes = self._service.apply(site)
+        except Exception as error:  # the analysis's changes stand
+            log.exception("recording: following the site failed")
+            return f"; recording not updated: {error}"
+        failed = f", could not start {list(changes.failed)}" if changes.failed else ""
         return (
             f"; recording started {list(changes.started)}, stopped "
-            f"{list(changes.stopped)}, restarted {list(changes.restarted)}"
+            f"{list(changes.stopped)}, restarted {list(changes.restarted)}{failed}"
         )
 
     def stop(self) -> None:

@@ -453,7 +453,8 @@ class RuntimeService:
             elif new.config.alerts.channels:
                 log.warning("site reload: alerts were off at start; they apply after a restart")
             plan = self.supervisor.apply(self._specs(new), restart=restart)
-            recorded = self._recordings.apply(new)  # recorders follow their recording blocks
+            # recorders follow their recording blocks; never raises
+            recorded = self._recordings.apply(new)
             if (
                 camera_switches(old) != camera_switches(new.config)
                 and self._rule_files.holder is not None
@@ -483,10 +484,12 @@ class RuntimeService:
         (``analyzer_lost`` after a takeover from ``previous_owner``)."""
         with self._reload_lock:
             self._ownership.gain(camera_id)
-            # the recorder first: the footage's gap at a handover is then its connection and
-            # the camera's next keyframe, not the analysis's start as well
-            self._recordings.apply(self._site)
+            # The analysis first: the recorder's launch touches the shared recording folder
+            # (mkdir, naming a dead owner's segments), where an NFS error or a hang must not
+            # keep the camera this node holds the lease for from being analysed. Recording
+            # errors are logged and retried, never raised here.
             plan = self.supervisor.apply(self._specs(self._site))
+            self._recordings.apply(self._site)
             if self._recorder is not None:
                 self._recorder.adopt_clips(camera_id, reason=reason, previous_owner=previous_owner)
             return plan

@@ -16,8 +16,13 @@ from api_support import incident, write_site
 from safewatch.config.loader import LoadedSite, load_site
 from safewatch.domain import IncidentStatus
 from safewatch.incidents.site_storage import SiteStorage, open_site_storage
+from safewatch.recording import service as service_module
 from safewatch.recording.segments import list_segments, part_path, segment_path
-from safewatch.recording.service import RecordingChanges, RecordingService
+from safewatch.recording.service import (
+    RecordingChanges,
+    RecordingService,
+    retry_after,
+)
 
 T0 = 1_750_000_000.0
 
@@ -253,3 +258,89 @@ def test_recorders_follow_the_site_file(tmp_path: Path) -> None:
         storage.close()
     assert not any(t.name.startswith("record-") for t in threading.enumerate())
     assert service.apply(site) == RecordingChanges(), "a stopped service starts nothing"
+
+
+def test_the_back_off_doubles_from_5_s_to_5_min() -> None:
+    assert [retry_after(n) for n in (1, 2, 3, 4, 7, 20)] == [5, 10, 20, 40, 300, 300]
+
+
+def _recorded_site(tmp_path: Path) -> LoadedSite:
+    path = write_site(tmp_path, source="rtsp://127.0.0.1:9/cam")
+    return _reloaded(
+        path,
+        lambda s: (
+            s["cameras"]["yard"].update(recording={}),
+            s["storage"].update(recordings_dir="rec"),
+        ),
+    )
+
+
+def test_a_recorder_that_cannot_start_is_reported_and_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recording folder could not be created (or a stale NFS handle failed the naming of
+    orphans): ``apply`` raised, into the reload or the handover that called it, and the camera
+    never recorded. Now its recorder is tried again."""
+    site = _recorded_site(tmp_path)
+    (tmp_path / "rec").write_text("not a folder")  # mkdir: FileExistsError
+    storage = open_site_storage(site)
+    service = RecordingService(site, storage.repository, check_seconds=3600)
+    try:
+        changes = service.apply(site)
+        assert (changes.started, changes.failed) == (("yard",), ("yard",))
+        assert service.check() == ()  # not before its back-off
+        assert service.recording() == {}
+        monkeypatch.setattr(service_module, "_RETRY_FIRST", 0.0)
+        longer = _reloaded(site.path, lambda s: s["cameras"]["yard"]["recording"].update(
+            segment_seconds=30
+        ))  # fmt: skip
+        changes = service.apply(longer)  # a changed camera is tried at once
+        assert (changes.restarted, changes.failed) == (("yard",), ("yard",))
+        assert service.check() == ()  # due, tried, and the folder is still not creatable
+        (tmp_path / "rec").unlink()
+        assert service.check() == ("yard",)
+        assert set(service.recording()) == {"yard"}
+    finally:
+        service.stop()
+        storage.close()
+
+
+def test_a_recorder_that_dies_is_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error ``record`` does not survive ended its thread and nothing started it again: the
+    camera stopped recording until the server restarted."""
+    runs: list[str] = []
+    writing = threading.Event()
+
+    def record(
+        open_input: Any, root: Path, key: str, *, stop: threading.Event, **options: Any
+    ) -> Any:
+        runs.append(key)
+        stats = options["stats"]
+        if len(runs) == 1:
+            raise RuntimeError("a bug")
+        stats.writing = True
+        writing.set()
+        stop.wait()
+        return stats
+
+    monkeypatch.setattr(service_module, "record", record)
+    monkeypatch.setattr(service_module, "_RETRY_FIRST", 0.0)
+    site = _recorded_site(tmp_path)
+    storage = open_site_storage(site)
+    service = RecordingService(site, storage.repository, check_seconds=3600)
+    try:
+        service.start()
+        for thread in threading.enumerate():
+            if thread.name == "record-yard":
+                thread.join(10)
+        assert service.recording() == {}
+        assert service.check() == ("yard",)
+        assert writing.wait(10)
+        assert set(service.recording()) == {"yard"}
+        assert runs == ["yard", "yard"]
+    finally:
+        service.stop()
+        storage.close()
+    assert not any(t.name.startswith("record-") for t in threading.enumerate())
