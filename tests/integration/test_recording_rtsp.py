@@ -77,7 +77,7 @@ def test_recording_survives_a_camera_outage(rtsp_camera: RtspCamera, tmp_path: P
 def test_serve_records_a_camera_with_a_recording_block(
     rtsp_camera: RtspCamera, tmp_path: Path
 ) -> None:
-    from serve_support import write_site
+    from serve_support import metric, readyz, write_site
 
     from safewatch.config.loader import load_site
     from safewatch.runtime.service import RuntimeService, ServeOptions
@@ -91,6 +91,13 @@ def test_serve_records_a_camera_with_a_recording_block(
     root = tmp_path / "safewatch-data" / "recordings"
     try:
         wait_for(lambda: len(list_segments(root, "yard")) >= 2, 90, "two recorded segments")
+        base = service.http_url
+        assert base is not None
+        # the recording reports itself: up, segments counted, no /readyz warning once writing
+        wait_for(lambda: metric(base, "safewatch_recording_up", camera="yard") == 1, 30, "up")
+        assert metric(base, "safewatch_recording_segments_total", camera="yard") >= 2
+        wait_for(lambda: readyz(base)["cameras"]["yard"]["ready"], 60, "yard analysed")
+        assert not [w for w in readyz(base)["cameras"]["yard"]["warnings"] if "recording" in w]
     finally:
         service.stop()
     assert not list(root.glob("yard/*/*.part.mp4")), "the stop closed the open segment"

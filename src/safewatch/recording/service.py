@@ -27,7 +27,8 @@ every node that prunes such a folder makes the same choice.
 
 Recording never stops the analysis: a recorder that cannot start (the recording folder cannot
 be created, a stale NFS handle while naming orphans) or whose thread ends on an error
-:func:`~safewatch.recording.recorder.record` does not survive is logged and
+:func:`~safewatch.recording.recorder.record` does not survive is logged, reported
+(:meth:`RecordingService.states`: ``safewatch_recording_up`` and a ``/readyz`` warning) and
 started again by the service's own thread, after a back-off (:func:`retry_after`), while the
 caller (a site reload, a camera handed over) goes on.
 """
@@ -57,6 +58,7 @@ __all__ = [
     "RecorderPlan",
     "RecordingChanges",
     "RecordingService",
+    "RecordingState",
     "recordings_root",
     "retry_after",
 ]
@@ -109,6 +111,21 @@ class RecordingChanges:
 
     def __bool__(self) -> bool:
         return bool(self.started or self.stopped or self.restarted)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingState:
+    """One camera's recording now (``safewatch_recording_up``, a ``/readyz`` warning).
+
+    Attributes:
+        up: Its recorder is connected to the camera and writing.
+        segments: Segments closed since the server started, across its recorder's restarts.
+        message: ``"writing"``, or why it does not record now.
+    """
+
+    up: bool
+    segments: int
+    message: str
 
 
 @dataclass
@@ -177,6 +194,8 @@ class RecordingService:
         self._limits: dict[str, RecordingConfig] = {}
         self._file_warned: set[str] = set()
         self._remember_limits(site)
+        self._written: dict[str, int] = {}  # segments closed per camera, across restarts
+        self._written_lock = threading.Lock()
         self.root = recordings_root(site)
 
     def _remember_limits(self, site: LoadedSite) -> None:
@@ -209,6 +228,31 @@ class RecordingService:
                 for key, r in self._recorders.items()
                 if r.thread is not None and r.thread.is_alive()
             }
+
+    def states(self) -> dict[str, RecordingState]:
+        """Camera id -> its recording now, for every camera that records here."""
+        # Without the lock: a reload holds it while recorders close their segments (seconds),
+        # and a scrape or a /readyz must not wait for that. Copying a dict is one step.
+        recorders = dict(self._recorders)
+        now = time.monotonic()
+        with self._written_lock:
+            written = dict(self._written)
+        states = {}
+        for key, recorder in sorted(recorders.items()):
+            thread, stats = recorder.thread, recorder.stats
+            if thread is None:
+                wait = max(0.0, recorder.retry_at - now)
+                message = f"{stats.error}; trying again in {wait:.0f} s"
+            elif not thread.is_alive():
+                message = f"the recorder ended: {stats.error}; started again shortly"
+            elif stats.writing:
+                message = "writing"
+            elif stats.error:
+                message = f"{stats.error}; reconnecting"
+            else:
+                message = "connecting to the camera"
+            states[key] = RecordingState(stats.writing, written.get(key, 0), message)
+        return states
 
     def start(self) -> None:
         """Name segments a crash left open, then start a recorder per camera and retention."""
@@ -346,7 +390,7 @@ class RecordingService:
         stats: RecordStats,
     ) -> None:
         """One recorder thread: :func:`record` until stopped; an error it does not survive is
-        logged and kept, and :meth:`check` starts the recorder again."""
+        logged and kept for :meth:`states`, and :meth:`check` starts the recorder again."""
         try:
             record(
                 open_input,
@@ -355,12 +399,17 @@ class RecordingService:
                 stop=stop,
                 segment_seconds=plan.segment_seconds,
                 clock=self._clock,
+                on_segment=lambda _segment: self._count(key),
                 stats=stats,
             )
         except Exception as error:
             stats.writing = False
             stats.error = repr(error)
             log.exception("recording %s: the recorder failed", key)
+
+    def _count(self, key: str) -> None:
+        with self._written_lock:
+            self._written[key] = self._written.get(key, 0) + 1
 
     def _close_orphans(self, key: str) -> None:
         found = close_orphans(self.root, key, quiet_seconds=self._orphan_quiet, clock=self._clock)

@@ -7,7 +7,8 @@
   and rules threads, and per camera the worker's and source's state and the seconds since its last
   decoded, inferred and evaluated frame. The server is ``ready`` when everything is, ``degraded``
   (still HTTP 200: the API and the other cameras work) when some cameras are not or carry a
-  warning (PPE checked for too little of the people's time, :class:`PPECheck`), and
+  warning (PPE checked for too little of the people's time, :class:`PPECheck`; a camera that
+  should record and does not, :func:`recording_warning`), and
   ``not_ready`` (HTTP 503) when the database or a core thread is not. ``?camera=ID`` narrows it to
   one camera, with 503 when that camera is not ready, for per-camera probes.
 
@@ -49,6 +50,7 @@ __all__ = [
     "Readiness",
     "SlowAnalysis",
     "camera_readiness",
+    "recording_warning",
     "stale_after",
 ]
 
@@ -143,6 +145,19 @@ class PPECheck:
         return out
 
 
+def recording_warning(status: CameraStatus) -> str | None:
+    """Why a camera with a ``recording:`` block is not recording now, if it is not.
+
+    A warning, like :class:`PPECheck`'s: the camera is still analysed (its readiness is the
+    analysis's), but the footage operators count on to review an incident is not being kept,
+    which must not go unnoticed (``/readyz`` is ``degraded``; ``safewatch_recording_up`` is 0).
+    """
+    recording = status.recording
+    if recording is None or recording.up:
+        return None
+    return f"not recording: {recording.message}"
+
+
 def _coverage(status: CameraStatus) -> list[PPECoverageOut]:
     return [
         PPECoverageOut(
@@ -212,7 +227,10 @@ def camera_readiness(
             },
         ),
         problems=problems,
-        warnings=ppe_check.warnings(status) if ppe_check is not None else [],
+        warnings=[
+            *(ppe_check.warnings(status) if ppe_check is not None else []),
+            *filter(None, [recording_warning(status)]),
+        ],
         ppe=_coverage(status),
     )
 

@@ -7,9 +7,10 @@ Two kinds, on one registry per server (so tests can run several in one process):
 * a collector that reads the camera statuses at scrape time (:class:`CameraStatus`): frames
   decoded, analysed, inferred, skipped by the motion gate and dropped (by stage), reconnects,
   worker restarts, recent decode and analysed fps, seconds since the last decoded, inferred and
-  evaluated frame, queue depths, and the resident memory of the server and of each decode
-  process. Counters that workers report survive worker restarts (the supervisor adds up
-  incarnations), so ``rate()`` never sees a reset that did not happen.
+  evaluated frame, queue depths, the resident memory of the server and of each decode
+  process, and each recorded camera's recording (up, segments written). Counters that workers
+  report survive worker restarts (the supervisor adds up incarnations), so ``rate()`` never
+  sees a reset that did not happen.
 
 The process-wide default registry (the server's own ``process_*`` metrics, the rule reloader's
 counters) is rendered after it.
@@ -26,6 +27,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from safewatch.api.health import METRICS_CONTENT_TYPE
+from safewatch.recording.service import RecordingState
 from safewatch.runtime.ppe_coverage import ItemCoverage
 
 __all__ = ["CONTENT_TYPE", "CameraStatus", "RuntimeMetrics", "RuntimeSnapshot"]
@@ -73,6 +75,8 @@ class CameraStatus:
     memory_bytes: int | None
     ppe: tuple[ItemCoverage, ...] = ()
     """Person-seconds per PPE item, checked and all (:mod:`safewatch.runtime.ppe_coverage`)."""
+    recording: RecordingState | None = None
+    """Its continuous recording; ``None`` when it does not record here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +237,15 @@ class _SnapshotCollector(Collector):
             labels=("process",),
         )
         depth = _gauge("safewatch_queue_depth", "Items waiting per queue.", labels=("queue",))
+        recording_up = _gauge(
+            "safewatch_recording_up",
+            "1 while the camera's recorder is connected and writing; only cameras that record "
+            "here.",
+        )
+        recorded = _counter(
+            "safewatch_recording_segments",
+            "Recorded segments closed and named on disk, across recorder restarts.",
+        )
         for cam in snap.cameras:
             c = [cam.camera_id]
             decoded.add_metric(c, cam.decoded)
@@ -264,6 +277,9 @@ class _SnapshotCollector(Collector):
                     since.add_metric([cam.camera_id, stage], max(0.0, snap.now - at))
             if cam.memory_bytes is not None and cam.worker_state == "running":
                 memory.add_metric([f"decode:{cam.camera_id}"], cam.memory_bytes)
+            if cam.recording is not None:
+                recording_up.add_metric(c, 1.0 if cam.recording.up else 0.0)
+                recorded.add_metric(c, cam.recording.segments)
         memory.add_metric(["server"], snap.server_memory_bytes)
         depth.add_metric(["mailbox"], snap.mailbox_depth)
         depth.add_metric(["results"], snap.results_depth)
@@ -285,4 +301,6 @@ class _SnapshotCollector(Collector):
             since,
             memory,
             depth,
+            recording_up,
+            recorded,
         )

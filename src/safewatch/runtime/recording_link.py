@@ -3,16 +3,16 @@
 reloads and, under ``serve --cluster``, the cameras this process owns; stopped before the
 cameras.
 
-Nothing here raises into its caller: recording errors are logged, never allowed to keep the
-server from starting, a camera handed over from being analysed, or a site reload from being
-reported."""
+Nothing here raises into its caller: recording errors are logged and reported (:meth:`states`:
+``safewatch_recording_up`` and a ``/readyz`` warning), never allowed to keep the server from
+starting, a camera handed over from being analysed, or a site reload from being reported."""
 
 from __future__ import annotations
 
 import logging
 
 from safewatch.config.loader import LoadedSite
-from safewatch.recording.service import RecordingService
+from safewatch.recording.service import RecordingService, RecordingState
 from safewatch.runtime.ownership import CameraOwnership
 from safewatch.storage import IncidentRepository
 
@@ -66,7 +66,7 @@ class RecordingLink:
             return ""
         try:
             changes = self._service.apply(site)
-        except Exception as error:  # the analysis's changes stand
+        except Exception as error:  # the analysis's changes stand; recording reports itself
             log.exception("recording: following the site failed")
             return f"; recording not updated: {error}"
         failed = f", could not start {list(changes.failed)}" if changes.failed else ""
@@ -74,6 +74,10 @@ class RecordingLink:
             f"; recording started {list(changes.started)}, stopped "
             f"{list(changes.stopped)}, restarted {list(changes.restarted)}{failed}"
         )
+
+    def states(self) -> dict[str, RecordingState]:
+        """Camera id -> its recording now, for the cameras that record here."""
+        return {} if self._service is None else self._service.states()
 
     def stop(self) -> None:
         """Close the open segments and stop."""

@@ -295,7 +295,12 @@ class RuntimeService:
                 overlap_ready=lambda: len(self._overlap_detectors) > 0,
             )
             self.status.parts = RuntimeParts(
-                self._supervisor, self._inference, self._rules, holder, storage
+                self._supervisor,
+                self._inference,
+                self._rules,
+                holder,
+                storage,
+                recordings=self._recordings,
             )
             self.runtime_metrics.watch(self.status.snapshot)
             if self._options.http:
@@ -453,7 +458,7 @@ class RuntimeService:
             elif new.config.alerts.channels:
                 log.warning("site reload: alerts were off at start; they apply after a restart")
             plan = self.supervisor.apply(self._specs(new), restart=restart)
-            # recorders follow their recording blocks; never raises
+            # recorders follow their recording blocks; never raises (reported in /readyz)
             recorded = self._recordings.apply(new)
             if (
                 camera_switches(old) != camera_switches(new.config)
@@ -487,7 +492,7 @@ class RuntimeService:
             # The analysis first: the recorder's launch touches the shared recording folder
             # (mkdir, naming a dead owner's segments), where an NFS error or a hang must not
             # keep the camera this node holds the lease for from being analysed. Recording
-            # errors are logged and retried, never raised here.
+            # errors are reported (/readyz, safewatch_recording_up), never raised here.
             plan = self.supervisor.apply(self._specs(self._site))
             self._recordings.apply(self._site)
             if self._recorder is not None:

@@ -26,6 +26,7 @@ from safewatch.runtime.health import PPECheck, SlowAnalysis, camera_readiness, o
 from safewatch.runtime.inference import InferenceWorker
 from safewatch.runtime.mailbox import FrameMailbox
 from safewatch.runtime.metrics import CameraStatus, RuntimeMetrics, RuntimeSnapshot
+from safewatch.runtime.recording_link import RecordingLink
 from safewatch.runtime.supervisor import Supervisor
 
 __all__ = ["DB_CHECK_TIMEOUT", "HUNG_AFTER", "RuntimeParts", "RuntimeStatus"]
@@ -61,6 +62,7 @@ class RuntimeParts:
     rules: RulesWorker | None = None
     holder: RuleSetHolder | None = None
     storage: SiteStorage | None = None
+    recordings: RecordingLink | None = None
 
 
 class RuntimeStatus:
@@ -105,6 +107,7 @@ class RuntimeStatus:
         inference = parts.inference.counters() if parts.inference is not None else {}
         evaluated = parts.rules.counters() if parts.rules is not None else {}
         mailbox_drops = self._mailbox.dropped()
+        recordings = parts.recordings.states() if parts.recordings is not None else {}
         cameras: list[CameraStatus] = []
         for status in statuses:
             key = status.camera_id
@@ -139,6 +142,7 @@ class RuntimeStatus:
                     last_evaluated_at=ev.last_evaluated_at if ev else None,
                     memory_bytes=status.memory_bytes,
                     ppe=ev.ppe if ev else (),
+                    recording=recordings.get(key),
                 )
             )
         return RuntimeSnapshot(

@@ -21,6 +21,7 @@ from safewatch.recording.segments import list_segments, part_path, segment_path
 from safewatch.recording.service import (
     RecordingChanges,
     RecordingService,
+    RecordingState,
     retry_after,
 )
 
@@ -280,7 +281,7 @@ def test_a_recorder_that_cannot_start_is_reported_and_started_again(
 ) -> None:
     """The recording folder could not be created (or a stale NFS handle failed the naming of
     orphans): ``apply`` raised, into the reload or the handover that called it, and the camera
-    never recorded. Now its recorder is tried again."""
+    never recorded. Now the camera is reported and its recorder tried again."""
     site = _recorded_site(tmp_path)
     (tmp_path / "rec").write_text("not a folder")  # mkdir: FileExistsError
     storage = open_site_storage(site)
@@ -288,6 +289,10 @@ def test_a_recorder_that_cannot_start_is_reported_and_started_again(
     try:
         changes = service.apply(site)
         assert (changes.started, changes.failed) == (("yard",), ("yard",))
+        (state,) = service.states().values()
+        assert not state.up and state.segments == 0
+        assert state.message.startswith("cannot start: [Errno 17] File exists")
+        assert state.message.endswith("trying again in 5 s")
         assert service.check() == ()  # not before its back-off
         assert service.recording() == {}
         monkeypatch.setattr(service_module, "_RETRY_FIRST", 0.0)
@@ -300,12 +305,13 @@ def test_a_recorder_that_cannot_start_is_reported_and_started_again(
         (tmp_path / "rec").unlink()
         assert service.check() == ("yard",)
         assert set(service.recording()) == {"yard"}
+        assert not service.states()["yard"].up  # the camera is unreachable: connecting
     finally:
         service.stop()
         storage.close()
 
 
-def test_a_recorder_that_dies_is_started_again(
+def test_a_recorder_that_dies_is_started_again_and_its_segments_still_count(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An error ``record`` does not survive ended its thread and nothing started it again: the
@@ -318,6 +324,9 @@ def test_a_recorder_that_dies_is_started_again(
     ) -> Any:
         runs.append(key)
         stats = options["stats"]
+        for _ in range(2):
+            stats.segments += 1
+            options["on_segment"](None)
         if len(runs) == 1:
             raise RuntimeError("a bug")
         stats.writing = True
@@ -335,10 +344,12 @@ def test_a_recorder_that_dies_is_started_again(
         for thread in threading.enumerate():
             if thread.name == "record-yard":
                 thread.join(10)
-        assert service.recording() == {}
+        dead = service.states()["yard"]
+        assert not dead.up and dead.segments == 2
+        assert "RuntimeError('a bug')" in dead.message
         assert service.check() == ("yard",)
         assert writing.wait(10)
-        assert set(service.recording()) == {"yard"}
+        assert service.states() == {"yard": RecordingState(True, 4, "writing")}
         assert runs == ["yard", "yard"]
     finally:
         service.stop()

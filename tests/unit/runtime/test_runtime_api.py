@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from safewatch.api import ApiSettings, create_app
+from safewatch.recording.service import RecordingState
 from safewatch.runtime.health import (
     ComponentHealth,
     Liveness,
@@ -153,3 +154,33 @@ def test_metrics_are_prometheus_text_with_camera_series() -> None:
     assert 'safewatch_queue_depth{queue="mailbox"} 1.0' in text
     assert "safewatch_inference_latency_seconds" in text
     assert "process_resident_memory_bytes" in text  # the server's own, from the default registry
+
+
+def test_a_camera_that_should_record_and_does_not_is_a_warning_not_a_failure() -> None:
+    """The analysis still protects people there, so the camera stays ready; but footage that
+    operators count on is not being kept, which only a log line said (and nothing at all for
+    a recorder thread that had died)."""
+    failing = RecordingState(False, 12, "cannot start: [Errno 5] Input/output error; ...")
+    services = FakeServices(
+        [
+            status("yard", recording=failing),
+            status("dock", recording=RecordingState(True, 30, "writing")),
+            status("gate"),  # records nothing
+        ]
+    )
+    body = client(services).get("/readyz").json()
+    assert body["status"] == "degraded"
+    yard = body["cameras"]["yard"]
+    assert yard["ready"] is True
+    assert yard["warnings"] == [f"not recording: {failing.message}"]
+    assert body["cameras"]["dock"]["warnings"] == body["cameras"]["gate"]["warnings"] == []
+    assert client(services).get("/readyz", params={"camera": "yard"}).status_code == 200
+    text = client(services).get("/metrics").text
+    assert 'safewatch_recording_up{camera="yard"} 0.0' in text
+    assert 'safewatch_recording_up{camera="dock"} 1.0' in text
+    assert 'safewatch_recording_segments_total{camera="yard"} 12.0' in text
+    assert 'safewatch_recording_segments_total{camera="dock"} 30.0' in text
+    assert not any(
+        line.startswith("safewatch_recording") and 'camera="gate"' in line
+        for line in text.splitlines()
+    )

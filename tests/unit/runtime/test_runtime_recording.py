@@ -1,5 +1,6 @@
 """Continuous recording beside the analysis: a recording that fails never keeps a camera from
-being analysed nor a site reload from being reported."""
+being analysed nor a site reload from being reported; it is reported itself (``/readyz``
+warning, ``safewatch_recording_up``)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from runtime_fakes import RecordingDetector
 
 from api_support import write_site
 from safewatch.config.loader import load_site
+from safewatch.ingest.state import SourceInfo, SourceStats
 from safewatch.runtime.camera_worker import WorkerSpec
 from safewatch.runtime.service import RuntimeService, ServeOptions
-from safewatch.runtime.supervisor import ReloadPlan
+from safewatch.runtime.status import RuntimeParts
+from safewatch.runtime.supervisor import ReloadPlan, WorkerState, WorkerStatus
 
 
 class _Supervisor:
-    """Records what the analysis was asked to run."""
+    """Records what the analysis was asked to run; its cameras stream."""
 
     def __init__(self, order: list[str]) -> None:
         self.applied: list[list[str]] = []
@@ -28,6 +31,28 @@ class _Supervisor:
         self._order.append("analysis")
         self.applied.append(sorted(specs))
         return ReloadPlan(unchanged=tuple(sorted(specs)))
+
+    def statuses(self) -> list[WorkerStatus]:
+        cameras = self.applied[-1] if self.applied else []
+        return [
+            WorkerStatus(
+                camera_id=key,
+                name=key,
+                state=WorkerState.RUNNING,
+                source_state="streaming",
+                message="receiving",
+                pid=None,
+                incarnation=1,
+                restarts=0,
+                fps_target=5.0,
+                stats=SourceStats(),
+                info=SourceInfo(640, 352, 25.0),
+                decode_fps=5.0,
+                last_frame_at=None,
+                memory_bytes=None,
+            )
+            for key in cameras
+        ]
 
 
 def test_a_camera_is_analysed_and_a_reload_reported_whatever_its_recording_does(
@@ -70,5 +95,14 @@ def test_a_camera_is_analysed_and_a_reload_reported_whatever_its_recording_does(
         assert service.reload_site() is not None
         health = service.status.site_health
         assert health.ok and "could not start ['yard']" in health.message, health.message
+
+        service.status.parts = RuntimeParts(supervisor, recordings=links)  # type: ignore[arg-type]
+        service.runtime_metrics.watch(service.status.snapshot)
+        yard = service.readiness().cameras["yard"]
+        (warning,) = yard.warnings
+        assert warning.startswith("not recording: cannot start: [Errno 17] File exists")
+        text = service.metrics().decode()
+        assert 'safewatch_recording_up{camera="yard"} 0.0' in text
+        assert 'safewatch_recording_segments_total{camera="yard"} 0.0' in text
     finally:
         links.stop()
