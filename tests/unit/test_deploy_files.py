@@ -676,6 +676,18 @@ def unit_writable(settings: dict[str, list[str]]) -> list[Path]:
 @pytest.mark.parametrize(
     "unit", sorted((DEPLOY / "systemd").glob("*.service")), ids=lambda p: p.name
 )
+def test_each_systemd_unit_signals_only_its_main_process(unit: Path) -> None:
+    """With systemd's default KillMode (control-group) ``systemctl stop`` sent SIGTERM to the
+    decode workers too; the supervisor restarts a worker stopped from outside (as after a
+    crash), so every stop respawned cameras while the server was stopping."""
+    settings = unit_service(unit)
+    assert settings.get("KillMode") == ["mixed"]
+    assert settings.get("KillSignal") == ["SIGTERM"]
+
+
+@pytest.mark.parametrize(
+    "unit", sorted((DEPLOY / "systemd").glob("*.service")), ids=lambda p: p.name
+)
 def test_each_systemd_unit_may_write_what_the_example_site_file_writes(
     unit: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -150,6 +150,7 @@ def test_webhook_signature_verifies_and_refuses_tampering_and_replays() -> None:
     assert not verify_signature(SECRET, "yesterday", body, signature, now=T0)
     # a header with characters beyond ASCII is a wrong signature, not a TypeError
     assert not verify_signature(SECRET, timestamp, body, "sha256=é" + signature[8:], now=T0)
+    assert not verify_signature(SECRET, timestamp, body, "sha256=\ud800", now=T0)
 
 
 def test_webhook_body_is_versioned_json(message: AlertMessage) -> None:

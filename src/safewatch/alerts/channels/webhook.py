@@ -69,7 +69,7 @@ def verify_signature(
     # As bytes: compare_digest refuses str with characters beyond ASCII (TypeError), and a
     # header can carry any; such a signature is simply wrong.
     expected = sign(secret, timestamp, body).encode()
-    return hmac.compare_digest(expected, signature.encode("utf-8", "surrogateescape"))
+    return hmac.compare_digest(expected, signature.encode("utf-8", "surrogatepass"))
 
 
 def webhook_body(message: AlertMessage) -> dict[str, Any]:
