@@ -8,12 +8,17 @@ from enum import StrEnum
 
 from safewatch.domain.detections import Detections
 
-__all__ = ["FACE_HEAD", "PPEState", "Track", "TrackedFrame"]
+__all__ = ["FACE_HEAD", "PERSON", "PPEState", "Track", "TrackedFrame"]
 
 FACE_HEAD = "face_head"
 """Detection label of a head box the tracker made from a face (``tracker.face_subjects``): a square
 1.3 face widths wide from 0.6 face heights above the face. It is no head box to privacy (it
 stops inside the face); :attr:`TrackedFrame.faces` carries the faces themselves."""
+
+
+PERSON = "person"
+"""The track label of people: the only tracks the tracker gives PPE states (a forklift a ``ppe``
+rule also names never carries one, which is no "not verifiable" hard hat)."""
 
 
 class PPEState(StrEnum):

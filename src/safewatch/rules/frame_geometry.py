@@ -31,7 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from safewatch.domain.geometry import Zone, points_in_polygon, within_frame
-from safewatch.domain.tracks import PPEState, TrackedFrame
+from safewatch.domain.tracks import PERSON, PPEState, Track, TrackedFrame
 from safewatch.rules.calibration import Calibration
 from safewatch.rules.overlap import box_overlaps_polygon
 
@@ -362,7 +362,8 @@ class FrameGeometry:
             but not for ``UNKNOWN``: a weak box or a lone head without a verdict is too often no
             worker at all to open a review item.
 
-        An item the track carries no state for is ``UNKNOWN`` here and never ``ABSENT``. The
+        An item a person track carries no state for is ``UNKNOWN`` here and never ``ABSENT``
+        (other tracks never carry PPE states: a forklift the rule also names is neither). The
         tracker reports only the items the camera's models are known to detect (their
         ``labels:`` maps) or have detected so far, so on a camera whose PPE model has no map
         and never fires, persons carry no item at all: that is exactly the camera a
@@ -373,18 +374,20 @@ class FrameGeometry:
         if found is None:
             tracks = self.tracks
             subjects = self.labelled(labels, ppe_subjects=state is PPEState.ABSENT)
-            unreported = PPEState.UNKNOWN if state is PPEState.UNKNOWN else None
+            # Only people carry PPE states: an item a person lacks is unknown, a forklift's none.
+            unknown = state is PPEState.UNKNOWN
             if len(require) == 1:  # the usual rule: one item, no list per track
                 (item,) = require
                 found = [
                     (i, require)
                     for i in subjects
-                    if tracks[i].attributes.get(item, unreported) == state
+                    if tracks[i].attributes.get(item, _unreported(tracks[i], unknown)) == state
                 ]
             else:
                 found = []
                 for i in subjects:
                     attributes = tracks[i].attributes
+                    unreported = _unreported(tracks[i], unknown)
                     items = tuple(
                         [item for item in require if attributes.get(item, unreported) == state]
                     )
@@ -398,3 +401,9 @@ def geometry_of(tracked: TrackedFrame, geometry: FrameGeometry | None) -> FrameG
     """``geometry`` if the engine passed one, else a new one for ``tracked`` (a kind called on
     its own, as tests and tools do)."""
     return FrameGeometry(tracked) if geometry is None else geometry
+
+
+def _unreported(track: Track, unknown: bool) -> PPEState | None:
+    """The state of an item ``track`` carries none for: unknown for a person when unknown items
+    are asked for (:meth:`FrameGeometry.missing`), else none."""
+    return PPEState.UNKNOWN if unknown and track.label == PERSON else None

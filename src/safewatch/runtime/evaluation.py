@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from safewatch import tracing
 from safewatch.domain import PPEState, TrackedFrame
+from safewatch.domain.tracks import PERSON
 from safewatch.errors import StorageError
 from safewatch.incidents.manager import ChangeKind, IncidentChange
 from safewatch.pipeline.step import (
@@ -431,9 +432,10 @@ class RulesWorker:
             if track.ppe_only:  # a weak box or a lone head is no person-second to check
                 continue
             states = list(track.attributes.items())
-            for item in required.get(track.label, ()):
-                if item not in track.attributes:
-                    states.append((item, PPEState.UNKNOWN))
+            if track.label == PERSON:  # only people carry PPE states (domain.PERSON)
+                for item in required.get(track.label, ()):
+                    if item not in track.attributes:
+                        states.append((item, PPEState.UNKNOWN))
             for item, state in states:
                 self._metrics.ppe_person_seconds.labels(
                     camera=tracked.camera_id, item=item, state=str(state)

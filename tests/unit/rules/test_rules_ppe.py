@@ -89,6 +89,10 @@ def test_an_item_no_model_reported_is_unverifiable_but_no_violation() -> None:
     # A PPE-only subject without any item still opens no review item.
     lone = replace(tracked, tracks=(replace(track, ppe_only=True),))
     assert observe_ppe(check, lone, []) == []
+    # Only people carry PPE states: a forklift the rule also names is no unverifiable hard hat.
+    forklift = replace(track, label="forklift")
+    both = _rule(require=["hardhat"], objects=["person", "forklift"], flag="unverifiable")
+    assert observe_ppe(both, replace(tracked, tracks=(forklift,)), []) == []
 
 
 def test_unverifiable_is_off_by_default() -> None:
