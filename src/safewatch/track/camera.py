@@ -30,7 +30,13 @@ from safewatch.track.clock import FrameClock
 from safewatch.track.head_check import HeadVerifier
 from safewatch.track.head_crops import head_from_person, square
 from safewatch.track.heads import HeadModeSwitch, suppress_overlaps
-from safewatch.track.ppe import NEGATIVE_PREFIX, Observation, PPEVocabulary, associate_ppe
+from safewatch.track.ppe import (
+    NEGATIVE_PREFIX,
+    SAME_HEAD_IOU,
+    Observation,
+    PPEVocabulary,
+    associate_ppe,
+)
 from safewatch.track.votes import PPEVotes
 
 __all__ = [
@@ -46,8 +52,6 @@ PERSON = "person"
 _HEADS = "person[heads]"  # tracker key of head mode; its tracks are reported as persons
 _LOW = "person[low]"  # tracker key of low-score person tracks (TrackerConfig.low_score_tracks)
 _LONE = "person[lone-heads]"  # head boxes no person took (TrackerConfig.head_tracks)
-_SAME_HEAD_IOU = 0.3
-"""Above this IoU with a head box a person took, a head box is the same head, never a lone one."""
 _FACES = "person[faces]"  # heads found from faces no person or head box covers (face_finder)
 _AS_PERSON = (_HEADS, _LOW, _LONE, _FACES)  # tracker keys whose tracks are reported as persons
 _PPE_ONLY = (_LOW, _LONE, _FACES)  # ... of which only PPE rules see (Track.ppe_only)
@@ -314,7 +318,7 @@ class CameraTracker:
                 # A second box on a head a person already took (the other model's, or a bare
                 # box under a hat box) is that person's head again, not a subject of its own.
                 held = detections[ppe_rows].xyxy[sorted(taken)]
-                lone &= box_iou(detections.xyxy[head_rows], held).max(axis=1) <= _SAME_HEAD_IOU
+                lone &= box_iou(detections.xyxy[head_rows], held).max(axis=1) <= SAME_HEAD_IOU
             rows = head_rows[lone]
             if rows.size:
                 keep = suppress_overlaps(detections.xyxy[rows], detections.confidence[rows])

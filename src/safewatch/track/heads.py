@@ -70,7 +70,7 @@ class HeadModeSwitch:
 
 
 def suppress_overlaps(
-    xyxy: NDArray[np.float32], confidence: NDArray[np.float32], iou: float = 0.5
+    xyxy: NDArray[np.floating], confidence: NDArray[np.floating], iou: float = 0.5
 ) -> NDArray[np.intp]:
     """Class-agnostic NMS: indices of boxes kept, best first.
 

@@ -6,7 +6,8 @@ sits on. The region is a fixed fraction of the person box, widened a little beca
 person boxes tight and a hat brim or a side-on head pokes out of them. Matching is greedy over
 (person, box) pairs by ``confidence x overlap x proximity`` so one box serves at most one person and
 each person gets at most one observation per item per frame, which keeps two people standing close
-together from sharing a hat.
+together from sharing a hat. A head-worn item's boxes count once per head: a weaker box on a head
+a stronger box already marks is dropped before matching.
 
 Vocabulary: an item ``x`` is observed *present* by a detection labelled ``x`` and *absent* by one
 labelled ``no_x`` (``hardhat`` / ``no_hardhat``, ``vest`` / ``no_vest``, ``gloves`` /
@@ -23,11 +24,14 @@ from types import MappingProxyType
 import numpy as np
 from numpy.typing import NDArray
 
+from safewatch.detect.nms import box_iou
 from safewatch.domain import Detections, PPEState
+from safewatch.track.heads import suppress_overlaps
 
 __all__ = [
     "DEFAULT_ITEMS",
     "NEGATIVE_PREFIX",
+    "SAME_HEAD_IOU",
     "BodyRegion",
     "Observation",
     "PPEVocabulary",
@@ -73,6 +77,11 @@ DEFAULT_ITEMS: Mapping[str, BodyRegion] = MappingProxyType(
     }
 )
 """Known items and their regions. Any ``no_x`` label is an item too (worn anywhere on the body)."""
+
+SAME_HEAD_IOU = 0.3
+"""Above this IoU a head box is a head already marked, seen again: under a stronger box of the
+other polarity (a bare box under a hat, which no model's NMS compares), or under a box a person
+took (then it is never a head-first subject of its own)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +171,33 @@ def _pair_scores(
     return scores
 
 
+def _one_box_per_head(
+    rows: NDArray[np.intp],
+    boxes: NDArray[np.float64],
+    confidence: NDArray[np.float32],
+    states: Mapping[int, PPEState],
+) -> NDArray[np.intp]:
+    """``rows`` (boxes of one head-worn item) less those that are a weaker box on the same head.
+
+    The greedy association never gives a person two boxes of an item, so without this a weaker
+    second box on a head its wearer took (a 0.3 bare box under a 0.8 hat) would go to the
+    neighbour whose head band reaches it, as that neighbour's verdict. A hat and a bare box are
+    the same head above :data:`SAME_HEAD_IOU` (as for head-first subjects): no model's NMS
+    compares them. Two boxes saying the same thing are one head only above 0.5, as in head mode:
+    a model's own NMS (0.45 by default) already keeps such a pair only as two heads, and in a
+    crowd of small heads neighbours' boxes overlap by 0.3-0.45 (5 such pairs on the held-out
+    training photos; merging them from 0.3 left one hard-hatted worker without a verdict).
+    """
+    kept = rows[suppress_overlaps(boxes[rows], confidence[rows])]
+    absent = np.asarray([states[int(r)] is PPEState.ABSENT for r in kept], np.bool_)
+    iou = box_iou(boxes[kept], boxes[kept])
+    keep: list[int] = []
+    for i in range(len(kept)):  # strongest first (suppress_overlaps' order)
+        if not any(absent[i] != absent[j] and iou[i, j] > SAME_HEAD_IOU for j in keep):
+            keep.append(i)
+    return np.sort(kept[keep])
+
+
 def associate_ppe(
     persons: NDArray[np.float32],
     ppe: Detections,
@@ -194,6 +230,8 @@ def associate_ppe(
     boxes_all = ppe.xyxy.astype(np.float64)
     for item in sorted(by_item):
         rows = np.asarray(by_item[item], dtype=np.intp)
+        if vocabulary.region(item) is BodyRegion.HEAD:
+            rows = _one_box_per_head(rows, boxes_all, ppe.confidence, states)
         regions = region_boxes(persons, vocabulary.region(item))
         quality = _pair_scores(regions, boxes_all[rows], min_overlap)
         score = quality * ppe.confidence[rows].astype(np.float64)[None, :]

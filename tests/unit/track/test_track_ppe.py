@@ -102,6 +102,34 @@ def test_each_person_gets_one_observation_per_item_the_best_one() -> None:
     assert found[0]["hardhat"].index == 1
 
 
+def test_a_weaker_second_box_on_a_taken_head_goes_to_no_neighbour() -> None:
+    """A 0.8 hat and a 0.3 bare box on one head: the bare box is the same head seen again, not
+    the bare head of the person standing shoulder to shoulder (whose own head has no box)."""
+    persons = _persons((100, 100, 140, 200), (128, 102, 168, 202))
+    ppe = _det(("hardhat", 0.8, 110, 96, 130, 114), ("no_hardhat", 0.3, 111, 97, 131, 115))
+    found = associate_ppe(persons, ppe, VOCAB)
+    assert found[0]["hardhat"].state is PPEState.PRESENT
+    assert found[1] == {}
+
+
+def test_neighbours_overlapping_hats_in_a_crowd_stay_two_heads() -> None:
+    """Two hats at IoU 0.33 (small heads side by side, both kept by the model's own NMS) are two
+    heads: only a hat and a bare box are merged from an IoU of 0.3."""
+    persons = _persons((100, 100, 120, 160), (107, 100, 127, 160))
+    ppe = _det(("hardhat", 0.5, 103, 96, 117, 110), ("hardhat", 0.4, 110, 96, 124, 110))
+    found = associate_ppe(persons, ppe, VOCAB)
+    assert [f["hardhat"].index for f in found] == [0, 1]
+
+
+def test_overlapping_boxes_of_a_body_worn_item_are_not_merged() -> None:
+    """Only head boxes are deduplicated: two people's vests may overlap in a crowd."""
+    persons = _persons((100, 100, 140, 200), (112, 100, 152, 200))
+    ppe = _det(("vest", 0.8, 102, 125, 138, 160), ("no_vest", 0.4, 114, 125, 150, 160))
+    found = associate_ppe(persons, ppe, VOCAB)
+    assert found[0]["vest"].state is PPEState.PRESENT
+    assert found[1]["vest"].state is PPEState.ABSENT
+
+
 def test_two_hats_two_neighbours_each_get_their_own() -> None:
     persons = _persons((100, 100, 140, 200), (135, 100, 175, 200))
     ppe = _det(("no_hardhat", 0.8, 145, 98, 165, 116), ("hardhat", 0.8, 110, 98, 130, 116))
