@@ -92,7 +92,10 @@ def inference(detector: OnnxDetector, frames: Sequence[Frame], seconds: float) -
 def pipeline(detector: OnnxDetector, frames: Sequence[Frame], seconds: float) -> dict[str, Any]:
     """Detect + track for 8 cameras round-robin at batch 8; 1080p30 streams sustained."""
     cameras = 8
-    trackers = [CameraTracker(TrackerConfig(), f"cam{i}", frame_rate=30) for i in range(cameras)]
+    trackers = [  # a person model, so no head mode (as build_tracker decides)
+        CameraTracker(TrackerConfig(), f"cam{i}", frame_rate=30, track_heads=False)
+        for i in range(cameras)
+    ]
     done, index, start = 0, 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         batch = [frames[(index + i) % len(frames)] for i in range(cameras)]

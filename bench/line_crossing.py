@@ -143,7 +143,8 @@ def pipeline_frames(
     path = require_asset(f"models/{file}")
     config = ModelConfig(path=str(path), format=fmt, labels={"person": "person"})
     detector = OnnxDetector(config, path, model)
-    tracker = CameraTracker(TrackerConfig(), CAMERA, frame_rate=FPS)
+    # A person model, so no head mode: what build_tracker decides for a camera with one.
+    tracker = CameraTracker(TrackerConfig(), CAMERA, frame_rate=FPS, track_heads=False)
     for start in range(0, len(frames), 8):
         batch = list(frames[start : start + 8])
         for frame, detections in zip(batch, detector.detect(batch), strict=True):

@@ -147,7 +147,8 @@ def score(
     detect_threshold: float,
 ) -> dict[str, float]:
     """Track and score one configuration; returns the motmetrics summary row."""
-    tracker = CameraTracker(config, "pets09", frame_rate=FPS)
+    # A person model, so no head mode: what build_tracker decides for a camera with one.
+    tracker = CameraTracker(config, "pets09", frame_rate=FPS, track_heads=False)
     acc = mm.MOTAccumulator(auto_id=False)
     for frame, det in zip(frames, detections, strict=True):
         out = tracker.update(det[det.confidence >= detect_threshold], frame)

@@ -11,14 +11,17 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from safewatch.config.coverage import model_labels
 from safewatch.config.loader import LoadedSite
 from safewatch.config.site import CameraConfig, ModelConfig
 from safewatch.detect import Detector, build_detector
 from safewatch.detect.catalogue import resolve
 from safewatch.errors import ConfigError
 from safewatch.incidents.faces import face_detector
-from safewatch.track import CameraTracker, PPEVocabulary
+from safewatch.track import PERSON, CameraTracker, PPEVocabulary
+from safewatch.track.camera import HEAD_ITEM
 from safewatch.track.head_check import HeadClassifier, HeadVerifier, head_classifier_file
+from safewatch.track.ppe import NEGATIVE_PREFIX
 
 __all__ = [
     "FILE_RUN_WORKERS",
@@ -29,6 +32,7 @@ __all__ = [
     "ppe_items",
     "resolved_models",
     "side_by_side_models",
+    "track_heads",
 ]
 
 FILE_RUN_WORKERS = 2
@@ -135,6 +139,33 @@ def ppe_items(site: LoadedSite, camera: CameraConfig) -> set[str] | None:
     return items
 
 
+def track_heads(site: LoadedSite, camera: CameraConfig) -> bool | None:
+    """Whether the camera tracks head boxes as persons (head mode, :mod:`safewatch.track.heads`).
+
+    ``False`` as soon as one of its models produces ``person`` (its ``labels:`` map or
+    ``class_names``, read as rule checks read them): the automatic switch would otherwise turn
+    head mode on after a few frames with a hat box and no person (an empty yard and a yellow
+    bucket the PPE model calls a hat), track the bucket as a worker and a worker walking in as
+    his head only, and stop head verification and face subjects. ``True`` when every model's
+    labels are known, none is ``person`` and one is a head box (a PPE head model alone);
+    ``False`` when none is either. ``None`` (decide from the detections) only when a model's
+    labels are known from its file alone.
+    """
+    labels: set[str] = set()
+    known = True
+    for key in camera.models:
+        produced = model_labels(site.config.models[key])
+        if produced is None:
+            known = False
+        elif PERSON in produced:
+            return False
+        else:
+            labels |= produced
+    if not known:
+        return None
+    return bool(labels & {HEAD_ITEM, NEGATIVE_PREFIX + HEAD_ITEM})
+
+
 def build_tracker(site: LoadedSite, camera_id: str, camera: CameraConfig) -> CameraTracker:
     """A fresh tracker for one camera run (with head verification when the site enables it)."""
     verifier = None
@@ -150,6 +181,7 @@ def build_tracker(site: LoadedSite, camera_id: str, camera: CameraConfig) -> Cam
         site.config.tracker,
         camera_id,
         frame_rate=camera.fps,
+        track_heads=track_heads(site, camera),
         ppe_items=ppe_items(site, camera),
         head_verifier=verifier,
         face_finder=face_detector(faces) if faces and verifier is not None else None,

@@ -41,6 +41,7 @@ from safewatch.track.votes import PPEVotes
 
 __all__ = [
     "FACE_HEAD",
+    "HEAD_ITEM",
     "PERSON",
     "CameraTracker",
     "FaceFinder",
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 PERSON = "person"
+HEAD_ITEM = "hardhat"
+"""The item whose boxes (``x`` / ``no_x``) mark heads: head mode's persons, head-first subjects."""
 _HEADS = "person[heads]"  # tracker key of head mode; its tracks are reported as persons
 _LOW = "person[low]"  # tracker key of low-score person tracks (TrackerConfig.low_score_tracks)
 _LONE = "person[lone-heads]"  # head boxes no person took (TrackerConfig.head_tracks)
@@ -109,7 +112,9 @@ class CameraTracker:
             lost-track limits are in seconds of the frame clock.
         track_heads: Head mode (see :mod:`safewatch.track.heads`): ``True`` tracks ``hardhat`` /
             ``no_hardhat`` boxes as persons, ``False`` never does, ``None`` decides from the
-            detections with hysteresis.
+            detections with hysteresis (counting only head boxes that could start a head track).
+            :func:`~safewatch.pipeline.stages.build_tracker` fixes it from the camera's models'
+            labels where they are known.
         ppe_items: Items the camera's models can detect (``hardhat``, ``vest``, ...), reported on
             every person track. ``None``: the items seen so far on this camera.
         vocabulary: Which labels are PPE and where items are worn.
@@ -135,7 +140,7 @@ class CameraTracker:
         track_heads: bool | None = None,
         ppe_items: Iterable[str] | None = None,
         vocabulary: PPEVocabulary | None = None,
-        head_item: str = "hardhat",
+        head_item: str = HEAD_ITEM,
         head_config: TrackerConfig | None = None,
         head_verifier: HeadVerifier | None = None,
         face_finder: FaceFinder | None = None,
@@ -152,6 +157,9 @@ class CameraTracker:
         self._fixed_items = ppe_items is not None
         self._items: set[str] = set(ppe_items or ())
         self._heads = HeadModeSwitch(track_heads)
+        self._head_start = max(
+            self._head_config.activation_confidence, self._head_config.high_confidence
+        )
         self._clock = FrameClock()
         self._trackers: dict[str, LabelTracker] = {}
         self._ids: dict[tuple[str, int], int] = {}
@@ -204,7 +212,10 @@ class CameraTracker:
         if not self._fixed_items:
             self._learn_items(labels, ppe_rows)
         head_rows = np.flatnonzero(np.isin(detections.label, self._head_labels))
-        head_mode = self._heads.update(PERSON in labels, head_rows.size > 0)
+        # Only a head box that could start a head track is evidence of a camera without a person
+        # model: the example keeps bare-head boxes from 0.1, and a few weak ones must not switch.
+        strong_heads = bool((detections.confidence[head_rows] >= self._head_start).any())
+        head_mode = self._heads.update(PERSON in labels, strong_heads)
         self._trackers.pop(PERSON if head_mode else _HEADS, None)
         if head_mode:
             self._trackers.pop(_LOW, None)

@@ -6,11 +6,15 @@ whose ``hardhat`` attribute comes from its own label (voted like any other obser
 the foot point of such a track see the head's bottom edge, which is approximate: prefer a person
 model where zones matter.
 
-The mode is a constructor choice (``track_heads=True/False``, which the pipeline can derive from the
-labels of the camera's models) or automatic (``None``). Automatic mode looks at recent frames that
-had person or head boxes and switches with hysteresis, so a person class that fires once in a while
-(the PPE model's own ``Person``) or a person detector missing a few small people does not flip the
-camera back and forth, which would end every track each time.
+The mode is a constructor choice (``track_heads=True/False``, which the pipeline derives from the
+labels of the camera's models: :func:`~safewatch.pipeline.stages.track_heads`) or automatic
+(``None``, where a model's classes are known only from its file). Automatic mode looks at recent
+frames that had person or head boxes (head boxes at the head tracker's start score or above: weak
+bare-head boxes are no sign of a missing person model) and switches with hysteresis, so a person
+class that fires once in a while (the PPE model's own ``Person``) or a person detector missing a
+few small people does not flip the camera back and forth, which would end every track each time.
+It cannot tell a camera without a person model from an empty scene with a false hat box, which is
+why a camera with a person model is never left to it.
 """
 
 from __future__ import annotations

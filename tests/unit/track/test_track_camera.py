@@ -240,6 +240,16 @@ def test_auto_mode_stays_on_persons_when_a_person_model_runs() -> None:
     assert {i for o in outs for i in _ids(o)} == {1}
 
 
+def test_auto_head_mode_counts_only_heads_that_could_start_a_track() -> None:
+    """Weak bare-head boxes (the example keeps them from 0.1) are no sign that the camera has no
+    person model: they never switch it, and one strong head box among them still does."""
+    tracker = CameraTracker(TrackerConfig(), "cam")
+    _run(tracker, [[_hat(100, label="no_hardhat", conf=0.2)]] * 20)
+    assert not tracker.head_mode
+    _run(tracker, [[_hat(100, label="no_hardhat", conf=0.2), _hat(300)]] * 3, start=20)
+    assert tracker.head_mode
+
+
 def test_auto_mode_switches_back_to_persons_when_persons_keep_coming() -> None:
     tracker = CameraTracker(TrackerConfig(), "cam")
     _run(tracker, [[_hat(100)]] * 5)
