@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from safewatch.config.rules import PPERule, ProximityRule, Rule
 from safewatch.config.site import ModelConfig, SiteConfig
+from safewatch.domain.ppe import DEFAULT_ITEMS, NEGATIVE_PREFIX
 
 if TYPE_CHECKING:  # ruleset imports this module
     from safewatch.config.ruleset import RuleSet
@@ -84,7 +85,10 @@ def rule_needs(rule: Rule) -> list[Need]:
     """What a rule reads: each group needs at least one producible label.
 
     The watched ``objects`` (and a proximity rule's ``subjects``) need one of their labels; each
-    required PPE item needs its own class or its ``no_`` class (either decides the attribute).
+    required PPE item needs its ``no_`` class or, for a built-in item (``hardhat``, ``vest``,
+    ...), its own class (either decides the attribute). Another item's own class alone is no
+    PPE to the tracker, which follows it as an object (:mod:`safewatch.domain.ppe`): a camera
+    whose models say ``helmet`` but never ``no_helmet`` can never judge a helmet.
     A rule that watches any class (an empty ``objects``) needs nothing in particular.
     """
     needs: list[Need] = []
@@ -95,7 +99,10 @@ def rule_needs(rule: Rule) -> list[Need]:
         needs.append((("objects",), objects))
     if isinstance(rule, PPERule):
         for index, item in enumerate(rule.require):
-            needs.append((("require", index), (item, f"no_{item}")))
+            absent = NEGATIVE_PREFIX + item
+            needs.append(
+                (("require", index), (item, absent) if item in DEFAULT_ITEMS else (absent,))
+            )
     return needs
 
 
@@ -122,13 +129,22 @@ def missing_labels(
         what = " or ".join(repr(label) for label in wanted)
         models = sorted({m for c in blind for m in site.cameras[c].models})
         produced = ", ".join(sorted(seen)) or "nothing"
+        item = (
+            rule.require[int(path[1])] if isinstance(rule, PPERule) and path[0] == "require" else ""
+        )
+        worn = (
+            f" ({item!r} alone is tracked as an object, not worn: only the built-in items "
+            f"{', '.join(sorted(DEFAULT_ITEMS))} are PPE without their `no_` class)"
+            if item and item not in DEFAULT_ITEMS and item in seen
+            else ""
+        )
         problems.append(
             (
                 path,
                 f"rule {rule.id!r} needs {what} but camera"
                 f"{'s' if len(blind) > 1 else ''} {', '.join(repr(c) for c in blind)} "
                 f"ha{'ve' if len(blind) > 1 else 's'} no model producing it (models "
-                f"{', '.join(models) or 'none'} produce: {produced}); it could never fire "
+                f"{', '.join(models) or 'none'} produce: {produced}){worn}; it could never fire "
                 "there: add a model with that class to the camera, map the class in the model's "
                 "`labels:`, or list only the `cameras` that can see it",
             )

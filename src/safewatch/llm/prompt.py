@@ -95,7 +95,6 @@ def site_labels(site: SiteConfig) -> LabelVocabulary:
     by :func:`~safewatch.config.coverage.model_labels` as rule checks and the detector read them:
     ``class_names: [Safety Vest]`` is ``safety_vest`` everywhere, so a draft is neither offered
     nor refused a label that loaded rules see otherwise."""
-    vocabulary = PPEVocabulary()
     labels: set[str] = set()
     complete = True
     for model in site.models.values():
@@ -104,6 +103,7 @@ def site_labels(site: SiteConfig) -> LabelVocabulary:
             complete = False
         else:
             labels |= known
+    vocabulary = PPEVocabulary().with_labels(labels)  # ``no_x`` makes ``x`` an item, as tracked
     objects, items = set(), set()
     for label in labels:
         observed = vocabulary.item_of(label)

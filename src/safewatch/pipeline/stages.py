@@ -30,6 +30,7 @@ __all__ = [
     "build_tracker",
     "pick_camera",
     "ppe_items",
+    "ppe_vocabulary",
     "resolved_models",
     "side_by_side_models",
     "track_heads",
@@ -120,19 +121,29 @@ def build_file_run_detectors(site: LoadedSite, camera: CameraConfig) -> list[Det
     ]
 
 
-def ppe_items(site: LoadedSite, camera: CameraConfig) -> set[str] | None:
-    """PPE items the camera's models report, from their ``labels:`` maps.
-
-    ``None`` when a model has no ``labels:`` map: its vocabulary is only known once it runs, and
-    the tracker then reports the items it has seen so far.
-    """
+def ppe_vocabulary(site: LoadedSite, camera: CameraConfig) -> PPEVocabulary:
+    """Which of the camera's labels are PPE: the built-in items, and every ``x`` whose ``no_x``
+    one of its models produces (``labels:`` maps or ``class_names``, as rule checks read them;
+    a model whose classes only its file knows adds its items once the tracker sees them)."""
     vocabulary = PPEVocabulary()
+    for key in camera.models:
+        vocabulary = vocabulary.with_labels(model_labels(site.config.models[key]) or ())
+    return vocabulary
+
+
+def ppe_items(site: LoadedSite, camera: CameraConfig) -> set[str] | None:
+    """PPE items the camera's models report, from their ``labels:`` maps or ``class_names``.
+
+    ``None`` when a model's classes are known only from its file: the tracker then reports the
+    items it has seen so far.
+    """
+    vocabulary = ppe_vocabulary(site, camera)
     items: set[str] = set()
     for key in camera.models:
-        labels = site.config.models[key].labels
+        labels = model_labels(site.config.models[key])
         if labels is None:
             return None
-        for label in labels.values():
+        for label in labels:
             found = vocabulary.item_of(label)
             if found is not None:
                 items.add(found[0])
@@ -183,6 +194,7 @@ def build_tracker(site: LoadedSite, camera_id: str, camera: CameraConfig) -> Cam
         frame_rate=camera.fps,
         track_heads=track_heads(site, camera),
         ppe_items=ppe_items(site, camera),
+        vocabulary=ppe_vocabulary(site, camera),
         head_verifier=verifier,
         face_finder=face_detector(faces) if faces and verifier is not None else None,
     )

@@ -117,7 +117,10 @@ class CameraTracker:
             labels where they are known.
         ppe_items: Items the camera's models can detect (``hardhat``, ``vest``, ...), reported on
             every person track. ``None``: the items seen so far on this camera.
-        vocabulary: Which labels are PPE and where items are worn.
+        vocabulary: Which labels are PPE and where items are worn (built-in items by default);
+            every ``no_x`` label seen adds its ``x`` (:meth:`PPEVocabulary.with_labels`).
+            :func:`~safewatch.pipeline.stages.build_tracker` gives the camera's from its models'
+            labels.
         head_item: The item whose boxes mark heads in head mode.
         head_config: Tracker settings for head mode; default ``config``. PPE models score small
             heads lower than person models score people (median 0.37 on the construction clip),
@@ -208,6 +211,9 @@ class CameraTracker:
         if self._faces is not None and not self._heads.active:
             detections, faces = self._with_face_heads(detections, frame)
         labels = [str(x) for x in detections.label]
+        # A model whose classes only its file knows may say ``no_helmet``: from then on its
+        # ``helmet`` boxes are worn, not objects (the site's labels say it from the first frame).
+        self._vocabulary = self._vocabulary.with_labels(labels)
         ppe_rows = self._vocabulary.ppe_mask(detections.label)
         if not self._fixed_items:
             self._learn_items(labels, ppe_rows)

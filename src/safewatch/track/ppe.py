@@ -11,14 +11,13 @@ a stronger box already marks is dropped before matching.
 
 Vocabulary: an item ``x`` is observed *present* by a detection labelled ``x`` and *absent* by one
 labelled ``no_x`` (``hardhat`` / ``no_hardhat``, ``vest`` / ``no_vest``, ``gloves`` /
-``no_gloves``).
+``no_gloves``); which ``x`` are items and where each is worn is :mod:`safewatch.domain.ppe`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from types import MappingProxyType
 
 import numpy as np
@@ -26,6 +25,13 @@ from numpy.typing import NDArray
 
 from safewatch.detect.nms import box_iou
 from safewatch.domain import Detections, PPEState
+from safewatch.domain.ppe import (
+    DEFAULT_ITEMS,
+    NEGATIVE_PREFIX,
+    BodyRegion,
+    item_region,
+    negated_items,
+)
 from safewatch.track.heads import suppress_overlaps
 
 __all__ = [
@@ -39,20 +45,6 @@ __all__ = [
     "region_boxes",
 ]
 
-NEGATIVE_PREFIX = "no_"
-"""``no_x`` is the detection of item ``x`` being visibly absent (``no_hardhat``: a bare head)."""
-
-
-class BodyRegion(StrEnum):
-    """Where on a person an item is worn; picks the part of the person box a PPE box must lie in."""
-
-    HEAD = "head"
-    TORSO = "torso"
-    HANDS = "hands"
-    FEET = "feet"
-    BODY = "body"
-
-
 # Region as fractions of the person box (x1, y1, x2, y2); 0 = left/top edge, 1 = right/bottom.
 # The head band is the top ~28 % widened sideways and upwards: hats stick out of tight person boxes.
 _REGION_FRACTIONS: Mapping[BodyRegion, tuple[float, float, float, float]] = MappingProxyType(
@@ -64,19 +56,6 @@ _REGION_FRACTIONS: Mapping[BodyRegion, tuple[float, float, float, float]] = Mapp
         BodyRegion.BODY: (-0.10, -0.10, 1.10, 1.10),
     }
 )
-
-DEFAULT_ITEMS: Mapping[str, BodyRegion] = MappingProxyType(
-    {
-        "hardhat": BodyRegion.HEAD,
-        "goggles": BodyRegion.HEAD,
-        "mask": BodyRegion.HEAD,
-        "vest": BodyRegion.TORSO,
-        "harness": BodyRegion.TORSO,
-        "gloves": BodyRegion.HANDS,
-        "boots": BodyRegion.FEET,
-    }
-)
-"""Known items and their regions. Any ``no_x`` label is an item too (worn anywhere on the body)."""
 
 SAME_HEAD_IOU = 0.3
 """Above this IoU a head box is a head already marked, seen again: under a stronger box of the
@@ -105,11 +84,24 @@ class PPEVocabulary:
     Args:
         items: Item name to body region. Labels ``x`` in it (and every ``no_x``) are PPE; all
             other labels are objects to track. Extend it for site-specific items
-            (``{"apron": BodyRegion.TORSO}``).
+            (``{"apron": BodyRegion.TORSO}``), or with :meth:`with_labels` from what a camera's
+            models produce.
     """
 
     def __init__(self, items: Mapping[str, BodyRegion] = DEFAULT_ITEMS) -> None:
         self._items = dict(items)
+
+    @property
+    def items(self) -> Mapping[str, BodyRegion]:
+        """The items whose ``x`` labels are PPE, with their regions."""
+        return MappingProxyType(self._items)
+
+    def with_labels(self, labels: Iterable[str]) -> PPEVocabulary:
+        """This vocabulary plus every item ``x`` whose ``no_x`` is among ``labels`` (a model that
+        says "no helmet" speaks about helmets, so its ``helmet`` boxes are worn, not objects),
+        placed by :func:`~safewatch.domain.ppe.item_region`; ``self`` when none is new."""
+        new = {item: item_region(item) for item in negated_items(labels) - self._items.keys()}
+        return PPEVocabulary({**self._items, **new}) if new else self
 
     def item_of(self, label: str) -> tuple[str, PPEState] | None:
         """The item a label observes and whether it says present or absent; ``None`` if not PPE."""
@@ -124,8 +116,9 @@ class PPEVocabulary:
         return self.item_of(label) is not None
 
     def region(self, item: str) -> BodyRegion:
-        """Body region of ``item``; unknown items (seen only as ``no_x``) use the whole body."""
-        return self._items.get(item, BodyRegion.BODY)
+        """Body region of ``item``; an item not in the vocabulary (seen only as ``no_x``) is
+        placed by its name (:func:`~safewatch.domain.ppe.item_region`)."""
+        return self._items.get(item) or item_region(item)
 
     def ppe_mask(self, labels: NDArray[np.str_]) -> NDArray[np.bool_]:
         """Boolean mask of the PPE rows among ``labels``."""

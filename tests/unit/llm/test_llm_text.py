@@ -125,8 +125,8 @@ def test_site_labels_read_class_names_as_the_detector_names_its_detections() -> 
     )
     labels = site_labels(site)
     assert labels.ppe_items == ("hardhat", "safety_vest")
-    # ``safety_vest`` is no item the PPE vocabulary knows: the pipeline tracks it as an object.
-    assert labels.objects == ("person", "safety_vest")
+    # ``no_safety_vest`` makes ``safety_vest`` an item: the tracker matches its boxes to wearers.
+    assert labels.objects == ("person",)
     detected = set(plan_labels("ppe", names, None, 0.5, {}).labels.tolist())
     assert set(labels.objects) <= detected
     assert all({item, f"no_{item}"} & detected for item in labels.ppe_items)

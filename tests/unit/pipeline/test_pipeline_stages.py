@@ -1,5 +1,5 @@
 """A camera's tracker as the site file builds it (``build_tracker``, shared by serve, audit,
-backtest and the PPE benches): head mode decided from the models' labels."""
+backtest and the PPE benches): head mode and PPE items decided from the models' labels."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from safewatch.config.loader import LoadedSite, load_site
-from safewatch.domain import Detections, Frame, TrackedFrame
-from safewatch.pipeline.stages import build_tracker, track_heads
+from safewatch.domain import Detections, Frame, PPEState, TrackedFrame
+from safewatch.pipeline.stages import build_tracker, ppe_items, ppe_vocabulary, track_heads
 from safewatch.track import CameraTracker
 
 IMAGE = np.zeros((360, 480, 3), np.uint8)
@@ -91,3 +91,29 @@ def test_a_static_false_hat_in_an_empty_yard_never_turns_a_person_camera_to_head
         ids |= {t.track_id for t in out.tracks}
         assert all(t.xyxy[3] - t.xyxy[1] == 100 for t in out.tracks)  # person boxes, no heads
     assert len(ids) == 1  # one worker, one track: no episode split by a mode switch
+
+
+def test_an_item_the_models_report_as_x_and_no_x_is_worn_from_the_first_frame(
+    tmp_path: Path,
+) -> None:
+    """``labels:`` maps ``helmet`` / ``no_helmet``: a helmet box on a worker is his helmet even
+    before any bare head was seen, and every person reports the item from the start."""
+    helmets = {"path": "ppe.onnx", "labels": {"Helmet": "helmet", "NO-Helmet": "no_helmet"}}
+    tracker = _tracker(_site(tmp_path, {"coco": COCO, "ppe": helmets}))
+    worker: Row = ("person", 0.9, 100, 100, 140, 200)
+    other: Row = ("person", 0.9, 300, 100, 340, 200)
+    for seq in range(6):
+        out = _update(tracker, seq, [worker, other, ("helmet", 0.8, 110, 96, 130, 114)])
+    assert [(t.label, dict(t.attributes)) for t in out.tracks] == [
+        ("person", {"helmet": PPEState.PRESENT}),
+        ("person", {"helmet": PPEState.UNKNOWN}),
+    ]
+
+
+def test_ppe_items_read_class_names_as_the_detector_names_its_detections(tmp_path: Path) -> None:
+    names = ["Person", "Hardhat", "NO-Hardhat", "Safety Vest", "NO-Safety Vest", "Machinery"]
+    site = _site(tmp_path, {"ppe": {"path": "ppe.onnx", "class_names": names}})
+    camera = site.config.cameras["yard"]
+    assert ppe_items(site, camera) == {"hardhat", "safety_vest"}
+    assert ppe_vocabulary(site, camera).item_of("safety_vest") == ("safety_vest", PPEState.PRESENT)
+    assert ppe_vocabulary(site, camera).item_of("machinery") is None

@@ -69,6 +69,27 @@ YARD = "  - {id: yard-people, kind: zone_intrusion, zone: z}\n"
 ZONE = "zones:\n  z: {camera: yard, polygon: [[0, 0], [1, 0], [1, 1]]}\nrules:\n"
 
 
+def test_an_item_outside_the_built_in_list_needs_its_no_class() -> None:
+    """The tracker wears ``x`` only where ``no_x`` is produced (or ``x`` is built in): a camera
+    whose models say ``helmet`` but never ``no_helmet`` tracks helmets as objects."""
+    models = {
+        "hats": {"path": "h.onnx", "class_names": ["Person", "Helmet"]},
+        "both": {"path": "b.onnx", "class_names": ["Person", "Helmet", "NO-Helmet"]},
+    }
+    cameras = {key: {"source": f"{key}.mp4", "models": [key]} for key in models}
+    site = SiteConfig.model_validate({"version": 1, "models": models, "cameras": cameras})
+    rule = PPERule(id="r", kind="ppe", require=("helmet",))
+    assert missing_labels(rule, ["both"], site) == []
+    ((path, message),) = missing_labels(rule, ["hats", "both"], site)
+    assert path == ("require", 0)
+    assert message.startswith(
+        "rule 'r' needs 'no_helmet' but camera 'hats' has no model producing it (models hats "
+        "produce: helmet, person) ('helmet' alone is tracked as an object, not worn: only the "
+        "built-in items boots, gloves, goggles, hardhat, harness, mask, vest are PPE without "
+        "their `no_` class); it could never fire there"
+    )
+
+
 def test_a_blind_rule_is_a_file_line_error(tmp_path: Path) -> None:
     folder = write_rules(tmp_path / "rules", "rules:\n  - {id: h, kind: ppe, cameras: [dock],\n"
                          "     require: [hardhat]}\n")  # fmt: skip

@@ -197,6 +197,24 @@ def test_fixed_ppe_items_are_reported_before_any_is_seen() -> None:
     }
 
 
+@pytest.mark.parametrize(("item", "region"), [("helmet", "head"), ("safety_vest", "torso")])
+def test_an_item_outside_the_built_in_list_is_worn_once_its_no_class_is_seen(
+    item: str, region: str
+) -> None:
+    """Review repro t5: ``helmet`` boxes became tracked objects, ``no_helmet`` was matched to the
+    whole body and no wearer could ever be present."""
+    tracker = CameraTracker(TrackerConfig(), "cam", ppe_items={item})
+    a, b = _person(100), _person(300)
+    y = {"head": (96, 114), "torso": (130, 160)}[region]  # where the item sits on a 100 px person
+    worn: Row = (item, 0.8, 110, y[0], 130, y[1])
+    knees: Row = (f"no_{item}", 0.7, 310, 170, 330, 190)  # B's bare box at its knees
+    out = _run(tracker, [[a, b, worn, knees]] * 6)[-1]
+    assert [(t.label, t.attributes[item]) for t in out.tracks] == [
+        ("person", PPEState.PRESENT),
+        ("person", PPEState.UNKNOWN),  # not the whole body: a box at the knees is no helmet
+    ]
+
+
 def test_head_mode_tracks_hat_boxes_as_persons() -> None:
     tracker = CameraTracker(TrackerConfig(), "cam", track_heads=True)
     frames = [

@@ -47,11 +47,28 @@ def test_vocabulary_reads_item_and_polarity(
     assert VOCAB.item_of(label) == expected
 
 
-def test_vocabulary_can_be_extended_and_unknown_items_use_the_whole_body() -> None:
-    vocab = PPEVocabulary({"apron": BodyRegion.TORSO})
+def test_vocabulary_can_be_extended_and_unknown_items_are_placed_by_their_name() -> None:
+    vocab = PPEVocabulary({"apron": BodyRegion.FEET})
     assert vocab.item_of("apron") == ("apron", PPEState.PRESENT)
-    assert vocab.region("apron") is BodyRegion.TORSO
-    assert VOCAB.region("apron") is BodyRegion.BODY
+    assert vocab.region("apron") is BodyRegion.FEET
+    assert VOCAB.region("apron") is BodyRegion.TORSO
+    assert VOCAB.region("safety_helmet") is BodyRegion.HEAD
+    assert VOCAB.region("hi_vis_vest") is BodyRegion.TORSO
+    assert VOCAB.region("ear_defenders") is BodyRegion.BODY  # no word it knows: anywhere
+
+
+def test_a_no_x_label_makes_x_an_item() -> None:
+    """``require`` takes any item a model reports as ``x`` / ``no_x``: a camera whose models say
+    ``no_helmet`` wears its ``helmet`` boxes instead of tracking them as objects."""
+    assert VOCAB.item_of("helmet") is None
+    vocab = VOCAB.with_labels(["person", "helmet", "no_helmet", "no_safety_vest"])
+    assert vocab.item_of("helmet") == ("helmet", PPEState.PRESENT)
+    assert vocab.item_of("safety_vest") == ("safety_vest", PPEState.PRESENT)
+    assert vocab.region("helmet") is BodyRegion.HEAD
+    assert vocab.region("safety_vest") is BodyRegion.TORSO
+    assert vocab.item_of("person") is None
+    assert vocab.with_labels(["no_helmet", "no_hardhat"]) is vocab  # nothing new
+    assert VOCAB.item_of("helmet") is None  # the default is left as it was
 
 
 def test_head_region_is_the_widened_top_of_the_person_box() -> None:
