@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from safewatch.config.site import TrackerConfig
 from safewatch.detect.nms import box_iou
 from safewatch.domain import Detections, Frame, Image, PPEState, Track, TrackedFrame
-from safewatch.domain.tracks import FACE_HEAD
+from safewatch.domain.tracks import FACE_HEAD, PERSON
 from safewatch.track.bytetrack import LabelTracker
 from safewatch.track.clock import FrameClock
 from safewatch.track.head_check import HeadVerifier
@@ -49,7 +49,6 @@ __all__ = [
     "head_regions",
 ]
 
-PERSON = "person"
 HEAD_ITEM = "hardhat"
 """The item whose boxes (``x`` / ``no_x``) mark heads: head mode's persons, head-first subjects."""
 _HEADS = "person[heads]"  # tracker key of head mode; its tracks are reported as persons
