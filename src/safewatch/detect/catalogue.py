@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -67,6 +68,8 @@ __all__ = [
     "resolve",
     "resolve_video",
 ]
+
+log = logging.getLogger(__name__)
 
 CACHE_ENV = "SAFEWATCH_MODELS"
 INDEX_FILE = "index.json"
@@ -365,13 +368,26 @@ def _record(cache: Path, model: CachedModel) -> None:
     except OSError as exc:
         raise ModelError(f"cannot lock the model cache index ({path}): {exc}") from exc
     with handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        except OSError as exc:  # a file system without locks (NFSv3 without lockd: ENOLCK)
+            log.warning(
+                "the model cache %s cannot be locked (%s): its index is updated unlocked, so "
+                "two processes pulling at the same moment may lose an entry (pulled again at "
+                "the next start)",
+                cache,
+                exc.strerror or exc,
+            )
+            locked = False
+        else:
+            locked = True
         try:
             models = _read_index(cache)
             models[model.name] = model
             _write_index(cache, models)
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _ensure_cache(cache: Path) -> Path:

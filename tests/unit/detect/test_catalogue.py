@@ -471,3 +471,24 @@ def test_concurrent_writers_keep_every_index_entry(tmp_path: Path) -> None:
         assert child.exitcode == 0
     names = set(json.loads((cache / cat.INDEX_FILE).read_text())["models"])
     assert names == {f"w{w}_{i}" for w in range(workers) for i in range(count)}
+
+
+def test_a_cache_that_cannot_be_locked_still_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """NFSv3 without lockd refuses flock (ENOLCK): the index lock made every pull there fail
+    with a traceback, where the atomic index write had worked; it is updated unlocked, said."""
+    import errno
+
+    def refuse(_fd: int, _op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(cat.fcntl, "flock", refuse)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with caplog.at_level("WARNING", logger=cat.__name__):
+        cat._record(
+            cache, cat.CachedModel("people", cache / "people.onnx", "0" * 64, 1, "import", "t", 0)
+        )
+    assert set(json.loads((cache / cat.INDEX_FILE).read_text())["models"]) == {"people"}
+    assert "cannot be locked (No locks available)" in caplog.text
