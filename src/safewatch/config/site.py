@@ -107,7 +107,8 @@ class ModelConfig(_Strict):
         None,
         ge=32,
         description="Square network input in pixels; default: the model's fixed size, else 640. "
-        "For a model with a dynamic input, a multiple of its largest stride (32 for YOLO models).",
+        "For a YOLO model with a dynamic input, a multiple of its largest stride (32); DETR "
+        "models take any size.",
     )
     rectangular: bool = Field(
         True,

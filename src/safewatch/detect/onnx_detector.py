@@ -226,11 +226,14 @@ class OnnxDetector:
         A YOLO network halves the picture five times and concatenates upsampled maps with
         earlier ones, so at 500 px ONNX Runtime fails in a Concat node ("mismatched dimensions
         of 63 and 64"), after a warm-up retried without batching; rectangular input would also
-        round past the square. DETR models (``format: detr``) have no such grid and are not
-        checked; under ``auto`` the format is not known yet, so the check applies.
+        round past the square. DETR models have no such grid and are not checked: ``format:
+        detr``, and under ``auto`` (the format is known only after the warm-up this size is
+        for) a model with more than one output, as DETR's boxes and logits are, where every YOLO
+        layout has one (RF-DETR sizes are multiples of 56, e.g. 560).
         """
         stride = _metadata_stride(self.metadata)
-        if self.config.format == "detr" or size % stride == 0:
+        detr_like = self.config.format == "auto" and len(self._output_names) > 1
+        if self.config.format == "detr" or detr_like or size % stride == 0:
             return
         below = size // stride * stride
         nearest = f"{below} or {below + stride}" if below else str(stride)

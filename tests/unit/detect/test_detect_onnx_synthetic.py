@@ -207,6 +207,9 @@ def test_a_detr_model_takes_any_input_size(tmp_path: Path) -> None:
     path = constant_model(tmp_path / "detr.onnx", outputs, input_hw=("h", "w"))
     cfg = config(format="detr", input_size=100, class_names=["a", "b", "c"])
     assert OnnxDetector(cfg, path, "detr").network_hw == (100, 100)
+    # Nor under format: auto (the default), where two outputs already say it is no YOLO.
+    detected = OnnxDetector(config(input_size=560, class_names=["a", "b", "c"]), path, "detr")
+    assert (detected.format, detected.network_hw) == ("detr", (560, 560))
 
 
 def test_unavailable_providers(yolov5_model: Path, caplog: pytest.LogCaptureFixture) -> None:
