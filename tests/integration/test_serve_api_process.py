@@ -101,7 +101,7 @@ def _frame(seq: int) -> tuple[SimpleNamespace, TrackedFrame]:
     image = np.full((72, 128, 3), 40 + seq, np.uint8)
     person = Track(3, "person", (10.0, 10.0, 40.0, 70.0), 0.9)
     tracked = TrackedFrame("yard", seq, seq / 5, 1_750_000_000.0 + seq / 5, 128, 72, (person,))
-    return SimpleNamespace(image=image), tracked
+    return SimpleNamespace(image=image, published_at=tracked.timestamp), tracked
 
 
 def test_the_api_process_serves_what_the_runtime_knows(

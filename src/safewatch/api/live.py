@@ -69,6 +69,11 @@ class LiveFrame:
         violating: Track ids that are in a violation episode on this frame.
         rules: ``(rule id, track ids)`` of the episodes running on this frame.
         received_at: Wall-clock seconds when the hub got it.
+        published_at: Wall-clock seconds when the server's decode worker published the frame
+            (:attr:`~safewatch.domain.Frame.published_at`), or its own ``tracked.timestamp``
+            where no worker did. ``received_at - published_at`` is how long its analysis took,
+            on one clock: the blurred live video lends its head boxes only to pictures within
+            ``stale_seconds`` of it (:func:`~safewatch.api.live_video.live_regions`).
     """
 
     camera_id: str
@@ -78,6 +83,7 @@ class LiveFrame:
     violating: frozenset[int]
     rules: tuple[tuple[str, tuple[int, ...]], ...]
     received_at: float
+    published_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +101,12 @@ class IncidentNotice:
 
 
 def live_frame(
-    tracked: TrackedFrame, image: Image, events: Sequence[RuleEvent], seq: int, at: float
+    tracked: TrackedFrame,
+    image: Image,
+    events: Sequence[RuleEvent],
+    seq: int,
+    at: float,
+    published_at: float | None = None,
 ) -> LiveFrame:
     """The :class:`LiveFrame` of an analysed frame (the episodes still running are drawn)."""
     running = [e for e in events if e.phase is not Phase.ENDED]
@@ -107,6 +118,7 @@ def live_frame(
         frozenset(t for e in running for t in e.track_ids[:1]),
         tuple((e.rule_id, e.track_ids) for e in running),
         at,
+        tracked.timestamp if published_at is None else published_at,
     )
 
 
@@ -189,7 +201,7 @@ class LiveHub:
         changes: Sequence[IncidentChange],
     ) -> None:
         """The runtime's frame listener: publish the frame and the incident changes."""
-        self.publish_frame(tracked, frame.image, events)
+        self.publish_frame(tracked, frame.image, events, frame.published_at)
         self.on_changes(changes)
 
     def on_changes(self, changes: Sequence[IncidentChange]) -> None:
@@ -199,14 +211,19 @@ class LiveHub:
             self.publish_incident(str(change.kind), change.incident)
 
     def publish_frame(
-        self, tracked: TrackedFrame, image: Image, events: Sequence[RuleEvent] = ()
+        self,
+        tracked: TrackedFrame,
+        image: Image,
+        events: Sequence[RuleEvent] = (),
+        published_at: float | None = None,
     ) -> LiveFrame:
-        """Make this the camera's newest frame and wake its subscribers."""
+        """Make this the camera's newest frame and wake its subscribers (``published_at``: when
+        the decode worker published it, see :class:`LiveFrame`)."""
         camera_id = tracked.camera_id
         with self._lock:
             seq = self._counts.get(camera_id, 0) + 1
             self._counts[camera_id] = seq
-            frame = live_frame(tracked, image, events, seq, self._clock())
+            frame = live_frame(tracked, image, events, seq, self._clock(), published_at)
             self._latest[camera_id] = frame
             targets = [s for s in self._subscribers if s.cameras is None or camera_id in s.cameras]
         for subscription in targets:

@@ -8,11 +8,18 @@ hides the heads of the newest analysed frame's people (:func:`~safewatch.inciden
 head_regions`, grown by ``motion_margin`` per side because people move between analysed
 frames), scales to at most ``max_width`` and re-encodes H.264 (libx264, ultrafast, zero latency,
 one keyframe a second so a new viewer starts within a second). It **fails closed**: while the
-camera's newest analysed frame was not filmed within ``stale_seconds`` of the picture shown
-(analysis behind, camera just started, analysis down), the whole picture is blurred, because
-nobody knows where the heads are. Judged by the two pictures' filming times on the wall clock
-(:func:`live_regions`), not by when the analysed frame arrived: one analysed seconds late arrives
-new with old heads.
+camera's newest analysed frame is not within ``stale_seconds`` of the picture shown (analysis
+behind, camera just started, analysis down), the whole picture is blurred, because nobody knows
+where the heads are; each feed counts those pictures and logs why at most once a minute.
+How far apart the two pictures are is measured on one clock (:func:`analysis_gap`): for a
+network camera, when the feed received its picture against when the decode worker published
+the analysed frame, both read off the server's clock, so a frame analysed seconds late (a
+backlog, the rules thread held by a database stall) is as old as it is however fresh it reaches
+the hub. Not the two connections' frame stamps: each is anchored once per connection on its
+own (a media server's burst of cached pictures at connect, a camera clock's drift over a long
+session), and a lasting offset between them blurred every picture whole. A file the feed plays
+on the analysis's clock (below) compares the analysed frame's own stamp; one it cannot show at
+the analysis's moment (``realtime: false``, not seekable) is always blurred whole.
 What it cannot hide: a person who walks in between two analysed frames is visible until the next
 one (at most one analysis interval, 0.2 s at 5 fps).
 
@@ -70,7 +77,7 @@ import anyio
 import av
 import numpy as np
 
-from safewatch.api.live import LiveHub
+from safewatch.api.live import LiveFrame, LiveHub
 from safewatch.config.loader import LoadedSite
 from safewatch.config.site import CameraConfig, PrivacyConfig, PrivacyMode
 from safewatch.incidents.privacy import Box, anonymise, head_regions
@@ -85,9 +92,11 @@ if TYPE_CHECKING:
 __all__ = [
     "Chunk",
     "LiveVideo",
+    "Moment",
     "VideoMode",
     "VideoSettings",
     "Viewer",
+    "analysis_gap",
     "close_at_shutdown",
     "encode_chunk",
     "hide_heads",
@@ -108,6 +117,11 @@ _KEY_WAIT = 4000
 """Packets a followed file skips after its seek waiting for a keyframe (then it decodes on)."""
 _HELD_LIMIT = 16 << 20
 """Bytes of a raw catch-up sent as one fragment at most (the cluster relay takes 64 MiB)."""
+_STALE_LOG_SECONDS = 60.0
+"""A feed logs why it blurs whole pictures at most this often."""
+
+Moment = Literal["arrival", "analysis"]
+"""The clock a shown picture's time is on (:func:`analysis_gap`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +131,8 @@ class VideoSettings:
     Attributes:
         max_width: Blurred video is scaled down to at most this width (bounded CPU and bytes).
         crf: libx264 quality of the blurred video (higher: fewer bytes).
-        stale_seconds: Blur the whole picture while the newest analysed frame was filmed
-            further than this from the picture shown.
+        stale_seconds: Blur the whole picture while the newest analysed frame is further than
+            this from the picture shown (:func:`analysis_gap`).
         motion_margin: Extra growth of each head region per side, as a share of its size.
         idle_seconds: A feed nobody watches closes its camera connection after this.
         backlog: Fragments queued for one viewer before it is cut back to the next keyframe.
@@ -308,6 +322,34 @@ class _Fragmenter:
         return self._take()
 
 
+def analysis_gap(latest: LiveFrame | None, filmed: float, clock: Moment | None) -> float | None:
+    """Seconds from the analysed frame ``latest`` to a picture of its camera at ``filmed`` on
+    ``clock`` (positive: the picture is newer); ``None`` without a frame or a shared clock.
+
+    ``arrival``: ``filmed`` is when the server received the picture (a network camera's feed
+    stamps its pictures from their arrival, never later), compared with when the decode worker
+    published the analysed frame (:attr:`LiveFrame.published_at`): two readings of the server's
+    clock, so the gap is the analysed frame's age (its analysis's delay, and the time since it
+    reached the hub) less the picture's. Not ``tracked.timestamp``: the analysis anchors its
+    stamps once per connection (its first picture's arrival, re-anchored only on a jump) and the
+    feed on its own connection (moved back over a burst of cached pictures), so a media server's
+    burst at the analysis's connect or a camera clock's drift over a long session left a lasting
+    offset that blurred every picture whole. A frame published without a worker's time counts
+    from its own stamp.
+
+    ``analysis``: ``filmed`` is on the analysis's own clock (a file the feed follows, stamped
+    ``anchor + pts`` as the analysis does), compared with the analysed frame's stamp.
+
+    ``None``: the picture has no moment in common with the analysis (a file read as fast as it
+    decodes, or one the feed cannot seek to the analysis's moment).
+    """
+    if latest is None or clock is None:
+        return None
+    if clock == "arrival":
+        return filmed - latest.published_at
+    return filmed - latest.tracked.timestamp
+
+
 def live_regions(
     live: LiveHub,
     camera_id: str,
@@ -316,22 +358,24 @@ def live_regions(
     filmed: float,
     width: int,
     height: int,
+    *,
+    clock: Moment | None = "arrival",
 ) -> list[Box]:
-    """Regions to hide in a ``width`` x ``height`` picture of the camera filmed at ``filmed``
-    (wall-clock seconds): the heads of its newest analysed frame, grown by ``motion_margin``; the
-    whole picture when that frame was filmed more than ``stale_seconds`` away from the picture or
-    there is none (fail closed); none with privacy off.
+    """Regions to hide in a ``width`` x ``height`` picture of the camera at ``filmed`` on
+    ``clock`` (:func:`analysis_gap`): the heads of its newest analysed frame, grown by
+    ``motion_margin``; the whole picture when that frame is more than ``stale_seconds`` from the
+    picture either way or there is none (fail closed); none with privacy off.
 
-    Judged by when the analysed frame was *filmed* (``tracked.timestamp``: the decode worker
-    stamps it on the wall clock, as the feed stamps its pictures), not by when the hub received
-    it: a frame analysed seconds late (the rules thread held by a database stall, a backlog)
-    arrives "fresh" with heads where the people stood seconds ago, and those boxes laid on the
-    current picture left the people's heads where they are now visible.
+    Judged by how old the analysed frame is, not by when the hub received it: a frame analysed
+    seconds late (the rules thread held by a database stall, a backlog) arrives "fresh" with
+    heads where the people stood seconds ago, and those boxes laid on the current picture left
+    the people's heads where they are now visible.
     """
     if privacy.mode == "off":
         return []
     latest = live.latest(camera_id)
-    if latest is None or abs(filmed - latest.tracked.timestamp) > settings.stale_seconds:
+    gap = analysis_gap(latest, filmed, clock)
+    if latest is None or gap is None or abs(gap) > settings.stale_seconds:
         return [(0, 0, width, height)]
     tracked = latest.tracked
     sx = width / max(1, tracked.width)
@@ -465,6 +509,9 @@ class _Feed:
         self.generation = 0
         self.fragments = 0
         self.dropped = 0
+        self.blurred_whole = 0  # pictures hidden whole: no analysed frame near them
+        self._unlogged = 0  # ... since the last log line about it
+        self._stale_logged: float | None = None
         self.thread = threading.Thread(
             target=self._run, name=f"live-video-{camera_id}-{mode}", daemon=True
         )
@@ -634,6 +681,11 @@ class _Feed:
         origin: float | None = None  # the first picture's time after the first packet's
         settings = self._owner.settings
         resumed = time.time()  # a followed file decodes up to here without skipping
+        # which clock the pictures' times share with the analysis (none: a file shown at
+        # another moment than the analysis's)
+        moment: Moment | None = (
+            "analysis" if pass_start is not None else None if self._realtime else "arrival"
+        )
         catch_up = _CatchUp() if pass_start is not None and self.mode == "raw" else None
         keyed = pass_start is None  # a followed file starts at a keyframe
         waited = 0
@@ -711,7 +763,7 @@ class _Feed:
                     if encoder is None:
                         encoder = self._encoder(fragmenter, stream, frame)
                         shift = at  # the muxer starts the track there, whatever its stamp
-                    image = self._hidden(frame, filmed, encoder.width, encoder.height)
+                    image = self._hidden(frame, filmed, moment, encoder.width, encoder.height)
                     picture = av.VideoFrame.from_ndarray(image, format="yuv420p")
                     picture.pts = at - shift
                     picture.time_base = _ENCODER_BASE
@@ -786,14 +838,47 @@ class _Feed:
         fragmenter.width, fragmenter.height = width, height
         return encoder
 
-    def _hidden(self, frame: Any, filmed: float, width: int, height: int) -> np.ndarray[Any, Any]:
+    def _hidden(
+        self, frame: Any, filmed: float, clock: Moment | None, width: int, height: int
+    ) -> np.ndarray[Any, Any]:
         picture = frame.to_ndarray(format="yuv420p", width=width, height=height)
         owner = self._owner
         privacy = owner.privacy(self.camera_id)
         regions = live_regions(
-            owner.live, self.camera_id, privacy, owner.settings, filmed, width, height
+            owner.live, self.camera_id, privacy, owner.settings, filmed, width, height, clock=clock
         )
+        if privacy.mode != "off":
+            self._count_stale(filmed, clock)
         return hide_heads(picture, regions, privacy.mode)
+
+    def _count_stale(self, filmed: float, clock: Moment | None) -> None:
+        """Count a picture blurred whole for want of an analysed frame near it, and say why
+        at most once a minute: an operator who sees only blur must learn whether the analysis
+        is behind, down, or on another clock."""
+        latest = self._owner.live.latest(self.camera_id)
+        gap = analysis_gap(latest, filmed, clock)
+        limit = self._owner.settings.stale_seconds
+        if gap is not None and abs(gap) <= limit:
+            return
+        self.blurred_whole += 1
+        self._unlogged += 1
+        now = time.monotonic()
+        if self._stale_logged is not None and now - self._stale_logged < _STALE_LOG_SECONDS:
+            return
+        if latest is None:
+            why = "no analysed frame of the camera"
+        elif gap is None:
+            why = "the file is not shown at the moment the analysis sees"
+        else:
+            why = f"the newest analysed frame is {gap:+.1f} s from the picture (limit {limit:g} s)"
+        log.warning(
+            "live video %s: %d pictures blurred whole since the last report (%d in all): %s",
+            self.camera_id,
+            self._unlogged,
+            self.blurred_whole,
+            why,
+        )
+        self._stale_logged, self._unlogged = now, 0
 
 
 class LiveVideo:

@@ -25,6 +25,11 @@ class Frame:
         timestamp: Wall-clock time in seconds since the Unix epoch (UTC) for this frame; for files
             ``origin + pts``, for live streams the receive time of the stream's first frame + pts.
         image: The picture, ``(H, W, 3)`` BGR ``uint8``. Treated as read-only by every stage.
+        published_at: Wall-clock seconds when the server's decode worker published the decoded
+            frame (``None`` where no worker did: a file the pipeline reads itself). Unlike
+            ``timestamp``, anchored once per stream, it is read off the server's clock for every
+            frame, so how long ago the frame was decoded is a duration on one clock (the blurred
+            live video judges the age of its head boxes by it).
     """
 
     camera_id: str
@@ -32,6 +37,7 @@ class Frame:
     pts: float
     timestamp: float
     image: Image
+    published_at: float | None = None
 
     @property
     def height(self) -> int:

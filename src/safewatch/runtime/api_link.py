@@ -69,7 +69,7 @@ from pathlib import Path
 from typing import Protocol
 
 from safewatch.config.loader import LoadedSite
-from safewatch.domain import Frame, Image, RuleEvent, TrackedFrame
+from safewatch.domain import Frame, RuleEvent, TrackedFrame
 from safewatch.errors import ConfigError
 from safewatch.incidents.manager import IncidentChange
 from safewatch.rules.reload import ReloadStatus, RuleGeneration
@@ -175,17 +175,17 @@ class _Outbox:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._frames: dict[str, tuple[TrackedFrame, Image, tuple[RuleEvent, ...]]] = {}
+        self._frames: dict[str, tuple[TrackedFrame, Frame, tuple[RuleEvent, ...]]] = {}
         self._incidents: deque[IncidentPush] = deque(maxlen=_INCIDENT_BACKLOG)
         self._control: deque[ApiBound] = deque()
         self.frames_replaced = 0
         self.incidents_dropped = 0
 
-    def frame(self, tracked: TrackedFrame, image: Image, events: tuple[RuleEvent, ...]) -> None:
+    def frame(self, tracked: TrackedFrame, frame: Frame, events: tuple[RuleEvent, ...]) -> None:
         with self._cond:
             if tracked.camera_id in self._frames:
                 self.frames_replaced += 1
-            self._frames[tracked.camera_id] = (tracked, image, events)
+            self._frames[tracked.camera_id] = (tracked, frame, events)
             self._cond.notify()
 
     def incident(self, push: IncidentPush) -> None:
@@ -202,7 +202,7 @@ class _Outbox:
 
     def take(
         self, timeout: float
-    ) -> tuple[list[ApiBound], dict[str, tuple[TrackedFrame, Image, tuple[RuleEvent, ...]]]]:
+    ) -> tuple[list[ApiBound], dict[str, tuple[TrackedFrame, Frame, tuple[RuleEvent, ...]]]]:
         with self._cond:
             if not (self._frames or self._incidents or self._control):
                 self._cond.wait(timeout)
@@ -496,7 +496,7 @@ class ApiLink:
         Runs on the rules thread, so it only stores references (the analysed frame owns its
         pixels and nobody modifies them).
         """
-        self._outbox.frame(tracked, frame.image, tuple(events))
+        self._outbox.frame(tracked, frame, tuple(events))
         self.on_changes(changes)
 
     def on_changes(self, changes: Sequence[IncidentChange]) -> None:
@@ -565,11 +565,13 @@ class ApiLink:
                     if isinstance(message, CameraGone):
                         self._rings.drop(message.camera_id)
                     self._send(message)
-                for camera_id, (tracked, image, events) in frames.items():
+                for camera_id, (tracked, frame, events) in frames.items():
+                    image = frame.image
                     shape = (int(image.shape[0]), int(image.shape[1]), 3)
                     ring = self._rings.ring(camera_id, shape)
                     slot = ring.write(image)
-                    self._send(LiveFramePush(tracked, events, ring.spec, slot))
+                    push = LiveFramePush(tracked, events, ring.spec, slot, frame.published_at)
+                    self._send(push)
             except Exception:  # never let one bad push end the live feed
                 log.exception("pushing to the API process")
 

@@ -61,12 +61,15 @@ class LiveFramePush:
         ring: The live ring of the camera (the API process attaches to it once).
         slot: Where the frame's pixels lie; a slot overwritten before it is read is skipped (a
             newer frame of the camera is on its way).
+        published_at: When the decode worker published the frame (server wall clock; ``None``:
+            unknown), for the blurred video's judgement of how old its heads are.
     """
 
     tracked: TrackedFrame
     events: tuple[RuleEvent, ...]
     ring: RingSpec
     slot: SlotRef
+    published_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -258,7 +258,7 @@ class _LiveReader:
         ring = self._ring(push.tracked.camera_id, push.ring)
         image = None if ring is None else ring.read(push.slot)
         if image is not None:  # None: overwritten already; a newer frame is on its way
-            self._hub.publish_frame(push.tracked, image, push.events)
+            self._hub.publish_frame(push.tracked, image, push.events, push.published_at)
 
     def forget(self, camera_id: str) -> None:
         ring = self._rings.pop(camera_id, None)

@@ -134,7 +134,7 @@ class HttpFront:
             self.api.on_frame(frame, tracked, events, changes)
             if self._options.cluster:  # the heads for the video this node serves to the
                 # others on cluster.video_port, from this process (api/cluster_video.py)
-                self._service.live.publish_frame(tracked, frame.image, events)
+                self._service.live.publish_frame(tracked, frame.image, events, frame.published_at)
         else:
             self._service.live.on_frame(frame, tracked, events, changes)
 

@@ -344,7 +344,7 @@ class InferenceWorker:
             with self._lock:
                 self._counters[camera].torn += 1
             return None
-        frame = Frame(camera, ready.seq, ready.pts, ready.timestamp, image)
+        frame = Frame(camera, ready.seq, ready.pts, ready.timestamp, image, ready.published_at)
         last = self._last.get(camera)
         if last is not None and last[0] != plan.incarnation:
             last = None

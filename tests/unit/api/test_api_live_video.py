@@ -48,7 +48,7 @@ from safewatch.api.live_video import (
 )
 from safewatch.config.loader import load_site
 from safewatch.config.site import PrivacyConfig
-from safewatch.domain import Track, TrackedFrame
+from safewatch.domain import Frame, Track, TrackedFrame
 from safewatch.incidents.site_storage import SiteStorage, open_site_storage
 from safewatch.runtime.http_server import HttpServer
 
@@ -144,11 +144,15 @@ def test_the_raw_feed_is_the_cameras_own_packets(site: tuple[Dashboard, SiteStor
 
 
 def test_the_blurred_feed_fails_closed_without_an_analysed_frame(
-    site: tuple[Dashboard, SiteStorage],
+    site: tuple[Dashboard, SiteStorage], caplog: pytest.LogCaptureFixture
 ) -> None:
     dashboard, _ = site
     video = LiveVideo(LiveHub(), dashboard.site)  # no analysis has published anything
-    chunks = watch_once(video, "blurred", 6)
+    with caplog.at_level("WARNING", logger=live_video.__name__):
+        chunks = watch_once(video, "blurred", 6)
+    # the operator who sees only blur is told why, once (not once a picture)
+    told = [r.getMessage() for r in caplog.records if "blurred whole" in r.getMessage()]
+    assert len(told) == 1 and "yard" in told[0] and "no analysed frame" in told[0], told
     assert chunks[0].codec.startswith("avc1.") and chunks[0].width == 640
     frames, originals = decoded(chunks), source_frames(6)
     for shown, original in zip(frames, originals, strict=False):
@@ -195,6 +199,40 @@ def test_an_analysed_frame_filmed_long_before_the_picture_hides_the_whole_pictur
     assert heads and heads != whole and all(x2 - x1 < 640 for x1, _, x2, _ in heads)
     # nor does a frame filmed seconds after the picture (the feed behind) hide its heads
     assert live_regions(hub, "cam", privacy, settings, now - 11.0, 640, 360) == whole
+
+
+@pytest.mark.parametrize("offset", [5.0, -5.0])
+def test_a_lasting_offset_between_the_two_connections_clocks_keeps_the_heads(
+    offset: float,
+) -> None:
+    """The analysis and the feed stamp a camera's pictures on clocks each anchors once per
+    connection: a media server's burst of 5 s of cached pictures when the analysis connected
+    (+5), or the camera clock's drift over a long session (-5), left the two apart for good, and
+    every picture was blurred whole although the analysis was live. The analysed frame's age is
+    read off the server's clock (when the decode worker published it) instead; a frame published
+    8 s ago (a backlog) still lends no heads, whatever its stamp."""
+    hub = LiveHub()
+    person = Track(1, "person", (100.0, 100.0, 160.0, 300.0), 0.9)
+    image = np.zeros((360, 640, 3), np.uint8)
+    privacy, settings = PrivacyConfig(), VideoSettings()  # stale after 2 s
+    whole = [(0, 0, 640, 360)]
+    now = time.time()  # the shown picture arrived now (the feed's stamp)
+    tracked = TrackedFrame("cam", 1, 0.0, now + offset - 0.3, 640, 360, (person,))
+    decoded = Frame("cam", 1, 0.0, tracked.timestamp, image, published_at=now - 0.3)
+    hub.on_frame(decoded, tracked, [], [])  # the runtime's listener: the worker's time too
+    heads = live_regions(hub, "cam", privacy, settings, now, 640, 360)
+    assert heads and heads != whole and all(x2 - x1 < 640 for x1, _, x2, _ in heads)
+    # the same offset, a frame decoded 8 s ago and analysed late: its heads are old
+    tracked = TrackedFrame("cam", 2, 0.0, now + offset - 8.0, 640, 360, (person,))
+    hub.publish_frame(tracked, image, (), now - 8.0)
+    assert live_regions(hub, "cam", privacy, settings, now, 640, 360) == whole
+    # a file the feed plays on the analysis's clock compares the stamps themselves
+    hub.publish_frame(tracked, image, (), now - 0.3)
+    stamp = tracked.timestamp
+    assert live_regions(hub, "cam", privacy, settings, now, 640, 360, clock="analysis") == whole
+    assert live_regions(hub, "cam", privacy, settings, stamp, 640, 360, clock="analysis") != whole
+    # and a picture on no clock shared with the analysis (a file shown at another moment)
+    assert live_regions(hub, "cam", privacy, settings, now, 640, 360, clock=None) == whole
 
 
 def test_a_blurred_feed_shows_every_picture_of_a_decode_order_stamped_file(

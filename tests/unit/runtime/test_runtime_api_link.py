@@ -14,6 +14,7 @@ import pytest
 
 from api_support import incident, write_site
 from safewatch.api.dashboard import StandaloneRules
+from safewatch.api.live import LiveHub
 from safewatch.config.loader import load_site
 from safewatch.domain import TrackedFrame
 from safewatch.incidents.manager import ChangeKind, IncidentChange
@@ -21,13 +22,16 @@ from safewatch.runtime.api_link import ApiLink, ApiProcessSpec, _Outbox
 from safewatch.runtime.api_messages import (
     ApiReady,
     IncidentPush,
+    LiveFramePush,
     Ping,
     Pong,
     Reply,
     Request,
     RulesPush,
 )
+from safewatch.runtime.api_process import _LiveReader
 from safewatch.runtime.health import Liveness
+from safewatch.runtime.shm import SharedRing
 
 
 class DeadProcess:
@@ -187,13 +191,30 @@ def test_the_rules_thread_only_stores_references(tmp_path: Path) -> None:
     """on_frame is called on the rules thread: it queues, it never sends or copies pixels."""
     link = _link(tmp_path)
     image = np.zeros((4, 4, 3), np.uint8)
-    analysed = SimpleNamespace(image=image)
+    analysed = SimpleNamespace(image=image, published_at=41.5)
     tracked = TrackedFrame("yard", 7, 0.0, 0.0, 4, 4, ())
     change = IncidentChange(incident(1), ChangeKind.OPENED)
     link.on_frame(analysed, tracked, [], [change])
     messages, frames = link._outbox.take(0.0)
-    assert frames["yard"][1] is image
+    assert frames["yard"][1] is analysed and frames["yard"][1].image is image
     assert messages == [IncidentPush("opened", incident(1))]
+
+
+def test_a_pushed_frame_brings_its_decode_time_to_the_api_process_hub() -> None:
+    """The blurred live video judges how old its head boxes are by when the decode worker
+    published the analysed frame: the API process's hub gets that time with the frame."""
+    ring = SharedRing.create((4, 4, 3), 2)
+    reader = _LiveReader(LiveHub())
+    try:
+        tracked = TrackedFrame("yard", 7, 0.0, 100.0, 4, 4, ())
+        slot = ring.write(np.zeros((4, 4, 3), np.uint8))
+        reader.frame(LiveFramePush(tracked, (), ring.spec, slot, 41.5))
+        latest = reader._hub.latest("yard")
+        assert latest is not None and latest.published_at == 41.5
+    finally:
+        reader.close()
+        ring.unlink()
+        ring.close()
 
 
 class SlowReadiness:

@@ -122,6 +122,8 @@ def test_frames_of_several_cameras_share_one_detector_call() -> None:
     assert [len(call) for call in h.detectors["coco"].calls] == [3]
     assert sorted(a.frame.camera_id for a in analysed) == ["a", "b", "c"]
     assert all(a.inferred and a.batch_size == 3 and len(a.detections) == 1 for a in analysed)
+    # the frame keeps when its decoder published it (the live video's age of its heads)
+    assert all(a.frame.published_at == a.received_at for a in analysed)
     assert h.metrics.batch_size._sum.get() == 3  # one round of three frames
 
 
