@@ -173,7 +173,8 @@ async def _watch_access(
             continue
         seen, due = gate.store.changes, time.monotonic() + recheck
         try:
-            principal, why = await gate.principal(websocket.headers)
+            # Not a request: leaves the session's last-seen time alone (AuthGate.principal).
+            principal, why = await gate.principal(websocket.headers, touch=False)
         except StorageError as exc:
             # The database is away: nothing says the credential went (a change made here is
             # committed before the counter moves), and dropping every live view on a blip

@@ -3,6 +3,7 @@ login throttling, tokens, security headers."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.routing import Route
 from starlette.websockets import WebSocketDisconnect
 
@@ -23,11 +26,13 @@ from api_support import (
     make_app,
     make_dashboard,
     next_message,
+    wait_until,
 )
 from safewatch.api.auth.gate import is_public
 from safewatch.api.auth.ratelimit import LoginLimiter
 from safewatch.api.auth.store import AuthStore
 from safewatch.api.dashboard import Dashboard
+from safewatch.storage.auth_tables import SessionRow
 
 
 @pytest.fixture
@@ -275,6 +280,51 @@ def test_an_open_camera_feed_notices_a_change_made_by_another_process(tmp_path: 
                 changes = dashboard.auth.changes
                 AuthStore(storage.engine).update_user("viewer", active=False)
                 assert dashboard.auth.changes == changes
+                code, reason = close_of(ws)
+            assert code == 4401, (code, reason)
+    finally:
+        storage.close()
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_open_socket_does_not_keep_its_session_from_idling_out(tmp_path: Path) -> None:
+    """A socket's re-checks are not requests: they leave the session's last-seen time alone (at
+    one every few seconds a browser left on the Live page kept its session for the whole 7-day
+    lifetime), and a session that idles out meanwhile closes the socket like any other end."""
+    dashboard, storage = make_dashboard(tmp_path, socket_recheck_seconds=0.2)
+    clock = _Clock(time.time())
+    asked: list[int] = []
+
+    class CountingStore(AuthStore):
+        def session(self, cookie: str, **options: Any) -> Any:
+            asked.append(1)
+            return super().session(cookie, **options)
+
+    dashboard.auth = CountingStore(storage.engine, clock=clock, idle=3600.0)
+    add_users(dashboard)
+
+    def last_seen() -> float:
+        with Session(storage.engine) as session:
+            return float(session.scalars(select(SessionRow.last_seen_at)).one())
+
+    try:
+        with client_for(dashboard) as viewer:
+            login(viewer, "viewer")
+            with viewer.websocket_connect("/api/v1/ws/cameras/yard") as ws:
+                assert ws.receive_json()["type"] == "geometry"
+                seen = last_seen()
+                clock.now += 600  # a request now would move it (the store writes once a minute)
+                before = len(asked)
+                wait_until(lambda: len(asked) >= before + 2)  # the socket asked again
+                assert last_seen() == seen
+                clock.now = seen + 3600 + 1  # an hour without a request
                 code, reason = close_of(ws)
             assert code == 4401, (code, reason)
     finally:

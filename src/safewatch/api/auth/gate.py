@@ -189,6 +189,9 @@ class AuthGate:
         self.store = store
         self.cookie = session_cookie
         self.cache = PrincipalCache(cache_seconds, lambda: store.changes)
+        # Re-checks' answers are kept apart: found without touching the session (see
+        # principal), they must not spare a request that follows the touch it is due.
+        self._recheck_cache = PrincipalCache(cache_seconds, lambda: store.changes)
 
     def _credential(self, headers: Headers) -> tuple[str, str] | str:
         """``(kind, value)`` of the request's credential, or why there is none usable."""
@@ -203,8 +206,11 @@ class AuthGate:
             return "session", cookie
         return "log in, or send an API token"
 
-    def _lookup(self, kind: str, value: str, key: bytes) -> tuple[Principal | None, str]:
-        """Ask the store (a worker thread: it is a database query) and cache a success."""
+    def _lookup(
+        self, kind: str, value: str, key: bytes, touch: bool = True
+    ) -> tuple[Principal | None, str]:
+        """Ask the store (a worker thread: it is a database query) and cache a success;
+        ``touch=False``: a re-check, which does not count as a request (:meth:`principal`)."""
         changes = self.store.changes
         if kind == "token":
             found = self.store.token(value)
@@ -214,28 +220,37 @@ class AuthGate:
             principal = Principal(user.id, user.username, user.role, "token")
             self.cache.put(key, principal, changes, token.expires_at)
             return principal, ""
-        session = self.store.session(value)
+        session = self.store.session(value, touch=touch)
         if session is None:
             return None, "the session has expired; log in again"
         user, info = session
         principal = Principal(
             user.id, user.username, user.role, "session", info.csrf_token, info.id
         )
-        self.cache.put(key, principal, changes, info.expires_at)
+        (self.cache if touch else self._recheck_cache).put(key, principal, changes, info.expires_at)
         return principal, ""
 
-    async def principal(self, headers: Headers) -> tuple[Principal | None, str]:
+    async def principal(
+        self, headers: Headers, *, touch: bool = True
+    ) -> tuple[Principal | None, str]:
         """The principal of a request (or of an open WebSocket, asked again), or ``None`` and
-        why."""
+        why.
+
+        ``touch=False`` (an open WebSocket asking again, :func:`~safewatch.api.ws.keep_access`)
+        does not count as use of a session: its last-seen time is left alone, so a session still
+        ends after ``idle`` seconds without a request, open sockets or not (one that has idled
+        out is found gone). At a re-check every few seconds a browser left on the Live page kept
+        its session for the whole lifetime.
+        """
         credential = self._credential(headers)
         if isinstance(credential, str):
             return None, credential
         kind, value = credential
         key = PrincipalCache.key(kind, value)
-        cached = self.cache.get(key)
+        cached = self.cache.get(key) or (None if touch else self._recheck_cache.get(key))
         if cached is not None:
             return cached, ""
-        return await anyio.to_thread.run_sync(self._lookup, kind, value, key)
+        return await anyio.to_thread.run_sync(self._lookup, kind, value, key, touch)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or is_public(scope["path"]):

@@ -351,8 +351,15 @@ class AuthStore:
             session.execute(delete(SessionRow).where(SessionRow.expires_at < now))
         return secret, SessionInfo(row.id, user.id, row.csrf_token, now, row.expires_at)
 
-    def session(self, cookie: str) -> tuple[User, SessionInfo] | None:
-        """The user and session behind a cookie value, or ``None`` if unknown or expired."""
+    def session(self, cookie: str, *, touch: bool = True) -> tuple[User, SessionInfo] | None:
+        """The user and session behind a cookie value, or ``None`` if unknown or expired.
+
+        ``touch=False`` looks without counting as a request (the session's last-seen time is
+        left alone): an open WebSocket checking its credential again every few seconds
+        (:func:`~safewatch.api.ws.keep_access`) would otherwise keep a session from ever idling
+        out, a browser left on the Live page holding it for the whole ``lifetime``. A session
+        that has idled out is gone either way.
+        """
         if not cookie or len(cookie) > 128:
             return None
         now = self._clock()
@@ -367,7 +374,7 @@ class AuthStore:
             if user is None or not user.active:
                 session.delete(row)
                 return None
-            if now - row.last_seen_at > _TOUCH_EVERY:
+            if touch and now - row.last_seen_at > _TOUCH_EVERY:
                 row.last_seen_at = now
             info = SessionInfo(row.id, row.user_id, row.csrf_token, row.created_at, row.expires_at)
             return _user(user), info
