@@ -144,7 +144,10 @@ async def keep_access(websocket: WebSocket, needed: Role) -> AsyncIterator[None]
     moves (a user updated or deleted, a logout, a token revoked in this process: noticed within
     :data:`_ACCESS_POLL_SECONDS`) and at least every ``socket_recheck_seconds``
     (:class:`~safewatch.api.dashboard.DashboardSettings`: changes made by another process,
-    expiries). Gone: closed with 4401; the role no longer enough: 4403, the handshake's codes.
+    expiries), through :meth:`~safewatch.api.auth.gate.AuthGate.recheck`: that does not count
+    as use of the session (an open socket does not keep it from idling out) and runs on a few
+    threads of its own (a database stall does not take every request's). Gone: closed with
+    4401; the role no longer enough: 4403, the handshake's codes.
     The socket is closed with that code *before* the body is cancelled, so the body's own
     :func:`close_socket` finds it closed and cannot end it with a plain 1000 first.
     """
@@ -173,14 +176,17 @@ async def _watch_access(
             continue
         seen, due = gate.store.changes, time.monotonic() + recheck
         try:
-            # Not a request: leaves the session's last-seen time alone (AuthGate.principal).
-            principal, why = await gate.principal(websocket.headers, touch=False)
+            found = await gate.recheck(websocket.headers)
         except StorageError as exc:
             # The database is away: nothing says the credential went (a change made here is
             # committed before the counter moves), and dropping every live view on a blip
             # would help nobody; asked again at the next check.
             log.warning("could not check an open socket's credential again: %s", exc)
             continue
+        if found is None:  # the credential's lookup is still running: ask at the next poll
+            due = 0.0
+            continue
+        principal, why = found
         if principal is None:
             code, reason = 4401, f"authentication required: {why}"
         elif not principal.can(needed):

@@ -3,11 +3,14 @@ login throttling, tokens, security headers."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from fastapi.testclient import TestClient
@@ -15,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.routing import Route
 from starlette.websockets import WebSocketDisconnect
+from websockets.sync.client import connect
 
 from api_support import (
     PASSWORD,
@@ -26,6 +30,7 @@ from api_support import (
     make_app,
     make_dashboard,
     next_message,
+    served_app,
     wait_until,
 )
 from safewatch.api.auth.gate import is_public
@@ -328,6 +333,49 @@ def test_an_open_socket_does_not_keep_its_session_from_idling_out(tmp_path: Path
                 code, reason = close_of(ws)
             assert code == 4401, (code, reason)
     finally:
+        storage.close()
+
+
+def test_socket_rechecks_stalled_by_the_database_leave_requests_their_threads(
+    tmp_path: Path,
+) -> None:
+    """Many open sockets whose re-checks hang in the database (a PostgreSQL stall) must not take
+    the worker threads requests share (anyio's 40: sync ``/healthz``, the Helm probe, stopped
+    answering), and a socket closed meanwhile must finish (its handler waited for the stuck
+    lookup). Served by uvicorn: one event loop, as in production."""
+    stalled, release = threading.Event(), threading.Event()
+    entered: list[str] = []
+
+    class StallingStore(AuthStore):
+        def token(self, token: str, **options: Any) -> Any:
+            if stalled.is_set():
+                entered.append(token)
+                release.wait(60)
+            return super().token(token, **options)
+
+    dashboard, storage = make_dashboard(tmp_path, socket_recheck_seconds=0.2)
+    dashboard.auth = StallingStore(storage.engine)
+    add_users(dashboard)
+    tokens = [dashboard.auth.create_token("viewer", f"screen {n}").token for n in range(45)]
+    try:
+        with served_app(dashboard) as base, contextlib.ExitStack() as stack:
+            url = base.replace("http", "ws", 1) + "/api/v1/ws/incidents"
+            sockets = {
+                token: stack.enter_context(
+                    connect(url, additional_headers={"Authorization": f"Bearer {token}"})
+                )
+                for token in tokens
+            }
+            wait_until(lambda: dashboard.live.subscriber_count == len(tokens))
+            stalled.set()
+            wait_until(lambda: len(entered) >= 4)
+            time.sleep(3)  # every socket's re-check is due (1 s principal cache, 0.2 s checks)
+            assert httpx.get(f"{base}/healthz", timeout=20).status_code == 200
+            sockets[entered[0]].close()
+            wait_until(lambda: dashboard.live.subscriber_count == len(tokens) - 1)
+            release.set()
+    finally:
+        release.set()
         storage.close()
 
 

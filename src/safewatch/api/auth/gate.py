@@ -30,6 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -67,6 +68,9 @@ PRINCIPAL_CACHE_SECONDS = 1.0
 made through this process's :class:`AuthStore` (user updated or deleted, logout, token revoked)
 ends every cached entry at once; one made by another process (``safewatch users``) or an expiry
 takes effect within this time."""
+RECHECK_THREADS = 4
+"""Worker threads open WebSockets' re-checks (:meth:`AuthGate.recheck`) use at most, all
+sockets together."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -169,6 +173,19 @@ class PrincipalCache:
             self._entries[key] = (principal, until, changes)
 
 
+@dataclass
+class _Recheck:
+    """One re-check lookup of a credential, shared by the sockets that ask meanwhile."""
+
+    done: anyio.Event
+    result: tuple[Principal | None, str] | None = None
+    error: StorageError | None = None
+    running: bool = False
+    """Its worker thread is inside the lookup (set and cleared by that thread)."""
+    left: bool = False
+    """The socket that started it stopped waiting (closed, or the lookup ended)."""
+
+
 class AuthGate:
     """ASGI middleware that authenticates every non-public request (module docstring).
 
@@ -190,8 +207,11 @@ class AuthGate:
         self.cookie = session_cookie
         self.cache = PrincipalCache(cache_seconds, lambda: store.changes)
         # Re-checks' answers are kept apart: found without touching the session (see
-        # principal), they must not spare a request that follows the touch it is due.
+        # recheck), they must not spare a request that follows the touch it is due.
         self._recheck_cache = PrincipalCache(cache_seconds, lambda: store.changes)
+        self._recheck_threads = anyio.CapacityLimiter(RECHECK_THREADS)
+        self._rechecks: dict[bytes, _Recheck] = {}
+        self._rechecks_lock = threading.Lock()
 
     def _credential(self, headers: Headers) -> tuple[str, str] | str:
         """``(kind, value)`` of the request's credential, or why there is none usable."""
@@ -210,7 +230,7 @@ class AuthGate:
         self, kind: str, value: str, key: bytes, touch: bool = True
     ) -> tuple[Principal | None, str]:
         """Ask the store (a worker thread: it is a database query) and cache a success;
-        ``touch=False``: a re-check, which does not count as a request (:meth:`principal`)."""
+        ``touch=False``: a re-check, which does not count as a request (:meth:`recheck`)."""
         changes = self.store.changes
         if kind == "token":
             found = self.store.token(value)
@@ -230,27 +250,89 @@ class AuthGate:
         (self.cache if touch else self._recheck_cache).put(key, principal, changes, info.expires_at)
         return principal, ""
 
-    async def principal(
-        self, headers: Headers, *, touch: bool = True
-    ) -> tuple[Principal | None, str]:
+    async def principal(self, headers: Headers) -> tuple[Principal | None, str]:
         """The principal of a request (or of an open WebSocket, asked again), or ``None`` and
-        why.
+        why."""
+        credential = self._credential(headers)
+        if isinstance(credential, str):
+            return None, credential
+        kind, value = credential
+        key = PrincipalCache.key(kind, value)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached, ""
+        return await anyio.to_thread.run_sync(self._lookup, kind, value, key)
 
-        ``touch=False`` (an open WebSocket asking again, :func:`~safewatch.api.ws.keep_access`)
-        does not count as use of a session: its last-seen time is left alone, so a session still
-        ends after ``idle`` seconds without a request, open sockets or not (one that has idled
-        out is found gone). At a re-check every few seconds a browser left on the Live page kept
-        its session for the whole lifetime.
+    async def recheck(self, headers: Headers) -> tuple[Principal | None, str] | None:
+        """:meth:`principal` for an open WebSocket asking again
+        (:func:`~safewatch.api.ws.keep_access`), or ``None``: a lookup of this credential is
+        still running (the database is slow), ask again shortly.
+
+        Unlike a request it does not count as use of a session (its last-seen time is left
+        alone, so a session still ends after ``idle`` seconds without a request, open sockets or
+        not; one that has idled out is found gone). And it stays off the worker threads requests
+        share: on those (anyio's default 40) a database stall parked one thread per open socket
+        (a 20-camera Live grid has 41) until nothing was left for ``/healthz``, the cameras'
+        state messages or any request, and a socket closing meanwhile could not finish. Here
+        at most :data:`RECHECK_THREADS` threads look at once, a closing socket abandons its
+        lookup instead of waiting for it, and a credential is never looked up twice at once:
+        sockets asking while a lookup runs wait for its answer, and while one a closed socket
+        abandoned is still running they are told to ask again later.
         """
         credential = self._credential(headers)
         if isinstance(credential, str):
             return None, credential
         kind, value = credential
         key = PrincipalCache.key(kind, value)
-        cached = self.cache.get(key) or (None if touch else self._recheck_cache.get(key))
+        cached = self.cache.get(key) or self._recheck_cache.get(key)
         if cached is not None:
             return cached, ""
-        return await anyio.to_thread.run_sync(self._lookup, kind, value, key, touch)
+        with self._rechecks_lock:
+            shared = self._rechecks.get(key)
+            if shared is None:
+                mine = self._rechecks[key] = _Recheck(anyio.Event())
+        if shared is not None:
+            await shared.done.wait()
+            if shared.error is not None:
+                raise shared.error
+            return shared.result
+        try:
+            mine.result = await anyio.to_thread.run_sync(
+                self._recheck_lookup,
+                mine,
+                kind,
+                value,
+                key,
+                abandon_on_cancel=True,
+                limiter=self._recheck_threads,
+            )
+        except StorageError as exc:
+            mine.error = exc
+            raise
+        finally:
+            with self._rechecks_lock:
+                mine.left = True
+                if not mine.running and self._rechecks.get(key) is mine:
+                    del self._rechecks[key]  # else the abandoned thread removes it when done
+            mine.done.set()
+        return mine.result
+
+    def _recheck_lookup(
+        self, recheck: _Recheck, kind: str, value: str, key: bytes
+    ) -> tuple[Principal | None, str] | None:
+        """:meth:`recheck`'s worker thread: the lookup, unless nobody waits for it any more;
+        ends the credential's entry if the socket abandoned it meanwhile."""
+        with self._rechecks_lock:
+            if recheck.left:
+                return None
+            recheck.running = True
+        try:
+            return self._lookup(kind, value, key, touch=False)
+        finally:
+            with self._rechecks_lock:
+                recheck.running = False
+                if recheck.left and self._rechecks.get(key) is recheck:
+                    del self._rechecks[key]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or is_public(scope["path"]):
