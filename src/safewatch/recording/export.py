@@ -7,6 +7,13 @@ at the last keyframe at or before ``since`` (up to one keyframe interval early) 
 last frame before ``until``. Timestamps come from each segment's wall-clock start, so a camera
 outage inside the range stays a gap in time instead of being glued shut, and the export's first
 frame is at time 0.
+
+Segments may overlap in time: the recorder anchors a segment on the wall clock, and a clock that
+stepped back (an NTP correction, a VM resumed) or a camera clock running fast stamps the next
+segment before the end of the previous one (:mod:`safewatch.recording.recorder`). One timeline
+cannot hold both: the export keeps the footage of the segment that starts first and goes on
+with a later one from its first keyframe after what was written (copied as it came, the later
+footage reached the muxer out of order and the whole export failed).
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from safewatch.recording.segments import Segment
 __all__ = ["ExportStats", "export_range"]
 
 _OUT_BASE = Fraction(1, 90_000)
+
+_NAMED = 0.002
+"""Seconds two segments' times may differ by and still meet: names carry milliseconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +102,15 @@ def export_range(
     try:
         for segment in ordered:
             used += 1
+            # overlapping what was written (see the module docstring): from its next keyframe on
+            resume = last_wall - _NAMED if output is not None else None
+            if resume is not None and segment.start >= resume:
+                resume = None
             for packet, base, wall, dts_wall in _packets(segment):
+                if resume is not None:
+                    if not (packet.is_keyframe and wall >= resume):
+                        continue
+                    resume = None
                 if output is None:
                     if packet.is_keyframe and wall <= since:
                         gop = []  # a later keyframe still before `since`: start there

@@ -18,8 +18,12 @@ presentation time from there, so a segment's span is video time, not the time th
 happened to arrive. Stamps that run ahead of the wall clock by more than
 :data:`~safewatch.ingest.live_source.AHEAD_LIMIT` (the analysis's limit: an encoder restart with
 new RTP timestamps, a clock jump) would name segments hours long with seconds of video and the
-next ones in the future: the segment is cut there and the times are anchored again at the next
-keyframe, as at a reconnection.
+next ones in the future: the segment is cut there and the times are anchored again on the wall
+clock at the next keyframe, as at a reconnection. That anchor may be earlier than the end of the
+footage already written (the wall clock stepped back, a camera clock running fast): the next
+segment then overlaps the previous ones in time, which listing, playback and export allow
+(:func:`~safewatch.recording.export.export_range` keeps the earlier-starting footage of an
+overlap), rather than keeping the stamps ahead and cutting again at every packet.
 """
 
 from __future__ import annotations
@@ -160,9 +164,13 @@ class SegmentWriter:
             return closed
         if self._first_pts is None:
             # Anchored when the keyframe that opens the footage arrives (not the connection's
-            # first packet, a GOP earlier at worst), never before footage already written.
+            # first packet, a GOP earlier at worst), on the clock even when that is before the
+            # end of the footage already written: anchored at that end instead, stamps still
+            # ahead (the wall clock stepped back, a camera clock running fast) cut again at the
+            # next packet, and every GOP but its keyframe was dropped until the clock caught up
+            # (a 300 s step back lost 240 s of footage). The segments may then overlap in time.
             self._first_pts = packet.pts
-            self._wall_at_first = max(self._clock(), self._end)
+            self._wall_at_first = self._clock()
         at = self._wall(packet.pts)
         if (
             self._output is not None

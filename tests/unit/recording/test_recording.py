@@ -193,6 +193,83 @@ def test_stamps_running_an_hour_ahead_cut_the_segment_and_anchor_again(tmp_path:
     assert sum(decoded_frames(s.path) for s in segments) == 598 - 200
 
 
+class _LoopedClip:
+    """The clip looped ``loops`` times (25 s apart) as a camera sending in real time, whose
+    wall clock is ``wall(t)`` when the stream is ``t`` seconds in (a clock that steps back, one
+    that runs slower than the camera's)."""
+
+    GOP = 250  # packets from one keyframe to the next
+
+    def __init__(self, path: Path, loops: int, wall: Any) -> None:
+        self._container = av.open(str(path))
+        self.streams = self._container.streams
+        self._loops, self._wall = loops, wall
+        self._at = 0.0
+        self.sent = 0
+
+    def clock(self) -> float:
+        return T0 + float(self._wall(self._at))
+
+    def demux(self, stream: Any) -> Any:
+        for loop in range(self._loops):
+            self._container.seek(0)
+            shift = int(loop * 25 / stream.time_base)
+            for packet in self._container.demux(stream):
+                if packet.pts is None or packet.dts is None or not packet.size:
+                    continue
+                packet.pts += shift
+                packet.dts += shift
+                self._at = float(packet.pts * stream.time_base)
+                self.sent += 1
+                yield packet
+
+    def close(self) -> None:
+        self._container.close()
+
+
+def _record_looped(
+    tmp_path: Path, camera: _LoopedClip, caplog: pytest.LogCaptureFixture
+) -> tuple[Any, int]:
+    with caplog.at_level("WARNING", logger="safewatch.recording.recorder"):
+        stats = record(
+            lambda: camera, tmp_path, "yard", stop=threading.Event(), segment_seconds=4,
+            clock=camera.clock, reconnect=False,
+        )  # fmt: skip
+    return stats, sum("ahead" in r.getMessage() for r in caplog.records)
+
+
+def test_a_wall_clock_stepping_back_loses_at_most_one_gop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The wall clock steps back 300 s (an NTP correction, a VM resumed) 8 s in. Anchored again
+    at the end of the footage written, the stamps stayed 300 s ahead and every packet cut the
+    segment again: each GOP became a one-packet segment and the rest was dropped until the
+    clock caught up (2,337 of 2,392 packets here). Now the next keyframe is anchored on the
+    clock: one re-anchor, the rest of that GOP dropped, and the segments after it overlap the
+    first in time."""
+    camera = _LoopedClip(asset(CLIP), 4, lambda t: t - 300 if t > 8 else t)
+    stats, reanchors = _record_looped(tmp_path, camera, caplog)
+    assert reanchors == 1
+    assert stats.skipped < _LoopedClip.GOP
+    assert stats.packets + stats.skipped == camera.sent
+    segments = list_segments(tmp_path, "yard")
+    assert segments[0].start == pytest.approx(T0 + 10.13 - 300, abs=0.01)  # the next keyframe
+    assert min(s.end - s.start for s in segments) > 3  # no GOP cut short
+
+
+def test_a_camera_clock_running_fast_loses_at_most_one_gop_per_re_anchor(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The camera's clock runs twice as fast as the wall clock: its stamps get a minute ahead
+    every 2 minutes of video. Each time, one re-anchor and at most one GOP dropped (anchored at
+    the end of the footage written, every packet after the first minute cut again)."""
+    camera = _LoopedClip(asset(CLIP), 10, lambda t: t / 2)
+    stats, reanchors = _record_looped(tmp_path, camera, caplog)
+    assert 1 <= reanchors <= 2  # ~250 s of video
+    assert stats.skipped < reanchors * _LoopedClip.GOP
+    assert stats.packets + stats.skipped == camera.sent
+
+
 def test_a_segment_that_cannot_be_named_stays_a_part_file_and_recording_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -99,3 +99,27 @@ def test_no_footage_in_the_range_is_a_clear_error(segments: list[Segment], tmp_p
     assert not (tmp_path / "none.mp4").exists()
     with pytest.raises(ValueError, match="must end after it starts"):
         export_range(segments, T0 + 5, T0 + 5, tmp_path / "none.mp4")
+
+
+def test_overlapping_segments_export_as_one_timeline(
+    segments: list[Segment], tmp_path: Path
+) -> None:
+    """The wall clock stepped back between two segments (the recorder anchors the next on it):
+    the last one is stamped 3 s before the second ends. The export keeps the second's footage
+    and goes on with the last from its first keyframe after it, here none (copied as they came,
+    the last one's frames went to the muxer out of order and the export failed)."""
+    last = segments[-1]
+    moved = segment_path(last.path.parents[1].parent, "yard", last.start - 3, last.end - 3)
+    last.path.replace(moved)
+    shifted = [*segments[:-1], Segment("yard", last.start - 3, last.end - 3, moved, last.size)]
+    target = tmp_path / "overlap.mp4"
+    stats = export_range(shifted, T0 + 11.0, T0 + 30.0, target)
+    # the second segment: from the keyframe at 10.13 s to the one at 20.25 s
+    source = [(t, data) for t, data in source_packets() if 10.1 <= t < 20.25]
+    copied = exported(target)
+    assert sorted(d for _, d in copied) == sorted(d for _, d in source)
+    times = sorted(t for t, _ in copied)
+    assert min(b - a for a, b in itertools.pairwise(times)) > 0.03  # every frame its own time
+    assert stats.end == pytest.approx(shifted[1].end, abs=0.05)
+    with av.open(str(target)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == len(source)
