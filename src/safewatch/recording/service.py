@@ -20,10 +20,15 @@ retention round.
 A folder of the recording root whose camera the site file records nowhere (disabled, removed,
 renamed, its ``recording:`` block deleted or disabled) has no recorder and no owner, yet its
 footage must still age out: ``max_hours`` can be a privacy limit. Retention prunes it too, with
-the limits of the camera's ``recording:`` block as last seen by this process (still in the site
-file, or before a reload removed it), else a block's defaults (72 h). Only cameras the site file
-records nowhere, not those merely owned by another node: the file is the same on every node, so
-every node that prunes such a folder makes the same choice.
+the limits of the camera's ``recording:`` block: still in the site file (a disabled camera or
+block), else as last written to the folder's ``.retention.json``, else a block's defaults
+(72 h). The file is written (atomically, in the shared folder) when a recorder of the camera
+starts and at each retention round when its block changed, by the node that uses the block: a
+limit kept in each process's memory was lost at a restart (a camera with ``max_hours: 24``
+kept its footage 72 h, one with 720 lost it at 72 h) and differed between nodes. Only cameras
+the site file records nowhere, not those merely owned by another node, and never a folder with
+a segment written in the last :data:`LIVE_SECONDS`: a node that missed a reload would prune the
+folder of a camera the others record (a new camera, one renamed back).
 
 Recording never stops the analysis: a recorder that cannot start (the recording folder cannot
 be created, a stale NFS handle while naming orphans) or whose thread ends on an error
@@ -35,6 +40,7 @@ caller (a site reload, a camera handed over) goes on.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -53,8 +59,11 @@ from safewatch.recording.retention import Protected, prune
 from safewatch.recording.segments import cameras as camera_folders
 from safewatch.recording.segments import list_segments
 from safewatch.storage import IncidentFilter, IncidentRepository
+from safewatch.storage.atomic import atomic_write
 
 __all__ = [
+    "LIMITS_FILE",
+    "LIVE_SECONDS",
     "RecorderPlan",
     "RecordingChanges",
     "RecordingService",
@@ -70,6 +79,14 @@ _UNREVIEWED = ["open", "acknowledged"]
 _UNRECORDED_QUIET = 60.0
 """Seconds a ``.part`` file of a camera recorded nowhere must have gone unwritten before it is
 named (a folder with no recorder: only a crash's leftovers, but a reload may be starting one)."""
+LIMITS_FILE = ".retention.json"
+"""In a camera's folder: the limits of its ``recording:`` block as last seen, for retention once
+no recorder uses the block (module docstring). Not a segment: listing ignores it."""
+LIVE_SECONDS = 300.0
+"""A camera folder with a segment or ``.part`` file modified this recently is being recorded
+somewhere: a node whose site file records the camera nowhere leaves it alone (it missed a
+reload). Minutes, not seconds: a ``.part`` file is written at every keyframe, and the file
+times come from the file server's clock."""
 _RETRY_FIRST = 5.0
 _RETRY_MAX = 300.0
 
@@ -191,19 +208,10 @@ class RecordingService:
         self._orphans_closed: set[str] = set()
         self._owned = owned
         self._orphan_quiet = orphan_quiet_seconds
-        self._limits: dict[str, RecordingConfig] = {}
         self._file_warned: set[str] = set()
-        self._remember_limits(site)
         self._written: dict[str, int] = {}  # segments closed per camera, across restarts
         self._written_lock = threading.Lock()
         self.root = recordings_root(site)
-
-    def _remember_limits(self, site: LoadedSite) -> None:
-        """Keep each camera's latest ``recording:`` block: its limits still apply to its footage
-        after a reload removes the block or the camera (:meth:`retain`)."""
-        for key, camera in site.config.cameras.items():
-            if camera.recording is not None:
-                self._limits[key] = camera.recording
 
     def cameras(self, site: LoadedSite | None = None) -> dict[str, Any]:
         """Camera id -> its config, for the cameras that record here (of ``site``, or the one
@@ -272,7 +280,6 @@ class RecordingService:
             if self._stop.is_set():
                 return RecordingChanges()
             self._site = site
-            self._remember_limits(site)
             wanted = {key: _plan(camera) for key, camera in self.cameras(site).items()}
             gone = sorted(k for k in self._recorders if k not in wanted)
             changed = sorted(
@@ -358,6 +365,9 @@ class RecordingService:
                 self._close_orphans(key)
                 self._orphans_closed.add(key)
             spec = build_open_spec(plan.source, rtsp_transport=plan.rtsp_transport)
+            camera = self._site.config.cameras.get(key)
+            if camera is not None and camera.recording is not None:
+                self._keep_limits(key, camera.recording)
         except Exception as error:  # an OSError mostly (EIO, ESTALE, EACCES)
             failures += 1
             wait = retry_after(failures)
@@ -448,17 +458,48 @@ class RecordingService:
         for key, camera in self.cameras().items():
             if self._orphan_quiet is not None:  # a dead owner's segment, quiet since
                 self._close_orphans(key)
+            self._keep_limits(key, camera.recording)
             removed += self._prune(key, camera.recording)
         configured = self._site.config.cameras
         for key in camera_folders(self.root):
             if key in configured and _records(configured[key]):
                 continue  # its recorder's (here or on the node that owns it)
+            if _written_since(self.root / key, self._clock() - LIVE_SECONDS):
+                continue  # recorded somewhere: this node's site file is not the others'
+            block = configured[key].recording if key in configured else None
+            if block is not None:  # a disabled camera or block: the site file says
+                self._keep_limits(key, block)
+                policy = block
+            else:
+                try:
+                    policy = _written_limits(self.root / key) or RecordingConfig()
+                except (OSError, ValueError) as error:  # not the defaults: they may be shorter
+                    log.warning(
+                        "recording %s: %s unreadable, not pruned: %s", key, LIMITS_FILE, error
+                    )
+                    continue
             quiet = self._orphan_quiet or _UNRECORDED_QUIET
             found = close_orphans(self.root, key, quiet_seconds=quiet, clock=self._clock)
             for orphan in found:
                 log.info("recording %s: closed %s left by a crash", key, orphan.path.name)
-            removed += self._prune(key, self._limits.get(key) or RecordingConfig())
+            removed += self._prune(key, policy)
         return removed
+
+    def _keep_limits(self, key: str, block: RecordingConfig) -> None:
+        """Write ``key``'s limits to its folder's :data:`LIMITS_FILE` if they changed; never
+        raises (retention writes it again next round)."""
+        target = self.root / key / LIMITS_FILE
+        data = json.dumps({"max_gb": block.max_gb, "max_hours": block.max_hours})
+        try:
+            if target.read_text(encoding="utf-8") == data:
+                return
+        except (OSError, ValueError):
+            pass  # none yet (or unreadable): written now
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, data)
+        except OSError as error:
+            log.warning("recording %s: cannot write %s: %s", key, LIMITS_FILE, error)
 
     def _prune(self, key: str, policy: RecordingConfig) -> int:
         return len(
@@ -489,6 +530,31 @@ class RecordingService:
                 continue
             if removed:
                 log.info("recording retention deleted %d segment(s)", removed)
+
+
+def _written_limits(folder: Path) -> RecordingConfig | None:
+    """The limits last written to ``folder``'s :data:`LIMITS_FILE`, ``None`` if none ever was.
+
+    Raises:
+        OSError: The file cannot be read.
+        ValueError: It holds no limits.
+    """
+    try:
+        text = (folder / LIMITS_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return RecordingConfig.model_validate(json.loads(text))
+
+
+def _written_since(folder: Path, since: float) -> bool:
+    """Whether a segment or ``.part`` file of ``folder`` was modified after ``since``."""
+    for path in folder.glob("*/*.mp4"):
+        try:
+            if path.stat().st_mtime > since:
+                return True
+        except FileNotFoundError:  # renamed or pruned meanwhile
+            continue
+    return False
 
 
 def _asks(camera: Any) -> bool:

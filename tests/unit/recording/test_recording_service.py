@@ -3,6 +3,7 @@ incidents nobody has closed."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -17,8 +18,11 @@ from safewatch.config.loader import LoadedSite, load_site
 from safewatch.domain import IncidentStatus
 from safewatch.incidents.site_storage import SiteStorage, open_site_storage
 from safewatch.recording import service as service_module
+from safewatch.recording.segments import cameras as camera_folders
 from safewatch.recording.segments import list_segments, part_path, segment_path
 from safewatch.recording.service import (
+    LIMITS_FILE,
+    LIVE_SECONDS,
     RecordingChanges,
     RecordingService,
     RecordingState,
@@ -150,9 +154,11 @@ def test_under_a_cluster_only_the_cameras_owner_records_and_prunes_it(tmp_path: 
 
 def _minutes(root: Path, camera: str, since: float, count: int) -> None:
     for n in range(count):
-        path = segment_path(root, camera, since + 60 * n, since + 60 * (n + 1))
+        end = since + 60 * (n + 1)
+        path = segment_path(root, camera, since + 60 * n, end)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
+        os.utime(path, (end, end))  # closed at its end, as a recorder does
 
 
 def test_footage_of_cameras_recorded_nowhere_still_ages_out(tmp_path: Path) -> None:
@@ -201,6 +207,77 @@ def test_footage_of_cameras_recorded_nowhere_still_ages_out(tmp_path: Path) -> N
         assert service.retain() == 4 + 3
     finally:
         service.stop()
+        storage.close()
+
+
+def test_the_limits_of_cameras_no_longer_recorded_survive_a_restart(tmp_path: Path) -> None:
+    """The limits were kept in the memory of the process that saw the block: after a restart a
+    camera removed with `max_hours: 24` kept its footage 72 h (a privacy limit defeated) and one
+    with 720 h lost it at 72 h. A recorder's start writes them to the camera's folder."""
+    path = write_site(tmp_path, source="rtsp://127.0.0.1:9/cam")
+    now = T0 + 30 * 86400
+    site = _reloaded(
+        path,
+        lambda s: (
+            s["cameras"]["yard"].update(recording={"max_hours": 24}),
+            s["cameras"]["dock"].update(recording={"max_hours": 720}, enabled=True),
+            s["storage"].update(recordings_dir="rec"),
+        ),
+    )
+    storage = open_site_storage(site)
+    try:
+        first = RecordingService(site, storage.repository, clock=lambda: now)
+        first.start()
+        first.stop()
+        root = first.root
+        for camera, hours in (("yard", 24), ("dock", 720)):
+            written = json.loads((root / camera / LIMITS_FILE).read_text())
+            assert written == {"max_gb": None, "max_hours": hours}
+        _minutes(root, "yard", now - 30 * 3600, 1)
+        _minutes(root, "yard", now - 2 * 3600, 1)
+        _minutes(root, "dock", now - 100 * 3600, 1)
+        _minutes(root, "dock", now - 2 * 3600, 1)
+        # restarted with yard's block and the dock camera removed
+        gone = _reloaded(
+            path, lambda s: (s["cameras"]["yard"].pop("recording"), s["cameras"].pop("dock"))
+        )
+        restarted = RecordingService(gone, storage.repository, clock=lambda: now)
+        assert restarted.retain() == 1
+        assert [round(s.start - now) for s in list_segments(root, "yard")] == [-7200]
+        assert [round(s.start - now) for s in list_segments(root, "dock")] == [-360000, -7200]
+        assert list(camera_folders(root)) == ["dock", "yard"]  # the file is neither
+    finally:
+        storage.close()
+
+
+def test_a_folder_written_to_lately_is_recorded_somewhere_and_not_pruned(tmp_path: Path) -> None:
+    """A node that missed a reload records the camera nowhere, but the up-to-date nodes record
+    it (a new camera, one renamed back): it pruned the folder with the defaults. A segment or
+    `.part` written in the last minutes says a recorder is live; an unreadable limits file is
+    not the defaults either."""
+    path = write_site(tmp_path, source="rtsp://127.0.0.1:9/cam")
+    now = T0 + 30 * 86400
+    site = _reloaded(path, lambda s: s["storage"].update(recordings_dir="rec"))
+    storage = open_site_storage(site)
+    try:
+        service = RecordingService(site, storage.repository, clock=lambda: now)
+        root = service.root
+        _minutes(root, "new", now - 5 * 86400, 2)  # older than the 72 h default
+        part = part_path(root, "new", now - 30)
+        part.parent.mkdir(parents=True, exist_ok=True)
+        part.write_bytes(b"")
+        os.utime(part, (now - 10, now - 10))  # its recorder wrote 10 s ago
+        assert service.retain() == 0
+        assert len(list_segments(root, "new")) == 2
+
+        quiet = now - LIVE_SECONDS - 60
+        os.utime(part, (quiet, quiet))  # nobody for 6 min: a crash's leftover
+        (root / "new" / LIMITS_FILE).write_text("{")
+        assert service.retain() == 0, "unreadable limits: not pruned"
+        (root / "new" / LIMITS_FILE).unlink()
+        assert service.retain() == 2
+        assert not part.exists()
+    finally:
         storage.close()
 
 
