@@ -473,3 +473,79 @@ def test_passwords_are_stored_as_argon2_and_policy_enforced(dashboard: Dashboard
         dashboard.auth.add_user("shorty", "short", "viewer")
     assert dashboard.auth.authenticate("admin", "wrong password") is None
     assert dashboard.auth.authenticate("nobody", PASSWORD) is None
+
+
+class _HangingTokens:
+    """An auth store whose token lookups hang, the first one per token listed in ``stuck``
+    (a half-open pooled connection), until ``release`` is set."""
+
+    changes = 0
+
+    def __init__(self) -> None:
+        self.stuck: set[str] = set()
+        self.revoked: set[str] = set()
+        self.release = threading.Event()
+
+    def token(self, value: str, *, touch: bool = True) -> Any:
+        from types import SimpleNamespace
+
+        if value in self.stuck:
+            self.stuck.discard(value)
+            self.release.wait(30)
+        if value in self.revoked:
+            return None
+        return SimpleNamespace(id=1, username="u", role="admin"), SimpleNamespace(expires_at=None)
+
+
+def test_socket_rechecks_stuck_in_the_database_do_not_stop_later_ones() -> None:
+    """Re-checks waited on the database with no limit: one lookup abandoned by its closing
+    socket kept its credential from ever being looked up again (a revoked token's other open
+    sockets stayed open), and four hung lookups of open sockets held every re-check thread, so
+    no other credential was checked again. Each lookup now has ``recheck_timeout`` seconds."""
+    import anyio
+    from starlette.datastructures import Headers
+
+    from safewatch.api.auth.gate import AuthGate
+    from safewatch.errors import StorageError
+
+    store = _HangingTokens()
+    gate = AuthGate(None, store, "sw", cache_seconds=0)  # type: ignore[arg-type]
+    gate.recheck_timeout = 0.5
+
+    def bearer(token: str) -> Headers:
+        return Headers({"authorization": f"Bearer {token}"})
+
+    async def scenario() -> None:
+        # A socket's lookup of t1 hangs and the socket closes; then t1 is revoked.
+        store.stuck.add("t1")
+        with anyio.move_on_after(0.1):
+            await gate.recheck(bearer("t1"))
+        store.revoked.add("t1")
+        answers: list[object] = []
+        with anyio.fail_after(10):
+            while not answers or answers[-1] is None or isinstance(answers[-1], StorageError):
+                await anyio.sleep(0.2)
+                try:
+                    answers.append(await gate.recheck(bearer("t1")))
+                except StorageError as exc:
+                    answers.append(exc)
+        principal, _why = answers[-1]  # type: ignore[misc]
+        assert principal is None  # found revoked
+        # Four open sockets' lookups hang: a fifth credential is still checked.
+        store.stuck.update({"a", "b", "c", "d"})
+        async with anyio.create_task_group() as group:
+            for token in ("a", "b", "c", "d"):
+                group.start_soon(_swallow, gate.recheck(bearer(token)))
+            await anyio.sleep(0.1)
+            store.revoked.add("t5")
+            with anyio.fail_after(10):
+                found = await gate.recheck(bearer("t5"))
+            assert found is not None and found[0] is None
+        store.release.set()
+
+    anyio.run(scenario)
+
+
+async def _swallow(call: Any) -> None:
+    with contextlib.suppress(Exception):
+        await call

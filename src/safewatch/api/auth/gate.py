@@ -71,6 +71,11 @@ takes effect within this time."""
 RECHECK_THREADS = 4
 """Worker threads open WebSockets' re-checks (:meth:`AuthGate.recheck`) use at most, all
 sockets together."""
+RECHECK_TIMEOUT = 10.0
+"""Seconds a re-check waits for the database. A lookup stuck longer (a half-open pooled
+connection after a PostgreSQL failover has no driver timeout) is abandoned, its thread slot given
+back, and its credential may be looked up again: four such lookups held every slot for good, and
+one kept its credential from ever being checked again, a revoked token's open video included."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -184,6 +189,8 @@ class _Recheck:
     """Its worker thread is inside the lookup (set and cleared by that thread)."""
     left: bool = False
     """The socket that started it stopped waiting (closed, or the lookup ended)."""
+    started: float = 0.0
+    """When it started (monotonic): one abandoned for :data:`RECHECK_TIMEOUT` is replaced."""
 
 
 class AuthGate:
@@ -210,6 +217,7 @@ class AuthGate:
         # recheck), they must not spare a request that follows the touch it is due.
         self._recheck_cache = PrincipalCache(cache_seconds, lambda: store.changes)
         self._recheck_threads = anyio.CapacityLimiter(RECHECK_THREADS)
+        self.recheck_timeout = RECHECK_TIMEOUT
         self._rechecks: dict[bytes, _Recheck] = {}
         self._rechecks_lock = threading.Lock()
 
@@ -277,7 +285,9 @@ class AuthGate:
         at most :data:`RECHECK_THREADS` threads look at once, a closing socket abandons its
         lookup instead of waiting for it, and a credential is never looked up twice at once:
         sockets asking while a lookup runs wait for its answer, and while one a closed socket
-        abandoned is still running they are told to ask again later.
+        abandoned is still running they are told to ask again later. A lookup is given
+        :attr:`recheck_timeout` seconds (a :class:`StorageError` after: the socket stays and asks
+        again), and one abandoned that long ago no longer holds its credential back.
         """
         credential = self._credential(headers)
         if isinstance(credential, str):
@@ -287,25 +297,34 @@ class AuthGate:
         cached = self.cache.get(key) or self._recheck_cache.get(key)
         if cached is not None:
             return cached, ""
+        now = time.monotonic()
         with self._rechecks_lock:
             shared = self._rechecks.get(key)
+            if shared is not None and shared.left and now - shared.started > self.recheck_timeout:
+                shared = None  # abandoned long ago and its thread still hangs: try afresh
             if shared is None:
-                mine = self._rechecks[key] = _Recheck(anyio.Event())
+                mine = self._rechecks[key] = _Recheck(anyio.Event(), started=now)
         if shared is not None:
             await shared.done.wait()
             if shared.error is not None:
                 raise shared.error
             return shared.result
         try:
-            mine.result = await anyio.to_thread.run_sync(
-                self._recheck_lookup,
-                mine,
-                kind,
-                value,
-                key,
-                abandon_on_cancel=True,
-                limiter=self._recheck_threads,
+            with anyio.fail_after(self.recheck_timeout):
+                mine.result = await anyio.to_thread.run_sync(
+                    self._recheck_lookup,
+                    mine,
+                    kind,
+                    value,
+                    key,
+                    abandon_on_cancel=True,
+                    limiter=self._recheck_threads,
+                )
+        except TimeoutError:
+            mine.error = StorageError(
+                f"the database gave no answer in {self.recheck_timeout:.0f} s"
             )
+            raise mine.error from None
         except StorageError as exc:
             mine.error = exc
             raise
