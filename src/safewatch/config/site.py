@@ -622,7 +622,9 @@ class EvidenceConfig(_Strict):
         return self
 
 
-CameraKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
+CAMERA_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+"""What a camera id looks like (it names folders: recordings, evidence)."""
+CameraKey = Annotated[str, Field(pattern=CAMERA_KEY_PATTERN, max_length=128)]
 """A camera's key: the camera id in incidents, URLs, evidence folders and metrics. Any string used
 to pass, but the API's paths and filters accept only these characters (``Süd tor`` passed
 ``check-config`` and then could not be listed, filtered or reported on); the name shown to

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from safewatch.config.site import CAMERA_KEY_PATTERN
+
 __all__ = [
     "PART_SUFFIX",
     "Segment",
@@ -28,6 +30,8 @@ __all__ = [
     "segment_path",
     "segments_between",
 ]
+
+_CAMERA_ID = re.compile(CAMERA_KEY_PATTERN)
 
 PART_SUFFIX = ".part.mp4"
 _DONE = re.compile(r"^(\d{10,16})-(\d{10,16})\.mp4$")
@@ -100,6 +104,8 @@ def segments_between(root: Path, camera_id: str, since: float, until: float) -> 
 
 
 def cameras(root: Path) -> Iterator[str]:
-    """Camera ids with a folder under ``root``."""
+    """Camera ids with a folder under ``root``: folders named as a camera id can be, so that a
+    mount point's ``lost+found`` (unreadable, no camera) is not pruned and warned about every
+    retention round."""
     if root.is_dir():
-        yield from sorted(p.name for p in root.iterdir() if p.is_dir())
+        yield from sorted(p.name for p in root.iterdir() if p.is_dir() and _CAMERA_ID.match(p.name))

@@ -432,3 +432,12 @@ def test_a_recorder_that_dies_is_started_again_and_its_segments_still_count(
         service.stop()
         storage.close()
     assert not any(t.name.startswith("record-") for t in threading.enumerate())
+
+
+def test_folders_no_camera_can_be_named_are_not_cameras(tmp_path: Path) -> None:
+    """A recordings folder that is a volume's mount point holds ``lost+found`` (root-only):
+    retention took it for a camera no longer recorded, could not read its limits file and
+    warned about it every minute, for ever."""
+    for name in ("yard", "lost+found", ".snapshot", "dock-2"):
+        (tmp_path / name).mkdir()
+    assert list(camera_folders(tmp_path)) == ["dock-2", "yard"]
