@@ -592,3 +592,38 @@ def test_a_blurred_feed_short_of_cpu_drops_frames_to_stay_live(
     assert len(fragments) < 0.8 * 24 * span, "frames were dropped"
     ages = [c.made - c.wall for c in fragments[-10:]]
     assert max(ages) < 1.5, f"the feed stayed live (ages {ages})"
+
+
+def test_a_slow_camera_clock_is_followed_but_a_backlog_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A feed's clock origin only ever moved back (a burst ahead of real time), so a camera
+    whose clock runs 50 ppm slow had its pictures 0.5 s "late" after under 3 h, and every one
+    was dropped: the viewer's video froze, with no reconnect. The origin now follows such a
+    clock, slowly enough that pictures read 3 s late stay 3 s late."""
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    feed = live_video._Feed.__new__(live_video._Feed)
+    feed.mode, feed._realtime = "blurred", False
+    feed._drift_checked = 0.0
+    now = {"wall": 1_700_000_000.0, "mono": 0.0}
+    monkeypatch.setattr(live_video.time, "time", lambda: now["wall"])
+    monkeypatch.setattr(live_video.time, "monotonic", lambda: now["mono"])
+    base = Fraction(1, 90_000)
+    wall0, start = now["wall"], now["wall"]
+
+    def lag_after(seconds: float, *, slow: float, read_late: float = 0.0) -> float:
+        nonlocal wall0
+        media = seconds * (1 - slow)
+        now["wall"], now["mono"] = start + seconds + read_late, seconds + read_late
+        packet = SimpleNamespace(pts=round(media / base), dts=0)
+        wall0 = feed._paced(packet, 0, 0, base, 0.0, wall0, None)
+        return now["wall"] - (wall0 + media)  # how late the picture looks
+
+    for second in range(1, 3 * 3600, 5):  # three hours of a 50 ppm slow clock
+        lag = lag_after(second, slow=50e-6)
+    assert lag < 0.05  # before: 0.54 s, past max_lag (0.5 s): every picture dropped
+    for second in range(3 * 3600, 3 * 3600 + 60):  # then a minute of pictures read 3 s late
+        lag = lag_after(second, slow=50e-6, read_late=3.0)
+    assert lag > 2.9
