@@ -80,6 +80,7 @@ import numpy as np
 from safewatch.api.live import LiveFrame, LiveHub
 from safewatch.config.loader import LoadedSite
 from safewatch.config.site import CameraConfig, PrivacyConfig, PrivacyMode
+from safewatch.domain.arrival import ArrivalOrigin
 from safewatch.incidents.privacy import Box, anonymise, head_regions
 from safewatch.ingest.av_options import build_open_spec, source_kind
 from safewatch.ingest.factory import file_source_path
@@ -113,10 +114,6 @@ _MOVFLAGS = "frag_every_frame+empty_moov+default_base_moof"
 _ENCODER_BASE = Fraction(1, 90_000)
 _IN_STEP = 0.1
 """A file feed whose pass starts further than this (seconds) from the analysis's is reopened."""
-_MAX_CLOCK_DRIFT = 2e-4
-"""How fast a feed's clock origin may move forward to follow a camera whose clock runs slow
-(200 ppm, over ten times a typical crystal's error): 0.7 s an hour, so a backlog of pictures read
-late is never taken for fresh ones (:meth:`_Feed._paced`)."""
 _KEY_WAIT = 4000
 """Packets a followed file skips after its seek waiting for a keyframe (then it decodes on)."""
 _HELD_LIMIT = 16 << 20
@@ -516,7 +513,7 @@ class _Feed:
         self.blurred_whole = 0  # pictures hidden whole: no analysed frame near them
         self._unlogged = 0  # ... since the last log line about it
         self._stale_logged: float | None = None
-        self._drift_checked = 0.0  # monotonic time the clock origin last followed a slow camera
+        self._arrivals = ArrivalOrigin()  # the blurred feed's clock origin, per connection
         self.thread = threading.Thread(
             target=self._run, name=f"live-video-{camera_id}-{mode}", daemon=True
         )
@@ -713,7 +710,8 @@ class _Feed:
                 stamped = packet.pts is not None and packet.dts is not None
                 if first is None and stamped and (self.mode == "blurred" or packet.is_keyframe):
                     first, wall0, offset = packet.pts, time.time(), packet.dts
-                    self._drift_checked = time.monotonic()
+                    self._arrivals = ArrivalOrigin()
+                    self._arrivals.update(wall0, 0.0)
                     if pass_start is not None:  # the file's times on the analysis's clock
                         zero = self._zero
                         wall0 = pass_start + float((first - zero) * base)
@@ -812,11 +810,10 @@ class _Feed:
         and no frame can be filmed after it arrived). A file that follows the analysis
         (``pass_start``) keeps the analysis's origin.
 
-        The blurred feed's origin also follows a camera whose clock runs slow, forward, by at most
-        :data:`_MAX_CLOCK_DRIFT` of the time elapsed: its pictures arrive ever later than
-        stamped, and with an origin that only moved back every picture was "late" after a few
-        hours (0.5 s behind at 50 ppm in under 3 h) and dropped, the viewer's video frozen with
-        no reconnect. So slow, it never passes a backlog (pictures read late) off as fresh.
+        The blurred feed's origin also follows a camera whose clock runs slow, slowly
+        (:class:`~safewatch.domain.arrival.ArrivalOrigin`): with an origin that only moved back
+        every picture was "late" after a few hours (0.5 s behind at 50 ppm in under 3 h) and
+        dropped, the viewer's video frozen with no reconnect.
         """
         if self._realtime:
             due = started + float((packet.dts - offset) * base)  # decode order
@@ -827,10 +824,7 @@ class _Feed:
         media = float((packet.pts - first) * base)
         if self.mode == "raw":  # nothing is dropped as late, and the browser's wall - media
             return min(wall0, arrived - media)  # (overlay matching) only ever moves back
-        now = time.monotonic()
-        allowed = _MAX_CLOCK_DRIFT * max(0.0, now - self._drift_checked)
-        self._drift_checked = now
-        return min(wall0 + allowed, arrived - media)
+        return self._arrivals.update(arrived, media)
 
     def _encoder(self, fragmenter: _Fragmenter, stream: Any, frame: Any) -> Any:
         settings = self._owner.settings

@@ -32,6 +32,7 @@ from safewatch.config.runtime import InferenceRuntimeConfig, MotionConfig, Tilin
 from safewatch.detect.multi import DetectionRequest, detect_requests
 from safewatch.detect.protocol import Detector
 from safewatch.domain import Detections, Frame
+from safewatch.domain.arrival import ArrivalOrigin
 from safewatch.runtime.mailbox import FrameMailbox, Pending
 from safewatch.runtime.metrics import RuntimeMetrics
 from safewatch.runtime.rings import RingCache
@@ -148,6 +149,8 @@ class InferenceWorker:
         self._lock = threading.Lock()
         self._counters: dict[str, InferenceCounters] = defaultdict(InferenceCounters)
         self._last: dict[str, tuple[int, Detections]] = {}  # camera -> (incarnation, detections)
+        # camera -> (incarnation, last pts, its stream's arrival origin): see _arrival
+        self._arrivals: dict[str, tuple[int, float, ArrivalOrigin]] = {}
         self._overlap_ready = overlap_ready
         self._stop = threading.Event()
         # (detector_for, beside): the first lane, then the overlap lane if there is one
@@ -344,7 +347,10 @@ class InferenceWorker:
             with self._lock:
                 self._counters[camera].torn += 1
             return None
-        frame = Frame(camera, ready.seq, ready.pts, ready.timestamp, image, ready.published_at)
+        published = ready.published_at
+        if published is not None:
+            published = self._arrival(camera, plan.incarnation, ready.pts, published)
+        frame = Frame(camera, ready.seq, ready.pts, ready.timestamp, image, published)
         last = self._last.get(camera)
         if last is not None and last[0] != plan.incarnation:
             last = None
@@ -353,6 +359,20 @@ class InferenceWorker:
         due = previous is None or now - previous >= self._motion.refresh_seconds
         infer = last is None or ready.moving or due or not self._motion.enabled
         return _Job(pending, frame, plan, infer)
+
+    def _arrival(self, camera: str, incarnation: int, pts: float, published: float) -> float:
+        """When the worker would have published the picture had its decoding kept up with the
+        camera (:class:`~safewatch.domain.arrival.ArrivalOrigin` over the publication times): a
+        decoder behind real time (a CPU-starved 4K stream) publishes pictures seconds after
+        they arrived, and the blurred live video, which judges its head boxes' age by this
+        time, took them for fresh and laid old heads on the current picture. A new worker run
+        or media times starting again (a reconnect) is a new stream."""
+        with self._lock:
+            held = self._arrivals.get(camera)
+            if held is None or held[0] != incarnation or pts < held[1]:
+                held = (incarnation, pts, ArrivalOrigin())
+            self._arrivals[camera] = (incarnation, pts, held[2])
+            return min(published, held[2].update(published, pts) + pts)
 
     def _detect(
         self, jobs: Sequence[_Job], detector_for: Callable[[str], Detector], lane: str

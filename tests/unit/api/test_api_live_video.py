@@ -606,12 +606,13 @@ def test_a_slow_camera_clock_is_followed_but_a_backlog_is_not(
 
     feed = live_video._Feed.__new__(live_video._Feed)
     feed.mode, feed._realtime = "blurred", False
-    feed._drift_checked = 0.0
     now = {"wall": 1_700_000_000.0, "mono": 0.0}
     monkeypatch.setattr(live_video.time, "time", lambda: now["wall"])
     monkeypatch.setattr(live_video.time, "monotonic", lambda: now["mono"])
     base = Fraction(1, 90_000)
     wall0, start = now["wall"], now["wall"]
+    feed._arrivals = live_video.ArrivalOrigin()
+    feed._arrivals.update(start, 0.0)
 
     def lag_after(seconds: float, *, slow: float, read_late: float = 0.0) -> float:
         nonlocal wall0

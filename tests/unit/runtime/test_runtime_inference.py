@@ -387,3 +387,17 @@ def test_a_lane_stuck_in_a_model_ages_the_heartbeat() -> None:
     finally:
         first.gate.set()
         h.worker.stop(timeout=10.0)
+
+
+def test_a_decoder_behind_real_time_does_not_pass_its_pictures_off_as_fresh() -> None:
+    """The blurred live video judges its head boxes' age by when the decode worker published
+    the frame; a decoder behind real time publishes pictures seconds after they arrived, and
+    they looked fresh. The frame now carries when it would have been published on time."""
+    h = Harness({"a": plan("a")})
+    t0 = 1_700_000_000.0
+    for i in range(10):  # on time
+        assert h.worker._arrival("a", 1, i * 0.2, t0 + i * 0.2) == t0 + i * 0.2
+    behind = h.worker._arrival("a", 1, 2.0, t0 + 2.0 + 3.0)  # published 3 s late
+    assert abs(behind - (t0 + 2.0)) < 0.01
+    assert h.worker._arrival("a", 1, 0.0, t0 + 100.0) == t0 + 100.0  # a reconnect: anew
+    assert h.worker._arrival("a", 2, 5.0, t0 + 200.0) == t0 + 200.0  # a new worker run: anew
