@@ -549,3 +549,32 @@ def test_socket_rechecks_stuck_in_the_database_do_not_stop_later_ones() -> None:
 async def _swallow(call: Any) -> None:
     with contextlib.suppress(Exception):
         await call
+
+
+def test_a_socket_that_saw_a_change_does_not_take_an_answer_read_before_it() -> None:
+    """Sockets of one credential share a running re-check; one that started before a logout
+    or a revocation read the old state, and a socket woken by that change took its answer
+    (still allowed) and was not checked again for 5 s."""
+    import anyio
+    from starlette.datastructures import Headers
+
+    from safewatch.api.auth.gate import AuthGate
+
+    store = _HangingTokens()
+    gate = AuthGate(None, store, "sw", cache_seconds=0)  # type: ignore[arg-type]
+    gate.recheck_timeout = 30.0  # (not what this is about)
+    bearer = Headers({"authorization": "Bearer t"})
+
+    async def scenario() -> None:
+        store.stuck.add("t")
+        async with anyio.create_task_group() as group:
+            group.start_soon(_swallow, gate.recheck(bearer))  # hangs, before the change
+            await anyio.sleep(0.1)
+            store.revoked.add("t")
+            store.changes += 1
+            with anyio.fail_after(5):
+                found = await gate.recheck(bearer)
+            assert found is not None and found[0] is None
+            store.release.set()
+
+    anyio.run(scenario)

@@ -191,6 +191,9 @@ class _Recheck:
     """The socket that started it stopped waiting (closed, or the lookup ended)."""
     started: float = 0.0
     """When it started (monotonic): one abandoned for :data:`RECHECK_TIMEOUT` is replaced."""
+    generation: int = 0
+    """The auth store's change counter when it started: an answer read before a later change
+    (a logout, a revoked token) is no answer for a socket that saw that change."""
 
 
 class AuthGate:
@@ -297,13 +300,17 @@ class AuthGate:
         cached = self.cache.get(key) or self._recheck_cache.get(key)
         if cached is not None:
             return cached, ""
-        now = time.monotonic()
+        now, generation = time.monotonic(), self.store.changes
         with self._rechecks_lock:
             shared = self._rechecks.get(key)
             if shared is not None and shared.left and now - shared.started > self.recheck_timeout:
                 shared = None  # abandoned long ago and its thread still hangs: try afresh
+            if shared is not None and shared.generation < generation:
+                shared = None  # started before a change this socket saw: its answer may be old
             if shared is None:
-                mine = self._rechecks[key] = _Recheck(anyio.Event(), started=now)
+                mine = self._rechecks[key] = _Recheck(
+                    anyio.Event(), started=now, generation=generation
+                )
         if shared is not None:
             await shared.done.wait()
             if shared.error is not None:
