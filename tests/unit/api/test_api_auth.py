@@ -485,12 +485,14 @@ class _HangingTokens:
         self.stuck: set[str] = set()
         self.revoked: set[str] = set()
         self.release = threading.Event()
+        self.entered = threading.Event()  # a stuck lookup has begun hanging
 
     def token(self, value: str, *, touch: bool = True) -> Any:
         from types import SimpleNamespace
 
         if value in self.stuck:
             self.stuck.discard(value)
+            self.entered.set()
             self.release.wait(30)
         if value in self.revoked:
             return None
@@ -569,7 +571,9 @@ def test_a_socket_that_saw_a_change_does_not_take_an_answer_read_before_it() -> 
         store.stuck.add("t")
         async with anyio.create_task_group() as group:
             group.start_soon(_swallow, gate.recheck(bearer))  # hangs, before the change
-            await anyio.sleep(0.1)
+            # (waited for, not slept on: on a busy machine the second lookup must not be the
+            # one that finds the connection dead)
+            assert await anyio.to_thread.run_sync(store.entered.wait, 10)
             store.revoked.add("t")
             store.changes += 1
             with anyio.fail_after(5):
