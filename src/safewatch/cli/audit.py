@@ -69,6 +69,7 @@ def audit(
     from safewatch.footage.audit import AuditOptions, run_audit
     from safewatch.footage.audit_report import incomplete_videos, print_summary
     from safewatch.footage.start_time import parse_start
+    from safewatch.heap import freeze_start_up_objects
     from safewatch.rules import load_rules
 
     site = load_site(config)
@@ -87,6 +88,8 @@ def audit(
         if start is None
         else parse_start(start, site.config.site.timezone, name="--start"),
     )
+    # A one-shot process: what the imports and the site built stays until exit.
+    freeze_start_up_objects()
     report = run_audit(site, rule_set, options, console=err if progress else None)
     print_summary(report, out)
     if strict and incomplete_videos(report):

@@ -14,8 +14,9 @@ from pathlib import Path
 from safewatch.config.coverage import model_labels
 from safewatch.config.loader import LoadedSite
 from safewatch.config.site import CameraConfig, ModelConfig
-from safewatch.detect import Detector, build_detector
+from safewatch.detect import Detector, DetectorPool, build_detector
 from safewatch.detect.catalogue import resolve
+from safewatch.detect.onnx_detector import OnnxDetector
 from safewatch.errors import ConfigError
 from safewatch.incidents.faces import face_detector
 from safewatch.track import PERSON, CameraTracker, PPEVocabulary
@@ -34,10 +35,11 @@ __all__ = [
     "resolved_models",
     "side_by_side_models",
     "track_heads",
+    "twin_of",
 ]
 
 FILE_RUN_WORKERS = 2
-"""Batches a file run infers side by side on CPU (each on its own session), see
+"""Batches a file run infers side by side on CPU (each thread on a twin of one session), see
 :func:`build_file_run_detectors`."""
 
 
@@ -108,7 +110,9 @@ def build_file_run_detectors(site: LoadedSite, camera: CameraConfig) -> list[Det
     sessions gets its share of the cores (:func:`side_by_side_models`) and successive
     batches run side by side, which keeps the cores busy without the join: yolov8n 640x352 batch
     4 on 2 cores, 0.88x the CPU per frame of one 2-thread session and 0.63x its wall time (load
-    10-15; ``docs/performance.md``). A model with explicit ``threads`` or a GPU provider keeps a
+    10-15; ``docs/performance.md``). The second detector is a twin of the first: the same
+    session called from another thread (:meth:`OnnxDetector.twin`), so the model is loaded,
+    optimised and warmed up once. A model with explicit ``threads`` or a GPU provider keeps a
     single session. The live server's overlap lane uses the same split for its second session
     (``runtime.inference.overlap``).
     """
@@ -116,9 +120,19 @@ def build_file_run_detectors(site: LoadedSite, camera: CameraConfig) -> list[Det
     shared = side_by_side_models(models)
     if shared is None:
         return [build_detector(models, camera.models, tiling=camera.tiling)]
-    return [
-        build_detector(shared, camera.models, tiling=camera.tiling) for _ in range(FILE_RUN_WORKERS)
-    ]
+    first = DetectorPool(shared)
+    detectors = [first.for_models(camera.models, camera.tiling)]
+    for _ in range(FILE_RUN_WORKERS - 1):
+        twins = DetectorPool(shared, factory=lambda _c, _p, key: twin_of(first.get(key)))
+        detectors.append(twins.for_models(camera.models, camera.tiling))
+    return detectors
+
+
+def twin_of(detector: Detector) -> Detector:
+    """A detector over ``detector``'s session for another calling thread
+    (:meth:`~safewatch.detect.onnx_detector.OnnxDetector.twin`); other detectors (test fakes)
+    are returned as they are."""
+    return detector.twin() if isinstance(detector, OnnxDetector) else detector
 
 
 def ppe_vocabulary(site: LoadedSite, camera: CameraConfig) -> PPEVocabulary:

@@ -26,7 +26,6 @@ continuous recording (:mod:`~safewatch.runtime.recording_link`) and the end of a
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -44,6 +43,7 @@ from safewatch.detect.pool import DetectorFactory, DetectorPool
 from safewatch.detect.protocol import Detector
 from safewatch.domain import Zone
 from safewatch.errors import ConfigError, ModelError, SafewatchError, StorageError
+from safewatch.heap import freeze_start_up_objects
 from safewatch.incidents.abandoned import close_abandoned_incidents
 from safewatch.incidents.manager import IncidentChange, IncidentManager
 from safewatch.incidents.recorder import EvidenceRecorder
@@ -97,19 +97,6 @@ class StopReport:
 
     closed: tuple[IncidentChange, ...]
     seconds: float
-
-
-def freeze_start_up_objects() -> None:
-    """Move every object alive after start-up out of the garbage collector's sight.
-
-    Start-up leaves a few hundred thousand long-lived objects (ONNX Runtime's and SQLAlchemy's
-    Python side, FastAPI, the rules, the site). Every full collection walked all of them, on
-    whichever thread triggered it, and stopped every other thread meanwhile, the frame path
-    included. Frozen (after one collection, so no garbage is frozen with them) they are still
-    freed by reference counting; only cycles among them would outlive a reload.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 class RuntimeService:

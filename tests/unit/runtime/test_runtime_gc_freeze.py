@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from safewatch.runtime.service import freeze_start_up_objects
+from safewatch.heap import freeze_start_up_objects
 
 
 class _Node:
