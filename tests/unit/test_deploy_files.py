@@ -12,6 +12,7 @@ that what its objects say can be checked: the order of its hooks.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import re
 import shlex
@@ -187,9 +188,9 @@ def test_the_cluster_site_file_is_valid_and_accepted_for_cluster_mode(
 # -- a renderer for the chart's templates (no helm binary here) ----------------------------------
 #
 # It knows the Go-template constructs the chart uses (``define``/``include``, ``if``, ``range``,
-# ``.Values``/``.Release``/``.Chart``, ``toJson``, ``toYaml``, ``nindent``, ``quote``, comments,
-# the ``{{-`` and ``-}}`` trims) and refuses any other, so a template it cannot follow fails
-# here instead of being checked half-rendered.
+# ``.Values``/``.Release``/``.Chart``, ``toJson``, ``toYaml``, ``nindent``, ``quote``,
+# ``sha256sum``, comments, the ``{{-`` and ``-}}`` trims) and refuses any other, so a template
+# it cannot follow fails here instead of being checked half-rendered.
 
 _ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
 Node = tuple[Any, ...]
@@ -309,6 +310,8 @@ class ChartRenderer:
                 value = "\n" + _indent(self._string(value), int(arguments[0]))
             elif name == "quote":
                 value = json.dumps(self._string(value))
+            elif name == "sha256sum":
+                value = hashlib.sha256(self._string(value).encode()).hexdigest()
             else:
                 raise AssertionError(f"unknown template function {name!r}")
         return value
@@ -769,3 +772,30 @@ def test_the_units_example_ports_are_free_on_a_host_running_the_example_site(
             assert advertised_url(server.url, "10.0.0.5") == f"http://10.0.0.5:{server.port}"
         finally:
             server.stop()
+
+
+def _pod_annotations(documents: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, str]]:
+    """Each workload's pod template annotations, by template file."""
+    return {
+        name: documents[name][0]["spec"]["template"]["metadata"].get("annotations", {})
+        for name in ("analyzer-statefulset.yaml", "api-deployment.yaml")
+    }
+
+
+def test_a_site_file_change_rolls_the_pods_and_a_rules_change_does_not() -> None:
+    """The site file is mounted by ``subPath``, which kubelet never refreshes in a running pod:
+    without the hash in the pod template a ``helm upgrade`` with a new site file changed the
+    ConfigMap and no process ever read it. Rules are a folder mount, refreshed in place and
+    hot-reloaded, so they must not restart the analysis."""
+    values = load_yaml(CHART / "values.yaml")
+    before = _pod_annotations(chart_documents())
+    edited = _pod_annotations(chart_documents(site=values["site"] + "# an edit\n"))
+    new_rules = {**values["rules"], "extra.yaml": "version: 1\nrules: []\n"}
+    rules_only = _pod_annotations(chart_documents(rules=new_rules))
+    for name, pod in before.items():
+        assert len(pod["checksum/site"]) == 64, name
+        assert edited[name]["checksum/site"] != pod["checksum/site"], name
+        assert rules_only[name] == pod, name
+    mounts = chart_documents()["analyzer-statefulset.yaml"][0]["spec"]["template"]["spec"]
+    site_mount = next(m for m in mounts["containers"][0]["volumeMounts"] if m["name"] == "site")
+    assert site_mount.get("subPath") == "site.yaml"  # why the hash is needed
