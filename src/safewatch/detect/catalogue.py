@@ -61,6 +61,7 @@ __all__ = [
     "TensorInfo",
     "cache_dir",
     "catalogue",
+    "catalogue_class_names",
     "import_model",
     "info",
     "list_models",
@@ -276,6 +277,28 @@ def catalogue() -> dict[str, CatalogueEntry]:
     entries = {name: _entry(name, "model", dict(f)) for name, f in raw["models"].items()}
     entries |= {name: _entry(name, "video", dict(f)) for name, f in raw.get("videos", {}).items()}
     return entries
+
+
+def catalogue_class_names(name_or_path: str, base_dir: Path) -> tuple[str, ...] | None:
+    """The class names of a site file's catalogue model, where the catalogue knows them.
+
+    A COCO model named by its catalogue name (``path: yolox_nano``) produces COCO's classes, so
+    a camera's label checks (head mode, PPE items) need not wait for its file to load. ``None``
+    for a path that is a file (:func:`resolve` prefers it), an imported or unknown name, and a
+    catalogue set only the file spells out (``ppe14``). A catalogue name always means the
+    catalogue's bytes: importing under one is checked against its pinned sha256.
+    """
+    candidate = Path(name_or_path).expanduser()
+    if not candidate.is_absolute():
+        candidate = base_dir / candidate
+    if candidate.is_file():
+        return None
+    entry = catalogue().get(name_or_path)
+    if entry is None or entry.kind != "model" or entry.labels != "coco":
+        return None
+    from safewatch.detect.coco import COCO_CLASSES
+
+    return COCO_CLASSES
 
 
 def cache_dir() -> Path:

@@ -11,11 +11,11 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from safewatch.config.coverage import model_labels
+from safewatch.config.coverage import model_labels, normalise_label
 from safewatch.config.loader import LoadedSite
 from safewatch.config.site import CameraConfig, ModelConfig
 from safewatch.detect import Detector, DetectorPool, build_detector
-from safewatch.detect.catalogue import resolve
+from safewatch.detect.catalogue import catalogue_class_names, resolve
 from safewatch.detect.onnx_detector import OnnxDetector
 from safewatch.errors import ConfigError
 from safewatch.incidents.faces import face_detector
@@ -29,6 +29,7 @@ __all__ = [
     "build_detector_for",
     "build_file_run_detectors",
     "build_tracker",
+    "known_labels",
     "pick_camera",
     "ppe_items",
     "ppe_vocabulary",
@@ -135,13 +136,25 @@ def twin_of(detector: Detector) -> Detector:
     return detector.twin() if isinstance(detector, OnnxDetector) else detector
 
 
+def known_labels(site: LoadedSite, key: str) -> frozenset[str] | None:
+    """Site labels model ``key`` produces before its file is loaded: its ``labels:`` map or
+    ``class_names`` (:func:`~safewatch.config.coverage.model_labels`), else a catalogue COCO
+    model's classes (``path: yolox_nano`` alone); ``None`` when only the file knows them."""
+    model = site.config.models[key]
+    produced = model_labels(model)
+    if produced is not None:
+        return produced
+    names = catalogue_class_names(model.path, site.base_dir)
+    return None if names is None else frozenset(normalise_label(n) for n in names)
+
+
 def ppe_vocabulary(site: LoadedSite, camera: CameraConfig) -> PPEVocabulary:
     """Which of the camera's labels are PPE: the built-in items, and every ``x`` whose ``no_x``
     one of its models produces (``labels:`` maps or ``class_names``, as rule checks read them;
     a model whose classes only its file knows adds its items once the tracker sees them)."""
     vocabulary = PPEVocabulary()
     for key in camera.models:
-        vocabulary = vocabulary.with_labels(model_labels(site.config.models[key]) or ())
+        vocabulary = vocabulary.with_labels(known_labels(site, key) or ())
     return vocabulary
 
 
@@ -154,7 +167,7 @@ def ppe_items(site: LoadedSite, camera: CameraConfig) -> set[str] | None:
     vocabulary = ppe_vocabulary(site, camera)
     items: set[str] = set()
     for key in camera.models:
-        labels = model_labels(site.config.models[key])
+        labels = known_labels(site, key)
         if labels is None:
             return None
         for label in labels:
@@ -173,13 +186,14 @@ def track_heads(site: LoadedSite, camera: CameraConfig) -> bool | None:
     bucket the PPE model calls a hat), track the bucket as a worker and a worker walking in as
     his head only, and stop head verification and face subjects. ``True`` when every model's
     labels are known, none is ``person`` and one is a head box (a PPE head model alone);
-    ``False`` when none is either. ``None`` (decide from the detections) only when a model's
-    labels are known from its file alone.
+    ``False`` when none is either. A catalogue COCO model counts as known
+    (:func:`known_labels`). ``None`` (decide from the detections) only when a model's labels are
+    known from its file alone.
     """
     labels: set[str] = set()
     known = True
     for key in camera.models:
-        produced = model_labels(site.config.models[key])
+        produced = known_labels(site, key)
         if produced is None:
             known = False
         elif PERSON in produced:

@@ -58,6 +58,12 @@ def _update(tracker: CameraTracker, seq: int, rows: Sequence[Row]) -> TrackedFra
         ({"ppe": PPE}, True),  # a PPE head model alone
         ({"cars": {"path": "cars.onnx", "labels": {"car": "vehicle"}}}, False),
         ({"ppe": PPE, "other": {"path": "other.onnx"}}, None),  # only the detections can say
+        # A catalogue COCO model named alone produces COCO's classes, person among them: no
+        # automatic switch beside it (it was None, so a hat box and no person turned it on).
+        ({"coco": {"path": "yolox_nano"}, "ppe": PPE}, False),
+        ({"coco": {"path": "yolox_s"}, "ppe": PPE}, False),
+        # A catalogue set only the file spells out (ppe14) is still read from the detections.
+        ({"ppe": {"path": "ppe14_yolov8n_int8"}, "other": PPE}, None),
     ],
 )
 def test_head_mode_is_fixed_from_the_models_labels_where_they_are_known(
@@ -117,3 +123,15 @@ def test_ppe_items_read_class_names_as_the_detector_names_its_detections(tmp_pat
     assert ppe_items(site, camera) == {"hardhat", "safety_vest"}
     assert ppe_vocabulary(site, camera).item_of("safety_vest") == ("safety_vest", PPEState.PRESENT)
     assert ppe_vocabulary(site, camera).item_of("machinery") is None
+
+
+def test_a_local_file_named_like_a_catalogue_model_is_not_taken_for_it(tmp_path: Path) -> None:
+    """``resolve`` prefers an existing file to a catalogue name, so its classes are unknown."""
+    (tmp_path / "yolox_nano").write_bytes(b"not the catalogue's file")
+    site = _site(tmp_path, {"coco": {"path": "yolox_nano"}, "ppe": PPE})
+    assert track_heads(site, site.config.cameras["yard"]) is None
+
+
+def test_a_catalogue_coco_model_gives_no_ppe_items(tmp_path: Path) -> None:
+    site = _site(tmp_path, {"coco": {"path": "yolox_nano"}})
+    assert ppe_items(site, site.config.cameras["yard"]) == set()
