@@ -90,6 +90,11 @@ log = logging.getLogger(__name__)
 _ALERT_DRAIN = 5.0
 """Seconds a graceful stop keeps sending due alerts (the rest stay queued for the next start)."""
 
+_RESTART_BLOCKS = ("storage", "evidence", "privacy", "runtime", "site", "retention", "cluster")
+"""Site-file blocks a reload does not apply (logged as applying after a restart). ``cluster``:
+the cluster member fixes its capacity, labels and lease length when it joins, so a reload that
+changed them would otherwise be silently ignored."""
+
 
 @dataclass(frozen=True, slots=True)
 class StopReport:
@@ -414,7 +419,9 @@ class RuntimeService:
 
         A site file that does not validate (or names a model that cannot load) is refused: the
         running configuration stays and ``/readyz`` shows why under ``site``. Changes to blocks
-        that need a restart (storage, evidence, privacy, runtime, site) are logged as such.
+        that need a restart (storage, evidence, privacy, runtime, site, retention, cluster) are
+        logged as such: ``cluster`` too, because the cluster member fixes its capacity, labels
+        and lease length when it joins (:mod:`safewatch.runtime.cluster_owner`).
         """
         with self._reload_lock:
             self._site_stamp = self._stamp()
@@ -429,7 +436,7 @@ class RuntimeService:
                 log.error("site reload refused: %s", message)
                 return None
             old = self._site.config
-            for block in ("storage", "evidence", "privacy", "runtime", "site", "retention"):
+            for block in _RESTART_BLOCKS:
                 if getattr(old, block) != getattr(new.config, block):
                     log.warning(
                         "site reload: the %r block changed; it applies after a restart", block

@@ -1,0 +1,54 @@
+"""A site reload logs the blocks it does not apply (they apply after a restart)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+from pathlib import Path
+
+import pytest
+import yaml
+from runtime_fakes import RecordingDetector
+
+from api_support import write_site
+from safewatch.config.loader import load_site
+from safewatch.runtime.camera_worker import WorkerSpec
+from safewatch.runtime.service import RuntimeService, ServeOptions
+from safewatch.runtime.supervisor import ReloadPlan
+
+
+class _Supervisor:
+    """Runs what it is asked to (nothing starts)."""
+
+    def apply(self, specs: Mapping[str, WorkerSpec], restart: Collection[str] = ()) -> ReloadPlan:
+        return ReloadPlan(unchanged=tuple(sorted(specs)))
+
+
+def test_a_changed_cluster_block_is_reported_as_applying_after_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cluster member fixes its capacity, labels and lease length when it joins: a reload
+    that changed the ``cluster:`` block was silently ignored (no warning, unlike storage or
+    retention), so an operator believed the new capacity was in force."""
+    path = write_site(tmp_path, extra={"cluster": {"capacity": 1, "lease_seconds": 10}})
+    for model in ("model.onnx", "ppe.onnx"):  # the reload resolves them (a fake detects)
+        (tmp_path / model).write_bytes(b"")
+    service = RuntimeService(
+        load_site(path),
+        ServeOptions(rules=tmp_path / "rules", cluster=True, http=False),
+        detector_factory=lambda *_: RecordingDetector(),
+    )
+    service._supervisor = _Supervisor()  # type: ignore[assignment]
+    site = yaml.safe_load(path.read_text())
+    site["cluster"] = {"capacity": 4, "lease_seconds": 30, "labels": {"gpu": "true"}}
+    path.write_text(yaml.safe_dump(site))
+    with caplog.at_level(logging.WARNING, logger="safewatch.runtime.service"):
+        assert service.reload_site() is not None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "site reload: the 'cluster' block changed; it applies after a restart" in warnings
+    assert service.status.site_health.ok
+
+    caplog.clear()  # an unchanged cluster block is not reported
+    with caplog.at_level(logging.WARNING, logger="safewatch.runtime.service"):
+        assert service.reload_site() is not None
+    assert not [r for r in caplog.records if "'cluster' block" in r.getMessage()]
