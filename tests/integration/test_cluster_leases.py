@@ -452,6 +452,41 @@ def test_site_reload_releases_removed_cameras_and_places_new_ones(
     assert ownership.check_one_owner_at_a_time() >= 4
 
 
+def test_a_camera_disabled_for_an_hour_records_no_gap_and_a_loss_still_does(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    """A camera removed (or disabled) and enabled again an hour later got a ``handover`` gap
+    of the whole hour: its release kept ``released_at`` and the next claim recorded a gap from
+    it. A deliberate stop is not lost coverage. The hour is made by moving the release back in
+    the database (its clock decides gaps); a real loss afterwards still records its gap."""
+    a = join(members, engine, ownership, "a", ["cam-0", "cam-1"])
+    wait_for(lambda: a.owned() == {"cam-0", "cam-1"}, SETTLE, "a owns both")
+    a.set_cameras(["cam-1"])  # cam-0 disabled
+    wait_for(lambda: lease_rows(engine)["cam-0"][0] is None, SETTLE, "cam-0's lease released")
+    with engine.begin() as connection:  # an hour ago
+        connection.execute(
+            text(
+                "UPDATE camera_leases SET released_at = released_at - 3600 "
+                "WHERE camera_id = 'cam-0'"
+            )
+        )
+    a.set_cameras(["cam-0", "cam-1"])  # enabled again
+    wait_for(lambda: a.owned() == {"cam-0", "cam-1"}, SETTLE, "a owns cam-0 again")
+    with Session(engine) as session:
+        gaps = session.scalars(select(CoverageGapRow)).all()
+    assert [(g.camera_id, g.reason, g.ended_at - g.started_at) for g in gaps] == []
+
+    a.stop()  # not released: its leases expire, and b's claim is a takeover
+    b = join(members, engine, ownership, "b", ["cam-0", "cam-1"])
+    wait_for(lambda: b.owned() == {"cam-0", "cam-1"}, SETTLE, "b takes both over")
+    with Session(engine) as session:
+        gaps = session.scalars(select(CoverageGapRow).order_by(CoverageGapRow.camera_id)).all()
+    assert [(g.camera_id, g.reason, g.previous_owner, g.new_owner) for g in gaps] == [
+        ("cam-0", "analyzer_lost", "a", "b"),
+        ("cam-1", "analyzer_lost", "a", "b"),
+    ]
+
+
 def expire_in_database(engine: Engine, camera: str) -> None:
     """Make the camera's lease expired by the database's clock, still naming its owner (a renewal
     that came too late): its holder loses it, and may claim it again."""

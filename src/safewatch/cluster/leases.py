@@ -233,8 +233,15 @@ def renew(
     return {row.camera_id: int(row.epoch) for row in session.execute(statement)}
 
 
-def release(session: Session, analyzer_id: str, camera_id: str, epoch: int) -> bool:
+def release(
+    session: Session, analyzer_id: str, camera_id: str, epoch: int, *, handover: bool = True
+) -> bool:
     """Give a lease back (owner cleared, who and when kept for the coverage gap).
+
+    ``handover=False``: the camera was removed from the site or disabled, a deliberate stop and
+    not lost coverage. ``released_at`` is then cleared, so the claim after it is enabled again
+    (maybe hours later) records no ``handover`` gap spanning the time it was off
+    (:func:`~safewatch.cluster.takeover.record_handover` needs it).
 
     Returns:
         Whether this analyzer still held it at ``epoch`` (otherwise nothing changed).
@@ -247,7 +254,12 @@ def release(session: Session, analyzer_id: str, camera_id: str, epoch: int) -> b
             CameraLeaseRow.owner == analyzer_id,
             CameraLeaseRow.epoch == epoch,
         )
-        .values(owner=None, expires_at=now, released_at=now, released_by=analyzer_id)
+        .values(
+            owner=None,
+            expires_at=now,
+            released_at=now if handover else None,
+            released_by=analyzer_id,
+        )
     )
     result = session.execute(statement)
     return isinstance(result, CursorResult) and result.rowcount > 0

@@ -722,12 +722,13 @@ class ClusterMember:
                 return  # lost meanwhile (deadline passed): counted there
             self._held.pop(camera)
             self._count_release("lost" if late else reason)
-        self._release_row(camera, held.epoch)
+        # a camera removed or disabled was stopped on purpose: its next claim records no gap
+        self._release_row(camera, held.epoch, handover=reason != "removed")
 
-    def _release_row(self, camera: str, epoch: int) -> None:
+    def _release_row(self, camera: str, epoch: int, *, handover: bool = True) -> None:
         try:
             with self._transaction() as session:
-                leases.release(session, self.analyzer_id, camera, epoch)
+                leases.release(session, self.analyzer_id, camera, epoch, handover=handover)
         except StorageError as exc:
             log.warning("cluster: cannot release camera %s (it will expire): %s", camera, exc)
 

@@ -106,7 +106,11 @@ def take_over(
 
 
 def record_handover(session: Session, analyzer_id: str, locked: Claimable) -> None:
-    """Record the gap of a graceful handover (released, then claimed here), if there was one."""
+    """Record the gap of a graceful handover (released, then claimed here), if there was one.
+
+    A lease released because its camera was removed or disabled has no ``released_at``
+    (:func:`~safewatch.cluster.leases.release` with ``handover=False``): the time it was off is
+    a deliberate stop, not lost coverage, and records nothing here."""
     if locked.released_at is None or locked.released_by is None:
         return
     record_gap(
