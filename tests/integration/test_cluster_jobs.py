@@ -432,6 +432,40 @@ def test_a_job_whose_analyzer_is_lost_three_times_fails_and_a_release_does_not_c
         engine.dispose()
 
 
+def test_a_job_cancelled_while_running_and_given_back_is_cancelled_not_queued(
+    cluster_db: str, tmp_path: Path
+) -> None:
+    """A running job's cancel asks its claimer; a claimer that was stopping gave it back as
+    queued with the request set and no claimer, and the next claim marked it "cancelled (its
+    analyzer None was lost)". The release honours the request: cancelled, with its reason."""
+    from safewatch.cluster.jobs import JobQueue
+
+    engine = create_engine_for(cluster_db, tmp_path)
+    upgrade(engine)
+    queue = JobQueue(engine, expiry=2.0)
+    job_id = _queue_job(queue, asset(CLIP))
+    try:
+        claim = queue.claim("a1")
+        assert claim is not None
+        cancelled = queue.cancel(job_id)
+        assert cancelled is not None and cancelled.cancel_requested
+        assert queue.release(claim)  # a1 stops before its job saw the request
+        row = queue.row(job_id)
+        assert row is not None
+        assert (row.state, row.message) == ("cancelled", "cancelled (analyzer a1 was stopping)")
+        assert row.finished_at is not None and row.heartbeat_at is None
+        assert queue.claim("a2") is None  # nothing left to run
+        assert not queue.release(claim)  # no longer held: nothing written
+        # a job given back without a cancel still goes back to the queue
+        other = _queue_job(queue, asset(CLIP))
+        again = queue.claim("a1")
+        assert again is not None and again.job.id == other and queue.release(again)
+        row = queue.row(other)
+        assert row is not None and (row.state, row.claimed_by) == ("queued", None)
+    finally:
+        engine.dispose()
+
+
 def test_the_periodic_pass_fails_interrupted_uploads_and_removes_orphaned_copies(
     cluster_db: str, tmp_path: Path
 ) -> None:

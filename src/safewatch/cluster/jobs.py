@@ -263,7 +263,9 @@ class JobQueue:
                     return None
                 if row.cancel_requested:
                     row.state, row.finished_at = CANCELLED, time.time()
-                    row.message = f"cancelled (its analyzer {row.claimed_by} was lost)"
+                    # claimed_by is None for a row given back before release() honoured it
+                    by = f" (its analyzer {row.claimed_by} was lost)" if row.claimed_by else ""
+                    row.message = f"cancelled{by}"
                     session.flush()
                     continue
                 previous = row.claimed_by if row.state == RUNNING else None
@@ -335,8 +337,23 @@ class JobQueue:
 
     def release(self, claim: Claim) -> bool:
         """Give a running job back to the queue (this analyzer is stopping): another analyzer
-        claims it at once instead of after the heartbeat expiry."""
+        claims it at once instead of after the heartbeat expiry. A job whose cancel was
+        requested meanwhile is marked cancelled instead: queued with the request, its next
+        claim cancelled it as if an analyzer ``None`` had been lost. ``False`` when the claim
+        was no longer held (nothing written)."""
         with Session(self.engine) as session, session.begin():
+            cancelled = session.execute(
+                update(ClusterJobRow)
+                .where(self._held(claim), ClusterJobRow.cancel_requested.is_(True))
+                .values(
+                    state=CANCELLED,
+                    finished_at=time.time(),
+                    heartbeat_at=None,
+                    message=f"cancelled (analyzer {claim.analyzer_id} was stopping)",
+                )
+            )
+            if getattr(cancelled, "rowcount", 0):
+                return True
             result = session.execute(
                 update(ClusterJobRow)
                 .where(self._held(claim))
