@@ -152,6 +152,8 @@ class RulesWorker:
         # Per camera: when its last analysed frame was handed to this stage (monotonic), the
         # clock of _end_silent: frames a replay skips count, and a stalled stage is no silence.
         self._arrived: dict[str, float] = {}
+        # Per camera: its drop marker queued but not yet processed (drop_camera timed out).
+        self._drops: dict[str, _Finish] = {}
 
     def add_listener(self, listener: FrameListener) -> None:
         """Also call ``listener`` after each frame (before :meth:`start`)."""
@@ -211,15 +213,24 @@ class RulesWorker:
         writing nothing: this process no longer owns the camera (``serve --cluster``), so its
         new owner closes or continues them.
 
+        Called again after it returned ``False``, it waits for the marker already queued
+        rather than queue another (the caller keeps the camera stopping until it is done).
+
         Returns:
             Whether it was done within ``timeout``.
         """
-        done = threading.Event()
-        try:
-            self._queue.put(_Finish(camera_id, done, write=False), timeout=timeout)
-        except queue.Full:
+        pending = self._drops.get(camera_id)
+        if pending is None:
+            pending = _Finish(camera_id, threading.Event(), write=False)
+            try:
+                self._queue.put(pending, timeout=timeout)
+            except queue.Full:
+                return False  # not queued: the next call tries again
+            self._drops[camera_id] = pending
+        if not pending.done.wait(timeout):
             return False
-        return done.wait(timeout)
+        self._drops.pop(camera_id, None)
+        return True
 
     def counters(self) -> dict[str, EvaluationCounters]:
         """Per-camera counters."""

@@ -560,7 +560,7 @@ class RuntimeService:
     def _camera_stopped(self, camera_id: str) -> None:
         if self._rules is not None:
             if self._ownership.is_lost(camera_id):
-                self._rules.drop_camera(camera_id)
+                self._drop_run(self._rules, camera_id)
                 if self._recorder is not None:  # its clips let go, for the next owner
                     self._recorder.drop_camera(camera_id)
             else:
@@ -571,6 +571,31 @@ class RuntimeService:
                     self._recorder.flush(10.0)
         self.live.forget(camera_id)
         self._front.camera_gone(camera_id)
+
+    def _drop_run(self, rules: RulesWorker, camera_id: str) -> None:
+        """Have the rules stage forget a lost camera's run, waiting as long as that takes.
+
+        Until its drop marker is processed the camera stays stopping (``disown_camera`` does not
+        return, so the cluster member does not claim it again): a marker processed after a new
+        run started at epoch + 1 would drop that run's episodes and mark its frames as of an
+        ended run, and one never queued (a full queue) would let the old run's episodes go on
+        under the new epoch. Only a stop of the whole service ends the wait early.
+        """
+        if rules.drop_camera(camera_id):
+            return
+        started = time.monotonic()
+        log.warning(
+            "camera %s: the rules stage has not dropped its lost run yet (busy or stuck): the "
+            "camera stays stopping, not claimed again, until it has",
+            camera_id,
+        )
+        while not rules.drop_camera(camera_id):
+            if self._stopping.is_set():
+                log.warning("camera %s: stopping before its lost run was dropped", camera_id)
+                return
+        log.warning(
+            "camera %s: lost run dropped after %.0f s more", camera_id, time.monotonic() - started
+        )
 
     def _camera_silent(self, camera_id: str) -> None:
         """A camera dark for an outage's length: its closed incidents' clips finish now."""

@@ -266,6 +266,37 @@ def test_dropping_a_lost_camera_writes_nothing_and_forgets_its_open_incident(
         assert connection.exec_driver_sql("SELECT max(seq) FROM chain_entries").scalar() == last_seq
 
 
+def test_a_drop_that_timed_out_is_waited_for_not_queued_again(
+    tmp_path: Path, repository: IncidentRepository
+) -> None:
+    """A drop refused by a full queue queues nothing; one queued but not yet processed is
+    waited for by the next call (one marker, not one per call) until the stage processed it.
+    The stage's thread is not started until the end: nothing here depends on timing."""
+    (tmp_path / "rules.yaml").write_text(RULES)
+    worker = RulesWorker(
+        lambda camera: CameraTracker(TrackerConfig(), camera, frame_rate=5.0),
+        RuleEngine(load_rules(tmp_path / "rules.yaml")),
+        IncidentManager(repository, EvidenceStore(tmp_path / "evidence")),
+        RuntimeMetrics(),
+        queue_size=2,
+    )
+    for seq in range(2):  # the queue is full
+        worker.submit(analysed(seq, person_at(30, 10)))
+    assert not worker.drop_camera("cam", timeout=0.01)
+    assert worker.depth() == 2, "refused: not queued"
+    for _ in range(2):  # room again (the frames are not needed here)
+        worker._queue.get_nowait()
+    assert not worker.drop_camera("cam", timeout=0.01)  # queued, not processed
+    assert not worker.drop_camera("cam", timeout=0.01)
+    assert worker.depth() == 1, "the second call waits for the same marker"
+    worker.start()
+    try:
+        assert worker.drop_camera("cam", timeout=30.0)
+        assert worker.depth() == 0
+    finally:
+        worker.stop(timeout=5.0)
+
+
 def test_a_storage_failure_is_counted_and_the_stage_goes_on() -> None:
     metrics = RuntimeMetrics()
     incidents = _BrokenIncidents()
