@@ -8,11 +8,14 @@ book applies ``min_duration`` and ends the episode once the track has left for l
 ``grace``. A track's clock is forgotten once it has been out of the zone for longer than
 ``grace``, so memory is bounded by the tracks recently in the zone.
 
-Grace is measured as :mod:`~safewatch.rules.episodes` measures it: a stay ends at a frame that
-shows the track out of the zone (or unseen) more than ``grace`` after its last frame in it, never
-because two frames in the zone are far apart. At 1 fps with a 1 s grace, one frame out makes a
-2 s gap between frames in the zone, yet the track was out for at most a second: the clock goes on,
-as it does at 5 fps for the same walk.
+Grace is measured as :mod:`~safewatch.rules.episodes` measures it, with the same effective grace
+(:meth:`~safewatch.rules.episodes.FrameClock.grace`: the rule's ``grace``, but at least 1.5 of
+the camera's frame intervals): a stay ends at a frame that shows the track out of the zone (or
+unseen) more than that after its last frame in it, never because two frames in the zone are far
+apart. At 1 fps with a 1 s grace, one frame out makes a 2 s gap between frames in the zone, yet
+the track was out for at most a second: the clock goes on, as it does at 5 fps for the same walk.
+At 0.5 fps the grace is 3 s, so one missed frame (2 s after the last frame in) keeps the clock
+going too, while two (4 s) end the stay, whatever the camera's frame rate.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from safewatch.config.rules import DwellRule
 from safewatch.domain.geometry import Zone
 from safewatch.domain.tracks import TrackedFrame
-from safewatch.rules.episodes import Observation
+from safewatch.rules.episodes import FrameClock, Observation
 from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
 
 __all__ = ["DwellMonitor"]
@@ -42,13 +45,16 @@ class DwellMonitor:
     Args:
         rule: The rule (zone, objects, anchor, max_time, grace).
         zone: The rule's zone.
+        clock: The camera's frame clock, shared with the rule's episodes (one of its own by
+            default), so a stay and its episode end on the same frame.
     """
 
     instant = False
 
-    def __init__(self, rule: DwellRule, zone: Zone) -> None:
+    def __init__(self, rule: DwellRule, zone: Zone, clock: FrameClock | None = None) -> None:
         self.rule = rule
         self.zone = zone
+        self.clock = FrameClock() if clock is None else clock
         self._stays: dict[int, _Stay] = {}
 
     def __len__(self) -> int:
@@ -60,6 +66,7 @@ class DwellMonitor:
     ) -> list[Observation]:
         """Tracks in the zone whose stay exceeds ``max_time`` at this frame, in track order."""
         at = tracked.timestamp
+        self.clock.tick(at)
         g = geometry_of(tracked, geometry)
         observations = []
         for i in g.in_zone(self.zone, self.rule.anchor, g.labelled(self.rule.objects)):
@@ -81,8 +88,9 @@ class DwellMonitor:
                     )
                 )
         # Tracks in the zone now have last_in == at: only those out of it (or unseen) on this
-        # frame, for longer than grace since they were last in, end their stay.
-        stale = [k for k, s in self._stays.items() if at - s.last_in > self.rule.grace + _EPS]
+        # frame, for longer than the effective grace since they were last in, end their stay.
+        limit = self.clock.grace(self.rule.grace) + _EPS
+        stale = [k for k, s in self._stays.items() if at - s.last_in > limit]
         for track_id in stale:
             del self._stays[track_id]
         return observations

@@ -43,7 +43,7 @@ from safewatch.domain.tracks import TrackedFrame
 from safewatch.errors import ConfigError
 from safewatch.rules.calibration import Calibration
 from safewatch.rules.dwell import DwellMonitor
-from safewatch.rules.episodes import EpisodeBook, EpisodePolicy
+from safewatch.rules.episodes import EpisodeBook, EpisodePolicy, FrameClock
 from safewatch.rules.frame_geometry import FrameGeometry, ZoneTable
 from safewatch.rules.line_crossing import LineCrossingMonitor
 from safewatch.rules.measure import Plane
@@ -97,7 +97,11 @@ def _policy(rule: Rule) -> EpisodePolicy:
 
 
 def build_monitor(
-    rule: Rule, rules: RuleSet, camera_id: str, calibration: Calibration | None = None
+    rule: Rule,
+    rules: RuleSet,
+    camera_id: str,
+    calibration: Calibration | None = None,
+    clock: FrameClock | None = None,
 ) -> Monitor | None:
     """The monitor of ``rule`` on ``camera_id``.
 
@@ -106,6 +110,8 @@ def build_monitor(
         rules: The set it belongs to (for its zones and lines).
         camera_id: The camera.
         calibration: The camera's calibration, if it has one.
+        clock: The camera's frame clock, for kinds whose memory ends after the effective grace
+            (the episodes' own; see :class:`~safewatch.rules.episodes.FrameClock`).
 
     Returns:
         ``None`` when the rule measures in metres and the camera has no calibration (loading
@@ -132,9 +138,9 @@ def build_monitor(
         zone = rules.zone(rule.zone)
         return Stateless(rule, lambda rule, tracked, g: observe_occupancy(rule, tracked, zone, g))
     if isinstance(rule, DwellRule):
-        return DwellMonitor(rule, rules.zone(rule.zone))
+        return DwellMonitor(rule, rules.zone(rule.zone), clock)
     if isinstance(rule, ZoneClearRule):
-        return ZoneClearMonitor(rule, rules.zone(rule.zone), plane)
+        return ZoneClearMonitor(rule, rules.zone(rule.zone), plane, clock)
     if isinstance(rule, LineCrossingRule):
         return LineCrossingMonitor(rule, rules.line(rule.line))
     if isinstance(rule, ProximityRule):
@@ -180,6 +186,8 @@ class RuleEngine:
         self._ppe_required: dict[str, Mapping[str, frozenset[str]]] = {}
         self._books: dict[tuple[str, str], EpisodeBook] = {}
         self._monitors: dict[tuple[str, str], Monitor | None] = {}
+        self._clocks: dict[str, FrameClock] = {}
+        """Per camera: its frame interval, which sets the effective grace of its episodes."""
         self._warned: set[tuple[str, str]] = set()
 
     @property
@@ -209,6 +217,11 @@ class RuleEngine:
         camera = tracked.camera_id
         at, seq = tracked.timestamp, tracked.seq
         books, monitors = self._books, self._monitors
+        clock = self._clocks.get(camera)
+        if clock is None:
+            clock = self._clocks[camera] = FrameClock()
+        # Every frame tells the clock, whichever rules are active (books come and go).
+        clock.tick(at)
         # Anchors, zone membership and floor positions, computed once for every rule of the frame.
         geometry = FrameGeometry(tracked, self._zone_table(camera))
         for rule, key in self._keyed_rules(camera):
@@ -220,14 +233,14 @@ class RuleEngine:
                     if not book:
                         del books[key]
                 continue
-            monitor = monitors[key] if key in monitors else self._monitor(rule, camera)
+            monitor = monitors[key] if key in monitors else self._monitor(rule, camera, clock)
             if monitor is None:
                 continue
             observations = monitor.observe(tracked, geometry)
             if book is None:
                 if not observations:
                     continue
-                book = EpisodeBook(rule.id, rule.kind, camera, rule.severity, _policy(rule))
+                book = EpisodeBook(rule.id, rule.kind, camera, rule.severity, _policy(rule), clock)
                 books[key] = book
             if monitor.instant:
                 events.extend(book.instants(at, seq, observations))
@@ -250,6 +263,7 @@ class RuleEngine:
             events.extend(self._books.pop(key).close_all())
         for key in [k for k in self._monitors if k[0] == camera_id]:
             del self._monitors[key]
+        self._clocks.pop(camera_id, None)
         return events
 
     def replace_rules(self, rules: RuleSet) -> list[RuleEvent]:
@@ -329,11 +343,13 @@ class RuleEngine:
             table = self._zone_tables[camera_id] = ZoneTable(self._rules.zones_for(camera_id))
         return table
 
-    def _monitor(self, rule: Rule, camera_id: str) -> Monitor | None:
+    def _monitor(self, rule: Rule, camera_id: str, clock: FrameClock) -> Monitor | None:
         key = (camera_id, rule.id)
         if key in self._monitors:
             return self._monitors[key]
-        monitor = build_monitor(rule, self._rules, camera_id, self._calibrations.get(camera_id))
+        monitor = build_monitor(
+            rule, self._rules, camera_id, self._calibrations.get(camera_id), clock
+        )
         if monitor is None and key not in self._warned:
             self._warned.add(key)
             _log.warning(

@@ -11,12 +11,22 @@ Per subject (a track) the state machine is:
 * open: ``ONGOING`` on every later violating frame (frames inside a grace gap emit nothing: there
   is no evidence in them);
 * pending or open -> idle at the first frame that shows the subject not violating (compliant or
-  not tracked) more than ``grace`` after its last violating frame: an open episode emits
+  not tracked) more than the effective grace (:meth:`FrameClock.grace`) after its last violating
+  frame: an open episode emits
   ``ENDED`` with ``at`` = its last violating frame, and the subject enters cooldown until
   ``last violating time + cooldown``. Two violating frames with no frame between them (a stalled
   stream) continue the episode: nothing showed the violation stopping;
 * idle states are forgotten once their cooldown is over, so memory is bounded by the subjects that
   violated within the last ``grace + cooldown`` seconds, whatever the stream's length.
+
+The effective grace is the rule's ``grace``, but never less than :data:`GRACE_FRAMES` of the
+camera's frame intervals (a ``grace`` of 0 excepted: it asks for no tolerance). Grace is meant to
+absorb a missed detection or two; it is measured from the last violating frame, so on a camera
+slower than one frame per ``grace`` (0.5 fps with the default 1 s) the very next frame without the
+subject was already past it, and one missed detection split an episode (and restarted a dwell
+clock) that a 5 fps camera kept whole. :class:`FrameClock` learns the interval from the frame
+times the rules receive; the dwell and blocked-exit monitors use the same clock for their own
+per-track memory, so their clocks and the episodes end together.
 
 Instant violations (a line crossing) skip the pending and open states: :meth:`EpisodeBook.instants`
 reports each as a whole episode, ``STARTED`` then ``ENDED`` on the same frame, and puts the subject
@@ -32,13 +42,21 @@ All times are the frame clock's; nothing here reads a wall clock.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from safewatch.domain.events import Phase, RuleEvent, Severity
 
-__all__ = ["NO_SUBJECT", "EpisodeBook", "EpisodePolicy", "Observation"]
+__all__ = [
+    "GRACE_FRAMES",
+    "NO_SUBJECT",
+    "EpisodeBook",
+    "EpisodePolicy",
+    "FrameClock",
+    "Observation",
+]
 
 NO_SUBJECT = -1
 """First of ``track_ids`` for zone-level episodes: no single track is the subject."""
@@ -47,6 +65,51 @@ _EPS = 1e-6
 """Slack for float clocks: 5 frames of 0.2 s must reach a 1 s minimum duration."""
 
 _STARTED, _ONGOING = Phase.STARTED, Phase.ONGOING
+
+GRACE_FRAMES = 1.5
+"""A positive grace is at least this many frame intervals: one missed frame (a gap of one
+interval since the last violating frame) stays within it, with room for timing jitter, while two
+(two intervals) do not, so a subject gone for two frames still ends its episode at any rate."""
+
+_INTERVALS = 5
+"""Frame intervals :class:`FrameClock` keeps; their lower median is the camera's interval, so one
+long gap (a stalled stream) or a few dropped frames do not stretch the grace."""
+
+
+class FrameClock:
+    """A camera's frame interval as the rules see it, and the grace it implies.
+
+    Every frame's time is told with :meth:`tick` (by the engine, and again by each book and
+    monitor sharing the clock: a time already told is ignored). The interval is the lower median
+    of the last few gaps between frames, 0 before the second frame.
+    """
+
+    __slots__ = ("_gaps", "_last", "interval")
+
+    def __init__(self) -> None:
+        self._last: float | None = None
+        self._gaps: deque[float] = deque(maxlen=_INTERVALS)
+        self.interval = 0.0
+        """Seconds between two of the camera's frames (lower median of the recent gaps)."""
+
+    def tick(self, at: float) -> None:
+        """Note a frame at ``at`` (frame clock); the same or an earlier time changes nothing."""
+        last = self._last
+        if last is not None and at <= last:
+            return
+        self._last = at
+        if last is None:
+            return
+        self._gaps.append(at - last)
+        ordered = sorted(self._gaps)
+        self.interval = ordered[(len(ordered) - 1) // 2]
+
+    def grace(self, configured: float) -> float:
+        """The grace in force for a rule's ``configured`` one: at least :data:`GRACE_FRAMES`
+        intervals, unless it is 0 (the first frame without the violation ends it, at any rate)."""
+        if configured <= 0.0:
+            return configured
+        return max(configured, GRACE_FRAMES * self.interval)
 
 
 class Observation(NamedTuple):
@@ -102,6 +165,8 @@ class EpisodeBook:
         camera_id: Camera, copied into events.
         severity: Rule severity, copied into events.
         policy: Minimum duration, grace and cooldown.
+        clock: The camera's frame clock (the engine shares one per camera); a book of its own
+            by default, told the time of every :meth:`update`.
     """
 
     def __init__(
@@ -111,12 +176,14 @@ class EpisodeBook:
         camera_id: str,
         severity: Severity,
         policy: EpisodePolicy,
+        clock: FrameClock | None = None,
     ) -> None:
         self.rule_id = rule_id
         self.rule_kind = rule_kind
         self.camera_id = camera_id
         self.severity = severity
         self.policy = policy
+        self.clock = FrameClock() if clock is None else clock
         self._states: dict[int, _State] = {}
         self._idle = 0
         """States with no pending or open episode (cooling down): only they can be pruned, so
@@ -138,6 +205,7 @@ class EpisodeBook:
             ``ENDED`` events first (by subject), then ``STARTED`` / ``ONGOING`` in observation
             order.
         """
+        self.clock.tick(at)
         current: list[RuleEvent] = []
         states = self._states
         seen: set[int] = set()
@@ -190,7 +258,7 @@ class EpisodeBook:
             )
         ended: list[RuleEvent] = []
         if len(seen) < len(states):  # every subject with state was seen: none can end
-            limit = self.policy.grace + _EPS
+            limit = self.clock.grace(self.policy.grace) + _EPS
             lapsed = [
                 subject
                 for subject, state in states.items()

@@ -10,9 +10,12 @@ in it for longer than ``max_time``.
 The subject is the zone (subject -1, ``track_ids`` start with
 :data:`~safewatch.rules.episodes.NO_SUBJECT` and list the blocking tracks). Per-track state is kept
 while the track is in the zone and forgotten once it has been out of it (or unseen) for longer than
-``grace``: at a frame without it more than ``grace`` after it was last in, as
-:mod:`~safewatch.rules.episodes` ends a presence, never because two frames with it are far apart
-(at 1 fps one missed detection is a 2 s gap, yet the pallet was missing for at most a second).
+the effective grace: at a frame without it more than that after it was last in, as
+:mod:`~safewatch.rules.episodes` ends a presence (same clock, same
+:meth:`~safewatch.rules.episodes.FrameClock.grace`: ``grace``, but at least 1.5 frame
+intervals), never because two frames with it are far apart (at 1 fps one missed detection is a
+2 s gap, yet the pallet was missing for at most a second; at 0.5 fps one missed frame is within
+the 3 s effective grace, two are not).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from numpy.typing import NDArray
 from safewatch.config.rules import ZoneClearRule
 from safewatch.domain.geometry import Zone
 from safewatch.domain.tracks import Track, TrackedFrame
-from safewatch.rules.episodes import NO_SUBJECT, Observation
+from safewatch.rules.episodes import NO_SUBJECT, FrameClock, Observation
 from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
 from safewatch.rules.measure import Plane
 
@@ -48,14 +51,23 @@ class ZoneClearMonitor:
         rule: The rule (zone, objects, anchor, max_time, max_movement, grace).
         zone: The rule's zone.
         plane: Where ``max_movement`` is measured (the floor when it is in metres).
+        clock: The camera's frame clock, shared with the rule's episodes (one of its own by
+            default).
     """
 
     instant = False
 
-    def __init__(self, rule: ZoneClearRule, zone: Zone, plane: Plane | None = None) -> None:
+    def __init__(
+        self,
+        rule: ZoneClearRule,
+        zone: Zone,
+        plane: Plane | None = None,
+        clock: FrameClock | None = None,
+    ) -> None:
         self.rule = rule
         self.zone = zone
         self.plane = plane or Plane()
+        self.clock = FrameClock() if clock is None else clock
         self._rests: dict[int, _Rest] = {}
 
     def __len__(self) -> int:
@@ -72,6 +84,7 @@ class ZoneClearMonitor:
     ) -> list[Observation]:
         """The zone as one observation while something has stood still in it too long."""
         at = tracked.timestamp
+        self.clock.tick(at)
         g = geometry_of(tracked, geometry)
         objects = self.rule.objects
         present = g.in_zone(self.zone, self.rule.anchor, g.labelled(objects or None))
@@ -89,7 +102,8 @@ class ZoneClearMonitor:
                 rest.last_in = at
                 if at - rest.since > self.rule.max_time + _EPS:
                     blocking.append((track, at - rest.since))
-        stale = [k for k, r in self._rests.items() if at - r.last_in > self.rule.grace + _EPS]
+        limit = self.clock.grace(self.rule.grace) + _EPS
+        stale = [k for k, r in self._rests.items() if at - r.last_in > limit]
         for track_id in stale:
             del self._rests[track_id]
         if not blocking:

@@ -55,6 +55,21 @@ def test_dwell_paths(path: str, fields: dict[str, object], expected: list[object
     assert _run(_rule(**fields), path) == expected
 
 
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        # 0.5 fps, missing from the one frame at 14 s: the stay goes on (one episode, not an
+        # ENDED at 14 s and a second STARTED at 28 s).
+        ("IIIIIII.IIIIIII", [(Phase.STARTED, 12.0, 12.0), (Phase.ENDED, 12.0, 28.0)]),
+        # Missing from two frames (14 s and 16 s): 4 s after the last frame in, the stay ends.
+        ("IIIIIII..IIIIIIIIII", [(Phase.STARTED, 12.0, 12.0), (Phase.ENDED, 12.0, 12.0),
+                                 (Phase.STARTED, 30.0, 30.0), (Phase.ENDED, 30.0, 36.0)]),
+    ],
+)  # fmt: skip
+def test_half_an_fps_one_missed_frame_keeps_the_clock(path: str, expected: list[object]) -> None:
+    assert _run(_rule(max_time="10s"), path, dt=2.0) == expected
+
+
 def _walk(t: float) -> str:
     """A worker's real movements: ``I`` in the bay, ``O`` out of it, ``.`` hidden."""
     if 2.5 <= t < 3.3 or 8.9 <= t < 11.9:

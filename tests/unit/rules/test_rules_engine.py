@@ -60,6 +60,23 @@ def test_zone_intrusion_from_frames() -> None:
     assert events[0].message == "person #7 in zone press"
 
 
+@pytest.mark.parametrize(
+    ("missed", "starts"),
+    [((14.0,), [0.0]), ((14.0, 16.0), [0.0, 18.0])],
+    ids=["one missed frame: one episode", "two missed frames: two episodes"],
+)
+def test_zone_intrusion_at_half_an_fps(missed: tuple[float, ...], starts: list[float]) -> None:
+    # Default grace (1 s) on a 0.5 fps camera: a missed detection is 2 s after the last frame
+    # that saw the track; the grace in force is 1.5 frame intervals (3 s), so only two do end it.
+    engine = RuleEngine(rule_set([rule(id="in", kind="zone_intrusion", zone="press")],
+                                 {"press": RIGHT_HALF}))  # fmt: skip
+    events = []
+    for k in range(15):
+        t = 2.0 * k
+        events += engine.evaluate(frame(t, [] if t in missed else [person(7, (700, 400))]))
+    assert [e.started_at for e in events if e.phase is Phase.STARTED] == starts
+
+
 def test_rules_run_only_on_their_cameras() -> None:
     only_dock = rule(
         id="dock-ppe", kind="ppe", require=["hardhat"], cameras=["dock"], min_duration=0

@@ -106,6 +106,24 @@ CASES = [
         ],
         id="cooldown counts from the last violating frame, inclusive end",
     ),
+    pytest.param(
+        EpisodePolicy(min_duration=0.0, grace=1.0),
+        [(0.0, True), (2.0, True), (4.0, False), (6.0, True)],
+        ["started@0(0)", "ongoing@2(0)", "ongoing@6(0)", "ended@6(0)+finish"],
+        id="0.5 fps: one missed frame is within grace (1.5 frame intervals)",
+    ),
+    pytest.param(
+        EpisodePolicy(min_duration=0.0, grace=1.0),
+        [(0.0, True), (2.0, True), (4.0, False), (6.0, False), (8.0, True)],
+        ["started@0(0)", "ongoing@2(0)", "ended@2(0)", "started@8(8)", "ended@8(8)+finish"],
+        id="0.5 fps: two missed frames end the episode",
+    ),
+    pytest.param(
+        EpisodePolicy(min_duration=0.0, grace=0.0),
+        [(0.0, True), (2.0, True), (4.0, False), (6.0, True)],
+        ["started@0(0)", "ongoing@2(0)", "ended@2(0)", "started@6(6)", "ended@6(6)+finish"],
+        id="0.5 fps, zero grace: the first frame without the violation ends it",
+    ),
 ]
 
 

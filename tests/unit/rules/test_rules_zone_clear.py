@@ -76,6 +76,9 @@ def test_one_fps_and_five_fps_see_the_same_blocked_exit() -> None:
     slow, fast = _pallet(1.0), _pallet(5.0)
     assert slow == [(Phase.STARTED, 31.0, 31.0), (Phase.ENDED, 31.0, 50.0)]
     assert fast == [(Phase.STARTED, 30.2, 30.2), (Phase.ENDED, 30.2, 50.4)]
+    # At 0.5 fps a missed detection is 2 s after the pallet was last seen, more than the 1 s
+    # grace: the grace in force is 1.5 frame intervals (3 s), so the stillness still goes on.
+    assert _pallet(0.5) == [(Phase.STARTED, 32.0, 32.0), (Phase.ENDED, 32.0, 50.0)]
 
 
 def test_metres_on_a_calibrated_camera() -> None:
