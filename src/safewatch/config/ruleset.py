@@ -12,6 +12,7 @@ whole on reload while the engine still holds the old one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,6 +222,7 @@ def _check_references(
         errors.append(origin.error("an item cannot be both required and an object", "require"))
     if site is not None:
         errors.extend(_check_calibrated(rule, origin, ref_cameras, site))
+        errors.extend(_check_machine_on_floor(rule, origin, zones, site))
         scope = rule.cameras or sorted(ref_cameras) or sorted(site.cameras)
         cameras = [camera for camera in scope if camera in site.cameras]
         missing = missing_labels(rule, cameras, site, model_labels)
@@ -252,6 +254,50 @@ def _check_calibrated(
             "`calibration` block to the camera in the site file, list only calibrated `cameras`, "
             "or use pixels (px)",
             metric,
+        )
+    ]
+
+
+def _check_machine_on_floor(
+    rule: Rule,
+    origin: _Origin,
+    zones: Mapping[str, tuple[ZoneConfig, _Origin]],
+    site: SiteConfig,
+) -> list[ConfigError]:
+    """A proximity rule in metres measures to its machine zone on the floor: every corner of the
+    zone must map to the floor with the camera's calibration.
+
+    A corner at or above the calibration's horizon has no floor position, and the rule could only
+    skip the machine on every frame (it measured nothing and never fired, without a word): the
+    usual cause is a zone drawn round the machine's whole outline in the picture, whose top
+    reaches above the horizon, rather than round its footprint on the floor.
+    """
+    if not isinstance(rule, ProximityRule) or rule.machine_zone is None:
+        return []
+    if rule_metric_field(rule) is None or rule.machine_zone not in zones:
+        return []
+    zone = zones[rule.machine_zone][0]
+    camera = site.cameras.get(zone.camera)
+    if camera is None or camera.calibration is None:
+        return []  # reported by _check_references / _check_calibrated
+    # Imported here: safewatch.rules imports this module.
+    from safewatch.rules.calibration import Calibration
+
+    floor = Calibration.from_config(camera.calibration).to_floor(zone.polygon, 1, 1)
+    off = [point for point, mapped in zip(zone.polygon, floor, strict=True) if not all(
+        math.isfinite(v) for v in mapped
+    )]  # fmt: skip
+    if not off:
+        return []
+    corners = ", ".join(f"[{x:g}, {y:g}]" for x, y in off)
+    which = f"corners {corners} are" if len(off) > 1 else f"corner {corners} is"
+    return [
+        origin.error(
+            f"rule {rule.id!r} measures in metres to machine zone {rule.machine_zone!r}, but "
+            f"its {which} at or above the horizon of camera {zone.camera!r}'s calibration, "
+            "where nothing is on the floor, so the rule could never measure to the machine: "
+            "draw the zone round the machine's footprint on the floor",
+            "machine_zone",
         )
     ]
 

@@ -27,6 +27,7 @@ nearest one is reported.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -41,6 +42,8 @@ from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
 from safewatch.rules.measure import Plane, PolygonEdges, Samples, segment_distances
 
 __all__ = ["MACHINE", "Gap", "ProximityMonitor"]
+
+_log = logging.getLogger(__name__)
 
 MACHINE = -1
 """Hazard id of the rule's machine zone in pair keys."""
@@ -95,6 +98,7 @@ class ProximityMonitor:
         self._pairs: dict[tuple[int, int], Samples] = {}
         self._machine_at: tuple[int, int] = (-1, -1)
         self._machine_edges: PolygonEdges | None = None
+        self._warned_horizon = False
 
     def __len__(self) -> int:
         """Subject-hazard pairs with distance history."""
@@ -310,6 +314,20 @@ class ProximityMonitor:
             on_floor = bool(np.all(np.isfinite(polygon)))
             self._machine_edges = PolygonEdges(polygon) if on_floor else None
             self._machine_at = (width, height)
+            if not on_floor and not self._warned_horizon:
+                # Loading the rules with the site refuses such a zone; this is a calibration
+                # or zone that changed without that check (a rule set built in code). Without
+                # a word the rule would just never measure to the machine.
+                self._warned_horizon = True
+                _log.warning(
+                    "rule %s: machine zone %s reaches above the horizon of camera %s's "
+                    "calibration; distances to it cannot be measured on the floor, so the rule "
+                    "ignores the machine (draw the zone round the machine's footprint on the "
+                    "floor)",
+                    self.rule.id,
+                    self.machine.id,
+                    self.machine.camera_id,
+                )
         return self._machine_edges
 
     def _history(self, subject: int, hazard: int) -> Samples:

@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 from safewatch.config.loader import load_site
 from safewatch.config.ruleset import load_rules
 from safewatch.config.site import SiteConfig
+from safewatch.domain.events import Phase
+from safewatch.domain.tracks import Track, TrackedFrame
 from safewatch.errors import ConfigError
+from safewatch.rules import RuleEngine
 from safewatch.rules.calibration import (
     Calibration,
     CalibrationError,
@@ -227,4 +230,56 @@ def test_rules_in_metres_need_calibrated_cameras(tmp_path: Path) -> None:
         "forklift-distance",
         "yard-speed",
         "pixel-distance",
+    ]
+
+
+# A raised camera looking far down a yard: the horizon crosses the picture at y ~ 0.22.
+HORIZON_SITE = SITE.replace(
+    "[[0.1, 0.9], [0.9, 0.9], [0.7, 0.4], [0.3, 0.4]%s]",
+    "[[0.1, 0.9], [0.9, 0.9], [0.6, 0.4], [0.4, 0.4]]",
+).replace("[[0, 0], [10, 0], [10, 20], [0, 20]%s]", "[[0, 0], [8, 0], [8, 40], [0, 40]]")
+
+PRESS_RULES = """\
+version: 1
+zones:
+  press: {camera: yard, polygon: %s}
+rules:
+  - id: press-distance
+    kind: proximity
+    machine_zone: press
+    max_distance: 2m
+"""
+
+
+def _press_rules(tmp_path: Path, polygon: str) -> tuple[SiteConfig, Path]:
+    site_path = tmp_path / "site.yaml"
+    site_path.write_text(HORIZON_SITE, encoding="utf-8")
+    rules_path = tmp_path / "rules.yaml"
+    rules_path.write_text(PRESS_RULES % polygon, encoding="utf-8")
+    return load_site(site_path).config, rules_path
+
+
+def test_a_machine_zone_above_the_horizon_is_refused(tmp_path: Path) -> None:
+    # The press's outline in the picture: its top corners (y = 0.1) are above the horizon, with
+    # no floor position; the rule would measure nothing to it and never fire.
+    site, rules_path = _press_rules(tmp_path, "[[0.4, 0.1], [0.6, 0.1], [0.6, 0.6], [0.4, 0.6]]")
+    with pytest.raises(ConfigError) as info:
+        load_rules(rules_path, site)
+    text = str(info.value).replace(str(tmp_path) + "/", "")
+    assert text == (
+        "rules.yaml:7: rules[0].machine_zone: rule 'press-distance' measures in metres to machine "
+        "zone 'press', but its corners [0.4, 0.1], [0.6, 0.1] are at or above the horizon of "
+        "camera 'yard''s calibration, where nothing is on the floor, so the rule could never "
+        "measure to the machine: draw the zone round the machine's footprint on the floor"
+    )
+    assert len(load_rules(rules_path).rules) == 1  # without the site, nothing to check
+
+
+def test_a_machine_footprint_below_the_horizon_loads_and_fires(tmp_path: Path) -> None:
+    site, rules_path = _press_rules(tmp_path, "[[0.4, 0.5], [0.6, 0.5], [0.6, 0.6], [0.4, 0.6]]")
+    engine = RuleEngine(load_rules(rules_path, site), calibrations=calibrations_from_site(site))
+    worker = Track(1, "person", (480.0, 350.0, 520.0, 550.0), 0.9)  # feet on the footprint
+    events = engine.evaluate(TrackedFrame("yard", 0, 0.0, 0.0, 1000, 1000, (worker,)))
+    assert [(e.rule_id, e.phase, e.zone_id) for e in events] == [
+        ("press-distance", Phase.STARTED, "press")
     ]

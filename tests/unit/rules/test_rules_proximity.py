@@ -291,3 +291,28 @@ def test_each_subjects_nearest_hazard_is_the_smallest_gap(seed: int, metres: boo
         else:
             assert observation.track_ids == (observation.subject, hazard)
     assert len(observations) > 3, "the frame is crowded enough to test something"
+
+
+def test_a_machine_zone_above_the_horizon_is_reported_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A rule set built in code (no load-time check against the site): the press's top corners
+    # (y = 0.1) are above the horizon of this calibration (y ~ 0.22), so the machine is ignored,
+    # and the log says so once, not on every frame.
+    steep = Calibration.from_points(
+        [[0.1, 0.9], [0.9, 0.9], [0.6, 0.4], [0.4, 0.4]], [[0, 0], [8, 0], [8, 40], [0, 40]]
+    )
+    engine = RuleEngine(
+        rule_set(
+            [rule(id="press-distance", kind="proximity", machine_zone="press", max_distance="2m")],
+            {"press": ((0.4, 0.1), (0.6, 0.1), (0.6, 0.6), (0.4, 0.6))},
+        ),
+        calibrations={"cam": steep},
+    )
+    for i in range(5):
+        assert engine.evaluate(frame(i / FPS, [person(1, (500.0, 275.0))])) == []
+    assert [r.getMessage() for r in caplog.records] == [
+        "rule press-distance: machine zone press reaches above the horizon of camera cam's "
+        "calibration; distances to it cannot be measured on the floor, so the rule ignores the "
+        "machine (draw the zone round the machine's footprint on the floor)"
+    ]
