@@ -5,8 +5,12 @@ names are those of someone walking along the line from ``a`` to ``b`` on the pic
 shown (origin top-left, y down): for a line drawn left to right across the screen, ``left`` is the
 part above it and ``right`` the part below it. Only points level with the segment (whose
 projection falls between ``a`` and ``b``) have a side; anything beyond its ends has none, so going
-round the end of a line never looks like crossing it. A point exactly on the segment counts as
-``right`` (a tie must go somewhere, and crossing rules confirm sides over several frames).
+round the end of a line never looks like crossing it. An end on the edge of the picture (within
+:data:`BORDER` of it) is the exception: nobody can walk round it, and the band level with a
+slanted line leaves out a wedge of the picture next to that end, where a crossing near the edge
+went unseen; so beyond such an end the side is that of the whole straight line (which leaves the
+picture there). A point exactly on the segment counts as ``right`` (a tie must go somewhere, and
+crossing rules confirm sides over several frames).
 """
 
 from __future__ import annotations
@@ -19,7 +23,16 @@ from numpy.typing import NDArray
 
 from safewatch.domain.geometry import Point
 
-__all__ = ["Line", "Side"]
+__all__ = ["BORDER", "Line", "Side"]
+
+BORDER = 0.01
+"""An end of a line at most this far (normalised) from an edge of the picture is on that edge: a
+line drawn "to the edge" by hand or in an editor seldom ends exactly at 0 or 1."""
+
+
+def _on_border(point: Point) -> bool:
+    x, y = point
+    return min(x, y) <= BORDER or max(x, y) >= 1.0 - BORDER
 
 
 class Side(IntEnum):
@@ -68,7 +81,8 @@ class Line:
             height: Frame height in pixels.
 
         Returns:
-            ``(N,)`` int8 values of :class:`Side`; ``Side.NONE`` beyond the segment's ends.
+            ``(N,)`` int8 values of :class:`Side`; ``Side.NONE`` beyond the segment's ends,
+            except an end on the picture's edge.
         """
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         (ax, ay), (bx, by) = self.to_pixels(width, height)
@@ -79,5 +93,11 @@ class Line:
         # Signed distance: negative is on the left of a->b with y pointing down.
         signed = (dx * ry - dy * rx) / np.sqrt(length_sq)
         side = np.where(signed < 0, Side.LEFT, Side.RIGHT).astype(np.int8)
-        side[(along < 0.0) | (along > 1.0)] = Side.NONE
+        # Cut the band only at a free end: one that can be walked round.
+        beyond = np.zeros(len(pts), dtype=bool)
+        if not _on_border(self.a):
+            beyond |= along < 0.0
+        if not _on_border(self.b):
+            beyond |= along > 1.0
+        side[beyond] = Side.NONE
         return side

@@ -9,10 +9,12 @@ established on one side, then on the other; any sequence in which the far side n
 ``confirm_frames`` frames counts nothing, however often it flips.
 
 Only points level with the segment have a side (:meth:`Line.sides`); leaving that band (going
-round the end of the line) forgets the established side, so walking around a line is not crossing
-it. Frames in which a track is not seen do not break its run: an occluded person who reappears on
-the same side continues it. Per-track history is four numbers, dropped once the track has been
-missing for the rule's ``grace``, so memory is bounded by the tracks recently seen.
+round a free end of the line) forgets the established side, so walking around a line is not
+crossing it. An end on the picture's edge does not bound the band (nobody walks round it), so a
+slanted line drawn to the edge counts crossings up to that edge. Frames in which a track is not
+seen do not break its run: an occluded person who reappears on the same side continues it.
+Per-track history is four numbers, dropped once the track has been missing for the rule's
+``grace``, so memory is bounded by the tracks recently seen.
 
 Each crossing is an instant (the monitor sets ``instant``): the engine reports it as a ``STARTED``
 and an ``ENDED`` event on the confirming frame, with ``started_at`` the first frame on the new
@@ -149,7 +151,7 @@ class LineCrossingMonitor:
                     history = histories[track.track_id] = _History()
                 history.last_seen = at
                 side = _SIDES[raw]
-                if side is _NONE:  # beyond the ends: whatever happens there is not a crossing
+                if side is _NONE:  # beyond a free end: whatever happens there is not a crossing
                     history.established = history.run_side = _NONE
                     history.run_frames = 0
                     continue

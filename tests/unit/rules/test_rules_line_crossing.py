@@ -79,6 +79,54 @@ def test_vertical_line_sides_follow_its_direction() -> None:
     assert up.sides(points, W, H).tolist() == [Side.LEFT, Side.RIGHT]
 
 
+def test_an_end_on_the_picture_edge_does_not_cut_the_sides() -> None:
+    # From the left edge to the bottom edge: nobody can walk round either end.
+    edge = Line("ramp", "cam", (0.0, 0.2), (0.8, 1.0))
+    # At y = 0.97 the line is at x = 0.77: x = 0.9 is beyond the segment's bottom end (the band
+    # level with it stops at x ~ 0.82 there), yet has a side, the other one from x = 0.7.
+    beyond_b = np.array([[900.0, 485.0], [700.0, 485.0]])
+    assert edge.sides(beyond_b, W, H).tolist() == [Side.LEFT, Side.RIGHT]
+    # An end within 0.01 of the edge counts as on it; one 0.05 inside is a free end.
+    near = Line("ramp", "cam", (0.3, 0.2), (0.8, 0.995))
+    inside = Line("ramp", "cam", (0.3, 0.2), (0.8, 0.95))
+    assert near.sides(np.array([[900.0, 495.0]]), W, H).tolist() == [Side.LEFT]
+    assert inside.sides(np.array([[900.0, 495.0]]), W, H).tolist() == [Side.NONE]
+    assert near.sides(np.array([[200.0, 10.0]]), W, H).tolist() == [Side.NONE]  # free end
+
+
+def _walk(line: Line, feet: list[tuple[float, float]]) -> list[float]:
+    """One person at normalised ``feet`` positions, 5 fps; times of the crossings reported."""
+    counting = rule(id="ramp-count", kind="line_crossing", line="ramp")
+    engine = RuleEngine(rule_set([counting], lines={"ramp": (line.a, line.b)}))
+    found = []
+    for index, (x, y) in enumerate(feet):
+        events = engine.evaluate(frame(index * 0.2, [person(1, (x * W, y * H))]))
+        found += [e.at for e in events if e.phase is Phase.STARTED]
+    return found
+
+
+def test_a_slanted_line_to_the_edge_counts_crossings_near_the_edge() -> None:
+    # Walking left to right at y = 0.97 across a line drawn from the left edge to the bottom
+    # edge: level with the segment only until x ~ 0.8, so the walk left the band two frames
+    # after crossing (at x = 0.77) and the side it had just taken was wiped: no crossing.
+    feet = [(0.57 + 0.03 * i, 0.97) for i in range(14)]
+    assert _walk(Line("ramp", "cam", (0.0, 0.2), (0.8, 1.0)), feet) == [pytest.approx(1.8)]
+
+
+def test_walking_round_a_free_end_is_still_no_crossing() -> None:
+    # The same kind of line with its top end inside the picture: round that end and down the
+    # other side, established on both sides, is not a crossing.
+    line = Line("ramp", "cam", (0.3, 0.2), (0.8, 1.0))
+    feet = [(0.3, 0.6)] * 3 + [(0.1, 0.02)] * 3 + [(0.3, 0.02)] * 3 + [(0.7, 0.4)] * 3
+    assert line.sides(np.array([[x * W, y * H] for x, y in feet[::3]]), W, H).tolist() == [
+        Side.RIGHT,
+        Side.NONE,
+        Side.NONE,
+        Side.LEFT,
+    ]
+    assert _walk(line, feet) == []
+
+
 def test_a_line_needs_two_points() -> None:
     with pytest.raises(ValueError, match="two equal points"):
         Line("x", "cam", (0.2, 0.2), (0.2, 0.2))
