@@ -243,7 +243,12 @@ def explain_rule(rule: Rule, rules: RuleSet, site: SiteConfig | None = None) -> 
         subject = (
             "the zone" if isinstance(rule, OccupancyRule | ZoneClearRule) else "the same object"
         )
-        sentence += f"; then {subject} raises no new one for {format_duration(rule.cooldown)}"
+        new = "no new one"
+        if isinstance(rule, OccupancyRule) and None not in (rule.max_count, rule.min_count):
+            # Crowding and lone working are separate episodes with their own cooldowns: the end
+            # of a crowd does not hold back the lone-worker incident that may follow it.
+            new += " of the same kind (crowding or lone working)"
+        sentence += f"; then {subject} raises {new} for {format_duration(rule.cooldown)}"
     return sentence + "."
 
 

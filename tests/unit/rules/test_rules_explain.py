@@ -194,6 +194,27 @@ def test_every_kind(sentences: dict[str, str], rule_id: str, expected: str) -> N
     assert sentences[rule_id] == expected
 
 
+@pytest.mark.parametrize(
+    ("bounds", "cooled"),
+    [
+        ("min_count: 2, max_count: 5", "no new one of the same kind (crowding or lone working)"),
+        ("max_count: 5", "no new one"),
+    ],
+)
+def test_an_occupancy_cooldown_holds_back_the_same_kind_only(
+    tmp_path: Path, bounds: str, cooled: str
+) -> None:
+    # Crowding and lone working are separate episodes, each with its own cooldown.
+    (tmp_path / "r.yaml").write_text(
+        "zones:\n  tank: {camera: c, polygon: [[0, 0], [1, 0], [1, 1]]}\n"
+        f"rules:\n  - {{id: tank, kind: occupancy, zone: tank, {bounds}, cooldown: 30s}}\n"
+    )
+    rules = load_rules(tmp_path)
+    assert explain_rule(rules.rule("tank"), rules).endswith(
+        f"; then the zone raises {cooled} for 30 s."
+    )
+
+
 def test_without_a_site_schedules_read_in_site_time(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(RULES)
     rules = load_rules(tmp_path)
