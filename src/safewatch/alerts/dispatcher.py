@@ -224,7 +224,9 @@ class Dispatcher:
                 if 0 < limit == len(items) < free:
                     timeout = 0.0  # the batch was cut by the cap: claim the rest now
                 elif free > len(items):
-                    due = self.outbox.next_due()
+                    # Not the full channels' backlog: only a finishing delivery frees them,
+                    # and that sets the wake event.
+                    due = self.outbox.next_due(skip_channels=full)
                     if due is not None:
                         timeout = min(timeout, max(0.01, due - self._clock()))
             except StorageError as error:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,9 @@ from alerts_support import T0, Clock, RecordingChannel, make_incident, make_site
 
 from safewatch.alerts import AlertService
 from safewatch.alerts.channels import DeliveryError
+from safewatch.alerts.dispatcher import channel_cap
+from safewatch.alerts.message import AlertMessage
+from safewatch.alerts.rows import OutboxItem
 from safewatch.config.loader import LoadedSite
 from safewatch.config.log_redaction import RedactingFilter
 from safewatch.config.secrets import SECRETS, register_site_secrets
@@ -291,3 +295,60 @@ def test_the_timeline_says_where_each_alert_went_and_why_one_was_given_up(
     finally:
         rig.service.close()
         rig.engine.dispose()
+
+
+class GatedChannel(RecordingChannel):
+    """A channel whose sends wait until the test opens the gate (a receiver that hangs)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.gate = threading.Event()
+        self.waiting = threading.Semaphore(0)
+
+    def send(self, message: AlertMessage) -> str:
+        self.waiting.release()
+        self.gate.wait(30.0)
+        return super().send(message)
+
+
+def test_a_channel_at_its_cap_with_a_backlog_does_not_make_the_loop_spin(tmp_path: Path) -> None:
+    """Four senders, so two in flight to one channel is its cap; eight more rows wait behind.
+
+    The loop may only look again when a delivery ends or the poll interval (30 s) passes.
+    Before, it read the capped channel's overdue backlog as "due now" and claimed about 100
+    times a second (3 transactions each) while the receiver hung.
+    """
+    site = site_with(tmp_path, events=["opened"])
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'spin.db'}", tmp_path)
+    repo = IncidentRepository(engine)
+    chat = GatedChannel("chat")
+    service = AlertService(site, repo, channels={"chat": chat, "pager": RecordingChannel("p")})
+    dispatcher = service.dispatcher
+    assert dispatcher.plan.workers == 4 and channel_cap(4) == 2
+    claims = 0
+    claim = service.outbox.claim
+
+    def counting_claim(*args: Any, **kwargs: Any) -> list[OutboxItem]:
+        nonlocal claims
+        claims += 1
+        return claim(*args, **kwargs)
+
+    service.outbox.claim = counting_claim  # type: ignore[method-assign]
+    try:
+        service.start()
+        for track in range(1, 11):
+            repo.upsert(make_incident(track=track, started_at=time.time()))
+        for _ in range(2):
+            assert chat.waiting.acquire(timeout=10.0), "the channel was never tried"
+        time.sleep(0.2)  # let the wake-ups from the commits settle
+        before = claims
+        time.sleep(1.0)
+        passes = claims - before
+        assert passes <= 5, f"{passes} claim passes in 1 s while the only channel was capped"
+        chat.gate.set()
+        assert dispatcher.drain(10.0)
+        assert len(chat.sent) == 10
+    finally:
+        chat.gate.set()
+        service.close()
+        engine.dispose()
