@@ -182,6 +182,9 @@ class _Handler:
             self._server.messages.append(mail)
         return "250 Message accepted for delivery"
 
+    async def handle_QUIT(self, _server: Any, _session: Any, _envelope: Any) -> str:  # noqa: N802
+        return self._server.quit_reply
+
 
 @dataclass
 class SmtpServer:
@@ -193,6 +196,8 @@ class SmtpServer:
     port: int = field(default_factory=free_port)
     messages: list[ReceivedMail] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    quit_reply: str = "221 Bye"
+    """The answer to QUIT (servers that answer something else exist)."""
     _controller: Any = None
 
     def _authenticate(

@@ -53,6 +53,24 @@ def test_email_over_starttls_with_login_carries_the_still_and_the_link(rig: Aler
     assert sorted(e.detail["channel"] for e in sent) == ["hook", "mail", "slack", "teams"]
 
 
+def test_an_email_the_server_accepted_is_delivered_whatever_it_answers_to_quit(
+    tmp_path: Path,
+) -> None:
+    """Before, ``with smtp:`` raised on the 250 answer to QUIT after the message was accepted:
+    the delivery was retried and the same email sent again until the attempts ran out."""
+    rig = AlertRig(tmp_path, ["mail"], retry={"initial": "0.1s", "max_delay": "0.1s"})
+    try:
+        assert rig.smtp is not None
+        rig.smtp.quit_reply = "250 bye"
+        rig.incident()
+        delivered(rig, 1)
+        (row,) = rig.service.outbox.list()
+        assert (row.status, row.attempts, row.last_error) == ("delivered", 1, None)
+        assert len(rig.smtp.received()) == 1
+    finally:
+        rig.close()
+
+
 def test_webhook_requests_are_signed_and_slack_and_teams_get_their_formats(
     rig: AlertRig,
 ) -> None:

@@ -7,7 +7,8 @@ de-duplicate by id treat it so); ``References`` ties every alert of one incident
 
 Failures: a refused login, a refused sender or recipients (5xx), and a certificate that does not
 verify are permanent (the delivery goes to the dead letters at once, fix the settings and
-``safewatch alerts retry``); a server that is down, slow, or answers 4xx is retried.
+``safewatch alerts retry``); a server that is down, slow, or answers 4xx is retried. Once the
+server has accepted the message, nothing it says after (its answer to QUIT) fails the delivery.
 """
 
 from __future__ import annotations
@@ -62,6 +63,22 @@ def build_email(message: AlertMessage, config: EmailChannelConfig) -> EmailMessa
     return mail
 
 
+def _hang_up(smtp: smtplib.SMTP) -> None:
+    """Say QUIT and close, whatever the server answers.
+
+    Not ``with smtp:``: its exit raises when QUIT is answered with anything but 221, and once
+    ``send_message`` returned the server has accepted the mail. Failing the delivery then
+    re-sent the same email up to ``max_attempts`` times (a 4xx or ``250 bye``) or put a
+    delivered alert in the dead letters (a 5xx).
+    """
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
+    finally:
+        smtp.close()
+
+
 class EmailChannel:
     """Sends each alert as one email to the channel's recipients."""
 
@@ -90,7 +107,7 @@ class EmailChannel:
                 )
             else:
                 smtp = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
-            with smtp:
+            try:
                 smtp.ehlo()
                 if config.security == "starttls":
                     if not smtp.has_extn("starttls"):
@@ -105,6 +122,8 @@ class EmailChannel:
                     password = "" if config.password is None else config.password.get_secret_value()
                     smtp.login(config.username, password)
                 refused = smtp.send_message(mail)
+            finally:
+                _hang_up(smtp)
         except DeliveryError:
             raise
         except smtplib.SMTPAuthenticationError as error:
