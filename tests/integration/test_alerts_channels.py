@@ -204,6 +204,36 @@ def test_mqtt_event_retained_state_and_home_assistant_discovery(tmp_path: Path) 
         rig.close()
 
 
+@pytest.mark.skipif(mosquitto_unavailable() is not None, reason=str(mosquitto_unavailable()))
+@pytest.mark.parametrize(
+    "route", [{"events": ["opened"]}, {"digest": "1h"}], ids=["default-events", "digest"]
+)
+def test_the_retained_mqtt_state_turns_off_whatever_alerts_the_route_sends(
+    tmp_path: Path, route: dict[str, object]
+) -> None:
+    """Before, the state rode only on single alerts: with the default ``events: [opened]`` the
+    sensor never turned off, and a digest route published no state at all."""
+    rig = AlertRig(tmp_path, ["mqtt"], route=route)
+    assert rig.broker is not None
+    topic = "safewatch/yard/hardhat-required/state"
+    try:
+        incident = rig.incident()
+        delivered(rig, 1)
+        rig.close_incident(incident)
+        delivered(rig, 2)
+        late = MqttRecorder(rig.broker.port, (topic,))
+        try:
+            assert wait_until(lambda: len(late.on(topic)) >= 1, 5)
+            (state,) = late.on(topic)
+            assert state.retain
+            assert (state.json()["state"], state.json()["open_incidents"]) == ("OFF", 0)
+            assert state.json()["last_event"] == "closed"
+        finally:
+            late.close()
+    finally:
+        rig.close()
+
+
 def test_probe_message_of_alerts_test(rig: AlertRig) -> None:
     """What ``safewatch alerts test`` sends reaches the receivers like a real alert."""
     assert rig.hook is not None

@@ -58,6 +58,14 @@ class Router:
             return False
         if continued and event == "opened" and route.suppress_continued:
             return False
+        if not self.covers(route, incident):
+            return False
+        return schedule_allows(route.match.schedule, at, self.tz)
+
+    @staticmethod
+    def covers(route: RouteConfig, incident: Incident) -> bool:
+        """Whether ``route``'s cameras, rules and severities take ``incident``, whatever its
+        events and schedule (the retained MQTT state follows every incident a route covers)."""
         match = route.match
         if match.cameras and incident.camera_id not in match.cameras:
             return False
@@ -66,12 +74,10 @@ class Router:
         severity = Severity(incident.severity)
         if match.severities and severity not in match.severities:
             return False
-        if (
-            match.min_severity is not None
-            and SEVERITY_ORDER[severity] < SEVERITY_ORDER[match.min_severity]
-        ):
-            return False
-        return schedule_allows(match.schedule, at, self.tz)
+        return (
+            match.min_severity is None
+            or SEVERITY_ORDER[severity] >= SEVERITY_ORDER[match.min_severity]
+        )
 
     def routes_for(
         self, incident: Incident, event: str, at: float, *, continued: bool = False

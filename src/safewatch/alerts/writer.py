@@ -10,7 +10,9 @@ writers count consistently: a route with ``digest`` holds every alert until the 
 window; a route with ``rate_limit`` sends ``count`` alerts per window one by one and holds the
 rest. The dispatcher folds held rows into one summary per route and channel when their window ends
 (:meth:`safewatch.alerts.outbox.Outbox.fold_digests`): a storm costs the receiver a summary, and
-nothing is dropped.
+nothing is dropped. MQTT channels also get a ``state`` row for each open and close that no alert
+to them carries now (:func:`_state_rows`), so their retained "violation open" state follows every
+incident they cover.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from safewatch.alerts.rows import (
     insert_ignoring_duplicates,
     new_row,
 )
-from safewatch.config.alerts import RouteConfig
+from safewatch.config.alerts import MqttChannelConfig, RouteConfig
 from safewatch.domain import IncidentStatus
 from safewatch.storage.hash_chain import EntryKind
 from safewatch.storage.incident_repository import StoredChange
@@ -74,7 +76,8 @@ class OutboxWriter:
         rows: list[dict[str, Any]] = []
         data = incident_json(incident)
         continued = bool(change.entry.detail.get("continues"))
-        for route in self._router().routes_for(incident, event, now, continued=continued):
+        router = self._router()
+        for route in router.routes_for(incident, event, now, continued=continued):
             event_id = f"updated.{change.entry.seq}" if event == "updated" else event
             key = idempotency_key(incident.id, route.id, event_id)
             held, due = self._hold(session, route, now)
@@ -114,6 +117,8 @@ class OutboxWriter:
                             payload=waited,
                         )
                     )
+        if event != "updated":
+            rows.extend(_state_rows(router, change, event, data, rows))
         insert_ignoring_duplicates(session, rows)
         if rows and self._on_commit is not None:
             sa_event.listen(session, "after_commit", lambda _s: self._wake(), once=True)
@@ -156,3 +161,47 @@ class OutboxWriter:
             )
             .values(status="cancelled", updated_at=now, last_error="acknowledged in time")
         )
+
+
+def _state_rows(
+    router: Router,
+    change: StoredChange,
+    event: str,
+    data: dict[str, Any],
+    queued: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """``state`` rows: the retained MQTT state of an incident that opened or closed.
+
+    The state ("on while a violation is open") used to ride only on the single alerts a route
+    sends: a route with the default ``events: [opened]`` never turned the sensor off, and a
+    schedule, a rate limit or a digest left it on too. So every MQTT channel of a route that
+    covers the incident (cameras, rules, severities) gets the state of each open and close,
+    alone where no single alert to it goes out now with it.
+    """
+    incident = change.incident
+    channels = router.config.channels
+    done = {r["channel"] for r in queued if r["status"] == "pending" and r["event"] == event}
+    key = idempotency_key(incident.id, "state", event)
+    payload: dict[str, Any] = {"incident": data, "event": "state", "at": change.entry.at}
+    rows: list[dict[str, Any]] = []
+    for route in router.config.routes:
+        if not router.covers(route, incident):
+            continue
+        for channel in route.channels:
+            if channel in done or not isinstance(channels.get(channel), MqttChannelConfig):
+                continue
+            done.add(channel)
+            rows.append(
+                new_row(
+                    key,
+                    channel,
+                    incident_id=incident.id,
+                    route_id=route.id,
+                    event="state",
+                    status="pending",
+                    due_at=change.entry.at,
+                    now=change.entry.at,
+                    payload=payload,
+                )
+            )
+    return rows

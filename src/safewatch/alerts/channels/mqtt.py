@@ -6,7 +6,10 @@ Topics, with ``P`` the channel's ``topic_prefix`` and camera and rule ids made t
   retained, for automations that react to each violation;
 * ``P/CAMERA/RULE/state``: retained JSON ``{"state": "ON" | "OFF", "open_incidents": n, ...}``,
   ON while an incident of that rule is open on that camera. Counted from the database when the
-  alert is sent, so it is right even when alerts are retried out of order;
+  alert is sent, so it is right even when alerts are retried out of order. Published with every
+  incident alert, and alone (event ``state``) for an open or close that a covering route sends
+  no alert of (its events, schedule, rate limit or digest), see
+  :mod:`safewatch.alerts.writer`;
 * ``P/digest/ROUTE`` and ``P/test/ROUTE``: digests and test alerts;
 * ``homeassistant/binary_sensor/safewatch_CAMERA_RULE/config``: retained discovery config
   (``discovery: true``), so Home Assistant shows a "safety" binary sensor per camera and rule.
@@ -40,7 +43,7 @@ __all__ = ["MqttChannel", "topic_part"]
 
 _UNSAFE = re.compile(r"[/#+\s\x00]")
 _OBJECT_ID = re.compile(r"[^A-Za-z0-9_-]")
-_INCIDENT_EVENTS = ("opened", "updated", "closed", "escalation")
+_INCIDENT_EVENTS = ("opened", "updated", "closed", "escalation", "state")
 
 
 def topic_part(value: str) -> str:
@@ -200,21 +203,27 @@ class MqttChannel:
             self._publish(client, topic, body, message.key, retain=False)
             return 1
         event_topic, state_topic = self._topics(camera, rule)
-        self._publish(client, event_topic, body, message.key, retain=False)
+        # "state": only the retained state (an open or close no single alert to us carries).
+        published = 0 if message.event == "state" else 1
+        if published:
+            self._publish(client, event_topic, body, message.key, retain=False)
         if message.open_count is None:
-            return 1
+            return published
         self._discovery(client, message, camera, rule, state_topic)
+        last_event = message.event
+        if last_event == "state":  # the change it stands for
+            last_event = "opened" if incident.get("ended_at") is None else "closed"
         state = {
             "state": "ON" if message.open_count > 0 else "OFF",
             "open_incidents": message.open_count,
             "incident_id": incident.get("id"),
             "severity": incident.get("severity"),
-            "last_event": message.event,
+            "last_event": last_event,
             "key": message.key,
             "updated_at": time.time(),
         }
         self._publish(client, state_topic, state, message.key, retain=True)
-        return 2
+        return published + 1
 
     def send(self, message: AlertMessage) -> str:
         """Publish the alert's event (and state) messages; returns how many were acknowledged."""
