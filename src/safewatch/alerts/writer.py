@@ -46,6 +46,11 @@ _EVENTS = {
     EntryKind.INCIDENT_CLOSED: "closed",
 }
 
+_UPDATE_FIELDS = frozenset({"peak_confidence", "clip"})
+"""The changes an ``updated`` alert is about (docs/alerts.md: the peak confidence rose, a clip
+was attached). Not any change of the chained record: the evidence thread attaches the still
+after the incident is stored, which sent an ``updated`` alert for every incident."""
+
 
 class OutboxWriter:
     """The repository hook that queues a change's alerts in the change's own transaction.
@@ -72,6 +77,10 @@ class OutboxWriter:
             return
         event = _EVENTS.get(change.kind)
         if event is None:
+            return
+        if event == "updated" and not _UPDATE_FIELDS.intersection(
+            change.entry.detail.get("changed", ())
+        ):
             return
         rows: list[dict[str, Any]] = []
         data = incident_json(incident)

@@ -64,6 +64,23 @@ def world(db_engine: Engine, tmp_path: Path) -> World:
     return World(db_engine, tmp_path)
 
 
+def test_an_updated_alert_is_a_higher_peak_or_a_clip_not_the_still(
+    db_engine: Engine, tmp_path: Path
+) -> None:
+    """docs/alerts.md: ``updated`` means the peak confidence rose or a clip was attached. The
+    evidence thread attaching the still after the incident was stored sent one for every
+    incident."""
+    world = World(db_engine, tmp_path, events=["opened", "updated"])
+    incident = make_incident()
+    world.repo.upsert(incident)
+    world.repo.attach_evidence(incident.id, snapshot="yard/2023/11/14/still.jpg")
+    world.repo.upsert(dataclasses.replace(incident, message="two people without hardhats"))
+    assert sorted(r.event for r in world.rows()) == ["opened"] * 2
+    world.repo.upsert(dataclasses.replace(incident, peak_confidence=0.95))
+    world.repo.attach_evidence(incident.id, clip="yard/2023/11/14/clip.mp4")
+    assert sorted(r.event for r in world.rows()) == ["opened"] * 2 + ["updated"] * 4
+
+
 def test_each_change_queues_one_row_per_route_and_channel(world: World) -> None:
     incident = make_incident()
     world.repo.upsert(incident)
