@@ -16,11 +16,12 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from safewatch.config.alerts import EmailChannelConfig, MqttChannelConfig
 from safewatch.config.interpolate import Interpolation
 from safewatch.config.secrets import SECRETS, register_loaded_site
 from safewatch.config.site import SiteConfig
-from safewatch.config.validation import validate_document
-from safewatch.config.yaml_lines import LocatedDocument, parse_yaml
+from safewatch.config.validation import ConfigErrors, validate_document
+from safewatch.config.yaml_lines import LocatedDocument, PathKey, format_path, parse_yaml
 from safewatch.errors import ConfigError
 
 __all__ = ["LoadedSite", "load_model", "load_site", "read_document"]
@@ -141,5 +142,35 @@ def load_site(path: str | Path, *, environ: Mapping[str, str] | None = None) -> 
     absolute = Path(path).resolve()
     config = _anchor_face_models(config, absolute.parent)
     site = LoadedSite(config=config, path=absolute, base_dir=absolute.parent, secrets=expanded)
+    _check_ca_files(site, document)
     register_loaded_site(site)
     return site
+
+
+def _check_ca_files(site: LoadedSite, document: LocatedDocument) -> None:
+    """Refuse an alert channel's ``ca_file`` that names no file (resolved as the channel does).
+
+    Found only when sending, it passed ``check-config`` and then failed every delivery as a
+    transient error (the ``OSError`` of loading it), retried for about ten minutes each.
+
+    Raises:
+        ConfigErrors: Every such channel, located.
+    """
+    errors = []
+    for key, channel in site.config.alerts.channels.items():
+        if not isinstance(channel, EmailChannelConfig | MqttChannelConfig):
+            continue
+        ca_file = channel.ca_file
+        if ca_file is None or site.resolve(ca_file).is_file():
+            continue
+        path: PathKey = ("alerts", "channels", key, "ca_file")
+        errors.append(
+            ConfigError(
+                f"CA file {str(site.resolve(ca_file))!r} not found",
+                file=document.file,
+                line=document.line_of(path),
+                field=format_path(path),
+            )
+        )
+    if errors:
+        raise ConfigErrors(errors)

@@ -4,9 +4,11 @@ templates checked at load, routing by camera, rule, severity, event and schedule
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 from alerts_support import T0, make_incident, make_site
 from pydantic import ValidationError
 
@@ -177,6 +179,35 @@ def test_config_errors_in_a_file_name_the_line_and_never_the_secret(tmp_path: Pa
     assert "site.yaml:6" in text and "http:// or https://" in text
     assert "${HOOK_URL}" in text  # the reference as written, never the value
     assert "topsecret" not in text and "u:pw" not in text
+
+
+def test_a_ca_file_that_is_not_there_is_refused_when_the_site_loads(tmp_path: Path) -> None:
+    """Before, it loaded (and passed check-config); every delivery then failed on the missing
+    file as a transient error and was retried for about ten minutes."""
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "relay-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    channels = {
+        "mail": {**CHANNELS["mail"], "ca_file": "certs/relay-ca.pem"},  # relative to the site
+        "ha": {**CHANNELS["ha"], "tls": True, "ca_file": "certs/broker-ca.pem"},
+    }
+    site = tmp_path / "site.yaml"
+    document: dict[str, Any] = {
+        "version": 1,
+        "site": {"name": "Yard", "timezone": "Europe/Berlin"},
+        "models": {"coco": {"path": "x.onnx"}},
+        "cameras": {"yard": {"source": "a.mp4", "models": ["coco"]}},
+        "alerts": {"channels": channels, "routes": [{"id": "r", "channels": ["mail", "ha"]}]},
+    }
+    site.write_text(yaml.safe_dump(document, sort_keys=False))
+    with pytest.raises(ConfigError) as caught:
+        load_site(site)
+    text = str(caught.value)
+    assert "alerts.channels.ha.ca_file" in text
+    assert str(tmp_path / "certs" / "broker-ca.pem") in text and "not found" in text
+    assert "relay-ca.pem" not in text  # the one that is there is fine
+    document["alerts"]["channels"]["ha"]["ca_file"] = str(tmp_path / "certs" / "relay-ca.pem")
+    site.write_text(yaml.safe_dump(document, sort_keys=False))
+    assert load_site(site).config.alerts.channels["ha"].type == "mqtt"
 
 
 def test_config_errors_never_show_a_secret_typed_into_the_file(tmp_path: Path) -> None:
