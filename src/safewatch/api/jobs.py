@@ -171,19 +171,17 @@ def _audit(
     started: Callable[[int | None], None],
     progress: Callable[[int], None],
 ) -> JobOutcome:
-    from safewatch.detect import build_detector
-    from safewatch.detect.catalogue import resolve
     from safewatch.footage.audit import AuditOptions, run_audit
+    from safewatch.pipeline.stages import build_detector_for
 
     site = env.site()
     camera = site.config.cameras[job.camera]
     rules = env.rules()
     started(_expected_frames(video, camera.fps))
-    models = {
-        key: (site.config.models[key], resolve(site.config.models[key].path, site.base_dir))
-        for key in camera.models
-    }
-    counting = _Counting(build_detector(models, camera.models), progress)
+    # The builder ``audit``, ``backtest`` and ``serve`` use: a detector built from the models
+    # alone dropped the camera's tiling, so a dashboard audit of a tiled camera missed the
+    # small, distant people the CLI audit and the live camera find.
+    counting = _Counting(build_detector_for(site, camera), progress)
     report = run_audit(
         site,
         rules,

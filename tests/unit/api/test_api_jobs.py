@@ -1,13 +1,20 @@
-"""Audit jobs through the API: what is refused before anything runs (the full audit of a clip is
-exercised by ``safewatch audit``'s own tests)."""
+"""Audit jobs through the API: what is refused before anything runs, and the detector a job
+builds (the full audit of a clip is exercised by ``safewatch audit``'s own tests)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
 
 from api_support import ELSEWHERE, FROM_START, add_users, client_for, login, make_dashboard
+from assets import asset
+from safewatch.api.jobs import AuditJob, JobEnvironment, run_job
+from safewatch.config.loader import load_site
+from safewatch.detect.multi import CameraDetector
+from safewatch.footage import audit
+from safewatch.rules import load_rules
 
 
 def test_audit_jobs_refuse_paths_outside_allowed_folders_and_non_videos(tmp_path: Path) -> None:
@@ -79,3 +86,48 @@ def test_every_request_that_reads_a_job_incidents_evidence_from_its_start_is_aud
             assert part.headers["content-type"] == "video/mp4"
     finally:
         storage.close()
+
+
+def test_a_dashboard_audit_of_a_tiled_camera_detects_with_its_tiling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's detector comes from the builder ``audit``, ``backtest`` and ``serve`` share: one
+    built from the models alone dropped the camera's tiling, so the dashboard found fewer small
+    people than the CLI audit of the same footage."""
+    site_file = tmp_path / "site.yaml"
+    model = {"path": str(asset("models/yolox_nano_coco.onnx")), "format": "yolox"}
+    tiling = {"columns": 2, "rows": 1, "overlap": 0.2}
+    camera = {"source": "x.mp4", "fps": 2, "models": ["coco"], "tiling": tiling}
+    site_file.write_text(
+        yaml.safe_dump(
+            {"version": 1, "models": {"coco": model}, "cameras": {"yard": camera}},
+        )
+    )
+    (tmp_path / "rules.yaml").write_text("version: 1\nrules: []\n")
+    site = load_site(site_file)
+    used: list[object] = []
+
+    def fake_run_audit(*_: object, detector: object, **__: object) -> audit.AuditReport:
+        used.append(detector)
+        return audit.AuditReport(tmp_path / "out")
+
+    monkeypatch.setattr(audit, "run_audit", fake_run_audit)
+    env = JobEnvironment(
+        lambda: site,
+        lambda: load_rules(tmp_path / "rules.yaml", site.config),
+        tmp_path / "rules.yaml",
+        None,  # type: ignore[arg-type]  # an audit reads no site incidents
+    )
+    job = AuditJob("abcdefabcdef", "clip.mp4", "yard", "operator", 0.0)
+    run_job(
+        env,
+        job,
+        tmp_path / "clip.mp4",
+        tmp_path,
+        tmp_path / "cache",
+        started=lambda _: None,
+        progress=lambda _: None,
+    )
+    (counting,) = used
+    inner = counting._inner  # type: ignore[attr-defined]
+    assert isinstance(inner, CameraDetector) and inner.tiling == site.config.cameras["yard"].tiling
