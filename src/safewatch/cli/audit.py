@@ -109,8 +109,8 @@ def resolve_footage(
 
     Raises:
         ConfigError: No such camera, or several and none chosen.
-        SourceError: A video is neither a file nor a catalogue video (checked before any
-            download: a mistyped path is the likelier problem).
+        SourceError: Videos that are neither a file nor a catalogue video, all of them
+            (checked before any download: a mistyped path is the likelier problem).
     """
     from safewatch.cli.fetch import fetch_site_files
     from safewatch.detect.catalogue import catalogue, resolve_video
@@ -119,9 +119,14 @@ def resolve_footage(
     camera_id, _ = pick_camera(site, camera)
 
     names = catalogue()
-    for video in videos:
-        entry = names.get(str(video))
-        if not video.is_file() and (entry is None or entry.kind != "video"):
-            raise SourceError(f"video {video} does not exist or is not a file")
+    missing = [
+        f"video {video} does not exist or is not a file"
+        for video in videos
+        if not video.is_file()
+        and ((entry := names.get(str(video))) is None or entry.kind != "video")
+    ]
+    if missing:
+        # Every one at once, as the run's own check names every unreadable file.
+        raise SourceError("; ".join(missing))
     fetch_site_files(site, [str(v) for v in videos], camera=camera_id)
     return [resolve_video(str(v), Path.cwd()) or v for v in videos]

@@ -45,7 +45,15 @@ from safewatch.pipeline.stages import build_file_run_detectors, build_tracker, p
 from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
 from safewatch.storage import IncidentRepository, create_engine_for
 
-__all__ = ["AuditOptions", "AuditReport", "VideoResult", "next_start", "open_timed", "run_audit"]
+__all__ = [
+    "AuditOptions",
+    "AuditReport",
+    "VideoResult",
+    "check_videos",
+    "next_start",
+    "open_timed",
+    "run_audit",
+]
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +118,32 @@ class AuditReport:
     incidents_json: Path | None = None
 
 
-def _check_videos(videos: Sequence[Path]) -> None:
+def check_videos(camera_id: str, camera: CameraConfig, videos: Sequence[Path]) -> None:
+    """Open and close every video as its run will (:func:`open_timed`), before any model loads.
+
+    A bad file late in the list (empty, truncated before its index, not a video) used to fail
+    the run only when its turn came, after hours of earlier videos, and the staging folder went
+    with their results; now the run fails at once, naming every unreadable file. Shared with
+    ``safewatch backtest``.
+
+    Raises:
+        SourceError: No video given, or some cannot be opened (each one's reason).
+    """
     if not videos:
         raise SourceError("no video given")
+    problems: list[str] = []
     for video in videos:
-        if not video.is_file():
-            raise SourceError(f"video {video} does not exist or is not a file")
+        try:
+            source, _ = open_timed(camera_id, camera, video, None, None)
+        except SourceError as exc:
+            problems.append(str(exc))
+        else:
+            source.close()
+    if problems:
+        raise SourceError(
+            f"{len(problems)} of {len(videos)} video(s) cannot be read, nothing was analysed: "
+            + "; ".join(problems)
+        )
 
 
 class _Annotator:
@@ -169,8 +197,8 @@ def run_audit(
     """
     from safewatch.footage.audit_report import write_incidents_json
 
-    _check_videos(options.videos)
     camera_id, camera = pick_camera(site, options.camera)
+    check_videos(camera_id, camera, options.videos)
     privacy = site.config.privacy_for(camera_id)
     if privacy.face_model:
         # Load it now: on the evidence thread a wrong model would only be logged, and every

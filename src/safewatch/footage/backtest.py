@@ -39,8 +39,8 @@ from safewatch.detect.cache import (
 )
 from safewatch.domain import Frame, Incident, RuleEvent, TrackedFrame
 from safewatch.domain.incidents import IncidentStatus
-from safewatch.errors import ConfigError, SourceError, StorageError
-from safewatch.footage.audit import next_start, open_timed
+from safewatch.errors import ConfigError, StorageError
+from safewatch.footage.audit import check_videos, next_start, open_timed
 from safewatch.footage.audit_integrity import VideoReading
 from safewatch.footage.backtest_diff import SLACK
 from safewatch.incidents import EvidenceStore, IncidentChange, IncidentManager
@@ -176,14 +176,10 @@ def run_backtest(
         ModelError: A model cannot be loaded, or a cache file belongs to another run.
         ConfigError: The output folder may not be replaced (:func:`_check_output`).
     """
-    if not options.videos:
-        raise SourceError("no footage given")
-    for video in options.videos:
-        if not video.is_file():
-            raise SourceError(f"footage {video} does not exist or is not a file")
     if not sets:
         raise ConfigError("no rule set to test")
     camera_id, camera = pick_camera(site, options.camera)
+    check_videos(camera_id, camera, options.videos)
     staging = _make_staging(options.out_dir)
     run = BacktestRun(camera_id, [s.name for s in sets], staging=staging)
     cache = None if options.cache_dir is None else DetectionCache(options.cache_dir)
