@@ -109,7 +109,7 @@ def backtest(
     print_table(document, out)
     for video, cached in run.cached.items():
         where = "cached detections" if cached else "the detector (detections now cached)"
-        if options.cache_dir is None:
+        if options.cache_dir is None or video in run.uncached:
             where = "the detector"
         err.print(f"{video.name}: {run.frames[video]} frames from {where}")
     out.print(f"written: {out_dir / 'backtest.json'}, {out_dir / 'backtest.html'}")

@@ -129,6 +129,7 @@ class BacktestRun:
             partly read video, or one dated 1970 that no reviewed incident can match, is said
             in the report rather than scored as if whole and real).
         staging: The folder results were written to (renamed to the output folder at the end).
+        uncached: Videos whose detections could not be stored in the cache (a warning says why).
     """
 
     camera_id: str
@@ -141,6 +142,7 @@ class BacktestRun:
     elapsed: dict[Path, float] = field(default_factory=dict)
     readings: dict[Path, VideoReading] = field(default_factory=dict)
     staging: Path = Path()
+    uncached: set[Path] = field(default_factory=set)
 
 
 def cache_key_for(site: LoadedSite, camera: CameraConfig, video: Path) -> CacheKey:
@@ -382,7 +384,20 @@ def _backtest_one(
         for engine in engines:
             engine.dispose()
     if recording is not None and cache is not None and key is not None:
-        cache.save(key, recording.recorded())
+        try:
+            cache.save(key, recording.recorded())
+        except OSError as exc:
+            # The cache only spares the next run its detection pass: a folder that cannot be
+            # written (not a folder, read-only, a full disk) used to end the backtest in a
+            # traceback after detection, with every result discarded.
+            log.warning(
+                "detection cache %s cannot be written (%s); the results are kept, the next "
+                "backtest of %s detects again",
+                cache.root,
+                exc,
+                video.name,
+            )
+            run.uncached.add(video)
     run.results[video] = results
     run.spans[video] = (stats.origin + stats.first_pts, stats.origin + stats.last_pts)
     run.frames[video] = stats.frames
