@@ -14,15 +14,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 import av
+import numpy as np
 from av.container import InputContainer
 from av.video.stream import VideoStream
 
-from safewatch.domain.frame import Frame
+from safewatch.domain.frame import Frame, Image
 from safewatch.errors import SourceError
 from safewatch.ingest.av_errors import describe_error
 from safewatch.ingest.convert import BgrConverter
@@ -57,6 +59,9 @@ class FileSource:
     argument (the caller knows best, e.g. from an NVR export's name), the container's
     ``creation_time`` metadata, or 0.0 (the Unix epoch) so a file without either still gives
     reproducible times. :attr:`origin_kind` says which was used.
+
+    A rotated video (a phone's, stored sideways with a display rotation) is delivered upright, as
+    a player shows it (:func:`upright`); :attr:`info` gives the upright size from its first frame.
 
     Only sampled frames are converted to BGR: conversion costs about as much as decoding, so at
     5 fps from a 25 fps file this saves most of the work that is not decoding.
@@ -194,7 +199,8 @@ class FileSource:
                 if not self._sampler.keep(pts):
                     continue
                 sampled += 1
-                yield Frame(self._camera_id, seq, pts, self.origin + pts, convert(picture))
+                image = upright(convert(picture), picture.rotation)
+                yield Frame(self._camera_id, seq, pts, self.origin + pts, image)
                 seq += 1
 
         first_problem = ""
@@ -221,6 +227,10 @@ class FileSource:
                     first_problem = first_problem or describe_error(error, str(self.path))
                     continue
                 for picture in pictures:
+                    if not decoded and _quarter_turns(picture.rotation) % 2:
+                        # The container states the stored size; frames come out turned.
+                        info = self._info
+                        self._info = replace(info, width=info.height, height=info.width)
                     decoded += 1
                     held.append((picture, clock.note(picture)))
                 if packet is not None and decoded < HOLD_PICTURES:
@@ -256,6 +266,27 @@ class FileSource:
         self._state = state
         if self._on_state is not None:
             self._on_state(StateChange(self._camera_id, previous, state, message, time.time()))
+
+
+def _quarter_turns(rotation: float) -> int:
+    """Counter-clockwise quarter turns (0-3) nearest a display matrix's ``rotation``."""
+    return round(rotation / 90) % 4
+
+
+def upright(image: Image, rotation: float) -> Image:
+    """``image`` turned as its display matrix says (``VideoFrame.rotation``: degrees
+    counter-clockwise, as ``ffprobe`` prints it), i.e. as a player shows it.
+
+    Phone videos are stored sideways with a rotation to apply on display: analysed as stored,
+    people lay on their side, the detector missed them and zones drawn on the upright picture
+    fell elsewhere. ``np.rot90`` turns counter-clockwise too; checked against ffmpeg's own
+    auto-rotation. Only the rotation is applied (a mirrored matrix, rare outside selfie
+    cameras, stays mirrored).
+    """
+    turns = _quarter_turns(rotation)
+    if not turns:
+        return image
+    return np.ascontiguousarray(np.rot90(image, turns))
 
 
 def _parse_creation_time(value: str | None) -> float | None:

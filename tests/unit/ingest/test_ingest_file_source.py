@@ -7,6 +7,7 @@ import logging
 import random
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from ingest_media import remux
@@ -196,3 +197,40 @@ def test_close_mid_file_stops_the_generator(clip: Path) -> None:
     rest = list(frames)
     assert len(first) + len(rest) < 598
     assert source.state is SourceState.ENDED
+
+
+@pytest.mark.parametrize(
+    ("rotation", "corner"),
+    [(90, (-1, 0)), (-90, (0, -1)), (180, (-1, -1))],
+    ids=["90", "-90", "180"],
+)
+def test_a_rotated_video_is_delivered_upright(
+    tmp_path: Path, rotation: int, corner: tuple[int, int]
+) -> None:
+    """A phone video stored sideways with a display rotation (counter-clockwise degrees, as
+    ffprobe prints them) comes out as a player shows it: the stored top-left corner is at the
+    bottom left after 90 degrees (as ``ffmpeg``'s auto-rotation puts it), the size swapped."""
+    stored = np.zeros((48, 64, 3), np.uint8)
+    stored[:12, :16] = (0, 0, 255)  # red top-left corner, as stored
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv444p"
+        stream.set_display_rotation(rotation)
+        for k in range(3):
+            picture = av.VideoFrame.from_ndarray(stored, format="bgr24")
+            picture.pts = k
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode(None))
+    source = FileSource("phone", path, fps=10)
+    frames = list(source.frames())
+    turned = rotation % 180 != 0
+    assert len(frames) == 3
+    assert frames[0].image.shape == ((64, 48, 3) if turned else (48, 64, 3))
+    assert (source.info.width, source.info.height) == ((48, 64) if turned else (64, 48))
+    image = frames[0].image
+    assert image[corner].tolist() == pytest.approx([0, 0, 255], abs=12)
+    others = [(0, 0), (0, -1), (-1, 0), (-1, -1)]
+    others.remove(corner)
+    for other in others:
+        assert image[other].tolist() == pytest.approx([0, 0, 0], abs=12), other
