@@ -26,3 +26,23 @@ def test_errors_name_the_option_once(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_start(text, "Asia/Tokyo", name="--start")
     assert str(caught.value).startswith(message)
+
+
+def test_a_local_time_the_clocks_skip_is_refused_with_an_offset_to_give() -> None:
+    """02:30 on a spring-forward night was read as if the clocks had not changed, silently."""
+    with pytest.raises(ConfigError) as caught:
+        parse_start("2026-03-29T02:30", "Europe/Berlin", name="--start")
+    assert "does not exist in Europe/Berlin" in str(caught.value)
+    assert "2026-03-29T02:30:00+01:00" in str(caught.value)
+    assert parse_start("2026-03-29T02:30+01:00", "Europe/Berlin") == 1774747800.0
+
+
+def test_a_local_time_the_clocks_show_twice_is_refused_with_both_offsets() -> None:
+    """02:30 on an autumn night was silently the first of the two."""
+    with pytest.raises(ConfigError) as caught:
+        parse_start("2026-10-25T02:30", "Europe/Berlin", name="--start")
+    message = str(caught.value)
+    assert "happens twice in Europe/Berlin" in message
+    assert "2026-10-25T02:30:00+02:00" in message and "2026-10-25T02:30:00+01:00" in message
+    assert parse_start("2026-10-25T02:30+01:00", "Europe/Berlin") == 1792891800.0
+    assert parse_start("2026-10-25T03:30", "Europe/Berlin") == 1792891800.0 + 3600
