@@ -5,9 +5,11 @@ Pure functions over :class:`~safewatch.domain.Incident` values, no I/O.
 Matching two sets' incidents: a backtest tracks once, so the same person has the same track id
 under every rule set. Two incidents match when they have the same camera, rule and subject track
 and their episodes overlap in time; the pair with the larger overlap wins. A match with the same
-start and end is *unchanged*; otherwise *changed* (the change moved its start or end); an
-incident without a match exists *only in the baseline* (the change removes it) or *only in the
-proposal* (the change adds it).
+start and end is *unchanged*; otherwise *changed* (the change moved its start or end). An
+incident left without a partner that overlaps an incident of the other set already matched
+(same rule and subject) is *changed* too: the proposal merged two episodes into one, or split
+one in two, and still raises it. Any other incident exists *only in the baseline* (the change
+removes it) or *only in the proposal* (the change adds it).
 
 Scoring against review: an operator's verdict on a live incident (``resolved`` = it was real,
 ``false_positive`` = it was not) is the only ground truth a site has. Live track ids differ from
@@ -87,14 +89,23 @@ def compare(
     groups: dict[tuple[str, str, int | None], list[Incident]] = defaultdict(list)
     for incident in proposal:
         groups[(incident.camera_id, incident.rule_id, _subject(incident))].append(incident)
+    matched: dict[tuple[str, str, int | None], list[Incident]] = defaultdict(list)
     out: list[Difference] = []
     for old in baseline:
-        candidates = groups.get((old.camera_id, old.rule_id, _subject(old)), [])
+        key = (old.camera_id, old.rule_id, _subject(old))
+        candidates = groups.get(key, [])
         best = max(candidates, key=lambda new: _overlap(old, new), default=None)
         if best is None or _overlap(old, best) < 0:
-            out.append(Difference(DiffKind.REMOVED, old.rule_id, old, None))
+            merged = _overlapping(old, matched[key])
+            if merged is not None:
+                # Two baseline episodes the proposal joins into one: the proposal still raises
+                # this one (inside a longer incident), it does not remove it.
+                out.append(Difference(DiffKind.CHANGED, old.rule_id, old, merged))
+            else:
+                out.append(Difference(DiffKind.REMOVED, old.rule_id, old, None))
             continue
         candidates.remove(best)
+        matched[key].append(best)
         same = abs(old.started_at - best.started_at) <= tolerance and (
             (old.ended_at is None and best.ended_at is None)
             or (
@@ -105,10 +116,26 @@ def compare(
         )
         kind = DiffKind.UNCHANGED if same else DiffKind.CHANGED
         out.append(Difference(kind, old.rule_id, old, best))
-    for remaining in groups.values():
-        out.extend(Difference(DiffKind.ADDED, new.rule_id, None, new) for new in remaining)
+    by_key: dict[tuple[str, str, int | None], list[Incident]] = defaultdict(list)
+    for old in baseline:
+        by_key[(old.camera_id, old.rule_id, _subject(old))].append(old)
+    for key, remaining in groups.items():
+        for new in remaining:
+            # One baseline episode the proposal splits in two: the second part is the same
+            # episode changed, not one the proposal adds.
+            split = _overlapping(new, by_key[key])
+            if split is not None:
+                out.append(Difference(DiffKind.CHANGED, new.rule_id, split, new))
+            else:
+                out.append(Difference(DiffKind.ADDED, new.rule_id, None, new))
     out.sort(key=lambda d: (d.started_at, d.rule_id))
     return out
+
+
+def _overlapping(incident: Incident, others: Sequence[Incident]) -> Incident | None:
+    """The one of ``others`` sharing the most time with ``incident``; ``None`` if none does."""
+    best = max(others, key=lambda other: _overlap(incident, other), default=None)
+    return best if best is not None and _overlap(incident, best) >= 0 else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,10 +68,35 @@ def test_no_match_without_same_rule_track_and_overlap(
 
 def test_the_larger_overlap_wins_and_each_incident_matches_once() -> None:
     base = [incident("a", 10, 20)]
-    new = [incident("small", 19, 30), incident("big", 11, 20)]
+    new = [incident("small", 19, 30), incident("big", 11, 20), incident("later", 21, 30)]
     assert kinds(compare(base, new)) == [
         (DiffKind.CHANGED, "a", "big"),
-        (DiffKind.ADDED, None, "small"),
+        (DiffKind.CHANGED, "a", "small"),  # a split: it overlaps "a", which "big" matched
+        (DiffKind.ADDED, None, "later"),
+    ]
+
+
+def test_two_episodes_the_proposal_merges_are_changed_not_removed() -> None:
+    """A longer grace joins [0-10] and [12-20] into [0-20]: the second used to be "only
+    baseline", which docs/backtest.md defines as an incident the proposal no longer raises."""
+    base = [incident("a", 0, 10), incident("b", 12, 20)]
+    new = [incident("ab", 0, 20)]
+    assert kinds(compare(base, new)) == [
+        (DiffKind.CHANGED, "a", "ab"),
+        (DiffKind.CHANGED, "b", "ab"),
+    ]
+    other = [incident("ab", 0, 20, track=2)]  # another person's episode merges nothing
+    assert sorted(d.kind for d in compare(base, other)) == sorted(
+        [DiffKind.REMOVED, DiffKind.REMOVED, DiffKind.ADDED]
+    )
+
+
+def test_an_episode_the_proposal_splits_is_changed_not_added() -> None:
+    base = [incident("ab", 0, 20)]
+    new = [incident("a", 0, 10), incident("b", 12, 20)]
+    assert kinds(compare(base, new)) == [
+        (DiffKind.CHANGED, "ab", "a"),
+        (DiffKind.CHANGED, "ab", "b"),
     ]
 
 
