@@ -62,7 +62,10 @@ def backtest(
     ] = None,
     cache_dir: Annotated[
         Path | None,
-        typer.Option(help="Detection cache folder (default: ~/.cache/safewatch/detections)."),
+        typer.Option(
+            help="Detection cache folder (default: $XDG_CACHE_HOME/safewatch/detections, "
+            "~/.cache/safewatch/detections without it)."
+        ),
     ] = None,
     use_cache: Annotated[
         bool, typer.Option("--cache/--no-cache", help="Reuse and store detections.")
