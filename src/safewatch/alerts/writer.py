@@ -52,6 +52,16 @@ was attached). Not any change of the chained record: the evidence thread attache
 after the incident is stored, which sent an ``updated`` alert for every incident."""
 
 
+def _is_alert_update(change: StoredChange) -> bool:
+    """Whether an ``incident.updated`` change is one an ``updated`` alert reports: the peak rose
+    or a clip was attached. A clip *removed* (retention, days after the incident closed) also
+    lists ``clip`` as changed, and is no news to the people alerted."""
+    changed = set(change.entry.detail.get("changed", ())) & _UPDATE_FIELDS
+    if change.incident.clip is None:
+        changed.discard("clip")
+    return bool(changed)
+
+
 class OutboxWriter:
     """The repository hook that queues a change's alerts in the change's own transaction.
 
@@ -78,9 +88,7 @@ class OutboxWriter:
         event = _EVENTS.get(change.kind)
         if event is None:
             return
-        if event == "updated" and not _UPDATE_FIELDS.intersection(
-            change.entry.detail.get("changed", ())
-        ):
+        if event == "updated" and not _is_alert_update(change):
             return
         rows: list[dict[str, Any]] = []
         data = incident_json(incident)

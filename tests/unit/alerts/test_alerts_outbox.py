@@ -79,6 +79,11 @@ def test_an_updated_alert_is_a_higher_peak_or_a_clip_not_the_still(
     world.repo.upsert(dataclasses.replace(incident, peak_confidence=0.95))
     world.repo.attach_evidence(incident.id, clip="yard/2023/11/14/clip.mp4")
     assert sorted(r.event for r in world.rows()) == ["opened"] * 2 + ["updated"] * 4
+    # Retention removing the clip (days later) also changes ``clip``: no news to anyone.
+    world.repo.evidence_removed(
+        incident.id, "yard/2023/11/14/clip.mp4", reason="retention", detail={}
+    )
+    assert sorted(r.event for r in world.rows()) == ["opened"] * 2 + ["updated"] * 4
 
 
 def test_each_change_queues_one_row_per_route_and_channel(world: World) -> None:
