@@ -142,7 +142,7 @@ def build_monitor(
     if isinstance(rule, ZoneClearRule):
         return ZoneClearMonitor(rule, rules.zone(rule.zone), plane, clock)
     if isinstance(rule, LineCrossingRule):
-        return LineCrossingMonitor(rule, rules.line(rule.line))
+        return LineCrossingMonitor(rule, rules.line(rule.line), clock)
     if isinstance(rule, ProximityRule):
         machine = rules.zone(rule.machine_zone) if rule.machine_zone is not None else None
         return ProximityMonitor(rule, plane, machine, zones)

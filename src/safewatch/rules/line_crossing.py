@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from safewatch.config.rules import LineCrossingRule
 from safewatch.domain.lines import Line, Side
 from safewatch.domain.tracks import TrackedFrame
-from safewatch.rules.episodes import Observation
+from safewatch.rules.episodes import FrameClock, Observation
 from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
 
 __all__ = ["Crossing", "LineCrossingMonitor"]
@@ -98,13 +98,19 @@ class LineCrossingMonitor:
     Args:
         rule: The rule (objects, anchor, direction, confirm_frames, min_duration, grace).
         line: The rule's line, on the camera this monitor watches.
+        clock: The camera's frame clock (one of its own by default): a track's side is
+            forgotten once it has been unseen for longer than the grace in force
+            (:meth:`~safewatch.rules.episodes.FrameClock.grace`, at least 1.5 frame
+            intervals), so on a 0.5 fps camera one missed frame does not wipe the side a track
+            was established on and hide its crossing.
     """
 
     instant = True
 
-    def __init__(self, rule: LineCrossingRule, line: Line) -> None:
+    def __init__(self, rule: LineCrossingRule, line: Line, clock: FrameClock | None = None) -> None:
         self.rule = rule
         self.line = line
+        self.clock = FrameClock() if clock is None else clock
         self._history: dict[int, _History] = {}
 
     def __len__(self) -> int:
@@ -134,6 +140,7 @@ class LineCrossingMonitor:
     ) -> list[Crossing]:
         """Advance every track's side history by one frame; crossings confirmed in it."""
         at = tracked.timestamp
+        self.clock.tick(at)
         g = geometry_of(tracked, geometry)
         indices = g.labelled(self.rule.objects)
         found: list[Crossing] = []
@@ -182,10 +189,11 @@ class LineCrossingMonitor:
         return found
 
     def _prune(self, at: float) -> None:
+        limit = self.clock.grace(self.rule.grace) + _EPS
         stale = [
             track_id
             for track_id, history in self._history.items()
-            if at - history.last_seen > self.rule.grace + _EPS
+            if at - history.last_seen > limit
         ]
         for track_id in stale:
             del self._history[track_id]

@@ -173,6 +173,17 @@ def test_a_track_missing_longer_than_grace_forgets_its_side() -> None:
     assert _crossings(lost, "LLL......RRR") == []  # unseen for 1.4 s: starts again
 
 
+def test_one_missed_frame_on_a_slow_camera_keeps_the_side() -> None:
+    """At 0.5 fps the grace in force is 3 s (1.5 frame intervals), as for episodes: a track
+    missing from one frame kept its side only at 1 fps and faster, so a walk across the line
+    with one missed detection was not counted at 0.5 fps."""
+    for sequence in ("LLL.RRR", "LL.L.RRR"):
+        monitor = LineCrossingMonitor(_rule(confirm_frames=2), LINE)
+        assert len(_crossings(monitor, sequence, dt=2.0)) == 1, sequence
+    gone = LineCrossingMonitor(_rule(confirm_frames=2), LINE)
+    assert _crossings(gone, "LLL..RRR", dt=2.0) == []  # two missed frames: starts again
+
+
 def test_history_is_pruned() -> None:
     monitor = LineCrossingMonitor(_rule(grace="1s"), LINE)
     for index in range(200):  # 200 people walk past, one per frame, each seen once
