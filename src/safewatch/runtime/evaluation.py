@@ -284,7 +284,13 @@ class RulesWorker:
                     if item.write:
                         self._finish(item.camera_id, item.reason)
                     else:
-                        self._drop(item.camera_id)
+                        # Set even if forgetting failed: the run is marked ended above, and
+                        # drop_camera waits on this marker (not a new one) until it is set, so
+                        # an exception here would keep the camera stopping for ever.
+                        try:
+                            self._drop(item.camera_id)
+                        finally:
+                            item.done.set()
                     item.done.set()
                 else:
                     self._evaluate(item)

@@ -297,6 +297,24 @@ def test_a_drop_that_timed_out_is_waited_for_not_queued_again(
         worker.stop(timeout=5.0)
 
 
+def test_a_drop_that_fails_still_releases_its_waiter(
+    tmp_path: Path, repository: IncidentRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """drop_camera waits on the marker it queued, not a new one: if forgetting the run raised,
+    that marker was never set and the lost camera stayed stopping until the service stopped."""
+    worker = build(tmp_path, repository, RuntimeMetrics())
+
+    def broken(camera_id: str) -> None:
+        raise RuntimeError("forgetting failed")
+
+    monkeypatch.setattr(worker, "_drop", broken)
+    worker.start()
+    try:
+        assert worker.drop_camera("cam", timeout=30.0)
+    finally:
+        worker.stop(timeout=5.0)
+
+
 def test_a_storage_failure_is_counted_and_the_stage_goes_on() -> None:
     metrics = RuntimeMetrics()
     incidents = _BrokenIncidents()
