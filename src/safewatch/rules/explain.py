@@ -29,6 +29,7 @@ from safewatch.config.rules import (
 )
 from safewatch.config.ruleset import RuleSet, rule_line_ids, rule_zone_ids
 from safewatch.config.site import SiteConfig
+from safewatch.rules.episodes import GRACE_FRAMES
 
 __all__ = ["explain_rule", "explain_rules", "format_duration"]
 
@@ -118,6 +119,26 @@ def _cameras(rule: Rule, rules: RuleSet, site: SiteConfig | None) -> str:
     if not cameras:
         return "on every camera"
     return "on " + _names("camera", cameras)
+
+
+def _slow_cameras(rule: Rule, rules: RuleSet, site: SiteConfig | None) -> str:
+    """The grace in force where a camera's frames are too far apart for the rule's own: at
+    least 1.5 frame intervals (:meth:`~safewatch.rules.episodes.FrameClock.grace`), so one
+    missed frame does not end an episode. Only the site file knows the cameras' rates."""
+    if site is None or rule.grace <= 0:
+        return ""
+    slow = []
+    for camera_id, camera in site.cameras.items():
+        if not rules.applies_to(rule, camera_id) or camera.fps <= 0:
+            continue
+        in_force = GRACE_FRAMES / camera.fps
+        if in_force > rule.grace:
+            slow.append(
+                f"{format_duration(round(in_force, 1))} on {camera_id} at {camera.fps:g} fps"
+            )
+    if not slow:
+        return ""
+    return " (1.5 frame intervals where that is longer: " + ", ".join(slow) + ")"
 
 
 def _scope(zones: Sequence[str]) -> str:
@@ -237,7 +258,8 @@ def explain_rule(rule: Rule, rules: RuleSet, site: SiteConfig | None = None) -> 
         parts.append(_when(rule.schedule, timezone))
         sentence = (
             ", ".join(parts)
-            + f", opens an incident; it ends after {format_duration(rule.grace)} {ends}"
+            + f", opens an incident; it ends after {format_duration(rule.grace)}"
+            + f"{_slow_cameras(rule, rules, site)} {ends}"
         )
     if rule.cooldown > 0:
         subject = (

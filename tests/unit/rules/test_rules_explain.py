@@ -242,3 +242,24 @@ def test_days_are_grouped_in_runs() -> None:
     assert _when(ScheduleConfig(days=days, between=("08:00", "24:00")), "UTC") == (
         "Mon-Wed, Sat, Sun 08:00-24:00 UTC"
     )
+
+
+def test_a_slow_camera_says_the_grace_in_force(tmp_path: Path) -> None:
+    """On a 0.5 fps camera the grace in force is 3 s (1.5 frame intervals), not the rule's 1 s:
+    the explanation says so for that camera and says nothing more where the rule's holds."""
+    (tmp_path / "r.yaml").write_text(RULES)
+    rules = load_rules(tmp_path)
+    slow = SITE.model_copy(
+        update={
+            "cameras": {
+                **SITE.cameras,
+                "yard": SITE.cameras["yard"].model_copy(update={"fps": 0.5}),
+            }
+        }
+    )
+    text = explain_rule(rules.rule("hardhat-required"), rules, slow)
+    assert (
+        "it ends after 1 s (1.5 frame intervals where that is longer: 3 s on yard at 0.5 fps)"
+        in text
+    )
+    assert "frame intervals" not in explain_rule(rules.rule("hardhat-required"), rules, SITE)
