@@ -263,7 +263,10 @@ def _check_witnesses(walk: _Walk) -> None:
 
 
 def _check_witness(walk: _Walk, witness: ChainWitness, where: str) -> None:
-    found = walk.witnessed.get(witness.seq)
+    # Entry 0 is the empty chain, whose hash is GENESIS by definition (entry 1 links to it); it
+    # is never stored, so a witness of a fresh site (written by older versions at the first
+    # start) is consistent with any chain.
+    found = GENESIS if witness.seq == 0 else walk.witnessed.get(witness.seq)
     if found == witness.hash:
         return
     seen = f"the chain witness of {witness.when} in {where} saw entry {witness.seq}"

@@ -138,13 +138,15 @@ def write_witness(
     """Write the current head to ``store`` (history object and ``latest.json``).
 
     Returns:
-        The witness written, or ``None`` when the chain has no head row yet.
+        The witness written, or ``None`` when the chain has no head row yet or no entry: the
+        empty chain's head (entry 0, the genesis hash) is the same on every site and proves
+        nothing, and a fresh site's first start would otherwise store and send it.
 
     Raises:
         StorageError: The database or the store cannot be used.
     """
     head = read_head(engine)
-    if head is None:
+    if head is None or head[0] == 0:
         return None
     witness = ChainWitness(seq=head[0], hash=head[1], at=time.time() if now is None else now)
     stamp = datetime.fromtimestamp(witness.at, UTC).strftime("%Y/%m/%d/%H%M%SZ")
@@ -208,7 +210,8 @@ class WitnessWriter:
         """
         try:
             head = read_head(self._engine)
-            if head is None or (head == self._last and not force):
+            # nothing to witness before the first entry (see write_witness)
+            if head is None or head[0] == 0 or (head == self._last and not force):
                 return None
             witness = write_witness(self._store, self._engine)
         except SafewatchError as exc:

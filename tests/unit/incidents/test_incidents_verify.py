@@ -224,3 +224,26 @@ def test_rewritten_still_is_chained_again(site: Site) -> None:
     victim = site.incidents[0]
     site.store.write_still(victim.id, still(250), camera_id=victim.camera_id, at=victim.started_at)
     assert site.verify().ok
+
+
+def test_a_witness_of_the_empty_chain_is_consistent(site: Site) -> None:
+    """Older versions witnessed a fresh site's empty chain as entry 0 with the genesis hash; that
+    entry is never stored, and the witness holds for any chain. A witness of a real entry still
+    catches that entry's deletion."""
+    from safewatch.incidents.witness import ChainWitness
+
+    empty = ChainWitness(seq=0, hash=GENESIS, at=T0)
+    assert verify_chain(site.engine, site.store.backend, witness=empty).ok
+    forged = ChainWitness(seq=0, hash="ab" * 32, at=T0)
+    report = verify_chain(site.engine, site.store.backend, witness=forged)
+    assert kinds(report) == [ProblemKind.WITNESS_MISMATCH]
+    with site.engine.connect() as connection:
+        hash5 = connection.scalar(select(ChainEntryRow.hash).where(ChainEntryRow.seq == 5))
+    assert hash5 is not None
+    seen = ChainWitness(seq=5, hash=hash5, at=T0)
+    assert verify_chain(site.engine, site.store.backend, witness=seen).ok
+    with site.engine.begin() as connection:
+        connection.execute(delete(ChainEntryRow).where(ChainEntryRow.seq == 5))
+    report = verify_chain(site.engine, site.store.backend, witness=seen)
+    assert ProblemKind.WITNESS_MISMATCH in kinds(report)
+    assert "saw entry 5, which is no longer in the chain" in report.problems[-1].message

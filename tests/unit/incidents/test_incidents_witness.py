@@ -115,3 +115,19 @@ def test_witness_channels_must_be_defined() -> None:
     AlertsConfig.model_validate({"channels": {"hook": hook}, "witness": {"channels": ["hook"]}})
     with pytest.raises(ValidationError, match="witness names channel 'mail'"):
         AlertsConfig.model_validate({"channels": {"hook": hook}, "witness": {"channels": ["mail"]}})
+
+
+def test_the_empty_chain_is_not_witnessed(db_engine: Engine, tmp_path: Path) -> None:
+    """A fresh site's first start has no entry yet: its head (0, genesis) proves nothing, and a
+    stored or sent witness of it made verify report entry 0 as deleted."""
+    from safewatch.incidents.witness import write_witness
+
+    store = LocalBlobStore(tmp_path / "evidence")
+    seen: list[ChainWitness] = []
+    writer = WitnessWriter(store, db_engine, notify=seen.append)
+    assert writer.write_now() is None and writer.write_now(force=True) is None
+    assert write_witness(store, db_engine) is None
+    assert read_latest_witness(store) is None and not list(store.list("chain-witness/"))
+    assert seen == []
+    _open(IncidentRepository(db_engine), 1)
+    assert writer.write_now() is not None and [w.seq for w in seen] == [read_head(db_engine)[0]]  # type: ignore[index]
