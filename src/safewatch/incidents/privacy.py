@@ -21,8 +21,9 @@ sizes (a few small rectangles per frame), so it can run on the analysis thread f
 
 People no detector found have no box to hide. With ``privacy.faces`` set (e.g. ``yunet``), a face
 detector (:mod:`safewatch.incidents.faces`) also runs on the frame being hidden and every face it
-finds is hidden as well, grown by ``margin`` but never above the visible dome of a hat box over
-it, so a hard hat stays checkable. It costs one 640x640 run (about 18 ms of CPU) per evidence still
+finds is hidden as well, grown by ``margin`` but never above the visible dome of the hat box on
+it, so a hard hat stays checkable (and never from below the face's upper third: see
+:func:`face_regions`). It costs one 640x640 run (about 18 ms of CPU) per evidence still
 or clip frame; the live view, which hides every pushed frame, skips it (``faces=False``).
 """
 
@@ -203,12 +204,18 @@ def face_regions(
     """Regions hiding ``(N, 4+)`` face boxes of a frame, each grown by ``margin``.
 
     A face under a hat box (the hat overlaps it horizontally and starts above its centre) is
-    hidden only below the hat's visible dome, the line :func:`head_regions` keeps for the hat.
+    hidden only below the hat's visible dome, the line :func:`head_regions` keeps for the hat, but
+    never from lower than the face's own top, unless the hat sits on this face (the face's centre
+    within the hat's width, the hat's top at or above the face's): then never from lower than the
+    face's upper third. Keeping hats in view is the goal, hiding faces the rule: any overlapping
+    hat used to set the line, and a neighbour's hat beside the face put it near the chin, leaving
+    the eyes and nose in view. (Hat boxes cover the hat and often the head below it, so a hat's
+    bottom says nothing about whose it is.)
     """
     hats = set(config.hat_labels)
     det = tracked.detections
     domes = [
-        (float(b[0]), float(b[2]), float(b[1]), float(b[1]) + HAT_SHOWN * float(b[3] - b[1]))
+        (float(b[0]), float(b[2]), float(b[1]), float(b[1] + HAT_SHOWN * (b[3] - b[1])))
         for b, label in zip(det.xyxy, det.label, strict=True)
         if str(label) in hats
     ]
@@ -216,9 +223,13 @@ def face_regions(
     boxes = np.asarray(faces, np.float64)
     for face in boxes.reshape(-1, boxes.shape[-1]) if boxes.size else ():
         x1, y1, x2, y2 = (float(v) for v in face[:4])
-        centre = (y1 + y2) / 2.0
+        middle, centre, third = (x1 + x2) / 2.0, (y1 + y2) / 2.0, y1 + (y2 - y1) / 3.0
         top = max(
-            (line for hx1, hx2, hy1, line in domes if hx1 < x2 and hx2 > x1 and hy1 < centre),
+            (
+                min(line, third if hx1 <= middle <= hx2 and hy1 <= y1 else y1)
+                for hx1, hx2, hy1, line in domes
+                if hx1 < x2 and hx2 > x1 and hy1 < centre
+            ),
             default=0.0,
         )
         box = _grow((x1, y1, x2, y2), config.margin, tracked.width, tracked.height, top)
