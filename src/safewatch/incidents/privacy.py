@@ -61,7 +61,7 @@ HAT_SHOWN = 0.6
 """Top share of a hat box left unhidden: the dome of the hat, above the brim and the face."""
 
 _PIXEL_BLOCKS = 6
-"""Blocks across the shorter side of a pixelated region: a shape, never a face."""
+"""Blocks across the shorter side of a pixelated region, at most: a shape, never a face."""
 
 
 def _person_boxes(tracked: TrackedFrame) -> list[tuple[float, float, float, float]]:
@@ -245,8 +245,10 @@ def _odd(value: int) -> int:
 def _hide(roi: Image, mode: PrivacyMode) -> Image:
     height, width = roi.shape[:2]
     if mode == "pixelate":
+        # At least 2 px a block, rounded up: ``side // 6`` gave 1 px blocks under 12 px, which
+        # left a small face (a distant worker) exactly as it was.
         side = min(width, height)
-        block = max(1, side // _PIXEL_BLOCKS)
+        block = max(2, -(-side // _PIXEL_BLOCKS))
         small = cv2.resize(
             roi,
             (max(1, width // block), max(1, height // block)),

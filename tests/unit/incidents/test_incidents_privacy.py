@@ -187,6 +187,18 @@ def test_pixels_change_inside_head_regions_only(mode: str) -> None:
         assert out[y1:y2, x1:x2].std() < 0.5 * image[y1:y2, x1:x2].std()
 
 
+@pytest.mark.parametrize("side", [4, 10, 11])
+def test_pixelate_changes_a_small_region(side: int) -> None:
+    """Blocks of ``side // 6`` px were 1 px under 12 px: a small face was left as it was."""
+    image = noise()
+    region = (300, 200, 300 + side, 200 + side)
+    out = anonymise(image, [region], "pixelate")
+    mask = inside([region])
+    changed = np.any(out != image, axis=2)[mask].mean()
+    assert changed > 0.9, f"only {changed:.0%} of a {side}x{side} region changed"
+    assert np.array_equal(out[~mask], image[~mask])
+
+
 def test_anonymise_clips_regions_to_the_image() -> None:
     image = noise()
     out = anonymise(image, [(-20, -20, 30, 30), (630, 350, 700, 400)], "pixelate")
