@@ -58,23 +58,29 @@ def reveal_originals(
     from safewatch.config.loader import load_site
     from safewatch.errors import NotFound
     from safewatch.incidents.recorder import ORIGINAL_CLIP_SUFFIX, ORIGINAL_STILL_SUFFIX
-    from safewatch.incidents.sealed import EvidenceKey, reveal
+    from safewatch.incidents.sealed import EvidenceKey, log_refusal, reveal
     from safewatch.incidents.site_storage import open_site_storage, reveal_log
 
     site = load_site(config)
     key = EvidenceKey.from_env(site.config.evidence.key_env)
     storage = open_site_storage(site)
     try:
-        found = storage.repository.get(incident)
         store = storage.evidence
-        sealed = [
-            store.key_for(found.id, camera_id=found.camera_id, at=found.started_at, suffix=suffix)
-            for suffix in (ORIGINAL_STILL_SUFFIX, ORIGINAL_CLIP_SUFFIX)
-        ]
-        present = [name for name in sealed if store.backend.stat(name) is not None]
-        if not present:
-            raise NotFound("sealed original of incident", incident)
         journal = log if log is not None else reveal_log(site, store)
+        try:
+            found = storage.repository.get(incident)
+            sealed = [
+                store.key_for(
+                    found.id, camera_id=found.camera_id, at=found.started_at, suffix=suffix
+                )
+                for suffix in (ORIGINAL_STILL_SUFFIX, ORIGINAL_CLIP_SUFFIX)
+            ]
+            present = [name for name in sealed if store.backend.stat(name) is not None]
+            if not present:
+                raise NotFound("sealed original of incident", incident)
+        except NotFound as exc:  # a refusal is logged like reveal() logs its own
+            log_refusal(journal, incident, exc, key=key, actor=actor, reason=reason)
+            raise
         for name in present:
             path = reveal(
                 store, name, key=key, actor=actor, reason=reason, out_dir=out_dir, log_path=journal

@@ -44,6 +44,7 @@ __all__ = [
     "EvidenceKey",
     "EvidenceKeyError",
     "generate_key",
+    "log_refusal",
     "reveal",
     "reveal_log_path",
     "reveal_records",
@@ -180,6 +181,63 @@ def _append_record(path: Path, record: dict[str, Any]) -> None:
         raise StorageError(f"cannot write the reveal log {path}: {exc.strerror or exc}") from exc
 
 
+def _reveal_record(
+    subject: str, *, key: EvidenceKey, actor: str | None, reason: str, now: float
+) -> dict[str, Any]:
+    """The reveal log record of a request (before its outcome).
+
+    Raises:
+        ValueError: ``reason`` or ``actor`` is empty.
+    """
+    who = (actor if actor is not None else getpass.getuser()).strip()
+    why = reason.strip()
+    if not why:
+        raise ValueError("a reason is required to reveal an original")
+    if not who:
+        raise ValueError("an actor is required to reveal an original")
+    return {
+        "at": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
+        "action": "reveal",
+        "actor": who,
+        "reason": why,
+        "file": subject,
+        "key": key.fingerprint,
+    }
+
+
+def log_refusal(
+    log_path: Path,
+    subject: str,
+    error: Exception,
+    *,
+    key: EvidenceKey,
+    actor: str | None = None,
+    reason: str,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Log a reveal refused before any sealed file could be named or read (an unknown incident,
+    an incident without originals), as :func:`reveal` logs its own refusals: a request is on
+    record whatever came of it.
+
+    Args:
+        log_path: The reveal log.
+        subject: What was asked for (the incident id).
+        error: Why it was refused.
+        key: The key the request came with.
+        actor: Who asked; default: the OS user running this.
+        reason: Why they asked.
+        clock: Wall clock for the record (injectable for tests).
+
+    Raises:
+        ValueError: ``reason`` or ``actor`` is empty (nothing to record).
+        StorageError: The reveal log cannot be written.
+    """
+    record = _reveal_record(subject, key=key, actor=actor, reason=reason, now=clock())
+    record["outcome"] = f"refused: {error}"
+    _append_record(log_path, record)
+    _log.warning("reveal of %s by %s refused: %s", subject, record["actor"], error)
+
+
 def reveal(
     store: EvidenceStore,
     relative: str,
@@ -199,7 +257,8 @@ def reveal(
         key: The originals' key.
         actor: Who reveals (a user name); default: the OS user running this.
         reason: Why (a case number, a request); required and recorded.
-        out_dir: Folder for the plaintext; default: a new private (0700) temporary folder.
+        out_dir: Folder for the plaintext, created private (0700) if missing; default: a new
+            private temporary folder.
         log_path: The reveal log; default :func:`reveal_log_path` (local stores only).
         clock: Wall clock for the record (injectable for tests).
 
@@ -213,25 +272,13 @@ def reveal(
         StorageError: Altered or unreadable file, or the reveal log cannot be written (then
             nothing is revealed).
     """
-    now = clock()
-    who = (actor if actor is not None else getpass.getuser()).strip()
-    why = reason.strip()
-    if not why:
-        raise ValueError("a reason is required to reveal an original")
-    if not who:
-        raise ValueError("an actor is required to reveal an original")
+    record = _reveal_record(relative, key=key, actor=actor, reason=reason, now=clock())
     name = PurePosixPath(relative)
     journal = log_path if log_path is not None else reveal_log_path(store)
     if name.suffix != ".sealed":
         raise ValueError(f"{relative!r} is not a sealed original (expected a .sealed file)")
-    record: dict[str, Any] = {
-        "at": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
-        "action": "reveal",
-        "actor": who,
-        "reason": why,
-        "file": relative,
-        "key": key.fingerprint,
-    }
+    who = record["actor"]
+    why = record["reason"]
     try:
         blob = store.read_bytes(relative)
     except SafewatchError as exc:
@@ -252,7 +299,8 @@ def reveal(
     folder = out_dir if out_dir is not None else Path(tempfile.mkdtemp(prefix="safewatch-reveal-"))
     target = folder / name.with_suffix("").name
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        # private like the default temporary folder (an existing folder is the caller's choice)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(plain)

@@ -3,6 +3,7 @@ thread wrote (clip, clean still, sealed originals are all in the tamper-evidence
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -119,3 +120,35 @@ def test_new_key_is_a_usable_key() -> None:
     code, output = invoke("evidence", "new-key")
     assert code == 0
     assert len(EvidenceKey.from_env(ENV, {ENV: output.strip()}).secret) == 32
+
+
+def test_refusals_before_any_file_are_logged_and_out_is_private(site: Path, tmp_path: Path) -> None:
+    """An unknown incident, or one without originals, is refused before reveal() reads a file:
+    the request is logged all the same (docs/evidence.md). A missing --out folder is created
+    private, like the default temporary one."""
+    key = generate_key()
+    incident = record_incident(site, key)
+    log = tmp_path / "evidence" / REVEAL_LOG
+    with pytest.raises(NotFound, match="incident 'nope' not found"):
+        invoke("evidence", "reveal", "nope", "-c", str(site), "--reason", "r1", env={ENV: key})
+    for sealed in (tmp_path / "evidence").rglob("*.sealed"):
+        sealed.rename(sealed.with_name(sealed.name + ".moved"))
+    with pytest.raises(NotFound, match="sealed original"):
+        invoke("evidence", "reveal", incident, "-c", str(site), "--reason", "r2", env={ENV: key})
+    records = reveal_records(log)
+    assert [(r["file"], r["reason"]) for r in records] == [("nope", "r1"), (incident, "r2")]
+    assert all(r["outcome"].startswith("refused: ") for r in records)
+    assert "not found" in records[0]["outcome"] and "sealed original" in records[1]["outcome"]
+    for sealed in (tmp_path / "evidence").rglob("*.sealed.moved"):
+        sealed.rename(sealed.with_name(sealed.name.removesuffix(".moved")))
+    out = tmp_path / "cases" / "77"
+    umask = os.umask(0o022)  # the usual one, which left a created folder readable by all
+    try:
+        code, output = invoke(
+            "evidence", "reveal", incident, "-c", str(site), "--reason", "r3", "-o", str(out),
+            env={ENV: key},
+        )  # fmt: skip
+    finally:
+        os.umask(umask)
+    assert code == 0, output
+    assert out.stat().st_mode & 0o777 == 0o700
