@@ -3,7 +3,10 @@
 ``safewatch verify`` walks every chain entry once, in order, recomputing each hash and link, and
 remembers the newest digest chained for each incident and each evidence file. Then it compares:
 
-* each incident row with the digest last chained for it (an edited record);
+* each incident row with the digest last chained for it (an edited record), and its camera, rule
+  and start with those its ``incident.opened`` entry recorded (they never change afterwards);
+* each retention removal of evidence with the incident's chained history: retention removes only
+  evidence of incidents that had ended and that an operator had closed (a forged removal);
 * each incident the chain knows with the table (a deleted incident), and the other way round
   (an incident inserted outside safewatch);
 * each evidence file not removed by retention with its chained SHA-256 (an edited still or clip)
@@ -29,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from safewatch.errors import NotFound, StorageError
+from safewatch.incidents.retention import CLOSED
 from safewatch.incidents.witness import ChainWitness
 from safewatch.storage import BlobStore, EntryKind, IncidentRow
 from safewatch.storage.hash_chain import (
@@ -61,6 +65,7 @@ class ProblemKind(StrEnum):
     UNCHAINED_INCIDENT = "unchained_incident"
     EDITED_EVIDENCE = "edited_evidence"
     MISSING_EVIDENCE = "missing_evidence"
+    FORGED_REMOVAL = "forged_removal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +115,25 @@ class _Evidence:
 
 
 @dataclass(slots=True)
+class _Life:
+    """What the chain says of an incident so far (the walk is in ``seq`` order)."""
+
+    opened: dict[str, object] | None
+    """The ``incident.opened`` detail; ``None`` for one imported when the chain was added, whose
+    entry records nothing of it (so neither check below can be made)."""
+    opened_seq: int
+    ended: bool = False
+    status: str | None = None
+
+
+@dataclass(slots=True)
 class _Walk:
     """State of the walk over the chain."""
 
     report: VerifyReport
     records: dict[str, tuple[str, int]] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    lives: dict[str, _Life] = field(default_factory=dict)
     evidence: dict[str, _Evidence] = field(default_factory=dict)
     seq_of_hash: OrderedDict[str, int] = field(default_factory=OrderedDict)
     expect_hash: str | None = None
@@ -213,10 +231,19 @@ def _remember(
 ) -> None:
     if kind in RECORD_KINDS and incident_id is not None and digest is not None:
         walk.records[incident_id] = (digest, seq)
+        life = walk.lives.get(incident_id)
         if kind == EntryKind.INCIDENT_OPENED:
             walk.labels[incident_id] = (
                 f"camera {detail.get('camera_id')}, rule {detail.get('rule_id')}"
             )
+            if life is None:
+                walk.lives[incident_id] = _Life(dict(detail), seq)
+        elif kind == EntryKind.IMPORTED and life is None:
+            walk.lives[incident_id] = _Life(None, seq)
+        elif life is not None and kind == EntryKind.INCIDENT_CLOSED:
+            life.ended = True
+        elif life is not None and kind == EntryKind.STATUS_CHANGED:
+            life.status = str(detail.get("to"))
     elif kind == EntryKind.EVIDENCE_WRITTEN and subject is not None:
         size = detail.get("size")
         walk.evidence[subject] = _Evidence(
@@ -224,6 +251,37 @@ def _remember(
         )
     elif kind == EntryKind.EVIDENCE_REMOVED and subject is not None:
         walk.evidence[subject] = _Evidence(incident_id, None, None, seq, removed=True)
+        if detail.get("reason") == "retention" and incident_id is not None:
+            _check_retention(walk, seq, incident_id, subject)
+
+
+def _check_retention(walk: _Walk, seq: int, incident_id: str, key: str) -> None:
+    """A retention removal must follow what retention requires of the incident: ended, and
+    closed by an operator (:data:`~safewatch.incidents.retention.CLOSED`). Someone who can write
+    the database could otherwise delete a still or clip, edit the incident and append a removal
+    and an update, and every digest and link would check."""
+    life = walk.lives.get(incident_id)
+    if life is not None and life.opened is None:
+        return  # imported: its history before the chain is unknown
+    if life is not None and life.ended and life.status in CLOSED:
+        return
+    state = (
+        "it is not in the chain"
+        if life is None
+        else f"it had {'' if life.ended else 'not ended and '}status {life.status or 'open'}"
+    )
+    _problem(
+        walk,
+        Problem(
+            ProblemKind.FORGED_REMOVAL,
+            f"chain entry {seq} records evidence file {key} of incident {incident_id} as removed "
+            f"by retention, but {state} then (retention removes only evidence of ended, "
+            "resolved or false-positive incidents): the entry was forged",
+            seq=seq,
+            incident_id=incident_id,
+            key=key,
+        ),
+    )
 
 
 def _check_head(engine: Engine, walk: _Walk) -> None:
@@ -285,6 +343,24 @@ def _check_witness(walk: _Walk, witness: ChainWitness, where: str) -> None:
     _problem(walk, Problem(ProblemKind.WITNESS_MISMATCH, message, seq=witness.seq))
 
 
+def _moved(row: IncidentRow, life: _Life | None) -> bool:
+    """Whether the row's camera, rule or start differ from its ``incident.opened`` entry: they
+    are set when an incident opens and never change, so an edit that appended a fresh
+    ``incident.updated`` digest for itself still shows here."""
+    opened = life.opened if life is not None else None
+    if opened is None:
+        return False
+    try:
+        started = float(opened["started_at"])  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError):
+        return True
+    return (
+        row.camera_id != opened.get("camera_id")
+        or row.rule_id != opened.get("rule_id")
+        or float(row.started_at) != started
+    )
+
+
 def _check_incidents(engine: Engine, walk: _Walk) -> None:
     seen: set[str] = set()
     query = select(IncidentRow).order_by(IncidentRow.id)
@@ -301,6 +377,18 @@ def _check_incidents(engine: Engine, walk: _Walk) -> None:
                             ProblemKind.UNCHAINED_INCIDENT,
                             f"incident {row.id} is not in the chain: it was inserted outside "
                             "safewatch",
+                            incident_id=row.id,
+                        ),
+                    )
+                elif _moved(row, walk.lives.get(row.id)):
+                    _problem(
+                        walk,
+                        Problem(
+                            ProblemKind.EDITED_INCIDENT,
+                            f"incident {row.id} was edited: its camera, rule or start differs "
+                            f"from what chain entry {walk.lives[row.id].opened_seq} "
+                            "(incident.opened) recorded, and they never change",
+                            seq=walk.lives[row.id].opened_seq,
                             incident_id=row.id,
                         ),
                     )

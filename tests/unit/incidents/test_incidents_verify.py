@@ -247,3 +247,69 @@ def test_a_witness_of_the_empty_chain_is_consistent(site: Site) -> None:
     report = verify_chain(site.engine, site.store.backend, witness=seen)
     assert ProblemKind.WITNESS_MISMATCH in kinds(report)
     assert "saw entry 5, which is no longer in the chain" in report.problems[-1].message
+
+
+def _forge(site: Site, victim: Incident, edit: dict[str, object], *, removal: bool) -> None:
+    """What someone with database write access can do: edit the row, delete its still, and
+    append entries that vouch for it (a retention removal, an update with the new digest)."""
+    from safewatch.storage import hash_chain
+
+    assert victim.snapshot is not None
+    with Session(site.engine) as session, session.begin():
+        row = session.get(IncidentRow, victim.id)
+        assert row is not None
+        for name, value in edit.items():
+            setattr(row, name, value)
+        hash_chain.lock_head(session)
+        if removal:
+            row.snapshot = None
+            hash_chain.append(
+                session,
+                at=T0 + 9000,
+                kind="evidence.removed",
+                incident_id=victim.id,
+                subject=victim.snapshot,
+                detail={"reason": "retention", "rule": "age", "size": 1},
+            )
+        hash_chain.append(
+            session,
+            at=T0 + 9000,
+            kind="incident.updated",
+            incident_id=victim.id,
+            digest=hash_chain.record_digest(row),
+            detail={"changed": ["snapshot"]},
+        )
+    if removal:
+        site.store.backend.delete(victim.snapshot)
+
+
+def test_a_retention_removal_appended_for_an_open_incident_is_forged(site: Site) -> None:
+    """Every digest and link checks after such an append; retention never removes evidence of an
+    incident no operator closed, so the removal gives it away."""
+    victim = site.incidents[0]  # ended, never resolved
+    _forge(site, victim, {"severity": "low"}, removal=True)
+    report = site.verify()
+    assert kinds(report) == [ProblemKind.FORGED_REMOVAL]
+    assert report.problems[0].key == victim.snapshot
+    assert "status open" in report.problems[0].message
+
+
+def test_a_retention_removal_of_a_resolved_incident_verifies(site: Site) -> None:
+    from safewatch.config.site import RetentionConfig
+    from safewatch.incidents.retention import apply_retention
+
+    victim = site.incidents[2]
+    site.repo.set_status(victim.id, IncidentStatus.RESOLVED, actor="ana")
+    report = apply_retention(site.repo, site.store.backend, RetentionConfig(days=1), now=T0 + 1e6)
+    assert [r.key for r in report.removed] == [victim.snapshot]
+    assert site.verify().ok, site.verify().problems
+
+
+def test_an_edited_start_with_a_fresh_digest_appended_is_named(site: Site) -> None:
+    """The camera, rule and start never change after an incident opens: an edit that appended a
+    new digest for itself still differs from the incident.opened entry."""
+    victim = site.incidents[1]
+    _forge(site, victim, {"started_at": victim.started_at + 3600}, removal=False)
+    report = site.verify()
+    assert kinds(report) == [ProblemKind.EDITED_INCIDENT]
+    assert "camera, rule or start" in report.problems[0].message
