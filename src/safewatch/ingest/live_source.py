@@ -52,8 +52,8 @@ _TROUBLE = (SourceState.STALLED, SourceState.FAILED)
 
 
 AHEAD_LIMIT = 60.0
-"""Seconds a camera's stamps may run ahead of the wall clock before they count as a clock jump
-(the recorder re-anchors its segments' times by the same limit)."""
+"""Seconds a camera's stamps may run ahead of the wall clock (or behind it) before they are
+re-anchored on it (the recorder re-anchors its segments' times by the same limit)."""
 
 
 @dataclass(slots=True)
@@ -72,12 +72,14 @@ class LiveSource:
 
     Timestamps: the first frame after each (re)connect is stamped with its wall receive time; later
     frames add their PTS difference to it, so frame spacing is the camera's, not the network's. A
-    PTS that jumps back, or ahead of the wall clock by more than a minute, re-anchors the same
-    way, so a camera's clock reset never shifts incident times. A
-    reconnect never moves time backwards (the new anchor is at least one frame after the last
-    stamp), ``Frame.pts`` is seconds since the very first frame, and ``seq`` keeps counting across
-    reconnects. Sampling runs on that unified timeline in the decode thread, so unsampled frames
-    are never converted to BGR.
+    PTS that jumps back, or stamps that run ahead of or behind the wall clock by more than
+    :data:`AHEAD_LIMIT` (in one step or summed since the anchor: a camera clock that drifts)
+    re-anchor the same way, so a camera's clock reset or drift never shifts incident times by more
+    than that. Time never moves backwards (a new anchor is at least one frame after the last
+    stamp), so stamps that ran ahead are held at the limit (frames one native interval apart),
+    never stepped back. ``Frame.pts`` is seconds since the very first frame, and ``seq`` keeps
+    counting across reconnects. Sampling runs on that unified timeline in the decode thread, so
+    unsampled frames are never converted to BGR.
 
     States: ``connecting`` -> ``streaming``; a read that fails or no frame for ``stall_timeout``
     seconds -> ``stalled`` (the latter) -> ``reconnecting`` -> ``streaming`` ... ``failed`` when the
@@ -345,11 +347,17 @@ class LiveSource:
         # A stamp that runs ahead of the wall clock by more than a minute (an encoder restart, new
         # RTP timestamps) would put every later frame, incident and clip that far in the future.
         # A minute: HLS delivers whole segments (and players prefetch a few) faster than real
-        # time, which runs ahead by tens of seconds and is no jump.
-        ahead = session is not None and (pts - session.last_pts) - (
-            received - session.last_received
-        ) > max(self._stall_timeout, AHEAD_LIMIT)
-        if session is None or pts < session.last_pts or ahead:
+        # time, which runs ahead by tens of seconds and is no jump. Both one frame's step (a
+        # jump) and the running total since the anchor count: a camera clock 0.2 % fast never
+        # jumps but ran 42 s ahead after 6 h and 168 s after 24 h, while the recorder (which
+        # measures the running total) re-anchored its segments, so footage and incidents
+        # disagreed. A clock running slow (or a stream that falls behind) is bounded the same way.
+        limit = max(self._stall_timeout, AHEAD_LIMIT)
+        jump = drift = 0.0
+        if session is not None:
+            jump = (pts - session.last_pts) - (received - session.last_received)
+            drift = (pts - session.anchor_pts) - (received - session.anchor_wall)
+        if session is None or pts < session.last_pts or jump > limit or abs(drift) > limit:
             # New connection, or the camera restarted its clock: re-anchor on the wall clock, never
             # earlier than one frame after the previous stamp.
             anchor = received

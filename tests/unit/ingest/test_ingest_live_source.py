@@ -24,6 +24,7 @@ from ingest_media import remux
 
 from assets import asset
 from safewatch.ingest import Backoff, LiveSource, SourceState, StateChange
+from safewatch.ingest.live_source import AHEAD_LIMIT
 from safewatch.ingest.picture_clock import PictureClock
 
 
@@ -202,3 +203,25 @@ def test_a_camera_clock_that_jumps_ahead_does_not_move_incident_times() -> None:
     offsets = [f.timestamp - (1_700_000_000.0 + 0.2 * i) for i, f in enumerate(frames)]
     assert max(abs(o) for o in offsets) < 0.5, offsets[25:35]
     assert all(b.timestamp > a.timestamp for a, b in itertools.pairwise(frames))
+
+
+@pytest.mark.parametrize("rate", [1.002, 0.998], ids=["fast", "slow"])
+def test_a_drifting_camera_clock_is_re_anchored_on_the_wall_clock(rate: float) -> None:
+    """A camera clock 0.2 % fast never jumps, but its stamps ran 42 s ahead after 6 h and
+    168 s after 24 h (and a slow one as far behind): only one frame's step was checked."""
+    now = [1_700_000_000.0]
+    source = LiveSource("cam", "rtsp://127.0.0.1:1/x", fps=1.0, clock=lambda: now[0])
+    stamps = PictureClock()
+    session = None
+    pts = 0
+    walls, times = [], []
+    for _ in range(12 * 3600):  # 12 h at 1 fps
+        session = source._deliver(_Picture(pts), session, 1.0, lambda _p: _BLANK, stamps)
+        walls.append(now[0])
+        times.append(source._last_timestamp)
+        pts += round(90_000 * rate)
+        now[0] += 1.0
+    offsets = np.subtract(times, walls)
+    # Within the limit (one frame's step at most past it), and never moving backwards.
+    assert np.max(np.abs(offsets)) <= AHEAD_LIMIT + 1.0, (offsets.min(), offsets.max())
+    assert np.all(np.diff(times) > 0)
