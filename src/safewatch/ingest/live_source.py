@@ -50,6 +50,14 @@ _PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 
 _TROUBLE = (SourceState.STALLED, SourceState.FAILED)
 
+_INVENTED_CLOCK = frozenset({"mpjpeg", "mjpeg"})
+"""Demuxers whose timestamps are made up: FFmpeg's MJPEG demuxers (an HTTP camera's
+``multipart/x-mixed-replace`` stream, or bare JPEGs one after another) count pictures at their
+``framerate`` option, 25 fps, whatever the camera sends (PyAV reports no ``average_rate``, a
+``guessed_rate`` of 25 and a time base of 1/25). Read as media time, a 10 fps camera's frames came
+0.04 s apart: it was analysed at 2 fps instead of 5 and its stamps fell 0.6 s behind every second.
+Frames from these are stamped with their wall receive time instead."""
+
 
 AHEAD_LIMIT = 60.0
 """Seconds a camera's stamps may run ahead of the wall clock (or behind it) before they are
@@ -71,7 +79,8 @@ class LiveSource:
     """RTSP, HTTP (MJPEG, HLS, MPEG-TS) or USB camera with reconnects and bounded buffering.
 
     Timestamps: the first frame after each (re)connect is stamped with its wall receive time; later
-    frames add their PTS difference to it, so frame spacing is the camera's, not the network's. A
+    frames add their PTS difference to it, so frame spacing is the camera's, not the network's
+    (MJPEG has no timestamps of its own: each of its frames is stamped with its receive time). A
     PTS that jumps back, or stamps that run ahead of or behind the wall clock by more than
     :data:`AHEAD_LIMIT` (in one step or summed since the anchor: a camera clock that drifts)
     re-anchor the same way, so a camera's clock reset or drift never shifts incident times by more
@@ -288,7 +297,8 @@ class LiveSource:
             return False, "no video stream"
         stream = container.streams.video[0]
         stream.thread_type = self._thread_type
-        rate = stream.average_rate or stream.guessed_rate
+        by_arrival = not _INVENTED_CLOCK.isdisjoint(container.format.name.split(","))
+        rate = None if by_arrival else stream.average_rate or stream.guessed_rate
         native_fps = float(rate) if rate else None
         with self._cond:
             self._info = SourceInfo(
@@ -314,7 +324,9 @@ class LiveSource:
                     continue
                 for picture in pictures:
                     last_frame = time.monotonic()
-                    session = self._deliver(picture, session, native_fps, convert, stamps)
+                    session = self._deliver(
+                        picture, session, native_fps, convert, stamps, by_arrival=by_arrival
+                    )
                     if not delivered:
                         delivered = True
                         self._backoff.reset()
@@ -337,9 +349,12 @@ class LiveSource:
         native_fps: float | None,
         convert: BgrConverter,
         stamps: PictureClock,
+        *,
+        by_arrival: bool = False,
     ) -> _Session:
         received = self._clock()
-        pts = stamps.seconds(picture)
+        # A stream without a media clock of its own (_INVENTED_CLOCK) runs on the wall clock.
+        pts = received if by_arrival else stamps.seconds(picture)
         if session is not None and pts is None:
             pts = session.last_pts + (1.0 / native_fps if native_fps else 0.0)
         if pts is None:

@@ -14,10 +14,12 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
+import av
 import numpy as np
 import pytest
 from ingest_media import remux
@@ -225,3 +227,70 @@ def test_a_drifting_camera_clock_is_re_anchored_on_the_wall_clock(rate: float) -
     # Within the limit (one frame's step at most past it), and never moving backwards.
     assert np.max(np.abs(offsets)) <= AHEAD_LIMIT + 1.0, (offsets.min(), offsets.max())
     assert np.all(np.diff(times) > 0)
+
+
+class _FakeStream:
+    """A video stream whose ``decode`` hands back the packet it is given: the packets are the
+    pictures (real ``av.VideoFrame`` objects, so they convert to BGR)."""
+
+    def __init__(self, guessed_rate: Fraction | None = None) -> None:
+        self.average_rate: Fraction | None = None
+        self.guessed_rate = guessed_rate
+        self.thread_type = "AUTO"
+        self.codec_context = SimpleNamespace(width=16, height=16)
+
+    def decode(self, packet: av.VideoFrame) -> list[av.VideoFrame]:
+        return [packet]
+
+
+class _FakeContainer:
+    """An opened input of demuxer ``format_name`` yielding ``pictures``; ``tick`` runs before each
+    (the test's clocks move there)."""
+
+    def __init__(
+        self,
+        format_name: str,
+        pictures: Iterable[av.VideoFrame],
+        tick: Callable[[], None],
+        *,
+        guessed_rate: Fraction | None = None,
+    ) -> None:
+        self.format = SimpleNamespace(name=format_name)
+        self.streams = SimpleNamespace(video=[_FakeStream(guessed_rate)])
+        self._pictures = pictures
+        self._tick = tick
+
+    def demux(self, _stream: object) -> Iterator[av.VideoFrame]:
+        for picture in self._pictures:
+            self._tick()
+            yield picture
+
+
+def _video_frame(pts: int, time_base: Fraction) -> av.VideoFrame:
+    picture = av.VideoFrame(16, 16, "yuv420p")
+    picture.pts = picture.dts = pts
+    picture.time_base = time_base
+    return picture
+
+
+def test_an_mjpeg_camera_is_stamped_by_arrival() -> None:
+    """FFmpeg's mpjpeg demuxer counts pictures at 25 fps whatever the camera sends: a 10 fps
+    camera was analysed at 2 fps instead of 5, its stamps 0.6 s behind more every second."""
+    now = [1_700_000_000.0]
+
+    def tick() -> None:
+        now[0] += 0.1  # the camera sends 10 pictures a second
+
+    source = LiveSource(
+        "gate", "http://127.0.0.1:1/video.mjpg", fps=5.0, max_buffered=1000, clock=lambda: now[0]
+    )
+    pictures = (_video_frame(i, Fraction(1, 25)) for i in range(100))  # what FFmpeg invents
+    container = _FakeContainer("mpjpeg", pictures, tick, guessed_rate=Fraction(25))
+    delivered, reason = source._decode(container)  # type: ignore[arg-type]
+    assert (delivered, reason) == (True, "stream ended")
+    frames = list(source._buffer)
+    assert 48 <= len(frames) <= 52  # 5 a second over 10 s
+    times = np.array([f.timestamp for f in frames])
+    assert np.allclose(np.diff(times), 0.2)  # every second picture, on the wall clock
+    assert times[-1] == pytest.approx(now[0], abs=0.15)  # not behind it
+    assert source.info.fps is None  # 25 fps is FFmpeg's invention, not the camera's rate
