@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import random
 
-__all__ = ["Backoff"]
+__all__ = ["STABLE_SECONDS", "Backoff"]
+
+STABLE_SECONDS = 30.0
+"""Seconds a connection (or a worker) must have run before its end starts the delays over: one
+that ends sooner is retried later each time, so a camera that accepts, sends a frame and drops
+(or a worker that crashes at once) is not hammered every ``initial`` seconds forever."""
 
 
 class Backoff:
@@ -46,7 +51,8 @@ class Backoff:
         return self._attempt
 
     def reset(self) -> None:
-        """Start again from ``initial``; called once a connection has delivered frames."""
+        """Start again from ``initial``; called once a connection has run for
+        :data:`STABLE_SECONDS`."""
         self._attempt = 0
 
     def next_delay(self) -> float:

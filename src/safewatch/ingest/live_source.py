@@ -22,7 +22,7 @@ from av.container import InputContainer
 from safewatch.domain.frame import Frame
 from safewatch.ingest.av_errors import describe_error
 from safewatch.ingest.av_options import build_open_spec
-from safewatch.ingest.backoff import Backoff
+from safewatch.ingest.backoff import STABLE_SECONDS, Backoff
 from safewatch.ingest.convert import BgrConverter
 from safewatch.ingest.picture_clock import PictureClock
 from safewatch.ingest.redact import redact_url
@@ -103,13 +103,15 @@ class LiveSource:
         io_timeout: Seconds a socket read or the connection may block (FFmpeg ``timeout``).
         stall_timeout: Seconds without a decoded frame before the stream counts as stalled.
         max_buffered: Newest frames kept for the consumer; older ones are dropped and counted.
-        backoff: Reconnect delays; default 0.5 s doubling to 30 s with 20 % jitter.
+        backoff: Reconnect delays; default 0.5 s doubling to 30 s with 20 % jitter, started over
+            once a connection has streamed for :data:`~safewatch.ingest.backoff.STABLE_SECONDS`.
         max_attempts: Consecutive failed connection attempts before ``failed``; ``None``: never
             give up (a camera may come back after a power cut).
         thread_type: FFmpeg decoder threading.
         on_state: Listener for state changes, called on the decode thread (or the closing one)
             while the source's lock is held: it must be quick; it may read the source.
         clock: Wall clock, seconds since the epoch; tests may pass a fake.
+        monotonic: Clock for stalls and connection lengths; tests may pass a fake.
     """
 
     def __init__(
@@ -127,6 +129,7 @@ class LiveSource:
         thread_type: ThreadType = "AUTO",
         on_state: StateListener | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_buffered < 1:
             raise ValueError(f"max_buffered must be at least 1, got {max_buffered}")
@@ -144,6 +147,7 @@ class LiveSource:
         self._thread_type = thread_type
         self._on_state = on_state
         self._clock = clock
+        self._monotonic = monotonic
         self._cond = threading.Condition()
         self._buffer: deque[Frame] = deque()
         self._max_buffered = max_buffered
@@ -310,12 +314,13 @@ class LiveSource:
         stamps = PictureClock()  # one per connection: a new one's stamps start afresh
         session: _Session | None = None
         delivered = False
-        last_frame = time.monotonic()
+        connected = last_frame = self._monotonic()
+        stable = False
         try:
             for packet in container.demux(stream):
                 if self._closed.is_set():
                     return delivered, "closed"
-                if time.monotonic() - last_frame > self._stall_timeout:
+                if self._monotonic() - last_frame > self._stall_timeout:
                     return delivered, self._stalled()
                 try:
                     pictures = stream.decode(packet)
@@ -323,16 +328,21 @@ class LiveSource:
                     self._bump(bad_packets=1)
                     continue
                 for picture in pictures:
-                    last_frame = time.monotonic()
+                    last_frame = self._monotonic()
                     session = self._deliver(
                         picture, session, native_fps, convert, stamps, by_arrival=by_arrival
                     )
                     if not delivered:
                         delivered = True
-                        self._backoff.reset()
                         self._set_state(SourceState.STREAMING, f"receiving {self.redacted_url}")
+                    if not stable and last_frame - connected >= STABLE_SECONDS:
+                        # Only a connection that lasted starts the delays over: reset at its first
+                        # picture, a camera that accepts, sends one and drops was retried every
+                        # 0.5 s forever, with a warning each time.
+                        stable = True
+                        self._backoff.reset()
         except Exception as error:  # a read error or timeout ends this connection, not the thread
-            if time.monotonic() - last_frame >= self._stall_timeout * 0.9:
+            if self._monotonic() - last_frame >= self._stall_timeout * 0.9:
                 return delivered, self._stalled()
             return delivered, describe_error(error, self._url)
         return delivered, "stream ended"

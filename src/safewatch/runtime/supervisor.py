@@ -37,7 +37,7 @@ from typing import Literal
 import psutil
 
 from safewatch.config.runtime import DecodeMode, WatchdogConfig
-from safewatch.ingest.backoff import Backoff
+from safewatch.ingest.backoff import STABLE_SECONDS, Backoff
 from safewatch.ingest.state import SourceInfo, SourceState, SourceStats
 from safewatch.runtime.camera_worker import (
     EXIT_FINAL,
@@ -64,7 +64,6 @@ log = logging.getLogger(__name__)
 
 _MONITOR_INTERVAL = 0.2
 _MEMORY_INTERVAL = 2.0
-_STABLE_SECONDS = 30.0  # a worker that ran this long before dying restarts without backoff
 _DOWN = (SourceState.STALLED, SourceState.RECONNECTING)
 """Source states of a camera that is away; streaming after one is logged as a recovery."""
 
@@ -402,7 +401,7 @@ class Supervisor:
 
     def _schedule_restart(self, handle: _Handle, reason: str) -> None:
         now = self._clock()
-        if now - handle.started >= _STABLE_SECONDS:
+        if now - handle.started >= STABLE_SECONDS:  # it ran: restart without backoff
             handle.backoff.reset()
         delay = handle.backoff.next_delay()
         with self._lock:

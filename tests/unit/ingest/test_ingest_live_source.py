@@ -265,6 +265,9 @@ class _FakeContainer:
             self._tick()
             yield picture
 
+    def close(self) -> None:
+        pass
+
 
 def _video_frame(pts: int, time_base: Fraction) -> av.VideoFrame:
     picture = av.VideoFrame(16, 16, "yuv420p")
@@ -294,3 +297,51 @@ def test_an_mjpeg_camera_is_stamped_by_arrival() -> None:
     assert np.allclose(np.diff(times), 0.2)  # every second picture, on the wall clock
     assert times[-1] == pytest.approx(now[0], abs=0.15)  # not behind it
     assert source.info.fps is None  # 25 fps is FFmpeg's invention, not the camera's rate
+
+
+class _RecordingBackoff(Backoff):
+    def __init__(self) -> None:
+        super().__init__(0.001, 1.0, jitter=0.0)
+        self.delays: list[float] = []
+
+    def next_delay(self) -> float:
+        self.delays.append(super().next_delay())
+        return self.delays[-1]
+
+
+def test_a_camera_that_drops_after_one_frame_is_retried_later_each_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The delays started over at every connection's first picture: a camera that accepts,
+    sends one and drops was retried every 0.5 s forever. Only one that lasted starts them over."""
+    now = [0.0]
+    backoff = _RecordingBackoff()
+    source = LiveSource(
+        "gate",
+        "rtsp://127.0.0.1:1/x",
+        fps=5.0,
+        backoff=backoff,
+        clock=lambda: 1_700_000_000.0 + now[0],
+        monotonic=lambda: now[0],
+    )
+    lengths = iter([1, 1, 1, 40, 1])  # pictures per connection, 1 s apart; then closed
+
+    def tick() -> None:
+        now[0] += 1.0
+
+    def pictures(count: int) -> Iterator[av.VideoFrame]:
+        for i in range(count):
+            yield _video_frame(i * 90_000, Fraction(1, 90_000))
+        raise av.error.EOFError(541478725, "End of file")  # the camera hung up
+
+    def fake_open(*_args: object, **_kwargs: object) -> _FakeContainer:
+        count = next(lengths, None)
+        if count is None:
+            source.close()
+            raise av.error.EOFError(541478725, "End of file")
+        return _FakeContainer("rtsp", pictures(count), tick)
+
+    monkeypatch.setattr(av, "open", fake_open)
+    source._run()  # on this thread, until the source closes
+    assert backoff.delays == [0.001, 0.002, 0.004, 0.001, 0.002]
+    assert source.stats.reconnects == 5
