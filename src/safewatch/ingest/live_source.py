@@ -101,7 +101,8 @@ class LiveSource:
         fps: Analysis frames per second.
         rtsp_transport: ``"tcp"`` or ``"udp"`` for RTSP.
         io_timeout: Seconds a socket read or the connection may block (FFmpeg ``timeout``).
-        stall_timeout: Seconds without a decoded frame before the stream counts as stalled.
+        stall_timeout: Seconds without a new frame (a picture whose stamp does not advance is
+            none) before the stream counts as stalled.
         max_buffered: Newest frames kept for the consumer; older ones are dropped and counted.
         backoff: Reconnect delays; default 0.5 s doubling to 30 s with 20 % jitter, started over
             once a connection has streamed for :data:`~safewatch.ingest.backoff.STABLE_SECONDS`.
@@ -328,14 +329,21 @@ class LiveSource:
                     self._bump(bad_packets=1)
                     continue
                 for picture in pictures:
-                    last_frame = self._monotonic()
+                    now = self._monotonic()
+                    previous = self._last_timestamp
                     session = self._deliver(
                         picture, session, native_fps, convert, stamps, by_arrival=by_arrival
                     )
+                    if self._last_timestamp == previous:
+                        # Thrown away (its stamp did not advance): no frame for the stall clock,
+                        # or a stream whose PTS stopped advancing showed streaming, delivered
+                        # nothing and never reconnected.
+                        continue
+                    last_frame = now
                     if not delivered:
                         delivered = True
                         self._set_state(SourceState.STREAMING, f"receiving {self.redacted_url}")
-                    if not stable and last_frame - connected >= STABLE_SECONDS:
+                    if not stable and now - connected >= STABLE_SECONDS:
                         # Only a connection that lasted starts the delays over: reset at its first
                         # picture, a camera that accepts, sends one and drops was retried every
                         # 0.5 s forever, with a warning each time.

@@ -345,3 +345,26 @@ def test_a_camera_that_drops_after_one_frame_is_retried_later_each_time(
     source._run()  # on this thread, until the source closes
     assert backoff.delays == [0.001, 0.002, 0.004, 0.001, 0.002]
     assert source.stats.reconnects == 5
+
+
+def test_a_stream_whose_stamps_stop_advancing_stalls() -> None:
+    """Pictures thrown away for a stamp that did not advance still refreshed the stall clock: a
+    stream whose PTS froze showed streaming, delivered nothing and never reconnected."""
+    now = [0.0]
+
+    def tick() -> None:
+        now[0] += 1.0
+
+    source = LiveSource(
+        "gate",
+        "rtsp://127.0.0.1:1/x",
+        fps=5.0,
+        stall_timeout=5.0,
+        clock=lambda: 1_700_000_000.0 + now[0],
+        monotonic=lambda: now[0],
+    )
+    pictures = (_video_frame(90_000, Fraction(1, 90_000)) for _ in range(30))  # 30 s, one PTS
+    delivered, reason = source._decode(_FakeContainer("rtsp", pictures, tick))  # type: ignore[arg-type]
+    assert (delivered, reason) == (True, "no frame for 5 s")
+    assert source.state is SourceState.STALLED
+    assert now[0] < 10.0  # noticed at the first packet past the stall timeout
