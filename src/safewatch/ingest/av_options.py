@@ -38,7 +38,11 @@ def build_open_spec(
     """Build the ``av.open`` arguments for a live source.
 
     The socket ``timeout`` option (microseconds; RTSP and HTTP both read it) makes a read on a dead
-    connection fail instead of blocking the decode thread forever. RTSP gets its transport; HTTP
+    connection fail instead of blocking the decode thread forever. RTSP gets its transport and
+    sets up the video tracks only (``allowed_media_types``): every reader here takes the video
+    stream alone, and with a camera's audio or metadata track set up too, a camera whose video
+    hung while its audio flowed kept the demuxer (and the socket timeout) busy, so it never
+    stalled and stayed ``streaming``; it saves their bandwidth too. HTTP
     turns off FFmpeg's own reconnect, because :class:`~safewatch.ingest.live_source.LiveSource`
     reconnects with backoff and reports it. ``rtsps://`` always uses TCP: FFmpeg has no SRTP, so
     UDP media would travel unencrypted beside the TLS control channel. USB cameras use the
@@ -63,7 +67,11 @@ def build_open_spec(
         transport = "tcp" if source.lower().startswith("rtsps://") else rtsp_transport
         return OpenSpec(
             source,
-            options={"rtsp_transport": transport, "timeout": timeout_us},
+            options={
+                "rtsp_transport": transport,
+                "timeout": timeout_us,
+                "allowed_media_types": "video",
+            },
         )
     if kind == "http":
         return OpenSpec(source, options={"timeout": timeout_us, "reconnect": "0"})

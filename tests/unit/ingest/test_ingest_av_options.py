@@ -29,8 +29,15 @@ def test_source_kind(source: str, kind: str) -> None:
 def test_rtsp_transport_and_socket_timeout_in_microseconds(transport: str) -> None:
     spec = build_open_spec("rtsp://cam/s", rtsp_transport=transport, io_timeout=2.5)  # type: ignore[arg-type]
     assert spec == OpenSpec(
-        "rtsp://cam/s", options={"rtsp_transport": transport, "timeout": "2500000"}
+        "rtsp://cam/s",
+        options={"rtsp_transport": transport, "timeout": "2500000", "allowed_media_types": "video"},
     )
+
+
+@pytest.mark.parametrize("source", ["rtsp://cam/s", "rtsps://cam/s"])
+def test_rtsp_sets_up_video_tracks_only(source: str) -> None:
+    # With audio set up too, a camera whose video hung while its audio flowed never stalled.
+    assert build_open_spec(source).options["allowed_media_types"] == "video"
 
 
 def test_rtsps_always_uses_tcp() -> None:
