@@ -285,7 +285,10 @@ class RuleWatcher:
         if self._single_file:
             return name == self.path.name
         # The watch is not recursive, like load_rules; editor swap and backup files do not count.
-        return name.endswith(_SUFFIXES)
+        # A Kubernetes ConfigMap volume is updated by renaming a new ``..data`` link over the old
+        # one: the visible ``ppe.yaml -> ..data/ppe.yaml`` links never change, so the ``..``
+        # names (``..data``, ``..data_tmp``, ``..<timestamp>``) are the only sign of an edit.
+        return name.endswith(_SUFFIXES) or name.startswith("..")
 
     def _run(self, folder: Path) -> None:
         while not self._stop.is_set():

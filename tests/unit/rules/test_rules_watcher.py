@@ -197,6 +197,38 @@ def test_a_replaced_folder_is_watched_again(folder: Path) -> None:
     assert holder.status.ok
 
 
+def publish_configmap(folder: Path, version: int, files: dict[str, str]) -> None:
+    """Publish ``files`` the way kubelet updates a mounted ConfigMap: a new ``..<timestamp>``
+    folder, a ``..data_tmp`` link renamed over ``..data``, the old version removed; the visible
+    ``name -> ..data/name`` links never change."""
+    version_dir = folder / f"..2024_01_0{version}_00_00_00.000000000"
+    version_dir.mkdir()
+    for name, text in files.items():
+        (version_dir / name).write_text(text)
+    temporary = folder / "..data_tmp"
+    os.symlink(version_dir.name, temporary)
+    old = os.readlink(folder / "..data") if (folder / "..data").is_symlink() else None
+    os.replace(temporary, folder / "..data")
+    for name in files:
+        if not (folder / name).is_symlink():
+            os.symlink(f"..data/{name}", folder / name)
+    if old is not None:
+        shutil.rmtree(folder / old)
+
+
+def test_a_configmap_update_is_applied(tmp_path: Path) -> None:
+    """Kubernetes swaps ``..data``; no ``*.yaml`` name in the folder changes, yet it is a change."""
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    publish_configmap(folder, 1, {"ppe.yaml": SHARED})
+    holder = RuleSetHolder(load_rules(folder))
+    with RuleWatcher(folder, holder, quiet=0.05, heartbeat=0.1):
+        publish_configmap(folder, 2, {"ppe.yaml": SHARED.replace("keep-out", "stay-out")})
+        wait_for(lambda: holder.current().number == 2)
+    assert [r.id for r in holder.current().rules.rules] == ["stay-out"]
+    assert holder.status.failures == 0
+
+
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     holder = RuleSetHolder(load_rules(tmp_path))
     with pytest.raises(Exception, match="nope: rules folder or file not found"):
