@@ -29,7 +29,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from safewatch.config.rules_lock import rules_folder_lock
+from safewatch.config.rules_lock import rule_write_error, rules_folder_lock
 from safewatch.config.ruleset import RuleSet, load_rules
 from safewatch.config.site import SiteConfig
 from safewatch.config.validation import ConfigErrors
@@ -67,6 +67,14 @@ def _flow(points: list[list[float]]) -> CommentedSeq:
         outer.append(inner)
     outer.fa.set_flow_style()
     return outer
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace rule file ``path`` atomically; a refusal (read-only folder) is a clear 503."""
+    try:
+        atomic_write(path, text)
+    except OSError as exc:
+        raise rule_write_error(path, exc) from None
 
 
 def _remove_entry(data: CommentedMap, section: str, key: str) -> None:
@@ -187,7 +195,7 @@ class RuleFiles:
         with rules_folder_lock(self.folder):
             rules = self.validate(name, text)
             path = self.file(name)
-            atomic_write(path, text)
+            _write(path, text)
             return SaveResult(rules, path)
 
     def delete(self, name: str) -> SaveResult:
@@ -204,7 +212,10 @@ class RuleFiles:
             if not self.path.is_dir():
                 raise ConfigError("the only rule file cannot be removed", file=name)
             rules = self.validate(name, None)
-            path.unlink()
+            try:
+                path.unlink()
+            except OSError as exc:
+                raise rule_write_error(path, exc) from None
             return SaveResult(rules, None)
 
     # -- structured edits -------------------------------------------------------------------
@@ -294,7 +305,7 @@ class RuleFiles:
             )
             rules = self.validate(name, text)
             path = self.file(name)
-            atomic_write(path, text)
+            _write(path, text)
             return SaveResult(rules, path)
 
     def delete_geometry(self, section: str, key: str) -> SaveResult:
@@ -308,7 +319,7 @@ class RuleFiles:
             text = self._dump(yaml, data)
             rules = self.validate(name, text)
             path = self.file(name)
-            atomic_write(path, text)
+            _write(path, text)
             return SaveResult(rules, path)
 
     def set_enabled(self, rule_id: str, enabled: bool) -> SaveResult:
@@ -325,7 +336,7 @@ class RuleFiles:
                         text = self._dump(yaml, data)
                         rules = self.validate(name, text)
                         path = self.file(name)
-                        atomic_write(path, text)
+                        _write(path, text)
                         return SaveResult(rules, path)
             raise NotFound("rule", rule_id)
 

@@ -11,10 +11,13 @@ It is an exclusive ``flock`` on a lock file named after the folder's real path, 
 every acquisition: on Linux two open file descriptions exclude each other even within one process,
 so the same lock serialises the server's threads, its API process and a CLI run. The lock file
 lives in the temporary folder, so a read-only or version-controlled rules folder gets no stray file.
+
+A write that the OS refuses is answered by :func:`rule_write_error` for every writer alike.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import tempfile
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from safewatch.errors import StorageError
 
-__all__ = ["lock_path", "rules_folder_lock"]
+__all__ = ["lock_path", "rule_write_error", "rules_folder_lock"]
 
 
 def lock_path(folder: Path) -> Path:
@@ -51,3 +54,24 @@ def rules_folder_lock(folder: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def rule_write_error(target: Path, exc: OSError) -> StorageError:
+    """The error of a rule-file write the OS refused: it names the file and, where ``errno`` says
+    so, that the folder cannot be written here.
+
+    Rules folders are often read-only on purpose (a Kubernetes ConfigMap mount, a systemd unit
+    without ``ReadWritePaths=``); a bare ``OSError`` from a dashboard save was a 500 that said
+    neither which file nor why. A :class:`StorageError` is answered 503 by the API.
+    """
+    folder = target.parent
+    if exc.errno == errno.EROFS:
+        why = (
+            f"the rules folder {folder} is read-only here (e.g. a Kubernetes ConfigMap mount or a "
+            "systemd unit without ReadWritePaths=); change the rules where they come from"
+        )
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        why = f"safewatch may not write in the rules folder {folder} (permission denied)"
+    else:
+        why = exc.strerror or str(exc)
+    return StorageError(f"cannot write the rule file {target}: {why}")

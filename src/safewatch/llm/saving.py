@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from safewatch.config.rules import RuleFile
-from safewatch.config.rules_lock import rules_folder_lock
+from safewatch.config.rules_lock import rule_write_error, rules_folder_lock
 from safewatch.config.validation import ConfigErrors, validate_document
 from safewatch.config.yaml_lines import parse_yaml
-from safewatch.errors import StorageError
 from safewatch.llm.drafting import DraftResult
 from safewatch.llm.errors import DraftError, StaleDraft
 from safewatch.llm.guard import classify_changes, refuse_outside_rules
@@ -144,7 +143,7 @@ def save_draft(
         try:
             temp = write_temp(target, new_text)
         except OSError as exc:
-            raise StorageError(f"cannot write {target}: {exc}") from None
+            raise rule_write_error(target, exc) from None
         detail = {
             "source": source,
             "request": result.request,
@@ -176,5 +175,5 @@ def save_draft(
                 detail={"diff_sha256": diff_sha256, "error": str(exc)},
                 client=client,
             )
-            raise StorageError(f"cannot replace {target}: {exc}") from None
+            raise rule_write_error(target, exc) from None
     return SavedDraft(target=target, diff_sha256=diff_sha256, detail=detail)

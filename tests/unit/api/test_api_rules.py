@@ -3,8 +3,11 @@ validated as a whole set first, comments survive structured edits, and the rules
 
 from __future__ import annotations
 
+import errno
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -198,3 +201,33 @@ def test_live_socket_sends_geometry_state_metadata_and_frames(
     assert frame.status_code == 200 and frame.headers["x-frame-seq"] == "1"
     cameras = {c["id"]: c for c in client.get("/api/v1/cameras").json()}
     assert cameras["yard"]["live"] is True and cameras["dock"]["live"] is False
+
+
+def test_a_read_only_rules_folder_is_a_clear_refusal_not_a_server_error(
+    admin: tuple[TestClient, dict[str, str], Dashboard, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ConfigMap mount or a systemd unit without ReadWritePaths= refuses writes with EROFS.
+
+    (Tests may run as root, which no permission bit stops: the OS refusal is simulated where
+    the write begins, the temporary file beside the rule file.)"""
+    client, headers, _, rules = admin
+    real_mkstemp = tempfile.mkstemp
+
+    def read_only(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        if Path(kwargs.get("dir") or ".").resolve() == rules.resolve():
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    changed = RULES.replace("severity: medium", "severity: critical")
+    for refused in (
+        client.put("/api/v1/rules/files/yard.yaml", json={"text": changed}, headers=headers),
+        client.put(
+            "/api/v1/rules/hardhat-required/enabled", json={"enabled": False}, headers=headers
+        ),
+    ):
+        assert refused.status_code == 503, refused.text
+        message = refused.json()["message"]
+        assert "yard.yaml" in message and "is read-only" in message
+    assert (rules / "yard.yaml").read_text() == RULES
+    assert client.get("/api/v1/rules/status").json()["generation"] == 1
