@@ -29,14 +29,13 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from safewatch.config.rules_lock import rule_write_error, rules_folder_lock
+from safewatch.config.rules_lock import replace_rule_file, rule_write_error, rules_folder_lock
 from safewatch.config.ruleset import RuleSet, load_rules
 from safewatch.config.site import SiteConfig
 from safewatch.config.validation import ConfigErrors
 from safewatch.errors import ConfigError, NotFound
-from safewatch.storage.atomic import atomic_write
 
-__all__ = ["RuleFiles", "SaveResult"]
+__all__ = ["Record", "RuleFiles", "SaveResult"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}\.ya?ml$")
 MAX_FILE_BYTES = 1 << 20
@@ -69,12 +68,14 @@ def _flow(points: list[list[float]]) -> CommentedSeq:
     return outer
 
 
-def _write(path: Path, text: str) -> None:
-    """Replace rule file ``path`` atomically; a refusal (read-only folder) is a clear 503."""
-    try:
-        atomic_write(path, text)
-    except OSError as exc:
-        raise rule_write_error(path, exc) from None
+Record = Callable[[str, str | None], None]
+"""Writes the audit record of a change to rule file ``name`` (new text; ``None``: removed)."""
+
+
+def _write(path: Path, text: str, record: Record | None) -> None:
+    """Replace rule file ``path`` atomically, recorded first (as confirmed drafts are): a record
+    that cannot be written leaves the file, and so the rules in force, unchanged."""
+    replace_rule_file(path, text, None if record is None else lambda: record(path.name, text))
 
 
 def _remove_entry(data: CommentedMap, section: str, key: str) -> None:
@@ -186,8 +187,8 @@ class RuleFiles:
         except ConfigError as exc:
             raise _relocate(exc, folder, self.folder) from None
 
-    def save(self, name: str, text: str) -> SaveResult:
-        """Validate, then write ``name`` atomically.
+    def save(self, name: str, text: str, *, record: Record | None = None) -> SaveResult:
+        """Validate, then write ``name`` atomically (``record`` first, see :func:`_write`).
 
         Raises:
             ConfigError: The set would be invalid (nothing is written).
@@ -195,11 +196,11 @@ class RuleFiles:
         with rules_folder_lock(self.folder):
             rules = self.validate(name, text)
             path = self.file(name)
-            _write(path, text)
+            _write(path, text, record)
             return SaveResult(rules, path)
 
-    def delete(self, name: str) -> SaveResult:
-        """Remove rule file ``name`` if the rest stays valid.
+    def delete(self, name: str, *, record: Record | None = None) -> SaveResult:
+        """Remove rule file ``name`` if the rest stays valid (``record`` first).
 
         Raises:
             NotFound: No such file.
@@ -212,6 +213,8 @@ class RuleFiles:
             if not self.path.is_dir():
                 raise ConfigError("the only rule file cannot be removed", file=name)
             rules = self.validate(name, None)
+            if record is not None:
+                record(name, None)
             try:
                 path.unlink()
             except OSError as exc:
@@ -297,6 +300,7 @@ class RuleFiles:
         *,
         description: str | None = None,
         file: str | None = None,
+        record: Record | None = None,
     ) -> SaveResult:
         """Create or replace zone/line ``key`` and save (see :meth:`geometry_edit`)."""
         with rules_folder_lock(self.folder):
@@ -305,10 +309,12 @@ class RuleFiles:
             )
             rules = self.validate(name, text)
             path = self.file(name)
-            _write(path, text)
+            _write(path, text, record)
             return SaveResult(rules, path)
 
-    def delete_geometry(self, section: str, key: str) -> SaveResult:
+    def delete_geometry(
+        self, section: str, key: str, *, record: Record | None = None
+    ) -> SaveResult:
         """Remove zone/line ``key`` (refused while a rule still uses it)."""
         with rules_folder_lock(self.folder):
             name = self.locate(section, key)
@@ -319,10 +325,12 @@ class RuleFiles:
             text = self._dump(yaml, data)
             rules = self.validate(name, text)
             path = self.file(name)
-            _write(path, text)
+            _write(path, text, record)
             return SaveResult(rules, path)
 
-    def set_enabled(self, rule_id: str, enabled: bool) -> SaveResult:
+    def set_enabled(
+        self, rule_id: str, enabled: bool, *, record: Record | None = None
+    ) -> SaveResult:
         """Switch rule ``rule_id`` on or off in its file."""
         with rules_folder_lock(self.folder):
             for name in self.names():
@@ -336,7 +344,7 @@ class RuleFiles:
                         text = self._dump(yaml, data)
                         rules = self.validate(name, text)
                         path = self.file(name)
-                        _write(path, text)
+                        _write(path, text, record)
                         return SaveResult(rules, path)
             raise NotFound("rule", rule_id)
 

@@ -12,7 +12,8 @@ every acquisition: on Linux two open file descriptions exclude each other even w
 so the same lock serialises the server's threads, its API process and a CLI run. The lock file
 lives in the temporary folder, so a read-only or version-controlled rules folder gets no stray file.
 
-A write that the OS refuses is answered by :func:`rule_write_error` for every writer alike.
+Every writer puts a file in place with :func:`replace_rule_file` (record first, then rename), and
+a write that the OS refuses is answered by :func:`rule_write_error`, for every writer alike.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import errno
 import fcntl
 import hashlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from safewatch.errors import StorageError
+from safewatch.storage.atomic import commit, write_temp
 
-__all__ = ["lock_path", "rule_write_error", "rules_folder_lock"]
+__all__ = ["lock_path", "replace_rule_file", "rule_write_error", "rules_folder_lock"]
 
 
 def lock_path(folder: Path) -> Path:
@@ -75,3 +77,46 @@ def rule_write_error(target: Path, exc: OSError) -> StorageError:
     else:
         why = exc.strerror or str(exc)
     return StorageError(f"cannot write the rule file {target}: {why}")
+
+
+def replace_rule_file(
+    target: Path,
+    text: str,
+    record: Callable[[], None] | None = None,
+    *,
+    failed: Callable[[OSError], None] | None = None,
+) -> None:
+    """Put ``text`` in place as rule file ``target``, recorded before it becomes visible.
+
+    The text is written to a synced temporary file beside ``target``; then ``record`` runs (the
+    audit record); only then is the file renamed over ``target``. A record that cannot be
+    written (it raises) leaves the file untouched, so no rule change is ever live without its
+    record; a crash between the two leaves a record of a change that did not happen, which is
+    the safe side. Call it holding :func:`rules_folder_lock`.
+
+    Args:
+        target: The rule file.
+        text: Its new content.
+        record: Writes the record; whatever it raises is raised, nothing changed.
+        failed: Called with the error when the final rename fails (to record that).
+
+    Raises:
+        StorageError: The file cannot be written (:func:`rule_write_error`).
+    """
+    try:
+        temp = write_temp(target, text)
+    except OSError as exc:
+        raise rule_write_error(target, exc) from None
+    try:
+        if record is not None:
+            record()
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    try:
+        commit(temp, target)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        if failed is not None:
+            failed(exc)
+        raise rule_write_error(target, exc) from None

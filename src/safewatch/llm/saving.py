@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from safewatch.config.rules import RuleFile
-from safewatch.config.rules_lock import rule_write_error, rules_folder_lock
+from safewatch.config.rules_lock import replace_rule_file, rules_folder_lock
 from safewatch.config.validation import ConfigErrors, validate_document
 from safewatch.config.yaml_lines import parse_yaml
 from safewatch.llm.drafting import DraftResult
@@ -34,7 +34,6 @@ from safewatch.llm.errors import DraftError, StaleDraft
 from safewatch.llm.guard import classify_changes, refuse_outside_rules
 from safewatch.llm.workspace import RuleWorkspace, sha256_text
 from safewatch.llm.yaml_edit import merge_items
-from safewatch.storage.atomic import commit, write_temp
 
 __all__ = ["SAVED_ACTION", "AuditWriter", "SavedDraft", "save_draft"]
 
@@ -140,10 +139,6 @@ def save_draft(
     diff_sha256 = hashlib.sha256(result.diff.encode("utf-8")).hexdigest()
     with rules_folder_lock(target.parent):
         new_text = _reapply(result, workspace)
-        try:
-            temp = write_temp(target, new_text)
-        except OSError as exc:
-            raise rule_write_error(target, exc) from None
         detail = {
             "source": source,
             "request": result.request,
@@ -157,17 +152,13 @@ def save_draft(
             "diff_sha256": diff_sha256,
             "file_sha256": sha256_text(new_text),
         }
-        try:
+
+        def record() -> None:
             audit.audit(
                 SAVED_ACTION, actor=actor, subject=target.name, detail=detail, client=client
             )
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        try:
-            commit(temp, target)
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
+
+        def record_failure(exc: OSError) -> None:
             audit.audit(
                 FAILED_ACTION,
                 actor=actor,
@@ -175,5 +166,6 @@ def save_draft(
                 detail={"diff_sha256": diff_sha256, "error": str(exc)},
                 client=client,
             )
-            raise rule_write_error(target, exc) from None
+
+        replace_rule_file(target, new_text, record, failed=record_failure)
     return SavedDraft(target=target, diff_sha256=diff_sha256, detail=detail)

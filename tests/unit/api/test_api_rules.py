@@ -4,6 +4,7 @@ validated as a whole set first, comments survive structured edits, and the rules
 from __future__ import annotations
 
 import errno
+import hashlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from api_support import RULES, add_users, client_for, login, make_dashboard, nex
 from safewatch.api.dashboard import Dashboard
 from safewatch.domain import Detections, TrackedFrame
 from safewatch.domain.tracks import PPEState, Track
+from safewatch.errors import StorageError
 
 
 @pytest.fixture
@@ -231,3 +233,36 @@ def test_a_read_only_rules_folder_is_a_clear_refusal_not_a_server_error(
         assert "yard.yaml" in message and "is read-only" in message
     assert (rules / "yard.yaml").read_text() == RULES
     assert client.get("/api/v1/rules/status").json()["generation"] == 1
+
+
+def test_a_save_the_audit_log_refuses_is_not_put_in_force(
+    admin: tuple[TestClient, dict[str, str], Dashboard, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record comes first: a change the audit log cannot record never becomes live."""
+    client, headers, dashboard, rules = admin
+
+    def audit_down(*args: Any, **kwargs: Any) -> None:
+        raise StorageError("cannot write the audit log: database is locked")
+
+    monkeypatch.setattr(dashboard.auth, "audit", audit_down)
+    changed = RULES.replace("severity: medium", "severity: critical")
+    for refused in (
+        client.put("/api/v1/rules/files/yard.yaml", json={"text": changed}, headers=headers),
+        client.put(
+            "/api/v1/rules/hardhat-required/enabled", json={"enabled": False}, headers=headers
+        ),
+        client.put(
+            "/api/v1/zones/gate_area",
+            json={"camera": "yard", "points": [[0.1, 0.1], [0.3, 0.1], [0.3, 0.3]]},
+            headers=headers,
+        ),
+    ):
+        assert refused.status_code == 503, refused.text
+        assert (rules / "yard.yaml").read_text() == RULES
+    assert [p.name for p in rules.iterdir()] == ["yard.yaml"], "no temporary file is left"
+    assert dashboard.rules.reload_rules().generation == 1, "nothing changed on disk"
+    monkeypatch.undo()
+    saved = client.put("/api/v1/rules/files/yard.yaml", json={"text": changed}, headers=headers)
+    assert saved.json()["status"]["generation"] == 2
+    (record,), _ = dashboard.auth.audit_records(action="rules.save")
+    assert record.detail == {"file_sha256": hashlib.sha256(changed.encode()).hexdigest()}

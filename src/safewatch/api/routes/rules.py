@@ -3,7 +3,7 @@ files (validated as a whole set before anything is written, see :mod:`safewatch.
 switch rules on and off, and see or trigger the hot reload.
 
 Reading needs a viewer; changing rules needs an admin, and every save is written to the audit log
-with the file and the rule generation it produced.
+(with the file and its new SHA-256) before it is put in place and reloaded.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.deps import Admin, DashboardDep, Viewer, client_of
 from safewatch.api.errors import ERROR_RESPONSES, ApiError, config_details
-from safewatch.api.rulefiles import MAX_FILE_BYTES, RuleFiles, SaveResult
+from safewatch.api.rulefiles import MAX_FILE_BYTES, Record, RuleFiles, SaveResult
 from safewatch.api.schemas import ReloadStatusOut, ValidationOut
 from safewatch.config.ruleset import RuleSet
 from safewatch.errors import ConfigError
+from safewatch.llm.workspace import sha256_text
 from safewatch.rules.explain import explain_rule
 
-__all__ = ["router", "rule_files", "saved"]
+__all__ = ["recorder", "router", "rule_files", "saved"]
 
 router = APIRouter(prefix="/api/v1/rules", tags=["rules"], responses=ERROR_RESPONSES)
 
@@ -93,19 +94,25 @@ def _validation(rules: RuleSet) -> ValidationOut:
     )
 
 
-def saved(
-    dashboard: Dashboard, result: SaveResult, actor: str, client: str, action: str
-) -> SaveOut:
-    """Reload after a save, audit it, and say what happened."""
+def recorder(dashboard: Dashboard, actor: str, client: str, action: str) -> Record:
+    """The audit record of a rule-file change, written before the change is put in place.
+
+    Recording first (as confirmed drafts do): an audit log that cannot be written refuses the
+    change (503) instead of leaving it live and unrecorded while the admin is told it failed.
+    So the record holds the file's new hash, not the generation it will produce.
+    """
+
+    def record(name: str, text: str | None) -> None:
+        detail = {"removed": True} if text is None else {"file_sha256": sha256_text(text)}
+        dashboard.auth.audit(action, actor=actor, subject=name, detail=detail, client=client)
+
+    return record
+
+
+def saved(dashboard: Dashboard, result: SaveResult) -> SaveOut:
+    """Reload after a (recorded) save and say what happened."""
     status = dashboard.rules.reload_rules()
     name = result.file.name if result.file is not None else None
-    dashboard.auth.audit(
-        action,
-        actor=actor,
-        subject=name,
-        detail={"generation": status.generation, "ok": status.ok},
-        client=client,
-    )
     return SaveOut(
         file=name, validation=_validation(result.rules), status=ReloadStatusOut.of(status)
     )
@@ -224,8 +231,8 @@ async def save_file(
     """Validate the whole set and, only if valid, write the file and reload (422 otherwise)."""
 
     def run() -> SaveOut:
-        result = rule_files(dashboard).save(name, body.text)
-        return saved(dashboard, result, user.username, client_of(request), "rules.save")
+        record = recorder(dashboard, user.username, client_of(request), "rules.save")
+        return saved(dashboard, rule_files(dashboard).save(name, body.text, record=record))
 
     return await anyio.to_thread.run_sync(run)
 
@@ -237,8 +244,8 @@ async def delete_file(
     """Remove a file if the remaining set stays valid."""
 
     def run() -> SaveOut:
-        result = rule_files(dashboard).delete(name)
-        out = saved(dashboard, result, user.username, client_of(request), "rules.delete")
+        record = recorder(dashboard, user.username, client_of(request), "rules.delete")
+        out = saved(dashboard, rule_files(dashboard).delete(name, record=record))
         out.file = name
         return out
 
@@ -252,8 +259,10 @@ async def set_enabled(
     """Write ``enabled: false`` into the rule (or remove it) and reload."""
 
     def run() -> SaveOut:
-        result = rule_files(dashboard).set_enabled(rule_id, body.enabled)
         action = "rules.enable" if body.enabled else "rules.disable"
-        return saved(dashboard, result, user.username, client_of(request), action)
+        record = recorder(dashboard, user.username, client_of(request), action)
+        return saved(
+            dashboard, rule_files(dashboard).set_enabled(rule_id, body.enabled, record=record)
+        )
 
     return await anyio.to_thread.run_sync(run)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from safewatch.api.deps import Admin, DashboardDep, Operator, Viewer, client_of
 from safewatch.api.errors import ERROR_RESPONSES
-from safewatch.api.routes.rules import SaveOut, rule_files, saved
+from safewatch.api.routes.rules import SaveOut, recorder, rule_files, saved
 from safewatch.config.ruleset import rule_line_ids, rule_zone_ids
 
 __all__ = ["router"]
@@ -101,8 +101,9 @@ async def _put(
             [list(p) for p in body.points],
             description=body.description,
             file=body.file,
+            record=recorder(dashboard, user.username, client_of(request), f"{section}.save"),
         )
-        return saved(dashboard, result, user.username, client_of(request), f"{section}.save")
+        return saved(dashboard, result)
 
     return await anyio.to_thread.run_sync(run)
 
@@ -111,8 +112,8 @@ async def _delete(
     section: str, key: str, request: Request, user: Admin, dashboard: DashboardDep
 ) -> SaveOut:
     def run() -> SaveOut:
-        result = rule_files(dashboard).delete_geometry(section, key)
-        return saved(dashboard, result, user.username, client_of(request), f"{section}.delete")
+        record = recorder(dashboard, user.username, client_of(request), f"{section}.delete")
+        return saved(dashboard, rule_files(dashboard).delete_geometry(section, key, record=record))
 
     return await anyio.to_thread.run_sync(run)
 
