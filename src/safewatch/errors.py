@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "EditConflict",
     "FencedWrite",
     "ModelError",
     "NotFound",
@@ -85,6 +86,11 @@ class FencedWrite(StorageError):
             f"camera {camera_id!r}: write refused, this analyzer holds epoch {held} but the "
             f"lease is now owner {owner!r} at epoch {epoch}"
         )
+
+
+class EditConflict(SafewatchError):
+    """A change made against a version of a file that has changed since (another admin saved
+    meanwhile); applying it would silently undo their change. The API answers 409."""
 
 
 class NotFound(SafewatchError):

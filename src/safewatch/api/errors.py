@@ -27,7 +27,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from safewatch.api.auth.store import UserExists
 from safewatch.api.jobs import JobFinished
 from safewatch.config.validation import ConfigErrors
-from safewatch.errors import ConfigError, NotFound, SafewatchError, StorageError
+from safewatch.errors import (
+    ConfigError,
+    EditConflict,
+    NotFound,
+    SafewatchError,
+    StorageError,
+)
 from safewatch.incidents.lifecycle import InvalidTransition
 
 __all__ = [
@@ -173,7 +179,7 @@ def _safewatch_error(_request: Request, exc: Exception) -> Response:
         return error_response(404, "not_found", str(exc))
     if isinstance(exc, InvalidTransition):
         return error_response(409, "invalid_transition", str(exc))
-    if isinstance(exc, UserExists | JobFinished):
+    if isinstance(exc, UserExists | JobFinished | EditConflict):
         return error_response(409, "conflict", str(exc))
     if isinstance(exc, ConfigError):
         details = config_details(exc)

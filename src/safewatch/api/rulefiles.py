@@ -10,6 +10,11 @@ confirmed LLM drafts take too), and reloaded; an invalid one is answered with
 every ``file:line: field: message`` error and nothing on disk changes. Error locations name the
 real file, not the temporary copy.
 
+A file's version is its :func:`etag` (the SHA-256 of its text). A whole-file save or removal
+that names the version it was made against (HTTP ``If-Match``) is refused with
+:class:`~safewatch.errors.EditConflict` when the file has changed since, checked under the writer
+lock: an editor left open would otherwise silently undo another admin's switch, zone or draft.
+
 Structured edits (zones, lines, ``enabled``) use ruamel.yaml's round-trip mode, which keeps the
 officers' comments, key order and formatting; only the edited value changes.
 """
@@ -33,9 +38,10 @@ from safewatch.config.rules_lock import replace_rule_file, rule_write_error, rul
 from safewatch.config.ruleset import RuleSet, load_rules
 from safewatch.config.site import SiteConfig
 from safewatch.config.validation import ConfigErrors
-from safewatch.errors import ConfigError, NotFound
+from safewatch.errors import ConfigError, EditConflict, NotFound
+from safewatch.llm.workspace import sha256_text
 
-__all__ = ["Record", "RuleFiles", "SaveResult"]
+__all__ = ["Record", "RuleFiles", "SaveResult", "etag"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}\.ya?ml$")
 MAX_FILE_BYTES = 1 << 20
@@ -70,6 +76,31 @@ def _flow(points: list[list[float]]) -> CommentedSeq:
 
 Record = Callable[[str, str | None], None]
 """Writes the audit record of a change to rule file ``name`` (new text; ``None``: removed)."""
+
+
+def etag(text: str) -> str:
+    """The HTTP entity tag of a rule file's text (quoted, as the ``ETag`` header carries it)."""
+    return f'"{sha256_text(text)}"'
+
+
+def _check_version(path: Path, if_match: str | None) -> None:
+    """Refuse a change made against another version of ``path`` (``If-Match``; ``*``: any).
+
+    Raises:
+        EditConflict: The file's current version is none of those named.
+    """
+    if if_match is None:
+        return
+    current = etag(path.read_text(encoding="utf-8")) if path.is_file() else None
+    wanted = [tag.strip().removeprefix("W/") for tag in if_match.split(",")]
+    if current is not None and ("*" in wanted or current in wanted):
+        return
+    raise EditConflict(
+        f"{path.name} was changed by someone else since you opened it; reload it, re-apply your "
+        "edit and save again"
+        if current is not None
+        else f"{path.name} was removed since you opened it"
+    )
 
 
 def _write(path: Path, text: str, record: Record | None) -> None:
@@ -187,19 +218,25 @@ class RuleFiles:
         except ConfigError as exc:
             raise _relocate(exc, folder, self.folder) from None
 
-    def save(self, name: str, text: str, *, record: Record | None = None) -> SaveResult:
+    def save(
+        self, name: str, text: str, *, record: Record | None = None, if_match: str | None = None
+    ) -> SaveResult:
         """Validate, then write ``name`` atomically (``record`` first, see :func:`_write`).
 
         Raises:
             ConfigError: The set would be invalid (nothing is written).
+            EditConflict: ``if_match`` names another version than the file's (nothing written).
         """
         with rules_folder_lock(self.folder):
+            _check_version(self.file(name), if_match)
             rules = self.validate(name, text)
             path = self.file(name)
             _write(path, text, record)
             return SaveResult(rules, path)
 
-    def delete(self, name: str, *, record: Record | None = None) -> SaveResult:
+    def delete(
+        self, name: str, *, record: Record | None = None, if_match: str | None = None
+    ) -> SaveResult:
         """Remove rule file ``name`` if the rest stays valid (``record`` first).
 
         Raises:
@@ -210,6 +247,7 @@ class RuleFiles:
             path = self.file(name)
             if not path.is_file():
                 raise NotFound("rule file", name)
+            _check_version(path, if_match)
             if not self.path.is_dir():
                 raise ConfigError("the only rule file cannot be removed", file=name)
             rules = self.validate(name, None)

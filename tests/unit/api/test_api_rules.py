@@ -266,3 +266,42 @@ def test_a_save_the_audit_log_refuses_is_not_put_in_force(
     assert saved.json()["status"]["generation"] == 2
     (record,), _ = dashboard.auth.audit_records(action="rules.save")
     assert record.detail == {"file_sha256": hashlib.sha256(changed.encode()).hexdigest()}
+
+
+def test_a_save_from_a_stale_editor_is_refused_not_silently_undoing_a_change(
+    admin: tuple[TestClient, dict[str, str], Dashboard, Path],
+) -> None:
+    """Admin A opens the file, B disables a rule, A saves the text A opened: with If-Match the
+    save is refused (409) and B's change stays; with the current version it goes through."""
+    client, headers, _, rules = admin
+    opened = client.get("/api/v1/rules/files/yard.yaml", headers=headers)
+    version = opened.headers["ETag"]
+    assert opened.json()["etag"] == version
+    off = client.put(
+        "/api/v1/rules/hardhat-required/enabled", json={"enabled": False}, headers=headers
+    )
+    assert off.status_code == 200
+    disabled = (rules / "yard.yaml").read_text()
+    assert "enabled: false" in disabled
+    stale = client.put(
+        "/api/v1/rules/files/yard.yaml",
+        json={"text": opened.json()["text"]},
+        headers={**headers, "If-Match": version},
+    )
+    assert (stale.status_code, stale.json()["error"]) == (409, "conflict")
+    assert "yard.yaml was changed by someone else" in stale.json()["message"]
+    assert (rules / "yard.yaml").read_text() == disabled
+    gone = client.delete("/api/v1/rules/files/yard.yaml", headers={**headers, "If-Match": version})
+    assert gone.status_code == 409 and (rules / "yard.yaml").is_file()
+    current = client.get("/api/v1/rules/files/yard.yaml", headers=headers).headers["ETag"]
+    edited = disabled.replace("severity: medium", "severity: critical")
+    saved = client.put(
+        "/api/v1/rules/files/yard.yaml",
+        json={"text": edited},
+        headers={**headers, "If-Match": current},
+    )
+    assert saved.status_code == 200, saved.text
+    assert (rules / "yard.yaml").read_text() == edited
+    assert saved.headers["ETag"] == saved.json()["etag"] != current
+    again = client.get("/api/v1/rules/files/yard.yaml", headers=headers)
+    assert again.headers["ETag"] == saved.headers["ETag"]

@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Header, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.deps import Admin, DashboardDep, Viewer, client_of
 from safewatch.api.errors import ERROR_RESPONSES, ApiError, config_details
-from safewatch.api.rulefiles import MAX_FILE_BYTES, Record, RuleFiles, SaveResult
+from safewatch.api.rulefiles import MAX_FILE_BYTES, Record, RuleFiles, SaveResult, etag
 from safewatch.api.schemas import ReloadStatusOut, ValidationOut
 from safewatch.config.ruleset import RuleSet
 from safewatch.errors import ConfigError
@@ -30,6 +30,13 @@ router = APIRouter(prefix="/api/v1/rules", tags=["rules"], responses=ERROR_RESPO
 
 FileName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}\.ya?ml$")]
 RuleId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="if-match",
+        description="The file's ETag as read: refused with 409 if the file changed since.",
+    ),
+]
 
 
 def rule_files(dashboard: Dashboard) -> RuleFiles:
@@ -60,10 +67,11 @@ class RulesOut(BaseModel):
 
 
 class RuleFileOut(BaseModel):
-    """A rule file's text."""
+    """A rule file's text and its version (also the ``ETag`` header), for ``If-Match``."""
 
     name: str
     text: str
+    etag: str
 
 
 class RuleFileIn(BaseModel):
@@ -79,6 +87,8 @@ class SaveOut(BaseModel):
     file: str | None
     validation: ValidationOut
     status: ReloadStatusOut
+    etag: str | None = None
+    """The version written by a whole-file save (also its ``ETag`` header), for the next one."""
 
 
 class EnabledIn(BaseModel):
@@ -206,10 +216,13 @@ async def files(_user: Viewer, dashboard: DashboardDep) -> list[str]:
 
 
 @router.get("/files/{name}", response_model=RuleFileOut, summary="Read a rule file")
-async def read_file(name: FileName, _user: Viewer, dashboard: DashboardDep) -> RuleFileOut:
-    """A rule file's YAML."""
+async def read_file(
+    name: FileName, response: Response, _user: Viewer, dashboard: DashboardDep
+) -> RuleFileOut:
+    """A rule file's YAML, with its version in ``ETag`` to send back as ``If-Match``."""
     text = await anyio.to_thread.run_sync(rule_files(dashboard).read, name)
-    return RuleFileOut(name=name, text=text)
+    response.headers["ETag"] = etag(text)
+    return RuleFileOut(name=name, text=text, etag=etag(text))
 
 
 @router.post("/files/{name}/validate", response_model=ValidationOut, summary="Validate a rule file")
@@ -226,26 +239,45 @@ async def validate(
 
 @router.put("/files/{name}", response_model=SaveOut, summary="Save a rule file")
 async def save_file(
-    name: FileName, body: RuleFileIn, request: Request, user: Admin, dashboard: DashboardDep
+    name: FileName,
+    body: RuleFileIn,
+    request: Request,
+    response: Response,
+    user: Admin,
+    dashboard: DashboardDep,
+    if_match: IfMatch = None,
 ) -> SaveOut:
-    """Validate the whole set and, only if valid, write the file and reload (422 otherwise)."""
+    """Validate the whole set and, only if valid, write the file and reload (422 otherwise).
+
+    With ``If-Match`` (the ``ETag`` of the text the edit started from), a file changed since is
+    refused with 409 and left as it is; without it the save overwrites whatever is there.
+    """
 
     def run() -> SaveOut:
         record = recorder(dashboard, user.username, client_of(request), "rules.save")
-        return saved(dashboard, rule_files(dashboard).save(name, body.text, record=record))
+        files = rule_files(dashboard)
+        out = saved(dashboard, files.save(name, body.text, record=record, if_match=if_match))
+        out.etag = response.headers["ETag"] = etag(body.text)
+        return out
 
     return await anyio.to_thread.run_sync(run)
 
 
 @router.delete("/files/{name}", response_model=SaveOut, summary="Remove a rule file")
 async def delete_file(
-    name: FileName, request: Request, user: Admin, dashboard: DashboardDep
+    name: FileName,
+    request: Request,
+    user: Admin,
+    dashboard: DashboardDep,
+    if_match: IfMatch = None,
 ) -> SaveOut:
-    """Remove a file if the remaining set stays valid."""
+    """Remove a file if the remaining set stays valid (409 if ``If-Match`` names another
+    version)."""
 
     def run() -> SaveOut:
         record = recorder(dashboard, user.username, client_of(request), "rules.delete")
-        out = saved(dashboard, rule_files(dashboard).delete(name, record=record))
+        files = rule_files(dashboard)
+        out = saved(dashboard, files.delete(name, record=record, if_match=if_match))
         out.file = name
         return out
 

@@ -27,8 +27,8 @@ export class ApiError extends Error {
 }
 
 /** Call the JSON API; throws ApiError with the server's message. */
-export async function api(path, { method = "GET", body, raw = false, signal } = {}) {
-  const headers = { Accept: "application/json" };
+export async function api(path, { method = "GET", body, raw = false, signal, headers: extra = {} } = {}) {
+  const headers = { Accept: "application/json", ...extra };
   if (method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = csrf;
   let payload;
   if (body instanceof FormData) payload = body;

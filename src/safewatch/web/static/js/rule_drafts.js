@@ -21,8 +21,7 @@ function diffView(diff) {
 /** Reload the editor's text when it shows the file just saved (and has no unsaved edits). */
 async function refreshEditor(editor, file, before) {
   if (!editor || editor.file() !== file || editor.getText() !== before) return;
-  const saved = await api(`/api/v1/rules/files/${encodeURIComponent(file)}`).catch(() => null);
-  if (saved) editor.setText(saved.text);
+  await editor.reload(); // the text and its version (ETag), so the editor's next save is not stale
 }
 
 /** One draft: verdict, plain words, warnings, errors, YAML, diff and (if valid) Save. */

@@ -2,7 +2,11 @@
 //
 // Extension point (issue 8, natural-language rule builder): after the page is ready this module
 // dispatches "safewatch:rules-ready" on document with detail.editor = {getText(), setText(text),
-// validate(), save(), file()}; a panel module fills #rules-side-panel and un-hides it.
+// validate(), save(), file(), reload()}; a panel module fills #rules-side-panel and un-hides it.
+//
+// A save sends the version the text was loaded as (If-Match: the file's ETag): if another admin
+// (or a rule switch, a zone drawn, a draft saved) changed the file meanwhile, the server answers
+// 409 and nothing is overwritten; the editor keeps the text so the edit can be re-applied.
 import { api, attempt, can, el, fmtTime, pageData, toast } from "./api.js";
 
 const { files = [] } = pageData();
@@ -12,6 +16,7 @@ const problems = document.getElementById("problems");
 const state = document.getElementById("reload-state");
 for (const name of files) fileSelect.append(el("option", { value: name }, name));
 let saved = "";
+let version = null; // the ETag of the text last loaded or saved
 
 function showProblems(result) {
   if (result.ok) {
@@ -35,7 +40,7 @@ function jump(line) {
 async function load() {
   if (!fileSelect.value) return;
   const file = await attempt(() => api(`/api/v1/rules/files/${encodeURIComponent(fileSelect.value)}`));
-  if (file) { editor.value = file.text; saved = file.text; problems.replaceChildren(); }
+  if (file) { editor.value = file.text; saved = file.text; version = file.etag; problems.replaceChildren(); }
 }
 
 async function validate() {
@@ -46,14 +51,23 @@ async function validate() {
 
 async function save() {
   try {
-    const result = await api(`/api/v1/rules/files/${encodeURIComponent(fileSelect.value)}`, { method: "PUT", body: { text: editor.value } });
+    const result = await api(`/api/v1/rules/files/${encodeURIComponent(fileSelect.value)}`, {
+      method: "PUT", body: { text: editor.value }, headers: version ? { "If-Match": version } : {},
+    });
     saved = editor.value;
+    version = result.etag;
     showProblems(result.validation);
     toast(`Saved ${result.file}: generation ${result.status.generation}`, "ok");
     refresh();
     return result;
   } catch (error) {
     if (error.code === "invalid_config") showProblems({ ok: false, errors: error.details });
+    if (error.status === 409) {
+      // Changed on the server since it was loaded: say so where the problems are listed and keep
+      // the text (copy it, reload the file, re-apply the edit).
+      problems.replaceChildren(el("li", {}, `Not saved: ${error.message} `,
+        el("button", { type: "button", onclick: () => confirm("Load the current text? Your edit is discarded (copy it first).") && load() }, "Load current text")));
+    }
     toast(error.message, "error");
     return null;
   }
@@ -82,7 +96,8 @@ async function refresh() {
       onchange: async (event) => {
         const done = await attempt(() => api(`/api/v1/rules/${encodeURIComponent(r.id)}/enabled`, { method: "PUT", body: { enabled: event.target.checked } }),
           `${r.id} ${event.target.checked ? "enabled" : "disabled"}`);
-        if (done) { await load(); refresh(); } else event.target.checked = !event.target.checked;
+        // Unsaved edits stay in the editor (their save will then be refused as stale, 409).
+        if (done) { if (editor.value === saved) await load(); refresh(); } else event.target.checked = !event.target.checked;
       } })),
     el("td", {}, r.id), el("td", {}, r.kind), el("td", {}, el("span", { class: `sev sev-${r.severity}` }, r.severity)),
     el("td", {}, r.explanation))));
@@ -113,7 +128,7 @@ await load();
 await refresh();
 document.dispatchEvent(new CustomEvent("safewatch:rules-ready", {
   detail: {
-    editor: { getText: () => editor.value, setText: (text) => { editor.value = text; }, validate, save, file: () => fileSelect.value },
+    editor: { getText: () => editor.value, setText: (text) => { editor.value = text; }, validate, save, file: () => fileSelect.value, reload: load },
     files,
     panel: document.getElementById("rules-side-panel"),
   },
