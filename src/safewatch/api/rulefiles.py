@@ -15,8 +15,10 @@ that names the version it was made against (HTTP ``If-Match``) is refused with
 :class:`~safewatch.errors.EditConflict` when the file has changed since, checked under the writer
 lock: an editor left open would otherwise silently undo another admin's switch, zone or draft.
 
-Structured edits (zones, lines, ``enabled``) use ruamel.yaml's round-trip mode, which keeps the
-officers' comments, key order and formatting; only the edited value changes.
+Structured edits (zones, lines, ``enabled``) use ruamel.yaml's round-trip mode, which keeps key
+order and most comments, but re-indents the file (fixed indent, width 100), can lose the comment
+above the next entry when the edited entry's last key is removed or replaced, and drops a header
+comment before an explicit ``---`` (docs/api.md says so; a byte-exact edit is future work).
 """
 
 from __future__ import annotations
@@ -303,8 +305,8 @@ class RuleFiles:
         """The rule file that would hold zone/line ``key`` and its text with the edit (not saved).
 
         The zone stays in the file that defines it; a new one goes to ``file`` (default: the
-        first rule file, or ``zones.yaml`` in an empty folder). Comments, key order and the other
-        entries are kept as they are.
+        first rule file, or ``zones.yaml`` in an empty folder). Key order and the other entries
+        are kept (comments mostly: see the module docstring).
         """
         name = self.locate(section, key) or file or (self.names() or ["zones.yaml"])[0]
         path = self.file(name)

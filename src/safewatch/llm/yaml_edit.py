@@ -7,6 +7,9 @@ order, quoting and flow style; the sequence indentation is read from the file so
 ``rules:\\n- id: ...`` is not re-indented. New items are written from plain, already validated data
 in the house style (``[x, y]`` lists in flow style, times quoted), so nothing of the model's own
 formatting (tags, anchors, odd quoting) reaches the file.
+
+Known gaps (docs/llm.md says so): a comment before an explicit ``---`` at the top is dropped with
+the ``---``, and a comment just above the item after a replaced one can go with it.
 """
 
 from __future__ import annotations
