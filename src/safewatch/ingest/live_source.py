@@ -60,8 +60,9 @@ Frames from these are stamped with their wall receive time instead."""
 
 
 AHEAD_LIMIT = 60.0
-"""Seconds a camera's stamps may run ahead of the wall clock (or behind it) before they are
-re-anchored on it (the recorder re-anchors its segments' times by the same limit)."""
+"""Seconds a camera's stamps may run ahead of the wall clock before they are re-anchored on it
+(the recorder re-anchors its segments' times by the same limit). Stamps behind it are left
+there, by both: a forward step would split every track and incident."""
 
 
 @dataclass(slots=True)
@@ -384,13 +385,15 @@ class LiveSource:
         # jump) and the running total since the anchor count: a camera clock 0.2 % fast never
         # jumps but ran 42 s ahead after 6 h and 168 s after 24 h, while the recorder (which
         # measures the running total) re-anchored its segments, so footage and incidents
-        # disagreed. A clock running slow (or a stream that falls behind) is bounded the same way.
+        # disagreed. A clock running slow is left behind, as the recorder leaves it: catching up
+        # would be one forward step of a minute, a gap that ends every track and open incident
+        # and opens them again as new ones.
         limit = max(self._stall_timeout, AHEAD_LIMIT)
         jump = drift = 0.0
         if session is not None:
             jump = (pts - session.last_pts) - (received - session.last_received)
             drift = (pts - session.anchor_pts) - (received - session.anchor_wall)
-        if session is None or pts < session.last_pts or jump > limit or abs(drift) > limit:
+        if session is None or pts < session.last_pts or jump > limit or drift > limit:
             # New connection, or the camera restarted its clock: re-anchor on the wall clock, never
             # earlier than one frame after the previous stamp.
             anchor = received
