@@ -84,7 +84,7 @@ from safewatch.domain.arrival import ArrivalOrigin
 from safewatch.incidents.privacy import Box, anonymise, head_regions
 from safewatch.ingest.av_options import build_open_spec, source_kind
 from safewatch.ingest.factory import file_source_path
-from safewatch.ingest.file_source import media_duration
+from safewatch.ingest.file_source import media_duration, quarter_turns, stored_box
 from safewatch.ingest.picture_clock import PictureClock
 
 if TYPE_CHECKING:
@@ -361,6 +361,7 @@ def live_regions(
     height: int,
     *,
     clock: Moment | None = "arrival",
+    turns: int = 0,
 ) -> list[Box]:
     """Regions to hide in a ``width`` x ``height`` picture of the camera at ``filmed`` on
     ``clock`` (:func:`analysis_gap`): the heads of its newest analysed frame, grown by
@@ -379,11 +380,17 @@ def live_regions(
     if latest is None or gap is None or abs(gap) > settings.stale_seconds:
         return [(0, 0, width, height)]
     tracked = latest.tracked
-    sx = width / max(1, tracked.width)
-    sy = height / max(1, tracked.height)
+    # ``turns``: the picture is the stored one of a rotated file, which the analysis saw upright
+    # (FileSource): its heads are turned back onto it.
+    stored_w, stored_h = (
+        (tracked.height, tracked.width) if turns % 2 else (tracked.width, tracked.height)
+    )
+    sx = width / max(1, stored_w)
+    sy = height / max(1, stored_h)
     grow = settings.motion_margin
     regions: list[Box] = []
-    for x1, y1, x2, y2 in head_regions(tracked, privacy):
+    for box in head_regions(tracked, privacy):
+        x1, y1, x2, y2 = stored_box(box, turns, tracked.width, tracked.height)
         dx, dy = (x2 - x1) * grow, (y2 - y1) * grow
         regions.append(
             (
@@ -857,7 +864,15 @@ class _Feed:
         owner = self._owner
         privacy = owner.privacy(self.camera_id)
         regions = live_regions(
-            owner.live, self.camera_id, privacy, owner.settings, filmed, width, height, clock=clock
+            owner.live,
+            self.camera_id,
+            privacy,
+            owner.settings,
+            filmed,
+            width,
+            height,
+            clock=clock,
+            turns=quarter_turns(frame.rotation),
         )
         if privacy.mode != "off":
             self._count_stale(filmed, clock)

@@ -38,7 +38,14 @@ from safewatch.ingest.state import (
     StateListener,
 )
 
-__all__ = ["FileSource", "OriginKind", "media_duration"]
+__all__ = [
+    "FileSource",
+    "OriginKind",
+    "media_duration",
+    "quarter_turns",
+    "stored_box",
+    "upright",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +234,7 @@ class FileSource:
                     first_problem = first_problem or describe_error(error, str(self.path))
                     continue
                 for picture in pictures:
-                    if not decoded and _quarter_turns(picture.rotation) % 2:
+                    if not decoded and quarter_turns(picture.rotation) % 2:
                         # The container states the stored size; frames come out turned.
                         info = self._info
                         self._info = replace(info, width=info.height, height=info.width)
@@ -268,7 +275,7 @@ class FileSource:
             self._on_state(StateChange(self._camera_id, previous, state, message, time.time()))
 
 
-def _quarter_turns(rotation: float) -> int:
+def quarter_turns(rotation: float) -> int:
     """Counter-clockwise quarter turns (0-3) nearest a display matrix's ``rotation``."""
     return round(rotation / 90) % 4
 
@@ -283,10 +290,29 @@ def upright(image: Image, rotation: float) -> Image:
     auto-rotation. Only the rotation is applied (a mirrored matrix, rare outside selfie
     cameras, stays mirrored).
     """
-    turns = _quarter_turns(rotation)
+    turns = quarter_turns(rotation)
     if not turns:
         return image
     return np.ascontiguousarray(np.rot90(image, turns))
+
+
+def stored_box(
+    box: tuple[float, float, float, float], turns: int, width: int, height: int
+) -> tuple[float, float, float, float]:
+    """``box`` of an upright picture (``width`` x ``height``, turned ``turns`` quarter turns
+    counter-clockwise by :func:`upright`) in the picture as stored, before the turn.
+
+    A view that shows the stored picture (the dashboard's blurred live video decodes the file
+    again) must hide the heads the analysis found on the upright one where they lie there.
+    """
+    x1, y1, x2, y2 = box
+    w, h = width, height
+    for _ in range(turns % 4):
+        # one counter-clockwise turn undone: the picture before it is h wide and w high, and
+        # an upright point (x, y) was at (h - y, x) in it
+        x1, y1, x2, y2 = h - y2, x1, h - y1, x2
+        w, h = h, w
+    return x1, y1, x2, y2
 
 
 def _parse_creation_time(value: str | None) -> float | None:

@@ -628,3 +628,23 @@ def test_a_slow_camera_clock_is_followed_but_a_backlog_is_not(
     for second in range(3 * 3600, 3 * 3600 + 60):  # then a minute of pictures read 3 s late
         lag = lag_after(second, slow=50e-6, read_late=3.0)
     assert lag > 2.9
+
+
+def test_a_rotated_files_heads_are_hidden_on_the_stored_picture() -> None:
+    """Re-review: a rotated (phone) file is analysed upright (FileSource) but the blurred live
+    video decodes and shows it as stored, sideways; the upright head boxes were scaled onto the
+    sideways picture and hid the wrong place. Turned back, they cover the stored head."""
+    hub = LiveHub()
+    # upright 360 x 640 (portrait); the person's head near the top left
+    person = Track(1, "person", (40.0, 20.0, 100.0, 220.0), 0.9)
+    image = np.zeros((640, 360, 3), np.uint8)
+    now = time.time()
+    hub.publish_frame(TrackedFrame("cam", 1, 0.0, now, 360, 640, (person,)), image)
+    privacy, settings = PrivacyConfig(), VideoSettings()
+    upright_regions = live_regions(hub, "cam", privacy, settings, now, 360, 640)
+    stored = live_regions(hub, "cam", privacy, settings, now, 640, 360, turns=1)
+    assert len(upright_regions) == len(stored) == 1
+    (ux1, uy1, ux2, uy2), (sx1, sy1, sx2, sy2) = upright_regions[0], stored[0]
+    # one counter-clockwise turn undone: upright (x, y) was at (640 - y, x) when stored
+    assert abs(sx1 - (640 - uy2)) <= 2 and abs(sx2 - (640 - uy1)) <= 2
+    assert abs(sy1 - ux1) <= 2 and abs(sy2 - ux2) <= 2

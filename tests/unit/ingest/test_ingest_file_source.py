@@ -15,6 +15,7 @@ from ingest_media import remux
 from assets import asset
 from safewatch.errors import SourceError
 from safewatch.ingest import FileSource, SourceState, StateChange
+from safewatch.ingest.file_source import quarter_turns, stored_box, upright
 from safewatch.ingest.video_writer import Mp4Writer
 
 CLIP = "video/construction_cctv_640x352_24s.mp4"
@@ -234,3 +235,16 @@ def test_a_rotated_video_is_delivered_upright(
     others.remove(corner)
     for other in others:
         assert image[other].tolist() == pytest.approx([0, 0, 0], abs=12), other
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270, -90])
+def test_a_box_on_the_upright_picture_maps_back_onto_the_stored_one(rotation: int) -> None:
+    """The blurred live video shows the stored (sideways) picture of a rotated file, which the
+    analysis saw upright: a head box found upright must land on the same pixels stored."""
+    stored = np.zeros((48, 64), np.uint8)
+    stored[5:15, 40:52] = 255  # a head at x 40-52, y 5-15 of the stored picture
+    turned = upright(stored, rotation)
+    ys, xs = np.nonzero(turned)
+    box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+    height, width = turned.shape
+    assert stored_box(box, quarter_turns(rotation), width, height) == (40.0, 5.0, 52.0, 15.0)
