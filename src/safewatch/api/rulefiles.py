@@ -85,6 +85,13 @@ def etag(text: str) -> str:
     return f'"{sha256_text(text)}"'
 
 
+def _text_of(path: Path) -> str:
+    """A rule file's text exactly as stored: ``read_text`` turns ``\r\n`` into ``\n``, so the
+    version of a file saved with Windows line endings differed from the one its save returned,
+    and the client's next save with that ``If-Match`` was refused."""
+    return path.read_bytes().decode("utf-8")
+
+
 def _check_version(path: Path, if_match: str | None) -> None:
     """Refuse a change made against another version of ``path`` (``If-Match``; ``*``: any).
 
@@ -93,7 +100,7 @@ def _check_version(path: Path, if_match: str | None) -> None:
     """
     if if_match is None:
         return
-    current = etag(path.read_text(encoding="utf-8")) if path.is_file() else None
+    current = etag(_text_of(path)) if path.is_file() else None
     wanted = [tag.strip().removeprefix("W/") for tag in if_match.split(",")]
     if current is not None and ("*" in wanted or current in wanted):
         return
@@ -181,7 +188,7 @@ class RuleFiles:
         path = self.file(name)
         if not path.is_file():
             raise NotFound("rule file", name)
-        return path.read_text(encoding="utf-8")
+        return _text_of(path)
 
     def validate(self, name: str, text: str | None) -> RuleSet:
         """Load the whole set as it would be with ``name`` holding ``text`` (``None``: deleted).

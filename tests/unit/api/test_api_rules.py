@@ -305,3 +305,17 @@ def test_a_save_from_a_stale_editor_is_refused_not_silently_undoing_a_change(
     assert saved.headers["ETag"] == saved.json()["etag"] != current
     again = client.get("/api/v1/rules/files/yard.yaml", headers=headers)
     assert again.headers["ETag"] == saved.headers["ETag"]
+    # Windows line endings: the version a save returns is the one the next save is checked
+    # against (read_text turned \r\n into \n, so that save was refused)
+    crlf = client.put(
+        "/api/v1/rules/files/yard.yaml",
+        json={"text": edited.replace("\n", "\r\n")},
+        headers={**headers, "If-Match": saved.headers["ETag"]},
+    )
+    assert crlf.status_code == 200, crlf.text
+    next_save = client.put(
+        "/api/v1/rules/files/yard.yaml",
+        json={"text": edited},
+        headers={**headers, "If-Match": crlf.headers["ETag"]},
+    )
+    assert next_save.status_code == 200, next_save.text
