@@ -40,8 +40,9 @@ __all__ = [
     "file_sha256",
 ]
 
-CACHE_FORMAT = 1
-"""Bumped whenever what a cached frame holds, or how detections are computed, changes."""
+CACHE_FORMAT = 2
+"""Bumped whenever what a cached frame holds, or how detections are computed, changes (2: rotated
+files are analysed upright, so detections cached from their sideways frames no longer fit)."""
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
