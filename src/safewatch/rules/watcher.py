@@ -282,13 +282,15 @@ class RuleWatcher:
     def _relevant(self, change: Change, path: str) -> bool:
         del change
         name = Path(path).name
-        if self._single_file:
-            return name == self.path.name
-        # The watch is not recursive, like load_rules; editor swap and backup files do not count.
         # A Kubernetes ConfigMap volume is updated by renaming a new ``..data`` link over the old
         # one: the visible ``ppe.yaml -> ..data/ppe.yaml`` links never change, so the ``..``
-        # names (``..data``, ``..data_tmp``, ``..<timestamp>``) are the only sign of an edit.
-        return name.endswith(_SUFFIXES) or name.startswith("..")
+        # names (``..data``, ``..data_tmp``, ``..<timestamp>``) are the only sign of an edit,
+        # for a whole folder and for one file of it named alone (``--rules .../ppe.yaml``).
+        configmap = name.startswith("..")
+        if self._single_file:
+            return name == self.path.name or configmap
+        # The watch is not recursive, like load_rules; editor swap and backup files do not count.
+        return name.endswith(_SUFFIXES) or configmap
 
     def _run(self, folder: Path) -> None:
         while not self._stop.is_set():

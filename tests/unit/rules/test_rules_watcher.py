@@ -229,6 +229,19 @@ def test_a_configmap_update_is_applied(tmp_path: Path) -> None:
     assert holder.status.failures == 0
 
 
+def test_a_configmap_update_of_a_file_named_alone_is_applied(tmp_path: Path) -> None:
+    """``--rules /etc/safewatch/rules/ppe.yaml`` inside a ConfigMap mount: the ``..data`` swap is
+    the only event, and a watch of that one file let it through only for its own name."""
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    publish_configmap(folder, 1, {"ppe.yaml": SHARED})
+    holder = RuleSetHolder(load_rules(folder / "ppe.yaml"))
+    with RuleWatcher(folder / "ppe.yaml", holder, quiet=0.05, heartbeat=0.1):
+        publish_configmap(folder, 2, {"ppe.yaml": SHARED.replace("keep-out", "stay-out")})
+        wait_for(lambda: holder.current().number == 2)
+    assert [r.id for r in holder.current().rules.rules] == ["stay-out"]
+
+
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     holder = RuleSetHolder(load_rules(tmp_path))
     with pytest.raises(Exception, match="nope: rules folder or file not found"):
