@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -76,8 +76,16 @@ def _flow(points: list[list[float]]) -> CommentedSeq:
     return outer
 
 
-Record = Callable[[str, str | None], None]
-"""Writes the audit record of a change to rule file ``name`` (new text; ``None``: removed)."""
+class Record(Protocol):
+    """Writes the audit record of a change to a rule file, before the change is put in place,
+    and the record of its failure when the file then cannot be replaced or removed (the first
+    record would otherwise stand for a change that never happened)."""
+
+    def __call__(self, name: str, text: str | None) -> None:
+        """Record the change of rule file ``name`` to ``text`` (``None``: removed)."""
+
+    def failed(self, name: str, error: OSError) -> None:
+        """Record that the change just recorded could not be made."""
 
 
 def etag(text: str) -> str:
@@ -115,7 +123,15 @@ def _check_version(path: Path, if_match: str | None) -> None:
 def _write(path: Path, text: str, record: Record | None) -> None:
     """Replace rule file ``path`` atomically, recorded first (as confirmed drafts are): a record
     that cannot be written leaves the file, and so the rules in force, unchanged."""
-    replace_rule_file(path, text, None if record is None else lambda: record(path.name, text))
+    if record is None:
+        replace_rule_file(path, text)
+        return
+    replace_rule_file(
+        path,
+        text,
+        lambda: record(path.name, text),
+        failed=lambda error: record.failed(path.name, error),
+    )
 
 
 def _remove_entry(data: CommentedMap, section: str, key: str) -> None:
@@ -265,6 +281,8 @@ class RuleFiles:
             try:
                 path.unlink()
             except OSError as exc:
+                if record is not None:
+                    record.failed(name, exc)
                 raise rule_write_error(path, exc) from None
             return SaveResult(rules, None)
 

@@ -268,6 +268,27 @@ def test_a_save_the_audit_log_refuses_is_not_put_in_force(
     assert record.detail == {"file_sha256": hashlib.sha256(changed.encode()).hexdigest()}
 
 
+def test_a_save_recorded_but_not_made_is_recorded_as_failed(
+    admin: tuple[TestClient, dict[str, str], Dashboard, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record comes first; when the rename after it fails, a second record says so, or the
+    audit log would hold a change that never happened (confirmed drafts already did this)."""
+    client, headers, dashboard, rules = admin
+
+    def refused(temp: Path, target: Path) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("safewatch.config.rules_lock.commit", refused)
+    changed = RULES.replace("severity: medium", "severity: critical")
+    answer = client.put("/api/v1/rules/files/yard.yaml", json={"text": changed}, headers=headers)
+    assert answer.status_code == 503, answer.text
+    assert (rules / "yard.yaml").read_text() == RULES
+    (made,), _ = dashboard.auth.audit_records(action="rules.save")
+    (failed,), _ = dashboard.auth.audit_records(action="rules.save.failed")
+    assert made.detail == {"file_sha256": hashlib.sha256(changed.encode()).hexdigest()}
+    assert "Read-only file system" in failed.detail["error"]
+
+
 def test_a_save_from_a_stale_editor_is_refused_not_silently_undoing_a_change(
     admin: tuple[TestClient, dict[str, str], Dashboard, Path],
 ) -> None:

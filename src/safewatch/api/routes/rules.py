@@ -112,11 +112,30 @@ def recorder(dashboard: Dashboard, actor: str, client: str, action: str) -> Reco
     So the record holds the file's new hash, not the generation it will produce.
     """
 
-    def record(name: str, text: str | None) -> None:
-        detail = {"removed": True} if text is None else {"file_sha256": sha256_text(text)}
-        dashboard.auth.audit(action, actor=actor, subject=name, detail=detail, client=client)
+    return _AuditRecord(dashboard, actor, client, action)
 
-    return record
+
+class _AuditRecord:
+    """:func:`recorder`'s record: ``ACTION`` before the change, ``ACTION.failed`` if the file
+    could not be replaced or removed after it (a rename or unlink refused by the OS)."""
+
+    def __init__(self, dashboard: Dashboard, actor: str, client: str, action: str) -> None:
+        self._dashboard, self._actor, self._client, self._action = dashboard, actor, client, action
+
+    def __call__(self, name: str, text: str | None) -> None:
+        detail = {"removed": True} if text is None else {"file_sha256": sha256_text(text)}
+        self._dashboard.auth.audit(
+            self._action, actor=self._actor, subject=name, detail=detail, client=self._client
+        )
+
+    def failed(self, name: str, error: OSError) -> None:
+        self._dashboard.auth.audit(
+            f"{self._action}.failed",
+            actor=self._actor,
+            subject=name,
+            detail={"error": str(error)},
+            client=self._client,
+        )
 
 
 def saved(dashboard: Dashboard, result: SaveResult) -> SaveOut:
