@@ -198,7 +198,10 @@ def _bucket_start(slot: int, unit: str, tz: ZoneInfo) -> float:
     if unit == "hour":
         start = local.replace(minute=0, second=0, microsecond=0)
     else:
-        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        # A new datetime, not local.replace(hour=0): replace keeps fold=1 from the second pass of
+        # a repeated midnight hour (America/Havana, 2024-11-03), which would split that day into
+        # two buckets. A day starts at its first midnight (fold 0).
+        start = datetime(local.year, local.month, local.day, tzinfo=tz)
     return start.timestamp()
 
 

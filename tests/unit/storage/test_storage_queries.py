@@ -106,6 +106,18 @@ def test_days_in_a_half_hour_zone(db_engine: Engine) -> None:
     ] == [("03-01 00:00", 1), ("03-02 00:00", 2)]
 
 
+def test_a_repeated_midnight_is_one_day(db_engine: Engine) -> None:
+    """Havana leaves summer time at 01:00 on 2024-11-03, back to 00:00: that day's midnight hour
+    happens twice, and an incident in its second pass is still that one day."""
+    havana = ZoneInfo("America/Havana")
+    repo = IncidentRepository(db_engine)
+    repo.upsert(make(at("2024-11-03T00:20:00", havana, fold=0), track=1))
+    repo.upsert(make(at("2024-11-03T00:40:00", havana, fold=1), track=2))
+    repo.upsert(make(at("2024-11-03T12:00:00", havana), track=3))
+    days = repo.aggregate(["day"], tz="America/Havana")
+    assert [(b.start, b.count) for b in days] == [(at("2024-11-03T00:00:00", havana), 3)]
+
+
 def test_utc_days_by_default(repo: IncidentRepository) -> None:
     days = repo.aggregate(["day"])
     # In UTC: 23:30, 00:10, 01:59 CEST are 21:30, 22:10, 23:59 on the 28th; 02:30 CEST/CET,
