@@ -68,16 +68,30 @@ export function fmtTime(seconds, short = false) {
   return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
 }
 
-/** A datetime-local input's value (site time zone) as epoch seconds, or null. */
+/** The site's wall clock at epoch milliseconds `ms`, as milliseconds of that wall time read as UTC. */
+function wallClock(ms) {
+  const parts = Object.fromEntries(dateTime.formatToParts(new Date(ms)).map((p) => [p.type, p.value]));
+  return Date.UTC(+parts.year, +parts.month - 1, +parts.day, +parts.hour % 24, +parts.minute, +parts.second);
+}
+
+/**
+ * A datetime-local input's value (site time zone) as epoch seconds, or null.
+ *
+ * The zone's offset is not known until the moment is, so the offsets a day either side are the
+ * candidates (one, or the two of a daylight-saving change) and the one whose moment shows the
+ * typed wall time wins; a single correction with the offset at "wall time read as UTC" was an hour
+ * off next to a change (New York 2024-03-10T03:30 gave 08:30Z). Like the server (Python's fold=0):
+ * a time that happens twice is the first one, and a time a change skips is read with the offset
+ * before the change, i.e. the later moment (02:30 on New York's spring-forward night is 03:30 EDT).
+ */
 export function parseLocal(value) {
   if (!value) return null;
-  // Interpret the wall time in the site's zone: find the zone's offset at that moment.
-  const asUtc = Date.parse(`${value}:00Z`);
-  if (Number.isNaN(asUtc)) return null;
-  const shown = new Date(asUtc);
-  const parts = Object.fromEntries(dateTime.formatToParts(shown).map((p) => [p.type, p.value]));
-  const zoned = Date.UTC(+parts.year, +parts.month - 1, +parts.day, +parts.hour % 24, +parts.minute, +parts.second);
-  return (asUtc - (zoned - asUtc)) / 1000;
+  const typed = Date.parse(`${value}:00Z`);
+  if (Number.isNaN(typed)) return null;
+  const day = 86400000;
+  const candidates = [typed - day, typed + day].map((t) => typed - (wallClock(t) - t)).sort((a, b) => a - b);
+  const shown = candidates.find((t) => wallClock(t) === typed);
+  return (shown ?? candidates[candidates.length - 1]) / 1000;
 }
 
 /** Epoch seconds as a datetime-local input's value ("YYYY-MM-DDTHH:MM") in the site's zone. */

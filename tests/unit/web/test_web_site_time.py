@@ -1,0 +1,84 @@
+"""The dashboard's site-time helpers (``static/js/api.js``) run under Node.js: wall times typed in
+the site's zone, presets and chart axes around daylight-saving changes, checked against Python's
+``zoneinfo`` (the server's reading of the same wall time).
+
+The module is imported as the browser would, with a stub ``document`` that carries the site's zone;
+Node's own zone is set to another one, so nothing may depend on the machine's zone. Skipped where
+Node.js is missing (``.ci/run`` installs it with npm).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+JS = Path(__file__).resolve().parents[3] / "src" / "safewatch" / "web" / "static" / "js"
+API_JS = JS / "api.js"
+NODE = shutil.which("node")
+
+pytestmark = pytest.mark.skipif(NODE is None, reason="needs Node.js (.ci/run installs it with npm)")
+
+
+def run_js(timezone: str, body: str) -> Any:
+    """Run ``body`` (an async function body with ``site``, the imported ``api.js``, in scope) for
+    a site in ``timezone``; what it returns, through JSON."""
+    assert NODE is not None
+    script = (
+        "globalThis.document = {querySelector: () => null,"
+        f" body: {{dataset: {{timezone: {json.dumps(timezone)}}}}}}};\n"
+        f"const site = await import({json.dumps(API_JS.as_uri())});\n"
+        f"const result = await (async () => {{ {body} }})();\n"
+        "console.log(JSON.stringify(result));\n"
+    )
+    done = subprocess.run(
+        [NODE, "--input-type=module", "-e", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "TZ": "Asia/Kathmandu"},
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def wall(text: str, zone: str) -> float:
+    """Python's reading of a wall time in ``zone`` (fold 0: the first of a repeated time, and a
+    skipped time with the offset before the change), as the server reads it."""
+    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone)).timestamp()
+
+
+def utc(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("zone", "typed", "expected"),
+    [
+        # The hour after New York's change to summer time (02:00 -> 03:00 on 2024-03-10).
+        ("America/New_York", "2024-03-10T03:30", "2024-03-10T07:30"),
+        # The hour before Berlin's change (02:00 -> 03:00 CEST on 2024-03-31).
+        ("Europe/Berlin", "2024-03-31T01:30", "2024-03-31T00:30"),
+        # A time the change skips: read with the offset before it, so it is 03:30 after it.
+        ("America/New_York", "2024-03-10T02:30", "2024-03-10T07:30"),
+        # A time that happens twice (back to standard time on 2024-11-03): the first one.
+        ("America/New_York", "2024-11-03T01:30", "2024-11-03T05:30"),
+        ("Asia/Kathmandu", "2024-06-01T00:00", "2024-05-31T18:15"),
+        ("Europe/Berlin", "2024-10-27T03:30", "2024-10-27T02:30"),
+    ],
+)
+def test_a_typed_wall_time_is_read_in_the_site_zone(zone: str, typed: str, expected: str) -> None:
+    got = run_js(
+        zone, f"const s = site.parseLocal({json.dumps(typed)}); return [s, site.toLocalInput(s)];"
+    )
+    assert got[0] == utc(expected) == wall(typed, zone)
+    skipped = typed == "2024-03-10T02:30"
+    assert got[1] == ("2024-03-10T03:30" if skipped else typed)
