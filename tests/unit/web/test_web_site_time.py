@@ -82,3 +82,39 @@ def test_a_typed_wall_time_is_read_in_the_site_zone(zone: str, typed: str, expec
     assert got[0] == utc(expected) == wall(typed, zone)
     skipped = typed == "2024-03-10T02:30"
     assert got[1] == ("2024-03-10T03:30" if skipped else typed)
+
+
+SHIFT_STARTS = [6, 14, 22]  # incidents.js's SHIFT_STARTS
+
+
+@pytest.mark.parametrize(
+    ("zone", "now", "shift", "today"),
+    [
+        # 06:30 EDT on the 23-hour day New York changes to summer time: the 06:00 shift.
+        ("America/New_York", "2024-03-10T06:30", "2024-03-10T06:00", "2024-03-10T00:00"),
+        # 13:30 EST on the 25-hour day it changes back: still the 06:00 shift, not the 14:00 one.
+        ("America/New_York", "2024-11-03T13:30", "2024-11-03T06:00", "2024-11-03T00:00"),
+        ("Europe/Berlin", "2024-03-31T06:30", "2024-03-31T06:00", "2024-03-31T00:00"),
+        # Before 06:00 the night shift began yesterday at 22:00 (the day before had 23 hours).
+        ("America/New_York", "2024-03-11T04:30", "2024-03-10T22:00", "2024-03-11T00:00"),
+        ("Asia/Kathmandu", "2024-06-01T14:00", "2024-06-01T14:00", "2024-06-01T00:00"),
+    ],
+)
+def test_shift_and_today_start_on_the_site_clock(
+    zone: str, now: str, shift: str, today: str
+) -> None:
+    got = run_js(
+        zone,
+        f"const now = {wall(now, zone)};"
+        f" return [site.latestLocalHour(now, {SHIFT_STARTS}), site.latestLocalHour(now, [0])];",
+    )
+    assert got == [wall(shift, zone), wall(today, zone)]
+
+
+def test_today_starts_at_the_first_of_a_repeated_midnight() -> None:
+    """Havana goes back from 01:00 to 00:00 on 2024-11-03: at 00:40 of the second pass, today
+    began at the first 00:00."""
+    zone = "America/Havana"
+    now = datetime(2024, 11, 3, 0, 40, tzinfo=ZoneInfo(zone), fold=1).timestamp()
+    got = run_js(zone, f"return site.latestLocalHour({now}, [0]);")
+    assert got == wall("2024-11-03T00:00", zone) == now - 6000

@@ -101,6 +101,24 @@ export function toLocalInput(seconds) {
   return `${parts.year}-${parts.month}-${parts.day}T${parts.hour % 24 === 0 ? "00" : parts.hour}:${parts.minute}`;
 }
 
+/**
+ * The moment of the latest of `hours` (site wall-clock hours, ascending) at or before `now`:
+ * today's last one that has begun, else yesterday's last. Today's 00:00 is latestLocalHour(now, [0]).
+ *
+ * The hour is read off the site's clock, not counted from midnight: a day with a daylight-saving
+ * change has 23 or 25 hours, so at 06:30 on New York's 2024-03-10 only 5.5 hours have passed
+ * since midnight and a count would still be in yesterday's 22:00 shift.
+ */
+export function latestLocalHour(now, hours) {
+  const shown = toLocalInput(now);
+  const today = shown.slice(0, 10);
+  const at = (date, hour) => parseLocal(`${date}T${String(hour).padStart(2, "0")}:00`);
+  const begun = hours.filter((h) => h <= +shown.slice(11, 13));
+  if (begun.length) return at(today, begun[begun.length - 1]);
+  const yesterday = toLocalInput(at(today, 0) - 3600).slice(0, 10);
+  return at(yesterday, hours[hours.length - 1]);
+}
+
 export function fmtDuration(seconds) {
   if (seconds === null || seconds === undefined) return "running";
   if (seconds < 60) return `${seconds.toFixed(1)} s`;

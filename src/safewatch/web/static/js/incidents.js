@@ -10,7 +10,7 @@
 // * A flood is one row. Incidents of the same rule, camera and zone that started within
 //   GROUP_WINDOW of each other are grouped (on the page shown) into one row with a count; a
 //   decision on that row applies to exactly the incidents the row counted when it was drawn.
-import { api, attempt, can, el, fmtDuration, fmtTime, pageData, parseLocal, STATUS_LABEL, toast, toLocalInput, timezone } from "./api.js";
+import { api, attempt, can, el, fmtDuration, fmtTime, latestLocalHour, pageData, parseLocal, STATUS_LABEL, toast, toLocalInput, timezone } from "./api.js";
 
 const data = pageData();
 const form = document.getElementById("filters");
@@ -41,24 +41,11 @@ const groupBox = form.elements.namedItem("group");
 
 // -- time presets (in the site's time zone) --------------------------------------------------
 
-function siteMidnight(now) {
-  // The epoch of today's 00:00 in the site's zone: parse today's date at 00:00 there.
-  const today = toLocalInput(now).slice(0, 10);
-  return parseLocal(`${today}T00:00`);
-}
-
 function presetRange(preset, now = Date.now() / 1000) {
   if (preset === "hour") return [now - 3600, null];
-  if (preset === "today") return [siteMidnight(now), null];
-  if (preset === "shift") {
-    const midnight = siteMidnight(now);
-    const hour = (now - midnight) / 3600;
-    const starts = SHIFT_STARTS.filter((h) => h <= hour);
-    // Before the first start of the day the night shift began yesterday.
-    const start = starts.length ? midnight + starts[starts.length - 1] * 3600
-      : siteMidnight(midnight - 3600) + SHIFT_STARTS[SHIFT_STARTS.length - 1] * 3600;
-    return [start, null];
-  }
+  if (preset === "today") return [latestLocalHour(now, [0]), null];
+  // Before the first start of the day the night shift began yesterday.
+  if (preset === "shift") return [latestLocalHour(now, SHIFT_STARTS), null];
   return null;
 }
 
