@@ -118,3 +118,68 @@ def test_today_starts_at_the_first_of_a_repeated_midnight() -> None:
     now = datetime(2024, 11, 3, 0, 40, tzinfo=ZoneInfo(zone), fold=1).timestamp()
     got = run_js(zone, f"return site.latestLocalHour({now}, [0]);")
     assert got == wall("2024-11-03T00:00", zone) == now - 6000
+
+
+@pytest.mark.parametrize(
+    ("zone", "unit", "since", "until", "buckets", "axis"),
+    [
+        # West of UTC a local midnight is a UTC morning: each day's count stays under its date.
+        (
+            "America/New_York",
+            "day",
+            "2024-03-08T15:00",
+            "2024-03-12T09:00",
+            {"2024-03-09T00:00": 2, "2024-03-11T00:00": 5},
+            [
+                "2024-03-08T00:00",
+                "2024-03-09T00:00",
+                "2024-03-10T00:00",
+                "2024-03-11T00:00",
+                "2024-03-12T00:00",
+            ],
+        ),
+        # Berlin's 25-hour day (back to standard time on 2023-10-29).
+        (
+            "Europe/Berlin",
+            "day",
+            "2023-10-28T12:00",
+            "2023-10-30T01:00",
+            {"2023-10-29T00:00": 3, "2023-10-30T00:00": 1},
+            ["2023-10-28T00:00", "2023-10-29T00:00", "2023-10-30T00:00"],
+        ),
+        # Nepal is UTC+5:45: a local hour starts at 15 minutes past the UTC hour.
+        (
+            "Asia/Kathmandu",
+            "hour",
+            "2024-06-01T10:40",
+            "2024-06-01T13:05",
+            {"2024-06-01T12:00": 4},
+            ["2024-06-01T10:00", "2024-06-01T11:00", "2024-06-01T12:00", "2024-06-01T13:00"],
+        ),
+        # New York's skipped 02:00 hour is no bar.
+        (
+            "America/New_York",
+            "hour",
+            "2024-03-10T00:30",
+            "2024-03-10T04:10",
+            {"2024-03-10T01:00": 1, "2024-03-10T03:00": 2},
+            ["2024-03-10T00:00", "2024-03-10T01:00", "2024-03-10T03:00", "2024-03-10T04:00"],
+        ),
+    ],
+)
+def test_the_time_chart_puts_each_count_under_its_own_local_start(
+    zone: str,
+    unit: str,
+    since: str,
+    until: str,
+    buckets: dict[str, int],
+    axis: list[str],
+) -> None:
+    """The buckets are what /api/v1/stats answers: starts at the site's local midnights/hours."""
+    stats = [{"start": wall(start, zone), "count": count} for start, count in buckets.items()]
+    got = run_js(
+        zone,
+        f"return site.timeAxis({json.dumps(stats)}, {wall(since, zone)}, {wall(until, zone)},"
+        f" {json.dumps(unit)});",
+    )
+    assert got == [[wall(start, zone), buckets.get(start, 0)] for start in axis]

@@ -1,6 +1,6 @@
 // Analytics: counts by time, hour of day, camera, rule, kind, severity and status (SQL
 // aggregates in the site's time zone), with the trend against the previous period.
-import { api, attempt, el, pageData, timezone } from "./api.js";
+import { api, attempt, el, pageData, timeAxis, timezone } from "./api.js";
 import { bars, columns } from "./charts.js";
 
 const data = pageData();
@@ -37,15 +37,10 @@ async function load() {
   ]));
   if (!results) return;
   const [time, hours, cams, rules, kinds, sevs, statuses, previous] = results;
-  const step = unit === "hour" ? 3600 : 86400;
-  const counts = new Map(time.buckets.map((b) => [Math.round(b.start / step), b.count]));
-  const labels = [];
-  const values = [];
-  for (let t = Math.floor(since / step) * step; t <= until; t += step) {
-    labels.push(unit === "hour" ? `${hourFmt.format(new Date(t * 1000))}h` : dayFmt.format(new Date(t * 1000)));
-    values.push(counts.get(Math.round(t / step)) || 0);
-  }
-  columns(document.getElementById("c-time"), labels, values);
+  // Each bar is labelled by its own bucket's start (a local midnight or hour of the site).
+  const axis = timeAxis(time.buckets, since, until, unit);
+  const labels = axis.map(([t]) => unit === "hour" ? `${hourFmt.format(new Date(t * 1000))}h` : dayFmt.format(new Date(t * 1000)));
+  columns(document.getElementById("c-time"), labels, axis.map(([, count]) => count));
   const byHour = new Array(24).fill(0);
   for (const b of hours.buckets) byHour[+hourFmt.format(new Date(b.start * 1000)) % 24] += b.count;
   columns(document.getElementById("c-hour"), byHour.map((_, h) => String(h).padStart(2, "0")), byHour, { every: 3 });

@@ -119,6 +119,31 @@ export function latestLocalHour(now, hours) {
   return at(yesterday, hours[hours.length - 1]);
 }
 
+/**
+ * A chart's time axis: [start, count] for every local hour or day ("hour" | "day") of the site's
+ * zone from the one holding `since` through `until`, with the count of the /api/v1/stats bucket
+ * that starts there (0 for a quiet one). Steps go from local midnight to local midnight (23 or
+ * 25 hours on a daylight-saving change) or local hour to local hour (15 minutes past the UTC hour
+ * in Nepal), so each bucket sits under its own start; stepping UTC midnights and keying counts by
+ * start / 86400 put each day's count under the previous date west of UTC. A bucket's own start is
+ * always on the axis, even one the steps miss.
+ */
+export function timeAxis(buckets, since, until, unit) {
+  const counts = new Map(buckets.map((b) => [b.start, b.count]));
+  const starts = new Set(counts.keys());
+  if (unit === "hour") {
+    const first = Math.floor(since) - (wallClock(Math.floor(since) * 1000) / 1000) % 3600;
+    for (let t = first; t <= until; t += 3600) starts.add(t);
+  } else {
+    for (let t = latestLocalHour(since, [0]); t <= until;) {
+      starts.add(t);
+      const date = Date.parse(`${toLocalInput(t).slice(0, 10)}T00:00Z`);
+      t = parseLocal(new Date(date + 86400000).toISOString().slice(0, 16));
+    }
+  }
+  return [...starts].sort((a, b) => a - b).map((t) => [t, counts.get(t) || 0]);
+}
+
 export function fmtDuration(seconds) {
   if (seconds === null || seconds === undefined) return "running";
   if (seconds < 60) return `${seconds.toFixed(1)} s`;
