@@ -298,6 +298,10 @@ async function transition(ids, status) {
   const label = STATUS_LABEL[status];
   if (result.changed.length) toast(`${result.changed.length} incident${result.changed.length === 1 ? "" : "s"}: ${label}`, "ok");
   if (result.failed.length) toast(`${result.failed.length} not changed: ${result.failed[0].message}`, "error");
+  // Then reload the page shown: with a status filter the decided incidents leave the filtered
+  // set and the ones after them move up into this page. Patched in place only, the page kept
+  // the decided rows and `n` (offset + LIMIT) skipped the LIMIT incidents that had moved up.
+  await load();
   table.dataset.decided = String(Date.now());
 }
 

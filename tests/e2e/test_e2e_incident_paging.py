@@ -1,0 +1,107 @@
+"""Paging through a filtered incident list while deciding, in headless Chromium against a real
+``safewatch serve`` whose database was filled beforehand with 200 open incidents (no rule runs on
+its camera, so the list only changes when the test decides).
+
+With the *open* filter, a decision takes incidents out of the filtered set and the ones after
+them move up; the page must show them, so that ``n`` pages the set as it is now and no open
+incident is skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assets import asset
+from e2e_support import PASSWORD, Served, chromium, log_in, need_chromium, new_tab, serve
+from safewatch.domain import Incident, Severity, incident_id
+from safewatch.storage import IncidentRepository, create_engine_for
+from safewatch.storage.migrate import upgrade
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+COUNT = 200
+ROWS = "() => [...document.querySelectorAll('#incidents tbody tr[data-id]')].map(r => r.dataset.id)"
+
+
+def _seed(folder: Path) -> list[str]:
+    """Store COUNT open incidents 20 minutes apart (never grouped); their ids, newest first."""
+    engine = create_engine_for("sqlite:///data/safewatch.db", folder)
+    try:
+        upgrade(engine)
+        repository = IncidentRepository(engine)
+        now = time.time()
+        ids = []
+        for n in range(COUNT):
+            started = now - 3600 - n * 1200
+            incident = Incident(
+                id=incident_id("yard", "seeded", n, started),
+                camera_id="yard",
+                rule_id="seeded",
+                rule_kind="zone_intrusion",
+                severity=Severity.MEDIUM,
+                track_ids=(n,),
+                started_at=started,
+                ended_at=started + 5,
+                peak_confidence=0.8,
+                message=f"seeded incident {n}",
+            )
+            repository.upsert(incident)
+            ids.append(incident.id)
+        return ids
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, list[str]]]:
+    need_chromium()
+    folder = tmp_path_factory.mktemp("e2e-paging")
+    ids = _seed(folder)
+    cameras = {
+        "_model": asset("models/yolox_nano_coco.onnx"),
+        "yard": {
+            "source": str(asset("video/construction_cctv_640x352_24s.mp4")),
+            "fps": 1,
+            "models": ["coco"],
+            "loop": True,
+            "name": "Yard",
+        },
+    }
+    with serve(folder, cameras, "version: 1\nrules: []\n") as served:
+        yield served, ids
+
+
+@pytest.fixture(scope="module")
+def page(seeded: tuple[Served, list[str]]) -> Iterator[Any]:
+    with chromium() as browser:
+        tab = new_tab(browser, 20_000)
+        log_in(tab, f"{seeded[0].base}/login", "admin", PASSWORD, "**/live")
+        yield tab
+
+
+def test_deciding_a_filtered_page_then_paging_on_skips_nothing(
+    seeded: tuple[Served, list[str]], page: Any
+) -> None:
+    served, ids = seeded
+    page.goto(f"{served.base}/incidents?status=open&group=0&offset=50")
+    page.wait_for_function("() => document.getElementById('incidents').dataset.loaded")
+    assert page.evaluate(ROWS) == ids[50:100]
+    page.check("#check-all")
+    page.click("#bulk button[data-status=acknowledged]")
+    page.wait_for_function("() => document.getElementById('incidents').dataset.decided")
+    assert len(served.incidents(status="open", limit=200)) == COUNT - 50
+    # The page shown is page 2 of the open set as it is now: the incidents that moved up.
+    assert page.evaluate(ROWS) == ids[100:150]
+    assert page.inner_text("#page-info") == "51\u2013100 of 150"
+    page.locator("#incidents").focus()
+    page.keyboard.press("n")
+    page.wait_for_function(
+        "() => document.getElementById('page-info').textContent.startsWith('101')"
+    )
+    assert page.evaluate(ROWS) == ids[150:200]
+    assert page.inner_text("#page-info") == "101\u2013150 of 150"
