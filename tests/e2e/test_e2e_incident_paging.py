@@ -105,3 +105,18 @@ def test_deciding_a_filtered_page_then_paging_on_skips_nothing(
     )
     assert page.evaluate(ROWS) == ids[150:200]
     assert page.inner_text("#page-info") == "101\u2013150 of 150"
+
+
+def test_a_rule_the_site_no_longer_has_still_filters(
+    seeded: tuple[Served, list[str]], page: Any
+) -> None:
+    """The seeded incidents' rule is in no rule file of the site (a removed rule): a link that
+    filters on it lists its incidents, says so, and keeps the filter in the URL."""
+    served, ids = seeded
+    page.goto(f"{served.base}/incidents?rule=seeded&group=0")
+    page.wait_for_function("() => document.getElementById('incidents').dataset.loaded")
+    assert page.input_value("#f-rule") == "seeded"
+    assert page.inner_text("#f-rule option[value=seeded]") == "seeded (not in the site now)"
+    assert "rule=seeded" in page.url
+    assert page.evaluate(ROWS) == ids[:50]
+    assert page.inner_text("#page-info") == f"1\u201350 of {COUNT}"

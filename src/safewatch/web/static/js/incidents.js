@@ -78,7 +78,15 @@ for (const name of ["since", "until"]) {
 const params = new URLSearchParams(location.search);
 for (const name of ["camera", "rule", "severity", "status"]) {
   const value = params.get(name);
-  if (value !== null) form.elements.namedItem(name).value = value;
+  if (value === null) continue;
+  const select = form.elements.namedItem(name);
+  // A camera or rule the site no longer has (removed, renamed) still filters: its incidents are
+  // stored and a bookmark asks for them. A value no option holds would leave the select empty,
+  // list every incident and drop the parameter from the URL without a word.
+  if (value && (name === "camera" || name === "rule") && ![...select.options].some((o) => o.value === value)) {
+    select.append(el("option", { value }, `${value} (not in the site now)`));
+  }
+  select.value = value;
 }
 if (params.get("preset") && presetRange(params.get("preset"))) applyPreset(params.get("preset"));
 else {
