@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import yaml
 
 from assets import asset
+from blind_detector import CountingDetector
 from safewatch.config.loader import load_site
-from safewatch.domain import Detections, Frame
 from safewatch.footage import backtest
 from safewatch.footage.backtest import BacktestOptions, NamedRules, published, run_backtest
 from safewatch.footage.backtest_report import build_document, write_outputs
@@ -24,17 +23,6 @@ from safewatch.ingest.video_trim import trim_video
 from safewatch.rules import load_rules
 
 CLIP = "video/construction_cctv_640x352_24s.mp4"
-
-
-class CountingDetector:
-    """Finds nothing and counts the frames it was given."""
-
-    def __init__(self) -> None:
-        self.frames = 0
-
-    def detect(self, frames: Sequence[Frame]) -> list[Detections]:
-        self.frames += len(frames)
-        return [Detections.empty() for _ in frames]
 
 
 def test_a_cache_that_cannot_be_written_is_warned_about_and_the_results_published(

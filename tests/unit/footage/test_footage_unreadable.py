@@ -7,15 +7,14 @@ with their results. Every file is now opened up front, and every unreadable one 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import yaml
 
 from assets import asset
+from blind_detector import CountingDetector
 from safewatch.config.loader import LoadedSite, load_site
-from safewatch.domain import Detections, Frame
 from safewatch.errors import SourceError
 from safewatch.footage import backtest
 from safewatch.footage.audit import AuditOptions, run_audit
@@ -24,17 +23,6 @@ from safewatch.ingest.video_trim import trim_video
 from safewatch.rules import RuleSet, load_rules
 
 CLIP = "video/construction_cctv_640x352_24s.mp4"
-
-
-class CountingDetector:
-    """Finds nothing and counts the frames it was given."""
-
-    def __init__(self) -> None:
-        self.frames = 0
-
-    def detect(self, frames: Sequence[Frame]) -> list[Detections]:
-        self.frames += len(frames)
-        return [Detections.empty() for _ in frames]
 
 
 def site_and_rules(folder: Path) -> tuple[LoadedSite, RuleSet]:
