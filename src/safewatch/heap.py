@@ -18,8 +18,8 @@ def freeze_start_up_objects() -> None:
     whichever thread triggered it, and stopped every other thread meanwhile, the frame path
     included. Frozen (after one collection, so no garbage is frozen with them) they are still
     freed by reference counting; only cycles among them would outlive a reload. In
-    ``safewatch audit`` of the 598-frame construction clip (yolov8n) this saved 1.7 % of the
-    whole run's CPU (34.0 against 34.7 CPU-s, three alternating runs each).
+    ``safewatch audit`` of the 598-frame construction clip (yolov8n) this saved 1.6 % of the
+    whole run's CPU (34.0 against 34.6 CPU-s, medians of three alternating runs each).
     """
     gc.collect()
     gc.freeze()
