@@ -872,7 +872,9 @@ class _Feed:
             width,
             height,
             clock=clock,
-            turns=quarter_turns(frame.rotation),
+            # Only a file is analysed upright (FileSource); a network camera's frames are
+            # analysed as stored, display rotation or not, and its boxes already fit.
+            turns=quarter_turns(frame.rotation) if self._realtime else 0,
         )
         if privacy.mode != "off":
             self._count_stale(filmed, clock)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import av
@@ -648,3 +649,29 @@ def test_a_rotated_files_heads_are_hidden_on_the_stored_picture() -> None:
     # one counter-clockwise turn undone: upright (x, y) was at (640 - y, x) when stored
     assert abs(sx1 - (640 - uy2)) <= 2 and abs(sx2 - (640 - uy1)) <= 2
     assert abs(sy1 - ux1) <= 2 and abs(sy2 - ux2) <= 2
+
+
+@pytest.mark.parametrize(("is_file", "turned"), [(False, False), (True, True)])
+def test_only_a_file_cameras_heads_are_turned_back(
+    monkeypatch: pytest.MonkeyPatch, is_file: bool, turned: bool
+) -> None:
+    """Only FileSource analyses a rotated picture upright; a network camera (an http MP4 or HLS
+    stream can carry a display rotation too) is analysed as stored, so its boxes already fit
+    the picture the feed shows and must not be turned."""
+    hub = LiveHub()
+    person = Track(1, "person", (100.0, 100.0, 160.0, 300.0), 0.9)
+    now = time.time()
+    hub.publish_frame(
+        TrackedFrame("cam", 1, 0.0, now, 640, 360, (person,)), np.zeros((360, 640, 3), np.uint8)
+    )
+    owner = SimpleNamespace(live=hub, settings=VideoSettings(), privacy=lambda _c: PrivacyConfig())
+    feed = live_video._Feed(owner, "cam", "blurred")  # type: ignore[arg-type]
+    feed._realtime = is_file
+    monkeypatch.setattr(live_video, "quarter_turns", lambda _rotation: 1)  # frames say 90
+    noise = np.random.default_rng(7).integers(0, 256, (360, 640, 3), dtype=np.uint8)
+    picture = av.VideoFrame.from_ndarray(noise, format="rgb24")  # blur changes every region
+    shown = feed._hidden(picture, now, "arrival", 640, 360)
+    plain = picture.to_ndarray(format="yuv420p", width=640, height=360)
+    as_stored = live_regions(hub, "cam", PrivacyConfig(), VideoSettings(), now, 640, 360)
+    expected = live_video.hide_heads(plain, as_stored, PrivacyConfig().mode)
+    assert np.array_equal(shown, expected) is not turned
