@@ -105,6 +105,13 @@ def test_deciding_a_filtered_page_then_paging_on_skips_nothing(
     )
     assert page.evaluate(ROWS) == ids[150:200]
     assert page.inner_text("#page-info") == "101\u2013150 of 150"
+    # Deciding the whole last page leaves the last page there is, not an empty one.
+    page.evaluate("() => delete document.getElementById('incidents').dataset.decided")
+    page.check("#check-all")
+    page.click("#bulk button[data-status=acknowledged]")
+    page.wait_for_function("() => document.getElementById('incidents').dataset.decided")
+    assert page.inner_text("#page-info") == "51\u2013100 of 100"
+    assert page.evaluate(ROWS) == ids[100:150]
 
 
 def test_a_rule_the_site_no_longer_has_still_filters(

@@ -215,6 +215,12 @@ async function load(pick = false) {
   if (!page || loading !== request) return; // a newer load is under way: it decides the view
   items = page.items;
   total = page.total;
+  if (!items.length && offset > 0 && total > 0) {
+    // Every row of this page was decided out of a filtered list (the last page of "open"):
+    // show the last page there is now instead of an empty one.
+    offset = Math.floor((total - 1) / LIMIT) * LIMIT;
+    return load(pick);
+  }
   if (pick && !items.some((i) => i.id === selectedId)) { selectedId = items[0]?.id ?? null; selectedIncident = items[0] ?? null; }
   render();
   const ms = Math.round(performance.now() - started);
