@@ -156,6 +156,21 @@ def test_today_starts_at_the_first_of_a_repeated_midnight() -> None:
             {"2024-06-01T12:00": 4},
             ["2024-06-01T10:00", "2024-06-01T11:00", "2024-06-01T12:00", "2024-06-01T13:00"],
         ),
+        # Lord Howe goes back 30 minutes (02:00 +11 is 01:30 +10:30): whole hours only, once.
+        (
+            "Australia/Lord_Howe",
+            "hour",
+            "2024-04-07T00:10",
+            "2024-04-07T04:10",
+            {"2024-04-07T00:00": 1, "2024-04-07T02:00": 4, "2024-04-07T03:00": 4},
+            [
+                "2024-04-07T00:00",
+                "2024-04-07T01:00",
+                "2024-04-07T02:00",
+                "2024-04-07T03:00",
+                "2024-04-07T04:00",
+            ],
+        ),
         # New York's skipped 02:00 hour is no bar.
         (
             "America/New_York",

@@ -132,8 +132,13 @@ export function timeAxis(buckets, since, until, unit) {
   const counts = new Map(buckets.map((b) => [b.start, b.count]));
   const starts = new Set(counts.keys());
   if (unit === "hour") {
+    // Quarter-hour steps, keeping the whole local hours: after a 30-minute change (Lord Howe)
+    // whole hours are no longer 3600 s from the first one, and fixed steps added a zero bar at
+    // every half hour beside the server's buckets.
     const first = Math.floor(since) - (wallClock(Math.floor(since) * 1000) / 1000) % 3600;
-    for (let t = first; t <= until; t += 3600) starts.add(t);
+    for (let t = first; t <= until; t += 900) {
+      if ((wallClock(t * 1000) / 1000) % 3600 === 0) starts.add(t);
+    }
   } else {
     for (let t = latestLocalHour(since, [0]); t <= until;) {
       starts.add(t);
