@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import logging
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,8 @@ from safewatch.errors import StorageError
 from safewatch.storage.atomic import commit, write_temp
 
 __all__ = ["lock_path", "replace_rule_file", "rule_write_error", "rules_folder_lock"]
+
+log = logging.getLogger(__name__)
 
 
 def lock_path(folder: Path) -> Path:
@@ -116,6 +119,11 @@ def replace_rule_file(
     try:
         commit(temp, target)
     except OSError as exc:
+        if not temp.exists():
+            # Renamed into place; only the folder's sync failed (some network and FUSE file
+            # systems refuse to sync a folder). The change is made and recorded as made.
+            log.warning("rule file %s saved, but its folder could not be synced: %s", target, exc)
+            return
         temp.unlink(missing_ok=True)
         if failed is not None:
             failed(exc)

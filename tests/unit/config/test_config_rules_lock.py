@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import sys
 import textwrap
@@ -9,9 +10,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from safewatch.api.rulefiles import RuleFiles
-from safewatch.config.rules_lock import lock_path
+from safewatch.config.rules_lock import lock_path, replace_rule_file
 from safewatch.config.site import SiteConfig
+from safewatch.errors import StorageError
 
 SITE = SiteConfig.model_validate(
     {
@@ -74,3 +78,40 @@ def test_a_dashboard_save_waits_while_another_process_holds_the_folder(tmp_path:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_folder_that_cannot_be_synced_after_the_rename_is_a_made_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some network and FUSE file systems refuse to sync a folder: the rename had put the new
+    rules in place (and the watcher loads them), yet the save was answered 503 and recorded as
+    failed. Only a rename that did not happen is a failure."""
+    target = tmp_path / "yard.yaml"
+    target.write_text("old\n")
+    made: list[str] = []
+
+    def no_folder_sync(folder: Path) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr("safewatch.storage.atomic._sync_folder", no_folder_sync)
+    replace_rule_file(target, "new\n", lambda: made.append("record"), failed=made.append)
+    assert target.read_text() == "new\n"
+    assert made == ["record"]
+    assert [p.name for p in tmp_path.iterdir()] == ["yard.yaml"]
+
+
+def test_a_rename_that_fails_is_recorded_as_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "yard.yaml"
+    target.write_text("old\n")
+    failures: list[OSError] = []
+
+    def refused(src: object, dst: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("safewatch.storage.atomic.os.replace", refused)
+    with pytest.raises(StorageError, match="read-only"):
+        replace_rule_file(target, "new\n", lambda: None, failed=failures.append)
+    assert target.read_text() == "old\n" and len(failures) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["yard.yaml"]
