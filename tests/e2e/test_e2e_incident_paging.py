@@ -114,6 +114,28 @@ def test_deciding_a_filtered_page_then_paging_on_skips_nothing(
     assert page.evaluate(ROWS) == ids[100:150]
 
 
+def test_a_decided_row_leaves_the_selection_on_the_next_one(
+    seeded: tuple[Served, list[str]], page: Any
+) -> None:
+    """Working down the open list with `j` and `a`: the acknowledged row leaves the page and the
+    selection moves to the row now in its place, not to nothing (then `j` went to the top)."""
+    served, _ = seeded
+    page.goto(f"{served.base}/incidents?status=open&group=0")
+    page.wait_for_function("() => document.getElementById('incidents').dataset.loaded")
+    rows = page.evaluate(ROWS)
+    page.locator("#incidents").focus()
+    for _ in range(3):
+        page.keyboard.press("j")
+    selected = "() => document.getElementById('incidents').dataset.selected"
+    page.wait_for_function(f"() => ({selected})() && ({selected})() !== {rows[0]!r}")
+    index = rows.index(page.evaluate(selected))
+    page.evaluate("() => delete document.getElementById('incidents').dataset.decided")
+    page.keyboard.press("a")
+    page.wait_for_function("() => document.getElementById('incidents').dataset.decided")
+    assert page.evaluate(ROWS)[index] == rows[index + 1]
+    assert page.evaluate(selected) == rows[index + 1]
+
+
 def test_a_rule_the_site_no_longer_has_still_filters(
     seeded: tuple[Served, list[str]], page: Any
 ) -> None:

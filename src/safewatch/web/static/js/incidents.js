@@ -315,7 +315,11 @@ async function transition(ids, status) {
   // Then reload the page shown: with a status filter the decided incidents leave the filtered
   // set and the ones after them move up into this page. Patched in place only, the page kept
   // the decided rows and `n` (offset + LIMIT) skipped the LIMIT incidents that had moved up.
+  const at = selectedIndex();
   await load();
+  // A decided row that left the filtered page leaves the selection on the row now in its
+  // place (the next one), as working down a list expects, not on nothing (`j` went to the top).
+  if (selectedIndex() < 0 && at >= 0 && groups.length) selectRow(Math.min(at, groups.length - 1), false);
   table.dataset.decided = String(Date.now());
 }
 
