@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
@@ -45,6 +47,8 @@ _EVENTS = {
     EntryKind.INCIDENT_UPDATED: "updated",
     EntryKind.INCIDENT_CLOSED: "closed",
 }
+
+_DAY = 86_400.0
 
 _UPDATE_FIELDS = frozenset({"peak_confidence", "clip"})
 """The changes an ``updated`` alert is about (docs/alerts.md: the peak confidence rose, a clip
@@ -97,7 +101,7 @@ class OutboxWriter:
         for route in router.routes_for(incident, event, now, continued=continued):
             event_id = f"updated.{change.entry.seq}" if event == "updated" else event
             key = idempotency_key(incident.id, route.id, event_id)
-            held, due = self._hold(session, route, now)
+            held, due = self._hold(session, route, now, router.tz)
             payload: dict[str, Any] = {"incident": data, "event": event, "at": now}
             if held is not None:
                 payload["held"] = held
@@ -146,15 +150,15 @@ class OutboxWriter:
 
     @staticmethod
     def _hold(
-        session: Session, route: RouteConfig, now: float
+        session: Session, route: RouteConfig, now: float, tz: ZoneInfo
     ) -> tuple[Literal["digest", "rate_limit"] | None, float]:
         """Whether the route holds this alert for a summary, and until when."""
         if route.digest is not None:
-            return "digest", (math.floor(now / route.digest) + 1) * route.digest
+            return "digest", window(now, route.digest, tz)[1]
         limit = route.rate_limit
         if limit is None:
             return None, now
-        start = math.floor(now / limit.per) * limit.per
+        start, end = window(now, limit.per, tz)
         sent = session.scalar(
             select(func.count(func.distinct(OUTBOX.c.key))).where(
                 OUTBOX.c.route_id == route.id,
@@ -165,7 +169,7 @@ class OutboxWriter:
         )
         if int(sent or 0) < limit.count:
             return None, now
-        return "rate_limit", start + limit.per
+        return "rate_limit", end
 
     @staticmethod
     def _cancel_escalations(session: Session, incident_id: str, now: float) -> None:
@@ -178,6 +182,29 @@ class OutboxWriter:
             )
             .values(status="cancelled", updated_at=now, last_error="acknowledged in time")
         )
+
+
+def window(now: float, length: float, tz: ZoneInfo) -> tuple[float, float]:
+    """The digest or rate-limit window of ``length`` seconds holding ``now``, on the site's clock.
+
+    Windows tile each local day from its midnight (the first one, where a clock change repeats
+    it), the last one cut at the next midnight; windows of more than a day span whole local days,
+    counted from the first day of the proleptic calendar. Aligned to the epoch instead, a ``24h``
+    digest went out at 00:00 UTC: 16:00 or 17:00 in California, in the middle of a shift.
+    """
+    today = datetime.fromtimestamp(now, tz).date()
+    if length > _DAY:
+        days = math.ceil(length / _DAY)
+        first = date.fromordinal(today.toordinal() - (today.toordinal() - 1) % days)
+        return _midnight(first, tz), _midnight(first + timedelta(days=days), tz)
+    midnight = _midnight(today, tz)
+    start = midnight + math.floor((now - midnight) / length) * length
+    return start, min(start + length, _midnight(today + timedelta(days=1), tz))
+
+
+def _midnight(day: date, tz: ZoneInfo) -> float:
+    """When ``day`` starts on the site's clock (its first midnight)."""
+    return datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
 
 
 def _state_rows(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 from safewatch.alerts.outbox import Outbox, backoff
 from safewatch.alerts.routing import Router
 from safewatch.alerts.rows import OUTBOX, idempotency_key
-from safewatch.alerts.writer import OutboxWriter
+from safewatch.alerts.writer import OutboxWriter, window
 from safewatch.config.alerts import RetryConfig
 from safewatch.domain import IncidentStatus
 from safewatch.errors import NotFound
@@ -346,3 +347,37 @@ def test_suppress_continued_drops_only_the_opened_alert(
     )
     events = sorted({r.event for r in world.rows()})
     assert events == (["closed"] if suppress else ["closed", "opened"])
+
+
+def test_a_daily_digest_goes_out_at_the_sites_midnight(db_engine: Engine, tmp_path: Path) -> None:
+    """Windows were aligned to the epoch: a ``24h`` digest went out at 00:00 UTC, which is 01:00
+    in Berlin (the World's zone) and mid-afternoon in California. T0 is 23:13 in Berlin."""
+    world = World(db_engine, tmp_path, digest="24h", channels=["hook"], events=["opened"])
+    world.repo.upsert(make_incident(track=1, started_at=T0))
+    berlin = ZoneInfo("Europe/Berlin")
+    local = datetime.fromtimestamp(T0, berlin)
+    midnight = datetime(local.year, local.month, local.day, tzinfo=berlin) + timedelta(days=1)
+    assert {r.due_at for r in world.rows()} == {midnight.timestamp()}
+    assert midnight.timestamp() != (T0 // 86_400 + 1) * 86_400
+
+
+@pytest.mark.parametrize(
+    ("zone", "at", "length", "expected"),
+    [
+        # 15 minutes in Kathmandu (+5:45): quarter hours of the local day
+        ("Asia/Kathmandu", "2024-06-01T10:40", 900, ("2024-06-01T10:30", "2024-06-01T10:45")),
+        # 7 h windows of a local day: the last one is cut at midnight
+        ("Europe/Berlin", "2024-06-01T23:30", 25_200, ("2024-06-01T21:00", "2024-06-02T00:00")),
+        # one day across New York's 23-hour day
+        ("America/New_York", "2024-03-10T12:00", 86_400, ("2024-03-10T00:00", "2024-03-11T00:00")),
+    ],
+)
+def test_alert_windows_follow_the_sites_day(
+    zone: str, at: str, length: float, expected: tuple[str, str]
+) -> None:
+    tz = ZoneInfo(zone)
+
+    def local(text: str) -> float:
+        return datetime.fromisoformat(text).replace(tzinfo=tz).timestamp()
+
+    assert window(local(at), length, tz) == (local(expected[0]), local(expected[1]))
