@@ -82,14 +82,15 @@ class LiveSource:
     Timestamps: the first frame after each (re)connect is stamped with its wall receive time; later
     frames add their PTS difference to it, so frame spacing is the camera's, not the network's
     (MJPEG has no timestamps of its own: each of its frames is stamped with its receive time). A
-    PTS that jumps back, or stamps that run ahead of or behind the wall clock by more than
-    :data:`AHEAD_LIMIT` (in one step or summed since the anchor: a camera clock that drifts)
-    re-anchor the same way, so a camera's clock reset or drift never shifts incident times by more
-    than that. Time never moves backwards (a new anchor is at least one frame after the last
-    stamp), so stamps that ran ahead are held at the limit (frames one native interval apart),
-    never stepped back. ``Frame.pts`` is seconds since the very first frame, and ``seq`` keeps
-    counting across reconnects. Sampling runs on that unified timeline in the decode thread, so
-    unsampled frames are never converted to BGR.
+    PTS that jumps back, or stamps that run ahead of the wall clock by more than
+    :data:`AHEAD_LIMIT` (in one step or summed since the anchor: a camera clock that runs fast)
+    re-anchor the same way, so a camera's clock reset or fast drift never puts incident times
+    more than that in the future. Time never moves backwards (a new anchor is at least one frame
+    after the last stamp), so stamps that ran ahead are held at the limit (frames one native
+    interval apart), never stepped back; a clock that runs slow is left behind, as the recorder
+    leaves it (a step forward would end every track and incident). ``Frame.pts`` is seconds
+    since the very first frame, and ``seq`` keeps counting across reconnects. Sampling runs on
+    that unified timeline in the decode thread, so unsampled frames are never converted to BGR.
 
     States: ``connecting`` -> ``streaming``; a read that fails or no frame for ``stall_timeout``
     seconds -> ``stalled`` (the latter) -> ``reconnecting`` -> ``streaming`` ... ``failed`` when the
