@@ -7,7 +7,9 @@ runtime knows: the worker's and the source's state and the age of the newest dec
 
 * ``streaming``: frames arrive;
 * ``stale``: the source says streaming but no frame was decoded for longer than the readiness
-  threshold (:func:`~safewatch.api.health.stale_after`), e.g. a frozen encoder;
+  threshold (:func:`~safewatch.api.health.stale_after`), e.g. a stuck decoder;
+* ``frozen``: frames arrive but the picture has not changed at all for
+  ``watchdog.freeze_seconds`` (:mod:`safewatch.ingest.freeze`): nothing is analysed there;
 * ``reconnecting``: the stream failed or stalled and the source is trying again;
 * ``connecting``: first connection, or the worker is starting;
 * ``down``: the worker or the source gave up (failed, ended, stopped);
@@ -37,7 +39,14 @@ __all__ = [
 ]
 
 TileState = Literal[
-    "streaming", "stale", "reconnecting", "connecting", "down", "disabled", "unknown"
+    "streaming",
+    "stale",
+    "frozen",
+    "reconnecting",
+    "connecting",
+    "down",
+    "disabled",
+    "unknown",
 ]
 ReadinessSource = Callable[[], Readiness]
 
@@ -94,6 +103,8 @@ def tile_state(camera: CameraReadiness | None, *, enabled: bool = True) -> Camer
         state = "down"
     elif camera.source in ("reconnecting", "stalled") or camera.worker == "backoff":
         state = "reconnecting"
+    elif camera.source == "frozen":
+        state = "frozen"
     elif camera.source == "connecting" or camera.worker == "starting" or age is None:
         state = "connecting"
     elif age > stale_after(camera.fps_target):

@@ -45,7 +45,7 @@ class FrameCounts(BaseModel):
     inferred: int
     motion_skipped: int
     analysed: int
-    dropped: dict[str, int] = Field(description="By stage: source, mailbox, torn, stale.")
+    dropped: dict[str, int] = Field(description="By stage: source, frozen, mailbox, torn, stale.")
 
 
 class PPECoverageOut(BaseModel):

@@ -104,6 +104,15 @@ class WatchdogConfig(_Strict):
     stall_seconds: float = Field(
         10.0, gt=0, description="No frame for this long: the worker reconnects to the camera."
     )
+    freeze_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="A live camera whose picture stays the same, bit for bit, for this long is "
+        "'frozen': its frames are withheld from the analysis (the camera counts as down, open "
+        "incidents close as for an outage) until the picture changes. A real sensor's noise "
+        "changes pixels at least every keyframe, so an unchanged picture is a hung camera or "
+        "media server (or a blank one). 0 never looks.",
+    )
     progress_seconds: float = Field(
         60.0,
         gt=0,

@@ -34,11 +34,13 @@ class LiveTiming:
         io_timeout: Seconds a network read may block.
         stall_seconds: No frame for this long: reconnect.
         reconnect_cap: Longest delay between reconnect attempts, seconds.
+        freeze_seconds: The same picture for this long: the camera is ``frozen`` (0: never).
     """
 
     io_timeout: float = 5.0
     stall_seconds: float = 10.0
     reconnect_cap: float = 30.0
+    freeze_seconds: float = 60.0
 
 
 def file_source_path(camera_id: str, source: str, base_dir: Path) -> Path:
@@ -127,6 +129,7 @@ def open_source(
             io_timeout=live.io_timeout,
             stall_timeout=live.stall_seconds,
             backoff=Backoff(0.5, max(0.5, live.reconnect_cap)),
+            freeze_timeout=live.freeze_seconds or None,
             on_state=on_state,
         )
     path = file_source_path(camera_id, source, base_dir)

@@ -19,11 +19,12 @@ from typing import Literal
 import av
 from av.container import InputContainer
 
-from safewatch.domain.frame import Frame
+from safewatch.domain.frame import Frame, Image
 from safewatch.ingest.av_errors import describe_error
 from safewatch.ingest.av_options import build_open_spec
 from safewatch.ingest.backoff import STABLE_SECONDS, Backoff
 from safewatch.ingest.convert import BgrConverter
+from safewatch.ingest.freeze import FreezeWatch
 from safewatch.ingest.picture_clock import PictureClock
 from safewatch.ingest.redact import redact_url
 from safewatch.ingest.sampler import FrameSampler
@@ -48,7 +49,7 @@ _PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     av.error.DecoderNotFoundError,
 )
 
-_TROUBLE = (SourceState.STALLED, SourceState.FAILED)
+_TROUBLE = (SourceState.STALLED, SourceState.FROZEN, SourceState.FAILED)
 
 _INVENTED_CLOCK = frozenset({"mpjpeg", "mjpeg"})
 """Demuxers whose timestamps are made up: FFmpeg's MJPEG demuxers (an HTTP camera's
@@ -95,7 +96,12 @@ class LiveSource:
     States: ``connecting`` -> ``streaming``; a read that fails or no frame for ``stall_timeout``
     seconds -> ``stalled`` (the latter) -> ``reconnecting`` -> ``streaming`` ... ``failed`` when the
     URL can never work (unknown protocol) or ``max_attempts`` connection attempts in a row failed;
-    ``ended`` after :meth:`close`. Every URL in logs and messages is redacted.
+    ``ended`` after :meth:`close`. A picture that stays the same, bit for bit, for
+    ``freeze_timeout`` seconds -> ``frozen`` (:mod:`safewatch.ingest.freeze`): its frames are
+    withheld (counted in ``SourceStats.frozen``), so the analysis sees the camera as away rather
+    than a scene that never moves, until the picture changes (-> ``streaming``). The connection
+    is kept: the picture may come back by itself, and a reconnect would show ``streaming`` for
+    another ``freeze_timeout`` each time. Every URL in logs and messages is redacted.
 
     Args:
         camera_id: Camera key copied into every frame.
@@ -110,6 +116,8 @@ class LiveSource:
             once a connection has streamed for :data:`~safewatch.ingest.backoff.STABLE_SECONDS`.
         max_attempts: Consecutive failed connection attempts before ``failed``; ``None``: never
             give up (a camera may come back after a power cut).
+        freeze_timeout: Seconds of an unchanged picture before the source is ``frozen``;
+            ``None`` never looks.
         thread_type: FFmpeg decoder threading.
         on_state: Listener for state changes, called on the decode thread (or the closing one)
             while the source's lock is held: it must be quick; it may read the source.
@@ -129,6 +137,7 @@ class LiveSource:
         max_buffered: int = 2,
         backoff: Backoff | None = None,
         max_attempts: int | None = None,
+        freeze_timeout: float | None = None,
         thread_type: ThreadType = "AUTO",
         on_state: StateListener | None = None,
         clock: Callable[[], float] = time.time,
@@ -147,6 +156,9 @@ class LiveSource:
         self._sampler = FrameSampler(fps)
         self._backoff = backoff or Backoff()
         self._max_attempts = max_attempts
+        # One watch for the source's life, not per connection: a media server that repeats the
+        # last picture after a reconnect is still frozen.
+        self._freeze = FreezeWatch(freeze_timeout) if freeze_timeout is not None else None
         self._thread_type = thread_type
         self._on_state = on_state
         self._clock = clock
@@ -344,7 +356,8 @@ class LiveSource:
                     last_frame = now
                     if not delivered:
                         delivered = True
-                        self._set_state(SourceState.STREAMING, f"receiving {self.redacted_url}")
+                        if self.state is not SourceState.FROZEN:  # still the same picture
+                            self._set_state(SourceState.STREAMING, f"receiving {self.redacted_url}")
                     if not stable and now - connected >= STABLE_SECONDS:
                         # Only a connection that lasted starts the delays over: reset at its first
                         # picture, a camera that accepts, sends one and drops was retried every
@@ -414,9 +427,10 @@ class LiveSource:
         self._bump(decoded=1)
         if not self._sampler.keep(timestamp):
             return session
-        frame = Frame(
-            self._camera_id, self._seq, timestamp - self._origin, timestamp, convert(picture)
-        )
+        image = convert(picture)
+        if self._withheld_as_frozen(image, timestamp):
+            return session
+        frame = Frame(self._camera_id, self._seq, timestamp - self._origin, timestamp, image)
         self._seq += 1
         with self._cond:
             dropped = 0
@@ -431,6 +445,30 @@ class LiveSource:
             )
             self._cond.notify_all()
         return session
+
+    def _withheld_as_frozen(self, image: Image, timestamp: float) -> bool:
+        """Track the picture's changes; ``True`` (and counted) while it is frozen."""
+        watch = self._freeze
+        if watch is None:
+            return False
+        if watch.frozen(image, timestamp):
+            with self._cond:
+                self._stats = replace(self._stats, frozen=self._stats.frozen + 1)
+                state = self._state
+            if state is not SourceState.FROZEN:
+                self._set_state(
+                    SourceState.FROZEN,
+                    f"{self.redacted_url}: the picture has not changed for "
+                    f"{watch.unchanged_for(timestamp):.0f} s (frozen camera or blank picture)",
+                )
+            return True
+        with self._cond:
+            thawed = self._state is SourceState.FROZEN
+        if thawed:
+            self._set_state(
+                SourceState.STREAMING, f"receiving {self.redacted_url} (picture moves again)"
+            )
+        return False
 
     def _bump(self, *, decoded: int = 0, bad_packets: int = 0, reconnects: int = 0) -> None:
         with self._cond:

@@ -23,6 +23,7 @@ class SourceState(enum.StrEnum):
     CONNECTING = "connecting"
     STREAMING = "streaming"
     STALLED = "stalled"
+    FROZEN = "frozen"
     RECONNECTING = "reconnecting"
     ENDED = "ended"
     FAILED = "failed"
@@ -87,6 +88,8 @@ class SourceStats:
         reconnects: Connection attempts after the first one.
         untimed: Frames of a file timed one native frame after the previous one because their
             own stamps were missing or repeated (:mod:`safewatch.ingest.picture_clock`).
+        frozen: Sampled frames withheld because the picture had not changed for too long
+            (:mod:`safewatch.ingest.freeze`).
     """
 
     decoded: int = 0
@@ -95,3 +98,4 @@ class SourceStats:
     bad_packets: int = 0
     reconnects: int = 0
     untimed: int = 0
+    frozen: int = 0

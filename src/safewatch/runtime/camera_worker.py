@@ -85,6 +85,7 @@ class WorkerSpec:
         motion: Motion-gate settings.
         stall_seconds: No frame for this long: reconnect (live cameras).
         reconnect_cap: Longest delay between reconnect attempts, seconds.
+        freeze_seconds: The same picture for this long: ``frozen`` (live cameras; 0: never).
         ring_slots: Shared-memory slots (process workers).
         stats_interval: Seconds between :class:`StatsReport` heartbeats.
         io_timeout: Seconds a network read may block.
@@ -97,6 +98,7 @@ class WorkerSpec:
     motion: MotionConfig
     stall_seconds: float = 10.0
     reconnect_cap: float = 30.0
+    freeze_seconds: float = 60.0
     ring_slots: int = 4
     stats_interval: float = 0.25
     io_timeout: float = 5.0
@@ -117,7 +119,9 @@ def build_camera_source(
         spec.camera,
         base_dir=spec.base_dir,
         on_state=on_state,
-        live=LiveTiming(spec.io_timeout, spec.stall_seconds, spec.reconnect_cap),
+        live=LiveTiming(
+            spec.io_timeout, spec.stall_seconds, spec.reconnect_cap, spec.freeze_seconds
+        ),
     )
 
 

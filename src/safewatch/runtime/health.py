@@ -221,6 +221,7 @@ def camera_readiness(
             analysed=status.analysed,
             dropped={
                 "source": status.source_dropped,
+                "frozen": status.frozen_dropped,
                 "mailbox": status.mailbox_dropped,
                 "torn": status.torn_dropped,
                 "stale": status.stale_dropped,

@@ -77,6 +77,8 @@ class CameraStatus:
     """Person-seconds per PPE item, checked and all (:mod:`safewatch.runtime.ppe_coverage`)."""
     recording: RecordingState | None = None
     """Its continuous recording; ``None`` when it does not record here."""
+    frozen_dropped: int = 0
+    """Sampled frames withheld because the picture was frozen (:mod:`safewatch.ingest.freeze`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +209,8 @@ class _SnapshotCollector(Collector):
             "safewatch_camera_dropped_frames",
             "Sampled frames never analysed, by stage: source (decode buffer), mailbox (replaced "
             "by a newer frame before inference), torn (shared-memory slot overwritten), stale "
-            "(from a worker that was restarted).",
+            "(from a worker that was restarted), frozen (the picture had not changed for "
+            "watchdog.freeze_seconds).",
             labels=("camera", "stage"),
         )
         reconnects = _counter("safewatch_camera_reconnects", "Reconnect attempts to the camera.")
@@ -255,6 +258,7 @@ class _SnapshotCollector(Collector):
             skipped.add_metric(c, cam.motion_skipped)
             for stage, value in (
                 ("source", cam.source_dropped),
+                ("frozen", cam.frozen_dropped),
                 ("mailbox", cam.mailbox_dropped),
                 ("torn", cam.torn_dropped),
                 ("stale", cam.stale_dropped),

@@ -37,6 +37,7 @@ def worker_specs(
             motion=runtime.motion,
             stall_seconds=watchdog.stall_seconds,
             reconnect_cap=reconnect_cap,
+            freeze_seconds=watchdog.freeze_seconds,
             ring_slots=runtime.ring_slots,
             io_timeout=IO_TIMEOUT,
             log_level=decode_log_level,

@@ -129,6 +129,7 @@ class RuntimeStatus:
                     reconnects=status.stats.reconnects,
                     bad_packets=status.stats.bad_packets,
                     source_dropped=status.stats.dropped,
+                    frozen_dropped=status.stats.frozen,
                     mailbox_dropped=mailbox_drops.get(key, 0),
                     torn_dropped=inf.torn if inf else 0,
                     stale_dropped=inf.stale if inf else 0,

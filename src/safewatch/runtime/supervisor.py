@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 
 _MONITOR_INTERVAL = 0.2
 _MEMORY_INTERVAL = 2.0
-_DOWN = (SourceState.STALLED, SourceState.RECONNECTING)
+_DOWN = (SourceState.STALLED, SourceState.FROZEN, SourceState.RECONNECTING)
 """Source states of a camera that is away; streaming after one is logged as a recovery."""
 
 
@@ -141,6 +141,7 @@ def _add(a: SourceStats, b: SourceStats) -> SourceStats:
         bad_packets=a.bad_packets + b.bad_packets,
         reconnects=a.reconnects + b.reconnects,
         untimed=a.untimed + b.untimed,
+        frozen=a.frozen + b.frozen,
     )
 
 

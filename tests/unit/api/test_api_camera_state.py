@@ -45,6 +45,7 @@ def readiness(**changes: Any) -> CameraReadiness:
         ({"seconds_since_decoded": 3.5, "fps_target": 1.0}, "streaming"),  # 5 frames = 5 s
         ({"source": "reconnecting", "seconds_since_decoded": 0.5}, "reconnecting"),
         ({"source": "stalled"}, "reconnecting"),
+        ({"source": "frozen", "seconds_since_decoded": 0.1}, "frozen"),  # frames, same picture
         ({"worker": "backoff", "source": "connecting"}, "reconnecting"),
         ({"source": "connecting", "seconds_since_decoded": None}, "connecting"),
         ({"worker": "starting"}, "connecting"),

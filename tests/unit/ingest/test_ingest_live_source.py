@@ -384,3 +384,104 @@ def test_a_stream_whose_stamps_stop_advancing_stalls() -> None:
     assert (delivered, reason) == (True, "no frame for 5 s")
     assert source.state is SourceState.STALLED
     assert now[0] < 10.0  # noticed at the first packet past the stall timeout
+
+
+def _bgr_picture(image: np.ndarray, second: int) -> av.VideoFrame:
+    picture = av.VideoFrame.from_ndarray(image, format="bgr24")
+    picture.pts = picture.dts = second * 90_000
+    picture.time_base = Fraction(1, 90_000)
+    return picture
+
+
+def test_a_frozen_picture_is_withheld_until_it_moves_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A camera that repeats its last picture kept "streaming": the stall clock was fed, and a
+    person caught in a zone dwelt for ever on the repeated picture. The same picture for
+    ``freeze_timeout`` seconds is ``frozen`` (frames withheld and counted); a reconnect to the
+    same picture stays frozen (no streaming flap); a moving picture streams again."""
+    now = [0.0]
+    rng = np.random.default_rng(7)
+
+    def noisy() -> np.ndarray:
+        return rng.integers(90, 110, (64, 64, 3), dtype=np.uint8)  # a quiet scene's noise
+
+    still = noisy()
+    changes: list[StateChange] = []
+    source = LiveSource(
+        "gate",
+        "rtsp://127.0.0.1:1/x",
+        fps=5.0,
+        max_buffered=1000,
+        freeze_timeout=30.0,
+        backoff=Backoff(0.001, 0.001, jitter=0.0),
+        on_state=changes.append,
+        clock=lambda: 1_700_000_000.0 + now[0],
+        monotonic=lambda: now[0],
+    )
+    connections = iter(
+        [
+            [noisy() for _ in range(20)] + [still] * 60,  # moving, then 59 s of one picture
+            [still] * 10 + [noisy() for _ in range(5)],  # back on the same picture; then moves
+        ]
+    )
+    second = itertools.count()
+
+    def tick() -> None:
+        now[0] += 1.0
+
+    def pictures(images: list[np.ndarray]) -> Iterator[av.VideoFrame]:
+        for image in images:
+            yield _bgr_picture(image, next(second))
+        raise av.error.EOFError(541478725, "End of file")
+
+    def fake_open(*_args: object, **_kwargs: object) -> _FakeContainer:
+        images = next(connections, None)
+        if images is None:
+            source.close()
+            raise av.error.EOFError(541478725, "End of file")
+        return _FakeContainer("rtsp", pictures(images), tick)
+
+    monkeypatch.setattr(av, "open", fake_open)
+    source._run()
+    states = [c.state for c in changes]
+    assert states == [
+        SourceState.STREAMING,
+        SourceState.FROZEN,
+        SourceState.RECONNECTING,
+        SourceState.FROZEN,
+        SourceState.STREAMING,
+        SourceState.RECONNECTING,
+        SourceState.ENDED,
+    ]
+    assert "has not changed for 30 s" in changes[1].message
+    frames = list(source._buffer)
+    # 20 moving + 30 of the still picture (unchanged for 0-29 s) + the 5 moving ones at the end
+    assert len(frames) == 20 + 30 + 5
+    assert source.stats.frozen == 30 + 10
+    assert [f.seq for f in frames] == list(range(len(frames)))  # no hole in the sequence
+
+
+def test_a_quiet_scene_never_counts_as_frozen() -> None:
+    """Sensor noise of one grey level on a still scene is a live camera, however long."""
+    rng = np.random.default_rng(3)
+    base = np.full((64, 64, 3), 40, np.uint8)
+    images = iter(base + rng.integers(0, 2, (600, 64, 64, 3), dtype=np.uint8))
+    now = [1_700_000_000.0]
+    source = LiveSource(
+        "cam",
+        "rtsp://127.0.0.1:1/x",
+        fps=5.0,
+        max_buffered=1000,
+        freeze_timeout=30.0,
+        clock=lambda: now[0],
+    )
+    stamps = PictureClock()
+    session = None
+    for i in range(600):  # 10 min at 1 fps
+        session = source._deliver(
+            _Picture(i * 90_000), session, 1.0, lambda _p: next(images), stamps
+        )
+        now[0] += 1.0
+    assert len(source._buffer) == 600
+    assert source.stats.frozen == 0

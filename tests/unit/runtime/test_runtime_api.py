@@ -101,7 +101,13 @@ def test_readyz_reports_every_camera_as_plain_json() -> None:
     assert yard["seconds_since_decoded"] == pytest.approx(0.05, abs=1e-3)
     assert yard["seconds_since_inferred"] == pytest.approx(0.2, abs=1e-3)
     assert yard["seconds_since_evaluated"] == pytest.approx(0.1, abs=1e-3)
-    assert yard["frames"]["dropped"] == {"source": 0, "mailbox": 3, "torn": 0, "stale": 0}
+    assert yard["frames"]["dropped"] == {
+        "source": 0,
+        "frozen": 0,
+        "mailbox": 3,
+        "torn": 0,
+        "stale": 0,
+    }
     assert yard["pid"] == 4242
 
 
@@ -129,6 +135,25 @@ def test_a_camera_whose_frames_are_not_evaluated_any_more_is_not_ready() -> None
     ended = camera_readiness(status(worker_state="ended", source_state="ended"), NOW)
     assert overall({"clip": ended}, (OK,)) == "ready"  # a finished file is not a failure
     assert overall({"clip": ended}, (OK,), stopping=True) == "stopping"
+
+
+def test_a_frozen_camera_is_down_for_readiness_and_metrics() -> None:
+    """Frames arrive but the picture is frozen: not ready, not up, its withheld frames counted
+    (SafewatchCameraDown fires on safewatch_camera_up == 0)."""
+    frozen = status(
+        "dock",
+        source_state="frozen",
+        message="the picture has not changed for 60 s",
+        frozen_dropped=12,
+    )
+    services = FakeServices([status("yard"), frozen])
+    one = client(services).get("/readyz", params={"camera": "dock"})
+    assert one.status_code == 503
+    assert one.json()["frames"]["dropped"]["frozen"] == 12
+    text = client(services).get("/metrics").text
+    assert 'safewatch_camera_up{camera="dock"} 0.0' in text
+    assert 'safewatch_camera_state{camera="dock",state="frozen"} 1.0' in text
+    assert 'safewatch_camera_dropped_frames_total{camera="dock",stage="frozen"} 12.0' in text
 
 
 def test_healthz_is_liveness_only() -> None:

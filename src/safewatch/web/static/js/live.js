@@ -81,7 +81,7 @@ function tile(camera) {
     if (!shown) return;
     const age = shown.frame_age === null ? null : shown.frame_age + (performance.now() - shownAt) / 1000;
     const ageText = age === null ? "" : age < 2 ? "" : ` · frame ${age < 90 ? `${age.toFixed(0)} s` : `${Math.round(age / 60)} min`} old`;
-    const word = { streaming: "streaming", stale: "stale", reconnecting: "reconnecting", connecting: "connecting", down: "down", disabled: "disabled", unknown: "state unknown" }[shown.state] || shown.state;
+    const word = { streaming: "streaming", stale: "stale", frozen: "picture frozen", reconnecting: "reconnecting", connecting: "connecting", down: "down", disabled: "disabled", unknown: "state unknown" }[shown.state] || shown.state;
     state.textContent = `${word}${ageText}${socketUp ? "" : " · server unreachable"}`;
     state.className = `state st-cam-${shown.state}`;
     state.title = shown.message || "";
