@@ -132,6 +132,9 @@ class Dispatcher:
         self._inflight = 0
         self._busy: Counter[str] = Counter()  # deliveries in flight per channel
         self._state_locks: dict[str, threading.Lock] = {}
+        # Channels whose waiting retries were made due after a retry got through, with no
+        # failure since: their later successful retries need not update the outbox again.
+        self._expedited: set[str] = set()
 
     def add_listener(self, listener: Callable[[Delivery], None]) -> None:
         """Also report deliveries to ``listener``."""
@@ -305,6 +308,8 @@ class Dispatcher:
         now = self._clock()
         if not self.outbox.delivered(item, self.worker_id, now, receipt):
             return self._report(Delivery(item, "lost", self._latency(item), receipt=receipt))
+        if item.attempts > 0:
+            self._expedite(item.channel, now)
         log.info(
             "alerts: %s %s via %s (%s, attempt %d): %s",
             item.event,
@@ -315,6 +320,26 @@ class Dispatcher:
             receipt,
         )
         return self._report(Delivery(item, "delivered", self._latency(item), receipt=receipt))
+
+    def _expedite(self, channel: str, now: float) -> None:
+        """A retry went through: the receiver is back, so the channel's other retries go now
+        rather than each after its own backoff (up to ``max_delay``). Once per recovery: the
+        outbox is updated again only after another failure on the channel."""
+        with self._lock:
+            if channel in self._expedited:
+                return
+            self._expedited.add(channel)
+        try:
+            if expedited := self.outbox.expedite(channel, now):
+                log.info(
+                    "alerts: channel %s answers again; %d waiting retries sent now",
+                    channel,
+                    expedited,
+                )
+        except StorageError as error:  # they only wait out their backoff, as before
+            log.warning("alerts: cannot expedite the retries of %s: %s", channel, error)
+            with self._lock:
+                self._expedited.discard(channel)
 
     def _state_lock(self, channel: str) -> threading.Lock:
         with self._lock:
@@ -338,6 +363,8 @@ class Dispatcher:
             rng=self._rng,
         )
         attempt = item.attempts + 1
+        with self._lock:
+            self._expedited.discard(item.channel)  # its next retry through expedites again
         if outcome == "dead":
             log.error(
                 "alerts: giving up on %s via %s after %d attempt(s): %s",

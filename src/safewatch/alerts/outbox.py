@@ -416,6 +416,32 @@ class Outbox:
         with self._session("count alerts") as session:
             return {str(status): int(n) for status, n in session.execute(query).all()}
 
+    def expedite(self, channel: str, now: float) -> int:
+        """Make every retry waiting on ``channel`` due now: the channel has just answered again.
+
+        Deliveries that failed during an outage wait out their own backoff, up to ``max_delay``
+        (5 minutes by default) after the receiver is back; the first one through proves it is,
+        so the rest need not wait. Attempts and errors are kept.
+
+        Returns:
+            How many rows were made due.
+
+        Raises:
+            StorageError: The database cannot be written.
+        """
+        statement = (
+            update(OUTBOX)
+            .where(
+                OUTBOX.c.status == "pending",
+                OUTBOX.c.channel == channel,
+                OUTBOX.c.attempts > 0,
+                OUTBOX.c.due_at > now,
+            )
+            .values(due_at=now, updated_at=now)
+        )
+        with self._session(f"expedite the retries of channel {channel}") as session:
+            return _rowcount(session, statement)
+
     def requeue(self, ids: Sequence[str] | None, now: float) -> int:
         """Send dead deliveries again: these ids, or every dead one when ``ids`` is ``None``.
 

@@ -317,7 +317,13 @@ class TemplateConfig(_Strict):
 class RetryConfig(_Strict):
     """Exponential backoff with jitter, then the dead-letter state (``safewatch alerts list``)."""
 
-    max_attempts: int = Field(10, ge=1, le=1000, description="Attempts before a dead letter.")
+    max_attempts: int = Field(
+        400,
+        ge=1,
+        le=1000,
+        description="Attempts before a dead letter; 400 at the default delays retry for about "
+        "a day (16-33 h), so a receiver down overnight or over a weekend night loses nothing.",
+    )
     initial: Duration = Field(2.0, gt=0, description="Delay after the first failure.")
     max_delay: Duration = Field(300.0, gt=0, description="Longest delay between attempts.")
     jitter: float = Field(

@@ -100,6 +100,42 @@ def test_a_permanent_refusal_is_a_dead_letter_until_retried(rig: Rig) -> None:
     assert chat.sent[0].key == dead.key
 
 
+def test_the_first_retry_through_sends_the_channels_other_retries_at_once(rig: Rig) -> None:
+    """After an outage each retry waited out its own backoff (up to max_delay, 5 minutes by
+    default) although the receiver had answered one of them: the backlog trickled out."""
+    chat = rig.channels["chat"]
+    chat.fail = DeliveryError("connection refused")
+    rig.repo.upsert(make_incident(track=1))
+    for step in (1.0, 2.0):
+        assert rig.run() == ["pending"]
+        rig.clock.advance(step)
+    assert rig.run() == ["pending"]  # its third failure: next try in 4 s
+    rig.repo.upsert(make_incident(track=2))
+    assert rig.run() == ["pending"]  # first failure: next try in 1 s
+    rig.clock.advance(1.0)
+    chat.fail = None
+    assert rig.run() == ["delivered"]  # the second incident's retry: the receiver is back
+    assert rig.run() == ["delivered"]  # the first one's, 3 s before its backoff ran out
+    assert len(chat.sent) == 2
+    assert not [r for r in rig.outbox.list(["pending"]) if r.channel == "chat"]
+
+
+def test_a_future_escalation_is_not_expedited_by_a_recovery(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, site_with(tmp_path, escalate_after="10m", escalate_to=["chat"]))
+    try:
+        chat = rig.channels["chat"]
+        chat.fail = DeliveryError("connection refused")
+        rig.repo.upsert(make_incident())
+        assert rig.run() == ["pending"]
+        rig.clock.advance(1.0)
+        chat.fail = None
+        assert rig.run() == ["delivered"]  # a retry through: expedite the channel's retries
+        assert rig.run() == []  # the escalation (never tried) still waits for its 10 minutes
+    finally:
+        rig.service.close()
+        rig.engine.dispose()
+
+
 def test_attempts_run_out(rig: Rig) -> None:
     rig.channels["chat"].fail = DeliveryError("timed out")
     rig.repo.upsert(make_incident())
