@@ -86,6 +86,15 @@ class S3BlobStore:
         except ImportError as exc:  # pragma: no cover - client given without botocore
             raise StorageError("S3 evidence needs boto3: pip install 'safewatch[s3]'") from exc
         self._errors: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
+        # boto3's managed transfer (``upload_file``) does not let botocore's errors through: it
+        # wraps every refusal (no bucket, access denied, a failed part) in its own
+        # ``S3UploadFailedError``, a ``Boto3Error``, so uploads must catch that family too.
+        try:
+            from boto3.exceptions import Boto3Error
+        except ImportError:  # pragma: no cover - a bare botocore client: no managed transfers
+            self._upload_errors: tuple[type[Exception], ...] = self._errors
+        else:
+            self._upload_errors = (*self._errors, Boto3Error)
 
     @staticmethod
     def _build_client(
@@ -173,7 +182,7 @@ class S3BlobStore:
             raise StorageError(
                 f"cannot read evidence source {source}: {exc.strerror or exc}"
             ) from exc
-        failures: tuple[type[Exception], ...] = (*self._errors, OSError)
+        failures: tuple[type[Exception], ...] = (*self._upload_errors, OSError)
         try:
             self._client.upload_file(
                 str(source),

@@ -228,6 +228,22 @@ def test_s3_missing_bucket_is_named(s3_server: MotoS3) -> None:
         store.put_bytes("a/b.jpg", b"x")
 
 
+def test_s3_upload_refused_by_the_server_is_a_storage_error(
+    s3_server: MotoS3, tmp_path: Path
+) -> None:
+    """boto3's upload_file wraps every S3 refusal in its own S3UploadFailedError (not a botocore
+    error); put_file must still raise StorageError, which the recorder handles, and keep the
+    source."""
+    store = s3_store(s3_server, "no-such-bucket-here")
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"clip")
+    with pytest.raises(
+        StorageError, match=r"cannot write evidence s3://no-such-bucket-here/site-a/c/clip\.mp4"
+    ):
+        store.put_file("c/clip.mp4", source, move=True)
+    assert source.exists(), "a refused upload must not delete the source"
+
+
 def test_s3_unreachable_endpoint_is_a_storage_error(tmp_path: Path) -> None:
     import boto3
     from botocore.config import Config
