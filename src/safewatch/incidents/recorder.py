@@ -453,8 +453,18 @@ class EvidenceRecorder:
                 _log.exception("evidence thread: %s failed", type(message).__name__)
                 with self._cond:
                     self._stats.errors += 1
+        # At shutdown each open clip is finished on its own: one that fails in a way _finish
+        # does not expect (a backend's raw error) must not end the thread before the others
+        # are stored; its file stays in the spool for the next start's recovery.
         for clip in list(self._clips.values()):
-            self._finish(clip)
+            try:
+                self._finish(clip)
+            except Exception:
+                _log.exception(
+                    "incident %s: finishing its clip at shutdown failed", clip.incident.id
+                )
+                with self._cond:
+                    self._stats.errors += 1
 
     def _handle(self, message: _Message) -> None:
         if isinstance(message, _Observed):

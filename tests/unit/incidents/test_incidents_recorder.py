@@ -24,6 +24,7 @@ from evidence_frames import (
     episode_events,
     read_index,
 )
+from incident_factories import make_incident
 from safewatch.config.site import EvidenceConfig, PrivacyConfig
 from safewatch.domain import Incident
 from safewatch.incidents import (
@@ -378,6 +379,39 @@ def test_a_failing_store_costs_the_clip_not_the_incident(
     assert recorder.stats.clips_failed == 1
     # The finished clip waits in the spool for the next start's recovery.
     assert len(list((store.root / ".clips-in-progress").glob("*.mp4.part"))) == 1
+
+
+def test_one_clip_failing_at_shutdown_does_not_lose_the_others(
+    repo: IncidentRepository, tmp_path: Path
+) -> None:
+    """close() finishes every open clip; a store failing with an error _finish does not handle
+    (a backend's raw exception) costs that clip only, not the clips finished after it."""
+    first, second = (make_incident(t, camera=CAM, started_at=T0 + 1.0) for t in (4, 5))
+
+    class BrokenForFirst(EvidenceStore):
+        def write_file(self, incident_id, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if incident_id == first.id:
+                raise RuntimeError("raw backend failure")
+            return super().write_file(incident_id, *args, **kwargs)
+
+    store = BrokenForFirst(tmp_path / "evidence")
+    recorder = EvidenceRecorder(store, repo, config(), on_full="wait")
+    for incident in (first, second):
+        repo.upsert(incident)
+    for i in range(20):
+        frame, tracked = coded_frame(i, FPS)
+        recorder.observe(frame, tracked)
+    for incident in (first, second):
+        recorder.open_clip(incident)
+    for i in range(20, 40):
+        frame, tracked = coded_frame(i, FPS)
+        recorder.observe(frame, tracked)
+    recorder.close(timeout=60)
+    assert repo.get(first.id).clip is None
+    clip = repo.get(second.id).clip
+    assert clip is not None and len(decode(store.path_of(clip))) > 0
+    assert recorder.stats.errors == 1
+    assert recorder.stats.clips_written == 1
 
 
 def test_keep_originals_without_a_key_fails_at_start(
