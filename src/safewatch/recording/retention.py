@@ -7,16 +7,26 @@ policy is tested without files: oldest first, a segment goes when it ended more 
 overlaps a protected span (an open incident's ``[started - pre, ended or now + post]``). A
 protected segment is skipped, not counted as freed: the recording may then stay above
 ``max_bytes`` until the incident closes, which is the right way round for evidence.
+
+:func:`prune` deletes what it chose. A segment the file system refuses to delete (permissions,
+a read-only or stale mount, something not a file under a segment's name) is kept and logged,
+never raised: one such file stopped the round for its camera and for every camera after it,
+every round, until the disk filled. It is then treated like a protected one (it stays, its
+bytes still count), so ``max_bytes`` is met from the next younger segments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from safewatch.recording.segments import Segment
 
 __all__ = ["Protected", "prune", "to_delete"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +44,10 @@ def to_delete(
     max_age: float | None,
     max_bytes: int | None,
     protected: Sequence[Protected] = (),
+    undeletable: Collection[Path] = (),
 ) -> list[Segment]:
-    """The segments retention removes now, oldest first (see the module docstring)."""
+    """The segments retention removes now, oldest first (see the module docstring); those in
+    ``undeletable`` (a delete failed) stay and count, like protected ones."""
     ordered = sorted(segments, key=lambda s: s.start)
     total = sum(s.size for s in ordered)
     doomed: list[Segment] = []
@@ -44,6 +56,8 @@ def to_delete(
         too_big = max_bytes is not None and total > max_bytes
         if not (too_old or too_big):
             break  # later segments are younger and the total only shrinks: nothing more goes
+        if segment.path in undeletable:
+            continue
         if any(segment.overlaps(p.since, p.until) for p in protected):
             continue
         doomed.append(segment)
@@ -59,11 +73,42 @@ def prune(
     max_bytes: int | None,
     protected: Sequence[Protected] = (),
 ) -> list[Segment]:
-    """Delete what :func:`to_delete` chooses; returns the segments removed."""
-    removed = []
-    for segment in to_delete(
-        segments, now=now, max_age=max_age, max_bytes=max_bytes, protected=protected
-    ):
-        segment.path.unlink(missing_ok=True)
-        removed.append(segment)
+    """Delete what :func:`to_delete` chooses; returns the segments removed.
+
+    A segment that cannot be deleted is kept (module docstring): one warning per call names
+    how many, the first and its error. The choice is made again without the ones refused, so
+    younger segments make up for their bytes; each is tried once per call.
+    """
+    removed: list[Segment] = []
+    refused: dict[Path, OSError] = {}
+    left = list(segments)
+    while True:
+        failed = False
+        for segment in to_delete(
+            left,
+            now=now,
+            max_age=max_age,
+            max_bytes=max_bytes,
+            protected=protected,
+            undeletable=refused.keys(),
+        ):
+            try:
+                segment.path.unlink(missing_ok=True)
+            except OSError as error:
+                refused[segment.path] = error
+                failed = True
+                continue
+            removed.append(segment)
+        if not failed:
+            break
+        gone = {s.path for s in removed}
+        left = [s for s in left if s.path not in gone]
+    if refused:
+        first, reason = next(iter(refused.items()))
+        log.warning(
+            "recording retention: %d segment(s) could not be deleted and are kept, e.g. %s: %s",
+            len(refused),
+            first,
+            reason.strerror or reason,
+        )
     return removed

@@ -453,37 +453,59 @@ class RecordingService:
 
     def retain(self) -> int:
         """Apply the retention of every camera recorded here now, and of every camera folder
-        the site records nowhere (module docstring); the number of segments deleted."""
+        the site records nowhere (module docstring); the number of segments deleted.
+
+        Each camera is handled on its own, and its orphans apart from its pruning: a failure
+        (a ``.part`` that cannot be removed, a stale mount) is logged and the rest still
+        pruned; one camera's failure ended the round for every camera after it, every round,
+        and their disks filled.
+        """
         removed = 0
         for key, camera in self.cameras().items():
             if self._orphan_quiet is not None:  # a dead owner's segment, quiet since
-                self._close_orphans(key)
-            self._keep_limits(key, camera.recording)
-            removed += self._prune(key, camera.recording)
+                try:
+                    self._close_orphans(key)
+                except Exception:
+                    log.exception("recording %s: naming orphaned segments failed", key)
+            try:
+                self._keep_limits(key, camera.recording)
+                removed += self._prune(key, camera.recording)
+            except Exception:
+                log.exception("recording %s: retention failed this round", key)
         configured = self._site.config.cameras
         for key in camera_folders(self.root):
             if key in configured and _records(configured[key]):
                 continue  # its recorder's (here or on the node that owns it)
-            if _written_since(self.root / key, self._clock() - LIVE_SECONDS):
-                continue  # recorded somewhere: this node's site file is not the others'
-            block = configured[key].recording if key in configured else None
-            if block is not None:  # a disabled camera or block: the site file says
-                self._keep_limits(key, block)
-                policy = block
-            else:
-                try:
-                    policy = _written_limits(self.root / key) or RecordingConfig()
-                except (OSError, ValueError) as error:  # not the defaults: they may be shorter
-                    log.warning(
-                        "recording %s: %s unreadable, not pruned: %s", key, LIMITS_FILE, error
-                    )
-                    continue
-            quiet = self._orphan_quiet or _UNRECORDED_QUIET
-            found = close_orphans(self.root, key, quiet_seconds=quiet, clock=self._clock)
-            for orphan in found:
-                log.info("recording %s: closed %s left by a crash", key, orphan.path.name)
-            removed += self._prune(key, policy)
+            try:
+                removed += self._retain_unrecorded(key)
+            except Exception:
+                log.exception("recording %s: retention failed this round", key)
         return removed
+
+    def _retain_unrecorded(self, key: str) -> int:
+        """Retention of the folder of a camera the site records nowhere (module docstring)."""
+        if _written_since(self.root / key, self._clock() - LIVE_SECONDS):
+            return 0  # recorded somewhere: this node's site file is not the others'
+        configured = self._site.config.cameras
+        block = configured[key].recording if key in configured else None
+        if block is not None:  # a disabled camera or block: the site file says
+            self._keep_limits(key, block)
+            policy = block
+        else:
+            try:
+                policy = _written_limits(self.root / key) or RecordingConfig()
+            except (OSError, ValueError) as error:  # not the defaults: they may be shorter
+                log.warning("recording %s: %s unreadable, not pruned: %s", key, LIMITS_FILE, error)
+                return 0
+        quiet = self._orphan_quiet or _UNRECORDED_QUIET
+        try:
+            found = close_orphans(self.root, key, quiet_seconds=quiet, clock=self._clock)
+        except Exception:  # its footage still ages out
+            log.exception("recording %s: naming orphaned segments failed", key)
+            found = []
+        for orphan in found:
+            log.info("recording %s: closed %s left by a crash", key, orphan.path.name)
+        return self._prune(key, policy)
 
     def _keep_limits(self, key: str, block: RecordingConfig) -> None:
         """Write ``key``'s limits to its folder's :data:`LIMITS_FILE` if they changed; never

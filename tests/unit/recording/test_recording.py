@@ -426,3 +426,26 @@ def test_prune_removes_the_files(tmp_path: Path) -> None:
     removed = prune(files, now=T0 + 180, max_age=None, max_bytes=10)
     assert [s.path.name for s in removed] == ["0.mp4", "1.mp4"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["2.mp4"]
+
+
+def test_a_segment_that_cannot_be_deleted_is_kept_and_the_rest_still_go(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """unlink() refusing one segment (permissions, a read-only or stale mount; here a folder
+    under its name) raised out of prune and stopped the camera's pruning, and every later
+    camera's, every round. It is kept and logged; its bytes still count, so a younger segment
+    goes in its place to meet max_bytes."""
+    files = []
+    for n in range(4):
+        path = tmp_path / f"{n}.mp4"
+        if n == 0:
+            path.mkdir()
+        else:
+            path.write_bytes(b"x" * 10)
+        files.append(Segment("yard", T0 + 60 * n, T0 + 60 * n + 60, path, 10))
+    with caplog.at_level("WARNING", logger="safewatch.recording.retention"):
+        removed = prune(files, now=T0 + 240, max_age=None, max_bytes=20)
+    assert [s.path.name for s in removed] == ["1.mp4", "2.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.mp4", "3.mp4"]
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "1 segment(s) could not be deleted" in warning and str(files[0].path) in warning

@@ -210,6 +210,40 @@ def test_footage_of_cameras_recorded_nowhere_still_ages_out(tmp_path: Path) -> N
         storage.close()
 
 
+def test_one_cameras_failing_retention_does_not_stop_the_others(tmp_path: Path) -> None:
+    """A camera whose orphaned ``.part`` cannot be removed (here a folder under its name) raised
+    out of retain(): the round ended and every later camera's footage was never pruned again;
+    a segment that cannot be deleted did the same. Each failure now costs only itself."""
+    path = write_site(tmp_path, source="rtsp://127.0.0.1:9/cam")
+    now = T0 + 3 * 3600
+    site = _reloaded(
+        path,
+        lambda s: (
+            s["cameras"]["yard"].update(recording={"max_hours": 1}),
+            s["storage"].update(recordings_dir="rec"),
+        ),
+    )
+    storage = open_site_storage(site)
+    service = RecordingService(site, storage.repository, clock=lambda: now)
+    root = service.root
+    try:
+        _minutes(root, "yard", T0, 3)  # recorded here: its oldest segment cannot be deleted
+        stuck = list_segments(root, "yard")[0].path
+        stuck.unlink()
+        stuck.mkdir()
+        _minutes(root, "a-gone", now - 4 * 86400, 2)  # recorded nowhere: 72 h
+        _minutes(root, "b-gone", now - 4 * 86400, 2)
+        part = part_path(root, "a-gone", now - 4 * 86400)
+        part.mkdir()  # an orphan whose removal fails
+        os.utime(part, (now - 4 * 86400, now - 4 * 86400))
+        assert service.retain() == 2 + 2 + 2  # yard's younger two, a-gone's and b-gone's
+        assert [s.path for s in list_segments(root, "yard")] == [stuck]
+        assert list_segments(root, "a-gone") == [] and part.is_dir()
+        assert list_segments(root, "b-gone") == []
+    finally:
+        storage.close()
+
+
 def test_the_limits_of_cameras_no_longer_recorded_survive_a_restart(tmp_path: Path) -> None:
     """The limits were kept in the memory of the process that saw the block: after a restart a
     camera removed with `max_hours: 24` kept its footage 72 h (a privacy limit defeated) and one
