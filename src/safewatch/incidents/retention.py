@@ -14,6 +14,13 @@ from tampering. If the delete then fails, the file is left behind with its remov
 next run sees it in the store's listing and deletes it again. The inventory is the chain itself
 (what was written and not yet removed), with sizes from the store's listing, so it works the same
 for a folder and a bucket.
+
+The chain does not know every file, though: a database adopted from before migrations has its
+incidents chained (``incident.imported``) but not their stills and clips, and a store opened
+without the chain writes none. Such files were never removed nor counted toward ``max_bytes``.
+So the keys the incidents point at (``snapshot``, ``clip``) that have no chain entry join the
+inventory, under the same rules (their incident ended and closed, aged from its end), and their
+removal is recorded the same way.
 """
 
 from __future__ import annotations
@@ -102,7 +109,8 @@ class _Item:
 
 def _inventory(repository: IncidentRepository) -> tuple[list[_Item], set[str]]:
     """Evidence the chain says exists (newest entry per key is a write), with its incident, and
-    the keys whose newest entry is a removal."""
+    the keys whose newest entry is a removal; then the files incidents point at that the chain
+    has no entry of (module docstring)."""
     kinds = (str(EntryKind.EVIDENCE_WRITTEN), str(EntryKind.EVIDENCE_REMOVED))
     newest = (
         select(ChainEntryRow.subject, func.max(ChainEntryRow.seq).label("seq"))
@@ -125,6 +133,19 @@ def _inventory(repository: IncidentRepository) -> tuple[list[_Item], set[str]]:
                     removed.add(entry.subject)
                     continue
                 items.append(_Item(entry.subject, entry.incident_id, status, ended_at))
+            chained = removed | {item.key for item in items}
+            pointers = select(
+                IncidentRow.id,
+                IncidentRow.status,
+                IncidentRow.ended_at,
+                IncidentRow.snapshot,
+                IncidentRow.clip,
+            ).where((IncidentRow.snapshot.is_not(None)) | (IncidentRow.clip.is_not(None)))
+            for incident_id, status, ended_at, *keys in session.execute(pointers):
+                for key in keys:
+                    if key is not None and key not in chained:
+                        chained.add(key)
+                        items.append(_Item(key, incident_id, status, ended_at))
     except SQLAlchemyError as exc:
         raise StorageError(
             f"cannot read the evidence inventory: {getattr(exc, 'orig', None) or exc}"

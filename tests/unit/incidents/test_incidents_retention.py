@@ -37,17 +37,24 @@ class Site:
         size: int = 1000,
         ended: bool = True,
         clip: bool = False,
+        chained: bool = True,
     ) -> Incident:
+        """``chained=False``: its files have no ``evidence.written`` entry, as those of a
+        database adopted from before migrations (or written by a store without the chain)."""
         started = NOW - days_ago * DAY
         key = incident_id("yard", name, 1, started)
-        snapshot = self.store.write_bytes(
-            key, b"s" * size, camera_id="yard", at=started, suffix=".jpg"
-        )
-        clip_key = None
-        if clip:
-            clip_key = self.store.write_bytes(
-                key, b"c" * size, camera_id="yard", at=started, suffix=".mp4"
-            )
+
+        def write(data: bytes, suffix: str) -> str:
+            if chained:
+                return self.store.write_bytes(
+                    key, data, camera_id="yard", at=started, suffix=suffix
+                )
+            blob = self.store.key_for(key, camera_id="yard", at=started, suffix=suffix)
+            self.store.backend.put_bytes(blob, data)
+            return blob
+
+        snapshot = write(b"s" * size, ".jpg")
+        clip_key = write(b"c" * size, ".mp4") if clip else None
         incident = Incident(
             id=key,
             camera_id="yard",
@@ -196,6 +203,38 @@ def test_failed_delete_is_recorded_and_swept_next_run(
     assert site.keys() == []
     timeline = [e.kind for e in site.repo.timeline(victim.id)]
     assert timeline.count("evidence.removed") == 1
+
+
+def test_evidence_the_chain_has_no_entry_of_follows_the_same_rules(site: Site) -> None:
+    """Stills and clips of incidents adopted from before migrations have no evidence.written
+    entry: retention never removed them nor counted them toward max_bytes. The files incidents
+    point at join the inventory, under the same rules, and their removal is chained alike."""
+    legacy = site.add("legacy", days_ago=40, clip=True, chained=False)
+    kept = site.add("legacy-open", days_ago=40, status=IncidentStatus.OPEN, chained=False)
+    fresh = site.add("legacy-fresh", days_ago=3, size=5000, chained=False)
+    recent = site.add("recent", days_ago=2)
+    planned = site.run(site.policy(max_bytes=7000), dry_run=True)
+    assert planned.total_bytes == 9000 and planned.protected_bytes == 1000
+    assert [(r.key, r.rule) for r in planned.removed] == [
+        (legacy.snapshot, "size"),
+        (legacy.clip, "size"),
+    ]
+    report = site.run(site.policy(days=30, max_bytes=5500))
+    assert [(r.key, r.rule) for r in report.removed] == [
+        (legacy.snapshot, "age"),
+        (legacy.clip, "age"),
+        (fresh.snapshot, "size"),
+    ]
+    assert sorted(site.keys()) == sorted([kept.snapshot, recent.snapshot])
+    assert (site.repo.get(legacy.id).snapshot, site.repo.get(legacy.id).clip) == (None, None)
+    assert site.repo.get(kept.id).snapshot == kept.snapshot
+    assert [e.kind for e in site.repo.timeline(legacy.id)][-2:] == [
+        "evidence.removed",
+        "incident.updated",
+    ]
+    verified = verify_chain(site.repo.engine, site.store.backend)
+    assert verified.ok, verified.problems
+    assert site.run(site.policy(days=30, max_bytes=5500)).removed == []
 
 
 def test_retention_on_s3(s3_server: MotoS3, s3_bucket: str, tmp_path: Path) -> None:
