@@ -33,7 +33,7 @@ def db_upgrade(
     config: ConfigOption,
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
 ) -> None:
-    """Migrate the site's database to the newest schema (or --revision)."""
+    """Migrate the site's database to the newest schema (or --revision; never back)."""
     from safewatch.storage.migrate import upgrade
 
     engine = _engine(config)
@@ -52,10 +52,34 @@ def db_upgrade(
         out.print(f"{shown}: upgraded {result.before or 'empty'} -> {result.after}", soft_wrap=True)
 
 
+@db_app.command("downgrade")
+def db_downgrade(
+    config: ConfigOption,
+    revision: Annotated[str, typer.Option(help="Revision to go back to (see `db history`).")],
+) -> None:
+    """Migrate the site's database back to --revision, dropping what later revisions added.
+
+    Run it with the newer safewatch, before installing the older one: only the newer one has
+    the migrations to undo.
+    """
+    from safewatch.storage.migrate import downgrade
+
+    engine = _engine(config)
+    try:
+        result = downgrade(engine, revision)
+    finally:
+        engine.dispose()
+    shown = engine.url.render_as_string(hide_password=True)
+    if result.before == result.after:
+        out.print(f"{shown}: already at revision {result.after}", soft_wrap=True)
+    else:
+        out.print(f"{shown}: downgraded {result.before} -> {result.after}", soft_wrap=True)
+
+
 @db_app.command("current")
 def db_current(config: ConfigOption) -> None:
     """Show the database's schema revision and whether it is the newest."""
-    from safewatch.storage.migrate import current_revision, head_revision
+    from safewatch.storage.migrate import current_revision, head_revision, history
 
     engine = _engine(config)
     try:
@@ -66,6 +90,13 @@ def db_current(config: ConfigOption) -> None:
     shown = engine.url.render_as_string(hide_password=True)
     if current == head:
         out.print(f"{shown}: revision {current} (head)", soft_wrap=True)
+    elif current is not None and current not in {r.id for r in history()}:
+        # `db upgrade` cannot help: this safewatch has no migration past its head.
+        out.print(
+            f"{shown}: revision {current}, newer than this safewatch knows (head {head}): "
+            "upgrade safewatch, or downgrade the database with the safewatch that upgraded it",
+            soft_wrap=True,
+        )
     else:
         out.print(
             f"{shown}: revision {current or 'none'}; head is {head}: run "

@@ -12,6 +12,10 @@ An upgrade runs in one transaction under a lock (``BEGIN IMMEDIATE`` on SQLite, 
 on PostgreSQL), so two processes starting together cannot both migrate, and a failed migration
 leaves the previous schema. Databases created by the releases before migrations (``create_all``,
 no ``alembic_version``) are recognised and stamped at the revision they match, never re-created.
+
+Going back is a separate, explicit step (:func:`downgrade`, ``safewatch db downgrade``), run with
+the newer safewatch before the older one is installed: only the newer one has the migrations to
+undo. :func:`upgrade` refuses a target older than the database instead of doing nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,6 +41,7 @@ __all__ = [
     "Revision",
     "UpgradeResult",
     "current_revision",
+    "downgrade",
     "ensure_schema",
     "head_revision",
     "history",
@@ -60,7 +66,7 @@ class Revision:
 
 @dataclass(frozen=True, slots=True)
 class UpgradeResult:
-    """What :func:`upgrade` did.
+    """What :func:`upgrade` (or :func:`downgrade`) did.
 
     Attributes:
         before: Revision found (``None`` for an empty or pre-migration database).
@@ -103,6 +109,21 @@ def history() -> list[Revision]:
             Revision(script.revision, down if isinstance(down, str) else None, message)
         )
     return revisions
+
+
+def _order() -> list[str]:
+    """The revision ids this safewatch ships, oldest first (the history is linear)."""
+    return [revision.id for revision in reversed(history())]
+
+
+def _resolved(revision: str) -> str | None:
+    """The id ``revision`` names (``head`` included), ``None`` for ``base`` or what Alembic
+    cannot resolve on its own (relative steps, unknown ids: left to the command)."""
+    try:
+        script = _script().get_revision(revision)
+    except CommandError:
+        return None
+    return script.revision if script is not None else None
 
 
 def _shown(engine: Engine) -> str:
@@ -168,26 +189,78 @@ def _stamp_pre_migration(connection: Connection, config: Config) -> str | None:
     return revision
 
 
-def upgrade(engine: Engine, revision: str = "head") -> UpgradeResult:
-    """Migrate the database to ``revision`` (default: the newest), under the migration lock.
-
-    Raises:
-        StorageError: The database refused, or ``revision`` is unknown.
-    """
+@contextmanager
+def _migrating(engine: Engine) -> Iterator[None]:
+    """Database and Alembic errors of a migration as :class:`StorageError`."""
     try:
-        with _locked(engine) as connection:
-            config = _config(connection)
-            before = MigrationContext.configure(connection).get_current_revision()
-            stamped = _stamp_pre_migration(connection, config) if before is None else None
-            command.upgrade(config, revision)
-            after = MigrationContext.configure(connection).get_current_revision()
+        yield
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot migrate {_shown(engine)}: {_reason(exc)}") from exc
     except Exception as exc:  # Alembic's own errors (unknown revision, broken script)
         if exc.__class__.__module__.startswith("alembic"):
             raise StorageError(f"cannot migrate {_shown(engine)}: {exc}") from exc
         raise
+
+
+def upgrade(engine: Engine, revision: str = "head") -> UpgradeResult:
+    """Migrate the database to ``revision`` (default: the newest), under the migration lock.
+
+    Raises:
+        StorageError: The database refused, ``revision`` is unknown, or it is older than the
+            database's (Alembic did nothing and it read as "already at": going back is
+            :func:`downgrade`).
+    """
+    order = _order()
+    target = _resolved(revision)
+    with _migrating(engine), _locked(engine) as connection:
+        config = _config(connection)
+        before = MigrationContext.configure(connection).get_current_revision()
+        if target in order and before in order and order.index(target) < order.index(before):
+            raise StorageError(
+                f"database {_shown(engine)} is at schema revision {before}, newer than "
+                f"{target}: an upgrade never goes back; `safewatch db downgrade --revision "
+                f"{target}` does"
+            )
+        stamped = _stamp_pre_migration(connection, config) if before is None else None
+        command.upgrade(config, revision)
+        after = MigrationContext.configure(connection).get_current_revision()
     return UpgradeResult(before, after, stamped)
+
+
+def downgrade(engine: Engine, revision: str) -> UpgradeResult:
+    """Migrate the database back to ``revision`` (an id of :func:`history`), under the
+    migration lock. What the later revisions added goes, with its rows (tables, columns).
+
+    Raises:
+        StorageError: ``revision`` is not one this safewatch ships, is newer than the
+            database's, the database is newer than this safewatch (only the safewatch that
+            upgraded it has the migrations to undo) or has no revision, or it refused.
+    """
+    order = _order()
+    target = _resolved(revision)
+    if target not in order:
+        raise StorageError(
+            f"cannot downgrade to {revision!r}: not a schema revision (`safewatch db history` "
+            "lists them)"
+        )
+    with _migrating(engine), _locked(engine) as connection:
+        before = MigrationContext.configure(connection).get_current_revision()
+        if before is None:
+            raise StorageError(f"database {_shown(engine)} has no schema revision to go back from")
+        if before not in order:
+            raise StorageError(
+                f"database {_shown(engine)} is at schema revision {before}, newer than this "
+                f"safewatch knows (up to {order[-1]}): downgrade it with the safewatch that "
+                "upgraded it"
+            )
+        if order.index(target) > order.index(before):
+            raise StorageError(
+                f"database {_shown(engine)} is at schema revision {before}, older than "
+                f"{target}: `safewatch db upgrade --revision {target}` goes forward"
+            )
+        command.downgrade(_config(connection), target)
+        after = MigrationContext.configure(connection).get_current_revision()
+    return UpgradeResult(before, after)
 
 
 def ensure_schema(engine: Engine, *, auto_upgrade: bool | None = None) -> None:
@@ -205,8 +278,7 @@ def ensure_schema(engine: Engine, *, auto_upgrade: bool | None = None) -> None:
     current = current_revision(engine)
     if current == head:
         return
-    known = {revision.id for revision in history()}
-    if current is not None and current not in known:
+    if current is not None and current not in _order():
         raise StorageError(
             f"database {_shown(engine)} has schema revision {current}, newer than this safewatch "
             f"knows (up to {head}): upgrade safewatch"

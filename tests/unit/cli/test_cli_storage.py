@@ -12,6 +12,7 @@ import yaml
 from cli_support import invoke
 from safewatch.config.loader import load_site
 from safewatch.domain import Incident, IncidentStatus, Severity, incident_id
+from safewatch.errors import StorageError
 from safewatch.incidents.site_storage import open_site_storage
 
 T0 = 1_700_000_000.0
@@ -65,6 +66,44 @@ def test_db_upgrade_current_history(config: Path) -> None:
     assert code == 0 and f"revision {head} (head)" in output
     code, output = invoke("db", "history")
     assert code == 0 and output.splitlines()[0].startswith(head)
+
+
+def test_db_downgrade_and_the_ways_back_that_failed(config: Path) -> None:
+    """`db upgrade --revision OLD` said "already at" and did nothing, there was no command to go
+    back, and `db current` on a database newer than this safewatch said to run `db upgrade`
+    (which then failed)."""
+    from sqlalchemy import text
+
+    from safewatch.storage import create_engine_for
+    from safewatch.storage.migrate import current_revision, head_revision, history
+
+    head, previous = (r.id for r in history()[:2])
+    site = load_site(config)
+    engine = create_engine_for(site.config.storage.database, site.base_dir)
+    try:
+        invoke("db", "upgrade", "--config", str(config))
+        with pytest.raises(StorageError, match=f"newer than {previous}: an upgrade never goes"):
+            invoke("db", "upgrade", "--config", str(config), "--revision", previous)
+        assert current_revision(engine) == head
+        code, output = invoke("db", "downgrade", "--config", str(config), "--revision", previous)
+        assert code == 0 and f"downgraded {head} -> {previous}" in output
+        assert current_revision(engine) == previous
+        with pytest.raises(StorageError, match=f"older than {head}: `safewatch db upgrade"):
+            invoke("db", "downgrade", "--config", str(config), "--revision", head)
+        with pytest.raises(StorageError, match="not a schema revision"):
+            invoke("db", "downgrade", "--config", str(config), "--revision", "base")
+        assert current_revision(engine) == previous
+        invoke("db", "upgrade", "--config", str(config))
+        assert current_revision(engine) == head_revision()
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+        code, output = invoke("db", "current", "--config", str(config))
+        assert code == 0 and "newer than this safewatch knows" in output
+        assert "upgrade safewatch" in output and "run `safewatch db upgrade" not in output
+        with pytest.raises(StorageError, match="with the safewatch that upgraded it"):
+            invoke("db", "downgrade", "--config", str(config), "--revision", previous)
+    finally:
+        engine.dispose()
 
 
 def test_verify_passes_then_names_an_edited_still(config: Path) -> None:
