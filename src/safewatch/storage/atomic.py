@@ -31,13 +31,22 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def _mode_for(target: Path) -> int:
+    """The permission bits a write of ``target`` gives its file: the target's own, 0644 for a
+    new one (``mkstemp`` makes 0600 files, which other users, e.g. a web server or a backup
+    reading evidence, could not read)."""
+    return target.stat().st_mode & 0o777 if target.exists() else 0o644
+
+
 @contextmanager
 def atomic_file(target: Path, *, suffix: str = ".tmp") -> Iterator[BinaryIO]:
-    """A binary handle whose content replaces ``target`` when the block ends without error.
+    """A binary handle whose content replaces ``target`` when the block ends without error; the
+    file takes ``target``'s permission bits (0644 for a new file), as :func:`write_temp`.
 
     Raises:
         OSError: The temporary file cannot be made, written or renamed (``target`` unchanged).
     """
+    mode = _mode_for(target)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     temp = Path(name)
     try:
@@ -45,6 +54,7 @@ def atomic_file(target: Path, *, suffix: str = ".tmp") -> Iterator[BinaryIO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(name, mode)
         commit(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -57,7 +67,7 @@ def write_temp(target: Path, data: str | bytes) -> Path:
     The file takes ``target``'s permission bits (0644 for a new file). Call :func:`commit` to
     put it in place, or unlink it.
     """
-    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+    mode = _mode_for(target)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -20,6 +20,22 @@ def test_replaces_the_content_and_keeps_the_permissions(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["rules.yaml"]
 
 
+def test_atomic_file_takes_the_target_permissions_too(tmp_path: Path) -> None:
+    """atomic_file (evidence blobs, the detection cache) kept mkstemp's 0600: a replaced file
+    lost its mode and a new one was unreadable to anyone but the writer."""
+    kept = tmp_path / "still.jpg"
+    kept.write_bytes(b"old")
+    os.chmod(kept, 0o640)
+    with atomic_file(kept) as handle:
+        handle.write(b"new")
+    assert kept.read_bytes() == b"new" and kept.stat().st_mode & 0o777 == 0o640
+    fresh = tmp_path / "clip.mp4"
+    with atomic_file(fresh, suffix=".part") as handle:
+        handle.write(b"clip")
+    assert fresh.stat().st_mode & 0o777 == 0o644  # as atomic_write makes a new file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "still.jpg"]
+
+
 def test_a_failed_rename_leaves_the_target_and_no_temporary_file(tmp_path: Path) -> None:
     target = tmp_path / "busy"
     target.mkdir()  # a folder cannot be replaced by a file
