@@ -115,11 +115,11 @@ class DashboardSettings:
             at 0.38 of its idle rate even from a nice-10 process, because nice weighs each
             thread); bounded, the rest wait on the event loop, not on threads, and once the
             throttle has seen enough failures they are refused without hashing.
-        socket_recheck_seconds: Longest time an open WebSocket goes without its credential being
-            checked again (:func:`~safewatch.api.ws.keep_access`). A change made through this
-            process (user disabled, demoted or deleted, logout, token revoked) is noticed within
-            half a second regardless; this bounds one made elsewhere (``safewatch users``, another
-            API process) or an expiry.
+        socket_recheck_seconds: Longest time an open WebSocket or MJPEG stream goes without its
+            credential being checked again (:class:`~safewatch.api.auth.gate.AccessWatch`). A
+            change made through this process (user disabled, demoted or deleted, logout, token
+            revoked) is noticed within half a second regardless; this bounds one made elsewhere
+            (``safewatch users``, another API process) or an expiry.
     """
 
     session_cookie: str = "safewatch_session"

@@ -12,7 +12,7 @@ A viewer calling it gets 403 ``forbidden`` naming the role needed.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
@@ -21,11 +21,15 @@ from safewatch.api.auth.principal import Principal, Role
 from safewatch.api.dashboard import Dashboard
 from safewatch.api.errors import ApiError
 
+if TYPE_CHECKING:
+    from safewatch.api.auth.gate import AccessWatch
+
 __all__ = [
     "Admin",
     "DashboardDep",
     "Operator",
     "Viewer",
+    "access_watch",
     "client_of",
     "get_dashboard",
     "principal_of",
@@ -45,6 +49,19 @@ def principal_of(connection: HTTPConnection) -> Principal:
     if not isinstance(principal, Principal):
         raise ApiError(401, "unauthenticated", "authentication required")
     return principal
+
+
+def access_watch(connection: HTTPConnection, needed: Role) -> AccessWatch | None:
+    """The re-check of an open stream's credential (:class:`~safewatch.api.auth.gate.AccessWatch`),
+    looked up at least every ``socket_recheck_seconds``; ``None`` when the gate is not installed
+    (then :func:`principal_of` refused the stream already)."""
+    from safewatch.api.auth.gate import AccessWatch, AuthGate
+
+    gate = connection.scope.get("state", {}).get("auth_gate")
+    if not isinstance(gate, AuthGate):
+        return None
+    every = get_dashboard(connection).settings.socket_recheck_seconds
+    return AccessWatch(gate, connection.headers, needed, every)
 
 
 def require(role: Role) -> Callable[[Request], Awaitable[Principal]]:

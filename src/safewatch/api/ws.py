@@ -52,14 +52,13 @@ from safewatch import tracing
 from safewatch.api.auth.principal import Role
 from safewatch.api.camera_state import ReadinessSource, readiness_of, tile_state
 from safewatch.api.dashboard import Dashboard
-from safewatch.api.deps import client_of, get_dashboard, principal_of
+from safewatch.api.deps import access_watch, client_of, get_dashboard, principal_of
 from safewatch.api.live import frame_metadata
 from safewatch.api.live_video import LiveVideo, VideoMode, Viewer, encode_chunk
 from safewatch.api.schemas import IncidentOut
-from safewatch.errors import StorageError
 
 if TYPE_CHECKING:
-    from safewatch.api.auth.gate import AuthGate
+    from safewatch.api.auth.gate import AccessWatch
     from safewatch.api.cluster_video import ClusterVideo
 
 __all__ = [
@@ -80,8 +79,6 @@ log = logging.getLogger(__name__)
 
 _PING_SECONDS = 15.0
 _STATE_SECONDS = 1.0
-_ACCESS_POLL_SECONDS = 0.5
-"""How often an open socket looks at the auth store's change counter (reading an integer)."""
 
 
 def _state_message(readiness: ReadinessSource | None, camera_id: str, enabled: bool) -> Any:
@@ -138,62 +135,33 @@ async def keep_access(websocket: WebSocket, needed: Role) -> AsyncIterator[None]
     allows ``needed``.
 
     The gate checks the credential at the handshake only, and a live feed can stay open for a
-    whole shift: without this a disabled user's open tab went on receiving the incident feed,
-    and an admin demoted to operator kept an open unblurred (``mode=raw``) video. The socket
-    asks the gate again when the auth store's :attr:`~safewatch.api.auth.store.AuthStore.changes`
-    moves (a user updated or deleted, a logout, a token revoked in this process: noticed within
-    :data:`_ACCESS_POLL_SECONDS`) and at least every ``socket_recheck_seconds``
-    (:class:`~safewatch.api.dashboard.DashboardSettings`: changes made by another process,
-    expiries), through :meth:`~safewatch.api.auth.gate.AuthGate.recheck`: that does not count
-    as use of the session (an open socket does not keep it from idling out) and runs on a few
-    threads of its own (a database stall does not take every request's). Gone: closed with
-    4401; the role no longer enough: 4403, the handshake's codes.
-    The socket is closed with that code *before* the body is cancelled, so the body's own
-    :func:`close_socket` finds it closed and cannot end it with a plain 1000 first.
+    whole shift; a watcher asks again (:class:`~safewatch.api.auth.gate.AccessWatch`: within
+    half a second of a change made through this process, at least every
+    ``socket_recheck_seconds`` otherwise). Gone: closed with 4401; the role no longer enough:
+    4403, the handshake's codes. The socket is closed with that code *before* the body is
+    cancelled, so the body's own :func:`close_socket` finds it closed and cannot end it with a
+    plain 1000 first.
     """
-    gate: AuthGate | None = websocket.scope.get("state", {}).get("auth_gate")
-    if gate is None:  # not behind the gate (principal_of refused such a socket already)
+    watch = access_watch(websocket, needed)
+    if watch is None:  # not behind the gate (principal_of refused such a socket already)
         yield
         return
-    recheck = get_dashboard(websocket).settings.socket_recheck_seconds
     async with anyio.create_task_group() as group:
-        group.start_soon(_watch_access, websocket, gate, needed, recheck, group.cancel_scope)
+        group.start_soon(_watch_access, websocket, watch, group.cancel_scope)
         try:
             yield
         finally:
             group.cancel_scope.cancel()
 
 
-async def _watch_access(
-    websocket: WebSocket, gate: AuthGate, needed: Role, recheck: float, body: anyio.CancelScope
-) -> None:
+async def _watch_access(websocket: WebSocket, watch: AccessWatch, body: anyio.CancelScope) -> None:
     """:func:`keep_access`'s watcher: returns after closing the socket and cancelling ``body``."""
-    seen = gate.store.changes
-    due = time.monotonic() + recheck
     while True:
-        await anyio.sleep(min(_ACCESS_POLL_SECONDS, recheck))
-        if gate.store.changes == seen and time.monotonic() < due:
+        await anyio.sleep(watch.poll)
+        lost = await watch.lost()
+        if lost is None:
             continue
-        seen, due = gate.store.changes, time.monotonic() + recheck
-        try:
-            found = await gate.recheck(websocket.headers)
-        except StorageError as exc:
-            # The database is away: nothing says the credential went (a change made here is
-            # committed before the counter moves), and dropping every live view on a blip
-            # would help nobody; asked again at the next check.
-            log.warning("could not check an open socket's credential again: %s", exc)
-            continue
-        if found is None:  # the credential's lookup is still running: ask at the next poll
-            due = 0.0
-            continue
-        principal, why = found
-        if principal is None:
-            code, reason = 4401, f"authentication required: {why}"
-        elif not principal.can(needed):
-            code = 4403
-            reason = f"this needs the {needed} role; {principal.username} is {principal.role}"
-        else:
-            continue
+        code, reason = lost
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await websocket.close(code=code, reason=reason[:120])
         body.cancel()

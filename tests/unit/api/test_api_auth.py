@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from fastapi.testclient import TestClient
@@ -37,6 +38,7 @@ from safewatch.api.auth.gate import is_public
 from safewatch.api.auth.ratelimit import LoginLimiter
 from safewatch.api.auth.store import AuthStore
 from safewatch.api.dashboard import Dashboard
+from safewatch.domain import TrackedFrame
 from safewatch.storage.auth_tables import SessionRow
 
 
@@ -288,6 +290,54 @@ def test_an_open_camera_feed_notices_a_change_made_by_another_process(tmp_path: 
                 code, reason = close_of(ws)
             assert code == 4401, (code, reason)
     finally:
+        storage.close()
+
+
+@pytest.mark.parametrize("change", ["token revoked", "disabled", "disabled by another process"])
+def test_an_open_mjpeg_stream_ends_when_its_credential_ends(tmp_path: Path, change: str) -> None:
+    """``GET /cameras/{id}/mjpeg`` (``frames=0``: endless) was checked once, when it started: a
+    revoked token or a disabled user's ``<img>`` went on receiving frames for as long as it
+    stayed open. It now asks again like a WebSocket (``keep_access``) and ends."""
+    dashboard, storage = make_dashboard(tmp_path, socket_recheck_seconds=0.5)
+    add_users(dashboard)
+    image = np.zeros((72, 128, 3), np.uint8)
+    stop = threading.Event()
+
+    def pump() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            dashboard.live.publish_frame(
+                TrackedFrame("yard", n, 0.0, time.time(), 128, 72, ()), image
+            )
+            stop.wait(0.1)
+
+    pumping = threading.Thread(target=pump, daemon=True)
+    pumping.start()
+    try:
+        with served_app(dashboard) as base, httpx.Client(base_url=base, timeout=10) as http:
+            issued = dashboard.auth.create_token("viewer", "wall screen")
+            if change == "token revoked":
+                http.headers["Authorization"] = f"Bearer {issued.token}"
+            else:
+                http.post("/api/v1/auth/login", json={"username": "viewer", "password": PASSWORD})
+            with http.stream("GET", "/api/v1/cameras/yard/mjpeg?fps=10") as stream:
+                assert stream.status_code == 200
+                chunks = stream.iter_raw()
+                while b"image/jpeg" not in next(chunks):
+                    pass
+                if change == "token revoked":
+                    dashboard.auth.revoke_token(issued.info.id)
+                elif change == "disabled":
+                    dashboard.auth.update_user("viewer", active=False)
+                else:  # safewatch users: this process's change counter does not move
+                    AuthStore(storage.engine).update_user("viewer", active=False)
+                deadline = time.monotonic() + 10.0
+                for _chunk in chunks:
+                    assert time.monotonic() < deadline, "the stream outlived its credential"
+    finally:
+        stop.set()
+        pumping.join()
         storage.close()
 
 

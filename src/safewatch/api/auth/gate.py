@@ -3,9 +3,9 @@
 Protection does not depend on each route remembering a dependency: every path except
 :data:`PUBLIC_PATHS` (liveness, the login page and endpoint, static CSS/JS with no data) is refused
 here unless the request carries a valid session cookie or API token. The principal found is put in
-``scope["state"]["principal"]`` for the routes' role checks (:mod:`safewatch.api.deps`); a
-WebSocket also gets the gate itself (``scope["state"]["auth_gate"]``), to ask again while it is
-open (:func:`safewatch.api.ws.keep_access`).
+``scope["state"]["principal"]`` for the routes' role checks (:mod:`safewatch.api.deps`), with the
+gate itself (``scope["state"]["auth_gate"]``): a WebSocket or an endless response (the MJPEG
+stream) asks again while it is open (:class:`AccessWatch`).
 
 Cross-site request forgery: a browser attaches the session cookie to requests other sites trigger,
 so for cookie-authenticated requests that change state (POST, PUT, PATCH, DELETE) the gate also
@@ -38,15 +38,17 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from safewatch.api.auth.principal import Principal
+from safewatch.api.auth.principal import Principal, Role
 from safewatch.api.auth.store import AuthStore
 from safewatch.api.errors import ErrorBody
 from safewatch.errors import StorageError
 
 __all__ = [
+    "ACCESS_POLL_SECONDS",
     "CSRF_HEADER",
     "PUBLIC_PATHS",
     "PUBLIC_PREFIXES",
+    "AccessWatch",
     "AuthGate",
     "is_public",
     "same_token",
@@ -69,13 +71,15 @@ made through this process's :class:`AuthStore` (user updated or deleted, logout,
 ends every cached entry at once; one made by another process (``safewatch users``) or an expiry
 takes effect within this time."""
 RECHECK_THREADS = 4
-"""Worker threads open WebSockets' re-checks (:meth:`AuthGate.recheck`) use at most, all
+"""Worker threads open streams' re-checks (:meth:`AuthGate.recheck`) use at most, all
 sockets together."""
 RECHECK_TIMEOUT = 10.0
 """Seconds a re-check waits for the database. A lookup stuck longer (a half-open pooled
 connection after a PostgreSQL failover has no driver timeout) is abandoned, its thread slot given
 back, and its credential may be looked up again: four such lookups held every slot for good, and
 one kept its credential from ever being checked again, a revoked token's open video included."""
+ACCESS_POLL_SECONDS = 0.5
+"""How often an open stream looks at the auth store's change counter (reading an integer)."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -275,8 +279,8 @@ class AuthGate:
         return await anyio.to_thread.run_sync(self._lookup, kind, value, key)
 
     async def recheck(self, headers: Headers) -> tuple[Principal | None, str] | None:
-        """:meth:`principal` for an open WebSocket asking again
-        (:func:`~safewatch.api.ws.keep_access`), or ``None``: a lookup of this credential is
+        """:meth:`principal` for an open WebSocket or stream asking again
+        (:class:`AccessWatch`), or ``None``: a lookup of this credential is
         still running (the database is slow), ask again shortly.
 
         Unlike a request it does not count as use of a session (its last-seen time is left
@@ -380,16 +384,17 @@ class AuthGate:
                 await receive()
                 await send({"type": "websocket.close", "code": 4401 if principal is None else 4403})
                 return
-            # An open socket outlives the check above: it asks the gate again while it runs
-            # (safewatch.api.ws.keep_access), so a user disabled, demoted or logged out stops
-            # receiving.
-            scope.setdefault("state", {})["auth_gate"] = self
         else:
             rejection = self._check_http(scope, headers, principal, why)
             if rejection is not None:
                 await rejection(scope, receive, send)
                 return
-        scope.setdefault("state", {})["principal"] = principal
+        state = scope.setdefault("state", {})
+        state["principal"] = principal
+        # An open socket or an endless response (the MJPEG stream) outlives the check above:
+        # it asks the gate again while it runs (AccessWatch), so a user disabled, demoted or
+        # logged out stops receiving.
+        state["auth_gate"] = self
         await self.app(scope, receive, send)
 
     def _check_http(
@@ -417,6 +422,69 @@ class AuthGate:
         if not principal.csrf_token or not same_token(sent, principal.csrf_token):
             return _error(
                 403, "csrf_failed", f"missing or wrong CSRF token (send the {CSRF_HEADER} header)"
+            )
+        return None
+
+
+class AccessWatch:
+    """Whether an open stream's credential still allows ``needed``: the one implementation of
+    "a stream does not outlive its access", for WebSockets (:func:`~safewatch.api.ws.keep_access`)
+    and endless HTTP responses (the MJPEG stream, :mod:`~safewatch.api.routes.cameras`).
+
+    The gate checks a credential when the request arrives, and a live view can stay open for a
+    whole shift: without asking again a disabled user's open tab went on receiving the incident
+    feed, an admin demoted to operator kept an open unblurred video, and an ``<img>`` showing
+    the MJPEG stream went on after its token was revoked. :meth:`lost` asks
+    :meth:`AuthGate.recheck` again when the auth store's
+    :attr:`~safewatch.api.auth.store.AuthStore.changes` moved (a user updated or deleted, a
+    logout, a token revoked in this process) and at least every ``every`` seconds (changes made
+    by another process, expiries); in between it only reads an integer, so a stream may call it
+    as often as it likes (:data:`ACCESS_POLL_SECONDS` for a socket's watcher). A re-check does
+    not count as use of the session and runs on a few threads of its own (see
+    :meth:`AuthGate.recheck`).
+
+    Args:
+        gate: The gate that let the stream in.
+        headers: The stream's request headers (its credential).
+        needed: The role the stream needs.
+        every: Longest time between two lookups, seconds.
+    """
+
+    def __init__(self, gate: AuthGate, headers: Headers, needed: Role, every: float) -> None:
+        self._gate = gate
+        self._headers = headers
+        self._needed = needed
+        self._every = every
+        self.poll = min(ACCESS_POLL_SECONDS, every)
+        """Seconds a watcher sleeps between two calls of :meth:`lost`."""
+        self._seen = gate.store.changes
+        self._due = time.monotonic() + every
+
+    async def lost(self) -> tuple[int, str] | None:
+        """``None`` while access holds (or no check is due), else the WebSocket close code
+        (4401: the session or token is gone; 4403: the role no longer allows the stream, the
+        handshake's codes) and why."""
+        store = self._gate.store
+        if store.changes == self._seen and time.monotonic() < self._due:
+            return None
+        self._seen, self._due = store.changes, time.monotonic() + self._every
+        try:
+            found = await self._gate.recheck(self._headers)
+        except StorageError as exc:
+            # The database is away: nothing says the credential went (a change made here is
+            # committed before the counter moves), and dropping every live view on a blip
+            # would help nobody; asked again at the next check.
+            log.warning("could not check an open stream's credential again: %s", exc)
+            return None
+        if found is None:  # the credential's lookup is still running: ask at the next call
+            self._due = 0.0
+            return None
+        principal, why = found
+        if principal is None:
+            return 4401, f"authentication required: {why}"
+        if not principal.can(self._needed):
+            return 4403, (
+                f"this needs the {self._needed} role; {principal.username} is {principal.role}"
             )
         return None
 

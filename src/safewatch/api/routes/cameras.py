@@ -10,6 +10,7 @@ its native rate by the live page, with the metadata on top.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -19,7 +20,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from safewatch.api.camera_state import ReadinessSource, camera_states, readiness_of
 from safewatch.api.dashboard import Dashboard
-from safewatch.api.deps import DashboardDep, Viewer
+from safewatch.api.deps import DashboardDep, Viewer, access_watch
 from safewatch.api.errors import ERROR_RESPONSES
 from safewatch.api.schemas import CameraOut
 from safewatch.errors import NotFound
@@ -30,6 +31,8 @@ router = APIRouter(prefix="/api/v1/cameras", tags=["cameras"], responses=ERROR_R
 
 CameraId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
 _BOUNDARY = "safewatchframe"
+
+log = logging.getLogger(__name__)
 
 
 def camera_list(dashboard: Dashboard, readiness: ReadinessSource | None = None) -> list[CameraOut]:
@@ -120,14 +123,23 @@ async def mjpeg(
     camera_id: CameraId,
     _user: Viewer,
     dashboard: DashboardDep,
+    request: Request,
     width: Annotated[int, Query(ge=0, le=7680)] = 0,
     fps: Annotated[float, Query(gt=0, le=30, description="At most this many frames/s.")] = 10,
     frames: Annotated[
         int, Query(ge=0, le=1_000_000, description="Stop after this many (0: never).")
     ] = 0,
 ) -> StreamingResponse:
-    """``multipart/x-mixed-replace`` JPEG stream; skips frames a slow viewer cannot take."""
+    """``multipart/x-mixed-replace`` JPEG stream; skips frames a slow viewer cannot take.
+
+    The stream ends once its session or token no longer allows it (revoked, logged out, user
+    disabled, expired): the gate checked it when the request came, and with ``frames=0`` the
+    stream would otherwise go on for as long as the viewer stays, like a WebSocket before
+    :func:`~safewatch.api.ws.keep_access`. Same re-check (:func:`access_watch`), asked before
+    each frame and at least every 5 s of a camera sending none.
+    """
     _camera(dashboard, camera_id)
+    watch = access_watch(request, "viewer")
 
     async def parts() -> AsyncIterator[bytes]:
         subscription = dashboard.live.subscribe(cameras=[camera_id])
@@ -135,6 +147,10 @@ async def mjpeg(
         last = 0
         try:
             while frames == 0 or sent < frames:
+                lost = await watch.lost() if watch is not None else None
+                if lost is not None:
+                    log.info("MJPEG stream of %s ended: %s", camera_id, lost[1])
+                    return
                 current = dashboard.live.latest(camera_id)
                 if current is None or current.seq == last:
                     await subscription.wait(5.0)
