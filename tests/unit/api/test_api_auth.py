@@ -153,6 +153,18 @@ def test_changes_with_a_session_need_the_csrf_token(client: TestClient) -> None:
     assert ok.json()["incident"]["status"] == "acknowledged"
 
 
+def test_another_apps_malformed_cookie_does_not_log_the_user_out(client: TestClient) -> None:
+    """Cookies ignore ports: another app on the same host may set one Python's ``SimpleCookie``
+    refuses (a space in the value). It made the gate find no cookie at all, so the user was
+    logged out while the login form kept succeeding (a login loop)."""
+    login(client, "viewer")
+    client.cookies.set("theme", "dark mode")
+    client.cookies.set("prefs", '"unterminated')
+    assert client.get("/api/v1/auth/me").json()["username"] == "viewer"
+    page = client.get("/live", headers={"Accept": "text/html"}, follow_redirects=False)
+    assert page.status_code == 200
+
+
 def test_a_viewer_reads_but_cannot_change_anything(client: TestClient) -> None:
     csrf = login(client, "viewer")
     headers = {"X-CSRF-Token": csrf}

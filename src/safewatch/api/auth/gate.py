@@ -35,6 +35,7 @@ from urllib.parse import quote, urlsplit
 
 import anyio
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -490,11 +491,11 @@ class AccessWatch:
 
 
 def _cookies(headers: Headers) -> dict[str, str]:
-    from http.cookies import SimpleCookie
+    """The request's cookies, parsed the way browsers send them (Starlette's lenient parser).
 
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(headers.get("cookie", ""))
-    except Exception:  # a malformed Cookie header is no session, not a server error
-        return {}
-    return {key: morsel.value for key, morsel in jar.items()}
+    Not ``http.cookies.SimpleCookie``: it drops *every* cookie when one is malformed, and
+    cookies ignore ports, so another app on the same host setting ``theme=dark mode`` logged
+    the user out here while the login form (Starlette's ``request.cookies``) kept succeeding:
+    a login loop. The parser never raises; a malformed pair is skipped alone.
+    """
+    return cookie_parser(headers.get("cookie", ""))
