@@ -1,4 +1,5 @@
-"""Mask configured secrets in every JSON and text answer of the HTTP edge.
+"""Mask configured secrets in every JSON and text answer of the HTTP edge, and in every text
+message a WebSocket sends.
 
 The messages the API returns come from many places: a camera's state message in ``/readyz`` and
 the camera list (built from FFmpeg's errors), a rule reload's reason, an error's text. Each origin
@@ -8,6 +9,11 @@ This middleware is the last net, the same mask the logs get
 they leave; images, video and other binary bodies pass untouched. A body that mentions no secret
 (one regex pass, the usual case) is sent as it is; a JSON one that does is decoded, its strings
 masked (never its keys, numbers or ``null``) and encoded again, so it stays valid JSON.
+
+WebSockets get the same net, wrapped around their ``send``: each text message (the sockets'
+JSON: a camera's once-a-second ``state`` message quotes the same runtime message ``/readyz``
+does, and went out unmasked) and each close reason; binary messages (JPEG, MP4) pass untouched.
+One wrapper for every socket, so a new message kind cannot forget it.
 
 The site can change on reload, and the API may run in a process that received the site pickled;
 so the site's secrets are registered here too, whenever the site object in force changes.
@@ -49,6 +55,10 @@ class RedactResponses:
             self._registered = id(site)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            self._register()
+            await self.app(scope, receive, _masked_socket(send))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -82,18 +92,42 @@ class RedactResponses:
         await self.app(scope, receive, masked)
 
 
-def _masked(body: bytes, start: Message) -> bytes:
-    text = body.decode("utf-8", errors="surrogateescape")
+def _masked_socket(send: Send) -> Send:
+    """``send`` of a WebSocket with its text messages and close reasons masked."""
+
+    async def masked(message: Message) -> None:
+        if len(SECRETS):
+            if message["type"] == "websocket.send" and message.get("text") is not None:
+                clean = _masked_text(message["text"], json_text=True)
+                if clean is not None:
+                    message = {**message, "text": clean}
+            elif message["type"] == "websocket.close" and message.get("reason"):
+                message = {**message, "reason": redact_secrets(message["reason"])}
+        await send(message)
+
+    return masked
+
+
+def _masked_text(text: str, *, json_text: bool) -> str | None:
+    """``text`` with secrets masked (as JSON, strings only, if ``json_text`` and it parses), or
+    ``None`` when it mentions none (the usual case: one regex pass)."""
     redacted = redact_secrets(text)
     if redacted == text:
-        return body
-    content_type = MutableHeaders(raw=start["headers"]).get("content-type", "")
-    if "json" in content_type:
+        return None
+    if json_text:
         try:
             data = json.loads(text)
         except ValueError:
             pass
         else:
-            clean = json.dumps(redact_json(data), ensure_ascii=False, separators=(",", ":"))
-            return clean.encode()
-    return redacted.encode("utf-8", errors="surrogateescape")
+            return json.dumps(redact_json(data), ensure_ascii=False, separators=(",", ":"))
+    return redacted
+
+
+def _masked(body: bytes, start: Message) -> bytes:
+    text = body.decode("utf-8", errors="surrogateescape")
+    content_type = MutableHeaders(raw=start["headers"]).get("content-type", "")
+    clean = _masked_text(text, json_text="json" in content_type)
+    if clean is None:
+        return body
+    return clean.encode("utf-8", errors="surrogateescape")

@@ -132,3 +132,45 @@ def test_a_closing_camera_socket_does_not_wait_for_a_slow_readiness_read(tmp_pat
     finally:
         release.set()
         storage.close()
+
+
+def test_a_camera_sockets_state_message_is_masked_like_the_http_answers(tmp_path: Any) -> None:
+    """The runtime's message for a camera can quote what the camera said, a registered secret
+    included. HTTP answers were masked at the edge (``RedactResponses``); the camera socket's
+    once-a-second ``state`` message, the same text, went out in clear."""
+    from safewatch.config.secrets import SECRETS
+
+    secret = "Pa55wordZebra"
+    SECRETS.add([secret])
+
+    class Ops(FakeOps):
+        def readiness(self) -> Readiness:
+            ok = ComponentHealth(ok=True)
+            camera = readiness(
+                ready=False,
+                source="reconnecting",
+                message=f"401 Unauthorized: camera rejected password {secret}",
+            )
+            return Readiness(
+                status="degraded",
+                database=ok,
+                inference=ok,
+                rules=ok,
+                site=ok,
+                cameras={"yard": camera},
+            )
+
+    dashboard, storage = make_dashboard(tmp_path)
+    add_users(dashboard)
+    try:
+        with TestClient(make_app(dashboard, Ops())) as client:
+            login(client, "viewer")
+            answer = client.get("/api/v1/cameras/yard").json()["state"]["message"]
+            assert answer == "401 Unauthorized: camera rejected password ***"
+            with client.websocket_connect("/api/v1/ws/cameras/yard") as ws:
+                message = ws.receive_json()
+                while message["type"] != "state":
+                    message = ws.receive_json()
+            assert message["message"] == answer
+    finally:
+        storage.close()
