@@ -165,6 +165,30 @@ def test_another_apps_malformed_cookie_does_not_log_the_user_out(client: TestCli
     assert page.status_code == 200
 
 
+def test_a_basic_authorization_header_from_a_proxy_leaves_the_session_cookie_in_charge(
+    client: TestClient,
+) -> None:
+    """A reverse proxy with HTTP basic authentication (nginx ``auth_basic``) forwards the
+    browser's ``Authorization: Basic ...`` with every request: the gate refused it (401)
+    without looking at the session cookie that came with it."""
+    basic = {"Authorization": "Basic dXNlcjpwYXNz"}
+    assert client.get("/api/v1/auth/me", headers=basic).status_code == 401  # no session yet
+    csrf = login(client, "viewer")
+    me = client.get("/api/v1/auth/me", headers=basic)
+    assert (me.status_code, me.json()["method"]) == (200, "session")
+    # Still a session: its CSRF check applies.
+    no_csrf = client.post("/api/v1/tokens", json={"name": "x"}, headers=basic)
+    assert (no_csrf.status_code, no_csrf.json()["error"]) == (403, "csrf_failed")
+    made = client.post(
+        "/api/v1/tokens", json={"name": "x"}, headers={**basic, "X-CSRF-Token": csrf}
+    )
+    assert made.status_code in (200, 201), made.text
+    # A malformed bearer is still refused, cookie or not.
+    for header in ("Bearer", "Bearer   ", "bearer swt_unknown"):
+        refused = client.get("/api/v1/auth/me", headers={"Authorization": header})
+        assert refused.status_code == 401, header
+
+
 def test_a_viewer_reads_but_cannot_change_anything(client: TestClient) -> None:
     csrf = login(client, "viewer")
     headers = {"X-CSRF-Token": csrf}

@@ -230,17 +230,25 @@ class AuthGate:
         self._rechecks_lock = threading.Lock()
 
     def _credential(self, headers: Headers) -> tuple[str, str] | str:
-        """``(kind, value)`` of the request's credential, or why there is none usable."""
+        """``(kind, value)`` of the request's credential, or why there is none usable.
+
+        An ``Authorization`` header of another scheme is not ours: a reverse proxy with HTTP
+        basic authentication (nginx ``auth_basic``) forwards the browser's ``Basic ...`` with
+        every request, and refusing it without looking at the session cookie made such a site
+        unusable (every request 401). Such a header is ignored; the cookie decides (with the
+        CSRF and Origin checks of a session). A ``Bearer`` header is always the credential,
+        and an empty one is refused, whatever cookie comes with it.
+        """
         authorization = headers.get("authorization")
+        bearer = "use 'Authorization: Bearer <token>'"
         if authorization:
             scheme, _, value = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not value.strip():
-                return "use 'Authorization: Bearer <token>'"
-            return "token", value.strip()
+            if scheme.lower() == "bearer":
+                return ("token", value.strip()) if value.strip() else bearer
         cookie = _cookies(headers).get(self.cookie)
         if cookie:
             return "session", cookie
-        return "log in, or send an API token"
+        return bearer if authorization else "log in, or send an API token"
 
     def _lookup(
         self, kind: str, value: str, key: bytes, touch: bool = True
