@@ -189,6 +189,33 @@ def test_a_basic_authorization_header_from_a_proxy_leaves_the_session_cookie_in_
         assert refused.status_code == 401, header
 
 
+def test_an_origin_refusal_says_what_was_compared(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Behind a proxy that rewrites ``Host`` (nginx's default ``proxy_pass``) every change was
+    refused with a bare "Origin mismatch": the operator could not see why."""
+    csrf = login(client, "viewer")
+    rewritten = {"X-CSRF-Token": csrf, "Origin": "http://cams.plant", "Host": "127.0.0.1:8080"}
+    refused = client.post("/api/v1/tokens", json={"name": "x"}, headers=rewritten)
+    assert (refused.status_code, refused.json()["error"]) == (403, "csrf_failed")
+    message = refused.json()["message"]
+    for shown in ("'http://cams.plant'", "http://127.0.0.1:8080", "proxy_set_header Host $host"):
+        assert shown in message, message
+    caplog.clear()
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect("/api/v1/ws/incidents", headers=rewritten),
+    ):
+        pass
+    assert closed.value.code == 4403
+    assert "'http://cams.plant' is not this server's http://127.0.0.1:8080" in caplog.text
+    # Not even a parseable origin: refused, not a 500.
+    broken = client.post(
+        "/api/v1/tokens", json={"name": "x"}, headers={**rewritten, "Origin": "http://["}
+    )
+    assert (broken.status_code, broken.json()["error"]) == (403, "csrf_failed")
+
+
 def test_a_viewer_reads_but_cannot_change_anything(client: TestClient) -> None:
     csrf = login(client, "viewer")
     headers = {"X-CSRF-Token": csrf}

@@ -107,15 +107,32 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _same_origin(headers: Headers, scheme: str) -> bool:
-    """``Origin`` absent (non-browser client) or equal to this server's origin."""
+def _origin_mismatch(headers: Headers, scheme: str) -> str | None:
+    """``None`` when ``Origin`` is absent (non-browser client) or equal to this server's origin;
+    else what was compared, for the refusal and the log.
+
+    Behind a reverse proxy that rewrites ``Host`` (nginx's default ``proxy_pass`` sends the
+    upstream's address) every browser change and every WebSocket was refused, and the bare
+    "Origin mismatch" gave the operator no hint why: the message names both sides and the fix.
+    """
     origin = headers.get("origin")
     if origin is None:
-        return True
+        return None
     host = headers.get("host", "")
-    parts = urlsplit(origin)
     expected = {"ws": "http", "wss": "https"}.get(scheme, scheme)
-    return parts.netloc == host and parts.scheme == expected
+    try:
+        parts = urlsplit(origin)
+    except ValueError:  # "http://[" : not an origin at all, and no reason for a 500
+        pass
+    else:
+        if parts.netloc == host and parts.scheme == expected:
+            return None
+    return (
+        f"Origin {origin[:200]!r} is not this server's {expected}://{host[:200]} (scheme of the "
+        "connection, host from the Host header); behind a reverse proxy, have it pass the "
+        "browser's Host (nginx: proxy_set_header Host $host;) and, for HTTPS, list it in "
+        "runtime.http.trusted_proxies"
+    )
 
 
 class PrincipalCache:
@@ -387,9 +404,14 @@ class AuthGate:
                 await _error(503, "storage_unavailable", str(exc))(scope, receive, send)
                 return
         if scope["type"] == "websocket":
-            if principal is None or (
-                principal.method == "session" and not _same_origin(headers, scope["scheme"])
-            ):
+            mismatch = None
+            if principal is not None and principal.method == "session":
+                mismatch = _origin_mismatch(headers, scope["scheme"])
+            if principal is None or mismatch is not None:
+                if mismatch is not None:
+                    # A socket closed before it is accepted reaches a browser as a bare HTTP
+                    # 403, without a reason: the log is where the operator sees the cause.
+                    log.warning("cross-origin WebSocket refused (4403): %s", mismatch)
                 await receive()
                 await send({"type": "websocket.close", "code": 4401 if principal is None else 4403})
                 return
@@ -425,8 +447,10 @@ class AuthGate:
             )
         if method in _SAFE_METHODS or principal.method != "session":
             return None
-        if not _same_origin(headers, scope["scheme"]):
-            return _error(403, "csrf_failed", "cross-origin request refused (Origin mismatch)")
+        mismatch = _origin_mismatch(headers, scope["scheme"])
+        if mismatch is not None:
+            log.warning("cross-origin request refused (403): %s", mismatch)
+            return _error(403, "csrf_failed", f"cross-origin request refused: {mismatch}")
         sent = headers.get(CSRF_HEADER, "")
         if not principal.csrf_token or not same_token(sent, principal.csrf_token):
             return _error(
