@@ -3,12 +3,15 @@
 ``users add NAME --role operator`` asks for the password twice (or reads one line from standard
 input with ``--password-stdin``, for scripts); passwords are stored as argon2id hashes and never
 printed. ``users token NAME --name prometheus`` prints a new API token once (only its hash is
-kept). The first admin of a site is made here; later ones can be added in the dashboard.
+kept); ``users tokens NAME`` lists a user's tokens and ``users revoke ID`` revokes one (a password
+change ends the user's sessions, not their tokens). The first admin of a site is made here; later
+ones can be added in the dashboard.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -117,7 +120,7 @@ def passwd(
     config: ConfigOption,
     password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
 ) -> None:
-    """Set a user's password (their sessions end)."""
+    """Set a user's password (their sessions end; their API tokens stay: `users tokens`)."""
     password = _password(password_stdin)
     with _store(config) as store:
         try:
@@ -126,6 +129,11 @@ def passwd(
             raise _user_error(error) from None
         store.audit("user.update", actor="cli", subject=username, detail={"changed": ["password"]})
     out.print(f"password of {username} changed; their sessions ended", highlight=False)
+    err.print(
+        f"their API tokens still work: list them with `safewatch users tokens {username} -c "
+        f"{config}`, revoke one with `safewatch users revoke ID -c {config}`",
+        soft_wrap=True,
+    )
 
 
 @users_app.command("role")
@@ -165,8 +173,6 @@ def token(
     ] = None,
 ) -> None:
     """Issue an API token (printed once; send it as 'Authorization: Bearer TOKEN')."""
-    import time
-
     expires = time.time() + days * 86400 if days else None
     with _store(config) as store:
         try:
@@ -176,3 +182,46 @@ def token(
         store.audit("token.create", actor="cli", subject=issued.info.prefix, detail={"name": name})
     out.print(issued.token, highlight=False, soft_wrap=True)
     err.print(f"token {name!r} for {username}; it is not shown again")
+
+
+@users_app.command("tokens")
+def list_tokens(
+    username: Annotated[str, typer.Argument(help="Whose tokens.")], config: ConfigOption
+) -> None:
+    """List a user's API tokens (id, name, created, expires, last use; never the secret)."""
+    with _store(config) as store:
+        store.user(username)  # NotFound for a user who does not exist, not an empty list
+        tokens = store.tokens(username)
+    if not tokens:
+        err.print(f"{username} has no API tokens", highlight=False)
+        return
+    out.print(
+        f"{'ID':>6}  {'NAME':<24} {'PREFIX':<12}  {'CREATED':<20}  {'EXPIRES':<20}  LAST USED",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for token in tokens:
+        state = ""
+        if token.revoked_at is not None:
+            state = f"  (revoked {_when(token.revoked_at)})"
+        elif token.expires_at is not None and token.expires_at <= time.time():
+            state = "  (expired)"
+        out.print(
+            f"{token.id:>6}  {token.name:<24} {token.prefix:<12}  {_when(token.created_at):<20}  "
+            f"{_when(token.expires_at):<20}  {_when(token.last_used_at)}{state}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@users_app.command("revoke")
+def revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's ID (`users tokens NAME`).", min=1)],
+    config: ConfigOption,
+) -> None:
+    """Revoke an API token (a running server refuses it within a second; the row stays, listed
+    as revoked)."""
+    with _store(config) as store:
+        info = store.revoke_token(token_id)
+        store.audit("token.revoke", actor="cli", subject=info.prefix, detail={"name": info.name})
+    out.print(f"revoked token {info.id} {info.name!r} of {info.username}", highlight=False)

@@ -1,0 +1,78 @@
+"""``safewatch users tokens|revoke|token``: API tokens from the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli_support import invoke
+from safewatch.api.auth.store import AuthStore
+from safewatch.config.loader import load_site
+from safewatch.errors import NotFound
+from safewatch.incidents.site_storage import open_site_storage
+
+SITE = """\
+version: 1
+models:
+  coco: {path: model.onnx}
+cameras:
+  yard: {source: clip.mp4, models: [coco]}
+"""
+PASSWORD = "a long enough password"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE)
+    return path
+
+
+@pytest.fixture
+def store(site: Path) -> Iterator[AuthStore]:
+    storage = open_site_storage(load_site(site))
+    try:
+        auth = AuthStore(storage.engine)
+        auth.add_user("ann", PASSWORD, "viewer")
+        yield auth
+    finally:
+        storage.close()
+
+
+def test_a_users_tokens_are_listed_and_one_is_revoked(site: Path, store: AuthStore) -> None:
+    """A password change ends sessions, not API tokens (unchanged); the command line had no
+    way to see a user's tokens or revoke one (only the dashboard's DELETE /api/v1/tokens/ID)."""
+    kept = store.create_token("ann", "prometheus")
+    leaked = store.create_token("ann", "laptop script", expires_at=4_102_444_800.0)
+    store.update_user("ann", password="another long password")
+    assert store.token(leaked.token) is not None  # a password change keeps tokens
+
+    code, output = invoke("users", "tokens", "ann", "-c", str(site))
+    assert code == 0, output
+    lines = output.splitlines()
+    assert lines[0].split() == ["ID", "NAME", "PREFIX", "CREATED", "EXPIRES", "LAST", "USED"]
+    assert lines[1].split()[:4] == [str(leaked.info.id), "laptop", "script", leaked.info.prefix]
+    assert "2100-01-01 00:00 UTC" in lines[1] and lines[1].endswith("UTC")  # used just now
+    assert lines[2].split()[:3] == [str(kept.info.id), "prometheus", kept.info.prefix]
+    assert lines[2].split()[-2:] == ["never", "never"]  # expires never, never used
+    assert kept.token not in output and leaked.token not in output
+
+    code, output = invoke("users", "revoke", str(leaked.info.id), "-c", str(site))
+    assert code == 0, output
+    assert f"revoked token {leaked.info.id} 'laptop script' of ann" in output
+    assert store.token(leaked.token) is None
+    assert store.token(kept.token) is not None
+    code, output = invoke("users", "tokens", "ann", "-c", str(site))
+    assert "(revoked " in output.splitlines()[1]
+    assert "token.revoke" in [r.action for r in store.audit_records(limit=5)[0]]
+
+
+def test_unknown_users_and_tokens_are_errors(site: Path, store: AuthStore) -> None:
+    with pytest.raises(NotFound):
+        invoke("users", "tokens", "bob", "-c", str(site))
+    with pytest.raises(NotFound):
+        invoke("users", "revoke", "99", "-c", str(site))
+    code, output = invoke("users", "tokens", "ann", "-c", str(site))
+    assert (code, output.strip()) == (0, "ann has no API tokens")
