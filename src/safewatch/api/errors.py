@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from safewatch.api.auth.principal import Principal
 from safewatch.api.auth.store import UserExists
 from safewatch.api.jobs import JobFinished
 from safewatch.config.validation import ConfigErrors
@@ -46,6 +47,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+STORAGE_UNAVAILABLE = "the database is unavailable; the server log has the details"
+"""A storage error's message for a client that is not signed in (the cause is logged)."""
 
 
 class ErrorDetail(BaseModel):
@@ -174,7 +178,7 @@ def _validation_error(_request: Request, exc: Exception) -> Response:
     return error_response(422, "invalid_request", message, details)
 
 
-def _safewatch_error(_request: Request, exc: Exception) -> Response:
+def _safewatch_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, NotFound):
         return error_response(404, "not_found", str(exc))
     if isinstance(exc, InvalidTransition):
@@ -188,7 +192,12 @@ def _safewatch_error(_request: Request, exc: Exception) -> Response:
             422, "invalid_config", f"{exc.format().splitlines()[0]}{more}", details
         )
     if isinstance(exc, StorageError):
-        log.error("storage error: %s", exc)
+        log.error("storage error on %s %s: %s", request.method, request.url.path, exc)
+        if not isinstance(getattr(request.state, "principal", None), Principal):
+            # Not authenticated (the login endpoints): the detail is the database driver's text
+            # (a PostgreSQL host, address and user name), for the log only. Users signed in
+            # keep the reason (a rules folder that is read-only, a job still running).
+            return error_response(503, "storage_unavailable", STORAGE_UNAVAILABLE)
         return error_response(503, "storage_unavailable", str(exc))
     return error_response(400, "bad_request", str(exc))
 

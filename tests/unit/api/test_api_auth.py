@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 from starlette.routing import Route
 from starlette.websockets import WebSocketDisconnect
@@ -214,6 +214,29 @@ def test_an_origin_refusal_says_what_was_compared(
         "/api/v1/tokens", json={"name": "x"}, headers={**rewritten, "Origin": "http://["}
     )
     assert (broken.status_code, broken.json()["error"]) == (403, "csrf_failed")
+
+
+def test_a_database_failure_tells_anonymous_clients_nothing_about_the_database(
+    dashboard: Dashboard, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The 503 of the gate and of the login endpoint carried the database driver's text (with
+    PostgreSQL: its host, address and user name) to clients nobody had authenticated. They get
+    a generic sentence; the log keeps the cause."""
+    with client_for(dashboard) as client:
+        dashboard.auth._engine = create_engine(
+            f"sqlite:///{dashboard.storage.engine.url.database}-gone/x.db"
+        )
+        client.cookies.set("safewatch_session", "anything")
+        gate = client.get("/api/v1/incidents")
+        client.cookies.clear()
+        form = client.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
+    assert (gate.status_code, gate.json()["error"]) == (503, "storage_unavailable")
+    assert gate.json()["message"] == "authentication unavailable: the database cannot be read"
+    assert (form.status_code, form.json()["error"]) == (503, "storage_unavailable")
+    assert form.json()["message"] == "the database is unavailable; the server log has the details"
+    for answer in (gate, form):
+        assert "unable to open database file" not in answer.text
+    assert caplog.text.count("unable to open database file") >= 2
 
 
 def test_a_viewer_reads_but_cannot_change_anything(client: TestClient) -> None:

@@ -79,6 +79,8 @@ RECHECK_TIMEOUT = 10.0
 connection after a PostgreSQL failover has no driver timeout) is abandoned, its thread slot given
 back, and its credential may be looked up again: four such lookups held every slot for good, and
 one kept its credential from ever being checked again, a revoked token's open video included."""
+AUTH_UNAVAILABLE = "authentication unavailable: the database cannot be read"
+"""The 503's message when the credential cannot be looked up (the cause is logged)."""
 ACCESS_POLL_SECONDS = 0.5
 """How often an open stream looks at the auth store's change counter (reading an integer)."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -398,10 +400,12 @@ class AuthGate:
         try:
             principal, why = await self.principal(headers)
         except StorageError as exc:
+            # The detail stays in the log: it is the driver's text (a PostgreSQL host, address
+            # and user name), and nobody is authenticated yet to be shown it.
             log.error("authentication failed: %s", exc)
             principal, why = None, "authentication is unavailable (database error)"
             if scope["type"] == "http":
-                await _error(503, "storage_unavailable", str(exc))(scope, receive, send)
+                await _error(503, "storage_unavailable", AUTH_UNAVAILABLE)(scope, receive, send)
                 return
         if scope["type"] == "websocket":
             mismatch = None
