@@ -529,6 +529,34 @@ def test_login_is_throttled_after_repeated_failures(
     assert "login.throttled" in actions
 
 
+def test_a_throttled_client_writes_one_audit_line_per_window(
+    client: TestClient, dashboard: Dashboard
+) -> None:
+    """A throttled client is refused without a password check, as fast as it asks; each refusal
+    was an audit row, so one address could grow the audit log without bound."""
+    for _ in range(5):
+        client.post("/api/v1/auth/login", json={"username": "admin", "password": "nope"})
+    for name in ("admin", "ADMIN", "admin", "Admin"):  # the limiter ignores the case
+        refused = client.post("/api/v1/auth/login", json={"username": name, "password": "x"})
+        assert refused.status_code == 429
+    throttled = dashboard.auth.audit_records(action="login.throttled")[0]
+    assert [(r.actor, r.client) for r in throttled] == [("admin", "testclient")]
+
+
+def test_limiter_reports_a_pairs_first_refusal_once_per_window() -> None:
+    now = [0.0]
+    limiter = LoginLimiter(window=60, clock=lambda: now[0])
+    assert limiter.first_refusal("ann", "1.2.3.4")
+    assert not limiter.first_refusal("ANN", "1.2.3.4")
+    assert limiter.first_refusal("ann", "5.6.7.8")  # another address: its own line
+    assert limiter.first_refusal("bob", "1.2.3.4")  # another name: its own line
+    now[0] = 59
+    assert not limiter.first_refusal("ann", "1.2.3.4")
+    now[0] = 60
+    assert limiter.first_refusal("ann", "1.2.3.4")  # a new window
+    assert limiter.retry_after("ann", "1.2.3.4") == 0  # refusals are no failures
+
+
 def test_limiter_window_slides() -> None:
     now = [0.0]
     limiter = LoginLimiter(per_pair=2, per_client=10, window=60, backoff=100, clock=lambda: now[0])

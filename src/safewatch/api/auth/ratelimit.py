@@ -17,6 +17,9 @@ even while the account is under attack. Refusals come *before* the password is c
 throttled guesser gets no signal and burns no argon2 time. A success clears its pair only (the
 address and the account keep their counts: the attack elsewhere goes on).
 
+Refusals are audited once per (account, address) per ``window``
+(:meth:`LoginLimiter.first_refusal`).
+
 State is in memory: one dashboard process serves a site. Behind several API processes each keeps
 its own counts, which multiplies the allowance by the number of processes but never blocks a
 legitimate user.
@@ -109,19 +112,40 @@ class LoginLimiter:
                 wait = max(wait, pair[-1] + delay - now)
         return max(wait, 0.0)
 
+    def _note(self, key: _Key, now: float) -> None:
+        """Add ``now`` to ``key``'s times (lock held)."""
+        self._recent(key, now)
+        times = self._failures.get(key)
+        if times is None:
+            if len(self._failures) >= self._max_keys:
+                self._failures.popitem(last=False)
+            times = self._failures[key] = deque(maxlen=256)
+        self._failures.move_to_end(key)
+        times.append(now)
+
     def failed(self, username: str, client: str) -> None:
         """Count a failed attempt of ``username`` from ``client``."""
         now = self._clock()
         with self._lock:
             for key in self._keys(username, client):
-                self._recent(key, now)
-                times = self._failures.get(key)
-                if times is None:
-                    if len(self._failures) >= self._max_keys:
-                        self._failures.popitem(last=False)
-                    times = self._failures[key] = deque(maxlen=256)
-                self._failures.move_to_end(key)
-                times.append(now)
+                self._note(key, now)
+
+    def first_refusal(self, username: str, client: str) -> bool:
+        """Note that ``client`` was refused ``username`` (:meth:`retry_after` > 0): ``True`` for
+        the pair's first refusal within ``window``, else ``False``.
+
+        For the audit log: a throttled client is refused without a password check, as fast as
+        it asks, and a line per refusal let one address write rows without bound. One line per
+        (account, address) per window still shows who was throttled, and when. Kept like the
+        failures (same window, same bound on keys), so it costs no second bookkeeping.
+        """
+        now = self._clock()
+        key = ("refused", username.lower(), client)
+        with self._lock:
+            if self._recent(key, now):
+                return False
+            self._note(key, now)
+            return True
 
     def succeeded(self, username: str, client: str) -> None:
         """Forget this pair's failures (the address and the account keep their counts)."""

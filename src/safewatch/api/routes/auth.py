@@ -4,9 +4,10 @@ Login checks the throttle first (:class:`~safewatch.api.auth.ratelimit.LoginLimi
 password (argon2, same time for unknown names), then starts a session: a random cookie value,
 ``HttpOnly`` (scripts cannot read it), ``SameSite=Strict`` (other sites' requests do not carry it),
 ``Secure`` when the request came over HTTPS (directly or through a proxy that says so), and
-``Path=/``. Every success and failure is written to the audit log. The JSON endpoint serves
-scripts and the page's own JavaScript; the login page posts a plain form to ``/login``
-(:mod:`safewatch.api.routes.pages`), which shares :func:`login`.
+``Path=/``. Every success and failure is written to the audit log, and a throttled name and
+address once per throttling window. The JSON endpoint serves scripts and the page's own
+JavaScript; the login page posts a plain form to ``/login`` (:mod:`safewatch.api.routes.pages`),
+which shares :func:`login`.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ def login(dashboard: Dashboard, username: str, password: str, client: str) -> Us
     """
     wait = dashboard.limiter.retry_after(username, client)
     if wait > 0:
-        dashboard.auth.audit(
-            "login.throttled", actor=username[:64], client=client, detail={"wait": round(wait)}
-        )
+        # Once per (name, address) per limiter window: refusals come as fast as a client asks.
+        if dashboard.limiter.first_refusal(username, client):
+            dashboard.auth.audit(
+                "login.throttled", actor=username[:64], client=client, detail={"wait": round(wait)}
+            )
         raise ApiError(
             429,
             "rate_limited",
