@@ -10,6 +10,7 @@ ones can be added in the dashboard.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -169,11 +170,19 @@ def token(
     config: ConfigOption,
     name: Annotated[str, typer.Option(help="What uses it (prometheus, a script).")] = "cli",
     days: Annotated[
-        float | None, typer.Option(help="Expires after this many days (default: never).")
+        float | None,
+        typer.Option(help="Expires after this many days, more than 0 (left out: never)."),
     ] = None,
 ) -> None:
     """Issue an API token (printed once; send it as 'Authorization: Bearer TOKEN')."""
-    expires = time.time() + days * 86400 if days else None
+    if days is not None and not (days > 0 and math.isfinite(days)):
+        # 0 meant "never expires" (falsy) and a negative number issued a token already
+        # expired, both silently; leaving --days out is how to ask for a token without expiry.
+        raise typer.BadParameter(
+            f"must be more than 0, got {days:g} (leave --days out for a token that never expires)",
+            param_hint="'--days'",
+        )
+    expires = time.time() + days * 86400 if days is not None else None
     with _store(config) as store:
         try:
             issued = store.create_token(username, name, expires_at=expires)

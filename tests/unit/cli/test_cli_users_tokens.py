@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +77,27 @@ def test_unknown_users_and_tokens_are_errors(site: Path, store: AuthStore) -> No
         invoke("users", "revoke", "99", "-c", str(site))
     code, output = invoke("users", "tokens", "ann", "-c", str(site))
     assert (code, output.strip()) == (0, "ann has no API tokens")
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "nan", "inf"])
+def test_a_token_lifetime_must_be_positive(site: Path, store: AuthStore, days: str) -> None:
+    """``--days 0`` silently meant "never expires" and ``--days -1`` issued a token already
+    expired."""
+    code, output = invoke("users", "token", "ann", "--days", days, "-c", str(site))
+    assert code == 2
+    assert "must be more than 0" in " ".join(output.split())
+    assert store.tokens("ann") == []
+
+
+def test_a_token_lasts_the_days_asked_or_never_without_days(site: Path, store: AuthStore) -> None:
+    before = time.time()
+    code, output = invoke(
+        "users", "token", "ann", "--days", "0.5", "--name", "day", "-c", str(site)
+    )
+    assert code == 0, output
+    code, output = invoke("users", "token", "ann", "--name", "forever", "-c", str(site))
+    assert code == 0, output
+    expiry = {t.name: t.expires_at for t in store.tokens("ann")}
+    assert expiry["forever"] is None
+    assert expiry["day"] is not None
+    assert before + 43_200 <= expiry["day"] <= time.time() + 43_200
