@@ -145,9 +145,9 @@ def build_monitor(
         return LineCrossingMonitor(rule, rules.line(rule.line), clock)
     if isinstance(rule, ProximityRule):
         machine = rules.zone(rule.machine_zone) if rule.machine_zone is not None else None
-        return ProximityMonitor(rule, plane, machine, zones)
+        return ProximityMonitor(rule, plane, machine, zones, clock)
     if isinstance(rule, SpeedRule):
-        return SpeedMonitor(rule, plane, zones)
+        return SpeedMonitor(rule, plane, zones, clock)
     raise TypeError(f"no monitor for rule kind {rule.kind!r}")  # pragma: no cover
 
 

@@ -17,8 +17,10 @@ hazard shrinks at least that fast: "a forklift heading at someone", not "someone
 parked forklift". The closing speed is the least-squares slope of the pair's distance over the
 last ``window`` seconds of the frame clock (at least the last three samples, so a slow camera has
 one too: :mod:`safewatch.rules.measure`), so box jitter does not fake it. Per-pair histories are
-dropped once the pair has not been measured for ``window`` (or ``grace``, whichever is longer),
-so memory is bounded by the pairs recently seen.
+dropped once the pair has not been measured for ``window`` (or the grace in force, whichever is
+longer: the configured ``grace``, but at least 1.5 of the camera's frame intervals, as episodes
+use it, :class:`~safewatch.rules.episodes.FrameClock`), so memory is bounded by the pairs
+recently seen and a pair missed in one frame of a slow camera keeps its history.
 
 Each subject is one episode; its ``track_ids`` are ``(subject, hazard)`` for a vehicle, or
 ``(subject,)`` with ``zone_id`` set for a machine zone. When several hazards are too close, the
@@ -37,7 +39,7 @@ from numpy.typing import NDArray
 from safewatch.config.rules import ProximityRule
 from safewatch.domain.geometry import Zone
 from safewatch.domain.tracks import Track, TrackedFrame
-from safewatch.rules.episodes import Observation
+from safewatch.rules.episodes import FrameClock, Observation
 from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
 from safewatch.rules.measure import Plane, PolygonEdges, Samples, segment_distances
 
@@ -80,6 +82,7 @@ class ProximityMonitor:
         plane: Where distances are measured (the floor for rules in metres).
         machine: The rule's machine zone, if any.
         zones: The rule's scope zones on this camera; empty: anywhere.
+        clock: The camera's frame clock (one of its own by default), for the grace in force.
     """
 
     instant = False
@@ -90,8 +93,10 @@ class ProximityMonitor:
         plane: Plane,
         machine: Zone | None = None,
         zones: tuple[Zone, ...] = (),
+        clock: FrameClock | None = None,
     ) -> None:
         self.rule = rule
+        self.clock = FrameClock() if clock is None else clock
         self.plane = plane
         self.machine = machine
         self.zones = zones
@@ -300,7 +305,8 @@ class ProximityMonitor:
         return found
 
     def _prune(self, at: float) -> None:
-        horizon = max(self.rule.window, self.rule.grace)
+        self.clock.tick(at)
+        horizon = max(self.rule.window, self.clock.grace(self.rule.grace))
         for key in [k for k, s in self._pairs.items() if at - s.last_at > horizon]:
             del self._pairs[key]
 

@@ -7,7 +7,10 @@ seconds of the frame clock (see :mod:`safewatch.rules.measure`), so box jitter a
 mis-sized box do not fake a speeding vehicle; a track needs three samples spanning half the window
 before it has a speed at all. Per-track history holds only that window (or the last three samples
 where the window holds fewer: a slow camera still measures) and is dropped once the track has
-been unseen for longer than the window (or ``grace``, whichever is longer).
+been unseen for longer than the window (or the grace in force, whichever is longer: the
+configured ``grace``, but at least 1.5 of the camera's frame intervals, as episodes use it,
+:class:`~safewatch.rules.episodes.FrameClock`; a track missed in one frame of a slow camera keeps
+its history).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import math
 from safewatch.config.rules import SpeedRule
 from safewatch.domain.geometry import Zone
 from safewatch.domain.tracks import TrackedFrame
-from safewatch.rules.episodes import Observation
+from safewatch.rules.episodes import FrameClock, Observation
 from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
 from safewatch.rules.measure import Plane, Samples, SharedTimes
 
@@ -31,12 +34,20 @@ class SpeedMonitor:
         rule: The rule (objects, anchor, max_speed, window, zones).
         plane: The camera's floor (a calibrated :class:`Plane`).
         zones: The rule's scope zones on this camera; empty: anywhere.
+        clock: The camera's frame clock (one of its own by default), for the grace in force.
     """
 
     instant = False
 
-    def __init__(self, rule: SpeedRule, plane: Plane, zones: tuple[Zone, ...] = ()) -> None:
+    def __init__(
+        self,
+        rule: SpeedRule,
+        plane: Plane,
+        zones: tuple[Zone, ...] = (),
+        clock: FrameClock | None = None,
+    ) -> None:
         self.rule = rule
+        self.clock = FrameClock() if clock is None else clock
         self.plane = plane
         self.zones = zones
         self._samples: dict[int, Samples] = {}
@@ -71,7 +82,8 @@ class SpeedMonitor:
                 rate = samples.slopes(shared)
                 if rate is not None:
                     result.append((i, track_id, math.hypot(rate[0], rate[1])))
-        horizon = max(self.rule.window, self.rule.grace)
+        self.clock.tick(at)
+        horizon = max(self.rule.window, self.clock.grace(self.rule.grace))
         for track_id in [k for k, s in self._samples.items() if at - s.last_at > horizon]:
             del self._samples[track_id]
         return result

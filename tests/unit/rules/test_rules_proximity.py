@@ -184,6 +184,24 @@ def test_approaching_on_a_slow_camera(fps: float) -> None:
     assert closing == pytest.approx([150.0] * len(closing))
 
 
+def test_a_pair_missed_for_one_frame_of_a_slow_camera_keeps_its_closing_speed() -> None:
+    """Pair histories were dropped after max(window, configured grace): at 0.25 fps a forklift
+    missed in one frame lost its closing speed for three frames. The grace in force is at least
+    1.5 frame intervals, as episodes'."""
+    monitor = ProximityMonitor(
+        _rule(max_distance="1000px", approaching="10px/s", window="2s", grace="1s"), Plane()
+    )
+    closing = []
+    for k in range(5):
+        t = 4.0 * k
+        tracks = [person(1, (50.0, 400.0))]
+        if k != 3:  # missed in frame 3
+            tracks.append(forklift(9, 700.0 - 20.0 * t, 800.0 - 20.0 * t, 400.0))
+        gaps = monitor.gaps(frame(t, tracks), 1000.0)
+        closing.append(gaps[0].closing if gaps else None)
+    assert closing[4] == pytest.approx(20.0)  # from the history kept through the miss
+
+
 def test_approaching_ignores_jitter() -> None:
     monitor = ProximityMonitor(_rule(max_distance="3m", approaching="1m/s"), Plane(CM))
     rng = np.random.default_rng(3)

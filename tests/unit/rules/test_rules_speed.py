@@ -117,6 +117,21 @@ def test_a_history_keeps_three_samples_on_a_slow_camera() -> None:
     assert samples.slopes() == pytest.approx((2.0,))
 
 
+def test_a_track_missed_for_one_frame_of_a_slow_camera_keeps_its_history() -> None:
+    """The history was dropped after max(window, configured grace): on a 0.25 fps camera a
+    vehicle missed in one frame (4 s unseen > 2 s) lost its history and had no speed for the
+    next three frames; the grace in force is at least 1.5 frame intervals (6 s), as episodes'."""
+    monitor = SpeedMonitor(_rule(window="2s", grace="1s"), FLOOR)
+    seen = {0, 1, 2, 4}  # missed in frame 3
+    speeds = []
+    for k in range(5):
+        t = 4.0 * k
+        tracks = [person(2, (100.0 + 50.0 * t, 400.0), label="vehicle")] if k in seen else []
+        speeds.append(monitor.speeds(frame(t, tracks)).get(2))
+    assert speeds[3] is None  # not seen
+    assert speeds[4] == pytest.approx(0.5)  # 50 px/s = 0.5 m/s, from the kept history
+
+
 def test_an_uncalibrated_camera_skips_rules_in_metres(caplog: pytest.LogCaptureFixture) -> None:
     engine = RuleEngine(rule_set([_rule()]))
     for i in range(10):
