@@ -36,15 +36,21 @@ def verify(
 ) -> None:
     """Walk the chain; report edited or deleted incidents and evidence. Exit 1 on any problem.
 
-    The latest chain witness in the evidence store (written by ``serve``) is checked too, so the
-    newest entries cannot be cut off unnoticed even without ``--expect-hash``; ``--witness``
-    adds witnesses the alert channels delivered (``alerts.witness``), which someone who controls
-    the server and its evidence store cannot take back.
+    The latest chain witness in the evidence store (written by ``serve``) is checked too, and the
+    stored history's witness of the highest entry, so the newest entries cannot be cut off
+    unnoticed even without ``--expect-hash`` (nor by putting back an older ``latest.json``);
+    ``--witness`` adds witnesses the alert channels delivered (``alerts.witness``), which
+    someone who controls the server and its evidence store cannot take back.
     """
     from safewatch.config.loader import load_site
     from safewatch.incidents.chain import verify_chain
     from safewatch.incidents.site_storage import open_evidence_backend
-    from safewatch.incidents.witness import ChainWitness, parse_witness, read_latest_witness
+    from safewatch.incidents.witness import (
+        ChainWitness,
+        parse_witness,
+        read_highest_witness,
+        read_latest_witness,
+    )
     from safewatch.storage import create_engine_for
 
     kept: list[tuple[ChainWitness, str]] = []
@@ -60,13 +66,17 @@ def verify(
     try:
         store = open_evidence_backend(storage, site.base_dir)
         witness = read_latest_witness(store)
+        highest = read_highest_witness(store)
+        history: list[tuple[ChainWitness, str]] = []
+        if highest is not None and (witness is None or highest[0] != witness):
+            history.append((highest[0], f"{store.location}/{highest[1]}"))
         report = verify_chain(
             engine,
             store if evidence else None,
             expect_hash=expect_hash,
             witness=witness,
             witness_location=store.location,
-            more_witnesses=kept,
+            more_witnesses=[*history, *kept],
         )
     finally:
         engine.dispose()
@@ -83,6 +93,10 @@ def verify(
                     "witness": None
                     if witness is None
                     else {"seq": witness.seq, "hash": witness.hash, "time": witness.when},
+                    "witness_history": [
+                        {"object": where, "seq": w.seq, "hash": w.hash, "time": w.when}
+                        for w, where in history
+                    ],
                     "witnesses_given": [
                         {"file": where, "seq": w.seq, "hash": w.hash, "time": w.when}
                         for w, where in kept
@@ -124,7 +138,7 @@ def verify(
                 highlight=False,
                 soft_wrap=True,
             )
-        for given, where in kept:
+        for given, where in (*history, *kept):
             out.print(
                 f"witness: entry {given.seq} of {given.when} in {where}",
                 highlight=False,

@@ -12,8 +12,12 @@ the evidence store (a folder or an S3 bucket, usually with different permissions
   hash (:func:`safewatch.incidents.chain.verify_chain`).
 
 Each witness is one small JSON object: ``chain-witness/YYYY/MM/DD/HHMMSSZ-<seq>.json`` keeps the
-history, and ``chain-witness/latest.json`` is the one verify reads (overwritten atomically, so it
-is never half written). Retention never touches them: it removes only keys the chain recorded.
+history, and ``chain-witness/latest.json`` is the newest (overwritten atomically, so it is never
+half written). Retention never touches them: it removes only keys the chain recorded. Verify
+reads ``latest.json`` and also the history object of the highest entry ever witnessed (found by
+its key, :func:`read_highest_witness`): someone who cut the chain and put an older witness back
+as ``latest.json`` (or deleted it) is still caught unless they also found and removed every
+later history object.
 
 Someone who controls the server may control its evidence store too. So the head also leaves the
 site through the alert channels (``alerts.witness`` in the site file: a webhook, a mailbox kept
@@ -46,6 +50,7 @@ __all__ = [
     "ChainWitness",
     "WitnessWriter",
     "parse_witness",
+    "read_highest_witness",
     "read_latest_witness",
     "write_witness",
 ]
@@ -170,6 +175,36 @@ def read_latest_witness(store: BlobStore) -> ChainWitness | None:
         return ChainWitness.from_json(data)
     except ValueError as exc:
         raise StorageError(f"{store.location}/{LATEST_KEY}: {exc}") from None
+
+
+_HISTORY_KEY = re.compile(r"-(\d+)\.json$")
+"""A history object's key ends with the entry it witnessed."""
+
+
+def read_highest_witness(store: BlobStore) -> tuple[ChainWitness, str] | None:
+    """The history object of the highest entry ever witnessed in ``store``, and its key;
+    ``None`` when there is none. Only that one object is read: the entry is in its key.
+
+    Raises:
+        StorageError: The store cannot be listed or read, or the object is not a witness.
+    """
+    best: tuple[int, str] | None = None
+    for info in store.list(WITNESS_PREFIX):
+        found = _HISTORY_KEY.search(info.key)
+        if info.key == LATEST_KEY or found is None:
+            continue
+        candidate = (int(found.group(1)), info.key)
+        if best is None or candidate > best:
+            best = candidate
+    if best is None:
+        return None
+    key = best[1]
+    try:
+        return ChainWitness.from_json(store.read_bytes(key)), key
+    except NotFound:  # removed since the listing: nothing to hold against the chain
+        return None
+    except ValueError as exc:
+        raise StorageError(f"{store.location}/{key}: {exc}") from None
 
 
 class WitnessWriter:

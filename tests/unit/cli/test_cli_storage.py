@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -176,7 +177,16 @@ def test_verify_names_the_witness_when_the_newest_entries_are_cut_off(config: Pa
     report = json.loads(output)
     assert [p["kind"] for p in report["problems"]] == ["witness_mismatch"]
     assert report["witness"]["seq"] == before[0] + 1
-    # Without the witness the cut is invisible: that is the gap it closes.
+    # latest.json deleted (or an older one put back): the history's highest witness remains.
+    # Until December 2026 only latest.json was read, and this cut passed.
     (config.parent / "evidence" / "chain-witness" / "latest.json").unlink()
+    code, output = invoke("verify", "--config", str(config), "--json")
+    report = json.loads(output)
+    assert code == 1 and [p["kind"] for p in report["problems"]] == ["witness_mismatch"]
+    assert report["witness"] is None
+    (history,) = report["witness_history"]
+    assert history["seq"] == before[0] + 1 and history["object"].endswith(f"-{before[0] + 1}.json")
+    # Without any witness the cut is invisible: that is the gap they close.
+    shutil.rmtree(config.parent / "evidence" / "chain-witness")
     code, output = invoke("verify", "--config", str(config))
     assert code == 0, output
