@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from safewatch.errors import ConfigError
 
@@ -49,6 +49,28 @@ class LLMConfig(BaseModel):
         0.0, ge=0, le=2, description="Sampling temperature; 0 gives the most repeatable drafts."
     )
     max_tokens: int = Field(2000, ge=64, le=32000, description="Longest reply, in tokens.")
+
+    @field_validator("api_key")
+    @classmethod
+    def _header_safe_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """The key as an HTTP header can carry it: surrounding whitespace stripped, and any other
+        whitespace, control or non-ASCII character refused (without quoting the key).
+
+        A key read from a file (a Kubernetes secret, ``$(cat key.txt)``) often ends in a newline;
+        sent as is, httpx refused the header with an error that quoted ``b'Bearer sk-...\\n'``, a
+        form of the key no mask matched, so the CLI and the API's 502 showed it.
+        """
+        if value is None:
+            return None
+        key = value.get_secret_value().strip()
+        bad = next((c for c in key if not c.isascii() or not c.isprintable() or c.isspace()), None)
+        if bad is not None:
+            what = "a non-ASCII" if not bad.isascii() else "a whitespace or control"
+            raise ValueError(
+                f"the API key holds {what} character (position {key.index(bad) + 1}); an HTTP "
+                "header cannot carry it: check the key's value (a typo, or two keys pasted)"
+            )
+        return SecretStr(key)
 
 
 def with_overrides(

@@ -6,7 +6,9 @@ It does exactly what drafting needs: one non-streaming completion, a hard timeou
 exponential backoff on the answers that mean "try again" (HTTP 429 and 5xx, honouring
 ``Retry-After``), and an error per failure an operator can act on: nothing listening, too slow,
 wrong key, unknown model, wrong URL. The API key is sent as a bearer token and never appears in
-an error message, even when a server echoes it back.
+an error message, even when a server echoes it back: every message passes through the project's
+secret mask (:func:`~safewatch.config.secrets.redact_secrets`) and a mask of this client's key in
+every form it may be quoted in (``repr``, JSON, percent-encoded).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from safewatch.config.llm import LLMConfig
+from safewatch.config.secrets import SecretRegistry, redact_secrets
 from safewatch.llm.errors import (
     LLMAuthError,
     LLMError,
@@ -116,6 +119,8 @@ class OpenAIChatClient:
         self.url = chat_url(base_url)
         self._model = model
         self._api_key = api_key
+        self._key_mask = SecretRegistry()
+        self._key_mask.add([api_key] if api_key else [])
         self._timeout = timeout
         self._max_retries = max_retries
         self._temperature = temperature
@@ -180,6 +185,15 @@ class OpenAIChatClient:
             "max_tokens": self._max_tokens,
             "stream": False,
         }
+        try:
+            return self._complete(body)
+        except LLMError as exc:
+            # One mask for every message: an httpx error quotes a header as bytes' repr (a key
+            # ending in a newline read ``b'Bearer sk-...\\n'``), which the key as written does
+            # not match.
+            raise type(exc)(self._redact(str(exc))) from None
+
+    def _complete(self, body: dict[str, Any]) -> ChatReply:
         attempt = 0
         while True:
             response = self._post(body)
@@ -204,13 +218,12 @@ class OpenAIChatClient:
             ) from None
         except httpx.ConnectError as exc:
             raise LLMUnreachable(
-                f"cannot reach the LLM endpoint {self.url}: {self._redact(str(exc))} "
+                f"cannot reach the LLM endpoint {self.url}: {exc} "
                 "(is the server running? check llm.base_url)"
             ) from None
         except httpx.HTTPError as exc:
             raise LLMUnreachable(
-                f"request to the LLM endpoint {self.url} failed: "
-                f"{type(exc).__name__}: {self._redact(str(exc))}"
+                f"request to the LLM endpoint {self.url} failed: {type(exc).__name__}: {exc}"
             ) from None
 
     @staticmethod
@@ -224,6 +237,10 @@ class OpenAIChatClient:
         return float(min(0.5 * 2**attempt, _MAX_BACKOFF_S))
 
     def _redact(self, text: str) -> str:
+        """``text`` with the site's secrets and this client's key (as written, and as ``repr``,
+        JSON and URLs quote it) masked; a key shorter than the registry's minimum is still
+        masked as written."""
+        text = self._key_mask.redact(redact_secrets(text))
         if self._api_key:
             text = text.replace(self._api_key, "***")
         return text
@@ -280,8 +297,8 @@ class OpenAIChatClient:
         target = str(response.url.join(location))
         base = target.removesuffix("/chat/completions")
         return LLMResponseError(
-            f"the LLM endpoint {self.url} redirected to {self._redact(target)} (HTTP {status}); "
-            f"set llm.base_url to {self._redact(base)} (redirects are not followed, so the API "
+            f"the LLM endpoint {self.url} redirected to {target} (HTTP {status}); "
+            f"set llm.base_url to {base} (redirects are not followed, so the API "
             "key is never sent elsewhere)"
         )
 

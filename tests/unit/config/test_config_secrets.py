@@ -22,7 +22,7 @@ from safewatch.api import ApiSettings, create_app
 from safewatch.api.dashboard import Dashboard
 from safewatch.config.loader import LoadedSite, load_site
 from safewatch.config.log_redaction import RedactingFilter
-from safewatch.config.secrets import MIN_LENGTH, SecretRegistry, redact_secrets
+from safewatch.config.secrets import MIN_LENGTH, SECRETS, SecretRegistry, redact_secrets
 from safewatch.incidents.site_storage import open_site_storage
 from safewatch.ingest.live_source import LiveSource
 from safewatch.reports.pdf import _escape
@@ -217,3 +217,15 @@ def test_site_file_yaml_quoting_does_not_matter(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(document))
     load_site(path)
     assert password not in redact_secrets(f"failed: {password}")
+
+
+def test_a_secret_escaped_twice_in_a_json_body_is_masked(rig: _Rig) -> None:
+    """An error that quotes a secret as bytes' ``repr`` (``b'Bearer sk-...\\n'``, as httpx does
+    for a bad header) is escaped once more by JSON; the check before masking read the JSON text,
+    where that form is no form of the secret, and sent the body as it was."""
+    secret = "sk-or-v1-abcdef0123456789\n"
+    SECRETS.add([secret])
+    rig.ops.message = f"Illegal header value {('Bearer ' + secret).encode()!r}"
+    response = rig.client.get("/readyz", headers=rig.headers)
+    assert "abcdef0123456789" not in response.text
+    assert response.json()["cameras"]["yard"]["message"] == "Illegal header value b'Bearer ***'"

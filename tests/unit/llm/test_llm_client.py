@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
 from llm_replay import Recorded, chat_completion, replay
+from llm_site import make_site
 from safewatch.config.llm import LLMConfig
+from safewatch.config.loader import load_site
+from safewatch.errors import ConfigError
 from safewatch.llm.client import ChatMessage, OpenAIChatClient, chat_url
 from safewatch.llm.errors import (
     LLMAuthError,
@@ -199,3 +203,38 @@ def test_a_redirect_says_where_to_and_is_not_followed(location: str, base: str) 
         "sent elsewhere)"
     )
     assert len(server.requests) == 1
+
+
+def test_a_key_read_with_its_trailing_newline_is_sent_without_it(tmp_path: Path) -> None:
+    """A key from a file (a Kubernetes secret) ends in a newline; httpx refused the header with
+    an error quoting ``b'Bearer sk-...\\n'``, which no mask matched."""
+    with replay({"m": [Recorded(200, chat_completion("ok"))]}) as server:
+        site, _ = make_site(
+            tmp_path, llm=f"base_url: {server.base_url}\nmodel: m\napi_key: ${{LLM_KEY}}"
+        )
+        config = load_site(site, environ={"LLM_KEY": "sk-or-v1-abcdef0123456789\n"}).config.llm
+        assert config is not None
+        with OpenAIChatClient.from_config(config) as client:
+            assert client.complete(HELLO).content == "ok"
+    assert server.requests[0].headers["Authorization"] == "Bearer sk-or-v1-abcdef0123456789"
+
+
+@pytest.mark.parametrize("key", ["sk-abcdef 0123456789", "sk-abcdef\t0123456789", "sk-abcdéf0123"])
+def test_a_key_no_header_can_carry_is_a_config_error_that_does_not_show_it(
+    tmp_path: Path, key: str
+) -> None:
+    site, _ = make_site(
+        tmp_path, llm="base_url: http://127.0.0.1:9/v1\nmodel: m\napi_key: ${LLM_KEY}"
+    )
+    with pytest.raises(ConfigError, match=r"llm.api_key: the API key holds a") as caught:
+        load_site(site, environ={"LLM_KEY": key})
+    assert "sk-abc" not in caught.value.format()
+
+
+def test_a_key_quoted_as_bytes_by_httpx_is_masked() -> None:
+    """A client built with a key (not from a site file) still never shows it, in any form."""
+    with replay({"m": [Recorded(200, chat_completion("ok"))]}) as server:
+        client = OpenAIChatClient(server.base_url, "m", api_key="sk-secret-0123456789\n")
+        with pytest.raises(LLMUnreachable, match=r"header value b'Bearer \*\*\*'") as caught:
+            client.complete(HELLO)
+    assert "sk-secret" not in str(caught.value)
