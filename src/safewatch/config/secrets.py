@@ -65,10 +65,14 @@ def redact_urls_in(text: str) -> str:
 
 def _forms(value: str) -> set[str]:
     """``value`` as it may be quoted: as written, percent-encoded (two ways) and -decoded, and
-    escaped for JSON (both ``ensure_ascii`` ways), HTML and ``repr``."""
+    escaped for JSON (both ``ensure_ascii`` ways), HTML and ``repr``, and each of those escaped
+    once more for JSON: an error quoting a secret's ``repr`` (httpx: ``Illegal header value
+    b'Bearer sk-...\\n'``) reaches an API body JSON-escaped again, and the response mask's
+    one-pass check of the body text (:mod:`safewatch.api.redaction`) must still see it."""
     forms = {value, quote(value, safe=""), quote(value), unquote(value)}
     forms |= {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
     forms |= {html.escape(value), html.escape(value, quote=False), repr(value)[1:-1]}
+    forms |= {json.dumps(form, ensure_ascii=False)[1:-1] for form in list(forms)}
     return forms
 
 

@@ -229,3 +229,20 @@ def test_a_secret_escaped_twice_in_a_json_body_is_masked(rig: _Rig) -> None:
     response = rig.client.get("/readyz", headers=rig.headers)
     assert "abcdef0123456789" not in response.text
     assert response.json()["cameras"]["yard"]["message"] == "Illegal header value b'Bearer ***'"
+
+
+def test_the_response_mask_sees_a_repr_quoted_secret_escaped_again_by_json() -> None:
+    """The mask checks a body's text in one pass before decoding it: a secret quoted as bytes'
+    ``repr`` (``b'Bearer sk-...\\n'``) and then JSON-escaped is a form of its own, registered
+    with the others; without it the body went out unmasked."""
+    from safewatch.api.redaction import _masked
+
+    registry_had = len(SECRETS)
+    secret = "sk-or-v1-fedcba9876543210\n"
+    SECRETS.add([secret])
+    assert len(SECRETS) > registry_had
+    message = f"Illegal header value {('Bearer ' + secret).encode()!r}"
+    body = json.dumps({"message": message}).encode()
+    masked = _masked(body, {"headers": [(b"content-type", b"application/json")]})
+    assert b"fedcba9876543210" not in masked
+    assert json.loads(masked) == {"message": "Illegal header value b'Bearer ***'"}
