@@ -131,7 +131,7 @@ class RuleWorkspace:
         if not root.exists():
             raise ConfigError("rules file or folder not found", file=str(root))
         if root.is_file():
-            if target is not None and Path(target).resolve() != root.resolve():
+            if target is not None and not _names_file(Path(target), root):
                 raise ConfigError(
                     f"the draft target must be the rules file itself ({root}), not {target}"
                 )
@@ -219,6 +219,19 @@ class RuleWorkspace:
         return sorted(
             p for p in self.rules_path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
         )
+
+
+def _names_file(target: Path, root: Path) -> bool:
+    """Whether ``target`` names the single rules file ``root``.
+
+    A bare name is a name in the rules' folder, as it is for a rules folder (the API sends the
+    name; the server's working directory is anywhere); a path is resolved as given. Before, a
+    bare name was resolved against the working directory, so the Rules page of a server started
+    elsewhere could neither check nor save a draft of its one rules file.
+    """
+    if len(target.parts) == 1:
+        return target.name == root.name
+    return target.resolve() == root.resolve()
 
 
 def _relocate(error: ConfigError, folder: str, shown: Mapping[str, str]) -> ConfigError:

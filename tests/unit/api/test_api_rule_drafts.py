@@ -265,3 +265,35 @@ def test_without_a_model_the_structured_form_takes_its_place(tmp_path: Path) -> 
         assert records[0].detail["source"] == "form"
     finally:
         storage.close()
+
+
+def test_a_single_rules_file_is_checked_and_saved_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--rules yard.yaml`` on a server started elsewhere: the page sends the file's name, which
+    was resolved against the working directory (422 "must be the rules file itself"), and saving
+    passed the name too."""
+    site = load_site(write_site(tmp_path))
+    storage = open_site_storage(site)
+    single = tmp_path / "rules" / "yard.yaml"
+    dashboard = Dashboard.create(lambda: site, single, storage)
+    add_users(dashboard)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    rule = {"id": "yard-vest", "kind": "ppe", "require": ["hardhat"], "cameras": ["yard"]}
+    try:
+        with client_for(dashboard) as client:
+            headers = {"X-CSRF-Token": login(client, "operator")}
+            target = client.get("/api/v1/rule-drafts/setup").json()["default_target"]
+            assert target == "yard.yaml"
+            body = {"rule": rule, "target": target}
+            checked = client.post("/api/v1/rule-drafts/form", json=body, headers=headers)
+            assert checked.status_code == 200, checked.text
+            assert checked.json()["valid"] is True
+            draft = client.post("/api/v1/rule-drafts/form", json={"rule": rule}, headers=headers)
+            saved = client.post(f"/api/v1/rule-drafts/{draft.json()['id']}/save", headers=headers)
+            assert saved.status_code == 200, saved.text
+        assert "id: yard-vest" in single.read_text()
+    finally:
+        storage.close()

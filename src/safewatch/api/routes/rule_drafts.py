@@ -377,7 +377,8 @@ async def save(
     def run() -> SavedOut:
         saved = save_draft(
             result,
-            _workspace(dashboard, result.target.name),
+            # The target itself, not its name: a single rules file is named by its path.
+            _workspace(dashboard, str(result.target)),
             actor=user.username,
             audit=dashboard.auth,
             source=source,
