@@ -61,6 +61,11 @@ DRAFT_FILE = "draft.yaml"
 """The name the model's YAML block has in error messages."""
 
 _TRIAL_NAME = "~draft.yaml"  # sorts after every target name, so duplicates are reported in it
+_CUT_OFF = "the reply was cut off (max_tokens), so its end is missing; give a shorter draft"
+_RAISE_MAX_TOKENS = (
+    "the model's last reply was cut off at llm.max_tokens, so the end of its draft is missing; "
+    "raise llm.max_tokens in the site file (docs/llm.md) or ask for less at once"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,20 +213,21 @@ class RuleDrafter:
         round_errors: list[tuple[str, ...]] = []
         last_yaml = ""
         reply = ChatReply(content="", model=self.client.model)
+        cut_off = False
         for _ in range(1 + self.max_repairs):
             reply = self.client.complete(messages)
+            cut_off = reply.finish_reason == "length"
             try:
                 last_yaml = extract_draft(reply.content)
             except ReplyFormatError:
                 last_yaml = reply.content
             try:
-                accepted = _evaluate(
-                    reply.content,
-                    workspace,
-                    snapshot,
-                    allowed,
-                    cut_off=reply.finish_reason == "length",
-                )
+                accepted = _evaluate(reply.content, workspace, snapshot, allowed, cut_off=cut_off)
+                if cut_off:
+                    # A reply cut off at max_tokens may still parse: a list cut after its first
+                    # item is YAML too ("a hard hat and a vest" became `require: [hardhat]`).
+                    # Never valid: another round, asking for the whole draft.
+                    raise _Retry([_CUT_OFF])
             except _Retry as retry:
                 round_errors.append(retry.errors)
                 messages = [
@@ -243,7 +249,7 @@ class RuleDrafter:
             changes=(),
             warnings=(),
             rounds=len(round_errors),
-            errors=round_errors[-1],
+            errors=(*round_errors[-1], _RAISE_MAX_TOKENS) if cut_off else round_errors[-1],
             round_errors=tuple(round_errors),
             model=reply.model,
             new_text="",
@@ -340,7 +346,7 @@ def _evaluate(
 ) -> _Accepted:
     """Run one reply (or, ``bare``, a fragment's YAML itself) through every gate; :class:`_Retry`
     with the problems found."""
-    hint = ["the reply was cut off (max_tokens); give a shorter draft"] if cut_off else []
+    hint = [_CUT_OFF] if cut_off else []
     try:
         text = reply if bare else extract_draft(reply)
     except ReplyFormatError as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_replay import ReplayServer, load_scenario, replay
+from llm_replay import Recorded, ReplayServer, chat_completion, load_scenario, replay
 from llm_site import BASE_RULES, drafts_saved, make_site, site_audit
 from safewatch.config.loader import load_site
 from safewatch.config.ruleset import load_rules
@@ -273,3 +273,33 @@ def test_a_new_zone_is_flagged_for_checking(
     assert rule_set.zone("forklift_aisle").camera_id == "dock"
     assert str(rule_set.rule("forklift-aisle-distance").max_distance) == "2m"  # type: ignore[union-attr]
     assert saved.target == plant[1] / "drafts.yaml"
+
+
+CUT = (  # bare YAML, as small local models answer (a fenced block would lack its closing fence)
+    "version: 1\nrules:\n  - id: dock-hardhat-vest\n    kind: ppe\n"
+    "    cameras: [dock]\n    require:\n      - hardhat\n"
+)
+CUT_OFF = "the reply was cut off (max_tokens), so its end is missing; give a shorter draft"
+WHOLE = f"```yaml\n{CUT}      - vest\n```\n"
+
+
+def test_a_reply_cut_off_at_max_tokens_is_never_valid_even_when_it_parses(
+    plant: tuple[Path, Path],
+) -> None:
+    """The cut after the list's first item is still YAML: "a hard hat and a vest" came back
+    valid as `require: [hardhat]`."""
+    ask = "everyone at the dock wears a hard hat and a vest"
+    cut = Recorded(200, chat_completion(CUT, finish="length"))
+    scenarios = {"cut": [cut, Recorded(200, chat_completion(WHOLE))], "always_cut": [cut] * 3}
+    with replay(scenarios) as server:
+        result, _ = draft(server, plant, "cut", ask)
+        assert result.valid and result.rounds == 2
+        assert result.round_errors == ((CUT_OFF,),)
+        assert "require: [hardhat, vest]" in result.yaml
+        repair = server.bodies("cut")[1]["messages"][-1]["content"]
+        assert "cut off (max_tokens)" in repair
+
+        result, _ = draft(server, plant, "always_cut", ask)
+    assert not result.valid and result.rounds == 3
+    assert result.errors[-1].startswith("the model's last reply was cut off at llm.max_tokens")
+    assert "raise llm.max_tokens" in result.errors[-1]
