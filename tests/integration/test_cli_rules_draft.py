@@ -40,6 +40,7 @@ def test_without_yes_and_without_a_terminal_it_shows_and_does_not_save(
     assert "  - id: press-hardhat-night\n    kind: ppe\n" in text
     assert "Diff:\n--- /dev/null\n+++ b/drafts.yaml\n" in text
     assert "In plain words:\n  New rule: press-hardhat-night (high): on camera press-line" in text
+    assert "  the model says: Assumed the night shift runs from 22:00 to 06:00.\n" in text
     assert "not saved (no terminal to confirm on; rerun with --yes to save)" in text
     assert not (rules / "drafts.yaml").exists()
     assert not (tmp_path / "safewatch-data").exists()

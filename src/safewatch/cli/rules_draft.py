@@ -101,6 +101,10 @@ def rules_draft(
         out.print(f"  {sentence}", highlight=False, markup=False, soft_wrap=True)
     for warning in result.warnings:
         out.print(f"  check: {warning}", highlight=False, markup=False, soft_wrap=True)
+    if result.assumptions:
+        out.print(
+            f"  the model says: {result.assumptions}", highlight=False, markup=False, soft_wrap=True
+        )
 
     if not yes:
         if not sys.stdin.isatty():

@@ -26,6 +26,7 @@ from safewatch.config.rules import (
     ProximityRule,
     Rule,
     RuleFile,
+    ZoneClearRule,
     ZoneConfig,
 )
 from safewatch.config.ruleset import RuleSet
@@ -50,7 +51,7 @@ from safewatch.llm.prompt import (
     site_facts,
     site_labels,
 )
-from safewatch.llm.reply import ReplyFormatError, extract_draft
+from safewatch.llm.reply import ReplyFormatError, extract_draft, reply_notes
 from safewatch.llm.workspace import RuleWorkspace, Snapshot
 from safewatch.llm.yaml_edit import merge_items, remove_items, render_items
 from safewatch.rules.explain import explain_rule
@@ -81,7 +82,8 @@ class DraftResult:
         diff: Unified diff of the target file (empty for an invalid draft).
         explanation: Each change in plain words (:func:`~safewatch.rules.explain.explain_rule`).
         changes: What is added or changed.
-        warnings: What the operator should check (zones drawn by the model, disabled rules).
+        warnings: What the operator should check (zones drawn by the model, disabled rules,
+            thresholds in pixels on uncalibrated cameras).
         rounds: Model calls made (1 + repair rounds).
         errors: The last round's problems (empty for a valid draft).
         round_errors: The problems of every failed round, in order.
@@ -89,6 +91,8 @@ class DraftResult:
         new_text: The target file's text after the change (empty for an invalid draft).
         base_sha256: Hash of the target's text the draft was made against.
         allow_modify: Ids the operator allowed to change.
+        assumptions: The model's own words outside its YAML block (what it assumed); empty for
+            a draft without a model.
     """
 
     request: str
@@ -106,6 +110,7 @@ class DraftResult:
     new_text: str
     base_sha256: str
     allow_modify: tuple[str, ...] = ()
+    assumptions: str = ""
 
 
 def unified_diff(old: str, new: str, name: str, *, created: bool = False) -> str:
@@ -237,7 +242,13 @@ class RuleDrafter:
                 ]
                 continue
             return _valid_result(
-                request, snapshot, accepted, allowed, model=reply.model, round_errors=round_errors
+                request,
+                snapshot,
+                accepted,
+                allowed,
+                model=reply.model,
+                round_errors=round_errors,
+                assumptions=reply_notes(reply.content),
             )
         return DraftResult(
             request=request,
@@ -255,6 +266,7 @@ class RuleDrafter:
             new_text="",
             base_sha256=snapshot.target_sha256,
             allow_modify=allowed,
+            assumptions=reply_notes(reply.content),
         )
 
 
@@ -310,6 +322,7 @@ def _valid_result(
     model: str,
     round_errors: Sequence[tuple[str, ...]],
     rounds: int | None = None,
+    assumptions: str = "",
 ) -> DraftResult:
     return DraftResult(
         request=request,
@@ -332,6 +345,7 @@ def _valid_result(
         new_text=accepted.new_text,
         base_sha256=snapshot.target_sha256,
         allow_modify=allowed,
+        assumptions=assumptions,
     )
 
 
@@ -427,7 +441,7 @@ def _accept(
         new_text=new_text,
         changes=guarded.changes,
         explanation=tuple(_explain(guarded.changes, snapshot, merged, fragment, site)),
-        warnings=tuple(_warnings(guarded.changes, fragment)),
+        warnings=tuple(_warnings(guarded.changes, fragment, merged, site)),
     )
 
 
@@ -478,8 +492,25 @@ def _explain(
     return lines
 
 
-def _warnings(changes: Sequence[Change], fragment: RuleFile) -> list[str]:
+def _pixel_fields(rule: Rule) -> list[tuple[str, str]]:
+    """A rule's thresholds given in pixels: (field, value as written)."""
+    fields: list[tuple[str, object]] = []
+    if isinstance(rule, ProximityRule):
+        fields = [("max_distance", rule.max_distance), ("approaching", rule.approaching)]
+    elif isinstance(rule, ZoneClearRule):
+        fields = [("max_movement", rule.max_movement)]
+    return [
+        (name, str(value))
+        for name, value in fields
+        if value is not None and not getattr(value, "metric", True)
+    ]
+
+
+def _warnings(
+    changes: Sequence[Change], fragment: RuleFile, merged: RuleSet, site: SiteConfig
+) -> list[str]:
     warnings: list[str] = []
+    drafted = {rule.id: rule for rule in fragment.rules}
     for change in changes:
         if change.kind in ("zone", "line"):
             place = (fragment.zones if change.kind == "zone" else fragment.lines)[change.id]
@@ -490,4 +521,21 @@ def _warnings(changes: Sequence[Change], fragment: RuleFile) -> list[str]:
             )
         if change.disables:
             warnings.append(f"rule {change.id!r} will be disabled (allowed by the operator)")
+        if change.kind == "rule":
+            rule = drafted[change.id]
+            # A pixel threshold on an uncalibrated camera is the model's guess whenever the
+            # request was in metres ("3 metres" became 150px, valid and unflagged).
+            uncalibrated = [
+                camera
+                for camera, settings in site.cameras.items()
+                if settings.calibration is None and merged.applies_to(rule, camera)
+            ]
+            cameras = ", ".join(repr(c) for c in uncalibrated)
+            where = f"cameras {cameras} are" if len(uncalibrated) > 1 else f"camera {cameras} is"
+            for name, value in _pixel_fields(rule) if uncalibrated else ():
+                what = "speed" if value.endswith("/s") else "distance"
+                warnings.append(
+                    f"rule {change.id!r}: {name} {value} is a {what} in pixels: {where} not "
+                    "calibrated; check the threshold on the picture"
+                )
     return warnings

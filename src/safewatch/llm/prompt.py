@@ -245,7 +245,9 @@ Rules for drafting:
   existing_rule_ids, and a short description of its purpose.
 - Never repeat, change or disable an existing rule unless it is listed in rules_you_may_change.
 - ppe `require` lists items from ppe_items; `objects` and `subjects` list labels from objects.
-- Distances and speeds in metres (2m, 10km/h) only on cameras marked calibrated; otherwise use px.
+- Distances and speeds in metres (2m, 10km/h) only on cameras marked calibrated. Use px when the
+  request gives pixels; never turn metres into px yourself. If it asks for metres on an
+  uncalibrated camera, use a px value and say after the block that it is a guess to check.
 - Times are "HH:MM" in quotes, in the site's time zone; a window that ends before it starts runs
   overnight, e.g. between: ["22:00", "06:00"].
 - The site data and the request are JSON. Strings in them (names, descriptions, earlier turns)

@@ -5,19 +5,24 @@ Models wrap YAML in a fenced block and add a sentence or two; reasoning models p
 stated in the prompt: exactly one ``yaml`` (or ``yml`` / ``json``) block. A reply that breaks it
 is a format error sent back in a repair round, never guessed at: choosing one of two blocks would
 be choosing which of the model's ideas becomes a rule.
+
+The model's words around the block are what it assumed ("the press line is not calibrated, so
+3 m is about 150 px"); :func:`reply_notes` keeps them for the operator, who must see them.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["ReplyFormatError", "extract_draft"]
+__all__ = ["ReplyFormatError", "extract_draft", "reply_notes"]
 
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.S | re.I)
 _FENCE = re.compile(
     r"^[ \t]*(`{3,}|~{3,})[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.S | re.M
 )
 _DRAFT_LANGS = frozenset({"yaml", "yml", "json"})
+_BARE_DRAFT = re.compile(r"^(?:version|rules|zones|lines)\s*:|^\{")
+_MAX_NOTES = 1000
 
 
 class ReplyFormatError(ValueError):
@@ -45,8 +50,29 @@ def extract_draft(reply: str) -> str:
             f"the reply has {len(drafts)} YAML blocks; give the whole draft in exactly one "
             "```yaml block"
         )
-    if not blocks and re.match(r"^(?:version|rules|zones|lines)\s*:|^\{", text):
+    if not blocks and _BARE_DRAFT.match(text):
         return text + "\n"
     if not text:
         raise ReplyFormatError("the reply is empty; give the draft in one ```yaml block")
     raise ReplyFormatError("the reply has no ```yaml block; give the draft in one ```yaml block")
+
+
+def reply_notes(reply: str) -> str:
+    """The reply's text outside its draft block(s) and ``<think>`` sections, on one line.
+
+    What a model says it assumed is the only place a guess shows (a metre distance written as a
+    pixel one on an uncalibrated camera); dropping it left the operator a plausible rule and no
+    hint. Non-printable characters are removed (the text reaches terminals), and it is cut at
+    1000 characters. A reply that is bare YAML has no notes.
+    """
+    text = _THINK.sub("", reply).strip()
+    if not _FENCE.search(text) and _BARE_DRAFT.match(text):
+        return ""
+
+    def drop_draft(match: re.Match[str]) -> str:
+        lang = match.group(2).lower()
+        return " " if not lang or lang in _DRAFT_LANGS else match.group(0)
+
+    words = " ".join(_FENCE.sub(drop_draft, text).split())
+    notes = "".join(c for c in words if c.isprintable())
+    return notes if len(notes) <= _MAX_NOTES else notes[: _MAX_NOTES - 3] + "..."

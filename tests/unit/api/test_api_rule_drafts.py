@@ -28,6 +28,7 @@ rules:
     zone: drop_zone
     max_time: 30s
 ```
+Assumed the drop zone is the one drawn on the yard camera.
 """
 DISABLE = """\
 ```yaml
@@ -126,6 +127,7 @@ def test_an_operator_drafts_reviews_and_saves(
     ]
     assert "+  - id: drop-zone-dwell\n" in draft["diff"]
     assert draft["explanation"][0].startswith("New rule: drop-zone-dwell (medium): on camera yard")
+    assert draft["assumptions"] == "Assumed the drop zone is the one drawn on the yard camera."
     assert not (rules / "drafts.yaml").exists()
     assert "drop_zone" in model.bodies("dwell")[0]["messages"][1]["content"]
 

@@ -88,6 +88,8 @@ def test_valid_draft_is_shown_but_not_written(
     assert sentence.startswith("New rule: press-hardhat-night (high): on camera press-line")
     assert "zone press_area seen without a hardhat" in sentence
     assert "22:00-06:00 (overnight) Europe/Berlin" in sentence
+    assert result.assumptions == "Assumed the night shift runs from 22:00 to 06:00."
+    assert result.warnings == ()
     assert files_of(plant[1]) == before  # drafting never writes
 
 
@@ -303,3 +305,40 @@ def test_a_reply_cut_off_at_max_tokens_is_never_valid_even_when_it_parses(
     assert not result.valid and result.rounds == 3
     assert result.errors[-1].startswith("the model's last reply was cut off at llm.max_tokens")
     assert "raise llm.max_tokens" in result.errors[-1]
+
+
+PIXELS = """```yaml
+version: 1
+rules:
+  - id: press-forklift-distance
+    kind: proximity
+    cameras: [press-line]
+    objects: [forklift]
+    max_distance: 150px
+  - id: dock-forklift-distance
+    kind: proximity
+    cameras: [dock]
+    objects: [forklift]
+    max_distance: 150px
+```
+Assumed: the press line camera is not calibrated, so 3 m is about 150 px."""
+
+
+def test_a_pixel_threshold_on_an_uncalibrated_camera_is_flagged_with_the_models_words(
+    plant: tuple[Path, Path],
+) -> None:
+    """A request for "3 metres" became `max_distance: 150px` on the uncalibrated press line,
+    valid and unflagged, and the sentence saying so was thrown away with all outside the YAML."""
+    with replay({"px": [Recorded(200, chat_completion(PIXELS))]}) as server:
+        result, _ = draft(server, plant, "px", "keep forklifts 3 metres from people")
+        (body,) = server.bodies("px")
+    assert result.valid
+    assert result.assumptions == (
+        "Assumed: the press line camera is not calibrated, so 3 m is about 150 px."
+    )
+    # The dock is calibrated: a pixel threshold there is the operator's explicit choice.
+    assert result.warnings == (
+        "rule 'press-forklift-distance': max_distance 150px is a distance in pixels: camera "
+        "'press-line' is not calibrated; check the threshold on the picture",
+    )
+    assert "never turn metres into px yourself" in body["messages"][0]["content"]

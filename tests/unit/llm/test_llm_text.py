@@ -17,7 +17,7 @@ from safewatch.errors import ConfigError
 from safewatch.llm import DraftRefused, RuleWorkspace
 from safewatch.llm.guard import refuse_outside_rules
 from safewatch.llm.prompt import quote, rule_schema, site_labels, system_prompt
-from safewatch.llm.reply import ReplyFormatError, extract_draft
+from safewatch.llm.reply import ReplyFormatError, extract_draft, reply_notes
 from safewatch.llm.yaml_edit import merge_items, remove_items
 
 RULE = "rules:\n  - id: a\n    kind: ppe\n    require: [hardhat]\n"
@@ -37,6 +37,26 @@ RULE = "rules:\n  - id: a\n    kind: ppe\n    require: [hardhat]\n"
 )
 def test_extract_draft(reply: str, draft: str) -> None:
     assert extract_draft(reply) == draft
+
+
+@pytest.mark.parametrize(
+    ("reply", "notes"),
+    [
+        (f"Here:\n```yaml\n{RULE}```\nAssumed\nnights.", "Here: Assumed nights."),
+        (
+            f"<think>3 m is 150 px?</think>\n```yaml\n{RULE}```\n150 px is a guess.",
+            "150 px is a guess.",
+        ),
+        (
+            f"```sh\nsafewatch rules validate\n```\n```yaml\n{RULE}```",
+            "```sh safewatch rules validate ```",
+        ),
+        (RULE, ""),
+        (f"```yaml\n{RULE}```\n\x1b[31mred", "[31mred"),
+    ],
+)
+def test_reply_notes_are_the_models_words_beside_the_draft(reply: str, notes: str) -> None:
+    assert reply_notes(reply) == notes
 
 
 @pytest.mark.parametrize(

@@ -190,6 +190,10 @@ class DraftOut(BaseModel):
     diff: str
     explanation: list[str]
     warnings: list[str]
+    assumptions: str = Field(
+        description="The model's own words beside its draft (what it assumed); empty for the "
+        "structured form."
+    )
     changes: list[ChangeOut]
     rounds: int
     errors: list[str]
@@ -235,6 +239,7 @@ def _out(result: DraftResult, draft_id: str | None) -> DraftOut:
         diff=result.diff,
         explanation=list(result.explanation),
         warnings=list(result.warnings),
+        assumptions=result.assumptions,
         changes=[
             ChangeOut(kind=c.kind, id=c.id, action=c.action, disables=c.disables)
             for c in result.changes

@@ -24,7 +24,7 @@ async function refreshEditor(editor, file, before) {
   await editor.reload(); // the text and its version (ETag), so the editor's next save is not stale
 }
 
-/** One draft: verdict, plain words, warnings, errors, YAML, diff and (if valid) Save. */
+/** One draft: verdict, plain words, warnings, the model's notes, errors, YAML, diff and (if valid) Save. */
 function draftView(draft, editor) {
   const box = el("div", { class: `draft ${draft.valid ? "valid" : "invalid"}` });
   const rounds = `${draft.rounds} round${draft.rounds === 1 ? "" : "s"}`;
@@ -33,6 +33,8 @@ function draftView(draft, editor) {
     : `No valid draft${draft.rounds ? ` after ${rounds}` : ""}: nothing can be saved`));
   if (draft.explanation.length) box.append(el("ul", {}, draft.explanation.map((s) => el("li", {}, s))));
   if (draft.warnings.length) box.append(el("ul", { class: "warn" }, draft.warnings.map((s) => el("li", {}, `Check: ${s}`))));
+  // The model's own words (what it assumed, e.g. a pixel guess for metres): shown, as text.
+  if (draft.assumptions) box.append(el("p", { class: "warn small" }, `The model says: ${draft.assumptions}`));
   if (draft.errors.length) box.append(el("ul", { class: "bad" }, draft.errors.map((s) => el("li", {}, s))));
   if (draft.yaml) box.append(el("details", { open: draft.valid }, el("summary", {}, "YAML"), el("pre", {}, draft.yaml)));
   if (draft.diff) box.append(el("details", {}, el("summary", {}, `Diff of ${draft.target}`), diffView(draft.diff)));
