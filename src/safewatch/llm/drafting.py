@@ -83,7 +83,7 @@ class DraftResult:
         explanation: Each change in plain words (:func:`~safewatch.rules.explain.explain_rule`).
         changes: What is added or changed.
         warnings: What the operator should check (zones drawn by the model, disabled rules,
-            thresholds in pixels on uncalibrated cameras).
+            rules on disabled cameras only, thresholds in pixels on uncalibrated cameras).
         rounds: Model calls made (1 + repair rounds).
         errors: The last round's problems (empty for a valid draft).
         round_errors: The problems of every failed round, in order.
@@ -523,6 +523,15 @@ def _warnings(
             warnings.append(f"rule {change.id!r} will be disabled (allowed by the operator)")
         if change.kind == "rule":
             rule = drafted[change.id]
+            runs_on = [camera for camera in site.cameras if merged.applies_to(rule, camera)]
+            if runs_on and not any(site.cameras[camera].enabled for camera in runs_on):
+                # Valid (disabled cameras are validated), but it would never fire.
+                off = ", ".join(repr(c) for c in runs_on)
+                cameras = f"cameras {off}" if len(runs_on) > 1 else f"camera {off}"
+                warnings.append(
+                    f"rule {change.id!r} runs only on disabled {cameras}: it fires nothing "
+                    "until the camera is enabled in the site file"
+                )
             # A pixel threshold on an uncalibrated camera is the model's guess whenever the
             # request was in metres ("3 metres" became 150px, valid and unflagged).
             uncalibrated = [

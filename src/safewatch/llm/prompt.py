@@ -285,7 +285,12 @@ def site_facts(
     facts: dict[str, Any] = {
         "timezone": site.site.timezone,
         "cameras": [
-            {"id": key, "name": camera.name or key, "calibrated": camera.calibration is not None}
+            {
+                "id": key,
+                "name": camera.name or key,
+                "calibrated": camera.calibration is not None,
+                "enabled": camera.enabled,  # a rule only on disabled cameras never fires
+            }
             for key, camera in site.cameras.items()
         ],
         "zones": [

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from llm_replay import Recorded, ReplayServer, chat_completion, load_scenario, replay
-from llm_site import BASE_RULES, drafts_saved, make_site, site_audit
+from llm_site import BASE_RULES, SITE_YAML, drafts_saved, make_site, site_audit
 from safewatch.config.loader import load_site
 from safewatch.config.ruleset import load_rules
 from safewatch.llm import (
@@ -108,6 +108,7 @@ def test_prompt_carries_schema_site_facts_and_the_request(
         "press-line": False,
         "dock": True,
     }
+    assert all(c["enabled"] for c in facts["cameras"])
     assert [z["id"] for z in facts["zones"]] == ["press_area", "loading_dock"]
     assert facts["objects"] == ["forklift", "person", "vehicle"]
     assert facts["ppe_items"] == ["hardhat", "vest"]
@@ -342,3 +343,22 @@ def test_a_pixel_threshold_on_an_uncalibrated_camera_is_flagged_with_the_models_
         "'press-line' is not calibrated; check the threshold on the picture",
     )
     assert "never turn metres into px yourself" in body["messages"][0]["content"]
+
+
+def test_a_rule_only_on_disabled_cameras_is_flagged(tmp_path: Path) -> None:
+    """A disabled camera is validated but not run: a rule drafted for it alone is valid and
+    would never fire, and neither the model nor the operator was told."""
+    site_yaml = SITE_YAML.replace("    source: b.mp4\n", "    source: b.mp4\n    enabled: false\n")
+    plant = make_site(tmp_path, site_yaml=site_yaml)
+    rule = "{id: dock-hardhat, kind: ppe, cameras: [dock], require: [hardhat]}"
+    reply = f"```yaml\nrules:\n  - {rule}\n```"
+    with replay({"off": [Recorded(200, chat_completion(reply))]}) as server:
+        result, _ = draft(server, plant, "off", "hard hats at the dock")
+        (body,) = server.bodies("off")
+    assert result.valid
+    assert result.warnings == (
+        "rule 'dock-hardhat' runs only on disabled camera 'dock': it fires nothing until the "
+        "camera is enabled in the site file",
+    )
+    facts = json.loads(body["messages"][1]["content"].split("<site_data>\n")[1].split("\n<")[0])
+    assert {c["id"]: c["enabled"] for c in facts["cameras"]} == {"press-line": True, "dock": False}
