@@ -234,8 +234,9 @@ Answer with exactly one ```yaml block holding a rule-file fragment:
   version: 1
   zones: only NEW zones the rules need (omit when the site already has the zone)
   lines: only NEW lines (omit when none)
-  rules: only the new rules, or the complete new version of a rule listed under
-    "rules_you_may_change" (same id)
+  rules: only the new rules
+  and the complete new version of an item listed under "rules_you_may_change" (same section
+  and id; it shows each as it is now, zones and lines with their current points)
 After the block, write at most two short sentences on what you assumed.
 
 Rules for drafting:
@@ -243,7 +244,8 @@ Rules for drafting:
   existing zone; create a zone only when the request names an area the site lacks, and say so.
 - Give each new rule a new, descriptive id (lowercase letters, digits and '-') that is not in
   existing_rule_ids, and a short description of its purpose.
-- Never repeat, change or disable an existing rule unless it is listed in rules_you_may_change.
+- Never repeat, change or disable an existing rule, zone or line unless it is listed in
+  rules_you_may_change.
 - ppe `require` lists items from ppe_items; `objects` and `subjects` list labels from objects.
 - Distances and speeds in metres (2m, 10km/h) only on cameras marked calibrated. Use px when the
   request gives pixels; never turn metres into px yourself. If it asks for metres on an
@@ -277,11 +279,22 @@ def site_facts(
     """The site as data for the prompt: cameras, zones, lines, rules, labels, time zone."""
     labels = site_labels(site)
     target = snapshot.target_items
-    may_change = {
-        item_id: target.written_rules[item_id]
-        for item_id in allow_modify
-        if target is not None and item_id in target.written_rules
-    }
+    may_change: dict[str, Any] = {}
+    if target is not None:
+        # As a rule-file fragment, zones and lines with their current points: without them a
+        # model asked to move one corner had to invent every point of the zone.
+        sections: dict[str, dict[str, BaseModel]] = {
+            "zones": {i: target.zones[i] for i in allow_modify if i in target.zones},
+            "lines": {i: target.lines[i] for i in allow_modify if i in target.lines},
+        }
+        rules = [target.written_rules[i] for i in allow_modify if i in target.written_rules]
+        may_change = {
+            name: {i: item.model_dump(mode="json", exclude_none=True) for i, item in items.items()}
+            for name, items in sections.items()
+            if items
+        }
+        if rules:
+            may_change["rules"] = rules
     facts: dict[str, Any] = {
         "timezone": site.site.timezone,
         "cameras": [

@@ -362,3 +362,37 @@ def test_a_rule_only_on_disabled_cameras_is_flagged(tmp_path: Path) -> None:
     )
     facts = json.loads(body["messages"][1]["content"].split("<site_data>\n")[1].split("\n<")[0])
     assert {c["id"]: c["enabled"] for c in facts["cameras"]} == {"press-line": True, "dock": False}
+
+
+def test_zones_and_lines_the_model_may_change_are_sent_with_their_points(
+    plant: tuple[Path, Path],
+) -> None:
+    """An allowed zone went to the model as its id alone, so moving one corner meant inventing
+    every point of it."""
+    moved = (
+        "```yaml\nzones:\n  press_area:\n    camera: press-line\n"
+        "    polygon: [[0.10, 0.40], [0.60, 0.40], [0.60, 0.95], [0.10, 0.95]]\n```"
+    )
+    ask = "move the top of press_area up and make no-entry-dock-nights start at 20:00"
+    with replay({"zone": [Recorded(200, chat_completion(moved))]}) as server:
+        result, _ = draft(
+            server,
+            plant,
+            "zone",
+            ask,
+            target="base.yaml",
+            allow_modify=["press_area", "no-entry-dock-nights"],
+        )
+        (body,) = server.bodies("zone")
+    assert result.valid
+    data = body["messages"][1]["content"].split("<site_data>\n")[1].split("\n</site_data>")[0]
+    may_change = json.loads(data)["rules_you_may_change"]
+    assert may_change["zones"] == {
+        "press_area": {
+            "camera": "press-line",
+            "polygon": [[0.1, 0.5], [0.6, 0.5], [0.6, 0.95], [0.1, 0.95]],
+            "description": "Press 2 working area",
+        }
+    }
+    assert [rule["id"] for rule in may_change["rules"]] == ["no-entry-dock-nights"]
+    assert "lines" not in may_change
