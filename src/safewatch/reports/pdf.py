@@ -39,10 +39,18 @@ __all__ = ["ReportData", "ReportStill", "render_incident_report"]
 
 @dataclass(frozen=True, slots=True)
 class ReportStill:
-    """An evidence still to print, with the incident it belongs to."""
+    """An evidence still to print, with the incident it belongs to.
+
+    Attributes:
+        incident: The incident.
+        jpeg: The still.
+        heads_hidden: Whether its camera hides heads (``privacy.mode`` of the site or that
+            camera is not ``off``); the report says so only where it is true.
+    """
 
     incident: Incident
     jpeg: bytes
+    heads_hidden: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,16 +197,27 @@ def render_incident_report(data: ReportData, *, max_rows: int = 500) -> bytes:
             Paragraph(f"... and {data.total - (len(rows) - 1)} more incidents not listed.", small)
         )
     if data.stills:
-        story.append(Paragraph("Evidence stills (heads hidden)", styles["Heading2"]))
+        # "heads hidden" was printed over stills of cameras whose privacy mode is off: said in
+        # the heading when true of every still, else beside each still.
+        hidden = {still.heads_hidden for still in data.stills}
+        title = {
+            frozenset({True}): "Evidence stills (heads hidden)",
+            frozenset({False}): "Evidence stills (heads not hidden: privacy is off)",
+        }.get(frozenset(hidden), "Evidence stills")
+        story.append(Paragraph(title, styles["Heading2"]))
         for still in data.stills:
             incident = still.incident
+            label = ""
+            if len(hidden) > 1:
+                label = "[heads hidden] " if still.heads_hidden else "[heads not hidden] "
             image = Image(io.BytesIO(still.jpeg))
             scale = min(180 * mm / image.imageWidth, 95 * mm / image.imageHeight)
             image.drawWidth = image.imageWidth * scale
             image.drawHeight = image.imageHeight * scale
             caption = (
-                f"{_when(incident.started_at, zone)} - {incident.camera_id} - {incident.rule_id} "
-                f"({incident.severity}): {_escape(incident.message)} [{incident.id}]"
+                f"{label}{_when(incident.started_at, zone)} - {incident.camera_id} - "
+                f"{incident.rule_id} ({incident.severity}): {_escape(incident.message)} "
+                f"[{incident.id}]"
             )
             story.append(KeepTogether([image, Paragraph(caption, small), Spacer(1, 3 * mm)]))
     doc.build(story)

@@ -416,3 +416,23 @@ def test_a_report_over_any_period_draws_at_most_a_year_of_bars(
     storage.repository.upsert(incident(1))
     report = client.get("/api/v1/reports/incidents.pdf", params=everything)
     assert report.status_code == 200 and report.content.startswith(b"%PDF")
+
+
+def test_report_stills_follow_their_cameras_privacy_setting(tmp_path: Path) -> None:
+    """The PDF said "heads hidden" over every still, even of a camera whose privacy is off."""
+    from safewatch.api.routes.reports import build_report
+    from safewatch.storage import IncidentFilter
+
+    cameras = {
+        "yard": {"source": "yard.mp4", "models": ["coco", "ppe"], "privacy": {"mode": "off"}},
+        "dock": {"source": "yard.mp4", "models": ["coco"]},
+    }
+    dashboard, storage = make_dashboard(tmp_path, site_extra={"cameras": cameras})
+    try:
+        storage.repository.upsert(write_still(storage, incident(1)))
+        storage.repository.upsert(write_still(storage, incident(2, camera="dock")))
+        report = build_report(dashboard, IncidentFilter(), "operator", stills=2)
+        hidden = {still.incident.camera_id: still.heads_hidden for still in report.stills}
+        assert hidden == {"yard": False, "dock": True}
+    finally:
+        storage.close()

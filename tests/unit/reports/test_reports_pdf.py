@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from incident_factories import make_incident
-from safewatch.reports import ReportData, render_incident_report
+from safewatch.reports import ReportData, ReportStill, render_incident_report
 from safewatch.reports.fonts import candidates, fallback_files
 
 
@@ -97,3 +97,40 @@ def test_a_long_period_is_charted_in_weeks_labelled_by_their_monday(tmp_path: Pa
     )
     text = pdf_text(data, tmp_path)
     assert "Incidents per week" in text and "2024-01-08" in text
+
+
+def _jpeg() -> bytes:
+    import cv2
+    import numpy as np
+
+    ok, encoded = cv2.imencode(".jpg", np.full((72, 128, 3), 90, np.uint8))
+    assert ok
+    return bytes(encoded)
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext)")
+def test_stills_are_said_to_hide_heads_only_where_their_camera_does(tmp_path: Path) -> None:
+    """The heading read "Evidence stills (heads hidden)" even with privacy.mode off."""
+    yard = make_incident(3, 1010.0, camera="yard", rule="hardhat")
+    dock = make_incident(4, 1020.0, camera="dock", rule="hardhat")
+    data = ReportData(
+        site="Yard",
+        timezone="Europe/Berlin",
+        filters=[],
+        generated_by="operator",
+        generated_at=1000.0,
+        total=2,
+        incidents=[yard, dock],
+        stills=[ReportStill(yard, _jpeg(), heads_hidden=False)],
+    )
+    text = pdf_text(data, tmp_path)
+    assert "Evidence stills (heads not hidden: privacy is off)" in text
+    assert "heads hidden" not in text
+
+    both = replace(data, stills=[*data.stills, ReportStill(dock, _jpeg())])
+    text = " ".join(pdf_text(both, tmp_path).split())
+    assert "Evidence stills " in text and "(heads" not in text
+    assert "[heads not hidden] " in text and "[heads hidden] " in text
+
+    hidden = replace(data, stills=[ReportStill(dock, _jpeg())])
+    assert "Evidence stills (heads hidden)" in pdf_text(hidden, tmp_path)

@@ -168,7 +168,13 @@ def build_report(
             continue
         try:
             chosen.append(
-                ReportStill(incident, dashboard.storage.evidence.read_bytes(incident.snapshot))
+                ReportStill(
+                    incident,
+                    dashboard.storage.evidence.read_bytes(incident.snapshot),
+                    # The camera's setting now: a still is hidden as its camera was configured
+                    # when it was written, and the site file does not keep older settings.
+                    heads_hidden=site.privacy_for(incident.camera_id).mode != "off",
+                )
             )
         except SafewatchError:
             # Retention clears the incident's pointer when it removes the still, but the file
