@@ -9,13 +9,44 @@ belongs in the environment (``api_key: ${OPENROUTER_API_KEY}``) and is never sho
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from safewatch.errors import ConfigError
 
-__all__ = ["LLMConfig", "with_overrides"]
+__all__ = ["LLMConfig", "check_base_url", "with_overrides"]
+
+_HOST = re.compile(r"^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[?[0-9A-Fa-f:.]+\]?)$")
+"""A host name as DNS spells it (IDN hosts are checked in their ``xn--`` form), or an IP."""
+
+
+def check_base_url(url: str) -> str:
+    """``url`` if an HTTP client can send to it: parsed as httpx parses it, with a host that
+    DNS can look up and a port in 1-65535.
+
+    A typo passed the block's pattern and failed only when a draft was asked for: httpx raised
+    ``InvalidURL`` (``http://[::1/v1``) or the host's IDNA encoding raised ``UnicodeError``
+    (``http://a..b/v1``), neither an error the CLI or the API expected (a traceback, a 500).
+
+    Raises:
+        ValueError: What is wrong with it.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"not a valid URL ({exc})") from None
+    try:
+        host = parsed.host.encode("idna").decode("ascii")
+    except UnicodeError:
+        host = ""  # an empty label (a..b, .a) or one over 63 characters
+    if not host or not _HOST.match(host):
+        raise ValueError(f"the URL's host name {parsed.host!r} is not valid")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ValueError(f"the URL's port {parsed.port} is out of range (1-65535)")
+    return url
 
 
 class LLMConfig(BaseModel):
@@ -49,6 +80,8 @@ class LLMConfig(BaseModel):
         0.0, ge=0, le=2, description="Sampling temperature; 0 gives the most repeatable drafts."
     )
     max_tokens: int = Field(2000, ge=64, le=32000, description="Longest reply, in tokens.")
+
+    _base_url_parses = field_validator("base_url")(check_base_url)
 
     @field_validator("api_key")
     @classmethod

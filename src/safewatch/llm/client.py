@@ -129,12 +129,19 @@ class OpenAIChatClient:
         headers = {"Accept": "application/json", "User-Agent": "safewatch-rule-drafter"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._http = httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            transport=transport,
-            follow_redirects=False,
-        )
+        try:
+            self._http = httpx.Client(
+                headers=headers,
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                transport=transport,
+                follow_redirects=False,
+            )
+        except UnicodeError:
+            # httpx encodes headers as ASCII here; its message would quote part of the key.
+            raise LLMAuthError(
+                "the API key holds a character an HTTP header cannot carry (non-ASCII); check "
+                "llm.api_key"
+            ) from None
 
     @classmethod
     def from_config(cls, config: LLMConfig, **kwargs: Any) -> OpenAIChatClient:
@@ -220,6 +227,13 @@ class OpenAIChatClient:
             raise LLMUnreachable(
                 f"cannot reach the LLM endpoint {self.url}: {exc} "
                 "(is the server running? check llm.base_url)"
+            ) from None
+        except (httpx.InvalidURL, UnicodeError) as exc:
+            # Not HTTPErrors: a URL httpx cannot parse, or a host name IDNA cannot encode
+            # (``http://a..b/v1``) surfaced as a traceback (CLI) or a 500 (API).
+            raise LLMUnreachable(
+                f"cannot send to the LLM endpoint {self.url}: not a valid address "
+                f"({type(exc).__name__}: {exc}); check llm.base_url"
             ) from None
         except httpx.HTTPError as exc:
             raise LLMUnreachable(

@@ -10,7 +10,7 @@ import pytest
 
 from llm_replay import Recorded, chat_completion, replay
 from llm_site import make_site
-from safewatch.config.llm import LLMConfig
+from safewatch.config.llm import LLMConfig, with_overrides
 from safewatch.config.loader import load_site
 from safewatch.errors import ConfigError
 from safewatch.llm.client import ChatMessage, OpenAIChatClient, chat_url
@@ -238,3 +238,37 @@ def test_a_key_quoted_as_bytes_by_httpx_is_masked() -> None:
         with pytest.raises(LLMUnreachable, match=r"header value b'Bearer \*\*\*'") as caught:
             client.complete(HELLO)
     assert "sk-secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://[::1/v1", r"not a valid URL \(Invalid port"),
+        ("http://a..b/v1", r"host name 'a..b' is not valid"),
+        ("http://ex%ample.com/v1", r"host name 'ex%ample.com' is not valid"),
+        ("http://localhost:99999/v1", r"port 99999 is out of range"),
+    ],
+)
+def test_a_base_url_no_client_can_send_to_is_a_config_error(url: str, message: str) -> None:
+    """These passed the block's pattern and failed at the first draft: a traceback from httpx
+    (InvalidURL) or the IDNA codec (UnicodeError) in the CLI, a 500 in the API."""
+    with pytest.raises(ConfigError, match=message) as caught:
+        with_overrides(None, base_url=url, model="m")
+    assert caught.value.field == "--base-url"
+
+
+@pytest.mark.parametrize("url", ["http://[::1/v1", "http://a..b/v1"])
+def test_an_address_httpx_cannot_send_to_is_an_llm_error(url: str) -> None:
+    """A client built without the config's checks still fails with an LLMError, never with
+    httpx's InvalidURL or a UnicodeError."""
+    with (
+        OpenAIChatClient(url, "m", timeout=2) as client,
+        pytest.raises(LLMUnreachable, match=r"not a valid address .* check llm.base_url"),
+    ):
+        client.complete(HELLO)
+
+
+def test_a_non_ascii_key_is_an_llm_error_that_does_not_show_it() -> None:
+    with pytest.raises(LLMAuthError, match=r"non-ASCII\); check llm.api_key") as caught:
+        OpenAIChatClient("http://127.0.0.1:9/v1", "m", api_key="sk-sécret-0123")
+    assert "sécret" not in str(caught.value)
