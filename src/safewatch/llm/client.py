@@ -35,7 +35,6 @@ __all__ = ["ChatClient", "ChatMessage", "ChatReply", "OpenAIChatClient", "chat_u
 
 Role = Literal["system", "user", "assistant"]
 
-_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _MAX_BACKOFF_S = 8.0
 _MAX_RETRY_AFTER_S = 30.0
 _MAX_ERROR_TEXT = 300
@@ -204,7 +203,7 @@ class OpenAIChatClient:
         attempt = 0
         while True:
             response = self._post(body)
-            if response.status_code in _RETRY_STATUS and attempt < self._max_retries:
+            if _retryable(response.status_code) and attempt < self._max_retries:
                 self._sleep(self._backoff(response, attempt))
                 attempt += 1
                 continue
@@ -345,6 +344,12 @@ class OpenAIChatClient:
             prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
             completion_tokens=_int_or_none(usage.get("completion_tokens")),
         )
+
+
+def _retryable(status: int) -> bool:
+    """HTTP 429 and every 5xx, as the docs say: the list 500/502/503/504 gave up at once on
+    the 5xx answers proxies and providers add (Cloudflare's 520-524, 529 "overloaded")."""
+    return status == 429 or 500 <= status < 600
 
 
 def _text(content: Any) -> str:

@@ -272,3 +272,18 @@ def test_a_non_ascii_key_is_an_llm_error_that_does_not_show_it() -> None:
     with pytest.raises(LLMAuthError, match=r"non-ASCII\); check llm.api_key") as caught:
         OpenAIChatClient("http://127.0.0.1:9/v1", "m", api_key="sk-sécret-0123")
     assert "sécret" not in str(caught.value)
+
+
+def test_every_5xx_is_retried() -> None:
+    """Only 500, 502, 503 and 504 were retried, though the docs say "429 or 5xx": a proxy's 520
+    or a provider's 529 "overloaded" failed the draft at once."""
+    sleeps = Sleeps()
+    responses = [
+        Recorded(520, "origin error"),
+        Recorded(529, {"error": {"message": "overloaded"}}),
+        Recorded(200, chat_completion("third time")),
+    ]
+    with replay({"m": responses}) as server:
+        client = OpenAIChatClient(server.base_url, "m", max_retries=2, sleep=sleeps)
+        assert client.complete(HELLO).content == "third time"
+    assert len(server.requests) == 3
