@@ -51,7 +51,7 @@ from safewatch.llm.prompt import (
     site_facts,
     site_labels,
 )
-from safewatch.llm.reply import ReplyFormatError, extract_draft, reply_notes
+from safewatch.llm.reply import ReplyFormatError, extract_draft, reply_notes, without_thinking
 from safewatch.llm.workspace import RuleWorkspace, Snapshot
 from safewatch.llm.yaml_edit import merge_items, remove_items, render_items
 from safewatch.rules.explain import explain_rule
@@ -235,9 +235,12 @@ class RuleDrafter:
                     raise _Retry([_CUT_OFF])
             except _Retry as retry:
                 round_errors.append(retry.errors)
+                # The answer goes back without its <think> sections: a reasoning model's thinking
+                # is often most of the reply, and each round resent it all (context, cost).
+                answer = without_thinking(reply.content) or "(no answer outside <think>)"
                 messages = [
                     *messages,
-                    ChatMessage("assistant", reply.content),
+                    ChatMessage("assistant", answer),
                     repair_message(retry.errors),
                 ]
                 continue

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ReplyFormatError", "extract_draft", "reply_notes"]
+__all__ = ["ReplyFormatError", "extract_draft", "reply_notes", "without_thinking"]
 
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.S | re.I)
 _FENCE = re.compile(
@@ -29,6 +29,11 @@ class ReplyFormatError(ValueError):
     """The reply does not hold exactly one draft block; the message says what to fix."""
 
 
+def without_thinking(reply: str) -> str:
+    """The reply without its ``<think>...</think>`` sections (an unclosed one runs to the end)."""
+    return _THINK.sub("", reply).strip()
+
+
 def extract_draft(reply: str) -> str:
     """The text of the reply's one YAML / JSON block.
 
@@ -38,7 +43,7 @@ def extract_draft(reply: str) -> str:
     Raises:
         ReplyFormatError: No block, or several draft blocks.
     """
-    text = _THINK.sub("", reply).strip()
+    text = without_thinking(reply)
     blocks = [(lang.lower(), body) for _, lang, body in _FENCE.findall(text)]
     drafts = [body for lang, body in blocks if lang in _DRAFT_LANGS]
     if not drafts:
@@ -65,7 +70,7 @@ def reply_notes(reply: str) -> str:
     hint. Non-printable characters are removed (the text reaches terminals), and it is cut at
     1000 characters. A reply that is bare YAML has no notes.
     """
-    text = _THINK.sub("", reply).strip()
+    text = without_thinking(reply)
     if not _FENCE.search(text) and _BARE_DRAFT.match(text):
         return ""
 

@@ -396,3 +396,20 @@ def test_zones_and_lines_the_model_may_change_are_sent_with_their_points(
     }
     assert [rule["id"] for rule in may_change["rules"]] == ["no-entry-dock-nights"]
     assert "lines" not in may_change
+
+
+def test_repair_rounds_resend_the_answer_without_its_thinking(plant: tuple[Path, Path]) -> None:
+    """A reasoning model's <think> section, often most of its reply, went back whole in every
+    repair round."""
+    thought = "<think>" + "The press area is press_area, or maybe press. " * 50 + "</think>\n"
+    wrong = "```yaml\nrules:\n  - {id: p, kind: ppe, require: [hardhat], zones: [press]}\n```"
+    right = wrong.replace("[press]", "[press_area]")
+    replies = [
+        Recorded(200, chat_completion(thought + wrong)),
+        Recorded(200, chat_completion(right)),
+    ]
+    with replay({"think": replies}) as server:
+        result, _ = draft(server, plant, "think")
+        second = server.bodies("think")[1]["messages"]
+    assert result.valid and result.rounds == 2
+    assert second[-2] == {"role": "assistant", "content": wrong}
