@@ -24,6 +24,12 @@ footage already written (the wall clock stepped back, a camera clock running fas
 segment then overlaps the previous ones in time, which listing, playback and export allow
 (:func:`~safewatch.recording.export.export_range` keeps the earlier-starting footage of an
 overlap), rather than keeping the stamps ahead and cutting again at every packet.
+
+Decoding timestamps must increase for the MP4 muxer, which refuses anything else (EINVAL, once
+taken for the camera going down: a wait, a reconnect, seconds of footage lost). A DTS that repeats
+or goes back by up to one frame (a camera's glitch) is moved to just after the previous one; one
+that goes back further (an encoder restart with lower RTP timestamps) cuts the segment and
+anchors the times again at the next keyframe, as stamps running ahead do.
 """
 
 from __future__ import annotations
@@ -138,6 +144,7 @@ class SegmentWriter:
         self._start = 0.0
         self._end = 0.0
         self._offset = 0
+        self._last_dts = 0  # of the packet muxed last, as received
         self._muxed = 0  # packets in the open segment
         self.packets = 0
         self.skipped = 0
@@ -159,6 +166,24 @@ class SegmentWriter:
             )
             closed = self.close()
             self._first_pts = None  # anchored again at the next keyframe
+        if self._output is not None and packet.dts <= self._last_dts:
+            # The MP4 muxer refuses a DTS that does not increase (EINVAL), which ended the
+            # connection like an outage: a 2 s wait, a reconnect and a keyframe lost seconds of
+            # footage. A repeated or one-frame-back DTS (a camera's glitch) is moved to just
+            # after the last one, as ffmpeg does; a longer step back (an encoder restart with
+            # lower RTP timestamps) cuts the segment and anchors again at the next keyframe.
+            back = self._last_dts - packet.dts
+            if back <= max(packet.duration or 0, 1):
+                packet.dts = self._last_dts + 1
+                packet.pts = max(packet.pts, packet.dts)
+            else:
+                log.warning(
+                    "recording %s: stream clock went %.1f s back; new segment",
+                    self._camera,
+                    float(back * self._base),
+                )
+                closed = self.close()
+                self._first_pts = None
         if self._output is None and not packet.is_keyframe:
             self.skipped += 1  # a segment must start on a keyframe to be playable alone
             return closed
@@ -180,6 +205,7 @@ class SegmentWriter:
             closed = self.close()
         if self._output is None:
             self._open(at, packet.dts)
+        self._last_dts = packet.dts
         packet.pts -= self._offset
         packet.dts -= self._offset
         packet.stream = self._stream

@@ -130,14 +130,18 @@ def test_an_outage_loses_no_segment_and_recording_goes_on(tmp_path: Path) -> Non
 class _LiveClip:
     """The clip as a camera sending in real time from packet ``start`` on: :meth:`clock` is the
     wall time of the packets delivered so far; from packet ``jump_at`` its stamps run ``jump``
-    seconds ahead (an encoder restart with new RTP timestamps)."""
+    seconds ahead (an encoder restart with new RTP timestamps; behind if negative); packet
+    ``repeat_at`` repeats the DTS of the one before (a camera's glitch)."""
 
     FPS = 24.69
 
-    def __init__(self, path: Path, *, start: int = 0, jump_at: int = -1, jump: float = 0) -> None:
+    def __init__(
+        self, path: Path, *, start: int = 0, jump_at: int = -1, jump: float = 0, repeat_at: int = -1
+    ) -> None:
         self._container = av.open(str(path))
         self.streams = self._container.streams
         self._start, self._jump_at, self._jump = start, jump_at, jump
+        self._repeat_at = repeat_at
         self.delivered = 0
 
     def clock(self) -> float:
@@ -145,12 +149,16 @@ class _LiveClip:
 
     def demux(self, stream: Any) -> Any:
         shift = int(self._jump / stream.time_base)
+        dts = None
         for n, packet in enumerate(self._container.demux(stream)):
             if n < self._start:
                 continue
             if 0 <= self._jump_at <= n and packet.pts is not None:
                 packet.pts += shift
                 packet.dts += shift
+            if n == self._repeat_at:
+                packet.dts = dts
+            dts = packet.dts
             self.delivered += 1
             yield packet
 
@@ -191,6 +199,34 @@ def test_stamps_running_an_hour_ahead_cut_the_segment_and_anchor_again(tmp_path:
     resumed = next(s for s in segments if s.start > cut.start)
     assert resumed.start == pytest.approx(T0 + 501 / _LiveClip.FPS, abs=0.002)
     assert sum(decoded_frames(s.path) for s in segments) == 598 - 200
+
+
+def test_stamps_stepping_back_cut_the_segment_and_anchor_again(tmp_path: Path) -> None:
+    """An encoder restart with lower timestamps mid-GOP: the muxer refused the first packet
+    (EINVAL), which ended the connection as an outage (a wait, a reconnect, a keyframe). Now
+    the segment ends there and the next starts at the next keyframe, on the same connection."""
+    camera = _LiveClip(asset(CLIP), jump_at=300, jump=-3600)
+    stats = record(
+        lambda: camera, tmp_path, "yard", stop=threading.Event(), segment_seconds=4,
+        clock=camera.clock, reconnect=False,
+    )  # fmt: skip
+    assert (stats.connections, stats.failures, stats.skipped) == (1, 0, 200)
+    segments = list_segments(tmp_path, "yard")
+    resumed = next(s for s in segments if s.start > T0 + 15)
+    assert resumed.start == pytest.approx(T0 + 501 / _LiveClip.FPS, abs=0.002)
+    assert sum(decoded_frames(s.path) for s in segments) == 598 - 200
+
+
+def test_a_repeated_dts_keeps_the_packet_and_the_connection(tmp_path: Path) -> None:
+    """One packet with the DTS of the one before (a camera's glitch) ended the connection."""
+    camera = _LiveClip(asset(CLIP), repeat_at=100)
+    stats = record(
+        lambda: camera, tmp_path, "yard", stop=threading.Event(), segment_seconds=4,
+        clock=camera.clock, reconnect=False,
+    )  # fmt: skip
+    assert (stats.connections, stats.failures, stats.skipped, stats.packets) == (1, 0, 0, 598)
+    segments = list_segments(tmp_path, "yard")
+    assert sum(decoded_frames(s.path) for s in segments) == 598
 
 
 class _LoopedClip:
