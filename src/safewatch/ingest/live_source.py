@@ -63,7 +63,9 @@ Frames from these are stamped with their wall receive time instead."""
 AHEAD_LIMIT = 60.0
 """Seconds a camera's stamps may run ahead of the wall clock before they are re-anchored on it
 (the recorder re-anchors its segments' times by the same limit). Stamps behind it are left
-there, by both: a forward step would split every track and incident."""
+there, by both: a forward step would split every track and incident. The recorder alone also
+re-anchors when the wall clock steps forward by more than this between two packets: its segments
+would be named that far in the past, and deleted by age as they close."""
 
 
 @dataclass(slots=True)

@@ -23,7 +23,11 @@ clock at the next keyframe, as at a reconnection. That anchor may be earlier tha
 footage already written (the wall clock stepped back, a camera clock running fast): the next
 segment then overlaps the previous ones in time, which listing, playback and export allow
 (:func:`~safewatch.recording.export.export_range` keeps the earlier-starting footage of an
-overlap), rather than keeping the stamps ahead and cutting again at every packet.
+overlap), rather than keeping the stamps ahead and cutting again at every packet. The wall
+clock stepping forward by more than that limit between two packets (a box without a real-time
+clock syncing NTP days after boot) left the stamps that far behind for good, and age-based
+retention deleted each segment as it closed: the next keyframe then starts a segment anchored on
+the clock again, with nothing dropped (the stream itself went on).
 
 Decoding timestamps must increase for the MP4 muxer, which refuses anything else (EINVAL, once
 taken for the camera going down: a wait, a reconnect, seconds of footage lost). A DTS that repeats
@@ -116,7 +120,8 @@ class SegmentWriter:
         segment_seconds: Shortest segment; the cut happens at the next keyframe.
         clock: Wall clock: read when the first keyframe is written (the times' anchor) and at
             every packet (stamps running ahead of it by more than ``AHEAD_LIMIT`` cut the
-            segment and anchor the times again at the next keyframe).
+            segment and anchor the times again at the next keyframe; it stepping forward by
+            more than that between two packets re-anchors at the next keyframe).
     """
 
     def __init__(
@@ -138,6 +143,8 @@ class SegmentWriter:
         self._clock = clock
         self._wall_at_first = 0.0
         self._first_pts: int | None = None
+        self._seen: tuple[int, float] | None = None  # the previous packet's DTS and arrival
+        self._reanchor = False  # at the next keyframe: the wall clock stepped forward
         self._output: Any = None
         self._stream: Any = None
         self._path: Path | None = None
@@ -159,7 +166,26 @@ class SegmentWriter:
             self.skipped += 1
             return None
         closed = None
-        ahead = 0.0 if self._first_pts is None else self._wall(packet.pts) - self._clock()
+        now = self._clock()
+        if self._seen is not None and self._first_pts is not None:
+            # The wall clock stepped forward (an RTC-less box syncing NTP days after boot): the
+            # stamps, never ahead, were left behind for good, every later segment was named
+            # that far in the past and age-based retention deleted it as soon as it closed. The
+            # stream goes on, so nothing is cut now: the next keyframe starts a segment anchored
+            # on the clock again (the analysis measures the same step the other way round).
+            # (Stamps going back are the decoding-timestamp check's below.)
+            seen_dts, seen_at = self._seen
+            behind = (now - seen_at) - float((packet.dts - seen_dts) * self._base)
+            if behind > AHEAD_LIMIT and packet.dts >= seen_dts:
+                log.warning(
+                    "recording %s: wall clock stepped %.0f s forward; new segment at the next "
+                    "keyframe",
+                    self._camera,
+                    behind,
+                )
+                self._reanchor = True
+        self._seen = (packet.dts, now)
+        ahead = 0.0 if self._first_pts is None else self._wall(packet.pts) - now
         if ahead > AHEAD_LIMIT:
             log.warning(
                 "recording %s: stream clock ran %.0f s ahead; new segment", self._camera, ahead
@@ -187,6 +213,9 @@ class SegmentWriter:
         if self._output is None and not packet.is_keyframe:
             self.skipped += 1  # a segment must start on a keyframe to be playable alone
             return closed
+        if self._reanchor and packet.is_keyframe:
+            closed = self.close() or closed
+            self._first_pts = None
         if self._first_pts is None:
             # Anchored when the keyframe that opens the footage arrives (not the connection's
             # first packet, a GOP earlier at worst), on the clock even when that is before the
@@ -195,7 +224,8 @@ class SegmentWriter:
             # next packet, and every GOP but its keyframe was dropped until the clock caught up
             # (a 300 s step back lost 240 s of footage). The segments may then overlap in time.
             self._first_pts = packet.pts
-            self._wall_at_first = self._clock()
+            self._wall_at_first = now
+            self._reanchor = False
         at = self._wall(packet.pts)
         if (
             self._output is not None

@@ -23,7 +23,7 @@ from safewatch.recording import (
     segments_between,
     to_delete,
 )
-from safewatch.recording.segments import PART_SUFFIX, part_path
+from safewatch.recording.segments import PART_SUFFIX, part_path, segment_path
 
 CLIP = "video/construction_cctv_640x352_24s.mp4"
 T0 = 1_750_000_000.0
@@ -306,6 +306,24 @@ def test_a_camera_clock_running_fast_loses_at_most_one_gop_per_re_anchor(
     assert stats.packets + stats.skipped == camera.sent
 
 
+def test_a_wall_clock_stepping_forward_anchors_again_at_the_next_keyframe(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A box without a real-time clock syncs NTP 9.3 s in: the wall clock steps 3 days forward.
+    The stamps were never re-anchored (only stamps ahead were), so every later segment was
+    named 3 days in the past and age-based retention deleted it as it closed. Now the keyframe
+    after the step starts a segment on the clock; the footage before it is kept."""
+    day = 86_400
+    camera = _LoopedClip(asset(CLIP), 2, lambda t: t + 3 * day if t > 9.3 else t)
+    stats, _ = _record_looped(tmp_path, camera, caplog)
+    assert sum("stepped" in r.getMessage() for r in caplog.records) == 1
+    assert (stats.skipped, stats.failures) == (0, 0)
+    segments = list_segments(tmp_path, "yard")
+    assert segments[0].start == T0
+    assert segments[1].start == pytest.approx(T0 + 3 * day + 10.13, abs=0.01)
+    assert segments[-1].end == pytest.approx(camera.clock(), abs=0.1)
+
+
 def test_a_segment_that_cannot_be_named_stays_a_part_file_and_recording_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -451,6 +469,24 @@ def test_retention_by_age_and_bytes_spares_what_open_incidents_need(
         segments, now=T0 + 3730, max_age=max_age, max_bytes=max_bytes, protected=protected
     )
     assert [round(s.start - T0) for s in chosen] == deleted
+
+
+def test_retention_never_deletes_by_age_a_file_written_within_max_age(tmp_path: Path) -> None:
+    """Named by a recorder whose clock was days behind (a box without a real-time clock before
+    NTP synced), a segment written a minute ago was deleted for its age as it closed. The
+    byte limit still applies."""
+    import os
+
+    for start, written in ((0, T0 + 60), (60, T0 + 3680)):  # named an hour+ before now
+        path = segment_path(tmp_path, "yard", T0 + start, T0 + start + 60)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 100)
+        os.utime(path, (written, written))
+    segments = list_segments(tmp_path, "yard")
+    now = T0 + 3730
+    assert [s.start - T0 for s in to_delete(segments, now=now, max_age=3600, max_bytes=None)] == [0]
+    assert len(to_delete(segments, now=now, max_age=3600, max_bytes=100)) == 1  # bytes: both
+    assert len(to_delete(segments, now=now, max_age=3600, max_bytes=0)) == 2
 
 
 def test_prune_removes_the_files(tmp_path: Path) -> None:

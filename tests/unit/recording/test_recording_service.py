@@ -62,10 +62,7 @@ def test_retention_keeps_what_unreviewed_incidents_need(
     recorded: tuple[RecordingService, SiteStorage],
 ) -> None:
     service, storage = recorded
-    for n in range(6):  # minute segments from T0, all older than max_hours at T0 + 3 h
-        path = segment_path(service.root, "yard", T0 + 60 * n, T0 + 60 * (n + 1))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"x")
+    _minutes(service.root, "yard", T0, 6)  # all older than max_hours at T0 + 3 h
     unreviewed = incident(1, camera="yard")  # T0 + 60 to T0 + 64: keeps T0 .. T0 + 184
     storage.repository.upsert(unreviewed)
     closed = incident(5, camera="yard", status=IncidentStatus.RESOLVED)  # its footage may go
@@ -91,10 +88,7 @@ def test_every_unreviewed_incident_keeps_its_footage_however_many(
     from safewatch.storage import IncidentRow
 
     service, storage = recorded
-    for n in range(6):
-        path = segment_path(service.root, "yard", T0 + 60 * n, T0 + 60 * (n + 1))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"x")
+    _minutes(service.root, "yard", T0, 6)
     oldest = incident(1, camera="yard")  # T0 + 60 to T0 + 64: keeps T0 .. T0 + 184
     storage.repository.upsert(oldest)
     common = {"camera_id": "yard", "rule_id": "r", "rule_kind": "ppe", "severity": "high"}
@@ -138,10 +132,7 @@ def test_under_a_cluster_only_the_cameras_owner_records_and_prunes_it(tmp_path: 
             owned=lambda: frozenset(owned),
             orphan_quiet_seconds=30,
         )
-        for n in range(3):
-            segment = segment_path(service.root, "yard", T0 + 60 * n, T0 + 60 * (n + 1))
-            segment.parent.mkdir(parents=True, exist_ok=True)
-            segment.write_bytes(b"x")
+        _minutes(service.root, "yard", T0, 3)
         assert list(service.cameras()) == []
         assert service.retain() == 0
         assert len(list_segments(service.root, "yard")) == 3
