@@ -400,6 +400,20 @@ def test_orphaned_part_files_are_named_from_their_footage(tmp_path: Path) -> Non
     assert list_segments(tmp_path, "yard") == closed
 
 
+def test_an_orphan_is_named_as_its_writer_would_have_named_it(tmp_path: Path) -> None:
+    """Its end counted from the stamp 0 rather than from its first packet's, 81 ms (the clip's
+    B-frame delay) later than the footage."""
+    record(
+        lambda: av.open(str(asset(CLIP))), tmp_path, "yard", stop=threading.Event(),
+        segment_seconds=5, clock=lambda: T0, reconnect=False,
+    )  # fmt: skip
+    written = list_segments(tmp_path, "yard")
+    for segment in written:
+        segment.path.rename(part_path(tmp_path, "yard", segment.start))  # as a crash left them
+    named = close_orphans(tmp_path, "yard")
+    assert [s.path.name for s in named] == [s.path.name for s in written]
+
+
 def test_in_a_shared_folder_only_quiet_part_files_are_orphans(tmp_path: Path) -> None:
     """Under serve --cluster the recording folder is shared: a ``.part`` another node still
     writes (its owner is handing the camera over) is not a dead owner's and stays open."""
