@@ -56,13 +56,15 @@ class ExportStats:
 
 def _packets(segment: Segment) -> Iterator[tuple[Any, Fraction, float, float]]:
     """``(packet, time base, wall of its frame, wall of its decoding)`` of one segment, in decode
-    order; the segment's name gives the wall time of its first packet."""
+    order; the segment's name gives the wall time of its first packet. A packet flagged corrupt
+    (the end of a file a crash or a full disk cut short mid-frame) is left out: copied, it was
+    a frame the export could not decode, and players stopped there."""
     with av.open(str(segment.path)) as container:
         stream = container.streams.video[0]
         base = Fraction(stream.time_base or _OUT_BASE)
         first: int | None = None
         for packet in container.demux(stream):
-            if packet.size == 0 or packet.pts is None or packet.dts is None:
+            if packet.size == 0 or packet.pts is None or packet.dts is None or packet.is_corrupt:
                 continue
             if first is None:
                 first = packet.pts

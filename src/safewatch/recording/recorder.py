@@ -466,12 +466,14 @@ def _named(camera_id: str, path: Path) -> Segment:
 
 
 def _footage_end(path: Path, start: float) -> float | None:
-    """Wall time just after the last frame of the segment starting at ``start``.
+    """Wall time just after the last whole frame of the segment starting at ``start``.
 
     ``start`` is the time of the segment's first packet, as :class:`SegmentWriter` names it and
     export reads it: times count from that packet's stamp, not from 0 (its stamp is the
     decoding delay of B-frames, 81 ms on the shared clip, and a crash's segment was named that
-    much longer than its writer would have named it).
+    much longer than its writer would have named it). A packet the demuxer flags corrupt is
+    not footage: it is the one a crash or a full disk cut short (the file ends inside it), and
+    counting it named the segment a frame later than what plays.
     """
     first: int | None = None
     last: float | None = None
@@ -480,7 +482,7 @@ def _footage_end(path: Path, start: float) -> float | None:
             stream = container.streams.video[0]
             base = Fraction(stream.time_base or Fraction(1, 90_000))
             for packet in container.demux(stream):
-                if packet.pts is not None and packet.size:
+                if packet.pts is not None and packet.size and not packet.is_corrupt:
                     first = packet.pts if first is None else first
                     span = float((packet.pts - first + (packet.duration or 0)) * base)
                     last = span if last is None else max(last, span)

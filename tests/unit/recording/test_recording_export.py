@@ -3,6 +3,7 @@ keyframe at or before the range and keeping an outage as a gap in time."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from fractions import Fraction
@@ -12,9 +13,9 @@ import av
 import pytest
 
 from assets import asset
-from safewatch.recording import list_segments, record
+from safewatch.recording import close_orphans, list_segments, record
 from safewatch.recording.export import export_range
-from safewatch.recording.segments import Segment, segment_path
+from safewatch.recording.segments import Segment, part_path, segment_path
 
 T0 = 1_750_000_000.0
 CLIP = "video/construction_cctv_640x352_24s.mp4"  # keyframes at 0, 10.13 and 20.25 s
@@ -123,3 +124,28 @@ def test_overlapping_segments_export_as_one_timeline(
     assert stats.end == pytest.approx(shifted[1].end, abs=0.05)
     with av.open(str(target)) as container:
         assert sum(1 for _ in container.decode(video=0)) == len(source)
+
+
+def test_a_segment_cut_short_mid_frame_ends_at_its_last_whole_frame(
+    segments: list[Segment], tmp_path: Path
+) -> None:
+    """A crash mid-fragment leaves a last packet the demuxer flags corrupt (the file ends
+    inside it): the segment was named with it and the export copied it, a frame nothing could
+    decode (a player stopped there)."""
+    first = segments[0]
+    data = first.path.read_bytes()
+    first.path.unlink()
+    part_path(tmp_path / "rec", "yard", first.start).write_bytes(data[: len(data) * 3 // 10])
+    (named,) = close_orphans(tmp_path / "rec", "yard")  # the others were named
+    with av.open(str(named.path)) as container:  # what decodes, frame by frame
+        stream = container.streams.video[0]
+        times = []
+        for packet in container.demux(stream):
+            with contextlib.suppress(av.error.InvalidDataError):
+                times += [frame.time for frame in stream.codec_context.decode(packet)]
+    times.sort()
+    assert named.end == pytest.approx(named.start + times[-1] - times[0] + 478 / 11800, abs=0.002)
+    target = tmp_path / "cut.mp4"  # on into the next segment, after the outage
+    stats = export_range([named, *segments[1:]], named.start, segments[1].start + 1, target)
+    with av.open(str(target)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == stats.packets
