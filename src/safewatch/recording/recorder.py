@@ -122,6 +122,9 @@ class SegmentWriter:
             every packet (stamps running ahead of it by more than ``AHEAD_LIMIT`` cut the
             segment and anchor the times again at the next keyframe; it stepping forward by
             more than that between two packets re-anchors at the next keyframe).
+        on_close: Called with every segment closed and named, whatever closed it. A cut returns
+            the segment it closed, but when opening the next one then raised (a full disk),
+            the closed one was never returned, so never counted nor passed to ``on_segment``.
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class SegmentWriter:
         *,
         segment_seconds: float,
         clock: Callable[[], float] = time.time,
+        on_close: Callable[[Segment], None] | None = None,
     ) -> None:
         if not segment_seconds > 0:
             raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
@@ -141,6 +145,7 @@ class SegmentWriter:
         self._base = Fraction(template.time_base or Fraction(1, 90_000))
         self._segment_seconds = segment_seconds
         self._clock = clock
+        self._on_close = on_close
         self._wall_at_first = 0.0
         self._first_pts: int | None = None
         self._seen: tuple[int, float] | None = None  # the previous packet's DTS and arrival
@@ -316,7 +321,10 @@ class SegmentWriter:
             return None
         finally:
             _done_writing(path)  # no longer written: close_orphans may name it now
-        return _named(self._camera, target)
+        segment = _named(self._camera, target)
+        if self._on_close is not None:
+            self._on_close(segment)
+        return segment
 
 
 def _done_writing(path: Path) -> None:
@@ -358,6 +366,12 @@ def record(
         What the run did (``stats`` when given).
     """
     stats = RecordStats() if stats is None else stats
+
+    def closed(segment: Segment) -> None:
+        stats.segments += 1
+        if on_segment is not None:
+            on_segment(segment)
+
     while not stop.is_set():
         stats.connections += 1
         writer: SegmentWriter | None = None
@@ -368,14 +382,15 @@ def record(
             for packet in _packets(container, stream, stop):
                 if writer is None:
                     writer = SegmentWriter(
-                        root, camera_id, stream, segment_seconds=segment_seconds, clock=clock
+                        root,
+                        camera_id,
+                        stream,
+                        segment_seconds=segment_seconds,
+                        clock=clock,
+                        on_close=closed,
                     )
-                closed = writer.write(packet)
+                writer.write(packet)
                 stats.writing = writer.packets > 0
-                if closed is not None:
-                    stats.segments += 1
-                    if on_segment is not None:
-                        on_segment(closed)
         except (av.error.FFmpegError, OSError) as error:
             stats.failures += 1
             stats.error = str(error)
@@ -383,13 +398,9 @@ def record(
         finally:
             stats.writing = False
             if writer is not None:
-                closed = writer.close()
+                writer.close()
                 stats.packets += writer.packets
                 stats.skipped += writer.skipped
-                if closed is not None:
-                    stats.segments += 1
-                    if on_segment is not None:
-                        on_segment(closed)
             if container is not None:
                 with contextlib.suppress(av.error.FFmpegError, OSError):
                     container.close()

@@ -386,6 +386,22 @@ def test_a_segment_without_a_frame_is_not_kept(tmp_path: Path) -> None:
     assert list(part.parent.iterdir()) == []
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_segment_closed_by_a_cut_is_reported_when_the_next_cannot_open(tmp_path: Path) -> None:
+    """The cut closed and named the first segment, then opening the second raised (ENOSPC):
+    the first was never counted nor passed to on_segment."""
+    part = part_path(tmp_path, "yard", T0 + 10.127)  # the second segment's file
+    part.parent.mkdir(parents=True)
+    part.symlink_to("/dev/full")
+    reported: list[Segment] = []
+    stats = record(
+        lambda: av.open(str(asset(CLIP))), tmp_path, "yard", stop=threading.Event(),
+        segment_seconds=5, clock=lambda: T0, reconnect=False, on_segment=reported.append,
+    )  # fmt: skip
+    assert (stats.segments, stats.failures) == (1, 1)
+    assert reported == list_segments(tmp_path, "yard") != []
+
+
 def test_orphaned_part_files_are_named_from_their_footage(tmp_path: Path) -> None:
     clip = asset(CLIP)
     part = part_path(tmp_path, "yard", T0)
