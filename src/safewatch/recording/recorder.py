@@ -39,6 +39,7 @@ anchors the times again at the next keyframe, as stamps running ahead do.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import threading
 import time
@@ -66,11 +67,16 @@ log = logging.getLogger(__name__)
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 """Fragment at every keyframe; the header first, so a truncated file still plays."""
 
+_CUT_SHORT = 0.1
+"""Seconds a segment read back may end before the footage given to it and still be whole: the
+file's last frame duration is the muxer's, not always the camera's."""
+
 
 class _Packet(Protocol):
     pts: int | None
     dts: int | None
     duration: int | None
+    size: int
     is_keyframe: bool
     stream: Any
 
@@ -85,7 +91,8 @@ class RecordStats:
         skipped: Packets dropped before the first keyframe of a connection (not playable alone)
             or without timestamps.
         connections: Times the input was opened.
-        failures: Connections that ended with an error (outages).
+        failures: Connections that ended with an error (outages), or with a segment that
+            lost footage in writing (a full disk).
         writing: Whether the recorder is connected and writing packets now (read while it
             runs: ``safewatch_recording_up``).
         error: Why the latest connection ended or could not start, ``""`` if none did.
@@ -158,8 +165,12 @@ class SegmentWriter:
         self._offset = 0
         self._last_dts = 0  # of the packet muxed last, as received
         self._muxed = 0  # packets in the open segment
+        self._bytes = 0  # their payload
         self.packets = 0
         self.skipped = 0
+        self.error = ""
+        """Why the segment closed last lost footage in writing, until :meth:`write` raises it
+        (``""``: none did)."""
 
     def _wall(self, pts: int) -> float:
         assert self._first_pts is not None
@@ -238,6 +249,9 @@ class SegmentWriter:
             and at - self._start >= self._segment_seconds
         ):
             closed = self.close()
+        if self.error:  # the segment just closed was cut short: not one more into the void
+            error, self.error = self.error, ""
+            raise OSError(errno.EIO, error)
         if self._output is None:
             self._open(at, packet.dts)
         self._last_dts = packet.dts
@@ -246,6 +260,7 @@ class SegmentWriter:
         packet.stream = self._stream
         self._output.mux(packet)
         self._muxed += 1
+        self._bytes += packet.size
         step = float((packet.duration or 0) * self._base)
         self._end = max(self._end, at + step)
         self.packets += 1
@@ -255,7 +270,7 @@ class SegmentWriter:
         self._start = at
         self._end = at
         self._offset = dts  # every segment's timestamps start at 0
-        self._muxed = 0
+        self._muxed = self._bytes = 0
         self._path = part_path(self._root, self._camera, at)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         with _WRITING_LOCK:
@@ -278,17 +293,38 @@ class SegmentWriter:
         stale NFS handle). A segment that cannot be renamed stays a ``.part`` file for
         :func:`close_orphans`; one that holds no frame is removed (a full disk leaves a header
         and nothing else, once per reconnection, which would be listed for playback).
+
+        PyAV's ``mux()`` and ``close()`` swallow most write errors after the header (ENOSPC,
+        EFBIG): the segment was named with all it had been given and the recorder reported
+        itself up while writing into nothing. A file smaller than the packets given to it (or
+        whose closing failed) is read back: named with the end of its last readable frame, and
+        if that falls short of what was given, logged as an error and kept in :attr:`error`
+        (:meth:`write` raises it, :func:`record` counts it as a failed connection).
         """
         if self._output is None or self._path is None:
             return None
         output, path = self._output, self._path
         self._output = self._stream = self._path = None
-        end: float | None = max(self._end, self._start + 0.001)
+        given = max(self._end, self._start + 0.001)
+        end: float | None = given
+        short = False
         try:
             output.close()
         except (av.error.FFmpegError, OSError) as error:  # the fragments written stay playable
             log.warning("recording %s: closing %s: %s", self._camera, path.name, error)
+            short = True
+        if not short and self._muxed:
+            with contextlib.suppress(OSError):  # gone: see FileNotFoundError below
+                short = path.stat().st_size < self._bytes
+        if short and self._muxed:
             end = _footage_end(path, self._start)  # what reached the disk: its real end
+            kept = 0.0 if end is None else end - self._start
+            if kept < given - self._start - _CUT_SHORT:
+                self.error = (
+                    f"writing {path.name} failed: {kept:.1f} s of "
+                    f"{given - self._start:.1f} s of footage reached the disk"
+                )
+                log.error("recording %s: %s", self._camera, self.error)
         try:
             if not self._muxed:  # its first write failed (a full disk): a header at most
                 log.warning("recording %s: %s holds no frame; removed", self._camera, path.name)
@@ -376,6 +412,7 @@ def record(
         stats.connections += 1
         writer: SegmentWriter | None = None
         container: Any = None
+        failed = False
         try:
             container = open_input()
             stream = container.streams.video[0]
@@ -394,6 +431,7 @@ def record(
         except (av.error.FFmpegError, OSError) as error:
             stats.failures += 1
             stats.error = str(error)
+            failed = True
             log.warning("recording %s: input lost: %s", camera_id, error)
         finally:
             stats.writing = False
@@ -401,6 +439,9 @@ def record(
                 writer.close()
                 stats.packets += writer.packets
                 stats.skipped += writer.skipped
+                if writer.error and not failed:  # the last segment lost footage in writing
+                    stats.failures += 1
+                    stats.error = writer.error
             if container is not None:
                 with contextlib.suppress(av.error.FFmpegError, OSError):
                     container.close()

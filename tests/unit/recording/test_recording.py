@@ -402,6 +402,48 @@ def test_a_segment_closed_by_a_cut_is_reported_when_the_next_cannot_open(tmp_pat
     assert reported == list_segments(tmp_path, "yard") != []
 
 
+class _FullDisk:
+    """An output whose disk fills up after ``room`` packets: PyAV's ``mux()`` does not say so
+    (ENOSPC and EFBIG after the header are swallowed), the packets just never reach the file."""
+
+    def __init__(self, output: Any, room: int) -> None:
+        self._output, self._room = output, room
+
+    def add_stream_from_template(self, template: Any) -> Any:
+        return self._output.add_stream_from_template(template)
+
+    def mux(self, packet: Any) -> None:
+        self._room -= 1
+        if self._room >= 0:
+            self._output.mux(packet)
+
+    def close(self) -> None:
+        self._output.close()
+
+
+@pytest.mark.parametrize("segment_seconds", [5, 60])  # closed by a cut, by the end of the input
+def test_a_segment_cut_short_in_writing_is_named_by_its_footage_and_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, segment_seconds: float
+) -> None:
+    """The segment was named with all it had been given (10 s for 4 s on disk) and the
+    connection went on as if recording, ``safewatch_recording_up`` at 1."""
+    real_open = av.open
+
+    def open_(path: str, mode: str = "r", **options: Any) -> Any:
+        opened = real_open(path, mode, **options)
+        return _FullDisk(opened, 100) if mode == "w" else opened
+
+    monkeypatch.setattr(av, "open", open_)
+    stats = record(
+        lambda: real_open(str(asset(CLIP))), tmp_path, "yard", stop=threading.Event(),
+        segment_seconds=segment_seconds, clock=lambda: T0, reconnect=False,
+    )  # fmt: skip
+    assert (stats.segments, stats.failures) == (1, 1)
+    assert "writing" in stats.error
+    (segment,) = list_segments(tmp_path, "yard")
+    assert segment.end == pytest.approx(T0 + 100 / 24.69, abs=0.2)
+
+
 def test_orphaned_part_files_are_named_from_their_footage(tmp_path: Path) -> None:
     clip = asset(CLIP)
     part = part_path(tmp_path, "yard", T0)
