@@ -3,10 +3,11 @@
 The segments are the camera's own packets (:mod:`safewatch.recording.recorder`), so an export is
 too: no decoding, no re-encoding, bit-exact footage, and it costs about what copying the bytes
 costs. The price of packet copy is that a video can only start on a keyframe: the export starts
-at the last keyframe at or before ``since`` (up to one keyframe interval early) and ends with the
-last frame before ``until``. Timestamps come from each segment's wall-clock start, so a camera
-outage inside the range stays a gap in time instead of being glued shut, and the export's first
-frame is at time 0.
+at the last keyframe at or before ``since`` (up to one keyframe interval early) and ends before
+the first frame in decode order at or after ``until`` (the B-frames after it in decode order,
+shown just before ``until``, are decoded from it: they go with it). Timestamps come from each
+segment's wall-clock start, so a camera outage inside the range stays a gap in time instead of
+being glued shut, and the export's first frame is at time 0.
 
 Segments may overlap in time: the recorder anchors a segment on the wall clock, and a clock that
 stepped back (an NTP correction, a VM resumed) or a camera clock running fast stamps the next
@@ -101,6 +102,7 @@ def export_range(
     copied = 0
     used = 0
     first_wall = last_wall = 0.0
+    finished = False
     try:
         for segment in ordered:
             used += 1
@@ -129,7 +131,11 @@ def export_range(
                     gop = []
                 else:
                     if wall >= until:
-                        continue  # B-frames after it in decode order may still be due
+                        # The end, for every later packet too: the B-frames that follow in
+                        # decode order (shown before `until`) reference this frame, and copied
+                        # without it they decoded as garbage.
+                        finished = True
+                        break
                     pending = [(packet, wall, dts_wall, base)]
                 for item, at, decode_at, item_base in pending:
                     pts = round((at - origin) / _OUT_BASE)
@@ -144,7 +150,7 @@ def export_range(
                     last_dts = dts
                     copied += 1
                     last_wall = max(last_wall, at + step)
-            if segment.end >= until and output is not None:
+            if finished or (segment.end >= until and output is not None):
                 break
     finally:
         if output is not None:

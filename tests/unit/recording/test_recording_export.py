@@ -10,6 +10,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from assets import asset
@@ -149,3 +150,20 @@ def test_a_segment_cut_short_mid_frame_ends_at_its_last_whole_frame(
     stats = export_range([named, *segments[1:]], named.start, segments[1].start + 1, target)
     with av.open(str(target)) as container:
         assert sum(1 for _ in container.decode(video=0)) == stats.packets
+
+
+def test_every_frame_of_an_export_ending_mid_gop_is_the_cameras(
+    segments: list[Segment], tmp_path: Path
+) -> None:
+    """The first frame at or after ``until`` was left out but the B-frames after it in decode
+    order were copied: decoded without it, the last frame shown was garbage. Packet copy: every
+    frame decodes to the camera's, pixel for pixel."""
+    with av.open(str(asset(CLIP))) as container:
+        source = {round(f.time, 3): f.to_ndarray(format="gray") for f in container.decode(video=0)}
+    target = tmp_path / "out.mp4"
+    stats = export_range(segments, T0 + 12.0, T0 + 17.3, target)
+    offset = stats.start - T0
+    with av.open(str(target)) as container:
+        for frame in container.decode(video=0):
+            original = source[min(source, key=lambda t: abs(t - frame.time - offset))]
+            assert np.array_equal(original, frame.to_ndarray(format="gray")), frame.time
