@@ -9,6 +9,13 @@ shown just before ``until``, are decoded from it: they go with it). Timestamps c
 segment's wall-clock start, so a camera outage inside the range stays a gap in time instead of
 being glued shut, and the export's first frame is at time 0.
 
+An export says what it holds, since it may hold less than was asked: its first frame may be
+later than ``since`` (the range starts in an outage), and outages inside it are gaps. The MP4's
+``creation_time`` is the wall time of its first frame and its ``comment`` reads
+``safewatch start=<epoch s> gaps=<start>-<end>,...``: the spans of more than
+:data:`GAP_SECONDS` no segment covers (from the segments' names), which
+:class:`ExportStats` holds too.
+
 Segments may overlap in time: the recorder anchors a segment on the wall clock, and a clock that
 stepped back (an NTP correction, a VM resumed) or a camera clock running fast stamps the next
 segment before the end of the previous one (:mod:`safewatch.recording.recorder`). One timeline
@@ -22,6 +29,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -30,12 +38,16 @@ import av
 
 from safewatch.recording.segments import Segment
 
-__all__ = ["ExportStats", "export_range"]
+__all__ = ["GAP_SECONDS", "ExportStats", "export_range", "format_gaps"]
 
 _OUT_BASE = Fraction(1, 90_000)
 
 _NAMED = 0.002
 """Seconds two segments' times may differ by and still meet: names carry milliseconds."""
+
+GAP_SECONDS = 2.0
+"""An export's gap: longer than this without footage (a reconnection: the 2 s wait, opening the
+camera and its next keyframe). Segments of one connection meet to the millisecond."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +59,36 @@ class ExportStats:
         end: Wall-clock seconds just after its last frame.
         packets: Frames copied.
         segments: Segments read.
+        gaps: ``(start, end)`` wall-clock spans inside it longer than :data:`GAP_SECONDS`
+            without footage (outages), oldest first.
     """
 
     start: float
     end: float
     packets: int
     segments: int
+    gaps: tuple[tuple[float, float], ...] = ()
+
+
+def format_gaps(gaps: Sequence[tuple[float, float]]) -> str:
+    """``<start>-<end>,...`` in epoch seconds to the millisecond (``""``: none)."""
+    return ",".join(f"{start:.3f}-{end:.3f}" for start, end in gaps)
+
+
+def _gaps(
+    ordered: Sequence[Segment], start: float, until: float
+) -> tuple[tuple[float, float], ...]:
+    """The spans of more than :data:`GAP_SECONDS` between ``start`` and ``until`` that none of
+    ``ordered`` (oldest first) covers, from their names."""
+    gaps = []
+    reach = start
+    for segment in ordered:
+        if segment.start >= until:
+            break
+        if segment.start - reach > GAP_SECONDS:
+            gaps.append((reach, segment.start))
+        reach = max(reach, segment.end)
+    return tuple(gaps)
 
 
 def _packets(segment: Segment) -> Iterator[tuple[Any, Fraction, float, float]]:
@@ -103,6 +139,7 @@ def export_range(
     used = 0
     first_wall = last_wall = 0.0
     finished = False
+    gaps: tuple[tuple[float, float], ...] = ()
     try:
         for segment in ordered:
             used += 1
@@ -123,10 +160,15 @@ def export_range(
                     if wall < since or not gop:
                         continue
                     # the first frame at or after `since`: open and write the GOP so far
-                    output = av.open(str(target), "w", format="mp4")
-                    out_stream = output.add_stream_from_template(packet.stream)
                     origin = gop[0][1]
                     first_wall = origin
+                    gaps = _gaps(ordered, origin, until)
+                    output = av.open(str(target), "w", format="mp4")
+                    output.metadata["creation_time"] = _iso(origin)
+                    output.metadata["comment"] = (
+                        f"safewatch start={origin:.3f} gaps={format_gaps(gaps)}"
+                    )
+                    out_stream = output.add_stream_from_template(packet.stream)
                     pending = gop
                     gop = []
                 else:
@@ -159,4 +201,9 @@ def export_range(
         with contextlib.suppress(OSError):
             target.unlink()
         raise ValueError(f"no recorded frame between {since} and {until}")
-    return ExportStats(first_wall, max(last_wall, first_wall), copied, used)
+    return ExportStats(first_wall, max(last_wall, first_wall), copied, used, gaps)
+
+
+def _iso(at: float) -> str:
+    """``at`` as the ISO 8601 UTC time FFmpeg reads in a ``creation_time`` tag."""
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -177,6 +177,39 @@ def test_admins_export_a_range_across_segments_as_one_mp4_logged(
     assert records[0].detail["segments"] == 2 and records[0].detail["bytes"] == len(got.content)
 
 
+def test_an_export_is_named_by_its_footage_and_lists_its_gaps(
+    site: tuple[Dashboard, SiteStorage],
+) -> None:
+    """A range starting in an outage starts at the next footage but was named by ``since``;
+    the outages inside one were nowhere in the answer."""
+    import threading
+
+    import av
+
+    from assets import asset
+    from safewatch.recording import list_segments, record
+
+    dashboard, _ = site
+    root = recordings_root(dashboard.site())
+    clip = asset("video/construction_cctv_640x352_24s.mp4")  # keyframes at 0, 10.13, 20.25 s
+    record(
+        lambda: av.open(str(clip)), root, "yard", stop=threading.Event(), segment_seconds=5,
+        clock=lambda: T0, reconnect=False,
+    )  # fmt: skip
+    first, middle, last = list_segments(root, "yard")
+    middle.path.unlink()  # the camera was off from 10.13 s to 20.25 s
+    url = "/api/v1/recordings/yard/export"
+    with client_for(dashboard) as admin:
+        login(admin, "admin")
+        late = admin.get(url, params={"since": T0 + 15, "until": T0 + 23})
+        across = admin.get(url, params={"since": T0 + 5, "until": T0 + 23})
+    assert 'filename="yard-1750000020-1750000023.mp4"' in late.headers["content-disposition"]
+    assert late.headers["x-safewatch-gaps"] == ""
+    assert across.headers["x-safewatch-gaps"] == f"{first.end:.3f}-{last.start:.3f}"
+    records, _ = dashboard.auth.audit_records(action="recording.export")
+    assert [r.detail["gaps"] for r in records] == [[[first.end, last.start]], []]  # newest first
+
+
 def test_any_cameras_segments_over_a_span_for_the_same_moment(
     site: tuple[Dashboard, SiteStorage],
 ) -> None:

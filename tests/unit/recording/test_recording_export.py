@@ -167,3 +167,22 @@ def test_every_frame_of_an_export_ending_mid_gop_is_the_cameras(
         for frame in container.decode(video=0):
             original = source[min(source, key=lambda t: abs(t - frame.time - offset))]
             assert np.array_equal(original, frame.to_ndarray(format="gray")), frame.time
+
+
+def test_an_export_says_when_its_footage_starts_and_where_it_has_gaps(
+    segments: list[Segment], tmp_path: Path
+) -> None:
+    """A range starting in an outage starts at the next footage: the export must say so (its
+    name claimed ``since``), and the outages inside a range (longer than GAP_SECONDS)."""
+    first, middle, last = segments
+    middle.path.unlink()  # the camera was off from 10.13 s to 20.25 s
+    late = export_range([last], T0 + 15, T0 + 23, tmp_path / "late.mp4")
+    assert (late.start, late.gaps) == (last.start, ())
+    target = tmp_path / "gap.mp4"
+    stats = export_range([first, last], T0 + 5, T0 + 23, target)
+    assert stats.gaps == ((first.end, last.start),)
+    with av.open(str(target)) as container:
+        comment = container.metadata["comment"]
+        created = container.metadata["creation_time"]
+    assert comment == f"safewatch start={T0:.3f} gaps={first.end:.3f}-{last.start:.3f}"
+    assert created == "2025-06-15T15:06:40.000000Z"  # T0, to the second in an MP4

@@ -27,7 +27,7 @@ from safewatch.api.errors import ERROR_RESPONSES, ApiError
 from safewatch.api.ranges import reads_from_start, stream_range
 from safewatch.api.routes.incidents import IncidentId
 from safewatch.errors import NotFound
-from safewatch.recording.export import export_range
+from safewatch.recording.export import export_range, format_gaps
 from safewatch.recording.segments import Segment, read_segment, segments_between
 from safewatch.recording.service import recordings_root
 
@@ -189,7 +189,12 @@ async def export_recording(
 ) -> FileResponse:
     """The camera's footage of ``[since, until]`` across its segments, by packet copy
     (:mod:`safewatch.recording.export`): bit-exact, heads not hidden, starting on the keyframe at
-    or before ``since``. Written to the audit log (``recording.export``) before it is sent."""
+    or before ``since``. Written to the audit log (``recording.export``) before it is sent.
+
+    Named ``<camera>-<start>-<end>.mp4`` by the footage it holds, not by the range asked (one
+    starting in an outage starts at the next footage, and was named as if it held ``since``);
+    the outages inside it are in the ``X-Safewatch-Gaps`` header (``<start>-<end>,...``, epoch
+    seconds), the audit entry and the MP4's ``comment`` tag."""
     if not until > since:
         raise ApiError(422, "invalid_request", f"until ({until}) must be after since ({since})")
     if until - since > _EXPORT_MAX_SECONDS:
@@ -204,7 +209,7 @@ async def export_recording(
     if not found:
         raise NotFound("recording", f"{camera_id} from {since} to {until}")
     folder = await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="safewatch-export-"))
-    target = FsPath(folder) / f"{camera_id}-{round(since)}-{round(until)}.mp4"
+    target = FsPath(folder) / "export.mp4"
     try:
         try:
             stats = await anyio.to_thread.run_sync(export_range, found, since, until, target)
@@ -220,6 +225,7 @@ async def export_recording(
                     "until": until,
                     "start": stats.start,
                     "end": stats.end,
+                    "gaps": [list(gap) for gap in stats.gaps],
                     "segments": stats.segments,
                     "bytes": target.stat().st_size,
                 },
@@ -236,6 +242,7 @@ async def export_recording(
     return FileResponse(
         target,
         media_type="video/mp4",
-        filename=target.name,
+        filename=f"{camera_id}-{round(stats.start)}-{round(stats.end)}.mp4",
+        headers={"X-Safewatch-Gaps": format_gaps(stats.gaps)},
         background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
     )
