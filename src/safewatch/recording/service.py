@@ -15,7 +15,9 @@ it leaves, so the next owner continues in the same shared folder. Retention runs
 cameras only (of those the site records), so each camera's recording is pruned by one node at a
 time and never by two that disagree; an owner also names the segments a dead previous owner
 left open (``.part`` files nobody wrote to for ``orphan_quiet_seconds``), at launch and at each
-retention round.
+retention round. On one host, each round names too the ``.part`` files of its cameras nobody
+wrote to for a minute: a segment its recorder could not rename (a read-only remount, a stale NFS
+handle) was hidden from playback and never pruned until the next start.
 
 A folder of the recording root whose camera the site file records nowhere (disabled, removed,
 renamed, its ``recording:`` block deleted or disabled) has no recorder and no owner, yet its
@@ -77,8 +79,10 @@ log = logging.getLogger(__name__)
 _UNREVIEWED = ["open", "acknowledged"]
 
 _UNRECORDED_QUIET = 60.0
-"""Seconds a ``.part`` file of a camera recorded nowhere must have gone unwritten before it is
-named (a folder with no recorder: only a crash's leftovers, but a reload may be starting one)."""
+"""Seconds a ``.part`` file must have gone unwritten before a retention round on one host names
+it: of a camera recorded nowhere (a folder with no recorder: only a crash's leftovers, but a
+reload may be starting one), or of one recorded here (a segment its recorder could not rename;
+its open segment is never taken, whatever the clocks say)."""
 LIMITS_FILE = ".retention.json"
 """In a camera's folder: the limits of its ``recording:`` block as last seen, for retention once
 no recorder uses the block (module docstring). Not a segment: listing ignores it."""
@@ -177,8 +181,9 @@ class RecordingService:
         owned: The cameras this process may record now (``None``: all; ``serve --cluster``:
             those it owns). Read at each :meth:`apply` and retention round.
         orphan_quiet_seconds: ``None`` (one host): the ``.part`` files of a camera are named
-            once, before its first recorder starts. Otherwise (a shared folder): those nobody
-            wrote to for this long, at every launch and retention round.
+            before its first recorder starts, and at each retention round those nobody wrote
+            to for a minute (a segment its recorder could not rename). Otherwise (a shared
+            folder): those nobody wrote to for this long, at every launch and retention round.
     """
 
     def __init__(
@@ -360,9 +365,9 @@ class RecordingService:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             if self._orphan_quiet is not None:  # a shared folder: any node's dead segments
-                self._close_orphans(key)
+                self._close_orphans(key, self._orphan_quiet)
             elif key not in self._orphans_closed:  # once: later ones are this process's own
-                self._close_orphans(key)
+                self._close_orphans(key, None)
                 self._orphans_closed.add(key)
             spec = build_open_spec(plan.source, rtsp_transport=plan.rtsp_transport)
             camera = self._site.config.cameras.get(key)
@@ -421,8 +426,8 @@ class RecordingService:
         with self._written_lock:
             self._written[key] = self._written.get(key, 0) + 1
 
-    def _close_orphans(self, key: str) -> None:
-        found = close_orphans(self.root, key, quiet_seconds=self._orphan_quiet, clock=self._clock)
+    def _close_orphans(self, key: str, quiet: float | None) -> None:
+        found = close_orphans(self.root, key, quiet_seconds=quiet, clock=self._clock)
         for orphan in found:
             log.info("recording %s: closed %s left by a stop", key, orphan.path.name)
 
@@ -462,11 +467,13 @@ class RecordingService:
         """
         removed = 0
         for key, camera in self.cameras().items():
-            if self._orphan_quiet is not None:  # a dead owner's segment, quiet since
-                try:
-                    self._close_orphans(key)
-                except Exception:
-                    log.exception("recording %s: naming orphaned segments failed", key)
+            # A dead owner's segment (a shared folder), or on one host a segment its recorder
+            # could not rename (a read-only remount, a stale NFS handle): named only at the next
+            # start, it was hidden from playback and never pruned until then.
+            try:
+                self._close_orphans(key, self._orphan_quiet or _UNRECORDED_QUIET)
+            except Exception:  # the storage still refuses: next round; prune anyway
+                log.exception("recording %s: naming orphaned segments failed", key)
             try:
                 self._keep_limits(key, camera.recording)
                 removed += self._prune(key, camera.recording)

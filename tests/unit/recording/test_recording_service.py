@@ -112,6 +112,39 @@ def test_every_unreviewed_incident_keeps_its_footage_however_many(
     assert kept == [0, 60, 120, 180]
 
 
+def test_on_one_host_each_retention_round_names_a_quiet_part_file(
+    recorded: tuple[RecordingService, SiteStorage],
+) -> None:
+    """A segment its recorder could not rename (a read-only remount) stays a ``.part``: named
+    only at the next start, it was neither listed for playback nor pruned until then."""
+    from assets import asset
+
+    service, _ = recorded
+    now = T0 + 3 * 3600  # the service's clock
+    clip = asset("video/construction_cctv_640x352_24s.mp4").read_bytes()
+    left, live = part_path(service.root, "yard", now - 600), part_path(service.root, "yard", now)
+    left.parent.mkdir(parents=True)
+    for part, written in ((left, now - 120), (live, now - 5)):
+        part.write_bytes(clip)
+        os.utime(part, (written, written))
+    assert service.retain() == 0
+    assert [s.start for s in list_segments(service.root, "yard")] == [now - 600]
+    assert live.exists(), "written to 5 s ago: not an orphan"
+
+
+def test_a_part_file_that_cannot_be_named_does_not_stop_retention(
+    recorded: tuple[RecordingService, SiteStorage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, _ = recorded
+
+    def read_only(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(service_module, "close_orphans", read_only)
+    _minutes(service.root, "yard", T0, 2)  # older than max_hours
+    assert service.retain() == 2
+
+
 def test_under_a_cluster_only_the_cameras_owner_records_and_prunes_it(tmp_path: Path) -> None:
     """Retention runs once across a cluster: each camera's recording is pruned by its owner
     only, so two nodes never apply different views of it (and a node without cameras, an API
