@@ -210,6 +210,34 @@ def test_an_export_is_named_by_its_footage_and_lists_its_gaps(
     assert [r.detail["gaps"] for r in records] == [[[first.end, last.start]], []]  # newest first
 
 
+def test_a_segment_deleted_by_retention_meanwhile_is_not_found(
+    site: tuple[Dashboard, SiteStorage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention deleted it between the listing (or the name's check) and the opening: 500."""
+    from safewatch.api.routes import recordings
+
+    dashboard, _ = site
+    path = _segments(dashboard)[5]  # T0 .. T0 + 60
+
+    def pruned(listed: Any) -> Any:
+        def call(*args: Any) -> Any:
+            found = listed(*args)
+            path.unlink(missing_ok=True)
+            return found
+
+        return call
+
+    monkeypatch.setattr(recordings, "read_segment", pruned(recordings.read_segment))
+    monkeypatch.setattr(recordings, "segments_between", pruned(recordings.segments_between))
+    url = "/api/v1/recordings/" + path.relative_to(recordings_root(dashboard.site())).as_posix()
+    with TestClient(make_app(dashboard), raise_server_exceptions=False) as admin:
+        login(admin, "admin")
+        assert admin.get(url).status_code == 404
+        path.write_bytes(b"x")
+        span = {"since": T0 + 10, "until": T0 + 20}
+        assert admin.get("/api/v1/recordings/yard/export", params=span).status_code == 404
+
+
 def test_any_cameras_segments_over_a_span_for_the_same_moment(
     site: tuple[Dashboard, SiteStorage],
 ) -> None:

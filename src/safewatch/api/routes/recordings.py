@@ -165,7 +165,10 @@ async def segment_file(
                 client=client_of(request),
             )
         )
-    stream = await anyio.to_thread.run_sync(path.open, "rb")
+    try:
+        stream = await anyio.to_thread.run_sync(path.open, "rb")
+    except FileNotFoundError:  # deleted by retention since it was read: gone, not a fault
+        raise NotFound("recorded segment", f"{camera_id}/{day}/{name}") from None
     return stream_range(stream, segment.size, range_header, "video/mp4", filename=name)
 
 
@@ -215,6 +218,12 @@ async def export_recording(
             stats = await anyio.to_thread.run_sync(export_range, found, since, until, target)
         except ValueError as error:
             raise NotFound("recording", f"{camera_id} from {since} to {until}: {error}") from None
+        except FileNotFoundError:
+            # A segment deleted by retention since it was listed (PyAV's error is a
+            # FileNotFoundError too): the footage is gone, which is no server fault.
+            raise NotFound(
+                "recording", f"{camera_id} from {since} to {until}: deleted meanwhile"
+            ) from None
         await anyio.to_thread.run_sync(
             lambda: dashboard.auth.audit(
                 "recording.export",
