@@ -317,7 +317,11 @@ class SegmentWriter:
             with contextlib.suppress(OSError):  # gone: see FileNotFoundError below
                 short = path.stat().st_size < self._bytes
         if short and self._muxed:
-            end = _footage_end(path, self._start)  # what reached the disk: its real end
+            try:
+                end = _footage_end(path, self._start)  # what reached the disk: its real end
+            except OSError as error:
+                log.warning("recording %s: cannot read %s back: %s", self._camera, path.name, error)
+                end = None
             kept = 0.0 if end is None else end - self._start
             if kept < given - self._start - _CUT_SHORT:
                 self.error = (
@@ -497,7 +501,13 @@ def close_orphans(
             except FileNotFoundError:  # closed by its writer meanwhile
                 continue
         start = int(path.name[: -len(PART_SUFFIX)]) / 1000
-        end = _footage_end(path, start)
+        try:
+            end = _footage_end(path, start)
+        except FileNotFoundError:  # its writer (or another node) closed it meanwhile
+            continue
+        except OSError as error:  # unreadable now (a flaky mount): kept, tried next round
+            log.warning("recording %s: cannot read %s: %s; kept", camera_id, path.name, error)
+            continue
         if end is None:
             path.unlink(missing_ok=True)
             continue
@@ -526,6 +536,13 @@ def _footage_end(path: Path, start: float) -> float | None:
     much longer than its writer would have named it). A packet the demuxer flags corrupt is
     not footage: it is the one a crash or a full disk cut short (the file ends inside it), and
     counting it named the segment a frame later than what plays.
+
+    Returns ``None`` for a file that holds no frame (empty, a header only, not media at all).
+
+    Raises:
+        OSError: The file could not be read (EIO, ESTALE, EACCES, gone): that says nothing about
+            what it holds, and a caller that took it for "no frame" deleted footage on a
+            flaky network mount (close_orphans runs every retention round).
     """
     first: int | None = None
     last: float | None = None
@@ -538,6 +555,8 @@ def _footage_end(path: Path, start: float) -> float | None:
                     first = packet.pts if first is None else first
                     span = float((packet.pts - first + (packet.duration or 0)) * base)
                     last = span if last is None else max(last, span)
-    except (av.error.FFmpegError, OSError, IndexError):
-        pass
+    except OSError:
+        raise  # PyAV's I/O errors are OSErrors too: unreadable, not empty
+    except (av.error.FFmpegError, IndexError):
+        pass  # not media, or the stream ends in the middle: what was read so far stands
     return None if last is None else start + max(last, 0.001)

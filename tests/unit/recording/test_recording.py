@@ -458,6 +458,29 @@ def test_orphaned_part_files_are_named_from_their_footage(tmp_path: Path) -> Non
     assert list_segments(tmp_path, "yard") == closed
 
 
+def test_an_orphan_that_cannot_be_read_now_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read error (EIO, ESTALE on a network mount) was taken for "no frame" and the .part
+    deleted; since retention names orphans every round, one flaky minute cost footage."""
+    import errno
+
+    part = part_path(tmp_path, "yard", T0)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(asset(CLIP).read_bytes())
+    real_open = av.open
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        raise av.error.OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(av, "open", flaky)
+    assert close_orphans(tmp_path, "yard") == []
+    assert part.exists()  # kept for the next round
+    monkeypatch.setattr(av, "open", real_open)
+    (named,) = close_orphans(tmp_path, "yard")
+    assert named.start == T0 and not part.exists()
+
+
 def test_an_orphan_is_named_as_its_writer_would_have_named_it(tmp_path: Path) -> None:
     """Its end counted from the stamp 0 rather than from its first packet's, 81 ms (the clip's
     B-frame delay) later than the footage."""
