@@ -315,6 +315,41 @@ class RuleEngine:
                 monitor.rule = new
         return events
 
+    def replace_calibrations(self, calibrations: Mapping[str, Calibration]) -> list[RuleEvent]:
+        """Swap in the camera calibrations of a reloaded site file.
+
+        A camera whose calibration changed (added, removed, or other points) measures the floor
+        with another homography from now on: its rules in metres end their open episodes and
+        drop their kind memory (a speed history or a zone_clear position in the old floor
+        coordinates, fitted together with new ones, would read a jump as motion), and are built
+        again with the new calibration on the camera's next frame, so a rule skipped there for
+        want of a calibration runs from then on. Rules in pixels and the other cameras are not
+        touched: their episodes go on.
+
+        Returns:
+            The ``ENDED`` events of the episodes that ended.
+        """
+        new = dict(calibrations)
+        changed = {
+            camera
+            for camera in self._calibrations.keys() | new.keys()
+            if _points(self._calibrations.get(camera)) != _points(new.get(camera))
+        }
+        self._calibrations = new
+        events: list[RuleEvent] = []
+
+        def remeasured(key: tuple[str, str]) -> bool:
+            camera, rule_id = key
+            return camera in changed and rule_metric_field(self._rules.rule(rule_id)) is not None
+
+        for key in sorted(self._books):
+            if remeasured(key):
+                events.extend(self._books.pop(key).close_all())
+        for key in [k for k in self._monitors if remeasured(k)]:
+            del self._monitors[key]
+        self._warned = {key for key in self._warned if key[0] not in changed}
+        return events
+
     def ppe_required(self, camera_id: str) -> Mapping[str, frozenset[str]]:
         """Track label -> PPE items the enabled ``ppe`` rules on ``camera_id`` require (any flag,
         schedule or zone), built once per rule set: what the camera must be able to check."""
@@ -359,3 +394,12 @@ class RuleEngine:
             )
         self._monitors[key] = monitor
         return monitor
+
+
+def _points(
+    calibration: Calibration | None,
+) -> tuple[tuple[tuple[float, float], ...], ...] | None:
+    """A calibration as a value (its point pairs fix its homography), ``None`` for none."""
+    if calibration is None:
+        return None
+    return (calibration.image_points, calibration.floor_points)

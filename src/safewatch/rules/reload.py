@@ -12,7 +12,8 @@ design makes that structural rather than a matter of careful locking:
   applies a new generation to its :class:`~safewatch.rules.engine.RuleEngine` (which keeps the
   episodes of rules that did not change). Engine state is touched by the evaluating thread only,
   so the watcher thread never races the frame loop, and each frame is judged by exactly one
-  generation, which the engine reports.
+  generation, which the engine reports. Camera calibrations that a site reload offers
+  (:meth:`ReloadingEngine.offer_calibrations`) are applied at the same point, the same way.
 """
 
 from __future__ import annotations
@@ -271,12 +272,14 @@ class ReloadingEngine:
     if a new generation was published it calls :meth:`RuleEngine.replace_rules` (episodes of
     rules whose definition did not change go on; the others end, and those ``ENDED`` events
     come first in the frame's list) and then judges the frame with that generation only.
+    Camera calibrations offered by a site reload (:meth:`offer_calibrations`) are applied the
+    same way, at the start of the next frame, with :meth:`RuleEngine.replace_calibrations`.
 
     Args:
         holder: Where reloaded sets are published.
         timezone: IANA time zone of the site, for schedules.
-        calibrations: Camera id to its floor calibration, for rules in metres (calibrations
-            belong to the site file, which is not hot-reloaded).
+        calibrations: Camera id to its floor calibration, for rules in metres, as the site file
+            had them at start; a site reload hands over its own with :meth:`offer_calibrations`.
     """
 
     def __init__(
@@ -288,6 +291,11 @@ class ReloadingEngine:
         self._holder = holder
         self._generation = holder.current()
         self._engine = RuleEngine(self._generation.rules, timezone, calibrations)
+        self._offered: Mapping[str, Calibration] | None = None
+        """The calibrations a site reload offered last: one reference, like the holder's
+        generation, which only the reloading thread writes."""
+        self._applied: Mapping[str, Calibration] | None = None
+        """The offer the engine measures with, which only the evaluating thread writes."""
 
     @property
     def generation(self) -> RuleGeneration:
@@ -303,13 +311,30 @@ class ReloadingEngine:
         """Subjects with episode state (for metrics)."""
         return self._engine.open_state_count()
 
+    def offer_calibrations(self, calibrations: Mapping[str, Calibration]) -> None:
+        """Hand over the camera calibrations of a reloaded site file (any thread).
+
+        They apply at the start of the next frame (:meth:`evaluate`), on the evaluating thread,
+        which alone touches the engine: a frame is measured entirely with the old calibration
+        or entirely with the new one. Offering them before the rule set that needs them is
+        published means a frame that sees that set also sees them.
+        """
+        self._offered = dict(calibrations)
+
     def evaluate(self, tracked: TrackedFrame) -> list[RuleEvent]:
-        """Switch to the newest generation if there is one, then judge the frame with it."""
+        """Switch to the newest generation and calibrations if there are new ones, then judge
+        the frame with them."""
         latest = self._holder.current()
-        if latest is self._generation:
+        offered = self._offered
+        if latest is self._generation and offered is self._applied:
             return self._engine.evaluate(tracked)
-        self._generation = latest
-        ended = self._engine.replace_rules(latest.rules)
+        ended: list[RuleEvent] = []
+        if latest is not self._generation:
+            self._generation = latest
+            ended += self._engine.replace_rules(latest.rules)
+        if offered is not None and offered is not self._applied:
+            self._applied = offered
+            ended += self._engine.replace_calibrations(offered)
         return ended + self._engine.evaluate(tracked)
 
     def finish(self, camera_id: str, at: float | None = None) -> list[RuleEvent]:

@@ -74,6 +74,7 @@ from safewatch.runtime.recording_link import RecordingLink
 from safewatch.runtime.rings import RingCache
 from safewatch.runtime.rule_files import RuleFiles
 from safewatch.runtime.site_specs import (
+    camera_calibrations,
     camera_switches,
     models_to_load,
     overlap_models,
@@ -152,6 +153,7 @@ class RuntimeService:
         self._recordings = RecordingLink(self._ownership, options.cluster)
         self._rule_files = RuleFiles(options.rules)
         self._rules: RulesWorker | None = None
+        self._engine: ReloadingEngine | None = None  # a site reload offers it calibrations
         self._inference: InferenceWorker | None = None
         self._supervisor: Supervisor | None = None
         self._bus: ClusterBus | None = None  # serve --cluster: Redis and the bus feeds
@@ -250,6 +252,7 @@ class RuntimeService:
                 on_write_failure=self._incident_write_failed,
             )
             engine = ReloadingEngine(holder, config.site.timezone, calibrations_from_site(config))
+            self._engine = engine
             if self._options.cluster:  # incident changes and overlays to the other nodes
                 self._bus = ClusterBus(storage.repository, config.cluster.redis_url)
                 if self._bus.listener is not None:
@@ -421,7 +424,9 @@ class RuntimeService:
         running configuration stays and ``/readyz`` shows why under ``site``. Changes to blocks
         that need a restart (storage, evidence, privacy, runtime, site, retention, cluster) are
         logged as such: ``cluster`` too, because the cluster member fixes its capacity, labels
-        and lease length when it joins (:mod:`safewatch.runtime.cluster_owner`).
+        and lease length when it joins (:mod:`safewatch.runtime.cluster_owner`). Changed camera
+        calibrations go to the rule engine, which measures with them from the next frame
+        (:meth:`ReloadingEngine.offer_calibrations`), and the rules are checked against them.
         """
         with self._reload_lock:
             self._site_stamp = self._stamp()
@@ -454,13 +459,30 @@ class RuntimeService:
             plan = self.supervisor.apply(self._specs(new), restart=restart)
             # recorders follow their recording blocks; never raises (reported in /readyz)
             recorded = self._recordings.apply(new)
+            calibrations = camera_calibrations(new.config)
+            before = camera_calibrations(old)
+            recalibrated = sorted(
+                camera
+                for camera in calibrations.keys() | before.keys()
+                if calibrations.get(camera) != before.get(camera)
+            )
+            if recalibrated and self._engine is not None:
+                # Before the rules are watched again: a rule set that the new calibrations
+                # make valid (a camera added with one and its rule in metres) must never be
+                # judged with the old ones (ReloadingEngine.offer_calibrations).
+                self._engine.offer_calibrations(calibrations_from_site(new.config))
+                log.info(
+                    "site reload: calibration of camera(s) %s changed; their rules in metres "
+                    "measure with the new one from their next frame",
+                    ", ".join(recalibrated),
+                )
             if (
-                camera_switches(old) != camera_switches(new.config)
-                and self._rule_files.holder is not None
-            ):
-                # Rules are checked against the site's (enabled) cameras: watch again with the new
-                # ones before the reload is reported, so /readyz never shows the new cameras
-                # beside rule findings (unwatched, dropped) made against the old ones.
+                camera_switches(old) != camera_switches(new.config) or recalibrated
+            ) and self._rule_files.holder is not None:
+                # Rules are checked against the site's (enabled) cameras and calibrations: watch
+                # again with the new ones before the reload is reported, so /readyz never shows
+                # the new cameras beside rule findings (unwatched, dropped, uncalibrated) made
+                # against the old ones.
                 self._rule_files.watch(new.config)
             self.status.site_health = ComponentHealth(
                 ok=True,

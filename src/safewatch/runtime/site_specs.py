@@ -8,11 +8,18 @@ import logging
 from pathlib import Path
 
 from safewatch.config.loader import LoadedSite
-from safewatch.config.site import ModelConfig, SiteConfig
+from safewatch.config.site import CalibrationConfig, ModelConfig, SiteConfig
 from safewatch.pipeline.stages import resolved_models, side_by_side_models
 from safewatch.runtime.camera_worker import WorkerSpec
 
-__all__ = ["IO_TIMEOUT", "camera_switches", "models_to_load", "overlap_models", "worker_specs"]
+__all__ = [
+    "IO_TIMEOUT",
+    "camera_calibrations",
+    "camera_switches",
+    "models_to_load",
+    "overlap_models",
+    "worker_specs",
+]
 
 IO_TIMEOUT = 5.0
 """Seconds a decode worker's open or read may block."""
@@ -30,9 +37,10 @@ def worker_specs(
     return {
         key: WorkerSpec(
             camera_id=key,
-            # the recording block is the recorder's (RecordingService.apply): editing it must
-            # not restart the camera's analysis
-            camera=camera.model_copy(update={"recording": None}),
+            # the recording block is the recorder's (RecordingService.apply) and the calibration
+            # the rule engine's (ReloadingEngine.offer_calibrations): editing either must not
+            # restart the camera's analysis
+            camera=camera.model_copy(update={"recording": None, "calibration": None}),
             base_dir=site.base_dir,
             motion=runtime.motion,
             stall_seconds=watchdog.stall_seconds,
@@ -56,6 +64,16 @@ def _models_in_use(config: SiteConfig) -> set[str]:
 def camera_switches(config: SiteConfig) -> dict[str, bool]:
     """Each camera of the site and whether it is enabled (what rule checks depend on)."""
     return {camera_id: camera.enabled for camera_id, camera in config.cameras.items()}
+
+
+def camera_calibrations(config: SiteConfig) -> dict[str, CalibrationConfig]:
+    """The ``calibration`` block of each calibrated camera (what rules in metres measure with,
+    and what rule checks of metres depend on)."""
+    return {
+        camera_id: camera.calibration
+        for camera_id, camera in config.cameras.items()
+        if camera.calibration is not None
+    }
 
 
 def models_to_load(site: LoadedSite) -> dict[str, tuple[ModelConfig, Path]]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from rules_factories import RIGHT_HALF, frame, person, rule, rule_set
 
 from safewatch.domain.events import Phase
-from safewatch.domain.tracks import PPEState
+from safewatch.domain.tracks import PPEState, TrackedFrame
+from safewatch.rules.calibration import Calibration
 from safewatch.rules.reload import ReloadingEngine, RuleSetHolder
 
 ABSENT = PPEState.ABSENT
@@ -79,3 +80,35 @@ def test_engines_on_different_cameras_share_one_holder() -> None:
     assert (started.rule_id, started.phase) == ("vest", Phase.STARTED)
     assert south.generation.number == 1, "south has seen no frame since"
     assert [e.rule_id for e in south.finish("south")] == ["hardhat"]
+
+
+def test_engine_applies_offered_calibrations_between_frames_to_rules_in_metres_only() -> None:
+    """A site reload's calibrations reach the engine at the next frame's start; only the rules
+    that measure in metres on the recalibrated camera start afresh (their floor positions came
+    from the old mapping), a rule in pixels there keeps its episode."""
+    square = [[0, 0], [1, 0], [1, 1], [0, 1]]
+    cm = Calibration.from_points(square, [[0, 0], [10, 0], [10, 5], [0, 5]])  # 1 px = 1 cm
+    half = Calibration.from_points(square, [[0, 0], [5, 0], [5, 2.5], [0, 2.5]])
+    speed = rule(id="speed", kind="speed", objects=["person"], max_speed="10km/h", min_duration=0)
+    holder = RuleSetHolder(rule_set([HARDHAT, speed]))
+    engine = ReloadingEngine(holder, calibrations={"cam": cm})
+
+    def walking(index: int) -> TrackedFrame:  # 60 px a frame at 5 fps: 10.8 km/h at 1 px = 1 cm
+        return frame(index / 5, [person(7, (100 + 60 * index, 400), hardhat=ABSENT)])
+
+    events = [e for i in range(5) for e in engine.evaluate(walking(i))]
+    assert {(e.rule_id, e.phase) for e in events} >= {
+        ("hardhat", Phase.STARTED),
+        ("speed", Phase.STARTED),
+    }
+    engine.offer_calibrations({"cam": half})
+    assert [(e.rule_id, e.phase) for e in engine.evaluate(walking(5))] == [
+        ("speed", Phase.ENDED),  # measured with the old calibration: ends, first in the list
+        ("hardhat", Phase.ONGOING),  # in pixels: the same episode goes on
+    ]
+    # 5.4 km/h with the new calibration: under the limit, once the new history fills.
+    assert all(e.rule_id == "hardhat" for i in range(6, 12) for e in engine.evaluate(walking(i)))
+    engine.offer_calibrations({"cam": half})  # the same calibration again changes nothing
+    assert [(e.rule_id, e.phase) for e in engine.evaluate(walking(12))] == [
+        ("hardhat", Phase.ONGOING)
+    ]
