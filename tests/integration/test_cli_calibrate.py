@@ -63,6 +63,33 @@ def test_prints_homography_and_error_that_agree_with_opencv(tmp_path: Path) -> N
     ours = np.array([float(n) for n in numbers]).reshape(3, 3)
     np.testing.assert_allclose(ours / ours[2, 2], h / h[2, 2], rtol=0.05, atol=0.05)
     assert "note:" not in text
+    # Where the horizon is: above the picture, where an upright camera has it.
+    match = re.search(r"horizon: above the picture \(y = (-[0-9.]+) at its middle\)", text)
+    assert match is not None, text
+    a, b, c = (h / h[2, 2])[2]
+    assert float(match.group(1)) == pytest.approx(-(c + a * 0.5) / b, abs=0.01)
+
+
+def test_the_horizon_crossing_the_picture_is_shown(tmp_path: Path) -> None:
+    image = [[0.1, 0.9], [0.9, 0.9], [0.6, 0.4], [0.4, 0.4]]  # 40 m deep in the top 60 %
+    floor = [[0.0, 0.0], [8.0, 0.0], [8.0, 40.0], [0.0, 40.0]]
+    result = safewatch("calibrate", "-c", site(tmp_path, calibration_block(image, floor)))
+    assert result.returncode == 0, result.stderr
+    assert re.search(
+        r"horizon: crosses the picture from x, y = 0\.000, 0\.\d{3} to 1\.000, 0\.\d{3}",
+        result.stdout,
+    ), result.stdout
+
+
+def test_image_y_measured_from_the_bottom_is_refused(tmp_path: Path) -> None:
+    flipped = [[x, round(1.0 - y, 3)] for x, y in IMAGE]
+    path = site(tmp_path, calibration_block(flipped, FLOOR))
+    result = safewatch("calibrate", "-c", path)
+    assert result.returncode == 2
+    assert f"{path}:9: cameras.dock.calibration:" in result.stderr
+    assert "normalised y is 0 at the top of the picture; were these measured from the bottom?" in (
+        result.stderr
+    )
 
 
 def test_four_points_fit_exactly_and_say_so(tmp_path: Path) -> None:

@@ -3,19 +3,23 @@
 Calibration points are typed into the site file by hand (tape marks measured on the floor, found in
 the picture), so typos happen. This command solves the homography the rules in metres will use
 and prints how far each point lands from where it was measured: one point far off is a mistyped
-or misplaced pair. Too few points or a degenerate layout (three on a line) is refused, with the
-file and line, when the site file is loaded.
+or misplaced pair. It also says where the horizon is (nothing beyond it is on the floor): above
+the picture, or where it crosses it. Too few points, a degenerate layout (three on a line) or a
+picture read upside down is refused, with the file and line, when the site file is loaded.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from safewatch.cli.app import app, out
 from safewatch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from safewatch.rules.calibration import Calibration
 
 __all__ = ["calibrate"]
 
@@ -84,6 +88,9 @@ def calibrate(
                 highlight=False,
                 soft_wrap=True,
             )
+        out.print(f"  horizon: {_horizon(calibration)}", highlight=False, soft_wrap=True)
+        for warning in calibration.warnings:
+            out.print(f"  warning: {warning}", highlight=False, soft_wrap=True)
         if count == MIN_POINTS:
             out.print(
                 f"  note: {MIN_POINTS} points always fit exactly, so the error says nothing; "
@@ -91,3 +98,23 @@ def calibrate(
                 highlight=False,
                 soft_wrap=True,
             )
+
+
+def _horizon(calibration: Calibration) -> str:
+    """Where the calibration's horizon is, for people: nothing beyond it is on the floor, so it
+    belongs above the points (a horizon below them is the picture read upside down)."""
+    crossing = calibration.horizon()
+    if crossing is not None:
+        (x0, y0), (x1, y1) = crossing
+        return (
+            f"crosses the picture from x, y = {x0:.3f}, {y0:.3f} to {x1:.3f}, {y1:.3f} "
+            "(nothing beyond it is on the floor)"
+        )
+    a, b, c = (float(v) for v in calibration.homography[2])
+    if max(abs(a), abs(b)) < 1e-9:
+        return "none (the floor is seen straight on, without perspective)"
+    if abs(b) >= abs(a):
+        side = "above" if b > 0 else "below"
+        return f"{side} the picture (y = {-(c + a * 0.5) / b:.3f} at its middle)"
+    side = "left" if a > 0 else "right"
+    return f"{side} of the picture (x = {-(c + b * 0.5) / a:.3f} at its middle)"

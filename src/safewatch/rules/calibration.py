@@ -19,7 +19,8 @@ Public API (stable; the ``safewatch calibrate`` command and the rule kinds use i
   ``(h, points) -> (N, 2) array`` (NaN rows for points at or beyond the horizon).
 * :class:`Calibration`: ``Calibration.from_points(image, floor)``,
   ``Calibration.from_config(CalibrationConfig)``; attributes ``image_points``, ``floor_points``,
-  ``homography``, ``rms_error``, ``max_error``; methods ``to_floor(points_px, width, height)``,
+  ``homography``, ``rms_error``, ``max_error``, ``warnings``; methods ``horizon()``,
+  ``to_floor(points_px, width, height)``,
   ``to_image(floor_points, width, height)``, ``floor_distance(a_px, b_px, width, height)``,
   ``errors()`` (per-point reprojection errors in metres) and ``metres_per_pixel(point_px, width,
   height)`` (local scale).
@@ -32,6 +33,7 @@ config error when the site file is validated).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,11 +56,24 @@ __all__ = [
     "solve_homography",
 ]
 
+_log = logging.getLogger(__name__)
+
 MIN_POINTS = 4
 """Point pairs needed to fix a homography (eight unknowns, two equations per pair)."""
 
 _HORIZON_EPS = 1e-9
 """A homogeneous ``w`` at or below this is on or beyond the horizon: no floor position."""
+
+_PERSPECTIVE = 0.1
+"""Relative change of ``w`` down the picture's height below which its direction is not judged:
+without perspective (a view straight down) an upside-down reading of the picture is a mirror
+image of the floor, whose distances are right."""
+
+_FLIPPED = (
+    "the horizon of these points lies below them, where an upright camera sees the sky: "
+    "normalised y is 0 at the top of the picture; were these measured from the bottom? "
+    "(then use 1 - y)"
+)
 
 
 class CalibrationError(ValueError):
@@ -182,6 +197,9 @@ class Calibration:
     inverse: NDArray[np.float64] = field(repr=False)
     rms_error: float
     max_error: float
+    warnings: tuple[str, ...] = ()
+    """Doubts about the points that do not refuse them (a sideways camera whose horizon lies on
+    the far side of the points from the top of the picture)."""
 
     @classmethod
     def from_points(
@@ -209,12 +227,28 @@ class Calibration:
             inverse=_readonly(np.asarray(np.linalg.inv(h), dtype=np.float64)),
             rms_error=float(np.sqrt(np.mean(errors**2))),
             max_error=float(np.max(errors)),
+            warnings=_orientation(h, image),
         )
 
     @classmethod
     def from_config(cls, config: CalibrationConfig) -> Calibration:
         """Solve the calibration of a camera's ``calibration:`` block (validated already)."""
         return cls.from_points(config.image, config.floor)
+
+    def horizon(self) -> tuple[Point, Point] | None:
+        """Where the horizon (beyond it nothing is on the floor) crosses the picture's edges,
+        two normalised points; ``None`` when it misses the picture (or there is none: a view
+        straight down)."""
+        a, b, c = (float(v) for v in self.homography[2])
+        crossings: list[Point] = []
+        if abs(b) > 1e-12:  # on the left and right edges
+            crossings += [(x, -(c + a * x) / b) for x in (0.0, 1.0)]
+        if abs(a) > 1e-12:  # on the top and bottom edges
+            crossings += [(-(c + b * y) / a, y) for y in (0.0, 1.0)]
+        inside = sorted({(x, y) for x, y in crossings if 0.0 <= x <= 1.0 and 0.0 <= y <= 1.0})
+        if len(inside) < 2:
+            return None
+        return inside[0], inside[-1]
 
     def errors(self) -> NDArray[np.float64]:
         """Reprojection error of each calibration point, in metres, ``(N,)``."""
@@ -252,6 +286,35 @@ class Calibration:
         )
 
 
+def _orientation(h: NDArray[np.float64], image: NDArray[np.float64]) -> tuple[str, ...]:
+    """Refuse points whose picture was read upside down; the warnings of a doubtful layout.
+
+    ``w``, the homography's third row, is 0 on the horizon and grows toward the camera, so on
+    an upright camera it grows toward the bottom of the picture. Image points typed with y
+    measured from the bottom (``y -> 1 - y``) fit just as exactly, but put the horizon below
+    the points and give wrong distances (two feet 100 px apart at the bottom of a 1080p frame
+    read 3.3 m apart instead of 0.5 m): refused. On a camera turned sideways (portrait mounting)
+    the horizon runs down the picture and ``w`` changes mostly along x; its y slope says little
+    then, so a downward horizon is only a warning.
+
+    Raises:
+        CalibrationError: The horizon is below the points, and more across than down the
+            picture.
+    """
+    gx, gy = float(h[2, 0]), float(h[2, 1])
+    cx, cy = image.mean(axis=0)
+    centre = gx * cx + gy * cy + float(h[2, 2])  # > 0: every point has a positive w
+    if gy >= 0 or -gy < _PERSPECTIVE * centre:
+        return ()
+    if abs(gy) >= abs(gx):
+        raise CalibrationError(_FLIPPED)
+    return (
+        "the horizon is beside the points (a camera turned sideways?) and toward the bottom "
+        "of the picture; if the camera is upright, normalised y is 0 at the top of the "
+        "picture: were these measured from the bottom?",
+    )
+
+
 def _distances(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
     result: NDArray[np.float64] = np.linalg.norm(a - b, axis=1)
     return result
@@ -269,8 +332,12 @@ def calibrations_from_site(site: SiteConfig) -> dict[str, Calibration]:
         CalibrationError: Cannot happen for a site validated by :class:`SiteConfig` (it solves
             each calibration while validating); kept for configs built by other means.
     """
-    return {
+    calibrations = {
         camera_id: Calibration.from_config(camera.calibration)
         for camera_id, camera in site.cameras.items()
         if camera.calibration is not None
     }
+    for camera_id, calibration in calibrations.items():
+        for warning in calibration.warnings:  # doubts that do not refuse the site file
+            _log.warning("camera %s: calibration: %s", camera_id, warning)
+    return calibrations

@@ -79,6 +79,73 @@ def test_points_above_the_horizon_have_no_floor_position() -> None:
     assert np.isfinite(calibration.to_floor([(0.5 * W, -0.2 * H)], W, H)).all()
 
 
+DOCK_IMAGE = [[0.12, 0.91], [0.88, 0.93], [0.71, 0.42], [0.30, 0.41], [0.50, 0.60]]
+DOCK_FLOOR = [[0, 0], [8, 0], [8, 20], [0, 20], [4, 9.6]]
+
+
+def test_image_y_measured_from_the_bottom_is_refused() -> None:
+    """y -> 1 - y fits as exactly (zero error) but puts the horizon below the points, and
+    measured two feet 100 px apart at the bottom of a 1080p frame 3.3 m apart, not 0.5 m."""
+    upright = Calibration.from_points(DOCK_IMAGE, DOCK_FLOOR)
+    assert upright.warnings == ()
+    flipped = [[x, 1.0 - y] for x, y in DOCK_IMAGE]
+    with pytest.raises(CalibrationError, match="were these measured from the bottom"):
+        Calibration.from_points(flipped, DOCK_FLOOR)
+    # Straight down there is no perspective: upside down is a mirror image, whose distances
+    # are right, so it is not judged.
+    square = [[0, 0], [1, 0], [1, 1], [0, 1]]
+    top_down = Calibration.from_points(
+        [[x, 1 - y] for x, y in square], [[0, 0], [8, 0], [8, 5], [0, 5]]
+    )
+    assert top_down.warnings == ()
+
+
+def test_a_sideways_camera_with_a_low_horizon_is_only_warned_about() -> None:
+    """A camera turned sideways (its horizon runs down the picture) is not refused for a
+    horizon that also leans toward the bottom; the doubt is a warning."""
+    centre = np.array([0.5, 0.5])
+    turn = np.radians(120.0)  # the dock's picture turned: its horizon now left and a bit below
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    image = (np.array(DOCK_IMAGE) - centre) * 0.6 @ rotation.T + centre
+    calibration = Calibration.from_points(image, DOCK_FLOOR)
+    gx, gy, _ = calibration.homography[2]
+    assert abs(gx) > abs(gy) > 0 > gy
+    assert len(calibration.warnings) == 1
+    assert "measured from the bottom?" in calibration.warnings[0]
+
+
+def test_the_horizon_crossing_the_picture() -> None:
+    assert Calibration.from_points(DOCK_IMAGE, DOCK_FLOOR).horizon() is None  # above it
+    raised = Calibration.from_points(  # looking far down a yard: 40 m in the top 60 %
+        [[0.1, 0.9], [0.9, 0.9], [0.6, 0.4], [0.4, 0.4]], [[0, 0], [8, 0], [8, 40], [0, 40]]
+    )
+    crossing = raised.horizon()
+    assert crossing is not None
+    (x0, y0), (x1, y1) = crossing
+    assert (x0, x1) == (0.0, 1.0)
+    assert y0 == pytest.approx(y1) and 0.2 < y0 < 0.4
+    # Just below the horizon is floor, just above it is not.
+    assert np.isfinite(raised.to_floor([[0.5, y0 + 0.01]], 1, 1)).all()
+    assert np.isnan(raised.to_floor([[0.5, y0 - 0.01]], 1, 1)).all()
+
+
+def test_site_file_with_image_y_from_the_bottom_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        SITE.replace(
+            "[[0.1, 0.9], [0.9, 0.9], [0.7, 0.4], [0.3, 0.4]%s]",
+            "[[0.1, 0.1], [0.9, 0.1], [0.7, 0.6], [0.3, 0.6]]",
+        ).replace("%s", ""),
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_site(path)
+    assert f"{path}:8: cameras.yard.calibration: the horizon of these points lies below" in str(
+        info.value
+    )
+    assert "normalised y is 0 at the top of the picture" in str(info.value)
+
+
 def test_distances_and_scale() -> None:
     calibration = Calibration.from_points(IMAGE, FLOOR)
     a, b = IMAGE[0] * [W, H], IMAGE[1] * [W, H]
