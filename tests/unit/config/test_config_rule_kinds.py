@@ -229,3 +229,50 @@ def test_proximity_machine_zone_reference(tmp_path: Path) -> None:
     error = _load(tmp_path, text)
     assert error is not None
     assert error.endswith("rules[2].machine_zone: unknown zone 'press' (defined: dock_bay)")
+
+
+@pytest.mark.parametrize(
+    ("rule", "error"),
+    [
+        (
+            "{id: yard-speed, kind: speed, max_speed: 10km/h, anchor: centre}",
+            "rules.yaml:4: rules[0].speed: rule 'yard-speed' measures speeds in metres on the "
+            "floor, "
+            "but `anchor: centre` is the box centre",
+        ),
+        ("{id: yard-speed, kind: speed, max_speed: 10km/h, anchor: center}", "use the default"),
+        (
+            "{id: exit-clear, kind: zone_clear, zone: z, max_time: 30s, max_movement: 0.3m,"
+            " anchor: centre}",
+            "rules.yaml:4: rules[0].zone_clear: rule 'exit-clear' measures movement in metres",
+        ),
+        ("{id: yard-speed, kind: speed, max_speed: 10km/h}", None),
+        ("{id: exit-clear, kind: zone_clear, zone: z, max_time: 30s, anchor: centre}", None),
+        (
+            "{id: exit-clear, kind: zone_clear, zone: z, max_time: 30s, max_movement: 20px,"
+            " anchor: centre}",
+            None,
+        ),
+        (
+            "{id: exit-clear, kind: zone_clear, zone: z, max_time: 30s, max_movement: 0.3m,"
+            " anchor: box}",
+            None,
+        ),
+    ],
+)
+def test_rules_in_metres_measure_from_the_feet(
+    tmp_path: Path, rule: str, error: str | None
+) -> None:
+    """The floor calibration maps points of the floor: a box centre, above it, read a 9 km/h
+    forklift at about 11 km/h, so a rule measuring in metres refuses it at load."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        f"zones:\n  z: {{camera: yard, polygon: [[0, 0], [1, 0], [1, 1]]}}\nrules:\n  - {rule}\n"
+    )
+    if error is None:
+        load_rules(path)
+        return
+    with pytest.raises(ConfigError) as info:
+        load_rules(path)
+    assert error in str(info.value).replace(str(path), "rules.yaml")
+    assert "use the default foot anchor" in str(info.value)
