@@ -299,7 +299,11 @@ class CalibrationConfig(_Strict):
     def _normalised(cls, value: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
         for x, y in value:
             if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-                raise ValueError(f"point [{x}, {y}] is not normalised (0 <= x, y <= 1)")
+                raise ValueError(
+                    f"point [{x}, {y}] is not normalised (0 <= x, y <= 1): divide x by the "
+                    "frame width and y by its height (pixels of a 1920 x 1080 picture: "
+                    "x / 1920, y / 1080)"
+                )
         return value
 
     @model_validator(mode="after")

@@ -6,8 +6,10 @@ it, a person's foot point becomes a floor position in metres, so ``proximity`` c
 ``speed`` can say "10 km/h" whatever the perspective. Only points on the floor map correctly, which
 is why rules measure from foot points and the bottom edges of boxes.
 
-The homography is estimated from *normalised* image points (0-1, like zones) so a calibration
-survives a change of stream resolution; pixel points are normalised on the way in. It is solved
+The homography is estimated from *normalised* image points (0-1 from the top-left corner, like
+zones) so a calibration survives a change of stream resolution: calibration points must be given
+normalised (the site file refuses pixels), while the pixel points of a frame that
+:meth:`Calibration.to_floor` maps are divided by the frame's size on the way in. It is solved
 with the normalised direct linear transform (Hartley), in NumPy: exact for four points, least
 squares for more. With five or more points the reprojection error (floor distance between where a
 calibration point should be and where the homography sends its image point) shows typos and
@@ -168,7 +170,8 @@ def solve_homography(src: ArrayLike, dst: ArrayLike) -> NDArray[np.float64]:
         h = -h
     elif not np.all(w > 0):
         raise CalibrationError(
-            "the points lie on both sides of the horizon; every point must be on the floor"
+            "the points lie on both sides of the horizon; every point must be on the floor, "
+            "or the image and floor lists are not in the same order (two pairs swapped?)"
         )
     det = float(np.linalg.det(h))
     if not math.isfinite(det) or abs(det) < 1e-12:

@@ -63,6 +63,13 @@ def test_more_points_report_their_reprojection_error() -> None:
         (IMAGE[:4], [[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], "do not fix a mapping"),
         ([[0.1, 0.1], [0.2], [0.3, 0.3], [0.4, 0.4]], FLOOR[:4], "list of \\[x, y\\] pairs"),
         ([[0.1, np.nan], [0.2, 0.5], [0.3, 0.3], [0.4, 0.4]], FLOOR[:4], "finite"),
+        # The last two floor points typed the other way round: the points straddle the horizon.
+        (
+            [[0.1, 0.9], [0.9, 0.9], [0.7, 0.4], [0.3, 0.4]],
+            [[0, 0], [8, 0], [0, 20], [8, 20]],
+            "both sides of the horizon; every point must be on the floor, or the image and "
+            "floor lists are not in the same order \\(two pairs swapped\\?\\)",
+        ),
     ],
 )
 def test_unusable_points(image: object, floor: object, message: str) -> None:
@@ -223,6 +230,12 @@ def test_site_calibration_block_loads(tmp_path: Path) -> None:
             ", [1.2, 0.5]",
             ", [5, 5]",
             "site.yaml:9: cameras.yard.calibration.image: point [1.2, 0.5] is not normalised",
+        ),
+        (  # pixels of a 1920 x 1080 picture
+            ", [960, 648]",
+            ", [5, 5]",
+            "point [960.0, 648.0] is not normalised (0 <= x, y <= 1): divide x by the frame "
+            "width and y by its height",
         ),
         # A fifth point far from where the other four put it (5, 6.67).
         (", [0.5, 0.65]", ", [8, 10]", "site.yaml:8: cameras.yard.calibration: reprojection"),
