@@ -129,3 +129,15 @@ def test_a_camera_without_calibration(tmp_path: Path) -> None:
     result = safewatch("calibrate", "-c", site(tmp_path, "", name="none.yaml"))
     assert result.returncode == 2
     assert "no camera has a `calibration` block" in result.stderr
+
+
+def test_a_repeated_pair_is_refused_not_counted(tmp_path: Path) -> None:
+    """Five rows, one a copy of another, are four points: they fit exactly, and were shown as
+    a checked five-point calibration."""
+    path = site(tmp_path, calibration_block([*IMAGE[:4], IMAGE[0]], [*FLOOR[:4], FLOOR[0]]))
+    result = safewatch("calibrate", "-c", path)
+    assert result.returncode == 2
+    assert (
+        f"{path}:9: cameras.dock.calibration: image point 4 [0.1, 0.9] repeats point 0"
+        in result.stderr
+    )

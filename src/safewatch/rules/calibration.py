@@ -106,6 +106,20 @@ def _conditioner(points: NDArray[np.float64]) -> NDArray[np.float64]:
     )
 
 
+def _refuse_repeats(points: NDArray[np.float64], name: str) -> None:
+    """Refuse a point given twice: a repeated pair fits itself and checks nothing, so five rows
+    with one repeated are four points whose zero error only looks like a check; and a point
+    paired with two different positions cannot be both."""
+    seen: dict[tuple[float, float], int] = {}
+    for index, (x, y) in enumerate(points.tolist()):
+        first = seen.setdefault((x, y), index)
+        if first != index:
+            raise CalibrationError(
+                f"{name} point {index} [{x:g}, {y:g}] repeats point {first}: each pair must be "
+                "a different point (a repeated one adds no check)"
+            )
+
+
 def apply_homography(h: ArrayLike, points: ArrayLike) -> NDArray[np.float64]:
     """Map ``(N, 2)`` points through the ``(3, 3)`` homography ``h``.
 
@@ -136,8 +150,9 @@ def solve_homography(src: ArrayLike, dst: ArrayLike) -> NDArray[np.float64]:
         ``w``, which :func:`apply_homography` relies on to tell the horizon apart).
 
     Raises:
-        CalibrationError: Fewer than four pairs, mismatched lengths, or a degenerate layout
-            (too many points on one line, repeated points) that does not fix one mapping.
+        CalibrationError: Fewer than four pairs, mismatched lengths, a point given twice (image
+            or floor), or a degenerate layout (too many points on one line) that does not fix
+            one mapping.
     """
     a = _as_points(src, "image points")
     b = _as_points(dst, "floor points")
@@ -146,6 +161,8 @@ def solve_homography(src: ArrayLike, dst: ArrayLike) -> NDArray[np.float64]:
     if len(a) < MIN_POINTS:
         raise CalibrationError(f"need at least {MIN_POINTS} point pairs, got {len(a)}")
     ta, tb = _conditioner(a), _conditioner(b)
+    _refuse_repeats(a, "image")
+    _refuse_repeats(b, "floor")
     na = apply_homography(ta, a)
     nb = apply_homography(tb, b)
     rows = []

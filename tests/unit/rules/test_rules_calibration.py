@@ -63,6 +63,13 @@ def test_more_points_report_their_reprojection_error() -> None:
         (IMAGE[:4], [[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], "do not fix a mapping"),
         ([[0.1, 0.1], [0.2], [0.3, 0.3], [0.4, 0.4]], FLOOR[:4], "list of \\[x, y\\] pairs"),
         ([[0.1, np.nan], [0.2, 0.5], [0.3, 0.3], [0.4, 0.4]], FLOOR[:4], "finite"),
+        # A repeated pair fitted itself: four points whose zero error looked like a check.
+        (
+            [*IMAGE[:4].tolist(), IMAGE[0].tolist()],
+            [*FLOOR[:4].tolist(), FLOOR[0].tolist()],
+            "image point 4 \\[.*\\] repeats point 0: each pair must be a different point",
+        ),
+        (IMAGE[:5], [*FLOOR[:4].tolist(), [8.0, 6.0]], "floor point 4 \\[8, 6\\] repeats point 2"),
         # The last two floor points typed the other way round: the points straddle the horizon.
         (
             [[0.1, 0.9], [0.9, 0.9], [0.7, 0.4], [0.3, 0.4]],
