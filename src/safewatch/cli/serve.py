@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from safewatch.cli.app import app, err
+from safewatch.cli.app import app, command, err
 from safewatch.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -210,11 +210,12 @@ def _hint_first_admin(database: str, base_dir: Path, config: Path) -> None:
             return
     finally:
         engine.dispose()
+    safewatch = command()  # after `make run` that is .venv/bin/safewatch, not on PATH
     err.print(
         f"  no user yet: make the first admin (a password of {MIN_PASSWORD_LENGTH} characters or "
         "more) with\n"
-        f"    safewatch users add admin --role admin -c {config}\n"
-        f"  or, from a script: printf '%s\\n' \"$PASSWORD\" | safewatch users add admin "
+        f"    {safewatch} users add admin --role admin -c {config}\n"
+        f"  or, from a script: printf '%s\\n' \"$PASSWORD\" | {safewatch} users add admin "
         f"--role admin --password-stdin -c {config}",
         highlight=False,
         soft_wrap=True,
