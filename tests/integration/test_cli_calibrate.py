@@ -141,3 +141,20 @@ def test_a_repeated_pair_is_refused_not_counted(tmp_path: Path) -> None:
         f"{path}:9: cameras.dock.calibration: image point 4 [0.1, 0.9] repeats point 0"
         in result.stderr
     )
+
+
+def test_the_sample_output_in_the_docs_is_the_docs_example_calibrated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/rules.md shows `safewatch calibrate` on the dock camera it configures above: the
+    sample had drifted (other points, another homography)."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "rules.md").read_text()
+    section = doc.split("## Camera calibration", 1)[1]
+    camera = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    sample = doc.split("$ safewatch calibrate -c site.yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "site.yaml"
+    path.write_text("version: 1\nmodels:\n  coco: {path: model.onnx}\n" + camera)
+    monkeypatch.setenv("DOCK_PASSWORD", "secret")  # the camera's URL reads it
+    result = safewatch("calibrate", "-c", path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == sample
