@@ -210,6 +210,40 @@ def test_a_quiet_stream_still_gets_changes_that_never_reached_redis(
     assert sink.seqs() == [1, 2]
 
 
+def test_an_entry_above_the_chains_head_is_refused_by_the_feed_and_the_export(
+    rig: dict[str, Any], redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another deployment writing to the same Redis (or a forged ``XADD``): its change 20
+    arrives while this site's chain ends at 2. Taken, it moved both readers to 20, and this
+    site's changes 3-5 were then dropped as repeats (the feed) and never exported."""
+    from safewatch.bus.envelope import encode, incident_change
+    from safewatch.bus.export import ExportWorker
+    from safewatch.bus.redis_streams import INCIDENT_STREAM, connect
+
+    repository, feed, publisher = rig["repository"], rig["feed"], rig["publisher"]
+    client = connect(redis_server.url)
+    worker = ExportWorker(client, tmp_path, consumer="a", repository=repository)
+    worker.ensure_group()
+    sink = Sink()
+    feed.poll(sink)  # positioned at the empty stream
+    for track in range(2):
+        repository.upsert(make_incident(track))
+    assert publisher.flush(10.0)
+    other_site = incident_change("opened", make_incident(9, camera="elsewhere"), seq=20)
+    client.xadd(INCIDENT_STREAM, {b"e": encode(other_site)})
+    feed.poll(sink)  # one read: 1, 2 and the other site's 20
+    worker.step(block=0.2)
+    for track in range(2, 5):
+        repository.upsert(make_incident(track))
+    assert publisher.flush(10.0)
+    poll(lambda: feed.poll(sink) or max(sink.seqs()) >= 5, 10, "changes 3-5 in the feed", 0)
+    poll(lambda: worker.step(block=0.2) or (worker.last_seq or 0) >= 5, 10, "3-5 exported", 0)
+    exported = [json.loads(x)["seq"] for f in sorted(tmp_path.glob("*.jsonl")) for x in f.open()]
+    assert sink.seqs() == exported == [1, 2, 3, 4, 5]
+    assert (feed.foreign, worker.foreign) == (1, 1)
+    assert "refused incident change 20 from the stream: this site's chain ends at 2" in caplog.text
+
+
 def test_live_overlays_ride_pub_sub_into_the_hub(redis_server: RedisServer) -> None:
     from safewatch.bus.redis_streams import LiveFeed, RedisPublisher, connect
 

@@ -9,11 +9,15 @@ agree on what a gap is.
 
 A change is published after its commit, and sequence numbers are given under the chain lock, so
 when change ``n`` arrives every change below ``n`` is already committed and readable: reading
-them from the chain at that moment finds them all.
+them from the chain at that moment finds them all. For the same reason an entry above the chain's
+head is not this site's (another deployment writing to the same Redis, a forged ``XADD``): it is
+refused, never delivered, so the position never passes the head. Taken, it would make the reader
+drop this site's own changes up to that number as repeats.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from safewatch.bus.changes import change_envelope
@@ -23,7 +27,12 @@ from safewatch.storage.incident_repository import IncidentRepository
 
 __all__ = ["ChainOrder"]
 
+log = logging.getLogger(__name__)
+
 Deliver = Callable[[Envelope], None]
+
+FOREIGN_LOG_EVERY = 1000
+"""A reader logs the first entry above the chain's head it refuses, then one in this many."""
 
 
 class ChainOrder:
@@ -41,6 +50,8 @@ class ChainOrder:
         self.delivered = 0
         self.backfilled = 0
         self.duplicates = 0
+        self.foreign = 0
+        self._head = 0  # the chain's head as last read: a lower bound of the head now
 
     def head(self) -> int:
         """The chain's newest sequence number (0 for an empty chain).
@@ -49,7 +60,8 @@ class ChainOrder:
             StorageError: The database cannot be read.
         """
         head = hash_chain.read_head(self.repository.engine)
-        return 0 if head is None else head[0]
+        self._head = max(self._head, 0 if head is None else head[0])
+        return self._head
 
     def start_at_head(self) -> None:
         """Deliver only what is chained from now on (a dashboard has loaded the list already)."""
@@ -57,14 +69,28 @@ class ChainOrder:
 
     def take(self, envelope: Envelope, deliver: Deliver) -> bool:
         """Deliver ``envelope`` in order: the chain's changes it skipped first, nothing if it is
-        a repeat. A reader with no position yet starts at this change. Returns whether it was
-        delivered.
+        a repeat or above the chain's head (not this site's, module docstring). A reader with no
+        position yet starts at this change. Returns whether it was delivered.
 
         Raises:
             StorageError: The chain cannot be read (nothing was delivered past the gap).
         """
         seq = envelope.seq
         if envelope.type != INCIDENT_CHANGE or seq is None:
+            return False
+        # The head is read again only for an entry above the last one read, which is then read
+        # fresh: a change committed (and published) since the last read is never refused.
+        if seq > self._head and seq > self.head():
+            self.foreign += 1
+            if self.foreign % FOREIGN_LOG_EVERY == 1:
+                log.warning(
+                    "refused incident change %d from the stream: this site's chain ends at %d, so "
+                    "another deployment (or something else) writes to this Redis; one Redis "
+                    "database serves one site (%d refused so far)",
+                    seq,
+                    self._head,
+                    self.foreign,
+                )
             return False
         if self.last_seq is None:
             self.last_seq = seq - 1
@@ -96,3 +122,4 @@ class ChainOrder:
             if last <= self.last_seq:  # the chain ends here
                 break
             self.last_seq = last
+            self._head = max(self._head, last)

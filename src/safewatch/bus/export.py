@@ -19,8 +19,9 @@ incident hash chain, with the same :class:`~safewatch.bus.chain_order.ChainOrder
 dashboards' feed: it starts after the highest ``seq`` already in its folder (from the chain's
 first change in an empty folder: the export holds every change), a stream entry that
 skips sequence numbers (trimmed entries, a Redis restarted empty, a publisher that never sent)
-first has the skipped changes written from the chain, a repeat is acknowledged without a line,
-and every ``resync_seconds`` the chain's head is compared with the last written (a change whose
+first has the skipped changes written from the chain, a repeat (or an entry above the chain's
+head: another site's, see :mod:`~safewatch.bus.chain_order`) is acknowledged without a line, and
+every ``resync_seconds`` the chain's head is compared with the last written (a change whose
 entry never reached Redis, with nothing after it, or a Redis that is down): what the stream did
 not bring within one such interval is written from the chain. Lines from the chain have
 ``"stream_id": null``. Such a worker writes every change of the chain once, in order; workers
@@ -114,6 +115,12 @@ class ExportWorker:
     def duplicates(self) -> int:
         """Stream entries acknowledged without a line: already written."""
         return 0 if self._order is None else self._order.duplicates
+
+    @property
+    def foreign(self) -> int:
+        """Stream entries acknowledged without a line: above the chain's head, not this
+        site's."""
+        return 0 if self._order is None else self._order.foreign
 
     def ensure_group(self) -> None:
         """Create the stream and the group (reading from the stream's start) if missing."""

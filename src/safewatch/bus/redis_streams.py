@@ -313,6 +313,11 @@ class IncidentFeed:
         """Stream entries dropped as already delivered."""
         return self._order.duplicates
 
+    @property
+    def foreign(self) -> int:
+        """Stream entries refused as above the chain's head: not this site's."""
+        return self._order.foreign
+
     def run(self, sink: Publisher, stop: threading.Event) -> None:
         """Deliver to ``sink`` until ``stop`` is set.
 
