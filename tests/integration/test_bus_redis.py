@@ -471,6 +471,115 @@ def test_an_export_worker_with_the_database_writes_every_seq_once_in_order(
     assert "also read by a;" in caplog.text
 
 
+def test_an_export_file_torn_by_a_crash_is_cut_before_the_next_append(
+    rig: dict[str, Any], redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker killed mid-write leaves half a line: the restarted worker (with the database)
+    goes on after the last readable ``seq`` and writes that change again. Appended blindly,
+    its line was glued to the torn one, unreadable, and the change lost from the export."""
+    from safewatch.bus.export import ExportWorker, last_exported_seq
+    from safewatch.bus.redis_streams import connect
+
+    repository, publisher = rig["repository"], rig["publisher"]
+    for track in range(3):
+        repository.upsert(make_incident(track))
+    assert publisher.flush(10.0)
+    worker = ExportWorker(connect(redis_server.url), tmp_path, consumer="a", repository=repository)
+    worker.ensure_group()
+    poll(lambda: worker.step(block=0.2) or worker.last_seq == 3, 10, "3 exported", 0)
+    (path,) = tmp_path.glob("*.jsonl")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - len(data.splitlines()[-1]) // 2])  # killed mid-line
+    assert last_exported_seq(tmp_path) == 2
+    restarted = ExportWorker(
+        connect(redis_server.url), tmp_path, consumer="b", repository=repository
+    )
+    for track in range(3, 5):
+        repository.upsert(make_incident(track))
+    assert publisher.flush(10.0)
+    poll(lambda: restarted.step(block=0.2) or restarted.last_seq == 5, 10, "5 exported", 0)
+    assert [json.loads(line)["seq"] for line in path.read_text().splitlines()] == [1, 2, 3, 4, 5]
+    assert "ended in a torn line" in caplog.text
+
+
+_FULL_DISK_WORKER = """
+import resource, signal, sys
+from pathlib import Path
+from safewatch.bus.export import ExportWorker
+from safewatch.bus.redis_streams import connect
+
+worker = ExportWorker(connect(sys.argv[1]), Path(sys.argv[2]), consumer="a")
+worker.ensure_group()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, as a full disk's ENOSPC: a short write
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), resource.RLIM_INFINITY))
+try:
+    worker.step(block=1.0)
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_an_export_write_that_fails_leaves_no_torn_line(
+    rig: dict[str, Any], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A full disk (here a file size limit: a short write, then EFBIG) mid-write: the file is
+    cut back to its size before the write, and the worker that claims the entries writes
+    whole lines after it (without a database, nothing else would notice the torn one)."""
+    import subprocess
+    import sys
+
+    from safewatch.bus.envelope import decode
+    from safewatch.bus.export import ExportWorker
+    from safewatch.bus.redis_streams import INCIDENT_STREAM, connect
+
+    repository, publisher = rig["repository"], rig["publisher"]
+    for track in range(10):
+        repository.upsert(make_incident(track))
+    assert publisher.flush(10.0)
+    client = connect(redis_server.url)
+    first = decode(client.xrange(INCIDENT_STREAM, count=1)[0][1][b"e"])
+    path = tmp_path / f"incidents-{time.strftime('%Y-%m-%d', time.gmtime(first.at))}.jsonl"
+    path.write_bytes(b'{"seq":0}\n')  # what the file held before
+    child = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_WORKER, redis_server.url, str(tmp_path), "2000"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert path.read_bytes() == b'{"seq":0}\n', child  # none of the failed write's bytes
+    assert child.stdout.startswith("ExportFileError cannot write the export in"), child
+    assert "File too large" in child.stdout
+    survivor = ExportWorker(client, tmp_path, consumer="b", claim_idle=0.001)
+    poll(lambda: survivor.step(block=0.2) or survivor.claimed == 10, 10, "the claim", 0.01)
+    seqs = [json.loads(line)["seq"] for line in path.read_text().splitlines()]
+    assert sorted(seqs) == list(range(11))
+
+
+def test_an_export_worker_logs_a_file_system_error_as_such(
+    redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not as "Redis error": a folder that cannot be made (under a file) is the disk's fault."""
+    from safewatch.bus.envelope import encode, incident_change
+    from safewatch.bus.export import ExportWorker
+    from safewatch.bus.redis_streams import INCIDENT_STREAM, connect
+
+    (tmp_path / "file").write_text("")
+    client = connect(redis_server.url)
+    worker = ExportWorker(client, tmp_path / "file" / "out", consumer="a")
+    worker.ensure_group()
+    client.xadd(INCIDENT_STREAM, {b"e": encode(incident_change("opened", make_incident(), seq=1))})
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: "export worker: cannot write the export in" in caplog.text)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert "Not a directory" in caplog.text and "Redis error" not in caplog.text
+
+
 class FailingOnce(Sink):
     """A sink whose first ``publish`` raises what a hub may raise (BusFormatError, a
     ValueError), as a malformed envelope does."""

@@ -27,10 +27,18 @@ not bring within one such interval is written from the chain. Lines from the cha
 ``"stream_id": null``. Such a worker writes every change of the chain once, in order; workers
 sharing a group would each fill in the changes the others took, so run one worker per group
 (its crash is covered: a restarted worker resumes after its folder's last ``seq``).
+
+A file ends with whole lines only: a line torn by a crash or a full disk would glue itself to the
+next one appended and make it unreadable too (and, with a database, the restarted worker goes on
+after the last readable ``seq``, so that change would be missing). Before each append the file is
+cut back to its last newline (what is cut is logged; it is written again, since it was never
+acknowledged or lies after the last readable ``seq``), and a failed write is cut back to the size
+before it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -44,14 +52,19 @@ from typing import Any
 from safewatch.bus.chain_order import ChainOrder
 from safewatch.bus.envelope import BusFormatError, Envelope, decode
 from safewatch.bus.redis_streams import INCIDENT_STREAM
-from safewatch.errors import SafewatchError
+from safewatch.errors import SafewatchError, StorageError
 from safewatch.storage.incident_repository import IncidentRepository
 
-__all__ = ["ExportWorker"]
+__all__ = ["ExportFileError", "ExportWorker"]
 
 log = logging.getLogger(__name__)
 
 _FIELD = b"e"
+
+
+class ExportFileError(StorageError):
+    """An export file cannot be written (a full disk, a read-only or vanished folder): the file
+    system's error, told apart from Redis's and the database's in the worker's log."""
 
 
 class ExportWorker:
@@ -238,8 +251,8 @@ class ExportWorker:
                 except SafewatchError as db_exc:
                     log.warning("export worker: %s", db_exc)
                 stop.wait(2.0)
-            except SafewatchError as exc:  # the database is down: the entries stay pending
-                log.warning("export worker: %s; retrying", exc)
+            except SafewatchError as exc:  # the database is down or the folder cannot be written
+                log.warning("export worker: %s; retrying", exc)  # the entries stay pending
                 stop.wait(2.0)
 
     def _warn_if_shared(self) -> None:
@@ -306,13 +319,73 @@ class ExportWorker:
         lines.setdefault(path, []).append(_line(envelope, entry_id))
 
     def _write(self, lines: dict[Path, list[str]]) -> None:
-        self._folder.mkdir(parents=True, exist_ok=True)
-        for path, texts in lines.items():
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write("".join(texts))
-                handle.flush()
-                os.fsync(handle.fileno())
-            self.written += len(texts)
+        """Append and fsync the lines of each file.
+
+        Raises:
+            ExportFileError: A file cannot be written (what this call wrote to it is cut off).
+        """
+        try:
+            self._folder.mkdir(parents=True, exist_ok=True)
+            for path, texts in lines.items():
+                _append(path, "".join(texts).encode("utf-8"))
+                self.written += len(texts)
+        except OSError as exc:
+            raise ExportFileError(f"cannot write the export in {self._folder}: {exc}") from exc
+
+
+def _append(path: Path, data: bytes) -> None:
+    """Append ``data`` (whole lines) to ``path`` and fsync it, the file first cut back to its
+    last newline and, if the write fails, back to its size before it (module docstring).
+
+    Under an exclusive ``flock``, so a worker appending to the same file never cuts another's
+    line in progress.
+
+    Raises:
+        OSError: The file cannot be opened, cut or written.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = _cut_torn_tail(fd, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except BaseException:
+            try:
+                os.ftruncate(fd, size)
+            except OSError as exc:
+                log.error("export: cannot cut %s back to %d bytes: %s", path, size, exc)
+            raise
+    finally:
+        os.close(fd)
+
+
+def _cut_torn_tail(fd: int, path: Path) -> int:
+    """Cut the file after its last newline, logging what was cut; returns its new size."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    keep, end = 0, size
+    while end > 0:
+        start = max(0, end - (1 << 16))
+        at = os.pread(fd, end - start, start).rfind(b"\n")
+        if at >= 0:
+            keep = start + at + 1
+            break
+        end = start
+    torn = os.pread(fd, min(size - keep, 120), keep)
+    log.warning(
+        "export: %s ended in a torn line (a crash or a full disk mid-write): cut %d byte(s) "
+        "from offset %d: %r",
+        path,
+        size - keep,
+        keep,
+        torn,
+    )
+    os.ftruncate(fd, keep)
+    return keep
 
 
 def _text(value: Any) -> str:
