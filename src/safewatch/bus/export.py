@@ -61,6 +61,11 @@ log = logging.getLogger(__name__)
 
 _FIELD = b"e"
 
+CHAIN_CHUNK = 1000
+"""Chain entries read, written and fsynced at a time when catching up with the chain: a long gap
+(a worker down for days, an empty folder) neither waits in memory whole nor is read again from
+its start after a failure."""
+
 
 class ExportFileError(StorageError):
     """An export file cannot be written (a full disk, a read-only or vanished folder): the file
@@ -172,7 +177,8 @@ class ExportWorker:
         chain what the stream has not brought since the previous look at the chain's head (one
         interval of grace, so a change on its way through Redis is not read from the chain
         without need; it would not be written twice either way). The first look, at start-up,
-        catches up to the head. Returns how many lines were written.
+        catches up to the head, :data:`CHAIN_CHUNK` entries at a time, each written and
+        fsynced before the next is read. Returns how many lines were written.
 
         Raises:
             StorageError: The database cannot be read.
@@ -184,16 +190,23 @@ class ExportWorker:
         head = order.head()
         due = head if force or self._seen_head is None else self._seen_head
         self._seen_head = head
-        if due is None or order.last_seq is None or due <= order.last_seq:
-            return 0
+        done = 0
+        while order.last_seq is not None and order.last_seq < due:
+            before = order.last_seq
+            try:
+                done += self._write_from_chain(order, min(due, before + CHAIN_CHUNK))
+            except BaseException:
+                order.last_seq = before  # what earlier chunks wrote stays written
+                raise
+            if order.last_seq == before:  # the chain ends here
+                break
+        return done
+
+    def _write_from_chain(self, order: ChainOrder, until: int) -> int:
+        """Write the chain's changes after ``order``'s position up to ``until``; the count."""
         lines: dict[Path, list[str]] = {}
-        before = order.last_seq
-        try:
-            order.backfill(lambda envelope: self._add(lines, envelope, None), due)
-            self._write(lines)
-        except BaseException:
-            order.last_seq = before
-            raise
+        order.backfill(lambda envelope: self._add(lines, envelope, None), until)
+        self._write(lines)
         return sum(len(v) for v in lines.values())
 
     def _step(self, block: float) -> int:

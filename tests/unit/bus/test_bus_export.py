@@ -1,0 +1,48 @@
+"""The export worker's side of the chain and of its folder, without Redis: catching up with the
+chain, where a restarted worker goes on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from incident_factories import make_incident
+from safewatch.bus import export
+from safewatch.errors import StorageError
+from safewatch.storage import IncidentRepository
+from safewatch.storage.incident_repository import StoredChange
+
+
+def exported(folder: Path) -> list[int]:
+    return [json.loads(x)["seq"] for f in sorted(folder.glob("*.jsonl")) for x in f.open()]
+
+
+def test_a_chain_catch_up_is_written_chunk_by_chunk(
+    db_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long gap (an empty folder, a worker down for days) is written and fsynced a chunk at a
+    time: a database lost midway keeps what was written, and the next look goes on from there.
+    (Before, the whole gap was collected in memory and nothing written until it ended.)"""
+    repository = IncidentRepository(db_engine)
+    for track in range(5):
+        repository.upsert(make_incident(track))
+    monkeypatch.setattr(export, "CHAIN_CHUNK", 2)
+    read = repository.changes_after
+    database_up = [False]  # lost after the first chunk
+
+    def changes_after(after_seq: int, *, limit: int = 1000) -> tuple[list[StoredChange], int]:
+        if after_seq >= 2 and not database_up[0]:
+            raise StorageError("the database went away")
+        return read(after_seq, limit=limit)
+
+    monkeypatch.setattr(repository, "changes_after", changes_after)
+    worker = export.ExportWorker(None, tmp_path, consumer="a", repository=repository)
+    with pytest.raises(StorageError):
+        worker.sync_chain(force=True)
+    assert exported(tmp_path) == [1, 2] and worker.last_seq == 2
+    database_up[0] = True
+    assert worker.sync_chain(force=True) == 3
+    assert exported(tmp_path) == [1, 2, 3, 4, 5] and worker.last_seq == 5
