@@ -18,7 +18,8 @@ this analyzer's metadata out, so WebSockets read one hub wherever a camera is an
 
 Subscribers live on the server's asyncio loop; the hub wakes them with ``call_soon_threadsafe``.
 Incident changes are queued per subscriber in a bounded deque (oldest dropped, drops counted), so
-a stalled browser tab cannot make the server hold unbounded history.
+a stalled browser tab cannot make the server hold unbounded history; the consumer learns of a drop
+(:meth:`Subscription.take_dropped`), so that tab is told to read its lists again.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ class Subscription:
     _event: asyncio.Event = field(default_factory=asyncio.Event)
     _notices: deque[IncidentNotice] = field(init=False)
     dropped: int = 0
+    _told: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._notices = deque(maxlen=self.backlog)
@@ -164,6 +166,14 @@ class Subscription:
         taken = list(self._notices)
         self._notices.clear()
         return taken
+
+    def take_dropped(self) -> int:
+        """Notices dropped (past ``backlog``, the oldest) since the last call: the consumer never
+        sees those changes, so what it shows must be read again (the incident WebSocket sends
+        ``{"type": "resync"}``). Call from the consuming loop."""
+        dropped = self.dropped
+        new, self._told = dropped - self._told, dropped
+        return new
 
     def close(self) -> None:
         """Stop receiving."""

@@ -3,8 +3,10 @@
 ``/api/v1/ws/incidents`` sends ``{"type": "incident", "kind": "opened" | "updated" | "closed" |
 "status", "incident": {...}, "actor": ...}`` for every change the pipeline or an operator makes,
 with ``"seq"``, the change's number in the tamper-evidence chain, under ``serve --cluster``
-(``null`` otherwise: a client may drop a repeated number), and ``{"type": "ping"}`` every 15 s
-of silence (keeps proxies from closing an idle feed).
+(``null`` otherwise: a client may drop a repeated number), ``{"type": "ping"}`` every 15 s
+of silence (keeps proxies from closing an idle feed), and ``{"type": "resync", "dropped": n}``
+when the socket fell so far behind that the server dropped ``n`` changes for it (more than 256
+waiting): the client reads again what it shows, as after a reconnect.
 
 Under ``serve --cluster`` a camera analysed on another node has no local frames; its ``frame``
 messages are that analyzer's, relayed over Redis (no JPEG), and its video socket relays the
@@ -199,6 +201,10 @@ async def incident_feed(websocket: WebSocket) -> None:
                                 "incident": IncidentOut.of(notice.incident).model_dump(mode="json"),
                             }
                         )
+                if dropped := subscription.take_dropped():
+                    # This socket fell more than the backlog behind: the changes dropped never
+                    # come, so the page reads its lists again.
+                    await websocket.send_json({"type": "resync", "dropped": dropped})
             group.cancel_scope.cancel()
     except (WebSocketDisconnect, RuntimeError):
         pass

@@ -56,3 +56,26 @@ def test_the_incident_feed_carries_bus_changes_with_their_seq(
         )
         dashboard.live.publish(incident_change("closed", incident, seq=13))
         assert next_message(ws, "incident")["seq"] == 13  # the ignored local notice never came
+
+
+def test_a_feed_that_fell_behind_is_told_to_read_its_lists_again(
+    admin: tuple[TestClient, Dashboard],
+) -> None:
+    """More changes at once than a socket's backlog (256): the oldest are dropped for it, and
+    after the rest it gets ``{"type": "resync"}``, so the page reads again what it shows
+    (shell.js) instead of missing those changes without a word."""
+    client, dashboard = admin
+    with client.websocket_connect("/api/v1/ws/incidents") as ws:
+        wait_until(lambda: dashboard.live.subscriber_count, 10, step=0.01)
+
+        def burst() -> None:  # on the server's loop: the socket sends nothing in between
+            for track in range(300):
+                dashboard.live.publish_incident("opened", make_incident(track))
+
+        assert client.portal is not None
+        client.portal.call(burst)
+        sent = [next_message(ws, "incident")["incident"]["track_ids"][0] for _ in range(256)]
+        assert sent == list(range(44, 300))  # the newest 256
+        dashboard.live.publish_incident("opened", make_incident(1000))  # then one more
+        assert next_message(ws, "resync") == {"type": "resync", "dropped": 44}
+        assert next_message(ws, "incident")["incident"]["track_ids"] == [1000]

@@ -80,6 +80,7 @@ document.addEventListener("keydown", (event) => {
 });
 if (!can("operator")) document.getElementById("note-form").hidden = true;
 document.addEventListener("safewatch:incident", ({ detail }) => { if (detail.incident.id === id) load(); });
+document.addEventListener("safewatch:resync", () => load());  // a gap in the feed (shell.js)
 load();
 
 // The camera's continuous recording around the incident, as one timeline across its segments.

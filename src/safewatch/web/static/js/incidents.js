@@ -396,13 +396,16 @@ document.addEventListener("keydown", (event) => {
   if (action) { event.preventDefault(); action(); }
 });
 
-// New incidents reload the first page; the selection and the checks are ids, so they hold.
+// New incidents, or a gap in the feed (shell.js), reload the first page; the selection and the
+// checks are ids, so they hold.
 let refresh = null;
-document.addEventListener("safewatch:incident", () => {
+function refreshFirstPage() {
   if (offset !== 0) return;
   clearTimeout(refresh);
   refresh = setTimeout(load, 1000);
-});
+}
+document.addEventListener("safewatch:incident", refreshFirstPage);
+document.addEventListener("safewatch:resync", refreshFirstPage);
 
 document.getElementById("tz").textContent = timezone;
 load(true).then(() => table.focus({ preventScroll: true }));

@@ -230,9 +230,22 @@ document.addEventListener("safewatch:incident", ({ detail }) => {
   feed.prepend(feedItem(detail.incident, `${detail.kind}${detail.actor ? ` by ${detail.actor}` : ""}`));
   while (feed.children.length > FEED_MAX) feed.lastChild.remove();
 });
-api(`/api/v1/incidents?status=open&limit=${FEED_MAX}&count=false`).then((page) => {
-  const known = new Set([...feed.children].map((li) => li.dataset.id));
-  feed.append(...page.items.filter((i) => !known.has(i.id)).map((i) => feedItem(i, STATUS_LABEL[i.status])));
-  while (feed.children.length > FEED_MAX) feed.lastChild.remove();
-  feed.dataset.loaded = "true";
-}).catch(() => { feed.dataset.loaded = "error"; });
+// Changes that arrive while the list loads stay on top. After a gap in the feed
+// ("safewatch:resync", shell.js) the changes missed are unknown: the list is loaded again as at
+// page load, replacing what it showed then (kept if the load fails).
+let loads = 0;
+function loadFeed() {
+  const load = ++loads;
+  const shown = [...feed.children];
+  return api(`/api/v1/incidents?status=open&limit=${FEED_MAX}&count=false`).then((page) => {
+    if (load !== loads) return;
+    for (const li of shown) li.remove();
+    const known = new Set([...feed.children].map((li) => li.dataset.id));
+    feed.append(...page.items.filter((i) => !known.has(i.id)).map((i) => feedItem(i, STATUS_LABEL[i.status])));
+    while (feed.children.length > FEED_MAX) feed.lastChild.remove();
+    feed.dataset.loaded = "true";
+    feed.dataset.loads = String(load);
+  }).catch(() => { if (load === loads) feed.dataset.loaded = "error"; });
+}
+loadFeed();
+document.addEventListener("safewatch:resync", loadFeed);

@@ -1,6 +1,12 @@
 // Every page: log out, the open-incident counter, the live incident feed indicator, one toast per
 // burst of new incidents (not one per person in a flood), the optional alarm sound for high
 // severity, and the navigation toggle of narrow screens.
+//
+// After a gap in the incident feed (the socket was down, or the server dropped changes this tab
+// was too slow to take and said "resync"), which changes were missed is unknown: a
+// "safewatch:resync" event on document then has every page read again what it shows (the open
+// badge here, the live page's list, the incident list and page), each through the code that
+// loads it.
 import { api, attempt, liveSocket, toast } from "./api.js";
 
 document.getElementById("logout")?.addEventListener("click", async () => {
@@ -79,11 +85,21 @@ navToggle?.addEventListener("click", () => {
   document.body.classList.toggle("nav-open", open);
 });
 
+const resync = () => document.dispatchEvent(new CustomEvent("safewatch:resync"));
+document.addEventListener("safewatch:resync", refreshOpen);
+
 let pending = null;
+let down = false;
 liveSocket("/api/v1/ws/incidents", {
-  onState(up) { dot?.classList.toggle("up", up); dot?.setAttribute("title", up ? "Live feed connected" : "Live feed reconnecting"); },
+  onState(up) {
+    dot?.classList.toggle("up", up);
+    dot?.setAttribute("title", up ? "Live feed connected" : "Live feed reconnecting");
+    if (up && down) resync();  // what happened while it was down never comes over it
+    down = !up;
+  },
   onMessage(event) {
     const message = JSON.parse(event.data);
+    if (message.type === "resync") { resync(); return; }
     if (message.type !== "incident") return;
     document.dispatchEvent(new CustomEvent("safewatch:incident", { detail: message }));
     if (message.kind === "opened") {
