@@ -302,6 +302,38 @@ def test_an_export_workers_pending_entries_are_claimed_by_another(
     assert not crashed_dir.exists()
 
 
+def test_pending_entries_trimmed_before_their_claim_are_counted_and_logged(
+    rig: dict[str, Any], redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker died after reading; the stream was trimmed past its entries before another
+    claimed them: without a database their changes are lost for the export, which says so
+    (before: acknowledged without a word)."""
+    from safewatch.bus.export import ExportWorker
+    from safewatch.bus.redis_streams import INCIDENT_STREAM, connect
+
+    repository, publisher = rig["repository"], rig["publisher"]
+    client = connect(redis_server.url)
+    crashing = ExportWorker(client, tmp_path / "crashed", consumer="worker-a")
+    crashing.ensure_group()
+    for track in range(3):
+        repository.upsert(make_incident(track))
+    assert publisher.flush(10.0)
+
+    def crash(_lines: object) -> None:
+        raise KeyboardInterrupt("worker-a died while writing")
+
+    crashing._write = crash  # type: ignore[method-assign,assignment]  # dies before XACK
+    with pytest.raises(KeyboardInterrupt):
+        crashing.step(block=1.0)
+    client.xtrim(INCIDENT_STREAM, maxlen=0, approximate=False)
+    survivor = ExportWorker(client, tmp_path / "out", consumer="worker-b", claim_idle=0.001)
+    poll(lambda: survivor.step(block=0.1) or survivor.trimmed, 10, "the trimmed entries", 0.01)
+    assert (survivor.trimmed, survivor.written) == (3, 0)
+    assert client.xpending(INCIDENT_STREAM, "export")["pending"] == 0
+    assert "3 pending entry(ies) trimmed from the stream before they were written" in caplog.text
+    assert "their changes are lost for this export" in caplog.text
+
+
 @pytest.mark.parametrize("with_redis", [True, False], ids=["redis", "chain-only"])
 def test_an_api_nodes_hub_gets_every_nodes_changes_once(
     db_engine: Engine, redis_server: RedisServer, with_redis: bool

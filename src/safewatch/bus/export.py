@@ -111,6 +111,7 @@ class ExportWorker:
         self.written = 0
         self.claimed = 0
         self.malformed = 0
+        self.trimmed = 0
         self._order = (
             None if repository is None else ChainOrder(repository, last_exported_seq(folder) or 0)
         )
@@ -167,7 +168,12 @@ class ExportWorker:
             if not str(exc).startswith("NOGROUP"):
                 raise
             log.warning(
-                "export worker: group %s gone (Redis restarted?): recreating it", self._group
+                "export worker: group %s gone (Redis restarted?): recreating it; %s",
+                self._group,
+                "what the stream held that was not written yet is lost for this export (run it "
+                "with --database to fill it in from the chain)"
+                if self._order is None
+                else "what the stream lost is written from the chain",
             )
             self.ensure_group()
             return done + self._step(block)
@@ -223,8 +229,11 @@ class ExportWorker:
             )
             start = _text(reply[0])
             entries = [(entry_id, fields) for entry_id, fields in reply[1] if fields]
-            if len(reply) > 2 and reply[2]:  # pending, but trimmed from the stream: nothing left
-                self._client.xack(self._stream, self._group, *reply[2])
+            # Pending, but trimmed from the stream meanwhile: nothing left to write (Redis 7
+            # names them apart, 6.2 returns them without fields).
+            trimmed = [*(reply[2] if len(reply) > 2 else ()), *(i for i, f in reply[1] if not f)]
+            if trimmed:
+                self._trimmed_pending(trimmed)
             if entries:
                 self.claimed += len(entries)
                 log.warning("claimed %d entries another export worker left pending", len(entries))
@@ -241,6 +250,21 @@ class ExportWorker:
         for _stream, entries in replies or ():
             done += self._handle(entries)
         return done
+
+    def _trimmed_pending(self, ids: list[Any]) -> None:
+        """Acknowledge pending entries the stream no longer holds, counted and logged: without
+        a database their changes are lost for the export; with one, the chain fills them in."""
+        self._client.xack(self._stream, self._group, *ids)
+        self.trimmed += len(ids)
+        log.warning(
+            "export worker: %d pending entry(ies) trimmed from the stream before they were "
+            "written (read by a worker that stopped before writing them): %s",
+            len(ids),
+            "their changes are lost for this export (run it with --database to fill them in "
+            "from the chain)"
+            if self._order is None
+            else "their changes are written from the chain",
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Work until ``stop`` is set; Redis errors are logged and retried."""

@@ -95,5 +95,5 @@ def export_worker(
     worker.run(stop)
     err.print(
         f"stopped: {worker.written} line(s) written ({worker.backfilled} from the chain), "
-        f"{worker.claimed} claimed"
+        f"{worker.claimed} claimed, {worker.trimmed} trimmed before they were written"
     )
