@@ -434,9 +434,16 @@ def _day(at: float) -> str:
 
 
 def last_exported_seq(folder: Path, tail: int = 1 << 20) -> int | None:
-    """The highest ``seq`` in the newest ``incidents-*.jsonl`` of ``folder`` (its last ``tail``
-    bytes), or ``None`` when there is none: where a restarted worker goes on."""
+    """The highest ``seq`` in the newest two ``incidents-*.jsonl`` of ``folder`` that hold one
+    (their last ``tail`` bytes), or ``None`` when there is none: where a restarted worker goes on.
+
+    Two, because a file is the UTC day of the change's time, which is the writing host's
+    clock: around midnight, hosts whose clocks differ put a higher ``seq`` in the older day's
+    file. The newest file alone gave a lower number, and the restarted worker wrote the
+    changes after it a second time.
+    """
     files = sorted(folder.glob("incidents-*.jsonl"))
+    found: list[int] = []
     for path in reversed(files):
         with path.open("rb") as handle:
             size = handle.seek(0, os.SEEK_END)
@@ -451,8 +458,10 @@ def last_exported_seq(folder: Path, tail: int = 1 << 20) -> int | None:
             if isinstance(seq, int):
                 seqs.append(seq)
         if seqs:
-            return max(seqs)
-    return None
+            found.append(max(seqs))
+            if len(found) == 2:
+                break
+    return max(found, default=None)
 
 
 def _line(envelope: Envelope, entry_id: str | None) -> str:

@@ -46,3 +46,15 @@ def test_a_chain_catch_up_is_written_chunk_by_chunk(
     database_up[0] = True
     assert worker.sync_chain(force=True) == 3
     assert exported(tmp_path) == [1, 2, 3, 4, 5] and worker.last_seq == 5
+
+
+def test_a_restarted_worker_goes_on_after_the_highest_seq_of_the_last_two_days(
+    tmp_path: Path,
+) -> None:
+    """Around UTC midnight a host whose clock is behind writes a later change into the older
+    day's file: the highest number is there, not in the newest file."""
+    (tmp_path / "incidents-2026-01-01.jsonl").write_text('{"seq":8}\n{"seq":9}\n{"seq":12}\n')
+    (tmp_path / "incidents-2026-01-02.jsonl").write_text('{"seq":10}\n{"seq":11}\n')
+    assert export.last_exported_seq(tmp_path) == 12
+    (tmp_path / "incidents-2026-01-03.jsonl").write_text("")  # nothing in it yet
+    assert export.last_exported_seq(tmp_path) == 12
