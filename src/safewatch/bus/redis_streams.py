@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -33,6 +34,7 @@ from safewatch.bus.envelope import INCIDENT_CHANGE, LIVE_FRAME, BusFormatError, 
 from safewatch.bus.envelope import encode as encode_envelope
 from safewatch.bus.protocol import Publisher
 from safewatch.errors import ConfigError, SafewatchError
+from safewatch.ingest.redact import redact_text, redact_url, url_secrets
 from safewatch.storage.incident_repository import IncidentRepository
 
 __all__ = [
@@ -79,7 +81,19 @@ def connect(url: str) -> Any:
             url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=15
         )
     except ValueError as exc:
-        raise ConfigError(f"bad Redis URL {url!r}: {exc}") from exc
+        raise ConfigError(f"bad Redis URL {redact_url(url)!r}: {_masked(str(exc), url)}") from exc
+
+
+def _masked(text: str, url: str) -> str:
+    """``text``, an error about ``url``, without the URL's secrets: :func:`redact_text`, and
+    their pieces too, since a password pasted with a raw ``#`` or ``/`` is cut there by the URL
+    parser, which then quotes the first piece as the port."""
+    text = redact_text(text, url)
+    for secret in url_secrets(url):
+        for piece in re.split(r"[/?#@:]", secret):
+            if len(piece) >= 3:
+                text = text.replace(piece, "***")
+    return text
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:

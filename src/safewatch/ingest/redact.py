@@ -21,8 +21,12 @@ _MASK = "***"
 # then the end of the authority. Passwords are often pasted unencoded (``${CAM_PASSWORD}`` in the
 # site file), so ``/``, ``?``, ``#`` and ``@`` in them must not end the user info early, as they
 # do for :func:`urllib.parse.urlsplit`; the *last* such "@" is taken, which masks too much rather
-# than too little when a later part of the URL happens to hold an "@".
-_USERINFO_END = re.compile(r"@(?=(?:[A-Za-z0-9._~%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?(?:[/?#]|$))")
+# than too little when a later part of the URL happens to hold an "@". The port is whatever
+# stands there, digits or not: the URL of an error ("port could not be cast to integer") is the
+# one most likely to be logged, and a stricter port left its password in the clear.
+_USERINFO_END = re.compile(
+    r"@(?=(?:[A-Za-z0-9._~%-]+|\[[0-9A-Fa-f:.]+\])(?::[^/?#@\s]*)?(?:[/?#]|$))"
+)
 
 
 def _split_userinfo(url: str) -> tuple[str, str | None, str] | None:

@@ -14,6 +14,9 @@ from safewatch.ingest.redact import redact_text, redact_url
         ("rtsps://admin:p%40ss@cam.local/live", "rtsps://***:***@cam.local/live"),
         ("rtsp://admin@10.0.0.5/s", "rtsp://***@10.0.0.5/s"),
         ("rtsp://u:p@ss@host/s", "rtsp://***:***@host/s"),
+        # A port that is no number (the URL of a parse error): the password is masked all the same.
+        ("redis://ops:pw1@redis.local:port/0", "redis://***:***@redis.local:port/0"),
+        ("rtsp://u:p@ss:x@host:55a/s", "rtsp://***:***@host:55a/s"),
         (
             "http://cam/video.mjpg?user=bob&password=x1&fps=5",
             "http://cam/video.mjpg?user=bob&password=***&fps=5",
