@@ -81,14 +81,14 @@ def test_the_horizon_crossing_the_picture_is_shown(tmp_path: Path) -> None:
     ), result.stdout
 
 
-def test_image_y_measured_from_the_bottom_is_refused(tmp_path: Path) -> None:
+def test_image_y_measured_from_the_bottom_is_warned_about(tmp_path: Path) -> None:
     flipped = [[x, round(1.0 - y, 3)] for x, y in IMAGE]
     path = site(tmp_path, calibration_block(flipped, FLOOR))
     result = safewatch("calibrate", "-c", path)
-    assert result.returncode == 2
-    assert f"{path}:9: cameras.dock.calibration:" in result.stderr
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
     assert "normalised y is 0 at the top of the picture; were these measured from the bottom?" in (
-        result.stderr
+        output
     )
 
 

@@ -74,7 +74,8 @@ image of the floor, whose distances are right."""
 _FLIPPED = (
     "the horizon of these points lies below them, where an upright camera sees the sky: "
     "normalised y is 0 at the top of the picture; were these measured from the bottom? "
-    "(then use 1 - y)"
+    "(then use 1 - y; a camera mounted upside down, or looking steeply down with the far "
+    "side at the bottom of its picture, is right as it is)"
 )
 
 
@@ -307,19 +308,18 @@ class Calibration:
 
 
 def _orientation(h: NDArray[np.float64], image: NDArray[np.float64]) -> tuple[str, ...]:
-    """Refuse points whose picture was read upside down; the warnings of a doubtful layout.
+    """Warn about points whose picture may have been read upside down.
 
     ``w``, the homography's third row, is 0 on the horizon and grows toward the camera, so on
     an upright camera it grows toward the bottom of the picture. Image points typed with y
     measured from the bottom (``y -> 1 - y``) fit just as exactly, but put the horizon below
     the points and give wrong distances (two feet 100 px apart at the bottom of a 1080p frame
-    read 3.3 m apart instead of 0.5 m): refused. On a camera turned sideways (portrait mounting)
-    the horizon runs down the picture and ``w`` changes mostly along x; its y slope says little
-    then, so a downward horizon is only a warning.
-
-    Raises:
-        CalibrationError: The horizon is below the points, and more across than down the
-            picture.
+    read 3.3 m apart instead of 0.5 m). A warning, not a refusal: a camera mounted upside down
+    (safewatch has no rotate setting for live cameras) or one looking steeply down with the far
+    side at the bottom of its picture has exactly that layout and measures right (a re-review
+    refused a synthetic camera rolled 180 degrees from 6 degrees off straight down). On a camera
+    turned sideways (portrait mounting) the horizon runs down the picture and ``w`` changes
+    mostly along x; the warning then says so.
     """
     gx, gy = float(h[2, 0]), float(h[2, 1])
     cx, cy = image.mean(axis=0)
@@ -327,7 +327,7 @@ def _orientation(h: NDArray[np.float64], image: NDArray[np.float64]) -> tuple[st
     if gy >= 0 or -gy < _PERSPECTIVE * centre:
         return ()
     if abs(gy) >= abs(gx):
-        raise CalibrationError(_FLIPPED)
+        return (_FLIPPED,)
     return (
         "the horizon is beside the points (a camera turned sideways?) and toward the bottom "
         "of the picture; if the camera is upright, normalised y is 0 at the top of the "
