@@ -68,7 +68,9 @@ class CameraReadiness(BaseModel):
     ready: bool
     name: str
     worker: str = Field(description="starting, running, backoff, stopped, ended or failed.")
-    source: str = Field(description="connecting, streaming, stalled, reconnecting, ended, failed.")
+    source: str = Field(
+        description="connecting, streaming, stalled, frozen, reconnecting, ended, failed."
+    )
     message: str
     pid: int | None
     restarts: int

@@ -6,12 +6,16 @@ satisfied and the camera shows ``streaming`` while it watches nothing. Worse, th
 on over the repeated picture: a person caught in a zone dwells for ever, a bare head is one
 incident lasting hours, and nobody learns that the camera is blind.
 
-A live sensor never delivers the same picture twice for long, even over an empty, motionless
-scene: its noise changes some pixels from frame to frame, at the latest at the next keyframe
-(every few seconds). So the test here is exact equality of a sparse grid of pixels (every 8th
-row and column, about 100 KB of a 1080p frame, tens of microseconds), and "frozen" is no change
-at all for ``timeout`` seconds of the stream's own timeline. Exactness is what keeps a quiet
-night scene from ever counting as frozen, and no tolerance could do better: measured on one
+A live sensor never delivers the same picture twice across a keyframe, even over an empty,
+motionless scene: between keyframes an encoder may repeat the picture exactly (all-skip
+predicted frames of a still scene, for a minute or more with a "smart codec"'s long GOP), but a
+keyframe encodes the sensor afresh, noise and all. So the test here is exact equality of a
+sparse grid of pixels (every 8th row and column, about 100 KB of a 1080p frame, a fraction of a
+millisecond with its copy), and "frozen" is no change at all for ``timeout`` seconds of the
+stream's own timeline *and* across at least one keyframe decoded after the picture last
+changed (a re-review encoded a noisy still scene with libx264 at a 1000-frame GOP: its grid
+stayed bit-identical for 33 s between keyframes). Exactness is what keeps a quiet night scene
+from ever counting as frozen, and no tolerance could do better: measured on one
 picture of the shared PETS09 clip re-encoded for 16 s with libx264 (keyframe every second),
 up to 3,171 of the grid's 8,100 values differed from the first frame by more than 3 grey
 levels at 200 kbit/s CBR, 175 at 1 Mbit/s, as much as a live sensor's noise. So what is
@@ -49,14 +53,22 @@ class FreezeWatch:
         self._timeout = timeout
         self._grid: NDArray[np.uint8] | None = None
         self._since = 0.0
+        self._keyframe_at: float | None = None
+        self.is_frozen = False
+        """The last verdict of :meth:`frozen` (kept across a reconnect: the picture may still be
+        the same one)."""
 
     @property
     def timeout(self) -> float:
         """Seconds of an unchanged picture before it counts as frozen."""
         return self._timeout
 
+    def keyframe(self, timestamp: float) -> None:
+        """Note a keyframe decoded at ``timestamp``, sampled or not."""
+        self._keyframe_at = timestamp
+
     def frozen(self, image: Image, timestamp: float) -> bool:
-        """Whether ``image``, shown at ``timestamp`` (seconds), ends a frozen stretch.
+        """Whether ``image``, shown at ``timestamp`` (seconds), is part of a frozen stretch.
 
         A picture that differs from the previous one (or another size: the camera was
         reconfigured) starts the clock again.
@@ -69,8 +81,15 @@ class FreezeWatch:
         ):
             self._grid = np.array(grid, copy=True)
             self._since = timestamp
+            self.is_frozen = False
             return False
-        return timestamp - self._since >= self._timeout
+        keyframe = self._keyframe_at
+        self.is_frozen = (
+            timestamp - self._since >= self._timeout
+            and keyframe is not None
+            and keyframe > self._since
+        )
+        return self.is_frozen
 
     def unchanged_for(self, timestamp: float) -> float:
         """Seconds the current picture has been shown by ``timestamp``."""

@@ -358,7 +358,7 @@ class LiveSource:
                     last_frame = now
                     if not delivered:
                         delivered = True
-                        if self.state is not SourceState.FROZEN:  # still the same picture
+                        if not self._still_frozen():  # else the first picture that moves
                             self._set_state(SourceState.STREAMING, f"receiving {self.redacted_url}")
                     if not stable and now - connected >= STABLE_SECONDS:
                         # Only a connection that lasted starts the delays over: reset at its first
@@ -427,6 +427,8 @@ class LiveSource:
         if self._origin is None:
             self._origin = timestamp
         self._bump(decoded=1)
+        if self._freeze is not None and picture.key_frame:
+            self._freeze.keyframe(timestamp)
         if not self._sampler.keep(timestamp):
             return session
         image = convert(picture)
@@ -465,12 +467,20 @@ class LiveSource:
                 )
             return True
         with self._cond:
-            thawed = self._state is SourceState.FROZEN
-        if thawed:
+            state = self._state
+        if state is not SourceState.STREAMING:  # frozen, or a reconnect that kept it frozen
             self._set_state(
-                SourceState.STREAMING, f"receiving {self.redacted_url} (picture moves again)"
+                SourceState.STREAMING, f"receiving {self.redacted_url} (the picture moves again)"
             )
         return False
+
+    def _still_frozen(self) -> bool:
+        """Whether the picture was frozen at its last check, or the source says so: a
+        reconnect's first picture (not sampled, so not checked) must not show ``streaming``
+        between two ``frozen``."""
+        if self.state is SourceState.FROZEN:
+            return True
+        return self._freeze is not None and self._freeze.is_frozen
 
     def _bump(self, *, decoded: int = 0, bad_packets: int = 0, reconnects: int = 0) -> None:
         with self._cond:

@@ -178,10 +178,11 @@ _BLANK = np.zeros((4, 4, 3), np.uint8)
 class _Picture:
     """What the decode loop reads of a decoded picture: its stamps, in a 90 kHz time base."""
 
-    def __init__(self, pts: int) -> None:
+    def __init__(self, pts: int, key_frame: bool = True) -> None:
         self.pts = pts
         self.dts = pts
         self.time_base = Fraction(1, 90_000)
+        self.key_frame = key_frame
 
 
 def test_a_camera_clock_that_jumps_ahead_does_not_move_incident_times() -> None:
@@ -386,10 +387,11 @@ def test_a_stream_whose_stamps_stop_advancing_stalls() -> None:
     assert now[0] < 10.0  # noticed at the first packet past the stall timeout
 
 
-def _bgr_picture(image: np.ndarray, second: int) -> av.VideoFrame:
+def _bgr_picture(image: np.ndarray, second: int, *, key_frame: bool = True) -> av.VideoFrame:
     picture = av.VideoFrame.from_ndarray(image, format="bgr24")
     picture.pts = picture.dts = second * 90_000
     picture.time_base = Fraction(1, 90_000)
+    picture.key_frame = key_frame
     return picture
 
 
@@ -485,3 +487,93 @@ def test_a_quiet_scene_never_counts_as_frozen() -> None:
         now[0] += 1.0
     assert len(source._buffer) == 600
     assert source.stats.frozen == 0
+
+
+def _run_connections(
+    monkeypatch: pytest.MonkeyPatch,
+    source: LiveSource,
+    connections: list[list[tuple[np.ndarray, bool]]],
+    now: list[float],
+    step: float,
+) -> None:
+    """Run ``source`` over fake connections of (image, key_frame) pictures ``step`` s apart."""
+    remaining = iter(connections)
+    index = itertools.count()
+
+    def tick() -> None:
+        now[0] += step
+
+    def pictures(items: list[tuple[np.ndarray, bool]]) -> Iterator[av.VideoFrame]:
+        for image, key in items:
+            picture = av.VideoFrame.from_ndarray(image, format="bgr24")
+            picture.pts = picture.dts = round(next(index) * step * 90_000)
+            picture.time_base = Fraction(1, 90_000)
+            picture.key_frame = key
+            yield picture
+        raise av.error.EOFError(541478725, "End of file")
+
+    def fake_open(*_args: object, **_kwargs: object) -> _FakeContainer:
+        items = next(remaining, None)
+        if items is None:
+            source.close()
+            raise av.error.EOFError(541478725, "End of file")
+        return _FakeContainer("rtsp", pictures(items), tick)
+
+    monkeypatch.setattr(av, "open", fake_open)
+    source._run()
+
+
+def _frozen_source(fps: float, changes: list[StateChange], now: list[float]) -> LiveSource:
+    return LiveSource(
+        "gate",
+        "rtsp://127.0.0.1:1/x",
+        fps=fps,
+        max_buffered=1000,
+        freeze_timeout=10.0,
+        backoff=Backoff(0.001, 0.001, jitter=0.0),
+        on_state=changes.append,
+        clock=lambda: 1_700_000_000.0 + now[0],
+        monotonic=lambda: now[0],
+    )
+
+
+def test_a_long_gop_over_a_still_scene_is_not_frozen_until_a_keyframe_repeats_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between keyframes an encoder may repeat a still scene exactly (a smart codec's GOP of a
+    minute or more): that is no frozen camera. Only the same picture after a keyframe is."""
+    rng = np.random.default_rng(5)
+    scene = rng.integers(90, 110, (64, 64, 3), dtype=np.uint8)
+    now = [0.0]
+    changes: list[StateChange] = []
+    source = _frozen_source(1.0, changes, now)
+    gop = [(scene, True)] + [(scene, False)] * 40  # 40 s of all-skip frames, 1 fps
+    repeated = [(scene, True)] + [(scene, False)] * 5  # a keyframe with the very same picture
+    _run_connections(monkeypatch, source, [gop + repeated], now, 1.0)
+    states = [c.state for c in changes]
+    assert states[:2] == [SourceState.STREAMING, SourceState.FROZEN]
+    assert len(source._buffer) == 41  # everything up to the repeating keyframe was analysed
+
+
+def test_a_reconnect_to_a_frozen_picture_does_not_flash_streaming(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 1 fps analysis of a 5 fps camera, a reconnect's first picture is often not sampled
+    (so not checked): it set streaming between two frozen (a false recovery in the log)."""
+    rng = np.random.default_rng(7)
+    still = rng.integers(90, 110, (64, 64, 3), dtype=np.uint8)
+    moving = [(rng.integers(90, 110, (64, 64, 3), dtype=np.uint8), True) for _ in range(10)]
+    now = [0.0]
+    changes: list[StateChange] = []
+    source = _frozen_source(1.0, changes, now)
+    first = moving + [(still, i % 10 == 0) for i in range(101)]
+    second = [(still, i % 10 == 0) for i in range(20)]
+    _run_connections(monkeypatch, source, [first, second], now, 0.2)
+    assert [c.state for c in changes] == [
+        SourceState.STREAMING,
+        SourceState.FROZEN,
+        SourceState.RECONNECTING,
+        SourceState.FROZEN,
+        SourceState.RECONNECTING,
+        SourceState.ENDED,
+    ]
