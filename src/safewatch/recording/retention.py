@@ -13,12 +13,6 @@ a read-only or stale mount, something not a file under a segment's name) is kept
 never raised: one such file stopped the round for its camera and for every camera after it,
 every round, until the disk filled. It is then treated like a protected one (it stays, its
 bytes still count), so ``max_bytes`` is met from the next younger segments.
-
-A segment whose file was modified within ``max_age`` is never deleted for its age, whatever its
-name says: its name comes from the recorder's clock, which may have been days behind (a box
-without a real-time clock before NTP synced: every segment was deleted as soon as it closed).
-The recorder re-anchors its times when the clock steps forward; this is the cheap second guard.
-Only for age: ``max_bytes`` still bounds the disk.
 """
 
 from __future__ import annotations
@@ -64,9 +58,6 @@ def to_delete(
             break  # later segments are younger and the total only shrinks: nothing more goes
         if segment.path in undeletable:
             continue
-        written = max_age is not None and (segment.modified or 0.0) >= now - max_age
-        if written and not too_big:
-            continue  # named in the past by a clock that was behind (module docstring)
         if any(segment.overlaps(p.since, p.until) for p in protected):
             continue
         doomed.append(segment)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from safewatch.config.site import CAMERA_KEY_PATTERN
@@ -47,8 +47,6 @@ class Segment:
         end: Wall-clock seconds just after its last frame.
         path: The file.
         size: Bytes on disk.
-        modified: The file's modification time (``None`` if not read): when it was last
-            written, by the file system's clock rather than the recorder's.
     """
 
     camera_id: str
@@ -56,7 +54,6 @@ class Segment:
     end: float
     path: Path
     size: int
-    modified: float | None = field(default=None, compare=False)
 
     def overlaps(self, since: float, until: float) -> bool:
         """Whether the segment holds footage of ``[since, until]`` (its end is exclusive: the
@@ -86,11 +83,10 @@ def read_segment(camera_id: str, path: Path) -> Segment | None:
     if match is None:
         return None
     try:
-        info = path.stat()
+        size = path.stat().st_size
     except OSError:  # deleted by retention while listing
         return None
-    start, end = int(match[1]) / 1000, int(match[2]) / 1000
-    return Segment(camera_id, start, end, path, info.st_size, info.st_mtime)
+    return Segment(camera_id, int(match[1]) / 1000, int(match[2]) / 1000, path, size)
 
 
 def list_segments(root: Path, camera_id: str) -> list[Segment]:
