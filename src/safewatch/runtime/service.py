@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from safewatch.alerts.service import AlertService, start_alerts
 from safewatch.api.live import LiveHub
 from safewatch.config.loader import LoadedSite, load_site
+from safewatch.config.ruleset import rule_metric_field
 from safewatch.config.runtime import DecodeMode
 from safewatch.config.site import PrivacyConfig
 from safewatch.config.sources import source_kind
@@ -432,6 +433,7 @@ class RuntimeService:
             self._site_stamp = self._stamp()
             try:
                 new = load_site(self._site.path)
+                self._check_calibrations_kept(new)
                 rebuilt = self._detectors.update(models_to_load(new))
             except SafewatchError as error:
                 message = error.format() if isinstance(error, ConfigError) else str(error)
@@ -493,6 +495,42 @@ class RuntimeService:
             for listener in self.site_listeners:
                 listener(new)
             return plan
+
+    def _check_calibrations_kept(self, new: LoadedSite) -> None:
+        """Refuse a site file that takes away a calibration the running rules measure with.
+
+        The rules in force were checked against the old calibrations; without this check the
+        engine got the new ones (none for that camera) at once, so a rule in metres there ended
+        its open incidents and was skipped from then on, while the rule reload the new site
+        triggered was refused ("runs on uncalibrated camera") and ``/readyz`` stayed ready.
+
+        Raises:
+            ConfigError: A running rule in metres applies to a camera the new file leaves
+                enabled without a calibration.
+        """
+        holder = self._rule_files.holder
+        if holder is None:
+            return
+        rules = holder.current().rules
+        lost: list[str] = []
+        for camera_id, camera in new.config.cameras.items():
+            old = self._site.config.cameras.get(camera_id)
+            if camera.calibration is not None or old is None or old.calibration is None:
+                continue
+            if not camera.enabled:
+                continue
+            needing = [
+                rule.id
+                for rule in rules.rules
+                if rule.enabled and rule_metric_field(rule) and rules.applies_to(rule, camera_id)
+            ]
+            if needing:
+                lost.append(f"camera {camera_id!r} (rules {', '.join(needing)})")
+        if lost:
+            raise ConfigError(
+                f"{new.path}: the calibration of {'; '.join(lost)} is removed, but those rules "
+                "measure in metres there: change or disable them first"
+            )
 
     # -- cluster ownership (safewatch.runtime.cluster_owner) ---------------------------------
 

@@ -108,3 +108,39 @@ def test_a_reload_measures_with_the_new_calibration_and_runs_rules_of_a_new_came
     assert "10.8 km/h" in events[0].message
     # A calibration is the rule engine's: the yard's decode worker is not restarted for it.
     assert supervisor.applied[-1]["yard"] == before["yard"]
+
+
+def test_a_reload_that_removes_a_calibration_running_rules_need_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Re-review: the engine got the new calibrations (none for the yard) at once, so the yard's
+    speed rule ended its incident and was skipped from then on, while the rule reload the new
+    site triggered was refused ("uncalibrated camera") and /readyz stayed ready."""
+    path = write_site(tmp_path)
+    site: dict[str, Any] = yaml.safe_load(path.read_text())
+    site["cameras"]["yard"]["calibration"] = CM_PER_PX
+    path.write_text(yaml.safe_dump(site))
+    for model in ("model.onnx", "ppe.onnx"):
+        (tmp_path / model).write_bytes(b"")
+    (tmp_path / "rules" / "yard.yaml").write_text(RULES)
+    service = RuntimeService(
+        load_site(path),
+        ServeOptions(rules=tmp_path / "rules", http=False),
+        detector_factory=lambda *_: RecordingDetector(),
+    )
+    service._supervisor = _Supervisor()  # type: ignore[assignment]
+    holder = service._rule_files.hold(load_rules(tmp_path / "rules"))
+    engine = ReloadingEngine(holder, "UTC", calibrations_from_site(service.site.config))
+    service._engine = engine
+    events = [e for i in range(5) for e in engine.evaluate(_frame("yard", i))]
+    assert ("yard", "yard-speed", Phase.STARTED) in _phases(events)
+
+    del site["cameras"]["yard"]["calibration"]
+    path.write_text(yaml.safe_dump(site))
+    assert service.reload_site() is None
+    health = service.status.site_health
+    assert not health.ok
+    assert "calibration of camera 'yard' (rules yard-speed) is removed" in health.message
+    # The previous site runs: the rule keeps measuring, its incident stays open.
+    assert service.site.config.cameras["yard"].calibration is not None
+    assert _phases(engine.evaluate(_frame("yard", 5))) == [("yard", "yard-speed", Phase.ONGOING)]
