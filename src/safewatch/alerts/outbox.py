@@ -23,7 +23,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, Update, and_, func, or_, select, update
+from sqlalchemy import CursorResult, Engine, Update, and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -61,6 +61,11 @@ def backoff(attempts: int, retry: RetryConfig, rng: random.Random) -> float:
     return delay * (1.0 - retry.jitter * rng.random())
 
 
+# 0 for a row never tried, 1 for a retry: a CASE rather than ``attempts > 0`` so the ORDER BY
+# sorts an integer on SQLite and PostgreSQL alike.
+_RETRIES_LAST = case((OUTBOX.c.attempts == 0, 0), else_=1)
+
+
 def _incident_ids(item: OutboxItem) -> list[str]:
     """The incidents a delivery is about (a digest is about several)."""
     if item.incident_id is not None:
@@ -93,10 +98,13 @@ class Outbox:
         *,
         skip_channels: Collection[str] = (),
     ) -> list[OutboxItem]:
-        """Take up to ``limit`` due rows for ``worker`` until ``now + lease``, oldest due first.
+        """Take up to ``limit`` due rows for ``worker`` until ``now + lease``: never-tried rows
+        first, then retries, each oldest due first.
 
         Due: ``pending`` with ``due_at <= now``, or ``sending`` whose lease ran out (its
-        dispatcher died or hung).
+        dispatcher died or hung). Fresh alerts go before retries because :meth:`expedite` makes
+        a whole outage's backlog due at once: in ``due_at`` order an alert raised just after the
+        receiver came back waited behind all of it (about 165 s for an email backlog).
 
         Args:
             worker: The claiming dispatcher.
@@ -121,7 +129,7 @@ class Outbox:
         ids = (
             select(OUTBOX.c.id)
             .where(due)
-            .order_by(OUTBOX.c.due_at)
+            .order_by(_RETRIES_LAST, OUTBOX.c.due_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -133,7 +141,9 @@ class Outbox:
         )
         with self._session("claim alerts") as session:
             rows = session.execute(statement).all()
-        return sorted((to_item(row) for row in rows), key=lambda item: item.due_at)
+        return sorted(
+            (to_item(row) for row in rows), key=lambda item: (item.attempts > 0, item.due_at)
+        )
 
     def delivered(self, item: OutboxItem, worker: str, now: float, receipt: str) -> bool:
         """Mark a claimed delivery done and add ``alert.sent`` to its incidents' timelines.
@@ -421,7 +431,8 @@ class Outbox:
 
         Deliveries that failed during an outage wait out their own backoff, up to ``max_delay``
         (5 minutes by default) after the receiver is back; the first one through proves it is,
-        so the rest need not wait. Attempts and errors are kept.
+        so the rest need not wait. Attempts and errors are kept. :meth:`claim` still takes
+        never-tried rows before them, so new alerts do not queue behind the backlog.
 
         Returns:
             How many rows were made due.

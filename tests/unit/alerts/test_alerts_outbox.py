@@ -171,6 +171,29 @@ def test_a_claim_can_leave_the_rows_of_busy_channels(world: World) -> None:
     assert sorted(item.channel for item in rest) == ["hook"] * 3
 
 
+def test_a_fresh_alert_is_claimed_before_an_expedited_backlog(
+    db_engine: Engine, tmp_path: Path
+) -> None:
+    """After an outage ``expedite`` makes the whole backlog due at once; in ``due_at`` order an
+    alert raised just after the recovery waited behind all of it (an email backlog: ~165 s)."""
+    world = World(db_engine, tmp_path, channels=["hook"])
+    for track in range(5):
+        world.repo.upsert(make_incident(track=track))
+    retry = RetryConfig(max_attempts=10, initial=60.0, max_delay=60.0, jitter=0.0)
+    for item in world.outbox.claim("d1", T0, 10, 30.0):
+        world.outbox.failed(
+            item, "d1", T0, "down", permanent=False, retry=retry, rng=random.Random()
+        )
+    assert world.outbox.expedite("hook", T0 + 10) == 5  # the receiver answers again
+    world.now = T0 + 11
+    fresh = make_incident(track=9)
+    world.repo.upsert(fresh)
+    (first,) = world.outbox.claim("d1", T0 + 12, 1, 30.0)
+    assert (first.incident_id, first.attempts) == (fresh.id, 0)
+    rest = world.outbox.claim("d1", T0 + 12, 10, 30.0)
+    assert len(rest) == 5 and all(item.attempts == 1 for item in rest)
+
+
 def test_failures_back_off_then_become_dead_letters_in_the_timeline(
     db_engine: Engine, tmp_path: Path
 ) -> None:
