@@ -47,6 +47,9 @@ __all__ = ["Delivery", "DispatchPlan", "Dispatcher", "channel_cap"]
 
 log = logging.getLogger(__name__)
 
+# Least seconds between two expedites of one channel's retries (see Dispatcher._expedite).
+EXPEDITE_INTERVAL = 60.0
+
 
 @dataclass(frozen=True, slots=True)
 class DispatchPlan:
@@ -107,6 +110,7 @@ class Dispatcher:
         clock: Wall clock (rows store epoch seconds).
         rng: Jitter source (seed it for reproducible tests).
         listeners: Called with each :class:`Delivery` (quick; must not raise).
+        monotonic: Clock that spaces expedites of a channel's retries (see :meth:`_expedite`).
     """
 
     def __init__(
@@ -117,11 +121,13 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         listeners: tuple[Callable[[Delivery], None], ...] = (),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.outbox = outbox
         self.plan = plan
         self.worker_id = _worker_id()
         self._clock = clock
+        self._monotonic = monotonic
         self._rng = rng or random.Random()
         self._listeners = list(listeners)
         self._wake = threading.Event()
@@ -135,6 +141,7 @@ class Dispatcher:
         # Channels whose waiting retries were made due after a retry got through, with no
         # failure since: their later successful retries need not update the outbox again.
         self._expedited: set[str] = set()
+        self._expedited_at: dict[str, float] = {}  # monotonic time of each channel's last one
 
     def add_listener(self, listener: Callable[[Delivery], None]) -> None:
         """Also report deliveries to ``listener``."""
@@ -323,12 +330,20 @@ class Dispatcher:
 
     def _expedite(self, channel: str, now: float) -> None:
         """A retry went through: the receiver is back, so the channel's other retries go now
-        rather than each after its own backoff (up to ``max_delay``). Once per recovery: the
-        outbox is updated again only after another failure on the channel."""
+        rather than each after its own backoff (up to ``max_delay``).
+
+        Once per recovery: again only after another failure on the channel, and at most once per
+        :data:`EXPEDITE_INTERVAL` seconds. A receiver that fails intermittently (429 throttling)
+        had every failure re-arm it and the next success make every retry due again, so retries
+        went out in a tight loop instead of backing off; the interval leaves them their backoff.
+        """
+        at = self._monotonic()
         with self._lock:
-            if channel in self._expedited:
+            last = self._expedited_at.get(channel)
+            if channel in self._expedited or (last is not None and at - last < EXPEDITE_INTERVAL):
                 return
             self._expedited.add(channel)
+            self._expedited_at[channel] = at
         try:
             if expedited := self.outbox.expedite(channel, now):
                 log.info(
@@ -340,6 +355,8 @@ class Dispatcher:
             log.warning("alerts: cannot expedite the retries of %s: %s", channel, error)
             with self._lock:
                 self._expedited.discard(channel)
+                if self._expedited_at.get(channel) == at:
+                    del self._expedited_at[channel]  # nothing was expedited: the next one may
 
     def _state_lock(self, channel: str) -> threading.Lock:
         with self._lock:
@@ -364,7 +381,8 @@ class Dispatcher:
         )
         attempt = item.attempts + 1
         with self._lock:
-            self._expedited.discard(item.channel)  # its next retry through expedites again
+            # Its next retry through expedites again (once EXPEDITE_INTERVAL has passed).
+            self._expedited.discard(item.channel)
         if outcome == "dead":
             log.error(
                 "alerts: giving up on %s via %s after %d attempt(s): %s",

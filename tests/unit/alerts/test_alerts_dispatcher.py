@@ -17,7 +17,7 @@ from alerts_support import T0, Clock, RecordingChannel, make_incident, make_site
 
 from safewatch.alerts import AlertService
 from safewatch.alerts.channels import DeliveryError
-from safewatch.alerts.dispatcher import channel_cap
+from safewatch.alerts.dispatcher import EXPEDITE_INTERVAL, Dispatcher, channel_cap
 from safewatch.alerts.message import AlertMessage
 from safewatch.alerts.rows import OutboxItem
 from safewatch.config.loader import LoadedSite
@@ -118,6 +118,56 @@ def test_the_first_retry_through_sends_the_channels_other_retries_at_once(rig: R
     assert rig.run() == ["delivered"]  # the first one's, 3 s before its backoff ran out
     assert len(chat.sent) == 2
     assert not [r for r in rig.outbox.list(["pending"]) if r.channel == "chat"]
+
+
+def test_a_throttling_receiver_does_not_expedite_the_retries_every_time(tmp_path: Path) -> None:
+    """A receiver that fails now and then (429): every failure re-armed the expedite and the next
+    retry through made every waiting retry due again, so they went out in a tight loop instead of
+    backing off. Now at most once per EXPEDITE_INTERVAL (monotonic) per channel."""
+    alerts = {
+        "channels": {"chat": HOOK},
+        "routes": [{"id": "main", "channels": ["chat"], "events": ["opened"]}],
+        "retry": {"max_attempts": 20, "initial": "1s", "max_delay": "1m", "jitter": 0},
+    }
+    site = make_site(alerts, tmp_path)
+    rig = Rig(tmp_path, site)
+    mono = Clock(0.0)
+    dispatcher = Dispatcher(
+        rig.outbox, rig.service.dispatcher.plan, clock=rig.clock, monotonic=mono
+    )
+    try:
+        chat = rig.channels["chat"]
+        chat.fail = DeliveryError("HTTP 429 Too Many Requests")
+
+        def run() -> list[str]:
+            return [d.outcome for d in dispatcher.run_once()]
+
+        def fail_once_then_deliver(track: int) -> list[str]:
+            """A new alert fails once, then its retry gets through 1 s later."""
+            chat.fail = DeliveryError("HTTP 429 Too Many Requests")
+            rig.repo.upsert(make_incident(track=track))
+            assert run() == ["pending"]
+            rig.clock.advance(1.0)
+            mono.advance(1.0)
+            chat.fail = None
+            return run()
+
+        rig.repo.upsert(make_incident(track=1))
+        for step in (1.0, 2.0, 4.0):
+            assert run() == ["pending"]
+            rig.clock.advance(step)
+        assert run() == ["pending"]  # the first incident's 4th failure: next try in 8 s
+        assert fail_once_then_deliver(2) == ["delivered"]  # expedites the first one's retry
+        chat.fail = DeliveryError("HTTP 429 Too Many Requests")
+        assert run() == ["pending"]  # throttled again: its 5th failure, next try in 16 s
+        assert fail_once_then_deliver(3) == ["delivered"]
+        assert run() == []  # within 60 s of the last expedite: the retry keeps its backoff
+        mono.advance(EXPEDITE_INTERVAL)
+        assert fail_once_then_deliver(4) == ["delivered"]
+        assert run() == ["delivered"]  # a minute on, a retry through expedites again
+    finally:
+        rig.service.close()
+        rig.engine.dispose()
 
 
 def test_a_future_escalation_is_not_expedited_by_a_recovery(tmp_path: Path) -> None:
