@@ -70,9 +70,20 @@ class ExportStats:
     gaps: tuple[tuple[float, float], ...] = ()
 
 
-def format_gaps(gaps: Sequence[tuple[float, float]]) -> str:
-    """``<start>-<end>,...`` in epoch seconds to the millisecond (``""``: none)."""
-    return ",".join(f"{start:.3f}-{end:.3f}" for start, end in gaps)
+def format_gaps(gaps: Sequence[tuple[float, float]], limit: int | None = None) -> str:
+    """``<start>-<end>,...`` in epoch seconds to the millisecond (``""``: none).
+
+    Args:
+        gaps: The spans, oldest first.
+        limit: List at most this many, then ``,...(+N more)`` for the N left out (``None``: all,
+            as the MP4 ``comment`` tag does: an MP4 atom holds 4 GB, and the 7,200 gaps a 4 h
+            export can have at most are ~220 KB, which PyAV writes and reads back whole).
+    """
+    shown = gaps if limit is None else gaps[:limit]
+    listed = ",".join(f"{start:.3f}-{end:.3f}" for start, end in shown)
+    if len(gaps) > len(shown):
+        listed += f",...(+{len(gaps) - len(shown)} more)"
+    return listed
 
 
 def _gaps(

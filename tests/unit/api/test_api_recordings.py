@@ -210,6 +210,35 @@ def test_an_export_is_named_by_its_footage_and_lists_its_gaps(
     assert [r.detail["gaps"] for r in records] == [[[first.end, last.start]], []]  # newest first
 
 
+def test_the_gaps_header_of_a_flapping_camera_stays_small(
+    site: tuple[Dashboard, SiteStorage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every gap (~30 bytes) was in ``X-Safewatch-Gaps``: a 4 h export of a flapping camera
+    listed >3.5 KB of them and nginx's default 4 KB ``proxy_buffer_size`` answered 502. The
+    header lists the first 20; the audit entry keeps them all."""
+    from safewatch.api.routes import recordings
+
+    dashboard, _ = site
+    _segments(dashboard)
+    gaps = tuple((T0 + 10.0 * n, T0 + 10.0 * n + 3.5) for n in range(300))
+
+    def exported(found: list[Segment], since: float, until: float, target: Path) -> Any:
+        target.write_bytes(b"\0" * 1000)
+        return ExportStats(start=since, end=until, segments=len(found), packets=1, gaps=gaps)
+
+    monkeypatch.setattr(recordings, "export_range", exported)
+    with client_for(dashboard) as admin:
+        login(admin, "admin")
+        answer = admin.get("/api/v1/recordings/yard/export", params={"since": T0, "until": T0 + 9})
+    assert answer.status_code == 200
+    header = answer.headers["x-safewatch-gaps"]
+    shown = ",".join(f"{start:.3f}-{end:.3f}" for start, end in gaps[:20])
+    assert header == f"{shown},...(+280 more)"
+    assert len(header) < 1024
+    (record,) = dashboard.auth.audit_records(action="recording.export")[0]
+    assert record.detail["gaps"] == [list(gap) for gap in gaps]
+
+
 def test_a_segment_deleted_by_retention_meanwhile_is_not_found(
     site: tuple[Dashboard, SiteStorage], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -175,6 +175,11 @@ async def segment_file(
 _EXPORT_MAX_SECONDS = 4 * 3600
 """Longest export: bounds the disk and the time one request may take (a day is ~20 GB at 2 Mb/s)."""
 
+_HEADER_GAPS = 20
+"""Most gaps listed in ``X-Safewatch-Gaps`` (~30 bytes each), then ``,...(+N more)``: a 4 h export
+of a flapping camera listed >3.5 KB of them, and nginx's default ``proxy_buffer_size`` (4 KB for
+all the headers) answered 502. The audit entry and the MP4's ``comment`` tag keep them all."""
+
 
 @router.get(
     "/recordings/{camera_id}/export",
@@ -197,7 +202,8 @@ async def export_recording(
     Named ``<camera>-<start>-<end>.mp4`` by the footage it holds, not by the range asked (one
     starting in an outage starts at the next footage, and was named as if it held ``since``);
     the outages inside it are in the ``X-Safewatch-Gaps`` header (``<start>-<end>,...``, epoch
-    seconds), the audit entry and the MP4's ``comment`` tag."""
+    seconds; the first 20, then ``,...(+N more)``), the audit entry and the MP4's ``comment`` tag
+    (all of them)."""
     if not until > since:
         raise ApiError(422, "invalid_request", f"until ({until}) must be after since ({since})")
     if until - since > _EXPORT_MAX_SECONDS:
@@ -252,6 +258,6 @@ async def export_recording(
         target,
         media_type="video/mp4",
         filename=f"{camera_id}-{round(stats.start)}-{round(stats.end)}.mp4",
-        headers={"X-Safewatch-Gaps": format_gaps(stats.gaps)},
+        headers={"X-Safewatch-Gaps": format_gaps(stats.gaps, _HEADER_GAPS)},
         background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
     )
