@@ -31,17 +31,31 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: put it back at once
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+"""The process umask, read once at import rather than per write: reading it sets it to 0 for an
+instant, and a file another thread created in that instant would be world-writable. At import
+(before the service starts its threads) no other thread is creating files."""
+
+
 def _mode_for(target: Path) -> int:
-    """The permission bits a write of ``target`` gives its file: the target's own, 0644 for a
-    new one (``mkstemp`` makes 0600 files, which other users, e.g. a web server or a backup
-    reading evidence, could not read)."""
-    return target.stat().st_mode & 0o777 if target.exists() else 0o644
+    """The permission bits a write of ``target`` gives its file: the target's own, and for a new
+    one what ``open()`` gives (0666 less the umask). ``mkstemp`` makes 0600 files, which other
+    users (a web server or a backup reading evidence) could not read; a fixed 0644 instead
+    ignored the umask, so an operator's ``UMask=0077`` no longer kept evidence private."""
+    return target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_UMASK
 
 
 @contextmanager
 def atomic_file(target: Path, *, suffix: str = ".tmp") -> Iterator[BinaryIO]:
     """A binary handle whose content replaces ``target`` when the block ends without error; the
-    file takes ``target``'s permission bits (0644 for a new file), as :func:`write_temp`.
+    file takes ``target``'s permission bits (0666 less the umask for a new file), as
+    :func:`write_temp`.
 
     Raises:
         OSError: The temporary file cannot be made, written or renamed (``target`` unchanged).
@@ -64,8 +78,8 @@ def atomic_file(target: Path, *, suffix: str = ".tmp") -> Iterator[BinaryIO]:
 def write_temp(target: Path, data: str | bytes) -> Path:
     """Write ``data`` to a hidden, synced temporary file beside ``target``; returns its path.
 
-    The file takes ``target``'s permission bits (0644 for a new file). Call :func:`commit` to
-    put it in place, or unlink it.
+    The file takes ``target``'s permission bits (0666 less the umask for a new file). Call
+    :func:`commit` to put it in place, or unlink it.
     """
     mode = _mode_for(target)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,8 +34,35 @@ def test_atomic_file_takes_the_target_permissions_too(tmp_path: Path) -> None:
     fresh = tmp_path / "clip.mp4"
     with atomic_file(fresh, suffix=".part") as handle:
         handle.write(b"clip")
-    assert fresh.stat().st_mode & 0o777 == 0o644  # as atomic_write makes a new file
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "still.jpg"]
+    plain = tmp_path / "plain"
+    plain.touch()
+    assert fresh.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777  # as open() makes one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "plain", "still.jpg"]
+
+
+def test_a_new_file_follows_the_umask_a_rewrite_keeps_its_mode(tmp_path: Path) -> None:
+    """A new file got 0644 whatever the umask: an operator's ``UMask=0077`` (systemd) no longer
+    kept evidence private. The umask is read at import, so a process started with it."""
+    kept = tmp_path / "kept.yaml"
+    kept.write_text("old")
+    os.chmod(kept, 0o644)
+    script = """
+import os, sys
+from pathlib import Path
+
+os.umask(0o077)  # as systemd's UMask= sets it before the service starts
+from safewatch.storage.atomic import atomic_file, atomic_write
+
+folder = Path(sys.argv[1])
+atomic_write(folder / "rules.yaml", "new")
+atomic_write(folder / "kept.yaml", "new")
+with atomic_file(folder / "still.jpg") as handle:
+    handle.write(b"jpeg")
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, check=True)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"rules.yaml": 0o600, "still.jpg": 0o600, "kept.yaml": 0o644}
 
 
 def test_a_failed_rename_leaves_the_target_and_no_temporary_file(tmp_path: Path) -> None:
