@@ -543,18 +543,50 @@ def test_a_throttled_client_writes_one_audit_line_per_window(
     assert [(r.actor, r.client) for r in throttled] == [("admin", "testclient")]
 
 
-def test_limiter_reports_a_pairs_first_refusal_once_per_window() -> None:
+def test_a_throttled_client_writes_one_audit_line_per_window_whatever_the_names(
+    client: TestClient, dashboard: Dashboard
+) -> None:
+    """A line per (name, address) let a throttled address write a row per fresh name it tried."""
+    for n in range(20):  # 20 failures over any names: the address waits out the window
+        client.post("/api/v1/auth/login", json={"username": f"u{n}", "password": "nope"})
+    for n in range(10):
+        refused = client.post("/api/v1/auth/login", json={"username": f"x{n}", "password": "x"})
+        assert refused.status_code == 429
+    throttled = dashboard.auth.audit_records(action="login.throttled")[0]
+    assert [(r.actor, r.client) for r in throttled] == [("x0", "testclient")]
+
+
+def test_limiter_reports_an_addresss_first_refusal_once_per_window() -> None:
     now = [0.0]
     limiter = LoginLimiter(window=60, clock=lambda: now[0])
-    assert limiter.first_refusal("ann", "1.2.3.4")
-    assert not limiter.first_refusal("ANN", "1.2.3.4")
-    assert limiter.first_refusal("ann", "5.6.7.8")  # another address: its own line
-    assert limiter.first_refusal("bob", "1.2.3.4")  # another name: its own line
+    assert limiter.first_refusal("1.2.3.4")
+    assert not limiter.first_refusal("1.2.3.4")
+    assert limiter.first_refusal("5.6.7.8")  # another address: its own line
     now[0] = 59
-    assert not limiter.first_refusal("ann", "1.2.3.4")
+    assert not limiter.first_refusal("1.2.3.4")
     now[0] = 60
-    assert limiter.first_refusal("ann", "1.2.3.4")  # a new window
+    assert limiter.first_refusal("1.2.3.4")  # a new window
     assert limiter.retry_after("ann", "1.2.3.4") == 0  # refusals are no failures
+
+
+def test_refusals_never_evict_the_failures_that_throttle_an_address() -> None:
+    """Refusals shared the failures' bounded table: a throttled address sent refused attempts
+    with fresh names until its own failure counts were evicted, and was free again (299.8 s
+    wait -> 0 after ~10,000 refusals)."""
+    now = [0.0]
+    limiter = LoginLimiter(clock=lambda: now[0], max_keys=100)
+    for n in range(20):
+        limiter.failed(f"u{n}", "10.0.0.9")
+    wait = limiter.retry_after("admin", "10.0.0.9")
+    assert wait > 290
+    firsts = 0
+    for n in range(1000):
+        assert limiter.retry_after(f"x{n}", "10.0.0.9") > 0
+        firsts += limiter.first_refusal("10.0.0.9")
+    assert firsts == 1
+    for n in range(1000):  # nor do other addresses' refusals
+        assert limiter.first_refusal(f"10.1.{n // 256}.{n % 256}")
+    assert limiter.retry_after("admin", "10.0.0.9") == pytest.approx(wait)
 
 
 def test_limiter_window_slides() -> None:

@@ -17,7 +17,7 @@ even while the account is under attack. Refusals come *before* the password is c
 throttled guesser gets no signal and burns no argon2 time. A success clears its pair only (the
 address and the account keep their counts: the attack elsewhere goes on).
 
-Refusals are audited once per (account, address) per ``window``
+Refusals are audited once per address per ``window``, whatever the names
 (:meth:`LoginLimiter.first_refusal`).
 
 State is in memory: one dashboard process serves a site. Behind several API processes each keeps
@@ -50,8 +50,9 @@ class LoginLimiter:
         backoff: First wait after the free failures, in seconds; doubles with each failure.
         backoff_max: Longest backoff wait, in seconds.
         clock: Monotonic clock (injectable for tests).
-        max_keys: Keys kept at most; the least recently failed are forgotten beyond it (bounded
-            memory under a flood of random names or addresses).
+        max_keys: Keys kept at most, in the failure counts and in the refusals each; the least
+            recently failed (refused) are forgotten beyond it (bounded memory under a flood of
+            random names or addresses).
     """
 
     def __init__(
@@ -75,6 +76,9 @@ class LoginLimiter:
         self._clock = clock
         self._max_keys = max_keys
         self._failures: OrderedDict[_Key, deque[float]] = OrderedDict()
+        # Address -> time of its first refusal in the current window. Apart from the failures:
+        # refusals cost the client nothing, and shared keys let it evict its own failure counts.
+        self._refused: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -130,21 +134,33 @@ class LoginLimiter:
             for key in self._keys(username, client):
                 self._note(key, now)
 
-    def first_refusal(self, username: str, client: str) -> bool:
-        """Note that ``client`` was refused ``username`` (:meth:`retry_after` > 0): ``True`` for
-        the pair's first refusal within ``window``, else ``False``.
+    def first_refusal(self, client: str) -> bool:
+        """Note that ``client`` was refused (:meth:`retry_after` > 0): ``True`` for the address's
+        first refusal within ``window``, whatever the name it tried, else ``False``.
 
         For the audit log: a throttled client is refused without a password check, as fast as
-        it asks, and a line per refusal let one address write rows without bound. One line per
-        (account, address) per window still shows who was throttled, and when. Kept like the
-        failures (same window, same bound on keys), so it costs no second bookkeeping.
+        it asks, and a line per refusal let one address write rows without bound; a line per
+        (name, address) still did, with a fresh name each time. One line per address per window
+        shows who was throttled, and when.
+
+        Kept apart from the failure counts, with its own bound: refusals are free to the client,
+        and when they shared the failures' table ~10,000 refused attempts with fresh names
+        evicted that address's own failure counts, which lifted its throttle.
         """
         now = self._clock()
-        key = ("refused", username.lower(), client)
         with self._lock:
-            if self._recent(key, now):
+            first = self._refused.get(client)
+            if first is not None and now - first < self._window:
                 return False
-            self._note(key, now)
+            self._refused.pop(client, None)
+            # Oldest first (each entry goes to the end when set): drop the expired ones, then
+            # the oldest while full.
+            while self._refused and (
+                len(self._refused) >= self._max_keys
+                or now - next(iter(self._refused.values())) >= self._window
+            ):
+                self._refused.popitem(last=False)
+            self._refused[client] = now
             return True
 
     def succeeded(self, username: str, client: str) -> None:

@@ -4,8 +4,8 @@ Login checks the throttle first (:class:`~safewatch.api.auth.ratelimit.LoginLimi
 password (argon2, same time for unknown names), then starts a session: a random cookie value,
 ``HttpOnly`` (scripts cannot read it), ``SameSite=Strict`` (other sites' requests do not carry it),
 ``Secure`` when the request came over HTTPS (directly or through a proxy that says so), and
-``Path=/``. Every success and failure is written to the audit log, and a throttled name and
-address once per throttling window. The JSON endpoint serves scripts and the page's own
+``Path=/``. Every success and failure is written to the audit log, and a throttled address
+once per throttling window. The JSON endpoint serves scripts and the page's own
 JavaScript; the login page posts a plain form to ``/login`` (:mod:`safewatch.api.routes.pages`),
 which shares :func:`login`.
 """
@@ -36,8 +36,9 @@ def login(dashboard: Dashboard, username: str, password: str, client: str) -> Us
     """
     wait = dashboard.limiter.retry_after(username, client)
     if wait > 0:
-        # Once per (name, address) per limiter window: refusals come as fast as a client asks.
-        if dashboard.limiter.first_refusal(username, client):
+        # Once per address per limiter window (the first name it was refused): refusals come as
+        # fast as a client asks, with any names.
+        if dashboard.limiter.first_refusal(client):
             dashboard.auth.audit(
                 "login.throttled", actor=username[:64], client=client, detail={"wait": round(wait)}
             )
