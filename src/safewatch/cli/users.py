@@ -72,6 +72,17 @@ def _when(seconds: float | None) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _shown(name: str) -> str:
+    """``name`` with its non-printable characters escaped (``\\x1b``), for a terminal.
+
+    Token names are set by any viewer through the API, and rows written before names were
+    checked (:func:`~safewatch.api.auth.store.check_token_name`) may hold escape sequences.
+    Print them with ``markup=False`` too: ``[/]x`` was a Rich markup error (after a revoke was
+    already committed) and ``[red]x`` lost its text.
+    """
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in name)
+
+
 def _user_error(error: ValueError) -> typer.BadParameter:
     return typer.BadParameter(str(error))
 
@@ -190,7 +201,11 @@ def token(
             raise _user_error(error) from None
         store.audit("token.create", actor="cli", subject=issued.info.prefix, detail={"name": name})
     out.print(issued.token, highlight=False, soft_wrap=True)
-    err.print(f"token {name!r} for {username}; it is not shown again")
+    err.print(
+        f"token {issued.info.name!r} for {username}; it is not shown again",
+        highlight=False,
+        markup=False,
+    )
 
 
 @users_app.command("tokens")
@@ -216,9 +231,11 @@ def list_tokens(
         elif token.expires_at is not None and token.expires_at <= time.time():
             state = "  (expired)"
         out.print(
-            f"{token.id:>6}  {token.name:<24} {token.prefix:<12}  {_when(token.created_at):<20}  "
-            f"{_when(token.expires_at):<20}  {_when(token.last_used_at)}{state}",
+            f"{token.id:>6}  {_shown(token.name):<24} {token.prefix:<12}  "
+            f"{_when(token.created_at):<20}  {_when(token.expires_at):<20}  "
+            f"{_when(token.last_used_at)}{state}",
             highlight=False,
+            markup=False,
             soft_wrap=True,
         )
 
@@ -233,4 +250,8 @@ def revoke(
     with _store(config) as store:
         info = store.revoke_token(token_id)
         store.audit("token.revoke", actor="cli", subject=info.prefix, detail={"name": info.name})
-    out.print(f"revoked token {info.id} {info.name!r} of {info.username}", highlight=False)
+    out.print(
+        f"revoked token {info.id} '{_shown(info.name)}' of {info.username}",
+        highlight=False,
+        markup=False,
+    )

@@ -312,6 +312,9 @@ def test_input_the_store_refuses_is_a_422_with_its_reason(
         "a token needs a name": [
             client.post("/api/v1/tokens", json={"name": "\x1c"}, headers=headers)
         ],
+        "must not contain control or other non-printable characters": [
+            client.post("/api/v1/tokens", json={"name": "ci\x1b[2J"}, headers=headers)
+        ],
     }
     for reason, answers in refused.items():
         for answer in answers:

@@ -7,12 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from cli_support import invoke
 from safewatch.api.auth.store import AuthStore
 from safewatch.config.loader import load_site
 from safewatch.errors import NotFound
 from safewatch.incidents.site_storage import open_site_storage
+from safewatch.storage.auth_tables import ApiTokenRow
 
 SITE = """\
 version: 1
@@ -68,6 +71,43 @@ def test_a_users_tokens_are_listed_and_one_is_revoked(site: Path, store: AuthSto
     code, output = invoke("users", "tokens", "ann", "-c", str(site))
     assert "(revoked " in output.splitlines()[1]
     assert "token.revoke" in [r.action for r in store.audit_records(limit=5)[0]]
+
+
+def test_token_names_are_shown_as_they_are_never_as_markup_or_escapes(
+    site: Path, store: AuthStore
+) -> None:
+    """Any viewer names their tokens through the API, and the names were printed as Rich markup:
+    ``[/]x`` was a MarkupError (after ``revoke`` had committed), ``[red]x`` lost its text, and an
+    escape sequence reached the admin's terminal."""
+    names = {"[/]scraper": "[/]scraper", "[red]x": "[red]x", "\x1b[2Jgone": "\\x1b[2Jgone"}
+    issued = [store.create_token("ann", f"token {n}") for n in range(len(names))]
+    storage = open_site_storage(load_site(site))
+    try:  # rows written before names were checked
+        with Session(storage.engine) as session, session.begin():
+            for token, name in zip(issued, names, strict=True):
+                session.execute(
+                    update(ApiTokenRow).where(ApiTokenRow.id == token.info.id).values(name=name)
+                )
+    finally:
+        storage.close()
+
+    code, output = invoke("users", "tokens", "ann", "-c", str(site))
+    assert code == 0, output
+    assert "\x1b" not in output
+    for shown in names.values():
+        assert shown in output
+    for token, shown in zip(issued, names.values(), strict=True):
+        code, output = invoke("users", "revoke", str(token.info.id), "-c", str(site))
+        assert code == 0, output
+        assert f"revoked token {token.info.id} '{shown}' of ann" in output
+        assert "\x1b" not in output
+
+
+def test_a_token_name_with_control_characters_is_refused(site: Path, store: AuthStore) -> None:
+    code, output = invoke("users", "token", "ann", "--name", "ci\x1b[2J", "-c", str(site))
+    assert code == 2
+    assert "non-printable" in " ".join(output.split())
+    assert store.tokens("ann") == []
 
 
 def test_unknown_users_and_tokens_are_errors(site: Path, store: AuthStore) -> None:

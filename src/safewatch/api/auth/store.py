@@ -83,10 +83,20 @@ def check_token_name(name: str) -> str:
     Used by :meth:`AuthStore.create_token` and by the API's request body: "blank" is what
     ``str.strip`` removes (``\\x1c`` too), which a JSON-schema pattern such as ``\\S`` does not
     mirror, so the request is refused with this message (422) before the store is reached.
+
+    Any viewer names their own tokens, and ``safewatch users tokens`` shows the names on an
+    admin's terminal: control characters (escape sequences) and other non-printable ones are
+    refused here.
     """
     name = name.strip()
     if not name or len(name) > 64:
         raise ValueError("a token needs a name of 1-64 characters (what uses it)")
+    bad = next((char for char in name if not char.isprintable()), None)
+    if bad is not None:
+        raise ValueError(
+            f"a token name must not contain control or other non-printable characters "
+            f"(found {bad!r} at position {name.index(bad) + 1})"
+        )
     return name
 
 
@@ -394,7 +404,7 @@ class AuthStore:
 
         Raises:
             NotFound: No such user.
-            ValueError: Empty or overlong name.
+            ValueError: Empty or overlong name, or one with non-printable characters.
         """
         name = check_token_name(name)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
