@@ -158,16 +158,10 @@ async def keep_access(websocket: WebSocket, needed: Role) -> AsyncIterator[None]
 
 async def _watch_access(websocket: WebSocket, watch: AccessWatch, body: anyio.CancelScope) -> None:
     """:func:`keep_access`'s watcher: returns after closing the socket and cancelling ``body``."""
-    while True:
-        await anyio.sleep(watch.poll)
-        lost = await watch.lost()
-        if lost is None:
-            continue
-        code, reason = lost
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            await websocket.close(code=code, reason=reason[:120])
-        body.cancel()
-        return
+    code, reason = await watch.until_lost()
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        await websocket.close(code=code, reason=reason[:120])
+    body.cancel()
 
 
 @router.websocket("/incidents")

@@ -430,6 +430,62 @@ def test_an_open_mjpeg_stream_ends_when_its_credential_ends(tmp_path: Path, chan
         storage.close()
 
 
+def test_an_mjpeg_stream_goes_on_while_its_credential_check_hangs(tmp_path: Path) -> None:
+    """The stream asked the gate again inline before each frame: while the database hung each
+    re-check held the stream for the recheck timeout (10 s), so an open view got a frame per
+    10 s. The check now runs beside the stream, which keeps sending."""
+    stalled, release = threading.Event(), threading.Event()
+    hung_at: list[float] = []
+
+    class StallingStore(AuthStore):
+        def token(self, token: str, **options: Any) -> Any:
+            if stalled.is_set():
+                hung_at.append(time.monotonic())
+                release.wait(60)
+            return super().token(token, **options)
+
+    dashboard, storage = make_dashboard(tmp_path, socket_recheck_seconds=0.2)
+    dashboard.auth = StallingStore(storage.engine)
+    add_users(dashboard)
+    issued = dashboard.auth.create_token("viewer", "wall screen")
+    image = np.zeros((72, 128, 3), np.uint8)
+    stop = threading.Event()
+
+    def pump() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            dashboard.live.publish_frame(
+                TrackedFrame("yard", n, 0.0, time.time(), 128, 72, ()), image
+            )
+            stop.wait(0.05)
+
+    pumping = threading.Thread(target=pump, daemon=True)
+    pumping.start()
+    try:
+        with served_app(dashboard) as base, httpx.Client(base_url=base, timeout=30) as http:
+            http.headers["Authorization"] = f"Bearer {issued.token}"
+            with http.stream("GET", "/api/v1/cameras/yard/mjpeg?fps=20") as stream:
+                assert stream.status_code == 200
+                frames = 0  # sent after a re-check had hung for a second
+                started = time.monotonic()
+                for chunk in stream.iter_raw():
+                    stalled.set()  # a re-check hangs soon (1 s principal cache, 0.2 s checks)
+                    now = time.monotonic()
+                    hung = hung_at[0] if hung_at else started
+                    assert now < hung + 6.0, f"no frame for {now - hung:.0f} s"
+                    if hung_at and now > hung + 1.0:
+                        frames += chunk.count(b"image/jpeg")
+                        if frames >= 10:
+                            break
+                assert frames >= 10
+    finally:
+        release.set()
+        stop.set()
+        pumping.join()
+        storage.close()
+
+
 class _Clock:
     def __init__(self, now: float) -> None:
         self.now = now
@@ -745,6 +801,57 @@ def test_socket_rechecks_stuck_in_the_database_do_not_stop_later_ones() -> None:
         store.release.set()
 
     anyio.run(scenario)
+
+
+def test_an_access_watch_asks_again_every_seconds_after_a_check_that_found_nothing() -> None:
+    """After a re-check that timed out (the database hung longer than ``every``) the next was
+    due at once, so a stream asking before each frame waited on the database back to back; after
+    one that found another socket's lookup still running, it asked again at every call."""
+    import anyio
+    from starlette.datastructures import Headers
+
+    from safewatch.api.auth.gate import AccessWatch, AuthGate
+
+    store = _HangingTokens()
+    gate = AuthGate(None, store, "sw", cache_seconds=0)  # type: ignore[arg-type]
+    asked: list[str] = []
+    recheck = gate.recheck
+
+    async def counting(headers: Headers) -> Any:
+        asked.append(headers["authorization"])
+        return await recheck(headers)
+
+    gate.recheck = counting  # type: ignore[method-assign]
+
+    def bearer(token: str) -> Headers:
+        return Headers({"authorization": f"Bearer {token}"})
+
+    async def scenario() -> None:
+        # Another socket abandoned its lookup of t, which still hangs: the watch is told to ask
+        # again later.
+        watch = AccessWatch(gate, bearer("t"), "viewer", every=2.0)
+        store.changes += 1  # due now
+        store.stuck.add("t")
+        with anyio.move_on_after(0.1):
+            await gate.recheck(bearer("t"))
+        asked.clear()
+        assert await watch.lost() is None
+        assert await watch.lost() is None
+        assert asked == ["Bearer t"]
+        # u's lookup hangs past the recheck timeout (longer than every): a StorageError.
+        gate.recheck_timeout = 3.0
+        store.stuck.add("u")
+        watch = AccessWatch(gate, bearer("u"), "viewer", every=2.0)
+        store.changes += 1
+        asked.clear()
+        assert await watch.lost() is None
+        assert await watch.lost() is None
+        assert asked == ["Bearer u"]
+
+    try:
+        anyio.run(scenario)
+    finally:
+        store.release.set()
 
 
 async def _swallow(call: Any) -> None:

@@ -478,7 +478,9 @@ class AccessWatch:
     by another process, expiries); in between it only reads an integer, so a stream may call it
     as often as it likes (:data:`ACCESS_POLL_SECONDS` for a socket's watcher). A re-check does
     not count as use of the session and runs on a few threads of its own (see
-    :meth:`AuthGate.recheck`).
+    :meth:`AuthGate.recheck`). A re-check can take up to :attr:`AuthGate.recheck_timeout` while
+    the database hangs, so a stream runs :meth:`until_lost` in a task beside its sends rather
+    than asking inline.
 
     Args:
         gate: The gate that let the stream in.
@@ -513,8 +515,14 @@ class AccessWatch:
             # would help nobody; asked again at the next check.
             log.warning("could not check an open stream's credential again: %s", exc)
             return None
-        if found is None:  # the credential's lookup is still running: ask at the next call
-            self._due = 0.0
+        finally:
+            # The next check is due ``every`` seconds after this one *ended*: a lookup that hung
+            # for the recheck timeout (10 s, longer than ``every``) left the next one due at
+            # once, so a database hang was asked about back to back, each time for 10 s.
+            self._due = time.monotonic() + self._every
+        if found is None:
+            # Another socket's abandoned lookup of this credential is still running (the
+            # database is slow): ask again at the next check, not at once (as after an error).
             return None
         principal, why = found
         if principal is None:
@@ -524,6 +532,19 @@ class AccessWatch:
                 f"this needs the {self._needed} role; {principal.username} is {principal.role}"
             )
         return None
+
+    async def until_lost(self) -> tuple[int, str]:
+        """Ask :meth:`lost` every :attr:`poll` seconds; return its answer once access is lost.
+
+        For a task beside the stream (a socket's watcher, the MJPEG stream's): asked inline
+        before each send, a database hang held the stream for each re-check (up to the recheck
+        timeout, 10 s), so an MJPEG view delivered a frame per 10 s.
+        """
+        while True:
+            lost = await self.lost()
+            if lost is not None:
+                return lost
+            await anyio.sleep(self.poll)
 
 
 def _cookies(headers: Headers) -> dict[str, str]:

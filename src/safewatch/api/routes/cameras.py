@@ -135,21 +135,23 @@ async def mjpeg(
     The stream ends once its session or token no longer allows it (revoked, logged out, user
     disabled, expired): the gate checked it when the request came, and with ``frames=0`` the
     stream would otherwise go on for as long as the viewer stays, like a WebSocket before
-    :func:`~safewatch.api.ws.keep_access`. Same re-check (:func:`access_watch`), asked before
-    each frame and at least every 5 s of a camera sending none.
+    :func:`~safewatch.api.ws.keep_access`. Same re-check (:func:`access_watch`), run by a task
+    beside the stream (:meth:`~safewatch.api.auth.gate.AccessWatch.until_lost`) and looked at
+    before each frame and at least every 5 s of a camera sending none. Not asked inline: while
+    the database hangs a re-check takes up to 10 s, and the stream sent a frame per re-check.
     """
     _camera(dashboard, camera_id)
     watch = access_watch(request, "viewer")
 
     async def parts() -> AsyncIterator[bytes]:
         subscription = dashboard.live.subscribe(cameras=[camera_id])
+        checker = asyncio.create_task(watch.until_lost()) if watch is not None else None
         sent = 0
         last = 0
         try:
             while frames == 0 or sent < frames:
-                lost = await watch.lost() if watch is not None else None
-                if lost is not None:
-                    log.info("MJPEG stream of %s ended: %s", camera_id, lost[1])
+                if checker is not None and checker.done():
+                    log.info("MJPEG stream of %s ended: %s", camera_id, checker.result()[1])
                     return
                 current = dashboard.live.latest(camera_id)
                 if current is None or current.seq == last:
@@ -168,6 +170,8 @@ async def mjpeg(
                 )
                 await asyncio.sleep(1.0 / fps)
         finally:
+            if checker is not None:
+                checker.cancel()
             subscription.close()
 
     return StreamingResponse(parts(), media_type=f"multipart/x-mixed-replace; boundary={_BOUNDARY}")
