@@ -69,7 +69,12 @@ def _password(stdin: bool) -> str:
 def _when(seconds: float | None) -> str:
     if seconds is None:
         return "never"
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (OverflowError, OSError, ValueError):
+        # Past the year 9999: a token issued by `users token --days` before it was capped
+        # (TOKEN_EXPIRES_MAX); failing here hid the ID needed to revoke it.
+        return "after 9999"
 
 
 def _shown(name: str) -> str:
@@ -193,7 +198,19 @@ def token(
             f"must be more than 0, got {days:g} (leave --days out for a token that never expires)",
             param_hint="'--days'",
         )
-    expires = time.time() + days * 86400 if days is not None else None
+    from safewatch.api.auth.store import TOKEN_EXPIRES_MAX
+
+    now = time.time()
+    expires = now + days * 86400 if days is not None else None
+    if expires is not None and expires > TOKEN_EXPIRES_MAX:
+        # The API's own limit: a later date cannot be shown (`users tokens` failed with "year
+        # 10240 is out of range" after --days 3000000).
+        raise typer.BadParameter(
+            f"must be at most {math.floor((TOKEN_EXPIRES_MAX - now) / 86400)}, got {days:g} "
+            f"(the latest expiry a token can have is {_when(TOKEN_EXPIRES_MAX)}; leave --days "
+            "out for a token that never expires)",
+            param_hint="'--days'",
+        )
     with _store(config) as store:
         try:
             issued = store.create_token(username, name, expires_at=expires)

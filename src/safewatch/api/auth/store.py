@@ -36,6 +36,7 @@ from safewatch.storage.engine import transaction
 from safewatch.storage.migrate import ensure_schema
 
 __all__ = [
+    "TOKEN_EXPIRES_MAX",
     "TOKEN_PREFIX",
     "AuditRecord",
     "AuthStore",
@@ -49,6 +50,10 @@ __all__ = [
 
 TOKEN_PREFIX = "swt_"
 """API tokens start with this, so a leaked one is easy to find with secret scanners."""
+TOKEN_EXPIRES_MAX = 1e11
+"""Latest expiry (Unix seconds, in the year 5138) a token may be given: the API's request body
+and ``safewatch users token --days`` refuse later ones. Dates are shown up to the year 9999
+only; a token issued further out made ``users tokens`` fail ("year 10240 is out of range")."""
 
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _TOUCH_EVERY = 60.0

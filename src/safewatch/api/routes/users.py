@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from safewatch.api.auth.passwords import check_password_policy
-from safewatch.api.auth.store import TokenInfo, User, check_token_name
+from safewatch.api.auth.store import TOKEN_EXPIRES_MAX, TokenInfo, User, check_token_name
 from safewatch.api.deps import Admin, DashboardDep, Viewer, client_of
 from safewatch.api.errors import ERROR_RESPONSES, ApiError
 
@@ -103,7 +103,7 @@ class TokenIn(BaseModel):
     name: Annotated[str, AfterValidator(check_token_name)] = Field(
         min_length=1, max_length=64, pattern=r"\S"
     )
-    expires_at: float | None = Field(None, ge=0, le=1e11)
+    expires_at: float | None = Field(None, ge=0, le=TOKEN_EXPIRES_MAX)
 
 
 class IssuedTokenOut(TokenOut):
