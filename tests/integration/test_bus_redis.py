@@ -334,6 +334,36 @@ def test_pending_entries_trimmed_before_their_claim_are_counted_and_logged(
     assert "their changes are lost for this export" in caplog.text
 
 
+def test_a_trimmed_pending_entry_as_redis_6_2_returns_it_does_not_stop_the_export(
+    rig: dict[str, Any], redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis before 7 returns a pending entry trimmed from the stream as a bare nil in
+    XAUTOCLAIM's reply (redis-py: ``(None, None)``): acknowledging its id (None) raised
+    DataError every round, and the worker never reached XREADGROUP again. (The server here is
+    Redis 7, so its reply is dressed as 6.2's.)"""
+    from safewatch.bus.export import ExportWorker
+    from safewatch.bus.redis_streams import connect
+
+    repository, publisher = rig["repository"], rig["publisher"]
+    client = connect(redis_server.url)
+    worker = ExportWorker(client, tmp_path / "out", consumer="worker-a")
+    worker.ensure_group()
+    real = client.xautoclaim
+
+    def as_redis_6_2(*args: Any, **kwargs: Any) -> Any:
+        reply = real(*args, **kwargs)
+        return [reply[0], [*reply[1], (None, None)]]  # 6.2: two elements, a nil entry
+
+    client.xautoclaim = as_redis_6_2  # type: ignore[method-assign]
+    for track in range(3):
+        repository.upsert(make_incident(track))
+    assert publisher.flush(10.0)
+    poll(lambda: worker.step(block=0.1) or worker.written >= 3, 10, "the new changes", 0.01)
+    worker.step(block=0.1)
+    assert worker.written == 3
+    assert caplog.text.count("Redis before 7 no longer names them") == 1
+
+
 @pytest.mark.parametrize("with_redis", [True, False], ids=["redis", "chain-only"])
 def test_an_api_nodes_hub_gets_every_nodes_changes_once(
     db_engine: Engine, redis_server: RedisServer, with_redis: bool

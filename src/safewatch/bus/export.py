@@ -112,6 +112,7 @@ class ExportWorker:
         self.claimed = 0
         self.malformed = 0
         self.trimmed = 0
+        self._warned_unnamed = False
         self._order = (
             None if repository is None else ChainOrder(repository, last_exported_seq(folder) or 0)
         )
@@ -229,11 +230,24 @@ class ExportWorker:
             )
             start = _text(reply[0])
             entries = [(entry_id, fields) for entry_id, fields in reply[1] if fields]
-            # Pending, but trimmed from the stream meanwhile: nothing left to write (Redis 7
-            # names them apart, 6.2 returns them without fields).
+            # Pending, but trimmed from the stream meanwhile: nothing left to write. Redis 7
+            # names them apart (and drops them from the pending list); 6.2 returns each as a
+            # bare nil, without even its id, so it cannot be acknowledged here: acknowledging
+            # None raised DataError every round and the worker never read again. Such entries
+            # are counted once per round and left (harmless: nothing to write).
             trimmed = [*(reply[2] if len(reply) > 2 else ()), *(i for i, f in reply[1] if not f)]
+            unnamed = sum(1 for entry_id in trimmed if entry_id is None)
+            trimmed = [entry_id for entry_id in trimmed if entry_id is not None]
             if trimmed:
                 self._trimmed_pending(trimmed)
+            if unnamed and not self._warned_unnamed:
+                self._warned_unnamed = True  # they come back every round on that Redis
+                log.warning(
+                    "export worker: %d pending entry(ies) trimmed from the stream before they "
+                    "were written; Redis before 7 no longer names them, so they stay pending "
+                    "(nothing to write)",
+                    unnamed,
+                )
             if entries:
                 self.claimed += len(entries)
                 log.warning("claimed %d entries another export worker left pending", len(entries))
