@@ -38,6 +38,7 @@ before it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -389,28 +390,60 @@ def _append(path: Path, data: bytes) -> None:
     last newline and, if the write fails, back to its size before it (module docstring).
 
     Under an exclusive ``flock``, so a worker appending to the same file never cuts another's
-    line in progress.
+    line in progress. Where the file system has no locks (an NFSv3 mount without its lock
+    service answers ENOLCK) the lines are appended as they were before the cutting existed:
+    without a lock nothing says whether a torn tail is another worker's line being written, so
+    nothing is cut (logged once).
 
     Raises:
         OSError: The file cannot be opened, cut or written.
     """
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        size = _cut_torn_tail(fd, path)
+        locked = _lock(fd, path)
+        size = _cut_torn_tail(fd, path) if locked else os.fstat(fd).st_size
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
         except BaseException:
-            try:
-                os.ftruncate(fd, size)
-            except OSError as exc:
-                log.error("export: cannot cut %s back to %d bytes: %s", path, size, exc)
+            if locked:
+                try:
+                    os.ftruncate(fd, size)
+                except OSError as exc:
+                    log.error("export: cannot cut %s back to %d bytes: %s", path, size, exc)
             raise
     finally:
         os.close(fd)
+
+
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+_WARNED_NO_LOCKS = threading.Event()
+
+
+def _lock(fd: int, path: Path) -> bool:
+    """Take the file's exclusive lock; ``False`` where the file system has none (module
+    docstring of :func:`_append`), warned about once per process.
+
+    Raises:
+        OSError: Locking failed for another reason.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as exc:
+        if exc.errno not in _NO_LOCKS:
+            raise
+        if not _WARNED_NO_LOCKS.is_set():
+            _WARNED_NO_LOCKS.set()
+            log.warning(
+                "export: %s cannot be locked (%s): lines are appended without repairing a torn "
+                "last line; run one export worker per folder there",
+                path.parent,
+                exc.strerror or exc,
+            )
+        return False
+    return True
 
 
 def _cut_torn_tail(fd: int, path: Path) -> int:

@@ -58,3 +58,31 @@ def test_a_restarted_worker_goes_on_after_the_highest_seq_of_the_last_two_days(
     assert export.last_exported_seq(tmp_path) == 12
     (tmp_path / "incidents-2026-01-03.jsonl").write_text("")  # nothing in it yet
     assert export.last_exported_seq(tmp_path) == 12
+
+
+def test_a_folder_without_file_locks_is_appended_to_without_repairs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An NFSv3 mount without its lock service answers ENOLCK: the lock taken before cutting a
+    torn tail stopped every export write there. Without a lock nothing is cut (a torn tail may
+    be another worker's line in progress), and the lines are appended as before."""
+    import errno
+
+    def no_locks(_fd: int, _op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(export.fcntl, "flock", no_locks)
+    monkeypatch.setattr(export, "_WARNED_NO_LOCKS", export.threading.Event())
+    path = tmp_path / "incidents.jsonl"
+    path.write_bytes(b'{"seq": 1}\n{"se')  # a tail another worker may still be writing
+    export._append(path, b'{"seq": 3}\n')
+    export._append(path, b'{"seq": 4}\n')
+    assert path.read_bytes() == b'{"seq": 1}\n{"se{"seq": 3}\n{"seq": 4}\n'
+    assert caplog.text.count("cannot be locked") == 1
+
+    def broken(_fd: int, _op: int) -> None:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(export.fcntl, "flock", broken)
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        export._append(path, b'{"seq": 5}\n')
