@@ -387,14 +387,6 @@ def test_a_stream_whose_stamps_stop_advancing_stalls() -> None:
     assert now[0] < 10.0  # noticed at the first packet past the stall timeout
 
 
-def _bgr_picture(image: np.ndarray, second: int, *, key_frame: bool = True) -> av.VideoFrame:
-    picture = av.VideoFrame.from_ndarray(image, format="bgr24")
-    picture.pts = picture.dts = second * 90_000
-    picture.time_base = Fraction(1, 90_000)
-    picture.key_frame = key_frame
-    return picture
-
-
 def test_a_frozen_picture_is_withheld_until_it_moves_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -410,42 +402,13 @@ def test_a_frozen_picture_is_withheld_until_it_moves_again(
 
     still = noisy()
     changes: list[StateChange] = []
-    source = LiveSource(
-        "gate",
-        "rtsp://127.0.0.1:1/x",
-        fps=5.0,
-        max_buffered=1000,
-        freeze_timeout=30.0,
-        backoff=Backoff(0.001, 0.001, jitter=0.0),
-        on_state=changes.append,
-        clock=lambda: 1_700_000_000.0 + now[0],
-        monotonic=lambda: now[0],
-    )
-    connections = iter(
-        [
-            [noisy() for _ in range(20)] + [still] * 60,  # moving, then 59 s of one picture
-            [still] * 10 + [noisy() for _ in range(5)],  # back on the same picture; then moves
-        ]
-    )
-    second = itertools.count()
-
-    def tick() -> None:
-        now[0] += 1.0
-
-    def pictures(images: list[np.ndarray]) -> Iterator[av.VideoFrame]:
-        for image in images:
-            yield _bgr_picture(image, next(second))
-        raise av.error.EOFError(541478725, "End of file")
-
-    def fake_open(*_args: object, **_kwargs: object) -> _FakeContainer:
-        images = next(connections, None)
-        if images is None:
-            source.close()
-            raise av.error.EOFError(541478725, "End of file")
-        return _FakeContainer("rtsp", pictures(images), tick)
-
-    monkeypatch.setattr(av, "open", fake_open)
-    source._run()
+    source = _frozen_source(5.0, changes, now, freeze_timeout=30.0)
+    connections = [
+        [noisy() for _ in range(20)] + [still] * 60,  # moving, then 59 s of one picture
+        [still] * 10 + [noisy() for _ in range(5)],  # back on the same picture; then moves
+    ]
+    keyframes = [[(image, True) for image in images] for images in connections]
+    _run_connections(monkeypatch, source, keyframes, now, 1.0)
     states = [c.state for c in changes]
     assert states == [
         SourceState.STREAMING,
@@ -523,13 +486,15 @@ def _run_connections(
     source._run()
 
 
-def _frozen_source(fps: float, changes: list[StateChange], now: list[float]) -> LiveSource:
+def _frozen_source(
+    fps: float, changes: list[StateChange], now: list[float], *, freeze_timeout: float = 10.0
+) -> LiveSource:
     return LiveSource(
         "gate",
         "rtsp://127.0.0.1:1/x",
         fps=fps,
         max_buffered=1000,
-        freeze_timeout=10.0,
+        freeze_timeout=freeze_timeout,
         backoff=Backoff(0.001, 0.001, jitter=0.0),
         on_state=changes.append,
         clock=lambda: 1_700_000_000.0 + now[0],

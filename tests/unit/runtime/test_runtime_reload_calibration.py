@@ -61,13 +61,9 @@ def _phases(events: list[RuleEvent]) -> list[tuple[str, str, Phase]]:
     return [(e.camera_id, e.rule_id, e.phase) for e in events]
 
 
-def test_a_reload_measures_with_the_new_calibration_and_runs_rules_of_a_new_camera(
-    tmp_path: Path,
-) -> None:
-    """Calibrations were solved once at start-up: a calibration corrected in the site file
-    while serving never reached the engine (speeds stayed wrong until a restart), and a camera
-    enabled live with a calibration had its speed rule skipped ("measures in metres but camera
-    dock has no calibration") although /readyz counted it as watched."""
+def _served(tmp_path: Path) -> tuple[Path, dict[str, Any], RuntimeService, _Supervisor]:
+    """A service over a site whose yard is calibrated (1 px = 1 cm) with :data:`RULES`, its
+    supervisor a fake; the site file's path and its document, to edit and reload."""
     path = write_site(tmp_path)
     site: dict[str, Any] = yaml.safe_load(path.read_text())
     site["cameras"]["yard"]["calibration"] = CM_PER_PX
@@ -82,6 +78,17 @@ def test_a_reload_measures_with_the_new_calibration_and_runs_rules_of_a_new_came
     )
     supervisor = _Supervisor()
     service._supervisor = supervisor  # type: ignore[assignment]
+    return path, site, service, supervisor
+
+
+def test_a_reload_measures_with_the_new_calibration_and_runs_rules_of_a_new_camera(
+    tmp_path: Path,
+) -> None:
+    """Calibrations were solved once at start-up: a calibration corrected in the site file
+    while serving never reached the engine (speeds stayed wrong until a restart), and a camera
+    enabled live with a calibration had its speed rule skipped ("measures in metres but camera
+    dock has no calibration") although /readyz counted it as watched."""
+    path, site, service, supervisor = _served(tmp_path)
     # What start() wires: the engine follows the rule holder, with the site's calibrations.
     holder = RuleSetHolder(load_rules(tmp_path / "rules"))
     engine = ReloadingEngine(holder, "UTC", calibrations_from_site(service.site.config))
@@ -116,19 +123,7 @@ def test_a_reload_that_removes_a_calibration_running_rules_need_is_refused(
     """Re-review: the engine got the new calibrations (none for the yard) at once, so the yard's
     speed rule ended its incident and was skipped from then on, while the rule reload the new
     site triggered was refused ("uncalibrated camera") and /readyz stayed ready."""
-    path = write_site(tmp_path)
-    site: dict[str, Any] = yaml.safe_load(path.read_text())
-    site["cameras"]["yard"]["calibration"] = CM_PER_PX
-    path.write_text(yaml.safe_dump(site))
-    for model in ("model.onnx", "ppe.onnx"):
-        (tmp_path / model).write_bytes(b"")
-    (tmp_path / "rules" / "yard.yaml").write_text(RULES)
-    service = RuntimeService(
-        load_site(path),
-        ServeOptions(rules=tmp_path / "rules", http=False),
-        detector_factory=lambda *_: RecordingDetector(),
-    )
-    service._supervisor = _Supervisor()  # type: ignore[assignment]
+    path, site, service, _ = _served(tmp_path)
     holder = service._rule_files.hold(load_rules(tmp_path / "rules"))
     engine = ReloadingEngine(holder, "UTC", calibrations_from_site(service.site.config))
     service._engine = engine
