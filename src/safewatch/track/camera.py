@@ -163,6 +163,7 @@ class CameraTracker:
             self._head_config.activation_confidence, self._head_config.high_confidence
         )
         self._clock = FrameClock()
+        self._frame_size = (0, 0)  # (width, height) of the frame being tracked
         self._trackers: dict[str, LabelTracker] = {}
         self._ids: dict[tuple[str, int], int] = {}
         self._next_id = 1
@@ -206,6 +207,7 @@ class CameraTracker:
                 f"tracker of camera {self._camera_id!r} got a frame of camera {frame.camera_id!r}"
             )
         clock = self._clock(frame)
+        self._frame_size = (frame.width, frame.height)
         faces: tuple[tuple[float, float, float, float], ...] = ()
         if self._faces is not None and not self._heads.active:
             detections, faces = self._with_face_heads(detections, frame)
@@ -236,7 +238,7 @@ class CameraTracker:
                 settings = self._head_config if key == _HEADS else self._config
                 tracker = self._trackers[key] = LabelTracker(settings, self._frame_rate)
             local, lib_ids = tracker.update(
-                detections.xyxy[rows], detections.confidence[rows], clock
+                detections.xyxy[rows], detections.confidence[rows], clock, self._frame_size
             )
             for row, lib_id in zip(rows[local], lib_ids, strict=True):
                 matched[int(row)] = (key, self._camera_id_of(key, int(lib_id)))
@@ -299,7 +301,9 @@ class CameraTracker:
                 }
             )
             tracker = self._trackers[_LOW] = LabelTracker(settings, self._frame_rate)
-        local, lib_ids = tracker.update(detections.xyxy[rows], detections.confidence[rows], clock)
+        local, lib_ids = tracker.update(
+            detections.xyxy[rows], detections.confidence[rows], clock, self._frame_size
+        )
         for row, lib_id in zip(rows[local], lib_ids, strict=True):
             matched[int(row)] = (_LOW, self._camera_id_of(_LOW, int(lib_id)))
 
@@ -348,7 +352,9 @@ class CameraTracker:
                 update={"activation_confidence": start, "high_confidence": start}
             )
             tracker = self._trackers[_LONE] = LabelTracker(settings, self._frame_rate)
-        local, lib_ids = tracker.update(detections.xyxy[rows], detections.confidence[rows], clock)
+        local, lib_ids = tracker.update(
+            detections.xyxy[rows], detections.confidence[rows], clock, self._frame_size
+        )
         for row, lib_id in zip(rows[local], lib_ids, strict=True):
             matched[int(row)] = (_LONE, self._camera_id_of(_LONE, int(lib_id)))
 
@@ -410,7 +416,9 @@ class CameraTracker:
                 update={"activation_confidence": 0.0, "high_confidence": 0.0}
             )
             tracker = self._trackers[_FACES] = LabelTracker(settings, self._frame_rate)
-        local, lib_ids = tracker.update(detections.xyxy[rows], detections.confidence[rows], clock)
+        local, lib_ids = tracker.update(
+            detections.xyxy[rows], detections.confidence[rows], clock, self._frame_size
+        )
         for row, lib_id in zip(rows[local], lib_ids, strict=True):
             matched[int(row)] = (_FACES, self._camera_id_of(_FACES, int(lib_id)))
 

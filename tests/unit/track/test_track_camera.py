@@ -288,6 +288,25 @@ def test_a_restarted_stream_clock_keeps_tracking() -> None:
     assert _ids(out) == [1]
 
 
+def test_a_resolution_change_keeps_the_ids_of_the_people_in_view() -> None:
+    # A camera switched from 960x720 to 480x360 mid-stream (a profile or firmware change): the
+    # same two workers, their boxes now at half the pixels, are the same two tracks.
+    big = np.zeros((720, 960, 3), np.uint8)
+    tracker = CameraTracker(TrackerConfig(), "cam")
+    ids: list[list[int]] = []
+    for seq in range(12):
+        half = seq >= 6
+        scale = 0.5 if half else 1.0
+        rows = [
+            _person((x + 8 * seq) * scale, 200 * scale, w=80 * scale, h=200 * scale)
+            for x in (200, 600)
+        ]
+        frame = Frame("cam", seq, seq / 5, 1_700_000_000.0 + seq / 5, IMAGE if half else big)
+        ids.append(_ids(tracker.update(_det(rows), frame)))
+    assert ids[5] == [1, 2]
+    assert all(row == [1, 2] for row in ids[6:]), ids
+
+
 def test_head_mode_can_use_its_own_thresholds_for_weakly_scored_heads() -> None:
     frames = [[_hat(100 + 2 * i, conf=0.35)] for i in range(5)]
     plain = CameraTracker(TrackerConfig(), "cam", track_heads=True)
