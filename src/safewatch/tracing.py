@@ -209,11 +209,14 @@ def configure_site(config: TracingConfig | None, role: str) -> bool:
 
     The site's endpoint and ratio are also put in the standard variables (unless already set),
     so processes this one spawns (decoders, the API process) trace to the same place by calling
-    ``configure_site(None, role)``.
+    ``configure_site(None, role)``. A variable set to the empty string counts as unset, as
+    :func:`configure` reads it: deploy/compose.yaml passed ``OTEL_EXPORTER_OTLP_ENDPOINT=`` (empty)
+    to every container, and keeping that empty value turned off the site's ``tracing:`` block.
     """
     if config is not None:
-        os.environ.setdefault(TRACE_ENV, config.endpoint)
-        os.environ.setdefault(RATIO_ENV, repr(config.sample_ratio))
+        for name, value in ((TRACE_ENV, config.endpoint), (RATIO_ENV, repr(config.sample_ratio))):
+            if not os.environ.get(name):
+                os.environ[name] = value
     base = "safewatch" if config is None else config.service_name
     return configure(service_name=f"{base}-{role}")
 

@@ -65,6 +65,32 @@ def test_a_site_endpoint_reaches_spawned_processes_through_the_standard_variable
     assert os.environ[tracing.RATIO_ENV] == "0.25"
 
 
+def test_an_empty_variable_does_not_hide_the_site_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """deploy/compose.yaml passed ``OTEL_EXPORTER_OTLP_ENDPOINT=`` (empty) to every container:
+    the empty value was kept as if set, so a site's ``tracing:`` block traced nothing, here or
+    in the processes the server spawns (which read the variables)."""
+    import os
+
+    from safewatch.config.tracing import TracingConfig
+
+    monkeypatch.setenv(tracing.TRACE_ENV, "")
+    monkeypatch.setenv(tracing.RATIO_ENV, "")
+    config = TracingConfig(endpoint="http://127.0.0.1:9/", sample_ratio=0.25)
+    try:
+        assert tracing.configure_site(config, "analyzer")
+        assert tracing.enabled()
+    finally:
+        tracing.shutdown()
+    assert os.environ[tracing.TRACE_ENV] == "http://127.0.0.1:9/"
+    assert os.environ[tracing.RATIO_ENV] == "0.25"
+    try:  # a spawned process (configure_site(None, ...)) traces to the site's endpoint too
+        assert tracing.configure_site(None, "decode")
+    finally:
+        tracing.shutdown()
+
+
 def test_the_write_trace_continues_into_the_broadcast(
     spans: InMemorySpanExporter, db_engine: Engine
 ) -> None:
