@@ -146,6 +146,43 @@ def test_compose_requires_the_cluster_secret_and_safewatch_refuses_example_value
     assert is_placeholder("change-this-cluster-secret")
 
 
+def site_variables(node: Any) -> set[str]:
+    """The names of the ``${VARIABLES}`` a parsed site file's values refer to (not its
+    comments)."""
+    if isinstance(node, dict):
+        return set().union(*(site_variables(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(site_variables(value) for value in node))
+    return set(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)", str(node)))
+
+
+def test_every_variable_the_cluster_site_file_names_reaches_the_compose_containers() -> None:
+    """A container gets only the variables its ``environment:`` lists, not the shell's nor
+    deploy/.env's (those only fill in the compose file itself): the camera URLs, site name,
+    time zone, capacity and job slots "set in the environment" were never seen by safewatch,
+    which silently took the site file's defaults. Each variable is passed under its own name
+    (or given a value here), and so are those safewatch and docs/cluster.md say it reads
+    directly (the model mirror, the watcher's polling switch, the tracing endpoint)."""
+    needed = site_variables(load_yaml(DEPLOY / "site.cluster.yaml"))
+    assert {"CAM01_URL", "SAFEWATCH_CAPACITY", "SAFEWATCH_CLUSTER_SECRET"} <= needed
+    needed |= {"SAFEWATCH_MIRROR", "WATCHFILES_FORCE_POLLING", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+    services = load_yaml(DEPLOY / "compose.yaml")["services"]
+    running = [
+        name
+        for name, service in services.items()
+        if isinstance(service.get("command"), list) and service["command"][0] == "safewatch"
+    ]
+    assert set(running) == {"migrate", "analyzer", "api"}
+    for name in running:
+        environment = services[name]["environment"]
+        assert isinstance(environment, dict), name
+        missing = sorted(needed - set(environment))
+        assert not missing, f"compose {name}: {missing} never reach the container"
+        for variable in needed:  # a bare pass-on passes the variable of that name
+            passed = re.fullmatch(r"\$\{(\w+)(?::-)?\}", str(environment[variable]))
+            assert passed is None or passed.group(1) == variable, (name, variable)
+
+
 def load_cluster_site(monkeypatch: pytest.MonkeyPatch) -> Any:
     """deploy/site.cluster.yaml, loaded with the ``${VARIABLES}`` it needs set."""
     from safewatch.config.loader import load_site
