@@ -29,6 +29,7 @@ from safewatch.cli import app
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 CHART = DEPLOY / "helm" / "safewatch"
+CONFIG = DEPLOY / "config"  # what compose mounts as /etc/safewatch
 
 
 def load_yaml(path: Path) -> Any:
@@ -163,7 +164,7 @@ def test_every_variable_the_cluster_site_file_names_reaches_the_compose_containe
     which silently took the site file's defaults. Each variable is passed under its own name
     (or given a value here), and so are those safewatch and docs/cluster.md say it reads
     directly (the model mirror, the watcher's polling switch, the tracing endpoint)."""
-    needed = site_variables(load_yaml(DEPLOY / "site.cluster.yaml"))
+    needed = site_variables(load_yaml(CONFIG / "site.yaml"))
     assert {"CAM01_URL", "SAFEWATCH_CAPACITY", "SAFEWATCH_CLUSTER_SECRET"} <= needed
     needed |= {"SAFEWATCH_MIRROR", "WATCHFILES_FORCE_POLLING", "OTEL_EXPORTER_OTLP_ENDPOINT"}
     services = load_yaml(DEPLOY / "compose.yaml")["services"]
@@ -184,7 +185,7 @@ def test_every_variable_the_cluster_site_file_names_reaches_the_compose_containe
 
 
 def load_cluster_site(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """deploy/site.cluster.yaml, loaded with the ``${VARIABLES}`` it needs set."""
+    """deploy/config/site.yaml, loaded with the ``${VARIABLES}`` it needs set."""
     from safewatch.config.loader import load_site
 
     for name, value in {
@@ -195,7 +196,7 @@ def load_cluster_site(monkeypatch: pytest.MonkeyPatch) -> Any:
         "SAFEWATCH_CLUSTER_SECRET": "sixteen-or-more-chars",
     }.items():
         monkeypatch.setenv(name, value)
-    return load_site(DEPLOY / "site.cluster.yaml")
+    return load_site(CONFIG / "site.yaml")
 
 
 def test_the_cluster_site_file_is_valid_and_accepted_for_cluster_mode(
@@ -213,13 +214,49 @@ def test_the_cluster_site_file_is_valid_and_accepted_for_cluster_mode(
     # every node of the quick start failed at start-up.
     from safewatch.rules import load_rules
 
-    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    mounts = [
-        v for v in compose["x-safewatch"]["volumes"] if v.endswith(":/etc/safewatch/rules:ro")
-    ]
-    (mount,) = mounts
-    rules = load_rules(DEPLOY / mount.split(":")[0], site.config)
+    services = load_yaml(DEPLOY / "compose.yaml")["services"]
+    command = [str(part) for part in services["analyzer"]["command"]]
+    rules_folder = compose_source("analyzer", Path(command[command.index("--rules") + 1]))
+    rules = load_rules(rules_folder, site.config)
     assert [rule.id for rule in rules.rules] == ["hardhat-required"]
+
+
+def compose_mounts(service: str) -> list[tuple[Path, Path]]:
+    """A compose service's bind mounts: (source in the repository, target in the container)."""
+    mounts = []
+    for volume in load_yaml(DEPLOY / "compose.yaml")["services"][service].get("volumes", []):
+        source, target = (
+            (volume["source"], volume["target"])
+            if isinstance(volume, dict)
+            else volume.split(":")[:2]
+        )
+        if source.startswith("."):
+            mounts.append(((DEPLOY / source).resolve(), Path(target)))
+    return mounts
+
+
+def compose_source(service: str, path: Path) -> Path:
+    """Where the file or folder ``path`` of a compose service's container comes from."""
+    for source, target in compose_mounts(service):
+        if path == target or path.is_relative_to(target):
+            return source / path.relative_to(target)
+    raise AssertionError(f"compose {service}: nothing mounted at {path}")
+
+
+def test_compose_mounts_the_site_files_folder_so_that_edits_reach_the_nodes() -> None:
+    """A bind-mounted file stays the inode it was when the container started: an editor or
+    ``git pull`` that saves a new file and renames it over the old one left every container
+    reading the old file, and the site file's live reload (which polls the path's mtime and
+    size) never saw an edit. Mounting the folder, the path resolves to the new file."""
+    for name, service in load_yaml(DEPLOY / "compose.yaml")["services"].items():
+        command = [str(part) for part in service.get("command") or []]
+        if command[:1] != ["safewatch"]:
+            continue
+        config = Path(command[command.index("-c") + 1])
+        targets = [target for _, target in compose_mounts(name)]
+        assert config not in targets, f"compose {name}: the site file is mounted by itself"
+        assert compose_source(name, config).is_file(), name
+        assert compose_source(name, config.parent).is_dir(), name
 
 
 # -- a renderer for the chart's templates (no helm binary here) ----------------------------------
@@ -734,7 +771,7 @@ def test_each_systemd_unit_may_write_what_the_example_site_file_writes(
     """``ProtectSystem=strict`` makes everything read-only but what the unit names. Without a
     state directory the clip spool (``evidence_dir/.clips-in-progress``, used even with
     evidence in S3), the reveal log, the audit jobs' folder and ``recordings_dir`` of
-    deploy/site.cluster.yaml were read-only, and neither unit could record a clip; the API unit
+    deploy/config/site.yaml were read-only, and neither unit could record a clip; the API unit
     had no models folder either (it loads the models too). Each folder is asked of the code
     that uses it, with the site file where the unit reads it (/etc/safewatch)."""
     from types import SimpleNamespace
