@@ -873,3 +873,34 @@ def test_a_site_file_change_rolls_the_pods_and_a_rules_change_does_not() -> None
     mounts = chart_documents()["analyzer-statefulset.yaml"][0]["spec"]["template"]["spec"]
     site_mount = next(m for m in mounts["containers"][0]["volumeMounts"] if m["name"] == "site")
     assert site_mount.get("subPath") == "site.yaml"  # why the hash is needed
+
+
+def test_each_pods_probes_wait_for_the_servers_answer_and_for_its_start() -> None:
+    """The chart's probes had the kubelet's default timeout (1 s), while the HTTP server takes
+    up to ``REQUEST_TIMEOUT`` (10 s) to answer /healthz and /readyz by design (then ``hung`` or
+    503): a slow but live answer failed the probe, and liveness failures restarted the pod. And
+    no startup probe: the port opens only once the models are loaded (downloaded at a pod's
+    first start), so the liveness probe restarted a pod still downloading. Each workload now
+    has a startup probe on /healthz allowing minutes, and every probe waits longer than the
+    server's own bound."""
+    from safewatch.runtime.api_process import REQUEST_TIMEOUT
+
+    workloads = 0
+    for name, documents in chart_documents().items():
+        for document in documents:
+            if document["kind"] not in ("Deployment", "StatefulSet"):
+                continue
+            workloads += 1
+            for container in document["spec"]["template"]["spec"]["containers"]:
+                place = f"{name} {container['name']}"
+                probes = {k: container[k] for k in container if k.endswith("Probe")}
+                assert set(probes) == {"startupProbe", "readinessProbe", "livenessProbe"}, place
+                for kind, probe in probes.items():
+                    assert int(probe.get("timeoutSeconds", 1)) > REQUEST_TIMEOUT, (place, kind)
+                startup = probes["startupProbe"]
+                assert startup["httpGet"]["path"] == "/healthz", place
+                allowed = int(startup.get("periodSeconds", 10)) * int(
+                    startup.get("failureThreshold", 3)
+                )
+                assert allowed >= 300, f"{place}: {allowed} s to start"
+    assert workloads == 2
