@@ -904,3 +904,56 @@ def test_each_pods_probes_wait_for_the_servers_answer_and_for_its_start() -> Non
                 )
                 assert allowed >= 300, f"{place}: {allowed} s to start"
     assert workloads == 2
+
+
+def test_the_clip_spool_and_reveal_log_outlive_a_restarted_container() -> None:
+    """With evidence in S3, clips being written and the reveal log of sealed originals live in
+    ``evidence_dir`` (``clip_spool``, ``reveal_log``), and a dead analyzer's unfinished clips
+    are stored when it starts again (docs/cluster.md). In the chart that folder was the
+    container's own writable layer, which Kubernetes does not keep when it restarts a
+    container (a crash, a failed liveness probe): the clips and the log were gone. Each pod
+    now has it on a volume of its own; compose's API node keeps its reveal log on a named
+    volume across re-creation (its analyzers keep the spool in their own files across
+    restarts, see compose.yaml)."""
+    from types import SimpleNamespace
+
+    from safewatch.api.dashboard import Dashboard, DashboardSettings
+    from safewatch.incidents.site_storage import clip_spool, reveal_log
+
+    def written(site_text: str) -> dict[str, Path]:
+        storage: Any = SimpleNamespace(
+            **{
+                key: Path(value) if key.endswith("_dir") else value
+                for key, value in yaml.safe_load(site_text)["storage"].items()
+            }
+        )
+        assert storage.evidence_s3 and Path(storage.evidence_dir).is_absolute()
+        site: Any = SimpleNamespace(config=SimpleNamespace(storage=storage), base_dir=Path("/x"))
+        dashboard: Any = SimpleNamespace(settings=DashboardSettings(), site=lambda: site)
+        return {
+            "the clip spool": clip_spool(storage, site.base_dir),
+            "the reveal log": reveal_log(site, SimpleNamespace(backend=None)),
+            "the audit jobs": Dashboard.jobs_dir(dashboard),
+        }
+
+    values = load_yaml(CHART / "values.yaml")
+    for name in ("analyzer-statefulset.yaml", "api-deployment.yaml"):
+        pod = chart_documents()[name][0]["spec"]["template"]["spec"]
+        volumes = {volume["name"]: volume for volume in pod["volumes"]}
+        (container,) = pod["containers"]
+        for what, path in written(values["site"]).items():
+            mounts = [
+                volumes[mount["name"]]
+                for mount in container["volumeMounts"]
+                if path.is_relative_to(mount["mountPath"])
+            ]
+            assert mounts, f"{name}: {what} ({path}) is in the container's writable layer"
+            (volume,) = mounts
+            assert "persistentVolumeClaim" in volume or (
+                "emptyDir" in volume and volume["emptyDir"].get("medium") != "Memory"
+            ), (name, what, volume)
+    site_text = (CONFIG / "site.yaml").read_text()
+    api_volumes = load_yaml(DEPLOY / "compose.yaml")["services"]["api"]["volumes"]
+    named = [v.split(":")[1] for v in api_volumes if not v.startswith((".", "/"))]
+    log = written(site_text)["the reveal log"]
+    assert any(log.is_relative_to(target) for target in named), (log, api_volumes)

@@ -37,6 +37,10 @@ site.yaml: |
     name: {{ include "safewatch.name" . }}-rules
 - name: models
   emptyDir: {}
+{{- /* evidence_dir (the clip spool, the reveal log) and the audit jobs: kept across container
+restarts, so a restarted analyzer stores the clips it left unfinished (start-up recovery). */}}
+- name: state
+  emptyDir: {}
 {{- end -}}
 
 {{- define "safewatch.configMounts" -}}
@@ -47,4 +51,6 @@ site.yaml: |
   mountPath: /etc/safewatch/rules
 - name: models
   mountPath: /var/cache/safewatch/models
+- name: state
+  mountPath: /var/lib/safewatch
 {{- end -}}
