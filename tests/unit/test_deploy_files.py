@@ -957,3 +957,33 @@ def test_the_clip_spool_and_reveal_log_outlive_a_restarted_container() -> None:
     named = [v.split(":")[1] for v in api_volumes if not v.startswith((".", "/"))]
     log = written(site_text)["the reveal log"]
     assert any(log.is_relative_to(target) for target in named), (log, api_volumes)
+
+
+def test_the_image_runs_as_a_numeric_non_root_user_and_the_pods_say_so() -> None:
+    """``USER safewatch`` (a name) made every pod of a cluster that enforces ``runAsNonRoot``
+    (the "restricted" Pod Security Standard) fail to start: the kubelet cannot tell that a
+    name is not root. The image's USER is now a uid, and every pod of the chart runs as that
+    uid, without privilege escalation or capabilities, under the runtime's seccomp profile."""
+    lines = (DEPLOY / "Dockerfile").read_text().splitlines()
+    (user,) = [line.split()[1] for line in lines if line.startswith("USER ")]
+    uid, _, gid = user.partition(":")
+    assert uid.isdigit() and int(uid) > 0, user
+    assert f"--uid {uid}" in "\n".join(lines)
+    pods = 0
+    for name, documents in chart_documents().items():
+        for document in documents:
+            if document["kind"] not in ("Deployment", "StatefulSet", "Job"):
+                continue
+            pods += 1
+            pod = document["spec"]["template"]["spec"]
+            context = pod["securityContext"]
+            assert context["runAsNonRoot"] is True, name
+            assert context["runAsUser"] == int(uid), name
+            assert not gid or context["runAsGroup"] == int(gid), name
+            assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
+            for container in pod["containers"]:
+                own = container["securityContext"]
+                assert own["allowPrivilegeEscalation"] is False, name
+                assert own["capabilities"]["drop"] == ["ALL"], name
+                assert "add" not in own["capabilities"], name
+    assert pods == 3
