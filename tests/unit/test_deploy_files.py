@@ -987,3 +987,36 @@ def test_the_image_runs_as_a_numeric_non_root_user_and_the_pods_say_so() -> None
                 assert own["capabilities"]["drop"] == ["ALL"], name
                 assert "add" not in own["capabilities"], name
     assert pods == 3
+
+
+def unit_install_commands(unit: Path) -> dict[str, list[str]]:
+    """The commands a unit's header comments give (``#   command \\`` lines), by name."""
+    commands: dict[str, list[str]] = {}
+    text = "\n".join(
+        line[1:] for line in unit.read_text().splitlines() if line.startswith("#   ")
+    ).replace("\\\n", " ")
+    for line in text.splitlines():
+        argv = shlex.split(line)
+        commands[argv[0]] = argv
+    return commands
+
+
+def test_the_systemd_install_makes_the_units_user_with_the_images_uid() -> None:
+    """The units run as ``User=safewatch``, which nothing made: systemd refused to start them
+    (``217/USER``). And analyzers on several hosts share a ``recordings_dir`` over NFS, where a
+    file's owner is a number: each host's own ``useradd`` gave another. The unit's header
+    gives the commands, with the uid and gid of the image (deploy/Dockerfile)."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    (user,) = re.findall(r"^USER (\S+)", dockerfile, re.M)
+    uid, _, gid = user.partition(":")
+    (analyzer,) = (DEPLOY / "systemd").glob("safewatch-analyzer@*.service")
+    commands = unit_install_commands(analyzer)
+    useradd, groupadd = commands["useradd"], commands["groupadd"]
+    assert useradd[useradd.index("--uid") + 1] == uid
+    assert groupadd[groupadd.index("--gid") + 1] == (gid or uid)
+    assert useradd[useradd.index("--gid") + 1] == groupadd[-1]
+    assert "--system" in useradd
+    for unit in sorted((DEPLOY / "systemd").glob("*.service")):
+        settings = unit_service(unit)
+        assert settings["User"] == [useradd[-1]] and settings["Group"] == [groupadd[-1]], unit
+        assert "217/USER" in unit.read_text(), unit.name  # says why, where one looks first
