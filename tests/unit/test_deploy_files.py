@@ -120,10 +120,11 @@ def test_compose_runs_a_migration_first_and_gives_analyzers_shm_and_grace() -> N
     services = load_yaml(DEPLOY / "compose.yaml")["services"]
     assert {"postgres", "redis", "minio", "migrate", "analyzer", "api"} <= set(services)
     assert services["migrate"]["restart"] == "no"
-    for name in ("analyzer", "api"):
-        assert services[name]["depends_on"]["migrate"] == {
-            "condition": "service_completed_successfully"
-        }
+    for name in ("analyzer", "api"):  # (the api service started before the bucket existed)
+        for first in ("migrate", "minio-bucket"):
+            assert services[name]["depends_on"][first] == {
+                "condition": "service_completed_successfully"
+            }, (name, first)
     analyzer = services["analyzer"]
     assert analyzer["shm_size"] and analyzer["stop_grace_period"] == "60s"
     assert "replicas" in analyzer["deploy"]
