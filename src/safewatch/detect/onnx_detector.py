@@ -158,6 +158,14 @@ class OnnxDetector:
             batch, _ = self._buffer(shape).fill(images)
             return batch.copy()
 
+    def raw(self, images: Sequence[Image]) -> RawBatch:
+        """The decoded output for ``images`` (all one size) before any threshold, label map or
+        NMS: every class's score at every anchor; for checking a quantised copy against its
+        source on the same frames."""
+        batch = self.preprocess(images)
+        with self._lock:
+            return self.adapter.decode(self._run(batch), (batch.shape[2], batch.shape[3]))
+
     def input_shape(self, image_hw: tuple[int, int]) -> tuple[int, int]:
         """The network input ``(H, W)`` a picture of ``image_hw`` pixels is run at."""
         shape = self._shapes.get(image_hw)

@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 from assets import asset
 from safewatch.cli.app import app
 from safewatch.config.site import ModelConfig
-from safewatch.detect import OnnxDetector
+from safewatch.detect import OnnxDetector, quantize
 from safewatch.detect.nms import box_iou
-from safewatch.detect.quantize import calibration_images
+from safewatch.detect.quantize import calibration_images, quantize_model
 from safewatch.domain import Frame
-from safewatch.errors import SourceError
+from safewatch.errors import ModelError, SourceError
 
 pytestmark = pytest.mark.slow
 
@@ -48,6 +48,14 @@ def int8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.exit_code == 0, result.output
     assert "calibrated on 8 frames" in result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def yolox_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """yolox_nano (ONNX opset 11) quantised on 2 frames: a few seconds."""
+    out = tmp_path_factory.mktemp("quantize") / "yolox_int8.onnx"
+    quantize_model(asset("models/yolox_nano_coco.onnx"), out, calibration_images([asset(CLIP)], 2))
     return out
 
 
@@ -144,3 +152,37 @@ def test_int8_model_finds_the_same_workers(int8_model: Path) -> None:
     confident = a[a.confidence >= 0.4]
     assert len(confident) >= 1 and len(b) >= 1
     assert box_iou(confident.xyxy, b.xyxy).max(axis=1).min() >= 0.7
+
+
+def test_an_opset_11_model_gets_an_int8_copy_that_loads_and_detects(yolox_int8: Path) -> None:
+    """Per-channel weights need opset 13; yolox_nano's copy used to be written and reported as
+    a success, then refused by ONNX Runtime as an invalid graph when a site loaded it."""
+    source = onnx.load(str(asset("models/yolox_nano_coco.onnx")))
+    assert [o.version for o in source.opset_import if o.domain in ("", "ai.onnx")] == [11]
+    int8 = OnnxDetector(ModelConfig(path="int8", labels={"person": "person"}), yolox_int8, "int8")
+    image = calibration_images([asset(CLIP)], 12)[1]  # frame 49: workers on the yard
+    assert len(int8.detect([Frame("yard", 0, 0.0, 0.0, image)])[0]) >= 1
+    assert not [p.name for p in yolox_int8.parent.iterdir() if p.name.endswith(".part")]
+
+
+def test_an_already_quantised_model_is_refused_and_nothing_is_written(
+    yolox_int8: Path, tmp_path: Path
+) -> None:
+    """Quantising a QDQ model again wrote a copy with duplicate node names that did not load."""
+    with pytest.raises(ModelError, match="already quantised"):
+        quantize_model(yolox_int8, tmp_path / "again.onnx", calibration_images([asset(CLIP)], 1))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_copy_that_does_not_load_is_reported_and_never_left_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the opset upgrade yolox_nano's copy is an invalid graph: the check catches it."""
+    monkeypatch.setattr(quantize, "_at_least_opset_13", lambda source, model, folder: source)
+    with pytest.raises(ModelError, match=r"nothing was written.*INVALID_GRAPH"):
+        quantize_model(
+            asset("models/yolox_nano_coco.onnx"),
+            tmp_path / "yolox_int8.onnx",
+            calibration_images([asset(CLIP)], 1),
+        )
+    assert list(tmp_path.iterdir()) == []
