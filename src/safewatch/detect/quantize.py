@@ -20,7 +20,9 @@ int8, all ops   67.4 ms (0.65)   0.730   0.688
 =============  ================  ======  ======
 
 Every operator quantised costs 0.07 IDF1 (identities swap on rounded scores), so the default
-keeps the rest in float.
+keeps the rest in float. Even then the decode head stays float: it is found in the graph (the
+last Ultralytics module, ``/model.22/`` in YOLOv8, ``/model.23/`` in YOLO11), and a copy whose
+scores collapsed anyway is refused by the check below.
 
 Per-channel weights need ``DequantizeLinear``'s ``axis``, which ONNX added in opset 13: a model
 exported at an older opset (the catalogue's yolox_nano is opset 11) is upgraded with ONNX's
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
@@ -53,6 +56,8 @@ from safewatch.errors import ModelError, SourceError
 if TYPE_CHECKING:
     import av.container
     import onnx
+
+    from safewatch.detect.onnx_detector import OnnxDetector
 
 __all__ = ["calibration_images", "quantize_model"]
 
@@ -179,7 +184,8 @@ def quantize_model(
                 graph = _load(prepared).graph
                 if all_operators:
                     ops = None
-                    exclude = [n.name for n in graph.node if _in_decode_head(n.name)]
+                    head = _decode_head(graph)
+                    exclude = [n.name for n in graph.node if _in_decode_head(n.name, head)]
                 else:
                     ops = ["Conv"]
                     exclude = [n.name for n in graph.node if "dfl" in n.name]
@@ -199,7 +205,7 @@ def quantize_model(
                 raise ModelError(
                     f"model {source.name!r}: quantisation failed: {str(exc).splitlines()[0][:300]}"
                 ) from exc
-            _check_quantised(source, partial, images, config)
+            _check_quantised(source, detector, partial, images, config, all_operators)
             try:
                 os.replace(partial, dest)
             except OSError as exc:
@@ -286,30 +292,65 @@ def _partial_beside(dest: Path) -> Path:
 
 
 def _check_quantised(
-    source: Path, path: Path, images: Sequence[Image], config: ModelConfig
+    source: Path,
+    reference: OnnxDetector,
+    path: Path,
+    images: Sequence[Image],
+    config: ModelConfig,
+    all_operators: bool,
 ) -> None:
     """Load the quantised copy at ``path`` as a site would and run it on the calibration frames.
 
     ``OnnxDetector`` refuses a graph ONNX Runtime cannot load and outputs that are not finite on
-    a grey frame; the frames then show it runs on real pictures.
+    a grey frame; the frames then show it runs on real pictures, and that its scores survived:
+    its best class score over the frames must be at least half the fp32 ``reference``'s. One
+    int8 scale over the head's concatenated pixel boxes and 0-1 scores rounds every score to
+    zero, and the copy would run without error and never detect anything. Too few calibration
+    frames can do much the same: yolox_nano calibrated on one frame scored 0.209 on it where
+    fp32 scores 0.745.
 
     Raises:
-        ModelError: It does not load or does not run; the message says so and that nothing was
-            written.
+        ModelError: It does not load, does not run, or its scores collapsed; the message says so
+            and that nothing was written.
     """
     from safewatch.detect.onnx_detector import OnnxDetector
 
     what = f"model {source.name!r}: the quantised copy"
     try:
         quantised = OnnxDetector(config, path, f"{source.stem} (int8)")
+        best = best_fp32 = 0.0
         for image in images:
-            raw = quantised.raw([image])
-            if not np.isfinite(raw.scores).all():
+            scores = quantised.raw([image]).scores
+            if not np.isfinite(scores).all():
                 raise ModelError("its scores are not finite on a calibration frame")
+            best = max(best, float(scores.max(initial=0.0)))
+            best_fp32 = max(best_fp32, float(reference.raw([image]).scores.max(initial=0.0)))
     except ModelError as exc:
         raise ModelError(f"{what} failed its check, so nothing was written: {exc}") from exc
+    if best < best_fp32 / 2:
+        advice = (
+            "quantise without --all-operators"
+            if all_operators
+            else "calibrate on more frames (--frames) or keep the fp32 model"
+        )
+        raise ModelError(
+            f"{what} lost its scores, so nothing was written: its best class score on the "
+            f"calibration frames is {best:.3f} against {best_fp32:.3f} in fp32; {advice}"
+        )
 
 
-def _in_decode_head(name: str) -> bool:
-    """Nodes of a YOLOv8 ``Detect`` head that decode boxes and scores (not its convolutions)."""
-    return name.startswith("/model.22/") and "/cv2" not in name and "/cv3" not in name
+_MODULE = re.compile(r"/model\.(\d+)/")
+
+
+def _decode_head(graph: onnx.GraphProto) -> str | None:
+    """The node-name prefix of an Ultralytics export's ``Detect`` head: ``/model.N/`` with the
+    highest N, since the head is the model's last module (22 in YOLOv8, 23 in YOLO11). ``None``
+    for graphs not named that way; the score check in :func:`_check_quantised` still guards them.
+    """
+    indices = [int(m.group(1)) for n in graph.node if (m := _MODULE.match(n.name))]
+    return f"/model.{max(indices)}/" if indices else None
+
+
+def _in_decode_head(name: str, head: str | None) -> bool:
+    """Nodes of a YOLO ``Detect`` head that decode boxes and scores (not its convolutions)."""
+    return head is not None and name.startswith(head) and "/cv2" not in name and "/cv3" not in name

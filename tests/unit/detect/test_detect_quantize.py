@@ -186,3 +186,46 @@ def test_a_copy_that_does_not_load_is_reported_and_never_left_in_place(
             calibration_images([asset(CLIP)], 1),
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def yolo11_named(path: Path) -> Path:
+    """yolov8n_coco with its Detect head renamed from module 22 to 23, where YOLO11 has it."""
+    model = onnx.load(str(asset("models/yolov8n_coco.onnx")))
+
+    def rename(name: str) -> str:
+        return name.replace("/model.22/", "/model.23/")
+
+    for node in model.graph.node:
+        node.name = rename(node.name)
+        node.input[:] = [rename(i) for i in node.input]
+        node.output[:] = [rename(o) for o in node.output]
+    for tensor in model.graph.initializer:
+        tensor.name = rename(tensor.name)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_all_operators_finds_the_head_of_a_yolo11_numbered_model(tmp_path: Path) -> None:
+    """The decode head was excluded by the name /model.22/ only; a YOLO11 head (module 23) was
+    quantised with the rest and its copy saw nothing (best score 0.000 against 0.715)."""
+    out = tmp_path / "int8.onnx"
+    images = calibration_images([asset(CLIP)], 12)
+    quantize_model(yolo11_named(tmp_path / "yolo11ish.onnx"), out, images[:2], all_operators=True)
+    int8 = OnnxDetector(ModelConfig(path="int8", labels={"person": "person"}), out, "int8")
+    assert len(int8.detect([Frame("yard", 0, 0.0, 0.0, images[1])])[0]) >= 1
+
+
+def test_a_copy_whose_scores_collapsed_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the head quantised too, one int8 scale over pixels and scores zeroes every score:
+    the copy loads and runs, so only comparing it with fp32 shows it would never detect."""
+    monkeypatch.setattr(quantize, "_decode_head", lambda graph: None)
+    with pytest.raises(ModelError, match=r"lost its scores.* 0\.000 against"):
+        quantize_model(
+            asset("models/yolov8n_coco.onnx"),
+            tmp_path / "int8.onnx",
+            calibration_images([asset(CLIP)], 1),
+            all_operators=True,
+        )
+    assert list(tmp_path.iterdir()) == []
