@@ -116,6 +116,9 @@ def models_quantize(
         bool,
         typer.Option(help="Quantise every operator, not only convolutions (faster, less exact)."),
     ] = False,
+    force: Annotated[
+        bool, typer.Option(help="Replace a file already at --out (never the model itself).")
+    ] = False,
 ) -> None:
     """Write an INT8 (QDQ) copy of a model calibrated on your own footage; see docs/performance.md.
 
@@ -123,12 +126,13 @@ def models_quantize(
     """
     from safewatch.config.site import ModelConfig
     from safewatch.detect.catalogue import resolve
-    from safewatch.detect.quantize import calibration_images, quantize_model
+    from safewatch.detect.quantize import calibration_images, check_destination, quantize_model
 
     source = resolve(model, Path("."))
+    check_destination(source, output, force=force)
     images = calibration_images(videos, frames)
     config = ModelConfig(path=str(source), input_size=input_size)
-    quantize_model(source, output, images, config, all_operators=all_operators)
+    quantize_model(source, output, images, config, all_operators=all_operators, force=force)
     out.print(
         f"{output}: INT8 model calibrated on {len(images)} frames of {len(videos)} video(s)",
         soft_wrap=True,  # a long path must not break the line (scripts and tests read it)

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
     from safewatch.detect.onnx_detector import OnnxDetector
 
-__all__ = ["calibration_images", "quantize_model"]
+__all__ = ["calibration_images", "check_destination", "quantize_model"]
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ def quantize_model(
     config: ModelConfig | None = None,
     *,
     all_operators: bool = False,
+    force: bool = False,
 ) -> Path:
     """Write an INT8 QDQ copy of ``source`` to ``dest``, calibrated on ``images``.
 
@@ -140,10 +141,12 @@ def quantize_model(
         config: The model's site config (format, input size); defaults detect everything.
         all_operators: Quantise every operator ONNX Runtime can (faster, less accurate; see the
             module docstring), not only the convolutions.
+        force: Replace a file already at ``dest`` (never ``source`` itself).
 
     Raises:
         ModelError: The model cannot be loaded or quantised, is already quantised, or the
-            quantised copy does not load or run (then nothing is written to ``dest``).
+            quantised copy does not load or run (then nothing is written to ``dest``); ``dest``
+            is ``source``, or exists and ``force`` is not set.
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -158,6 +161,7 @@ def quantize_model(
 
     if not images:
         raise ModelError("quantisation needs at least one calibration frame")
+    check_destination(source, dest, force=force)
     config = config or ModelConfig(path=str(source))
     detector = OnnxDetector(config, source, source.stem)
     model = _float_model(source)
@@ -280,6 +284,23 @@ def _at_least_opset_13(source: Path, model: onnx.ModelProto, folder: Path) -> Pa
     onnx.save(upgraded, str(path))
     log.info("model %s: upgraded from opset %d to 13 for quantisation", source.name, opset)
     return path
+
+
+def check_destination(source: Path, dest: Path, *, force: bool) -> None:
+    """Refuse to write over the source model, or over any existing file without ``force``.
+
+    ``-o`` used to overwrite whatever it named, the fp32 source included, which a mistyped
+    ``-o`` then destroyed. As ``models import`` does for a cached name, replacing a file takes
+    ``--force``. ``safewatch models quantize`` calls this before decoding the calibration
+    frames too, so the refusal does not wait for a long video.
+
+    Raises:
+        ModelError: ``dest`` is ``source``, or exists and ``force`` is not set.
+    """
+    if dest.resolve() == source.resolve() or (dest.exists() and dest.samefile(source)):
+        raise ModelError(f"{dest} is the model being quantised; write the INT8 copy elsewhere")
+    if dest.exists() and not force:
+        raise ModelError(f"{dest} already exists; choose another --out or replace it with --force")
 
 
 def _partial_beside(dest: Path) -> Path:

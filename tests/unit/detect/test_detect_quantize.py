@@ -6,6 +6,7 @@ minute of CPU on two cores, so it runs once for the module.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from assets import asset
+from cli_support import invoke
 from safewatch.cli.app import app
 from safewatch.config.site import ModelConfig
 from safewatch.detect import OnnxDetector, quantize
@@ -229,3 +231,23 @@ def test_a_copy_whose_scores_collapsed_is_refused(
             all_operators=True,
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_out_is_never_the_model_itself_and_replaces_a_file_only_with_force(tmp_path: Path) -> None:
+    """-o overwrote whatever it named, the fp32 source included."""
+    source = tmp_path / "yolox.onnx"
+    shutil.copyfile(asset("models/yolox_nano_coco.onnx"), source)
+    fp32 = source.read_bytes()
+    quantize = ["models", "quantize", str(source), str(asset(CLIP)), "--frames", "2"]
+    with pytest.raises(ModelError, match="is the model being quantised"):
+        invoke(*quantize, "-o", str(tmp_path / "." / "yolox.onnx"), "--force")
+    existing = tmp_path / "int8.onnx"
+    existing.write_bytes(b"someone's other model")
+    with pytest.raises(ModelError, match=r"already exists; .* --force"):
+        invoke(*quantize, "-o", str(existing))
+    assert source.read_bytes() == fp32
+    assert existing.read_bytes() == b"someone's other model"
+    code, output = invoke(*quantize, "-o", str(existing), "--force")
+    assert code == 0, output
+    OnnxDetector(ModelConfig(path="int8"), existing, "int8")  # a loadable copy replaced it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.onnx", "yolox.onnx"]
