@@ -85,7 +85,9 @@ class OnnxDetector:
             else Path(path).parent / config.gpu.engine_cache,
             config.gpu.max_batch,
         )
-        self._session = open_session(name, Path(path), config.providers, config.threads, gpu)
+        self._session = open_session(
+            name, Path(path), config.providers, config.threads, gpu, config.input_size
+        )
         self._input = describe_input(name, self._session)
         self._output_names = [o.name for o in self._session.get_outputs()]
         self.metadata = read_metadata(self._session)

@@ -14,8 +14,8 @@ CPU (measured on the 2-core development machine, yolov8n at 640x352, batch 4, do
 GPU (CUDA, TensorRT; not measured here, no GPU was lent to issue 17): TensorRT gets FP16 kernels,
 an engine and timing cache on disk (building an engine takes minutes; the cache makes the next
 start take seconds) and an optimisation profile covering batches 1 to ``max_batch`` (at most 32)
-up to the model's input size, so a batch size or camera aspect seen for the first time does not
-rebuild the engine.
+up to the size the model runs at (its configured ``input_size``, else its own), so a batch size
+or camera aspect seen for the first time does not rebuild the engine.
 CUDA gets the device and a heuristic cuDNN algorithm search (exhaustive search costs seconds per
 new shape, and the inference worker's shapes vary with the batch).
 """

@@ -15,6 +15,7 @@ from typing import Any
 
 import onnxruntime as ort
 
+from safewatch.detect.class_names import metadata_image_size
 from safewatch.detect.providers import (
     TENSORRT,
     GpuOptions,
@@ -72,13 +73,15 @@ def open_session(
     providers: Sequence[str],
     threads: int,
     gpu: GpuOptions | None = None,
+    input_size: int | None = None,
 ) -> ort.InferenceSession:
     """Load ``path`` with the first available of ``providers``.
 
     Providers this ONNX Runtime build lacks (CUDA on a CPU-only install) are skipped with a
     warning, so one site file serves GPU and CPU hosts. Session and provider options come from
     :mod:`safewatch.detect.providers` (no thread spinning on CPU; FP16, engine cache and a batch
-    profile for TensorRT).
+    profile for TensorRT). ``input_size`` is the model's configured square input, which a
+    dynamic model runs at and TensorRT's profile must therefore cover.
 
     Raises:
         ModelError: The file is missing or is not a loadable ONNX model, or none of the providers
@@ -98,7 +101,7 @@ def open_session(
         )
     options = session_options(threads)
     gpu = gpu if gpu is not None else GpuOptions()
-    spec = _input_spec(path) if TENSORRT in chosen else None
+    spec = _input_spec(path, input_size) if TENSORRT in chosen else None
     try:
         return ort.InferenceSession(
             str(path), sess_options=options, providers=provider_options(chosen, gpu, spec)
@@ -115,9 +118,15 @@ def _dim(value: Any) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
-def _input_spec(path: Path) -> InputSpec | None:
+def _input_spec(path: Path, input_size: int | None = None) -> InputSpec | None:
     """The image input's name and size, read with an unoptimised CPU session (milliseconds),
-    for TensorRT's profile; dynamic sides get the model's ``imgsz`` metadata, else 640."""
+    for TensorRT's profile.
+
+    Dynamic sides get the size the detector will run them at (``OnnxDetector._network_size``):
+    the configured ``input_size``, else the model's ``imgsz`` metadata, else 640. The profile
+    used to ignore ``input_size``: a 640 export configured at 1280 ran shapes beyond the
+    profile's maximum, and one at 320 got an engine tuned for 640.
+    """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
@@ -129,13 +138,13 @@ def _input_spec(path: Path) -> InputSpec | None:
     if len(inputs) != 1 or len(inputs[0].shape) != 4:
         return None
     height, width = _dim(inputs[0].shape[2]), _dim(inputs[0].shape[3])
-    size = 640
-    imgsz = read_metadata(probe).get("imgsz", "")
-    digits = [int(part) for part in imgsz.strip("[]").split(",") if part.strip().isdigit()]
-    if digits:
-        size = digits[0]
+    size = (
+        (input_size, input_size)
+        if input_size is not None
+        else metadata_image_size(read_metadata(probe)) or (640, 640)
+    )
     return InputSpec(
-        inputs[0].name, height or size, width or size, dynamic=height is None or width is None
+        inputs[0].name, height or size[0], width or size[1], dynamic=height is None or width is None
     )
 
 

@@ -103,3 +103,43 @@ def test_tensorrt_profile_reads_the_real_models_input(model: str, expected: Inpu
     from safewatch.detect.session import _input_spec
 
     assert _input_spec(asset(f"models/{model}.onnx")) == expected
+
+
+@pytest.mark.parametrize("input_size", [320, 1280])
+def test_tensorrt_profile_covers_the_configured_input_size(input_size: int) -> None:
+    """The profile came from the export's imgsz (640) whatever ``input_size`` said, while the
+    detector runs a dynamic model at ``input_size``: 1280 fell outside the profile."""
+    from assets import asset
+    from safewatch.detect.session import _input_spec
+
+    spec = _input_spec(asset("models/yolov8n_coco.onnx"), input_size)
+    assert spec == InputSpec("images", input_size, input_size, dynamic=True)
+    [(_, trt)] = provider_options([TENSORRT], GpuOptions(max_batch=16), spec)
+    assert trt["trt_profile_min_shapes"] == "images:1x3x32x32"
+    assert trt["trt_profile_max_shapes"] == f"images:16x3x{input_size}x{input_size}"
+
+
+def test_the_detector_gives_tensorrt_its_configured_input_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What OnnxDetector hands ONNX Runtime for a TensorRT model configured at 320: this ORT has
+    no TensorRT, so it is made to look available and the session falls back to the CPU."""
+    from assets import asset
+    from safewatch.detect import OnnxDetector, session
+
+    real = ort.get_available_providers()
+    monkeypatch.setattr(session.ort, "get_available_providers", lambda: [TENSORRT, *real])
+    seen: list[InputSpec | None] = []
+
+    def spy(
+        providers: list[str], gpu: GpuOptions, spec: InputSpec | None = None
+    ) -> list[tuple[str, dict[str, str]]]:
+        seen.append(spec)
+        return provider_options(providers, gpu, spec)
+
+    monkeypatch.setattr(session, "provider_options", spy)
+    path = asset("models/yolov8n_coco.onnx")
+    config = ModelConfig(path=str(path), input_size=320, providers=[TENSORRT, CPU])
+    detector = OnnxDetector(config, path, "m")
+    assert detector.network_hw == (320, 320)
+    assert seen == [InputSpec("images", 320, 320, dynamic=True)]
