@@ -23,7 +23,7 @@ from safewatch.detect.formats import Adapter, ConcreteFormat, Shape, adapter_for
 from safewatch.detect.formats.base import RawBatch, layout_error
 from safewatch.detect.labels import LabelPlan, plan_labels
 from safewatch.detect.preprocess import BatchBuffer
-from safewatch.detect.providers import GpuOptions
+from safewatch.detect.providers import GpuOptions, largest_batch
 from safewatch.detect.selection import select
 from safewatch.detect.session import ModelInput, describe_input, open_session, read_metadata
 from safewatch.detect.transform import ImageTransform, Placement, stride_aligned
@@ -61,7 +61,8 @@ class OnnxDetector:
         config: The model's site config (format, input size, labels, thresholds, providers).
         path: The resolved ``.onnx`` file.
         name: The model's key in the site file, used in messages.
-        max_batch: Largest batch sent in one run; larger requests are split.
+        max_batch: Largest batch sent in one run; larger requests are split. Under TensorRT
+            at most ``config.gpu.max_batch``, the largest its optimisation profile covers.
         max_detections: Most boxes kept per frame after NMS.
     """
 
@@ -92,6 +93,7 @@ class OnnxDetector:
         self._output_names = [o.name for o in self._session.get_outputs()]
         self.metadata = read_metadata(self._session)
         self.network_hw = self._network_size(self._input, config.input_size)
+        max_batch = largest_batch(self._session.get_providers(), gpu, max_batch)
         self._chunk, shapes = self._warm_up(max_batch)
         fmt: ConcreteFormat = (
             detect_format(name, shapes, self.metadata, self.network_hw)

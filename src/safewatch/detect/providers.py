@@ -35,6 +35,7 @@ __all__ = [
     "TENSORRT",
     "GpuOptions",
     "InputSpec",
+    "largest_batch",
     "provider_options",
     "session_options",
 ]
@@ -142,3 +143,14 @@ def provider_options(
             options["device_type"] = "CPU"
         out.append((name, options))
     return out
+
+
+def largest_batch(providers: Sequence[str], gpu: GpuOptions, requested: int) -> int:
+    """The most images to send in one run: ``requested``, capped at ``gpu.max_batch`` when
+    TensorRT is among the session's ``providers``.
+
+    TensorRT's optimisation profile covers batches 1 to ``gpu.max_batch`` only
+    (:func:`provider_options`); the detector used to split batches at its own limit (16) alone,
+    so ``gpu.max_batch: 8`` sent batches of 16 outside the profile.
+    """
+    return min(requested, gpu.max_batch) if TENSORRT in providers else requested

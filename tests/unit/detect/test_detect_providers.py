@@ -19,6 +19,7 @@ from safewatch.detect.providers import (
     TENSORRT,
     GpuOptions,
     InputSpec,
+    largest_batch,
     provider_options,
     session_options,
 )
@@ -143,3 +144,49 @@ def test_the_detector_gives_tensorrt_its_configured_input_size(
     detector = OnnxDetector(config, path, "m")
     assert detector.network_hw == (320, 320)
     assert seen == [InputSpec("images", 320, 320, dynamic=True)]
+
+
+@pytest.mark.parametrize(
+    ("providers", "profile", "expected"),
+    [
+        ([TENSORRT, CUDA, CPU], 8, 8),  # the profile stops at 8: larger batches fall outside it
+        ([TENSORRT, CPU], 32, 16),  # the detector's own limit is lower
+        ([CUDA, CPU], 8, 16),  # no TensorRT, no profile
+        ([CPU], 4, 16),
+    ],
+)
+def test_batches_are_split_within_the_tensorrt_profile(
+    providers: list[str], profile: int, expected: int
+) -> None:
+    """Batches were split at the detector's max_batch (16) even where TensorRT's profile, sized
+    by gpu.max_batch, covers fewer."""
+    assert largest_batch(providers, GpuOptions(max_batch=profile), 16) == expected
+
+
+def test_the_detector_runs_batches_no_larger_than_the_tensorrt_profile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """This ORT has no TensorRT: the session is made to report it, and runs on the CPU."""
+    import numpy as np
+
+    from assets import asset
+    from safewatch.detect import OnnxDetector, session
+    from safewatch.domain import Frame
+
+    real = ort.get_available_providers()
+    monkeypatch.setattr(session.ort, "get_available_providers", lambda: [TENSORRT, *real])
+    monkeypatch.setattr(ort.InferenceSession, "get_providers", lambda self: [TENSORRT, CPU])
+    path = asset("models/yolov8n_coco.onnx")
+    config = ModelConfig(path=str(path), providers=[TENSORRT, CPU], gpu=GpuConfig(max_batch=4))
+    detector = OnnxDetector(config, path, "m")
+    sizes: list[int] = []
+    run = detector._session.run
+
+    def spy(outputs: None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        sizes.append(len(feed["images"]))
+        return run(outputs, feed)
+
+    monkeypatch.setattr(detector._session, "run", spy)
+    grey = np.full((64, 64, 3), 114, np.uint8)
+    detector.detect([Frame("c", i, 0.0, 0.0, grey) for i in range(9)])
+    assert sizes == [4, 4, 1]
