@@ -125,7 +125,8 @@ class ModelConfig(_Strict):
     labels: dict[str, str] | None = Field(
         None,
         description="Model class name -> site label (person, hardhat, no_hardhat, vest, no_vest, "
-        "vehicle, forklift, ...). Classes not listed are dropped. Omitted: keep every class "
+        "vehicle, forklift, ...). Classes not listed are dropped; classes mapped to one label "
+        "(car, truck, bus -> vehicle) are one class for NMS. Omitted: keep every class "
         "under its own name, lower-cased.",
     )
     confidence: float = Field(0.25, ge=0.0, le=1.0, description="Minimum confidence.")

@@ -28,11 +28,16 @@ class LabelPlan:
         class_ids: ``(K,)`` indices of the model classes that are kept, ascending.
         labels: ``(K,)`` site label of each kept class.
         thresholds: ``(K,)`` minimum confidence of each kept class.
+        label_ids: ``(K,)`` a number per distinct site label: the classes NMS keeps apart.
+            Classes merged into one label (car, truck, bus -> vehicle) share it, so a car box and
+            a truck box on one vehicle suppress each other instead of making two vehicles (two
+            tracks, two counts).
     """
 
     class_ids: NDArray[np.intp]
     labels: NDArray[np.str_]
     thresholds: NDArray[np.float32]
+    label_ids: NDArray[np.intp]
 
     @property
     def min_threshold(self) -> float:
@@ -79,8 +84,10 @@ def plan_labels(
             f"produces (it produces: {', '.join(sorted(produced))})"
         )
     ids = sorted(mapping)
+    names = np.asarray([mapping[i] for i in ids], np.str_)
     return LabelPlan(
         np.asarray(ids, np.intp),
-        np.asarray([mapping[i] for i in ids], np.str_),
+        names,
         np.asarray([label_confidence.get(mapping[i], confidence) for i in ids], np.float32),
+        np.unique(names, return_inverse=True)[1].astype(np.intp).reshape(len(ids)),
     )

@@ -4,7 +4,7 @@ Thresholds come first because they are cheap and discard almost everything: the 
 anchor over the kept classes is a fast row-wise maximum, and only anchors above the lowest
 per-label threshold are looked at class by class. Then per-label thresholds, a cap on candidates,
 removal of boxes that are not finite or have no area (garbage a model can emit, which would also
-confuse NMS), and class-aware NMS.
+confuse NMS), and NMS per site label (not per model class: see ``LabelPlan.label_ids``).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def select(
     if not valid.all():
         boxes, kept, conf = boxes[valid], kept[valid], conf[valid]
     if raw.needs_nms:
-        order = nms(boxes, conf, kept, iou_threshold, max_detections)
+        order = nms(boxes, conf, plan.label_ids[kept], iou_threshold, max_detections)
     else:
         order = np.argsort(-conf, kind="stable")[:max_detections]
     return Candidates(boxes[order], conf[order].astype(np.float32), kept[order].astype(np.intp))

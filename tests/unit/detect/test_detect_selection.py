@@ -73,3 +73,15 @@ def test_nothing_above_threshold_and_nothing_kept() -> None:
     assert len(select(raw_batch(BOXES, SCORES), 0, plan, 0.45).score) == 0
     empty = plan_labels("m", ["a", "b", "c"], {}, 0.25, {})
     assert select(raw_batch(BOXES, SCORES), 0, empty, 0.45).xyxy.shape == (0, 4)
+
+
+def test_classes_merged_into_one_label_suppress_each_other() -> None:
+    """NMS grouped by model class, so a car box and a truck box on one vehicle both survived as
+    two 'vehicle' detections (two tracks); labels kept apart still do not suppress each other."""
+    labels = {"person": "person", "car": "vehicle", "truck": "vehicle"}
+    plan = plan_labels("m", ["person", "car", "truck"], labels, 0.25, {})
+    boxes = [[60, 70, 140, 130], [62, 70, 142, 131], [61, 70, 141, 130]]
+    scores = [[0.0, 0.6, 0.3], [0.0, 0.3, 0.55], [0.5, 0.0, 0.0]]  # car, truck, person
+    found = select(raw_batch(boxes, scores), 0, plan, 0.45)
+    assert plan.labels[found.kept].tolist() == ["vehicle", "person"]
+    assert found.score.tolist() == pytest.approx([0.6, 0.5])
