@@ -145,6 +145,18 @@ class ModelConfig(_Strict):
         description="CUDA / TensorRT options (FP16, engine cache, batch profile).",
     )
 
+    @field_validator("labels")
+    @classmethod
+    def _labels_keep_something(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        # `labels: {}` keeps no class: the model would run on every frame and report nothing,
+        # so every rule fed by it would stay silent; most likely a map left half-written.
+        if value is not None and not value:
+            raise ValueError(
+                "is empty, so the model would report nothing; list the classes to keep "
+                "(class: label), or leave labels out to keep every class"
+            )
+        return value
+
 
 class TrackerConfig(_Strict):
     """ByteTrack settings; the defaults suit 5-15 fps CCTV."""

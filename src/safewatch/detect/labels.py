@@ -58,9 +58,10 @@ def plan_labels(
     (so ``no_hardhat`` finds ``NO-Hardhat``).
 
     Raises:
-        ModelError: A ``labels`` key names no class of the model, or a ``label_confidence`` key
-            names a label the model never produces (both are typos that would silently disable a
-            safety rule).
+        ModelError: A ``labels`` key names no class of the model, two keys name the same class
+            (``Hardhat`` and ``hardhat``: only the last label would apply, silently), or a
+            ``label_confidence`` key names a label the model never produces (typos that would
+            silently disable a safety rule).
     """
     if labels is None:
         mapping = {i: normalise_label(n) for i, n in enumerate(class_names)}
@@ -68,6 +69,7 @@ def plan_labels(
         exact = {n: i for i, n in enumerate(class_names)}
         loose = {normalise_label(n): i for i, n in enumerate(class_names)}
         mapping = {}
+        keys: dict[int, str] = {}
         for key, label in labels.items():
             index = exact.get(key, loose.get(normalise_label(key)))
             if index is None:
@@ -75,6 +77,12 @@ def plan_labels(
                     f"model {model!r}: labels maps {key!r}, which is not one of its classes: "
                     + ", ".join(class_names)
                 )
+            if index in keys:
+                raise ModelError(
+                    f"model {model!r}: labels maps both {keys[index]!r} and {key!r}, which are "
+                    f"the same class {class_names[index]!r}; keep one of them"
+                )
+            keys[index] = key
             mapping[index] = label
     produced = set(mapping.values())
     unknown = sorted(set(label_confidence) - produced)

@@ -202,6 +202,10 @@ def test_tracker_options_without_their_feature_are_refused(
             ),
             "label_confidence.person: input should be less than or equal to 1",
         ),
+        (
+            GOOD.replace("    path: models/coco.onnx\n", "    path: m.onnx\n    labels: {}\n"),
+            "models.coco.labels: is empty, so the model would report nothing",
+        ),
         (GOOD + "tracker:\n  head_tracks: true\n", "head_tracks: a score from 0 to 1 (e.g. 0.3)"),
         (
             GOOD.replace("    fps: 5\n", "    fps: 5\n    loop: true\n"),

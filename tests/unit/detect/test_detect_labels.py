@@ -71,6 +71,12 @@ def test_unknown_map_key_is_an_error_listing_the_classes() -> None:
         plan_labels("ppe", PPE, {"Helmet": "hardhat"}, 0.25, {})
 
 
+def test_two_map_keys_naming_one_class_are_an_error() -> None:
+    """The last key used to win silently: Hardhat was reported as helmet, not hardhat."""
+    with pytest.raises(ModelError, match=r"both 'Hardhat' and 'hardhat'.* class 'Hardhat'"):
+        plan_labels("ppe", PPE, {"Hardhat": "hardhat", "hardhat": "helmet"}, 0.25, {})
+
+
 def test_threshold_for_a_label_never_produced_is_an_error() -> None:
     with pytest.raises(ModelError, match="label_confidence names hardhat"):
         plan_labels("coco", ["person"], None, 0.25, {"hardhat": 0.5})
