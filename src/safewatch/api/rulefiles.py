@@ -40,14 +40,27 @@ from safewatch.config.rules_lock import replace_rule_file, rule_write_error, rul
 from safewatch.config.ruleset import RuleSet, load_rules
 from safewatch.config.site import SiteConfig
 from safewatch.config.validation import ConfigErrors
-from safewatch.errors import ConfigError, EditConflict, NotFound
+from safewatch.errors import ConfigError, EditConflict, NotFound, SafewatchError
 from safewatch.llm.workspace import sha256_text
 
-__all__ = ["Record", "RuleFiles", "SaveResult", "etag"]
+__all__ = ["GeometryTaken", "Record", "RuleFiles", "SaveResult", "etag"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}\.ya?ml$")
 MAX_FILE_BYTES = 1 << 20
 """Largest rule file the API accepts (1 MiB: thousands of rules)."""
+
+
+class GeometryTaken(SafewatchError):
+    """A zone or line drawn under an id that another camera's zone or line has (HTTP 409).
+
+    Ids are site-wide (a rule names its zone by id alone), so saving it would move that zone off
+    its camera and silently change what the rules using it watch."""
+
+    def __init__(self, kind: str, key: str, camera: str) -> None:
+        self.kind = kind
+        self.key = key
+        self.camera = camera
+        super().__init__(f"{kind} {key} belongs to camera {camera}; choose another id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +345,10 @@ class RuleFiles:
         The zone stays in the file that defines it; a new one goes to ``file`` (default: the
         first rule file, or ``zones.yaml`` in an empty folder). Key order and the other entries
         are kept (comments mostly: see the module docstring).
+
+        Raises:
+            GeometryTaken: ``key`` is another camera's zone/line (redrawing it here would take it
+                off that camera, under the rules that use it).
         """
         name = self.locate(section, key) or file or (self.names() or ["zones.yaml"])[0]
         path = self.file(name)
@@ -347,6 +364,9 @@ class RuleFiles:
         if not isinstance(entry, CommentedMap):
             entry = CommentedMap()
             block[key] = entry
+        owner = entry.get("camera", camera)
+        if owner != camera:
+            raise GeometryTaken(section[:-1], key, str(owner))
         entry["camera"] = camera
         entry["polygon" if section == "zones" else "points"] = _flow(points)
         if description is not None:

@@ -131,6 +131,33 @@ def test_disable_a_rule_and_draw_zones_keeping_the_comments(
     assert dashboard.rules.rule_generation().rules.zone("gate_area").polygon[0] == (0.1, 0.1)
 
 
+def test_drawing_an_id_another_camera_uses_is_refused_not_moving_its_zone(
+    admin: tuple[TestClient, dict[str, str], Dashboard, Path],
+) -> None:
+    """Zone ids are site-wide: drawing ``drop_zone`` on the dock camera rewrote the yard's
+    ``drop_zone`` onto the dock (200), and ``no-entry-drop-zone`` silently stopped watching the
+    yard. Both the save and the preview ("Test this change") refuse it, naming the owner."""
+    client, headers, dashboard, rules = admin
+    body = {"camera": "dock", "points": [[0.1, 0.1], [0.2, 0.1], [0.2, 0.2]]}
+    for method, path in (
+        ("PUT", "/api/v1/zones/drop_zone"),
+        ("POST", "/api/v1/zones/drop_zone/preview"),
+    ):
+        refused = client.request(method, path, json=body, headers=headers)
+        assert (refused.status_code, refused.json()["error"]) == (409, "conflict"), refused.text
+        assert refused.json()["message"] == (
+            "zone drop_zone belongs to camera yard; choose another id"
+        )
+    assert (rules / "yard.yaml").read_text() == RULES
+    assert dashboard.rules.rule_generation().rules.zone("drop_zone").camera_id == "yard"
+    assert not dashboard.auth.audit_records(action="zones.save")[0]
+    line = {"camera": "yard", "points": [[0.1, 0.9], [0.9, 0.9]]}
+    assert client.put("/api/v1/lines/gate", json=line, headers=headers).status_code == 200
+    moved = client.put("/api/v1/lines/gate", json={**line, "camera": "dock"}, headers=headers)
+    assert moved.status_code == 409
+    assert moved.json()["message"] == "line gate belongs to camera yard; choose another id"
+
+
 def test_deleting_a_commented_zone_or_line_leaves_valid_yaml(
     admin: tuple[TestClient, dict[str, str], Dashboard, Path],
 ) -> None:

@@ -16,7 +16,8 @@ const ctx = canvas.getContext("2d");
 for (const c of cameras) cameraSelect.append(el("option", { value: c.id }, c.name));
 for (const f of files) fileSelect.append(el("option", { value: f }, f));
 
-let items = [];
+let items = []; // this camera's zones and lines
+let site = []; // every camera's: ids are site-wide
 let current = { id: "", kind: "zone", points: [], closed: false, existing: false };
 let drag = -1;
 
@@ -114,8 +115,9 @@ function renderList() {
 
 async function loadCamera() {
   const camera = cameraSelect.value;
-  const loaded = await attempt(() => api(`/api/v1/zones?camera=${encodeURIComponent(camera)}`));
-  items = loaded || [];
+  const loaded = await attempt(() => api("/api/v1/zones"));
+  site = loaded || [];
+  items = site.filter((item) => item.camera === camera);
   still.src = `/api/v1/cameras/${encodeURIComponent(camera)}/frame.jpg?t=${Date.now()}`;
   fresh();
 }
@@ -129,9 +131,21 @@ still.addEventListener("error", () => {
 window.addEventListener("resize", size);
 cameraSelect.addEventListener("change", loadCamera);
 
+/**
+ * Why `id` cannot be drawn on this camera, or "": a rule names its zone or line by id alone, so
+ * another camera's id saved here would move that zone off its camera (the server refuses it
+ * with the same sentence; this says so before the round trip).
+ */
+function taken(id, kind) {
+  const other = site.find((item) => item.id === id && item.kind === kind && item.camera !== cameraSelect.value);
+  return other ? `${kind} ${id} belongs to camera ${other.camera}; choose another id` : "";
+}
+
 document.getElementById("save").addEventListener("click", async () => {
   const id = idInput.value.trim();
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(id)) { toast("Give it an id: letters, digits, _ . -", "error"); return; }
+  const refused = taken(id, current.kind);
+  if (refused) { toast(refused, "error"); return; }
   const zone = current.kind === "zone";
   if (zone && current.points.length < 3) { toast("A zone needs at least 3 points", "error"); return; }
   if (!zone && current.points.length !== 2) { toast("A line needs 2 points", "error"); return; }
@@ -158,6 +172,8 @@ document.dispatchEvent(new CustomEvent("safewatch:backtest-source", {
       const id = idInput.value.trim();
       const zone = current.kind === "zone";
       if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(id)) throw new Error("Give the zone or line an id first");
+      const refused = taken(id, current.kind);
+      if (refused) throw new Error(refused);
       if (zone ? current.points.length < 3 : current.points.length !== 2) throw new Error(zone ? "A zone needs at least 3 points" : "A line needs 2 points");
       const body = { camera: cameraSelect.value, points: current.points, file: fileSelect.value || null };
       const edit = await api(`/api/v1/${zone ? "zones" : "lines"}/${encodeURIComponent(id)}/preview`, { method: "POST", body });

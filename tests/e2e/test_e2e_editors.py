@@ -1,0 +1,80 @@
+"""The dashboard's editing pages keep what they show and what they send in step, in headless
+Chromium: the Zones page (ids are site-wide; "Test this change" tests the camera drawn on), the
+Rules page (the file chosen is the file edited) and its drafting panel (a saved draft is in the
+rules listed as in force), the incident page of a removed camera, and the Analytics page when
+answers arrive out of order.
+
+The app is the dashboard ``safewatch serve`` mounts, served by uvicorn on a free port in this
+process; the site has the cameras ``yard`` and ``dock`` (disabled) and no camera runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from api_support import PASSWORD, RULES, add_users, make_dashboard, served_app
+from e2e_support import chromium, log_in, need_chromium, new_tab
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    need_chromium()
+    folder = tmp_path_factory.mktemp("editors-site")
+    dashboard, storage = make_dashboard(folder, query_cache_seconds=0)
+    add_users(dashboard)
+    try:
+        with served_app(dashboard) as base, chromium() as browser:
+            yield {"base": base, "browser": browser, "dashboard": dashboard, "folder": folder}
+    finally:
+        storage.close()
+
+
+def _page(site: dict[str, Any], path: str, user: str = "admin") -> Any:
+    """``path`` of the dashboard in a tab of its own, signed in as ``user``."""
+    page = new_tab(site["browser"], 30_000)
+    log_in(page, f"{site['base']}/{path}", user, PASSWORD, f"**/{path}")
+    return page
+
+
+def _zones_page_on(site: dict[str, Any], camera: str) -> Any:
+    """The Zones page on ``camera``, its canvas sized (no camera runs: a blank frame)."""
+    page = _page(site, "zones")
+    page.wait_for_function("() => document.getElementById('canvas').dataset.size")
+    page.select_option("#camera", camera)
+    page.wait_for_function(
+        "() => document.getElementById('zone-status').textContent.includes('blank frame')"
+    )
+    return page
+
+
+def _draw_triangle(page: Any) -> None:
+    box = page.locator("#canvas").bounding_box()
+    assert box is not None
+    for fx, fy in ((0.1, 0.1), (0.3, 0.1), (0.3, 0.3)):
+        page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.getElementById('canvas').dataset.points === '3'")
+
+
+def test_an_id_another_camera_has_is_refused_before_it_is_sent(site: dict[str, Any]) -> None:
+    """``drop_zone`` is the yard's: drawn on the dock under that id, the page says whose it is
+    and sends nothing (saving it moved the yard's zone to the dock, under its rule)."""
+    page = _zones_page_on(site, "dock")
+    _draw_triangle(page)
+    page.fill("#geom-id", "drop_zone")
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.method) if "/api/v1/zones/" in r.url else None)
+    page.click("#save")
+    message = "zone drop_zone belongs to camera yard; choose another id"
+    page.locator("#toasts .toast.error", has_text=message).wait_for()
+    page.click("#test-change")
+    page.fill("#bt-path", "/nowhere.mp4")
+    page.click("#bt-run")
+    page.locator("#bt-result .error", has_text=message).wait_for()
+    assert sent == []
+    assert (site["folder"] / "rules" / "yard.yaml").read_text() == RULES
