@@ -715,6 +715,14 @@ def test_login_form_needs_its_token_and_redirects_locally(client: TestClient) ->
     assert client.get("/api/v1/auth/me").json()["username"] == "admin"
 
 
+def test_the_login_page_shows_no_alert_a_link_chose(client: TestClient) -> None:
+    """``/login?error=...`` put the link author's text in the page's alert (the server never
+    sends such a link itself): a phishing line in the site's own login form."""
+    page = client.get("/login", params={"error": "Account locked: call +1 555 0100", "next": "/"})
+    assert page.status_code == 200
+    assert "555 0100" not in page.text and 'role="alert"' not in page.text
+
+
 def test_passwords_are_stored_as_argon2_and_policy_enforced(dashboard: Dashboard) -> None:
     from sqlalchemy import select
     from sqlalchemy.orm import Session

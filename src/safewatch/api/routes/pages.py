@@ -97,15 +97,18 @@ def _page(
 
 
 @router.get("/login", response_class=HTMLResponse)
-async def login_page(
-    request: Request, next: str | None = None, error: str | None = None
-) -> Response:
-    """The login form."""
+async def login_page(request: Request, next: str | None = None) -> Response:
+    """The login form.
+
+    Its alert only ever shows what the server itself says after a ``POST /login``: an
+    ``?error=`` parameter (which nothing in safewatch produces) put any text a link's author
+    chose in the site's own alert ("your account is locked, call ..."), so there is none.
+    """
     token = secrets.token_urlsafe(24)
     response = templates.TemplateResponse(
         request,
         "login.html",
-        {"login_token": token, "next": _safe_next(next), "error": error},
+        {"login_token": token, "next": _safe_next(next)},
     )
     response.set_cookie(
         _LOGIN_COOKIE,
