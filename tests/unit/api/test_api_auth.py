@@ -699,7 +699,9 @@ def test_login_form_needs_its_token_and_redirects_locally(client: TestClient) ->
         data={"username": "admin", "password": PASSWORD, "login_token": "é" + token[1:]},
         follow_redirects=False,
     )
-    assert (accented.status_code, accented.json()["error"]) == (403, "csrf_failed")
+    assert accented.status_code == 403
+    assert "the login form expired; sign in again" in accented.text
+    assert client.get("/api/v1/auth/me").status_code == 401
     good = client.post(
         "/login",
         data={
@@ -712,6 +714,34 @@ def test_login_form_needs_its_token_and_redirects_locally(client: TestClient) ->
     )
     assert good.status_code == 303
     assert good.headers["location"] == "/live"
+    assert client.get("/api/v1/auth/me").json()["username"] == "admin"
+
+
+def _login_token(page: Any) -> str:
+    return str(page.text.split('name="login_token" value="')[1].split('"')[0])
+
+
+def test_login_forms_of_two_tabs_and_an_expired_one_all_sign_in(client: TestClient) -> None:
+    """Each GET /login replaced the login cookie, so the form of the tab opened first was
+    refused; a form whose cookie had expired was answered with a JSON error body, a dead end
+    for the person reading it. Now the cookie is kept, and a stale form gets a fresh one."""
+    first = _login_token(client.get("/login?next=/incidents"))
+    second = _login_token(client.get("/login?next=/rules"))
+    assert first == second == client.cookies["safewatch_login"]
+    form = {"username": "admin", "password": PASSWORD, "next": "/rules"}
+    signed_in = client.post("/login", data={**form, "login_token": first}, follow_redirects=False)
+    assert (signed_in.status_code, signed_in.headers["location"]) == (303, "/rules")
+    other_tab = client.post("/login", data={**form, "login_token": second}, follow_redirects=False)
+    assert other_tab.status_code == 303
+    client.cookies.clear()  # an hour later: the login cookie (and the session) are gone
+    stale = client.post("/login", data={**form, "login_token": first}, follow_redirects=False)
+    assert stale.status_code == 403 and stale.headers["content-type"].startswith("text/html")
+    assert 'role="alert">the login form expired; sign in again<' in stale.text
+    assert 'name="next" value="/rules"' in stale.text
+    fresh = _login_token(stale)
+    assert fresh != first and client.cookies["safewatch_login"] == fresh
+    again = client.post("/login", data={**form, "login_token": fresh}, follow_redirects=False)
+    assert (again.status_code, again.headers["location"]) == (303, "/rules")
     assert client.get("/api/v1/auth/me").json()["username"] == "admin"
 
 

@@ -8,13 +8,15 @@ forbid it (:mod:`safewatch.api.security`).
 
 The login form is an ordinary HTML form (it works before any script loads). It is protected
 against login CSRF by a double-submit token: ``GET /login`` sets a random ``safewatch_login``
-cookie (``SameSite=Strict``) and puts the same value in a hidden field; ``POST /login`` requires
-both to match.
+cookie (``SameSite=Strict``; kept when the browser has one, so forms open in several tabs all
+work) and puts the same value in a hidden field; ``POST /login`` requires both to match, and
+answers a mismatch (the cookie expired after an hour) with a fresh form saying so.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -39,6 +41,8 @@ __all__ = ["router", "templates"]
 router = APIRouter(include_in_schema=False)
 
 _LOGIN_COOKIE = "safewatch_login"
+_LOGIN_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")
+"""What ``secrets.token_urlsafe(24)`` gives: a cookie of another shape is not reused."""
 
 
 def _templates() -> Jinja2Templates:
@@ -96,19 +100,31 @@ def _page(
     )
 
 
-@router.get("/login", response_class=HTMLResponse)
-async def login_page(request: Request, next: str | None = None) -> Response:
-    """The login form.
+def _login_token(request: Request) -> str:
+    """The login form's token: the browser's ``safewatch_login`` cookie when it holds one
+    (another tab's form stays valid), else a new random one."""
+    cookie = request.cookies.get(_LOGIN_COOKIE, "")
+    return cookie if _LOGIN_TOKEN.fullmatch(cookie) else secrets.token_urlsafe(24)
 
-    Its alert only ever shows what the server itself says after a ``POST /login``: an
-    ``?error=`` parameter (which nothing in safewatch produces) put any text a link's author
-    chose in the site's own alert ("your account is locked, call ..."), so there is none.
-    """
-    token = secrets.token_urlsafe(24)
+
+def _login_form(
+    request: Request,
+    next: str | None,
+    *,
+    error: str | None = None,
+    username: str | None = None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """The login page with its token in the hidden field and in the cookie (renewed for an
+    hour from now, so a form open a while is not refused for a cookie that expired meanwhile)."""
+    token = _login_token(request)
     response = templates.TemplateResponse(
         request,
         "login.html",
-        {"login_token": token, "next": _safe_next(next)},
+        {"login_token": token, "next": _safe_next(next), "error": error, "username": username},
+        status_code=status_code,
+        headers=headers,
     )
     response.set_cookie(
         _LOGIN_COOKIE,
@@ -120,6 +136,20 @@ async def login_page(request: Request, next: str | None = None) -> Response:
         path="/login",
     )
     return response
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, next: str | None = None) -> Response:
+    """The login form.
+
+    Its alert only ever shows what the server itself says after a ``POST /login``: an
+    ``?error=`` parameter (which nothing in safewatch produces) put any text a link's author
+    chose in the site's own alert ("your account is locked, call ..."), so there is none.
+
+    A browser that has a login cookie keeps it: a new token per ``GET`` replaced the one that
+    a login form open in another tab carries, and that tab's sign-in was refused.
+    """
+    return _login_form(request, next)
 
 
 @router.post("/login")
@@ -134,7 +164,12 @@ async def login_form(
     """Check the form; on success start a session and go where the user was going."""
     cookie = request.cookies.get(_LOGIN_COOKIE, "")
     if not cookie or not same_token(login_token, cookie):
-        raise ApiError(403, "csrf_failed", "the login form expired; reload the page")
+        # The cookie expired (a form left open over an hour) or this is not the form we sent:
+        # a person reading a page, not a program, so a fresh form says so (a JSON error body
+        # was a dead end). The user name is not filled in: it came from whoever sent the form.
+        return _login_form(
+            request, next, error="the login form expired; sign in again", status_code=403
+        )
     client = client_of(request)
     try:
         user = await anyio.to_thread.run_sync(
@@ -143,22 +178,19 @@ async def login_form(
     except ApiError as exc:
         if exc.status not in (401, 429):
             raise
-        return templates.TemplateResponse(
+        return _login_form(
             request,
-            "login.html",
-            {
-                "login_token": login_token,
-                "next": _safe_next(next),
-                "error": exc.message,
-                "username": username,
-            },
+            next,
+            error=exc.message,
+            username=username,
             status_code=exc.status,
             headers=exc.headers,
         )
     value, _session = await anyio.to_thread.run_sync(dashboard.auth.create_session, user, client)
     response = RedirectResponse(_safe_next(next), status_code=303)
     set_session_cookie(response, request, dashboard, value)
-    response.delete_cookie(_LOGIN_COOKIE, path="/login")
+    # The login cookie stays (until its hour is up): the forms of other tabs carry it, and their
+    # sign-in would be refused without it. It grants nothing by itself.
     return response
 
 
