@@ -78,3 +78,14 @@ def test_an_id_another_camera_has_is_refused_before_it_is_sent(site: dict[str, A
     page.locator("#bt-result .error", has_text=message).wait_for()
     assert sent == []
     assert (site["folder"] / "rules" / "yard.yaml").read_text() == RULES
+
+
+def test_test_this_change_is_on_the_camera_drawn_on(site: dict[str, Any]) -> None:
+    """The test's camera list came from /api/v1/cameras with its first camera selected, so a
+    zone drawn on the dock was tested as yard footage unless the user noticed."""
+    page = _zones_page_on(site, "dock")
+    page.click("#test-change")
+    page.wait_for_function("() => document.querySelectorAll('#bt-camera option').length === 2")
+    assert page.input_value("#bt-camera") == "dock"
+    page.select_option("#camera", "yard")
+    assert page.input_value("#bt-camera") == "yard"

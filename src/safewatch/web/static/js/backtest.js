@@ -2,7 +2,9 @@
 // in force on footage the server may read (POST /api/v1/backtests), follow the job's progress,
 // and list per rule the incidents the change would remove, add or move, with their stills. The
 // page says what its edit is with a "safewatch:backtest-source" event (detail.files: an async
-// function returning {file name: edited text}); the Rules page's editor is one such source.
+// function returning {file name: edited text}; detail.camera, optional: a function returning the
+// camera the edit is drawn on, preselected as the footage's camera); the Rules page's editor is
+// one such source.
 import { api, can, el, fmtDuration } from "./api.js";
 
 const section = document.getElementById("backtest");
@@ -13,6 +15,7 @@ const progress = document.getElementById("bt-progress");
 const stateLine = document.getElementById("bt-state");
 const resultBox = document.getElementById("bt-result");
 let source = null;
+let sourceCamera = null;
 
 const CHANGE_LABEL = {
   only_baseline: "would no longer be raised",
@@ -20,7 +23,18 @@ const CHANGE_LABEL = {
   changed: "would start or end at another time",
 };
 
-document.addEventListener("safewatch:backtest-source", (event) => { source = event.detail.files; });
+/** The camera the page's edit is on, selected (a zone of the dock tested as the first camera's
+ * footage judged nothing it draws); the user may still pick another. */
+function preselect() {
+  const camera = sourceCamera?.();
+  if (camera && [...cameraSelect.options].some((o) => o.value === camera)) cameraSelect.value = camera;
+}
+
+document.addEventListener("safewatch:backtest-source", (event) => {
+  source = event.detail.files;
+  sourceCamera = event.detail.camera || null;
+  preselect();
+});
 document.addEventListener("safewatch:rules-ready", (event) => {
   const { editor } = event.detail;
   source = async () => ({ [editor.file()]: editor.getText() });
@@ -33,6 +47,7 @@ toggle.addEventListener("click", async () => {
   if (!section.hidden && !cameraSelect.options.length) {
     const cameras = await api("/api/v1/cameras").catch(() => []);
     for (const camera of cameras) cameraSelect.append(el("option", { value: camera.id }, camera.name || camera.id));
+    preselect();
   }
   if (!section.hidden) document.getElementById("bt-path").focus();
 });

@@ -165,9 +165,11 @@ document.getElementById("delete").addEventListener("click", async () => {
 });
 if (!can("admin")) for (const id of ["save", "delete"]) document.getElementById(id).disabled = true;
 
-// "Test this change": the rule file as it would read with the zone or line as drawn (unsaved).
-document.dispatchEvent(new CustomEvent("safewatch:backtest-source", {
+// "Test this change": the rule file as it would read with the zone or line as drawn (unsaved),
+// on footage of the camera drawn on (said again whenever the camera changes).
+const backtestSource = () => document.dispatchEvent(new CustomEvent("safewatch:backtest-source", {
   detail: {
+    camera: () => cameraSelect.value,
     files: async () => {
       const id = idInput.value.trim();
       const zone = current.kind === "zone";
@@ -181,4 +183,6 @@ document.dispatchEvent(new CustomEvent("safewatch:backtest-source", {
     },
   },
 }));
+backtestSource();
+cameraSelect.addEventListener("change", backtestSource);
 if (cameras.length) loadCamera();
