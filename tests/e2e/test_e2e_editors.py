@@ -89,3 +89,21 @@ def test_test_this_change_is_on_the_camera_drawn_on(site: dict[str, Any]) -> Non
     assert page.input_value("#bt-camera") == "dock"
     page.select_option("#camera", "yard")
     assert page.input_value("#bt-camera") == "yard"
+
+
+def test_keeping_an_unsaved_edit_keeps_its_file_chosen(site: dict[str, Any]) -> None:
+    """Choosing another file, then "Cancel" at "Discard unsaved changes?": the editor kept the
+    edit but the dropdown stayed on the other file, so validate and save sent the edit under
+    that file's name (a save replaced it with the first file's text)."""
+    (site["folder"] / "rules" / "spare.yaml").write_text("version: 1\n# spare\n")
+    page = _page(site, "rules")
+    page.wait_for_function("() => document.getElementById('editor').value.includes('# spare')")
+    assert page.input_value("#file") == "spare.yaml"
+    page.fill("#editor", "version: 1\n# spare, edited\n")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.select_option("#file", "yard.yaml")
+    assert page.input_value("#file") == "spare.yaml"
+    assert page.input_value("#editor") == "version: 1\n# spare, edited\n"
+    with page.expect_request("**/validate") as validated:
+        page.click("#validate")
+    assert validated.value.url.endswith("/api/v1/rules/files/spare.yaml/validate")

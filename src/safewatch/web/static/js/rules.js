@@ -17,6 +17,7 @@ const state = document.getElementById("reload-state");
 for (const name of files) fileSelect.append(el("option", { value: name }, name));
 let saved = "";
 let version = null; // the ETag of the text last loaded or saved
+let loaded = ""; // the file whose text the editor holds (the dropdown names it, too)
 
 function showProblems(result) {
   if (result.ok) {
@@ -39,8 +40,10 @@ function jump(line) {
 
 async function load() {
   if (!fileSelect.value) return;
-  const file = await attempt(() => api(`/api/v1/rules/files/${encodeURIComponent(fileSelect.value)}`));
-  if (file) { editor.value = file.text; saved = file.text; version = file.etag; problems.replaceChildren(); }
+  const name = fileSelect.value;
+  const file = await attempt(() => api(`/api/v1/rules/files/${encodeURIComponent(name)}`));
+  if (file) { editor.value = file.text; saved = file.text; version = file.etag; loaded = name; problems.replaceChildren(); }
+  else if (loaded) fileSelect.value = loaded; // not loaded: the editor still holds that file
 }
 
 async function validate() {
@@ -104,7 +107,9 @@ async function refresh() {
 }
 
 fileSelect.addEventListener("change", () => {
-  if (editor.value !== saved && !confirm("Discard unsaved changes?")) return;
+  // Kept: the dropdown goes back to the file in the editor, since validate, save and "Test this
+  // change" use the dropdown's name (the old file's text was saved under the new file's name).
+  if (editor.value !== saved && !confirm("Discard unsaved changes?")) { fileSelect.value = loaded; return; }
   load();
 });
 document.getElementById("validate").addEventListener("click", validate);
