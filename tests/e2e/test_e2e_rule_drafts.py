@@ -106,6 +106,10 @@ def test_chat_panel_drafts_shows_and_saves(site: dict[str, Any]) -> None:
     )
     written = yaml.safe_load((site["folder"] / "rules" / "drafts.yaml").read_text())
     assert [r["id"] for r in written["rules"]] == ["drop-zone-dwell"]
+    # "Rules in force" lists it now (it was read again only on the editor's own saves)
+    page.wait_for_function(
+        "() => document.getElementById('rule-table').textContent.includes('drop-zone-dwell')"
+    )
     records, _ = site["dashboard"].auth.audit_records(action="rules.draft_saved")
     assert records[0].actor == "operator"
 

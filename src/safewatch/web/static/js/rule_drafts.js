@@ -18,9 +18,12 @@ function diffView(diff) {
   }));
 }
 
-/** Reload the editor's text when it shows the file just saved (and has no unsaved edits). */
+/** After a draft is saved: the page's "Rules in force" (the saved rule is in force now), and the
+ * editor's text when it shows the file just saved (and has no unsaved edits). */
 async function refreshEditor(editor, file, before) {
-  if (!editor || editor.file() !== file || editor.getText() !== before) return;
+  if (!editor) return;
+  editor.refresh?.();
+  if (editor.file() !== file || editor.getText() !== before) return;
   await editor.reload(); // the text and its version (ETag), so the editor's next save is not stale
 }
 

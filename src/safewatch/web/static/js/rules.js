@@ -2,7 +2,9 @@
 //
 // Extension point (issue 8, natural-language rule builder): after the page is ready this module
 // dispatches "safewatch:rules-ready" on document with detail.editor = {getText(), setText(text),
-// validate(), save(), file(), reload()}; a panel module fills #rules-side-panel and un-hides it.
+// validate(), save(), file(), reload(), refresh()} (refresh: read the rules in force and the
+// reload state again, after a change made elsewhere); a panel module fills #rules-side-panel and
+// un-hides it.
 //
 // A save sends the version the text was loaded as (If-Match: the file's ETag): if another admin
 // (or a rule switch, a zone drawn, a draft saved) changed the file meanwhile, the server answers
@@ -133,7 +135,7 @@ await load();
 await refresh();
 document.dispatchEvent(new CustomEvent("safewatch:rules-ready", {
   detail: {
-    editor: { getText: () => editor.value, setText: (text) => { editor.value = text; }, validate, save, file: () => fileSelect.value, reload: load },
+    editor: { getText: () => editor.value, setText: (text) => { editor.value = text; }, validate, save, file: () => fileSelect.value, reload: load, refresh },
     files,
     panel: document.getElementById("rules-side-panel"),
   },
