@@ -123,11 +123,19 @@ class IncidentDetailOut(BaseModel):
     allowed: list[str] = Field(description="Statuses the incident may move to now.")
 
 
+NOTE_MAX_LENGTH = 4000
+"""Longest note, on its own or with a decision: the incident page has one note box (maxlength
+4000) for both, and a decision whose note passed 2000 was refused (422) with the note box still
+accepting it. Stored in the chain entry's ``detail`` (a ``Text`` column, no length limit)."""
+
+
 class TransitionIn(_In):
     """An operator's decision."""
 
     status: Literal["acknowledged", "resolved", "false_positive"]
-    note: str | None = Field(None, max_length=2000, description="Why; kept in the timeline.")
+    note: str | None = Field(
+        None, max_length=NOTE_MAX_LENGTH, description="Why; kept in the timeline."
+    )
 
 
 class BulkTransitionIn(_In):
@@ -139,7 +147,9 @@ class BulkTransitionIn(_In):
         description="Incident ids (each 1-64 of A-Z a-z 0-9 _ -); repeats count once.",
     )
     status: Literal["acknowledged", "resolved", "false_positive"]
-    note: str | None = Field(None, max_length=2000, description="Why; kept in each timeline.")
+    note: str | None = Field(
+        None, max_length=NOTE_MAX_LENGTH, description="Why; kept in each timeline."
+    )
     take_open: bool = Field(
         True,
         description=(
@@ -171,7 +181,7 @@ class NoteIn(_In):
     # The repository's own check as well as the pattern: str.strip() also removes \x1c-\x1f,
     # which the JSON-schema \S accepts; the store's ValueError would otherwise be a 500.
     text: Annotated[str, AfterValidator(check_note)] = Field(
-        min_length=1, max_length=4000, pattern=r"\S"
+        min_length=1, max_length=NOTE_MAX_LENGTH, pattern=r"\S"
     )
 
 

@@ -109,6 +109,42 @@ def test_lifecycle_and_notes_land_in_the_timeline(
     assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
 
 
+def test_a_decision_takes_as_long_a_note_as_the_note_box(
+    site: tuple[Dashboard, SiteStorage], operator: tuple[TestClient, str]
+) -> None:
+    """The incident page's one note box takes 4000 characters and /notes accepts them, but a
+    decision sent with that note was refused (422) past 2000."""
+    _, storage = site
+    client, csrf = operator
+    headers = {"X-CSRF-Token": csrf}
+    storage.repository.upsert(found := incident(1))
+    storage.repository.upsert(other := incident(2))
+    note = "checked the whole area; " * 166 + "ok" * 8  # 4000 characters
+    assert len(note) == 4000
+    done = client.post(
+        f"/api/v1/incidents/{found.id}/transition",
+        json={"status": "acknowledged", "note": note},
+        headers=headers,
+    )
+    assert done.status_code == 200, done.text
+    timeline = client.get(f"/api/v1/incidents/{found.id}").json()["timeline"]
+    assert timeline[-1]["summary"].endswith(note)
+    bulk = client.post(
+        "/api/v1/incidents/transitions",
+        json={"ids": [other.id], "status": "acknowledged", "note": note},
+        headers=headers,
+    )
+    assert bulk.status_code == 200 and bulk.json()["changed"], bulk.text
+    for path, body in (
+        (f"/api/v1/incidents/{found.id}/transition", {"status": "resolved"}),
+        ("/api/v1/incidents/transitions", {"ids": [other.id], "status": "resolved"}),
+        (f"/api/v1/incidents/{found.id}/notes", {}),
+    ):
+        field = "text" if path.endswith("/notes") else "note"
+        longer = client.post(path, json={**body, field: note + "!"}, headers=headers)
+        assert longer.status_code == 422, (path, longer.text)
+
+
 def test_bulk_transition_changes_each_records_each_and_audits_the_decision(
     site: tuple[Dashboard, SiteStorage], operator: tuple[TestClient, str]
 ) -> None:
