@@ -107,3 +107,43 @@ def test_keeping_an_unsaved_edit_keeps_its_file_chosen(site: dict[str, Any]) -> 
     with page.expect_request("**/validate") as validated:
         page.click("#validate")
     assert validated.value.url.endswith("/api/v1/rules/files/spare.yaml/validate")
+
+
+def test_a_backtest_still_is_asked_for_by_its_whole_name(site: dict[str, Any]) -> None:
+    """The still's URL was its file name pasted in: a "#" in it cut the name there (the rest was
+    the URL's fragment). The backtest's answers are stood in for (no video is analysed): what is
+    checked is the URL the page builds from the result document."""
+    page = _page(site, "rules")
+    page.wait_for_function("() => document.getElementById('editor').value")
+    still = "evidence/yard/2026-01-02/step #1 100%?.jpg"
+    side = {
+        "rule": "no-entry-drop-zone", "start_offset_s": 1.0, "end_offset_s": 2.0,
+        "duration_s": 1.0, "track_ids": [1], "still": still,
+    }  # fmt: skip
+    removed = {"change": "only_baseline", "rule": side["rule"], "baseline": side, "proposal": None}
+    result = {
+        "summary": {"proposal": []},
+        "differences": {"proposal": [removed]},
+        "reviewed": {},
+    }
+    answers = {
+        "/api/v1/backtests": {"id": "job-1"},
+        "/api/v1/audit-jobs/job-1": {"state": "done", "progress": 1, "frames_done": 1},
+        "/api/v1/backtests/job-1/result": result,
+    }
+    page.route(
+        "**/api/v1/{backtests,audit-jobs/job-1,backtests/job-1/result}",
+        lambda route: route.fulfill(json=answers[route.request.url.split(site["base"])[1]]),
+    )
+    asked: list[str] = []
+    page.route(
+        "**/api/v1/backtests/job-1/files/**",
+        lambda route: asked.append(route.request.url) or route.fulfill(status=404),
+    )
+    page.click("#test-change")
+    page.fill("#bt-path", "/archive/yard.mp4")
+    page.click("#bt-run")
+    page.locator("#bt-result img.bt-still").wait_for(state="attached")
+    page.wait_for_function("() => document.querySelector('#bt-result img.bt-still').complete")
+    name = "evidence/yard/2026-01-02/step%20%231%20100%25%3F.jpg"
+    assert asked == [f"{site['base']}/api/v1/backtests/job-1/files/{name}"]

@@ -52,12 +52,16 @@ toggle.addEventListener("click", async () => {
   if (!section.hidden) document.getElementById("bt-path").focus();
 });
 
+/** A relative file name (evidence/camera/...) as a URL path: each segment encoded, the slashes
+ * kept, so a "#", "?" or "%" in a name is part of the name, not the URL's fragment or query. */
+const pathOf = (relative) => relative.split("/").map(encodeURIComponent).join("/");
+
 function side(jobId, incident) {
   if (!incident) return el("td", {}, "—");
   const span = `${incident.start_offset_s.toFixed(1)}–${incident.end_offset_s === null ? "…" : incident.end_offset_s.toFixed(1)} s`;
   return el("td", {},
     el("div", {}, `${span} (${incident.duration_s === null ? "open" : fmtDuration(incident.duration_s)}), tracks ${incident.track_ids.join(", ")}`),
-    incident.still ? el("img", { src: `/api/v1/backtests/${jobId}/files/${incident.still}`, alt: `Still of ${incident.rule} at ${incident.start_offset_s.toFixed(1)} s`, loading: "lazy", class: "bt-still" }) : null);
+    incident.still ? el("img", { src: `/api/v1/backtests/${encodeURIComponent(jobId)}/files/${pathOf(incident.still)}`, alt: `Still of ${incident.rule} at ${incident.start_offset_s.toFixed(1)} s`, loading: "lazy", class: "bt-still" }) : null);
 }
 
 function render(jobId, doc) {
