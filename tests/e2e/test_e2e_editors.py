@@ -10,13 +10,14 @@ process; the site has the cameras ``yard`` and ``dock`` (disabled) and no camera
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from api_support import PASSWORD, RULES, add_users, make_dashboard, served_app
-from e2e_support import chromium, log_in, need_chromium, new_tab
+from api_support import PASSWORD, RULES, add_users, incident, make_dashboard, served_app
+from e2e_support import chromium, log_in, need_chromium, new_tab, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -147,3 +148,35 @@ def test_a_backtest_still_is_asked_for_by_its_whole_name(site: dict[str, Any]) -
     page.wait_for_function("() => document.querySelector('#bt-result img.bt-still').complete")
     name = "evidence/yard/2026-01-02/step%20%231%20100%25%3F.jpg"
     assert asked == [f"{site['base']}/api/v1/backtests/job-1/files/{name}"]
+
+
+def test_analytics_draws_the_newest_filter_when_answers_come_out_of_order(
+    site: dict[str, Any],
+) -> None:
+    """The page's first load (any camera) answers after the load for the yard that replaced it:
+    its charts and total were drawn last, under the yard filter. The test holds the first
+    load's answers until the second is drawn."""
+    repository = site["dashboard"].storage.repository
+    now = time.time()
+    for n, camera in enumerate(("yard", "yard", "dock")):
+        repository.upsert(incident(100 + n, camera=camera, started=now - 3600 * (n + 1)))
+    page = new_tab(site["browser"], 30_000)
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        if "camera=yard" in route.request.url:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(lambda url: "/api/v1/stats?" in url, hold)
+    log_in(page, f"{site['base']}/analytics", "viewer", PASSWORD, "**/analytics")
+    # Playwright runs the route's handler only while the test is inside one of its calls
+    wait_until(lambda: page.wait_for_timeout(50) or len(held) == 8, 20, "the first load")
+    page.select_option("#f-camera", "yard")
+    page.wait_for_function("() => document.getElementById('total').dataset.answered === '1'")
+    assert page.inner_text("#total") == "2 incidents in the period"
+    for route in held:
+        route.continue_()
+    page.wait_for_function("() => document.getElementById('total').dataset.answered === '2'")
+    assert page.inner_text("#total") == "2 incidents in the period"

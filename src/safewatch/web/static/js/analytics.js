@@ -25,7 +25,23 @@ async function stats(q, ...by) {
   return api(`/api/v1/stats?${params}`);
 }
 
+// Only the answers to the newest load are drawn (as on the incident page): loads overlap when
+// the filters change faster than the server answers, and an older one finishing last put the
+// charts of the filter before back under the new filter. `total`'s data-answered counts the
+// loads that finished, drawn or not (tests wait on it).
+let newest = 0;
+const total = document.getElementById("total");
+
 async function load() {
+  const mine = ++newest;
+  try {
+    await draw(mine);
+  } finally {
+    total.dataset.answered = String(+(total.dataset.answered || 0) + 1);
+  }
+}
+
+async function draw(mine) {
   const days = +period.value;
   const until = Date.now() / 1000;
   const since = until - days * 86400;
@@ -35,7 +51,7 @@ async function load() {
     stats(q, unit), stats(q, "hour"), stats(q, "camera"), stats(q, "rule"), stats(q, "kind"),
     stats(q, "severity"), stats(q, "status"), stats(filter(since - days * 86400, since), "camera"),
   ]));
-  if (!results) return;
+  if (!results || mine !== newest) return;
   const [time, hours, cams, rules, kinds, sevs, statuses, previous] = results;
   // Each bar is labelled by its own bucket's start (a local midnight or hour of the site).
   const axis = timeAxis(time.buckets, since, until, unit);
@@ -49,7 +65,7 @@ async function load() {
   bars(document.getElementById("c-kind"), kinds.buckets.map((b) => [b.kind, b.count]));
   bars(document.getElementById("c-severity"), sevs.buckets.map((b) => [b.severity, b.count]));
   bars(document.getElementById("c-status"), statuses.buckets.map((b) => [b.status.replace("_", " "), b.count]));
-  document.getElementById("total").textContent = `${time.total} incidents in the period`;
+  total.textContent = `${time.total} incidents in the period`;
   const before = previous.total;
   const change = before ? Math.round(((time.total - before) / before) * 100) : null;
   document.getElementById("trend").textContent = change === null
