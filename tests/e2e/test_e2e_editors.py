@@ -180,3 +180,23 @@ def test_analytics_draws_the_newest_filter_when_answers_come_out_of_order(
         route.continue_()
     page.wait_for_function("() => document.getElementById('total').dataset.answered === '2'")
     assert page.inner_text("#total") == "2 incidents in the period"
+
+
+def test_an_incident_of_a_removed_camera_shows_its_camera_in_the_picker(
+    site: dict[str, Any],
+) -> None:
+    """The recording's camera picker lists the site's cameras; the incident's camera, removed
+    from the site since, was not among them, so the picker showed the yard as selected while
+    the page showed the removed camera's footage (none here)."""
+    found = incident(200, camera="gone", started=time.time() - 600)
+    site["dashboard"].storage.repository.upsert(found)
+    page = _page(site, f"incidents/{found.id}")
+    page.wait_for_function("() => document.getElementById('recording').dataset.camera === 'gone'")
+    assert page.input_value("#recording-camera") == "gone"
+    selected = page.locator("#recording-camera option:checked").inner_text()
+    assert selected == "gone (incident, not in the site now)"
+    page.select_option("#recording-camera", "yard")
+    page.wait_for_function("() => document.getElementById('recording').dataset.camera === 'yard'")
+    page.select_option("#recording-camera", "gone")
+    page.wait_for_function("() => document.getElementById('recording').dataset.camera === 'gone'")
+    assert page.input_value("#recording-camera") == "gone"

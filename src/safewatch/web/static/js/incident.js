@@ -180,9 +180,16 @@ async function recording(at = null) {
   if (admin && cameraList === null) {
     cameraList = (await attempt(() => api("/api/v1/cameras"))) || [];
   }
-  const cameraPick = admin && cameraList.length > 1
+  // A camera removed from the site since the incident is in no list of the site's cameras, yet
+  // its footage may still be on disk: it gets an option of its own (without one the picker
+  // showed the site's first camera as selected while the player had the incident's).
+  const choices = !admin || cameraList.some((c) => c.id === own)
+    ? cameraList
+    : [{ id: own, name: own, removed: true }, ...cameraList];
+  const cameraPick = admin && choices.length > 1
     ? el("select", { id: "recording-camera", "aria-label": "Camera" },
-      ...cameraList.map((c) => el("option", { value: c.id, selected: c.id === shown.camera_id }, c.id === own ? `${c.name} (incident)` : c.name)))
+      ...choices.map((c) => el("option", { value: c.id, selected: c.id === shown.camera_id },
+        c.id === own ? `${c.name} (incident${c.removed ? ", not in the site now" : ""})` : c.name)))
     : null;
   cameraPick?.addEventListener("change", () => {
     const now = document.getElementById("scrub");
