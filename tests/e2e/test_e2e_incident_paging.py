@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from assets import asset
@@ -149,3 +150,30 @@ def test_a_rule_the_site_no_longer_has_still_filters(
     assert "rule=seeded" in page.url
     assert page.evaluate(ROWS) == ids[:50]
     assert page.inner_text("#page-info") == f"1\u201350 of {COUNT}"
+
+
+def test_decisions_on_an_earlier_page_reload_the_page_shown(
+    seeded: tuple[Served, list[str]], page: Any
+) -> None:
+    """Another operator acknowledges ten open incidents of the first page while this one works
+    past it: the page shown moves up with the set (it was left as it was, so `n` then skipped the
+    ten incidents that had moved up onto it)."""
+    served, _ = seeded
+    before = [i["id"] for i in served.incidents(status="open", limit=500)]
+    assert len(before) >= 85
+    page.goto(f"{served.base}/incidents?status=open&group=0&offset=25")
+    page.wait_for_function("() => document.getElementById('incidents').dataset.loaded")
+    assert page.evaluate(ROWS) == before[25:75]
+    decided = httpx.post(
+        f"{served.base}/api/v1/incidents/transitions",
+        json={"ids": before[:10], "status": "acknowledged"},
+        headers=served.headers,
+        timeout=10,
+    )
+    assert decided.status_code == 200 and len(decided.json()["changed"]) == 10
+    page.wait_for_function(f"() => ({ROWS})()[0] === {before[35]!r}")
+    assert page.evaluate(ROWS) == before[35:85]
+    page.locator("#incidents").focus()
+    page.keyboard.press("n")
+    page.wait_for_function(f"() => ({ROWS})()[0] === {before[85]!r}")
+    assert page.evaluate(ROWS) == before[85:135]

@@ -396,16 +396,23 @@ document.addEventListener("keydown", (event) => {
   if (action) { event.preventDefault(); action(); }
 });
 
-// New incidents, or a gap in the feed (shell.js), reload the first page; the selection and the
-// checks are ids, so they hold.
+// New incidents reload the first page; a review decision (anyone's) or a gap in the feed
+// (shell.js) reloads the page shown, whichever it is. The selection and the checks are ids, so
+// they hold. Paging is by offset: a decision on an earlier page takes incidents out of a
+// status-filtered set and the rest move up, so a later page left as it was made `n` skip as
+// many incidents as left; reloaded, the page shows what is at its offset now (the rows that
+// moved up onto the page before are the ones it showed at its top). New incidents move rows
+// down instead (`n` may show one again, never skips one): past the first page they do not
+// reload it, so a flood does not shift the page an operator is working through.
 let refresh = null;
-function refreshFirstPage() {
-  if (offset !== 0) return;
+function refreshSoon() {
   clearTimeout(refresh);
   refresh = setTimeout(load, 1000);
 }
-document.addEventListener("safewatch:incident", refreshFirstPage);
-document.addEventListener("safewatch:resync", refreshFirstPage);
+document.addEventListener("safewatch:incident", (event) => {
+  if (offset === 0 || event.detail?.kind === "status") refreshSoon();
+});
+document.addEventListener("safewatch:resync", refreshSoon);
 
 document.getElementById("tz").textContent = timezone;
 load(true).then(() => table.focus({ preventScroll: true }));
