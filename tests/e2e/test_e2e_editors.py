@@ -1,8 +1,7 @@
-"""The dashboard's editing pages keep what they show and what they send in step, in headless
-Chromium: the Zones page (ids are site-wide; "Test this change" tests the camera drawn on), the
-Rules page (the file chosen is the file edited) and its drafting panel (a saved draft is in the
-rules listed as in force), the incident page of a removed camera, and the Analytics page when
-answers arrive out of order.
+"""The dashboard's pages keep what they show and what they send in step, in headless Chromium:
+the Zones page (ids are site-wide; "Test this change" tests the camera drawn on), the Rules page
+(the file chosen is the file edited; a backtest still is asked for by its whole name), the
+Analytics page when answers arrive out of order, and the incident page of a removed camera.
 
 The app is the dashboard ``safewatch serve`` mounts, served by uvicorn on a free port in this
 process; the site has the cameras ``yard`` and ``dock`` (disabled) and no camera runs.
