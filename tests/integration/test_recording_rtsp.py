@@ -14,6 +14,7 @@ from rtsp_server import RtspCamera
 from serve_support import wait_for
 
 from safewatch.ingest.av_options import build_open_spec
+from safewatch.ingest.backoff import Backoff
 from safewatch.recording import RecordStats, Segment, list_segments, record
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -38,7 +39,7 @@ def test_recording_survives_a_camera_outage(rtsp_camera: RtspCamera, tmp_path: P
             "yard",
             stop=stop,
             segment_seconds=2,
-            retry_seconds=0.5,
+            backoff=Backoff(initial=0.5, cap=2.0),
             on_segment=closed.append,
         )
         result["stats"] = stats

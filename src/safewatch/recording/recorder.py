@@ -51,6 +51,7 @@ from typing import Any, Protocol
 
 import av
 
+from safewatch.ingest.backoff import STABLE_SECONDS, Backoff
 from safewatch.ingest.live_source import AHEAD_LIMIT
 from safewatch.recording.segments import (
     PART_SUFFIX,
@@ -380,7 +381,7 @@ def record(
     stop: threading.Event,
     segment_seconds: float = 60.0,
     clock: Callable[[], float] = time.time,
-    retry_seconds: float = 2.0,
+    backoff: Backoff | None = None,
     reconnect: bool = True,
     on_segment: Callable[[Segment], None] | None = None,
     stats: RecordStats | None = None,
@@ -396,7 +397,10 @@ def record(
         stop: Set to finish the open segment and return.
         segment_seconds: Shortest segment.
         clock: Wall clock (anchors each connection's times at its first keyframe).
-        retry_seconds: Wait before reopening after an error or the end of the stream.
+        backoff: Waits before reopening after an error or the end of the stream; default
+            0.5 s doubling to 30 s with jitter (the analysis side's delays, so a camera that
+            is down is not reopened, nor logged, every 2 s for as long as it is down), started
+            over once a connection has lasted :data:`~safewatch.ingest.backoff.STABLE_SECONDS`.
         reconnect: ``False`` to return at the end of the input (files, tests).
         on_segment: Called with every closed segment (retention, an index).
         stats: Filled as the run goes, for a caller that reports its state while it runs;
@@ -412,11 +416,14 @@ def record(
         if on_segment is not None:
             on_segment(segment)
 
+    backoff = Backoff() if backoff is None else backoff
+    down = 0  # connections in a row that failed: only the first is a warning
     while not stop.is_set():
         stats.connections += 1
         writer: SegmentWriter | None = None
         container: Any = None
         failed = False
+        opened = time.monotonic()
         try:
             container = open_input()
             stream = container.streams.video[0]
@@ -430,13 +437,24 @@ def record(
                         clock=clock,
                         on_close=closed,
                     )
+                    if down:
+                        log.info("recording %s: input back after %d failures", camera_id, down)
+                        down = 0
                 writer.write(packet)
                 stats.writing = writer.packets > 0
         except (av.error.FFmpegError, OSError) as error:
             stats.failures += 1
             stats.error = str(error)
             failed = True
-            log.warning("recording %s: input lost: %s", camera_id, error)
+            down += 1
+            # A camera that stays down fails every attempt: the first says so, the repeats
+            # (the state is in the recorder's status meanwhile) would fill the log.
+            log.log(
+                logging.WARNING if down == 1 else logging.DEBUG,
+                "recording %s: input lost: %s",
+                camera_id,
+                error,
+            )
         finally:
             stats.writing = False
             if writer is not None:
@@ -451,7 +469,11 @@ def record(
                     container.close()
         if not reconnect:
             break
-        stop.wait(retry_seconds)
+        if time.monotonic() - opened >= STABLE_SECONDS:
+            # Only a connection that lasted starts the delays over: one that accepts, sends a
+            # packet and drops is reopened later each time, not every 0.5 s.
+            backoff.reset()
+        stop.wait(backoff.next_delay())
     return stats
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import av
 import pytest
 
 from assets import asset
+from safewatch.ingest.backoff import Backoff
 from safewatch.recording import (
     Protected,
     Segment,
@@ -115,7 +117,7 @@ def test_an_outage_loses_no_segment_and_recording_goes_on(tmp_path: Path) -> Non
         stop=stop,
         segment_seconds=60,
         clock=lambda: T0 if len(opened) == 1 else T0 + 100,  # reconnected 100 s later
-        retry_seconds=0,
+        backoff=Backoff(initial=0.001, cap=0.001),
     )
     assert (stats.connections, stats.failures) == (2, 1)
     segments = list_segments(tmp_path, "yard")
@@ -125,6 +127,41 @@ def test_an_outage_loses_no_segment_and_recording_goes_on(tmp_path: Path) -> Non
     assert cut.end == pytest.approx(T0 + 100 / 24.69, abs=0.1)
     assert decoded_frames(whole.path) == 598
     assert not list(tmp_path.glob("yard/*/*.part.mp4"))
+
+
+class _Attempts(Backoff):
+    """The default delays, noted and not waited; ``stop`` is set after ``limit`` of them."""
+
+    def __init__(self, stop: threading.Event, limit: int) -> None:
+        super().__init__(jitter=0)
+        self.delays: list[float] = []
+        self._stop = stop
+        self._limit = limit
+
+    def next_delay(self) -> float:
+        self.delays.append(super().next_delay())
+        if len(self.delays) == self._limit:
+            self._stop.set()
+        return 0.0
+
+
+def test_a_camera_that_stays_down_is_retried_later_each_time_and_warned_about_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stop = threading.Event()
+    attempts = _Attempts(stop, 6)
+    with caplog.at_level(logging.DEBUG, logger="safewatch.recording.recorder"):
+        stats = record(
+            lambda: av.open("rtsp://127.0.0.1:9/stream", options={"rtsp_transport": "tcp"}),
+            tmp_path,
+            "yard",
+            stop=stop,
+            backoff=attempts,
+        )
+    assert (stats.connections, stats.failures) == (6, 6)
+    assert attempts.delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]  # was 2 s each, forever
+    lost = [r for r in caplog.records if "input lost" in r.getMessage()]
+    assert [r.levelno for r in lost] == [logging.WARNING] + [logging.DEBUG] * 5
 
 
 class _LiveClip:
