@@ -13,6 +13,11 @@ off it returns one shared do-nothing context manager: a global read and a call, 
 ``bus.publish``); attributes carry the camera and rule so a trace viewer can follow one camera's
 staleness chain. :func:`carrier` gives the current span's W3C context for a bus envelope, and
 ``span(..., parent=envelope.trace)`` continues it on the node that reads the envelope.
+
+A collector that is down costs little: the exporter's own warnings (a retry every 1-4 s, a
+dropped batch every ~7 s, in every process) pass at most once a minute per kind
+(:class:`OncePerMinute`), and a process's exit waits at most :data:`SHUTDOWN_SECONDS` for the
+last spans (:func:`shutdown`), not the SDK's 30 s at-exit flush.
 """
 
 from __future__ import annotations
@@ -20,14 +25,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from safewatch.config.tracing import TracingConfig
 
 __all__ = [
+    "SHUTDOWN_SECONDS",
     "TRACE_ENV",
+    "OncePerMinute",
     "carrier",
     "configure",
     "configure_site",
@@ -45,7 +53,60 @@ TRACE_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 RATIO_ENV = "OTEL_TRACES_SAMPLER_ARG"
 """The standard variable for the sampler's ratio (read when no ratio is passed)."""
 
+SHUTDOWN_SECONDS = 2.0
+"""Longest wait for the last spans at a process's exit: a collector that answers takes a
+fraction of it; one that does not would hold the exit up for the exporter's 10 s timeout and
+its retries (30 s by the SDK's own at-exit flush)."""
+
 AttributeValue = str | bool | int | float
+
+
+class OncePerMinute(logging.Filter):
+    """Let one record per (logger, level, message template) through per ``seconds``.
+
+    Put on the OpenTelemetry exporter's and batch processor's loggers: with the collector
+    down, every process logged a warning every 1-4 s and an error every ~7 s for as long as it
+    was down. The next record let through says how many like it were held back.
+
+    Args:
+        seconds: Shortest time between two records of one kind.
+        clock: Monotonic seconds (tests pass their own).
+    """
+
+    def __init__(self, seconds: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._seconds = seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, int, object], float] = {}
+        self._held: dict[tuple[str, int, object], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """``False`` for a repeat within ``seconds``; else ``True`` (the count held back added)."""
+        kind = (record.name, record.levelno, record.msg)
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(kind)
+            if last is not None and now - last < self._seconds:
+                self._held[kind] = self._held.get(kind, 0) + 1
+                return False
+            self._last[kind] = now
+            held = self._held.pop(kind, 0)
+        if held:
+            record.msg = f"{record.getMessage()} ({held} more like it not logged)"
+            record.args = None
+        return True
+
+
+_EXPORT_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.common.http",
+    "opentelemetry.sdk._shared_internal",
+    "opentelemetry.sdk.trace.export",
+)
+"""Where the SDK (1.45) and its OTLP/HTTP exporter log export failures."""
+
+_QUIET = OncePerMinute()
 
 
 class _NoSpan:
@@ -189,9 +250,14 @@ def configure(
         except ValueError:
             log.warning("%s is not a number; tracing every frame", RATIO_ENV)
             sample_ratio = 1.0
+    for name in _EXPORT_LOGGERS:
+        logging.getLogger(name).addFilter(_QUIET)  # the same filter once: no-op when present
     provider = TracerProvider(
         resource=Resource.create({"service.name": service_name}),
         sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+        # Its at-exit flush waited up to 30 s for a collector that does not answer; the
+        # processes call shutdown() themselves, bounded.
+        shutdown_on_exit=False,
     )
     processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
     provider.add_span_processor(processor)
@@ -200,7 +266,7 @@ def configure(
         _state.provider = provider
         _state.tracer = provider.get_tracer("safewatch")
     if previous is not None:
-        previous.shutdown()
+        _shut(previous, SHUTDOWN_SECONDS)
     return True
 
 
@@ -228,10 +294,24 @@ def _traces_url(endpoint: str | None) -> str | None:
     return base if base.endswith("/v1/traces") else f"{base}/v1/traces"
 
 
-def shutdown() -> None:
-    """Export what is buffered and turn tracing off (at process exit, and between tests)."""
+def shutdown(timeout: float = SHUTDOWN_SECONDS) -> None:
+    """Export what is buffered and turn tracing off (at process exit, and between tests).
+
+    Args:
+        timeout: Longest wait for the export; spans a collector has not taken by then are
+            dropped (the export goes on in a daemon thread, which does not hold the exit up).
+    """
     with _lock:
         provider = _state.provider
         _state.provider = _state.tracer = None
     if provider is not None:
-        provider.shutdown()
+        _shut(provider, timeout)
+
+
+def _shut(provider: Any, timeout: float) -> None:
+    # The SDK's shutdown takes no timeout (its batch processor waits up to 30 s).
+    worker = threading.Thread(target=provider.shutdown, name="tracing-shutdown", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        log.warning("tracing: the collector did not take the last spans in %g s; dropped", timeout)

@@ -194,6 +194,7 @@ def serve(
         report = runner.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        tracing.shutdown()  # the last spans, bounded: no 30 s wait for a collector that is down
     closed = len(report.closed)
     err.print(f"safewatch: stopped in {report.seconds:.1f} s; {closed} open incident(s) closed")
 

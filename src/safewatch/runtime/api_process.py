@@ -392,3 +392,4 @@ def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connecti
         storage.close()
         with contextlib.suppress(OSError):
             connection.close()
+        tracing.shutdown()  # bounded: the server kills an API process that takes too long

@@ -299,6 +299,7 @@ def worker_main(spec: WorkerSpec, connection: Connection) -> None:
         pass  # the server went away
     finally:
         sink.close()
+        tracing.shutdown()  # bounded: the server kills a worker that takes too long to stop
     if not stop.is_set() and final.is_final:
         os._exit(EXIT_FINAL)
 

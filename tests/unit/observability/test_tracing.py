@@ -3,8 +3,11 @@ through the bus envelope into the WebSocket broadcast span of the node that read
 
 from __future__ import annotations
 
+import logging
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -136,3 +139,70 @@ def test_a_recorded_span_keeps_its_times(spans: InMemorySpanExporter) -> None:
     inference = next(s for s in spans.get_finished_spans() if s.name == "inference")
     assert wait.parent is not None and inference.context is not None
     assert wait.parent.span_id == inference.context.span_id
+
+
+def test_the_exporters_repeated_warnings_pass_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    quiet = tracing.OncePerMinute(clock=lambda: now[0])
+    logger = logging.getLogger("test.tracing.exporter")
+    logger.addFilter(quiet)
+    try:
+        with caplog.at_level(logging.WARNING, logger=logger.name):
+            for second in range(0, 120, 2):  # a retry every 2 s for two minutes
+                now[0] = float(second)
+                logger.warning("Transient error %s, retrying in %.2fs.", "refused", 1.5)
+                logger.error("Failed to export %s batch.", "spans")
+    finally:
+        logger.removeFilter(quiet)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "Transient error refused, retrying in 1.50s.",
+        "Failed to export spans batch.",
+        "Transient error refused, retrying in 1.50s. (29 more like it not logged)",
+        "Failed to export spans batch. (29 more like it not logged)",
+    ]
+
+
+@pytest.fixture
+def silent_collector() -> Iterator[str]:
+    """A collector that accepts connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_collector_that_never_answers_holds_the_exit_up_briefly(
+    silent_collector: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert tracing.configure(endpoint=silent_collector, service_name="test", sample_ratio=1.0)
+    exporter_log = logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter")
+    assert tracing._QUIET in exporter_log.filters
+    with tracing.span("inference", {"camera": "a"}):
+        pass
+    started = time.monotonic()
+    tracing.shutdown()  # the SDK's own waited for the exporter's 10 s timeout at least
+    assert time.monotonic() - started < 8.0
+    assert "did not take the last spans" in caplog.text
+
+
+def test_a_process_that_does_not_shut_tracing_down_exits_at_once(silent_collector: str) -> None:
+    code = (
+        "import sys, time\n"
+        "from safewatch import tracing\n"
+        "assert tracing.configure(endpoint=sys.argv[1], sample_ratio=1.0)\n"
+        "with tracing.span('inference'): pass\n"
+        "print(time.monotonic())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, silent_collector],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    # No SDK at-exit flush: it waited up to 30 s for this collector.
+    assert time.monotonic() - float(done.stdout) < 8.0
