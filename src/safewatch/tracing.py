@@ -250,6 +250,12 @@ def configure(
         except ValueError:
             log.warning("%s is not a number; tracing every frame", RATIO_ENV)
             sample_ratio = 1.0
+        if not 0.0 <= sample_ratio <= 1.0:  # NaN too: the sampler raised, and serve with it
+            kept = 0.0 if sample_ratio < 0 else 1.0
+            log.warning(
+                "%s=%g is not a ratio from 0 to 1; tracing with %g", RATIO_ENV, sample_ratio, kept
+            )
+            sample_ratio = kept
     for name in _EXPORT_LOGGERS:
         logging.getLogger(name).addFilter(_QUIET)  # the same filter once: no-op when present
     provider = TracerProvider(

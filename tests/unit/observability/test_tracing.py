@@ -206,3 +206,19 @@ def test_a_process_that_does_not_shut_tracing_down_exits_at_once(silent_collecto
     assert done.returncode == 0, done.stderr
     # No SDK at-exit flush: it waited up to 30 s for this collector.
     assert time.monotonic() - float(done.stdout) < 8.0
+
+
+@pytest.mark.parametrize(("value", "kept"), [("5", 1.0), ("-0.5", 0.0), ("nan", 1.0)])
+def test_a_sampler_ratio_out_of_range_is_a_warning_not_a_crash(
+    value: str, kept: float, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    monkeypatch.setenv(tracing.RATIO_ENV, value)
+    try:
+        assert tracing.configure(exporter=InMemorySpanExporter(), batch=False)
+        sampler = tracing._state.provider.sampler
+        assert f"TraceIdRatioBased{{{kept}}}" in sampler.get_description()
+    finally:
+        tracing.shutdown()
+    assert f"{tracing.RATIO_ENV}={value} is not a ratio from 0 to 1" in caplog.text
