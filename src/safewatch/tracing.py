@@ -172,7 +172,56 @@ def span(
         from opentelemetry.propagate import extract
 
         context = extract(dict(parent))
-    return tracer.start_as_current_span(name, context=context, attributes=attributes)
+    return _Redacting(
+        tracer.start_as_current_span(
+            name,
+            context=context,
+            attributes=attributes,
+            # The SDK's own put str(exc) and the traceback in the span as they were: a camera
+            # URL's password, a token, went to the collector past the log's redaction.
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+    )
+
+
+class _Redacting:
+    """A span's context manager that records an exception with its secrets masked."""
+
+    __slots__ = ("_manager", "_span")
+
+    def __init__(self, manager: Any) -> None:
+        self._manager = manager
+        self._span: Any = None
+
+    def __enter__(self) -> Any:
+        self._span = self._manager.__enter__()
+        return self._span
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: Any
+    ) -> Any:
+        # Exception only, as the SDK: GeneratorExit, KeyboardInterrupt are no span's error.
+        if isinstance(error, Exception) and self._span.is_recording():
+            _record_error(self._span, error)
+        return self._manager.__exit__(kind, error, tb)
+
+
+def _record_error(current: Any, error: Exception) -> None:
+    import traceback
+
+    from opentelemetry.trace import Status, StatusCode
+
+    from safewatch.config.secrets import redact_secrets
+
+    message = redact_secrets(str(error))
+    stack = redact_secrets("".join(traceback.format_exception(error)))
+    current.record_exception(
+        error,
+        attributes={"exception.message": message, "exception.stacktrace": stack},
+        escaped=True,
+    )
+    current.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {message}"))
 
 
 def record(

@@ -222,3 +222,29 @@ def test_a_sampler_ratio_out_of_range_is_a_warning_not_a_crash(
     finally:
         tracing.shutdown()
     assert f"{tracing.RATIO_ENV}={value} is not a ratio from 0 to 1" in caplog.text
+
+
+def test_a_spans_error_is_recorded_with_its_secrets_masked(spans: InMemorySpanExporter) -> None:
+    from opentelemetry.trace import StatusCode
+
+    from safewatch.config.secrets import SECRETS
+
+    SECRETS.add(["tok-0123456789abcdef"])  # the conftest forgets it after the test
+    with (
+        pytest.raises(OSError, match="s3cretpass"),  # the exception itself is left alone
+        tracing.span("decode", {"camera": "yard"}),
+        tracing.span("open"),
+    ):
+        raise OSError("cannot open rtsp://admin:s3cretpass@10.0.0.1/ with tok-0123456789abcdef")
+    finished = spans.get_finished_spans()
+    assert [s.name for s in finished] == ["open", "decode"]
+    for done in finished:  # the outer span sees the same exception: masked there too
+        assert done.status.status_code is StatusCode.ERROR
+        assert done.status.description == "OSError: cannot open rtsp://***:***@10.0.0.1/ with ***"
+        [event] = done.events
+        attributes = dict(event.attributes or {})
+        assert attributes["exception.message"] == "cannot open rtsp://***:***@10.0.0.1/ with ***"
+        assert attributes["exception.type"] == "OSError"
+        assert "Traceback" in str(attributes["exception.stacktrace"])
+        text = repr((done.status.description, attributes))
+        assert "s3cretpass" not in text and "0123456789abcdef" not in text
