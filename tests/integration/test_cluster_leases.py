@@ -188,6 +188,28 @@ def test_claim_renew_expire_and_epochs(
     assert ownership.check_one_owner_at_a_time() == 4
 
 
+def test_a_members_counters_are_at_zero_before_their_first_event(
+    engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
+) -> None:
+    """increase() reads nothing of a series born at 1 by its first event: each alertable
+    counter exists at 0 once the member has joined (the fence's once it holds the camera)."""
+    name, camera = "zero-counters", "cam-zero"
+    expected = [
+        ("safewatch_cluster_takeovers_total", {"analyzer": name}),
+        ("safewatch_cluster_round_failures_total", {"analyzer": name}),
+        *(
+            ("safewatch_cluster_releases_total", {"analyzer": name, "reason": reason})
+            for reason in ("rebalance", "drain", "removed", "lost")
+        ),
+        ("safewatch_cluster_fenced_writes_total", {"camera": camera}),
+    ]
+    member = join(members, engine, ownership, name, [camera])
+    wait_for(lambda: member.owned() == {camera}, SETTLE, "the member owns its camera")
+    assert [REGISTRY.get_sample_value(metric, labels) for metric, labels in expected] == [
+        0.0
+    ] * len(expected)
+
+
 def test_balance_within_one_after_join_and_leave(
     engine: Engine, ownership: OwnershipLog, members: dict[str, ClusterMember]
 ) -> None:

@@ -58,9 +58,11 @@ from safewatch.cluster.fencing import EpochFence
 from safewatch.cluster.metrics import (
     CAMERAS_OWNED,
     CAMERAS_UNPLACED,
+    FENCED_WRITES,
     RELEASES,
     ROUND_FAILURES,
     TAKEOVERS,
+    start_at_zero,
 )
 from safewatch.cluster.placement import Analyzer, plan
 from safewatch.cluster.takeover import (
@@ -246,6 +248,7 @@ class ClusterMember:
         if self._threads:
             raise RuntimeError("cluster member already started")
         self._check_id_free()
+        start_at_zero(self.analyzer_id)  # increase() sees the first takeover, release, failure
         self._stopping.clear()
         self._calls = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"cluster-listener-{self.analyzer_id}"
@@ -677,6 +680,9 @@ class ClusterMember:
         """Hold a claimed camera and have it started (under the lock)."""
         self._held[camera] = _Held(epoch, started + self.lease_seconds - self.margin)
         CAMERAS_OWNED.labels(analyzer=self.analyzer_id).set(len(self._held))
+        # At 0 while held: the write a stale owner makes after losing it is then an increase
+        # (a series born at 1 by that write was invisible to increase() and its alert).
+        FENCED_WRITES.labels(camera=camera)
         if found is not None:
             TAKEOVERS.labels(analyzer=self.analyzer_id).inc()
             self.fence.taken_over(camera, found.closed_incidents)

@@ -14,8 +14,10 @@ __all__ = [
     "CAMERAS_UNPLACED",
     "FENCED_WRITES",
     "RELEASES",
+    "RELEASE_REASONS",
     "ROUND_FAILURES",
     "TAKEOVERS",
+    "start_at_zero",
 ]
 
 FENCED_WRITES = Counter(
@@ -51,3 +53,19 @@ ROUND_FAILURES = Counter(
     "Membership rounds (heartbeat, renew, claim) that failed, mostly an unreachable database.",
     ["analyzer"],
 )
+
+RELEASE_REASONS = ("rebalance", "drain", "removed", "lost")
+"""The ``reason`` label values of :data:`RELEASES`."""
+
+
+def start_at_zero(analyzer_id: str) -> None:
+    """Create this analyzer's counter series at 0 (when it joins).
+
+    A series created by its first ``inc()`` appears at 1, and ``increase()`` (which needs two
+    samples of a series) reads that first takeover, release or failed round as nothing: an alert
+    on it never fired for the first burst.
+    """
+    TAKEOVERS.labels(analyzer=analyzer_id)
+    ROUND_FAILURES.labels(analyzer=analyzer_id)
+    for reason in RELEASE_REASONS:
+        RELEASES.labels(analyzer=analyzer_id, reason=reason)

@@ -30,13 +30,17 @@ from safewatch.api.health import METRICS_CONTENT_TYPE
 from safewatch.recording.service import RecordingState
 from safewatch.runtime.ppe_coverage import ItemCoverage
 
-__all__ = ["CONTENT_TYPE", "CameraStatus", "RuntimeMetrics", "RuntimeSnapshot"]
+__all__ = ["CONTENT_TYPE", "ERROR_STAGES", "CameraStatus", "RuntimeMetrics", "RuntimeSnapshot"]
 
 CONTENT_TYPE = METRICS_CONTENT_TYPE
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 _AGE_BUCKETS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+
+ERROR_STAGES = ("inference", "rules", "storage", "inference-thread", "rules-thread")
+"""The stages of ``safewatch_runtime_errors_total`` (a thread that died and was restarted is
+``<name>-thread``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +141,10 @@ class RuntimeMetrics:
             ["stage"],
             registry=self.registry,
         )
+        # At 0 from the start: increase() over a series that appears at its first failure
+        # (already 1) reads 0, and the alert on that failure never fired.
+        for stage in ERROR_STAGES:
+            self.errors.labels(stage=stage)
         self.incidents = Counter(
             "safewatch_incident_changes",
             "Incidents stored, by change (opened, updated, closed).",

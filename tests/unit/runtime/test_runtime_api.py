@@ -181,6 +181,13 @@ def test_metrics_are_prometheus_text_with_camera_series() -> None:
     assert "process_resident_memory_bytes" in text  # the server's own, from the default registry
 
 
+def test_each_runtime_error_stage_is_at_zero_before_its_first_error() -> None:
+    # increase() reads nothing of a series born at 1 by its first failure
+    registry = RuntimeMetrics().registry
+    for stage in ("inference", "rules", "storage", "inference-thread", "rules-thread"):
+        assert registry.get_sample_value("safewatch_runtime_errors_total", {"stage": stage}) == 0
+
+
 def test_a_camera_that_should_record_and_does_not_is_a_warning_not_a_failure() -> None:
     """The analysis still protects people there, so the camera stays ready; but footage that
     operators count on is not being kept, which only a log line said (and nothing at all for
