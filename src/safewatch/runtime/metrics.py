@@ -169,6 +169,12 @@ class RuntimeMetrics:
         )
         for reason in ("exited", "hung"):
             self.api_restarts.labels(reason=reason)
+        self.site_reload_failing = Gauge(
+            "safewatch_site_reload_failing",
+            "1 while the site file on disk is refused (invalid, or a model that cannot load) "
+            "and the previous configuration runs.",
+            registry=self.registry,
+        )
         self.inference_alive = Gauge(
             "safewatch_inference_worker_up",
             "1 while the inference thread runs and has looped recently.",

@@ -85,9 +85,9 @@ class RuntimeStatus:
         stopping: threading.Event,
     ) -> None:
         self.parts = RuntimeParts()
-        self.site_health = ComponentHealth(ok=True, message="not loaded yet")
         self._mailbox = mailbox
         self._metrics = metrics
+        self.site_health = ComponentHealth(ok=True, message="not loaded yet")
         self._mode = mode
         self._stopping = stopping
         self._started = time.monotonic()
@@ -154,6 +154,19 @@ class RuntimeStatus:
             now=time.time(),
         )
 
+    @property
+    def site_health(self) -> ComponentHealth:
+        """The last load of the site file: not ok while an edit is refused (the previous
+        configuration runs)."""
+        return self._site_health
+
+    @site_health.setter
+    def site_health(self, health: ComponentHealth) -> None:
+        self._site_health = health
+        # A refused reload was visible only under "site" in /readyz, whose status stayed
+        # "ready": nothing alerted while the edit someone made did not apply.
+        self._metrics.site_reload_failing.set(0 if health.ok else 1)
+
     def observe(self) -> None:
         """Take a snapshot for the slow-analysis window (the service calls this every second)."""
         snap = self.snapshot()
@@ -208,6 +221,8 @@ class RuntimeStatus:
         state = overall(cameras, (database, inference, rules), stopping=self._stopping.is_set())
         if state == "ready" and holder is not None and holder.status.dropped:
             state = "degraded"  # rules gone that no admin acknowledged (RuleSetHolder.acknowledge)
+        if state == "ready" and not self.site_health.ok:
+            state = "degraded"  # the site file on disk is refused; the previous one runs
         cluster = None if self.cluster_health is None else self.cluster_health()
         if state == "ready" and cluster is not None and not cluster.ok:
             state = "degraded"  # a dead or failing member, or a camera no analyzer may run

@@ -1,4 +1,5 @@
-"""/readyz under ``serve --cluster``: the member's health degrades readiness with its reason."""
+"""/readyz under ``serve --cluster``: the member's health degrades readiness with its reason; so
+does a refused site file, anywhere."""
 
 from __future__ import annotations
 
@@ -30,3 +31,23 @@ def test_a_failing_cluster_member_degrades_readiness(monkeypatch: pytest.MonkeyP
     ready = status.readiness()
     assert ready.status == "degraded"
     assert ready.cluster is not None and "cam-x" in ready.cluster.message
+
+
+def test_a_refused_site_file_degrades_readiness_and_raises_its_gauge(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    metrics = RuntimeMetrics()
+    status = RuntimeStatus(FrameMailbox(), metrics, "thread", WatchdogConfig(), threading.Event())
+    monkeypatch.setattr(status, "_database_health", lambda: OK)
+    monkeypatch.setattr(status, "_thread_health", lambda _worker, _now: OK)
+
+    def failing() -> float | None:
+        return metrics.registry.get_sample_value("safewatch_site_reload_failing")
+
+    assert (status.readiness().status, failing()) == ("ready", 0)
+    status.site_health = ComponentHealth(ok=False, message="site file refused, previous one runs")
+    ready = status.readiness()
+    assert (ready.status, failing()) == ("degraded", 1)  # was "ready", and no metric said so
+    assert not ready.site.ok
+    status.site_health = ComponentHealth(ok=True, message="reloaded")
+    assert (status.readiness().status, failing()) == ("ready", 0)

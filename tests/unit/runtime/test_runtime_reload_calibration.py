@@ -136,6 +136,8 @@ def test_a_reload_that_removes_a_calibration_running_rules_need_is_refused(
     health = service.status.site_health
     assert not health.ok
     assert "calibration of camera 'yard' (rules yard-speed) is removed" in health.message
+    registry = service.runtime_metrics.registry
+    assert registry.get_sample_value("safewatch_site_reload_failing") == 1
     # The previous site runs: the rule keeps measuring, its incident stays open.
     assert service.site.config.cameras["yard"].calibration is not None
     assert _phases(engine.evaluate(_frame("yard", 5))) == [("yard", "yard-speed", Phase.ONGOING)]
