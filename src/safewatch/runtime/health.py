@@ -38,7 +38,7 @@ from safewatch.api.health import (
     ReadyState,
     stale_after,
 )
-from safewatch.runtime.metrics import CameraStatus
+from safewatch.runtime.metrics import FINISHED_WORKERS, CameraStatus
 
 __all__ = [
     "UNWATCHED",
@@ -247,7 +247,7 @@ def overall(
         return "stopping"
     if not all(component.ok for component in components):
         return "not_ready"
-    live = [c for c in cameras.values() if c.worker not in ("ended", "stopped")]
+    live = [c for c in cameras.values() if c.worker not in FINISHED_WORKERS]
     if all(c.ready for c in live) and not any(c.warnings for c in live):
         return "ready"
     return "degraded"

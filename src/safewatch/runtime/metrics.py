@@ -30,13 +30,24 @@ from safewatch.api.health import METRICS_CONTENT_TYPE
 from safewatch.recording.service import RecordingState
 from safewatch.runtime.ppe_coverage import ItemCoverage
 
-__all__ = ["CONTENT_TYPE", "ERROR_STAGES", "CameraStatus", "RuntimeMetrics", "RuntimeSnapshot"]
+__all__ = [
+    "CONTENT_TYPE",
+    "ERROR_STAGES",
+    "FINISHED_WORKERS",
+    "CameraStatus",
+    "RuntimeMetrics",
+    "RuntimeSnapshot",
+]
 
 CONTENT_TYPE = METRICS_CONTENT_TYPE
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 _AGE_BUCKETS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+
+FINISHED_WORKERS = ("ended", "stopped")
+"""Worker states of a camera that is done on purpose (a file camera without ``loop`` played to
+its end, a camera being stopped): ``/readyz`` leaves it out, and so do the camera-down series."""
 
 ERROR_STAGES = ("inference", "rules", "storage", "inference-thread", "rules-thread")
 """The stages of ``safewatch_runtime_errors_total`` (a thread that died and was restarted is
@@ -284,15 +295,19 @@ class _SnapshotCollector(Collector):
             decode_fps.add_metric(c, cam.decode_fps)
             analysed_fps.add_metric(c, cam.analysed_fps)
             target_fps.add_metric(c, cam.fps_target)
-            up.add_metric(c, 1.0 if cam.source_state == "streaming" else 0.0)
             state.add_metric([cam.camera_id, cam.source_state], 1.0)
-            for stage, at in (
-                ("decoded", cam.last_decoded_at),
-                ("inferred", cam.last_inferred_at),
-                ("evaluated", cam.last_evaluated_at),
-            ):
-                if at is not None:
-                    since.add_metric([cam.camera_id, stage], max(0.0, snap.now - at))
+            if cam.worker_state not in FINISHED_WORKERS:
+                # An ended file camera kept camera_up 0 and a growing seconds_since_frame for
+                # good: SafewatchCameraDown and SafewatchCameraStale fired forever for a camera
+                # that is done, as /readyz (which leaves it out) says.
+                up.add_metric(c, 1.0 if cam.source_state == "streaming" else 0.0)
+                for stage, at in (
+                    ("decoded", cam.last_decoded_at),
+                    ("inferred", cam.last_inferred_at),
+                    ("evaluated", cam.last_evaluated_at),
+                ):
+                    if at is not None:
+                        since.add_metric([cam.camera_id, stage], max(0.0, snap.now - at))
             if cam.memory_bytes is not None and cam.worker_state == "running":
                 memory.add_metric([f"decode:{cam.camera_id}"], cam.memory_bytes)
             if cam.recording is not None:

@@ -181,6 +181,21 @@ def test_metrics_are_prometheus_text_with_camera_series() -> None:
     assert "process_resident_memory_bytes" in text  # the server's own, from the default registry
 
 
+def test_a_file_camera_that_ended_has_no_camera_down_series() -> None:
+    """/readyz leaves an ended camera out; its up 0 and growing seconds since frame fired
+    SafewatchCameraDown and SafewatchCameraStale for good."""
+    ended = status("clip", worker_state="ended", source_state="ended", message="end of file")
+    services = FakeServices([status("yard"), ended])
+    text = client(services).get("/metrics").text
+    assert 'safewatch_camera_up{camera="yard"} 1.0' in text
+    assert 'safewatch_camera_seconds_since_frame{camera="yard",stage="decoded"}' in text
+    assert 'safewatch_camera_up{camera="clip"}' not in text
+    assert 'safewatch_camera_seconds_since_frame{camera="clip"' not in text
+    assert 'safewatch_camera_decoded_frames_total{camera="clip"} 250.0' in text  # what it did
+    assert 'safewatch_camera_state{camera="clip",state="ended"} 1.0' in text
+    assert services.readiness().status == "ready"
+
+
 def test_each_runtime_error_stage_is_at_zero_before_its_first_error() -> None:
     # increase() reads nothing of a series born at 1 by its first failure
     registry = RuntimeMetrics().registry
