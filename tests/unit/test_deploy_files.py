@@ -465,6 +465,63 @@ def test_every_charted_metric_exists_in_the_code() -> None:
     assert sorted(set(used) - declared) == []
 
 
+def test_a_panel_of_a_plain_metric_names_each_of_its_series_apart() -> None:
+    """A panel that charts a metric as it is draws one line per label set: a legend that names
+    only some labels showed three lines called "yard" (the stages of seconds since frame)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from safewatch.runtime.metrics import CameraStatus, RuntimeMetrics, RuntimeSnapshot
+
+    now = 1_800_000_000.0
+    camera = CameraStatus(
+        camera_id="yard",
+        name="Yard",
+        worker_state="running",
+        source_state="streaming",
+        message="",
+        pid=1,
+        incarnation=1,
+        restarts=0,
+        fps_target=5.0,
+        decoded=1,
+        sampled=1,
+        reconnects=0,
+        bad_packets=0,
+        source_dropped=0,
+        mailbox_dropped=0,
+        torn_dropped=0,
+        stale_dropped=0,
+        inferred=1,
+        motion_skipped=0,
+        analysed=1,
+        decode_fps=5.0,
+        analysed_fps=5.0,
+        last_decoded_at=now,
+        last_inferred_at=now,
+        last_evaluated_at=now,
+        memory_bytes=1,
+    )
+    metrics = RuntimeMetrics()
+    metrics.watch(lambda: RuntimeSnapshot([camera], 0, 0, 1, now))
+    labels: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for found in family.samples:
+            labels.setdefault(found.name, set()).update(found.labels)
+    dashboard = json.loads((DEPLOY / "grafana" / "safewatch.json").read_text())
+    plain = [
+        (p["title"], t)
+        for p in dashboard["panels"]
+        for t in p["targets"]
+        if re.fullmatch(r"safewatch_[a-z0-9_]+", t["expr"])
+    ]
+    assert len(plain) >= 4  # the scan finds what it must
+    for title, target in plain:
+        missing = {
+            n for n in labels[target["expr"]] if f"{{{{{n}}}}}" not in target["legendFormat"]
+        }
+        assert not missing, f"{title!r}: the legend does not name {sorted(missing)}"
+
+
 def test_the_prometheus_config_scrapes_both_roles_and_loads_the_rules() -> None:
     config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
