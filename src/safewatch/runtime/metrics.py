@@ -45,6 +45,9 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5,
 _AGE_BUCKETS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 
+_FRAME_AGE_LABELS = ("camera", "stage")
+_PPE_LABELS = ("camera", "item", "state")
+
 FINISHED_WORKERS = ("ended", "stopped")
 """Worker states of a camera that is done on purpose (a file camera without ``loop`` played to
 its end, a camera being stopped): ``/readyz`` leaves it out, and so do the camera-down series."""
@@ -129,7 +132,7 @@ class RuntimeMetrics:
             "safewatch_frame_age_seconds",
             "Age of a frame (since its decode worker published it) when inference picks it up "
             "and when its rules have been evaluated.",
-            ["camera", "stage"],
+            _FRAME_AGE_LABELS,
             buckets=_AGE_BUCKETS,
             registry=self.registry,
         )
@@ -168,7 +171,7 @@ class RuntimeMetrics:
             "(present, absent, unknown). (present + absent) / all is the share of "
             "person-seconds whose PPE could be checked; unknown is a person seen but not "
             "verified; PPE-only subjects are not counted (docs/ppe.md).",
-            ["camera", "item", "state"],
+            _PPE_LABELS,
             registry=self.registry,
         )
         self.api_restarts = Counter(
@@ -191,6 +194,28 @@ class RuntimeMetrics:
             "1 while the inference thread runs and has looped recently.",
             registry=self.registry,
         )
+
+    def forget_camera(self, camera_id: str) -> None:
+        """Remove a stopped camera's series of the instruments labelled by camera.
+
+        The collector's series end with the camera by themselves (it is no longer in the
+        snapshot); these lived on, a removed camera's frame ages and person-seconds exported
+        forever (and, under ``serve --cluster``, those of every camera this node ever held). A
+        camera stopped for a reconfiguration starts them again from 0, which ``rate()`` takes
+        as a reset.
+        """
+        for metric, names in (
+            (self.frame_age, _FRAME_AGE_LABELS),
+            (self.ppe_person_seconds, _PPE_LABELS),
+        ):
+            found = {
+                tuple(sample.labels[name] for name in names)
+                for family in metric.collect()
+                for sample in family.samples
+                if sample.labels.get("camera") == camera_id
+            }
+            for values in found:
+                metric.remove(*values)
 
     def watch(self, snapshot: Callable[[], RuntimeSnapshot]) -> None:
         """Register the collector that reads ``snapshot()`` at every scrape."""

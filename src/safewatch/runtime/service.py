@@ -631,6 +631,7 @@ class RuntimeService:
                     self._recorder.flush(10.0)
         self.live.forget(camera_id)
         self._front.camera_gone(camera_id)
+        self.runtime_metrics.forget_camera(camera_id)  # after the rules stage finished with it
 
     def _drop_run(self, rules: RulesWorker, camera_id: str) -> None:
         """Have the rules stage forget a lost camera's run, waiting as long as that takes.
