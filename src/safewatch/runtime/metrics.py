@@ -191,7 +191,8 @@ class RuntimeMetrics:
         )
         self.inference_alive = Gauge(
             "safewatch_inference_worker_up",
-            "1 while the inference thread runs and has looped recently.",
+            "1 while the inference and rules threads run and have looped recently; 0 when "
+            "either died or hangs (/healthz is hung and says which).",
             registry=self.registry,
         )
 

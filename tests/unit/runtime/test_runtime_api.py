@@ -196,6 +196,25 @@ def test_a_file_camera_that_ended_has_no_camera_down_series() -> None:
     assert services.readiness().status == "ready"
 
 
+def test_every_metric_of_the_server_is_documented() -> None:
+    """docs/serve.md's metrics table missed bad packets, PPE person-seconds and the inference
+    worker's up gauge."""
+    from pathlib import Path
+
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "serve.md").read_text()
+    registry = FakeServices([status("yard")]).metrics_registry.registry  # this server's own
+    exported = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        if family.name.startswith("safewatch_") and not family.name.endswith("_created")
+    }
+    assert len(exported) >= 20  # the scan finds what it must
+    assert sorted(name for name in exported if f"`{name}`" not in doc) == []
+
+
 def test_each_runtime_error_stage_is_at_zero_before_its_first_error() -> None:
     # increase() reads nothing of a series born at 1 by its first failure
     registry = RuntimeMetrics().registry
