@@ -102,6 +102,7 @@ class ProximityMonitor:
         self.zones = zones
         self._pairs: dict[tuple[int, int], Samples] = {}
         self._machine_at: tuple[int, int] = (-1, -1)
+        self._pixels_of: tuple[int, int] | None = None  # frame size of the pixel histories
         self._machine_edges: PolygonEdges | None = None
         self._warned_horizon = False
 
@@ -217,6 +218,13 @@ class ProximityMonitor:
         """:meth:`gaps` as plain tuples (observe needs no objects for the pairs it drops)."""
         at = tracked.timestamp
         g = geometry_of(tracked, geometry)
+        if self.plane.calibration is None and (g.width, g.height) != self._pixels_of:
+            # Pixel distances of frames of another size do not compare: a camera switched from
+            # 1920x1080 to 960x540 keeps its track ids (the tracker rescales), and one pair's
+            # distance halving in a frame would read as a hazard closing in on someone who
+            # stands still. Metres on a calibrated floor are the same at any size.
+            self._pairs.clear()
+            self._pixels_of = (g.width, g.height)
         measured = self._distances(g)
         gaps: list[tuple[int, int, float, float | None]] = []
         if measured is not None:

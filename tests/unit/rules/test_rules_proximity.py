@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -200,6 +201,25 @@ def test_a_pair_missed_for_one_frame_of_a_slow_camera_keeps_its_closing_speed() 
         gaps = monitor.gaps(frame(t, tracks), 1000.0)
         closing.append(gaps[0].closing if gaps else None)
     assert closing[4] == pytest.approx(20.0)  # from the history kept through the miss
+
+
+def test_a_resolution_change_is_no_closing_speed_in_pixels() -> None:
+    """A camera switched to half its resolution keeps its track ids (the tracker rescales), so a
+    worker standing 120 px from a parked forklift became 60 px from it in one frame: a closing
+    speed of tens of px/s and a false "approaching" incident."""
+    monitor = ProximityMonitor(_rule(max_distance="150px", approaching="30px/s"), Plane())
+    messages = []
+    for i in range(20):
+        t, s = i / FPS, (1.0 if i < 10 else 0.5)
+        tracks = [
+            Track(1, "person", (960 * s, 800 * s, 1000 * s, 900 * s), 0.9),
+            Track(2, "forklift", (800 * s, 660 * s, 1200 * s, 780 * s), 0.9),
+        ]
+        tracked = dataclasses.replace(
+            frame(t, tracks), width=round(1920 * s), height=round(1080 * s)
+        )
+        messages += [o.message for o in monitor.observe(tracked)]
+    assert messages == []
 
 
 def test_approaching_ignores_jitter() -> None:
