@@ -348,6 +348,16 @@ def _check_quantised(
             best_fp32 = max(best_fp32, float(reference.raw([image]).scores.max(initial=0.0)))
     except ModelError as exc:
         raise ModelError(f"{what} failed its check, so nothing was written: {exc}") from exc
+    floor = min([config.confidence, *config.label_confidence.values()])
+    if best_fp32 < floor:
+        # Frames in which the fp32 model sees nothing give noise-level scores (0.0002-0.03 on
+        # grey or noise frames) whose ratio means nothing either way: say what is wrong with
+        # the frames instead of judging the copy on them.
+        raise ModelError(
+            f"{what} cannot be checked, so nothing was written: the fp32 model finds nothing "
+            f"in the calibration frames (best class score {best_fp32:.3f}, below its lowest "
+            f"threshold {floor:g}); calibrate on frames that show what it detects"
+        )
     if best < best_fp32 / 2:
         advice = (
             "quantise without --all-operators"

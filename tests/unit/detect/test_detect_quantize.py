@@ -233,6 +233,15 @@ def test_a_copy_whose_scores_collapsed_is_refused(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_frames_the_model_sees_nothing_in_are_refused_not_judged(tmp_path: Path) -> None:
+    """On noise frames fp32 and int8 best scores are both noise (0.013 against 0.031 was refused
+    as a collapse): frames that show nothing the model detects cannot check a copy."""
+    noise = np.random.default_rng(7).integers(0, 256, (2, 352, 640, 3), dtype=np.uint8)
+    with pytest.raises(ModelError, match=r"finds nothing in the calibration frames"):
+        quantize_model(asset("models/yolox_nano_coco.onnx"), tmp_path / "int8.onnx", list(noise))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_out_is_never_the_model_itself_and_replaces_a_file_only_with_force(tmp_path: Path) -> None:
     """-o overwrote whatever it named, the fp32 source included."""
     source = tmp_path / "yolox.onnx"
