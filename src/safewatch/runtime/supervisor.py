@@ -263,9 +263,10 @@ class Supervisor:
             plans = dict(self._plans)
             plans.pop(camera_id, None)
             self._plans = plans
+            if handle is not None:  # under the lock: a launch under way sees it (_launch)
+                handle.state = WorkerState.STOPPED
         if handle is None:
             return
-        handle.state = WorkerState.STOPPED
         self._stop_worker(handle, timeout)
         self._mailbox.discard(camera_id)
         if self._on_camera_stopped is not None:
@@ -348,6 +349,8 @@ class Supervisor:
     def _launch(self, handle: _Handle) -> None:
         spec = handle.spec
         with self._lock:
+            if self._stopped(handle):  # removed since the monitor found its restart due
+                return
             incarnation = handle.incarnation = next(self._incarnations)
             handle.state = WorkerState.STARTING
             handle.source_state = SourceState.CONNECTING
@@ -388,8 +391,29 @@ class Supervisor:
         # Only a started worker is visible to the monitor: one seen before it started would
         # look dead, be "restarted", and leave the first one running unsupervised.
         with self._lock:
-            handle.worker = worker
+            orphan = self._stopped(handle)
+            if not orphan:
+                handle.worker = worker
+        if orphan:
+            # The camera was removed (a reload, stop_camera) or the supervisor stopped while
+            # this worker spawned: they stopped the handle's previous, dead worker, and this
+            # one would run on unsupervised, holding its RTSP session and its ring until exit.
+            log.info("camera %s: stopped while its worker started; stopping it", spec.camera_id)
+            worker.stop(self._stop_timeout())
+            self._retired.append(worker)
+            with self._lock:
+                ring, handle.ring = handle.ring, None  # only this worker's (reset above)
+            if ring is not None:
+                self._rings.retire(ring)
+            return
         log.info("camera %s: worker %d started (pid %s)", spec.camera_id, incarnation, worker.pid)
+
+    def _stopped(self, handle: _Handle) -> bool:
+        """Whether ``handle`` was stopped or replaced (call with the lock held)."""
+        return (
+            handle.state is WorkerState.STOPPED
+            or self._handles.get(handle.spec.camera_id) is not handle
+        )
 
     def _stop_worker(self, handle: _Handle, timeout: float | None) -> None:
         worker = handle.worker
@@ -441,8 +465,15 @@ class Supervisor:
         for handle in handles:
             worker = handle.worker
             if handle.state is WorkerState.BACKOFF:
-                if handle.next_start is not None and now >= handle.next_start:
-                    handle.restarts += 1
+                with self._lock:  # a reload may have removed it since the snapshot
+                    due = (
+                        handle.state is WorkerState.BACKOFF
+                        and handle.next_start is not None
+                        and now >= handle.next_start
+                    )
+                    if due:
+                        handle.restarts += 1
+                if due:
                     self._launch(handle)
                 continue
             if worker is None or handle.state not in (WorkerState.STARTING, WorkerState.RUNNING):
@@ -605,12 +636,17 @@ class Supervisor:
             return
         if isinstance(message, RingCreated):
             self._rings.announce(message.ring)
-            if current:
-                if handle.ring is not None:
-                    self._rings.retire(handle.ring)
-                handle.ring = message.ring.name
-            else:
+            with self._lock:
+                # A stopped handle's worker is on its way out (one that started after the stop
+                # is stopped by _launch, which retires the handle's ring under this lock).
+                keep = current and handle.state is not WorkerState.STOPPED
+                previous = handle.ring
+                if keep:
+                    handle.ring = message.ring.name
+            if not keep:
                 self._rings.retire(message.ring.name)
+            elif previous is not None:
+                self._rings.retire(previous)
             return
         if isinstance(message, SourceReport) and current:
             change = message.change

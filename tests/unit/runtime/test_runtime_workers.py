@@ -365,3 +365,71 @@ def test_no_worker_is_mistaken_for_dead_while_it_starts(
     assert [s.restarts for s in r.supervisor.statuses()] == [0, 0]
     r.supervisor.stop(timeout=5.0)
     wait_for(lambda: not [t for t in threading.enumerate() if t.name.startswith("decode")])
+
+
+class HeldStart:
+    """Holds every worker start after :meth:`arm` until :meth:`release`: the spawn of a restart
+    (tens of ms, seconds on a loaded host) made as long as a test needs."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.starting, self.started = threading.Event(), threading.Event()
+        self._go, self._armed = threading.Event(), False
+        original = ThreadWorker.start
+
+        def start(worker: ThreadWorker) -> None:
+            if self._armed:
+                self.starting.set()
+                self._go.wait(30)
+            original(worker)
+            if self._armed:
+                self.started.set()
+
+        monkeypatch.setattr(ThreadWorker, "start", start)
+
+    def arm(self) -> None:
+        self._armed = True
+
+    def release(self) -> None:
+        self._go.set()
+
+
+def decode_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("decode")]
+
+
+def test_a_camera_removed_while_its_worker_restarts_leaves_no_worker_running(
+    clip: Path, running: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The monitor restarts a crashed worker; a reload removes the camera while the new one
+    spawns. The removal stopped the old, dead worker and the new one ran on unsupervised (with
+    its RTSP session and shared-memory ring) until the server exited."""
+    held = HeldStart(monkeypatch)
+    r = running("thread")
+    r.supervisor.apply({"cam": spec("cam", clip)})
+    wait_for(lambda: r.state("cam") is WorkerState.RUNNING)
+    held.arm()
+    r.supervisor.restart_camera("cam")
+    assert held.starting.wait(10), "the monitor is starting the new worker"
+    r.supervisor.apply({})
+    held.release()
+    assert held.started.wait(10)
+    wait_for(lambda: not decode_threads())
+    assert r.supervisor.camera_ids() == [] and "cam" not in r.supervisor.plans()
+
+
+def test_a_supervisor_stopped_while_a_worker_restarts_leaves_no_worker_running(
+    clip: Path, running: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = HeldStart(monkeypatch)
+    r = running("thread")
+    r.supervisor.apply({"cam": spec("cam", clip)})
+    wait_for(lambda: r.state("cam") is WorkerState.RUNNING)
+    held.arm()
+    r.supervisor.restart_camera("cam")
+    assert held.starting.wait(10)
+    stopping = threading.Thread(target=r.supervisor.stop, args=(5.0,))
+    stopping.start()
+    wait_for(lambda: r.state("cam") is WorkerState.STOPPED)
+    held.release()
+    stopping.join(30)
+    wait_for(lambda: not decode_threads())
