@@ -130,6 +130,7 @@ class RuntimeService:
         self._ownership = CameraOwnership(options.cluster)
         self.site_listeners: list[Callable[[LoadedSite], None]] = []
         self._mode: DecodeMode = options.decode or site.config.runtime.decode
+        self._runtime = site.config.runtime  # as started: a reload applies none of it
         self._detectors = DetectorPool({}, detector_factory)
         self._overlap_detectors = DetectorPool({}, detector_factory)  # site_specs.overlap_models
         self._overlap_lane = False  # runtime.inference.overlap as it was at start
@@ -570,7 +571,9 @@ class RuntimeService:
 
     def _specs(self, site: LoadedSite) -> dict[str, WorkerSpec]:
         """The decode workers wanted now: the site's enabled cameras this process owns."""
-        return self._ownership.select(worker_specs(site, self._decode_log_level()))
+        return self._ownership.select(
+            worker_specs(site, self._decode_log_level(), runtime=self._runtime)
+        )
 
     # -- status ------------------------------------------------------------------------------
 

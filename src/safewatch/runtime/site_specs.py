@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from safewatch.config.loader import LoadedSite
+from safewatch.config.runtime import RuntimeConfig
 from safewatch.config.site import CalibrationConfig, ModelConfig, SiteConfig
 from safewatch.pipeline.stages import resolved_models, side_by_side_models
 from safewatch.runtime.camera_worker import WorkerSpec
@@ -26,10 +27,21 @@ IO_TIMEOUT = 5.0
 
 
 def worker_specs(
-    site: LoadedSite, decode_log_level: int = logging.WARNING
+    site: LoadedSite,
+    decode_log_level: int = logging.WARNING,
+    runtime: RuntimeConfig | None = None,
 ) -> dict[str, WorkerSpec]:
-    """The decode worker of every enabled camera of the site."""
-    runtime = site.config.runtime
+    """The decode worker of every enabled camera of the site.
+
+    Args:
+        site: The loaded site file.
+        decode_log_level: Logging level of the decode processes.
+        runtime: The ``runtime`` block the server runs with (the site's by default). The
+            server passes the one it started with: the block applies after a restart, and one
+            taken from a reloaded file changed every camera's spec, so editing a watchdog time
+            restarted every camera (closing its incidents) while the log said it did not apply.
+    """
+    runtime = site.config.runtime if runtime is None else runtime
     watchdog = runtime.watchdog
     # Reconnect attempts must come often enough to count as progress for the watchdog.
     slack = watchdog.progress_seconds - watchdog.stall_seconds - IO_TIMEOUT

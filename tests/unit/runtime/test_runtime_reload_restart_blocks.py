@@ -52,3 +52,50 @@ def test_a_changed_cluster_block_is_reported_as_applying_after_a_restart(
     with caplog.at_level(logging.WARNING, logger="safewatch.runtime.service"):
         assert service.reload_site() is not None
     assert not [r for r in caplog.records if "'cluster' block" in r.getMessage()]
+
+
+class _Recording(_Supervisor):
+    def __init__(self) -> None:
+        self.applied: list[dict[str, WorkerSpec]] = []
+
+    def apply(self, specs: Mapping[str, WorkerSpec], restart: Collection[str] = ()) -> ReloadPlan:
+        self.applied.append(dict(specs))
+        return super().apply(specs, restart)
+
+
+def _service(path: Path) -> tuple[RuntimeService, _Recording]:
+    for model in ("model.onnx", "ppe.onnx"):  # the reload resolves them (a fake detects)
+        (path.parent / model).write_bytes(b"")
+    service = RuntimeService(
+        load_site(path),
+        ServeOptions(rules=path.parent / "rules", http=False),
+        detector_factory=lambda *_: RecordingDetector(),
+    )
+    supervisor = _Recording()
+    service._supervisor = supervisor  # type: ignore[assignment]
+    return service, supervisor
+
+
+def test_a_changed_runtime_block_restarts_no_camera(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The workers' specs took the motion gate, watchdog times and ring slots from the
+    reloaded file: any edit of ``runtime`` restarted every camera (closing its incidents) while
+    the log said the block applies after a restart. The specs keep the block the server
+    started with."""
+    path = write_site(tmp_path)
+    service, supervisor = _service(path)
+    started = service._specs(service.site)
+    site = yaml.safe_load(path.read_text())
+    site["runtime"] = {
+        "motion": {"threshold": 0.05},
+        "watchdog": {"stall_seconds": 20, "freeze_seconds": 30, "progress_seconds": 90},
+        "ring_slots": 8,
+    }
+    path.write_text(yaml.safe_dump(site))
+    with caplog.at_level(logging.WARNING, logger="safewatch.runtime.service"):
+        assert service.reload_site() is not None
+    assert service.site.config.runtime.ring_slots == 8  # the file was taken
+    assert supervisor.applied == [started]  # and no camera's worker changed
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "site reload: the 'runtime' block changed; it applies after a restart" in warnings
