@@ -30,7 +30,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -90,6 +90,8 @@ class WorkerSpec:
         stats_interval: Seconds between :class:`StatsReport` heartbeats.
         io_timeout: Seconds a network read may block.
         log_level: Logging level of a worker process.
+        name: The camera's display name, for status pages. Not the worker's: it takes no part
+            in comparing specs, so a reload that renames a camera does not restart it.
     """
 
     camera_id: str
@@ -103,6 +105,7 @@ class WorkerSpec:
     stats_interval: float = 0.25
     io_timeout: float = 5.0
     log_level: int = logging.WARNING
+    name: str | None = field(default=None, compare=False)
 
 
 def build_camera_source(

@@ -26,6 +26,20 @@ IO_TIMEOUT = 5.0
 """Seconds a decode worker's open or read may block."""
 
 
+_NOT_THE_WORKERS: dict[str, object] = {
+    "recording": None,  # the recorder's (RecordingService.apply)
+    "calibration": None,  # the rule engine's (ReloadingEngine.offer_calibrations)
+    "name": None,  # display only; the spec's own name, not compared (WorkerSpec.name)
+    "privacy": None,  # read per picture from the site in force (RuntimeService._privacy_for)
+    "live_url": None,  # the dashboard's (HttpFront.site_changed)
+    "labels": {},  # the cluster member's (ClusterOwner._site_changed)
+}
+"""Camera fields the decode worker never reads, left out of its spec: a reload that edits only
+these must not restart the camera, which closed its open incidents ("camera restarted: its
+settings changed") and reset its tracks. What the worker or its inference plan read (source,
+fps, models, tiling, rtsp_transport, loop, realtime) still restarts it."""
+
+
 def worker_specs(
     site: LoadedSite,
     decode_log_level: int = logging.WARNING,
@@ -49,10 +63,7 @@ def worker_specs(
     return {
         key: WorkerSpec(
             camera_id=key,
-            # the recording block is the recorder's (RecordingService.apply) and the calibration
-            # the rule engine's (ReloadingEngine.offer_calibrations): editing either must not
-            # restart the camera's analysis
-            camera=camera.model_copy(update={"recording": None, "calibration": None}),
+            camera=camera.model_copy(update=_NOT_THE_WORKERS),
             base_dir=site.base_dir,
             motion=runtime.motion,
             stall_seconds=watchdog.stall_seconds,
@@ -61,6 +72,7 @@ def worker_specs(
             ring_slots=runtime.ring_slots,
             io_timeout=IO_TIMEOUT,
             log_level=decode_log_level,
+            name=camera.name,
         )
         for key, camera in site.config.cameras.items()
         if camera.enabled

@@ -238,6 +238,11 @@ class Supervisor:
                 if key in current and (current[key] != specs[key] or key in restart)
             )
             unchanged = tuple(key for key in specs if key in current and key not in changed)
+            with self._lock:
+                for key in unchanged:  # equal for the worker; its display name may be new
+                    handle = self._handles.get(key)
+                    if handle is not None:
+                        handle.spec = specs[key]
             for key in removed:
                 self.stop_camera(key)
             for key in changed:
@@ -688,7 +693,7 @@ class Supervisor:
         worker = handle.worker
         return WorkerStatus(
             camera_id=spec.camera_id,
-            name=spec.camera.name or spec.camera_id,
+            name=spec.name or spec.camera_id,
             state=handle.state,
             source_state=str(handle.source_state),
             message=handle.message,

@@ -99,3 +99,30 @@ def test_a_changed_runtime_block_restarts_no_camera(
     assert supervisor.applied == [started]  # and no camera's worker changed
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "site reload: the 'runtime' block changed; it applies after a restart" in warnings
+
+
+def test_fields_the_decode_worker_never_reads_restart_no_camera(tmp_path: Path) -> None:
+    """A camera's display name, privacy override, live view URL and cluster labels changed its
+    worker's spec, so a rename restarted the camera, closed its open incidents ("camera
+    restarted: its settings changed") and reset its tracks. The evidence reads the privacy of
+    the site in force per picture, the dashboard the live URL, the cluster member the labels;
+    the name reaches the status pages through the spec without making it differ."""
+    path = write_site(tmp_path)
+    service, supervisor = _service(path)
+    started = service._specs(service.site)
+    site = yaml.safe_load(path.read_text())
+    site["cameras"]["yard"].update(
+        name="Yard 02",
+        privacy={"mode": "off"},
+        live_url="http://media:8889/yard/",
+        labels={"gpu": "true"},
+    )
+    path.write_text(yaml.safe_dump(site))
+    assert service.reload_site() is not None
+    assert supervisor.applied == [started]
+    assert supervisor.applied[0]["yard"].name == "Yard 02"
+    assert service._privacy_for("yard").mode == "off"  # in force from the next picture
+    site["cameras"]["yard"]["fps"] = 2  # what the worker reads still restarts it
+    path.write_text(yaml.safe_dump(site))
+    assert service.reload_site() is not None
+    assert supervisor.applied[1] != started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -184,6 +185,22 @@ def test_reload_touches_only_the_cameras_that_changed(
     assert r.supervisor.camera_ids() == ["a"]
     assert r.stopped == ["b", "b", "c"]
     assert {s.camera_id: s.incarnation for s in r.supervisor.statuses()} == {"a": before["a"]}
+
+
+def test_a_renamed_camera_keeps_its_worker_and_shows_its_new_name(
+    clip: Path, running: Callable[..., Running]
+) -> None:
+    """A display name is no concern of the worker: a rename restarted the camera, which closed
+    its open incidents (``on_camera_stopped``) and reset its tracks."""
+    r = running("thread")
+    r.supervisor.apply({"a": spec("a", clip)})
+    wait_for(lambda: r.state("a") is WorkerState.RUNNING)
+    (before,) = r.supervisor.statuses()
+    assert before.name == "a"
+    plan = r.supervisor.apply({"a": dataclasses.replace(spec("a", clip), name="Gate A")})
+    assert plan.unchanged == ("a",) and r.stopped == []
+    (after,) = r.supervisor.statuses()
+    assert (after.name, after.incarnation) == ("Gate A", before.incarnation)
 
 
 @pytest.mark.slow
