@@ -243,11 +243,13 @@ class RuleSetHolder:
             )
             return self._status
 
-    def reject(self, errors: Sequence[str]) -> ReloadStatus:
+    def reject(self, errors: Sequence[str], unwatched: Sequence[str] | None = None) -> ReloadStatus:
         """Record that the files on disk are invalid; the set in force stays.
 
         Args:
             errors: One line per problem, ``file:line: field: message``.
+            unwatched: Enabled cameras no rule of the set in force runs on, when the caller
+                checked it against a site (a reloaded one, say); ``None`` keeps the last list.
         """
         with self._lock:
             status = self._status
@@ -261,6 +263,7 @@ class RuleSetHolder:
                 errors=tuple(errors),
                 attempts=status.attempts + 1,
                 failures=status.failures + 1,
+                unwatched=status.unwatched if unwatched is None else tuple(unwatched),
             )
             return self._status
 

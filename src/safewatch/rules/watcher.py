@@ -162,7 +162,16 @@ class RuleWatcher:
                     self.holder.status.generation,
                     "\n  ".join(errors),
                 )
-                return self.holder.reject(errors)
+                # The set in force, checked against this watcher's site: a site reload that
+                # renamed or added a camera watches again with the new site, and the rules
+                # naming the old camera are refused; the list made against the old site showed
+                # the new camera ready while no rule ran on it.
+                in_force = self.holder.current().rules
+                status = self.holder.reject(
+                    errors, None if self._site is None else unwatched_cameras(in_force, self._site)
+                )
+                self._tell_unwatched(status)
+                return status
             before = self.holder.current().number
             flagged = set(self.holder.status.dropped)
             unwatched = () if self._site is None else unwatched_cameras(rules, self._site)
@@ -181,13 +190,17 @@ class RuleWatcher:
             if applied and newly:
                 RULES_DROPPED.inc(len(newly))
                 log.warning("rules: %s", status.warnings[0])
-            if status.unwatched != self._unwatched_told:
-                if status.unwatched:
-                    log.warning("rules: %s", status.warnings[-1])
-                elif self._unwatched_told:
-                    log.info("rules: every enabled camera has an enabled rule again")
-                self._unwatched_told = status.unwatched
+            self._tell_unwatched(status)
             return status
+
+    def _tell_unwatched(self, status: ReloadStatus) -> None:
+        """Log the unwatched cameras when they changed."""
+        if status.unwatched != self._unwatched_told:
+            if status.unwatched:
+                log.warning("rules: %s", status.warnings[-1])
+            elif self._unwatched_told:
+                log.info("rules: every enabled camera has an enabled rule again")
+            self._unwatched_told = status.unwatched
 
     def _count_protection(self, rules: RuleSet) -> None:
         if self._site is None:

@@ -201,3 +201,24 @@ def test_rules_of_a_camera_that_left_the_site_are_not_lost_protection(tmp_path: 
     assert RuleWatcher(folder, holder, without_dock).reload().dropped == ()  # then the camera
     # the camera coming back without its rule flags the rule again
     assert RuleWatcher(folder, holder, SITE).reload().dropped == ("dock-cars",)
+
+
+def test_a_refused_reload_checks_the_rules_in_force_against_its_site(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A site reload that renames a camera watches the rules again with the new site; the rules
+    naming the old camera are refused, and the unwatched list made against the old site stayed:
+    the renamed camera, which no rule runs on, showed ready in /readyz."""
+    cars = "  - {id: cars, kind: proximity, cameras: [dock, gate], objects: [vehicle], "
+    cars += "max_distance: 100px}\n"
+    folder = write_rules(tmp_path / "rules", ZONE + YARD + cars)
+    holder = RuleSetHolder(load_rules(folder, SITE))
+    assert RuleWatcher(folder, holder, SITE).reload().unwatched == ()
+    renamed = SITE.model_copy(
+        update={"cameras": {k.replace("yard", "entry"): v for k, v in SITE.cameras.items()}}
+    )
+    caplog.set_level(logging.INFO, "safewatch.rules.watcher")
+    status = RuleWatcher(folder, holder, renamed).reload()
+    assert not status.ok and "yard" in status.errors[0]  # the zone names the old camera
+    assert status.unwatched == ("entry",)
+    assert "no enabled rule runs on camera(s) entry" in caplog.text
