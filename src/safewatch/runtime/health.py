@@ -26,7 +26,8 @@ module fills them from the runtime's state, so the API never imports the runtime
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 from safewatch.api.health import (
     CameraReadiness,
@@ -62,22 +63,31 @@ def _since(now: float, at: float | None) -> float | None:
 class SlowAnalysis:
     """Since when each camera has analysed below ``ratio`` of its target fps.
 
+    The window is measured on a monotonic clock, not on the snapshots' wall-clock ``now``: a
+    step of the system clock (NTP, a suspended VM resumed) made a camera behind for a second
+    "behind for an hour" (not ready at once), or one behind for minutes never so.
+
     Args:
         ratio: Share of the target rate below which a camera counts as behind.
         seconds: How long it must stay behind before :meth:`problem` reports it.
+        clock: Monotonic clock, in seconds.
     """
 
-    def __init__(self, ratio: float, seconds: float) -> None:
+    def __init__(
+        self, ratio: float, seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ratio = ratio
         self.seconds = seconds
+        self._clock = clock
         self._since: dict[str, float] = {}
 
-    def observe(self, cameras: Sequence[CameraStatus], now: float) -> None:
+    def observe(self, cameras: Sequence[CameraStatus]) -> None:
         """Take one snapshot's rates into account (call regularly, e.g. every second).
 
         Only a streaming camera can be behind: one that is connecting, reconnecting or stalled
         has its own state, and its rate restarts from zero when it streams again.
         """
+        now = self._clock()
         behind: set[str] = set()
         for status in cameras:
             streaming = status.worker_state == "running" and status.source_state == "streaming"
@@ -87,8 +97,9 @@ class SlowAnalysis:
         for camera_id in set(self._since) - behind:
             del self._since[camera_id]
 
-    def problem(self, status: CameraStatus, now: float) -> str | None:
+    def problem(self, status: CameraStatus) -> str | None:
         """Why the camera is not ready, if it has been behind for ``seconds``; else ``None``."""
+        now = self._clock()
         since = self._since.get(status.camera_id)
         if since is None or now - since < self.seconds:
             return None
@@ -189,7 +200,7 @@ def camera_readiness(
     rule watches it (a camera that streams into no rule protects nobody); with ``ppe_check``,
     warnings for PPE items checked for too little of the people's time."""
     evaluated = _since(now, status.last_evaluated_at)
-    behind = None if slow is None else slow.problem(status, now)
+    behind = None if slow is None else slow.problem(status)
     problems = [p for p in (behind, UNWATCHED if unwatched else None) if p is not None]
     ready = (
         status.worker_state == "running"

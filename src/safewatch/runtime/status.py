@@ -170,7 +170,7 @@ class RuntimeStatus:
     def observe(self) -> None:
         """Take a snapshot for the slow-analysis window (the service calls this every second)."""
         snap = self.snapshot()
-        self._slow.observe(snap.cameras, snap.now)
+        self._slow.observe(snap.cameras)
 
     def liveness(self) -> Liveness:
         """``alive`` unless a core thread is dead or hung (see :mod:`safewatch.runtime.health`)."""

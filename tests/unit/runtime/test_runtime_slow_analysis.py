@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 
 import pytest
 
+from safewatch.config.runtime import WatchdogConfig
+from safewatch.ingest.state import SourceInfo, SourceStats
 from safewatch.runtime.health import SlowAnalysis, camera_readiness
-from safewatch.runtime.metrics import CameraStatus
+from safewatch.runtime.mailbox import FrameMailbox
+from safewatch.runtime.metrics import CameraStatus, RuntimeMetrics
+from safewatch.runtime.status import RuntimeParts, RuntimeStatus
+from safewatch.runtime.supervisor import WorkerState, WorkerStatus
 
 T0 = 1_700_000_000.0
 
@@ -20,10 +27,22 @@ STREAMING = CameraStatus(
 )  # fmt: skip
 
 
-def feed(watch: SlowAnalysis, rates: list[float], source: str = "streaming") -> None:
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def feed(watch: SlowAnalysis, clock: Clock, rates: list[float], source: str = "streaming") -> None:
+    start = clock.now
     for second, rate in enumerate(rates):
+        clock.now = start + second
         status = replace(STREAMING, analysed_fps=rate, source_state=source)
-        watch.observe([status], T0 + second)
+        watch.observe([status])
 
 
 @pytest.mark.parametrize(
@@ -36,8 +55,9 @@ def feed(watch: SlowAnalysis, rates: list[float], source: str = "streaming") -> 
     ],
 )
 def test_behind_only_after_the_whole_window(rates: list[float], behind: bool) -> None:
-    watch = SlowAnalysis(0.8, 30.0)
-    feed(watch, rates)
+    clock = Clock()
+    watch = SlowAnalysis(0.8, 30.0, clock)
+    feed(watch, clock, rates)
     now = T0 + len(rates) - 1
     status = replace(STREAMING, analysed_fps=rates[-1], last_evaluated_at=now)
     readiness = camera_readiness(status, now, watch)
@@ -50,17 +70,51 @@ def test_behind_only_after_the_whole_window(rates: list[float], behind: bool) ->
 
 
 def test_a_reconnecting_camera_is_not_behind() -> None:
-    watch = SlowAnalysis(0.8, 5.0)
-    feed(watch, [0.0] * 10, source="reconnecting")
-    assert watch.problem(STREAMING, T0 + 9) is None
+    clock = Clock()
+    watch = SlowAnalysis(0.8, 5.0, clock)
+    feed(watch, clock, [0.0] * 10, source="reconnecting")
+    assert watch.problem(STREAMING) is None
 
 
 def test_the_reason_tells_a_slow_camera_from_slow_analysis() -> None:
-    watch = SlowAnalysis(0.8, 5.0)
+    clock = Clock()
+    watch = SlowAnalysis(0.8, 5.0, clock)
     starved = replace(STREAMING, decode_fps=2.0, analysed_fps=2.0, mailbox_dropped=0)
     for second in range(6):
-        watch.observe([starved], T0 + second)
-    problem = watch.problem(starved, T0 + 5)
+        clock.now = 1000.0 + second
+        watch.observe([starved])
+    problem = watch.problem(starved)
     assert problem is not None
     assert problem.endswith("0 frame(s) dropped waiting for analysis: the camera itself delivers "
                             "too few frames")  # fmt: skip
+
+
+class _Supervisor:
+    """One camera that streams (and nothing analyses it: it is behind)."""
+
+    def statuses(self) -> list[WorkerStatus]:
+        return [
+            WorkerStatus(
+                camera_id="yard", name="yard", state=WorkerState.RUNNING,
+                source_state="streaming", message="", pid=None, incarnation=1, restarts=0,
+                fps_target=5.0, stats=SourceStats(), info=SourceInfo(64, 48, 5.0),
+                decode_fps=5.0, last_frame_at=None, memory_bytes=None,
+            )
+        ]  # fmt: skip
+
+
+def test_a_step_of_the_wall_clock_does_not_make_a_camera_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The window was measured on the snapshots' wall-clock time: the system clock stepping an
+    hour ahead (NTP, a VM resumed) made a camera behind for a second "behind for 3600 s", not
+    ready at once (and one stepping back kept a camera behind for minutes ready)."""
+    status = RuntimeStatus(
+        FrameMailbox(), RuntimeMetrics(), "thread", WatchdogConfig(), threading.Event()
+    )
+    status.parts = RuntimeParts(_Supervisor())  # type: ignore[arg-type]
+    status.observe()  # behind from now on
+    wall = time.time()
+    monkeypatch.setattr(time, "time", lambda: wall + 3600.0)
+    yard = status.readiness().cameras["yard"]
+    assert yard.problems == [], yard.problems
