@@ -194,6 +194,7 @@ class Supervisor:
         self._handles: dict[str, _Handle] = {}
         self._plans: dict[str, CameraPlan] = {}
         self._links: dict[Connection, tuple[_Handle, int]] = {}
+        self._thread_links: dict[ThreadWorker, tuple[_Handle, int]] = {}  # folded by _reap
         self._retired: list[Worker] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -396,6 +397,8 @@ class Supervisor:
         # Only a started worker is visible to the monitor: one seen before it started would
         # look dead, be "restarted", and leave the first one running unsupervised.
         with self._lock:
+            if isinstance(worker, ThreadWorker):
+                self._thread_links[worker] = (handle, incarnation)
             orphan = self._stopped(handle)
             if not orphan:
                 handle.worker = worker
@@ -550,6 +553,15 @@ class Supervisor:
                     keep.append(worker)  # the receiver has not read its last messages yet
                     continue
                 worker.close()
+            elif isinstance(worker, ThreadWorker):
+                # A thread that ended sends nothing more (it called the handler itself): its
+                # counters join the base, as a process's do when its pipe closes (_unlink).
+                # Kept per incarnation, they grew by one entry per restart, summed on every
+                # status and stats report.
+                with self._lock:
+                    entry = self._thread_links.pop(worker, None)
+                    if entry is not None:
+                        self._fold(*entry)
         self._retired = keep
 
     def _sample_memory(self, handles: list[_Handle]) -> None:
@@ -599,11 +611,16 @@ class Supervisor:
     def _unlink(self, link: Connection, handle: _Handle, incarnation: int) -> None:
         with self._lock:
             self._links.pop(link, None)
-            stats = handle.stats.pop(incarnation, None)
-            if stats is not None:
-                handle.base = _add(handle.base, stats)
+            self._fold(handle, incarnation)
         with contextlib.suppress(OSError):
             link.close()
+
+    @staticmethod
+    def _fold(handle: _Handle, incarnation: int) -> None:
+        """Add an ended incarnation's last counters to the handle's base (lock held)."""
+        stats = handle.stats.pop(incarnation, None)
+        if stats is not None:
+            handle.base = _add(handle.base, stats)
 
     # -- messages ----------------------------------------------------------------------------
 

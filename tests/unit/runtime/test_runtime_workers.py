@@ -450,3 +450,25 @@ def test_a_supervisor_stopped_while_a_worker_restarts_leaves_no_worker_running(
     held.release()
     stopping.join(30)
     wait_for(lambda: not decode_threads())
+
+
+def test_the_counters_of_ended_thread_workers_are_folded_not_kept(
+    clip: Path, running: Callable[..., Running]
+) -> None:
+    """A process worker's last counters join the camera's base when its pipe closes; a thread
+    worker's were kept per incarnation, one entry more per restart, summed on every status and
+    stats report of a crash-looping camera. The totals stay the sum over incarnations."""
+    r = running("thread")
+    r.supervisor.apply({"cam": spec("cam", clip)})
+    handle = r.supervisor._handles["cam"]  # what it keeps is internal; only the test looks
+
+    def restart(count: int) -> None:
+        wait_for(lambda: r.supervisor.statuses()[0].stats.decoded > 0)
+        decoded = r.supervisor.statuses()[0].stats.decoded
+        r.supervisor.restart_camera("cam")
+        wait_for(lambda: r.supervisor.statuses()[0].restarts == count)
+        assert r.supervisor.statuses()[0].stats.decoded >= decoded  # nothing lost
+
+    for count in range(1, 4):
+        restart(count)
+    wait_for(lambda: set(handle.stats) <= {handle.incarnation})
