@@ -316,9 +316,10 @@ class Supervisor:
             thread.join(5.0)
         for handle in handles:
             self._finalise(handle.worker)
-        for worker in self._retired:
+        with self._lock:
+            retired, self._retired = self._retired, []
+        for worker in retired:
             self._finalise(worker)
-        self._retired.clear()
 
     def statuses(self) -> list[WorkerStatus]:
         """A status per camera handle."""
@@ -408,7 +409,7 @@ class Supervisor:
             # one would run on unsupervised, holding its RTSP session and its ring until exit.
             log.info("camera %s: stopped while its worker started; stopping it", spec.camera_id)
             worker.stop(self._stop_timeout())
-            self._retired.append(worker)
+            self._retire(worker)
             with self._lock:
                 ring, handle.ring = handle.ring, None  # only this worker's (reset above)
             if ring is not None:
@@ -430,7 +431,7 @@ class Supervisor:
         worker.stop(self._stop_timeout() if timeout is None else timeout)
         if handle.ring is not None:
             self._rings.retire(handle.ring)
-        self._retired.append(worker)
+        self._retire(worker)
 
     def _schedule_restart(self, handle: _Handle, reason: str) -> None:
         now = self._clock()
@@ -500,7 +501,7 @@ class Supervisor:
                     now - handle.last_progress,
                 )
                 worker.kill()
-                self._retired.append(worker)
+                self._retire(worker)
                 self._schedule_restart(
                     handle, f"no progress for {self._watchdog.progress_seconds:g} s"
                 )
@@ -511,7 +512,7 @@ class Supervisor:
 
     def _exited(self, handle: _Handle, worker: Worker) -> None:
         code = worker.exitcode
-        self._retired.append(worker)
+        self._retire(worker)
         # Only the worker's own final exit ends a camera (its file played to the end, or a
         # source that failed for good), never the state it last reported: a decode process
         # stopped from outside (an operator's kill, systemd's control-group SIGTERM) closes its
@@ -540,9 +541,21 @@ class Supervisor:
         )
         self._schedule_restart(handle, f"worker {reason}")
 
+    def _retire(self, worker: Worker) -> None:
+        """Hand a stopped, killed or exited worker to :meth:`_reap` (closed once it is gone).
+
+        Under the lock: the apply thread retires the workers of removed cameras while the
+        monitor thread reaps, and a worker appended to the list :meth:`_reap` was replacing
+        was lost, never closed nor cleaned up.
+        """
+        with self._lock:
+            self._retired.append(worker)
+
     def _reap(self) -> None:
+        with self._lock:
+            retired, self._retired = self._retired, []
         keep: list[Worker] = []
-        for worker in self._retired:
+        for worker in retired:
             if worker.alive():
                 keep.append(worker)
                 continue
@@ -562,7 +575,8 @@ class Supervisor:
                     entry = self._thread_links.pop(worker, None)
                     if entry is not None:
                         self._fold(*entry)
-        self._retired = keep
+        with self._lock:
+            self._retired.extend(keep)
 
     def _sample_memory(self, handles: list[_Handle]) -> None:
         if self.mode != "process":

@@ -472,3 +472,32 @@ def test_the_counters_of_ended_thread_workers_are_folded_not_kept(
     for count in range(1, 4):
         restart(count)
     wait_for(lambda: set(handle.stats) <= {handle.incarnation})
+
+
+class _Retiring:
+    """A retired worker that is still alive; asked while the monitor reaps, another thread
+    (the apply thread removing a camera) retires ``then`` at that very moment."""
+
+    def __init__(self, supervisor: Supervisor, then: object | None = None) -> None:
+        self._supervisor, self._then = supervisor, then
+
+    def alive(self) -> bool:
+        if self._then is not None:
+            retiring = threading.Thread(target=self._supervisor._retire, args=(self._then,))
+            retiring.start()
+            retiring.join(10)
+        return True
+
+
+def test_a_worker_retired_while_the_monitor_reaps_is_not_lost(
+    running: Callable[..., Running],
+) -> None:
+    """The reap replaced the retired list with the workers it kept: one the apply thread
+    retired meanwhile (a removed camera's) was dropped, never closed nor cleaned up. The old
+    window (between the reap's loop and its assignment) cannot be hit on purpose; this guards
+    that a worker retired during a reap is kept for the next one."""
+    supervisor = running("thread").supervisor
+    late = _Retiring(supervisor)
+    supervisor._retired.append(_Retiring(supervisor, then=late))  # type: ignore[arg-type]
+    supervisor._reap()
+    wait_for(lambda: late in supervisor._retired)
