@@ -291,6 +291,11 @@ class RulesWorker:
                             self._drop(item.camera_id)
                         finally:
                             item.done.set()
+                    # Here, after the camera's last queued frame was judged: the service also
+                    # forgets them when the camera stops, but a finish that timed out (this
+                    # stage 10 s behind) let the frames still queued re-create the series of a
+                    # camera that was gone, exported for as long as the server ran.
+                    self._metrics.forget_camera(item.camera_id)
                     item.done.set()
                 else:
                     self._evaluate(item)

@@ -388,3 +388,19 @@ def test_frames_of_a_run_that_ended_are_never_evaluated(
     assert repository.list() == []
     assert worker.counters()["cam"].analysed == 2
     worker.stop(timeout=5.0)
+
+
+def test_a_finish_that_timed_out_still_removes_the_cameras_series(
+    tmp_path: Path, repository: IncidentRepository
+) -> None:
+    """The service forgets a stopped camera's series once finish_camera returns; when that
+    timed out (the rules stage behind), the frames still queued re-created them for good."""
+    metrics = RuntimeMetrics()
+    worker = build(tmp_path, repository, metrics)
+    for seq in range(4):
+        worker.submit(analysed(seq, person_at(30, 10)))
+    assert not worker.finish_camera("cam", timeout=0.01)  # the stage is not even running
+    metrics.forget_camera("cam")  # what the service does next
+    worker.start()
+    worker.stop(timeout=30.0)  # after the queued frames and the finish marker
+    assert 'camera="cam"' not in metrics.render().decode()
