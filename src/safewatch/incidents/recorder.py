@@ -341,14 +341,15 @@ class EvidenceRecorder:
         """The camera stopped (removed, handed over): no frame of it will come, so the clips of
         its closed incidents finish now, short of ``post_seconds``. Under ``serve --cluster``
         they must be stored before the camera's lease goes to its next owner (:meth:`flush`
-        waits for that); otherwise the fence would refuse them."""
+        waits for that); otherwise the fence would refuse them. Its pre-roll buffer is let go."""
         if self._config.clips:
             self._send(_EndCamera(camera_id))
 
     def drop_camera(self, camera_id: str) -> None:
         """This process lost the camera (``serve --cluster``: its lease expired under it): its
         clips in progress are closed where they are, not stored (the fence would refuse them),
-        and let go, so the camera's next owner finishes them (:meth:`adopt_clips`)."""
+        and let go, so the camera's next owner finishes them (:meth:`adopt_clips`), and its
+        pre-roll buffer is let go."""
         if self._config.clips:
             self._send(_DropCamera(camera_id))
 
@@ -481,8 +482,10 @@ class EvidenceRecorder:
             ]:
                 if clip.incident.ended_at is not None:
                     self._finish(clip)
+            self._forget_ring(message.camera_id)
         elif isinstance(message, _DropCamera):
             self._on_drop(message.camera_id)
+            self._forget_ring(message.camera_id)
         elif isinstance(message, _Adopt):
             self._on_adopt(message)
         else:
@@ -499,6 +502,14 @@ class EvidenceRecorder:
             with self._cond:  # `stats` iterates the rings from other threads
                 self._rings[camera_id] = ring
         return ring
+
+    def _forget_ring(self, camera_id: str) -> None:
+        """Let go of a stopped camera's pre-roll (up to ``buffer_max_mb``): a camera removed
+        from the site never sends the frame that would evict it, so it was kept for ever. Its
+        clips are finished (or let go) first; one still open (its incident not ended) takes
+        the camera's next frames into a new ring, as after any restart."""
+        with self._cond:  # `stats` iterates the rings from other threads
+            self._rings.pop(camera_id, None)
 
     def _on_frame(self, frame: Frame, tracked: TrackedFrame) -> None:
         entry = self._ring(frame.camera_id).push(frame, tracked)

@@ -61,6 +61,7 @@ def test_a_lost_cameras_clip_is_let_go_and_stored_by_the_next_owner(
         # The loser learns it lost the camera: the clip is closed unstored and let go.
         loser.drop_camera(CAM)
         assert loser.flush(30)
+        assert CAM not in loser.stats.buffered_bytes, "its pre-roll is let go with the camera"
         lock = PartLock.try_acquire(part, create=False)
         assert lock is not None, "the loser still holds its clip"
         lock.release()

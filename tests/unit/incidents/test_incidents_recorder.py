@@ -286,10 +286,13 @@ def test_a_stopped_camera_finishes_its_closed_clips_at_once(
     manager.close_all(T0 + 10)  # the camera stops: its episode ends at its last frame
     assert recorder.flush(timeout=30)
     assert repo.get(incident_id).clip is None, "waits for post_seconds of frames"
+    assert recorder.stats.buffered_bytes[tracked.camera_id] > 0
     recorder.end_camera(tracked.camera_id)
     assert recorder.flush(timeout=30)
     clip = repo.get(incident_id).clip
     assert clip is not None and len(decode(store.path_of(clip))) > 0
+    # A camera removed from the site sends no frame that would evict its pre-roll.
+    assert tracked.camera_id not in recorder.stats.buffered_bytes, "its buffer is let go"
     recorder.close(timeout=30)
 
 
