@@ -7,9 +7,10 @@ retention keeps their evidence. The engine that starts next knows nothing of tho
 violation still going on opens a new incident), so nothing would ever close them.
 
 At start-up, before any camera runs, every incident still open was therefore abandoned. Each is
-closed at the last moment it was known to hold (the ``held_until`` the manager notes every few
-seconds, else its start), with the reason in its ``incident.closed`` chain entry, and its
-"closed" alerts queued in the same transaction through the outbox like any other close.
+closed at the last moment it was known to hold (the ``held_until`` the manager writes with its
+row and then notes every few seconds; a row written without one ends at its start), with the
+reason in its ``incident.closed`` chain entry, and its "closed" alerts queued in the same
+transaction through the outbox like any other close.
 
 This assumes what ``serve`` is today: one process analyses every camera of the database. When
 cameras are shared out between hosts (leases, see the architecture's scaling path), only the

@@ -100,7 +100,7 @@ class _Episode:
     still_at: float
     still_confidence: float
     held_at: float = float("-inf")
-    """Frame time last written as ``held_until`` (the row's start counts for a new incident)."""
+    """Frame time last written as ``held_until`` (a new incident's is written with its row)."""
     unsaved: bool = False
     """Its opening or closing was not written (the database refused or was known to be down):
     ``incident`` (ended or not) is still to be stored."""
@@ -481,7 +481,10 @@ class IncidentManager:
             StorageError: Not written; the episode stays unsaved, to be tried again.
         """
         incident = episode.incident
-        self._repository.upsert(incident)  # its alerts are queued here, before any still work
+        # Its alerts are queued here, before any still work. The row notes that it held at the
+        # opening event: its start lies min_duration earlier, and a process killed before the
+        # first hold note (2 s) would otherwise have it closed 0 s after it started.
+        self._repository.upsert(incident, held_until=episode.held_at)
         self._wrote()
         episode.unsaved = False
         self._evidence_of_opened(episode, frame, tracked)

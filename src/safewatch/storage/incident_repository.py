@@ -265,7 +265,9 @@ class IncidentRepository:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def upsert(self, incident: Incident, *, reason: str | None = None) -> None:
+    def upsert(
+        self, incident: Incident, *, reason: str | None = None, held_until: float | None = None
+    ) -> None:
         """Insert the incident, or merge it into the stored one with the same id; chain it.
 
         Merge rules, so that replays and out-of-order copies are harmless: ``peak_confidence``
@@ -280,6 +282,10 @@ class IncidentRepository:
             incident: The incident as the pipeline knows it.
             reason: Why it closed, when not because its episode ended (e.g. its camera was
                 removed from the site file); kept in the ``incident.closed`` entry.
+            held_until: Frame time the incident is known to hold at, noted as :meth:`hold` does
+                but in the same transaction: an incident's start lies ``min_duration`` before
+                the event that opens it, and a process killed before its first :meth:`hold`
+                would otherwise have it closed at its start (0 s) by :meth:`close_abandoned`.
 
         Raises:
             StorageError: The database cannot be written.
@@ -290,7 +296,7 @@ class IncidentRepository:
             self._fenced(session, incident.camera_id)
             row = session.get(IncidentRow, incident.id)
             if row is None:
-                row = IncidentRow(**values)
+                row = IncidentRow(**values, held_until=held_until)
                 session.add(row)
                 opened = _opened(row)
                 continued = None if self.fence is None else self.fence.continues(session, incident)
@@ -304,6 +310,8 @@ class IncidentRepository:
                     )
                     self._changed(session, row, entry)
                 return
+            if held_until is not None and row.ended_at is None:  # not chained: bookkeeping
+                row.held_until = max(float(held_until), row.held_until or float("-inf"))
             self._change(session, row, now, lambda stored: _merge(stored, values), reason)
 
     def attach_evidence(

@@ -38,9 +38,9 @@ class CountingRepository(IncidentRepository):
         super().__init__(engine)
         self.upserts = 0
 
-    def upsert(self, incident, *, reason=None):  # type: ignore[no-untyped-def]
+    def upsert(self, incident, *, reason=None, held_until=None):  # type: ignore[no-untyped-def]
         self.upserts += 1
-        super().upsert(incident, reason=reason)
+        super().upsert(incident, reason=reason, held_until=held_until)
 
 
 @pytest.fixture
@@ -282,11 +282,11 @@ class FlakyRepository(IncidentRepository):
         self.down = False
         self.refused = 0
 
-    def upsert(self, incident, *, reason=None):  # type: ignore[no-untyped-def]
+    def upsert(self, incident, *, reason=None, held_until=None):  # type: ignore[no-untyped-def]
         if self.down:
             self.refused += 1
             raise StorageError("database is locked")
-        super().upsert(incident, reason=reason)
+        super().upsert(incident, reason=reason, held_until=held_until)
 
     def hold(self, incident_id: str, at: float) -> None:
         if self.down:

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import Engine
 from test_incident_manager import CAM, T0, episode, run
 
+from incident_factories import make_incident
 from safewatch.config.site import SiteConfig
 from safewatch.domain import Phase
 from safewatch.incidents import EvidenceStore, IncidentManager, verify_chain
@@ -52,12 +53,26 @@ def test_a_dead_managers_incident_is_closed_at_its_last_known_moment(
     assert verify_chain(engine, store).ok
 
 
-def test_never_marked_incident_ends_at_its_start(engine: Engine, tmp_path: Path) -> None:
+def test_never_marked_incident_ends_at_its_start(engine: Engine) -> None:
     repo = IncidentRepository(engine)
-    manager = IncidentManager(repo, EvidenceStore(tmp_path / "evidence"))
-    opened = run(manager, episode()[:1])[0].incident
+    incident = make_incident(4, camera=CAM, started_at=T0)
+    repo.upsert(incident)  # a row written without any note of holding
     close_abandoned_incidents(repo, SiteConfig.model_validate(SITE))
-    assert repo.get(opened.id).duration == 0.0
+    assert repo.get(incident.id).duration == 0.0
+
+
+def test_an_incident_killed_right_after_opening_ends_at_its_opening_event(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The event that opens an incident comes min_duration after its start: a process killed
+    before its first hold note (2 s later) still held it that long, not 0 s."""
+    repo = IncidentRepository(engine)
+    manager = IncidentManager(repo, EvidenceStore(tmp_path / "evidence"), hold_interval=2.0)
+    opened = run(manager, episode()[:1])[0].incident  # STARTED at +3 s ... and the process dies
+    close_abandoned_incidents(repo, SiteConfig.model_validate(SITE))
+    closed = repo.get(opened.id)
+    assert closed.ended_at == pytest.approx(T0 + 3.0)
+    assert closed.duration == pytest.approx(3.0)
 
 
 def test_reasons_name_a_removed_or_disabled_camera() -> None:
