@@ -35,6 +35,7 @@ from safewatch.pipeline.step import (
     Tracker,
 )
 from safewatch.runtime.inference import Analysed
+from safewatch.runtime.mailbox import RunCounter
 from safewatch.runtime.metrics import RuntimeMetrics
 from safewatch.runtime.ppe_coverage import ItemCoverage, PPECoverage
 from safewatch.runtime.rates import RateMeter
@@ -84,6 +85,8 @@ class _Finish:
     """False: forget the camera's episodes and incidents without writing (ownership lost)."""
     reason: str | None = None
     """Why the camera stops, recorded with each incident it closes."""
+    incarnation: int | None = None
+    """The worker incarnation whose run this finishes; ``None``: whichever runs."""
 
 
 class RulesWorker:
@@ -145,6 +148,8 @@ class RulesWorker:
         self._incarnation: dict[str, int] = {}
         self._ended: dict[str, int] = {}
         self.ended_run_frames = 0
+        self.run_handled = RunCounter()
+        """Frames per camera's newest incarnation taken from the queue (evaluated or skipped)."""
         # Per camera whose worker restarted while its tracks and episodes went on: the time of
         # its last evaluated frame, until the new run's frames pass it (_restarted).
         self._replay_until: dict[str, float] = {}
@@ -189,7 +194,12 @@ class RulesWorker:
                     return
 
     def finish_camera(
-        self, camera_id: str, timeout: float = 10.0, *, reason: str | None = None
+        self,
+        camera_id: str,
+        timeout: float = 10.0,
+        *,
+        reason: str | None = None,
+        incarnation: int | None = None,
     ) -> bool:
         """End a camera's episodes and close its incidents after the frames already queued.
 
@@ -197,13 +207,17 @@ class RulesWorker:
             camera_id: The camera.
             timeout: Seconds to wait for the queue and the closing.
             reason: Why (camera removed, disabled...), in each closed incident's chain entry.
+            incarnation: Finish only the run of this worker incarnation: nothing is done once a
+                frame of a newer one was evaluated (the camera was restarted since, and its
+                stop finished that run; ending the new one would drop all its frames).
 
         Returns:
             Whether it was done within ``timeout``.
         """
         done = threading.Event()
+        finish = _Finish(camera_id, done, reason=reason, incarnation=incarnation)
         try:
-            self._queue.put(_Finish(camera_id, done, reason=reason), timeout=timeout)
+            self._queue.put(finish, timeout=timeout)
         except queue.Full:
             return False
         return done.wait(timeout)
@@ -280,6 +294,9 @@ class RulesWorker:
             try:
                 if isinstance(item, _Finish):
                     ran = self._incarnation.get(item.camera_id, 0)
+                    if item.incarnation is not None and ran > item.incarnation:
+                        item.done.set()  # that run ended already; a newer one is going on
+                        continue
                     self._ended[item.camera_id] = max(self._ended.get(item.camera_id, 0), ran)
                     if item.write:
                         self._finish(item.camera_id, item.reason)
@@ -381,6 +398,8 @@ class RulesWorker:
     def _evaluate(self, item: Analysed) -> None:
         frame = item.frame
         camera_id = frame.camera_id
+        # On taking it, whatever becomes of it: a finish queued after this is done after it.
+        self.run_handled.add(camera_id, item.incarnation)
         if item.incarnation <= self._ended.get(camera_id, 0) or item.incarnation < (
             self._incarnation.get(camera_id, 0)
         ):

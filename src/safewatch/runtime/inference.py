@@ -33,7 +33,7 @@ from safewatch.detect.multi import DetectionRequest, detect_requests
 from safewatch.detect.protocol import Detector
 from safewatch.domain import Detections, Frame
 from safewatch.domain.arrival import ArrivalOrigin
-from safewatch.runtime.mailbox import FrameMailbox, Pending
+from safewatch.runtime.mailbox import FrameMailbox, Pending, RunCounter
 from safewatch.runtime.metrics import RuntimeMetrics
 from safewatch.runtime.rings import RingCache
 
@@ -148,6 +148,8 @@ class InferenceWorker:
         self._metrics = metrics
         self._lock = threading.Lock()
         self._counters: dict[str, InferenceCounters] = defaultdict(InferenceCounters)
+        self.run_lost = RunCounter()
+        """Frames per camera's newest incarnation taken but not analysed (stale or torn)."""
         self._last: dict[str, tuple[int, Detections]] = {}  # camera -> (incarnation, detections)
         # camera -> (incarnation, last pts, its stream's arrival origin): see _arrival
         self._arrivals: dict[str, tuple[int, float, ArrivalOrigin]] = {}
@@ -339,6 +341,7 @@ class InferenceWorker:
         if plan is None or plan.incarnation != pending.incarnation:
             with self._lock:
                 self._counters[camera].stale += 1
+            self.run_lost.add(camera, pending.incarnation)
             return None
         image = ready.image if ready.image is not None else None
         if image is None and ready.ref is not None:
@@ -346,6 +349,7 @@ class InferenceWorker:
         if image is None:
             with self._lock:
                 self._counters[camera].torn += 1
+            self.run_lost.add(camera, pending.incarnation)
             return None
         published = ready.published_at
         if published is not None:

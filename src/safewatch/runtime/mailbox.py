@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 
 from safewatch.runtime.messages import FrameReady
 
-__all__ = ["FrameMailbox", "Pending"]
+__all__ = ["FrameMailbox", "Pending", "RunCounter"]
 
 _SLACK = 0.002
 """Seconds added to a predicted arrival (jitter of the decode worker and the pipe)."""
@@ -55,6 +55,34 @@ class Pending:
     arrived: float
 
 
+class RunCounter:
+    """Per camera, a count of its newest worker incarnation's frames (older ones are ignored).
+
+    A camera's totals span its runs, and the stages reset theirs at different moments (the
+    rules stage when the camera's run finishes, the mailbox never): the end of a file camera
+    (:mod:`safewatch.runtime.camera_end`) compares the counts of the run that ended instead.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, tuple[int, int]] = {}  # camera -> (incarnation, count)
+
+    def add(self, camera_id: str, incarnation: int) -> None:
+        """Count one frame of ``incarnation``; a newer incarnation starts from zero."""
+        with self._lock:
+            run, count = self._counts.get(camera_id, (incarnation, 0))
+            if incarnation == run:
+                self._counts[camera_id] = (run, count + 1)
+            elif incarnation > run:
+                self._counts[camera_id] = (incarnation, 1)
+
+    def count(self, camera_id: str, incarnation: int) -> int:
+        """Frames of ``incarnation`` counted (0 once a newer one was counted)."""
+        with self._lock:
+            run, count = self._counts.get(camera_id, (incarnation, 0))
+            return count if run == incarnation else 0
+
+
 class FrameMailbox:
     """One newest-frame slot per camera, with drop counting and cross-camera batch assembly.
 
@@ -68,6 +96,10 @@ class FrameMailbox:
         self._pending: dict[str, Pending] = {}
         self._dropped: dict[str, int] = {}
         self._offered: dict[str, int] = {}
+        self.run_offered = RunCounter()
+        """Frames offered per camera by its newest worker incarnation."""
+        self.run_dropped = RunCounter()
+        """Of those, frames replaced before inference."""
         self._streaming: set[str] = set()
         self._arrivals: dict[str, tuple[float, float | None]] = {}  # last arrival, interval
         self._discards: dict[str, int] = {}  # times each camera was discarded (wakes waiters)
@@ -82,10 +114,12 @@ class FrameMailbox:
                 return False
             camera = frame.camera_id
             self._offered[camera] = self._offered.get(camera, 0) + 1
+            self.run_offered.add(camera, incarnation)
             previous = self._pending.get(camera)
             dropped = previous is not None
             if previous is not None:
                 self._dropped[camera] = self._dropped.get(camera, 0) + 1
+                self.run_dropped.add(camera, previous.incarnation)
                 if previous.frame.moving and not frame.moving:
                     frame = replace(frame, moving=True)
             now = self._clock()

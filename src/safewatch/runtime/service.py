@@ -162,6 +162,9 @@ class RuntimeService:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._keeper: threading.Thread | None = None
+        # Per file camera that ended: set to cancel the wait for its last frames (its stop).
+        self._end_waits: dict[str, threading.Event] = {}
+        self._end_waits_lock = threading.Lock()
         self._site_stamp = self._stamp()
         # counters, /healthz, /readyz and /metrics read the parts start() attaches
         self.status = RuntimeStatus(
@@ -609,18 +612,40 @@ class RuntimeService:
 
     def _camera_ended(self, camera_id: str) -> None:
         """A file camera played to its end: finish its episodes once its last frame is judged
-        (:mod:`safewatch.runtime.camera_end`), on a thread of its own."""
-        rules, inference = self._rules, self._inference
-        if rules is None or inference is None:
+        (:mod:`safewatch.runtime.camera_end`), on a thread of its own, until the camera is
+        stopped or restarted (:meth:`_camera_stopped` cancels the wait)."""
+        rules, inference, supervisor = self._rules, self._inference, self._supervisor
+        if rules is None or inference is None or supervisor is None:
             return
+        plan = supervisor.plans().get(camera_id)
+        if plan is None:
+            return  # stopped meanwhile: its stop finished the run
+        cancelled = threading.Event()
+        with self._end_waits_lock:
+            previous = self._end_waits.pop(camera_id, None)
+            self._end_waits[camera_id] = cancelled
+        if previous is not None:
+            previous.set()
         threading.Thread(
             target=finish_when_judged,
-            args=(camera_id, self._mailbox, rules, inference, self._stopped),
+            args=(
+                camera_id,
+                plan.incarnation,
+                self._mailbox,
+                rules,
+                inference,
+                self._stopped,
+                cancelled,
+            ),
             name="camera-ended",
             daemon=True,
         ).start()
 
     def _camera_stopped(self, camera_id: str) -> None:
+        with self._end_waits_lock:
+            waiting = self._end_waits.pop(camera_id, None)
+        if waiting is not None:
+            waiting.set()  # its end is no longer awaited: this stop finishes the run
         if self._rules is not None:
             if self._ownership.is_lost(camera_id):
                 self._drop_run(self._rules, camera_id)
