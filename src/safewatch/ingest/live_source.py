@@ -91,7 +91,9 @@ class LiveSource:
     more than that in the future. Time never moves backwards (a new anchor is at least one frame
     after the last stamp), so stamps that ran ahead are held at the limit (frames one native
     interval apart), never stepped back; a clock that runs slow is left behind, as the recorder
-    leaves it (a step forward would end every track and incident). ``Frame.pts`` is seconds
+    leaves it (a step forward would end every track and incident). The host clock stepping back
+    is no camera running ahead: the stamps keep the camera's pace, that far ahead of the host
+    clock, until the source is made again (:meth:`_received`). ``Frame.pts`` is seconds
     since the very first frame, and ``seq`` keeps counting across reconnects. Sampling runs on
     that unified timeline in the decode thread, so unsampled frames are never converted to BGR.
 
@@ -177,6 +179,10 @@ class LiveSource:
         self._seq = 0
         self._origin: float | None = None  # wall time of the very first frame
         self._last_timestamp: float | None = None
+        # (wall, monotonic) at the previous frame, and the seconds by which the wall clock has
+        # stepped back since this source started (added to every receive time): _received.
+        self._clock_seen: tuple[float, float] | None = None
+        self._wall_shift = 0.0
 
     @property
     def camera_id(self) -> str:
@@ -377,6 +383,35 @@ class LiveSource:
         self._set_state(SourceState.STALLED, f"{self.redacted_url}: {reason}")
         return reason
 
+    def _received(self) -> float:
+        """The wall receive time of a frame, on the wall clock as it was before any step back.
+
+        Stamps never go back, so after the host clock stepped back (an NTP correction, a VM
+        resumed) they stay ahead of it. Measured on the stepped clock, that read as a camera
+        clock running ahead, and every frame was re-anchored one native interval after the
+        last: stamps at the announced rate rather than the camera's (half speed for a camera
+        sending 12.5 of an announced 25 fps), for good. A step back, seen as the wall clock
+        moving less than the monotonic one by over :data:`AHEAD_LIMIT`, is logged once and
+        added to every later receive time: the stamps go on at the camera's pace, that far
+        ahead of the host clock, until the camera's worker starts again (its stamps are then
+        anchored on the host clock, and the rules stage starts the camera afresh).
+        """
+        wall, mono = self._clock(), self._monotonic()
+        if self._clock_seen is not None:
+            seen_wall, seen_mono = self._clock_seen
+            back = (mono - seen_mono) - (wall - seen_wall)
+            if back > max(self._stall_timeout, AHEAD_LIMIT):
+                self._wall_shift += back
+                logger.warning(
+                    "camera %s: the host clock stepped %.0f s back; its frames keep their "
+                    "time, %.0f s ahead of the host clock, until its worker restarts",
+                    self._camera_id,
+                    back,
+                    self._wall_shift,
+                )
+        self._clock_seen = (wall, mono)
+        return wall + self._wall_shift
+
     def _deliver(
         self,
         picture: av.VideoFrame,
@@ -387,7 +422,7 @@ class LiveSource:
         *,
         by_arrival: bool = False,
     ) -> _Session:
-        received = self._clock()
+        received = self._received()
         # A stream without a media clock of its own (_INVENTED_CLOCK) runs on the wall clock.
         pts = received if by_arrival else stamps.seconds(picture)
         if session is not None and pts is None:

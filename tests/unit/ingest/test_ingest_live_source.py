@@ -246,6 +246,41 @@ def test_a_slow_camera_clock_falls_behind_without_a_jump() -> None:
     assert (times - walls)[-1] < -AHEAD_LIMIT  # behind, as the recorder's segments are
 
 
+@pytest.mark.parametrize("real_fps", [25.0, 12.5])
+def test_a_host_clock_stepped_back_keeps_the_camera_pace(
+    real_fps: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Re-review: after the host clock stepped back 1 h, every frame read as running an hour
+    ahead and was re-anchored one announced interval (1/25 s) after the last, for good: a camera
+    sending 12.5 fps of an announced 25 had its stamps at half speed. Time still never goes back,
+    so the stamps stay an hour ahead of the host clock, at the camera's pace; logged once."""
+    wall, mono = [1_700_000_000.0], [1000.0]
+    source = LiveSource(
+        "cam",
+        "rtsp://127.0.0.1:1/x",
+        fps=5.0,
+        max_buffered=10**6,
+        clock=lambda: wall[0],
+        monotonic=lambda: mono[0],
+    )
+    stamps = PictureClock()
+    session = None
+    pts = 0
+    times = []
+    with caplog.at_level(logging.WARNING, logger="safewatch.ingest.live_source"):
+        for i in range(int(120 * real_fps)):  # 2 min; the host clock steps back 1 h at 10 s
+            if i == int(10 * real_fps):
+                wall[0] -= 3600.0
+            session = source._deliver(_Picture(pts), session, 25.0, lambda _p: _BLANK, stamps)
+            times.append(source._last_timestamp)
+            pts += round(90_000 / real_fps)
+            wall[0] += 1 / real_fps
+            mono[0] += 1 / real_fps
+    steps = np.diff(np.asarray(times))
+    assert np.allclose(steps, 1 / real_fps), (steps.min(), steps.max())  # the camera's pace
+    assert caplog.text.count("host clock stepped 3600 s back") == 1
+
+
 class _FakeStream:
     """A video stream whose ``decode`` hands back the packet it is given: the packets are the
     pictures (real ``av.VideoFrame`` objects, so they convert to BGR)."""
