@@ -223,10 +223,13 @@ def run_decoder(spec: WorkerSpec, sink: _Sink, stop: threading.Event) -> SourceS
 class _PipeSink:
     """Publishes into a shared-memory ring and announces each frame on the pipe."""
 
-    def __init__(self, connection: Connection, camera_id: str, slots: int) -> None:
+    def __init__(
+        self, connection: Connection, camera_id: str, slots: int, server: int | None
+    ) -> None:
         self._connection = connection
         self._camera_id = camera_id
         self._slots = slots
+        self._server = server  # named in its rings (runtime.shm.sweep_orphan_rings)
         self._ring: SharedRing | None = None
         self._lock = threading.Lock()  # the pump and the heartbeat threads both send
 
@@ -235,7 +238,7 @@ class _PipeSink:
         shape = (int(image.shape[0]), int(image.shape[1]), 3)
         ring = self._ring
         if ring is None or ring.spec.shape != shape:
-            ring = SharedRing.create(shape, self._slots)
+            ring = SharedRing.create(shape, self._slots, server=self._server)
             self.send(RingCreated(self._camera_id, ring.spec))
             self._retire()
             self._ring = ring
@@ -294,7 +297,10 @@ def worker_main(spec: WorkerSpec, connection: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which stops us
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     threading.Thread(target=_watch_parent, args=(stop,), daemon=True).start()
-    sink = _PipeSink(connection, spec.camera_id, spec.ring_slots)
+    server = multiprocessing.parent_process()  # the server that started this worker
+    sink = _PipeSink(
+        connection, spec.camera_id, spec.ring_slots, None if server is None else server.pid
+    )
     final = SourceState.ENDED
     try:
         final = run_decoder(spec, sink, stop)

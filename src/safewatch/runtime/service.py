@@ -74,6 +74,7 @@ from safewatch.runtime.ownership import CameraOwnership
 from safewatch.runtime.recording_link import RecordingLink
 from safewatch.runtime.rings import RingCache
 from safewatch.runtime.rule_files import RuleFiles
+from safewatch.runtime.shm import sweep_orphan_rings
 from safewatch.runtime.site_specs import (
     camera_calibrations,
     camera_switches,
@@ -273,6 +274,15 @@ class RuntimeService:
                 on_changes=self._front.on_changes,
                 ppe_required=engine.ppe_required,
             )
+            # before any camera: the shared memory a killed server's process group left behind
+            orphans = sweep_orphan_rings()
+            if orphans:
+                log.warning(
+                    "removed %d frame ring(s) of a safewatch server no longer running from "
+                    "shared memory: %s",
+                    len(orphans),
+                    ", ".join(orphans),
+                )
             self._supervisor = Supervisor(
                 mode=self._mode,
                 mailbox=self._mailbox,

@@ -22,23 +22,44 @@ by the server's :class:`~safewatch.runtime.rings.RingCache` once retired (:func:
 Workers are spawned by the supervisor and so share its ``multiprocessing`` resource tracker: a
 ring registered twice (by its writer and by a reader that attached) is one entry there, removed
 by whichever unlinks it, and anything left at exit is cleaned up by the tracker.
+
+When the whole process group is killed (systemd's ``SIGKILL`` after ``TimeoutStopSec``, the OOM
+killer taking the server) the tracker dies with it and every ring stays in ``/dev/shm`` until
+reboot: 2.7 MB per 640x352 camera, ~25 MB at 1080p, each time. Rings are therefore named
+``safewatch-<server pid>-<random>`` (a decode worker's by the server that started it) and a
+starting server removes those of servers no longer running (:func:`sweep_orphan_rings`). The
+rings of any pid still running are kept, whatever the process: telling a safewatch by its command
+line would take a server embedded in another program (or a test run) for a stranger and break
+its cameras, so a dead server's pid already reused keeps its rings until a start after that
+process ended. The pids are this host's: a ``/dev/shm`` shared between pid namespaces
+(containers with ``--ipc=host``) would see another namespace's server as gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
+import re
+import secrets
 from dataclasses import dataclass
 from multiprocessing import shared_memory
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from safewatch.domain.frame import Image
 
-__all__ = ["RingSpec", "SharedRing", "SlotRef", "unlink_ring"]
+__all__ = ["RingSpec", "SharedRing", "SlotRef", "sweep_orphan_rings", "unlink_ring"]
 
 _HEADER_ALIGN = 64  # keep the first slot cache-line aligned
+
+_NAME = re.compile(r"safewatch-([1-9][0-9]*)-[0-9a-f]+")
+"""A ring's name: its server's pid, then random hex (at most 30 characters, macOS's limit)."""
+
+SHM_DIR = Path("/dev/shm")
+"""Where Linux keeps POSIX shared memory, by name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +126,30 @@ class SharedRing:
         self._next = 0
 
     @classmethod
-    def create(cls, shape: tuple[int, int, int], slots: int) -> SharedRing:
-        """Allocate a ring for frames of ``shape`` (pages are only backed once written)."""
+    def create(
+        cls, shape: tuple[int, int, int], slots: int, *, server: int | None = None
+    ) -> SharedRing:
+        """Allocate a ring for frames of ``shape`` (pages are only backed once written).
+
+        Args:
+            shape: ``(height, width, 3)``.
+            slots: Number of frame slots.
+            server: Pid of the safewatch server the ring belongs to, in its name (default:
+                this process); a decode worker names the server that started it.
+        """
         if slots < 2:
             raise ValueError(f"a ring needs at least 2 slots, got {slots}")
         if len(shape) != 3 or shape[2] != 3 or min(shape) < 1:
             raise ValueError(f"frame shape must be (height, width, 3), got {shape}")
         size = _header_bytes(slots) + slots * math.prod(shape)
-        memory = shared_memory.SharedMemory(create=True, size=size)
+        owner = os.getpid() if server is None else server
+        while True:
+            name = f"safewatch-{owner}-{secrets.token_hex(4)}"
+            try:
+                memory = shared_memory.SharedMemory(name=name, create=True, size=size)
+            except FileExistsError:
+                continue  # one in 4 billion: draw again
+            break
         ring = cls(memory, RingSpec(memory.name, shape, slots), owner=True)
         assert ring._versions is not None
         ring._versions[:] = 0
@@ -192,4 +229,37 @@ def unlink_ring(name: str) -> bool:
         return False
     finally:
         memory.close()
+    return True
+
+
+def sweep_orphan_rings(directory: Path = SHM_DIR) -> list[str]:
+    """Remove the rings of safewatch servers no longer running; the names removed.
+
+    Run at a server's start, before its cameras: rings of a server still running (this one, or
+    another on the host) are kept. Removing a block's entry in ``/dev/shm`` is what
+    ``shm_unlink`` does on Linux; nothing happens where ``directory`` cannot be listed.
+    """
+    try:
+        names = sorted(entry.name for entry in directory.iterdir())
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        match = _NAME.fullmatch(name)
+        if match is None or _running(int(match.group(1))):
+            continue
+        with contextlib.suppress(FileNotFoundError):  # gone meanwhile
+            (directory / name).unlink()
+            removed.append(name)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (it may be the server that named a ring)."""
+    try:
+        os.kill(pid, 0)  # no signal: only whether it exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process
     return True

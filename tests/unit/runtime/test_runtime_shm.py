@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from safewatch.runtime.rings import RingCache
-from safewatch.runtime.shm import SharedRing, SlotRef, unlink_ring
+from safewatch.runtime.shm import SharedRing, SlotRef, sweep_orphan_rings, unlink_ring
 
 
 def frame(value: int) -> np.ndarray:
@@ -106,3 +111,46 @@ def test_ring_cache_unlinks_a_retired_ring_its_dead_writer_left() -> None:
     assert cache.collect() == 1
     with pytest.raises(FileNotFoundError):
         SharedRing.attach(ring.spec)
+
+
+def test_a_ring_is_named_after_its_server() -> None:
+    ring = SharedRing.create((4, 6, 3), slots=2)
+    worker = SharedRing.create((4, 6, 3), slots=2, server=4321)  # a decode worker's
+    try:
+        assert ring.name.startswith(f"safewatch-{os.getpid()}-")
+        assert worker.name.startswith("safewatch-4321-")
+        assert len(ring.name) <= 30  # macOS's limit on shared-memory names
+    finally:
+        for each in (ring, worker):
+            each.unlink()
+            each.close()
+
+
+def test_the_rings_of_servers_no_longer_running_are_swept_and_others_kept(
+    tmp_path: Path,
+) -> None:
+    """A process group killed whole (systemd's SIGKILL after TimeoutStopSec) takes the resource
+    tracker with it: its rings stayed in /dev/shm until reboot. Real processes stand for the
+    servers; the folder stands for /dev/shm."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    # Another server on the host, whatever its command line (embedded, a test run).
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        names = {
+            "gone": f"safewatch-{gone.pid}-0a1b2c3d",
+            "other": f"safewatch-{other.pid}-0a1b2c3d",
+            "self": f"safewatch-{os.getpid()}-0a1b2c3d",
+            "foreign": "psm_0a1b2c3d",
+        }
+        for name in names.values():
+            (tmp_path / name).write_bytes(b"")
+        removed = sweep_orphan_rings(tmp_path)
+    finally:
+        other.kill()
+        other.wait()
+    assert removed == [names["gone"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [names["other"], names["self"], names["foreign"]]
+    )
+    assert sweep_orphan_rings(tmp_path / "missing") == []  # no /dev/shm: nothing to do
