@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 COUNT = 200
 ROWS = "() => [...document.querySelectorAll('#incidents tbody tr[data-id]')].map(r => r.dataset.id)"
+SELECTED = "() => document.getElementById('incidents').dataset.selected"
 
 
 def _seed(folder: Path) -> list[str]:
@@ -156,24 +157,71 @@ def test_decisions_on_an_earlier_page_reload_the_page_shown(
     seeded: tuple[Served, list[str]], page: Any
 ) -> None:
     """Another operator acknowledges ten open incidents of the first page while this one works
-    past it: the page shown moves up with the set (it was left as it was, so `n` then skipped the
-    ten incidents that had moved up onto it)."""
+    past it: the page shown is reloaded (it was left as it was, so `n` then skipped the ten
+    incidents that had moved up onto it). Its selected first row moved up past its top, so the
+    page moves back with it and shows the rows it showed; `n` goes on from them."""
     served, _ = seeded
     before = [i["id"] for i in served.incidents(status="open", limit=500)]
     assert len(before) >= 85
     page.goto(f"{served.base}/incidents?status=open&group=0&offset=25")
     page.wait_for_function("() => document.getElementById('incidents').dataset.loaded")
     assert page.evaluate(ROWS) == before[25:75]
+    _acknowledge(served, before[:10])
+    page.wait_for_function(
+        "() => document.getElementById('page-info').textContent.startsWith('16\u2013')"
+    )
+    assert page.evaluate(ROWS) == before[25:75]
+    assert page.evaluate(SELECTED) == before[25]
+    page.locator("#incidents").focus()
+    page.keyboard.press("n")
+    page.wait_for_function(f"() => ({ROWS})()[0] === {before[75]!r}")
+    assert page.evaluate(ROWS) == before[75:125]
+
+
+def test_the_selected_row_stays_on_the_page_when_rows_move_past_its_top(
+    seeded: tuple[Served, list[str]], page: Any
+) -> None:
+    """The selected row is the third of a later page when another operator acknowledges ten of
+    the first page: the reloaded page follows it (it had left the page, `a` then did nothing and
+    `j` went to the new first row, skipping eight). A selected incident off the page (after `n`)
+    is still decided by `f`, and `j` goes to the row after it."""
+    served, _ = seeded
+    before = [i["id"] for i in served.incidents(status="open", limit=500)]
+    assert len(before) >= 80
+    page.goto(f"{served.base}/incidents?status=open&group=0&offset=25")
+    page.wait_for_function("() => document.getElementById('incidents').dataset.loaded")
+    page.locator("#incidents").focus()
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    assert page.evaluate(SELECTED) == before[27]
+    _acknowledge(served, before[:10])
+    page.wait_for_function(
+        "() => document.getElementById('page-info').textContent.startsWith('16\u2013')"
+    )
+    assert page.evaluate(ROWS) == before[25:75]
+    assert page.evaluate(SELECTED) == before[27]
+    assert page.get_attribute("#incidents tbody tr.selected", "data-id") == before[27]
+    page.keyboard.press("a")
+    page.wait_for_function("() => document.getElementById('incidents').dataset.decided")
+    assert before[27] not in {i["id"] for i in served.incidents(status="open", limit=500)}
+    assert page.evaluate(SELECTED) == before[28]
+    page.keyboard.press("n")
+    page.wait_for_function(f"() => ({ROWS})()[0] === {before[76]!r}")
+    assert "no longer on the page" in page.inner_text("#preview")
+    page.evaluate("() => delete document.getElementById('incidents').dataset.decided")
+    page.keyboard.press("f")
+    page.wait_for_function("() => document.getElementById('incidents').dataset.decided")
+    assert served.get(f"/api/v1/incidents/{before[28]}")["incident"]["status"] == "false_positive"
+    page.keyboard.press("j")
+    assert page.evaluate(SELECTED) == page.evaluate(ROWS)[0]
+
+
+def _acknowledge(served: Served, ids: list[str]) -> None:
+    """Another operator's decision, through the API (the page hears of it over the live feed)."""
     decided = httpx.post(
         f"{served.base}/api/v1/incidents/transitions",
-        json={"ids": before[:10], "status": "acknowledged"},
+        json={"ids": ids, "status": "acknowledged"},
         headers=served.headers,
         timeout=10,
     )
-    assert decided.status_code == 200 and len(decided.json()["changed"]) == 10
-    page.wait_for_function(f"() => ({ROWS})()[0] === {before[35]!r}")
-    assert page.evaluate(ROWS) == before[35:85]
-    page.locator("#incidents").focus()
-    page.keyboard.press("n")
-    page.wait_for_function(f"() => ({ROWS})()[0] === {before[85]!r}")
-    assert page.evaluate(ROWS) == before[85:135]
+    assert decided.status_code == 200 and len(decided.json()["changed"]) == len(ids)

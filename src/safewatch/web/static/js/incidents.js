@@ -6,7 +6,9 @@
 // Two guarantees an operator relies on:
 // * The selection is an incident id, never a row number. New incidents reload the list (on the
 //   first page), and the row that holds the selected incident stays selected wherever it moved;
-//   if it left the page the preview keeps showing it. The next key acts on what was looked at.
+//   a decision on an earlier page moves the page back with it (followSelection); if it left the
+//   page anyway the preview keeps showing it, a/r/f decide it and j/k go to the rows after/before
+//   it. The next key acts on what was looked at.
 // * A flood is one row. Incidents of the same rule, camera and zone that started within
 //   GROUP_WINDOW of each other are grouped (on the page shown) into one row with a count; a
 //   decision on that row applies to exactly the incidents the row counted when it was drawn.
@@ -203,16 +205,23 @@ function render() {
 
 let loading = null;
 /** Load the page; `pick` selects the first row when no incident is selected (first load, a new
- *  filter), never on the refreshes that new incidents cause. */
-async function load(pick = false) {
+ *  filter), never on the refreshes that new incidents cause. `follow` (a reload of the page
+ *  shown after a decision, anyone's) keeps the selected row on the page, see followSelection. */
+async function load(pick = false, follow = false) {
   const q = query();
   const started = performance.now();
   q.set("limit", String(LIMIT));
   q.set("offset", String(offset));
+  const at = follow && offset > 0 ? items.findIndex((i) => i.id === selectedId) : -1;
   const request = api(`/api/v1/incidents?${q}`);
   loading = request;
   const page = await attempt(() => request);
   if (!page || loading !== request) return; // a newer load is under way: it decides the view
+  if (at >= 0 && !page.items.some((i) => i.id === selectedId)) {
+    const moved = await followSelection(q, at);
+    if (loading !== request) return;
+    if (moved !== null) { offset = moved; return load(pick); }
+  }
   items = page.items;
   total = page.total;
   if (!items.length && offset > 0 && total > 0) {
@@ -237,7 +246,29 @@ async function load(pick = false) {
   table.dataset.loaded = String(Date.now());
 }
 
+/** The offset that puts the selected incident back at row `at` after a reload lost it: pages
+ *  are offsets into the set as it is now, and a decision on an earlier page (another operator's)
+ *  moves every row after it up, the selected one past the page's top. The page then follows it,
+ *  so the operator keeps the rows looked at (a/r/f had nothing to act on, `j` went to the new
+ *  first row and skipped the rows between). Found in the rows before the page (as many as one
+ *  request brings); null when it is not there (it left the set: decided, or moved further). */
+async function followSelection(q, at) {
+  const start = Math.max(0, offset - 500);
+  const before = new URLSearchParams(q);
+  before.set("offset", String(start));
+  before.set("limit", String(offset - start));
+  before.set("count", "false");
+  const page = await attempt(() => api(`/api/v1/incidents?${before}`));
+  const index = page ? page.items.findIndex((i) => i.id === selectedId) : -1;
+  return index < 0 ? null : Math.max(0, start + index - at);
+}
+
 // -- selection (by incident id) --------------------------------------------------------------
+
+/** Whether incident a comes before b in the list's order (newest first, then by id). */
+function precedes(a, b) {
+  return a.started_at > b.started_at || (a.started_at === b.started_at && a.id < b.id);
+}
 
 function selectedIndex() {
   if (selectedId === null) return -1;
@@ -278,7 +309,7 @@ function renderPreview(members) {
     return;
   }
   const n = members ? members.length : 1;
-  const actions = can("operator") && members ? el("div", { class: "actions" },
+  const actions = can("operator") ? el("div", { class: "actions" },
     ...[["acknowledged", "Acknowledge", "a"], ["resolved", "Resolve", "r"], ["false_positive", "False positive", "f"]]
       .map(([status, label, key]) => el("button", { type: "button", dataset: { status }, onclick: () => decide(status) },
         n > 1 ? `${label} all ${n}` : label, " ", el("kbd", {}, key)))) : null;
@@ -316,19 +347,20 @@ async function transition(ids, status) {
   // set and the ones after them move up into this page. Patched in place only, the page kept
   // the decided rows and `n` (offset + LIMIT) skipped the LIMIT incidents that had moved up.
   const at = selectedIndex();
-  await load();
+  await load(false, true);
   // A decided row that left the filtered page leaves the selection on the row now in its
   // place (the next one), as working down a list expects, not on nothing (`j` went to the top).
   if (selectedIndex() < 0 && at >= 0 && groups.length) selectRow(Math.min(at, groups.length - 1), false);
   table.dataset.decided = String(Date.now());
 }
 
-/** A decision from the keyboard or the preview: on the checked incidents if any, else the row. */
+/** A decision from the keyboard or the preview: on the checked incidents if any, else the row;
+ *  a selected incident no longer on the page (the preview shows it) is decided alone. */
 function decide(status) {
   if (checked.size) { bulkDecide(status); return; }
   const index = selectedIndex();
-  if (index < 0) return;
-  transition(groups[index].map((i) => i.id), status);
+  if (index >= 0) transition(groups[index].map((i) => i.id), status);
+  else if (selectedIncident) transition([selectedIncident.id], status);
 }
 
 function bulkDecide(status) {
@@ -372,7 +404,15 @@ document.getElementById("next").addEventListener("click", () => { offset += LIMI
 
 function move(step) {
   const index = selectedIndex();
-  const next = index < 0 ? 0 : Math.min(groups.length - 1, Math.max(0, index + step));
+  let next;
+  if (index >= 0) next = Math.min(groups.length - 1, Math.max(0, index + step));
+  else if (!selectedIncident) next = 0;
+  else {
+    // The selected incident is not on the page (the preview shows it): go to the incident after
+    // (before) it in the list's order, not to the top, which skipped the rows between.
+    const shown = step > 0 ? items.find((i) => precedes(selectedIncident, i)) : items.filter((i) => precedes(i, selectedIncident)).pop();
+    next = shown ? groups.findIndex((members) => members.includes(shown)) : -1;
+  }
   const members = groups[next];
   if (members) { selectedId = members[0].id; showSelection(true); }
 }
@@ -401,13 +441,14 @@ document.addEventListener("keydown", (event) => {
 // they hold. Paging is by offset: a decision on an earlier page takes incidents out of a
 // status-filtered set and the rest move up, so a later page left as it was made `n` skip as
 // many incidents as left; reloaded, the page shows what is at its offset now (the rows that
-// moved up onto the page before are the ones it showed at its top). New incidents move rows
+// moved up onto the page before are the ones it showed at its top) or, where that took the
+// selected row off the page, what is around it (the page moves back with it). New incidents move rows
 // down instead (`n` may show one again, never skips one): past the first page they do not
 // reload it, so a flood does not shift the page an operator is working through.
 let refresh = null;
 function refreshSoon() {
   clearTimeout(refresh);
-  refresh = setTimeout(load, 1000);
+  refresh = setTimeout(() => load(false, true), 1000);
 }
 document.addEventListener("safewatch:incident", (event) => {
   if (offset === 0 || event.detail?.kind === "status") refreshSoon();
