@@ -346,9 +346,13 @@ class RuleFiles:
         first rule file, or ``zones.yaml`` in an empty folder). Key order and the other entries
         are kept (comments mostly: see the module docstring).
 
+        A zone/line whose camera is not in the site in force is re-homed on ``camera``: its
+        camera was removed (or renamed), the whole rule set no longer loads because of it, and
+        redrawing it on a camera the site has (or deleting it) is how the dashboard fixes that.
+
         Raises:
-            GeometryTaken: ``key`` is another camera's zone/line (redrawing it here would take it
-                off that camera, under the rules that use it).
+            GeometryTaken: ``key`` is another camera's zone/line, that camera being in the site
+                (redrawing it here would take it off that camera, under the rules that use it).
         """
         name = self.locate(section, key) or file or (self.names() or ["zones.yaml"])[0]
         path = self.file(name)
@@ -365,7 +369,7 @@ class RuleFiles:
             entry = CommentedMap()
             block[key] = entry
         owner = entry.get("camera", camera)
-        if owner != camera:
+        if owner != camera and str(owner) in self._site().cameras:
             raise GeometryTaken(section[:-1], key, str(owner))
         entry["camera"] = camera
         entry["polygon" if section == "zones" else "points"] = _flow(points)

@@ -158,6 +158,32 @@ def test_drawing_an_id_another_camera_uses_is_refused_not_moving_its_zone(
     assert moved.json()["message"] == "line gate belongs to camera yard; choose another id"
 
 
+def test_a_zone_on_a_camera_the_site_no_longer_has_is_moved_when_redrawn(
+    admin: tuple[TestClient, dict[str, str], Dashboard, Path],
+) -> None:
+    """A zone whose camera was removed from the site makes the rule set invalid, and a rule
+    still uses it (so it cannot be deleted): redrawing it on a camera the site has is how it is
+    fixed. It was refused with 409 "belongs to camera gone" like a zone of a real camera."""
+    client, headers, dashboard, rules = admin
+    (rules / "old.yaml").write_text(
+        "version: 1\nzones:\n  old_zone:\n    camera: gone\n"
+        "    polygon: [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]\n"
+        "rules:\n  - id: gone-intrusion\n    kind: zone_intrusion\n    zone: old_zone\n"
+        "    objects: [person]\n    severity: medium\n"
+    )
+    square = [[0.1, 0.1], [0.2, 0.1], [0.2, 0.2]]
+    body = {"camera": "yard", "points": square}
+    preview = client.post("/api/v1/zones/old_zone/preview", json=body, headers=headers)
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["file"] == "old.yaml" and "camera: yard" in preview.json()["text"]
+    moved = client.put("/api/v1/zones/old_zone", json=body, headers=headers)
+    assert moved.status_code == 200, moved.text
+    assert "camera: yard" in (rules / "old.yaml").read_text()
+    in_force = dashboard.rules.rule_generation().rules
+    assert in_force.zone("old_zone").camera_id == "yard"
+    assert in_force.rule("gone-intrusion").id == "gone-intrusion"
+
+
 def test_deleting_a_commented_zone_or_line_leaves_valid_yaml(
     admin: tuple[TestClient, dict[str, str], Dashboard, Path],
 ) -> None:

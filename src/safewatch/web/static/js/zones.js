@@ -131,14 +131,23 @@ still.addEventListener("error", () => {
 window.addEventListener("resize", size);
 cameraSelect.addEventListener("change", loadCamera);
 
+/** The zone or line `id` of another camera than the one drawn on, if any. */
+function elsewhere(id, kind) {
+  return site.find((item) => item.id === id && item.kind === kind && item.camera !== cameraSelect.value);
+}
+
+/** Whether the site has camera `id` (a zone in force may still be on a camera since removed). */
+const inSite = (id) => cameras.some((c) => c.id === id);
+
 /**
  * Why `id` cannot be drawn on this camera, or "": a rule names its zone or line by id alone, so
  * another camera's id saved here would move that zone off its camera (the server refuses it
- * with the same sentence; this says so before the round trip).
+ * with the same sentence; this says so before the round trip). One of a camera the site no
+ * longer has is moved here: that is how it is fixed (the server allows it too).
  */
 function taken(id, kind) {
-  const other = site.find((item) => item.id === id && item.kind === kind && item.camera !== cameraSelect.value);
-  return other ? `${kind} ${id} belongs to camera ${other.camera}; choose another id` : "";
+  const other = elsewhere(id, kind);
+  return other && inSite(other.camera) ? `${kind} ${id} belongs to camera ${other.camera}; choose another id` : "";
 }
 
 document.getElementById("save").addEventListener("click", async () => {
@@ -150,10 +159,12 @@ document.getElementById("save").addEventListener("click", async () => {
   if (zone && current.points.length < 3) { toast("A zone needs at least 3 points", "error"); return; }
   if (!zone && current.points.length !== 2) { toast("A line needs 2 points", "error"); return; }
   const body = { camera: cameraSelect.value, points: current.points, file: fileSelect.value || null };
+  const moved = elsewhere(id, current.kind);
   const result = await attempt(() => api(`/api/v1/${zone ? "zones" : "lines"}/${encodeURIComponent(id)}`, { method: "PUT", body }),
     `${zone ? "Zone" : "Line"} ${id} saved`);
   if (result) {
-    status.textContent = `Saved to ${result.file}; rules generation ${result.status.generation}`;
+    status.textContent = `Saved to ${result.file}; rules generation ${result.status.generation}`
+      + (moved ? `; moved here from camera ${moved.camera} (not in the site now)` : "");
     status.dataset.saved = id;
     await loadCamera();
   }
