@@ -24,6 +24,7 @@ comment before an explicit ``---`` (docs/api.md says so; a byte-exact edit is fu
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import tempfile
@@ -36,6 +37,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from safewatch.config.interpolate import expand
 from safewatch.config.rules_lock import replace_rule_file, rule_write_error, rules_folder_lock
 from safewatch.config.ruleset import RuleSet, load_rules
 from safewatch.config.site import SiteConfig
@@ -368,10 +370,11 @@ class RuleFiles:
         if not isinstance(entry, CommentedMap):
             entry = CommentedMap()
             block[key] = entry
-        owner = entry.get("camera", camera)
-        if owner != camera and str(owner) in self._site().cameras:
-            raise GeometryTaken(section[:-1], key, str(owner))
-        entry["camera"] = camera
+        owner = _camera_of(entry.get("camera", camera))
+        if owner != camera and owner in self._site().cameras:
+            raise GeometryTaken(section[:-1], key, owner)
+        if "camera" not in entry or owner != camera:  # a ``${VAR}`` naming it stays as written
+            entry["camera"] = camera
         entry["polygon" if section == "zones" else "points"] = _flow(points)
         if description is not None:
             if description:
@@ -436,6 +439,17 @@ class RuleFiles:
                         _write(path, text, record)
                         return SaveResult(rules, path)
             raise NotFound("rule", rule_id)
+
+
+def _camera_of(written: object) -> str:
+    """The camera a zone's or line's ``camera:`` names, as the rule set loads it: ``${VAR}``
+    expanded from the environment (compared as written, ``camera: ${YARD_CAM}`` redrawn on its
+    own camera was refused as "belongs to camera ${YARD_CAM}"). A reference that does not
+    expand (an unset variable: the set cannot load) names no camera of the site."""
+    try:
+        return expand(str(written), os.environ)
+    except ConfigError:
+        return str(written)
 
 
 def _relocate(error: ConfigError, scratch: Path, real: Path) -> ConfigError:

@@ -9,7 +9,7 @@ or empty, and ``$${`` writes a literal ``${``. Errors name the variable, never i
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from safewatch.config.yaml_lines import PathKey, format_path
 from safewatch.errors import ConfigError
@@ -25,16 +25,21 @@ class Interpolation:
 
     A callable object rather than a closure so tests pass a plain dict as the environment.
     ``expanded`` collects every value taken from the environment: they are the secrets the docs
-    promise to mask by value (:mod:`safewatch.config.secrets`).
+    promise to mask by value (:mod:`safewatch.config.secrets`), except values at the paths
+    ``public`` says name something the API shows anyway (a rule file's camera ids).
     """
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, environ: Mapping[str, str], public: Callable[[PathKey], bool] | None = None
+    ) -> None:
         self._environ = environ
+        self._public = public
         self.expanded: set[str] = set()
 
     def __call__(self, text: str, file: str, line: int, path: PathKey) -> str:
         """Expand ``text``; see :func:`expand`."""
-        return expand(text, self._environ, file=file, line=line, path=path, found=self.expanded)
+        found = None if self._public is not None and self._public(path) else self.expanded
+        return expand(text, self._environ, file=file, line=line, path=path, found=found)
 
 
 def expand(

@@ -9,7 +9,7 @@ site file sits in, not to the process's working directory, so ``safewatch serve 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -54,18 +54,28 @@ class LoadedSite:
 
 
 def read_document(
-    path: str | Path, *, environ: Mapping[str, str] | None = None, interpolate: bool = True
+    path: str | Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    interpolate: bool = True,
+    public: Callable[[PathKey], bool] | None = None,
 ) -> LocatedDocument:
     """Read and parse one YAML file with line numbers (and ``${VAR}`` expansion).
+
+    ``public`` names the paths whose ``${VAR}`` values are not secrets (see
+    :class:`~safewatch.config.interpolate.Interpolation`).
 
     Raises:
         ConfigError: The file cannot be read, or is not valid YAML.
     """
-    return _read(path, environ, interpolate)[0]
+    return _read(path, environ, interpolate, public)[0]
 
 
 def _read(
-    path: str | Path, environ: Mapping[str, str] | None, interpolate: bool
+    path: str | Path,
+    environ: Mapping[str, str] | None,
+    interpolate: bool,
+    public: Callable[[PathKey], bool] | None = None,
 ) -> tuple[LocatedDocument, frozenset[str]]:
     """The document and the values its ``${VAR}`` references expanded to (registered secrets)."""
     name = str(path)
@@ -75,14 +85,18 @@ def _read(
         raise ConfigError("file not found", file=name) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read file: {exc}", file=name) from None
-    interpolation = Interpolation(os.environ if environ is None else environ)
+    interpolation = Interpolation(os.environ if environ is None else environ, public)
     document = parse_yaml(text, name, interpolate=interpolation if interpolate else None)
     SECRETS.add(interpolation.expanded)  # ${VAR} values are masked by value everywhere
     return document, frozenset(interpolation.expanded)
 
 
 def load_model(
-    model: type[ModelT], path: str | Path, *, environ: Mapping[str, str] | None = None
+    model: type[ModelT],
+    path: str | Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    public: Callable[[PathKey], bool] | None = None,
 ) -> tuple[ModelT, LocatedDocument]:
     """Read ``path`` and validate it as ``model``; the document comes back for later checks.
 
@@ -90,7 +104,7 @@ def load_model(
         ConfigError: Unreadable file, YAML syntax, duplicate key, unset variable, or a
             validation error (a :class:`~safewatch.config.validation.ConfigErrors` listing all).
     """
-    document = read_document(path, environ=environ)
+    document = read_document(path, environ=environ, public=public)
     return validate_document(model, document), document
 
 

@@ -40,9 +40,30 @@ from safewatch.domain.geometry import Zone
 from safewatch.domain.lines import Line
 from safewatch.errors import ConfigError
 
-__all__ = ["RuleSet", "load_rules", "rule_line_ids", "rule_metric_field", "rule_zone_ids"]
+__all__ = [
+    "RuleSet",
+    "load_rule_file",
+    "load_rules",
+    "rule_line_ids",
+    "rule_metric_field",
+    "rule_zone_ids",
+]
 
 FieldPath = tuple[str | int, ...]
+
+
+def _names_a_camera(path: PathKey) -> bool:
+    """Whether ``path`` in a rule file holds a camera id (a zone's or line's ``camera``, an item
+    of a rule's ``cameras``).
+
+    A ``${VAR}`` there is not a secret: the set loads only when it is a camera key of the site,
+    and camera ids are in every API answer about cameras and incidents. Registered as a secret
+    like any ``${VAR}`` value (:mod:`safewatch.config.secrets`), the camera's id was masked
+    ``***`` by value everywhere: the camera list, the zones page, every incident of it.
+    """
+    return (len(path) == 3 and path[0] in ("zones", "lines") and path[2] == "camera") or (
+        len(path) == 4 and path[0] == "rules" and path[2] == "cameras"
+    )
 
 
 def _zone_refs(rule: Rule) -> list[tuple[FieldPath, str]]:
@@ -302,6 +323,19 @@ def _check_machine_on_floor(
     ]
 
 
+def load_rule_file(
+    path: str | Path, *, environ: Mapping[str, str] | None = None
+) -> tuple[RuleFile, LocatedDocument]:
+    """One rule file, validated on its own (no cross-references), with its document.
+
+    Its ``${VAR}`` values are registered as secrets except camera ids (:func:`_names_a_camera`).
+
+    Raises:
+        ConfigError: Unreadable file, YAML syntax, unset variable, or a validation error.
+    """
+    return load_model(RuleFile, path, environ=environ, public=_names_a_camera)
+
+
 def load_rules(
     path: str | Path,
     site: SiteConfig | None = None,
@@ -328,7 +362,7 @@ def load_rules(
     rules: dict[str, tuple[Rule, _Origin]] = {}
     errors: list[ConfigError] = []
     for file in files:
-        rule_file, document = load_model(RuleFile, file, environ=environ)
+        rule_file, document = load_rule_file(file, environ=environ)
         for zone_id, zone in rule_file.zones.items():
             origin = _Origin(document, ("zones", zone_id))
             if zone_id in zones:

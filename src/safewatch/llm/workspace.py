@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from safewatch.config.loader import load_model, read_document
-from safewatch.config.rules import LineConfig, Rule, RuleFile, ZoneConfig
-from safewatch.config.ruleset import RuleSet, load_rules
+from safewatch.config.loader import read_document
+from safewatch.config.rules import LineConfig, Rule, ZoneConfig
+from safewatch.config.ruleset import RuleSet, load_rule_file, load_rules
 from safewatch.config.site import SiteConfig
 from safewatch.config.validation import ConfigErrors
 from safewatch.errors import ConfigError
@@ -157,7 +157,7 @@ class RuleWorkspace:
         rule_set = load_rules(self.rules_path, self.site, environ=self.environ)
         files = []
         for path in rule_set.files:
-            rule_file, _ = load_model(RuleFile, path, environ=self.environ)
+            rule_file, _ = load_rule_file(path, environ=self.environ)
             written = read_document(path, interpolate=False).data or {}
             written_rules = {
                 str(rule.get("id")): rule

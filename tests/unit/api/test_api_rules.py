@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from api_support import RULES, add_users, client_for, login, make_dashboard, next_message
 from safewatch.api.dashboard import Dashboard
+from safewatch.config.secrets import redact_secrets
 from safewatch.domain import Detections, TrackedFrame
 from safewatch.domain.tracks import PPEState, Track
 from safewatch.errors import StorageError
@@ -182,6 +183,37 @@ def test_a_zone_on_a_camera_the_site_no_longer_has_is_moved_when_redrawn(
     in_force = dashboard.rules.rule_generation().rules
     assert in_force.zone("old_zone").camera_id == "yard"
     assert in_force.rule("gone-intrusion").id == "gone-intrusion"
+
+
+def test_a_zone_whose_camera_is_a_variable_is_redrawn_on_it_and_the_camera_id_shown(
+    admin: tuple[TestClient, dict[str, str], Dashboard, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``camera: ${YARD_CAM}`` is the yard camera as the set loads it: redrawing the zone there
+    was refused (409 "belongs to camera ${YARD_CAM}", the text as written compared to the
+    camera), and the expanded ``yard`` was registered as a secret, so every answer naming the
+    camera (its zones, the camera list) said ``***``. The reference stays as written; a real
+    secret of the same file is still masked."""
+    client, headers, dashboard, rules = admin
+    monkeypatch.setenv("YARD_CAM", "yard")
+    monkeypatch.setenv("DROP_NOTE", "n0t-for-viewers")
+    text = RULES.replace("camera: yard", "camera: ${YARD_CAM}").replace(
+        "description: Material drop zone", "description: ${DROP_NOTE}"
+    )
+    (rules / "yard.yaml").write_text(text)
+    assert client.post("/api/v1/rules/reload", headers=headers).status_code == 200
+    zones = client.get("/api/v1/zones").json()
+    assert [(z["id"], z["camera"]) for z in zones] == [("drop_zone", "yard")]
+    assert "yard" in [c["id"] for c in client.get("/api/v1/cameras").json()]
+    assert redact_secrets("note: n0t-for-viewers") == "note: ***"
+    body = {"camera": "yard", "points": [[0.5, 0.5], [0.9, 0.5], [0.9, 0.9]]}
+    redrawn = client.put("/api/v1/zones/drop_zone", json=body, headers=headers)
+    assert redrawn.status_code == 200, redrawn.text
+    assert "camera: ${YARD_CAM}" in (rules / "yard.yaml").read_text()
+    drop = dashboard.rules.rule_generation().rules.zone("drop_zone")
+    assert (drop.camera_id, drop.polygon[0]) == ("yard", (0.5, 0.5))
+    moved = client.put("/api/v1/zones/drop_zone", json={**body, "camera": "dock"}, headers=headers)
+    assert moved.status_code == 409
+    assert moved.json()["message"] == "zone drop_zone belongs to camera yard; choose another id"
 
 
 def test_deleting_a_commented_zone_or_line_leaves_valid_yaml(
