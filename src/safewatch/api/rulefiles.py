@@ -53,10 +53,12 @@ MAX_FILE_BYTES = 1 << 20
 
 
 class GeometryTaken(SafewatchError):
-    """A zone or line drawn under an id that another camera's zone or line has (HTTP 409).
+    """A zone drawn under an id that another camera's zone has, or a line under another
+    camera's line's id (HTTP 409).
 
     Ids are site-wide (a rule names its zone by id alone), so saving it would move that zone off
-    its camera and silently change what the rules using it watch."""
+    its camera and silently change what the rules using it watch. Zones and lines are separate
+    namespaces: a zone may have the id of a line."""
 
     def __init__(self, kind: str, key: str, camera: str) -> None:
         self.kind = kind
@@ -353,8 +355,9 @@ class RuleFiles:
         redrawing it on a camera the site has (or deleting it) is how the dashboard fixes that.
 
         Raises:
-            GeometryTaken: ``key`` is another camera's zone/line, that camera being in the site
-                (redrawing it here would take it off that camera, under the rules that use it).
+            GeometryTaken: ``key`` is another camera's zone (line, for a line), that camera
+                being in the site (redrawing it here would take it off that camera, under the
+                rules that use it).
         """
         name = self.locate(section, key) or file or (self.names() or ["zones.yaml"])[0]
         path = self.file(name)

@@ -159,6 +159,21 @@ def test_drawing_an_id_another_camera_uses_is_refused_not_moving_its_zone(
     assert moved.json()["message"] == "line gate belongs to camera yard; choose another id"
 
 
+def test_a_line_may_have_a_zone_s_id_and_lists_only_its_own_rules(
+    admin: tuple[TestClient, dict[str, str], Dashboard, Path],
+) -> None:
+    """Zone ids and line ids are separate namespaces: a line on another camera may be called
+    ``drop_zone``. GET /zones keyed the rules using each by id alone, so that line was listed as
+    used by the zone's rule ``no-entry-drop-zone`` (and could not be deleted, the page implied)."""
+    client, headers, _, _ = admin
+    line = {"camera": "dock", "points": [[0.1, 0.9], [0.9, 0.9]]}
+    assert client.put("/api/v1/lines/drop_zone", json=line, headers=headers).status_code == 200
+    listed = {(g["kind"], g["id"]): g for g in client.get("/api/v1/zones").json()}
+    assert listed[("zone", "drop_zone")]["rules"] == ["no-entry-drop-zone"]
+    assert listed[("line", "drop_zone")]["camera"] == "dock"
+    assert listed[("line", "drop_zone")]["rules"] == []
+
+
 def test_a_zone_on_a_camera_the_site_no_longer_has_is_moved_when_redrawn(
     admin: tuple[TestClient, dict[str, str], Dashboard, Path],
 ) -> None:

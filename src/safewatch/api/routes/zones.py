@@ -63,9 +63,13 @@ async def geometry(
 ) -> list[GeometryOut]:
     """Zones and lines in force (of one camera, if given), with the rules using them."""
     rules = dashboard.rules.rule_generation().rules
-    users_of: dict[str, list[str]] = {}
+    # Zone ids and line ids are separate namespaces (a zone and a line may share an id): keyed
+    # by id alone, each listed the other's rules as its own.
+    users_of: dict[tuple[str, str], list[str]] = {}
     for rule in rules.rules:
-        for ref in (*rule_zone_ids(rule), *rule_line_ids(rule)):
+        refs = [("zone", z) for z in rule_zone_ids(rule)]
+        refs += [("line", line_id) for line_id in rule_line_ids(rule)]
+        for ref in refs:
             users_of.setdefault(ref, []).append(rule.id)
     out = [
         GeometryOut(
@@ -73,7 +77,7 @@ async def geometry(
             kind="zone",
             camera=z.camera_id,
             points=[list(p) for p in z.polygon],
-            rules=users_of.get(z.id, []),
+            rules=users_of.get(("zone", z.id), []),
         )
         for z in rules.zones
     ]
@@ -83,7 +87,7 @@ async def geometry(
             kind="line",
             camera=line.camera_id,
             points=[list(line.a), list(line.b)],
-            rules=users_of.get(line.id, []),
+            rules=users_of.get(("line", line.id), []),
         )
         for line in rules.lines
     ]

@@ -131,7 +131,7 @@ still.addEventListener("error", () => {
 window.addEventListener("resize", size);
 cameraSelect.addEventListener("change", loadCamera);
 
-/** The zone or line `id` of another camera than the one drawn on, if any. */
+/** The zone (`kind` "zone") or line `id` of another camera than the one drawn on, if any. */
 function elsewhere(id, kind) {
   return site.find((item) => item.id === id && item.kind === kind && item.camera !== cameraSelect.value);
 }
