@@ -99,6 +99,7 @@ def test_chat_panel_drafts_shows_and_saves(site: dict[str, Any]) -> None:
     assert "New rule: drop-zone-dwell (medium): on camera yard" in draft.inner_text()
     assert "id: drop-zone-dwell" in draft.locator("details pre").first.inner_text()
     assert not (site["folder"] / "rules" / "drafts.yaml").exists()
+    assert page.locator("#file option[value='drafts.yaml']").count() == 0
     draft.locator("button.primary").click()
     page.wait_for_function(
         "() => document.querySelector('.draft.valid button.primary')?.textContent"
@@ -110,6 +111,10 @@ def test_chat_panel_drafts_shows_and_saves(site: dict[str, Any]) -> None:
     page.wait_for_function(
         "() => document.getElementById('rule-table').textContent.includes('drop-zone-dwell')"
     )
+    # and the editor's file dropdown lists the new file (it did only after a page reload), the
+    # file shown staying selected
+    page.locator("#file option[value='drafts.yaml']").wait_for(state="attached")
+    assert page.input_value("#file") == "yard.yaml"
     records, _ = site["dashboard"].auth.audit_records(action="rules.draft_saved")
     assert records[0].actor == "operator"
 

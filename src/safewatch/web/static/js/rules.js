@@ -2,9 +2,9 @@
 //
 // Extension point (issue 8, natural-language rule builder): after the page is ready this module
 // dispatches "safewatch:rules-ready" on document with detail.editor = {getText(), setText(text),
-// validate(), save(), file(), reload(), refresh()} (refresh: read the rules in force and the
-// reload state again, after a change made elsewhere); a panel module fills #rules-side-panel and
-// un-hides it.
+// validate(), save(), file(), reload(), refresh()} (refresh: read the rules in force, the
+// reload state and the list of rule files again, after a change made elsewhere); a panel module
+// fills #rules-side-panel and un-hides it.
 //
 // A save sends the version the text was loaded as (If-Match: the file's ETag): if another admin
 // (or a rule switch, a zone drawn, a draft saved) changed the file meanwhile, the server answers
@@ -78,8 +78,20 @@ async function save() {
   }
 }
 
+/** The dropdown lists the rule files there are now: a file made elsewhere (a draft saved to a
+ *  new file, whose panel calls refresh) was not in it until the page was reloaded. The file
+ *  the editor holds stays listed even if it was removed meanwhile: its text is still here. */
+function listFiles(names) {
+  const shown = fileSelect.value;
+  const wanted = !shown || names.includes(shown) ? names : [...names, shown];
+  if (wanted.join("\n") === [...fileSelect.options].map((o) => o.value).join("\n")) return;
+  fileSelect.replaceChildren(...wanted.map((name) => el("option", { value: name }, name)));
+  fileSelect.value = shown;
+}
+
 async function refresh() {
-  const data = await attempt(() => api("/api/v1/rules"));
+  const [data, names] = await Promise.all([attempt(() => api("/api/v1/rules")), attempt(() => api("/api/v1/rules/files"))]);
+  if (names) listFiles(names);
   if (!data) return;
   const s = data.status;
   state.textContent = `${s.ok ? "✓" : "✗"} generation ${s.generation} · ${s.message} · ${fmtTime(s.at)}`;
