@@ -14,8 +14,10 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
 import re
 import shlex
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -1089,3 +1091,51 @@ def test_the_systemd_install_makes_the_units_user_with_the_images_uid() -> None:
         settings = unit_service(unit)
         assert settings["User"] == [useradd[-1]] and settings["Group"] == [groupadd[-1]], unit
         assert "217/USER" in unit.read_text(), unit.name  # says why, where one looks first
+
+
+def test_compose_gives_an_older_images_volumes_to_the_images_user(tmp_path: Path) -> None:
+    """Images before the fixed uid 10001 ran as a system user (uid 999), and a named volume
+    keeps the owner it was made with: after an upgrade the models, recordings and reveal log
+    volumes were not writable by the new image's user. A one-shot service, which the nodes wait
+    for, gives every volume they mount to that user; its script is run here on folders owned
+    by 999 (as root only: elsewhere the structure alone is checked)."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    (user,) = re.findall(r"^USER (\S+)", dockerfile, re.M)
+    services = load_yaml(DEPLOY / "compose.yaml")["services"]
+    owner = services["volume-owner"]
+    assert owner["user"] == "0:0" and owner["restart"] == "no"
+    named = {
+        volume
+        for name in ("migrate", "analyzer", "api")
+        for volume in services[name]["volumes"]
+        if not volume.startswith((".", "/"))
+    }
+    assert named and named <= set(owner["volumes"]), (named, owner["volumes"])
+    for name in ("analyzer", "api"):
+        assert services[name]["depends_on"]["volume-owner"] == {
+            "condition": "service_completed_successfully"
+        }, name
+    (script,) = owner["command"]
+    script = script.replace("$$", "$")  # compose's escape of a literal $
+    assert script.count(user) == 2  # the check and the chown
+    targets = [volume.split(":")[1] for volume in owner["volumes"]]
+    for target in targets:
+        assert target in script, target
+    if os.geteuid() != 0:
+        return
+    old = tmp_path / "old"  # a volume the previous image made
+    (old / "yard" / "2026-01-01").mkdir(parents=True)
+    (old / "yard" / "2026-01-01" / "a.mp4").write_bytes(b"x")
+    for path in (old, *old.rglob("*")):
+        os.chown(path, 999, 999)
+    fresh = tmp_path / "fresh"  # made by this image, or done by an earlier run
+    fresh.mkdir()
+    os.chown(fresh, 10001, 10001)
+    (fresh / "kept").write_bytes(b"x")  # root's: proves the folder was not walked
+    local = script
+    for target, folder in zip(targets, (old, fresh, fresh), strict=True):
+        local = local.replace(target, str(folder))
+    subprocess.run(["/bin/sh", "-c", local], check=True)
+    owners = {(p.stat().st_uid, p.stat().st_gid) for p in (old, *old.rglob("*"))}
+    assert owners == {(10001, 10001)}
+    assert (fresh / "kept").stat().st_uid == 0
