@@ -2,8 +2,14 @@
 
 Camera URLs carry credentials; keeping them in the environment (or a secrets manager that fills
 it) keeps them out of the site file and out of version control. The syntax is the shell's subset
-everyone knows: ``${VAR}`` must be set, ``${VAR:-default}`` falls back when the variable is unset
-or empty, and ``$${`` writes a literal ``${``. Errors name the variable, never its value.
+everyone knows: ``${VAR}`` must be set and not empty, ``${VAR:-default}`` falls back when the
+variable is unset or empty (``${VAR:-}``: empty is fine), and ``$${`` writes a literal ``${``.
+Errors name the variable, never its value.
+
+An empty ``${VAR}`` is refused like an unset one, unlike the shell: a container manager passes a
+variable it was not given on as empty (compose's ``VAR: ${VAR:-}``, deploy/compose.yaml), and the
+empty value then failed far from its cause (``source '': no file at ...``) instead of naming the
+variable.
 """
 
 from __future__ import annotations
@@ -56,7 +62,8 @@ def expand(
     ``found``, when given, receives each value taken from ``environ``.
 
     Raises:
-        ConfigError: When a variable without a default is unset, or a reference is malformed.
+        ConfigError: When a variable without a default is unset or empty, or a reference is
+            malformed.
             The message quotes the reference as written, never a value.
     """
 
@@ -81,7 +88,10 @@ def expand(
             return default
         if value is None:
             raise error(f"environment variable {name} is not set (referenced as ${{{name}}})")
-        return value
+        raise error(
+            f"environment variable {name} is empty (referenced as ${{{name}}}; "
+            f"write ${{{name}:-}} where an empty value is meant)"
+        )
 
     if "${" in _PATTERN.sub("", text):
         raise error("unterminated variable reference: expected ${NAME} or ${NAME:-default}")

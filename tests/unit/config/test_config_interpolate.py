@@ -18,7 +18,6 @@ ENV = {"USER": "viewer", "PASS": "hunter2", "EMPTY": ""}
         ("${EMPTY:-fallback}", "fallback"),
         ("${PASS:-fallback}", "hunter2"),
         ("${MISSING:-}", ""),
-        ("${EMPTY}", ""),
         ("price $5", "price $5"),
         ("$${PASS}", "${PASS}"),
         ("no variables", "no variables"),
@@ -32,6 +31,13 @@ def test_expand(text: str, expected: str) -> None:
     ("text", "expected"),
     [
         ("${NOPE}", "f.yaml:3: a.b: environment variable NOPE is not set (referenced as ${NOPE})"),
+        # Empty like an unset variable passed on by compose (VAR: ${VAR:-}): it came through as
+        # "" and failed later, far from its cause ("source '': no file at ...").
+        (
+            "rtsp://${EMPTY}@cam/1",
+            "f.yaml:3: a.b: environment variable EMPTY is empty (referenced as ${EMPTY}; "
+            "write ${EMPTY:-} where an empty value is meant)",
+        ),
         (
             "${1BAD}",
             "f.yaml:3: a.b: invalid variable reference ${1BAD}: expected ${NAME} or "

@@ -121,6 +121,15 @@ def test_unset_variable_is_named(tmp_path: Path) -> None:
     )
 
 
+def test_an_empty_variable_is_named_like_an_unset_one(tmp_path: Path) -> None:
+    """Compose passes a variable it was not given on as empty (``VAR: ${VAR:-}``): the site
+    loaded with an empty source and failed later, without naming the variable."""
+    assert _error(tmp_path, GOOD, env={"CAM_PASS": ""}) == (
+        "site.yaml:9: cameras.yard.source: environment variable CAM_PASS is empty "
+        "(referenced as ${CAM_PASS}; write ${CAM_PASS:-} where an empty value is meant)"
+    )
+
+
 def test_interpolated_value_is_shown_raw_in_errors(tmp_path: Path) -> None:
     text = GOOD.replace("    fps: 5\n", "    fps: ${CAM_PASS}\n")
     assert _error(tmp_path, text) == (
