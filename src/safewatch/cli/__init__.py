@@ -39,9 +39,17 @@ def main() -> None:
     except SafewatchError as exc:
         if state.debug:
             raise
-        # Several problems in a file (ConfigErrors) print one line each, all of them.
-        for line in (exc.format() if isinstance(exc, ConfigError) else str(exc)).splitlines():
-            err.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        from safewatch.config.secrets import redact_secrets
+
+        # Several problems in a file (ConfigErrors) print one line each, all of them. Each goes
+        # through the one secret mask (a message may quote a URL or a value with its password:
+        # a database URL that did not parse, a driver's reason) and is printed as text, not
+        # Rich markup (a "[/...]" in a reason was a MarkupError traceback instead of the line).
+        text = exc.format() if isinstance(exc, ConfigError) else str(exc)
+        for line in redact_secrets(text).splitlines():
+            err.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")

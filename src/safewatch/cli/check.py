@@ -117,15 +117,20 @@ def check_config(
     and face detectors that only disabled cameras (or no camera) use are pulled and checked too,
     so switching a camera on later holds no surprise; one that cannot be had (offline, not in the
     mirror) is listed as not checked and does not fail the check, since serve never loads it.
-    A file camera's source must exist (camera URLs are not connected to).
+    A file camera's source must exist (camera URLs are not connected to), and the database URL
+    must parse (the database is not connected to).
     """
     from safewatch.cli.fetch import fetch_site_files
     from safewatch.config.loader import load_site
     from safewatch.detect.model_check import check_model
     from safewatch.errors import SourceError
     from safewatch.rules import load_rules
+    from safewatch.storage import resolve_url
 
     site = load_site(config)
+    # Parsed, not connected to (the database may be on another host, or not created yet): a URL
+    # that does not parse passed here and failed every other command.
+    resolve_url(site.config.storage.database, site.base_dir)
     fetch_site_files(site)
     in_use = {
         key for camera in site.config.cameras.values() if camera.enabled for key in camera.models

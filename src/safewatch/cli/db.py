@@ -34,6 +34,7 @@ def db_upgrade(
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
 ) -> None:
     """Migrate the site's database to the newest schema (or --revision; never back)."""
+    from safewatch.storage.engine import shown_url
     from safewatch.storage.migrate import upgrade
 
     engine = _engine(config)
@@ -41,7 +42,7 @@ def db_upgrade(
         result = upgrade(engine, revision)
     finally:
         engine.dispose()
-    shown = engine.url.render_as_string(hide_password=True)
+    shown = shown_url(engine.url)
     if result.stamped is not None:
         out.print(
             f"{shown}: existing tables recognised as revision {result.stamped}", soft_wrap=True
@@ -62,6 +63,7 @@ def db_downgrade(
     Run it with the newer safewatch, before installing the older one: only the newer one has
     the migrations to undo.
     """
+    from safewatch.storage.engine import shown_url
     from safewatch.storage.migrate import downgrade
 
     engine = _engine(config)
@@ -69,7 +71,7 @@ def db_downgrade(
         result = downgrade(engine, revision)
     finally:
         engine.dispose()
-    shown = engine.url.render_as_string(hide_password=True)
+    shown = shown_url(engine.url)
     if result.before == result.after:
         out.print(f"{shown}: already at revision {result.after}", soft_wrap=True)
     else:
@@ -79,6 +81,7 @@ def db_downgrade(
 @db_app.command("current")
 def db_current(config: ConfigOption) -> None:
     """Show the database's schema revision and whether it is the newest."""
+    from safewatch.storage.engine import shown_url
     from safewatch.storage.migrate import current_revision, head_revision, history
 
     engine = _engine(config)
@@ -87,7 +90,7 @@ def db_current(config: ConfigOption) -> None:
     finally:
         engine.dispose()
     head = head_revision()
-    shown = engine.url.render_as_string(hide_password=True)
+    shown = shown_url(engine.url)
     if current == head:
         out.print(f"{shown}: revision {current} (head)", soft_wrap=True)
     elif current is not None and current not in {r.id for r in history()}:

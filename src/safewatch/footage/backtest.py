@@ -54,6 +54,7 @@ from safewatch.pipeline.stages import (
 from safewatch.pipeline.step import RuleStep
 from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
 from safewatch.storage import IncidentRepository, create_engine_for, resolve_url
+from safewatch.storage.engine import shown_url
 from safewatch.storage.migrate import current_revision, head_revision
 
 __all__ = [
@@ -450,7 +451,7 @@ def site_reviewed_incidents(site: LoadedSite, run: BacktestRun) -> list[Incident
             says which); or it cannot be read.
     """
     url = site.config.storage.database
-    shown = resolve_url(url, site.base_dir).render_as_string(hide_password=True)
+    shown = shown_url(resolve_url(url, site.base_dir))
     engine = create_engine_for(url, site.base_dir, read_only=True)
     try:
         current, head = current_revision(engine), head_revision()

@@ -26,7 +26,14 @@ from sqlalchemy.pool import StaticPool
 
 from safewatch.errors import StorageError
 
-__all__ = ["BUSY_TIMEOUT_MS", "create_engine_for", "resolve_url", "snapshot", "transaction"]
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "create_engine_for",
+    "resolve_url",
+    "shown_url",
+    "snapshot",
+    "transaction",
+]
 
 BUSY_TIMEOUT_MS = 5000
 """How long an SQLite writer waits for a lock before failing (milliseconds)."""
@@ -40,16 +47,41 @@ def _is_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:")
 
 
+def shown_url(url: URL) -> str:
+    """``url`` as messages show it: no password, no user name, no secret query value.
+
+    ``render_as_string(hide_password=True)`` masks only the password of the user info; libpq
+    also takes one as a query value (``postgresql://sw@db/sw?password=...``), and that was
+    printed whole by every ``db`` command and error.
+    """
+    # Imported here: the ``safewatch.ingest`` package pulls in PyAV, which storage has no use for.
+    from safewatch.ingest.redact import redact_url
+
+    return redact_url(url.render_as_string(hide_password=False))
+
+
 def resolve_url(url: str, base_dir: Path) -> URL:
     """Parse ``url`` and make a relative SQLite file path absolute under ``base_dir``.
 
     Raises:
-        StorageError: The URL cannot be parsed.
+        StorageError: The URL cannot be parsed. The message shows it redacted, never raw or as
+            its ``repr`` (a URL that does not parse still holds its password), and a port that
+            is not a number is said so (``make_url`` raises a bare ``ValueError`` for it, which
+            was a traceback).
     """
+    from safewatch.ingest.redact import redact_url
+
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StorageError(f"invalid database URL {url!r}: {exc}") from exc
+    except ArgumentError:
+        raise StorageError(
+            f"invalid database URL {redact_url(url)}: not of the form "
+            "dialect+driver://user:password@host:port/database (or sqlite:///path)"
+        ) from None
+    except ValueError:  # the only one make_url raises: int() of the port
+        raise StorageError(
+            f"invalid database URL {redact_url(url)}: the port is not a number"
+        ) from None
     if _is_sqlite(parsed) and not _is_memory(parsed):
         path = Path(str(parsed.database)).expanduser()
         if not path.is_absolute():
@@ -95,7 +127,7 @@ def create_engine_for(url: str, base_dir: Path, *, read_only: bool = False) -> E
             opened (or, read-only, does not exist).
     """
     parsed = resolve_url(url, base_dir)
-    shown = parsed.render_as_string(hide_password=True)
+    shown = shown_url(parsed)
     kwargs: dict[str, Any] = {}
     read_only = read_only and _is_sqlite(parsed) and not _is_memory(parsed)
     if _is_sqlite(parsed):

@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from safewatch.errors import StorageError
+from safewatch.storage.engine import shown_url
 
 __all__ = [
     "Revision",
@@ -127,7 +128,7 @@ def _resolved(revision: str) -> str | None:
 
 
 def _shown(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
+    return shown_url(engine.url)
 
 
 def _reason(exc: SQLAlchemyError) -> object:

@@ -190,3 +190,64 @@ def test_verify_names_the_witness_when_the_newest_entries_are_cut_off(config: Pa
     shutil.rmtree(config.parent / "evidence" / "chain-witness")
     code, output = invoke("verify", "--config", str(config))
     assert code == 0, output
+
+
+def site_with_database(folder: Path, url: str) -> Path:
+    """A site file on database ``url`` (nothing connects to it until a command does)."""
+    site = {
+        "version": 1,
+        "models": {"coco": {"path": "yolox_nano"}},
+        "cameras": {"yard": {"source": "/dev/null", "models": ["coco"]}},
+        "storage": {"database": url, "evidence_dir": "evidence"},
+    }
+    path = folder / "site.yaml"
+    path.write_text(yaml.safe_dump(site))
+    return path
+
+
+def run_main(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    """``safewatch *args`` through the console entry point (its error printer), as a user runs
+    it; the exit code. Its output is left in ``capsys``."""
+    from safewatch.cli import main
+
+    monkeypatch.setattr("sys.argv", ["safewatch", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    return int(exit_.value.code or 0)
+
+
+def test_database_urls_are_shown_without_their_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A password given as a query value (libpq takes one there) was printed whole, as
+    ``render_as_string(hide_password=True)`` masks only the user info's; a URL that does not
+    parse was quoted raw, and one whose port is not a number was a ``ValueError`` traceback."""
+    config = site_with_database(
+        tmp_path, "postgresql://sw@127.0.0.1:1/sw?password=QueryPw123&sslmode=disable"
+    )
+    with pytest.raises(StorageError) as refused:  # nothing listens on port 1
+        invoke("db", "current", "--config", str(config))
+    assert "cannot open database postgresql://***@127.0.0.1:1/sw?password=***" in str(refused.value)
+    assert "QueryPw123" not in str(refused.value)
+    for url, why in [
+        ('"postgresql://sw:Hunter2Secret@db.local/sw"', "not of the form"),
+        ("postgresql://sw:Hunter2Secret@db.local:54x2/sw", "the port is not a number"),
+    ]:
+        config = site_with_database(tmp_path, url)
+        for command in (["db", "current", "-c", str(config)], ["check-config", str(config)]):
+            assert run_main(monkeypatch, *command) == 2, command
+            printed = capsys.readouterr()
+            assert printed.err.startswith("error: invalid database URL ")
+            assert why in printed.err and "Traceback" not in printed.err
+            assert "Hunter2Secret" not in printed.err + printed.out
+
+
+def test_error_lines_are_printed_as_text_not_markup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An error naming a path (or a reason) with ``[/b]`` in it was a Rich ``MarkupError``
+    traceback instead of the error line."""
+    missing = tmp_path / "a[" / "b]" / "site.yaml"
+    assert run_main(monkeypatch, "db", "current", "-c", str(missing)) == 2
+    printed = capsys.readouterr().err
+    assert printed.startswith("error: ") and "a[/b]/site.yaml" in printed
