@@ -322,6 +322,7 @@ class WebhookReceiver(_LoopbackHttp):
         status: The answer to every POST (a valid signature assumed).
         location: A ``Location`` header sent with it (set ``status`` to a 3xx to redirect). GETs
             are answered 200 and recorded, so a test sees whether a redirect was followed.
+        answer: The body of a non-2xx answer (default ``refused``).
     """
 
     def __init__(
@@ -333,6 +334,7 @@ class WebhookReceiver(_LoopbackHttp):
         self.requests: list[WebhookRequest] = []
         self.status = 200
         self.location: str | None = None
+        self.answer = b"refused"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
@@ -353,12 +355,13 @@ class WebhookReceiver(_LoopbackHttp):
                     receiver.requests.append(request)
                     status = receiver.status if ok is not False else 401
                     location = receiver.location
+                    answer = receiver.answer
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
                 if location is not None:
                     self.send_header("Location", location)
                 self.end_headers()
-                self.wfile.write(b"ok" if status < 300 else b"refused")
+                self.wfile.write(b"ok" if status < 300 else answer)
 
             def do_GET(self) -> None:
                 headers = {k.lower(): v for k, v in self.headers.items()}

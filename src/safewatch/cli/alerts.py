@@ -58,6 +58,8 @@ def alerts_test(
 
     Exits with status 1 if any channel failed, saying why.
     """
+    from rich.markup import escape
+
     from safewatch.alerts.channels import DeliveryError
     from safewatch.alerts.message import probe_item
     from safewatch.alerts.service import build_plan
@@ -95,17 +97,19 @@ def alerts_test(
                     reason = str(error)
                 else:
                     kind = "unexpected error"
-                    reason = redact_secrets(f"{type(error).__name__}: {error}")
+                    reason = f"{type(error).__name__}: {error}"
+                # The reason quotes the receiver's answer: masked (a receiver may echo the URL's
+                # token or the signing secret) and printed as text, not Rich markup (an answer
+                # with "[/docs]" in it was a MarkupError that also skipped the other channels).
                 out.print(
-                    f"[red]FAIL[/red] {name} ({sender.kind}, {kind}): {reason}", soft_wrap=True
+                    f"[red]FAIL[/red] {escape(f'{name} ({sender.kind}, {kind}): ')}"
+                    f"{escape(redact_secrets(reason))}",
+                    soft_wrap=True,
                 )
                 continue
             ms = (time.perf_counter() - started) * 1000
-            out.print(
-                f"[green]ok[/green]   {name} ({sender.kind}): {receipt} in {ms:.0f} ms, "
-                f"key {message.key}",
-                soft_wrap=True,
-            )
+            shown = f"{name} ({sender.kind}): {receipt} in {ms:.0f} ms, key {message.key}"
+            out.print(f"[green]ok[/green]   {escape(redact_secrets(shown))}", soft_wrap=True)
     finally:
         for sender in plan.channels.values():
             sender.close()
@@ -135,6 +139,7 @@ def alerts_list(
 ) -> None:
     """Show queued, held and dead deliveries (the dead-letter state) with their last error."""
     from safewatch.config.loader import load_site
+    from safewatch.config.secrets import redact_secrets
 
     site = load_site(config)
     tz = ZoneInfo(site.config.site.timezone)
@@ -150,6 +155,8 @@ def alerts_list(
         engine.dispose()
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "empty"
     out.print(f"outbox: {summary}", highlight=False)
+    # Printed as text, not Rich markup: a receiver's answer quoted in last_error ("see [/docs]")
+    # was a MarkupError traceback, and the list stopped there.
     for item in items:
         waiting = item.status in ("pending", "held", "sending")
         when = _when(item.due_at if waiting else item.delivered_at, tz)
@@ -158,11 +165,15 @@ def alerts_list(
             f"{item.status:<9} {item.event:<10} {item.route_id} -> {item.channel}  "
             f"incident {item.incident_id or '-'}  tries {item.attempts}  {label} {when}",
             highlight=False,
+            markup=False,
             soft_wrap=True,
         )
-        out.print(f"          id {item.id}", highlight=False, soft_wrap=True)
+        out.print(f"          id {item.id}", highlight=False, markup=False, soft_wrap=True)
         if item.last_error:
-            out.print(f"          error: {item.last_error}", highlight=False, soft_wrap=True)
+            last_error = redact_secrets(item.last_error)
+            out.print(
+                f"          error: {last_error}", highlight=False, markup=False, soft_wrap=True
+            )
 
 
 @alerts_app.command("retry")

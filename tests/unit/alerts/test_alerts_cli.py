@@ -102,6 +102,27 @@ def test_alerts_test_reports_each_channel_even_after_an_unexpected_error(
         invoke("alerts", "test", "ops", "--config", str(config))
 
 
+def test_a_receivers_answer_is_printed_as_text_masked_and_the_other_channels_still_run(
+    config: Path, receiver: WebhookReceiver
+) -> None:
+    """A 400 whose body held "[/docs]" was a Rich MarkupError traceback, and the channels after
+    it were never tried; the answer (which may echo the signing secret) was printed unmasked."""
+    receiver.status = 400
+    receiver.answer = b"bad payload, see [/docs] (signed with cli-secret?)"
+    code, output = invoke("alerts", "test", "ops", "--escalation", "--config", str(config))
+    assert code == 1
+    lines = output.splitlines()
+    assert any(
+        line.startswith("FAIL hook (webhook, permanent):")
+        and line.endswith(
+            "answered HTTP 400 Bad Request: bad payload, see [/docs] (signed with ***?)"
+        )
+        for line in lines
+    ), output
+    assert any(line.startswith("FAIL down (webhook, transient)") for line in lines), output
+    assert "cli-secret" not in output
+
+
 def test_alerts_list_shows_dead_letters_and_retry_requeues_them(config: Path) -> None:
     site = load_site(config)
     storage = open_site_storage(site)
@@ -117,7 +138,8 @@ def test_alerts_list_shows_dead_letters_and_retry_requeues_them(config: Path) ->
         (item,) = outbox.claim("cli", now, 10, 60)
         assert item.channel == "hook"
         outbox.failed(
-            item, "cli", now, "HTTP 410 Gone", permanent=True, retry=site.config.alerts.retry,
+            item, "cli", now, "HTTP 410 Gone: see [/docs]", permanent=True,
+            retry=site.config.alerts.retry,
             rng=random.Random(0),
         )  # fmt: skip
         service.close()
@@ -127,7 +149,7 @@ def test_alerts_list_shows_dead_letters_and_retry_requeues_them(config: Path) ->
     code, output = invoke("alerts", "list", "--config", str(config))
     assert code == 0, output
     assert "outbox: 1 dead, 1 pending" in output
-    assert "HTTP 410 Gone" in output and item.id in output
+    assert "error: HTTP 410 Gone: see [/docs]" in output and item.id in output
     assert "dead      opened     ops -> hook" in output
     code, output = invoke("alerts", "list", "--status", "delivered", "--config", str(config))
     assert code == 0 and "HTTP 410" not in output
