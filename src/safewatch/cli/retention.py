@@ -47,6 +47,14 @@ def retention(
     finally:
         storage.close()
     verb = "would remove" if dry_run else "removed"
+    # Files a failed delete left behind (their removal is already chained): the real run deletes
+    # them, so the dry run lists them too, and both count them in the totals.
+    for key in report.swept:
+        out.print(
+            f"{verb} {key} (left over: its removal was recorded by an earlier run)",
+            highlight=False,
+            soft_wrap=True,
+        )
     for removal in report.removed:
         out.print(
             f"{verb} {removal.key} ({removal.rule}, {_size(removal.size)})",
@@ -60,7 +68,8 @@ def retention(
             soft_wrap=True,
         )
     out.print(
-        f"{verb} {len(report.removed)} file(s), {_size(report.freed_bytes)}; kept "
+        f"{verb} {len(report.removed) + len(report.swept)} file(s), "
+        f"{_size(report.freed_bytes)}; kept "
         f"{_size(report.kept_bytes)} ({_size(report.protected_bytes)} of open or acknowledged "
         "incidents)",
         highlight=False,

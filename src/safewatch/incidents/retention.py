@@ -75,8 +75,10 @@ class RetentionReport:
     Attributes:
         removed: Files removed (planned, in a dry run), oldest first.
         failed: Keys whose removal was recorded but whose delete failed (retried next run).
-        swept: Keys removed earlier whose file was still there, deleted now.
-        total_bytes: Evidence bytes before the run.
+        swept: Keys removed earlier whose file was still there, deleted now (to be deleted, in
+            a dry run).
+        swept_bytes: Their bytes.
+        total_bytes: Evidence bytes before the run, those swept included.
         kept_bytes: Evidence bytes after it.
         protected_bytes: Bytes held by open, acknowledged or running incidents (never removed).
         over_budget_bytes: How far ``kept_bytes`` is still above ``max_bytes`` (protected
@@ -87,6 +89,7 @@ class RetentionReport:
     removed: list[Removal] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     swept: list[str] = field(default_factory=list)
+    swept_bytes: int = 0
     total_bytes: int = 0
     kept_bytes: int = 0
     protected_bytes: int = 0
@@ -95,8 +98,8 @@ class RetentionReport:
 
     @property
     def freed_bytes(self) -> int:
-        """Bytes removed (or to be removed)."""
-        return sum(removal.size for removal in self.removed)
+        """Bytes removed (or to be removed), swept files included."""
+        return sum(removal.size for removal in self.removed) + self.swept_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +183,13 @@ def apply_retention(
     items, removed_keys = _inventory(repository)
     listed = {info.key: info.size for info in store.list()}
     present = [item for item in items if item.key in listed]
-    report.total_bytes = sum(listed[item.key] for item in present)
-    for key in sorted(removed_keys & listed.keys()):
+    leftovers = sorted(removed_keys & listed.keys())
+    # Files whose removal was recorded but whose delete failed are still on disk: counted, and
+    # swept in a dry run too (it said nothing of files the real run then deleted).
+    report.total_bytes = sum(listed[item.key] for item in present) + sum(
+        listed[key] for key in leftovers
+    )
+    for key in leftovers:
         if not dry_run:
             try:
                 store.delete(key)
@@ -189,6 +197,7 @@ def apply_retention(
                 _log.warning("retention: cannot delete %s again: %s", key, exc)
                 continue
         report.swept.append(key)
+        report.swept_bytes += listed[key]
 
     def removable(item: _Item) -> bool:
         return item.status in CLOSED and item.ended_at is not None
@@ -198,7 +207,7 @@ def apply_retention(
         key=lambda item: (item.ended_at or 0.0, item.key),
     )
     report.protected_bytes = sum(listed[i.key] for i in present if not removable(i))
-    kept = report.total_bytes
+    kept = sum(listed[item.key] for item in present)  # left-over files are not budgeted
     chosen: list[Removal] = []
     rest: list[_Item] = []
     for item in candidates:
@@ -236,5 +245,5 @@ def apply_retention(
                 )
                 report.failed.append(removal.key)
         report.removed.append(removal)
-    report.kept_bytes = kept
+    report.kept_bytes = report.total_bytes - report.freed_bytes
     return report

@@ -140,6 +140,38 @@ def test_retention_dry_run_then_run(config: Path) -> None:
     assert code == 0 and "(1 removed by retention)" in output
 
 
+def test_retention_dry_run_lists_the_files_a_failed_delete_left_behind(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose removal is chained but whose delete failed is deleted by the next run; the
+    dry run said nothing of it ("would remove 0 file(s)") and neither counted its bytes."""
+    from safewatch.storage import LocalBlobStore
+
+    invoke("db", "upgrade", "--config", str(config))
+    still = populate(config)
+    path = config.parent / "evidence" / still
+    size = path.stat().st_size
+    real_delete = LocalBlobStore.delete
+
+    def refuse(self: LocalBlobStore, key: str) -> None:
+        raise StorageError(f"cannot delete evidence {key}: Operation not permitted")
+
+    monkeypatch.setattr(LocalBlobStore, "delete", refuse)
+    invoke("retention", "--config", str(config))
+    monkeypatch.setattr(LocalBlobStore, "delete", real_delete)
+    assert path.exists()
+    code, output = invoke("retention", "--config", str(config), "--dry-run")
+    assert code == 0, output
+    assert f"would remove {still} (left over" in output
+    assert f"would remove 1 file(s), {size} B; kept 0 B" in output
+    assert path.exists()
+    code, output = invoke("retention", "--config", str(config))
+    assert code == 0, output
+    assert f"removed {still} (left over" in output
+    assert f"removed 1 file(s), {size} B; kept 0 B" in output
+    assert not path.exists()
+
+
 def test_verify_names_the_witness_when_the_newest_entries_are_cut_off(config: Path) -> None:
     """Cut the newest incident out whole (its row, its chain entries) and set the head back: every
     remaining link checks, but the head witnessed in the evidence store is gone."""
