@@ -26,7 +26,10 @@ def retention(
     config: Annotated[Path, typer.Option("--config", "-c", help="Site file.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would go.")] = False,
 ) -> None:
-    """Remove evidence of closed incidents past the site's retention (days, max_bytes)."""
+    """Remove evidence of closed incidents past the site's retention (days, max_bytes).
+
+    Exits with status 1 if a file could not be deleted (it is retried next run).
+    """
     from safewatch.config.loader import load_site
     from safewatch.incidents.retention import apply_retention
     from safewatch.incidents.site_storage import open_site_storage
@@ -81,3 +84,12 @@ def retention(
             "belongs to incidents that are not closed",
             soft_wrap=True,
         )
+    if report.failed:
+        # A cron job or systemd timer sees the failure only in the exit status: a file that
+        # cannot be deleted (immutable, read-only mount) is retried every run, never removed.
+        out.print(
+            f"[red]{len(report.failed)} delete(s) failed[/red]: their removal is recorded; "
+            "fix the cause and run again",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)

@@ -73,8 +73,10 @@ class RetentionReport:
     """What one retention run did.
 
     Attributes:
-        removed: Files removed (planned, in a dry run), oldest first.
-        failed: Keys whose removal was recorded but whose delete failed (retried next run).
+        removed: Files removed (planned, in a dry run), oldest first. A file whose delete
+            failed is not among them (it is in ``failed``, and its bytes are kept).
+        failed: Keys whose removal was recorded but whose delete (or delete again, for a file
+            left over by an earlier run) failed; retried next run.
         swept: Keys removed earlier whose file was still there, deleted now (to be deleted, in
             a dry run).
         swept_bytes: Their bytes.
@@ -195,6 +197,7 @@ def apply_retention(
                 store.delete(key)
             except StorageError as exc:
                 _log.warning("retention: cannot delete %s again: %s", key, exc)
+                report.failed.append(key)
                 continue
         report.swept.append(key)
         report.swept_bytes += listed[key]
@@ -228,7 +231,6 @@ def apply_retention(
                 Removal(item.key, item.incident_id, listed[item.key], "size", item.ended_at)
             )
             kept -= listed[item.key]
-        report.over_budget_bytes = max(0, kept - int(policy.max_bytes))
     for removal in chosen:
         if not dry_run:
             repository.evidence_removed(
@@ -240,10 +242,16 @@ def apply_retention(
             try:
                 store.delete(removal.key)
             except StorageError as exc:
+                # Still on disk: not removed, not freed (it was counted as both, and the
+                # command exited 0), and still over max_bytes if it was.
                 _log.warning(
                     "retention: %s recorded as removed, delete failed: %s", removal.key, exc
                 )
                 report.failed.append(removal.key)
+                kept += removal.size
+                continue
         report.removed.append(removal)
     report.kept_bytes = report.total_bytes - report.freed_bytes
+    if policy.max_bytes is not None:
+        report.over_budget_bytes = max(0, report.kept_bytes - int(policy.max_bytes))
     return report

@@ -172,6 +172,36 @@ def test_retention_dry_run_lists_the_files_a_failed_delete_left_behind(
     assert not path.exists()
 
 
+def test_retention_failed_deletes_are_not_counted_as_removed_and_exit_1(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that cannot be deleted (``chattr +i``, a read-only mount) was listed as removed,
+    its bytes as freed, and the command exited 0, so a cron job never saw it; the same for a
+    left-over file whose delete failed again."""
+    from safewatch.storage import LocalBlobStore
+
+    invoke("db", "upgrade", "--config", str(config))
+    still = populate(config)
+    path = config.parent / "evidence" / still
+    size = path.stat().st_size
+
+    def refuse(self: LocalBlobStore, key: str) -> None:
+        raise StorageError(f"cannot delete evidence {key}: Operation not permitted")
+
+    monkeypatch.setattr(LocalBlobStore, "delete", refuse)
+    for _ in range(2):  # its removal recorded, then (left over) deleted again
+        code, output = invoke("retention", "--config", str(config))
+        assert code == 1, output
+        assert f"delete failed, retried next run: {still}" in output
+        assert f"removed 0 file(s), 0 B; kept {size} B" in output
+        assert f"removed {still}" not in output and "1 delete(s) failed" in output
+        assert path.exists()
+    monkeypatch.undo()
+    code, output = invoke("retention", "--config", str(config))
+    assert code == 0 and f"removed 1 file(s), {size} B; kept 0 B" in output
+    assert not path.exists()
+
+
 def test_verify_names_the_witness_when_the_newest_entries_are_cut_off(config: Path) -> None:
     """Cut the newest incident out whole (its row, its chain entries) and set the head back: every
     remaining link checks, but the head witnessed in the evidence store is gone."""
