@@ -55,6 +55,16 @@ def reveal_originals(
     ] = None,
 ) -> None:
     """Decrypt an incident's unblurred still and clip; every attempt is logged."""
+    # Checked before anything is read or logged: reveal() refuses an empty reason or actor with
+    # a ValueError, which reached the user as a traceback.
+    if not reason.strip():
+        raise typer.BadParameter(
+            "a reason is required (a case or request number)", param_hint="--reason"
+        )
+    if actor is not None and not actor.strip():
+        raise typer.BadParameter(
+            "must name who reveals (or leave it out: the OS user)", param_hint="--actor"
+        )
     from safewatch.config.loader import load_site
     from safewatch.errors import NotFound
     from safewatch.incidents.recorder import ORIGINAL_CLIP_SUFFIX, ORIGINAL_STILL_SUFFIX

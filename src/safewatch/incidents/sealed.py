@@ -181,6 +181,17 @@ def _append_record(path: Path, record: dict[str, Any]) -> None:
         raise StorageError(f"cannot write the reveal log {path}: {exc.strerror or exc}") from exc
 
 
+def _os_user() -> str:
+    """The OS user's name, or ``uid:<n>`` when it has none: ``getpass.getuser()`` raises (a
+    ``KeyError`` before Python 3.13, ``OSError`` since) for a uid without a passwd entry and no
+    ``USER``/``LOGNAME`` (a container's arbitrary uid), which made ``evidence reveal`` without
+    ``--actor`` a traceback."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
 def _reveal_record(
     subject: str, *, key: EvidenceKey, actor: str | None, reason: str, now: float
 ) -> dict[str, Any]:
@@ -189,7 +200,7 @@ def _reveal_record(
     Raises:
         ValueError: ``reason`` or ``actor`` is empty.
     """
-    who = (actor if actor is not None else getpass.getuser()).strip()
+    who = (actor if actor is not None else _os_user()).strip()
     why = reason.strip()
     if not why:
         raise ValueError("a reason is required to reveal an original")

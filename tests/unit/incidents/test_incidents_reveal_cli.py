@@ -116,6 +116,47 @@ def test_reveal_errors_are_clear(site: Path) -> None:
         invoke("evidence", "reveal", "nope", "-c", str(site), "--reason", "r", env={ENV: key})
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"), [(["--reason", ""], "--reason"), (["--reason", "  "], "--reason"),
+                         (["--reason", "case 9", "--actor", " "], "--actor")],
+)  # fmt: skip
+def test_an_empty_reason_or_actor_is_a_usage_error(
+    site: Path, tmp_path: Path, flags: list[str], named: str
+) -> None:
+    """Refused by reveal() with a ValueError, which was a traceback; nothing is logged."""
+    key = generate_key()
+    incident = record_incident(site, key)
+    code, output = invoke("evidence", "reveal", incident, "-c", str(site), *flags, env={ENV: key})
+    assert code == 2 and named in output and "Traceback" not in output
+    assert not (tmp_path / "evidence" / REVEAL_LOG).exists()
+
+
+def test_without_actor_a_uid_without_a_name_is_logged_as_its_number(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """getpass.getuser() raises for a uid without a passwd entry and no USER (a container's
+    arbitrary uid): reveal without --actor was a KeyError traceback."""
+    import pwd
+
+    key = generate_key()
+    incident = record_incident(site, key)
+
+    def no_entry(uid: int) -> pwd.struct_passwd:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    out = tmp_path / "revealed"
+    code, output = invoke(
+        "evidence", "reveal", incident, "-c", str(site), "--reason", "case 9", "--out", str(out),
+        env={ENV: key},
+    )  # fmt: skip
+    assert code == 0, output
+    records = reveal_records(tmp_path / "evidence" / REVEAL_LOG)
+    assert {r["actor"] for r in records} == {f"uid:{os.getuid()}"}
+
+
 def test_new_key_is_a_usable_key() -> None:
     code, output = invoke("evidence", "new-key")
     assert code == 0
