@@ -3,14 +3,45 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from safewatch.cli.app import app, err, out
+from safewatch.cli.app import app, command, err, out
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 __all__ = ["verify"]
+
+
+def _require_current_schema(engine: Engine, shown: str, config: Path) -> None:
+    """Refuse a database that is not at this safewatch's schema revision, saying what to run.
+
+    The chain's queries on an older schema failed with "no such column" (or, on an empty
+    database, "no such table"), which says nothing of the cause; verify never migrates.
+
+    Raises:
+        StorageError: The schema is older, newer, or missing.
+    """
+    from safewatch.errors import StorageError
+    from safewatch.storage.migrate import current_revision, head_revision, history
+
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    if current is not None and current not in {r.id for r in history()}:
+        raise StorageError(
+            f"database {shown} is at schema revision {current}, newer than this safewatch knows "
+            f"(head {head}): verify it with the safewatch that upgraded it"
+        )
+    raise StorageError(
+        f"database {shown} is at schema revision {current or 'none'}, this safewatch reads "
+        f"{head}: run `{command()} db upgrade -c {shlex.quote(str(config))}` first "
+        "(verify never migrates it)"
+    )
 
 
 @app.command()
@@ -51,7 +82,8 @@ def verify(
         read_highest_witness,
         read_latest_witness,
     )
-    from safewatch.storage import create_engine_for
+    from safewatch.storage import create_engine_for, resolve_url
+    from safewatch.storage.engine import shown_url
 
     kept: list[tuple[ChainWitness, str]] = []
     for path in witness_files or ():
@@ -62,8 +94,13 @@ def verify(
             raise typer.Exit(2) from None
     site = load_site(config)
     storage = site.config.storage
-    engine = create_engine_for(storage.database, site.base_dir)
+    # Read-only, as backtest opens it: verify must leave the evidence of tampering as it found
+    # it. Opened read-write it created a missing SQLite file (then failed on its missing tables
+    # with raw SQL errors) and switched a database's journal mode.
+    url = storage.database
+    engine = create_engine_for(url, site.base_dir, read_only=True)
     try:
+        _require_current_schema(engine, shown_url(resolve_url(url, site.base_dir)), config)
         store = open_evidence_backend(storage, site.base_dir)
         witness = read_latest_witness(store)
         highest = read_highest_witness(store)

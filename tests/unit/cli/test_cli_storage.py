@@ -127,6 +127,30 @@ def test_verify_passes_then_names_an_edited_still(config: Path) -> None:
     assert report["problems"][0]["key"] == still
 
 
+def test_verify_never_creates_nor_reads_a_database_it_cannot_check(
+    config: Path, tmp_path: Path
+) -> None:
+    """verify opened the database read-write: a missing SQLite file was created (then its
+    missing tables were six lines of raw SQL errors), and an older schema failed with "no such
+    column" instead of saying to upgrade it."""
+    (tmp_path / "elsewhere").mkdir()
+    missing = tmp_path / "elsewhere" / "site.db"
+    other = site_with_database(tmp_path / "elsewhere", f"sqlite:///{missing}")
+    with pytest.raises(StorageError, match=r"database sqlite:///.*/site\.db does not exist"):
+        invoke("verify", "--config", str(other))
+    assert not missing.exists()
+
+    invoke("db", "upgrade", "--config", str(config), "--revision", "0004")
+    with pytest.raises(StorageError) as refused:
+        invoke("verify", "--config", str(config))
+    message = str(refused.value)
+    assert "is at schema revision 0004, this safewatch reads" in message
+    assert f"db upgrade -c {config}` first" in message
+    invoke("db", "upgrade", "--config", str(config))
+    code, output = invoke("verify", "--config", str(config))
+    assert code == 0, output
+
+
 def test_retention_dry_run_then_run(config: Path) -> None:
     invoke("db", "upgrade", "--config", str(config))
     still = populate(config)  # 40+ days old by now (T0 is in 2023)
