@@ -11,6 +11,10 @@ remembers the newest digest chained for each incident and each evidence file. Th
   (an incident inserted outside safewatch);
 * each evidence file not removed by retention with its chained SHA-256 (an edited still or clip)
   and its existence (a deleted one);
+* with an empty chain, the evidence store's files: evidence with nothing in the database to
+  vouch for it means the database was wiped or replaced (or the site file names another one);
+  with entries, a file the chain never recorded is not reported (a crash between writing a file
+  and chaining it leaves one, and so do stores written without the chain);
 * the latest witness of the head kept outside the database
   (:mod:`safewatch.incidents.witness`) with the entry it names (newest entries cut off, or the
   chain rewritten since).
@@ -32,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from safewatch.errors import NotFound, StorageError
+from safewatch.incidents.evidence import is_evidence_key
 from safewatch.incidents.retention import CLOSED
 from safewatch.incidents.witness import ChainWitness
 from safewatch.storage import BlobStore, EntryKind, IncidentRow
@@ -66,6 +71,7 @@ class ProblemKind(StrEnum):
     EDITED_EVIDENCE = "edited_evidence"
     MISSING_EVIDENCE = "missing_evidence"
     FORGED_REMOVAL = "forged_removal"
+    UNCHAINED_EVIDENCE = "unchained_evidence"
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,6 +465,26 @@ def _check_evidence(store: BlobStore, walk: _Walk, progress: Callable[[str], Non
             )
 
 
+def _check_unvouched(store: BlobStore, walk: _Walk) -> None:
+    """An empty chain vouches for nothing; evidence files in the store then had one (module
+    docstring). Without this a database wiped whole (its entries, head and incidents) next to
+    the evidence it had recorded verified as ok."""
+    if walk.report.entries:
+        return
+    keys = [info.key for info in store.list() if is_evidence_key(info.key)]
+    if keys:
+        _problem(
+            walk,
+            Problem(
+                ProblemKind.UNCHAINED_EVIDENCE,
+                f"the chain is empty, but the evidence store holds {len(keys)} evidence file(s) "
+                f"(first: {keys[0]}): the database was wiped or replaced, or the site file names "
+                "another database than the one that recorded them",
+                key=keys[0],
+            ),
+        )
+
+
 def verify_chain(
     engine: Engine,
     evidence: BlobStore | None,
@@ -499,4 +525,5 @@ def verify_chain(
     _check_incidents(engine, walk)
     if evidence is not None:
         _check_evidence(evidence, walk, progress)
+        _check_unvouched(evidence, walk)
     return walk.report

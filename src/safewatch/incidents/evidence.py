@@ -28,13 +28,21 @@ from safewatch.errors import NotFound, StorageError
 from safewatch.storage.blobs import BlobInfo, BlobStore
 from safewatch.storage.local_blobs import LocalBlobStore
 
-__all__ = ["JPEG_QUALITY", "EvidenceLog", "EvidenceStore"]
+__all__ = ["JPEG_QUALITY", "EvidenceLog", "EvidenceStore", "is_evidence_key"]
 
 JPEG_QUALITY = 90
 """Enough to read a hard hat's outline on a small CCTV person; a 640x352 still is ~60-90 KB."""
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _SUFFIX = re.compile(r"^(\.[A-Za-z0-9_-]+)+$")
+_KEY = re.compile(r"^[^/]+/\d{4}-\d{2}-\d{2}/[^/]+$")
+"""The shape :meth:`EvidenceStore.key_for` gives: ``camera/YYYY-MM-DD/name``."""
+
+
+def is_evidence_key(key: str) -> bool:
+    """Whether ``key`` has the shape of an incident's evidence file, unlike the other objects
+    kept in the evidence store (``chain-witness/...``, ``_jobs/...``, ``reveal-log.jsonl``)."""
+    return _KEY.match(key) is not None
 
 
 def _safe_part(value: str) -> str:

@@ -151,6 +151,40 @@ def test_verify_never_creates_nor_reads_a_database_it_cannot_check(
     assert code == 0, output
 
 
+def test_verify_reports_evidence_next_to_an_empty_chain(config: Path) -> None:
+    """The database wiped back to a fresh one's state (no entries, no incidents, the head at
+    entry 0) next to the evidence it recorded verified as "ok: no tampering found"; the store's
+    other objects are no evidence."""
+    from sqlalchemy import delete, update
+
+    from safewatch.storage import ChainEntryRow, ChainHeadRow, IncidentRow
+    from safewatch.storage.hash_chain import GENESIS
+
+    invoke("db", "upgrade", "--config", str(config))
+    evidence = config.parent / "evidence"
+    evidence.mkdir()
+    (evidence / "reveal-log.jsonl").write_text("{}\n")
+    (evidence / "_jobs" / "j1").mkdir(parents=True)
+    (evidence / "_jobs" / "j1" / "input.mp4").write_bytes(b"video")
+    code, output = invoke("verify", "--config", str(config))
+    assert code == 0 and "ok: no tampering found" in output, output
+    still = populate(config)
+    storage = open_site_storage(load_site(config))
+    try:
+        with storage.engine.begin() as connection:
+            connection.execute(delete(ChainEntryRow))
+            connection.execute(delete(IncidentRow))
+            connection.execute(update(ChainHeadRow).values(seq=0, hash=GENESIS))
+    finally:
+        storage.close()
+    code, output = invoke("verify", "--config", str(config))
+    assert code == 1, output
+    assert "unchained_evidence: the chain is empty, but the evidence store holds 1" in output
+    assert still in output
+    code, output = invoke("verify", "--config", str(config), "--json")
+    assert [p["kind"] for p in json.loads(output)["problems"]] == ["unchained_evidence"]
+
+
 def test_retention_dry_run_then_run(config: Path) -> None:
     invoke("db", "upgrade", "--config", str(config))
     still = populate(config)  # 40+ days old by now (T0 is in 2023)
