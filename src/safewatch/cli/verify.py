@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 __all__ = ["verify"]
+
+_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 def _require_current_schema(engine: Engine, shown: str, config: Path) -> None:
@@ -85,6 +88,15 @@ def verify(
     from safewatch.storage import create_engine_for, resolve_url
     from safewatch.storage.engine import shown_url
 
+    if expect_hash is not None:
+        # A typo, a truncated copy or an upper-case paste is not the chain rewritten: it read as
+        # anchor_not_found, a tamper alarm with exit 1.
+        expect_hash = expect_hash.strip().lower()
+        if not _HASH.fullmatch(expect_hash):
+            raise typer.BadParameter(
+                "must be a chain hash: 64 hex digits, as verify prints after 'head: entry N, hash'",
+                param_hint="--expect-hash",
+            )
     kept: list[tuple[ChainWitness, str]] = []
     for path in witness_files or ():
         try:

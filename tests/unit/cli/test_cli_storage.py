@@ -185,6 +185,22 @@ def test_verify_reports_evidence_next_to_an_empty_chain(config: Path) -> None:
     assert [p["kind"] for p in json.loads(output)["problems"]] == ["unchained_evidence"]
 
 
+def test_verify_expect_hash_must_be_a_hash(config: Path) -> None:
+    """A typo, a truncated copy or an upper-case paste of the head's hash was reported as
+    anchor_not_found ("the chain was rewritten"), a tamper alarm, with exit 1."""
+    invoke("db", "upgrade", "--config", str(config))
+    populate(config)
+    code, output = invoke("verify", "--config", str(config), "--json")
+    head = json.loads(output)["head"]["hash"]
+    for wrong in ("zzz", head[:40], head[:-1] + "g"):
+        code, output = invoke("verify", "--config", str(config), "--expect-hash", wrong)
+        assert code == 2 and "--expect-hash" in output and "64 hex digits" in output, wrong
+    code, output = invoke("verify", "--config", str(config), "--expect-hash", head.upper())
+    assert code == 0 and "ok: no tampering found" in output, output
+    code, output = invoke("verify", "--config", str(config), "--expect-hash", "0" * 63 + "1")
+    assert code == 1 and "anchor_not_found" in output
+
+
 def test_retention_dry_run_then_run(config: Path) -> None:
     invoke("db", "upgrade", "--config", str(config))
     still = populate(config)  # 40+ days old by now (T0 is in 2023)
