@@ -426,6 +426,16 @@ class Outbox:
         with self._session("count alerts") as session:
             return {str(status): int(n) for status, n in session.execute(query).all()}
 
+    def statuses(self, ids: Iterable[str]) -> dict[str, str]:
+        """The status of each of these rows that exists (``alerts retry`` names the others).
+
+        Raises:
+            StorageError: The database cannot be read.
+        """
+        query = select(OUTBOX.c.id, OUTBOX.c.status).where(OUTBOX.c.id.in_(list(ids)))
+        with self._session("read alert states") as session:
+            return {str(row_id): str(status) for row_id, status in session.execute(query).all()}
+
     def expedite(self, channel: str, now: float) -> int:
         """Make every retry waiting on ``channel`` due now: the channel has just answered again.
 

@@ -185,15 +185,36 @@ def alerts_retry(
     dead: Annotated[bool, typer.Option("--dead", help="Every dead delivery.")] = False,
 ) -> None:
     """Queue dead deliveries again (after fixing the channel's settings); a running
-    ``safewatch serve`` sends them within its poll interval."""
+    ``safewatch serve`` sends them within its poll interval.
+
+    Exits with status 1 if a named id is not a dead delivery (unknown, or in another state).
+    """
     from safewatch.config.loader import load_site
 
     if not ids and not dead:
         raise ConfigError("name outbox ids to retry, or pass --dead for every dead delivery")
+    if ids and dead:
+        # It requeued every dead delivery, whatever ids were named.
+        raise typer.BadParameter("name outbox ids or pass --dead, not both", param_hint="--dead")
     site = load_site(config)
     outbox, engine = _outbox(site)
     try:
-        count = outbox.requeue(None if dead else ids, time.time())
+        found: dict[str, str] = {}
+        if ids is None:
+            count = outbox.requeue(None, time.time())
+        else:
+            # "requeued 0", exit 0, was all an id that does not exist (a typo) or is not dead
+            # got: each is named below, and the command fails.
+            found = outbox.statuses(ids)
+            named = [i for i in dict.fromkeys(ids) if found.get(i) == "dead"]
+            count = outbox.requeue(named, time.time()) if named else 0
     finally:
         engine.dispose()
     out.print(f"requeued {count} dead deliver{'y' if count == 1 else 'ies'}")
+    skipped = [i for i in dict.fromkeys(ids or ()) if found.get(i) != "dead"]
+    for item_id in skipped:
+        status = found.get(item_id)
+        why = "no such delivery" if status is None else f"{status}, not dead"
+        out.print(f"not requeued: {item_id} ({why})", highlight=False, markup=False)
+    if skipped:
+        raise typer.Exit(1)

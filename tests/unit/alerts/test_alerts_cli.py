@@ -160,3 +160,42 @@ def test_alerts_list_shows_dead_letters_and_retry_requeues_them(config: Path) ->
     assert code == 0 and "requeued 1 dead delivery" in output
     code, output = invoke("alerts", "list", "--config", str(config))
     assert "outbox: 2 pending" in output
+
+
+def test_alerts_retry_names_ids_it_did_not_requeue(config: Path) -> None:
+    """An id that does not exist (a typo) or is not dead was "requeued 0" with exit 0, and ids
+    given with --dead were ignored: every dead delivery was requeued."""
+    site = load_site(config)
+    storage = open_site_storage(site)
+    try:
+        from safewatch.alerts.service import AlertService
+
+        service = AlertService(site, storage.repository)
+        service.start()
+        service.dispatcher.stop()
+        storage.repository.upsert(make_incident())
+        outbox = Outbox(storage.engine)
+        now = time.time() + 1  # the escalation is due in five minutes: not claimed
+        (dead,) = outbox.claim("cli", now, 10, 60)
+        outbox.failed(
+            dead, "cli", now, "HTTP 410 Gone", permanent=True, retry=site.config.alerts.retry,
+            rng=random.Random(0),
+        )  # fmt: skip
+        service.close()
+        (pending,) = (item for item in outbox.list() if item.status == "pending")
+    finally:
+        storage.close()
+
+    code, output = invoke("alerts", "retry", "nosuchid", pending.id, "--config", str(config))
+    assert code == 1 and "requeued 0 dead deliveries" in output
+    assert "not requeued: nosuchid (no such delivery)" in output
+    assert f"not requeued: {pending.id} (pending, not dead)" in output
+    code, output = invoke("alerts", "retry", "nosuchid", "--dead", "--config", str(config))
+    assert code == 2 and "not both" in output
+    code, output = invoke("alerts", "list", "--config", str(config))
+    assert "outbox: 1 dead, 1 pending" in output
+    code, output = invoke("alerts", "retry", dead.id, "nosuchid", "--config", str(config))
+    assert code == 1 and "requeued 1 dead delivery" in output
+    assert "not requeued: nosuchid" in output and f"not requeued: {dead.id}" not in output
+    code, output = invoke("alerts", "list", "--config", str(config))
+    assert "outbox: 2 pending" in output
