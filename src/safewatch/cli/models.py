@@ -23,20 +23,38 @@ def models_list() -> None:
 
     from safewatch.detect import catalogue
 
-    table = Table("name", "format", "input", "licence", "cached", "source")
+    header = ("name", "format", "input", "licence", "cached", "source")
+    rows: list[tuple[str, ...]] = []
     broken: list[str] = []
     for entry in catalogue.list_models():
-        table.add_row(
-            entry.name,
-            entry.format,
-            str(entry.input_size or ""),
-            entry.licence or "",
-            entry.state,
-            entry.url or "imported",
+        rows.append(
+            (
+                entry.name,
+                entry.format or "",
+                str(entry.input_size or ""),
+                entry.licence or "",
+                entry.state,
+                entry.url or "imported",
+            )
         )
         if entry.state in ("missing", "damaged"):
             broken.append(entry.name)
-    out.print(table)
+    if out.is_terminal:
+        table = Table()
+        for i, column in enumerate(header):
+            # The name is what every other command takes: never cut short ("ppe14_yolov8…").
+            widest = max(len(row[i]) for row in (header, *rows)) if i == 0 else None
+            table.add_column(column, no_wrap=i == 0, min_width=widest)
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+    else:
+        # Piped or redirected (`| cat`, grep, a script), Rich laid the table out 80 wide and cut
+        # names and URLs short. Plain aligned columns, nothing cut.
+        widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header) - 1)]
+        for row in (header, *rows):
+            cells = [value.ljust(width) for value, width in zip(row, widths, strict=False)]
+            out.print("  ".join([*cells, row[-1]]), highlight=False, markup=False, soft_wrap=True)
     out.print(f"cache: {catalogue.cache_dir()}")
     for name in broken:
         out.print(

@@ -392,9 +392,24 @@ def test_listing_and_info_know_the_packaged_model(cache: Path) -> None:
     row = {r.name: r for r in cat.list_models()}["head_classifier"]
     assert row.state == "packaged" and row.cached is not None
     code, listing = invoke("models", "list")
-    assert code == 0 and re.search(r"│ head_classif\S* +│.*│ packaged +│", listing), listing
+    assert code == 0 and re.search(
+        r"^head_classifier +head_classifier +48 .* packaged ", listing, re.M
+    ), listing
     assert cat.info("head_classifier").sha256 == row.cached.sha256
     assert not cache.exists()  # listing it cached nothing
+
+
+def test_a_piped_listing_shows_every_name_and_source_whole(cache: Path) -> None:
+    """Piped (`models list | cat`, grep, a script) the Rich table was laid out 80 wide and cut
+    names to "ppe14_yolov8…" and URLs to "https://g…", which no other command takes."""
+    code, listing = invoke("models", "list")  # the test runner's output is not a terminal
+    assert code == 0
+    lines = listing.splitlines()
+    assert lines[0].split() == ["name", "format", "input", "licence", "cached", "source"]
+    for entry in cat.list_models():
+        (line,) = (line for line in lines if line.split()[0] == entry.name)
+        assert line.rstrip().endswith(entry.url or "imported"), line
+    assert "…" not in listing
 
 
 def test_info_of_a_catalogue_model_not_pulled_says_how_to_pull_it(cache: Path) -> None:
