@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -39,7 +40,7 @@ def db_upgrade(
 
     engine = _engine(config)
     try:
-        result = upgrade(engine, revision)
+        result = upgrade(engine, revision, site_file=shlex.quote(str(config)))
     finally:
         engine.dispose()
     shown = shown_url(engine.url)
@@ -68,7 +69,7 @@ def db_downgrade(
 
     engine = _engine(config)
     try:
-        result = downgrade(engine, revision)
+        result = downgrade(engine, revision, site_file=shlex.quote(str(config)))
     finally:
         engine.dispose()
     shown = shown_url(engine.url)

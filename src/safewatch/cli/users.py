@@ -11,6 +11,7 @@ ones can be added in the dashboard.
 from __future__ import annotations
 
 import math
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from safewatch.cli.app import app, err, out
+from safewatch.cli.app import app, command, err, out
 
 if TYPE_CHECKING:
     from safewatch.api.auth.store import AuthStore
@@ -47,7 +48,16 @@ def _store(config: Path) -> Iterator[AuthStore]:
         storage.close()
 
 
-def _password(stdin: bool) -> str:
+def _password(stdin: bool, again: str, config: Path) -> str:
+    """The new password: from standard input, or asked twice on the terminal.
+
+    Args:
+        stdin: ``--password-stdin`` was given.
+        again: This command's words after ``safewatch`` (``users passwd ana``), for the advice
+            to run it again with ``--password-stdin``: the advice named ``users add NAME``
+            whatever the command, which pasted into `users passwd` added a user instead.
+        config: The site file given, also for the advice.
+    """
     if stdin:
         line = sys.stdin.readline().rstrip("\n")
         if not line:
@@ -57,7 +67,8 @@ def _password(stdin: bool) -> str:
         # Without a terminal the prompt would echo the password or abort ("Can not control echo").
         raise typer.BadParameter(
             "no terminal to ask for the password: pipe it with --password-stdin, e.g. "
-            "printf '%s\\n' \"$PASSWORD\" | safewatch users add NAME --password-stdin -c SITE"
+            f"printf '%s\\n' \"$PASSWORD\" | {command()} {again} --password-stdin "
+            f"-c {shlex.quote(str(config))}"
         )
     first: str = typer.prompt("Password", hide_input=True)
     second: str = typer.prompt("Repeat password", hide_input=True)
@@ -102,7 +113,8 @@ def add(
     ] = False,
 ) -> None:
     """Add a user (asks for the password)."""
-    password = _password(password_stdin)
+    again = f"users add {shlex.quote(username)} --role {shlex.quote(role)}"
+    password = _password(password_stdin, again, config)
     with _store(config) as store:
         try:
             user = store.add_user(username, password, role)
@@ -138,7 +150,7 @@ def passwd(
     password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
 ) -> None:
     """Set a user's password (their sessions end; their API tokens stay: `users tokens`)."""
-    password = _password(password_stdin)
+    password = _password(password_stdin, f"users passwd {shlex.quote(username)}", config)
     with _store(config) as store:
         try:
             store.update_user(username, password=password)

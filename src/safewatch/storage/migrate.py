@@ -203,8 +203,14 @@ def _migrating(engine: Engine) -> Iterator[None]:
         raise
 
 
-def upgrade(engine: Engine, revision: str = "head") -> UpgradeResult:
+def upgrade(engine: Engine, revision: str = "head", *, site_file: str = "SITE") -> UpgradeResult:
     """Migrate the database to ``revision`` (default: the newest), under the migration lock.
+
+    Args:
+        engine: The database.
+        revision: Where to go.
+        site_file: The site file, as the command to run instead names it (``-c``): advice
+            without it failed when pasted ("Missing option '--config'").
 
     Raises:
         StorageError: The database refused, ``revision`` is unknown, or it is older than the
@@ -219,8 +225,8 @@ def upgrade(engine: Engine, revision: str = "head") -> UpgradeResult:
         if target in order and before in order and order.index(target) < order.index(before):
             raise StorageError(
                 f"database {_shown(engine)} is at schema revision {before}, newer than "
-                f"{target}: an upgrade never goes back; `safewatch db downgrade --revision "
-                f"{target}` does"
+                f"{target}: an upgrade never goes back; `safewatch db downgrade -c {site_file} "
+                f"--revision {target}` does"
             )
         stamped = _stamp_pre_migration(connection, config) if before is None else None
         command.upgrade(config, revision)
@@ -228,9 +234,10 @@ def upgrade(engine: Engine, revision: str = "head") -> UpgradeResult:
     return UpgradeResult(before, after, stamped)
 
 
-def downgrade(engine: Engine, revision: str) -> UpgradeResult:
+def downgrade(engine: Engine, revision: str, *, site_file: str = "SITE") -> UpgradeResult:
     """Migrate the database back to ``revision`` (an id of :func:`history`), under the
     migration lock. What the later revisions added goes, with its rows (tables, columns).
+    ``site_file`` is as for :func:`upgrade`.
 
     Raises:
         StorageError: ``revision`` is not one this safewatch ships, is newer than the
@@ -257,7 +264,8 @@ def downgrade(engine: Engine, revision: str) -> UpgradeResult:
         if order.index(target) > order.index(before):
             raise StorageError(
                 f"database {_shown(engine)} is at schema revision {before}, older than "
-                f"{target}: `safewatch db upgrade --revision {target}` goes forward"
+                f"{target}: `safewatch db upgrade -c {site_file} --revision {target}` goes "
+                "forward"
             )
         command.downgrade(_config(connection), target)
         after = MigrationContext.configure(connection).get_current_revision()

@@ -85,11 +85,16 @@ def test_db_downgrade_and_the_ways_back_that_failed(config: Path) -> None:
         invoke("db", "upgrade", "--config", str(config))
         with pytest.raises(StorageError, match=f"newer than {previous}: an upgrade never goes"):
             invoke("db", "upgrade", "--config", str(config), "--revision", previous)
+        # The advice names the site file: without -c it failed when pasted.
+        with pytest.raises(StorageError, match=f"`safewatch db downgrade -c {config} --revision"):
+            invoke("db", "upgrade", "--config", str(config), "--revision", previous)
         assert current_revision(engine) == head
         code, output = invoke("db", "downgrade", "--config", str(config), "--revision", previous)
         assert code == 0 and f"downgraded {head} -> {previous}" in output
         assert current_revision(engine) == previous
-        with pytest.raises(StorageError, match=f"older than {head}: `safewatch db upgrade"):
+        with pytest.raises(
+            StorageError, match=f"older than {head}: `safewatch db upgrade -c {config} --revision"
+        ):
             invoke("db", "downgrade", "--config", str(config), "--revision", head)
         with pytest.raises(StorageError, match="not a schema revision"):
             invoke("db", "downgrade", "--config", str(config), "--revision", "base")

@@ -157,3 +157,19 @@ def test_a_token_lasts_the_days_asked_or_never_without_days(site: Path, store: A
     assert expiry["forever"] is None
     assert expiry["day"] is not None
     assert before + 43_200 <= expiry["day"] <= time.time() + 43_200
+
+
+def test_without_a_terminal_passwd_advises_passwd_with_the_site_file(
+    site: Path, store: AuthStore
+) -> None:
+    """`users passwd` without a terminal advised `users add NAME --password-stdin -c SITE`:
+    pasted, that adds a user (and SITE is no file)."""
+    wide = {"COLUMNS": "1000"}  # the usage error's panel does not wrap the site file's path
+    code, output = invoke("users", "passwd", "ann", "-c", str(site), env=wide)  # no terminal
+    message = " ".join(output.replace("│", " ").split())
+    assert code == 2 and "no terminal to ask for the password" in message
+    assert f"users passwd ann --password-stdin -c {site}" in message
+    assert "users add" not in message
+    code, output = invoke("users", "add", "bob", "--role", "admin", "-c", str(site), env=wide)
+    message = " ".join(output.replace("│", " ").split())
+    assert code == 2 and f"users add bob --role admin --password-stdin -c {site}" in message
