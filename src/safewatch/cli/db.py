@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from safewatch.cli.app import app, out
+from safewatch.cli.app import app, err, out
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -58,17 +59,42 @@ def db_upgrade(
 def db_downgrade(
     config: ConfigOption,
     revision: Annotated[str, typer.Option(help="Revision to go back to (see `db history`).")],
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask (needed without a terminal).")
+    ] = False,
 ) -> None:
     """Migrate the site's database back to --revision, dropping what later revisions added.
 
-    Run it with the newer safewatch, before installing the older one: only the newer one has
-    the migrations to undo.
+    Lists the migrations it undoes and asks first (--yes does not ask). Run it with the newer
+    safewatch, before installing the older one: only the newer one has the migrations to undo.
     """
     from safewatch.storage.engine import shown_url
-    from safewatch.storage.migrate import downgrade
+    from safewatch.storage.migrate import downgrade, undone_by
 
     engine = _engine(config)
     try:
+        # It drops tables and columns with their rows (below 0005 the users, below 0003 the
+        # tamper-evidence chain), and a mistyped --revision went ahead unasked.
+        undone = undone_by(engine, revision)
+        if undone and not yes:
+            shown = shown_url(engine.url)
+            err.print(
+                f"{shown}: going back to {revision} undoes, with what they added (tables, "
+                "columns and their rows):",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+            for step in undone:
+                err.print(
+                    f"  {step.id}  {step.message}", highlight=False, markup=False, soft_wrap=True
+                )
+            if not sys.stdin.isatty():
+                raise typer.BadParameter(
+                    "no terminal to confirm the downgrade: back up the database, then pass --yes",
+                    param_hint="--yes",
+                )
+            typer.confirm("Downgrade (back up the database first)?", abort=True)
         result = downgrade(engine, revision, site_file=shlex.quote(str(config)))
     finally:
         engine.dispose()

@@ -46,6 +46,7 @@ __all__ = [
     "ensure_schema",
     "head_revision",
     "history",
+    "undone_by",
     "upgrade",
 ]
 
@@ -232,6 +233,21 @@ def upgrade(engine: Engine, revision: str = "head", *, site_file: str = "SITE") 
         command.upgrade(config, revision)
         after = MigrationContext.configure(connection).get_current_revision()
     return UpgradeResult(before, after, stamped)
+
+
+def undone_by(engine: Engine, revision: str) -> list[Revision]:
+    """The migrations a :func:`downgrade` to ``revision`` would undo, newest first: what it
+    drops, for a confirmation. Empty when it would do nothing or refuse (it says why).
+
+    Raises:
+        StorageError: The database cannot be read.
+    """
+    order = _order()
+    target, current = _resolved(revision), current_revision(engine)
+    if target not in order or current not in order:
+        return []
+    newer = order[order.index(target) + 1 : order.index(current) + 1]
+    return [r for r in history() if r.id in newer]
 
 
 def downgrade(engine: Engine, revision: str, *, site_file: str = "SITE") -> UpgradeResult:

@@ -89,7 +89,14 @@ def test_db_downgrade_and_the_ways_back_that_failed(config: Path) -> None:
         with pytest.raises(StorageError, match=f"`safewatch db downgrade -c {config} --revision"):
             invoke("db", "upgrade", "--config", str(config), "--revision", previous)
         assert current_revision(engine) == head
+        # It drops tables and columns with their rows: listed, and not done unasked.
         code, output = invoke("db", "downgrade", "--config", str(config), "--revision", previous)
+        assert code == 2 and "no terminal to confirm the downgrade" in output
+        assert f"going back to {previous} undoes" in output and f"  {head}  " in output
+        assert current_revision(engine) == head
+        code, output = invoke(
+            "db", "downgrade", "--config", str(config), "--revision", previous, "--yes"
+        )
         assert code == 0 and f"downgraded {head} -> {previous}" in output
         assert current_revision(engine) == previous
         with pytest.raises(
