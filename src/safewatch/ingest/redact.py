@@ -13,7 +13,15 @@ from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, url
 __all__ = ["SECRET_QUERY_KEYS", "redact_text", "redact_url", "url_secrets", "url_user"]
 
 SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "token", "auth", "key"})
-"""Query parameter names (case-insensitive) whose values are secrets."""
+"""Query parameter names (case-insensitive) whose values are secrets; so is any name ending in
+``password`` (libpq's ``sslpassword``, the pass phrase of a client key)."""
+
+
+def _secret_key(key: str) -> bool:
+    """Whether a query parameter named ``key`` holds a secret."""
+    lowered = key.lower()
+    return lowered in SECRET_QUERY_KEYS or lowered.endswith("password")
+
 
 _MASK = "***"
 
@@ -24,8 +32,12 @@ _MASK = "***"
 # than too little when a later part of the URL happens to hold an "@". The port is whatever
 # stands there, digits or not: the URL of an error ("port could not be cast to integer") is the
 # one most likely to be logged, and a stricter port left its password in the clear.
+#
+# The host may be empty (libpq's ``postgresql://user:pw@/db?host=/run/postgresql``, a unix socket;
+# ``user:pw@:5433/db``) and an IPv6 literal may carry a zone id (``[fe80::1%25eth0]``): each left
+# its password in the clear when the host was required.
 _USERINFO_END = re.compile(
-    r"@(?=(?:[A-Za-z0-9._~%-]+|\[[0-9A-Fa-f:.]+\])(?::[^/?#@\s]*)?(?:[/?#]|$))"
+    r"@(?=(?:[A-Za-z0-9._~%-]*|\[[0-9A-Za-z:.%]+\])(?::[^/?#@\s]*)?(?:[/?#]|$))"
 )
 
 
@@ -69,20 +81,25 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return url
-    if not parts.scheme or not parts.netloc:
-        return url
+    if not parts.scheme or not (parts.netloc or url.startswith(f"{parts.scheme}:///")):
+        return url  # not a URL; ``scheme:///path?password=`` (a unix socket's) is one
     netloc = parts.netloc
     query, fragment = parts.query, parts.fragment
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        if any(key.lower() in SECRET_QUERY_KEYS for key, _ in pairs):
+        if any(_secret_key(key) for key, _ in pairs):
             query = urlencode(
-                [(k, _MASK if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs],
+                [(k, _MASK if _secret_key(k) else v) for k, v in pairs],
                 safe="*",
             )
             # A "#" pasted unencoded into a token starts a "fragment" that is the token's tail.
             fragment = _MASK if fragment else fragment
-    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+    if query == parts.query and fragment == parts.fragment:
+        return url  # as written: ``sqlite:///db`` would come back as ``sqlite:/db``
+    redacted = urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+    if not netloc:  # urlunsplit drops the empty authority of ``scheme:///path``
+        redacted = f"{parts.scheme}://{redacted[len(parts.scheme) + 1 :]}"
+    return redacted
 
 
 def redact_text(text: str, url: str) -> str:
@@ -138,14 +155,14 @@ def url_secrets(url: str, *, min_length: int = 3, user: bool = True) -> set[str]
     except ValueError:
         return _lengthy(found, min_length)
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key.lower() in SECRET_QUERY_KEYS and value:
+        if _secret_key(key) and value:
             found.add(value)
             found.add(quote(value, safe=""))
             if parts.fragment:  # an unencoded "#" in the value (see redact_url)
                 found.update({parts.fragment, f"{value}#{parts.fragment}"})
     for piece in parts.query.split("&"):  # as written: "+" and "%" not decoded
         key, _, value = piece.partition("=")
-        if unquote_plus(key).lower() in SECRET_QUERY_KEYS and value:
+        if _secret_key(unquote_plus(key)) and value:
             found.add(value)
     return _lengthy(found, min_length)
 

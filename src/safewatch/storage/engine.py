@@ -57,7 +57,13 @@ def shown_url(url: URL) -> str:
     # Imported here: the ``safewatch.ingest`` package pulls in PyAV, which storage has no use for.
     from safewatch.ingest.redact import redact_url
 
-    return redact_url(url.render_as_string(hide_password=False))
+    # The user info is masked on the parsed URL, whatever the host looks like (none, for a
+    # unix socket: ``postgresql://user:pw@/db?host=/run/postgresql``), then the query values.
+    masked = url.set(
+        username=None if url.username is None else "***",
+        password=None if url.password is None else "***",
+    )
+    return redact_url(masked.render_as_string(hide_password=False))
 
 
 def resolve_url(url: str, base_dir: Path) -> URL:

@@ -377,6 +377,12 @@ def test_database_urls_are_shown_without_their_secrets(
         invoke("db", "current", "--config", str(config))
     assert "cannot open database postgresql://***@127.0.0.1:1/sw?password=***" in str(refused.value)
     assert "QueryPw123" not in str(refused.value)
+    # A unix socket's URL has no host after the "@": its password was printed whole.
+    config = site_with_database(tmp_path, f"postgresql://sw:Secr3tPw@/sw?host={tmp_path}/none")
+    with pytest.raises(StorageError) as refused:
+        invoke("db", "current", "--config", str(config))
+    assert "postgresql://***:***@/sw" in str(refused.value)
+    assert "Secr3tPw" not in str(refused.value)
     for url, why in [
         ('"postgresql://sw:Hunter2Secret@db.local/sw"', "not of the form"),
         ("postgresql://sw:Hunter2Secret@db.local:54x2/sw", "the port is not a number"),

@@ -25,6 +25,17 @@ from safewatch.ingest.redact import redact_text, redact_url
             "https://cam/a.m3u8?TOKEN=abc&Key=k&pwd=1&passwd=2&auth=z",
             "https://cam/a.m3u8?TOKEN=***&Key=***&pwd=***&passwd=***&auth=***",
         ),
+        # No host (libpq's unix socket), a port alone, an IPv6 zone id: the host was required
+        # and these passwords came back whole; a key's pass phrase (sslpassword) too.
+        ("postgresql://sw:pw@/sw?host=/run/pg", "postgresql://***:***@/sw?host=/run/pg"),
+        ("postgresql://sw:pw@:5433/sw", "postgresql://***:***@:5433/sw"),
+        ("postgresql://sw:pw@[fe80::1%25eth0]/sw", "postgresql://***:***@[fe80::1%25eth0]/sw"),
+        ("postgresql:///sw?password=abc", "postgresql:///sw?password=***"),
+        (
+            "postgresql://h/sw?sslpassword=kp&sslmode=require",
+            "postgresql://h/sw?sslpassword=***&sslmode=require",
+        ),
+        ("sqlite:///db.sqlite", "sqlite:///db.sqlite"),
         ("rtsp://10.0.0.5/stream", "rtsp://10.0.0.5/stream"),
         ("http://cam/x?channel=1", "http://cam/x?channel=1"),
         ("/videos/site a/clip.mp4", "/videos/site a/clip.mp4"),
