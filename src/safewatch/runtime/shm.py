@@ -38,6 +38,7 @@ process ended. The pids are this host's: a ``/dev/shm`` shared between pid names
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import re
@@ -52,6 +53,8 @@ from numpy.typing import NDArray
 from safewatch.domain.frame import Image
 
 __all__ = ["RingSpec", "SharedRing", "SlotRef", "sweep_orphan_rings", "unlink_ring"]
+
+log = logging.getLogger(__name__)
 
 _HEADER_ALIGN = 64  # keep the first slot cache-line aligned
 
@@ -248,9 +251,20 @@ def sweep_orphan_rings(directory: Path = SHM_DIR) -> list[str]:
         match = _NAME.fullmatch(name)
         if match is None or _running(int(match.group(1))):
             continue
-        with contextlib.suppress(FileNotFoundError):  # gone meanwhile
-            (directory / name).unlink()
-            removed.append(name)
+        path = directory / name
+        try:
+            # Another user's ring (a root test run on a host whose service runs as safewatch)
+            # cannot be removed from the sticky /dev/shm; its PermissionError aborted the
+            # start, and systemd restarted the server into the same failure for ever.
+            if path.stat().st_uid != os.getuid():
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue  # gone meanwhile
+        except OSError as error:
+            log.warning("cannot remove the leftover shared-memory block %s: %s", path, error)
+            continue
+        removed.append(name)
     return removed
 
 

@@ -154,3 +154,29 @@ def test_the_rings_of_servers_no_longer_running_are_swept_and_others_kept(
         [names["other"], names["self"], names["foreign"]]
     )
     assert sweep_orphan_rings(tmp_path / "missing") == []  # no /dev/shm: nothing to do
+
+
+def test_a_leftover_that_cannot_be_removed_is_passed_over_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user's ring cannot be removed from the sticky /dev/shm: its PermissionError
+    aborted the server's start (and systemd restarted it into the same failure)."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    theirs, ours = (
+        tmp_path / f"safewatch-{gone.pid}-0a0a0a0a",
+        tmp_path / f"safewatch-{gone.pid}-1b1b",
+    )
+    theirs.write_bytes(b"")
+    ours.write_bytes(b"")
+    if os.getuid() == 0:
+        os.chown(theirs, 65534, 65534)  # as root: a file of another user
+        assert sweep_orphan_rings(tmp_path) == [ours.name]
+        assert theirs.exists()
+        ours.write_bytes(b"")
+
+    def refused(path: Path, missing_ok: bool = False) -> None:
+        raise PermissionError(1, "Operation not permitted", str(path))
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    assert sweep_orphan_rings(tmp_path) == []  # logged, and the start goes on
