@@ -46,6 +46,7 @@ from safewatch.domain import Zone
 from safewatch.errors import ConfigError, ModelError, SafewatchError, StorageError
 from safewatch.heap import freeze_start_up_objects
 from safewatch.incidents.abandoned import close_abandoned_incidents
+from safewatch.incidents.faces import face_detector
 from safewatch.incidents.manager import IncidentChange, IncidentManager
 from safewatch.incidents.recorder import EvidenceRecorder
 from safewatch.incidents.site_storage import SiteStorage, clip_spool, open_site_storage
@@ -93,7 +94,7 @@ log = logging.getLogger(__name__)
 _ALERT_DRAIN = 5.0
 """Seconds a graceful stop keeps sending due alerts (the rest stay queued for the next start)."""
 
-_RESTART_BLOCKS = ("storage", "evidence", "privacy", "runtime", "site", "retention", "cluster")
+_RESTART_BLOCKS = ("storage", "evidence", "runtime", "site", "retention", "cluster")
 """Site-file blocks a reload does not apply (logged as applying after a restart). ``cluster``:
 the cluster member fixes its capacity, labels and lease length when it joins, so a reload that
 changed them would otherwise be silently ignored."""
@@ -437,10 +438,13 @@ class RuntimeService:
 
         A site file that does not validate (or names a model that cannot load) is refused: the
         running configuration stays and ``/readyz`` shows why under ``site``. Changes to blocks
-        that need a restart (storage, evidence, privacy, runtime, site, retention, cluster) are
-        logged as such: ``cluster`` too, because the cluster member fixes its capacity, labels
-        and lease length when it joins (:mod:`safewatch.runtime.cluster_owner`). Changed camera
-        calibrations go to the rule engine, which measures with them from the next frame
+        that need a restart (storage, evidence, runtime, site, retention, cluster) are logged as
+        such (``privacy`` is not one: evidence and the live view read it per picture from the
+        site in force, so it applies from the next picture, and a face model it names that
+        cannot load refuses the reload). ``cluster`` needs one because the cluster member fixes
+        its capacity, labels and lease length when it joins
+        (:mod:`safewatch.runtime.cluster_owner`). Changed camera calibrations go to the rule
+        engine, which measures with them from the next frame
         (:meth:`ReloadingEngine.offer_calibrations`), and the rules are checked against them.
         """
         with self._reload_lock:
@@ -449,6 +453,7 @@ class RuntimeService:
                 new = load_site(self._site.path)
                 self._check_calibrations_kept(new)
                 rebuilt = self._detectors.update(models_to_load(new))
+                self._check_face_models(new)
             except SafewatchError as error:
                 message = error.format() if isinstance(error, ConfigError) else str(error)
                 self.status.site_health = ComponentHealth(
@@ -607,6 +612,18 @@ class RuntimeService:
         return self.status.metrics()
 
     # -- internals ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_face_models(site: LoadedSite) -> None:
+        """Load every face detector ``site``'s privacy names, so a missing one refuses the reload.
+
+        Privacy applies from the next picture (it is read per picture); a ``privacy.faces``
+        naming a model that is not there would otherwise fail every evidence still from then on.
+        """
+        for camera_id in site.config.cameras:
+            face = site.config.privacy_for(camera_id).face_model
+            if face:
+                face_detector(face)
 
     def _privacy_for(self, camera_id: str) -> PrivacyConfig:
         return self._site.config.privacy_for(camera_id)

@@ -126,3 +126,26 @@ def test_fields_the_decode_worker_never_reads_restart_no_camera(tmp_path: Path) 
     path.write_text(yaml.safe_dump(site))
     assert service.reload_site() is not None
     assert supervisor.applied[1] != started
+
+
+def test_the_privacy_block_applies_at_once_and_a_missing_face_model_refuses_the_reload(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Evidence reads the privacy of the site in force per picture, so a reloaded ``privacy``
+    block applied from the next picture while the log said "after a restart" (an operator who
+    turned it off was told it was still on). A face model it names that is not there failed
+    every evidence still from then on; it now refuses the reload."""
+    path = write_site(tmp_path)
+    service, _ = _service(path)
+    site = yaml.safe_load(path.read_text())
+    site["privacy"] = {"mode": "pixelate"}
+    path.write_text(yaml.safe_dump(site))
+    with caplog.at_level(logging.WARNING, logger="safewatch.runtime.service"):
+        assert service.reload_site() is not None
+    assert not [r for r in caplog.records if "'privacy' block" in r.getMessage()]
+    assert service._privacy_for("yard").mode == "pixelate"
+    site["privacy"] = {"mode": "blur", "faces": str(tmp_path / "no-such-faces.onnx")}
+    path.write_text(yaml.safe_dump(site))
+    assert service.reload_site() is None
+    assert "no-such-faces.onnx" in service.status.site_health.message
+    assert service._privacy_for("yard").mode == "pixelate"  # the previous site stays
