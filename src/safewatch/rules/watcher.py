@@ -170,6 +170,7 @@ class RuleWatcher:
                 status = self.holder.reject(
                     errors, None if self._site is None else unwatched_cameras(in_force, self._site)
                 )
+                self._count_protection(in_force)  # the gauge says what /readyz says
                 self._tell_unwatched(status)
                 return status
             before = self.holder.current().number

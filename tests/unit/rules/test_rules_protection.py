@@ -222,3 +222,6 @@ def test_a_refused_reload_checks_the_rules_in_force_against_its_site(
     assert not status.ok and "yard" in status.errors[0]  # the zone names the old camera
     assert status.unwatched == ("entry",)
     assert "no enabled rule runs on camera(s) entry" in caplog.text
+    # The gauge says the same (it still had yard at 1 and no entry).
+    gauge = {s.labels["camera"]: s.value for m in CAMERA_RULES.collect() for s in m.samples}
+    assert gauge.get("entry") == 0 and "yard" not in gauge
