@@ -26,13 +26,21 @@ by whichever unlinks it, and anything left at exit is cleaned up by the tracker.
 When the whole process group is killed (systemd's ``SIGKILL`` after ``TimeoutStopSec``, the OOM
 killer taking the server) the tracker dies with it and every ring stays in ``/dev/shm`` until
 reboot: 2.7 MB per 640x352 camera, ~25 MB at 1080p, each time. Rings are therefore named
-``safewatch-<server pid>-<random>`` (a decode worker's by the server that started it) and a
-starting server removes those of servers no longer running (:func:`sweep_orphan_rings`). The
-rings of any pid still running are kept, whatever the process: telling a safewatch by its command
-line would take a server embedded in another program (or a test run) for a stranger and break
-its cameras, so a dead server's pid already reused keeps its rings until a start after that
-process ended. The pids are this host's: a ``/dev/shm`` shared between pid namespaces
-(containers with ``--ipc=host``) would see another namespace's server as gone.
+``safewatch-<server pid>-<server start>-<random>`` (a decode worker's by the server that started
+it; the start is the process's start time in clock ticks since boot, in hex, from
+``/proc/<pid>/stat``) and a starting server removes those of servers no longer running
+(:func:`sweep_orphan_rings`): the pid is not running, or it is but started at another time. The
+start time is what makes the sweep work in a container: there ``safewatch serve`` is pid 1, and
+a ``/dev/shm`` that outlives the container (a Kubernetes ``emptyDir``) would otherwise keep a
+killed pid 1's rings for ever, the restarted server being pid 1 again. The rings of a process
+still running with the same start are kept, whatever the process: telling a safewatch by its
+command line would take a server embedded in another program (or a test run, several services
+in one process) for a stranger and break its cameras. Where ``/proc`` is missing (macOS) a ring
+is named ``safewatch-<server pid>-<random>`` (the older form) and kept while that pid runs, so a
+dead server's pid already reused keeps its rings until a start after that process ended; such
+names left by older versions are treated the same way. The pids are this host's: a ``/dev/shm``
+shared between pid namespaces (containers with ``--ipc=host``) would see another namespace's
+server as gone.
 """
 
 from __future__ import annotations
@@ -58,8 +66,13 @@ log = logging.getLogger(__name__)
 
 _HEADER_ALIGN = 64  # keep the first slot cache-line aligned
 
-_NAME = re.compile(r"safewatch-([1-9][0-9]*)-[0-9a-f]+")
-"""A ring's name: its server's pid, then random hex (at most 30 characters, macOS's limit)."""
+_NAME = re.compile(r"safewatch-([1-9][0-9]*)-(?:([0-9a-f]+)-)?[0-9a-f]+")
+"""A ring's name: its server's pid, its start time in hex where known, then random hex.
+
+With a start time (Linux) a name has at most 10 + 7 + 1 + 10 + 1 + 6 = 35 characters (pid_max
+2**22, 348 years of uptime at 100 ticks/s); Linux allows 255. Without one (no ``/proc``: macOS)
+it has at most 30, macOS's limit.
+"""
 
 SHM_DIR = Path("/dev/shm")
 """Where Linux keeps POSIX shared memory, by name."""
@@ -146,8 +159,10 @@ class SharedRing:
             raise ValueError(f"frame shape must be (height, width, 3), got {shape}")
         size = _header_bytes(slots) + slots * math.prod(shape)
         owner = os.getpid() if server is None else server
+        start = _start_time(owner)  # tells this server from a later one with its pid
+        prefix = f"safewatch-{owner}-" if start is None else f"safewatch-{owner}-{start:x}-"
         while True:
-            name = f"safewatch-{owner}-{secrets.token_hex(4)}"
+            name = prefix + secrets.token_hex(4 if start is None else 3)
             try:
                 memory = shared_memory.SharedMemory(name=name, create=True, size=size)
             except FileExistsError:
@@ -249,7 +264,7 @@ def sweep_orphan_rings(directory: Path = SHM_DIR) -> list[str]:
     removed = []
     for name in names:
         match = _NAME.fullmatch(name)
-        if match is None or _running(int(match.group(1))):
+        if match is None or _server_running(int(match.group(1)), match.group(2)):
             continue
         path = directory / name
         try:
@@ -277,3 +292,33 @@ def _running(pid: int) -> bool:
     except PermissionError:
         pass  # another user's process
     return True
+
+
+def _server_running(pid: int, start: str | None) -> bool:
+    """Whether the server that named a ring (``pid``, its start time in hex if named) runs.
+
+    A pid running with another start time is a later process: after a container restart the
+    new ``safewatch serve`` is pid 1 again, and must not keep the killed one's rings. A start
+    time that cannot be read (the process just ended, ``/proc`` hides it) keeps the ring.
+    """
+    if not _running(pid):
+        return False
+    if start is None:  # no start time in the name (macOS, older versions): the pid decides
+        return True
+    now = _start_time(pid)
+    return now is None or now == int(start, 16)
+
+
+def _start_time(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot; ``None`` without ``/proc``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    # After the command name, which may hold spaces and parentheses: field 3 (state) onwards;
+    # starttime is field 22 (proc(5)).
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None

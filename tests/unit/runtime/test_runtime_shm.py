@@ -13,6 +13,8 @@ import pytest
 from safewatch.runtime.rings import RingCache
 from safewatch.runtime.shm import SharedRing, SlotRef, sweep_orphan_rings, unlink_ring
 
+PROC = Path("/proc/self/stat").exists()
+
 
 def frame(value: int) -> np.ndarray:
     data = np.full((4, 6, 3), value, np.uint8)
@@ -113,13 +115,25 @@ def test_ring_cache_unlinks_a_retired_ring_its_dead_writer_left() -> None:
         SharedRing.attach(ring.spec)
 
 
+def started(pid: int) -> int:
+    """Process ``pid``'s start time in clock ticks since boot (proc(5), field 22)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[19])
+
+
 def test_a_ring_is_named_after_its_server() -> None:
     ring = SharedRing.create((4, 6, 3), slots=2)
-    worker = SharedRing.create((4, 6, 3), slots=2, server=4321)  # a decode worker's
+    # A decode worker's names the server that started it: here this process's parent.
+    worker = SharedRing.create((4, 6, 3), slots=2, server=os.getppid())
     try:
-        assert ring.name.startswith(f"safewatch-{os.getpid()}-")
-        assert worker.name.startswith("safewatch-4321-")
-        assert len(ring.name) <= 30  # macOS's limit on shared-memory names
+        if not PROC:  # macOS: no start time, and 30 characters at most
+            assert ring.name.startswith(f"safewatch-{os.getpid()}-")
+            assert worker.name.startswith(f"safewatch-{os.getppid()}-")
+            assert len(ring.name) <= 30
+            return
+        assert ring.name.startswith(f"safewatch-{os.getpid()}-{started(os.getpid()):x}-")
+        assert worker.name.startswith(f"safewatch-{os.getppid()}-{started(os.getppid()):x}-")
+        assert len(ring.name) <= 40
     finally:
         for each in (ring, worker):
             each.unlink()
@@ -180,3 +194,30 @@ def test_a_leftover_that_cannot_be_removed_is_passed_over_not_fatal(
 
     monkeypatch.setattr(Path, "unlink", refused)
     assert sweep_orphan_rings(tmp_path) == []  # logged, and the start goes on
+
+
+@pytest.mark.skipif(not PROC, reason="process start times come from /proc")
+def test_a_ring_of_an_earlier_process_with_a_running_pid_is_swept(tmp_path: Path) -> None:
+    """In a container the server is pid 1 and /dev/shm (an emptyDir) outlives it: after a
+    SIGKILL the restarted pid 1 kept the killed one's rings for ever. The start time in the name
+    tells them apart; the rings of this very process (several services in one test run) stay."""
+    mine = started(os.getpid())
+    names = {
+        "earlier": f"safewatch-{os.getpid()}-{mine - 1:x}-0a1b2c",
+        "mine": f"safewatch-{os.getpid()}-{mine:x}-0a1b2c",
+        "older form": f"safewatch-{os.getpid()}-0a1b2c3d",
+        "parent": f"safewatch-{os.getppid()}-{started(os.getppid()):x}-0a1b2c",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"")
+    assert sweep_orphan_rings(tmp_path) == [names["earlier"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [names["mine"], names["older form"], names["parent"]]
+    )
+    ring = SharedRing.create((4, 6, 3), slots=2)  # as this process names a real one
+    try:
+        (tmp_path / ring.name).write_bytes(b"")
+        assert sweep_orphan_rings(tmp_path) == []
+    finally:
+        ring.unlink()
+        ring.close()
