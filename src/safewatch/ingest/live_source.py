@@ -395,18 +395,35 @@ class LiveSource:
         added to every later receive time: the stamps go on at the camera's pace, that far
         ahead of the host clock, until the camera's worker starts again (its stamps are then
         anchored on the host clock, and the rules stage starts the camera afresh).
+
+        A step forward (the wall clock moving more than the monotonic one by over the limit)
+        takes back as much of that shift as it can: a wrong step back later corrected left the
+        stamps an hour ahead of a host clock that was right again, by-arrival streams at once
+        and the others from their next connection on, for good.
         """
         wall, mono = self._clock(), self._monotonic()
         if self._clock_seen is not None:
             seen_wall, seen_mono = self._clock_seen
             back = (mono - seen_mono) - (wall - seen_wall)
-            if back > max(self._stall_timeout, AHEAD_LIMIT):
+            limit = max(self._stall_timeout, AHEAD_LIMIT)
+            if back > limit:
                 self._wall_shift += back
                 logger.warning(
                     "camera %s: the host clock stepped %.0f s back; its frames keep their "
-                    "time, %.0f s ahead of the host clock, until its worker restarts",
+                    "time, %.0f s ahead of the host clock, until its worker restarts or the host "
+                    "clock steps forward",
                     self._camera_id,
                     back,
+                    self._wall_shift,
+                )
+            elif -back > limit and self._wall_shift > 0:
+                taken = min(self._wall_shift, -back)
+                self._wall_shift -= taken
+                logger.warning(
+                    "camera %s: the host clock stepped %.0f s forward; its frames are %.0f s "
+                    "ahead of the host clock now",
+                    self._camera_id,
+                    -back,
                     self._wall_shift,
                 )
         self._clock_seen = (wall, mono)

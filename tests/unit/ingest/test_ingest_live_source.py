@@ -281,6 +281,49 @@ def test_a_host_clock_stepped_back_keeps_the_camera_pace(
     assert caplog.text.count("host clock stepped 3600 s back") == 1
 
 
+@pytest.mark.parametrize("by_arrival", [False, True], ids=["media clock", "by arrival"])
+def test_a_host_clock_stepped_back_then_forward_again_is_followed(
+    by_arrival: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Re-review: the shift a step back added was never taken back. A wrong step back of 1 h,
+    corrected a minute later, left a stream without a media clock stamped an hour ahead of the
+    (right again) host clock at once, and an RTSP camera from its next reconnect on, for good."""
+    wall, mono = [1_700_000_000.0], [1000.0]
+    source = LiveSource(
+        "cam",
+        "rtsp://127.0.0.1:1/x",
+        fps=5.0,
+        max_buffered=10**6,
+        clock=lambda: wall[0],
+        monotonic=lambda: mono[0],
+    )
+    fps = 25.0
+    stamps, session, pts = PictureClock(), None, 0
+    times, ahead = [], []
+    with caplog.at_level(logging.WARNING, logger="safewatch.ingest.live_source"):
+        for i in range(int(120 * fps)):
+            if i == int(10 * fps):
+                wall[0] -= 3600.0  # a wrong step back
+            if i == int(30 * fps):
+                wall[0] += 3600.0  # corrected
+            if i == int(60 * fps):
+                session, stamps = None, PictureClock()  # the camera reconnects
+            session = source._deliver(
+                _Picture(pts), session, fps, lambda _p: _BLANK, stamps, by_arrival=by_arrival
+            )
+            times.append(source._last_timestamp)
+            ahead.append(source._last_timestamp - wall[0])
+            pts += round(90_000 / fps)
+            wall[0] += 1 / fps
+            mono[0] += 1 / fps
+    assert np.all(np.diff(np.asarray(times)) > 0)
+    # Right after the correction, and after the reconnect: on the host clock again.
+    assert abs(ahead[int(30 * fps)]) < 1.0, ahead[int(30 * fps)]
+    assert max(abs(a) for a in ahead[int(60 * fps) :]) < 1.0
+    assert caplog.text.count("host clock stepped 3600 s back") == 1
+    assert caplog.text.count("host clock stepped 3600 s forward") == 1
+
+
 class _FakeStream:
     """A video stream whose ``decode`` hands back the packet it is given: the packets are the
     pictures (real ``av.VideoFrame`` objects, so they convert to BGR)."""
