@@ -637,16 +637,20 @@ class RuntimeService:
         camera = config.cameras[camera_id]
         return build_tracker(self._site, camera_id, camera)
 
-    def _camera_ended(self, camera_id: str) -> None:
-        """A file camera played to its end: finish its episodes once its last frame is judged
-        (:mod:`safewatch.runtime.camera_end`), on a thread of its own, until the camera is
-        stopped or restarted (:meth:`_camera_stopped` cancels the wait)."""
+    def _camera_ended(self, camera_id: str, incarnation: int) -> None:
+        """A file camera's worker ``incarnation`` played to its end: finish its episodes once its
+        last frame is judged (:mod:`safewatch.runtime.camera_end`), on a thread of its own, until
+        the camera is stopped or restarted (:meth:`_camera_stopped` cancels the wait).
+
+        The incarnation is the ended worker's, passed by the supervisor: read from its plans
+        here, it was whichever ran when this ran, and a camera reconfigured meanwhile had the
+        new worker's frames awaited and its new run finished."""
         rules, inference, supervisor = self._rules, self._inference, self._supervisor
         if rules is None or inference is None or supervisor is None:
             return
         plan = supervisor.plans().get(camera_id)
-        if plan is None:
-            return  # stopped meanwhile: its stop finished the run
+        if plan is None or plan.incarnation != incarnation:
+            return  # stopped or restarted meanwhile: its stop finished the run
         cancelled = threading.Event()
         with self._end_waits_lock:
             previous = self._end_waits.pop(camera_id, None)
@@ -657,7 +661,7 @@ class RuntimeService:
             target=finish_when_judged,
             args=(
                 camera_id,
-                plan.incarnation,
+                incarnation,
                 self._mailbox,
                 rules,
                 inference,

@@ -156,9 +156,9 @@ class Supervisor:
         on_camera_stopped: Called (from the caller of :meth:`apply` or :meth:`stop_camera`) after
             a camera's worker stopped for good or for a reconfiguration, so its episodes and
             incidents can be finished.
-        on_camera_ended: Called (from the monitor thread) when a camera's source ended for good
-            (a video file played to its end), so its episodes can be finished after its last
-            frame.
+        on_camera_ended: Called (from the monitor thread) with the camera and the incarnation
+            of its worker that ended for good (a video file played to its end), so its episodes
+            can be finished after that worker's last frame.
         clock: Monotonic clock.
         start_method: How decode processes start: ``spawn`` (a fresh interpreter that imports
             the decoder, about 2 s of CPU; 6-14 s measured at load 20 on 2 cores) or
@@ -175,7 +175,7 @@ class Supervisor:
         rings: RingCache,
         watchdog: WatchdogConfig,
         on_camera_stopped: Callable[[str], None] | None = None,
-        on_camera_ended: Callable[[str], None] | None = None,
+        on_camera_ended: Callable[[str, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         start_method: Literal["spawn", "forkserver"] = "spawn",
     ) -> None:
@@ -439,6 +439,11 @@ class Supervisor:
             handle.backoff.reset()
         delay = handle.backoff.next_delay()
         with self._lock:
+            # Checked with the state set, under one lock: a worker that died while stop() or a
+            # reload stopped its camera turned STOPPED into BACKOFF, and the monitor launched a
+            # new worker nobody would stop (its stopper has the handle's ring and worker).
+            if self._stopped(handle):
+                return
             handle.state = WorkerState.BACKOFF
             handle.next_start = now + delay
             handle.message = f"{reason}; restarting in {delay:.1f} s"
@@ -511,6 +516,9 @@ class Supervisor:
         self._reap()
 
     def _exited(self, handle: _Handle, worker: Worker) -> None:
+        with self._lock:
+            if self._stopped(handle):  # stopped since the monitor saw it: its stopper has it
+                return
         code = worker.exitcode
         self._retire(worker)
         # Only the worker's own final exit ends a camera (its file played to the end, or a
@@ -520,8 +528,13 @@ class Supervisor:
         # was never restarted, its incidents were finished and /readyz left it out.
         if code == EXIT_FINAL:
             with self._lock:
+                if self._stopped(handle):
+                    return
                 failed = handle.source_state is SourceState.FAILED
                 handle.state = WorkerState.FAILED if failed else WorkerState.ENDED
+                # The worker that ended (only this thread launches a handle's next one): read
+                # from plans() by the callback, it was whatever incarnation ran by then.
+                incarnation = handle.incarnation
             if handle.ring is not None:
                 self._rings.retire(handle.ring)
             self._mailbox.set_streaming(handle.spec.camera_id, False)
@@ -532,7 +545,7 @@ class Supervisor:
                 handle.message,
             )
             if not failed and self._on_camera_ended is not None:
-                self._on_camera_ended(handle.spec.camera_id)
+                self._on_camera_ended(handle.spec.camera_id, incarnation)
             return
         reason = (
             f"exited with status {code}"

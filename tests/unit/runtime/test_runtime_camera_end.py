@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from runtime_fakes import RecordingDetector, image
@@ -21,6 +22,7 @@ from safewatch.runtime.mailbox import FrameMailbox
 from safewatch.runtime.messages import FrameReady
 from safewatch.runtime.metrics import RuntimeMetrics
 from safewatch.runtime.rings import RingCache
+from safewatch.runtime.service import RuntimeService
 from safewatch.storage import IncidentRepository, create_engine_for
 
 T0 = 1_700_000_000.0
@@ -146,4 +148,35 @@ def test_a_camera_restarted_while_its_end_is_awaited_keeps_its_new_run(
     assert pipeline.rules.counters()["cam"].analysed == 5
     second = [i for i in repository.list() if i.started_at >= T0 + 2.0]
     assert len(second) == 1 and second[0].ended_at is None, "the new run's incident goes on"
+    pipeline.rules.stop(timeout=10.0)
+
+
+def test_the_end_of_a_worker_replaced_since_is_not_awaited_for_the_new_one(
+    tmp_path: Path, repository: IncidentRepository
+) -> None:
+    """The server's end callback read the incarnation from the supervisor's plans when it ran,
+    not the worker that ended: a camera changed in between had its new run's frames awaited and
+    that run finished. The supervisor passes the ended worker's incarnation; the server's own
+    parts stand in for it (the method is called on them)."""
+    pipeline = Pipeline(tmp_path, repository)
+    server = SimpleNamespace(
+        _rules=pipeline.rules,
+        _inference=pipeline.inference,
+        _supervisor=SimpleNamespace(plans=lambda: pipeline.plans),
+        _mailbox=pipeline.mailbox,
+        _stopped=pipeline.stopped,
+        _end_waits={},
+        _end_waits_lock=threading.Lock(),
+    )
+    pipeline.run(1)
+    for seq in range(3):
+        pipeline.offer(seq, 1)
+    pipeline.stop_camera()  # changed while its worker ended: a new worker
+    pipeline.run(2)
+    pipeline.offer(10, 2)
+    RuntimeService._camera_ended(server, "cam", 1)  # type: ignore[arg-type]  # late
+    assert server._end_waits == {}, "the stop of the camera finished the ended run"
+    RuntimeService._camera_ended(server, "cam", 2)  # type: ignore[arg-type]  # the new one
+    assert set(server._end_waits) == {"cam"}
+    server._end_waits["cam"].set()
     pipeline.rules.stop(timeout=10.0)

@@ -57,7 +57,7 @@ class Running:
         self.mailbox = FrameMailbox()
         self.rings = RingCache()
         self.stopped: list[str] = []
-        self.ended: list[str] = []
+        self.ended: list[tuple[str, int]] = []  # camera, incarnation of the worker that ended
         self.supervisor = Supervisor(
             mode=mode,  # type: ignore[arg-type]
             mailbox=self.mailbox,
@@ -65,7 +65,7 @@ class Running:
             watchdog=watchdog
             or WatchdogConfig(stall_seconds=2, progress_seconds=5, restart_backoff_seconds=0.1),
             on_camera_stopped=self.stopped.append,
-            on_camera_ended=self.ended.append,
+            on_camera_ended=lambda camera, incarnation: self.ended.append((camera, incarnation)),
         )
         self.supervisor.start()
 
@@ -152,7 +152,8 @@ def test_a_file_without_loop_ends_and_is_not_restarted(
     time.sleep(0.3)
     (status,) = r.supervisor.statuses()
     assert status.state is WorkerState.ENDED and status.restarts == 0
-    assert r.ended == ["once"]  # its episodes are finished after its last frame
+    # Its episodes are finished after the last frame of the worker that ended.
+    assert r.ended == [("once", r.supervisor.plans()["once"].incarnation)]
 
 
 def test_a_missing_file_fails_with_its_name(
@@ -449,6 +450,40 @@ def test_a_supervisor_stopped_while_a_worker_restarts_leaves_no_worker_running(
     wait_for(lambda: r.state("cam") is WorkerState.STOPPED)
     held.release()
     stopping.join(30)
+    wait_for(lambda: not decode_threads())
+
+
+def test_a_worker_that_dies_while_the_supervisor_stops_is_not_restarted(
+    clip: Path, running: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The monitor saw a running camera's worker dead while stop() marked it stopped: its
+    restart turned STOPPED into BACKOFF, and the monitor would launch a worker nobody stops.
+    The monitor is held in its look at the worker until stop() has marked the camera."""
+    looking, go = threading.Event(), threading.Event()
+    held = [False]
+    alive = ThreadWorker.alive
+
+    def seen_dead(worker: ThreadWorker) -> bool:
+        if held[0] and threading.current_thread().name == "supervisor":
+            held[0] = False
+            looking.set()
+            go.wait(30)
+            return False  # it died meanwhile
+        return alive(worker)
+
+    monkeypatch.setattr(ThreadWorker, "alive", seen_dead)
+    r = running("thread")
+    r.supervisor.apply({"cam": spec("cam", clip)})
+    wait_for(lambda: r.state("cam") is WorkerState.RUNNING)
+    held[0] = True
+    assert looking.wait(10), "the monitor looks at the worker"
+    stopping = threading.Thread(target=r.supervisor.stop, args=(5.0,))
+    stopping.start()
+    wait_for(lambda: r.state("cam") is WorkerState.STOPPED)
+    go.set()
+    stopping.join(30)
+    assert not stopping.is_alive()
+    assert r.state("cam") is WorkerState.STOPPED  # the monitor ended with stop()
     wait_for(lambda: not decode_threads())
 
 
