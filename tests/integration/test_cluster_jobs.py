@@ -531,3 +531,96 @@ def test_a_jobs_start_time_reaches_the_analyzer_that_claims_it(pg_engine: Any) -
     assert to_job(row).start == 1487768836.0
     claim = queue.claim("a1")
     assert claim is not None and claim.job.start == 1487768836.0
+
+
+class _Outage:
+    """A :class:`JobQueue` whose heartbeat and claim fail while ``down`` (the database away),
+    recording each call and whether it went through."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue, self.expiry, self.down = queue, queue.expiry, False
+        self.calls: list[tuple[str, bool]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.queue, name)
+
+    def _call(self, name: str, *args: Any) -> Any:
+        down = self.down
+        self.calls.append((name, not down))
+        if down:
+            from safewatch.errors import StorageError
+
+            raise StorageError("the database is away")
+        return getattr(self.queue, name)(*args)
+
+    def heartbeat(self, claims: Any) -> Any:
+        return self._call("heartbeat", claims)
+
+    def claim(self, analyzer_id: str) -> Any:
+        return self._call("claim", analyzer_id)
+
+
+def test_after_an_outage_past_the_expiry_an_analyzer_does_not_claim_its_own_job_again(
+    pg_engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database goes away while a job runs; its row's heartbeat is made older than the
+    expiry (database clock); once back, the runner heartbeats before it claims: the job keeps
+    its attempt, no lost analyzer is counted, and the runner still runs and heartbeats it."""
+    from safewatch.cluster.jobs import JobQueue
+    from safewatch.runtime import job_runner
+
+    def endless_job(*args: Any, started: Any, progress: Any) -> Any:
+        started(None)
+        while True:  # until the runner stops it (its check raises in progress)
+            progress(0)
+            time.sleep(0.05)
+
+    monkeypatch.setattr(job_runner, "run_job", endless_job)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    flaky = _Outage(JobQueue(pg_engine, expiry=3.0))
+    job_id = _queue_job(flaky.queue, video)
+    # two slots: one stays free, so the runner keeps claiming while its job runs
+    runner = job_runner.JobRunner(flaky, "a1", 2, None, None, tmp_path / "work", poll=0.05)
+    runner.start()
+    try:
+        wait_until(lambda: runner.running() == [job_id], 30, 0.02)
+        flaky.down = True
+        mark = len(flaky.calls)
+        wait_until(lambda: ("heartbeat", False) in flaky.calls[mark:], 30, 0.02)
+        with pg_engine.begin() as connection:
+            connection.execute(
+                text("UPDATE cluster_jobs SET heartbeat_at = heartbeat_at - 100 WHERE id = :id"),
+                {"id": job_id},
+            )
+        mark = len(flaky.calls)
+        flaky.down = False
+        wait_until(lambda: ("claim", True) in flaky.calls[mark:], 30, 0.02)
+        row = flaky.queue.row(job_id)
+        assert row is not None
+        assert (row.state, row.claimed_by, row.attempt, row.lost) == ("running", "a1", 1, 0)
+        assert runner.running() == [job_id]
+    finally:
+        runner.stop(10)
+
+
+def test_a_claims_thread_ending_leaves_a_later_claim_of_the_same_job_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread of an earlier claim of a job this analyzer claimed again ends (its claim
+    lost): the later claim stays among the running ones, so it is still heartbeated."""
+    from safewatch.api.jobs import AuditJob
+    from safewatch.cluster.jobs import Claim, JobLost
+    from safewatch.runtime.job_runner import JobRunner
+
+    job = AuditJob("0123456789ad", "clip.mp4", "cam1", "t", time.time())
+    earlier, later = Claim(job, {}, 1, "a1"), Claim(job, {}, 2, "a1")
+    runner = JobRunner(None, "a1", 1, None, None, tmp_path)
+
+    def lost(claim: Claim, folder: Path) -> None:
+        raise JobLost("claimed again")
+
+    monkeypatch.setattr(runner, "_finish", lost)
+    runner._running[job.id] = later
+    runner._run(earlier)
+    assert runner._running == {job.id: later}

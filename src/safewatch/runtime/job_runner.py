@@ -137,6 +137,11 @@ class JobRunner:
     def _loop(self) -> None:
         beat_every = self._queue.expiry / 3
         next_beat = 0.0
+        # A heartbeat that failed (the database away) is retried before any claim: after an
+        # outage longer than the expiry this analyzer's own running jobs look expired, and a
+        # claim made first would take one of them back from itself (counted as a lost
+        # analyzer, the job restarted) while its first run goes on.
+        beat_owed = False
         while True:
             stopping = self._stop.is_set()
             with self._lock:
@@ -144,9 +149,11 @@ class JobRunner:
             if stopping and not claims:
                 return
             try:
-                if time.monotonic() >= next_beat:
+                if beat_owed or time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + beat_every
+                    beat_owed = True
                     lost = self._queue.heartbeat(claims)
+                    beat_owed = False
                     if lost:
                         log.warning("job(s) %s claimed by another analyzer", sorted(lost))
                         with self._lock:
@@ -205,8 +212,11 @@ class JobRunner:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
             with self._lock:
-                self._running.pop(job_id, None)
-                self._lost.discard(job_id)
+                # Only this claim's own entry: a later claim of the same job (this analyzer
+                # took it again) keeps its entry, so it stays heartbeated.
+                if self._running.get(job_id) is claim:
+                    del self._running[job_id]
+                    self._lost.discard(job_id)
             self.finished += 1
             self._wake.set()
 
