@@ -37,6 +37,7 @@ from safewatch.api.cluster_jobs import install_cluster_jobs
 from safewatch.api.dashboard import Dashboard, DashboardSettings
 from safewatch.config.loader import load_site
 from safewatch.incidents.site_storage import open_site_storage
+from safewatch.runtime.api_process import open_storage
 from safewatch.storage import create_engine_for
 from safewatch.storage.migrate import upgrade
 
@@ -64,7 +65,7 @@ def job_site(folder: Path, database: str) -> Path:
 def api_node(site_path: Path, **settings: Any) -> Iterator[Dashboard]:
     """An API node's dashboard with the cluster's jobs (as ``serve --cluster`` wires it)."""
     site = load_site(site_path)
-    storage = open_site_storage(site)
+    storage = open_storage(site, cluster=True)
     dashboard = Dashboard.create(
         lambda: site, site_path.parent / "rules", storage, settings=DashboardSettings(**settings)
     )
@@ -305,6 +306,7 @@ from safewatch.cluster.jobs import JobQueue
 from safewatch.config.loader import load_site
 from safewatch.config.ruleset import load_rules
 from safewatch.incidents.site_storage import open_site_storage
+from safewatch.runtime.api_process import open_storage
 from safewatch.runtime.job_runner import JobRunner
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
@@ -624,3 +626,25 @@ def test_a_claims_thread_ending_leaves_a_later_claim_of_the_same_job_running(
     runner._running[job.id] = later
     runner._run(earlier)
     assert runner._running == {job.id: later}
+
+
+def test_an_api_nodes_storage_ends_transactions_left_idle_as_an_analyzers_does(
+    cluster_db: str, tmp_path: Path
+) -> None:
+    """An API process under ``serve --cluster`` writes incidents (chain lock) on storage of its
+    own: its sessions get the analyzers' idle transaction limit, half the 2 s lease; a single
+    host's API process keeps the server's default (none)."""
+    site = load_site(job_site(tmp_path, cluster_db))
+    engine = create_engine_for(cluster_db, tmp_path)
+    upgrade(engine)
+    engine.dispose()
+    show = text(
+        "SELECT setting FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'"
+    )
+    for cluster, expected in ((True, "1000"), (False, "0")):
+        storage = open_storage(site, cluster=cluster)
+        try:
+            with storage.engine.connect() as connection:
+                assert connection.execute(show).scalar() == expected, cluster
+        finally:
+            storage.close()

@@ -47,9 +47,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -112,6 +112,34 @@ def idle_transaction_limit(lease_seconds: float) -> float:
     ``serve --cluster`` (:mod:`safewatch.runtime.cluster_owner`): a process frozen inside a
     transaction that holds the chain lock or lease rows stalls the others at most this long."""
     return lease_seconds / 2
+
+
+def limit_idle_transactions(engine: Engine, lease_seconds: float) -> None:
+    """Have PostgreSQL end this process's transactions on ``engine`` that sit idle for
+    :func:`idle_transaction_limit` (the member's own limit). For every engine of a
+    ``serve --cluster`` process: an analyzer's and an API node's (an API process opens its
+    own storage, and its incident writes, edits and acknowledgements, take the chain lock too).
+
+    Incident writes hold the tamper-evidence chain's lock, which every node's writes and
+    takeovers need. A process frozen inside such a transaction (SIGSTOP, a VM pause, swapping)
+    would hold it, and stall the whole cluster, until it woke up; with this limit PostgreSQL
+    ends the frozen session after half a lease and the others go on. A healthy writer never
+    idles that long between two statements of one transaction. Connections pooled before the
+    limit was set are replaced.
+    """
+    milliseconds = max(100, int(idle_transaction_limit(lease_seconds) * 1000))
+
+    def limit(connection: Any, _record: object) -> None:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {milliseconds}")
+        finally:
+            cursor.close()
+        if not connection.autocommit:
+            connection.commit()
+
+    event.listen(engine, "connect", limit)
+    engine.dispose()  # checked-in connections close now, checked-out ones when returned
 
 
 class OwnershipListener(Protocol):

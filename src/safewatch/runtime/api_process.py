@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from safewatch.api.errors import ApiError
@@ -65,7 +66,10 @@ from safewatch.runtime.api_messages import (
 from safewatch.runtime.health import Liveness, Readiness
 from safewatch.runtime.shm import RingSpec, SharedRing
 
-__all__ = ["RemoteRuntime", "api_main"]
+if TYPE_CHECKING:
+    from safewatch.incidents.site_storage import SiteStorage
+
+__all__ = ["RemoteRuntime", "api_main", "open_storage"]
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +327,21 @@ def _receive(
             return
 
 
+def open_storage(site: LoadedSite, *, cluster: bool) -> SiteStorage:
+    """The API process's own storage; under ``serve --cluster`` its engine gets the idle
+    transaction limit an analyzer's has (:func:`~safewatch.cluster.membership.
+    limit_idle_transactions`): this process's incident writes hold the chain lock too, and
+    one frozen inside such a transaction would otherwise stall every node's writes."""
+    from safewatch.incidents.site_storage import open_site_storage
+
+    storage = open_site_storage(site)
+    if cluster:
+        from safewatch.cluster.membership import limit_idle_transactions
+
+        limit_idle_transactions(storage.engine, site.config.cluster.lease_seconds)
+    return storage
+
+
 def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connection) -> None:
     """Entry point of the API process (spawned: it imports the API, not the analysis)."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -343,13 +362,12 @@ def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connecti
     from safewatch.api.bus_feed import BusFeeds
     from safewatch.api.cluster_jobs import ClusterJobs
     from safewatch.api.dashboard import Dashboard, DashboardSettings
-    from safewatch.incidents.site_storage import open_site_storage
     from safewatch.runtime.http_server import HttpServer
 
     remote = RemoteRuntime(connection, spec)
     hub = LiveHub()
     reader = _LiveReader(hub)
-    storage = open_site_storage(spec.site)
+    storage = open_storage(spec.site, cluster=spec.follow_bus)
     http: HttpServer | None = None
     feeds: BusFeeds | None = None
     jobs: ClusterJobs | None = None

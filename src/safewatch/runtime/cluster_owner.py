@@ -25,13 +25,11 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Any, Literal
-
-from sqlalchemy import event
+from typing import TYPE_CHECKING, Literal
 
 from safewatch.api.health import ComponentHealth
 from safewatch.cluster import ClusterMember, Takeover
-from safewatch.cluster.membership import idle_transaction_limit
+from safewatch.cluster.membership import limit_idle_transactions
 from safewatch.cluster.takeover import ANALYZER_LOST
 from safewatch.config.loader import LoadedSite
 from safewatch.runtime.job_runner import JobRunner, start_job_runner
@@ -126,9 +124,7 @@ class ClusterOwner:
         """
         self.service.start()
         site, cluster = self._site, self._site.config.cluster
-        _limit_idle_transactions(
-            self.service.storage.engine, idle_transaction_limit(cluster.lease_seconds)
-        )
+        limit_idle_transactions(self.service.storage.engine, cluster.lease_seconds)
         if self.role == "api":
             return
         try:
@@ -354,31 +350,6 @@ class ClusterOwner:
             self._video = None
         if self._engine is not None:
             self._engine.dispose()
-
-
-def _limit_idle_transactions(engine: Engine, seconds: float) -> None:
-    """Have PostgreSQL end this process's transactions that sit idle for ``seconds``.
-
-    Incident writes hold the tamper-evidence chain's lock, which every analyzer's writes and
-    takeovers need. A process frozen inside such a transaction (SIGSTOP, a VM pause, swapping)
-    would hold it, and stall the whole cluster, until it woke up; with this limit PostgreSQL
-    ends the frozen session after ``seconds`` (``idle_transaction_limit``, the member's own
-    limit) and the others go on. A healthy writer never idles that long between two statements
-    of one transaction. Connections pooled before the limit was set are replaced.
-    """
-    milliseconds = max(100, int(seconds * 1000))
-
-    def limit(connection: Any, _record: object) -> None:
-        cursor = connection.cursor()
-        try:
-            cursor.execute(f"SET idle_in_transaction_session_timeout = {milliseconds}")
-        finally:
-            cursor.close()
-        if not connection.autocommit:
-            connection.commit()
-
-    event.listen(engine, "connect", limit)
-    engine.dispose()  # checked-in connections close now, checked-out ones when returned
 
 
 def _start_video_server(
