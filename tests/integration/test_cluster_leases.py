@@ -670,6 +670,7 @@ def bare_owner(service: object) -> ClusterOwner:
     owner._video = None  # (no live video served)
     owner._jobs = None  # (no job runner)
     owner._start_failures = {}
+    owner._giving_back = set()
     owner._stopping = threading.Event()
     return owner
 
@@ -710,6 +711,47 @@ def test_a_camera_whose_start_failed_is_reported_and_started_again(
     assert service.tries == 2
     wait_for(lambda: owner._cluster_health().ok, SETTLE, "/readyz ok again")
     owner.stop(drain_timeout=30)
+
+
+class _HeldMember:
+    """The member as a retry sees it during a graceful give-back: still holding the camera at
+    its epoch (it is held until its stop returned)."""
+
+    def epoch_of(self, camera_id: str) -> int | None:
+        return 1
+
+
+class _GatedStopService(_SlowService):
+    """Its camera stop waits for ``go`` (set by the test); ``stopping`` says it began."""
+
+    def __init__(self) -> None:
+        super().__init__(stop_s=0.0)
+        self.stopping, self.go = threading.Event(), threading.Event()
+
+    def disown_camera(self, camera_id: str, *, write: bool = True) -> None:
+        self.stopping.set()
+        assert self.go.wait(SETTLE)
+        super().disown_camera(camera_id, write=write)
+
+
+def test_a_start_retry_due_during_a_give_back_does_not_start_the_camera_again() -> None:
+    """A failed start's retry fires while the camera is being given back (its stop running, the
+    member still holding it): its start, queued behind the stop, used to run after it and start
+    the camera again once the lease was released. It is now checked right before it runs."""
+    service = _GatedStopService()
+    owner = bare_owner(service)
+    owner._member = _HeldMember()  # type: ignore[assignment]
+    service.owned.add("cam-0")
+    release = threading.Thread(target=owner.released, args=("cam-0", "rebalance"))
+    release.start()
+    assert service.stopping.wait(SETTLE)
+    owner._retry_own("cam-0", 1, {}, 2.0)  # its timer fires now: queued behind the stop
+    service.go.set()
+    release.join(SETTLE)
+    owner._changes.submit(lambda: None).result(SETTLE)  # every queued change has run
+    assert service.owned == set(), "the retried start ran after the give-back's stop"
+    assert owner._start_failures == {}
+    owner._changes.shutdown()
 
 
 def test_serve_drain_releases_each_lease_when_its_own_camera_stopped(

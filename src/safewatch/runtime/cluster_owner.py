@@ -108,6 +108,9 @@ class ClusterOwner:
         self._changes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-cameras")
         # Cameras whose start failed, with the error, while their lease is ours (retried).
         self._start_failures: dict[str, str] = {}
+        # Cameras whose release began (until acquired again): a start retry queued behind their
+        # stop must not start them again (see _still_ours).
+        self._giving_back: set[str] = set()
         self._stopping = threading.Event()
         self.service.site_listeners.append(self._site_changed)
 
@@ -233,6 +236,7 @@ class ClusterOwner:
             epoch,
             "" if takeover is None else f", taken over from {takeover.previous_owner}",
         )
+        self._giving_back.discard(camera_id)
         if takeover is None:
             self._own(camera_id, epoch, {}, _START_RETRY[0])
         else:  # its clips left unfinished are stored as the lost analyzer's
@@ -249,6 +253,7 @@ class ClusterOwner:
         on meanwhile.)
         """
         lost = reason == "lost"
+        self._giving_back.add(camera_id)  # before its stop is queued: see _still_ours
         self._start_failures.pop(camera_id, None)
         log.log(
             logging.WARNING if lost else logging.INFO,
@@ -262,7 +267,15 @@ class ClusterOwner:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _own(self, camera_id: str, epoch: int, options: dict[str, str], delay: float) -> None:
+    def _own(
+        self,
+        camera_id: str,
+        epoch: int,
+        options: dict[str, str],
+        delay: float,
+        *,
+        retry: bool = False,
+    ) -> None:
         """Start the camera; if that fails, say so in ``/readyz`` and try again later.
 
         A start can fail where the camera is fine: the recording folder on a stale NFS mount, a
@@ -281,19 +294,40 @@ class ClusterOwner:
                 return
             self._start_failures[camera_id] = str(error) or type(error).__name__
             log.warning("camera %s: start failed; trying again in %g s", camera_id, delay)
-            retry = threading.Timer(delay, self._retry_own, (camera_id, epoch, options, delay))
-            retry.daemon = True
-            retry.start()
+            timer = threading.Timer(delay, self._retry_own, (camera_id, epoch, options, delay))
+            timer.daemon = True
+            timer.start()
 
-        self._change(self.service.own_camera, camera_id, **options).add_done_callback(started)
+        def own_camera(camera: str) -> object:
+            if retry and not self._still_ours(camera, epoch):
+                return None  # (the callback then finds no failure to report)
+            return self.service.own_camera(camera, **options)
+
+        self._change(own_camera, camera_id).add_done_callback(started)
+
+    def _still_ours(self, camera_id: str, epoch: int) -> bool:
+        """Whether a retried start of ``camera_id`` at ``epoch`` may run, checked on the
+        changes thread right before it: the lease still ours at that epoch and no release of it
+        begun. The member keeps a camera held until its graceful stop returned, so a retry
+        queued while that stop ran passed the epoch check and, run after the stop, started the
+        camera again once its lease was released; :meth:`released` marks the camera before it
+        queues the stop, so a start queued behind that stop sees the mark."""
+        member = self._member
+        if (
+            self._stopping.is_set()
+            or camera_id in self._giving_back
+            or member is None
+            or member.epoch_of(camera_id) != epoch
+        ):
+            self._start_failures.pop(camera_id, None)  # no longer ours: nothing to retry
+            return False
+        return True
 
     def _retry_own(self, camera_id: str, epoch: int, options: dict[str, str], delay: float) -> None:
-        member = self._member
-        if self._stopping.is_set() or member is None or member.epoch_of(camera_id) != epoch:
-            self._start_failures.pop(camera_id, None)  # no longer ours: nothing to retry
+        if not self._still_ours(camera_id, epoch):
             return
         try:
-            self._own(camera_id, epoch, options, min(2 * delay, _START_RETRY[1]))
+            self._own(camera_id, epoch, options, min(2 * delay, _START_RETRY[1]), retry=True)
         except RuntimeError:  # the change queue shut down meanwhile (stopping)
             self._start_failures.pop(camera_id, None)
 
