@@ -49,8 +49,9 @@ class EpochFence:
         analyzer_id: This analyzer.
         epoch_of: The epoch this analyzer holds for a camera, ``None`` when it does not own it
             (:meth:`safewatch.cluster.ClusterMember.epoch_of`).
-        continue_within: Seconds after a takeover during which a new incident of the same camera
-            and rule continues one the takeover closed (:meth:`continues`).
+        continue_within: Seconds after a takeover within which a new incident of the same camera
+            and rule that *started* (its first violating frame) continues one the takeover
+            closed (:meth:`continues`).
     """
 
     def __init__(
@@ -83,21 +84,29 @@ class EpochFence:
             raise FencedWrite(camera_id, held, owner, epoch)
 
     def taken_over(self, camera_id: str, closed_incidents: Iterable[str]) -> None:
-        """Remember the incidents a takeover of ``camera_id`` closed, for :meth:`continues`."""
+        """Remember the incidents a takeover of ``camera_id`` closed, and when (wall clock, the
+        clock of an incident's ``started_at``), for :meth:`continues`."""
         with self._lock:
-            self._taken[camera_id] = (time.monotonic(), set(closed_incidents))
+            self._taken[camera_id] = (time.time(), set(closed_incidents))
 
     def continues(self, session: Session, incident: Incident) -> str | None:
         """The incident a newly opened one continues: one of the same camera and rule that a
-        takeover closed as ``analyzer_lost`` less than ``continue_within`` seconds ago.
+        takeover closed (``analyzer_lost``, or a graceful handover), when the new one's first
+        violating frame (``started_at``) came less than ``continue_within`` seconds after the
+        takeover.
+
+        Measured to the incident's start, not to its write: an incident is written only once
+        it lasted its rule's ``min_duration``, so measuring to the write never linked one of a
+        rule with a ``min_duration`` near ``continue_within`` or longer (and
+        ``suppress_continued`` let its second "opened" alert through). The entry is kept after
+        the window: an incident of another rule, started within it, may be written later.
 
         Each closed incident is continued at most once (the newest first), so a violation that
         went on across the takeover reads as one story, and a second subject is a new one.
         """
         with self._lock:
             taken = self._taken.get(incident.camera_id)
-            if taken is None or time.monotonic() - taken[0] > self.continue_within:
-                self._taken.pop(incident.camera_id, None)
+            if taken is None or incident.started_at - taken[0] > self.continue_within:
                 return None
             candidates = set(taken[1])
         if not candidates:
