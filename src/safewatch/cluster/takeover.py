@@ -131,6 +131,9 @@ def handed_over(session: Session, camera_id: str, since: float) -> tuple[str, ..
     One already continued by a later incident is left out: after quick handovers (A to B to C)
     C would otherwise also continue A's incident, which B's had continued, and a second subject
     of the same rule would read as its continuation and lose its "opened" alert.
+
+    Runs under the chain lock (in the claim's transaction): the entries are found by their time
+    (index ``ix_chain_entries_at``, migration ``0013``), not by reading the whole chain.
     """
     query = (
         select(ChainEntryRow.kind, ChainEntryRow.incident_id, ChainEntryRow.detail)

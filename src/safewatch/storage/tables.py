@@ -84,6 +84,9 @@ class ChainEntryRow(Base):
     __table_args__ = (
         Index("ix_chain_entries_incident_id", "incident_id", "seq"),
         Index("ix_chain_entries_subject", "subject", "seq"),
+        # A claim after a graceful handover reads the entries written since the release
+        # (cluster.takeover.handed_over) under the chain lock: a range, not the whole chain.
+        Index("ix_chain_entries_at", "at"),
     )
 
 
