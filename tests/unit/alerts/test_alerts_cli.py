@@ -14,6 +14,7 @@ from alerts_support import make_incident
 from alert_servers import WebhookReceiver, free_port
 from cli_support import invoke
 from safewatch.alerts.outbox import Outbox
+from safewatch.alerts.rows import OutboxItem
 from safewatch.config.loader import load_site
 from safewatch.errors import ConfigError
 from safewatch.incidents.site_storage import open_site_storage
@@ -123,7 +124,9 @@ def test_a_receivers_answer_is_printed_as_text_masked_and_the_other_channels_sti
     assert "cli-secret" not in output
 
 
-def test_alerts_list_shows_dead_letters_and_retry_requeues_them(config: Path) -> None:
+def dead_and_pending(config: Path, error: str) -> tuple[OutboxItem, OutboxItem]:
+    """One incident's deliveries: the webhook's failed for good with ``error`` (dead), the
+    escalation due in five minutes (pending, not claimed)."""
     site = load_site(config)
     storage = open_site_storage(site)
     try:
@@ -135,16 +138,21 @@ def test_alerts_list_shows_dead_letters_and_retry_requeues_them(config: Path) ->
         storage.repository.upsert(make_incident())
         outbox = Outbox(storage.engine)
         now = time.time() + 1  # the escalation is due in five minutes: not claimed
-        (item,) = outbox.claim("cli", now, 10, 60)
-        assert item.channel == "hook"
+        (dead,) = outbox.claim("cli", now, 10, 60)
+        assert dead.channel == "hook"
         outbox.failed(
-            item, "cli", now, "HTTP 410 Gone: see [/docs]", permanent=True,
-            retry=site.config.alerts.retry,
+            dead, "cli", now, error, permanent=True, retry=site.config.alerts.retry,
             rng=random.Random(0),
         )  # fmt: skip
         service.close()
+        (pending,) = (item for item in outbox.list() if item.status == "pending")
     finally:
         storage.close()
+    return dead, pending
+
+
+def test_alerts_list_shows_dead_letters_and_retry_requeues_them(config: Path) -> None:
+    item, _ = dead_and_pending(config, "HTTP 410 Gone: see [/docs]")
 
     code, output = invoke("alerts", "list", "--config", str(config))
     assert code == 0, output
@@ -165,26 +173,7 @@ def test_alerts_list_shows_dead_letters_and_retry_requeues_them(config: Path) ->
 def test_alerts_retry_names_ids_it_did_not_requeue(config: Path) -> None:
     """An id that does not exist (a typo) or is not dead was "requeued 0" with exit 0, and ids
     given with --dead were ignored: every dead delivery was requeued."""
-    site = load_site(config)
-    storage = open_site_storage(site)
-    try:
-        from safewatch.alerts.service import AlertService
-
-        service = AlertService(site, storage.repository)
-        service.start()
-        service.dispatcher.stop()
-        storage.repository.upsert(make_incident())
-        outbox = Outbox(storage.engine)
-        now = time.time() + 1  # the escalation is due in five minutes: not claimed
-        (dead,) = outbox.claim("cli", now, 10, 60)
-        outbox.failed(
-            dead, "cli", now, "HTTP 410 Gone", permanent=True, retry=site.config.alerts.retry,
-            rng=random.Random(0),
-        )  # fmt: skip
-        service.close()
-        (pending,) = (item for item in outbox.list() if item.status == "pending")
-    finally:
-        storage.close()
+    dead, pending = dead_and_pending(config, "HTTP 410 Gone")
 
     code, output = invoke("alerts", "retry", "nosuchid", pending.id, "--config", str(config))
     assert code == 1 and "requeued 0 dead deliveries" in output

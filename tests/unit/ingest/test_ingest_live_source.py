@@ -246,14 +246,8 @@ def test_a_slow_camera_clock_falls_behind_without_a_jump() -> None:
     assert (times - walls)[-1] < -AHEAD_LIMIT  # behind, as the recorder's segments are
 
 
-@pytest.mark.parametrize("real_fps", [25.0, 12.5])
-def test_a_host_clock_stepped_back_keeps_the_camera_pace(
-    real_fps: float, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Re-review: after the host clock stepped back 1 h, every frame read as running an hour
-    ahead and was re-anchored one announced interval (1/25 s) after the last, for good: a camera
-    sending 12.5 fps of an announced 25 had its stamps at half speed. Time still never goes back,
-    so the stamps stay an hour ahead of the host clock, at the camera's pace; logged once."""
+def _on_test_clocks() -> tuple[LiveSource, list[float], list[float]]:
+    """A source whose wall and monotonic clocks are the lists returned (move them by hand)."""
     wall, mono = [1_700_000_000.0], [1000.0]
     source = LiveSource(
         "cam",
@@ -263,6 +257,18 @@ def test_a_host_clock_stepped_back_keeps_the_camera_pace(
         clock=lambda: wall[0],
         monotonic=lambda: mono[0],
     )
+    return source, wall, mono
+
+
+@pytest.mark.parametrize("real_fps", [25.0, 12.5])
+def test_a_host_clock_stepped_back_keeps_the_camera_pace(
+    real_fps: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Re-review: after the host clock stepped back 1 h, every frame read as running an hour
+    ahead and was re-anchored one announced interval (1/25 s) after the last, for good: a camera
+    sending 12.5 fps of an announced 25 had its stamps at half speed. Time still never goes back,
+    so the stamps stay an hour ahead of the host clock, at the camera's pace; logged once."""
+    source, wall, mono = _on_test_clocks()
     stamps = PictureClock()
     session = None
     pts = 0
@@ -288,15 +294,7 @@ def test_a_host_clock_stepped_back_then_forward_again_is_followed(
     """Re-review: the shift a step back added was never taken back. A wrong step back of 1 h,
     corrected a minute later, left a stream without a media clock stamped an hour ahead of the
     (right again) host clock at once, and an RTSP camera from its next reconnect on, for good."""
-    wall, mono = [1_700_000_000.0], [1000.0]
-    source = LiveSource(
-        "cam",
-        "rtsp://127.0.0.1:1/x",
-        fps=5.0,
-        max_buffered=10**6,
-        clock=lambda: wall[0],
-        monotonic=lambda: mono[0],
-    )
+    source, wall, mono = _on_test_clocks()
     fps = 25.0
     stamps, session, pts = PictureClock(), None, 0
     times, ahead = [], []

@@ -415,12 +415,10 @@ def decode_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("decode")]
 
 
-def test_a_camera_removed_while_its_worker_restarts_leaves_no_worker_running(
+def restarting_held(
     clip: Path, running: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The monitor restarts a crashed worker; a reload removes the camera while the new one
-    spawns. The removal stopped the old, dead worker and the new one ran on unsupervised (with
-    its RTSP session and shared-memory ring) until the server exited."""
+) -> tuple[Running, HeldStart]:
+    """A running camera whose worker was killed, its restart held while it spawns."""
     held = HeldStart(monkeypatch)
     r = running("thread")
     r.supervisor.apply({"cam": spec("cam", clip)})
@@ -428,6 +426,16 @@ def test_a_camera_removed_while_its_worker_restarts_leaves_no_worker_running(
     held.arm()
     r.supervisor.restart_camera("cam")
     assert held.starting.wait(10), "the monitor is starting the new worker"
+    return r, held
+
+
+def test_a_camera_removed_while_its_worker_restarts_leaves_no_worker_running(
+    clip: Path, running: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The monitor restarts a crashed worker; a reload removes the camera while the new one
+    spawns. The removal stopped the old, dead worker and the new one ran on unsupervised (with
+    its RTSP session and shared-memory ring) until the server exited."""
+    r, held = restarting_held(clip, running, monkeypatch)
     r.supervisor.apply({})
     held.release()
     assert held.started.wait(10)
@@ -438,13 +446,7 @@ def test_a_camera_removed_while_its_worker_restarts_leaves_no_worker_running(
 def test_a_supervisor_stopped_while_a_worker_restarts_leaves_no_worker_running(
     clip: Path, running: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    held = HeldStart(monkeypatch)
-    r = running("thread")
-    r.supervisor.apply({"cam": spec("cam", clip)})
-    wait_for(lambda: r.state("cam") is WorkerState.RUNNING)
-    held.arm()
-    r.supervisor.restart_camera("cam")
-    assert held.starting.wait(10)
+    r, held = restarting_held(clip, running, monkeypatch)
     stopping = threading.Thread(target=r.supervisor.stop, args=(5.0,))
     stopping.start()
     wait_for(lambda: r.state("cam") is WorkerState.STOPPED)
