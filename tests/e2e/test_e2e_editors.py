@@ -1,7 +1,8 @@
 """The dashboard's pages keep what they show and what they send in step, in headless Chromium:
 the Zones page (ids are site-wide; "Test this change" tests the camera drawn on), the Rules page
 (the file chosen is the file edited; a backtest still is asked for by its whole name), the
-Analytics page when answers arrive out of order, and the incident page of a removed camera.
+Analytics page when answers arrive out of order, and the pages of a removed camera (its incident
+page, and Analytics and Reports offering it).
 
 The app is the dashboard ``safewatch serve`` mounts, served by uvicorn on a free port in this
 process; the site has the cameras ``yard`` and ``dock`` (disabled) and no camera runs.
@@ -199,3 +200,27 @@ def test_an_incident_of_a_removed_camera_shows_its_camera_in_the_picker(
     page.select_option("#recording-camera", "gone")
     page.wait_for_function("() => document.getElementById('recording').dataset.camera === 'gone'")
     assert page.input_value("#recording-camera") == "gone"
+
+
+def test_analytics_and_reports_offer_a_removed_camera_with_incidents(
+    site: dict[str, Any],
+) -> None:
+    """A camera removed from the site keeps its incidents; the Analytics and Reports pages
+    listed only the site's cameras, so those incidents could not be analysed or reported. Both
+    list it, marked, and Analytics counts its incidents when it is chosen."""
+    repository = site["dashboard"].storage.repository
+    now = time.time()
+    for n in range(2):
+        repository.upsert(incident(300 + n, camera="retired", started=now - 900 * (n + 1)))
+    reports = _page(site, "reports")
+    option = reports.locator("#f-camera option[value=retired]")
+    assert option.inner_text() == "retired (not in the site now)"
+    reports.select_option("#f-camera", "retired")
+    assert reports.input_value("#f-camera") == "retired"
+    analytics = _page(site, "analytics", "viewer")
+    analytics.wait_for_function("() => document.getElementById('total').dataset.answered === '1'")
+    option = analytics.locator("#f-camera option[value=retired]")
+    assert option.inner_text() == "retired (not in the site now)"
+    analytics.select_option("#f-camera", "retired")
+    analytics.wait_for_function("() => document.getElementById('total').dataset.answered === '2'")
+    assert analytics.inner_text("#total") == "2 incidents in the period"

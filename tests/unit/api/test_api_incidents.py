@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -24,6 +27,7 @@ from api_support import (
 )
 from safewatch.api.dashboard import Dashboard
 from safewatch.domain import IncidentStatus, Severity
+from safewatch.errors import StorageError
 from safewatch.incidents.site_storage import SiteStorage
 
 
@@ -334,6 +338,71 @@ def test_pdf_report_text_and_audit(
     assert "Evidence stills (heads hidden)" in text
     records, _ = dashboard.auth.audit_records(action="report.export")
     assert records[0].detail == {"filters": ["camera: yard"], "incidents": 4, "stills": 2}
+
+
+def _page_data(client: TestClient, path: str) -> dict[str, Any]:
+    """The JSON a dashboard page hands its script (``data-page-data`` on ``<main>``)."""
+    page = client.get(path)
+    assert page.status_code == 200, page.text
+    found = re.search(r'data-page-data="([^"]*)"', page.text)
+    assert found is not None
+    data: dict[str, Any] = json.loads(html.unescape(found.group(1)))
+    return data
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext)")
+def test_a_removed_camera_with_incidents_is_offered_reported_and_counted(
+    tmp_path: Path, site: tuple[Dashboard, SiteStorage], operator: tuple[TestClient, str]
+) -> None:
+    """A camera removed from the site file (or renamed: its old id) keeps its incidents, but
+    the Incidents, Analytics and Reports pages offered only the site's cameras now, so those
+    incidents could not be picked. The pages list it (marked removed, after the site's
+    cameras), and the statistics and the report take its id and answer its incidents."""
+    _, storage = site
+    client, _ = operator
+    for n in range(3):
+        storage.repository.upsert(incident(n, camera="gone"))
+    storage.repository.upsert(incident(5, camera="yard"))
+    for path in ("/incidents", "/analytics", "/reports"):
+        assert _page_data(client, path)["cameras"] == [
+            {"id": "yard", "name": "Yard 01"},
+            {"id": "dock", "name": "dock"},
+            {"id": "gone", "name": "gone", "removed": True},
+        ], path
+    # The audit page runs cameras: a removed one cannot be chosen there.
+    assert [c["id"] for c in _page_data(client, "/audit")["cameras"]] == ["yard", "dock"]
+    counts = client.get("/api/v1/stats", params={"by": "camera", "camera": "gone"})
+    assert counts.status_code == 200
+    assert (counts.json()["total"], counts.json()["buckets"][0]["camera"]) == (3, "gone")
+    report = client.get("/api/v1/reports/incidents.pdf", params={"camera": "gone"})
+    assert report.status_code == 200
+    pdf = tmp_path / "gone.pdf"
+    pdf.write_bytes(report.content)
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "camera: gone" in text
+    assert "Total incidents: 3" in text
+    listed = text.split("Incidents\n", 1)[-1]
+    assert all(f"person #{n} without hardhat" in listed for n in range(3))
+    assert "person #5" not in listed
+
+
+def test_the_filter_pages_open_with_the_site_cameras_while_the_database_is_down(
+    site: tuple[Dashboard, SiteStorage],
+    operator: tuple[TestClient, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stored cameras are read from the database; when it cannot be read the page still
+    opens with the site's cameras (it opened without reading the database before)."""
+    client, _ = operator
+    site[1].repository.upsert(incident(1, camera="gone"))
+
+    def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise StorageError("database unreachable")
+
+    monkeypatch.setattr(site[1].repository, "aggregate", down)
+    assert [c["id"] for c in _page_data(client, "/reports")["cameras"]] == ["yard", "dock"]
 
 
 def test_the_report_counts_every_day_of_its_period(site: tuple[Dashboard, SiteStorage]) -> None:

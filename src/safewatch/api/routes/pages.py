@@ -16,8 +16,10 @@ answers a mismatch (the cookie expired after an hour) with a fresh form saying s
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -35,10 +37,12 @@ from safewatch.api.errors import ApiError
 from safewatch.api.routes.auth import login, set_session_cookie
 from safewatch.api.routes.cameras import camera_list
 from safewatch.api.routes.incidents import IncidentId
+from safewatch.errors import StorageError
 
 __all__ = ["router", "templates"]
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger(__name__)
 
 _LOGIN_COOKIE = "safewatch_login"
 _LOGIN_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")
@@ -208,11 +212,32 @@ async def live(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLR
     return _page(request, "live", user, dashboard, {"cameras": cameras})
 
 
-def _options(dashboard: Dashboard) -> dict[str, Any]:
+def _options(dashboard: Dashboard, *, stored: bool = False) -> dict[str, Any]:
+    """The filters' options: the site's cameras and rules, its rule kinds and time zone.
+
+    With ``stored``, the cameras also include those the site no longer has (removed, or renamed:
+    the old id) whose incidents are still in the database, marked ``removed``: the pages that
+    filter stored incidents (list, analytics, report) offered only the site's cameras now, so
+    such a camera's incidents could not be reported or analysed although the API takes any id.
+    Not for pages that act on cameras (audit): a removed camera cannot be run. It reads the
+    database, so call it off the event loop.
+    """
     site = dashboard.site().config
     rules = dashboard.rules.rule_generation().rules
+    cameras: list[dict[str, Any]] = [
+        {"id": k, "name": c.name or k} for k, c in site.cameras.items()
+    ]
+    if stored:
+        try:
+            counted = dashboard.storage.repository.aggregate(["camera"])
+        except StorageError as exc:
+            # The page still filters by the site's cameras; its lists say the database is down.
+            log.warning("page options without the stored cameras: %s", exc)
+            counted = []
+        gone = sorted({b.camera for b in counted if b.camera and b.camera not in site.cameras})
+        cameras += [{"id": k, "name": k, "removed": True} for k in gone]
     return {
-        "cameras": [{"id": k, "name": c.name or k} for k, c in site.cameras.items()],
+        "cameras": cameras,
         "rules": [{"id": r.id, "kind": r.kind} for r in rules.rules],
         "kinds": sorted({r.kind for r in rules.rules}),
         "timezone": site.site.timezone,
@@ -222,7 +247,8 @@ def _options(dashboard: Dashboard) -> dict[str, Any]:
 @router.get("/incidents", response_class=HTMLResponse)
 async def incidents(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLResponse:
     """Incident list with filters and keyboard review."""
-    return _page(request, "incidents", user, dashboard, _options(dashboard))
+    options = await anyio.to_thread.run_sync(partial(_options, dashboard, stored=True))
+    return _page(request, "incidents", user, dashboard, options)
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
@@ -238,7 +264,8 @@ async def incident(
 @router.get("/analytics", response_class=HTMLResponse)
 async def analytics(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLResponse:
     """Charts of incidents by time, camera, rule and kind."""
-    return _page(request, "analytics", user, dashboard, _options(dashboard))
+    options = await anyio.to_thread.run_sync(partial(_options, dashboard, stored=True))
+    return _page(request, "analytics", user, dashboard, options)
 
 
 @router.get("/zones", response_class=HTMLResponse)
@@ -274,7 +301,8 @@ async def audit(request: Request, user: Viewer, dashboard: DashboardDep) -> HTML
 @router.get("/reports", response_class=HTMLResponse)
 async def reports(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLResponse:
     """Export the filtered view and its analytics as a PDF."""
-    return _page(request, "reports", user, dashboard, _options(dashboard))
+    options = await anyio.to_thread.run_sync(partial(_options, dashboard, stored=True))
+    return _page(request, "reports", user, dashboard, options)
 
 
 @router.get("/settings", response_class=HTMLResponse)

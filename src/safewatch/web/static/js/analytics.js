@@ -1,12 +1,13 @@
 // Analytics: counts by time, hour of day, camera, rule, kind, severity and status (SQL
 // aggregates in the site's time zone), with the trend against the previous period.
-import { api, attempt, el, pageData, timeAxis, timezone } from "./api.js";
+import { api, attempt, el, filterOption, pageData, timeAxis, timezone } from "./api.js";
 import { bars, columns } from "./charts.js";
 
 const data = pageData();
 const camera = document.getElementById("f-camera");
 const rule = document.getElementById("f-rule");
-for (const c of data.cameras || []) camera.append(el("option", { value: c.id }, c.name));
+// The cameras whose incidents are stored too, those the site no longer has among them.
+for (const c of data.cameras || []) camera.append(filterOption(c.id, c.name, c.removed));
 for (const r of data.rules || []) rule.append(el("option", { value: r.id }, r.id));
 const period = document.getElementById("period");
 const dayFmt = new Intl.DateTimeFormat("en-GB", { timeZone: timezone, month: "2-digit", day: "2-digit" });

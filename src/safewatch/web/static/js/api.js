@@ -173,6 +173,13 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** An option of a camera or rule filter. One the site no longer has (removed, renamed) but
+ *  whose incidents are stored still filters, marked so it is not taken for a current one: the
+ *  pages that filter incidents list the server's `removed` cameras and a bookmark's values so. */
+export function filterOption(value, label = value, removed = false) {
+  return el("option", { value }, removed ? `${label} (not in the site now)` : label);
+}
+
 export function toast(message, kind = "info") {
   const box = document.getElementById("toasts");
   if (!box) return;

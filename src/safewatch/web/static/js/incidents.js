@@ -12,7 +12,7 @@
 // * A flood is one row. Incidents of the same rule, camera and zone that started within
 //   GROUP_WINDOW of each other are grouped (on the page shown) into one row with a count; a
 //   decision on that row applies to exactly the incidents the row counted when it was drawn.
-import { api, attempt, can, el, fmtDuration, fmtTime, latestLocalHour, pageData, parseLocal, STATUS_LABEL, toast, toLocalInput, timezone } from "./api.js";
+import { api, attempt, can, el, filterOption, fmtDuration, fmtTime, latestLocalHour, pageData, parseLocal, STATUS_LABEL, toast, toLocalInput, timezone } from "./api.js";
 
 const data = pageData();
 const form = document.getElementById("filters");
@@ -36,7 +36,7 @@ const checked = new Set(); // incident ids checked for a bulk action
 
 const cameraSelect = document.getElementById("f-camera");
 cameraSelect.append(el("option", { value: "" }, "any"));
-for (const camera of data.cameras || []) cameraSelect.append(el("option", { value: camera.id }, camera.name));
+for (const camera of data.cameras || []) cameraSelect.append(filterOption(camera.id, camera.name, camera.removed));
 const ruleSelect = document.getElementById("f-rule");
 for (const rule of data.rules || []) ruleSelect.append(el("option", { value: rule.id }, rule.id));
 const groupBox = form.elements.namedItem("group");
@@ -86,7 +86,7 @@ for (const name of ["camera", "rule", "severity", "status"]) {
   // stored and a bookmark asks for them. A value no option holds would leave the select empty,
   // list every incident and drop the parameter from the URL without a word.
   if (value && (name === "camera" || name === "rule") && ![...select.options].some((o) => o.value === value)) {
-    select.append(el("option", { value }, `${value} (not in the site now)`));
+    select.append(filterOption(value, value, true));
   }
   select.value = value;
 }

@@ -1,8 +1,9 @@
 // Reports: download the PDF of the filtered view (the API builds it from the same filter).
-import { api, attempt, el, pageData, parseLocal, toast } from "./api.js";
+import { api, attempt, el, filterOption, pageData, parseLocal, toast } from "./api.js";
 
 const data = pageData();
-for (const c of data.cameras || []) document.getElementById("f-camera").append(el("option", { value: c.id }, c.name));
+// The cameras whose incidents are stored too, those the site no longer has among them.
+for (const c of data.cameras || []) document.getElementById("f-camera").append(filterOption(c.id, c.name, c.removed));
 for (const r of data.rules || []) document.getElementById("f-rule").append(el("option", { value: r.id }, r.id));
 const form = document.getElementById("report-form");
 form.addEventListener("submit", async (event) => {
