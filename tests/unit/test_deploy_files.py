@@ -532,7 +532,7 @@ def test_the_prometheus_config_scrapes_both_roles_and_loads_the_rules() -> None:
     assert config["rule_files"] == ["/etc/prometheus/rules.yml"]
 
 
-def test_the_alert_rules_cover_a_silent_target_and_unplaced_cameras() -> None:
+def test_the_alert_rules_cover_a_silent_target_and_unplaced_or_unowned_cameras() -> None:
     config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
     rules = load_yaml(DEPLOY / "prometheus" / "rules.yml")
     alerts = {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
@@ -541,6 +541,7 @@ def test_the_alert_rules_cover_a_silent_target_and_unplaced_cameras() -> None:
     for job in config["scrape_configs"]:  # Prometheus anchors the regular expression
         assert re.fullmatch(found.group(1), job["job_name"]), job["job_name"]
     assert alerts["SafewatchCamerasUnplaced"] == "safewatch_cluster_cameras_unplaced > 0"
+    assert alerts["SafewatchCamerasUnowned"] == "safewatch_cluster_cameras_unowned > 0"
 
 
 def test_prometheus_sends_a_token_where_metrics_need_one(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ leases it holds every ``renew_every`` seconds (a third of the lease by default),
 else, so no claim, camera stop or listener call can delay a renewal. The *loop* thread, more
 often, reads the cluster, claims the cameras placement gives it (free or expired leases, ``FOR
 UPDATE SKIP LOCKED``) and gives back at most one camera another analyzer should own (the owner
-releases, the target claims: a graceful move, one camera at a time). The :class:`OwnershipListener`
+releases, the target claims: a graceful move, one camera at a time; a move its target has not
+completed within :data:`STUCK_MOVE_LEASES` leases no longer holds up the others, and is reported
+as a camera nobody owns). The :class:`OwnershipListener`
 is told when to start and stop each camera, on a thread of its own (one call at a time, in the
 order decided), and never under the member's lock.
 
@@ -57,6 +59,7 @@ from safewatch.cluster import leases
 from safewatch.cluster.fencing import EpochFence
 from safewatch.cluster.metrics import (
     CAMERAS_OWNED,
+    CAMERAS_UNOWNED,
     CAMERAS_UNPLACED,
     FENCED_WRITES,
     RELEASES,
@@ -89,6 +92,16 @@ RELEASE_TIMEOUT = 30.0
 """Seconds a graceful camera stop (rebalance, removed, drain) may take before the camera is
 treated as lost: its writes are fenced from then on and its lease is released, so one stuck stop
 never holds a camera (or a drain) for ever."""
+
+STUCK_MOVE_LEASES = 3.0
+"""Leases after which a camera placed on a live analyzer but owned by nobody counts as stuck.
+
+A graceful move (and a takeover) is claimed by its target within a round or two. The owner waits
+for every move under way before it gives back the next camera, so one camera its target never
+claims (its claim keeps failing, or its site file lacks the camera) held up every other move of
+the cluster for as long as it lasted. Past this bound the move no longer counts as under way: the
+other moves go on (placement is unchanged, so nothing moves twice), and the camera is reported
+(:data:`~safewatch.cluster.metrics.CAMERAS_UNOWNED`, :meth:`ClusterMember.health`)."""
 
 BACKOFF_SECONDS = 2.0
 """Longest wait after a failed round before the next (doubling from the poll period)."""
@@ -265,6 +278,9 @@ class ClusterMember:
         self._added: tuple[str, ...] = ()
         self._failing: dict[str, str] = {}  # thread name -> last error, while failing
         self._unplaced: frozenset[str] = frozenset()  # cameras no live analyzer may run
+        # cameras placed on a live analyzer and owned by nobody -> since when (monotonic)
+        self._unowned_since: dict[str, float] = {}
+        self._stuck: dict[str, str] = {}  # camera -> the analyzer that has not claimed it
         self._instance = uuid.uuid4().hex  # this process, in the heartbeat row
         self._id_taken = False  # the last heartbeat was refused: the id is another process's
         self._disagreeing: frozenset[str] = frozenset()  # live analyzers with another site
@@ -324,6 +340,13 @@ class ClusterMember:
                 f"camera(s) {', '.join(sorted(self._unplaced))} analysed by no analyzer: no "
                 f"live analyzer has the labels they require"
             )
+        if stuck := dict(self._stuck):
+            problems.append(
+                "camera(s) "
+                + ", ".join(f"{c} (placed on {a})" for c, a in sorted(stuck.items()))
+                + f" owned by nobody for over {STUCK_MOVE_LEASES * self.lease_seconds:g} s: "
+                "their analyzer does not claim them (see its log)"
+            )
         if problems:
             return MemberHealth(False, "; ".join(problems))
         return MemberHealth(True, f"{len(self.owned())} camera(s) owned")
@@ -331,6 +354,11 @@ class ClusterMember:
     def disagreeing(self) -> frozenset[str]:
         """Live analyzers that were given other cameras than this one, as of the last round."""
         return self._disagreeing
+
+    def stuck(self) -> frozenset[str]:
+        """Cameras placed on a live analyzer that has not claimed them for
+        :data:`STUCK_MOVE_LEASES` leases, as of the last round (analysed by nobody)."""
+        return frozenset(self._stuck)
 
     def unplaced(self) -> frozenset[str]:
         """Cameras no live analyzer is eligible for, as of the last round (analysed by nobody)."""
@@ -561,6 +589,8 @@ class ClusterMember:
         owners = {camera: view.owner for camera, view in current.items()}
         target = plan(cameras, live, owners, labels)
         self._note_unplaced(frozenset(c for c in cameras if target[c] is None))
+        moving = self._note_unowned(cameras, target, owners, live)
+        failed: Exception | None = None
         for camera in cameras:
             view = current.get(camera)
             if (
@@ -572,8 +602,19 @@ class ClusterMember:
             ):
                 if self._draining.is_set() or self._stopping.is_set():
                     return
-                self._claim(camera)
-        self._rebalance(cameras, target, owners, live)
+                try:
+                    self._claim(camera)
+                except Exception as exc:
+                    # One camera whose claim keeps failing must not leave the cameras after it
+                    # unclaimed, nor stop this member's rebalance: the round fails (counted,
+                    # shown by health()) once the others were looked at.
+                    log.warning(
+                        "cluster: %s cannot claim camera %s: %s", self.analyzer_id, camera, exc
+                    )
+                    failed = failed or exc
+        self._rebalance(cameras, target, moving)
+        if failed is not None:
+            raise failed
 
     def _note_unplaced(self, unplaced: frozenset[str]) -> None:
         """Warn once per camera that no live analyzer may run (a mistyped label, say): it
@@ -589,6 +630,41 @@ class ClusterMember:
             log.warning("cluster: camera %s has an eligible analyzer again", camera)
         self._unplaced = unplaced
         CAMERAS_UNPLACED.labels(analyzer=self.analyzer_id).set(len(unplaced))
+
+    def _note_unowned(
+        self,
+        cameras: Sequence[str],
+        target: Mapping[str, str | None],
+        owners: Mapping[str, str | None],
+        live: Sequence[Analyzer],
+    ) -> frozenset[str]:
+        """The moves under way: cameras placed on a live analyzer and owned by nobody for less
+        than :data:`STUCK_MOVE_LEASES` leases (as this member saw them, monotonic clock). Those
+        unowned longer are stuck: warned once each, counted in a gauge, named by :meth:`health`.
+        """
+        alive = {a.analyzer_id for a in live}
+        now = time.monotonic()
+        since = {
+            camera: self._unowned_since.get(camera, now)
+            for camera in cameras
+            if owners.get(camera) is None and target[camera] in alive
+        }
+        self._unowned_since = since
+        bound = STUCK_MOVE_LEASES * self.lease_seconds
+        stuck = {c: str(target[c]) for c, t in since.items() if now - t >= bound}
+        for camera in sorted(stuck.keys() - self._stuck.keys()):
+            log.warning(
+                "cluster: camera %s is placed on %s, which has not claimed it for %g s: it is "
+                "analysed by nobody, and other moves no longer wait for it",
+                camera,
+                stuck[camera],
+                bound,
+            )
+        for camera in sorted(self._stuck.keys() - since.keys()):
+            log.warning("cluster: camera %s has an owner again", camera)
+        self._stuck = stuck
+        CAMERAS_UNOWNED.labels(analyzer=self.analyzer_id).set(len(stuck))
+        return frozenset(since.keys() - stuck.keys())
 
     def _note_disagreement(self, digests: Mapping[str, str | None]) -> None:
         """Warn once per analyzer given other cameras than this one (see the module docstring)."""
@@ -608,16 +684,11 @@ class ClusterMember:
         self._disagreeing = others
 
     def _rebalance(
-        self,
-        cameras: Sequence[str],
-        target: Mapping[str, str | None],
-        owners: Mapping[str, str | None],
-        live: Sequence[Analyzer],
+        self, cameras: Sequence[str], target: Mapping[str, str | None], moving: frozenset[str]
     ) -> None:
-        """Release one camera placement puts elsewhere, unless a handover is under way."""
-        alive = {a.analyzer_id for a in live}
-        in_flight = any(owners.get(c) is None and target[c] in alive for c in cameras)
-        if in_flight:
+        """Release one camera placement puts elsewhere, unless a move is under way (``moving``,
+        from :meth:`_note_unowned`: a stuck one does not count)."""
+        if moving:
             return
         for camera in sorted(self._held):
             goes_to = target.get(camera, self.analyzer_id)

@@ -11,6 +11,7 @@ from prometheus_client import Counter, Gauge
 
 __all__ = [
     "CAMERAS_OWNED",
+    "CAMERAS_UNOWNED",
     "CAMERAS_UNPLACED",
     "FENCED_WRITES",
     "RELEASES",
@@ -34,6 +35,13 @@ CAMERAS_UNPLACED = Gauge(
     "safewatch_cluster_cameras_unplaced",
     "Enabled cameras no live analyzer is eligible for (their labels match none): analysed by "
     "nobody, as this analyzer sees the cluster.",
+    ["analyzer"],
+)
+CAMERAS_UNOWNED = Gauge(
+    "safewatch_cluster_cameras_unowned",
+    "Enabled cameras placed on a live analyzer that has not claimed them for several leases (its "
+    "claim keeps failing, or it does not know the camera): analysed by nobody, as this analyzer "
+    "sees the cluster.",
     ["analyzer"],
 )
 TAKEOVERS = Counter(
