@@ -101,7 +101,8 @@ class DashboardSettings:
         allow_server_paths: Folders audit jobs may read videos from on the server (empty: none).
         login_per_pair: Free failed logins of one account from one address in ``login_window``;
             after them that pair (only) backs off (:mod:`safewatch.api.auth.ratelimit`).
-        login_per_client: Failed logins per client address (all names) in ``login_window``.
+        login_per_client: Failed logins per client address (all names; an IPv6 /64 is one
+            address) in ``login_window``.
         login_per_account: Failed logins per account (all addresses) in ``login_window`` after
             which a failing address gets no free failures on it.
         login_window: Seconds of the login failure window.

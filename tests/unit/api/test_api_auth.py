@@ -648,6 +648,25 @@ def test_refusals_never_evict_the_failures_that_throttle_an_address() -> None:
     assert limiter.retry_after("admin", "10.0.0.9") == pytest.approx(wait)
 
 
+def test_an_ipv6_client_is_counted_by_its_64_prefix() -> None:
+    """Each IPv6 address was counted alone, and one subscriber is routed a whole /64: 20
+    failures from 20 of its addresses left the 21st free (0 s wait, 5 more guesses per address,
+    2^64 addresses). Now the /64 waits out the window; IPv4 stays per address."""
+    now = [0.0]
+    limiter = LoginLimiter(clock=lambda: now[0])
+    for n in range(20):
+        limiter.failed(f"u{n}", f"2001:db8:1:2::{n + 1:x}")
+    assert limiter.retry_after("admin", "2001:db8:1:2:ffff:ffff:ffff:ffff") > 290
+    assert limiter.retry_after("admin", "2001:db8:1:3::1") == 0  # the next /64 is someone else
+    assert limiter.first_refusal("2001:db8:1:2::aa")  # one audit line for the /64
+    assert not limiter.first_refusal("2001:db8:1:2::bb")
+    for n in range(20):
+        limiter.failed(f"u{n}", "10.0.0.1")
+    assert limiter.retry_after("admin", "10.0.0.1") > 290
+    assert limiter.retry_after("admin", "::ffff:10.0.0.1") > 290  # IPv4 on a dual-stack socket
+    assert limiter.retry_after("admin", "10.0.0.2") == 0
+
+
 def test_limiter_window_slides() -> None:
     now = [0.0]
     limiter = LoginLimiter(per_pair=2, per_client=10, window=60, backoff=100, clock=lambda: now[0])

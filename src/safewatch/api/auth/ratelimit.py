@@ -12,6 +12,11 @@ only the pair (or the address) that failed is slowed down:
   distributed guess: each address that has itself failed on it gets no free failures any more, so
   every extra address buys the attacker one guess, not five.
 
+An "address" here is an IPv4 address, or an IPv6 **/64 prefix** (:func:`client_bucket`): one
+IPv6 customer (a home line, a cloud VM) is routed a whole /64, 2^64 addresses it may send from,
+and counted per address it had a fresh allowance for every guess. IPv4-mapped IPv6 addresses
+count as their IPv4 address; a client that is no IP address (a test client) counts by its name.
+
 An address that has not failed is never refused: the correct password from it always gets through,
 even while the account is under attack. Refusals come *before* the password is checked, so a
 throttled guesser gets no signal and burns no argon2 time. A success clears its pair only (the
@@ -27,14 +32,35 @@ legitimate user.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
-__all__ = ["LoginLimiter"]
+__all__ = ["LoginLimiter", "client_bucket"]
 
 _Key = tuple[str, ...]
+
+
+def client_bucket(client: str) -> str:
+    """The unit failures of ``client`` are counted under: its IPv4 address, or its IPv6 /64.
+
+    A /64 is the smallest block an IPv6 network hands one subscriber (SLAAC needs it), so a single
+    attacker owns all its 2^64 addresses; counting each alone gave it unlimited attempts. An
+    IPv4-mapped IPv6 address (``::ffff:a.b.c.d``, a dual-stack socket's IPv4 peer) is that IPv4
+    address. Anything that does not parse as an address is kept as it is.
+    """
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        # From the integer: drops a scope id (``fe80::1%eth0``), which the network can't carry.
+        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    return str(address)
 
 
 class LoginLimiter:
@@ -84,7 +110,8 @@ class LoginLimiter:
     @staticmethod
     def _keys(username: str, client: str) -> tuple[_Key, _Key, _Key]:
         name = username.lower()
-        return ("pair", name, client), ("client", client), ("account", name)
+        bucket = client_bucket(client)
+        return ("pair", name, bucket), ("client", bucket), ("account", name)
 
     def _recent(self, key: _Key, now: float) -> deque[float]:
         times = self._failures.get(key)
@@ -148,6 +175,7 @@ class LoginLimiter:
         evicted that address's own failure counts, which lifted its throttle.
         """
         now = self._clock()
+        client = client_bucket(client)  # else a /64 could write a line per address it owns
         with self._lock:
             first = self._refused.get(client)
             if first is not None and now - first < self._window:
