@@ -14,6 +14,7 @@ Pages (not ``/api``) asked for by a browser get a redirect to the login page ins
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -22,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from safewatch.api.auth.principal import Principal
@@ -49,8 +51,36 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-STORAGE_UNAVAILABLE = "the database is unavailable; the server log has the details"
-"""A storage error's message for a client that is not signed in (the cause is logged)."""
+STORAGE_UNAVAILABLE = "the database is unavailable (error id {id}); the server log has the details"
+"""A storage error's message for a client that is not signed in, and for a database error (the
+cause is logged under the id)."""
+
+STORAGE_FAILED = (
+    "the database refused the operation (error id {id}); the server log has the details"
+)
+"""A database error that is not about reaching it (a constraint, a bad statement): a bug or a
+schema out of step, not an outage."""
+
+_UNREACHABLE = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
+"""SQLAlchemy errors that mean the database cannot be reached or cannot answer now (down,
+refused, dropped connection, locked, pool exhausted): 503, worth a retry."""
+
+
+def _database_cause(exc: BaseException) -> sa_exc.SQLAlchemyError | None:
+    """The SQLAlchemy error ``exc`` was raised from (its cause or context chain), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, sa_exc.SQLAlchemyError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class ErrorDetail(BaseModel):
@@ -193,14 +223,34 @@ def _safewatch_error(request: Request, exc: Exception) -> Response:
             422, "invalid_config", f"{exc.format().splitlines()[0]}{more}", details
         )
     if isinstance(exc, StorageError):
-        log.error("storage error on %s %s: %s", request.method, request.url.path, exc)
-        if not isinstance(getattr(request.state, "principal", None), Principal):
-            # Not authenticated (the login endpoints): the detail is the database driver's text
-            # (a PostgreSQL host, address and user name), for the log only. Users signed in
-            # keep the reason (a rules folder that is read-only, a job still running).
-            return error_response(503, "storage_unavailable", STORAGE_UNAVAILABLE)
-        return error_response(503, "storage_unavailable", str(exc))
+        return _storage_error(request, exc)
     return error_response(400, "bad_request", str(exc))
+
+
+def _storage_error(request: Request, exc: StorageError) -> Response:
+    """A storage error's answer: its own sentence when it is ours, an error id when it is the
+    database's.
+
+    One raised from a SQLAlchemy error carries the driver's text (a PostgreSQL host, address and
+    user name, the SQL statement and its parameters): that is for the log only, under a random
+    id the answer names, whoever asks, signed in or not. Other storage errors are sentences
+    written for the user (a rules folder that is read-only, a job still running) and are shown to
+    users signed in; a client not signed in (the login endpoints) learns nothing about storage.
+    """
+    error_id = secrets.token_hex(6)
+    where = f"{request.method} {request.url.path}"
+    cause = _database_cause(exc)
+    if cause is not None:
+        log.error("storage error %s on %s: %s", error_id, where, exc, exc_info=exc)
+        if isinstance(cause, _UNREACHABLE):
+            return error_response(
+                503, "storage_unavailable", STORAGE_UNAVAILABLE.format(id=error_id)
+            )
+        return error_response(500, "storage_error", STORAGE_FAILED.format(id=error_id))
+    log.error("storage error %s on %s: %s", error_id, where, exc)
+    if not isinstance(getattr(request.state, "principal", None), Principal):
+        return error_response(503, "storage_unavailable", STORAGE_UNAVAILABLE.format(id=error_id))
+    return error_response(503, "storage_unavailable", str(exc))
 
 
 def _unexpected(request: Request, exc: Exception) -> Response:

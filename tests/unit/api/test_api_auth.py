@@ -233,10 +233,49 @@ def test_a_database_failure_tells_anonymous_clients_nothing_about_the_database(
     assert (gate.status_code, gate.json()["error"]) == (503, "storage_unavailable")
     assert gate.json()["message"] == "authentication unavailable: the database cannot be read"
     assert (form.status_code, form.json()["error"]) == (503, "storage_unavailable")
-    assert form.json()["message"] == "the database is unavailable; the server log has the details"
+    assert form.json()["message"].startswith("the database is unavailable (error id ")
     for answer in (gate, form):
         assert "unable to open database file" not in answer.text
     assert caplog.text.count("unable to open database file") >= 2
+
+
+def test_a_database_failure_shows_signed_in_users_an_error_id_not_the_drivers_text(
+    dashboard: Dashboard, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Signed-in users got the storage error's text, which was the driver's (with PostgreSQL its
+    host and user; with a failed statement the SQL). They get a sentence with an error id now;
+    the log has the whole error under that id. Database unreachable: 503; the database
+    refusing a statement: 500."""
+    with client_for(dashboard) as client:
+        csrf = login(client, "operator")
+        incident_id = client.get("/api/v1/incidents").json()["items"][0]["id"]
+        with dashboard.storage.engine.begin() as connection:
+            connection.exec_driver_sql(
+                "CREATE TRIGGER no_updates BEFORE UPDATE ON incidents "
+                "BEGIN SELECT RAISE(ABORT, 'trigger-secret-text'); END"
+            )
+        refused = client.post(
+            f"/api/v1/incidents/{incident_id}/transition",
+            json={"status": "acknowledged"},
+            headers={"X-CSRF-Token": csrf},
+        )
+        repository = dashboard.storage.repository
+        repository._engine = create_engine(
+            f"sqlite:///{dashboard.storage.engine.url.database}-gone/x.db"
+        )
+        down = client.get(f"/api/v1/incidents/{incident_id}")
+    assert (down.status_code, down.json()["error"]) == (503, "storage_unavailable"), down.text
+    assert (refused.status_code, refused.json()["error"]) == (500, "storage_error"), refused.text
+    for answer, sentence, cause in (
+        (down, "the database is unavailable", "unable to open database file"),
+        (refused, "the database refused the operation", "trigger-secret-text"),
+    ):
+        message = answer.json()["message"]
+        assert message.startswith(f"{sentence} (error id "), message
+        error_id = message.split("(error id ", 1)[1].split(")", 1)[0]
+        assert cause not in answer.text and "UPDATE" not in answer.text
+        logged = [r for r in caplog.records if error_id in r.getMessage()]
+        assert len(logged) == 1 and cause in logged[0].getMessage()
 
 
 def test_a_viewer_reads_but_cannot_change_anything(client: TestClient) -> None:
