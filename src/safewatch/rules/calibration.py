@@ -121,6 +121,54 @@ def _refuse_repeats(points: NDArray[np.float64], name: str) -> None:
             )
 
 
+def _turns(points: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Cross product at each corner of the polygon ``points`` in their order (its sign says
+    which way the outline turns there)."""
+    before = points - np.roll(points, 1, axis=0)
+    after = np.roll(points, -1, axis=0) - points
+    turns: NDArray[np.float64] = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]
+    return turns
+
+
+def _shape(points: NDArray[np.float64]) -> str:
+    """What the four corners ``points``, joined in their order, draw: for people."""
+    turns = np.sign(_turns(points))
+    if abs(turns.sum()) == 4:
+        return "a quadrilateral"
+    if abs(turns.sum()) == 2:
+        return f"a quadrilateral dented in at corner {int(np.argmax(turns != np.median(turns)))}"
+    # A bow-tie: the two outline edges whose corners turn the same way cross each other.
+    first, second = ((0, 1), (2, 3)) if turns[1] == turns[2] else ((1, 2), (3, 0))
+    return (
+        f"a bow-tie (edge {first[0]}-{first[1]} crosses edge {second[0]}-{second[1]}: corners "
+        f"{min(first[1], second[0])} and {max(first[1], second[0])} or "
+        f"{min(first[0], second[1])} and {max(first[0], second[1])} swapped?)"
+    )
+
+
+def _refuse_crossed_corners(image: NDArray[np.float64], floor: NDArray[np.float64]) -> None:
+    """Refuse four corners that draw different shapes in the picture and on the floor.
+
+    A projective mapping keeps the shape the corners draw when joined in order (a quadrilateral
+    stays one, possibly mirrored; a bow-tie stays a bow-tie with the same edges crossing), so four
+    floor points whose outline turns differently from the picture's (two neighbouring corners
+    typed the other way round: a bow-tie on one side only) cannot be one floor seen by a camera.
+    Four points always fit exactly, so the solver only noticed the horizon running between them;
+    this says which corners. Three points on a line are left to the solver's own message.
+    """
+    image_turns, floor_turns = _turns(image), _turns(floor)
+    if min(np.abs(image_turns).min(), np.abs(floor_turns).min()) < 1e-12:
+        return
+    relation = np.sign(image_turns) * np.sign(floor_turns)
+    if abs(relation.sum()) == 4:  # every corner turns the same way, or every one mirrored
+        return
+    raise CalibrationError(
+        f"the image corners 0-1-2-3 draw {_shape(image)} but the floor corners 0-1-2-3 draw "
+        f"{_shape(floor)}: list the corners in the same order in both (going round the "
+        "outline), or measure those corners again"
+    )
+
+
 def apply_homography(h: ArrayLike, points: ArrayLike) -> NDArray[np.float64]:
     """Map ``(N, 2)`` points through the ``(3, 3)`` homography ``h``.
 
@@ -152,8 +200,8 @@ def solve_homography(src: ArrayLike, dst: ArrayLike) -> NDArray[np.float64]:
 
     Raises:
         CalibrationError: Fewer than four pairs, mismatched lengths, a point given twice (image
-            or floor), or a degenerate layout (too many points on one line) that does not fix
-            one mapping.
+            or floor), four corners drawing a bow-tie on one side only, or a degenerate layout
+            (too many points on one line) that does not fix one mapping.
     """
     a = _as_points(src, "image points")
     b = _as_points(dst, "floor points")
@@ -164,6 +212,8 @@ def solve_homography(src: ArrayLike, dst: ArrayLike) -> NDArray[np.float64]:
     ta, tb = _conditioner(a), _conditioner(b)
     _refuse_repeats(a, "image")
     _refuse_repeats(b, "floor")
+    if len(a) == MIN_POINTS:
+        _refuse_crossed_corners(a, b)
     na = apply_homography(ta, a)
     nb = apply_homography(tb, b)
     rows = []

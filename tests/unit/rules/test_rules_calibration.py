@@ -70,12 +70,24 @@ def test_more_points_report_their_reprojection_error() -> None:
             "image point 4 \\[.*\\] repeats point 0: each pair must be a different point",
         ),
         (IMAGE[:5], [*FLOOR[:4].tolist(), [8.0, 6.0]], "floor point 4 \\[8, 6\\] repeats point 2"),
-        # The last two floor points typed the other way round: the points straddle the horizon.
+        # The last two floor points typed the other way round: a bow-tie on the floor only.
         (
             [[0.1, 0.9], [0.9, 0.9], [0.7, 0.4], [0.3, 0.4]],
             [[0, 0], [8, 0], [0, 20], [8, 20]],
-            "both sides of the horizon; every point must be on the floor, or the image and "
-            "floor lists are not in the same order \\(two pairs swapped\\?\\)",
+            "the image corners 0-1-2-3 draw a quadrilateral but the floor corners 0-1-2-3 draw "
+            "a bow-tie \\(edge 1-2 crosses edge 3-0: corners 2 and 3 or 0 and 1 swapped\\?\\)",
+        ),
+        # A far corner typed short of the near edge: a dent the picture does not have.
+        (
+            [[0.1, 0.9], [0.9, 0.9], [0.7, 0.4], [0.3, 0.4]],
+            [[0, 0], [8, 0], [4, 1], [0, 20]],
+            "draw a quadrilateral dented in at corner 2",
+        ),
+        # Points off the floor still straddle the horizon.
+        (
+            [[0.1, 0.9], [0.9, 0.9], [0.7, 0.4], [0.3, 0.4], [0.5, 0.1]],
+            [[0, 0], [8, 0], [8, 20], [0, 20], [4, -5]],
+            "both sides of the horizon; every point must be on the floor",
         ),
     ],
 )
@@ -256,6 +268,39 @@ def test_site_calibration_errors(
     with pytest.raises(ConfigError) as info:
         load_site(path)
     assert message in str(info.value).replace(str(path), "site.yaml")
+
+
+def test_a_bow_tie_of_corners_is_refused_naming_the_camera_and_corners(tmp_path: Path) -> None:
+    """Four corners, the two far ones typed the other way round on the floor: the outline
+    crosses itself there and not in the picture. Refused before, but as "the points lie on both
+    sides of the horizon", which named neither the corners nor the shape; now both."""
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        SITE.replace("[10, 20], [0, 20]%s", "[0, 20], [10, 20]%s") % ("", ""), encoding="utf-8"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_site(path)
+    message = str(info.value).replace(str(path), "site.yaml")
+    assert "site.yaml:8: cameras.yard.calibration: " in message
+    assert "floor corners 0-1-2-3 draw a bow-tie (edge 1-2 crosses edge 3-0" in message
+    assert "corners 2 and 3 or 0 and 1 swapped?" in message
+
+
+@pytest.mark.parametrize(
+    "floor",
+    [
+        [[0, 20], [10, 20], [10, 0], [0, 0]],  # Y toward the camera: a mirrored floor frame
+        [[0, 0], [10, 0], [0, 20], [10, 20]],  # a bow-tie, but listed so in the picture too
+    ],
+)
+def test_corners_listed_alike_in_both_lists_load(floor: list[list[float]]) -> None:
+    """The shape check compares the two outlines, not their direction: a floor measured in the
+    other handedness (any orientation is allowed) turns every corner the other way, and stays."""
+    image = [[0.1, 0.9], [0.9, 0.9], [0.7, 0.4], [0.3, 0.4]]
+    if floor[2] == [0, 20]:
+        image[2], image[3] = image[3], image[2]
+    calibration = Calibration.from_points(image, floor)
+    assert calibration.max_error < 1e-9
 
 
 def test_a_small_max_error_refuses_a_sloppy_point(tmp_path: Path) -> None:
