@@ -8,11 +8,15 @@ file's folder (``base_dir``) so a site runs the same whatever the working direct
 ``read_only`` is for a tool that reads another process's database and must leave it exactly as it
 is (``safewatch backtest`` reading the reviewed incidents of a live site): an SQLite file is opened
 through a ``mode=ro`` URI, so neither a missing file nor a 0-byte one is created or given a schema
-and the journal mode is left alone (switching it to WAL is a write).
+and the journal mode is left alone (switching it to WAL is a write). Reading a WAL database
+read-only still creates its ``-wal`` and ``-shm`` files, which only a read-write connection may
+remove: when neither was there at the start, each read-only connection removes them as it closes
+(:func:`_forget_wal_files`), so the folder is left as it was found.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,6 +120,45 @@ def _sqlite_read_only_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _forget_wal_files(uri: str) -> None:
+    """Let SQLite remove the ``-wal``/``-shm`` files a read-only connection made it create.
+
+    A read-only connection to a WAL database creates both files (it needs the shared-memory
+    index) but cannot remove them: only a read-write connection closing last checkpoints the WAL
+    and deletes them. So one is opened (``mode=rw``: never creates the file), reads, and closes.
+    SQLite decides under its own locks: while another process (a server started meanwhile) has
+    the database open, nothing is removed; the WAL it just made is empty, so the checkpoint
+    writes nothing to the database file. Deleting the files directly could lose the committed
+    rows of a server that opened the database in the meantime.
+    """
+    try:
+        closer = sqlite3.connect(f"{uri}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            closer.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        finally:
+            closer.close()
+    except sqlite3.Error:
+        pass  # not writable by this user, or gone: the files stay, as before
+
+
+def _read_only_connection(path: Path) -> type[sqlite3.Connection]:
+    """The DB-API connection class of a read-only engine on ``path``: it removes the WAL files
+    it made the database create when it closes, if the folder had neither at the start (a
+    ``-wal`` found there may hold committed rows of a running server: it is never touched).
+    """
+    wal_files = (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
+    found_any = any(f.exists() for f in wal_files)
+    uri = path.as_uri()
+
+    class ReadOnlyConnection(sqlite3.Connection):
+        def close(self) -> None:
+            super().close()
+            if not found_any and any(f.exists() for f in wal_files):
+                _forget_wal_files(uri)
+
+    return ReadOnlyConnection
+
+
 def create_engine_for(url: str, base_dir: Path, *, read_only: bool = False) -> Engine:
     """Create an engine for ``url`` and check that the database can be opened.
 
@@ -145,6 +188,10 @@ def create_engine_for(url: str, base_dir: Path, *, read_only: bool = False) -> E
             if not path.is_file():
                 raise StorageError(f"database {shown} does not exist")
             parsed = parsed.set(database=path.as_uri(), query={"mode": "ro", "uri": "true"})
+            kwargs["connect_args"] = {
+                "check_same_thread": False,
+                "factory": _read_only_connection(path),
+            }
         else:
             folder = Path(str(parsed.database)).parent
             try:
@@ -153,7 +200,7 @@ def create_engine_for(url: str, base_dir: Path, *, read_only: bool = False) -> E
                 raise StorageError(
                     f"cannot create the database folder {folder}: {exc.strerror or exc}"
                 ) from exc
-        kwargs["connect_args"] = {"check_same_thread": False}
+        kwargs.setdefault("connect_args", {"check_same_thread": False})
     try:
         engine = create_engine(parsed, **kwargs)
     except (ArgumentError, ImportError) as exc:

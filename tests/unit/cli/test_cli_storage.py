@@ -163,6 +163,38 @@ def test_verify_never_creates_nor_reads_a_database_it_cannot_check(
     assert code == 0, output
 
 
+def test_verify_leaves_the_database_folder_as_it_found_it(
+    config: Path, db_url: str, tmp_path: Path
+) -> None:
+    """Read-only, verify made SQLite create the WAL database's -wal and -shm files and could not
+    remove them: every verify of a stopped site left two files behind. A -wal that was there
+    (a running server's, holding its newest commits) must stay, with the server's rows."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("SQLite files only")
+    invoke("db", "upgrade", "--config", str(config))
+    populate(config)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert "safewatch.db-wal" not in before and "safewatch.db-shm" not in before
+    code, output = invoke("verify", "--config", str(config))
+    assert code == 0, output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+    server = open_site_storage(load_site(config))  # a running server: its -wal holds a commit
+    try:
+        key = incident_id("yard", "fall", 2, T0 + 60)
+        server.repository.upsert(
+            Incident(key, "yard", "fall", "ppe", Severity.HIGH, (2,), T0 + 60, None, 0.9, "m")
+        )
+        wal = tmp_path / "safewatch.db-wal"
+        assert wal.stat().st_size > 0
+        code, output = invoke("verify", "--config", str(config), "--no-evidence")
+        assert code == 0 and "2 incidents" in output, output
+        assert wal.exists() and (tmp_path / "safewatch.db-shm").exists()
+        assert server.repository.get(key).camera_id == "yard"
+    finally:
+        server.close()
+
+
 def test_verify_reports_evidence_next_to_an_empty_chain(config: Path) -> None:
     """The database wiped back to a fresh one's state (no entries, no incidents, the head at
     entry 0) next to the evidence it recorded verified as "ok: no tampering found"; the store's
