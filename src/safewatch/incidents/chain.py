@@ -11,10 +11,14 @@ remembers the newest digest chained for each incident and each evidence file. Th
   (an incident inserted outside safewatch);
 * each evidence file not removed by retention with its chained SHA-256 (an edited still or clip)
   and its existence (a deleted one);
-* with an empty chain, the evidence store's files: evidence with nothing in the database to
-  vouch for it means the database was wiped or replaced (or the site file names another one);
-  with entries, a file the chain never recorded is not reported (a crash between writing a file
-  and chaining it leaves one, and so do stores written without the chain);
+* the evidence store's files with the chain: with an empty chain, evidence with nothing in the
+  database to vouch for it means the database was wiped or replaced (or the site file names
+  another one); with entries, each evidence file that no entry records and no incident names was
+  put there outside safewatch (or left by a crash between writing it and chaining it). The store
+  is listed before the walk and a file still unknown after it is looked up again, so the file of a
+  running server, stored just before its entry is committed, is not reported; temporary files
+  (hidden, renamed into place when complete) are not listed; an incident's still or clip from
+  before the chain (``incident.imported``) is named by its row, and not reported;
 * the latest witness of the head kept outside the database
   (:mod:`safewatch.incidents.witness`) with the entry it names (newest entries cut off, or the
   chain rewritten since).
@@ -39,7 +43,7 @@ from safewatch.errors import NotFound, StorageError
 from safewatch.incidents.evidence import is_evidence_key
 from safewatch.incidents.retention import CLOSED
 from safewatch.incidents.witness import ChainWitness
-from safewatch.storage import BlobStore, EntryKind, IncidentRow
+from safewatch.storage import BlobStore, ChainEntryRow, EntryKind, IncidentRow
 from safewatch.storage.hash_chain import (
     GENESIS,
     RECORD_KINDS,
@@ -149,6 +153,8 @@ class _Walk:
     """Hash of each entry a witness names, as found in the chain."""
     prev_hash: str = GENESIS
     prev_seq: int = 0
+    named: set[str] = field(default_factory=set)
+    """The evidence keys the incident rows name (still, clip)."""
 
 
 def _problem(walk: _Walk, problem: Problem) -> None:
@@ -374,6 +380,7 @@ def _check_incidents(engine: Engine, walk: _Walk) -> None:
         with Session(engine) as session:
             for row in session.scalars(query.execution_options(yield_per=1000)):
                 seen.add(row.id)
+                walk.named.update(k for k in (row.snapshot, row.clip) if k is not None)
                 walk.report.incidents += 1
                 chained = walk.records.get(row.id)
                 if chained is None:
@@ -465,13 +472,53 @@ def _check_evidence(store: BlobStore, walk: _Walk, progress: Callable[[str], Non
             )
 
 
-def _check_unvouched(store: BlobStore, walk: _Walk) -> None:
-    """An empty chain vouches for nothing; evidence files in the store then had one (module
-    docstring). Without this a database wiped whole (its entries, head and incidents) next to
-    the evidence it had recorded verified as ok."""
+def _evidence_keys(store: BlobStore) -> list[str]:
+    """The evidence files in the store (not its other objects, nor temporary files)."""
+    return [info.key for info in store.list() if is_evidence_key(info.key)]
+
+
+def _chained_since(engine: Engine, keys: list[str]) -> set[str]:
+    """Which of ``keys`` the chain records as written now (entries committed after the walk)."""
+    found: set[str] = set()
+    try:
+        with Session(engine) as session:
+            for start in range(0, len(keys), 500):
+                query = select(ChainEntryRow.subject).where(
+                    ChainEntryRow.kind == EntryKind.EVIDENCE_WRITTEN,
+                    ChainEntryRow.subject.in_(keys[start : start + 500]),
+                )
+                found.update(s for s in session.scalars(query) if s is not None)
+    except SQLAlchemyError as exc:
+        raise StorageError(
+            f"cannot read the tamper-evidence chain: {getattr(exc, 'orig', None) or exc}"
+        ) from exc
+    return found
+
+
+def _check_unvouched(engine: Engine, store: BlobStore, walk: _Walk, keys: list[str]) -> None:
+    """Evidence files in the store (``keys``, listed before the walk) that nothing vouches for
+    (module docstring). Without this a database wiped whole (its entries, head and incidents)
+    next to the evidence it had recorded verified as ok, and so did a file put among the
+    evidence of a site with entries (only an empty chain's store was looked at)."""
     if walk.report.entries:
+        unknown = [k for k in keys if k not in walk.evidence and k not in walk.named]
+        # A running server stores a file, then commits its entry: one listed in between is
+        # recorded by now (or was deleted, when the entry failed).
+        recorded = _chained_since(engine, unknown) if unknown else set()
+        for key in unknown:
+            if key in recorded or store.stat(key) is None:
+                continue
+            _problem(
+                walk,
+                Problem(
+                    ProblemKind.UNCHAINED_EVIDENCE,
+                    f"evidence file {key} is in no chain entry and no incident names it: it was "
+                    "put there outside safewatch (or left by a crash between writing and "
+                    "chaining it)",
+                    key=key,
+                ),
+            )
         return
-    keys = [info.key for info in store.list() if is_evidence_key(info.key)]
     if keys:
         _problem(
             walk,
@@ -519,11 +566,13 @@ def verify_chain(
     """
     witnesses = ((witness, witness_location),) if witness is not None else ()
     walk = _Walk(VerifyReport(), expect_hash=expect_hash, witnesses=(*witnesses, *more_witnesses))
+    # Listed first: a file then was stored before the walk, and its entry is read by it.
+    on_disk = _evidence_keys(evidence) if evidence is not None else []
     _check_links(engine, walk)
     _check_head(engine, walk)
     _check_witnesses(walk)
     _check_incidents(engine, walk)
     if evidence is not None:
         _check_evidence(evidence, walk, progress)
-        _check_unvouched(evidence, walk)
+        _check_unvouched(engine, evidence, walk, on_disk)
     return walk.report

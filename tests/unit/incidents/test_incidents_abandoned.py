@@ -50,7 +50,7 @@ def test_a_dead_managers_incident_is_closed_at_its_last_known_moment(
     assert entry.detail["abandoned"] is True
     assert entry.detail["reason"] == reason_for(CAM, site)
     assert close_abandoned_incidents(repo, site) == []  # a second start closes nothing
-    assert verify_chain(engine, store).ok
+    assert verify_chain(engine, store.backend).ok  # a BlobStore, as verify gives it
 
 
 def test_never_marked_incident_ends_at_its_start(engine: Engine) -> None:

@@ -313,3 +313,32 @@ def test_an_edited_start_with_a_fresh_digest_appended_is_named(site: Site) -> No
     report = site.verify()
     assert kinds(report) == [ProblemKind.EDITED_INCIDENT]
     assert "camera, rule or start" in report.problems[0].message
+
+
+def test_evidence_the_chain_never_recorded_is_named_whatever_its_length(site: Site) -> None:
+    """Only an empty chain's store was looked at: a still put among the evidence of a site with
+    entries verified as ok. Temporary files (hidden, renamed into place) are no evidence."""
+    forged = "yard/2023-11-14/forged.jpg"
+    site.store.backend.put_bytes(forged, b"not recorded")
+    (site.root / "yard" / "2023-11-14" / ".clip.mp4.part").write_bytes(b"being written")
+    report = site.verify()
+    assert kinds(report) == [ProblemKind.UNCHAINED_EVIDENCE]
+    assert report.problems[0].key == forged and forged in report.problems[0].message
+
+
+def test_a_file_chained_while_verify_runs_is_not_named(site: Site) -> None:
+    """A running server stores a file, then commits its entry: listed in between, the file was
+    not in the walk, and only the later look-up finds its entry."""
+    victim = site.incidents[0]
+    key = site.store.key_for(victim.id, camera_id=victim.camera_id, at=T0, suffix=".mp4")
+    info = site.store.backend.put_bytes(key, b"a clip")
+    assert info.sha256 is not None
+
+    def commit_now(_key: str) -> None:  # called as each recorded file is hashed, after the walk
+        if site.repo.timeline(victim.id)[-1].subject != key:
+            site.repo.evidence_written(
+                victim.id, key, str(info.sha256), info.size, camera_id=victim.camera_id
+            )
+
+    report = verify_chain(site.engine, site.store.backend, progress=commit_now)
+    assert report.ok, report.problems
