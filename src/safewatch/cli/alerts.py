@@ -36,7 +36,7 @@ def _outbox(site: LoadedSite) -> tuple[Outbox, Engine]:
 
     engine = create_engine_for(site.config.storage.database, site.base_dir)
     try:
-        ensure_schema(engine)
+        ensure_schema(engine, site_file=site.path)
     except BaseException:
         engine.dispose()
         raise

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
-import shutil
-import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from safewatch.advice import command
 
 __all__ = ["app", "command", "err", "out", "state"]
 
@@ -39,25 +37,6 @@ class _State:
 
 
 state = _State()
-
-
-def command() -> str:
-    """How to run this same ``safewatch`` again, for commands printed as advice.
-
-    ``safewatch`` when the one on ``PATH`` is this one; otherwise its path (``make run`` starts
-    ``.venv/bin/safewatch``, which is not on ``PATH``: a bare ``safewatch`` there is "command not
-    found", or another installation); ``python -m safewatch`` with this interpreter when run so.
-    """
-    argv0 = sys.argv[0] if sys.argv else ""
-    if not argv0 or Path(argv0).name == "__main__.py":
-        return f"{shlex.quote(sys.executable)} -m safewatch"
-    running = os.path.abspath(argv0) if os.sep in argv0 else shutil.which(argv0)
-    on_path = shutil.which("safewatch")
-    if running is None or not os.path.exists(running):
-        return "safewatch"
-    if on_path is not None and os.path.samefile(on_path, running):
-        return "safewatch"
-    return shlex.quote(running)
 
 
 @app.callback()

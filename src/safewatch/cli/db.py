@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from safewatch.advice import command_for_site
 from safewatch.cli.app import app, err, out
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def db_upgrade(
 
     engine = _engine(config)
     try:
-        result = upgrade(engine, revision, site_file=shlex.quote(str(config)))
+        result = upgrade(engine, revision, site_file=config)
     finally:
         engine.dispose()
     shown = shown_url(engine.url)
@@ -95,7 +95,7 @@ def db_downgrade(
                     param_hint="--yes",
                 )
             typer.confirm("Downgrade (back up the database first)?", abort=True)
-        result = downgrade(engine, revision, site_file=shlex.quote(str(config)))
+        result = downgrade(engine, revision, site_file=config)
     finally:
         engine.dispose()
     shown = shown_url(engine.url)
@@ -130,7 +130,7 @@ def db_current(config: ConfigOption) -> None:
     else:
         out.print(
             f"{shown}: revision {current or 'none'}; head is {head}: run "
-            f"`safewatch db upgrade -c {config}`",
+            f"`{command_for_site('db upgrade', config)}`",
             soft_wrap=True,
         )
 

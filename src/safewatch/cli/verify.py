@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from safewatch.cli.app import app, command, err, out
+from safewatch.advice import command_for_site
+from safewatch.cli.app import app, err, out
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -42,7 +42,7 @@ def _require_current_schema(engine: Engine, shown: str, config: Path) -> None:
         )
     raise StorageError(
         f"database {shown} is at schema revision {current or 'none'}, this safewatch reads "
-        f"{head}: run `{command()} db upgrade -c {shlex.quote(str(config))}` first "
+        f"{head}: run `{command_for_site('db upgrade', config)}` first "
         "(verify never migrates it)"
     )
 

@@ -110,7 +110,7 @@ def open_site_storage(site: LoadedSite, *, auto_upgrade: bool | None = None) -> 
     storage = site.config.storage
     engine = create_engine_for(storage.database, site.base_dir)
     try:
-        repository = IncidentRepository(engine, auto_upgrade=auto_upgrade)
+        repository = IncidentRepository(engine, auto_upgrade=auto_upgrade, site_file=site.path)
         backend = open_evidence_backend(storage, site.base_dir)
     except BaseException:
         engine.dispose()

@@ -32,6 +32,7 @@ from sqlalchemy import Engine, Table, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from safewatch.advice import command_for_site
 from safewatch.errors import StorageError
 from safewatch.storage.tables import ChainEntryRow, ChainHeadRow
 
@@ -217,8 +218,9 @@ def lock_head(session: Session) -> None:
     head = session.execute(statement).first()
     if head is None:
         raise StorageError(
-            "the tamper-evidence chain has no head row: run `safewatch db upgrade -c SITE`, then "
-            "`safewatch verify -c SITE` (SITE: your site file)"
+            "the tamper-evidence chain has no head row: run "
+            f"`{command_for_site('db upgrade', None)}`, then "
+            f"`{command_for_site('verify', None)}` (SITE: your site file)"
         )
     session.info[_HEAD_KEY] = (int(head.seq), str(head.hash))
 

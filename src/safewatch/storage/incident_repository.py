@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, func, select
@@ -208,6 +209,7 @@ class IncidentRepository:
             :meth:`attach_evidence`, :meth:`evidence_written`); ``None`` (one host) checks
             nothing. Operators' writes (status, notes) and retention are not fenced. A public
             attribute, so a cluster member can install its fence on a repository built first.
+        site_file: The site file, named by the ``db upgrade`` advised for an outdated schema.
 
     Raises:
         StorageError: The schema is outdated and may not be migrated here, or the database
@@ -222,12 +224,13 @@ class IncidentRepository:
         auto_upgrade: bool | None = None,
         on_change: ChangeHook | None = None,
         fence: WriteFence | None = None,
+        site_file: str | Path | None = None,
     ) -> None:
         self.fence = fence
         self._engine = engine
         self._clock = clock
         self._hooks: tuple[ChangeHook, ...] = () if on_change is None else (on_change,)
-        ensure_schema(engine, auto_upgrade=auto_upgrade)
+        ensure_schema(engine, auto_upgrade=auto_upgrade, site_file=site_file)
 
     def add_change_hook(self, hook: ChangeHook) -> None:
         """Call ``hook`` inside the transaction of every later incident change."""

@@ -6,7 +6,8 @@ Policy (documented in ``docs/deployment-storage.md``):
   repository opens it: a laptop install or the per-run database of ``safewatch audit`` just works.
 * **Other engines** (PostgreSQL, shared by several processes and often by several versions during a
   rolling update) are never altered behind the operator's back: start-up checks the revision and
-  refuses with the command to run (``safewatch db upgrade --config SITE``).
+  refuses with the command to run (``safewatch db upgrade -c SITE``, as this safewatch was run and
+  with the site file when the caller gives it: :mod:`safewatch.advice`).
 
 An upgrade runs in one transaction under a lock (``BEGIN IMMEDIATE`` on SQLite, an advisory lock
 on PostgreSQL), so two processes starting together cannot both migrate, and a failed migration
@@ -35,6 +36,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from safewatch.advice import command_for_site
 from safewatch.errors import StorageError
 from safewatch.storage.engine import shown_url
 
@@ -204,14 +206,17 @@ def _migrating(engine: Engine) -> Iterator[None]:
         raise
 
 
-def upgrade(engine: Engine, revision: str = "head", *, site_file: str = "SITE") -> UpgradeResult:
+def upgrade(
+    engine: Engine, revision: str = "head", *, site_file: str | Path | None = None
+) -> UpgradeResult:
     """Migrate the database to ``revision`` (default: the newest), under the migration lock.
 
     Args:
         engine: The database.
         revision: Where to go.
-        site_file: The site file, as the command to run instead names it (``-c``): advice
-            without it failed when pasted ("Missing option '--config'").
+        site_file: The site file, for the command advised instead (``-c``; ``SITE`` when
+            ``None``): advice without it failed when pasted ("Missing option '--config'"). The
+            command itself is named as this safewatch was run (:mod:`safewatch.advice`).
 
     Raises:
         StorageError: The database refused, ``revision`` is unknown, or it is older than the
@@ -226,8 +231,8 @@ def upgrade(engine: Engine, revision: str = "head", *, site_file: str = "SITE") 
         if target in order and before in order and order.index(target) < order.index(before):
             raise StorageError(
                 f"database {_shown(engine)} is at schema revision {before}, newer than "
-                f"{target}: an upgrade never goes back; `safewatch db downgrade -c {site_file} "
-                f"--revision {target}` does"
+                f"{target}: an upgrade never goes back; "
+                f"`{command_for_site('db downgrade', site_file)} --revision {target}` does"
             )
         stamped = _stamp_pre_migration(connection, config) if before is None else None
         command.upgrade(config, revision)
@@ -250,7 +255,9 @@ def undone_by(engine: Engine, revision: str) -> list[Revision]:
     return [r for r in history() if r.id in newer]
 
 
-def downgrade(engine: Engine, revision: str, *, site_file: str = "SITE") -> UpgradeResult:
+def downgrade(
+    engine: Engine, revision: str, *, site_file: str | Path | None = None
+) -> UpgradeResult:
     """Migrate the database back to ``revision`` (an id of :func:`history`), under the
     migration lock. What the later revisions added goes, with its rows (tables, columns).
     ``site_file`` is as for :func:`upgrade`.
@@ -280,20 +287,24 @@ def downgrade(engine: Engine, revision: str, *, site_file: str = "SITE") -> Upgr
         if order.index(target) > order.index(before):
             raise StorageError(
                 f"database {_shown(engine)} is at schema revision {before}, older than "
-                f"{target}: `safewatch db upgrade -c {site_file} --revision {target}` goes "
-                "forward"
+                f"{target}: `{command_for_site('db upgrade', site_file)} --revision {target}` "
+                "goes forward"
             )
         command.downgrade(_config(connection), target)
         after = MigrationContext.configure(connection).get_current_revision()
     return UpgradeResult(before, after)
 
 
-def ensure_schema(engine: Engine, *, auto_upgrade: bool | None = None) -> None:
+def ensure_schema(
+    engine: Engine, *, auto_upgrade: bool | None = None, site_file: str | Path | None = None
+) -> None:
     """Make sure the schema is current before the database is used (see the module docstring).
 
     Args:
         engine: The database.
         auto_upgrade: Upgrade when behind; ``None`` means only for SQLite.
+        site_file: The site file, for the ``db upgrade`` advised when behind (as for
+            :func:`upgrade`): it said ``--config SITE`` whatever the site.
 
     Raises:
         StorageError: The schema is behind (and may not be upgraded here) or newer than this
@@ -313,6 +324,6 @@ def ensure_schema(engine: Engine, *, auto_upgrade: bool | None = None) -> None:
     if not auto_upgrade:
         raise StorageError(
             f"database {_shown(engine)} is at schema revision {current or 'none'}, this "
-            f"safewatch needs {head}: run `safewatch db upgrade --config SITE` first"
+            f"safewatch needs {head}: run `{command_for_site('db upgrade', site_file)}` first"
         )
     upgrade(engine)

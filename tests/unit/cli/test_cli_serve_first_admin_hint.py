@@ -47,6 +47,10 @@ def test_the_bare_name_when_path_finds_this_safewatch(
     other = _venv_script(tmp_path / "other")  # another installation comes first on PATH
     monkeypatch.setenv("PATH", f"{other.parent}:{script.parent}")
     assert command() == str(script)
+    # Another program running safewatch's code (a test runner) is no way to run safewatch.
+    monkeypatch.setattr(sys, "argv", [str(tmp_path / "pytest"), "-q"])
+    (tmp_path / "pytest").write_text("#!/bin/sh\n")
+    assert command() == "safewatch"
 
 
 def test_python_m_safewatch(monkeypatch: pytest.MonkeyPatch) -> None:

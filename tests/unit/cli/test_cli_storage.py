@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,17 @@ def config(db_url: str, tmp_path: Path) -> Path:
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(site))
     return path
+
+
+def run_as_make_run(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run as `make run` does: ``.venv/bin/safewatch``, not on ``PATH``; that script."""
+    script = folder / ".venv" / "bin" / "safewatch"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(sys, "argv", [str(script), "db"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    return script
 
 
 def populate(config: Path) -> str:
@@ -69,7 +82,9 @@ def test_db_upgrade_current_history(config: Path) -> None:
     assert code == 0 and output.splitlines()[0].startswith(head)
 
 
-def test_db_downgrade_and_the_ways_back_that_failed(config: Path) -> None:
+def test_db_downgrade_and_the_ways_back_that_failed(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`db upgrade --revision OLD` said "already at" and did nothing, there was no command to go
     back, and `db current` on a database newer than this safewatch said to run `db upgrade`
     (which then failed)."""
@@ -79,14 +94,17 @@ def test_db_downgrade_and_the_ways_back_that_failed(config: Path) -> None:
     from safewatch.storage.migrate import current_revision, head_revision, history
 
     head, previous = (r.id for r in history()[:2])
+    script = run_as_make_run(tmp_path, monkeypatch)
     site = load_site(config)
     engine = create_engine_for(site.config.storage.database, site.base_dir)
     try:
         invoke("db", "upgrade", "--config", str(config))
         with pytest.raises(StorageError, match=f"newer than {previous}: an upgrade never goes"):
             invoke("db", "upgrade", "--config", str(config), "--revision", previous)
-        # The advice names the site file: without -c it failed when pasted.
-        with pytest.raises(StorageError, match=f"`safewatch db downgrade -c {config} --revision"):
+        # The advice names the site file (without -c it failed when pasted) and the safewatch
+        # that was run (a bare `safewatch` is not on PATH after `make run`).
+        advice = re.escape(f"`{script} db downgrade -c {config} --revision")
+        with pytest.raises(StorageError, match=advice):
             invoke("db", "upgrade", "--config", str(config), "--revision", previous)
         assert current_revision(engine) == head
         # It drops tables and columns with their rows: listed, and not done unasked.
@@ -99,9 +117,8 @@ def test_db_downgrade_and_the_ways_back_that_failed(config: Path) -> None:
         )
         assert code == 0 and f"downgraded {head} -> {previous}" in output
         assert current_revision(engine) == previous
-        with pytest.raises(
-            StorageError, match=f"older than {head}: `safewatch db upgrade -c {config} --revision"
-        ):
+        forward = re.escape(f"older than {head}: `{script} db upgrade -c {config} --revision")
+        with pytest.raises(StorageError, match=forward):
             invoke("db", "downgrade", "--config", str(config), "--revision", head)
         with pytest.raises(StorageError, match="not a schema revision"):
             invoke("db", "downgrade", "--config", str(config), "--revision", "base")
@@ -117,6 +134,25 @@ def test_db_downgrade_and_the_ways_back_that_failed(config: Path) -> None:
             invoke("db", "downgrade", "--config", str(config), "--revision", previous)
     finally:
         engine.dispose()
+
+
+def test_schema_advice_names_the_safewatch_run_and_the_site_file(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A schema behind said to run `safewatch db upgrade --config SITE` (ensure_schema, as a
+    server on PostgreSQL starts) or `safewatch db upgrade -c ...` (`db current`): neither the
+    site file nor, after `make run`, a command the shell finds."""
+    script = run_as_make_run(tmp_path, monkeypatch)
+    invoke("db", "upgrade", "--config", str(config), "--revision", "0004")
+    site = load_site(config)
+    with pytest.raises(StorageError) as refused:
+        open_site_storage(site, auto_upgrade=False)
+    assert f"run `{script} db upgrade -c {site.path}` first" in str(refused.value)
+    code, output = invoke("db", "current", "--config", str(config))
+    assert code == 0 and f"run `{script} db upgrade -c {config}`" in output, output
+    with pytest.raises(StorageError) as refused:
+        invoke("verify", "--config", str(config))
+    assert f"run `{script} db upgrade -c {config}` first" in str(refused.value)
 
 
 def test_verify_passes_then_names_an_edited_still(config: Path) -> None:
