@@ -160,6 +160,10 @@ def verify(
                         }
                         for p in report.problems
                     ],
+                    "notices": [
+                        {"kind": str(p.kind), "message": p.message, "key": p.key}
+                        for p in report.notices
+                    ],
                 }
             )
         )
@@ -167,6 +171,12 @@ def verify(
         for problem in report.problems:
             err.print(
                 f"[red]{problem.kind}[/red]: {problem.message}", highlight=False, soft_wrap=True
+            )
+        for notice in report.notices:
+            err.print(
+                f"[yellow]note[/yellow]: {notice.kind}: {notice.message}",
+                highlight=False,
+                soft_wrap=True,
             )
         checked = (
             f"{report.entries} chain entries, {report.incidents} incidents, "

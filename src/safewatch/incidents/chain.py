@@ -13,8 +13,9 @@ remembers the newest digest chained for each incident and each evidence file. Th
   and its existence (a deleted one);
 * the evidence store's files with the chain: with an empty chain, evidence with nothing in the
   database to vouch for it means the database was wiped or replaced (or the site file names
-  another one); with entries, each evidence file that no entry records and no incident names was
-  put there outside safewatch (or left by a crash between writing it and chaining it). The store
+  another one); with entries, each evidence file that no entry records and no incident names is
+  a *notice*, not a problem (it was put there outside safewatch, or left by a crash between
+  writing it and chaining it: it proves nothing either way, and no incident can use it). The store
   is listed before the walk and a file still unknown after it is looked up again, so the file of a
   running server, stored just before its entry is committed, is not reported; temporary files
   (hidden, renamed into place when complete) are not listed; an incident's still or clip from
@@ -108,10 +109,14 @@ class VerifyReport:
     head_seq: int = 0
     head_hash: str = GENESIS
     problems: list[Problem] = field(default_factory=list)
+    notices: list[Problem] = field(default_factory=list)
+    """Findings that prove nothing either way and do not make the report fail: an evidence file
+    no entry records next to a chain with entries (a crash between writing a file and chaining
+    it leaves one, so a kill -9 would otherwise fail every later verify)."""
 
     @property
     def ok(self) -> bool:
-        """No problem found."""
+        """No problem found (notices do not count)."""
         return not self.problems
 
 
@@ -508,15 +513,16 @@ def _check_unvouched(engine: Engine, store: BlobStore, walk: _Walk, keys: list[s
         for key in unknown:
             if key in recorded or store.stat(key) is None:
                 continue
-            _problem(
-                walk,
+            # A notice, not a problem: no incident names the file, so it cannot pass for any
+            # incident's evidence, and a crash between writing and chaining leaves one.
+            walk.report.notices.append(
                 Problem(
                     ProblemKind.UNCHAINED_EVIDENCE,
                     f"evidence file {key} is in no chain entry and no incident names it: it was "
-                    "put there outside safewatch (or left by a crash between writing and "
-                    "chaining it)",
+                    "put there outside safewatch, or left by a crash between writing and "
+                    "chaining it",
                     key=key,
-                ),
+                )
             )
         return
     if keys:

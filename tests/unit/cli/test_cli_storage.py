@@ -175,6 +175,22 @@ def test_verify_passes_then_names_an_edited_still(config: Path) -> None:
     assert report["problems"][0]["key"] == still
 
 
+def test_verify_notes_an_unrecorded_evidence_file_and_still_passes(config: Path) -> None:
+    """A file no chain entry records (a crash between writing and chaining leaves one) is named
+    as a note: exit 0, so a kill -9 does not fail every later check."""
+    invoke("db", "upgrade", "--config", str(config))
+    still = populate(config)
+    stray = Path(still).with_name("stray.jpg").as_posix()
+    (config.parent / "evidence" / stray).write_bytes(b"never chained")
+    code, output = invoke("verify", "--config", str(config))
+    assert code == 0, output
+    assert f"note: unchained_evidence: evidence file {stray}" in output
+    code, output = invoke("verify", "--config", str(config), "--json")
+    report = json.loads(output)
+    assert code == 0 and report["ok"] is True and report["problems"] == []
+    assert [(n["kind"], n["key"]) for n in report["notices"]] == [("unchained_evidence", stray)]
+
+
 def test_verify_never_creates_nor_reads_a_database_it_cannot_check(
     config: Path, tmp_path: Path
 ) -> None:
