@@ -69,8 +69,9 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from db_servers import PostgresServer
     from redis_server import RedisServer
-    from safewatch.bus.redis_streams import IncidentFeed, RedisPublisher, connect
+    from safewatch.bus.redis_streams import BusKeys, IncidentFeed, RedisPublisher, connect
 
+    keys = BusKeys.for_name("bench")
     pg = PostgresServer.start(durable=True)
     redis = RedisServer.start()
     try:
@@ -82,7 +83,7 @@ def main() -> None:
             # where every change of the chain goes through the hook.
             plain = IncidentRepository(engines[0])
             bused = IncidentRepository(engines[1])
-            publisher = RedisPublisher(connect(redis.url)).start()
+            publisher = RedisPublisher(connect(redis.url), keys=keys).start()
             bused.add_change_hook(PublishAfterCommit(publisher))
             committed: dict[int, float] = {}
             times: dict[str, list[float]] = {"plain": [], "bus": []}
@@ -100,7 +101,9 @@ def main() -> None:
                             done = time.perf_counter()
                             times[side].append(done - start)
             publisher.flush(30)
-            feed = IncidentFeed(connect(redis.url), bused, block_ms=200, resync_seconds=600)
+            feed = IncidentFeed(
+                connect(redis.url), bused, keys=keys, block_ms=200, resync_seconds=600
+            )
             arrivals, stop = Arrivals(), threading.Event()
             feed.poll(arrivals)  # start at the head
             reader = threading.Thread(target=feed.run, args=(arrivals, stop), daemon=True)

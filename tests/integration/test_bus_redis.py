@@ -20,12 +20,15 @@ from patience import poll
 from redis_server import RedisServer, redis_unavailable
 from safewatch.api.live import LiveHub
 from safewatch.bus import LIVE_FRAME, Envelope, PublishAfterCommit, Publisher
+from safewatch.bus.redis_streams import BusKeys
 from safewatch.domain import IncidentStatus
 from safewatch.storage import IncidentRepository
 
 pytestmark = pytest.mark.skipif(
     redis_unavailable() is not None, reason=redis_unavailable() or "redis available"
 )
+
+KEYS = BusKeys.for_name("test site")
 
 
 @pytest.fixture
@@ -94,10 +97,15 @@ def rig(db_engine: Engine, redis_server: RedisServer) -> Iterator[dict[str, Any]
     from safewatch.bus.redis_streams import IncidentFeed, RedisPublisher, connect
 
     repository = IncidentRepository(db_engine)
-    publisher = RedisPublisher(connect(redis_server.url)).start()
+    publisher = RedisPublisher(connect(redis_server.url), keys=KEYS).start()
     repository.add_change_hook(PublishAfterCommit(publisher))
     feed = IncidentFeed(
-        connect(redis_server.url), repository, block_ms=200, resync_seconds=60.0, start_seq=0
+        connect(redis_server.url),
+        repository,
+        keys=KEYS,
+        block_ms=200,
+        resync_seconds=60.0,
+        start_seq=0,
     )
     yield {"repository": repository, "publisher": publisher, "feed": feed}
     publisher.stop(1.0)
@@ -129,7 +137,9 @@ def test_a_feed_delivers_what_follows_its_position_not_its_first_round(
 
     repository = rig["repository"]
     repository.upsert(make_incident(0))  # before: the dashboard's list already has it
-    feed = IncidentFeed(connect(redis_server.url), repository, block_ms=200)  # as BusFeeds does
+    feed = IncidentFeed(
+        connect(redis_server.url), repository, keys=KEYS, block_ms=200
+    )  # as BusFeeds does
     feed.position()
     repository.upsert(make_incident(1))  # after, while the feed's thread has not run yet
     sink = Sink()
@@ -170,7 +180,7 @@ def test_a_redis_restart_loses_no_change_and_doubles_none(
 def test_a_trimmed_stream_is_back_filled_from_the_chain(
     rig: dict[str, Any], redis_server: RedisServer
 ) -> None:
-    from safewatch.bus.redis_streams import INCIDENT_STREAM, connect
+    from safewatch.bus.redis_streams import connect
 
     repository, feed, publisher = rig["repository"], rig["feed"], rig["publisher"]
     sink = Sink()
@@ -180,7 +190,7 @@ def test_a_trimmed_stream_is_back_filled_from_the_chain(
     assert publisher.flush(10.0)
     client = connect(redis_server.url)
     client.xtrim(
-        INCIDENT_STREAM, maxlen=2, approximate=False
+        KEYS.incidents, maxlen=2, approximate=False
     )  # what MAXLEN ~ does to a reader that fell behind
     # Rounds until all ten are in, or until one fails (returns a wait): the assert says which.
     poll(lambda: feed.poll(sink) or len(sink.seqs()) >= 10, 10, "the trimmed changes", 0)
@@ -196,7 +206,12 @@ def test_a_quiet_stream_still_gets_changes_that_never_reached_redis(
 
     repository = IncidentRepository(db_engine)  # no hook: its changes never reach Redis
     feed = IncidentFeed(
-        connect(redis_server.url), repository, block_ms=100, resync_seconds=0.3, start_seq=0
+        connect(redis_server.url),
+        repository,
+        keys=KEYS,
+        block_ms=100,
+        resync_seconds=0.3,
+        start_seq=0,
     )
     sink = Sink()
     repository.upsert(make_incident(1))
@@ -218,11 +233,11 @@ def test_an_entry_above_the_chains_head_is_refused_by_the_feed_and_the_export(
     site's changes 3-5 were then dropped as repeats (the feed) and never exported."""
     from safewatch.bus.envelope import encode, incident_change
     from safewatch.bus.export import ExportWorker
-    from safewatch.bus.redis_streams import INCIDENT_STREAM, connect
+    from safewatch.bus.redis_streams import connect
 
     repository, feed, publisher = rig["repository"], rig["feed"], rig["publisher"]
     client = connect(redis_server.url)
-    worker = ExportWorker(client, tmp_path, consumer="a", repository=repository)
+    worker = ExportWorker(client, tmp_path, keys=KEYS, consumer="a", repository=repository)
     worker.ensure_group()
     sink = Sink()
     feed.poll(sink)  # positioned at the empty stream
@@ -230,7 +245,7 @@ def test_an_entry_above_the_chains_head_is_refused_by_the_feed_and_the_export(
         repository.upsert(make_incident(track))
     assert publisher.flush(10.0)
     other_site = incident_change("opened", make_incident(9, camera="elsewhere"), seq=20)
-    client.xadd(INCIDENT_STREAM, {b"e": encode(other_site)})
+    client.xadd(KEYS.incidents, {b"e": encode(other_site)})
     feed.poll(sink)  # one read: 1, 2 and the other site's 20
     worker.step(block=0.2)
     for track in range(2, 5):
@@ -248,11 +263,11 @@ def test_live_overlays_ride_pub_sub_into_the_hub(redis_server: RedisServer) -> N
     from safewatch.bus.redis_streams import LiveFeed, RedisPublisher, connect
 
     hub = LiveHub()
-    feed = LiveFeed(connect(redis_server.url))
+    feed = LiveFeed(connect(redis_server.url), keys=KEYS)
     stop = threading.Event()
     thread = threading.Thread(target=feed.run, args=(hub, stop), daemon=True)
     thread.start()
-    publisher = RedisPublisher(connect(redis_server.url)).start()
+    publisher = RedisPublisher(connect(redis_server.url), keys=KEYS).start()
     try:
         publish_frames_until(publisher, "cam-9", lambda: hub.remote("cam-9"), 10, "a live message")
         remote = hub.remote("cam-9")
@@ -264,16 +279,103 @@ def test_live_overlays_ride_pub_sub_into_the_hub(redis_server: RedisServer) -> N
     assert feed.received >= 1
 
 
+def assert_only_own_changes(feed: Any, worker: Any, own: list[str], folder: Path) -> None:
+    """``feed`` delivers, and ``worker`` exports, the changes of the incidents ``own`` (all on
+    the stream already), and nothing else."""
+    sink = Sink()
+    poll(lambda: feed.poll(sink) or len(sink.seqs()) >= len(own), 10, "the site's changes", 0)
+    assert [e.body["incident"]["id"] for e in sink.envelopes] == own
+    assert (feed.foreign, feed.duplicates, feed.backfilled) == (0, 0, 0)
+    poll(lambda: worker.step(block=0.1) or worker.written >= len(own), 10, "the export", 0)
+    assert worker.step(block=0.1) == 0, "the export worker read more"
+    lines = [json.loads(x) for f in folder.iterdir() for x in f.open()]
+    assert [line["incident"]["id"] for line in lines] == own
+
+
+@pytest.mark.parametrize(
+    "names", [("plant", "plant2"), ("p*", "plant")], ids=["name-prefix", "glob-character"]
+)
+def test_two_sites_on_one_redis_neither_see_nor_consume_each_others_messages(
+    redis_server: RedisServer, tmp_path: Path, names: tuple[str, str]
+) -> None:
+    """Two sites (each with its own database) on one Redis server, one's name a prefix of the
+    other's, or one with a glob character in it: each site's incident feed and export worker
+    (both sites' workers in a group named ``export``) get its own changes only, and its live
+    feed only its own frames of the camera ``gate`` both sites have."""
+    from safewatch.bus.export import ExportWorker
+    from safewatch.bus.redis_streams import IncidentFeed, LiveFeed, RedisPublisher, connect
+    from safewatch.storage import create_engine_for
+    from safewatch.storage.migrate import upgrade
+
+    tracks = {names[0]: [1, 2], names[1]: [11, 12, 13]}
+    stop = threading.Event()
+    engines, publishers, threads = [], [], []
+    sites: dict[str, dict[str, Any]] = {}
+    try:
+        for index, name in enumerate(names):
+            keys = BusKeys.for_name(name)
+            engine = create_engine_for(f"sqlite:///{tmp_path / f'site{index}.db'}", tmp_path)
+            engines.append(engine)
+            upgrade(engine)
+            repository = IncidentRepository(engine)
+            publisher = RedisPublisher(connect(redis_server.url), keys=keys).start()
+            publishers.append(publisher)
+            repository.add_change_hook(PublishAfterCommit(publisher))
+            feed = IncidentFeed(
+                connect(redis_server.url), repository, keys=keys, block_ms=100, resync_seconds=600
+            )
+            feed.position()  # at the empty chain's head and the stream's end, as BusFeeds does
+            worker = ExportWorker(
+                connect(redis_server.url), tmp_path / f"export{index}", keys=keys, consumer=name
+            )
+            worker.ensure_group()
+            live, live_sink = LiveFeed(connect(redis_server.url), keys=keys), Sink()
+            threads.append(threading.Thread(target=live.run, args=(live_sink, stop), daemon=True))
+            threads[-1].start()
+            sites[name] = {"repository": repository, "publisher": publisher, "feed": feed}
+            sites[name] |= {"worker": worker, "live": live_sink}
+        for name, site in sites.items():
+            for track in tracks[name]:
+                site["repository"].upsert(make_incident(track, camera="gate"))
+            assert site["publisher"].flush(10.0)
+
+        for index, (name, site) in enumerate(sites.items()):
+            own = [make_incident(track, camera="gate").id for track in tracks[name]]
+            assert_only_own_changes(site["feed"], site["worker"], own, tmp_path / f"export{index}")
+
+        frames = itertools.count(1)
+
+        def both_see_their_own() -> bool:
+            if all(s["live"].envelopes for s in sites.values()):
+                return True
+            for name, site in sites.items():
+                body = {"type": "frame", "camera": "gate", "site": name, "seq": next(frames)}
+                site["publisher"].publish(Envelope(LIVE_FRAME, body))
+            return False
+
+        poll(both_see_their_own, 10, "each site's live feed getting a frame")
+        for name, site in sites.items():
+            assert {e.body["site"] for e in site["live"].envelopes} == {name}
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(5)
+        for publisher in publishers:
+            publisher.stop(1.0)
+        for engine in engines:
+            engine.dispose()
+
+
 def test_an_export_workers_pending_entries_are_claimed_by_another(
     rig: dict[str, Any], redis_server: RedisServer, tmp_path: Path
 ) -> None:
     from safewatch.bus.export import ExportWorker
-    from safewatch.bus.redis_streams import INCIDENT_STREAM, connect
+    from safewatch.bus.redis_streams import connect
 
     repository, publisher = rig["repository"], rig["publisher"]
     client = connect(redis_server.url)
     crashed_dir, out = tmp_path / "crashed", tmp_path / "out"
-    crashing = ExportWorker(client, crashed_dir, consumer="worker-a", claim_idle=0.3)
+    crashing = ExportWorker(client, crashed_dir, keys=KEYS, consumer="worker-a", claim_idle=0.3)
     crashing.ensure_group()
     for track in range(4):
         repository.upsert(make_incident(track))
@@ -285,17 +387,17 @@ def test_an_export_workers_pending_entries_are_claimed_by_another(
     crashing._write = crash  # type: ignore[method-assign,assignment]  # dies after reading, before XACK
     with pytest.raises(KeyboardInterrupt):
         crashing.step(block=1.0)
-    pending = client.xpending(INCIDENT_STREAM, "export")
+    pending = client.xpending(KEYS.incidents, "export")
     assert pending["pending"] == 4 and pending["consumers"][0]["name"] == b"worker-a"
 
-    survivor = ExportWorker(client, out, consumer="worker-b", claim_idle=0.3)
+    survivor = ExportWorker(client, out, keys=KEYS, consumer="worker-b", claim_idle=0.3)
     assert survivor.step(block=0.1) == 0  # not idle long enough yet: left to its owner
     time.sleep(0.4)
     repository.upsert(make_incident(4))
     assert publisher.flush(10.0)
     written = survivor.step(block=1.0)
     assert (written, survivor.claimed) == (5, 4)
-    assert client.xpending(INCIDENT_STREAM, "export")["pending"] == 0
+    assert client.xpending(KEYS.incidents, "export")["pending"] == 0
     lines = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.open()]
     assert sorted(line["seq"] for line in lines) == [1, 2, 3, 4, 5]
     assert {line["kind"] for line in lines} == {"opened"}
@@ -309,11 +411,11 @@ def test_pending_entries_trimmed_before_their_claim_are_counted_and_logged(
     claimed them: without a database their changes are lost for the export, which says so
     (before: acknowledged without a word)."""
     from safewatch.bus.export import ExportWorker
-    from safewatch.bus.redis_streams import INCIDENT_STREAM, connect
+    from safewatch.bus.redis_streams import connect
 
     repository, publisher = rig["repository"], rig["publisher"]
     client = connect(redis_server.url)
-    crashing = ExportWorker(client, tmp_path / "crashed", consumer="worker-a")
+    crashing = ExportWorker(client, tmp_path / "crashed", keys=KEYS, consumer="worker-a")
     crashing.ensure_group()
     for track in range(3):
         repository.upsert(make_incident(track))
@@ -325,11 +427,13 @@ def test_pending_entries_trimmed_before_their_claim_are_counted_and_logged(
     crashing._write = crash  # type: ignore[method-assign,assignment]  # dies before XACK
     with pytest.raises(KeyboardInterrupt):
         crashing.step(block=1.0)
-    client.xtrim(INCIDENT_STREAM, maxlen=0, approximate=False)
-    survivor = ExportWorker(client, tmp_path / "out", consumer="worker-b", claim_idle=0.001)
+    client.xtrim(KEYS.incidents, maxlen=0, approximate=False)
+    survivor = ExportWorker(
+        client, tmp_path / "out", keys=KEYS, consumer="worker-b", claim_idle=0.001
+    )
     poll(lambda: survivor.step(block=0.1) or survivor.trimmed, 10, "the trimmed entries", 0.01)
     assert (survivor.trimmed, survivor.written) == (3, 0)
-    assert client.xpending(INCIDENT_STREAM, "export")["pending"] == 0
+    assert client.xpending(KEYS.incidents, "export")["pending"] == 0
     assert "3 pending entry(ies) trimmed from the stream before they were written" in caplog.text
     assert "their changes are lost for this export" in caplog.text
 
@@ -346,7 +450,7 @@ def test_a_trimmed_pending_entry_as_redis_6_2_returns_it_does_not_stop_the_expor
 
     repository, publisher = rig["repository"], rig["publisher"]
     client = connect(redis_server.url)
-    worker = ExportWorker(client, tmp_path / "out", consumer="worker-a")
+    worker = ExportWorker(client, tmp_path / "out", keys=KEYS, consumer="worker-a")
     worker.ensure_group()
     real = client.xautoclaim
 
@@ -376,12 +480,12 @@ def test_an_api_nodes_hub_gets_every_nodes_changes_once(
 
     url = redis_server.url if with_redis else None
     analyzer_repo, api_repo = IncidentRepository(db_engine), IncidentRepository(db_engine)
-    analyzer = AnalyzerBus(analyzer_repo, redis_server.url) if with_redis else None
+    analyzer = AnalyzerBus(analyzer_repo, redis_server.url, KEYS) if with_redis else None
     hub = LiveHub()
 
     async def scenario() -> list[tuple[str, str | None]]:
         subscription = hub.subscribe(incidents=True)
-        feeds = await asyncio.to_thread(BusFeeds, hub, api_repo, url)
+        feeds = await asyncio.to_thread(BusFeeds, hub, api_repo, url, KEYS)
         try:
             await asyncio.to_thread(analyzer_repo.upsert, make_incident(1))
             await asyncio.to_thread(
@@ -423,6 +527,7 @@ def test_the_export_worker_command_writes_and_stops_on_sigterm(
     out = tmp_path / "export"
     worker = subprocess.Popen(
         [sys.executable, "-m", "safewatch", "export-worker", "--redis", redis_server.url,
+         "--namespace", "test site",
          "--database", db_url, "--out", str(out), "--consumer", "cli-1"],
         stderr=subprocess.PIPE,
         text=True,
@@ -455,7 +560,7 @@ def test_an_export_worker_recreates_its_group_after_a_redis_restart(
     from safewatch.bus.redis_streams import connect
 
     repository, publisher = rig["repository"], rig["publisher"]
-    worker = ExportWorker(connect(redis_server.url), tmp_path, consumer="worker-a")
+    worker = ExportWorker(connect(redis_server.url), tmp_path, keys=KEYS, consumer="worker-a")
     worker.ensure_group()
     repository.upsert(make_incident(0))
     assert publisher.flush(10.0)
@@ -502,7 +607,7 @@ def test_an_export_worker_with_the_database_writes_every_seq_once_in_order(
     repository.upsert(make_incident(0))  # before the worker: its empty folder starts at seq 1
     assert publisher.flush(10.0)
     worker = ExportWorker(
-        connect(redis_server.url), tmp_path, consumer="a", repository=repository,
+        connect(redis_server.url), tmp_path, keys=KEYS, consumer="a", repository=repository,
         resync_seconds=0.3,
     )  # fmt: skip
     worker.ensure_group()
@@ -522,7 +627,7 @@ def test_an_export_worker_with_the_database_writes_every_seq_once_in_order(
     repository.upsert(make_incident(5))
     run_until(worker, 6)
     restarted = ExportWorker(
-        connect(redis_server.url), tmp_path, consumer="b", repository=repository
+        connect(redis_server.url), tmp_path, keys=KEYS, consumer="b", repository=repository
     )
     repository.upsert(make_incident(6))
     run_until(restarted, 7)
@@ -546,7 +651,9 @@ def test_an_export_file_torn_by_a_crash_is_cut_before_the_next_append(
     for track in range(3):
         repository.upsert(make_incident(track))
     assert publisher.flush(10.0)
-    worker = ExportWorker(connect(redis_server.url), tmp_path, consumer="a", repository=repository)
+    worker = ExportWorker(
+        connect(redis_server.url), tmp_path, keys=KEYS, consumer="a", repository=repository
+    )
     worker.ensure_group()
     poll(lambda: worker.step(block=0.2) or worker.last_seq == 3, 10, "3 exported", 0)
     (path,) = tmp_path.glob("*.jsonl")
@@ -554,7 +661,7 @@ def test_an_export_file_torn_by_a_crash_is_cut_before_the_next_append(
     path.write_bytes(data[: len(data) - len(data.splitlines()[-1]) // 2])  # killed mid-line
     assert last_exported_seq(tmp_path) == 2
     restarted = ExportWorker(
-        connect(redis_server.url), tmp_path, consumer="b", repository=repository
+        connect(redis_server.url), tmp_path, keys=KEYS, consumer="b", repository=repository
     )
     for track in range(3, 5):
         repository.upsert(make_incident(track))
@@ -568,9 +675,11 @@ _FULL_DISK_WORKER = """
 import resource, signal, sys
 from pathlib import Path
 from safewatch.bus.export import ExportWorker
-from safewatch.bus.redis_streams import connect
+from safewatch.bus.redis_streams import BusKeys, connect
 
-worker = ExportWorker(connect(sys.argv[1]), Path(sys.argv[2]), consumer="a")
+worker = ExportWorker(
+    connect(sys.argv[1]), Path(sys.argv[2]), keys=BusKeys.for_name("test site"), consumer="a"
+)
 worker.ensure_group()
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, as a full disk's ENOSPC: a short write
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), resource.RLIM_INFINITY))
@@ -592,14 +701,14 @@ def test_an_export_write_that_fails_leaves_no_torn_line(
 
     from safewatch.bus.envelope import decode
     from safewatch.bus.export import ExportWorker
-    from safewatch.bus.redis_streams import INCIDENT_STREAM, connect
+    from safewatch.bus.redis_streams import connect
 
     repository, publisher = rig["repository"], rig["publisher"]
     for track in range(10):
         repository.upsert(make_incident(track))
     assert publisher.flush(10.0)
     client = connect(redis_server.url)
-    first = decode(client.xrange(INCIDENT_STREAM, count=1)[0][1][b"e"])
+    first = decode(client.xrange(KEYS.incidents, count=1)[0][1][b"e"])
     path = tmp_path / f"incidents-{time.strftime('%Y-%m-%d', time.gmtime(first.at))}.jsonl"
     path.write_bytes(b'{"seq":0}\n')  # what the file held before
     child = subprocess.run(
@@ -612,7 +721,7 @@ def test_an_export_write_that_fails_leaves_no_torn_line(
     assert path.read_bytes() == b'{"seq":0}\n', child  # none of the failed write's bytes
     assert child.stdout.startswith("ExportFileError cannot write the export in"), child
     assert "File too large" in child.stdout
-    survivor = ExportWorker(client, tmp_path, consumer="b", claim_idle=0.001)
+    survivor = ExportWorker(client, tmp_path, keys=KEYS, consumer="b", claim_idle=0.001)
     poll(lambda: survivor.step(block=0.2) or survivor.claimed == 10, 10, "the claim", 0.01)
     seqs = [json.loads(line)["seq"] for line in path.read_text().splitlines()]
     assert sorted(seqs) == list(range(11))
@@ -624,13 +733,13 @@ def test_an_export_worker_logs_a_file_system_error_as_such(
     """Not as "Redis error": a folder that cannot be made (under a file) is the disk's fault."""
     from safewatch.bus.envelope import encode, incident_change
     from safewatch.bus.export import ExportWorker
-    from safewatch.bus.redis_streams import INCIDENT_STREAM, connect
+    from safewatch.bus.redis_streams import connect
 
     (tmp_path / "file").write_text("")
     client = connect(redis_server.url)
-    worker = ExportWorker(client, tmp_path / "file" / "out", consumer="a")
+    worker = ExportWorker(client, tmp_path / "file" / "out", keys=KEYS, consumer="a")
     worker.ensure_group()
-    client.xadd(INCIDENT_STREAM, {b"e": encode(incident_change("opened", make_incident(), seq=1))})
+    client.xadd(KEYS.incidents, {b"e": encode(incident_change("opened", make_incident(), seq=1))})
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
@@ -667,13 +776,13 @@ def test_feeds_survive_an_exception_in_a_round(
 
     repository, feed = rig["repository"], rig["feed"]
     sink, live_sink, stop = FailingOnce(), FailingOnce(), threading.Event()
-    live = LiveFeed(connect(redis_server.url))
+    live = LiveFeed(connect(redis_server.url), keys=KEYS)
     threads = [
         start_feed(feed, sink, stop),
         threading.Thread(target=live.run, args=(live_sink, stop), daemon=True),
     ]
     threads[1].start()
-    publisher = RedisPublisher(connect(redis_server.url)).start()
+    publisher = RedisPublisher(connect(redis_server.url), keys=KEYS).start()
     try:
         for track in range(3):
             repository.upsert(make_incident(track))
@@ -701,11 +810,11 @@ def test_a_process_with_analyzer_and_dashboard_adds_each_change_to_the_stream_on
     instead of installing a second publish-after-commit hook (every change was XADDed twice)."""
     import asyncio
 
-    from safewatch.bus.redis_streams import INCIDENT_STREAM, connect
+    from safewatch.bus.redis_streams import connect
     from safewatch.runtime.bus_link import ClusterBus
 
     repository = IncidentRepository(db_engine)
-    bus = ClusterBus(repository, redis_server.url)
+    bus = ClusterBus(repository, redis_server.url, KEYS)
     hub = LiveHub()
 
     async def follow() -> None:
@@ -717,8 +826,8 @@ def test_a_process_with_analyzer_and_dashboard_adds_each_change_to_the_stream_on
             repository.upsert(make_incident(track))
         repository.set_status(make_incident(0).id, IncidentStatus.ACKNOWLEDGED, actor="ann")
         client = connect(redis_server.url)
-        wait_for(lambda: client.xlen(INCIDENT_STREAM) >= 4)
+        wait_for(lambda: client.xlen(KEYS.incidents) >= 4)
         time.sleep(1.0)  # a second copy would arrive meanwhile
-        assert client.xlen(INCIDENT_STREAM) == 4
+        assert client.xlen(KEYS.incidents) == 4
     finally:
         bus.stop()

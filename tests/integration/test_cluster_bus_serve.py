@@ -165,10 +165,12 @@ def test_an_api_node_sees_each_change_once_across_a_redis_restart(
         # 5 s, so the feed alone could not show it).
         from redis import Redis
 
-        from safewatch.bus.redis_streams import INCIDENT_STREAM
+        from safewatch.bus.redis_streams import BusKeys
+        from safewatch.config.loader import load_site
 
+        stream = BusKeys.for_site(load_site(site).config).incidents
         with Redis.from_url(redis.url) as client:
-            wait_for(lambda: client.xlen(INCIDENT_STREAM) > 0, 120, "a change in the new Redis")
+            wait_for(lambda: client.xlen(stream) > 0, 120, "a change in the new Redis")
         analyzer.signal(signal.SIGTERM)  # closes its incidents normally
         assert analyzer.wait(90) == 0, analyzer.tail()
 

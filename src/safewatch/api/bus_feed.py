@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from safewatch.api.live import LiveHub
 from safewatch.bus.changes import PublishAfterCommit
 from safewatch.bus.protocol import Publisher, Subscriber
 from safewatch.errors import SafewatchError
 from safewatch.storage import IncidentRepository
+
+if TYPE_CHECKING:
+    from safewatch.bus.redis_streams import BusKeys
 
 __all__ = ["BusFeeds"]
 
@@ -36,6 +40,8 @@ class BusFeeds:
         hub: The dashboard's hub.
         repository: The node's incident repository.
         redis_url: The cluster's Redis (``cluster.redis_url``), or ``None``.
+        keys: The site's stream and channels
+            (:meth:`~safewatch.bus.redis_streams.BusKeys.for_site`).
         publisher: A publisher already sending this repository's changes after commit (the
             :class:`~safewatch.runtime.bus_link.AnalyzerBus` of a ``--api thread`` process):
             then no second hook is installed, so each change is added to the stream once.
@@ -46,6 +52,7 @@ class BusFeeds:
         hub: LiveHub,
         repository: IncidentRepository,
         redis_url: str | None,
+        keys: BusKeys,
         publisher: Publisher | None = None,
     ) -> None:
         from safewatch.bus.redis_streams import IncidentFeed
@@ -57,14 +64,16 @@ class BusFeeds:
         self._hook: PublishAfterCommit | None = None
         feeds: list[tuple[str, Subscriber]] = []
         if redis_url is None:
-            self.incidents = IncidentFeed(None, repository, resync_seconds=CHAIN_POLL_SECONDS)
+            self.incidents = IncidentFeed(
+                None, repository, keys=keys, resync_seconds=CHAIN_POLL_SECONDS
+            )
         else:
             from safewatch.bus.redis_streams import LiveFeed, RedisPublisher, connect
 
-            self.incidents = IncidentFeed(connect(redis_url), repository)
-            feeds.append(("bus-live-feed", LiveFeed(connect(redis_url))))
+            self.incidents = IncidentFeed(connect(redis_url), repository, keys=keys)
+            feeds.append(("bus-live-feed", LiveFeed(connect(redis_url), keys=keys)))
             if publisher is None:  # otherwise the changes already go out through it
-                self._publisher = RedisPublisher(connect(redis_url)).start()
+                self._publisher = RedisPublisher(connect(redis_url), keys=keys).start()
                 self._hook = PublishAfterCommit(self._publisher)
                 repository.add_change_hook(self._hook)
         feeds.insert(0, ("bus-incident-feed", self.incidents))

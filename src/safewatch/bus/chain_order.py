@@ -10,7 +10,8 @@ agree on what a gap is.
 A change is published after its commit, and sequence numbers are given under the chain lock, so
 when change ``n`` arrives every change below ``n`` is already committed and readable: reading
 them from the chain at that moment finds them all. For the same reason an entry above the chain's
-head is not this site's (another deployment writing to the same Redis, a forged ``XADD``): it is
+head is not this site's (another deployment with the same Redis namespace, a forged ``XADD``; see
+:class:`~safewatch.bus.redis_streams.BusKeys`): it is
 refused, never delivered, so the position never passes the head. Taken, it would make the reader
 drop this site's own changes up to that number as repeats.
 """
@@ -85,8 +86,9 @@ class ChainOrder:
             if self.foreign % FOREIGN_LOG_EVERY == 1:
                 log.warning(
                     "refused incident change %d from the stream: this site's chain ends at %d, so "
-                    "another deployment (or something else) writes to this Redis; one Redis "
-                    "database serves one site (%d refused so far)",
+                    "another deployment (or something else) writes to this site's stream; give "
+                    "each site on a Redis its own site.name or cluster.redis_namespace (%d "
+                    "refused so far)",
                     seq,
                     self._head,
                     self.foreign,

@@ -52,7 +52,7 @@ from typing import Any
 
 from safewatch.bus.chain_order import ChainOrder
 from safewatch.bus.envelope import BusFormatError, Envelope, decode
-from safewatch.bus.redis_streams import INCIDENT_STREAM
+from safewatch.bus.redis_streams import BusKeys
 from safewatch.errors import SafewatchError, StorageError
 from safewatch.storage.incident_repository import IncidentRepository
 
@@ -79,9 +79,9 @@ class ExportWorker:
     Args:
         client: From :func:`~safewatch.bus.redis_streams.connect`.
         folder: Where the JSON lines files go (created if missing).
+        keys: The site's stream (its groups are the stream's, so the site's too).
         consumer: This worker's name in the group (unique per worker: the host name and pid).
         group: The consumer group (workers of one group share the entries).
-        stream: The incident stream's key.
         claim_idle: Seconds an entry may stay pending on another consumer before it is claimed.
         batch: Entries per read.
         repository: The incident database, to write in chain order and fill gaps from the chain
@@ -94,9 +94,9 @@ class ExportWorker:
         client: Any,
         folder: Path,
         *,
+        keys: BusKeys,
         consumer: str,
         group: str = "export",
-        stream: str = INCIDENT_STREAM,
         claim_idle: float = 60.0,
         batch: int = 100,
         repository: IncidentRepository | None = None,
@@ -106,7 +106,7 @@ class ExportWorker:
         self._folder = folder
         self._consumer = consumer
         self._group = group
-        self._stream = stream
+        self._stream = keys.incidents
         self._claim_idle_ms = max(1, round(claim_idle * 1000))
         self._batch = batch
         self.written = 0

@@ -1,13 +1,16 @@
 """The bus on Redis: what is lossy or re-readable, never what must not be lost.
 
-* **Incident changes** go to one stream (``XADD safewatch:incidents MAXLEN ~ N``) after their
+Every key and channel is the site's (:class:`BusKeys`: ``safewatch:<site>:...``), so sites that
+share a Redis server neither read nor consume each other's messages.
+
+* **Incident changes** go to one stream (``XADD safewatch:<site>:incidents MAXLEN ~ N``) after their
   transaction commits (:mod:`safewatch.bus.changes`), each with its chain sequence number.
   Dashboards read it through :class:`IncidentFeed`, which notices a gap (a sequence jump, Redis
   unreachable or restarted empty, the stream trimmed past it) and back-fills from the hash chain
   in the database (:meth:`~safewatch.storage.IncidentRepository.changes_after`), delivering each
   sequence number once. Losing Redis loses no incident: the chain is the record, the stream a
   fast path.
-* **Live overlay metadata** goes over Pub/Sub (``safewatch:live:<camera>``): lossy by design,
+* **Live overlay metadata** goes over Pub/Sub (``safewatch:<site>:live:<camera>``): lossy by design,
   the newest frame wins, so an API node can draw the boxes of a camera another analyzer owns.
 * **Export workers** read the stream with a consumer group (``XREADGROUP``, ``XACK`` after their
   side effect is stored, ``XAUTOCLAIM`` of entries a crashed worker left pending):
@@ -26,7 +29,9 @@ import re
 import threading
 import time
 from collections import deque
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from safewatch import tracing
 from safewatch.bus.chain_order import ChainOrder
@@ -37,9 +42,11 @@ from safewatch.errors import ConfigError, SafewatchError
 from safewatch.ingest.redact import redact_text, redact_url, url_secrets
 from safewatch.storage.incident_repository import IncidentRepository
 
+if TYPE_CHECKING:
+    from safewatch.config.site import SiteConfig
+
 __all__ = [
-    "INCIDENT_STREAM",
-    "LIVE_CHANNEL_PREFIX",
+    "BusKeys",
     "IncidentFeed",
     "LiveFeed",
     "RedisPublisher",
@@ -48,8 +55,69 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-INCIDENT_STREAM = "safewatch:incidents"
-LIVE_CHANNEL_PREFIX = "safewatch:live:"
+KEY_PREFIX = "safewatch:"
+_NAMESPACE = re.compile(r"[A-Za-z0-9._~%-]+")
+
+
+@dataclass(frozen=True)
+class BusKeys:
+    """The Redis names of one site's bus: the stream ``safewatch:<namespace>:incidents`` (its
+    consumer groups live on it) and the channels ``safewatch:<namespace>:live:<camera>``.
+
+    Why per site: with fixed names, two sites on one Redis server (two plants, staging and
+    production) read and consumed each other's incident changes and showed each other's boxes
+    of a camera id both use; a database number of its own did not separate the live overlays,
+    since Pub/Sub channels are the server's. The namespace is the site's
+    ``cluster.redis_namespace``, by default its ``site.name``, percent-encoded by
+    :meth:`for_name`: it then holds no ``:``, so ``plant``'s names are no prefix of ``plant2``'s
+    (``safewatch:plant:`` vs ``safewatch:plant2:``), and no glob character (``* ? [ ] \\``),
+    so the live feed's ``PSUBSCRIBE safewatch:<namespace>:live:*`` matches this site's channels
+    only. The encoding is one-to-one (``%`` itself is encoded), so two names never share keys.
+
+    Raises:
+        ConfigError: ``namespace`` is empty or not already encoded.
+    """
+
+    namespace: str
+
+    def __post_init__(self) -> None:
+        if not _NAMESPACE.fullmatch(self.namespace):
+            raise ConfigError(
+                f"bad Redis namespace {self.namespace!r}: set site.name or "
+                "cluster.redis_namespace (letters, digits and . _ -)"
+            )
+
+    @classmethod
+    def for_name(cls, name: str) -> BusKeys:
+        """The keys of the site named ``name`` (a ``cluster.redis_namespace`` or a
+        ``site.name``, any characters)."""
+        return cls(quote(name, safe=""))
+
+    @classmethod
+    def for_site(cls, config: SiteConfig) -> BusKeys:
+        """The keys of ``config``'s site: its ``cluster.redis_namespace``, else its name."""
+        return cls.for_name(config.cluster.redis_namespace or config.site.name)
+
+    @property
+    def incidents(self) -> str:
+        """The incident change stream."""
+        return f"{KEY_PREFIX}{self.namespace}:incidents"
+
+    @property
+    def live_prefix(self) -> str:
+        """What every live overlay channel of the site starts with."""
+        return f"{KEY_PREFIX}{self.namespace}:live:"
+
+    def live_channel(self, camera: str) -> str:
+        """The live overlay channel of ``camera``."""
+        return self.live_prefix + camera
+
+    @property
+    def live_pattern(self) -> str:
+        """The ``PSUBSCRIBE`` pattern of the site's live channels (and no other site's)."""
+        return self.live_prefix + "*"
+
+
 _FIELD = b"e"
 """The one field of a stream entry: the encoded envelope."""
 
@@ -130,7 +198,7 @@ class RedisPublisher:
 
     Args:
         client: From :func:`connect`.
-        stream: The incident stream's key.
+        keys: The site's stream and channels.
         maxlen: Approximate length the stream is trimmed to.
         backlog: Incident changes held while Redis is unreachable.
     """
@@ -139,12 +207,12 @@ class RedisPublisher:
         self,
         client: Any,
         *,
-        stream: str = INCIDENT_STREAM,
+        keys: BusKeys,
         maxlen: int = STREAM_MAXLEN,
         backlog: int = 10_000,
     ) -> None:
         self._client = client
-        self._stream = stream
+        self._keys = keys
         self._maxlen = maxlen
         self._cond = threading.Condition()
         self._changes: deque[tuple[Envelope, bytes]] = deque(maxlen=backlog)
@@ -249,10 +317,10 @@ class RedisPublisher:
     def _send(self, changes: list[tuple[Envelope, bytes]], frames: dict[str, Envelope]) -> None:
         pipe = self._client.pipeline(transaction=False)
         for camera, envelope in frames.items():
-            pipe.publish(LIVE_CHANNEL_PREFIX + camera, encode_envelope(envelope))
+            pipe.publish(self._keys.live_channel(camera), encode_envelope(envelope))
         for _envelope, encoded in changes:
             pipe.xadd(
-                self._stream,
+                self._keys.incidents,
                 {_FIELD: encoded},
                 maxlen=self._maxlen,
                 approximate=True,
@@ -278,7 +346,7 @@ class IncidentFeed:
     Args:
         client: From :func:`connect`, or ``None``.
         repository: Where the chain is.
-        stream: The incident stream's key.
+        keys: The site's stream.
         block_ms: How long one read waits for new entries.
         resync_seconds: Interval of the check against the chain's head.
         start_seq: Deliver changes after this sequence number (``None``: the head now).
@@ -289,14 +357,14 @@ class IncidentFeed:
         client: Any,
         repository: IncidentRepository,
         *,
-        stream: str = INCIDENT_STREAM,
+        keys: BusKeys,
         block_ms: int = 1000,
         resync_seconds: float = 5.0,
         start_seq: int | None = None,
     ) -> None:
         self._client = client
         self._repository = repository
-        self._stream = stream
+        self._stream = keys.incidents
         self._block_ms = block_ms
         self._resync = resync_seconds
         self._order = ChainOrder(repository, start_seq)
@@ -444,10 +512,15 @@ class LiveFeed:
 
     A :class:`~safewatch.bus.protocol.Subscriber`. A message lost while Redis is down is simply
     not seen (the next frame replaces it), so it resubscribes and carries on.
+
+    Args:
+        client: From :func:`connect`.
+        keys: The site's channels (only those are subscribed to).
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, keys: BusKeys) -> None:
         self._client = client
+        self._keys = keys
         self.received = 0
         self.malformed = 0
 
@@ -458,7 +531,7 @@ class LiveFeed:
         while not stop.is_set():
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.psubscribe(LIVE_CHANNEL_PREFIX + "*")
+                pubsub.psubscribe(self._keys.live_pattern)
                 backoff.ok()
                 while not stop.is_set():
                     message = pubsub.get_message(timeout=1.0)

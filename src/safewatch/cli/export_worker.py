@@ -31,6 +31,14 @@ def export_worker(
         str | None,
         typer.Option("--redis", help="Redis URL (instead of the site file's cluster.redis_url)."),
     ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace",
+            help="Whose stream to read: the site's cluster.redis_namespace, or else its "
+            "site.name (default with -c: that site's). Needed with --redis alone.",
+        ),
+    ] = None,
     database: Annotated[
         str | None,
         typer.Option(
@@ -60,9 +68,10 @@ def export_worker(
     from the chain; run one such worker per group (docs/cluster.md).
     """
     from safewatch.bus.export import ExportWorker
-    from safewatch.bus.redis_streams import check_reachable, connect
+    from safewatch.bus.redis_streams import BusKeys, check_reachable, connect
 
     base_dir = Path.cwd()
+    keys = None if namespace is None else BusKeys.for_name(namespace)
     if config is not None:
         from safewatch.config.loader import load_site
 
@@ -70,8 +79,14 @@ def export_worker(
         base_dir = site.base_dir
         redis_url = redis_url or site.config.cluster.redis_url
         database = database or site.config.storage.database
+        keys = keys or BusKeys.for_site(site.config)
     if redis_url is None:
         raise ConfigError("export-worker needs --redis URL or a site file with cluster.redis_url")
+    if keys is None:  # every site on a Redis has its own stream: no default is anybody's
+        raise ConfigError(
+            "export-worker --redis needs --namespace (the site's cluster.redis_namespace, or "
+            "else its site.name) or -c site.yaml"
+        )
     client = connect(redis_url)
     check_reachable(client)
     repository = None
@@ -81,7 +96,13 @@ def export_worker(
         repository = IncidentRepository(create_engine_for(database, base_dir), auto_upgrade=False)
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
     worker = ExportWorker(
-        client, out, consumer=name, group=group, claim_idle=claim_idle, repository=repository
+        client,
+        out,
+        keys=keys,
+        consumer=name,
+        group=group,
+        claim_idle=claim_idle,
+        repository=repository,
     )
     stop = threading.Event()
 
@@ -91,7 +112,10 @@ def export_worker(
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     source = "stream and chain" if repository is not None else "stream"
-    err.print(f"export worker {name} (group {group}, {source}) writing to {out}", highlight=False)
+    err.print(
+        f"export worker {name} (stream {keys.incidents}, group {group}, {source}) writing to {out}",
+        highlight=False,
+    )
     worker.run(stop)
     err.print(
         f"stopped: {worker.written} line(s) written ({worker.backfilled} from the chain), "

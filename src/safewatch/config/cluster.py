@@ -73,6 +73,15 @@ class ClusterConfig(BaseModel):
         "workers. null: API nodes follow incident changes from the database every second and "
         "show boxes only of cameras analysed in their own process (docs/cluster.md).",
     )
+    redis_namespace: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="The part of every Redis key and channel that is this site's "
+        "(safewatch:<namespace>:incidents, safewatch:<namespace>:live:<camera>), so sites "
+        "sharing one Redis never see each other's messages. null: the site's name, "
+        "percent-encoded. Set it to keep the keys when renaming the site, or to tell apart two "
+        "sites of the same name (docs/cluster.md).",
+    )
 
     secret: SecretStr | None = Field(
         None,

@@ -362,6 +362,7 @@ def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connecti
     from safewatch.api.bus_feed import BusFeeds
     from safewatch.api.cluster_jobs import ClusterJobs
     from safewatch.api.dashboard import Dashboard, DashboardSettings
+    from safewatch.bus.redis_streams import BusKeys
     from safewatch.runtime.http_server import HttpServer
 
     remote = RemoteRuntime(connection, spec)
@@ -374,7 +375,10 @@ def api_main(spec: ApiProcessSpec, listener: socket.socket, connection: Connecti
     try:
         _install_alert_hook(spec.site, storage)
         if spec.follow_bus:  # serve --cluster: every node's incident changes, from the bus
-            feeds = BusFeeds(hub, storage.repository, spec.site.config.cluster.redis_url)
+            config = spec.site.config
+            feeds = BusFeeds(
+                hub, storage.repository, config.cluster.redis_url, BusKeys.for_site(config)
+            )
         dashboard = Dashboard.create(
             remote.site,
             spec.rules_path,

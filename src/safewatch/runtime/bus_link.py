@@ -14,7 +14,7 @@ from __future__ import annotations
 from safewatch.api.bus_feed import BusFeeds
 from safewatch.api.live import LiveHub, LiveRelay
 from safewatch.bus.changes import PublishAfterCommit
-from safewatch.bus.redis_streams import RedisPublisher, connect
+from safewatch.bus.redis_streams import BusKeys, RedisPublisher, connect
 from safewatch.pipeline.step import FrameListener
 from safewatch.storage import IncidentRepository
 
@@ -30,14 +30,20 @@ class AnalyzerBus:
     Args:
         repository: The analyzer's incident repository (the hook is installed on it).
         redis_url: ``cluster.redis_url``.
+        keys: The site's stream and channels (:meth:`BusKeys.for_site`).
         overlay_rate: Overlay frames per second per camera sent at most.
     """
 
     def __init__(
-        self, repository: IncidentRepository, redis_url: str, *, overlay_rate: float = 10.0
+        self,
+        repository: IncidentRepository,
+        redis_url: str,
+        keys: BusKeys,
+        *,
+        overlay_rate: float = 10.0,
     ) -> None:
         self._repository = repository
-        self.publisher = RedisPublisher(connect(redis_url)).start()
+        self.publisher = RedisPublisher(connect(redis_url), keys=keys).start()
         self._hook = PublishAfterCommit(self.publisher)
         repository.add_change_hook(self._hook)
         self.relay = LiveRelay(self.publisher, rate=overlay_rate).start()
@@ -60,12 +66,16 @@ class ClusterBus:
     Args:
         repository: The process's incident repository.
         redis_url: ``cluster.redis_url`` (``None``: no Redis; dashboards read the chain).
+        keys: The site's stream and channels (:meth:`BusKeys.for_site`).
     """
 
-    def __init__(self, repository: IncidentRepository, redis_url: str | None) -> None:
+    def __init__(
+        self, repository: IncidentRepository, redis_url: str | None, keys: BusKeys
+    ) -> None:
         self._repository = repository
         self._redis_url = redis_url
-        self._analyzer = None if redis_url is None else AnalyzerBus(repository, redis_url)
+        self._keys = keys
+        self._analyzer = None if redis_url is None else AnalyzerBus(repository, redis_url, keys)
         self._feeds: BusFeeds | None = None
 
     @property
@@ -77,7 +87,7 @@ class ClusterBus:
         """Feed ``hub`` (a dashboard in this process) from the bus."""
         # The analyzer's publisher already sends this repository's changes: reused, not doubled.
         publisher = None if self._analyzer is None else self._analyzer.publisher
-        self._feeds = BusFeeds(hub, self._repository, self._redis_url, publisher)
+        self._feeds = BusFeeds(hub, self._repository, self._redis_url, self._keys, publisher)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the feeds and flush this process's queued incident changes (after its last

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from safewatch.alerts.service import AlertService, start_alerts
 from safewatch.api.live import LiveHub
+from safewatch.bus.redis_streams import BusKeys
 from safewatch.config.loader import LoadedSite, load_site
 from safewatch.config.ruleset import rule_metric_field
 from safewatch.config.runtime import DecodeMode
@@ -261,7 +262,9 @@ class RuntimeService:
             engine = ReloadingEngine(holder, config.site.timezone, calibrations_from_site(config))
             self._engine = engine
             if self._options.cluster:  # incident changes and overlays to the other nodes
-                self._bus = ClusterBus(storage.repository, config.cluster.redis_url)
+                self._bus = ClusterBus(
+                    storage.repository, config.cluster.redis_url, BusKeys.for_site(config)
+                )
                 if self._bus.listener is not None:
                     self._listeners.append(self._bus.listener)
             self._rules = RulesWorker(

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from incident_factories import make_incident
 from safewatch.bus import export
+from safewatch.bus.redis_streams import BusKeys
 from safewatch.errors import StorageError
 from safewatch.storage import IncidentRepository
 from safewatch.storage.incident_repository import StoredChange
@@ -39,7 +40,9 @@ def test_a_chain_catch_up_is_written_chunk_by_chunk(
         return read(after_seq, limit=limit)
 
     monkeypatch.setattr(repository, "changes_after", changes_after)
-    worker = export.ExportWorker(None, tmp_path, consumer="a", repository=repository)
+    worker = export.ExportWorker(
+        None, tmp_path, keys=BusKeys.for_name("a"), consumer="a", repository=repository
+    )
     with pytest.raises(StorageError):
         worker.sync_chain(force=True)
     assert exported(tmp_path) == [1, 2] and worker.last_seq == 2
