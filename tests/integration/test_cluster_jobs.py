@@ -535,6 +535,14 @@ def test_a_jobs_start_time_reaches_the_analyzer_that_claims_it(pg_engine: Any) -
     assert claim is not None and claim.job.start == 1487768836.0
 
 
+def _endless_job(*args: Any, started: Any, progress: Any) -> Any:
+    """A job that runs until its runner stops it (its check raises in ``progress``)."""
+    started(None)
+    while True:
+        progress(0)
+        time.sleep(0.05)
+
+
 class _Outage:
     """A :class:`JobQueue` whose heartbeat and claim fail while ``down`` (the database away),
     recording each call and whether it went through."""
@@ -571,13 +579,7 @@ def test_after_an_outage_past_the_expiry_an_analyzer_does_not_claim_its_own_job_
     from safewatch.cluster.jobs import JobQueue
     from safewatch.runtime import job_runner
 
-    def endless_job(*args: Any, started: Any, progress: Any) -> Any:
-        started(None)
-        while True:  # until the runner stops it (its check raises in progress)
-            progress(0)
-            time.sleep(0.05)
-
-    monkeypatch.setattr(job_runner, "run_job", endless_job)
+    monkeypatch.setattr(job_runner, "run_job", _endless_job)
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"")
     flaky = _Outage(JobQueue(pg_engine, expiry=3.0))
@@ -604,6 +606,57 @@ def test_after_an_outage_past_the_expiry_an_analyzer_does_not_claim_its_own_job_
         assert runner.running() == [job_id]
     finally:
         runner.stop(10)
+
+
+def test_a_jobs_heartbeat_goes_on_while_the_shared_pool_is_exhausted(
+    pg_url: str, pg_engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every connection of the process's shared pool is taken (incident writes of many cameras,
+    a slow query) for two expiries while a job runs: the runner heartbeats and claims on the
+    engine of its own it is given (an analyzer's membership engine), so the job's heartbeat
+    keeps moving and no other analyzer can claim the job. On the shared pool the heartbeat
+    waited for a connection past the expiry and the job was restarted elsewhere."""
+    from sqlalchemy import create_engine
+
+    from safewatch.cluster.jobs import JobQueue
+    from safewatch.runtime import job_runner
+
+    monkeypatch.setattr(job_runner, "run_job", _endless_job)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    shared = create_engine(pg_url, pool_size=2, max_overflow=0, pool_timeout=120)
+    queue = JobQueue(shared, expiry=3.0, claimer_engine=pg_engine)
+    other = JobQueue(pg_engine, expiry=3.0)  # another analyzer
+    job_id = _queue_job(queue, video)
+    # two slots: one stays free, so the runner's loop keeps claiming too
+    runner = job_runner.JobRunner(queue, "a1", 2, None, None, tmp_path / "work", poll=0.05)
+    held: list[Any] = []
+
+    def heartbeat_at() -> float:
+        row = other.row(job_id)
+        assert row is not None and row.heartbeat_at is not None
+        return row.heartbeat_at
+
+    runner.start()
+    try:
+        wait_until(lambda: runner.running() == [job_id], 30, 0.02)
+        held = [shared.connect() for _ in range(2)]  # the shared pool is exhausted
+        assert shared.pool.checkedout() == 2
+        before = heartbeat_at()
+        end = time.monotonic() + 2 * queue.expiry
+        while time.monotonic() < end:
+            assert other.claim("a2") is None, "the job's heartbeat expired"
+            time.sleep(0.2)
+        assert heartbeat_at() > before
+        row = other.row(job_id)
+        assert row is not None
+        assert (row.state, row.claimed_by, row.attempt, row.lost) == ("running", "a1", 1, 0)
+        assert runner.running() == [job_id]
+    finally:
+        for connection in held:
+            connection.close()
+        runner.stop(10)
+        shared.dispose()
 
 
 def test_a_claims_thread_ending_leaves_a_later_claim_of_the_same_job_running(

@@ -97,11 +97,20 @@ class JobQueue:
         engine: The cluster's PostgreSQL.
         expiry: Seconds without a heartbeat after which a running job is claimed again (the
             cluster's ``lease_seconds``).
+        claimer_engine: Where an analyzer's :meth:`heartbeat` and :meth:`claim` (its job
+            runner's loop) get their connection; ``engine`` when ``None``. An analyzer passes
+            its cluster membership's engine, the connection pool of its own that its lease
+            renewals use: on the process's shared pool, incident writes of many cameras or a
+            slow query could take every connection, the heartbeat waited for one past the
+            expiry, and another analyzer restarted a job that had run for hours.
     """
 
-    def __init__(self, engine: Engine, *, expiry: float) -> None:
+    def __init__(
+        self, engine: Engine, *, expiry: float, claimer_engine: Engine | None = None
+    ) -> None:
         self.engine = engine
         self.expiry = expiry
+        self._claimer_engine = engine if claimer_engine is None else claimer_engine
 
     # -- API nodes ---------------------------------------------------------------------------
 
@@ -250,7 +259,7 @@ class JobQueue:
         expired = and_(
             ClusterJobRow.state == RUNNING, ClusterJobRow.heartbeat_at < db_now() - self.expiry
         )
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+        with Session(self._claimer_engine, expire_on_commit=False) as session, session.begin():
             while True:
                 row = session.scalars(
                     select(ClusterJobRow)
@@ -297,7 +306,7 @@ class JobQueue:
         """Renew the claims (one statement); returns the ids of those no longer held."""
         if not claims:
             return set()
-        with Session(self.engine) as session, session.begin():
+        with Session(self._claimer_engine) as session, session.begin():
             held = session.scalars(
                 update(ClusterJobRow)
                 .where(or_(*(self._held(c) for c in claims)))

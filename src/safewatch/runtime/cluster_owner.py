@@ -132,10 +132,11 @@ class ClusterOwner:
             return
         try:
             video_url = self._serve_video()
-            # Its own connection pool: renewing leases never waits behind incident writes.
-            self._engine = create_engine_for(site.config.storage.database, site.base_dir)
+            # Its own connection pool: renewing leases (and the jobs' heartbeats) never waits
+            # behind incident writes.
+            engine = self._engine = create_engine_for(site.config.storage.database, site.base_dir)
             self._member = ClusterMember(
-                self._engine,
+                engine,
                 self.analyzer_id,
                 _enabled_cameras(site),
                 self,
@@ -149,7 +150,7 @@ class ClusterOwner:
             self._member.start()
             self.service.status.cluster_health = self._cluster_health
             self._jobs = start_job_runner(
-                self.service, self._rules_path, analyzer_id=self.analyzer_id
+                self.service, self._rules_path, analyzer_id=self.analyzer_id, claimer_engine=engine
             )
         except BaseException:
             self.service.stop()

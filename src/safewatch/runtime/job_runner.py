@@ -4,7 +4,9 @@
 JobQueue`) whenever fewer than ``cluster.job_slots`` of its own are running, and runs each on a
 thread of its own with the code a single host runs (:func:`~safewatch.api.jobs.run_job`),
 against the analyzer's site and rules in force. Its loop heartbeats the running claims every
-third of the expiry (``cluster.lease_seconds``), independent of how slowly a job goes; the
+third of the expiry (``cluster.lease_seconds``), independent of how slowly a job goes, and on
+the connection pool of the analyzer's cluster membership (as its lease renewals), never waiting
+for one of the process's shared pool that incident writes or a slow query may hold; the
 progress goes to the row at most twice a second (a write that fails is skipped: the heartbeat,
 not the progress, keeps the claim), and that write is where the job learns that an operator
 cancelled it or that its claim was lost (it stops there, writing nothing more). The
@@ -39,6 +41,8 @@ from safewatch.errors import SafewatchError, SourceError
 from safewatch.storage.blobs import BlobStore
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from safewatch.runtime.service import RuntimeService
 
 __all__ = ["JobRunner", "start_job_runner"]
@@ -312,9 +316,11 @@ class JobRunner:
 
 
 def start_job_runner(
-    service: RuntimeService, rules_path: Path, analyzer_id: str
+    service: RuntimeService, rules_path: Path, analyzer_id: str, claimer_engine: Engine
 ) -> JobRunner | None:
-    """The job runner of an analyzer (``None`` with ``cluster.job_slots: 0``), started."""
+    """The job runner of an analyzer (``None`` with ``cluster.job_slots: 0``), started; its
+    heartbeats and claims use ``claimer_engine``, the membership's own pool (see
+    :class:`~safewatch.cluster.jobs.JobQueue`)."""
     site = service.site
     slots = site.config.cluster.job_slots
     if slots <= 0:
@@ -328,5 +334,7 @@ def start_job_runner(
     )
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", analyzer_id)
     work = Path(tempfile.gettempdir()) / f"safewatch-jobs-{name}"
-    queue = JobQueue(storage.engine, expiry=site.config.cluster.lease_seconds)
+    queue = JobQueue(
+        storage.engine, expiry=site.config.cluster.lease_seconds, claimer_engine=claimer_engine
+    )
     return JobRunner(queue, analyzer_id, slots, environment, storage.evidence.backend, work).start()
