@@ -16,11 +16,13 @@ With ``approaching``, a subject within ``max_distance`` violates only while the 
 hazard shrinks at least that fast: "a forklift heading at someone", not "someone working next to a
 parked forklift". The closing speed is the least-squares slope of the pair's distance over the
 last ``window`` seconds of the frame clock (at least the last three samples, so a slow camera has
-one too: :mod:`safewatch.rules.measure`), so box jitter does not fake it. Per-pair histories are
-dropped once the pair has not been measured for ``window`` (or the grace in force, whichever is
-longer: the configured ``grace``, but at least 1.5 of the camera's frame intervals, as episodes
-use it, :class:`~safewatch.rules.episodes.FrameClock`), so memory is bounded by the pairs
-recently seen and a pair missed in one frame of a slow camera keeps its history.
+one too: :mod:`safewatch.rules.measure`), so box jitter does not fake it. It is fitted on the
+distance without the 0 beside a hazard's box, which jumps as a box edge jitters across the feet.
+Per-pair histories are dropped once the pair has not been measured for ``window`` (or the grace
+in force, whichever is longer: the configured ``grace``, but at least 1.5 of the camera's frame
+intervals, as episodes use it, :class:`~safewatch.rules.episodes.FrameClock`), so memory is
+bounded by the pairs recently seen and a pair missed in one frame of a slow camera
+keeps its history.
 
 Each subject is one episode; its ``track_ids`` are ``(subject, hazard)`` for a vehicle, or
 ``(subject,)`` with ``zone_id`` set for a machine zone. When several hazards are too close, the
@@ -128,9 +130,19 @@ class ProximityMonitor:
 
     def _distances(
         self, g: FrameGeometry
-    ) -> tuple[list[int], list[int], NDArray[np.float64], NDArray[np.float64] | None] | None:
-        """Subject and hazard track indices, ``(S, H)`` subject-hazard distances and ``(S,)``
-        distances to the machine zone (``None`` without one); ``None`` when nothing to measure.
+    ) -> (
+        tuple[
+            list[int],
+            list[int],
+            NDArray[np.float64],
+            NDArray[np.float64],
+            NDArray[np.float64] | None,
+        ]
+        | None
+    ):
+        """Subject and hazard track indices, ``(S, H)`` subject-hazard distances, the same
+        distances for the closing-speed fit (see :meth:`_box_distances`) and ``(S,)`` distances
+        to the machine zone (``None`` without one); ``None`` when nothing to measure.
         """
         subjects = g.labelled(self.rule.subjects)
         if self.zones and subjects:
@@ -146,7 +158,7 @@ class ProximityMonitor:
         calibration = self.plane.calibration
         feet = g.floor(calibration, "feet")[subjects]
         if hazards:
-            to_hazards = self._box_distances(
+            to_hazards, trend = self._box_distances(
                 g,
                 subjects,
                 hazards,
@@ -158,10 +170,10 @@ class ProximityMonitor:
                 ),
             )
         else:
-            to_hazards = np.empty((len(subjects), 0), dtype=np.float64)
+            to_hazards = trend = np.empty((len(subjects), 0), dtype=np.float64)
         machine = self._machine(g.width, g.height)
         to_machine = None if machine is None else machine.distances(feet)
-        return subjects, hazards, to_hazards, to_machine
+        return subjects, hazards, to_hazards, trend, to_machine
 
     def _box_distances(
         self,
@@ -170,9 +182,10 @@ class ProximityMonitor:
         hazards: list[int],
         feet: NDArray[np.float64],
         to_edges: NDArray[np.float64],
-    ) -> NDArray[np.float64]:
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """``(S, H)`` subject-hazard distances from ``to_edges`` (to the bottom edges), corrected
-        where the bottom edge is not where the hazard is.
+        where the bottom edge is not where the hazard is, and the same distances without the 0
+        for feet beside the hazard (for the closing-speed fit).
 
         * A subject whose foot point lies within the lower half of a hazard's box (the picture
           puts them right beside it) is at distance 0: measured from the box's bottom edge, a
@@ -182,6 +195,13 @@ class ProximityMonitor:
         * A hazard whose box reaches the bottom of the picture is cut by it: its real bottom edge
           is out of view and the box's is the frame's. The distance is to the nearest point of
           the box (in the picture; that point mapped to the floor for a rule in metres).
+
+        The 0 beside a hazard is for the ``max_distance`` test only: it jumps from (say) 50 px
+        to 0 where a foot point crosses the side of the box, so a person standing still by a
+        parked forklift, whose box jitters by a pixel or two across their feet, would seem to
+        be closing in at 100 px/s, and a forklift driving on through someone's position would
+        seem to stop closing once at 0. The closing speed is fitted on the second array, which
+        is continuous in the foot point and the box.
 
         Args:
             g: The frame's geometry.
@@ -209,8 +229,8 @@ class ProximityMonitor:
         inside = (fx >= x1) & (fx <= x2) & (fy >= (y1 + y2) / 2.0) & (fy <= y2)
         inside &= np.isfinite(feet[:, 0:1])  # a foot off the floor has no distance in metres
         if inside.any():
-            result = np.where(inside, 0.0, result)
-        return result
+            return np.where(inside, 0.0, result), result
+        return result, result
 
     def _measure(
         self, tracked: TrackedFrame, within: float | None, geometry: FrameGeometry | None
@@ -228,7 +248,7 @@ class ProximityMonitor:
         measured = self._distances(g)
         gaps: list[tuple[int, int, float, float | None]] = []
         if measured is not None:
-            subjects, hazards, to_hazards, to_machine = measured
+            subjects, hazards, to_hazards, trend, to_machine = measured
             limit = math.inf if within is None else within
             keep_far = self.rule.approaching is not None and within is not None
             if keep_far:
@@ -244,26 +264,27 @@ class ProximityMonitor:
             tracks = g.tracks
             ids = [tracks[j].track_id for j in hazards]
             distances = to_hazards.tolist()
+            trends = distances if trend is to_hazards else trend.tolist()
             machine = to_machine.tolist() if to_machine is not None else None
             history, isfinite, pairs = self._history, math.isfinite, self._pairs
             for i in rows:
                 sid = tracks[subjects[i]].track_id
                 if ids:
-                    for hid, distance in zip(ids, distances[i], strict=True):
+                    for hid, distance, fit in zip(ids, distances[i], trends[i], strict=True):
                         if hid == sid or not isfinite(distance):
                             continue
                         if distance <= limit:
-                            gaps.append(self._record(at, sid, hid, distance))
+                            gaps.append(self._record(at, sid, hid, distance, fit))
                         elif keep_far:
                             # No gap (it cannot violate), but the history goes on: a forklift
                             # closing in from afar has a closing speed the moment it comes near.
-                            history(sid, hid).push1(at, distance)
+                            history(sid, hid).push1(at, fit)
                 if machine is not None:
                     distance = machine[i]
                     if not isfinite(distance):
                         continue
                     if distance <= limit:
-                        gaps.append(self._record(at, sid, MACHINE, distance))
+                        gaps.append(self._record(at, sid, MACHINE, distance, distance))
                     elif keep_far:  # every subject, every frame: the lookup inlined
                         samples = pairs.get((sid, MACHINE))
                         if samples is None:
@@ -286,7 +307,7 @@ class ProximityMonitor:
         measured = self._distances(g)
         if measured is None:
             return []
-        subjects, hazards, to_hazards, to_machine = measured
+        subjects, hazards, to_hazards, _, to_machine = measured
         inf = math.inf
         count = len(subjects)
         best: list[int] = [0] * count
@@ -351,12 +372,13 @@ class ProximityMonitor:
         return samples
 
     def _record(
-        self, at: float, subject: int, hazard: int, distance: float
+        self, at: float, subject: int, hazard: int, distance: float, fit: float
     ) -> tuple[int, int, float, float | None]:
+        """The gap of one pair; ``fit`` is its distance for the closing-speed fit."""
         if self.rule.approaching is None:
             return (subject, hazard, distance, None)  # no closing speed needed: no history
         samples = self._history(subject, hazard)
-        samples.push1(at, distance)
+        samples.push1(at, fit)
         rate = samples.slopes()
         closing = None if rate is None else -rate[0]
         return (subject, hazard, distance, closing)

@@ -231,6 +231,28 @@ def test_approaching_ignores_jitter() -> None:
         assert monitor.observe(frame(i / FPS, tracks)) == []
 
 
+def test_jitter_across_the_side_of_a_box_is_no_closing_speed() -> None:
+    """Feet in the lower half of a box are at distance 0, and that 0 fed the closing-speed fit:
+    a worker standing still by a parked forklift, whose box edge jitters by 2 px across their
+    feet, jumped between 50 px and 0 and was "closing at 100 px/s". The fit uses the distance
+    without the 0, which moves by a fraction of a pixel; the 0 still decides max_distance."""
+    monitor = ProximityMonitor(_rule(approaching="50px/s"), Plane())
+    sides = [298.0, 298.0, 302.0, 302.0, 298.0, 302.0, 302.0, 302.0, 298.0, 298.0, 298.0, 302.0]
+    distances, closing = [], []
+    for i, x1 in enumerate(sides * 2):  # feet at x 300, 50 px above the bottom edge (y 300)
+        tracks = [person(1, (300.0, 250.0)), forklift(9, x1, x1 + 400.0, 300.0)]
+        (gap,) = monitor.gaps(frame(i / FPS, tracks), 150.0)
+        distances.append(gap.distance)
+        closing += [] if gap.closing is None else [gap.closing]
+    assert 0.0 in distances  # beside it in the frames its box takes the feet in
+    assert closing
+    assert max(abs(c) for c in closing) < 1.0
+    engine = RuleEngine(rule_set([_rule(approaching="50px/s")]))
+    for i, x1 in enumerate(sides * 2):
+        tracks = [person(1, (300.0, 250.0)), forklift(9, x1, x1 + 400.0, 300.0)]
+        assert engine.evaluate(frame(i / FPS, tracks)) == []
+
+
 def test_scope_zones_and_engine_episode() -> None:
     near_dock = ((0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (0.0, 1.0))
     rules = rule_set([_rule(zones=["dock"], min_duration="0.4s")], {"dock": near_dock})
