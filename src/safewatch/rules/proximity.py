@@ -122,8 +122,10 @@ class ProximityMonitor:
 
         Args:
             tracked: The frame.
-            within: Only gaps at most this long (in plane units) are returned (farther ones
-                cannot violate); with ``approaching`` the histories of the others still grow.
+            within: Only gaps shorter than this (in plane units) are returned (the others
+                cannot violate: ``max_distance`` is the closest allowed distance, so exactly it
+                is allowed, as for a ``speed`` or ``dwell`` limit); with ``approaching`` the
+                histories of the others still grow.
             geometry: The frame's shared geometry (see :mod:`~safewatch.rules.frame_geometry`).
         """
         return [Gap(*gap) for gap in self._measure(tracked, within, geometry)]
@@ -254,10 +256,10 @@ class ProximityMonitor:
             if keep_far:
                 rows: list[int] = list(range(len(subjects)))
             else:  # only subjects with a hazard within the limit have anything to report
-                near = np.isfinite(to_hazards) & (to_hazards <= limit)
+                near = np.isfinite(to_hazards) & (to_hazards < limit)
                 active = np.logical_or.reduce(near, axis=1)
                 if to_machine is not None:
-                    active |= np.isfinite(to_machine) & (to_machine <= limit)
+                    active |= np.isfinite(to_machine) & (to_machine < limit)
                 rows = np.flatnonzero(active).tolist()
             # Plain lists from here: a loop over a few hundred pairs with one NumPy call each
             # costs more than the distances themselves.
@@ -273,7 +275,7 @@ class ProximityMonitor:
                     for hid, distance, fit in zip(ids, distances[i], trends[i], strict=True):
                         if hid == sid or not isfinite(distance):
                             continue
-                        if distance <= limit:
+                        if distance < limit:
                             gaps.append(self._record(at, sid, hid, distance, fit))
                         elif keep_far:
                             # No gap (it cannot violate), but the history goes on: a forklift
@@ -283,7 +285,7 @@ class ProximityMonitor:
                     distance = machine[i]
                     if not isfinite(distance):
                         continue
-                    if distance <= limit:
+                    if distance < limit:
                         gaps.append(self._record(at, sid, MACHINE, distance, distance))
                     elif keep_far:  # every subject, every frame: the lookup inlined
                         samples = pairs.get((sid, MACHINE))
@@ -294,7 +296,7 @@ class ProximityMonitor:
         return gaps
 
     def _nearest(self, g: FrameGeometry, limit: float) -> list[tuple[int, int, float]]:
-        """Without ``approaching``: each subject's nearest hazard within ``limit``.
+        """Without ``approaching``: each subject's nearest hazard closer than ``limit``.
 
         What :meth:`_measure` followed by picking the smallest gap gives (ties go to the first
         hazard in track order, and to a hazard track over the machine zone), in a few array
@@ -313,7 +315,7 @@ class ProximityMonitor:
         best: list[int] = [0] * count
         best_distance: list[float] = [inf] * count
         if hazards:
-            near = to_hazards <= limit  # NaN (off the floor) is never near
+            near = to_hazards < limit  # NaN (off the floor) is never near
             subject_ids = [g.tracks[i].track_id for i in subjects]
             hazard_ids = [g.tracks[j].track_id for j in hazards]
             if not set(subject_ids).isdisjoint(hazard_ids):  # a track is never its own hazard
@@ -323,7 +325,7 @@ class ProximityMonitor:
             best_distance = np.minimum.reduce(masked, axis=1).tolist()
         machine: list[float] | None = None
         if to_machine is not None:
-            machine = np.where(to_machine <= limit, to_machine, inf).tolist()
+            machine = np.where(to_machine < limit, to_machine, inf).tolist()
         found: list[tuple[int, int, float]] = []
         for i in range(count):
             distance = best_distance[i]
@@ -404,7 +406,7 @@ class ProximityMonitor:
         # histories inside _measure(), without a closing speed being fitted.
         for gap in self._measure(tracked, max_distance, g):
             subject, _, distance, closing = gap
-            if distance > max_distance or closing is None or closing < approaching:
+            if distance >= max_distance or closing is None or closing < approaching:
                 continue
             if subject not in nearest or distance < nearest[subject][2]:
                 nearest[subject] = gap

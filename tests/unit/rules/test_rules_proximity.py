@@ -106,7 +106,8 @@ def test_a_cut_box_and_feet_inside_in_metres() -> None:
     ("foot", "max_distance", "message"),
     [
         ((500.0, 400.0), "150px", "person #1 100 px from forklift #9 (min 150 px)"),
-        ((500.0, 400.0), "100px", "person #1 100 px from forklift #9 (min 100 px)"),  # inclusive
+        ((500.0, 400.0), "101px", "person #1 100 px from forklift #9 (min 101 px)"),
+        ((500.0, 400.0), "100px", None),  # exactly the closest allowed distance: allowed
         ((500.0, 400.0), "99px", None),
         ((500.0, 480.0), "150px", None),
     ],
@@ -119,6 +120,26 @@ def test_too_close(foot: tuple[float, float], max_distance: str, message: str | 
     if observations:
         assert observations[0].track_ids == (1, 9)
         assert observations[0].confidence == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("approaching", [None, "10px/s"])
+def test_exactly_max_distance_is_allowed(approaching: str | None) -> None:
+    """``max_distance`` is the closest allowed distance (as a speed or dwell limit allows exactly
+    the limit), but a person exactly 40 px from a forklift or a machine zone was reported."""
+    monitor = ProximityMonitor(
+        _rule(max_distance="40px", approaching=approaching), Plane(), machine=PRESS
+    )
+    messages = []
+    for i in range(8):  # the forklift drives at the person, stopping exactly 40 px away
+        bottom = min(300.0, 100.0 + 50.0 * i)
+        tracks = [
+            person(1, (400.0, 340.0)),  # 40 px below the forklift's bottom edge (y 300)
+            person(2, (560.0, 200.0)),  # 40 px left of the press (x 600-800, y 100-300)
+            forklift(9, 300.0, 500.0, bottom),
+        ]
+        messages += [o.message for o in monitor.observe(frame(i / FPS, tracks))]
+        assert [g.distance for g in monitor.gaps(frame(i / FPS, tracks), 40.0)] == []
+    assert messages == []
 
 
 def test_nearest_hazard_is_reported_and_labels_filter() -> None:
@@ -309,7 +330,7 @@ def test_nobody_farther_than_max_distance_triggers(
         nearest_y = foot[1] if top <= foot[1] <= bottom and nearest_x == foot[0] else bottom
     distance = float(np.hypot(foot[0] - nearest_x, foot[1] - nearest_y))
     observations = ProximityMonitor(_rule(), Plane()).observe(frame(0, [person(1, foot), hazard]))
-    assert bool(observations) == (distance <= 150.0)
+    assert bool(observations) == (distance < 150.0)
 
 
 @pytest.mark.parametrize("seed", range(8))
