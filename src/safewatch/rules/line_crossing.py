@@ -9,11 +9,15 @@ established on one side, then on the other; any sequence in which the far side n
 ``confirm_frames`` frames counts nothing, however often it flips.
 
 Only points level with the segment have a side (:meth:`Line.sides`); leaving that band (going
-round a free end of the line) forgets the established side, so walking around a line is not
-crossing it. An end on the picture's edge does not bound the band (nobody walks round it), so a
-slanted line drawn to the edge counts crossings up to that edge. Frames in which a track is not
-seen do not break its run: an occluded person who reappears on the same side continues it.
-Per-track history is four numbers, dropped once the track has been missing for the rule's
+round a free end of the line) for ``confirm_frames`` frames, or coming back into it on the other
+side, forgets the established side, so walking around a line is not crossing it. Fewer frames
+beyond the end followed by the same side again are like unseen frames: a person walking up to the
+line close to its end, whose anchor jitters a few pixels past the end for a frame, keeps the side
+they were established on, and their crossing right after counts. An end on the picture's edge
+does not bound the band (nobody walks round it), so a slanted line drawn to the edge counts
+crossings up to that edge. Frames in which a track is not seen do not break its run: an occluded
+person who reappears on the same side continues it.
+Per-track history is a few numbers, dropped once the track has been missing for the rule's
 ``grace``, so memory is bounded by the tracks recently seen.
 
 Each crossing is an instant (the monitor sets ``instant``): the engine reports it as a ``STARTED``
@@ -90,6 +94,7 @@ class _History:
     run_frames: int = 0
     run_since: float = 0.0
     last_seen: float = 0.0
+    beyond: int = 0  # consecutive frames beyond a free end, just now
 
 
 class LineCrossingMonitor:
@@ -159,9 +164,19 @@ class LineCrossingMonitor:
                 history.last_seen = at
                 side = _SIDES[raw]
                 if side is _NONE:  # beyond a free end: whatever happens there is not a crossing
-                    history.established = history.run_side = _NONE
-                    history.run_frames = 0
+                    # Only once it is there for good (confirm_frames frames): a single frame
+                    # of jitter past the end must not wipe the side of someone about to cross.
+                    history.beyond += 1
+                    if history.beyond >= confirm:
+                        history.established = history.run_side = _NONE
+                        history.run_frames = 0
                     continue
+                if history.beyond:
+                    # Back level with the line after a few frames beyond its end: on the side it
+                    # left from, as if unseen meanwhile; on the other one, it went round the end.
+                    history.beyond = 0
+                    if side is not history.run_side:
+                        history.established = _NONE
                 if side is history.run_side:
                     history.run_frames += 1
                 else:

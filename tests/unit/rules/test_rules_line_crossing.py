@@ -145,6 +145,11 @@ def test_a_line_needs_two_points() -> None:
         ("LLLRRRLLL", 3, ["left_to_right", "right_to_left"]),
         ("LLLrrrRRR", 3, []),  # went round the end of the line
         ("LLLlllLLL", 3, []),  # beyond the end and back on the same side
+        ("LLLlLRRR", 3, ["left_to_right"]),  # one frame of jitter past the end keeps the side
+        ("LLLllLRRR", 3, ["left_to_right"]),  # as do two, fewer than confirm_frames
+        ("LLLlllLRRR", 3, []),  # three (confirm_frames) beyond the end forget it
+        ("LLLrRRR", 3, []),  # back on the other side: round the end, however quickly
+        ("LLLlRRR", 3, []),
         ("LLLRRRRRRRRR", 3, ["left_to_right"]),  # staying on the new side counts once
         ("LRLR", 1, ["left_to_right", "right_to_left", "left_to_right"]),
         ("LL..LRR..R", 2, ["left_to_right"]),  # short gaps do not break a run
