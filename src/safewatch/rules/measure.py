@@ -26,6 +26,7 @@ from safewatch.domain.geometry import points_in_polygon
 from safewatch.rules.calibration import Calibration
 
 __all__ = [
+    "PixelSize",
     "Plane",
     "PolygonEdges",
     "Samples",
@@ -70,6 +71,34 @@ class Plane:
         if self.calibration is not None:
             return f"{value:.1f} m"
         return f"{value:.0f} px"
+
+
+class PixelSize:
+    """The frame size that a monitor's stored pixel measurements were taken at.
+
+    Pixels of frames of another size do not compare: a camera switched from 1920x1080 to
+    960x540 keeps its track ids (the tracker rescales), so a stored pixel distance or point from
+    before the switch, compared with one after it, reads as a jump of half the picture (a person
+    standing still would seem to move, a hazard to close in). Every monitor that keeps pixel
+    measurements across frames asks :meth:`rescale` on each frame and converts (or drops) what
+    it keeps. Metres on a calibrated floor are the same at any size.
+    """
+
+    __slots__ = ("_size",)
+
+    def __init__(self) -> None:
+        self._size: tuple[int, int] | None = None
+
+    def rescale(self, plane: Plane, width: int, height: int) -> NDArray[np.float64] | None:
+        """Per-axis factors ``[sx, sy]`` from the pixels of the previous frame to this one's, or
+        ``None`` when nothing needs converting (same size, the first frame, or a plane in
+        metres)."""
+        if plane.calibration is not None:
+            return None
+        previous, self._size = self._size, (width, height)
+        if previous is None or previous == (width, height):
+            return None
+        return np.array([width / previous[0], height / previous[1]], dtype=np.float64)
 
 
 def point_segment_distance(

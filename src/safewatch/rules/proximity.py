@@ -43,7 +43,7 @@ from safewatch.domain.geometry import Zone
 from safewatch.domain.tracks import Track, TrackedFrame
 from safewatch.rules.episodes import FrameClock, Observation
 from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
-from safewatch.rules.measure import Plane, PolygonEdges, Samples, segment_distances
+from safewatch.rules.measure import PixelSize, Plane, PolygonEdges, Samples, segment_distances
 
 __all__ = ["MACHINE", "Gap", "ProximityMonitor"]
 
@@ -104,7 +104,7 @@ class ProximityMonitor:
         self.zones = zones
         self._pairs: dict[tuple[int, int], Samples] = {}
         self._machine_at: tuple[int, int] = (-1, -1)
-        self._pixels_of: tuple[int, int] | None = None  # frame size of the pixel histories
+        self._pixels = PixelSize()  # frame size of the pixel histories
         self._machine_edges: PolygonEdges | None = None
         self._warned_horizon = False
 
@@ -240,13 +240,11 @@ class ProximityMonitor:
         """:meth:`gaps` as plain tuples (observe needs no objects for the pairs it drops)."""
         at = tracked.timestamp
         g = geometry_of(tracked, geometry)
-        if self.plane.calibration is None and (g.width, g.height) != self._pixels_of:
-            # Pixel distances of frames of another size do not compare: a camera switched from
-            # 1920x1080 to 960x540 keeps its track ids (the tracker rescales), and one pair's
-            # distance halving in a frame would read as a hazard closing in on someone who
-            # stands still. Metres on a calibrated floor are the same at any size.
+        if self._pixels.rescale(self.plane, g.width, g.height) is not None:
+            # Pixel distances of frames of another size do not compare: one pair's distance
+            # halving in a frame would read as a hazard closing in on someone who stands still.
+            # A distance cannot be rescaled when the aspect changes either, so start afresh.
             self._pairs.clear()
-            self._pixels_of = (g.width, g.height)
         measured = self._distances(g)
         gaps: list[tuple[int, int, float, float | None]] = []
         if measured is not None:

@@ -4,7 +4,9 @@ People walking along a walkway are using it, not blocking it; a pallet left on i
 standing in a fire exit, is. So what counts is standing still: each track in the zone has a
 reference point where it settled, and is stationary as long as its anchor stays within
 ``max_movement`` of it (half its box width by default: scale-free, and larger than box jitter).
-Moving further re-settles it there. The zone is blocked while any matching track has stood still
+Moving further re-settles it there; a change of frame size rescales the reference points
+(:class:`~safewatch.rules.measure.PixelSize`), so a stream that changes resolution keeps its
+timers. The zone is blocked while any matching track has stood still
 in it for longer than ``max_time``.
 
 The subject is the zone (subject -1, ``track_ids`` start with
@@ -30,7 +32,7 @@ from safewatch.domain.geometry import Zone
 from safewatch.domain.tracks import Track, TrackedFrame
 from safewatch.rules.episodes import NO_SUBJECT, FrameClock, Observation
 from safewatch.rules.frame_geometry import FrameGeometry, geometry_of
-from safewatch.rules.measure import Plane
+from safewatch.rules.measure import PixelSize, Plane
 
 __all__ = ["ZoneClearMonitor"]
 
@@ -69,6 +71,7 @@ class ZoneClearMonitor:
         self.plane = plane or Plane()
         self.clock = FrameClock() if clock is None else clock
         self._rests: dict[int, _Rest] = {}
+        self._pixels = PixelSize()  # frame size of the pixel rest points
 
     def __len__(self) -> int:
         """Tracks in (or recently in) the zone."""
@@ -86,6 +89,13 @@ class ZoneClearMonitor:
         at = tracked.timestamp
         self.clock.tick(at)
         g = geometry_of(tracked, geometry)
+        scale = self._pixels.rescale(self.plane, g.width, g.height)
+        if scale is not None:
+            # A stream falling back to a lower resolution keeps its track ids: rest points kept
+            # in the old size's pixels would be far from the same pallet in the new one, so
+            # every stillness timer would restart and a blocked exit never be reported.
+            for settled in self._rests.values():
+                settled.point = settled.point * scale
         objects = self.rule.objects
         present = g.in_zone(self.zone, self.rule.anchor, g.labelled(objects or None))
         blocking: list[tuple[Track, float]] = []

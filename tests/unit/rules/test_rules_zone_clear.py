@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,6 +13,7 @@ from rules_factories import RIGHT_HALF, frame, person, rule, rule_set
 from safewatch.config.rules import ZoneClearRule
 from safewatch.domain.events import Phase
 from safewatch.domain.geometry import Zone
+from safewatch.domain.tracks import Track
 from safewatch.rules import Calibration, RuleEngine
 from safewatch.rules.measure import Plane
 from safewatch.rules.zone_clear import ZoneClearMonitor
@@ -79,6 +82,21 @@ def test_one_fps_and_five_fps_see_the_same_blocked_exit() -> None:
     # At 0.5 fps a missed detection is 2 s after the pallet was last seen, more than the 1 s
     # grace: the grace in force is 1.5 frame intervals (3 s), so the stillness still goes on.
     assert _pallet(0.5) == [(Phase.STARTED, 32.0, 32.0), (Phase.ENDED, 32.0, 50.0)]
+
+
+def test_a_resolution_change_keeps_the_stillness_timer() -> None:
+    """Rest points were kept in the pixels of the frame they were taken in: a stream falling
+    back from 1000x500 to 500x250 (track ids kept) put a pallet standing still 350 px from its
+    rest point, restarting its timer on every switch, so a blocked exit was never reported."""
+    monitor = ZoneClearMonitor(_rule(max_movement="20px"), EXIT)
+    blocked = []
+    for i in range(12):
+        s = 1.0 if i % 4 < 2 else 0.5  # the resolution flips every second
+        tracked = frame(i * 0.5, [Track(1, "pallet", (650 * s, 350 * s, 750 * s, 400 * s), 0.9)])
+        tracked = dataclasses.replace(tracked, width=round(1000 * s), height=round(500 * s))
+        if monitor.observe(tracked):
+            blocked.append(i * 0.5)
+    assert blocked == [3.5, 4.0, 4.5, 5.0, 5.5]  # still since 0 s, for longer than 3 s
 
 
 def test_metres_on_a_calibrated_camera() -> None:
