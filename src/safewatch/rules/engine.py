@@ -80,9 +80,13 @@ def rule_definition(rule: Rule, rules: RuleSet, camera_id: str) -> tuple[object,
 
     The rule's own fields less the reporting ones (severity, timing, scope and schedule, which the
     engine applies around the episodes), plus the zones and lines it refers to on that camera, so
-    moving a zone's polygon changes the definition of every rule that uses it.
+    moving a zone's polygon changes the definition of every rule that uses it. A rule's list of
+    scope ``zones`` counts only those on ``camera_id``: adding another camera's zone to it judges
+    this camera's frames as before, and must not close and reopen its open incidents.
     """
     fields = rule.model_dump(exclude=set(_REPORTING_FIELDS))
+    if "zones" in fields:
+        fields["zones"] = tuple(z for z in fields["zones"] if rules.zone(z).camera_id == camera_id)
     zones = tuple(
         rules.zone(z) for z in rule_zone_ids(rule) if rules.zone(z).camera_id == camera_id
     )

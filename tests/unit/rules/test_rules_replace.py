@@ -70,3 +70,24 @@ def test_reporting_changes_keep_the_episode() -> None:
     assert engine.replace_rules(rule_set([reworded, HARDHAT], {"press": RIGHT_HALF})) == []
     press = engine.evaluate(frame(0.2, INSIDE))[0]
     assert (press.rule_id, press.phase, press.severity.value) == ("press", "ongoing", "critical")
+
+
+def test_another_cameras_zone_added_to_the_scope_keeps_the_episode() -> None:
+    """The definition compared the rule's whole ``zones`` list: adding camera ``dock``'s zone to
+    a hardhat rule scoped to a zone on ``cam`` closed and reopened the open incident on ``cam``,
+    whose test had not changed. Taking a zone of ``cam`` out of the list still restarts it."""
+    zones = {"bay": RIGHT_HALF, "dock:ramp": RIGHT_HALF, "aisle": LEFT_HALF}
+    scoped = rule(id="hardhat", kind="ppe", require=["hardhat"], zones=["bay"], min_duration=0)
+    engine = RuleEngine(rule_set([scoped], zones))
+    assert [e.phase for e in engine.evaluate(frame(0, INSIDE))] == [Phase.STARTED]
+    wider = rule(
+        id="hardhat", kind="ppe", require=["hardhat"], zones=["bay", "ramp"], min_duration=0
+    )
+    assert engine.replace_rules(rule_set([wider], zones)) == []
+    events = engine.evaluate(frame(0.2, INSIDE))
+    assert [(e.phase, e.started_at) for e in events] == [(Phase.ONGOING, 0.0)]
+    moved = rule(
+        id="hardhat", kind="ppe", require=["hardhat"], zones=["aisle", "ramp"], min_duration=0
+    )
+    ended = engine.replace_rules(rule_set([moved], zones))
+    assert [(e.rule_id, e.phase) for e in ended] == [("hardhat", Phase.ENDED)]
