@@ -223,7 +223,8 @@ class _RuleBase(_Strict):
     cooldown: Duration = Field(
         0.0,
         description="After an episode ends, the same track does not open a new one for this "
-        "long (measured from the episode's last violating frame).",
+        "long (measured from the episode's last violating frame); a violation still going on "
+        "when it ends opens one then, from its first frame.",
     )
     schedule: ScheduleConfig | None = Field(
         None, description="When the rule is active; default always."

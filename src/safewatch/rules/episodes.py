@@ -6,8 +6,12 @@ events, so minimum duration, grace, cooldown and pruning behave the same for eve
 
 Per subject (a track) the state machine is:
 
-* idle -> pending at the first violating frame ``t0`` (unless in cooldown);
-* pending -> open once ``t - t0 >= min_duration``: ``STARTED`` with ``started_at=t0``;
+* idle -> pending at the first violating frame ``t0``, also in cooldown;
+* pending -> open once ``t - t0 >= min_duration`` and the cooldown is over: ``STARTED`` with
+  ``started_at=t0``. During a cooldown the pending state is silent (grace applies to it as to
+  any), so a violation that began in the cooldown and is still going when it ends is reported
+  then, from its true first frame: dropping those frames would restart it at the end of the
+  cooldown, wait ``min_duration`` again and understate how long it lasted;
 * open: ``ONGOING`` on every later violating frame (frames inside a grace gap emit nothing: there
   is no evidence in them);
 * pending or open -> idle at the first frame that shows the subject not violating (compliant or
@@ -224,17 +228,19 @@ class EpisodeBook:
             state = states.get(subject)
             started_at = None if state is None else state.started_at
             if state is None or started_at is None:
-                if state is not None:
-                    if at < state.cooldown_until - _EPS:
-                        continue
+                cooldown_until = float("-inf")
+                if state is not None:  # idle: pending from now, silent until its cooldown ends
+                    cooldown_until = state.cooldown_until
                     self._idle -= 1
-                state = states[subject] = _State(at, at, seq, observation)
+                state = states[subject] = _State(
+                    at, at, seq, observation, cooldown_until=cooldown_until
+                )
                 started_at = at
             else:
                 state.last_at, state.last_seq, state.last = at, seq, observation
             if state.open:
                 phase = _ONGOING
-            elif at - started_at >= reached:
+            elif at - started_at >= reached and at >= state.cooldown_until - _EPS:
                 state.open = True
                 phase = _STARTED
             else:

@@ -90,8 +90,52 @@ CASES = [
     pytest.param(
         EpisodePolicy(min_duration=0.0, grace=0.0, cooldown=2.0),
         [(0.0, True), (0.2, False), (1.0, True), (1.8, True), (2.0, True), (2.2, True)],
-        ["started@0(0)", "ended@0(0)", "started@2(2)", "ongoing@2.2(2)", "ended@2.2(2)+finish"],
-        id="cooldown: no new episode until last violation + cooldown",
+        ["started@0(0)", "ended@0(0)", "started@2(1)", "ongoing@2.2(1)", "ended@2.2(1)+finish"],
+        id="cooldown: reported no earlier than last violation + cooldown, from its true start",
+    ),
+    pytest.param(
+        EpisodePolicy(min_duration=0.6, grace=0.5, cooldown=3.0),
+        [*_frames(0, 0.6, True), *_frames(0.8, 1.4, False), *_frames(1.6, 4.0, True)],
+        [
+            "started@0.6(0)",
+            "ended@0.6(0)",
+            "started@3.6(1.6)",
+            "ongoing@3.8(1.6)",
+            "ongoing@4(1.6)",
+            "ended@4(1.6)+finish",
+        ],
+        id="cooldown: a violation going on through its end counts from its first frame in it",
+    ),
+    pytest.param(
+        EpisodePolicy(min_duration=0.6, grace=0.5, cooldown=3.0),
+        [
+            *_frames(0, 0.6, True),
+            *_frames(0.8, 1.4, False),
+            *_frames(1.6, 2.4, True),
+            *_frames(2.6, 3.4, False),
+            *_frames(3.6, 3.8, True),
+        ],
+        ["started@0.6(0)", "ended@0.6(0)"],
+        id="cooldown: a violation that stops within it is never reported",
+    ),
+    pytest.param(
+        EpisodePolicy(min_duration=0.6, grace=0.5, cooldown=3.0),
+        [
+            *_frames(0, 0.6, True),
+            *_frames(0.8, 1.4, False),
+            *_frames(1.6, 2.0, True),
+            *_frames(2.2, 2.8, False),
+            *_frames(3.0, 4.0, True),
+        ],
+        [
+            "started@0.6(0)",
+            "ended@0.6(0)",
+            "started@3.6(3)",
+            "ongoing@3.8(3)",
+            "ongoing@4(3)",
+            "ended@4(3)+finish",
+        ],
+        id="cooldown: a violation in it ends after grace; the next counts from its own start",
     ),
     pytest.param(
         EpisodePolicy(min_duration=0.0, grace=0.0, cooldown=1.0),
@@ -100,9 +144,9 @@ CASES = [
             "started@0(0)",
             "ongoing@0.2(0)",
             "ended@0.2(0)",
-            "started@1.2(1.2)",
-            "ongoing@1.4(1.2)",
-            "ended@1.4(1.2)+finish",
+            "started@1.2(1)",
+            "ongoing@1.4(1)",
+            "ended@1.4(1)+finish",
         ],
         id="cooldown counts from the last violating frame, inclusive end",
     ),
@@ -227,7 +271,10 @@ def test_episodes_are_well_formed(
         if event.phase is Phase.STARTED:
             assert not open_
             assert event.at - event.started_at >= min_duration - 1e-6
-            assert event.started_at >= last_end + cooldown - 1e-6
+            # Reported no earlier than the end of the cooldown, but from the violation's true
+            # first frame, which may be within the cooldown (after the previous episode ended).
+            assert event.at >= last_end + cooldown - 1e-6
+            assert event.started_at > last_end
             open_ = True
         elif event.phase is Phase.ONGOING:
             assert open_
