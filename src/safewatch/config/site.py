@@ -612,7 +612,10 @@ class EvidenceConfig(_Strict):
         "Lower values thin the clip; higher ones cannot add frames.",
     )
     max_clip_seconds: float = Field(
-        300.0, gt=0, description="Longest clip; a longer incident's clip stops there."
+        300.0,
+        gt=0,
+        description="Longest clip, counted from its first frame; a longer incident's clip stops "
+        "there.",
     )
     annotate_clips: bool = Field(
         True, description="Draw boxes, PPE states and zones on clips (heads are hidden first)."

@@ -8,8 +8,9 @@ reference to a bounded queue and returns; when the queue is full the frame is dr
   analysis thread);
 - the clips in progress: when an incident opens, its clip starts from the buffered frames at
   ``started_at - pre_seconds`` and then takes each new frame of that camera until
-  ``ended_at + post_seconds`` (or ``max_clip_seconds``); heads are hidden and, if configured, the
-  overlay drawn, frame by frame, then the frame is encoded (:class:`~.clips.ClipEncoder`);
+  ``ended_at + post_seconds`` (or ``max_clip_seconds`` after its first frame); heads are hidden
+  and, if configured, the overlay drawn, frame by frame, then the frame is encoded
+  (:class:`~.clips.ClipEncoder`);
 - the stills of an incident: the annotated one (heads hidden, tracks and zones drawn) that the
   incident points at, the clean one (heads hidden, no overlay), and the sealed originals when
   ``keep_originals`` is on. The manager stores the incident's row first and asks for its stills
@@ -530,10 +531,15 @@ class EvidenceRecorder:
         part = self._spool / f"{incident.id}{PART_SUFFIX}"
         window_start = incident.started_at - self._config.pre_seconds
         interval = 1.0 / self._config.clip_fps if self._config.clip_fps else 0.0
+        # ``max_clip_seconds`` is measured from the first frame written (see ``_encode``), not
+        # from ``window_start``: the rule fires ``min_duration`` after ``started_at``, so the
+        # buffer may no longer hold ``window_start``; measured from there the clip was cut short,
+        # or had no frame at all (and was silently dropped) once the buffer's oldest frame was
+        # past ``window_start + max_clip_seconds``.
         clip = _Clip(
             incident=incident,
             window_start=window_start,
-            limit=window_start + self._config.max_clip_seconds,
+            limit=float("inf"),
             part=part,
             lock=PartLock(part),
             interval=interval,
@@ -571,6 +577,7 @@ class EvidenceRecorder:
     def _encode(self, clip: _Clip, entry: BufferedFrame, picture: Image) -> None:
         camera_id = clip.incident.camera_id
         if clip.encoder is None:
+            clip.limit = min(clip.limit, entry.timestamp + self._config.max_clip_seconds)
             info = ClipInfo(clip.incident.id, camera_id, clip.incident.started_at, 0.0)
             fps = self._fps(camera_id)
             clip.encoder = ClipEncoder(clip.part, info, fps=fps, crf=self._crf)
@@ -697,7 +704,17 @@ class EvidenceRecorder:
             return
         try:
             if frames == 0:
+                # Not an error of the store, but the incident keeps no clip: say so and count it
+                # with the failed clips, rather than dropping it without a trace.
+                _log.warning(
+                    "incident %s: no clip: no frame of camera %s was buffered or arrived "
+                    "between its start and its end",
+                    incident.id,
+                    incident.camera_id,
+                )
                 clip.part.unlink(missing_ok=True)
+                with self._cond:
+                    self._stats.clips_failed += 1
                 return
             key = self._store.write_file(
                 incident.id,

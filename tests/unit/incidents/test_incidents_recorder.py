@@ -150,6 +150,38 @@ def test_clip_fps_thins_frames_and_max_seconds_caps_the_clip(
     assert indices == list(range(30, 71, 2))  # 5 fps, from 3.0 s to 3.0 + 4.0 s
 
 
+def test_max_clip_seconds_counts_from_the_first_buffered_frame(
+    repo: IncidentRepository, store: EvidenceStore
+) -> None:
+    # The rule fires 10 s after the episode began (min_duration 10 s) and the buffer holds 6 s:
+    # its oldest frame (9.0 s) is past started_at - pre + max_clip (3.0 + 4.0 s). Measured from
+    # there the clip had no frame and was dropped without a word; measured from its first frame
+    # it runs 4 s.
+    evidence = config(max_clip_seconds=4.0)
+    incident, recorder = record(repo, store, evidence, frames=200, started=50, fired=150, ended=180)
+    assert incident.clip is not None
+    indices = [read_index(image) for _, image in decode(store.path_of(incident.clip))]
+    assert indices == list(range(90, 131))
+    assert (recorder.stats.clips_written, recorder.stats.clips_failed) == (1, 0)
+
+
+def test_a_clip_with_no_frame_is_logged_and_counted(
+    repo: IncidentRepository, store: EvidenceStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The camera stops before any frame of the incident reaches the recorder: no clip, and
+    # that is said and counted, not silent.
+    recorder = EvidenceRecorder(store, repo, config(), on_full="wait")
+    incident = make_incident(camera=CAM, started_at=T0, ended_at=T0 + 1.0)
+    recorder.open_clip(incident)
+    recorder.close_clip(incident)
+    recorder.end_camera(CAM)
+    assert recorder.flush(timeout=30)
+    recorder.close(timeout=30)
+    assert (recorder.stats.clips_written, recorder.stats.clips_failed) == (0, 1)
+    assert f"incident {incident.id}: no clip" in caplog.text
+    assert not list((store.root / ".clips-in-progress").glob("*.part*"))
+
+
 def head_detail(image: np.ndarray) -> float:
     x1, y1, x2, y2 = HEAD
     return float(image[y1 + 6 : y2 - 6, x1 + 6 : x2 - 6].std())
