@@ -12,6 +12,7 @@ whole on reload while the engine still holds the old one.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from safewatch.config.rules import (
     ZoneConfig,
     ZoneIntrusionRule,
 )
-from safewatch.config.site import SiteConfig
+from safewatch.config.site import MAX_BUFFER_SECONDS, SiteConfig
 from safewatch.config.validation import ConfigErrors
 from safewatch.config.yaml_lines import LocatedDocument, PathKey, format_path
 from safewatch.domain.geometry import Zone
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 FieldPath = tuple[str | int, ...]
+
+_log = logging.getLogger(__name__)
 
 
 def _names_a_camera(path: PathKey) -> bool:
@@ -199,7 +202,9 @@ def _check_references(
     lines: Mapping[str, tuple[LineConfig, _Origin]],
     site: SiteConfig | None,
     model_labels: Mapping[str, frozenset[str]] | None = None,
+    warnings: list[str] | None = None,
 ) -> list[ConfigError]:
+    """The rule's reference errors; what is only worth a warning goes to ``warnings``."""
     errors: list[ConfigError] = []
     if site is not None:
         for index, camera in enumerate(rule.cameras):
@@ -248,7 +253,46 @@ def _check_references(
         cameras = [camera for camera in scope if camera in site.cameras]
         missing = missing_labels(rule, cameras, site, model_labels)
         errors.extend(origin.error(message, *path) for path, message in missing)
+        preroll = _preroll_warning(rule, cameras, site)
+        if preroll is not None and warnings is not None:
+            warnings.append(f"{origin.where}: {preroll}")
     return errors
+
+
+def _preroll_warning(rule: Rule, cameras: list[str], site: SiteConfig) -> str | None:
+    """What a rule's clips will miss because the frame buffer cannot reach back to their start.
+
+    A clip should start ``pre_seconds`` before the violation began, but the rule opens the
+    incident only ``min_duration`` after that, and by then the buffer holds only the last
+    ``buffer_seconds``: the clip starts late. A warning, not an error (the rule still runs and
+    its clip shows the rest), said wherever rules are checked against the site (check-config,
+    serve's start, every rule reload), since ``EvidenceConfig`` alone cannot know the rules.
+    """
+    evidence = site.evidence
+    enabled = [c for c in cameras if site.cameras[c].enabled]
+    reach = evidence.pre_seconds + rule.min_duration
+    missed = reach - evidence.buffer_seconds
+    if not evidence.clips or not enabled or missed <= 1e-9:
+        return None
+    into = rule.min_duration - evidence.buffer_seconds
+    what = (
+        f"the first {into:g} s of the violation itself and all of its pre-roll"
+        if into > 1e-9
+        else f"{missed:g} s of the {evidence.pre_seconds:g} s pre-roll"
+    )
+    fix = (
+        f"raise evidence.buffer_seconds to {reach:g}"
+        if reach <= MAX_BUFFER_SECONDS
+        else f"evidence.buffer_seconds cannot exceed {MAX_BUFFER_SECONDS:g}: lower the rule's "
+        "min_duration or evidence.pre_seconds"
+    )
+    return (
+        f"rule {rule.id!r} (camera{'s' if len(enabled) > 1 else ''} {', '.join(enabled)}) "
+        f"opens its incident min_duration {rule.min_duration:g} s after the violation began, "
+        f"but evidence.buffer_seconds ({evidence.buffer_seconds:g} s) cannot reach back to "
+        f"pre_seconds ({evidence.pre_seconds:g} s) before that: its clips will miss {what}; "
+        f"{fix}"
+    )
 
 
 def _check_calibrated(
@@ -399,10 +443,13 @@ def load_rules(
                 )
                 continue
             rules[rule.id] = (rule, origin)
+    warnings: list[str] = []
     for rule, origin in rules.values():
-        errors.extend(_check_references(rule, origin, zones, lines, site, model_labels))
+        errors.extend(_check_references(rule, origin, zones, lines, site, model_labels, warnings))
     if errors:
         raise ConfigErrors(errors)
+    for warning in warnings:
+        _log.warning("%s", warning)
     return RuleSet(
         rules=tuple(rule for rule, _ in rules.values()),
         zones=tuple(

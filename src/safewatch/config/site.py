@@ -30,6 +30,7 @@ from safewatch.config.sources import source_kind
 from safewatch.config.tracing import TracingConfig
 
 __all__ = [
+    "MAX_BUFFER_SECONDS",
     "CalibrationConfig",
     "CameraConfig",
     "ClusterConfig",
@@ -573,12 +574,18 @@ class RetentionConfig(_Strict):
     )
 
 
+MAX_BUFFER_SECONDS = 120.0
+"""Most ``evidence.buffer_seconds`` (a buffer is held per camera, in memory)."""
+
+
 class EvidenceConfig(_Strict):
     """Clips and stills kept as evidence of each incident.
 
     A clip covers ``[start - pre_seconds, end + post_seconds]`` of the incident, from a bounded
-    per-camera buffer of recent frames; it is encoded on a background thread (H.264 MP4 that
-    browsers play), so writing evidence never holds up analysis.
+    per-camera buffer of recent frames (as far back as it reaches when the rule fires, which
+    only the rules know: :mod:`~safewatch.config.ruleset` warns when it falls short); it is
+    encoded on a background thread (H.264 MP4 that browsers play), so writing evidence never
+    holds up analysis.
     """
 
     clips: bool = Field(True, description="Write an MP4 clip per incident.")
@@ -591,10 +598,10 @@ class EvidenceConfig(_Strict):
     buffer_seconds: float = Field(
         10.0,
         gt=0,
-        le=120,
+        le=MAX_BUFFER_SECONDS,
         description="Seconds of recent frames buffered per camera. A rule fires `min_duration` "
         "after the episode started, so this must cover pre_seconds plus that delay; clips are "
-        "clamped to what the buffer holds.",
+        "clamped to what the buffer holds (rules it cannot cover are warned about).",
     )
     buffer_format: Literal["jpeg", "raw"] = Field(
         "jpeg",

@@ -285,3 +285,26 @@ def test_empty_sections_are_allowed(tmp_path: Path) -> None:
     assert load_rules(_write(tmp_path, "version: 1\nzones:\nrules:\n")) == RuleSet(
         files=(tmp_path / "rules.yaml",)
     )
+
+
+def test_a_rule_whose_clips_start_late_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The docs' own example: min_duration 30 s with the default evidence (pre 5 s, buffer 10 s)
+    # fires 30 s after the violation began, when the buffer reaches back only 10 s: the clip
+    # misses the first 20 s of the violation. A warning naming the fix, not a refusal.
+    path = _write(tmp_path, RULES.replace("min_duration: 3s", "min_duration: 30s"))
+    load_rules(path, SITE)
+    (message,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "rules.yaml:" in message
+    assert "rule 'hardhat-required' (cameras line-2, dock)" in message
+    assert "miss the first 20 s of the violation itself" in message
+    assert "raise evidence.buffer_seconds to 35" in message
+    # Short enough: no warning; and none when the buffer is raised as it says.
+    caplog.clear()
+    load_rules(_write(tmp_path, RULES), SITE)
+    roomy = SITE.model_copy(
+        update={"evidence": SITE.evidence.model_copy(update={"buffer_seconds": 35.0})}
+    )
+    load_rules(path, roomy)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
