@@ -9,7 +9,7 @@ loads, not a broken message at three in the morning. Times are shown in the site
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -92,12 +92,20 @@ DEFAULT_TEMPLATES: Mapping[str, Template] = {
 """Built-in text per event; a route's ``template`` replaces it for single incidents."""
 
 
-def check_template(text: str) -> None:
+def check_template(text: str, fields: Collection[str] = FIELDS) -> frozenset[str]:
     """Refuse unknown placeholders and stray braces.
+
+    Args:
+        text: The template.
+        fields: The placeholders it may use (default: every field of a message).
+
+    Returns:
+        The placeholders it uses.
 
     Raises:
         ValueError: Naming the bad placeholder and listing the known ones.
     """
+    used: set[str] = set()
     for match in _TOKEN.finditer(text):
         token = match.group(0)
         if token in ("{{", "}}"):
@@ -105,9 +113,11 @@ def check_template(text: str) -> None:
         name = match.group(1)
         if name is None:
             raise ValueError(f"stray {token!r}: write {token * 2!r} for a literal brace")
-        if name not in FIELDS:
-            known = ", ".join(sorted(FIELDS))
+        if name not in fields:
+            known = ", ".join(f"{{{field}}}" for field in sorted(fields))
             raise ValueError(f"unknown placeholder {{{name}}}; known: {known}")
+        used.add(name)
+    return frozenset(used)
 
 
 def render(text: str, fields: Mapping[str, str]) -> str:

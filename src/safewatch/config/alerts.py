@@ -357,8 +357,8 @@ class AlertsConfig(_Strict):
     )
     incident_url: str | None = Field(
         None,
-        description="Link to an incident, with {incident_id}, e.g. "
-        "'https://safewatch.example.com/incidents/{incident_id}'.",
+        description="Link to an incident: must contain {incident_id}, its only placeholder, "
+        "e.g. 'https://safewatch.example.com/incidents/{incident_id}'.",
     )
     retry: RetryConfig = Field(default_factory=RetryConfig)
     poll_interval: Duration = Field(
@@ -383,10 +383,18 @@ class AlertsConfig(_Strict):
     @field_validator("incident_url")
     @classmethod
     def _url_template(cls, value: str | None) -> str | None:
+        """Only ``{incident_id}`` is filled in a link (``Composer.link`` knows nothing else of
+        the incident), and a link without it leads to no incident: accepting every message
+        field let ``.../cameras/{camera}/incidents/{incident_id}`` load and render as
+        ``.../cameras//incidents/...``."""
         if value is not None:
             from safewatch.alerts.templates import check_template
 
-            check_template(value)
+            if "incident_id" not in check_template(value, fields=("incident_id",)):
+                raise ValueError(
+                    "the link must contain {incident_id}, e.g. "
+                    "'https://safewatch.example.com/incidents/{incident_id}'"
+                )
         return value
 
     @model_validator(mode="after")

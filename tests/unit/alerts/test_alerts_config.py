@@ -110,6 +110,12 @@ def test_addresses_in_their_usual_forms_load(address: str, tmp_path: Path) -> No
         ({"templates": {"t": {"subject": "{camera.__class__}", "text": "x"}}}, "unknown place"),
         ({"templates": {"t": {"subject": "a { b", "text": "x"}}}, "stray"),
         ({"incident_url": "https://x/{id}"}, "unknown placeholder {id}"),
+        # Only {incident_id} is filled in a link: {camera} rendered as "cameras//incidents/..."
+        (
+            {"incident_url": "https://x/cameras/{camera}/incidents/{incident_id}"},
+            r"unknown placeholder \{camera\}; known: \{incident_id\}",
+        ),
+        ({"incident_url": "https://x/incidents/latest"}, r"must contain \{incident_id\}"),
         (
             {"channels": {"hook": {"type": "webhook", "url": "ftp://x"}}},
             "http:// or https://",
