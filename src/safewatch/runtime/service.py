@@ -216,6 +216,9 @@ class RuntimeService:
         site = self._site
         config = site.config
         rules = load_rules(self._options.rules, config)
+        # Every camera's face model, not only the site-wide one warm_up_evidence loads: a
+        # camera's privacy override naming a missing model started and lost all its evidence.
+        self._check_face_models(site)
         self._detectors.update(models_to_load(site))
         self._overlap_lane = config.runtime.inference.overlap  # runtime: fixed until a restart
         self._update_overlap(site)
@@ -618,7 +621,8 @@ class RuntimeService:
 
     @staticmethod
     def _check_face_models(site: LoadedSite) -> None:
-        """Load every face detector ``site``'s privacy names, so a missing one refuses the reload.
+        """Load every face detector ``site``'s privacy names (site-wide and each camera's
+        override), so a missing one refuses the start or the reload.
 
         Privacy applies from the next picture (it is read per picture); a ``privacy.faces``
         naming a model that is not there would otherwise fail every evidence still from then on.

@@ -82,3 +82,22 @@ def test_port_zero_picks_a_free_port_and_stops_cleanly() -> None:
         server.stop()
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", server.port), timeout=1):
         pass
+
+
+def test_a_cameras_missing_face_model_stops_start_up_as_it_refuses_a_reload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the site-wide face model was loaded at start: a camera's ``privacy.faces``
+    override naming a missing model started, then failed every evidence still of the camera.
+    The reload already refused it; the start now does too, with the same message."""
+    path = site(tmp_path)
+    config = yaml.safe_load(path.read_text())
+    config["cameras"]["yard"]["privacy"] = {"faces": str(tmp_path / "no-such-faces.onnx")}
+    path.write_text(yaml.safe_dump(config))
+    (tmp_path / "missing.onnx").write_bytes(b"")  # found, but not loadable: refused later
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "none.yaml").write_text("version: 1\nrules: []\n")
+    code, err = run(monkeypatch, capsys, "serve", "--config", str(path))
+    assert code == 2
+    assert "no-such-faces.onnx" in err
+    assert "Traceback" not in err
