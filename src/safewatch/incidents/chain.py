@@ -10,7 +10,9 @@ remembers the newest digest chained for each incident and each evidence file. Th
 * each incident the chain knows with the table (a deleted incident), and the other way round
   (an incident inserted outside safewatch);
 * each evidence file not removed by retention with its chained SHA-256 (an edited still or clip)
-  and its existence (a deleted one);
+  and its existence (a deleted one); a file that differs or is gone is looked up in the chain
+  again first, so a still a running server replaced, or a file retention removed, while verify
+  ran is not reported (their entries were committed after the walk);
 * the evidence store's files with the chain: with an empty chain, evidence with nothing in the
   database to vouch for it means the database was wiped or replaced (or the site file names
   another one); with entries, each evidence file that no entry records and no incident names is
@@ -439,7 +441,43 @@ def _check_incidents(engine: Engine, walk: _Walk) -> None:
             )
 
 
-def _check_evidence(store: BlobStore, walk: _Walk, progress: Callable[[str], None] | None) -> None:
+def _chained_after(engine: Engine, key: str, seq: int) -> _Evidence | None:
+    """The newest evidence entry (written or removed) of ``key`` after entry ``seq``, if any.
+
+    A running server replaces a still at the same key (a clearer frame) and retention removes
+    files while verify hashes them: the walk's digest is then older than the file, and the entry
+    that vouches for the change (the new digest; the removal, chained before the file goes) was
+    committed after the walk. Looked up again before a file is reported edited or missing, as
+    :func:`_chained_since` does for files the walk did not know.
+    """
+    query = (
+        select(ChainEntryRow)
+        .where(
+            ChainEntryRow.subject == key,
+            ChainEntryRow.seq > seq,
+            ChainEntryRow.kind.in_(
+                (str(EntryKind.EVIDENCE_WRITTEN), str(EntryKind.EVIDENCE_REMOVED))
+            ),
+        )
+        .order_by(ChainEntryRow.seq.desc())
+        .limit(1)
+    )
+    try:
+        with Session(engine) as session:
+            row = session.scalars(query).first()
+    except SQLAlchemyError as exc:
+        raise StorageError(
+            f"cannot read the tamper-evidence chain: {getattr(exc, 'orig', None) or exc}"
+        ) from exc
+    if row is None:
+        return None
+    removed = row.kind == EntryKind.EVIDENCE_REMOVED
+    return _Evidence(row.incident_id, None if removed else row.digest, None, row.seq, removed)
+
+
+def _check_evidence(
+    engine: Engine, store: BlobStore, walk: _Walk, progress: Callable[[str], None] | None
+) -> None:
     for key, state in sorted(walk.evidence.items()):
         if state.removed:
             walk.report.evidence_removed += 1
@@ -451,6 +489,9 @@ def _check_evidence(store: BlobStore, walk: _Walk, progress: Callable[[str], Non
         try:
             actual = store.sha256(key)
         except NotFound:
+            later = _chained_after(engine, key, state.seq)
+            if later is not None and later.removed:
+                continue  # removed by retention while verify ran
             _problem(
                 walk,
                 Problem(
@@ -464,6 +505,9 @@ def _check_evidence(store: BlobStore, walk: _Walk, progress: Callable[[str], Non
             )
             continue
         if actual != state.digest:
+            later = _chained_after(engine, key, state.seq)
+            if later is not None and (later.removed or later.digest == actual):
+                continue  # replaced (or being removed) while verify ran, and chained
             _problem(
                 walk,
                 Problem(
@@ -579,6 +623,6 @@ def verify_chain(
     _check_witnesses(walk)
     _check_incidents(engine, walk)
     if evidence is not None:
-        _check_evidence(evidence, walk, progress)
+        _check_evidence(engine, evidence, walk, progress)
         _check_unvouched(engine, evidence, walk, on_disk)
     return walk.report

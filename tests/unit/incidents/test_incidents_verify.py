@@ -345,3 +345,39 @@ def test_a_file_chained_while_verify_runs_is_not_named(site: Site) -> None:
 
     report = verify_chain(site.engine, site.store.backend, progress=commit_now)
     assert report.ok, report.problems
+
+
+def test_a_still_replaced_while_verify_runs_is_not_named(site: Site) -> None:
+    """The recorder replaces a still at the same key when a clearer frame arrives: the walk's
+    digest is then older than the file, and the new digest's entry came after the walk. It was
+    reported as edited evidence; the chain is read again before."""
+    victim = site.incidents[0]
+    replaced: list[str] = []
+
+    def replace_now(key: str) -> None:  # called before each recorded file is hashed
+        if key == victim.snapshot and not replaced:
+            replaced.append(site.store.write_still(victim.id, still(200), camera_id="yard", at=T0))
+
+    report = verify_chain(site.engine, site.store.backend, progress=replace_now)
+    assert replaced == [victim.snapshot]
+    assert report.ok, report.problems
+    assert report.evidence_checked == 3
+
+
+def test_a_file_removed_by_retention_while_verify_runs_is_not_named(site: Site) -> None:
+    """Retention chains a removal, then deletes the file: one deleted while verify hashes the
+    files was reported missing, though the chain says why it is gone."""
+    victim = site.incidents[2]
+    assert victim.snapshot is not None
+    site.repo.set_status(victim.id, IncidentStatus.RESOLVED, actor="ana")
+
+    def remove_now(key: str) -> None:
+        if key == victim.snapshot:
+            site.repo.evidence_removed(
+                victim.id, key, reason="retention", detail={"rule": "age", "size": 1}
+            )
+            site.store.backend.delete(key)
+
+    report = verify_chain(site.engine, site.store.backend, progress=remove_now)
+    assert report.ok, report.problems
+    assert not (site.root / victim.snapshot).exists()
