@@ -33,6 +33,7 @@ the last :data:`REORDER_WINDOW` entries (to tell a reordering from a replaced en
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -475,9 +476,39 @@ def _chained_after(engine: Engine, key: str, seq: int) -> _Evidence | None:
     return _Evidence(row.incident_id, None if removed else row.digest, None, row.seq, removed)
 
 
+SETTLE_SECONDS = 1.0
+"""How long verify waits before it looks again at the files that differ from the chain.
+
+A running server renames a replacement still into place, then commits its digest: a file hashed
+in between differs from every entry, and the entry that vouches for it is a few milliseconds
+away. Each file that still differs after this wait (once per run, not per file) is reported."""
+
+
+def _differs(
+    engine: Engine, store: BlobStore, key: str, state: _Evidence
+) -> tuple[ProblemKind, str | None] | None:
+    """Whether ``key`` differs from what the chain says of it now: missing (``None`` digest) or
+    edited (its digest); ``None`` when it matches the walk's entry or a later one."""
+    try:
+        actual: str | None = store.sha256(key)
+    except NotFound:
+        actual = None
+    if actual == state.digest:
+        return None
+    later = _chained_after(engine, key, state.seq)
+    if later is not None and (later.removed or later.digest == actual):
+        return None  # replaced or removed by retention while verify ran, and chained
+    return (ProblemKind.EDITED_EVIDENCE if actual else ProblemKind.MISSING_EVIDENCE), actual
+
+
 def _check_evidence(
-    engine: Engine, store: BlobStore, walk: _Walk, progress: Callable[[str], None] | None
+    engine: Engine,
+    store: BlobStore,
+    walk: _Walk,
+    progress: Callable[[str], None] | None,
+    settle: float,
 ) -> None:
+    suspects: list[tuple[str, _Evidence]] = []
     for key, state in sorted(walk.evidence.items()):
         if state.removed:
             walk.report.evidence_removed += 1
@@ -485,40 +516,30 @@ def _check_evidence(
         walk.report.evidence_checked += 1
         if progress is not None:
             progress(key)
-        of = f" of incident {state.incident_id}" if state.incident_id else ""
-        try:
-            actual = store.sha256(key)
-        except NotFound:
-            later = _chained_after(engine, key, state.seq)
-            if later is not None and later.removed:
-                continue  # removed by retention while verify ran
-            _problem(
-                walk,
-                Problem(
-                    ProblemKind.MISSING_EVIDENCE,
-                    f"evidence file {key}{of} is missing: chain entry {state.seq} recorded it "
-                    "and no retention removal followed",
-                    seq=state.seq,
-                    incident_id=state.incident_id,
-                    key=key,
-                ),
-            )
+        if _differs(engine, store, key, state) is not None:
+            suspects.append((key, state))
+    if suspects and settle > 0:
+        time.sleep(settle)  # the rename-then-chain window of a running server (SETTLE_SECONDS)
+    for key, state in suspects:
+        found = _differs(engine, store, key, state)
+        if found is None:
             continue
-        if actual != state.digest:
-            later = _chained_after(engine, key, state.seq)
-            if later is not None and (later.removed or later.digest == actual):
-                continue  # replaced (or being removed) while verify ran, and chained
-            _problem(
-                walk,
-                Problem(
-                    ProblemKind.EDITED_EVIDENCE,
-                    f"evidence file {key}{of} was changed: its SHA-256 is {actual[:16]}..., "
-                    f"chain entry {state.seq} recorded {str(state.digest)[:16]}...",
-                    seq=state.seq,
-                    incident_id=state.incident_id,
-                    key=key,
-                ),
+        kind, actual = found
+        of = f" of incident {state.incident_id}" if state.incident_id else ""
+        if kind is ProblemKind.MISSING_EVIDENCE:
+            message = (
+                f"evidence file {key}{of} is missing: chain entry {state.seq} recorded it "
+                "and no retention removal followed"
             )
+        else:
+            message = (
+                f"evidence file {key}{of} was changed: its SHA-256 is {str(actual)[:16]}..., "
+                f"chain entry {state.seq} recorded {str(state.digest)[:16]}..."
+            )
+        _problem(
+            walk,
+            Problem(kind, message, seq=state.seq, incident_id=state.incident_id, key=key),
+        )
 
 
 def _evidence_keys(store: BlobStore) -> list[str]:
@@ -591,6 +612,7 @@ def verify_chain(
     witness_location: str = "the evidence store",
     more_witnesses: Sequence[tuple[ChainWitness, str]] = (),
     progress: Callable[[str], None] | None = None,
+    settle: float = SETTLE_SECONDS,
 ) -> VerifyReport:
     """Check the chain, the incidents and the evidence against each other.
 
@@ -607,6 +629,8 @@ def verify_chain(
             a mail or webhook receiver kept, outside anything the server can write); each
             is checked like ``witness``.
         progress: Called with each evidence key before it is hashed.
+        settle: Seconds to wait before the files that differ from the chain are looked at
+            again (:data:`SETTLE_SECONDS`).
 
     Returns:
         What was checked and every problem found (none: ``report.ok``).
@@ -623,6 +647,6 @@ def verify_chain(
     _check_witnesses(walk)
     _check_incidents(engine, walk)
     if evidence is not None:
-        _check_evidence(engine, evidence, walk, progress)
+        _check_evidence(engine, evidence, walk, progress, settle)
         _check_unvouched(engine, evidence, walk, on_disk)
     return walk.report

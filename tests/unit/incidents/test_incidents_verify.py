@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from incident_factories import make_incident
 from safewatch.domain import Incident, IncidentStatus, incident_id
 from safewatch.incidents import EvidenceStore
+from safewatch.incidents import chain as chain_module
 from safewatch.incidents.chain import ProblemKind, VerifyReport, verify_chain
 from safewatch.storage import ChainEntryRow, IncidentRepository, IncidentRow
 from safewatch.storage.hash_chain import GENESIS, entry_hash
@@ -362,6 +363,38 @@ def test_a_still_replaced_while_verify_runs_is_not_named(site: Site) -> None:
     assert replaced == [victim.snapshot]
     assert report.ok, report.problems
     assert report.evidence_checked == 3
+
+
+def test_a_still_hashed_between_its_rename_and_its_entry_is_looked_at_again(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server renames a replacement still into place, then chains its digest: verify hashing
+    the file in between found no entry for it and reported edited evidence. It waits once
+    (SETTLE_SECONDS) and looks again; the server's entry lands in that wait here."""
+    victim = site.incidents[0]
+    key = victim.snapshot
+    assert key is not None
+    renamed = site.store.backend.put_bytes  # the file is in place, its entry not yet written
+    waits: list[float] = []
+
+    def rename_now(hashed: str) -> None:
+        if hashed == key and not waits:
+            renamed(key, b"a clearer still")
+
+    def server_commits(seconds: float) -> None:
+        waits.append(seconds)
+        digest = site.store.backend.sha256(key)
+        site.repo.evidence_written(victim.id, key, digest, 15, camera_id="yard")
+
+    monkeypatch.setattr(chain_module.time, "sleep", server_commits)
+    report = verify_chain(site.engine, site.store.backend, progress=rename_now)
+    assert waits == [chain_module.SETTLE_SECONDS]
+    assert report.ok, report.problems
+
+    renamed(key, b"edited by hand")  # no entry follows: still named after the wait
+    monkeypatch.setattr(chain_module.time, "sleep", waits.append)
+    report = verify_chain(site.engine, site.store.backend)
+    assert kinds(report) == [ProblemKind.EDITED_EVIDENCE] and len(waits) == 2
 
 
 def test_a_file_removed_by_retention_while_verify_runs_is_not_named(site: Site) -> None:
