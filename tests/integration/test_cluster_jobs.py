@@ -681,6 +681,41 @@ def test_a_claims_thread_ending_leaves_a_later_claim_of_the_same_job_running(
     assert runner._running == {job.id: later}
 
 
+class _Counting:
+    """A job table that records the runner's calls and has no job to give."""
+
+    expiry = 0.3  # a heartbeat (and a look for a job) every 0.1 s
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def heartbeat(self, claims: Any) -> set[str]:
+        self.calls.append("heartbeat")
+        return set()
+
+    def claim(self, analyzer_id: str) -> None:
+        self.calls.append("claim")
+
+
+def test_a_runner_claims_no_job_while_its_analyzer_holds_off(tmp_path: Path) -> None:
+    """While the membership holds off (its database link keeps dropping, ``paused``), the
+    runner heartbeats its claims but claims no new job; it claims again once it ends."""
+    from safewatch.runtime.job_runner import JobRunner
+
+    queue = _Counting()
+    held_off = True
+    runner = JobRunner(
+        queue, "a1", 1, None, None, tmp_path, poll=0.05, paused=lambda: held_off
+    ).start()
+    try:
+        wait_until(lambda: queue.calls.count("heartbeat") >= 5, 30, 0.02)
+        assert "claim" not in queue.calls  # each of those rounds would have claimed
+        held_off = False
+        wait_until(lambda: "claim" in queue.calls, 30, 0.02)
+    finally:
+        runner.stop(10)
+
+
 def test_an_api_nodes_storage_ends_transactions_left_idle_as_an_analyzers_does(
     cluster_db: str, tmp_path: Path
 ) -> None:

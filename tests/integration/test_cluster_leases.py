@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from db_servers import PostgresServer
 from incident_factories import make_incident
 from patience import stretch
-from safewatch.cluster import ClusterMember, EpochFence, FencedWrite
+from safewatch.cluster import ClusterMember, EpochFence, FencedWrite, hold_off
 from safewatch.domain import Incident
 from safewatch.errors import StorageError
 from safewatch.runtime.cluster_owner import ClusterOwner
@@ -398,6 +398,111 @@ def test_cut_member_releases_before_its_lease_expires_and_rejoins(
         assert {a.epoch_of(c) for c in CAMERAS[:3]} == {2}
         ownership.wait_heard(a)
         assert ownership.check_one_owner_at_a_time() == 6
+    finally:
+        members.pop("a").stop()
+        proxy.close()
+        cut_engine.dispose()
+
+
+def analyzer_state(engine: Engine, name: str) -> str | None:
+    with engine.connect() as connection:
+        return connection.scalar(
+            text("SELECT state FROM cluster_analyzers WHERE analyzer_id = :name"), {"name": name}
+        )
+
+
+def drop_three_times(a: ClusterMember, proxy: CutProxy, ownership: OwnershipLog) -> None:
+    """Cut a's link three times, each time until it lost cameras, a lease or more apart."""
+
+    def lost_by_a() -> int:
+        return len([e for e in ownership.of("a", "released") if e.reason == "lost"])
+
+    for drop in range(3):
+        wait_for(lambda: bool(a.owned()), SETTLE, f"a owns cameras before drop {drop + 1}")
+        time.sleep(LEASE)  # this loss comes over a lease after the last: an episode apart
+        assert not a.held_off()
+        lost = lost_by_a()
+        proxy.cut("refuse")
+        # (not owned(): past the deadline but before the watchdog's next look, a renewal after
+        # a restore would keep the cameras)
+        wait_for(lambda n=lost: lost_by_a() > n, SETTLE, f"a loses (drop {drop + 1})")
+        proxy.restore()
+
+
+def test_a_member_whose_link_keeps_dropping_holds_off_and_rejoins_later(
+    engine: Engine,
+    pg_server: PostgresServer,
+    pg_url: str,
+    tmp_path: Path,
+    ownership: OwnershipLog,
+    members: dict[str, ClusterMember],
+) -> None:
+    """a's database link drops three times, each drop more than a lease after the last: each
+    time a drops its cameras and b takes them over (closing their open incidents as
+    ``analyzer_lost``). After the third, a holds off: it heartbeats as ``draining`` and claims
+    nothing, so b keeps every camera instead of handing them back for the next drop to split
+    their incidents again; a's ``/readyz`` and gauge say so, and a rejoins once it is over.
+    Before, a was given cameras back at its first renewal after every drop."""
+    proxy = CutProxy(pg_server.port)
+    cut_url = pg_url.replace(f":{pg_server.port}/", f":{proxy.port}/")
+    cut_engine = create_engine_for(cut_url, tmp_path)
+    cameras = CAMERAS[:4]
+    try:
+        a = join(members, cut_engine, ownership, "a", cameras)
+        b = join(members, engine, ownership, "b", cameras)
+        drop_three_times(a, proxy, ownership)
+        wait_for(a.held_off, SETTLE, "a holds off after its third loss")
+        acquired_before = len(ownership.of("a", "acquired"))
+        wait_for(lambda: b.owned() == set(cameras), SETTLE, "b owns every camera")
+        wait_for(lambda: analyzer_state(engine, "a") == "draining", SETTLE, "a heartbeats")
+        looks = 0
+        while True:  # read first, then check that the hold-off still ran when they were read
+            acquired, owned = len(ownership.of("a", "acquired")), a.owned()
+            health = a.health()
+            gauge = sample("safewatch_cluster_held_off", analyzer="a")
+            if not a.held_off():
+                break
+            assert (acquired, owned, gauge) == (acquired_before, frozenset(), 1.0)
+            assert not health.ok and "holding off placement for" in health.message, health
+            assert "after 3 lease losses in" in health.message, health
+            looks += 1
+            time.sleep(0.1)
+        assert looks > 0
+        wait_for(lambda: bool(a.owned()), SETTLE, "a rejoins after its hold-off")
+        assert analyzer_state(engine, "a") == "active"
+        assert sample("safewatch_cluster_held_off", analyzer="a") == 0
+        ownership.wait_heard(a, b)
+        assert ownership.check_one_owner_at_a_time() > 0
+    finally:
+        members.pop("a").stop()
+        proxy.close()
+        cut_engine.dispose()
+
+
+def test_a_flapping_member_alone_is_not_held_off(
+    engine: Engine,
+    pg_server: PostgresServer,
+    pg_url: str,
+    tmp_path: Path,
+    ownership: OwnershipLog,
+    members: dict[str, ClusterMember],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With no other analyzer to run its cameras, a hold-off would leave them analysed by
+    nobody: the flapping analyzer claims them again at once (the hold-off, made a minute long
+    here, is still counting)."""
+    monkeypatch.setattr(hold_off, "FIRST_HOLD_OFF_LEASES", 30.0)
+    proxy = CutProxy(pg_server.port)
+    cut_url = pg_url.replace(f":{pg_server.port}/", f":{proxy.port}/")
+    cut_engine = create_engine_for(cut_url, tmp_path)
+    try:
+        a = join(members, cut_engine, ownership, "a", CAMERAS[:2])
+        drop_three_times(a, proxy, ownership)
+        wait_for(lambda: a.owned() == set(CAMERAS[:2]), SETTLE, "a owns its cameras again")
+        assert a._hold_off.remaining() > 0  # it started, and is waived
+        assert not a.held_off()
+        assert "holding off" not in a.health().message
+        assert sample("safewatch_cluster_held_off", analyzer="a") == 0
     finally:
         members.pop("a").stop()
         proxy.close()

@@ -34,6 +34,13 @@ carries a digest of the cameras the analyzer was given: placement assumes every 
 over the same cameras, and one whose site file differs could be handed a camera it does not
 know, which nobody would then analyse; a member that sees another digest says so in
 :meth:`ClusterMember.health` (``/readyz``).
+
+An analyzer whose database link keeps dropping holds off (:mod:`safewatch.cluster.hold_off`):
+after repeated losses it heartbeats as ``draining``, so the others' placement leaves it out and
+keeps its cameras, and it claims nothing until the hold-off ends. Before, it was live again at
+its first renewal, placement gave its cameras back, and every drop closed their open incidents
+as ``analyzer_lost`` once more. Unless it is the only analyzer that may run some camera: then
+it claims as before (a flapping owner is better than none).
 """
 
 from __future__ import annotations
@@ -57,11 +64,13 @@ from sqlalchemy.orm import Session
 
 from safewatch.cluster import leases
 from safewatch.cluster.fencing import EpochFence
+from safewatch.cluster.hold_off import HoldOff
 from safewatch.cluster.metrics import (
     CAMERAS_OWNED,
     CAMERAS_UNOWNED,
     CAMERAS_UNPLACED,
     FENCED_WRITES,
+    HELD_OFF,
     RELEASES,
     ROUND_FAILURES,
     TAKEOVERS,
@@ -284,6 +293,9 @@ class ClusterMember:
         self._instance = uuid.uuid4().hex  # this process, in the heartbeat row
         self._id_taken = False  # the last heartbeat was refused: the id is another process's
         self._disagreeing: frozenset[str] = frozenset()  # live analyzers with another site
+        self._hold_off = HoldOff(self.lease_seconds)  # counts losses (under the lock)
+        self._waived = False  # held off, but the only analyzer that may run some camera
+        self._was_held = False  # the last round held off (to log its end once)
 
     # -- public -----------------------------------------------------------------------------
 
@@ -329,6 +341,13 @@ class ClusterMember:
         if dead and not self._stopping.is_set():
             return MemberHealth(False, f"thread(s) {', '.join(dead)} not running")
         problems = [f"{name} failing: {error}" for name, error in dict(self._failing).items()]
+        cause = self._hold_off.cause
+        if self.held_off() and cause is not None:
+            problems.append(
+                f"holding off placement for {self._hold_off.remaining():.0f} s after "
+                f"{cause.losses} lease losses in {cause.within:.0f} s: its database link keeps "
+                "dropping; the other analyzers run its cameras meanwhile"
+            )
         if self._disagreeing:
             problems.append(
                 f"analyzer(s) {', '.join(sorted(self._disagreeing))} were given other cameras "
@@ -350,6 +369,11 @@ class ClusterMember:
         if problems:
             return MemberHealth(False, "; ".join(problems))
         return MemberHealth(True, f"{len(self.owned())} camera(s) owned")
+
+    def held_off(self) -> bool:
+        """Whether this analyzer holds off claiming cameras now, after losing its leases again
+        and again (see :mod:`safewatch.cluster.hold_off`); the job runner claims no job then."""
+        return self._hold_off.remaining() > 0 and not self._waived
 
     def disagreeing(self) -> frozenset[str]:
         """Live analyzers that were given other cameras than this one, as of the last round."""
@@ -434,7 +458,8 @@ class ClusterMember:
         return hashlib.sha256(json.dumps(site, sort_keys=True).encode()).hexdigest()
 
     def _heartbeat(self, session: Session) -> bool:
-        state = leases.DRAINING if self._draining.is_set() else leases.ACTIVE
+        # Held off: ``draining`` too, so the others' placement leaves this analyzer out.
+        state = leases.DRAINING if self._draining.is_set() or self.held_off() else leases.ACTIVE
         return leases.heartbeat(
             session,
             self.analyzer_id,
@@ -584,9 +609,12 @@ class ClusterMember:
             current = leases.read_leases(session, cameras)
             digests = leases.site_digests(session, self.lease_seconds)
         self._note_disagreement(digests)
-        if self._id_taken or self.analyzer_id not in {a.analyzer_id for a in live}:
-            return  # not (yet, or no longer) seen as live, or the id is not ours: claim nothing
+        if self._id_taken:
+            return  # the id is not ours: claim nothing
         owners = {camera: view.owner for camera, view in current.items()}
+        held_off = self._note_hold_off(cameras, live, owners, labels)
+        if not held_off and self.analyzer_id not in {a.analyzer_id for a in live}:
+            return  # not (yet, or no longer) seen as live: claim nothing
         target = plan(cameras, live, owners, labels)
         self._note_unplaced(frozenset(c for c in cameras if target[c] is None))
         moving = self._note_unowned(cameras, target, owners, live)
@@ -594,7 +622,8 @@ class ClusterMember:
         for camera in cameras:
             view = current.get(camera)
             if (
-                target[camera] == self.analyzer_id
+                not held_off  # (still placed here until its heartbeat says draining)
+                and target[camera] == self.analyzer_id
                 and camera not in self._held
                 and camera not in self._settling  # its last run has not stopped yet
                 and view is not None
@@ -615,6 +644,40 @@ class ClusterMember:
         self._rebalance(cameras, target, moving)
         if failed is not None:
             raise failed
+
+    def _note_hold_off(
+        self,
+        cameras: Sequence[str],
+        live: Sequence[Analyzer],
+        owners: Mapping[str, str | None],
+        labels: Mapping[str, Mapping[str, str]],
+    ) -> bool:
+        """Whether this round claims nothing because of a hold-off (the round still hands over
+        what is held, gracefully). Waived while some camera that placement without this
+        analyzer leaves to nobody would be placed on it (it is the only one, or the only one
+        with the labels): a flapping owner is better than none. Logs the end, sets the gauge."""
+        held = self._hold_off.remaining() > 0
+        if held:
+            others = [a for a in live if a.analyzer_id != self.analyzer_id]
+            me = Analyzer(self.analyzer_id, self.capacity, self.labels)
+            without = plan(cameras, others, owners, labels)
+            with_me = plan(cameras, [*others, me], owners, labels)
+            needed = sorted(
+                c for c in cameras if without[c] is None and with_me[c] == self.analyzer_id
+            )
+            if needed and not self._waived:
+                log.warning(
+                    "cluster: %s claims cameras despite its hold-off: no other live analyzer "
+                    "may run camera(s) %s",
+                    self.analyzer_id,
+                    ", ".join(needed),
+                )
+            self._waived = bool(needed)
+        elif self._was_held:
+            log.warning("cluster: %s's hold-off is over: it claims cameras again", self.analyzer_id)
+        self._was_held = held
+        HELD_OFF.labels(analyzer=self.analyzer_id).set(int(self.held_off()))
+        return self.held_off()
 
     def _note_unplaced(self, unplaced: frozenset[str]) -> None:
         """Warn once per camera that no live analyzer may run (a mistyped label, say): it
@@ -839,13 +902,34 @@ class ClusterMember:
 
     def _lose(self, camera: str) -> None:
         """Forget the camera first (writes are fenced from now on), then have it stopped
-        (queued: this never waits for the listener; a stop already under way is not repeated)."""
+        (queued: this never waits for the listener; a stop already under way is not repeated).
+        Counted towards a hold-off unless stopping or draining (a drain past its time)."""
         with self._lock:
             if self._held.pop(camera, None) is None:
                 return
             self._count_release("lost")
+            if not (self._stopping.is_set() or self._draining.is_set()):
+                self._note_loss()
             if camera not in self._settling:
                 self._stop(camera, "lost")
+
+    def _note_loss(self) -> None:
+        """Count a lost camera towards a hold-off; warn when one starts (under the lock)."""
+        start = self._hold_off.lost()
+        if start is None:
+            return
+        self._waived = False  # the next round decides again
+        HELD_OFF.labels(analyzer=self.analyzer_id).set(1)
+        log.warning(
+            "cluster: %s lost its leases %d times in %.0f s (its database link keeps dropping): "
+            "it claims no camera for %g s, so that the other analyzers keep its cameras rather "
+            "than taking them over again at its next drop (which closes their open incidents "
+            "as analyzer_lost each time)",
+            self.analyzer_id,
+            start.losses,
+            start.within,
+            start.seconds,
+        )
 
     def _stop(self, camera: str, reason: str) -> Future[None]:
         """Queue ``released`` (under the lock); the camera is settling until it returns."""

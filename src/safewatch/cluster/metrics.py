@@ -14,6 +14,7 @@ __all__ = [
     "CAMERAS_UNOWNED",
     "CAMERAS_UNPLACED",
     "FENCED_WRITES",
+    "HELD_OFF",
     "RELEASES",
     "RELEASE_REASONS",
     "ROUND_FAILURES",
@@ -42,6 +43,12 @@ CAMERAS_UNOWNED = Gauge(
     "Enabled cameras placed on a live analyzer that has not claimed them for several leases (its "
     "claim keeps failing, or it does not know the camera): analysed by nobody, as this analyzer "
     "sees the cluster.",
+    ["analyzer"],
+)
+HELD_OFF = Gauge(
+    "safewatch_cluster_held_off",
+    "1 while this analyzer holds off claiming cameras because it lost its leases again and "
+    "again (its database link keeps dropping): the others run its cameras meanwhile.",
     ["analyzer"],
 )
 TAKEOVERS = Counter(
@@ -74,6 +81,7 @@ def start_at_zero(analyzer_id: str) -> None:
     on it never fired for the first burst.
     """
     TAKEOVERS.labels(analyzer=analyzer_id)
+    HELD_OFF.labels(analyzer=analyzer_id).set(0)
     ROUND_FAILURES.labels(analyzer=analyzer_id)
     for reason in RELEASE_REASONS:
         RELEASES.labels(analyzer=analyzer_id, reason=reason)

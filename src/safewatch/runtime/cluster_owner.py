@@ -150,7 +150,11 @@ class ClusterOwner:
             self._member.start()
             self.service.status.cluster_health = self._cluster_health
             self._jobs = start_job_runner(
-                self.service, self._rules_path, analyzer_id=self.analyzer_id, claimer_engine=engine
+                self.service,
+                self._rules_path,
+                analyzer_id=self.analyzer_id,
+                claimer_engine=engine,
+                paused=self._member.held_off,
             )
         except BaseException:
             self.service.stop()

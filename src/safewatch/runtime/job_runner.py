@@ -68,6 +68,8 @@ class JobRunner:
         blobs: The cluster's evidence store (inputs, results).
         work_dir: Local folder for the jobs' files while they run.
         poll: Seconds between two looks for a job when none was found.
+        paused: Whether to claim no new job now (the membership's hold-off: an analyzer whose
+            database link keeps dropping would lose what it claims; its running jobs go on).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class JobRunner:
         work_dir: Path,
         *,
         poll: float = 1.0,
+        paused: Callable[[], bool] = lambda: False,
     ) -> None:
         self._queue = queue
         self._analyzer = analyzer_id
@@ -88,6 +91,7 @@ class JobRunner:
         self._blobs = blobs
         self._work = work_dir
         self._poll = poll
+        self._paused = paused
         self._lock = threading.Lock()
         self._running: dict[str, Claim] = {}
         self._threads: list[threading.Thread] = []
@@ -162,7 +166,7 @@ class JobRunner:
                         log.warning("job(s) %s claimed by another analyzer", sorted(lost))
                         with self._lock:
                             self._lost |= lost
-                claimed = not stopping and self._claim_one()
+                claimed = not stopping and not self._paused() and self._claim_one()
             except Exception as exc:  # the database away: retry, the jobs go on meanwhile
                 log.warning("cluster jobs: %s", exc, exc_info=not isinstance(exc, SafewatchError))
                 claimed = False
@@ -316,11 +320,15 @@ class JobRunner:
 
 
 def start_job_runner(
-    service: RuntimeService, rules_path: Path, analyzer_id: str, claimer_engine: Engine
+    service: RuntimeService,
+    rules_path: Path,
+    analyzer_id: str,
+    claimer_engine: Engine,
+    paused: Callable[[], bool] = lambda: False,
 ) -> JobRunner | None:
     """The job runner of an analyzer (``None`` with ``cluster.job_slots: 0``), started; its
     heartbeats and claims use ``claimer_engine``, the membership's own pool (see
-    :class:`~safewatch.cluster.jobs.JobQueue`)."""
+    :class:`~safewatch.cluster.jobs.JobQueue`); it claims nothing while ``paused()``."""
     site = service.site
     slots = site.config.cluster.job_slots
     if slots <= 0:
@@ -337,4 +345,6 @@ def start_job_runner(
     queue = JobQueue(
         storage.engine, expiry=site.config.cluster.lease_seconds, claimer_engine=claimer_engine
     )
-    return JobRunner(queue, analyzer_id, slots, environment, storage.evidence.backend, work).start()
+    return JobRunner(
+        queue, analyzer_id, slots, environment, storage.evidence.backend, work, paused=paused
+    ).start()
