@@ -386,15 +386,16 @@ class AlertsConfig(_Strict):
         """Only ``{incident_id}`` is filled in a link (``Composer.link`` knows nothing else of
         the incident), and a link without it leads to no incident: accepting every message
         field let ``.../cameras/{camera}/incidents/{incident_id}`` load and render as
-        ``.../cameras//incidents/...``."""
-        if value is not None:
-            from safewatch.alerts.templates import check_template
+        ``.../cameras//incidents/...``. An empty link is no link (``${VAR:-}`` left unset)."""
+        if not value:
+            return None
+        from safewatch.alerts.templates import check_template
 
-            if "incident_id" not in check_template(value, fields=("incident_id",)):
-                raise ValueError(
-                    "the link must contain {incident_id}, e.g. "
-                    "'https://safewatch.example.com/incidents/{incident_id}'"
-                )
+        if "incident_id" not in check_template(value, fields=("incident_id",)):
+            raise ValueError(
+                "the link must contain {incident_id}, e.g. "
+                "'https://safewatch.example.com/incidents/{incident_id}'"
+            )
         return value
 
     @model_validator(mode="after")

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from safewatch.config.durations import Duration
-from safewatch.config.measures import Distance, SpeedLimit
+from safewatch.config.measures import Distance, Length, SpeedLimit
 from safewatch.domain.events import Severity
 
 __all__ = [
@@ -371,6 +371,15 @@ class ProximityRule(_RuleBase):
     )
 
     _unique_lists = field_validator("subjects", "objects", "zones")(_unique)
+
+    @field_validator("max_distance")
+    @classmethod
+    def _positive_distance(cls, value: Length) -> Length:
+        """A distance is allowed when it is more than nothing: contact is distance 0, so a limit
+        of 0 would never report anything (each test is ``distance < max_distance``)."""
+        if value.value <= 0:
+            raise ValueError("must be more than 0 (a person touching a hazard is at 0)")
+        return value
 
     @model_validator(mode="after")
     def _has_hazard_and_one_unit(self) -> ProximityRule:

@@ -627,7 +627,9 @@ class RuntimeService:
         Privacy applies from the next picture (it is read per picture); a ``privacy.faces``
         naming a model that is not there would otherwise fail every evidence still from then on.
         """
-        for camera_id in site.config.cameras:
+        for camera_id, camera in site.config.cameras.items():
+            if not camera.enabled:
+                continue  # makes no evidence: its model is checked when it is enabled
             face = site.config.privacy_for(camera_id).face_model
             if face:
                 face_detector(face)

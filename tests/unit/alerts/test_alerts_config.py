@@ -164,6 +164,13 @@ def test_mistakes_are_refused_with_a_reason(
         make_site(alerts, tmp_path)
 
 
+def test_an_empty_incident_url_is_no_link(tmp_path: Path) -> None:
+    """``incident_url: "${SAFEWATCH_INCIDENT_URL:-}"`` (a link the deployment may set) was
+    refused for lacking {incident_id} where the variable is unset; empty means no link."""
+    site = make_site({"channels": dict(CHANNELS), "incident_url": ""}, tmp_path)
+    assert site.config.alerts is not None and site.config.alerts.incident_url is None
+
+
 def test_a_route_must_match_a_known_camera(tmp_path: Path) -> None:
     alerts = {"channels": CHANNELS, "routes": [{"id": "r", "channels": ["hook"]}]}
     alerts["routes"][0]["match"] = {"cameras": ["gate"]}  # type: ignore[index]

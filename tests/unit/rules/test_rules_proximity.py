@@ -122,6 +122,14 @@ def test_too_close(foot: tuple[float, float], max_distance: str, message: str | 
         assert observations[0].confidence == pytest.approx(0.7)
 
 
+@pytest.mark.parametrize("limit", ["0px", "0m", "0cm"])
+def test_a_max_distance_of_nothing_is_refused(limit: str) -> None:
+    """Contact is distance 0 and each test is ``distance < max_distance``: a limit of 0 loaded
+    and made a rule that could never report anything."""
+    with pytest.raises(ValueError, match="must be more than 0"):
+        _rule(max_distance=limit)
+
+
 @pytest.mark.parametrize("approaching", [None, "10px/s"])
 def test_exactly_max_distance_is_allowed(approaching: str | None) -> None:
     """``max_distance`` is the closest allowed distance (as a speed or dwell limit allows exactly

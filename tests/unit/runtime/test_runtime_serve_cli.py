@@ -12,7 +12,7 @@ import yaml
 from fastapi import FastAPI
 
 from safewatch.cli import main
-from safewatch.errors import ConfigError
+from safewatch.errors import ConfigError, ModelError
 from safewatch.runtime.http_server import HttpServer
 
 
@@ -101,3 +101,21 @@ def test_a_cameras_missing_face_model_stops_start_up_as_it_refuses_a_reload(
     assert code == 2
     assert "no-such-faces.onnx" in err
     assert "Traceback" not in err
+
+
+def test_a_disabled_cameras_face_model_is_not_required(tmp_path: Path) -> None:
+    """The start-up check (d3a02ef) looked at every camera: a disabled one, which makes no
+    evidence, with a ``privacy.faces`` naming a model not installed refused the whole start."""
+    from safewatch.config.loader import load_site
+    from safewatch.runtime.service import RuntimeService
+
+    path = site(tmp_path)
+    config = yaml.safe_load(path.read_text())
+    config["cameras"]["yard"]["privacy"] = {"faces": str(tmp_path / "no-such-faces.onnx")}
+    config["cameras"]["yard"]["enabled"] = False
+    path.write_text(yaml.safe_dump(config))
+    RuntimeService._check_face_models(load_site(path))  # nothing to load: no error
+    config["cameras"]["yard"]["enabled"] = True
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ModelError, match=r"no-such-faces\.onnx"):
+        RuntimeService._check_face_models(load_site(path))
