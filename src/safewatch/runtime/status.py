@@ -209,18 +209,25 @@ class RuntimeStatus:
         mono = time.monotonic()
         inference = self._thread_health(self.parts.inference, mono)
         rules = self._thread_health(self.parts.rules, mono)
+        # The thread decides not_ready; refused rule files only degrade, like a refused site
+        # file: the previous generation still judges every frame.
+        state = overall(cameras, (database, inference, rules), stopping=self._stopping.is_set())
         if holder is not None:
             status = holder.status
             rules = ComponentHealth(
-                ok=rules.ok,
+                # Not ok while the files on disk are refused (the same ReloadStatus.ok that
+                # /api/v1/rules/status shows): "ready" with "rules ok" hid that an edit to
+                # the rules did not apply, and nothing alerted.
+                ok=rules.ok and status.ok,
                 message="; ".join(
                     (f"rule generation {status.generation}: {status.message}", *status.warnings)
                 ),
                 seconds_since_heartbeat=rules.seconds_since_heartbeat,
             )
-        state = overall(cameras, (database, inference, rules), stopping=self._stopping.is_set())
-        if state == "ready" and holder is not None and holder.status.dropped:
-            state = "degraded"  # rules gone that no admin acknowledged (RuleSetHolder.acknowledge)
+            if state == "ready" and (status.dropped or not status.ok):
+                # Rules gone that no admin acknowledged (RuleSetHolder.acknowledge), or rule
+                # files on disk refused while the previous generation runs.
+                state = "degraded"
         if state == "ready" and not self.site_health.ok:
             state = "degraded"  # the site file on disk is refused; the previous one runs
         cluster = None if self.cluster_health is None else self.cluster_health()

@@ -1,5 +1,5 @@
 """/readyz under ``serve --cluster``: the member's health degrades readiness with its reason; so
-does a refused site file, anywhere."""
+does a refused site file, anywhere, and refused rule files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import threading
 import pytest
 
 from safewatch.api.health import ComponentHealth
+from safewatch.config.ruleset import RuleSet
 from safewatch.config.runtime import WatchdogConfig
+from safewatch.rules.reload import RuleSetHolder
 from safewatch.runtime.mailbox import FrameMailbox
 from safewatch.runtime.metrics import RuntimeMetrics
 from safewatch.runtime.status import RuntimeStatus
@@ -51,3 +53,23 @@ def test_a_refused_site_file_degrades_readiness_and_raises_its_gauge(
     assert not ready.site.ok
     status.site_health = ComponentHealth(ok=True, message="reloaded")
     assert (status.readiness().status, failing()) == ("ready", 0)
+
+
+def test_refused_rule_files_degrade_readiness_like_a_refused_site_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    status = RuntimeStatus(
+        FrameMailbox(), RuntimeMetrics(), "thread", WatchdogConfig(), threading.Event()
+    )
+    monkeypatch.setattr(status, "_database_health", lambda: OK)
+    monkeypatch.setattr(status, "_thread_health", lambda _worker, _now: OK)
+    holder = status.parts.holder = RuleSetHolder(RuleSet())
+    assert status.readiness().status == "ready"
+    holder.reject(["rules/a.yaml:3: objects: unknown label"])
+    ready = status.readiness()
+    # was "ready" with rules ok, while /api/v1/rules/status said ok: false
+    assert (ready.status, ready.rules.ok) == ("degraded", False)
+    assert "kept generation 1" in ready.rules.message
+    holder.offer(RuleSet())
+    ready = status.readiness()
+    assert (ready.status, ready.rules.ok) == ("ready", True)
