@@ -6,7 +6,10 @@ no ``hardhat`` (nor ``no_hardhat``) class validates, loads and runs, and never o
 (``check-config``, ``rules validate`` / ``explain --config``, every reload, dashboard saves and
 drafts), :func:`missing_labels` turns that into a ``file:line`` error. The other way protection
 disappears, a camera left without any enabled rule, is :func:`unwatched_cameras` (reported by the
-reloader and ``/readyz``, not an error: a camera may be there only to be watched live).
+reloader and ``/readyz``, not an error: a camera may be there only to be watched live). A third is
+a typo beside a good label (``objects: [persn, vehicle]``): the rule fires for vehicles and never
+for persons, so a label that the rule writes out and that no model of any of its cameras produces
+is an error too, naming the closest label they do produce (``persn``: ``person``).
 
 A model's labels are known without loading it when the site file says them: the values of its
 ``labels:`` map (only mapped classes are kept), else its ``class_names`` (normalised as the
@@ -18,7 +21,8 @@ camera with such a model is given the benefit of the doubt.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from difflib import get_close_matches
 from typing import TYPE_CHECKING
 
 from safewatch.config.rules import PPERule, ProximityRule, Rule
@@ -106,6 +110,66 @@ def rule_needs(rule: Rule) -> list[Need]:
     return needs
 
 
+def _did_you_mean(labels: Sequence[str], known: Sequence[str]) -> str:
+    """``did you mean 'x'?`` with the known label closest to one of ``labels``, or nothing."""
+    for label in labels:
+        close = get_close_matches(label, sorted(known), n=1)
+        if close:
+            return f"did you mean {close[0]!r}?"
+    return ""
+
+
+def _cameras_lack(blind: Sequence[str], site: SiteConfig, seen: set[str]) -> str:
+    """``camera 'yard' has no model producing it (models coco produce: person, vehicle)``."""
+    models = sorted({m for c in blind for m in site.cameras[c].models})
+    return (
+        f"camera{'s' if len(blind) > 1 else ''} {', '.join(repr(c) for c in blind)} "
+        f"ha{'ve' if len(blind) > 1 else 's'} no model producing it (models "
+        f"{', '.join(models) or 'none'} produce: {', '.join(sorted(seen)) or 'nothing'})"
+    )
+
+
+def _unproduced_labels(
+    rule: Rule,
+    field: str,
+    wanted: tuple[str, ...],
+    cameras: list[str],
+    site: SiteConfig,
+    loaded: Mapping[str, frozenset[str]] | None,
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Each label of a watched list the rule wrote out that none of its cameras produces.
+
+    :func:`missing_labels` asks only for one producible label per list, so ``[persn, vehicle]``
+    passed and the rule silently stopped watching persons. Judged across the rule's cameras,
+    not per camera: a rule on two cameras may list one camera's ``forklift`` beside the other's
+    ``person``. A default list (a speed rule's ``vehicle, forklift``) is not the user's to
+    fix, and a camera whose labels are unknown leaves the list unjudged.
+    """
+    if field not in rule.model_fields_set or not cameras:
+        return []
+    union: set[str] = set()
+    for camera_id in cameras:
+        labels = camera_labels(site, camera_id, loaded)
+        if labels is None:
+            return []
+        union |= labels
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    lack = _cameras_lack(cameras, site, union)
+    for index, label in enumerate(wanted):
+        if label in union:
+            continue
+        hint = _did_you_mean([label], list(union))
+        problems.append(
+            (
+                (field, index),
+                f"rule {rule.id!r} watches {label!r} but {lack}"
+                f"{f'; {hint} It' if hint else '; it'} never sees a {label!r} there: correct the "
+                f"label, remove it from `{field}`, or add a model with that class to the camera",
+            )
+        )
+    return problems
+
+
 def missing_labels(
     rule: Rule,
     cameras: list[str],
@@ -113,7 +177,8 @@ def missing_labels(
     loaded: Mapping[str, frozenset[str]] | None = None,
 ) -> list[tuple[tuple[str | int, ...], str]]:
     """``(field, message)`` for every need of ``rule`` that one of ``cameras`` cannot meet
-    (``loaded``: labels of models already loaded, see :func:`camera_labels`)."""
+    (``loaded``: labels of models already loaded, see :func:`camera_labels`), and for every
+    label of a watched list that none of them produces (:func:`_unproduced_labels`)."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
     for path, wanted in rule_needs(rule):
         blind: list[str] = []
@@ -124,13 +189,14 @@ def missing_labels(
                 continue
             blind.append(camera_id)
             seen |= labels
+        field = str(path[0])
         if not blind:
+            if field != "require":
+                problems.extend(_unproduced_labels(rule, field, wanted, cameras, site, loaded))
             continue
         what = " or ".join(repr(label) for label in wanted)
-        models = sorted({m for c in blind for m in site.cameras[c].models})
-        produced = ", ".join(sorted(seen)) or "nothing"
         item = (
-            rule.require[int(path[1])] if isinstance(rule, PPERule) and path[0] == "require" else ""
+            rule.require[int(path[1])] if isinstance(rule, PPERule) and field == "require" else ""
         )
         worn = (
             f" ({item!r} alone is tracked as an object, not worn: only the built-in items "
@@ -138,15 +204,15 @@ def missing_labels(
             if item and item not in DEFAULT_ITEMS and item in seen
             else ""
         )
+        # A typo of a label ([persn]) or of a built-in item names its closest spelling.
+        hint = _did_you_mean(wanted, list(seen)) if field != "require" else ""
         problems.append(
             (
                 path,
-                f"rule {rule.id!r} needs {what} but camera"
-                f"{'s' if len(blind) > 1 else ''} {', '.join(repr(c) for c in blind)} "
-                f"ha{'ve' if len(blind) > 1 else 's'} no model producing it (models "
-                f"{', '.join(models) or 'none'} produce: {produced}){worn}; it could never fire "
-                "there: add a model with that class to the camera, map the class in the model's "
-                "`labels:`, or list only the `cameras` that can see it",
+                f"rule {rule.id!r} needs {what} but {_cameras_lack(blind, site, seen)}{worn}"
+                f"{f' ({hint})' if hint else ''}; it could never fire there: add a model with "
+                "that class to the camera, map the class in the model's `labels:`, or list only "
+                "the `cameras` that can see it",
             )
         )
     return problems

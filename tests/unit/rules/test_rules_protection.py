@@ -52,6 +52,15 @@ def test_camera_labels_come_from_label_maps_and_class_names() -> None:
         (SpeedRule(id="r", kind="speed", max_speed="10km/h"), ["dock"], []),  # vehicle suffices
         (ZoneIntrusionRule(id="r", kind="zone_intrusion", zone="z", objects=("forklift",)),
          ["dock"], [("objects",)]),
+        # every label written out must be produced by one of the rule's cameras
+        (ZoneIntrusionRule(id="r", kind="zone_intrusion", zone="z", objects=("persn", "vehicle")),
+         ["dock"], [("objects", 0)]),
+        (ZoneIntrusionRule(id="r", kind="zone_intrusion", zone="z", objects=("person", "hardhat")),
+         ["dock"], [("objects", 1)]),
+        (ZoneIntrusionRule(id="r", kind="zone_intrusion", zone="z", objects=("person", "hardhat")),
+         ["yard", "dock"], []),  # yard's models produce hardhat: cameras with different models
+        (ZoneIntrusionRule(id="r", kind="zone_intrusion", zone="z", objects=("persn", "person")),
+         ["dock", "gate"], []),  # gate's labels are unknown: not judged
     ],
 )  # fmt: skip
 def test_missing_labels(rule: object, cameras: list[str], fields: list[tuple[object, ...]]) -> None:
@@ -99,6 +108,21 @@ def test_a_blind_rule_is_a_file_line_error(tmp_path: Path) -> None:
         f"{folder / 'r.yaml'}:4: rules[0].require[0]: rule 'h' needs 'hardhat' or 'no_hardhat' "
         "but camera 'dock' has no model producing it (models coco produce: person, vehicle)"
     )
+
+
+def test_a_typo_beside_a_good_label_is_an_error_naming_the_closest_label(tmp_path: Path) -> None:
+    """``[persn, vehicle]`` passed (vehicle is producible) and the rule never watched persons."""
+    folder = write_rules(tmp_path / "rules", ZONE.replace("yard", "dock") + (
+        "  - {id: keep-out, kind: zone_intrusion, zone: z,\n     objects: [persn, vehicle]}\n"
+    ))  # fmt: skip
+    with pytest.raises(ConfigErrors) as caught:
+        load_rules(folder, SITE)
+    assert [str(error) for error in caught.value.errors] == [
+        f"{folder / 'r.yaml'}:6: rules[0].objects[0]: rule 'keep-out' watches 'persn' but camera "
+        "'dock' has no model producing it (models coco produce: person, vehicle); did you mean "
+        "'person'? It never sees a 'persn' there: correct the label, remove it from `objects`, "
+        "or add a model with that class to the camera"
+    ]
 
 
 def test_reload_reports_dropped_rules_and_unwatched_cameras(
