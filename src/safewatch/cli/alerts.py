@@ -30,13 +30,17 @@ app.add_typer(alerts_app, name="alerts")
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Site file.")]
 
 
-def _outbox(site: LoadedSite) -> tuple[Outbox, Engine]:
+def _outbox(site: LoadedSite, *, read_only: bool = False) -> tuple[Outbox, Engine]:
+    """The site's alert outbox; ``read_only`` (``alerts list``) opens the database as ``verify``
+    does and never migrates it: a mistyped SQLite path said "outbox: empty" after creating an
+    empty database there, now it is "database ... does not exist"."""
     from safewatch.alerts.outbox import Outbox
     from safewatch.storage import create_engine_for, ensure_schema
 
-    engine = create_engine_for(site.config.storage.database, site.base_dir)
+    database = site.config.storage.database
+    engine = create_engine_for(database, site.base_dir, read_only=read_only)
     try:
-        ensure_schema(engine, site_file=site.path)
+        ensure_schema(engine, auto_upgrade=False if read_only else None, site_file=site.path)
     except BaseException:
         engine.dispose()
         raise
@@ -143,7 +147,7 @@ def alerts_list(
 
     site = load_site(config)
     tz = ZoneInfo(site.config.site.timezone)
-    outbox, engine = _outbox(site)
+    outbox, engine = _outbox(site, read_only=True)
     wanted = None if every else (status or ["pending", "sending", "held", "dead"])
     try:
         counts = outbox.counts()

@@ -36,16 +36,31 @@ ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Site file.")
 
 
 @contextmanager
-def _store(config: Path) -> Iterator[AuthStore]:
+def _store(config: Path, *, read_only: bool = False) -> Iterator[AuthStore]:
+    """The site's users; ``read_only`` for the commands that only list.
+
+    Read-only as ``verify`` opens it: a mistyped SQLite path said "no users yet" after creating
+    an empty database (and its folder) there; now it is "database ... does not exist".
+    """
     from safewatch.api.auth.store import AuthStore
     from safewatch.config.loader import load_site
     from safewatch.incidents.site_storage import open_site_storage
+    from safewatch.storage import create_engine_for, ensure_schema
 
-    storage = open_site_storage(load_site(config))
+    site = load_site(config)
+    if not read_only:
+        storage = open_site_storage(site)
+        try:
+            yield AuthStore(storage.engine)
+        finally:
+            storage.close()
+        return
+    engine = create_engine_for(site.config.storage.database, site.base_dir, read_only=True)
     try:
-        yield AuthStore(storage.engine)
+        ensure_schema(engine, auto_upgrade=False, site_file=site.path)  # a reader never migrates
+        yield AuthStore(engine)
     finally:
-        storage.close()
+        engine.dispose()
 
 
 def _password(stdin: bool, again: str, config: Path) -> str:
@@ -127,7 +142,7 @@ def add(
 @users_app.command("list")
 def list_users(config: ConfigOption) -> None:
     """List users with their roles and last logins."""
-    with _store(config) as store:
+    with _store(config, read_only=True) as store:
         users = store.users()
     if not users:
         err.print(
@@ -242,7 +257,7 @@ def list_tokens(
     username: Annotated[str, typer.Argument(help="Whose tokens.")], config: ConfigOption
 ) -> None:
     """List a user's API tokens (id, name, created, expires, last use; never the secret)."""
-    with _store(config) as store:
+    with _store(config, read_only=True) as store:
         store.user(username)  # NotFound for a user who does not exist, not an empty list
         tokens = store.tokens(username)
     if not tokens:

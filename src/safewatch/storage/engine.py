@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
@@ -61,6 +62,11 @@ def shown_url(url: URL) -> str:
     # Imported here: the ``safewatch.ingest`` package pulls in PyAV, which storage has no use for.
     from safewatch.ingest.redact import redact_url
 
+    if _is_sqlite(url) and url.query.get("uri") == "true":
+        # A read-only engine's file URI (create_engine_for) is shown as the path it opens, not
+        # as "sqlite:///file%3A///...?mode=ro&uri=true" (ensure_schema's messages show it).
+        path = unquote(urlsplit(str(url.database)).path)
+        url = url.set(database=path, query={})
     # The user info is masked on the parsed URL, whatever the host looks like (none, for a
     # unix socket: ``postgresql://user:pw@/db?host=/run/postgresql``), then the query values.
     masked = url.set(

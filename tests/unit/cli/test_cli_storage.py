@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -489,3 +490,37 @@ def test_error_lines_are_printed_as_text_not_markup(
     assert run_main(monkeypatch, "db", "current", "-c", str(missing)) == 2
     printed = capsys.readouterr().err
     assert printed.startswith("error: ") and "a[/b]/site.yaml" in printed
+
+
+def test_listing_commands_do_not_create_a_mistyped_sqlite_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`users list` and `alerts list` on a mistyped path created an empty database (and its
+    folder) and said "no users yet" / "outbox: empty" with status 0; they open it read-only,
+    as verify does. `users add` still creates it, and the lists then read it."""
+    config = site_with_database(tmp_path, "sqlite:///safewatch-dta/site.db")
+    folder = tmp_path / "safewatch-dta"
+    for command in (["users", "list"], ["users", "tokens", "ana"], ["alerts", "list"]):
+        assert run_main(monkeypatch, *command, "-c", str(config)) == 2, command
+        printed = capsys.readouterr()
+        assert printed.err.startswith(f"error: database sqlite:///{folder}/site.db does not exist")
+        assert not folder.exists(), command
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert run_main(monkeypatch, "users", "add", "ana", "--role", "admin", "--password-stdin",
+                    "-c", str(config)) == 0  # fmt: skip
+    assert run_main(monkeypatch, "users", "list", "-c", str(config)) == 0
+    assert run_main(monkeypatch, "alerts", "list", "-c", str(config)) == 0
+    printed = capsys.readouterr().out
+    assert "ana" in printed and "outbox: empty" in printed
+    assert sorted(p.name for p in folder.iterdir()) == ["site.db"]  # no -wal/-shm left behind
+    # A read-only engine's file URI is shown as the path (ensure_schema's messages show it).
+    from safewatch.storage.engine import create_engine_for, resolve_url, shown_url
+
+    engine = create_engine_for("sqlite:///safewatch-dta/site.db", tmp_path, read_only=True)
+    try:
+        assert shown_url(engine.url) == f"sqlite:///{folder}/site.db"
+    finally:
+        engine.dispose()
+    assert shown_url(resolve_url("sqlite:///safewatch-dta/site.db", tmp_path)) == (
+        f"sqlite:///{folder}/site.db"
+    )
