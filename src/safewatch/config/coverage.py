@@ -204,12 +204,22 @@ def missing_labels(
             if item and item not in DEFAULT_ITEMS and item in seen
             else ""
         )
-        # A typo of a label ([persn]) or of a built-in item names its closest spelling.
+        # A typo of a label ([persn]) names its closest spelling.
         hint = _did_you_mean(wanted, list(seen)) if field != "require" else ""
+        lead = f"rule {rule.id!r} needs {what}"
+        if item and item not in DEFAULT_ITEMS and item not in seen:
+            # A misspelt built-in item (hard_hat) was reported as a missing 'no_hard_hat'
+            # class, which sent people looking for a model instead of at the spelling.
+            close = _did_you_mean([item], list(DEFAULT_ITEMS))
+            lead = (
+                f"rule {rule.id!r}: {item!r} is not a built-in PPE item "
+                f"({', '.join(sorted(DEFAULT_ITEMS))}){f'; {close} As' if close else '; as'} an "
+                f"item of its own it needs {what}"
+            )
         problems.append(
             (
                 path,
-                f"rule {rule.id!r} needs {what} but {_cameras_lack(blind, site, seen)}{worn}"
+                f"{lead} but {_cameras_lack(blind, site, seen)}{worn}"
                 f"{f' ({hint})' if hint else ''}; it could never fire there: add a model with "
                 "that class to the camera, map the class in the model's `labels:`, or list only "
                 "the `cameras` that can see it",

@@ -99,6 +99,21 @@ def test_an_item_outside_the_built_in_list_needs_its_no_class() -> None:
     )
 
 
+def test_a_misspelt_built_in_item_is_named_with_its_closest_spelling() -> None:
+    """``require: [hard_hat]`` said only "needs 'no_hard_hat'", as if a model were missing."""
+    ((path, message),) = missing_labels(PPERule(id="r", kind="ppe", require=("hard_hat",)),
+                                        ["yard"], SITE)  # fmt: skip
+    assert path == ("require", 0)
+    assert message.startswith(
+        "rule 'r': 'hard_hat' is not a built-in PPE item (boots, gloves, goggles, hardhat, "
+        "harness, mask, vest); did you mean 'hardhat'? As an item of its own it needs "
+        "'no_hard_hat' but camera 'yard' has no model producing it"
+    )
+    ((_, message),) = missing_labels(PPERule(id="r", kind="ppe", require=("lanyard",)),
+                                     ["yard"], SITE)  # fmt: skip
+    assert "'lanyard' is not a built-in PPE item (" in message and "did you mean" not in message
+
+
 def test_a_blind_rule_is_a_file_line_error(tmp_path: Path) -> None:
     folder = write_rules(tmp_path / "rules", "rules:\n  - {id: h, kind: ppe, cameras: [dock],\n"
                          "     require: [hardhat]}\n")  # fmt: skip
