@@ -140,7 +140,10 @@ def _unproduced_labels(
     """Each label of a watched list the rule wrote out that none of its cameras produces.
 
     :func:`missing_labels` asks only for one producible label per list, so ``[persn, vehicle]``
-    passed and the rule silently stopped watching persons. Judged across the rule's cameras,
+    passed and the rule silently stopped watching persons. Only a label close to one they do
+    produce (a typo) is reported: one far from all (``forklift`` on a site without a forklift
+    model) is a class the site may add, and refusing it broke rules copied from the docs.
+    Judged across the rule's cameras,
     not per camera: a rule on two cameras may list one camera's ``forklift`` beside the other's
     ``person``. A default list (a speed rule's ``vehicle, forklift``) is not the user's to
     fix, and a camera whose labels are unknown leaves the list unjudged.
@@ -159,6 +162,10 @@ def _unproduced_labels(
         if label in union:
             continue
         hint = _did_you_mean([label], list(union))
+        if not hint:
+            # No produced label is close: a class the site may add later (``[vehicle,
+            # forklift]`` copied from the docs onto a site without forklifts), not a typo.
+            continue
         problems.append(
             (
                 (field, index),
