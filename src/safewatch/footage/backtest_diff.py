@@ -4,8 +4,8 @@ Pure functions over :class:`~safewatch.domain.Incident` values, no I/O.
 
 Matching two sets' incidents: a backtest tracks once, so the same person has the same track id
 under every rule set. Two incidents match when they have the same camera, rule and subject track
-and their episodes overlap in time; the pair with the larger overlap wins. A match with the same
-start and end is *unchanged*; otherwise *changed* (the change moved its start or end). An
+and their episodes overlap in time; pairs are one to one, the largest overlap first. A match
+with the same start and end is *unchanged*; otherwise *changed* (it moved its start or end). An
 incident left without a partner that overlaps an incident of the other set already matched
 (same rule and subject) is *changed* too: the proposal merged two episodes into one, or split
 one in two, and still raises it. Any other incident exists *only in the baseline* (the change
@@ -13,8 +13,10 @@ removes it) or *only in the proposal* (the change adds it).
 
 Scoring against review: an operator's verdict on a live incident (``resolved`` = it was real,
 ``false_positive`` = it was not) is the only ground truth a site has. Live track ids differ from
-a backtest's, so a reviewed incident counts as *raised* by a rule set when one of the set's
-incidents has the same camera and rule and overlaps it in time, give or take ``slack`` seconds.
+a backtest's, so a reviewed incident counts as *raised* by a rule set when it is paired with one
+of the set's incidents of the same camera and rule that overlaps it in time, give or take
+``slack`` seconds; pairing is one to one, as in comparing (largest overlap first), so one
+backtest incident raises at most one reviewed incident.
 Precision is over the reviewed incidents a set raises (real / (real + false)); recall is the
 share of real ones it raises.
 """
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -76,6 +78,46 @@ def _subject(incident: Incident) -> int | None:
     return incident.track_ids[0] if incident.track_ids else None
 
 
+def _pairs(
+    lefts: Sequence[Incident],
+    rights: Sequence[Incident],
+    key: Callable[[Incident], Hashable],
+    *,
+    slack: float = 0.0,
+) -> dict[int, int]:
+    """Pair incidents of two sets one-to-one: index in ``lefts`` -> index in ``rights``.
+
+    Only incidents with the same ``key`` that overlap (give or take ``slack``) may pair; the
+    pairs with the largest overlap are taken first, ties going to the same subject track, then
+    the same zone (then the earlier incidents). One implementation for :func:`compare` (the key
+    holds the subject) and :func:`score` (live track ids differ from a backtest's, so it does
+    not), so that one incident never stands for two of the other set in either.
+    """
+    by_key: dict[Hashable, list[int]] = defaultdict(list)
+    for j, right in enumerate(rights):
+        by_key[key(right)].append(j)
+    candidates = []
+    for i, left in enumerate(lefts):
+        for j in by_key.get(key(left), ()):
+            right = rights[j]
+            overlap = _overlap(left, right, slack)
+            if overlap >= 0:
+                tie = (_subject(left) == _subject(right), left.zone_id == right.zone_id)
+                candidates.append((-overlap, not tie[0], not tie[1], i, j))
+    candidates.sort()
+    paired: dict[int, int] = {}
+    taken: set[int] = set()
+    for *_, i, j in candidates:
+        if i not in paired and j not in taken:
+            paired[i] = j
+            taken.add(j)
+    return paired
+
+
+def _episode(incident: Incident) -> tuple[str, str, int | None]:
+    return (incident.camera_id, incident.rule_id, _subject(incident))
+
+
 def compare(
     baseline: Sequence[Incident], proposal: Sequence[Incident], *, tolerance: float = 1e-3
 ) -> list[Difference]:
@@ -86,26 +128,24 @@ def compare(
         proposal: The proposed set's incidents (same footage, same tracks).
         tolerance: Seconds within which a start or end counts as the same.
     """
-    groups: dict[tuple[str, str, int | None], list[Incident]] = defaultdict(list)
-    for incident in proposal:
-        groups[(incident.camera_id, incident.rule_id, _subject(incident))].append(incident)
-    matched: dict[tuple[str, str, int | None], list[Incident]] = defaultdict(list)
-    out: list[Difference] = []
+    paired = _pairs(baseline, proposal, _episode)
+    same_baseline: dict[tuple[str, str, int | None], list[Incident]] = defaultdict(list)
     for old in baseline:
-        key = (old.camera_id, old.rule_id, _subject(old))
-        candidates = groups.get(key, [])
-        best = max(candidates, key=lambda new: _overlap(old, new), default=None)
-        if best is None or _overlap(old, best) < 0:
-            merged = _overlapping(old, matched[key])
-            if merged is not None:
-                # Two baseline episodes the proposal joins into one: the proposal still raises
-                # this one (inside a longer incident), it does not remove it.
-                out.append(Difference(DiffKind.CHANGED, old.rule_id, old, merged))
-            else:
-                out.append(Difference(DiffKind.REMOVED, old.rule_id, old, None))
+        same_baseline[_episode(old)].append(old)
+    same_proposal: dict[tuple[str, str, int | None], list[Incident]] = defaultdict(list)
+    for new in proposal:
+        same_proposal[_episode(new)].append(new)
+    out: list[Difference] = []
+    for i, old in enumerate(baseline):
+        if i not in paired:
+            # Pairing leaves no free partner overlapping it, so one that overlaps it is paired
+            # with another baseline episode: two episodes the proposal joins into one. The
+            # proposal still raises this one (inside a longer incident), it does not remove it.
+            merged = _overlapping(old, same_proposal[_episode(old)])
+            kind = DiffKind.REMOVED if merged is None else DiffKind.CHANGED
+            out.append(Difference(kind, old.rule_id, old, merged))
             continue
-        candidates.remove(best)
-        matched[key].append(best)
+        best = proposal[paired[i]]
         same = abs(old.started_at - best.started_at) <= tolerance and (
             (old.ended_at is None and best.ended_at is None)
             or (
@@ -116,18 +156,17 @@ def compare(
         )
         kind = DiffKind.UNCHANGED if same else DiffKind.CHANGED
         out.append(Difference(kind, old.rule_id, old, best))
-    by_key: dict[tuple[str, str, int | None], list[Incident]] = defaultdict(list)
-    for old in baseline:
-        by_key[(old.camera_id, old.rule_id, _subject(old))].append(old)
-    for key, remaining in groups.items():
-        for new in remaining:
-            # One baseline episode the proposal splits in two: the second part is the same
-            # episode changed, not one the proposal adds.
-            split = _overlapping(new, by_key[key])
-            if split is not None:
-                out.append(Difference(DiffKind.CHANGED, new.rule_id, split, new))
-            else:
-                out.append(Difference(DiffKind.ADDED, new.rule_id, None, new))
+    taken = set(paired.values())
+    for j, new in enumerate(proposal):
+        if j in taken:
+            continue
+        # One baseline episode the proposal splits in two: the second part is the same
+        # episode changed, not one the proposal adds.
+        split = _overlapping(new, same_baseline[_episode(new)])
+        if split is not None:
+            out.append(Difference(DiffKind.CHANGED, new.rule_id, split, new))
+        else:
+            out.append(Difference(DiffKind.ADDED, new.rule_id, None, new))
     out.sort(key=lambda d: (d.started_at, d.rule_id))
     return out
 
@@ -179,19 +218,23 @@ def score(
         slack: Seconds of tolerance on the time overlap (live and backtest frames differ).
     """
     mine = list(incidents)
+    past = [
+        incident
+        for incident in reviewed
+        if incident.status in (IncidentStatus.RESOLVED, IncidentStatus.FALSE_POSITIVE)
+    ]
+    # One to one: "raised" used to mean any incident of the same rule overlapping it, so one
+    # backtest incident (a real intrusion) also raised a false alarm beside it, and a change
+    # that removed exactly that false alarm scored as avoiding nothing.
+    paired = _pairs(past, mine, lambda i: (i.camera_id, i.rule_id), slack=slack)
     real_raised: list[Incident] = []
     real_missed: list[Incident] = []
     false_raised: list[Incident] = []
     false_avoided: list[Incident] = []
-    for past in reviewed:
-        raised = any(
-            new.camera_id == past.camera_id
-            and new.rule_id == past.rule_id
-            and _overlap(new, past, slack) >= 0
-            for new in mine
-        )
-        if past.status is IncidentStatus.RESOLVED:
-            (real_raised if raised else real_missed).append(past)
-        elif past.status is IncidentStatus.FALSE_POSITIVE:
-            (false_raised if raised else false_avoided).append(past)
+    for index, incident in enumerate(past):
+        raised = index in paired
+        if incident.status is IncidentStatus.RESOLVED:
+            (real_raised if raised else real_missed).append(incident)
+        else:
+            (false_raised if raised else false_avoided).append(incident)
     return Score(tuple(real_raised), tuple(real_missed), tuple(false_raised), tuple(false_avoided))

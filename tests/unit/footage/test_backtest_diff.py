@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from safewatch.domain import Incident
@@ -123,3 +125,37 @@ def test_scores_against_reviewed_incidents() -> None:
 def test_no_reviewed_incidents_gives_no_figures() -> None:
     result = score([incident("m", 1, 2)], [])
     assert result.precision is None and result.recall is None
+
+
+def test_one_backtest_incident_raises_one_reviewed_incident() -> None:
+    """A real intrusion (10-20 s) and a false alarm beside it (12-16 s), same rule: a change that
+    keeps only the real one avoids the false alarm. "Raised" used to mean any overlapping
+    incident of the rule, so it scored "false raised 1, false avoided 0" (precision 0.5) while
+    compare() said the false alarm's episode was only in the baseline."""
+    real = incident("real", 10, 20, status=IncidentStatus.RESOLVED, track=90)
+    false = incident("false", 12, 16, status=IncidentStatus.FALSE_POSITIVE, track=91)
+    baseline = [incident("a", 10, 20, track=1), incident("b", 12, 16, track=2)]
+    proposal = [incident("a", 10, 20, track=1)]
+    before = score(baseline, [real, false])
+    assert (len(before.real_raised), len(before.false_raised)) == (1, 1)
+    after = score(proposal, [real, false])
+    assert [i.id for i in after.real_raised] == ["real"]
+    assert [i.id for i in after.false_avoided] == ["false"]
+    assert after.false_raised == () and after.precision == 1.0
+    assert kinds(compare(baseline, proposal)) == [
+        (DiffKind.UNCHANGED, "a", "a"),
+        (DiffKind.REMOVED, "b", None),
+    ]
+    # The reverse: one backtest incident no longer counts two real ones as raised.
+    other = incident("other", 11, 19, status=IncidentStatus.RESOLVED, track=92)
+    assert score(proposal, [real, other]).recall == 0.5
+
+
+def test_equal_overlaps_pair_by_zone() -> None:
+    """Live and backtest track ids differ; with equal overlaps the same zone decides."""
+    near = replace(incident("n", 10, 20, status=IncidentStatus.RESOLVED), zone_id="a")
+    far = replace(incident("f", 10, 20, status=IncidentStatus.FALSE_POSITIVE), zone_id="b")
+    mine = replace(incident("m", 10, 20, track=5), zone_id="b")
+    result = score([mine], [near, far])
+    assert [i.id for i in result.false_raised] == ["f"]
+    assert [i.id for i in result.real_missed] == ["n"]
