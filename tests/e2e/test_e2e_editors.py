@@ -127,15 +127,7 @@ def test_a_backtest_still_is_asked_for_by_its_whole_name(site: dict[str, Any]) -
         "differences": {"proposal": [removed]},
         "reviewed": {},
     }
-    answers = {
-        "/api/v1/backtests": {"id": "job-1"},
-        "/api/v1/audit-jobs/job-1": {"state": "done", "progress": 1, "frames_done": 1},
-        "/api/v1/backtests/job-1/result": result,
-    }
-    page.route(
-        "**/api/v1/{backtests,audit-jobs/job-1,backtests/job-1/result}",
-        lambda route: route.fulfill(json=answers[route.request.url.split(site["base"])[1]]),
-    )
+    _stand_in_backtest(site, page, result)
     asked: list[str] = []
     page.route(
         "**/api/v1/backtests/job-1/files/**",
@@ -148,6 +140,61 @@ def test_a_backtest_still_is_asked_for_by_its_whole_name(site: dict[str, Any]) -
     page.wait_for_function("() => document.querySelector('#bt-result img.bt-still').complete")
     name = "evidence/yard/2026-01-02/step%20%231%20100%25%3F.jpg"
     assert asked == [f"{site['base']}/api/v1/backtests/job-1/files/{name}"]
+
+
+def _stand_in_backtest(site: dict[str, Any], page: Any, result: dict[str, Any]) -> None:
+    """Answer the page's backtest requests with ``result`` (no video is analysed)."""
+    answers = {
+        "/api/v1/backtests": {"id": "job-1"},
+        "/api/v1/audit-jobs/job-1": {"state": "done", "progress": 1, "frames_done": 1},
+        "/api/v1/backtests/job-1/result": result,
+    }
+    page.route(
+        "**/api/v1/{backtests,audit-jobs/job-1,backtests/job-1/result}",
+        lambda route: route.fulfill(json=answers[route.request.url.split(site["base"])[1]]),
+    )
+
+
+def test_a_backtest_that_avoids_every_false_alarm_says_so_with_its_warnings(
+    site: dict[str, Any],
+) -> None:
+    """The change raises no reviewed incident and avoids the one reviewed false alarm: precision
+    and recall are both undefined, and the page used to show no "With this change" line at all,
+    nor the footage's warnings (here: dated 1970)."""
+    page = _page(site, "rules")
+    page.wait_for_function("() => document.getElementById('editor').value")
+    false = {"id": "live1", "rule": "no-entry-drop-zone", "status": "false_positive"}
+    empty: list[dict[str, Any]] = []
+    scores = {
+        "baseline": {
+            "precision": 0.0, "recall": None, "reviewed": 1, "real_raised": empty,
+            "real_missed": empty, "false_raised": [false], "false_avoided": empty,
+        },
+        "proposal": {
+            "precision": None, "recall": None, "reviewed": 1, "real_raised": empty,
+            "real_missed": empty, "false_raised": empty, "false_avoided": [false],
+        },
+    }  # fmt: skip
+    warning = "clip.mp4: no creation_time and no --start: its times count from 1970"
+    _stand_in_backtest(
+        site,
+        page,
+        {
+            "summary": {"proposal": []},
+            "differences": {"proposal": []},
+            "reviewed": scores,
+            "warnings": [warning],
+        },
+    )
+    page.click("#test-change")
+    page.fill("#bt-path", "/archive/yard.mp4")
+    page.click("#bt-run")
+    page.locator("#bt-result .bt-scores li").nth(1).wait_for()
+    lines = page.locator("#bt-result .bt-scores li").all_inner_texts()
+    assert lines[1].startswith("With this change: precision \u2013, recall \u2013")
+    assert "against 1 reviewed incidents" in lines[1] and "1 false avoided" in lines[1]
+    assert "1 false raised, 0 false avoided" in lines[0]
+    assert page.locator("#bt-result .bt-warning").all_inner_texts() == [warning]
 
 
 def test_analytics_draws_the_newest_filter_when_answers_come_out_of_order(

@@ -194,6 +194,13 @@ class Score:
     false_avoided: tuple[Incident, ...]
 
     @property
+    def reviewed(self) -> int:
+        """How many reviewed incidents were scored (the same for every rule set of a run)."""
+        return sum(
+            map(len, (self.real_raised, self.real_missed, self.false_raised, self.false_avoided))
+        )
+
+    @property
     def precision(self) -> float | None:
         """Real / (real + false) among the reviewed incidents raised; ``None`` if none raised."""
         raised = len(self.real_raised) + len(self.false_raised)

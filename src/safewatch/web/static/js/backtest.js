@@ -79,13 +79,20 @@ function render(jobId, doc) {
       el("tbody", {}, differences.map((d) => el("tr", { class: `bt-${d.change}` },
         el("td", {}, CHANGE_LABEL[d.change] || d.change), el("td", {}, d.rule), side(jobId, d.baseline), side(jobId, d.proposal)))))
     : el("p", {}, "No incident would change.");
-  // Scores only mean something where operators reviewed incidents of this camera and time.
-  const scored = Object.entries(doc.reviewed || {}).filter(([, s]) => s.precision !== null || s.recall !== null);
+  // A row per rule set whenever operators reviewed incidents of this camera and time, even when
+  // precision and recall are both undefined: a change that avoids every reviewed false alarm and
+  // raises no reviewed incident is the best news a test can bring, and used to show nothing.
+  const count = (s) => s.real_raised.length + s.real_missed.length + s.false_raised.length + s.false_avoided.length;
+  const scored = Object.entries(doc.reviewed || {}).filter(([, s]) => count(s) > 0);
+  const figure = (value) => (value === null ? "–" : value.toFixed(2));
   const reviewed = scored.length
-    ? el("ul", {}, scored.map(([name, s]) => el("li", {},
-      `${name === "baseline" ? "Rules in force" : "With this change"}: precision ${s.precision === null ? "–" : s.precision.toFixed(2)}, recall ${s.recall === null ? "–" : s.recall.toFixed(2)} against reviewed incidents (${s.real_raised.length} real raised, ${s.real_missed.length} missed, ${s.false_raised.length} false raised)`)))
+    ? el("ul", { class: "bt-scores" }, scored.map(([name, s]) => el("li", {},
+      `${name === "baseline" ? "Rules in force" : "With this change"}: precision ${figure(s.precision)}, recall ${figure(s.recall)} against ${count(s)} reviewed incidents (${s.real_raised.length} real raised, ${s.real_missed.length} missed, ${s.false_raised.length} false raised, ${s.false_avoided.length} false avoided)`)))
     : el("p", { class: "muted" }, "No reviewed incidents of this camera over this footage to score against.");
-  resultBox.replaceChildren(summary, list, reviewed);
+  // What the footage lacked (dated 1970, partly decoded, untimed frames, gaps): the same lines
+  // the console prints after its table.
+  const warnings = (doc.warnings || []).map((line) => el("p", { class: "warn-text bt-warning" }, line));
+  resultBox.replaceChildren(summary, list, reviewed, ...warnings);
 }
 
 async function follow(jobId) {
