@@ -416,20 +416,20 @@ def reviewed_incidents(repository: IncidentRepository, run: BacktestRun) -> list
     Per video, not one window from the first video's start to the last one's end: clips of
     01:00 and 03:00 say nothing about an incident at 02:00, which every rule set then "missed".
     An incident is covered when its episode overlaps a video's span give or take the scoring's
-    :data:`~safewatch.footage.backtest_diff.SLACK`; episodes that started up to a minute before
-    a video are looked at too (one already running when the footage starts still overlaps it).
+    :data:`~safewatch.footage.backtest_diff.SLACK`, however long before the video it started
+    (selecting by start from a minute before the video left out an episode already running for
+    longer when the footage began, which then counted for no rule set).
     """
     found: dict[str, Incident] = {}
     for start, end in run.spans.values():
         for incident in repository.list(
             camera=run.camera_id,
             status=[IncidentStatus.RESOLVED, IncidentStatus.FALSE_POSITIVE],
-            since=start - 60.0,
+            ended_since=start - SLACK,
             until=end + SLACK,
             limit=10_000,
         ):
-            if incident.ended_at is None or incident.ended_at >= start - SLACK:
-                found[incident.id] = incident
+            found[incident.id] = incident
     return sorted(found.values(), key=lambda i: (-i.started_at, i.id))
 
 

@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import BigInteger, ColumnElement, Integer, Select, cast, func, select
+from sqlalchemy import BigInteger, ColumnElement, Integer, Select, cast, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from safewatch.domain import Incident
@@ -80,6 +80,9 @@ class IncidentFilter:
         status: Operator status(es).
         since: Started at or after (epoch seconds).
         until: Started before (epoch seconds).
+        ended_since: Ended at or after (epoch seconds), or still open. With ``until``, the
+            incidents that overlap a time range, however long before it they started (a
+            backtest scores a reviewed incident already running when its footage begins).
     """
 
     camera: OneOrMany = None
@@ -89,6 +92,7 @@ class IncidentFilter:
     status: OneOrMany = None
     since: float | None = None
     until: float | None = None
+    ended_since: float | None = None
 
     def clauses(self) -> list[ColumnElement[bool]]:
         """The SQL conditions for this filter."""
@@ -101,6 +105,10 @@ class IncidentFilter:
             clauses.append(IncidentRow.started_at >= self.since)
         if self.until is not None:
             clauses.append(IncidentRow.started_at < self.until)
+        if self.ended_since is not None:
+            clauses.append(
+                or_(IncidentRow.ended_at.is_(None), IncidentRow.ended_at >= self.ended_since)
+            )
         return clauses
 
 

@@ -726,6 +726,7 @@ class IncidentRepository:
         status: OneOrMany = None,
         since: float | None = None,
         until: float | None = None,
+        ended_since: float | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> builtins.list[Incident]:
@@ -739,6 +740,7 @@ class IncidentRepository:
             status: Only this operator status (or these).
             since: Only incidents that started at or after this time (epoch seconds).
             until: Only incidents that started before this time (epoch seconds).
+            ended_since: Only incidents that ended at or after this time, or are still open.
             limit: Page size, 0 to 10,000.
             offset: Rows to skip (for pagination; order is stable: start time, then id).
 
@@ -746,7 +748,7 @@ class IncidentRepository:
             ValueError: ``limit`` or ``offset`` out of range.
             StorageError: The database cannot be read.
         """
-        where = IncidentFilter(camera, rule, kind, severity, status, since, until)
+        where = IncidentFilter(camera, rule, kind, severity, status, since, until, ended_since)
         return self.page(where, limit=limit, offset=offset, count=False).items
 
     def page(

@@ -125,3 +125,23 @@ def test_only_incidents_a_video_covers_are_scored(tmp_path: Path) -> None:
     assert [i.track_ids[0] for i in reviewed] == [5, 1, 4]
     raised = [make_incident(track, end, started_at=start) for track, (start, end) in cases.items()]
     assert score(raised[:1] + raised[3:], reviewed).recall == 1.0
+
+
+def test_an_incident_that_began_long_before_the_footage_and_runs_into_it_is_scored(
+    tmp_path: Path,
+) -> None:
+    """Reviewed incidents were selected by start from a minute before the video: one running for
+    five minutes when the clip (3598-3610) began was never scored, by any rule set."""
+    engine = create_engine_for("sqlite:///x.db", tmp_path)
+    repository = IncidentRepository(engine)
+    cases = {1: (3300.0, 3605.0), 2: (3000.0, 3590.0), 3: (100.0, None)}  # 2 ended before it
+    for track, (start, end) in cases.items():
+        incident = make_incident(track, end, started_at=start)
+        repository.upsert(incident)
+        repository.set_status(incident.id, IncidentStatus.RESOLVED, actor="reviewer")
+    run = BacktestRun("cam-1", ["baseline"], spans={Path("a.mp4"): (3598.0, 3610.0)})
+    try:
+        reviewed = reviewed_incidents(repository, run)
+    finally:
+        engine.dispose()
+    assert sorted(i.track_ids[0] for i in reviewed) == [1, 3]
