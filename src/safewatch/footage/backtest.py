@@ -18,7 +18,9 @@ folder of its own inside the output folder (never the site's live store); incide
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -42,6 +44,7 @@ from safewatch.domain.incidents import IncidentStatus
 from safewatch.errors import ConfigError, StorageError
 from safewatch.footage.audit import check_videos, next_start, open_timed
 from safewatch.footage.audit_integrity import VideoReading
+from safewatch.footage.audit_report import iso_time
 from safewatch.footage.backtest_diff import SLACK
 from safewatch.incidents import EvidenceStore, IncidentChange, IncidentManager
 from safewatch.pipeline.run import Pipeline, PipelineStats
@@ -52,6 +55,7 @@ from safewatch.pipeline.stages import (
     resolved_models,
 )
 from safewatch.pipeline.step import RuleStep
+from safewatch.recording.export import GAP_SECONDS
 from safewatch.rules import RuleEngine, RuleSet, calibrations_from_site
 from safewatch.storage import IncidentRepository, create_engine_for, resolve_url
 from safewatch.storage.engine import shown_url
@@ -63,11 +67,13 @@ __all__ = [
     "NamedRules",
     "SetResult",
     "cache_key_for",
+    "covered_spans",
     "publish",
     "published",
     "reviewed_incidents",
     "run_backtest",
     "site_reviewed_incidents",
+    "uncovered",
 ]
 
 log = logging.getLogger(__name__)
@@ -122,6 +128,9 @@ class BacktestRun:
         sets: The rule sets' names, in order (the first is the reference for comparisons).
         results: Per video, each set's incidents.
         spans: Per video, the wall-clock span its analysed frames covered.
+        covered: Per video, the stretches of that span its frames cover: split where no frame
+            came for longer than a gap (:func:`covered_spans`: an export's outage, an
+            undecodable stretch). A video not listed covers its whole span.
         frames: Frames analysed per video.
         cached: Per video, whether detections came from the cache.
         detect_seconds: Wall seconds spent detecting (or replaying) per video.
@@ -137,6 +146,7 @@ class BacktestRun:
     sets: list[str]
     results: dict[Path, list[SetResult]] = field(default_factory=dict)
     spans: dict[Path, tuple[float, float]] = field(default_factory=dict)
+    covered: dict[Path, list[tuple[float, float]]] = field(default_factory=dict)
     frames: dict[Path, int] = field(default_factory=dict)
     cached: dict[Path, bool] = field(default_factory=dict)
     detect_seconds: dict[Path, float] = field(default_factory=dict)
@@ -344,6 +354,7 @@ def _backtest_one(
         steps.append(RuleStep(camera_id, rule_engine, manager))
     others = steps[1:]
     frames_done = 0
+    times: list[float] = []
 
     def follow(
         frame: Frame,
@@ -352,6 +363,7 @@ def _backtest_one(
         _changes: Sequence[IncidentChange],
     ) -> None:
         nonlocal frames_done
+        times.append(tracked.timestamp)
         for step in others:
             step.apply(frame, tracked)
         frames_done += 1
@@ -401,12 +413,61 @@ def _backtest_one(
             run.uncached.add(video)
     run.results[video] = results
     run.spans[video] = (stats.origin + stats.first_pts, stats.origin + stats.last_pts)
+    run.covered[video] = covered_spans(times)
     run.frames[video] = stats.frames
     run.cached[video] = cached is not None
     run.detect_seconds[video] = stats.detect_seconds
     run.elapsed[video] = time.perf_counter() - started
     run.readings[video] = VideoReading.of(video, source, clock)
     return stats
+
+
+def covered_spans(times: Sequence[float]) -> list[tuple[float, float]]:
+    """The stretches analysed frames at ``times`` (ascending) cover, oldest first.
+
+    A new stretch starts where no frame came for longer than an export's gap
+    (:data:`~safewatch.recording.export.GAP_SECONDS`) or five of the usual (median) frame
+    intervals, for time-lapse footage. A video's span runs from its first frame to its last, so
+    an export with an outage (its ``gaps=`` tag) or a stretch that could not be decoded is a
+    hole inside it: a reviewed incident there was scored as missed by every rule set.
+    """
+    if not times:
+        return []
+    steps = sorted(b - a for a, b in itertools.pairwise(times))
+    limit = max(GAP_SECONDS, 5 * steps[len(steps) // 2]) if steps else GAP_SECONDS
+    spans = [(times[0], times[0])]
+    for at in times[1:]:
+        first, last = spans[-1]
+        spans[-1:] = [(first, at)] if at - last <= limit else [(first, last), (at, at)]
+    return spans
+
+
+def uncovered(run: BacktestRun, incidents: Sequence[Incident]) -> list[tuple[Incident, str]]:
+    """The ``incidents`` no analysed frame of the run covers (give or take the scoring's
+    :data:`~safewatch.footage.backtest_diff.SLACK`), each with the hole it falls in: the footage
+    has no frames there, so no rule set could raise it, and scoring it counted it as missed."""
+    holes: list[tuple[Path, float, float]] = []
+    for video, (start, end) in run.spans.items():
+        stretches = run.covered.get(video, [(start, end)])
+        holes.extend(
+            (video, before[1], after[0]) for before, after in itertools.pairwise(stretches)
+        )
+    out = []
+    for incident in incidents:
+        ended = math.inf if incident.ended_at is None else incident.ended_at
+        if any(
+            incident.started_at <= last + SLACK and ended >= first - SLACK
+            for video, (start, end) in run.spans.items()
+            for first, last in run.covered.get(video, [(start, end)])
+        ):
+            continue
+        hole = next((h for h in holes if incident.started_at < h[2] and ended > h[1]), None)
+        where = "outside the footage"
+        if hole is not None:
+            video, first, last = hole
+            where = f"in a gap of {video.name}: no frame from {iso_time(first)} to {iso_time(last)}"
+        out.append((incident, where))
+    return out
 
 
 def reviewed_incidents(repository: IncidentRepository, run: BacktestRun) -> list[Incident]:

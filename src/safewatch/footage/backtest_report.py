@@ -11,6 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from safewatch.footage.audit_report import (
     incident_fields,
     iso_time,
 )
-from safewatch.footage.backtest import BacktestRun
+from safewatch.footage.backtest import BacktestRun, uncovered
 from safewatch.footage.backtest_diff import DiffKind, compare, score
 
 __all__ = ["build_document", "print_table", "write_outputs"]
@@ -75,6 +76,10 @@ def build_document(
                 "frames_analysed": run.frames[video],
                 "from": iso_time(start),
                 "to": iso_time(end),
+                "gaps": [
+                    [iso_time(before[1]), iso_time(after[0])]
+                    for before, after in pairwise(run.covered.get(video, [(start, end)]))
+                ],
                 **footage_fields(run.readings[video]),
                 "detections": "cache" if run.cached[video] else "detector",
                 "detect_seconds": round(run.detect_seconds[video], 3),
@@ -114,7 +119,13 @@ def build_document(
         for name in proposal_names
     }
     scores = None
+    excluded: list[tuple[Incident, str]] | None = None
     if reviewed is not None:
+        # Only what the footage's frames cover is scored: one in a hole of the footage (an
+        # export's outage, an undecodable stretch) was "missed" by every rule set.
+        excluded = uncovered(run, reviewed)
+        skipped = {incident.id for incident, _ in excluded}
+        reviewed = [incident for incident in reviewed if incident.id not in skipped]
         scores = {}
         for name in run.sets:
             result = score(all_incidents[name], reviewed)
@@ -137,8 +148,24 @@ def build_document(
         "summary": summary,
         "differences": comparisons,
         "reviewed": scores,
-        "warnings": footage_warnings([run.readings[video] for video in run.results]),
+        "reviewed_excluded": None
+        if excluded is None
+        else [{**_reviewed_record(i), "reason": why} for i, why in excluded],
+        "warnings": footage_warnings([run.readings[video] for video in run.results])
+        + _excluded_warnings(excluded or []),
     }
+
+
+def _excluded_warnings(excluded: Sequence[tuple[Incident, str]]) -> list[str]:
+    """One line saying which reviewed incidents were not scored, and why (at most 5 named)."""
+    if not excluded:
+        return []
+    named = "; ".join(f"{i.id} ({why})" for i, why in excluded[:5])
+    more = f"; and {len(excluded) - 5} more" if len(excluded) > 5 else ""
+    return [
+        f"note: {len(excluded)} reviewed incident(s) not scored, the footage has no frame "
+        f"where they happened: {named}{more}"
+    ]
 
 
 _PAGE = """<!doctype html>
