@@ -44,7 +44,10 @@ def backtest(
     ],
     baseline: Annotated[
         Path | None,
-        typer.Option(help="Rules in force (folder or file) to compare the proposals with."),
+        typer.Option(
+            help="Rules in force (folder or file) to compare the proposals with; without it "
+            "the first -r is the reference."
+        ),
     ] = None,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
         "backtest-out"
@@ -94,6 +97,14 @@ def backtest(
     for index, path in enumerate(rules, start=1):
         name = "proposal" if len(rules) == 1 else f"proposal-{index}"
         sets.append(NamedRules(name, load_rules(path, site.config), path))
+    if baseline is None and len(rules) > 1:
+        # Said, not silent: without --baseline the first proposal is the reference the others
+        # are compared with (docs/backtest.md), which a reader of the table could not tell.
+        err.print(
+            f"no --baseline: {', '.join(s.name for s in sets[1:])} compared with proposal-1 "
+            f"({rules[0]})",
+            highlight=False,
+        )
     options = BacktestOptions(
         videos=tuple(resolve_footage(site, footage, camera)),
         out_dir=out_dir,
