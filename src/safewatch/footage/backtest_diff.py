@@ -234,12 +234,26 @@ def score(
     # backtest incident (a real intrusion) also raised a false alarm beside it, and a change
     # that removed exactly that false alarm scored as avoiding nothing.
     paired = _pairs(past, mine, lambda i: (i.camera_id, i.rule_id), slack=slack)
+    partners: dict[int, list[Incident]] = defaultdict(list)  # backtest incident -> reviewed
+    for index, partner in paired.items():
+        partners[partner].append(past[index])
     real_raised: list[Incident] = []
     real_missed: list[Incident] = []
     false_raised: list[Incident] = []
     false_avoided: list[Incident] = []
     for index, incident in enumerate(past):
-        raised = index in paired
+        # Left unpaired, it is still raised by a backtest incident that joins it to an episode
+        # of the same verdict before or after it (a longer grace joins two live episodes into
+        # one). Not by one whose partner runs at the same time (another person, or the other
+        # verdict: the cases above).
+        raised = index in paired or any(
+            incident.camera_id == other.camera_id
+            and incident.rule_id == other.rule_id
+            and _overlap(incident, other, slack) >= 0
+            and bool(partners[j])
+            and all(p.status is incident.status and _overlap(incident, p) < 0 for p in partners[j])
+            for j, other in enumerate(mine)
+        )
         if incident.status is IncidentStatus.RESOLVED:
             (real_raised if raised else real_missed).append(incident)
         else:

@@ -159,3 +159,16 @@ def test_equal_overlaps_pair_by_zone() -> None:
     result = score([mine], [near, far])
     assert [i.id for i in result.false_raised] == ["f"]
     assert [i.id for i in result.real_missed] == ["n"]
+
+
+def test_two_real_episodes_the_rule_set_joins_are_both_raised() -> None:
+    """A longer grace joins two reviewed live episodes into one backtest incident: pairing one to
+    one left the second "missed" (recall 0.5) though the rule set raises it. One at the
+    same time as the first (another person) is still not raised by it."""
+    first = incident("first", 10, 14, status=IncidentStatus.RESOLVED, track=90)
+    second = incident("second", 15, 20, status=IncidentStatus.RESOLVED, track=91)
+    joined = [incident("j", 10, 20, track=1)]
+    assert score(joined, [first, second]).recall == 1.0
+    # At the same time as its partner, it is another person's episode: not raised by it.
+    beside = incident("beside", 11, 13, status=IncidentStatus.RESOLVED, track=92)
+    assert [i.id for i in score(joined, [first, beside]).real_missed] == ["beside"]
