@@ -33,7 +33,8 @@ behind is cut back to the next keyframe (it skips, never queues without bound), 
 no viewer for ``idle_seconds`` closes its camera connection. A blurred feed short of CPU drops
 frames (decoded, not blurred or encoded) older than ``max_lag`` rather than falling behind the
 camera, and past ``skip_lag`` waits for the next keyframe. Feeds follow site reloads: a camera
-whose source changes is reopened (its viewers get a new init), one removed or disabled ends.
+whose source changes is reopened (its viewers get a new init), one removed or disabled ends and
+ends its viewers (:meth:`Viewer.end`: the socket closes, the browser connects again).
 
 Each chunk carries the wall-clock time of its frame, computed as the recorder and the decode
 worker do (the first packet of a connection stamped with the clock, later ones by presentation
@@ -439,6 +440,7 @@ class Viewer:
     _ready: threading.Event = field(default_factory=threading.Event)
     _need_key: bool = True
     skipped: int = 0
+    ended: bool = False
 
     def offer(self, chunk: Chunk) -> None:
         """Queue ``chunk`` (the feed's thread); starts at an init, then at a keyframe."""
@@ -487,6 +489,17 @@ class Viewer:
         """Stop receiving (the feed closes when nobody is left)."""
         self.feed.leave(self)
         self._ready.set()
+
+    def end(self) -> None:
+        """The feed ended (its camera disabled or removed by a site reload, or the server
+        stopping): no chunk comes any more. Wakes the sender, which closes the socket so the
+        browser connects again (to a new feed once the camera is back); before this, a viewer of
+        a camera disabled and enabled again waited on the dead feed for good, its tile frozen."""
+        self.ended = True
+        self._ready.set()
+        if self.loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the viewer is gone
+                self.loop.call_soon_threadsafe(self._wake.set)
 
 
 class _Feed:
@@ -616,6 +629,10 @@ class _Feed:
         finally:
             self.stop.set()
             self._owner._forget(self)
+            with self._lock:  # (join refuses a viewer once stop is set)
+                left = list(self._viewers)
+            for viewer in left:
+                viewer.end()
 
     def _analysis_anchor(self) -> float | None:
         """Wall time of media time zero of the camera's analysis (a file played as a camera

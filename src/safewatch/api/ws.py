@@ -26,7 +26,9 @@ dead camera turns its tile to reconnecting within about a second of the runtime 
 ``/api/v1/ws/cameras/{id}/video`` is the camera's video at its own frame rate (fragmented MP4 for
 Media Source Extensions; heads hidden, or the raw stream for admins, audited): see
 :func:`camera_video` and :mod:`~safewatch.api.live_video`. The browser then asks the metadata
-socket for ``video=none`` and draws the overlays over the video, matched by time.
+socket for ``video=none`` and draws the overlays over the video, matched by time. A disabled
+camera's video socket, and one whose feed ends (the camera disabled or removed by a site
+reload), is closed with :data:`FEED_ENDED` (1013), on which the browser connects again.
 
 Authentication is the gate's (:mod:`safewatch.api.auth.gate`): a session cookie from this origin
 or a bearer token; anything else is closed before the handshake completes. An open socket keeps
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
     from safewatch.api.cluster_video import ClusterVideo
 
 __all__ = [
+    "FEED_ENDED",
     "close_socket",
     "cluster_video_of",
     "geometry_message",
@@ -83,7 +86,18 @@ _PING_SECONDS = 15.0
 _STATE_SECONDS = 1.0
 
 
-def _state_message(readiness: ReadinessSource | None, camera_id: str, enabled: bool) -> Any:
+FEED_ENDED = 1013
+"""Close code ("try again later") of a video socket whose camera is disabled, or whose feed
+ended (the camera disabled or removed by a site reload, the server stopping): the browser
+connects again with backoff, so the video comes back once the camera is enabled again. Not
+4404: the page stops trying on that (a camera the site does not have)."""
+
+
+def _state_message(readiness: ReadinessSource | None, dashboard: Dashboard, camera_id: str) -> Any:
+    # ``enabled`` from the site in force at each tick, not at the handshake: a camera disabled
+    # by a site reload while watched said "unknown" (the runtime no longer reports it) for good.
+    camera = dashboard.site().config.cameras.get(camera_id)
+    enabled = camera is not None and camera.enabled  # (removed: not analysed either)
     known = readiness().cameras.get(camera_id) if readiness is not None else None
     return {"type": "state", **tile_state(known, enabled=enabled).model_dump(mode="json")}
 
@@ -229,7 +243,6 @@ async def camera_feed(
     last_remote = 0
     generation = -1
     readiness = readiness_of(websocket)
-    enabled = site.cameras[camera_id].enabled
     next_state = 0.0
     try:
         async with keep_access(websocket, "viewer"), anyio.create_task_group() as group:
@@ -246,7 +259,7 @@ async def camera_feed(
                     # read (the API process asks the runtime, busy stopping at shutdown);
                     # waiting past uvicorn's 2 s made it cancel the task and log a traceback.
                     state = await anyio.to_thread.run_sync(
-                        _state_message, readiness, camera_id, enabled, abandon_on_cancel=True
+                        _state_message, readiness, dashboard, camera_id, abandon_on_cancel=True
                     )
                     await websocket.send_json(state)
                 frame = dashboard.live.latest(camera_id)
@@ -319,8 +332,11 @@ async def camera_video(
     principal = principal_of(websocket)
     dashboard = get_dashboard(websocket)
     site = dashboard.site().config
-    if camera_id not in site.cameras or not site.cameras[camera_id].enabled:
-        await refuse(websocket, 4404, f"camera {camera_id!r} not found or disabled")
+    if camera_id not in site.cameras:
+        await refuse(websocket, 4404, f"camera {camera_id!r} not found")
+        return
+    if not site.cameras[camera_id].enabled:  # may be enabled again: the browser keeps trying
+        await refuse(websocket, FEED_ENDED, f"camera {camera_id!r} is disabled")
         return
     if mode == "raw":
         if not principal.can("admin"):
@@ -355,10 +371,16 @@ async def stream_video(websocket: WebSocket, viewer: Viewer, mode: VideoMode) ->
         async with anyio.create_task_group() as group:
             group.start_soon(until_closed, websocket, done, group.cancel_scope)
             while not done.is_set():
+                ended = viewer.ended  # read first: what the feed sent before it ended goes out
                 chunks = await viewer.next(_STATE_SECONDS)
                 try:
                     for chunk in chunks:
                         await websocket.send_bytes(encode_chunk(chunk, mode, time.time()))
+                    if ended:  # no chunk comes any more: the browser connects again
+                        await websocket.close(
+                            code=FEED_ENDED, reason="the video ended (camera disabled or removed)"
+                        )
+                        break
                 except (WebSocketDisconnect, RuntimeError):  # gone between two frames
                     break
             group.cancel_scope.cancel()

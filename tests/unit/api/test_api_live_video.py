@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 import yaml
 from starlette.websockets import WebSocketDisconnect
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from api_support import (
     PASSWORD,
@@ -30,6 +32,7 @@ from api_support import (
     close_of,
     login,
     make_app,
+    served_app,
     wait_until,
     write_site,
 )
@@ -484,7 +487,13 @@ def test_only_admins_get_the_raw_stream_and_it_is_audited(
             admin.websocket_connect("/api/v1/ws/cameras/dock/video") as ws,
         ):
             ws.receive_bytes()
-        assert missing.value.code == 4404  # disabled
+        assert missing.value.code == 1013  # disabled: the browser keeps trying
+        with (
+            pytest.raises(WebSocketDisconnect) as unknown,
+            admin.websocket_connect("/api/v1/ws/cameras/gate/video") as ws,
+        ):
+            ws.receive_bytes()
+        assert unknown.value.code == 4404  # not in the site: the browser stops
     records, total = dashboard.auth.audit_records(action="live.raw_view")
     assert total == 1 and records[0].actor == "admin" and records[0].subject == "yard"
 
@@ -571,6 +580,60 @@ def test_a_feed_follows_site_reloads(tmp_path: Path) -> None:
     finally:
         viewer.close()
         video.close()
+
+
+def test_a_camera_disabled_while_watched_closes_its_video_and_comes_back(tmp_path: Path) -> None:
+    """A site reload that disables a watched camera ends its feed: the video socket is closed
+    with 1013 (the browser connects again), and the metadata socket's state says ``disabled``.
+    Before, the video socket stayed open on the dead feed for good (no close, no reconnect: the
+    tile froze on its last picture after the camera was enabled again) and the state said
+    ``unknown``. Enabled again, the video comes back on a new connection."""
+    path = write_site(tmp_path, source=str(asset(CLIP)))
+    current = {"site": load_site(path)}
+    storage = open_site_storage(current["site"])
+    dashboard = Dashboard.create(lambda: current["site"], tmp_path / "rules", storage)
+    add_users(dashboard)
+    bearer = {"Authorization": f"Bearer {dashboard.auth.create_token('viewer', 'wall').token}"}
+
+    def switch(enabled: bool) -> None:
+        site = yaml.safe_load(path.read_text())
+        site["cameras"]["yard"]["enabled"] = enabled
+        path.write_text(yaml.safe_dump(site))
+        current["site"] = load_site(path)
+
+    def states(meta: Any) -> Iterator[str]:
+        while True:
+            message = json.loads(meta.recv(timeout=10))
+            if message["type"] == "state":
+                yield message["state"]
+
+    try:
+        with served_app(dashboard) as base:
+            ws = base.replace("http", "ws", 1) + "/api/v1/ws/cameras/yard"
+            with (
+                connect(f"{ws}/video", additional_headers=bearer, max_size=None) as video,
+                connect(ws, additional_headers=bearer) as meta,
+            ):
+                assert _header(video.recv(timeout=30))["type"] == "init"
+                switch(False)
+                with pytest.raises(ConnectionClosed):
+                    deadline = time.monotonic() + 30
+                    while time.monotonic() < deadline:  # fragments until the feed notices
+                        video.recv(timeout=deadline - time.monotonic())
+                assert video.close_code == 1013, (video.close_code, video.close_reason)
+                shown = itertools.islice(states(meta), 15)  # a state a second
+                assert next((s for s in shown if s != "unknown"), None) == "disabled"
+            with (
+                pytest.raises(ConnectionClosed),
+                connect(f"{ws}/video", additional_headers=bearer) as refused,
+            ):
+                refused.recv(timeout=30)
+            assert refused.close_code == 1013, "disabled: the browser is to try again"
+            switch(True)
+            with connect(f"{ws}/video", additional_headers=bearer, max_size=None) as video:
+                assert _header(video.recv(timeout=30))["type"] == "init"
+    finally:
+        storage.close()
 
 
 def test_a_blurred_feed_short_of_cpu_drops_frames_to_stay_live(
