@@ -5,9 +5,11 @@ skips to a keyframe, and only admins get the raw stream, audited."""
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 import itertools
 import json
+import re
 import struct
 import threading
 import time
@@ -32,6 +34,7 @@ from api_support import (
     close_of,
     login,
     make_app,
+    make_dashboard,
     served_app,
     wait_until,
     write_site,
@@ -518,6 +521,64 @@ def test_a_demoted_admins_open_raw_stream_is_closed(site: tuple[Dashboard, SiteS
         code, reason = close_of(raw)
         assert code == 4403 and reason is not None and "admin" in reason, (code, reason)
         assert _header(blurred.receive_bytes())["type"] == "fragment"
+
+
+def _live_cameras(client: Any, query: str = "") -> dict[str, str | None]:
+    """``live_url`` of each camera as the Live page hands it to its script."""
+    page = client.get(f"/live{query}")
+    assert page.status_code == 200, page.text
+    found = re.search(r'data-page-data="([^"]*)"', page.text)
+    assert found is not None
+    data = json.loads(html.unescape(found.group(1)))
+    return {c["id"]: c["live_url"] for c in data["cameras"]}
+
+
+def test_a_media_servers_original_video_is_given_only_where_nothing_is_hidden(
+    tmp_path: Path,
+) -> None:
+    """A camera's ``live_url`` (its media server's player: the original video, heads visible)
+    went to every user, so viewers saw the heads the live video hides under a page saying
+    they were hidden. It is given for a camera whose privacy mode is off, and otherwise only to
+    admins: on the Live page to an admin who chose the original, written to the audit log."""
+    cameras = {
+        "yard": {
+            "source": "yard.mp4",
+            "fps": 5,
+            "models": ["coco", "ppe"],
+            "live_url": "http://m/yard/",
+        },
+        "dock": {
+            "source": "dock.mp4",
+            "fps": 5,
+            "models": ["coco"],
+            "live_url": "http://m/dock/",
+            "privacy": {"mode": "off"},
+        },
+    }
+    dashboard, storage = make_dashboard(tmp_path, site_extra={"cameras": cameras})
+    add_users(dashboard)
+    unhidden = {"yard": None, "dock": "http://m/dock/"}
+    try:
+        for role in ("viewer", "operator"):
+            with client_for(dashboard) as client:
+                login(client, role)
+                listed = {c["id"]: c["live_url"] for c in client.get("/api/v1/cameras").json()}
+                assert listed == unhidden, role
+                assert client.get("/api/v1/cameras/yard").json()["live_url"] is None
+                assert _live_cameras(client) == unhidden, role
+                assert _live_cameras(client, "?video=raw") == unhidden, role
+        assert dashboard.auth.audit_records(action="live.raw_view")[1] == 0
+        with client_for(dashboard) as admin:
+            login(admin, "admin")
+            assert _live_cameras(admin) == unhidden, "blurred unless the original is chosen"
+            assert dashboard.auth.audit_records(action="live.raw_view")[1] == 0
+            assert _live_cameras(admin, "?video=raw") == {**unhidden, "yard": "http://m/yard/"}
+            records, total = dashboard.auth.audit_records(action="live.raw_view")
+            assert total == 1 and (records[0].actor, records[0].subject) == ("admin", "yard")
+            assert records[0].detail == {"mode": "raw", "via": "live_url"}
+            assert admin.get("/api/v1/cameras/yard").json()["live_url"] == "http://m/yard/"
+    finally:
+        storage.close()
 
 
 def _feed_threads() -> list[threading.Thread]:

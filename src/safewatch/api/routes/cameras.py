@@ -4,7 +4,9 @@ MJPEG stream for viewers that cannot use the WebSocket (``<img src>``, VLC, othe
 Frames are the analysed ones (the analysis rate, e.g. 5 fps), so boxes drawn from the live
 metadata line up with them exactly; heads are hidden per the camera's privacy settings, like the
 evidence. A camera with a ``live_url`` (a media server such as MediaMTX) is shown from there at
-its native rate by the live page, with the metadata on top.
+its native rate by the live page, with the metadata on top: that is the camera's original video,
+heads not hidden, so the URL is given only where the camera hides nothing (its privacy mode is
+``off``) or to admins (:func:`camera_list`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated
 
 import anyio
@@ -35,9 +38,18 @@ _BOUNDARY = "safewatchframe"
 log = logging.getLogger(__name__)
 
 
-def camera_list(dashboard: Dashboard, readiness: ReadinessSource | None = None) -> list[CameraOut]:
+def camera_list(
+    dashboard: Dashboard, readiness: ReadinessSource | None = None, *, original: bool = False
+) -> list[CameraOut]:
     """Every camera of the site in force, with whether frames arrive and, given the runtime's
-    ``readiness``, its state (:mod:`safewatch.api.camera_state`)."""
+    ``readiness``, its state (:mod:`safewatch.api.camera_state`).
+
+    ``live_url`` (a media server's player: the camera's original video, heads visible) only for
+    a camera whose privacy mode is ``off`` (nothing is hidden from anyone there), or with
+    ``original`` (the caller's user is an admin, who may see the original; the live page
+    audits it). Sent to every viewer, it showed them the heads the live video hides, under a
+    page that said "Heads are hidden as in evidence."
+    """
     site = dashboard.site().config
     states = camera_states(readiness, {k: c.enabled for k, c in site.cameras.items()})
     cameras = []
@@ -50,7 +62,9 @@ def camera_list(dashboard: Dashboard, readiness: ReadinessSource | None = None) 
                 enabled=camera.enabled,
                 fps=camera.fps,
                 models=list(camera.models),
-                live_url=camera.live_url,
+                live_url=(
+                    camera.live_url if original or site.privacy_for(key).mode == "off" else None
+                ),
                 live=frame is not None,
                 last_frame_at=frame.received_at if frame else None,
                 width=frame.tracked.width if frame else None,
@@ -62,26 +76,35 @@ def camera_list(dashboard: Dashboard, readiness: ReadinessSource | None = None) 
 
 
 def _camera(
-    dashboard: Dashboard, camera_id: str, readiness: ReadinessSource | None = None
+    dashboard: Dashboard,
+    camera_id: str,
+    readiness: ReadinessSource | None = None,
+    *,
+    original: bool = False,
 ) -> CameraOut:
-    for camera in camera_list(dashboard, readiness):
+    for camera in camera_list(dashboard, readiness, original=original):
         if camera.id == camera_id:
             return camera
     raise NotFound("camera", camera_id)
 
 
 @router.get("", response_model=list[CameraOut], summary="List cameras")
-async def cameras(_user: Viewer, dashboard: DashboardDep, request: Request) -> list[CameraOut]:
-    """The site's cameras, whether analysed frames arrive from them, and their state."""
-    return await anyio.to_thread.run_sync(camera_list, dashboard, readiness_of(request))
+async def cameras(user: Viewer, dashboard: DashboardDep, request: Request) -> list[CameraOut]:
+    """The site's cameras, whether analysed frames arrive from them, and their state
+    (``live_url``: see :func:`camera_list`)."""
+    listed = partial(camera_list, dashboard, readiness_of(request), original=user.can("admin"))
+    return await anyio.to_thread.run_sync(listed)
 
 
 @router.get("/{camera_id}", response_model=CameraOut, summary="One camera")
 async def camera(
-    camera_id: CameraId, _user: Viewer, dashboard: DashboardDep, request: Request
+    camera_id: CameraId, user: Viewer, dashboard: DashboardDep, request: Request
 ) -> CameraOut:
     """One camera, with its state."""
-    return await anyio.to_thread.run_sync(_camera, dashboard, camera_id, readiness_of(request))
+    found = partial(
+        _camera, dashboard, camera_id, readiness_of(request), original=user.can("admin")
+    )
+    return await anyio.to_thread.run_sync(found)
 
 
 def _jpeg(dashboard: Dashboard, camera_id: str, max_width: int) -> tuple[int, bytes]:

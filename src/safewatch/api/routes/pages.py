@@ -206,8 +206,35 @@ async def home(_user: Viewer) -> RedirectResponse:
 
 @router.get("/live", response_class=HTMLResponse)
 async def live(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLResponse:
-    """Camera grid with overlays."""
-    listed = await anyio.to_thread.run_sync(camera_list, dashboard, readiness_of(request))
+    """Camera grid with overlays.
+
+    A camera's ``live_url`` (its media server's player: the original video, heads visible) is
+    given where the camera hides nothing, and otherwise only to an admin who chose the
+    original (``?video=raw``), written to the audit log (``live.raw_view``, ``via: live_url``)
+    as the raw video socket is, before the page goes out; everyone else gets the blurred video.
+    """
+    original = user.can("admin") and request.query_params.get("video") == "raw"
+    listed = await anyio.to_thread.run_sync(
+        partial(camera_list, dashboard, readiness_of(request), original=original)
+    )
+    if original:
+        site = dashboard.site().config
+        unhidden = [
+            c.id
+            for c in listed
+            if c.live_url and c.enabled and site.privacy_for(c.id).mode != "off"
+        ]
+        for camera_id in unhidden:  # (a StorageError refuses the page: nothing unaudited)
+            await anyio.to_thread.run_sync(
+                partial(
+                    dashboard.auth.audit,
+                    "live.raw_view",
+                    actor=user.username,
+                    subject=camera_id,
+                    detail={"mode": "raw", "via": "live_url"},
+                    client=client_of(request),
+                )
+            )
     cameras = [c.model_dump(mode="json") for c in listed]
     return _page(request, "live", user, dashboard, {"cameras": cameras})
 

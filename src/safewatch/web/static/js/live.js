@@ -34,6 +34,10 @@ const META_KEEP = 64;
 const META_MATCH = 1.5; // seconds: metadata further from the frame on screen is not drawn
 
 const { cameras = [] } = pageData();
+if (videoMode !== "raw" && cameras.some((c) => c.enabled && c.live_url)) {
+  const note = document.getElementById("privacy-note");
+  if (note) note.textContent = "Heads are hidden as in evidence, except in tiles marked \"original video\".";
+}
 const grid = document.getElementById("grid");
 const show = { zones: true, ids: true, ppe: true };
 for (const key of ["zones", "ids", "ppe"]) {
@@ -55,6 +59,12 @@ function tile(camera) {
   // How much of the people's time in view their PPE could be checked (the last 10 min): a low
   // share means PPE rules are silent for most people here, not that everybody complies.
   const ppe = el("span", { class: "ppe-share muted", hidden: true });
+  // The server sends live_url only where the camera hides nothing (privacy off) or to an admin
+  // who chose the original (logged): the media server's picture is the original video, so the
+  // tile says so rather than the page's "heads are hidden".
+  const original = camera.live_url
+    ? el("span", { class: "original-note warn-text" }, "original video: heads NOT hidden")
+    : null;
   const stage = el("div", { class: "stage" });
   let player = null;
   let mse = !camera.live_url && "MediaSource" in window;
@@ -69,7 +79,7 @@ function tile(camera) {
   }
   stage.append(canvas);
   const node = el("article", { class: "tile", dataset: { camera: camera.id, frames: "0", boxes: "0", state: camera.enabled ? "connecting" : "disabled" }, "aria-label": camera.name },
-    el("header", {}, el("h2", { class: "tile-name" }, camera.name), " ", state, " ", ppe, el("span", { class: "spacer" }), info),
+    el("header", {}, el("h2", { class: "tile-name" }, camera.name), " ", state, " ", original, " ", ppe, el("span", { class: "spacer" }), info),
     stage);
   if (!camera.enabled) return node;
   // The tile shows the camera's state as the runtime sees it (the WebSocket's "state" messages,
