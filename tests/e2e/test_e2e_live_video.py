@@ -178,3 +178,32 @@ def test_without_a_playable_codec_the_tile_falls_back_to_jpeg_frames(site: dict[
     assert page.locator(f"{TILE} video").count() == 0
     assert any("video=jpeg" in url for url in sockets), "the metadata socket now carries JPEGs"
     page.context.close()
+
+
+def test_a_refused_live_socket_stops_and_an_ended_session_goes_to_log_in(
+    site: dict[str, Any],
+) -> None:
+    """A socket the server closes with 4404 (no such camera) or 4403 is not retried as a
+    network failure: the tile shows the reason; 4401 (the session ended while watching) sends
+    the browser to log in, back to the Live page afterwards. Before, every tile said "server
+    unreachable, retrying..." for good."""
+    dashboard = site["dashboard"]
+    dashboard.auth.add_user("guard", PASSWORD, "viewer")
+    page, _sockets = _live_page(site, "guard")
+    _playing(page)
+    refused = page.evaluate(
+        """async () => {
+            const { liveSocket } = await import("/static/js/api.js");
+            return await new Promise((resolve) => {
+                setTimeout(() => resolve("still retrying after 20 s"), 20000);
+                liveSocket("/api/v1/ws/cameras/nope", {
+                    onMessage() {},
+                    onRefused(code, reason) { resolve([code, reason]); },
+                });
+            });
+        }"""
+    )
+    assert refused == [4404, "camera 'nope' not found"]
+    dashboard.auth.update_user("guard", active=False)
+    page.wait_for_url(re.compile(r"/login\?next=%2Flive"), timeout=30_000)
+    page.context.close()

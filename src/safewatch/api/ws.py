@@ -233,8 +233,8 @@ async def camera_feed(
     principal_of(websocket)
     dashboard = get_dashboard(websocket)
     site = dashboard.site().config
-    if camera_id not in site.cameras:
-        await websocket.close(code=4404, reason=f"camera {camera_id!r} not found")
+    if camera_id not in site.cameras:  # (accepted first: a browser sees the code, and stops)
+        await refuse(websocket, 4404, f"camera {camera_id!r} not found")
         return
     await websocket.accept()
     subscription = dashboard.live.subscribe(cameras=[camera_id])

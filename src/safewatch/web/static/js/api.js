@@ -26,6 +26,12 @@ export class ApiError extends Error {
   }
 }
 
+/** Send the browser to log in, and back to this page afterwards (an API call's 401, a live
+ *  socket closed with 4401). */
+export function toLogin() {
+  location.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+}
+
 /** Call the JSON API; throws ApiError with the server's message. */
 export async function api(path, { method = "GET", body, raw = false, signal, headers: extra = {} } = {}) {
   const headers = { Accept: "application/json", ...extra };
@@ -38,7 +44,7 @@ export async function api(path, { method = "GET", body, raw = false, signal, hea
   }
   const response = await fetch(path, { method, headers, body: payload, signal, credentials: "same-origin" });
   if (response.status === 401) {
-    location.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+    toLogin();
     throw new ApiError(401, { message: "logged out" });
   }
   if (!response.ok) {
@@ -200,8 +206,13 @@ export async function attempt(action, success) {
   }
 }
 
-/** A WebSocket to this server that reconnects with backoff. */
-export function liveSocket(path, { onMessage, onState, binaryType = "blob" }) {
+/**
+ * A WebSocket to this server that reconnects with backoff. A close that trying again cannot
+ * mend ends it: 4401 (the session or token is gone: expired, logged out, revoked) sends the
+ * browser to log in; 4403 (not allowed) and 4404 (no such camera) call onRefused(code, reason)
+ * (onState(false) without it). Before, those read as a network failure, retried for good.
+ */
+export function liveSocket(path, { onMessage, onState, onRefused, binaryType = "blob" }) {
   let socket;
   let delay = 500;
   let closed = false;
@@ -211,7 +222,13 @@ export function liveSocket(path, { onMessage, onState, binaryType = "blob" }) {
     socket.binaryType = binaryType;
     socket.onopen = () => { delay = 500; onState?.(true); };
     socket.onmessage = (event) => onMessage(event);
-    socket.onclose = () => {
+    socket.onclose = (event) => {
+      if (!closed && event.code === 4401) { closed = true; toLogin(); return; }
+      if (!closed && (event.code === 4403 || event.code === 4404)) {
+        closed = true;
+        if (onRefused) onRefused(event.code, event.reason); else onState?.(false);
+        return;
+      }
       onState?.(false);
       if (!closed) setTimeout(open, delay);
       delay = Math.min(delay * 2, 10000);

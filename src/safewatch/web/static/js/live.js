@@ -87,7 +87,15 @@ function tile(camera) {
   let shown = camera.state || null;
   let shownAt = performance.now();
   let socketUp = false;
+  let refused = null; // a socket the server refused for good (4403, 4404): its reason stays shown
   const showState = () => {
+    if (refused) {
+      state.textContent = refused;
+      state.className = "state st-cam-down";
+      node.dataset.state = "refused";
+      node.classList.add("down");
+      return;
+    }
     if (!shown) return;
     const age = shown.frame_age === null ? null : shown.frame_age + (performance.now() - shownAt) / 1000;
     const ageText = age === null ? "" : age < 2 ? "" : ` · frame ${age < 90 ? `${age.toFixed(0)} s` : `${Math.round(age / 60)} min`} old`;
@@ -152,12 +160,14 @@ function tile(camera) {
   };
   let live = null;
   let metaSocket = null;
+  const refuse = (code, reason) => { refused = reason || `refused by the server (${code})`; showState(); };
   const startVideo = () => {
     node.dataset.video = "mse";
     node.dataset.mode = videoMode;
     let videoFrames = 0;
     live = playLive(player, camera.id, videoMode, {
       onInit(header) { canvas.width = header.width; canvas.height = header.height; },
+      onRefused: refuse,
       onRelay(message) {
         node.dataset.relay = message.state;
         player.title = message.state === "streaming"
@@ -191,8 +201,10 @@ function tile(camera) {
   };
   const openMeta = (video) => { metaSocket = liveSocket(`/api/v1/ws/cameras/${encodeURIComponent(camera.id)}?video=${video}&fps=10`, {
     binaryType: "blob",
+    onRefused: refuse,
     onState(up) {
       socketUp = up;
+      if (refused) return;
       if (!up) { state.textContent = "server unreachable, retrying…"; state.className = "state st-cam-down"; node.dataset.state = "unreachable"; }
       else showState();
     },

@@ -18,7 +18,7 @@ const KEEP_BEHIND = 10; // seconds of played video kept in the SourceBuffer
  * @param {HTMLVideoElement} video
  * @param {string} cameraId
  * @param {"blurred"|"raw"} mode
- * @param {{onInit?: Function, onUnsupported?: Function, onFrame?: Function, onRelay?: Function}} hooks
+ * @param {{onInit?: Function, onUnsupported?: Function, onFrame?: Function, onRelay?: Function, onRefused?: Function}} hooks
  * @returns {{close(): void, wallAt(t: number): number|null}}
  */
 export function playLive(video, cameraId, mode, hooks = {}) {
@@ -79,6 +79,7 @@ export function playLive(video, cameraId, mode, hooks = {}) {
 
   const socket = liveSocket(`/api/v1/ws/cameras/${encodeURIComponent(cameraId)}/video?mode=${mode}`, {
     binaryType: "arraybuffer",
+    onRefused(code, reason) { hooks.onRefused?.(code, reason); },
     onMessage(event) {
       if (gaveUp) return;
       if (typeof event.data === "string") {
