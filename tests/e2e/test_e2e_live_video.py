@@ -207,3 +207,22 @@ def test_a_refused_live_socket_stops_and_an_ended_session_goes_to_log_in(
     dashboard.auth.update_user("guard", active=False)
     page.wait_for_url(re.compile(r"/login\?next=%2Flive"), timeout=30_000)
     page.context.close()
+
+
+def test_a_socket_refused_at_the_handshake_goes_to_log_in_when_the_session_is_gone(
+    site: dict[str, Any],
+) -> None:
+    """A session that ended while the server was away is refused at the handshake, where the
+    browser sees no close code: every tile retried as "unreachable" for good. The page asks who
+    it is after such a refusal and goes to log in on a 401."""
+    dashboard = site["dashboard"]
+    dashboard.auth.add_user("nightshift", PASSWORD, "viewer")
+    page, _sockets = _live_page(site, "nightshift")
+    _playing(page)
+    page.context.clear_cookies()  # the session is gone; the open sockets are not told
+    page.evaluate(
+        """() => { import("/static/js/api.js").then(({ liveSocket }) =>
+            liveSocket("/api/v1/ws/cameras/yard", { onMessage() {} })); }"""
+    )
+    page.wait_for_url(re.compile(r"/login\?next=%2Flive"), timeout=30_000)
+    page.context.close()

@@ -220,10 +220,18 @@ export function liveSocket(path, { onMessage, onState, onRefused, binaryType = "
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(`${scheme}://${location.host}${path}`);
     socket.binaryType = binaryType;
-    socket.onopen = () => { delay = 500; onState?.(true); };
+    let opened = false;
+    socket.onopen = () => { opened = true; delay = 500; onState?.(true); };
     socket.onmessage = (event) => onMessage(event);
     socket.onclose = (event) => {
       if (!closed && event.code === 4401) { closed = true; toLogin(); return; }
+      if (!closed && !opened) {
+        // Refused at the handshake (the browser shows no code): a session that ended while the
+        // server was away is refused there, and retrying would say "unreachable" for ever.
+        fetch("/api/v1/auth/me", { credentials: "same-origin" })
+          .then((answer) => { if (answer.status === 401 && !closed) { closed = true; toLogin(); } })
+          .catch(() => {});
+      }
       if (!closed && (event.code === 4403 || event.code === 4404)) {
         closed = true;
         if (onRefused) onRefused(event.code, event.reason); else onState?.(false);
