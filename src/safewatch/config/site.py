@@ -28,6 +28,7 @@ from safewatch.config.llm import LLMConfig
 from safewatch.config.runtime import RuntimeConfig, TilingConfig
 from safewatch.config.sources import source_kind
 from safewatch.config.tracing import TracingConfig
+from safewatch.config.yaml_lines import FieldValueError
 
 __all__ = [
     "MAX_BUFFER_SECONDS",
@@ -702,24 +703,28 @@ class SiteConfig(_Strict):
 
     @model_validator(mode="after")
     def _alert_routes_name_known_cameras(self) -> SiteConfig:
-        for route in self.alerts.routes:
-            for camera in route.match.cameras:
+        # FieldValueError: reported at the entry itself, not at the site file's first line.
+        for r, route in enumerate(self.alerts.routes):
+            for c, camera in enumerate(route.match.cameras):
                 if camera not in self.cameras:
                     known = ", ".join(sorted(self.cameras)) or "none"
-                    raise ValueError(
+                    raise FieldValueError(
                         f"alert route {route.id!r} matches camera {camera!r}, which is not "
-                        f"defined (defined: {known})"
+                        f"defined (defined: {known})",
+                        *("alerts", "routes", r, "match", "cameras", c),
                     )
         return self
 
     @model_validator(mode="after")
     def _cameras_name_known_models(self) -> SiteConfig:
+        # FieldValueError: reported at the entry itself, not at the site file's first line.
         for key, camera in self.cameras.items():
-            for model in camera.models:
+            for index, model in enumerate(camera.models):
                 if model not in self.models:
                     known = ", ".join(sorted(self.models)) or "none"
-                    raise ValueError(
+                    raise FieldValueError(
                         f"camera {key!r} uses model {model!r}, which is not defined "
-                        f"(defined: {known})"
+                        f"(defined: {known})",
+                        *("cameras", key, "models", index),
                     )
         return self

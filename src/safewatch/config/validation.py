@@ -20,7 +20,7 @@ from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
 from safewatch.config.secrets import MIN_LENGTH
-from safewatch.config.yaml_lines import LocatedDocument, PathKey, format_path
+from safewatch.config.yaml_lines import FieldValueError, LocatedDocument, PathKey, format_path
 from safewatch.errors import ConfigError
 
 __all__ = ["ConfigErrors", "validate_document"]
@@ -159,6 +159,9 @@ def _to_config_error(
     error: ErrorDetails, document: LocatedDocument, model: type[BaseModel]
 ) -> ConfigError:
     loc = tuple(error["loc"])
+    located = (error.get("ctx") or {}).get("error")
+    if isinstance(located, FieldValueError):
+        loc = (*loc, *located.loc)
     path, value, exists = _resolve(loc, document.data)
     if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
         discriminator = str((error.get("ctx") or {}).get("discriminator", "kind")).strip("'")
@@ -174,7 +177,9 @@ def _to_config_error(
             message = message.replace(value, "***")
     elif raw is not None and isinstance(value, str) and value:
         message = message.replace(value, raw)
-    if exists and error["type"] not in _NO_VALUE_ECHO and isinstance(value, _SCALARS):
+    # A FieldValueError's message names the value it is about already.
+    echo = error["type"] not in _NO_VALUE_ECHO and not isinstance(located, FieldValueError)
+    if exists and echo and isinstance(value, _SCALARS):
         if raw is not None:
             message = f"{message} (got {raw!r})"
         elif secret:

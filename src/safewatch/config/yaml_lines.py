@@ -25,7 +25,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from safewatch.errors import ConfigError
 
-__all__ = ["LocatedDocument", "PathKey", "format_path", "parse_yaml"]
+__all__ = ["FieldValueError", "LocatedDocument", "PathKey", "format_path", "parse_yaml"]
 
 PathKey = tuple[str | int, ...]
 """A location in a document: mapping keys (str) and sequence indexes (int)."""
@@ -76,6 +76,25 @@ def format_path(path: PathKey) -> str:
         else:
             out += f".{part}" if out else part
     return out
+
+
+class FieldValueError(ValueError):
+    """A model validator's error about one field below the model, not the model as a whole.
+
+    Pydantic locates an error raised by a ``model_validator`` at the model itself, so a
+    cross-field check (a camera naming an undefined model) was reported at the line of the
+    model's first key (``version: 1`` for the site file) with no field. Raising this instead
+    lets :func:`safewatch.config.validation.validate_document` locate it at ``loc`` below the
+    model (file, line and field), as it locates any field's error.
+
+    Attributes:
+        loc: Path from the validated model to the offending field, e.g.
+            ``("cameras", "yard", "models", 1)``.
+    """
+
+    def __init__(self, message: str, *loc: int | str) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,20 @@ def test_relative_path_to_site_resolves_against_its_folder(
             "    models: [coco, coco]\n",
             "site.yaml:11: cameras.yard.models: lists a model twice",
         ),
+        (  # a cross-field check names the entry, not the file's first line (`version: 1`)
+            "    models: [coco]\n",
+            "    models:\n      - coco\n      - pp\n",
+            "site.yaml:13: cameras.yard.models[1]: camera 'yard' uses model 'pp', which is not "
+            "defined (defined: coco)",
+        ),
+        (
+            "    models: [coco]\n",
+            "    models: [coco]\nalerts:\n  channels:\n    hook: {type: webhook, url: "
+            "'https://hooks.example/x'}\n  routes:\n    - id: r\n      channels: [hook]\n"
+            "      match:\n        cameras: [yard, gate]\n",
+            "site.yaml:19: alerts.routes[0].match.cameras[1]: alert route 'r' matches camera "
+            "'gate', which is not defined (defined: yard)",
+        ),
         (  # the API's paths and filters could not name such a camera
             "  yard:\n",
             "  Süd tor:\n",
