@@ -11,7 +11,6 @@ from safewatch.cli.app import app, out
 
 if TYPE_CHECKING:
     from safewatch.config.loader import LoadedSite
-    from safewatch.config.site import CameraConfig
 
 __all__ = ["check_config"]
 
@@ -83,26 +82,6 @@ def site_helper_models(site: LoadedSite) -> list[tuple[str, Path | str]]:
     return loaded
 
 
-def source_problem(camera_id: str, camera: CameraConfig, base_dir: Path) -> str | None:
-    """Why a file camera's ``source`` cannot be read (no such file, a catalogue video not
-    downloaded, a scheme no source reads), else ``None``. The file is only looked for, not decoded,
-    and a camera URL or device is not connected to: ``serve`` reconnects to those, and a check
-    should not hang on a camera that is down. Without this a typo in a path passed check-config
-    and only ``serve`` refused it."""
-    from safewatch.config.sources import source_kind
-    from safewatch.errors import SourceError
-    from safewatch.ingest.factory import file_source_path
-
-    source = camera.source.strip()
-    if source_kind(source) != "file":
-        return None
-    try:
-        path = file_source_path(camera_id, source, base_dir)
-    except SourceError as exc:
-        return str(exc).removeprefix(f"camera {camera_id!r}: ")
-    return None if path.is_file() else f"source {source!r}: no file at {path}"
-
-
 @app.command("check-config")
 def check_config(
     config: Annotated[Path, typer.Argument(help="Site file (safewatch.yaml).")],
@@ -117,13 +96,14 @@ def check_config(
     and face detectors that only disabled cameras (or no camera) use are pulled and checked too,
     so switching a camera on later holds no surprise; one that cannot be had (offline, not in the
     mirror) is listed as not checked and does not fail the check, since serve never loads it.
-    A file camera's source must exist (camera URLs are not connected to), and the database URL
-    must parse (the database is not connected to).
+    A file camera's source must open as a video (camera URLs are not connected to), and the
+    database URL must parse (the database is not connected to).
     """
     from safewatch.cli.fetch import fetch_site_files
     from safewatch.config.loader import load_site
     from safewatch.detect.model_check import check_model
     from safewatch.errors import SourceError
+    from safewatch.ingest.factory import source_problem
     from safewatch.rules import load_rules
     from safewatch.storage import resolve_url
 

@@ -23,7 +23,7 @@ from safewatch.ingest.redact import redact_url
 from safewatch.ingest.source import Source
 from safewatch.ingest.state import StateListener
 
-__all__ = ["LiveTiming", "file_source_path", "open_source"]
+__all__ = ["LiveTiming", "file_source_path", "open_source", "source_problem"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +142,30 @@ def open_source(
             field=f"cameras.{camera_id}.loop",
         )
     return FileSource(camera_id, path, fps=config.fps, origin=origin, on_state=on_state)
+
+
+def source_problem(camera_id: str, config: CameraConfig, base_dir: Path) -> str | None:
+    """Why a file camera's ``source`` cannot be read, else ``None``: no such file, a catalogue
+    video not downloaded, a scheme no source reads, or a file that does not open as a video.
+
+    The file is opened and closed as ``audit`` opens each video up front
+    (:func:`safewatch.footage.audit.check_videos`): an empty, truncated or non-video file
+    passed ``check-config`` (which only looked for it), and ``serve`` then dropped the camera for
+    good; a site reload to such a file replaced a working camera with none. A camera URL or
+    device is not connected to: ``serve`` reconnects to those, and a check should not hang on a
+    camera that is down. Used by ``check-config`` and the site reload.
+    """
+    source = config.source.strip()
+    if source_kind(source) != "file":
+        return None
+    try:
+        path = file_source_path(camera_id, source, base_dir)
+    except SourceError as exc:
+        return str(exc).removeprefix(f"camera {camera_id!r}: ")
+    if not path.is_file():
+        return f"source {source!r}: no file at {path}"
+    try:
+        open_source(camera_id, config, base_dir=base_dir).close()
+    except SourceError as exc:
+        return f"source {source!r}: {exc}"
+    return None

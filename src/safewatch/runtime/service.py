@@ -44,7 +44,7 @@ from safewatch.detect.onnx_detector import OnnxDetector
 from safewatch.detect.pool import DetectorFactory, DetectorPool
 from safewatch.detect.protocol import Detector
 from safewatch.domain import Zone
-from safewatch.errors import ConfigError, ModelError, SafewatchError, StorageError
+from safewatch.errors import ConfigError, ModelError, SafewatchError, SourceError, StorageError
 from safewatch.heap import freeze_start_up_objects
 from safewatch.incidents.abandoned import close_abandoned_incidents
 from safewatch.incidents.faces import face_detector
@@ -52,6 +52,7 @@ from safewatch.incidents.manager import IncidentChange, IncidentManager
 from safewatch.incidents.recorder import EvidenceRecorder
 from safewatch.incidents.site_storage import SiteStorage, clip_spool, open_site_storage
 from safewatch.incidents.witness import ChainWitness, WitnessWriter
+from safewatch.ingest.factory import source_problem
 from safewatch.pipeline.stages import build_tracker
 from safewatch.pipeline.step import FrameListener
 from safewatch.rules import calibrations_from_site, load_rules
@@ -458,6 +459,7 @@ class RuntimeService:
             try:
                 new = load_site(self._site.path)
                 self._check_calibrations_kept(new)
+                self._check_new_file_sources(new)
                 rebuilt = self._detectors.update(models_to_load(new))
                 self._check_face_models(new)
             except SafewatchError as error:
@@ -556,6 +558,32 @@ class RuntimeService:
                 f"{new.path}: the calibration of {'; '.join(lost)} is removed, but those rules "
                 "measure in metres there: change or disable them first"
             )
+
+    def _check_new_file_sources(self, new: LoadedSite) -> None:
+        """Refuse a site file whose new, newly enabled or re-pointed file camera does not open.
+
+        The reload was accepted and the camera's worker then failed on its file (empty,
+        truncated, not a video), so an edit of a working camera's ``source`` replaced it with
+        none until the next restart. Opened as ``check-config`` opens it
+        (:func:`safewatch.ingest.factory.source_problem`); cameras whose source and switch are
+        unchanged are not looked at again (their fate does not depend on this reload).
+
+        Raises:
+            SourceError: Each such camera and why its file cannot be read.
+        """
+        old = self._site.config.cameras
+        problems = []
+        for camera_id, camera in new.config.cameras.items():
+            before = old.get(camera_id)
+            if not camera.enabled or (
+                before is not None and before.enabled and before.source == camera.source
+            ):
+                continue
+            problem = source_problem(camera_id, camera, new.base_dir)
+            if problem is not None:
+                problems.append(f"camera {camera_id!r}: {problem}")
+        if problems:
+            raise SourceError(f"{new.path}: " + "; ".join(problems))
 
     # -- cluster ownership (safewatch.runtime.cluster_owner) ---------------------------------
 

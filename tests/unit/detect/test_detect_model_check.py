@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import yaml
@@ -34,13 +35,25 @@ def hardhat_model(path: Path, value: float) -> Path:
     return constant_model(path, {"output0": out}, metadata=meta)
 
 
+def tiny_video(path: Path) -> Path:
+    """A three-frame MPEG-4 file: check-config opens a file camera's source as a video."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for _ in range(3):
+            frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="bgr24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
 def site_with(folder: Path, model: Path) -> Path:
     site = {
         "version": 1,
         "models": {"ppe": {"path": str(model), "format": "yolov8"}},
         "cameras": {"yard": {"source": "yard.mp4", "models": ["ppe"]}},
     }
-    (folder / "yard.mp4").touch()  # check-config looks for a file source, never decodes it
+    tiny_video(folder / "yard.mp4")
     path = folder / "site.yaml"
     path.write_text(yaml.safe_dump(site))
     return path
@@ -161,6 +174,22 @@ def test_check_config_checks_what_only_a_disabled_camera_uses_when_it_can_be_had
     assert f"privacy.faces yunet: {cache / 'yunet.onnx'}: loads" in result.stdout
 
 
+@pytest.mark.parametrize("content", [b"", b"hello\n", b"\x00\x00\x00\x18ftypisom" + bytes(64)])
+def test_check_config_refuses_a_file_source_that_is_not_a_video(
+    tmp_path: Path, content: bytes
+) -> None:
+    """An empty, non-video or truncated (no index) file camera source passed check-config,
+    which only looked for the file; serve then dropped the camera for good. It is now opened
+    as ``audit`` opens its videos, and named."""
+    site = site_with(tmp_path, hardhat_model(tmp_path / "ok.onnx", 0.0))
+    (tmp_path / "yard.mp4").write_bytes(content)
+    result = check_config(site)
+    assert result.returncode == 2, result.stdout
+    assert f"camera 'yard': source 'yard.mp4': cannot open video file {tmp_path / 'yard.mp4'}" \
+        in " ".join(result.stderr.split())  # fmt: skip
+    assert "Traceback" not in result.stderr
+
+
 def test_check_config_refuses_a_file_source_that_does_not_exist(tmp_path: Path) -> None:
     """A typo in a file camera's path passed check-config and only ``serve`` refused it. Camera
     URLs are not connected to; a disabled camera's missing file is said, not failed."""
@@ -177,7 +206,7 @@ def test_check_config_refuses_a_file_source_that_does_not_exist(tmp_path: Path) 
     assert "Traceback" not in result.stderr
 
     (tmp_path / "clips").mkdir()
-    (tmp_path / "clips" / "typo.mp4").touch()
+    tiny_video(tmp_path / "clips" / "typo.mp4")
     result = check_config(site)
     assert result.returncode == 0, result.stderr
     assert "camera gate: 1 model(s)" in result.stdout

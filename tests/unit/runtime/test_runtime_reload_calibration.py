@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from runtime_fakes import RecordingDetector
+from runtime_fakes import RecordingDetector, moving_square_video
 
 from api_support import write_site
 from safewatch.config.loader import load_site
@@ -71,6 +71,7 @@ def _served(tmp_path: Path) -> tuple[Path, dict[str, Any], RuntimeService, _Supe
     for model in ("model.onnx", "ppe.onnx"):  # the reload resolves them (a fake detects)
         (tmp_path / model).write_bytes(b"")
     (tmp_path / "rules" / "yard.yaml").write_text(RULES)
+    moving_square_video(tmp_path / "yard.mp4")  # a camera a reload enables must open
     service = RuntimeService(
         load_site(path),
         ServeOptions(rules=tmp_path / "rules", http=False),

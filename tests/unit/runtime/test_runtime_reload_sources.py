@@ -1,0 +1,70 @@
+"""A site reload to a file camera source that does not open is refused; the running one stays."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from pathlib import Path
+
+import yaml
+from runtime_fakes import RecordingDetector, moving_square_video
+
+from api_support import write_site
+from safewatch.config.loader import load_site
+from safewatch.runtime.camera_worker import WorkerSpec
+from safewatch.runtime.service import RuntimeService, ServeOptions
+from safewatch.runtime.supervisor import ReloadPlan
+
+
+class _Recording:
+    """Records what it is asked to run (nothing starts)."""
+
+    def __init__(self) -> None:
+        self.applied: list[dict[str, WorkerSpec]] = []
+
+    def apply(self, specs: Mapping[str, WorkerSpec], restart: Collection[str] = ()) -> ReloadPlan:
+        self.applied.append(dict(specs))
+        return ReloadPlan(unchanged=tuple(sorted(specs)))
+
+
+def _point(path: Path, camera: str, source: str, *, enabled: bool = True) -> None:
+    site = yaml.safe_load(path.read_text())
+    site["cameras"][camera].update(source=source, enabled=enabled)
+    path.write_text(yaml.safe_dump(site))
+
+
+def test_a_reload_to_a_file_that_is_not_a_video_keeps_the_working_camera(tmp_path: Path) -> None:
+    """The reload was accepted and the camera's worker then failed on the empty file, so an
+    edit of a working camera's source replaced it with none until a restart."""
+    moving_square_video(tmp_path / "yard.mp4")
+    path = write_site(tmp_path)
+    for model in ("model.onnx", "ppe.onnx"):  # the reload resolves them (a fake detects)
+        (tmp_path / model).write_bytes(b"")
+    service = RuntimeService(
+        load_site(path),
+        ServeOptions(rules=tmp_path / "rules", http=False),
+        detector_factory=lambda *_: RecordingDetector(),
+    )
+    supervisor = _Recording()
+    service._supervisor = supervisor  # type: ignore[assignment]
+
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    _point(path, "yard", "empty.mp4")
+    assert service.reload_site() is None
+    health = service.status.site_health
+    assert not health.ok
+    assert f"camera 'yard': source 'empty.mp4': cannot open video file {tmp_path / 'empty.mp4'}" \
+        in health.message  # fmt: skip
+    assert service.site.config.cameras["yard"].source == "yard.mp4"
+    assert supervisor.applied == []
+
+    # switching on a camera whose file is not a video is refused the same way
+    (tmp_path / "dock.mp4").write_bytes(b"not a video")
+    _point(path, "yard", "yard.mp4")
+    _point(path, "dock", "dock.mp4")
+    assert service.reload_site() is None
+    assert "camera 'dock': source 'dock.mp4': cannot open" in service.status.site_health.message
+
+    moving_square_video(tmp_path / "dock.mp4")
+    assert service.reload_site() is not None
+    assert service.status.site_health.ok
+    assert service.site.config.cameras["dock"].enabled
