@@ -199,6 +199,14 @@ def _validation_error(_request: Request, exc: Exception) -> Response:
     details = []
     for error in exc.errors():
         loc = [str(part) for part in error.get("loc", ())]
+        if error.get("type") == "json_invalid":
+            # Its loc is ("body", <character offset>): the offset read as a field ("1: JSON
+            # decode error", field "1"); it is a position in the body, and no field is at fault.
+            position = f" at character {loc[1]}" if len(loc) > 1 else ""
+            reason = str((error.get("ctx") or {}).get("error") or "").strip()
+            message = f"malformed JSON{position}" + (f": {reason}" if reason else "")
+            details.append(ErrorDetail(message=message, field=None))
+            continue
         where = ".".join(loc[1:] if loc and loc[0] in ("body", "query", "path") else loc)
         details.append(ErrorDetail(message=str(error.get("msg", "invalid")), field=where or None))
     first = details[0] if details else None

@@ -113,6 +113,28 @@ def test_lifecycle_and_notes_land_in_the_timeline(
     assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
 
 
+def test_a_malformed_json_body_is_said_to_be_malformed_json(
+    site: tuple[Dashboard, SiteStorage], operator: tuple[TestClient, str]
+) -> None:
+    """The JSON decoder's character offset was read as a field: "invalid request: 1: JSON
+    decode error", with field "1"."""
+    _, storage = site
+    client, csrf = operator
+    found = incident(1)
+    storage.repository.upsert(found)
+    bad = client.post(
+        f"/api/v1/incidents/{found.id}/transition",
+        content=b"{bad json",
+        headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"},
+    )
+    assert (bad.status_code, bad.json()["error"]) == (422, "invalid_request")
+    assert bad.json()["message"] == (
+        "invalid request: malformed JSON at character 1: Expecting property name enclosed in "
+        "double quotes"
+    )
+    assert [detail["field"] for detail in bad.json()["details"]] == [None]
+
+
 def test_a_decision_takes_as_long_a_note_as_the_note_box(
     site: tuple[Dashboard, SiteStorage], operator: tuple[TestClient, str]
 ) -> None:
