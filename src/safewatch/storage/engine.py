@@ -44,6 +44,10 @@ BUSY_TIMEOUT_MS = 5000
 """How long an SQLite writer waits for a lock before failing (milliseconds)."""
 
 
+_BACKENDS = ("sqlite", "postgresql")
+"""The databases safewatch supports (its migrations and queries are tested on these)."""
+
+
 def _is_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite"
 
@@ -80,24 +84,38 @@ def resolve_url(url: str, base_dir: Path) -> URL:
     """Parse ``url`` and make a relative SQLite file path absolute under ``base_dir``.
 
     Raises:
-        StorageError: The URL cannot be parsed. The message shows it redacted, never raw or as
-            its ``repr`` (a URL that does not parse still holds its password), and a port that
-            is not a number is said so (``make_url`` raises a bare ``ValueError`` for it, which
-            was a traceback).
+        StorageError: The URL cannot be parsed, or names a database other than SQLite and
+            PostgreSQL (``postgres://`` is said to be ``postgresql://``). The message shows it
+            redacted, never raw or as its ``repr`` (a URL that does not parse still holds its
+            password), and a port that is not a number is said so (``make_url`` raises a bare
+            ``ValueError`` for it, which was a traceback).
     """
     from safewatch.ingest.redact import redact_url
 
     try:
         parsed = make_url(url)
     except ArgumentError:
+        # Placeholders in <>: a user:password@ in the hint was masked like a real one (***:***).
         raise StorageError(
             f"invalid database URL {redact_url(url)}: not of the form "
-            "dialect+driver://user:password@host:port/database (or sqlite:///path)"
+            "postgresql://<user>:<password>@<host>:<port>/<database> or sqlite:///<path>"
         ) from None
     except ValueError:  # the only one make_url raises: int() of the port
         raise StorageError(
             f"invalid database URL {redact_url(url)}: the port is not a number"
         ) from None
+    # Said here, so check-config refuses them too: SQLAlchemy's own words were "Can't load
+    # plugin: sqlalchemy.dialects:postgres" (Heroku-style postgres://) and, for another
+    # database, the missing driver ("No module named 'MySQLdb'").
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        raise StorageError(
+            f"invalid database URL {redact_url(url)}: use postgresql://, not postgres://"
+        )
+    if backend not in _BACKENDS:
+        raise StorageError(
+            f"unsupported database {redact_url(url)}: safewatch supports sqlite and postgresql"
+        )
     if _is_sqlite(parsed) and not _is_memory(parsed):
         path = Path(str(parsed.database)).expanduser()
         if not path.is_absolute():

@@ -481,6 +481,41 @@ def test_database_urls_are_shown_without_their_secrets(
             assert "Hunter2Secret" not in printed.err + printed.out
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (  # was "Can't load plugin: sqlalchemy.dialects:postgres"
+            "postgres://sw:Hunter2Secret@db.local/sw",
+            "error: invalid database URL postgres://***:***@db.local/sw: use postgresql://, not "
+            "postgres://",
+        ),
+        (  # was "No module named 'MySQLdb'"
+            "mysql://db.local/sw",
+            "error: unsupported database mysql://db.local/sw: safewatch supports sqlite and "
+            "postgresql",
+        ),
+        (  # the hint's own user:password@ was masked as a secret: "dialect+driver://***:***@"
+            "notaurl",
+            "error: invalid database URL notaurl: not of the form "
+            "postgresql://<user>:<password>@<host>:<port>/<database> or sqlite:///<path>",
+        ),
+    ],
+)
+def test_database_urls_safewatch_cannot_use_are_said_so(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    expected: str,
+) -> None:
+    config = site_with_database(tmp_path, url)
+    for command in (["db", "current", "-c", str(config)], ["check-config", str(config)]):
+        assert run_main(monkeypatch, *command) == 2, command
+        printed = capsys.readouterr()
+        assert " ".join(printed.err.split()) == expected, command
+        assert "Hunter2Secret" not in printed.err + printed.out
+
+
 def test_error_lines_are_printed_as_text_not_markup(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
