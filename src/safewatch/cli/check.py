@@ -55,15 +55,15 @@ def site_helper_models(site: LoadedSite) -> list[tuple[str, Path | str]]:
 
     from safewatch.errors import ModelError
     from safewatch.incidents.faces import FaceDetector
-    from safewatch.track.head_check import HeadClassifier, head_classifier_file
+    from safewatch.track.head_check import load_head_classifier
 
     blank = np.zeros((64, 64, 3), np.uint8)
     loaded: list[tuple[str, Path | str]] = []
     tracker = site.config.tracker
     if tracker.head_classifier:
-        path = head_classifier_file(tracker.head_classifier, site.base_dir)
-        HeadClassifier(path).classify(blank, np.array([[8.0, 8.0, 40.0, 40.0]]))
-        loaded.append((f"tracker.head_classifier {tracker.head_classifier}", path))
+        classifier = load_head_classifier(tracker.head_classifier, site.base_dir)
+        classifier.classify(blank, np.array([[8.0, 8.0, 40.0, 40.0]]))
+        loaded.append((f"tracker.head_classifier {tracker.head_classifier}", classifier.path))
     faces = {f"tracker.face_subjects {tracker.face_subjects}": (tracker.face_subjects, True)}
     for camera_id, camera in site.config.cameras.items():
         name = site.config.privacy_for(camera_id).face_model

@@ -21,7 +21,7 @@ from safewatch.errors import ConfigError
 from safewatch.incidents.faces import face_detector
 from safewatch.track import PERSON, CameraTracker, PPEVocabulary
 from safewatch.track.camera import HEAD_ITEM
-from safewatch.track.head_check import HeadClassifier, HeadVerifier, head_classifier_file
+from safewatch.track.head_check import HeadVerifier, load_head_classifier
 from safewatch.track.ppe import NEGATIVE_PREFIX
 
 __all__ = [
@@ -210,8 +210,9 @@ def build_tracker(site: LoadedSite, camera_id: str, camera: CameraConfig) -> Cam
     verifier = None
     configured = site.config.tracker.head_classifier
     if configured:
-        classifier = HeadClassifier(
-            head_classifier_file(configured, site.base_dir),
+        classifier = load_head_classifier(
+            configured,
+            site.base_dir,
             thresholds={str(k): v for k, v in site.config.tracker.head_thresholds.items()},
         )
         verifier = HeadVerifier(classifier)

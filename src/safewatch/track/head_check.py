@@ -33,11 +33,15 @@ from safewatch.errors import ModelError
 from safewatch.track.head_crops import crop_heads, head_from_person
 from safewatch.track.ppe import Observation
 
-__all__ = ["HeadClassifier", "HeadVerifier", "head_classifier_file"]
+__all__ = ["HeadClassifier", "HeadVerifier", "head_classifier_file", "load_head_classifier"]
 
 _STATES = {"hardhat": PPEState.PRESENT, "bare": PPEState.ABSENT}
 VERIFIED_INDEX = -1
 """``Observation.index`` of an observation made by the verifier (no detection row behind it)."""
+
+
+_METADATA = ("classes", "input_size", "thresholds")
+"""The metadata keys a head classifier's ``.onnx`` file carries (JSON values)."""
 
 
 class HeadClassifier:
@@ -64,13 +68,20 @@ class HeadClassifier:
                 str(path), options, providers=["CPUExecutionProvider"]
             )
             meta = self._session.get_modelmeta().custom_metadata_map
+        except Exception as exc:  # ONNX Runtime raises its own exception types
+            raise ModelError(f"{path}: cannot load the head classifier: {exc}") from exc
+        # Named, as the face detector names its missing outputs: a detection model given here
+        # was "not a head classifier ('classes')", the bare KeyError.
+        missing = [key for key in _METADATA if key not in meta]
+        if missing:
+            raise ModelError(f"{path}: not a head classifier (no metadata {missing})")
+        try:
             self.classes: tuple[str, ...] = tuple(json.loads(meta["classes"]))
             self.size = int(meta["input_size"])
             calibrated: dict[str, float] = json.loads(meta["thresholds"])
-        except (KeyError, ValueError) as exc:
-            raise ModelError(f"{path}: not a head classifier ({exc})") from exc
-        except Exception as exc:  # ONNX Runtime raises its own exception types
-            raise ModelError(f"{path}: cannot load the head classifier: {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{path}: not a head classifier (bad metadata: {exc})") from exc
+        self.path = path
         self.thresholds = {**calibrated, **(thresholds or {})}
         self._input = self._session.get_inputs()[0].name
 
@@ -173,3 +184,19 @@ def head_classifier_file(name_or_path: str, base_dir: Path) -> Path:
     from safewatch.detect.catalogue import resolve
 
     return resolve(name_or_path, base_dir)
+
+
+def load_head_classifier(
+    name_or_path: str, base_dir: Path, *, thresholds: Mapping[str, float] | None = None
+) -> HeadClassifier:
+    """The head classifier a site's ``tracker.head_classifier`` names, loaded.
+
+    Raises:
+        ModelError: Not found or not a head classifier; the message starts with the setting,
+            as a face detector's does (``privacy.faces: ...``), so a path alone does not leave
+            the user to guess which part of the site file named it.
+    """
+    try:
+        return HeadClassifier(head_classifier_file(name_or_path, base_dir), thresholds=thresholds)
+    except ModelError as exc:
+        raise ModelError(f"tracker.head_classifier: {exc}") from exc

@@ -190,6 +190,23 @@ def test_check_config_refuses_a_file_source_that_is_not_a_video(
     assert "Traceback" not in result.stderr
 
 
+def test_check_config_names_the_setting_and_the_metadata_a_head_classifier_lacks(
+    tmp_path: Path,
+) -> None:
+    """A detection model given as the head classifier was "<path>: not a head classifier
+    ('classes')": no setting named, and a bare KeyError for the reason."""
+    model = hardhat_model(tmp_path / "ok.onnx", 0.0)
+    site = site_with(tmp_path, model)
+    data = yaml.safe_load(site.read_text())
+    data["tracker"] = {"head_classifier": str(model)}
+    site.write_text(yaml.safe_dump(data))
+    result = check_config(site)
+    assert result.returncode == 2, result.stdout
+    assert f"tracker.head_classifier: {model}: not a head classifier (no metadata ['classes', " \
+        "'input_size', 'thresholds'])" in " ".join(result.stderr.split())  # fmt: skip
+    assert "Traceback" not in result.stderr
+
+
 def test_check_config_refuses_a_file_source_that_does_not_exist(tmp_path: Path) -> None:
     """A typo in a file camera's path passed check-config and only ``serve`` refused it. Camera
     URLs are not connected to; a disabled camera's missing file is said, not failed."""
