@@ -30,7 +30,11 @@ def parse_start(text: str, timezone: str, *, name: str = "start") -> float:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ConfigError(f"{text!r} is not an ISO 8601 time ({exc})", field=name) from exc
+        reason = str(exc)
+        if reason.startswith("offset must be a timedelta"):
+            # Python's own words are its timedelta reprs ("not datetime.timedelta(days=1, ...)").
+            reason = "the UTC offset must be less than ±24:00"
+        raise ConfigError(f"{text!r} is not an ISO 8601 time ({reason})", field=name) from exc
     local = moment.tzinfo is None
     if local:
         moment = moment.replace(tzinfo=ZoneInfo(timezone))

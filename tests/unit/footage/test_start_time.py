@@ -28,6 +28,16 @@ def test_errors_name_the_option_once(text: str, message: str) -> None:
     assert str(caught.value).startswith(message)
 
 
+def test_an_offset_beyond_a_day_is_said_in_words() -> None:
+    """Python's reason was its repr: "... not datetime.timedelta(days=1, seconds=3600)."."""
+    with pytest.raises(ConfigError) as caught:
+        parse_start("2026-01-01T00:00:00+25:00", "UTC", name="--start")
+    assert str(caught.value) == (
+        "--start: '2026-01-01T00:00:00+25:00' is not an ISO 8601 time (the UTC offset must be "
+        "less than ±24:00)"
+    )
+
+
 def test_a_local_time_the_clocks_skip_is_refused_with_an_offset_to_give() -> None:
     """02:30 on a spring-forward night was read as if the clocks had not changed, silently."""
     with pytest.raises(ConfigError) as caught:
