@@ -339,11 +339,23 @@ class AuditJobs:
         """A submitted ``start`` (ISO 8601; without a zone, the site's) as Unix seconds.
 
         Raises:
-            ConfigError: Not ISO 8601, or out of range (before anything is queued).
+            ApiError: 422 ``invalid_request`` (a request parameter, as docs/api.md says, not
+                the site's configuration: it was ``invalid_config``): not ISO 8601, or out of
+                range (before anything is queued).
         """
+        from safewatch.api.errors import ApiError, ErrorDetail  # it imports this module
+
         if not text:
             return None
-        return parse_start(text, self._dashboard.site().config.site.timezone)
+        try:
+            return parse_start(text, self._dashboard.site().config.site.timezone)
+        except ConfigError as exc:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"invalid request: {exc.format()}",
+                details=[ErrorDetail(message=exc.message, field=exc.field)],
+            ) from None
 
     def _new(
         self,
@@ -372,8 +384,8 @@ class AuditJobs:
         first frame's wall-clock time (ISO 8601), ``None`` for its ``creation_time``.
 
         Raises:
-            ConfigError: No folder is allowed, the path is outside the allowed folders, or
-                ``start`` is no time.
+            ConfigError: No folder is allowed, or the path is outside the allowed folders.
+            ApiError: ``start`` is no time.
             SourceError: Not a video file.
         """
         began = self._start(start)
@@ -463,7 +475,7 @@ class AuditJobs:
         for :meth:`submit_path`.
 
         Raises:
-            ConfigError: ``start`` is no time.
+            ApiError: ``start`` is no time.
             SourceError: Not a video file name, or larger than the limit.
         """
         began = self._start(start)

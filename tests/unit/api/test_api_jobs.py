@@ -54,6 +54,18 @@ def test_audit_jobs_refuse_paths_outside_allowed_folders_and_non_videos(tmp_path
                 headers=headers,
             )
             assert unknown.status_code == 404
+            # a request parameter (docs/api.md): it was invalid_config, as for the site file
+            undated = client.post(
+                "/api/v1/audit-jobs/upload",
+                files={"video": ("clip.mp4", b"\x00" * 10, "video/mp4")},
+                data={"camera": "yard", "start": "yesterday"},
+                headers=headers,
+            )
+            assert (undated.status_code, undated.json()["error"]) == (422, "invalid_request")
+            assert undated.json()["message"].startswith(
+                "invalid request: start: 'yesterday' is not an ISO 8601 time"
+            )
+            assert [d["field"] for d in undated.json()["details"]] == ["start"]
             assert client.get("/api/v1/audit-jobs").json() == []
     finally:
         storage.close()
