@@ -157,10 +157,25 @@ def run_job(
 
     The one run of a job, whether the API node runs it (one host) or an analyzer that claimed
     it (``serve --cluster``, :mod:`safewatch.runtime.job_runner`).
+
+    Raises:
+        SafewatchError: The run failed; an uploaded video (its copy in ``folder``) is named by
+            its file name, as the user uploaded it.
     """
-    if job.kind == "backtest":
-        return _backtest(env, job, video, folder, cache_dir, started, progress)
-    return _audit(env, job, video, folder, started, progress)
+    try:
+        if job.kind == "backtest":
+            return _backtest(env, job, video, folder, cache_dir, started, progress)
+        return _audit(env, job, video, folder, started, progress)
+    except SafewatchError as exc:
+        # The job's message read "cannot open video file /srv/.../_jobs/<id>/input.mp4": the
+        # server's own folders, told to a user who uploaded "clip.mp4".
+        if isinstance(exc, JobCancelled) or not video.is_relative_to(folder):
+            raise
+        text = str(exc)
+        shown = text.replace(str(video.resolve()), job.video).replace(str(video), job.video)
+        if shown == text:
+            raise
+        raise SafewatchError(shown) from exc
 
 
 def _audit(

@@ -13,6 +13,7 @@ from assets import asset
 from safewatch.api.jobs import AuditJob, JobEnvironment, run_job
 from safewatch.config.loader import load_site
 from safewatch.detect.multi import CameraDetector
+from safewatch.errors import SafewatchError
 from safewatch.footage import audit
 from safewatch.rules import load_rules
 
@@ -143,3 +144,41 @@ def test_a_dashboard_audit_of_a_tiled_camera_detects_with_its_tiling(
     (counting,) = used
     inner = counting._inner  # type: ignore[attr-defined]
     assert isinstance(inner, CameraDetector) and inner.tiling == site.config.cameras["yard"].tiling
+
+
+def test_a_failed_upload_job_names_the_uploaded_file_not_the_servers_copy(
+    tmp_path: Path,
+) -> None:
+    """The job's message was "cannot open video file /srv/.../<job>/input.mp4: ...": the
+    server's own folders, shown to a user who uploaded clip.mp4."""
+    site_file = tmp_path / "site.yaml"
+    model = {"path": str(asset("models/yolox_nano_coco.onnx")), "format": "yolox"}
+    camera = {"source": "x.mp4", "fps": 2, "models": ["coco"]}
+    site_file.write_text(
+        yaml.safe_dump({"version": 1, "models": {"coco": model}, "cameras": {"yard": camera}})
+    )
+    (tmp_path / "rules.yaml").write_text("version: 1\nrules: []\n")
+    site = load_site(site_file)
+    env = JobEnvironment(
+        lambda: site,
+        lambda: load_rules(tmp_path / "rules.yaml", site.config),
+        tmp_path / "rules.yaml",
+        None,  # type: ignore[arg-type]  # an audit reads no site incidents
+    )
+    folder = tmp_path / "jobs" / "abcdefabcdef"
+    folder.mkdir(parents=True)
+    (folder / "input.mp4").write_bytes(b"\x00" * 10)  # the upload, as received
+    job = AuditJob("abcdefabcdef", "clip.mp4", "yard", "operator", 0.0)
+    with pytest.raises(SafewatchError) as failed:
+        run_job(
+            env,
+            job,
+            folder / "input.mp4",
+            folder,
+            tmp_path / "cache",
+            started=lambda _: None,
+            progress=lambda _: None,
+        )
+    message = str(failed.value)
+    assert "cannot open video file clip.mp4: " in message
+    assert str(tmp_path) not in message and "input.mp4" not in message
