@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from safewatch.api.auth.principal import Principal
 from safewatch.api.auth.store import UserExists
 from safewatch.api.jobs import JobFinished
-from safewatch.api.rulefiles import GeometryTaken
+from safewatch.api.rulefiles import GeometryInUse, GeometryTaken
 from safewatch.config.validation import ConfigErrors
 from safewatch.errors import (
     ConfigError,
@@ -222,7 +222,7 @@ def _safewatch_error(request: Request, exc: Exception) -> Response:
         return error_response(404, "not_found", str(exc))
     if isinstance(exc, InvalidTransition):
         return error_response(409, "invalid_transition", str(exc))
-    if isinstance(exc, UserExists | JobFinished | EditConflict | GeometryTaken):
+    if isinstance(exc, UserExists | JobFinished | EditConflict | GeometryTaken | GeometryInUse):
         return error_response(409, "conflict", str(exc))
     if isinstance(exc, ConfigError):
         details = config_details(exc)

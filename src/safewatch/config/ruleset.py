@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +48,7 @@ __all__ = [
     "rule_line_ids",
     "rule_metric_field",
     "rule_zone_ids",
+    "rules_using",
 ]
 
 FieldPath = tuple[str | int, ...]
@@ -89,6 +90,24 @@ def rule_zone_ids(rule: Rule) -> tuple[str, ...]:
 def rule_line_ids(rule: Rule) -> tuple[str, ...]:
     """The lines a rule refers to."""
     return (rule.line,) if isinstance(rule, LineCrossingRule) else ()
+
+
+def rules_using(files: Iterable[Path], kind: str, ref_id: str) -> list[tuple[str, str, int]]:
+    """``(rule id, file, line)`` of each rule in ``files`` that names zone (``kind`` "zone") or
+    line ``ref_id``, for saying who uses it before it is removed. A file that does not load on
+    its own is skipped: the set's validation reports it.
+    """
+    users: list[tuple[str, str, int]] = []
+    for file in files:
+        try:
+            rule_file, document = load_rule_file(file)
+        except ConfigError:
+            continue
+        for index, rule in enumerate(rule_file.rules):
+            refs = rule_zone_ids(rule) if kind == "zone" else rule_line_ids(rule)
+            if ref_id in refs:
+                users.append((rule.id, document.file, document.line_of(("rules", index))))
+    return users
 
 
 def rule_metric_field(rule: Rule) -> str | None:

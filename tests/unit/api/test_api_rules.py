@@ -120,8 +120,19 @@ def test_disable_a_rule_and_draw_zones_keeping_the_comments(
         headers=headers,
     )
     assert flat.status_code == 422 and "no area" in flat.json()["message"]
+    # it was 422 "unknown zone 'drop_zone'" at a line of the unsaved text: the rule is named
     in_use = client.delete("/api/v1/zones/drop_zone", headers=headers)
-    assert in_use.status_code == 422 and "unknown zone 'drop_zone'" in in_use.json()["message"]
+    assert (in_use.status_code, in_use.json()["error"]) == (409, "conflict")
+    line = next(
+        number
+        for number, text in enumerate((rules / "yard.yaml").read_text().splitlines(), 1)
+        if "id: no-entry-drop-zone" in text
+    )
+    assert in_use.json()["message"] == (
+        f"zone drop_zone is used by rule no-entry-drop-zone (yard.yaml:{line}); change or "
+        "remove that rule first"
+    )
+    assert "drop_zone:" in (rules / "yard.yaml").read_text()
     unknown_camera = client.put(
         "/api/v1/zones/x", json={"camera": "roof", "points": square}, headers=headers
     )

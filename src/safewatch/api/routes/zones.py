@@ -172,7 +172,7 @@ async def put_zone(
 async def delete_zone(
     zone_id: GeometryId, request: Request, user: Admin, dashboard: DashboardDep
 ) -> SaveOut:
-    """Remove a zone (422 while a rule uses it)."""
+    """Remove a zone (409 while a rule uses it: the message names each rule and its line)."""
     return await _delete("zones", zone_id, request, user, dashboard)
 
 
@@ -188,5 +188,5 @@ async def put_line(
 async def delete_line(
     line_id: GeometryId, request: Request, user: Admin, dashboard: DashboardDep
 ) -> SaveOut:
-    """Remove a line (422 while a rule uses it)."""
+    """Remove a line (409 while a rule uses it: the message names each rule and its line)."""
     return await _delete("lines", line_id, request, user, dashboard)
