@@ -22,6 +22,7 @@ import pytest
 from api_support import PASSWORD, add_users, served_app, write_site
 from assets import asset
 from e2e_support import chromium, log_in, need_chromium, new_tab
+from safewatch.api import live_video
 from safewatch.api.dashboard import Dashboard
 from safewatch.config.loader import load_site
 from safewatch.domain import Track, TrackedFrame
@@ -225,4 +226,54 @@ def test_a_socket_refused_at_the_handshake_goes_to_log_in_when_the_session_is_go
             liveSocket("/api/v1/ws/cameras/yard", { onMessage() {} })); }"""
     )
     page.wait_for_url(re.compile(r"/login\?next=%2Flive"), timeout=30_000)
+    page.context.close()
+
+
+def test_video_that_stops_arriving_marks_the_tile_stalled_and_reopens_it(
+    site: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's feed holds its fragments (as when the API's own connection to the camera
+    fails while the analysis keeps its own) and the video socket stays open: the tile says
+    "video stalled" instead of "streaming" with the last fps over a frozen picture, opens a new
+    video socket, and plays again once fragments come. Not while the tab is hidden (the browser
+    throttles timers and frame callbacks there): no stall and no new socket then."""
+    held = threading.Event()
+    publish = live_video._Feed._publish
+
+    def holding(feed: Any, chunks: list[live_video.Chunk]) -> None:
+        publish(feed, [c for c in chunks if c.kind == "init"] if held.is_set() else chunks)
+
+    monkeypatch.setattr(live_video._Feed, "_publish", holding)
+    page, sockets = _live_page(site, "operator")
+    _playing(page)
+    tile = f"document.querySelector('{TILE}')"
+    state = f"{tile}.dataset.state"
+
+    def video_sockets() -> int:
+        return sum("/video" in url for url in sockets)
+
+    opened = video_sockets()
+    page.evaluate(
+        "Object.defineProperty(document, 'hidden', { configurable: true, get: () => true })"
+    )
+    held.set()
+    page.wait_for_timeout(6000)  # twice the 3 s the watchdog allows a visible tile
+    assert page.evaluate(state) != "stalled", "a hidden tab is not watched"
+    assert video_sockets() == opened, "nor reopened"
+
+    page.evaluate("delete document.hidden; document.dispatchEvent(new Event('visibilitychange'))")
+    page.wait_for_function(f"() => {state} === 'stalled'", timeout=20_000)
+    assert page.inner_text(f"{TILE} .state").startswith("video stalled")
+    assert page.inner_text(f"{TILE} .info") == "no video", "not the last fps and latency"
+    assert "down" in (page.get_attribute(TILE, "class") or "")
+
+    held.clear()
+    frames = page.evaluate(f"+{tile}.dataset.vframes")
+    page.wait_for_function(
+        f"() => {state} !== 'stalled' && +{tile}.dataset.vframes > {frames} + 10",
+        timeout=30_000,
+    )
+    assert "video stalled" not in page.inner_text(f"{TILE} .state")
+    assert re.search(r"[\d.]+ fps", page.inner_text(f"{TILE} .info"))
+    assert video_sockets() > opened, "the stalled video was reopened on a new socket"
     page.context.close()

@@ -211,6 +211,7 @@ export async function attempt(action, success) {
  * mend ends it: 4401 (the session or token is gone: expired, logged out, revoked) sends the
  * browser to log in; 4403 (not allowed) and 4404 (no such camera) call onRefused(code, reason)
  * (onState(false) without it). Before, those read as a network failure, retried for good.
+ * reconnect() drops the open connection and connects again the way a network failure does.
  */
 export function liveSocket(path, { onMessage, onState, onRefused, binaryType = "blob" }) {
   let socket;
@@ -243,7 +244,10 @@ export function liveSocket(path, { onMessage, onState, onRefused, binaryType = "
     };
   };
   open();
-  return { close() { closed = true; socket?.close(); } };
+  return {
+    close() { closed = true; socket?.close(); },
+    reconnect() { if (!closed) socket?.close(); }, // onclose above opens the next one
+  };
 }
 
 export const STATUS_LABEL = {

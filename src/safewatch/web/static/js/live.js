@@ -32,6 +32,8 @@ if (videoMode === "raw") {
 }
 const META_KEEP = 64;
 const META_MATCH = 1.5; // seconds: metadata further from the frame on screen is not drawn
+const STALL_MS = 3000; // no video frame shown this long while its socket is open: stalled
+const REOPEN_MAX_MS = 30000; // a stalled tile reopens its video 3, 6, 12, 24, then every 30 s
 
 const { cameras = [] } = pageData();
 if (videoMode !== "raw" && cameras.some((c) => c.enabled && c.live_url)) {
@@ -88,6 +90,7 @@ function tile(camera) {
   let shownAt = performance.now();
   let socketUp = false;
   let refused = null; // a socket the server refused for good (4403, 4404): its reason stays shown
+  let stalled = false; // the video watchdog (startVideo): no frame shown for STALL_MS
   const showState = () => {
     if (refused) {
       state.textContent = refused;
@@ -96,11 +99,24 @@ function tile(camera) {
       node.classList.add("down");
       return;
     }
+    if (stalled) info.textContent = "no video";
+    if (stalled && (!shown || ["streaming", "unknown"].includes(shown.state))) {
+      // The picture on screen is black or frozen while the runtime says the camera streams (the
+      // API's own connection to it, or the browser's player, failed while the analysis goes
+      // on): a dead picture must not look live. A camera the runtime itself reports down,
+      // reconnecting... keeps that state, which says why, with "video stalled" after it.
+      state.textContent = `video stalled${socketUp ? "" : " · server unreachable"}`;
+      state.className = "state st-cam-down";
+      state.title = `no video frame for ${STALL_MS / 1000} s or more: reopening the video`;
+      node.dataset.state = "stalled";
+      node.classList.add("down");
+      return;
+    }
     if (!shown) return;
     const age = shown.frame_age === null ? null : shown.frame_age + (performance.now() - shownAt) / 1000;
     const ageText = age === null ? "" : age < 2 ? "" : ` · frame ${age < 90 ? `${age.toFixed(0)} s` : `${Math.round(age / 60)} min`} old`;
     const word = { streaming: "streaming", stale: "stale", frozen: "picture frozen", reconnecting: "reconnecting", connecting: "connecting", down: "down", disabled: "disabled", unknown: "state unknown" }[shown.state] || shown.state;
-    state.textContent = `${word}${ageText}${socketUp ? "" : " · server unreachable"}`;
+    state.textContent = `${word}${ageText}${stalled ? " · video stalled" : ""}${socketUp ? "" : " · server unreachable"}`;
     state.className = `state st-cam-${shown.state}`;
     state.title = shown.message || "";
     node.dataset.state = shown.state;
@@ -165,9 +181,39 @@ function tile(camera) {
     node.dataset.video = "mse";
     node.dataset.mode = videoMode;
     let videoFrames = 0;
+    // Watchdog: the fps, latency and overlay are only updated per presented frame, so video that
+    // stops arriving while its socket stays open (the API's own connection to the camera failing
+    // while the analysis keeps its own, a stalled MSE pipeline) left a black or frozen picture
+    // labelled "streaming" with the last figures. Checked every second: no frame for STALL_MS
+    // while the socket is open marks the tile "video stalled" and reopens the video (backing
+    // off while it stays stalled); the next frame shown clears it. Not counted while the tab is
+    // hidden or the tile out of view (the browser throttles timers and frame callbacks there,
+    // and pauses muted video out of view): the clock starts again when it is seen.
+    let videoUp = false;
+    let seen = true;
+    let lastFrame = performance.now();
+    let reopenAfter = STALL_MS;
+    const rearm = () => { lastFrame = performance.now(); };
+    document.addEventListener("visibilitychange", rearm);
+    new IntersectionObserver((entries) => {
+      seen = entries[entries.length - 1].isIntersecting;
+      rearm();
+    }).observe(node);
+    setInterval(() => {
+      if (!mse || refused || !videoUp || !seen || document.hidden) { rearm(); return; }
+      if (performance.now() - lastFrame < reopenAfter) return;
+      const first = !stalled;
+      stalled = true;
+      if (first) ctx.clearRect(0, 0, canvas.width, canvas.height); // no boxes over a dead picture
+      showState();
+      live.reopen();
+      reopenAfter = Math.min(reopenAfter * 2, REOPEN_MAX_MS);
+      rearm();
+    }, 1000);
     live = playLive(player, camera.id, videoMode, {
       onInit(header) { canvas.width = header.width; canvas.height = header.height; },
       onRefused: refuse,
+      onState(up) { videoUp = up; rearm(); },
       onRelay(message) {
         node.dataset.relay = message.state;
         player.title = message.state === "streaming"
@@ -187,6 +233,8 @@ function tile(camera) {
     const onFrame = (_now, frame) => {
       if (!mse) return;
       const wall = live.wallAt(frame.mediaTime);
+      lastFrame = performance.now();
+      if (stalled) { stalled = false; reopenAfter = STALL_MS; showState(); }
       if (wall !== null) {
         meta = pick(wall);
         videoFrames += 1;

@@ -18,8 +18,8 @@ const KEEP_BEHIND = 10; // seconds of played video kept in the SourceBuffer
  * @param {HTMLVideoElement} video
  * @param {string} cameraId
  * @param {"blurred"|"raw"} mode
- * @param {{onInit?: Function, onUnsupported?: Function, onFrame?: Function, onRelay?: Function, onRefused?: Function}} hooks
- * @returns {{close(): void, wallAt(t: number): number|null}}
+ * @param {{onInit?: Function, onUnsupported?: Function, onFrame?: Function, onRelay?: Function, onRefused?: Function, onState?: Function}} hooks
+ * @returns {{close(): void, reopen(): void, wallAt(t: number): number|null}}
  */
 export function playLive(video, cameraId, mode, hooks = {}) {
   let source = null;
@@ -80,6 +80,7 @@ export function playLive(video, cameraId, mode, hooks = {}) {
   const socket = liveSocket(`/api/v1/ws/cameras/${encodeURIComponent(cameraId)}/video?mode=${mode}`, {
     binaryType: "arraybuffer",
     onRefused(code, reason) { hooks.onRefused?.(code, reason); },
+    onState(up) { hooks.onState?.(up); },
     onMessage(event) {
       if (gaveUp) return;
       if (typeof event.data === "string") {
@@ -103,6 +104,11 @@ export function playLive(video, cameraId, mode, hooks = {}) {
   });
   return {
     close() { gaveUp = true; socket.close(); },
+    // Play again from a new connection (the tile's watchdog: no frame shown for seconds while
+    // the socket is open). The socket reconnects as after a network failure; the server starts
+    // every connection with an init, which builds a new MediaSource (restart above), and until
+    // then fragments are not appended to the stalled one.
+    reopen() { generation = null; socket.reconnect(); },
     wallAt(t) { return offset === null ? null : t + offset; },
   };
 }
