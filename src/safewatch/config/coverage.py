@@ -119,6 +119,24 @@ def _did_you_mean(labels: Sequence[str], known: Sequence[str]) -> str:
     return ""
 
 
+def _typo_of(label: str, known: Sequence[str]) -> str | None:
+    """The produced label ``label`` is most likely a misspelling of, if any.
+
+    Strict, since it refuses a rule: difflib's default likeness (0.6) took real classes for typos
+    of a COCO model's (``forklift``: ``fork``, ``cart``: ``cat``, ``crane``: ``orange``). Only a
+    label of five letters or more, at least 0.8 alike, and not a longer name built on the
+    other (``hand_truck`` on ``truck``; a plural's one letter is still a typo) counts.
+    """
+    if len(label) < 5:
+        return None
+    for close in get_close_matches(label, sorted(known), n=3, cutoff=0.8):
+        short, long = sorted((close, label), key=len)
+        if short in long and len(long) - len(short) >= 3:
+            continue
+        return close
+    return None
+
+
 def _cameras_lack(blind: Sequence[str], site: SiteConfig, seen: set[str]) -> str:
     """``camera 'yard' has no model producing it (models coco produce: person, vehicle)``."""
     models = sorted({m for c in blind for m in site.cameras[c].models})
@@ -161,11 +179,12 @@ def _unproduced_labels(
     for index, label in enumerate(wanted):
         if label in union:
             continue
-        hint = _did_you_mean([label], list(union))
-        if not hint:
-            # No produced label is close: a class the site may add later (``[vehicle,
+        typo = _typo_of(label, list(union))
+        if typo is None:
+            # No produced label is that close: a class the site may add later (``[vehicle,
             # forklift]`` copied from the docs onto a site without forklifts), not a typo.
             continue
+        hint = f"did you mean {typo!r}?"
         problems.append(
             (
                 (field, index),

@@ -176,7 +176,12 @@ def _to_config_error(
         if isinstance(value, str) and len(value) >= MIN_LENGTH:
             message = message.replace(value, "***")
     elif raw is not None and isinstance(value, str) and value:
-        message = message.replace(value, raw)
+        # A FieldValueError quotes its value (repr) beside other names (a list of the defined
+        # ones): replacing every occurrence turned "ppe" into "${DET}e" for DET=pp.
+        if isinstance(located, FieldValueError):
+            message = message.replace(repr(value), repr(raw))
+        else:
+            message = message.replace(value, raw)
     # A FieldValueError's message names the value it is about already.
     echo = error["type"] not in _NO_VALUE_ECHO and not isinstance(located, FieldValueError)
     if exists and echo and isinstance(value, _SCALARS):

@@ -566,15 +566,21 @@ class RuntimeService:
         truncated, not a video), so an edit of a working camera's ``source`` replaced it with
         none until the next restart. Opened as ``check-config`` opens it
         (:func:`safewatch.ingest.factory.source_problem`); cameras whose source and switch are
-        unchanged are not looked at again (their fate does not depend on this reload).
+        unchanged are not looked at again (their fate does not depend on this reload). Under
+        ``serve --cluster`` only the cameras this node owns: an API node or another analyzer
+        may lack a file only its host mounts, and refusing the whole site there kept every other
+        change out of it (the node that claims a new camera reports its file then).
 
         Raises:
             SourceError: Each such camera and why its file cannot be read.
         """
         old = self._site.config.cameras
+        owned = self._ownership.owned
         problems = []
         for camera_id, camera in new.config.cameras.items():
             before = old.get(camera_id)
+            if owned is not None and camera_id not in owned:
+                continue
             if not camera.enabled or (
                 before is not None and before.enabled and before.source == camera.source
             ):

@@ -282,3 +282,15 @@ def test_tracker_scores_may_come_from_variables(tmp_path: Path) -> None:
     text = GOOD + "tracker:\n  head_tracks: ${HEAD_TRACKS:-0.3}\n"
     loaded = load_site(_write(tmp_path, text), environ={"CAM_PASS": "x"})
     assert loaded.config.tracker.head_tracks == 0.3
+
+
+def test_a_located_error_shows_its_reference_without_rewriting_other_names(
+    tmp_path: Path,
+) -> None:
+    """The entry's ``${DET}`` replaced every occurrence of its value in the message, so the list
+    of defined models read "coco, ${DET}e" for DET=pp next to a model named ppe."""
+    text = GOOD.replace(
+        "    path: models/coco.onnx\n", "    path: models/coco.onnx\n  ppe:\n    path: p.onnx\n"
+    ).replace("models: [coco]", 'models: [coco, "${DET}"]')
+    message = _error(tmp_path, text, {"CAM_PASS": "s3cr3t-pw", "DET": "pp"})
+    assert "uses model '${DET}', which is not defined (defined: coco, ppe)" in message, message

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from safewatch.config.coverage import camera_labels, missing_labels
+from safewatch.config.coverage import _typo_of, camera_labels, missing_labels
 from safewatch.config.rules import PPERule, SpeedRule, ZoneIntrusionRule
 from safewatch.config.site import SiteConfig
 from safewatch.config.validation import ConfigErrors
@@ -269,3 +269,27 @@ def test_a_refused_reload_checks_the_rules_in_force_against_its_site(
     # The gauge says the same (it still had yard at 1 and no entry).
     gauge = {s.labels["camera"]: s.value for m in CAMERA_RULES.collect() for s in m.samples}
     assert gauge.get("entry") == 0 and "yard" not in gauge
+
+
+COCO_LIKE = ["person", "bicycle", "car", "bus", "truck", "cat", "dog", "fork", "orange"]
+COCO_LIKE += ["toaster", "toilet", "motorcycle", "train", "boat"]
+
+
+@pytest.mark.parametrize(
+    ("label", "typo"),
+    [
+        ("persn", "person"),
+        ("persons", "person"),
+        ("bicylce", "bicycle"),
+        # real classes a COCO model lacks, not typos of its classes (difflib's 0.6 said so)
+        ("forklift", None),
+        ("cart", None),
+        ("crane", None),
+        ("loader", None),
+        ("trolley", None),
+        ("hand_truck", None),
+        ("worker", None),
+    ],
+)
+def test_only_a_near_spelling_is_taken_for_a_typo(label: str, typo: str | None) -> None:
+    assert _typo_of(label, COCO_LIKE) == typo

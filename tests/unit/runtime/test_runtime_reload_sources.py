@@ -68,3 +68,25 @@ def test_a_reload_to_a_file_that_is_not_a_video_keeps_the_working_camera(tmp_pat
     assert service.reload_site() is not None
     assert service.status.site_health.ok
     assert service.site.config.cameras["dock"].enabled
+
+
+def test_a_cluster_node_does_not_open_the_files_of_cameras_it_does_not_run(
+    tmp_path: Path,
+) -> None:
+    """Under serve --cluster every node reloads the whole site: an API node, or an analyzer
+    without the host mount of another's file camera, refused the whole site file (its other
+    changes with it) for a file only the camera's owner can open."""
+    moving_square_video(tmp_path / "yard.mp4")
+    path = write_site(tmp_path)
+    for model in ("model.onnx", "ppe.onnx"):
+        (tmp_path / model).write_bytes(b"")
+    service = RuntimeService(
+        load_site(path),
+        ServeOptions(rules=tmp_path / "rules", http=False, cluster=True),
+        detector_factory=lambda *_: RecordingDetector(),
+    )
+    service._supervisor = _Recording()  # type: ignore[assignment]
+    _point(path, "yard", "elsewhere.mp4")  # on another host's mount only
+    assert service.reload_site() is not None
+    assert service.status.site_health.ok, service.status.site_health.message
+    assert service.site.config.cameras["yard"].source == "elsewhere.mp4"
