@@ -8,7 +8,8 @@ often, reads the cluster, claims the cameras placement gives it (free or expired
 UPDATE SKIP LOCKED``) and gives back at most one camera another analyzer should own (the owner
 releases, the target claims: a graceful move, one camera at a time; a move its target has not
 completed within :data:`STUCK_MOVE_LEASES` leases no longer holds up the others, and is reported
-as a camera nobody owns). The :class:`OwnershipListener`
+as a camera nobody owns; its target is handed no other camera until it claims that one). The
+:class:`OwnershipListener`
 is told when to start and stop each camera, on a thread of its own (one call at a time, in the
 order decided), and never under the member's lock.
 
@@ -750,12 +751,18 @@ class ClusterMember:
         self, cameras: Sequence[str], target: Mapping[str, str | None], moving: frozenset[str]
     ) -> None:
         """Release one camera placement puts elsewhere, unless a move is under way (``moving``,
-        from :meth:`_note_unowned`: a stuck one does not count)."""
+        from :meth:`_note_unowned`: a stuck one does not count).
+
+        Never to an analyzer that has a stuck camera, until it claims it: it has shown that its
+        claims fail (or that it lacks the camera), and each camera handed to it would be stuck
+        in turn, one every few leases, until its whole share was analysed by nobody. The moves
+        to the other analyzers go on."""
         if moving:
             return
+        failing = set(self._stuck.values())
         for camera in sorted(self._held):
             goes_to = target.get(camera, self.analyzer_id)
-            if goes_to != self.analyzer_id and camera in cameras:
+            if goes_to != self.analyzer_id and goes_to not in failing and camera in cameras:
                 log.info("cluster: %s hands camera %s to %s", self.analyzer_id, camera, goes_to)
                 self._give_back(camera, "rebalance")
                 return
