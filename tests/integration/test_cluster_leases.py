@@ -910,12 +910,14 @@ def test_a_camera_its_target_cannot_claim_holds_up_no_other_move(
     ownership: OwnershipLog,
     members: dict[str, ClusterMember],
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """b and c join a, which owns every camera; every claim b makes fails. The owner waited for
     b's move before any other, so the cluster never rebalanced, and only /readyz said anything.
     Now, after a few leases, the moves to c go on, and the camera is counted in a gauge (an
     alert) and named by health(); b is handed no other camera while that one is stuck (before,
-    b was handed its whole share, one camera every three leases, all analysed by nobody)."""
+    b was handed its whole share, one camera every three leases, all analysed by nobody). b warns
+    once that it cannot claim the camera, not at every round, and once that it can again."""
     from safewatch.cluster.membership import STUCK_MOVE_LEASES
     from safewatch.cluster.takeover import record_handover as real_record_handover
 
@@ -927,6 +929,10 @@ def test_a_camera_its_target_cannot_claim_holds_up_no_other_move(
             raise StorageError(f"simulated: b cannot claim {locked.camera_id}")
         real_record_handover(session, analyzer_id, locked)
 
+    def said(what: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if what in r.getMessage()]
+
+    caplog.set_level("WARNING", logger="safewatch.cluster.membership")
     monkeypatch.setattr("safewatch.cluster.membership.record_handover", record_handover)
     a = join(members, engine, ownership, "a")
     wait_for(lambda: a.owned() == set(CAMERAS), SETTLE, "a owns every camera")
@@ -945,8 +951,13 @@ def test_a_camera_its_target_cannot_claim_holds_up_no_other_move(
     time.sleep(2.5 * stuck_for)
     assert (a.owned(), b.owned(), a.stuck()) == (kept, frozenset(), {stuck})
     assert len(c.owned()) == 2
+    assert said(f"b cannot claim camera {stuck}") == [
+        f"cluster: b cannot claim camera {stuck}: simulated: b cannot claim {stuck}"
+    ]  # dozens of rounds tried it (a line each before)
     broken.clear()
     wait_for(lambda: spread(members, ["a", "b", "c"]) == [2, 2, 2], SETTLE, "b claims, then more")
+    assert len(said(f"b's claims of camera {stuck} work again")) == 1
+    assert len(said("cannot claim camera")) == 1
     wait_for(lambda: not a.stuck() and a.health().ok, SETTLE, "a reports nothing stuck")
     assert sample("safewatch_cluster_cameras_unowned", analyzer="a") == 0
     ownership.wait_heard(a, b, c)

@@ -291,6 +291,7 @@ class ClusterMember:
         # cameras placed on a live analyzer and owned by nobody -> since when (monotonic)
         self._unowned_since: dict[str, float] = {}
         self._stuck: dict[str, str] = {}  # camera -> the analyzer that has not claimed it
+        self._claims_failing: set[str] = set()  # cameras whose last claim here failed (warned)
         self._instance = uuid.uuid4().hex  # this process, in the heartbeat row
         self._id_taken = False  # the last heartbeat was refused: the id is another process's
         self._disagreeing: frozenset[str] = frozenset()  # live analyzers with another site
@@ -637,11 +638,25 @@ class ClusterMember:
                 except Exception as exc:
                     # One camera whose claim keeps failing must not leave the cameras after it
                     # unclaimed, nor stop this member's rebalance: the round fails (counted,
-                    # shown by health()) once the others were looked at.
-                    log.warning(
-                        "cluster: %s cannot claim camera %s: %s", self.analyzer_id, camera, exc
-                    )
+                    # shown by health()) once the others were looked at. Warned once until it
+                    # works again (every round, it was a line per camera twice a second).
+                    if camera not in self._claims_failing:
+                        log.warning(
+                            "cluster: %s cannot claim camera %s: %s",
+                            self.analyzer_id,
+                            camera,
+                            exc,
+                        )
+                    self._claims_failing.add(camera)
                     failed = failed or exc
+                else:
+                    if camera in self._claims_failing:
+                        self._claims_failing.discard(camera)
+                        log.warning(
+                            "cluster: %s's claims of camera %s work again", self.analyzer_id, camera
+                        )
+        # (a camera placed elsewhere meanwhile is warned again if its claim here fails later)
+        self._claims_failing &= {c for c in cameras if target[c] == self.analyzer_id}
         self._rebalance(cameras, target, moving)
         if failed is not None:
             raise failed
