@@ -439,7 +439,7 @@ def test_a_member_whose_link_keeps_dropping_holds_off_and_rejoins_later(
 ) -> None:
     """a's database link drops three times, each drop more than a lease after the last: each
     time a drops its cameras and b takes them over (closing their open incidents as
-    ``analyzer_lost``). After the third, a holds off: it heartbeats as ``draining`` and claims
+    ``analyzer_lost``). After the third, a holds off: it heartbeats as ``held_off`` and claims
     nothing, so b keeps every camera instead of handing them back for the next drop to split
     their incidents again; a's ``/readyz`` and gauge say so, and a rejoins once it is over.
     Before, a was given cameras back at its first renewal after every drop."""
@@ -454,7 +454,7 @@ def test_a_member_whose_link_keeps_dropping_holds_off_and_rejoins_later(
         wait_for(a.held_off, SETTLE, "a holds off after its third loss")
         acquired_before = len(ownership.of("a", "acquired"))
         wait_for(lambda: b.owned() == set(cameras), SETTLE, "b owns every camera")
-        wait_for(lambda: analyzer_state(engine, "a") == "draining", SETTLE, "a heartbeats")
+        wait_for(lambda: analyzer_state(engine, "a") == "held_off", SETTLE, "a heartbeats")
         looks = 0
         while True:  # read first, then check that the hold-off still ran when they were read
             acquired, owned = len(ownership.of("a", "acquired")), a.owned()

@@ -14,14 +14,23 @@ placement leaves it out (:class:`~safewatch.cluster.membership.ClusterMember` re
 without a loss, counted from the later of the last loss and the end of the hold-off) has
 passed, starts the next one at once, twice as long, up to :data:`MAX_HOLD_OFF_LEASES` leases; a
 calm window forgets it all. Pure (no I/O, an injectable clock), so it is tested on a fake clock.
+
+A hold-off is waived where the analyzer is needed (:func:`needed_despite_hold_off`): a camera
+no other analyzer may run. Analyzers held off together (one database outage hits them all) each
+saw no other eligible analyzer, all waived, heartbeated active, saw one another, all un-waived,
+and so on, so their cameras could stay unowned for the whole hold-off. Now held-off analyzers
+heartbeat as ``held_off`` and count as able to run a camera when their id is lower: only the
+lowest eligible one waives, whatever their phases.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+from safewatch.cluster.placement import Analyzer, plan
 
 __all__ = [
     "EPISODES",
@@ -30,6 +39,7 @@ __all__ = [
     "WINDOW_LEASES",
     "HoldOff",
     "HoldOffStart",
+    "needed_despite_hold_off",
 ]
 
 EPISODES = 3
@@ -104,3 +114,27 @@ class HoldOff:
     def remaining(self) -> float:
         """Seconds left of the current hold-off (0 when none)."""
         return max(0.0, self.until - self._clock())
+
+
+def needed_despite_hold_off(
+    cameras: Sequence[str],
+    me: Analyzer,
+    live: Sequence[Analyzer],
+    held_off: Sequence[Analyzer],
+    owners: Mapping[str, str | None],
+    labels: Mapping[str, Mapping[str, str]],
+) -> list[str]:
+    """The cameras for which the held-off analyzer ``me`` waives its hold-off: those placement
+    gives to nobody without it but to it with it (a flapping owner is better than none).
+
+    Held-off analyzers (``held_off``, fresh heartbeats) with a lower id than ``me`` count as
+    able to run a camera, since each of them decides the same way: of the held-off analyzers
+    eligible for a camera only the lowest waives, and the others stay held off, rather than all
+    of them waiving and un-waiving in turn as they see one another come and go (``live`` holds
+    the active ones, a waived one included; ``me`` is left out of both lists wherever it is).
+    """
+    others = [a for a in live if a.analyzer_id != me.analyzer_id]
+    others += [a for a in held_off if a.analyzer_id < me.analyzer_id]
+    without = plan(cameras, others, owners, labels)
+    with_me = plan(cameras, [*others, me], owners, labels)
+    return sorted(c for c in cameras if without[c] is None and with_me[c] == me.analyzer_id)

@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 ACTIVE, DRAINING, GONE = "active", "draining", "gone"
+HELD_OFF = "held_off"
+"""A live analyzer holding off placement (:mod:`safewatch.cluster.hold_off`): left out like a
+``draining`` one, but told apart, so analyzers held off together agree which of them waives."""
 
 
 def db_now() -> ColumnElement[float]:
@@ -67,7 +70,7 @@ def heartbeat(
     within: float,
 ) -> bool:
     """Insert or refresh this analyzer's row in ``state`` (``active``, also for a drained
-    analyzer coming back; ``draining`` while it hands its cameras over), advertising
+    analyzer coming back; ``draining`` while it hands its cameras over; ``held_off``), advertising
     ``video_url`` (where API nodes reach its live video; ``None``: nowhere) and ``site_digest``.
 
     The row is this process's (``instance``) unless another process wrote it less than
@@ -128,10 +131,11 @@ def set_state(session: Session, analyzer_id: str, state: str) -> None:
     )
 
 
-def live_analyzers(session: Session, within: float) -> list[Analyzer]:
-    """Active analyzers whose heartbeat is younger than ``within`` seconds."""
+def live_analyzers(session: Session, within: float, state: str = ACTIVE) -> list[Analyzer]:
+    """Analyzers in ``state`` (active ones by default) whose heartbeat is younger than
+    ``within`` seconds."""
     query = select(ClusterAnalyzerRow).where(
-        ClusterAnalyzerRow.state == ACTIVE, ClusterAnalyzerRow.heartbeat_at > db_now() - within
+        ClusterAnalyzerRow.state == state, ClusterAnalyzerRow.heartbeat_at > db_now() - within
     )
     return [
         Analyzer(row.analyzer_id, row.capacity, {str(k): str(v) for k, v in row.labels.items()})

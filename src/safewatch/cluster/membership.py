@@ -37,7 +37,7 @@ know, which nobody would then analyse; a member that sees another digest says so
 :meth:`ClusterMember.health` (``/readyz``).
 
 An analyzer whose database link keeps dropping holds off (:mod:`safewatch.cluster.hold_off`):
-after repeated losses it heartbeats as ``draining``, so the others' placement leaves it out and
+after repeated losses it heartbeats as ``held_off``, so the others' placement leaves it out and
 keeps its cameras, and it claims nothing until the hold-off ends. Before, it was live again at
 its first renewal, placement gave its cameras back, and every drop closed their open incidents
 as ``analyzer_lost`` once more. Unless it is the only analyzer that may run some camera: then
@@ -65,7 +65,7 @@ from sqlalchemy.orm import Session
 
 from safewatch.cluster import leases
 from safewatch.cluster.fencing import EpochFence
-from safewatch.cluster.hold_off import HoldOff
+from safewatch.cluster.hold_off import HoldOff, needed_despite_hold_off
 from safewatch.cluster.metrics import (
     CAMERAS_OWNED,
     CAMERAS_UNOWNED,
@@ -460,8 +460,12 @@ class ClusterMember:
         return hashlib.sha256(json.dumps(site, sort_keys=True).encode()).hexdigest()
 
     def _heartbeat(self, session: Session) -> bool:
-        # Held off: ``draining`` too, so the others' placement leaves this analyzer out.
-        state = leases.DRAINING if self._draining.is_set() or self.held_off() else leases.ACTIVE
+        # Held off: ``held_off``, which the others' placement leaves out as it does ``draining``
+        # (told apart for the waiver's tie-break, see hold_off.needed_despite_hold_off).
+        if self._draining.is_set():
+            state = leases.DRAINING
+        else:
+            state = leases.HELD_OFF if self.held_off() else leases.ACTIVE
         return leases.heartbeat(
             session,
             self.analyzer_id,
@@ -608,14 +612,15 @@ class ClusterMember:
             self._added = cameras
         with self._transaction() as session:
             live = leases.live_analyzers(session, self.lease_seconds)
+            held_off = leases.live_analyzers(session, self.lease_seconds, leases.HELD_OFF)
             current = leases.read_leases(session, cameras)
             digests = leases.site_digests(session, self.lease_seconds)
         self._note_disagreement(digests)
         if self._id_taken:
             return  # the id is not ours: claim nothing
         owners = {camera: view.owner for camera, view in current.items()}
-        held_off = self._note_hold_off(cameras, live, owners, labels)
-        if not held_off and self.analyzer_id not in {a.analyzer_id for a in live}:
+        holding = self._note_hold_off(cameras, live, held_off, owners, labels)
+        if not holding and self.analyzer_id not in {a.analyzer_id for a in live}:
             return  # not (yet, or no longer) seen as live: claim nothing
         target = plan(cameras, live, owners, labels)
         self._note_unplaced(frozenset(c for c in cameras if target[c] is None))
@@ -624,7 +629,7 @@ class ClusterMember:
         for camera in cameras:
             view = current.get(camera)
             if (
-                not held_off  # (still placed here until its heartbeat says draining)
+                not holding  # (still placed here until its heartbeat says held_off)
                 and target[camera] == self.analyzer_id
                 and camera not in self._held
                 and camera not in self._settling  # its last run has not stopped yet
@@ -665,22 +670,20 @@ class ClusterMember:
         self,
         cameras: Sequence[str],
         live: Sequence[Analyzer],
+        held_off: Sequence[Analyzer],
         owners: Mapping[str, str | None],
         labels: Mapping[str, Mapping[str, str]],
     ) -> bool:
         """Whether this round claims nothing because of a hold-off (the round still hands over
         what is held, gracefully). Waived while some camera that placement without this
         analyzer leaves to nobody would be placed on it (it is the only one, or the only one
-        with the labels): a flapping owner is better than none. Logs the end, sets the gauge."""
+        with the labels; among analyzers held off together, the lowest id: see
+        :func:`~safewatch.cluster.hold_off.needed_despite_hold_off`): a flapping owner is
+        better than none. Logs the end, sets the gauge."""
         held = self._hold_off.remaining() > 0
         if held:
-            others = [a for a in live if a.analyzer_id != self.analyzer_id]
             me = Analyzer(self.analyzer_id, self.capacity, self.labels)
-            without = plan(cameras, others, owners, labels)
-            with_me = plan(cameras, [*others, me], owners, labels)
-            needed = sorted(
-                c for c in cameras if without[c] is None and with_me[c] == self.analyzer_id
-            )
+            needed = needed_despite_hold_off(cameras, me, live, held_off, owners, labels)
             if needed and not self._waived:
                 log.warning(
                     "cluster: %s claims cameras despite its hold-off: no other live analyzer "

@@ -22,8 +22,10 @@ __all__ = ["CameraLeaseRow", "ClusterAnalyzerRow", "CoverageGapRow"]
 class ClusterAnalyzerRow(Base):
     """One analyzer process and its last heartbeat.
 
-    ``state`` is ``active``, ``draining`` (handing its cameras over, placement leaves it out) or
-    ``gone`` (drained). An ``active`` row whose heartbeat is older than a lease is dead.
+    ``state`` is ``active``, ``draining`` (handing its cameras over, placement leaves it out),
+    ``held_off`` (its database link keeps dropping, placement leaves it out too; a plain string,
+    no migration) or ``gone`` (drained). An ``active`` row whose heartbeat is older than a lease
+    is dead.
     ``video_url`` is the base URL where API nodes reach its live video (migration ``0009``;
     ``None``: it serves none to other nodes, see :mod:`safewatch.api.cluster_video`).
     ``instance`` is the token of the process writing the row and ``site_digest`` a hash of the

@@ -8,7 +8,9 @@ from safewatch.cluster.hold_off import (
     MAX_HOLD_OFF_LEASES,
     WINDOW_LEASES,
     HoldOff,
+    needed_despite_hold_off,
 )
+from safewatch.cluster.placement import Analyzer
 
 LEASE = 10.0
 
@@ -105,3 +107,52 @@ def test_a_calm_window_after_the_hold_off_forgets_it() -> None:
     start = hold.lost()
     assert start is not None and start.seconds == FIRST_HOLD_OFF_LEASES * LEASE
     assert (start.losses, start.within) == (3, 4 * LEASE)
+
+
+CAMERAS = [f"cam-{n}" for n in range(4)]
+
+
+def test_of_analyzers_held_off_together_only_the_lowest_id_waives() -> None:
+    """One database outage holds a and b off at once, neither active: each saw no other
+    eligible analyzer, both waived, heartbeated active, saw each other, both un-waived...;
+    now only a waives, whatever order they look in, and b stays held off once a is active."""
+    a, b = Analyzer("a"), Analyzer("b")
+    free = dict.fromkeys(CAMERAS)
+    assert needed_despite_hold_off(CAMERAS, a, [], [a, b], free, {}) == CAMERAS
+    assert needed_despite_hold_off(CAMERAS, b, [], [a, b], free, {}) == []
+    # a waived (active again), b still held off: the same answers, so nobody flips back
+    assert needed_despite_hold_off(CAMERAS, a, [a], [b], free, {}) == CAMERAS
+    assert needed_despite_hold_off(CAMERAS, b, [a], [b], free, {}) == []
+
+
+def test_heartbeats_in_phase_settle_on_one_waiving_analyzer() -> None:
+    """Both decide from the same rows at every round, then heartbeat what they decided (the
+    phases that kept both flipping before): after the first round a is active, b held off."""
+    analyzers = [Analyzer("b"), Analyzer("a"), Analyzer("c")]
+    free = dict.fromkeys(CAMERAS)
+    held = {x.analyzer_id: True for x in analyzers}  # every row says held_off
+    for _ in range(5):
+        live = [x for x in analyzers if not held[x.analyzer_id]]
+        off = [x for x in analyzers if held[x.analyzer_id]]
+        held = {
+            x.analyzer_id: not needed_despite_hold_off(CAMERAS, x, live, off, free, {})
+            for x in analyzers
+        }
+        assert held == {"a": False, "b": True, "c": True}
+
+
+def test_the_lowest_id_among_the_eligible_waives_per_camera() -> None:
+    """A camera only b's labels allow is b's to run despite a's lower id; a keeps the rest."""
+    a, b = Analyzer("a"), Analyzer("b", labels={"gpu": "true"})
+    labels = {"cam-0": {"gpu": "true"}}
+    free = dict.fromkeys(CAMERAS)
+    assert needed_despite_hold_off(CAMERAS, a, [], [a, b], free, labels) == CAMERAS[1:]
+    assert needed_despite_hold_off(CAMERAS, b, [], [a, b], free, labels) == ["cam-0"]
+
+
+def test_no_waiver_while_an_active_analyzer_may_run_every_camera() -> None:
+    a, b, c = Analyzer("a"), Analyzer("b"), Analyzer("c")
+    free = dict.fromkeys(CAMERAS)
+    assert needed_despite_hold_off(CAMERAS, a, [c], [a, b], free, {}) == []
+    assert needed_despite_hold_off(CAMERAS, b, [c], [a, b], free, {}) == []
+    assert needed_despite_hold_off(CAMERAS, a, [], [a], free, {}) == CAMERAS  # alone
