@@ -29,6 +29,7 @@ import pytest
 import yaml
 from cluster_serve_support import CLIP, MODEL, Analyzer, write_cluster_site
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from api_support import add_users, client_for, login, wait_until
 from assets import asset
@@ -736,3 +737,37 @@ def test_an_api_nodes_storage_ends_transactions_left_idle_as_an_analyzers_does(
                 assert connection.execute(show).scalar() == expected, cluster
         finally:
             storage.close()
+
+
+def test_job_claims_and_heartbeats_on_the_membership_pool_end_when_left_idle(
+    cluster_db: str, tmp_path: Path
+) -> None:
+    """An analyzer's job queue claims and heartbeats on the membership's own pool, in plain
+    sessions: they get the idle transaction limit (half the 2 s lease) as the shared engine's
+    do, and a member's transactions there still set their own lock timeout."""
+    from safewatch.cluster import ClusterMember
+    from safewatch.runtime.cluster_owner import membership_engine
+
+    site = load_site(job_site(tmp_path, cluster_db))
+    engine = membership_engine(site)
+    try:
+        upgrade(engine)
+        current = text(
+            "SELECT current_setting('idle_in_transaction_session_timeout'), "
+            "current_setting('lock_timeout')"
+        )
+        with Session(engine) as session, session.begin():  # as JobQueue.claim() opens one
+            assert tuple(session.execute(current).one()) == ("1s", "0")
+        member = ClusterMember(engine, "a1", [], _NoListener(), lease_seconds=2.0)
+        with member._transaction(lock_timeout=0.2) as session:
+            assert tuple(session.execute(current).one()) == ("1s", "200ms")
+    finally:
+        engine.dispose()
+
+
+class _NoListener:
+    def acquired(self, camera_id: str, epoch: int, takeover: Any) -> None:
+        return None
+
+    def released(self, camera_id: str, reason: str) -> None:
+        return None

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from safewatch.runtime.http_server import HttpServer
 
-__all__ = ["ClusterOwner", "Role", "default_analyzer_id"]
+__all__ = ["ClusterOwner", "Role", "default_analyzer_id", "membership_engine"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,20 @@ def _camera_labels(site: LoadedSite) -> dict[str, dict[str, str]]:
     return {
         key: dict(camera.labels) for key, camera in site.config.cameras.items() if camera.labels
     }
+
+
+def membership_engine(site: LoadedSite) -> Engine:
+    """The membership's own connection pool, so renewing leases (and the jobs' heartbeats and
+    claims, :class:`~safewatch.cluster.jobs.JobQueue`) never waits behind incident writes.
+
+    With the idle-transaction limit of the shared engine (:func:`limit_idle_transactions`): the
+    member's own transactions set it locally, but the job queue's claims and heartbeats open
+    plain sessions here, and a process frozen inside one held its job rows' locks until it woke
+    up. A member's ``SET LOCAL`` still applies within its transactions (the same idle limit, and
+    its lock timeout)."""
+    engine = create_engine_for(site.config.storage.database, site.base_dir)
+    limit_idle_transactions(engine, site.config.cluster.lease_seconds)
+    return engine
 
 
 class ClusterOwner:
@@ -132,9 +146,7 @@ class ClusterOwner:
             return
         try:
             video_url = self._serve_video()
-            # Its own connection pool: renewing leases (and the jobs' heartbeats) never waits
-            # behind incident writes.
-            engine = self._engine = create_engine_for(site.config.storage.database, site.base_dir)
+            engine = self._engine = membership_engine(site)
             self._member = ClusterMember(
                 engine,
                 self.analyzer_id,
