@@ -11,7 +11,7 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -411,8 +411,24 @@ def analyzer_state(engine: Engine, name: str) -> str | None:
         )
 
 
-def drop_three_times(a: ClusterMember, proxy: CutProxy, ownership: OwnershipLog) -> None:
-    """Cut a's link three times, each time until it lost cameras, a lease or more apart."""
+def heartbeat_row(engine: Engine, name: str) -> tuple[float, str] | None:
+    """(heartbeat_at, state) of the analyzer's row."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT heartbeat_at, state FROM cluster_analyzers WHERE analyzer_id = :name"),
+            {"name": name},
+        ).first()
+    return None if row is None else (float(row.heartbeat_at), str(row.state))
+
+
+def drop_three_times(
+    a: ClusterMember,
+    proxy: CutProxy,
+    ownership: OwnershipLog,
+    while_cut: Callable[[], None] | None = None,
+) -> None:
+    """Cut a's link three times, each time until it lost cameras, a lease or more apart;
+    ``while_cut`` runs after the third loss, before the link is restored."""
 
     def lost_by_a() -> int:
         return len([e for e in ownership.of("a", "released") if e.reason == "lost"])
@@ -426,6 +442,8 @@ def drop_three_times(a: ClusterMember, proxy: CutProxy, ownership: OwnershipLog)
         # (not owned(): past the deadline but before the watchdog's next look, a renewal after
         # a restore would keep the cameras)
         wait_for(lambda n=lost: lost_by_a() > n, SETTLE, f"a loses (drop {drop + 1})")
+        if drop == 2 and while_cut is not None:
+            while_cut()
         proxy.restore()
 
 
@@ -490,14 +508,28 @@ def test_a_flapping_member_alone_is_not_held_off(
 ) -> None:
     """With no other analyzer to run its cameras, a hold-off would leave them analysed by
     nobody: the flapping analyzer claims them again at once (the hold-off, made a minute long
-    here, is still counting)."""
+    here, is still counting). It is not held off meanwhile either, while the database is out of
+    reach: before, the loss reset the waiver, so for the whole outage its gauge (an alert)
+    was 1, its /readyz said other analyzers ran its cameras, and it heartbeated ``held_off``
+    first when the database came back."""
     monkeypatch.setattr(hold_off, "FIRST_HOLD_OFF_LEASES", 30.0)
     proxy = CutProxy(pg_server.port)
     cut_url = pg_url.replace(f":{pg_server.port}/", f":{proxy.port}/")
     cut_engine = create_engine_for(cut_url, tmp_path)
+    before: list[tuple[float, str] | None] = []
+
+    def while_cut() -> None:
+        assert a._hold_off.remaining() > 0  # the third loss started it
+        assert not a.held_off()
+        assert sample("safewatch_cluster_held_off", analyzer="a") == 0
+        assert "holding off" not in a.health().message
+        before.append(heartbeat_row(engine, "a"))
+
     try:
         a = join(members, cut_engine, ownership, "a", CAMERAS[:2])
-        drop_three_times(a, proxy, ownership)
+        drop_three_times(a, proxy, ownership, while_cut)
+        wait_for(lambda: heartbeat_row(engine, "a") != before[0], SETTLE, "a heartbeats again")
+        assert heartbeat_row(engine, "a")[1] == "active"  # type: ignore[index]
         wait_for(lambda: a.owned() == set(CAMERAS[:2]), SETTLE, "a owns its cameras again")
         assert a._hold_off.remaining() > 0  # it started, and is waived
         assert not a.held_off()

@@ -296,7 +296,8 @@ class ClusterMember:
         self._id_taken = False  # the last heartbeat was refused: the id is another process's
         self._disagreeing: frozenset[str] = frozenset()  # live analyzers with another site
         self._hold_off = HoldOff(self.lease_seconds)  # counts losses (under the lock)
-        self._waived = False  # held off, but the only analyzer that may run some camera
+        # A hold-off would be waived: the only analyzer that may run some camera (every round)
+        self._waived = False
         self._was_held = False  # the last round held off (to log its end once)
 
     # -- public -----------------------------------------------------------------------------
@@ -679,20 +680,25 @@ class ClusterMember:
         analyzer leaves to nobody would be placed on it (it is the only one, or the only one
         with the labels; among analyzers held off together, the lowest id: see
         :func:`~safewatch.cluster.hold_off.needed_despite_hold_off`): a flapping owner is
-        better than none. Logs the end, sets the gauge."""
+        better than none. Logs the end, sets the gauge.
+
+        The waiver is decided at every round, held off or not: a hold-off starts at a loss,
+        with the database out of reach, and the last round's answer holds until the next
+        round reaches it. Reset at the loss, a lone analyzer was held off for the whole
+        outage (its gauge at 1, its /readyz naming other analyzers that did not exist, and its
+        first heartbeat back ``held_off``)."""
         held = self._hold_off.remaining() > 0
-        if held:
-            me = Analyzer(self.analyzer_id, self.capacity, self.labels)
-            needed = needed_despite_hold_off(cameras, me, live, held_off, owners, labels)
-            if needed and not self._waived:
-                log.warning(
-                    "cluster: %s claims cameras despite its hold-off: no other live analyzer "
-                    "may run camera(s) %s",
-                    self.analyzer_id,
-                    ", ".join(needed),
-                )
-            self._waived = bool(needed)
-        elif self._was_held:
+        me = Analyzer(self.analyzer_id, self.capacity, self.labels)
+        needed = needed_despite_hold_off(cameras, me, live, held_off, owners, labels)
+        if held and needed and not self._waived:
+            log.warning(
+                "cluster: %s claims cameras despite its hold-off: no other live analyzer "
+                "may run camera(s) %s",
+                self.analyzer_id,
+                ", ".join(needed),
+            )
+        self._waived = bool(needed)
+        if not held and self._was_held:
             log.warning("cluster: %s's hold-off is over: it claims cameras again", self.analyzer_id)
         self._was_held = held
         HELD_OFF.labels(analyzer=self.analyzer_id).set(int(self.held_off()))
@@ -943,17 +949,19 @@ class ClusterMember:
         start = self._hold_off.lost()
         if start is None:
             return
-        self._waived = False  # the next round decides again
-        HELD_OFF.labels(analyzer=self.analyzer_id).set(1)
+        # (waived or not as the last round found: the next round that reaches the database
+        # decides again, see _note_hold_off)
+        HELD_OFF.labels(analyzer=self.analyzer_id).set(int(self.held_off()))
         log.warning(
             "cluster: %s lost its leases %d times in %.0f s (its database link keeps dropping): "
             "it claims no camera for %g s, so that the other analyzers keep its cameras rather "
             "than taking them over again at its next drop (which closes their open incidents "
-            "as analyzer_lost each time)",
+            "as analyzer_lost each time)%s",
             self.analyzer_id,
             start.losses,
             start.within,
             start.seconds,
+            ", unless no other analyzer may run them (as at its last look)" if self._waived else "",
         )
 
     def _stop(self, camera: str, reason: str) -> Future[None]:
