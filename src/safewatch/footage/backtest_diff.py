@@ -16,7 +16,9 @@ Scoring against review: an operator's verdict on a live incident (``resolved`` =
 a backtest's, so a reviewed incident counts as *raised* by a rule set when it is paired with one
 of the set's incidents of the same camera and rule that overlaps it in time, give or take
 ``slack`` seconds; pairing is one to one, as in comparing (largest overlap first), so one
-backtest incident raises at most one reviewed incident.
+backtest incident raises at most one reviewed incident running at a given time. One left
+unpaired is still raised by a backtest incident that joins it to its partner's episode of the
+same verdict, before or after it (a longer grace joining two live episodes).
 Precision is over the reviewed incidents a set raises (real / (real + false)); recall is the
 share of real ones it raises.
 """
