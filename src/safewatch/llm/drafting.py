@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,37 @@ class DraftResult:
     base_sha256: str
     allow_modify: tuple[str, ...] = ()
     assumptions: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field as JSON values; :meth:`from_json` gives an equal draft back.
+
+        A draft awaiting its confirmation is kept in the site database (any API node may be
+        asked to save it), and what is saved must be exactly what was reviewed.
+        """
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DraftResult:
+        """The draft :meth:`to_json` gave ``data`` for."""
+        values = {name: _tuples(value) for name, value in data.items()}
+        values["target"] = Path(data["target"])
+        values["changes"] = tuple(Change(**change) for change in data["changes"])
+        return cls(**values)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Change):
+        return asdict(value)
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _tuples(value: Any) -> Any:
+    """JSON arrays back into the tuples the draft holds (nested ones too)."""
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
 
 
 def unified_diff(old: str, new: str, name: str, *, created: bool = False) -> str:

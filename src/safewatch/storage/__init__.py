@@ -7,6 +7,7 @@ from safewatch.storage.alert_tables import AlertOutboxRow
 from safewatch.storage.auth_tables import ApiTokenRow, AuditLogRow, SessionRow, UserRow
 from safewatch.storage.blobs import BlobInfo, BlobStore
 from safewatch.storage.cluster_tables import CameraLeaseRow, ClusterAnalyzerRow, CoverageGapRow
+from safewatch.storage.draft_tables import RuleDraftRow
 from safewatch.storage.engine import create_engine_for, resolve_url
 from safewatch.storage.hash_chain import ChainEntry, EntryKind
 from safewatch.storage.incident_queries import Bucket, Dimension, IncidentFilter, Page
@@ -38,6 +39,7 @@ __all__ = [
     "IncidentRow",
     "LocalBlobStore",
     "Page",
+    "RuleDraftRow",
     "SessionRow",
     "StatusCheck",
     "UserRow",

@@ -4,6 +4,7 @@ structured form, kept on the server, saved only by their operator, audited, relo
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,18 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, select
 
 from api_support import RULES, add_users, client_for, login, write_site
 from llm_replay import Recorded, ReplayServer, chat_completion, replay
 from safewatch.api.dashboard import Dashboard
+from safewatch.api.errors import ApiError
+from safewatch.api.routes.rule_drafts import DraftStore
 from safewatch.config.loader import load_site
 from safewatch.incidents.site_storage import open_site_storage
+from safewatch.llm.drafting import DraftResult
+from safewatch.llm.guard import Change
+from safewatch.storage import RuleDraftRow, create_engine_for
 
 DWELL = """\
 ```yaml
@@ -236,6 +243,9 @@ def test_a_target_edited_after_the_draft_is_not_overwritten(
     stale = client.post(f"/api/v1/rule-drafts/{draft['id']}/save", headers=headers)
     assert (stale.status_code, stale.json()["error"]) == (409, "stale_draft")
     assert (rules / "yard.yaml").read_text() == edited
+    (rules / "yard.yaml").write_text(RULES)  # as it was: the draft, kept, saves now
+    saved = client.post(f"/api/v1/rule-drafts/{draft['id']}/save", headers=headers)
+    assert saved.status_code == 200, saved.text
 
 
 def test_without_a_model_the_structured_form_takes_its_place(tmp_path: Path) -> None:
@@ -299,3 +309,145 @@ def test_a_single_rules_file_is_checked_and_saved_from_any_working_directory(
         assert "id: yard-vest" in single.read_text()
     finally:
         storage.close()
+
+
+def test_a_draft_made_on_one_api_node_is_saved_on_another(tmp_path: Path) -> None:
+    """Two API processes on one site database (``serve --cluster`` API nodes behind a load
+    balancer, or one process before and after a restart): drafts lived in the drafting
+    process's memory, so the other answered 404 "no such draft"."""
+    site = load_site(write_site(tmp_path))
+    nodes = []
+    for _ in range(2):
+        storage = open_site_storage(site)
+        nodes.append((Dashboard.create(lambda: site, tmp_path / "rules", storage), storage))
+    add_users(nodes[0][0])
+    rule = {"id": "few-at-drop-zone", "kind": "occupancy", "zone": "drop_zone", "max_count": 3}
+    try:
+        with client_for(nodes[0][0]) as first, client_for(nodes[1][0]) as second:
+            first_headers = {"X-CSRF-Token": login(first, "operator")}
+            second_headers = {"X-CSRF-Token": login(second, "operator")}
+            drafted = first.post(
+                "/api/v1/rule-drafts/form", json={"rule": rule}, headers=first_headers
+            )
+            assert drafted.json()["valid"] is True, drafted.text
+            url = f"/api/v1/rule-drafts/{drafted.json()['id']}/save"
+            saved = second.post(url, headers=second_headers)
+            assert saved.status_code == 200, saved.text
+            again = first.post(url, headers=first_headers)
+            assert again.status_code == 404  # saved at most once, whichever node is asked
+        written = yaml.safe_load((tmp_path / "rules" / "drafts.yaml").read_text())
+        assert [r["id"] for r in written["rules"]] == ["few-at-drop-zone"]
+    finally:
+        for _, storage in nodes:
+            storage.close()
+
+
+def _result(tmp_path: Path, request: str = ASK) -> DraftResult:
+    return DraftResult(
+        request=request,
+        target=tmp_path / "rules" / "drafts.yaml",
+        valid=True,
+        yaml="rules: []\n",
+        diff="",
+        explanation=("New rule",),
+        changes=(Change("rule", "drop-zone-dwell", "add"),),
+        warnings=(),
+        rounds=1,
+        errors=(),
+        round_errors=(),
+        model="test-model",
+        new_text="version: 1\nrules: []\n",
+        base_sha256="0" * 64,
+    )
+
+
+def _drafts_in(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.scalar(select(func.count()).select_from(RuleDraftRow)) or 0)
+
+
+def test_drafts_are_shared_by_every_store_on_the_database(
+    db_engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    other = create_engine_for(db_url, tmp_path)
+    try:
+        here, there = DraftStore(db_engine), DraftStore(other)
+        draft_id = here.put(_result(tmp_path), "operator")
+        assert there.get(draft_id, "operator") == _result(tmp_path)
+        taken = there.take(draft_id, "operator")
+        assert taken.result == _result(tmp_path)
+        with pytest.raises(ApiError) as gone:
+            here.get(draft_id, "operator")
+        assert gone.value.status == 404
+        here.give_back(taken)  # a save that failed: the draft may be confirmed again
+        assert there.take(draft_id, "operator").at == taken.at
+    finally:
+        other.dispose()
+
+
+def test_a_draft_is_only_for_its_owner(db_engine: Engine, tmp_path: Path) -> None:
+    store = DraftStore(db_engine)
+    draft_id = store.put(_result(tmp_path), "operator")
+    for attempt in (store.get, store.take):
+        with pytest.raises(ApiError) as refused:
+            attempt(draft_id, "admin")
+        assert refused.value.status == 404
+    assert store.take(draft_id, "operator").result == _result(tmp_path)
+
+
+def test_drafts_expire_after_an_hour_and_are_removed(db_engine: Engine, tmp_path: Path) -> None:
+    now = [1_700_000_000.0]
+    store = DraftStore(db_engine, clock=lambda: now[0])
+    draft_id = store.put(_result(tmp_path), "operator")
+    now[0] += 3600.0
+    assert store.get(draft_id, "operator") == _result(tmp_path)  # an hour exactly: still there
+    now[0] += 1.0
+    with pytest.raises(ApiError) as expired:
+        store.get(draft_id, "operator")
+    assert expired.value.status == 404
+    assert _drafts_in(db_engine) == 0
+
+
+def test_the_oldest_drafts_go_first_beyond_capacity(db_engine: Engine, tmp_path: Path) -> None:
+    now = [1_700_000_000.0]
+
+    def clock() -> float:
+        now[0] += 1.0
+        return now[0]
+
+    store = DraftStore(db_engine, capacity=3, clock=clock)
+    ids = [store.put(_result(tmp_path, f"request {n}"), "operator") for n in range(5)]
+    for gone in ids[:2]:
+        with pytest.raises(ApiError):
+            store.get(gone, "operator")
+    kept = [store.get(draft_id, "operator").request for draft_id in ids[2:]]
+    assert kept == ["request 2", "request 3", "request 4"]
+    assert _drafts_in(db_engine) == 3
+
+
+def test_confirmations_racing_on_two_nodes_take_the_draft_once(
+    db_engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    other = create_engine_for(db_url, tmp_path)
+    stores = [DraftStore(db_engine), DraftStore(other)]
+    draft_id = stores[0].put(_result(tmp_path), "operator")
+    start = threading.Barrier(8)
+    taken: list[DraftResult] = []
+    refused: list[int] = []
+
+    def confirm(store: DraftStore) -> None:
+        start.wait()
+        try:
+            taken.append(store.take(draft_id, "operator").result)
+        except ApiError as exc:
+            refused.append(exc.status)
+
+    threads = [threading.Thread(target=confirm, args=(stores[n % 2],)) for n in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        other.dispose()
+    assert taken == [_result(tmp_path)] and refused == [404] * 7

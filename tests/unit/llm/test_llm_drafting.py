@@ -413,3 +413,42 @@ def test_repair_rounds_resend_the_answer_without_its_thinking(plant: tuple[Path,
         second = server.bodies("think")[1]["messages"]
     assert result.valid and result.rounds == 2
     assert second[-2] == {"role": "assistant", "content": wrong}
+
+
+def test_a_draft_comes_back_from_json_exactly_as_it_was(tmp_path: Path) -> None:
+    """Drafts awaiting confirmation are kept in the site database as JSON (any API node saves
+    them): every field must come back equal, or the save would write something else."""
+    from dataclasses import MISSING, fields
+
+    from safewatch.llm.guard import Change
+
+    draft = DraftResult(
+        request="keep people out of the press área",
+        target=tmp_path / "rules" / "drafts.yaml",
+        valid=True,
+        yaml="rules:\n  - id: press\n",
+        diff="+  - id: press\n",
+        explanation=("New rule: press", "Changed zone: press_area"),
+        changes=(
+            Change("rule", "press", "add"),
+            Change("rule", "hardhat", "modify", disables=True),
+            Change("zone", "press_area", "modify"),
+        ),
+        warnings=("zone drawn by the model",),
+        rounds=3,
+        errors=("draft.yaml:3: rules[0]: unknown zone",),
+        round_errors=(("first", "second"), (), ("third",)),
+        model="qwen2.5:14b",
+        new_text="version: 1\nrules: []\n",
+        base_sha256="ab" * 32,
+        allow_modify=("hardhat", "press_area"),
+        assumptions="Assumed the night shift is 22:00-06:00.",
+    )
+    unset = [
+        f.name
+        for f in fields(draft)
+        if f.default is not MISSING and getattr(draft, f.name) == f.default
+    ]
+    assert unset == []  # every field differs from its default, so each one is checked
+    stored = json.loads(json.dumps(draft.to_json()))
+    assert DraftResult.from_json(stored) == draft

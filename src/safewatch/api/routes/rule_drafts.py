@@ -2,10 +2,11 @@
 
 The Rules page's chat panel posts a request; the server asks the site's language model
 (:mod:`safewatch.llm`), validates and guards the reply, and keeps the resulting draft **on the
-server** under a random id. The page shows it (YAML, diff, plain words) and saving names only that
-id: the browser never sends the text to be written, so what is saved is exactly what passed the
-gates and what the operator saw. Without an ``llm`` block in the site file the page offers a
-structured rule form instead; its rule goes through the same gates, without a model.
+server** (in the site database, so that any API node can save it) under a random id. The page
+shows it (YAML, diff, plain words) and saving names only that id: the browser never sends the
+text to be written, so what is saved is exactly what passed the gates and what the operator saw.
+Without an ``llm`` block in the site file the page offers a structured rule form instead; its
+rule goes through the same gates, without a model.
 
 Drafting and saving need an operator or admin (a viewer may not draft), and a draft that changes
 an existing rule, zone or line (``allow_modify``) needs an admin; a draft is saved only by
@@ -15,10 +16,10 @@ the user who made it, within an hour, and the save is recorded in the audit log
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-import threading
 import time
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -26,6 +27,8 @@ import anyio
 import yaml
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy.orm import Session
 
 from safewatch.api.auth.principal import Principal
 from safewatch.api.dashboard import Dashboard
@@ -34,6 +37,7 @@ from safewatch.api.errors import ERROR_RESPONSES, ApiError, ErrorDetail
 from safewatch.api.schemas import ReloadStatusOut
 from safewatch.config.rules import WEEKDAYS
 from safewatch.domain.events import Severity
+from safewatch.errors import StorageError
 from safewatch.llm import (
     DraftError,
     DraftRefused,
@@ -51,8 +55,10 @@ from safewatch.llm import (
 )
 from safewatch.llm.prompt import site_labels
 from safewatch.llm.workspace import DEFAULT_TARGET
+from safewatch.storage.draft_tables import RuleDraftRow
+from safewatch.storage.engine import transaction
 
-__all__ = ["DraftStore", "router"]
+__all__ = ["DraftStore", "TakenDraft", "router"]
 
 router = APIRouter(prefix="/api/v1/rule-drafts", tags=["rule drafts"], responses=ERROR_RESPONSES)
 
@@ -73,38 +79,63 @@ _KINDS = (
 
 
 @dataclass(frozen=True, slots=True)
-class _Stored:
+class TakenDraft:
+    """A draft :meth:`DraftStore.take` removed, to save (or to give back if saving failed)."""
+
+    id: str
     result: DraftResult
     owner: str
     at: float
 
 
+_NO_SUCH_DRAFT = "no such draft (drafts expire after an hour); draft again"
+
+
 class DraftStore:
-    """Drafts awaiting confirmation, in memory, by id (an hour at most, 200 at most).
+    """Drafts awaiting confirmation, in the site database, by id (an hour at most, 200 at most).
+
+    The database, not this process's memory: behind a load balancer (``serve --cluster``, several
+    API nodes) the confirmation may reach another node than the draft, which answered 404, and a
+    restart lost every draft in flight. Times are epoch seconds of the wall clock, as the
+    sessions' are (:class:`~safewatch.api.auth.store.AuthStore`): nodes' clocks agree far better
+    than the hour a draft lives.
 
     Args:
+        engine: The site's database (migration ``0014`` made its ``rule_drafts`` table).
         ttl: Seconds a draft may wait for its confirmation.
         capacity: Most drafts kept; the oldest go first.
-        clock: Monotonic clock (tests pass their own).
+        clock: Wall clock, epoch seconds (tests pass their own).
     """
 
     def __init__(
-        self, ttl: float = 3600.0, capacity: int = 200, clock: Any = time.monotonic
+        self,
+        engine: Engine,
+        ttl: float = 3600.0,
+        capacity: int = 200,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._engine = engine
         self._ttl = ttl
         self._capacity = capacity
         self._clock = clock
-        self._drafts: OrderedDict[str, _Stored] = OrderedDict()
-        self._lock = threading.Lock()
 
     def put(self, result: DraftResult, owner: str) -> str:
         """Keep a draft; returns its id."""
         draft_id = secrets.token_urlsafe(18)
-        with self._lock:
-            self._expire()
-            self._drafts[draft_id] = _Stored(result, owner, self._clock())
-            while len(self._drafts) > self._capacity:
-                self._drafts.popitem(last=False)
+        now = self._clock()
+        with transaction(self._engine, "keep the rule draft") as session:
+            self._expire(session, now)
+            session.execute(
+                insert(RuleDraftRow).values(
+                    id=draft_id, owner=owner, created_at=now, payload=result.to_json()
+                )
+            )
+            newest_first = RuleDraftRow.created_at.desc(), RuleDraftRow.id.desc()
+            over = session.scalars(
+                select(RuleDraftRow.id).order_by(*newest_first).offset(self._capacity)
+            ).all()
+            if over:
+                session.execute(delete(RuleDraftRow).where(RuleDraftRow.id.in_(over)))
         return draft_id
 
     def get(self, draft_id: str, owner: str) -> DraftResult:
@@ -113,32 +144,69 @@ class DraftStore:
         Raises:
             ApiError: 404 if unknown, expired, already saved, or made by someone else.
         """
-        with self._lock:
-            self._expire()
-            stored = self._drafts.get(draft_id)
-            if stored is None or stored.owner != owner:
-                raise ApiError(
-                    404, "not_found", "no such draft (drafts expire after an hour); draft again"
+        with transaction(self._engine, "read the rule draft") as session:
+            self._expire(session, self._clock())
+            payload = session.scalar(
+                select(RuleDraftRow.payload).where(
+                    RuleDraftRow.id == draft_id, RuleDraftRow.owner == owner
                 )
-            return stored.result
+            )
+        if payload is None:
+            raise ApiError(404, "not_found", _NO_SUCH_DRAFT)
+        return DraftResult.from_json(payload)
+
+    def take(self, draft_id: str, owner: str) -> TakenDraft:
+        """Remove the draft with this id, made by ``owner``, and return it: of two confirmations
+        racing (on one node or two), only the one whose ``DELETE ... RETURNING`` found the row
+        saves it, so a draft is saved at most once.
+
+        Raises:
+            ApiError: 404 as :meth:`get` (and for the confirmation that lost the race).
+        """
+        now = self._clock()
+        with transaction(self._engine, "take the rule draft") as session:
+            self._expire(session, now)
+            row = session.execute(
+                delete(RuleDraftRow)
+                .where(RuleDraftRow.id == draft_id, RuleDraftRow.owner == owner)
+                .returning(RuleDraftRow.created_at, RuleDraftRow.payload)
+                .execution_options(synchronize_session=False)
+            ).first()
+        if row is None:
+            raise ApiError(404, "not_found", _NO_SUCH_DRAFT)
+        return TakenDraft(draft_id, DraftResult.from_json(row.payload), owner, row.created_at)
+
+    def give_back(self, taken: TakenDraft) -> None:
+        """Keep a taken draft again, as it was (its saving failed and wrote nothing)."""
+        with transaction(self._engine, "keep the rule draft") as session:
+            session.execute(
+                insert(RuleDraftRow).values(
+                    id=taken.id,
+                    owner=taken.owner,
+                    created_at=taken.at,
+                    payload=taken.result.to_json(),
+                )
+            )
 
     def discard(self, draft_id: str) -> None:
-        """Forget a draft (once saved: a draft is saved at most once)."""
-        with self._lock:
-            self._drafts.pop(draft_id, None)
+        """Forget a draft."""
+        with transaction(self._engine, "forget the rule draft") as session:
+            session.execute(delete(RuleDraftRow).where(RuleDraftRow.id == draft_id))
 
-    def _expire(self) -> None:
-        now = self._clock()
-        for key in [k for k, v in self._drafts.items() if now - v.at > self._ttl]:
-            del self._drafts[key]
+    def _expire(self, session: Session, now: float) -> None:
+        session.execute(delete(RuleDraftRow).where(RuleDraftRow.created_at < now - self._ttl))
 
 
-def _store(request: Request) -> DraftStore:
-    store = getattr(request.app.state, "rule_drafts", None)
-    if store is None:
-        store = request.app.state.rule_drafts = DraftStore()
-    assert isinstance(store, DraftStore)
-    return store
+def _store(dashboard: Dashboard) -> DraftStore:
+    """The drafts, on the site's database (no state of its own: one per request is free)."""
+    return DraftStore(dashboard.storage.engine)
+
+
+async def _keep(dashboard: Dashboard, result: DraftResult, user: Principal) -> str | None:
+    """Keep a valid draft for its confirmation (off the event loop: a database write)."""
+    if not result.valid:
+        return None
+    return await anyio.to_thread.run_sync(_store(dashboard).put, result, user.username)
 
 
 class TurnIn(BaseModel):
@@ -309,9 +377,7 @@ def _may_change_existing(user: Principal) -> None:
 
 
 @router.post("", response_model=DraftOut, summary="Draft rules from plain words")
-async def draft(
-    body: DraftIn, request: Request, user: Operator, dashboard: DashboardDep
-) -> DraftOut:
+async def draft(body: DraftIn, user: Operator, dashboard: DashboardDep) -> DraftOut:
     """Ask the site's language model for a draft, validate it (repairing up to twice), keep it.
 
     Nothing is written: confirm a valid draft with ``POST /api/v1/rule-drafts/{id}/save``.
@@ -340,12 +406,12 @@ async def draft(
         result = await anyio.to_thread.run_sync(run)
     except (DraftError, LLMError) as exc:
         raise _translate(exc) from None
-    draft_id = _store(request).put(result, user.username) if result.valid else None
+    draft_id = await _keep(dashboard, result, user)
     return _out(result, draft_id)
 
 
 @router.post("/form", response_model=DraftOut, summary="Check a rule from the structured form")
-async def form(body: FormIn, request: Request, user: Operator, dashboard: DashboardDep) -> DraftOut:
+async def form(body: FormIn, user: Operator, dashboard: DashboardDep) -> DraftOut:
     """Run a rule built with the form through the same gates as a model's draft; keep it."""
     text = yaml.safe_dump({"version": 1, "rules": [body.rule]}, sort_keys=False)
     rule_id = str(body.rule.get("id", "?"))[:64]
@@ -363,7 +429,7 @@ async def form(body: FormIn, request: Request, user: Operator, dashboard: Dashbo
         result = await anyio.to_thread.run_sync(run)
     except DraftError as exc:
         raise _translate(exc) from None
-    draft_id = _store(request).put(result, user.username) if result.valid else None
+    draft_id = await _keep(dashboard, result, user)
     return _out(result, draft_id)
 
 
@@ -373,23 +439,30 @@ async def save(
 ) -> SavedOut:
     """Save a draft this user made: checked again against the files as they are now, written
     atomically, recorded in the audit log, and the rules reloaded."""
-    drafts = _store(request)
-    result = drafts.get(draft_id, user.username)
-    if any(change.action == "modify" for change in result.changes):
-        _may_change_existing(user)
-    source = "form" if result.model == "form" else "api"
+    drafts = _store(dashboard)
 
     def run() -> SavedOut:
-        saved = save_draft(
-            result,
-            # The target itself, not its name: a single rules file is named by its path.
-            _workspace(dashboard, str(result.target)),
-            actor=user.username,
-            audit=dashboard.auth,
-            source=source,
-            client=client_of(request),
-        )
-        drafts.discard(draft_id)
+        result = drafts.get(draft_id, user.username)
+        if any(change.action == "modify" for change in result.changes):
+            _may_change_existing(user)
+        taken = drafts.take(draft_id, user.username)
+        try:
+            saved = save_draft(
+                taken.result,
+                # The target itself, not its name: a single rules file is named by its path.
+                _workspace(dashboard, str(taken.result.target)),
+                actor=user.username,
+                audit=dashboard.auth,
+                source="form" if taken.result.model == "form" else "api",
+                client=client_of(request),
+            )
+        except BaseException:
+            # Not saved: the draft may be confirmed again (a failure after the file was written
+            # leaves the draft stale, so it still cannot be saved twice). Giving it back must
+            # not hide why the save failed.
+            with contextlib.suppress(StorageError):
+                drafts.give_back(taken)
+            raise
         status = dashboard.rules.reload_rules()
         return SavedOut(file=saved.target.name, status=ReloadStatusOut.of(status))
 
