@@ -689,7 +689,7 @@ class ClusterMember:
         first heartbeat back ``held_off``)."""
         held = self._hold_off.remaining() > 0
         me = Analyzer(self.analyzer_id, self.capacity, self.labels)
-        needed = needed_despite_hold_off(cameras, me, live, held_off, owners, labels)
+        needed = needed_despite_hold_off(cameras, me, live, held_off, labels)
         if held and needed and not self._waived:
             log.warning(
                 "cluster: %s claims cameras despite its hold-off: no other live analyzer "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +122,21 @@ class DraftResult:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DraftResult:
-        """The draft :meth:`to_json` gave ``data`` for."""
-        values = {name: _tuples(value) for name, value in data.items()}
+        """The draft :meth:`to_json` gave ``data`` for.
+
+        Fields this version does not know are left out (a newer node's draft, mid-upgrade).
+
+        Raises:
+            ValueError: ``data`` lacks a field this version needs (an older node's draft).
+        """
+        known = {f.name for f in fields(cls)}
+        required = {
+            f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+        }
+        missing = required - data.keys()
+        if missing:
+            raise ValueError(f"the draft lacks {', '.join(sorted(missing))}")
+        values = {name: _tuples(value) for name, value in data.items() if name in known}
         values["target"] = Path(data["target"])
         values["changes"] = tuple(Change(**change) for change in data["changes"])
         return cls(**values)

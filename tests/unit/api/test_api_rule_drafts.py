@@ -3,6 +3,7 @@ structured form, kept on the server, saved only by their operator, audited, relo
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -311,15 +312,22 @@ def test_a_single_rules_file_is_checked_and_saved_from_any_working_directory(
         storage.close()
 
 
-def test_a_draft_made_on_one_api_node_is_saved_on_another(tmp_path: Path) -> None:
+@pytest.mark.parametrize("elsewhere", [False, True])
+def test_a_draft_made_on_one_api_node_is_saved_on_another(tmp_path: Path, elsewhere: bool) -> None:
     """Two API processes on one site database (``serve --cluster`` API nodes behind a load
     balancer, or one process before and after a restart): drafts lived in the drafting
-    process's memory, so the other answered 404 "no such draft"."""
+    process's memory, so the other answered 404 "no such draft". ``elsewhere``: the second
+    node's rules folder is at another path (a share mounted elsewhere on its host), and the
+    draft named the first node's absolute path, which the second refused."""
     site = load_site(write_site(tmp_path))
+    folders = [tmp_path / "rules", tmp_path / "rules"]
+    if elsewhere:
+        folders[1] = tmp_path / "host-b" / "rules"
+        shutil.copytree(folders[0], folders[1])
     nodes = []
-    for _ in range(2):
+    for folder in folders:
         storage = open_site_storage(site)
-        nodes.append((Dashboard.create(lambda: site, tmp_path / "rules", storage), storage))
+        nodes.append((Dashboard.create(lambda: site, folder, storage), storage))
     add_users(nodes[0][0])
     rule = {"id": "few-at-drop-zone", "kind": "occupancy", "zone": "drop_zone", "max_count": 3}
     try:
@@ -335,7 +343,7 @@ def test_a_draft_made_on_one_api_node_is_saved_on_another(tmp_path: Path) -> Non
             assert saved.status_code == 200, saved.text
             again = first.post(url, headers=first_headers)
             assert again.status_code == 404  # saved at most once, whichever node is asked
-        written = yaml.safe_load((tmp_path / "rules" / "drafts.yaml").read_text())
+        written = yaml.safe_load((folders[1] / "drafts.yaml").read_text())
         assert [r["id"] for r in written["rules"]] == ["few-at-drop-zone"]
     finally:
         for _, storage in nodes:

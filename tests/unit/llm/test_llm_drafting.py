@@ -452,3 +452,16 @@ def test_a_draft_comes_back_from_json_exactly_as_it_was(tmp_path: Path) -> None:
     assert unset == []  # every field differs from its default, so each one is checked
     stored = json.loads(json.dumps(draft.to_json()))
     assert DraftResult.from_json(stored) == draft
+    # Mid-upgrade: a newer node's extra field is left out, an older node's draft lacking an
+    # optional one gets its default, one lacking a required one is refused by name.
+    assert DraftResult.from_json({**stored, "new_in_v9": 1}) == draft
+    older = {k: v for k, v in stored.items() if k != "assumptions"}
+    assert DraftResult.from_json(older).assumptions == fields_default(DraftResult, "assumptions")
+    with pytest.raises(ValueError, match="lacks new_text"):
+        DraftResult.from_json({k: v for k, v in stored.items() if k != "new_text"})
+
+
+def fields_default(cls: type, name: str) -> object:
+    from dataclasses import fields
+
+    return next(f.default for f in fields(cls) if f.name == name)

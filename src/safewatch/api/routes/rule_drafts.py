@@ -17,6 +17,7 @@ the user who made it, within an hour, and the save is recorded in the audit log
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
 import time
 from collections.abc import Callable
@@ -153,7 +154,7 @@ class DraftStore:
             )
         if payload is None:
             raise ApiError(404, "not_found", _NO_SUCH_DRAFT)
-        return DraftResult.from_json(payload)
+        return _decoded(payload)
 
     def take(self, draft_id: str, owner: str) -> TakenDraft:
         """Remove the draft with this id, made by ``owner``, and return it: of two confirmations
@@ -174,7 +175,7 @@ class DraftStore:
             ).first()
         if row is None:
             raise ApiError(404, "not_found", _NO_SUCH_DRAFT)
-        return TakenDraft(draft_id, DraftResult.from_json(row.payload), owner, row.created_at)
+        return TakenDraft(draft_id, _decoded(row.payload), owner, row.created_at)
 
     def give_back(self, taken: TakenDraft) -> None:
         """Keep a taken draft again, as it was (its saving failed and wrote nothing)."""
@@ -195,6 +196,19 @@ class DraftStore:
 
     def _expire(self, session: Session, now: float) -> None:
         session.execute(delete(RuleDraftRow).where(RuleDraftRow.created_at < now - self._ttl))
+
+
+def _decoded(payload: Any) -> DraftResult:
+    """A stored draft; one another safewatch version wrote and this one cannot read (a rolling
+    upgrade) is a 404 that says to draft again, not a 500."""
+    try:
+        return DraftResult.from_json(payload)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ApiError(
+            404,
+            "not_found",
+            f"this draft was made by another safewatch version ({exc}); draft again",
+        ) from None
 
 
 def _store(dashboard: Dashboard) -> DraftStore:
@@ -447,10 +461,13 @@ async def save(
             _may_change_existing(user)
         taken = drafts.take(draft_id, user.username)
         try:
+            # By its name, in this node's rules folder: the draft may come from another API
+            # node whose folder is mounted at another path (a bare name also names a single
+            # rules file). The base digest still refuses a draft of a different file.
+            workspace = _workspace(dashboard, taken.result.target.name)
             saved = save_draft(
-                taken.result,
-                # The target itself, not its name: a single rules file is named by its path.
-                _workspace(dashboard, str(taken.result.target)),
+                dataclasses.replace(taken.result, target=workspace.target),
+                workspace,
                 actor=user.username,
                 audit=dashboard.auth,
                 source="form" if taken.result.model == "form" else "api",
