@@ -206,25 +206,42 @@ export async function attempt(action, success) {
   }
 }
 
+// A live socket's retries: 0.5 s after a close, doubling to 10 s while they keep failing, each
+// ±20 % at random so that the sockets of a page (a wall of 32 tiles opens ~65) do not all retry
+// in the same instant after an outage. The backoff starts again only once a socket has proven
+// itself (its first message, or open for SETTLED_MS): a socket the server accepts and closes at
+// once (1013 for a disabled camera, the cluster relay's 4502/4503 with no owner) used to reset
+// it on open and retried every 0.5 s for good (119 handshakes a minute per socket, each an
+// audit entry in raw mode).
+const RETRY_FIRST_MS = 500;
+const RETRY_MAX_MS = 10000;
+const RETRY_JITTER = 0.2;
+const SETTLED_MS = 5000;
+
 /**
- * A WebSocket to this server that reconnects with backoff. A close that trying again cannot
- * mend ends it: 4401 (the session or token is gone: expired, logged out, revoked) sends the
- * browser to log in; 4403 (not allowed) and 4404 (no such camera) call onRefused(code, reason)
- * (onState(false) without it). Before, those read as a network failure, retried for good.
- * reconnect() drops the open connection and connects again the way a network failure does.
+ * A WebSocket to this server that reconnects with backoff (RETRY_* above). A close that trying
+ * again cannot mend ends it: 4401 (the session or token is gone: expired, logged out, revoked)
+ * sends the browser to log in; 4403 (not allowed) and 4404 (no such camera) call
+ * onRefused(code, reason) (onState(false) without it). Before, those read as a network failure,
+ * retried for good. reconnect() drops the open connection and connects again the way a network
+ * failure does.
  */
 export function liveSocket(path, { onMessage, onState, onRefused, binaryType = "blob" }) {
   let socket;
-  let delay = 500;
+  let delay = RETRY_FIRST_MS;
   let closed = false;
   const open = () => {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(`${scheme}://${location.host}${path}`);
     socket.binaryType = binaryType;
     let opened = false;
-    socket.onopen = () => { opened = true; delay = 500; onState?.(true); };
-    socket.onmessage = (event) => onMessage(event);
+    let settled = null; // the timer that resets the backoff once the socket stayed open
+    const settle = () => { clearTimeout(settled); settled = null; delay = RETRY_FIRST_MS; };
+    socket.onopen = () => { opened = true; settled = setTimeout(settle, SETTLED_MS); onState?.(true); };
+    socket.onmessage = (event) => { if (settled !== null) settle(); onMessage(event); };
     socket.onclose = (event) => {
+      clearTimeout(settled);
+      settled = null;
       if (!closed && event.code === 4401) { closed = true; toLogin(); return; }
       if (!closed && !opened) {
         // Refused at the handshake (the browser shows no code): a session that ended while the
@@ -239,8 +256,8 @@ export function liveSocket(path, { onMessage, onState, onRefused, binaryType = "
         return;
       }
       onState?.(false);
-      if (!closed) setTimeout(open, delay);
-      delay = Math.min(delay * 2, 10000);
+      if (!closed) setTimeout(open, delay * (1 - RETRY_JITTER + 2 * RETRY_JITTER * Math.random()));
+      delay = Math.min(delay * 2, RETRY_MAX_MS);
     };
   };
   open();
