@@ -157,3 +157,38 @@ def test_the_sockets_of_a_page_do_not_retry_in_lockstep() -> None:
         """
     )
     assert spread >= 1000, f"the fifth attempts of 32 sockets within {spread} ms"
+
+
+@pytest.mark.parametrize(("answer_ms", "most"), [(100, 7), (25_000, 3)])
+def test_the_sockets_of_a_page_share_one_question_who_am_i(answer_ms: int, most: int) -> None:
+    """32 sockets refused at the handshake for a minute (no close code: an outage, or a proxy
+    without WebSocket upgrades) ask /api/v1/auth/me once for all: at most one question in
+    flight, at most one per 10 s. Before, every refused handshake asked (hundreds a minute)."""
+    asked = run_js(
+        f"""
+        whoAmI = {{ status: 200, after: {answer_ms} }};
+        server = (ws) => ws.onclose({{ code: 1006 }});
+        for (let i = 0; i < 32; i += 1) site.liveSocket(`/c${{i}}`, {{ onMessage() {{}} }});
+        await until(60000);
+        return asked;
+        """
+    )
+    assert 1 <= len(asked) <= most, asked
+    assert all(b - a >= 10_000 for a, b in itertools.pairwise(asked)), asked
+
+
+def test_a_401_to_the_shared_question_ends_every_socket_and_goes_to_log_in() -> None:
+    """The session is gone: the one answer sends the page to log in, and no socket of the page
+    tries again, whichever of them asked."""
+    got = run_js(
+        """
+        whoAmI = { status: 401, after: 100 };
+        server = (ws) => ws.onclose({ code: 1006 });
+        for (let i = 0; i < 32; i += 1) site.liveSocket(`/c${i}`, { onMessage() {} });
+        await until(1000);
+        const before = opened.length;
+        await until(30000);
+        return [asked.length, location.href, opened.length - before];
+        """
+    )
+    assert got == [1, "/login?next=%2Flive", 0]
