@@ -9,11 +9,12 @@ camera, and a thread publishes analysed frames (a person) to the live hub as the
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -70,11 +71,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def _live_page(
-    site: dict[str, Any], user: str, query: str = "", *, init_script: str | None = None
+    site: dict[str, Any],
+    user: str,
+    query: str = "",
+    *,
+    init_script: str | None = None,
+    video_route: Callable[[Any], None] | None = None,
 ) -> tuple[Any, list[str]]:
+    """A tab logged in as ``user`` on the Live page; ``video_route`` handles the page's video
+    sockets (Playwright's ``WebSocketRoute``) where given."""
     page = new_tab(site["browser"], 30_000)
     if init_script is not None:
         page.add_init_script(init_script)
+    if video_route is not None:
+        page.route_web_socket(re.compile(r"/video"), video_route)
     sockets: list[str] = []
     page.on("websocket", lambda ws: sockets.append(ws.url))
     log_in(page, f"{site['base']}/live{query}", user, PASSWORD, "**/live*")
@@ -276,4 +286,40 @@ def test_video_that_stops_arriving_marks_the_tile_stalled_and_reopens_it(
     assert "video stalled" not in page.inner_text(f"{TILE} .state")
     assert re.search(r"[\d.]+ fps", page.inner_text(f"{TILE} .info"))
     assert video_sockets() > opened, "the stalled video was reopened on a new socket"
+    page.context.close()
+
+
+def test_a_relay_waiting_for_a_new_owner_is_not_taken_for_a_stall(site: dict[str, Any]) -> None:
+    """serve --cluster: while the API node's relay waits for the camera's new owner it keeps the
+    video socket open, says "reconnecting" and sends no video, for up to its failover time
+    (>= 60 s). The watchdog took that for a stall and reopened the video, whose new relay (no
+    owner yet) closed at once with 4503, in a loop. Here the test stands between the page and
+    its video socket: it says what the relay says and drops the video while it "waits"."""
+    relay: dict[str, Any] = {"waiting": False, "sockets": []}
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+        server.on_message(lambda message: None if relay["waiting"] else ws.send(message))
+        relay["sockets"].append(ws)
+
+    def say(**message: str) -> None:
+        relay["sockets"][-1].send(json.dumps({"type": "state", **message}))
+
+    page, _sockets = _live_page(site, "operator", video_route=route)
+    _playing(page)
+    tile = f"document.querySelector('{TILE}')"
+    state = f"{tile}.dataset.state"
+    relay["waiting"] = True
+    say(state="reconnecting", reason="owner a1 unreachable")
+    page.wait_for_timeout(8000)  # over twice the 3 s the watchdog allows a tile without video
+    assert page.evaluate(state) != "stalled", "the relay's wait is no stall"
+    assert len(relay["sockets"]) == 1, "nor reopened"
+    assert page.get_attribute(TILE, "data-relay") == "reconnecting"
+
+    relay["waiting"] = False  # the new owner streams
+    say(state="streaming", owner="a2")
+    frames = page.evaluate(f"+{tile}.dataset.vframes")
+    page.wait_for_function(f"() => +{tile}.dataset.vframes > {frames} + 10", timeout=30_000)
+    relay["waiting"] = True  # and stops without a word from the relay: a stall again
+    page.wait_for_function(f"() => {state} === 'stalled'", timeout=20_000)
     page.context.close()

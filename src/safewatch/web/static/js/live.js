@@ -191,6 +191,11 @@ function tile(camera) {
     // and pauses muted video out of view): the clock starts again when it is seen.
     let videoUp = false;
     let seen = true;
+    // serve --cluster: while the relay says it waits for the camera's new owner ("reconnecting",
+    // up to its failover_seconds, >= 60 s) its socket stays open and sends no video, and the
+    // tile shows that state. Counted as a stall, reopen() cut the wait short: a new relay with
+    // no owner closes at once (4503), and so on in a loop. Not counted until it streams again.
+    let relayWaiting = false;
     let lastFrame = performance.now();
     let reopenAfter = STALL_MS;
     const rearm = () => { lastFrame = performance.now(); };
@@ -200,7 +205,7 @@ function tile(camera) {
       rearm();
     }).observe(node);
     setInterval(() => {
-      if (!mse || refused || !videoUp || !seen || document.hidden) { rearm(); return; }
+      if (!mse || refused || !videoUp || !seen || document.hidden || relayWaiting) { rearm(); return; }
       if (performance.now() - lastFrame < reopenAfter) return;
       const first = !stalled;
       stalled = true;
@@ -213,9 +218,10 @@ function tile(camera) {
     live = playLive(player, camera.id, videoMode, {
       onInit(header) { canvas.width = header.width; canvas.height = header.height; },
       onRefused: refuse,
-      onState(up) { videoUp = up; rearm(); },
+      onState(up) { videoUp = up; relayWaiting = false; rearm(); },
       onRelay(message) {
         node.dataset.relay = message.state;
+        relayWaiting = message.state === "reconnecting";
         player.title = message.state === "streaming"
           ? `live video relayed from analyzer ${message.owner}`
           : `live video ${message.state}: ${message.reason}`;
