@@ -323,3 +323,39 @@ def test_a_relay_waiting_for_a_new_owner_is_not_taken_for_a_stall(site: dict[str
     relay["waiting"] = True  # and stops without a word from the relay: a stall again
     page.wait_for_function(f"() => {state} === 'stalled'", timeout=20_000)
     page.context.close()
+
+
+def test_without_frame_callbacks_a_playing_tile_is_not_stalled_and_a_held_one_is(
+    site: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser without requestVideoFrameCallback (Firefox ESR 128): the watchdog reads the
+    player's progress itself. Before, only the frame callback fed it, so every playing tile
+    there was marked "video stalled" after 3 s and reopened again and again."""
+    held = threading.Event()
+    publish = live_video._Feed._publish
+
+    def holding(feed: Any, chunks: list[live_video.Chunk]) -> None:
+        publish(feed, [c for c in chunks if c.kind == "init"] if held.is_set() else chunks)
+
+    monkeypatch.setattr(live_video._Feed, "_publish", holding)
+    page, sockets = _live_page(
+        site,
+        "operator",
+        init_script="delete HTMLVideoElement.prototype.requestVideoFrameCallback;",
+    )
+    _playing(page)
+    assert page.evaluate("!('requestVideoFrameCallback' in HTMLVideoElement.prototype)")
+    state = f"document.querySelector('{TILE}').dataset.state"
+
+    def video_sockets() -> int:
+        return sum("/video" in url for url in sockets)
+
+    opened = video_sockets()
+    page.wait_for_timeout(8000)  # over twice the 3 s the watchdog allows
+    assert page.evaluate(state) != "stalled", "a playing tile is not stalled"
+    assert video_sockets() == opened, "nor reopened"
+    held.set()
+    page.wait_for_function(f"() => {state} === 'stalled'", timeout=20_000)
+    held.clear()
+    page.wait_for_function(f"() => {state} !== 'stalled'", timeout=30_000)
+    page.context.close()

@@ -199,12 +199,28 @@ function tile(camera) {
     let lastFrame = performance.now();
     let reopenAfter = STALL_MS;
     const rearm = () => { lastFrame = performance.now(); };
+    const presented = () => { // a video frame was presented
+      lastFrame = performance.now();
+      if (stalled) { stalled = false; reopenAfter = STALL_MS; showState(); }
+    };
+    // Where the browser has no requestVideoFrameCallback (Firefox ESR 128), onFrame below never
+    // runs: the watchdog itself reads the player's progress each second instead (frames decoded,
+    // or its clock moving on; a new source starts both from zero, which is no progress). Without
+    // it every playing tile there was marked stalled after 3 s and reopened again and again.
+    let progress = { frames: 0, time: 0 };
+    const advanced = () => {
+      const read = { frames: player.getVideoPlaybackQuality?.().totalVideoFrames ?? 0, time: player.currentTime };
+      const moved = read.frames > progress.frames || read.time > progress.time;
+      progress = read;
+      return moved;
+    };
     document.addEventListener("visibilitychange", rearm);
     new IntersectionObserver((entries) => {
       seen = entries[entries.length - 1].isIntersecting;
       rearm();
     }).observe(node);
     setInterval(() => {
+      if (!player.requestVideoFrameCallback && advanced()) presented();
       if (!mse || refused || !videoUp || !seen || document.hidden || relayWaiting) { rearm(); return; }
       if (performance.now() - lastFrame < reopenAfter) return;
       const first = !stalled;
@@ -239,8 +255,7 @@ function tile(camera) {
     const onFrame = (_now, frame) => {
       if (!mse) return;
       const wall = live.wallAt(frame.mediaTime);
-      lastFrame = performance.now();
-      if (stalled) { stalled = false; reopenAfter = STALL_MS; showState(); }
+      presented();
       if (wall !== null) {
         meta = pick(wall);
         videoFrames += 1;
