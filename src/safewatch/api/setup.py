@@ -32,12 +32,16 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
 def media_origins(dashboard: Dashboard) -> list[str]:
-    """Origins of the cameras' ``live_url`` players, which the pages may embed."""
+    """Origins of the cameras' ``live_url`` players, which the pages may embed:
+    ``scheme://host[:port]``. The URL's netloc also holds ``user:password@`` where the URL has
+    them, which the Content-Security-Policy of every answer (to anyone, the login page
+    included) used to repeat."""
     origins = []
     for camera in dashboard.site().config.cameras.values():
         if camera.live_url:
             parts = urlsplit(camera.live_url)
-            origins.append(f"{parts.scheme}://{parts.netloc}")
+            host = parts.netloc.rpartition("@")[2]  # host[:port] as written ([v6] kept)
+            origins.append(f"{parts.scheme}://{host}")
     return origins
 
 

@@ -581,6 +581,36 @@ def test_a_media_servers_original_video_is_given_only_where_nothing_is_hidden(
         storage.close()
 
 
+def test_a_media_servers_credentials_stay_out_of_the_content_security_policy(
+    tmp_path: Path,
+) -> None:
+    """The CSP that lets the pages embed a camera's ``live_url`` player named its origin from
+    the URL's netloc, user and password included, on every answer to anyone (the login page
+    too). It names scheme, host and port only."""
+    cameras = {
+        "yard": {
+            "source": "yard.mp4",
+            "fps": 5,
+            "models": ["coco", "ppe"],
+            "live_url": "http://viewer:s3cret@media.local:8889/yard/",
+        },
+        "dock": {
+            "source": "dock.mp4",
+            "fps": 5,
+            "models": ["coco"],
+            "live_url": "https://[::1]/d/",
+        },
+    }
+    dashboard, storage = make_dashboard(tmp_path, site_extra={"cameras": cameras})
+    try:
+        with client_for(dashboard) as client:
+            csp = client.get("/login").headers["content-security-policy"]
+        assert "s3cret" not in csp and "viewer" not in csp, csp
+        assert "frame-src http://media.local:8889 https://[::1];" in csp, csp
+    finally:
+        storage.close()
+
+
 def _feed_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("live-video-")]
 
