@@ -106,6 +106,12 @@ class Readiness(BaseModel):
     rules: ComponentHealth
     site: ComponentHealth
     cameras: dict[str, CameraReadiness]
+    incidents: ComponentHealth | None = Field(
+        default=None,
+        description="Incident writes: not ok (the server degraded) while incidents wait in "
+        "memory because the database refused them, or the last write was refused; their "
+        "alerts wait with them.",
+    )
     cluster: ComponentHealth | None = Field(
         default=None,
         description="serve --cluster analyzers: the membership's threads and rounds, and "

@@ -34,7 +34,9 @@ and ``hold`` notes are made by the next write; the frame's other events go on. W
 succeeds the waiting writes go through, each opening on a frame of its own camera. An opening
 written more than 2 s (of its camera's frames) late gets no recorder still or clip: they would
 show a later moment. Each refusal is reported to ``on_write_failure`` (the live runtime counts
-them in ``safewatch_runtime_errors_total{stage="storage"}``) and warned about at most every 10 s.
+them in ``safewatch_runtime_errors_total{stage="storage"}``) and warned about at most every 10 s;
+:attr:`IncidentManager.unsaved` and :attr:`IncidentManager.refused` say what waits (``/readyz``
+is ``degraded`` and ``safewatch_incidents_unsaved`` counts them).
 What is not written before the process stops is lost with it.
 
 Ids come from :func:`safewatch.domain.incident_id`, so replaying events, to this manager or to a
@@ -170,6 +172,8 @@ class IncidentManager:
         wait must hold them all, and cameras' clocks differ (an archive replayed on its file's
         clock may be years behind a live camera's)."""
         self._backoff = 1.0
+        self._refused: StorageError | None = None
+        """The last write's refusal, until a write goes through (``refused``)."""
         self._last_seen: dict[str, float] = {}
         """Per camera, its latest frame time (to judge how late a delayed opening is)."""
         self._warned_at = float("-inf")
@@ -192,6 +196,23 @@ class IncidentManager:
     def open_incidents(self) -> list[Incident]:
         """Incidents whose episode has not ended yet (latest in-memory state)."""
         return [episode.incident for episode in self._open.values()]
+
+    @property
+    def unsaved(self) -> int:
+        """How many incidents wait in memory for their opening or closing to be stored.
+
+        Read by ``/readyz`` and ``/metrics`` on other threads (the episodes' ``unsaved`` flags
+        are the one record of what waits): a full disk or a locked database stopped incident
+        storage, and with it the alerts queued in the same transaction, while the server said
+        it was ready. ``list()`` copies the values in one step, so a write on the rules thread
+        cannot change the dict under the count.
+        """
+        return sum(1 for episode in list(self._open.values()) if episode.unsaved)
+
+    @property
+    def refused(self) -> StorageError | None:
+        """The database's refusal of the last incident write; ``None`` once one goes through."""
+        return self._refused
 
     def handle(
         self, events: Sequence[RuleEvent], tracked: TrackedFrame, frame: Frame
@@ -282,6 +303,7 @@ class IncidentManager:
         ``_QUIET_SECONDS``."""
         if self._on_write_failure is not None:
             self._on_write_failure(failed)
+        self._refused = failed
         backoff = self._backoff
         self._down_until = self._clock() + backoff
         waiting = sum(1 for episode in self._open.values() if episode.unsaved)
@@ -302,6 +324,7 @@ class IncidentManager:
     def _wrote(self) -> None:
         """A write went through: the next refusal waits 1 s again."""
         self._backoff = 1.0
+        self._refused = None
 
     def _fenced(self, refused: FencedWrite) -> None:
         """This process no longer owns the camera (``serve --cluster``): drop its episodes, warn

@@ -189,6 +189,13 @@ class RuntimeMetrics:
             "and the previous configuration runs.",
             registry=self.registry,
         )
+        self.incidents_unsaved = Gauge(
+            "safewatch_incidents_unsaved",
+            "Incidents held in memory because the database refused their opening or closing "
+            "(a full disk, a locked file, a database down); their alerts wait with them. The "
+            "server tries again and stores them when it can (docs/evidence.md).",
+            registry=self.registry,
+        )
         self.inference_alive = Gauge(
             "safewatch_inference_worker_up",
             "1 while the inference and rules threads run and have looped recently; 0 when "

@@ -319,6 +319,7 @@ class RuntimeService:
                 holder,
                 storage,
                 recordings=self._recordings,
+                incidents=incidents,
             )
             self.runtime_metrics.watch(self.status.snapshot)
             if self._options.http:

@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from safewatch.api.health import CameraReadiness, ComponentHealth, Liveness, Readiness
 from safewatch.config.runtime import DecodeMode, WatchdogConfig
+from safewatch.incidents.manager import IncidentManager
 from safewatch.incidents.site_storage import SiteStorage
 from safewatch.rules.reload import RuleSetHolder
 from safewatch.runtime.evaluation import RulesWorker
@@ -63,6 +64,7 @@ class RuntimeParts:
     holder: RuleSetHolder | None = None
     storage: SiteStorage | None = None
     recordings: RecordingLink | None = None
+    incidents: IncidentManager | None = None
 
 
 class RuntimeStatus:
@@ -230,6 +232,9 @@ class RuntimeStatus:
                 state = "degraded"
         if state == "ready" and not self.site_health.ok:
             state = "degraded"  # the site file on disk is refused; the previous one runs
+        incidents = self._incidents_health()
+        if state == "ready" and incidents is not None and not incidents.ok:
+            state = "degraded"  # incidents (and their alerts) wait in memory for the database
         cluster = None if self.cluster_health is None else self.cluster_health()
         if state == "ready" and cluster is not None and not cluster.ok:
             state = "degraded"  # a dead or failing member, or a camera no analyzer may run
@@ -239,6 +244,7 @@ class RuntimeStatus:
             inference=inference,
             rules=rules,
             site=self.site_health,
+            incidents=incidents,
             cameras=cameras,
             cluster=cluster,
         )
@@ -246,6 +252,8 @@ class RuntimeStatus:
     def metrics(self) -> bytes:
         """Prometheus exposition text."""
         self.liveness()  # refreshes the inference-up gauge
+        if self.parts.incidents is not None:  # the manager's own count of what waits
+            self._metrics.incidents_unsaved.set(self.parts.incidents.unsaved)
         return self._metrics.render()
 
     @staticmethod
@@ -260,6 +268,24 @@ class RuntimeStatus:
         if age > HUNG_AFTER:
             return ComponentHealth(ok=False, message="thread hung", seconds_since_heartbeat=age)
         return ComponentHealth(ok=True, message="running", seconds_since_heartbeat=age)
+
+    def _incidents_health(self) -> ComponentHealth | None:
+        """Whether incidents are being stored: ``SELECT 1`` answers on a full disk or a file
+        that is locked for writing, while every incident write (and the alerts queued in its
+        transaction) is refused; the manager keeps those incidents in memory and tries again.
+        The refusal is the database's own words (:func:`~safewatch.storage.engine.transaction`),
+        as in ``database``; secrets are masked at the HTTP edge like every answer."""
+        manager = self.parts.incidents
+        if manager is None:
+            return None
+        waiting = manager.unsaved
+        refused = manager.refused
+        if not waiting and refused is None:
+            return ComponentHealth(ok=True, message="incident writes go through")
+        message = f"{waiting} incident(s) held in memory, not stored (nor alerted) yet"
+        if refused is not None:
+            message += f"; the last write was refused: {refused}"
+        return ComponentHealth(ok=False, message=message)
 
     def _database_health(self) -> ComponentHealth:
         """The database's answer to ``SELECT 1``, waited for at most :data:`DB_CHECK_TIMEOUT`.
