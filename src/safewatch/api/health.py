@@ -112,6 +112,11 @@ class Readiness(BaseModel):
         "memory because the database refused them, or the last write was refused; their "
         "alerts wait with them.",
     )
+    evidence: ComponentHealth | None = Field(
+        default=None,
+        description="The evidence recorder: not ok (the server degraded) for 10 minutes after "
+        "a still, clip or sealed original could not be stored; the message counts them.",
+    )
     cluster: ComponentHealth | None = Field(
         default=None,
         description="serve --cluster analyzers: the membership's threads and rounds, and "

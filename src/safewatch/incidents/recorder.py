@@ -101,7 +101,10 @@ class RecorderStats:
         clips_failed: Clips abandoned on an error (their incident keeps no clip).
         stills_written: Clean stills stored.
         originals_sealed: Sealed originals stored (stills and clips).
-        errors: Evidence writes that failed (logged with the incident id).
+        stills_failed: Incidents' stills (annotated or clean) that could not be stored.
+        originals_failed: Sealed originals (stills and clips) that could not be stored.
+        errors: Evidence writes that failed (logged with the incident id): the failed stills
+            and originals, adoptions' clips not stored yet, and the thread's unexpected errors.
         buffered_bytes: Picture bytes held in the frame buffers, per camera.
         recovery: What the start-up recovery did.
     """
@@ -112,6 +115,8 @@ class RecorderStats:
     clips_failed: int = 0
     stills_written: int = 0
     originals_sealed: int = 0
+    stills_failed: int = 0
+    originals_failed: int = 0
     errors: int = 0
     buffered_bytes: dict[str, int] = field(default_factory=dict)
     recovery: Recovery = field(default_factory=Recovery)
@@ -751,8 +756,7 @@ class EvidenceRecorder:
                 )
             except (SafewatchError, av.FFmpegError) as exc:
                 _log.warning("incident %s: sealed original clip not stored: %s", incident.id, exc)
-                with self._cond:
-                    self._stats.errors += 1
+                self._failed("original")
 
     def _seal(self, incident_id: str, camera_id: str, at: float, data: bytes, suffix: str) -> None:
         assert self._key is not None
@@ -780,8 +784,8 @@ class EvidenceRecorder:
             self._repository.attach_evidence(message.incident_id, snapshot=still)
         except (SafewatchError, ValueError) as exc:
             _log.warning("incident %s: no evidence still: %s", message.incident_id, exc)
-            with self._cond:
-                self._stats.errors += 1
+            self._failed("still")
+        kind: Literal["still", "original"] = "still"
         try:
             self._store.write_bytes(
                 message.incident_id,
@@ -793,6 +797,7 @@ class EvidenceRecorder:
             with self._cond:
                 self._stats.stills_written += 1
             if self._key is not None:
+                kind = "original"
                 self._seal(
                     message.incident_id,
                     message.camera_id,
@@ -801,9 +806,20 @@ class EvidenceRecorder:
                     ORIGINAL_STILL_SUFFIX,
                 )
         except SafewatchError as exc:
-            _log.warning("incident %s: clean still not stored: %s", message.incident_id, exc)
-            with self._cond:
-                self._stats.errors += 1
+            what = "clean still" if kind == "still" else "sealed original still"
+            _log.warning("incident %s: %s not stored: %s", message.incident_id, what, exc)
+            self._failed(kind)
+
+    def _failed(self, kind: Literal["still", "original"]) -> None:
+        """Count a still or sealed original that could not be stored, by kind: ``/metrics``
+        (``safewatch_evidence_failures_total``) and ``/readyz`` read these, so a full evidence
+        disk is seen, not only logged."""
+        with self._cond:
+            self._stats.errors += 1
+            if kind == "still":
+                self._stats.stills_failed += 1
+            else:
+                self._stats.originals_failed += 1
 
 
 def _jpeg(image: Image) -> bytes:

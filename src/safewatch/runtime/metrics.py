@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
@@ -29,6 +30,9 @@ from prometheus_client.registry import Collector
 from safewatch.api.health import METRICS_CONTENT_TYPE
 from safewatch.recording.service import RecordingState
 from safewatch.runtime.ppe_coverage import ItemCoverage
+
+if TYPE_CHECKING:  # the recorder pulls in PyAV and OpenCV; the API process needs neither
+    from safewatch.incidents.recorder import RecorderStats
 
 __all__ = [
     "CONTENT_TYPE",
@@ -108,6 +112,8 @@ class RuntimeSnapshot:
     results_depth: int
     server_memory_bytes: int
     now: float
+    evidence: RecorderStats | None = None
+    """The evidence recorder's counters; ``None`` before it started."""
 
 
 class RuntimeMetrics:
@@ -349,6 +355,7 @@ class _SnapshotCollector(Collector):
         memory.add_metric(["server"], snap.server_memory_bytes)
         depth.add_metric(["mailbox"], snap.mailbox_depth)
         depth.add_metric(["results"], snap.results_depth)
+        yield from _evidence_metrics(snap.evidence)
         yield from (
             decoded,
             sampled,
@@ -370,3 +377,31 @@ class _SnapshotCollector(Collector):
             recording_up,
             recorded,
         )
+
+
+def _evidence_metrics(stats: RecorderStats | None) -> Iterable[Metric]:
+    """The evidence recorder's failures, read from its own counters at each scrape (one count,
+    the recorder's): a full evidence disk lost every still and clip with only a log line and
+    ``RecorderStats``, which nothing outside the recorder read. Every series exists (at 0) from
+    the recorder's start, so ``increase()`` sees the first failure."""
+    if stats is None:
+        return
+    failures = CounterMetricFamily(
+        "safewatch_evidence_failures",
+        "Evidence not stored, by kind: still (annotated or clean still of an incident), clip "
+        "(abandoned, not stored, or without a frame), original (sealed original).",
+        labels=["kind"],
+    )
+    for kind, value in (
+        ("still", stats.stills_failed),
+        ("clip", stats.clips_failed),
+        ("original", stats.originals_failed),
+    ):
+        failures.add_metric([kind], value)
+    yield failures
+    yield CounterMetricFamily(
+        "safewatch_evidence_frames_dropped",
+        "Frames dropped from the clip buffers and clips because the evidence thread was behind "
+        "(a slow or full disk): the clips have gaps.",
+        value=stats.frames_dropped,
+    )

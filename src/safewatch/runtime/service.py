@@ -320,6 +320,7 @@ class RuntimeService:
                 storage,
                 recordings=self._recordings,
                 incidents=incidents,
+                recorder=self._recorder,
             )
             self.runtime_metrics.watch(self.status.snapshot)
             if self._options.http:

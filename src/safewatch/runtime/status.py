@@ -20,6 +20,7 @@ from sqlalchemy import text
 from safewatch.api.health import CameraReadiness, ComponentHealth, Liveness, Readiness
 from safewatch.config.runtime import DecodeMode, WatchdogConfig
 from safewatch.incidents.manager import IncidentManager
+from safewatch.incidents.recorder import EvidenceRecorder, RecorderStats
 from safewatch.incidents.site_storage import SiteStorage
 from safewatch.rules.reload import RuleSetHolder
 from safewatch.runtime.evaluation import RulesWorker
@@ -30,7 +31,7 @@ from safewatch.runtime.metrics import CameraStatus, RuntimeMetrics, RuntimeSnaps
 from safewatch.runtime.recording_link import RecordingLink
 from safewatch.runtime.supervisor import Supervisor
 
-__all__ = ["DB_CHECK_TIMEOUT", "HUNG_AFTER", "RuntimeParts", "RuntimeStatus"]
+__all__ = ["DB_CHECK_TIMEOUT", "EVIDENCE_RECENT", "HUNG_AFTER", "RuntimeParts", "RuntimeStatus"]
 
 HUNG_AFTER = 60.0
 """Seconds a core thread may go without looping before ``/healthz`` says the process is hung."""
@@ -42,6 +43,11 @@ DB_CHECK_TIMEOUT = 5.0
 API process's 10 s for the whole answer. No timeout of the driver covers every case (SQLite's
 busy wait, a PostgreSQL host behind a network stall with no keepalives on the connection), so
 the check runs on a thread of its own and readiness stops waiting for it."""
+
+EVIDENCE_RECENT = 600.0
+"""Seconds after the last evidence failure (a still, clip or sealed original not stored) during
+which ``/readyz`` is degraded: long enough to be seen between two looks, short enough that one
+failure does not mark the server for good (the counters keep the total)."""
 
 
 class _DatabaseCheck:
@@ -65,6 +71,7 @@ class RuntimeParts:
     storage: SiteStorage | None = None
     recordings: RecordingLink | None = None
     incidents: IncidentManager | None = None
+    recorder: EvidenceRecorder | None = None
 
 
 class RuntimeStatus:
@@ -101,6 +108,9 @@ class RuntimeStatus:
         self._db_checked = 0.0
         self._db_check: _DatabaseCheck | None = None
         self._db_lock = threading.Lock()
+        self._evidence_failed = 0
+        self._evidence_failed_at = float("-inf")
+        self._evidence_lock = threading.Lock()
 
     def snapshot(self) -> RuntimeSnapshot:
         """Counters and times of every camera, and server-wide figures."""
@@ -110,6 +120,7 @@ class RuntimeStatus:
         evaluated = parts.rules.counters() if parts.rules is not None else {}
         mailbox_drops = self._mailbox.dropped()
         recordings = parts.recordings.states() if parts.recordings is not None else {}
+        evidence = parts.recorder.stats if parts.recorder is not None else None
         cameras: list[CameraStatus] = []
         for status in statuses:
             key = status.camera_id
@@ -154,6 +165,7 @@ class RuntimeStatus:
             results_depth=parts.rules.depth() if parts.rules is not None else 0,
             server_memory_bytes=psutil.Process(os.getpid()).memory_info().rss,
             now=time.time(),
+            evidence=evidence,
         )
 
     @property
@@ -173,6 +185,7 @@ class RuntimeStatus:
         """Take a snapshot for the slow-analysis window (the service calls this every second)."""
         snap = self.snapshot()
         self._slow.observe(snap.cameras)
+        self._note_evidence(snap.evidence)
 
     def liveness(self) -> Liveness:
         """``alive`` unless a core thread is dead or hung (see :mod:`safewatch.runtime.health`)."""
@@ -235,6 +248,9 @@ class RuntimeStatus:
         incidents = self._incidents_health()
         if state == "ready" and incidents is not None and not incidents.ok:
             state = "degraded"  # incidents (and their alerts) wait in memory for the database
+        evidence = self._evidence_health(snap.evidence)
+        if state == "ready" and evidence is not None and not evidence.ok:
+            state = "degraded"  # incidents are stored, their stills or clips were not
         cluster = None if self.cluster_health is None else self.cluster_health()
         if state == "ready" and cluster is not None and not cluster.ok:
             state = "degraded"  # a dead or failing member, or a camera no analyzer may run
@@ -245,6 +261,7 @@ class RuntimeStatus:
             rules=rules,
             site=self.site_health,
             incidents=incidents,
+            evidence=evidence,
             cameras=cameras,
             cluster=cluster,
         )
@@ -286,6 +303,36 @@ class RuntimeStatus:
         if refused is not None:
             message += f"; the last write was refused: {refused}"
         return ComponentHealth(ok=False, message=message)
+
+    def _note_evidence(self, stats: RecorderStats | None) -> None:
+        """Note when the recorder's failure count last rose (the keeper looks every second, so
+        the time is that close; readiness looks too)."""
+        if stats is None:
+            return
+        failed = stats.stills_failed + stats.clips_failed + stats.originals_failed
+        with self._evidence_lock:  # the keeper and any number of readiness questions
+            if failed != self._evidence_failed:
+                self._evidence_failed = failed
+                self._evidence_failed_at = time.monotonic()
+
+    def _evidence_health(self, stats: RecorderStats | None) -> ComponentHealth | None:
+        """Not ok for :data:`EVIDENCE_RECENT` after a still, clip or sealed original could not
+        be stored (a full evidence disk): the incident is stored without it, and before, only
+        the log said so, while the docs said these were counted."""
+        if stats is None:
+            return None
+        self._note_evidence(stats)
+        counts = (
+            f"not stored since the start: {stats.stills_failed} still(s), {stats.clips_failed} "
+            f"clip(s), {stats.originals_failed} sealed original(s); {stats.frames_dropped} "
+            "frame(s) dropped from clips"
+        )
+        ago = time.monotonic() - self._evidence_failed_at
+        if ago < EVIDENCE_RECENT:
+            return ComponentHealth(
+                ok=False, message=f"evidence not stored {ago:.0f} s ago (see the log); {counts}"
+            )
+        return ComponentHealth(ok=True, message=counts)
 
     def _database_health(self) -> ComponentHealth:
         """The database's answer to ``SELECT 1``, waited for at most :data:`DB_CHECK_TIMEOUT`.
