@@ -31,9 +31,10 @@ differ), then twice as long after each further refusal (at most 30 s), so an out
 wait per try, not one per write, camera and frame. Meanwhile incidents live in memory: an opening
 or closing waits on its episode (with its real start and end, and the reason it closes), updates
 and ``hold`` notes are made by the next write; the frame's other events go on. When a try
-succeeds the waiting writes go through, each opening on a frame of its own camera. An opening
-written more than 2 s (of its camera's frames) late gets no recorder still or clip: they would
-show a later moment. Each refusal is reported to ``on_write_failure`` (the live runtime counts
+succeeds the waiting writes go through, each opening on a frame of its own camera, with its
+still taken from the frame that opened it (kept for that). An opening written more than 2 s (of
+its camera's frames) late gets no clip: it would be cut from the frames buffered then, a later
+moment. Each refusal is reported to ``on_write_failure`` (the live runtime counts
 them in ``safewatch_runtime_errors_total{stage="storage"}``) and warned about at most every 10 s;
 :attr:`IncidentManager.unsaved` and :attr:`IncidentManager.refused` say what waits (``/readyz``
 is ``degraded`` and ``safewatch_incidents_unsaved`` counts them).
@@ -121,8 +122,9 @@ _RETRY_MAX = 30.0
 _QUIET_SECONDS = 10.0
 """Least time (seconds of the process's clock) between two warnings about refused writes."""
 _LATE_EVIDENCE = 2.0
-"""Seconds after its start within which a delayed opening still gets the recorder's still and
-clip; later, they would show a later moment (the clip is cut from the frames buffered then)."""
+"""Seconds after its start within which a delayed opening still gets the recorder's clip; later,
+it would show a later moment (the clip is cut from the frames buffered then). Its still comes
+from the frame that opened it, kept for that, however late."""
 
 
 class IncidentManager:
@@ -525,26 +527,23 @@ class IncidentManager:
     def _evidence_of_opened(
         self, episode: _Episode, frame: Frame | None, tracked: TrackedFrame | None
     ) -> None:
-        """Once its row exists: the recorder's still (from ``frame``, the frame that opened it or
-        the one its delayed write went through on) and clip; a clip never precedes its row.
+        """Once its row exists: the recorder's still and clip; a clip never precedes its row.
 
-        A row written more than ``_LATE_EVIDENCE`` after the incident started gets neither: the
-        still and the clip (cut from the frames buffered now) would show a later moment."""
+        The still comes from the frame that opened the incident, kept for a delayed write
+        however late it is (before, one written more than ``_LATE_EVIDENCE`` late got no still
+        at all, though the right frame was in hand), or else from ``frame`` when not late. A row
+        written more than ``_LATE_EVIDENCE`` after the incident started gets no clip: it would
+        be cut from the frames buffered now, a later moment."""
         episode.opened = True
         incident = episode.incident
+        seen = self._last_seen.get(incident.camera_id)  # its own camera's clock
+        late = seen is None or seen - episode.still_at > _LATE_EVIDENCE
         if episode.opening is not None:
             frame, tracked = episode.opening
             episode.opening = None
+        elif late:
+            frame = tracked = None  # only a later moment is in hand
         if self._recorder is None:
-            return
-        seen = self._last_seen.get(incident.camera_id)  # its own camera's clock
-        late = frame is None or seen is None or seen - episode.still_at > _LATE_EVIDENCE
-        if late:
-            _log.warning(
-                "incident %s: stored late (the database refused it): no still or clip, they "
-                "would show a later moment",
-                incident.id,
-            )
             return
         if frame is not None and tracked is not None and frame.camera_id == incident.camera_id:
             self._recorder.record_still(
@@ -555,6 +554,13 @@ class IncidentManager:
                 at=incident.started_at,
                 highlight=incident.track_ids,
             )
+        if late:
+            _log.warning(
+                "incident %s: stored late (the database refused it): no clip, it would show a "
+                "later moment",
+                incident.id,
+            )
+            return
         self._recorder.open_clip(incident)
 
     def _adopt(self, key: str, event: RuleEvent) -> _Episode:

@@ -547,12 +547,13 @@ def test_a_close_that_waits_keeps_the_reason_it_closes(
     assert repo.get(key).ended_at == T0 + 4.0
 
 
-def test_a_late_opening_gets_no_still_or_clip_of_a_later_moment(
+def test_a_late_opening_gets_the_still_of_its_opening_frame_and_no_clip_of_a_later_moment(
     engine: Engine, store: EvidenceStore
 ) -> None:
-    """Written 10 s late, the recorder's still and clip would have come from the frame and the
-    buffer of then (a later moment, perhaps after the violation ended); and no still replacement
-    may reach the recorder while the row does not exist."""
+    """Written 10 s late, the clip would have come from the buffer of then (a later moment,
+    perhaps after the violation ended); and no still replacement may reach the recorder while
+    the row does not exist. The still comes from the frame that opened the incident, kept for
+    that: before, a late opening got no still at all, though the right frame was in hand."""
     repo = FlakyRepository(engine)
     recorder = NotingRecorder(repo)
     manager, _ = paced(
@@ -566,8 +567,10 @@ def test_a_late_opening_gets_no_still_or_clip_of_a_later_moment(
     run(manager, [e for e in events if e.at >= T0 + 13.0])
     key = incident_id(CAM, RULE, 4, T0)
     assert repo.get(key).ended_at == T0 + 20.5
-    # No clip (its frames are gone), and no still before the row; a clearly better frame of the
-    # violation still going on may still replace the missing still once the row exists.
+    # Its still, from the frame that opened it, once the row exists; no clip (its frames are
+    # gone), and no still before the row.
+    assert recorder.calls[0] == ("still", key, True)
+    assert recorder.still_frames[0] == events[0].at
     assert "open_clip" not in [c[0] for c in recorder.calls]
     assert recorder.calls[-1][0] == "close_clip"
     assert all(stored for _, _, stored in recorder.calls)
