@@ -332,7 +332,9 @@ class SegmentWriter:
                 log.error("recording %s: %s", self._camera, self.error)
         try:
             if not self._muxed:  # its first write failed (a full disk): a header at most
-                log.warning("recording %s: %s holds no frame; removed", self._camera, path.name)
+                # Debug only: the write error that left it empty is record()'s to report, once
+                # for a disk that stays full (this was a warning at every reconnect).
+                log.debug("recording %s: %s holds no frame; removed", self._camera, path.name)
                 path.unlink(missing_ok=True)
                 return None
             if end is None:  # nothing readable now: named once the storage answers again
@@ -418,11 +420,13 @@ def record(
 
     backoff = Backoff() if backoff is None else backoff
     down = 0  # connections in a row that failed: only the first is a warning
+    cause = ""  # what the last of them failed on
     while not stop.is_set():
         stats.connections += 1
         writer: SegmentWriter | None = None
         container: Any = None
         failed = False
+        writing = False  # in the writer's hands now: an error is the recording's, not the input's
         opened = time.monotonic()
         try:
             container = open_input()
@@ -437,24 +441,35 @@ def record(
                         clock=clock,
                         on_close=closed,
                     )
-                    if down:
-                        log.info("recording %s: input back after %d failures", camera_id, down)
-                        down = 0
+                writing = True
                 writer.write(packet)
+                writing = False
                 stats.writing = writer.packets > 0
+                if down and writer.packets:
+                    # Back only once a packet was written: on a full disk every reconnect
+                    # reads a packet from a camera that is fine and fails to write it, and
+                    # "input back" then "input lost" were logged at each one (2,880 a day).
+                    log.info("recording %s: recording again after %d failures", camera_id, down)
+                    down, cause = 0, ""
         except (av.error.FFmpegError, OSError) as error:
             stats.failures += 1
-            stats.error = str(error)
             failed = True
             down += 1
-            # A camera that stays down fails every attempt: the first says so, the repeats
-            # (the state is in the recorder's status meanwhile) would fill the log.
+            # A write error (ENOSPC, EIO, a segment cut short) is the recording folder's, not
+            # the camera's: named so, and not taken for an outage by whoever reads the log.
+            now = "cannot write the recording (folder full?)" if writing else "input lost"
+            stats.error = f"{now}: {error}" if writing else str(error)
+            # A camera that stays down, or a disk that stays full, fails every attempt: the
+            # first says so (and a change of cause), the repeats (the state is in the
+            # recorder's status meanwhile) would fill the log.
             log.log(
-                logging.WARNING if down == 1 else logging.DEBUG,
-                "recording %s: input lost: %s",
+                logging.WARNING if down == 1 or now != cause else logging.DEBUG,
+                "recording %s: %s: %s",
                 camera_id,
+                now,
                 error,
             )
+            cause = now
         finally:
             stats.writing = False
             if writer is not None:

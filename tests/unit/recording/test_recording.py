@@ -3,6 +3,7 @@ bit-exact, segments back to back), an outage mid-segment, orphaned ``.part`` fil
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import logging
@@ -479,6 +480,56 @@ def test_a_segment_cut_short_in_writing_is_named_by_its_footage_and_a_failure(
     assert "writing" in stats.error
     (segment,) = list_segments(tmp_path, "yard")
     assert segment.end == pytest.approx(T0 + 100 / 24.69, abs=0.2)
+
+
+class _NoSpace:
+    """An output on a disk with no room left: its first ``mux()`` (the header) raises ENOSPC."""
+
+    def __init__(self, output: Any) -> None:
+        self._output = output
+
+    def add_stream_from_template(self, template: Any) -> Any:
+        return self._output.add_stream_from_template(template)
+
+    def mux(self, packet: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def close(self) -> None:
+        self._output.close()
+
+
+def test_a_full_disk_is_warned_about_once_as_a_write_error_not_the_camera(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every reconnect read a packet from a camera that is fine and could not write it: "input
+    back" was logged at the first packet, then a warning "input lost: No space left on device"
+    and one "holds no frame" (about 2,880 warnings a camera a day, blaming the camera)."""
+    real_open = av.open
+    outputs: list[str] = []
+
+    def open_(path: str, mode: str = "r", **options: Any) -> Any:
+        opened = real_open(path, mode, **options)
+        if mode != "w":
+            return opened
+        outputs.append(path)
+        return _NoSpace(opened) if len(outputs) <= 4 else opened  # room again at the 5th
+
+    monkeypatch.setattr(av, "open", open_)
+    stop = threading.Event()
+    with caplog.at_level(logging.DEBUG, logger="safewatch.recording.recorder"):
+        stats = record(
+            lambda: real_open(str(asset(CLIP))), tmp_path, "yard", stop=stop,
+            clock=lambda: T0, backoff=_Attempts(stop, 5),
+        )  # fmt: skip
+    assert (stats.connections, stats.failures) == (5, 4)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "cannot write the recording" in warnings[0]
+    assert "No space left" in warnings[0]
+    assert not any("input" in r.getMessage() for r in caplog.records)
+    back = [r.getMessage() for r in caplog.records if "again" in r.getMessage()]
+    assert back == ["recording yard: recording again after 4 failures"]
+    assert len(list_segments(tmp_path, "yard")) == 1
 
 
 def test_orphaned_part_files_are_named_from_their_footage(tmp_path: Path) -> None:
