@@ -492,6 +492,19 @@ class StorageConfig(_Strict):
         Path("safewatch-data/recordings"),
         description="Folder of the cameras' continuous recordings; relative to the site file.",
     )
+    recordings_min_free_gb: float | None = Field(
+        2.0,
+        ge=0,
+        description="Free space retention keeps on the file system of `recordings_dir` (the "
+        "database and evidence share it by default): below it, the oldest segments not needed "
+        "by an unreviewed incident go, whatever the cameras' own limits (null: no guard).",
+    )
+    recordings_protect_days: float | None = Field(
+        30.0,
+        gt=0,
+        description="How long after it ended an unreviewed (open or acknowledged) incident keeps "
+        "its recorded footage from retention (null: until it is closed).",
+    )
     evidence_s3: S3Config | None = Field(
         None,
         description="Keep evidence in this S3-compatible bucket (AWS S3, MinIO) instead of "

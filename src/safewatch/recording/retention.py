@@ -3,8 +3,9 @@ needs.
 
 :func:`to_delete` is a pure function of the segments, the time and the protected spans, so the
 policy is tested without files: oldest first, a segment goes when it ended more than
-``max_age`` seconds ago or while the camera's recording is over ``max_bytes``, unless it
-overlaps a protected span (an open incident's ``[started - pre, ended or now + post]``). A
+``max_age`` seconds ago or while the camera's recording is over ``max_bytes`` (or, for the
+free-space guard, while the segments of every camera given are), unless it overlaps a
+protected span (an open incident's ``[started - pre, ended or now + post]``). A
 protected segment is skipped, not counted as freed: the recording may then stay above
 ``max_bytes`` until the incident closes, which is the right way round for evidence.
 
@@ -31,10 +32,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Protected:
-    """A span of footage that must stay (wall-clock seconds, inclusive)."""
+    """A span of footage that must stay (wall-clock seconds, inclusive): of ``camera_id``'s
+    segments, or of any segment given when ``None`` (one camera's at a time)."""
 
     since: float
     until: float
+    camera_id: str | None = None
+
+    def covers(self, segment: Segment) -> bool:
+        """Whether ``segment`` holds footage of this span."""
+        if self.camera_id is not None and segment.camera_id != self.camera_id:
+            return False
+        return segment.overlaps(self.since, self.until)
 
 
 def to_delete(
@@ -58,7 +67,7 @@ def to_delete(
             break  # later segments are younger and the total only shrinks: nothing more goes
         if segment.path in undeletable:
             continue
-        if any(segment.overlaps(p.since, p.until) for p in protected):
+        if any(p.covers(segment) for p in protected):
             continue
         doomed.append(segment)
         total -= segment.size

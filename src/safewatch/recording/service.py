@@ -6,8 +6,13 @@ clients; a media server such as MediaMTX does too) and copies packets
 (:func:`~safewatch.recording.recorder.record`), so recording costs no decoding and never waits
 for, or slows, the analysis. Retention keeps every segment that overlaps the footage of an
 incident nobody has closed yet (review status open or acknowledged, ``protect_margin`` seconds
-either side of it, up to now while its episode runs): evidence an operator has not looked at is
-never deleted for space.
+either side of it, up to now while its episode runs) and ended within
+``storage.recordings_protect_days`` (30 by default): evidence an operator has not looked at is
+not deleted for space, but at a site where nobody closes incidents it no longer accumulates for
+ever. After the cameras' own limits, a free-space guard deletes the oldest unprotected segments
+of all cameras together while the recording folder's file system has less than
+``storage.recordings_min_free_gb`` free (2 GB by default): the database and the evidence share
+that disk by default, and recordings filling it stopped incident writes.
 
 Under ``serve --cluster`` a camera is recorded by the analyzer that owns it (``owned``): the
 recorder starts when the camera is handed to this analyzer and stops (closing its segment) when
@@ -44,6 +49,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -184,6 +190,8 @@ class RecordingService:
             before its first recorder starts, and at each retention round those nobody wrote
             to for a minute (a segment its recorder could not rename). Otherwise (a shared
             folder): those nobody wrote to for this long, at every launch and retention round.
+        free_bytes: Free bytes of the file system holding a folder (the free-space guard of
+            ``storage.recordings_min_free_gb``).
     """
 
     def __init__(
@@ -198,6 +206,7 @@ class RecordingService:
         check_seconds: float = 5.0,
         owned: Callable[[], frozenset[str] | None] = lambda: None,
         orphan_quiet_seconds: float | None = None,
+        free_bytes: Callable[[Path], int] = lambda path: shutil.disk_usage(path).free,
     ) -> None:
         self._site = site
         self._repository = repository
@@ -213,6 +222,8 @@ class RecordingService:
         self._orphans_closed: set[str] = set()
         self._owned = owned
         self._orphan_quiet = orphan_quiet_seconds
+        self._free_bytes = free_bytes
+        self._short_of_space = False  # the last round found less free than the guard
         self._file_warned: set[str] = set()
         self._written: dict[str, int] = {}  # segments closed per camera, across restarts
         self._written_lock = threading.Lock()
@@ -448,12 +459,21 @@ class RecordingService:
 
     def protected(self, camera_id: str) -> list[Protected]:
         """Spans of ``camera_id``'s footage that unreviewed incidents need: all of them, however
-        many (docs/recording.md promises their footage is never deleted)."""
+        many, but of those that ended within ``storage.recordings_protect_days`` only: at a
+        site where nobody closes incidents, their footage was never deleted and filled the
+        disk the database and evidence share."""
         spans = self._repository.spans(IncidentFilter(camera=camera_id, status=_UNREVIEWED))
         now = self._clock()
+        days = self._site.config.storage.recordings_protect_days
+        since = -float("inf") if days is None else now - days * 86_400
         return [
-            Protected(start - self._margin, (end if end is not None else now) + self._margin)
+            Protected(
+                start - self._margin,
+                (end if end is not None else now) + self._margin,
+                camera_id,
+            )
             for _, start, end in spans
+            if end is None or end >= since
         ]
 
     def retain(self) -> int:
@@ -466,7 +486,9 @@ class RecordingService:
         and their disks filled.
         """
         removed = 0
+        pruned: list[str] = []  # the cameras whose footage this node prunes
         for key, camera in self.cameras().items():
+            pruned.append(key)
             # A dead owner's segment (a shared folder), or on one host a segment its recorder
             # could not rename (a read-only remount, a stale NFS handle): named only at the next
             # start, it was hidden from playback and never pruned until then.
@@ -483,11 +505,58 @@ class RecordingService:
         for key in camera_folders(self.root):
             if key in configured and _records(configured[key]):
                 continue  # its recorder's (here or on the node that owns it)
+            pruned.append(key)
             try:
                 removed += self._retain_unrecorded(key)
             except Exception:
                 log.exception("recording %s: retention failed this round", key)
+        try:
+            removed += self._keep_free(pruned)
+        except Exception:
+            log.exception("recording retention: the free-space guard failed this round")
         return removed
+
+    def _keep_free(self, keys: list[str]) -> int:
+        """Delete the oldest segments of ``keys`` (all cameras together) that no unreviewed
+        incident needs until the recording folder's file system has
+        ``storage.recordings_min_free_gb`` free; the number deleted.
+
+        The per-camera limits alone (72 h by default, no byte limit) let the recordings fill
+        a disk the database and evidence share: incidents could then no longer be written.
+        """
+        guard = self._site.config.storage.recordings_min_free_gb
+        if guard is None or not keys:  # no camera folder: nothing of ours to free
+            return 0
+        need = int(guard * 1e9) - self._free_bytes(self.root)
+        if need <= 0:
+            if self._short_of_space:
+                log.info("recording retention: %s is above its free-space guard again", self.root)
+            self._short_of_space = False
+            return 0
+        segments = [s for key in keys for s in list_segments(self.root, key)]
+        total = sum(s.size for s in segments)
+        removed = prune(
+            segments,
+            now=self._clock(),
+            max_age=None,
+            max_bytes=max(0, total - need),
+            protected=[p for key in keys for p in self.protected(key)],
+        )
+        freed = sum(s.size for s in removed)
+        # Once per spell under the guard (every round logged it: 1,440 a day), then debug.
+        level = logging.DEBUG if self._short_of_space else logging.WARNING
+        self._short_of_space = True
+        log.log(
+            level,
+            "recording retention: under storage.recordings_min_free_gb (%g GB free wanted) on "
+            "%s: deleted the %d oldest segment(s) (%.2f GB) before their limits%s",
+            guard,
+            self.root,
+            len(removed),
+            freed / 1e9,
+            "" if freed >= need else "; not enough: the rest is unreviewed incidents' footage",
+        )
+        return len(removed)
 
     def _retain_unrecorded(self, key: str) -> int:
         """Retention of the folder of a camera the site records nowhere (module docstring)."""

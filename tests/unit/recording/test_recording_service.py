@@ -32,15 +32,20 @@ from safewatch.recording.service import (
 T0 = 1_750_000_000.0
 
 
-@pytest.fixture
-def recorded(tmp_path: Path) -> Iterator[tuple[RecordingService, SiteStorage]]:
+def _yard_site(tmp_path: Path) -> LoadedSite:
+    """yard recorded (``max_hours: 1``), gate a file, into ``rec``."""
     path = write_site(tmp_path, source="rtsp://127.0.0.1:9/cam")
     site = yaml.safe_load(path.read_text())
     site["cameras"]["yard"]["recording"] = {"segment_seconds": 60, "max_hours": 1}
     site["cameras"]["gate"] = {"source": "gate.mp4", "models": ["coco"], "recording": {}}
     site["storage"]["recordings_dir"] = "rec"
     path.write_text(yaml.safe_dump(site))
-    loaded = load_site(path)
+    return load_site(path)
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> Iterator[tuple[RecordingService, SiteStorage]]:
+    loaded = _yard_site(tmp_path)
     storage = open_site_storage(loaded)
     service = RecordingService(
         loaded, storage.repository, clock=lambda: T0 + 3 * 3600, protect_margin=120
@@ -76,6 +81,59 @@ def test_retention_keeps_what_unreviewed_incidents_need(
     storage.repository.set_status(unreviewed.id, IncidentStatus.RESOLVED, actor="op")
     assert service.retain() == 4
     assert list_segments(service.root, "yard") == []
+
+
+@pytest.mark.parametrize(("days_later", "kept"), [(29, [0, 60, 120, 180]), (31, [])])
+def test_an_incident_nobody_closes_keeps_its_footage_for_protect_days_only(
+    tmp_path: Path, days_later: int, kept: list[int]
+) -> None:
+    """At a site where operators never close incidents, their footage was never deleted."""
+    site = _yard_site(tmp_path)
+    storage = open_site_storage(site)
+    try:
+        service = RecordingService(
+            site, storage.repository, clock=lambda: T0 + days_later * 86_400, protect_margin=120
+        )
+        _minutes(service.root, "yard", T0, 6)
+        storage.repository.upsert(incident(1, camera="yard"))  # keeps T0 .. T0 + 184
+        service.retain()
+    finally:
+        storage.close()
+    assert [round(s.start - T0) for s in list_segments(service.root, "yard")] == kept
+
+
+def test_under_the_free_space_guard_the_oldest_unprotected_segments_of_all_cameras_go(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """max_hours 72 and no max_gb let the recordings fill the disk the database shares."""
+    site = _yard_site(tmp_path)
+    now = T0 + 3 * 3600
+
+    def free_bytes(folder: Path) -> int:
+        assert folder == tmp_path / "rec"
+        return int(2e9) - 3  # 3 bytes short of storage.recordings_min_free_gb: 2 (the default)
+
+    storage = open_site_storage(site)
+    try:
+        service = RecordingService(
+            site, storage.repository, clock=lambda: now, protect_margin=120, free_bytes=free_bytes
+        )
+        _minutes(service.root, "dock", now - 3600, 2)  # recorded nowhere now: 72 h; the oldest
+        _minutes(service.root, "yard", now - 1800, 4)  # within its max_hours (1); 1 byte each
+        storage.repository.upsert(incident(118, camera="dock"))  # keeps dock's first only
+        with caplog.at_level("WARNING", logger="safewatch.recording.service"):
+            assert service.retain() == 3
+            assert [round(s.start - now) for s in list_segments(service.root, "yard")] == [
+                -1680,
+                -1620,
+            ]
+            assert service.retain() == 2  # still short: the next oldest, not logged again
+    finally:
+        storage.close()
+    assert [round(s.start - now) for s in list_segments(service.root, "dock")] == [-3600]
+    assert [round(s.start - now) for s in list_segments(service.root, "yard")] == []
+    (warning,) = [r.getMessage() for r in caplog.records if "free" in r.getMessage()]
+    assert "recordings_min_free_gb" in warning
 
 
 def test_every_unreviewed_incident_keeps_its_footage_however_many(
