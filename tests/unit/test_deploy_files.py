@@ -542,6 +542,10 @@ def test_the_alert_rules_cover_a_silent_target_and_unplaced_or_unowned_cameras()
         assert re.fullmatch(found.group(1), job["job_name"]), job["job_name"]
     assert alerts["SafewatchCamerasUnplaced"] == "safewatch_cluster_cameras_unplaced > 0"
     assert alerts["SafewatchCamerasUnowned"] == "safewatch_cluster_cameras_unowned > 0"
+    # a disk filling up stopped incident writes with nothing said (docs/recording.md)
+    assert alerts["SafewatchStorageLow"] == (
+        "safewatch_storage_free_bytes < on (instance, root) safewatch_storage_min_free_bytes"
+    )
 
 
 def test_prometheus_sends_a_token_where_metrics_need_one(tmp_path: Path) -> None:

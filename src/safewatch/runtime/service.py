@@ -86,6 +86,7 @@ from safewatch.runtime.site_specs import (
     worker_specs,
 )
 from safewatch.runtime.status import RuntimeParts, RuntimeStatus
+from safewatch.runtime.storage_space import StorageSpaceCollector, storage_roots
 from safewatch.runtime.supervisor import ReloadPlan, Supervisor
 from safewatch.track import CameraTracker
 
@@ -323,6 +324,12 @@ class RuntimeService:
                 recorder=self._recorder,
             )
             self.runtime_metrics.watch(self.status.snapshot)
+            # storage is a restart block: the folders and the guard stay those of the start
+            self.runtime_metrics.registry.register(
+                StorageSpaceCollector(
+                    storage_roots(site, storage.engine), config.storage.recordings_min_free_gb
+                )
+            )
             if self._options.http:
                 http = config.runtime.http
                 host = self._options.host or http.host
