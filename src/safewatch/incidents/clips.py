@@ -302,40 +302,62 @@ class Recovery:
         completed: Evidence keys of clips salvaged and stored.
         removed: Partial files deleted (nothing decodable, or not a clip).
         busy: Partial files left alone because a live writer holds them.
+        failed: Partial file -> the storage or database error that kept it from being stored
+            (a full disk); the file stays in the spool for another try.
     """
 
     completed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
-def recover_clips(spool: Path, store: EvidenceStore, repository: IncidentRepository) -> Recovery:
+def recover_clips(
+    spool: Path,
+    store: EvidenceStore,
+    repository: IncidentRepository,
+    *,
+    only: Collection[str] | None = None,
+) -> Recovery:
     """Complete or delete the partial clips left in ``spool`` by a process that died.
+
+    Each clip is one try of its own: a storage or database error on one (a full disk, an
+    unreachable bucket) is noted in :attr:`Recovery.failed` and its file stays, never raised:
+    the recorder calling this at start must not keep the server from starting (a restart loop
+    with no analysis at all), and tries the failed ones again later.
 
     Args:
         spool: The recorder's folder for clips in progress.
         store: Where completed clips go.
         repository: Incidents to point at their recovered clip.
+        only: Try these part file names only (a retry), and leave the rest of the spool (and
+            any ``.salvage`` of another writer) alone; ``None``: the whole spool (at start).
 
     Returns:
-        What was completed, removed and skipped.
-
-    Raises:
-        StorageError: The database cannot be read or written (the partial file is kept for the
-            next start).
+        What was completed, removed, skipped and left after a failure.
     """
     report = Recovery()
     if not spool.is_dir():
         return report
-    for stale in spool.glob(f"*{_SALVAGE}"):
-        stale.unlink(missing_ok=True)
-    for part in sorted(spool.glob(f"*{PART_SUFFIX}")):
-        lock = PartLock.try_acquire(part)
+    if only is None:
+        for stale in spool.glob(f"*{_SALVAGE}"):
+            stale.unlink(missing_ok=True)
+        parts = sorted(spool.glob(f"*{PART_SUFFIX}"))
+    else:
+        parts = [spool / name for name in sorted(only)]
+    for part in parts:
+        try:
+            lock = PartLock.try_acquire(part, create=only is None)
+        except FileNotFoundError:  # stored or removed since
+            continue
         if lock is None:
             report.busy.append(part.name)
             continue
         try:
             key = _recover_one(part, store, repository).key
+        except SafewatchError as exc:
+            report.failed[part.name] = str(exc)
+            continue
         finally:
             lock.release()
         if key is None:

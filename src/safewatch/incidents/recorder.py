@@ -22,7 +22,8 @@ Messages are handled in the order they were sent, so a clip opened after a frame
 contains that frame. A finished clip is stored through :class:`EvidenceStore` (the one place
 evidence is written, where the tamper-evidence chain records it) and only then set on the
 incident, so an incident never points at a partial clip. On start the recorder completes or
-removes the clips a dead process left behind (:func:`~.clips.recover_clips`); under ``serve
+removes the clips a dead process left behind (:func:`~.clips.recover_clips`; one it cannot store,
+on a full disk say, stays in the spool and is tried again on the adoption worker); under ``serve
 --cluster`` a camera's new owner finishes its lost owner's clips on a second thread, the
 adoption worker (:meth:`EvidenceRecorder.adopt_clips`), so that salvage and upload never hold
 up the frames of live clips.
@@ -171,7 +172,17 @@ class _Adopt:
     attempt: int = 0
 
 
-_Message = _Observed | _Open | _Close | _Still | _Barrier | _EndCamera | _DropCamera | _Adopt
+@dataclass(frozen=True, slots=True)
+class _Recover:
+    """Another try at interrupted clips of this spool that could not be stored (part names)."""
+
+    parts: frozenset[str]
+    attempt: int = 0
+
+
+_Message = (
+    _Observed | _Open | _Close | _Still | _Barrier | _EndCamera | _DropCamera | _Adopt | _Recover
+)
 
 _ADOPT_RETRY_CAP = 30.0
 """Longest wait between two tries at a lost camera's clips (held by another process, or not
@@ -183,9 +194,15 @@ that does not go away (bucket permissions) stops being retried; the file stays i
 the next claim of the camera or the next start. Clips only *held* by a live writer (a frozen
 owner) cost nothing to try and are retried as long as the recorder runs."""
 
-_AdoptWork = tuple[_Adopt, frozenset[str]] | _Barrier | None
-"""The adoption worker's queue: a camera's adoption (with the evidence thread's own clips to
-leave alone), a barrier (:meth:`EvidenceRecorder.flush`), or ``None`` (stop)."""
+_RECOVER_RETRY_CAP = 300.0
+"""Longest wait between two tries at interrupted clips that could not be stored (a full disk):
+each try decodes the clips again, and a disk stays full for minutes or hours. There is no last
+try: the file is evidence, and once space is freed it is stored within this wait."""
+
+_AdoptWork = tuple[_Adopt | _Recover, frozenset[str]] | _Barrier | None
+"""The adoption worker's queue: a camera's adoption or another try at clips recovery could not
+store (with the evidence thread's own clips to leave alone), a barrier
+(:meth:`EvidenceRecorder.flush`), or ``None`` (stop)."""
 
 
 @dataclass
@@ -230,7 +247,8 @@ class EvidenceRecorder:
 
     Raises:
         EvidenceKeyError: ``keep_originals`` is on and the key is missing or malformed.
-        StorageError: The spool cannot be created, or start-up recovery cannot reach the database.
+        StorageError: The spool cannot be created (a clip start-up recovery cannot store is
+            left in the spool and tried again later, never raised).
     """
 
     def __init__(
@@ -270,6 +288,7 @@ class EvidenceRecorder:
         self._wait_when_full = on_full == "wait"
         recovery = recover_clips(self._spool, store, repository) if recover else Recovery()
         self._stats = RecorderStats(recovery=recovery)
+        self._unstored: set[str] = set()  # part files whose failure was logged (adopter thread)
         self._queue: deque[_Message] = deque()
         self._queued_frames = 0
         self._queued_bytes = 0
@@ -284,6 +303,9 @@ class EvidenceRecorder:
         self._thread = threading.Thread(target=self._run, name="evidence", daemon=True)
         self._adopter.start()
         self._thread.start()
+        if recovery.failed:  # a full disk must not stop the start: tried again on the adopter
+            self._note_unstored(recovery.failed)
+            self._retry_recovery(_Recover(frozenset(recovery.failed)))
 
     # -- analysis side: a queue append (or, with on_full="wait", a wait for room) -------------
 
@@ -492,7 +514,7 @@ class EvidenceRecorder:
         elif isinstance(message, _DropCamera):
             self._on_drop(message.camera_id)
             self._forget_ring(message.camera_id)
-        elif isinstance(message, _Adopt):
+        elif isinstance(message, _Adopt | _Recover):
             self._on_adopt(message)
         else:
             message.done.set()
@@ -617,8 +639,9 @@ class EvidenceRecorder:
                 self._spool,
             )
 
-    def _on_adopt(self, message: _Adopt) -> None:
-        """Hand the adoption to its worker, with this thread's clips in progress to skip."""
+    def _on_adopt(self, message: _Adopt | _Recover) -> None:
+        """Hand the adoption (or recovery) to its worker, with this thread's clips in progress
+        to skip."""
         self._adoptions.put((message, frozenset(self._clips)))
 
     def _adopt_run(self) -> None:
@@ -626,12 +649,51 @@ class EvidenceRecorder:
             if isinstance(work, _Barrier):
                 work.done.set()
                 continue
+            message, skip = work
             try:
-                self._adopt(*work)
+                if isinstance(message, _Recover):
+                    self._recover(message, skip)
+                else:
+                    self._adopt(message, skip)
             except Exception:  # the worker must outlive any one bad file
-                _log.exception("camera %s: adopting its clips failed", work[0].camera_id)
+                _log.exception("evidence worker: %s failed", message)
                 with self._cond:
                     self._stats.errors += 1
+
+    def _note_unstored(self, failed: dict[str, str]) -> None:
+        """Log and count each clip left unstored once (a full disk fails every try until space
+        is freed)."""
+        for name, why in sorted(failed.items()):
+            if name not in self._unstored:
+                self._unstored.add(name)
+                with self._cond:
+                    self._stats.errors += 1
+                _log.warning(
+                    "interrupted clip %s not stored yet (%s); kept in %s and tried again every "
+                    "%.0f s at most",
+                    name,
+                    why,
+                    self._spool,
+                    _RECOVER_RETRY_CAP,
+                )
+
+    def _recover(self, message: _Recover, skip: frozenset[str]) -> None:
+        """Another try at clips that could not be stored (:func:`~.clips.recover_clips`)."""
+        live = {f"{incident_id}{PART_SUFFIX}" for incident_id in skip}
+        recovery = recover_clips(
+            self._spool, self._store, self._repository, only=message.parts - live
+        )
+        self._note_unstored(recovery.failed)
+        left = frozenset(recovery.failed) | frozenset(recovery.busy) | (message.parts & live)
+        self._unstored -= message.parts - left
+        if left:
+            self._retry_recovery(_Recover(left, message.attempt + 1))
+
+    def _retry_recovery(self, message: _Recover) -> None:
+        delay = min(_RECOVER_RETRY_CAP, 2.0**message.attempt)
+        timer = threading.Timer(delay, self._retry, (message,))
+        timer.daemon = True
+        timer.start()
 
     def _adopt(self, message: _Adopt, skip: frozenset[str]) -> None:
         try:

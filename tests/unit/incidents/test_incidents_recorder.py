@@ -36,7 +36,7 @@ from safewatch.incidents import (
     EvidenceStore,
     IncidentManager,
 )
-from safewatch.incidents.clips import read_clip_info
+from safewatch.incidents.clips import PART_SUFFIX, ClipEncoder, ClipInfo, read_clip_info
 from safewatch.incidents.sealed import reveal
 from safewatch.storage import IncidentRepository
 
@@ -457,3 +457,56 @@ def test_keep_originals_without_a_key_fails_at_start(
     monkeypatch.delenv("SAFEWATCH_EVIDENCE_KEY", raising=False)
     with pytest.raises(EvidenceKeyError, match="SAFEWATCH_EVIDENCE_KEY is not set"):
         EvidenceRecorder(store, repo, config(keep_originals=True))
+
+
+def write_part(spool: Path, incident: Incident, frames: int = 25) -> Path:
+    """A clip its writer never finished (a process that died), left in the spool."""
+    spool.mkdir(parents=True, exist_ok=True)
+    part = spool / f"{incident.id}{PART_SUFFIX}"
+    encoder = ClipEncoder(part, ClipInfo(incident.id, CAM, incident.started_at, 0.0), fps=FPS)
+    for i in range(frames):
+        frame, _ = coded_frame(i, FPS)
+        encoder.add(frame.image, frame.timestamp)
+    encoder.finish()
+    return part
+
+
+def wait_for_clip(repo: IncidentRepository, incident_id: str, seconds: float = 60.0) -> str:
+    deadline = time.monotonic() + seconds
+    while (clip := repo.get(incident_id).clip) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert clip is not None, "the clip was never stored"
+    return clip
+
+
+def test_a_full_disk_at_start_keeps_the_interrupted_clip_and_stores_it_later(
+    repo: IncidentRepository, tmp_path: Path
+) -> None:
+    """Start-up recovery that cannot store a clip (a full disk) must not fail the start (a
+    restart loop with no analysis): the part stays in the spool and is stored once space is
+    back, by the recorder's own retry."""
+    from safewatch.errors import StorageError
+
+    class FullForAWhile(EvidenceStore):
+        full = True
+
+        def write_file(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if self.full:
+                raise StorageError("No space left on device")
+            return super().write_file(*args, **kwargs)
+
+    store = FullForAWhile(tmp_path / "evidence")
+    incident = make_incident(4, camera=CAM, started_at=T0 + 1.0)
+    repo.upsert(incident)
+    part = write_part(store.root / ".clips-in-progress", incident)
+    recorder = EvidenceRecorder(store, repo, config())
+    try:
+        assert list(recorder.stats.recovery.failed) == [part.name]
+        assert part.exists() and repo.get(incident.id).clip is None
+        assert not list(part.parent.glob("*.salvage"))
+        store.full = False  # space freed
+        clip = wait_for_clip(repo, incident.id)
+        assert [t for t, _ in decode(store.path_of(clip))][-1] == pytest.approx(2.4)
+        assert not part.exists()
+    finally:
+        recorder.close(timeout=60)
