@@ -254,8 +254,16 @@ def salvage(part: Path, target: Path) -> int:
     Packets are remuxed, not re-encoded, in order, up to the first that fails to demux or decode
     (the fragment the crash cut through).
 
+    Only an error *reading* ``part`` is that cut. One *writing* ``target`` (PyAV's
+    ``av.error.OSError`` is an ``FFmpegError`` too: ENOSPC from ``mux``) says nothing about
+    ``part``: taken for the cut, it stored a clip cut short at the full disk, partly
+    undecodable, and the caller deleted the complete original.
+
     Returns:
         Frames kept; 0 means nothing was salvageable and ``target`` does not exist.
+
+    Raises:
+        StorageError: ``target`` cannot be written (a full disk); it is removed.
     """
     kept = 0
     try:
@@ -269,26 +277,38 @@ def salvage(part: Path, target: Path) -> int:
         stream = source.streams.video[0]
         decoder = stream.codec_context
         out_stream: Any = None
-        try:
-            for packet in source.demux(stream):
+        packets = source.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
                 if packet.dts is None or packet.size == 0:
                     continue
                 decoder.decode(packet)
-                if output is None:
-                    output = av.open(
-                        str(target), mode="w", format="mp4", options={"movflags": _MOVFLAGS}
-                    )
-                    output.metadata.update(source.metadata)
-                    out_stream = output.add_stream_from_template(stream)
-                packet.stream = out_stream
-                output.mux(packet)
-                kept += 1
-        except (av.FFmpegError, EOFError, ValueError):
-            pass  # the cut: keep what came before it
+            except StopIteration:
+                break
+            except (av.FFmpegError, EOFError, ValueError):
+                break  # the cut: keep what came before it
+            if output is None:
+                output = av.open(
+                    str(target), mode="w", format="mp4", options={"movflags": _MOVFLAGS}
+                )
+                output.metadata.update(source.metadata)
+                out_stream = output.add_stream_from_template(stream)
+            packet.stream = out_stream
+            output.mux(packet)
+            kept += 1
+        if output is not None:
+            closing, output = output, None
+            closing.close()
+    except (av.FFmpegError, OSError) as exc:
+        target.unlink(missing_ok=True)
+        raise StorageError(f"cannot write the salvaged copy of {part.name}: {exc}") from exc
     finally:
         source.close()
         if output is not None:
-            output.close()
+            with contextlib.suppress(av.FFmpegError, OSError):
+                output.close()
+            target.unlink(missing_ok=True)
     if kept == 0:
         target.unlink(missing_ok=True)
     return kept

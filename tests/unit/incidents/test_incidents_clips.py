@@ -11,6 +11,7 @@ import pytest
 from evidence_frames import CAM, RULE, T0, coded_frame, read_index
 from incident_factories import make_incident
 from safewatch.domain import Incident
+from safewatch.errors import StorageError
 from safewatch.incidents import EvidenceStore
 from safewatch.incidents.clips import (
     PART_SUFFIX,
@@ -158,3 +159,29 @@ def test_a_stored_clip_is_never_erased_by_a_later_copy_without_one(
     repo.upsert(dataclasses.replace(first, ended_at=T0 + 9))
     stored = repo.get("inc4")
     assert stored.clip == "line-2/2023-11-14/inc4.mp4" and stored.ended_at == T0 + 9
+
+
+def test_a_full_disk_while_salvaging_keeps_the_part_and_stores_nothing(
+    tmp_path: Path, repo: IncidentRepository
+) -> None:
+    """An error writing the salvaged copy (ENOSPC, from PyAV as an FFmpegError) is not the cut
+    of the part: it was taken for one, a clip cut short at the full disk was stored and the
+    complete part deleted. It raises, the copy goes, the part stays for another try."""
+    spool, store = tmp_path / "spool", EvidenceStore(tmp_path / "evidence")
+    spool.mkdir()
+    repo.upsert(incident("inc5"))
+    part = spool / f"inc5{PART_SUFFIX}"
+    write_clip(part)
+    before = part.read_bytes()
+    full = tmp_path / "saved.mp4"
+    full.symlink_to("/dev/full")  # every write: ENOSPC
+    with pytest.raises(StorageError, match="salvaged copy"):
+        salvage(part, full)
+    assert not full.is_symlink()
+    # The same through recovery (a retry names its parts): nothing stored, the part kept whole.
+    (spool / f"{part.name}.salvage").symlink_to("/dev/full")
+    report = recover_clips(spool, store, repo, only=[part.name])
+    assert list(report.failed) == [part.name] and report.completed == report.removed == []
+    assert repo.get("inc5").clip is None
+    assert part.read_bytes() == before
+    assert sorted(p.name for p in spool.iterdir()) == [part.name]
