@@ -443,7 +443,10 @@ def _recover_one(
         salvaged.unlink(missing_ok=True)
         raise
     if incident is not None:
-        repository.upsert(dataclasses.replace(incident, clip=key))
+        # Only the clip: the incident may still be open (a clip cut short by a full disk is
+        # recovered while it runs), and an upsert of this copy would undo the manager's later
+        # changes.
+        repository.attach_evidence(incident_id, clip=key)
         _log.warning("interrupted clip of incident %s completed: %d frames", incident_id, frames)
     else:
         _log.warning("interrupted clip %s kept as %s: its incident is not stored", part.name, key)

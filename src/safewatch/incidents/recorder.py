@@ -99,7 +99,8 @@ class RecorderStats:
         frames_observed: Frames handed to :meth:`EvidenceRecorder.observe`.
         frames_dropped: Of those, dropped because the queue was full.
         clips_written: Clips stored.
-        clips_failed: Clips abandoned on an error (their incident keeps no clip).
+        clips_failed: Clips abandoned on an error (their incident keeps no clip, or what
+            recovery salvages of it later: a full disk).
         stills_written: Clean stills stored.
         originals_sealed: Sealed originals stored (stills and clips).
         stills_failed: Incidents' stills (annotated or clean) that could not be stored.
@@ -745,22 +746,42 @@ class EvidenceRecorder:
         self._send(message)
 
     def _abandon(self, clip: _Clip, exc: BaseException) -> None:
-        """Drop a clip that cannot be encoded; its incident keeps no clip."""
-        _log.warning("incident %s: clip abandoned: %s", clip.incident.id, exc)
+        """Drop a clip that cannot be encoded.
+
+        On an error of the file itself (``OSError``, PyAV's ``av.error.OSError`` included: a
+        full disk) the fragments already flushed are readable evidence, so the file is closed
+        without flushing the encoder and left in the spool, where recovery salvages and stores
+        it (tried again until space is back); deleting it threw away the whole clip. On any
+        other error the file goes and the incident keeps no clip.
+        """
         self._clips.pop(clip.incident.id, None)
         for encoder in (clip.encoder, clip.original):
             if encoder is not None:
                 encoder.abort()
-        clip.part.unlink(missing_ok=True)
+        keep = isinstance(exc, OSError) and clip.encoder is not None and clip.part.exists()
+        if keep:
+            _log.warning(
+                "incident %s: clip cut short: %s; what was written is kept in %s and stored "
+                "once it can be",
+                clip.incident.id,
+                exc,
+                self._spool,
+            )
+        else:
+            _log.warning("incident %s: clip abandoned: %s", clip.incident.id, exc)
+            clip.part.unlink(missing_ok=True)
         clip.lock.release()
         with self._cond:
             self._stats.clips_failed += 1
+        if keep:
+            self._retry_recovery(_Recover(frozenset({clip.part.name})))
 
     def _finish(self, clip: _Clip) -> None:
         """Close the clip's file, store it, then point the incident at it.
 
-        If storing or the database fails, the finished file stays in the spool, where the next
-        start's recovery stores it and sets the reference.
+        If storing or the database fails, the finished file stays in the spool, where recovery
+        stores it and sets the reference (tried again while the recorder runs, then at the next
+        start).
         """
         self._clips.pop(clip.incident.id, None)
         incident = clip.incident
@@ -796,13 +817,15 @@ class EvidenceRecorder:
                 self._stats.clips_written += 1
         except SafewatchError as exc:
             _log.warning(
-                "incident %s: clip not stored (%s); kept in %s for the next start",
+                "incident %s: clip not stored (%s); kept in %s and tried again later",
                 incident.id,
                 exc,
                 self._spool,
             )
             with self._cond:
                 self._stats.clips_failed += 1
+            clip.lock.release()
+            self._retry_recovery(_Recover(frozenset({clip.part.name})))
             return
         finally:
             clip.lock.release()

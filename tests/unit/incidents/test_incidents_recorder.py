@@ -510,3 +510,42 @@ def test_a_full_disk_at_start_keeps_the_interrupted_clip_and_stores_it_later(
         assert not part.exists()
     finally:
         recorder.close(timeout=60)
+
+
+def test_a_disk_filling_up_during_a_clip_keeps_what_was_written(
+    repo: IncidentRepository, store: EvidenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while a clip is written (PyAV raises it as av.error.OSError) cost the whole clip:
+    the part was deleted although its flushed fragments were readable. It is kept, salvaged and
+    stored, and the incident, still open, gets it."""
+    import errno
+
+    import safewatch.incidents.recorder as recorder_module
+
+    class FillingDisk(ClipEncoder):
+        def add(self, image: np.ndarray, timestamp: float) -> None:
+            if self.frames == 45:  # frames 0-44 were encoded and their fragments flushed
+                raise av.error.OSError(errno.ENOSPC, "No space left on device")
+            super().add(image, timestamp)
+
+    monkeypatch.setattr(recorder_module, "ClipEncoder", FillingDisk)
+    incident = make_incident(4, camera=CAM, started_at=T0 + 1.0)
+    repo.upsert(incident)
+    recorder = EvidenceRecorder(store, repo, config(), on_full="wait")
+    try:
+        for i in range(20):
+            recorder.observe(*coded_frame(i, FPS))
+        recorder.open_clip(incident)
+        for i in range(20, 60):
+            recorder.observe(*coded_frame(i, FPS))
+        assert recorder.flush(timeout=60)
+        part = store.root / ".clips-in-progress" / f"{incident.id}{PART_SUFFIX}"
+        assert part.exists() or repo.get(incident.id).clip is not None, "the clip was deleted"
+        clip = wait_for_clip(repo, incident.id)
+        frames = decode(store.path_of(clip))
+        assert 20 <= len(frames) <= 45
+        assert [read_index(image) for _, image in frames] == list(range(len(frames)))
+        assert repo.get(incident.id).ended_at is None
+        assert recorder.stats.clips_failed == 1
+    finally:
+        recorder.close(timeout=60)
