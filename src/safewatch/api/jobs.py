@@ -24,6 +24,7 @@ claims and runs with the same :func:`run_job`.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import queue
@@ -507,21 +508,44 @@ class AuditJobs:
         return Path(filename).name[:128]
 
     def _receive(self, job: AuditJob, stream: BinaryIO, filename: str) -> Path:
-        """Copy an upload into the job's folder, refusing it past the size limit."""
+        """Copy an upload into the job's folder, refusing it past the size limit.
+
+        Raises:
+            SourceError: The upload is larger than the limit.
+            StorageError: It cannot be written (a full disk): the API answers 503 with why.
+        """
         target = self._folder / job.id / f"input{Path(filename).suffix.lower()}"
-        target.parent.mkdir(parents=True, exist_ok=True)
         limit = self._dashboard.settings.max_upload_bytes
         size = 0
-        with target.open("wb") as out:
-            while chunk := stream.read(1 << 20):
-                size += len(chunk)
-                if size > limit:
-                    out.close()
-                    target.unlink(missing_ok=True)
-                    self._update(job.id, state="failed", message="upload too large")
-                    raise SourceError(f"the video is larger than {limit} bytes")
-                out.write(chunk)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("wb") as out:
+                while chunk := stream.read(1 << 20):
+                    size += len(chunk)
+                    if size > limit:
+                        out.close()
+                        target.unlink(missing_ok=True)
+                        self._update(job.id, state="failed", message="upload too large")
+                        raise SourceError(f"the video is larger than {limit} bytes")
+                    out.write(chunk)
+        except OSError as exc:
+            # The job (written "queued" before the copy) and the partial file were left behind:
+            # a ghost job nobody would run, and the space the disk lacked taken for good.
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            why = "disk full" if full else f"cannot write it: {exc.strerror or exc}"
+            self._refuse_upload(job.id, target, f"upload not stored: {why}")
+            raise StorageError(f"the upload was not stored: {why} on the server") from exc
         return target
+
+    def _refuse_upload(self, job_id: str, target: Path, message: str) -> None:
+        """Remove an upload that could not be written and mark its job failed (or, when even
+        that cannot be written, forget the job)."""
+        target.unlink(missing_ok=True)
+        try:
+            self._update(job_id, state="failed", finished_at=time.time(), message=message)
+        except (OSError, SafewatchError) as exc:
+            log.warning("audit job %s: cannot mark it failed (%s); removed", job_id, exc)
+            self._discard(job_id)
 
     def _enqueue(self, job_id: str, video: Path) -> None:
         self._queue.put((job_id, video))

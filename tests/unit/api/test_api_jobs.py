@@ -4,13 +4,15 @@ builds (the full audit of a clip is exercised by ``safewatch audit``'s own tests
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from api_support import ELSEWHERE, FROM_START, add_users, client_for, login, make_dashboard
 from assets import asset
-from safewatch.api.jobs import AuditJob, JobEnvironment, run_job
+from safewatch.api.jobs import AuditJob, AuditJobs, JobEnvironment, run_job
+from safewatch.api.routes.audit_jobs import jobs_of
 from safewatch.config.loader import load_site
 from safewatch.detect.multi import CameraDetector
 from safewatch.errors import SafewatchError
@@ -182,3 +184,40 @@ def test_a_failed_upload_job_names_the_uploaded_file_not_the_servers_copy(
     message = str(failed.value)
     assert "cannot open video file clip.mp4: " in message
     assert str(tmp_path) not in message and "input.mp4" not in message
+
+
+def test_an_upload_the_disk_has_no_room_for_fails_its_job_and_answers_503(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while an upload was copied escaped as a raw OSError: a 500, a ghost "queued" job
+    nobody would run and the partial file left on the full disk."""
+    (tmp_path / "site").mkdir()
+    dashboard, storage = make_dashboard(tmp_path / "site")
+    add_users(dashboard)
+    new = AuditJobs._new
+
+    def on_a_full_disk(self: AuditJobs, *args: Any, **kwargs: Any) -> AuditJob:
+        job = new(self, *args, **kwargs)
+        (self.folder / job.id / "input.mp4").symlink_to("/dev/full")  # every write: ENOSPC
+        return job
+
+    monkeypatch.setattr(AuditJobs, "_new", on_a_full_disk)
+    try:
+        with client_for(dashboard) as client:
+            headers = {"X-CSRF-Token": login(client, "operator")}
+            upload = client.post(
+                "/api/v1/audit-jobs/upload",
+                files={"video": ("clip.mp4", b"\x00" * (3 << 20), "video/mp4")},
+                data={"camera": "yard"},
+                headers=headers,
+            )
+            assert (upload.status_code, upload.json()["error"]) == (503, "storage_unavailable")
+            assert "disk full" in upload.json()["message"]
+            jobs = client.get("/api/v1/audit-jobs").json()
+            assert [(j["state"], j["message"]) for j in jobs] == [
+                ("failed", "upload not stored: disk full")
+            ]
+            folder = jobs_of(dashboard).folder / jobs[0]["id"]
+            assert sorted(p.name for p in folder.iterdir()) == ["job.json"]
+    finally:
+        storage.close()
