@@ -67,7 +67,7 @@ def compose_commands() -> Iterator[tuple[str, list[str]]]:
 
 def helm_commands() -> Iterator[tuple[str, list[str]]]:
     values = load_yaml(CHART / "values.yaml")
-    for part in ("migrate", "analyzer", "api"):
+    for part in ("migrate", "analyzer", "api", "retention"):
         yield f"helm {part}", [str(arg) for arg in values[part]["args"]]
 
 
@@ -97,7 +97,13 @@ ALL_COMMANDS = [*compose_commands(), *helm_commands(), *systemd_commands()]
 
 def test_every_deploy_file_names_commands() -> None:
     places = {place.split()[0] for place, _ in ALL_COMMANDS}
-    assert places >= {"compose", "helm", "safewatch-analyzer@.service", "safewatch-api.service"}
+    assert places >= {
+        "compose",
+        "helm",
+        "safewatch-analyzer@.service",
+        "safewatch-api.service",
+        "safewatch-retention.service",
+    }
     roles = {argv[argv.index("--role") + 1] for _, argv in ALL_COMMANDS if "--role" in argv}
     assert roles == {"analyzer", "api"}
 
@@ -176,7 +182,7 @@ def test_every_variable_the_cluster_site_file_names_reaches_the_compose_containe
         for name, service in services.items()
         if isinstance(service.get("command"), list) and service["command"][0] == "safewatch"
     ]
-    assert set(running) == {"migrate", "analyzer", "api"}
+    assert set(running) == {"migrate", "analyzer", "api", "retention"}
     for name in running:
         environment = services[name]["environment"]
         assert isinstance(environment, dict), name
@@ -658,7 +664,7 @@ def test_the_renderer_follows_the_chart() -> None:
     rendered = chart_documents(rules={"ppe.yaml": "version: 1\nrules: []\n"})
     kinds = sorted(doc["kind"] for docs in rendered.values() for doc in docs)
     assert kinds == sorted(
-        ["ConfigMap"] * 3 + ["Deployment", "Job", "Service", "Service", "StatefulSet"]
+        ["ConfigMap"] * 3 + ["CronJob", "Deployment", "Job", "Service", "Service", "StatefulSet"]
     )
     site, rules = rendered["configmap.yaml"]
     assert site["data"]["site.yaml"] == load_yaml(CHART / "values.yaml")["site"]
@@ -786,18 +792,23 @@ def test_every_probe_and_annotated_scrape_is_answered_without_credentials(
         assert not dashboard or is_public(path), place
 
 
-def unit_service(unit: Path) -> dict[str, list[str]]:
-    """The ``[Service]`` settings of a systemd unit, each key's values in order."""
+def unit_section(unit: Path, section: str) -> dict[str, list[str]]:
+    """One section's settings of a systemd unit file, each key's values in order."""
     settings: dict[str, list[str]] = {}
-    section = ""
+    current = ""
     for raw in unit.read_text().splitlines():
         line = raw.strip()
         if line.startswith("["):
-            section = line
-        elif line and not line.startswith(("#", ";")) and section == "[Service]":
+            current = line
+        elif line and not line.startswith(("#", ";")) and current == section:
             key, _, value = line.partition("=")
             settings.setdefault(key, []).append(value)
     return settings
+
+
+def unit_service(unit: Path) -> dict[str, list[str]]:
+    """The ``[Service]`` settings of a systemd unit, each key's values in order."""
+    return unit_section(unit, "[Service]")
 
 
 def unit_writable(settings: dict[str, list[str]]) -> list[Path]:
@@ -901,6 +912,8 @@ def test_the_units_example_ports_are_free_on_a_host_running_the_example_site(
     video_port = site.config.cluster.video_port
     bound: list[tuple[str, int]] = []
     for place, argv in systemd_commands():
+        if argv[1] != "serve":  # (safewatch retention binds no port)
+            continue
         params = parse_cli(argv).params
         port = params["port"] if params["port"] is not None else site.config.runtime.http.port
         bound.append((f"{place} HTTP", int(port)))
@@ -1048,10 +1061,12 @@ def test_the_image_runs_as_a_numeric_non_root_user_and_the_pods_say_so() -> None
     pods = 0
     for name, documents in chart_documents().items():
         for document in documents:
-            if document["kind"] not in ("Deployment", "StatefulSet", "Job"):
+            if document["kind"] not in ("Deployment", "StatefulSet", "Job", "CronJob"):
                 continue
             pods += 1
-            pod = document["spec"]["template"]["spec"]
+            spec = document["spec"]
+            pod = (spec["jobTemplate"]["spec"] if "jobTemplate" in spec else spec)["template"]
+            pod = pod["spec"]
             context = pod["securityContext"]
             assert context["runAsNonRoot"] is True, name
             assert context["runAsUser"] == int(uid), name
@@ -1062,7 +1077,7 @@ def test_the_image_runs_as_a_numeric_non_root_user_and_the_pods_say_so() -> None
                 assert own["allowPrivilegeEscalation"] is False, name
                 assert own["capabilities"]["drop"] == ["ALL"], name
                 assert "add" not in own["capabilities"], name
-    assert pods == 3
+    assert pods == 4
 
 
 def unit_install_commands(unit: Path) -> dict[str, list[str]]:
@@ -1144,3 +1159,70 @@ def test_compose_gives_an_older_images_volumes_to_the_images_user(tmp_path: Path
     owners = {(p.stat().st_uid, p.stat().st_gid) for p in (old, *old.rglob("*"))}
     assert owners == {(10001, 10001)}
     assert (fresh / "kept").stat().st_uid == 0
+
+
+def _applies_retention(argv: list[str], place: str) -> None:
+    """``argv`` is ``safewatch retention`` with the site file every node reads, not a dry run."""
+    assert argv[:2] == ["safewatch", "retention"], (place, argv)
+    params = parse_cli(argv).params
+    assert params["dry_run"] is False, f"{place}: a dry run removes nothing"
+    assert str(params["config"]) == "/etc/safewatch/site.yaml", place
+
+
+def test_every_deployment_schedules_evidence_retention() -> None:
+    """``safewatch serve`` never removes evidence: only ``safewatch retention`` does, and
+    nothing in deploy/ ran it, so a long-running site's evidence grew until its disk or bucket
+    was full although docs/deployment-storage.md said "daily from cron or a systemd timer".
+    systemd has a oneshot unit and a daily timer, the chart a CronJob (on by default) with the
+    API pods' image, secret, mounts and security, and compose a one-shot service for the host's
+    cron, whose line the docs give."""
+    systemd = DEPLOY / "systemd"
+    timer = systemd / "safewatch-retention.timer"
+    schedule = unit_section(timer, "[Timer]")
+    assert schedule["OnCalendar"] == ["daily"]
+    assert schedule["Persistent"] == ["true"]  # a day the host was off is made up at boot
+    assert schedule["RandomizedDelaySec"]
+    (unit_name,) = schedule.get("Unit", [timer.name.replace(".timer", ".service")])
+    assert unit_section(timer, "[Install]")["WantedBy"] == ["timers.target"]
+    service = unit_service(systemd / unit_name)
+    assert service["Type"] == ["oneshot"]
+    (command,) = service["ExecStart"]
+    argv = shlex.split(command)
+    assert argv[0].endswith("/safewatch"), command
+    _applies_retention(["safewatch", *argv[1:]], unit_name)
+    api = unit_service(systemd / "safewatch-api.service")
+    for key in ("User", "Group", "EnvironmentFile", "ProtectSystem", "NoNewPrivileges"):
+        assert service[key] == api[key], (unit_name, key)
+
+    values = load_yaml(CHART / "values.yaml")
+    assert values["retention"]["enabled"] is True
+    rendered = chart_documents()
+    (cronjob,) = rendered["retention-cronjob.yaml"]
+    assert cronjob["kind"] == "CronJob" and cronjob["apiVersion"] == "batch/v1"
+    assert cronjob["spec"]["schedule"] == values["retention"]["schedule"]
+    assert len(cronjob["spec"]["schedule"].split()) == 5
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] in ("Never", "OnFailure")
+    (container,) = pod["containers"]
+    _applies_retention([str(arg) for arg in container["args"]], "helm retention")
+    (api_doc,) = rendered["api-deployment.yaml"]
+    api_pod = api_doc["spec"]["template"]["spec"]
+    (api_container,) = api_pod["containers"]
+    assert pod["volumes"] == api_pod["volumes"]
+    assert pod["securityContext"] == api_pod["securityContext"]
+    for key in ("image", "imagePullPolicy", "securityContext", "envFrom", "env", "volumeMounts"):
+        assert container[key] == api_container[key], key
+    disabled = chart_documents(retention={**values["retention"], "enabled": False})
+    assert disabled["retention-cronjob.yaml"] == []
+
+    services = load_yaml(DEPLOY / "compose.yaml")["services"]
+    retention = services["retention"]
+    _applies_retention([str(part) for part in retention["command"]], "compose retention")
+    assert retention["profiles"] and retention["restart"] == "no"  # not started by `up`
+    assert "depends_on" not in retention  # `run` would start (and re-run) them
+    compose_text = (DEPLOY / "compose.yaml").read_text()
+    docs = (ROOT / "docs" / "deployment-storage.md").read_text()
+    (cron,) = re.findall(r"^ *#\s+(\d.*docker compose run --rm retention)$", compose_text, re.M)
+    assert cron in docs
+    assert timer.name in docs and "retention.enabled" in docs
