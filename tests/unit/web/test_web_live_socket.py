@@ -10,20 +10,12 @@ the machine is); ``Math.random`` is a seeded generator. Skipped where Node.js is
 from __future__ import annotations
 
 import itertools
-import json
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
+from node_js import needs_node, run_api_js
 
-API_JS = (
-    Path(__file__).resolve().parents[3] / "src" / "safewatch" / "web" / "static" / "js" / "api.js"
-)
-NODE = shutil.which("node")
-
-pytestmark = pytest.mark.skipif(NODE is None, reason="needs Node.js (.ci/run installs it with npm)")
+pytestmark = needs_node
 
 HARNESS = """
 let now = 0;
@@ -82,23 +74,8 @@ const until = async (end) => {
 
 
 def run_js(body: str) -> Any:
-    """Run ``body`` (an async function body with ``site``, the imported ``api.js``, and the
-    harness above in scope); what it returns, through JSON."""
-    assert NODE is not None
-    script = (
-        f"{HARNESS}\nconst site = await import({json.dumps(API_JS.as_uri())});\n"
-        f"const result = await (async () => {{ {body} }})();\n"
-        "console.log(JSON.stringify(result));\n"
-    )
-    done = subprocess.run(
-        [NODE, "--input-type=module", "-e", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    """Run ``body`` with ``site`` (the imported ``api.js``) and the harness above in scope."""
+    return run_api_js(HARNESS, body)
 
 
 def test_a_socket_accepted_and_closed_at_once_backs_off() -> None:

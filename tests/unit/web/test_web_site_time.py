@@ -10,44 +10,24 @@ Node.js is missing (``.ci/run`` installs it with npm).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from node_js import needs_node, run_api_js
 
-JS = Path(__file__).resolve().parents[3] / "src" / "safewatch" / "web" / "static" / "js"
-API_JS = JS / "api.js"
-NODE = shutil.which("node")
-
-pytestmark = pytest.mark.skipif(NODE is None, reason="needs Node.js (.ci/run installs it with npm)")
+pytestmark = needs_node
 
 
 def run_js(timezone: str, body: str) -> Any:
     """Run ``body`` (an async function body with ``site``, the imported ``api.js``, in scope) for
     a site in ``timezone``; what it returns, through JSON."""
-    assert NODE is not None
-    script = (
+    prelude = (
         "globalThis.document = {querySelector: () => null,"
-        f" body: {{dataset: {{timezone: {json.dumps(timezone)}}}}}}};\n"
-        f"const site = await import({json.dumps(API_JS.as_uri())});\n"
-        f"const result = await (async () => {{ {body} }})();\n"
-        "console.log(JSON.stringify(result));\n"
+        f" body: {{dataset: {{timezone: {json.dumps(timezone)}}}}}}};"
     )
-    done = subprocess.run(
-        [NODE, "--input-type=module", "-e", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "TZ": "Asia/Kathmandu"},
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return run_api_js(prelude, body, env={"TZ": "Asia/Kathmandu"})
 
 
 def wall(text: str, zone: str) -> float:
