@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import av
 import numpy as np
 
+from safewatch.config.loader import load_site
 from safewatch.domain import Detections, Frame
+from safewatch.runtime.camera_worker import WorkerSpec
+from safewatch.runtime.options import ServeOptions
+from safewatch.runtime.service import RuntimeService
+from safewatch.runtime.supervisor import ReloadPlan
 
 
 def moving_square_video(
@@ -67,3 +72,32 @@ class RecordingDetector:
             )
             for _ in frames
         ]
+
+
+class RecordingSupervisor:
+    """Records the worker specs the service asks to run; nothing starts."""
+
+    def __init__(self) -> None:
+        self.applied: list[dict[str, WorkerSpec]] = []
+
+    def apply(self, specs: Mapping[str, WorkerSpec], restart: Collection[str] = ()) -> ReloadPlan:
+        self.applied.append(dict(specs))
+        return ReloadPlan(unchanged=tuple(sorted(specs)))
+
+
+def service_without_workers(
+    path: Path, *, cluster: bool = False
+) -> tuple[RuntimeService, RecordingSupervisor]:
+    """A service for the site file at ``path`` whose reloads are judged for real but start no
+    worker (its supervisor records what it is asked to run); the models a reload resolves exist
+    as empty files (a fake detects)."""
+    for model in ("model.onnx", "ppe.onnx"):
+        (path.parent / model).write_bytes(b"")
+    service = RuntimeService(
+        load_site(path),
+        ServeOptions(rules=path.parent / "rules", http=False, cluster=cluster),
+        detector_factory=lambda *_: RecordingDetector(),
+    )
+    supervisor = RecordingSupervisor()
+    service._supervisor = supervisor  # type: ignore[assignment]
+    return service, supervisor

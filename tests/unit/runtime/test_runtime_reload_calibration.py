@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from runtime_fakes import RecordingDetector, moving_square_video
+from runtime_fakes import RecordingSupervisor, moving_square_video, service_without_workers
 
 from api_support import write_site
-from safewatch.config.loader import load_site
 from safewatch.domain.events import Phase, RuleEvent
 from safewatch.domain.tracks import Track, TrackedFrame
 from safewatch.rules import calibrations_from_site, load_rules
 from safewatch.rules.reload import ReloadingEngine, RuleSetHolder
-from safewatch.runtime.camera_worker import WorkerSpec
-from safewatch.runtime.service import RuntimeService, ServeOptions
-from safewatch.runtime.supervisor import ReloadPlan
+from safewatch.runtime.service import RuntimeService
 
 W, H = 1000, 500
 FPS = 5.0
@@ -36,17 +32,6 @@ rules:
 """
 
 
-class _Supervisor:
-    """Runs what it is asked to (nothing starts)."""
-
-    def __init__(self) -> None:
-        self.applied: list[dict[str, WorkerSpec]] = []
-
-    def apply(self, specs: Mapping[str, WorkerSpec], restart: Collection[str] = ()) -> ReloadPlan:
-        self.applied.append(dict(specs))
-        return ReloadPlan(unchanged=tuple(sorted(specs)))
-
-
 def _frame(camera: str, index: int) -> TrackedFrame:
     """A person walking right 60 px a frame."""
     x, y = 100.0 + 60.0 * index, 400.0
@@ -61,24 +46,16 @@ def _phases(events: list[RuleEvent]) -> list[tuple[str, str, Phase]]:
     return [(e.camera_id, e.rule_id, e.phase) for e in events]
 
 
-def _served(tmp_path: Path) -> tuple[Path, dict[str, Any], RuntimeService, _Supervisor]:
+def _served(tmp_path: Path) -> tuple[Path, dict[str, Any], RuntimeService, RecordingSupervisor]:
     """A service over a site whose yard is calibrated (1 px = 1 cm) with :data:`RULES`, its
     supervisor a fake; the site file's path and its document, to edit and reload."""
     path = write_site(tmp_path)
     site: dict[str, Any] = yaml.safe_load(path.read_text())
     site["cameras"]["yard"]["calibration"] = CM_PER_PX
     path.write_text(yaml.safe_dump(site))
-    for model in ("model.onnx", "ppe.onnx"):  # the reload resolves them (a fake detects)
-        (tmp_path / model).write_bytes(b"")
     (tmp_path / "rules" / "yard.yaml").write_text(RULES)
     moving_square_video(tmp_path / "yard.mp4")  # a camera a reload enables must open
-    service = RuntimeService(
-        load_site(path),
-        ServeOptions(rules=tmp_path / "rules", http=False),
-        detector_factory=lambda *_: RecordingDetector(),
-    )
-    supervisor = _Supervisor()
-    service._supervisor = supervisor  # type: ignore[assignment]
+    service, supervisor = service_without_workers(path)
     return path, site, service, supervisor
 
 

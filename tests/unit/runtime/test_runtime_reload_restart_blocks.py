@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import pytest
 import yaml
-from runtime_fakes import RecordingDetector
+from runtime_fakes import service_without_workers
 
 from api_support import write_site
-from safewatch.config.loader import load_site
-from safewatch.runtime.camera_worker import WorkerSpec
-from safewatch.runtime.service import RuntimeService, ServeOptions
-from safewatch.runtime.supervisor import ReloadPlan
-
-
-class _Supervisor:
-    """Runs what it is asked to (nothing starts)."""
-
-    def apply(self, specs: Mapping[str, WorkerSpec], restart: Collection[str] = ()) -> ReloadPlan:
-        return ReloadPlan(unchanged=tuple(sorted(specs)))
 
 
 def test_a_changed_cluster_block_is_reported_as_applying_after_a_restart(
@@ -31,14 +19,7 @@ def test_a_changed_cluster_block_is_reported_as_applying_after_a_restart(
     that changed the ``cluster:`` block was silently ignored (no warning, unlike storage or
     retention), so an operator believed the new capacity was in force."""
     path = write_site(tmp_path, extra={"cluster": {"capacity": 1, "lease_seconds": 10}})
-    for model in ("model.onnx", "ppe.onnx"):  # the reload resolves them (a fake detects)
-        (tmp_path / model).write_bytes(b"")
-    service = RuntimeService(
-        load_site(path),
-        ServeOptions(rules=tmp_path / "rules", cluster=True, http=False),
-        detector_factory=lambda *_: RecordingDetector(),
-    )
-    service._supervisor = _Supervisor()  # type: ignore[assignment]
+    service, _ = service_without_workers(path, cluster=True)
     site = yaml.safe_load(path.read_text())
     site["cluster"] = {"capacity": 4, "lease_seconds": 30, "labels": {"gpu": "true"}}
     path.write_text(yaml.safe_dump(site))
@@ -54,28 +35,6 @@ def test_a_changed_cluster_block_is_reported_as_applying_after_a_restart(
     assert not [r for r in caplog.records if "'cluster' block" in r.getMessage()]
 
 
-class _Recording(_Supervisor):
-    def __init__(self) -> None:
-        self.applied: list[dict[str, WorkerSpec]] = []
-
-    def apply(self, specs: Mapping[str, WorkerSpec], restart: Collection[str] = ()) -> ReloadPlan:
-        self.applied.append(dict(specs))
-        return super().apply(specs, restart)
-
-
-def _service(path: Path) -> tuple[RuntimeService, _Recording]:
-    for model in ("model.onnx", "ppe.onnx"):  # the reload resolves them (a fake detects)
-        (path.parent / model).write_bytes(b"")
-    service = RuntimeService(
-        load_site(path),
-        ServeOptions(rules=path.parent / "rules", http=False),
-        detector_factory=lambda *_: RecordingDetector(),
-    )
-    supervisor = _Recording()
-    service._supervisor = supervisor  # type: ignore[assignment]
-    return service, supervisor
-
-
 def test_a_changed_runtime_block_restarts_no_camera(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -84,7 +43,7 @@ def test_a_changed_runtime_block_restarts_no_camera(
     the log said the block applies after a restart. The specs keep the block the server
     started with."""
     path = write_site(tmp_path)
-    service, supervisor = _service(path)
+    service, supervisor = service_without_workers(path)
     started = service._specs(service.site)
     site = yaml.safe_load(path.read_text())
     site["runtime"] = {
@@ -108,7 +67,7 @@ def test_fields_the_decode_worker_never_reads_restart_no_camera(tmp_path: Path) 
     the site in force per picture, the dashboard the live URL, the cluster member the labels;
     the name reaches the status pages through the spec without making it differ."""
     path = write_site(tmp_path)
-    service, supervisor = _service(path)
+    service, supervisor = service_without_workers(path)
     started = service._specs(service.site)
     site = yaml.safe_load(path.read_text())
     site["cameras"]["yard"].update(
@@ -136,7 +95,7 @@ def test_the_privacy_block_applies_at_once_and_a_missing_face_model_refuses_the_
     turned it off was told it was still on). A face model it names that is not there failed
     every evidence still from then on; it now refuses the reload."""
     path = write_site(tmp_path)
-    service, _ = _service(path)
+    service, _ = service_without_workers(path)
     site = yaml.safe_load(path.read_text())
     site["privacy"] = {"mode": "pixelate"}
     path.write_text(yaml.safe_dump(site))

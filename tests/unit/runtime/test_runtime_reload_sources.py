@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import yaml
-from runtime_fakes import RecordingDetector, moving_square_video
+from runtime_fakes import moving_square_video, service_without_workers
 
 from api_support import write_site
-from safewatch.config.loader import load_site
-from safewatch.runtime.camera_worker import WorkerSpec
-from safewatch.runtime.service import RuntimeService, ServeOptions
-from safewatch.runtime.supervisor import ReloadPlan
-
-
-class _Recording:
-    """Records what it is asked to run (nothing starts)."""
-
-    def __init__(self) -> None:
-        self.applied: list[dict[str, WorkerSpec]] = []
-
-    def apply(self, specs: Mapping[str, WorkerSpec], restart: Collection[str] = ()) -> ReloadPlan:
-        self.applied.append(dict(specs))
-        return ReloadPlan(unchanged=tuple(sorted(specs)))
 
 
 def _point(path: Path, camera: str, source: str, *, enabled: bool = True) -> None:
@@ -37,15 +21,7 @@ def test_a_reload_to_a_file_that_is_not_a_video_keeps_the_working_camera(tmp_pat
     edit of a working camera's source replaced it with none until a restart."""
     moving_square_video(tmp_path / "yard.mp4")
     path = write_site(tmp_path)
-    for model in ("model.onnx", "ppe.onnx"):  # the reload resolves them (a fake detects)
-        (tmp_path / model).write_bytes(b"")
-    service = RuntimeService(
-        load_site(path),
-        ServeOptions(rules=tmp_path / "rules", http=False),
-        detector_factory=lambda *_: RecordingDetector(),
-    )
-    supervisor = _Recording()
-    service._supervisor = supervisor  # type: ignore[assignment]
+    service, supervisor = service_without_workers(path)
 
     (tmp_path / "empty.mp4").write_bytes(b"")
     _point(path, "yard", "empty.mp4")
@@ -78,14 +54,7 @@ def test_a_cluster_node_does_not_open_the_files_of_cameras_it_does_not_run(
     changes with it) for a file only the camera's owner can open."""
     moving_square_video(tmp_path / "yard.mp4")
     path = write_site(tmp_path)
-    for model in ("model.onnx", "ppe.onnx"):
-        (tmp_path / model).write_bytes(b"")
-    service = RuntimeService(
-        load_site(path),
-        ServeOptions(rules=tmp_path / "rules", http=False, cluster=True),
-        detector_factory=lambda *_: RecordingDetector(),
-    )
-    service._supervisor = _Recording()  # type: ignore[assignment]
+    service, _ = service_without_workers(path, cluster=True)
     _point(path, "yard", "elsewhere.mp4")  # on another host's mount only
     assert service.reload_site() is not None
     assert service.status.site_health.ok, service.status.site_health.message
