@@ -505,11 +505,17 @@ class RecordingService:
         for key in camera_folders(self.root):
             if key in configured and _records(configured[key]):
                 continue  # its recorder's (here or on the node that owns it)
-            pruned.append(key)
             try:
-                removed += self._retain_unrecorded(key)
-            except Exception:
+                done = self._retain_unrecorded(key)
+            except Exception:  # not known to be left alone by its recorder: the guard too
                 log.exception("recording %s: retention failed this round", key)
+                continue
+            # Only a folder this node prunes is the guard's: one it leaves alone (written to
+            # lately: another node records it) was added before and the guard deleted that
+            # node's live footage.
+            if done is not None:
+                pruned.append(key)
+                removed += done
         try:
             removed += self._keep_free(pruned)
         except Exception:
@@ -558,10 +564,12 @@ class RecordingService:
         )
         return len(removed)
 
-    def _retain_unrecorded(self, key: str) -> int:
-        """Retention of the folder of a camera the site records nowhere (module docstring)."""
+    def _retain_unrecorded(self, key: str) -> int | None:
+        """Retention of the folder of a camera the site records nowhere (module docstring); the
+        number of segments deleted, or ``None`` when the folder is left alone (recorded
+        somewhere, or its limits unreadable): the free-space guard then leaves it alone too."""
         if _written_since(self.root / key, self._clock() - LIVE_SECONDS):
-            return 0  # recorded somewhere: this node's site file is not the others'
+            return None  # recorded somewhere: this node's site file is not the others'
         configured = self._site.config.cameras
         block = configured[key].recording if key in configured else None
         if block is not None:  # a disabled camera or block: the site file says
@@ -572,7 +580,7 @@ class RecordingService:
                 policy = _written_limits(self.root / key) or RecordingConfig()
             except (OSError, ValueError) as error:  # not the defaults: they may be shorter
                 log.warning("recording %s: %s unreadable, not pruned: %s", key, LIMITS_FILE, error)
-                return 0
+                return None
         quiet = self._orphan_quiet or _UNRECORDED_QUIET
         try:
             found = close_orphans(self.root, key, quiet_seconds=quiet, clock=self._clock)

@@ -136,6 +136,23 @@ def test_under_the_free_space_guard_the_oldest_unprotected_segments_of_all_camer
     assert "recordings_min_free_gb" in warning
 
 
+def test_the_free_space_guard_leaves_alone_a_folder_another_node_records(tmp_path: Path) -> None:
+    """A folder this node's site file records nowhere but written to within LIVE_SECONDS is
+    another node's live recording: the guard deleted its footage."""
+    site = _yard_site(tmp_path)
+    now = T0 + 3 * 3600
+    storage = open_site_storage(site)
+    try:
+        service = RecordingService(
+            site, storage.repository, clock=lambda: now, free_bytes=lambda _: int(2e9) - 1
+        )
+        _minutes(service.root, "dock", now - 600, 9)  # its last segment closed a minute ago
+        assert service.retain() == 0
+    finally:
+        storage.close()
+    assert len(list_segments(service.root, "dock")) == 9
+
+
 def test_every_unreviewed_incident_keeps_its_footage_however_many(
     recorded: tuple[RecordingService, SiteStorage],
 ) -> None:
