@@ -12,7 +12,9 @@ not deleted for space, but at a site where nobody closes incidents it no longer 
 ever. After the cameras' own limits, a free-space guard deletes the oldest unprotected segments
 of all cameras together while the recording folder's file system has less than
 ``storage.recordings_min_free_gb`` free (2 GB by default): the database and the evidence share
-that disk by default, and recordings filling it stopped incident writes.
+that disk by default, and recordings filling it stopped incident writes. When even that could
+not meet the guard (something else fills the disk), each camera's newest hour stays
+(:data:`GUARD_FLOOR_SECONDS`) and a ``/readyz`` warning says so.
 
 Under ``serve --cluster`` a camera is recorded by the analyzer that owns it (``owned``): the
 recorder starts when the camera is handed to this analyzer and stops (closing its segment) when
@@ -64,8 +66,8 @@ from safewatch.config.site import RecordingConfig
 from safewatch.ingest.av_options import build_open_spec, source_kind
 from safewatch.recording.recorder import RecordStats, close_orphans, record
 from safewatch.recording.retention import Protected, prune
+from safewatch.recording.segments import Segment, list_segments
 from safewatch.recording.segments import cameras as camera_folders
-from safewatch.recording.segments import list_segments
 from safewatch.storage import IncidentFilter, IncidentRepository
 from safewatch.storage.atomic import atomic_write
 
@@ -97,6 +99,13 @@ LIVE_SECONDS = 300.0
 somewhere: a node whose site file records the camera nowhere leaves it alone (it missed a
 reload). Minutes, not seconds: a ``.part`` file is written at every keyframe, and the file
 times come from the file server's clock."""
+GUARD_FLOOR_SECONDS = 3600.0
+"""When deleting every unprotected segment would still leave less free space than
+``storage.recordings_min_free_gb`` (something else fills the disk: evidence, the database, other
+programs, a disk smaller than the guard), the free-space guard keeps each camera's newest hour of
+footage: it deleted every closed segment each round and kept about a minute of recording."""
+_FULL_WARN_SECONDS = 3600.0
+"""How often the "something else fills the disk" warning is repeated while it lasts."""
 _RETRY_FIRST = 5.0
 _RETRY_MAX = 300.0
 
@@ -153,6 +162,9 @@ class RecordingState:
     up: bool
     segments: int
     message: str
+    warning: str | None = None
+    """A problem while it records: the free-space guard cannot be met (something else fills the
+    recording disk), so only the newest hour of footage is kept."""
 
 
 @dataclass
@@ -224,6 +236,8 @@ class RecordingService:
         self._orphan_quiet = orphan_quiet_seconds
         self._free_bytes = free_bytes
         self._short_of_space = False  # the last round found less free than the guard
+        self._disk_full: str | None = None  # the guard cannot be met: why (states(), /readyz)
+        self._full_warned_at = -float("inf")  # clock time of the last such warning
         self._file_warned: set[str] = set()
         self._written: dict[str, int] = {}  # segments closed per camera, across restarts
         self._written_lock = threading.Lock()
@@ -275,7 +289,9 @@ class RecordingService:
                 message = f"{stats.error}; reconnecting"
             else:
                 message = "connecting to the camera"
-            states[key] = RecordingState(stats.writing, written.get(key, 0), message)
+            states[key] = RecordingState(
+                stats.writing, written.get(key, 0), message, self._disk_full
+            )
         return states
 
     def start(self) -> None:
@@ -529,29 +545,62 @@ class RecordingService:
 
         The per-camera limits alone (72 h by default, no byte limit) let the recordings fill
         a disk the database and evidence share: incidents could then no longer be written.
+        When even deleting every unprotected segment could not free enough, the recordings are
+        not what fills the disk: each camera's newest :data:`GUARD_FLOOR_SECONDS` are kept
+        (every closed segment went each round before, a minute of footage left) and a warning
+        says so every hour, and in :meth:`states` (``/readyz``).
         """
         guard = self._site.config.storage.recordings_min_free_gb
         if guard is None or not keys:  # no camera folder: nothing of ours to free
+            self._disk_full = None
             return 0
-        need = int(guard * 1e9) - self._free_bytes(self.root)
+        free = self._free_bytes(self.root)
+        need = int(guard * 1e9) - free
         if need <= 0:
             if self._short_of_space:
                 log.info("recording retention: %s is above its free-space guard again", self.root)
             self._short_of_space = False
+            self._disk_full = None
             return 0
         segments = [s for key in keys for s in list_segments(self.root, key)]
         total = sum(s.size for s in segments)
+        incidents = [p for key in keys for p in self.protected(key)]
+        held = sum(s.size for s in segments if any(p.covers(s) for p in incidents))
+        hopeless = total - held < need  # deleting all we may would not meet the guard
+        floor = _newest(segments, GUARD_FLOOR_SECONDS) if hopeless else []
+        now = self._clock()
         removed = prune(
             segments,
-            now=self._clock(),
+            now=now,
             max_age=None,
             max_bytes=max(0, total - need),
-            protected=[p for key in keys for p in self.protected(key)],
+            protected=incidents + floor,
         )
         freed = sum(s.size for s in removed)
+        blame = f"; unreviewed incidents' footage holds {held / 1e9:.2f} GB" if held else ""
+        if hopeless:
+            self._short_of_space = True
+            self._disk_full = (
+                f"{free / 1e9:.2f} GB free on {self.root}, recordings hold {total / 1e9:.2f} GB: "
+                f"something else fills the disk (storage.recordings_min_free_gb: {guard:g}); "
+                f"each camera's newest {GUARD_FLOOR_SECONDS / 3600:g} h is kept{blame}"
+            )
+            if not 0 <= now - self._full_warned_at < _FULL_WARN_SECONDS:
+                self._full_warned_at = now
+                log.warning(
+                    "recording retention: %s; deleted %d segment(s) (%.2f GB)",
+                    self._disk_full,
+                    len(removed),
+                    freed / 1e9,
+                )
+            return len(removed)
+        self._disk_full = None
         # Once per spell under the guard (every round logged it: 1,440 a day), then debug.
         level = logging.DEBUG if self._short_of_space else logging.WARNING
         self._short_of_space = True
+        short = ""
+        if freed < need:  # segments it could not delete (prune logged them), or protected ones
+            short = "; not enough" + (blame or ": some could not be deleted")
         log.log(
             level,
             "recording retention: under storage.recordings_min_free_gb (%g GB free wanted) on "
@@ -560,7 +609,7 @@ class RecordingService:
             self.root,
             len(removed),
             freed / 1e9,
-            "" if freed >= need else "; not enough: the rest is unreviewed incidents' footage",
+            short,
         )
         return len(removed)
 
@@ -650,6 +699,15 @@ def _written_limits(folder: Path) -> RecordingConfig | None:
     except FileNotFoundError:
         return None
     return RecordingConfig.model_validate(json.loads(text))
+
+
+def _newest(segments: list[Segment], seconds: float) -> list[Protected]:
+    """Spans holding each camera's newest ``seconds`` of ``segments`` (up to its last one's end:
+    a camera that stopped recording keeps its last footage too)."""
+    last: dict[str, float] = {}
+    for segment in segments:
+        last[segment.camera_id] = max(segment.end, last.get(segment.camera_id, -float("inf")))
+    return [Protected(end - seconds, end, key) for key, end in last.items()]
 
 
 def _written_since(folder: Path, since: float) -> bool:

@@ -157,16 +157,20 @@ class PPECheck:
 
 
 def recording_warning(status: CameraStatus) -> str | None:
-    """Why a camera with a ``recording:`` block is not recording now, if it is not.
+    """Why a camera with a ``recording:`` block is not recording now, if it is not, or what
+    threatens the footage it keeps (the free-space guard cannot be met).
 
     A warning, like :class:`PPECheck`'s: the camera is still analysed (its readiness is the
     analysis's), but the footage operators count on to review an incident is not being kept,
     which must not go unnoticed (``/readyz`` is ``degraded``; ``safewatch_recording_up`` is 0).
     """
     recording = status.recording
-    if recording is None or recording.up:
+    if recording is None:
         return None
-    return f"not recording: {recording.message}"
+    if not recording.up:
+        return f"not recording: {recording.message}"
+    # Recording, but its disk is so full of something else that only the newest footage stays.
+    return None if recording.warning is None else f"recording: {recording.warning}"
 
 
 def _coverage(status: CameraStatus) -> list[PPECoverageOut]:

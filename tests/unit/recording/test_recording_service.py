@@ -108,10 +108,11 @@ def test_under_the_free_space_guard_the_oldest_unprotected_segments_of_all_camer
     """max_hours 72 and no max_gb let the recordings fill the disk the database shares."""
     site = _yard_site(tmp_path)
     now = T0 + 3 * 3600
+    short = [3, 1]  # bytes short of storage.recordings_min_free_gb: 2 (the default), per round
 
     def free_bytes(folder: Path) -> int:
         assert folder == tmp_path / "rec"
-        return int(2e9) - 3  # 3 bytes short of storage.recordings_min_free_gb: 2 (the default)
+        return int(2e9) - short.pop(0)
 
     storage = open_site_storage(site)
     try:
@@ -127,11 +128,11 @@ def test_under_the_free_space_guard_the_oldest_unprotected_segments_of_all_camer
                 -1680,
                 -1620,
             ]
-            assert service.retain() == 2  # still short: the next oldest, not logged again
+            assert service.retain() == 1  # still short: the next oldest, not logged again
     finally:
         storage.close()
     assert [round(s.start - now) for s in list_segments(service.root, "dock")] == [-3600]
-    assert [round(s.start - now) for s in list_segments(service.root, "yard")] == []
+    assert [round(s.start - now) for s in list_segments(service.root, "yard")] == [-1620]
     (warning,) = [r.getMessage() for r in caplog.records if "free" in r.getMessage()]
     assert "recordings_min_free_gb" in warning
 
@@ -574,3 +575,61 @@ def test_folders_no_camera_can_be_named_are_not_cameras(tmp_path: Path) -> None:
     for name in ("yard", "lost+found", ".snapshot", "dock-2"):
         (tmp_path / name).mkdir()
     assert list(camera_folders(tmp_path)) == ["dock-2", "yard"]
+
+
+def test_when_something_else_fills_the_disk_the_guard_keeps_each_cameras_newest_hour(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Free space under the guard whatever the recordings hold (evidence, the database, other
+    programs, a tiny disk): the guard deleted every closed segment each round, a minute of
+    footage left, and blamed unreviewed incidents' footage."""
+    writing = threading.Event()
+
+    def record(
+        open_input: Any, root: Path, key: str, *, stop: threading.Event, **options: Any
+    ) -> Any:
+        options["stats"].writing = True
+        writing.set()
+        stop.wait()
+        return options["stats"]
+
+    monkeypatch.setattr(service_module, "record", record)
+    site = _recorded_site(tmp_path)  # yard: max_hours 72
+    clock = [T0]
+    storage = open_site_storage(site)
+    service = RecordingService(
+        site,
+        storage.repository,
+        clock=lambda: clock[0],
+        retention_seconds=3600,
+        free_bytes=lambda _: int(1.5e9),  # the guard wants 2 GB
+    )
+    try:
+        service.start()
+        assert writing.wait(10)
+        _minutes(service.root, "yard", T0 - 3 * 3600, 180)  # three hours, 1 byte a minute
+        with caplog.at_level("WARNING", logger="safewatch.recording.service"):
+            assert service.retain() == 120
+            kept = list_segments(service.root, "yard")
+            assert [round(kept[0].start - T0), len(kept)] == [-3600, 60]
+            assert service.retain() == 0  # the floor stays, round after round
+            clock[0] += 1800
+            service.retain()
+            assert len(caplog.records) == 1  # once an hour, not every round
+            clock[0] += 1800
+            service.retain()
+        state = service.states()["yard"]
+        assert state.up and state.warning is not None
+        assert "something else fills the disk" in state.warning
+        warnings = [r.getMessage() for r in caplog.records]
+        assert len(warnings) == 2
+        assert "1.50 GB free" in warnings[0] and "recordings hold 0.00 GB" in warnings[0]
+        assert "something else fills the disk" in warnings[0]
+        assert "incidents" not in warnings[0]  # none protects anything here
+        storage.repository.upsert(incident(1, started=T0 - 1800))  # in the hour kept
+        service.retain()
+        assert "unreviewed incidents' footage holds" in (service.states()["yard"].warning or "")
+    finally:
+        service.stop()
+        storage.close()
+    assert len(list_segments(service.root, "yard")) == 60

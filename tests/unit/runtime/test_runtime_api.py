@@ -222,6 +222,17 @@ def test_each_runtime_error_stage_is_at_zero_before_its_first_error() -> None:
         assert registry.get_sample_value("safewatch_runtime_errors_total", {"stage": stage}) == 0
 
 
+def test_a_recording_disk_something_else_fills_is_a_recording_warning() -> None:
+    """The free-space guard cannot be met: only the newest hour of footage stays, which the
+    log said once an hour and /readyz not at all."""
+    full = RecordingState(True, 30, "writing", "1.50 GB free ...: something else fills the disk")
+    services = FakeServices([status("yard", recording=full)])
+    body = client(services).get("/readyz").json()
+    assert body["status"] == "degraded"
+    assert body["cameras"]["yard"]["ready"] is True
+    assert body["cameras"]["yard"]["warnings"] == [f"recording: {full.warning}"]
+
+
 def test_a_camera_that_should_record_and_does_not_is_a_warning_not_a_failure() -> None:
     """The analysis still protects people there, so the camera stays ready; but footage that
     operators count on is not being kept, which only a log line said (and nothing at all for
