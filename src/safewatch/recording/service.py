@@ -242,6 +242,11 @@ class RecordingService:
         self._written: dict[str, int] = {}  # segments closed per camera, across restarts
         self._written_lock = threading.Lock()
         self.root = recordings_root(site)
+        # Of the start, like the root: the whole ``storage`` block applies after a restart (a
+        # reload logs so, the docs say so and safewatch_storage_min_free_bytes keeps the start's
+        # value), while reading them from the site in force changed them at the next round.
+        self._min_free_gb = site.config.storage.recordings_min_free_gb
+        self._protect_days = site.config.storage.recordings_protect_days
 
     def cameras(self, site: LoadedSite | None = None) -> dict[str, Any]:
         """Camera id -> its config, for the cameras that record here (of ``site``, or the one
@@ -480,7 +485,7 @@ class RecordingService:
         disk the database and evidence share."""
         spans = self._repository.spans(IncidentFilter(camera=camera_id, status=_UNREVIEWED))
         now = self._clock()
-        days = self._site.config.storage.recordings_protect_days
+        days = self._protect_days
         since = -float("inf") if days is None else now - days * 86_400
         return [
             Protected(
@@ -550,7 +555,7 @@ class RecordingService:
         (every closed segment went each round before, a minute of footage left) and a warning
         says so every hour, and in :meth:`states` (``/readyz``).
         """
-        guard = self._site.config.storage.recordings_min_free_gb
+        guard = self._min_free_gb
         if guard is None or not keys:  # no camera folder: nothing of ours to free
             self._disk_full = None
             return 0

@@ -633,3 +633,34 @@ def test_when_something_else_fills_the_disk_the_guard_keeps_each_cameras_newest_
         service.stop()
         storage.close()
     assert len(list_segments(service.root, "yard")) == 60
+
+
+def test_the_guard_and_protect_days_change_only_at_a_restart(tmp_path: Path) -> None:
+    """A reload logs that the storage block applies after a restart, and the guard's metric
+    keeps the start's value, but retention read both from the reloaded site at its next round."""
+    path = write_site(tmp_path, source="rtsp://127.0.0.1:9/cam")
+    site = _reloaded(path, lambda s: s["storage"].update(recordings_dir="rec"))
+    now = T0 + 20 * 86_400
+    storage = open_site_storage(site)
+    try:
+        service = RecordingService(
+            site, storage.repository, clock=lambda: now, free_bytes=lambda _: int(2e9) - 1
+        )
+        since = now - 2 * 86_400
+        _minutes(service.root, "gone", since, 3)  # recorded nowhere: 72 h keeps it
+        # Two days ago: protected for 30 days, not for 1; its margin covers the first minute.
+        storage.repository.upsert(incident(1, camera="gone", started=since - 120))
+        service.apply(
+            _reloaded(
+                path,
+                lambda s: s["storage"].update(
+                    recordings_dir="rec", recordings_min_free_gb=None, recordings_protect_days=1
+                ),
+            )
+        )
+        # The start's guard (2 GB, a byte short) and protect days (30): the oldest unprotected
+        # minute goes. The reloaded ones kept all three (no guard), or took the first (1 day).
+        assert service.retain() == 1
+    finally:
+        storage.close()
+    assert [round(s.start - since) for s in list_segments(service.root, "gone")] == [0, 120]
