@@ -213,7 +213,8 @@ class IncidentManager:
 
     @property
     def refused(self) -> StorageError | None:
-        """The database's refusal of the last incident write; ``None`` once one goes through."""
+        """The database's refusal of the last incident write; ``None`` once one goes through,
+        or once nothing waits any more (:meth:`forget_camera` dropped what did)."""
         return self._refused
 
     def handle(
@@ -396,7 +397,12 @@ class IncidentManager:
         dropped = [
             key for key, episode in self._open.items() if episode.incident.camera_id == camera_id
         ]
-        return [self._open.pop(key).incident for key in dropped]
+        forgotten = [self._open.pop(key).incident for key in dropped]
+        if not any(episode.unsaved for episode in self._open.values()):
+            # What the refusal held back is gone: /readyz stayed degraded ("0 incident(s) held
+            # in memory ... last write refused") until the next write went through, hours later.
+            self._refused = None
+        return forgotten
 
     @staticmethod
     def _key(event: RuleEvent) -> str:

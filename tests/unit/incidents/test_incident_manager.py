@@ -644,3 +644,18 @@ def test_closing_everything_after_a_lost_camera_does_not_stop_halfway(
     assert manager.open_incidents == []
     dock = repo.get(incident_id("dock", RULE, 3, T0))
     assert dock.ended_at == T0 + 10.0
+
+
+def test_a_refusal_is_forgotten_with_the_incidents_it_held_back(
+    engine: Engine, store: EvidenceStore
+) -> None:
+    """The episodes a refused write left in memory are dropped (the camera changed owner):
+    /readyz stayed degraded with "0 incident(s) held in memory ... last write refused" until
+    the next write went through, hours later at a quiet site."""
+    repo, manager, _ = flaky(engine, store)
+    repo.down = True
+    run(manager, episode()[:5])
+    assert manager.unsaved == 1 and manager.refused is not None
+    manager.forget_camera(CAM)
+    assert manager.unsaved == 0
+    assert manager.refused is None
