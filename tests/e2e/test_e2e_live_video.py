@@ -325,6 +325,35 @@ def test_a_relay_waiting_for_a_new_owner_is_not_taken_for_a_stall(site: dict[str
     page.context.close()
 
 
+def test_a_relay_wait_that_never_ends_is_a_stall_after_its_time_limit(site: dict[str, Any]) -> None:
+    """The relay said "reconnecting", then a new owner's session opened but never sent video
+    (nor "streaming"): the watchdog stayed off for good, a frozen picture never reopened. The
+    limit (90 s) is shortened to 6 s here."""
+    relay: dict[str, Any] = {"waiting": False, "sockets": []}
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+        server.on_message(lambda message: None if relay["waiting"] else ws.send(message))
+        relay["sockets"].append(ws)
+
+    page, _sockets = _live_page(
+        site, "operator", video_route=route, init_script="globalThis.safewatchRelayWaitMs = 6000;"
+    )
+    _playing(page)
+    state = f"document.querySelector('{TILE}').dataset.state"
+    relay["waiting"] = True
+    relay["sockets"][-1].send(json.dumps({"type": "state", "state": "reconnecting", "reason": "x"}))
+    page.wait_for_timeout(4000)  # within the limit: still the relay's wait, no stall
+    assert page.evaluate(state) != "stalled"
+    page.wait_for_function(f"() => {state} === 'stalled'", timeout=20_000)
+    for _ in range(100):  # the reopened socket reaches the route a moment later
+        if len(relay["sockets"]) > 1:
+            break
+        page.wait_for_timeout(100)
+    assert len(relay["sockets"]) > 1, "the video was reopened"
+    page.context.close()
+
+
 def test_without_frame_callbacks_a_playing_tile_is_not_stalled_and_a_held_one_is(
     site: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -34,6 +34,9 @@ const META_KEEP = 64;
 const META_MATCH = 1.5; // seconds: metadata further from the frame on screen is not drawn
 const STALL_MS = 3000; // no video frame shown this long while its socket is open: stalled
 const REOPEN_MAX_MS = 30000; // a stalled tile reopens its video 3, 6, 12, 24, then every 30 s
+// serve --cluster: the longest a relay's "reconnecting" keeps the watchdog off (its own wait for a
+// new owner is 60 s by default); a test may shorten it (globalThis.safewatchRelayWaitMs).
+const RELAY_WAIT_MS = globalThis.safewatchRelayWaitMs ?? 90000;
 
 const { cameras = [] } = pageData();
 if (videoMode !== "raw" && cameras.some((c) => c.enabled && c.live_url)) {
@@ -194,8 +197,12 @@ function tile(camera) {
     // serve --cluster: while the relay says it waits for the camera's new owner ("reconnecting",
     // up to its failover_seconds, >= 60 s) its socket stays open and sends no video, and the
     // tile shows that state. Counted as a stall, reopen() cut the wait short: a new relay with
-    // no owner closes at once (4503), and so on in a loop. Not counted until it streams again.
-    let relayWaiting = false;
+    // no owner closes at once (4503), and so on in a loop. Not counted until it streams again,
+    // or for RELAY_WAIT_MS at most: a new owner's session that opens but never sends video (nor
+    // "streaming") left the watchdog off for good, a frozen picture and nothing reopened.
+    let relayWaitingSince = null; // performance.now() of the first "reconnecting" of this wait
+    const relayWaiting = () =>
+      relayWaitingSince !== null && performance.now() - relayWaitingSince < RELAY_WAIT_MS;
     let lastFrame = performance.now();
     let reopenAfter = STALL_MS;
     const rearm = () => { lastFrame = performance.now(); };
@@ -221,7 +228,7 @@ function tile(camera) {
     }).observe(node);
     setInterval(() => {
       if (!player.requestVideoFrameCallback && advanced()) presented();
-      if (!mse || refused || !videoUp || !seen || document.hidden || relayWaiting) { rearm(); return; }
+      if (!mse || refused || !videoUp || !seen || document.hidden || relayWaiting()) { rearm(); return; }
       if (performance.now() - lastFrame < reopenAfter) return;
       const first = !stalled;
       stalled = true;
@@ -234,10 +241,11 @@ function tile(camera) {
     live = playLive(player, camera.id, videoMode, {
       onInit(header) { canvas.width = header.width; canvas.height = header.height; },
       onRefused: refuse,
-      onState(up) { videoUp = up; relayWaiting = false; rearm(); },
+      onState(up) { videoUp = up; relayWaitingSince = null; rearm(); },
       onRelay(message) {
         node.dataset.relay = message.state;
-        relayWaiting = message.state === "reconnecting";
+        if (message.state !== "reconnecting") relayWaitingSince = null;
+        else relayWaitingSince ??= performance.now(); // a repeated "reconnecting" does not extend it
         player.title = message.state === "streaming"
           ? `live video relayed from analyzer ${message.owner}`
           : `live video ${message.state}: ${message.reason}`;
