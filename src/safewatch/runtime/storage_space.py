@@ -6,7 +6,8 @@ Why: the database, the evidence and the recordings share ``safewatch-data/`` by 
 full disk stopped incident writes with nothing exported that said the disk was filling up.
 Recording retention keeps ``storage.recordings_min_free_gb`` free on the recordings' file
 system (:mod:`safewatch.recording.service`); below it on any root, what is left there is
-unreviewed incidents' footage, evidence or the database, which nothing deletes for space.
+unreviewed incidents' footage, each camera's newest hour (the guard's floor), evidence, the
+database or other programs' files, which nothing deletes for space.
 Read at scrape time (one ``statvfs`` per root), so it cannot go stale.
 """
 
