@@ -221,6 +221,39 @@ def test_bulk_transition_changes_each_records_each_and_audits_the_decision(
     assert bad.status_code == 422
 
 
+def test_bulk_resolve_goes_on_when_a_colleague_acknowledged_after_the_read(
+    site: tuple[Dashboard, SiteStorage],
+    operator: tuple[TestClient, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dashboard, storage = site
+    client, csrf = operator
+    storage.repository.upsert(found := incident(3))
+    read = storage.repository.get
+
+    def read_then_colleague_takes_it(incident_id: str) -> Any:
+        current = read(incident_id)
+        # The colleague's acknowledge lands between the bulk call's read and its own step.
+        if current.status is IncidentStatus.OPEN:
+            dashboard.lifecycle.acknowledge(incident_id, actor="colleague")
+        return current
+
+    monkeypatch.setattr(storage.repository, "get", read_then_colleague_takes_it)
+    done = client.post(
+        "/api/v1/incidents/transitions",
+        json={"ids": [found.id], "status": "resolved"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["failed"] == []
+    assert [i["status"] for i in done.json()["changed"]] == ["resolved"]
+    monkeypatch.undo()
+    timeline = client.get(f"/api/v1/incidents/{found.id}").json()["timeline"]
+    summaries = [e["summary"] for e in timeline]
+    assert "open -> acknowledged by colleague" in summaries
+    assert "acknowledged -> resolved by operator" in summaries
+
+
 def test_evidence_streams_with_ranges_and_views_are_audited(
     site: tuple[Dashboard, SiteStorage], operator: tuple[TestClient, str]
 ) -> None:

@@ -178,10 +178,19 @@ async def transition_many(
                     and current.status is IncidentStatus.OPEN
                     and target is not IncidentStatus.ACKNOWLEDGED
                 ):
-                    taken = dashboard.lifecycle.transition(
-                        incident_id, IncidentStatus.ACKNOWLEDGED, actor=user.username
-                    )
-                    dashboard.live.publish_incident("status", taken, actor=user.username)
+                    try:
+                        taken = dashboard.lifecycle.transition(
+                            incident_id, IncidentStatus.ACKNOWLEDGED, actor=user.username
+                        )
+                    except InvalidTransition as race:
+                        # The status was read outside the transaction: a colleague may have
+                        # acknowledged it since. Taking it is then already done, so go on to
+                        # the target rather than fail with "acknowledged, cannot become
+                        # acknowledged"; any other status still fails below.
+                        if race.current is not IncidentStatus.ACKNOWLEDGED:
+                            raise
+                    else:
+                        dashboard.live.publish_incident("status", taken, actor=user.username)
                 incident = dashboard.lifecycle.transition(
                     incident_id, target, actor=user.username, note=body.note
                 )
