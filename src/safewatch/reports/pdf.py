@@ -136,6 +136,10 @@ def render_incident_report(data: ReportData, *, max_rows: int = 500) -> bytes:
         bold = styles[name].fontName.endswith("-Bold")
         styles[name].fontName = fonts.bold if bold else fonts.regular
     small = ParagraphStyle("small", parent=styles["Normal"], fontSize=8, leading=10)
+    # Table cells in the table's font; a plain string never wraps and ran into the next column
+    # (a rule id such as one-person-at-hoist-landing printed over Severity): ids are wrapped,
+    # an id longer than its column is split.
+    cell = ParagraphStyle("cell", small, fontSize=7.5, leading=9, splitLongWords=True)
     story: list[Flowable] = [
         Paragraph(f"Incident report: {_escape(data.site)}", styles["Title"]),
         Paragraph(
@@ -183,15 +187,16 @@ def render_incident_report(data: ReportData, *, max_rows: int = 500) -> bytes:
         rows.append(
             [
                 _when(incident.started_at, zone, "%Y-%m-%d %H:%M:%S"),
-                incident.camera_id,
-                incident.rule_id,
+                Paragraph(_escape(incident.camera_id), cell),
+                Paragraph(_escape(incident.rule_id), cell),
                 str(incident.severity),
-                str(incident.status).replace("_", " "),
+                Paragraph(_escape(str(incident.status).replace("_", " ")), cell),
                 "" if incident.duration is None else f"{incident.duration:.1f}",
                 Paragraph(_escape(incident.message), small),
             ]
         )
-    story.append(_table(rows, [27 * mm, 18 * mm, 30 * mm, 14 * mm, 18 * mm, 11 * mm, 62 * mm]))
+    # Started fits "2025-06-15 12:34:56" (28.1 mm at 7.5 pt) and the cell padding (2 x 6 pt).
+    story.append(_table(rows, [33 * mm, 20 * mm, 30 * mm, 14 * mm, 18 * mm, 11 * mm, 54 * mm]))
     if data.total > len(rows) - 1:
         story.append(
             Paragraph(f"... and {data.total - (len(rows) - 1)} more incidents not listed.", small)

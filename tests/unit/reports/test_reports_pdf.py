@@ -6,6 +6,7 @@ Before, every text was set in ReportLab's Helvetica, which knows Latin-1 only: a
 
 from __future__ import annotations
 
+import html
 import shutil
 import subprocess
 from dataclasses import replace
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from incident_factories import make_incident
+from safewatch.domain import IncidentStatus
 from safewatch.reports import ReportData, ReportStill, render_incident_report
 from safewatch.reports.fonts import candidates, fallback_files
 
@@ -134,3 +136,50 @@ def test_stills_are_said_to_hide_heads_only_where_their_camera_does(tmp_path: Pa
 
     hidden = replace(data, stills=[ReportStill(dock, _jpeg())])
     assert "Evidence stills (heads hidden)" in pdf_text(hidden, tmp_path)
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext)")
+def test_table_cells_stay_inside_their_columns(tmp_path: Path) -> None:
+    """Cells were plain strings that never wrap: the start time ran into Camera on every row and
+    a rule id such as one-person-at-hoist-landing printed over Severity. Read back with
+    ``pdftotext -bbox``: no word of a row reaches the next column's heading."""
+    import re
+
+    incident = make_incident(
+        3, 1010.0, camera="north-gate-loading-bay-7", rule="one-person-at-hoist-landing"
+    )
+    incident = replace(incident, status=IncidentStatus.FALSE_POSITIVE)
+    data = ReportData(
+        site="Yard",
+        timezone="Europe/Berlin",
+        filters=[],
+        generated_by="operator",
+        generated_at=1000.0,
+        total=1,
+        incidents=[incident],
+    )
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(render_incident_report(data))
+    page = subprocess.run(
+        ["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    words = [
+        (float(x0), float(y0), float(x1), html.unescape(text))
+        for x0, y0, x1, text in re.findall(
+            r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="[\d.]+">([^<]*)</word>',
+            page,
+        )
+    ]
+    names = ["Started", "Camera", "Rule", "Severity", "Status", "Dur."]
+    header_y = next(y for x0, y, x1, text in words if text == "Started")
+    heads = sorted(
+        (x0, text) for x0, y, x1, text in words if abs(y - header_y) < 1 and text in names
+    )
+    assert [text for _, text in heads] == names
+    row = [w for w in words if w[1] > header_y + 1 and w[0] < heads[-1][0]]
+    assert row, page
+    for x0, _, x1, text in row:
+        column = max(i for i, (start, _) in enumerate(heads) if start <= x0 + 0.5)
+        assert x1 < heads[column + 1][0], (text, heads[column][1])
+    rule = "".join(text for x0, _, _, text in row if heads[2][0] <= x0 < heads[3][0])
+    assert rule == "one-person-at-hoist-landing"
