@@ -155,11 +155,13 @@ export function timeAxis(buckets, since, until, unit) {
   return [...starts].sort((a, b) => a - b).map((t) => [t, counts.get(t) || 0]);
 }
 
+/** "12.3 s" under a minute, else "2 min 5 s". Rounded before it is split: splitting first gave
+ * "1 min 60 s" for 119.6 s and "60.0 s" for 59.97 s. */
 export function fmtDuration(seconds) {
   if (seconds === null || seconds === undefined) return "running";
-  if (seconds < 60) return `${seconds.toFixed(1)} s`;
-  const m = Math.floor(seconds / 60);
-  return `${m} min ${Math.round(seconds - m * 60)} s`;
+  if (Math.round(seconds * 10) < 600) return `${seconds.toFixed(1)} s`;
+  const total = Math.round(seconds);
+  return `${Math.floor(total / 60)} min ${total % 60} s`;
 }
 
 /** Build an element: el("td", {class: "x", dataset: {id}}, "text", child). */
