@@ -412,18 +412,29 @@ def test_a_removed_camera_with_incidents_is_offered_reported_and_counted(
     """A camera removed from the site file (or renamed: its old id) keeps its incidents, but
     the Incidents, Analytics and Reports pages offered only the site's cameras now, so those
     incidents could not be picked. The pages list it (marked removed, after the site's
-    cameras), and the statistics and the report take its id and answer its incidents."""
+    cameras), and the statistics and the report take its id and answer its incidents. The same
+    for a rule removed from the rule set (or renamed)."""
     _, storage = site
     client, _ = operator
     for n in range(3):
         storage.repository.upsert(incident(n, camera="gone"))
     storage.repository.upsert(incident(5, camera="yard"))
+    storage.repository.upsert(incident(6, camera="yard", rule="old-hoist", kind="zone_intrusion"))
     for path in ("/incidents", "/analytics", "/reports"):
-        assert _page_data(client, path)["cameras"] == [
+        data = _page_data(client, path)
+        assert data["cameras"] == [
             {"id": "yard", "name": "Yard 01"},
             {"id": "dock", "name": "dock"},
             {"id": "gone", "name": "gone", "removed": True},
         ], path
+        assert data["rules"] == [
+            {"id": "hardhat-required", "kind": "ppe"},
+            {"id": "no-entry-drop-zone", "kind": "zone_intrusion"},
+            {"id": "old-hoist", "kind": "zone_intrusion", "removed": True},
+        ], path
+    assert _page_data(client, "/audit")["rules"][-1]["id"] == "no-entry-drop-zone"
+    by_rule = client.get("/api/v1/stats", params={"by": "rule", "rule": "old-hoist"})
+    assert by_rule.json()["total"] == 1
     # The audit page runs cameras: a removed one cannot be chosen there.
     assert [c["id"] for c in _page_data(client, "/audit")["cameras"]] == ["yard", "dock"]
     counts = client.get("/api/v1/stats", params={"by": "camera", "camera": "gone"})

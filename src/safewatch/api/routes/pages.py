@@ -242,30 +242,34 @@ async def live(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLR
 def _options(dashboard: Dashboard, *, stored: bool = False) -> dict[str, Any]:
     """The filters' options: the site's cameras and rules, its rule kinds and time zone.
 
-    With ``stored``, the cameras also include those the site no longer has (removed, or renamed:
-    the old id) whose incidents are still in the database, marked ``removed``: the pages that
-    filter stored incidents (list, analytics, report) offered only the site's cameras now, so
-    such a camera's incidents could not be reported or analysed although the API takes any id.
-    Not for pages that act on cameras (audit): a removed camera cannot be run. It reads the
-    database, so call it off the event loop.
+    With ``stored``, the cameras and rules also include those the site no longer has (removed,
+    or renamed: the old id) whose incidents are still in the database, marked ``removed``: the
+    pages that filter stored incidents (list, analytics, report) offered only the site's cameras
+    and rules now, so such incidents could not be reported or analysed although the API takes
+    any id. Not for pages that act on cameras (audit): a removed camera cannot be run. It reads
+    the database, so call it off the event loop.
     """
     site = dashboard.site().config
     rules = dashboard.rules.rule_generation().rules
     cameras: list[dict[str, Any]] = [
         {"id": k, "name": c.name or k} for k, c in site.cameras.items()
     ]
+    listed: list[dict[str, Any]] = [{"id": r.id, "kind": r.kind} for r in rules.rules]
     if stored:
         try:
-            counted = dashboard.storage.repository.aggregate(["camera"])
+            counted = dashboard.storage.repository.aggregate(["camera", "rule", "kind"])
         except StorageError as exc:
             # The page still filters by the site's cameras; its lists say the database is down.
-            log.warning("page options without the stored cameras: %s", exc)
+            log.warning("page options without the stored cameras and rules: %s", exc)
             counted = []
         gone = sorted({b.camera for b in counted if b.camera and b.camera not in site.cameras})
         cameras += [{"id": k, "name": k, "removed": True} for k in gone]
+        known = {r.id for r in rules.rules}
+        old = {b.rule: b.kind for b in counted if b.rule and b.rule not in known}
+        listed += [{"id": k, "kind": old[k], "removed": True} for k in sorted(old)]
     return {
         "cameras": cameras,
-        "rules": [{"id": r.id, "kind": r.kind} for r in rules.rules],
+        "rules": listed,
         "kinds": sorted({r.kind for r in rules.rules}),
         "timezone": site.site.timezone,
     }

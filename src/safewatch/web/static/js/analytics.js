@@ -8,7 +8,7 @@ const camera = document.getElementById("f-camera");
 const rule = document.getElementById("f-rule");
 // The cameras whose incidents are stored too, those the site no longer has among them.
 for (const c of data.cameras || []) camera.append(filterOption(c.id, c.name, c.removed));
-for (const r of data.rules || []) rule.append(el("option", { value: r.id }, r.id));
+for (const r of data.rules || []) rule.append(filterOption(r.id, r.id, r.removed));
 const period = document.getElementById("period");
 const dayFmt = new Intl.DateTimeFormat("en-GB", { timeZone: timezone, month: "2-digit", day: "2-digit" });
 const hourFmt = new Intl.DateTimeFormat("en-GB", { timeZone: timezone, hour: "2-digit", hour12: false });

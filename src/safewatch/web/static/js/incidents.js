@@ -38,7 +38,7 @@ const cameraSelect = document.getElementById("f-camera");
 cameraSelect.append(el("option", { value: "" }, "any"));
 for (const camera of data.cameras || []) cameraSelect.append(filterOption(camera.id, camera.name, camera.removed));
 const ruleSelect = document.getElementById("f-rule");
-for (const rule of data.rules || []) ruleSelect.append(el("option", { value: rule.id }, rule.id));
+for (const rule of data.rules || []) ruleSelect.append(filterOption(rule.id, rule.id, rule.removed));
 const groupBox = form.elements.namedItem("group");
 
 // -- time presets (in the site's time zone) --------------------------------------------------

@@ -4,7 +4,7 @@ import { api, attempt, el, filterOption, pageData, parseLocal, toast } from "./a
 const data = pageData();
 // The cameras whose incidents are stored too, those the site no longer has among them.
 for (const c of data.cameras || []) document.getElementById("f-camera").append(filterOption(c.id, c.name, c.removed));
-for (const r of data.rules || []) document.getElementById("f-rule").append(el("option", { value: r.id }, r.id));
+for (const r of data.rules || []) document.getElementById("f-rule").append(filterOption(r.id, r.id, r.removed));
 const form = document.getElementById("report-form");
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
