@@ -454,6 +454,24 @@ def test_a_removed_camera_with_incidents_is_offered_reported_and_counted(
     assert "person #5" not in listed
 
 
+def test_viewers_are_not_offered_the_reports_page(site: tuple[Dashboard, SiteStorage]) -> None:
+    """A viewer saw Reports in the menu and a Download PDF button that answered 403: the menu
+    leaves it out for viewers and the page says it is for operators."""
+    with client_for(site[0]) as client:
+        login(client, "viewer")
+        page = client.get("/reports")
+        assert page.status_code == 200
+        assert 'href="/reports"' not in page.text and "Download PDF" not in page.text
+        assert "Reports are for operators only" in page.text
+        assert "/static/js/reports.js" not in page.text
+        assert 'href="/reports"' not in client.get("/incidents").text
+    with client_for(site[0]) as client:
+        login(client, "operator")
+        page = client.get("/reports")
+        assert 'href="/reports"' in page.text and "Download PDF" in page.text
+        assert "operators only" not in page.text
+
+
 def test_the_filter_pages_open_with_the_site_cameras_while_the_database_is_down(
     site: tuple[Dashboard, SiteStorage],
     operator: tuple[TestClient, str],

@@ -68,6 +68,10 @@ NAV = (
     ("settings", "/settings", "Settings"),
 )
 
+_NAV_OPERATOR_ONLY = frozenset({"reports"})
+"""Pages whose only use needs the operator role (the PDF export answers a viewer 403): viewers
+are not offered them."""
+
 
 def _safe_next(target: str | None) -> str:
     """A local path to go to after login (never another site)."""
@@ -94,7 +98,7 @@ def _page(
         {
             "user": user,
             "csrf_token": user.csrf_token or "",
-            "nav": NAV,
+            "nav": [n for n in NAV if n[0] not in _NAV_OPERATOR_ONLY or user.can("operator")],
             "active": name.split("_", maxsplit=1)[0],
             "site_name": site.site.name,
             "timezone": site.site.timezone,

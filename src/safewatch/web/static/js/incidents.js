@@ -357,6 +357,8 @@ async function transition(ids, status) {
 /** A decision from the keyboard or the preview: on the checked incidents if any, else the row;
  *  a selected incident no longer on the page (the preview shows it) is decided alone. */
 function decide(status) {
+  // The a/r/f keys: a viewer cannot change incidents (the server answers 403); the page says so.
+  if (!can("operator")) return;
   if (checked.size) { bulkDecide(status); return; }
   const index = selectedIndex();
   if (index >= 0) transition(groups[index].map((i) => i.id), status);
