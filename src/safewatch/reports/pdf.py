@@ -8,7 +8,7 @@ the database: it can be tested with hand-made data and checked with ``pdftotext`
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -34,7 +34,7 @@ from safewatch.reports.charts import category_bars, time_bars
 from safewatch.reports.fonts import markup, report_fonts
 from safewatch.storage import Bucket
 
-__all__ = ["ReportData", "ReportStill", "render_incident_report"]
+__all__ = ["ReportData", "ReportStill", "heads_note", "render_incident_report"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,10 +205,8 @@ def render_incident_report(data: ReportData, *, max_rows: int = 500) -> bytes:
         # "heads hidden" was printed over stills of cameras whose privacy mode is off: said in
         # the heading when true of every still, else beside each still.
         hidden = {still.heads_hidden for still in data.stills}
-        title = {
-            frozenset({True}): "Evidence stills (heads hidden)",
-            frozenset({False}): "Evidence stills (heads not hidden: privacy is off)",
-        }.get(frozenset(hidden), "Evidence stills")
+        note = heads_note(hidden)
+        title = f"Evidence stills ({note})" if note else "Evidence stills"
         story.append(Paragraph(title, styles["Heading2"]))
         for still in data.stills:
             incident = still.incident
@@ -227,6 +225,16 @@ def render_incident_report(data: ReportData, *, max_rows: int = 500) -> bytes:
             story.append(KeepTogether([image, Paragraph(caption, small), Spacer(1, 3 * mm)]))
     doc.build(story)
     return buffer.getvalue()
+
+
+def heads_note(hidden: Collection[bool]) -> str | None:
+    """What stills say about heads, given whether each still's camera hides them: one wording for
+    the PDF and the Reports page, which said "heads hidden" even with privacy off. ``None`` for a
+    mix (the PDF then labels each still)."""
+    return {
+        frozenset({True}): "heads hidden",
+        frozenset({False}): "heads not hidden: privacy is off",
+    }.get(frozenset(hidden))
 
 
 def _escape(text: str) -> str:

@@ -625,3 +625,26 @@ def test_report_stills_follow_their_cameras_privacy_setting(tmp_path: Path) -> N
         assert hidden == {"yard": False, "dock": True}
     finally:
         storage.close()
+
+
+@pytest.mark.parametrize(
+    ("privacy", "said"),
+    [
+        ({"mode": "off"}, "(heads not hidden: privacy is off)"),
+        ({"mode": "blur"}, "(heads hidden)"),
+    ],
+)
+def test_the_reports_page_words_stills_as_the_site_privacy_is(
+    tmp_path: Path, privacy: dict[str, str], said: str
+) -> None:
+    """The Reports page said the stills are "(heads hidden)" even with privacy off; it now says
+    what the PDF says of them."""
+    dashboard, storage = make_dashboard(tmp_path, site_extra={"privacy": privacy})
+    add_users(dashboard)
+    try:
+        with client_for(dashboard) as client:
+            login(client, "operator")
+            page = client.get("/reports").text
+        assert f"evidence stills {said}." in page
+    finally:
+        storage.close()

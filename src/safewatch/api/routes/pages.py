@@ -38,6 +38,7 @@ from safewatch.api.routes.auth import login, set_session_cookie
 from safewatch.api.routes.cameras import camera_list
 from safewatch.api.routes.incidents import IncidentId
 from safewatch.errors import StorageError
+from safewatch.reports.pdf import heads_note
 
 __all__ = ["router", "templates"]
 
@@ -337,7 +338,18 @@ async def audit(request: Request, user: Viewer, dashboard: DashboardDep) -> HTML
 async def reports(request: Request, user: Viewer, dashboard: DashboardDep) -> HTMLResponse:
     """Export the filtered view and its analytics as a PDF."""
     options = await anyio.to_thread.run_sync(partial(_options, dashboard, stored=True))
-    return _page(request, "reports", user, dashboard, options)
+    # The page said "(heads hidden)" even with privacy off: worded as the PDF words its stills.
+    site = dashboard.site().config
+    hidden = {site.privacy_for(c).mode != "off" for c in site.cameras}
+    heads = heads_note(hidden or {site.privacy.mode != "off"})
+    return _page(
+        request,
+        "reports",
+        user,
+        dashboard,
+        options,
+        heads=heads or "heads hidden only on cameras whose privacy mode is not off",
+    )
 
 
 @router.get("/settings", response_class=HTMLResponse)
