@@ -91,6 +91,12 @@ _BAR_LABELS = {"day": "%m-%d", "week": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y
 """How a bar of the chart over time is labelled, by its unit (a week by its Monday)."""
 
 
+def _status(status: str) -> str:
+    """A review status as the dashboard words it (``STATUS_LABEL`` in api.js): "open" read as
+    the episode still running, so an incident nobody reviewed is "not reviewed"."""
+    return "not reviewed" if status == "open" else status.replace("_", " ")
+
+
 def _when(seconds: float | None, zone: ZoneInfo, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     if seconds is None:
         return "open"
@@ -152,7 +158,10 @@ def render_incident_report(data: ReportData, *, max_rows: int = 500) -> bytes:
         Paragraph(f"Total incidents: {data.total}", styles["Heading2"]),
     ]
     summary: list[list[object]] = [
-        [name.capitalize(), ", ".join(f"{k}: {v}" for k, v in items) or "-"]
+        [
+            name.capitalize(),
+            ", ".join(f"{_status(k) if name == 'status' else k}: {v}" for k, v in items) or "-",
+        ]
         for name, items in data.by.items()
     ]
     if summary:
@@ -190,13 +199,14 @@ def render_incident_report(data: ReportData, *, max_rows: int = 500) -> bytes:
                 Paragraph(_escape(incident.camera_id), cell),
                 Paragraph(_escape(incident.rule_id), cell),
                 str(incident.severity),
-                Paragraph(_escape(str(incident.status).replace("_", " ")), cell),
+                Paragraph(_escape(_status(str(incident.status))), cell),
                 "" if incident.duration is None else f"{incident.duration:.1f}",
                 Paragraph(_escape(incident.message), small),
             ]
         )
-    # Started fits "2025-06-15 12:34:56" (28.1 mm at 7.5 pt) and the cell padding (2 x 6 pt).
-    story.append(_table(rows, [33 * mm, 20 * mm, 30 * mm, 14 * mm, 18 * mm, 11 * mm, 54 * mm]))
+    # Started fits "2025-06-15 12:34:56" (28.1 mm at 7.5 pt) and the cell padding (2 x 6 pt),
+    # Status "not reviewed" and "false positive" (17.5 mm) on one line.
+    story.append(_table(rows, [33 * mm, 20 * mm, 30 * mm, 14 * mm, 22 * mm, 11 * mm, 50 * mm]))
     if data.total > len(rows) - 1:
         story.append(
             Paragraph(f"... and {data.total - (len(rows) - 1)} more incidents not listed.", small)

@@ -183,3 +183,25 @@ def test_table_cells_stay_inside_their_columns(tmp_path: Path) -> None:
         assert x1 < heads[column + 1][0], (text, heads[column][1])
     rule = "".join(text for x0, _, _, text in row if heads[2][0] <= x0 < heads[3][0])
     assert rule == "one-person-at-hoist-landing"
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext)")
+def test_an_unreviewed_incident_is_worded_as_the_dashboard_words_it(tmp_path: Path) -> None:
+    """The Status column printed "open" where the dashboard says "not reviewed" ("open" read as
+    the episode still running)."""
+    waiting = make_incident(3, 1010.0, camera="yard", rule="hardhat")
+    closed = replace(make_incident(4, 1020.0, camera="yard"), status=IncidentStatus.RESOLVED)
+    data = ReportData(
+        site="Yard",
+        timezone="Europe/Berlin",
+        filters=[],
+        generated_by="operator",
+        generated_at=1000.0,
+        total=2,
+        incidents=[waiting, closed],
+        by={"status": [("open", 1), ("resolved", 1)]},
+    )
+    text = " ".join(pdf_text(data, tmp_path).split())
+    assert "Status not reviewed: 1, resolved: 1" in text
+    table = text.split("Message", 1)[1]
+    assert table.count("not reviewed") == 1 and " open " not in f" {table} "
