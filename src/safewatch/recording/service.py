@@ -103,7 +103,11 @@ GUARD_FLOOR_SECONDS = 3600.0
 """When deleting every unprotected segment would still leave less free space than
 ``storage.recordings_min_free_gb`` (something else fills the disk: evidence, the database, other
 programs, a disk smaller than the guard), the free-space guard keeps each camera's newest hour of
-footage: it deleted every closed segment each round and kept about a minute of recording."""
+footage: it deleted every closed segment each round and kept about a minute of recording. Only
+as much of that hour as leaves :data:`_FLOOR_RESERVE_BYTES` (or half the guard) free is kept,
+newest first: kept whole, it could fill the disk to the last byte."""
+_FLOOR_RESERVE_BYTES = 1_000_000_000
+"""Free space the newest-hour floor never eats into: at most half the guard, at most 1 GB."""
 _FULL_WARN_SECONDS = 3600.0
 """How often the "something else fills the disk" warning is repeated while it lasts."""
 _RETRY_FIRST = 5.0
@@ -540,6 +544,7 @@ class RecordingService:
         try:
             removed += self._keep_free(pruned)
         except Exception:
+            self._disk_full = None  # unknown this round: no stale warning in /readyz
             log.exception("recording retention: the free-space guard failed this round")
         return removed
 
@@ -566,13 +571,19 @@ class RecordingService:
                 log.info("recording retention: %s is above its free-space guard again", self.root)
             self._short_of_space = False
             self._disk_full = None
+            self._full_warned_at = -float("inf")  # a new spell warns at once
             return 0
         segments = [s for key in keys for s in list_segments(self.root, key)]
         total = sum(s.size for s in segments)
         incidents = [p for key in keys for p in self.protected(key)]
-        held = sum(s.size for s in segments if any(p.covers(s) for p in incidents))
+        held = sum(s.size for s in _covered(segments, incidents))
         hopeless = total - held < need  # deleting all we may would not meet the guard
-        floor = _newest(segments, GUARD_FLOOR_SECONDS) if hopeless else []
+        # The newest hour only while it fits: kept whole, it grew unchecked (the test above
+        # cannot change while the cameras record, each byte adding to both sides) and could
+        # fill the disk to its last byte.
+        reserve = min(int(guard * 1e9) // 2, _FLOOR_RESERVE_BYTES)
+        budget = free + (total - held) - reserve
+        floor = _newest(segments, incidents, GUARD_FLOOR_SECONDS, budget) if hopeless else []
         now = self._clock()
         removed = prune(
             segments,
@@ -585,10 +596,18 @@ class RecordingService:
         blame = f"; unreviewed incidents' footage holds {held / 1e9:.2f} GB" if held else ""
         if hopeless:
             self._short_of_space = True
+            # Only when even all the recordings could not free enough is it something else.
+            cause = (
+                "something else fills the disk"
+                if total < need
+                else f"unreviewed incidents' footage ({held / 1e9:.2f} GB) and other files keep "
+                "the disk under the guard"
+            )
             self._disk_full = (
                 f"{free / 1e9:.2f} GB free on {self.root}, recordings hold {total / 1e9:.2f} GB: "
-                f"something else fills the disk (storage.recordings_min_free_gb: {guard:g}); "
-                f"each camera's newest {GUARD_FLOOR_SECONDS / 3600:g} h is kept{blame}"
+                f"{cause} (storage.recordings_min_free_gb: {guard:g}); each camera's newest "
+                f"{GUARD_FLOOR_SECONDS / 3600:g} h is kept while "
+                f"{reserve / 1e9:.2f} GB stay free{blame if total < need else ''}"
             )
             if not 0 <= now - self._full_warned_at < _FULL_WARN_SECONDS:
                 self._full_warned_at = now
@@ -706,13 +725,41 @@ def _written_limits(folder: Path) -> RecordingConfig | None:
     return RecordingConfig.model_validate(json.loads(text))
 
 
-def _newest(segments: list[Segment], seconds: float) -> list[Protected]:
-    """Spans holding each camera's newest ``seconds`` of ``segments`` (up to its last one's end:
-    a camera that stopped recording keeps its last footage too)."""
+def _covered(segments: list[Segment], spans: list[Protected]) -> list[Segment]:
+    """The segments one of ``spans`` covers; spans looked up by camera (every segment against
+    every span cost ~10 s a round at 86,000 segments and 2,000 spans)."""
+    by_camera: dict[str | None, list[Protected]] = {}
+    for span in spans:
+        by_camera.setdefault(span.camera_id, []).append(span)
+    anywhere = by_camera.get(None, [])
+    return [
+        s
+        for s in segments
+        if any(p.covers(s) for p in by_camera.get(s.camera_id, ()))
+        or any(p.covers(s) for p in anywhere)
+    ]
+
+
+def _newest(
+    segments: list[Segment], protected: list[Protected], seconds: float, budget: int
+) -> list[Protected]:
+    """Spans keeping each camera's newest ``seconds`` of ``segments`` (up to its last one's end:
+    a camera that stopped recording keeps its last footage too), newest first of all cameras,
+    as long as their bytes fit in ``budget`` (the segments ``protected`` already keeps do not
+    count: they stay anyway)."""
     last: dict[str, float] = {}
     for segment in segments:
         last[segment.camera_id] = max(segment.end, last.get(segment.camera_id, -float("inf")))
-    return [Protected(end - seconds, end, key) for key, end in last.items()]
+    kept = set(map(id, _covered(segments, protected)))
+    recent = [s for s in segments if s.end > last[s.camera_id] - seconds and id(s) not in kept]
+    spans: list[Protected] = []
+    for segment in sorted(recent, key=lambda s: s.end, reverse=True):
+        if segment.size > budget:
+            break
+        budget -= segment.size
+        # A point at its start: the segment before ends there and is not covered (end exclusive).
+        spans.append(Protected(segment.start, segment.start, segment.camera_id))
+    return spans
 
 
 def _written_since(folder: Path, since: float) -> bool:

@@ -205,8 +205,8 @@ def render_incident_report(data: ReportData, *, max_rows: int = 500) -> bytes:
             ]
         )
     # Started fits "2025-06-15 12:34:56" (28.1 mm at 7.5 pt) and the cell padding (2 x 6 pt),
-    # Status "not reviewed" and "false positive" (17.5 mm) on one line.
-    story.append(_table(rows, [33 * mm, 20 * mm, 30 * mm, 14 * mm, 22 * mm, 11 * mm, 50 * mm]))
+    # Status its widest label, "acknowledged" (19.1 mm in DejaVu 7.5 pt), on one line.
+    story.append(_table(rows, [33 * mm, 20 * mm, 30 * mm, 14 * mm, 24 * mm, 11 * mm, 48 * mm]))
     if data.total > len(rows) - 1:
         story.append(
             Paragraph(f"... and {data.total - (len(rows) - 1)} more incidents not listed.", small)

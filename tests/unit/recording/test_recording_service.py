@@ -635,6 +635,41 @@ def test_when_something_else_fills_the_disk_the_guard_keeps_each_cameras_newest_
     assert len(list_segments(service.root, "yard")) == 60
 
 
+def test_the_newest_hour_is_kept_only_while_it_leaves_the_reserve_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newest-hour floor had no space bound: while the guard could not be met, nothing of
+    that hour was deleted however little space was left, so recordings could fill the disk to
+    its last byte. 150 bytes under the 1 GB reserve with 1-byte minutes: 30 minutes stay."""
+
+    def record(
+        open_input: Any, root: Path, key: str, *, stop: threading.Event, **options: Any
+    ) -> Any:
+        stop.wait()
+        return options["stats"]
+
+    monkeypatch.setattr(service_module, "record", record)
+    site = _recorded_site(tmp_path)
+    storage = open_site_storage(site)
+    service = RecordingService(
+        site,
+        storage.repository,
+        clock=lambda: T0,
+        retention_seconds=3600,
+        free_bytes=lambda _: int(1e9) - 150,  # the guard wants 2 GB; the reserve is 1 GB
+    )
+    try:
+        service.start()
+        _minutes(service.root, "yard", T0 - 3 * 3600, 180)
+        assert service.retain() == 150
+        kept = list_segments(service.root, "yard")
+        assert [round(kept[0].start - T0), len(kept)] == [-1800, 30]
+        assert "something else fills the disk" in (service.states()["yard"].warning or "")
+    finally:
+        service.stop()
+        storage.close()
+
+
 def test_the_guard_and_protect_days_change_only_at_a_restart(tmp_path: Path) -> None:
     """A reload logs that the storage block applies after a restart, and the guard's metric
     keeps the start's value, but retention read both from the reloaded site at its next round."""

@@ -205,3 +205,20 @@ def test_an_unreviewed_incident_is_worded_as_the_dashboard_words_it(tmp_path: Pa
     assert "Status not reviewed: 1, resolved: 1" in text
     table = text.split("Message", 1)[1]
     assert table.count("not reviewed") == 1 and " open " not in f" {table} "
+
+
+def test_the_widest_status_stays_on_one_line(tmp_path: Path) -> None:
+    """A 22 mm Status column broke "acknowledged" (the status of every reviewed incident still
+    open) into "acknowledge" / "d" in the DejaVu font the report prefers."""
+    seen = replace(make_incident(3, 1010.0, camera="yard"), status=IncidentStatus.ACKNOWLEDGED)
+    data = ReportData(
+        site="Yard",
+        timezone="Europe/Berlin",
+        filters=[],
+        generated_by="operator",
+        generated_at=1000.0,
+        total=1,
+        incidents=[seen],
+    )
+    table = pdf_text(data, tmp_path).split("Message", 1)[1]
+    assert "acknowledged" in table.split(), table
