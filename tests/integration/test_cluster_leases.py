@@ -370,9 +370,7 @@ def test_cut_member_releases_before_its_lease_expires_and_rejoins(
     ownership: OwnershipLog,
     members: dict[str, ClusterMember],
 ) -> None:
-    proxy = CutProxy(pg_server.port)
-    cut_url = pg_url.replace(f":{pg_server.port}/", f":{proxy.port}/")
-    cut_engine = create_engine_for(cut_url, tmp_path)
+    proxy, cut_engine = cut_link(pg_server, pg_url, tmp_path)
     left_at_release: dict[str, float] = {}
 
     def note(member: str, camera: str, reason: str) -> None:
@@ -421,6 +419,14 @@ def heartbeat_row(engine: Engine, name: str) -> tuple[float, str] | None:
     return None if row is None else (float(row.heartbeat_at), str(row.state))
 
 
+def cut_link(pg_server: PostgresServer, pg_url: str, folder: Path) -> tuple[CutProxy, Engine]:
+    """A proxy to the test PostgreSQL that can cut the link, and an engine through it (close
+    the proxy and dispose of the engine when done)."""
+    proxy = CutProxy(pg_server.port)
+    url = pg_url.replace(f":{pg_server.port}/", f":{proxy.port}/")
+    return proxy, create_engine_for(url, folder)
+
+
 def drop_three_times(
     a: ClusterMember,
     proxy: CutProxy,
@@ -467,9 +473,7 @@ def test_a_member_whose_link_keeps_dropping_holds_off_and_rejoins_later(
     the real 3 leases (6 s), a busy machine could let it end before b had taken every camera
     over (the hold-off's length is tested on a fake clock in the unit tests)."""
     monkeypatch.setattr(hold_off, "FIRST_HOLD_OFF_LEASES", 60.0)
-    proxy = CutProxy(pg_server.port)
-    cut_url = pg_url.replace(f":{pg_server.port}/", f":{proxy.port}/")
-    cut_engine = create_engine_for(cut_url, tmp_path)
+    proxy, cut_engine = cut_link(pg_server, pg_url, tmp_path)
     cameras = CAMERAS[:4]
     try:
         a = join(members, cut_engine, ownership, "a", cameras)
@@ -517,9 +521,7 @@ def test_a_flapping_member_alone_is_not_held_off(
     was 1, its /readyz said other analyzers ran its cameras, and it heartbeated ``held_off``
     first when the database came back."""
     monkeypatch.setattr(hold_off, "FIRST_HOLD_OFF_LEASES", 30.0)
-    proxy = CutProxy(pg_server.port)
-    cut_url = pg_url.replace(f":{pg_server.port}/", f":{proxy.port}/")
-    cut_engine = create_engine_for(cut_url, tmp_path)
+    proxy, cut_engine = cut_link(pg_server, pg_url, tmp_path)
     before: list[tuple[float, str] | None] = []
 
     def while_cut() -> None:

@@ -11,11 +11,12 @@ import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from incident_factories import make_incident
-from safewatch.domain import IncidentStatus
+from safewatch.domain import Incident, IncidentStatus
 from safewatch.reports import ReportData, ReportStill, render_incident_report
 from safewatch.reports.fonts import candidates, fallback_files
 
@@ -26,6 +27,21 @@ def pdf_text(data: ReportData, tmp_path: Path) -> str:
     return subprocess.run(
         ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
     ).stdout
+
+
+def yard_report(incidents: list[Incident], **more: Any) -> ReportData:
+    """A report of site "Yard" (Europe/Berlin) with ``incidents``, no filter, made by an
+    operator; ``more`` sets the other fields."""
+    fields: dict[str, Any] = {
+        "site": "Yard",
+        "timezone": "Europe/Berlin",
+        "filters": [],
+        "generated_by": "operator",
+        "generated_at": 1000.0,
+        "total": len(incidents),
+        "incidents": incidents,
+    }
+    return ReportData(**{**fields, **more})
 
 
 @pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext)")
@@ -115,16 +131,7 @@ def test_stills_are_said_to_hide_heads_only_where_their_camera_does(tmp_path: Pa
     """The heading read "Evidence stills (heads hidden)" even with privacy.mode off."""
     yard = make_incident(3, 1010.0, camera="yard", rule="hardhat")
     dock = make_incident(4, 1020.0, camera="dock", rule="hardhat")
-    data = ReportData(
-        site="Yard",
-        timezone="Europe/Berlin",
-        filters=[],
-        generated_by="operator",
-        generated_at=1000.0,
-        total=2,
-        incidents=[yard, dock],
-        stills=[ReportStill(yard, _jpeg(), heads_hidden=False)],
-    )
+    data = yard_report([yard, dock], stills=[ReportStill(yard, _jpeg(), heads_hidden=False)])
     text = pdf_text(data, tmp_path)
     assert "Evidence stills (heads not hidden: privacy is off)" in text
     assert "heads hidden" not in text
@@ -149,15 +156,7 @@ def test_table_cells_stay_inside_their_columns(tmp_path: Path) -> None:
         3, 1010.0, camera="north-gate-loading-bay-7", rule="one-person-at-hoist-landing"
     )
     incident = replace(incident, status=IncidentStatus.FALSE_POSITIVE)
-    data = ReportData(
-        site="Yard",
-        timezone="Europe/Berlin",
-        filters=[],
-        generated_by="operator",
-        generated_at=1000.0,
-        total=1,
-        incidents=[incident],
-    )
+    data = yard_report([incident])
     pdf = tmp_path / "report.pdf"
     pdf.write_bytes(render_incident_report(data))
     page = subprocess.run(
@@ -191,34 +190,18 @@ def test_an_unreviewed_incident_is_worded_as_the_dashboard_words_it(tmp_path: Pa
     the episode still running)."""
     waiting = make_incident(3, 1010.0, camera="yard", rule="hardhat")
     closed = replace(make_incident(4, 1020.0, camera="yard"), status=IncidentStatus.RESOLVED)
-    data = ReportData(
-        site="Yard",
-        timezone="Europe/Berlin",
-        filters=[],
-        generated_by="operator",
-        generated_at=1000.0,
-        total=2,
-        incidents=[waiting, closed],
-        by={"status": [("open", 1), ("resolved", 1)]},
-    )
+    data = yard_report([waiting, closed], by={"status": [("open", 1), ("resolved", 1)]})
     text = " ".join(pdf_text(data, tmp_path).split())
     assert "Status not reviewed: 1, resolved: 1" in text
     table = text.split("Message", 1)[1]
     assert table.count("not reviewed") == 1 and " open " not in f" {table} "
 
 
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext)")
 def test_the_widest_status_stays_on_one_line(tmp_path: Path) -> None:
     """A 22 mm Status column broke "acknowledged" (the status of every reviewed incident still
     open) into "acknowledge" / "d" in the DejaVu font the report prefers."""
     seen = replace(make_incident(3, 1010.0, camera="yard"), status=IncidentStatus.ACKNOWLEDGED)
-    data = ReportData(
-        site="Yard",
-        timezone="Europe/Berlin",
-        filters=[],
-        generated_by="operator",
-        generated_at=1000.0,
-        total=1,
-        incidents=[seen],
-    )
+    data = yard_report([seen])
     table = pdf_text(data, tmp_path).split("Message", 1)[1]
     assert "acknowledged" in table.split(), table
