@@ -31,3 +31,17 @@ def test_durations_are_rounded_before_they_are_split_into_minutes() -> None:
         "60 min 0 s",
         "2 min 5 s",
     ]
+
+
+def test_the_login_page_is_gone_to_once_however_many_sockets_are_refused() -> None:
+    """Each live socket of a page closes with 4401 when the session ends, and each sent the
+    browser to log in: the second navigation aborted the first (a Live page test failed in CI
+    with net::ERR_ABORTED)."""
+    prelude = (
+        "globalThis.document = {querySelector: () => null, body: {dataset: {}}};\n"
+        "const went = [];\n"
+        "globalThis.location = {pathname: '/live', search: '',"
+        " set href(url) { went.push(url); }};"
+    )
+    got = run_api_js(prelude, "site.toLogin(); site.toLogin(); site.toLogin(); return went;")
+    assert got == ["/login?next=%2Flive"]

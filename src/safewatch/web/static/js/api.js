@@ -28,7 +28,13 @@ export class ApiError extends Error {
 
 /** Send the browser to log in, and back to this page afterwards (an API call's 401, a live
  *  socket closed with 4401). */
+let leaving = false;
+
+/** Go to the login page, once: every live socket of a page (overlay, video, incident feed)
+ *  closes with 4401 when the session ends, and a second navigation aborted the first. */
 export function toLogin() {
+  if (leaving) return;
+  leaving = true;
   location.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
 }
 
